@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds bpf/build/aegis.bpf.o: vmlinux.h from this machine's BTF, then one CO-RE object.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+out="$here/build"
+mkdir -p "$out"
+btf="${AEGISBPF_BTF:-/sys/kernel/btf/vmlinux}"
+[ -r "$btf" ] || { echo "build:bpf: error: no kernel BTF at $btf (set AEGISBPF_BTF)" >&2; exit 1; }
+if [ ! -s "$out/vmlinux.h" ] || [ "$btf" -nt "$out/vmlinux.h" ]; then
+  bpftool btf dump file "$btf" format c >"$out/vmlinux.h.tmp"
+  mv "$out/vmlinux.h.tmp" "$out/vmlinux.h"
+fi
+compile() { # SOURCE OBJECT
+  clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I"$out" -I"$here" -c "$1" -o "$2.tmp"
+  # Strip DWARF but keep BTF: smaller object, same CO-RE relocations.
+  llvm-strip -g "$2.tmp"
+  mv "$2.tmp" "$2"
+}
+compile "$here/aegis.bpf.c" "$out/aegis.bpf.o"
+# Test fixtures: objects the kernel suites load to see failures surface as they should.
+mkdir -p "$out/fixtures"
+for source in "$here"/../tests/fixtures/*.bpf.c; do
+  compile "$source" "$out/fixtures/$(basename "$source" .c).o"
+done

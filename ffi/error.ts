@@ -1,0 +1,71 @@
+import { errnoName } from "./errno.ts";
+
+/** A failed libbpf or BPF syscall operation, with the errno and what libbpf and the verifier said. */
+export class BpfError extends Error {
+  override name = "BpfError";
+  /** The libbpf function or step that failed, e.g. `bpf_object__load`. */
+  readonly operation: string;
+  /** Positive errno value. */
+  readonly errno: number;
+  /** Symbolic errno name, e.g. `EPERM`. */
+  readonly errnoName: string;
+  /** The verifier's log for a failed program load, when libbpf printed one. */
+  readonly verifierLog: string | undefined;
+  /** Everything libbpf printed during the operation. */
+  readonly libbpfLog: string;
+
+  constructor(
+    operation: string,
+    errno: number,
+    options: { subject?: string | undefined; libbpfLog?: string } = {},
+  ) {
+    const code = Math.abs(errno);
+    const name = errnoName(code);
+    const log = options.libbpfLog ?? "";
+    const verifierLog = extractVerifierLog(log);
+    const subject = options.subject ? ` (${options.subject})` : "";
+    const detail = verifierLog ? `${libbpfSummary(log)}\nverifier log:\n${verifierLog}` : libbpfSummary(log);
+    super(`${operation}${subject} failed: ${name}${detail ? `: ${detail}` : ""}`);
+    this.operation = operation;
+    this.errno = code;
+    this.errnoName = name;
+    this.verifierLog = verifierLog;
+    this.libbpfLog = log;
+  }
+}
+
+/** Throws a BpfError for a negative libbpf return code; returns non-negative codes unchanged. */
+export function unwrap(
+  code: number,
+  operation: string,
+  options: { subject?: string | undefined; libbpfLog?: string } = {},
+): number {
+  if (code < 0) throw new BpfError(operation, -code, options);
+  return code;
+}
+
+const BEGIN_LOG = "-- BEGIN PROG LOAD LOG --";
+const END_LOG = "-- END PROG LOAD LOG --";
+
+/** The verifier log libbpf prints between its BEGIN/END PROG LOAD LOG markers, trimmed. */
+export function extractVerifierLog(libbpfLog: string): string | undefined {
+  const begin = libbpfLog.indexOf(BEGIN_LOG);
+  if (begin < 0) return undefined;
+  const start = begin + BEGIN_LOG.length;
+  const end = libbpfLog.indexOf(END_LOG, start);
+  const body = libbpfLog.slice(start, end < 0 ? undefined : end).trim();
+  return body.length > 0 ? body : undefined;
+}
+
+/** libbpf's own lines (the verifier log left out), joined: they say why an operation failed. */
+export function libbpfSummary(libbpfLog: string): string {
+  const begin = libbpfLog.indexOf(BEGIN_LOG);
+  const end = libbpfLog.indexOf(END_LOG);
+  const outside = begin < 0
+    ? libbpfLog
+    : libbpfLog.slice(0, begin) + (end < 0 ? "" : libbpfLog.slice(end + END_LOG.length));
+  return outside.split("\n")
+    .map((line) => line.trim().replace(/^libbpf: /, ""))
+    .filter((line) => line.length > 0 && !line.endsWith(":"))
+    .join("; ");
+}

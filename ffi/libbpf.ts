@@ -1,0 +1,175 @@
+/**
+ * The libbpf symbol table (libbpf.so.1, 1.x API) and libc helpers, opened on first use.
+ * This folder is the only place that touches raw pointers; everything above it sees typed objects.
+ */
+
+const libbpfSymbols = {
+  // long libbpf_get_error(const void *ptr)
+  libbpf_get_error: { parameters: ["pointer"], result: "i64" },
+  // libbpf_print_fn_t libbpf_set_print(libbpf_print_fn_t fn)
+  libbpf_set_print: { parameters: ["function"], result: "pointer" },
+  // __u32 libbpf_major_version(void)
+  libbpf_major_version: { parameters: [], result: "u32" },
+  // __u32 libbpf_minor_version(void)
+  libbpf_minor_version: { parameters: [], result: "u32" },
+  // int libbpf_num_possible_cpus(void)
+  libbpf_num_possible_cpus: { parameters: [], result: "i32" },
+  // int libbpf_probe_bpf_prog_type(enum bpf_prog_type prog_type, const void *opts)
+  libbpf_probe_bpf_prog_type: { parameters: ["u32", "pointer"], result: "i32" },
+
+  // struct bpf_object *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz,
+  //                                         const struct bpf_object_open_opts *opts)
+  bpf_object__open_mem: { parameters: ["buffer", "usize", "buffer"], result: "pointer" },
+  // int bpf_object__load(struct bpf_object *obj)
+  bpf_object__load: { parameters: ["pointer"], result: "i32" },
+  // void bpf_object__close(struct bpf_object *obj)
+  bpf_object__close: { parameters: ["pointer"], result: "void" },
+  // struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *obj, const char *name)
+  bpf_object__find_program_by_name: { parameters: ["pointer", "buffer"], result: "pointer" },
+  // struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name)
+  bpf_object__find_map_by_name: { parameters: ["pointer", "buffer"], result: "pointer" },
+  // struct bpf_program *bpf_object__next_program(const struct bpf_object *obj, struct bpf_program *prog)
+  bpf_object__next_program: { parameters: ["pointer", "pointer"], result: "pointer" },
+  // struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map)
+  bpf_object__next_map: { parameters: ["pointer", "pointer"], result: "pointer" },
+
+  // const char *bpf_program__name(const struct bpf_program *prog)
+  bpf_program__name: { parameters: ["pointer"], result: "pointer" },
+  // const char *bpf_program__section_name(const struct bpf_program *prog)
+  bpf_program__section_name: { parameters: ["pointer"], result: "pointer" },
+  // int bpf_program__set_autoload(struct bpf_program *prog, bool autoload)
+  bpf_program__set_autoload: { parameters: ["pointer", "bool"], result: "i32" },
+  // bool bpf_program__autoload(const struct bpf_program *prog)
+  bpf_program__autoload: { parameters: ["pointer"], result: "bool" },
+  // int bpf_program__fd(const struct bpf_program *prog)
+  bpf_program__fd: { parameters: ["pointer"], result: "i32" },
+  // struct bpf_link *bpf_program__attach(const struct bpf_program *prog)
+  bpf_program__attach: { parameters: ["pointer"], result: "pointer" },
+  // struct bpf_link *bpf_program__attach_cgroup(const struct bpf_program *prog, int cgroup_fd)
+  bpf_program__attach_cgroup: { parameters: ["pointer", "i32"], result: "pointer" },
+  // struct bpf_link *bpf_program__attach_xdp(const struct bpf_program *prog, int ifindex)
+  bpf_program__attach_xdp: { parameters: ["pointer", "i32"], result: "pointer" },
+  // int bpf_program__pin(struct bpf_program *prog, const char *path)
+  bpf_program__pin: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int bpf_program__unpin(struct bpf_program *prog, const char *path)
+  bpf_program__unpin: { parameters: ["pointer", "buffer"], result: "i32" },
+
+  // const char *bpf_map__name(const struct bpf_map *map)
+  bpf_map__name: { parameters: ["pointer"], result: "pointer" },
+  // int bpf_map__fd(const struct bpf_map *map)
+  bpf_map__fd: { parameters: ["pointer"], result: "i32" },
+  // __u32 bpf_map__key_size(const struct bpf_map *map)
+  bpf_map__key_size: { parameters: ["pointer"], result: "u32" },
+  // __u32 bpf_map__value_size(const struct bpf_map *map)
+  bpf_map__value_size: { parameters: ["pointer"], result: "u32" },
+  // __u32 bpf_map__max_entries(const struct bpf_map *map)
+  bpf_map__max_entries: { parameters: ["pointer"], result: "u32" },
+  // enum bpf_map_type bpf_map__type(const struct bpf_map *map)
+  bpf_map__type: { parameters: ["pointer"], result: "u32" },
+  // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries)
+  bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
+  // int bpf_map__set_pin_path(struct bpf_map *map, const char *path)
+  bpf_map__set_pin_path: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int bpf_map__reuse_fd(struct bpf_map *map, int fd)
+  bpf_map__reuse_fd: { parameters: ["pointer", "i32"], result: "i32" },
+  // int bpf_map__pin(struct bpf_map *map, const char *path)
+  bpf_map__pin: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int bpf_map__unpin(struct bpf_map *map, const char *path)
+  bpf_map__unpin: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int bpf_map__lookup_elem(const struct bpf_map *map, const void *key, size_t key_sz,
+  //                          void *value, size_t value_sz, __u64 flags)
+  bpf_map__lookup_elem: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize", "u64"],
+    result: "i32",
+  },
+  // int bpf_map__update_elem(const struct bpf_map *map, const void *key, size_t key_sz,
+  //                          const void *value, size_t value_sz, __u64 flags)
+  bpf_map__update_elem: {
+    parameters: ["pointer", "buffer", "usize", "buffer", "usize", "u64"],
+    result: "i32",
+  },
+  // int bpf_map__delete_elem(const struct bpf_map *map, const void *key, size_t key_sz, __u64 flags)
+  bpf_map__delete_elem: { parameters: ["pointer", "buffer", "usize", "u64"], result: "i32" },
+  // int bpf_map__get_next_key(const struct bpf_map *map, const void *cur_key, void *next_key, size_t key_sz)
+  bpf_map__get_next_key: { parameters: ["pointer", "buffer", "buffer", "usize"], result: "i32" },
+  // int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
+  //                          const struct bpf_map_batch_opts *opts)
+  bpf_map_update_batch: { parameters: ["i32", "buffer", "buffer", "buffer", "buffer"], result: "i32" },
+  // int bpf_map_delete_batch(int fd, const void *keys, __u32 *count, const struct bpf_map_batch_opts *opts)
+  bpf_map_delete_batch: { parameters: ["i32", "buffer", "buffer", "buffer"], result: "i32" },
+
+  // int bpf_obj_get(const char *pathname)
+  bpf_obj_get: { parameters: ["buffer"], result: "i32" },
+  // int bpf_obj_pin(int fd, const char *pathname)
+  bpf_obj_pin: { parameters: ["i32", "buffer"], result: "i32" },
+
+  // struct bpf_link *bpf_link__open(const char *path)
+  bpf_link__open: { parameters: ["buffer"], result: "pointer" },
+  // int bpf_link__fd(const struct bpf_link *link)
+  bpf_link__fd: { parameters: ["pointer"], result: "i32" },
+  // int bpf_link__pin(struct bpf_link *link, const char *path)
+  bpf_link__pin: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int bpf_link__unpin(struct bpf_link *link)
+  bpf_link__unpin: { parameters: ["pointer"], result: "i32" },
+  // int bpf_link__detach(struct bpf_link *link)
+  bpf_link__detach: { parameters: ["pointer"], result: "i32" },
+  // int bpf_link__destroy(struct bpf_link *link)
+  bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
+
+  // struct ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn sample_cb, void *ctx,
+  //                                      const struct ring_buffer_opts *opts)
+  ring_buffer__new: { parameters: ["i32", "function", "pointer", "pointer"], result: "pointer" },
+  // int ring_buffer__consume(struct ring_buffer *rb)
+  ring_buffer__consume: { parameters: ["pointer"], result: "i32" },
+  // void ring_buffer__free(struct ring_buffer *rb)
+  ring_buffer__free: { parameters: ["pointer"], result: "void" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const libcSymbols = {
+  // int open(const char *pathname, int flags)
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int close(int fd)
+  close: { parameters: ["i32"], result: "i32" },
+  // int *__errno_location(void)
+  __errno_location: { parameters: [], result: "pointer" },
+  // int vsnprintf(char *str, size_t size, const char *format, va_list ap)
+  vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
+  // int setns(int fd, int nstype)
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  // unsigned int if_nametoindex(const char *ifname)
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+export type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];
+export type Libc = Deno.DynamicLibrary<typeof libcSymbols>["symbols"];
+
+let libbpfHandle: Deno.DynamicLibrary<typeof libbpfSymbols> | undefined;
+let libcHandle: Deno.DynamicLibrary<typeof libcSymbols> | undefined;
+
+/** libbpf's symbols; opens libbpf.so.1 on first use. */
+export function libbpf(): Libbpf {
+  libbpfHandle ??= Deno.dlopen("libbpf.so.1", libbpfSymbols);
+  return libbpfHandle.symbols;
+}
+
+/** libc's symbols; opens libc.so.6 on first use. */
+export function libc(): Libc {
+  libcHandle ??= Deno.dlopen("libc.so.6", libcSymbols);
+  return libcHandle.symbols;
+}
+
+/** A NUL-terminated C string for a `const char *` parameter. */
+export function cString(text: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(`${text}\0`);
+}
+
+/** Reads a `const char *` result; null reads as an empty string. */
+export function readCString(pointer: Deno.PointerValue): string {
+  return pointer === null ? "" : Deno.UnsafePointerView.getCString(pointer);
+}
+
+/** The current thread's errno; call it right after the FFI call whose errno matters. */
+export function lastErrno(): number {
+  const location = libc().__errno_location();
+  return location === null ? 0 : new Deno.UnsafePointerView(location).getInt32();
+}

@@ -1,0 +1,89 @@
+import { BpfError } from "./error.ts";
+import { cString, libbpf } from "./libbpf.ts";
+import { withLibbpfLog } from "./log.ts";
+
+/**
+ * An attachment of a program to a hook. Closing a link that is not pinned detaches the program;
+ * a pinned link outlives the process until it is unpinned.
+ */
+export class BpfLink {
+  #pointer: Deno.PointerObject | null;
+  #onClose: ((link: BpfLink) => void) | undefined;
+  readonly description: string;
+
+  /** @internal Made by BpfProgram's attach methods or BpfLink.open. */
+  constructor(pointer: Deno.PointerObject, description: string, onClose?: (link: BpfLink) => void) {
+    this.#pointer = pointer;
+    this.description = description;
+    this.#onClose = onClose;
+  }
+
+  /** Adopts a link pinned at `path` (it stays attached and pinned). */
+  static open(path: string): BpfLink {
+    return new BpfLink(
+      takePointer("bpf_link__open", path, () => libbpf().bpf_link__open(cString(path))),
+      path,
+    );
+  }
+
+  get fd(): number {
+    return libbpf().bpf_link__fd(this.#live());
+  }
+
+  /** Pins the link at `path` on a bpffs, so that it survives this process. */
+  pin(path: string): void {
+    const { result, log } = withLibbpfLog(() => libbpf().bpf_link__pin(this.#live(), cString(path)));
+    if (result < 0) throw new BpfError("bpf_link__pin", -result, { subject: path, libbpfLog: log });
+  }
+
+  /** Removes the link's pin; the attachment ends when the last reference closes. */
+  unpin(): void {
+    const { result, log } = withLibbpfLog(() => libbpf().bpf_link__unpin(this.#live()));
+    if (result < 0) {
+      throw new BpfError("bpf_link__unpin", -result, { subject: this.description, libbpfLog: log });
+    }
+  }
+
+  /** Detaches the program now, even if the link is pinned or held elsewhere (cgroup and XDP links). */
+  detach(): void {
+    const { result, log } = withLibbpfLog(() => libbpf().bpf_link__detach(this.#live()));
+    if (result < 0) {
+      throw new BpfError("bpf_link__detach", -result, { subject: this.description, libbpfLog: log });
+    }
+  }
+
+  /** Releases this process's reference (detaching unless pinned). Safe to call twice. */
+  close(): void {
+    const pointer = this.#pointer;
+    if (pointer === null) return;
+    this.#pointer = null;
+    libbpf().bpf_link__destroy(pointer);
+    this.#onClose?.(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #live(): Deno.PointerObject {
+    if (this.#pointer === null) throw new Error(`Link is closed: ${this.description}`);
+    return this.#pointer;
+  }
+}
+
+/** Calls a pointer-returning libbpf function and turns NULL into a BpfError with libbpf's errno. */
+export function takePointer(
+  operation: string,
+  subject: string,
+  call: () => Deno.PointerValue,
+): Deno.PointerObject {
+  const { result, log } = withLibbpfLog(() => {
+    const pointer = call();
+    // Read the error in the very next FFI call: errno does not survive anything else.
+    return { pointer, error: pointer === null ? Number(libbpf().libbpf_get_error(null)) : 0 };
+  });
+  if (result.pointer === null) {
+    throw new BpfError(operation, -(result.error || -22), { subject, libbpfLog: log });
+  }
+  return result.pointer;
+}

@@ -1,0 +1,261 @@
+import { BpfError } from "./error.ts";
+import { cString, libbpf, readCString } from "./libbpf.ts";
+import { BpfLink, takePointer } from "./link.ts";
+import { withLibbpfLog } from "./log.ts";
+import { BpfMap } from "./map.ts";
+
+/**
+ * A BPF object opened from an ELF image but not yet loaded: programs and maps can still be configured.
+ * `load()` consumes it and returns the loaded BpfObject.
+ */
+export class OpenBpfObject {
+  #pointer: Deno.PointerObject | null;
+  // libbpf keeps a pointer into the image until the object is loaded: hold it alive.
+  readonly #image: Uint8Array<ArrayBuffer>;
+
+  private constructor(pointer: Deno.PointerObject, image: Uint8Array<ArrayBuffer>) {
+    this.#pointer = pointer;
+    this.#image = image;
+  }
+
+  /** Opens an object from ELF bytes (bpf_object__open_mem); `name` appears in libbpf's messages. */
+  static fromBytes(image: Uint8Array<ArrayBuffer>, name = "aegisbpf"): OpenBpfObject {
+    // struct bpf_object_open_opts { size_t sz; const char *object_name; ... }: libbpf accepts a prefix.
+    const objectName = cString(name);
+    const opts = new BigUint64Array([
+      16n,
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(objectName))),
+    ]);
+    const pointer = takePointer(
+      "bpf_object__open_mem",
+      name,
+      () => libbpf().bpf_object__open_mem(image, BigInt(image.byteLength), new Uint8Array(opts.buffer)),
+    );
+    return new OpenBpfObject(pointer, image);
+  }
+
+  /** Names of the programs in the object. */
+  programNames(): string[] {
+    const lib = libbpf();
+    const names: string[] = [];
+    for (
+      let p = lib.bpf_object__next_program(this.#live(), null);
+      p !== null;
+      p = lib.bpf_object__next_program(this.#live(), p)
+    ) {
+      names.push(readCString(lib.bpf_program__name(p)));
+    }
+    return names;
+  }
+
+  /** Chooses whether `program` is loaded by `load()`. */
+  setAutoload(program: string, enabled: boolean): this {
+    unwrapCode(
+      libbpf().bpf_program__set_autoload(this.#program(program), enabled),
+      "bpf_program__set_autoload",
+      program,
+    );
+    return this;
+  }
+
+  /** Loads only the named programs (maps are always created). */
+  loadOnly(programs: readonly string[]): this {
+    const wanted = new Set(programs);
+    for (const name of programs) this.#program(name);
+    for (const name of this.programNames()) this.setAutoload(name, wanted.has(name));
+    return this;
+  }
+
+  setMaxEntries(map: string, entries: number): this {
+    unwrapCode(libbpf().bpf_map__set_max_entries(this.#map(map), entries), "bpf_map__set_max_entries", map);
+    return this;
+  }
+
+  /** Makes `load()` reuse the map pinned at `path` if there is one, and pin it there otherwise. */
+  setPinPath(map: string, path: string): this {
+    unwrapCode(libbpf().bpf_map__set_pin_path(this.#map(map), cString(path)), "bpf_map__set_pin_path", map);
+    return this;
+  }
+
+  /** Loads programs and creates maps in the kernel; this open object is consumed. */
+  load(): BpfObject {
+    const pointer = this.#live();
+    const { result, log } = withLibbpfLog(() => libbpf().bpf_object__load(pointer));
+    if (result < 0) {
+      this.close();
+      throw new BpfError("bpf_object__load", -result, { subject: failedProgram(log), libbpfLog: log });
+    }
+    this.#pointer = null;
+    return new BpfObject(pointer, this.#image);
+  }
+
+  close(): void {
+    if (this.#pointer === null) return;
+    libbpf().bpf_object__close(this.#pointer);
+    this.#pointer = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #live(): Deno.PointerObject {
+    if (this.#pointer === null) throw new Error("BPF object is closed or already loaded");
+    return this.#pointer;
+  }
+
+  #program(name: string): Deno.PointerObject {
+    const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
+    if (p === null) throw new BpfError("bpf_object__find_program_by_name", 2, { subject: name });
+    return p;
+  }
+
+  #map(name: string): Deno.PointerObject {
+    const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
+    if (p === null) throw new BpfError("bpf_object__find_map_by_name", 2, { subject: name });
+    return p;
+  }
+}
+
+/**
+ * A loaded BPF object. It owns its programs, maps and the links made from its programs; `close()`
+ * destroys the links (newest first) and then the object.
+ */
+export class BpfObject {
+  #pointer: Deno.PointerObject | null;
+  readonly #links: BpfLink[] = [];
+  readonly #maps = new Map<string, BpfMap>();
+  readonly #image: Uint8Array<ArrayBuffer>;
+
+  /** @internal Made by OpenBpfObject.load. */
+  constructor(pointer: Deno.PointerObject, image: Uint8Array<ArrayBuffer>) {
+    this.#pointer = pointer;
+    this.#image = image;
+  }
+
+  /** Size of the ELF image this object was loaded from. */
+  get imageSize(): number {
+    return this.#image.byteLength;
+  }
+
+  program(name: string): BpfProgram {
+    const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
+    if (p === null) throw new BpfError("bpf_object__find_program_by_name", 2, { subject: name });
+    return new BpfProgram(p, name, (link) => this.#links.push(link), (link) => this.#forget(link));
+  }
+
+  map(name: string): BpfMap {
+    let map = this.#maps.get(name);
+    if (!map) {
+      const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
+      if (p === null) throw new BpfError("bpf_object__find_map_by_name", 2, { subject: name });
+      map = new BpfMap(p);
+      this.#maps.set(name, map);
+    }
+    return map;
+  }
+
+  close(): void {
+    if (this.#pointer === null) return;
+    for (const link of [...this.#links].reverse()) link.close();
+    libbpf().bpf_object__close(this.#pointer);
+    this.#pointer = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #forget(link: BpfLink): void {
+    const i = this.#links.indexOf(link);
+    if (i >= 0) this.#links.splice(i, 1);
+  }
+
+  #live(): Deno.PointerObject {
+    if (this.#pointer === null) throw new Error("BPF object is closed");
+    return this.#pointer;
+  }
+}
+
+/** A loaded program; its attach methods return links owned by the object. */
+export class BpfProgram {
+  readonly #pointer: Deno.PointerObject;
+  readonly name: string;
+  readonly #adopt: (link: BpfLink) => void;
+  readonly #forget: (link: BpfLink) => void;
+
+  /** @internal Made by BpfObject.program. */
+  constructor(
+    pointer: Deno.PointerObject,
+    name: string,
+    adopt: (link: BpfLink) => void,
+    forget: (link: BpfLink) => void,
+  ) {
+    this.#pointer = pointer;
+    this.name = name;
+    this.#adopt = adopt;
+    this.#forget = forget;
+  }
+
+  get fd(): number {
+    return libbpf().bpf_program__fd(this.#pointer);
+  }
+
+  get sectionName(): string {
+    return readCString(libbpf().bpf_program__section_name(this.#pointer));
+  }
+
+  /** Attaches where the section name says (LSM hooks, tracepoints). */
+  attach(): BpfLink {
+    return this.#link(
+      "bpf_program__attach",
+      this.sectionName,
+      () => libbpf().bpf_program__attach(this.#pointer),
+    );
+  }
+
+  /** Attaches to the cgroup open as `cgroupFd` (the caller keeps and closes the fd). */
+  attachCgroup(cgroupFd: number, description = `cgroup fd ${cgroupFd}`): BpfLink {
+    return this.#link(
+      "bpf_program__attach_cgroup",
+      description,
+      () => libbpf().bpf_program__attach_cgroup(this.#pointer, cgroupFd),
+    );
+  }
+
+  /** Attaches XDP to the interface `ifindex`: the driver's native mode where it has one, else generic. */
+  attachXdp(ifindex: number, description = `ifindex ${ifindex}`): BpfLink {
+    return this.#link(
+      "bpf_program__attach_xdp",
+      description,
+      () => libbpf().bpf_program__attach_xdp(this.#pointer, ifindex),
+    );
+  }
+
+  pin(path: string): void {
+    const { result, log } = withLibbpfLog(() => libbpf().bpf_program__pin(this.#pointer, cString(path)));
+    if (result < 0) throw new BpfError("bpf_program__pin", -result, { subject: path, libbpfLog: log });
+  }
+
+  unpin(path: string): void {
+    const { result, log } = withLibbpfLog(() => libbpf().bpf_program__unpin(this.#pointer, cString(path)));
+    if (result < 0) throw new BpfError("bpf_program__unpin", -result, { subject: path, libbpfLog: log });
+  }
+
+  #link(operation: string, target: string, call: () => Deno.PointerValue): BpfLink {
+    const pointer = takePointer(operation, `${this.name} to ${target}`, call);
+    const link = new BpfLink(pointer, `${this.name} on ${target}`, this.#forget);
+    this.#adopt(link);
+    return link;
+  }
+}
+
+function unwrapCode(code: number, operation: string, subject: string): void {
+  if (code < 0) throw new BpfError(operation, -code, { subject });
+}
+
+/** The program libbpf names in its "failed to load program 'X'" message, if any. */
+export function failedProgram(libbpfLog: string): string | undefined {
+  return /prog '([^']+)': failed to load/.exec(libbpfLog)?.[1] ??
+    /failed to load program '([^']+)'/.exec(libbpfLog)?.[1];
+}

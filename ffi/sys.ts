@@ -1,0 +1,72 @@
+import { BpfError } from "./error.ts";
+import { cString, lastErrno, libbpf, libc } from "./libbpf.ts";
+
+const O_RDONLY = 0;
+const O_DIRECTORY = 0o200000;
+const O_CLOEXEC = 0o2000000;
+
+/** Opens a directory (a cgroup, say) and returns its fd: Deno gives no fd for its own handles. */
+export function openDirectory(path: string): number {
+  const fd = libc().open(cString(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw new BpfError("open", lastErrno(), { subject: path });
+  return fd;
+}
+
+export function closeFd(fd: number): void {
+  libc().close(fd);
+}
+
+/** The index of a network interface, or a BpfError (ENODEV) naming it. */
+export function ifIndex(name: string): number {
+  const index = libc().if_nametoindex(cString(name));
+  if (index === 0) throw new BpfError("if_nametoindex", lastErrno() || 19, { subject: name });
+  return index;
+}
+
+/** An fd for the object pinned at `path`, or a BpfError (ENOENT when nothing is pinned there). */
+export function readOnlyObjectFd(path: string): number {
+  const fd = libbpf().bpf_obj_get(cString(path));
+  if (fd < 0) throw new BpfError("bpf_obj_get", -fd, { subject: path });
+  return fd;
+}
+
+const CLONE_NEWNET = 0x40000000;
+
+/**
+ * Runs `operation` with the calling thread inside the network namespace at `nsPath` (e.g.
+ * /run/netns/NAME), then returns the thread to its own. FFI calls run on this thread, so interface
+ * lookups and XDP attachments inside `operation` see that namespace.
+ */
+export function inNetns<T>(nsPath: string, operation: () => T): T {
+  const home = openFile("/proc/thread-self/ns/net");
+  try {
+    const target = openFile(nsPath);
+    try {
+      if (libc().setns(target, CLONE_NEWNET) < 0) {
+        throw new BpfError("setns", lastErrno(), { subject: nsPath });
+      }
+    } finally {
+      closeFd(target);
+    }
+    let outcome: { value: T } | { error: unknown };
+    try {
+      outcome = { value: operation() };
+    } catch (error) {
+      outcome = { error };
+    }
+    // A thread left in the wrong namespace would misdirect every later call: this must not fail silently.
+    if (libc().setns(home, CLONE_NEWNET) < 0) {
+      throw new BpfError("setns", lastErrno(), { subject: "the thread's own network namespace" });
+    }
+    if ("error" in outcome) throw outcome.error;
+    return outcome.value;
+  } finally {
+    closeFd(home);
+  }
+}
+
+function openFile(path: string): number {
+  const fd = libc().open(cString(path), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw new BpfError("open", lastErrno(), { subject: path });
+  return fd;
+}

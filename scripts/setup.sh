@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine (as root) to build, run and test aegisbpf.
+# Idempotent and quiet when there is nothing to do. Usage: scripts/setup.sh [--test]
+#   (no flag)  build and run dependencies: deno, clang, libbpf, bpftool
+#   --test     also what the kernel suites need: qemu, busybox, cpio, iproute2 and the Debian kernels
+set -euo pipefail
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+cache="${AEGISBPF_CACHE:-/var/cache/aegisbpf-dev}"
+deno_version="2.9.6"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+packages=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev iproute2)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+if [ "$want_test" = 1 ]; then
+  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v deno >/dev/null 2>&1 || ! deno --version 2>/dev/null | grep -q '^deno 2\.'; then
+  say "installing deno ${deno_version} from npm"
+  npm install -g --silent "deno@${deno_version}" >/dev/null 2>&1
+  command -v deno >/dev/null 2>&1 || { echo "setup: error: deno did not install" >&2; exit 1; }
+fi
+
+# npm packages named in deno.json, cached so later runs (and the VM image) need no network.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+(cd "$here" && deno install --quiet --frozen 2>/dev/null || deno install --quiet)
+
+if [ "$want_test" = 1 ]; then
+  # Debian cloud kernels for the VM suite: the newest 6.1 and 6.12 builds the archive has.
+  mkdir -p "$cache/kernels"
+  for series in 6.1 6.12; do
+    dir="$cache/kernels/$series"
+    [ -f "$dir/vmlinuz" ] && continue
+    case "$series" in
+      6.1) pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
+      6.12) pattern='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$' ;;
+    esac
+    pkg="$(apt-cache pkgnames linux-image-6 | grep -E "$pattern" | sort -V | tail -n 1 || true)"
+    if [ -z "$pkg" ]; then
+      apt-get update -qq
+      pkg="$(apt-cache pkgnames linux-image-6 | grep -E "$pattern" | sort -V | tail -n 1 || true)"
+    fi
+    [ -n "$pkg" ] || { echo "setup: error: no Debian kernel package for $series found by apt" >&2; exit 1; }
+    say "downloading $pkg"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null && dpkg-deb -x ./*.deb root)
+    mkdir -p "$dir"
+    cp "$tmp"/root/boot/vmlinuz-* "$dir/vmlinuz"
+    echo "$pkg" >"$dir/package"
+    rm -rf "$tmp"
+  done
+fi

@@ -1,0 +1,63 @@
+/**
+ * Boots each Debian kernel under qemu and runs tests/vm/inside/ in the guest (see harness.ts).
+ *
+ * Needs root, the BPF object bpf/build/aegis.bpf.o, the kernels downloaded by `scripts/setup.sh --test`
+ * and the host tools that script installs. When something is missing the tests are skipped with a
+ * message, except under CI (env CI set), where they fail.
+ */
+
+import { findKernel, missingHostTools, repoRoot, runInVm, type VmKernel } from "./harness.ts";
+
+const KERNELS: VmKernel[] = ["6.1", "6.12"];
+const BPF_OBJECT = "bpf/build/aegis.bpf.o";
+const inCi = (Deno.env.get("CI") ?? "") !== "";
+
+function fileExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+function missingPrerequisites(kernel: VmKernel): string[] {
+  const missing: string[] = [];
+  if (Deno.uid() !== 0) missing.push("root (run the VM suite as root)");
+  if (!fileExists(`${repoRoot}/${BPF_OBJECT}`)) missing.push(`${BPF_OBJECT} (run deno task build:bpf)`);
+  if (!findKernel(kernel)) {
+    missing.push(`the Debian ${kernel} kernel (run scripts/setup.sh --test)`);
+  }
+  for (const tool of missingHostTools()) missing.push(`${tool} (or run scripts/setup.sh --test)`);
+  return missing;
+}
+
+for (const kernel of KERNELS) {
+  const name = `[vm] LSM suite passes inside Debian kernel ${kernel}`;
+  const missing = missingPrerequisites(kernel);
+  const skip = missing.length > 0 && !inCi;
+  if (skip) console.warn(`Skipping "${name}": missing ${missing.join("; ")}`);
+
+  Deno.test({
+    name,
+    ignore: skip,
+    async fn() {
+      if (missing.length > 0) throw new Error(`Cannot run the VM suite: missing ${missing.join("; ")}`);
+      const result = await runInVm({ kernel, testPaths: ["tests/vm/inside/"] });
+      const where = `kernel ${kernel} (${result.package})`;
+      console.log(`--- inside the VM with ${where} ---\n${result.output}\n--- end of VM output ---`);
+      console.log(
+        `${where}: ${result.passed} passed, ${result.failed} failed, ${result.ignored} ignored; ` +
+          `boot and tests ${(result.durationMs / 1000).toFixed(1)} s` +
+          (result.initramfsMs > 0 ? `, initramfs built in ${(result.initramfsMs / 1000).toFixed(1)} s` : ""),
+      );
+      if (result.failed !== 0) throw new Error(`${result.failed} test(s) failed inside ${where}`);
+      if (result.exitCode !== 0) {
+        throw new Error(`deno test exited with status ${result.exitCode} inside ${where}`);
+      }
+      if (result.passed === 0) throw new Error(`No test passed inside ${where}: nothing ran`);
+      if (result.ignored !== 0) {
+        throw new Error(`${result.ignored} test(s) were ignored inside ${where}; every VM test must run`);
+      }
+    },
+  });
+}
