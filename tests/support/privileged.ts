@@ -1,0 +1,40 @@
+/**
+ * Registration for tests that need root and a real kernel. Outside CI they are skipped for a non-root
+ * user, naming what they wait for; in CI (env CI set) a skip is a failure, so they fail instead.
+ */
+export function rootTest(name: string, fn: () => void | Promise<void>): void {
+  const missing = Deno.uid() === 0 ? undefined : "root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)";
+  if (missing && Deno.env.get("CI")) {
+    Deno.test(name, () => {
+      throw new Error(`Kernel test cannot run without ${missing}: in CI a skipped kernel test is a failure`);
+    });
+    return;
+  }
+  Deno.test({ name, ignore: missing !== undefined, fn });
+}
+
+/** A name unique to this test process, for cgroups, namespaces, interfaces and pin directories. */
+export function uniqueName(prefix: string): string {
+  counter += 1;
+  return `${prefix}${Deno.pid.toString(36)}${counter.toString(36)}`;
+}
+let counter = 0;
+
+/** Runs a command and returns its exit code and output; never throws for a non-zero exit. */
+export async function run(
+  command: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
+  const decoder = new TextDecoder();
+  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/** Runs a command that must succeed; throws with its stderr otherwise. */
+export async function must(command: string, args: string[]): Promise<string> {
+  const result = await run(command, args);
+  if (result.code !== 0) {
+    throw new Error(`${command} ${args.join(" ")} failed (exit ${result.code}): ${result.stderr.trim()}`);
+  }
+  return result.stdout;
+}
