@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { BpfError, OpenBpfObject } from "../../ffi/mod.ts";
+import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
+import { rootTest } from "../support/privileged.ts";
+
+rootTest(
+  "[root] a verifier rejection surfaces as BpfError with operation, errno name and verifier log",
+  () => {
+    const image = Deno.readFileSync(
+      new URL("../../bpf/build/fixtures/verifier_reject.bpf.o", import.meta.url),
+    );
+    let caught: unknown;
+    try {
+      OpenBpfObject.fromBytes(image, "verifier_reject").load().close();
+    } catch (error) {
+      caught = error;
+    }
+    {
+      assert.ok(caught instanceof BpfError, `expected a BpfError, got ${caught}`);
+      assert.equal(caught.operation, "bpf_object__load");
+      assert.equal(caught.errnoName, "EACCES");
+      assert.match(caught.verifierLog ?? "", /invalid access to packet/);
+      assert.match(caught.message, /bpf_object__load \(unchecked_packet_read\) failed: EACCES/);
+      assert.match(caught.message, /verifier log:\n[\s\S]*invalid access to packet/);
+    }
+  },
+);
+
+// On this project's machines BPF-LSM is listed as active but BPF_PROG_LOAD of an LSM program fails with
+// EPERM (see shared/KERNEL_TESTING.md): doctor has to explain exactly this error.
+rootTest("[root] the LSM program either loads or fails with a BpfError that names the errno", () => {
+  let object;
+  try {
+    object = loadPrograms([PROGRAMS.fileOpen]);
+  } catch (caught) {
+    assert.ok(caught instanceof BpfError, `expected BpfError, got ${caught}`);
+    assert.equal(caught.operation, "bpf_object__load");
+    assert.equal(caught.errnoName, "EPERM");
+    assert.match(caught.message, /aegis_file_open/);
+    assert.match(caught.message, /EPERM/);
+    return;
+  }
+  // A kernel that loads it (the VM suite proves the deny): loading must then give a usable program.
+  try {
+    assert.ok(object.program(PROGRAMS.fileOpen).fd > 0);
+  } finally {
+    object.close();
+  }
+});
