@@ -10,7 +10,10 @@ if [ ! -s "$out/vmlinux.h" ] || [ "$btf" -nt "$out/vmlinux.h" ]; then
   bpftool btf dump file "$btf" format c >"$out/vmlinux.h.tmp"
   mv "$out/vmlinux.h.tmp" "$out/vmlinux.h"
 fi
-compile() { # SOURCE OBJECT
+compile() { # SOURCE OBJECT: skipped when OBJECT is newer than SOURCE, the headers and this script
+  if [ -f "$2" ] && [ -z "$(find "$1" "$here"/*.h "$out/vmlinux.h" "$0" -newer "$2" 2>/dev/null)" ]; then
+    return
+  fi
   clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I"$out" -I"$here" -c "$1" -o "$2.tmp"
   # Strip DWARF but keep BTF: smaller object, same CO-RE relocations.
   llvm-strip -g "$2.tmp"

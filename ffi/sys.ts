@@ -70,3 +70,8 @@ function openFile(path: string): number {
   if (fd < 0) throw new BpfError("open", lastErrno(), { subject: path });
   return fd;
 }
+
+/** "major.minor" of the libbpf.so.1 this process loaded. */
+export function libbpfVersion(): string {
+  return `${libbpf().libbpf_major_version()}.${libbpf().libbpf_minor_version()}`;
+}
