@@ -1,4 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * aegisbpf's kernel side. Every hook reads the config map (generation, forced
+ * audit, break-glass, deadman), looks the action up in the active generation's
+ * rules, and only on a match counts per CPU and reports through the ring buffer.
+ */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -10,6 +15,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EPERM 1
 #define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define NET_KEY_FULL_PREFIX (32 + 8 + 16 + 128)
+#define SESSION_KEY_FULL_PREFIX (32 + 16 + 16 + 128)
+#define MAX_CGROUP_DEPTH 32
+
+/* ---- maps ---------------------------------------------------------------- */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -19,27 +32,96 @@ struct {
 } aegis_cfg SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct aegis_gen_info);
+} gen_info SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct aegis_inode_key);
 	__type(value, struct aegis_rule);
-} deny_inode SEC(".maps");
+} deny_file SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct aegis_inode_key);
+	__type(value, struct aegis_rule);
+} deny_exec SEC(".maps");
+
+#define NET_TRIE(name)                                       \
+	struct {                                             \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);         \
+		__uint(max_entries, 262144);                 \
+		__uint(map_flags, BPF_F_NO_PREALLOC);        \
+		__type(key, struct aegis_net_key);           \
+		__type(value, struct aegis_rule);            \
+	} name SEC(".maps")
+
+NET_TRIE(egress_port);
+NET_TRIE(egress_any);
+NET_TRIE(ingress_port);
+NET_TRIE(ingress_any);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct aegis_scope_key);
+	__type(value, __u32);
+} scope SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct aegis_uid_key);
+	__type(value, struct aegis_rule);
+} egress_uid SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct aegis_uid_port_key);
+	__type(value, __u32);
+} egress_uid_port SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct aegis_port_key);
+	__type(value, struct aegis_rule);
+} bind_deny SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct aegis_port_key);
+	__type(value, struct aegis_rule);
+} ingress_failsafe SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 512);
+	__type(key, struct aegis_iface_key);
+	__type(value, struct aegis_iface);
+} ingress_iface SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct aegis_lpm4_key);
-	__type(value, struct aegis_rule);
-} egress4 SEC(".maps");
+	__type(key, struct aegis_session_key);
+	__type(value, struct aegis_session);
+} ingress_session SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct aegis_lpm4_key);
-	__type(value, struct aegis_rule);
-} ingress4 SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct aegis_rate_key);
+	__type(value, struct aegis_rate);
+} event_rate SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -56,36 +138,97 @@ struct {
 /* Keeps struct aegis_event in the object's BTF for the layout test. */
 const volatile struct aegis_event aegis_event_btf_anchor = {};
 
-static __always_inline struct aegis_config *load_config(void)
+/* ---- shared decisions ---------------------------------------------------- */
+
+struct aegis_state {
+	struct aegis_config *cfg;
+	struct aegis_gen_info *info;
+	__u32 gen;
+};
+
+static __always_inline int load_state(struct aegis_state *s)
 {
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&aegis_cfg, &zero);
+	s->cfg = bpf_map_lookup_elem(&aegis_cfg, &zero);
+	if (!s->cfg)
+		return 0;
+	s->gen = s->cfg->active_gen & 1;
+	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
+	return s->info != 0;
 }
 
-static __always_inline int enforcing(const struct aegis_config *cfg)
+static __always_inline __u32 effective_mode(const struct aegis_state *s)
 {
-	if (!cfg || cfg->mode != AEGIS_MODE_ENFORCE || cfg->break_glass)
-		return 0;
-	if (cfg->deadman_deadline_ns && bpf_ktime_get_boot_ns() > cfg->deadman_deadline_ns)
-		return 0;
-	return 1;
+	if (s->info->mode != AEGIS_MODE_ENFORCE || s->cfg->force_audit || s->cfg->break_glass)
+		return AEGIS_MODE_AUDIT;
+	__u64 deadline = s->cfg->deadman_deadline_ns;
+	if (deadline && bpf_ktime_get_boot_ns() > deadline)
+		return AEGIS_MODE_AUDIT;
+	return AEGIS_MODE_ENFORCE;
 }
 
-static __always_inline void count(__u32 hook, __u32 decision)
+static __always_inline void count(__u32 slot)
 {
-	__u32 slot = hook * 2 + decision;
 	__u64 *n = bpf_map_lookup_elem(&counters, &slot);
 	if (n)
 		*n += 1;
 }
 
+/* Whether the current task is inside the rule set's scope: never in an exempt subtree, and inside an included one when any is listed. */
+static __always_inline int in_scope(const struct aegis_state *s)
+{
+	if (!s->info->scope_include && !s->info->scope_exempt)
+		return 1;
+	int included = s->info->scope_include == 0;
+	struct aegis_scope_key key = { .gen = s->gen };
+	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		key.cgroup_id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!key.cgroup_id)
+			break;
+		__u32 *kind = bpf_map_lookup_elem(&scope, &key);
+		if (!kind)
+			continue;
+		if (*kind == AEGIS_SCOPE_EXEMPT)
+			return 0;
+		included = 1;
+	}
+	return included;
+}
+
+/* 0 when the event is suppressed by the rate limit, else the count to report. */
+static __always_inline __u32 rate_admit(__u32 rule_id, __u32 who)
+{
+	struct aegis_rate_key key = { .rule_id = rule_id, .who = who };
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
+	if (!rate) {
+		struct aegis_rate fresh = { .window_start_ns = now, .emitted = 1 };
+		bpf_map_update_elem(&event_rate, &key, &fresh, BPF_ANY);
+		return 1;
+	}
+	if (now - rate->window_start_ns > AEGIS_RATE_WINDOW_NS) {
+		__u32 suppressed = rate->suppressed;
+		rate->window_start_ns = now;
+		rate->emitted = 1;
+		rate->suppressed = 0;
+		return 1 + suppressed;
+	}
+	if (rate->emitted < AEGIS_RATE_BURST) {
+		__sync_fetch_and_add(&rate->emitted, 1);
+		return 1;
+	}
+	__sync_fetch_and_add(&rate->suppressed, 1);
+	count(AEGIS_COUNTER_EVENTS_SUPPRESSED);
+	return 0;
+}
+
 /* Reserves an event with the process fields filled in, or counts it lost. */
-static __always_inline struct aegis_event *new_event(__u32 hook, __u32 decision, __u32 mode,
-						      __u32 rule_id)
+static __always_inline struct aegis_event *new_event(__u32 hook, __u32 decision, __u32 mode, __u32 rule_id,
+						      __u32 count_value)
 {
 	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count(AEGIS_COUNTER_EVENTS_LOST / 2, AEGIS_COUNTER_EVENTS_LOST % 2);
+		count(AEGIS_COUNTER_EVENTS_LOST);
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
@@ -99,7 +242,7 @@ static __always_inline struct aegis_event *new_event(__u32 hook, __u32 decision,
 	e->uid = (__u32)uid_gid;
 	e->gid = uid_gid >> 32;
 	e->rule_id = rule_id;
-	e->count = 1;
+	e->count = count_value;
 	e->hook = hook;
 	e->decision = decision;
 	e->mode = mode;
@@ -107,115 +250,410 @@ static __always_inline struct aegis_event *new_event(__u32 hook, __u32 decision,
 	return e;
 }
 
-static __always_inline struct aegis_rule *denied_inode(const struct aegis_config *cfg, struct inode *inode,
-						       struct aegis_inode_key *key)
+/* ---- files and exec ------------------------------------------------------ */
+
+/* The decision for an inode rule hit: counts, reports, and says whether to deny. */
+static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
+					  const struct aegis_inode_key *key, __u32 mode)
+{
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	count(hook * 2 + decision);
+	__u32 n = rate_admit(rule->rule_id, bpf_get_current_pid_tgid() >> 32);
+	if (n) {
+		struct aegis_event *e = new_event(hook, decision, mode, rule->rule_id, n);
+		if (e) {
+			e->ino = key->ino;
+			e->dev = key->dev;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	return decision == AEGIS_DECISION_DENY;
+}
+
+static __always_inline struct aegis_rule *inode_rule(void *map, const struct aegis_state *s, struct inode *inode,
+						     struct aegis_inode_key *key)
 {
 	key->ino = BPF_CORE_READ(inode, i_ino);
 	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	key->gen = cfg->active_gen;
-	return bpf_map_lookup_elem(&deny_inode, key);
+	key->gen = s->gen;
+	return bpf_map_lookup_elem(map, key);
 }
 
-static __always_inline void emit_inode_event(__u32 hook, __u32 decision, __u32 mode, __u32 rule_id,
-					     const struct aegis_inode_key *key)
+/* Enforcing hooks (BPF-LSM). */
+static __always_inline int check_inode(void *map, __u32 hook, struct inode *inode)
 {
-	struct aegis_event *e = new_event(hook, decision, mode, rule_id);
-	if (!e)
-		return;
-	e->ino = key->ino;
-	e->dev = key->dev;
-	bpf_ringbuf_submit(e, 0);
+	struct aegis_state s;
+	struct aegis_inode_key key;
+	if (!load_state(&s))
+		return 0;
+	struct aegis_rule *rule = inode_rule(map, &s, inode, &key);
+	if (!rule || !in_scope(&s))
+		return 0;
+	return inode_decision(&s, hook, rule, &key, effective_mode(&s)) ? -EPERM : 0;
 }
 
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
-	struct aegis_config *cfg = load_config();
-	struct aegis_inode_key key;
-	if (!cfg)
-		return 0;
-	struct aegis_rule *rule = denied_inode(cfg, file->f_inode, &key);
-	if (!rule)
-		return 0;
-	int enforce = enforcing(cfg);
-	__u32 decision = enforce ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(AEGIS_HOOK_FILE_OPEN, decision);
-	emit_inode_event(AEGIS_HOOK_FILE_OPEN, decision, enforce, rule->rule_id, &key);
-	return enforce ? -EPERM : 0;
+	return check_inode(&deny_file, AEGIS_HOOK_FILE_OPEN, file->f_inode);
 }
 
-/* Audit fallback where BPF-LSM cannot load: resolve the new fd to its inode. */
-SEC("tracepoint/syscalls/sys_exit_openat")
-int aegis_tp_openat(struct trace_event_raw_sys_exit *ctx)
+/* Called once per binary handler round: the script, then its interpreter. */
+SEC("lsm/bprm_check_security")
+int BPF_PROG(aegis_bprm_check, struct linux_binprm *bprm)
 {
-	long fd = ctx->ret;
+	return check_inode(&deny_exec, AEGIS_HOOK_EXEC, bprm->file->f_inode);
+}
+
+/* Audit-only fallbacks where BPF-LSM cannot load: they report "would deny". */
+static __always_inline void audit_inode(void *map, __u32 hook, struct inode *inode)
+{
+	struct aegis_state s;
+	struct aegis_inode_key key;
+	if (!inode || !load_state(&s))
+		return;
+	struct aegis_rule *rule = inode_rule(map, &s, inode, &key);
+	if (rule && in_scope(&s))
+		inode_decision(&s, hook, rule, &key, AEGIS_MODE_AUDIT);
+}
+
+static __always_inline void audit_open_result(long fd)
+{
 	if (fd < 0)
-		return 0;
-	struct aegis_config *cfg = load_config();
-	if (!cfg)
-		return 0;
+		return;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
+		return;
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = 0;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return 0;
-	struct aegis_inode_key key;
-	struct aegis_rule *rule = denied_inode(cfg, BPF_CORE_READ(file, f_inode), &key);
-	if (!rule)
-		return 0;
-	count(AEGIS_HOOK_FILE_OPEN, AEGIS_DECISION_AUDIT);
-	emit_inode_event(AEGIS_HOOK_FILE_OPEN, AEGIS_DECISION_AUDIT, AEGIS_MODE_AUDIT, rule->rule_id, &key);
+		return;
+	audit_inode(&deny_file, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode));
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int aegis_tp_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	audit_open_result(ctx->ret);
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int aegis_tp_open(struct trace_event_raw_sys_exit *ctx)
+{
+	audit_open_result(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int aegis_tp_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	audit_open_result(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int aegis_tp_exec(void *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	audit_inode(&deny_exec, AEGIS_HOOK_EXEC, BPF_CORE_READ(task, mm, exe_file, f_inode));
+	return 0;
+}
+
+/* ---- network ------------------------------------------------------------- */
+
+static __always_inline struct aegis_rule *more_specific(struct aegis_rule *a, struct aegis_rule *b)
+{
+	if (!a)
+		return b;
+	if (!b)
+		return a;
+	return a->prefix_len >= b->prefix_len ? a : b;
+}
+
+/*
+ * The most specific rule for `key`: longest prefix first; at equal length a
+ * port rule beats a port-less one, and a protocol rule beats an any-protocol
+ * one (looked up only when `any_protocol` is set: ingress).
+ */
+static __always_inline struct aegis_rule *match_net(void *port_map, void *any_map, struct aegis_net_key *key,
+						    __u16 port_be, int any_protocol)
+{
+	key->prefixlen = NET_KEY_FULL_PREFIX;
+	__builtin_memcpy(key->port, &port_be, 2);
+	struct aegis_rule *with_port = port_be ? bpf_map_lookup_elem(port_map, key) : 0;
+	key->port[0] = 0;
+	key->port[1] = 0;
+	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(any_map, key));
+	if (any_protocol && key->protocol) {
+		key->protocol = 0;
+		best = more_specific(best, bpf_map_lookup_elem(any_map, key));
+	}
+	return best;
+}
+
+/* Fills family and address, matching IPv4-mapped IPv6 (::ffff:a.b.c.d) as IPv4. */
+static __always_inline void set_addr6(struct aegis_net_key *key, const __u32 ip6[4])
+{
+	if (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0xffff)) {
+		key->space |= AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(key->addr, &ip6[3], 4);
+		return;
+	}
+	key->space |= AEGIS_FAMILY_IPV6;
+	__builtin_memcpy(key->addr, ip6, 16);
+}
+
+/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key`. */
+static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
+					   struct aegis_net_key *key)
+{
+	__u16 port_be = (__u16)ctx->user_port;
+	struct aegis_rule *rule = match_net(&egress_port, &egress_any, key, port_be, 0);
+	if (rule && rule->action == AEGIS_ACTION_ALLOW)
+		rule = 0;
+	if (!rule && s->info->uid_rules) {
+		struct aegis_uid_key uid_key = { .gen = s->gen, .uid = (__u32)bpf_get_current_uid_gid() };
+		struct aegis_rule *user_rule = bpf_map_lookup_elem(&egress_uid, &uid_key);
+		if (user_rule) {
+			struct aegis_uid_port_key port_key = { .gen = s->gen, .uid = uid_key.uid, .port = bpf_ntohs(port_be) };
+			if (!bpf_map_lookup_elem(&egress_uid_port, &port_key))
+				rule = user_rule;
+		}
+	}
+	if (!rule || !in_scope(s))
+		return 1;
+	__u32 mode = effective_mode(s);
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	count(hook * 2 + decision);
+	__u32 n = rate_admit(rule->rule_id, bpf_get_current_pid_tgid() >> 32);
+	if (n) {
+		struct aegis_event *e = new_event(hook, decision, mode, rule->rule_id, n);
+		if (e) {
+			e->family = key->space & 0xff;
+			e->protocol = key->protocol;
+			__builtin_memcpy(e->daddr, key->addr, 16);
+			e->dport = bpf_ntohs(port_be);
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	return decision != AEGIS_DECISION_DENY;
+}
+
+static __always_inline int egress4(struct bpf_sock_addr *ctx, __u32 hook)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 1;
+	struct aegis_net_key key = { .space = s.gen << 8 | AEGIS_FAMILY_IPV4, .protocol = ctx->protocol };
+	__u32 daddr = ctx->user_ip4;
+	__builtin_memcpy(key.addr, &daddr, 4);
+	return egress_decision(ctx, &s, hook, &key);
+}
+
+static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 1;
+	struct aegis_net_key key = { .space = s.gen << 8, .protocol = ctx->protocol };
+	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	set_addr6(&key, ip6);
+	return egress_decision(ctx, &s, hook, &key);
 }
 
 SEC("cgroup/connect4")
 int aegis_connect4(struct bpf_sock_addr *ctx)
 {
-	struct aegis_config *cfg = load_config();
-	if (!cfg)
+	return egress4(ctx, AEGIS_HOOK_CONNECT);
+}
+
+SEC("cgroup/connect6")
+int aegis_connect6(struct bpf_sock_addr *ctx)
+{
+	return egress6(ctx, AEGIS_HOOK_CONNECT);
+}
+
+SEC("cgroup/sendmsg4")
+int aegis_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return egress4(ctx, AEGIS_HOOK_SENDMSG);
+}
+
+SEC("cgroup/sendmsg6")
+int aegis_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return egress6(ctx, AEGIS_HOOK_SENDMSG);
+}
+
+static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
 		return 1;
-	struct aegis_lpm4_key key = { .prefixlen = 64, .gen = cfg->active_gen };
-	__u32 daddr = ctx->user_ip4;
-	__builtin_memcpy(key.addr, &daddr, 4);
-	struct aegis_rule *rule = bpf_map_lookup_elem(&egress4, &key);
-	if (!rule)
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	struct aegis_port_key key = { .gen = s.gen, .port = port, .protocol = ctx->protocol };
+	struct aegis_rule *rule = bpf_map_lookup_elem(&bind_deny, &key);
+	if (!rule || !in_scope(&s))
 		return 1;
-	int enforce = enforcing(cfg);
-	__u32 decision = enforce ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(AEGIS_HOOK_CONNECT, decision);
-	struct aegis_event *e = new_event(AEGIS_HOOK_CONNECT, decision, enforce, rule->rule_id);
-	if (e) {
-		e->family = AEGIS_FAMILY_IPV4;
-		e->protocol = ctx->protocol;
-		__builtin_memcpy(e->daddr, &daddr, 4);
-		e->dport = bpf_ntohs(ctx->user_port);
-		bpf_ringbuf_submit(e, 0);
+	__u32 mode = effective_mode(&s);
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	count(AEGIS_HOOK_BIND * 2 + decision);
+	__u32 n = rate_admit(rule->rule_id, bpf_get_current_pid_tgid() >> 32);
+	if (n) {
+		struct aegis_event *e = new_event(AEGIS_HOOK_BIND, decision, mode, rule->rule_id, n);
+		if (e) {
+			e->family = family;
+			e->protocol = key.protocol;
+			e->sport = port;
+			if (family == AEGIS_FAMILY_IPV4) {
+				__u32 addr = ctx->user_ip4;
+				__builtin_memcpy(e->saddr, &addr, 4);
+			} else {
+				__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+				__builtin_memcpy(e->saddr, ip6, 16);
+			}
+			bpf_ringbuf_submit(e, 0);
+		}
 	}
-	return enforce ? 0 : 1;
+	return decision != AEGIS_DECISION_DENY;
+}
+
+SEC("cgroup/bind4")
+int aegis_bind4(struct bpf_sock_addr *ctx)
+{
+	return bind_decision(ctx, AEGIS_FAMILY_IPV4);
+}
+
+SEC("cgroup/bind6")
+int aegis_bind6(struct bpf_sock_addr *ctx)
+{
+	return bind_decision(ctx, AEGIS_FAMILY_IPV6);
+}
+
+/* ---- ingress (XDP) ------------------------------------------------------- */
+
+struct aegis_packet {
+	__u8 family;
+	__u8 protocol;
+	__u16 sport_be;
+	__u16 dport_be;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+/* Parses Ethernet, IPv4 or IPv6, and TCP or UDP ports; 0 for anything else. */
+static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	void *l4;
+	int fragment = 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > data_end || ip->ihl < 5)
+			return 0;
+		p->family = AEGIS_FAMILY_IPV4;
+		p->protocol = ip->protocol;
+		__builtin_memcpy(p->saddr, &ip->saddr, 4);
+		__builtin_memcpy(p->daddr, &ip->daddr, 4);
+		fragment = (ip->frag_off & bpf_htons(0x1fff)) != 0;
+		l4 = (void *)ip + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		p->family = AEGIS_FAMILY_IPV6;
+		p->protocol = ip6->nexthdr;
+		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		l4 = ip6 + 1;
+	} else {
+		return 0;
+	}
+	if (!fragment && (p->protocol == IPPROTO_TCP_ || p->protocol == IPPROTO_UDP_)) {
+		__u16 *ports = l4;
+		if ((void *)(ports + 2) > data_end)
+			return 1;
+		p->sport_be = ports[0];
+		p->dport_be = ports[1];
+	}
+	return 1;
+}
+
+static __always_inline int session_allows(__u32 ifindex, const struct aegis_packet *p)
+{
+	struct aegis_session_key key = { .prefixlen = SESSION_KEY_FULL_PREFIX, .ifindex = ifindex, .family = p->family };
+	__builtin_memcpy(key.addr, p->saddr, 16);
+	__builtin_memcpy(key.port, &p->dport_be, 2);
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct aegis_session *session = bpf_map_lookup_elem(&ingress_session, &key);
+	if (session && session->expires_boot_ns > now)
+		return 1;
+	key.port[0] = 0;
+	key.port[1] = 0;
+	session = bpf_map_lookup_elem(&ingress_session, &key);
+	return session && session->expires_boot_ns > now;
 }
 
 SEC("xdp")
 int aegis_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+	struct aegis_packet p = {};
+	struct aegis_state s;
+	if (!parse_packet(ctx, &p) || !load_state(&s))
 		return XDP_PASS;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end)
+	struct aegis_iface_key iface_key = { .gen = s.gen, .ifindex = ctx->ingress_ifindex };
+	struct aegis_iface *iface = bpf_map_lookup_elem(&ingress_iface, &iface_key);
+	if (!iface)
 		return XDP_PASS;
-	struct aegis_config *cfg = load_config();
-	if (!cfg)
+	struct aegis_port_key failsafe = { .gen = s.gen, .port = bpf_ntohs(p.dport_be), .protocol = p.protocol };
+	if (p.dport_be && bpf_map_lookup_elem(&ingress_failsafe, &failsafe))
 		return XDP_PASS;
-	struct aegis_lpm4_key key = { .prefixlen = 64, .gen = cfg->active_gen };
-	__builtin_memcpy(key.addr, &ip->saddr, 4);
-	if (!bpf_map_lookup_elem(&ingress4, &key))
-		return XDP_PASS;
-	int enforce = enforcing(cfg);
-	count(AEGIS_HOOK_INGRESS, enforce ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT);
-	return enforce ? XDP_DROP : XDP_PASS;
+	struct aegis_net_key key = { .space = s.gen << 8 | p.family, .protocol = p.protocol };
+	__builtin_memcpy(key.addr, p.saddr, 16);
+	struct aegis_rule *rule = match_net(&ingress_port, &ingress_any, &key, p.dport_be, 1);
+	__u32 rule_id;
+	if (rule) {
+		if (rule->action == AEGIS_ACTION_ALLOW)
+			return XDP_PASS;
+		rule_id = rule->rule_id;
+	} else {
+		if (iface->default_action == AEGIS_ACTION_ALLOW || session_allows(ctx->ingress_ifindex, &p))
+			return XDP_PASS;
+		rule_id = iface->rule_id;
+	}
+	__u32 mode = effective_mode(&s);
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	count(AEGIS_HOOK_INGRESS * 2 + decision);
+	__u32 who;
+	__builtin_memcpy(&who, p.saddr + (p.family == AEGIS_FAMILY_IPV4 ? 0 : 12), 4);
+	__u32 n = rate_admit(rule_id, who);
+	if (n) {
+		struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (e) {
+			__builtin_memset(e, 0, sizeof(*e));
+			e->ts_boot_ns = bpf_ktime_get_boot_ns();
+			e->rule_id = rule_id;
+			e->count = n;
+			e->ifindex = ctx->ingress_ifindex;
+			e->hook = AEGIS_HOOK_INGRESS;
+			e->decision = decision;
+			e->mode = mode;
+			e->family = p.family;
+			e->protocol = p.protocol;
+			e->sport = bpf_ntohs(p.sport_be);
+			e->dport = bpf_ntohs(p.dport_be);
+			__builtin_memcpy(e->saddr, p.saddr, 16);
+			__builtin_memcpy(e->daddr, p.daddr, 16);
+			bpf_ringbuf_submit(e, 0);
+		} else {
+			count(AEGIS_COUNTER_EVENTS_LOST);
+		}
+	}
+	return decision == AEGIS_DECISION_DENY ? XDP_DROP : XDP_PASS;
 }

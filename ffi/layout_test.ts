@@ -1,12 +1,17 @@
 import assert from "node:assert/strict";
 import {
   AEGIS_EVENT,
+  AEGIS_INODE_KEY,
+  AEGIS_NET_KEY,
   decodeConfig,
   decodeEvent,
+  decodeRule,
   encodeConfig,
   encodeInodeKey,
-  encodeLpm4Key,
+  encodeNetKey,
   encodeRule,
+  encodeSessionKey,
+  keyGeneration,
   LAYOUTS,
 } from "./layout.ts";
 
@@ -54,28 +59,54 @@ Deno.test("layout mirrors match the BTF of the built BPF object, field by field"
 });
 
 Deno.test("encodeConfig() and decodeConfig() round-trip", () => {
-  const config = { mode: 1, activeGen: 1, breakGlass: 0, deadmanDeadlineNs: 123456789012345n };
+  const config = { activeGen: 1, forceAudit: false, breakGlass: true, deadmanDeadlineNs: 123456789012345n };
   const bytes = encodeConfig(config);
   assert.equal(bytes.byteLength, 24);
   assert.deepEqual(decodeConfig(bytes), config);
 });
 
-Deno.test("encodeLpm4Key() counts the generation word in the prefix length", () => {
-  const bytes = encodeLpm4Key({ gen: 1, addr: new Uint8Array([10, 0, 0, 0]), prefixLength: 8 });
-  assert.deepEqual([...bytes], [40, 0, 0, 0, 1, 0, 0, 0, 10, 0, 0, 0]);
+Deno.test("encodeNetKey() counts space, protocol and port bits in the prefix and puts the port big-endian", () => {
+  const bytes = encodeNetKey({
+    gen: 1,
+    family: 4,
+    protocol: 6,
+    port: 443,
+    addr: new Uint8Array([10, 0, 0, 0]),
+    prefixLength: 8,
+  });
+  assert.equal(bytes.byteLength, 28);
+  assert.deepEqual([...bytes.subarray(0, 15)], [64, 0, 0, 0, 4, 1, 0, 0, 6, 1, 187, 10, 0, 0, 0]);
+  assert.equal(keyGeneration(AEGIS_NET_KEY, bytes), 1);
+});
+
+Deno.test("encodeNetKey() refuses an address or prefix that does not fit the family", () => {
+  const key = { gen: 0, family: 4 as const, protocol: 6, port: 0, prefixLength: 8 };
+  assert.throws(() => encodeNetKey({ ...key, addr: new Uint8Array([1, 2, 3]) }), RangeError);
+  assert.throws(() => encodeNetKey({ ...key, addr: new Uint8Array(4), prefixLength: 33 }), RangeError);
   assert.throws(
-    () => encodeLpm4Key({ gen: 0, addr: new Uint8Array([1, 2, 3]), prefixLength: 8 }),
+    () => encodeNetKey({ ...key, family: 6, addr: new Uint8Array(16), prefixLength: 129 }),
     RangeError,
   );
-  assert.throws(() => encodeLpm4Key({ gen: 0, addr: new Uint8Array(4), prefixLength: 33 }), RangeError);
+});
+
+Deno.test("encodeSessionKey() counts ifindex, port and family bytes in the prefix", () => {
+  const bytes = encodeSessionKey({
+    ifindex: 3,
+    family: 6,
+    addr: new Uint8Array(16),
+    prefixLength: 64,
+    port: 22,
+  });
+  assert.deepEqual([...bytes.subarray(0, 12)], [128, 0, 0, 0, 3, 0, 0, 0, 0, 22, 6, 0]);
 });
 
 Deno.test("encodeInodeKey() and encodeRule() write little-endian fields at their offsets", () => {
-  assert.deepEqual(
-    [...encodeInodeKey({ ino: 0x0102n, dev: 0x00800001, gen: 1 })],
-    [2, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0x80, 0, 1, 0, 0, 0],
-  );
-  assert.deepEqual([...encodeRule({ ruleId: 258, action: 0 })], [2, 1, 0, 0, 0, 0, 0, 0]);
+  const key = encodeInodeKey({ ino: 0x0102n, dev: 0x00800001, gen: 1 });
+  assert.deepEqual([...key], [2, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0x80, 0, 1, 0, 0, 0]);
+  assert.equal(keyGeneration(AEGIS_INODE_KEY, key), 1);
+  const rule = { ruleId: 258, allow: true, prefixLength: 24 };
+  assert.deepEqual([...encodeRule(rule)], [2, 1, 0, 0, 1, 24, 0, 0]);
+  assert.deepEqual(decodeRule(encodeRule(rule)), rule);
 });
 
 Deno.test("decodeEvent() reads every field and stops comm at NUL", () => {

@@ -134,6 +134,8 @@ const libcSymbols = {
   __errno_location: { parameters: [], result: "pointer" },
   // int vsnprintf(char *str, size_t size, const char *format, va_list ap)
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
+  // int clock_gettime(clockid_t clockid, struct timespec *tp)
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
   // int setns(int fd, int nstype)
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // unsigned int if_nametoindex(const char *ifname)

@@ -5,5 +5,13 @@ export { BPF_ANY, BPF_EXIST, BPF_NOEXIST, BpfMap, possibleCpus } from "./map.ts"
 export { BpfObject, BpfProgram, OpenBpfObject } from "./object.ts";
 export { RingBuffer } from "./ring_buffer.ts";
 export { setLibbpfDebug } from "./log.ts";
-export { closeFd, ifIndex, inNetns, libbpfVersion, openDirectory, readOnlyObjectFd } from "./sys.ts";
+export {
+  bootTimeNs,
+  closeFd,
+  ifIndex,
+  inNetns,
+  libbpfVersion,
+  openDirectory,
+  readOnlyObjectFd,
+} from "./sys.ts";
 export * from "./layout.ts";

@@ -48,6 +48,20 @@ export class OpenBpfObject {
     return names;
   }
 
+  /** Names of the maps in the object, internal ones (.rodata, .bss) included. */
+  mapNames(): string[] {
+    const lib = libbpf();
+    const names: string[] = [];
+    for (
+      let m = lib.bpf_object__next_map(this.#live(), null);
+      m !== null;
+      m = lib.bpf_object__next_map(this.#live(), m)
+    ) {
+      names.push(readCString(lib.bpf_map__name(m)));
+    }
+    return names;
+  }
+
   /** Chooses whether `program` is loaded by `load()`. */
   setAutoload(program: string, enabled: boolean): this {
     unwrapCode(

@@ -75,3 +75,14 @@ function openFile(path: string): number {
 export function libbpfVersion(): string {
   return `${libbpf().libbpf_major_version()}.${libbpf().libbpf_minor_version()}`;
 }
+
+const CLOCK_BOOTTIME = 7;
+
+/** CLOCK_BOOTTIME in nanoseconds: the clock of bpf_ktime_get_boot_ns(). */
+export function bootTimeNs(): bigint {
+  const timespec = new BigInt64Array(2);
+  if (libc().clock_gettime(CLOCK_BOOTTIME, new Uint8Array(timespec.buffer)) < 0) {
+    throw new BpfError("clock_gettime", lastErrno(), { subject: "CLOCK_BOOTTIME" });
+  }
+  return timespec[0]! * 1_000_000_000n + timespec[1]!;
+}

@@ -1,10 +1,19 @@
-import { type BpfObject, OpenBpfObject } from "../../ffi/mod.ts";
+import { OpenBpfObject } from "../../ffi/mod.ts";
 
-/** The programs of bpf/aegis.bpf.c, by the area they serve. */
+/** The programs of bpf/aegis.bpf.c. */
 export const PROGRAMS = {
   fileOpen: "aegis_file_open",
+  exec: "aegis_bprm_check",
   fileOpenAudit: "aegis_tp_openat",
+  fileOpenLegacyAudit: "aegis_tp_open",
+  fileOpenat2Audit: "aegis_tp_openat2",
+  execAudit: "aegis_tp_exec",
   connect4: "aegis_connect4",
+  connect6: "aegis_connect6",
+  sendmsg4: "aegis_sendmsg4",
+  sendmsg6: "aegis_sendmsg6",
+  bind4: "aegis_bind4",
+  bind6: "aegis_bind6",
   ingress: "aegis_xdp",
 } as const;
 export type ProgramName = typeof PROGRAMS[keyof typeof PROGRAMS];
@@ -29,13 +38,28 @@ export function aegisObjectImage(): Uint8Array<ArrayBuffer> {
   return image;
 }
 
-/** Opens the aegisbpf object and loads the named programs (every map is created). */
-export function loadPrograms(programs: readonly ProgramName[]): BpfObject {
+/**
+ * Opens the aegisbpf object set to load only `programs`. With `pinDir`, every map is pinned there, and
+ * maps already pinned there are reused: that is how a new process adopts the live state.
+ */
+export function openAegisObject(programs: readonly ProgramName[], pinDir?: string): OpenBpfObject {
   const open = OpenBpfObject.fromBytes(aegisObjectImage());
   try {
-    return open.loadOnly(programs).load();
+    open.loadOnly(programs);
+    if (pinDir) {
+      for (const map of open.mapNames()) {
+        // Internal maps (.rodata, .bss) belong to the programs of one load; they are not shared state.
+        if (!map.includes(".")) open.setPinPath(map, `${pinDir}/${map}`);
+      }
+    }
+    return open;
   } catch (error) {
     open.close();
     throw error;
   }
+}
+
+/** Opens the aegisbpf object and loads the named programs (every map is created, none pinned). */
+export function loadPrograms(programs: readonly ProgramName[]) {
+  return openAegisObject(programs).load();
 }

@@ -5,7 +5,7 @@ import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { rootTest } from "../support/privileged.ts";
 import { BpfLink } from "../../ffi/mod.ts";
-import { counter, denyCidr, drainEvents, setMode } from "../support/slice.ts";
+import { counter, drainEvents, ipv4Rule, writeRules } from "../support/slice.ts";
 
 const DENIED = "127.0.0.2";
 const ALLOWED = "127.0.0.1";
@@ -36,8 +36,7 @@ rootTest("[root] cgroup/connect4 denies the listed address with EPERM inside the
   const object = loadPrograms([PROGRAMS.connect4]);
   const cgroupFd = openDirectory(cgroup.path);
   try {
-    setMode(object, "enforce");
-    denyCidr(object, "egress4", `${DENIED}/32`, 7);
+    writeRules(object, { plan: { mode: "enforce", egress: [ipv4Rule(`${DENIED}/32`, 7)] } });
     object.program(PROGRAMS.connect4).attachCgroup(cgroupFd, cgroup.path);
 
     assert.match(await cgroup.connect(DENIED, server.port), /Operation not permitted/);
@@ -66,8 +65,7 @@ rootTest("[root] cgroup/connect4 lets everything through once detached", async (
   const object = loadPrograms([PROGRAMS.connect4]);
   const cgroupFd = openDirectory(cgroup.path);
   try {
-    setMode(object, "enforce");
-    denyCidr(object, "egress4", "127.0.0.0/30", 1);
+    writeRules(object, { plan: { mode: "enforce", egress: [ipv4Rule("127.0.0.0/30", 1)] } });
     const link = object.program(PROGRAMS.connect4).attachCgroup(cgroupFd, cgroup.path);
     assert.match(await cgroup.connect(DENIED, server.port), /Operation not permitted/);
     link.close();
@@ -89,8 +87,7 @@ rootTest("[root] a pinned cgroup link keeps denying after its object closes, unt
   try {
     const object = loadPrograms([PROGRAMS.connect4]);
     try {
-      setMode(object, "enforce");
-      denyCidr(object, "egress4", `${DENIED}/32`, 3);
+      writeRules(object, { plan: { mode: "enforce", egress: [ipv4Rule(`${DENIED}/32`, 3)] } });
       object.program(PROGRAMS.connect4).attachCgroup(cgroupFd, cgroup.path).pin(pin);
     } finally {
       object.close();

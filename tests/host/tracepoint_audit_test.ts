@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { ensureMounted } from "../../lib/kernel/mounts.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
-import { denyFile, drainEvents, setMode } from "../support/slice.ts";
+import { drainEvents, inodeOf, writeRules } from "../support/slice.ts";
 
 const FILE_OPEN_HOOK = 0;
 const AUDIT = 1;
@@ -16,8 +16,8 @@ rootTest("[root] the openat tracepoint reports an open of a denied inode as an a
     const other = `${dir}/other.txt`;
     Deno.writeTextFileSync(denied, "secret");
     Deno.writeTextFileSync(other, "public");
-    setMode(object, "enforce");
-    const key = denyFile(object, denied, 42);
+    const key = inodeOf(denied, 42);
+    writeRules(object, { plan: { mode: "enforce" }, files: [key] });
     object.program(PROGRAMS.fileOpenAudit).attach();
 
     Deno.readTextFileSync(other);

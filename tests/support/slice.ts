@@ -1,40 +1,52 @@
-import {
-  type BpfObject,
-  decodeEvent,
-  encodeConfig,
-  encodeInodeKey,
-  encodeLpm4Key,
-  encodeRule,
-  type RawEvent,
-  RingBuffer,
-} from "../../ffi/mod.ts";
+import { type BpfObject, decodeEvent, encodeConfig, type RawEvent, RingBuffer } from "../../ffi/mod.ts";
+import { genInfoValue, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
+import { emptyPlan, type NetRule, type RuleSetPlan } from "../../lib/policy/plan.ts";
 import { kernelDev } from "../../lib/kernel/dev.ts";
 
-/** Writes the config map: enforce or audit, generation 0, no break-glass, no deadman. */
-export function setMode(object: BpfObject, mode: "enforce" | "audit"): void {
+/**
+ * Direct map writes for the tests that drive a loaded object without DataPlane: everything goes into
+ * generation 0, which the zeroed config map makes active.
+ */
+export function writeRules(
+  object: BpfObject,
+  set: Partial<Omit<ResolvedRuleSet, "plan">> & { plan?: Partial<RuleSetPlan> },
+): void {
+  const resolved: ResolvedRuleSet = {
+    files: [],
+    exec: [],
+    scope: { include: [], exempt: [] },
+    interfaces: [],
+    ...set,
+    plan: { ...emptyPlan(), ...set.plan },
+  };
+  const entries = ruleSetEntries(resolved, 0);
+  for (const [name, { keys, values }] of Object.entries(entries)) {
+    keys.forEach((key, i) => object.map(name).update(key, values[i]!));
+  }
+  object.map("gen_info").update(new Uint8Array(4), genInfoValue(resolved));
   object.map("aegis_cfg").update(
     new Uint8Array(4),
-    encodeConfig({ mode: mode === "enforce" ? 1 : 0, activeGen: 0, breakGlass: 0, deadmanDeadlineNs: 0n }),
+    encodeConfig({ activeGen: 0, forceAudit: false, breakGlass: false, deadmanDeadlineNs: 0n }),
   );
 }
 
-/** Adds an IPv4 CIDR (generation 0) with `ruleId` to an LPM map such as egress4 or ingress4. */
-export function denyCidr(object: BpfObject, map: "egress4" | "ingress4", cidr: string, ruleId: number): void {
+/** An IPv4 CIDR deny rule. */
+export function ipv4Rule(cidr: string, ruleId: number, extra: Partial<NetRule> = {}): NetRule {
   const [address = "", length = "32"] = cidr.split("/");
-  const addr = new Uint8Array(address.split(".").map(Number));
-  object.map(map).update(
-    encodeLpm4Key({ gen: 0, addr, prefixLength: Number(length) }),
-    encodeRule({ ruleId, action: 0 }),
-  );
+  return {
+    ruleId,
+    action: "deny",
+    family: 4,
+    addr: new Uint8Array(address.split(".").map(Number)),
+    prefixLength: Number(length),
+    ...extra,
+  };
 }
 
-/** Denies the inode behind `path` (generation 0); returns the (dev, ino) written. */
-export function denyFile(object: BpfObject, path: string, ruleId: number): { dev: number; ino: bigint } {
+/** The (dev, ino) of `path` as the kernel names it, as a deny entry for `ruleId`. */
+export function inodeOf(path: string, ruleId: number): { dev: number; ino: bigint; ruleId: number } {
   const stat = Deno.statSync(path);
-  const dev = kernelDev(stat.dev);
-  const ino = BigInt(stat.ino ?? 0);
-  object.map("deny_inode").update(encodeInodeKey({ dev, ino, gen: 0 }), encodeRule({ ruleId, action: 0 }));
-  return { dev, ino };
+  return { dev: kernelDev(stat.dev), ino: BigInt(stat.ino ?? 0), ruleId };
 }
 
 /** Collects every event record the kernel has queued so far. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { BpfObject } from "../../../ffi/mod.ts";
 import { loadPrograms, PROGRAMS } from "../../../lib/kernel/object.ts";
-import { counter, denyFile, drainEvents, setMode } from "../../support/slice.ts";
+import { counter, drainEvents, inodeOf, writeRules } from "../../support/slice.ts";
 
 // These run inside the qemu guest booted by tests/vm/harness.ts, where BPF-LSM programs load.
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
@@ -39,8 +39,8 @@ function tryOpen(path: string): string {
 vmTest("[vm] lsm/file_open denies opening a denied inode with EPERM, allows others", (object, dir) => {
   Deno.writeTextFileSync(`${dir}/denied`, "secret");
   Deno.writeTextFileSync(`${dir}/allowed`, "public");
-  setMode(object, "enforce");
-  const key = denyFile(object, `${dir}/denied`, 5);
+  const key = inodeOf(`${dir}/denied`, 5);
+  writeRules(object, { plan: { mode: "enforce" }, files: [key] });
   object.program(PROGRAMS.fileOpen).attach();
 
   assert.match(tryOpen(`${dir}/denied`), /os error 1\b/, "EPERM");
@@ -56,8 +56,8 @@ vmTest("[vm] lsm/file_open denies opening a denied inode with EPERM, allows othe
 vmTest("[vm] lsm/file_open denies a hard link to a denied inode", (object, dir) => {
   Deno.writeTextFileSync(`${dir}/denied`, "secret");
   Deno.linkSync(`${dir}/denied`, `${dir}/hardlink`);
-  setMode(object, "enforce");
-  denyFile(object, `${dir}/denied`, 6);
+  const key = inodeOf(`${dir}/denied`, 6);
+  writeRules(object, { plan: { mode: "enforce" }, files: [key] });
   object.program(PROGRAMS.fileOpen).attach();
 
   assert.match(tryOpen(`${dir}/hardlink`), /os error 1\b/);
@@ -65,8 +65,8 @@ vmTest("[vm] lsm/file_open denies a hard link to a denied inode", (object, dir) 
 
 vmTest("[vm] lsm/file_open in audit mode allows the open and reports it", (object, dir) => {
   Deno.writeTextFileSync(`${dir}/denied`, "secret");
-  setMode(object, "audit");
-  denyFile(object, `${dir}/denied`, 8);
+  const key = inodeOf(`${dir}/denied`, 8);
+  writeRules(object, { plan: { mode: "audit" }, files: [key] });
   object.program(PROGRAMS.fileOpen).attach();
 
   assert.equal(tryOpen(`${dir}/denied`), "ok");
@@ -78,8 +78,8 @@ vmTest("[vm] lsm/file_open in audit mode allows the open and reports it", (objec
 
 vmTest("[vm] lsm/file_open stops denying once its link is closed", (object, dir) => {
   Deno.writeTextFileSync(`${dir}/denied`, "secret");
-  setMode(object, "enforce");
-  denyFile(object, `${dir}/denied`, 9);
+  const key = inodeOf(`${dir}/denied`, 9);
+  writeRules(object, { plan: { mode: "enforce" }, files: [key] });
   const link = object.program(PROGRAMS.fileOpen).attach();
   assert.match(tryOpen(`${dir}/denied`), /os error 1\b/);
   link.close();

@@ -1,0 +1,443 @@
+import {
+  AEGIS_CONFIG,
+  type AegisConfig,
+  BpfError,
+  BpfLink,
+  type BpfMap,
+  type BpfObject,
+  closeFd,
+  decodeConfig,
+  decodeGenInfo,
+  decodeSession,
+  encodeConfig,
+  encodeSession,
+  encodeSessionKey,
+  type GenInfo,
+  ifIndex,
+  keyGeneration,
+  openDirectory,
+} from "../../ffi/mod.ts";
+import type { Area } from "../policy/plan.ts";
+import { cgroup2Root } from "./cgroup.ts";
+import {
+  genInfoValue,
+  type ResolvedRuleSet,
+  RULE_MAPS,
+  type RuleMapName,
+  ruleSetEntries,
+} from "./entries.ts";
+import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
+
+/** How an area is served on this kernel. */
+export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
+
+export type DataPlaneOptions = {
+  /** A bpffs mount; everything is pinned under `<bpffs>/aegisbpf/`. */
+  bpffs: string;
+  /** Cgroup the socket programs attach to: the cgroup v2 root by default. */
+  cgroupPath?: string;
+  /** Areas to attach (ingress attaches per interface when a rule set names one). Default: all. */
+  areas?: readonly Area[];
+  /** "auto" tries BPF-LSM and falls back to audit-only tracepoints; "off" goes straight to the fallback. */
+  lsm?: "auto" | "off";
+};
+
+const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
+const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
+  PROGRAMS.fileOpenAudit,
+  PROGRAMS.fileOpenLegacyAudit,
+  PROGRAMS.fileOpenat2Audit,
+];
+const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]>> = {
+  egress: [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6],
+  bind: [PROGRAMS.bind4, PROGRAMS.bind6],
+};
+const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
+const HOOKS = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress"] as const;
+export type Hook = typeof HOOKS[number];
+/** After a flip, how long the old generation stays readable for hooks already running. */
+const FLIP_GRACE_MS = 50;
+
+export type Counters = {
+  decisions: Record<Hook, { deny: bigint; audit: bigint }>;
+  eventsLost: bigint;
+  eventsSuppressed: bigint;
+};
+
+/**
+ * The kernel side of aegisbpf: the loaded (or adopted) object, its pins and links. Closing it leaves
+ * enforcement in place; only `DataPlane.detach` removes it.
+ */
+export class DataPlane {
+  readonly pinDir: string;
+  readonly status: Readonly<Record<Area, AreaStatus>>;
+  readonly #object: BpfObject;
+  readonly #links = new Map<string, BpfLink>();
+
+  private constructor(object: BpfObject, pinDir: string, status: Record<Area, AreaStatus>) {
+    this.#object = object;
+    this.pinDir = pinDir;
+    this.status = status;
+  }
+
+  /**
+   * Loads the programs and attaches them, or adopts what an earlier process pinned: pinned maps are
+   * reused and pinned links kept, so enforcement never lapses between two agents.
+   */
+  static open(options: DataPlaneOptions): DataPlane {
+    const pinDir = `${options.bpffs}/aegisbpf`;
+    Deno.mkdirSync(`${pinDir}/maps`, { recursive: true });
+    Deno.mkdirSync(`${pinDir}/links`, { recursive: true });
+    const areas = new Set(options.areas ?? ALL_AREAS);
+    const { object, status } = loadWithFallback(pinDir, areas, options.lsm ?? "auto");
+    const plane = new DataPlane(object, pinDir, status);
+    try {
+      plane.#attachAreas(areas, options.cgroupPath ?? cgroup2Root());
+    } catch (error) {
+      plane.close();
+      throw error;
+    }
+    return plane;
+  }
+
+  /** Pinned link names currently held (program name, or `aegis_xdp@IFACE`). */
+  get links(): string[] {
+    return [...this.#links.keys()].sort();
+  }
+
+  map(name: string): BpfMap {
+    return this.#object.map(name);
+  }
+
+  config(): AegisConfig {
+    return decodeConfig(this.#configMap().lookup(ZERO_KEY) ?? new Uint8Array(AEGIS_CONFIG.size));
+  }
+
+  /** Changes the mode words (forced audit, break-glass, deadman): one map write, effective at once. */
+  setConfig(change: Partial<Omit<AegisConfig, "activeGen">>): AegisConfig {
+    const next = { ...this.config(), ...change };
+    this.#configMap().update(ZERO_KEY, encodeConfig(next));
+    return next;
+  }
+
+  /** The rule-set facts of the active generation. */
+  activeGenInfo(): GenInfo {
+    const value = this.map("gen_info").lookup(u32(this.config().activeGen));
+    if (!value) throw new Error("gen_info has no entry for the active generation");
+    return decodeGenInfo(value);
+  }
+
+  /**
+   * Applies a rule set: writes it into the inactive generation, flips the active-generation word in one
+   * map update, then clears the old generation. If writing fails, the inactive generation is cleared and
+   * the live rules are untouched. Returns the new active generation.
+   */
+  async apply(set: ResolvedRuleSet): Promise<number> {
+    const active = this.config().activeGen;
+    const next = active ^ 1;
+    this.#clearGeneration(next);
+    const newLinks: string[] = [];
+    try {
+      const entries = ruleSetEntries(set, next);
+      for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+        const { keys, values } = entries[name];
+        writeBatch(this.map(name), keys, values);
+      }
+      this.map("gen_info").update(u32(next), genInfoValue(set));
+      for (const iface of set.interfaces) {
+        const name = `${PROGRAMS.ingress}@${iface.name}`;
+        if (!this.#links.has(name)) {
+          this.#attach(
+            name,
+            () => this.#object.program(PROGRAMS.ingress).attachXdp(iface.ifindex, iface.name),
+          );
+          newLinks.push(name);
+        }
+      }
+    } catch (error) {
+      this.#clearGeneration(next);
+      for (const name of newLinks) this.#removeLink(name);
+      throw error;
+    }
+    this.#configMap().update(ZERO_KEY, encodeConfig({ ...this.config(), activeGen: next }));
+    await new Promise((resolve) => setTimeout(resolve, FLIP_GRACE_MS));
+    this.#clearGeneration(active);
+    const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
+    for (const name of this.links) {
+      if (name.startsWith(`${PROGRAMS.ingress}@`) && !wanted.has(name)) this.#removeLink(name);
+    }
+    return next;
+  }
+
+  /** Decision and event counters, summed over CPUs. */
+  counters(): Counters {
+    const map = this.map("counters");
+    const slot = (index: number): bigint => {
+      const value = map.lookup(u32(index));
+      if (!value) return 0n;
+      const view = new DataView(value.buffer);
+      let total = 0n;
+      for (let offset = 0; offset < value.byteLength; offset += 8) total += view.getBigUint64(offset, true);
+      return total;
+    };
+    const decisions = Object.fromEntries(
+      HOOKS.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
+    ) as Counters["decisions"];
+    return { decisions, eventsLost: slot(HOOKS.length * 2), eventsSuppressed: slot(HOOKS.length * 2 + 1) };
+  }
+
+  /** Entries and capacity of every rule map (both generations share the capacity). */
+  mapFill(): { map: string; entries: number; capacity: number }[] {
+    return [...Object.keys(RULE_MAPS), "ingress_session"].map((name) => {
+      const map = this.map(name);
+      return { map: name, entries: map.keys().length, capacity: map.maxEntries };
+    });
+  }
+
+  /** Adds a temporary ingress allow entry; returns its id. The reaper removes it after `ttlMs`. */
+  addSession(session: {
+    interface: string;
+    family: 4 | 6;
+    addr: Uint8Array;
+    prefixLength: number;
+    port?: number;
+    ttlMs: number;
+    nowBootNs: bigint;
+  }): number {
+    const map = this.map("ingress_session");
+    const ids = map.keys().map((key) => decodeSession(map.lookup(key) ?? new Uint8Array(16)).sessionId);
+    const sessionId = Math.max(0, ...ids) + 1;
+    const key = encodeSessionKey({
+      ifindex: ifIndex(session.interface),
+      family: session.family,
+      addr: session.addr,
+      prefixLength: session.prefixLength,
+      port: session.port ?? 0,
+    });
+    const expiresBootNs = session.nowBootNs + BigInt(Math.round(session.ttlMs * 1e6));
+    map.update(key, encodeSession({ expiresBootNs, sessionId }));
+    return sessionId;
+  }
+
+  /** Removes a session by id; false when there was none. */
+  removeSession(sessionId: number): boolean {
+    return this.#deleteSessions((session) => session.sessionId === sessionId) > 0;
+  }
+
+  /** Removes sessions whose expiry has passed; returns how many. */
+  reapSessions(nowBootNs: bigint): number {
+    return this.#deleteSessions((session) => session.expiresBootNs <= nowBootNs);
+  }
+
+  /** Releases this process's handles. Pinned programs keep enforcing. */
+  close(): void {
+    for (const link of this.#links.values()) link.close();
+    this.#links.clear();
+    this.#object.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * Removes every aegisbpf link, program and map pinned under `<bpffs>/aegisbpf/`: the clean uninstall.
+   * Returns the names removed.
+   */
+  static detach(bpffs: string): string[] {
+    const pinDir = `${bpffs}/aegisbpf`;
+    const removed: string[] = [];
+    for (const name of listDir(`${pinDir}/links`)) {
+      const path = `${pinDir}/links/${name}`;
+      const link = BpfLink.open(path);
+      try {
+        detachQuietly(link);
+        link.unpin();
+      } finally {
+        link.close();
+      }
+      removed.push(`links/${name}`);
+    }
+    for (const name of listDir(`${pinDir}/maps`)) {
+      Deno.removeSync(`${pinDir}/maps/${name}`);
+      removed.push(`maps/${name}`);
+    }
+    for (const dir of [`${pinDir}/links`, `${pinDir}/maps`, pinDir]) {
+      try {
+        Deno.removeSync(dir);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    }
+    return removed;
+  }
+
+  #configMap(): BpfMap {
+    return this.map("aegis_cfg");
+  }
+
+  #attachAreas(areas: Set<Area>, cgroupPath: string): void {
+    const programs: ProgramName[] = [];
+    if (areas.has("file")) {
+      programs.push(...(this.status.file.mode === "enforce" ? [PROGRAMS.fileOpen] : FILE_AUDIT_PROGRAMS));
+    }
+    if (areas.has("exec")) {
+      programs.push(this.status.exec.mode === "enforce" ? PROGRAMS.exec : PROGRAMS.execAudit);
+    }
+    for (const program of programs) this.#attach(program, () => this.#object.program(program).attach());
+    const cgroupPrograms = [
+      ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),
+      ...(areas.has("bind") ? CGROUP_PROGRAMS.bind : []),
+    ];
+    if (cgroupPrograms.length === 0) return;
+    const fd = openDirectory(cgroupPath);
+    try {
+      for (const program of cgroupPrograms) {
+        this.#attach(program, () => this.#object.program(program).attachCgroup(fd, cgroupPath));
+      }
+    } finally {
+      closeFd(fd);
+    }
+    // Ingress links pinned by an earlier process stay theirs to keep: adopt them too.
+    for (const name of listDir(`${this.pinDir}/links`)) {
+      if (name.startsWith(`${PROGRAMS.ingress}@`) && !this.#links.has(name)) {
+        this.#links.set(name, BpfLink.open(`${this.pinDir}/links/${name}`));
+      }
+    }
+  }
+
+  /** Adopts the link pinned under `name`, or makes it with `attach` and pins it. */
+  #attach(name: string, attach: () => BpfLink): void {
+    const path = `${this.pinDir}/links/${name}`;
+    if (exists(path)) {
+      this.#links.set(name, BpfLink.open(path));
+      return;
+    }
+    const link = attach();
+    try {
+      link.pin(path);
+    } catch (error) {
+      link.close();
+      throw error;
+    }
+    this.#links.set(name, link);
+  }
+
+  #removeLink(name: string): void {
+    const link = this.#links.get(name);
+    if (!link) return;
+    detachQuietly(link);
+    link.unpin();
+    link.close();
+    this.#links.delete(name);
+  }
+
+  #clearGeneration(gen: number): void {
+    for (const [name, layout] of Object.entries(RULE_MAPS)) {
+      const map = this.map(name);
+      for (const key of map.keys()) {
+        if (keyGeneration(layout, key) === gen) map.delete(key);
+      }
+    }
+  }
+
+  #deleteSessions(match: (session: { expiresBootNs: bigint; sessionId: number }) => boolean): number {
+    const map = this.map("ingress_session");
+    let removed = 0;
+    for (const key of map.keys()) {
+      const value = map.lookup(key);
+      if (value && match(decodeSession(value)) && map.delete(key)) removed++;
+    }
+    return removed;
+  }
+}
+
+const ZERO_KEY = new Uint8Array(4);
+
+function u32(value: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new Uint32Array([value]).buffer);
+}
+
+function writeBatch(map: BpfMap, keys: Uint8Array<ArrayBuffer>[], values: Uint8Array<ArrayBuffer>[]): void {
+  if (keys.length === 0) return;
+  const keyBytes = new Uint8Array(keys.length * map.keySize);
+  const valueBytes = new Uint8Array(values.length * map.valueSize);
+  keys.forEach((key, i) => keyBytes.set(key, i * map.keySize));
+  values.forEach((value, i) => valueBytes.set(value, i * map.valueSize));
+  map.updateBatch(keyBytes, valueBytes, keys.length);
+}
+
+/** Loads every wanted program; where BPF-LSM programs cannot load, loads the audit tracepoints instead. */
+function loadWithFallback(
+  pinDir: string,
+  areas: Set<Area>,
+  lsm: "auto" | "off",
+): { object: BpfObject; status: Record<Area, AreaStatus> } {
+  const status: Record<Area, AreaStatus> = {
+    file: { mode: "enforce" },
+    exec: { mode: "enforce" },
+    egress: { mode: "enforce" },
+    bind: { mode: "enforce" },
+    ingress: { mode: "enforce" },
+  };
+  const common: ProgramName[] = [
+    ...CGROUP_PROGRAMS.egress,
+    ...CGROUP_PROGRAMS.bind,
+    PROGRAMS.ingress,
+  ];
+  const fallback = [...FILE_AUDIT_PROGRAMS, PROGRAMS.execAudit];
+  const wantsLsm = areas.has("file") || areas.has("exec");
+  let reason = lsm === "off" ? "BPF-LSM disabled by configuration" : lsmInactiveReason();
+  if (wantsLsm && reason === undefined) {
+    try {
+      return { object: openAegisObject([...common, ...LSM_PROGRAMS], pinDir).load(), status };
+    } catch (error) {
+      if (!(error instanceof BpfError && LSM_PROGRAMS.some((p) => error.message.includes(p)))) throw error;
+      reason = `BPF-LSM program load failed: ${error.errnoName}`;
+    }
+  }
+  if (wantsLsm) {
+    status.file = { mode: "audit-only", reason: reason ?? "" };
+    status.exec = { mode: "audit-only", reason: reason ?? "" };
+  }
+  return { object: openAegisObject([...common, ...fallback], pinDir).load(), status };
+}
+
+/** Why BPF-LSM is not usable, or undefined when `bpf` is among the active LSMs. */
+function lsmInactiveReason(): string | undefined {
+  try {
+    const active = Deno.readTextFileSync("/sys/kernel/security/lsm").trim().split(",");
+    return active.includes("bpf") ? undefined : `BPF LSM not active (lsm=${active.join(",")})`;
+  } catch {
+    return "securityfs not mounted: cannot read /sys/kernel/security/lsm";
+  }
+}
+
+function detachQuietly(link: BpfLink): void {
+  try {
+    link.detach();
+  } catch (error) {
+    // Tracing and LSM links have no detach operation: unpinning and closing ends them.
+    if (!(error instanceof BpfError && ["EOPNOTSUPP", "EINVAL", "ENOTSUPP"].includes(error.errnoName))) {
+      throw error;
+    }
+  }
+}
+
+function listDir(path: string): string[] {
+  try {
+    return [...Deno.readDirSync(path)].map((entry) => entry.name).sort();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,99 @@
+import { ifIndex } from "../../ffi/mod.ts";
+import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import { cgroup2Root } from "./cgroup.ts";
+import { kernelDev } from "./dev.ts";
+import type { ResolvedRuleSet } from "./entries.ts";
+
+/** A name in a plan that does not resolve on this host; names the rule. */
+export class ResolveError extends Error {
+  override name = "ResolveError";
+  readonly ruleId: number;
+  constructor(message: string, ruleId: number) {
+    super(message);
+    this.ruleId = ruleId;
+  }
+}
+
+export type ResolveOptions = {
+  /** Cgroup v2 mount point; found in /proc/mounts by default. */
+  cgroupRoot?: string;
+  /** Called for optional paths that do not exist. */
+  warn?: (message: string) => void;
+};
+
+/**
+ * Resolves a plan's names at apply time: paths to (dev, ino) following symlinks (so a symlink or bind
+ * mount of a denied file stays denied), directories marked recursive to every file under them, cgroup
+ * paths to cgroup ids, interfaces to indexes. Nothing touches BPF maps here.
+ */
+export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
+  const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
+  const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
+  return {
+    plan,
+    files: plan.files.flatMap((target) => resolveInodes(target, plan, options.warn)),
+    exec: plan.exec.flatMap((target) => resolveInodes(target, plan, options.warn)),
+    scope: {
+      include: plan.scope.include.map((path) => cgroupId(root, path)),
+      exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
+    },
+    interfaces: plan.ingress.interfaces.map((iface) => ({ ...iface, ifindex: ifIndex(iface.name) })),
+  };
+}
+
+function resolveInodes(
+  target: InodeTarget,
+  plan: RuleSetPlan,
+  warn: ((message: string) => void) | undefined,
+): { dev: number; ino: bigint; ruleId: number }[] {
+  const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
+  let stat: Deno.FileInfo;
+  try {
+    stat = Deno.statSync(target.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound && target.optional) {
+      warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
+      return [];
+    }
+    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
+    throw new ResolveError(`Rule ${rule}: ${target.path} ${reason}`, target.ruleId);
+  }
+  if (stat.isDirectory) {
+    if (!target.recursive) {
+      throw new ResolveError(
+        `Rule ${rule}: ${target.path} is a directory (set recursive: true)`,
+        target.ruleId,
+      );
+    }
+    return walkFiles(target.path).map((path) => inodeOf(path, target.ruleId));
+  }
+  return [{ dev: kernelDev(stat.dev), ino: BigInt(stat.ino ?? 0), ruleId: target.ruleId }];
+}
+
+function walkFiles(dir: string): string[] {
+  const files: string[] = [];
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) files.push(...walkFiles(path));
+    else if (entry.isFile) files.push(path);
+  }
+  return files;
+}
+
+function inodeOf(path: string, ruleId: number): { dev: number; ino: bigint; ruleId: number } {
+  const stat = Deno.statSync(path);
+  return { dev: kernelDev(stat.dev), ino: BigInt(stat.ino ?? 0), ruleId };
+}
+
+/** A cgroup v2 id is the inode number of its directory. */
+export function cgroupId(root: string, path: string): bigint {
+  const full = `${root}/${path.replace(/^\/+/, "")}`.replace(/\/+$/, "");
+  try {
+    return BigInt(Deno.statSync(full).ino ?? 0);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ResolveError(`Cgroup ${path} does not exist under ${root}`, 0);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The compiled form of a policy: what the kernel should hold, with no kernel access needed to build it.
+ * Paths, cgroups and interfaces are still names here; the apply step resolves them to (dev, ino), cgroup
+ * ids and interface indexes.
+ */
+
+export type Mode = "audit" | "enforce";
+export type Protocol = "tcp" | "udp";
+export type Area = "file" | "exec" | "egress" | "bind" | "ingress";
+
+export const PROTOCOL_NUMBER: Readonly<Record<Protocol, number>> = { tcp: 6, udp: 17 };
+
+/** What the kernel's numeric rule id stands for; rule ids index `RuleSetPlan.rules`. */
+export type RuleInfo = { id: string; area: Area; action: "deny" | "allow"; path?: string };
+
+/** A file or executable to deny by inode; `recursive` covers every file under a directory. */
+export type InodeTarget = { ruleId: number; path: string; recursive?: boolean; optional?: boolean };
+
+/**
+ * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`
+ * absent: TCP and UDP for egress (the only protocols its hooks see), every protocol for ingress.
+ */
+export type NetRule = {
+  ruleId: number;
+  action: "deny" | "allow";
+  family: 4 | 6;
+  /** Network address bytes: 4 for IPv4, 16 for IPv6. */
+  addr: Uint8Array;
+  prefixLength: number;
+  protocol?: Protocol;
+  port?: number;
+};
+
+export type PortRule = { ruleId: number; port: number; protocol: Protocol };
+export type UserRule = { ruleId: number; uid: number; allowPorts: number[] };
+export type IngressInterface = { name: string; defaultDrop: boolean; ruleId: number };
+
+export type RuleSetPlan = {
+  mode: Mode;
+  /** Index = kernel rule id. Id 0 is reserved for "no rule" (ingress default drop). */
+  rules: RuleInfo[];
+  files: InodeTarget[];
+  exec: InodeTarget[];
+  egress: NetRule[];
+  egressUsers: UserRule[];
+  bind: PortRule[];
+  ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };
+  /** Cgroup v2 paths relative to its root, e.g. /system.slice/sshd.service. */
+  scope: { include: string[]; exempt: string[] };
+};
+
+/** A plan that denies nothing: the state before any policy. */
+export function emptyPlan(mode: Mode = "audit"): RuleSetPlan {
+  return {
+    mode,
+    rules: [{ id: "default", area: "ingress", action: "deny" }],
+    files: [],
+    exec: [],
+    egress: [],
+    egressUsers: [],
+    bind: [],
+    ingress: { interfaces: [], failsafe: [], rules: [] },
+    scope: { include: [], exempt: [] },
+  };
+}
