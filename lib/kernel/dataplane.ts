@@ -16,6 +16,7 @@ import {
   ifIndex,
   keyGeneration,
   openDirectory,
+  type RawEvent,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
@@ -26,6 +27,7 @@ import {
   type RuleMapName,
   ruleSetEntries,
 } from "./entries.ts";
+import { EventStream } from "./events.ts";
 import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
 
 /** How an area is served on this kernel. */
@@ -192,6 +194,11 @@ export class DataPlane {
       const map = this.map(name);
       return { map: name, entries: map.keys().length, capacity: map.maxEntries };
     });
+  }
+
+  /** A stream of decoded events from the (pinned) ring buffer. */
+  events(onEvent: (event: RawEvent) => void): EventStream {
+    return new EventStream(this.map("events"), onEvent);
   }
 
   /** Adds a temporary ingress allow entry; returns its id. The reaper removes it after `ttlMs`. */
@@ -390,7 +397,7 @@ function loadWithFallback(
   let reason = lsm === "off" ? "BPF-LSM disabled by configuration" : lsmInactiveReason();
   if (wantsLsm && reason === undefined) {
     try {
-      return { object: openAegisObject([...common, ...LSM_PROGRAMS], pinDir).load(), status };
+      return { object: openAegisObject([...common, ...LSM_PROGRAMS], `${pinDir}/maps`).load(), status };
     } catch (error) {
       if (!(error instanceof BpfError && LSM_PROGRAMS.some((p) => error.message.includes(p)))) throw error;
       reason = `BPF-LSM program load failed: ${error.errnoName}`;
@@ -400,7 +407,7 @@ function loadWithFallback(
     status.file = { mode: "audit-only", reason: reason ?? "" };
     status.exec = { mode: "audit-only", reason: reason ?? "" };
   }
-  return { object: openAegisObject([...common, ...fallback], pinDir).load(), status };
+  return { object: openAegisObject([...common, ...fallback], `${pinDir}/maps`).load(), status };
 }
 
 /** Why BPF-LSM is not usable, or undefined when `bpf` is among the active LSMs. */

@@ -162,6 +162,8 @@ function u32(value: number): Uint8Array<ArrayBuffer> {
   return new Uint8Array(new Uint32Array([value]).buffer);
 }
 
+const LATIN1 = new TextDecoder("latin1");
+
 /** Entries by key bytes; a later entry replaces an earlier one unless the earlier one was a deny. */
 class EntryMap {
   readonly #entries = new Map<
@@ -170,7 +172,7 @@ class EntryMap {
   >();
 
   put(key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>, deny = false): void {
-    const id = key.join(",");
+    const id = LATIN1.decode(key);
     const existing = this.#entries.get(id);
     if (existing?.deny && !deny) return;
     this.#entries.set(id, { key, value, deny });

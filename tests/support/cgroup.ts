@@ -6,9 +6,24 @@ const PREFIX = "aegisbpf-test-";
 /** A cgroup v2 directory made for one test, removed by `remove()`. */
 export class TestCgroup {
   readonly path: string;
+  readonly #children: string[];
 
-  private constructor(path: string) {
+  private constructor(path: string, children: string[] = []) {
     this.path = path;
+    this.#children = children;
+  }
+
+  /** The path relative to the cgroup v2 root, as policies name cgroups. */
+  get relativePath(): string {
+    return this.path.slice(cgroup2Root().length);
+  }
+
+  /** Makes a child cgroup, removed with this one. */
+  child(name: string): TestCgroup {
+    const child = new TestCgroup(`${this.path}/${name}`, this.#children);
+    Deno.mkdirSync(child.path);
+    this.#children.push(child.path);
+    return child;
   }
 
   /** Makes a fresh cgroup under the cgroup v2 root, after removing leftovers of interrupted runs. */
@@ -21,19 +36,46 @@ export class TestCgroup {
   }
 
   /** Runs a bash script inside this cgroup (bash moves itself in before the script starts). */
-  runBash(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
-    return run("bash", ["-c", `echo $$ > '${this.path}/cgroup.procs' && ${script}`]);
+  runBash(
+    script: string,
+    options: { uid?: number } = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const join = `echo $$ > '${this.path}/cgroup.procs'`;
+    if (options.uid === undefined) return run("bash", ["-c", `${join} && ${script}`]);
+    const user = `setpriv --reuid=${options.uid} --regid=${options.uid} --clear-groups bash -c '${
+      script.replaceAll("'", "'\\''")
+    }'`;
+    return run("bash", ["-c", `${join} && exec ${user}`]);
   }
 
-  /** Tries a TCP connect from inside this cgroup; returns "connected" or bash's error text. */
-  async connect(host: string, port: number): Promise<string> {
-    const result = await this.runBash(`exec 3<>/dev/tcp/${host}/${port} && echo connected`);
-    return result.code === 0 ? result.stdout.trim() : result.stderr.trim();
+  /** Tries a TCP connect from inside this cgroup; returns "connected", "EPERM" or bash's error text. */
+  async connect(host: string, port: number, options: { uid?: number } = {}): Promise<string> {
+    const result = await this.runBash(`exec 3<>/dev/tcp/${host}/${port} && echo connected`, options);
+    if (result.code === 0) return result.stdout.trim();
+    return /Operation not permitted/.test(result.stderr) ? "EPERM" : result.stderr.trim();
+  }
+
+  /** Runs tests/support/net_probe.ts inside this cgroup and returns what it printed. */
+  async probe(...args: string[]): Promise<string> {
+    const probe = new URL("./net_probe.ts", import.meta.url).pathname;
+    const result = await this.runBash(
+      `exec '${Deno.execPath()}' run --allow-all --unstable-net --quiet '${probe}' ${args.join(" ")}`,
+    );
+    return (result.stdout.trim() || result.stderr.trim());
   }
 
   remove(): void {
+    for (const child of this.#children.reverse()) removeCgroup(child);
     removeCgroup(this.path);
   }
+}
+
+/** Removes a cgroup and its children, deepest first, if none has processes. */
+function removeTree(path: string): void {
+  for (const entry of Deno.readDirSync(path)) {
+    if (entry.isDirectory) removeTree(`${path}/${entry.name}`);
+  }
+  if (Deno.readTextFileSync(`${path}/cgroup.procs`).trim() === "") removeCgroup(path);
 }
 
 function removeCgroup(path: string): void {
@@ -49,6 +91,6 @@ function removeLeftovers(root: string): void {
   for (const entry of Deno.readDirSync(root)) {
     if (!entry.isDirectory || !entry.name.startsWith(PREFIX)) continue;
     const path = `${root}/${entry.name}`;
-    if (Deno.readTextFileSync(`${path}/cgroup.procs`).trim() === "") removeCgroup(path);
+    removeTree(path);
   }
 }

@@ -1,0 +1,235 @@
+import assert from "node:assert/strict";
+import type { RawEvent } from "../../ffi/mod.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { NetRule } from "../../lib/policy/plan.ts";
+import { rootTest } from "../support/privileged.ts";
+import { listen, ruleSet, withPlane } from "../support/plane.ts";
+import { ipv4Rule } from "../support/slice.ts";
+
+const AREAS = ["egress", "bind"] as const;
+const NOBODY = 65534;
+
+function ipv6Rule(
+  addr: number[],
+  prefixLength: number,
+  ruleId: number,
+  extra: Partial<NetRule> = {},
+): NetRule {
+  return { ruleId, action: "deny", family: 6, addr: new Uint8Array(addr), prefixLength, ...extra };
+}
+
+const LOOPBACK6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+function drain(plane: DataPlane): RawEvent[] {
+  const events: RawEvent[] = [];
+  using stream = plane.events((event) => events.push(event));
+  stream.poll();
+  return events;
+}
+
+function rules(...ids: string[]) {
+  return [
+    { id: "default", area: "ingress" as const, action: "deny" as const },
+    ...ids.map((id) => ({ id, area: "egress" as const, action: "deny" as const })),
+  ];
+}
+
+rootTest("[root] egress: enforce denies connect with EPERM and reports a deny event", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(
+        ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
+      );
+      assert.equal(await cgroup.connect("127.0.0.2", server.port), "EPERM");
+      assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
+      const [event, ...rest] = drain(plane);
+      assert.equal(rest.length, 0);
+      assert.equal(event?.hook, 2);
+      assert.equal(event?.decision, 0);
+      assert.equal(event?.mode, 1);
+      assert.equal(event?.ruleId, 1);
+      assert.equal(event?.dport, server.port);
+      assert.equal(plane.counters().decisions.connect.deny, 1n);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+rootTest("[root] egress: audit mode lets the connect through and reports an audit event", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(
+        ruleSet({ mode: "audit", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
+      );
+      assert.equal(await cgroup.connect("127.0.0.2", server.port), "connected");
+      const events = drain(plane);
+      assert.equal(events.length, 1);
+      assert.equal(events[0]?.decision, 1);
+      assert.equal(events[0]?.mode, 0);
+      assert.equal(plane.counters().decisions.connect.audit, 1n);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+rootTest("[root] egress: IPv4-mapped IPv6 (::ffff:a.b.c.d) is matched as the IPv4 address", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(
+        ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
+      );
+      assert.equal(await cgroup.connect("::ffff:127.0.0.2", server.port), "EPERM");
+      assert.equal(await cgroup.connect("::ffff:127.0.0.1", server.port), "connected");
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+rootTest("[root] egress: IPv6 CIDR rules deny connect6", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(
+        ruleSet({ mode: "enforce", rules: rules("v6"), egress: [ipv6Rule(LOOPBACK6, 128, 1)] }),
+      );
+      assert.equal(await cgroup.connect("::1", server.port), "EPERM");
+      assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+rootTest("[root] egress: UDP sendto without connect is denied by sendmsg4 and sendmsg6", async () => {
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+    await plane.apply(ruleSet({
+      mode: "enforce",
+      rules: rules("udp4", "udp6"),
+      egress: [
+        ipv4Rule("127.0.0.2/32", 1, { protocol: "udp" }),
+        ipv6Rule(LOOPBACK6, 128, 2, { protocol: "udp" }),
+      ],
+    }));
+    assert.equal(await cgroup.probe("udp-sendto", "127.0.0.2", "9"), "EPERM");
+    assert.equal(await cgroup.probe("udp-sendto", "::1", "9"), "EPERM");
+    assert.equal(await cgroup.probe("udp-sendto", "127.0.0.1", "9"), "sent");
+    assert.equal(plane.counters().decisions.sendmsg.deny, 2n);
+  });
+});
+
+rootTest(
+  "[root] egress: ports and protocol narrow a rule; most specific wins; deny wins an exact tie",
+  async () => {
+    const a = listen();
+    const b = listen();
+    try {
+      await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: rules("port-a", "allow-3", "tie-deny", "tie-allow"),
+          egress: [
+            ipv4Rule("127.0.0.0/8", 1, { port: a.port, protocol: "tcp" }),
+            ipv4Rule("127.0.0.3/32", 2, { action: "allow", port: a.port, protocol: "tcp" }),
+            ipv4Rule("127.0.0.4/32", 3),
+            ipv4Rule("127.0.0.4/32", 4, { action: "allow" }),
+          ],
+        }));
+        assert.equal(await cgroup.connect("127.0.0.2", a.port), "EPERM", "port rule denies its port");
+        assert.equal(await cgroup.connect("127.0.0.2", b.port), "connected", "other ports pass");
+        assert.equal(
+          await cgroup.connect("127.0.0.3", a.port),
+          "connected",
+          "a more specific allow carves out",
+        );
+        assert.equal(await cgroup.connect("127.0.0.4", b.port), "EPERM", "deny beats allow on an exact tie");
+      });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  },
+);
+
+rootTest("[root] egress: a uid port allowlist denies that uid everything else", async () => {
+  const a = listen();
+  const b = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(ruleSet({
+        mode: "enforce",
+        rules: rules("nobody-web"),
+        egressUsers: [{ ruleId: 1, uid: NOBODY, allowPorts: [a.port] }],
+      }));
+      assert.equal(await cgroup.connect("127.0.0.1", a.port, { uid: NOBODY }), "connected");
+      assert.equal(await cgroup.connect("127.0.0.1", b.port, { uid: NOBODY }), "EPERM");
+      assert.equal(await cgroup.connect("127.0.0.1", b.port), "connected", "root is not restricted");
+    });
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+});
+
+rootTest(
+  "[root] scope: a canary scope limits rules to its subtree and exempt subtrees are never affected",
+  async () => {
+    const server = listen();
+    try {
+      await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+        const canary = cgroup.child("canary");
+        const exempt = canary.child("exempt");
+        const other = cgroup.child("other");
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: rules("loopback2"),
+          egress: [ipv4Rule("127.0.0.2/32", 1)],
+          scope: { include: [canary.relativePath], exempt: [exempt.relativePath] },
+        }));
+        assert.equal(await canary.connect("127.0.0.2", server.port), "EPERM");
+        assert.equal(await other.connect("127.0.0.2", server.port), "connected");
+        assert.equal(await exempt.connect("127.0.0.2", server.port), "connected");
+
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: rules("loopback2"),
+          egress: [ipv4Rule("127.0.0.2/32", 1)],
+          scope: { include: [], exempt: [exempt.relativePath] },
+        }));
+        assert.equal(await other.connect("127.0.0.2", server.port), "EPERM", "no include list: every task");
+        assert.equal(await exempt.connect("127.0.0.2", server.port), "connected");
+      });
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+rootTest("[root] bind: enforce denies binding a listed port with EPERM, audit reports it", async () => {
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+    const port = 20000 + (Deno.pid % 20000);
+    await plane.apply(ruleSet({
+      mode: "enforce",
+      rules: rules("bind-tcp", "bind-udp"),
+      bind: [{ ruleId: 1, port, protocol: "tcp" }, { ruleId: 2, port, protocol: "udp" }],
+    }));
+    assert.equal(await cgroup.probe("bind", "tcp", String(port)), "EPERM");
+    assert.equal(await cgroup.probe("bind6", "tcp", String(port)), "EPERM");
+    assert.equal(await cgroup.probe("bind", "udp", String(port)), "EPERM");
+    assert.equal(await cgroup.probe("bind", "tcp", String(port + 1)), "bound");
+    const events = drain(plane);
+    assert.equal(events.length, 3);
+    assert.ok(events.every((event) => event.hook === 4 && event.sport === port));
+
+    await plane.apply(
+      ruleSet({ mode: "audit", rules: rules("bind-tcp"), bind: [{ ruleId: 1, port, protocol: "tcp" }] }),
+    );
+    assert.equal(await cgroup.probe("bind", "tcp", String(port)), "bound");
+    assert.equal(drain(plane)[0]?.decision, 1);
+  });
+});

@@ -1,0 +1,56 @@
+import { DataPlane, type DataPlaneOptions } from "../../lib/kernel/dataplane.ts";
+import type { ResolvedRuleSet } from "../../lib/kernel/entries.ts";
+import { resolvePlan } from "../../lib/kernel/resolve.ts";
+import { emptyPlan, type RuleSetPlan } from "../../lib/policy/plan.ts";
+import { TestBpffs } from "./bpffs.ts";
+import { TestCgroup } from "./cgroup.ts";
+
+export type PlaneFixture = { plane: DataPlane; cgroup: TestCgroup; bpffs: TestBpffs };
+
+/**
+ * Runs `fn` with a DataPlane whose socket programs attach to a fresh test cgroup and whose pins live on
+ * a private bpffs; detaches, unmounts and removes everything afterwards.
+ */
+export async function withPlane(
+  options: Omit<DataPlaneOptions, "bpffs" | "cgroupPath">,
+  fn: (fixture: PlaneFixture) => Promise<void> | void,
+): Promise<void> {
+  const cgroup = TestCgroup.create();
+  const bpffs = await TestBpffs.mount();
+  try {
+    const plane = DataPlane.open({ ...options, bpffs: bpffs.path, cgroupPath: cgroup.path });
+    try {
+      await fn({ plane, cgroup, bpffs });
+    } finally {
+      plane.close();
+      DataPlane.detach(bpffs.path);
+    }
+  } finally {
+    await bpffs.unmount();
+    cgroup.remove();
+  }
+}
+
+/** A plan from the empty plan plus `parts`, resolved on this host. */
+export function ruleSet(parts: Partial<RuleSetPlan>): ResolvedRuleSet {
+  return resolvePlan({ ...emptyPlan(), ...parts });
+}
+
+/** A TCP listener on every address (IPv4 and IPv6), accepting and closing until stopped. */
+export function listen(): { port: number; stop: () => Promise<void> } {
+  const listener = Deno.listen({ hostname: "::", port: 0 });
+  const loop = (async () => {
+    try {
+      for await (const connection of listener) connection.close();
+    } catch {
+      // closed by stop()
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    stop: async () => {
+      listener.close();
+      await loop;
+    },
+  };
+}
