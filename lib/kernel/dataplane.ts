@@ -42,6 +42,8 @@ export type DataPlaneOptions = {
   areas?: readonly Area[];
   /** "auto" tries BPF-LSM and falls back to audit-only tracepoints; "off" goes straight to the fallback. */
   lsm?: "auto" | "off";
+  /** Size of the events ring buffer in bytes (a power of two, at least a page); used when it is created. */
+  ringBufferBytes?: number;
 };
 
 const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
@@ -91,7 +93,12 @@ export class DataPlane {
     Deno.mkdirSync(`${pinDir}/maps`, { recursive: true });
     Deno.mkdirSync(`${pinDir}/links`, { recursive: true });
     const areas = new Set(options.areas ?? ALL_AREAS);
-    const { object, status } = loadWithFallback(pinDir, areas, options.lsm ?? "auto");
+    const { object, status } = loadWithFallback(
+      pinDir,
+      areas,
+      options.lsm ?? "auto",
+      options.ringBufferBytes,
+    );
     const plane = new DataPlane(object, pinDir, status);
     try {
       plane.#attachAreas(areas, options.cgroupPath ?? cgroup2Root());
@@ -379,7 +386,13 @@ function loadWithFallback(
   pinDir: string,
   areas: Set<Area>,
   lsm: "auto" | "off",
+  ringBufferBytes: number | undefined,
 ): { object: BpfObject; status: Record<Area, AreaStatus> } {
+  const open = (programs: ProgramName[]) => {
+    const object = openAegisObject(programs, `${pinDir}/maps`);
+    if (ringBufferBytes !== undefined) object.setMaxEntries("events", ringBufferBytes);
+    return object.load();
+  };
   const status: Record<Area, AreaStatus> = {
     file: { mode: "enforce" },
     exec: { mode: "enforce" },
@@ -397,7 +410,7 @@ function loadWithFallback(
   let reason = lsm === "off" ? "BPF-LSM disabled by configuration" : lsmInactiveReason();
   if (wantsLsm && reason === undefined) {
     try {
-      return { object: openAegisObject([...common, ...LSM_PROGRAMS], `${pinDir}/maps`).load(), status };
+      return { object: open([...common, ...LSM_PROGRAMS]), status };
     } catch (error) {
       if (!(error instanceof BpfError && LSM_PROGRAMS.some((p) => error.message.includes(p)))) throw error;
       reason = `BPF-LSM program load failed: ${error.errnoName}`;
@@ -407,7 +420,7 @@ function loadWithFallback(
     status.file = { mode: "audit-only", reason: reason ?? "" };
     status.exec = { mode: "audit-only", reason: reason ?? "" };
   }
-  return { object: openAegisObject([...common, ...fallback], `${pinDir}/maps`).load(), status };
+  return { object: open([...common, ...fallback]), status };
 }
 
 /** Why BPF-LSM is not usable, or undefined when `bpf` is among the active LSMs. */

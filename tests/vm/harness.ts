@@ -48,6 +48,8 @@ const DEFAULT_TIMEOUT_MS = 8 * 60 * 1000;
 const POWEROFF_GRACE_MS = 30 * 1000;
 /** How many cached archives to keep; older ones are deleted. */
 const KEEP_ARCHIVES = 3;
+/** Staging trees older than this belong to a run that was killed. */
+const STALE_STAGING_MS = 60 * 60 * 1000;
 
 const EXIT_MARKER = "AEGIS_VM_EXIT";
 const START_MARKER = "AEGIS_VM_START";
@@ -116,7 +118,7 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs);
   const where = `kernel ${opts.kernel} (${kernel.package})`;
-  const tail = () => tailLines(boot.console, 60);
+  const tail = () => tailLines(boot.console, 80);
 
   if (boot.timedOut) {
     throw new Error(
@@ -613,9 +615,16 @@ async function packCpio(root: string, archive: string): Promise<void> {
   await runOrThrow("bash", cmd, {});
 }
 
+/** Deletes all but the newest archives, and staging trees left behind by killed runs. */
 function pruneArchives(dir: string, keep: string): void {
   const archives: { path: string; mtime: number }[] = [];
   for (const e of Deno.readDirSync(dir)) {
+    if (e.isDirectory && e.name.startsWith(".staging-")) {
+      const p = join(dir, e.name);
+      const age = Date.now() - (Deno.statSync(p).mtime?.getTime() ?? Date.now());
+      if (age > STALE_STAGING_MS) Deno.removeSync(p, { recursive: true });
+      continue;
+    }
     if (!e.isFile || !e.name.endsWith(".cpio.gz")) continue;
     const p = join(dir, e.name);
     archives.push({ path: p, mtime: Deno.statSync(p).mtime?.getTime() ?? 0 });
@@ -673,12 +682,13 @@ export NO_COLOR=1
 export TERM=dumb
 
 cd ${GUEST_PROJECT} || say "no project directory"
+boot_msgs=$(dmesg | wc -l)
 echo "${START_MARKER} kernel=$(uname -r)"
 deno test --no-check --allow-all --cached-only ${paths}
 rc=$?
 if [ "$rc" != 0 ]; then
-  echo "aegis-init: deno test exited with $rc; last kernel messages:"
-  dmesg | tail -n 40
+  echo "aegis-init: deno test exited with $rc; kernel messages logged during the tests:"
+  dmesg | tail -n "+$((boot_msgs + 1))" | tail -n 40
 fi
 echo "${EXIT_MARKER} $rc"
 sync
