@@ -279,8 +279,8 @@ static __always_inline struct aegis_rule *inode_rule(void *map, const struct aeg
 	return bpf_map_lookup_elem(map, key);
 }
 
-/* Enforcing hooks (BPF-LSM). */
-static __always_inline int check_inode(void *map, __u32 hook, struct inode *inode)
+/* Enforcing hooks (BPF-LSM): 1 when the access must fail. */
+static __always_inline int inode_denied(void *map, __u32 hook, struct inode *inode)
 {
 	struct aegis_state s;
 	struct aegis_inode_key key;
@@ -289,20 +289,28 @@ static __always_inline int check_inode(void *map, __u32 hook, struct inode *inod
 	struct aegis_rule *rule = inode_rule(map, &s, inode, &key);
 	if (!rule || !in_scope(&s))
 		return 0;
-	return inode_decision(&s, hook, rule, &key, effective_mode(&s)) ? -EPERM : 0;
+	return inode_decision(&s, hook, rule, &key, effective_mode(&s));
 }
 
+/*
+ * The verifier checks an LSM program's return value is in [-4095, 0]: return
+ * constants from separate branches so it never sees a computed value.
+ */
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
-	return check_inode(&deny_file, AEGIS_HOOK_FILE_OPEN, file->f_inode);
+	if (inode_denied(&deny_file, AEGIS_HOOK_FILE_OPEN, file->f_inode))
+		return -EPERM;
+	return 0;
 }
 
 /* Called once per binary handler round: the script, then its interpreter. */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(aegis_bprm_check, struct linux_binprm *bprm)
 {
-	return check_inode(&deny_exec, AEGIS_HOOK_EXEC, bprm->file->f_inode);
+	if (inode_denied(&deny_exec, AEGIS_HOOK_EXEC, bprm->file->f_inode))
+		return -EPERM;
+	return 0;
 }
 
 /* Audit-only fallbacks where BPF-LSM cannot load: they report "would deny". */

@@ -136,6 +136,9 @@ const libcSymbols = {
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
   // int clock_gettime(clockid_t clockid, struct timespec *tp)
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+  // int mount(const char *source, const char *target, const char *filesystemtype,
+  //           unsigned long mountflags, const void *data)
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
   // int setns(int fd, int nstype)
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // unsigned int if_nametoindex(const char *ifname)

@@ -21,14 +21,27 @@ function install(): void {
   callback = new Deno.UnsafeCallback(
     PRINT_FN,
     (level, format, args) => {
-      if (!collecting || level > maxLevel || format === null) return 0;
-      const length = libc().vsnprintf(scratch, BigInt(scratch.length), format, args);
-      const end = Math.max(0, Math.min(length, scratch.length - 1));
-      collecting.push(decoder.decode(scratch.subarray(0, end)));
+      if (!collecting || level > maxLevel || format === null || args === null) return 0;
+      collecting.push(format_(format, args));
       return 0;
     },
   );
   libbpf().libbpf_set_print(callback.pointer);
+}
+
+// x86-64 va_list is one 24-byte __va_list_tag that vsnprintf advances: saved to format a second time.
+const VA_LIST_BYTES = 24;
+
+/** Formats one message; verifier logs can be megabytes long, so a short buffer is retried at full size. */
+function format_(format: Deno.PointerObject, args: Deno.PointerObject): string {
+  const state = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(args, VA_LIST_BYTES));
+  const saved = state.slice();
+  const length = libc().vsnprintf(scratch, BigInt(scratch.length), format, args);
+  if (length < scratch.length) return decoder.decode(scratch.subarray(0, Math.max(0, length)));
+  state.set(saved);
+  const full = new Uint8Array(length + 1);
+  const written = libc().vsnprintf(full, BigInt(full.length), format, args);
+  return decoder.decode(full.subarray(0, Math.max(0, Math.min(written, length))));
 }
 
 /** Also keep libbpf's debug messages (off by default: they are long). */

@@ -11,6 +11,7 @@ export {
   ifIndex,
   inNetns,
   libbpfVersion,
+  mountPseudoFs,
   openDirectory,
   readOnlyObjectFd,
 } from "./sys.ts";

@@ -86,3 +86,10 @@ export function bootTimeNs(): bigint {
   }
   return timespec[0]! * 1_000_000_000n + timespec[1]!;
 }
+
+/** mount(2) of a pseudo filesystem (`type` is also the source), or a BpfError naming the path. */
+export function mountPseudoFs(type: string, path: string): void {
+  if (libc().mount(cString(type), cString(path), cString(type), 0n, null) < 0) {
+    throw new BpfError("mount", lastErrno(), { subject: `${type} on ${path}` });
+  }
+}

@@ -28,6 +28,7 @@ import {
   ruleSetEntries,
 } from "./entries.ts";
 import { EventStream } from "./events.ts";
+import { ensureMounted } from "./mounts.ts";
 import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
 
 /** How an area is served on this kernel. */
@@ -298,6 +299,7 @@ export class DataPlane {
     if (areas.has("exec")) {
       programs.push(this.status.exec.mode === "enforce" ? PROGRAMS.exec : PROGRAMS.execAudit);
     }
+    if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
     for (const program of programs) this.#attach(program, () => this.#object.program(program).attach());
     const cgroupPrograms = [
       ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),

@@ -1,3 +1,5 @@
+import { mountPseudoFs } from "../../ffi/mod.ts";
+
 /**
  * The pseudo filesystems the hooks need. Hosts without systemd (and this project's test machines) may
  * boot without them; aegisbpf mounts them where they are missing, as systemd would.

@@ -7,8 +7,8 @@ import { drainEvents, inodeOf, writeRules } from "../support/slice.ts";
 const FILE_OPEN_HOOK = 0;
 const AUDIT = 1;
 
-rootTest("[root] the openat tracepoint reports an open of a denied inode as an audit event", async () => {
-  await ensureMounted("tracefs");
+rootTest("[root] the openat tracepoint reports an open of a denied inode as an audit event", () => {
+  ensureMounted("tracefs");
   const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-tp-" });
   const object = loadPrograms([PROGRAMS.fileOpenAudit]);
   try {
