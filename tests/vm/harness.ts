@@ -8,6 +8,13 @@
  * is rebuilt automatically when any input changes.
  *
  * Set `AEGIS_VM_VERBOSE=1` to stream the guest console to stderr while it runs.
+ *
+ * The guest, as inside tests see it: PID 1 is a busybox shell script, every tool in /usr/bin (/bin is a
+ * link to it) is a symlink to one static busybox, so a copy or hard link of one of them runs only under a
+ * busybox applet name or a name ending in "busybox"; deno is /usr/bin/deno; the project is at /aegisbpf
+ * (the working directory); root is a writable initramfs; no network device (only `lo`) and no kernel
+ * modules; env AEGIS_IN_VM=1, CI=true, NO_COLOR=1; tests run with `--no-check --cached-only`, so every
+ * import must be resolvable from the DENO_DIR prepared on the host (dynamic imports need literal specifiers).
  */
 
 import { createHash, type Hash } from "node:crypto";

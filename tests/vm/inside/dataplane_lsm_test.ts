@@ -185,7 +185,7 @@ vmTest("[vm] exec: a denied binary cannot run, through its path, a symlink or a 
 vmTest("[vm] exec: a script is denied when the script or its interpreter is denied", async (t) => {
   const interpreter = tool(t.dir, "interp", "sh");
   const script = `${t.dir}/script`;
-  Deno.writeTextFileSync(script, `#!${interpreter} sh\ntrue\n`);
+  Deno.writeTextFileSync(script, `#!${interpreter}\ntrue\n`);
   Deno.chmodSync(script, 0o755);
   assert.equal(await tryExec(script), "ok", "the script runs before any rule");
 
@@ -200,9 +200,11 @@ vmTest(
   async (t) => {
     const denied = tool(t.dir, "denied-tool");
     await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: denied }] });
-    Deno.copyFileSync(denied, `${t.dir}/copy`);
-    Deno.chmodSync(`${t.dir}/copy`, 0o755);
-    assert.equal(await tryExec(`${t.dir}/copy`, ["true"]), "ok");
+    Deno.mkdirSync(`${t.dir}/copy`);
+    Deno.copyFileSync(denied, `${t.dir}/copy/true`);
+    Deno.chmodSync(`${t.dir}/copy/true`, 0o755);
+    assert.equal(await tryExec(denied), "EPERM");
+    assert.equal(await tryExec(`${t.dir}/copy/true`), "ok");
   },
 );
 
