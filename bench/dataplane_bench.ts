@@ -41,6 +41,13 @@ function rules(count: number, first: number): NetRule[] {
   }));
 }
 
+function drainCount(plane: DataPlane): number {
+  let n = 0;
+  using stream = plane.events(() => n++);
+  stream.poll();
+  return n;
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -56,25 +63,33 @@ async function connectBench(loop: string): Promise<void> {
     const plane = DataPlane.open({ bpffs: bpffs.path, cgroupPath: hooked.path, areas: ["egress"] });
     try {
       await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: rules(10_000, 0) }));
-      const run = async (cgroup: TestCgroup) =>
-        Number((await cgroup.runBash(`exec '${loop}' ${port} ${iterations}`)).stdout);
-      await run(plain); // warm-up
-      await run(hooked);
-      const base: number[] = [];
-      const withHooks: number[] = [];
-      for (let i = 0; i < rounds; i++) {
-        base.push(await run(plain));
-        withHooks.push(await run(hooked));
+      const run = async (cgroup: TestCgroup, protocol: string) => {
+        const result = await cgroup.runBash(`exec '${loop}' ${protocol} ${port} ${iterations}`);
+        const ns = Number(result.stdout);
+        if (result.code !== 0 || !(ns > 0)) throw new Error(`connect loop failed: ${result.stderr}`);
+        return ns;
+      };
+      for (const protocol of ["tcp", "udp"]) {
+        await run(plain, protocol); // warm-up
+        await run(hooked, protocol);
+        const base: number[] = [];
+        const withHooks: number[] = [];
+        for (let i = 0; i < rounds; i++) {
+          base.push(await run(plain, protocol));
+          withHooks.push(await run(hooked, protocol));
+        }
+        console.log(
+          `connect (${protocol}): baseline ${median(base).toFixed(0)} ns, with egress hooks + 10,000 rules ` +
+            `${median(withHooks).toFixed(0)} ns = ${(median(withHooks) / median(base)).toFixed(3)}x ` +
+            `(median of ${rounds} interleaved rounds x ${iterations} connects)`,
+        );
       }
       const counters = plane.counters();
-      const events = counters.decisions.connect.deny + counters.decisions.connect.audit;
+      const decided = counters.decisions.connect.deny + counters.decisions.connect.audit;
       console.log(
-        `connect: baseline ${median(base).toFixed(0)} ns, with egress hooks + 10,000 rules ${
-          median(withHooks).toFixed(0)
-        } ns` +
-          ` = ${
-            (median(withHooks) / median(base)).toFixed(3)
-          }x (median of ${rounds} rounds x ${iterations} connects; decisions counted: ${events})`,
+        `connect: unmatched decisions counted ${decided}, events emitted ${
+          drainCount(plane)
+        } (both must be 0)`,
       );
     } finally {
       plane.close();

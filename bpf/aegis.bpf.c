@@ -21,14 +21,20 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define NET_KEY_FULL_PREFIX (32 + 8 + 16 + 128)
 #define SESSION_KEY_FULL_PREFIX (32 + 16 + 16 + 128)
 #define MAX_CGROUP_DEPTH 32
+#define MAX_IPV6_EXT_HEADERS 4
+#define IPPROTO_HOPOPTS_ 0
+#define IPPROTO_ROUTING_ 43
+#define IPPROTO_FRAGMENT_ 44
+#define IPPROTO_DSTOPTS_ 60
+#define IPPROTO_ICMPV6_ 58
 
 /* ---- maps ---------------------------------------------------------------- */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, AEGIS_CFG_WORDS);
 	__type(key, __u32);
-	__type(value, struct aegis_config);
+	__type(value, __u64);
 } aegis_cfg SEC(".maps");
 
 struct {
@@ -141,27 +147,29 @@ const volatile struct aegis_event aegis_event_btf_anchor = {};
 /* ---- shared decisions ---------------------------------------------------- */
 
 struct aegis_state {
-	struct aegis_config *cfg;
 	struct aegis_gen_info *info;
 	__u32 gen;
 };
 
+static __always_inline __u64 config_word(__u32 word)
+{
+	__u64 *value = bpf_map_lookup_elem(&aegis_cfg, &word);
+	return value ? *value : 0;
+}
+
 static __always_inline int load_state(struct aegis_state *s)
 {
-	__u32 zero = 0;
-	s->cfg = bpf_map_lookup_elem(&aegis_cfg, &zero);
-	if (!s->cfg)
-		return 0;
-	s->gen = s->cfg->active_gen & 1;
+	s->gen = config_word(AEGIS_CFG_ACTIVE_GEN) & 1;
 	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
 	return s->info != 0;
 }
 
 static __always_inline __u32 effective_mode(const struct aegis_state *s)
 {
-	if (s->info->mode != AEGIS_MODE_ENFORCE || s->cfg->force_audit || s->cfg->break_glass)
+	if (s->info->mode != AEGIS_MODE_ENFORCE || config_word(AEGIS_CFG_FORCE_AUDIT) ||
+	    config_word(AEGIS_CFG_BREAK_GLASS))
 		return AEGIS_MODE_AUDIT;
-	__u64 deadline = s->cfg->deadman_deadline_ns;
+	__u64 deadline = config_word(AEGIS_CFG_DEADMAN);
 	if (deadline && bpf_ktime_get_boot_ns() > deadline)
 		return AEGIS_MODE_AUDIT;
 	return AEGIS_MODE_ENFORCE;
@@ -551,7 +559,7 @@ struct aegis_packet {
 	__u8 daddr[16];
 };
 
-/* Parses Ethernet, IPv4 or IPv6, and TCP or UDP ports; 0 for anything else. */
+/* Parses Ethernet, IPv4 or IPv6, and TCP or UDP ports; 0 for what passes unfiltered (ARP, IPv6 neighbour discovery, non-IP). */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -576,10 +584,37 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet 
 		if ((void *)(ip6 + 1) > data_end)
 			return 0;
 		p->family = AEGIS_FAMILY_IPV6;
-		p->protocol = ip6->nexthdr;
 		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
+		/* Walk extension headers, so that one placed before TCP cannot hide its ports. */
+		__u8 next = ip6->nexthdr;
 		l4 = ip6 + 1;
+		for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+			if (next == IPPROTO_HOPOPTS_ || next == IPPROTO_ROUTING_ || next == IPPROTO_DSTOPTS_) {
+				struct ipv6_opt_hdr *opt = l4;
+				if ((void *)(opt + 1) > data_end)
+					break;
+				next = opt->nexthdr;
+				l4 = (void *)opt + (opt->hdrlen + 1) * 8;
+			} else if (next == IPPROTO_FRAGMENT_) {
+				struct frag_hdr *frag = l4;
+				if ((void *)(frag + 1) > data_end)
+					break;
+				next = frag->nexthdr;
+				fragment = (frag->frag_off & bpf_htons(0xfff8)) != 0;
+				l4 = frag + 1;
+			} else {
+				break;
+			}
+		}
+		p->protocol = next;
+		/* Neighbour discovery and multicast listener messages keep IPv6 working, as ARP does IPv4. */
+		if (next == IPPROTO_ICMPV6_ && !fragment) {
+			struct icmp6hdr *icmp = l4;
+			if ((void *)(icmp + 1) <= data_end &&
+			    ((icmp->icmp6_type >= 130 && icmp->icmp6_type <= 137) || icmp->icmp6_type == 143))
+				return 0;
+		}
 	} else {
 		return 0;
 	}

@@ -42,15 +42,16 @@
 
 #define AEGIS_COMM_LEN 16
 
-/* Value of the single-slot config map: the words a mode switch or a flip writes. */
-struct aegis_config {
-	__u32 active_gen;  /* 0 or 1: the rule generation the hooks read */
-	__u32 force_audit; /* non-zero: `run --audit`, audit whatever the policy says */
-	__u32 break_glass; /* non-zero: audit everywhere */
-	__u32 _pad0;
-	__u64 deadman_deadline_ns; /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
-};
-_Static_assert(sizeof(struct aegis_config) == 24, "aegis_config size");
+/*
+ * The config map is an array of __u64 words, one per setting, so that each
+ * writer (a flip, break-glass, the deadman) writes only its own word and
+ * never rewrites another's with a stale value.
+ */
+#define AEGIS_CFG_ACTIVE_GEN 0  /* 0 or 1: the rule generation the hooks read */
+#define AEGIS_CFG_FORCE_AUDIT 1 /* non-zero: `run --audit`, audit whatever the policy says */
+#define AEGIS_CFG_BREAK_GLASS 2 /* non-zero: audit everywhere */
+#define AEGIS_CFG_DEADMAN 3     /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
+#define AEGIS_CFG_WORDS 4
 
 /* Per-generation facts of a rule set (array map indexed by generation). */
 struct aegis_gen_info {

@@ -14,14 +14,6 @@ function struct<const F extends Record<string, FieldLayout>>(name: string, size:
   return { name, size, fields } as const satisfies StructLayout;
 }
 
-export const AEGIS_CONFIG = struct("aegis_config", 24, {
-  active_gen: { offset: 0, size: 4 },
-  force_audit: { offset: 4, size: 4 },
-  break_glass: { offset: 8, size: 4 },
-  _pad0: { offset: 12, size: 4 },
-  deadman_deadline_ns: { offset: 16, size: 8 },
-});
-
 export const AEGIS_GEN_INFO = struct("aegis_gen_info", 16, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
@@ -139,7 +131,6 @@ export const AEGIS_EVENT = struct("aegis_event", 120, {
 
 /** Every mirrored struct, for the BTF comparison test. */
 export const LAYOUTS: readonly StructLayout[] = [
-  AEGIS_CONFIG,
   AEGIS_GEN_INFO,
   AEGIS_INODE_KEY,
   AEGIS_NET_KEY,
@@ -157,47 +148,55 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_EVENT,
 ];
 
-/** A little-endian writer over a fresh buffer of one struct's size. */
+/**
+ * A little-endian writer over a fresh buffer of one struct's size. It writes bytes by index rather than
+ * through a DataView: a DataView moves a small typed array's storage off the V8 heap, which made encoding
+ * 100,000 rules several times slower.
+ */
 class StructWriter {
   readonly bytes: Uint8Array<ArrayBuffer>;
-  readonly #view: DataView;
   readonly #layout: StructLayout;
 
   constructor(layout: StructLayout) {
     this.#layout = layout;
     this.bytes = new Uint8Array(layout.size);
-    this.#view = new DataView(this.bytes.buffer);
   }
 
   u8(field: string, value: number): this {
-    this.#view.setUint8(this.#at(field, 1), value);
+    this.bytes[this.#at(field, 1)] = value;
     return this;
   }
 
   u16(field: string, value: number): this {
-    this.#view.setUint16(this.#at(field, 2), value, true);
+    this.#little(this.#at(field, 2), value, 2);
     return this;
   }
 
   u32(field: string, value: number): this {
-    this.#view.setUint32(this.#at(field, 4), value, true);
+    this.#little(this.#at(field, 4), value, 4);
     return this;
   }
 
   u64(field: string, value: bigint): this {
-    this.#view.setBigUint64(this.#at(field, 8), value, true);
+    const offset = this.#at(field, 8);
+    this.#little(offset, Number(value & 0xffffffffn), 4);
+    this.#little(offset + 4, Number(value >> 32n), 4);
     return this;
   }
 
   /** Raw bytes, at most the field's size (big-endian ports, addresses). */
-  raw(field: string, value: Uint8Array): this {
+  raw(field: string, value: Uint8Array | readonly number[]): this {
     const offset = this.#at(field, undefined);
     const size = this.#layout.fields[field]?.size ?? 0;
-    if (value.byteLength > size) {
-      throw new RangeError(`${this.#layout.name}.${field} holds ${size} bytes: got ${value.byteLength}`);
+    if (value.length > size) {
+      throw new RangeError(`${this.#layout.name}.${field} holds ${size} bytes: got ${value.length}`);
     }
     this.bytes.set(value, offset);
     return this;
+  }
+
+  #little(offset: number, value: number, size: number): void {
+    for (let i = 0; i < size; i++) this.bytes[offset + i] = (value >>> (8 * i)) & 0xff;
   }
 
   #at(field: string, size: number | undefined): number {
@@ -213,9 +212,12 @@ function reader(bytes: Uint8Array): DataView {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function bigEndianPort(port: number): Uint8Array {
-  return new Uint8Array([(port >> 8) & 0xff, port & 0xff]);
+function bigEndianPort(port: number): [number, number] {
+  return [(port >> 8) & 0xff, port & 0xff];
 }
+
+/** The words of the config map (AEGIS_CFG_* in bpf/aegis.h), each its own __u64 array slot. */
+export const CONFIG_WORDS = { activeGen: 0, forceAudit: 1, breakGlass: 2, deadmanDeadlineNs: 3 } as const;
 
 export type AegisConfig = {
   activeGen: number;
@@ -224,23 +226,21 @@ export type AegisConfig = {
   deadmanDeadlineNs: bigint;
 };
 
-export function encodeConfig(config: AegisConfig): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_CONFIG)
-    .u32("active_gen", config.activeGen)
-    .u32("force_audit", config.forceAudit ? 1 : 0)
-    .u32("break_glass", config.breakGlass ? 1 : 0)
-    .u64("deadman_deadline_ns", config.deadmanDeadlineNs).bytes;
+/** A u32 map key (array indexes, config words). */
+export function encodeU32(value: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) bytes[i] = (value >>> (8 * i)) & 0xff;
+  return bytes;
 }
 
-export function decodeConfig(bytes: Uint8Array): AegisConfig {
-  const view = reader(bytes);
-  const f = AEGIS_CONFIG.fields;
-  return {
-    activeGen: view.getUint32(f.active_gen.offset, true),
-    forceAudit: view.getUint32(f.force_audit.offset, true) !== 0,
-    breakGlass: view.getUint32(f.break_glass.offset, true) !== 0,
-    deadmanDeadlineNs: view.getBigUint64(f.deadman_deadline_ns.offset, true),
-  };
+export function encodeU64(value: bigint): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, value, true);
+  return bytes;
+}
+
+export function decodeU64(bytes: Uint8Array): bigint {
+  return reader(bytes).getBigUint64(0, true);
 }
 
 export type GenInfo = { enforce: boolean; scopeInclude: number; scopeExempt: number; uidRules: number };

@@ -3,14 +3,15 @@ import {
   AEGIS_EVENT,
   AEGIS_INODE_KEY,
   AEGIS_NET_KEY,
-  decodeConfig,
   decodeEvent,
   decodeRule,
-  encodeConfig,
+  decodeU64,
   encodeInodeKey,
   encodeNetKey,
   encodeRule,
   encodeSessionKey,
+  encodeU32,
+  encodeU64,
   keyGeneration,
   LAYOUTS,
 } from "./layout.ts";
@@ -58,11 +59,9 @@ Deno.test("layout mirrors match the BTF of the built BPF object, field by field"
   }
 });
 
-Deno.test("encodeConfig() and decodeConfig() round-trip", () => {
-  const config = { activeGen: 1, forceAudit: false, breakGlass: true, deadmanDeadlineNs: 123456789012345n };
-  const bytes = encodeConfig(config);
-  assert.equal(bytes.byteLength, 24);
-  assert.deepEqual(decodeConfig(bytes), config);
+Deno.test("encodeU32() and encodeU64() write little-endian words", () => {
+  assert.deepEqual([...encodeU32(0x01020304)], [4, 3, 2, 1]);
+  assert.equal(decodeU64(encodeU64(123456789012345n)), 123456789012345n);
 });
 
 Deno.test("encodeNetKey() counts space, protocol and port bits in the prefix and puts the port big-endian", () => {

@@ -1,17 +1,18 @@
 import {
-  AEGIS_CONFIG,
   type AegisConfig,
   BpfError,
   BpfLink,
   type BpfMap,
   type BpfObject,
   closeFd,
-  decodeConfig,
+  CONFIG_WORDS,
   decodeGenInfo,
   decodeSession,
-  encodeConfig,
+  decodeU64,
   encodeSession,
   encodeSessionKey,
+  encodeU32,
+  encodeU64,
   type GenInfo,
   ifIndex,
   keyGeneration,
@@ -120,19 +121,39 @@ export class DataPlane {
   }
 
   config(): AegisConfig {
-    return decodeConfig(this.#configMap().lookup(ZERO_KEY) ?? new Uint8Array(AEGIS_CONFIG.size));
+    const word = (index: number) => {
+      const value = this.#configMap().lookup(encodeU32(index));
+      return value ? decodeU64(value) : 0n;
+    };
+    return {
+      activeGen: Number(word(CONFIG_WORDS.activeGen)),
+      forceAudit: word(CONFIG_WORDS.forceAudit) !== 0n,
+      breakGlass: word(CONFIG_WORDS.breakGlass) !== 0n,
+      deadmanDeadlineNs: word(CONFIG_WORDS.deadmanDeadlineNs),
+    };
   }
 
-  /** Changes the mode words (forced audit, break-glass, deadman): one map write, effective at once. */
+  /**
+   * Changes mode words (forced audit, break-glass, deadman): one map write per word, effective at once.
+   * Each word is written alone, so a concurrent flip or another word's writer is never overwritten.
+   */
   setConfig(change: Partial<Omit<AegisConfig, "activeGen">>): AegisConfig {
-    const next = { ...this.config(), ...change };
-    this.#configMap().update(ZERO_KEY, encodeConfig(next));
-    return next;
+    const map = this.#configMap();
+    if (change.forceAudit !== undefined) {
+      map.update(encodeU32(CONFIG_WORDS.forceAudit), encodeU64(change.forceAudit ? 1n : 0n));
+    }
+    if (change.breakGlass !== undefined) {
+      map.update(encodeU32(CONFIG_WORDS.breakGlass), encodeU64(change.breakGlass ? 1n : 0n));
+    }
+    if (change.deadmanDeadlineNs !== undefined) {
+      map.update(encodeU32(CONFIG_WORDS.deadmanDeadlineNs), encodeU64(change.deadmanDeadlineNs));
+    }
+    return this.config();
   }
 
   /** The rule-set facts of the active generation. */
   activeGenInfo(): GenInfo {
-    const value = this.map("gen_info").lookup(u32(this.config().activeGen));
+    const value = this.map("gen_info").lookup(encodeU32(this.config().activeGen));
     if (!value) throw new Error("gen_info has no entry for the active generation");
     return decodeGenInfo(value);
   }
@@ -153,7 +174,7 @@ export class DataPlane {
         const { keys, values } = entries[name];
         writeBatch(this.map(name), keys, values);
       }
-      this.map("gen_info").update(u32(next), genInfoValue(set));
+      this.map("gen_info").update(encodeU32(next), genInfoValue(set));
       for (const iface of set.interfaces) {
         const name = `${PROGRAMS.ingress}@${iface.name}`;
         if (!this.#links.has(name)) {
@@ -169,7 +190,7 @@ export class DataPlane {
       for (const name of newLinks) this.#removeLink(name);
       throw error;
     }
-    this.#configMap().update(ZERO_KEY, encodeConfig({ ...this.config(), activeGen: next }));
+    this.#configMap().update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(BigInt(next)));
     await new Promise((resolve) => setTimeout(resolve, FLIP_GRACE_MS));
     this.#clearGeneration(active);
     const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
@@ -183,7 +204,7 @@ export class DataPlane {
   counters(): Counters {
     const map = this.map("counters");
     const slot = (index: number): bigint => {
-      const value = map.lookup(u32(index));
+      const value = map.lookup(encodeU32(index));
       if (!value) return 0n;
       const view = new DataView(value.buffer);
       let total = 0n;
@@ -301,6 +322,12 @@ export class DataPlane {
     }
     if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
     for (const program of programs) this.#attach(program, () => this.#object.program(program).attach());
+    // Ingress links pinned by an earlier process stay theirs to keep: adopt them too.
+    for (const name of listDir(`${this.pinDir}/links`)) {
+      if (name.startsWith(`${PROGRAMS.ingress}@`) && !this.#links.has(name)) {
+        this.#links.set(name, BpfLink.open(`${this.pinDir}/links/${name}`));
+      }
+    }
     const cgroupPrograms = [
       ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),
       ...(areas.has("bind") ? CGROUP_PROGRAMS.bind : []),
@@ -313,12 +340,6 @@ export class DataPlane {
       }
     } finally {
       closeFd(fd);
-    }
-    // Ingress links pinned by an earlier process stay theirs to keep: adopt them too.
-    for (const name of listDir(`${this.pinDir}/links`)) {
-      if (name.startsWith(`${PROGRAMS.ingress}@`) && !this.#links.has(name)) {
-        this.#links.set(name, BpfLink.open(`${this.pinDir}/links/${name}`));
-      }
     }
   }
 
@@ -366,12 +387,6 @@ export class DataPlane {
     }
     return removed;
   }
-}
-
-const ZERO_KEY = new Uint8Array(4);
-
-function u32(value: number): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(new Uint32Array([value]).buffer);
 }
 
 function writeBatch(map: BpfMap, keys: Uint8Array<ArrayBuffer>[], values: Uint8Array<ArrayBuffer>[]): void {

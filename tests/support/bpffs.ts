@@ -1,4 +1,4 @@
-import { must, run, uniqueName } from "./privileged.ts";
+import { isLeftover, must, run, uniqueName } from "./privileged.ts";
 
 const PREFIX = "aegisbpf-test-bpffs-";
 
@@ -28,7 +28,8 @@ async function removeLeftovers(): Promise<void> {
   const mounts = Deno.readTextFileSync("/proc/mounts");
   for (const line of mounts.split("\n")) {
     const [, mountPoint, fsType] = line.split(" ");
-    if (fsType === "bpf" && mountPoint?.includes(`/${PREFIX}`)) {
+    const name = mountPoint?.slice(mountPoint.lastIndexOf("/") + 1) ?? "";
+    if (fsType === "bpf" && mountPoint && isLeftover(name, PREFIX)) {
       await run("umount", [mountPoint]);
       await run("rmdir", [mountPoint]);
     }

@@ -1,5 +1,5 @@
 import { cgroup2Root } from "../../lib/kernel/cgroup.ts";
-import { run, uniqueName } from "./privileged.ts";
+import { isLeftover, run, uniqueName } from "./privileged.ts";
 
 const PREFIX = "aegisbpf-test-";
 
@@ -89,7 +89,7 @@ function removeCgroup(path: string): void {
 /** Test cgroups left by an interrupted run: ours by name, and empty. */
 function removeLeftovers(root: string): void {
   for (const entry of Deno.readDirSync(root)) {
-    if (!entry.isDirectory || !entry.name.startsWith(PREFIX)) continue;
+    if (!entry.isDirectory || !isLeftover(entry.name, PREFIX)) continue;
     const path = `${root}/${entry.name}`;
     removeTree(path);
   }

@@ -13,12 +13,31 @@ export function rootTest(name: string, fn: () => void | Promise<void>): void {
   Deno.test({ name, ignore: missing !== undefined, fn });
 }
 
-/** A name unique to this test process, for cgroups, namespaces, interfaces and pin directories. */
+/**
+ * A name unique to this test process, for cgroups, namespaces, interfaces and pin directories:
+ * PREFIX + pid + "-" + counter (base 36), so that leftovers can be told from live objects.
+ */
 export function uniqueName(prefix: string): string {
   counter += 1;
-  return `${prefix}${Deno.pid.toString(36)}${counter.toString(36)}`;
+  return `${prefix}${Deno.pid.toString(36)}-${counter.toString(36)}`;
 }
 let counter = 0;
+
+/**
+ * Whether `name` (made by uniqueName with `prefix`) is a leftover: its process is gone. Objects of
+ * test processes still running, this one included, are never taken for leftovers.
+ */
+export function isLeftover(name: string, prefix: string): boolean {
+  if (!name.startsWith(prefix)) return false;
+  const pid = parseInt(name.slice(prefix.length).split("-")[0] ?? "", 36);
+  if (!Number.isInteger(pid) || pid <= 0) return true;
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 /** Runs a command and returns its exit code and output; never throws for a non-zero exit. */
 export async function run(

@@ -1,4 +1,12 @@
-import { type BpfObject, decodeEvent, encodeConfig, type RawEvent, RingBuffer } from "../../ffi/mod.ts";
+import {
+  type BpfObject,
+  CONFIG_WORDS,
+  decodeEvent,
+  encodeU32,
+  encodeU64,
+  type RawEvent,
+  RingBuffer,
+} from "../../ffi/mod.ts";
 import { genInfoValue, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../../lib/policy/plan.ts";
 import { kernelDev } from "../../lib/kernel/dev.ts";
@@ -24,10 +32,7 @@ export function writeRules(
     keys.forEach((key, i) => object.map(name).update(key, values[i]!));
   }
   object.map("gen_info").update(new Uint8Array(4), genInfoValue(resolved));
-  object.map("aegis_cfg").update(
-    new Uint8Array(4),
-    encodeConfig({ activeGen: 0, forceAudit: false, breakGlass: false, deadmanDeadlineNs: 0n }),
-  );
+  object.map("aegis_cfg").update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(0n));
 }
 
 /** An IPv4 CIDR deny rule. */

@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { bootTimeNs, BpfError, type RawEvent } from "../../ffi/mod.ts";
+import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
+import { PROGRAMS } from "../../lib/kernel/object.ts";
+import type { NetRule, PortRule, RuleInfo } from "../../lib/policy/plan.ts";
+import { TestBpffs } from "../support/bpffs.ts";
+import { TestCgroup } from "../support/cgroup.ts";
+import { startConnectLoop } from "../support/loops.ts";
+import { listen, ruleSet, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+import { ipv4Rule } from "../support/slice.ts";
+
+const AREAS = ["egress", "bind"] as const;
+const DENIED = "127.0.0.2";
+const CONNECT_HOOK = 2;
+const DENY = 0;
+const AUDIT = 1;
+
+function rules(...ids: string[]): RuleInfo[] {
+  return [
+    { id: "default", area: "ingress", action: "deny" },
+    ...ids.map((id) => ({ id, area: "egress" as const, action: "deny" as const })),
+  ];
+}
+
+/** `count` port-less deny rules for 10.x.y.0/24 under one rule id: weight for a rule set. */
+function fillerRules(count: number, ruleId: number): NetRule[] {
+  return Array.from({ length: count }, (_, i) => ipv4Rule(`10.${i >> 8}.${i & 0xff}.0/24`, ruleId));
+}
+
+function drain(plane: DataPlane): RawEvent[] {
+  const events: RawEvent[] = [];
+  using stream = plane.events((event) => events.push(event));
+  stream.poll();
+  return events;
+}
+
+/** Entries each rule map should hold when only `set` is live in generation `gen`. */
+function expectedFill(set: ResolvedRuleSet, gen: number): Record<string, number> {
+  const entries = ruleSetEntries(set, gen);
+  return {
+    ...Object.fromEntries(Object.entries(entries).map(([name, { keys }]) => [name, keys.length])),
+    ingress_session: 0,
+  };
+}
+
+function fill(plane: DataPlane): Record<string, number> {
+  return Object.fromEntries(plane.mapFill().map(({ map, entries }) => [map, entries]));
+}
+
+rootTest("[root] a generation flip under a connect loop never lets one through", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      // Two shapes of "127.0.0.2 is denied": a port-less /32 deny among /24 fillers, and a /32 port
+      // deny under a /8 allow that would let it through if the deny were missing for a moment.
+      const setA = ruleSet({
+        mode: "enforce",
+        rules: rules("deny-a", "fillers"),
+        egress: [ipv4Rule(`${DENIED}/32`, 1), ...fillerRules(300, 2)],
+      });
+      const setB = ruleSet({
+        mode: "enforce",
+        rules: rules("allow-loopback", "deny-b"),
+        egress: [
+          ipv4Rule("127.0.0.0/8", 1, { action: "allow" }),
+          ipv4Rule(`${DENIED}/32`, 2, { port: server.port, protocol: "tcp" }),
+        ],
+      });
+      await plane.apply(setA);
+      const loop = await startConnectLoop(cgroup, DENIED, server.port);
+      const generations: number[] = [plane.config().activeGen];
+      let tally;
+      try {
+        for (let flip = 0; flip < 24; flip++) {
+          generations.push(await plane.apply(flip % 2 === 0 ? setB : setA));
+        }
+      } finally {
+        tally = await loop.stop();
+      }
+      assert.equal(tally.leaks, 0, `${tally.leaks} of ${tally.attempts} connects got through`);
+      assert.ok(tally.attempts > 100, `the loop ran: ${tally.attempts} attempts`);
+      generations.forEach((gen, i) => assert.equal(gen, (generations[0]! + i) % 2, `flip ${i}`));
+      const { connect } = plane.counters().decisions;
+      assert.equal(connect.deny, BigInt(tally.attempts), "every attempt was decided deny");
+      assert.equal(connect.audit, 0n);
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+rootTest("[root] a failed apply leaves the live rules untouched", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      const live = ruleSet({
+        mode: "enforce",
+        rules: rules("loopback2", "bind"),
+        egress: [ipv4Rule(`${DENIED}/32`, 1)],
+        bind: [{ ruleId: 2, port: 1, protocol: "tcp" }],
+      });
+      const gen = await plane.apply(live);
+      const capacity = plane.map("bind_deny").maxEntries;
+      // Its egress rule is written before bind_deny overflows: the failure must take it back out.
+      const tooBig = ruleSet({
+        mode: "enforce",
+        rules: rules("loopback3", "bind-many"),
+        egress: [ipv4Rule("127.0.0.3/32", 1)],
+        bind: Array.from({ length: capacity }, (_, i): PortRule => ({
+          ruleId: 2,
+          port: 1 + i,
+          protocol: "tcp",
+        })),
+      });
+      await assert.rejects(
+        plane.apply(tooBig),
+        (error) => error instanceof BpfError && error.errnoName === "E2BIG",
+      );
+      assert.equal(plane.config().activeGen, gen, "no flip");
+      assert.equal(await cgroup.connect(DENIED, server.port), "EPERM", "the old rule still denies");
+      assert.equal(
+        await cgroup.connect("127.0.0.3", server.port),
+        "connected",
+        "the new rule never went live",
+      );
+      assert.deepEqual(fill(plane), expectedFill(live, gen), "the inactive generation holds nothing");
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+rootTest(
+  "[root] an agent that exits leaves enforcement in place and a new one adopts it without a gap",
+  async () => {
+    const server = listen();
+    const cgroup = TestCgroup.create();
+    const bpffs = await TestBpffs.mount();
+    try {
+      const agentA = agent("apply", bpffs.path, cgroup.path).spawn();
+      let applied;
+      let statusA;
+      let adopted;
+      let tally;
+      try {
+        applied = await firstLine(agentA.stdout);
+        assert.match(applied, /^applied [01]$/);
+        const loop = await startConnectLoop(cgroup, DENIED, server.port);
+        try {
+          await agentA.stdin.close();
+          statusA = await agentA.status;
+          adopted = await agent("adopt", bpffs.path, cgroup.path).output();
+        } finally {
+          tally = await loop.stop();
+        }
+      } finally {
+        if (!statusA) {
+          agentA.kill();
+          await agentA.status;
+        }
+      }
+      assert.equal(tally.leaks, 0, `${tally.leaks} of ${tally.attempts} connects got through`);
+      assert.ok(tally.attempts > 0, "the loop ran");
+      assert.equal(statusA.code, 0, "agent A failed (its stderr is above)");
+      assert.equal(adopted.code, 0, "agent B failed (its stderr is above)");
+      assert.equal(new TextDecoder().decode(adopted.stdout).trim(), applied.replace("applied", "adopted"));
+      assert.deepEqual(
+        [...Deno.readDirSync(`${bpffs.path}/aegisbpf/links`)].map((entry) => entry.name).sort(),
+        [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6].sort(),
+        "the links agent A pinned are still there",
+      );
+
+      DataPlane.detach(bpffs.path);
+      assert.equal(await cgroup.connect(DENIED, server.port), "connected");
+      assert.throws(() => Deno.statSync(`${bpffs.path}/aegisbpf`), Deno.errors.NotFound);
+    } finally {
+      DataPlane.detach(bpffs.path);
+      await bpffs.unmount();
+      cgroup.remove();
+      await server.stop();
+    }
+  },
+);
+
+rootTest("[root] break-glass and forced audit switch the mode at once", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(
+        ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule(`${DENIED}/32`, 1)] }),
+      );
+      const expectMode = async (mode: "enforce" | "audit", step: string) => {
+        const result = await cgroup.connect(DENIED, server.port);
+        const events = drain(plane);
+        assert.equal(result, mode === "enforce" ? "EPERM" : "connected", step);
+        assert.equal(events.length, 1, `${step}: one event`);
+        assert.equal(events[0]?.hook, CONNECT_HOOK, step);
+        assert.equal(events[0]?.decision, mode === "enforce" ? DENY : AUDIT, `${step}: decision`);
+        assert.equal(events[0]?.mode, mode === "enforce" ? 1 : 0, `${step}: mode`);
+      };
+      await expectMode("enforce", "policy");
+      plane.setConfig({ breakGlass: true });
+      await expectMode("audit", "break-glass on");
+      plane.setConfig({ breakGlass: false });
+      await expectMode("enforce", "break-glass off");
+      plane.setConfig({ forceAudit: true });
+      await expectMode("audit", "forced audit on");
+      plane.setConfig({ forceAudit: false });
+      await expectMode("enforce", "forced audit off");
+      plane.setConfig({ deadmanDeadlineNs: bootTimeNs() - 1n });
+      await expectMode("audit", "deadman expired");
+      plane.setConfig({ deadmanDeadlineNs: bootTimeNs() + 60_000_000_000n });
+      await expectMode("enforce", "deadman refreshed");
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+/** tests/support/agent_process.ts as its own process; `apply` keeps running until its stdin closes. */
+function agent(command: "apply" | "adopt", bpffs: string, cgroupPath: string): Deno.Command {
+  const script = new URL("../support/agent_process.ts", import.meta.url).pathname;
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "--quiet", script, command, bpffs, cgroupPath],
+    stdin: command === "apply" ? "piped" : "null",
+    stdout: "piped",
+    stderr: "inherit",
+  });
+}
+
+/** The first line a child prints; the rest of its output is left unread. */
+async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  for await (const chunk of stream) {
+    text += decoder.decode(chunk, { stream: true });
+    const newline = text.indexOf("\n");
+    if (newline >= 0) return text.slice(0, newline);
+  }
+  throw new Error(`Agent exited before printing a line: ${JSON.stringify(text)}`);
+}
