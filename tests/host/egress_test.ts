@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import type { RawEvent } from "../../ffi/mod.ts";
-import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import type { NetRule } from "../../lib/policy/plan.ts";
 import { rootTest } from "../support/privileged.ts";
-import { listen, ruleSet, withPlane } from "../support/plane.ts";
+import { drain, listen, ruleSet, withPlane } from "../support/plane.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
 const AREAS = ["egress", "bind"] as const;
@@ -19,13 +17,6 @@ function ipv6Rule(
 }
 
 const LOOPBACK6 = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-
-function drain(plane: DataPlane): RawEvent[] {
-  const events: RawEvent[] = [];
-  using stream = plane.events((event) => events.push(event));
-  stream.poll();
-  return events;
-}
 
 function rules(...ids: string[]) {
   return [

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
-import type { RawEvent } from "../../ffi/mod.ts";
-import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { bootToWallOffsetNs, formatEvent } from "../../lib/kernel/events.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import { connectBurst, connectOnce, tally } from "../support/loops.ts";
-import { listen, ruleSet, withPlane } from "../support/plane.ts";
+import { drain, listen, ruleSet, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
@@ -16,13 +14,6 @@ const RULES: RuleInfo[] = [
   { id: "loopback2", area: "egress", action: "deny" },
 ];
 const DENY_LOOPBACK2 = ruleSet({ mode: "enforce", rules: RULES, egress: [ipv4Rule(`${DENIED}/32`, 1)] });
-
-function drain(plane: DataPlane): RawEvent[] {
-  const events: RawEvent[] = [];
-  using stream = plane.events((event) => events.push(event));
-  stream.poll();
-  return events;
-}
 
 /** The value a script printed as `NAME value` on a line of its own. */
 function printed(stdout: string, name: string): number {

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, ifIndex, inNetns, type RawEvent } from "../../ffi/mod.ts";
+import { bootTimeNs, ifIndex, inNetns } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { formatAddress } from "../../lib/kernel/events.ts";
 import type { IngressInterface, NetRule, RuleInfo, RuleSetPlan } from "../../lib/policy/plan.ts";
 import { VethPair } from "../support/netns.ts";
-import { type PlaneFixture, ruleSet, withPlane } from "../support/plane.ts";
+import { drain, type PlaneFixture, ruleSet, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
@@ -87,13 +87,6 @@ function ipv6Bytes(address: string): Uint8Array {
 
 function ipv6Rule(address: string, ruleId: number): NetRule {
   return { ruleId, action: "deny", family: 6, addr: ipv6Bytes(address), prefixLength: 128 };
-}
-
-function drain(plane: DataPlane): RawEvent[] {
-  const events: RawEvent[] = [];
-  using stream = plane.events((event) => events.push(event));
-  stream.poll();
-  return events;
 }
 
 rootTest(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, BpfError, type RawEvent } from "../../ffi/mod.ts";
+import { bootTimeNs, BpfError } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { PROGRAMS } from "../../lib/kernel/object.ts";
@@ -7,7 +7,7 @@ import type { NetRule, PortRule, RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { startConnectLoop } from "../support/loops.ts";
-import { listen, ruleSet, withPlane } from "../support/plane.ts";
+import { drain, listen, ruleSet, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
@@ -27,13 +27,6 @@ function rules(...ids: string[]): RuleInfo[] {
 /** `count` port-less deny rules for 10.x.y.0/24 under one rule id: weight for a rule set. */
 function fillerRules(count: number, ruleId: number): NetRule[] {
   return Array.from({ length: count }, (_, i) => ipv4Rule(`10.${i >> 8}.${i & 0xff}.0/24`, ruleId));
-}
-
-function drain(plane: DataPlane): RawEvent[] {
-  const events: RawEvent[] = [];
-  using stream = plane.events((event) => events.push(event));
-  stream.poll();
-  return events;
 }
 
 /** Entries each rule map should hold when only `set` is live in generation `gen`. */

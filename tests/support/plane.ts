@@ -1,3 +1,4 @@
+import type { RawEvent } from "../../ffi/mod.ts";
 import { DataPlane, type DataPlaneOptions } from "../../lib/kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../../lib/kernel/entries.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
@@ -53,4 +54,12 @@ export function listen(): { port: number; stop: () => Promise<void> } {
       await loop;
     },
   };
+}
+
+/** Every event the plane's ring buffer holds now, decoded. */
+export function drain(plane: DataPlane): RawEvent[] {
+  const events: RawEvent[] = [];
+  using stream = plane.events((event) => events.push(event));
+  stream.poll();
+  return events;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { RawEvent } from "../../../ffi/mod.ts";
 import { DataPlane } from "../../../lib/kernel/dataplane.ts";
+import { drain } from "../../support/plane.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
 import { emptyPlan, type RuleSetPlan } from "../../../lib/policy/plan.ts";
@@ -69,13 +69,6 @@ async function tryExec(path: string, args: string[] = []): Promise<string> {
   } catch (error) {
     return /os error 1\b|Operation not permitted/.test(String(error)) ? "EPERM" : String(error);
   }
-}
-
-function drain(plane: DataPlane): RawEvent[] {
-  const events: RawEvent[] = [];
-  using stream = plane.events((event) => events.push(event));
-  stream.poll();
-  return events;
 }
 
 async function sh(script: string): Promise<{ code: number; out: string }> {

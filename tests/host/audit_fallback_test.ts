@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { BpfError } from "../../ffi/mod.ts";
+import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { RuleInfo } from "../../lib/policy/plan.ts";
+import { TestBpffs } from "../support/bpffs.ts";
+import { drain, ruleSet, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+import { inodeOf } from "../support/slice.ts";
+
+const FILE_OPEN_HOOK = 0;
+const EXEC_HOOK = 1;
+const AUDIT = 1;
+const RULES: RuleInfo[] = [
+  { id: "default", area: "ingress", action: "deny" },
+  { id: "secret", area: "file", action: "deny" },
+  { id: "no-tool", area: "exec", action: "deny" },
+];
+
+// Forced to the tracepoint fallback (lsm: "off") so that the test means the same on every kernel.
+rootTest(
+  "[root] audit fallback: tracepoints report would-deny opens and execs of denied inodes",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-fallback-" });
+    try {
+      const secret = `${dir}/secret`;
+      Deno.writeTextFileSync(secret, "s");
+      const tool = `${dir}/tool`;
+      Deno.copyFileSync(Deno.realPathSync("/bin/true"), tool);
+      Deno.chmodSync(tool, 0o755);
+      await withPlane({ areas: ["file", "exec"], lsm: "off" }, async ({ plane }) => {
+        assert.equal(plane.status.file.mode, "audit-only");
+        assert.equal(plane.status.exec.mode, "audit-only");
+        assert.match(plane.status.file.reason ?? "", /disabled by configuration/);
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: RULES,
+          files: [{ ruleId: 1, path: secret }],
+          exec: [{ ruleId: 2, path: tool }],
+        }));
+
+        assert.equal(Deno.readTextFileSync(secret), "s", "audit-only: the open succeeds");
+        const run = await new Deno.Command(tool).output();
+        assert.equal(run.code, 0, "audit-only: the exec succeeds");
+
+        const events = drain(plane);
+        const open = events.find((event) => event.hook === FILE_OPEN_HOOK && event.pid === Deno.pid);
+        assert.ok(open, "the open is reported");
+        assert.equal(open.decision, AUDIT);
+        assert.equal(open.ruleId, 1);
+        assert.equal(open.ino, inodeOf(secret, 1).ino);
+        const exec = events.find((event) => event.hook === EXEC_HOOK);
+        assert.ok(exec, "the exec is reported");
+        assert.equal(exec.decision, AUDIT);
+        assert.equal(exec.ruleId, 2);
+        assert.equal(exec.ino, inodeOf(tool, 2).ino);
+        assert.equal(exec.comm, "tool");
+        const counters = plane.counters().decisions;
+        assert.equal(counters.file_open.deny + counters.exec.deny, 0n, "nothing is denied");
+      });
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+// This project's machines list `bpf` among the active LSMs but refuse BPF-LSM program loads (EPERM):
+// the plane must say so rather than pretend to enforce. Where LSM programs do load, it enforces.
+rootTest(
+  "[root] audit fallback: DataPlane reports why file and exec enforcement is unavailable here",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    try {
+      let plane: DataPlane;
+      try {
+        plane = DataPlane.open({ bpffs: bpffs.path, areas: ["file", "exec"] });
+      } catch (error) {
+        assert.fail(`opening must fall back, not fail: ${error instanceof BpfError ? error.message : error}`);
+      }
+      try {
+        const { file, exec } = plane.status;
+        if (file.mode === "enforce") {
+          assert.equal(exec.mode, "enforce");
+          assert.ok(plane.links.includes("aegis_file_open"));
+        } else {
+          assert.equal(file.mode, "audit-only");
+          assert.match(
+            file.reason ?? "",
+            /BPF-LSM program load failed: E[A-Z]+|BPF LSM not active|securityfs/,
+          );
+          assert.deepEqual(plane.links, [
+            "aegis_tp_exec",
+            "aegis_tp_open",
+            "aegis_tp_openat",
+            "aegis_tp_openat2",
+          ]);
+        }
+      } finally {
+        plane.close();
+        DataPlane.detach(bpffs.path);
+      }
+    } finally {
+      await bpffs.unmount();
+    }
+  },
+);
