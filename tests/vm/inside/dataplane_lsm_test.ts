@@ -175,6 +175,17 @@ vmTest("[vm] exec: a denied binary cannot run, through its path, a symlink or a 
   assert.equal(t.plane.counters().decisions.exec.deny, 3n);
 });
 
+vmTest("[vm] exec: audit mode lets a denied binary run and reports a would-deny", async (t) => {
+  const denied = tool(t.dir, "audited-tool");
+  await t.apply({ mode: "audit", rules: EXEC_RULES, exec: [{ ruleId: 1, path: denied }] });
+  assert.equal(await tryExec(denied), "ok");
+  const events = drain(t.plane).filter((event) => event.hook === 1);
+  assert.equal(events.length, 1);
+  assert.equal(events[0]?.decision, 1);
+  assert.equal(events[0]?.ruleId, 1);
+  assert.equal(t.plane.counters().decisions.exec.audit, 1n);
+});
+
 vmTest("[vm] exec: a script is denied when the script or its interpreter is denied", async (t) => {
   const interpreter = tool(t.dir, "interp", "sh");
   const script = `${t.dir}/script`;
