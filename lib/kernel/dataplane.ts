@@ -94,6 +94,7 @@ export class DataPlane {
     const pinDir = `${options.bpffs}/aegisbpf`;
     Deno.mkdirSync(`${pinDir}/maps`, { recursive: true });
     Deno.mkdirSync(`${pinDir}/links`, { recursive: true });
+    Deno.mkdirSync(`${pinDir}/progs`, { recursive: true });
     const areas = new Set(options.areas ?? ALL_AREAS);
     const { object, status } = loadWithFallback(
       pinDir,
@@ -178,10 +179,8 @@ export class DataPlane {
       for (const iface of set.interfaces) {
         const name = `${PROGRAMS.ingress}@${iface.name}`;
         if (!this.#links.has(name)) {
-          this.#attach(
-            name,
-            () => this.#object.program(PROGRAMS.ingress).attachXdp(iface.ifindex, iface.name),
-          );
+          const attach = () => this.#object.program(PROGRAMS.ingress).attachXdp(iface.ifindex, iface.name);
+          this.#attach(name, PROGRAMS.ingress, attach);
           newLinks.push(name);
         }
       }
@@ -278,6 +277,7 @@ export class DataPlane {
 
   /**
    * Removes every aegisbpf link, program and map pinned under `<bpffs>/aegisbpf/`: the clean uninstall.
+   * Links are detached first (cgroup and XDP links at once, even if another process holds them).
    * Returns the names removed.
    */
   static detach(bpffs: string): string[] {
@@ -294,11 +294,13 @@ export class DataPlane {
       }
       removed.push(`links/${name}`);
     }
-    for (const name of listDir(`${pinDir}/maps`)) {
-      Deno.removeSync(`${pinDir}/maps/${name}`);
-      removed.push(`maps/${name}`);
+    for (const kind of ["progs", "maps"]) {
+      for (const name of listDir(`${pinDir}/${kind}`)) {
+        Deno.removeSync(`${pinDir}/${kind}/${name}`);
+        removed.push(`${kind}/${name}`);
+      }
     }
-    for (const dir of [`${pinDir}/links`, `${pinDir}/maps`, pinDir]) {
+    for (const dir of [`${pinDir}/links`, `${pinDir}/progs`, `${pinDir}/maps`, pinDir]) {
       try {
         Deno.removeSync(dir);
       } catch (error) {
@@ -321,7 +323,9 @@ export class DataPlane {
       programs.push(this.status.exec.mode === "enforce" ? PROGRAMS.exec : PROGRAMS.execAudit);
     }
     if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
-    for (const program of programs) this.#attach(program, () => this.#object.program(program).attach());
+    for (const program of programs) {
+      this.#attach(program, program, () => this.#object.program(program).attach());
+    }
     // Ingress links pinned by an earlier process stay theirs to keep: adopt them too.
     for (const name of listDir(`${this.pinDir}/links`)) {
       if (name.startsWith(`${PROGRAMS.ingress}@`) && !this.#links.has(name)) {
@@ -336,7 +340,7 @@ export class DataPlane {
     const fd = openDirectory(cgroupPath);
     try {
       for (const program of cgroupPrograms) {
-        this.#attach(program, () => this.#object.program(program).attachCgroup(fd, cgroupPath));
+        this.#attach(program, program, () => this.#object.program(program).attachCgroup(fd, cgroupPath));
       }
     } finally {
       closeFd(fd);
@@ -344,7 +348,7 @@ export class DataPlane {
   }
 
   /** Adopts the link pinned under `name`, or makes it with `attach` and pins it. */
-  #attach(name: string, attach: () => BpfLink): void {
+  #attach(name: string, program: ProgramName, attach: () => BpfLink): void {
     const path = `${this.pinDir}/links/${name}`;
     if (exists(path)) {
       this.#links.set(name, BpfLink.open(path));
@@ -358,6 +362,9 @@ export class DataPlane {
       throw error;
     }
     this.#links.set(name, link);
+    // The program a new link runs, pinned for inspection (bpftool prog show pinned ...).
+    const programPin = `${this.pinDir}/progs/${program}`;
+    if (!exists(programPin)) this.#object.program(program).pin(programPin);
   }
 
   #removeLink(name: string): void {
