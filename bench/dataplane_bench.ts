@@ -1,17 +1,16 @@
 /**
  * Data-plane benchmarks (root): figures as ratios against a baseline taken in the same run.
  *   1. socket+connect+close with the egress hooks and 10,000 non-matching CIDR rules, against the same
- *      loop in a sibling cgroup without hooks (interleaved rounds, medians);
+ *      loop in a sibling cgroup without hooks (interleaved rounds, medians), TCP and UDP;
  *   2. writing 100,000 egress rules into the inactive generation with batch updates, and a whole apply.
  * Usage: deno task bench [--rounds N] [--iterations N]
  */
 import { parseArgs } from "node:util";
-import { DataPlane } from "../lib/kernel/dataplane.ts";
-import { resolvePlan } from "../lib/kernel/resolve.ts";
 import { ruleSetEntries } from "../lib/kernel/entries.ts";
+import { resolvePlan } from "../lib/kernel/resolve.ts";
 import { emptyPlan, type NetRule } from "../lib/policy/plan.ts";
-import { TestBpffs } from "../tests/support/bpffs.ts";
 import { TestCgroup } from "../tests/support/cgroup.ts";
+import { drain, withPlane } from "../tests/support/plane.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -29,23 +28,49 @@ async function buildLoop(): Promise<string> {
   return out;
 }
 
-function rules(count: number, first: number): NetRule[] {
-  // 10.x.y.z/32 and /24 prefixes: none matches 127.0.0.1, so every connect walks the tries and passes.
+/** `count` deny rules in 10.0.0.0/8 (/32 and /24, a third with a port): none matches 127.0.0.1. */
+function rules(count: number): NetRule[] {
   return Array.from({ length: count }, (_, i) => ({
     ruleId: 1,
     action: "deny" as const,
     family: 4 as const,
-    addr: new Uint8Array([10 + ((first + i) >> 16 & 0x3f), ((first + i) >> 8) & 0xff, (first + i) & 0xff, 0]),
+    addr: new Uint8Array([10 + ((i >> 16) & 0x3f), (i >> 8) & 0xff, i & 0xff, 0]),
     prefixLength: i % 2 === 0 ? 32 : 24,
     ...(i % 3 === 0 ? { port: 443, protocol: "tcp" as const } : {}),
   }));
 }
 
-function drainCount(plane: DataPlane): number {
-  let n = 0;
-  using stream = plane.events(() => n++);
-  stream.poll();
-  return n;
+/**
+ * The kernel's own accounting of a program's run time (kernel.bpf_stats_enabled), which the wall-clock
+ * noise of a shared machine cannot blur. Restores the sysctl when read.
+ */
+async function programStats(
+  pin: string,
+): Promise<{ read: () => Promise<{ runs: number; nsPerRun: number }> }> {
+  const sysctl = "/proc/sys/kernel/bpf_stats_enabled";
+  const before = Deno.readTextFileSync(sysctl).trim();
+  Deno.writeTextFileSync(sysctl, "1");
+  const show = async () => {
+    const out = await new Deno.Command("bpftool", {
+      args: ["--json", "prog", "show", "pinned", pin],
+      stdout: "piped",
+    })
+      .output();
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      run_time_ns?: number;
+      run_cnt?: number;
+    };
+    return { time: info.run_time_ns ?? 0, runs: info.run_cnt ?? 0 };
+  };
+  const start = await show();
+  return {
+    read: async () => {
+      const end = await show();
+      Deno.writeTextFileSync(sysctl, before);
+      const runs = end.runs - start.runs;
+      return { runs, nsPerRun: runs > 0 ? (end.time - start.time) / runs : 0 };
+    },
+  };
 }
 
 function median(values: number[]): number {
@@ -54,15 +79,12 @@ function median(values: number[]): number {
 }
 
 async function connectBench(loop: string): Promise<void> {
-  const parent = TestCgroup.create();
-  const hooked = parent.child("hooked");
-  const plain = parent.child("plain");
-  const bpffs = await TestBpffs.mount();
+  const plain = TestCgroup.create();
   const port = 1 + (Deno.pid % 1000); // a closed low port on loopback: refused at once
   try {
-    const plane = DataPlane.open({ bpffs: bpffs.path, cgroupPath: hooked.path, areas: ["egress"] });
-    try {
-      await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: rules(10_000, 0) }));
+    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup: hooked, bpffs }) => {
+      await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: rules(10_000) }));
+      const stats = await programStats(`${bpffs.path}/aegisbpf/progs/aegis_connect4`);
       const run = async (cgroup: TestCgroup, protocol: string) => {
         const result = await cgroup.runBash(`exec '${loop}' ${protocol} ${port} ${iterations}`);
         const ns = Number(result.stdout);
@@ -78,70 +100,64 @@ async function connectBench(loop: string): Promise<void> {
           base.push(await run(plain, protocol));
           withHooks.push(await run(hooked, protocol));
         }
+        const ratios = base.map((ns, i) => withHooks[i]! / ns);
         console.log(
           `connect (${protocol}): baseline ${median(base).toFixed(0)} ns, with egress hooks + 10,000 rules ` +
-            `${median(withHooks).toFixed(0)} ns = ${(median(withHooks) / median(base)).toFixed(3)}x ` +
-            `(median of ${rounds} interleaved rounds x ${iterations} connects)`,
+            `${median(withHooks).toFixed(0)} ns; median per-round ratio ${median(ratios).toFixed(3)}x ` +
+            `(${rounds} interleaved rounds x ${iterations} connects)`,
         );
       }
+      const program = await stats.read();
+      console.log(
+        `connect4 program (kernel bpf_stats): ${
+          program.nsPerRun.toFixed(0)
+        } ns per run over ${program.runs} runs`,
+      );
       const counters = plane.counters();
       const decided = counters.decisions.connect.deny + counters.decisions.connect.audit;
       console.log(
         `connect: unmatched decisions counted ${decided}, events emitted ${
-          drainCount(plane)
+          drain(plane).length
         } (both must be 0)`,
       );
-    } finally {
-      plane.close();
-      DataPlane.detach(bpffs.path);
-    }
+    });
   } finally {
-    await bpffs.unmount();
-    parent.remove();
+    plain.remove();
   }
 }
 
 async function writeBench(): Promise<void> {
-  const parent = TestCgroup.create();
-  const bpffs = await TestBpffs.mount();
-  try {
-    const plane = DataPlane.open({ bpffs: bpffs.path, cgroupPath: parent.path, areas: ["egress"] });
-    try {
-      const set = resolvePlan({ ...emptyPlan(), mode: "enforce", egress: rules(100_000, 0) });
-      let t = performance.now();
-      const entries = ruleSetEntries(set, 1);
-      const encodeMs = performance.now() - t;
-      const map = plane.map("egress_any");
-      const { keys, values } = entries.egress_any;
-      const keyBytes = new Uint8Array(keys.length * map.keySize);
-      const valueBytes = new Uint8Array(values.length * map.valueSize);
-      keys.forEach((key, i) => keyBytes.set(key, i * map.keySize));
-      values.forEach((value, i) => valueBytes.set(value, i * map.valueSize));
-      t = performance.now();
-      map.updateBatch(keyBytes, valueBytes, keys.length);
-      const batchMs = performance.now() - t;
-      for (const key of keys) map.delete(key);
-      t = performance.now();
-      await plane.apply(set);
-      const applyMs = performance.now() - t;
-      const written = Object.values(entries).reduce((sum, e) => sum + e.keys.length, 0);
-      console.log(
-        `write: ${written} entries for 100,000 rules; encode ${encodeMs.toFixed(0)} ms; ` +
-          `batch write of ${keys.length} trie entries ${
-            batchMs.toFixed(0)
-          } ms; whole apply (write, flip, clear old) ${applyMs.toFixed(0)} ms`,
-      );
-    } finally {
-      plane.close();
-      DataPlane.detach(bpffs.path);
-    }
-  } finally {
-    await bpffs.unmount();
-    parent.remove();
-  }
+  await withPlane({ areas: ["egress"] }, async ({ plane }) => {
+    const set = resolvePlan({ ...emptyPlan(), mode: "enforce", egress: rules(100_000) });
+    let t = performance.now();
+    const entries = ruleSetEntries(set, 1);
+    const encodeMs = performance.now() - t;
+    const map = plane.map("egress_any");
+    const { keys, values } = entries.egress_any;
+    const keyBytes = new Uint8Array(keys.length * map.keySize);
+    const valueBytes = new Uint8Array(values.length * map.valueSize);
+    keys.forEach((key, i) => keyBytes.set(key, i * map.keySize));
+    values.forEach((value, i) => valueBytes.set(value, i * map.valueSize));
+    t = performance.now();
+    map.updateBatch(keyBytes, valueBytes, keys.length);
+    const batchMs = performance.now() - t;
+    for (const key of keys) map.delete(key);
+    t = performance.now();
+    await plane.apply(set);
+    const applyMs = performance.now() - t;
+    const written = Object.values(entries).reduce((sum, e) => sum + e.keys.length, 0);
+    console.log(
+      `write: ${written} entries for 100,000 rules; encode ${encodeMs.toFixed(0)} ms; ` +
+        `batch write of ${keys.length} trie entries ${batchMs.toFixed(0)} ms; ` +
+        `whole apply (encode, write, flip, clear old) ${applyMs.toFixed(0)} ms`,
+    );
+  });
 }
 
 const loop = await buildLoop();
-await connectBench(loop);
-await writeBench();
-Deno.removeSync(loop.slice(0, loop.lastIndexOf("/")), { recursive: true });
+try {
+  await connectBench(loop);
+  await writeBench();
+} finally {
+  Deno.removeSync(loop.slice(0, loop.lastIndexOf("/")), { recursive: true });
+}

@@ -230,32 +230,48 @@ static __always_inline __u32 rate_admit(__u32 rule_id, __u32 who)
 	return 0;
 }
 
-/* Reserves an event with the process fields filled in, or counts it lost. */
-static __always_inline struct aegis_event *new_event(__u32 hook, __u32 decision, __u32 mode, __u32 rule_id,
-						      __u32 count_value)
+/*
+ * Counts a matched decision and, unless the rate limit suppresses it, reserves
+ * its event with the common fields filled in (and the process's, when there is
+ * one: not in XDP). The caller adds its own fields and submits. NULL when the
+ * event is suppressed or the ring buffer is full (counted as lost).
+ */
+static __always_inline struct aegis_event *record(__u32 hook, __u32 mode, __u32 rule_id, __u32 who, int with_process)
 {
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	count(hook * 2 + decision);
+	__u32 n = rate_admit(rule_id, who);
+	if (!n)
+		return 0;
 	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(AEGIS_COUNTER_EVENTS_LOST);
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 uid_gid = bpf_get_current_uid_gid();
 	e->ts_boot_ns = bpf_ktime_get_boot_ns();
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	e->pid = pid_tgid >> 32;
-	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->uid = (__u32)uid_gid;
-	e->gid = uid_gid >> 32;
 	e->rule_id = rule_id;
-	e->count = count_value;
+	e->count = n;
 	e->hook = hook;
 	e->decision = decision;
 	e->mode = mode;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (with_process) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+		__u64 uid_gid = bpf_get_current_uid_gid();
+		e->cgroup_id = bpf_get_current_cgroup_id();
+		e->pid = pid_tgid >> 32;
+		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+		e->uid = (__u32)uid_gid;
+		e->gid = uid_gid >> 32;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+	}
 	return e;
+}
+
+static __always_inline __u32 current_pid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
 }
 
 /* ---- files and exec ------------------------------------------------------ */
@@ -264,18 +280,13 @@ static __always_inline struct aegis_event *new_event(__u32 hook, __u32 decision,
 static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
 					  const struct aegis_inode_key *key, __u32 mode)
 {
-	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(hook * 2 + decision);
-	__u32 n = rate_admit(rule->rule_id, bpf_get_current_pid_tgid() >> 32);
-	if (n) {
-		struct aegis_event *e = new_event(hook, decision, mode, rule->rule_id, n);
-		if (e) {
-			e->ino = key->ino;
-			e->dev = key->dev;
-			bpf_ringbuf_submit(e, 0);
-		}
+	struct aegis_event *e = record(hook, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->ino = key->ino;
+		e->dev = key->dev;
+		bpf_ringbuf_submit(e, 0);
 	}
-	return decision == AEGIS_DECISION_DENY;
+	return mode == AEGIS_MODE_ENFORCE;
 }
 
 static __always_inline struct aegis_rule *inode_rule(void *map, const struct aegis_state *s, struct inode *inode,
@@ -441,20 +452,15 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	if (!rule || !in_scope(s))
 		return 1;
 	__u32 mode = effective_mode(s);
-	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(hook * 2 + decision);
-	__u32 n = rate_admit(rule->rule_id, bpf_get_current_pid_tgid() >> 32);
-	if (n) {
-		struct aegis_event *e = new_event(hook, decision, mode, rule->rule_id, n);
-		if (e) {
-			e->family = key->space & 0xff;
-			e->protocol = key->protocol;
-			__builtin_memcpy(e->daddr, key->addr, 16);
-			e->dport = bpf_ntohs(port_be);
-			bpf_ringbuf_submit(e, 0);
-		}
+	struct aegis_event *e = record(hook, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->family = key->space & 0xff;
+		e->protocol = key->protocol;
+		__builtin_memcpy(e->daddr, key->addr, 16);
+		e->dport = bpf_ntohs(port_be);
+		bpf_ringbuf_submit(e, 0);
 	}
-	return decision != AEGIS_DECISION_DENY;
+	return mode != AEGIS_MODE_ENFORCE;
 }
 
 static __always_inline int egress4(struct bpf_sock_addr *ctx, __u32 hook)
@@ -514,26 +520,21 @@ static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
 	if (!rule || !in_scope(&s))
 		return 1;
 	__u32 mode = effective_mode(&s);
-	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(AEGIS_HOOK_BIND * 2 + decision);
-	__u32 n = rate_admit(rule->rule_id, bpf_get_current_pid_tgid() >> 32);
-	if (n) {
-		struct aegis_event *e = new_event(AEGIS_HOOK_BIND, decision, mode, rule->rule_id, n);
-		if (e) {
-			e->family = family;
-			e->protocol = key.protocol;
-			e->sport = port;
-			if (family == AEGIS_FAMILY_IPV4) {
-				__u32 addr = ctx->user_ip4;
-				__builtin_memcpy(e->saddr, &addr, 4);
-			} else {
-				__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-				__builtin_memcpy(e->saddr, ip6, 16);
-			}
-			bpf_ringbuf_submit(e, 0);
+	struct aegis_event *e = record(AEGIS_HOOK_BIND, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->family = family;
+		e->protocol = key.protocol;
+		e->sport = port;
+		if (family == AEGIS_FAMILY_IPV4) {
+			__u32 addr = ctx->user_ip4;
+			__builtin_memcpy(e->saddr, &addr, 4);
+		} else {
+			__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+			__builtin_memcpy(e->saddr, ip6, 16);
 		}
+		bpf_ringbuf_submit(e, 0);
 	}
-	return decision != AEGIS_DECISION_DENY;
+	return mode != AEGIS_MODE_ENFORCE;
 }
 
 SEC("cgroup/bind4")
@@ -671,32 +672,19 @@ int aegis_xdp(struct xdp_md *ctx)
 		rule_id = iface->rule_id;
 	}
 	__u32 mode = effective_mode(&s);
-	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(AEGIS_HOOK_INGRESS * 2 + decision);
+	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */
 	__u32 who;
 	__builtin_memcpy(&who, p.saddr + (p.family == AEGIS_FAMILY_IPV4 ? 0 : 12), 4);
-	__u32 n = rate_admit(rule_id, who);
-	if (n) {
-		struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-		if (e) {
-			__builtin_memset(e, 0, sizeof(*e));
-			e->ts_boot_ns = bpf_ktime_get_boot_ns();
-			e->rule_id = rule_id;
-			e->count = n;
-			e->ifindex = ctx->ingress_ifindex;
-			e->hook = AEGIS_HOOK_INGRESS;
-			e->decision = decision;
-			e->mode = mode;
-			e->family = p.family;
-			e->protocol = p.protocol;
-			e->sport = bpf_ntohs(p.sport_be);
-			e->dport = bpf_ntohs(p.dport_be);
-			__builtin_memcpy(e->saddr, p.saddr, 16);
-			__builtin_memcpy(e->daddr, p.daddr, 16);
-			bpf_ringbuf_submit(e, 0);
-		} else {
-			count(AEGIS_COUNTER_EVENTS_LOST);
-		}
+	struct aegis_event *e = record(AEGIS_HOOK_INGRESS, mode, rule_id, who, 0);
+	if (e) {
+		e->ifindex = ctx->ingress_ifindex;
+		e->family = p.family;
+		e->protocol = p.protocol;
+		e->sport = bpf_ntohs(p.sport_be);
+		e->dport = bpf_ntohs(p.dport_be);
+		__builtin_memcpy(e->saddr, p.saddr, 16);
+		__builtin_memcpy(e->daddr, p.daddr, 16);
+		bpf_ringbuf_submit(e, 0);
 	}
-	return decision == AEGIS_DECISION_DENY ? XDP_DROP : XDP_PASS;
+	return mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
 }

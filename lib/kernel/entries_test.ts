@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { decodeRule, encodeNetKey, keyGeneration, type NetKey } from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
+import { parseCidr } from "../policy/cidr.ts";
 import { type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } from "./entries.ts";
 
 const TCP = 6;
@@ -18,15 +19,7 @@ function resolved(plan: Partial<RuleSetPlan>, rest: Partial<Omit<ResolvedRuleSet
 }
 
 function v4(cidr: string, ruleId: number, extra: Partial<NetRule> = {}): NetRule {
-  const [address = "", length = "32"] = cidr.split("/");
-  return {
-    ruleId,
-    action: "deny",
-    family: 4,
-    addr: new Uint8Array(address.split(".").map(Number)),
-    prefixLength: Number(length),
-    ...extra,
-  };
+  return { ruleId, action: "deny", ...parseCidr(cidr), ...extra };
 }
 
 function netKey(key: Partial<NetKey> & Pick<NetKey, "addr" | "prefixLength" | "protocol">): number[] {

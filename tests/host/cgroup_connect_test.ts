@@ -3,6 +3,7 @@ import { closeFd, openDirectory } from "../../ffi/mod.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
+import { listen } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
 import { BpfLink } from "../../ffi/mod.ts";
 import { counter, drainEvents, ipv4Rule, writeRules } from "../support/slice.ts";
@@ -10,25 +11,6 @@ import { counter, drainEvents, ipv4Rule, writeRules } from "../support/slice.ts"
 const DENIED = "127.0.0.2";
 const ALLOWED = "127.0.0.1";
 const CONNECT_DENY_SLOT = 2 * 2 + 0;
-
-/** A TCP listener on every loopback address, accepting and closing until stopped. */
-function listen(): { port: number; stop: () => Promise<void> } {
-  const listener = Deno.listen({ hostname: "0.0.0.0", port: 0 });
-  const loop = (async () => {
-    try {
-      for await (const connection of listener) connection.close();
-    } catch {
-      // closed by stop()
-    }
-  })();
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    stop: async () => {
-      listener.close();
-      await loop;
-    },
-  };
-}
 
 rootTest("[root] cgroup/connect4 denies the listed address with EPERM inside the cgroup only", async () => {
   const server = listen();

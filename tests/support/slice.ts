@@ -10,6 +10,7 @@ import {
 import { genInfoValue, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../../lib/policy/plan.ts";
 import { kernelDev } from "../../lib/kernel/dev.ts";
+import { parseCidr } from "../../lib/policy/cidr.ts";
 
 /**
  * Direct map writes for the tests that drive a loaded object without DataPlane: everything goes into
@@ -35,17 +36,9 @@ export function writeRules(
   object.map("aegis_cfg").update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(0n));
 }
 
-/** An IPv4 CIDR deny rule. */
+/** A CIDR deny rule (IPv4 or IPv6). */
 export function ipv4Rule(cidr: string, ruleId: number, extra: Partial<NetRule> = {}): NetRule {
-  const [address = "", length = "32"] = cidr.split("/");
-  return {
-    ruleId,
-    action: "deny",
-    family: 4,
-    addr: new Uint8Array(address.split(".").map(Number)),
-    prefixLength: Number(length),
-    ...extra,
-  };
+  return { ruleId, action: "deny", ...parseCidr(cidr), ...extra };
 }
 
 /** The (dev, ino) of `path` as the kernel names it, as a deny entry for `ruleId`. */

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { CidrError, parseCidr } from "./cidr.ts";
+
+Deno.test("parseCidr() reads IPv4 networks and bare addresses", () => {
+  assert.deepEqual(parseCidr("10.0.0.0/8"), {
+    family: 4,
+    addr: new Uint8Array([10, 0, 0, 0]),
+    prefixLength: 8,
+  });
+  assert.deepEqual(parseCidr("169.254.169.254"), {
+    family: 4,
+    addr: new Uint8Array([169, 254, 169, 254]),
+    prefixLength: 32,
+  });
+});
+
+Deno.test("parseCidr() reads IPv6 with ::, full groups and a dotted IPv4 tail", () => {
+  const doc = parseCidr("2001:db8::/32");
+  assert.equal(doc.family, 6);
+  assert.deepEqual([...doc.addr.subarray(0, 4)], [0x20, 0x01, 0x0d, 0xb8]);
+  assert.equal(doc.prefixLength, 32);
+  assert.deepEqual([...parseCidr("::1").addr], [...new Array(15).fill(0), 1]);
+  assert.deepEqual(
+    [...parseCidr("::ffff:10.1.2.3").addr],
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3],
+  );
+  assert.deepEqual([...parseCidr("1:2:3:4:5:6:7:8/128").addr.subarray(14)], [0, 8]);
+});
+
+Deno.test("parseCidr() refuses malformed text with a CidrError naming it", () => {
+  for (
+    const bad of ["10.0.0/8", "10.0.0.256", "10.0.0.0/33", "10.0.0.0/-1", "1::2::3", "1:2:3", "::/129", "x"]
+  ) {
+    assert.throws(
+      () => parseCidr(bad),
+      (error: unknown) => error instanceof CidrError && error.message.includes(bad),
+    );
+  }
+});
