@@ -98,6 +98,9 @@ const libbpfSymbols = {
   // int bpf_map_delete_batch(int fd, const void *keys, __u32 *count, const struct bpf_map_batch_opts *opts)
   bpf_map_delete_batch: { parameters: ["i32", "buffer", "buffer", "buffer"], result: "i32" },
 
+  // int bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type,
+  //                     const struct bpf_link_create_opts *opts)
+  bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
   // int bpf_obj_get(const char *pathname)
   bpf_obj_get: { parameters: ["buffer"], result: "i32" },
   // int bpf_obj_pin(int fd, const char *pathname)

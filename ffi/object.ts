@@ -2,6 +2,7 @@ import { BpfError } from "./error.ts";
 import { cString, libbpf, readCString } from "./libbpf.ts";
 import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
+import { closeFd } from "./sys.ts";
 import { BpfMap } from "./map.ts";
 
 /**
@@ -237,6 +238,28 @@ export class BpfProgram {
     );
   }
 
+  /**
+   * Attaches XDP in generic (skb) mode and pins the link at `pinPath` (the link exists only as that pin
+   * until BpfLink.open adopts it): the fallback for drivers whose native mode refuses the program.
+   */
+  attachXdpGeneric(ifindex: number, pinPath: string): BpfLink {
+    // struct bpf_link_create_opts { size_t sz; __u32 flags; ... }: a prefix is enough.
+    const opts = new Uint32Array([16, 0, XDP_FLAGS_SKB_MODE, 0]);
+    const fd = libbpf().bpf_link_create(this.fd, ifindex, BPF_XDP, new Uint8Array(opts.buffer));
+    if (fd < 0) {
+      throw new BpfError("bpf_link_create", -fd, { subject: `${this.name} to ifindex ${ifindex} (generic)` });
+    }
+    try {
+      const pinned = libbpf().bpf_obj_pin(fd, cString(pinPath));
+      if (pinned < 0) throw new BpfError("bpf_obj_pin", -pinned, { subject: pinPath });
+    } finally {
+      closeFd(fd);
+    }
+    const link = BpfLink.open(pinPath);
+    this.#adopt(link);
+    return link;
+  }
+
   /** Attaches XDP to the interface `ifindex`: the driver's native mode where it has one, else generic. */
   attachXdp(ifindex: number, description = `ifindex ${ifindex}`): BpfLink {
     return this.#link(
@@ -263,6 +286,9 @@ export class BpfProgram {
     return link;
   }
 }
+
+const BPF_XDP = 37;
+const XDP_FLAGS_SKB_MODE = 2;
 
 function unwrapCode(code: number, operation: string, subject: string): void {
   if (code < 0) throw new BpfError(operation, -code, { subject });

@@ -46,6 +46,8 @@ export type DataPlaneOptions = {
   lsm?: "auto" | "off";
   /** Size of the events ring buffer in bytes (a power of two, at least a page); used when it is created. */
   ringBufferBytes?: number;
+  /** XDP attach mode: "native" tries the driver first and falls back to generic; "generic" skips it. */
+  xdpMode?: "native" | "generic";
 };
 
 const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
@@ -79,11 +81,18 @@ export class DataPlane {
   readonly status: Readonly<Record<Area, AreaStatus>>;
   readonly #object: BpfObject;
   readonly #links = new Map<string, BpfLink>();
+  readonly #xdpMode: "native" | "generic";
 
-  private constructor(object: BpfObject, pinDir: string, status: Record<Area, AreaStatus>) {
+  private constructor(
+    object: BpfObject,
+    pinDir: string,
+    status: Record<Area, AreaStatus>,
+    xdpMode: "native" | "generic",
+  ) {
     this.#object = object;
     this.pinDir = pinDir;
     this.status = status;
+    this.#xdpMode = xdpMode;
   }
 
   /**
@@ -102,7 +111,7 @@ export class DataPlane {
       options.lsm ?? "auto",
       options.ringBufferBytes,
     );
-    const plane = new DataPlane(object, pinDir, status);
+    const plane = new DataPlane(object, pinDir, status, options.xdpMode ?? "native");
     try {
       plane.#attachAreas(areas, options.cgroupPath ?? cgroup2Root());
     } catch (error) {
@@ -179,8 +188,7 @@ export class DataPlane {
       for (const iface of set.interfaces) {
         const name = `${PROGRAMS.ingress}@${iface.name}`;
         if (!this.#links.has(name)) {
-          const attach = () => this.#object.program(PROGRAMS.ingress).attachXdp(iface.ifindex, iface.name);
-          this.#attach(name, PROGRAMS.ingress, attach);
+          this.#attach(name, PROGRAMS.ingress, () => this.#attachXdp(name, iface.ifindex, iface.name));
           newLinks.push(name);
         }
       }
@@ -356,7 +364,7 @@ export class DataPlane {
     }
     const link = attach();
     try {
-      link.pin(path);
+      if (!exists(path)) link.pin(path);
     } catch (error) {
       link.close();
       throw error;
@@ -365,6 +373,24 @@ export class DataPlane {
     // The program a new link runs, pinned for inspection (bpftool prog show pinned ...).
     const programPin = `${this.pinDir}/progs/${program}`;
     if (!exists(programPin)) this.#object.program(program).pin(programPin);
+  }
+
+  /**
+   * XDP in the driver's native mode where it has one; where native attach is refused, generic mode, so
+   * an interface is never left unfiltered for want of driver support.
+   */
+  #attachXdp(name: string, ifindex: number, ifname: string): BpfLink {
+    const program = this.#object.program(PROGRAMS.ingress);
+    if (this.#xdpMode === "native") {
+      try {
+        return program.attachXdp(ifindex, ifname);
+      } catch (error) {
+        if (!(error instanceof BpfError && ["EOPNOTSUPP", "EINVAL", "ENOTSUPP"].includes(error.errnoName))) {
+          throw error;
+        }
+      }
+    }
+    return program.attachXdpGeneric(ifindex, `${this.pinDir}/links/${name}`);
   }
 
   #removeLink(name: string): void {

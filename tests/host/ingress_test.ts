@@ -5,7 +5,7 @@ import { formatAddress } from "../../lib/kernel/events.ts";
 import type { IngressInterface, NetRule, RuleInfo, RuleSetPlan } from "../../lib/policy/plan.ts";
 import { VethPair } from "../support/netns.ts";
 import { drain, type PlaneFixture, ruleSet, withPlane } from "../support/plane.ts";
-import { rootTest } from "../support/privileged.ts";
+import { must, rootTest } from "../support/privileged.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
 const FAILSAFE_PORT = 22;
@@ -44,12 +44,15 @@ type IngressFixture = PlaneFixture & {
  * program goes on the server end, which only the server namespace can name: resolvePlan looks the
  * interface up, and apply attaches XDP before its first await, so both run with the thread there.
  */
-async function withIngress(fn: (fixture: IngressFixture) => Promise<void>): Promise<void> {
+async function withIngress(
+  fn: (fixture: IngressFixture) => Promise<void>,
+  xdpMode: "native" | "generic" = "native",
+): Promise<void> {
   const pair = await VethPair.create();
   try {
     const echo = await pair.serve([FAILSAFE_PORT, SERVICE_PORT, OTHER_PORT]);
     try {
-      await withPlane({ areas: ["ingress"] }, async (fixture) => {
+      await withPlane({ areas: ["ingress"], xdpMode }, async (fixture) => {
         const inServer = <T>(run: () => T): T => inNetns(pair.nsPath(pair.server), run);
         await fn({
           ...fixture,
@@ -342,5 +345,29 @@ rootTest(
         second.close();
       }
     });
+  },
+);
+
+rootTest(
+  "[root] ingress: XDP attaches in native mode on veth, and generic mode drops the same way",
+  async () => {
+    for (const mode of ["native", "generic"] as const) {
+      await withIngress(async ({ pair, bpffs, apply }) => {
+        await apply({
+          mode: "enforce",
+          ingress: {
+            interfaces: [serverInterface(pair, false)],
+            failsafe: [],
+            rules: [ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT)],
+          },
+        });
+        const link = await must("ip", ["-n", pair.server, "link", "show", pair.serverInterface]);
+        assert.match(link, mode === "native" ? /\bxdp(drv)? / : /\bxdpgeneric /, link);
+        assert.equal(await pair.pingServer(), false, `${mode}: the denied source is dropped`);
+        DataPlane.detach(bpffs.path);
+        assert.equal(await pair.serverXdpAttached(), false);
+        assert.equal(await pair.pingServer(), true);
+      }, mode);
+    }
   },
 );
