@@ -22,6 +22,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SESSION_KEY_FULL_PREFIX (32 + 16 + 16 + 128)
 #define MAX_CGROUP_DEPTH 32
 #define MAX_IPV6_EXT_HEADERS 4
+#define MAX_VLAN_TAGS 2
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+/* parse_packet results */
+#define PACKET_PASS 0     /* not filtered: ARP, IPv6 neighbour discovery, non-IP */
+#define PACKET_PARSED 1   /* family, addresses, protocol and ports filled in */
+#define PACKET_UNPARSED 2 /* IP we cannot classify (truncated tags, too many extension headers) */
 #define IPPROTO_HOPOPTS_ 0
 #define IPPROTO_ROUTING_ 43
 #define IPPROTO_FRAGMENT_ 44
@@ -140,6 +147,27 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
+
+/*
+ * A grace-period barrier for user space: updating a map-of-maps makes the
+ * kernel wait (synchronize_rcu) until every program already running has
+ * finished, so that a generation can be cleared only when no hook can still
+ * be reading it. No program uses these maps.
+ */
+struct barrier_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+struct barrier_inner rcu_inner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct barrier_inner);
+} rcu_barrier SEC(".maps");
 
 /* Keeps struct aegis_event in the object's BTF for the layout test. */
 const volatile struct aegis_event aegis_event_btf_anchor = {};
@@ -402,10 +430,10 @@ static __always_inline struct aegis_rule *more_specific(struct aegis_rule *a, st
 /*
  * The most specific rule for `key`: longest prefix first; at equal length a
  * port rule beats a port-less one, and a protocol rule beats an any-protocol
- * one (looked up only when `any_protocol` is set: ingress).
+ * one (port-less rules that name no protocol are keyed on protocol 0).
  */
 static __always_inline struct aegis_rule *match_net(void *port_map, void *any_map, struct aegis_net_key *key,
-						    __u16 port_be, int any_protocol)
+						    __u16 port_be)
 {
 	key->prefixlen = NET_KEY_FULL_PREFIX;
 	__builtin_memcpy(key->port, &port_be, 2);
@@ -413,7 +441,7 @@ static __always_inline struct aegis_rule *match_net(void *port_map, void *any_ma
 	key->port[0] = 0;
 	key->port[1] = 0;
 	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(any_map, key));
-	if (any_protocol && key->protocol) {
+	if (key->protocol) {
 		key->protocol = 0;
 		best = more_specific(best, bpf_map_lookup_elem(any_map, key));
 	}
@@ -437,7 +465,7 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 					   struct aegis_net_key *key)
 {
 	__u16 port_be = (__u16)ctx->user_port;
-	struct aegis_rule *rule = match_net(&egress_port, &egress_any, key, port_be, 0);
+	struct aegis_rule *rule = match_net(&egress_port, &egress_any, key, port_be);
 	if (rule && rule->action == AEGIS_ACTION_ALLOW)
 		rule = 0;
 	if (!rule && s->info->uid_rules) {
@@ -560,30 +588,44 @@ struct aegis_packet {
 	__u8 daddr[16];
 };
 
-/* Parses Ethernet, IPv4 or IPv6, and TCP or UDP ports; 0 for what passes unfiltered (ARP, IPv6 neighbour discovery, non-IP). */
+/* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and TCP or UDP ports: PACKET_*. */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet *p)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
-		return 0;
+		return PACKET_PASS;
+	/* 802.1Q / 802.1ad tags (priority-tagged frames reach the untagged device): filter the inner packet. */
+	__u16 proto = eth->h_proto;
+	void *l3 = eth + 1;
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vlan = l3;
+		if ((void *)(vlan + 1) > data_end)
+			return PACKET_UNPARSED;
+		proto = vlan->h_vlan_encapsulated_proto;
+		l3 = vlan + 1;
+	}
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD))
+		return PACKET_UNPARSED;
 	void *l4;
 	int fragment = 0;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > data_end || ip->ihl < 5)
-			return 0;
+			return PACKET_UNPARSED;
 		p->family = AEGIS_FAMILY_IPV4;
 		p->protocol = ip->protocol;
 		__builtin_memcpy(p->saddr, &ip->saddr, 4);
 		__builtin_memcpy(p->daddr, &ip->daddr, 4);
 		fragment = (ip->frag_off & bpf_htons(0x1fff)) != 0;
 		l4 = (void *)ip + ip->ihl * 4;
-	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > data_end)
-			return 0;
+			return PACKET_UNPARSED;
 		p->family = AEGIS_FAMILY_IPV6;
 		__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6->daddr, 16);
@@ -608,25 +650,29 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet 
 				break;
 			}
 		}
+		/* More extension headers than we walk: the ports are out of reach, so the packet is refused. */
+		if (next == IPPROTO_HOPOPTS_ || next == IPPROTO_ROUTING_ || next == IPPROTO_DSTOPTS_ ||
+		    next == IPPROTO_FRAGMENT_)
+			return PACKET_UNPARSED;
 		p->protocol = next;
 		/* Neighbour discovery and multicast listener messages keep IPv6 working, as ARP does IPv4. */
 		if (next == IPPROTO_ICMPV6_ && !fragment) {
 			struct icmp6hdr *icmp = l4;
 			if ((void *)(icmp + 1) <= data_end &&
 			    ((icmp->icmp6_type >= 130 && icmp->icmp6_type <= 137) || icmp->icmp6_type == 143))
-				return 0;
+				return PACKET_PASS;
 		}
 	} else {
-		return 0;
+		return PACKET_PASS;
 	}
 	if (!fragment && (p->protocol == IPPROTO_TCP_ || p->protocol == IPPROTO_UDP_)) {
 		__u16 *ports = l4;
 		if ((void *)(ports + 2) > data_end)
-			return 1;
+			return PACKET_PARSED;
 		p->sport_be = ports[0];
 		p->dport_be = ports[1];
 	}
-	return 1;
+	return PACKET_PARSED;
 }
 
 static __always_inline int session_allows(__u32 ifindex, const struct aegis_packet *p)
@@ -649,28 +695,30 @@ int aegis_xdp(struct xdp_md *ctx)
 {
 	struct aegis_packet p = {};
 	struct aegis_state s;
-	if (!parse_packet(ctx, &p) || !load_state(&s))
+	int parsed = parse_packet(ctx, &p);
+	if (parsed == PACKET_PASS || !load_state(&s))
 		return XDP_PASS;
 	struct aegis_iface_key iface_key = { .gen = s.gen, .ifindex = ctx->ingress_ifindex };
 	struct aegis_iface *iface = bpf_map_lookup_elem(&ingress_iface, &iface_key);
 	if (!iface)
 		return XDP_PASS;
+	__u32 rule_id = iface->rule_id;
+	if (parsed == PACKET_UNPARSED)
+		goto refuse;
 	struct aegis_port_key failsafe = { .gen = s.gen, .port = bpf_ntohs(p.dport_be), .protocol = p.protocol };
 	if (p.dport_be && bpf_map_lookup_elem(&ingress_failsafe, &failsafe))
 		return XDP_PASS;
 	struct aegis_net_key key = { .space = s.gen << 8 | p.family, .protocol = p.protocol };
 	__builtin_memcpy(key.addr, p.saddr, 16);
-	struct aegis_rule *rule = match_net(&ingress_port, &ingress_any, &key, p.dport_be, 1);
-	__u32 rule_id;
+	struct aegis_rule *rule = match_net(&ingress_port, &ingress_any, &key, p.dport_be);
 	if (rule) {
 		if (rule->action == AEGIS_ACTION_ALLOW)
 			return XDP_PASS;
 		rule_id = rule->rule_id;
-	} else {
-		if (iface->default_action == AEGIS_ACTION_ALLOW || session_allows(ctx->ingress_ifindex, &p))
-			return XDP_PASS;
-		rule_id = iface->rule_id;
+	} else if (iface->default_action == AEGIS_ACTION_ALLOW || session_allows(ctx->ingress_ifindex, &p)) {
+		return XDP_PASS;
 	}
+refuse:;
 	__u32 mode = effective_mode(&s);
 	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */
 	__u32 who;

@@ -142,6 +142,10 @@ const libcSymbols = {
   // int mount(const char *source, const char *target, const char *filesystemtype,
   //           unsigned long mountflags, const void *data)
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
+  // int flock(int fd, int operation)
+  flock: { parameters: ["i32", "i32"], result: "i32" },
+  // the same, run on a worker thread: waits without blocking the event loop
+  flock_wait: { name: "flock", parameters: ["i32", "i32"], result: "i32", nonblocking: true },
   // int setns(int fd, int nstype)
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // unsigned int if_nametoindex(const char *ifname)

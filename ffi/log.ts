@@ -37,7 +37,10 @@ function format_(format: Deno.PointerObject, args: Deno.PointerObject): string {
   const state = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(args, VA_LIST_BYTES));
   const saved = state.slice();
   const length = libc().vsnprintf(scratch, BigInt(scratch.length), format, args);
-  if (length < scratch.length) return decoder.decode(scratch.subarray(0, Math.max(0, length)));
+  if (length < scratch.length || Deno.build.arch !== "x86_64") {
+    // Elsewhere va_list has another layout: keep the truncated text rather than guess.
+    return decoder.decode(scratch.subarray(0, Math.max(0, Math.min(length, scratch.length - 1))));
+  }
   state.set(saved);
   const full = new Uint8Array(length + 1);
   const written = libc().vsnprintf(full, BigInt(full.length), format, args);

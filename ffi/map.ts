@@ -22,7 +22,8 @@ export const BPF_EXIST = 2n;
  * object owns the map, so it is valid until the object is closed.
  */
 export class BpfMap {
-  readonly #pointer: Deno.PointerObject;
+  readonly #raw: Deno.PointerObject;
+  readonly #owner: { readonly open: boolean };
   readonly name: string;
   readonly keySize: number;
   readonly valueSize: number;
@@ -32,15 +33,22 @@ export class BpfMap {
   readonly lookupSize: number;
 
   /** @internal Made by BpfObject.map. */
-  constructor(pointer: Deno.PointerObject) {
+  constructor(pointer: Deno.PointerObject, owner: { readonly open: boolean }) {
     const lib = libbpf();
-    this.#pointer = pointer;
+    this.#raw = pointer;
+    this.#owner = owner;
     this.name = readCString(lib.bpf_map__name(pointer));
     this.keySize = lib.bpf_map__key_size(pointer);
     this.valueSize = lib.bpf_map__value_size(pointer);
     this.maxEntries = lib.bpf_map__max_entries(pointer);
     this.type = lib.bpf_map__type(pointer);
     this.lookupSize = this.isPerCpu ? Math.ceil(this.valueSize / 8) * 8 * possibleCpus() : this.valueSize;
+  }
+
+  /** The libbpf map, while the object that owns it is open (libbpf frees it with the object). */
+  get #pointer(): Deno.PointerObject {
+    if (!this.#owner.open) throw new Error(`BPF object is closed: map ${this.name} is gone`);
+    return this.#raw;
   }
 
   get fd(): number {

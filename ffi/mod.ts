@@ -8,11 +8,14 @@ export { setLibbpfDebug } from "./log.ts";
 export {
   bootTimeNs,
   closeFd,
+  type DirectoryLock,
   ifIndex,
   inNetns,
   libbpfVersion,
+  lockDirectory,
   mountPseudoFs,
   openDirectory,
   readOnlyObjectFd,
+  tryLockDirectory,
 } from "./sys.ts";
 export * from "./layout.ts";

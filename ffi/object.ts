@@ -140,6 +140,8 @@ export class BpfObject {
   #pointer: Deno.PointerObject | null;
   readonly #links: BpfLink[] = [];
   readonly #maps = new Map<string, BpfMap>();
+  /** Shared with children: maps and programs refuse to touch freed libbpf memory once this is false. */
+  readonly #state = { open: true };
   readonly #image: Uint8Array<ArrayBuffer>;
 
   /** @internal Made by OpenBpfObject.load. */
@@ -156,7 +158,13 @@ export class BpfObject {
   program(name: string): BpfProgram {
     const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
     if (p === null) throw new BpfError("bpf_object__find_program_by_name", 2, { subject: name });
-    return new BpfProgram(p, name, (link) => this.#links.push(link), (link) => this.#forget(link));
+    return new BpfProgram(
+      p,
+      name,
+      this.#state,
+      (link) => this.#links.push(link),
+      (link) => this.#forget(link),
+    );
   }
 
   map(name: string): BpfMap {
@@ -164,7 +172,7 @@ export class BpfObject {
     if (!map) {
       const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
       if (p === null) throw new BpfError("bpf_object__find_map_by_name", 2, { subject: name });
-      map = new BpfMap(p);
+      map = new BpfMap(p, this.#state);
       this.#maps.set(name, map);
     }
     return map;
@@ -173,6 +181,7 @@ export class BpfObject {
   close(): void {
     if (this.#pointer === null) return;
     for (const link of [...this.#links].reverse()) link.close();
+    this.#state.open = false;
     libbpf().bpf_object__close(this.#pointer);
     this.#pointer = null;
   }
@@ -194,7 +203,8 @@ export class BpfObject {
 
 /** A loaded program; its attach methods return links owned by the object. */
 export class BpfProgram {
-  readonly #pointer: Deno.PointerObject;
+  readonly #raw: Deno.PointerObject;
+  readonly #owner: { readonly open: boolean };
   readonly name: string;
   readonly #adopt: (link: BpfLink) => void;
   readonly #forget: (link: BpfLink) => void;
@@ -203,13 +213,21 @@ export class BpfProgram {
   constructor(
     pointer: Deno.PointerObject,
     name: string,
+    owner: { readonly open: boolean },
     adopt: (link: BpfLink) => void,
     forget: (link: BpfLink) => void,
   ) {
-    this.#pointer = pointer;
+    this.#raw = pointer;
+    this.#owner = owner;
     this.name = name;
     this.#adopt = adopt;
     this.#forget = forget;
+  }
+
+  /** The libbpf program, while the object that owns it is open (libbpf frees it with the object). */
+  get #pointer(): Deno.PointerObject {
+    if (!this.#owner.open) throw new Error(`BPF object is closed: program ${this.name} is gone`);
+    return this.#raw;
   }
 
   get fd(): number {

@@ -10,6 +10,7 @@ const SAMPLE_FN = { parameters: ["pointer", "pointer", "usize"], result: "i32" }
  */
 export class RingBuffer {
   #pointer: Deno.PointerObject | null;
+  #failure: { error: unknown } | undefined;
   readonly #callback: Deno.UnsafeCallback<typeof SAMPLE_FN>;
 
   constructor(map: BpfMap, onRecord: (record: Uint8Array<ArrayBuffer>) => void) {
@@ -19,7 +20,13 @@ export class RingBuffer {
         if (data === null) return 0;
         const record = new Uint8Array(Number(size));
         Deno.UnsafePointerView.copyInto(data, record);
-        onRecord(record);
+        // An exception cannot cross back into libbpf: keep the first one, stop, rethrow from consume().
+        try {
+          onRecord(record);
+        } catch (error) {
+          this.#failure ??= { error };
+          return -1;
+        }
         return 0;
       },
     );
@@ -36,6 +43,9 @@ export class RingBuffer {
   consume(): number {
     if (this.#pointer === null) throw new Error("Ring buffer is closed");
     const n = libbpf().ring_buffer__consume(this.#pointer);
+    const failure = this.#failure;
+    this.#failure = undefined;
+    if (failure) throw failure.error;
     if (n < 0) throw new BpfError("ring_buffer__consume", -n);
     return n;
   }

@@ -93,3 +93,43 @@ export function mountPseudoFs(type: string, path: string): void {
     throw new BpfError("mount", lastErrno(), { subject: `${type} on ${path}` });
   }
 }
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const EWOULDBLOCK = 11;
+
+/** An exclusive flock(2) on a directory; released by `release()` or `using`. */
+export type DirectoryLock = { release(): void; [Symbol.dispose](): void };
+
+/**
+ * Takes an exclusive lock on the directory `path` if it is free, or returns undefined. The lock is
+ * shared by every process and handle (flock locks an open file description).
+ */
+export function tryLockDirectory(path: string): DirectoryLock | undefined {
+  const fd = openDirectory(path);
+  if (libc().flock(fd, LOCK_EX | LOCK_NB) === 0) return heldLock(fd);
+  const errno = lastErrno();
+  closeFd(fd);
+  if (errno !== EWOULDBLOCK) throw new BpfError("flock", errno, { subject: path });
+  return undefined;
+}
+
+/** Waits for an exclusive lock on the directory `path`, on a worker thread. */
+export async function lockDirectory(path: string): Promise<DirectoryLock> {
+  const fd = openDirectory(path);
+  if ((await libc().flock_wait(fd, LOCK_EX)) < 0) {
+    closeFd(fd);
+    throw new BpfError("flock", EWOULDBLOCK, { subject: path });
+  }
+  return heldLock(fd);
+}
+
+function heldLock(fd: number): DirectoryLock {
+  let held = true;
+  const release = () => {
+    if (!held) return;
+    held = false;
+    closeFd(fd); // closing the last descriptor releases the lock
+  };
+  return { release, [Symbol.dispose]: release };
+}

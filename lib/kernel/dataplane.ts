@@ -16,8 +16,10 @@ import {
   type GenInfo,
   ifIndex,
   keyGeneration,
+  lockDirectory,
   openDirectory,
   type RawEvent,
+  tryLockDirectory,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
@@ -63,8 +65,6 @@ const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]
 const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 const HOOKS = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress"] as const;
 export type Hook = typeof HOOKS[number];
-/** After a flip, how long the old generation stays readable for hooks already running. */
-const FLIP_GRACE_MS = 50;
 
 export type Counters = {
   decisions: Record<Hook, { deny: bigint; audit: bigint }>;
@@ -174,6 +174,9 @@ export class DataPlane {
    * the live rules are untouched. Returns the new active generation.
    */
   async apply(set: ResolvedRuleSet): Promise<number> {
+    // One apply at a time, across processes. Taken without awaiting when free, so that attaching
+    // happens in the caller's turn (and network namespace).
+    using _lock = tryLockDirectory(this.pinDir) ?? await lockDirectory(this.pinDir);
     const active = this.config().activeGen;
     const next = active ^ 1;
     this.#clearGeneration(next);
@@ -198,7 +201,7 @@ export class DataPlane {
       throw error;
     }
     this.#configMap().update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(BigInt(next)));
-    await new Promise((resolve) => setTimeout(resolve, FLIP_GRACE_MS));
+    this.#waitForRunningHooks();
     this.#clearGeneration(active);
     const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
     for (const name of this.links) {
@@ -290,6 +293,17 @@ export class DataPlane {
    */
   static detach(bpffs: string): string[] {
     const pinDir = `${bpffs}/aegisbpf`;
+    if (!exists(pinDir)) return [];
+    using _lock = tryLockDirectory(pinDir) ??
+      refuse(`another aegisbpf process is applying a policy under ${pinDir}`);
+    // LSM and tracepoint links cannot be detached while another process holds them: empty the rules and
+    // force audit first, so that whatever stays attached until that process exits decides nothing.
+    try {
+      neutralize(`${pinDir}/maps`);
+    } catch {
+      // Pins this version cannot reuse (another release's maps) cannot be emptied; removing them still is
+      // the clean uninstall asked for.
+    }
     const removed: string[] = [];
     for (const name of listDir(`${pinDir}/links`)) {
       const path = `${pinDir}/links/${name}`;
@@ -393,6 +407,15 @@ export class DataPlane {
     return program.attachXdpGeneric(ifindex, `${this.pinDir}/links/${name}`);
   }
 
+  /**
+   * Returns once every hook that may have read the old generation word has finished: an update of a
+   * map-of-maps makes the kernel wait for an RCU grace period (synchronize_rcu), and every hook runs
+   * inside an RCU read section.
+   */
+  #waitForRunningHooks(): void {
+    this.map("rcu_barrier").update(encodeU32(0), encodeU32(this.map("rcu_inner").fd));
+  }
+
   #removeLink(name: string): void {
     const link = this.#links.get(name);
     if (!link) return;
@@ -429,6 +452,21 @@ function writeBatch(map: BpfMap, keys: Uint8Array<ArrayBuffer>[], values: Uint8A
   keys.forEach((key, i) => keyBytes.set(key, i * map.keySize));
   values.forEach((value, i) => valueBytes.set(value, i * map.valueSize));
   map.updateBatch(keyBytes, valueBytes, keys.length);
+}
+
+function refuse(message: string): never {
+  throw new Error(`Cannot detach: ${message}; try again when it has finished`);
+}
+
+/** Clears every rule map of both generations and forces audit, through the pinned maps. */
+function neutralize(mapDir: string): void {
+  if (listDir(mapDir).length === 0) return;
+  using object = openAegisObject([], mapDir).load();
+  object.map("aegis_cfg").update(encodeU32(CONFIG_WORDS.forceAudit), encodeU64(1n));
+  for (const name of Object.keys(RULE_MAPS)) {
+    const map = object.map(name);
+    for (const key of map.keys()) map.delete(key);
+  }
 }
 
 /** Loads every wanted program; where BPF-LSM programs cannot load, loads the audit tracepoints instead. */

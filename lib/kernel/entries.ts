@@ -18,6 +18,7 @@ import {
   encodeUidPortKey,
   type StructLayout,
 } from "../../ffi/mod.ts";
+import { unmapIpv4 } from "../policy/cidr.ts";
 import { type NetRule, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
 
 /** A plan with names resolved to what the kernel keys on. */
@@ -67,8 +68,8 @@ export function ruleSetEntries(set: ResolvedRuleSet, gen: number): Record<RuleMa
   for (const exe of set.exec) {
     maps.deny_exec.put(encodeInodeKey({ ...exe, gen }), denyRule(exe.ruleId));
   }
-  for (const rule of set.plan.egress) addNetRule(maps.egress_port, maps.egress_any, rule, gen, false);
-  for (const rule of set.plan.ingress.rules) addNetRule(maps.ingress_port, maps.ingress_any, rule, gen, true);
+  for (const rule of set.plan.egress) addNetRule(maps.egress_port, maps.egress_any, rule, gen);
+  for (const rule of set.plan.ingress.rules) addNetRule(maps.ingress_port, maps.ingress_any, rule, gen);
   for (const id of set.scope.include) {
     maps.scope.put(encodeScopeKey({ cgroupId: id, gen }), u32(SCOPE_INCLUDE));
   }
@@ -112,34 +113,35 @@ export function genInfoValue(set: ResolvedRuleSet): Uint8Array<ArrayBuffer> {
 }
 
 const ANY_PROTOCOL = 0;
+/** Protocols with ports, for a rule that names ports but no protocol: TCP, UDP, UDP-Lite. */
+const PORT_PROTOCOLS = [PROTOCOL_NUMBER.tcp, PROTOCOL_NUMBER.udp, 136];
 
-function addNetRule(
-  portMap: EntryMap,
-  anyMap: EntryMap,
-  rule: NetRule,
-  gen: number,
-  anyProtocol: boolean,
-): void {
+function addNetRule(portMap: EntryMap, anyMap: EntryMap, rule: NetRule, gen: number): void {
   const map = rule.port === undefined ? anyMap : portMap;
   const protocols = rule.protocol !== undefined
     ? [PROTOCOL_NUMBER[rule.protocol]]
-    : anyProtocol && rule.port === undefined
+    : rule.port === undefined
     ? [ANY_PROTOCOL]
-    : [PROTOCOL_NUMBER.tcp, PROTOCOL_NUMBER.udp];
-  const addr = maskAddress(rule.addr, rule.prefixLength);
+    : PORT_PROTOCOLS;
+  const cidr = unmapIpv4({
+    family: rule.family,
+    addr: new Uint8Array(rule.addr),
+    prefixLength: rule.prefixLength,
+  });
+  const addr = maskAddress(cidr.addr, cidr.prefixLength);
   const value = encodeRule({
     ruleId: rule.ruleId,
     allow: rule.action === "allow",
-    prefixLength: rule.prefixLength,
+    prefixLength: cidr.prefixLength,
   });
   for (const protocol of protocols) {
     const key = encodeNetKey({
       gen,
-      family: rule.family,
+      family: cidr.family,
       protocol,
       port: rule.port ?? 0,
       addr,
-      prefixLength: rule.prefixLength,
+      prefixLength: cidr.prefixLength,
     });
     map.put(key, value, rule.action === "deny");
   }

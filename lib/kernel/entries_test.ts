@@ -6,6 +6,7 @@ import { type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } fro
 
 const TCP = 6;
 const UDP = 17;
+const UDPLITE = 136;
 
 function resolved(plan: Partial<RuleSetPlan>, rest: Partial<Omit<ResolvedRuleSet, "plan">> = {}) {
   return {
@@ -37,7 +38,7 @@ Deno.test("ruleSetEntries() lets deny beat allow on an exact tie, whichever come
   const deny = v4("10.0.0.0/8", 2);
   for (const egress of [[allow, deny], [deny, allow]]) {
     const entries = entriesOf(resolved({ egress }), "egress_any");
-    assert.equal(entries.length, 2, "one entry per protocol");
+    assert.equal(entries.length, 1, "one any-protocol entry");
     for (const entry of entries) assert.deepEqual(entry.rule, { ruleId: 2, allow: false, prefixLength: 8 });
   }
 });
@@ -49,7 +50,7 @@ Deno.test("ruleSetEntries() lets a later allow replace an earlier allow of the s
     }),
     "egress_any",
   );
-  assert.deepEqual(entries.map((entry) => entry.rule.ruleId), [2, 2]);
+  assert.deepEqual(entries.map((entry) => entry.rule.ruleId), [2]);
 });
 
 Deno.test("ruleSetEntries() masks host bits so equal networks share one key", () => {
@@ -76,18 +77,16 @@ Deno.test("ruleSetEntries() masks host bits so equal networks share one key", ()
   );
 });
 
-Deno.test("ruleSetEntries() expands an egress rule without protocol to TCP and UDP", () => {
+Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, or on TCP, UDP, UDP-Lite with a port", () => {
   const portless = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1)] }), "egress_any");
   const addr = new Uint8Array([10, 0, 0, 0]);
-  assert.deepEqual(portless.map((entry) => entry.key), [
-    netKey({ addr, prefixLength: 8, protocol: TCP }),
-    netKey({ addr, prefixLength: 8, protocol: UDP }),
-  ]);
+  assert.deepEqual(portless.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: 0 })]);
   const set = resolved({ egress: [v4("10.0.0.0/8", 1, { port: 443 })] });
   assert.deepEqual(entriesOf(set, "egress_any"), []);
   assert.deepEqual(entriesOf(set, "egress_port").map((entry) => entry.key), [
     netKey({ addr, prefixLength: 8, protocol: TCP, port: 443 }),
     netKey({ addr, prefixLength: 8, protocol: UDP, port: 443 }),
+    netKey({ addr, prefixLength: 8, protocol: UDPLITE, port: 443 }),
   ]);
   const udpOnly = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1, { protocol: "udp" })] }), "egress_any");
   assert.deepEqual(udpOnly.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: UDP })]);
@@ -105,6 +104,7 @@ Deno.test("ruleSetEntries() keys a port-less ingress rule without protocol on pr
   assert.deepEqual(withPort.map((entry) => entry.key), [
     netKey({ addr, prefixLength: 15, protocol: TCP, port: 22 }),
     netKey({ addr, prefixLength: 15, protocol: UDP, port: 22 }),
+    netKey({ addr, prefixLength: 15, protocol: UDPLITE, port: 22 }),
   ]);
 });
 

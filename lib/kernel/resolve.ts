@@ -1,7 +1,7 @@
 import { ifIndex } from "../../ffi/mod.ts";
 import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
-import { kernelDev } from "./dev.ts";
+import { kernelDev, superblockDev } from "./dev.ts";
 import type { ResolvedRuleSet } from "./entries.ts";
 
 /** A name in a plan that does not resolve on this host; names the rule. */
@@ -29,10 +29,13 @@ export type ResolveOptions = {
 export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
   const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
+  const mountinfo = plan.files.length + plan.exec.length > 0
+    ? Deno.readTextFileSync("/proc/self/mountinfo")
+    : "";
   return {
     plan,
-    files: plan.files.flatMap((target) => resolveInodes(target, plan, options.warn)),
-    exec: plan.exec.flatMap((target) => resolveInodes(target, plan, options.warn)),
+    files: plan.files.flatMap((target) => resolveInodes(target, plan, mountinfo, options.warn)),
+    exec: plan.exec.flatMap((target) => resolveInodes(target, plan, mountinfo, options.warn)),
     scope: {
       include: plan.scope.include.map((path) => cgroupId(root, path)),
       exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
@@ -44,6 +47,7 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
 function resolveInodes(
   target: InodeTarget,
   plan: RuleSetPlan,
+  mountinfo: string,
   warn: ((message: string) => void) | undefined,
 ): { dev: number; ino: bigint; ruleId: number }[] {
   const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
@@ -65,9 +69,12 @@ function resolveInodes(
         target.ruleId,
       );
     }
-    return walkFiles(target.path).map((path) => inodeOf(path, target.ruleId));
+    return walkFiles(target.path).map((path) => ({
+      ...fileIdentity(path, mountinfo),
+      ruleId: target.ruleId,
+    }));
   }
-  return [{ dev: kernelDev(stat.dev), ino: BigInt(stat.ino ?? 0), ruleId: target.ruleId }];
+  return [{ ...fileIdentity(target.path, mountinfo), ruleId: target.ruleId }];
 }
 
 function walkFiles(dir: string): string[] {
@@ -80,9 +87,14 @@ function walkFiles(dir: string): string[] {
   return files;
 }
 
-function inodeOf(path: string, ruleId: number): { dev: number; ino: bigint; ruleId: number } {
+/**
+ * (dev, ino) of a file as the hooks see it: the inode stat names, on the device of the superblock that
+ * holds it (from /proc/self/mountinfo), falling back to stat's device.
+ */
+export function fileIdentity(path: string, mountinfo: string): { dev: number; ino: bigint } {
   const stat = Deno.statSync(path);
-  return { dev: kernelDev(stat.dev), ino: BigInt(stat.ino ?? 0), ruleId };
+  const dev = superblockDev(Deno.realPathSync(path), mountinfo) ?? kernelDev(stat.dev);
+  return { dev, ino: BigInt(stat.ino ?? 0) };
 }
 
 /** A cgroup v2 id is the inode number of its directory. */

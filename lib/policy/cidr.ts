@@ -55,3 +55,15 @@ function parseIpv6(address: string, text: string): Uint8Array<ArrayBuffer> {
   if (tail.length === 4) bytes.set(tail, 12);
   return bytes;
 }
+
+/**
+ * An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network it stands for: the hooks
+ * match mapped addresses as IPv4, so a rule written either way must be keyed as IPv4.
+ */
+export function unmapIpv4(cidr: Cidr): Cidr {
+  const { addr, prefixLength } = cidr;
+  const mapped = cidr.family === 6 && prefixLength >= 96 &&
+    addr.subarray(0, 10).every((byte) => byte === 0) &&
+    addr[10] === 0xff && addr[11] === 0xff;
+  return mapped ? { family: 4, addr: addr.slice(12), prefixLength: prefixLength - 96 } : cidr;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CidrError, parseCidr } from "./cidr.ts";
+import { CidrError, parseCidr, unmapIpv4 } from "./cidr.ts";
 
 Deno.test("parseCidr() reads IPv4 networks and bare addresses", () => {
   assert.deepEqual(parseCidr("10.0.0.0/8"), {
@@ -36,4 +36,13 @@ Deno.test("parseCidr() refuses malformed text with a CidrError naming it", () =>
       (error: unknown) => error instanceof CidrError && error.message.includes(bad),
     );
   }
+});
+
+Deno.test("unmapIpv4() turns ::ffff:a.b.c.d networks into IPv4 and leaves others alone", () => {
+  assert.deepEqual(unmapIpv4(parseCidr("::ffff:10.0.0.0/104")), parseCidr("10.0.0.0/8"));
+  assert.deepEqual(unmapIpv4(parseCidr("::ffff:127.0.0.2")), parseCidr("127.0.0.2/32"));
+  const wide = parseCidr("::ffff:0:0/95");
+  assert.deepEqual(unmapIpv4(wide), wide);
+  const v6 = parseCidr("2001:db8::/32");
+  assert.deepEqual(unmapIpv4(v6), v6);
 });

@@ -18,7 +18,7 @@ export type InodeTarget = { ruleId: number; path: string; recursive?: boolean; o
 
 /**
  * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`
- * absent: TCP and UDP for egress (the only protocols its hooks see), every protocol for ingress.
+ * absent: every protocol (with a port: TCP, UDP and UDP-Lite).
  */
 export type NetRule = {
   ruleId: number;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, BpfError } from "../../ffi/mod.ts";
+import { bootTimeNs, BpfError, lockDirectory } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { PROGRAMS } from "../../lib/kernel/object.ts";
@@ -210,6 +210,63 @@ rootTest("[root] break-glass and forced audit switch the mode at once", async ()
   } finally {
     await server.stop();
   }
+});
+
+rootTest("[root] applies are serialized by a lock on the pin directory, across processes", async () => {
+  await withPlane({ areas: AREAS }, async ({ plane }) => {
+    // Another process's apply holds this lock while it writes, flips and clears.
+    const held = await lockDirectory(plane.pinDir);
+    let done = false;
+    const applying = plane.apply(
+      ruleSet({ mode: "enforce", rules: rules("a"), egress: [ipv4Rule(`${DENIED}/32`, 1)] }),
+    )
+      .then((gen) => {
+        done = true;
+        return gen;
+      });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(done, false, "apply waits for the lock");
+    assert.equal(plane.config().activeGen, 0, "nothing flipped while the lock was held");
+    held.release();
+    assert.equal(await applying, 1);
+  });
+});
+
+rootTest("[root] detach while an agent still holds its links leaves them deciding nothing", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-detach-" });
+  try {
+    const secret = `${dir}/secret`;
+    Deno.writeTextFileSync(secret, "s");
+    await withPlane({ areas: ["file"], lsm: "off" }, async ({ plane, bpffs }) => {
+      await plane.apply(ruleSet({
+        mode: "enforce",
+        rules: [...rules(), { id: "secret", area: "file", action: "deny" }],
+        files: [{ ruleId: 1, path: secret }],
+      }));
+      Deno.readTextFileSync(secret);
+      assert.equal(plane.counters().decisions.file_open.audit, 1n, "the held tracepoint audits the open");
+      drain(plane);
+
+      // Tracepoint (and LSM) links cannot be detached while this plane holds them.
+      DataPlane.detach(bpffs.path);
+      Deno.readTextFileSync(secret);
+      assert.equal(plane.counters().decisions.file_open.audit, 1n, "no decision after detach");
+      assert.deepEqual(drain(plane), [], "no event after detach");
+      assert.equal(plane.config().forceAudit, true);
+    });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+rootTest("[root] a closed plane refuses to touch the maps libbpf freed with it", async () => {
+  await withPlane({ areas: AREAS }, ({ plane }) => {
+    const cachedMap = plane.map("counters");
+    plane.close();
+    assert.throws(() => plane.config(), /BPF object is closed/);
+    assert.throws(() => cachedMap.lookup(new Uint8Array(4)), /BPF object is closed: map counters is gone/);
+    assert.throws(() => plane.counters(), /BPF object is closed/);
+  });
 });
 
 /** tests/support/agent_process.ts as its own process; `apply` keeps running until its stdin closes. */

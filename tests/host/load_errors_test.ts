@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { BpfError, OpenBpfObject } from "../../ffi/mod.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
+import { inodeOf, writeRules } from "../support/slice.ts";
 
 rootTest(
   "[root] a verifier rejection surfaces as BpfError with operation, errno name and verifier log",
@@ -40,10 +41,15 @@ rootTest("[root] the LSM program either loads or fails with a BpfError that name
     assert.match(caught.message, /EPERM/);
     return;
   }
-  // A kernel that loads it (the VM suite proves the deny): loading must then give a usable program.
+  // A kernel that loads it must then enforce with it.
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-lsm-host-" });
   try {
-    assert.ok(object.program(PROGRAMS.fileOpen).fd > 0);
+    Deno.writeTextFileSync(`${dir}/secret`, "s");
+    writeRules(object, { plan: { mode: "enforce" }, files: [inodeOf(`${dir}/secret`, 1)] });
+    object.program(PROGRAMS.fileOpen).attach();
+    assert.throws(() => Deno.readTextFileSync(`${dir}/secret`), /os error 1\b/);
   } finally {
     object.close();
+    Deno.removeSync(dir, { recursive: true });
   }
 });

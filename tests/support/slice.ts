@@ -9,7 +9,7 @@ import {
 } from "../../ffi/mod.ts";
 import { genInfoValue, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../../lib/policy/plan.ts";
-import { kernelDev } from "../../lib/kernel/dev.ts";
+import { fileIdentity } from "../../lib/kernel/resolve.ts";
 import { parseCidr } from "../../lib/policy/cidr.ts";
 
 /**
@@ -43,8 +43,7 @@ export function ipv4Rule(cidr: string, ruleId: number, extra: Partial<NetRule> =
 
 /** The (dev, ino) of `path` as the kernel names it, as a deny entry for `ruleId`. */
 export function inodeOf(path: string, ruleId: number): { dev: number; ino: bigint; ruleId: number } {
-  const stat = Deno.statSync(path);
-  return { dev: kernelDev(stat.dev), ino: BigInt(stat.ino ?? 0), ruleId };
+  return { ...fileIdentity(path, Deno.readTextFileSync("/proc/self/mountinfo")), ruleId };
 }
 
 /** Collects every event record the kernel has queued so far. */

@@ -1,0 +1,148 @@
+import assert from "node:assert/strict";
+import type { BpfObject } from "../../ffi/mod.ts";
+import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
+import { rootTest } from "../support/privileged.ts";
+import { ipv4Rule, writeRules } from "../support/slice.ts";
+
+// The XDP parser against crafted frames, run by the kernel (BPF_PROG_TEST_RUN through bpftool) with
+// ingress ifindex 1: tags and extension headers must not hide a packet from the rules.
+
+const MACS = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2];
+const IPV4 = [0x08, 0x00];
+const IPV6 = [0x86, 0xdd];
+const DOT1Q = [0x81, 0x00, 0x00, 0x00]; // VLAN id 0: a priority tag, delivered to the untagged device
+const DOT1AD = [0x88, 0xa8, 0x00, 0x05];
+const TCP_SYN_TO_22 = [0x30, 0x39, 0, 22, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0];
+const DENIED_V4 = [192, 0, 2, 1];
+const DENIED_V6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const HOST_V6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const DSTOPTS = 60;
+
+function ipv4Tcp(): number[] {
+  return [0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, ...DENIED_V4, 192, 0, 2, 2, ...TCP_SYN_TO_22];
+}
+
+/** IPv6 from the denied source with `extensions` destination-options headers before `payload`. */
+function ipv6(extensions: number, nextHeader: number, payload: number[]): number[] {
+  const chain: number[] = [];
+  for (let i = 0; i < extensions; i++) {
+    chain.push(i === extensions - 1 ? nextHeader : DSTOPTS, 0, 1, 4, 0, 0, 0, 0);
+  }
+  const length = chain.length + payload.length;
+  const first = extensions > 0 ? DSTOPTS : nextHeader;
+  return [
+    0x60,
+    0,
+    0,
+    0,
+    length >> 8,
+    length & 0xff,
+    first,
+    64,
+    ...DENIED_V6,
+    ...HOST_V6,
+    ...chain,
+    ...payload,
+  ];
+}
+
+async function verdict(object: BpfObject, frame: number[]): Promise<string> {
+  const fd = object.program(PROGRAMS.ingress).fd;
+  const id = /prog_id:\s*(\d+)/.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))?.[1];
+  assert.ok(id, "program id from fdinfo");
+  const file = Deno.makeTempFileSync({ prefix: "aegisbpf-frame-" });
+  try {
+    Deno.writeFileSync(file, new Uint8Array(frame));
+    const out = await new Deno.Command("bpftool", {
+      args: ["prog", "run", "id", id, "data_in", file],
+      stdout: "piped",
+    })
+      .output();
+    const code = /Return value: (\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1];
+    return ({ "1": "DROP", "2": "PASS" } as Record<string, string>)[code ?? ""] ?? `return ${code}`;
+  } finally {
+    Deno.removeSync(file);
+  }
+}
+
+function withXdp(defaultDrop: boolean, fn: (object: BpfObject) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const object = loadPrograms([PROGRAMS.ingress]);
+    try {
+      writeRules(object, {
+        plan: {
+          mode: "enforce",
+          ingress: {
+            interfaces: [],
+            failsafe: [],
+            rules: [
+              ipv4Rule("192.0.2.1/32", 1),
+              ipv4Rule("2001:db8::1/128", 2, { port: 22, protocol: "tcp" }),
+            ],
+          },
+        },
+        interfaces: [{ ifindex: 1, name: "lo", defaultDrop, ruleId: 0 }],
+      });
+      await fn(object);
+    } finally {
+      object.close();
+    }
+  };
+}
+
+rootTest(
+  "[root] XDP filters the inner packet of 802.1Q and 802.1ad tagged frames",
+  withXdp(false, async (object) => {
+    assert.equal(await verdict(object, [...MACS, ...IPV4, ...ipv4Tcp()]), "DROP", "untagged");
+    assert.equal(await verdict(object, [...MACS, ...DOT1Q, ...IPV4, ...ipv4Tcp()]), "DROP", "priority tag");
+    assert.equal(
+      await verdict(object, [...MACS, ...DOT1AD, ...DOT1Q, ...IPV4, ...ipv4Tcp()]),
+      "DROP",
+      "QinQ",
+    );
+    assert.equal(
+      await verdict(object, [...MACS, ...DOT1Q, 0x08, 0x06, ...new Array(28).fill(0)]),
+      "PASS",
+      "ARP",
+    );
+  }),
+);
+
+rootTest(
+  "[root] XDP walks IPv6 extension headers to the ports and refuses chains too long to walk",
+  withXdp(false, async (object) => {
+    for (const extensions of [0, 1, 4]) {
+      assert.equal(
+        await verdict(object, [...MACS, ...IPV6, ...ipv6(extensions, 6, TCP_SYN_TO_22)]),
+        "DROP",
+        `${extensions} extension headers`,
+      );
+    }
+    assert.equal(
+      await verdict(object, [...MACS, ...IPV6, ...ipv6(5, 6, TCP_SYN_TO_22)]),
+      "DROP",
+      "5: refused",
+    );
+    const toPort80 = [...TCP_SYN_TO_22];
+    toPort80[3] = 80;
+    assert.equal(
+      await verdict(object, [...MACS, ...IPV6, ...ipv6(1, 6, toPort80)]),
+      "PASS",
+      "other ports pass",
+    );
+  }),
+);
+
+rootTest(
+  "[root] XDP lets IPv6 neighbour discovery through an interface whose default is drop",
+  withXdp(true, async (object) => {
+    const solicitation = [135, 0, 0, 0, 0, 0, 0, 0, ...HOST_V6];
+    assert.equal(await verdict(object, [...MACS, ...IPV6, ...ipv6(0, 58, solicitation)]), "PASS");
+    const echo = [128, 0, 0, 0, 0, 1, 0, 1];
+    assert.equal(
+      await verdict(object, [...MACS, ...IPV6, ...ipv6(0, 58, echo)]),
+      "DROP",
+      "echo request: default drop",
+    );
+  }),
+);
