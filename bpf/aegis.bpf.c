@@ -442,8 +442,10 @@ static __always_inline struct aegis_rule *match_net(void *port_map, void *any_ma
 	key->port[1] = 0;
 	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(any_map, key));
 	if (key->protocol) {
+		__u8 protocol = key->protocol;
 		key->protocol = 0;
 		best = more_specific(best, bpf_map_lookup_elem(any_map, key));
+		key->protocol = protocol; /* callers report it */
 	}
 	return best;
 }
