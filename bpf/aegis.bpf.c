@@ -264,7 +264,8 @@ static __always_inline __u32 rate_admit(__u32 rule_id, __u32 who)
  * one: not in XDP). The caller adds its own fields and submits. NULL when the
  * event is suppressed or the ring buffer is full (counted as lost).
  */
-static __always_inline struct aegis_event *record(__u32 hook, __u32 mode, __u32 rule_id, __u32 who, int with_process)
+static __always_inline struct aegis_event *record(const struct aegis_state *s, __u32 hook, __u32 mode, __u32 rule_id,
+						  __u32 who, int with_process)
 {
 	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
 	count(hook * 2 + decision);
@@ -283,6 +284,7 @@ static __always_inline struct aegis_event *record(__u32 hook, __u32 mode, __u32 
 	e->hook = hook;
 	e->decision = decision;
 	e->mode = mode;
+	e->gen = s->gen;
 	if (with_process) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -308,7 +310,7 @@ static __always_inline __u32 current_pid(void)
 static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
 					  const struct aegis_inode_key *key, __u32 mode)
 {
-	struct aegis_event *e = record(hook, mode, rule->rule_id, current_pid(), 1);
+	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
 		e->ino = key->ino;
 		e->dev = key->dev;
@@ -482,7 +484,7 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	if (!rule || !in_scope(s))
 		return 1;
 	__u32 mode = effective_mode(s);
-	struct aegis_event *e = record(hook, mode, rule->rule_id, current_pid(), 1);
+	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
 		e->family = key->space & 0xff;
 		e->protocol = key->protocol;
@@ -550,7 +552,7 @@ static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
 	if (!rule || !in_scope(&s))
 		return 1;
 	__u32 mode = effective_mode(&s);
-	struct aegis_event *e = record(AEGIS_HOOK_BIND, mode, rule->rule_id, current_pid(), 1);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_BIND, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
 		e->family = family;
 		e->protocol = key.protocol;
@@ -725,7 +727,7 @@ refuse:;
 	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */
 	__u32 who;
 	__builtin_memcpy(&who, p.saddr + (p.family == AEGIS_FAMILY_IPV4 ? 0 : 12), 4);
-	struct aegis_event *e = record(AEGIS_HOOK_INGRESS, mode, rule_id, who, 0);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_INGRESS, mode, rule_id, who, 0);
 	if (e) {
 		e->ifindex = ctx->ingress_ifindex;
 		e->family = p.family;

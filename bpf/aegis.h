@@ -194,7 +194,8 @@ struct aegis_event {
 	__u8 mode;     /* AEGIS_MODE_* in force when decided */
 	__u8 family;   /* AEGIS_FAMILY_* or 0 */
 	__u8 protocol; /* IPPROTO_* or 0 */
-	__u8 _pad0[7];
+	__u8 gen;      /* rule generation that decided: names the policy the rule id belongs to */
+	__u8 _pad0[6];
 	__u8 daddr[16];
 	__u8 saddr[16];
 	char comm[AEGIS_COMM_LEN];

@@ -123,7 +123,8 @@ export const AEGIS_EVENT = struct("aegis_event", 120, {
   mode: { offset: 62, size: 1 },
   family: { offset: 63, size: 1 },
   protocol: { offset: 64, size: 1 },
-  _pad0: { offset: 65, size: 7 },
+  gen: { offset: 65, size: 1 },
+  _pad0: { offset: 66, size: 6 },
   daddr: { offset: 72, size: 16 },
   saddr: { offset: 88, size: 16 },
   comm: { offset: 104, size: 16 },
@@ -417,6 +418,7 @@ export type RawEvent = {
   mode: number;
   family: number;
   protocol: number;
+  gen: number;
   dport: number;
   sport: number;
   daddr: Uint8Array;
@@ -451,6 +453,7 @@ export function decodeEvent(bytes: Uint8Array): RawEvent {
     mode: view.getUint8(E.mode.offset),
     family: view.getUint8(E.family.offset),
     protocol: view.getUint8(E.protocol.offset),
+    gen: view.getUint8(E.gen.offset),
     dport: view.getUint16(E.dport.offset, true),
     sport: view.getUint16(E.sport.offset, true),
     daddr: bytes.slice(E.daddr.offset, E.daddr.offset + E.daddr.size),

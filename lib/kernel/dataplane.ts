@@ -201,11 +201,22 @@ export class DataPlane {
       throw error;
     }
     this.#configMap().update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(BigInt(next)));
-    this.#waitForRunningHooks();
-    this.#clearGeneration(active);
-    const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
-    for (const name of this.links) {
-      if (name.startsWith(`${PROGRAMS.ingress}@`) && !wanted.has(name)) this.#removeLink(name);
+    try {
+      this.#waitForRunningHooks();
+      this.#clearGeneration(active);
+      const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
+      for (const name of this.links) {
+        if (name.startsWith(`${PROGRAMS.ingress}@`) && !wanted.has(name)) this.#removeLink(name);
+      }
+    } catch (error) {
+      // The new rules are live: say so, so that nobody retries an apply that took effect.
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new Error(
+        `Rule set applied (generation ${next} is live), but cleaning up after it failed: ${reason}`,
+        {
+          cause: error,
+        },
+      );
     }
     return next;
   }

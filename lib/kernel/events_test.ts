@@ -39,6 +39,7 @@ function raw(fields: Partial<RawEvent>): RawEvent {
     mode: 1,
     family: 0,
     protocol: 0,
+    gen: 0,
     dport: 0,
     sport: 0,
     daddr: new Uint8Array(16),

@@ -40,6 +40,7 @@ rootTest("[root] egress: enforce denies connect with EPERM and reports a deny ev
       assert.equal(event?.decision, 0);
       assert.equal(event?.mode, 1);
       assert.equal(event?.ruleId, 1);
+      assert.equal(event?.gen, plane.config().activeGen, "the event names the generation that decided");
       assert.equal(event?.dport, server.port);
       assert.equal(plane.counters().decisions.connect.deny, 1n);
     });
