@@ -583,14 +583,15 @@ int aegis_bind6(struct bpf_sock_addr *ctx)
 
 /* ---- ingress (XDP) ------------------------------------------------------- */
 
+/* Addresses first and 8-byte aligned: the parser reads them as 32-bit words. */
 struct aegis_packet {
+	__u8 saddr[16];
+	__u8 daddr[16];
 	__u8 family;
 	__u8 protocol;
 	__u16 sport_be;
 	__u16 dport_be;
-	__u8 saddr[16];
-	__u8 daddr[16];
-};
+} __attribute__((aligned(8)));
 
 /* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and TCP or UDP ports: PACKET_*. */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet *p)
@@ -669,6 +670,13 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet 
 	} else {
 		return PACKET_PASS;
 	}
+	/* An IPv4-mapped source (::ffff:a.b.c.d) is matched as the IPv4 address, as on egress. */
+	__u32 *source = (__u32 *)p->saddr;
+	if (p->family == AEGIS_FAMILY_IPV6 && source[0] == 0 && source[1] == 0 && source[2] == bpf_htonl(0xffff)) {
+		p->family = AEGIS_FAMILY_IPV4;
+		source[0] = source[3];
+		source[1] = source[2] = source[3] = 0;
+	}
 	if (!fragment && (p->protocol == IPPROTO_TCP_ || p->protocol == IPPROTO_UDP_)) {
 		__u16 *ports = l4;
 		if ((void *)(ports + 2) > data_end)
@@ -694,6 +702,28 @@ static __always_inline int session_allows(__u32 ifindex, const struct aegis_pack
 	return session && session->expires_boot_ns > now;
 }
 
+/*
+ * A packet whose ports are out of reach: an address rule for any protocol still
+ * decides it; otherwise it passes only where the interface passes by default
+ * and no port rule could be evaded by hiding the ports.
+ */
+static __always_inline int unparsed_passes(const struct aegis_state *s, const struct aegis_iface *iface,
+					   const struct aegis_packet *p, __u32 *rule_id)
+{
+	if (p->family) {
+		struct aegis_net_key key = { .prefixlen = NET_KEY_FULL_PREFIX, .space = s->gen << 8 | p->family };
+		__builtin_memcpy(key.addr, p->saddr, 16);
+		struct aegis_rule *rule = bpf_map_lookup_elem(&ingress_any, &key);
+		if (rule) {
+			*rule_id = rule->rule_id;
+			return rule->action == AEGIS_ACTION_ALLOW;
+		}
+	}
+	if (iface->default_action != AEGIS_ACTION_ALLOW)
+		return 0;
+	return !(p->family && s->info->ingress_port_denies);
+}
+
 SEC("xdp")
 int aegis_xdp(struct xdp_md *ctx)
 {
@@ -707,8 +737,11 @@ int aegis_xdp(struct xdp_md *ctx)
 	if (!iface)
 		return XDP_PASS;
 	__u32 rule_id = iface->rule_id;
-	if (parsed == PACKET_UNPARSED)
+	if (parsed == PACKET_UNPARSED) {
+		if (unparsed_passes(&s, iface, &p, &rule_id))
+			return XDP_PASS;
 		goto refuse;
+	}
 	struct aegis_port_key failsafe = { .gen = s.gen, .port = bpf_ntohs(p.dport_be), .protocol = p.protocol };
 	if (p.dport_be && bpf_map_lookup_elem(&ingress_failsafe, &failsafe))
 		return XDP_PASS;

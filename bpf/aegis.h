@@ -59,8 +59,10 @@ struct aegis_gen_info {
 	__u32 scope_include; /* number of scope.cgroups entries: 0 = every task */
 	__u32 scope_exempt;  /* number of scope.exempt entries */
 	__u32 uid_rules;     /* number of network.egress.users entries */
+	__u32 ingress_port_denies; /* ingress deny rules that name ports */
+	__u32 _pad0;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 16, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 24, "aegis_gen_info size");
 
 /* An inode as the kernel names it: (s_dev in kernel encoding, i_ino), per generation. */
 struct aegis_inode_key {

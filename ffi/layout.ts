@@ -14,11 +14,13 @@ function struct<const F extends Record<string, FieldLayout>>(name: string, size:
   return { name, size, fields } as const satisfies StructLayout;
 }
 
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 16, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 24, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
   uid_rules: { offset: 12, size: 4 },
+  ingress_port_denies: { offset: 16, size: 4 },
+  _pad0: { offset: 20, size: 4 },
 });
 
 export const AEGIS_INODE_KEY = struct("aegis_inode_key", 16, {
@@ -244,14 +246,21 @@ export function decodeU64(bytes: Uint8Array): bigint {
   return reader(bytes).getBigUint64(0, true);
 }
 
-export type GenInfo = { enforce: boolean; scopeInclude: number; scopeExempt: number; uidRules: number };
+export type GenInfo = {
+  enforce: boolean;
+  scopeInclude: number;
+  scopeExempt: number;
+  uidRules: number;
+  ingressPortDenies: number;
+};
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
   return new StructWriter(AEGIS_GEN_INFO)
     .u32("mode", info.enforce ? 1 : 0)
     .u32("scope_include", info.scopeInclude)
     .u32("scope_exempt", info.scopeExempt)
-    .u32("uid_rules", info.uidRules).bytes;
+    .u32("uid_rules", info.uidRules)
+    .u32("ingress_port_denies", info.ingressPortDenies).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -262,6 +271,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     scopeInclude: view.getUint32(f.scope_include.offset, true),
     scopeExempt: view.getUint32(f.scope_exempt.offset, true),
     uidRules: view.getUint32(f.uid_rules.offset, true),
+    ingressPortDenies: view.getUint32(f.ingress_port_denies.offset, true),
   };
 }
 

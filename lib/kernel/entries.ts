@@ -109,6 +109,9 @@ export function genInfoValue(set: ResolvedRuleSet): Uint8Array<ArrayBuffer> {
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
     uidRules: set.plan.egressUsers.length,
+    ingressPortDenies: set.plan.ingress.rules.filter((rule) =>
+      rule.action === "deny" && rule.port !== undefined
+    ).length,
   });
 }
 

@@ -22,8 +22,8 @@ function ipv4Tcp(): number[] {
   return [0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, ...DENIED_V4, 192, 0, 2, 2, ...TCP_SYN_TO_22];
 }
 
-/** IPv6 from the denied source with `extensions` destination-options headers before `payload`. */
-function ipv6(extensions: number, nextHeader: number, payload: number[]): number[] {
+/** IPv6 from `source` (the denied one by default) with `extensions` destination-options headers. */
+function ipv6(extensions: number, nextHeader: number, payload: number[], source = DENIED_V6): number[] {
   const chain: number[] = [];
   for (let i = 0; i < extensions; i++) {
     chain.push(i === extensions - 1 ? nextHeader : DSTOPTS, 0, 1, 4, 0, 0, 0, 0);
@@ -65,22 +65,21 @@ async function verdict(object: BpfObject, frame: number[]): Promise<string> {
   }
 }
 
-function withXdp(defaultDrop: boolean, fn: (object: BpfObject) => Promise<void>): () => Promise<void> {
+const DEFAULT_RULES = [
+  ipv4Rule("192.0.2.1/32", 1),
+  ipv4Rule("2001:db8::1/128", 2, { port: 22, protocol: "tcp" }),
+];
+
+function withXdp(
+  defaultDrop: boolean,
+  fn: (object: BpfObject) => Promise<void>,
+  rules = DEFAULT_RULES,
+): () => Promise<void> {
   return async () => {
     const object = loadPrograms([PROGRAMS.ingress]);
     try {
       writeRules(object, {
-        plan: {
-          mode: "enforce",
-          ingress: {
-            interfaces: [],
-            failsafe: [],
-            rules: [
-              ipv4Rule("192.0.2.1/32", 1),
-              ipv4Rule("2001:db8::1/128", 2, { port: 22, protocol: "tcp" }),
-            ],
-          },
-        },
+        plan: { mode: "enforce", ingress: { interfaces: [], failsafe: [], rules } },
         interfaces: [{ ifindex: 1, name: "lo", defaultDrop, ruleId: 0 }],
       });
       await fn(object);
@@ -145,4 +144,22 @@ rootTest(
       "echo request: default drop",
     );
   }),
+);
+
+rootTest(
+  "[root] XDP matches an IPv4-mapped IPv6 source (::ffff:a.b.c.d) as the IPv4 address",
+  withXdp(false, async (object) => {
+    const mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...DENIED_V4];
+    assert.equal(await verdict(object, [...MACS, ...IPV6, ...ipv6(0, 6, TCP_SYN_TO_22, mapped)]), "DROP");
+  }),
+);
+
+rootTest(
+  "[root] XDP lets an unwalkable IPv6 chain through a default-pass interface unless a rule could be evaded",
+  withXdp(false, async (object) => {
+    const tooLong = [...MACS, ...IPV6, ...ipv6(5, 6, TCP_SYN_TO_22, HOST_V6)];
+    assert.equal(await verdict(object, tooLong), "PASS", "no port rule to evade, default pass");
+    const allowed = [...MACS, ...IPV6, ...ipv6(5, 6, TCP_SYN_TO_22, DENIED_V6)];
+    assert.equal(await verdict(object, allowed), "PASS", "an address allow rule decides it");
+  }, [ipv4Rule("2001:db8::1/128", 1, { action: "allow" })]),
 );
