@@ -30,20 +30,8 @@ function ipv6(extensions: number, nextHeader: number, payload: number[], source 
   }
   const length = chain.length + payload.length;
   const first = extensions > 0 ? DSTOPTS : nextHeader;
-  return [
-    0x60,
-    0,
-    0,
-    0,
-    length >> 8,
-    length & 0xff,
-    first,
-    64,
-    ...DENIED_V6,
-    ...HOST_V6,
-    ...chain,
-    ...payload,
-  ];
+  const header = [0x60, 0, 0, 0, length >> 8, length & 0xff, first, 64];
+  return [...header, ...source, ...HOST_V6, ...chain, ...payload];
 }
 
 async function verdict(object: BpfObject, frame: number[]): Promise<string> {
