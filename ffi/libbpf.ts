@@ -101,6 +101,14 @@ const libbpfSymbols = {
   // int bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type,
   //                     const struct bpf_link_create_opts *opts)
   bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
+  // int bpf_map_get_next_key(int fd, const void *key, void *next_key)
+  bpf_map_get_next_key: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int bpf_map_delete_elem(int fd, const void *key)
+  bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
+  // int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
+  bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
+  // int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len)
+  bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int bpf_obj_get(const char *pathname)
   bpf_obj_get: { parameters: ["buffer"], result: "i32" },
   // int bpf_obj_pin(int fd, const char *pathname)

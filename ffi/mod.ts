@@ -3,6 +3,7 @@ export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink } from "./link.ts";
 export { BPF_ANY, BPF_EXIST, BPF_NOEXIST, BpfMap, possibleCpus } from "./map.ts";
 export { BpfObject, BpfProgram, OpenBpfObject } from "./object.ts";
+export { PinnedMap } from "./pinned_map.ts";
 export { RingBuffer } from "./ring_buffer.ts";
 export { setLibbpfDebug } from "./log.ts";
 export {

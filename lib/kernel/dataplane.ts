@@ -18,6 +18,7 @@ import {
   keyGeneration,
   lockDirectory,
   openDirectory,
+  PinnedMap,
   type RawEvent,
   tryLockDirectory,
 } from "../../ffi/mod.ts";
@@ -309,12 +310,7 @@ export class DataPlane {
       refuse(`another aegisbpf process is applying a policy under ${pinDir}`);
     // LSM and tracepoint links cannot be detached while another process holds them: empty the rules and
     // force audit first, so that whatever stays attached until that process exits decides nothing.
-    try {
-      neutralize(`${pinDir}/maps`);
-    } catch {
-      // Pins this version cannot reuse (another release's maps) cannot be emptied; removing them still is
-      // the clean uninstall asked for.
-    }
+    neutralize(`${pinDir}/maps`);
     const removed: string[] = [];
     for (const name of listDir(`${pinDir}/links`)) {
       const path = `${pinDir}/links/${name}`;
@@ -469,13 +465,21 @@ function refuse(message: string): never {
   throw new Error(`Cannot detach: ${message}; try again when it has finished`);
 }
 
-/** Clears every rule map of both generations and forces audit, through the pinned maps. */
+/**
+ * Empties every pinned rule map and forces audit, through the pins alone, so that it works on the maps of
+ * any release (an older object's layout cannot be loaded by this one).
+ */
 function neutralize(mapDir: string): void {
-  if (listDir(mapDir).length === 0) return;
-  using object = openAegisObject([], mapDir).load();
-  object.map("aegis_cfg").update(encodeU32(CONFIG_WORDS.forceAudit), encodeU64(1n));
+  const pinned = new Set(listDir(mapDir));
+  if (pinned.has("aegis_cfg")) {
+    using config = PinnedMap.open(`${mapDir}/aegis_cfg`);
+    if (config.valueSize === 8 && config.maxEntries > CONFIG_WORDS.forceAudit) {
+      config.update(encodeU32(CONFIG_WORDS.forceAudit), encodeU64(1n));
+    }
+  }
   for (const name of Object.keys(RULE_MAPS)) {
-    const map = object.map(name);
+    if (!pinned.has(name)) continue;
+    using map = PinnedMap.open(`${mapDir}/${name}`);
     for (const key of map.keys()) map.delete(key);
   }
 }
