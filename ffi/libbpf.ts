@@ -150,6 +150,8 @@ const libcSymbols = {
   // int mount(const char *source, const char *target, const char *filesystemtype,
   //           unsigned long mountflags, const void *data)
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
+  // int statx(int dirfd, const char *pathname, int flags, unsigned int mask, struct statx *statxbuf)
+  statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   // int flock(int fd, int operation)
   flock: { parameters: ["i32", "i32"], result: "i32" },
   // the same, run on a worker thread: waits without blocking the event loop

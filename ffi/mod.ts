@@ -17,6 +17,7 @@ export {
   mountPseudoFs,
   openDirectory,
   readOnlyObjectFd,
+  statxMount,
   tryLockDirectory,
 } from "./sys.ts";
 export * from "./layout.ts";

@@ -133,3 +133,28 @@ function heldLock(fd: number): DirectoryLock {
   };
   return { release, [Symbol.dispose]: release };
 }
+
+const AT_FDCWD = -100;
+const STATX_INO = 0x100;
+const STATX_MNT_ID = 0x1000;
+const STATX_BYTES = 256;
+// struct statx offsets: stx_mask 0, stx_ino 32, stx_mnt_id 144 (Linux 5.8+).
+const STX_MASK = 0;
+const STX_INO = 32;
+const STX_MNT_ID = 144;
+
+/**
+ * The inode number and mount id of `path` (symlinks followed), from statx(2): the mount id names the
+ * mount, and through /proc/self/mountinfo the superblock, that holds the file.
+ */
+export function statxMount(path: string): { ino: bigint; mountId: number } {
+  const buffer = new Uint8Array(STATX_BYTES);
+  if (libc().statx(AT_FDCWD, cString(path), 0, STATX_INO | STATX_MNT_ID, buffer) < 0) {
+    throw new BpfError("statx", lastErrno(), { subject: path });
+  }
+  const view = new DataView(buffer.buffer);
+  if ((view.getUint32(STX_MASK, true) & STATX_MNT_ID) === 0) {
+    throw new BpfError("statx", 95, { subject: `${path}: this kernel reports no mount id` });
+  }
+  return { ino: view.getBigUint64(STX_INO, true), mountId: Number(view.getBigUint64(STX_MNT_ID, true)) };
+}

@@ -180,6 +180,8 @@ export class DataPlane {
     using _lock = tryLockDirectory(this.pinDir) ?? await lockDirectory(this.pinDir);
     const active = this.config().activeGen;
     const next = active ^ 1;
+    // An earlier apply may have flipped and stopped before its grace period: wait for it here.
+    this.#waitForRunningHooks();
     this.#clearGeneration(next);
     const newLinks: string[] = [];
     try {

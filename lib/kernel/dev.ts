@@ -20,26 +20,19 @@ export function formatKernelDev(dev: number): string {
 }
 
 /**
- * The kernel dev_t of the filesystem that holds `realPath` (symlinks already resolved), read from
- * /proc/self/mountinfo text: the superblock's s_dev, which is what the hooks see. stat's st_dev is not
- * always it: on btrfs it names the subvolume. Undefined when no mount covers the path.
+ * The kernel dev_t of the superblock behind mount `mountId`, from /proc/self/mountinfo text (fields:
+ * mount id, parent id, major:minor, ...): what the hooks see as inode->i_sb->s_dev. stat's st_dev is not
+ * always it: on btrfs it names the subvolume. Undefined when the mount is not listed.
  */
-export function superblockDev(realPath: string, mountinfo: string): number | undefined {
-  let best: { point: string; dev: number } | undefined;
+export function mountDev(mountId: number, mountinfo: string): number | undefined {
   for (const line of mountinfo.split("\n")) {
-    const fields = line.split(" ");
-    const [major, minor] = (fields[2] ?? "").split(":").map(Number);
-    const point = unescapeOctal(fields[4] ?? "");
-    if (major === undefined || minor === undefined || Number.isNaN(major) || Number.isNaN(minor) || !point) {
-      continue;
+    const [id, , devices] = line.split(" ");
+    if (Number(id) !== mountId || !devices) continue;
+    const [major, minor] = devices.split(":").map(Number);
+    if (major === undefined || minor === undefined || Number.isNaN(major) || Number.isNaN(minor)) {
+      return undefined;
     }
-    const covers = point === "/" || realPath === point || realPath.startsWith(`${point}/`);
-    // Later lines win a tie: a mount on top of another at the same point hides it.
-    if (covers && (!best || point.length >= best.point.length)) best = { point, dev: (major << 20) | minor };
+    return (major << 20) | minor;
   }
-  return best?.dev;
-}
-
-function unescapeOctal(text: string): string {
-  return text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return undefined;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatKernelDev, kernelDev, superblockDev } from "./dev.ts";
+import { formatKernelDev, kernelDev, mountDev } from "./dev.ts";
 
 Deno.test("kernelDev() converts glibc's st_dev encoding to the kernel's MAJOR << 20 | MINOR", () => {
   // makedev(8, 1) = 0x801 in userspace; the kernel's s_dev is 8 << 20 | 1.
@@ -23,29 +23,12 @@ Deno.test("formatKernelDev() prints major:minor", () => {
 
 const MOUNTINFO = [
   "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw",
-  "30 22 0:45 / /home rw,relatime shared:2 - btrfs /dev/vdb rw,subvol=/home",
+  "30 22 0:45 /home /home rw,relatime shared:2 - btrfs /dev/vdb rw,subvol=/home",
   "31 22 0:46 / /tmp rw shared:3 - tmpfs tmpfs rw",
-  "32 31 0:47 / /tmp/my\\040dir rw shared:4 - tmpfs tmpfs rw",
-  "33 31 0:48 / /tmp rw shared:5 - tmpfs tmpfs rw",
 ].join("\n");
 
-Deno.test("superblockDev() takes the device of the deepest mount covering the path", () => {
-  assert.equal(superblockDev("/etc/shadow", MOUNTINFO), (254 << 20) | 1);
-  assert.equal(
-    superblockDev("/home/alice/.ssh/id_ed25519", MOUNTINFO),
-    45,
-    "btrfs: the superblock, not the subvolume",
-  );
-  assert.equal(
-    superblockDev("/homework/file", MOUNTINFO),
-    (254 << 20) | 1,
-    "a prefix must end at a path boundary",
-  );
-  assert.equal(superblockDev("/tmp/my dir/f", MOUNTINFO), 47, "mount points are unescaped");
-  assert.equal(
-    superblockDev("/tmp/f", MOUNTINFO),
-    48,
-    "the later of two mounts on one point hides the first",
-  );
-  assert.equal(superblockDev("/tmp/f", ""), undefined);
+Deno.test("mountDev() gives the superblock device of a mount id", () => {
+  assert.equal(mountDev(22, MOUNTINFO), (254 << 20) | 1);
+  assert.equal(mountDev(30, MOUNTINFO), 45, "btrfs: the superblock's anonymous device, not the subvolume's");
+  assert.equal(mountDev(99, MOUNTINFO), undefined);
 });

@@ -155,8 +155,18 @@ export class EventStream {
     return this.#ring.consume();
   }
 
-  start(intervalMs = 100): void {
-    this.#timer ??= setInterval(() => this.poll(), intervalMs);
+  /**
+   * Polls every `intervalMs`. An error from a handler (or the ring) goes to `onError` and polling goes
+   * on: one bad record must not stop the event stream, let alone the agent.
+   */
+  start(onError: (error: unknown) => void, intervalMs = 100): void {
+    this.#timer ??= setInterval(() => {
+      try {
+        this.poll();
+      } catch (error) {
+        onError(error);
+      }
+    }, intervalMs);
   }
 
   close(): void {

@@ -1,7 +1,7 @@
-import { ifIndex } from "../../ffi/mod.ts";
+import { ifIndex, statxMount } from "../../ffi/mod.ts";
 import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
-import { kernelDev, superblockDev } from "./dev.ts";
+import { kernelDev, mountDev } from "./dev.ts";
 import type { ResolvedRuleSet } from "./entries.ts";
 
 /** A name in a plan that does not resolve on this host; names the rule. */
@@ -88,13 +88,12 @@ function walkFiles(dir: string): string[] {
 }
 
 /**
- * (dev, ino) of a file as the hooks see it: the inode stat names, on the device of the superblock that
- * holds it (from /proc/self/mountinfo), falling back to stat's device.
+ * (dev, ino) of a file as the hooks see it: the inode, on the device of the superblock of the mount that
+ * holds it (statx's mount id looked up in /proc/self/mountinfo), falling back to stat's device.
  */
 export function fileIdentity(path: string, mountinfo: string): { dev: number; ino: bigint } {
-  const stat = Deno.statSync(path);
-  const dev = superblockDev(Deno.realPathSync(path), mountinfo) ?? kernelDev(stat.dev);
-  return { dev, ino: BigInt(stat.ino ?? 0) };
+  const { ino, mountId } = statxMount(path);
+  return { dev: mountDev(mountId, mountinfo) ?? kernelDev(Deno.statSync(path).dev), ino };
 }
 
 /** A cgroup v2 id is the inode number of its directory. */

@@ -129,3 +129,28 @@ rootTest("[root] events carry a wall-clock timestamp and decode to the SPEC fiel
     await server.stop();
   }
 });
+
+rootTest("[root] a failing event handler is reported and the stream keeps delivering", async () => {
+  const server = listen();
+  try {
+    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
+      await plane.apply(DENY_LOOPBACK2);
+      const delivered: number[] = [];
+      const errors: unknown[] = [];
+      using stream = plane.events((event) => {
+        if (delivered.length === 0 && errors.length === 0) throw new Error("handler failed");
+        delivered.push(event.pid);
+      });
+      stream.start((error) => errors.push(error), 20);
+      await cgroup.connect(DENIED, server.port);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await cgroup.connect(DENIED, server.port);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      assert.equal(errors.length, 1);
+      assert.match(String(errors[0]), /handler failed/);
+      assert.equal(delivered.length, 1, "the next event still arrives");
+    });
+  } finally {
+    await server.stop();
+  }
+});
