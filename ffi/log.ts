@@ -6,13 +6,12 @@ import { libbpf, libc } from "./libbpf.ts";
  * outside any operation are dropped.
  */
 
+// Warnings and info only (levels 0 and 1): debug messages are long and say nothing about failures.
 const LIBBPF_INFO = 1;
-const LIBBPF_DEBUG = 2;
 
 const PRINT_FN = { parameters: ["i32", "pointer", "pointer"], result: "i32" } as const;
 let callback: Deno.UnsafeCallback<typeof PRINT_FN> | undefined;
 let collecting: string[] | undefined;
-let maxLevel = LIBBPF_INFO;
 const scratch = new Uint8Array(16384);
 const decoder = new TextDecoder();
 
@@ -21,7 +20,7 @@ function install(): void {
   callback = new Deno.UnsafeCallback(
     PRINT_FN,
     (level, format, args) => {
-      if (!collecting || level > maxLevel || format === null || args === null) return 0;
+      if (!collecting || level > LIBBPF_INFO || format === null || args === null) return 0;
       collecting.push(format_(format, args));
       return 0;
     },
@@ -45,11 +44,6 @@ function format_(format: Deno.PointerObject, args: Deno.PointerObject): string {
   const full = new Uint8Array(length + 1);
   const written = libc().vsnprintf(full, BigInt(full.length), format, args);
   return decoder.decode(full.subarray(0, Math.max(0, Math.min(written, length))));
-}
-
-/** Also keep libbpf's debug messages (off by default: they are long). */
-export function setLibbpfDebug(enabled: boolean): void {
-  maxLevel = enabled ? LIBBPF_DEBUG : LIBBPF_INFO;
 }
 
 /** Runs `operation` with libbpf's messages captured; returns its result and what libbpf printed. */

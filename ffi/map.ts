@@ -12,10 +12,7 @@ const PERCPU_TYPES = new Set([
   BPF_MAP_TYPE_LRU_PERCPU_HASH,
 ]);
 
-/** Update flags of bpf_map_update_elem. */
-export const BPF_ANY = 0n;
-export const BPF_NOEXIST = 1n;
-export const BPF_EXIST = 2n;
+const BPF_ANY = 0n;
 
 /**
  * A map of a loaded object. Reads and writes go through libbpf's size-checked bpf_map__* calls; the
@@ -157,7 +154,7 @@ export class BpfMap {
 let cpus: number | undefined;
 
 /** Possible CPUs, the slot count of per-CPU map values. */
-export function possibleCpus(): number {
+function possibleCpus(): number {
   if (cpus === undefined) {
     const n = libbpf().libbpf_num_possible_cpus();
     if (n < 0) throw new BpfError("libbpf_num_possible_cpus", -n);

@@ -1,11 +1,10 @@
 export { BpfError, extractVerifierLog, unwrap } from "./error.ts";
 export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink } from "./link.ts";
-export { BPF_ANY, BPF_EXIST, BPF_NOEXIST, BpfMap, possibleCpus } from "./map.ts";
+export { BpfMap } from "./map.ts";
 export { BpfObject, BpfProgram, OpenBpfObject } from "./object.ts";
 export { PinnedMap } from "./pinned_map.ts";
 export { RingBuffer } from "./ring_buffer.ts";
-export { setLibbpfDebug } from "./log.ts";
 export {
   bootTimeNs,
   closeFd,
@@ -16,7 +15,6 @@ export {
   lockDirectory,
   mountPseudoFs,
   openDirectory,
-  readOnlyObjectFd,
   statxMount,
   tryLockDirectory,
 } from "./sys.ts";

@@ -23,13 +23,6 @@ export function ifIndex(name: string): number {
   return index;
 }
 
-/** An fd for the object pinned at `path`, or a BpfError (ENOENT when nothing is pinned there). */
-export function readOnlyObjectFd(path: string): number {
-  const fd = libbpf().bpf_obj_get(cString(path));
-  if (fd < 0) throw new BpfError("bpf_obj_get", -fd, { subject: path });
-  return fd;
-}
-
 const CLONE_NEWNET = 0x40000000;
 
 /**

@@ -14,11 +14,6 @@ export function kernelDev(statDev: number | bigint): number {
   return Number((major << 20n) | minor);
 }
 
-/** Major and minor of a kernel dev_t, for messages ("8:1"). */
-export function formatKernelDev(dev: number): string {
-  return `${dev >>> 20}:${dev & 0xfffff}`;
-}
-
 /**
  * The kernel dev_t of the superblock behind mount `mountId`, from /proc/self/mountinfo text (fields:
  * mount id, parent id, major:minor, ...): what the hooks see as inode->i_sb->s_dev. stat's st_dev is not

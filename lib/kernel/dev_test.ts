@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatKernelDev, kernelDev, mountDev } from "./dev.ts";
+import { kernelDev, mountDev } from "./dev.ts";
 
 Deno.test("kernelDev() converts glibc's st_dev encoding to the kernel's MAJOR << 20 | MINOR", () => {
   // makedev(8, 1) = 0x801 in userspace; the kernel's s_dev is 8 << 20 | 1.
@@ -15,10 +15,6 @@ Deno.test("kernelDev() converts glibc's st_dev encoding to the kernel's MAJOR <<
 
 Deno.test("kernelDev() refuses device numbers that the kernel encoding cannot hold", () => {
   assert.throws(() => kernelDev(1n << 44n), RangeError);
-});
-
-Deno.test("formatKernelDev() prints major:minor", () => {
-  assert.equal(formatKernelDev((8 << 20) | 1), "8:1");
 });
 
 const MOUNTINFO = [
