@@ -26,76 +26,56 @@ function rules(...ids: string[]) {
 }
 
 rootTest("[root] egress: enforce denies connect with EPERM and reports a deny event", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      await plane.apply(
-        ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
-      );
-      assert.equal(await cgroup.connect("127.0.0.2", server.port), "EPERM");
-      assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
-      const [event, ...rest] = drain(plane);
-      assert.equal(rest.length, 0);
-      assert.equal(event?.hook, 2);
-      assert.equal(event?.decision, 0);
-      assert.equal(event?.mode, 1);
-      assert.equal(event?.ruleId, 1);
-      assert.equal(event?.gen, plane.config().activeGen, "the event names the generation that decided");
-      assert.equal(event?.dport, server.port);
-      assert.equal(plane.counters().decisions.connect.deny, 1n);
-    });
-  } finally {
-    await server.stop();
-  }
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    await plane.apply(
+      ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
+    );
+    assert.equal(await cgroup.connect("127.0.0.2", server.port), "EPERM");
+    assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
+    const [event, ...rest] = drain(plane);
+    assert.equal(rest.length, 0);
+    assert.equal(event?.hook, 2);
+    assert.equal(event?.decision, 0);
+    assert.equal(event?.mode, 1);
+    assert.equal(event?.ruleId, 1);
+    assert.equal(event?.gen, plane.config().activeGen, "the event names the generation that decided");
+    assert.equal(event?.dport, server.port);
+    assert.equal(plane.counters().decisions.connect.deny, 1n);
+  });
 });
 
 rootTest("[root] egress: audit mode lets the connect through and reports an audit event", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      await plane.apply(
-        ruleSet({ mode: "audit", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
-      );
-      assert.equal(await cgroup.connect("127.0.0.2", server.port), "connected");
-      const events = drain(plane);
-      assert.equal(events.length, 1);
-      assert.equal(events[0]?.decision, 1);
-      assert.equal(events[0]?.mode, 0);
-      assert.equal(plane.counters().decisions.connect.audit, 1n);
-    });
-  } finally {
-    await server.stop();
-  }
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    await plane.apply(
+      ruleSet({ mode: "audit", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
+    );
+    assert.equal(await cgroup.connect("127.0.0.2", server.port), "connected");
+    const events = drain(plane);
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.decision, 1);
+    assert.equal(events[0]?.mode, 0);
+    assert.equal(plane.counters().decisions.connect.audit, 1n);
+  });
 });
 
 rootTest("[root] egress: IPv4-mapped IPv6 (::ffff:a.b.c.d) is matched as the IPv4 address", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      await plane.apply(
-        ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
-      );
-      assert.equal(await cgroup.connect("::ffff:127.0.0.2", server.port), "EPERM");
-      assert.equal(await cgroup.connect("::ffff:127.0.0.1", server.port), "connected");
-    });
-  } finally {
-    await server.stop();
-  }
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    await plane.apply(
+      ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] }),
+    );
+    assert.equal(await cgroup.connect("::ffff:127.0.0.2", server.port), "EPERM");
+    assert.equal(await cgroup.connect("::ffff:127.0.0.1", server.port), "connected");
+  });
 });
 
 rootTest("[root] egress: IPv6 CIDR rules deny connect6", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      await plane.apply(
-        ruleSet({ mode: "enforce", rules: rules("v6"), egress: [ipv6Rule(LOOPBACK6, 128, 1)] }),
-      );
-      assert.equal(await cgroup.connect("::1", server.port), "EPERM");
-      assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
-    });
-  } finally {
-    await server.stop();
-  }
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    await plane.apply(
+      ruleSet({ mode: "enforce", rules: rules("v6"), egress: [ipv6Rule(LOOPBACK6, 128, 1)] }),
+    );
+    assert.equal(await cgroup.connect("::1", server.port), "EPERM");
+    assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
+  });
 });
 
 rootTest("[root] egress: UDP sendto without connect is denied by sendmsg4 and sendmsg6", async () => {
@@ -171,34 +151,29 @@ rootTest("[root] egress: a uid port allowlist denies that uid everything else", 
 rootTest(
   "[root] scope: a canary scope limits rules to its subtree and exempt subtrees are never affected",
   async () => {
-    const server = listen();
-    try {
-      await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-        const canary = cgroup.child("canary");
-        const exempt = canary.child("exempt");
-        const other = cgroup.child("other");
-        await plane.apply(ruleSet({
-          mode: "enforce",
-          rules: rules("loopback2"),
-          egress: [ipv4Rule("127.0.0.2/32", 1)],
-          scope: { include: [canary.relativePath], exempt: [exempt.relativePath] },
-        }));
-        assert.equal(await canary.connect("127.0.0.2", server.port), "EPERM");
-        assert.equal(await other.connect("127.0.0.2", server.port), "connected");
-        assert.equal(await exempt.connect("127.0.0.2", server.port), "connected");
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+      const canary = cgroup.child("canary");
+      const exempt = canary.child("exempt");
+      const other = cgroup.child("other");
+      await plane.apply(ruleSet({
+        mode: "enforce",
+        rules: rules("loopback2"),
+        egress: [ipv4Rule("127.0.0.2/32", 1)],
+        scope: { include: [canary.relativePath], exempt: [exempt.relativePath] },
+      }));
+      assert.equal(await canary.connect("127.0.0.2", server.port), "EPERM");
+      assert.equal(await other.connect("127.0.0.2", server.port), "connected");
+      assert.equal(await exempt.connect("127.0.0.2", server.port), "connected");
 
-        await plane.apply(ruleSet({
-          mode: "enforce",
-          rules: rules("loopback2"),
-          egress: [ipv4Rule("127.0.0.2/32", 1)],
-          scope: { include: [], exempt: [exempt.relativePath] },
-        }));
-        assert.equal(await other.connect("127.0.0.2", server.port), "EPERM", "no include list: every task");
-        assert.equal(await exempt.connect("127.0.0.2", server.port), "connected");
-      });
-    } finally {
-      await server.stop();
-    }
+      await plane.apply(ruleSet({
+        mode: "enforce",
+        rules: rules("loopback2"),
+        egress: [ipv4Rule("127.0.0.2/32", 1)],
+        scope: { include: [], exempt: [exempt.relativePath] },
+      }));
+      assert.equal(await other.connect("127.0.0.2", server.port), "EPERM", "no include list: every task");
+      assert.equal(await exempt.connect("127.0.0.2", server.port), "connected");
+    });
   },
 );
 

@@ -23,40 +23,35 @@ function printed(stdout: string, name: string): number {
 }
 
 rootTest("[root] rate limiting reports suppressed events in count", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
-      await plane.apply(DENY_LOOPBACK2);
-      // One shell, so one pid: a burst inside one window, then one more attempt after it.
-      const result = await cgroup.runBash([
-        `echo "pid $$"`,
-        `start=\${EPOCHREALTIME/./}`,
-        connectBurst(DENIED, server.port, 50),
-        `echo "elapsed_us $((\${EPOCHREALTIME/./} - start))"`,
-        "sleep 1.2",
-        connectOnce(DENIED, server.port),
-      ].join("; "));
-      const burst = tally(result.stdout);
-      assert.equal(burst.attempts, 50, "the shell survived every failed redirection");
-      assert.equal(burst.leaks, 0, "no attempt connected");
-      assert.ok(printed(result.stdout, "elapsed_us") < 900_000, "the burst fits in one rate window");
+  await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+    await plane.apply(DENY_LOOPBACK2);
+    // One shell, so one pid: a burst inside one window, then one more attempt after it.
+    const result = await cgroup.runBash([
+      `echo "pid $$"`,
+      `start=\${EPOCHREALTIME/./}`,
+      connectBurst(DENIED, server.port, 50),
+      `echo "elapsed_us $((\${EPOCHREALTIME/./} - start))"`,
+      "sleep 1.2",
+      connectOnce(DENIED, server.port),
+    ].join("; "));
+    const burst = tally(result.stdout);
+    assert.equal(burst.attempts, 50, "the shell survived every failed redirection");
+    assert.equal(burst.leaks, 0, "no attempt connected");
+    assert.ok(printed(result.stdout, "elapsed_us") < 900_000, "the burst fits in one rate window");
 
-      const pid = printed(result.stdout, "pid");
-      const events = drain(plane);
-      assert.ok(events.every((event) => event.pid === pid && event.ruleId === 1));
-      const suppressed = burst.attempts - RATE_BURST;
-      assert.deepEqual(events.map((event) => event.count), [...Array(RATE_BURST).fill(1), 1 + suppressed]);
-      const [first] = events;
-      const last = events.at(-1);
-      assert.ok(last!.tsBootNs - first!.tsBootNs > 1_000_000_000n, "the last event opens a new window");
-      const counters = plane.counters();
-      assert.equal(counters.eventsSuppressed, BigInt(suppressed));
-      assert.equal(counters.eventsLost, 0n);
-      assert.equal(counters.decisions.connect.deny, BigInt(burst.attempts + 1));
-    });
-  } finally {
-    await server.stop();
-  }
+    const pid = printed(result.stdout, "pid");
+    const events = drain(plane);
+    assert.ok(events.every((event) => event.pid === pid && event.ruleId === 1));
+    const suppressed = burst.attempts - RATE_BURST;
+    assert.deepEqual(events.map((event) => event.count), [...Array(RATE_BURST).fill(1), 1 + suppressed]);
+    const [first] = events;
+    const last = events.at(-1);
+    assert.ok(last!.tsBootNs - first!.tsBootNs > 1_000_000_000n, "the last event opens a new window");
+    const counters = plane.counters();
+    assert.equal(counters.eventsSuppressed, BigInt(suppressed));
+    assert.equal(counters.eventsLost, 0n);
+    assert.equal(counters.decisions.connect.deny, BigInt(burst.attempts + 1));
+  });
 });
 
 rootTest("[root] a ring buffer flood is counted, never silent", async () => {
@@ -83,74 +78,64 @@ rootTest("[root] a ring buffer flood is counted, never silent", async () => {
 });
 
 rootTest("[root] events carry a wall-clock timestamp and decode to the SPEC fields", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
-      await plane.apply(DENY_LOOPBACK2);
-      const result = await cgroup.runBash(`echo "pid $$"; ${connectOnce(DENIED, server.port)}`);
-      const pid = printed(result.stdout, "pid");
-      const cgroupId = BigInt(Deno.statSync(cgroup.path).ino ?? 0);
-      const policy = { name: "events-test", version: 7, sha256: "ab".repeat(32) };
+  await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+    await plane.apply(DENY_LOOPBACK2);
+    const result = await cgroup.runBash(`echo "pid $$"; ${connectOnce(DENIED, server.port)}`);
+    const pid = printed(result.stdout, "pid");
+    const cgroupId = BigInt(Deno.statSync(cgroup.path).ino ?? 0);
+    const policy = { name: "events-test", version: 7, sha256: "ab".repeat(32) };
 
-      const events = drain(plane).map((raw) =>
-        formatEvent(raw, {
-          host: "test-host",
-          rules: RULES,
-          policy,
-          bootToWallNs: bootToWallOffsetNs(),
-          cgroupPath: (id) => id === cgroupId ? cgroup.relativePath : undefined,
-        })
-      );
-      assert.equal(events.length, 1);
-      const { ts, ...event } = events[0]!;
-      assert.match(ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
-      const ageMs = Date.now() - Date.parse(ts);
-      assert.ok(ageMs >= -100 && ageMs < 5000, `ts ${ts} is ${ageMs} ms from now`);
-      assert.deepEqual(event, {
+    const events = drain(plane).map((raw) =>
+      formatEvent(raw, {
         host: "test-host",
-        type: "net.connect",
-        decision: "deny",
-        mode: "enforce",
-        rule: "loopback2",
+        rules: RULES,
         policy,
-        process: {
-          pid,
-          ppid: Deno.pid,
-          uid: 0,
-          gid: 0,
-          comm: "bash",
-          cgroup: { id: Number(cgroupId), path: cgroup.relativePath },
-        },
-        net: { family: "ipv4", protocol: "tcp", daddr: DENIED, dport: server.port },
-        count: 1,
-      });
+        bootToWallNs: bootToWallOffsetNs(),
+        cgroupPath: (id) => id === cgroupId ? cgroup.relativePath : undefined,
+      })
+    );
+    assert.equal(events.length, 1);
+    const { ts, ...event } = events[0]!;
+    assert.match(ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
+    const ageMs = Date.now() - Date.parse(ts);
+    assert.ok(ageMs >= -100 && ageMs < 5000, `ts ${ts} is ${ageMs} ms from now`);
+    assert.deepEqual(event, {
+      host: "test-host",
+      type: "net.connect",
+      decision: "deny",
+      mode: "enforce",
+      rule: "loopback2",
+      policy,
+      process: {
+        pid,
+        ppid: Deno.pid,
+        uid: 0,
+        gid: 0,
+        comm: "bash",
+        cgroup: { id: Number(cgroupId), path: cgroup.relativePath },
+      },
+      net: { family: "ipv4", protocol: "tcp", daddr: DENIED, dport: server.port },
+      count: 1,
     });
-  } finally {
-    await server.stop();
-  }
+  });
 });
 
 rootTest("[root] a failing event handler is reported and the stream keeps delivering", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
-      await plane.apply(DENY_LOOPBACK2);
-      const delivered: number[] = [];
-      const errors: unknown[] = [];
-      using stream = plane.events((event) => {
-        if (delivered.length === 0 && errors.length === 0) throw new Error("handler failed");
-        delivered.push(event.pid);
-      });
-      stream.start((error) => errors.push(error), 20);
-      await cgroup.connect(DENIED, server.port);
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      await cgroup.connect(DENIED, server.port);
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      assert.equal(errors.length, 1);
-      assert.match(String(errors[0]), /handler failed/);
-      assert.equal(delivered.length, 1, "the next event still arrives");
+  await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+    await plane.apply(DENY_LOOPBACK2);
+    const delivered: number[] = [];
+    const errors: unknown[] = [];
+    using stream = plane.events((event) => {
+      if (delivered.length === 0 && errors.length === 0) throw new Error("handler failed");
+      delivered.push(event.pid);
     });
-  } finally {
-    await server.stop();
-  }
+    stream.start((error) => errors.push(error), 20);
+    await cgroup.connect(DENIED, server.port);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await cgroup.connect(DENIED, server.port);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /handler failed/);
+    assert.equal(delivered.length, 1, "the next event still arrives");
+  });
 });

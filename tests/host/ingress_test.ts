@@ -70,6 +70,18 @@ async function withIngress(
   }
 }
 
+/** Enforce, on the server interface (default pass), one rule denying the client's address. */
+function denyClient(pair: VethPair): Partial<RuleSetPlan> {
+  return {
+    mode: "enforce",
+    ingress: {
+      interfaces: [serverInterface(pair, false)],
+      failsafe: [],
+      rules: [ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT)],
+    },
+  };
+}
+
 function serverInterface(pair: VethPair, defaultDrop: boolean): IngressInterface {
   return { name: pair.serverInterface, defaultDrop, ruleId: DEFAULT_RULE };
 }
@@ -273,14 +285,7 @@ rootTest(
   "[root] ingress: closing the plane keeps XDP enforcing; detach removes it and traffic flows again",
   async () => {
     await withIngress(async ({ plane, pair, bpffs, apply }) => {
-      await apply({
-        mode: "enforce",
-        ingress: {
-          interfaces: [serverInterface(pair, false)],
-          failsafe: [],
-          rules: [ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT)],
-        },
-      });
+      await apply(denyClient(pair));
       assert.equal(await pair.serverXdpAttached(), true);
       assert.equal(await pair.pingServer(), false);
 
@@ -299,14 +304,7 @@ rootTest(
 
 rootTest("[root] ingress: applying a rule set without the interface detaches XDP from it", async () => {
   await withIngress(async ({ plane, pair, apply }) => {
-    await apply({
-      mode: "enforce",
-      ingress: {
-        interfaces: [serverInterface(pair, false)],
-        failsafe: [],
-        rules: [ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT)],
-      },
-    });
+    await apply(denyClient(pair));
     assert.deepEqual(plane.links, [`aegis_xdp@${pair.serverInterface}`]);
     assert.equal(await pair.pingServer(), false);
 
@@ -322,14 +320,7 @@ rootTest(
   "[root] ingress: a plane opened for ingress only adopts the XDP links an earlier plane pinned",
   async () => {
     await withIngress(async ({ plane, pair, bpffs, apply }) => {
-      await apply({
-        mode: "enforce",
-        ingress: {
-          interfaces: [serverInterface(pair, false)],
-          failsafe: [],
-          rules: [ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT)],
-        },
-      });
+      await apply(denyClient(pair));
       plane.close();
       const second = DataPlane.open({ bpffs: bpffs.path, areas: ["ingress"] });
       try {
@@ -353,14 +344,7 @@ rootTest(
   async () => {
     for (const mode of ["native", "generic"] as const) {
       await withIngress(async ({ pair, bpffs, apply }) => {
-        await apply({
-          mode: "enforce",
-          ingress: {
-            interfaces: [serverInterface(pair, false)],
-            failsafe: [],
-            rules: [ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT)],
-          },
-        });
+        await apply(denyClient(pair));
         const link = await must("ip", ["-n", pair.server, "link", "show", pair.serverInterface]);
         assert.match(link, mode === "native" ? /\bxdp(drv)? / : /\bxdpgeneric /, link);
         assert.equal(await pair.pingServer(), false, `${mode}: the denied source is dropped`);

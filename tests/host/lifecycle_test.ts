@@ -43,86 +43,76 @@ function fill(plane: DataPlane): Record<string, number> {
 }
 
 rootTest("[root] a generation flip under a connect loop never lets one through", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      // Two shapes of "127.0.0.2 is denied": a port-less /32 deny among /24 fillers, and a /32 port
-      // deny under a /8 allow that would let it through if the deny were missing for a moment.
-      const setA = ruleSet({
-        mode: "enforce",
-        rules: rules("deny-a", "fillers"),
-        egress: [ipv4Rule(`${DENIED}/32`, 1), ...fillerRules(300, 2)],
-      });
-      const setB = ruleSet({
-        mode: "enforce",
-        rules: rules("allow-loopback", "deny-b"),
-        egress: [
-          ipv4Rule("127.0.0.0/8", 1, { action: "allow" }),
-          ipv4Rule(`${DENIED}/32`, 2, { port: server.port, protocol: "tcp" }),
-        ],
-      });
-      await plane.apply(setA);
-      const loop = await startConnectLoop(cgroup, DENIED, server.port);
-      const generations: number[] = [plane.config().activeGen];
-      let tally;
-      try {
-        for (let flip = 0; flip < 24; flip++) {
-          generations.push(await plane.apply(flip % 2 === 0 ? setB : setA));
-        }
-      } finally {
-        tally = await loop.stop();
-      }
-      assert.equal(tally.leaks, 0, `${tally.leaks} of ${tally.attempts} connects got through`);
-      assert.ok(tally.attempts > 100, `the loop ran: ${tally.attempts} attempts`);
-      generations.forEach((gen, i) => assert.equal(gen, (generations[0]! + i) % 2, `flip ${i}`));
-      const { connect } = plane.counters().decisions;
-      assert.equal(connect.deny, BigInt(tally.attempts), "every attempt was decided deny");
-      assert.equal(connect.audit, 0n);
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    // Two shapes of "127.0.0.2 is denied": a port-less /32 deny among /24 fillers, and a /32 port
+    // deny under a /8 allow that would let it through if the deny were missing for a moment.
+    const setA = ruleSet({
+      mode: "enforce",
+      rules: rules("deny-a", "fillers"),
+      egress: [ipv4Rule(`${DENIED}/32`, 1), ...fillerRules(300, 2)],
     });
-  } finally {
-    await server.stop();
-  }
+    const setB = ruleSet({
+      mode: "enforce",
+      rules: rules("allow-loopback", "deny-b"),
+      egress: [
+        ipv4Rule("127.0.0.0/8", 1, { action: "allow" }),
+        ipv4Rule(`${DENIED}/32`, 2, { port: server.port, protocol: "tcp" }),
+      ],
+    });
+    await plane.apply(setA);
+    const loop = await startConnectLoop(cgroup, DENIED, server.port);
+    const generations: number[] = [plane.config().activeGen];
+    let tally;
+    try {
+      for (let flip = 0; flip < 24; flip++) {
+        generations.push(await plane.apply(flip % 2 === 0 ? setB : setA));
+      }
+    } finally {
+      tally = await loop.stop();
+    }
+    assert.equal(tally.leaks, 0, `${tally.leaks} of ${tally.attempts} connects got through`);
+    assert.ok(tally.attempts > 100, `the loop ran: ${tally.attempts} attempts`);
+    generations.forEach((gen, i) => assert.equal(gen, (generations[0]! + i) % 2, `flip ${i}`));
+    const { connect } = plane.counters().decisions;
+    assert.equal(connect.deny, BigInt(tally.attempts), "every attempt was decided deny");
+    assert.equal(connect.audit, 0n);
+  });
 });
 
 rootTest("[root] a failed apply leaves the live rules untouched", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      const live = ruleSet({
-        mode: "enforce",
-        rules: rules("loopback2", "bind"),
-        egress: [ipv4Rule(`${DENIED}/32`, 1)],
-        bind: [{ ruleId: 2, port: 1, protocol: "tcp" }],
-      });
-      const gen = await plane.apply(live);
-      const capacity = plane.map("bind_deny").maxEntries;
-      // Its egress rule is written before bind_deny overflows: the failure must take it back out.
-      const tooBig = ruleSet({
-        mode: "enforce",
-        rules: rules("loopback3", "bind-many"),
-        egress: [ipv4Rule("127.0.0.3/32", 1)],
-        bind: Array.from({ length: capacity }, (_, i): PortRule => ({
-          ruleId: 2,
-          port: 1 + i,
-          protocol: "tcp",
-        })),
-      });
-      await assert.rejects(
-        plane.apply(tooBig),
-        (error) => error instanceof BpfError && error.errnoName === "E2BIG",
-      );
-      assert.equal(plane.config().activeGen, gen, "no flip");
-      assert.equal(await cgroup.connect(DENIED, server.port), "EPERM", "the old rule still denies");
-      assert.equal(
-        await cgroup.connect("127.0.0.3", server.port),
-        "connected",
-        "the new rule never went live",
-      );
-      assert.deepEqual(fill(plane), expectedFill(live, gen), "the inactive generation holds nothing");
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    const live = ruleSet({
+      mode: "enforce",
+      rules: rules("loopback2", "bind"),
+      egress: [ipv4Rule(`${DENIED}/32`, 1)],
+      bind: [{ ruleId: 2, port: 1, protocol: "tcp" }],
     });
-  } finally {
-    await server.stop();
-  }
+    const gen = await plane.apply(live);
+    const capacity = plane.map("bind_deny").maxEntries;
+    // Its egress rule is written before bind_deny overflows: the failure must take it back out.
+    const tooBig = ruleSet({
+      mode: "enforce",
+      rules: rules("loopback3", "bind-many"),
+      egress: [ipv4Rule("127.0.0.3/32", 1)],
+      bind: Array.from({ length: capacity }, (_, i): PortRule => ({
+        ruleId: 2,
+        port: 1 + i,
+        protocol: "tcp",
+      })),
+    });
+    await assert.rejects(
+      plane.apply(tooBig),
+      (error) => error instanceof BpfError && error.errnoName === "E2BIG",
+    );
+    assert.equal(plane.config().activeGen, gen, "no flip");
+    assert.equal(await cgroup.connect(DENIED, server.port), "EPERM", "the old rule still denies");
+    assert.equal(
+      await cgroup.connect("127.0.0.3", server.port),
+      "connected",
+      "the new rule never went live",
+    );
+    assert.deepEqual(fill(plane), expectedFill(live, gen), "the inactive generation holds nothing");
+  });
 });
 
 rootTest(
@@ -178,38 +168,33 @@ rootTest(
 );
 
 rootTest("[root] break-glass and forced audit switch the mode at once", async () => {
-  const server = listen();
-  try {
-    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
-      await plane.apply(
-        ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule(`${DENIED}/32`, 1)] }),
-      );
-      const expectMode = async (mode: "enforce" | "audit", step: string) => {
-        const result = await cgroup.connect(DENIED, server.port);
-        const events = drain(plane);
-        assert.equal(result, mode === "enforce" ? "EPERM" : "connected", step);
-        assert.equal(events.length, 1, `${step}: one event`);
-        assert.equal(events[0]?.hook, CONNECT_HOOK, step);
-        assert.equal(events[0]?.decision, mode === "enforce" ? DENY : AUDIT, `${step}: decision`);
-        assert.equal(events[0]?.mode, mode === "enforce" ? 1 : 0, `${step}: mode`);
-      };
-      await expectMode("enforce", "policy");
-      plane.setConfig({ breakGlass: true });
-      await expectMode("audit", "break-glass on");
-      plane.setConfig({ breakGlass: false });
-      await expectMode("enforce", "break-glass off");
-      plane.setConfig({ forceAudit: true });
-      await expectMode("audit", "forced audit on");
-      plane.setConfig({ forceAudit: false });
-      await expectMode("enforce", "forced audit off");
-      plane.setConfig({ deadmanDeadlineNs: bootTimeNs() - 1n });
-      await expectMode("audit", "deadman expired");
-      plane.setConfig({ deadmanDeadlineNs: bootTimeNs() + 60_000_000_000n });
-      await expectMode("enforce", "deadman refreshed");
-    });
-  } finally {
-    await server.stop();
-  }
+  await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+    await plane.apply(
+      ruleSet({ mode: "enforce", rules: rules("loopback2"), egress: [ipv4Rule(`${DENIED}/32`, 1)] }),
+    );
+    const expectMode = async (mode: "enforce" | "audit", step: string) => {
+      const result = await cgroup.connect(DENIED, server.port);
+      const events = drain(plane);
+      assert.equal(result, mode === "enforce" ? "EPERM" : "connected", step);
+      assert.equal(events.length, 1, `${step}: one event`);
+      assert.equal(events[0]?.hook, CONNECT_HOOK, step);
+      assert.equal(events[0]?.decision, mode === "enforce" ? DENY : AUDIT, `${step}: decision`);
+      assert.equal(events[0]?.mode, mode === "enforce" ? 1 : 0, `${step}: mode`);
+    };
+    await expectMode("enforce", "policy");
+    plane.setConfig({ breakGlass: true });
+    await expectMode("audit", "break-glass on");
+    plane.setConfig({ breakGlass: false });
+    await expectMode("enforce", "break-glass off");
+    plane.setConfig({ forceAudit: true });
+    await expectMode("audit", "forced audit on");
+    plane.setConfig({ forceAudit: false });
+    await expectMode("enforce", "forced audit off");
+    plane.setConfig({ deadmanDeadlineNs: bootTimeNs() - 1n });
+    await expectMode("audit", "deadman expired");
+    plane.setConfig({ deadmanDeadlineNs: bootTimeNs() + 60_000_000_000n });
+    await expectMode("enforce", "deadman refreshed");
+  });
 });
 
 rootTest("[root] applies are serialized by a lock on the pin directory, across processes", async () => {

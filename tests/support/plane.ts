@@ -6,11 +6,17 @@ import { emptyPlan, type RuleSetPlan } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "./bpffs.ts";
 import { TestCgroup } from "./cgroup.ts";
 
-export type PlaneFixture = { plane: DataPlane; cgroup: TestCgroup; bpffs: TestBpffs };
+/** A DataPlane on a test cgroup and bpffs, and a TCP listener on every loopback address. */
+export type PlaneFixture = {
+  plane: DataPlane;
+  cgroup: TestCgroup;
+  bpffs: TestBpffs;
+  server: { port: number };
+};
 
 /**
  * Runs `fn` with a DataPlane whose socket programs attach to a fresh test cgroup and whose pins live on
- * a private bpffs; detaches, unmounts and removes everything afterwards.
+ * a private bpffs, and a listener to connect to; detaches, unmounts and removes everything afterwards.
  */
 export async function withPlane(
   options: Omit<DataPlaneOptions, "bpffs" | "cgroupPath">,
@@ -18,15 +24,17 @@ export async function withPlane(
 ): Promise<void> {
   const cgroup = TestCgroup.create();
   const bpffs = await TestBpffs.mount();
+  const server = listen();
   try {
     const plane = DataPlane.open({ ...options, bpffs: bpffs.path, cgroupPath: cgroup.path });
     try {
-      await fn({ plane, cgroup, bpffs });
+      await fn({ plane, cgroup, bpffs, server });
     } finally {
       plane.close();
       DataPlane.detach(bpffs.path);
     }
   } finally {
+    await server.stop();
     await bpffs.unmount();
     cgroup.remove();
   }
