@@ -9,6 +9,8 @@ export class BpfError extends Error {
   readonly errno: number;
   /** Symbolic errno name, e.g. `EPERM`. */
   readonly errnoName: string;
+  /** What the operation acted on (a program, map or path), when known. */
+  readonly subject: string | undefined;
   /** The verifier's log for a failed program load, when libbpf printed one. */
   readonly verifierLog: string | undefined;
   /** Everything libbpf printed during the operation. */
@@ -29,6 +31,7 @@ export class BpfError extends Error {
     this.operation = operation;
     this.errno = code;
     this.errnoName = name;
+    this.subject = options.subject;
     this.verifierLog = verifierLog;
     this.libbpfLog = log;
   }

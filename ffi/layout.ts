@@ -246,6 +246,15 @@ export function decodeU64(bytes: Uint8Array): bigint {
   return reader(bytes).getBigUint64(0, true);
 }
 
+/** The sum of a per-CPU u64 value (one 8-byte slot per CPU); 0 for an absent entry. */
+export function sumPerCpu(bytes: Uint8Array | undefined): bigint {
+  if (!bytes) return 0n;
+  const view = reader(bytes);
+  let total = 0n;
+  for (let offset = 0; offset + 8 <= bytes.byteLength; offset += 8) total += view.getBigUint64(offset, true);
+  return total;
+}
+
 export type GenInfo = {
   enforce: boolean;
   scopeInclude: number;

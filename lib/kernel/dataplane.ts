@@ -20,6 +20,7 @@ import {
   openDirectory,
   PinnedMap,
   type RawEvent,
+  sumPerCpu,
   tryLockDirectory,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
@@ -227,14 +228,7 @@ export class DataPlane {
   /** Decision and event counters, summed over CPUs. */
   counters(): Counters {
     const map = this.map("counters");
-    const slot = (index: number): bigint => {
-      const value = map.lookup(encodeU32(index));
-      if (!value) return 0n;
-      const view = new DataView(value.buffer);
-      let total = 0n;
-      for (let offset = 0; offset < value.byteLength; offset += 8) total += view.getBigUint64(offset, true);
-      return total;
-    };
+    const slot = (index: number): bigint => sumPerCpu(map.lookup(encodeU32(index)));
     const decisions = Object.fromEntries(
       HOOKS.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
     ) as Counters["decisions"];
@@ -517,7 +511,9 @@ function loadWithFallback(
     try {
       return { object: open([...common, ...LSM_PROGRAMS]), status };
     } catch (error) {
-      if (!(error instanceof BpfError && LSM_PROGRAMS.some((p) => error.message.includes(p)))) throw error;
+      const lsmFailed = error instanceof BpfError &&
+        LSM_PROGRAMS.some((program) => program === error.subject);
+      if (!lsmFailed) throw error;
       reason = `BPF-LSM program load failed: ${error.errnoName}`;
     }
   }

@@ -6,6 +6,7 @@ import {
   encodeU64,
   type RawEvent,
   RingBuffer,
+  sumPerCpu,
 } from "../../ffi/mod.ts";
 import { genInfoValue, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../../lib/policy/plan.ts";
@@ -56,11 +57,5 @@ export function drainEvents(object: BpfObject): RawEvent[] {
 
 /** Sum over CPUs of one per-CPU u64 counter slot. */
 export function counter(object: BpfObject, slot: number): bigint {
-  const key = new Uint8Array(new Uint32Array([slot]).buffer);
-  const value = object.map("counters").lookup(key);
-  if (!value) return 0n;
-  const view = new DataView(value.buffer);
-  let total = 0n;
-  for (let offset = 0; offset < value.byteLength; offset += 8) total += view.getBigUint64(offset, true);
-  return total;
+  return sumPerCpu(object.map("counters").lookup(encodeU32(slot)));
 }
