@@ -78,8 +78,13 @@ export function ruleSetEntries(set: ResolvedRuleSet, gen: number): Record<RuleMa
     maps.scope.put(encodeScopeKey({ cgroupId: id, gen }), u32(SCOPE_EXEMPT), true);
   }
   for (const user of set.plan.egressUsers) {
+    if (user.uid === undefined || user.portsAre !== "allowed") {
+      throw new Error(
+        `Rule #${user.ruleId}: gid and denyPorts user rules are not supported by this data plane yet`,
+      );
+    }
     maps.egress_uid.put(encodeUidKey({ gen, uid: user.uid }), denyRule(user.ruleId));
-    for (const port of user.allowPorts) {
+    for (const port of user.ports) {
       maps.egress_uid_port.put(encodeUidPortKey({ gen, uid: user.uid, port }), ONE);
     }
   }

@@ -112,7 +112,7 @@ Deno.test("ruleSetEntries() puts the generation in every key of every map", () =
   const set = resolved(
     {
       egress: [v4("10.0.0.0/8", 1), v4("10.0.0.0/8", 1, { port: 80 })],
-      egressUsers: [{ ruleId: 2, uid: 1000, allowPorts: [443] }],
+      egressUsers: [{ ruleId: 2, uid: 1000, ports: [443], portsAre: "allowed" }],
       bind: [{ ruleId: 3, port: 8080, protocol: "tcp" }],
       ingress: {
         interfaces: [{ name: "eth0", defaultDrop: true, ruleId: 0 }],

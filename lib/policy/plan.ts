@@ -32,7 +32,14 @@ export type NetRule = {
 };
 
 export type PortRule = { ruleId: number; port: number; protocol: Protocol };
-export type UserRule = { ruleId: number; uid: number; allowPorts: number[] };
+/**
+ * An egress restriction for the processes of one effective uid or gid: `allowPorts` denies every other
+ * destination port, `denyPorts` denies the listed ones. A uid entry beats a gid entry for the same process,
+ * and a user entry decides only where no CIDR deny rule matched (a CIDR allow does not lift it).
+ */
+export type UserRule =
+  & { ruleId: number; ports: number[]; portsAre: "allowed" | "denied" }
+  & ({ uid: number; gid?: never } | { gid: number; uid?: never });
 export type IngressInterface = { name: string; defaultDrop: boolean; ruleId: number };
 
 export type RuleSetPlan = {

@@ -136,7 +136,7 @@ rootTest("[root] egress: a uid port allowlist denies that uid everything else", 
       await plane.apply(ruleSet({
         mode: "enforce",
         rules: rules("nobody-web"),
-        egressUsers: [{ ruleId: 1, uid: NOBODY, allowPorts: [a.port] }],
+        egressUsers: [{ ruleId: 1, uid: NOBODY, ports: [a.port], portsAre: "allowed" }],
       }));
       assert.equal(await cgroup.connect("127.0.0.1", a.port, { uid: NOBODY }), "connected");
       assert.equal(await cgroup.connect("127.0.0.1", b.port, { uid: NOBODY }), "EPERM");
