@@ -1,30 +1,22 @@
-/** Exit codes, the same for every command (SPEC section 2). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, refused: 3 } as const;
-export type ExitCode = typeof EXIT[keyof typeof EXIT];
+/**
+ * The error classes that choose an exit code (SPEC section 2). Every module throws one of these, or a
+ * subclass, for a failure a person should read; anything else is a runtime failure (exit 1).
+ */
 
-/** Bad flags, arguments or input: exit 2. */
-export class UsageError extends Error {
-  override name = "UsageError";
+/** Where in an input file a problem is. */
+export type Position = { file: string; line?: number; column?: number };
+
+/** Bad input: a flag, a policy, a bundle, a key. Exit 2. */
+export class InputError extends Error {
+  override name = "InputError";
+  readonly position: Position | undefined;
+  constructor(message: string, options: ErrorOptions & { position?: Position } = {}) {
+    super(message, options);
+    this.position = options.position;
+  }
 }
 
-/** Refused for safety: exit 3. */
+/** Refused for safety: enforcement impossible, a replayed or expired bundle, a lock-out risk. Exit 3. */
 export class RefusedError extends Error {
   override name = "RefusedError";
-}
-
-/** The exit code for an error that reached the top of a command. */
-export function exitCodeFor(error: unknown): ExitCode {
-  if (error instanceof UsageError) return EXIT.usage;
-  if (error instanceof RefusedError) return EXIT.refused;
-  return EXIT.failure;
-}
-
-/** The one line printed for an error: `aegisbpf: error: …` (text) or a JSON object. */
-export function formatError(error: unknown, format: "text" | "json"): string {
-  const message = error instanceof Error ? error.message : String(error);
-  if (format === "json") {
-    const kind = error instanceof Error ? error.name : "Error";
-    return JSON.stringify({ level: "error", error: kind, message, exitCode: exitCodeFor(error) });
-  }
-  return `aegisbpf: error: ${message.replaceAll("\n", "\n  ")}`;
 }
