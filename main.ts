@@ -1,55 +1,14 @@
-import { parseArgs } from "node:util";
-import { version, VERSION_HELP } from "./lib/commands/version.ts";
-import { EXIT, exitCodeFor, formatError, UsageError } from "./lib/errors.ts";
+/** The aegisbpf command line: the registry of commands, and dispatch to the one the arguments name. */
 
-const HELP = `Usage: aegisbpf <command> [flags]
+import type { Registry } from "./lib/cli/command.ts";
+import { processIo, runCli } from "./lib/cli/run.ts";
+import { help } from "./lib/commands/help.ts";
+import { version } from "./lib/commands/version.ts";
 
-A host security agent: BPF-LSM, cgroup socket and XDP enforcement of a host policy.
+/** Every command, in the order `aegisbpf --help` lists them. A new command is a file and one line here. */
+const REGISTRY: Registry = [
+  version,
+  help,
+];
 
-Commands:
-  version     print the aegisbpf, libbpf and kernel versions
-
-Global flags:
-  --log-format text|json   how errors and logs are printed (default text)
-  --log-level LEVEL        debug|info|warn|error (debug adds stack traces)
-  -h, --help               help for aegisbpf or a command`;
-
-type Command = { help: string; run: (args: string[]) => number | Promise<number> };
-
-const COMMANDS: Record<string, Command> = {
-  version: { help: VERSION_HELP, run: () => version() },
-};
-
-async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: {
-      "log-format": { type: "string", default: "text" },
-      "log-level": { type: "string", default: "info" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-    allowPositionals: true,
-    strict: false,
-  });
-  const format = values["log-format"] === "json" ? "json" : "text";
-  try {
-    const [name, ...rest] = positionals;
-    if (name === undefined) {
-      console.log(HELP);
-      return values.help ? EXIT.ok : EXIT.usage;
-    }
-    const command = COMMANDS[name];
-    if (!command) throw new UsageError(`Unknown command: ${name} (see aegisbpf --help)`);
-    if (values.help) {
-      console.log(command.help);
-      return EXIT.ok;
-    }
-    return await command.run(rest);
-  } catch (error) {
-    console.error(formatError(error, format));
-    if (values["log-level"] === "debug" && error instanceof Error) console.error(error.stack);
-    return exitCodeFor(error);
-  }
-}
-
-Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await runCli(Deno.args, REGISTRY, processIo()));

@@ -1,0 +1,119 @@
+/**
+ * The shape every command module exports, and what it is given when it runs. A command declares its flags
+ * and arguments as data, so that parsing, `--help`, errors and shell completions all come from one place.
+ */
+
+import type { Globals } from "./globals.ts";
+import type { Logger } from "./log.ts";
+import type { Writer } from "./output.ts";
+
+/** How a shell should complete a value: a path, a directory, or one of a fixed set of words. */
+export type Completion = "file" | "directory" | "none";
+
+/** A flag. `type`, `short`, `multiple` and `default` are passed to `node:util` `parseArgs` as they are. */
+export type OptionSpec = {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+  default?: string | boolean | string[] | boolean[];
+  description: string;
+  /** Shown after the flag in help: `--key KEY`. */
+  valueName?: string;
+  /** The only values accepted; anything else is a usage error. */
+  choices?: readonly string[];
+  required?: boolean;
+  complete?: Completion;
+};
+
+export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
+
+/** A positional argument. Optional and variadic arguments come after required ones. */
+export type ArgSpec = {
+  name: string;
+  description: string;
+  optional?: boolean;
+  variadic?: boolean;
+  choices?: readonly string[];
+  complete?: Completion;
+};
+
+type Scalar<T extends OptionSpec["type"]> = T extends "boolean" ? boolean : string;
+type Many<M extends boolean, S> = M extends true ? S[] : S;
+/** The value of one flag; for a spec known only as `OptionSpec`, every value it could have. */
+type OptionValue<O extends OptionSpec> = Many<
+  O extends { multiple: true } ? true : O extends { multiple?: false } ? false : boolean,
+  Scalar<O["type"]>
+>;
+
+/** Flag values by name; a flag that was not given and has no default is absent. */
+export type OptionValues<O extends OptionSpecs> = { -readonly [K in keyof O]?: OptionValue<O[K]> };
+
+/** The value of one argument; for a spec known only as `ArgSpec`, every value it could have. */
+type ArgValue<A extends ArgSpec> = A extends { variadic: true } ? string[]
+  : A extends { variadic?: false; optional?: false } ? string
+  : A extends { variadic?: false } ? string | undefined
+  : string | string[] | undefined;
+
+/** Positional arguments by their declared name. */
+export type ArgValues<A extends readonly ArgSpec[]> = { [S in A[number] as S["name"]]: ArgValue<S> };
+
+export type Input<O extends OptionSpecs, A extends readonly ArgSpec[]> = {
+  flags: OptionValues<O>;
+  args: ArgValues<A>;
+};
+
+/** What a running command may use; it never writes to `Deno.stdout` or `console` itself. */
+export type Context = {
+  globals: Globals;
+  stdout: Writer;
+  stderr: Writer;
+  /** Whether stdout is a terminal. */
+  isTTY: boolean;
+  /** Whether stdout may carry colour: a terminal, and NO_COLOR unset. */
+  color: boolean;
+  log: Logger;
+  /** Every command, for `help` and `completions`. */
+  registry: Registry;
+};
+
+export type Command<O extends OptionSpecs = OptionSpecs, A extends readonly ArgSpec[] = readonly ArgSpec[]> =
+  {
+    /** One word; a subcommand is named inside its group (`lint` in the group `policy`). */
+    name: string;
+    /** One line, lower case, no final period: shown in command lists. */
+    summary: string;
+    /** Paragraphs for `--help`, after the usage line. */
+    description?: string;
+    options: O;
+    args: A;
+    examples?: readonly string[];
+    run(ctx: Context, input: Input<O, A>): Promise<number>;
+  };
+
+/** A word that only groups subcommands: `policy`, `keys`. */
+export type CommandGroup = { name: string; summary: string; commands: readonly Command[] };
+
+export type Registry = readonly (Command | CommandGroup)[];
+
+export function isGroup(entry: Command | CommandGroup): entry is CommandGroup {
+  return "commands" in entry;
+}
+
+/** Identity, so that the flag and argument types of `run` are inferred from the declarations. */
+export function defineCommand<const O extends OptionSpecs, const A extends readonly ArgSpec[]>(
+  command: Command<O, A>,
+): Command<O, A> {
+  return command;
+}
+
+/** A command with the words that name it, for messages and help: `["policy", "lint"]`. */
+export type Resolved = { path: readonly string[]; command: Command };
+
+/** Every runnable command of the registry with its full path, in registry order. */
+export function allCommands(registry: Registry): Resolved[] {
+  return registry.flatMap((entry) =>
+    isGroup(entry)
+      ? entry.commands.map((command) => ({ path: [entry.name, command.name], command }))
+      : [{ path: [entry.name], command: entry }]
+  );
+}

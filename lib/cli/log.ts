@@ -1,0 +1,53 @@
+/** Leveled logging to stderr: one readable line (text) or one JSON object per line (json). */
+
+import type { LogFormat, LogLevel } from "./globals.ts";
+import type { Palette, Writer } from "./output.ts";
+
+export type Fields = Readonly<Record<string, unknown>>;
+export type LogMethod = (message: string, fields?: Fields) => void;
+export type Logger = Record<LogLevel, LogMethod> & { enabled(level: LogLevel): boolean };
+
+const RANK: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+export type LoggerOptions = {
+  format: LogFormat;
+  level: LogLevel;
+  writer: Writer;
+  palette: Palette;
+  now?: () => Date;
+};
+
+export function createLogger(
+  { format, level, writer, palette, now = () => new Date() }: LoggerOptions,
+): Logger {
+  const enabled = (at: LogLevel) => RANK[at] >= RANK[level];
+  const method = (at: LogLevel): LogMethod => (message, fields = {}) => {
+    if (!enabled(at)) return;
+    writer.line(
+      format === "json"
+        ? JSON.stringify({ ts: now().toISOString(), level: at, msg: message, ...fields })
+        : textLine(at, message, fields, palette),
+    );
+  };
+  return {
+    debug: method("debug"),
+    info: method("info"),
+    warn: method("warn"),
+    error: method("error"),
+    enabled,
+  };
+}
+
+function textLine(level: LogLevel, message: string, fields: Fields, palette: Palette): string {
+  const label = { debug: palette.dim, info: palette.cyan, warn: palette.yellow, error: palette.red }[level];
+  const pairs = Object.entries(fields).map(([key, value]) =>
+    ` ${palette.dim(`${key}=`)}${formatValue(value)}`
+  );
+  return `aegisbpf: ${label(level)}: ${message}${pairs.join("")}`;
+}
+
+/** Plain words stay bare; anything with spaces, quotes or structure is JSON, so a line stays one line. */
+function formatValue(value: unknown): string {
+  if (typeof value === "string" && /^[^\s"=]+$/.test(value)) return value;
+  return JSON.stringify(value) ?? String(value);
+}

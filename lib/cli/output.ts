@@ -1,0 +1,83 @@
+/** Writing text for people: a line writer, colour only where it is welcome, aligned tables. */
+
+export type Writer = {
+  /** Writes the text as it is. */
+  write(text: string): void;
+  /** Writes the text and a newline. */
+  line(text?: string): void;
+};
+
+/** A writer onto a file such as `Deno.stdout`, writing every byte before it returns. */
+export function fileWriter(file: { writeSync(data: Uint8Array): number }): Writer {
+  const encoder = new TextEncoder();
+  const write = (text: string) => {
+    let bytes = encoder.encode(text);
+    while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+  };
+  return { write, line: (text = "") => write(`${text}\n`) };
+}
+
+/** A writer that keeps what it is given, for tests. */
+export function bufferWriter(): Writer & { text(): string } {
+  let buffer = "";
+  const write = (text: string) => void (buffer += text);
+  return { write, line: (text = "") => write(`${text}\n`), text: () => buffer };
+}
+
+/**
+ * Colour only on a terminal, never when NO_COLOR is set to anything but the empty string
+ * (https://no-color.org); FORCE_COLOR (not "0") asks for colour off a terminal.
+ */
+export function useColor(isTTY: boolean, env: (name: string) => string | undefined): boolean {
+  if (isSet(env("NO_COLOR"))) return false;
+  const force = env("FORCE_COLOR");
+  return isTTY || (isSet(force) && force !== "0");
+}
+
+function isSet(value: string | undefined): value is string {
+  return value !== undefined && value !== "";
+}
+
+export type Style = (text: string) => string;
+export type Palette = { bold: Style; dim: Style; red: Style; yellow: Style; green: Style; cyan: Style };
+
+const sgr = (open: number, close: number): Style => (text) => `\x1b[${open}m${text}\x1b[${close}m`;
+const plain: Style = (text) => text;
+
+/** Styles that colour when `color` is true and return the text unchanged otherwise. */
+export function palette(color: boolean): Palette {
+  if (!color) return { bold: plain, dim: plain, red: plain, yellow: plain, green: plain, cyan: plain };
+  return {
+    bold: sgr(1, 22),
+    dim: sgr(2, 22),
+    red: sgr(31, 39),
+    yellow: sgr(33, 39),
+    green: sgr(32, 39),
+    cyan: sgr(36, 39),
+  };
+}
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** Columns a string takes on a terminal, ignoring colour codes. */
+export function visibleWidth(text: string): number {
+  return [...text.replace(ANSI, "")].length;
+}
+
+/**
+ * Rows as lines with every column but the last padded to its widest cell, separated by `gap` spaces.
+ * Cells may carry colour; the last column is never padded, so no line ends in spaces.
+ */
+export function table(rows: readonly (readonly string[])[], gap = 2): string[] {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, visibleWidth(cell)));
+  }
+  return rows.map((row) =>
+    row.map((cell, i) =>
+      i === row.length - 1 ? cell : cell + " ".repeat((widths[i] ?? 0) - visibleWidth(cell))
+    )
+      .join(" ".repeat(gap))
+  );
+}
