@@ -1,0 +1,143 @@
+/**
+ * The DSSE envelope of a signed bundle (SPEC section 4): the in-toto / Sigstore convention, read strictly.
+ * https://github.com/secure-systems-lab/dsse/blob/master/envelope.md
+ */
+
+import { InputError } from "../errors.ts";
+
+export const POLICY_PAYLOAD_TYPE = "application/vnd.aegisbpf.policy.v1+yaml";
+
+/** Largest envelope accepted: room for a 100,000-rule fleet policy several times over, base64-encoded. */
+export const MAX_ENVELOPE_BYTES = 32 * 1024 * 1024;
+
+/** More signatures than this is not a bundle anyone made on purpose; each costs a verification. */
+export const MAX_SIGNATURES = 16;
+
+export const ED25519_SIGNATURE_BYTES = 64;
+
+export type DsseSignature = { keyid: string; sig: Uint8Array<ArrayBuffer> };
+
+export type DsseEnvelope = {
+  payloadType: string;
+  payload: Uint8Array<ArrayBuffer>;
+  signatures: DsseSignature[];
+};
+
+const encoder = new TextEncoder();
+
+/**
+ * DSSE's pre-authentication encoding: `"DSSEv1" SP len(type) SP type SP len(payload) SP payload`, lengths
+ * as decimal byte counts. What is signed, so that type and payload cannot be confused or shifted.
+ */
+export function pae(payloadType: string, payload: Uint8Array): Uint8Array<ArrayBuffer> {
+  const type = encoder.encode(payloadType);
+  const head = encoder.encode(`DSSEv1 ${type.length} `);
+  const middle = encoder.encode(` ${payload.length} `);
+  const out = new Uint8Array(head.length + type.length + middle.length + payload.length);
+  out.set(head, 0);
+  out.set(type, head.length);
+  out.set(middle, head.length + type.length);
+  out.set(payload, head.length + type.length + middle.length);
+  return out;
+}
+
+/** The envelope as JSON text, keys in the conventional order, standard padded base64. */
+export function serializeEnvelope(envelope: DsseEnvelope): string {
+  return JSON.stringify({
+    payloadType: envelope.payloadType,
+    payload: envelope.payload.toBase64(),
+    signatures: envelope.signatures.map(({ keyid, sig }) => ({ keyid, sig: sig.toBase64() })),
+  }) + "\n";
+}
+
+/**
+ * Reads an envelope strictly: exactly the DSSE keys, the aegisbpf payload type, canonical padded base64,
+ * keyids as 64 lowercase hex digits, 64-byte signatures, at least one and at most MAX_SIGNATURES.
+ * Every problem is an InputError naming `file`.
+ */
+export function parseEnvelope(text: string, file: string): DsseEnvelope {
+  if (encoder.encode(text).length > MAX_ENVELOPE_BYTES) {
+    throw bad(file, `larger than ${MAX_ENVELOPE_BYTES} bytes`);
+  }
+  // No string of a bundle needs an escape; without them a duplicate key shows as extra quotes.
+  if (text.includes("\\")) throw bad(file, "backslash escapes are not used in a bundle");
+  const root = parseJson(text, file);
+  const object = exactObject(root, ["payloadType", "payload", "signatures"], "the envelope", file);
+  if (object.payloadType !== POLICY_PAYLOAD_TYPE) {
+    throw bad(file, `payloadType must be ${JSON.stringify(POLICY_PAYLOAD_TYPE)}`);
+  }
+  const payload = strictBase64(object.payload, "payload", file);
+  const signatures = parseSignatures(object.signatures, file);
+  if (countQuotes(text) !== 2 * (5 + 4 * signatures.length)) throw bad(file, "duplicate key");
+  return { payloadType: POLICY_PAYLOAD_TYPE, payload, signatures };
+}
+
+/** Three keys and two values at the top, two keys and two values per signature: two quotes each. */
+function countQuotes(text: string): number {
+  let count = 0;
+  for (let i = text.indexOf('"'); i !== -1; i = text.indexOf('"', i + 1)) count++;
+  return count;
+}
+
+function parseSignatures(value: unknown, file: string): DsseSignature[] {
+  if (!Array.isArray(value) || value.length === 0) throw bad(file, "signatures must be a non-empty array");
+  if (value.length > MAX_SIGNATURES) throw bad(file, `more than ${MAX_SIGNATURES} signatures`);
+  return value.map((item: unknown, i) => {
+    const where = `signatures[${i}]`;
+    const signature = exactObject(item, ["keyid", "sig"], where, file);
+    if (typeof signature.keyid !== "string" || !/^[0-9a-f]{64}$/.test(signature.keyid)) {
+      throw bad(file, `${where}.keyid must be 64 lowercase hex digits (the SHA-256 of the public key)`);
+    }
+    const sig = strictBase64(signature.sig, `${where}.sig`, file);
+    if (sig.length !== ED25519_SIGNATURE_BYTES) {
+      throw bad(file, `${where}.sig must be ${ED25519_SIGNATURE_BYTES} bytes, not ${sig.length}`);
+    }
+    return { keyid: signature.keyid, sig };
+  });
+}
+
+function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw bad(file, `not valid JSON: ${(error as Error).message}`, error);
+  }
+}
+
+function exactObject(
+  value: unknown,
+  keys: readonly string[],
+  where: string,
+  file: string,
+): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw bad(file, `${where} must be an object`);
+  }
+  const record = value as Record<string, unknown>;
+  const present = Object.keys(record);
+  const unknown = present.find((key) => !keys.includes(key));
+  if (unknown !== undefined) throw bad(file, `unknown key ${JSON.stringify(unknown)} in ${where}`);
+  const missing = keys.find((key) => !present.includes(key));
+  if (missing !== undefined) throw bad(file, `missing key ${JSON.stringify(missing)} in ${where}`);
+  return record;
+}
+
+/**
+ * Standard padded base64 with nothing to spare: no whitespace, no URL alphabet, no stray padding bits.
+ * Re-encoding must give back the same text, so one payload has exactly one encoding.
+ */
+function strictBase64(value: unknown, where: string, file: string): Uint8Array<ArrayBuffer> {
+  if (typeof value !== "string") throw bad(file, `${where} must be a base64 string`);
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = Uint8Array.fromBase64(value, { lastChunkHandling: "strict" });
+  } catch (error) {
+    throw bad(file, `${where} is not valid base64`, error);
+  }
+  if (bytes.toBase64() !== value) throw bad(file, `${where} is not canonical padded base64`);
+  return bytes;
+}
+
+function bad(file: string, detail: string, cause?: unknown): InputError {
+  return new InputError(`Invalid bundle ${file}: ${detail}`, { position: { file }, cause });
+}
