@@ -7,8 +7,8 @@ import type { Globals } from "./globals.ts";
 import type { Logger } from "./log.ts";
 import type { Writer } from "./output.ts";
 
-/** How a shell should complete a value: a path, a directory, or one of a fixed set of words. */
-export type Completion = "file" | "directory" | "none";
+/** How a shell completes a value: a path, a directory, a command name, or not at all. */
+export type Completion = "file" | "directory" | "command" | "none";
 
 /** A flag. `type`, `short`, `multiple` and `default` are passed to `node:util` `parseArgs` as they are. */
 export type OptionSpec = {
