@@ -81,8 +81,9 @@ class Where {
   get name(): string {
     return this.path.join(" ");
   }
-  error(message: string): InputError {
-    const of = this.path.length > 0 ? ` for "${this.name}"` : "";
+  /** The message, the command it is about (unless `about` is false) and the help to read. */
+  error(message: string, about = true): InputError {
+    const of = about && this.path.length > 0 ? ` for "${this.name}"` : "";
     const help = ["aegisbpf", ...this.path, "--help"].join(" ");
     return new InputError(`${message}${of}; see ${help}`);
   }
@@ -111,7 +112,7 @@ function findTarget(argv: readonly string[], registry: Registry) {
     const entries: Registry = target === undefined ? registry : target.commands;
     const found = entries.find((entry) => entry.name === token.value);
     if (found === undefined) {
-      throw new Where(path).error(`unknown command "${[...path, token.value].join(" ")}"`);
+      throw new Where(path).error(`unknown command "${[...path, token.value].join(" ")}"`, false);
     }
     target = found;
     path.push(token.value);
@@ -146,7 +147,7 @@ function flagValue(
     if (token.value !== undefined) throw where.error(`flag ${token.rawName} takes no value`);
     return true;
   }
-  if (token.value === undefined) throw where.error(`missing value for ${token.rawName}`);
+  if (token.value === undefined) throw where.error(`flag ${token.rawName} needs a value`);
   checkChoice(token.value, `--${token.name}`, spec.choices);
   return token.value;
 }

@@ -75,10 +75,10 @@ function specLines(specs: string[]): string {
 
 function flagSpec(flag: Flag): string {
   const value = flag.takesValue ? `:${escape(flag.name)}:${action(flag.complete, flag.choices)}` : "";
-  const body = singleQuote(`[${escape(flag.description)}]${value}`);
-  if (!flag.short) return `${singleQuote(`--${flag.name}`)}${body}`;
+  const body = `[${escape(flag.description)}]${value}`;
+  if (!flag.short) return singleQuote(`--${flag.name}${body}`);
   const names = `-${flag.short} --${flag.name}`;
-  return `${singleQuote(`(${names})`)}{-${flag.short},--${flag.name}}${body}`;
+  return `${singleQuote(`(${names})`)}{-${flag.short},--${flag.name}}${singleQuote(body)}`;
 }
 
 function argSpec(arg: ArgSpec, index: number): string {
