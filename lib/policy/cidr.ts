@@ -67,3 +67,21 @@ export function unmapIpv4(cidr: Cidr): Cidr {
     addr[10] === 0xff && addr[11] === 0xff;
   return mapped ? { family: 4, addr: addr.slice(12), prefixLength: prefixLength - 96 } : cidr;
 }
+
+/** The network of a CIDR: its address with the host bits cleared, so 10.1.2.3/8 becomes 10.0.0.0/8. */
+export function networkOf(cidr: Cidr): Cidr {
+  const addr = new Uint8Array(cidr.addr);
+  for (let bit = cidr.prefixLength; bit < addr.length * 8; bit++) addr[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return { family: cidr.family, addr, prefixLength: cidr.prefixLength };
+}
+
+/** Whether every address of `inner` (a network or a single address) lies in `outer`. */
+export function cidrContains(outer: Cidr, inner: Cidr): boolean {
+  if (outer.family !== inner.family || outer.prefixLength > inner.prefixLength) return false;
+  const whole = outer.prefixLength >> 3;
+  for (let i = 0; i < whole; i++) if (outer.addr[i] !== inner.addr[i]) return false;
+  const rest = outer.prefixLength & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return ((outer.addr[whole]! ^ inner.addr[whole]!) & mask) === 0;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CidrError, parseCidr, unmapIpv4 } from "./cidr.ts";
+import { cidrContains, CidrError, networkOf, parseCidr, unmapIpv4 } from "./cidr.ts";
 
 Deno.test("parseCidr() reads IPv4 networks and bare addresses", () => {
   assert.deepEqual(parseCidr("10.0.0.0/8"), {
@@ -45,4 +45,22 @@ Deno.test("unmapIpv4() turns ::ffff:a.b.c.d networks into IPv4 and leaves others
   assert.deepEqual(unmapIpv4(wide), wide);
   const v6 = parseCidr("2001:db8::/32");
   assert.deepEqual(unmapIpv4(v6), v6);
+});
+
+Deno.test("networkOf() clears the host bits", () => {
+  assert.deepEqual(networkOf(parseCidr("10.1.2.3/8")), parseCidr("10.0.0.0/8"));
+  assert.deepEqual(networkOf(parseCidr("10.1.2.255/31")), parseCidr("10.1.2.254/31"));
+  assert.deepEqual(networkOf(parseCidr("2001:db8::1/32")), parseCidr("2001:db8::/32"));
+  assert.deepEqual(networkOf(parseCidr("1.2.3.4/0")), parseCidr("0.0.0.0/0"));
+});
+
+Deno.test("cidrContains() holds for sub-networks and addresses of the same family only", () => {
+  assert.ok(cidrContains(parseCidr("10.0.0.0/8"), parseCidr("10.200.0.0/16")));
+  assert.ok(cidrContains(parseCidr("10.0.0.0/9"), parseCidr("10.127.1.1")));
+  assert.ok(!cidrContains(parseCidr("10.0.0.0/9"), parseCidr("10.128.1.1")));
+  assert.ok(!cidrContains(parseCidr("10.0.0.0/16"), parseCidr("10.0.0.0/8")));
+  assert.ok(cidrContains(parseCidr("0.0.0.0/0"), parseCidr("255.255.255.255")));
+  assert.ok(!cidrContains(parseCidr("::/0"), parseCidr("10.0.0.1")));
+  assert.ok(cidrContains(parseCidr("2001:db8::/33"), parseCidr("2001:db8:7fff::1")));
+  assert.ok(!cidrContains(parseCidr("2001:db8::/33"), parseCidr("2001:db8:8000::1")));
 });

@@ -1,0 +1,346 @@
+import assert from "node:assert/strict";
+import { InputError } from "../errors.ts";
+import { minimal, SPEC_EXAMPLE } from "./_testdata.ts";
+import { parsePolicy, parsePolicySource, PolicyError, policySha256, readPolicyFile } from "./parse.ts";
+
+/** Asserts that `text` is refused with a first problem at LINE:COL whose message includes `includes`. */
+function refuses(text: string, line: number, column: number, includes: string): PolicyError {
+  try {
+    parsePolicy(text, "p.yaml");
+  } catch (error) {
+    assert.ok(error instanceof PolicyError, `not a PolicyError: ${error}`);
+    assert.ok(error instanceof InputError);
+    assert.equal(error.message.split(": ")[0], `p.yaml:${line}:${column}`, error.message);
+    assert.deepEqual(error.position, { file: "p.yaml", line, column });
+    assert.ok(error.message.includes(includes), `${JSON.stringify(error.message)} lacks ${includes}`);
+    return error;
+  }
+  assert.fail("the policy was accepted");
+}
+
+Deno.test("parsePolicy() reads the SPEC example", () => {
+  const policy = parsePolicy(SPEC_EXAMPLE, "p.yaml");
+  assert.equal(policy.metadata.version, 7);
+  assert.equal(policy.metadata.notAfter, "2027-01-01T00:00:00Z");
+  assert.equal(policy.spec.mode, "enforce");
+  assert.deepEqual(policy.spec.network?.egress?.users?.[1], { gid: 27, denyPorts: [22, 23] });
+  assert.deepEqual(policy.spec.network?.ingress?.failsafe, { ports: [22], protocol: "tcp" });
+});
+
+Deno.test("parsePolicy() defaults the mode to audit and the ingress default to pass", () => {
+  const policy = parsePolicy(minimal("  network:\n    ingress:\n      interfaces: [eth0]\n"), "p.yaml");
+  assert.equal(policy.spec.mode, "audit");
+  assert.equal(policy.spec.network?.ingress?.default, "pass");
+});
+
+Deno.test("parsePolicy() reads the same policy written as JSON", () => {
+  const json = JSON.stringify(parsePolicy(SPEC_EXAMPLE, "p.yaml"), null, "\t");
+  assert.deepEqual(parsePolicy(json, "p.json"), parsePolicy(SPEC_EXAMPLE, "p.yaml"));
+});
+
+Deno.test("parsePolicy() reports the line and column of an unknown key and the valid keys", () => {
+  const error = refuses(minimal("  mode: audit\n  fils:\n    deny: []\n"), 8, 3, "spec.fils: unknown key");
+  assert.match(error.message, /valid keys here are mode, scope, files, exec, network$/);
+  refuses(minimal().replace("kind: Policy", "kind: Policy\nkinds: x"), 3, 1, "kinds: unknown key");
+  refuses(
+    minimal("  network:\n    egress:\n      deny:\n        - { cidr: 10.0.0.0/8, prot: tcp }\n"),
+    10,
+    31,
+    "spec.network.egress.deny[0].prot: unknown key",
+  );
+});
+
+Deno.test("parsePolicy() reports every problem, in file order", () => {
+  try {
+    parsePolicy(minimal("  mode: strict\n  fils: {}\n").replace("version: 1", "version: 0"), "p.yaml");
+    assert.fail("accepted");
+  } catch (error) {
+    assert.ok(error instanceof PolicyError);
+    assert.deepEqual(error.problems.map((p) => [p.position.line, p.position.column]), [[5, 12], [7, 9], [
+      8,
+      3,
+    ]]);
+  }
+});
+
+Deno.test("parsePolicy() reports a wrong apiVersion or kind at its value with the valid one", () => {
+  refuses(
+    minimal().replace("aegisbpf.io/v1", "aegisbpf.io/v2"),
+    1,
+    13,
+    "the only valid value is aegisbpf.io/v1",
+  );
+  refuses(
+    minimal().replace("kind: Policy", "kind: Polcy"),
+    2,
+    7,
+    '"Polcy" is not valid; the only valid value',
+  );
+});
+
+Deno.test("parsePolicy() reports a missing key at its mapping", () => {
+  refuses(minimal().replace("  name: t\n", ""), 4, 3, "metadata.name: missing; expected a string");
+  refuses(
+    "apiVersion: aegisbpf.io/v1\nkind: Policy\nspec: {}\n",
+    1,
+    1,
+    "metadata: missing; expected a mapping",
+  );
+  refuses(minimal("  files:\n    deny:\n      - { id: a }\n"), 9, 9, "spec.files.deny[0].path: missing");
+});
+
+Deno.test("parsePolicy() reports a bad metadata version, name or notAfter at its value", () => {
+  refuses(
+    minimal().replace("version: 1", "version: 0"),
+    5,
+    12,
+    "0 is not valid; a version is an integer >= 1",
+  );
+  refuses(minimal().replace("version: 1", "version: 1.5"), 5, 12, "found 1.5; a version is an integer");
+  refuses(minimal().replace("version: 1", 'version: "7"'), 5, 12, 'found "7"; a version is an integer');
+  refuses(minimal().replace("name: t", "name: -bad name"), 4, 9, '"-bad name" is not valid; a name is');
+  refuses(
+    minimal().replace("version: 1", "version: 1\n  notAfter: 2027-01-01"),
+    6,
+    13,
+    "notAfter is an RFC 3339 time with a zone",
+  );
+});
+
+Deno.test("parsePolicy() reports an invalid mode or ingress default with the valid values", () => {
+  refuses(minimal("  mode: strict\n"), 7, 9, '"strict" is not valid; valid values are audit, enforce');
+  refuses(
+    minimal("  network:\n    ingress: { interfaces: [eth0], default: block }\n"),
+    8,
+    45,
+    "valid values are pass, drop",
+  );
+});
+
+Deno.test("parsePolicy() reports an empty section at its key", () => {
+  refuses(minimal("  files:\n"), 7, 3, "spec.files: found an empty value; expected a mapping");
+});
+
+Deno.test("parsePolicy() reports a malformed CIDR, and one with host bits, at the value", () => {
+  const rule = (cidr: string) => minimal(`  network:\n    egress:\n      deny:\n        - cidr: ${cidr}\n`);
+  refuses(rule("10.0.0.0/33"), 10, 17, "prefix length must be 0..32; valid is an IPv4 or IPv6 address");
+  refuses(rule("10.0.0.256"), 10, 17, "Invalid IPv4 address");
+  refuses(rule('"1::2::3"'), 10, 17, "Invalid IPv6 address");
+  refuses(
+    rule("10.1.2.3/8"),
+    10,
+    17,
+    "10.1.2.3/8 has host bits set; write the network 10.0.0.0/8 or the host",
+  );
+  refuses(rule('"2001:db8::1/32"'), 10, 17, "write the network 2001:db8::/32");
+  assert.ok(parsePolicy(rule('"::ffff:10.0.0.0/104"'), "p.yaml"));
+});
+
+Deno.test("parsePolicy() reports ports out of range, repeated or empty at the port", () => {
+  const rule = (ports: string) => minimal(`  network:\n    bind:\n      deny:\n        - { ${ports} }\n`);
+  refuses(rule("port: 0"), 10, 19, "0 is not valid; valid ports are 1-65535");
+  refuses(rule("port: 65536"), 10, 19, "65536 is not valid; valid ports are 1-65535");
+  refuses(rule("port: http"), 10, 19, 'found "http"; a port is an integer 1-65535');
+  refuses(rule("ports: [22, 80, 22]"), 10, 29, "port 22 is listed twice");
+  refuses(rule("ports: []"), 10, 20, "an empty list is not valid; list at least one port");
+  refuses(rule("protocol: tcp"), 10, 11, "name the ports with either port or ports");
+});
+
+Deno.test("parsePolicy() refuses a network rule with neither a cidr nor a port, or with port and ports", () => {
+  const rule = (body: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${body}\n`);
+  const error = refuses(
+    rule("{ id: x, protocol: tcp }"),
+    10,
+    11,
+    "a rule matches nothing without a cidr or a port",
+  );
+  assert.equal(error.ruleId, "x");
+  refuses(rule("{ port: 1, ports: [2] }"), 10, 29, "use either port or ports, not both");
+});
+
+Deno.test("parsePolicy() refuses duplicate, malformed and reserved rule ids, naming the first use", () => {
+  const two = minimal("  files:\n    deny:\n      - { id: a, path: /x }\n      - { id: a, path: /y }\n");
+  const error = refuses(two, 10, 15, 'rule id "a" is already used at spec.files.deny[0]');
+  assert.equal(error.ruleId, "a");
+  refuses(
+    minimal("  files:\n    deny:\n      - { id: 'a b', path: /x }\n"),
+    9,
+    15,
+    "rule ids are 1-64 letters",
+  );
+  refuses(
+    minimal("  files:\n    deny:\n      - { id: default, path: /x }\n"),
+    9,
+    15,
+    '"default" is reserved',
+  );
+  const generated = minimal(
+    "  files:\n    deny:\n      - { path: /x }\n  exec:\n    deny:\n      - { id: 'files.deny[0]', path: /y }\n",
+  );
+  refuses(generated, 12, 15, "rule ids are 1-64 letters");
+});
+
+Deno.test("parsePolicy() names the generated id of a rule without one", () => {
+  const error = refuses(
+    minimal("  files:\n    deny:\n      - { path: /x }\n      - { path: x }\n"),
+    10,
+    17,
+    "path",
+  );
+  assert.equal(error.ruleId, "files.deny[1]");
+});
+
+Deno.test("parsePolicy() refuses relative paths and paths with . or .. components", () => {
+  const deny = (path: string) => minimal(`  exec:\n    deny:\n      - path: ${path}\n`);
+  refuses(deny("usr/bin/nc"), 9, 15, "path must be an absolute path");
+  refuses(deny("/usr/../bin/nc"), 9, 15, "path must be an absolute path");
+  refuses(minimal("  scope:\n    exempt: [sshd.service]\n"), 8, 14, "a cgroup must be an absolute path");
+});
+
+Deno.test("parsePolicy() refuses users entries with both or neither of uid/gid and allow/deny ports", () => {
+  const users = (entry: string) => minimal(`  network:\n    egress:\n      users:\n        - ${entry}\n`);
+  refuses(users("{ uid: 1, gid: 2, allowPorts: [80] }"), 10, 11, "names exactly one of uid or gid");
+  refuses(users("{ uid: 1 }"), 10, 11, "exactly one of allowPorts or denyPorts");
+  refuses(users("{ uid: 1, allowPorts: [80], denyPorts: [22] }"), 10, 11, "exactly one of allowPorts");
+  refuses(users("{ uid: -1, allowPorts: [] }"), 10, 18, "valid ids are 0-4294967294");
+  refuses(users("{ gid: 1, denyPorts: [] }"), 10, 32, "list at least one port");
+  assert.ok(parsePolicy(users("{ uid: 1, allowPorts: [] }"), "p.yaml"));
+});
+
+Deno.test("parsePolicy() refuses two users entries for the same uid", () => {
+  const text = minimal(
+    "  network:\n    egress:\n      users:\n        - { uid: 1, allowPorts: [80] }\n        - { uid: 1, denyPorts: [22] }\n",
+  );
+  refuses(text, 11, 11, "uid 1 has a users entry already");
+});
+
+Deno.test("parsePolicy() refuses an ingress section without interfaces or with a bad name", () => {
+  refuses(minimal("  network:\n    ingress: { interfaces: [] }\n"), 8, 28, "list at least one interface");
+  refuses(minimal("  network:\n    ingress: { interfaces: [a/b] }\n"), 8, 29, "an interface name is 1-15");
+});
+
+Deno.test("parsePolicy() refuses duplicate keys at the second one", () => {
+  refuses(minimal("  mode: audit\n  mode: enforce\n"), 8, 3, "duplicate key mode; each key may appear once");
+  refuses('{"apiVersion": "aegisbpf.io/v1", "apiVersion": "x"}', 1, 34, 'duplicate key "apiVersion"');
+});
+
+Deno.test("parsePolicy() refuses YAML anchors, aliases, merge keys and tags", () => {
+  refuses(minimal("  files:\n    deny: &d []\n  exec:\n    deny: *d\n"), 8, 14, "a YAML anchor (&name)");
+  refuses(
+    minimal("  files:\n    deny: &d []\n  exec:\n    deny: *d\n").replace("&d ", ""),
+    10,
+    11,
+    "a YAML alias",
+  );
+  refuses(minimal("  <<: { mode: audit }\n"), 7, 3, "a YAML merge key (<<); write the keys out");
+  refuses(minimal("  mode: !!str audit\n"), 7, 15, "a YAML tag (tag:yaml.org,2002:str)");
+});
+
+Deno.test("parsePolicy() refuses non-string keys", () => {
+  refuses(minimal("  1: audit\n"), 7, 3, "a key that is not a string");
+});
+
+Deno.test("parsePolicy() refuses tabs used as indentation", () => {
+  refuses(minimal("  files:\n\tdeny: []\n"), 8, 1, "a tab used as indentation; indent with spaces");
+});
+
+Deno.test("parsePolicy() refuses a second document", () => {
+  refuses(`${minimal()}---\n${minimal()}`, 8, 1, "a second YAML document");
+});
+
+Deno.test("parsePolicy() refuses a root that is not a mapping", () => {
+  refuses("- a\n- b\n", 1, 1, "the document: found a list; expected a mapping");
+  refuses("hello\n", 1, 1, 'the document: found "hello"; expected a mapping');
+});
+
+Deno.test("parsePolicy() refuses an empty file and one with only comments", () => {
+  refuses("", 1, 1, "the file is empty; a policy starts with apiVersion: aegisbpf.io/v1");
+  refuses("\n# nothing\n", 1, 1, "the file is empty");
+});
+
+Deno.test("parsePolicy() refuses NUL bytes and binary garbage at the first one", () => {
+  refuses(
+    minimal().replace("name: t", "name: t\0"),
+    4,
+    10,
+    "binary data (U+00); a policy is YAML or JSON text",
+  );
+  const garbage = String.fromCharCode(...Array.from({ length: 256 }, (_, i) => (i * 37) % 256));
+  refuses(garbage, 1, 1, "binary data");
+});
+
+Deno.test("parsePolicy() refuses very deep nesting without a stack overflow", () => {
+  assert.throws(
+    () => parsePolicy(`${"[".repeat(50000)}${"]".repeat(50000)}`, "p.yaml"),
+    /nesting is too deep/,
+  );
+  refuses(minimal(`  a: ${"[".repeat(40)}${"]".repeat(40)}\n`), 7, 37, "nesting is too deep");
+  const block = Array.from({ length: 200 }, (_, i) => `${" ".repeat(i)}a:`).join("\n");
+  assert.throws(() => parsePolicy(block, "p.yaml"), PolicyError);
+});
+
+Deno.test("parsePolicy() refuses text over the size limit before parsing it", () => {
+  assert.throws(
+    () => parsePolicy(`#${" ".repeat(17 * 1024 * 1024)}`, "p.yaml"),
+    (error: unknown) =>
+      error instanceof PolicyError &&
+      error.message === "p.yaml: the policy is 17.0 MiB; a policy may be at most 16.0 MiB",
+  );
+});
+
+Deno.test("parsePolicy() reports JSON syntax errors with their position", () => {
+  refuses(
+    '{"apiVersion": "aegisbpf.io/v1",\n "kind": "Policy",}',
+    2,
+    19,
+    "invalid JSON: expected double-quoted",
+  );
+  assert.throws(
+    () => parsePolicy('{"apiVersion": tru}', "p.json"),
+    /p\.json:1:1: invalid JSON: unexpected token '}'; fix the JSON syntax$/,
+  );
+});
+
+Deno.test("parsePolicySource() locates a key path, or the nearest written ancestor", () => {
+  const source = parsePolicySource(SPEC_EXAMPLE, "p.yaml");
+  assert.deepEqual(source.locate(["spec", "network", "egress", "deny", 1, "cidr"]), {
+    file: "p.yaml",
+    line: 25,
+    column: 19,
+  });
+  assert.deepEqual(source.locate(["spec", "files", "deny", 1, "id"]), {
+    file: "p.yaml",
+    line: 15,
+    column: 9,
+  });
+});
+
+Deno.test("policySha256() hashes the exact bytes", () => {
+  const abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  assert.equal(policySha256("abc"), abc);
+  assert.equal(policySha256(new TextEncoder().encode("abc")), abc);
+});
+
+Deno.test("readPolicyFile() returns the text and bytes of a file", async () => {
+  const path = new URL("./_testdata.ts", import.meta.url).pathname;
+  const file = await readPolicyFile(path);
+  assert.equal(file.text, await Deno.readTextFile(path));
+  assert.equal(file.bytes.length, (await Deno.stat(path)).size);
+});
+
+Deno.test("readPolicyFile() refuses a missing file, a directory, a device, a huge file and binary", async () => {
+  const refused = async (path: string, message: RegExp, maxBytes?: number) => {
+    await assert.rejects(readPolicyFile(path, maxBytes), (error: unknown) => {
+      assert.ok(error instanceof InputError && !(error instanceof PolicyError), String(error));
+      assert.match(error.message, message);
+      assert.deepEqual(error.position, { file: path });
+      return true;
+    });
+  };
+  await refused("/nonexistent/policy.yaml", /^\/nonexistent\/policy\.yaml: no such file$/);
+  await refused("/tmp", /^\/tmp: is a directory; give a policy file$/);
+  await refused("/dev/null", /^\/dev\/null: is not a regular file/);
+  const self = new URL(import.meta.url).pathname;
+  await refused(self, /: the policy is 0\.0 MiB; a policy may be at most 0\.0 MiB$/, 10);
+  await refused(Deno.execPath(), /: is not UTF-8 text|the policy is .* MiB/);
+});
