@@ -37,7 +37,11 @@ export type VerifiedBundle<P extends PolicyHeader> = {
 };
 
 /** Signs `policyText` with a PKCS#8 Ed25519 key; the bundle as JSON text. */
-export function signPolicy(policyText: string, privateKeyPem: string, keyFile = "the private key"): string {
+export function signPolicy(
+  policyText: string,
+  privateKeyPem: string,
+  keyFile = "the private key PEM",
+): string {
   const key = readSigningKey(privateKeyPem, keyFile);
   const payload = new TextEncoder().encode(policyText);
   const sig = signBytes(pae(POLICY_PAYLOAD_TYPE, payload), key);

@@ -5,7 +5,7 @@
 
 import * as ed from "@noble/ed25519";
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { InputError } from "../errors.ts";
 import { decodePrivateKeyPem, decodePublicKeyPem, encodePrivateKeyPem, encodePublicKeyPem } from "./pem.ts";
 import { removeIfPresent, syncDirectory, writeFileAtomic } from "./state.ts";
@@ -169,7 +169,7 @@ export function loadTrustedKeys(configDir: string): TrustedKey[] {
 }
 
 function readTrustedKey(file: string): TrustedKey {
-  const name = file.slice(file.lastIndexOf("/") + 1);
+  const name = basename(file);
   if (!name.endsWith(".pub") && !name.endsWith(".pem")) {
     throw new InputError(`Unexpected file ${file} in the trusted keys: keys are *.pub PEM files`, {
       position: { file },

@@ -81,7 +81,7 @@ export type LockHolder = { pid?: number; command?: string; since?: string };
 export class StateLockedError extends Error {
   override name = "StateLockedError";
   constructor(readonly lockFile: string, readonly holder: LockHolder) {
-    super(`State is locked by ${describeHolder(holder)} (${lockFile}): try again when it has finished`);
+    super(`The state lock ${lockFile} is held by ${describeHolder(holder)}: try again when it has finished`);
   }
 }
 
@@ -124,9 +124,11 @@ export async function acquireStateLock(stateDir: string, options: StateLockOptio
   return {
     path,
     [Symbol.dispose]() {
-      file.truncateSync(0);
-      file.unlockSync();
-      file.close();
+      try {
+        file.truncateSync(0);
+      } finally {
+        file.close(); // closing the only descriptor releases the flock
+      }
     },
   };
 }

@@ -92,7 +92,7 @@ Deno.test("acquireStateLock() without waiting fails clearly while another comman
         assert.equal(error.holder.pid, Deno.pid);
         assert.match(
           error.message,
-          new RegExp(`^State is locked by pid ${Deno.pid} \\(policy apply\\) \\(.*/lock\\)`),
+          new RegExp(`^The state lock .*/lock is held by pid ${Deno.pid} \\(policy apply\\): try again`),
         );
         return true;
       },
@@ -136,5 +136,8 @@ Deno.test("readHolder() treats a missing or half-written record as unknown", asy
 });
 
 Deno.test("StateLockedError names another aegisbpf command when the holder is unknown", () => {
-  assert.match(new StateLockedError("/s/lock", {}).message, /^State is locked by another aegisbpf command/);
+  assert.match(
+    new StateLockedError("/s/lock", {}).message,
+    /^The state lock \/s\/lock is held by another aegisbpf command/,
+  );
 });
