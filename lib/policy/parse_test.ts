@@ -344,3 +344,8 @@ Deno.test("readPolicyFile() refuses a missing file, a directory, a device, a hug
   await refused(self, /: the policy is 0\.0 MiB; a policy may be at most 0\.0 MiB$/, 10);
   await refused(Deno.execPath(), /: is not UTF-8 text|the policy is .* MiB/);
 });
+
+Deno.test("parsePolicy() refuses an interface or cgroup listed twice at the second one", () => {
+  refuses(minimal("  network:\n    ingress: { interfaces: [eth0, eth0] }\n"), 8, 35, "eth0 is listed twice");
+  refuses(minimal("  scope:\n    exempt: [/a, /a]\n"), 8, 18, "/a is listed twice");
+});

@@ -54,6 +54,10 @@ export type RuleSetPlan = {
   ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };
   /** Cgroup v2 paths relative to its root, e.g. /system.slice/sshd.service. */
   scope: { include: string[]; exempt: string[] };
+  /** Present when exec of a memfd (fileless exec: memfd_create + fexecve) is denied, in scope. */
+  denyMemfdExec?: { ruleId: number };
+  /** Present when creating AF_PACKET sockets is denied, in scope. */
+  denyPacketSockets?: { ruleId: number };
 };
 
 /** A plan that denies nothing: the state before any policy. */

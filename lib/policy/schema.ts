@@ -148,8 +148,18 @@ const userRule = z.strictObject({
 
 const list = <T extends z.ZodType>(item: T) => z.array(item, { error: "expected a list" });
 
+/** A list of names in which each may appear once. */
+const names = <T extends z.ZodType<string>>(item: T) =>
+  list(item).superRefine((values, ctx) => {
+    values.forEach((value, index) => {
+      if (values.indexOf(value) !== index) {
+        ctx.addIssue({ code: "custom", path: [index], input: value, message: `${value} is listed twice` });
+      }
+    });
+  });
+
 const ingress = z.strictObject({
-  interfaces: list(
+  interfaces: names(
     z.string().regex(INTERFACE_PATTERN, {
       error: "an interface name is 1-15 characters without spaces, / or :",
     }),
@@ -163,8 +173,8 @@ const ingress = z.strictObject({
 const spec = z.strictObject({
   mode: z.enum(["audit", "enforce"]).default("audit"),
   scope: z.strictObject({
-    cgroups: list(absolutePath("a cgroup")).optional(),
-    exempt: list(absolutePath("a cgroup")).optional(),
+    cgroups: names(absolutePath("a cgroup")).optional(),
+    exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
   files: z.strictObject({ deny: list(fileRule).optional() }).optional(),
   exec: z.strictObject({ denyMemfd: z.boolean().optional(), deny: list(fileRule).optional() }).optional(),

@@ -1,0 +1,119 @@
+/**
+ * The pure compiler: a validated policy to the rule-set plan the kernel holds. Deterministic: the same
+ * policy gives a deep-equal plan, with rules numbered in the order of `policyRules` (document order within
+ * each list).
+ */
+import { parseCidr, unmapIpv4 } from "./cidr.ts";
+import {
+  type Area,
+  emptyPlan,
+  type NetRule,
+  type PortRule,
+  type Protocol,
+  type RuleInfo,
+  type RuleSetPlan,
+} from "./plan.ts";
+import type { NetRuleSpec, Policy, PolicyRule, PortRuleSpec, RuleList, UserRuleSpec } from "./schema.ts";
+import { policyRules } from "./schema.ts";
+
+/** Where a rule without a cidr applies: every destination (or source) of both families. */
+const EVERYWHERE = ["0.0.0.0/0", "::/0"];
+/** A port rule without a protocol: TCP and UDP (the port-keyed hooks see no other protocol by name). */
+const PORT_PROTOCOLS: Protocol[] = ["tcp", "udp"];
+
+const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
+  "files.deny": { area: "file", action: "deny" },
+  "exec.deny": { area: "exec", action: "deny" },
+  "network.egress.deny": { area: "egress", action: "deny" },
+  "network.egress.allow": { area: "egress", action: "allow" },
+  "network.egress.users": { area: "egress", action: "deny" },
+  "network.bind.deny": { area: "bind", action: "deny" },
+  "network.ingress.failsafe": { area: "ingress", action: "allow" },
+  "network.ingress.allow": { area: "ingress", action: "allow" },
+  "network.ingress.deny": { area: "ingress", action: "deny" },
+};
+
+export function compilePolicy(policy: Policy): RuleSetPlan {
+  const { spec } = policy;
+  const plan = emptyPlan(spec.mode);
+  for (const entry of policyRules(policy)) addRule(plan, entry);
+  if (spec.exec?.denyMemfd) {
+    plan.denyMemfdExec = {
+      ruleId: plan.rules.push({ id: "exec.denyMemfd", area: "exec", action: "deny" }) - 1,
+    };
+  }
+  if (spec.network?.egress?.denyPacketSockets) {
+    const info: RuleInfo = { id: "network.egress.denyPacketSockets", area: "egress", action: "deny" };
+    plan.denyPacketSockets = { ruleId: plan.rules.push(info) - 1 };
+  }
+  const ingress = spec.network?.ingress;
+  plan.ingress.interfaces = (ingress?.interfaces ?? []).map((name) => ({
+    name,
+    defaultDrop: ingress?.default === "drop",
+    ruleId: 0,
+  }));
+  plan.scope = { include: [...spec.scope?.cgroups ?? []], exempt: [...spec.scope?.exempt ?? []] };
+  return plan;
+}
+
+function addRule(plan: RuleSetPlan, entry: PolicyRule): void {
+  const info: RuleInfo = { id: entry.id, ...AREA[entry.list] };
+  if (entry.list === "files.deny" || entry.list === "exec.deny") info.path = entry.rule.path;
+  const ruleId = plan.rules.push(info) - 1;
+  switch (entry.list) {
+    case "files.deny":
+    case "exec.deny": {
+      const { path, recursive, optional } = entry.rule;
+      const target = { ruleId, path, ...recursive && { recursive }, ...optional && { optional } };
+      (entry.list === "files.deny" ? plan.files : plan.exec).push(target);
+      return;
+    }
+    case "network.egress.deny":
+    case "network.egress.allow":
+      plan.egress.push(...netRules(entry.rule, ruleId, info.action));
+      return;
+    case "network.ingress.allow":
+    case "network.ingress.deny":
+      plan.ingress.rules.push(...netRules(entry.rule, ruleId, info.action));
+      return;
+    case "network.egress.users":
+      plan.egressUsers.push(userRule(entry.rule, ruleId));
+      return;
+    case "network.bind.deny":
+      plan.bind.push(...portRules(entry.rule, ruleId));
+      return;
+    case "network.ingress.failsafe":
+      plan.ingress.failsafe.push(...portRules(entry.rule, ruleId));
+  }
+}
+
+/** One NetRule per family (for a rule without a cidr) and per port; `::ffff:` networks keyed as IPv4. */
+function netRules(rule: NetRuleSpec, ruleId: number, action: "deny" | "allow"): NetRule[] {
+  const ports = rule.ports ?? (rule.port === undefined ? [undefined] : [rule.port]);
+  return (rule.cidr === undefined ? EVERYWHERE : [rule.cidr]).flatMap((text) => {
+    const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
+    return ports.map((port) => ({
+      ruleId,
+      action,
+      family,
+      addr: new Uint8Array(addr),
+      prefixLength,
+      ...rule.protocol && { protocol: rule.protocol },
+      ...port !== undefined && { port },
+    }));
+  });
+}
+
+function portRules(rule: PortRuleSpec, ruleId: number): PortRule[] {
+  const ports = rule.ports ?? (rule.port === undefined ? [] : [rule.port]);
+  const protocols = rule.protocol ? [rule.protocol] : PORT_PROTOCOLS;
+  return ports.flatMap((port) => protocols.map((protocol) => ({ ruleId, port, protocol })));
+}
+
+function userRule(rule: UserRuleSpec, ruleId: number): RuleSetPlan["egressUsers"][number] {
+  const ports = { ruleId, ports: [...rule.allowPorts ?? rule.denyPorts ?? []] };
+  const portsAre = rule.allowPorts ? "allowed" as const : "denied" as const;
+  return rule.uid !== undefined
+    ? { ...ports, portsAre, uid: rule.uid }
+    : { ...ports, portsAre, gid: rule.gid! };
+}
