@@ -1,18 +1,46 @@
-import { bootTimeNs, type BpfMap, decodeEvent, type RawEvent, RingBuffer } from "../../ffi/mod.ts";
+import {
+  type AddressWords,
+  addressWords,
+  AEGIS_EVENT,
+  bootTimeNs,
+  DECISION,
+  decodeEventAt,
+  EVENT,
+  FAMILY,
+  HOOK,
+  HOOK_EVENT_TYPES,
+  MODE,
+  type RawEvent,
+} from "../../ffi/mod.ts";
+import { RingBuffer, type RingBufferMap } from "../../ffi/ring_buffer.ts";
 import type { RuleInfo } from "../policy/plan.ts";
 
-/** Event types by hook number (AEGIS_HOOK_* in bpf/aegis.h). */
-export const EVENT_TYPES = [
-  "file.open",
-  "exec",
-  "net.connect",
-  "net.sendmsg",
-  "net.bind",
-  "net.ingress",
-] as const;
+/** Event types by hook number: the product's names of AEGIS_HOOK_*. */
+export const EVENT_TYPES = HOOK_EVENT_TYPES;
 export type KernelEventType = typeof EVENT_TYPES[number];
 
-/** An event as SPEC section 6 prints it. */
+export type PolicyRef = { name: string; version: number; sha256: string };
+
+/** The process of an event; a summary names only the pid of its last suppressed decision. */
+export type EventProcess = {
+  pid: number;
+  ppid: number;
+  uid: number;
+  gid: number;
+  comm: string;
+  cgroup: { id: number; path?: string };
+};
+
+/**
+ * An event as SPEC section 6 prints it, plus two fields of this implementation:
+ * - `summary: true` marks a record that stands for `count` decisions the rate limit suppressed in a window
+ *   that ended with no later event to carry them (AEGIS_EVENT_SUMMARY). The kernel keeps only the pid,
+ *   hook, decision, mode and rule of those decisions, so a summary has `process: {pid}` (none for ingress)
+ *   and no `file` or `net`.
+ * - `unresolved` says why `rule` is a number (`#N`) instead of an id: "generation" when the rule table of
+ *   the generation that decided is not known here (never another generation's table), "rule" when that
+ *   table has no such rule.
+ */
 export type AegisEvent = {
   ts: string;
   host: string;
@@ -20,15 +48,9 @@ export type AegisEvent = {
   decision: "deny" | "audit";
   mode: "enforce" | "audit";
   rule: string;
-  policy?: { name: string; version: number; sha256: string };
-  process?: {
-    pid: number;
-    ppid: number;
-    uid: number;
-    gid: number;
-    comm: string;
-    cgroup: { id: number; path?: string };
-  };
+  unresolved?: "generation" | "rule";
+  policy?: PolicyRef;
+  process?: EventProcess | { pid: number };
   file?: { path?: string; dev: number; ino: number };
   net?: {
     family: "ipv4" | "ipv6";
@@ -40,17 +62,53 @@ export type AegisEvent = {
     interface?: string;
   };
   count: number;
+  summary?: true;
 };
+
+/** What one rule generation holds: the rule table (by rule id) and the policy of the apply that wrote it. */
+export type GenerationTable = { rules: readonly RuleInfo[]; policy?: PolicyRef };
 
 export type EventContext = {
   host: string;
-  rules: readonly RuleInfo[];
-  policy?: { name: string; version: number; sha256: string };
+  /** By generation (0 and 1); undefined when this process does not know what the generation holds. */
+  generations: readonly [GenerationTable | undefined, GenerationTable | undefined];
   /** Wall-clock ns minus CLOCK_BOOTTIME ns, to date kernel timestamps. */
   bootToWallNs: bigint;
-  cgroupPath?: (id: bigint) => string | undefined;
+  /** The path of a cgroup id (ids of cgroup v2 on 64-bit kernels are well below 2^53). */
+  cgroupPath?: (id: number) => string | undefined;
   interfaceName?: (ifindex: number) => string | undefined;
 };
+
+/** A record whose values this version does not know: reported with the raw values, never guessed. */
+export class EventDecodeError extends RangeError {
+  override name = "EventDecodeError";
+  /** The field whose value is unknown, in RawEvent's names. */
+  readonly field: string;
+  readonly raw: {
+    hook: number;
+    decision: number;
+    mode: number;
+    family: number;
+    gen: number;
+    flags: number;
+    ruleId: number;
+  };
+
+  constructor(field: string, raw: RawEvent) {
+    const value = (raw as unknown as Record<string, number>)[field];
+    super(`Unknown ${field} ${value} in event record: hook ${raw.hook}, rule ${raw.ruleId}, gen ${raw.gen}`);
+    this.field = field;
+    this.raw = {
+      hook: raw.hook,
+      decision: raw.decision,
+      mode: raw.mode,
+      family: raw.family,
+      gen: raw.gen,
+      flags: raw.flags,
+      ruleId: raw.ruleId,
+    };
+  }
+}
 
 /** Wall-clock minus boot-clock offset, measured now. */
 export function bootToWallOffsetNs(): bigint {
@@ -58,119 +116,251 @@ export function bootToWallOffsetNs(): bigint {
   return wall - bootTimeNs();
 }
 
-/** RFC 3339 UTC with nanoseconds. */
+const NS_PER_S = 1_000_000_000;
+
+/** The boot-to-wall offset as whole seconds and nanoseconds, converted once per offset. */
+let offsetKey: bigint | undefined;
+let offsetSeconds = 0;
+let offsetNanos = 0;
+/** The "YYYY-MM-DDTHH:MM:SS." of the last second formatted: a flood stays in one second for a while. */
+let secondsKey = -1;
+let secondsText = "";
+
+/**
+ * RFC 3339 UTC with nanoseconds of boot-clock ns (as high and low 32-bit halves) plus `offsetNs`, with
+ * integer math only: 2^32 ns = 4 s + 294,967,296 ns and 2^48 ns = 281,474 s + 976,710,656 ns keep every
+ * partial sum below 2^53.
+ */
+export function rfc3339FromBoot(hi: number, lo: number, offsetNs: bigint): string {
+  if (offsetNs !== offsetKey) {
+    offsetKey = offsetNs;
+    const seconds = offsetNs / 1_000_000_000n - (offsetNs < 0n && offsetNs % 1_000_000_000n !== 0n ? 1n : 0n);
+    offsetSeconds = Number(seconds);
+    offsetNanos = Number(offsetNs - seconds * 1_000_000_000n);
+  }
+  const high = Math.floor(hi / 65536), low = hi % 65536;
+  const rest = high * 976_710_656 + low * 294_967_296 + lo + offsetNanos;
+  const restSeconds = Math.floor(rest / NS_PER_S);
+  const seconds = high * 281_474 + low * 4 + restSeconds + offsetSeconds;
+  const nanos = rest - restSeconds * NS_PER_S;
+  if (seconds !== secondsKey) {
+    secondsKey = seconds;
+    secondsText = new Date(seconds * 1000).toISOString().slice(0, 20);
+  }
+  return `${secondsText}${String(NS_PER_S + nanos).slice(1)}Z`;
+}
+
+/** RFC 3339 UTC with exactly nine fraction digits of Unix-epoch nanoseconds. */
 export function rfc3339Nanos(epochNs: bigint): string {
-  const ms = epochNs / 1_000_000n;
-  const base = new Date(Number(ms)).toISOString().slice(0, 19);
-  const nanos = (epochNs % 1_000_000_000n).toString().padStart(9, "0");
-  return `${base}.${nanos}Z`;
+  return rfc3339FromBoot(Number(epochNs >> 32n), Number(epochNs & 0xffff_ffffn), 0n);
 }
 
 const PROTOCOLS: Readonly<Record<number, string>> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
+const KNOWN_FLAGS = EVENT.SUMMARY;
 
-/** Turns a kernel record into the SPEC event. Pure: everything it needs is in `context`. */
+/**
+ * Turns a kernel record into the SPEC event. Pure: everything it needs is in `context`. A value this
+ * version does not know (hook, decision, mode, family of a network event, generation, flag) throws an
+ * EventDecodeError.
+ */
 export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
-  const type = EVENT_TYPES[raw.hook] ?? "file.open";
-  const rule = context.rules[raw.ruleId];
+  const type = EVENT_TYPES[raw.hook];
+  if (type === undefined || raw.hook >= HOOK.COUNT) throw new EventDecodeError("hook", raw);
+  if (raw.decision !== DECISION.DENY && raw.decision !== DECISION.AUDIT) {
+    throw new EventDecodeError("decision", raw);
+  }
+  if (raw.mode !== MODE.ENFORCE && raw.mode !== MODE.AUDIT) throw new EventDecodeError("mode", raw);
+  if (raw.gen !== 0 && raw.gen !== 1) throw new EventDecodeError("gen", raw);
+  if ((raw.flags & ~KNOWN_FLAGS) !== 0) throw new EventDecodeError("flags", raw);
+  const summary = (raw.flags & EVENT.SUMMARY) !== 0;
+  const network = raw.hook >= HOOK.CONNECT;
+  if (network && !summary && raw.family !== FAMILY.IPV4 && raw.family !== FAMILY.IPV6) {
+    throw new EventDecodeError("family", raw);
+  }
+
+  const table = context.generations[raw.gen];
+  const rule = table?.rules[raw.ruleId];
   const event: AegisEvent = {
-    ts: rfc3339Nanos(raw.tsBootNs + context.bootToWallNs),
+    ts: rfc3339FromBoot(raw.tsHi, raw.tsLo, context.bootToWallNs),
     host: context.host,
     type,
-    decision: raw.decision === 0 ? "deny" : "audit",
-    mode: raw.mode === 1 ? "enforce" : "audit",
+    decision: raw.decision === DECISION.DENY ? "deny" : "audit",
+    mode: raw.mode === MODE.ENFORCE ? "enforce" : "audit",
     rule: rule?.id ?? `#${raw.ruleId}`,
-    count: raw.count,
-  };
-  if (context.policy) event.policy = context.policy;
-  if (type !== "net.ingress") {
-    const path = context.cgroupPath?.(raw.cgroupId);
-    event.process = {
-      pid: raw.pid,
-      ppid: raw.ppid,
-      uid: raw.uid,
-      gid: raw.gid,
-      comm: raw.comm,
-      cgroup: path === undefined ? { id: Number(raw.cgroupId) } : { id: Number(raw.cgroupId), path },
-    };
-  }
-  if (type === "file.open" || type === "exec") {
-    event.file = { dev: raw.dev, ino: Number(raw.ino), ...(rule?.path ? { path: rule.path } : {}) };
+  } as AegisEvent;
+  if (rule === undefined) event.unresolved = table === undefined ? "generation" : "rule";
+  if (table?.policy) event.policy = table.policy;
+  if (summary) {
+    if (raw.hook !== HOOK.INGRESS) event.process = { pid: raw.pid };
   } else {
-    const family = raw.family === 6 ? "ipv6" : "ipv4";
-    const net: NonNullable<AegisEvent["net"]> = {
-      family,
-      protocol: PROTOCOLS[raw.protocol] ?? String(raw.protocol),
-    };
-    const hasDestination = type !== "net.bind";
-    if (hasDestination) {
-      net.daddr = formatAddress(raw.daddr, family);
-      net.dport = raw.dport;
-    }
-    if (type === "net.bind" || type === "net.ingress") {
-      net.saddr = formatAddress(raw.saddr, family);
-      net.sport = raw.sport;
-    }
-    const name = raw.ifindex ? context.interfaceName?.(raw.ifindex) : undefined;
-    if (name) net.interface = name;
-    event.net = net;
+    if (raw.hook !== HOOK.INGRESS) event.process = processOf(raw, context);
+    if (network) event.net = netOf(raw, type, context);
+    else event.file = fileOf(raw, rule);
   }
+  event.count = raw.count;
+  if (summary) event.summary = true;
   return event;
+}
+
+function processOf(raw: RawEvent, context: EventContext): EventProcess {
+  const id = raw.cgroupIdHi * 2 ** 32 + raw.cgroupIdLo;
+  const path = context.cgroupPath?.(id);
+  return {
+    pid: raw.pid,
+    ppid: raw.ppid,
+    uid: raw.uid,
+    gid: raw.gid,
+    comm: raw.comm,
+    cgroup: path === undefined ? { id } : { id, path },
+  };
+}
+
+function fileOf(raw: RawEvent, rule: RuleInfo | undefined): NonNullable<AegisEvent["file"]> {
+  const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
+  return rule?.path ? { path: rule.path, dev: raw.dev, ino } : { dev: raw.dev, ino };
+}
+
+function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): NonNullable<AegisEvent["net"]> {
+  const family = raw.family === FAMILY.IPV6 ? "ipv6" : "ipv4";
+  const net: NonNullable<AegisEvent["net"]> = {
+    family,
+    protocol: PROTOCOLS[raw.protocol] ?? String(raw.protocol),
+  };
+  if (type !== "net.bind") {
+    net.daddr = formatAddressWords(raw.daddrWords, family);
+    net.dport = raw.dport;
+  }
+  if (type === "net.bind" || type === "net.ingress") {
+    net.saddr = formatAddressWords(raw.saddrWords, family);
+    net.sport = raw.sport;
+  }
+  const name = raw.ifindex ? context.interfaceName?.(raw.ifindex) : undefined;
+  if (name) net.interface = name;
+  return net;
 }
 
 /** Dotted quad for IPv4 (first 4 bytes), RFC 5952 text for IPv6. */
 export function formatAddress(bytes: Uint8Array, family: "ipv4" | "ipv6"): string {
-  if (family === "ipv4") return [...bytes.subarray(0, 4)].join(".");
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // Longest run of two or more zero groups becomes "::".
-  let bestStart = -1, bestLength = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength && j - i >= 2) [bestStart, bestLength] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((group) => group.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLength).join(":")}`;
+  return formatAddressWords(addressWords(bytes), family);
 }
 
+/** formatAddress for an address as network-order words. */
+export function formatAddressWords(words: AddressWords, family: "ipv4" | "ipv6"): string {
+  const first = words[0];
+  if (family === "ipv4") {
+    return `${first >>> 24}.${(first >>> 16) & 0xff}.${(first >>> 8) & 0xff}.${first & 0xff}`;
+  }
+  // Longest run of two or more zero groups becomes "::" (RFC 5952 section 4.2); the first of equal runs.
+  let bestStart = -1, bestLength = 0, runStart = -1;
+  for (let i = 0; i <= 8; i++) {
+    if (i < 8 && group(words, i) === 0) {
+      if (runStart < 0) runStart = i;
+      continue;
+    }
+    if (runStart >= 0 && i - runStart > bestLength && i - runStart >= 2) {
+      bestStart = runStart;
+      bestLength = i - runStart;
+    }
+    runStart = -1;
+  }
+  let text = "";
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      text += "::";
+      i += bestLength - 1;
+      continue;
+    }
+    if (text !== "" && !text.endsWith(":")) text += ":";
+    text += group(words, i).toString(16);
+  }
+  return text;
+}
+
+function group(words: AddressWords, i: number): number {
+  const word = words[i >> 1]!;
+  return (i & 1) === 0 ? word >>> 16 : word & 0xffff;
+}
+
+/** Counts of an event stream since it was made. */
+export type EventStreamStats = {
+  /** Records read from the ring. */
+  records: number;
+  /** Sum of the records' `count`: the decisions they stand for. */
+  decisions: number;
+  /** Records that failed to decode or whose handler threw (EventDecodeError among them). */
+  errors: number;
+};
+
+/** Most records one poll hands out, in ring capacities: a flood cannot hold the event loop forever. */
+const POLL_BUDGET_RINGS = 2;
+
 /**
- * Drains the events ring buffer on the caller's thread: `poll()` hands every queued record to
- * `onEvent`; `start()` polls on a timer.
+ * Drains the events ring buffer on the caller's thread: `poll()` decodes every queued record and hands it
+ * to `onEvent`; `start()` polls on a timer. A record that fails to decode, or whose handler throws, is
+ * counted and reported, and the records after it are still delivered.
  */
 export class EventStream {
   readonly #ring: RingBuffer;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #budget: number;
+  readonly #stats: EventStreamStats = { records: 0, decisions: 0, errors: 0 };
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #onError: ((error: unknown) => void) | undefined;
+  #firstError: { error: unknown } | undefined;
 
-  constructor(map: BpfMap, onEvent: (event: RawEvent) => void) {
-    this.#ring = new RingBuffer(map, (record) => onEvent(decodeEvent(record)));
+  constructor(map: RingBufferMap, onEvent: (event: RawEvent) => void) {
+    const stats = this.#stats;
+    this.#ring = new RingBuffer(map, (view, offset, size) => {
+      stats.records++;
+      try {
+        const event = decodeEventAt(view, offset, size);
+        stats.decisions += event.count;
+        onEvent(event);
+      } catch (error) {
+        stats.errors++;
+        if (this.#onError) this.#onError(error);
+        else this.#firstError ??= { error };
+      }
+    });
+    this.#budget = Math.max(1, Math.floor(map.maxEntries / (AEGIS_EVENT.size + 8))) * POLL_BUDGET_RINGS;
   }
 
-  poll(): number {
-    return this.#ring.consume();
+  get stats(): Readonly<EventStreamStats> {
+    return { ...this.#stats };
   }
 
   /**
-   * Polls every `intervalMs`. An error from a handler (or the ring) goes to `onError` and polling goes
-   * on: one bad record must not stop the event stream, let alone the agent.
+   * Hands out what the ring holds (at most two ring capacities of records); returns how many records it
+   * read. Without an error callback (see `start`), the first error of the poll is thrown at its end.
+   */
+  poll(): number {
+    const read = this.#ring.consume(this.#budget);
+    const failure = this.#firstError;
+    this.#firstError = undefined;
+    if (failure) throw failure.error;
+    return read;
+  }
+
+  /**
+   * Polls every `intervalMs`, and at once again while a poll used its whole budget. Errors go to
+   * `onError` and polling goes on: one bad record must not stop the event stream, let alone the agent.
    */
   start(onError: (error: unknown) => void, intervalMs = 100): void {
-    this.#timer ??= setInterval(() => {
+    this.#onError = onError;
+    if (this.#timer !== undefined) return;
+    const tick = () => {
+      let read = 0;
       try {
-        this.poll();
+        read = this.poll();
       } catch (error) {
         onError(error);
       }
-    }, intervalMs);
+      this.#timer = setTimeout(tick, read >= this.#budget ? 0 : intervalMs);
+    };
+    this.#timer = setTimeout(tick, intervalMs);
   }
 
   close(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#ring.close();
   }
