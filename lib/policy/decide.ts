@@ -1,0 +1,205 @@
+/**
+ * The decision the kernel takes for an event under a plan, computed without a kernel. This is the contract
+ * the BPF programs implement (and the oracle of the differential test), so every rule below is the
+ * kernel's:
+ *
+ * - A network rule is matched by the most specific key: the longest prefix; at equal length a rule with a
+ *   port beats a port-less one naming a protocol, which beats a port-less one naming none. Rules with the
+ *   same key (same network, port and protocol) merge: deny beats allow, else the first rule in plan order.
+ * - A rule with a port and no protocol matches TCP, UDP and UDP-Lite; a port-less rule without a protocol
+ *   matches every protocol. A destination (or source) `::ffff:a.b.c.d` is matched as IPv4.
+ * - Egress: a winning allow means no rule. With no deny, the users entry of the uid, else of the gid,
+ *   decides by destination port. A deny then applies only in scope.
+ * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
+ *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
+ * - File and exec: the rules whose inode the file has (the first in plan order reports), then scope.
+ */
+import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
+import { type Mode, type NetRule, PROTOCOL_NUMBER, type RuleSetPlan, type UserRule } from "./plan.ts";
+
+export type IpProtocol = "tcp" | "udp" | "udplite" | "icmp" | "icmpv6" | number;
+
+const IP_PROTOCOL: Record<Exclude<IpProtocol, number>, number> = {
+  ...PROTOCOL_NUMBER,
+  udplite: 136,
+  icmp: 1,
+  icmpv6: 58,
+};
+/** What a port rule without a protocol matches. */
+const PORT_PROTOCOLS = [IP_PROTOCOL.tcp, IP_PROTOCOL.udp, IP_PROTOCOL.udplite];
+
+/** An address as text (`10.0.0.1`, `2001:db8::1`, `::ffff:10.0.0.1`) or bytes (4 or 16). */
+export type Address = string | Uint8Array;
+
+export type DecisionEvent =
+  | {
+    area: "egress";
+    addr: Address;
+    port?: number;
+    protocol: IpProtocol;
+    uid?: number;
+    gid?: number;
+    /** The task's cgroup v2 path, e.g. /system.slice/nginx.service; absent: the root. */
+    cgroup?: string;
+  }
+  | { area: "bind"; port: number; protocol: IpProtocol; cgroup?: string }
+  | { area: "ingress"; interface: string; addr: Address; port?: number; protocol: IpProtocol }
+  | {
+    area: "file" | "exec";
+    /** The rule ids whose targets resolved to the file's inode; or else `path`, matched by name. */
+    ruleIds?: readonly number[];
+    path?: string;
+    cgroup?: string;
+  };
+
+export type Decision = { decision: "allow" | "deny" | "audit"; ruleId?: number; ruleName?: string };
+
+/** What a network rule is matched against. */
+export type Packet = { cidr: Cidr; port: number; protocol: number };
+
+/** The decision for `event`; `mode` overrides the plan's (break-glass, deadman, `--audit`). */
+export function decide(plan: RuleSetPlan, event: DecisionEvent, options: { mode?: Mode } = {}): Decision {
+  const ruleId = decidingRule(plan, event);
+  if (ruleId === undefined) return { decision: "allow" };
+  const decision = (options.mode ?? plan.mode) === "enforce" ? "deny" : "audit";
+  const name = plan.rules[ruleId]?.id;
+  return name === undefined ? { decision, ruleId } : { decision, ruleId, ruleName: name };
+}
+
+/** The id of the rule that denies `event`, or undefined when it is allowed. */
+function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefined {
+  switch (event.area) {
+    case "egress": {
+      const ruleId = egressRule(plan, event);
+      return ruleId !== undefined && inScope(plan, event.cgroup) ? ruleId : undefined;
+    }
+    case "bind": {
+      const protocol = protocolNumber(event.protocol);
+      const rule = plan.bind.find((r) => r.port === event.port && PROTOCOL_NUMBER[r.protocol] === protocol);
+      return rule && inScope(plan, event.cgroup) ? rule.ruleId : undefined;
+    }
+    case "ingress":
+      return ingressRule(plan, event);
+    case "file":
+    case "exec": {
+      const ruleId = inodeRule(event.area === "file" ? plan.files : plan.exec, event);
+      return ruleId !== undefined && inScope(plan, event.cgroup) ? ruleId : undefined;
+    }
+  }
+}
+
+function egressRule(
+  plan: RuleSetPlan,
+  event: Extract<DecisionEvent, { area: "egress" }>,
+): number | undefined {
+  const packet = toPacket(event.addr, event.port, event.protocol);
+  const rule = matchNet(plan.egress, packet);
+  if (rule?.action === "deny") return rule.ruleId;
+  const user = userRule(plan.egressUsers, event.uid, event.gid);
+  if (!user) return undefined;
+  const listed = user.ports.includes(packet.port);
+  return listed === (user.portsAre === "denied") ? user.ruleId : undefined;
+}
+
+/** The users entry of the uid, else of the gid. */
+export function userRule(users: readonly UserRule[], uid?: number, gid?: number): UserRule | undefined {
+  return users.find((user) => uid !== undefined && user.uid === uid) ??
+    users.find((user) => gid !== undefined && user.gid === gid);
+}
+
+function ingressRule(
+  plan: RuleSetPlan,
+  event: Extract<DecisionEvent, { area: "ingress" }>,
+): number | undefined {
+  const iface = plan.ingress.interfaces.find((candidate) => candidate.name === event.interface);
+  if (!iface) return undefined;
+  const protocol = protocolNumber(event.protocol);
+  // XDP reads ports of TCP and UDP only.
+  const port = protocol === IP_PROTOCOL.tcp || protocol === IP_PROTOCOL.udp ? event.port ?? 0 : 0;
+  const failsafe = port !== 0 &&
+    plan.ingress.failsafe.some((rule) => rule.port === port && PROTOCOL_NUMBER[rule.protocol] === protocol);
+  if (failsafe) return undefined;
+  const rule = matchNet(plan.ingress.rules, toPacket(event.addr, port, protocol));
+  if (rule) return rule.action === "deny" ? rule.ruleId : undefined;
+  return iface.defaultDrop ? iface.ruleId : undefined;
+}
+
+function inodeRule(
+  targets: RuleSetPlan["files"],
+  event: Extract<DecisionEvent, { area: "file" | "exec" }>,
+): number | undefined {
+  const { ruleIds, path } = event;
+  const matches = targets.filter((target) =>
+    ruleIds
+      ? ruleIds.includes(target.ruleId)
+      : path !== undefined && (path === target.path || (target.recursive && isUnder(path, target.path)))
+  );
+  return matches[0]?.ruleId;
+}
+
+/**
+ * The rule that decides `packet` among `rules` (egress destinations or ingress sources), or undefined.
+ * Exported for lint, which asks what decides a resolver or the operator's SSH connection.
+ */
+export function matchNet(rules: readonly NetRule[], packet: Packet): NetRule | undefined {
+  let best: NetRule | undefined;
+  let bestRank = -1;
+  for (const rule of rules) {
+    const rank = matchRank(rule, packet);
+    if (rank > bestRank || (rank === bestRank && rule.action === "deny" && best?.action === "allow")) {
+      best = rule;
+      bestRank = rank;
+    }
+  }
+  return best;
+}
+
+/** How specific `rule` is for `packet` (higher wins), or -1 when it does not match. */
+export function matchRank(rule: NetRule, packet: Packet): number {
+  // unmapIpv4 only reads the bytes; a plan built by hand may hold a ::ffff: network.
+  const addr = rule.addr as Uint8Array<ArrayBuffer>;
+  const network = unmapIpv4({ family: rule.family, addr, prefixLength: rule.prefixLength });
+  if (!cidrContains(network, packet.cidr)) return -1;
+  const named = rule.protocol === undefined ? undefined : PROTOCOL_NUMBER[rule.protocol];
+  let level: number;
+  if (rule.port !== undefined) {
+    const protocolMatches = named === undefined
+      ? PORT_PROTOCOLS.includes(packet.protocol)
+      : named === packet.protocol;
+    if (packet.port === 0 || rule.port !== packet.port || !protocolMatches) return -1;
+    level = 2;
+  } else if (named !== undefined) {
+    if (named !== packet.protocol) return -1;
+    level = 1;
+  } else {
+    level = 0;
+  }
+  return network.prefixLength * 3 + level;
+}
+
+/** A packet for `matchNet`: the address as a host network, IPv4-mapped addresses as IPv4. */
+export function toPacket(addr: Address, port: number | undefined, protocol: IpProtocol): Packet {
+  const cidr = typeof addr === "string" ? parseCidr(addr) : {
+    family: addr.length === 4 ? 4 as const : 6 as const,
+    addr: new Uint8Array(addr),
+    prefixLength: addr.length * 8,
+  };
+  return { cidr: unmapIpv4(cidr), port: port ?? 0, protocol: protocolNumber(protocol) };
+}
+
+export function protocolNumber(protocol: IpProtocol): number {
+  return typeof protocol === "number" ? protocol : IP_PROTOCOL[protocol];
+}
+
+/** Never in an exempt subtree; inside an included one when any is listed. A task without a cgroup is at the root. */
+export function inScope(plan: RuleSetPlan, cgroup = "/"): boolean {
+  const { include, exempt } = plan.scope;
+  if (exempt.some((path) => isUnder(cgroup, path))) return false;
+  return include.length === 0 || include.some((path) => isUnder(cgroup, path));
+}
+
+/** Whether `path` is `ancestor` or inside it. */
+function isUnder(path: string, ancestor: string): boolean {
+  const base = ancestor.replace(/\/+$/, "");
+  return path === ancestor || path === base || path.startsWith(`${base}/`);
+}

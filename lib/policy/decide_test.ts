@@ -1,0 +1,193 @@
+import assert from "node:assert/strict";
+import { minimal } from "./_testdata.ts";
+import { compilePolicy } from "./compile.ts";
+import { decide, type DecisionEvent, type IpProtocol } from "./decide.ts";
+import { parsePolicy } from "./parse.ts";
+import type { RuleSetPlan } from "./plan.ts";
+
+function plan(spec: string): RuleSetPlan {
+  return compilePolicy(parsePolicy(minimal(`  mode: enforce\n${spec}`), "p.yaml"));
+}
+
+const egress = (rules: string) => plan(`  network:\n    egress:\n${rules}`);
+
+/** The rule name that decides, or "allow". */
+function who(p: RuleSetPlan, event: DecisionEvent): string {
+  const result = decide(p, event);
+  return result.decision === "allow" ? "allow" : result.ruleName ?? `#${result.ruleId}`;
+}
+
+const to = (
+  addr: string,
+  port: number | undefined,
+  protocol: IpProtocol = "tcp",
+) => ({ area: "egress", addr, protocol, ...port !== undefined && { port } }) as const;
+
+Deno.test("decide() lets the longest prefix win", () => {
+  const p = egress(
+    "      deny: [{ id: wide, cidr: 10.0.0.0/8 }]\n      allow: [{ id: hole, cidr: 10.1.0.0/16 }]\n",
+  );
+  assert.equal(who(p, to("10.1.0.1", 80)), "allow");
+  assert.equal(who(p, to("10.2.0.1", 80)), "wide");
+  assert.equal(who(p, to("11.0.0.1", 80)), "allow");
+});
+
+Deno.test("decide() prefers a port rule to a port-less one of the same prefix length", () => {
+  const p = egress(
+    "      deny: [{ id: net, cidr: 10.0.0.0/8 }]\n      allow: [{ id: ssh, cidr: 10.0.0.0/8, port: 22, protocol: tcp }]\n",
+  );
+  assert.equal(who(p, to("10.0.0.1", 22)), "allow");
+  assert.equal(who(p, to("10.0.0.1", 80)), "net");
+  assert.equal(who(p, to("10.0.0.1", 22, "udp")), "net");
+});
+
+Deno.test("decide() prefers a port-less rule naming a protocol to one naming none", () => {
+  const p = egress(
+    "      deny: [{ id: net, cidr: 10.0.0.0/8 }]\n      allow: [{ id: udp, cidr: 10.0.0.0/8, protocol: udp }]\n",
+  );
+  assert.equal(who(p, to("10.0.0.1", 53, "udp")), "allow");
+  assert.equal(who(p, to("10.0.0.1", 53, "tcp")), "net");
+  assert.equal(who(p, to("10.0.0.1", 53, "udplite")), "net");
+});
+
+Deno.test("decide() gives an exact tie to deny, and to the first of equal rules", () => {
+  const p = egress(
+    "      allow: [{ id: a, cidr: 10.0.0.0/8 }]\n      deny: [{ id: d1, cidr: 10.0.0.0/8 }, { id: d2, cidr: 10.0.0.0/8 }]\n",
+  );
+  assert.equal(who(p, to("10.9.9.9", 1)), "d1");
+  const ports = egress("      deny: [{ id: one, port: 53 }, { id: two, port: 53, protocol: udp }]\n");
+  assert.equal(who(ports, to("1.1.1.1", 53, "udp")), "one");
+});
+
+Deno.test("decide() matches a port rule without a protocol for TCP, UDP and UDP-Lite only", () => {
+  const p = egress("      deny: [{ id: dns, port: 53 }]\n");
+  assert.equal(who(p, to("1.1.1.1", 53, "tcp")), "dns");
+  assert.equal(who(p, to("1.1.1.1", 53, "udp")), "dns");
+  assert.equal(who(p, to("1.1.1.1", 53, "udplite")), "dns");
+  assert.equal(who(p, to("1.1.1.1", 53, "icmp")), "allow");
+  assert.equal(who(p, to("2001:db8::1", 53, "udp")), "dns");
+  assert.equal(who(p, to("1.1.1.1", 54, "udp")), "allow");
+});
+
+Deno.test("decide() matches a port-less rule without a protocol for every protocol", () => {
+  const p = egress("      deny: [{ id: host, cidr: 192.0.2.1 }]\n");
+  assert.equal(who(p, to("192.0.2.1", undefined, "icmp")), "host");
+  assert.equal(who(p, to("192.0.2.1", 0, 255)), "host");
+});
+
+Deno.test("decide() never matches a port rule for a destination without a port", () => {
+  const p = egress("      deny: [{ id: any-port, port: 80 }]\n");
+  assert.equal(who(p, to("192.0.2.1", 0, "tcp")), "allow");
+});
+
+Deno.test("decide() matches IPv4-mapped IPv6 destinations and rules as IPv4", () => {
+  const p = egress(
+    '      deny: [{ id: v4, cidr: 10.0.0.0/8 }, { id: mapped, cidr: "::ffff:192.0.2.0/120" }]\n',
+  );
+  assert.equal(who(p, to("::ffff:10.1.2.3", 443)), "v4");
+  assert.equal(who(p, to("192.0.2.7", 443)), "mapped");
+  assert.equal(who(p, { area: "egress", addr: new Uint8Array([10, 0, 0, 1]), port: 1, protocol: 6 }), "v4");
+  const mappedBytes = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1]);
+  assert.equal(who(p, { area: "egress", addr: mappedBytes, port: 1, protocol: 6 }), "v4");
+  assert.equal(who(p, to("2001:db8::1", 443)), "allow");
+});
+
+Deno.test("decide() applies users entries by port where no CIDR deny decided", () => {
+  const p = egress(
+    "      deny: [{ id: imds, cidr: 169.254.169.254 }]\n      allow: [{ id: hole, cidr: 10.0.0.0/8 }]\n" +
+      "      users:\n        - { id: web, uid: 33, allowPorts: [443] }\n        - { id: ops, gid: 27, denyPorts: [22, 443] }\n",
+  );
+  const as = (event: DecisionEvent & { area: "egress" }, uid: number, gid: number) =>
+    who(p, { ...event, uid, gid });
+  assert.equal(as(to("1.1.1.1", 443), 33, 33), "allow");
+  assert.equal(as(to("1.1.1.1", 80), 33, 33), "web");
+  assert.equal(as(to("10.0.0.1", 80), 33, 33), "web", "a CIDR allow does not lift a users entry");
+  assert.equal(as(to("169.254.169.254", 443), 33, 33), "imds", "a CIDR deny decides first");
+  assert.equal(as(to("1.1.1.1", 22), 1000, 27), "ops");
+  assert.equal(as(to("1.1.1.1", 80), 1000, 27), "allow");
+  assert.equal(as(to("1.1.1.1", 443), 33, 27), "allow", "the uid entry beats the gid entry");
+  assert.equal(who(p, to("1.1.1.1", 80)), "allow", "an event without ids matches no users entry");
+});
+
+Deno.test("decide() allows outside the scope and inside an exempt subtree", () => {
+  const p = plan(
+    "  scope:\n    cgroups: [/app.slice]\n    exempt: [/app.slice/ok.service]\n" +
+      "  network:\n    egress:\n      deny: [{ id: all, cidr: 0.0.0.0/0 }]\n    bind:\n      deny: [{ id: irc, port: 6667 }]\n",
+  );
+  const at = (cgroup?: string) => who(p, { ...to("1.1.1.1", 80), ...cgroup !== undefined && { cgroup } });
+  assert.equal(at("/app.slice/web.service"), "all");
+  assert.equal(at("/app.slice"), "all");
+  assert.equal(at("/app.slice/ok.service/child"), "allow");
+  assert.equal(at("/app.slice/ok.service"), "allow");
+  assert.equal(at("/system.slice/sshd.service"), "allow");
+  assert.equal(at("/app.slicer"), "allow");
+  assert.equal(at(), "allow");
+  assert.equal(who(p, { area: "bind", port: 6667, protocol: "tcp", cgroup: "/app.slice/x" }), "irc");
+  assert.equal(who(p, { area: "bind", port: 6667, protocol: "tcp", cgroup: "/" }), "allow");
+});
+
+Deno.test("decide() reports audit in audit mode, whether from the plan or forced", () => {
+  const p = egress("      deny: [{ id: all, cidr: 0.0.0.0/0 }]\n");
+  assert.deepEqual(decide(p, to("1.1.1.1", 80)), { decision: "deny", ruleId: 1, ruleName: "all" });
+  assert.deepEqual(decide(p, to("1.1.1.1", 80), { mode: "audit" }), {
+    decision: "audit",
+    ruleId: 1,
+    ruleName: "all",
+  });
+  assert.deepEqual(decide({ ...p, mode: "audit" }, to("1.1.1.1", 80)).decision, "audit");
+  assert.deepEqual(decide(p, to("::1", 80)), { decision: "allow" });
+});
+
+Deno.test("decide() denies a bind on the exact port and protocol only", () => {
+  const p = plan("  network:\n    bind:\n      deny: [{ id: irc, port: 6667, protocol: tcp }]\n");
+  assert.equal(who(p, { area: "bind", port: 6667, protocol: "tcp" }), "irc");
+  assert.equal(who(p, { area: "bind", port: 6667, protocol: "udp" }), "allow");
+  assert.equal(who(p, { area: "bind", port: 6668, protocol: "tcp" }), "allow");
+});
+
+Deno.test("decide() filters ingress per interface: failsafe, most specific rule, then the default", () => {
+  const p = plan(
+    "  network:\n    ingress:\n      interfaces: [eth0]\n      default: drop\n      failsafe: { ports: [22], protocol: tcp }\n" +
+      "      allow: [{ id: web, port: 443, protocol: tcp }]\n      deny: [{ id: bad, cidr: 203.0.113.0/24 }]\n",
+  );
+  const from = (addr: string, port: number, protocol: "tcp" | "udp" | "icmp" = "tcp", iface = "eth0") =>
+    who(p, { area: "ingress", interface: iface, addr, port, protocol });
+  assert.equal(from("203.0.113.9", 22), "allow", "the failsafe passes before any rule");
+  assert.equal(from("203.0.113.9", 443), "bad", "a longer prefix beats a port rule");
+  assert.equal(from("198.51.100.1", 443), "allow");
+  assert.equal(from("198.51.100.1", 80), "default");
+  assert.equal(from("198.51.100.1", 22, "udp"), "default");
+  assert.equal(from("198.51.100.1", 22, "icmp"), "default", "only TCP and UDP have ports");
+  assert.equal(from("198.51.100.1", 80, "tcp", "eth1"), "allow", "other interfaces are not filtered");
+  const pass = plan("  network:\n    ingress:\n      interfaces: [eth0]\n");
+  assert.equal(
+    who(pass, { area: "ingress", interface: "eth0", addr: "1.2.3.4", port: 1, protocol: "tcp" }),
+    "allow",
+  );
+});
+
+Deno.test("decide() ignores scope for ingress packets", () => {
+  const p = plan(
+    "  scope:\n    cgroups: [/app.slice]\n  network:\n    ingress:\n      interfaces: [eth0]\n      deny: [{ id: all, cidr: 0.0.0.0/0 }]\n",
+  );
+  assert.equal(
+    who(p, { area: "ingress", interface: "eth0", addr: "1.2.3.4", port: 1, protocol: "tcp" }),
+    "all",
+  );
+});
+
+Deno.test("decide() denies files and executables by the rules their inode matched, in scope", () => {
+  const p = plan(
+    "  scope:\n    exempt: [/admin]\n  files:\n    deny: [{ id: shadow, path: /etc/shadow }, { id: keys, path: /srv/keys, recursive: true }]\n" +
+      "  exec:\n    deny: [{ id: nc, path: /usr/bin/nc }]\n",
+  );
+  assert.equal(who(p, { area: "file", ruleIds: [2, 1] }), "shadow");
+  assert.equal(who(p, { area: "file", ruleIds: [] }), "allow");
+  assert.equal(who(p, { area: "file", ruleIds: [3] }), "allow", "an exec rule does not deny opens");
+  assert.equal(who(p, { area: "exec", ruleIds: [3] }), "nc");
+  assert.equal(who(p, { area: "exec", ruleIds: [3], cgroup: "/admin/shell" }), "allow");
+  assert.equal(who(p, { area: "file", path: "/srv/keys/a/b" }), "keys");
+  assert.equal(who(p, { area: "file", path: "/srv/keysx" }), "allow");
+  assert.equal(who(p, { area: "file", path: "/etc/shadow" }), "shadow");
+  assert.equal(who(p, { area: "file", path: "/etc/shadow/x" }), "allow");
+});
