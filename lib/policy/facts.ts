@@ -1,0 +1,99 @@
+/**
+ * The host facts lint needs, read from the host (files and /proc only; no kernel objects). Kept apart from
+ * `lint.ts` so that lint stays a pure function of the policy and these facts.
+ */
+import type { LintFacts, PathFact } from "./lint.ts";
+import { type Policy, policyRules } from "./schema.ts";
+
+const SSHD_PATHS = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"];
+
+export type FactOptions = {
+  /** The aegisbpf state directory, protected as a whole. */
+  stateDir?: string;
+  /** The aegisbpf binary; the running executable unless given. */
+  binary?: string;
+  /** Where SSH_CONNECTION comes from; the process environment unless given. */
+  sshConnection?: string | undefined;
+};
+
+export async function gatherLintFacts(policy: Policy, options: FactOptions = {}): Promise<LintFacts> {
+  const denied = policyRules(policy).flatMap((entry) =>
+    entry.list === "files.deny" || entry.list === "exec.deny" ? [entry.rule.path] : []
+  );
+  const paths = new Map<string, PathFact>();
+  for (const path of denied) {
+    const fact = await pathFact(path);
+    if (fact) paths.set(path, fact);
+  }
+  const sshClient = parseSshConnection(
+    "sshConnection" in options ? options.sshConnection : Deno.env.get("SSH_CONNECTION"),
+  );
+  return {
+    resolvers: parseResolvConf(await readText("/etc/resolv.conf")),
+    sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
+    ...sshClient && { sshClient },
+    survival: await survivalSet(options),
+    paths,
+    now: new Date(),
+  };
+}
+
+async function survivalSet(options: FactOptions): Promise<LintFacts["survival"]> {
+  const wanted: { path: string; why: string; tree?: boolean }[] = [
+    { path: "/proc/1/exe", why: "PID 1's executable" },
+    { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
+    ...parseShells(await readText("/etc/shells")).map((path) => ({ path, why: "a login shell" })),
+    ...SSHD_PATHS.map((path) => ({ path, why: "sshd" })),
+    ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
+  ];
+  const found: LintFacts["survival"][number][] = [];
+  for (const { path, why, tree } of wanted) {
+    const fact = await pathFact(path);
+    if (fact) found.push({ ...fact, why, ...tree && { tree } });
+  }
+  return found;
+}
+
+/** Where a path leads and which inode it is, or undefined when it does not exist or cannot be read. */
+export async function pathFact(path: string): Promise<PathFact | undefined> {
+  try {
+    const realPath = await Deno.realPath(path);
+    const info = await Deno.stat(realPath);
+    return { realPath, identity: `${info.dev}:${info.ino}` };
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+async function readText(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) return "";
+    throw error;
+  }
+}
+
+/** Nameserver addresses, without an IPv6 zone (`fe80::1%eth0`). */
+export function parseResolvConf(text: string): string[] {
+  return [...text.matchAll(/^\s*nameserver\s+([^\s#%]+)/gm)].map((match) => match[1]!);
+}
+
+/** The `Port` lines of sshd_config; 22 when there is none. */
+export function parseSshdPorts(text: string): number[] {
+  const ports = [...text.matchAll(/^\s*Port\s+(\d+)\s*$/gim)].map((match) => Number(match[1]));
+  return ports.length ? ports : [22];
+}
+
+export function parseShells(text: string): string[] {
+  return text.split("\n").map((line) => line.trim()).filter((line) => line.startsWith("/"));
+}
+
+/** SSH_CONNECTION is "client-address client-port server-address server-port". */
+export function parseSshConnection(text: string | undefined): LintFacts["sshClient"] {
+  const [addr, , , port] = text?.trim().split(/\s+/) ?? [];
+  return addr && port && /^\d+$/.test(port) ? { addr, port: Number(port) } : undefined;
+}

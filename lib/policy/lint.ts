@@ -1,0 +1,390 @@
+/**
+ * Lint: what a valid policy probably gets wrong. Pure: what it needs to know about the host comes in as
+ * `LintFacts` (see `facts.ts`). Each finding names its rule and where the rule is written.
+ */
+import type { Position } from "../errors.ts";
+import { type Cidr, networkOf } from "./cidr.ts";
+import { compilePolicy } from "./compile.ts";
+import { decide, matchNet, toPacket } from "./decide.ts";
+import type { NetRule, RuleSetPlan } from "./plan.ts";
+import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./schema.ts";
+
+/** What a path names on the host: where it leads and the inode it is (`dev:ino`). */
+export type PathFact = { realPath: string; identity: string };
+
+export type LintFacts = {
+  /** Nameserver addresses from /etc/resolv.conf. */
+  resolvers: readonly string[];
+  /** The ports sshd listens on. */
+  sshPorts: readonly number[];
+  /** The operator's own SSH connection, when lint runs inside one: the client address and the server port. */
+  sshClient?: { addr: string; port: number };
+  /** What must keep working: PID 1's executable, the aegisbpf binary, shells, sshd, and (as a tree) state. */
+  survival: readonly (PathFact & { why: string; tree?: boolean })[];
+  /** The deny paths of the policy that exist, by path as written. */
+  paths: ReadonlyMap<string, PathFact>;
+  now: Date;
+};
+
+export type LintCode =
+  | "duplicate"
+  | "shadowed"
+  | "no-effect"
+  | "ssh-lockout"
+  | "survival-set"
+  | "resolver-denied"
+  | "missing-path"
+  | "packet-sockets-unexempt"
+  | "expired";
+
+export type Warning = {
+  code: LintCode;
+  severity: "error" | "warning";
+  ruleId?: string;
+  position: Position;
+  /** `FILE:LINE:COL: what`, ready to print. */
+  message: string;
+};
+
+type Locate = (path: PolicyPath) => Position;
+
+/** Every finding for `policy`, in file order. */
+export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Warning[] {
+  const plan = compilePolicy(policy);
+  const report = new Report(locate, policyRules(policy));
+  lintNetRules(plan.egress, report, false);
+  lintNetRules(plan.ingress.rules, report, plan.ingress.interfaces.some((iface) => iface.defaultDrop));
+  lintResolvers(plan, report, facts);
+  lintMissingPaths(report, facts);
+  lintSpec(policy, report, facts);
+  lintLockout(plan, report, facts);
+  return report.sorted();
+}
+
+/**
+ * What `policy apply` refuses without --force: a lock-out of the operator's SSH or a denial of what the
+ * host and aegisbpf need to run. Also part of `lintPolicy`; cheap enough for every apply.
+ */
+export function lockoutRisks(policy: Policy, locate: Locate, facts: LintFacts): Warning[] {
+  const report = new Report(locate, policyRules(policy));
+  lintLockout(compilePolicy(policy), report, facts);
+  return report.sorted();
+}
+
+function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  lintSsh(plan, report, facts);
+  lintSurvival(report, facts);
+}
+
+class Report {
+  readonly warnings: Warning[] = [];
+  constructor(readonly locate: Locate, readonly rules: readonly PolicyRule[]) {}
+
+  /** A finding about the rule numbered `ruleId` in the plan (rule 0 is the ingress default). */
+  rule(ruleId: number, code: LintCode, what: string, severity: Warning["severity"] = "warning"): void {
+    const entry = this.rules[ruleId - 1];
+    if (!entry) {
+      this.at(["spec", "network", "ingress", "default"], code, what, severity);
+      return;
+    }
+    this.at(entry.path, code, `rule ${entry.id}: ${what}`, severity, entry.id);
+  }
+
+  at(
+    path: PolicyPath,
+    code: LintCode,
+    what: string,
+    severity: Warning["severity"] = "warning",
+    ruleId?: string,
+  ) {
+    const position = this.locate(path);
+    const where = [position.file, position.line, position.column].filter((part) => part !== undefined).join(
+      ":",
+    );
+    const warning: Warning = { code, severity, position, message: `${where}: ${what}` };
+    this.warnings.push(ruleId === undefined ? warning : { ...warning, ruleId });
+  }
+
+  sorted(): Warning[] {
+    return this.warnings.toSorted((a, b) =>
+      (a.position.line ?? 0) - (b.position.line ?? 0) || (a.position.column ?? 0) - (b.position.column ?? 0)
+    );
+  }
+
+  name(ruleId: number): string {
+    return this.rules[ruleId - 1]?.id ?? "default";
+  }
+}
+
+/** One kernel key of a network rule: a port rule without a protocol has one per port protocol. */
+type Key = { rule: NetRule; text: string };
+
+const PORT_PROTOCOLS = ["tcp", "udp", "udplite"];
+
+function keysOf(rule: NetRule): Key[] {
+  const net = `${rule.family}/${rule.prefixLength}/${rule.addr.join(".")}/${rule.port ?? "-"}`;
+  const protocols = rule.protocol ? [rule.protocol] : rule.port === undefined ? ["any"] : PORT_PROTOCOLS;
+  return protocols.map((protocol) => ({ rule, text: `${net}/${protocol}` }));
+}
+
+/** Duplicates and exact ties, rules that more specific ones always override, and allows that carve nothing. */
+function lintNetRules(rules: readonly NetRule[], report: Report, defaultDrop: boolean): void {
+  const flagged = lintTies(rules, report);
+  const index = new NetIndex(rules);
+  for (const [ruleId, parts] of Map.groupBy(rules, (rule) => rule.ruleId)) {
+    if (flagged.has(ruleId)) continue;
+    const over = parts.map((part) => index.covering(part));
+    if (over.every((cover) => cover !== undefined)) {
+      const names = [...new Set(over.flat().map((rule) => report.name(rule!.ruleId)))].join(", ");
+      report.rule(
+        ruleId,
+        "shadowed",
+        `never decides: more specific rules (${names}) cover everything it matches`,
+      );
+    } else if (
+      parts[0]?.action === "allow" && !defaultDrop && !parts.some((part) => index.carvesFromDeny(part))
+    ) {
+      report.rule(
+        ruleId,
+        "no-effect",
+        "has no effect: an allow only makes an exception to a less specific deny",
+      );
+    }
+  }
+}
+
+/** Rules all of whose keys another rule wins: repeats (same action) and allows that lose a tie to a deny. */
+function lintTies(rules: readonly NetRule[], report: Report): Set<number> {
+  const winners = new Map<string, NetRule>();
+  const keys = rules.flatMap(keysOf);
+  for (const { rule, text } of keys) {
+    const winner = winners.get(text);
+    if (!winner || (winner.action === "allow" && rule.action === "deny")) winners.set(text, rule);
+  }
+  const flagged = new Set<number>();
+  for (const [ruleId, own] of Map.groupBy(keys, (key) => key.rule.ruleId)) {
+    const beaten = own.map((key) => winners.get(key.text)!);
+    if (beaten.some((winner) => winner.ruleId === ruleId)) continue;
+    flagged.add(ruleId);
+    const others = [...new Set(beaten.map((winner) => report.name(winner.ruleId)))].join(", ");
+    const action = own[0]!.rule.action;
+    if (beaten.every((winner) => winner.action === action)) {
+      report.rule(ruleId, "duplicate", `repeats ${others}: same network, ports and protocol`);
+    } else {
+      report.rule(
+        ruleId,
+        "shadowed",
+        `never applies: ${others} has the same network, ports and protocol, and deny wins a tie`,
+      );
+    }
+  }
+  return flagged;
+}
+
+/** Network rules by address range (to find those inside a network) and by network (to find those around one). */
+class NetIndex {
+  readonly #sorted: { rule: NetRule; start: bigint; end: bigint }[];
+  readonly #byNetwork: Map<string, NetRule[]>;
+
+  constructor(rules: readonly NetRule[]) {
+    this.#sorted = rules.map((rule) => ({ rule, ...range(cidrOf(rule)) }))
+      .sort((a, b) => a.rule.family - b.rule.family || compare(a.start, b.start));
+    this.#byNetwork = Map.groupBy(rules, (rule) => networkKey(cidrOf(rule)));
+  }
+
+  /**
+   * The strictly more specific rules that together match every address `rule` matches, for all of its
+   * ports and protocols; undefined when they leave a gap.
+   */
+  covering(rule: NetRule): NetRule[] | undefined {
+    const own = range(cidrOf(rule));
+    const covers: NetRule[] = [];
+    let next = own.start;
+    for (let i = this.#first(rule.family, own.start); i < this.#sorted.length; i++) {
+      const other = this.#sorted[i]!;
+      if (other.rule.family !== rule.family || other.start > own.end) break;
+      if (other.rule.prefixLength <= rule.prefixLength || !widerMatch(other.rule, rule)) continue;
+      if (other.start > next) return undefined;
+      covers.push(other.rule);
+      if (other.end >= next) next = other.end + 1n;
+    }
+    return next > own.end ? covers : undefined;
+  }
+
+  /** Whether a less specific deny that `allow` outranks matches some of what `allow` matches. */
+  carvesFromDeny(allow: NetRule): boolean {
+    const own = cidrOf(allow);
+    for (let length = 0; length <= allow.prefixLength; length++) {
+      const around = this.#byNetwork.get(networkKey(networkOf({ ...own, prefixLength: length }))) ?? [];
+      if (around.some((deny) => deny.action === "deny" && outranks(allow, deny) && overlaps(allow, deny))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** The index of the first rule of `family` starting at or after `start`. */
+  #first(family: number, start: bigint): number {
+    let low = 0;
+    let high = this.#sorted.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      const entry = this.#sorted[middle]!;
+      if (entry.rule.family < family || (entry.rule.family === family && entry.start < start)) {
+        low = middle + 1;
+      } else high = middle;
+    }
+    return low;
+  }
+}
+
+function compare(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function networkKey(cidr: Cidr): string {
+  return `${cidr.family}/${cidr.prefixLength}/${cidr.addr.join(".")}`;
+}
+
+/** Whether `a` beats `b` where both match: a longer prefix, or at equal length a port or protocol. */
+function outranks(a: NetRule, b: NetRule): boolean {
+  return a.prefixLength > b.prefixLength || (a.prefixLength === b.prefixLength && level(a) > level(b));
+}
+
+/** Whether some port and protocol is matched by both rules (their networks already nest). */
+function overlaps(a: NetRule, b: NetRule): boolean {
+  return (a.port === undefined || b.port === undefined || a.port === b.port) &&
+    (a.protocol === undefined || b.protocol === undefined || a.protocol === b.protocol);
+}
+
+/** Whether `other` matches every port and protocol that `rule` matches. */
+function widerMatch(other: NetRule, rule: NetRule): boolean {
+  const protocols = (r: NetRule) =>
+    r.protocol ? [r.protocol] : r.port === undefined ? ["any"] : PORT_PROTOCOLS;
+  const protocolsCovered = protocols(other).includes("any") ||
+    protocols(rule).every((protocol) => protocols(other).includes(protocol));
+  if (other.port === undefined) return protocolsCovered;
+  return other.port === rule.port && protocolsCovered;
+}
+
+function level(rule: NetRule): number {
+  return rule.port !== undefined ? 2 : rule.protocol !== undefined ? 1 : 0;
+}
+
+function cidrOf(rule: NetRule): Cidr {
+  return networkOf({ family: rule.family, addr: new Uint8Array(rule.addr), prefixLength: rule.prefixLength });
+}
+
+/** The first and last address of a network, as integers. */
+function range(cidr: Cidr): { start: bigint; end: bigint } {
+  const start = cidr.addr.reduce((value, byte) => (value << 8n) | BigInt(byte), 0n);
+  const hostBits = BigInt(cidr.addr.length * 8 - cidr.prefixLength);
+  return { start, end: start + (1n << hostBits) - 1n };
+}
+
+/** Ingress that would drop the operator's SSH connection, or SSH from everywhere. */
+function lintSsh(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  const { sshClient } = facts;
+  for (const iface of plan.ingress.interfaces) {
+    if (sshClient) {
+      const event = { area: "ingress", interface: iface.name, ...sshClient, protocol: "tcp" } as const;
+      const result = decide(plan, event);
+      if (result.ruleId === undefined) continue;
+      const what =
+        `drops your SSH connection from ${sshClient.addr} to port ${sshClient.port} on ${iface.name}`;
+      report.rule(result.ruleId, "ssh-lockout", `${what}; add a failsafe or an allow for it`, "error");
+      continue;
+    }
+    for (const port of facts.sshPorts) lintSshPort(plan, report, iface.name, port);
+  }
+}
+
+function lintSshPort(plan: RuleSetPlan, report: Report, iface: string, port: number): void {
+  if (plan.ingress.failsafe.some((rule) => rule.port === port && rule.protocol === "tcp")) return;
+  const reaches = (rule: NetRule) =>
+    (rule.port === undefined || rule.port === port) &&
+    (rule.protocol === undefined || rule.protocol === "tcp");
+  const everywhere = plan.ingress.rules.find((rule) =>
+    rule.action === "deny" && rule.prefixLength === 0 && reaches(rule)
+  );
+  const fix = `add failsafe: { ports: [${port}], protocol: tcp }`;
+  if (everywhere) {
+    report.rule(
+      everywhere.ruleId,
+      "ssh-lockout",
+      `drops SSH (port ${port}) from everywhere on ${iface}; ${fix}`,
+      "error",
+    );
+  } else if (plan.ingress.interfaces.find((i) => i.name === iface)?.defaultDrop) {
+    if (plan.ingress.rules.some((rule) => rule.action === "allow" && reaches(rule))) return;
+    report.rule(
+      0,
+      "ssh-lockout",
+      `default: drop on ${iface} with no failsafe or allow for SSH (port ${port}); ${fix}`,
+      "error",
+    );
+  }
+}
+
+/** Egress denies that cover a resolver of /etc/resolv.conf: name resolution would fail. */
+function lintResolvers(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  for (const resolver of facts.resolvers) {
+    const denied = new Set(
+      (["udp", "tcp"] as const).map((protocol) => matchNet(plan.egress, toPacket(resolver, 53, protocol)))
+        .filter((rule) => rule?.action === "deny").map((rule) => rule!.ruleId),
+    );
+    for (const ruleId of denied) {
+      report.rule(ruleId, "resolver-denied", `denies DNS to ${resolver}, a resolver in /etc/resolv.conf`);
+    }
+  }
+}
+
+/** File and exec deny rules with their plan rule numbers. */
+function inodeRules(report: Report) {
+  return report.rules.flatMap((entry, index) =>
+    entry.list === "files.deny" || entry.list === "exec.deny" ? [{ ruleId: index + 1, ...entry.rule }] : []
+  );
+}
+
+/** Deny paths that do not exist: an error, unless the rule says optional. */
+function lintMissingPaths(report: Report, facts: LintFacts): void {
+  for (const { ruleId, path, optional } of inodeRules(report)) {
+    if (facts.paths.has(path)) continue;
+    const what = optional
+      ? "does not exist (optional: skipped)"
+      : "does not exist; fix it or mark it optional: true";
+    report.rule(ruleId, "missing-path", `${path} ${what}`, optional ? "warning" : "error");
+  }
+}
+
+/** Denials of what the host or aegisbpf needs to keep running, matched by inode and by directory. */
+function lintSurvival(report: Report, facts: LintFacts): void {
+  for (const { ruleId, path, recursive } of inodeRules(report)) {
+    const fact = facts.paths.get(path);
+    if (!fact) continue;
+    for (const needed of facts.survival) {
+      const hit = needed.identity === fact.identity ||
+        (recursive && isUnder(needed.realPath, fact.realPath)) ||
+        (needed.tree && isUnder(fact.realPath, needed.realPath));
+      if (hit) report.rule(ruleId, "survival-set", `denies ${needed.realPath}, ${needed.why}`, "error");
+    }
+  }
+}
+
+function isUnder(path: string, directory: string): boolean {
+  return path === directory || path.startsWith(directory === "/" ? "/" : `${directory}/`);
+}
+
+function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
+  const { spec, metadata } = policy;
+  if (spec.network?.egress?.denyPacketSockets && !spec.scope?.exempt?.length) {
+    report.at(
+      ["spec", "network", "egress", "denyPacketSockets"],
+      "packet-sockets-unexempt",
+      "denyPacketSockets applies to every task: DHCP clients need packet sockets; exempt their cgroup in scope.exempt",
+    );
+  }
+  if (metadata.notAfter && Date.parse(metadata.notAfter) <= facts.now.getTime()) {
+    report.at(["metadata", "notAfter"], "expired", `the policy expired at ${metadata.notAfter}`);
+  }
+}

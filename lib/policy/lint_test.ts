@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import { minimal } from "./_testdata.ts";
+import { type LintFacts, lintPolicy, lockoutRisks, type Warning } from "./lint.ts";
+import { parsePolicySource } from "./parse.ts";
+
+const FACTS: LintFacts = {
+  resolvers: [],
+  sshPorts: [22],
+  survival: [],
+  paths: new Map(),
+  now: new Date("2026-06-01T00:00:00Z"),
+};
+
+function lint(spec: string, facts: Partial<LintFacts> = {}): Warning[] {
+  const source = parsePolicySource(minimal(spec), "p.yaml");
+  return lintPolicy(source.policy, source.locate, { ...FACTS, ...facts });
+}
+
+/** Findings as "CODE RULE LINE:COL". */
+function summary(warnings: Warning[]): string[] {
+  return warnings.map((w) => `${w.code} ${w.ruleId ?? "-"} ${w.position.line}:${w.position.column}`);
+}
+
+const egress = (rules: string) => `  network:\n    egress:\n${rules}`;
+
+Deno.test("lintPolicy() finds nothing wrong in a sound policy", () => {
+  assert.deepEqual(lint(egress("      deny: [{ id: imds, cidr: 169.254.169.254 }]\n")), []);
+});
+
+Deno.test("lintPolicy() reports a rule that repeats an earlier one, at the repeat", () => {
+  const warnings = lint(
+    egress("      deny:\n        - { id: a, cidr: 10.0.0.0/8 }\n        - { id: b, cidr: 10.0.0.0/8 }\n"),
+  );
+  assert.deepEqual(summary(warnings), ["duplicate b 11:11"]);
+  assert.equal(warnings[0]?.message, "p.yaml:11:11: rule b: repeats a: same network, ports and protocol");
+  assert.equal(warnings[0]?.severity, "warning");
+});
+
+Deno.test("lintPolicy() reports an allow that loses an exact tie to a deny", () => {
+  const warnings = lint(
+    egress(
+      "      deny: [{ id: d, cidr: 10.0.0.0/8, port: 22 }]\n      allow: [{ id: a, cidr: 10.0.0.0/8, port: 22 }]\n",
+    ),
+  );
+  assert.deepEqual(summary(warnings), ["shadowed a 10:15"]);
+  assert.match(warnings[0]!.message, /deny wins a tie$/);
+});
+
+Deno.test("lintPolicy() reports a rule that more specific rules override everywhere", () => {
+  const halves =
+    "      allow:\n        - { id: lo, cidr: 10.1.2.0/25 }\n        - { id: hi, cidr: 10.1.2.128/25 }\n";
+  const warnings = lint(
+    egress(`      deny: [{ id: wide, cidr: 10.1.2.0/24, port: 22, protocol: tcp }]\n${halves}`),
+  );
+  assert.deepEqual(summary(warnings), ["shadowed wide 9:14"]);
+  assert.match(warnings[0]!.message, /more specific rules \(lo, hi\) cover everything it matches$/);
+  const half = lint(
+    egress("      deny: [{ id: wide, cidr: 10.1.2.0/24 }]\n      allow: [{ id: lo, cidr: 10.1.2.0/25 }]\n"),
+  );
+  assert.deepEqual(half, [], "half a network is not everything");
+  const portOnly = lint(
+    egress(
+      "      deny: [{ id: wide, cidr: 10.1.2.0/24 }]\n      allow:\n        - { id: lo, cidr: 10.1.2.0/25, port: 22 }\n        - { id: hi, cidr: 10.1.2.128/25 }\n",
+    ),
+  );
+  assert.deepEqual(portOnly, [], "a port rule does not cover other ports");
+});
+
+Deno.test("lintPolicy() reports an allow with no less specific deny to carve from", () => {
+  assert.deepEqual(summary(lint(egress("      allow: [{ id: a, cidr: 10.0.0.0/8 }]\n"))), [
+    "no-effect a 9:15",
+  ]);
+  const carved = egress(
+    "      deny: [{ cidr: 10.0.0.0/8 }]\n      allow: [{ id: a, cidr: 10.1.0.0/16, port: 22 }]\n",
+  );
+  assert.deepEqual(lint(carved), []);
+  const sameNetwork = egress(
+    "      deny: [{ cidr: 10.0.0.0/8 }]\n      allow: [{ id: a, cidr: 10.0.0.0/8, port: 22 }]\n",
+  );
+  assert.deepEqual(lint(sameNetwork), [], "a port rule outranks a port-less one of the same length");
+  const otherPort = egress(
+    "      deny: [{ cidr: 10.0.0.0/8, port: 80 }]\n      allow: [{ id: a, cidr: 10.1.0.0/16, port: 22 }]\n",
+  );
+  assert.deepEqual(summary(lint(otherPort)), ["no-effect a 10:15"]);
+});
+
+Deno.test("lintPolicy() accepts ingress allows when an interface drops by default", () => {
+  const spec =
+    "  network:\n    ingress:\n      interfaces: [eth0]\n      default: drop\n      allow: [{ id: ssh, cidr: 10.0.0.0/8, port: 22, protocol: tcp }]\n";
+  assert.deepEqual(lint(spec), []);
+});
+
+const ingress = (lines: string) => `  network:\n    ingress:\n      interfaces: [eth0]\n${lines}`;
+
+Deno.test("lintPolicy() reports default: drop without a failsafe or allow for SSH as a lock-out", () => {
+  const warnings = lint(ingress("      default: drop\n"));
+  assert.deepEqual(summary(warnings), ["ssh-lockout - 10:16"]);
+  assert.equal(warnings[0]?.severity, "error");
+  assert.match(warnings[0]!.message, /add failsafe: \{ ports: \[22\], protocol: tcp \}$/);
+  assert.deepEqual(lint(ingress("      default: drop\n      failsafe: { port: 22, protocol: tcp }\n")), []);
+  assert.deepEqual(lint(ingress("      default: drop\n      allow: [{ cidr: 10.0.0.0/8, port: 22 }]\n")), []);
+  assert.deepEqual(summary(lint(ingress("      default: drop\n"), { sshPorts: [2222] })), [
+    "ssh-lockout - 10:16",
+  ]);
+});
+
+Deno.test("lintPolicy() reports an ingress deny of SSH from everywhere as a lock-out", () => {
+  const warnings = lint(ingress("      deny: [{ id: all, cidr: 0.0.0.0/0 }]\n"));
+  assert.deepEqual(summary(warnings), ["ssh-lockout all 10:14"]);
+  assert.deepEqual(
+    lint(
+      ingress("      deny: [{ id: all, cidr: 0.0.0.0/0 }]\n      failsafe: { port: 22, protocol: tcp }\n"),
+    ),
+    [],
+  );
+});
+
+Deno.test("lintPolicy() checks the operator's own SSH connection when it knows it", () => {
+  const spec = ingress("      default: drop\n      allow: [{ cidr: 10.0.0.0/8, port: 22 }]\n");
+  const away = lint(spec, { sshClient: { addr: "203.0.113.7", port: 22 } });
+  assert.deepEqual(summary(away), ["ssh-lockout - 10:16"]);
+  assert.match(away[0]!.message, /drops your SSH connection from 203\.0\.113\.7 to port 22 on eth0/);
+  assert.deepEqual(lint(spec, { sshClient: { addr: "10.9.9.9", port: 22 } }), []);
+});
+
+Deno.test("lintPolicy() warns about egress denies that cover a resolver", () => {
+  const spec = egress("      deny: [{ id: dns, port: 53 }]\n");
+  const warnings = lint(spec, { resolvers: ["192.0.2.53"] });
+  assert.deepEqual(summary(warnings), ["resolver-denied dns 9:14"]);
+  assert.match(warnings[0]!.message, /denies DNS to 192\.0\.2\.53, a resolver in \/etc\/resolv\.conf$/);
+  const carved = egress("      deny: [{ id: dns, port: 53 }]\n      allow: [{ cidr: 192.0.2.53 }]\n");
+  assert.deepEqual(lint(carved, { resolvers: ["192.0.2.53"] }), []);
+});
+
+const shadow = { realPath: "/etc/shadow", identity: "1:10" };
+const bash = { realPath: "/usr/bin/bash", identity: "1:20" };
+
+Deno.test("lintPolicy() reports deny paths that do not exist: an error unless optional", () => {
+  const spec =
+    "  files:\n    deny:\n      - { id: gone, path: /gone }\n      - { id: maybe, path: /maybe, optional: true }\n";
+  const warnings = lint(spec);
+  assert.deepEqual(summary(warnings), ["missing-path gone 9:9", "missing-path maybe 10:9"]);
+  assert.deepEqual(warnings.map((w) => w.severity), ["error", "warning"]);
+});
+
+Deno.test("lintPolicy() reports denying the survival set by inode, by directory and inside state", () => {
+  const survival = [
+    { ...bash, why: "a login shell" },
+    { realPath: "/var/lib/aegisbpf", identity: "1:30", why: "aegisbpf state", tree: true },
+  ];
+  const paths = new Map([
+    ["/bin/bash", bash],
+    ["/usr", { realPath: "/usr", identity: "1:2" }],
+    ["/var/lib/aegisbpf/history", { realPath: "/var/lib/aegisbpf/history", identity: "1:31" }],
+    ["/etc/shadow", shadow],
+  ]);
+  const spec = "  exec:\n    deny:\n      - { id: sh, path: /bin/bash }\n  files:\n    deny:\n" +
+    "      - { id: usr, path: /usr, recursive: true }\n      - { id: state, path: /var/lib/aegisbpf/history }\n" +
+    "      - { id: ok, path: /etc/shadow }\n";
+  const warnings = lint(spec, { survival, paths });
+  assert.deepEqual(summary(warnings), [
+    "survival-set sh 9:9",
+    "survival-set usr 12:9",
+    "survival-set state 13:9",
+  ]);
+  assert.match(warnings[0]!.message, /rule sh: denies \/usr\/bin\/bash, a login shell$/);
+  const source = parsePolicySource(minimal(spec), "p.yaml");
+  const risks = lockoutRisks(source.policy, source.locate, { ...FACTS, survival, paths });
+  assert.deepEqual(risks, warnings);
+});
+
+Deno.test("lockoutRisks() holds SSH lock-outs and survival denials, not the other findings", () => {
+  const spec = ingress("      default: drop\n") + "    egress:\n      deny: [{ id: dns, port: 53 }]\n" +
+    "  files:\n    deny: [{ id: gone, path: /gone }]\n";
+  const source = parsePolicySource(minimal(spec), "p.yaml");
+  const facts = { ...FACTS, resolvers: ["192.0.2.53"] };
+  assert.deepEqual(
+    summary(lintPolicy(source.policy, source.locate, facts)).map((s) => s.split(" ")[0]).sort(),
+    [
+      "missing-path",
+      "resolver-denied",
+      "ssh-lockout",
+    ],
+  );
+  assert.deepEqual(summary(lockoutRisks(source.policy, source.locate, facts)), ["ssh-lockout - 10:16"]);
+});
+
+Deno.test("lintPolicy() warns about denyPacketSockets with no exempt cgroup", () => {
+  assert.deepEqual(summary(lint(egress("      denyPacketSockets: true\n"))), [
+    "packet-sockets-unexempt - 9:26",
+  ]);
+  assert.deepEqual(lint(`  scope:\n    exempt: [/dhcp]\n${egress("      denyPacketSockets: true\n")}`), []);
+});
+
+Deno.test("lintPolicy() warns about a policy past its notAfter", () => {
+  const text = minimal().replace("version: 1", "version: 1\n  notAfter: 2026-01-01T00:00:00Z");
+  const source = parsePolicySource(text, "p.yaml");
+  const warnings = lintPolicy(source.policy, source.locate, FACTS);
+  assert.deepEqual(summary(warnings), ["expired - 6:13"]);
+});
