@@ -61,9 +61,7 @@ export async function pathFact(path: string): Promise<PathFact | undefined> {
     const info = await Deno.stat(realPath);
     return { realPath, identity: `${info.dev}:${info.ino}` };
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
-      return undefined;
-    }
+    if (unreadable(error)) return undefined;
     throw error;
   }
 }
@@ -72,9 +70,15 @@ async function readText(path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) return "";
+    if (unreadable(error)) return "";
     throw error;
   }
+}
+
+/** Missing, or closed to this process (by the kernel, or by Deno's permissions: /proc/1/exe needs them all). */
+function unreadable(error: unknown): boolean {
+  return error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied ||
+    error instanceof Deno.errors.NotCapable;
 }
 
 /** Nameserver addresses, without an IPv6 zone (`fe80::1%eth0`). */
