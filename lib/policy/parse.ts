@@ -115,14 +115,24 @@ class Source {
       this.fail([this.problem(binary.index, `binary data (U+${code}); a policy is YAML or JSON text`)]);
     }
     const json = /^\s*[{[]/.test(this.text) ? this.#parseJson() : undefined;
+    // Clean JSON skips the YAML parser, many times slower on large rule sets; the document is parsed
+    // for positions only when a problem needs one.
+    if (json !== undefined && isPlainJson(this.text, json)) return json;
+    const doc = this.#document();
+    return json ?? doc.toJS({ maxAliasCount: 0 });
+  }
+
+  /** The YAML document, parsed once and checked for what a policy must not use. */
+  #document(): Document {
+    if (this.#doc) return this.#doc;
     // Tabs are whitespace in JSON but not YAML indentation; outside strings (where JSON forbids raw tabs)
     // a space reads the same and keeps every offset.
-    const doc = this.#parseYaml(json === undefined ? this.text : this.text.replaceAll("\t", " "));
+    const doc = this.#parseYaml(/^\s*[{[]/.test(this.text) ? this.text.replaceAll("\t", " ") : this.text);
     if (doc.contents === null) {
       this.fail([this.problem(0, "the file is empty; a policy starts with apiVersion: aegisbpf.io/v1")]);
     }
     this.#refuseIndirection(doc.contents);
-    return json ?? doc.toJS({ maxAliasCount: 0 });
+    return this.#doc = doc;
   }
 
   #parseJson(): unknown {
@@ -149,7 +159,7 @@ class Source {
     const doc = this.#parseDocument(text);
     const problems = [...doc.errors, ...doc.warnings].map((error) => this.#yamlProblem(error));
     if (problems.length) this.fail(problems);
-    return this.#doc = doc;
+    return doc;
   }
 
   #parseDocument(text: string): Document {
@@ -232,7 +242,7 @@ class Source {
 
   /** Where the node a key path names is written, or its nearest written ancestor. */
   locate(path: PolicyPath): { node: unknown; offset: number } {
-    let node: unknown = this.#doc?.contents;
+    let node: unknown = this.#document().contents;
     let offset = 0;
     for (const key of path) {
       const next = child(node, key);
@@ -273,6 +283,25 @@ class Source {
     );
     throw new PolicyError(sorted as [PolicyProblem, ...PolicyProblem[]]);
   }
+}
+
+/** JSON with no repeated key and no deep nesting: what the YAML path would accept unchanged. */
+function isPlainJson(text: string, value: unknown): boolean {
+  let keys = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    if (depth > MAX_DEPTH) return false;
+    if (typeof node !== "object" || node === null) continue;
+    const children = Array.isArray(node) ? node : Object.values(node);
+    if (!Array.isArray(node)) keys += children.length;
+    for (const item of children) stack.push([item, depth + 1]);
+  }
+  // Outside strings JSON has no quotes, so matching strings left to right stays aligned; a string
+  // followed by a colon is a key. More keys written than parsed means a key was repeated.
+  let written = 0;
+  for (const match of text.matchAll(/"(?:[^"\\]|\\.)*"(\s*:)?/g)) if (match[1]) written++;
+  return written === keys;
 }
 
 /** A child of a YAML collection with where it is written: an empty value points at its key. */

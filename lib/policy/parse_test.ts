@@ -349,3 +349,13 @@ Deno.test("parsePolicy() refuses an interface or cgroup listed twice at the seco
   refuses(minimal("  network:\n    ingress: { interfaces: [eth0, eth0] }\n"), 8, 35, "eth0 is listed twice");
   refuses(minimal("  scope:\n    exempt: [/a, /a]\n"), 8, 18, "/a is listed twice");
 });
+
+Deno.test("parsePolicy() reports JSON problems and repeated keys with their line and column", () => {
+  const json = (spec: string) =>
+    `{\n\t"apiVersion": "aegisbpf.io/v1",\n\t"kind": "Policy",\n\t"metadata": {"name": "t", "version": 1},\n\t"spec": ${spec}\n}`;
+  refuses(json('{"mode": "on"}'), 5, 19, '"on" is not valid; valid values are audit, enforce');
+  refuses(json('{"files": {"deny": [], "deny": []}}'), 5, 33, 'duplicate key "deny"');
+  refuses(json('{"exec": {"deny": [{"path": "/x", "path": "/y"}]}}'), 5, 44, 'duplicate key "path"');
+  const quoted = json('{"exec": {"deny": [{"id": "a", "path": "/odd \\": \\"name"}]}}');
+  assert.equal(parsePolicy(quoted, "p.json").spec.exec?.deny?.[0]?.path, '/odd ": "name');
+});
