@@ -4,10 +4,28 @@ import type { Registry } from "./lib/cli/command.ts";
 import { processIo, runCli } from "./lib/cli/run.ts";
 import { completions } from "./lib/commands/completions.ts";
 import { help } from "./lib/commands/help.ts";
+import { keysAdd } from "./lib/commands/keys/add.ts";
+import { keysGen } from "./lib/commands/keys/gen.ts";
+import { keysList } from "./lib/commands/keys/list.ts";
+import { keysRemove } from "./lib/commands/keys/remove.ts";
+import { policyLint } from "./lib/commands/policy/lint.ts";
+import { policySign } from "./lib/commands/policy/sign.ts";
+import { policyValidate } from "./lib/commands/policy/validate.ts";
+import { policyVerify } from "./lib/commands/policy/verify.ts";
 import { version } from "./lib/commands/version.ts";
 
 /** Every command, in the order `aegisbpf --help` lists them. A new command is a file and one line here. */
 const REGISTRY: Registry = [
+  {
+    name: "policy",
+    summary: "check, sign and verify the host policy",
+    commands: [policyValidate, policyLint, policySign, policyVerify],
+  },
+  {
+    name: "keys",
+    summary: "manage the Ed25519 keys trusted for signed bundles",
+    commands: [keysGen, keysAdd, keysRemove, keysList],
+  },
   version,
   completions,
   help,

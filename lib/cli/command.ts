@@ -37,21 +37,34 @@ export type ArgSpec = {
   complete?: Completion;
 };
 
-type Scalar<T extends OptionSpec["type"]> = T extends "boolean" ? boolean : string;
+/** A string, or the union of the declared choices. */
+type Text<S> = S extends { choices: readonly (infer C extends string)[] } ? C : string;
+type Scalar<T extends OptionSpec["type"], O> = T extends "boolean" ? boolean : Text<O>;
 type Many<M extends boolean, S> = M extends true ? S[] : S;
+/**
+ * Whether a spec says `key: true`, `key: false` or absent (false), or only that it may (boolean). Absence is
+ * tested through `keyof`: `extends { key?: false }` fails for a spec without the key (a weak type).
+ */
+type Setting<S, K extends string> = S extends Record<K, true> ? true
+  : K extends keyof S ? (S extends Record<K, false> ? false : boolean)
+  : false;
 /** The value of one flag; for a spec known only as `OptionSpec`, every value it could have. */
-type OptionValue<O extends OptionSpec> = Many<
-  O extends { multiple: true } ? true : O extends { multiple?: false } ? false : boolean,
-  Scalar<O["type"]>
->;
+type OptionValue<O extends OptionSpec> = Many<Setting<O, "multiple">, Scalar<O["type"], O>>;
+
+/** A flag that is required or has a default always has a value by the time `run` sees it. */
+type Present<O> = O extends Record<"required", true> | Record<"default", NonNullable<OptionSpec["default"]>>
+  ? true
+  : false;
 
 /** Flag values by name; a flag that was not given and has no default is absent. */
-export type OptionValues<O extends OptionSpecs> = { -readonly [K in keyof O]?: OptionValue<O[K]> };
+export type OptionValues<O extends OptionSpecs> =
+  & { -readonly [K in keyof O as Present<O[K]> extends true ? K : never]: OptionValue<O[K]> }
+  & { -readonly [K in keyof O as Present<O[K]> extends true ? never : K]?: OptionValue<O[K]> };
 
 /** The value of one argument; for a spec known only as `ArgSpec`, every value it could have. */
-type ArgValue<A extends ArgSpec> = A extends { variadic: true } ? string[]
-  : A extends { variadic?: false; optional?: false } ? string
-  : A extends { variadic?: false } ? string | undefined
+type ArgValue<A extends ArgSpec> = Setting<A, "variadic"> extends true ? Text<A>[]
+  : Setting<A, "variadic"> extends false
+    ? (Setting<A, "optional"> extends false ? Text<A> : Text<A> | undefined)
   : string | string[] | undefined;
 
 /** Positional arguments by their declared name. */

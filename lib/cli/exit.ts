@@ -38,11 +38,12 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** `FILE:LINE:COL: message`, unless the message already starts with the file. */
+/** `FILE:LINE:COL: message`, unless the message already says where. */
 function withPosition(message: string, position: Position | undefined): string {
-  if (position === undefined || message.startsWith(position.file)) return message;
+  if (position === undefined) return message;
   const at = [position.file, position.line, position.column].filter((part) => part !== undefined).join(":");
-  return `${at}: ${message}`;
+  const said = position.line === undefined ? position.file : `${position.file}:${position.line}`;
+  return message.includes(said) ? message : `${at}: ${message}`;
 }
 
 /** The stack of the error and of each cause, or the message where there is no stack. */

@@ -41,10 +41,9 @@ function unknown(words: readonly string[], known: readonly string[]): InputError
 }
 
 export function topHelp(registry: Registry, style: Palette): string {
-  const rows = allCommands(registry).map(({ path, command }) => [
-    style.bold([...path, ...command.args.map(argLabel)].join(" ")),
-    command.summary,
-  ]);
+  const rows = allCommands(registry).map((
+    { path, command },
+  ) => [style.bold(synopsis(path, command)), command.summary]);
   return sections([
     `${style.bold("Usage:")} aegisbpf <command> [flags]`,
     ABOUT,
@@ -56,7 +55,7 @@ export function topHelp(registry: Registry, style: Palette): string {
 
 export function groupHelp(group: CommandGroup, style: Palette): string {
   const rows = group.commands.map((command) => [
-    style.bold([group.name, command.name, ...command.args.map(argLabel)].join(" ")),
+    style.bold(synopsis([group.name, command.name], command)),
     command.summary,
   ]);
   return sections([
@@ -84,12 +83,17 @@ export function commandHelp(path: readonly string[], command: Command, style: Pa
   ]);
 }
 
-/** `aegisbpf policy sign --key KEY --out BUNDLE [flags] FILE`: required flags shown, the others summed up. */
+/** `aegisbpf policy sign FILE --key KEY --out BUNDLE [flags]`: required flags shown, the others summed up. */
 export function usageLine(path: readonly string[], command: Command): string {
+  const optional = Object.values(command.options).some((spec) => !spec.required) ? ["[flags]"] : [];
+  return ["aegisbpf", synopsis(path, command), ...optional].join(" ");
+}
+
+/** The words that call a command with everything it requires: `policy sign FILE --key KEY --out BUNDLE`. */
+function synopsis(path: readonly string[], command: Command): string {
   const required = Object.entries(command.options).filter(([, spec]) => spec.required)
     .map(([name, spec]) => flagLabel(name, spec));
-  const optional = Object.values(command.options).some((spec) => !spec.required) ? ["[flags]"] : [];
-  return ["aegisbpf", ...path, ...command.args.map(argLabel), ...required, ...optional].join(" ");
+  return [...path, ...command.args.map(argLabel), ...required].join(" ");
 }
 
 function argLabel(arg: ArgSpec): string {

@@ -1,5 +1,5 @@
 import { defineCommand } from "../cli/command.ts";
-import { completionScript, type Shell, SHELLS } from "../cli/completions/script.ts";
+import { completionScript, SHELLS } from "../cli/completions/script.ts";
 
 export const completions = defineCommand({
   name: "completions",
@@ -14,8 +14,7 @@ export const completions = defineCommand({
     "aegisbpf completions fish > ~/.config/fish/completions/aegisbpf.fish",
   ],
   run(ctx, { args }) {
-    // parseArgs checked SHELL against the choices.
-    ctx.stdout.write(completionScript(args.SHELL as Shell, ctx.registry));
+    ctx.stdout.write(completionScript(args.SHELL, ctx.registry));
     return Promise.resolve(0);
   },
 });

@@ -1,0 +1,50 @@
+import { defineCommand } from "../../cli/command.ts";
+import { count, type Diagnostic, diagnosticJson, diagnosticLine } from "../../cli/diagnostics.ts";
+import { palette } from "../../cli/output.ts";
+import { InputError } from "../../errors.ts";
+import { gatherLintFacts } from "../../policy/facts.ts";
+import { lintPolicy } from "../../policy/lint.ts";
+import { parsePolicySource, PolicyError, readPolicyFile } from "../../policy/parse.ts";
+
+export const policyLint = defineCommand({
+  name: "lint",
+  summary: "validate, and warn about shadowed rules, lock-out risks and missing paths",
+  description:
+    "Validates FILE like policy validate, then looks for what a valid policy probably gets wrong: " +
+    "duplicate and shadowed rules, rules that match nothing, SSH lock-out, denied resolvers, denying what the " +
+    "host needs to run (PID 1, aegisbpf, shells, sshd) and deny paths that do not exist. It reads this host's " +
+    "files for that, never the kernel. Exits 2 when there is an error; warnings alone exit 0.",
+  options: {
+    json: { type: "boolean", description: "print one JSON object with every finding" },
+  },
+  args: [{ name: "FILE", description: "the policy, YAML or JSON", complete: "file" }],
+  examples: ["aegisbpf policy lint /etc/aegisbpf/policy.yaml", "aegisbpf policy lint policy.yaml --json"],
+  async run(ctx, { flags, args }) {
+    const file = await readPolicyFile(args.FILE);
+    const findings = await findingsOf(file.text, file.path, ctx.globals.stateDir);
+    if (flags.json) {
+      ctx.stdout.line(JSON.stringify({ file: file.path, findings: findings.map(diagnosticJson) }));
+    } else for (const finding of findings) ctx.stdout.line(diagnosticLine(finding, palette(ctx.color)));
+    const errors = findings.filter((finding) => finding.severity === "error").length;
+    const warnings = findings.length - errors;
+    if (errors > 0) {
+      const also = warnings > 0 ? ` and ${count(warnings, "warning")}` : "";
+      throw new InputError(`${file.path}: ${count(errors, "error")}${also}; fix the errors and lint again`);
+    }
+    if (!flags.json) ctx.log.info(`${file.path}: no errors, ${count(warnings, "warning")}`);
+    return 0;
+  },
+});
+
+/** Every problem of an invalid policy, or every lint finding of a valid one, in file order. */
+async function findingsOf(text: string, path: string, stateDir: string): Promise<Diagnostic[]> {
+  let source;
+  try {
+    source = parsePolicySource(text, path);
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    return error.problems.map((problem) => ({ severity: "error", ...problem }));
+  }
+  const facts = await gatherLintFacts(source.policy, { stateDir });
+  return lintPolicy(source.policy, source.locate, facts);
+}
