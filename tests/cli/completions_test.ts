@@ -56,6 +56,9 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
     "zsh",
     "fish",
   ]);
+  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", ""]), ["validate", "lint", "sign", "verify"]);
+  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "--log-level", "warn", "keys", "l"]), ["list"]);
+  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", "sign", "p.yaml", "--o"]), ["--out"]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "version", "--j"]), ["--json"]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "version", "--log-format", ""]), ["text", "json"]);
   assert.ok((await bashComplete(bash, ["aegisbpf", "version", "--"])).includes("--config-dir"));
