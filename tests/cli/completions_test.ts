@@ -56,7 +56,12 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
     "zsh",
     "fish",
   ]);
-  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", ""]), ["validate", "lint", "sign", "verify"]);
+  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", ""]), [
+    "validate",
+    "lint",
+    "sign",
+    "verify",
+  ]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "--log-level", "warn", "keys", "l"]), ["list"]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", "sign", "p.yaml", "--o"]), ["--out"]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "version", "--j"]), ["--json"]);
