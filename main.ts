@@ -15,7 +15,7 @@ import { policyVerify } from "./lib/commands/policy/verify.ts";
 import { version } from "./lib/commands/version.ts";
 
 /** Every command, in the order `aegisbpf --help` lists them. A new command is a file and one line here. */
-const REGISTRY: Registry = [
+export const REGISTRY: Registry = [
   {
     name: "policy",
     summary: "check, sign and verify the host policy",

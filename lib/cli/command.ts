@@ -27,7 +27,7 @@ export type OptionSpec = {
 
 export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 
-/** A positional argument. Optional and variadic arguments come after required ones. */
+/** A positional argument. Optional and variadic (zero or more) arguments come after required ones. */
 export type ArgSpec = {
   name: string;
   description: string;

@@ -5,7 +5,7 @@
 
 import { InputError, type Position, RefusedError } from "../errors.ts";
 import type { LogFormat } from "./globals.ts";
-import type { Palette, Writer } from "./output.ts";
+import { OutputClosedError, type Palette, type Writer } from "./output.ts";
 
 export const EXIT = { ok: 0, failure: 1, input: 2, refused: 3 } as const;
 
@@ -19,6 +19,7 @@ export type ReportOptions = { format: LogFormat; debug: boolean; writer: Writer;
 
 /** Prints the error as one line (text) or one JSON object (json); the stack only when `debug`. */
 export function reportError(error: unknown, { format, debug, writer, palette }: ReportOptions): number {
+  if (error instanceof OutputClosedError) return EXIT.ok;
   const exitCode = exitCodeFor(error);
   const message = messageOf(error);
   const position = error instanceof InputError ? error.position : undefined;

@@ -7,12 +7,24 @@ export type Writer = {
   line(text?: string): void;
 };
 
+/** The reader went away (`aegisbpf ... | head`): the command stops, quietly, and nothing failed. */
+export class OutputClosedError extends Error {
+  override name = "OutputClosedError";
+}
+
 /** A writer onto a file such as `Deno.stdout`, writing every byte before it returns. */
 export function fileWriter(file: { writeSync(data: Uint8Array): number }): Writer {
   const encoder = new TextEncoder();
   const write = (text: string) => {
     let bytes = encoder.encode(text);
-    while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+    try {
+      while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
+    } catch (error) {
+      if (error instanceof Deno.errors.BrokenPipe) {
+        throw new OutputClosedError("output closed", { cause: error });
+      }
+      throw error;
+    }
   };
   return { write, line: (text = "") => write(`${text}\n`) };
 }

@@ -190,7 +190,7 @@ function readArgs(specs: readonly ArgSpec[], positionals: string[], where: Where
   for (const spec of specs) {
     const values = spec.variadic ? positionals.slice(next) : positionals.slice(next, next + 1);
     next += values.length;
-    if (values.length === 0 && !spec.optional) throw where.error(`missing ${spec.name}`);
+    if (values.length === 0 && !spec.optional && !spec.variadic) throw where.error(`missing ${spec.name}`);
     for (const value of values) checkChoice(value, spec.name, spec.choices);
     args[spec.name] = spec.variadic ? values : values[0];
   }

@@ -130,3 +130,13 @@ Deno.test("version prints aegisbpf, libbpf and kernel, as text or as one JSON ob
   assert.deepEqual(Object.keys(versions), ["aegisbpf", "libbpf", "kernel"]);
   assert.equal(versions.kernel, Deno.osRelease());
 });
+
+Deno.test("a reader that closes the pipe early ends the command quietly with exit 0", async () => {
+  const main = new URL("../../main.ts", import.meta.url).pathname;
+  // The reader (true) is gone before aegisbpf writes, so the write fails with EPIPE.
+  const script = `{ sleep 0.3; "${Deno.execPath()}" run --allow-all ${main} completions bash; } | true
+echo "exit=\${PIPESTATUS[0]}"`;
+  const { stdout, stderr } = await new Deno.Command("bash", { args: ["-c", script] }).output();
+  assert.equal(new TextDecoder().decode(stdout), "exit=0\n");
+  assert.equal(new TextDecoder().decode(stderr), "");
+});
