@@ -5,37 +5,91 @@ import { closeFd } from "./sys.ts";
 const ENOENT = 2;
 // struct bpf_map_info begins { __u32 type, id, key_size, value_size, max_entries, map_flags; char name[16]; ... }
 const MAP_INFO_BYTES = 80;
+// struct bpf_map_create_opts { size_t sz; __u32 btf_fd, btf_key_type_id, btf_value_type_id,
+//   btf_vmlinux_value_type_id, inner_map_fd, map_flags; __u64 map_extra; __u32 numa_node, map_ifindex; }
+const CREATE_OPTS_BYTES = 48;
+const CREATE_OPTS_MAP_FLAGS = 28;
+
+export type MapDefinition = {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+};
 
 /**
- * A map reached through its pin alone, whatever object (or release) made it: its sizes come from the
- * kernel and every access is checked against them. For clean-up paths that must work on any pins.
+ * A map held by its own file descriptor rather than through a libbpf object: one this process created
+ * (the inner maps of a rule generation), or one reached through its pin alone, whatever object or
+ * release made it. Sizes come from the kernel and every access is checked against them.
  */
-export class PinnedMap {
+export class FdMap {
   #fd: number;
-  readonly path: string;
-  readonly keySize: number;
-  readonly valueSize: number;
-  readonly maxEntries: number;
+  readonly name: string;
+  readonly id: number;
+  readonly definition: Readonly<MapDefinition>;
 
-  private constructor(fd: number, path: string, info: DataView) {
+  private constructor(fd: number, name: string) {
     this.#fd = fd;
-    this.path = path;
-    this.keySize = info.getUint32(8, true);
-    this.valueSize = info.getUint32(12, true);
-    this.maxEntries = info.getUint32(16, true);
-  }
-
-  static open(path: string): PinnedMap {
-    const fd = libbpf().bpf_obj_get(cString(path));
-    if (fd < 0) throw new BpfError("bpf_obj_get", -fd, { subject: path });
+    this.name = name;
     const info = new Uint8Array(MAP_INFO_BYTES);
     const length = new Uint32Array([MAP_INFO_BYTES]);
     const code = libbpf().bpf_obj_get_info_by_fd(fd, info, new Uint8Array(length.buffer));
     if (code < 0) {
       closeFd(fd);
-      throw new BpfError("bpf_obj_get_info_by_fd", -code, { subject: path });
+      throw new BpfError("bpf_obj_get_info_by_fd", -code, { subject: name });
     }
-    return new PinnedMap(fd, path, new DataView(info.buffer));
+    const view = new DataView(info.buffer);
+    this.id = view.getUint32(4, true);
+    this.definition = {
+      type: view.getUint32(0, true),
+      keySize: view.getUint32(8, true),
+      valueSize: view.getUint32(12, true),
+      maxEntries: view.getUint32(16, true),
+      flags: view.getUint32(20, true),
+    };
+  }
+
+  /** Opens the map pinned at `path`. */
+  static open(path: string): FdMap {
+    const fd = libbpf().bpf_obj_get(cString(path));
+    if (fd < 0) throw new BpfError("bpf_obj_get", -fd, { subject: path });
+    return new FdMap(fd, path);
+  }
+
+  /** Creates a map (`name`: at most 15 characters, the kernel's limit). */
+  static create(name: string, definition: MapDefinition): FdMap {
+    const opts = new Uint8Array(CREATE_OPTS_BYTES);
+    const view = new DataView(opts.buffer);
+    view.setBigUint64(0, BigInt(CREATE_OPTS_BYTES), true);
+    view.setUint32(CREATE_OPTS_MAP_FLAGS, definition.flags, true);
+    const fd = libbpf().bpf_map_create(
+      definition.type,
+      cString(name.slice(0, 15)),
+      definition.keySize,
+      definition.valueSize,
+      definition.maxEntries,
+      opts,
+    );
+    if (fd < 0) throw new BpfError("bpf_map_create", -fd, { subject: name });
+    return new FdMap(fd, name);
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new Error(`Map is closed: ${this.name}`);
+    return this.#fd;
+  }
+
+  get keySize(): number {
+    return this.definition.keySize;
+  }
+
+  get valueSize(): number {
+    return this.definition.valueSize;
+  }
+
+  get maxEntries(): number {
+    return this.definition.maxEntries;
   }
 
   keys(): Uint8Array<ArrayBuffer>[] {
@@ -43,27 +97,53 @@ export class PinnedMap {
     let current: Uint8Array<ArrayBuffer> | null = null;
     for (;;) {
       const next = new Uint8Array(this.keySize);
-      const code = libbpf().bpf_map_get_next_key(this.#live(), current, next);
+      const code = libbpf().bpf_map_get_next_key(this.fd, current, next);
       if (code === -ENOENT) return keys;
-      if (code < 0) throw new BpfError("bpf_map_get_next_key", -code, { subject: this.path });
+      if (code < 0) throw new BpfError("bpf_map_get_next_key", -code, { subject: this.name });
       keys.push(next);
       current = next;
     }
   }
 
-  delete(key: Uint8Array<ArrayBuffer>): void {
+  /** The value under `key`, or undefined when absent. */
+  lookup(key: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | undefined {
     this.#checkSize("key", key, this.keySize);
-    const code = libbpf().bpf_map_delete_elem(this.#live(), key);
-    if (code < 0 && code !== -ENOENT) {
-      throw new BpfError("bpf_map_delete_elem", -code, { subject: this.path });
-    }
+    const value = new Uint8Array(this.valueSize);
+    const code = libbpf().bpf_map_lookup_elem(this.fd, key, value);
+    if (code === -ENOENT) return undefined;
+    if (code < 0) throw new BpfError("bpf_map_lookup_elem", -code, { subject: this.name });
+    return value;
+  }
+
+  /** Deletes `key`; false when it was not there. */
+  delete(key: Uint8Array<ArrayBuffer>): boolean {
+    this.#checkSize("key", key, this.keySize);
+    const code = libbpf().bpf_map_delete_elem(this.fd, key);
+    if (code === -ENOENT) return false;
+    if (code < 0) throw new BpfError("bpf_map_delete_elem", -code, { subject: this.name });
+    return true;
   }
 
   update(key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): void {
     this.#checkSize("key", key, this.keySize);
     this.#checkSize("value", value, this.valueSize);
-    const code = libbpf().bpf_map_update_elem(this.#live(), key, value, 0n);
-    if (code < 0) throw new BpfError("bpf_map_update_elem", -code, { subject: this.path });
+    const code = libbpf().bpf_map_update_elem(this.fd, key, value, 0n);
+    if (code < 0) throw new BpfError("bpf_map_update_elem", -code, { subject: this.name });
+  }
+
+  /** Writes `count` entries held back to back in `keys` and `values`, in one call. */
+  updateBatch(keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number): void {
+    if (keys.byteLength < count * this.keySize || values.byteLength < count * this.valueSize) {
+      throw new RangeError(`Batch for map ${this.name} is shorter than ${count} entries`);
+    }
+    if (count === 0) return;
+    const done = new Uint32Array([count]);
+    const code = libbpf().bpf_map_update_batch(this.fd, keys, values, new Uint8Array(done.buffer), null);
+    if (code < 0) {
+      throw new BpfError("bpf_map_update_batch", -code, {
+        subject: `${this.name}: ${done[0]} of ${count} written`,
+      });
+    }
   }
 
   close(): void {
@@ -76,14 +156,9 @@ export class PinnedMap {
     this.close();
   }
 
-  #live(): number {
-    if (this.#fd < 0) throw new Error(`Pinned map is closed: ${this.path}`);
-    return this.#fd;
-  }
-
   #checkSize(what: string, bytes: Uint8Array, expected: number): void {
     if (bytes.byteLength !== expected) {
-      throw new RangeError(`${this.path}: ${what} is ${bytes.byteLength} bytes, the map's is ${expected}`);
+      throw new RangeError(`${this.name}: ${what} is ${bytes.byteLength} bytes, the map's is ${expected}`);
     }
   }
 }

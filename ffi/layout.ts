@@ -1,32 +1,29 @@
+import { AEGIS_EVENT } from "./event.ts";
+import { CFG, MODE } from "./constants.ts";
+import { struct, type StructLayout } from "./struct.ts";
+
 /**
  * Byte layouts of the structs in bpf/aegis.h. Offsets are explicit so that a test can compare each one
  * with the BTF of the built object; encoders and decoders read and write through these offsets only.
  */
 
-export type FieldLayout = { readonly offset: number; readonly size: number };
-export type StructLayout = {
-  readonly name: string;
-  readonly size: number;
-  readonly fields: Readonly<Record<string, FieldLayout>>;
-};
+export { type FieldLayout, struct, type StructLayout } from "./struct.ts";
 
-function struct<const F extends Record<string, FieldLayout>>(name: string, size: number, fields: F) {
-  return { name, size, fields } as const satisfies StructLayout;
-}
-
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 24, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 32, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
-  uid_rules: { offset: 12, size: 4 },
+  user_rules: { offset: 12, size: 4 },
   ingress_port_denies: { offset: 16, size: 4 },
-  _pad0: { offset: 20, size: 4 },
+  rules_entries: { offset: 20, size: 4 },
+  net_rules_entries: { offset: 24, size: 4 },
+  _pad0: { offset: 28, size: 4 },
 });
 
-export const AEGIS_INODE_KEY = struct("aegis_inode_key", 16, {
-  ino: { offset: 0, size: 8 },
-  dev: { offset: 8, size: 4 },
-  gen: { offset: 12, size: 4 },
+export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
+  a: { offset: 0, size: 8 },
+  b: { offset: 8, size: 4 },
+  kind: { offset: 12, size: 4 },
 });
 
 export const AEGIS_NET_KEY = struct("aegis_net_key", 28, {
@@ -45,41 +42,6 @@ export const AEGIS_RULE = struct("aegis_rule", 8, {
   _pad0: { offset: 6, size: 2 },
 });
 
-export const AEGIS_SCOPE_KEY = struct("aegis_scope_key", 16, {
-  cgroup_id: { offset: 0, size: 8 },
-  gen: { offset: 8, size: 4 },
-  _pad0: { offset: 12, size: 4 },
-});
-
-export const AEGIS_UID_KEY = struct("aegis_uid_key", 8, {
-  gen: { offset: 0, size: 4 },
-  uid: { offset: 4, size: 4 },
-});
-
-export const AEGIS_UID_PORT_KEY = struct("aegis_uid_port_key", 12, {
-  gen: { offset: 0, size: 4 },
-  uid: { offset: 4, size: 4 },
-  port: { offset: 8, size: 2 },
-  _pad0: { offset: 10, size: 2 },
-});
-
-export const AEGIS_PORT_KEY = struct("aegis_port_key", 8, {
-  gen: { offset: 0, size: 4 },
-  port: { offset: 4, size: 2 },
-  protocol: { offset: 6, size: 1 },
-  _pad0: { offset: 7, size: 1 },
-});
-
-export const AEGIS_IFACE_KEY = struct("aegis_iface_key", 8, {
-  gen: { offset: 0, size: 4 },
-  ifindex: { offset: 4, size: 4 },
-});
-
-export const AEGIS_IFACE = struct("aegis_iface", 8, {
-  default_action: { offset: 0, size: 4 },
-  rule_id: { offset: 4, size: 4 },
-});
-
 export const AEGIS_SESSION_KEY = struct("aegis_session_key", 28, {
   prefixlen: { offset: 0, size: 4 },
   ifindex: { offset: 4, size: 4 },
@@ -95,55 +57,28 @@ export const AEGIS_SESSION = struct("aegis_session", 16, {
   _pad0: { offset: 12, size: 4 },
 });
 
-export const AEGIS_RATE_KEY = struct("aegis_rate_key", 8, {
+export const AEGIS_RATE_KEY = struct("aegis_rate_key", 12, {
   rule_id: { offset: 0, size: 4 },
   who: { offset: 4, size: 4 },
+  gen: { offset: 8, size: 4 },
 });
 
-export const AEGIS_RATE = struct("aegis_rate", 16, {
-  window_start_ns: { offset: 0, size: 8 },
-  emitted: { offset: 8, size: 4 },
-  suppressed: { offset: 12, size: 4 },
-});
-
-export const AEGIS_EVENT = struct("aegis_event", 120, {
-  ts_boot_ns: { offset: 0, size: 8 },
-  cgroup_id: { offset: 8, size: 8 },
-  ino: { offset: 16, size: 8 },
-  dev: { offset: 24, size: 4 },
-  pid: { offset: 28, size: 4 },
-  ppid: { offset: 32, size: 4 },
-  uid: { offset: 36, size: 4 },
-  gid: { offset: 40, size: 4 },
-  rule_id: { offset: 44, size: 4 },
-  count: { offset: 48, size: 4 },
-  ifindex: { offset: 52, size: 4 },
-  dport: { offset: 56, size: 2 },
-  sport: { offset: 58, size: 2 },
-  hook: { offset: 60, size: 1 },
-  decision: { offset: 61, size: 1 },
-  mode: { offset: 62, size: 1 },
-  family: { offset: 63, size: 1 },
-  protocol: { offset: 64, size: 1 },
-  gen: { offset: 65, size: 1 },
-  _pad0: { offset: 66, size: 6 },
-  daddr: { offset: 72, size: 16 },
-  saddr: { offset: 88, size: 16 },
-  comm: { offset: 104, size: 16 },
+export const AEGIS_RATE = struct("aegis_rate", 24, {
+  window: { offset: 0, size: 8 },
+  suppressed: { offset: 8, size: 4 },
+  pid: { offset: 12, size: 4 },
+  hook: { offset: 16, size: 1 },
+  decision: { offset: 17, size: 1 },
+  mode: { offset: 18, size: 1 },
+  _pad0: { offset: 19, size: 5 },
 });
 
 /** Every mirrored struct, for the BTF comparison test. */
 export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_GEN_INFO,
-  AEGIS_INODE_KEY,
+  AEGIS_RULE_KEY,
   AEGIS_NET_KEY,
   AEGIS_RULE,
-  AEGIS_SCOPE_KEY,
-  AEGIS_UID_KEY,
-  AEGIS_UID_PORT_KEY,
-  AEGIS_PORT_KEY,
-  AEGIS_IFACE_KEY,
-  AEGIS_IFACE,
   AEGIS_SESSION_KEY,
   AEGIS_SESSION,
   AEGIS_RATE_KEY,
@@ -160,9 +95,14 @@ class StructWriter {
   readonly bytes: Uint8Array<ArrayBuffer>;
   readonly #layout: StructLayout;
 
-  constructor(layout: StructLayout) {
+  readonly #base: number;
+
+  /** Writes into `target` at `base` when given (one entry of a contiguous batch), else a fresh buffer. */
+  constructor(layout: StructLayout, target?: Uint8Array<ArrayBuffer>, base = 0) {
     this.#layout = layout;
-    this.bytes = new Uint8Array(layout.size);
+    this.bytes = target ?? new Uint8Array(layout.size);
+    this.#base = base;
+    if (target) this.bytes.fill(0, base, base + layout.size);
   }
 
   u8(field: string, value: number): this {
@@ -187,6 +127,14 @@ class StructWriter {
     return this;
   }
 
+  /** A u64 field from a Number (an exact integer below 2^53): no BigInt on the hot path. */
+  u64Number(field: string, value: number): this {
+    const offset = this.#at(field, 8);
+    this.#little(offset, value >>> 0, 4);
+    this.#little(offset + 4, Math.floor(value / 0x100000000), 4);
+    return this;
+  }
+
   /** Raw bytes, at most the field's size (big-endian ports, addresses). */
   raw(field: string, value: Uint8Array | readonly number[]): this {
     const offset = this.#at(field, undefined);
@@ -207,7 +155,7 @@ class StructWriter {
     if (!layout || (size !== undefined && layout.size !== size)) {
       throw new RangeError(`${this.#layout.name} has no ${size ?? ""}-byte field ${field}`);
     }
-    return layout.offset;
+    return this.#base + layout.offset;
   }
 }
 
@@ -220,7 +168,13 @@ function bigEndianPort(port: number): [number, number] {
 }
 
 /** The words of the config map (AEGIS_CFG_* in bpf/aegis.h), each its own __u64 array slot. */
-export const CONFIG_WORDS = { activeGen: 0, forceAudit: 1, breakGlass: 2, deadmanDeadlineNs: 3 } as const;
+export const CONFIG_WORDS = {
+  activeGen: CFG.ACTIVE_GEN,
+  forceAudit: CFG.FORCE_AUDIT,
+  breakGlass: CFG.BREAK_GLASS,
+  deadmanDeadlineNs: CFG.DEADMAN,
+  layout: CFG.LAYOUT,
+} as const;
 
 export type AegisConfig = {
   activeGen: number;
@@ -259,40 +213,58 @@ export type GenInfo = {
   enforce: boolean;
   scopeInclude: number;
   scopeExempt: number;
-  uidRules: number;
+  userRules: number;
   ingressPortDenies: number;
+  rulesEntries: number;
+  netRulesEntries: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
   return new StructWriter(AEGIS_GEN_INFO)
-    .u32("mode", info.enforce ? 1 : 0)
+    .u32("mode", info.enforce ? MODE.ENFORCE : MODE.AUDIT)
     .u32("scope_include", info.scopeInclude)
     .u32("scope_exempt", info.scopeExempt)
-    .u32("uid_rules", info.uidRules)
-    .u32("ingress_port_denies", info.ingressPortDenies).bytes;
+    .u32("user_rules", info.userRules)
+    .u32("ingress_port_denies", info.ingressPortDenies)
+    .u32("rules_entries", info.rulesEntries)
+    .u32("net_rules_entries", info.netRulesEntries).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
   const view = reader(bytes);
   const f = AEGIS_GEN_INFO.fields;
   return {
-    enforce: view.getUint32(f.mode.offset, true) === 1,
+    enforce: view.getUint32(f.mode.offset, true) === MODE.ENFORCE,
     scopeInclude: view.getUint32(f.scope_include.offset, true),
     scopeExempt: view.getUint32(f.scope_exempt.offset, true),
-    uidRules: view.getUint32(f.uid_rules.offset, true),
+    userRules: view.getUint32(f.user_rules.offset, true),
     ingressPortDenies: view.getUint32(f.ingress_port_denies.offset, true),
+    rulesEntries: view.getUint32(f.rules_entries.offset, true),
+    netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),
   };
 }
 
-export type InodeKey = { dev: number; ino: bigint; gen: number };
+/** A key of the `rules` hash (struct aegis_rule_key): `kind` is a RULE.* value. */
+export type RuleKey = { kind: number; a: bigint | number; b: number };
 
-export function encodeInodeKey(key: InodeKey): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_INODE_KEY).u64("ino", key.ino).u32("dev", key.dev).u32("gen", key.gen).bytes;
+/** Writes a rule key at `offset` of `target` (one slot of a contiguous batch). */
+export function writeRuleKey(target: Uint8Array<ArrayBuffer>, offset: number, key: RuleKey): void {
+  const writer = new StructWriter(AEGIS_RULE_KEY, target, offset);
+  if (typeof key.a === "bigint") writer.u64("a", key.a);
+  else writer.u64Number("a", key.a);
+  writer.u32("b", key.b).u32("kind", key.kind);
+}
+
+export function encodeRuleKey(key: RuleKey): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(AEGIS_RULE_KEY.size);
+  writeRuleKey(bytes, 0, key);
+  return bytes;
 }
 
 /** Family 4 or 6; an IPv4 address is 4 bytes, an IPv6 one 16. */
 export type NetKey = {
-  gen: number;
+  /** NET.* space: egress or ingress, with or without a port. */
+  space: number;
   family: 4 | 6;
   protocol: number;
   /** Destination port (0 in the maps of port-less rules). */
@@ -303,6 +275,13 @@ export type NetKey = {
 };
 
 export function encodeNetKey(key: NetKey): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(AEGIS_NET_KEY.size);
+  writeNetKey(bytes, 0, key);
+  return bytes;
+}
+
+/** Writes a net key at `offset` of `target` (one slot of a contiguous batch). */
+export function writeNetKey(target: Uint8Array<ArrayBuffer>, offset: number, key: NetKey): void {
   const bits = key.family === 4 ? 32 : 128;
   if (key.addr.byteLength !== bits / 8) {
     throw new RangeError(`IPv${key.family} address must be ${bits / 8} bytes: got ${key.addr.byteLength}`);
@@ -310,21 +289,30 @@ export function encodeNetKey(key: NetKey): Uint8Array<ArrayBuffer> {
   if (!Number.isInteger(key.prefixLength) || key.prefixLength < 0 || key.prefixLength > bits) {
     throw new RangeError(`IPv${key.family} prefix length must be 0..${bits}: got ${key.prefixLength}`);
   }
-  return new StructWriter(AEGIS_NET_KEY)
+  new StructWriter(AEGIS_NET_KEY, target, offset)
     .u32("prefixlen", 32 + 8 + 16 + key.prefixLength)
-    .u32("space", (key.gen << 8) | key.family)
+    .u32("space", (key.space << 8) | key.family)
     .u8("protocol", key.protocol)
     .raw("port", bigEndianPort(key.port))
-    .raw("addr", key.addr).bytes;
+    .raw("addr", key.addr);
 }
 
 export type Rule = { ruleId: number; allow: boolean; prefixLength: number };
 
-export function encodeRule(rule: Rule): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_RULE)
+/** A rule value: `action` is ACTION.* for CIDR rules, or the kind's own value (SCOPE.*, USER_PORTS.*). */
+export type RuleValue = { ruleId: number; action: number; prefixLength: number };
+
+export function writeRule(target: Uint8Array<ArrayBuffer>, offset: number, rule: RuleValue): void {
+  new StructWriter(AEGIS_RULE, target, offset)
     .u32("rule_id", rule.ruleId)
-    .u8("action", rule.allow ? 1 : 0)
-    .u8("prefix_len", rule.prefixLength).bytes;
+    .u8("action", rule.action)
+    .u8("prefix_len", rule.prefixLength);
+}
+
+export function encodeRule(rule: Rule): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(AEGIS_RULE.size);
+  writeRule(bytes, 0, { ruleId: rule.ruleId, action: rule.allow ? 1 : 0, prefixLength: rule.prefixLength });
+  return bytes;
 }
 
 export function decodeRule(bytes: Uint8Array): Rule {
@@ -335,39 +323,6 @@ export function decodeRule(bytes: Uint8Array): Rule {
     allow: view.getUint8(f.action.offset) === 1,
     prefixLength: view.getUint8(f.prefix_len.offset),
   };
-}
-
-export function encodeScopeKey(key: { cgroupId: bigint; gen: number }): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_SCOPE_KEY).u64("cgroup_id", key.cgroupId).u32("gen", key.gen).bytes;
-}
-
-export function encodeUidKey(key: { gen: number; uid: number }): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_UID_KEY).u32("gen", key.gen).u32("uid", key.uid).bytes;
-}
-
-export function encodeUidPortKey(key: { gen: number; uid: number; port: number }): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_UID_PORT_KEY).u32("gen", key.gen).u32("uid", key.uid).u16("port", key.port)
-    .bytes;
-}
-
-export function encodePortKey(key: { gen: number; port: number; protocol: number }): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_PORT_KEY).u32("gen", key.gen).u16("port", key.port).u8(
-    "protocol",
-    key.protocol,
-  )
-    .bytes;
-}
-
-export function encodeIfaceKey(key: { gen: number; ifindex: number }): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_IFACE_KEY).u32("gen", key.gen).u32("ifindex", key.ifindex).bytes;
-}
-
-export function encodeIface(iface: { defaultDrop: boolean; ruleId: number }): Uint8Array<ArrayBuffer> {
-  return new StructWriter(AEGIS_IFACE).u32("default_action", iface.defaultDrop ? 0 : 1).u32(
-    "rule_id",
-    iface.ruleId,
-  )
-    .bytes;
 }
 
 export type SessionKey = {
@@ -407,76 +362,5 @@ export function decodeSession(bytes: Uint8Array): { expiresBootNs: bigint; sessi
   return {
     expiresBootNs: view.getBigUint64(AEGIS_SESSION.fields.expires_boot_ns.offset, true),
     sessionId: view.getUint32(AEGIS_SESSION.fields.session_id.offset, true),
-  };
-}
-
-/** The generation a rule-map key belongs to, read from wherever that key type keeps it. */
-export function keyGeneration(layout: StructLayout, key: Uint8Array): number {
-  const view = reader(key);
-  if (layout === AEGIS_NET_KEY) return view.getUint32(AEGIS_NET_KEY.fields.space.offset, true) >>> 8;
-  const gen = layout.fields["gen"];
-  if (!gen) throw new RangeError(`${layout.name} has no generation`);
-  return view.getUint32(gen.offset, true);
-}
-
-/** An event record as the kernel wrote it, fields in the product's names. */
-export type RawEvent = {
-  tsBootNs: bigint;
-  cgroupId: bigint;
-  ino: bigint;
-  dev: number;
-  pid: number;
-  ppid: number;
-  uid: number;
-  gid: number;
-  ruleId: number;
-  count: number;
-  ifindex: number;
-  hook: number;
-  decision: number;
-  mode: number;
-  family: number;
-  protocol: number;
-  gen: number;
-  dport: number;
-  sport: number;
-  daddr: Uint8Array;
-  saddr: Uint8Array;
-  comm: string;
-};
-
-const E = AEGIS_EVENT.fields;
-const latin1 = new TextDecoder("latin1");
-
-export function decodeEvent(bytes: Uint8Array): RawEvent {
-  if (bytes.byteLength < AEGIS_EVENT.size) {
-    throw new RangeError(`event record too short: ${bytes.byteLength} < ${AEGIS_EVENT.size} bytes`);
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const commBytes = bytes.subarray(E.comm.offset, E.comm.offset + E.comm.size);
-  const nul = commBytes.indexOf(0);
-  return {
-    tsBootNs: view.getBigUint64(E.ts_boot_ns.offset, true),
-    cgroupId: view.getBigUint64(E.cgroup_id.offset, true),
-    ino: view.getBigUint64(E.ino.offset, true),
-    dev: view.getUint32(E.dev.offset, true),
-    pid: view.getUint32(E.pid.offset, true),
-    ppid: view.getUint32(E.ppid.offset, true),
-    uid: view.getUint32(E.uid.offset, true),
-    gid: view.getUint32(E.gid.offset, true),
-    ruleId: view.getUint32(E.rule_id.offset, true),
-    count: view.getUint32(E.count.offset, true),
-    ifindex: view.getUint32(E.ifindex.offset, true),
-    hook: view.getUint8(E.hook.offset),
-    decision: view.getUint8(E.decision.offset),
-    mode: view.getUint8(E.mode.offset),
-    family: view.getUint8(E.family.offset),
-    protocol: view.getUint8(E.protocol.offset),
-    gen: view.getUint8(E.gen.offset),
-    dport: view.getUint16(E.dport.offset, true),
-    sport: view.getUint16(E.sport.offset, true),
-    daddr: bytes.slice(E.daddr.offset, E.daddr.offset + E.daddr.size),
-    saddr: bytes.slice(E.saddr.offset, E.saddr.offset + E.saddr.size),
-    comm: latin1.decode(nul < 0 ? commBytes : commBytes.subarray(0, nul)),
   };
 }

@@ -107,6 +107,15 @@ const libbpfSymbols = {
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
   // int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
+  // int bpf_map_lookup_elem(int fd, const void *key, void *value)
+  bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int bpf_map_create(enum bpf_map_type map_type, const char *map_name, __u32 key_size, __u32 value_size,
+  //                    __u32 max_entries, const struct bpf_map_create_opts *opts)
+  bpf_map_create: { parameters: ["u32", "buffer", "u32", "u32", "u32", "buffer"], result: "i32" },
+  // int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts)
+  bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
+  // int bpf_link_update(int link_fd, int new_prog_fd, const struct bpf_link_update_opts *opts)
+  bpf_link_update: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   // int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len)
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int bpf_obj_get(const char *pathname)
@@ -126,14 +135,6 @@ const libbpfSymbols = {
   bpf_link__detach: { parameters: ["pointer"], result: "i32" },
   // int bpf_link__destroy(struct bpf_link *link)
   bpf_link__destroy: { parameters: ["pointer"], result: "i32" },
-
-  // struct ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn sample_cb, void *ctx,
-  //                                      const struct ring_buffer_opts *opts)
-  ring_buffer__new: { parameters: ["i32", "function", "pointer", "pointer"], result: "pointer" },
-  // int ring_buffer__consume(struct ring_buffer *rb)
-  ring_buffer__consume: { parameters: ["pointer"], result: "i32" },
-  // void ring_buffer__free(struct ring_buffer *rb)
-  ring_buffer__free: { parameters: ["pointer"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 const libcSymbols = {

@@ -3,7 +3,7 @@ export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink } from "./link.ts";
 export { BpfMap } from "./map.ts";
 export { BpfObject, BpfProgram, OpenBpfObject } from "./object.ts";
-export { PinnedMap } from "./pinned_map.ts";
+export { FdMap, type MapDefinition } from "./fd_map.ts";
 export { RingBuffer } from "./ring_buffer.ts";
 export {
   bootTimeNs,
@@ -19,3 +19,5 @@ export {
   tryLockDirectory,
 } from "./sys.ts";
 export * from "./layout.ts";
+export * from "./event.ts";
+export * from "./constants.ts";

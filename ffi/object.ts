@@ -1,4 +1,4 @@
-import { BpfError } from "./error.ts";
+import { BpfError, unwrap } from "./error.ts";
 import { cString, libbpf, readCString } from "./libbpf.ts";
 import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
@@ -285,6 +285,22 @@ export class BpfProgram {
       description,
       () => libbpf().bpf_program__attach_xdp(this.#pointer, ifindex),
     );
+  }
+
+  /**
+   * Runs the program once on `packet` through BPF_PROG_TEST_RUN (XDP and other packet programs):
+   * user space calling a program, e.g. to act on a map with atomic instructions. Returns its return value.
+   */
+  testRun(packet: Uint8Array<ArrayBuffer>): number {
+    // struct bpf_test_run_opts: sz, data_in, data_out, data_size_in @24, ..., retval @56, repeat @60; 80 bytes
+    const opts = new Uint8Array(80);
+    const view = new DataView(opts.buffer);
+    view.setBigUint64(0, 80n, true);
+    view.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(packet))), true);
+    view.setUint32(24, packet.byteLength, true);
+    view.setInt32(60, 1, true);
+    unwrap(libbpf().bpf_prog_test_run_opts(this.fd, opts), "bpf_prog_test_run_opts", { subject: this.name });
+    return view.getUint32(56, true);
   }
 
   pin(path: string): void {

@@ -1,0 +1,96 @@
+/**
+ * The enums of bpf/aegis.h, the one source of kernel constants on this side. Names are the C names
+ * without their enum's prefix; `constants_test.ts` checks every value against the object's BTF, so a
+ * change on either side fails the unit suite.
+ */
+
+export const LAYOUT = { VERSION: 2 } as const;
+
+export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
+
+export const DECISION = { DENY: 0, AUDIT: 1 } as const;
+
+export const ACTION = { DENY: 0, ALLOW: 1 } as const;
+
+export const HOOK = {
+  FILE_OPEN: 0,
+  EXEC: 1,
+  CONNECT: 2,
+  SENDMSG: 3,
+  BIND: 4,
+  INGRESS: 5,
+  COUNT: 6,
+} as const;
+
+export const COUNTER = { EVENTS_LOST: 12, EVENTS_SUPPRESSED: 13, SLOTS: 14 } as const;
+
+export const FAMILY = { IPV4: 4, IPV6: 6 } as const;
+
+export const SCOPE = { INCLUDE: 1, EXEMPT: 2 } as const;
+
+export const USER_PORTS = { DENIED: 0, ALLOWED: 1 } as const;
+
+export const RATE = { WINDOW_SHIFT: 30, BURST: 8 } as const;
+
+export const EVENT = { SUMMARY: 1 } as const;
+
+export const SIZES = { COMM_LEN: 16 } as const;
+
+export const CFG = {
+  ACTIVE_GEN: 0,
+  FORCE_AUDIT: 1,
+  BREAK_GLASS: 2,
+  DEADMAN: 3,
+  LAYOUT: 4,
+  WORDS: 5,
+} as const;
+
+export const RULE = {
+  FILE: 1,
+  EXEC: 2,
+  SCOPE: 3,
+  USER_UID: 4,
+  USER_GID: 5,
+  USER_UID_PORT: 6,
+  USER_GID_PORT: 7,
+  BIND: 8,
+  FAILSAFE: 9,
+  IFACE: 10,
+} as const;
+
+export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
+
+export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
+
+/** Every enum of bpf/aegis.h: C enum name → (C prefix, values). */
+export const KERNEL_ENUMS = {
+  aegis_layout: { prefix: "AEGIS_LAYOUT_", values: LAYOUT },
+  aegis_mode: { prefix: "AEGIS_MODE_", values: MODE },
+  aegis_decision: { prefix: "AEGIS_DECISION_", values: DECISION },
+  aegis_action: { prefix: "AEGIS_ACTION_", values: ACTION },
+  aegis_hook: { prefix: "AEGIS_HOOK_", values: HOOK },
+  aegis_counter: { prefix: "AEGIS_COUNTER_", values: COUNTER },
+  aegis_family: { prefix: "AEGIS_FAMILY_", values: FAMILY },
+  aegis_scope: { prefix: "AEGIS_SCOPE_", values: SCOPE },
+  aegis_user_ports: { prefix: "AEGIS_USER_PORTS_", values: USER_PORTS },
+  aegis_rate_limit: { prefix: "AEGIS_RATE_", values: RATE },
+  aegis_event_flag: { prefix: "AEGIS_EVENT_", values: EVENT },
+  aegis_sizes: { prefix: "AEGIS_", values: SIZES },
+  aegis_cfg_word: { prefix: "AEGIS_CFG_", values: CFG },
+  aegis_rule_kind: { prefix: "AEGIS_RULE_", values: RULE },
+  aegis_net_space: { prefix: "AEGIS_NET_", values: NET },
+  aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
+} as const;
+
+/** Event types by hook number: the product's names for AEGIS_HOOK_*. */
+export const HOOK_EVENT_TYPES = [
+  "file.open",
+  "exec",
+  "net.connect",
+  "net.sendmsg",
+  "net.bind",
+  "net.ingress",
+] as const;
+
+/** Hook names as counters and metrics label them, by hook number. */
+export const HOOK_NAMES = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress"] as const;
