@@ -51,75 +51,44 @@ struct {
 	__type(value, struct aegis_gen_info);
 } gen_info SEC(".maps");
 
-struct {
+/*
+ * Inner map templates. User space makes a fresh inner map per apply, sized to
+ * the rule set (the kernel compares type, key and value size and flags of an
+ * inner map with its template, not max_entries), and installs it in the
+ * outer map's inactive slot. Sizes, not BTF types: before 6.2 the kernel
+ * also compares the BTF-derived timer offset, which a map made without BTF
+ * (as user space makes the inner maps) never matches.
+ */
+struct rules_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct aegis_inode_key);
-	__type(value, struct aegis_rule);
-} deny_file SEC(".maps");
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(struct aegis_rule_key));
+	__uint(value_size, sizeof(struct aegis_rule));
+};
 
+struct net_rules_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct aegis_net_key));
+	__uint(value_size, sizeof(struct aegis_rule));
+};
+
+/* Exact-match rules of every kind (AEGIS_RULE_*), one inner map per generation. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct aegis_inode_key);
-	__type(value, struct aegis_rule);
-} deny_exec SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct rules_inner);
+} rules SEC(".maps");
 
-#define NET_TRIE(name)                                       \
-	struct {                                             \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);         \
-		__uint(max_entries, 262144);                 \
-		__uint(map_flags, BPF_F_NO_PREALLOC);        \
-		__type(key, struct aegis_net_key);           \
-		__type(value, struct aegis_rule);            \
-	} name SEC(".maps")
-
-NET_TRIE(egress_port);
-NET_TRIE(egress_any);
-NET_TRIE(ingress_port);
-NET_TRIE(ingress_any);
-
+/* CIDR rules of egress and ingress (AEGIS_NET_*), one inner trie per generation. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct aegis_scope_key);
-	__type(value, __u32);
-} scope SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct aegis_uid_key);
-	__type(value, struct aegis_rule);
-} egress_uid SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct aegis_uid_port_key);
-	__type(value, __u32);
-} egress_uid_port SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
-	__type(key, struct aegis_port_key);
-	__type(value, struct aegis_rule);
-} bind_deny SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, struct aegis_port_key);
-	__type(value, struct aegis_rule);
-} ingress_failsafe SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 512);
-	__type(key, struct aegis_iface_key);
-	__type(value, struct aegis_iface);
-} ingress_iface SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct net_rules_inner);
+} net_rules SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -129,9 +98,16 @@ struct {
 	__type(value, struct aegis_session);
 } ingress_session SEC(".maps");
 
+/*
+ * Rate limit state per (rule, pid, generation). Not an LRU: an evicted entry
+ * would take its suppressed count with it. When it is full, events pass
+ * unlimited (and may be counted lost in the ring buffer instead); the flush
+ * program reports and removes idle entries.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct aegis_rate_key);
 	__type(value, struct aegis_rate);
 } event_rate SEC(".maps");
@@ -148,34 +124,43 @@ struct {
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
 
-/*
- * A grace-period barrier for user space: updating a map-of-maps makes the
- * kernel wait (synchronize_rcu) until every program already running has
- * finished, so that a generation can be cleared only when no hook can still
- * be reading it. No program uses these maps.
- */
-struct barrier_inner {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-};
-struct barrier_inner rcu_inner SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__array(values, struct barrier_inner);
-} rcu_barrier SEC(".maps");
-
-/* Keeps struct aegis_event in the object's BTF for the layout test. */
-const volatile struct aegis_event aegis_event_btf_anchor = {};
+/* Keep the shared structs and enums in the object's BTF for the layout and constants tests. */
+const volatile struct {
+	struct aegis_event event;
+	struct aegis_rate rate;
+	struct aegis_rate_key rate_key;
+	struct aegis_rule_key rule_key;
+	struct aegis_net_key net_key;
+	struct aegis_rule rule;
+	struct aegis_gen_info gen_info;
+	struct aegis_session_key session_key;
+	struct aegis_session session;
+} aegis_structs_btf_anchor = {};
+const volatile struct {
+	enum aegis_layout layout;
+	enum aegis_mode mode;
+	enum aegis_decision decision;
+	enum aegis_action action;
+	enum aegis_hook hook;
+	enum aegis_counter counter;
+	enum aegis_family family;
+	enum aegis_scope scope;
+	enum aegis_user_ports user_ports;
+	enum aegis_rate_limit rate_limit;
+	enum aegis_event_flag event_flag;
+	enum aegis_sizes sizes;
+	enum aegis_cfg_word cfg_word;
+	enum aegis_rule_kind rule_kind;
+	enum aegis_net_space net_space;
+	enum aegis_capacity capacity;
+} aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
 
 struct aegis_state {
 	struct aegis_gen_info *info;
+	void *rules;     /* the active generation's inner maps; NULL when it has none */
+	void *net_rules;
 	__u32 gen;
 };
 
@@ -185,11 +170,26 @@ static __always_inline __u64 config_word(__u32 word)
 	return value ? *value : 0;
 }
 
+/*
+ * The generation word is read once, and everything after it comes from that
+ * generation: an apply installs a generation's inner maps before it flips the
+ * word, and replaces them only after a grace period past the next flip.
+ */
 static __always_inline int load_state(struct aegis_state *s)
 {
 	s->gen = config_word(AEGIS_CFG_ACTIVE_GEN) & 1;
 	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
+	s->rules = bpf_map_lookup_elem(&rules, &s->gen);
+	s->net_rules = bpf_map_lookup_elem(&net_rules, &s->gen);
 	return s->info != 0;
+}
+
+static __always_inline struct aegis_rule *exact_rule(const struct aegis_state *s, __u32 kind, __u64 a, __u32 b)
+{
+	if (!s->rules)
+		return 0;
+	struct aegis_rule_key key = { .a = a, .b = b, .kind = kind };
+	return bpf_map_lookup_elem(s->rules, &key);
 }
 
 static __always_inline __u32 effective_mode(const struct aegis_state *s)
@@ -203,11 +203,12 @@ static __always_inline __u32 effective_mode(const struct aegis_state *s)
 	return AEGIS_MODE_ENFORCE;
 }
 
-static __always_inline void count(__u32 slot)
+/* Atomic: a softirq (XDP) and a task on the same CPU may count into the same slot. */
+static __always_inline void count_n(__u32 slot, __u64 n)
 {
-	__u64 *n = bpf_map_lookup_elem(&counters, &slot);
-	if (n)
-		*n += 1;
+	__u64 *value = bpf_map_lookup_elem(&counters, &slot);
+	if (value)
+		__sync_fetch_and_add(value, n);
 }
 
 /* Whether the current task is inside the rule set's scope: never in an exempt subtree, and inside an included one when any is listed. */
@@ -216,45 +217,70 @@ static __always_inline int in_scope(const struct aegis_state *s)
 	if (!s->info->scope_include && !s->info->scope_exempt)
 		return 1;
 	int included = s->info->scope_include == 0;
-	struct aegis_scope_key key = { .gen = s->gen };
 	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
-		key.cgroup_id = bpf_get_current_ancestor_cgroup_id(level);
-		if (!key.cgroup_id)
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id)
 			break;
-		__u32 *kind = bpf_map_lookup_elem(&scope, &key);
-		if (!kind)
+		struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_SCOPE, id, 0);
+		if (!entry)
 			continue;
-		if (*kind == AEGIS_SCOPE_EXEMPT)
+		if (entry->action == AEGIS_SCOPE_EXEMPT)
 			return 0;
 		included = 1;
 	}
 	return included;
 }
 
-/* 0 when the event is suppressed by the rate limit, else the count to report. */
-static __always_inline __u32 rate_admit(__u32 rule_id, __u32 who)
+/* The task's effective uid (low 32 bits) and gid (high 32 bits), which decide what a process may do. */
+static __always_inline __u64 current_euid_egid(void)
 {
-	struct aegis_rate_key key = { .rule_id = rule_id, .who = who };
-	__u64 now = bpf_ktime_get_boot_ns();
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 euid = BPF_CORE_READ(task, cred, euid.val);
+	__u32 egid = BPF_CORE_READ(task, cred, egid.val);
+	return (__u64)egid << 32 | euid;
+}
+
+#define RATE_TOMBSTONE (~0ULL)
+#define RATE_RETRIES 4
+
+/*
+ * The rate limit: 0 when the decision is suppressed (it is then carried by a
+ * later event's count or a summary), else the count the event reports: 1 plus
+ * what was suppressed before it. One compare-and-swap moves the window and
+ * the emitted count together, so no window lets more than its burst through.
+ */
+static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook, __u32 decision, __u32 mode,
+					__u32 rule_id, __u32 who)
+{
+	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = s->gen };
+	__u64 window = bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT;
 	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
 	if (!rate) {
-		struct aegis_rate fresh = { .window_start_ns = now, .emitted = 1 };
-		bpf_map_update_elem(&event_rate, &key, &fresh, BPF_ANY);
+		struct aegis_rate fresh = { .window = window << 32 | 1, .pid = who, .hook = hook,
+					    .decision = decision, .mode = mode };
+		/* A full table, or another CPU's entry made meanwhile: the event goes out unlimited. */
+		bpf_map_update_elem(&event_rate, &key, &fresh, BPF_NOEXIST);
 		return 1;
 	}
-	if (now - rate->window_start_ns > AEGIS_RATE_WINDOW_NS) {
-		__u32 suppressed = rate->suppressed;
-		rate->window_start_ns = now;
-		rate->emitted = 1;
-		rate->suppressed = 0;
-		return 1 + suppressed;
+	for (int i = 0; i < RATE_RETRIES; i++) {
+		__u64 old = rate->window;
+		if (old == RATE_TOMBSTONE)
+			return 1; /* being removed by the flush: not limited */
+		if (old >> 32 != window) {
+			if (__sync_val_compare_and_swap(&rate->window, old, window << 32 | 1) == old)
+				return 1 + __sync_lock_test_and_set(&rate->suppressed, 0);
+			continue;
+		}
+		if ((__u32)old >= AEGIS_RATE_BURST)
+			break;
+		if (__sync_val_compare_and_swap(&rate->window, old, old + 1) == old)
+			return 1;
 	}
-	if (rate->emitted < AEGIS_RATE_BURST) {
-		__sync_fetch_and_add(&rate->emitted, 1);
-		return 1;
-	}
+	rate->hook = hook;
+	rate->decision = decision;
+	rate->mode = mode;
 	__sync_fetch_and_add(&rate->suppressed, 1);
-	count(AEGIS_COUNTER_EVENTS_SUPPRESSED);
+	count_n(AEGIS_COUNTER_EVENTS_SUPPRESSED, 1);
 	return 0;
 }
 
@@ -262,19 +288,20 @@ static __always_inline __u32 rate_admit(__u32 rule_id, __u32 who)
  * Counts a matched decision and, unless the rate limit suppresses it, reserves
  * its event with the common fields filled in (and the process's, when there is
  * one: not in XDP). The caller adds its own fields and submits. NULL when the
- * event is suppressed or the ring buffer is full (counted as lost).
+ * event is suppressed or the ring buffer is full (counted as lost, with every
+ * decision the record would have carried).
  */
 static __always_inline struct aegis_event *record(const struct aegis_state *s, __u32 hook, __u32 mode, __u32 rule_id,
 						  __u32 who, int with_process)
 {
 	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	count(hook * 2 + decision);
-	__u32 n = rate_admit(rule_id, who);
+	count_n(hook * 2 + decision, 1);
+	__u32 n = rate_admit(s, hook, decision, mode, rule_id, who);
 	if (!n)
 		return 0;
 	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count(AEGIS_COUNTER_EVENTS_LOST);
+		count_n(AEGIS_COUNTER_EVENTS_LOST, n);
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
@@ -287,13 +314,12 @@ static __always_inline struct aegis_event *record(const struct aegis_state *s, _
 	e->gen = s->gen;
 	if (with_process) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-		__u64 pid_tgid = bpf_get_current_pid_tgid();
-		__u64 uid_gid = bpf_get_current_uid_gid();
+		__u64 ids = current_euid_egid();
 		e->cgroup_id = bpf_get_current_cgroup_id();
-		e->pid = pid_tgid >> 32;
+		e->pid = bpf_get_current_pid_tgid() >> 32;
 		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-		e->uid = (__u32)uid_gid;
-		e->gid = uid_gid >> 32;
+		e->uid = (__u32)ids;
+		e->gid = ids >> 32;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
 	return e;
@@ -304,41 +330,101 @@ static __always_inline __u32 current_pid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
+/*
+ * Reports what the rate limit suppressed in windows that have ended, and
+ * removes idle entries: run by user space (BPF_PROG_TEST_RUN) on a timer, so
+ * that the last window of a flood is reported even if no event follows it.
+ */
+struct flush_ctx {
+	__u64 window;
+	__u32 reported;
+};
+
+static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct aegis_rate *rate, struct flush_ctx *ctx)
+{
+	__u64 state = rate->window;
+	if (state == RATE_TOMBSTONE || state >> 32 == ctx->window)
+		return 0;
+	__u32 n = __sync_lock_test_and_set(&rate->suppressed, 0);
+	if (n) {
+		struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			count_n(AEGIS_COUNTER_EVENTS_LOST, n);
+			return 0;
+		}
+		__builtin_memset(e, 0, sizeof(*e));
+		e->ts_boot_ns = bpf_ktime_get_boot_ns();
+		e->rule_id = key->rule_id;
+		e->gen = key->gen;
+		e->count = n;
+		e->pid = rate->pid;
+		e->hook = rate->hook;
+		e->decision = rate->decision;
+		e->mode = rate->mode;
+		e->flags = AEGIS_EVENT_SUMMARY;
+		bpf_ringbuf_submit(e, 0);
+		ctx->reported += n;
+		return 0;
+	}
+	/* Idle for a whole window: remove it. The tombstone makes a hook racing with us pass unlimited instead of counting into a removed entry. */
+	if ((state >> 32) + 1 < ctx->window &&
+	    __sync_val_compare_and_swap(&rate->window, state, RATE_TOMBSTONE) == state) {
+		n = __sync_lock_test_and_set(&rate->suppressed, 0);
+		if (n)
+			count_n(AEGIS_COUNTER_EVENTS_LOST, n); /* cannot happen: suppressing needs a current window */
+		bpf_map_delete_elem(map, key);
+	}
+	return 0;
+}
+
+SEC("xdp")
+int aegis_flush_rates(struct xdp_md *xdp)
+{
+	struct flush_ctx ctx = { .window = bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT };
+	bpf_for_each_map_elem(&event_rate, flush_rate, &ctx, 0);
+	return XDP_PASS;
+}
+
 /* ---- files and exec ------------------------------------------------------ */
+
+/* An inode as the kernel names it: (s_dev in kernel encoding, i_ino). */
+struct inode_id {
+	__u64 ino;
+	__u32 dev;
+};
 
 /* The decision for an inode rule hit: counts, reports, and says whether to deny. */
 static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
-					  const struct aegis_inode_key *key, __u32 mode)
+					  const struct inode_id *id, __u32 mode)
 {
 	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
-		e->ino = key->ino;
-		e->dev = key->dev;
+		e->ino = id->ino;
+		e->dev = id->dev;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE;
 }
 
-static __always_inline struct aegis_rule *inode_rule(void *map, const struct aegis_state *s, struct inode *inode,
-						     struct aegis_inode_key *key)
+static __always_inline struct aegis_rule *inode_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
+						     struct inode_id *id)
 {
-	key->ino = BPF_CORE_READ(inode, i_ino);
-	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	key->gen = s->gen;
-	return bpf_map_lookup_elem(map, key);
+	id->ino = BPF_CORE_READ(inode, i_ino);
+	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	return exact_rule(s, kind, id->ino, id->dev);
 }
 
 /* Enforcing hooks (BPF-LSM): 1 when the access must fail. */
-static __always_inline int inode_denied(void *map, __u32 hook, struct inode *inode)
+static __always_inline int inode_denied(__u32 kind, __u32 hook, struct inode *inode)
 {
 	struct aegis_state s;
-	struct aegis_inode_key key;
+	struct inode_id id;
 	if (!load_state(&s))
 		return 0;
-	struct aegis_rule *rule = inode_rule(map, &s, inode, &key);
+	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
 	if (!rule || !in_scope(&s))
 		return 0;
-	return inode_decision(&s, hook, rule, &key, effective_mode(&s));
+	return inode_decision(&s, hook, rule, &id, effective_mode(&s));
 }
 
 /*
@@ -348,7 +434,7 @@ static __always_inline int inode_denied(void *map, __u32 hook, struct inode *ino
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
-	if (inode_denied(&deny_file, AEGIS_HOOK_FILE_OPEN, file->f_inode))
+	if (inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
 		return -EPERM;
 	return 0;
 }
@@ -357,21 +443,21 @@ int BPF_PROG(aegis_file_open, struct file *file)
 SEC("lsm/bprm_check_security")
 int BPF_PROG(aegis_bprm_check, struct linux_binprm *bprm)
 {
-	if (inode_denied(&deny_exec, AEGIS_HOOK_EXEC, bprm->file->f_inode))
+	if (inode_denied(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, bprm->file->f_inode))
 		return -EPERM;
 	return 0;
 }
 
 /* Audit-only fallbacks where BPF-LSM cannot load: they report "would deny". */
-static __always_inline void audit_inode(void *map, __u32 hook, struct inode *inode)
+static __always_inline void audit_inode(__u32 kind, __u32 hook, struct inode *inode)
 {
 	struct aegis_state s;
-	struct aegis_inode_key key;
+	struct inode_id id;
 	if (!inode || !load_state(&s))
 		return;
-	struct aegis_rule *rule = inode_rule(map, &s, inode, &key);
+	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
 	if (rule && in_scope(&s))
-		inode_decision(&s, hook, rule, &key, AEGIS_MODE_AUDIT);
+		inode_decision(&s, hook, rule, &id, AEGIS_MODE_AUDIT);
 }
 
 static __always_inline void audit_open_result(long fd)
@@ -386,7 +472,7 @@ static __always_inline void audit_open_result(long fd)
 	struct file *file = 0;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return;
-	audit_inode(&deny_file, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode));
+	audit_inode(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode));
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -414,7 +500,7 @@ SEC("tracepoint/sched/sched_process_exec")
 int aegis_tp_exec(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	audit_inode(&deny_exec, AEGIS_HOOK_EXEC, BPF_CORE_READ(task, mm, exe_file, f_inode));
+	audit_inode(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, BPF_CORE_READ(task, mm, exe_file, f_inode));
 	return 0;
 }
 
@@ -434,22 +520,56 @@ static __always_inline struct aegis_rule *more_specific(struct aegis_rule *a, st
  * port rule beats a port-less one, and a protocol rule beats an any-protocol
  * one (port-less rules that name no protocol are keyed on protocol 0).
  */
-static __always_inline struct aegis_rule *match_net(void *port_map, void *any_map, struct aegis_net_key *key,
-						    __u16 port_be)
+static __always_inline struct aegis_rule *match_net(const struct aegis_state *s, __u32 port_space, __u32 any_space,
+						    struct aegis_net_key *key, __u16 port_be)
 {
+	void *trie = s->net_rules;
+	if (!trie)
+		return 0;
+	__u32 family = key->space & 0xff;
 	key->prefixlen = NET_KEY_FULL_PREFIX;
-	__builtin_memcpy(key->port, &port_be, 2);
-	struct aegis_rule *with_port = port_be ? bpf_map_lookup_elem(port_map, key) : 0;
+	struct aegis_rule *with_port = 0;
+	if (port_be) {
+		key->space = port_space << 8 | family;
+		__builtin_memcpy(key->port, &port_be, 2);
+		with_port = bpf_map_lookup_elem(trie, key);
+	}
+	key->space = any_space << 8 | family;
 	key->port[0] = 0;
 	key->port[1] = 0;
-	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(any_map, key));
+	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(trie, key));
 	if (key->protocol) {
 		__u8 protocol = key->protocol;
 		key->protocol = 0;
-		best = more_specific(best, bpf_map_lookup_elem(any_map, key));
+		best = more_specific(best, bpf_map_lookup_elem(trie, key));
 		key->protocol = protocol; /* callers report it */
 	}
+	key->space = family;
 	return best;
+}
+
+/*
+ * The user entry that denies this destination port to the current task:
+ * its effective uid's entry, else its effective gid's; an allowlist denies
+ * every port it does not list, a denylist the ports it lists.
+ */
+static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s, __u16 port)
+{
+	__u64 ids = current_euid_egid();
+	__u32 id = (__u32)ids;
+	__u32 port_kind = AEGIS_RULE_USER_UID_PORT;
+	struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_USER_UID, 0, id);
+	if (!entry) {
+		id = ids >> 32;
+		port_kind = AEGIS_RULE_USER_GID_PORT;
+		entry = exact_rule(s, AEGIS_RULE_USER_GID, 0, id);
+		if (!entry)
+			return 0;
+	}
+	int listed = exact_rule(s, port_kind, port, id) != 0;
+	if (entry->action == AEGIS_USER_PORTS_ALLOWED)
+		return listed ? 0 : entry;
+	return listed ? entry : 0;
 }
 
 /* Fills family and address, matching IPv4-mapped IPv6 (::ffff:a.b.c.d) as IPv4. */
@@ -469,18 +589,11 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 					   struct aegis_net_key *key)
 {
 	__u16 port_be = (__u16)ctx->user_port;
-	struct aegis_rule *rule = match_net(&egress_port, &egress_any, key, port_be);
+	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
 	if (rule && rule->action == AEGIS_ACTION_ALLOW)
 		rule = 0;
-	if (!rule && s->info->uid_rules) {
-		struct aegis_uid_key uid_key = { .gen = s->gen, .uid = (__u32)bpf_get_current_uid_gid() };
-		struct aegis_rule *user_rule = bpf_map_lookup_elem(&egress_uid, &uid_key);
-		if (user_rule) {
-			struct aegis_uid_port_key port_key = { .gen = s->gen, .uid = uid_key.uid, .port = bpf_ntohs(port_be) };
-			if (!bpf_map_lookup_elem(&egress_uid_port, &port_key))
-				rule = user_rule;
-		}
-	}
+	if (!rule && s->info->user_rules)
+		rule = user_rule(s, bpf_ntohs(port_be));
 	if (!rule || !in_scope(s))
 		return 1;
 	__u32 mode = effective_mode(s);
@@ -500,7 +613,7 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx, __u32 hook)
 	struct aegis_state s;
 	if (!load_state(&s))
 		return 1;
-	struct aegis_net_key key = { .space = s.gen << 8 | AEGIS_FAMILY_IPV4, .protocol = ctx->protocol };
+	struct aegis_net_key key = { .space = AEGIS_FAMILY_IPV4, .protocol = ctx->protocol };
 	__u32 daddr = ctx->user_ip4;
 	__builtin_memcpy(key.addr, &daddr, 4);
 	return egress_decision(ctx, &s, hook, &key);
@@ -511,7 +624,7 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
 	struct aegis_state s;
 	if (!load_state(&s))
 		return 1;
-	struct aegis_net_key key = { .space = s.gen << 8, .protocol = ctx->protocol };
+	struct aegis_net_key key = { .protocol = ctx->protocol };
 	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
 	set_addr6(&key, ip6);
 	return egress_decision(ctx, &s, hook, &key);
@@ -547,15 +660,15 @@ static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
 	if (!load_state(&s))
 		return 1;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
-	struct aegis_port_key key = { .gen = s.gen, .port = port, .protocol = ctx->protocol };
-	struct aegis_rule *rule = bpf_map_lookup_elem(&bind_deny, &key);
+	__u8 protocol = ctx->protocol;
+	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
 	if (!rule || !in_scope(&s))
 		return 1;
 	__u32 mode = effective_mode(&s);
 	struct aegis_event *e = record(&s, AEGIS_HOOK_BIND, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
 		e->family = family;
-		e->protocol = key.protocol;
+		e->protocol = protocol;
 		e->sport = port;
 		if (family == AEGIS_FAMILY_IPV4) {
 			__u32 addr = ctx->user_ip4;
@@ -591,6 +704,7 @@ struct aegis_packet {
 	__u8 protocol;
 	__u16 sport_be;
 	__u16 dport_be;
+	__u8 neighbour; /* IPv6 neighbour discovery or multicast listener message, as RFC 4861 / 2710 send them */
 } __attribute__((aligned(8)));
 
 /* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and TCP or UDP ports: PACKET_*. */
@@ -660,12 +774,21 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet 
 		    next == IPPROTO_FRAGMENT_)
 			return PACKET_UNPARSED;
 		p->protocol = next;
-		/* Neighbour discovery and multicast listener messages keep IPv6 working, as ARP does IPv4. */
+		/*
+		 * Neighbour discovery (133-136, hop limit 255: never forwarded) and
+		 * multicast listener messages (130-132, 143, hop limit 1) keep IPv6
+		 * working, as ARP does IPv4: they pass a default drop, but not a
+		 * deny rule for their source. Redirects (137) follow the rules.
+		 */
 		if (next == IPPROTO_ICMPV6_ && !fragment) {
 			struct icmp6hdr *icmp = l4;
-			if ((void *)(icmp + 1) <= data_end &&
-			    ((icmp->icmp6_type >= 130 && icmp->icmp6_type <= 137) || icmp->icmp6_type == 143))
-				return PACKET_PASS;
+			if ((void *)(icmp + 1) <= data_end) {
+				__u8 type = icmp->icmp6_type;
+				if (type >= 133 && type <= 136)
+					p->neighbour = ip6->hop_limit == 255;
+				else if ((type >= 130 && type <= 132) || type == 143)
+					p->neighbour = ip6->hop_limit == 1;
+			}
 		}
 	} else {
 		return PACKET_PASS;
@@ -707,19 +830,20 @@ static __always_inline int session_allows(__u32 ifindex, const struct aegis_pack
  * decides it; otherwise it passes only where the interface passes by default
  * and no port rule could be evaded by hiding the ports.
  */
-static __always_inline int unparsed_passes(const struct aegis_state *s, const struct aegis_iface *iface,
+static __always_inline int unparsed_passes(const struct aegis_state *s, const struct aegis_rule *iface,
 					   const struct aegis_packet *p, __u32 *rule_id)
 {
-	if (p->family) {
-		struct aegis_net_key key = { .prefixlen = NET_KEY_FULL_PREFIX, .space = s->gen << 8 | p->family };
+	if (p->family && s->net_rules) {
+		struct aegis_net_key key = { .prefixlen = NET_KEY_FULL_PREFIX,
+					     .space = AEGIS_NET_INGRESS_ANY << 8 | p->family };
 		__builtin_memcpy(key.addr, p->saddr, 16);
-		struct aegis_rule *rule = bpf_map_lookup_elem(&ingress_any, &key);
+		struct aegis_rule *rule = bpf_map_lookup_elem(s->net_rules, &key);
 		if (rule) {
 			*rule_id = rule->rule_id;
 			return rule->action == AEGIS_ACTION_ALLOW;
 		}
 	}
-	if (iface->default_action != AEGIS_ACTION_ALLOW)
+	if (iface->action != AEGIS_ACTION_ALLOW)
 		return 0;
 	return !(p->family && s->info->ingress_port_denies);
 }
@@ -732,8 +856,7 @@ int aegis_xdp(struct xdp_md *ctx)
 	int parsed = parse_packet(ctx, &p);
 	if (parsed == PACKET_PASS || !load_state(&s))
 		return XDP_PASS;
-	struct aegis_iface_key iface_key = { .gen = s.gen, .ifindex = ctx->ingress_ifindex };
-	struct aegis_iface *iface = bpf_map_lookup_elem(&ingress_iface, &iface_key);
+	struct aegis_rule *iface = exact_rule(&s, AEGIS_RULE_IFACE, 0, ctx->ingress_ifindex);
 	if (!iface)
 		return XDP_PASS;
 	__u32 rule_id = iface->rule_id;
@@ -742,17 +865,16 @@ int aegis_xdp(struct xdp_md *ctx)
 			return XDP_PASS;
 		goto refuse;
 	}
-	struct aegis_port_key failsafe = { .gen = s.gen, .port = bpf_ntohs(p.dport_be), .protocol = p.protocol };
-	if (p.dport_be && bpf_map_lookup_elem(&ingress_failsafe, &failsafe))
+	if (p.dport_be && exact_rule(&s, AEGIS_RULE_FAILSAFE, bpf_ntohs(p.dport_be), p.protocol))
 		return XDP_PASS;
-	struct aegis_net_key key = { .space = s.gen << 8 | p.family, .protocol = p.protocol };
+	struct aegis_net_key key = { .space = p.family, .protocol = p.protocol };
 	__builtin_memcpy(key.addr, p.saddr, 16);
-	struct aegis_rule *rule = match_net(&ingress_port, &ingress_any, &key, p.dport_be);
+	struct aegis_rule *rule = match_net(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be);
 	if (rule) {
 		if (rule->action == AEGIS_ACTION_ALLOW)
 			return XDP_PASS;
 		rule_id = rule->rule_id;
-	} else if (iface->default_action == AEGIS_ACTION_ALLOW || session_allows(ctx->ingress_ifindex, &p)) {
+	} else if (iface->action == AEGIS_ACTION_ALLOW || p.neighbour || session_allows(ctx->ingress_ifindex, &p)) {
 		return XDP_PASS;
 	}
 refuse:;

@@ -1,85 +1,143 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Every struct that crosses the kernel boundary. Fixed-width types, explicit
- * padding and a size assert for each; ffi/layout.ts mirrors them byte for byte
- * and a unit test checks the mirror against the BTF of the built object.
+ * Every struct and constant that crosses the kernel boundary. Fixed-width
+ * types, explicit padding and a size assert for each struct; constants are
+ * enums so that they reach the object's BTF. ffi/layout.ts and ffi/constants.ts
+ * mirror them, and a unit test checks both mirrors against that BTF.
  */
 #ifndef AEGIS_H
 #define AEGIS_H
 
-#define AEGIS_MODE_AUDIT 0
-#define AEGIS_MODE_ENFORCE 1
+/* Bumped whenever a pinned map's definition or meaning changes. */
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 2 };
 
-#define AEGIS_DECISION_DENY 0
-#define AEGIS_DECISION_AUDIT 1
+enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
-#define AEGIS_ACTION_DENY 0
-#define AEGIS_ACTION_ALLOW 1
+enum aegis_decision { AEGIS_DECISION_DENY = 0, AEGIS_DECISION_AUDIT = 1 };
+
+enum aegis_action { AEGIS_ACTION_DENY = 0, AEGIS_ACTION_ALLOW = 1 };
 
 /* Hooks, used as event types and as counter rows. */
-#define AEGIS_HOOK_FILE_OPEN 0
-#define AEGIS_HOOK_EXEC 1
-#define AEGIS_HOOK_CONNECT 2
-#define AEGIS_HOOK_SENDMSG 3
-#define AEGIS_HOOK_BIND 4
-#define AEGIS_HOOK_INGRESS 5
-#define AEGIS_HOOK_COUNT 6
+enum aegis_hook {
+	AEGIS_HOOK_FILE_OPEN = 0,
+	AEGIS_HOOK_EXEC = 1,
+	AEGIS_HOOK_CONNECT = 2,
+	AEGIS_HOOK_SENDMSG = 3,
+	AEGIS_HOOK_BIND = 4,
+	AEGIS_HOOK_INGRESS = 5,
+	AEGIS_HOOK_COUNT = 6,
+};
 
-/* Per-CPU counter slots: [hook][decision], then events lost and events suppressed. */
-#define AEGIS_COUNTER_EVENTS_LOST (AEGIS_HOOK_COUNT * 2)
-#define AEGIS_COUNTER_EVENTS_SUPPRESSED (AEGIS_HOOK_COUNT * 2 + 1)
-#define AEGIS_COUNTER_SLOTS (AEGIS_HOOK_COUNT * 2 + 2)
+/*
+ * Per-CPU counter slots: [hook][decision], then event accounting. Every
+ * matched decision counts once in its [hook][decision] slot, and reaches user
+ * space as one of: its own event, part of a later event's `count` (suppressed
+ * by the rate limit), or EVENTS_LOST (a record the ring buffer had no room
+ * for, weighted by the decisions it carried). EVENTS_SUPPRESSED counts
+ * suppressions for metrics only.
+ */
+enum aegis_counter {
+	AEGIS_COUNTER_EVENTS_LOST = AEGIS_HOOK_COUNT * 2,
+	AEGIS_COUNTER_EVENTS_SUPPRESSED = AEGIS_HOOK_COUNT * 2 + 1,
+	AEGIS_COUNTER_SLOTS = AEGIS_HOOK_COUNT * 2 + 2,
+};
 
-#define AEGIS_FAMILY_IPV4 4
-#define AEGIS_FAMILY_IPV6 6
+enum aegis_family { AEGIS_FAMILY_IPV4 = 4, AEGIS_FAMILY_IPV6 = 6 };
 
-#define AEGIS_SCOPE_INCLUDE 1
-#define AEGIS_SCOPE_EXEMPT 2
+/* Values of a scope entry (its rule's `action` field). */
+enum aegis_scope { AEGIS_SCOPE_INCLUDE = 1, AEGIS_SCOPE_EXEMPT = 2 };
 
-/* Event rate limit per (rule, pid): a burst per window, then suppressed and counted. */
-#define AEGIS_RATE_WINDOW_NS 1000000000ULL
-#define AEGIS_RATE_BURST 8
+/* What a user entry's ports are (its rule's `action` field). */
+enum aegis_user_ports { AEGIS_USER_PORTS_DENIED = 0, AEGIS_USER_PORTS_ALLOWED = 1 };
 
-#define AEGIS_COMM_LEN 16
+/* Event rate limit per (rule, generation, pid): a burst per window, then suppressed and counted. */
+enum aegis_rate_limit {
+	AEGIS_RATE_WINDOW_SHIFT = 30, /* windows of 2^30 ns (1.07 s) of CLOCK_BOOTTIME */
+	AEGIS_RATE_BURST = 8,
+};
+
+enum aegis_event_flag {
+	/* Not a decision of its own: `count` decisions suppressed in a window that has ended. */
+	AEGIS_EVENT_SUMMARY = 1,
+};
+
+enum aegis_sizes { AEGIS_COMM_LEN = 16 };
 
 /*
  * The config map is an array of __u64 words, one per setting, so that each
  * writer (a flip, break-glass, the deadman) writes only its own word and
  * never rewrites another's with a stale value.
  */
-#define AEGIS_CFG_ACTIVE_GEN 0  /* 0 or 1: the rule generation the hooks read */
-#define AEGIS_CFG_FORCE_AUDIT 1 /* non-zero: `run --audit`, audit whatever the policy says */
-#define AEGIS_CFG_BREAK_GLASS 2 /* non-zero: audit everywhere */
-#define AEGIS_CFG_DEADMAN 3     /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
-#define AEGIS_CFG_WORDS 4
+enum aegis_cfg_word {
+	AEGIS_CFG_ACTIVE_GEN = 0,  /* 0 or 1: the rule generation the hooks read */
+	AEGIS_CFG_FORCE_AUDIT = 1, /* non-zero: `run --audit`, audit whatever the policy says */
+	AEGIS_CFG_BREAK_GLASS = 2, /* non-zero: audit everywhere */
+	AEGIS_CFG_DEADMAN = 3,     /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
+	AEGIS_CFG_LAYOUT = 4,      /* AEGIS_LAYOUT_VERSION of the object that made the pins */
+	AEGIS_CFG_WORDS = 5,
+};
+
+/*
+ * Rule maps. Each is an ARRAY_OF_MAPS with one inner map per generation: an
+ * apply fills fresh inner maps, installs them in the inactive slot and flips
+ * AEGIS_CFG_ACTIVE_GEN. The kinds below share the two inner map types.
+ */
+enum aegis_rule_kind {
+	AEGIS_RULE_FILE = 1,          /* a = ino, b = dev (kernel encoding) */
+	AEGIS_RULE_EXEC = 2,          /* a = ino, b = dev */
+	AEGIS_RULE_SCOPE = 3,         /* a = cgroup id; action = AEGIS_SCOPE_* */
+	AEGIS_RULE_USER_UID = 4,      /* b = effective uid; action = AEGIS_USER_PORTS_* */
+	AEGIS_RULE_USER_GID = 5,      /* b = effective gid; action = AEGIS_USER_PORTS_* */
+	AEGIS_RULE_USER_UID_PORT = 6, /* a = destination port, b = uid: listed */
+	AEGIS_RULE_USER_GID_PORT = 7, /* a = destination port, b = gid: listed */
+	AEGIS_RULE_BIND = 8,          /* a = port, b = protocol */
+	AEGIS_RULE_FAILSAFE = 9,      /* a = port, b = protocol */
+	AEGIS_RULE_IFACE = 10,        /* b = ifindex; action = default, rule_id = rule of default drops */
+};
+
+/* Spaces of the network rule trie (struct aegis_net_key.space = space << 8 | family). */
+enum aegis_net_space {
+	AEGIS_NET_EGRESS_PORT = 1, /* destination rules that name a port */
+	AEGIS_NET_EGRESS_ANY = 2,  /* destination rules for every port */
+	AEGIS_NET_INGRESS_PORT = 3,
+	AEGIS_NET_INGRESS_ANY = 4,
+};
+
+/* Most entries one generation's inner map may hold (checked before writing). */
+enum aegis_capacity {
+	AEGIS_CAPACITY_RULES = 1 << 20,
+	AEGIS_CAPACITY_NET_RULES = 1 << 21,
+};
 
 /* Per-generation facts of a rule set (array map indexed by generation). */
 struct aegis_gen_info {
-	__u32 mode;          /* AEGIS_MODE_*: what the policy asks for */
-	__u32 scope_include; /* number of scope.cgroups entries: 0 = every task */
-	__u32 scope_exempt;  /* number of scope.exempt entries */
-	__u32 uid_rules;     /* number of network.egress.users entries */
+	__u32 mode;                /* AEGIS_MODE_*: what the policy asks for */
+	__u32 scope_include;       /* number of scope.cgroups entries: 0 = every task */
+	__u32 scope_exempt;        /* number of scope.exempt entries */
+	__u32 user_rules;          /* number of network.egress.users entries */
 	__u32 ingress_port_denies; /* ingress deny rules that name ports */
+	__u32 rules_entries;       /* entries of this generation's `rules` inner map */
+	__u32 net_rules_entries;   /* entries of this generation's `net_rules` inner map */
 	__u32 _pad0;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 24, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 32, "aegis_gen_info size");
 
-/* An inode as the kernel names it: (s_dev in kernel encoding, i_ino), per generation. */
-struct aegis_inode_key {
-	__u64 ino;
-	__u32 dev;
-	__u32 gen;
+/* Key of the `rules` hash: exact-match rules of every kind. */
+struct aegis_rule_key {
+	__u64 a;
+	__u32 b;
+	__u32 kind; /* AEGIS_RULE_* */
 };
-_Static_assert(sizeof(struct aegis_inode_key) == 16, "aegis_inode_key size");
+_Static_assert(sizeof(struct aegis_rule_key) == 16, "aegis_rule_key size");
 
 /*
  * LPM trie key for egress and ingress CIDR rules, IPv4 and IPv6 alike.
- * prefixlen = 32 (space) + 8 (protocol) + 16 (port) + CIDR length. Maps of
+ * prefixlen = 32 (space) + 8 (protocol) + 16 (port) + CIDR length. Spaces of
  * port-less rules store port 0; IPv4 addresses sit in the first 4 bytes.
  */
 struct aegis_net_key {
 	__u32 prefixlen;
-	__u32 space; /* generation << 8 | AEGIS_FAMILY_* */
+	__u32 space; /* AEGIS_NET_* << 8 | AEGIS_FAMILY_* */
 	__u8 protocol;
 	__u8 port[2]; /* big-endian */
 	__u8 addr[16];
@@ -90,57 +148,11 @@ _Static_assert(sizeof(struct aegis_net_key) == 28, "aegis_net_key size");
 /* What a matched rule carries back to the hook. */
 struct aegis_rule {
 	__u32 rule_id;
-	__u8 action;     /* AEGIS_ACTION_* */
+	__u8 action;     /* AEGIS_ACTION_*, or the kind's own values */
 	__u8 prefix_len; /* CIDR length, to pick the most specific of two matches */
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct aegis_rule) == 8, "aegis_rule size");
-
-/* Cgroup scope entries: value is AEGIS_SCOPE_*. */
-struct aegis_scope_key {
-	__u64 cgroup_id;
-	__u32 gen;
-	__u32 _pad0;
-};
-_Static_assert(sizeof(struct aegis_scope_key) == 16, "aegis_scope_key size");
-
-/* A uid with an egress port allowlist (value: the rule denying the rest). */
-struct aegis_uid_key {
-	__u32 gen;
-	__u32 uid;
-};
-_Static_assert(sizeof(struct aegis_uid_key) == 8, "aegis_uid_key size");
-
-/* One allowed destination port of a restricted uid. */
-struct aegis_uid_port_key {
-	__u32 gen;
-	__u32 uid;
-	__u16 port;
-	__u16 _pad0;
-};
-_Static_assert(sizeof(struct aegis_uid_port_key) == 12, "aegis_uid_port_key size");
-
-/* Bind deny and ingress failsafe entries: (port, protocol) per generation. */
-struct aegis_port_key {
-	__u32 gen;
-	__u16 port; /* host order */
-	__u8 protocol;
-	__u8 _pad0;
-};
-_Static_assert(sizeof(struct aegis_port_key) == 8, "aegis_port_key size");
-
-/* An interface with ingress filtering in a generation. */
-struct aegis_iface_key {
-	__u32 gen;
-	__u32 ifindex;
-};
-_Static_assert(sizeof(struct aegis_iface_key) == 8, "aegis_iface_key size");
-
-struct aegis_iface {
-	__u32 default_action; /* AEGIS_ACTION_*: what an unmatched packet gets */
-	__u32 rule_id;        /* reported for default drops */
-};
-_Static_assert(sizeof(struct aegis_iface) == 8, "aegis_iface size");
 
 /*
  * Temporary ingress allow entries (API sessions), outside the generations so
@@ -166,15 +178,26 @@ _Static_assert(sizeof(struct aegis_session) == 16, "aegis_session size");
 struct aegis_rate_key {
 	__u32 rule_id;
 	__u32 who; /* pid, or the source address for ingress */
+	__u32 gen; /* the generation whose rule id this is */
 };
-_Static_assert(sizeof(struct aegis_rate_key) == 8, "aegis_rate_key size");
+_Static_assert(sizeof(struct aegis_rate_key) == 12, "aegis_rate_key size");
 
+/*
+ * Rate limit state, changed only with atomic instructions. `window` is the
+ * window index (boot ns >> AEGIS_RATE_WINDOW_SHIFT) in the high 32 bits and
+ * the events emitted in it in the low 32, so that one compare-and-swap moves
+ * both. The last suppressed decision's facts go into the summary event.
+ */
 struct aegis_rate {
-	__u64 window_start_ns;
-	__u32 emitted;
+	__u64 window;
 	__u32 suppressed;
+	__u32 pid;
+	__u8 hook;
+	__u8 decision;
+	__u8 mode;
+	__u8 _pad0[5];
 };
-_Static_assert(sizeof(struct aegis_rate) == 16, "aegis_rate size");
+_Static_assert(sizeof(struct aegis_rate) == 24, "aegis_rate size");
 
 /* One ring buffer record. */
 struct aegis_event {
@@ -184,10 +207,10 @@ struct aegis_event {
 	__u32 dev;
 	__u32 pid;
 	__u32 ppid;
-	__u32 uid;
-	__u32 gid;
+	__u32 uid; /* effective */
+	__u32 gid; /* effective */
 	__u32 rule_id;
-	__u32 count; /* 1 + events suppressed by the rate limit before this one */
+	__u32 count; /* decisions this record stands for: 1 + suppressed before it, or a summary's total */
 	__u32 ifindex;
 	__u16 dport; /* host order */
 	__u16 sport; /* host order */
@@ -197,7 +220,8 @@ struct aegis_event {
 	__u8 family;   /* AEGIS_FAMILY_* or 0 */
 	__u8 protocol; /* IPPROTO_* or 0 */
 	__u8 gen;      /* rule generation that decided: names the policy the rule id belongs to */
-	__u8 _pad0[6];
+	__u8 flags;    /* AEGIS_EVENT_* */
+	__u8 _pad0[5];
 	__u8 daddr[16];
 	__u8 saddr[16];
 	char comm[AEGIS_COMM_LEN];

@@ -14,7 +14,7 @@ compile() { # SOURCE OBJECT: skipped when OBJECT is newer than SOURCE, the heade
   if [ -f "$2" ] && [ -z "$(find "$1" "$here"/*.h "$out/vmlinux.h" "$0" -newer "$2" 2>/dev/null)" ]; then
     return
   fi
-  clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -I"$out" -I"$here" -c "$1" -o "$2.tmp"
+  clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -I"$out" -I"$here" -c "$1" -o "$2.tmp"
   # Strip DWARF but keep BTF: smaller object, same CO-RE relocations.
   llvm-strip -g "$2.tmp"
   mv "$2.tmp" "$2"

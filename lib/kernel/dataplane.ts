@@ -4,8 +4,10 @@ import {
   BpfLink,
   type BpfMap,
   type BpfObject,
+  CAPACITY,
   closeFd,
   CONFIG_WORDS,
+  COUNTER,
   decodeGenInfo,
   decodeSession,
   decodeU64,
@@ -13,26 +15,22 @@ import {
   encodeSessionKey,
   encodeU32,
   encodeU64,
+  FdMap,
   type GenInfo,
+  HOOK_NAMES,
   ifIndex,
-  keyGeneration,
+  LAYOUT,
   lockDirectory,
   openDirectory,
-  PinnedMap,
   type RawEvent,
   sumPerCpu,
   tryLockDirectory,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
-import {
-  genInfoValue,
-  type ResolvedRuleSet,
-  RULE_MAPS,
-  type RuleMapName,
-  ruleSetEntries,
-} from "./entries.ts";
+import { type ResolvedRuleSet, RULE_MAPS, type RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
+import { stageGeneration } from "./generations.ts";
 import { ensureMounted } from "./mounts.ts";
 import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
 
@@ -52,6 +50,8 @@ export type DataPlaneOptions = {
   ringBufferBytes?: number;
   /** XDP attach mode: "native" tries the driver first and falls back to generic; "generic" skips it. */
   xdpMode?: "native" | "generic";
+  /** Lower entry limits than the maps' own (CAPACITY), e.g. to keep a host's kernel memory in bounds. */
+  capacity?: Partial<Record<RuleMapName, number>>;
 };
 
 const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
@@ -65,8 +65,7 @@ const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };
 const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
-const HOOKS = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress"] as const;
-export type Hook = typeof HOOKS[number];
+export type Hook = typeof HOOK_NAMES[number];
 
 export type Counters = {
   decisions: Record<Hook, { deny: bigint; audit: bigint }>;
@@ -84,17 +83,19 @@ export class DataPlane {
   readonly #object: BpfObject;
   readonly #links = new Map<string, BpfLink>();
   readonly #xdpMode: "native" | "generic";
+  readonly #capacity: Partial<Record<RuleMapName, number>>;
 
   private constructor(
     object: BpfObject,
     pinDir: string,
     status: Record<Area, AreaStatus>,
-    xdpMode: "native" | "generic",
+    options: DataPlaneOptions,
   ) {
     this.#object = object;
     this.pinDir = pinDir;
     this.status = status;
-    this.#xdpMode = xdpMode;
+    this.#xdpMode = options.xdpMode ?? "native";
+    this.#capacity = options.capacity ?? {};
   }
 
   /**
@@ -113,8 +114,10 @@ export class DataPlane {
       options.lsm ?? "auto",
       options.ringBufferBytes,
     );
-    const plane = new DataPlane(object, pinDir, status, options.xdpMode ?? "native");
+    const plane = new DataPlane(object, pinDir, status, options);
     try {
+      // The layout of the pins this process made or adopted, for the next release to read.
+      plane.#configMap().update(encodeU32(CONFIG_WORDS.layout), encodeU64(BigInt(LAYOUT.VERSION)));
       plane.#attachAreas(areas, options.cgroupPath ?? cgroup2Root());
     } catch (error) {
       plane.close();
@@ -171,27 +174,20 @@ export class DataPlane {
   }
 
   /**
-   * Applies a rule set: writes it into the inactive generation, flips the active-generation word in one
-   * map update, then clears the old generation. If writing fails, the inactive generation is cleared and
-   * the live rules are untouched. Returns the new active generation.
+   * Applies a rule set: writes it into fresh inner maps installed in the inactive generation's slots,
+   * flips the active-generation word in one map update, waits for hooks still running on the old word,
+   * then drops the old generation's maps. If anything fails before the flip, the live rules are untouched
+   * and the error is rethrown; a failure after it is an AppliedWithCleanupError. Returns the new active
+   * generation.
    */
   async apply(set: ResolvedRuleSet): Promise<number> {
     // One apply at a time, across processes. Taken without awaiting when free, so that attaching
     // happens in the caller's turn (and network namespace).
     using _lock = tryLockDirectory(this.pinDir) ?? await lockDirectory(this.pinDir);
-    const active = this.config().activeGen;
-    const next = active ^ 1;
-    // An earlier apply may have flipped and stopped before its grace period: wait for it here.
-    this.#waitForRunningHooks();
-    this.#clearGeneration(next);
+    const next = this.config().activeGen ^ 1;
+    using staged = stageGeneration(this.#object, set, next, this.#capacity);
     const newLinks: string[] = [];
     try {
-      const entries = ruleSetEntries(set, next);
-      for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
-        const { keys, values } = entries[name];
-        writeBatch(this.map(name), keys, values);
-      }
-      this.map("gen_info").update(encodeU32(next), genInfoValue(set));
       for (const iface of set.interfaces) {
         const name = `${PROGRAMS.ingress}@${iface.name}`;
         if (!this.#links.has(name)) {
@@ -200,29 +196,22 @@ export class DataPlane {
         }
       }
     } catch (error) {
-      this.#clearGeneration(next);
+      staged.abandon();
       for (const name of newLinks) this.#removeLink(name);
       throw error;
     }
-    this.#configMap().update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(BigInt(next)));
-    try {
-      this.#waitForRunningHooks();
-      this.#clearGeneration(active);
-      const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
-      for (const name of this.links) {
-        if (name.startsWith(`${PROGRAMS.ingress}@`) && !wanted.has(name)) this.#removeLink(name);
-      }
-    } catch (error) {
-      // The new rules are live: say so, so that nobody retries an apply that took effect.
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new Error(
-        `Rule set applied (generation ${next} is live), but cleaning up after it failed: ${reason}`,
-        {
-          cause: error,
-        },
-      );
+    staged.commit();
+    const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
+    for (const name of this.links) {
+      if (name.startsWith(`${PROGRAMS.ingress}@`) && !wanted.has(name)) this.#removeLink(name);
     }
     return next;
+  }
+
+  /** Which generations have inner maps installed (the live one always, the other only mid-apply). */
+  slots(): Record<number, boolean> {
+    const installed = (gen: number) => this.map("rules").lookup(encodeU32(gen)) !== undefined;
+    return { 0: installed(0), 1: installed(1) };
   }
 
   /** Decision and event counters, summed over CPUs. */
@@ -230,17 +219,36 @@ export class DataPlane {
     const map = this.map("counters");
     const slot = (index: number): bigint => sumPerCpu(map.lookup(encodeU32(index)));
     const decisions = Object.fromEntries(
-      HOOKS.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
+      HOOK_NAMES.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
     ) as Counters["decisions"];
-    return { decisions, eventsLost: slot(HOOKS.length * 2), eventsSuppressed: slot(HOOKS.length * 2 + 1) };
+    return {
+      decisions,
+      eventsLost: slot(COUNTER.EVENTS_LOST),
+      eventsSuppressed: slot(COUNTER.EVENTS_SUPPRESSED),
+    };
   }
 
-  /** Entries and capacity of every rule map (both generations share the capacity). */
+  /**
+   * Entries of the live generation's rule maps (counted at apply, read from gen_info: no key walk) and
+   * their capacity, and of the session trie.
+   */
   mapFill(): { map: string; entries: number; capacity: number }[] {
-    return [...Object.keys(RULE_MAPS), "ingress_session"].map((name) => {
-      const map = this.map(name);
-      return { map: name, entries: map.keys().length, capacity: map.maxEntries };
-    });
+    const info = this.activeGenInfo();
+    const sessions = this.map("ingress_session");
+    return [
+      { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
+      { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
+      { map: "ingress_session", entries: sessions.keys().length, capacity: sessions.maxEntries },
+    ];
+  }
+
+  /**
+   * Reports what the rate limiter suppressed in windows that have ended (as summary events) and removes
+   * idle limiter entries: run it on a timer, so that the last window of a flood is never left unreported.
+   */
+  flushRateLimits(): void {
+    // The smallest packet an XDP test run takes: an Ethernet header.
+    this.#object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
   }
 
   /** A stream of decoded events from the (pinned) ring buffer. */
@@ -410,15 +418,6 @@ export class DataPlane {
     return program.attachXdpGeneric(ifindex, `${this.pinDir}/links/${name}`);
   }
 
-  /**
-   * Returns once every hook that may have read the old generation word has finished: an update of a
-   * map-of-maps makes the kernel wait for an RCU grace period (synchronize_rcu), and every hook runs
-   * inside an RCU read section.
-   */
-  #waitForRunningHooks(): void {
-    this.map("rcu_barrier").update(encodeU32(0), encodeU32(this.map("rcu_inner").fd));
-  }
-
   #removeLink(name: string): void {
     const link = this.#links.get(name);
     if (!link) return;
@@ -426,15 +425,6 @@ export class DataPlane {
     link.unpin();
     link.close();
     this.#links.delete(name);
-  }
-
-  #clearGeneration(gen: number): void {
-    for (const [name, layout] of Object.entries(RULE_MAPS)) {
-      const map = this.map(name);
-      for (const key of map.keys()) {
-        if (keyGeneration(layout, key) === gen) map.delete(key);
-      }
-    }
   }
 
   #deleteSessions(match: (session: { expiresBootNs: bigint; sessionId: number }) => boolean): number {
@@ -448,14 +438,21 @@ export class DataPlane {
   }
 }
 
-function writeBatch(map: BpfMap, keys: Uint8Array<ArrayBuffer>[], values: Uint8Array<ArrayBuffer>[]): void {
-  if (keys.length === 0) return;
-  const keyBytes = new Uint8Array(keys.length * map.keySize);
-  const valueBytes = new Uint8Array(values.length * map.valueSize);
-  keys.forEach((key, i) => keyBytes.set(key, i * map.keySize));
-  values.forEach((value, i) => valueBytes.set(value, i * map.valueSize));
-  map.updateBatch(keyBytes, valueBytes, keys.length);
-}
+/** The rule maps of pin layout 1 (before per-generation inner maps), for detach on old pins. */
+const LAYOUT_1_RULE_MAPS = [
+  "deny_file",
+  "deny_exec",
+  "egress_port",
+  "egress_any",
+  "ingress_port",
+  "ingress_any",
+  "scope",
+  "egress_uid",
+  "egress_uid_port",
+  "bind_deny",
+  "ingress_failsafe",
+  "ingress_iface",
+];
 
 function refuse(message: string): never {
   throw new Error(`Cannot detach: ${message}; try again when it has finished`);
@@ -468,14 +465,16 @@ function refuse(message: string): never {
 function neutralize(mapDir: string): void {
   const pinned = new Set(listDir(mapDir));
   if (pinned.has("aegis_cfg")) {
-    using config = PinnedMap.open(`${mapDir}/aegis_cfg`);
+    using config = FdMap.open(`${mapDir}/aegis_cfg`);
     if (config.valueSize === 8 && config.maxEntries > CONFIG_WORDS.forceAudit) {
       config.update(encodeU32(CONFIG_WORDS.forceAudit), encodeU64(1n));
     }
   }
-  for (const name of Object.keys(RULE_MAPS)) {
+  // Layout 2 keeps rules in maps of maps: emptying a slot drops a whole generation. Older layouts kept
+  // them in plain maps: every key is deleted.
+  for (const name of [...Object.keys(RULE_MAPS), ...LAYOUT_1_RULE_MAPS]) {
     if (!pinned.has(name)) continue;
-    using map = PinnedMap.open(`${mapDir}/${name}`);
+    using map = FdMap.open(`${mapDir}/${name}`);
     for (const key of map.keys()) map.delete(key);
   }
 }
@@ -503,6 +502,7 @@ function loadWithFallback(
     ...CGROUP_PROGRAMS.egress,
     ...CGROUP_PROGRAMS.bind,
     PROGRAMS.ingress,
+    PROGRAMS.flushRates,
   ];
   const fallback = [...FILE_AUDIT_PROGRAMS, PROGRAMS.execAudit];
   const wantsLsm = areas.has("file") || areas.has("exec");

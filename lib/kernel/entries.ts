@@ -1,22 +1,19 @@
 import {
-  AEGIS_IFACE_KEY,
-  AEGIS_INODE_KEY,
+  ACTION,
   AEGIS_NET_KEY,
-  AEGIS_PORT_KEY,
-  AEGIS_SCOPE_KEY,
-  AEGIS_UID_KEY,
-  AEGIS_UID_PORT_KEY,
+  AEGIS_RULE,
+  AEGIS_RULE_KEY,
+  CAPACITY,
   encodeGenInfo,
-  encodeIface,
-  encodeIfaceKey,
-  encodeInodeKey,
-  encodeNetKey,
-  encodePortKey,
-  encodeRule,
-  encodeScopeKey,
-  encodeUidKey,
-  encodeUidPortKey,
-  type StructLayout,
+  NET,
+  RULE,
+  type RuleKey,
+  type RuleValue,
+  SCOPE,
+  USER_PORTS,
+  writeNetKey,
+  writeRule,
+  writeRuleKey,
 } from "../../ffi/mod.ts";
 import { unmapIpv4 } from "../policy/cidr.ts";
 import { type NetRule, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
@@ -30,102 +27,103 @@ export type ResolvedRuleSet = {
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
 };
 
-/** The generation-keyed rule maps and the layout of their keys (to find an entry's generation). */
+/** One inner map's entries, back to back, ready for one batch write. */
+export type Batch = {
+  keys: Uint8Array<ArrayBuffer>;
+  values: Uint8Array<ArrayBuffer>;
+  count: number;
+};
+
+/** The rule maps of a generation (each an outer map with one inner map per generation) and their capacity. */
 export const RULE_MAPS = {
-  deny_file: AEGIS_INODE_KEY,
-  deny_exec: AEGIS_INODE_KEY,
-  egress_port: AEGIS_NET_KEY,
-  egress_any: AEGIS_NET_KEY,
-  ingress_port: AEGIS_NET_KEY,
-  ingress_any: AEGIS_NET_KEY,
-  scope: AEGIS_SCOPE_KEY,
-  egress_uid: AEGIS_UID_KEY,
-  egress_uid_port: AEGIS_UID_PORT_KEY,
-  bind_deny: AEGIS_PORT_KEY,
-  ingress_failsafe: AEGIS_PORT_KEY,
-  ingress_iface: AEGIS_IFACE_KEY,
-} as const satisfies Record<string, StructLayout>;
+  rules: { keySize: AEGIS_RULE_KEY.size, capacity: CAPACITY.RULES },
+  net_rules: { keySize: AEGIS_NET_KEY.size, capacity: CAPACITY.NET_RULES },
+} as const;
 export type RuleMapName = keyof typeof RULE_MAPS;
 
-export type MapEntries = { keys: Uint8Array<ArrayBuffer>[]; values: Uint8Array<ArrayBuffer>[] };
-
-const SCOPE_INCLUDE = 1;
-const SCOPE_EXEMPT = 2;
-const ONE = new Uint8Array([1, 0, 0, 0]);
+/** A rule set larger than a rule map holds: nothing was written. */
+export class CapacityError extends RangeError {
+  override name = "CapacityError";
+  constructor(readonly map: RuleMapName, readonly capacity: number, readonly count: number) {
+    super(`Rule set needs ${count} entries in map ${map}, which holds at most ${capacity}`);
+  }
+}
 
 /**
- * Every map entry of a rule set in generation `gen`, with duplicate keys merged: deny beats allow on an
- * exact tie. Pure: the same rule set gives the same bytes.
+ * Every map entry of a rule set, with duplicate keys merged (deny beats allow on an exact tie), and the
+ * gen_info value. Pure: the same rule set gives the same bytes. Throws CapacityError before anything is
+ * written when a map cannot hold the set.
  */
-export function ruleSetEntries(set: ResolvedRuleSet, gen: number): Record<RuleMapName, MapEntries> {
-  const maps = Object.fromEntries(Object.keys(RULE_MAPS).map((name) => [name, new EntryMap()])) as Record<
-    RuleMapName,
-    EntryMap
-  >;
-  for (const file of set.files) {
-    maps.deny_file.put(encodeInodeKey({ ...file, gen }), denyRule(file.ruleId));
-  }
-  for (const exe of set.exec) {
-    maps.deny_exec.put(encodeInodeKey({ ...exe, gen }), denyRule(exe.ruleId));
-  }
-  for (const rule of set.plan.egress) addNetRule(maps.egress_port, maps.egress_any, rule, gen);
-  for (const rule of set.plan.ingress.rules) addNetRule(maps.ingress_port, maps.ingress_any, rule, gen);
+export function ruleSetEntries(
+  set: ResolvedRuleSet,
+  capacity: Partial<Record<RuleMapName, number>> = {},
+): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer> } {
+  const rules = new EntryTable(AEGIS_RULE_KEY.size);
+  const net = new EntryTable(AEGIS_NET_KEY.size);
+  const exact = (key: RuleKey, value: RuleValue, deny = true) =>
+    rules.put((target, offset) => writeRuleKey(target, offset, key), value, deny);
+  for (const file of set.files) exact({ kind: RULE.FILE, a: file.ino, b: file.dev }, denyValue(file.ruleId));
+  for (const exe of set.exec) exact({ kind: RULE.EXEC, a: exe.ino, b: exe.dev }, denyValue(exe.ruleId));
+  for (const rule of set.plan.egress) addNetRule(net, rule, NET.EGRESS_PORT, NET.EGRESS_ANY);
+  for (const rule of set.plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
   for (const id of set.scope.include) {
-    maps.scope.put(encodeScopeKey({ cgroupId: id, gen }), u32(SCOPE_INCLUDE));
+    exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.INCLUDE, prefixLength: 0 }, false);
   }
-  // Exempt wins over include for the same cgroup: written last, and marked as a deny.
+  // Exempt wins over include for the same cgroup: marked as a deny, which an include never replaces.
   for (const id of set.scope.exempt) {
-    maps.scope.put(encodeScopeKey({ cgroupId: id, gen }), u32(SCOPE_EXEMPT), true);
+    exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.EXEMPT, prefixLength: 0 });
   }
   for (const user of set.plan.egressUsers) {
-    if (user.uid === undefined || user.portsAre !== "allowed") {
-      throw new Error(
-        `Rule #${user.ruleId}: gid and denyPorts user rules are not supported by this data plane yet`,
-      );
-    }
-    maps.egress_uid.put(encodeUidKey({ gen, uid: user.uid }), denyRule(user.ruleId));
+    const byUid = user.uid !== undefined;
+    const id = user.uid ?? user.gid;
+    const action = user.portsAre === "allowed" ? USER_PORTS.ALLOWED : USER_PORTS.DENIED;
+    exact({ kind: byUid ? RULE.USER_UID : RULE.USER_GID, a: 0, b: id }, {
+      ruleId: user.ruleId,
+      action,
+      prefixLength: 0,
+    });
     for (const port of user.ports) {
-      maps.egress_uid_port.put(encodeUidPortKey({ gen, uid: user.uid, port }), ONE);
+      exact(
+        { kind: byUid ? RULE.USER_UID_PORT : RULE.USER_GID_PORT, a: port, b: id },
+        denyValue(user.ruleId),
+      );
     }
   }
   for (const rule of set.plan.bind) {
-    maps.bind_deny.put(
-      encodePortKey({ gen, port: rule.port, protocol: PROTOCOL_NUMBER[rule.protocol] }),
-      denyRule(rule.ruleId),
-    );
+    exact({ kind: RULE.BIND, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] }, denyValue(rule.ruleId));
   }
   for (const rule of set.plan.ingress.failsafe) {
-    const key = encodePortKey({ gen, port: rule.port, protocol: PROTOCOL_NUMBER[rule.protocol] });
-    maps.ingress_failsafe.put(key, encodeRule({ ruleId: rule.ruleId, allow: true, prefixLength: 0 }));
+    const key = { kind: RULE.FAILSAFE, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] };
+    exact(key, { ruleId: rule.ruleId, action: ACTION.ALLOW, prefixLength: 0 });
   }
   for (const iface of set.interfaces) {
-    maps.ingress_iface.put(encodeIfaceKey({ gen, ifindex: iface.ifindex }), encodeIface(iface));
+    const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
+    exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
   }
-  return Object.fromEntries(Object.entries(maps).map(([name, map]) => [name, map.entries()])) as Record<
-    RuleMapName,
-    MapEntries
-  >;
-}
-
-/** The gen_info value of a rule set. */
-export function genInfoValue(set: ResolvedRuleSet): Uint8Array<ArrayBuffer> {
-  return encodeGenInfo({
+  const batches = { rules: rules.batch(), net_rules: net.batch() };
+  for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+    const limit = Math.min(capacity[name] ?? RULE_MAPS[name].capacity, RULE_MAPS[name].capacity);
+    if (batches[name].count > limit) throw new CapacityError(name, limit, batches[name].count);
+  }
+  const genInfo = encodeGenInfo({
     enforce: set.plan.mode === "enforce",
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
-    uidRules: set.plan.egressUsers.length,
+    userRules: set.plan.egressUsers.length,
     ingressPortDenies: set.plan.ingress.rules.filter((rule) =>
       rule.action === "deny" && rule.port !== undefined
     ).length,
+    rulesEntries: batches.rules.count,
+    netRulesEntries: batches.net_rules.count,
   });
+  return { ...batches, genInfo };
 }
 
 const ANY_PROTOCOL = 0;
 /** Protocols with ports, for a rule that names ports but no protocol: TCP, UDP, UDP-Lite. */
 const PORT_PROTOCOLS = [PROTOCOL_NUMBER.tcp, PROTOCOL_NUMBER.udp, 136];
 
-function addNetRule(portMap: EntryMap, anyMap: EntryMap, rule: NetRule, gen: number): void {
-  const map = rule.port === undefined ? anyMap : portMap;
+function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpace: number): void {
   const protocols = rule.protocol !== undefined
     ? [PROTOCOL_NUMBER[rule.protocol]]
     : rule.port === undefined
@@ -137,21 +135,21 @@ function addNetRule(portMap: EntryMap, anyMap: EntryMap, rule: NetRule, gen: num
     prefixLength: rule.prefixLength,
   });
   const addr = maskAddress(cidr.addr, cidr.prefixLength);
-  const value = encodeRule({
+  const value = {
     ruleId: rule.ruleId,
-    allow: rule.action === "allow",
+    action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
     prefixLength: cidr.prefixLength,
-  });
+  };
   for (const protocol of protocols) {
-    const key = encodeNetKey({
-      gen,
+    const key = {
+      space: rule.port === undefined ? anySpace : portSpace,
       family: cidr.family,
       protocol,
       port: rule.port ?? 0,
       addr,
       prefixLength: cidr.prefixLength,
-    });
-    map.put(key, value, rule.action === "deny");
+    };
+    table.put((target, offset) => writeNetKey(target, offset, key), value, rule.action === "deny");
   }
 }
 
@@ -164,55 +162,79 @@ export function maskAddress(addr: Uint8Array, prefixLength: number): Uint8Array 
   return masked;
 }
 
-function denyRule(ruleId: number): Uint8Array<ArrayBuffer> {
-  return encodeRule({ ruleId, allow: false, prefixLength: 0 });
-}
-
-function u32(value: number): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(new Uint32Array([value]).buffer);
+function denyValue(ruleId: number): RuleValue {
+  return { ruleId, action: ACTION.DENY, prefixLength: 0 };
 }
 
 /**
- * Entries by key bytes; a later entry replaces an earlier one unless the earlier one was a deny.
- * Keys are found by a 32-bit FNV-1a hash and compared byte by byte: string keys made this the slowest
- * step of encoding 100,000 rules.
+ * Entries by key bytes, written straight into one growing buffer of keys and one of values; a later entry
+ * replaces an earlier one unless the earlier one was a deny. Keys are found by a 32-bit FNV-1a hash and
+ * compared in place: no small array per key (100,000 of them cost hundreds of MB and most of the time).
  */
-class EntryMap {
-  readonly #keys: Uint8Array<ArrayBuffer>[] = [];
-  readonly #values: Uint8Array<ArrayBuffer>[] = [];
-  readonly #deny: boolean[] = [];
+class EntryTable {
+  readonly #keySize: number;
+  #keys = new Uint8Array(0);
+  #values = new Uint8Array(0);
+  #deny: boolean[] = [];
+  #count = 0;
   readonly #byHash = new Map<number, number | number[]>();
 
-  put(key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>, deny = false): void {
-    const hash = fnv1a(key);
+  constructor(keySize: number) {
+    this.#keySize = keySize;
+  }
+
+  put(
+    writeKey: (target: Uint8Array<ArrayBuffer>, offset: number) => void,
+    value: RuleValue,
+    deny: boolean,
+  ): void {
+    this.#reserve(this.#count + 1);
+    const offset = this.#count * this.#keySize;
+    writeKey(this.#keys, offset);
+    const hash = fnv1a(this.#keys, offset, this.#keySize);
     const found = this.#byHash.get(hash);
     const candidates = found === undefined ? [] : typeof found === "number" ? [found] : found;
-    const index = candidates.find((i) => sameBytes(this.#keys[i]!, key));
+    const index = candidates.find((i) => this.#sameKey(i, this.#count));
     if (index !== undefined) {
       if (this.#deny[index] && !deny) return;
-      this.#values[index] = value;
+      writeRule(this.#values, index * AEGIS_RULE.size, value);
       this.#deny[index] = deny;
       return;
     }
-    const added = this.#keys.push(key) - 1;
-    this.#values.push(value);
+    writeRule(this.#values, this.#count * AEGIS_RULE.size, value);
     this.#deny.push(deny);
-    this.#byHash.set(hash, found === undefined ? added : [...candidates, added]);
+    this.#byHash.set(hash, found === undefined ? this.#count : [...candidates, this.#count]);
+    this.#count++;
   }
 
-  entries(): MapEntries {
-    return { keys: this.#keys, values: this.#values };
+  batch(): Batch {
+    return {
+      keys: this.#keys.slice(0, this.#count * this.#keySize),
+      values: this.#values.slice(0, this.#count * AEGIS_RULE.size),
+      count: this.#count,
+    };
+  }
+
+  #reserve(entries: number): void {
+    if (entries * this.#keySize <= this.#keys.byteLength) return;
+    const grown = Math.max(64, entries * 2);
+    const keys = new Uint8Array(grown * this.#keySize);
+    keys.set(this.#keys);
+    const values = new Uint8Array(grown * AEGIS_RULE.size);
+    values.set(this.#values);
+    this.#keys = keys;
+    this.#values = values;
+  }
+
+  #sameKey(a: number, b: number): boolean {
+    const size = this.#keySize;
+    for (let i = 0; i < size; i++) if (this.#keys[a * size + i] !== this.#keys[b * size + i]) return false;
+    return true;
   }
 }
 
-function fnv1a(bytes: Uint8Array): number {
+function fnv1a(bytes: Uint8Array, offset: number, length: number): number {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
+  for (let i = offset; i < offset + length; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
   return hash >>> 0;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -1,8 +1,18 @@
 import assert from "node:assert/strict";
-import { decodeRule, encodeNetKey, keyGeneration, type NetKey } from "../../ffi/mod.ts";
+import {
+  AEGIS_NET_KEY,
+  AEGIS_RULE,
+  AEGIS_RULE_KEY,
+  CAPACITY,
+  decodeRule,
+  encodeNetKey,
+  NET,
+  type NetKey,
+  RULE,
+} from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } from "./entries.ts";
+import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "./entries.ts";
 
 const TCP = 6;
 const UDP = 17;
@@ -23,14 +33,50 @@ function v4(cidr: string, ruleId: number, extra: Partial<NetRule> = {}): NetRule
   return { ruleId, action: "deny", ...parseCidr(cidr), ...extra };
 }
 
-function netKey(key: Partial<NetKey> & Pick<NetKey, "addr" | "prefixLength" | "protocol">): number[] {
-  return [...encodeNetKey({ gen: 0, family: 4, port: 0, ...key })];
+const SPACES = {
+  egress_port: NET.EGRESS_PORT,
+  egress_any: NET.EGRESS_ANY,
+  ingress_port: NET.INGRESS_PORT,
+  ingress_any: NET.INGRESS_ANY,
+} as const;
+
+function netKey(
+  key: Partial<NetKey> & Pick<NetKey, "addr" | "prefixLength" | "protocol">,
+  space: keyof typeof SPACES = "egress_any",
+): number[] {
+  return [...encodeNetKey({ space: SPACES[space], family: 4, port: 0, ...key })];
 }
 
-/** A map's entries as plain arrays, to compare with deepEqual. */
-function entriesOf(set: ResolvedRuleSet, map: RuleMapName, gen = 0) {
-  const { keys, values } = ruleSetEntries(set, gen)[map];
-  return keys.map((key, i) => ({ key: [...key], rule: decodeRule(values[i]!) }));
+/** The net trie entries of one space, as plain arrays, to compare with deepEqual. */
+function entriesOf(set: ResolvedRuleSet, space: keyof typeof SPACES) {
+  const { keys, values, count } = ruleSetEntries(set).net_rules;
+  const entries = [];
+  for (let i = 0; i < count; i++) {
+    const key = keys.subarray(i * AEGIS_NET_KEY.size, (i + 1) * AEGIS_NET_KEY.size);
+    if (key[AEGIS_NET_KEY.fields.space.offset + 1] !== SPACES[space]) continue;
+    entries.push({
+      key: [...key],
+      rule: decodeRule(values.subarray(i * AEGIS_RULE.size, (i + 1) * AEGIS_RULE.size)),
+    });
+  }
+  return entries;
+}
+
+/** The exact-match entries: kind, a, b and the rule. */
+function rulesOf(set: ResolvedRuleSet) {
+  const { keys, values, count } = ruleSetEntries(set).rules;
+  const view = new DataView(keys.buffer);
+  const entries = [];
+  for (let i = 0; i < count; i++) {
+    const at = i * AEGIS_RULE_KEY.size;
+    entries.push({
+      kind: view.getUint32(at + AEGIS_RULE_KEY.fields.kind.offset, true),
+      a: view.getBigUint64(at + AEGIS_RULE_KEY.fields.a.offset, true),
+      b: view.getUint32(at + AEGIS_RULE_KEY.fields.b.offset, true),
+      value: [...values.subarray(i * AEGIS_RULE.size, (i + 1) * AEGIS_RULE.size)],
+    });
+  }
+  return entries;
 }
 
 Deno.test("ruleSetEntries() lets deny beat allow on an exact tie, whichever comes first", () => {
@@ -84,9 +130,9 @@ Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, 
   const set = resolved({ egress: [v4("10.0.0.0/8", 1, { port: 443 })] });
   assert.deepEqual(entriesOf(set, "egress_any"), []);
   assert.deepEqual(entriesOf(set, "egress_port").map((entry) => entry.key), [
-    netKey({ addr, prefixLength: 8, protocol: TCP, port: 443 }),
-    netKey({ addr, prefixLength: 8, protocol: UDP, port: 443 }),
-    netKey({ addr, prefixLength: 8, protocol: UDPLITE, port: 443 }),
+    netKey({ addr, prefixLength: 8, protocol: TCP, port: 443 }, "egress_port"),
+    netKey({ addr, prefixLength: 8, protocol: UDP, port: 443 }, "egress_port"),
+    netKey({ addr, prefixLength: 8, protocol: UDPLITE, port: 443 }, "egress_port"),
   ]);
   const udpOnly = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1, { protocol: "udp" })] }), "egress_any");
   assert.deepEqual(udpOnly.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: UDP })]);
@@ -96,28 +142,32 @@ Deno.test("ruleSetEntries() keys a port-less ingress rule without protocol on pr
   const addr = new Uint8Array([198, 18, 0, 0]);
   const ingress = (rules: NetRule[]) => ({ interfaces: [], failsafe: [], rules });
   const portless = entriesOf(resolved({ ingress: ingress([v4("198.18.0.0/15", 1)]) }), "ingress_any");
-  assert.deepEqual(portless.map((entry) => entry.key), [netKey({ addr, prefixLength: 15, protocol: 0 })]);
+  assert.deepEqual(portless.map((entry) => entry.key), [
+    netKey({ addr, prefixLength: 15, protocol: 0 }, "ingress_any"),
+  ]);
   const withPort = entriesOf(
     resolved({ ingress: ingress([v4("198.18.0.0/15", 1, { port: 22 })]) }),
     "ingress_port",
   );
   assert.deepEqual(withPort.map((entry) => entry.key), [
-    netKey({ addr, prefixLength: 15, protocol: TCP, port: 22 }),
-    netKey({ addr, prefixLength: 15, protocol: UDP, port: 22 }),
-    netKey({ addr, prefixLength: 15, protocol: UDPLITE, port: 22 }),
+    netKey({ addr, prefixLength: 15, protocol: TCP, port: 22 }, "ingress_port"),
+    netKey({ addr, prefixLength: 15, protocol: UDP, port: 22 }, "ingress_port"),
+    netKey({ addr, prefixLength: 15, protocol: UDPLITE, port: 22 }, "ingress_port"),
   ]);
 });
 
-Deno.test("ruleSetEntries() puts the generation in every key of every map", () => {
+Deno.test("ruleSetEntries() keys every exact rule by kind, with the user and interface values the hooks read", () => {
   const set = resolved(
     {
-      egress: [v4("10.0.0.0/8", 1), v4("10.0.0.0/8", 1, { port: 80 })],
-      egressUsers: [{ ruleId: 2, uid: 1000, ports: [443], portsAre: "allowed" }],
-      bind: [{ ruleId: 3, port: 8080, protocol: "tcp" }],
+      egressUsers: [
+        { ruleId: 2, uid: 1000, ports: [443], portsAre: "allowed" },
+        { ruleId: 3, gid: 27, ports: [22], portsAre: "denied" },
+      ],
+      bind: [{ ruleId: 4, port: 8080, protocol: "tcp" }],
       ingress: {
         interfaces: [{ name: "eth0", defaultDrop: true, ruleId: 0 }],
-        failsafe: [{ ruleId: 4, port: 22, protocol: "tcp" }],
-        rules: [v4("198.18.0.0/15", 5), v4("198.18.0.0/15", 5, { port: 22 })],
+        failsafe: [{ ruleId: 5, port: 22, protocol: "tcp" }],
+        rules: [],
       },
     },
     {
@@ -127,22 +177,36 @@ Deno.test("ruleSetEntries() puts the generation in every key of every map", () =
       interfaces: [{ ifindex: 3, name: "eth0", defaultDrop: true, ruleId: 0 }],
     },
   );
-  const counts: number[][] = [];
-  for (const gen of [0, 1]) {
-    const entries = ruleSetEntries(set, gen);
-    counts.push(Object.values(entries).map(({ keys }) => keys.length));
-    for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
-      const { keys } = entries[name];
-      assert.ok(keys.length > 0, `${name} has entries`);
-      for (const key of keys) assert.equal(keyGeneration(RULE_MAPS[name], key), gen, `${name} key`);
-    }
-  }
-  assert.deepEqual(counts[0], counts[1], "both generations hold the same entries");
+  assert.deepEqual(rulesOf(set), [
+    { kind: RULE.FILE, a: 10n, b: 2049, value: [6, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.EXEC, a: 11n, b: 2049, value: [7, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.SCOPE, a: 100n, b: 0, value: [0, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.SCOPE, a: 101n, b: 0, value: [0, 0, 0, 0, 2, 0, 0, 0] },
+    { kind: RULE.USER_UID, a: 0n, b: 1000, value: [2, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.USER_UID_PORT, a: 443n, b: 1000, value: [2, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.USER_GID, a: 0n, b: 27, value: [3, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.USER_GID_PORT, a: 22n, b: 27, value: [3, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.BIND, a: 8080n, b: TCP, value: [4, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.FAILSAFE, a: 22n, b: TCP, value: [5, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.IFACE, a: 0n, b: 3, value: [0, 0, 0, 0, 0, 0, 0, 0] },
+  ]);
 });
 
 Deno.test("ruleSetEntries() lets an exempt cgroup win over the same cgroup included", () => {
-  const { keys, values } =
-    ruleSetEntries(resolved({}, { scope: { include: [100n], exempt: [100n] } }), 0).scope;
-  assert.equal(keys.length, 1);
-  assert.deepEqual([...values[0]!], [2, 0, 0, 0]);
+  const entries = rulesOf(resolved({}, { scope: { include: [100n], exempt: [100n] } }));
+  assert.deepEqual(entries, [{ kind: RULE.SCOPE, a: 100n, b: 0, value: [0, 0, 0, 0, 2, 0, 0, 0] }]);
+});
+
+Deno.test("ruleSetEntries() refuses a set larger than a map before writing, naming the map and both numbers", () => {
+  const files = Array.from({ length: 101 }, (_, i) => ({ dev: 1, ino: BigInt(i + 1), ruleId: 1 }));
+  assert.equal(ruleSetEntries(resolved({}, { files }), { rules: 101 }).rules.count, 101, "exactly full fits");
+  assert.throws(() => ruleSetEntries(resolved({}, { files }), { rules: 100 }), (error: unknown) => {
+    assert.ok(error instanceof CapacityError);
+    assert.equal(error.map, "rules");
+    assert.equal(error.count, 101);
+    assert.match(error.message, /101 entries in map rules, which holds at most 100/);
+    return true;
+  });
+  const limit = ruleSetEntries(resolved({}, { files }), { rules: 10 * CAPACITY.RULES });
+  assert.equal(limit.rules.count, 101, "a limit above the kernel's own is the kernel's own");
 });

@@ -15,6 +15,7 @@ export const PROGRAMS = {
   bind4: "aegis_bind4",
   bind6: "aegis_bind6",
   ingress: "aegis_xdp",
+  flushRates: "aegis_flush_rates",
 } as const;
 export type ProgramName = typeof PROGRAMS[keyof typeof PROGRAMS];
 

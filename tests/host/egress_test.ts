@@ -128,6 +128,70 @@ rootTest(
   },
 );
 
+rootTest("[root] egress: user rules match the effective uid, not the real one", async () => {
+  const a = listen();
+  try {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+      await plane.apply(ruleSet({
+        mode: "enforce",
+        rules: rules("nobody-nothing"),
+        egressUsers: [{ ruleId: 1, uid: NOBODY, ports: [], portsAre: "allowed" }],
+      }));
+      const asNobody = { setpriv: [`--ruid=0`, `--euid=${NOBODY}`] };
+      assert.equal(await cgroup.connect("127.0.0.1", a.port, asNobody), "EPERM", "real 0, effective nobody");
+      const asRoot = { setpriv: [`--ruid=${NOBODY}`, `--euid=0`] };
+      assert.equal(
+        await cgroup.connect("127.0.0.1", a.port, asRoot),
+        "connected",
+        "real nobody, effective 0",
+      );
+      const [event] = drain(plane);
+      assert.equal(event?.uid, NOBODY, "the event names the effective uid");
+    });
+  } finally {
+    await a.stop();
+  }
+});
+
+rootTest(
+  "[root] egress: a gid denylist denies its ports to that effective gid; a uid entry beats it",
+  async () => {
+    const a = listen();
+    const b = listen();
+    try {
+      await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: rules("nogroup-b", "nobody-b"),
+          egressUsers: [
+            { ruleId: 1, gid: NOBODY, ports: [b.port], portsAre: "denied" },
+            { ruleId: 2, uid: NOBODY, ports: [b.port], portsAre: "allowed" },
+          ],
+        }));
+        const rootInGroup = { setpriv: ["--reuid=0", `--regid=${NOBODY}`] };
+        assert.equal(
+          await cgroup.connect("127.0.0.1", b.port, rootInGroup),
+          "EPERM",
+          "denied port for the gid",
+        );
+        assert.equal(await cgroup.connect("127.0.0.1", a.port, rootInGroup), "connected", "other ports pass");
+        const nobody = { uid: NOBODY };
+        assert.equal(await cgroup.connect("127.0.0.1", b.port, nobody), "connected", "the uid entry decides");
+        assert.equal(
+          await cgroup.connect("127.0.0.1", a.port, nobody),
+          "EPERM",
+          "and denies what it does not list",
+        );
+        const events = drain(plane);
+        assert.deepEqual(events.map((event) => [event.ruleId, event.gid]), [[1, NOBODY], [2, NOBODY]]);
+      });
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  },
+);
+
 rootTest("[root] egress: a uid port allowlist denies that uid everything else", async () => {
   const a = listen();
   const b = listen();

@@ -57,7 +57,7 @@ rootTest("[root] rate limiting reports suppressed events in count", async () => 
 rootTest("[root] a ring buffer flood is counted, never silent", async () => {
   const server = listen();
   try {
-    // A one-page ring holds 32 records of 120 bytes plus an 8-byte header each.
+    // A one-page ring holds 31 records (the kernel refuses the reservation that would fill it) of 120 bytes plus an 8-byte header each.
     await withPlane({ areas: ["egress"], ringBufferBytes: 4096 }, async ({ plane, cgroup }) => {
       await plane.apply(DENY_LOOPBACK2);
       // A subshell per attempt: a new pid each time, so the rate limit admits every event.
@@ -88,10 +88,9 @@ rootTest("[root] events carry a wall-clock timestamp and decode to the SPEC fiel
     const events = drain(plane).map((raw) =>
       formatEvent(raw, {
         host: "test-host",
-        rules: RULES,
-        policy,
+        generations: [{ rules: RULES, policy }, { rules: RULES, policy }],
         bootToWallNs: bootToWallOffsetNs(),
-        cgroupPath: (id) => id === cgroupId ? cgroup.relativePath : undefined,
+        cgroupPath: (id) => id === Number(cgroupId) ? cgroup.relativePath : undefined,
       })
     );
     assert.equal(events.length, 1);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { bootTimeNs, BpfError, lockDirectory } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
-import { type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
+import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
 import { PROGRAMS } from "../../lib/kernel/object.ts";
 import type { NetRule, PortRule, RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
@@ -30,12 +30,9 @@ function fillerRules(count: number, ruleId: number): NetRule[] {
 }
 
 /** Entries each rule map should hold when only `set` is live in generation `gen`. */
-function expectedFill(set: ResolvedRuleSet, gen: number): Record<string, number> {
-  const entries = ruleSetEntries(set, gen);
-  return {
-    ...Object.fromEntries(Object.entries(entries).map(([name, { keys }]) => [name, keys.length])),
-    ingress_session: 0,
-  };
+function expectedFill(set: ResolvedRuleSet): Record<string, number> {
+  const entries = ruleSetEntries(set);
+  return { rules: entries.rules.count, net_rules: entries.net_rules.count, ingress_session: 0 };
 }
 
 function fill(plane: DataPlane): Record<string, number> {
@@ -88,32 +85,55 @@ rootTest("[root] a failed apply leaves the live rules untouched", async () => {
       bind: [{ ruleId: 2, port: 1, protocol: "tcp" }],
     });
     const gen = await plane.apply(live);
-    const capacity = plane.map("bind_deny").maxEntries;
-    // Its egress rule is written before bind_deny overflows: the failure must take it back out.
-    const tooBig = ruleSet({
-      mode: "enforce",
-      rules: rules("loopback3", "bind-many"),
-      egress: [ipv4Rule("127.0.0.3/32", 1)],
-      bind: Array.from({ length: capacity }, (_, i): PortRule => ({
-        ruleId: 2,
-        port: 1 + i,
-        protocol: "tcp",
-      })),
-    });
-    await assert.rejects(
-      plane.apply(tooBig),
-      (error) => error instanceof BpfError && error.errnoName === "E2BIG",
-    );
+    // Its rules are written and installed in the inactive slots before the interface fails to attach:
+    // the failure must take them back out, and never flip.
+    const failing: ResolvedRuleSet = {
+      ...ruleSet({ mode: "enforce", rules: rules("loopback3"), egress: [ipv4Rule("127.0.0.3/32", 1)] }),
+      interfaces: [{ ifindex: 0x7fffffff, name: "no-such-interface", defaultDrop: true, ruleId: 0 }],
+    };
+    await assert.rejects(plane.apply(failing), BpfError);
     assert.equal(plane.config().activeGen, gen, "no flip");
     assert.equal(await cgroup.connect(DENIED, server.port), "EPERM", "the old rule still denies");
-    assert.equal(
-      await cgroup.connect("127.0.0.3", server.port),
-      "connected",
-      "the new rule never went live",
-    );
-    assert.deepEqual(fill(plane), expectedFill(live, gen), "the inactive generation holds nothing");
+    assert.equal(await cgroup.connect("127.0.0.3", server.port), "connected", "the new rule never went live");
+    assert.deepEqual(fill(plane), expectedFill(live), "the live generation is the old one");
+    assert.deepEqual(plane.slots(), { [gen]: true, [gen ^ 1]: false }, "the inactive slots are empty again");
   });
 });
+
+rootTest(
+  "[root] a rule set of 60% and of 100% of a map's capacity applies three times in a row",
+  async () => {
+    // Bind rules live in the `rules` map: every (port, protocol) pair, TCP and UDP, is 131,070 entries.
+    const capacity = 131_070;
+    await withPlane({ areas: AREAS, capacity: { rules: capacity } }, async ({ plane, cgroup }) => {
+      const bind = (count: number): PortRule[] =>
+        Array.from({ length: count }, (_, i) => ({
+          ruleId: 1,
+          port: 1 + (i >> 1),
+          protocol: i % 2 === 0 ? "tcp" : "udp",
+        }));
+      for (const count of [capacity * 0.6, capacity]) {
+        const set = ruleSet({ mode: "enforce", rules: rules("bind-all"), bind: bind(count) });
+        for (let round = 0; round < 3; round++) {
+          await plane.apply(set);
+          assert.equal(plane.activeGenInfo().rulesEntries, count, `${count} entries, round ${round + 1}`);
+        }
+      }
+      assert.equal(await cgroup.probe("bind", "tcp", "1000"), "EPERM", "bind to a denied port is refused");
+      // One entry more than the map holds: every bind pair plus one file rule.
+      const over = {
+        ...ruleSet({ mode: "enforce", rules: rules("bind-all"), bind: bind(capacity) }),
+        files: [{ dev: 1, ino: 1n, ruleId: 1 }],
+      };
+      await assert.rejects(plane.apply(over), (error) => {
+        assert.ok(error instanceof CapacityError);
+        assert.match(error.message, /131071 entries in map rules, which holds at most 131070/);
+        return true;
+      });
+      assert.equal(plane.activeGenInfo().rulesEntries, capacity, "the live set is unchanged");
+    });
+  },
+);
 
 rootTest(
   "[root] an agent that exits leaves enforcement in place and a new one adopts it without a gap",

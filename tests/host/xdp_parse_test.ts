@@ -23,14 +23,20 @@ function ipv4Tcp(): number[] {
 }
 
 /** IPv6 from `source` (the denied one by default) with `extensions` destination-options headers. */
-function ipv6(extensions: number, nextHeader: number, payload: number[], source = DENIED_V6): number[] {
+function ipv6(
+  extensions: number,
+  nextHeader: number,
+  payload: number[],
+  source = DENIED_V6,
+  hopLimit = 64,
+): number[] {
   const chain: number[] = [];
   for (let i = 0; i < extensions; i++) {
     chain.push(i === extensions - 1 ? nextHeader : DSTOPTS, 0, 1, 4, 0, 0, 0, 0);
   }
   const length = chain.length + payload.length;
   const first = extensions > 0 ? DSTOPTS : nextHeader;
-  const header = [0x60, 0, 0, 0, length >> 8, length & 0xff, first, 64];
+  const header = [0x60, 0, 0, 0, length >> 8, length & 0xff, first, hopLimit];
   return [...header, ...source, ...HOST_V6, ...chain, ...payload];
 }
 
@@ -120,18 +126,54 @@ rootTest(
   }),
 );
 
+const OTHER_V6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
+
+/** An ICMPv6 message of `type` (with a target address, as neighbour discovery carries). */
+function icmp6(type: number): number[] {
+  return [type, 0, 0, 0, 0, 0, 0, 0, ...HOST_V6];
+}
+
 rootTest(
-  "[root] XDP lets IPv6 neighbour discovery through an interface whose default is drop",
+  "[root] XDP lets neighbour discovery with hop limit 255 through a default drop, but nothing else of ICMPv6",
   withXdp(true, async (object) => {
-    const solicitation = [135, 0, 0, 0, 0, 0, 0, 0, ...HOST_V6];
-    assert.equal(await verdict(object, [...MACS, ...IPV6, ...ipv6(0, 58, solicitation)]), "PASS");
-    const echo = [128, 0, 0, 0, 0, 1, 0, 1];
-    assert.equal(
-      await verdict(object, [...MACS, ...IPV6, ...ipv6(0, 58, echo)]),
-      "DROP",
-      "echo request: default drop",
-    );
+    const frame = (type: number, hopLimit: number) => [
+      ...MACS,
+      ...IPV6,
+      ...ipv6(0, 58, icmp6(type), OTHER_V6, hopLimit),
+    ];
+    for (const type of [133, 134, 135, 136]) {
+      assert.equal(await verdict(object, frame(type, 255)), "PASS", `type ${type}, hop limit 255`);
+      assert.equal(await verdict(object, frame(type, 64)), "DROP", `type ${type} forwarded (hop limit 64)`);
+    }
+    for (const type of [130, 131, 132, 143]) {
+      assert.equal(await verdict(object, frame(type, 1)), "PASS", `listener message ${type}, hop limit 1`);
+    }
+    assert.equal(await verdict(object, frame(137, 255)), "DROP", "a Redirect follows the default");
+    assert.equal(await verdict(object, frame(128, 255)), "DROP", "echo request: default drop");
   }),
+);
+
+rootTest(
+  "[root] XDP drops a Router Advertisement and a Redirect from a denied source, and passes solicitation from an allowed one",
+  withXdp(false, async (object) => {
+    const from = (
+      source: number[],
+      type: number,
+    ) => [...MACS, ...IPV6, ...ipv6(0, 58, icmp6(type), source, 255)];
+    assert.equal(
+      await verdict(object, from(DENIED_V6, 134)),
+      "DROP",
+      "Router Advertisement from the denied source",
+    );
+    assert.equal(await verdict(object, from(DENIED_V6, 137)), "DROP", "Redirect from the denied source");
+    assert.equal(
+      await verdict(object, from(DENIED_V6, 135)),
+      "DROP",
+      "even a solicitation from the denied source",
+    );
+    assert.equal(await verdict(object, from(OTHER_V6, 135)), "PASS", "solicitation from an allowed source");
+    assert.equal(await verdict(object, from(OTHER_V6, 134)), "PASS", "advertisement from an allowed source");
+  }, [ipv4Rule("2001:db8::1/128", 1)]),
 );
 
 rootTest(

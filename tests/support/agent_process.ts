@@ -42,10 +42,10 @@ function adopt(bpffs: string, cgroupPath: string): void {
   using plane = open(bpffs, cgroupPath);
   const gen = plane.config().activeGen;
   if (!plane.activeGenInfo().enforce) throw new Error(`Generation ${gen} is not in enforce mode`);
-  const expected = ruleSetEntries(AGENT_RULE_SET, gen).egress_any.keys.map((key) => key.join(","));
-  const live = plane.map("egress_any").keys().map((key) => key.join(","));
-  if (expected.length === 0 || !expected.every((key) => live.includes(key))) {
-    throw new Error(`Generation ${gen} does not hold the agent's egress rules: ${live.length} entries`);
+  const expected = ruleSetEntries(AGENT_RULE_SET).net_rules.count;
+  const live = plane.activeGenInfo().netRulesEntries;
+  if (expected === 0 || live !== expected) {
+    throw new Error(`Generation ${gen} does not hold the agent's egress rules: ${live} entries`);
   }
   console.log(`adopted ${gen}`);
 }

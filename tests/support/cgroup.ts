@@ -38,18 +38,18 @@ export class TestCgroup {
   /** Runs a bash script inside this cgroup (bash moves itself in before the script starts). */
   runBash(
     script: string,
-    options: { uid?: number } = {},
+    options: RunAs = {},
   ): Promise<{ code: number; stdout: string; stderr: string }> {
     const join = `echo $$ > '${this.path}/cgroup.procs'`;
-    if (options.uid === undefined) return run("bash", ["-c", `${join} && ${script}`]);
-    const user = `setpriv --reuid=${options.uid} --regid=${options.uid} --clear-groups bash -c '${
-      script.replaceAll("'", "'\\''")
-    }'`;
+    const ids = options.setpriv ??
+      (options.uid === undefined ? undefined : [`--reuid=${options.uid}`, `--regid=${options.uid}`]);
+    if (ids === undefined) return run("bash", ["-c", `${join} && ${script}`]);
+    const user = `setpriv ${ids.join(" ")} --clear-groups bash -p -c '${script.replaceAll("'", "'\\''")}'`;
     return run("bash", ["-c", `${join} && exec ${user}`]);
   }
 
   /** Tries a TCP connect from inside this cgroup; returns "connected", "EPERM" or bash's error text. */
-  async connect(host: string, port: number, options: { uid?: number } = {}): Promise<string> {
+  async connect(host: string, port: number, options: RunAs = {}): Promise<string> {
     const result = await this.runBash(`exec 3<>/dev/tcp/${host}/${port} && echo connected`, options);
     if (result.code === 0) return result.stdout.trim();
     return /Operation not permitted/.test(result.stderr) ? "EPERM" : result.stderr.trim();
@@ -69,6 +69,9 @@ export class TestCgroup {
     removeCgroup(this.path);
   }
 }
+
+/** Who runs a command: a uid for real and effective ids alike, or setpriv's own id flags (bash -p keeps differing ones). */
+export type RunAs = { uid?: number; setpriv?: string[] };
 
 /** Removes a cgroup and its children, deepest first, if none has processes. */
 function removeTree(path: string): void {

@@ -1,14 +1,7 @@
-import {
-  type BpfObject,
-  CONFIG_WORDS,
-  decodeEvent,
-  encodeU32,
-  encodeU64,
-  type RawEvent,
-  RingBuffer,
-  sumPerCpu,
-} from "../../ffi/mod.ts";
-import { genInfoValue, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
+import { type BpfObject, encodeU32, type RawEvent, sumPerCpu } from "../../ffi/mod.ts";
+import type { ResolvedRuleSet } from "../../lib/kernel/entries.ts";
+import { EventStream } from "../../lib/kernel/events.ts";
+import { stageGeneration } from "../../lib/kernel/generations.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../../lib/policy/plan.ts";
 import { fileIdentity } from "../../lib/kernel/resolve.ts";
 import { parseCidr } from "../../lib/policy/cidr.ts";
@@ -29,12 +22,8 @@ export function writeRules(
     ...set,
     plan: { ...emptyPlan(), ...set.plan },
   };
-  const entries = ruleSetEntries(resolved, 0);
-  for (const [name, { keys, values }] of Object.entries(entries)) {
-    keys.forEach((key, i) => object.map(name).update(key, values[i]!));
-  }
-  object.map("gen_info").update(new Uint8Array(4), genInfoValue(resolved));
-  object.map("aegis_cfg").update(encodeU32(CONFIG_WORDS.activeGen), encodeU64(0n));
+  using staged = stageGeneration(object, resolved, 0);
+  staged.commit();
 }
 
 /** A CIDR deny rule (IPv4 or IPv6). */
@@ -50,8 +39,8 @@ export function inodeOf(path: string, ruleId: number): { dev: number; ino: bigin
 /** Collects every event record the kernel has queued so far. */
 export function drainEvents(object: BpfObject): RawEvent[] {
   const events: RawEvent[] = [];
-  using ring = new RingBuffer(object.map("events"), (record) => events.push(decodeEvent(record)));
-  ring.consume();
+  using stream = new EventStream(object.map("events"), (event) => events.push(event));
+  stream.poll();
   return events;
 }
 

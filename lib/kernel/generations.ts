@@ -1,0 +1,128 @@
+import { AEGIS_RULE, type BpfObject, CONFIG_WORDS, encodeU32, encodeU64, FdMap } from "../../ffi/mod.ts";
+import { type Batch, type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } from "./entries.ts";
+
+const BPF_MAP_TYPE_HASH = 1;
+const BPF_MAP_TYPE_LPM_TRIE = 11;
+const BPF_F_NO_PREALLOC = 1;
+
+/** How each outer map's inner maps are made: the kernel requires type, sizes and flags of the template. */
+const INNER: Readonly<Record<RuleMapName, { type: number; flags: number }>> = {
+  rules: { type: BPF_MAP_TYPE_HASH, flags: 0 },
+  net_rules: { type: BPF_MAP_TYPE_LPM_TRIE, flags: BPF_F_NO_PREALLOC },
+};
+
+/** The new rules are live, but a step after the flip failed: do not retry the apply. */
+export class AppliedWithCleanupError extends Error {
+  override name = "AppliedWithCleanupError";
+  constructor(readonly generation: number, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`Rule set applied (generation ${generation} is live), but cleaning up after it failed: ${reason}`, {
+      cause,
+    });
+  }
+}
+
+/** A generation written into fresh inner maps and installed in the inactive slots, not yet live. */
+export class StagedGeneration {
+  readonly generation: number;
+  readonly #object: BpfObject;
+  readonly #inner: Map<RuleMapName, FdMap>;
+
+  /** @internal Made by stageGeneration. */
+  constructor(object: BpfObject, generation: number, inner: Map<RuleMapName, FdMap>) {
+    this.#object = object;
+    this.generation = generation;
+    this.#inner = inner;
+  }
+
+  /**
+   * Makes the staged generation live: one write of the generation word flips every hook at once. Then
+   * waits until no hook still runs on the old word (re-installing a live inner map in its own slot is an
+   * update of a map-of-maps, and the kernel returns from that only after an RCU grace period:
+   * kernel/bpf/syscall.c, maybe_wait_bpf_programs(), called by map_update_elem for ARRAY_OF_MAPS and
+   * HASH_OF_MAPS; every hook runs inside an RCU read section), and drops the old generation's inner maps.
+   */
+  commit(): void {
+    const previous = this.generation ^ 1;
+    this.#object.map("aegis_cfg").update(
+      encodeU32(CONFIG_WORDS.activeGen),
+      encodeU64(BigInt(this.generation)),
+    );
+    try {
+      const [first] = this.#inner;
+      if (first) this.#outer(first[0]).update(encodeU32(this.generation), encodeU32(first[1].fd));
+      for (const name of this.#inner.keys()) this.#outer(name).delete(encodeU32(previous));
+    } catch (error) {
+      throw new AppliedWithCleanupError(this.generation, error);
+    }
+  }
+
+  /** Empties the inactive slots again, after a failure before the flip. */
+  abandon(): void {
+    for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+      this.#outer(name).delete(encodeU32(this.generation));
+    }
+  }
+
+  /** Releases this process's handles of the inner maps (the outer maps keep theirs). */
+  close(): void {
+    for (const map of this.#inner.values()) map.close();
+    this.#inner.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #outer(name: RuleMapName) {
+    return this.#object.map(name);
+  }
+}
+
+/**
+ * Writes a rule set into fresh inner maps, sized to it, and installs them in the slots of `generation`
+ * (the inactive one) with its gen_info. Nothing the hooks read changes until `commit()`. Capacity is
+ * checked before anything is made; on any failure the slots are emptied again and the error rethrown.
+ */
+export function stageGeneration(
+  object: BpfObject,
+  set: ResolvedRuleSet,
+  generation: number,
+  capacity: Partial<Record<RuleMapName, number>> = {},
+): StagedGeneration {
+  const entries = ruleSetEntries(set, capacity);
+  const inner = new Map<RuleMapName, FdMap>();
+  const staged = new StagedGeneration(object, generation, inner);
+  try {
+    for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+      const map = createInner(name, generation, entries[name]);
+      inner.set(name, map);
+      object.map(name).update(encodeU32(generation), encodeU32(map.fd));
+    }
+    object.map("gen_info").update(encodeU32(generation), entries.genInfo);
+  } catch (error) {
+    try {
+      staged.abandon();
+    } finally {
+      staged.close();
+    }
+    throw error;
+  }
+  return staged;
+}
+
+function createInner(name: RuleMapName, generation: number, batch: Batch): FdMap {
+  const map = FdMap.create(`${name}_g${generation}`, {
+    ...INNER[name],
+    keySize: RULE_MAPS[name].keySize,
+    valueSize: AEGIS_RULE.size,
+    maxEntries: Math.max(1, batch.count),
+  });
+  try {
+    map.updateBatch(batch.keys, batch.values, batch.count);
+  } catch (error) {
+    map.close();
+    throw error;
+  }
+  return map;
+}
