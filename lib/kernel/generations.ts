@@ -1,4 +1,12 @@
-import { AEGIS_RULE, type BpfObject, CONFIG_WORDS, encodeU32, encodeU64, FdMap } from "../../ffi/mod.ts";
+import {
+  AEGIS_RULE,
+  type BpfMap,
+  type BpfObject,
+  CONFIG_WORDS,
+  encodeU32,
+  encodeU64,
+  FdMap,
+} from "../../ffi/mod.ts";
 import { type Batch, type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } from "./entries.ts";
 
 const BPF_MAP_TYPE_HASH = 1;
@@ -41,6 +49,8 @@ export class StagedGeneration {
    * update of a map-of-maps, and the kernel returns from that only after an RCU grace period:
    * kernel/bpf/syscall.c, maybe_wait_bpf_programs(), called by map_update_elem for ARRAY_OF_MAPS and
    * HASH_OF_MAPS; every hook runs inside an RCU read section), and drops the old generation's inner maps.
+   * A generation with no entries at all installs nothing and needs no wait: a hook still on the old word
+   * that finds the old slot emptied decides "no rule", which is what the new, empty generation decides.
    */
   commit(): void {
     const previous = this.generation ^ 1;
@@ -51,7 +61,9 @@ export class StagedGeneration {
     try {
       const [first] = this.#inner;
       if (first) this.#outer(first[0]).update(encodeU32(this.generation), encodeU32(first[1].fd));
-      for (const name of this.#inner.keys()) this.#outer(name).delete(encodeU32(previous));
+      for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+        if (occupied(this.#outer(name), previous)) this.#outer(name).delete(encodeU32(previous));
+      }
     } catch (error) {
       throw new AppliedWithCleanupError(this.generation, error);
     }
@@ -95,6 +107,12 @@ export function stageGeneration(
   const staged = new StagedGeneration(object, generation, inner);
   try {
     for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+      // No entries: no inner map, and no wait for installing one (the slot may hold what a killed apply
+      // left there: empty it).
+      if (entries[name].count === 0) {
+        if (occupied(object.map(name), generation)) object.map(name).delete(encodeU32(generation));
+        continue;
+      }
       const map = createInner(name, generation, entries[name]);
       inner.set(name, map);
       object.map(name).update(encodeU32(generation), encodeU32(map.fd));
@@ -109,6 +127,11 @@ export function stageGeneration(
     throw error;
   }
   return staged;
+}
+
+/** Whether a slot of an outer map holds an inner map (a user-space lookup reads its id; it never waits). */
+function occupied(outer: BpfMap, generation: number): boolean {
+  return outer.lookup(encodeU32(generation)) !== undefined;
 }
 
 function createInner(name: RuleMapName, generation: number, batch: Batch): FdMap {
