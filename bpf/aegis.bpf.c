@@ -285,6 +285,30 @@ static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook,
 }
 
 /*
+ * A zeroed ring buffer record with the fields every event has, standing for
+ * `n` decisions; NULL when the ring buffer is full, and then the n decisions
+ * are counted as lost.
+ */
+static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decision, __u32 mode, __u32 rule_id,
+							 __u32 gen, __u32 n)
+{
+	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_n(AEGIS_COUNTER_EVENTS_LOST, n);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_boot_ns = bpf_ktime_get_boot_ns();
+	e->rule_id = rule_id;
+	e->count = n;
+	e->hook = hook;
+	e->decision = decision;
+	e->mode = mode;
+	e->gen = gen;
+	return e;
+}
+
+/*
  * Counts a matched decision and, unless the rate limit suppresses it, reserves
  * its event with the common fields filled in (and the process's, when there is
  * one: not in XDP). The caller adds its own fields and submits. NULL when the
@@ -299,19 +323,9 @@ static __always_inline struct aegis_event *record(const struct aegis_state *s, _
 	__u32 n = rate_admit(s, hook, decision, mode, rule_id, who);
 	if (!n)
 		return 0;
-	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_n(AEGIS_COUNTER_EVENTS_LOST, n);
+	struct aegis_event *e = reserve_event(hook, decision, mode, rule_id, s->gen, n);
+	if (!e)
 		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_boot_ns = bpf_ktime_get_boot_ns();
-	e->rule_id = rule_id;
-	e->count = n;
-	e->hook = hook;
-	e->decision = decision;
-	e->mode = mode;
-	e->gen = s->gen;
 	if (with_process) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		__u64 ids = current_euid_egid();
@@ -347,20 +361,10 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 		return 0;
 	__u32 n = __sync_lock_test_and_set(&rate->suppressed, 0);
 	if (n) {
-		struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-		if (!e) {
-			count_n(AEGIS_COUNTER_EVENTS_LOST, n);
+		struct aegis_event *e = reserve_event(rate->hook, rate->decision, rate->mode, key->rule_id, key->gen, n);
+		if (!e)
 			return 0;
-		}
-		__builtin_memset(e, 0, sizeof(*e));
-		e->ts_boot_ns = bpf_ktime_get_boot_ns();
-		e->rule_id = key->rule_id;
-		e->gen = key->gen;
-		e->count = n;
 		e->pid = rate->pid;
-		e->hook = rate->hook;
-		e->decision = rate->decision;
-		e->mode = rate->mode;
 		e->flags = AEGIS_EVENT_SUMMARY;
 		bpf_ringbuf_submit(e, 0);
 		ctx->reported += n;

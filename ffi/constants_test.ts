@@ -1,21 +1,11 @@
 import assert from "node:assert/strict";
+import { type BtfType, objectBtf } from "./btf_test_support.ts";
 import { KERNEL_ENUMS } from "./constants.ts";
 
-type BtfEnum = { kind: string; name: string; values?: { name: string; val: number }[] };
-
-const OBJECT = new URL("../bpf/build/aegis.bpf.o", import.meta.url);
+type BtfEnum = Pick<BtfType, "kind" | "name" | "values">;
 
 async function objectEnums(): Promise<BtfEnum[]> {
-  const output = await new Deno.Command("bpftool", {
-    args: ["--json", "btf", "dump", "file", OBJECT.pathname],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    throw new Error(`bpftool could not read the BTF of ${OBJECT.pathname} (run deno task build:bpf)`);
-  }
-  const types = (JSON.parse(new TextDecoder().decode(output.stdout)) as { types: BtfEnum[] }).types;
-  return types.filter((type) => type.kind === "ENUM" && type.name.startsWith("aegis_"));
+  return (await objectBtf()).filter((type) => type.kind === "ENUM" && type.name.startsWith("aegis_"));
 }
 
 /** The enum's values as the TypeScript module names them: the C name without its prefix. */

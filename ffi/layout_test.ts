@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { objectBtf } from "./btf_test_support.ts";
 import {
   decodeRule,
   decodeU64,
@@ -10,27 +11,6 @@ import {
   encodeU64,
   LAYOUTS,
 } from "./layout.ts";
-
-type BtfMember = { name: string; bits_offset: number };
-type BtfType = { id: number; kind: string; name: string; size?: number; members?: BtfMember[] };
-
-const OBJECT = new URL("../bpf/build/aegis.bpf.o", import.meta.url);
-
-async function objectBtf(): Promise<BtfType[]> {
-  const output = await new Deno.Command("bpftool", {
-    args: ["--json", "btf", "dump", "file", OBJECT.pathname],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    throw new Error(
-      `bpftool could not read the BTF of ${OBJECT.pathname} (run deno task build:bpf): ${
-        new TextDecoder().decode(output.stderr)
-      }`,
-    );
-  }
-  return (JSON.parse(new TextDecoder().decode(output.stdout)) as { types: BtfType[] }).types;
-}
 
 Deno.test("layout mirrors match the BTF of the built BPF object, field by field", async () => {
   const types = await objectBtf();
