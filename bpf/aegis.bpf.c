@@ -148,6 +148,7 @@ const volatile struct {
 	enum aegis_user_ports user_ports;
 	enum aegis_rate_limit rate_limit;
 	enum aegis_event_flag event_flag;
+	enum aegis_break_glass break_glass;
 	enum aegis_sizes sizes;
 	enum aegis_cfg_word cfg_word;
 	enum aegis_rule_kind rule_kind;
@@ -194,8 +195,11 @@ static __always_inline struct aegis_rule *exact_rule(const struct aegis_state *s
 
 static __always_inline __u32 effective_mode(const struct aegis_state *s)
 {
-	if (s->info->mode != AEGIS_MODE_ENFORCE || config_word(AEGIS_CFG_FORCE_AUDIT) ||
-	    config_word(AEGIS_CFG_BREAK_GLASS))
+	if (s->info->mode != AEGIS_MODE_ENFORCE || config_word(AEGIS_CFG_FORCE_AUDIT))
+		return AEGIS_MODE_AUDIT;
+	/* Break-glass and the deadman end by themselves at their deadline, with or without an agent. */
+	__u64 glass = config_word(AEGIS_CFG_BREAK_GLASS);
+	if (glass == AEGIS_BREAK_GLASS_ON || (glass > AEGIS_BREAK_GLASS_ON && bpf_ktime_get_boot_ns() < glass))
 		return AEGIS_MODE_AUDIT;
 	__u64 deadline = config_word(AEGIS_CFG_DEADMAN);
 	if (deadline && bpf_ktime_get_boot_ns() > deadline)

@@ -61,6 +61,9 @@ enum aegis_event_flag {
 	AEGIS_EVENT_SUMMARY = 1,
 };
 
+/* Values of the break-glass word below its deadlines: audit everywhere, until turned off. */
+enum aegis_break_glass { AEGIS_BREAK_GLASS_OFF = 0, AEGIS_BREAK_GLASS_ON = 1 };
+
 enum aegis_sizes { AEGIS_COMM_LEN = 16 };
 
 /*
@@ -71,7 +74,7 @@ enum aegis_sizes { AEGIS_COMM_LEN = 16 };
 enum aegis_cfg_word {
 	AEGIS_CFG_ACTIVE_GEN = 0,  /* 0 or 1: the rule generation the hooks read */
 	AEGIS_CFG_FORCE_AUDIT = 1, /* non-zero: `run --audit`, audit whatever the policy says */
-	AEGIS_CFG_BREAK_GLASS = 2, /* non-zero: audit everywhere */
+	AEGIS_CFG_BREAK_GLASS = 2, /* AEGIS_BREAK_GLASS_*, or the CLOCK_BOOTTIME ns until which it is on */
 	AEGIS_CFG_DEADMAN = 3,     /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
 	AEGIS_CFG_LAYOUT = 4,      /* AEGIS_LAYOUT_VERSION of the object that made the pins */
 	AEGIS_CFG_WORDS = 5,

@@ -34,6 +34,8 @@ export const RATE = { WINDOW_SHIFT: 30, BURST: 8 } as const;
 
 export const EVENT = { SUMMARY: 1 } as const;
 
+export const BREAK_GLASS = { OFF: 0, ON: 1 } as const;
+
 export const SIZES = { COMM_LEN: 16 } as const;
 
 export const CFG = {
@@ -75,6 +77,7 @@ export const KERNEL_ENUMS = {
   aegis_user_ports: { prefix: "AEGIS_USER_PORTS_", values: USER_PORTS },
   aegis_rate_limit: { prefix: "AEGIS_RATE_", values: RATE },
   aegis_event_flag: { prefix: "AEGIS_EVENT_", values: EVENT },
+  aegis_break_glass: { prefix: "AEGIS_BREAK_GLASS_", values: BREAK_GLASS },
   aegis_sizes: { prefix: "AEGIS_", values: SIZES },
   aegis_cfg_word: { prefix: "AEGIS_CFG_", values: CFG },
   aegis_rule_kind: { prefix: "AEGIS_RULE_", values: RULE },

@@ -1,0 +1,92 @@
+import { bootTimeNs, BREAK_GLASS, CFG, decodeU64, encodeU32, encodeU64, FdMap } from "../../ffi/mod.ts";
+
+/**
+ * The config words that change the mode, read and written through their pin alone: no object is loaded
+ * and no program attached, so this works with no agent running, or a wedged one, and takes effect in
+ * every hook at once.
+ */
+
+/** The break-glass word as the hooks read it. */
+export type BreakGlassWord = { on: false } | { on: true; untilBootNs?: bigint };
+
+export type ModeWords = {
+  activeGen: number;
+  forceAudit: boolean;
+  breakGlass: BreakGlassWord;
+  /** CLOCK_BOOTTIME ns after which hooks audit; undefined when there is no deadman. */
+  deadmanDeadlineNs: bigint | undefined;
+  /** CLOCK_BOOTTIME now, to compare the deadlines with. */
+  nowBootNs: bigint;
+};
+
+/** The pinned config map under `bpffs`, or undefined when nothing of aegisbpf is pinned there. */
+function openConfig(bpffs: string): FdMap | undefined {
+  const path = `${bpffs}/aegisbpf/maps/aegis_cfg`;
+  try {
+    Deno.statSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  const map = FdMap.open(path);
+  if (map.valueSize !== 8 || map.maxEntries <= CFG.BREAK_GLASS) {
+    map.close();
+    throw new Error(
+      `${path} is not a config map of this aegisbpf (value ${map.valueSize} bytes, ${map.maxEntries} words)`,
+    );
+  }
+  return map;
+}
+
+function word(map: FdMap, index: number): bigint {
+  if (index >= map.maxEntries) return 0n;
+  const value = map.lookup(encodeU32(index));
+  return value ? decodeU64(value) : 0n;
+}
+
+/** Decodes the break-glass word: OFF, ON, or the boot-clock deadline it is on until. */
+export function decodeBreakGlass(value: bigint, nowBootNs: bigint): BreakGlassWord {
+  if (value === BigInt(BREAK_GLASS.ON)) return { on: true };
+  if (value > BigInt(BREAK_GLASS.ON) && nowBootNs < value) return { on: true, untilBootNs: value };
+  return { on: false };
+}
+
+/** The mode words of the pins under `bpffs`, or undefined when there are none. */
+export function readModeWords(bpffs: string): ModeWords | undefined {
+  using map = openConfig(bpffs);
+  if (!map) return undefined;
+  const nowBootNs = bootTimeNs();
+  const deadman = word(map, CFG.DEADMAN);
+  return {
+    activeGen: Number(word(map, CFG.ACTIVE_GEN)),
+    forceAudit: word(map, CFG.FORCE_AUDIT) !== 0n,
+    breakGlass: decodeBreakGlass(word(map, CFG.BREAK_GLASS), nowBootNs),
+    deadmanDeadlineNs: deadman === 0n ? undefined : deadman,
+    nowBootNs,
+  };
+}
+
+/**
+ * Turns break-glass on (for `ttlMs`, or until turned off) or off in the kernel: one word, at once, for every
+ * hook. Returns the word as written, or undefined when nothing of aegisbpf is pinned under `bpffs`.
+ */
+export function writeBreakGlass(
+  bpffs: string,
+  state: { on: false } | { on: true; ttlMs?: number },
+): BreakGlassWord | undefined {
+  using map = openConfig(bpffs);
+  if (!map) return undefined;
+  const now = bootTimeNs();
+  let value = BigInt(BREAK_GLASS.OFF);
+  if (state.on) {
+    value = state.ttlMs === undefined ? BigInt(BREAK_GLASS.ON) : now + BigInt(Math.round(state.ttlMs * 1e6));
+  }
+  map.update(encodeU32(CFG.BREAK_GLASS), encodeU64(value));
+  return decodeBreakGlass(value, now);
+}
+
+/** Converts a boot-clock instant to wall-clock milliseconds since the epoch (for printing deadlines). */
+export function bootNsToEpochMs(bootNs: bigint): number {
+  const offsetMs = Date.now() - Number(bootTimeNs() / 1_000_000n);
+  return offsetMs + Number(bootNs / 1_000_000n);
+}
