@@ -3,12 +3,18 @@
 import type { Registry } from "./lib/cli/command.ts";
 import { processIo, runCli } from "./lib/cli/run.ts";
 import { completions } from "./lib/commands/completions.ts";
+import { explain } from "./lib/commands/explain.ts";
 import { help } from "./lib/commands/help.ts";
 import { keysAdd } from "./lib/commands/keys/add.ts";
 import { keysGen } from "./lib/commands/keys/gen.ts";
 import { keysList } from "./lib/commands/keys/list.ts";
 import { keysRemove } from "./lib/commands/keys/remove.ts";
+import { policyApply } from "./lib/commands/policy/apply.ts";
+import { policyDiff } from "./lib/commands/policy/diff.ts";
+import { policyHistory } from "./lib/commands/policy/history.ts";
 import { policyLint } from "./lib/commands/policy/lint.ts";
+import { policyRollback } from "./lib/commands/policy/rollback.ts";
+import { policyShow } from "./lib/commands/policy/show.ts";
 import { policySign } from "./lib/commands/policy/sign.ts";
 import { policyValidate } from "./lib/commands/policy/validate.ts";
 import { policyVerify } from "./lib/commands/policy/verify.ts";
@@ -18,14 +24,25 @@ import { version } from "./lib/commands/version.ts";
 export const REGISTRY: Registry = [
   {
     name: "policy",
-    summary: "check, sign and verify the host policy",
-    commands: [policyValidate, policyLint, policySign, policyVerify],
+    summary: "check, apply, roll back, sign and verify the host policy",
+    commands: [
+      policyValidate,
+      policyLint,
+      policyDiff,
+      policyApply,
+      policyShow,
+      policyHistory,
+      policyRollback,
+      policySign,
+      policyVerify,
+    ],
   },
   {
     name: "keys",
     summary: "manage the Ed25519 keys trusted for signed bundles",
     commands: [keysGen, keysAdd, keysRemove, keysList],
   },
+  explain,
   version,
   completions,
   help,

@@ -59,6 +59,11 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", ""]), [
     "validate",
     "lint",
+    "diff",
+    "apply",
+    "show",
+    "history",
+    "rollback",
     "sign",
     "verify",
   ]);

@@ -1,0 +1,176 @@
+/**
+ * The one path by which a checked policy reaches the kernel, shared by `policy apply` and `policy rollback`
+ * (and later the agent's reload and the API): history first, then the flip, then the records that say it
+ * happened. The order, and how the next command settles a kill -9 at any point, is in
+ * `lib/policy/apply_state.ts`. Callers hold the state lock.
+ */
+
+import { DataPlane } from "../kernel/dataplane.ts";
+import { AppliedWithCleanupError } from "../kernel/generations.ts";
+import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { InputError } from "../errors.ts";
+import type { PolicyInput } from "../policy/apply_source.ts";
+import {
+  clearApplyIntent,
+  readApplied,
+  readApplyIntent,
+  type Settlement,
+  settlePending,
+  writeApplied,
+  writeApplyIntent,
+} from "../policy/apply_state.ts";
+import {
+  appendHistory,
+  type HistoryEntry,
+  listHistory,
+  raiseVersionCounter,
+  setOutcome,
+} from "../policy/history.ts";
+import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import { acquireStateLock, describeHolder, type StateLock } from "../policy/state.ts";
+
+export type PlaneLocation = { bpffs: string; stateDir: string };
+
+/** Takes the state lock, saying so through `onWait` when another command holds it. */
+export function lockState(
+  stateDir: string,
+  command: string,
+  options: { wait: boolean; onWait: (message: string) => void },
+): Promise<StateLock> {
+  return acquireStateLock(stateDir, {
+    wait: options.wait,
+    command,
+    onWait: (holder) => options.onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
+  });
+}
+
+/**
+ * Settles `pending` entries an interrupted apply left (see apply_state.ts). Opens the data plane, without
+ * attaching anything, only when there is one to settle. Returns what was settled.
+ */
+export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
+  const entries = listHistory(where.stateDir);
+  const intent = readApplyIntent(where.stateDir);
+  if (!entries.some((entry) => entry.outcome === "pending")) {
+    if (intent) clearApplyIntent(where.stateDir);
+    return [];
+  }
+  let activeGeneration: number;
+  {
+    using plane = DataPlane.open({ bpffs: where.bpffs, areas: [] });
+    activeGeneration = plane.config().activeGen;
+  }
+  const settled = settlePending(entries, intent, readApplied(where.stateDir), activeGeneration);
+  for (const { seq, outcome, raiseCounterTo } of settled) {
+    setOutcome(where.stateDir, seq, outcome);
+    if (raiseCounterTo !== undefined) raiseVersionCounter(where.stateDir, raiseCounterTo);
+  }
+  clearApplyIntent(where.stateDir);
+  return settled;
+}
+
+/** The areas whose programs a plan needs attached. */
+export function planAreas(plan: RuleSetPlan): Area[] {
+  const areas: Area[] = [];
+  if (plan.files.length > 0) areas.push("file");
+  if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
+  if (plan.egress.length > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
+  if (plan.bind.length > 0) areas.push("bind");
+  if (plan.ingress.interfaces.length > 0) areas.push("ingress");
+  return areas;
+}
+
+/** Rules per area, as the summary prints them (rule 0, the ingress default, is not a rule of the policy). */
+export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
+  const counts: Record<Area, number> = { file: 0, exec: 0, egress: 0, bind: 0, ingress: 0 };
+  for (const rule of plan.rules.slice(1)) counts[rule.area]++;
+  return counts;
+}
+
+export type ApplyRequest = PlaneLocation & {
+  input: PolicyInput;
+  plan: RuleSetPlan;
+  outcome: "applied" | "rolled-back";
+  /** For a rollback: the entry re-applied. */
+  restoredSeq?: number;
+  warn: (message: string) => void;
+};
+
+export type ApplyResult = { entry: HistoryEntry; generation: number };
+
+/**
+ * Records the attempt, resolves and applies the plan, and records the result. On failure the kernel holds
+ * what it held before (the data plane's guarantee) and the entry is `failed`; the error is rethrown.
+ */
+export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
+  const { stateDir, input, plan } = request;
+  const { name, version } = input.parsed.policy.metadata;
+  const pending = appendHistory(stateDir, {
+    uid: Deno.uid() ?? 0,
+    source: input.source,
+    kind: input.kind,
+    name,
+    version,
+    sha256: input.sha256,
+    ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
+    outcome: "pending",
+    ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
+    content: input.content,
+  });
+  const raiseCounterTo = input.kind === "bundle" && request.outcome === "applied" ? version : undefined;
+  let generation: number;
+  try {
+    using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
+    const resolved = resolveNames(plan, request.warn);
+    writeApplyIntent(stateDir, {
+      seq: pending.seq,
+      fromGeneration: plane.config().activeGen,
+      outcome: request.outcome,
+      ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
+      time: new Date().toISOString(),
+    });
+    generation = await flip(plane, resolved, request.warn);
+  } catch (error) {
+    setOutcome(stateDir, pending.seq, "failed");
+    clearApplyIntent(stateDir);
+    throw error;
+  }
+  writeApplied(stateDir, {
+    seq: pending.seq,
+    name,
+    version,
+    sha256: input.sha256,
+    contentSha256: pending.contentSha256,
+    generation,
+    time: new Date().toISOString(),
+  });
+  const entry = setOutcome(stateDir, pending.seq, request.outcome);
+  if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
+  clearApplyIntent(stateDir);
+  return { entry, generation };
+}
+
+function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {
+  try {
+    return resolvePlan(plan, { warn });
+  } catch (error) {
+    // A deny path or cgroup missing on this host is bad input, named by its rule.
+    if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+async function flip(
+  plane: DataPlane,
+  resolved: ReturnType<typeof resolvePlan>,
+  warn: (message: string) => void,
+): Promise<number> {
+  try {
+    return await plane.apply(resolved);
+  } catch (error) {
+    // The new generation is live; only dropping the old one failed.
+    if (!(error instanceof AppliedWithCleanupError)) throw error;
+    warn(error.message);
+    return error.generation;
+  }
+}

@@ -1,0 +1,85 @@
+import { defineCommand } from "../cli/command.ts";
+import { InputError } from "../errors.ts";
+import { checkInput, readRawInput } from "../policy/apply_source.ts";
+import { parseEventLine } from "../policy/apply_explain.ts";
+import { appliedPolicy } from "../policy/apply_state.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import { decide } from "../policy/decide.ts";
+import { type Policy, policyRules } from "../policy/schema.ts";
+import { parsePolicy } from "../policy/parse.ts";
+
+export const explain = defineCommand({
+  name: "explain",
+  summary: "which rule decides an event, under the applied policy or FILE",
+  description: "Takes an event line as events and run print it (SPEC section 6: type, process, file, net) " +
+    "and prints the decision and the rule that takes it, computed as the kernel does, under the policy in " +
+    "force (from history) or under --policy FILE. EVENT_JSON is the line itself, or - to read lines from " +
+    "stdin (one answer per line). When the event names a rule, says whether the policy agrees. File and exec " +
+    "rules are matched by path here, not by inode.",
+  options: {
+    policy: { type: "string", valueName: "FILE", complete: "file", description: "decide under FILE instead" },
+    json: { type: "boolean", description: "one JSON object per event: decision, rule, line" },
+  },
+  args: [{ name: "EVENT_JSON", description: "an event line, or - for stdin", complete: "none" }],
+  examples: [
+    `aegisbpf explain '{"type":"net.connect","net":{"protocol":"tcp","daddr":"169.254.169.254","dport":80}}'`,
+    "aegisbpf explain - --policy candidate.yaml",
+  ],
+  async run(ctx, { flags, args }) {
+    const { policy, label } = await choosePolicy(ctx.globals, flags.policy);
+    const plan = compilePolicy(policy);
+    const text = args.EVENT_JSON === "-" ? await new Response(Deno.stdin.readable).text() : args.EVENT_JSON;
+    const lines = text.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+    if (lines.length === 0) throw new InputError("No event line given: pass one, or - with lines on stdin");
+    const ids = new Set(policyRules(policy).map((rule) => rule.id));
+    lines.forEach((line, index) => {
+      const where = args.EVENT_JSON === "-" ? `stdin:${index + 1}` : "EVENT_JSON";
+      const { event, type, rule } = parseEventLine(line, where);
+      const decision = decide(plan, event);
+      const agrees = rule === undefined ? undefined : rule === (decision.ruleName ?? "");
+      if (flags.json) {
+        ctx.stdout.line(JSON.stringify({
+          line: index + 1,
+          type,
+          ...decision,
+          policy: label,
+          ...(agrees === undefined ? {} : { eventRule: rule, agrees }),
+        }));
+        return;
+      }
+      const by = decision.ruleName === undefined ? "no rule matches" : `rule ${decision.ruleName}`;
+      let note = "";
+      if (rule !== undefined && !agrees) {
+        note = ids.has(rule)
+          ? `; the event says rule ${rule}`
+          : `; the event's rule ${rule} is not in this policy`;
+      }
+      ctx.stdout.line(`${type}: ${decision.decision} by ${by} under ${label}${note}`);
+    });
+    return 0;
+  },
+});
+
+async function choosePolicy(
+  globals: { stateDir: string; configDir: string },
+  file: string | undefined,
+): Promise<{ policy: Policy; label: string }> {
+  if (file !== undefined) {
+    const input = checkInput(await readRawInput(file), {
+      ...globals,
+      requireSignature: false,
+      rollback: true,
+    });
+    const { name, version } = input.parsed.policy.metadata;
+    return { policy: input.parsed.policy, label: `${file} (policy ${name} version ${version})` };
+  }
+  const applied = appliedPolicy(globals.stateDir);
+  if (applied === undefined) {
+    throw new InputError("No policy applied to explain against; give --policy FILE");
+  }
+  const { seq, name, version } = applied.entry;
+  return {
+    policy: parsePolicy(applied.policyText, `history entry ${seq}`),
+    label: `applied policy ${name} version ${version} (history entry ${seq})`,
+  };
+}

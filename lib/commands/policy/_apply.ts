@@ -1,0 +1,77 @@
+/** What `policy apply`, `rollback`, `diff` and `show` share: the lock-out check, the summary, diff lines. */
+
+import type { Context } from "../../cli/command.ts";
+import { count, diagnosticLine } from "../../cli/diagnostics.ts";
+import { palette } from "../../cli/output.ts";
+import { RefusedError } from "../../errors.ts";
+import { ruleCounts } from "../../agent/apply.ts";
+import type { PolicyInput } from "../../policy/apply_source.ts";
+import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
+import { gatherLintFacts } from "../../policy/facts.ts";
+import { lockoutRisks } from "../../policy/lint.ts";
+import type { RuleSetPlan } from "../../policy/plan.ts";
+
+/** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
+export async function checkLockout(ctx: Context, input: PolicyInput, force: boolean): Promise<void> {
+  const { policy, locate } = input.parsed;
+  const facts = await gatherLintFacts(policy, { stateDir: ctx.globals.stateDir });
+  const risks = lockoutRisks(policy, locate, facts);
+  if (risks.length === 0) return;
+  for (const risk of risks) ctx.stderr.line(diagnosticLine(risk, palette(false)));
+  if (!force) {
+    throw new RefusedError(
+      `Refused ${input.source}: ${count(risks.length, "lock-out risk")} (listed above); ` +
+        `fix the policy, or pass --force if you are sure`,
+    );
+  }
+  ctx.log.warn(`applying despite ${count(risks.length, "lock-out risk")} (--force)`);
+}
+
+export type Summary = {
+  name: string;
+  version: number;
+  sha256: string;
+  mode: string;
+  rules: Record<string, number>;
+  generation?: number;
+  seq?: number;
+  outcome?: string;
+  source: string;
+  keyid?: string;
+};
+
+export function summaryOf(input: PolicyInput, plan: RuleSetPlan): Summary {
+  const { name, version } = input.parsed.policy.metadata;
+  return {
+    name,
+    version,
+    sha256: input.sha256,
+    mode: plan.mode,
+    rules: ruleCounts(plan),
+    source: input.source,
+    ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
+  };
+}
+
+/** `policy web-baseline version 7 (sha256 …): mode enforce; rules: egress 3, bind 1`. */
+export function summaryLine(verb: string, summary: Summary): string {
+  const rules = Object.entries(summary.rules).filter(([, n]) => n > 0).map(([area, n]) => `${area} ${n}`);
+  const generation = summary.generation === undefined ? "" : `, generation ${summary.generation}`;
+  const seq = summary.seq === undefined ? "" : ` as history entry ${summary.seq}`;
+  const signer = summary.keyid === undefined ? "" : `, signed by ${summary.keyid.slice(0, 16)}`;
+  return `${verb} policy ${summary.name} version ${summary.version} (sha256 ${summary.sha256})${seq}: ` +
+    `mode ${summary.mode}${generation}; rules: ${rules.length > 0 ? rules.join(", ") : "none"}${signer}`;
+}
+
+/** One line per change: `+ network.egress.deny imds {"cidr":…}`, `~`, `-`, and settings. */
+export function diffLines(diff: PolicyDiff): string[] {
+  const rules = diff.rules.map((change) => {
+    const mark = { added: "+", removed: "-", changed: "~" }[change.change];
+    const what = change.change === "changed"
+      ? `${canonical(change.before)} -> ${canonical(change.after)}`
+      : canonical(change.change === "added" ? change.after : change.before);
+    return `${mark} ${change.list} ${change.id} ${what}`;
+  });
+  const settings = diff.settings.map((s) => `~ ${s.setting} ${canonical(s.before)} -> ${canonical(s.after)}`);
+  return [...settings, ...rules];
+}

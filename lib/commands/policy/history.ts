@@ -1,0 +1,43 @@
+import { defineCommand } from "../../cli/command.ts";
+import { palette, table } from "../../cli/output.ts";
+import { listHistory } from "../../policy/history.ts";
+
+export const policyHistory = defineCommand({
+  name: "history",
+  summary: "list the policies applied, newest last",
+  description: "Lists the history in <state-dir>/history/: every apply and rollback with its outcome " +
+    "(applied, rolled-back, failed, pending while an apply runs or after one was killed), policy name, " +
+    "version, sha256 prefix, source and signer. At least the last 20 entries are kept.",
+  options: {
+    json: { type: "boolean", description: "print one JSON array of entries" },
+  },
+  args: [],
+  examples: ["aegisbpf policy history", "aegisbpf policy history --json"],
+  run(ctx, { flags }) {
+    const entries = listHistory(ctx.globals.stateDir);
+    if (flags.json) {
+      ctx.stdout.line(JSON.stringify(entries));
+      return Promise.resolve(0);
+    }
+    if (entries.length === 0) {
+      ctx.log.info("no history yet; apply a policy with aegisbpf policy apply FILE");
+      return Promise.resolve(0);
+    }
+    const style = palette(ctx.color);
+    const header = ["SEQ", "TIME", "OUTCOME", "NAME", "VERSION", "SHA256", "SOURCE", "SIGNER"].map(
+      style.bold,
+    );
+    const rows = entries.map((entry) => [
+      String(entry.seq),
+      entry.time.replace(/\.\d+Z$/, "Z"),
+      entry.restoredSeq === undefined ? entry.outcome : `${entry.outcome} (to ${entry.restoredSeq})`,
+      entry.name,
+      String(entry.version),
+      entry.sha256.slice(0, 12),
+      entry.source,
+      entry.keyid?.slice(0, 16) ?? "-",
+    ]);
+    for (const line of table([header, ...rows])) ctx.stdout.line(line.trimEnd());
+    return Promise.resolve(0);
+  },
+});

@@ -1,0 +1,68 @@
+import { defineCommand } from "../../cli/command.ts";
+import { InputError } from "../../errors.ts";
+import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
+import { checkInput, readApplyConfig } from "../../policy/apply_source.ts";
+import { compilePolicy } from "../../policy/compile.ts";
+import { findEntry, listHistory, previousEntry, readEntryContent } from "../../policy/history.ts";
+import { checkLockout, summaryLine, summaryOf } from "./_apply.ts";
+
+export const policyRollback = defineCommand({
+  name: "rollback",
+  summary: "re-apply the previous policy, or a chosen one, from history",
+  description: "Re-applies, through the same path as policy apply, the policy in force before the current " +
+    "one, or the history entry --to names (a seq, or 8 to 64 hex digits of its sha256). The rollback is " +
+    "recorded as a new history entry with outcome rolled-back. A stored bundle's signature is verified " +
+    "again against the keys trusted now; the anti-rollback counter does not apply to this explicit operator " +
+    "action. An unsigned policy is refused where signatures are required.",
+  options: {
+    to: { type: "string", valueName: "SEQ|SHA256", description: "the history entry to re-apply" },
+    force: { type: "boolean", description: "re-apply despite lock-out risks" },
+    "no-wait": { type: "boolean", description: "fail at once when another command holds the state lock" },
+    json: { type: "boolean", description: "print the summary as one JSON object" },
+  },
+  args: [],
+  examples: [
+    "aegisbpf policy rollback",
+    "aegisbpf policy rollback --to 3",
+    "aegisbpf policy rollback --to 9f2c41d0",
+  ],
+  async run(ctx, { flags }) {
+    const { stateDir, configDir, bpffs } = ctx.globals;
+    using _lock = await lockState(stateDir, "policy rollback", {
+      wait: flags["no-wait"] !== true,
+      onWait: (message) => ctx.log.info(message),
+    });
+    settleInterruptedApply({ bpffs, stateDir });
+    const entries = listHistory(stateDir);
+    const target = flags.to === undefined ? previousEntry(entries) : findEntry(entries, flags.to);
+    if (target === undefined) {
+      throw new InputError(
+        "Nothing to roll back to: history holds no earlier policy in force; see aegisbpf policy history",
+      );
+    }
+    const content = readEntryContent(stateDir, target);
+    const checked = checkInput(
+      { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
+      { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
+    );
+    const input = { ...checked, source: target.source };
+    const plan = compilePolicy(input.parsed.policy);
+    await checkLockout(ctx, input, flags.force === true);
+    const { entry, generation } = await applyPolicy({
+      bpffs,
+      stateDir,
+      input,
+      plan,
+      outcome: "rolled-back",
+      restoredSeq: target.seq,
+      warn: (message) => ctx.log.warn(message),
+    });
+    const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
+    ctx.stdout.line(
+      flags.json
+        ? JSON.stringify({ ...done, restoredSeq: target.seq })
+        : summaryLine(`rolled back to entry ${target.seq}:`, done),
+    );
+    return 0;
+  },
+});

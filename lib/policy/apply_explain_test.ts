@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { parseEventLine } from "./apply_explain.ts";
+
+Deno.test("parseEventLine() reads the fields each event type is decided by", () => {
+  const connect = parseEventLine(
+    JSON.stringify({
+      type: "net.connect",
+      rule: "imds",
+      process: { pid: 1, uid: 1000, gid: 1000, cgroup: { id: 7, path: "/system.slice/x.service" } },
+      net: {
+        family: "ipv4",
+        protocol: "tcp",
+        daddr: "169.254.169.254",
+        dport: 80,
+        saddr: "10.0.0.1",
+        sport: 4,
+      },
+    }),
+    "line",
+  );
+  assert.deepEqual(connect, {
+    type: "net.connect",
+    rule: "imds",
+    event: {
+      area: "egress",
+      addr: "169.254.169.254",
+      protocol: "tcp",
+      port: 80,
+      uid: 1000,
+      gid: 1000,
+      cgroup: "/system.slice/x.service",
+    },
+  });
+  assert.deepEqual(parseEventLine('{"type":"net.bind","net":{"protocol":"udp","sport":53}}', "l").event, {
+    area: "bind",
+    port: 53,
+    protocol: "udp",
+  });
+  assert.deepEqual(parseEventLine('{"type":"exec","file":{"path":"/usr/bin/nc"}}', "l").event, {
+    area: "exec",
+    path: "/usr/bin/nc",
+  });
+});
+
+Deno.test("parseEventLine() refuses what cannot be decided with an InputError naming the field", () => {
+  assert.throws(() => parseEventLine("{", "stdin:1"), /^InputError: stdin:1: not a JSON event line/);
+  assert.throws(() => parseEventLine('{"type":"agent.start"}', "l"), /l: type: /);
+  assert.throws(() => parseEventLine('{"type":"file.open"}', "l"), /a file\.open event needs file\.path/);
+  assert.throws(
+    () => parseEventLine('{"type":"net.ingress","net":{"protocol":"tcp","saddr":"1.2.3.4"}}', "l"),
+    /needs net\.interface/,
+  );
+});

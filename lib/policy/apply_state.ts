@@ -1,0 +1,150 @@
+/**
+ * Keeping history and the kernel consistent across a `kill -9` at any point of an apply.
+ *
+ * The kernel holds no policy sha256, only the active generation word, and an apply changes exactly that
+ * word (one atomic flip). So an apply, holding the state lock, writes in this order:
+ *
+ * 1. the history entry with outcome `pending` (its content stored first, see history.ts);
+ * 2. `<state-dir>/apply_intent.json`: that entry's seq and the generation live *before* the flip;
+ * 3. the kernel write and flip (all or nothing, data plane);
+ * 4. `<state-dir>/applied.json`: what the kernel now holds (seq, sha256, generation);
+ * 5. the entry's outcome (`applied` or `rolled-back`), the anti-rollback counter for a bundle;
+ * 6. the intent removed.
+ *
+ * The next state-changing command, under the same lock, settles what a kill left behind before it does
+ * anything (`settlePending`): a `pending` entry named by the intent is in force when the kernel's active
+ * generation is no longer the one recorded before the flip, or when applied.json names it; every other
+ * `pending` entry (killed before its intent was written, or superseded) is `failed`, and the kernel was
+ * never touched for it. Killed before step 1: no entry at all. Between 5 and 6: no pending entry, and the
+ * stale intent is removed. Only state-changing commands settle: read-only ones show `pending` as it is.
+ *
+ * A `detach` between the kill and the next apply resets the generation word to 0; a pending entry whose
+ * recorded generation was 0 then reads as failed, which is what the (empty) kernel holds.
+ */
+
+import { join } from "node:path";
+import { z } from "zod";
+import { parseEnvelope } from "./dsse.ts";
+import {
+  CorruptStateError,
+  currentEntry,
+  type HistoryEntry,
+  type HistoryOutcome,
+  listHistory,
+  readEntryContent,
+} from "./history.ts";
+import { removeIfPresent, writeFileAtomic } from "./state.ts";
+
+const intentSchema = z.strictObject({
+  seq: z.int().min(1),
+  fromGeneration: z.int().min(0),
+  /** What the entry becomes once in force. */
+  outcome: z.enum(["applied", "rolled-back"]),
+  /** A bundle's version, raised into the anti-rollback counter once in force (not for rollbacks). */
+  raiseCounterTo: z.int().min(0).optional(),
+  time: z.string(),
+});
+export type ApplyIntent = z.infer<typeof intentSchema>;
+
+const appliedSchema = z.strictObject({
+  seq: z.int().min(1),
+  name: z.string(),
+  version: z.int().min(0),
+  sha256: z.string(),
+  contentSha256: z.string(),
+  generation: z.int().min(0),
+  time: z.string(),
+});
+export type AppliedRecord = z.infer<typeof appliedSchema>;
+
+function intentFile(stateDir: string): string {
+  return join(stateDir, "apply_intent.json");
+}
+
+export function appliedFile(stateDir: string): string {
+  return join(stateDir, "applied.json");
+}
+
+export function writeApplyIntent(stateDir: string, intent: ApplyIntent): void {
+  writeFileAtomic(intentFile(stateDir), JSON.stringify(intentSchema.parse(intent)) + "\n", 0o644);
+}
+
+export function readApplyIntent(stateDir: string): ApplyIntent | undefined {
+  return readJson(intentFile(stateDir), intentSchema);
+}
+
+export function clearApplyIntent(stateDir: string): void {
+  removeIfPresent(intentFile(stateDir));
+}
+
+export function writeApplied(stateDir: string, record: AppliedRecord): void {
+  writeFileAtomic(appliedFile(stateDir), JSON.stringify(appliedSchema.parse(record), null, 2) + "\n", 0o644);
+}
+
+/** What the last successful apply put into the kernel, or undefined before any. */
+export function readApplied(stateDir: string): AppliedRecord | undefined {
+  return readJson(appliedFile(stateDir), appliedSchema);
+}
+
+/** A history entry with its policy text: a stored bundle's payload, or the stored policy itself. */
+export type StoredPolicy = { entry: HistoryEntry; policyText: string };
+
+export function storedPolicy(stateDir: string, entry: HistoryEntry): StoredPolicy {
+  const content = readEntryContent(stateDir, entry);
+  if (entry.kind === "policy") return { entry, policyText: content };
+  const { payload } = parseEnvelope(content, `history entry ${entry.seq}`);
+  return { entry, policyText: new TextDecoder().decode(payload) };
+}
+
+/** The policy in force as history records it (see `currentEntry`), or undefined before any apply. */
+export function appliedPolicy(stateDir: string): StoredPolicy | undefined {
+  const entry = currentEntry(listHistory(stateDir));
+  return entry && storedPolicy(stateDir, entry);
+}
+
+/** One pending entry and what it turned out to be. */
+export type Settlement = { seq: number; outcome: HistoryOutcome; raiseCounterTo?: number };
+
+/**
+ * The outcome of every `pending` entry, given the intent and applied records left by an interrupted apply
+ * and the kernel's active generation now. Pure.
+ */
+export function settlePending(
+  entries: readonly HistoryEntry[],
+  intent: ApplyIntent | undefined,
+  applied: AppliedRecord | undefined,
+  activeGeneration: number,
+): Settlement[] {
+  return entries.filter((entry) => entry.outcome === "pending").map((entry) => {
+    const named = intent?.seq === entry.seq;
+    const flipped = named && intent.fromGeneration !== activeGeneration;
+    if (named && (flipped || applied?.seq === entry.seq)) {
+      return intent.raiseCounterTo === undefined
+        ? { seq: entry.seq, outcome: intent.outcome }
+        : { seq: entry.seq, outcome: intent.outcome, raiseCounterTo: intent.raiseCounterTo };
+    }
+    return { seq: entry.seq, outcome: "failed" };
+  });
+}
+
+function readJson<S extends z.ZodType>(file: string, schema: S): z.output<S> | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new CorruptStateError(file, `not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new CorruptStateError(file, `${issue?.path.join(".") || "record"}: ${issue?.message ?? "invalid"}`);
+  }
+  return parsed.data;
+}
