@@ -1,4 +1,5 @@
 import { errnoName } from "./errno.ts";
+import { lastErrno } from "./libbpf.ts";
 
 /** A failed libbpf or BPF syscall operation, with the errno and what libbpf and the verifier said. */
 export class BpfError extends Error {
@@ -37,7 +38,30 @@ export class BpfError extends Error {
   }
 }
 
-/** Throws a BpfError for a negative libbpf return code; returns non-negative codes unchanged. */
+/** A failed libc system call (open, flock, mount, statx, setns, mmap...): not a BPF operation. */
+export class SysError extends Error {
+  override name = "SysError";
+  /** Positive errno value. */
+  readonly errno: number;
+  /** Symbolic errno name, e.g. `ENOENT`. */
+  readonly errnoName: string;
+  /** The system call that failed, e.g. `flock`. */
+  readonly syscall: string;
+  /** The path or object it acted on, when there is one. */
+  readonly path: string | undefined;
+
+  constructor(syscall: string, errno: number, path?: string) {
+    const code = Math.abs(errno);
+    const name = errnoName(code);
+    super(`${syscall}${path ? ` (${path})` : ""} failed: ${name}`);
+    this.errno = code;
+    this.errnoName = name;
+    this.syscall = syscall;
+    this.path = path;
+  }
+}
+
+/** Throws a BpfError for a negative libbpf return code (-errno); returns non-negative codes unchanged. */
 export function unwrap(
   code: number,
   operation: string,
@@ -46,6 +70,22 @@ export function unwrap(
   if (code < 0) throw new BpfError(operation, -code, options);
   return code;
 }
+
+/**
+ * Throws a SysError for a libc call that returned -1, with errno read at once (call it right on the
+ * result, so that no other FFI call runs in between); returns other results unchanged.
+ */
+export function unwrapSys(result: number, syscall: string, path?: string): number {
+  if (result < 0) throw sysFailure(syscall, path);
+  return result;
+}
+
+/** A SysError with the errno the libc call just before left, for calls that signal failure otherwise. */
+export function sysFailure(syscall: string, path?: string, fallbackErrno = EIO): SysError {
+  return new SysError(syscall, lastErrno() || fallbackErrno, path);
+}
+
+const EIO = 5;
 
 const BEGIN_LOG = "-- BEGIN PROG LOAD LOG --";
 const END_LOG = "-- END PROG LOAD LOG --";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BpfError, extractVerifierLog, libbpfSummary, unwrap } from "./error.ts";
+import { BpfError, extractVerifierLog, libbpfSummary, SysError, unwrap, unwrapSys } from "./error.ts";
 import { errnoName, errnoValue } from "./errno.ts";
 import { failedProgram } from "./object.ts";
 
@@ -76,4 +76,31 @@ Deno.test("errnoName() maps known codes, libbpf codes and unknown ones", () => {
 Deno.test("failedProgram() finds the program libbpf names in a load failure", () => {
   assert.equal(failedProgram(VERIFIER_FAILURE), "unchecked_packet_read");
   assert.equal(failedProgram("libbpf: failed to load object 'x'\n"), undefined);
+});
+
+Deno.test("SysError names the system call, path and errno, and is not a BpfError", () => {
+  const error = new SysError("flock", 11, "/sys/fs/bpf/aegisbpf");
+  assert.equal(error.message, "flock (/sys/fs/bpf/aegisbpf) failed: EAGAIN");
+  assert.equal(error.syscall, "flock");
+  assert.equal(error.path, "/sys/fs/bpf/aegisbpf");
+  assert.equal(error.errno, 11);
+  assert.equal(error.errnoName, "EAGAIN");
+  assert.equal(error.name, "SysError");
+  assert.ok(error instanceof Error);
+  assert.ok(!(error instanceof BpfError));
+  assert.equal(new SysError("close", -9).message, "close failed: EBADF");
+});
+
+Deno.test("unwrapSys() passes a system call's non-negative results through", () => {
+  assert.equal(unwrapSys(0, "flock"), 0);
+  assert.equal(unwrapSys(7, "open", "/x"), 7);
+});
+
+Deno.test("unwrap() makes libbpf failures BpfErrors that carry libbpf's log", () => {
+  assert.throws(
+    () => unwrap(-13, "bpf_object__load", { subject: "p", libbpfLog: VERIFIER_FAILURE }),
+    (error: unknown) =>
+      error instanceof BpfError && !(error instanceof SysError) && error.errnoName === "EACCES" &&
+      /invalid access to packet/.test(error.verifierLog ?? ""),
+  );
 });

@@ -1,4 +1,4 @@
-import { BpfError } from "./error.ts";
+import { unwrap } from "./error.ts";
 import { cString, libbpf } from "./libbpf.ts";
 import { closeFd } from "./sys.ts";
 
@@ -26,7 +26,6 @@ export type MapDefinition = {
 export class FdMap {
   #fd: number;
   readonly name: string;
-  readonly id: number;
   readonly definition: Readonly<MapDefinition>;
 
   private constructor(fd: number, name: string) {
@@ -35,12 +34,9 @@ export class FdMap {
     const info = new Uint8Array(MAP_INFO_BYTES);
     const length = new Uint32Array([MAP_INFO_BYTES]);
     const code = libbpf().bpf_obj_get_info_by_fd(fd, info, new Uint8Array(length.buffer));
-    if (code < 0) {
-      closeFd(fd);
-      throw new BpfError("bpf_obj_get_info_by_fd", -code, { subject: name });
-    }
+    if (code < 0) closeFd(fd);
+    unwrap(code, "bpf_obj_get_info_by_fd", { subject: name });
     const view = new DataView(info.buffer);
-    this.id = view.getUint32(4, true);
     this.definition = {
       type: view.getUint32(0, true),
       keySize: view.getUint32(8, true),
@@ -52,9 +48,7 @@ export class FdMap {
 
   /** Opens the map pinned at `path`. */
   static open(path: string): FdMap {
-    const fd = libbpf().bpf_obj_get(cString(path));
-    if (fd < 0) throw new BpfError("bpf_obj_get", -fd, { subject: path });
-    return new FdMap(fd, path);
+    return new FdMap(unwrap(libbpf().bpf_obj_get(cString(path)), "bpf_obj_get", { subject: path }), path);
   }
 
   /** Creates a map (`name`: at most 15 characters, the kernel's limit). */
@@ -71,8 +65,7 @@ export class FdMap {
       definition.maxEntries,
       opts,
     );
-    if (fd < 0) throw new BpfError("bpf_map_create", -fd, { subject: name });
-    return new FdMap(fd, name);
+    return new FdMap(unwrap(fd, "bpf_map_create", { subject: name }), name);
   }
 
   get fd(): number {
@@ -99,7 +92,7 @@ export class FdMap {
       const next = new Uint8Array(this.keySize);
       const code = libbpf().bpf_map_get_next_key(this.fd, current, next);
       if (code === -ENOENT) return keys;
-      if (code < 0) throw new BpfError("bpf_map_get_next_key", -code, { subject: this.name });
+      unwrap(code, "bpf_map_get_next_key", { subject: this.name });
       keys.push(next);
       current = next;
     }
@@ -111,7 +104,7 @@ export class FdMap {
     const value = new Uint8Array(this.valueSize);
     const code = libbpf().bpf_map_lookup_elem(this.fd, key, value);
     if (code === -ENOENT) return undefined;
-    if (code < 0) throw new BpfError("bpf_map_lookup_elem", -code, { subject: this.name });
+    unwrap(code, "bpf_map_lookup_elem", { subject: this.name });
     return value;
   }
 
@@ -120,7 +113,7 @@ export class FdMap {
     this.#checkSize("key", key, this.keySize);
     const code = libbpf().bpf_map_delete_elem(this.fd, key);
     if (code === -ENOENT) return false;
-    if (code < 0) throw new BpfError("bpf_map_delete_elem", -code, { subject: this.name });
+    unwrap(code, "bpf_map_delete_elem", { subject: this.name });
     return true;
   }
 
@@ -128,7 +121,7 @@ export class FdMap {
     this.#checkSize("key", key, this.keySize);
     this.#checkSize("value", value, this.valueSize);
     const code = libbpf().bpf_map_update_elem(this.fd, key, value, 0n);
-    if (code < 0) throw new BpfError("bpf_map_update_elem", -code, { subject: this.name });
+    unwrap(code, "bpf_map_update_elem", { subject: this.name });
   }
 
   /** Writes `count` entries held back to back in `keys` and `values`, in one call. */
@@ -139,11 +132,7 @@ export class FdMap {
     if (count === 0) return;
     const done = new Uint32Array([count]);
     const code = libbpf().bpf_map_update_batch(this.fd, keys, values, new Uint8Array(done.buffer), null);
-    if (code < 0) {
-      throw new BpfError("bpf_map_update_batch", -code, {
-        subject: `${this.name}: ${done[0]} of ${count} written`,
-      });
-    }
+    unwrap(code, "bpf_map_update_batch", { subject: `${this.name}: ${done[0]} of ${count} written` });
   }
 
   close(): void {

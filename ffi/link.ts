@@ -1,4 +1,4 @@
-import { BpfError } from "./error.ts";
+import { unwrap } from "./error.ts";
 import { cString, libbpf } from "./libbpf.ts";
 import { withLibbpfLog } from "./log.ts";
 
@@ -33,23 +33,19 @@ export class BpfLink {
   /** Pins the link at `path` on a bpffs, so that it survives this process. */
   pin(path: string): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_link__pin(this.#live(), cString(path)));
-    if (result < 0) throw new BpfError("bpf_link__pin", -result, { subject: path, libbpfLog: log });
+    unwrap(result, "bpf_link__pin", { subject: path, libbpfLog: log });
   }
 
   /** Removes the link's pin; the attachment ends when the last reference closes. */
   unpin(): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_link__unpin(this.#live()));
-    if (result < 0) {
-      throw new BpfError("bpf_link__unpin", -result, { subject: this.description, libbpfLog: log });
-    }
+    unwrap(result, "bpf_link__unpin", { subject: this.description, libbpfLog: log });
   }
 
   /** Detaches the program now, even if the link is pinned or held elsewhere (cgroup and XDP links). */
   detach(): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_link__detach(this.#live()));
-    if (result < 0) {
-      throw new BpfError("bpf_link__detach", -result, { subject: this.description, libbpfLog: log });
-    }
+    unwrap(result, "bpf_link__detach", { subject: this.description, libbpfLog: log });
   }
 
   /** Releases this process's reference (detaching unless pinned). Safe to call twice. */
@@ -71,6 +67,8 @@ export class BpfLink {
   }
 }
 
+const EINVAL = 22;
+
 /** Calls a pointer-returning libbpf function and turns NULL into a BpfError with libbpf's errno. */
 export function takePointer(
   operation: string,
@@ -82,8 +80,6 @@ export function takePointer(
     // Read the error in the very next FFI call: errno does not survive anything else.
     return { pointer, error: pointer === null ? Number(libbpf().libbpf_get_error(null)) : 0 };
   });
-  if (result.pointer === null) {
-    throw new BpfError(operation, -(result.error || -22), { subject, libbpfLog: log });
-  }
-  return result.pointer;
+  if (result.pointer === null) unwrap(result.error || -EINVAL, operation, { subject, libbpfLog: log });
+  return result.pointer!;
 }

@@ -1,6 +1,5 @@
-import { BpfError } from "./error.ts";
-import { cString, libbpf, readCString } from "./libbpf.ts";
-import { withLibbpfLog } from "./log.ts";
+import { unwrap } from "./error.ts";
+import { libbpf, readCString } from "./libbpf.ts";
 
 const ENOENT = 2;
 const BPF_MAP_TYPE_PERCPU_HASH = 5;
@@ -129,25 +128,11 @@ export class BpfMap {
       }
       return;
     }
-    throw new BpfError("bpf_map_update_batch", -code, {
-      subject: `${this.name}: ${done[0]} of ${count} written`,
-    });
-  }
-
-  /** Pins the map at `path` on a bpffs. */
-  pin(path: string): void {
-    const { result, log } = withLibbpfLog(() => libbpf().bpf_map__pin(this.#pointer, cString(path)));
-    if (result < 0) throw new BpfError("bpf_map__pin", -result, { subject: path, libbpfLog: log });
-  }
-
-  /** Removes the map's pin at `path`. */
-  unpin(path: string): void {
-    const { result, log } = withLibbpfLog(() => libbpf().bpf_map__unpin(this.#pointer, cString(path)));
-    if (result < 0) throw new BpfError("bpf_map__unpin", -result, { subject: path, libbpfLog: log });
+    unwrap(code, "bpf_map_update_batch", { subject: `${this.name}: ${done[0]} of ${count} written` });
   }
 
   #check(code: number, operation: string): void {
-    if (code < 0) throw new BpfError(operation, -code, { subject: this.name });
+    unwrap(code, operation, { subject: this.name });
   }
 }
 
@@ -156,9 +141,7 @@ let cpus: number | undefined;
 /** Possible CPUs, the slot count of per-CPU map values. */
 function possibleCpus(): number {
   if (cpus === undefined) {
-    const n = libbpf().libbpf_num_possible_cpus();
-    if (n < 0) throw new BpfError("libbpf_num_possible_cpus", -n);
-    cpus = n;
+    cpus = unwrap(libbpf().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus");
   }
   return cpus;
 }

@@ -1,4 +1,4 @@
-export { BpfError, extractVerifierLog, unwrap } from "./error.ts";
+export { BpfError, SysError } from "./error.ts";
 export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink } from "./link.ts";
 export { BpfMap } from "./map.ts";
@@ -13,6 +13,7 @@ export {
   inNetns,
   libbpfVersion,
   lockDirectory,
+  lockDirectorySync,
   mountPseudoFs,
   openDirectory,
   statxMount,

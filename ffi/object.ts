@@ -1,4 +1,4 @@
-import { BpfError, unwrap } from "./error.ts";
+import { unwrap } from "./error.ts";
 import { cString, libbpf, readCString } from "./libbpf.ts";
 import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
@@ -65,11 +65,9 @@ export class OpenBpfObject {
 
   /** Chooses whether `program` is loaded by `load()`. */
   setAutoload(program: string, enabled: boolean): this {
-    unwrapCode(
-      libbpf().bpf_program__set_autoload(this.#program(program), enabled),
-      "bpf_program__set_autoload",
-      program,
-    );
+    unwrap(libbpf().bpf_program__set_autoload(this.#program(program), enabled), "bpf_program__set_autoload", {
+      subject: program,
+    });
     return this;
   }
 
@@ -82,13 +80,17 @@ export class OpenBpfObject {
   }
 
   setMaxEntries(map: string, entries: number): this {
-    unwrapCode(libbpf().bpf_map__set_max_entries(this.#map(map), entries), "bpf_map__set_max_entries", map);
+    unwrap(libbpf().bpf_map__set_max_entries(this.#map(map), entries), "bpf_map__set_max_entries", {
+      subject: map,
+    });
     return this;
   }
 
   /** Makes `load()` reuse the map pinned at `path` if there is one, and pin it there otherwise. */
   setPinPath(map: string, path: string): this {
-    unwrapCode(libbpf().bpf_map__set_pin_path(this.#map(map), cString(path)), "bpf_map__set_pin_path", map);
+    unwrap(libbpf().bpf_map__set_pin_path(this.#map(map), cString(path)), "bpf_map__set_pin_path", {
+      subject: map,
+    });
     return this;
   }
 
@@ -96,10 +98,8 @@ export class OpenBpfObject {
   load(): BpfObject {
     const pointer = this.#live();
     const { result, log } = withLibbpfLog(() => libbpf().bpf_object__load(pointer));
-    if (result < 0) {
-      this.close();
-      throw new BpfError("bpf_object__load", -result, { subject: failedProgram(log), libbpfLog: log });
-    }
+    if (result < 0) this.close();
+    unwrap(result, "bpf_object__load", { subject: failedProgram(log), libbpfLog: log });
     this.#pointer = null;
     return new BpfObject(pointer, this.#image);
   }
@@ -121,14 +121,14 @@ export class OpenBpfObject {
 
   #program(name: string): Deno.PointerObject {
     const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
-    if (p === null) throw new BpfError("bpf_object__find_program_by_name", 2, { subject: name });
-    return p;
+    if (p === null) unwrap(-ENOENT, "bpf_object__find_program_by_name", { subject: name });
+    return p!;
   }
 
   #map(name: string): Deno.PointerObject {
     const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
-    if (p === null) throw new BpfError("bpf_object__find_map_by_name", 2, { subject: name });
-    return p;
+    if (p === null) unwrap(-ENOENT, "bpf_object__find_map_by_name", { subject: name });
+    return p!;
   }
 }
 
@@ -150,16 +150,11 @@ export class BpfObject {
     this.#image = image;
   }
 
-  /** Size of the ELF image this object was loaded from. */
-  get imageSize(): number {
-    return this.#image.byteLength;
-  }
-
   program(name: string): BpfProgram {
     const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
-    if (p === null) throw new BpfError("bpf_object__find_program_by_name", 2, { subject: name });
+    if (p === null) unwrap(-ENOENT, "bpf_object__find_program_by_name", { subject: name });
     return new BpfProgram(
-      p,
+      p!,
       name,
       this.#state,
       (link) => this.#links.push(link),
@@ -171,8 +166,8 @@ export class BpfObject {
     let map = this.#maps.get(name);
     if (!map) {
       const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
-      if (p === null) throw new BpfError("bpf_object__find_map_by_name", 2, { subject: name });
-      map = new BpfMap(p, this.#state);
+      if (p === null) unwrap(-ENOENT, "bpf_object__find_map_by_name", { subject: name });
+      map = new BpfMap(p!, this.#state);
       this.#maps.set(name, map);
     }
     return map;
@@ -263,13 +258,13 @@ export class BpfProgram {
   attachXdpGeneric(ifindex: number, pinPath: string): BpfLink {
     // struct bpf_link_create_opts { size_t sz; __u32 flags; ... }: a prefix is enough.
     const opts = new Uint32Array([16, 0, XDP_FLAGS_SKB_MODE, 0]);
-    const fd = libbpf().bpf_link_create(this.fd, ifindex, BPF_XDP, new Uint8Array(opts.buffer));
-    if (fd < 0) {
-      throw new BpfError("bpf_link_create", -fd, { subject: `${this.name} to ifindex ${ifindex} (generic)` });
-    }
+    const fd = unwrap(
+      libbpf().bpf_link_create(this.fd, ifindex, BPF_XDP, new Uint8Array(opts.buffer)),
+      "bpf_link_create",
+      { subject: `${this.name} to ifindex ${ifindex} (generic)` },
+    );
     try {
-      const pinned = libbpf().bpf_obj_pin(fd, cString(pinPath));
-      if (pinned < 0) throw new BpfError("bpf_obj_pin", -pinned, { subject: pinPath });
+      unwrap(libbpf().bpf_obj_pin(fd, cString(pinPath)), "bpf_obj_pin", { subject: pinPath });
     } finally {
       closeFd(fd);
     }
@@ -305,12 +300,7 @@ export class BpfProgram {
 
   pin(path: string): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_program__pin(this.#pointer, cString(path)));
-    if (result < 0) throw new BpfError("bpf_program__pin", -result, { subject: path, libbpfLog: log });
-  }
-
-  unpin(path: string): void {
-    const { result, log } = withLibbpfLog(() => libbpf().bpf_program__unpin(this.#pointer, cString(path)));
-    if (result < 0) throw new BpfError("bpf_program__unpin", -result, { subject: path, libbpfLog: log });
+    unwrap(result, "bpf_program__pin", { subject: path, libbpfLog: log });
   }
 
   #link(operation: string, target: string, call: () => Deno.PointerValue): BpfLink {
@@ -324,9 +314,7 @@ export class BpfProgram {
 const BPF_XDP = 37;
 const XDP_FLAGS_SKB_MODE = 2;
 
-function unwrapCode(code: number, operation: string, subject: string): void {
-  if (code < 0) throw new BpfError(operation, -code, { subject });
-}
+const ENOENT = 2;
 
 /** The program libbpf names in its "failed to load program 'X'" message, if any. */
 export function failedProgram(libbpfLog: string): string | undefined {

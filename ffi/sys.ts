@@ -1,5 +1,5 @@
-import { BpfError } from "./error.ts";
-import { cString, lastErrno, libbpf, libc } from "./libbpf.ts";
+import { SysError, sysFailure, unwrapSys } from "./error.ts";
+import { cString, libbpf, libc } from "./libbpf.ts";
 
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
@@ -7,19 +7,19 @@ const O_CLOEXEC = 0o2000000;
 
 /** Opens a directory (a cgroup, say) and returns its fd: Deno gives no fd for its own handles. */
 export function openDirectory(path: string): number {
-  const fd = libc().open(cString(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw new BpfError("open", lastErrno(), { subject: path });
-  return fd;
+  return unwrapSys(libc().open(cString(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC), "open", path);
 }
 
 export function closeFd(fd: number): void {
-  libc().close(fd);
+  unwrapSys(libc().close(fd), "close", `fd ${fd}`);
 }
 
-/** The index of a network interface, or a BpfError (ENODEV) naming it. */
+const ENODEV = 19;
+
+/** The index of a network interface, or a SysError (ENODEV) naming it. */
 export function ifIndex(name: string): number {
   const index = libc().if_nametoindex(cString(name));
-  if (index === 0) throw new BpfError("if_nametoindex", lastErrno() || 19, { subject: name });
+  if (index === 0) throw sysFailure("if_nametoindex", name, ENODEV);
   return index;
 }
 
@@ -35,9 +35,7 @@ export function inNetns<T>(nsPath: string, operation: () => T): T {
   try {
     const target = openFile(nsPath);
     try {
-      if (libc().setns(target, CLONE_NEWNET) < 0) {
-        throw new BpfError("setns", lastErrno(), { subject: nsPath });
-      }
+      unwrapSys(libc().setns(target, CLONE_NEWNET), "setns", nsPath);
     } finally {
       closeFd(target);
     }
@@ -48,9 +46,7 @@ export function inNetns<T>(nsPath: string, operation: () => T): T {
       outcome = { error };
     }
     // A thread left in the wrong namespace would misdirect every later call: this must not fail silently.
-    if (libc().setns(home, CLONE_NEWNET) < 0) {
-      throw new BpfError("setns", lastErrno(), { subject: "the thread's own network namespace" });
-    }
+    unwrapSys(libc().setns(home, CLONE_NEWNET), "setns", "the thread's own network namespace");
     if ("error" in outcome) throw outcome.error;
     return outcome.value;
   } finally {
@@ -59,9 +55,7 @@ export function inNetns<T>(nsPath: string, operation: () => T): T {
 }
 
 function openFile(path: string): number {
-  const fd = libc().open(cString(path), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw new BpfError("open", lastErrno(), { subject: path });
-  return fd;
+  return unwrapSys(libc().open(cString(path), O_RDONLY | O_CLOEXEC), "open", path);
 }
 
 /** "major.minor" of the libbpf.so.1 this process loaded. */
@@ -74,22 +68,27 @@ const CLOCK_BOOTTIME = 7;
 /** CLOCK_BOOTTIME in nanoseconds: the clock of bpf_ktime_get_boot_ns(). */
 export function bootTimeNs(): bigint {
   const timespec = new BigInt64Array(2);
-  if (libc().clock_gettime(CLOCK_BOOTTIME, new Uint8Array(timespec.buffer)) < 0) {
-    throw new BpfError("clock_gettime", lastErrno(), { subject: "CLOCK_BOOTTIME" });
-  }
+  unwrapSys(
+    libc().clock_gettime(CLOCK_BOOTTIME, new Uint8Array(timespec.buffer)),
+    "clock_gettime",
+    "CLOCK_BOOTTIME",
+  );
   return timespec[0]! * 1_000_000_000n + timespec[1]!;
 }
 
-/** mount(2) of a pseudo filesystem (`type` is also the source), or a BpfError naming the path. */
+/** mount(2) of a pseudo filesystem (`type` is also the source), or a SysError naming the path. */
 export function mountPseudoFs(type: string, path: string): void {
-  if (libc().mount(cString(type), cString(path), cString(type), 0n, null) < 0) {
-    throw new BpfError("mount", lastErrno(), { subject: `${type} on ${path}` });
-  }
+  unwrapSys(
+    libc().mount(cString(type), cString(path), cString(type), 0n, null),
+    "mount",
+    `${type} on ${path}`,
+  );
 }
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const EWOULDBLOCK = 11;
+const EINTR = 4;
 
 /** An exclusive flock(2) on a directory; released by `release()` or `using`. */
 export type DirectoryLock = { release(): void; [Symbol.dispose](): void };
@@ -101,9 +100,9 @@ export type DirectoryLock = { release(): void; [Symbol.dispose](): void };
 export function tryLockDirectory(path: string): DirectoryLock | undefined {
   const fd = openDirectory(path);
   if (libc().flock(fd, LOCK_EX | LOCK_NB) === 0) return heldLock(fd);
-  const errno = lastErrno();
+  const failure = sysFailure("flock", path);
   closeFd(fd);
-  if (errno !== EWOULDBLOCK) throw new BpfError("flock", errno, { subject: path });
+  if (failure.errno !== EWOULDBLOCK) throw failure;
   return undefined;
 }
 
@@ -112,7 +111,22 @@ export async function lockDirectory(path: string): Promise<DirectoryLock> {
   const fd = openDirectory(path);
   if ((await libc().flock_wait(fd, LOCK_EX)) < 0) {
     closeFd(fd);
-    throw new BpfError("flock", EWOULDBLOCK, { subject: path });
+    // errno stayed on the worker thread; a blocking flock on a valid descriptor fails only when interrupted.
+    throw new SysError("flock", EINTR, path);
+  }
+  return heldLock(fd);
+}
+
+/**
+ * Waits for an exclusive lock on the directory `path`, blocking this thread: for synchronous callers
+ * whose holder is another process (a holder in this thread would never get to release it).
+ */
+export function lockDirectorySync(path: string): DirectoryLock {
+  const fd = openDirectory(path);
+  if (libc().flock(fd, LOCK_EX) < 0) {
+    const failure = sysFailure("flock", path);
+    closeFd(fd);
+    throw failure;
   }
   return heldLock(fd);
 }
@@ -135,6 +149,7 @@ const STATX_BYTES = 256;
 const STX_MASK = 0;
 const STX_INO = 32;
 const STX_MNT_ID = 144;
+const EOPNOTSUPP = 95;
 
 /**
  * The inode number and mount id of `path` (symlinks followed), from statx(2): the mount id names the
@@ -142,12 +157,10 @@ const STX_MNT_ID = 144;
  */
 export function statxMount(path: string): { ino: bigint; mountId: number } {
   const buffer = new Uint8Array(STATX_BYTES);
-  if (libc().statx(AT_FDCWD, cString(path), 0, STATX_INO | STATX_MNT_ID, buffer) < 0) {
-    throw new BpfError("statx", lastErrno(), { subject: path });
-  }
+  unwrapSys(libc().statx(AT_FDCWD, cString(path), 0, STATX_INO | STATX_MNT_ID, buffer), "statx", path);
   const view = new DataView(buffer.buffer);
   if ((view.getUint32(STX_MASK, true) & STATX_MNT_ID) === 0) {
-    throw new BpfError("statx", 95, { subject: `${path}: this kernel reports no mount id` });
+    throw new SysError("statx", EOPNOTSUPP, `${path}: this kernel reports no mount id`);
   }
   return { ino: view.getBigUint64(STX_INO, true), mountId: Number(view.getBigUint64(STX_MNT_ID, true)) };
 }

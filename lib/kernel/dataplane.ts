@@ -1,41 +1,37 @@
 import {
   type AegisConfig,
-  BpfError,
-  BpfLink,
   type BpfMap,
   type BpfObject,
   CAPACITY,
-  closeFd,
   CONFIG_WORDS,
   COUNTER,
   decodeGenInfo,
-  decodeSession,
   decodeU64,
-  encodeSession,
-  encodeSessionKey,
   encodeU32,
   encodeU64,
-  FdMap,
   type GenInfo,
   HOOK_NAMES,
-  ifIndex,
   LAYOUT,
   lockDirectory,
-  openDirectory,
+  lockDirectorySync,
   type RawEvent,
   sumPerCpu,
   tryLockDirectory,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
-import { type ResolvedRuleSet, RULE_MAPS, type RuleMapName } from "./entries.ts";
+import { detachPins } from "./detach.ts";
+import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
-import { stageGeneration } from "./generations.ts";
-import { ensureMounted } from "./mounts.ts";
-import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
+import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
+import { ingressLinkName, PlaneLinks } from "./links.ts";
+import { type AreaStatus, loadPlane } from "./load.ts";
+import { PROGRAMS } from "./object.ts";
+import { makePinDirs } from "./pin_dir.ts";
+import { addSession, deleteSessions, type Session } from "./sessions.ts";
 
-/** How an area is served on this kernel. */
-export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
+export type { AreaStatus } from "./load.ts";
+export { DetachError } from "./detach.ts";
 
 export type DataPlaneOptions = {
   /** A bpffs mount; everything is pinned under `<bpffs>/aegisbpf/`. */
@@ -44,7 +40,7 @@ export type DataPlaneOptions = {
   cgroupPath?: string;
   /** Areas to attach (ingress attaches per interface when a rule set names one). Default: all. */
   areas?: readonly Area[];
-  /** "auto" tries BPF-LSM and falls back to audit-only tracepoints; "off" goes straight to the fallback. */
+  /** "auto" probes BPF-LSM and falls back to audit-only tracepoints; "off" goes straight to the fallback. */
   lsm?: "auto" | "off";
   /** Size of the events ring buffer in bytes (a power of two, at least a page); used when it is created. */
   ringBufferBytes?: number;
@@ -54,16 +50,6 @@ export type DataPlaneOptions = {
   capacity?: Partial<Record<RuleMapName, number>>;
 };
 
-const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
-const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
-  PROGRAMS.fileOpenAudit,
-  PROGRAMS.fileOpenLegacyAudit,
-  PROGRAMS.fileOpenat2Audit,
-];
-const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]>> = {
-  egress: [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6],
-  bind: [PROGRAMS.bind4, PROGRAMS.bind6],
-};
 const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 export type Hook = typeof HOOK_NAMES[number];
 
@@ -81,8 +67,7 @@ export class DataPlane {
   readonly pinDir: string;
   readonly status: Readonly<Record<Area, AreaStatus>>;
   readonly #object: BpfObject;
-  readonly #links = new Map<string, BpfLink>();
-  readonly #xdpMode: "native" | "generic";
+  readonly #links: PlaneLinks;
   readonly #capacity: Partial<Record<RuleMapName, number>>;
 
   private constructor(
@@ -94,31 +79,33 @@ export class DataPlane {
     this.#object = object;
     this.pinDir = pinDir;
     this.status = status;
-    this.#xdpMode = options.xdpMode ?? "native";
+    this.#links = new PlaneLinks(object, pinDir, options.xdpMode ?? "native");
     this.#capacity = options.capacity ?? {};
   }
 
   /**
    * Loads the programs and attaches them, or adopts what an earlier process pinned: pinned maps are
-   * reused and pinned links kept, so enforcement never lapses between two agents.
+   * reused and pinned links kept, so enforcement never lapses between two agents. Holds the pin
+   * directory's lock throughout (waiting for another process's open or apply to finish), so that it never
+   * adopts pins half made.
    */
   static open(options: DataPlaneOptions): DataPlane {
     const pinDir = `${options.bpffs}/aegisbpf`;
-    Deno.mkdirSync(`${pinDir}/maps`, { recursive: true });
-    Deno.mkdirSync(`${pinDir}/links`, { recursive: true });
-    Deno.mkdirSync(`${pinDir}/progs`, { recursive: true });
+    makePinDirs(pinDir);
+    using _lock = tryLockDirectory(pinDir) ?? lockDirectorySync(pinDir);
+    // A detach may have removed the directories while this process waited for the lock.
+    makePinDirs(pinDir);
     const areas = new Set(options.areas ?? ALL_AREAS);
-    const { object, status } = loadWithFallback(
-      pinDir,
+    const { object, status } = loadPlane(pinDir, {
       areas,
-      options.lsm ?? "auto",
-      options.ringBufferBytes,
-    );
+      lsm: options.lsm ?? "auto",
+      ringBufferBytes: options.ringBufferBytes,
+    });
     const plane = new DataPlane(object, pinDir, status, options);
     try {
       // The layout of the pins this process made or adopted, for the next release to read.
       plane.#configMap().update(encodeU32(CONFIG_WORDS.layout), encodeU64(BigInt(LAYOUT.VERSION)));
-      plane.#attachAreas(areas, options.cgroupPath ?? cgroup2Root());
+      plane.#links.attachAreas(areas, status, options.cgroupPath ?? cgroup2Root());
     } catch (error) {
       plane.close();
       throw error;
@@ -128,7 +115,7 @@ export class DataPlane {
 
   /** Pinned link names currently held (program name, or `aegis_xdp@IFACE`). */
   get links(): string[] {
-    return [...this.#links.keys()].sort();
+    return this.#links.names;
   }
 
   map(name: string): BpfMap {
@@ -189,21 +176,23 @@ export class DataPlane {
     const newLinks: string[] = [];
     try {
       for (const iface of set.interfaces) {
-        const name = `${PROGRAMS.ingress}@${iface.name}`;
-        if (!this.#links.has(name)) {
-          this.#attach(name, PROGRAMS.ingress, () => this.#attachXdp(name, iface.ifindex, iface.name));
-          newLinks.push(name);
+        if (!this.#links.has(ingressLinkName(iface.name))) {
+          newLinks.push(this.#links.attachInterface(iface.ifindex, iface.name));
         }
       }
     } catch (error) {
       staged.abandon();
-      for (const name of newLinks) this.#removeLink(name);
+      for (const name of newLinks) this.#links.remove(name);
       throw error;
     }
     staged.commit();
-    const wanted = new Set(set.interfaces.map((iface) => `${PROGRAMS.ingress}@${iface.name}`));
-    for (const name of this.links) {
-      if (name.startsWith(`${PROGRAMS.ingress}@`) && !wanted.has(name)) this.#removeLink(name);
+    try {
+      const wanted = new Set(set.interfaces.map((iface) => ingressLinkName(iface.name)));
+      for (const name of this.links) {
+        if (name.startsWith(ingressLinkName("")) && !wanted.has(name)) this.#links.remove(name);
+      }
+    } catch (error) {
+      throw new AppliedWithCleanupError(next, error);
     }
     return next;
   }
@@ -257,44 +246,23 @@ export class DataPlane {
   }
 
   /** Adds a temporary ingress allow entry; returns its id. The reaper removes it after `ttlMs`. */
-  addSession(session: {
-    interface: string;
-    family: 4 | 6;
-    addr: Uint8Array;
-    prefixLength: number;
-    port?: number;
-    ttlMs: number;
-    nowBootNs: bigint;
-  }): number {
-    const map = this.map("ingress_session");
-    const ids = map.keys().map((key) => decodeSession(map.lookup(key) ?? new Uint8Array(16)).sessionId);
-    const sessionId = Math.max(0, ...ids) + 1;
-    const key = encodeSessionKey({
-      ifindex: ifIndex(session.interface),
-      family: session.family,
-      addr: session.addr,
-      prefixLength: session.prefixLength,
-      port: session.port ?? 0,
-    });
-    const expiresBootNs = session.nowBootNs + BigInt(Math.round(session.ttlMs * 1e6));
-    map.update(key, encodeSession({ expiresBootNs, sessionId }));
-    return sessionId;
+  addSession(session: Session): number {
+    return addSession(this.map("ingress_session"), session);
   }
 
   /** Removes a session by id; false when there was none. */
   removeSession(sessionId: number): boolean {
-    return this.#deleteSessions((session) => session.sessionId === sessionId) > 0;
+    return deleteSessions(this.map("ingress_session"), (session) => session.sessionId === sessionId) > 0;
   }
 
   /** Removes sessions whose expiry has passed; returns how many. */
   reapSessions(nowBootNs: bigint): number {
-    return this.#deleteSessions((session) => session.expiresBootNs <= nowBootNs);
+    return deleteSessions(this.map("ingress_session"), (session) => session.expiresBootNs <= nowBootNs);
   }
 
   /** Releases this process's handles. Pinned programs keep enforcing. */
   close(): void {
-    for (const link of this.#links.values()) link.close();
-    this.#links.clear();
+    this.#links.close();
     this.#object.close();
   }
 
@@ -304,261 +272,14 @@ export class DataPlane {
 
   /**
    * Removes every aegisbpf link, program and map pinned under `<bpffs>/aegisbpf/`: the clean uninstall.
-   * Links are detached first (cgroup and XDP links at once, even if another process holds them).
-   * Returns the names removed.
+   * Goes on past an entry it cannot remove and then throws a DetachError listing each. Returns the names
+   * removed.
    */
   static detach(bpffs: string): string[] {
-    const pinDir = `${bpffs}/aegisbpf`;
-    if (!exists(pinDir)) return [];
-    using _lock = tryLockDirectory(pinDir) ??
-      refuse(`another aegisbpf process is applying a policy under ${pinDir}`);
-    // LSM and tracepoint links cannot be detached while another process holds them: empty the rules and
-    // force audit first, so that whatever stays attached until that process exits decides nothing.
-    neutralize(`${pinDir}/maps`);
-    const removed: string[] = [];
-    for (const name of listDir(`${pinDir}/links`)) {
-      const path = `${pinDir}/links/${name}`;
-      const link = BpfLink.open(path);
-      try {
-        detachQuietly(link);
-        link.unpin();
-      } finally {
-        link.close();
-      }
-      removed.push(`links/${name}`);
-    }
-    for (const kind of ["progs", "maps"]) {
-      for (const name of listDir(`${pinDir}/${kind}`)) {
-        Deno.removeSync(`${pinDir}/${kind}/${name}`);
-        removed.push(`${kind}/${name}`);
-      }
-    }
-    for (const dir of [`${pinDir}/links`, `${pinDir}/progs`, `${pinDir}/maps`, pinDir]) {
-      try {
-        Deno.removeSync(dir);
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-    }
-    return removed;
+    return detachPins(bpffs);
   }
 
   #configMap(): BpfMap {
     return this.map("aegis_cfg");
-  }
-
-  #attachAreas(areas: Set<Area>, cgroupPath: string): void {
-    const programs: ProgramName[] = [];
-    if (areas.has("file")) {
-      programs.push(...(this.status.file.mode === "enforce" ? [PROGRAMS.fileOpen] : FILE_AUDIT_PROGRAMS));
-    }
-    if (areas.has("exec")) {
-      programs.push(this.status.exec.mode === "enforce" ? PROGRAMS.exec : PROGRAMS.execAudit);
-    }
-    if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
-    for (const program of programs) {
-      this.#attach(program, program, () => this.#object.program(program).attach());
-    }
-    // Ingress links pinned by an earlier process stay theirs to keep: adopt them too.
-    for (const name of listDir(`${this.pinDir}/links`)) {
-      if (name.startsWith(`${PROGRAMS.ingress}@`) && !this.#links.has(name)) {
-        this.#links.set(name, BpfLink.open(`${this.pinDir}/links/${name}`));
-      }
-    }
-    const cgroupPrograms = [
-      ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),
-      ...(areas.has("bind") ? CGROUP_PROGRAMS.bind : []),
-    ];
-    if (cgroupPrograms.length === 0) return;
-    const fd = openDirectory(cgroupPath);
-    try {
-      for (const program of cgroupPrograms) {
-        this.#attach(program, program, () => this.#object.program(program).attachCgroup(fd, cgroupPath));
-      }
-    } finally {
-      closeFd(fd);
-    }
-  }
-
-  /** Adopts the link pinned under `name`, or makes it with `attach` and pins it. */
-  #attach(name: string, program: ProgramName, attach: () => BpfLink): void {
-    const path = `${this.pinDir}/links/${name}`;
-    if (exists(path)) {
-      this.#links.set(name, BpfLink.open(path));
-      return;
-    }
-    const link = attach();
-    try {
-      if (!exists(path)) link.pin(path);
-    } catch (error) {
-      link.close();
-      throw error;
-    }
-    this.#links.set(name, link);
-    // The program a new link runs, pinned for inspection (bpftool prog show pinned ...).
-    const programPin = `${this.pinDir}/progs/${program}`;
-    if (!exists(programPin)) this.#object.program(program).pin(programPin);
-  }
-
-  /**
-   * XDP in the driver's native mode where it has one; where native attach is refused, generic mode, so
-   * an interface is never left unfiltered for want of driver support.
-   */
-  #attachXdp(name: string, ifindex: number, ifname: string): BpfLink {
-    const program = this.#object.program(PROGRAMS.ingress);
-    if (this.#xdpMode === "native") {
-      try {
-        return program.attachXdp(ifindex, ifname);
-      } catch (error) {
-        if (!(error instanceof BpfError && ["EOPNOTSUPP", "EINVAL", "ENOTSUPP"].includes(error.errnoName))) {
-          throw error;
-        }
-      }
-    }
-    return program.attachXdpGeneric(ifindex, `${this.pinDir}/links/${name}`);
-  }
-
-  #removeLink(name: string): void {
-    const link = this.#links.get(name);
-    if (!link) return;
-    detachQuietly(link);
-    link.unpin();
-    link.close();
-    this.#links.delete(name);
-  }
-
-  #deleteSessions(match: (session: { expiresBootNs: bigint; sessionId: number }) => boolean): number {
-    const map = this.map("ingress_session");
-    let removed = 0;
-    for (const key of map.keys()) {
-      const value = map.lookup(key);
-      if (value && match(decodeSession(value)) && map.delete(key)) removed++;
-    }
-    return removed;
-  }
-}
-
-/** The rule maps of pin layout 1 (before per-generation inner maps), for detach on old pins. */
-const LAYOUT_1_RULE_MAPS = [
-  "deny_file",
-  "deny_exec",
-  "egress_port",
-  "egress_any",
-  "ingress_port",
-  "ingress_any",
-  "scope",
-  "egress_uid",
-  "egress_uid_port",
-  "bind_deny",
-  "ingress_failsafe",
-  "ingress_iface",
-];
-
-function refuse(message: string): never {
-  throw new Error(`Cannot detach: ${message}; try again when it has finished`);
-}
-
-/**
- * Empties every pinned rule map and forces audit, through the pins alone, so that it works on the maps of
- * any release (an older object's layout cannot be loaded by this one).
- */
-function neutralize(mapDir: string): void {
-  const pinned = new Set(listDir(mapDir));
-  if (pinned.has("aegis_cfg")) {
-    using config = FdMap.open(`${mapDir}/aegis_cfg`);
-    if (config.valueSize === 8 && config.maxEntries > CONFIG_WORDS.forceAudit) {
-      config.update(encodeU32(CONFIG_WORDS.forceAudit), encodeU64(1n));
-    }
-  }
-  // Layout 2 keeps rules in maps of maps: emptying a slot drops a whole generation. Older layouts kept
-  // them in plain maps: every key is deleted.
-  for (const name of [...Object.keys(RULE_MAPS), ...LAYOUT_1_RULE_MAPS]) {
-    if (!pinned.has(name)) continue;
-    using map = FdMap.open(`${mapDir}/${name}`);
-    for (const key of map.keys()) map.delete(key);
-  }
-}
-
-/** Loads every wanted program; where BPF-LSM programs cannot load, loads the audit tracepoints instead. */
-function loadWithFallback(
-  pinDir: string,
-  areas: Set<Area>,
-  lsm: "auto" | "off",
-  ringBufferBytes: number | undefined,
-): { object: BpfObject; status: Record<Area, AreaStatus> } {
-  const open = (programs: ProgramName[]) => {
-    const object = openAegisObject(programs, `${pinDir}/maps`);
-    if (ringBufferBytes !== undefined) object.setMaxEntries("events", ringBufferBytes);
-    return object.load();
-  };
-  const status: Record<Area, AreaStatus> = {
-    file: { mode: "enforce" },
-    exec: { mode: "enforce" },
-    egress: { mode: "enforce" },
-    bind: { mode: "enforce" },
-    ingress: { mode: "enforce" },
-  };
-  const common: ProgramName[] = [
-    ...CGROUP_PROGRAMS.egress,
-    ...CGROUP_PROGRAMS.bind,
-    PROGRAMS.ingress,
-    PROGRAMS.flushRates,
-  ];
-  const fallback = [...FILE_AUDIT_PROGRAMS, PROGRAMS.execAudit];
-  const wantsLsm = areas.has("file") || areas.has("exec");
-  let reason = lsm === "off" ? "BPF-LSM disabled by configuration" : lsmInactiveReason();
-  if (wantsLsm && reason === undefined) {
-    try {
-      return { object: open([...common, ...LSM_PROGRAMS]), status };
-    } catch (error) {
-      const lsmFailed = error instanceof BpfError &&
-        LSM_PROGRAMS.some((program) => program === error.subject);
-      if (!lsmFailed) throw error;
-      reason = `BPF-LSM program load failed: ${error.errnoName}`;
-    }
-  }
-  if (wantsLsm) {
-    status.file = { mode: "audit-only", reason: reason ?? "" };
-    status.exec = { mode: "audit-only", reason: reason ?? "" };
-  }
-  return { object: open([...common, ...fallback]), status };
-}
-
-/** Why BPF-LSM is not usable, or undefined when `bpf` is among the active LSMs. */
-function lsmInactiveReason(): string | undefined {
-  try {
-    const active = Deno.readTextFileSync("/sys/kernel/security/lsm").trim().split(",");
-    return active.includes("bpf") ? undefined : `BPF LSM not active (lsm=${active.join(",")})`;
-  } catch {
-    return "securityfs not mounted: cannot read /sys/kernel/security/lsm";
-  }
-}
-
-function detachQuietly(link: BpfLink): void {
-  try {
-    link.detach();
-  } catch (error) {
-    // Tracing and LSM links have no detach operation: unpinning and closing ends them.
-    if (!(error instanceof BpfError && ["EOPNOTSUPP", "EINVAL", "ENOTSUPP"].includes(error.errnoName))) {
-      throw error;
-    }
-  }
-}
-
-function listDir(path: string): string[] {
-  try {
-    return [...Deno.readDirSync(path)].map((entry) => entry.name).sort();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }

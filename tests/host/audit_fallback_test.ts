@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { BpfError } from "../../ffi/mod.ts";
+import { errnoValue } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { probeLsm } from "../../lib/kernel/load.ts";
+import { ensureMounted } from "../../lib/kernel/mounts.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { drain, ruleSet, withPlane } from "../support/plane.ts";
@@ -64,29 +66,37 @@ rootTest(
 );
 
 // This project's machines list `bpf` among the active LSMs but refuse BPF-LSM program loads (EPERM):
-// the plane must say so rather than pretend to enforce. Where LSM programs do load, it enforces.
+// the probe must say so and the plane must serve file and exec audit-only, naming the errno, rather than
+// pretend to enforce. Where LSM programs do load, it enforces.
 rootTest(
-  "[root] audit fallback: DataPlane reports why file and exec enforcement is unavailable here",
+  "[root] audit fallback: the LSM probe decides, and DataPlane reports why enforcement is unavailable here",
   async () => {
+    ensureMounted("securityfs");
+    const probe = probeLsm();
+    const listed = Deno.readTextFileSync("/sys/kernel/security/lsm").trim().split(",");
+    if (!probe.ok) {
+      if (listed.includes("bpf")) assert.equal(probe.errnoName, "EPERM", "this project's machines");
+      assert.equal(probe.errno, errnoValue(probe.errnoName));
+      assert.match(probe.reason, new RegExp(`^BPF-LSM program load failed: ${probe.errnoName}\\b`));
+      assert.match(probe.log, /aegis_(file_open|bprm_check)/, "libbpf's account of the load");
+    }
     const bpffs = await TestBpffs.mount();
     try {
       let plane: DataPlane;
       try {
         plane = DataPlane.open({ bpffs: bpffs.path, areas: ["file", "exec"] });
       } catch (error) {
-        assert.fail(`opening must fall back, not fail: ${error instanceof BpfError ? error.message : error}`);
+        assert.fail(`opening must fall back, not fail: ${error instanceof Error ? error.message : error}`);
       }
       try {
         const { file, exec } = plane.status;
-        if (file.mode === "enforce") {
+        if (probe.ok) {
+          assert.equal(file.mode, "enforce");
           assert.equal(exec.mode, "enforce");
           assert.ok(plane.links.includes("aegis_file_open"));
         } else {
-          assert.equal(file.mode, "audit-only");
-          assert.match(
-            file.reason ?? "",
-            /BPF-LSM program load failed: E[A-Z]+|BPF LSM not active|securityfs/,
-          );
+          assert.deepEqual(file, { mode: "audit-only", reason: probe.reason });
+          assert.deepEqual(exec, { mode: "audit-only", reason: probe.reason });
           assert.deepEqual(plane.links, [
             "aegis_tp_exec",
             "aegis_tp_open",

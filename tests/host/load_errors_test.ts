@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { BpfError, OpenBpfObject } from "../../ffi/mod.ts";
+import {
+  BpfError,
+  ifIndex,
+  OpenBpfObject,
+  openDirectory,
+  SysError,
+  tryLockDirectory,
+} from "../../ffi/mod.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
 import { inodeOf, writeRules } from "../support/slice.ts";
@@ -52,4 +59,21 @@ rootTest("[root] the LSM program either loads or fails with a BpfError that name
     object.close();
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+rootTest("[root] a failed system call surfaces as SysError naming the call and path, not as BpfError", () => {
+  const missing = `/tmp/aegisbpf-no-such-dir-${Deno.pid}`;
+  const expectSys = (call: () => unknown, syscall: string, errnoName: string, path: string) =>
+    assert.throws(call, (error: unknown) => {
+      assert.ok(error instanceof SysError, `expected SysError, got ${error}`);
+      assert.ok(!(error instanceof BpfError));
+      assert.equal(error.syscall, syscall);
+      assert.equal(error.errnoName, errnoName);
+      assert.equal(error.path, path);
+      return true;
+    });
+  expectSys(() => openDirectory(missing), "open", "ENOENT", missing);
+  expectSys(() => tryLockDirectory(missing), "open", "ENOENT", missing);
+  expectSys(() => openDirectory("/etc/hostname"), "open", "ENOTDIR", "/etc/hostname");
+  expectSys(() => ifIndex("no-such-if0"), "if_nametoindex", "ENODEV", "no-such-if0");
 });

@@ -1,0 +1,124 @@
+import { BpfError, type BpfObject } from "../../ffi/mod.ts";
+import type { Area } from "../policy/plan.ts";
+import { ensureMounted } from "./mounts.ts";
+import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
+
+/** How an area is served on this kernel. */
+export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
+
+export const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
+export const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
+  PROGRAMS.fileOpenAudit,
+  PROGRAMS.fileOpenLegacyAudit,
+  PROGRAMS.fileOpenat2Audit,
+];
+export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]>> = {
+  egress: [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6],
+  bind: [PROGRAMS.bind4, PROGRAMS.bind6],
+};
+const COMMON_PROGRAMS: readonly ProgramName[] = [
+  ...CGROUP_PROGRAMS.egress,
+  ...CGROUP_PROGRAMS.bind,
+  PROGRAMS.ingress,
+  PROGRAMS.flushRates,
+];
+const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, PROGRAMS.execAudit];
+
+/** Whether this kernel loads BPF-LSM programs; when not, the errno and what libbpf and the kernel said. */
+export type LsmProbe =
+  | { ok: true }
+  | { ok: false; errno: number; errnoName: string; reason: string; log: string };
+
+/**
+ * Loads the LSM programs alone, in an instance of the object of their own (no pins, nothing attached),
+ * and closes it: the load's outcome, not a message's text, says whether BPF-LSM can enforce here.
+ */
+export function probeLsm(): LsmProbe {
+  let object: BpfObject;
+  try {
+    object = openAegisObject(LSM_PROGRAMS).load();
+  } catch (error) {
+    if (!(error instanceof BpfError)) throw error;
+    return lsmProbeFailure(error, activeLsms());
+  }
+  object.close();
+  return { ok: true };
+}
+
+/** The probe's answer for a failed load, given the active LSMs (undefined: securityfs unreadable). */
+export function lsmProbeFailure(error: BpfError, activeLsms: readonly string[] | undefined): LsmProbe {
+  const context = activeLsms === undefined
+    ? ""
+    : activeLsms.includes("bpf")
+    ? " although bpf is listed in /sys/kernel/security/lsm"
+    : ` (BPF LSM not active: lsm=${activeLsms.join(",")})`;
+  return {
+    ok: false,
+    errno: error.errno,
+    errnoName: error.errnoName,
+    reason: `BPF-LSM program load failed: ${error.errnoName}${context}`,
+    log: error.verifierLog ?? error.libbpfLog,
+  };
+}
+
+/** The active LSMs, or undefined when securityfs cannot be read (or mounted). */
+function activeLsms(): string[] | undefined {
+  try {
+    ensureMounted("securityfs");
+    return Deno.readTextFileSync("/sys/kernel/security/lsm").trim().split(",");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why file and exec rules cannot be enforced with BPF-LSM here, or undefined when they can. */
+function lsmUnavailableReason(lsm: "auto" | "off"): string | undefined {
+  if (lsm === "off") return "BPF-LSM disabled by configuration";
+  const probe = probeLsm();
+  if (!probe.ok) return probe.reason;
+  // LSM programs load (and attach) on a kernel that does not call the BPF LSM; they would decide nothing.
+  const listed = activeLsms();
+  if (listed === undefined) return "securityfs not mounted: cannot read /sys/kernel/security/lsm";
+  return listed.includes("bpf") ? undefined : `BPF LSM not active (lsm=${listed.join(",")})`;
+}
+
+export type LoadOptions = {
+  areas: ReadonlySet<Area>;
+  lsm: "auto" | "off";
+  ringBufferBytes?: number | undefined;
+};
+
+/**
+ * Loads the object with its maps pinned under `<pinDir>/maps` (reusing maps pinned there), in one
+ * attempt: the LSM programs where the probe says they load, the audit tracepoints otherwise.
+ */
+export function loadPlane(
+  pinDir: string,
+  options: LoadOptions,
+): { object: BpfObject; status: Record<Area, AreaStatus> } {
+  const status: Record<Area, AreaStatus> = {
+    file: { mode: "enforce" },
+    exec: { mode: "enforce" },
+    egress: { mode: "enforce" },
+    bind: { mode: "enforce" },
+    ingress: { mode: "enforce" },
+  };
+  const wantsLsm = options.areas.has("file") || options.areas.has("exec");
+  const reason = wantsLsm ? lsmUnavailableReason(options.lsm) : undefined;
+  if (reason !== undefined) {
+    status.file = { mode: "audit-only", reason };
+    status.exec = { mode: "audit-only", reason };
+  }
+  const withLsm = wantsLsm && reason === undefined;
+  const open = openAegisObject(
+    [...COMMON_PROGRAMS, ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS)],
+    `${pinDir}/maps`,
+  );
+  try {
+    if (options.ringBufferBytes !== undefined) open.setMaxEntries("events", options.ringBufferBytes);
+  } catch (error) {
+    open.close();
+    throw error;
+  }
+  return { object: open.load(), status };
+}
