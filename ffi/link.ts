@@ -1,4 +1,4 @@
-import { unwrap } from "./error.ts";
+import { BpfError, unwrap } from "./error.ts";
 import { cString, libbpf } from "./libbpf.ts";
 import { withLibbpfLog } from "./log.ts";
 
@@ -80,6 +80,7 @@ export function takePointer(
     // Read the error in the very next FFI call: errno does not survive anything else.
     return { pointer, error: pointer === null ? Number(libbpf().libbpf_get_error(null)) : 0 };
   });
-  if (result.pointer === null) unwrap(result.error || -EINVAL, operation, { subject, libbpfLog: log });
-  return result.pointer!;
+  if (result.pointer !== null) return result.pointer;
+  // A NULL without an error code from libbpf_get_error: report EINVAL rather than nothing.
+  throw new BpfError(operation, -(result.error || -EINVAL), { subject, libbpfLog: log });
 }

@@ -1,4 +1,4 @@
-import { unwrap } from "./error.ts";
+import { BpfError, unwrap } from "./error.ts";
 import { cString, libbpf, readCString } from "./libbpf.ts";
 import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
@@ -120,15 +120,21 @@ export class OpenBpfObject {
   }
 
   #program(name: string): Deno.PointerObject {
-    const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
-    if (p === null) unwrap(-ENOENT, "bpf_object__find_program_by_name", { subject: name });
-    return p!;
+    const p = found(
+      libbpf().bpf_object__find_program_by_name(this.#live(), cString(name)),
+      "bpf_object__find_program_by_name",
+      name,
+    );
+    return p;
   }
 
   #map(name: string): Deno.PointerObject {
-    const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
-    if (p === null) unwrap(-ENOENT, "bpf_object__find_map_by_name", { subject: name });
-    return p!;
+    const p = found(
+      libbpf().bpf_object__find_map_by_name(this.#live(), cString(name)),
+      "bpf_object__find_map_by_name",
+      name,
+    );
+    return p;
   }
 }
 
@@ -151,10 +157,13 @@ export class BpfObject {
   }
 
   program(name: string): BpfProgram {
-    const p = libbpf().bpf_object__find_program_by_name(this.#live(), cString(name));
-    if (p === null) unwrap(-ENOENT, "bpf_object__find_program_by_name", { subject: name });
+    const p = found(
+      libbpf().bpf_object__find_program_by_name(this.#live(), cString(name)),
+      "bpf_object__find_program_by_name",
+      name,
+    );
     return new BpfProgram(
-      p!,
+      p,
       name,
       this.#state,
       (link) => this.#links.push(link),
@@ -165,9 +174,12 @@ export class BpfObject {
   map(name: string): BpfMap {
     let map = this.#maps.get(name);
     if (!map) {
-      const p = libbpf().bpf_object__find_map_by_name(this.#live(), cString(name));
-      if (p === null) unwrap(-ENOENT, "bpf_object__find_map_by_name", { subject: name });
-      map = new BpfMap(p!, this.#state);
+      const p = found(
+        libbpf().bpf_object__find_map_by_name(this.#live(), cString(name)),
+        "bpf_object__find_map_by_name",
+        name,
+      );
+      map = new BpfMap(p, this.#state);
       this.#maps.set(name, map);
     }
     return map;
@@ -315,6 +327,12 @@ const BPF_XDP = 37;
 const XDP_FLAGS_SKB_MODE = 2;
 
 const ENOENT = 2;
+
+/** A pointer a libbpf lookup by name returned, or a BpfError (ENOENT) naming what was not found. */
+function found(pointer: Deno.PointerValue, operation: string, name: string): Deno.PointerObject {
+  if (pointer !== null) return pointer;
+  throw new BpfError(operation, ENOENT, { subject: name });
+}
 
 /** The program libbpf names in its "failed to load program 'X'" message, if any. */
 export function failedProgram(libbpfLog: string): string | undefined {
