@@ -120,21 +120,19 @@ export class OpenBpfObject {
   }
 
   #program(name: string): Deno.PointerObject {
-    const p = found(
+    return found(
       libbpf().bpf_object__find_program_by_name(this.#live(), cString(name)),
       "bpf_object__find_program_by_name",
       name,
     );
-    return p;
   }
 
   #map(name: string): Deno.PointerObject {
-    const p = found(
+    return found(
       libbpf().bpf_object__find_map_by_name(this.#live(), cString(name)),
       "bpf_object__find_map_by_name",
       name,
     );
-    return p;
   }
 }
 
