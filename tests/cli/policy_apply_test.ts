@@ -229,3 +229,40 @@ Deno.test("policy rollback with no earlier policy, and a bad --to, exit 2", asyn
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /Invalid history reference "xyz"/);
 });
+
+Deno.test("policy rollback verifies a stored bundle again against the keys trusted now (exit 2)", async () => {
+  await using s = await scratch();
+  await Deno.writeTextFile(`${s.dir}/p.yaml`, V1);
+  assert.equal((await s.run(["keys", "gen", "--out", "release"])).code, 0);
+  assert.equal((await s.run(["keys", "add", "release.pub"])).code, 0);
+  await s.run(["policy", "sign", "p.yaml", "--key", "release.key", "--out", "p.bundle"]);
+  const bundle = await Deno.readTextFile(`${s.dir}/p.bundle`);
+  const common = { uid: 0, name: "testnet", outcome: "applied" } as const;
+  appendHistory(s.stateDir, {
+    ...common,
+    source: "p.bundle",
+    kind: "bundle",
+    version: 1,
+    sha256: await sha256(V1),
+    content: bundle,
+  });
+  appendHistory(s.stateDir, {
+    ...common,
+    source: "v2.yaml",
+    kind: "policy",
+    version: 2,
+    sha256: await sha256(V2),
+    content: V2,
+  });
+  const keyid = JSON.parse((await s.run(["keys", "list", "--json"])).stdout)[0].keyid;
+  assert.equal((await s.run(["keys", "remove", keyid])).code, 0);
+  const untrusted = await s.run(["policy", "rollback", "--no-wait"]);
+  assert.equal(untrusted.code, 2, untrusted.stderr);
+  assert.match(untrusted.stderr, /a signed bundle, but no trusted keys in /);
+  assert.equal((await s.run(["keys", "gen", "--out", "other"])).code, 0);
+  assert.equal((await s.run(["keys", "add", "other.pub"])).code, 0);
+  const other = await s.run(["policy", "rollback", "--to", "1"]);
+  assert.equal(other.code, 2);
+  assert.match(other.stderr, /Bad signature in bundle history entry 1: key [0-9a-f]{64} is not trusted/);
+  assert.equal(JSON.parse((await s.run(["policy", "history", "--json"])).stdout).length, 2);
+});

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { writeApplyIntent } from "../../lib/policy/apply_state.ts";
 import { appendHistory, listHistory } from "../../lib/policy/history.ts";
+import { acquireStateLock } from "../../lib/policy/state.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { rootTest } from "../support/privileged.ts";
@@ -272,6 +273,34 @@ rootTest(
         assert.equal(await bind(PORT_A), "EPERM");
         assert.equal(await bind(PORT_B), "bound");
       }
+    });
+  },
+);
+
+rootTest(
+  "[root] policy apply waits for the state lock and says so; --no-wait fails at once naming the holder",
+  async () => {
+    await withHost(async ({ s, run }) => {
+      await write(s, "a.yaml", A());
+      let lock: Disposable | undefined = await acquireStateLock(s.stateDir, { wait: false, command: "test" });
+      try {
+        const refused = await run(["policy", "apply", "a.yaml", "--no-wait"]);
+        assert.equal(refused.code, 1);
+        assert.match(refused.stderr, new RegExp(`state lock .*lock is held by pid ${Deno.pid} \\(test\\)`));
+        const waiting = run(["policy", "apply", "a.yaml"]);
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        lock[Symbol.dispose]();
+        lock = undefined;
+        const waited = await waiting;
+        assert.equal(waited.code, 0, waited.stderr);
+        assert.match(
+          waited.stderr,
+          new RegExp(`waiting for the state lock held by pid ${Deno.pid} \\(test\\)`),
+        );
+      } finally {
+        lock?.[Symbol.dispose]();
+      }
+      assert.deepEqual(outcomes(s), ["1:applied"]);
     });
   },
 );
