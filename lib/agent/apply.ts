@@ -8,7 +8,7 @@
 import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
-import { InputError } from "../errors.ts";
+import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
 import {
   clearApplyIntent,
@@ -93,18 +93,25 @@ export type ApplyRequest = PlaneLocation & {
   outcome: "applied" | "rolled-back";
   /** For a rollback: the entry re-applied. */
   restoredSeq?: number;
+  /** Apply an enforce policy even where this kernel can only audit some of its areas (SPEC section 5). */
+  allowPartial: boolean;
   warn: (message: string) => void;
 };
 
 export type ApplyResult = { entry: HistoryEntry; generation: number };
 
 /**
- * Records the attempt, resolves and applies the plan, and records the result. On failure the kernel holds
- * what it held before (the data plane's guarantee) and the entry is `failed`; the error is rethrown.
+ * Resolves the plan's names and opens the data plane first: a name that does not resolve (exit 2) or an
+ * area this kernel cannot enforce (exit 3) stops the apply before anything is recorded or written. Then
+ * records the attempt, flips, and records the result. A failed kernel write leaves the kernel as it was
+ * (the data plane's guarantee) and the entry `failed`; the error is rethrown.
  */
 export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { stateDir, input, plan } = request;
   const { name, version } = input.parsed.policy.metadata;
+  const resolved = resolveNames(plan, request.warn);
+  using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
+  checkEnforceable(plane, plan, request);
   const pending = appendHistory(stateDir, {
     uid: Deno.uid() ?? 0,
     source: input.source,
@@ -120,8 +127,6 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const raiseCounterTo = input.kind === "bundle" && request.outcome === "applied" ? version : undefined;
   let generation: number;
   try {
-    using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
-    const resolved = resolveNames(plan, request.warn);
     writeApplyIntent(stateDir, {
       seq: pending.seq,
       fromGeneration: plane.config().activeGen,
@@ -148,6 +153,27 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
   clearApplyIntent(stateDir);
   return { entry, generation };
+}
+
+/**
+ * An enforce policy using an area this kernel can only audit (or not serve at all) is refused, naming the
+ * area and why, unless the operator allows running those areas audit-only.
+ */
+function checkEnforceable(plane: DataPlane, plan: RuleSetPlan, request: ApplyRequest): void {
+  if (plan.mode !== "enforce") return;
+  const partial = planAreas(plan).flatMap((area) => {
+    const { mode, reason } = plane.status[area];
+    return mode === "enforce" ? [] : [`${area} is ${mode}${reason === undefined ? "" : ` (${reason})`}`];
+  });
+  if (partial.length === 0) return;
+  const what = `this kernel cannot enforce every area the policy uses: ${partial.join("; ")}`;
+  if (!request.allowPartial) {
+    throw new RefusedError(
+      `Refused: the policy's mode is enforce, but ${what}; pass --allow-partial to ` +
+        `run those areas audit-only`,
+    );
+  }
+  request.warn(`${what}; those areas run audit-only (--allow-partial)`);
 }
 
 function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {

@@ -2,7 +2,8 @@
  * Keeping history and the kernel consistent across a `kill -9` at any point of an apply.
  *
  * The kernel holds no policy sha256, only the active generation word, and an apply changes exactly that
- * word (one atomic flip). So an apply, holding the state lock, writes in this order:
+ * word (one atomic flip). So an apply, holding the state lock, having resolved the plan's names and opened
+ * the data plane (attaching or adopting programs changes no rule), writes in this order:
  *
  * 1. the history entry with outcome `pending` (its content stored first, see history.ts);
  * 2. `<state-dir>/apply_intent.json`: that entry's seq and the generation live *before* the flip;

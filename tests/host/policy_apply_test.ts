@@ -304,3 +304,32 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] an enforce policy with an area this kernel cannot enforce is refused (3) unless --allow-partial",
+  async () => {
+    await withHost(async ({ s, run }) => {
+      const target = await Deno.makeTempFile({ prefix: "aegisbpf-apply-" });
+      try {
+        const text = A().replace(
+          "  network:",
+          `  files:\n    deny: [{ id: target, path: ${target} }]\n  network:`,
+        );
+        const strict = await run(["policy", "apply", await write(s, "f.yaml", text)]);
+        if (strict.code === 0) return; // BPF-LSM enforces file rules on this kernel: nothing is partial
+        assert.equal(strict.code, 3, strict.stderr);
+        assert.match(
+          strict.stderr,
+          /cannot enforce every area the policy uses: file is audit-only .*--allow-partial/,
+        );
+        assert.deepEqual(outcomes(s), [], "a refused apply records nothing");
+        const partial = await run(["policy", "apply", "f.yaml", "--allow-partial"]);
+        assert.equal(partial.code, 0, partial.stderr);
+        assert.match(partial.stderr, /those areas run audit-only \(--allow-partial\)/);
+        assert.equal(await bind(PORT_A), "EPERM", "the areas this kernel can enforce are enforced");
+      } finally {
+        await Deno.remove(target);
+      }
+    });
+  },
+);

@@ -19,7 +19,8 @@ export const policyApply = defineCommand({
     "into the kernel's inactive generation and flips it: all or nothing. Loads the programs or adopts the " +
     "pinned ones; a running agent picks the change up. Every attempt is recorded in history. Exits 2 for " +
     "bad input, 3 when refused for safety (unsigned where signatures are required, a replayed bundle, a " +
-    "lock-out risk without --force).",
+    "lock-out risk without --force, an enforce policy using an area this kernel can only audit without " +
+    "--allow-partial).",
   options: {
     "dry-run": {
       type: "boolean",
@@ -28,6 +29,10 @@ export const policyApply = defineCommand({
     sha256: { type: "string", valueName: "HEX", description: "the SHA-256 the bytes read must have" },
     "require-signature": { type: "boolean", description: "refuse a policy that is not a signed bundle" },
     force: { type: "boolean", description: "apply despite lock-out risks" },
+    "allow-partial": {
+      type: "boolean",
+      description: "enforce where this kernel can, audit the areas it cannot enforce",
+    },
     "no-wait": { type: "boolean", description: "fail at once when another command holds the state lock" },
     json: { type: "boolean", description: "print the summary as one JSON object" },
   },
@@ -79,6 +84,7 @@ export const policyApply = defineCommand({
       input,
       plan,
       outcome: "applied",
+      allowPartial: flags["allow-partial"] === true,
       warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };

@@ -17,6 +17,10 @@ export const policyRollback = defineCommand({
   options: {
     to: { type: "string", valueName: "SEQ|SHA256", description: "the history entry to re-apply" },
     force: { type: "boolean", description: "re-apply despite lock-out risks" },
+    "allow-partial": {
+      type: "boolean",
+      description: "enforce where this kernel can, audit the areas it cannot enforce",
+    },
     "no-wait": { type: "boolean", description: "fail at once when another command holds the state lock" },
     json: { type: "boolean", description: "print the summary as one JSON object" },
   },
@@ -55,6 +59,7 @@ export const policyRollback = defineCommand({
       plan,
       outcome: "rolled-back",
       restoredSeq: target.seq,
+      allowPartial: flags["allow-partial"] === true,
       warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
