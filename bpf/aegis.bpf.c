@@ -104,9 +104,13 @@ struct {
  * unlimited (and may be counted lost in the ring buffer instead); the flush
  * program reports and removes idle entries.
  */
+#ifndef AEGIS_EVENT_RATE_ENTRIES
+#define AEGIS_EVENT_RATE_ENTRIES 65536
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, AEGIS_EVENT_RATE_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct aegis_rate_key);
 	__type(value, struct aegis_rate);
@@ -641,6 +645,9 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
 SEC("cgroup/connect4")
 int aegis_connect4(struct bpf_sock_addr *ctx)
 {
+#ifdef AEGIS_VARIANT
+	(void)bpf_get_prandom_u32(); /* the upgrade test's "next release": other instructions, same decisions */
+#endif
 	return egress4(ctx, AEGIS_HOOK_CONNECT);
 }
 

@@ -11,7 +11,7 @@ if [ ! -s "$out/vmlinux.h" ] || [ "$btf" -nt "$out/vmlinux.h" ]; then
   mv "$out/vmlinux.h.tmp" "$out/vmlinux.h"
 fi
 compile() { # SOURCE OBJECT: skipped when OBJECT is newer than SOURCE, the headers and this script
-  if [ -f "$2" ] && [ -z "$(find "$1" "$here"/*.h "$out/vmlinux.h" "$0" -newer "$2" 2>/dev/null)" ]; then
+  if [ -f "$2" ] && [ -z "$(find "$1" "$here"/*.h "$here"/*.bpf.c "$out/vmlinux.h" "$0" -newer "$2" 2>/dev/null)" ]; then
     return
   fi
   clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Wall -Werror -I"$out" -I"$here" -c "$1" -o "$2.tmp"

@@ -51,6 +51,14 @@ export class FdMap {
     return new FdMap(unwrap(libbpf().bpf_obj_get(cString(path)), "bpf_obj_get", { subject: path }), path);
   }
 
+  /** Opens the map with kernel id `id` (an inner map read from a map of maps); `name` names it in errors. */
+  static fromId(id: number, name: string): FdMap {
+    return new FdMap(
+      unwrap(libbpf().bpf_map_get_fd_by_id(id), "bpf_map_get_fd_by_id", { subject: name }),
+      name,
+    );
+  }
+
   /** Creates a map (`name`: at most 15 characters, the kernel's limit). */
   static create(name: string, definition: MapDefinition): FdMap {
     const opts = new Uint8Array(CREATE_OPTS_BYTES);

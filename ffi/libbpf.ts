@@ -66,6 +66,8 @@ const libbpfSymbols = {
   bpf_map__max_entries: { parameters: ["pointer"], result: "u32" },
   // enum bpf_map_type bpf_map__type(const struct bpf_map *map)
   bpf_map__type: { parameters: ["pointer"], result: "u32" },
+  // __u32 bpf_map__map_flags(const struct bpf_map *map)
+  bpf_map__map_flags: { parameters: ["pointer"], result: "u32" },
   // int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries)
   bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   // int bpf_map__set_pin_path(struct bpf_map *map, const char *path)
@@ -107,6 +109,8 @@ const libbpfSymbols = {
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
   // int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
+  // int bpf_map_get_fd_by_id(__u32 id)
+  bpf_map_get_fd_by_id: { parameters: ["u32"], result: "i32" },
   // int bpf_map_lookup_elem(int fd, const void *key, void *value)
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int bpf_map_create(enum bpf_map_type map_type, const char *map_name, __u32 key_size, __u32 value_size,

@@ -42,6 +42,16 @@ export class BpfLink {
     unwrap(result, "bpf_link__unpin", { subject: this.description, libbpfLog: log });
   }
 
+  /**
+   * Makes the link run `program` instead, in one atomic switch (bpf_link_update: cgroup and XDP links;
+   * others fail with EOPNOTSUPP or EINVAL).
+   */
+  update(program: { readonly fd: number; readonly name: string }): void {
+    unwrap(libbpf().bpf_link_update(this.fd, program.fd, null), "bpf_link_update", {
+      subject: `${this.description} to ${program.name}`,
+    });
+  }
+
   /** Detaches the program now, even if the link is pinned or held elsewhere (cgroup and XDP links). */
   detach(): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_link__detach(this.#live()));

@@ -4,6 +4,7 @@ import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
 import { closeFd } from "./sys.ts";
 import { BpfMap } from "./map.ts";
+import type { MapDefinition } from "./fd_map.ts";
 
 /**
  * A BPF object opened from an ELF image but not yet loaded: programs and maps can still be configured.
@@ -61,6 +62,26 @@ export class OpenBpfObject {
       names.push(readCString(lib.bpf_map__name(m)));
     }
     return names;
+  }
+
+  /** What each map of the object is declared as (type, sizes, entries, flags), before anything is created. */
+  mapDefinitions(): Map<string, MapDefinition> {
+    const lib = libbpf();
+    const definitions = new Map<string, MapDefinition>();
+    for (
+      let m = lib.bpf_object__next_map(this.#live(), null);
+      m !== null;
+      m = lib.bpf_object__next_map(this.#live(), m)
+    ) {
+      definitions.set(readCString(lib.bpf_map__name(m)), {
+        type: lib.bpf_map__type(m),
+        keySize: lib.bpf_map__key_size(m),
+        valueSize: lib.bpf_map__value_size(m),
+        maxEntries: lib.bpf_map__max_entries(m),
+        flags: lib.bpf_map__map_flags(m),
+      });
+    }
+    return definitions;
   }
 
   /** Chooses whether `program` is loaded by `load()`. */

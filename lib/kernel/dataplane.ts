@@ -48,6 +48,8 @@ export type DataPlaneOptions = {
   xdpMode?: "native" | "generic";
   /** Lower entry limits than the maps' own (CAPACITY), e.g. to keep a host's kernel memory in bounds. */
   capacity?: Partial<Record<RuleMapName, number>>;
+  /** The BPF object to load instead of the built one (tests: another release's object). */
+  image?: Uint8Array<ArrayBuffer>;
 };
 
 const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
@@ -100,6 +102,7 @@ export class DataPlane {
       areas,
       lsm: options.lsm ?? "auto",
       ringBufferBytes: options.ringBufferBytes,
+      image: options.image,
     });
     const plane = new DataPlane(object, pinDir, status, options);
     try {

@@ -2,6 +2,7 @@ import { BpfError, type BpfObject } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { ensureMounted } from "./mounts.ts";
 import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
+import { changedMaps, handOver } from "./upgrade.ts";
 
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
@@ -86,6 +87,8 @@ export type LoadOptions = {
   areas: ReadonlySet<Area>;
   lsm: "auto" | "off";
   ringBufferBytes?: number | undefined;
+  /** The object to load; the built one by default. */
+  image?: Uint8Array<ArrayBuffer> | undefined;
 };
 
 /**
@@ -110,15 +113,23 @@ export function loadPlane(
     status.exec = { mode: "audit-only", reason };
   }
   const withLsm = wantsLsm && reason === undefined;
-  const open = openAegisObject(
-    [...COMMON_PROGRAMS, ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS)],
-    `${pinDir}/maps`,
-  );
-  try {
-    if (options.ringBufferBytes !== undefined) open.setMaxEntries("events", options.ringBufferBytes);
-  } catch (error) {
-    open.close();
-    throw error;
+  const programs = [...COMMON_PROGRAMS, ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS)];
+  const open = (mapDir: string) => {
+    const object = openAegisObject(programs, mapDir, options.image);
+    try {
+      if (options.ringBufferBytes !== undefined) object.setMaxEntries("events", options.ringBufferBytes);
+    } catch (error) {
+      object.close();
+      throw error;
+    }
+    return object;
+  };
+  const mapDir = `${pinDir}/maps`;
+  const first = open(mapDir);
+  // Pins made by a release whose maps differ cannot be reused as they are: hand them over instead.
+  if (changedMaps(mapDir, first.mapDefinitions()).length > 0) {
+    first.close();
+    return { object: handOver(pinDir, (dir) => open(dir).load()), status };
   }
-  return { object: open.load(), status };
+  return { object: first.load(), status };
 }

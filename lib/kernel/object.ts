@@ -43,8 +43,12 @@ export function aegisObjectImage(): Uint8Array<ArrayBuffer> {
  * Opens the aegisbpf object set to load only `programs`. With `pinDir`, every map is pinned there, and
  * maps already pinned there are reused: that is how a new process adopts the live state.
  */
-export function openAegisObject(programs: readonly ProgramName[], pinDir?: string): OpenBpfObject {
-  const open = OpenBpfObject.fromBytes(aegisObjectImage());
+export function openAegisObject(
+  programs: readonly ProgramName[],
+  pinDir?: string,
+  image: Uint8Array<ArrayBuffer> = aegisObjectImage(),
+): OpenBpfObject {
+  const open = OpenBpfObject.fromBytes(image);
   try {
     open.loadOnly(programs);
     if (pinDir) {

@@ -1,0 +1,197 @@
+import {
+  BpfError,
+  BpfLink,
+  type BpfObject,
+  CFG,
+  encodeU32,
+  FdMap,
+  LAYOUT,
+  type MapDefinition,
+} from "../../ffi/mod.ts";
+import { RULE_MAPS, type RuleMapName } from "./entries.ts";
+
+/**
+ * Hand-over between releases whose pinned maps differ (another layout, another map size): the new release
+ * loads its object with fresh maps pinned aside, carries the live state into them (the rule generations'
+ * inner maps themselves, the mode words, gen_info, sessions), then moves every link to its programs —
+ * cgroup and XDP links atomically with bpf_link_update, LSM and tracepoint links by attaching the new one
+ * before the old one goes, so both enforce for a moment — and last puts its map pins in place of the old
+ * ones. At no point does a hook run without the live rules. What cannot be carried is refused before
+ * anything is attached, with an UpgradeError naming the map.
+ */
+
+/** The pinned state of an older release cannot be carried into this one. */
+export class UpgradeError extends Error {
+  override name = "UpgradeError";
+  constructor(readonly map: string, reason: string) {
+    super(
+      `Cannot take over the pinned map ${map}: ${reason}; run aegisbpf detach and apply the policy again ` +
+        "(enforcement stops until then)",
+    );
+  }
+}
+
+const STAGING = "staging";
+
+/** Maps whose pins differ from what the new object declares (by type, sizes, entries or flags). */
+export function changedMaps(mapDir: string, declared: ReadonlyMap<string, MapDefinition>): string[] {
+  const changed: string[] = [];
+  for (const [name, definition] of declared) {
+    const path = `${mapDir}/${name}`;
+    if (!exists(path)) continue;
+    using pinned = FdMap.open(path);
+    const old = pinned.definition;
+    if (
+      old.type !== definition.type || old.keySize !== definition.keySize ||
+      old.valueSize !== definition.valueSize || old.maxEntries !== definition.maxEntries ||
+      old.flags !== definition.flags
+    ) {
+      changed.push(name);
+    }
+  }
+  return changed;
+}
+
+/**
+ * Hands the pins under `pinDir` over to a new object. `loadInto(mapDir)` loads it with every map pinned
+ * in `mapDir` (fresh there). Returns the loaded object, its maps pinned in place of the old ones and every
+ * pinned link running its programs.
+ */
+export function handOver(pinDir: string, loadInto: (mapDir: string) => BpfObject): BpfObject {
+  const staging = `${pinDir}/${STAGING}`;
+  removePins(staging); // what a killed hand-over left
+  Deno.mkdirSync(`${staging}/maps`, { recursive: true });
+  const next = loadInto(`${staging}/maps`);
+  try {
+    carryState(`${pinDir}/maps`, next);
+  } catch (error) {
+    next.close();
+    removePins(staging);
+    throw error;
+  }
+  moveLinks(`${pinDir}/links`, next);
+  for (const name of listDir(`${staging}/maps`)) {
+    Deno.renameSync(`${staging}/maps/${name}`, `${pinDir}/maps/${name}`);
+  }
+  for (const name of listDir(`${pinDir}/progs`)) Deno.removeSync(`${pinDir}/progs/${name}`);
+  removePins(staging);
+  return next;
+}
+
+/** The live state, from the old pins into the new object's maps; throws UpgradeError where it cannot. */
+function carryState(mapDir: string, next: BpfObject): void {
+  const old = (name: string) => exists(`${mapDir}/${name}`) ? FdMap.open(`${mapDir}/${name}`) : undefined;
+  {
+    using config = old("aegis_cfg");
+    if (!config || config.valueSize !== 8) {
+      throw new UpgradeError("aegis_cfg", "it is not a config map of words");
+    }
+    for (const word of [CFG.ACTIVE_GEN, CFG.FORCE_AUDIT, CFG.BREAK_GLASS, CFG.DEADMAN]) {
+      const value = word < config.maxEntries ? config.lookup(encodeU32(word)) : undefined;
+      if (value) next.map("aegis_cfg").update(encodeU32(word), value);
+    }
+    next.map("aegis_cfg").update(
+      encodeU32(CFG.LAYOUT),
+      new Uint8Array(new BigUint64Array([BigInt(LAYOUT.VERSION)]).buffer),
+    );
+  }
+  {
+    using info = old("gen_info");
+    const target = next.map("gen_info");
+    if (!info || info.valueSize !== target.valueSize) {
+      throw new UpgradeError(
+        "gen_info",
+        `its values are ${info?.valueSize ?? "missing"} bytes, this release's ${target.valueSize}`,
+      );
+    }
+    for (const gen of [0, 1]) {
+      const value = info.lookup(encodeU32(gen));
+      if (value) target.update(encodeU32(gen), value);
+    }
+  }
+  for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+    using outer = old(name);
+    if (!outer) throw new UpgradeError(name, "it is not pinned (an older layout keeps rules elsewhere)");
+    for (const gen of [0, 1]) {
+      const id = outer.lookup(encodeU32(gen));
+      if (!id) continue;
+      // The generation's inner map itself moves: no entry is copied, and the rules stay the same object.
+      using inner = FdMap.fromId(new DataView(id.buffer).getUint32(0, true), `${name}[${gen}]`);
+      try {
+        next.map(name).update(encodeU32(gen), encodeU32(inner.fd));
+      } catch (error) {
+        if (error instanceof BpfError && error.errnoName === "EINVAL") {
+          throw new UpgradeError(name, "its inner maps do not fit this release's template");
+        }
+        throw error;
+      }
+    }
+  }
+  {
+    using sessions = old("ingress_session");
+    const target = next.map("ingress_session");
+    if (sessions && sessions.keySize === target.keySize && sessions.valueSize === target.valueSize) {
+      for (const key of sessions.keys()) {
+        const value = sessions.lookup(key);
+        if (value) target.update(key, value);
+      }
+    }
+  }
+}
+
+/**
+ * Points every pinned link at the new object's program of the same name: bpf_link_update where the link
+ * type has it (cgroup, XDP: one atomic switch), else a new link attached and pinned before the old one is
+ * unpinned and closed (LSM, tracepoints: for a moment both run, and either denies).
+ */
+function moveLinks(linkDir: string, next: BpfObject): void {
+  for (const name of listDir(linkDir)) {
+    const path = `${linkDir}/${name}`;
+    const program = next.program(name.split("@")[0]!);
+    // A link of a program this release does not load here (say, a fallback where BPF-LSM now loads) keeps
+    // running what it runs; the new object attaches its own programs for the area afterwards.
+    if (program.fd < 0) continue;
+    const link = BpfLink.open(path);
+    try {
+      link.update(program);
+      continue;
+    } catch (error) {
+      if (!(error instanceof BpfError && ["EOPNOTSUPP", "EINVAL", "ENOTSUPP"].includes(error.errnoName))) {
+        throw error;
+      }
+    } finally {
+      link.close();
+    }
+    const fresh = program.attach();
+    // bpffs refuses names with a dot.
+    fresh.pin(`${path}__next`);
+    Deno.removeSync(path);
+    Deno.renameSync(`${path}__next`, path);
+  }
+}
+
+function removePins(dir: string): void {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+function listDir(path: string): string[] {
+  try {
+    return [...Deno.readDirSync(path)].map((entry) => entry.name).sort();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
