@@ -2,6 +2,9 @@
 
 import type { Registry } from "./lib/cli/command.ts";
 import { processIo, runCli } from "./lib/cli/run.ts";
+import { breakGlassOffCommand } from "./lib/commands/break_glass/off.ts";
+import { breakGlassOnCommand } from "./lib/commands/break_glass/on.ts";
+import { breakGlassStatusCommand } from "./lib/commands/break_glass/status.ts";
 import { completions } from "./lib/commands/completions.ts";
 import { explain } from "./lib/commands/explain.ts";
 import { help } from "./lib/commands/help.ts";
@@ -41,6 +44,11 @@ export const REGISTRY: Registry = [
     name: "keys",
     summary: "manage the Ed25519 keys trusted for signed bundles",
     commands: [keysGen, keysAdd, keysRemove, keysList],
+  },
+  {
+    name: "break-glass",
+    summary: "force audit everywhere now, with or without a running agent, and end it",
+    commands: [breakGlassOnCommand, breakGlassOffCommand, breakGlassStatusCommand],
   },
   explain,
   version,
