@@ -91,36 +91,39 @@ export const LAYOUTS: readonly StructLayout[] = [
  * through a DataView: a DataView moves a small typed array's storage off the V8 heap, which made encoding
  * 100,000 rules several times slower.
  */
-class StructWriter {
+/** The field names of a layout: a writer of one struct type accepts only its own fields. */
+type FieldName<L extends StructLayout> = keyof L["fields"] & string;
+
+class StructWriter<L extends StructLayout> {
   readonly bytes: Uint8Array<ArrayBuffer>;
-  readonly #layout: StructLayout;
+  readonly #layout: L;
 
   readonly #base: number;
 
   /** Writes into `target` at `base` when given (one entry of a contiguous batch), else a fresh buffer. */
-  constructor(layout: StructLayout, target?: Uint8Array<ArrayBuffer>, base = 0) {
+  constructor(layout: L, target?: Uint8Array<ArrayBuffer>, base = 0) {
     this.#layout = layout;
     this.bytes = target ?? new Uint8Array(layout.size);
     this.#base = base;
     if (target) this.bytes.fill(0, base, base + layout.size);
   }
 
-  u8(field: string, value: number): this {
+  u8(field: FieldName<L>, value: number): this {
     this.bytes[this.#at(field, 1)] = value;
     return this;
   }
 
-  u16(field: string, value: number): this {
+  u16(field: FieldName<L>, value: number): this {
     this.#little(this.#at(field, 2), value, 2);
     return this;
   }
 
-  u32(field: string, value: number): this {
+  u32(field: FieldName<L>, value: number): this {
     this.#little(this.#at(field, 4), value, 4);
     return this;
   }
 
-  u64(field: string, value: bigint): this {
+  u64(field: FieldName<L>, value: bigint): this {
     const offset = this.#at(field, 8);
     this.#little(offset, Number(value & 0xffffffffn), 4);
     this.#little(offset + 4, Number(value >> 32n), 4);
@@ -128,7 +131,7 @@ class StructWriter {
   }
 
   /** A u64 field from a Number (an exact integer below 2^53): no BigInt on the hot path. */
-  u64Number(field: string, value: number): this {
+  u64Number(field: FieldName<L>, value: number): this {
     const offset = this.#at(field, 8);
     this.#little(offset, value >>> 0, 4);
     this.#little(offset + 4, Math.floor(value / 0x100000000), 4);
@@ -136,7 +139,7 @@ class StructWriter {
   }
 
   /** Raw bytes, at most the field's size (big-endian ports, addresses). */
-  raw(field: string, value: Uint8Array | readonly number[]): this {
+  raw(field: FieldName<L>, value: Uint8Array | readonly number[]): this {
     const offset = this.#at(field, undefined);
     const size = this.#layout.fields[field]?.size ?? 0;
     if (value.length > size) {
@@ -150,7 +153,7 @@ class StructWriter {
     for (let i = 0; i < size; i++) this.bytes[offset + i] = (value >>> (8 * i)) & 0xff;
   }
 
-  #at(field: string, size: number | undefined): number {
+  #at(field: FieldName<L>, size: number | undefined): number {
     const layout = this.#layout.fields[field];
     if (!layout || (size !== undefined && layout.size !== size)) {
       throw new RangeError(`${this.#layout.name} has no ${size ?? ""}-byte field ${field}`);

@@ -14,8 +14,6 @@ const libbpfSymbols = {
   libbpf_minor_version: { parameters: [], result: "u32" },
   // int libbpf_num_possible_cpus(void)
   libbpf_num_possible_cpus: { parameters: [], result: "i32" },
-  // int libbpf_probe_bpf_prog_type(enum bpf_prog_type prog_type, const void *opts)
-  libbpf_probe_bpf_prog_type: { parameters: ["u32", "pointer"], result: "i32" },
 
   // struct bpf_object *bpf_object__open_mem(const void *obj_buf, size_t obj_buf_sz,
   //                                         const struct bpf_object_open_opts *opts)
@@ -39,8 +37,6 @@ const libbpfSymbols = {
   bpf_program__section_name: { parameters: ["pointer"], result: "pointer" },
   // int bpf_program__set_autoload(struct bpf_program *prog, bool autoload)
   bpf_program__set_autoload: { parameters: ["pointer", "bool"], result: "i32" },
-  // bool bpf_program__autoload(const struct bpf_program *prog)
-  bpf_program__autoload: { parameters: ["pointer"], result: "bool" },
   // int bpf_program__fd(const struct bpf_program *prog)
   bpf_program__fd: { parameters: ["pointer"], result: "i32" },
   // struct bpf_link *bpf_program__attach(const struct bpf_program *prog)
@@ -51,8 +47,6 @@ const libbpfSymbols = {
   bpf_program__attach_xdp: { parameters: ["pointer", "i32"], result: "pointer" },
   // int bpf_program__pin(struct bpf_program *prog, const char *path)
   bpf_program__pin: { parameters: ["pointer", "buffer"], result: "i32" },
-  // int bpf_program__unpin(struct bpf_program *prog, const char *path)
-  bpf_program__unpin: { parameters: ["pointer", "buffer"], result: "i32" },
 
   // const char *bpf_map__name(const struct bpf_map *map)
   bpf_map__name: { parameters: ["pointer"], result: "pointer" },
@@ -72,12 +66,6 @@ const libbpfSymbols = {
   bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   // int bpf_map__set_pin_path(struct bpf_map *map, const char *path)
   bpf_map__set_pin_path: { parameters: ["pointer", "buffer"], result: "i32" },
-  // int bpf_map__reuse_fd(struct bpf_map *map, int fd)
-  bpf_map__reuse_fd: { parameters: ["pointer", "i32"], result: "i32" },
-  // int bpf_map__pin(struct bpf_map *map, const char *path)
-  bpf_map__pin: { parameters: ["pointer", "buffer"], result: "i32" },
-  // int bpf_map__unpin(struct bpf_map *map, const char *path)
-  bpf_map__unpin: { parameters: ["pointer", "buffer"], result: "i32" },
   // int bpf_map__lookup_elem(const struct bpf_map *map, const void *key, size_t key_sz,
   //                          void *value, size_t value_sz, __u64 flags)
   bpf_map__lookup_elem: {
@@ -97,8 +85,6 @@ const libbpfSymbols = {
   // int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
   //                          const struct bpf_map_batch_opts *opts)
   bpf_map_update_batch: { parameters: ["i32", "buffer", "buffer", "buffer", "buffer"], result: "i32" },
-  // int bpf_map_delete_batch(int fd, const void *keys, __u32 *count, const struct bpf_map_batch_opts *opts)
-  bpf_map_delete_batch: { parameters: ["i32", "buffer", "buffer", "buffer"], result: "i32" },
 
   // int bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type,
   //                     const struct bpf_link_create_opts *opts)

@@ -1,5 +1,5 @@
-import { BpfError } from "./error.ts";
-import { lastErrno, libc } from "./libbpf.ts";
+import { sysFailure } from "./error.ts";
+import { libc } from "./libbpf.ts";
 
 const PROT_READ = 1;
 const PROT_WRITE = 2;
@@ -148,7 +148,7 @@ const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 function mapOrThrow(length: number, protection: number, fd: number, offset: number, subject: string) {
   const pointer = libc().mmap(null, BigInt(length), protection, MAP_SHARED, fd, BigInt(offset));
   if (pointer === null || Deno.UnsafePointer.value(pointer) === MAP_FAILED) {
-    throw new BpfError("mmap", lastErrno() || 22, { subject: `ring buffer ${subject}` });
+    throw sysFailure("mmap", `ring buffer ${subject}`);
   }
   return pointer;
 }
