@@ -1,5 +1,6 @@
 import {
   type AegisConfig,
+  bootTimeNs,
   type BpfMap,
   type BpfObject,
   CAPACITY,
@@ -26,6 +27,7 @@ import { EventStream } from "./events.ts";
 import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
 import { ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
+import { decodeBreakGlass } from "./mode_words.ts";
 import { PROGRAMS } from "./object.ts";
 import { makePinDirs } from "./pin_dir.ts";
 import { addSession, deleteSessions, type Session } from "./sessions.ts";
@@ -133,7 +135,8 @@ export class DataPlane {
     return {
       activeGen: Number(word(CONFIG_WORDS.activeGen)),
       forceAudit: word(CONFIG_WORDS.forceAudit) !== 0n,
-      breakGlass: word(CONFIG_WORDS.breakGlass) !== 0n,
+      // The word is on (1) or a boot-clock deadline: one that has passed is off, as the hooks read it.
+      breakGlass: decodeBreakGlass(word(CONFIG_WORDS.breakGlass), bootTimeNs()).on,
       deadmanDeadlineNs: word(CONFIG_WORDS.deadmanDeadlineNs),
     };
   }
