@@ -167,8 +167,8 @@ function denyValue(ruleId: number): RuleValue {
 }
 
 /**
- * Entries by key bytes, written straight into one growing buffer of keys and one of values; a later entry
- * replaces an earlier one unless the earlier one was a deny. Keys are found by a 32-bit FNV-1a hash and
+ * Entries by key bytes, written straight into one growing buffer of keys and one of values; the first entry
+ * of a key stays unless a later deny meets an earlier allow. Keys are found by a 32-bit FNV-1a hash and
  * compared in place: no small array per key (100,000 of them cost hundreds of MB and most of the time).
  */
 class EntryTable {
@@ -196,7 +196,8 @@ class EntryTable {
     const candidates = found === undefined ? [] : typeof found === "number" ? [found] : found;
     const index = candidates.find((i) => this.#sameKey(i, this.#count));
     if (index !== undefined) {
-      if (this.#deny[index] && !deny) return;
+      // Deny beats allow on a tie; otherwise the first rule in plan order keeps the key (as decide() says).
+      if (this.#deny[index] || !deny) return;
       writeRule(this.#values, index * AEGIS_RULE.size, value);
       this.#deny[index] = deny;
       return;

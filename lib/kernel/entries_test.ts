@@ -89,14 +89,14 @@ Deno.test("ruleSetEntries() lets deny beat allow on an exact tie, whichever come
   }
 });
 
-Deno.test("ruleSetEntries() lets a later allow replace an earlier allow of the same key", () => {
+Deno.test("ruleSetEntries() keeps the first of two allows (or two denies) of the same key", () => {
   const entries = entriesOf(
     resolved({
       egress: [v4("10.0.0.0/8", 1, { action: "allow" }), v4("10.0.0.0/8", 2, { action: "allow" })],
     }),
     "egress_any",
   );
-  assert.deepEqual(entries.map((entry) => entry.rule.ruleId), [2]);
+  assert.deepEqual(entries.map((entry) => entry.rule.ruleId), [1]);
 });
 
 Deno.test("ruleSetEntries() masks host bits so equal networks share one key", () => {
