@@ -110,9 +110,16 @@ Deno.test("help on a terminal is coloured unless NO_COLOR is set", async () => {
   // script(1) gives the command a pseudo-terminal; TERM is all it needs from the environment.
   const main = new URL("../../main.ts", import.meta.url).pathname;
   const command = `${Deno.execPath()} run --allow-all ${main} --help`;
+  // The environment without NO_COLOR (CI sets it), then TERM and what the case adds.
+  const inherited = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([name]) => name !== "NO_COLOR"),
+  );
   const onTerminal = (env: Record<string, string>) =>
-    new Deno.Command("script", { args: ["-qec", command, "/dev/null"], env: { TERM: "xterm", ...env } })
-      .output();
+    new Deno.Command("script", {
+      args: ["-qec", command, "/dev/null"],
+      clearEnv: true,
+      env: { ...inherited, TERM: "xterm", ...env },
+    }).output();
   const coloured = await onTerminal({});
   assert.equal(coloured.code, 0);
   assert.ok(!isPlain(new TextDecoder().decode(coloured.stdout)));

@@ -14,8 +14,8 @@ export const breakGlassOnCommand = defineCommand({
   },
   args: [],
   examples: [
-    'aegisbpf break-glass on --reason "INC-4711 lock-out on web-3"',
-    'aegisbpf break-glass on --reason "deploy window" --ttl 30m',
+    "aegisbpf break-glass on --reason INC-4711",
+    "aegisbpf break-glass on --reason deploy-window --ttl 30m",
   ],
   run(ctx, { flags }) {
     const ttlMs = flags.ttl === undefined ? undefined : parseDuration(flags.ttl, "--ttl");
