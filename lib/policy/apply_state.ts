@@ -33,6 +33,7 @@ import {
   type HistoryOutcome,
   listHistory,
   readEntryContent,
+  readStateJson,
 } from "./history.ts";
 import { removeIfPresent, writeFileAtomic } from "./state.ts";
 
@@ -71,7 +72,7 @@ export function writeApplyIntent(stateDir: string, intent: ApplyIntent): void {
 }
 
 export function readApplyIntent(stateDir: string): ApplyIntent | undefined {
-  return readJson(intentFile(stateDir), intentSchema);
+  return readStateJson(intentFile(stateDir), intentSchema, "record");
 }
 
 export function clearApplyIntent(stateDir: string): void {
@@ -84,7 +85,7 @@ export function writeApplied(stateDir: string, record: AppliedRecord): void {
 
 /** What the last successful apply put into the kernel, or undefined before any. */
 export function readApplied(stateDir: string): AppliedRecord | undefined {
-  return readJson(appliedFile(stateDir), appliedSchema);
+  return readStateJson(appliedFile(stateDir), appliedSchema, "record");
 }
 
 /** A history entry with its policy text: a stored bundle's payload, or the stored policy itself. */
@@ -126,26 +127,4 @@ export function settlePending(
     }
     return { seq: entry.seq, outcome: "failed" };
   });
-}
-
-function readJson<S extends z.ZodType>(file: string, schema: S): z.output<S> | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(file);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new CorruptStateError(file, `not valid JSON: ${(error as Error).message}`, { cause: error });
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new CorruptStateError(file, `${issue?.path.join(".") || "record"}: ${issue?.message ?? "invalid"}`);
-  }
-  return parsed.data;
 }

@@ -11,10 +11,10 @@
  * Writers hold the state lock (`acquireStateLock`); readers need no lock.
  */
 
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { z } from "zod";
 import { InputError } from "../errors.ts";
+import { policySha256 } from "./parse.ts";
 import { isTempFileName, removeIfPresent, syncDirectory, writeFileAtomic } from "./state.ts";
 
 /** Entries kept at least; the current and the previous in-force entry are kept even when older. */
@@ -95,12 +95,23 @@ function contentDir(stateDir: string): string {
 
 /** The entries, oldest first. No history yet is an empty list. */
 export function listHistory(stateDir: string): HistoryEntry[] {
-  const file = indexFile(stateDir);
+  return readStateJson(indexFile(stateDir), indexSchema, "index")?.entries ?? [];
+}
+
+/**
+ * A JSON state file checked against `schema`, or undefined when there is none; anything else that does
+ * not read back is a CorruptStateError naming the file and, for a schema problem, the field (or `what`).
+ */
+export function readStateJson<S extends z.ZodType>(
+  file: string,
+  schema: S,
+  what: string,
+): z.output<S> | undefined {
   let text: string;
   try {
     text = Deno.readTextFileSync(file);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
+    if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
   let json: unknown;
@@ -109,12 +120,12 @@ export function listHistory(stateDir: string): HistoryEntry[] {
   } catch (error) {
     throw new CorruptStateError(file, `not valid JSON: ${(error as Error).message}`, { cause: error });
   }
-  const parsed = indexSchema.safeParse(json);
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new CorruptStateError(file, `${issue?.path.join(".") || "index"}: ${issue?.message ?? "invalid"}`);
+    throw new CorruptStateError(file, `${issue?.path.join(".") || what}: ${issue?.message ?? "invalid"}`);
   }
-  return parsed.data.entries;
+  return parsed.data;
 }
 
 /** Records an applied (or attempted) policy and its content; returns the entry with its new seq. */
@@ -130,7 +141,7 @@ export function appendHistory(
     ...fields,
     seq: (entries.at(-1)?.seq ?? 0) + 1,
     time: time.toISOString(),
-    contentSha256: sha256(bytes),
+    contentSha256: policySha256(bytes),
   });
   options.onStep?.("content");
   Deno.mkdirSync(contentDir(stateDir), { recursive: true, mode: 0o755 });
@@ -166,7 +177,7 @@ export function readEntryContent(stateDir: string, entry: HistoryEntry): string 
       cause: error,
     });
   }
-  if (sha256(bytes) !== entry.contentSha256) {
+  if (policySha256(bytes) !== entry.contentSha256) {
     throw new CorruptStateError(file, `the content of history entry ${entry.seq} does not match its sha256`);
   }
   return new TextDecoder().decode(bytes);
@@ -238,10 +249,6 @@ function pruneContent(stateDir: string, kept: readonly HistoryEntry[]): void {
     }
   }
   syncDirectory(contentDir(stateDir));
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
 }
 
 function versionCounterFile(stateDir: string): string {
