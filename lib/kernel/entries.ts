@@ -15,7 +15,7 @@ import {
   writeRule,
   writeRuleKey,
 } from "../../ffi/mod.ts";
-import { unmapIpv4 } from "../policy/cidr.ts";
+import { networkOf, unmapIpv4 } from "../policy/cidr.ts";
 import { type NetRule, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
 
 /** A plan with names resolved to what the kernel keys on. */
@@ -129,12 +129,10 @@ function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpac
     : rule.port === undefined
     ? [ANY_PROTOCOL]
     : PORT_PROTOCOLS;
-  const cidr = unmapIpv4({
-    family: rule.family,
-    addr: new Uint8Array(rule.addr),
-    prefixLength: rule.prefixLength,
-  });
-  const addr = maskAddress(cidr.addr, cidr.prefixLength);
+  // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
+  const cidr = networkOf(
+    unmapIpv4({ family: rule.family, addr: new Uint8Array(rule.addr), prefixLength: rule.prefixLength }),
+  );
   const value = {
     ruleId: rule.ruleId,
     action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
@@ -146,20 +144,11 @@ function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpac
       family: cidr.family,
       protocol,
       port: rule.port ?? 0,
-      addr,
+      addr: cidr.addr,
       prefixLength: cidr.prefixLength,
     };
     table.put((target, offset) => writeNetKey(target, offset, key), value, rule.action === "deny");
   }
-}
-
-/** Zeroes the host bits, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key. */
-export function maskAddress(addr: Uint8Array, prefixLength: number): Uint8Array {
-  const masked = new Uint8Array(addr);
-  for (let bit = prefixLength; bit < masked.length * 8; bit++) {
-    masked[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  }
-  return masked;
 }
 
 function denyValue(ruleId: number): RuleValue {

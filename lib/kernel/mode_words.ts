@@ -1,4 +1,5 @@
 import { bootTimeNs, BREAK_GLASS, CFG, decodeU64, encodeU32, encodeU64, FdMap } from "../../ffi/mod.ts";
+import { exists } from "./pin_dir.ts";
 
 /**
  * The config words that change the mode, read and written through their pin alone: no object is loaded
@@ -22,12 +23,7 @@ export type ModeWords = {
 /** The pinned config map under `bpffs`, or undefined when nothing of aegisbpf is pinned there. */
 function openConfig(bpffs: string): FdMap | undefined {
   const path = `${bpffs}/aegisbpf/maps/aegis_cfg`;
-  try {
-    Deno.statSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
+  if (!exists(path)) return undefined;
   const map = FdMap.open(path);
   if (map.valueSize !== 8 || map.maxEntries <= CFG.BREAK_GLASS) {
     map.close();

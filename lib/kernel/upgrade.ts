@@ -9,6 +9,7 @@ import {
   type MapDefinition,
 } from "../../ffi/mod.ts";
 import { RULE_MAPS, type RuleMapName } from "./entries.ts";
+import { exists, listDir } from "./pin_dir.ts";
 
 /**
  * Hand-over between releases whose pinned maps differ (another layout, another map size): the new release
@@ -175,23 +176,5 @@ function removePins(dir: string): void {
     Deno.removeSync(dir, { recursive: true });
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-}
-
-function listDir(path: string): string[] {
-  try {
-    return [...Deno.readDirSync(path)].map((entry) => entry.name).sort();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return [];
-    throw error;
-  }
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }
