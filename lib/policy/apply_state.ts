@@ -27,7 +27,6 @@ import { join } from "node:path";
 import { z } from "zod";
 import { parseEnvelope } from "./dsse.ts";
 import {
-  CorruptStateError,
   currentEntry,
   type HistoryEntry,
   type HistoryOutcome,
