@@ -18,6 +18,7 @@ import { policyHistory } from "./lib/commands/policy/history.ts";
 import { policyLint } from "./lib/commands/policy/lint.ts";
 import { policyRollback } from "./lib/commands/policy/rollback.ts";
 import { policyShow } from "./lib/commands/policy/show.ts";
+import { policySimulate } from "./lib/commands/policy/simulate.ts";
 import { policySign } from "./lib/commands/policy/sign.ts";
 import { policyValidate } from "./lib/commands/policy/validate.ts";
 import { policyVerify } from "./lib/commands/policy/verify.ts";
@@ -32,6 +33,7 @@ export const REGISTRY: Registry = [
       policyValidate,
       policyLint,
       policyDiff,
+      policySimulate,
       policyApply,
       policyShow,
       policyHistory,

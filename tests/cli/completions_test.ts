@@ -60,6 +60,7 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
     "validate",
     "lint",
     "diff",
+    "simulate",
     "apply",
     "show",
     "history",

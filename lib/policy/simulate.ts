@@ -1,0 +1,123 @@
+/**
+ * `policy simulate`: replays recorded event lines (SPEC section 6, as `run` and `events --json` write them)
+ * against a candidate plan and counts, per rule, what the candidate would decide. Pure: the caller reads
+ * the lines.
+ *
+ * An event line weighs its `count` (a rate-limited summary stands for that many actions). Agent events
+ * (`agent.*`, `policy.*`, `break_glass.*`, …) carry no action to decide and are skipped. A line that is
+ * not a JSON object, or an action event without the fields its type needs, is an InputError naming
+ * SOURCE:LINE; only a torn last line (no final newline: a log cut while written) is tolerated, and
+ * reported.
+ */
+
+import { InputError } from "../errors.ts";
+import { parseEventLine } from "./apply_explain.ts";
+import { decide } from "./decide.ts";
+import type { RuleSetPlan } from "./plan.ts";
+
+/** Event types that record an action the kernel decided. */
+const ACTION_TYPES: ReadonlySet<string> = new Set([
+  "file.open",
+  "exec",
+  "net.connect",
+  "net.sendmsg",
+  "net.bind",
+  "net.ingress",
+]);
+
+export type RuleCount = {
+  /** The rule's id in the candidate policy. */
+  rule: string;
+  /** What the candidate decides for these events: deny (enforce) or audit. */
+  decision: "deny" | "audit";
+  /** Actions the rule would decide, weighted by each line's `count`. */
+  actions: number;
+  /** Event lines behind `actions`. */
+  events: number;
+  /** Of `actions`, those whose recorded event named another rule, or no rule. */
+  newlyMatched: number;
+};
+
+export type SimulationReport = {
+  /** Action event lines decided. */
+  events: number;
+  /** Actions (weighted by `count`). */
+  actions: number;
+  /** Actions the candidate lets through. */
+  allowed: number;
+  /** Of `allowed`, actions the recorded event says were denied or audited by a rule. */
+  newlyAllowed: number;
+  /** Agent and other non-action lines skipped. */
+  skipped: number;
+  /** A torn last line that was ignored, as `SOURCE:LINE`. */
+  tornLastLine?: string;
+  /** Per rule of the candidate that matched at least once, most actions first. */
+  rules: RuleCount[];
+};
+
+/** Decides every action line of `text` under `plan`; `source` names the log in errors. */
+export function simulate(plan: RuleSetPlan, text: string, source: string): SimulationReport {
+  const lines = text.split("\n");
+  const torn = !text.endsWith("\n") && text !== "";
+  const counts = new Map<string, RuleCount>();
+  const report: SimulationReport = {
+    events: 0,
+    actions: 0,
+    allowed: 0,
+    newlyAllowed: 0,
+    skipped: 0,
+    rules: [],
+  };
+  lines.forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === "") return;
+    const where = `${source}:${index + 1}`;
+    const isLast = index === lines.length - 1;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch (error) {
+      if (isLast && torn) {
+        report.tornLastLine = where;
+        return;
+      }
+      throw new InputError(`${where}: not a JSON event line: ${(error as Error).message}`, { cause: error });
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new InputError(`${where}: not a JSON event object`);
+    }
+    const type = (value as { type?: unknown }).type;
+    if (typeof type !== "string") throw new InputError(`${where}: type: the event has no type`);
+    if (!ACTION_TYPES.has(type)) {
+      report.skipped++;
+      return;
+    }
+    const weight = weightOf((value as { count?: unknown }).count, where);
+    const { event, rule: recorded } = parseEventLine(line, where);
+    const decision = decide(plan, event);
+    report.events++;
+    report.actions += weight;
+    if (decision.decision === "allow" || decision.ruleName === undefined) {
+      report.allowed += weight;
+      if (recorded !== undefined && recorded !== "") report.newlyAllowed += weight;
+      return;
+    }
+    const rule = decision.ruleName;
+    const count = counts.get(rule) ??
+      { rule, decision: decision.decision, actions: 0, events: 0, newlyMatched: 0 };
+    count.actions += weight;
+    count.events++;
+    if (recorded !== rule) count.newlyMatched += weight;
+    counts.set(rule, count);
+  });
+  report.rules = [...counts.values()].sort((a, b) => b.actions - a.actions || a.rule.localeCompare(b.rule));
+  return report;
+}
+
+function weightOf(count: unknown, where: string): number {
+  if (count === undefined) return 1;
+  if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 1) {
+    throw new InputError(`${where}: count: expected a whole number of at least 1`);
+  }
+  return count;
+}

@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import { InputError } from "../errors.ts";
+import { minimal } from "./_testdata.ts";
+import { compilePolicy } from "./compile.ts";
+import { parsePolicy } from "./parse.ts";
+import { simulate } from "./simulate.ts";
+
+const plan = (mode: "enforce" | "audit", spec: string) =>
+  compilePolicy(parsePolicy(minimal(`  mode: ${mode}\n${spec}`), "p.yaml"));
+
+const CANDIDATE = `  network:
+    egress:
+      deny:
+        - { id: imds, cidr: 169.254.169.254/32 }
+        - { id: smtp, cidr: 0.0.0.0/0, ports: [25], protocol: tcp }
+`;
+
+const connect = (daddr: string, dport: number, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ type: "net.connect", net: { protocol: "tcp", daddr, dport }, ...extra });
+
+Deno.test("simulate() counts per rule what the candidate would deny, weighted by count", () => {
+  const log = [
+    connect("169.254.169.254", 80, { rule: "imds" }),
+    connect("169.254.169.254", 80, { rule: "imds", count: 41 }),
+    connect("192.0.2.9", 25, { rule: "old-smtp" }),
+    connect("192.0.2.9", 443, { rule: "old-web" }),
+    JSON.stringify({ type: "agent.start", host: "h" }),
+    JSON.stringify({ type: "policy.applied" }),
+    "",
+  ].join("\n");
+  const report = simulate(plan("enforce", CANDIDATE), log, "events.jsonl");
+  assert.deepEqual(report, {
+    events: 4,
+    actions: 44,
+    allowed: 1,
+    newlyAllowed: 1,
+    skipped: 2,
+    rules: [
+      { rule: "imds", decision: "deny", actions: 42, events: 2, newlyMatched: 0 },
+      { rule: "smtp", decision: "deny", actions: 1, events: 1, newlyMatched: 1 },
+    ],
+  });
+});
+
+Deno.test("simulate() reports audit for an audit-mode candidate", () => {
+  const report = simulate(plan("audit", CANDIDATE), connect("169.254.169.254", 80) + "\n", "log");
+  assert.deepEqual(report.rules, [{
+    rule: "imds",
+    decision: "audit",
+    actions: 1,
+    events: 1,
+    newlyMatched: 1,
+  }]);
+});
+
+Deno.test("simulate() names the line of a malformed event", () => {
+  const log = `${connect("10.0.0.1", 80)}\n{"type":"net.connect","net":{"protocol":"tcp"}}\n`;
+  assert.throws(() => simulate(plan("enforce", CANDIDATE), log, "events.jsonl"), (error: unknown) => {
+    assert.ok(error instanceof InputError);
+    assert.match(error.message, /^events\.jsonl:2: a net\.connect event needs net\.daddr/);
+    return true;
+  });
+  assert.throws(
+    () => simulate(plan("enforce", CANDIDATE), "not json\n", "x.log"),
+    /^InputError: x\.log:1: not a JSON event line/,
+  );
+  assert.throws(
+    () => simulate(plan("enforce", CANDIDATE), "[1]\n", "x.log"),
+    /x\.log:1: not a JSON event object/,
+  );
+  assert.throws(
+    () => simulate(plan("enforce", CANDIDATE), `${connect("10.0.0.1", 1, { count: 0 })}\n`, "x.log"),
+    /x\.log:1: count: expected a whole number/,
+  );
+});
+
+Deno.test("simulate() tolerates only a torn last line, and says so", () => {
+  const log = `${connect("169.254.169.254", 80)}\n{"type":"net.conn`;
+  const report = simulate(plan("enforce", CANDIDATE), log, "events.jsonl");
+  assert.equal(report.tornLastLine, "events.jsonl:2");
+  assert.equal(report.events, 1);
+  assert.throws(() =>
+    simulate(plan("enforce", CANDIDATE), `{"type":"net.conn\n${connect("1.1.1.1", 1)}`, "l")
+  );
+});
