@@ -28,7 +28,7 @@ export const policySimulate = defineCommand({
   args: [{ name: "FILE", description: "the candidate policy, or a signed bundle", complete: "file" }],
   examples: [
     "aegisbpf policy simulate candidate.yaml --events /var/lib/aegisbpf/events.jsonl",
-    "aegisbpf events --json -n 10000 | aegisbpf policy simulate candidate.yaml --events -",
+    "aegisbpf policy simulate candidate.json --events - --json",
   ],
   async run(ctx, { flags, args }) {
     const input = checkInput(await readRawInput(args.FILE), {
