@@ -1,5 +1,6 @@
 import { unwrap } from "./error.ts";
 import { cString, libbpf } from "./libbpf.ts";
+import { lookupBytes } from "./map.ts";
 import { closeFd } from "./sys.ts";
 
 const ENOENT = 2;
@@ -106,10 +107,10 @@ export class FdMap {
     }
   }
 
-  /** The value under `key`, or undefined when absent. */
+  /** The value under `key` (every CPU's slot for a per-CPU map), or undefined when absent. */
   lookup(key: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | undefined {
     this.#checkSize("key", key, this.keySize);
-    const value = new Uint8Array(this.valueSize);
+    const value = new Uint8Array(lookupBytes(this.definition.type, this.valueSize));
     const code = libbpf().bpf_map_lookup_elem(this.fd, key, value);
     if (code === -ENOENT) return undefined;
     unwrap(code, "bpf_map_lookup_elem", { subject: this.name });

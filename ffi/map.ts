@@ -5,11 +5,16 @@ const ENOENT = 2;
 const BPF_MAP_TYPE_PERCPU_HASH = 5;
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
-const PERCPU_TYPES = new Set([
+const PERCPU_TYPES: ReadonlySet<number> = new Set([
   BPF_MAP_TYPE_PERCPU_HASH,
   BPF_MAP_TYPE_PERCPU_ARRAY,
   BPF_MAP_TYPE_LRU_PERCPU_HASH,
 ]);
+
+/** Bytes of one lookup result of a map: per-CPU maps return one 8-byte-aligned slot per possible CPU. */
+export function lookupBytes(type: number, valueSize: number): number {
+  return PERCPU_TYPES.has(type) ? Math.ceil(valueSize / 8) * 8 * possibleCpus() : valueSize;
+}
 
 const BPF_ANY = 0n;
 
@@ -38,7 +43,7 @@ export class BpfMap {
     this.valueSize = lib.bpf_map__value_size(pointer);
     this.maxEntries = lib.bpf_map__max_entries(pointer);
     this.type = lib.bpf_map__type(pointer);
-    this.lookupSize = this.isPerCpu ? Math.ceil(this.valueSize / 8) * 8 * possibleCpus() : this.valueSize;
+    this.lookupSize = lookupBytes(this.type, this.valueSize);
   }
 
   /** The libbpf map, while the object that owns it is open (libbpf frees it with the object). */

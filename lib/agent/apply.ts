@@ -90,7 +90,7 @@ export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
 export type ApplyRequest = PlaneLocation & {
   input: PolicyInput;
   plan: RuleSetPlan;
-  outcome: "applied" | "rolled-back";
+  outcome: "applied" | "rolled-back" | "canary";
   /** For a rollback: the entry re-applied. */
   restoredSeq?: number;
   /** Apply an enforce policy even where this kernel can only audit some of its areas (SPEC section 5). */
@@ -124,7 +124,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
     ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
     content: input.content,
   });
-  const raiseCounterTo = input.kind === "bundle" && request.outcome === "applied" ? version : undefined;
+  const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
   let generation: number;
   try {
     writeApplyIntent(stateDir, {

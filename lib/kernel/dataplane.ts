@@ -63,6 +63,21 @@ export type Counters = {
   eventsSuppressed: bigint;
 };
 
+/** The counters of a per-CPU counters map (of a loaded object, or opened by its pin), summed over CPUs. */
+export function decodeCounters(
+  map: { lookup(key: Uint8Array<ArrayBuffer>): Uint8Array | undefined },
+): Counters {
+  const slot = (index: number): bigint => sumPerCpu(map.lookup(encodeU32(index)));
+  const decisions = Object.fromEntries(
+    HOOK_NAMES.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
+  ) as Counters["decisions"];
+  return {
+    decisions,
+    eventsLost: slot(COUNTER.EVENTS_LOST),
+    eventsSuppressed: slot(COUNTER.EVENTS_SUPPRESSED),
+  };
+}
+
 /**
  * The kernel side of aegisbpf: the loaded (or adopted) object, its pins and links. Closing it leaves
  * enforcement in place; only `DataPlane.detach` removes it.
@@ -211,16 +226,7 @@ export class DataPlane {
 
   /** Decision and event counters, summed over CPUs. */
   counters(): Counters {
-    const map = this.map("counters");
-    const slot = (index: number): bigint => sumPerCpu(map.lookup(encodeU32(index)));
-    const decisions = Object.fromEntries(
-      HOOK_NAMES.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
-    ) as Counters["decisions"];
-    return {
-      decisions,
-      eventsLost: slot(COUNTER.EVENTS_LOST),
-      eventsSuppressed: slot(COUNTER.EVENTS_SUPPRESSED),
-    };
+    return decodeCounters(this.map("counters"));
   }
 
   /**

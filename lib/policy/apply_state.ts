@@ -9,7 +9,7 @@
  * 2. `<state-dir>/apply_intent.json`: that entry's seq and the generation live *before* the flip;
  * 3. the kernel write and flip (all or nothing, data plane);
  * 4. `<state-dir>/applied.json`: what the kernel now holds (seq, sha256, generation);
- * 5. the entry's outcome (`applied` or `rolled-back`), the anti-rollback counter for a bundle;
+ * 5. the entry's outcome (`applied`, `rolled-back` or `canary`), the anti-rollback counter for a bundle;
  * 6. the intent removed.
  *
  * The next state-changing command, under the same lock, settles what a kill left behind before it does
@@ -40,7 +40,7 @@ const intentSchema = z.strictObject({
   seq: z.int().min(1),
   fromGeneration: z.int().min(0),
   /** What the entry becomes once in force. */
-  outcome: z.enum(["applied", "rolled-back"]),
+  outcome: z.enum(["applied", "rolled-back", "canary"]),
   /** A bundle's version, raised into the anti-rollback counter once in force (not for rollbacks). */
   raiseCounterTo: z.int().min(0).optional(),
   time: z.string(),

@@ -1,13 +1,22 @@
-import { defineCommand } from "../../cli/command.ts";
-import { RefusedError } from "../../errors.ts";
+import { type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
+import { type Context, defineCommand } from "../../cli/command.ts";
+import { parseDuration } from "../../cli/duration.ts";
+import { InputError, RefusedError } from "../../errors.ts";
+import { readPinnedCounters, totalDenies } from "../../kernel/pinned_counters.ts";
 import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
 import { appliedPolicy } from "../../policy/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
-import { readVersionCounter } from "../../policy/history.ts";
+import {
+  currentEntry,
+  type HistoryEntry,
+  listHistory,
+  readVersionCounter,
+  setOutcome,
+} from "../../policy/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
-import { checkLockout, diffLines, summaryLine, summaryOf } from "./_apply.ts";
+import { checkLockout, diffLines, reapplyEntry, type Summary, summaryLine, summaryOf } from "./_apply.ts";
 
 export const policyApply = defineCommand({
   name: "apply",
@@ -34,6 +43,16 @@ export const policyApply = defineCommand({
       description: "enforce where this kernel can, audit the areas it cannot enforce",
     },
     "no-wait": { type: "boolean", description: "fail at once when another command holds the state lock" },
+    canary: {
+      type: "string",
+      valueName: "DUR",
+      description: "watch the deny rate for DUR after applying; roll back by itself when it is exceeded",
+    },
+    "max-deny-rate": {
+      type: "string",
+      valueName: "N",
+      description: "with --canary: denies per second (or N/min) that trigger the rollback",
+    },
     json: { type: "boolean", description: "print the summary as one JSON object" },
   },
   args: [{ name: "SOURCE", description: "policy file, bundle, or https URL", complete: "file" }],
@@ -42,9 +61,11 @@ export const policyApply = defineCommand({
     "aegisbpf policy apply policy.bundle.json --require-signature",
     "aegisbpf policy apply https://example.com/policy.bundle.json --sha256 <hex>",
     "aegisbpf policy apply policy.yaml --dry-run",
+    "aegisbpf policy apply enforce.yaml --canary 10m --max-deny-rate 5",
   ],
   async run(ctx, { flags, args }) {
     const { stateDir, configDir, bpffs } = ctx.globals;
+    const canary = canaryOf(flags.canary, flags["max-deny-rate"], flags["dry-run"] === true);
     const raw = await readRawInput(args.SOURCE);
     if (flags.sha256 !== undefined) checkSha256(raw, flags.sha256);
     const requireSignature = flags["require-signature"] === true ||
@@ -78,17 +99,121 @@ export const policyApply = defineCommand({
           `counter ${counter} (a newer bundle was applied meanwhile)`,
       );
     }
+    // With a canary, what a failed canary goes back to: the policy in force now.
+    const fallback = canary && currentEntry(listHistory(stateDir));
+    if (canary && fallback === undefined) {
+      throw new InputError(
+        "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
+          "(an audit policy is the safe start)",
+      );
+    }
     const { entry, generation } = await applyPolicy({
       bpffs,
       stateDir,
       input,
       plan,
-      outcome: "applied",
+      outcome: canary ? "canary" : "applied",
       allowPartial: flags["allow-partial"] === true,
       warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
-    ctx.stdout.line(flags.json ? JSON.stringify(done) : summaryLine("applied", done));
-    return 0;
+    if (!canary || !fallback) {
+      ctx.stdout.line(flags.json ? JSON.stringify(done) : summaryLine("applied", done));
+      return 0;
+    }
+    if (!flags.json) ctx.stdout.line(summaryLine("applied (canary)", done));
+    return await runCanary(ctx, { ...canary, entry, fallback, json: flags.json === true, done });
   },
 });
+
+type Canary = { durationMs: number; maxDenyRate: number; rateText: string; durationText: string };
+
+function canaryOf(
+  duration: string | undefined,
+  rate: string | undefined,
+  dryRun: boolean,
+): Canary | undefined {
+  if (duration === undefined && rate === undefined) return undefined;
+  if (duration === undefined) throw new InputError("--max-deny-rate needs --canary DUR");
+  if (rate === undefined) throw new InputError("--canary needs --max-deny-rate N (denies per second)");
+  if (dryRun) throw new InputError("--canary and --dry-run do not go together: a dry run applies nothing");
+  const durationMs = parseDuration(duration, "--canary");
+  if (durationMs < 1000) {
+    throw new InputError(`--canary: ${duration} is too short to measure; give 1s or more`);
+  }
+  return { durationMs, maxDenyRate: parseDenyRate(rate), rateText: rate, durationText: duration };
+}
+
+/**
+ * Watches the canary with the state lock still held (no other apply lands meanwhile), then records its
+ * verdict: `canary-kept`, or an automatic rollback to `fallback` with the canary entry marked
+ * `canary-rolled-back`. Ctrl-C or SIGTERM during the watch rolls back too. Exit 0 kept, 1 rolled back.
+ */
+async function runCanary(
+  ctx: Context,
+  canary: Canary & { entry: HistoryEntry; fallback: HistoryEntry; json: boolean; done: Summary },
+): Promise<number> {
+  const { stateDir, bpffs } = ctx.globals;
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, stop);
+  let verdict: CanaryVerdict;
+  try {
+    ctx.log.info(
+      `canary: watching the deny rate for ${canary.durationText} (rolls back above ${canary.rateText}` +
+        `${/\//.test(canary.rateText) ? "" : "/s"}; Ctrl-C rolls back now)`,
+    );
+    verdict = await watchCanary({
+      durationMs: canary.durationMs,
+      maxDenyRate: canary.maxDenyRate,
+      readDenies: () => {
+        const counters = readPinnedCounters(bpffs);
+        return counters && totalDenies(counters);
+      },
+      signal: controller.signal,
+      onSample: ({ elapsedMs, rate, denies }) =>
+        ctx.log.debug(`canary: ${Math.round(elapsedMs / 1000)}s, ${denies} denies, ${rate.toFixed(2)}/s`),
+    });
+  } finally {
+    for (const signal of signals) Deno.removeSignalListener(signal, stop);
+  }
+  if (verdict.verdict === "kept") {
+    const kept = setOutcome(stateDir, canary.entry.seq, "canary-kept");
+    const result = { ...canary.done, outcome: kept.outcome, canary: verdict };
+    ctx.stdout.line(
+      canary.json ? JSON.stringify(result, bigintJson) : `canary passed: ${verdict.denies} denies in ` +
+        `${canary.durationText}; history entry ${kept.seq} kept (canary-kept)`,
+    );
+    return 0;
+  }
+  const why = verdict.verdict === "exceeded"
+    ? `the deny rate reached ${verdict.rate.toFixed(2)}/s over ${Math.round(verdict.windowMs / 1000)}s ` +
+      `(limit ${canary.maxDenyRate}/s)`
+    : `the canary was ${verdict.reason}`;
+  const restored = await reapplyEntry(ctx, canary.fallback, { force: true, allowPartial: true });
+  setOutcome(stateDir, canary.entry.seq, "canary-rolled-back");
+  if (canary.json) {
+    ctx.stdout.line(JSON.stringify({
+      ...canary.done,
+      outcome: "canary-rolled-back",
+      canary: verdict,
+      restoredSeq: canary.fallback.seq,
+      rollbackSeq: restored.entry.seq,
+    }, bigintJson));
+  }
+  throw new CanaryRolledBackError(
+    `canary failed after ${Math.round(verdict.elapsedMs / 1000)}s: ${why}; rolled back to history entry ` +
+      `${canary.fallback.seq} (policy ${canary.fallback.name} version ${canary.fallback.version}), recorded ` +
+      `as entry ${restored.entry.seq}`,
+  );
+}
+
+/** A canary that ended in an automatic rollback: exit 1, a failed check. */
+class CanaryRolledBackError extends Error {
+  override name = "CanaryRolledBackError";
+}
+
+function bigintJson(_key: string, value: unknown): unknown {
+  return typeof value === "bigint" ? Number(value) : value;
+}

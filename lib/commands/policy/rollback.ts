@@ -1,10 +1,8 @@
 import { defineCommand } from "../../cli/command.ts";
 import { InputError } from "../../errors.ts";
-import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
-import { checkInput, readApplyConfig } from "../../policy/apply_source.ts";
-import { compilePolicy } from "../../policy/compile.ts";
-import { findEntry, listHistory, previousEntry, readEntryContent } from "../../policy/history.ts";
-import { checkLockout, summaryLine, summaryOf } from "./_apply.ts";
+import { lockState, settleInterruptedApply } from "../../agent/apply.ts";
+import { findEntry, listHistory, previousEntry } from "../../policy/history.ts";
+import { reapplyEntry, summaryLine, summaryOf } from "./_apply.ts";
 
 export const policyRollback = defineCommand({
   name: "rollback",
@@ -31,7 +29,7 @@ export const policyRollback = defineCommand({
     "aegisbpf policy rollback --to 9f2c41d0",
   ],
   async run(ctx, { flags }) {
-    const { stateDir, configDir, bpffs } = ctx.globals;
+    const { stateDir, bpffs } = ctx.globals;
     using _lock = await lockState(stateDir, "policy rollback", {
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
@@ -44,23 +42,9 @@ export const policyRollback = defineCommand({
         "Nothing to roll back to: history holds no earlier policy in force; see aegisbpf policy history",
       );
     }
-    const content = readEntryContent(stateDir, target);
-    const checked = checkInput(
-      { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
-      { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
-    );
-    const input = { ...checked, source: target.source };
-    const plan = compilePolicy(input.parsed.policy);
-    await checkLockout(ctx, input, flags.force === true);
-    const { entry, generation } = await applyPolicy({
-      bpffs,
-      stateDir,
-      input,
-      plan,
-      outcome: "rolled-back",
-      restoredSeq: target.seq,
+    const { input, plan, entry, generation } = await reapplyEntry(ctx, target, {
+      force: flags.force === true,
       allowPartial: flags["allow-partial"] === true,
-      warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
     ctx.stdout.line(

@@ -1,0 +1,105 @@
+/**
+ * The canary of `policy apply --canary DUR --max-deny-rate N`: after the new policy is in force, watch the
+ * kernel's deny counters for DUR; the moment the deny rate over the last window exceeds N per second, the
+ * verdict is to roll back. The watch itself touches nothing: it samples a counter the caller gives it, so
+ * the rule is tested without a kernel.
+ */
+
+import { InputError } from "../errors.ts";
+
+/** The span the rate is measured over (or the time since the start, while shorter). */
+export const CANARY_WINDOW_MS = 10_000;
+/** How often the counters are sampled. */
+export const CANARY_INTERVAL_MS = 1_000;
+
+export type CanaryVerdict =
+  | { verdict: "kept"; denies: bigint; elapsedMs: number }
+  | { verdict: "exceeded"; rate: number; windowMs: number; denies: bigint; elapsedMs: number }
+  | { verdict: "aborted"; reason: string; denies: bigint; elapsedMs: number };
+
+export type CanaryWatch = {
+  durationMs: number;
+  /** Denies per second that end the canary when exceeded; 0 rolls back on the first deny. */
+  maxDenyRate: number;
+  /** Total denies so far (any monotonic counter), or undefined when it can no longer be read. */
+  readDenies: () => bigint | undefined;
+  /** Aborting (SIGINT, SIGTERM) ends the watch with verdict `aborted`. */
+  signal?: AbortSignal;
+  /** Called after every sample with the rate over the window, for progress output. */
+  onSample?: (sample: { elapsedMs: number; rate: number; denies: bigint }) => void;
+  windowMs?: number;
+  intervalMs?: number;
+  now?: () => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+};
+
+/** Watches the deny counter for `durationMs` and returns the verdict. */
+export async function watchCanary(watch: CanaryWatch): Promise<CanaryVerdict> {
+  const now = watch.now ?? (() => performance.now());
+  const sleep = watch.sleep ?? abortableSleep;
+  const windowMs = watch.windowMs ?? CANARY_WINDOW_MS;
+  const intervalMs = watch.intervalMs ?? CANARY_INTERVAL_MS;
+  const start = now();
+  const first = watch.readDenies();
+  if (first === undefined) {
+    return { verdict: "aborted", reason: "the counters are not pinned", denies: 0n, elapsedMs: 0 };
+  }
+  const samples = [{ t: start, denies: first }];
+  for (;;) {
+    const elapsed = now() - start;
+    const aborted = (reason: string, denies: bigint): CanaryVerdict => ({
+      verdict: "aborted",
+      reason,
+      denies: denies - first,
+      elapsedMs: now() - start,
+    });
+    if (watch.signal?.aborted) return aborted("interrupted", samples.at(-1)!.denies);
+    if (elapsed >= watch.durationMs) {
+      return { verdict: "kept", denies: samples.at(-1)!.denies - first, elapsedMs: elapsed };
+    }
+    await sleep(Math.min(intervalMs, watch.durationMs - elapsed), watch.signal);
+    if (watch.signal?.aborted) return aborted("interrupted", samples.at(-1)!.denies);
+    const denies = watch.readDenies();
+    if (denies === undefined) {
+      return aborted("the counters vanished (detached?)", samples.at(-1)!.denies);
+    }
+    const t = now();
+    samples.push({ t, denies });
+    while (samples.length > 1 && samples[0]!.t < t - windowMs) samples.shift();
+    const oldest = samples[0]!;
+    const spanMs = t - oldest.t;
+    const rate = spanMs > 0 ? Number(denies - oldest.denies) / (spanMs / 1000) : 0;
+    watch.onSample?.({ elapsedMs: t - start, rate, denies: denies - first });
+    if (rate > watch.maxDenyRate) {
+      return { verdict: "exceeded", rate, windowMs: spanMs, denies: denies - first, elapsedMs: t - start };
+    }
+  }
+}
+
+/**
+ * A deny rate: `N` or `N/s` per second, `N/min` per minute, `N/h` per hour; N a non-negative number.
+ * Returns denies per second.
+ */
+export function parseDenyRate(text: string, flag = "--max-deny-rate"): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(?:\/\s*(s|sec|min|m|h))?\s*$/.exec(text);
+  if (!match) {
+    throw new InputError(
+      `${flag}: ${JSON.stringify(text)} is not a rate; give N denies per second, or N/min`,
+    );
+  }
+  const value = Number(match[1]);
+  const per = { s: 1, sec: 1, m: 60, min: 60, h: 3600 }[match[2] ?? "s"]!;
+  return value / per;
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
