@@ -8,6 +8,7 @@ import { breakGlassStatusCommand } from "./lib/commands/break_glass/status.ts";
 import { completions } from "./lib/commands/completions.ts";
 import { explain } from "./lib/commands/explain.ts";
 import { help } from "./lib/commands/help.ts";
+import { metrics } from "./lib/commands/metrics.ts";
 import { keysAdd } from "./lib/commands/keys/add.ts";
 import { keysGen } from "./lib/commands/keys/gen.ts";
 import { keysList } from "./lib/commands/keys/list.ts";
@@ -53,6 +54,7 @@ export const REGISTRY: Registry = [
     commands: [breakGlassOnCommand, breakGlassOffCommand, breakGlassStatusCommand],
   },
   explain,
+  metrics,
   version,
   completions,
   help,

@@ -1,0 +1,53 @@
+import { dirname } from "node:path";
+import { defineCommand } from "../cli/command.ts";
+import { InputError } from "../errors.ts";
+import { collect, families } from "../metrics/collect.ts";
+import { exposition } from "../metrics/exposition.ts";
+import { writeFileAtomic } from "../policy/state.ts";
+
+export const metrics = defineCommand({
+  name: "metrics",
+  summary: "print the Prometheus metrics, or write them atomically for node_exporter",
+  description: "Reads the pinned maps and the history, so it works with or without a running agent and " +
+    "changes nothing, and prints every metric family of SPEC section 7 in the Prometheus text format. With " +
+    "--out PATH it writes a temporary file in PATH's directory, fsyncs it and renames it over PATH (mode " +
+    "0644), so node_exporter's textfile collector never reads half a file.",
+  options: {
+    out: {
+      type: "string",
+      valueName: "PATH",
+      complete: "file",
+      description: "write to PATH atomically (a *.prom file in the textfile collector's directory)",
+    },
+  },
+  args: [],
+  examples: [
+    "aegisbpf metrics",
+    "aegisbpf metrics --out /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
+  ],
+  // deno-lint-ignore require-await -- every command's run is async
+  async run(ctx, { flags }) {
+    const text = exposition(families(collect(ctx.globals)));
+    if (flags.out === undefined) ctx.stdout.write(text);
+    else writeTextfile(flags.out, text);
+    return 0;
+  },
+});
+
+/** Writes `text` to `path` atomically, mode 0644; a bad path is an InputError naming it. */
+export function writeTextfile(path: string, text: string): void {
+  if (!path.endsWith(".prom")) {
+    throw new InputError(`--out ${path}: node_exporter's textfile collector reads only *.prom files`);
+  }
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dirname(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new InputError(`--out ${path}: no directory ${dirname(path)}; create it or fix the path`);
+    }
+    throw error;
+  }
+  if (!info.isDirectory) throw new InputError(`--out ${path}: ${dirname(path)} is not a directory`);
+  writeFileAtomic(path, text, 0o644);
+}

@@ -1,0 +1,207 @@
+/**
+ * What `metrics` reports (SPEC section 7), read from the pins and the state directory only, so that it works
+ * with or without a running agent and changes nothing: `collect` reads, `families` turns the reading into
+ * metric families (pure).
+ */
+
+import { CAPACITY, HOOK_NAMES } from "../../ffi/mod.ts";
+import type { Counters } from "../kernel/dataplane.ts";
+import { libbpfVersion } from "../kernel/info.ts";
+import { readModeWords } from "../kernel/mode_words.ts";
+import { PROGRAMS } from "../kernel/object.ts";
+import {
+  HOOK_PROGRAMS,
+  pinnedLinkNames,
+  readPinnedCounters,
+  readPinnedGenInfo,
+  readPinnedMapFill,
+} from "../kernel/pinned.ts";
+import { currentEntry, listHistory } from "../policy/history.ts";
+import { VERSION } from "../version.ts";
+import type { Family } from "./exposition.ts";
+
+export type MetricsReading = {
+  build: { version: string; libbpf: string; kernel: string };
+  /** Whether anything of aegisbpf is pinned under the bpffs. */
+  pinned: boolean;
+  /** The live generation's mode, when a rule set is applied. */
+  policyMode?: "enforce" | "audit";
+  forceAudit: boolean;
+  breakGlass: boolean;
+  /** Seconds until the deadman falls back to audit (0: it has); absent when there is no deadman. */
+  deadmanRemaining?: number;
+  /** The policy in force according to history. */
+  policy?: { name: string; version: number; sha256: string; appliedAt: number };
+  counters?: Counters;
+  maps: { map: string; entries: number; capacity: number }[];
+  links: string[];
+};
+
+/** Reads the pins under `bpffs` and the history under `stateDir`. */
+export function collect(where: { bpffs: string; stateDir: string }): MetricsReading {
+  const build = { version: VERSION, libbpf: libbpfVersion(), kernel: Deno.osRelease() };
+  const entry = currentEntry(listHistory(where.stateDir));
+  const policy = entry && {
+    name: entry.name,
+    version: entry.version,
+    sha256: entry.sha256,
+    appliedAt: Date.parse(entry.time) / 1000,
+  };
+  const words = readModeWords(where.bpffs);
+  if (!words) {
+    return {
+      build,
+      pinned: false,
+      forceAudit: false,
+      breakGlass: false,
+      maps: [],
+      links: [],
+      ...(policy && { policy }),
+    };
+  }
+  const info = readPinnedGenInfo(where.bpffs);
+  const counters = readPinnedCounters(where.bpffs);
+  const sessions = readPinnedMapFill(where.bpffs, "ingress_session");
+  const maps = info
+    ? [
+      { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
+      { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
+    ]
+    : [];
+  if (sessions) maps.push({ map: "ingress_session", ...sessions });
+  const deadline = words.deadmanDeadlineNs;
+  return {
+    build,
+    pinned: true,
+    ...(info && { policyMode: info.enforce ? "enforce" as const : "audit" as const }),
+    forceAudit: words.forceAudit,
+    breakGlass: words.breakGlass.on,
+    ...(deadline !== undefined && {
+      deadmanRemaining: Math.max(0, Number(deadline - words.nowBootNs) / 1e9),
+    }),
+    ...(policy && { policy }),
+    ...(counters && { counters }),
+    maps,
+    links: pinnedLinkNames(where.bpffs),
+  };
+}
+
+/** Whether the kernel denies now: an enforce rule set, and no forced audit, break-glass or expired deadman. */
+export function enforcing(reading: MetricsReading): boolean {
+  return reading.policyMode === "enforce" && !reading.forceAudit && !reading.breakGlass &&
+    reading.deadmanRemaining !== 0;
+}
+
+const XDP_LINK_PREFIX = `${PROGRAMS.ingress}@`;
+
+/** The metric families of SPEC section 7 for one reading. Pure. */
+export function families(reading: MetricsReading): Family[] {
+  const flag = (on: boolean) => [{ value: on ? 1 : 0 }];
+  const hooks = HOOK_PROGRAMS.filter((program) => program !== PROGRAMS.ingress).map((program) => ({
+    labels: { hook: program.replace(/^aegis_/, "") },
+    value: reading.links.includes(program) ? 1 : 0,
+  }));
+  const xdp = reading.links.filter((name) => name.startsWith(XDP_LINK_PREFIX));
+  hooks.push(
+    ...(xdp.length > 0
+      ? xdp.map((name) => ({ labels: { hook: `xdp@${name.slice(XDP_LINK_PREFIX.length)}` }, value: 1 }))
+      : [{ labels: { hook: "xdp" }, value: 0 }]),
+  );
+  const decisions = reading.counters
+    ? HOOK_NAMES.flatMap((hook) =>
+      (["deny", "audit"] as const).map((decision) => ({
+        labels: { hook, decision },
+        value: reading.counters!.decisions[hook][decision],
+      }))
+    )
+    : [];
+  const { policy, counters } = reading;
+  return [
+    {
+      name: "aegisbpf_build_info",
+      help: "The aegisbpf build, the libbpf it loaded and the running kernel; always 1",
+      type: "gauge",
+      samples: [{ labels: reading.build, value: 1 }],
+    },
+    {
+      name: "aegisbpf_pinned",
+      help: "1 when the aegisbpf data plane is pinned in the kernel (loaded), 0 when not",
+      type: "gauge",
+      samples: flag(reading.pinned),
+    },
+    {
+      name: "aegisbpf_enforcing",
+      help:
+        "1 when the kernel denies what the policy denies; 0 in audit, break-glass, forced audit or after the deadman",
+      type: "gauge",
+      samples: flag(enforcing(reading)),
+    },
+    {
+      name: "aegisbpf_break_glass_active",
+      help: "1 while break-glass forces audit everywhere",
+      type: "gauge",
+      samples: flag(reading.breakGlass),
+    },
+    {
+      name: "aegisbpf_policy_info",
+      help: "The policy in force (from history); always 1",
+      type: "gauge",
+      samples: policy ? [{ labels: { name: policy.name, sha256: policy.sha256 }, value: 1 }] : [],
+    },
+    {
+      name: "aegisbpf_policy_version",
+      help: "metadata.version of the policy in force",
+      type: "gauge",
+      samples: policy ? [{ value: policy.version }] : [],
+    },
+    {
+      name: "aegisbpf_policy_applied_timestamp_seconds",
+      help: "When the policy in force was applied, in seconds since the epoch",
+      type: "gauge",
+      samples: policy ? [{ value: policy.appliedAt }] : [],
+    },
+    {
+      name: "aegisbpf_decisions_total",
+      help:
+        "Decisions the kernel took, by hook and decision (deny: blocked; audit: let through and reported)",
+      type: "counter",
+      samples: decisions,
+    },
+    {
+      name: "aegisbpf_events_dropped_total",
+      help: "Events not delivered: ring_buffer_full (lost), rate_limited (suppressed, counted in summaries)",
+      type: "counter",
+      samples: counters
+        ? [
+          { labels: { reason: "ring_buffer_full" }, value: counters.eventsLost },
+          { labels: { reason: "rate_limited" }, value: counters.eventsSuppressed },
+        ]
+        : [],
+    },
+    {
+      name: "aegisbpf_map_entries",
+      help: "Entries of the live rule maps and of the ingress session map",
+      type: "gauge",
+      samples: reading.maps.map(({ map, entries }) => ({ labels: { map }, value: entries })),
+    },
+    {
+      name: "aegisbpf_map_capacity",
+      help: "Capacity of the live rule maps and of the ingress session map",
+      type: "gauge",
+      samples: reading.maps.map(({ map, capacity }) => ({ labels: { map }, value: capacity })),
+    },
+    {
+      name: "aegisbpf_hook_attached",
+      help: "1 when the hook's program is attached (its link pinned); xdp@IFACE per ingress interface",
+      type: "gauge",
+      samples: hooks,
+    },
+    {
+      name: "aegisbpf_deadman_seconds_remaining",
+      help:
+        "Seconds until the kernel falls back to audit unless the agent refreshes the deadman; no sample without one",
+      type: "gauge",
+      samples: reading.deadmanRemaining === undefined ? [] : [{ value: reading.deadmanRemaining }],
+    },
+  ];
+}

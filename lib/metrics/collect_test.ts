@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { enforcing, families, type MetricsReading } from "./collect.ts";
+import { exposition } from "./exposition.ts";
+
+const base: MetricsReading = {
+  build: { version: "0.1.0", libbpf: "1.1", kernel: "6.1.0" },
+  pinned: true,
+  policyMode: "enforce",
+  forceAudit: false,
+  breakGlass: false,
+  maps: [{ map: "rules", entries: 3, capacity: 8 }],
+  links: ["aegis_connect4", "aegis_xdp@eth0", "aegis_xdp@eth1"],
+};
+
+Deno.test("enforcing() is 1 only for an enforce rule set with nothing forcing audit", () => {
+  assert.equal(enforcing(base), true);
+  assert.equal(enforcing({ ...base, policyMode: "audit" }), false);
+  assert.equal(enforcing({ ...base, forceAudit: true }), false);
+  assert.equal(enforcing({ ...base, breakGlass: true }), false);
+  assert.equal(enforcing({ ...base, deadmanRemaining: 0 }), false);
+  assert.equal(enforcing({ ...base, deadmanRemaining: 12 }), true);
+  const { policyMode: _, ...nothingApplied } = base;
+  assert.equal(enforcing(nothingApplied), false);
+});
+
+Deno.test("families() names attached hooks, one xdp@IFACE per interface, and omits absent samples", () => {
+  const text = exposition(families(base));
+  assert.match(text, /^aegisbpf_hook_attached\{hook="connect4"\} 1$/m);
+  assert.match(text, /^aegisbpf_hook_attached\{hook="connect6"\} 0$/m);
+  assert.match(text, /^aegisbpf_hook_attached\{hook="xdp@eth0"\} 1$/m);
+  assert.match(text, /^aegisbpf_hook_attached\{hook="xdp@eth1"\} 1$/m);
+  assert.doesNotMatch(text, /hook="xdp"\}/);
+  assert.match(text, /^aegisbpf_map_entries\{map="rules"\} 3$/m);
+  assert.doesNotMatch(text, /^aegisbpf_deadman_seconds_remaining /m);
+  assert.doesNotMatch(text, /^aegisbpf_policy_version /m);
+  assert.match(text, /^# TYPE aegisbpf_policy_version gauge$/m);
+  const withDeadman = exposition(families({ ...base, deadmanRemaining: 2.5, links: [] }));
+  assert.match(withDeadman, /^aegisbpf_deadman_seconds_remaining 2\.5$/m);
+  assert.match(withDeadman, /^aegisbpf_hook_attached\{hook="xdp"\} 0$/m);
+});
