@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { InputError, RefusedError } from "../errors.ts";
+import { type ApiDeps, createApp } from "./app.ts";
+import { EventHub } from "./event_hub.ts";
+
+function fakeDeps(overrides: Partial<ApiDeps> = {}) {
+  const calls: unknown[][] = [];
+  const deps: ApiDeps = {
+    health: () => Promise.resolve({ ready: true, report: { mode: "enforce" } }),
+    metrics: () => "# HELP aegisbpf_enforcing x\n# TYPE aegisbpf_enforcing gauge\naegisbpf_enforcing 1\n",
+    status: () => ({ mode: "enforce" }),
+    events: new EventHub({ retain: 3 }),
+    applyPolicy: (body) => (calls.push(["apply", body]), Promise.resolve({ applied: true })),
+    rollback: (request) => (calls.push(["rollback", request]), Promise.resolve({ rolledBack: true })),
+    breakGlass: (request) => (calls.push(["breakGlass", request]), Promise.resolve({ ok: true })),
+    sessions: {
+      add: (
+        request,
+      ) => (calls.push(["add", request]),
+        Promise.resolve({ id: "7", expiresAt: "2026-11-23T00:00:00Z", interfaces: ["eth0"] })),
+      remove: (id) => (calls.push(["remove", id]), Promise.resolve(id === "7")),
+    },
+    ...overrides,
+  };
+  return { deps, calls };
+}
+
+const post = (body: unknown) => ({
+  method: "POST",
+  body: typeof body === "string" ? body : JSON.stringify(body),
+  headers: { "content-type": "application/json" },
+});
+
+async function problemOf(response: Response) {
+  assert.equal(response.headers.get("content-type"), "application/problem+json");
+  const body = await response.json();
+  assert.equal(body.status, response.status);
+  return body as { title: string; detail: string; issues?: { path: string }[] };
+}
+
+Deno.test("createApp() serves health, metrics and status", async () => {
+  const app = createApp(fakeDeps().deps, { readOnly: false });
+  assert.deepEqual(await (await app.request("/health/live")).json(), { live: true });
+  const ready = await app.request("/health/ready");
+  assert.equal(ready.status, 200);
+  assert.deepEqual(await ready.json(), { ready: true, health: { mode: "enforce" } });
+  const metrics = await app.request("/metrics");
+  assert.match(metrics.headers.get("content-type")!, /^text\/plain; version=0\.0\.4/);
+  assert.match(await metrics.text(), /^aegisbpf_enforcing 1$/m);
+  assert.deepEqual(await (await app.request("/v1/status")).json(), { mode: "enforce" });
+  const unready = createApp(fakeDeps({ health: () => Promise.resolve({ ready: false, report: {} }) }).deps, {
+    readOnly: true,
+  });
+  assert.equal((await unready.request("/health/ready")).status, 503);
+});
+
+Deno.test("createApp() validates bodies with problem+json 400 naming the field", async () => {
+  const { deps, calls } = fakeDeps();
+  const app = createApp(deps, { readOnly: false });
+  const cases: [string, unknown, RegExp][] = [
+    ["/v1/break-glass", { on: true }, /reason/],
+    ["/v1/break-glass", { on: true, reason: "x", ttl: "forever" }, /ttl/],
+    ["/v1/break-glass", { on: "yes" }, /on/],
+    ["/v1/break-glass", "{not json", /not JSON/],
+    ["/v1/ingress/sessions", { cidr: "10.0.0.0/33", ttl: "5m" }, /cidr: not a CIDR/],
+    ["/v1/ingress/sessions", { cidr: "10.0.0.0/8", ttl: "2d" }, /ttl/],
+    ["/v1/ingress/sessions", { cidr: "10.0.0.0/8", ttl: "5m", ports: [0] }, /ports/],
+    ["/v1/ingress/sessions", { cidr: "10.0.0.0/8", ttl: "5m", extra: 1 }, /extra/],
+    ["/v1/policy/rollback", { to: 3 }, /to/],
+  ];
+  for (const [path, body, detail] of cases) {
+    const response = await app.request(path, post(body));
+    assert.equal(response.status, 400, `${path} ${JSON.stringify(body)}`);
+    assert.match((await problemOf(response)).detail, detail);
+  }
+  assert.deepEqual(calls, [], "nothing invalid reached the agent");
+});
+
+Deno.test("createApp() passes valid requests to the agent", async () => {
+  const { deps, calls } = fakeDeps();
+  const app = createApp(deps, { readOnly: false });
+  assert.equal(
+    (await app.request("/v1/break-glass", post({ on: true, reason: "incident 42", ttl: "30m" }))).status,
+    200,
+  );
+  assert.equal((await app.request("/v1/break-glass", post({ on: false }))).status, 200);
+  const session = await app.request(
+    "/v1/ingress/sessions",
+    post({ cidr: "198.51.100.0/24", ports: [22], ttl: "10m" }),
+  );
+  assert.equal(session.status, 201);
+  assert.equal(session.headers.get("location"), "/v1/ingress/sessions/7");
+  assert.equal((await app.request("/v1/ingress/sessions/7", { method: "DELETE" })).status, 204);
+  assert.equal((await app.request("/v1/ingress/sessions/8", { method: "DELETE" })).status, 404);
+  assert.equal((await app.request("/v1/policy/rollback", post({}))).status, 200);
+  assert.equal(
+    (await app.request("/v1/policy", { method: "POST", body: "apiVersion: aegisbpf.io/v1\n" })).status,
+    200,
+  );
+  assert.deepEqual(calls, [
+    ["breakGlass", { on: true, reason: "incident 42", ttlMs: 1_800_000 }],
+    ["breakGlass", { on: false }],
+    ["add", { cidr: "198.51.100.0/24", ports: [22], ttlMs: 600_000 }],
+    ["remove", "7"],
+    ["remove", "8"],
+    ["rollback", {}],
+    ["apply", { text: "apiVersion: aegisbpf.io/v1\n", source: "api" }],
+  ]);
+});
+
+Deno.test("createApp() maps agent errors to problems: 400 input, 409 refused, 500 failure", async () => {
+  const failing = (error: Error) =>
+    createApp(fakeDeps({ applyPolicy: () => Promise.reject(error) }).deps, { readOnly: false });
+  const cases: [Error, number, string][] = [
+    [new InputError("p.yaml:3:1: spec.mode: bad"), 400, "Invalid input"],
+    [new RefusedError("Refused bundle: replay"), 409, "Refused for safety"],
+    [new Error("bpf_map_update_elem failed"), 500, "Agent error"],
+  ];
+  for (const [error, status, title] of cases) {
+    const response = await failing(error).request("/v1/policy", { method: "POST", body: "x" });
+    assert.equal(response.status, status);
+    const body = await problemOf(response);
+    assert.equal(body.title, title);
+    assert.equal(body.detail, error.message);
+  }
+  const app = createApp(fakeDeps().deps, { readOnly: false });
+  assert.equal((await problemOf(await app.request("/v1/nope"))).title, "Not found");
+  const huge = await app.request("/v1/break-glass", post({ on: true, reason: "x".repeat(100_000) }));
+  assert.equal(huge.status, 413);
+});
+
+Deno.test("createApp() read-only (TCP) answers only health and metrics", async () => {
+  const { deps, calls } = fakeDeps();
+  const app = createApp(deps, { readOnly: true });
+  assert.equal((await app.request("/health/live")).status, 200);
+  assert.equal((await app.request("/metrics")).status, 200);
+  for (
+    const [path, init] of [
+      ["/v1/status", {}],
+      ["/v1/events", {}],
+      ["/v1/break-glass", post({ on: false })],
+      ["/v1/policy", post("x")],
+      ["/v1/ingress/sessions/7", { method: "DELETE" }],
+    ] as const
+  ) {
+    const response = await app.request(path, init);
+    assert.equal(response.status, 403, path);
+    assert.match((await problemOf(response)).detail, /Unix socket only/);
+  }
+  assert.deepEqual(calls, []);
+});
+
+Deno.test("createApp() streams events as SSE and resumes after Last-Event-ID", async () => {
+  const { deps } = fakeDeps();
+  const app = createApp(deps, { readOnly: false });
+  for (let i = 1; i <= 5; i++) deps.events.publish(`{"n":${i}}`);
+  const response = await app.request("/v1/events", { headers: { "last-event-id": "1" } });
+  assert.equal(response.headers.get("content-type"), "text/event-stream");
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes('{"n":5}')) text += (await reader.read()).value ?? "";
+  // Event 2 is gone (3 retained): the client is told, then gets 3, 4, 5.
+  assert.match(
+    text,
+    /^event: events\.dropped\ndata: \{"type":"events\.dropped","count":1,"reason":"not retained"\}\n\n/,
+  );
+  assert.match(text, /data: \{"n":3\}\nid: 3\n\ndata: \{"n":4\}\nid: 4\n\ndata: \{"n":5\}\nid: 5\n\n$/);
+  deps.events.publish('{"n":6}');
+  text = "";
+  while (!text.includes('{"n":6}')) text += (await reader.read()).value ?? "";
+  assert.equal(text, 'data: {"n":6}\nid: 6\n\n');
+  await reader.cancel();
+  deps.events.close();
+});
