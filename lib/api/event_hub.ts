@@ -84,10 +84,10 @@ export class EventHub {
       subscriber.queue.push(...this.#recent.filter((event) => event.id > lastEventId));
     }
     this.#subscribers.add(subscriber);
-    const hub = this;
+    const drop = () => this.#drop(subscriber);
     return {
       missed,
-      close: () => this.#drop(subscriber),
+      close: drop,
       async *[Symbol.asyncIterator]() {
         try {
           for (;;) {
@@ -104,7 +104,7 @@ export class EventHub {
             subscriber.wake = undefined;
           }
         } finally {
-          hub.#drop(subscriber);
+          drop();
         }
       },
     };
