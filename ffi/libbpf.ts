@@ -157,6 +157,27 @@ const libcSymbols = {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   // long sysconf(int name)
   sysconf: { parameters: ["i32"], result: "i64" },
+  // int socket(int domain, int type, int protocol)
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen)
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int listen(int sockfd, int backlog)
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags), on a worker thread
+  accept4_wait: {
+    name: "accept4",
+    parameters: ["i32", "pointer", "pointer", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen)
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count), on a worker thread
+  read_wait: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  // ssize_t write(int fd, const void *buf, size_t count), on a worker thread
+  write_wait: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  // int shutdown(int sockfd, int how)
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];

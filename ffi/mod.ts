@@ -19,6 +19,7 @@ export {
   statxMount,
   tryLockDirectory,
 } from "./sys.ts";
+export { type PeerCredentials, UnixConnection, UnixListener } from "./unix_socket.ts";
 export * from "./layout.ts";
 export * from "./event.ts";
 export * from "./constants.ts";

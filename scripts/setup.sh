@@ -15,7 +15,7 @@ say() { printf 'setup: %s\n' "$*"; }
 packages=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev iproute2 openssl)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "$want_test" = 1 ]; then
-  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux prometheus prometheus-node-exporter)
+  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus prometheus-node-exporter)
 fi
 
 missing=()
