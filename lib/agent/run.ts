@@ -1,0 +1,559 @@
+/**
+ * The agent (`aegisbpf run`): adopts or loads the pinned programs, applies its policy, streams decoded
+ * events to the caller and to the bounded event log, keeps the mode words (break-glass, deadman, forced
+ * audit) as the operator and the marker say, keeps file and exec rules fresh, and describes itself in
+ * `<state-dir>/agent.json`. Stopping it leaves enforcement pinned.
+ *
+ * Every change of the rule set goes through one queue, under the state lock:
+ * - an apply of a policy that is not the one in force (start, SIGHUP) is `applyPolicy`: a history entry;
+ * - the same policy again (a restart, a SIGHUP with an unchanged file, a rule path replaced on disk) is a
+ *   *refresh*: the plan resolved again and flipped into the other generation, `applied.json` updated to
+ *   name that generation, and no history entry, since the policy did not change (SPEC section 3: file rules
+ *   resolve paths at apply time; a refresh is that resolution done again).
+ */
+
+import { bootTimeNs } from "../../ffi/mod.ts";
+import { InputError, RefusedError } from "../errors.ts";
+import { DataPlane } from "../kernel/dataplane.ts";
+import { AppliedWithCleanupError } from "../kernel/generations.ts";
+import { probeLsm } from "../kernel/load.ts";
+import {
+  bootToWallOffsetNs,
+  type EventContext,
+  formatEvent,
+  type GenerationTable,
+  type PolicyRef,
+} from "../kernel/events.ts";
+import type { ResolvedRuleSet } from "../kernel/entries.ts";
+import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import type { PolicyInput } from "../policy/apply_source.ts";
+import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import { currentEntry, listHistory } from "../policy/history.ts";
+import { parsePolicy } from "../policy/parse.ts";
+import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import type { Logger } from "../cli/log.ts";
+import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
+import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
+import { applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
+import { EventLog, eventLogPath } from "./event_log.ts";
+import { FreshnessWatcher } from "./freshness.ts";
+import { cgroupPaths, interfaceNames } from "./names.ts";
+import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy } from "./policy_source.ts";
+
+const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
+/** Break-glass marker and deadman checks: well inside SPEC's one second. */
+const FAST_TICK_MS = 250;
+/** Rate-limit flush, lost-event count, applies made by other commands. */
+const SLOW_TICK_MS = 1000;
+
+export type AgentOptions = {
+  bpffs: string;
+  stateDir: string;
+  configDir: string;
+  /** `--audit` / `--enforce`; undefined: the policy's own mode. */
+  requestedMode?: "audit" | "enforce";
+  allowPartial: boolean;
+  policyFile?: string;
+  /** `--ingress IFACE`: interfaces XDP filters on, besides the policy's. */
+  ingress: readonly string[];
+  deadmanMs?: number;
+  /** Where events go besides the event log: stdout. */
+  emit: (event: AnyEvent) => void;
+  log: Logger;
+  /** The cgroup the socket programs attach to: the cgroup v2 root by default. */
+  cgroupPath?: string;
+};
+
+/** What is applied now. */
+type Current = {
+  input: PolicyInput;
+  origin: PolicyOrigin;
+  plan: RuleSetPlan;
+  resolved: ResolvedRuleSet;
+  partial: { area: Area; reason: string }[];
+};
+
+export class Agent {
+  readonly #options: AgentOptions;
+  readonly #plane: DataPlane;
+  readonly #log: EventLog;
+  readonly #host = Deno.hostname();
+  readonly #startedAt = new Date().toISOString();
+  readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
+  readonly #context: EventContext;
+  readonly #breakGlass: BreakGlassWatch;
+  #current: Current | undefined;
+  #policyRef: PolicyRef | undefined;
+  #generation = -1;
+  #lostSeen = 0n;
+  #deadmanSeenNs = 0n;
+  #stream: ReturnType<DataPlane["events"]> | undefined;
+  #freshness: FreshnessWatcher | undefined;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #queue: Promise<void> = Promise.resolve();
+  #busy = 0;
+  #stopped = false;
+
+  private constructor(options: AgentOptions, plane: DataPlane, log: EventLog) {
+    this.#options = options;
+    this.#plane = plane;
+    this.#log = log;
+    this.#context = {
+      host: this.#host,
+      generations: this.#tables,
+      bootToWallNs: bootToWallOffsetNs(),
+      cgroupPath: cgroupPaths(),
+      interfaceName: interfaceNames(),
+    };
+    this.#breakGlass = new BreakGlassWatch(options, cmdlineBreakGlass());
+  }
+
+  /**
+   * Starts the agent; resolves once the policy is applied and events flow. A refusal (exit 3) or bad
+   * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
+   */
+  static async start(options: AgentOptions): Promise<Agent> {
+    const sourced = await readAgentPolicy(options, options.policyFile);
+    const plan = planFor(sourced, options);
+    refuseWithoutLsm(plan, options.allowPartial);
+    Deno.mkdirSync(options.stateDir, { recursive: true });
+    const plane = DataPlane.open({
+      bpffs: options.bpffs,
+      ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
+    });
+    let log: EventLog | undefined;
+    try {
+      partialAreas(plane, plan, options.allowPartial);
+      log = new EventLog(eventLogPath(options.stateDir));
+      const agent = new Agent(options, plane, log);
+      await agent.#begin(sourced, plan);
+      return agent;
+    } catch (error) {
+      log?.close();
+      plane.close();
+      throw error;
+    }
+  }
+
+  async #begin(sourced: SourcedPolicy, plan: RuleSetPlan): Promise<void> {
+    const { deadmanMs } = this.#options;
+    // A detach that failed half-way leaves every hook forced to audit; a new agent takes over the mode.
+    const words = this.#plane.setConfig({ forceAudit: false });
+    this.#generation = words.activeGen;
+    this.#learnActiveGeneration();
+    this.#lostSeen = this.#plane.counters().eventsLost;
+    this.#emit("agent.start", {
+      pid: Deno.pid,
+      requestedMode: this.#requestedMode(plan),
+      deadmanMs: deadmanMs ?? null,
+      ingress: [...this.#options.ingress],
+    });
+    const glass = this.#breakGlass.start();
+    if (glass) this.#emit("break_glass.on", glass.fields);
+    if (words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs) {
+      this.#emit("deadman.expired", {
+        source: "previous agent",
+        ...this.#deadmanFacts(words.deadmanDeadlineNs),
+      });
+    }
+    this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+    if (deadmanMs !== undefined) this.#refreshDeadman();
+    this.#stream = this.#plane.events((raw) => this.#write(formatEvent(raw, this.#context)));
+    await this.#install(sourced, plan, "start");
+    this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
+    this.#every(FAST_TICK_MS, () => this.#fastTick());
+    this.#every(SLOW_TICK_MS, () => this.#slowTick());
+    if (deadmanMs !== undefined) this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
+  }
+
+  /** SIGHUP: reads the policy again, checks everything, and applies it; on failure keeps the old one. */
+  reload(): Promise<void> {
+    return this.#serial(async () => {
+      let sourced: SourcedPolicy;
+      let plan: RuleSetPlan;
+      try {
+        sourced = await readAgentPolicy(this.#options, this.#options.policyFile);
+        plan = planFor(sourced, this.#options);
+        partialAreas(this.#plane, plan, this.#options.allowPartial);
+        await this.#install(sourced, plan, "reload");
+      } catch (error) {
+        const kept = this.#policyRef && `${this.#policyRef.name} version ${this.#policyRef.version}`;
+        this.#emit("policy.reload_failed", { error: messageOf(error), kept: kept ?? null });
+        this.#options.log.warn(`reload failed, still enforcing ${kept}: ${messageOf(error)}`);
+      }
+    });
+  }
+
+  /** Stops cleanly: last events drained, deadman cleared, agent.json removed. Enforcement stays pinned. */
+  async stop(signal: string): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#freshness?.close();
+    await this.#queue;
+    try {
+      this.#plane.flushRateLimits();
+      this.#stream?.poll();
+    } catch (error) {
+      this.#options.log.warn(`last events: ${messageOf(error)}`);
+    }
+    this.#stream?.close();
+    // A clean stop is not a wedged agent: enforcement stays as it is, with no deadline to fall back.
+    if (this.#options.deadmanMs !== undefined) this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+    this.#emit("agent.stop", { signal, pid: Deno.pid });
+    removeAgentState(this.#options.stateDir);
+    this.#log.close();
+    this.#plane.close();
+  }
+
+  /** The applied policy, for the command's summary line. */
+  get policy(): PolicyRef | undefined {
+    return this.#policyRef;
+  }
+
+  get state(): AgentState {
+    const plan = this.#current!.plan;
+    const mode = this.#effectiveMode();
+    const used = new Set(planAreas(plan));
+    const areas = Object.fromEntries(AREAS.map((area): [Area, AreaMode] => [
+      area,
+      !used.has(area)
+        ? "unused"
+        : mode === "enforce" && this.#plane.status[area].mode === "enforce"
+        ? "enforce"
+        : "audit-only",
+    ])) as Record<Area, AreaMode>;
+    return {
+      pid: Deno.pid,
+      startedAt: this.#startedAt,
+      mode,
+      requestedMode: this.#requestedMode(plan),
+      areas,
+      partial: this.#current!.partial,
+      ingress: plan.ingress.interfaces.map((iface) => iface.name),
+      deadmanMs: this.#options.deadmanMs ?? null,
+      policy: this.#policyRef!,
+      eventsLog: this.#log.path,
+    };
+  }
+
+  #requestedMode(plan: RuleSetPlan): "audit" | "enforce" {
+    return this.#options.requestedMode ?? plan.mode;
+  }
+
+  /**
+   * Applies `plan`: a history entry when it is not the policy in force, a refresh otherwise (see the top of
+   * this file). Resolves names first: a missing path is bad input and nothing changes.
+   */
+  async #install(sourced: SourcedPolicy, plan: RuleSetPlan, why: "start" | "reload"): Promise<void> {
+    const { input } = sourced;
+    const warn = (message: string) => this.#options.log.warn(message);
+    const resolved = resolve(plan, warn);
+    const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
+    for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
+    const { stateDir, bpffs } = this.#options;
+    this.#busy++;
+    try {
+      using _lock = await lockState(stateDir, "run", {
+        wait: true,
+        onWait: (message) => this.#options.log.info(message),
+      });
+      settleInterruptedApply({ bpffs, stateDir });
+      const applied = readApplied(stateDir);
+      const inForce = currentEntry(listHistory(stateDir));
+      const same = applied !== undefined && inForce?.seq === applied.seq && applied.sha256 === input.sha256 &&
+        this.#plane.config().activeGen === applied.generation;
+      let generation: number;
+      let history: number | "unchanged";
+      if (same) {
+        generation = await this.#flip(resolved);
+        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+        history = "unchanged";
+      } else {
+        const result = await applyPolicy({
+          bpffs,
+          stateDir,
+          input,
+          plan,
+          outcome: "applied",
+          allowPartial: true,
+          warn: () => {},
+        });
+        generation = result.generation;
+        history = result.entry.seq;
+      }
+      this.#adopt(sourced, plan, resolved, partial, generation);
+      this.#emit("policy.applied", {
+        source: input.source,
+        origin: sourced.origin,
+        reason: why,
+        history,
+        generation,
+        requestedMode: this.#requestedMode(plan),
+      });
+    } finally {
+      this.#busy--;
+    }
+  }
+
+  async #flip(resolved: ResolvedRuleSet): Promise<number> {
+    try {
+      return await this.#plane.apply(resolved);
+    } catch (error) {
+      if (!(error instanceof AppliedWithCleanupError)) throw error;
+      this.#options.log.warn(error.message);
+      return error.generation;
+    }
+  }
+
+  /** Records what generation `generation` now holds, and watches its rule paths. */
+  #adopt(
+    sourced: SourcedPolicy,
+    plan: RuleSetPlan,
+    resolved: ResolvedRuleSet,
+    partial: Current["partial"],
+    generation: number,
+  ): void {
+    const { name, version } = sourced.input.parsed.policy.metadata;
+    this.#policyRef = { name, version, sha256: sourced.input.sha256 };
+    this.#tables[generation] = { rules: plan.rules, policy: this.#policyRef };
+    this.#generation = generation;
+    this.#current = { input: sourced.input, origin: sourced.origin, plan, resolved, partial };
+    this.#watchRulePaths();
+    this.#writeState();
+  }
+
+  #watchRulePaths(): void {
+    this.#freshness?.close();
+    const plan = this.#current!.plan;
+    const targets = [...plan.files, ...plan.exec];
+    this.#freshness = targets.length === 0
+      ? undefined
+      : new FreshnessWatcher(targets, () => void this.#serial(() => this.#refreshRules()));
+  }
+
+  /** A rule path changed on disk: resolve again, and flip only if an inode differs. */
+  async #refreshRules(): Promise<void> {
+    const current = this.#current;
+    if (!current || this.#stopped) return;
+    let resolved: ResolvedRuleSet;
+    try {
+      resolved = resolve(current.plan, () => {});
+    } catch (error) {
+      // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
+      this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
+      this.#watchRulePaths();
+      return;
+    }
+    const changed = changedRules(current.resolved, resolved);
+    if (changed.length === 0) {
+      this.#watchRulePaths();
+      return;
+    }
+    const { stateDir } = this.#options;
+    this.#busy++;
+    try {
+      using _lock = await lockState(stateDir, "run (rule refresh)", { wait: true, onWait: () => {} });
+      const generation = await this.#flip(resolved);
+      const applied = readApplied(stateDir);
+      if (applied && applied.sha256 === current.input.sha256) {
+        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+      }
+      this.#adopt(current, current.plan, resolved, current.partial, generation);
+      this.#emit("policy.refreshed", { rules: changed, generation });
+    } catch (error) {
+      this.#emit("agent.error", { error: `rule refresh failed: ${messageOf(error)}` });
+    } finally {
+      this.#busy--;
+    }
+  }
+
+  /**
+   * The rule table of the live generation when another command applied it (or before this agent
+   * started): applied.json names the history entry whose policy the generation holds.
+   */
+  #learnActiveGeneration(): boolean {
+    const { stateDir } = this.#options;
+    const applied = readApplied(stateDir);
+    if (!applied || applied.generation !== this.#generation) return false;
+    const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
+    if (!entry) return false;
+    const { policyText } = storedPolicy(stateDir, entry);
+    const policy = parsePolicy(policyText, `history entry ${entry.seq}`);
+    this.#tables[applied.generation] = {
+      rules: compilePolicy(policy).rules,
+      policy: { name: applied.name, version: applied.version, sha256: applied.sha256 },
+    };
+    return true;
+  }
+
+  #fastTick(): void {
+    const change = this.#breakGlass.poll();
+    if (change) {
+      this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
+      this.#writeState();
+    }
+  }
+
+  #slowTick(): void {
+    this.#plane.flushRateLimits();
+    const lost = this.#plane.counters().eventsLost;
+    if (lost > this.#lostSeen) {
+      this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
+      this.#lostSeen = lost;
+    }
+    if (this.#busy > 0) return;
+    const active = this.#plane.config().activeGen;
+    if (active === this.#generation) return;
+    // Another command (policy apply, rollback) flipped the rules.
+    this.#generation = active;
+    const applied = readApplied(this.#options.stateDir);
+    if (this.#learnActiveGeneration() && applied) {
+      this.#policyRef = { name: applied.name, version: applied.version, sha256: applied.sha256 };
+      this.#emit("policy.applied", { source: "another command", history: applied.seq, generation: active });
+    }
+  }
+
+  #refreshDeadman(): void {
+    const { deadmanMs } = this.#options;
+    if (deadmanMs === undefined || this.#stopped) return;
+    const now = bootTimeNs();
+    // This process was late (stopped, or its loop blocked): the kernel fell back to audit meanwhile.
+    if (this.#deadmanSeenNs !== 0n && now >= this.#deadmanSeenNs) {
+      this.#emit("deadman.expired", {
+        source: "this agent, late",
+        ...this.#deadmanFacts(this.#deadmanSeenNs),
+      });
+    }
+    this.#deadmanSeenNs = now + BigInt(Math.round(deadmanMs * 1e6));
+    this.#plane.setConfig({ deadmanDeadlineNs: this.#deadmanSeenNs });
+  }
+
+  #deadmanFacts(deadlineNs: bigint): Record<string, unknown> {
+    const lateMs = Number((bootTimeNs() - deadlineNs) / 1_000_000n);
+    return { expiredAt: new Date(Date.now() - lateMs).toISOString() };
+  }
+
+  #effectiveMode(): "enforce" | "audit" {
+    const words = this.#plane.config();
+    const deadman = words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs;
+    const enforcing = this.#current?.plan.mode === "enforce" && !words.breakGlass && !words.forceAudit &&
+      !deadman;
+    return enforcing ? "enforce" : "audit";
+  }
+
+  #writeState(): void {
+    if (this.#current && !this.#stopped) writeAgentState(this.#options.stateDir, this.state);
+  }
+
+  #emit(type: AgentEventType, fields: Record<string, unknown>): void {
+    this.#write(
+      agentEvent({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }, type, fields),
+    );
+  }
+
+  #write(event: AnyEvent): void {
+    this.#log.append(event);
+    this.#options.emit(event);
+  }
+
+  #every(ms: number, fn: () => void): void {
+    this.#timers.push(setInterval(() => {
+      try {
+        fn();
+      } catch (error) {
+        this.#options.log.warn(messageOf(error));
+      }
+    }, ms));
+  }
+
+  /** Runs changes of the rule set one at a time. */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(fn).catch((error) => {
+      this.#options.log.error(messageOf(error));
+    });
+    this.#queue = next;
+    return next;
+  }
+}
+
+/** The policy's plan with the run flags applied: the mode asked for and the extra ingress interfaces. */
+function planFor(sourced: SourcedPolicy, options: AgentOptions): RuleSetPlan {
+  if (options.requestedMode === "enforce" && sourced.origin === "default") {
+    throw new InputError(
+      "--enforce needs a policy: the embedded default only audits; pass --policy FILE or write " +
+        `${options.configDir}/policy.yaml`,
+    );
+  }
+  const plan = compilePolicy(sourced.input.parsed.policy);
+  if (options.requestedMode !== undefined) plan.mode = options.requestedMode;
+  const named = new Set(plan.ingress.interfaces.map((iface) => iface.name));
+  for (const name of options.ingress) {
+    if (!named.has(name)) plan.ingress.interfaces.push({ name, defaultDrop: false, ruleId: 0 });
+  }
+  return plan;
+}
+
+/**
+ * Areas the plan enforces that this kernel can only audit: refused (exit 3) unless `allowPartial`, then
+ * returned to run audit-only.
+ */
+function partialAreas(plane: DataPlane, plan: RuleSetPlan, allowPartial: boolean): Current["partial"] {
+  if (plan.mode !== "enforce") return [];
+  const partial = planAreas(plan).flatMap((area) => {
+    const { mode, reason } = plane.status[area];
+    return mode === "enforce" ? [] : [{ area, reason: reason ?? mode }];
+  });
+  if (partial.length > 0 && !allowPartial) {
+    const what = partial.map(({ area, reason }) => `${area} (${reason})`).join("; ");
+    throw new RefusedError(
+      `Refused enforce mode: this kernel cannot enforce ${what}; pass --allow-partial to run those areas ` +
+        "audit-only, or run --audit",
+    );
+  }
+  return partial;
+}
+
+/**
+ * The refusal of `partialAreas` before anything is loaded or attached, for the areas that need BPF-LSM: a
+ * probe load of the LSM programs alone says whether this kernel takes them.
+ */
+function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void {
+  const lsmAreas = planAreas(plan).filter((area) => area === "file" || area === "exec");
+  if (plan.mode !== "enforce" || allowPartial || lsmAreas.length === 0) return;
+  const probe = probeLsm();
+  if (probe.ok) return;
+  throw new RefusedError(
+    `Refused enforce mode: this kernel cannot enforce ${lsmAreas.join(" and ")} rules (${probe.reason}); ` +
+      "pass --allow-partial to run those areas audit-only, or run --audit",
+  );
+}
+
+function resolve(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
+  try {
+    return resolvePlan(plan, { warn });
+  } catch (error) {
+    if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+/** Ids of file and exec rules whose resolved inodes differ between two resolutions. */
+function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): string[] {
+  const key = (entry: { dev: number; ino: bigint; ruleId: number }) =>
+    `${entry.ruleId}:${entry.dev}:${entry.ino}`;
+  const ids = new Set<number>();
+  for (const area of ["files", "exec"] as const) {
+    const was = new Set(before[area].map(key));
+    const now = new Set(after[area].map(key));
+    for (const entry of before[area]) if (!now.has(key(entry))) ids.add(entry.ruleId);
+    for (const entry of after[area]) if (!was.has(key(entry))) ids.add(entry.ruleId);
+  }
+  return [...ids].map((id) => after.plan.rules[id]?.id ?? `#${id}`);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
