@@ -1,0 +1,205 @@
+/**
+ * The agent (`aegisbpf run`) against the real kernel, spawned as a user would. The socket programs attach
+ * to the cgroup v2 root (the command's default); every policy here is scoped to a test cgroup, so nothing
+ * outside it is ever denied. Each test has its own bpffs mount, state and config directories and cgroup,
+ * and detaches everything in `finally`.
+ */
+import assert from "node:assert/strict";
+import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { listHistory } from "../../lib/policy/history.ts";
+import { aegisbpf } from "../cli/cli.ts";
+import { AgentRun, type Dirs, type Event } from "../support/agent_run.ts";
+import { TestBpffs } from "../support/bpffs.ts";
+import { TestCgroup } from "../support/cgroup.ts";
+import { startConnectLoop } from "../support/loops.ts";
+import { rootTest } from "../support/privileged.ts";
+
+/** High ports outside the ephemeral range, different for each test process. */
+const PORT = 61000 + (Deno.pid % 300) * 3;
+const [TCP_PORT, UDP_PORT, BIND_PORT] = [PORT, PORT + 1, PORT + 2];
+
+type Host = Dirs & { dir: string; cgroup: TestCgroup; env: Record<string, string> };
+
+async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
+  const bpffs = await TestBpffs.mount();
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-agent-" });
+  const cgroup = TestCgroup.create();
+  const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
+  Deno.mkdirSync(dirs.configDir);
+  // No test depends on the host's kernel command line.
+  Deno.writeTextFileSync(`${dir}/cmdline`, "ro quiet\n");
+  const env = {
+    AEGISBPF_BPFFS: dirs.bpffs,
+    AEGISBPF_STATE_DIR: dirs.stateDir,
+    AEGISBPF_CONFIG_DIR: dirs.configDir,
+    AEGISBPF_PROC_CMDLINE: `${dir}/cmdline`,
+  };
+  try {
+    await fn({ ...dirs, dir, cgroup, env });
+  } finally {
+    try {
+      DataPlane.detach(bpffs.path);
+    } finally {
+      cgroup.remove();
+      await bpffs.unmount();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  }
+}
+
+function spawn(host: Host, args: string[], env: Record<string, string> = {}): AgentRun {
+  return AgentRun.spawn(host, args, { env: { ...host.env, ...env } });
+}
+
+function policy(host: Host, body: string, options: { mode?: string; version?: number } = {}): string {
+  return `apiVersion: aegisbpf.io/v1
+kind: Policy
+metadata: { name: agent-test, version: ${options.version ?? 1} }
+spec:
+  mode: ${options.mode ?? "enforce"}
+  scope: { cgroups: ["${host.cgroup.relativePath}"] }
+${body}`;
+}
+
+const NET = `  network:
+    egress:
+      deny:
+        - { id: tcp-lo2, cidr: 127.0.0.2/32, ports: [${TCP_PORT}], protocol: tcp }
+        - { id: udp-lo3, cidr: 127.0.0.3/32, ports: [${UDP_PORT}], protocol: udp }
+    bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }
+`;
+
+function writePolicy(host: Host, name: string, text: string): string {
+  const path = `${host.dir}/${name}`;
+  Deno.writeTextFileSync(path, text);
+  return path;
+}
+
+/** A TCP connect from the test cgroup to the denied address: "EPERM" when denied, else anything else. */
+async function connect(host: Host): Promise<string> {
+  const result = await host.cgroup.connect("127.0.0.2", TCP_PORT);
+  return result === "EPERM" ? "EPERM" : "allowed";
+}
+
+/** Polls `check` until it returns `want`, for at most `ms`; returns the time it took. */
+async function within(ms: number, want: string, check: () => Promise<string>): Promise<number> {
+  const start = performance.now();
+  let last = "";
+  while (performance.now() - start < ms) {
+    last = await check();
+    if (last === want) return performance.now() - start;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`Still ${last} after ${ms} ms (wanted ${want})`);
+}
+
+const RFC3339_NS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
+
+/** Every SPEC section 6 field of a kernel event, from a process of the test cgroup. */
+function assertKernelEvent(host: Host, event: Event, type: string, rule: string, mode: string): void {
+  assert.match(event.ts, RFC3339_NS);
+  assert.equal(event.host, Deno.hostname());
+  assert.equal(event.type, type);
+  assert.equal(event.rule, rule);
+  assert.equal(event.mode, mode);
+  assert.equal(event.decision, mode === "enforce" ? "deny" : "audit");
+  assert.equal(event.policy.name, "agent-test");
+  assert.equal(typeof event.policy.version, "number");
+  assert.match(event.policy.sha256, /^[0-9a-f]{64}$/);
+  const { process } = event;
+  for (const field of ["pid", "ppid", "uid", "gid"]) assert.equal(typeof process[field], "number", field);
+  assert.equal(typeof process.comm, "string");
+  assert.equal(process.cgroup.id, Deno.statSync(host.cgroup.path).ino);
+  assert.equal(process.cgroup.path, host.cgroup.relativePath);
+  assert.ok(event.count >= 1);
+}
+
+const isKernel = (type: string, rule: string) => (event: Event) => event.type === type && event.rule === rule;
+
+rootTest(
+  "[root] run --audit: egress connect and sendmsg, bind, file open and exec are reported with every SPEC field; SIGTERM leaves the pins, removes agent.json, keeps the log",
+  async () => {
+    await withHost(async (host) => {
+      const secret = `${host.dir}/secret`;
+      Deno.writeTextFileSync(secret, "s3cret\n");
+      const tool = `${host.dir}/tool`;
+      Deno.copyFileSync("/usr/bin/true", tool);
+      Deno.chmodSync(tool, 0o755);
+      const file = writePolicy(
+        host,
+        "p.yaml",
+        policy(
+          host,
+          `  files: { deny: [{ id: secret-file, path: ${secret} }] }\n` +
+            `  exec: { deny: [{ id: tool-exec, path: ${tool} }] }\n${NET}`,
+        ),
+      );
+      await using agent = spawn(host, ["--audit", "--policy", file]);
+      const applied = await agent.ready();
+      assert.equal(applied.policy.name, "agent-test");
+      assert.equal(applied.history, 1);
+      const state = JSON.parse(Deno.readTextFileSync(`${host.stateDir}/agent.json`));
+      assert.deepEqual({ ...state, startedAt: "", policy: state.policy.name, eventsLog: "" }, {
+        pid: agent.pid,
+        startedAt: "",
+        mode: "audit",
+        requestedMode: "audit",
+        areas: {
+          file: "audit-only",
+          exec: "audit-only",
+          egress: "audit-only",
+          bind: "audit-only",
+          ingress: "unused",
+        },
+        partial: [],
+        ingress: [],
+        deadmanMs: null,
+        policy: "agent-test",
+        eventsLog: "",
+      });
+      assert.equal(state.eventsLog, `${host.stateDir}/events.jsonl`);
+
+      assert.equal(await connect(host), "allowed", "audit lets the connect through");
+      assert.equal(await host.cgroup.probe("udp-sendto", "127.0.0.3", String(UDP_PORT)), "sent");
+      assert.equal(await host.cgroup.probe("bind", "tcp", String(BIND_PORT)), "bound");
+      const read = await host.cgroup.runBash(`cat '${secret}'`);
+      assert.equal(read.stdout, "s3cret\n");
+      assert.equal((await host.cgroup.runBash(`'${tool}'`)).code, 0);
+
+      const connectEvent = await agent.waitFor(isKernel("net.connect", "tcp-lo2"));
+      assertKernelEvent(host, connectEvent, "net.connect", "tcp-lo2", "audit");
+      assert.deepEqual(connectEvent.net, {
+        family: "ipv4",
+        protocol: "tcp",
+        daddr: "127.0.0.2",
+        dport: TCP_PORT,
+      });
+      const send = await agent.waitFor(isKernel("net.sendmsg", "udp-lo3"));
+      assertKernelEvent(host, send, "net.sendmsg", "udp-lo3", "audit");
+      assert.deepEqual(send.net, { family: "ipv4", protocol: "udp", daddr: "127.0.0.3", dport: UDP_PORT });
+      const bind = await agent.waitFor(isKernel("net.bind", "bind-port"));
+      assertKernelEvent(host, bind, "net.bind", "bind-port", "audit");
+      assert.equal(bind.net.sport, BIND_PORT);
+      assert.equal(bind.net.protocol, "tcp");
+      const open = await agent.waitFor(isKernel("file.open", "secret-file"));
+      assertKernelEvent(host, open, "file.open", "secret-file", "audit");
+      assert.equal(open.process.comm, "cat");
+      assert.deepEqual(open.file, { path: secret, dev: open.file.dev, ino: Deno.statSync(secret).ino });
+      const exec = await agent.waitFor(isKernel("exec", "tool-exec"));
+      assertKernelEvent(host, exec, "exec", "tool-exec", "audit");
+      assert.equal(exec.file.ino, Deno.statSync(tool).ino);
+
+      agent.kill("SIGTERM");
+      const { code, stderr } = await agent.exit();
+      assert.equal(code, 0, stderr);
+      assert.equal(agent.events.at(-1)?.type, "agent.stop");
+      assert.equal(agent.events[0]?.type, "agent.start");
+      assert.throws(() => Deno.statSync(`${host.stateDir}/agent.json`), Deno.errors.NotFound);
+      assert.ok(Deno.readDirSync(`${host.bpffs}/aegisbpf/links`).some((l) => l.name === "aegis_connect4"));
+      const logged = Deno.readTextFileSync(`${host.stateDir}/events.jsonl`).trim().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+      assert.deepEqual(logged, agent.events, "the log holds exactly what stdout showed");
+    });
+  },
+);
