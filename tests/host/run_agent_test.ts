@@ -203,3 +203,228 @@ rootTest(
     });
   },
 );
+
+function agentState(host: Host) {
+  return JSON.parse(Deno.readTextFileSync(`${host.stateDir}/agent.json`));
+}
+
+/** Waits until agent.json says `mode`. */
+async function stateMode(host: Host, mode: string): Promise<void> {
+  await within(2000, mode, () => Promise.resolve(agentState(host).mode));
+}
+
+const after = (agent: AgentRun) => agent.events.length;
+const isType = (type: string) => (event: Event) => event.type === type;
+
+rootTest(
+  "[root] break-glass: touch and rm of the marker, and the command, flip enforce to audit and back within a second; the command works on a kill -9'd agent's pins",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      const marker = `${host.configDir}/break_glass`;
+      const agent = spawn(host, ["--policy", file]);
+      await using _ = agent;
+      await agent.ready();
+      assert.equal(await connect(host), "EPERM");
+      assert.equal(agentState(host).mode, "enforce");
+      assert.equal(agentState(host).areas.egress, "enforce");
+
+      let from = after(agent);
+      Deno.writeTextFileSync(marker, "");
+      const touched = await within(1000, "allowed", () => connect(host));
+      const on = await agent.waitFor(isType("break_glass.on"), 2000, from);
+      assert.equal(on.source, "marker");
+      assert.equal(on.reason, "marker created by hand");
+      await stateMode(host, "audit");
+
+      from = after(agent);
+      Deno.removeSync(marker);
+      const removed = await within(1000, "EPERM", () => connect(host));
+      const off = await agent.waitFor(isType("break_glass.off"), 2000, from);
+      assert.equal(off.reason, "marker removed");
+      await stateMode(host, "enforce");
+
+      from = after(agent);
+      const command = await aegisbpf(["break-glass", "on", "--reason", "INC-1"], { env: host.env });
+      assert.equal(command.code, 0, command.stderr);
+      assert.equal(await connect(host), "allowed", "the command flips the kernel word itself");
+      const byCommand = await agent.waitFor(isType("break_glass.on"), 2000, from);
+      assert.equal(byCommand.reason, "INC-1");
+      from = after(agent);
+      assert.equal((await aegisbpf(["break-glass", "off"], { env: host.env })).code, 0);
+      assert.equal(await connect(host), "EPERM");
+      await agent.waitFor(isType("break_glass.off"), 2000, from);
+
+      agent.kill("SIGKILL");
+      await agent.exit();
+      assert.equal(await connect(host), "EPERM", "enforcement outlives the agent");
+      assert.equal(
+        (await aegisbpf(["break-glass", "on", "--reason", "dead agent"], { env: host.env })).code,
+        0,
+      );
+      assert.equal(await connect(host), "allowed");
+      assert.equal((await aegisbpf(["break-glass", "off"], { env: host.env })).code, 0);
+      assert.equal(await connect(host), "EPERM");
+      console.log(
+        `marker touched -> audit in ${touched.toFixed(0)} ms, removed -> enforce in ${removed.toFixed(0)} ms`,
+      );
+    });
+  },
+);
+
+rootTest(
+  "[root] break-glass --ttl ends by itself: enforcement returns and the agent reports it",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      const from = after(agent);
+      const command = await aegisbpf(["break-glass", "on", "--reason", "window", "--ttl", "2s"], {
+        env: host.env,
+      });
+      assert.equal(command.code, 0, command.stderr);
+      assert.equal(await connect(host), "allowed");
+      const on = await agent.waitFor(isType("break_glass.on"), 2000, from);
+      assert.match(on.until, /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+      await within(3500, "EPERM", () => connect(host));
+      const off = await agent.waitFor(isType("break_glass.off"), 2000, from);
+      assert.equal(off.reason, "ttl expired");
+      assert.throws(
+        () => Deno.statSync(`${host.configDir}/break_glass`),
+        Deno.errors.NotFound,
+        "marker removed",
+      );
+      await stateMode(host, "enforce");
+    });
+  },
+);
+
+rootTest(
+  "[root] deadman: a stopped agent's kernel falls back to audit after the TTL, and enforces again once it refreshes; a new agent reports a dead one's expiry",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      const agent = spawn(host, ["--policy", file, "--deadman", "1s"]);
+      await using _ = agent;
+      await agent.ready();
+      assert.equal(agentState(host).deadmanMs, 1000);
+      assert.equal(await connect(host), "EPERM");
+      agent.kill("SIGSTOP");
+      const fellBack = await within(3000, "allowed", () => connect(host));
+      let from = after(agent);
+      agent.kill("SIGCONT");
+      const late = await agent.waitFor(isType("deadman.expired"), 3000, from);
+      assert.equal(late.source, "this agent, late");
+      await within(1500, "EPERM", () => connect(host));
+
+      agent.kill("SIGKILL");
+      await agent.exit();
+      await within(3000, "allowed", () => connect(host));
+      await using next = spawn(host, ["--policy", file]);
+      from = 0;
+      const dead = await next.waitFor(isType("deadman.expired"), 30_000, from);
+      assert.equal(dead.source, "previous agent");
+      await next.ready();
+      assert.equal(await connect(host), "EPERM", "no deadman on the new agent: enforcing again");
+      assert.ok(fellBack < 3000);
+    });
+  },
+);
+
+rootTest(
+  "[root] SIGHUP with a broken policy keeps the old one and says why; a valid one is applied",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      assert.equal(await connect(host), "EPERM");
+
+      let from = after(agent);
+      Deno.writeTextFileSync(file, policy(host, NET).replace("kind: Policy", "kind: Policy\nbogus: 1"));
+      agent.kill("SIGHUP");
+      const failed = await agent.waitFor(isType("policy.reload_failed"), 10_000, from);
+      assert.match(failed.error, /p\.yaml:3:1/);
+      assert.equal(failed.kept, "agent-test version 1");
+      assert.equal(await connect(host), "EPERM", "the old policy still enforces");
+      assert.equal(agentState(host).policy.version, 1);
+      assert.match(agent.stderr, /reload failed, still enforcing agent-test version 1/);
+
+      from = after(agent);
+      const bindOnly =
+        `  network:\n    bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }\n`;
+      Deno.writeTextFileSync(file, policy(host, bindOnly, { version: 2 }));
+      agent.kill("SIGHUP");
+      const applied = await agent.waitFor(isType("policy.applied"), 10_000, from);
+      assert.equal(applied.policy.version, 2);
+      assert.equal(applied.history, 2);
+      assert.equal(applied.reason, "reload");
+      assert.equal(await connect(host), "allowed");
+      assert.equal(agentState(host).policy.version, 2);
+      assert.deepEqual(listHistory(host.stateDir).map((entry) => entry.outcome), ["applied", "applied"]);
+    });
+  },
+);
+
+rootTest(
+  "[root] kill -9 of the agent keeps enforcement, and a new run adopts it: no connect of a loop running throughout gets through",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      const first = spawn(host, ["--policy", file]);
+      await using _ = first;
+      await first.ready();
+      const loop = await startConnectLoop(host.cgroup, "127.0.0.2", TCP_PORT, { maxSeconds: 60 });
+      let tally;
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        first.kill("SIGKILL");
+        await first.exit();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await using second = spawn(host, ["--policy", file]);
+        const adopted = await second.ready();
+        assert.equal(adopted.history, "unchanged", "the same policy: no new history entry");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        second.kill("SIGTERM");
+        assert.equal((await second.exit()).code, 0);
+      } finally {
+        tally = await loop.stop();
+      }
+      assert.equal(tally.leaks, 0, `${tally.leaks} of ${tally.attempts} connects got through`);
+      assert.ok(tally.attempts > 50, `only ${tally.attempts} attempts`);
+      assert.equal(listHistory(host.stateDir).length, 1);
+      assert.equal(await connect(host), "EPERM");
+      console.log(`${tally.attempts} connects across kill -9 and adoption, 0 through`);
+    });
+  },
+);
+
+rootTest(
+  "[root] the embedded default audit policy produces real events within a minute and denies nothing",
+  async () => {
+    await withHost(async (host) => {
+      await using agent = spawn(host, []);
+      const applied = await agent.ready();
+      assert.equal(applied.origin, "default");
+      assert.equal(applied.policy.name, "aegisbpf-default-audit");
+      const started = performance.now();
+      // What any host does all the time; the test does it too so as not to wait on the host's own activity.
+      await host.cgroup.runBash("id >/dev/null; cat /etc/passwd >/dev/null; uname >/dev/null");
+      const first = await agent.waitFor((event) => event.decision !== undefined, 60_000);
+      assert.equal(first.decision, "audit");
+      assert.equal(first.mode, "audit");
+      assert.equal(first.policy.name, "aegisbpf-default-audit");
+      const file = await agent.waitFor(isKernel("file.open", "read-passwd"), 30_000);
+      assert.equal(file.file.path, "/etc/passwd");
+      await agent.waitFor((event) => event.type === "exec" && /^exec-/.test(event.rule), 30_000);
+      assert.equal(agentState(host).mode, "audit");
+      assert.ok(agent.events.every((event) => event.decision !== "deny"));
+      console.log(
+        `first default-policy event after ${
+          (performance.now() - started).toFixed(0)
+        } ms: ${first.type} ${first.rule}`,
+      );
+    });
+  },
+);
