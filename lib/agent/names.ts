@@ -1,7 +1,8 @@
 /**
- * Names for the numbers kernel events carry: a cgroup v2 id is the inode number of its directory under the
- * cgroup v2 mount; an interface index is in /sys/class/net/NAME/ifindex. Both are scanned on a miss, at
- * most once a second, so a flood of events from a cgroup that is gone costs no more than one scan.
+ * Paths for the cgroup ids kernel events carry: a cgroup v2 id is the inode number of its directory under
+ * the cgroup v2 mount. The tree is scanned on a miss, at most once a second, so a flood of events from a
+ * cgroup that is gone costs no more than one scan. (Interface names come from the agent's own applies:
+ * XDP reports only from interfaces it attached to, and /sys/class/net may belong to another namespace.)
  */
 
 import { cgroup2Root } from "../kernel/cgroup.ts";
@@ -50,20 +51,4 @@ export function cgroupPaths(root = cgroup2Root()): (id: number) => string | unde
     return found;
   });
   return (id) => names.lookup(id);
-}
-
-/** Interface names by index. */
-export function interfaceNames(): (ifindex: number) => string | undefined {
-  const names = new Names(() => {
-    const found = new Map<number, string>();
-    for (const entry of Deno.readDirSync("/sys/class/net")) {
-      try {
-        found.set(Number(Deno.readTextFileSync(`/sys/class/net/${entry.name}/ifindex`).trim()), entry.name);
-      } catch {
-        // Gone while reading.
-      }
-    }
-    return found;
-  });
-  return (ifindex) => names.lookup(ifindex);
 }

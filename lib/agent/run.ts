@@ -39,7 +39,7 @@ import { applyPolicy, lockState, planAreas, settleInterruptedApply } from "./app
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { EventLog, eventLogPath } from "./event_log.ts";
 import { FreshnessWatcher } from "./freshness.ts";
-import { cgroupPaths, interfaceNames } from "./names.ts";
+import { cgroupPaths } from "./names.ts";
 import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy } from "./policy_source.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
@@ -84,6 +84,8 @@ export class Agent {
   readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
   readonly #context: EventContext;
   readonly #breakGlass: BreakGlassWatch;
+  /** Names of the interfaces XDP was attached to, by index, for ingress events. */
+  readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
   #policyRef: PolicyRef | undefined;
   #generation = -1;
@@ -105,7 +107,7 @@ export class Agent {
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
-      interfaceName: interfaceNames(),
+      interfaceName: (ifindex) => this.#interfaces.get(ifindex),
     };
     this.#breakGlass = new BreakGlassWatch(options, cmdlineBreakGlass());
   }
@@ -319,6 +321,7 @@ export class Agent {
     const { name, version } = sourced.input.parsed.policy.metadata;
     this.#policyRef = { name, version, sha256: sourced.input.sha256 };
     this.#tables[generation] = { rules: plan.rules, policy: this.#policyRef };
+    for (const iface of resolved.interfaces) this.#interfaces.set(iface.ifindex, iface.name);
     this.#generation = generation;
     this.#current = { input: sourced.input, origin: sourced.origin, plan, resolved, partial };
     this.#watchRulePaths();

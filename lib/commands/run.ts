@@ -5,6 +5,7 @@ import { defineCommand } from "../cli/command.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { palette } from "../cli/output.ts";
 import { InputError } from "../errors.ts";
+import { hasInterface } from "../kernel/resolve.ts";
 
 const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
 
@@ -97,9 +98,7 @@ export const run = defineCommand({
 });
 
 function checkInterface(name: string): void {
-  try {
-    Deno.statSync(`/sys/class/net/${name}`);
-  } catch {
+  if (!hasInterface(name)) {
     throw new InputError(`--ingress ${name}: no such network interface here (see ip link)`);
   }
 }

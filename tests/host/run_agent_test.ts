@@ -12,7 +12,9 @@ import { AgentRun, type Dirs, type Event } from "../support/agent_run.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { startConnectLoop } from "../support/loops.ts";
-import { rootTest } from "../support/privileged.ts";
+import { VethPair } from "../support/netns.ts";
+import { probeLsm } from "../../lib/kernel/load.ts";
+import { rootTest, run } from "../support/privileged.ts";
 
 /** High ports outside the ephemeral range, different for each test process. */
 const PORT = 61000 + (Deno.pid % 300) * 3;
@@ -428,3 +430,165 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] run --enforce with file rules where BPF-LSM cannot load is refused (exit 3) naming the area; --allow-partial runs them audit-only and says so in agent.json",
+  async () => {
+    await withHost(async (host) => {
+      const secret = `${host.dir}/secret`;
+      Deno.writeTextFileSync(secret, "s3cret\n");
+      const file = writePolicy(
+        host,
+        "p.yaml",
+        policy(host, `  files: { deny: [{ id: secret-file, path: ${secret} }] }\n${NET}`),
+      );
+      const lsm = probeLsm();
+      const refused = await aegisbpf(["run", "--enforce", "--policy", file], { env: host.env });
+      if (lsm.ok) {
+        // A kernel that loads BPF-LSM programs (the VM suite covers enforcement there).
+        assert.notEqual(refused.code, 3, refused.stderr);
+        return;
+      }
+      assert.equal(refused.code, 3, refused.stderr);
+      assert.match(
+        refused.stderr,
+        /^aegisbpf: error: Refused enforce mode: this kernel cannot enforce file rules \(BPF-LSM program load failed: EPERM.*\); pass --allow-partial/,
+      );
+      assert.equal(refused.stdout, "");
+      assert.throws(
+        () => Deno.statSync(`${host.bpffs}/aegisbpf`),
+        Deno.errors.NotFound,
+        "refused before loading",
+      );
+
+      await using agent = spawn(host, ["--enforce", "--allow-partial", "--policy", file]);
+      await agent.ready();
+      const state = agentState(host);
+      assert.equal(state.mode, "enforce");
+      assert.equal(state.requestedMode, "enforce");
+      assert.deepEqual(state.areas, {
+        file: "audit-only",
+        exec: "unused",
+        egress: "enforce",
+        bind: "enforce",
+        ingress: "unused",
+      });
+      assert.equal(state.partial.length, 1);
+      assert.equal(state.partial[0].area, "file");
+      assert.match(state.partial[0].reason, /EPERM/);
+      assert.equal(await connect(host), "EPERM", "egress enforces");
+      assert.equal((await host.cgroup.runBash(`cat '${secret}'`)).stdout, "s3cret\n", "file only audits");
+      const open = await agent.waitFor(isKernel("file.open", "secret-file"));
+      assert.equal(open.decision, "audit");
+      assert.match(agent.stderr, /file runs audit-only \(--allow-partial\)/);
+    });
+  },
+);
+
+rootTest(
+  "[root] rule freshness (audit fallback): a file replaced by rename, an optional path created, and a file new under a recursive directory are covered again within a second, with no new history entry",
+  async () => {
+    await withHost(async (host) => {
+      const victim = `${host.dir}/victim`;
+      const later = `${host.dir}/later`;
+      const tree = `${host.dir}/tree`;
+      Deno.writeTextFileSync(victim, "v1\n");
+      Deno.mkdirSync(tree);
+      Deno.writeTextFileSync(`${tree}/a`, "a\n");
+      const file = writePolicy(
+        host,
+        "p.yaml",
+        policy(
+          host,
+          `  files:\n    deny:\n      - { id: victim, path: ${victim} }\n` +
+            `      - { id: later, path: ${later}, optional: true }\n` +
+            `      - { id: tree, path: ${tree}, recursive: true }\n`,
+          { mode: "audit" },
+        ),
+      );
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      const timings: number[] = [];
+      const refreshed = async (change: () => void, rule: string) => {
+        const from = after(agent);
+        const start = performance.now();
+        change();
+        const event = await agent.waitFor(
+          (e) => e.type === "policy.refreshed" && e.rules.includes(rule),
+          1000,
+          from,
+        );
+        timings.push(performance.now() - start);
+        return event;
+      };
+      await refreshed(() => {
+        Deno.writeTextFileSync(`${host.dir}/victim.new`, "v2\n");
+        Deno.renameSync(`${host.dir}/victim.new`, victim);
+      }, "victim");
+      await refreshed(() => Deno.writeTextFileSync(later, "now\n"), "later");
+      await refreshed(() => Deno.writeTextFileSync(`${tree}/b`, "b\n"), "tree");
+
+      for (const [path, rule] of [[victim, "victim"], [later, "later"], [`${tree}/b`, "tree"]] as const) {
+        const from = after(agent);
+        await host.cgroup.runBash(`cat '${path}' >/dev/null`);
+        const open = await agent.waitFor(
+          (e) => isKernel("file.open", rule)(e) && e.file.ino === Deno.statSync(path).ino,
+          5000,
+          from,
+        );
+        assert.equal(open.decision, "audit");
+      }
+      assert.equal(listHistory(host.stateDir).length, 1, "a refresh is not a new policy");
+      console.log(`refreshed after ${timings.map((t) => t.toFixed(0)).join(", ")} ms`);
+    });
+  },
+);
+
+rootTest("[root] run --ingress IFACE filters that interface with XDP and reports net.ingress", async () => {
+  await withHost(async (host) => {
+    const pair = await VethPair.create();
+    try {
+      const file = writePolicy(
+        host,
+        "p.yaml",
+        policy(
+          host,
+          `  network:\n    ingress:\n      interfaces: [lo]\n      deny: [{ id: from-client, cidr: ${pair.clientAddress}/32 }]\n`,
+          {
+            mode: "audit",
+          },
+        ),
+      );
+      await using agent = AgentRun.spawn(host, ["--policy", file, "--ingress", pair.serverInterface], {
+        env: host.env,
+        prefix: ["nsenter", `--net=/run/netns/${pair.server}`],
+      });
+      await agent.ready();
+      assert.deepEqual(agentState(host).ingress, ["lo", pair.serverInterface], "the policy's and --ingress's");
+      assert.equal(agentState(host).areas.ingress, "audit-only");
+      await run("ip", [
+        "netns",
+        "exec",
+        pair.client,
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        pair.serverAddress,
+      ]);
+      const event = await agent.waitFor(isType("net.ingress"), 10_000);
+      assert.match(event.ts, RFC3339_NS);
+      assert.equal(event.rule, "from-client");
+      assert.equal(event.decision, "audit");
+      assert.equal(event.policy.name, "agent-test");
+      assert.equal(event.net.saddr, pair.clientAddress);
+      assert.equal(event.net.daddr, pair.serverAddress);
+      assert.equal(event.net.interface, pair.serverInterface);
+    } finally {
+      await pair.remove();
+    }
+  });
+});

@@ -15,6 +15,7 @@ export class AgentRun {
   readonly #done: Promise<{ code: number; stderr: string }>;
   #stderr = "";
   #waiters: (() => void)[] = [];
+  #exited = false;
 
   private constructor(child: Deno.ChildProcess) {
     this.#child = child;
@@ -29,6 +30,7 @@ export class AgentRun {
     this.#done = (async () => {
       const { code } = await child.status;
       await Promise.all([stdout, stderr]);
+      this.#exited = true;
       return { code, stderr: this.#stderr };
     })();
   }
@@ -82,9 +84,13 @@ export class AgentRun {
       const found = this.events.slice(from).find(test);
       if (found) return found;
       const left = deadline - Date.now();
-      if (left <= 0) {
+      if (left <= 0 || this.#exited) {
         const seen = this.events.map((event) => event.type).join(", ");
-        throw new Error(`No such event after ${timeoutMs} ms; seen: ${seen}; stderr: ${this.#stderr.trim()}`);
+        throw new Error(
+          `No such event ${
+            this.#exited ? "before the agent exited" : `after ${timeoutMs} ms`
+          }; seen: ${seen}; stderr: ${this.#stderr.trim()}`,
+        );
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.min(left, 200));
