@@ -564,7 +564,11 @@ rootTest("[root] run --ingress IFACE filters that interface with XDP and reports
         prefix: ["nsenter", `--net=/run/netns/${pair.server}`],
       });
       await agent.ready();
-      assert.deepEqual(agentState(host).ingress, ["lo", pair.serverInterface], "the policy's and --ingress's");
+      assert.deepEqual(
+        agentState(host).ingress,
+        ["lo", pair.serverInterface],
+        "the policy's and --ingress's",
+      );
       assert.equal(agentState(host).areas.ingress, "audit-only");
       await run("ip", [
         "netns",
