@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
 import { checkInput, type PolicyInput, readApplyConfig, readRawInput } from "../policy/apply_source.ts";
-import { appliedPolicy, readApplied } from "../policy/apply_state.ts";
+import { appliedPolicy, readApplied, type StoredPolicy } from "../policy/apply_state.ts";
 import { gatherLintFacts } from "../policy/facts.ts";
 import { lockoutRisks } from "../policy/lint.ts";
 import { parsePolicySource, policySha256 } from "../policy/parse.ts";
@@ -35,22 +35,7 @@ export async function readAgentPolicy(dirs: Dirs, policyFile: string | undefined
   if (policyFile !== undefined) return { input: await readFile(dirs, policyFile), origin: "flag" };
   if (exists(configured)) return { input: await readFile(dirs, configured), origin: "config" };
   const applied = appliedPolicy(dirs.stateDir);
-  if (applied) {
-    const { entry, policyText } = applied;
-    const source = `history entry ${entry.seq} (${entry.source})`;
-    return {
-      input: {
-        source,
-        kind: entry.kind,
-        content: policyText,
-        policyText,
-        sha256: entry.sha256,
-        parsed: parsePolicySource(policyText, source),
-        ...(entry.keyid === undefined ? {} : { keyid: entry.keyid }),
-      },
-      origin: "applied",
-    };
-  }
+  if (applied) return { input: storedInput(applied), origin: "applied" };
   return {
     input: {
       source: DEFAULT_POLICY_SOURCE,
@@ -61,6 +46,20 @@ export async function readAgentPolicy(dirs: Dirs, policyFile: string | undefined
       parsed: parsePolicySource(DEFAULT_POLICY, DEFAULT_POLICY_SOURCE),
     },
     origin: "default",
+  };
+}
+
+/** A policy history stored, as the input of an apply (it was checked when it was applied). */
+export function storedInput({ entry, policyText }: StoredPolicy): PolicyInput {
+  const source = `history entry ${entry.seq} (${entry.source})`;
+  return {
+    source,
+    kind: entry.kind,
+    content: policyText,
+    policyText,
+    sha256: entry.sha256,
+    parsed: parsePolicySource(policyText, source),
+    ...(entry.keyid === undefined ? {} : { keyid: entry.keyid }),
   };
 }
 

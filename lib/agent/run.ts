@@ -30,7 +30,6 @@ import type { PolicyInput } from "../policy/apply_source.ts";
 import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { currentEntry, listHistory } from "../policy/history.ts";
-import { parsePolicy } from "../policy/parse.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
@@ -40,7 +39,7 @@ import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { EventLog, eventLogPath } from "./event_log.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
-import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy } from "./policy_source.ts";
+import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy, storedInput } from "./policy_source.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 /** Break-glass marker and deadman checks: well inside SPEC's one second. */
@@ -148,7 +147,7 @@ export class Agent {
     this.#lostSeen = this.#plane.counters().eventsLost;
     this.#emit("agent.start", {
       pid: Deno.pid,
-      requestedMode: this.#requestedMode(plan),
+      requestedMode: plan.mode,
       deadmanMs: deadmanMs ?? null,
       ingress: [...this.#options.ingress],
     });
@@ -231,7 +230,7 @@ export class Agent {
       pid: Deno.pid,
       startedAt: this.#startedAt,
       mode,
-      requestedMode: this.#requestedMode(plan),
+      requestedMode: plan.mode,
       areas,
       partial: this.#current!.partial,
       ingress: plan.ingress.interfaces.map((iface) => iface.name),
@@ -239,10 +238,6 @@ export class Agent {
       policy: this.#policyRef!,
       eventsLog: this.#log.path,
     };
-  }
-
-  #requestedMode(plan: RuleSetPlan): "audit" | "enforce" {
-    return this.#options.requestedMode ?? plan.mode;
   }
 
   /**
@@ -293,7 +288,7 @@ export class Agent {
         reason: why,
         history,
         generation,
-        requestedMode: this.#requestedMode(plan),
+        requestedMode: plan.mode,
       });
     } finally {
       this.#busy--;
@@ -374,22 +369,48 @@ export class Agent {
   }
 
   /**
-   * The rule table of the live generation when another command applied it (or before this agent
-   * started): applied.json names the history entry whose policy the generation holds.
+   * The policy of the live generation when another command applied it (or before this agent started):
+   * applied.json names the history entry whose policy the generation holds.
    */
-  #learnActiveGeneration(): boolean {
+  #appliedByOthers(): { sourced: SourcedPolicy; plan: RuleSetPlan; seq: number } | undefined {
     const { stateDir } = this.#options;
     const applied = readApplied(stateDir);
-    if (!applied || applied.generation !== this.#generation) return false;
+    if (!applied || applied.generation !== this.#generation) return undefined;
     const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
-    if (!entry) return false;
-    const { policyText } = storedPolicy(stateDir, entry);
-    const policy = parsePolicy(policyText, `history entry ${entry.seq}`);
-    this.#tables[applied.generation] = {
-      rules: compilePolicy(policy).rules,
-      policy: { name: applied.name, version: applied.version, sha256: applied.sha256 },
+    if (!entry) return undefined;
+    const input = storedInput(storedPolicy(stateDir, entry));
+    return {
+      sourced: { input, origin: "applied" },
+      plan: compilePolicy(input.parsed.policy),
+      seq: entry.seq,
     };
-    return true;
+  }
+
+  /** Learns the rule table of the live generation, for events queued before the first apply. */
+  #learnActiveGeneration(): void {
+    const found = this.#appliedByOthers();
+    if (!found) return;
+    const { name, version } = found.sourced.input.parsed.policy.metadata;
+    this.#tables[this.#generation] = {
+      rules: found.plan.rules,
+      policy: { name, version, sha256: found.sourced.input.sha256 },
+    };
+  }
+
+  /** Takes over a policy another command (policy apply, rollback) flipped into the kernel. */
+  #pickUpExternalApply(): void {
+    const found = this.#appliedByOthers();
+    if (!found) return;
+    const { sourced, plan, seq } = found;
+    let resolved: ResolvedRuleSet;
+    try {
+      resolved = resolvePlan(plan, { warn: () => {} });
+    } catch {
+      // A path gone since: nothing to refresh from; the names stay as applied.
+      resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
+    }
+    this.#adopt(sourced, plan, resolved, partialAreas(this.#plane, plan, true), this.#generation);
+    this.#emit("policy.applied", { source: "another command", history: seq, generation: this.#generation });
   }
 
   #fastTick(): void {
@@ -412,11 +433,7 @@ export class Agent {
     if (active === this.#generation) return;
     // Another command (policy apply, rollback) flipped the rules.
     this.#generation = active;
-    const applied = readApplied(this.#options.stateDir);
-    if (this.#learnActiveGeneration() && applied) {
-      this.#policyRef = { name: applied.name, version: applied.version, sha256: applied.sha256 };
-      this.#emit("policy.applied", { source: "another command", history: applied.seq, generation: active });
-    }
+    this.#pickUpExternalApply();
   }
 
   #refreshDeadman(): void {

@@ -596,3 +596,67 @@ rootTest("[root] run --ingress IFACE filters that interface with XDP and reports
     }
   });
 });
+
+rootTest(
+  "[root] at start the agent honours aegisbpf.break_glass=1 on the kernel command line and resets a forced-audit word a failed detach left",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      const applied = await aegisbpf(["policy", "apply", file], { env: host.env });
+      assert.equal(applied.code, 0, applied.stderr);
+      {
+        using plane = DataPlane.open({ bpffs: host.bpffs, areas: [] });
+        plane.setConfig({ forceAudit: true });
+      }
+      assert.equal(await connect(host), "allowed", "forced audit");
+      Deno.writeTextFileSync(`${host.dir}/cmdline`, "BOOT_IMAGE=/vmlinuz ro aegisbpf.break_glass=1 quiet\n");
+      {
+        await using agent = spawn(host, ["--policy", file]);
+        const on = await agent.waitFor(isType("break_glass.on"), 30_000);
+        assert.equal(on.source, "cmdline");
+        const ready = await agent.ready();
+        assert.equal(ready.history, "unchanged");
+        assert.equal(await connect(host), "allowed", "break-glass from the command line");
+        assert.equal(agentState(host).mode, "audit");
+        agent.kill("SIGTERM");
+        assert.equal((await agent.exit()).code, 0);
+      }
+      Deno.writeTextFileSync(`${host.dir}/cmdline`, "ro quiet\n");
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      assert.equal(await connect(host), "EPERM", "neither forced audit nor break-glass is left");
+      assert.equal(agentState(host).mode, "enforce");
+      assert.ok(!agent.events.some(isType("break_glass.on")));
+    });
+  },
+);
+
+rootTest(
+  "[root] a policy applied by another command while the agent runs is picked up: its events carry its rules and name",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET, { mode: "audit" }));
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      const other =
+        `  network:\n    egress:\n      deny: [{ id: other-rule, cidr: 127.0.0.2/32, ports: [${TCP_PORT}], protocol: tcp }]\n`;
+      const next = writePolicy(
+        host,
+        "q.yaml",
+        policy(host, other, { version: 5 }).replace("agent-test", "other"),
+      );
+      const from = after(agent);
+      const applied = await aegisbpf(["policy", "apply", next], { env: host.env });
+      assert.equal(applied.code, 0, applied.stderr);
+      const picked = await agent.waitFor(isType("policy.applied"), 3000, from);
+      assert.equal(picked.source, "another command");
+      assert.equal(picked.policy.name, "other");
+      assert.equal(picked.history, 2);
+      assert.equal(await connect(host), "EPERM");
+      const denied = await agent.waitFor(isKernel("net.connect", "other-rule"), 5000, from);
+      assert.equal(denied.decision, "deny");
+      assert.deepEqual(denied.policy.version, 5);
+      assert.equal(agentState(host).policy.name, "other");
+    });
+  },
+);
