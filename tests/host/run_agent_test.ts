@@ -5,6 +5,7 @@
  * and detaches everything in `finally`.
  */
 import assert from "node:assert/strict";
+import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/policy/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
@@ -657,6 +658,39 @@ rootTest(
       assert.equal(denied.decision, "deny");
       assert.deepEqual(denied.policy.version, 5);
       assert.equal(agentState(host).policy.name, "other");
+    });
+  },
+);
+
+rootTest(
+  "[root] events.dropped reports each rise of the kernel's lost-event counter with the number lost (counter raised through the pinned map)",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET, { mode: "audit" }));
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      const raiseLost = (by: bigint) => {
+        using plane = DataPlane.open({ bpffs: host.bpffs, areas: [] });
+        const counters = plane.map("counters");
+        const key = encodeU32(COUNTER.EVENTS_LOST);
+        const value = counters.lookup(key)!;
+        const view = new DataView(value.buffer);
+        view.setBigUint64(0, view.getBigUint64(0, true) + by, true);
+        counters.update(key, value);
+        return plane.counters().eventsLost;
+      };
+      let from = after(agent);
+      const total = raiseLost(7n);
+      const first = await agent.waitFor(isType("events.dropped"), 3000, from);
+      assert.equal(first.count, 7);
+      assert.equal(first.total, Number(total));
+      from = after(agent);
+      raiseLost(3n);
+      const second = await agent.waitFor(isType("events.dropped"), 3000, from);
+      assert.equal(second.count, 3);
+      assert.equal(second.total, Number(total) + 3);
+      assert.match(second.ts, RFC3339_NS);
+      assert.equal(second.policy.name, "agent-test");
     });
   },
 );
