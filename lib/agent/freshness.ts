@@ -8,7 +8,7 @@
  * changed.
  */
 
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { InodeTarget } from "../policy/plan.ts";
 
 const DEBOUNCE_MS = 50;
@@ -36,6 +36,33 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/**
+ * The path and every path it leads to through symlinks (`/usr/bin/nc` -> `/etc/alternatives/nc` ->
+ * `/bin/nc.openbsd`, and the real path past symlinked directories), so that replacing a link or its
+ * final file is seen: the rule resolved through all of them.
+ */
+export function symlinkChain(path: string): string[] {
+  const chain = [path];
+  let current = path;
+  for (let hops = 0; hops < 40; hops++) {
+    let target: string;
+    try {
+      if (!Deno.lstatSync(current).isSymlink) break;
+      target = Deno.readLinkSync(current);
+    } catch {
+      break;
+    }
+    current = resolve(dirname(current), target);
+    chain.push(current);
+  }
+  try {
+    chain.push(Deno.realPathSync(path));
+  } catch {
+    // Not there (yet).
+  }
+  return [...new Set(chain)];
+}
+
 /** Whether an event on `changed` concerns `target`. */
 export function concerns(target: InodeTarget, changed: string): boolean {
   if (changed === target.path) return true;
@@ -52,11 +79,14 @@ export class FreshnessWatcher {
   #closed = false;
 
   constructor(targets: readonly InodeTarget[], onChange: () => void) {
-    this.#targets = targets;
+    // Each path a rule resolves through stands for the rule.
+    this.#targets = targets.flatMap((target) =>
+      symlinkChain(target.path).map((path) => ({ ...target, path }))
+    );
     this.#onChange = onChange;
     const flat = new Set<string>();
     const deep = new Set<string>();
-    for (const target of targets) {
+    for (const target of this.#targets) {
       flat.add(existingAncestor(target.path));
       if (target.recursive && isDirectory(target.path)) deep.add(target.path);
     }

@@ -487,13 +487,17 @@ rootTest(
 );
 
 rootTest(
-  "[root] rule freshness (audit fallback): a file replaced by rename, an optional path created, and a file new under a recursive directory are covered again within a second, with no new history entry",
+  "[root] rule freshness (audit fallback): a file replaced by rename, an optional path created, a symlink's target replaced or the link repointed, and a file new under a recursive directory are covered again within a second, with no new history entry",
   async () => {
     await withHost(async (host) => {
       const victim = `${host.dir}/victim`;
       const later = `${host.dir}/later`;
       const tree = `${host.dir}/tree`;
       Deno.writeTextFileSync(victim, "v1\n");
+      Deno.mkdirSync(`${host.dir}/real`);
+      Deno.writeTextFileSync(`${host.dir}/real/tool`, "t1\n");
+      Deno.symlinkSync(`${host.dir}/real/tool`, `${host.dir}/alternative`);
+      Deno.symlinkSync(`${host.dir}/alternative`, `${host.dir}/linked`);
       Deno.mkdirSync(tree);
       Deno.writeTextFileSync(`${tree}/a`, "a\n");
       const file = writePolicy(
@@ -503,6 +507,7 @@ rootTest(
           host,
           `  files:\n    deny:\n      - { id: victim, path: ${victim} }\n` +
             `      - { id: later, path: ${later}, optional: true }\n` +
+            `      - { id: linked, path: ${host.dir}/linked }\n` +
             `      - { id: tree, path: ${tree}, recursive: true }\n`,
           { mode: "audit" },
         ),
@@ -527,9 +532,23 @@ rootTest(
         Deno.renameSync(`${host.dir}/victim.new`, victim);
       }, "victim");
       await refreshed(() => Deno.writeTextFileSync(later, "now\n"), "later");
+      await refreshed(() => {
+        Deno.writeTextFileSync(`${host.dir}/real/tool.new`, "t2\n");
+        Deno.renameSync(`${host.dir}/real/tool.new`, `${host.dir}/real/tool`);
+      }, "linked");
+      await refreshed(() => {
+        Deno.writeTextFileSync(`${host.dir}/real/other`, "t3\n");
+        Deno.removeSync(`${host.dir}/alternative`);
+        Deno.symlinkSync(`${host.dir}/real/other`, `${host.dir}/alternative`);
+      }, "linked");
       await refreshed(() => Deno.writeTextFileSync(`${tree}/b`, "b\n"), "tree");
 
-      for (const [path, rule] of [[victim, "victim"], [later, "later"], [`${tree}/b`, "tree"]] as const) {
+      for (
+        const [path, rule] of [[victim, "victim"], [later, "later"], [`${host.dir}/linked`, "linked"], [
+          `${tree}/b`,
+          "tree",
+        ]] as const
+      ) {
         const from = after(agent);
         await host.cgroup.runBash(`cat '${path}' >/dev/null`);
         const open = await agent.waitFor(
