@@ -10,6 +10,7 @@ export type AgentEventType =
   | "agent.start"
   | "agent.stop"
   | "policy.applied"
+  | "policy.rolled_back"
   | "policy.refreshed"
   | "policy.reload_failed"
   | "break_glass.on"

@@ -29,7 +29,7 @@ import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
 import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
-import { currentEntry, listHistory } from "../policy/history.ts";
+import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
@@ -65,6 +65,9 @@ export type AgentOptions = {
   cgroupPath?: string;
 };
 
+/** A policy another command applied, from history. */
+type AppliedPolicy = { sourced: SourcedPolicy; plan: RuleSetPlan; entry: HistoryEntry; time: string };
+
 /** What is applied now. */
 type Current = {
   input: PolicyInput;
@@ -88,6 +91,8 @@ export class Agent {
   #current: Current | undefined;
   #policyRef: PolicyRef | undefined;
   #generation = -1;
+  /** applied.json's `time` as this agent last saw or wrote it. */
+  #appliedTime: string | undefined;
   #lostSeen = 0n;
   #deadmanSeenNs = 0n;
   #stream: ReturnType<DataPlane["events"]> | undefined;
@@ -318,6 +323,7 @@ export class Agent {
     this.#tables[generation] = { rules: plan.rules, policy: this.#policyRef };
     for (const iface of resolved.interfaces) this.#interfaces.set(iface.ifindex, iface.name);
     this.#generation = generation;
+    this.#appliedTime = readApplied(this.#options.stateDir)?.time;
     this.#current = { input: sourced.input, origin: sourced.origin, plan, resolved, partial };
     this.#watchRulePaths();
     this.#writeState();
@@ -369,26 +375,27 @@ export class Agent {
   }
 
   /**
-   * The policy of the live generation when another command applied it (or before this agent started):
+   * The policy of generation `generation` when another command applied it (or before this agent started):
    * applied.json names the history entry whose policy the generation holds.
    */
-  #appliedByOthers(): { sourced: SourcedPolicy; plan: RuleSetPlan; seq: number } | undefined {
+  #appliedPolicyOf(generation: number): AppliedPolicy | undefined {
     const { stateDir } = this.#options;
     const applied = readApplied(stateDir);
-    if (!applied || applied.generation !== this.#generation) return undefined;
+    if (!applied || applied.generation !== generation) return undefined;
     const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
     if (!entry) return undefined;
     const input = storedInput(storedPolicy(stateDir, entry));
     return {
       sourced: { input, origin: "applied" },
       plan: compilePolicy(input.parsed.policy),
-      seq: entry.seq,
+      entry,
+      time: applied.time,
     };
   }
 
   /** Learns the rule table of the live generation, for events queued before the first apply. */
   #learnActiveGeneration(): void {
-    const found = this.#appliedByOthers();
+    const found = this.#appliedPolicyOf(this.#generation);
     if (!found) return;
     const { name, version } = found.sourced.input.parsed.policy.metadata;
     this.#tables[this.#generation] = {
@@ -397,20 +404,39 @@ export class Agent {
     };
   }
 
-  /** Takes over a policy another command (policy apply, rollback) flipped into the kernel. */
-  #pickUpExternalApply(): void {
-    const found = this.#appliedByOthers();
+  /**
+   * Notices an apply or rollback by another command: the generation word moved, or applied.json changed
+   * (two flips between ticks leave the word where it was). Until applied.json names the live generation
+   * (it is written just after the flip) that generation's events read as unresolved, never with an old
+   * table; then the agent takes the policy over: rule table, agent.json, freshness watch.
+   */
+  #checkExternalApply(): void {
+    const active = this.#plane.config().activeGen;
+    const time = readApplied(this.#options.stateDir)?.time;
+    if (active === this.#generation && time === this.#appliedTime) return;
+    if (active !== this.#generation) {
+      this.#tables[active] = undefined;
+      this.#generation = active;
+    }
+    const found = this.#appliedPolicyOf(active);
     if (!found) return;
-    const { sourced, plan, seq } = found;
+    this.#appliedTime = found.time;
+    const { sourced, plan, entry } = found;
     let resolved: ResolvedRuleSet;
     try {
       resolved = resolvePlan(plan, { warn: () => {} });
     } catch {
-      // A path gone since: nothing to refresh from; the names stay as applied.
+      // A path gone since: nothing to refresh from; the rules stay as applied.
       resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
     }
-    this.#adopt(sourced, plan, resolved, partialAreas(this.#plane, plan, true), this.#generation);
-    this.#emit("policy.applied", { source: "another command", history: seq, generation: this.#generation });
+    this.#adopt(sourced, plan, resolved, partialAreas(this.#plane, plan, true), active);
+    const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };
+    this.#emit(entry.restoredSeq === undefined ? "policy.applied" : "policy.rolled_back", {
+      source: "another command",
+      history: entry.seq,
+      generation: active,
+      ...rollback,
+    });
   }
 
   #fastTick(): void {
@@ -428,12 +454,7 @@ export class Agent {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
       this.#lostSeen = lost;
     }
-    if (this.#busy > 0) return;
-    const active = this.#plane.config().activeGen;
-    if (active === this.#generation) return;
-    // Another command (policy apply, rollback) flipped the rules.
-    this.#generation = active;
-    this.#pickUpExternalApply();
+    if (this.#busy === 0) this.#checkExternalApply();
   }
 
   #refreshDeadman(): void {

@@ -652,7 +652,7 @@ rootTest(
 );
 
 rootTest(
-  "[root] a policy applied by another command while the agent runs is picked up: its events carry its rules and name",
+  "[root] a policy applied or rolled back by another command while the agent runs is picked up: its events carry its rules and name",
   async () => {
     await withHost(async (host) => {
       const file = writePolicy(host, "p.yaml", policy(host, NET, { mode: "audit" }));
@@ -677,6 +677,17 @@ rootTest(
       assert.equal(denied.decision, "deny");
       assert.deepEqual(denied.policy.version, 5);
       assert.equal(agentState(host).policy.name, "other");
+
+      const back = after(agent);
+      const rollback = await aegisbpf(["policy", "rollback"], { env: host.env });
+      assert.equal(rollback.code, 0, rollback.stderr);
+      const rolled = await agent.waitFor(isType("policy.rolled_back"), 3000, back);
+      assert.equal(rolled.restored, 1);
+      assert.equal(rolled.history, 3);
+      assert.equal(rolled.policy.name, "agent-test");
+      assert.equal(agentState(host).policy.name, "agent-test");
+      assert.equal(agentState(host).mode, "audit");
+      assert.equal(await connect(host), "allowed");
     });
   },
 );
