@@ -33,7 +33,13 @@ import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
-import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
+import {
+  type AgentState,
+  agentStatePath,
+  type AreaMode,
+  removeAgentState,
+  writeAgentState,
+} from "./agent_state.ts";
 import { applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { EventLog, eventLogPath } from "./event_log.ts";
@@ -101,6 +107,7 @@ export class Agent {
   #queue: Promise<void> = Promise.resolve();
   #busy = 0;
   #stopped = false;
+  #logFailing = false;
 
   private constructor(options: AgentOptions, plane: DataPlane, log: EventLog) {
     this.#options = options;
@@ -124,6 +131,7 @@ export class Agent {
     const sourced = await readAgentPolicy(options, options.policyFile);
     const plan = planFor(sourced, options);
     refuseWithoutLsm(plan, options.allowPartial);
+    refuseSecondAgent(options.stateDir);
     Deno.mkdirSync(options.stateDir, { recursive: true });
     const plane = DataPlane.open({
       bpffs: options.bpffs,
@@ -251,7 +259,9 @@ export class Agent {
    */
   async #install(sourced: SourcedPolicy, plan: RuleSetPlan, why: "start" | "reload"): Promise<void> {
     const { input } = sourced;
-    const warn = (message: string) => this.#options.log.warn(message);
+    // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
+    const level = sourced.origin === "default" ? "debug" : "warn";
+    const warn = (message: string) => this.#options.log[level](message);
     const resolved = resolve(plan, warn);
     const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
@@ -496,7 +506,14 @@ export class Agent {
   }
 
   #write(event: AnyEvent): void {
-    this.#log.append(event);
+    try {
+      this.#log.append(event);
+      this.#logFailing = false;
+    } catch (error) {
+      // A full disk must not stop the stream: stdout still gets every event; say so once per outage.
+      if (!this.#logFailing) this.#options.log.error(`event log ${this.#log.path}: ${messageOf(error)}`);
+      this.#logFailing = true;
+    }
     this.#options.emit(event);
   }
 
@@ -569,6 +586,34 @@ function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void {
   throw new RefusedError(
     `Refused enforce mode: this kernel cannot enforce ${lsmAreas.join(" and ")} rules (${probe.reason}); ` +
       "pass --allow-partial to run those areas audit-only, or run --audit",
+  );
+}
+
+/**
+ * Two agents on one state directory would fight over the mode words and split the event stream: refused
+ * while agent.json names a live process running `run` (a file left by a kill -9 names a dead one).
+ */
+function refuseSecondAgent(stateDir: string): void {
+  let running: { pid?: unknown; startedAt?: unknown };
+  try {
+    running = JSON.parse(Deno.readTextFileSync(agentStatePath(stateDir)));
+  } catch {
+    return;
+  }
+  const pid = running.pid;
+  if (typeof pid !== "number" || pid === Deno.pid) return;
+  let cmdline: string;
+  try {
+    cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+  } catch {
+    return;
+  }
+  const args = cmdline.split("\0");
+  const ours = args.some((arg) => arg.endsWith("aegisbpf") || arg.endsWith("main.ts"));
+  if (!ours || !args.includes("run")) return;
+  throw new RefusedError(
+    `Refused: another agent (pid ${pid}, started ${running.startedAt}) is running on ${stateDir}; ` +
+      `stop it first (kill -TERM ${pid})`,
   );
 }
 

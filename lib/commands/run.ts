@@ -3,7 +3,7 @@ import { eventText, isKernelEvent } from "../agent/agent_events.ts";
 import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
 import { defineCommand } from "../cli/command.ts";
 import { parseDuration } from "../cli/duration.ts";
-import { palette } from "../cli/output.ts";
+import { OutputClosedError, palette } from "../cli/output.ts";
 import { InputError } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 
@@ -63,6 +63,7 @@ export const run = defineCommand({
     for (const name of flags.ingress ?? []) checkInterface(name);
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
+    let stdoutClosed = false;
     const agent = await Agent.start({
       ...ctx.globals,
       ...(flags.audit ? { requestedMode: "audit" } : flags.enforce ? { requestedMode: "enforce" } : {}),
@@ -72,11 +73,19 @@ export const run = defineCommand({
       ...(deadmanMs === undefined ? {} : { deadmanMs }),
       log: ctx.log,
       emit: (event) => {
-        if (json) return ctx.stdout.line(JSON.stringify(event));
-        const line = eventText(event);
-        ctx.stdout.line(
-          isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
-        );
+        if (stdoutClosed) return;
+        try {
+          if (json) return ctx.stdout.line(JSON.stringify(event));
+          const line = eventText(event);
+          ctx.stdout.line(
+            isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
+          );
+        } catch (error) {
+          if (!(error instanceof OutputClosedError)) throw error;
+          // `run | head`: the reader left; the agent goes on, events still reach the event log.
+          stdoutClosed = true;
+          ctx.log.warn("stdout closed: events now go to the event log only");
+        }
       },
     });
     let stop!: (signal: string) => void;

@@ -336,7 +336,7 @@ rootTest(
 );
 
 rootTest(
-  "[root] SIGHUP with a broken policy keeps the old one and says why; a valid one is applied",
+  "[root] SIGHUP with a broken policy keeps the old one and says why; a valid one is applied; a second agent is refused (3)",
   async () => {
     await withHost(async (host) => {
       const file = writePolicy(host, "p.yaml", policy(host, NET));
