@@ -724,3 +724,29 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] a flood from one process is rate limited in the kernel and the agent's flush reports the rest: counts add up to every attempt",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET, { mode: "audit" }));
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      const attempts = 200;
+      const script = `echo $BASHPID; for i in $(seq ${attempts}); do ` +
+        `{ exec 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; exec 3>&-; done`;
+      const result = await host.cgroup.runBash(script);
+      const pid = Number(result.stdout.trim().split("\n")[0]);
+      const mine = (event: Event) => event.rule === "tcp-lo2" && event.process?.pid === pid;
+      const summary = await agent.waitFor((event) => mine(event) && event.summary === true, 5000);
+      assert.equal(summary.type, "net.connect");
+      let counted = 0;
+      await within(5000, "all", () => {
+        counted = agent.events.filter(mine).reduce((sum, event) => sum + event.count, 0);
+        return Promise.resolve(counted >= attempts ? "all" : String(counted));
+      });
+      assert.equal(counted, attempts);
+      assert.ok(agent.events.filter(mine).length < attempts / 4, "most decisions were carried in counts");
+    });
+  },
+);
