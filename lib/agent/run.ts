@@ -12,11 +12,8 @@
  *   resolve paths at apply time; a refresh is that resolution done again).
  */
 
-import { bootTimeNs } from "../../ffi/mod.ts";
-import { InputError, RefusedError } from "../errors.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
-import { probeLsm } from "../kernel/load.ts";
 import {
   bootToWallOffsetNs,
   type EventContext,
@@ -25,26 +22,30 @@ import {
   type PolicyRef,
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
-import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { resolvePlan } from "../kernel/resolve.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
 import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import { bootTimeNs } from "../kernel/mode_words.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
-import {
-  type AgentState,
-  agentStatePath,
-  type AreaMode,
-  removeAgentState,
-  writeAgentState,
-} from "./agent_state.ts";
+import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
 import { applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { EventLog, eventLogPath } from "./event_log.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
+import {
+  changedRules,
+  type PartialArea,
+  partialAreas,
+  planFor,
+  refuseSecondAgent,
+  refuseWithoutLsm,
+  resolveNames,
+} from "./run_checks.ts";
 import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy, storedInput } from "./policy_source.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
@@ -80,7 +81,7 @@ type Current = {
   origin: PolicyOrigin;
   plan: RuleSetPlan;
   resolved: ResolvedRuleSet;
-  partial: { area: Area; reason: string }[];
+  partial: PartialArea[];
 };
 
 export class Agent {
@@ -262,7 +263,7 @@ export class Agent {
     // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
     const level = sourced.origin === "default" ? "debug" : "warn";
     const warn = (message: string) => this.#options.log[level](message);
-    const resolved = resolve(plan, warn);
+    const resolved = resolveNames(plan, warn);
     const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
     const { stateDir, bpffs } = this.#options;
@@ -354,7 +355,7 @@ export class Agent {
     if (!current || this.#stopped) return;
     let resolved: ResolvedRuleSet;
     try {
-      resolved = resolve(current.plan, () => {});
+      resolved = resolveNames(current.plan, () => {});
     } catch (error) {
       // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
       this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
@@ -535,109 +536,6 @@ export class Agent {
     this.#queue = next;
     return next;
   }
-}
-
-/** The policy's plan with the run flags applied: the mode asked for and the extra ingress interfaces. */
-function planFor(sourced: SourcedPolicy, options: AgentOptions): RuleSetPlan {
-  if (options.requestedMode === "enforce" && sourced.origin === "default") {
-    throw new InputError(
-      "--enforce needs a policy: the embedded default only audits; pass --policy FILE or write " +
-        `${options.configDir}/policy.yaml`,
-    );
-  }
-  const plan = compilePolicy(sourced.input.parsed.policy);
-  if (options.requestedMode !== undefined) plan.mode = options.requestedMode;
-  const named = new Set(plan.ingress.interfaces.map((iface) => iface.name));
-  for (const name of options.ingress) {
-    if (!named.has(name)) plan.ingress.interfaces.push({ name, defaultDrop: false, ruleId: 0 });
-  }
-  return plan;
-}
-
-/**
- * Areas the plan enforces that this kernel can only audit: refused (exit 3) unless `allowPartial`, then
- * returned to run audit-only.
- */
-function partialAreas(plane: DataPlane, plan: RuleSetPlan, allowPartial: boolean): Current["partial"] {
-  if (plan.mode !== "enforce") return [];
-  const partial = planAreas(plan).flatMap((area) => {
-    const { mode, reason } = plane.status[area];
-    return mode === "enforce" ? [] : [{ area, reason: reason ?? mode }];
-  });
-  if (partial.length > 0 && !allowPartial) {
-    const what = partial.map(({ area, reason }) => `${area} (${reason})`).join("; ");
-    throw new RefusedError(
-      `Refused enforce mode: this kernel cannot enforce ${what}; pass --allow-partial to run those areas ` +
-        "audit-only, or run --audit",
-    );
-  }
-  return partial;
-}
-
-/**
- * The refusal of `partialAreas` before anything is loaded or attached, for the areas that need BPF-LSM: a
- * probe load of the LSM programs alone says whether this kernel takes them.
- */
-function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void {
-  const lsmAreas = planAreas(plan).filter((area) => area === "file" || area === "exec");
-  if (plan.mode !== "enforce" || allowPartial || lsmAreas.length === 0) return;
-  const probe = probeLsm();
-  if (probe.ok) return;
-  throw new RefusedError(
-    `Refused enforce mode: this kernel cannot enforce ${lsmAreas.join(" and ")} rules (${probe.reason}); ` +
-      "pass --allow-partial to run those areas audit-only, or run --audit",
-  );
-}
-
-/**
- * Two agents on one state directory would fight over the mode words and split the event stream: refused
- * while agent.json names a live process running `run` (a file left by a kill -9 names a dead one).
- */
-function refuseSecondAgent(stateDir: string): void {
-  let running: { pid?: unknown; startedAt?: unknown };
-  try {
-    running = JSON.parse(Deno.readTextFileSync(agentStatePath(stateDir)));
-  } catch {
-    return;
-  }
-  const pid = running.pid;
-  if (typeof pid !== "number" || pid === Deno.pid) return;
-  let cmdline: string;
-  try {
-    cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-  } catch {
-    return;
-  }
-  const args = cmdline.split("\0");
-  const ours = args.some((arg) => arg.endsWith("aegisbpf") || arg.endsWith("main.ts"));
-  if (!ours || !args.includes("run")) return;
-  throw new RefusedError(
-    `Refused: another agent (pid ${pid}, started ${running.startedAt}) is running on ${stateDir}; ` +
-      `stop it first (kill -TERM ${pid})`,
-  );
-}
-
-function resolve(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
-  try {
-    return resolvePlan(plan, { warn });
-  } catch (error) {
-    if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
-    throw error;
-  }
-}
-
-/** Ids of file and exec rules whose resolved inodes differ between two resolutions. */
-function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): string[] {
-  const key = (entry: { dev: number; ino: bigint; ruleId: number }) =>
-    `${entry.ruleId}:${entry.dev}:${entry.ino}`;
-  const ids = new Set<number>();
-  for (const area of ["files", "exec"] as const) {
-    const was = new Set(before[area].map(key));
-    const now = new Set(after[area].map(key));
-    for (const entry of before[area]) if (!now.has(key(entry))) ids.add(entry.ruleId);
-    for (const entry of after[area]) if (!was.has(key(entry))) ids.add(entry.ruleId);
-  }
-  return [...ids].map((id) => after.plan.rules[id]?.id ?? `#${id}`);
 }
 
 function messageOf(error: unknown): string {
