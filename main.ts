@@ -23,10 +23,12 @@ import { policySimulate } from "./lib/commands/policy/simulate.ts";
 import { policySign } from "./lib/commands/policy/sign.ts";
 import { policyValidate } from "./lib/commands/policy/validate.ts";
 import { policyVerify } from "./lib/commands/policy/verify.ts";
+import { run } from "./lib/commands/run.ts";
 import { version } from "./lib/commands/version.ts";
 
 /** Every command, in the order `aegisbpf --help` lists them. A new command is a file and one line here. */
 export const REGISTRY: Registry = [
+  run,
   {
     name: "policy",
     summary: "check, apply, roll back, sign and verify the host policy",

@@ -1,6 +1,9 @@
 import { bootTimeNs, BREAK_GLASS, CFG, decodeU64, encodeU32, encodeU64, FdMap } from "../../ffi/mod.ts";
 import { exists } from "./pin_dir.ts";
 
+/** CLOCK_BOOTTIME now, in ns: the clock of the deadline words. */
+export { bootTimeNs };
+
 /**
  * The config words that change the mode, read and written through their pin alone: no object is loaded
  * and no program attached, so this works with no agent running, or a wedged one, and takes effect in

@@ -87,6 +87,16 @@ function walkFiles(dir: string): string[] {
   return files;
 }
 
+/** Whether this network namespace has an interface of that name. */
+export function hasInterface(name: string): boolean {
+  try {
+    ifIndex(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * (dev, ino) of a file as the hooks see it: the inode, on the device of the superblock of the mount that
  * holds it (statx's mount id looked up in /proc/self/mountinfo), falling back to stat's device.

@@ -1,0 +1,117 @@
+/**
+ * The running agent's side of break-glass (SPEC section 5): at start it honours the marker and the kernel
+ * command line flag `aegisbpf.break_glass=1`; then, polled every quarter second, it notices the marker
+ * created or removed by hand (`touch` / `rm` from a rescue shell) and flips the kernel word to match, and
+ * reports every change of the kernel word, whoever made it (`break-glass on|off`, a TTL running out).
+ */
+
+import { readModeWords, writeBreakGlass } from "../kernel/mode_words.ts";
+import { type BreakGlassMarker, markerPath, readMarker } from "./break_glass.ts";
+import { removeIfPresent } from "../policy/state.ts";
+
+/** Where the kernel command line is read; tests point it elsewhere. */
+export const CMDLINE_ENV = "AEGISBPF_PROC_CMDLINE";
+export const CMDLINE_FLAG = "aegisbpf.break_glass=1";
+
+export function cmdlineBreakGlass(path = Deno.env.get(CMDLINE_ENV) || "/proc/cmdline"): boolean {
+  try {
+    return Deno.readTextFileSync(path).trim().split(/\s+/).includes(CMDLINE_FLAG);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** What changed, for the agent to report as `break_glass.on` / `break_glass.off`. */
+export type BreakGlassChange = { on: boolean; fields: Record<string, unknown> };
+
+type Paths = { configDir: string; bpffs: string };
+
+function activeMarker(configDir: string, nowMs: number): { marker?: BreakGlassMarker; expired: boolean } {
+  const marker = readMarker(configDir);
+  if (marker === undefined) return { expired: false };
+  if (marker.untilMs !== undefined && marker.untilMs <= nowMs) return { marker, expired: true };
+  return { marker, expired: false };
+}
+
+function markerFields(marker: BreakGlassMarker): Record<string, unknown> {
+  return {
+    reason: marker.reason ?? "marker created by hand",
+    ...(marker.until === undefined ? {} : { until: marker.until }),
+  };
+}
+
+export class BreakGlassWatch {
+  readonly #paths: Paths;
+  readonly #cmdline: boolean;
+  #markerActive = false;
+  #kernelOn = false;
+
+  constructor(paths: Paths, cmdline: boolean) {
+    this.#paths = paths;
+    this.#cmdline = cmdline;
+  }
+
+  /**
+   * Makes the kernel word what the marker and command line say: on if either asks, off otherwise (the
+   * `break-glass` command writes the marker before the word, so a word on with no marker was turned off by
+   * hand while no agent ran). Returns the change to report, if the word ends up on.
+   */
+  start(): BreakGlassChange | undefined {
+    const now = Date.now();
+    const { marker, expired } = activeMarker(this.#paths.configDir, now);
+    if (expired) removeIfPresent(markerPath(this.#paths.configDir));
+    this.#markerActive = marker !== undefined && !expired;
+    const on = this.#markerActive || this.#cmdline;
+    const ttlMs = this.#markerActive && marker?.untilMs !== undefined ? marker.untilMs - now : undefined;
+    writeBreakGlass(this.#paths.bpffs, on ? (ttlMs === undefined ? { on } : { on, ttlMs }) : { on });
+    this.#kernelOn = on;
+    if (!on) return undefined;
+    return {
+      on,
+      fields: this.#markerActive && marker
+        ? { source: "marker", ...markerFields(marker) }
+        : { source: "cmdline", reason: `kernel command line has ${CMDLINE_FLAG}` },
+    };
+  }
+
+  /** One poll: follows the marker, then reports what the kernel word did. */
+  poll(): BreakGlassChange | undefined {
+    const now = Date.now();
+    const { marker, expired } = activeMarker(this.#paths.configDir, now);
+    const active = marker !== undefined && !expired;
+    let change: BreakGlassChange | undefined;
+    if (active !== this.#markerActive) {
+      this.#markerActive = active;
+      if (active && marker) {
+        const ttlMs = marker.untilMs === undefined ? undefined : marker.untilMs - now;
+        if (!this.#kernelWordOn()) {
+          writeBreakGlass(this.#paths.bpffs, ttlMs === undefined ? { on: true } : { on: true, ttlMs });
+        }
+        change = { on: true, fields: { source: "marker", ...markerFields(marker) } };
+      } else {
+        if (expired) removeIfPresent(markerPath(this.#paths.configDir));
+        if (!this.#cmdline) writeBreakGlass(this.#paths.bpffs, { on: false });
+        change = {
+          on: false,
+          fields: { source: "marker", reason: expired ? "ttl expired" : "marker removed" },
+        };
+      }
+    }
+    const kernelOn = this.#kernelWordOn();
+    if (kernelOn !== this.#kernelOn && (change === undefined || change.on !== kernelOn)) {
+      change = { on: kernelOn, fields: { source: "kernel", reason: kernelOn ? "word set" : "word cleared" } };
+      if (!kernelOn && marker && expired) change.fields.reason = "ttl expired";
+    }
+    this.#kernelOn = kernelOn;
+    return change;
+  }
+
+  get on(): boolean {
+    return this.#kernelOn;
+  }
+
+  #kernelWordOn(): boolean {
+    return readModeWords(this.#paths.bpffs)?.breakGlass.on ?? false;
+  }
+}

@@ -1,0 +1,543 @@
+/**
+ * The agent (`aegisbpf run`): adopts or loads the pinned programs, applies its policy, streams decoded
+ * events to the caller and to the bounded event log, keeps the mode words (break-glass, deadman, forced
+ * audit) as the operator and the marker say, keeps file and exec rules fresh, and describes itself in
+ * `<state-dir>/agent.json`. Stopping it leaves enforcement pinned.
+ *
+ * Every change of the rule set goes through one queue, under the state lock:
+ * - an apply of a policy that is not the one in force (start, SIGHUP) is `applyPolicy`: a history entry;
+ * - the same policy again (a restart, a SIGHUP with an unchanged file, a rule path replaced on disk) is a
+ *   *refresh*: the plan resolved again and flipped into the other generation, `applied.json` updated to
+ *   name that generation, and no history entry, since the policy did not change (SPEC section 3: file rules
+ *   resolve paths at apply time; a refresh is that resolution done again).
+ */
+
+import { DataPlane } from "../kernel/dataplane.ts";
+import { AppliedWithCleanupError } from "../kernel/generations.ts";
+import {
+  bootToWallOffsetNs,
+  type EventContext,
+  formatEvent,
+  type GenerationTable,
+  type PolicyRef,
+} from "../kernel/events.ts";
+import type { ResolvedRuleSet } from "../kernel/entries.ts";
+import { resolvePlan } from "../kernel/resolve.ts";
+import type { PolicyInput } from "../policy/apply_source.ts";
+import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
+import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import { bootTimeNs } from "../kernel/mode_words.ts";
+import type { Logger } from "../cli/log.ts";
+import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
+import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
+import { applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
+import { EventLog, eventLogPath } from "./event_log.ts";
+import { FreshnessWatcher } from "./freshness.ts";
+import { cgroupPaths } from "./names.ts";
+import {
+  changedRules,
+  type PartialArea,
+  partialAreas,
+  planFor,
+  refuseSecondAgent,
+  refuseWithoutLsm,
+  resolveNames,
+} from "./run_checks.ts";
+import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy, storedInput } from "./policy_source.ts";
+
+const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
+/** Break-glass marker and deadman checks: well inside SPEC's one second. */
+const FAST_TICK_MS = 250;
+/** Rate-limit flush, lost-event count, applies made by other commands. */
+const SLOW_TICK_MS = 1000;
+
+export type AgentOptions = {
+  bpffs: string;
+  stateDir: string;
+  configDir: string;
+  /** `--audit` / `--enforce`; undefined: the policy's own mode. */
+  requestedMode?: "audit" | "enforce";
+  allowPartial: boolean;
+  policyFile?: string;
+  /** `--ingress IFACE`: interfaces XDP filters on, besides the policy's. */
+  ingress: readonly string[];
+  deadmanMs?: number;
+  /** Where events go besides the event log: stdout. */
+  emit: (event: AnyEvent) => void;
+  log: Logger;
+  /** The cgroup the socket programs attach to: the cgroup v2 root by default. */
+  cgroupPath?: string;
+};
+
+/** A policy another command applied, from history. */
+type AppliedPolicy = { sourced: SourcedPolicy; plan: RuleSetPlan; entry: HistoryEntry; time: string };
+
+/** What is applied now. */
+type Current = {
+  input: PolicyInput;
+  origin: PolicyOrigin;
+  plan: RuleSetPlan;
+  resolved: ResolvedRuleSet;
+  partial: PartialArea[];
+};
+
+export class Agent {
+  readonly #options: AgentOptions;
+  readonly #plane: DataPlane;
+  readonly #log: EventLog;
+  readonly #host = Deno.hostname();
+  readonly #startedAt = new Date().toISOString();
+  readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
+  readonly #context: EventContext;
+  readonly #breakGlass: BreakGlassWatch;
+  /** Names of the interfaces XDP was attached to, by index, for ingress events. */
+  readonly #interfaces = new Map<number, string>();
+  #current: Current | undefined;
+  #policyRef: PolicyRef | undefined;
+  #generation = -1;
+  /** applied.json's `time` as this agent last saw or wrote it. */
+  #appliedTime: string | undefined;
+  #lostSeen = 0n;
+  #deadmanSeenNs = 0n;
+  #stream: ReturnType<DataPlane["events"]> | undefined;
+  #freshness: FreshnessWatcher | undefined;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #queue: Promise<void> = Promise.resolve();
+  #busy = 0;
+  #stopped = false;
+  #logFailing = false;
+
+  private constructor(options: AgentOptions, plane: DataPlane, log: EventLog) {
+    this.#options = options;
+    this.#plane = plane;
+    this.#log = log;
+    this.#context = {
+      host: this.#host,
+      generations: this.#tables,
+      bootToWallNs: bootToWallOffsetNs(),
+      cgroupPath: cgroupPaths(),
+      interfaceName: (ifindex) => this.#interfaces.get(ifindex),
+    };
+    this.#breakGlass = new BreakGlassWatch(options, cmdlineBreakGlass());
+  }
+
+  /**
+   * Starts the agent; resolves once the policy is applied and events flow. A refusal (exit 3) or bad
+   * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
+   */
+  static async start(options: AgentOptions): Promise<Agent> {
+    const sourced = await readAgentPolicy(options, options.policyFile);
+    const plan = planFor(sourced, options);
+    refuseWithoutLsm(plan, options.allowPartial);
+    refuseSecondAgent(options.stateDir);
+    Deno.mkdirSync(options.stateDir, { recursive: true });
+    const plane = DataPlane.open({
+      bpffs: options.bpffs,
+      ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
+    });
+    let log: EventLog | undefined;
+    try {
+      partialAreas(plane, plan, options.allowPartial);
+      log = new EventLog(eventLogPath(options.stateDir));
+      const agent = new Agent(options, plane, log);
+      await agent.#begin(sourced, plan);
+      return agent;
+    } catch (error) {
+      log?.close();
+      plane.close();
+      throw error;
+    }
+  }
+
+  async #begin(sourced: SourcedPolicy, plan: RuleSetPlan): Promise<void> {
+    const { deadmanMs } = this.#options;
+    // A detach that failed half-way leaves every hook forced to audit; a new agent takes over the mode.
+    const words = this.#plane.setConfig({ forceAudit: false });
+    this.#generation = words.activeGen;
+    this.#learnActiveGeneration();
+    this.#lostSeen = this.#plane.counters().eventsLost;
+    this.#emit("agent.start", {
+      pid: Deno.pid,
+      requestedMode: plan.mode,
+      deadmanMs: deadmanMs ?? null,
+      ingress: [...this.#options.ingress],
+    });
+    const glass = this.#breakGlass.start();
+    if (glass) this.#emit("break_glass.on", glass.fields);
+    if (words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs) {
+      this.#emit("deadman.expired", {
+        source: "previous agent",
+        ...this.#deadmanFacts(words.deadmanDeadlineNs),
+      });
+    }
+    this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+    if (deadmanMs !== undefined) this.#refreshDeadman();
+    this.#stream = this.#plane.events((raw) => this.#write(formatEvent(raw, this.#context)));
+    await this.#install(sourced, plan, "start");
+    this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
+    this.#every(FAST_TICK_MS, () => this.#fastTick());
+    this.#every(SLOW_TICK_MS, () => this.#slowTick());
+    if (deadmanMs !== undefined) this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
+  }
+
+  /** SIGHUP: reads the policy again, checks everything, and applies it; on failure keeps the old one. */
+  reload(): Promise<void> {
+    return this.#serial(async () => {
+      let sourced: SourcedPolicy;
+      let plan: RuleSetPlan;
+      try {
+        sourced = await readAgentPolicy(this.#options, this.#options.policyFile);
+        plan = planFor(sourced, this.#options);
+        partialAreas(this.#plane, plan, this.#options.allowPartial);
+        await this.#install(sourced, plan, "reload");
+      } catch (error) {
+        const kept = this.#policyRef && `${this.#policyRef.name} version ${this.#policyRef.version}`;
+        this.#emit("policy.reload_failed", { error: messageOf(error), kept: kept ?? null });
+        this.#options.log.warn(`reload failed, still enforcing ${kept}: ${messageOf(error)}`);
+      }
+    });
+  }
+
+  /** Stops cleanly: last events drained, deadman cleared, agent.json removed. Enforcement stays pinned. */
+  async stop(signal: string): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#freshness?.close();
+    await this.#queue;
+    try {
+      this.#plane.flushRateLimits();
+      this.#stream?.poll();
+    } catch (error) {
+      this.#options.log.warn(`last events: ${messageOf(error)}`);
+    }
+    this.#stream?.close();
+    // A clean stop is not a wedged agent: enforcement stays as it is, with no deadline to fall back.
+    if (this.#options.deadmanMs !== undefined) this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+    this.#emit("agent.stop", { signal, pid: Deno.pid });
+    removeAgentState(this.#options.stateDir);
+    this.#log.close();
+    this.#plane.close();
+  }
+
+  /** The applied policy, for the command's summary line. */
+  get policy(): PolicyRef | undefined {
+    return this.#policyRef;
+  }
+
+  get state(): AgentState {
+    const plan = this.#current!.plan;
+    const mode = this.#effectiveMode();
+    const used = new Set(planAreas(plan));
+    const areas = Object.fromEntries(AREAS.map((area): [Area, AreaMode] => [
+      area,
+      !used.has(area)
+        ? "unused"
+        : mode === "enforce" && this.#plane.status[area].mode === "enforce"
+        ? "enforce"
+        : "audit-only",
+    ])) as Record<Area, AreaMode>;
+    return {
+      pid: Deno.pid,
+      startedAt: this.#startedAt,
+      mode,
+      requestedMode: plan.mode,
+      areas,
+      partial: this.#current!.partial,
+      ingress: plan.ingress.interfaces.map((iface) => iface.name),
+      deadmanMs: this.#options.deadmanMs ?? null,
+      policy: this.#policyRef!,
+      eventsLog: this.#log.path,
+    };
+  }
+
+  /**
+   * Applies `plan`: a history entry when it is not the policy in force, a refresh otherwise (see the top of
+   * this file). Resolves names first: a missing path is bad input and nothing changes.
+   */
+  async #install(sourced: SourcedPolicy, plan: RuleSetPlan, why: "start" | "reload"): Promise<void> {
+    const { input } = sourced;
+    // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
+    const level = sourced.origin === "default" ? "debug" : "warn";
+    const warn = (message: string) => this.#options.log[level](message);
+    const resolved = resolveNames(plan, warn);
+    const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
+    for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
+    const { stateDir, bpffs } = this.#options;
+    this.#busy++;
+    try {
+      using _lock = await lockState(stateDir, "run", {
+        wait: true,
+        onWait: (message) => this.#options.log.info(message),
+      });
+      settleInterruptedApply({ bpffs, stateDir });
+      const applied = readApplied(stateDir);
+      const inForce = currentEntry(listHistory(stateDir));
+      const same = applied !== undefined && inForce?.seq === applied.seq && applied.sha256 === input.sha256 &&
+        this.#plane.config().activeGen === applied.generation;
+      let generation: number;
+      let history: number | "unchanged";
+      if (same) {
+        generation = await this.#flip(resolved);
+        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+        history = "unchanged";
+      } else {
+        const result = await applyPolicy({
+          bpffs,
+          stateDir,
+          input,
+          plan,
+          outcome: "applied",
+          allowPartial: true,
+          warn: () => {},
+        });
+        generation = result.generation;
+        history = result.entry.seq;
+      }
+      this.#adopt(sourced, plan, resolved, partial, generation);
+      this.#emit("policy.applied", {
+        source: input.source,
+        origin: sourced.origin,
+        reason: why,
+        history,
+        generation,
+        requestedMode: plan.mode,
+      });
+    } finally {
+      this.#busy--;
+    }
+  }
+
+  async #flip(resolved: ResolvedRuleSet): Promise<number> {
+    try {
+      return await this.#plane.apply(resolved);
+    } catch (error) {
+      if (!(error instanceof AppliedWithCleanupError)) throw error;
+      this.#options.log.warn(error.message);
+      return error.generation;
+    }
+  }
+
+  /** Records what generation `generation` now holds, and watches its rule paths. */
+  #adopt(
+    sourced: SourcedPolicy,
+    plan: RuleSetPlan,
+    resolved: ResolvedRuleSet,
+    partial: Current["partial"],
+    generation: number,
+  ): void {
+    const { name, version } = sourced.input.parsed.policy.metadata;
+    this.#policyRef = { name, version, sha256: sourced.input.sha256 };
+    this.#tables[generation] = { rules: plan.rules, policy: this.#policyRef };
+    for (const iface of resolved.interfaces) this.#interfaces.set(iface.ifindex, iface.name);
+    this.#generation = generation;
+    this.#appliedTime = readApplied(this.#options.stateDir)?.time;
+    this.#current = { input: sourced.input, origin: sourced.origin, plan, resolved, partial };
+    this.#watchRulePaths();
+    this.#writeState();
+  }
+
+  #watchRulePaths(): void {
+    this.#freshness?.close();
+    const plan = this.#current!.plan;
+    const targets = [...plan.files, ...plan.exec];
+    this.#freshness = targets.length === 0
+      ? undefined
+      : new FreshnessWatcher(targets, () => void this.#serial(() => this.#refreshRules()));
+  }
+
+  /** A rule path changed on disk: resolve again, and flip only if an inode differs. */
+  async #refreshRules(): Promise<void> {
+    const current = this.#current;
+    if (!current || this.#stopped) return;
+    let resolved: ResolvedRuleSet;
+    try {
+      resolved = resolveNames(current.plan, () => {});
+    } catch (error) {
+      // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
+      this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
+      this.#watchRulePaths();
+      return;
+    }
+    const changed = changedRules(current.resolved, resolved);
+    if (changed.length === 0) {
+      this.#watchRulePaths();
+      return;
+    }
+    const { stateDir } = this.#options;
+    this.#busy++;
+    try {
+      using _lock = await lockState(stateDir, "run (rule refresh)", { wait: true, onWait: () => {} });
+      const generation = await this.#flip(resolved);
+      const applied = readApplied(stateDir);
+      if (applied && applied.sha256 === current.input.sha256) {
+        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+      }
+      this.#adopt(current, current.plan, resolved, current.partial, generation);
+      this.#emit("policy.refreshed", { rules: changed, generation });
+    } catch (error) {
+      this.#emit("agent.error", { error: `rule refresh failed: ${messageOf(error)}` });
+    } finally {
+      this.#busy--;
+    }
+  }
+
+  /**
+   * The policy of generation `generation` when another command applied it (or before this agent started):
+   * applied.json names the history entry whose policy the generation holds.
+   */
+  #appliedPolicyOf(generation: number): AppliedPolicy | undefined {
+    const { stateDir } = this.#options;
+    const applied = readApplied(stateDir);
+    if (!applied || applied.generation !== generation) return undefined;
+    const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
+    if (!entry) return undefined;
+    const input = storedInput(storedPolicy(stateDir, entry));
+    return {
+      sourced: { input, origin: "applied" },
+      plan: compilePolicy(input.parsed.policy),
+      entry,
+      time: applied.time,
+    };
+  }
+
+  /** Learns the rule table of the live generation, for events queued before the first apply. */
+  #learnActiveGeneration(): void {
+    const found = this.#appliedPolicyOf(this.#generation);
+    if (!found) return;
+    const { name, version } = found.sourced.input.parsed.policy.metadata;
+    this.#tables[this.#generation] = {
+      rules: found.plan.rules,
+      policy: { name, version, sha256: found.sourced.input.sha256 },
+    };
+  }
+
+  /**
+   * Notices an apply or rollback by another command: the generation word moved, or applied.json changed
+   * (two flips between ticks leave the word where it was). Until applied.json names the live generation
+   * (it is written just after the flip) that generation's events read as unresolved, never with an old
+   * table; then the agent takes the policy over: rule table, agent.json, freshness watch.
+   */
+  #checkExternalApply(): void {
+    const active = this.#plane.config().activeGen;
+    const time = readApplied(this.#options.stateDir)?.time;
+    if (active === this.#generation && time === this.#appliedTime) return;
+    if (active !== this.#generation) {
+      this.#tables[active] = undefined;
+      this.#generation = active;
+    }
+    const found = this.#appliedPolicyOf(active);
+    if (!found) return;
+    this.#appliedTime = found.time;
+    const { sourced, plan, entry } = found;
+    let resolved: ResolvedRuleSet;
+    try {
+      resolved = resolvePlan(plan, { warn: () => {} });
+    } catch {
+      // A path gone since: nothing to refresh from; the rules stay as applied.
+      resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
+    }
+    this.#adopt(sourced, plan, resolved, partialAreas(this.#plane, plan, true), active);
+    const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };
+    this.#emit(entry.restoredSeq === undefined ? "policy.applied" : "policy.rolled_back", {
+      source: "another command",
+      history: entry.seq,
+      generation: active,
+      ...rollback,
+    });
+  }
+
+  #fastTick(): void {
+    const change = this.#breakGlass.poll();
+    if (change) {
+      this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
+      this.#writeState();
+    }
+  }
+
+  #slowTick(): void {
+    this.#plane.flushRateLimits();
+    const lost = this.#plane.counters().eventsLost;
+    if (lost > this.#lostSeen) {
+      this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
+      this.#lostSeen = lost;
+    }
+    if (this.#busy === 0) this.#checkExternalApply();
+  }
+
+  #refreshDeadman(): void {
+    const { deadmanMs } = this.#options;
+    if (deadmanMs === undefined || this.#stopped) return;
+    const now = bootTimeNs();
+    // This process was late (stopped, or its loop blocked): the kernel fell back to audit meanwhile.
+    if (this.#deadmanSeenNs !== 0n && now >= this.#deadmanSeenNs) {
+      this.#emit("deadman.expired", {
+        source: "this agent, late",
+        ...this.#deadmanFacts(this.#deadmanSeenNs),
+      });
+    }
+    this.#deadmanSeenNs = now + BigInt(Math.round(deadmanMs * 1e6));
+    this.#plane.setConfig({ deadmanDeadlineNs: this.#deadmanSeenNs });
+  }
+
+  #deadmanFacts(deadlineNs: bigint): Record<string, unknown> {
+    const lateMs = Number((bootTimeNs() - deadlineNs) / 1_000_000n);
+    return { expiredAt: new Date(Date.now() - lateMs).toISOString() };
+  }
+
+  #effectiveMode(): "enforce" | "audit" {
+    const words = this.#plane.config();
+    const deadman = words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs;
+    const enforcing = this.#current?.plan.mode === "enforce" && !words.breakGlass && !words.forceAudit &&
+      !deadman;
+    return enforcing ? "enforce" : "audit";
+  }
+
+  #writeState(): void {
+    if (this.#current && !this.#stopped) writeAgentState(this.#options.stateDir, this.state);
+  }
+
+  #emit(type: AgentEventType, fields: Record<string, unknown>): void {
+    this.#write(
+      agentEvent({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }, type, fields),
+    );
+  }
+
+  #write(event: AnyEvent): void {
+    try {
+      this.#log.append(event);
+      this.#logFailing = false;
+    } catch (error) {
+      // A full disk must not stop the stream: stdout still gets every event; say so once per outage.
+      if (!this.#logFailing) this.#options.log.error(`event log ${this.#log.path}: ${messageOf(error)}`);
+      this.#logFailing = true;
+    }
+    this.#options.emit(event);
+  }
+
+  #every(ms: number, fn: () => void): void {
+    this.#timers.push(setInterval(() => {
+      try {
+        fn();
+      } catch (error) {
+        this.#options.log.warn(messageOf(error));
+      }
+    }, ms));
+  }
+
+  /** Runs changes of the rule set one at a time. */
+  #serial(fn: () => Promise<void>): Promise<void> {
+    const next = this.#queue.then(fn).catch((error) => {
+      this.#options.log.error(messageOf(error));
+    });
+    this.#queue = next;
+    return next;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,127 @@
+/**
+ * What `run` checks before it changes anything, and the plan it applies: the run flags over the policy,
+ * the areas this kernel cannot enforce (refused unless --allow-partial), a second agent, names that do
+ * not resolve; and which rules a new resolution changed.
+ */
+
+import { InputError, RefusedError } from "../errors.ts";
+import type { DataPlane } from "../kernel/dataplane.ts";
+import type { ResolvedRuleSet } from "../kernel/entries.ts";
+import { probeLsm } from "../kernel/load.ts";
+import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import { agentStatePath } from "./agent_state.ts";
+import { planAreas } from "./apply.ts";
+import type { SourcedPolicy } from "./policy_source.ts";
+
+/** An area `--allow-partial` runs audit-only, and why. */
+export type PartialArea = { area: Area; reason: string };
+
+/** The policy's plan with the run flags applied: the mode asked for and the extra ingress interfaces. */
+export function planFor(
+  sourced: SourcedPolicy,
+  options: { requestedMode?: "audit" | "enforce"; configDir: string; ingress: readonly string[] },
+): RuleSetPlan {
+  if (options.requestedMode === "enforce" && sourced.origin === "default") {
+    throw new InputError(
+      "--enforce needs a policy: the embedded default only audits; pass --policy FILE or write " +
+        `${options.configDir}/policy.yaml`,
+    );
+  }
+  const plan = compilePolicy(sourced.input.parsed.policy);
+  if (options.requestedMode !== undefined) plan.mode = options.requestedMode;
+  const named = new Set(plan.ingress.interfaces.map((iface) => iface.name));
+  for (const name of options.ingress) {
+    if (named.has(name)) continue;
+    named.add(name);
+    plan.ingress.interfaces.push({ name, defaultDrop: false, ruleId: 0 });
+  }
+  return plan;
+}
+
+/**
+ * Areas the plan enforces that this kernel can only audit: refused (exit 3) unless `allowPartial`, then
+ * returned to run audit-only.
+ */
+export function partialAreas(plane: DataPlane, plan: RuleSetPlan, allowPartial: boolean): PartialArea[] {
+  if (plan.mode !== "enforce") return [];
+  const partial = planAreas(plan).flatMap((area) => {
+    const { mode, reason } = plane.status[area];
+    return mode === "enforce" ? [] : [{ area, reason: reason ?? mode }];
+  });
+  if (partial.length > 0 && !allowPartial) {
+    const what = partial.map(({ area, reason }) => `${area} (${reason})`).join("; ");
+    throw new RefusedError(
+      `Refused enforce mode: this kernel cannot enforce ${what}; pass --allow-partial to run those areas ` +
+        "audit-only, or run --audit",
+    );
+  }
+  return partial;
+}
+
+/**
+ * The refusal of `partialAreas` before anything is loaded or attached, for the areas that need BPF-LSM: a
+ * probe load of the LSM programs alone says whether this kernel takes them.
+ */
+export function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void {
+  const lsmAreas = planAreas(plan).filter((area) => area === "file" || area === "exec");
+  if (plan.mode !== "enforce" || allowPartial || lsmAreas.length === 0) return;
+  const probe = probeLsm();
+  if (probe.ok) return;
+  throw new RefusedError(
+    `Refused enforce mode: this kernel cannot enforce ${lsmAreas.join(" and ")} rules (${probe.reason}); ` +
+      "pass --allow-partial to run those areas audit-only, or run --audit",
+  );
+}
+
+/**
+ * Two agents on one state directory would fight over the mode words and split the event stream: refused
+ * while agent.json names a live process running `run` (a file left by a kill -9 names a dead one).
+ */
+export function refuseSecondAgent(stateDir: string): void {
+  let running: { pid?: unknown; startedAt?: unknown };
+  try {
+    running = JSON.parse(Deno.readTextFileSync(agentStatePath(stateDir)));
+  } catch {
+    return;
+  }
+  const pid = running.pid;
+  if (typeof pid !== "number" || pid === Deno.pid) return;
+  let cmdline: string;
+  try {
+    cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+  } catch {
+    return;
+  }
+  const args = cmdline.split("\0");
+  const ours = args.some((arg) => arg.endsWith("aegisbpf") || arg.endsWith("main.ts"));
+  if (!ours || !args.includes("run")) return;
+  throw new RefusedError(
+    `Refused: another agent (pid ${pid}, started ${running.startedAt}) is running on ${stateDir}; ` +
+      `stop it first (kill -TERM ${pid})`,
+  );
+}
+
+export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
+  try {
+    return resolvePlan(plan, { warn });
+  } catch (error) {
+    if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+/** Ids of file and exec rules whose resolved inodes differ between two resolutions. */
+export function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): string[] {
+  const key = (entry: { dev: number; ino: bigint; ruleId: number }) =>
+    `${entry.ruleId}:${entry.dev}:${entry.ino}`;
+  const ids = new Set<number>();
+  for (const area of ["files", "exec"] as const) {
+    const was = new Set(before[area].map(key));
+    const now = new Set(after[area].map(key));
+    for (const entry of before[area]) if (!now.has(key(entry))) ids.add(entry.ruleId);
+    for (const entry of after[area]) if (!was.has(key(entry))) ids.add(entry.ruleId);
+  }
+  return [...ids].map((id) => after.plan.rules[id]?.id ?? `#${id}`);
+}

@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { InputError } from "../errors.ts";
+import type { ResolvedRuleSet } from "../kernel/entries.ts";
+import { emptyPlan } from "../policy/plan.ts";
+import { readAgentPolicy } from "./policy_source.ts";
+import { changedRules, planFor } from "./run_checks.ts";
+
+async function defaultPolicy() {
+  const dir = Deno.makeTempDirSync();
+  try {
+    return await readAgentPolicy({ configDir: `${dir}/etc`, stateDir: `${dir}/state` }, undefined);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+Deno.test("planFor() applies --audit/--enforce over the policy's mode and adds --ingress interfaces once", async () => {
+  const sourced = await defaultPolicy();
+  assert.equal(sourced.origin, "default");
+  const plain = planFor(sourced, { configDir: "/etc/aegisbpf", ingress: [] });
+  assert.equal(plain.mode, "audit");
+  const audited = planFor({ ...sourced, origin: "flag" }, {
+    requestedMode: "enforce",
+    configDir: "/etc/aegisbpf",
+    ingress: ["eth0", "eth0", "eth1"],
+  });
+  assert.equal(audited.mode, "enforce");
+  assert.deepEqual(audited.ingress.interfaces.map((iface) => [iface.name, iface.defaultDrop]), [
+    ["eth0", false],
+    ["eth1", false],
+  ]);
+  assert.throws(
+    () => planFor(sourced, { requestedMode: "enforce", configDir: "/etc/aegisbpf", ingress: [] }),
+    InputError,
+  );
+});
+
+Deno.test("changedRules() names the rules whose resolved inodes differ, in either direction", () => {
+  const plan = emptyPlan();
+  plan.rules.push({ id: "a", area: "file", action: "deny" }, { id: "b", area: "exec", action: "deny" });
+  const set = (files: [number, bigint][], exec: [number, bigint][]): ResolvedRuleSet => ({
+    plan,
+    files: files.map(([ruleId, ino]) => ({ ruleId, ino, dev: 8 })),
+    exec: exec.map(([ruleId, ino]) => ({ ruleId, ino, dev: 8 })),
+    scope: { include: [], exempt: [] },
+    interfaces: [],
+  });
+  const before = set([[1, 10n]], [[2, 20n]]);
+  assert.deepEqual(changedRules(before, set([[1, 10n]], [[2, 20n]])), []);
+  assert.deepEqual(changedRules(before, set([[1, 11n]], [[2, 20n]])), ["a"]);
+  assert.deepEqual(changedRules(before, set([[1, 10n]], [])), ["b"]);
+  assert.deepEqual(changedRules(before, set([[1, 10n], [1, 12n]], [[2, 20n]])), ["a"]);
+});
