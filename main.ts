@@ -6,6 +6,7 @@ import { breakGlassOffCommand } from "./lib/commands/break_glass/off.ts";
 import { breakGlassOnCommand } from "./lib/commands/break_glass/on.ts";
 import { breakGlassStatusCommand } from "./lib/commands/break_glass/status.ts";
 import { completions } from "./lib/commands/completions.ts";
+import { doctor } from "./lib/commands/doctor.ts";
 import { explain } from "./lib/commands/explain.ts";
 import { help } from "./lib/commands/help.ts";
 import { keysAdd } from "./lib/commands/keys/add.ts";
@@ -50,6 +51,7 @@ export const REGISTRY: Registry = [
     summary: "force audit everywhere now, with or without a running agent, and end it",
     commands: [breakGlassOnCommand, breakGlassOffCommand, breakGlassStatusCommand],
   },
+  doctor,
   explain,
   version,
   completions,
