@@ -6,8 +6,10 @@ import { breakGlassOffCommand } from "./lib/commands/break_glass/off.ts";
 import { breakGlassOnCommand } from "./lib/commands/break_glass/on.ts";
 import { breakGlassStatusCommand } from "./lib/commands/break_glass/status.ts";
 import { completions } from "./lib/commands/completions.ts";
+import { detach } from "./lib/commands/detach.ts";
 import { doctor } from "./lib/commands/doctor.ts";
 import { explain } from "./lib/commands/explain.ts";
+import { health } from "./lib/commands/health.ts";
 import { help } from "./lib/commands/help.ts";
 import { keysAdd } from "./lib/commands/keys/add.ts";
 import { keysGen } from "./lib/commands/keys/gen.ts";
@@ -52,6 +54,8 @@ export const REGISTRY: Registry = [
     commands: [breakGlassOnCommand, breakGlassOffCommand, breakGlassStatusCommand],
   },
   doctor,
+  health,
+  detach,
   explain,
   version,
   completions,

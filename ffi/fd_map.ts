@@ -1,6 +1,7 @@
 import { unwrap } from "./error.ts";
 import { cString, libbpf } from "./libbpf.ts";
 import { closeFd } from "./sys.ts";
+import { PERCPU_TYPES, possibleCpus } from "./map.ts";
 
 const ENOENT = 2;
 // struct bpf_map_info begins { __u32 type, id, key_size, value_size, max_entries, map_flags; char name[16]; ... }
@@ -106,10 +107,16 @@ export class FdMap {
     }
   }
 
-  /** The value under `key`, or undefined when absent. */
+  /**
+   * The value under `key`, or undefined when absent. A per-CPU map's value is one slot per possible CPU,
+   * each rounded up to 8 bytes, back to back (the kernel writes them all).
+   */
   lookup(key: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> | undefined {
     this.#checkSize("key", key, this.keySize);
-    const value = new Uint8Array(this.valueSize);
+    const perCpu = PERCPU_TYPES.has(this.definition.type);
+    const value = new Uint8Array(
+      perCpu ? Math.ceil(this.valueSize / 8) * 8 * possibleCpus() : this.valueSize,
+    );
     const code = libbpf().bpf_map_lookup_elem(this.fd, key, value);
     if (code === -ENOENT) return undefined;
     unwrap(code, "bpf_map_lookup_elem", { subject: this.name });

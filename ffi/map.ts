@@ -5,7 +5,7 @@ const ENOENT = 2;
 const BPF_MAP_TYPE_PERCPU_HASH = 5;
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
-const PERCPU_TYPES = new Set([
+export const PERCPU_TYPES: ReadonlySet<number> = new Set([
   BPF_MAP_TYPE_PERCPU_HASH,
   BPF_MAP_TYPE_PERCPU_ARRAY,
   BPF_MAP_TYPE_LRU_PERCPU_HASH,
@@ -139,7 +139,7 @@ export class BpfMap {
 let cpus: number | undefined;
 
 /** Possible CPUs, the slot count of per-CPU map values. */
-function possibleCpus(): number {
+export function possibleCpus(): number {
   if (cpus === undefined) {
     cpus = unwrap(libbpf().libbpf_num_possible_cpus(), "libbpf_num_possible_cpus");
   }
