@@ -48,7 +48,7 @@ function agentRecord(pid: number): string {
 rootTest(
   "[root] detach removes every pin and keeps the history; a second detach has nothing to do",
   async () => {
-    await withApplied(async ({ s, bpffs, run }) => {
+    await withApplied(async ({ bpffs, run }) => {
       const result = await run(["detach"]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(
