@@ -24,6 +24,7 @@ import { policyShow } from "./lib/commands/policy/show.ts";
 import { policySign } from "./lib/commands/policy/sign.ts";
 import { policyValidate } from "./lib/commands/policy/validate.ts";
 import { policyVerify } from "./lib/commands/policy/verify.ts";
+import { status } from "./lib/commands/status.ts";
 import { version } from "./lib/commands/version.ts";
 
 /** Every command, in the order `aegisbpf --help` lists them. A new command is a file and one line here. */
@@ -55,6 +56,7 @@ export const REGISTRY: Registry = [
   },
   doctor,
   health,
+  status,
   detach,
   explain,
   version,

@@ -209,3 +209,42 @@ rootTest(
     });
   },
 );
+
+const PROBE = new URL("../support/net_probe.ts", import.meta.url).pathname;
+
+async function bindPort(port: number): Promise<string> {
+  const { stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net", PROBE, "bind", "tcp", String(port)],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(5000),
+  }).output();
+  return new TextDecoder().decode(stdout).trim();
+}
+
+rootTest(
+  "[root] status shows the hooks attached and the denies counted per hook, colour only when asked",
+  async () => {
+    await withApplied(async ({ s, run }) => {
+      for (let i = 0; i < 3; i++) assert.equal(await bindPort(PORT), "EPERM");
+      const text = await run(["status"]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /^aegisbpf {2}mode enforce {2}healthy\n/);
+      assert.match(text.stdout, /^bind +aegis_bind4, aegis_bind6 +3 +0$/m);
+      assert.match(text.stdout, /^file_open +aegis_tp_open, aegis_tp_openat, aegis_tp_openat2 +0 +\d+$/m);
+      assert.match(text.stdout, /^ {2}policy +health-test version 3 /m);
+      assert.match(
+        text.stdout,
+        /^packets dropped by XDP: 0; events lost: 0; suppressed by the rate limit: \d+$/m,
+      );
+      assert.ok(!text.stdout.includes("\x1b["));
+      const json = JSON.parse((await run(["status", "--json"])).stdout);
+      const bind = json.counters.find((row: { hook: string }) => row.hook === "bind");
+      assert.deepEqual(bind, { hook: "bind", links: ["aegis_bind4", "aegis_bind6"], deny: 3, audit: 0 });
+      const coloured = await s.run(["status"], {
+        env: { AEGISBPF_BPFFS: json.pins.dir.replace(/\/aegisbpf$/, ""), FORCE_COLOR: "1" },
+      });
+      assert.ok(coloured.stdout.includes("\x1b[32menforce\x1b[39m"), "green enforce with FORCE_COLOR");
+    });
+  },
+);
