@@ -8,6 +8,7 @@ import { breakGlassStatusCommand } from "./lib/commands/break_glass/status.ts";
 import { completions } from "./lib/commands/completions.ts";
 import { detach } from "./lib/commands/detach.ts";
 import { doctor } from "./lib/commands/doctor.ts";
+import { events } from "./lib/commands/events.ts";
 import { explain } from "./lib/commands/explain.ts";
 import { health } from "./lib/commands/health.ts";
 import { help } from "./lib/commands/help.ts";
@@ -57,6 +58,7 @@ export const REGISTRY: Registry = [
   doctor,
   health,
   status,
+  events,
   detach,
   explain,
   version,
