@@ -7,14 +7,13 @@
 import { join } from "node:path";
 import { z } from "zod";
 
-const areaMode = z.enum(["enforce", "audit-only", "unused"]);
-
 const agentSchema = z.object({
   pid: z.int().min(1),
   startedAt: z.string(),
   mode: z.string().optional(),
   requestedMode: z.string().optional(),
-  areas: z.record(z.string(), areaMode).optional(),
+  // "enforce", "audit-only" or "unused" by contract; any word is shown as it is rather than refused.
+  areas: z.record(z.string(), z.string()).optional(),
   /** Areas forced audit-only by --allow-partial: names, or objects with the area and why. */
   partial: z.array(z.union([z.string(), z.looseObject({ area: z.string(), reason: z.string().optional() })]))
     .optional(),

@@ -248,3 +248,45 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] health names a file created under a recursive rule's directory after the apply as not covered",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    try {
+      await using s = await scratch();
+      const run = (args: string[]) => s.run(args, { env: { AEGISBPF_BPFFS: bpffs.path, NO_COLOR: "1" } });
+      await Deno.mkdir(`${s.dir}/keys/sub`, { recursive: true });
+      await Deno.writeTextFile(`${s.dir}/keys/a.pem`, "a\n");
+      await Deno.writeTextFile(`${s.dir}/keys/sub/b.pem`, "b\n");
+      await Deno.writeTextFile(
+        `${s.dir}/p.yaml`,
+        `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: recursive-test, version: 1 }\nspec:\n` +
+          `  files:\n    deny: [{ id: keys, path: ${s.dir}/keys, recursive: true }]\n`,
+      );
+      try {
+        const applied = await run(["policy", "apply", "p.yaml"]);
+        assert.equal(applied.code, 0, applied.stderr);
+        const before = JSON.parse((await run(["health", "--json"])).stdout);
+        assertMatchesSchema("health.schema.json", before);
+        assert.equal(before.healthy, true, JSON.stringify(before.problems));
+        assert.equal(before.staleRules.checked, 2, "both files recorded");
+        await Deno.writeTextFile(`${s.dir}/keys/sub/c.pem`, "c\n");
+        const after = await run(["health", "--json"]);
+        assert.equal(after.code, 1);
+        const report = JSON.parse(after.stdout);
+        assert.deepEqual(
+          report.staleRules.stale.map((r: { path: string; problem: string }) => [r.path, r.problem]),
+          [
+            [`${s.dir}/keys/sub/c.pem`, "new"],
+          ],
+        );
+        assert.match(report.problems.join("\n"), /was created after the apply and is not covered/);
+      } finally {
+        DataPlane.detach(bpffs.path);
+      }
+    } finally {
+      await bpffs.unmount();
+    }
+  },
+);
