@@ -20,7 +20,7 @@ const SHOWN = new Set([
 type Fields = Record<string, unknown>;
 
 export function eventLine(event: Fields, style: Palette): string {
-  const ts = typeof event.ts === "string" ? event.ts.replace(/(\.\d{3})\d+/, "$1") : "-";
+  const ts = typeof event.ts === "string" ? text(event.ts).replace(/(\.\d{3})\d+/, "$1") : "-";
   const decision = text(event.decision) || "-";
   const coloured = decision === "deny" ? style.red : decision === "audit" ? style.yellow : style.dim;
   const parts = [
@@ -33,13 +33,24 @@ export function eventLine(event: Fields, style: Palette): string {
   if (typeof event.count === "number" && event.count > 1) details.push(`x${event.count}`);
   if (event.mode === "audit" && decision === "deny") details.push("(mode audit)");
   for (const [key, value] of Object.entries(event)) {
-    if (!SHOWN.has(key)) details.push(`${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
+    if (!SHOWN.has(key)) {
+      details.push(printable(`${key}=${typeof value === "string" ? value : JSON.stringify(value)}`));
+    }
   }
   return [...parts, ...details.filter((detail) => detail !== "")].join("  ").trimEnd();
 }
 
 function text(value: unknown): string {
-  return typeof value === "string" || typeof value === "number" ? String(value) : "";
+  return typeof value === "string" || typeof value === "number" ? printable(String(value)) : "";
+}
+
+/**
+ * Text safe to print on a terminal: control characters (C0, DEL, C1) as `\xNN`. A process chooses its own
+ * `comm` and file names, and must not be able to move the cursor or rewrite the operator's screen.
+ */
+export function printable(value: string): string {
+  // deno-lint-ignore no-control-regex
+  return value.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 function processText(value: unknown): string {
@@ -48,13 +59,13 @@ function processText(value: unknown): string {
   const who = p.comm === undefined ? `pid ${text(p.pid)}` : `${text(p.comm)}[${text(p.pid)}]`;
   const uid = p.uid === undefined ? "" : ` uid=${text(p.uid)}`;
   const cgroup = (p.cgroup as Fields | undefined)?.path;
-  return `${who}${uid}${typeof cgroup === "string" && cgroup !== "/" ? ` cgroup=${cgroup}` : ""}`;
+  return `${who}${uid}${typeof cgroup === "string" && cgroup !== "/" ? ` cgroup=${text(cgroup)}` : ""}`;
 }
 
 function fileText(value: unknown): string {
   if (typeof value !== "object" || value === null) return "";
   const f = value as Fields;
-  return typeof f.path === "string" ? f.path : `inode ${text(f.dev)}:${text(f.ino)}`;
+  return typeof f.path === "string" ? text(f.path) : `inode ${text(f.dev)}:${text(f.ino)}`;
 }
 
 function netText(value: unknown): string {
@@ -68,6 +79,6 @@ function netText(value: unknown): string {
   const source = n.saddr !== undefined || n.sport !== undefined ? host(n.saddr ?? "", n.sport) : "";
   const destination = n.daddr !== undefined || n.dport !== undefined ? host(n.daddr ?? "", n.dport) : "";
   const route = source && destination ? `${source} -> ${destination}` : source || destination;
-  const iface = typeof n.interface === "string" ? ` on ${n.interface}` : "";
+  const iface = typeof n.interface === "string" ? ` on ${text(n.interface)}` : "";
   return `${text(n.protocol)} ${route}${iface}`.trim();
 }

@@ -55,3 +55,22 @@ Deno.test("eventLine() shows files, IPv6 in brackets, audit in enforce-less mode
     eventLine({ ts: "t", type: "exec", decision: "deny" }, palette(true)).includes("\x1b[31mdeny \x1b[39m"),
   );
 });
+
+Deno.test("eventLine() prints control characters a process put in its comm or a path as \\xNN", () => {
+  const line = eventLine({
+    ts: "t",
+    type: "exec",
+    decision: "deny",
+    rule: "r",
+    process: { pid: 1, comm: "\x1b[2Jevil\x9b" },
+    file: { path: "/tmp/a\nb" },
+    note: "\x07",
+  }, plain);
+  assert.ok(line.includes("\\x1b[2Jevil\\x9b[1]"), line);
+  assert.ok(line.includes("/tmp/a\\x0ab"), line);
+  assert.ok(line.includes("note=\\x07"), line);
+  const control = [...line].filter((c) =>
+    c.charCodeAt(0) < 0x20 || (c.charCodeAt(0) >= 0x7f && c.charCodeAt(0) < 0xa0)
+  );
+  assert.deepEqual(control, [], "no control character left");
+});

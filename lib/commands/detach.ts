@@ -40,6 +40,9 @@ export const detach = defineCommand({
         `detaching under the running agent (pid ${agent.record.pid}): its programs audit with no rules until it exits`,
       );
     }
+    if (agent.state === "unreadable") {
+      ctx.log.warn(`cannot tell whether an agent is running (${agent.why}); detaching`);
+    }
     const pinDir = pinDirOf(bpffs);
     let removed: string[];
     try {
