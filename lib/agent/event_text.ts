@@ -1,6 +1,7 @@
 /** An event of the log (SPEC section 6) as one readable line, columns aligned at fixed widths. */
 
 import type { Palette } from "../cli/output.ts";
+import { printable } from "../cli/printable.ts";
 
 /** Envelope fields every line shows in its own column; the rest of an agent event follows as key=value. */
 const SHOWN = new Set([
@@ -42,15 +43,6 @@ export function eventLine(event: Fields, style: Palette): string {
 
 function text(value: unknown): string {
   return typeof value === "string" || typeof value === "number" ? printable(String(value)) : "";
-}
-
-/**
- * Text safe to print on a terminal: control characters (C0, DEL, C1) as `\xNN`. A process chooses its own
- * `comm` and file names, and must not be able to move the cursor or rewrite the operator's screen.
- */
-export function printable(value: string): string {
-  // deno-lint-ignore no-control-regex
-  return value.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 function processText(value: unknown): string {

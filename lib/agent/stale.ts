@@ -6,6 +6,7 @@
 
 import { currentIdentity, walkFiles } from "../kernel/resolve.ts";
 import type { AppliedRecord } from "../policy/apply_state.ts";
+import { printable } from "../cli/printable.ts";
 
 export type StaleRule = {
   rule: string;
@@ -65,5 +66,5 @@ export function describeStale(rule: StaleRule): string {
     : rule.problem === "replaced"
     ? `now holds another file (inode ${rule.denied?.ino} denied, ${rule.now?.ino} there now)`
     : "was created after the apply and is not covered";
-  return `${rule.area} rule ${rule.rule}: ${rule.path} ${what}`;
+  return `${rule.area} rule ${rule.rule}: ${printable(rule.path)} ${what}`;
 }
