@@ -6,7 +6,11 @@ import { breakGlassOffCommand } from "./lib/commands/break_glass/off.ts";
 import { breakGlassOnCommand } from "./lib/commands/break_glass/on.ts";
 import { breakGlassStatusCommand } from "./lib/commands/break_glass/status.ts";
 import { completions } from "./lib/commands/completions.ts";
+import { detach } from "./lib/commands/detach.ts";
+import { doctor } from "./lib/commands/doctor.ts";
+import { events } from "./lib/commands/events.ts";
 import { explain } from "./lib/commands/explain.ts";
+import { health } from "./lib/commands/health.ts";
 import { help } from "./lib/commands/help.ts";
 import { metrics } from "./lib/commands/metrics.ts";
 import { keysAdd } from "./lib/commands/keys/add.ts";
@@ -24,6 +28,7 @@ import { policySign } from "./lib/commands/policy/sign.ts";
 import { policyValidate } from "./lib/commands/policy/validate.ts";
 import { policyVerify } from "./lib/commands/policy/verify.ts";
 import { run } from "./lib/commands/run.ts";
+import { status } from "./lib/commands/status.ts";
 import { version } from "./lib/commands/version.ts";
 
 /** Every command, in the order `aegisbpf --help` lists them. A new command is a file and one line here. */
@@ -55,6 +60,11 @@ export const REGISTRY: Registry = [
     summary: "force audit everywhere now, with or without a running agent, and end it",
     commands: [breakGlassOnCommand, breakGlassOffCommand, breakGlassStatusCommand],
   },
+  doctor,
+  health,
+  status,
+  events,
+  detach,
   explain,
   metrics,
   version,

@@ -30,6 +30,27 @@ export class BpfLink {
     return libbpf().bpf_link__fd(this.#live());
   }
 
+  /**
+   * What the kernel says of the link (struct bpf_link_info): its type, ids, and for cgroup and XDP links
+   * whether it is still attached (a detached one keeps its program but has no cgroup or interface).
+   */
+  info(): LinkInfo {
+    const info = new Uint8Array(LINK_INFO_BYTES);
+    const length = new Uint32Array([LINK_INFO_BYTES]);
+    unwrap(
+      libbpf().bpf_obj_get_info_by_fd(this.fd, info, new Uint8Array(length.buffer)),
+      "bpf_obj_get_info_by_fd",
+      { subject: this.description },
+    );
+    const view = new DataView(info.buffer);
+    const type = view.getUint32(0, true);
+    const base = { type, id: view.getUint32(4, true), programId: view.getUint32(8, true) };
+    // The union after the three words is 8-byte aligned: cgroup { __u64 cgroup_id; }, xdp { __u32 ifindex; }.
+    if (type === LINK_TYPE.CGROUP) return { ...base, attached: view.getBigUint64(16, true) !== 0n };
+    if (type === LINK_TYPE.XDP) return { ...base, attached: view.getUint32(16, true) !== 0 };
+    return base;
+  }
+
   /** Pins the link at `path` on a bpffs, so that it survives this process. */
   pin(path: string): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_link__pin(this.#live(), cString(path)));
@@ -78,6 +99,15 @@ export class BpfLink {
 }
 
 const EINVAL = 22;
+
+/** enum bpf_link_type values this project reads. */
+export const LINK_TYPE = { RAW_TRACEPOINT: 1, TRACING: 2, CGROUP: 3, XDP: 6, PERF_EVENT: 7 } as const;
+
+// struct bpf_link_info: type, id, prog_id, then a union (the largest member well under 256 bytes).
+const LINK_INFO_BYTES = 256;
+
+/** A link as the kernel describes it; `attached` only for link types that can be detached. */
+export type LinkInfo = { type: number; id: number; programId: number; attached?: boolean };
 
 /** Calls a pointer-returning libbpf function and turns NULL into a BpfError with libbpf's errno. */
 export function takePointer(

@@ -1,6 +1,6 @@
 export { BpfError, SysError } from "./error.ts";
 export { errnoName, errnoValue } from "./errno.ts";
-export { BpfLink } from "./link.ts";
+export { BpfLink, LINK_TYPE, type LinkInfo } from "./link.ts";
 export { BpfMap } from "./map.ts";
 export { BpfObject, BpfProgram, OpenBpfObject } from "./object.ts";
 export { FdMap, type MapDefinition } from "./fd_map.ts";

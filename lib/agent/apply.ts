@@ -11,6 +11,7 @@ import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
 import {
+  type AppliedRecord,
   clearApplyIntent,
   readApplied,
   readApplyIntent,
@@ -26,7 +27,8 @@ import {
   raiseVersionCounter,
   setOutcome,
 } from "../policy/history.ts";
-import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { acquireStateLock, describeHolder, type StateLock } from "../policy/state.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
@@ -148,6 +150,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
     contentSha256: pending.contentSha256,
     generation,
     time: new Date().toISOString(),
+    ...appliedShape(resolved),
   });
   const entry = setOutcome(stateDir, pending.seq, request.outcome);
   if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
@@ -174,6 +177,46 @@ function checkEnforceable(plane: DataPlane, plan: RuleSetPlan, request: ApplyReq
     );
   }
   request.warn(`${what}; those areas run audit-only (--allow-partial)`);
+}
+
+/**
+ * What the kernel set holds beside the rules' ids: the mode, the areas attached, the ingress interfaces,
+ * and every inode the file and exec rules deny with the path it was found at, so that `health` can tell a
+ * rule whose path now holds another file (replaced by rename, deleted) from one still in force.
+ */
+export function appliedShape(resolved: ResolvedRuleSet): Pick<
+  AppliedRecord,
+  "mode" | "areas" | "interfaces" | "inodes" | "recursive"
+> {
+  const { plan } = resolved;
+  const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
+  const inodes = (
+    area: "file" | "exec",
+    targets: readonly InodeTarget[],
+    found: readonly ResolvedInode[],
+  ) => {
+    const byRule = new Map(targets.map((target) => [target.ruleId, target]));
+    return found.flatMap(({ dev, ino, ruleId, path }) => {
+      const target = byRule.get(ruleId);
+      const at = path ?? target?.path;
+      if (at === undefined) return [];
+      const under = target?.recursive && target.path !== at ? { under: target.path } : {};
+      return [{ rule: ruleName(ruleId), area, path: at, ...under, dev, ino: ino.toString() }];
+    });
+  };
+  const recursive = (area: "file" | "exec", targets: readonly InodeTarget[]) =>
+    targets.filter((target) => target.recursive).map((target) => ({
+      rule: ruleName(target.ruleId),
+      area,
+      path: target.path,
+    }));
+  return {
+    mode: plan.mode,
+    areas: planAreas(plan),
+    interfaces: plan.ingress.interfaces.map((iface) => iface.name),
+    inodes: [...inodes("file", plan.files, resolved.files), ...inodes("exec", plan.exec, resolved.exec)],
+    recursive: [...recursive("file", plan.files), ...recursive("exec", plan.exec)],
+  };
 }
 
 function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {

@@ -11,7 +11,7 @@ import { probeLsm } from "../kernel/load.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
-import { agentStatePath } from "./agent_state.ts";
+import { agentFile } from "./agent_state.ts";
 import { planAreas } from "./apply.ts";
 import type { SourcedPolicy } from "./policy_source.ts";
 
@@ -82,7 +82,7 @@ export function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void
 export function refuseSecondAgent(stateDir: string): void {
   let running: { pid?: unknown; startedAt?: unknown };
   try {
-    running = JSON.parse(Deno.readTextFileSync(agentStatePath(stateDir)));
+    running = JSON.parse(Deno.readTextFileSync(agentFile(stateDir)));
   } catch {
     return;
   }

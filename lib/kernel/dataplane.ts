@@ -5,13 +5,11 @@ import {
   type BpfObject,
   CAPACITY,
   CONFIG_WORDS,
-  COUNTER,
   decodeGenInfo,
   decodeU64,
   encodeU32,
   encodeU64,
   type GenInfo,
-  HOOK_NAMES,
   LAYOUT,
   lockDirectory,
   lockDirectorySync,
@@ -24,6 +22,7 @@ import { cgroup2Root } from "./cgroup.ts";
 import { detachPins } from "./detach.ts";
 import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
+import { type Counters, countersFrom } from "./inspect.ts";
 import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
 import { ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
@@ -55,28 +54,7 @@ export type DataPlaneOptions = {
 };
 
 const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
-export type Hook = typeof HOOK_NAMES[number];
-
-export type Counters = {
-  decisions: Record<Hook, { deny: bigint; audit: bigint }>;
-  eventsLost: bigint;
-  eventsSuppressed: bigint;
-};
-
-/** The counters of a per-CPU counters map (of a loaded object, or opened by its pin), summed over CPUs. */
-export function decodeCounters(
-  map: { lookup(key: Uint8Array<ArrayBuffer>): Uint8Array | undefined },
-): Counters {
-  const slot = (index: number): bigint => sumPerCpu(map.lookup(encodeU32(index)));
-  const decisions = Object.fromEntries(
-    HOOK_NAMES.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
-  ) as Counters["decisions"];
-  return {
-    decisions,
-    eventsLost: slot(COUNTER.EVENTS_LOST),
-    eventsSuppressed: slot(COUNTER.EVENTS_SUPPRESSED),
-  };
-}
+export type { Counters, Hook } from "./inspect.ts";
 
 /**
  * The kernel side of aegisbpf: the loaded (or adopted) object, its pins and links. Closing it leaves
@@ -226,7 +204,8 @@ export class DataPlane {
 
   /** Decision and event counters, summed over CPUs. */
   counters(): Counters {
-    return decodeCounters(this.map("counters"));
+    const map = this.map("counters");
+    return countersFrom((index) => sumPerCpu(map.lookup(encodeU32(index))));
   }
 
   /**

@@ -21,11 +21,14 @@ import { type NetRule, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.
 /** A plan with names resolved to what the kernel keys on. */
 export type ResolvedRuleSet = {
   plan: RuleSetPlan;
-  files: { dev: number; ino: bigint; ruleId: number }[];
-  exec: { dev: number; ino: bigint; ruleId: number }[];
+  files: ResolvedInode[];
+  exec: ResolvedInode[];
   scope: { include: bigint[]; exempt: bigint[] };
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
 };
+
+/** A file the rule set denies, and the path it was found at (recorded so that a replaced file shows). */
+export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string };
 
 /** One inner map's entries, back to back, ready for one batch write. */
 export type Batch = {

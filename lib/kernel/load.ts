@@ -13,17 +13,18 @@ export const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.fileOpenLegacyAudit,
   PROGRAMS.fileOpenat2Audit,
 ];
+export const EXEC_AUDIT_PROGRAMS: readonly ProgramName[] = [PROGRAMS.execAudit];
 export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]>> = {
   egress: [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6],
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };
-const COMMON_PROGRAMS: readonly ProgramName[] = [
+export const COMMON_PROGRAMS: readonly ProgramName[] = [
   ...CGROUP_PROGRAMS.egress,
   ...CGROUP_PROGRAMS.bind,
   PROGRAMS.ingress,
   PROGRAMS.flushRates,
 ];
-const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, PROGRAMS.execAudit];
+const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, ...EXEC_AUDIT_PROGRAMS];
 
 /** Whether this kernel loads BPF-LSM programs; when not, the errno and what libbpf and the kernel said. */
 export type LsmProbe =
@@ -63,7 +64,7 @@ export function lsmProbeFailure(error: BpfError, activeLsms: readonly string[] |
 }
 
 /** The active LSMs, or undefined when securityfs cannot be read (or mounted). */
-function activeLsms(): string[] | undefined {
+export function activeLsms(): string[] | undefined {
   try {
     ensureMounted("securityfs");
     return Deno.readTextFileSync("/sys/kernel/security/lsm").trim().split(",");

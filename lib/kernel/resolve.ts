@@ -1,8 +1,8 @@
-import { ifIndex, statxMount } from "../../ffi/mod.ts";
+import { ifIndex, statxMount, SysError } from "../../ffi/mod.ts";
 import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
-import type { ResolvedRuleSet } from "./entries.ts";
+import type { ResolvedInode, ResolvedRuleSet } from "./entries.ts";
 
 /** A name in a plan that does not resolve on this host; names the rule. */
 export class ResolveError extends Error {
@@ -49,7 +49,7 @@ function resolveInodes(
   plan: RuleSetPlan,
   mountinfo: string,
   warn: ((message: string) => void) | undefined,
-): { dev: number; ino: bigint; ruleId: number }[] {
+): ResolvedInode[] {
   const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
   let stat: Deno.FileInfo;
   try {
@@ -72,12 +72,13 @@ function resolveInodes(
     return walkFiles(target.path).map((path) => ({
       ...fileIdentity(path, mountinfo),
       ruleId: target.ruleId,
+      path,
     }));
   }
-  return [{ ...fileIdentity(target.path, mountinfo), ruleId: target.ruleId }];
+  return [{ ...fileIdentity(target.path, mountinfo), ruleId: target.ruleId, path: target.path }];
 }
 
-function walkFiles(dir: string): string[] {
+export function walkFiles(dir: string): string[] {
   const files: string[] = [];
   for (const entry of Deno.readDirSync(dir)) {
     const path = `${dir}/${entry.name}`;
@@ -104,6 +105,19 @@ export function hasInterface(name: string): boolean {
 export function fileIdentity(path: string, mountinfo: string): { dev: number; ino: bigint } {
   const { ino, mountId } = statxMount(path);
   return { dev: mountDev(mountId, mountinfo) ?? kernelDev(Deno.statSync(path).dev), ino };
+}
+
+/** fileIdentity, or undefined when nothing is at `path` now (or a component is not a directory). */
+export function currentIdentity(path: string, mountinfo: string): { dev: number; ino: bigint } | undefined {
+  try {
+    return fileIdentity(path, mountinfo);
+  } catch (error) {
+    if (error instanceof SysError && (error.errnoName === "ENOENT" || error.errnoName === "ENOTDIR")) {
+      return undefined;
+    }
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return undefined;
+    throw error;
+  }
 }
 
 /** A cgroup v2 id is the inode number of its directory. */

@@ -5,17 +5,17 @@
  */
 
 import { CAPACITY, HOOK_NAMES } from "../../ffi/mod.ts";
-import type { Counters } from "../kernel/dataplane.ts";
 import { libbpfVersion } from "../kernel/info.ts";
+import {
+  type Counters,
+  HOOK_PROGRAMS,
+  pinnedCounters,
+  pinnedGenInfo,
+  pinnedLinks,
+  pinnedMapFill,
+} from "../kernel/inspect.ts";
 import { readModeWords } from "../kernel/mode_words.ts";
 import { PROGRAMS } from "../kernel/object.ts";
-import {
-  HOOK_PROGRAMS,
-  pinnedLinkNames,
-  readPinnedCounters,
-  readPinnedGenInfo,
-  readPinnedMapFill,
-} from "../kernel/pinned.ts";
 import { currentEntry, listHistory } from "../policy/history.ts";
 import { VERSION } from "../version.ts";
 import type { Family } from "./exposition.ts";
@@ -34,6 +34,7 @@ export type MetricsReading = {
   policy?: { name: string; version: number; sha256: string; appliedAt: number };
   counters?: Counters;
   maps: { map: string; entries: number; capacity: number }[];
+  /** Pinned links whose program is attached (a detached cgroup or XDP link does not count). */
   links: string[];
 };
 
@@ -59,9 +60,9 @@ export function collect(where: { bpffs: string; stateDir: string }): MetricsRead
       ...(policy && { policy }),
     };
   }
-  const info = readPinnedGenInfo(where.bpffs);
-  const counters = readPinnedCounters(where.bpffs);
-  const sessions = readPinnedMapFill(where.bpffs, "ingress_session");
+  const info = pinnedGenInfo(where.bpffs, words.activeGen);
+  const counters = pinnedCounters(where.bpffs);
+  const sessions = pinnedMapFill(where.bpffs, "ingress_session");
   const maps = info
     ? [
       { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
@@ -82,7 +83,7 @@ export function collect(where: { bpffs: string; stateDir: string }): MetricsRead
     ...(policy && { policy }),
     ...(counters && { counters }),
     maps,
-    links: pinnedLinkNames(where.bpffs),
+    links: pinnedLinks(where.bpffs).filter((link) => link.attached).map((link) => link.name),
   };
 }
 

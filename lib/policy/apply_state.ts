@@ -47,6 +47,19 @@ const intentSchema = z.strictObject({
 });
 export type ApplyIntent = z.infer<typeof intentSchema>;
 
+/** A file or exec rule's path and the inode the kernel set denies for it, as resolved at apply. */
+const inodeSchema = z.strictObject({
+  rule: z.string(),
+  area: z.enum(["file", "exec"]),
+  path: z.string(),
+  /** The rule's own path when `path` was found under it (recursive: true). */
+  under: z.string().optional(),
+  dev: z.int().min(0),
+  /** Decimal: inode numbers may pass 2^53. */
+  ino: z.string().regex(/^[0-9]+$/),
+});
+export type AppliedInode = z.infer<typeof inodeSchema>;
+
 const appliedSchema = z.strictObject({
   seq: z.int().min(1),
   name: z.string(),
@@ -55,6 +68,17 @@ const appliedSchema = z.strictObject({
   contentSha256: z.string(),
   generation: z.int().min(0),
   time: z.string(),
+  /** The policy's mode (absent in records written before it was kept). */
+  mode: z.enum(["audit", "enforce"]).optional(),
+  /** The areas whose programs the apply attached. */
+  areas: z.array(z.enum(["file", "exec", "egress", "bind", "ingress"])).optional(),
+  /** The interfaces the ingress rules filter. */
+  interfaces: z.array(z.string()).optional(),
+  /** Every inode the file and exec rules deny; `health` compares them with what the paths hold now. */
+  inodes: z.array(inodeSchema).optional(),
+  /** Recursive rules' directories, to find files created under them after the apply. */
+  recursive: z.array(z.strictObject({ rule: z.string(), area: z.enum(["file", "exec"]), path: z.string() }))
+    .optional(),
 });
 export type AppliedRecord = z.infer<typeof appliedSchema>;
 

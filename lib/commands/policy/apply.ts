@@ -2,7 +2,7 @@ import { type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/cana
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError, RefusedError } from "../../errors.ts";
-import { readPinnedCounters, totalDenies } from "../../kernel/pinned.ts";
+import { pinnedCounters, totalDenies } from "../../kernel/inspect.ts";
 import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
@@ -168,7 +168,7 @@ async function runCanary(
       durationMs: canary.durationMs,
       maxDenyRate: canary.maxDenyRate,
       readDenies: () => {
-        const counters = readPinnedCounters(bpffs);
+        const counters = pinnedCounters(bpffs);
         return counters && totalDenies(counters);
       },
       signal: controller.signal,

@@ -1,0 +1,229 @@
+/**
+ * `health`: is aegisbpf doing what it should, now? Read from the pins (nothing loaded, no lock taken), the
+ * applied record, the break-glass marker and agent.json, so it answers in milliseconds with or without an
+ * agent. `status` shows the same facts on one screen with the counters.
+ */
+
+import {
+  type Counters,
+  expectedMaps,
+  isPinned,
+  missingLinks,
+  pinDirOf,
+  pinnedCounters,
+  pinnedGenInfo,
+  type PinnedLink,
+  pinnedLinks,
+  pinnedMaps,
+} from "../kernel/inspect.ts";
+import { PROGRAMS } from "../kernel/object.ts";
+import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
+import { readApplied } from "../policy/apply_state.ts";
+import type { Area } from "../policy/plan.ts";
+import { type AgentStatus, partialAreas, readAgentState } from "./agent_state.ts";
+import { readMarker } from "./break_glass.ts";
+import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
+
+export type Paths = { bpffs: string; stateDir: string; configDir: string };
+
+export type HealthReport = {
+  healthy: boolean;
+  /** What makes it unhealthy, each a line saying what to do. */
+  problems: string[];
+  /** Worth knowing, not unhealthy. */
+  warnings: string[];
+  pins: { dir: string; present: boolean; missingMaps: string[] };
+  links: PinnedLink[];
+  missingLinks: string[];
+  policy: { name: string; version: number; sha256: string; seq: number; appliedAt: string } | null;
+  mode: {
+    effective: "enforce" | "audit" | "none";
+    /** The mode the live generation was applied with. */
+    policy: "enforce" | "audit" | null;
+    /** Why effective is audit where the policy says enforce. */
+    reasons: string[];
+  };
+  breakGlass: { on: boolean; until: string | null; reason: string | null; marker: boolean };
+  deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
+  agent: AgentSummary;
+  partial: { area: string; reason?: string }[];
+  staleRules: StaleCheck;
+  events: { lost: number; suppressed: number };
+  /** The counters read for this report (status prints them). */
+  counters: Counters | null;
+  tookMs: number;
+};
+
+export type AgentSummary = {
+  state: AgentStatus["state"];
+  pid?: number;
+  startedAt?: string;
+  mode?: string;
+  why?: string;
+};
+
+export function checkHealth(paths: Paths, options: { requireEnforce: boolean }): HealthReport {
+  const started = performance.now();
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const pinDir = pinDirOf(paths.bpffs);
+  const present = isPinned(paths.bpffs);
+  const applied = readApplied(paths.stateDir);
+  const agentState = readAgentState(paths.stateDir);
+  const agentRecord = agentState.state === "running" || agentState.state === "died"
+    ? agentState.record
+    : undefined;
+
+  let missingMaps: string[] = [];
+  let links: PinnedLink[] = [];
+  let missing: string[] = [];
+  let counters: Counters | undefined;
+  let policyMode: "enforce" | "audit" | null = null;
+  const reasons: string[] = [];
+  let breakGlass: HealthReport["breakGlass"] = { on: false, until: null, reason: null, marker: false };
+  let deadman: HealthReport["deadman"] = { armed: false, expired: false, remainingMs: null };
+  const marker = readMarker(paths.configDir);
+  if (!present) {
+    problems.push(
+      `nothing of aegisbpf is pinned under ${pinDir}: start the agent (aegisbpf run) or apply a policy`,
+    );
+  } else {
+    const pinned = new Set(pinnedMaps(paths.bpffs));
+    missingMaps = expectedMaps().filter((name) => !pinned.has(name));
+    if (missingMaps.length > 0) {
+      problems.push(
+        `maps missing under ${pinDir}/maps: ${missingMaps.join(", ")}: run aegisbpf detach, then apply`,
+      );
+    }
+    links = pinnedLinks(paths.bpffs);
+    for (const link of links.filter((link) => !link.attached)) {
+      problems.push(`link ${link.name} is pinned but not attached${link.error ? ` (${link.error})` : ""}`);
+    }
+    const areas = new Set<Area>(applied?.areas ?? []);
+    for (const [area, mode] of Object.entries(agentRecord?.areas ?? {})) {
+      if (mode !== "unused") areas.add(area as Area);
+    }
+    const interfaces = [...new Set([...(applied?.interfaces ?? []), ...(agentRecord?.ingress ?? [])])];
+    missing = missingLinks([...areas], interfaces, links);
+    if (missing.length > 0) {
+      problems.push(
+        `programs not attached: ${missing.join(", ")}: re-apply the policy (aegisbpf policy rollback --to ` +
+          `${applied?.seq ?? "SEQ"}) or restart the agent`,
+      );
+    }
+    const words = readModeWords(paths.bpffs);
+    counters = pinnedCounters(paths.bpffs);
+    if (words) {
+      policyMode = pinnedGenInfo(paths.bpffs, words.activeGen)?.enforce ? "enforce" : "audit";
+      if (words.breakGlass.on) {
+        const until = words.breakGlass.untilBootNs === undefined
+          ? null
+          : new Date(bootNsToEpochMs(words.breakGlass.untilBootNs)).toISOString();
+        breakGlass = { on: true, until, reason: marker?.reason ?? null, marker: marker !== undefined };
+        reasons.push(`break-glass is on${until ? ` until ${until}` : ""}`);
+      } else {
+        breakGlass = { ...breakGlass, marker: marker !== undefined, reason: marker?.reason ?? null };
+      }
+      if (words.forceAudit) reasons.push("audit is forced (run --audit, or a detach that did not finish)");
+      if (words.deadmanDeadlineNs !== undefined) {
+        const remainingNs = words.deadmanDeadlineNs - words.nowBootNs;
+        const expired = remainingNs <= 0n;
+        deadman = { armed: true, expired, remainingMs: expired ? 0 : Number(remainingNs / 1_000_000n) };
+        if (expired) reasons.push("the deadman expired: the agent stopped refreshing it");
+      }
+      if (policyMode === "audit") reasons.push("the policy's mode is audit");
+    }
+  }
+  const effective: HealthReport["mode"]["effective"] = !present
+    ? "none"
+    : reasons.length === 0 && policyMode === "enforce"
+    ? "enforce"
+    : "audit";
+
+  const policy = applied
+    ? {
+      name: applied.name,
+      version: applied.version,
+      sha256: applied.sha256,
+      seq: applied.seq,
+      appliedAt: applied.time,
+    }
+    : null;
+  if (present && policy === null && !agentRecord?.policy) {
+    problems.push("no policy applied: apply one with aegisbpf policy apply FILE");
+  }
+
+  const agent = summarizeAgent(agentState);
+  if (agentState.state === "died") {
+    problems.push(`the agent died (${agentState.why}): enforcement stays pinned; restart it (aegisbpf run)`);
+  } else if (agentState.state === "unreadable") {
+    problems.push(`cannot read the agent's record: ${agentState.why}`);
+  } else if (agentState.state === "absent" && present) {
+    warnings.push(
+      "no agent is running: enforcement stays pinned, but nothing reads events or refreshes rules",
+    );
+  }
+
+  const partial = agentRecord ? partialAreas(agentRecord) : [];
+  if (policyMode === "enforce") {
+    const attached = new Set(links.filter((link) => link.attached).map((link) => link.name));
+    for (const [area, lsm] of [["file", PROGRAMS.fileOpen], ["exec", PROGRAMS.exec]] as const) {
+      const used = applied?.areas?.includes(area) || agentRecord?.areas?.[area] !== undefined &&
+          agentRecord.areas[area] !== "unused";
+      if (used && !attached.has(lsm) && !partial.some((entry) => entry.area === area)) {
+        partial.push({ area, reason: "BPF-LSM not attached: audited through tracepoints" });
+      }
+    }
+  }
+  for (const { area, reason } of partial) {
+    warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
+  }
+
+  const staleRules = findStaleRules(applied);
+  for (const rule of staleRules.stale) {
+    problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
+  }
+  if (!staleRules.known) {
+    warnings.push(
+      "the applied record predates inode recording: re-apply the policy to check rules for staleness",
+    );
+  }
+
+  const lost = Number(counters?.eventsLost ?? 0n);
+  const suppressed = Number(counters?.eventsSuppressed ?? 0n);
+  if (lost > 0) warnings.push(`${lost} events were lost (ring buffer full): the agent read too slowly`);
+  for (const reason of reasons) warnings.push(`mode is audit: ${reason}`);
+
+  if (options.requireEnforce) {
+    if (effective !== "enforce") {
+      problems.push(`not enforcing (--require-enforce): ${reasons.join("; ") || "nothing is pinned"}`);
+    }
+    for (const { area } of partial) problems.push(`${area} only audits (--require-enforce)`);
+  }
+  return {
+    healthy: problems.length === 0,
+    problems,
+    warnings,
+    pins: { dir: pinDir, present, missingMaps },
+    links,
+    missingLinks: missing,
+    policy,
+    mode: { effective, policy: policyMode, reasons },
+    breakGlass,
+    deadman,
+    agent,
+    partial,
+    staleRules,
+    events: { lost, suppressed },
+    counters: counters ?? null,
+    tookMs: Math.round((performance.now() - started) * 10) / 10,
+  };
+}
+
+function summarizeAgent(state: AgentStatus): AgentSummary {
+  if (state.state === "absent") return { state: "absent" };
+  if (state.state === "unreadable") return { state: "unreadable", why: state.why };
+  const { pid, startedAt, mode } = state.record;
+  const base = { state: state.state, pid, startedAt, ...(mode === undefined ? {} : { mode }) };
+  return state.state === "died" ? { ...base, why: state.why } : base;
+}

@@ -1,0 +1,85 @@
+import { readAgentState } from "../agent/agent_state.ts";
+import { eventLogPath, followLines, type LogLine, recentLines } from "../agent/event_log.ts";
+import { eventLine } from "../agent/event_text.ts";
+import { defineCommand } from "../cli/command.ts";
+import { palette } from "../cli/output.ts";
+import { InputError } from "../errors.ts";
+import { exists } from "../kernel/pin_dir.ts";
+
+/** Malformed lines reported one by one before the rest are only counted. */
+const MALFORMED_SHOWN = 10;
+
+export const events = defineCommand({
+  name: "events",
+  summary: "recent events from the agent log, then live ones with --follow",
+  description: "Reads the event log a running agent appends to (<state-dir>/events.jsonl, and " +
+    "events.jsonl.1 it rotates to at 8 MiB): the last N events, oldest first, as aligned text lines or, " +
+    "with --json, the JSON lines as written (SPEC section 6). --follow then prints new events as they " +
+    "come, across rotations, until interrupted (Ctrl-C or SIGTERM). A line that is not an event is " +
+    "reported once on stderr as FILE:LINE and skipped.",
+  options: {
+    follow: { type: "boolean", short: "f", description: "keep printing new events until interrupted" },
+    json: { type: "boolean", description: "print the JSON lines as the agent wrote them" },
+    lines: {
+      type: "string",
+      short: "n",
+      valueName: "N",
+      default: "50",
+      description: "how many recent events to print first (default 50; 0 for none)",
+    },
+  },
+  args: [],
+  examples: ["aegisbpf events", "aegisbpf events -n 200 --json", "aegisbpf events --follow"],
+  async run(ctx, { flags }) {
+    if (!/^\d+$/.test(flags.lines)) {
+      throw new InputError(`--lines "${flags.lines}" is not a whole number of events; e.g. --lines 100`);
+    }
+    const count = Number(flags.lines);
+    const agent = readAgentState(ctx.globals.stateDir);
+    const fromAgent = agent.state === "running" || agent.state === "died"
+      ? agent.record.eventsLog
+      : undefined;
+    const path = fromAgent ?? eventLogPath(ctx.globals.stateDir);
+    const style = palette(ctx.color);
+    let malformed = 0;
+    const print = (line: LogLine) => {
+      if (!line.ok) {
+        malformed += 1;
+        if (malformed <= MALFORMED_SHOWN) {
+          ctx.log.warn(`${line.file}:${line.line}: ${line.why}; line skipped`);
+        }
+        return;
+      }
+      ctx.stdout.line(flags.json ? line.raw : eventLine(line.event, style));
+    };
+    const recent = recentLines(path, count);
+    recent.forEach(print);
+    const reportSkipped = () => {
+      if (malformed > MALFORMED_SHOWN) {
+        ctx.log.warn(`${malformed - MALFORMED_SHOWN} more malformed lines skipped`);
+        malformed = MALFORMED_SHOWN;
+      }
+    };
+    reportSkipped();
+    if (!flags.follow) {
+      if (recent.length === 0 && count > 0 && !exists(path)) {
+        ctx.log.info(`no events yet: ${path} does not exist; a running agent (aegisbpf run) writes it`);
+      }
+      return 0;
+    }
+    const stop = new AbortController();
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    const onSignal = () => stop.abort();
+    for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+    try {
+      if (!exists(path)) ctx.log.info(`waiting for ${path}: a running agent (aegisbpf run) writes it`);
+      await followLines(path, (line) => {
+        print(line);
+        reportSkipped();
+      }, { signal: stop.signal });
+    } finally {
+      for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+    }
+    return 0;
+  },
+});

@@ -1,0 +1,130 @@
+import { checkHealth, type HealthReport } from "../agent/health.ts";
+import { defineCommand } from "../cli/command.ts";
+import { type Palette, palette, table } from "../cli/output.ts";
+
+export const health = defineCommand({
+  name: "health",
+  summary: "fast readiness: pins, attached programs, policy, mode, break-glass, deadman, agent, stale rules",
+  description: "Reads the pins under <bpffs>/aegisbpf (nothing is loaded or attached, no lock taken), the " +
+    "applied record, the break-glass marker and <state-dir>/agent.json, in well under a second: for " +
+    "systemd ExecStartPost and Kubernetes probes. Unhealthy (exit 1): nothing pinned, a map or program " +
+    "missing or detached, no policy applied, a dead agent, or a stale file or exec rule (its path now holds " +
+    "another file, or none). --require-enforce also makes anything but enforce unhealthy (break-glass, " +
+    "deadman expiry, forced or policy audit, areas that only audit). The --json schema is " +
+    "docs/schema/health.schema.json.",
+  options: {
+    json: { type: "boolean", description: "print one JSON object (docs/schema/health.schema.json)" },
+    "require-enforce": { type: "boolean", description: "unhealthy unless every used area enforces" },
+  },
+  args: [],
+  examples: ["aegisbpf health", "aegisbpf health --json --require-enforce"],
+  run(ctx, { flags }) {
+    const report = checkHealth(ctx.globals, { requireEnforce: flags["require-enforce"] ?? false });
+    const code = report.healthy ? 0 : 1;
+    if (flags.json) {
+      const { counters: _counters, ...rest } = report;
+      ctx.stdout.line(JSON.stringify({ schema: 1, ...rest }));
+      return Promise.resolve(code);
+    }
+    const style = palette(ctx.color);
+    for (const line of healthLines(report, style)) ctx.stdout.line(line);
+    return Promise.resolve(code);
+  },
+});
+
+/** The health report as text: a verdict line, one aligned row per fact, then problems and warnings. */
+export function healthLines(report: HealthReport, style: Palette): string[] {
+  const verdict = report.healthy ? style.green("healthy") : style.red("unhealthy");
+  const lines = [`${verdict}: ${modeText(report, style)}`];
+  lines.push(...table(factRows(report).map(([name, value]) => [`  ${name}`, value])));
+  if (report.problems.length > 0) {
+    lines.push(style.bold("problems:"));
+    for (const problem of report.problems) lines.push(`  ${style.red("-")} ${problem}`);
+  }
+  if (report.warnings.length > 0) {
+    lines.push(style.bold("warnings:"));
+    for (const warning of report.warnings) lines.push(`  ${style.yellow("-")} ${warning}`);
+  }
+  return lines;
+}
+
+function modeText(report: HealthReport, style: Palette): string {
+  if (report.mode.effective === "none") return "nothing enforcing";
+  const mode = report.mode.effective === "enforce" ? style.green("enforce") : style.yellow("audit");
+  const why = report.mode.reasons.length > 0 ? ` (${report.mode.reasons.join("; ")})` : "";
+  const partial = report.mode.effective === "enforce" && report.partial.length > 0
+    ? `, but ${report.partial.map(({ area }) => area).join(" and ")} only audit`
+    : "";
+  return `mode ${mode}${why}${partial}`;
+}
+
+/** The facts both `health` and `status` print, as [name, value] rows. */
+export function factRows(report: HealthReport): [string, string][] {
+  const { pins, policy, breakGlass, deadman, agent, staleRules } = report;
+  const attached = report.links.filter((link) => link.attached).length;
+  const rows: [string, string][] = [];
+  rows.push([
+    "pins",
+    pins.present
+      ? `${pins.dir}: ${report.links.length} links (${attached} attached)${
+        pins.missingMaps.length ? `, maps missing: ${pins.missingMaps.join(", ")}` : ""
+      }`
+      : `none under ${pins.dir}`,
+  ]);
+  rows.push([
+    "policy",
+    policy
+      ? `${policy.name} version ${policy.version} sha256 ${
+        policy.sha256.slice(0, 12)
+      } (history entry ${policy.seq}, ${policy.appliedAt})`
+      : "none applied",
+  ]);
+  rows.push(["policy mode", report.mode.policy ?? "-"]);
+  rows.push([
+    "break-glass",
+    breakGlass.on
+      ? `on${breakGlass.until ? ` until ${breakGlass.until}` : ""}${
+        breakGlass.reason ? ` (${breakGlass.reason})` : ""
+      }`
+      : breakGlass.marker
+      ? "off in the kernel, but the marker is there"
+      : "off",
+  ]);
+  rows.push([
+    "deadman",
+    !deadman.armed
+      ? "off"
+      : deadman.expired
+      ? "expired"
+      : `${Math.ceil((deadman.remainingMs ?? 0) / 1000)} s left`,
+  ]);
+  rows.push([
+    "agent",
+    agent.state === "running"
+      ? `running, pid ${agent.pid} since ${agent.startedAt}${agent.mode ? `, mode ${agent.mode}` : ""}`
+      : agent.state === "died"
+      ? `died (${agent.why})`
+      : agent.state === "unreadable"
+      ? `unknown (${agent.why})`
+      : "not running",
+  ]);
+  rows.push([
+    "partial",
+    report.partial.length === 0
+      ? "none"
+      : report.partial.map(({ area, reason }) => `${area}${reason ? ` (${reason})` : ""}`).join("; "),
+  ]);
+  rows.push([
+    "stale rules",
+    !staleRules.known
+      ? "unknown (re-apply to record inodes)"
+      : staleRules.stale.length === 0
+      ? `none (${staleRules.checked} inodes checked)`
+      : `${staleRules.stale.length} (see problems)`,
+  ]);
+  rows.push([
+    "events",
+    `${report.events.lost} lost, ${report.events.suppressed} suppressed by the rate limit`,
+  ]);
+  return rows;
+}

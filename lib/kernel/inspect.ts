@@ -1,0 +1,182 @@
+/**
+ * A read-only view of what is pinned under `<bpffs>/aegisbpf/`, through the pins alone: no object is
+ * loaded, nothing is attached or created and no lock is taken, so it is fast and safe beside a running
+ * agent, a wedged one, or none. `health` and `status` read the kernel through it.
+ */
+
+import {
+  BpfLink,
+  COUNTER,
+  decodeGenInfo,
+  encodeU32,
+  FdMap,
+  type GenInfo,
+  HOOK_NAMES,
+  LINK_TYPE,
+  sumPerCpu,
+} from "../../ffi/mod.ts";
+import type { Area } from "../policy/plan.ts";
+import { CGROUP_PROGRAMS, EXEC_AUDIT_PROGRAMS, FILE_AUDIT_PROGRAMS } from "./load.ts";
+import { ingressLinkName } from "./links.ts";
+import { openAegisObject, PROGRAMS } from "./object.ts";
+import { exists, listDir } from "./pin_dir.ts";
+
+export type Hook = typeof HOOK_NAMES[number];
+
+export type Counters = {
+  decisions: Record<Hook, { deny: bigint; audit: bigint }>;
+  eventsLost: bigint;
+  eventsSuppressed: bigint;
+};
+
+/** The counters from a reader of per-CPU slots (summed over CPUs). */
+export function countersFrom(slot: (index: number) => bigint): Counters {
+  const decisions = Object.fromEntries(
+    HOOK_NAMES.map((hook, i) => [hook, { deny: slot(i * 2), audit: slot(i * 2 + 1) }]),
+  ) as Counters["decisions"];
+  return {
+    decisions,
+    eventsLost: slot(COUNTER.EVENTS_LOST),
+    eventsSuppressed: slot(COUNTER.EVENTS_SUPPRESSED),
+  };
+}
+
+export function pinDirOf(bpffs: string): string {
+  return `${bpffs}/aegisbpf`;
+}
+
+/** Whether anything of aegisbpf is pinned under `bpffs` (its config map is the mark). */
+export function isPinned(bpffs: string): boolean {
+  return exists(`${pinDirOf(bpffs)}/maps/aegis_cfg`);
+}
+
+/** The maps this build pins (every map of the object but the internal ones). */
+export function expectedMaps(): string[] {
+  const open = openAegisObject([]);
+  try {
+    return open.mapNames().filter((name) => !name.includes(".")).sort();
+  } finally {
+    open.close();
+  }
+}
+
+export function pinnedMaps(bpffs: string): string[] {
+  return listDir(`${pinDirOf(bpffs)}/maps`);
+}
+
+/** A pinned link and what the kernel says of it. */
+export type PinnedLink = {
+  name: string;
+  /** The kernel's link type, by name. */
+  type: string;
+  programId: number;
+  /** False for a cgroup or XDP link that was detached, or a pin that does not open as a link. */
+  attached: boolean;
+  error?: string;
+};
+
+const LINK_TYPE_NAMES: Record<number, string> = {
+  [LINK_TYPE.RAW_TRACEPOINT]: "raw_tracepoint",
+  [LINK_TYPE.TRACING]: "tracing",
+  [LINK_TYPE.CGROUP]: "cgroup",
+  [LINK_TYPE.XDP]: "xdp",
+  [LINK_TYPE.PERF_EVENT]: "perf_event",
+};
+
+export function pinnedLinks(bpffs: string): PinnedLink[] {
+  const dir = `${pinDirOf(bpffs)}/links`;
+  return listDir(dir).map((name) => {
+    try {
+      using link = BpfLink.open(`${dir}/${name}`);
+      const info = link.info();
+      return {
+        name,
+        type: LINK_TYPE_NAMES[info.type] ?? `type ${info.type}`,
+        programId: info.programId,
+        attached: info.programId !== 0 && info.attached !== false,
+      };
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return { name, type: "unknown", programId: 0, attached: false, error: message };
+    }
+  });
+}
+
+/**
+ * The links an area needs attached; any one of the alternatives will do (BPF-LSM, or the audit
+ * tracepoints where this kernel refuses it). Ingress needs one link per interface.
+ */
+export function linksNeeded(area: Area, interfaces: readonly string[] = []): string[][][] {
+  switch (area) {
+    case "file":
+      return [[[PROGRAMS.fileOpen], [...FILE_AUDIT_PROGRAMS]]];
+    case "exec":
+      return [[[PROGRAMS.exec], [...EXEC_AUDIT_PROGRAMS]]];
+    case "egress":
+      return [[[...CGROUP_PROGRAMS.egress]]];
+    case "bind":
+      return [[[...CGROUP_PROGRAMS.bind]]];
+    case "ingress":
+      return interfaces.map((iface) => [[ingressLinkName(iface)]]);
+  }
+}
+
+/**
+ * Links missing for `areas`: for each need none of whose alternatives is wholly attached, the names of
+ * its first alternative's missing links (or, where an alternative is partly there, of that one).
+ */
+export function missingLinks(
+  areas: readonly Area[],
+  interfaces: readonly string[],
+  links: readonly PinnedLink[],
+): string[] {
+  const attached = new Set(links.filter((link) => link.attached).map((link) => link.name));
+  const missing: string[] = [];
+  for (const area of areas) {
+    for (const alternatives of linksNeeded(area, interfaces)) {
+      if (alternatives.some((names) => names.every((name) => attached.has(name)))) continue;
+      const partial = alternatives.find((names) => names.some((name) => attached.has(name))) ??
+        alternatives[0];
+      missing.push(...(partial ?? []).filter((name) => !attached.has(name)));
+    }
+  }
+  return missing;
+}
+
+function openPinnedMap(bpffs: string, name: string): FdMap | undefined {
+  const path = `${pinDirOf(bpffs)}/maps/${name}`;
+  return exists(path) ? FdMap.open(path) : undefined;
+}
+
+/** The rule-set facts of generation `gen` (its mode, entry counts), or undefined without pins. */
+export function pinnedGenInfo(bpffs: string, gen: number): GenInfo | undefined {
+  using map = openPinnedMap(bpffs, "gen_info");
+  const value = map?.lookup(encodeU32(gen));
+  return value && decodeGenInfo(value);
+}
+
+/** Decision and event counters summed over CPUs, or undefined without pins. */
+export function pinnedCounters(bpffs: string): Counters | undefined {
+  using map = openPinnedMap(bpffs, "counters");
+  if (!map) return undefined;
+  return countersFrom((index) => sumPerCpu(map.lookup(encodeU32(index))));
+}
+
+/** Every deny decision counted so far, over all hooks. */
+export function totalDenies(counters: Counters): bigint {
+  return Object.values(counters.decisions).reduce((sum, hook) => sum + hook.deny, 0n);
+}
+
+/** Entries and capacity of an ordinary (not map-of-maps) pinned map, counted by walking its keys. */
+export function pinnedMapFill(
+  bpffs: string,
+  name: string,
+): { entries: number; capacity: number } | undefined {
+  using map = openPinnedMap(bpffs, name);
+  return map && { entries: map.keys().length, capacity: map.maxEntries };
+}
+
+/** The programs that run as hooks (all but the rate-limit flusher, which runs on demand). */
+export const HOOK_PROGRAMS: readonly string[] = Object.values(PROGRAMS).filter((name) =>
+  name !== PROGRAMS.flushRates
+);
