@@ -7,10 +7,10 @@ import type { Context } from "../../cli/command.ts";
 import { count, diagnosticLine } from "../../cli/diagnostics.ts";
 import { palette } from "../../cli/output.ts";
 import { RefusedError } from "../../errors.ts";
-import { applyPolicy, type ApplyResult, ruleCounts } from "../../agent/apply.ts";
-import { checkInput, type PolicyInput, readApplyConfig } from "../../policy/apply_source.ts";
-import { compilePolicy } from "../../policy/compile.ts";
-import { type HistoryEntry, readEntryContent } from "../../policy/history.ts";
+import { ruleCounts } from "../../agent/apply.ts";
+import { reapplyHistoryEntry } from "../../agent/apply_text.ts";
+import type { PolicyInput } from "../../policy/apply_source.ts";
+import type { HistoryEntry } from "../../policy/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
 import { gatherLintFacts } from "../../policy/facts.ts";
 import { lockoutRisks } from "../../policy/lint.ts";
@@ -37,31 +37,16 @@ export async function checkLockout(ctx: Context, input: PolicyInput, force: bool
  * with outcome `rolled-back`. A stored bundle is verified again against the keys trusted now; the
  * anti-rollback counter does not apply. The caller holds the state lock.
  */
-export async function reapplyEntry(
+export function reapplyEntry(
   ctx: Context,
   target: HistoryEntry,
   options: { force: boolean; allowPartial: boolean },
-): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
-  const { stateDir, configDir, bpffs } = ctx.globals;
-  const content = readEntryContent(stateDir, target);
-  const checked = checkInput(
-    { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
-    { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
-  );
-  const input = { ...checked, source: target.source };
-  const plan = compilePolicy(input.parsed.policy);
-  await checkLockout(ctx, input, options.force);
-  const result = await applyPolicy({
-    bpffs,
-    stateDir,
-    input,
-    plan,
-    outcome: "rolled-back",
-    restoredSeq: target.seq,
+): ReturnType<typeof reapplyHistoryEntry> {
+  return reapplyHistoryEntry(ctx.globals, target, {
     allowPartial: options.allowPartial,
+    lockout: (input) => checkLockout(ctx, input, options.force),
     warn: (message) => ctx.log.warn(message),
   });
-  return { ...result, input, plan };
 }
 
 export type Summary = {

@@ -1,20 +1,15 @@
 import { type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
-import { InputError, RefusedError } from "../../errors.ts";
+import { InputError } from "../../errors.ts";
 import { pinnedCounters, totalDenies } from "../../kernel/inspect.ts";
 import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
+import { refuseReplay } from "../../agent/apply_text.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
 import { appliedPolicy } from "../../policy/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
-import {
-  currentEntry,
-  type HistoryEntry,
-  listHistory,
-  readVersionCounter,
-  setOutcome,
-} from "../../policy/history.ts";
+import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../policy/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
 import { checkLockout, diffLines, reapplyEntry, type Summary, summaryLine, summaryOf } from "./_apply.ts";
 
@@ -91,14 +86,7 @@ export const policyApply = defineCommand({
     });
     settleInterruptedApply({ bpffs, stateDir });
     // Another apply may have raised the counter while this one waited for the lock.
-    const { version } = input.parsed.policy.metadata;
-    const counter = readVersionCounter(stateDir);
-    if (input.kind === "bundle" && version <= counter) {
-      throw new RefusedError(
-        `Refused bundle ${input.source}: policy version ${version} is not greater than the anti-rollback ` +
-          `counter ${counter} (a newer bundle was applied meanwhile)`,
-      );
-    }
+    refuseReplay(input, stateDir);
     // With a canary, what a failed canary goes back to: the policy in force now.
     const fallback = canary && currentEntry(listHistory(stateDir));
     if (canary && fallback === undefined) {

@@ -1,0 +1,48 @@
+/**
+ * The agent's operations as the local API sees them (lib/api/app.ts `ApiDeps`). Applies, rollbacks and
+ * break-glass go through the same library paths as the commands, so a running agent picks them up as it
+ * picks up the commands' (its generation and marker watches); events come from the agent's hub; ingress
+ * sessions are the agent's, since only it knows which interfaces it filters.
+ */
+
+import type { ApiDeps, IngressSession } from "../api/app.ts";
+import type { EventHub } from "../api/event_hub.ts";
+import { collect, families } from "../metrics/collect.ts";
+import { exposition } from "../metrics/exposition.ts";
+import { applyRawInput, rollbackTo, type Where } from "./apply_text.ts";
+import { breakGlassOff, breakGlassOn } from "./break_glass.ts";
+import { checkHealth } from "./health.ts";
+
+export type SessionOps = {
+  add(request: { cidr: string; ports: number[]; ttlMs: number; interface?: string }): Promise<IngressSession>;
+  remove(id: string): Promise<boolean>;
+};
+
+/** JSON of values that may hold bigints (kernel counters), as numbers. */
+export function plainJson(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_key, v) => typeof v === "bigint" ? Number(v) : v));
+}
+
+export function agentApiDeps(where: Where, hub: EventHub, sessions: SessionOps): ApiDeps {
+  return {
+    health: () => {
+      const report = checkHealth(where, { requireEnforce: false });
+      return Promise.resolve({ ready: report.healthy, report: plainJson(report) });
+    },
+    metrics: () => exposition(families(collect(where))),
+    status: () => plainJson(checkHealth(where, { requireEnforce: false })),
+    events: hub,
+    applyPolicy: ({ text, source }) =>
+      applyRawInput(where, { source, text, bytes: new TextEncoder().encode(text) }),
+    rollback: ({ to }) => rollbackTo(where, to),
+    breakGlass: (request) => {
+      if (!request.on) return Promise.resolve(plainJson(breakGlassOff(where)));
+      const on = breakGlassOn(where, {
+        reason: request.reason,
+        ...(request.ttlMs === undefined ? {} : { ttlMs: request.ttlMs }),
+      });
+      return Promise.resolve(plainJson(on));
+    },
+    sessions,
+  };
+}
