@@ -1,6 +1,5 @@
-import assert from "node:assert/strict";
-
 // Reading /proc/PID needs --allow-all in Deno: these run with the host suite, without root.
+import assert from "node:assert/strict";
 import { partialAreas, processGone, readAgentState } from "../../lib/agent/agent_state.ts";
 
 Deno.test("processGone() knows this process, and a pid that is not running", () => {
