@@ -113,8 +113,11 @@ export function processGone(pid: number, startedAtMs: number): string | undefine
   let stat: string;
   try {
     stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return `pid ${pid} is not running`;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return `pid ${pid} is not running`;
+    // /proc mounted with hidepid: the process exists but cannot be inspected; take the record's word.
+    if (error instanceof Deno.errors.PermissionDenied) return undefined;
+    throw error;
   }
   // Fields after the command name (which may hold spaces and parentheses) start at its last ')'.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

@@ -11,7 +11,7 @@
 import { dirname, resolve } from "node:path";
 import type { InodeTarget } from "../policy/plan.ts";
 
-const DEBOUNCE_MS = 50;
+const DEBOUNCE_MS = 20;
 
 /** The nearest directory of `path` that exists, to see the path appear. */
 function existingAncestor(path: string): string {

@@ -131,6 +131,8 @@ export class Agent {
   static async start(options: AgentOptions): Promise<Agent> {
     const sourced = await readAgentPolicy(options, options.policyFile);
     const plan = planFor(sourced, options);
+    // Names that do not resolve are bad input: found before anything is loaded.
+    resolveNames(plan, () => {});
     refuseWithoutLsm(plan, options.allowPartial);
     refuseSecondAgent(options.stateDir);
     Deno.mkdirSync(options.stateDir, { recursive: true });
@@ -138,16 +140,16 @@ export class Agent {
       bpffs: options.bpffs,
       ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
     });
-    let log: EventLog | undefined;
+    let agent: Agent | undefined;
     try {
       partialAreas(plane, plan, options.allowPartial);
-      log = new EventLog(eventLogPath(options.stateDir));
-      const agent = new Agent(options, plane, log);
+      agent = new Agent(options, plane, new EventLog(eventLogPath(options.stateDir)));
       await agent.#begin(sourced, plan);
       return agent;
     } catch (error) {
-      log?.close();
-      plane.close();
+      // Once agent.start is out, the log says how it ended.
+      if (agent) await agent.stop("none", { error: messageOf(error) });
+      else plane.close();
       throw error;
     }
   }
@@ -202,7 +204,7 @@ export class Agent {
   }
 
   /** Stops cleanly: last events drained, deadman cleared, agent.json removed. Enforcement stays pinned. */
-  async stop(signal: string): Promise<void> {
+  async stop(signal: string, why: { error?: string } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const timer of this.#timers) clearInterval(timer);
@@ -217,15 +219,10 @@ export class Agent {
     this.#stream?.close();
     // A clean stop is not a wedged agent: enforcement stays as it is, with no deadline to fall back.
     if (this.#options.deadmanMs !== undefined) this.#plane.setConfig({ deadmanDeadlineNs: 0n });
-    this.#emit("agent.stop", { signal, pid: Deno.pid });
+    this.#emit("agent.stop", { signal, pid: Deno.pid, ...why });
     removeAgentState(this.#options.stateDir);
     this.#log.close();
     this.#plane.close();
-  }
-
-  /** The applied policy, for the command's summary line. */
-  get policy(): PolicyRef | undefined {
-    return this.#policyRef;
   }
 
   get state(): AgentState {

@@ -40,7 +40,12 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
       include: plan.scope.include.map((path) => cgroupId(root, path)),
       exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
     },
-    interfaces: plan.ingress.interfaces.map((iface) => ({ ...iface, ifindex: ifIndex(iface.name) })),
+    interfaces: plan.ingress.interfaces.map((iface) => {
+      if (!hasInterface(iface.name)) {
+        throw new ResolveError(`Interface ${iface.name} does not exist here (see ip link)`, iface.ruleId);
+      }
+      return { ...iface, ifindex: ifIndex(iface.name) };
+    }),
   };
 }
 

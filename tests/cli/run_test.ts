@@ -109,3 +109,23 @@ Deno.test("run reads <config-dir>/policy.yaml and reports its errors with its pa
   assert.ok(result.stderr.includes(`${s.configDir}/policy.yaml`), result.stderr);
   untouched(s);
 });
+
+Deno.test("run with a rule naming a missing path, cgroup or interface exits 2 naming the rule, before loading anything", async () => {
+  await using s = await scratch();
+  const cases: [string, RegExp][] = [
+    [`  files: { deny: [{ id: gone, path: ${s.dir}/nope }] }\n`, /Rule gone: .*nope does not exist/],
+    [`  scope: { cgroups: [/no-such-aegisbpf.slice] }\n`, /Cgroup \/no-such-aegisbpf\.slice does not exist/],
+    [
+      `  network:\n    ingress:\n      interfaces: [nosuch-if9]\n      deny: [{ cidr: 192.0.2.0/24 }]\n`,
+      /nosuch-if9/,
+    ],
+  ];
+  for (const [body, expected] of cases) {
+    const file = await write(s, "p.yaml", POLICY + body);
+    const result = await s.run(["run", "--policy", file]);
+    assert.equal(result.code, 2, `${body}: ${result.stderr}`);
+    assert.match(result.stderr, expected);
+    assert.equal(result.stdout, "");
+  }
+  untouched(s);
+});

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { checkHealth } from "../../lib/agent/health.ts";
+import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
@@ -288,5 +289,38 @@ rootTest(
     } finally {
       await bpffs.unmount();
     }
+  },
+);
+
+rootTest(
+  "[root] health reads the deadman's time left, its expiry and forced audit from the kernel words",
+  async () => {
+    await withApplied(async ({ bpffs, health }) => {
+      const setWords = (change: { deadmanDeadlineNs?: bigint; forceAudit?: boolean }) => {
+        using plane = DataPlane.open({ bpffs, areas: [] });
+        plane.setConfig(change);
+      };
+      setWords({ deadmanDeadlineNs: bootTimeNs() + 30_000_000_000n });
+      const armed = await health();
+      assert.equal(armed.code, 0, JSON.stringify(armed.report.problems));
+      assert.equal(armed.report.deadman.armed, true);
+      assert.equal(armed.report.deadman.expired, false);
+      assert.ok(armed.report.deadman.remainingMs > 25_000 && armed.report.deadman.remainingMs <= 30_000);
+      assert.equal(armed.report.mode.effective, "enforce");
+
+      setWords({ deadmanDeadlineNs: bootTimeNs() - 1_000_000n });
+      const expired = await health();
+      assert.equal(expired.report.deadman.expired, true);
+      assert.equal(expired.report.mode.effective, "audit");
+      assert.deepEqual(expired.report.mode.reasons, ["the deadman expired: the agent stopped refreshing it"]);
+      assert.equal((await health("--require-enforce")).code, 1);
+
+      setWords({ deadmanDeadlineNs: 0n, forceAudit: true });
+      const forced = await health();
+      assert.equal(forced.report.deadman.armed, false);
+      assert.deepEqual(forced.report.mode.reasons, [
+        "audit is forced (run --audit, or a detach that did not finish)",
+      ]);
+    });
   },
 );
