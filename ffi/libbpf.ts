@@ -157,6 +157,8 @@ const libcSymbols = {
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   // long sysconf(int name)
   sysconf: { parameters: ["i32"], result: "i64" },
+  // long syscall(long number, ...): four integer arguments (variadic, passed in registers on x86-64)
+  syscall4: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];
