@@ -150,6 +150,11 @@ vmTest(
     assert.equal((await probe("mmap-exec", other)).out, "ok mapped executable");
     assert.equal((await probe("read", blob)).out, "ok read", "an exec rule does not deny reading");
     assert.equal(t.plane.counters().decisions.exec.deny, 2n);
+
+    await t.apply({ mode: "audit", rules: EXEC_RULES, exec: [{ ruleId: 1, path: blob }] });
+    assert.equal((await probe("mmap-exec", blob)).out, "ok mapped executable");
+    assert.equal((await probe("mprotect-exec", blob)).out, "ok mapped executable");
+    assert.equal(t.plane.counters().decisions.exec.audit, 2n, "both reported as would-deny");
   },
 );
 
@@ -233,6 +238,12 @@ vmTest("[vm] exec: exec.denyMemfd refuses fexecve of a memfd in enforce, reports
   assert.match((await probe("memfd-exec", busybox, "echo", "ran")).out, /^errno EPERM \(fexecve\)/);
   assert.equal(await run("/usr/bin/busybox", ["true"]).then((outcome) => outcome.code), 0, "files still run");
   assert.ok(events(t.plane, HOOK.EXEC).some((event) => event.decision === 0 && event.ruleId === 2));
+  // No execve of the memfd at all: the loader maps it (ld.so /proc/self/fd/N).
+  const tool = copy(PROBE, t.dir, "tool");
+  assert.match(
+    (await probe("memfd-loader", LOADER, tool, "run")).out,
+    /Operation not permitted|failed to map/,
+  );
 
   await t.apply({
     mode: "audit",
@@ -240,6 +251,7 @@ vmTest("[vm] exec: exec.denyMemfd refuses fexecve of a memfd in enforce, reports
     denyMemfdExec: { ruleId: 2 },
   });
   assert.equal((await probe("memfd-exec", busybox, "echo", "ran")).out, "ran");
+  assert.equal((await probe("memfd-loader", LOADER, tool, "run")).out, "ok ran");
   assert.ok(events(t.plane, HOOK.EXEC).some((event) => event.decision === 1 && event.ruleId === 2));
   await t.apply({ rules: EXEC_RULES });
   assert.equal((await probe("memfd-exec", busybox, "echo", "ran")).out, "ran", "off again with the switch");
