@@ -413,6 +413,7 @@ struct inode_id {
 static __always_inline __u8 deny_signal(void);
 static __always_inline struct aegis_rule *inherited_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
 							 const struct inode_id *id);
+static __always_inline void audit_memfd_exec(struct inode *inode);
 
 /* The decision for an inode rule hit: counts, reports, signals a denied task, and says whether to deny. */
 static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
@@ -526,7 +527,9 @@ SEC("tracepoint/sched/sched_process_exec")
 int aegis_tp_exec(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	audit_inode(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, BPF_CORE_READ(task, mm, exe_file, f_inode));
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	audit_inode(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, inode);
+	audit_memfd_exec(inode);
 	return 0;
 }
 

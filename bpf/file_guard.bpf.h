@@ -155,14 +155,36 @@ static __always_inline int memory_only(struct inode *inode)
 	return magic == TMPFS_MAGIC_ || magic == RAMFS_MAGIC_ || magic == HUGETLBFS_MAGIC_;
 }
 
-/* exec.denyMemfd: 1 when running (or privately mapping executable) a memory-only file must fail. */
-static __always_inline int memfd_exec_denied(const struct aegis_state *s, struct inode *inode)
+/* The exec.denyMemfd rule when it applies to running `inode` here, else NULL. */
+static __always_inline struct aegis_rule *memfd_rule(const struct aegis_state *s, struct inode *inode,
+						     struct inode_id *id)
 {
 	struct aegis_rule *rule = exact_rule(s, AEGIS_RULE_MEMFD_EXEC, 0, 0);
 	if (!rule || !memory_only(inode) || !in_scope(s))
 		return 0;
-	struct inode_id id = { .ino = BPF_CORE_READ(inode, i_ino), .dev = BPF_CORE_READ(inode, i_sb, s_dev) };
-	return inode_decision(s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(s));
+	id->ino = BPF_CORE_READ(inode, i_ino);
+	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	return rule;
+}
+
+/* exec.denyMemfd: 1 when running (or privately mapping executable) a memory-only file must fail. */
+static __always_inline int memfd_exec_denied(const struct aegis_state *s, struct inode *inode)
+{
+	struct inode_id id;
+	struct aegis_rule *rule = memfd_rule(s, inode, &id);
+	return rule && inode_decision(s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(s));
+}
+
+/* The audit fallback (sched_process_exec): a memory-only executable is reported as a would-deny. */
+static __always_inline void audit_memfd_exec(struct inode *inode)
+{
+	struct aegis_state s;
+	struct inode_id id;
+	if (!inode || !load_state(&s))
+		return;
+	struct aegis_rule *rule = memfd_rule(&s, inode, &id);
+	if (rule)
+		inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, AEGIS_MODE_AUDIT);
 }
 
 SEC("lsm/bprm_check_security")
