@@ -139,6 +139,8 @@ const volatile struct {
 	struct aegis_gen_info gen_info;
 	struct aegis_session_key session_key;
 	struct aegis_session session;
+	struct aegis_inode_key inode_key;
+	struct aegis_inherit inherit;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;
@@ -158,6 +160,8 @@ const volatile struct {
 	enum aegis_rule_kind rule_kind;
 	enum aegis_net_space net_space;
 	enum aegis_capacity capacity;
+	enum aegis_signal signal;
+	enum aegis_inherit_limits inherit_limits;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -405,25 +409,36 @@ struct inode_id {
 	__u32 dev;
 };
 
-/* The decision for an inode rule hit: counts, reports, and says whether to deny. */
+/* Defined in file_guard.bpf.h, included at the end. */
+static __always_inline __u8 deny_signal(void);
+static __always_inline struct aegis_rule *inherited_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
+							 const struct inode_id *id);
+static __always_inline void audit_memfd_exec(struct inode *inode);
+
+/* The decision for an inode rule hit: counts, reports, signals a denied task, and says whether to deny. */
 static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
 					  const struct inode_id *id, __u32 mode)
 {
+	/* Signalled before the record is reserved: 6.1's verifier loses a reference checked across a call. */
+	__u8 sig = mode == AEGIS_MODE_ENFORCE ? deny_signal() : 0;
 	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
 		e->ino = id->ino;
 		e->dev = id->dev;
+		e->signal = sig;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE;
 }
 
+/* The rule of `kind` for an inode: its own, or the one it inherited by replacing a denied inode. */
 static __always_inline struct aegis_rule *inode_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
 						     struct inode_id *id)
 {
 	id->ino = BPF_CORE_READ(inode, i_ino);
 	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	return exact_rule(s, kind, id->ino, id->dev);
+	struct aegis_rule *rule = exact_rule(s, kind, id->ino, id->dev);
+	return rule ? rule : inherited_rule(s, kind, inode, id);
 }
 
 /* Enforcing hooks (BPF-LSM): 1 when the access must fail. */
@@ -512,7 +527,9 @@ SEC("tracepoint/sched/sched_process_exec")
 int aegis_tp_exec(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	audit_inode(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, BPF_CORE_READ(task, mm, exe_file, f_inode));
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	audit_inode(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, inode);
+	audit_memfd_exec(inode);
 	return 0;
 }
 
@@ -910,3 +927,7 @@ refuse:;
 	}
 	return mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
 }
+
+/* ---- file guard ---------------------------------------------------------- */
+
+#include "file_guard.bpf.h"

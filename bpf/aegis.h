@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 2 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 3 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -25,7 +25,9 @@ enum aegis_hook {
 	AEGIS_HOOK_SENDMSG = 3,
 	AEGIS_HOOK_BIND = 4,
 	AEGIS_HOOK_INGRESS = 5,
-	AEGIS_HOOK_COUNT = 6,
+	/* file guard (bpf/file_guard.bpf.h) */
+	AEGIS_HOOK_SCOPE = 6, /* a task in scope moving a task out of it (cgroup.procs, cgroup.threads, clone3) */
+	AEGIS_HOOK_COUNT = 7,
 };
 
 /*
@@ -77,7 +79,8 @@ enum aegis_cfg_word {
 	AEGIS_CFG_BREAK_GLASS = 2, /* AEGIS_BREAK_GLASS_*, or the CLOCK_BOOTTIME ns until which it is on */
 	AEGIS_CFG_DEADMAN = 3,     /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
 	AEGIS_CFG_LAYOUT = 4,      /* AEGIS_LAYOUT_VERSION of the object that made the pins */
-	AEGIS_CFG_WORDS = 5,
+	AEGIS_CFG_ENFORCE_SIGNAL = 5, /* 0, or the AEGIS_SIGNAL_* the LSM hooks send to a task they deny */
+	AEGIS_CFG_WORDS = 6,
 };
 
 /*
@@ -96,7 +99,16 @@ enum aegis_rule_kind {
 	AEGIS_RULE_BIND = 8,          /* a = port, b = protocol */
 	AEGIS_RULE_FAILSAFE = 9,      /* a = port, b = protocol */
 	AEGIS_RULE_IFACE = 10,        /* b = ifindex; action = default, rule_id = rule of default drops */
+	/* File guard switches (bpf/file_guard.bpf.h): one entry each, a = b = 0, present when on. */
+	AEGIS_RULE_MEMFD_EXEC = 32,  /* exec.denyMemfd: no exec of a file that lives only in memory */
+	AEGIS_RULE_SCOPE_GUARD = 33, /* present with a scope: tasks in scope cannot move out of it */
 };
+
+/* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */
+enum aegis_signal { AEGIS_SIGNAL_NONE = 0, AEGIS_SIGNAL_KILL = 9, AEGIS_SIGNAL_TERM = 15 };
+
+/* Most inodes that inherit a rule by replacing a denied one (map `inherited`). */
+enum aegis_inherit_limits { AEGIS_INHERITED_ENTRIES = 65536 };
 
 /* Spaces of the network rule trie (struct aegis_net_key.space = space << 8 | family). */
 enum aegis_net_space {
@@ -202,6 +214,26 @@ struct aegis_rate {
 };
 _Static_assert(sizeof(struct aegis_rate) == 24, "aegis_rate size");
 
+/*
+ * An inode that replaced a denied one by rename (map `inherited`, keyed by
+ * struct aegis_inode_key): it is denied as the inode it replaced (`src_*`)
+ * is in the live generation, as long as its i_generation still matches (so a
+ * reused inode number does not inherit).
+ */
+struct aegis_inode_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct aegis_inode_key) == 16, "aegis_inode_key size");
+
+struct aegis_inherit {
+	__u64 src_ino;
+	__u32 src_dev;
+	__u32 generation; /* i_generation of the inheriting inode */
+};
+_Static_assert(sizeof(struct aegis_inherit) == 16, "aegis_inherit size");
+
 /* One ring buffer record. */
 struct aegis_event {
 	__u64 ts_boot_ns; /* bpf_ktime_get_boot_ns() */
@@ -224,7 +256,8 @@ struct aegis_event {
 	__u8 protocol; /* IPPROTO_* or 0 */
 	__u8 gen;      /* rule generation that decided: names the policy the rule id belongs to */
 	__u8 flags;    /* AEGIS_EVENT_* */
-	__u8 _pad0[5];
+	__u8 signal;   /* AEGIS_SIGNAL_* the kernel sent to the task it denied, 0 when none */
+	__u8 _pad0[4];
 	__u8 daddr[16];
 	__u8 saddr[16];
 	char comm[AEGIS_COMM_LEN];

@@ -25,3 +25,13 @@ mkdir -p "$out/fixtures"
 for source in "$here"/../tests/fixtures/*.bpf.c; do
   compile "$source" "$out/fixtures/$(basename "$source" .c).o"
 done
+# Programs of the file guard tests (dynamically linked: the loader and dlopen tests need ld.so).
+build_native() { # OBJECT SOURCE CC-ARGS...
+  local object="$1" source="$2"
+  shift 2
+  if [ -f "$object" ] && [ "$object" -nt "$source" ] && [ "$object" -nt "$0" ]; then return; fi
+  clang -O2 -Wall -Werror "$@" -o "$object.tmp" "$source"
+  mv "$object.tmp" "$object"
+}
+build_native "$out/fixtures/file_guard_probe" "$here/../tests/fixtures/file_guard_probe.c"
+build_native "$out/fixtures/libprobe.so" "$here/../tests/fixtures/probe_lib.c" -shared -fPIC

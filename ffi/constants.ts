@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 2 } as const;
+export const LAYOUT = { VERSION: 3 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -19,10 +19,12 @@ export const HOOK = {
   SENDMSG: 3,
   BIND: 4,
   INGRESS: 5,
-  COUNT: 6,
+  // file guard
+  SCOPE: 6,
+  COUNT: 7,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 12, EVENTS_SUPPRESSED: 13, SLOTS: 14 } as const;
+export const COUNTER = { EVENTS_LOST: 14, EVENTS_SUPPRESSED: 15, SLOTS: 16 } as const;
 
 export const FAMILY = { IPV4: 4, IPV6: 6 } as const;
 
@@ -44,7 +46,8 @@ export const CFG = {
   BREAK_GLASS: 2,
   DEADMAN: 3,
   LAYOUT: 4,
-  WORDS: 5,
+  ENFORCE_SIGNAL: 5,
+  WORDS: 6,
 } as const;
 
 export const RULE = {
@@ -58,7 +61,15 @@ export const RULE = {
   BIND: 8,
   FAILSAFE: 9,
   IFACE: 10,
+  // file guard switches
+  MEMFD_EXEC: 32,
+  SCOPE_GUARD: 33,
 } as const;
+
+/** Signals the kill-on-deny word may hold. */
+export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
+
+export const INHERITED = { ENTRIES: 65536 } as const;
 
 export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
 
@@ -83,6 +94,8 @@ export const KERNEL_ENUMS = {
   aegis_rule_kind: { prefix: "AEGIS_RULE_", values: RULE },
   aegis_net_space: { prefix: "AEGIS_NET_", values: NET },
   aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
+  aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
+  aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */
@@ -93,7 +106,8 @@ export const HOOK_EVENT_TYPES = [
   "net.sendmsg",
   "net.bind",
   "net.ingress",
+  "scope.escape",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
-export const HOOK_NAMES = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress"] as const;
+export const HOOK_NAMES = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress", "scope"] as const;

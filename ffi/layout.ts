@@ -73,6 +73,18 @@ export const AEGIS_RATE = struct("aegis_rate", 24, {
   _pad0: { offset: 19, size: 5 },
 });
 
+export const AEGIS_INODE_KEY = struct("aegis_inode_key", 16, {
+  ino: { offset: 0, size: 8 },
+  dev: { offset: 8, size: 4 },
+  _pad0: { offset: 12, size: 4 },
+});
+
+export const AEGIS_INHERIT = struct("aegis_inherit", 16, {
+  src_ino: { offset: 0, size: 8 },
+  src_dev: { offset: 8, size: 4 },
+  generation: { offset: 12, size: 4 },
+});
+
 /** Every mirrored struct, for the BTF comparison test. */
 export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_GEN_INFO,
@@ -83,6 +95,8 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_SESSION,
   AEGIS_RATE_KEY,
   AEGIS_RATE,
+  AEGIS_INODE_KEY,
+  AEGIS_INHERIT,
   AEGIS_EVENT,
 ];
 
@@ -177,6 +191,7 @@ export const CONFIG_WORDS = {
   breakGlass: CFG.BREAK_GLASS,
   deadmanDeadlineNs: CFG.DEADMAN,
   layout: CFG.LAYOUT,
+  enforceSignal: CFG.ENFORCE_SIGNAL,
 } as const;
 
 export type AegisConfig = {

@@ -178,6 +178,8 @@ const libcSymbols = {
   write_wait: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   // int shutdown(int sockfd, int how)
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // long syscall(long number, ...): four integer arguments (variadic, passed in registers on x86-64)
+  syscall4: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];

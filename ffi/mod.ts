@@ -16,6 +16,8 @@ export {
   lockDirectorySync,
   mountPseudoFs,
   openDirectory,
+  pidfdOpen,
+  pidfdSendSignal,
   statxMount,
   tryLockDirectory,
 } from "./sys.ts";

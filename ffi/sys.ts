@@ -164,3 +164,24 @@ export function statxMount(path: string): { ino: bigint; mountId: number } {
   }
   return { ino: view.getBigUint64(STX_INO, true), mountId: Number(view.getBigUint64(STX_MNT_ID, true)) };
 }
+
+const SYS_PIDFD_OPEN = 434n;
+const SYS_PIDFD_SEND_SIGNAL = 424n;
+
+/** pidfd_open(2): a descriptor that names process `pid` and no later one that reuses its number. */
+export function pidfdOpen(pid: number): number {
+  return unwrapSys(
+    Number(libc().syscall4(SYS_PIDFD_OPEN, BigInt(pid), 0n, 0n, 0n)),
+    "pidfd_open",
+    `pid ${pid}`,
+  );
+}
+
+/** pidfd_send_signal(2): `signal` to the process `pidfd` names (ESRCH when it has exited). */
+export function pidfdSendSignal(pidfd: number, signal: number): void {
+  unwrapSys(
+    Number(libc().syscall4(SYS_PIDFD_SEND_SIGNAL, BigInt(pidfd), BigInt(signal), 0n, 0n)),
+    "pidfd_send_signal",
+    `signal ${signal}`,
+  );
+}

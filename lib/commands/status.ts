@@ -13,6 +13,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   sendmsg: (name) => name === PROGRAMS.sendmsg4 || name === PROGRAMS.sendmsg6,
   bind: (name) => name === PROGRAMS.bind4 || name === PROGRAMS.bind6,
   ingress: (name) => name.startsWith(`${PROGRAMS.ingress}@`),
+  scope: (name) => name === PROGRAMS.scopeGuard,
 };
 
 export const status = defineCommand({

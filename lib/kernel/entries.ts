@@ -92,6 +92,13 @@ export function ruleSetEntries(
       );
     }
   }
+  // Policy switches: one entry each, in the generation, so they flip with the rest of the policy.
+  if (set.plan.denyMemfdExec) {
+    exact({ kind: RULE.MEMFD_EXEC, a: 0, b: 0 }, denyValue(set.plan.denyMemfdExec.ruleId));
+  }
+  if (set.plan.scopeGuard) {
+    exact({ kind: RULE.SCOPE_GUARD, a: 0, b: 0 }, denyValue(set.plan.scopeGuard.ruleId));
+  }
   for (const rule of set.plan.bind) {
     exact({ kind: RULE.BIND, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] }, denyValue(rule.ruleId));
   }

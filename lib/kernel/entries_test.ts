@@ -192,6 +192,15 @@ Deno.test("ruleSetEntries() keys every exact rule by kind, with the user and int
   ]);
 });
 
+Deno.test("ruleSetEntries() writes the memfd and scope-guard switches as one entry each, with their rule", () => {
+  const set = resolved({ denyMemfdExec: { ruleId: 8 }, scopeGuard: { ruleId: 9 } }, {});
+  assert.deepEqual(rulesOf(set), [
+    { kind: RULE.MEMFD_EXEC, a: 0n, b: 0, value: [8, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.SCOPE_GUARD, a: 0n, b: 0, value: [9, 0, 0, 0, 0, 0, 0, 0] },
+  ]);
+  assert.deepEqual(rulesOf(resolved({}, {})), [], "both off: no entry");
+});
+
 Deno.test("ruleSetEntries() lets an exempt cgroup win over the same cgroup included", () => {
   const entries = rulesOf(resolved({}, { scope: { include: [100n], exempt: [100n] } }));
   assert.deepEqual(entries, [{ kind: RULE.SCOPE, a: 100n, b: 0, value: [0, 0, 0, 0, 2, 0, 0, 0] }]);

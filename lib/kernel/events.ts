@@ -11,6 +11,7 @@ import {
   HOOK_EVENT_TYPES,
   MODE,
   type RawEvent,
+  SIGNAL,
 } from "../../ffi/mod.ts";
 import { RingBuffer, type RingBufferMap } from "../../ffi/ring_buffer.ts";
 import type { RuleInfo } from "../policy/plan.ts";
@@ -61,8 +62,20 @@ export type AegisEvent = {
     sport?: number;
     interface?: string;
   };
+  /** scope.escape: the cgroup a task in scope was refused to move (a task) to. */
+  move?: { to: { id: number; path?: string } };
+  /** The signal sent to the denied task (kill on deny), and who sent it. */
+  signal?: { name: SignalName; by: "kernel" | "agent" };
   count: number;
   summary?: true;
+};
+
+export type SignalName = "SIGTERM" | "SIGKILL";
+
+/** Signal names by number, of the signals kill on deny sends. */
+export const SIGNAL_NAMES: Readonly<Record<number, SignalName>> = {
+  [SIGNAL.TERM]: "SIGTERM",
+  [SIGNAL.KILL]: "SIGKILL",
 };
 
 /** What one rule generation holds: the rule table (by rule id) and the policy of the apply that wrote it. */
@@ -91,6 +104,7 @@ export class EventDecodeError extends RangeError {
     family: number;
     gen: number;
     flags: number;
+    signal: number;
     ruleId: number;
   };
 
@@ -105,6 +119,7 @@ export class EventDecodeError extends RangeError {
       family: raw.family,
       gen: raw.gen,
       flags: raw.flags,
+      signal: raw.signal,
       ruleId: raw.ruleId,
     };
   }
@@ -173,7 +188,8 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   if (raw.gen !== 0 && raw.gen !== 1) throw new EventDecodeError("gen", raw);
   if ((raw.flags & ~KNOWN_FLAGS) !== 0) throw new EventDecodeError("flags", raw);
   const summary = (raw.flags & EVENT.SUMMARY) !== 0;
-  const network = raw.hook >= HOOK.CONNECT;
+  if (raw.signal !== 0 && SIGNAL_NAMES[raw.signal] === undefined) throw new EventDecodeError("signal", raw);
+  const network = raw.hook !== HOOK.FILE_OPEN && raw.hook !== HOOK.EXEC && raw.hook !== HOOK.SCOPE;
   if (network && !summary && raw.family !== FAMILY.IPV4 && raw.family !== FAMILY.IPV6) {
     throw new EventDecodeError("family", raw);
   }
@@ -195,8 +211,11 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   } else {
     if (raw.hook !== HOOK.INGRESS) event.process = processOf(raw, context);
     if (network) event.net = netOf(raw, type, context);
+    else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
     else event.file = fileOf(raw, rule);
   }
+  const signal = SIGNAL_NAMES[raw.signal];
+  if (signal) event.signal = { name: signal, by: "kernel" };
   event.count = raw.count;
   if (summary) event.summary = true;
   return event;
@@ -218,6 +237,13 @@ function processOf(raw: RawEvent, context: EventContext): EventProcess {
 function fileOf(raw: RawEvent, rule: RuleInfo | undefined): NonNullable<AegisEvent["file"]> {
   const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
   return rule?.path ? { path: rule.path, dev: raw.dev, ino } : { dev: raw.dev, ino };
+}
+
+/** The kernel puts the cgroup a scope.escape was refused into the record's inode field. */
+function moveOf(raw: RawEvent, context: EventContext): NonNullable<AegisEvent["move"]> {
+  const id = raw.inoHi * 2 ** 32 + raw.inoLo;
+  const path = context.cgroupPath?.(id);
+  return { to: path === undefined ? { id } : { id, path } };
 }
 
 function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): NonNullable<AegisEvent["net"]> {

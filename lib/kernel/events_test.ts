@@ -7,6 +7,7 @@ import {
   HOOK,
   type RawEvent,
   rawEvent,
+  SIGNAL,
 } from "../../ffi/mod.ts";
 import type { RuleInfo } from "../policy/plan.ts";
 import {
@@ -67,6 +68,7 @@ function raw({ daddr, saddr, ...fields }: Fields): RawEvent {
     protocol: 0,
     gen: 0,
     flags: 0,
+    signal: 0,
     dport: 0,
     sport: 0,
     comm: "cat",
@@ -285,6 +287,7 @@ Deno.test("formatEvent() throws EventDecodeError with the raw values for values 
     [{ mode: 7 }, "mode"],
     [{ gen: 2 }, "gen"],
     [{ flags: 0x80 }, "flags"],
+    [{ signal: 3 }, "signal"],
     [{ hook: HOOK.CONNECT, family: 0 }, "family"],
     [{ hook: HOOK.INGRESS, family: 10 }, "family"],
   ];
@@ -304,6 +307,21 @@ Deno.test("formatEvent() throws EventDecodeError with the raw values for values 
   assert.equal(formatEvent(raw({ hook: HOOK.BIND, flags: EVENT.SUMMARY }), CONTEXT).type, "net.bind");
 });
 
+Deno.test("formatEvent() reports the signal the kernel sent and the cgroup a scope escape was refused", () => {
+  const killed = formatEvent(raw({ hook: HOOK.EXEC, ruleId: 1, signal: SIGNAL.KILL }), CONTEXT);
+  assert.deepEqual(killed.signal, { name: "SIGKILL", by: "kernel" });
+  assert.equal(formatEvent(raw({ ruleId: 1 }), CONTEXT).signal, undefined);
+  const escape = formatEvent(
+    raw({ hook: HOOK.SCOPE, ruleId: 1, inoLo: 77, signal: SIGNAL.TERM }),
+    { ...CONTEXT, cgroupPath: (id) => id === 77 ? "/exempt" : undefined },
+  );
+  assert.equal(escape.type, "scope.escape");
+  assert.deepEqual(escape.move, { to: { id: 77, path: "/exempt" } });
+  assert.equal(escape.file, undefined);
+  assert.equal(escape.net, undefined);
+  assert.deepEqual(escape.signal, { name: "SIGTERM", by: "kernel" });
+});
+
 Deno.test("decodeEvent() reads every field at its offset", () => {
   const bytes = new Uint8Array(AEGIS_EVENT.size);
   const view = new DataView(bytes.buffer);
@@ -317,7 +335,16 @@ Deno.test("decodeEvent() reads every field at its offset", () => {
   }
   view.setUint16(f.dport.offset, 0xfffe, true);
   view.setUint16(f.sport.offset, 0x0102, true);
-  const u8s = { hook: 9, decision: 10, mode: 11, family: 12, protocol: 13, gen: 14, flags: 15 } as const;
+  const u8s = {
+    hook: 9,
+    decision: 10,
+    mode: 11,
+    family: 12,
+    protocol: 13,
+    gen: 14,
+    flags: 15,
+    signal: 0,
+  } as const;
   for (const [name, value] of Object.entries(u8s)) {
     view.setUint8(f[name as keyof typeof u8s].offset, 0xf0 + value);
   }
@@ -335,8 +362,17 @@ Deno.test("decodeEvent() reads every field at its offset", () => {
   assert.equal(event.dport, 0xfffe);
   assert.equal(event.sport, 0x0102);
   assert.deepEqual(
-    [event.hook, event.decision, event.mode, event.family, event.protocol, event.gen, event.flags],
-    [9, 10, 11, 12, 13, 14, 15].map((value) => 0xf0 + value),
+    [
+      event.hook,
+      event.decision,
+      event.mode,
+      event.family,
+      event.protocol,
+      event.gen,
+      event.flags,
+      event.signal,
+    ],
+    [9, 10, 11, 12, 13, 14, 15, 0].map((value) => 0xf0 + value),
   );
   assert.equal(formatAddress(event.daddr, "ipv6"), "2001:db8::1");
   assert.deepEqual([...event.saddr], [198, 18, 0, 1, ...new Array(12).fill(0)]);

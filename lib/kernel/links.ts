@@ -1,6 +1,14 @@
 import { BpfError, BpfLink, type BpfObject, closeFd, openDirectory } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
-import { type AreaStatus, CGROUP_PROGRAMS, FILE_AUDIT_PROGRAMS, LSM_PROGRAMS } from "./load.ts";
+import {
+  type AreaStatus,
+  CGROUP_PROGRAMS,
+  EXEC_LSM_PROGRAMS,
+  FILE_AUDIT_PROGRAMS,
+  FILE_LSM_PROGRAMS,
+  GUARD_LSM_PROGRAMS,
+  LSM_PROGRAMS,
+} from "./load.ts";
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
@@ -42,11 +50,12 @@ export class PlaneLinks {
   ): void {
     const programs: ProgramName[] = [];
     if (areas.has("file")) {
-      programs.push(...(status.file.mode === "enforce" ? [PROGRAMS.fileOpen] : FILE_AUDIT_PROGRAMS));
+      programs.push(...(status.file.mode === "enforce" ? FILE_LSM_PROGRAMS : FILE_AUDIT_PROGRAMS));
     }
     if (areas.has("exec")) {
-      programs.push(status.exec.mode === "enforce" ? PROGRAMS.exec : PROGRAMS.execAudit);
+      programs.push(...(status.exec.mode === "enforce" ? EXEC_LSM_PROGRAMS : [PROGRAMS.execAudit]));
     }
+    if (programs.some((program) => LSM_PROGRAMS.includes(program))) programs.push(...GUARD_LSM_PROGRAMS);
     if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
     for (const program of programs) {
       this.#attach(program, program, () => this.#object.program(program).attach());

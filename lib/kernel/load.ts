@@ -7,7 +7,21 @@ import { changedMaps, handOver } from "./upgrade.ts";
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
 
-export const LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.exec];
+/** The BPF-LSM programs of each area, and the file guard's programs every file or exec rule needs. */
+export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.fileReceive];
+export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
+  PROGRAMS.exec,
+  PROGRAMS.memfdExec,
+  PROGRAMS.mmapFile,
+  PROGRAMS.fileMprotect,
+];
+/** Rules that follow a replace, and the scope guard: with either area. */
+export const GUARD_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.inodeRename, PROGRAMS.scopeGuard];
+export const LSM_PROGRAMS: readonly ProgramName[] = [
+  ...FILE_LSM_PROGRAMS,
+  ...EXEC_LSM_PROGRAMS,
+  ...GUARD_LSM_PROGRAMS,
+];
 export const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.fileOpenAudit,
   PROGRAMS.fileOpenLegacyAudit,

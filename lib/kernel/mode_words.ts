@@ -1,4 +1,13 @@
-import { bootTimeNs, BREAK_GLASS, CFG, decodeU64, encodeU32, encodeU64, FdMap } from "../../ffi/mod.ts";
+import {
+  bootTimeNs,
+  BREAK_GLASS,
+  CFG,
+  decodeU64,
+  encodeU32,
+  encodeU64,
+  FdMap,
+  SIGNAL,
+} from "../../ffi/mod.ts";
 import { exists } from "./pin_dir.ts";
 
 /** CLOCK_BOOTTIME now, in ns: the clock of the deadline words. */
@@ -88,4 +97,39 @@ export function writeBreakGlass(
 export function bootNsToEpochMs(bootNs: bigint): number {
   const offsetMs = Date.now() - Number(bootTimeNs() / 1_000_000n);
   return offsetMs + Number(bootNs / 1_000_000n);
+}
+
+/** What kill on deny sends to a task whose action was denied (`run --enforce-signal`). */
+export type EnforceSignal = "none" | "term" | "kill";
+export const ENFORCE_SIGNALS: readonly EnforceSignal[] = ["none", "term", "kill"];
+const SIGNAL_WORD: Readonly<Record<EnforceSignal, number>> = {
+  none: SIGNAL.NONE,
+  term: SIGNAL.TERM,
+  kill: SIGNAL.KILL,
+};
+
+/**
+ * Sets the kill-on-deny word the BPF-LSM hooks read: from then on each sends `signal` to a task it denies
+ * (never PID 1 or a kernel thread). Returns false when nothing of aegisbpf is pinned under `bpffs`; throws
+ * when the pins are of a release without the word.
+ */
+export function writeEnforceSignal(bpffs: string, signal: EnforceSignal): boolean {
+  using map = openConfig(bpffs);
+  if (!map) return false;
+  if (map.maxEntries <= CFG.ENFORCE_SIGNAL) {
+    throw new Error(
+      `${bpffs}/aegisbpf/maps/aegis_cfg has ${map.maxEntries} words, none for the enforce signal: ` +
+        "the pins are an older release's (the next load hands them over)",
+    );
+  }
+  map.update(encodeU32(CFG.ENFORCE_SIGNAL), encodeU64(BigInt(SIGNAL_WORD[signal])));
+  return true;
+}
+
+/** The kill-on-deny word of the pins under `bpffs`; undefined when nothing is pinned. */
+export function readEnforceSignal(bpffs: string): EnforceSignal | undefined {
+  using map = openConfig(bpffs);
+  if (!map) return undefined;
+  const value = Number(word(map, CFG.ENFORCE_SIGNAL));
+  return ENFORCE_SIGNALS.find((name) => SIGNAL_WORD[name] === value) ?? "none";
 }

@@ -8,6 +8,13 @@ export const PROGRAMS = {
   fileOpenLegacyAudit: "aegis_tp_open",
   fileOpenat2Audit: "aegis_tp_openat2",
   execAudit: "aegis_tp_exec",
+  // file guard (bpf/file_guard.bpf.h)
+  memfdExec: "aegis_memfd_exec",
+  mmapFile: "aegis_mmap_file",
+  fileMprotect: "aegis_file_mprotect",
+  fileReceive: "aegis_file_receive",
+  inodeRename: "aegis_inode_rename",
+  scopeGuard: "aegis_scope_guard",
   connect4: "aegis_connect4",
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",

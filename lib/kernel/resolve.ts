@@ -3,6 +3,7 @@ import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "./entries.ts";
+import { layerPaths, overlayMount } from "./overlay.ts";
 
 /** A name in a plan that does not resolve on this host; names the rule. */
 export class ResolveError extends Error {
@@ -74,13 +75,15 @@ function resolveInodes(
         target.ruleId,
       );
     }
-    return walkFiles(target.path).map((path) => ({
-      ...fileIdentity(path, mountinfo),
-      ruleId: target.ruleId,
-      path,
-    }));
+    return walkFiles(target.path).flatMap((path) =>
+      fileIdentities(path, mountinfo).map((identity) => ({ ...identity, ruleId: target.ruleId, path }))
+    );
   }
-  return [{ ...fileIdentity(target.path, mountinfo), ruleId: target.ruleId, path: target.path }];
+  return fileIdentities(target.path, mountinfo).map((identity) => ({
+    ...identity,
+    ruleId: target.ruleId,
+    path: target.path,
+  }));
 }
 
 export function walkFiles(dir: string): string[] {
@@ -123,6 +126,34 @@ export function currentIdentity(path: string, mountinfo: string): { dev: number;
     if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) return undefined;
     throw error;
   }
+}
+
+const MAX_OVERLAY_DEPTH = 8;
+
+/**
+ * Every (dev, ino) a file is known by: its own and, when it lies on an overlay mount, that of its copy in
+ * each layer where it exists (upper and lower, through nested overlays too), so that reading it from a layer
+ * directory or through another overlay of the same layers is denied as well.
+ */
+export function fileIdentities(path: string, mountinfo: string, depth = 0): { dev: number; ino: bigint }[] {
+  const identities = [fileIdentity(path, mountinfo)];
+  const overlay = depth < MAX_OVERLAY_DEPTH ? overlayMount(statxMount(path).mountId, mountinfo) : undefined;
+  if (overlay) {
+    for (const layerPath of layerPaths(overlay, Deno.realPathSync(path))) {
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.lstatSync(layerPath);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) continue;
+        throw error;
+      }
+      // A whiteout (a 0:0 character device) hides a lower file: not a view of this one.
+      if (!info.isFile) continue;
+      identities.push(...fileIdentities(layerPath, mountinfo, depth + 1));
+    }
+  }
+  const seen = new Set<string>();
+  return identities.filter(({ dev, ino }) => !seen.has(`${dev}:${ino}`) && seen.add(`${dev}:${ino}`));
 }
 
 /** A cgroup v2 id is the inode number of its directory. */

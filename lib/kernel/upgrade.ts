@@ -87,7 +87,7 @@ function carryState(mapDir: string, next: BpfObject): void {
     if (!config || config.valueSize !== 8) {
       throw new UpgradeError("aegis_cfg", "it is not a config map of words");
     }
-    for (const word of [CFG.ACTIVE_GEN, CFG.FORCE_AUDIT, CFG.BREAK_GLASS, CFG.DEADMAN]) {
+    for (const word of [CFG.ACTIVE_GEN, CFG.FORCE_AUDIT, CFG.BREAK_GLASS, CFG.DEADMAN, CFG.ENFORCE_SIGNAL]) {
       const value = word < config.maxEntries ? config.lookup(encodeU32(word)) : undefined;
       if (value) next.map("aegis_cfg").update(encodeU32(word), value);
     }
@@ -128,12 +128,13 @@ function carryState(mapDir: string, next: BpfObject): void {
       }
     }
   }
-  {
-    using sessions = old("ingress_session");
-    const target = next.map("ingress_session");
-    if (sessions && sessions.keySize === target.keySize && sessions.valueSize === target.valueSize) {
-      for (const key of sessions.keys()) {
-        const value = sessions.lookup(key);
+  // Sessions, and the inodes that inherited a rule by replacing a denied one.
+  for (const name of ["ingress_session", "inherited"]) {
+    using entries = old(name);
+    const target = next.map(name);
+    if (entries && entries.keySize === target.keySize && entries.valueSize === target.valueSize) {
+      for (const key of entries.keys()) {
+        const value = entries.lookup(key);
         if (value) target.update(key, value);
       }
     }

@@ -53,6 +53,9 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     ruleId: 0,
   }));
   plan.scope = { include: [...spec.scope?.cgroups ?? []], exempt: [...spec.scope?.exempt ?? []] };
+  if (plan.scope.include.length + plan.scope.exempt.length > 0) {
+    plan.scopeGuard = { ruleId: plan.rules.push({ id: "scope.escape", area: "exec", action: "deny" }) - 1 };
+  }
   return plan;
 }
 

@@ -29,8 +29,11 @@ Deno.test("compilePolicy() numbers rules in list order after the reserved defaul
     "network.ingress.allow[0] ingress allow",
     "network.ingress.deny[0] ingress deny",
     "exec.denyMemfd exec deny",
+    "scope.escape exec deny",
   ]);
   assert.equal(plan.rules[1]?.path, "/etc/shadow");
+  assert.deepEqual(plan.denyMemfdExec, { ruleId: 15 });
+  assert.deepEqual(plan.scopeGuard, { ruleId: 16 }, "a scope brings the guard against escaping it");
 });
 
 Deno.test("compilePolicy() compiles the SPEC example to the plan the kernel needs", () => {

@@ -6,6 +6,13 @@ import type { LintFacts, PathFact } from "./lint.ts";
 import { type Policy, policyRules } from "./schema.ts";
 
 const SSHD_PATHS = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"];
+/** An exec rule also denies mapping a file executable: these are mapped by every dynamically linked program. */
+const DYNAMIC_LINKING_PATHS = [
+  "/lib64/ld-linux-x86-64.so.2",
+  "/lib/ld-linux-aarch64.so.1",
+  "/lib/x86_64-linux-gnu/libc.so.6",
+  "/lib/aarch64-linux-gnu/libc.so.6",
+];
 
 export type FactOptions = {
   /** The aegisbpf state directory, protected as a whole. */
@@ -44,6 +51,10 @@ async function survivalSet(options: FactOptions): Promise<LintFacts["survival"]>
     { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
     ...parseShells(await readText("/etc/shells")).map((path) => ({ path, why: "a login shell" })),
     ...SSHD_PATHS.map((path) => ({ path, why: "sshd" })),
+    ...DYNAMIC_LINKING_PATHS.map((path) => ({
+      path,
+      why: "mapped executable by every dynamically linked program",
+    })),
     ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
   ];
   const found: LintFacts["survival"][number][] = [];

@@ -54,6 +54,12 @@ Deno.test("gatherLintFacts() knows the policy's deny paths that exist and the ae
       entry.why === "the aegisbpf binary" && entry.realPath === facts.paths.get(self)?.realPath
     ),
   );
+  assert.ok(
+    facts.survival.some((entry) =>
+      entry.why.startsWith("mapped executable") && entry.realPath.includes("ld-linux")
+    ),
+    "the dynamic loader: an exec rule on it would stop every dynamically linked program",
+  );
   assert.deepEqual(facts.sshClient, { addr: "10.0.0.1", port: 2222 });
   assert.ok(facts.sshPorts.length > 0);
   assert.ok(facts.resolvers.every((resolver) => typeof resolver === "string"));

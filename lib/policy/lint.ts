@@ -35,6 +35,7 @@ export type LintCode =
   | "resolver-denied"
   | "missing-path"
   | "packet-sockets-unexempt"
+  | "exempt-delegated"
   | "expired";
 
 export type Warning = {
@@ -371,6 +372,13 @@ function lintSurvival(report: Report, facts: LintFacts): void {
   }
 }
 
+/** The delegated subtree a cgroup path lies in (systemd's per-user manager, user@UID.service), if any. */
+function delegatedSubtree(path: string): string | undefined {
+  const segments = path.split("/");
+  const at = segments.findIndex((segment) => /^user@\d+\.service$/.test(segment));
+  return at < 0 ? undefined : segments.slice(0, at + 1).join("/");
+}
+
 function isUnder(path: string, directory: string): boolean {
   return path === directory || path.startsWith(directory === "/" ? "/" : `${directory}/`);
 }
@@ -383,6 +391,17 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
       "packet-sockets-unexempt",
       "denyPacketSockets applies to every task: DHCP clients need packet sockets; exempt their cgroup in scope.exempt",
     );
+  }
+  for (const [index, path] of (spec.scope?.exempt ?? []).entries()) {
+    const delegated = delegatedSubtree(path);
+    if (delegated) {
+      report.at(
+        ["spec", "scope", "exempt", index],
+        "exempt-delegated",
+        `${path} lies inside ${delegated}, a subtree systemd delegates to its user: that user can move any ` +
+          "of their processes into it, out of every rule (the scope guard stops only tasks in scope)",
+      );
+    }
   }
   if (metadata.notAfter && Date.parse(metadata.notAfter) <= facts.now.getTime()) {
     report.at(["metadata", "notAfter"], "expired", `the policy expired at ${metadata.notAfter}`);

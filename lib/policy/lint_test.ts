@@ -192,6 +192,16 @@ Deno.test("lintPolicy() warns about denyPacketSockets with no exempt cgroup", ()
   assert.deepEqual(lint(`  scope:\n    exempt: [/dhcp]\n${egress("      denyPacketSockets: true\n")}`), []);
 });
 
+Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated subtree", () => {
+  const text = `  scope:\n    exempt:\n      - /system.slice/sshd.service\n` +
+    `      - /user.slice/user-1000.slice/user@1000.service/app.slice\n${
+      egress("      deny: [{ cidr: 192.0.2.1 }]\n")
+    }`;
+  const warnings = lint(text);
+  assert.deepEqual(summary(warnings), ["exempt-delegated - 10:9"]);
+  assert.match(warnings[0]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
+});
+
 Deno.test("lintPolicy() warns about a policy past its notAfter", () => {
   const text = minimal().replace("version: 1", "version: 1\n  notAfter: 2026-01-01T00:00:00Z");
   const source = parsePolicySource(text, "p.yaml");

@@ -56,6 +56,8 @@ export type RuleSetPlan = {
   scope: { include: string[]; exempt: string[] };
   /** Present when exec of a memfd (fileless exec: memfd_create + fexecve) is denied, in scope. */
   denyMemfdExec?: { ruleId: number };
+  /** Present with a scope: a task in scope may not move a task out of it (or into an exempt cgroup). */
+  scopeGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
 };

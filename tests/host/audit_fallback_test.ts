@@ -65,6 +65,31 @@ rootTest(
   },
 );
 
+rootTest(
+  "[root] audit fallback: exec of a memfd is reported as a would-deny under exec.denyMemfd",
+  async () => {
+    const probe = new URL("../../bpf/build/fixtures/file_guard_probe", import.meta.url).pathname;
+    await withPlane({ areas: ["exec"], lsm: "off" }, async ({ plane }) => {
+      const memfd: RuleInfo = { id: "exec.denyMemfd", area: "exec", action: "deny" };
+      await plane.apply(
+        ruleSet({ mode: "enforce", rules: [RULES[0]!, memfd], denyMemfdExec: { ruleId: 1 } }),
+      );
+      const ran = await new Deno.Command(probe, {
+        args: ["memfd-exec", "/bin/echo", "echo", "ran"],
+        stdout: "piped",
+      })
+        .output();
+      assert.equal(new TextDecoder().decode(ran.stdout), "ran\n", "audit-only: the memfd runs");
+      const child = await new Deno.Command("/bin/true").output();
+      assert.ok(child.success);
+      const reported = drain(plane).filter((event) => event.hook === EXEC_HOOK);
+      assert.equal(reported.length, 1, "the memfd exec alone: a file exec is not reported");
+      assert.equal(reported[0]?.decision, AUDIT);
+      assert.equal(reported[0]?.ruleId, 1);
+    });
+  },
+);
+
 // This project's machines list `bpf` among the active LSMs but refuse BPF-LSM program loads (EPERM):
 // the probe must say so and the plane must serve file and exec audit-only, naming the errno, rather than
 // pretend to enforce. Where LSM programs do load, it enforces.

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { FdMap } from "../../ffi/mod.ts";
+import { AEGIS_INHERIT, AEGIS_INODE_KEY, FdMap } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { UpgradeError } from "../../lib/kernel/upgrade.ts";
+import { readEnforceSignal, writeEnforceSignal } from "../../lib/kernel/mode_words.ts";
 import { PROGRAMS } from "../../lib/kernel/object.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
@@ -20,6 +21,15 @@ const RULES = [
   { id: "loopback2", area: "egress" as const, action: "deny" as const },
   { id: "loopback3", area: "egress" as const, action: "deny" as const },
 ];
+
+/** An inode (ino 77 on dev 8:1) that replaced a denied one (ino 66) by rename, i_generation 5. */
+const INHERITOR = new Uint8Array(AEGIS_INODE_KEY.size);
+new DataView(INHERITOR.buffer).setBigUint64(0, 77n, true);
+new DataView(INHERITOR.buffer).setUint32(8, (8 << 20) | 1, true);
+const INHERITANCE = new Uint8Array(AEGIS_INHERIT.size);
+new DataView(INHERITANCE.buffer).setBigUint64(0, 66n, true);
+new DataView(INHERITANCE.buffer).setUint32(8, (8 << 20) | 1, true);
+new DataView(INHERITANCE.buffer).setUint32(12, 5, true);
 
 /** The id of the program a pinned link runs (bpftool reads it from the kernel). */
 async function linkProgramId(path: string): Promise<number> {
@@ -43,6 +53,8 @@ rootTest(
         using old = DataPlane.open(options);
         await old.apply(ruleSet({ mode: "enforce", rules: RULES, egress: [ipv4Rule(`${DENIED}/32`, 1)] }));
         old.setConfig({ forceAudit: false });
+        writeEnforceSignal(bpffs.path, "term");
+        old.map("inherited").update(INHERITOR, INHERITANCE);
       }
       const linkPath = `${bpffs.path}/aegisbpf/links/${PROGRAMS.connect4}`;
       const oldProgram = await linkProgramId(linkPath);
@@ -71,6 +83,12 @@ rootTest(
         "no staging pins are left",
       );
       assert.equal(plane.activeGenInfo().netRulesEntries, 1, "the live rules came along");
+      assert.equal(readEnforceSignal(bpffs.path), "term", "the kill-on-deny word came along");
+      assert.deepEqual(
+        plane.map("inherited").lookup(INHERITOR),
+        INHERITANCE,
+        "so did a rule inherited by rename",
+      );
       assert.equal(await cgroup.connect(DENIED, server.port), "EPERM", "still enforcing after the hand-over");
       await plane.apply(ruleSet({ mode: "enforce", rules: RULES, egress: [ipv4Rule("127.0.0.3/32", 2)] }));
       assert.equal(await cgroup.connect("127.0.0.3", server.port), "EPERM", "the new release applies");
