@@ -18,6 +18,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
+#define IPPROTO_DCCP_ 33
+#define IPPROTO_SCTP_ 132
+#define IPPROTO_UDPLITE_ 136
 #define NET_KEY_FULL_PREFIX (32 + 8 + 16 + 128)
 #define SESSION_KEY_FULL_PREFIX (32 + 16 + 16 + 128)
 #define MAX_CGROUP_DEPTH 32
@@ -565,9 +568,8 @@ static __always_inline struct aegis_rule *match_net(const struct aegis_state *s,
  * its effective uid's entry, else its effective gid's; an allowlist denies
  * every port it does not list, a denylist the ports it lists.
  */
-static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s, __u16 port)
+static __always_inline struct aegis_rule *user_rule_of(const struct aegis_state *s, __u16 port, __u64 ids)
 {
-	__u64 ids = current_euid_egid();
 	__u32 id = (__u32)ids;
 	__u32 port_kind = AEGIS_RULE_USER_UID_PORT;
 	struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_USER_UID, 0, id);
@@ -584,10 +586,33 @@ static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s,
 	return listed ? entry : 0;
 }
 
-/* Fills family and address, matching IPv4-mapped IPv6 (::ffff:a.b.c.d) as IPv4. */
-static __always_inline void set_addr6(struct aegis_net_key *key, const __u32 ip6[4])
+/* user_rule_of() for the current task's effective ids. */
+static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s, __u16 port)
 {
-	if (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0xffff)) {
+	return user_rule_of(s, port, current_euid_egid());
+}
+
+/*
+ * Whether an IPv6 destination stands for the IPv4 address in its last 32 bits: IPv4-mapped
+ * (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, but not :: or ::1) and a /96 NAT64 prefix of the rule set
+ * (64:ff9b::a.b.c.d and the policy's own).
+ */
+static __always_inline int ipv4_in_ipv6(const struct aegis_state *s, const __u32 ip6[4])
+{
+	if (ip6[0] == 0 && ip6[1] == 0) {
+		if (ip6[2] == bpf_htonl(0xffff))
+			return 1;
+		if (ip6[2] == 0 && bpf_ntohl(ip6[3]) > 1)
+			return 1;
+	}
+	__u64 head = (__u64)ip6[1] << 32 | ip6[0];
+	return exact_rule(s, AEGIS_RULE_NAT64_PREFIX, head, ip6[2]) != 0;
+}
+
+/* Fills family and address, matching the IPv6 forms of an IPv4 address (ipv4_in_ipv6) as IPv4. */
+static __always_inline void set_addr6(const struct aegis_state *s, struct aegis_net_key *key, const __u32 ip6[4])
+{
+	if (ipv4_in_ipv6(s, ip6)) {
 		key->space |= AEGIS_FAMILY_IPV4;
 		__builtin_memcpy(key->addr, &ip6[3], 4);
 		return;
@@ -638,7 +663,7 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
 		return 1;
 	struct aegis_net_key key = { .protocol = ctx->protocol };
 	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-	set_addr6(&key, ip6);
+	set_addr6(&s, &key, ip6);
 	return egress_decision(ctx, &s, hook, &key);
 }
 
@@ -722,7 +747,14 @@ struct aegis_packet {
 	__u8 neighbour; /* IPv6 neighbour discovery or multicast listener message, as RFC 4861 / 2710 send them */
 } __attribute__((aligned(8)));
 
-/* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and TCP or UDP ports: PACKET_*. */
+/* Protocols whose header starts with the source and destination port: TCP, UDP, UDP-Lite, SCTP, DCCP. */
+static __always_inline int carries_ports(__u8 protocol)
+{
+	return protocol == IPPROTO_TCP_ || protocol == IPPROTO_UDP_ || protocol == IPPROTO_UDPLITE_ ||
+	       protocol == IPPROTO_SCTP_ || protocol == IPPROTO_DCCP_;
+}
+
+/* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and the ports of carries_ports(): PACKET_*. */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -815,10 +847,11 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet 
 		source[0] = source[3];
 		source[1] = source[2] = source[3] = 0;
 	}
-	if (!fragment && (p->protocol == IPPROTO_TCP_ || p->protocol == IPPROTO_UDP_)) {
+	if (!fragment && carries_ports(p->protocol)) {
 		__u16 *ports = l4;
+		/* A (first) fragment cut before its ports must not pass as a packet without ports. */
 		if ((void *)(ports + 2) > data_end)
-			return PACKET_PARSED;
+			return PACKET_UNPARSED;
 		p->sport_be = ports[0];
 		p->dport_be = ports[1];
 	}
@@ -910,3 +943,6 @@ refuse:;
 	}
 	return mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
 }
+
+/* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
+#include "net_guard.bpf.h"

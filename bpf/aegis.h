@@ -25,7 +25,10 @@ enum aegis_hook {
 	AEGIS_HOOK_SENDMSG = 3,
 	AEGIS_HOOK_BIND = 4,
 	AEGIS_HOOK_INGRESS = 5,
-	AEGIS_HOOK_COUNT = 6,
+	/* net_guard.bpf.h (network bypasses): */
+	AEGIS_HOOK_PACKET = 6, /* an outgoing packet of a raw, ping, SCTP or connected UDP-Lite socket */
+	AEGIS_HOOK_SOCKET = 7, /* creating a socket (AF_PACKET with network.egress.denyPacketSockets) */
+	AEGIS_HOOK_COUNT = 8,
 };
 
 /*
@@ -42,7 +45,11 @@ enum aegis_counter {
 	AEGIS_COUNTER_SLOTS = AEGIS_HOOK_COUNT * 2 + 2,
 };
 
-enum aegis_family { AEGIS_FAMILY_IPV4 = 4, AEGIS_FAMILY_IPV6 = 6 };
+enum aegis_family {
+	AEGIS_FAMILY_IPV4 = 4,
+	AEGIS_FAMILY_IPV6 = 6,
+	AEGIS_FAMILY_PACKET = 17, /* AF_PACKET: net.socket events; no address */
+};
 
 /* Values of a scope entry (its rule's `action` field). */
 enum aegis_scope { AEGIS_SCOPE_INCLUDE = 1, AEGIS_SCOPE_EXEMPT = 2 };
@@ -96,6 +103,9 @@ enum aegis_rule_kind {
 	AEGIS_RULE_BIND = 8,          /* a = port, b = protocol */
 	AEGIS_RULE_FAILSAFE = 9,      /* a = port, b = protocol */
 	AEGIS_RULE_IFACE = 10,        /* b = ifindex; action = default, rule_id = rule of default drops */
+	/* Network bypasses (net_guard.bpf.h): policy-level switches and prefixes, kinds 16..31. */
+	AEGIS_RULE_NAT64_PREFIX = 16, /* a = bytes 0-7, b = bytes 8-11 of a /96 NAT64 prefix (memory order) */
+	AEGIS_RULE_DENY_PACKET_SOCKETS = 17, /* present: AF_PACKET sockets refused in scope; rule_id reports */
 };
 
 /* Spaces of the network rule trie (struct aegis_net_key.space = space << 8 | family). */

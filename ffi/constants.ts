@@ -19,12 +19,14 @@ export const HOOK = {
   SENDMSG: 3,
   BIND: 4,
   INGRESS: 5,
-  COUNT: 6,
+  PACKET: 6,
+  SOCKET: 7,
+  COUNT: 8,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 12, EVENTS_SUPPRESSED: 13, SLOTS: 14 } as const;
+export const COUNTER = { EVENTS_LOST: 16, EVENTS_SUPPRESSED: 17, SLOTS: 18 } as const;
 
-export const FAMILY = { IPV4: 4, IPV6: 6 } as const;
+export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17 } as const;
 
 export const SCOPE = { INCLUDE: 1, EXEMPT: 2 } as const;
 
@@ -58,6 +60,8 @@ export const RULE = {
   BIND: 8,
   FAILSAFE: 9,
   IFACE: 10,
+  NAT64_PREFIX: 16,
+  DENY_PACKET_SOCKETS: 17,
 } as const;
 
 export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
@@ -93,7 +97,18 @@ export const HOOK_EVENT_TYPES = [
   "net.sendmsg",
   "net.bind",
   "net.ingress",
+  "net.packet",
+  "net.socket",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
-export const HOOK_NAMES = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress"] as const;
+export const HOOK_NAMES = [
+  "file_open",
+  "exec",
+  "connect",
+  "sendmsg",
+  "bind",
+  "ingress",
+  "packet",
+  "socket",
+] as const;

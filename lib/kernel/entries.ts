@@ -16,7 +16,7 @@ import {
   writeRuleKey,
 } from "../../ffi/mod.ts";
 import { networkOf, unmapIpv4 } from "../policy/cidr.ts";
-import { type NetRule, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
+import { type NetRule, PORT_PROTOCOL_NUMBERS, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
 
 /** A plan with names resolved to what the kernel keys on. */
 export type ResolvedRuleSet = {
@@ -120,15 +120,13 @@ export function ruleSetEntries(
 }
 
 const ANY_PROTOCOL = 0;
-/** Protocols with ports, for a rule that names ports but no protocol: TCP, UDP, UDP-Lite. */
-const PORT_PROTOCOLS = [PROTOCOL_NUMBER.tcp, PROTOCOL_NUMBER.udp, 136];
 
 function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpace: number): void {
   const protocols = rule.protocol !== undefined
     ? [PROTOCOL_NUMBER[rule.protocol]]
     : rule.port === undefined
     ? [ANY_PROTOCOL]
-    : PORT_PROTOCOLS;
+    : PORT_PROTOCOL_NUMBERS;
   // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
   const cidr = networkOf(
     unmapIpv4({ family: rule.family, addr: new Uint8Array(rule.addr), prefixLength: rule.prefixLength }),

@@ -17,6 +17,8 @@ import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "./entries.t
 const TCP = 6;
 const UDP = 17;
 const UDPLITE = 136;
+const SCTP = 132;
+const DCCP = 33;
 
 function resolved(plan: Partial<RuleSetPlan>, rest: Partial<Omit<ResolvedRuleSet, "plan">> = {}) {
   return {
@@ -123,7 +125,7 @@ Deno.test("ruleSetEntries() masks host bits so equal networks share one key", ()
   );
 });
 
-Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, or on TCP, UDP, UDP-Lite with a port", () => {
+Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, or on TCP, UDP, UDP-Lite, SCTP, DCCP with a port", () => {
   const portless = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1)] }), "egress_any");
   const addr = new Uint8Array([10, 0, 0, 0]);
   assert.deepEqual(portless.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: 0 })]);
@@ -133,6 +135,8 @@ Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, 
     netKey({ addr, prefixLength: 8, protocol: TCP, port: 443 }, "egress_port"),
     netKey({ addr, prefixLength: 8, protocol: UDP, port: 443 }, "egress_port"),
     netKey({ addr, prefixLength: 8, protocol: UDPLITE, port: 443 }, "egress_port"),
+    netKey({ addr, prefixLength: 8, protocol: SCTP, port: 443 }, "egress_port"),
+    netKey({ addr, prefixLength: 8, protocol: DCCP, port: 443 }, "egress_port"),
   ]);
   const udpOnly = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1, { protocol: "udp" })] }), "egress_any");
   assert.deepEqual(udpOnly.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: UDP })]);
@@ -153,6 +157,8 @@ Deno.test("ruleSetEntries() keys a port-less ingress rule without protocol on pr
     netKey({ addr, prefixLength: 15, protocol: TCP, port: 22 }, "ingress_port"),
     netKey({ addr, prefixLength: 15, protocol: UDP, port: 22 }, "ingress_port"),
     netKey({ addr, prefixLength: 15, protocol: UDPLITE, port: 22 }, "ingress_port"),
+    netKey({ addr, prefixLength: 15, protocol: SCTP, port: 22 }, "ingress_port"),
+    netKey({ addr, prefixLength: 15, protocol: DCCP, port: 22 }, "ingress_port"),
   ]);
 });
 

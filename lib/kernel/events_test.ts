@@ -181,7 +181,7 @@ Deno.test("formatEvent() reports ingress without a process, with both ends and t
   assert.equal(event.count, 12);
   assert.deepEqual(event.net, {
     family: "ipv4",
-    protocol: "132",
+    protocol: "sctp",
     daddr: "198.18.0.2",
     dport: 22,
     saddr: "198.18.0.1",

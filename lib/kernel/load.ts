@@ -14,7 +14,13 @@ export const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.fileOpenat2Audit,
 ];
 export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]>> = {
-  egress: [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6],
+  egress: [
+    PROGRAMS.connect4,
+    PROGRAMS.connect6,
+    PROGRAMS.sendmsg4,
+    PROGRAMS.sendmsg6,
+    PROGRAMS.packetEgress,
+  ],
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };
 const COMMON_PROGRAMS: readonly ProgramName[] = [

@@ -12,6 +12,7 @@ export const PROGRAMS = {
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",
   sendmsg6: "aegis_sendmsg6",
+  packetEgress: "aegis_skb_egress",
   bind4: "aegis_bind4",
   bind6: "aegis_bind6",
   ingress: "aegis_xdp",

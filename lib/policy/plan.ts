@@ -10,6 +10,12 @@ export type Area = "file" | "exec" | "egress" | "bind" | "ingress";
 
 export const PROTOCOL_NUMBER: Readonly<Record<Protocol, number>> = { tcp: 6, udp: 17 };
 
+/**
+ * What a rule with a port and no protocol matches: every protocol whose ports the hooks read, TCP, UDP,
+ * UDP-Lite (136), SCTP (132) and DCCP (33), which all carry source and destination port first.
+ */
+export const PORT_PROTOCOL_NUMBERS: readonly number[] = [6, 17, 136, 132, 33];
+
 /** What the kernel's numeric rule id stands for; rule ids index `RuleSetPlan.rules`. */
 export type RuleInfo = { id: string; area: Area; action: "deny" | "allow"; path?: string };
 
@@ -18,7 +24,7 @@ export type InodeTarget = { ruleId: number; path: string; recursive?: boolean; o
 
 /**
  * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`
- * absent: every protocol (with a port: TCP, UDP and UDP-Lite).
+ * absent: every protocol (with a port: those of PORT_PROTOCOL_NUMBERS).
  */
 export type NetRule = {
   ruleId: number;

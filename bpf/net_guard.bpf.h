@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The sockets the cgroup sock_addr hooks do not see, included at the end of aegis.bpf.c:
+ *
+ * - aegis_skb_egress (cgroup_skb/egress): the packet backstop. Raw IP sockets, ICMP ping sockets (their
+ *   sendto is not hooked), SCTP (no sock_addr hook runs for it) and connected UDP-Lite (its connect never
+ *   reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
+ *   protocol and port, and dropped in enforce. Every other socket returns at once.
+ * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
+ *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load.
+ */
+
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define AF_PACKET_ 17
+#define SOCK_RAW_ 3
+#define IPPROTO_ICMP_ 1
+#define BPF_TCP_ESTABLISHED_ 1
+#define SKB_PASS 1
+#define SKB_DROP 0
+#define IP_OFFSET_MASK 0x1fff
+#define NO_GID 0xffffffffu /* (gid_t)-1: never a group's id, so no gid entry matches it */
+
+/*
+ * Whether the packets of `sk` need the backstop: the cheap test every packet of every socket in the cgroup
+ * takes, so TCP and UDP leave after two loads and two compares.
+ */
+static __always_inline int backstopped_socket(const struct bpf_sock *sk)
+{
+	__u32 protocol = sk->protocol;
+	if (protocol == IPPROTO_TCP_ || protocol == IPPROTO_UDP_)
+		return sk->type == SOCK_RAW_;
+	return sk->type == SOCK_RAW_ || protocol == IPPROTO_ICMP_ || protocol == IPPROTO_ICMPV6_ ||
+	       protocol == IPPROTO_SCTP_ || protocol == IPPROTO_UDPLITE_;
+}
+
+/* What the backstop matches of a packet: the destination key and port (0 when it has none or they are out of reach). */
+struct packet_dest {
+	struct aegis_net_key key;
+	__u16 dport_be;
+};
+
+/* Reads the destination, the final protocol (IPv6 extension headers walked) and the port of an outgoing packet. */
+static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct aegis_state *s, struct packet_dest *d)
+{
+	__u32 l4;
+	__u8 protocol;
+	int fragment = 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		d->key.space = AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(d->key.addr, &ip.daddr, 4);
+		protocol = ip.protocol;
+		fragment = (ip.frag_off & bpf_htons(IP_OFFSET_MASK)) != 0;
+		l4 = ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 0;
+		__u32 daddr[4];
+		__builtin_memcpy(daddr, &ip6.daddr, 16);
+		set_addr6(s, &d->key, daddr);
+		protocol = ip6.nexthdr;
+		l4 = sizeof(ip6);
+		for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+			if (protocol == IPPROTO_HOPOPTS_ || protocol == IPPROTO_ROUTING_ || protocol == IPPROTO_DSTOPTS_) {
+				struct ipv6_opt_hdr opt;
+				if (bpf_skb_load_bytes(skb, l4, &opt, sizeof(opt)))
+					break;
+				protocol = opt.nexthdr;
+				l4 += (opt.hdrlen + 1) * 8;
+			} else if (protocol == IPPROTO_FRAGMENT_) {
+				struct frag_hdr frag;
+				if (bpf_skb_load_bytes(skb, l4, &frag, sizeof(frag)))
+					break;
+				protocol = frag.nexthdr;
+				fragment = (frag.frag_off & bpf_htons(0xfff8)) != 0;
+				l4 += sizeof(frag);
+			} else {
+				break;
+			}
+		}
+	} else {
+		return 0;
+	}
+	d->key.protocol = protocol;
+	/* A non-first fragment or a header cut before its ports: matched by the rules without ports. */
+	if (!fragment && carries_ports(protocol)) {
+		__u16 ports[2];
+		if (!bpf_skb_load_bytes(skb, l4 & 0xffff, ports, sizeof(ports)))
+			d->dport_be = ports[1];
+	}
+	return 1;
+}
+
+/* Whether the socket that sent the packet lies in scope: its cgroup's ancestors, as in_scope() does for tasks. */
+static __always_inline int skb_in_scope(const struct aegis_state *s, struct __sk_buff *skb)
+{
+	if (!s->info->scope_include && !s->info->scope_exempt)
+		return 1;
+	int included = s->info->scope_include == 0;
+	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!id)
+			break;
+		struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_SCOPE, id, 0);
+		if (!entry)
+			continue;
+		if (entry->action == AEGIS_SCOPE_EXEMPT)
+			return 0;
+		included = 1;
+	}
+	return included;
+}
+
+/*
+ * Connected UDP-Lite is the only UDP-Lite path the sendmsg hooks miss: a datagram sent to an explicit
+ * address (not the peer) was decided there already.
+ */
+static __always_inline int udplite_decided_elsewhere(const struct bpf_sock *sk, const struct packet_dest *d,
+						     __u32 family)
+{
+	if (sk->state != BPF_TCP_ESTABLISHED_)
+		return 1;
+	__u32 dest[4]; /* the key's address is not 4-byte aligned */
+	__builtin_memcpy(dest, d->key.addr, 16);
+	if (family == AF_INET_)
+		return (d->key.space & 0xff) != AEGIS_FAMILY_IPV4 || sk->dst_ip4 != dest[0];
+	__u32 peer[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+	if ((d->key.space & 0xff) == AEGIS_FAMILY_IPV4)
+		return peer[3] != dest[0]; /* a mapped or compatible peer, sent as IPv4 */
+	return peer[0] != dest[0] || peer[1] != dest[1] || peer[2] != dest[2] || peer[3] != dest[3];
+}
+
+SEC("cgroup_skb/egress")
+int aegis_skb_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return SKB_PASS;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || !backstopped_socket(sk))
+		return SKB_PASS;
+	struct aegis_state s;
+	if (!load_state(&s))
+		return SKB_PASS;
+	struct packet_dest d = {};
+	if (!parse_outgoing(skb, &s, &d))
+		return SKB_PASS;
+	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(sk, &d, sk->family))
+		return SKB_PASS;
+	struct aegis_rule *rule = match_net(&s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, &d.key, d.dport_be);
+	if (rule && rule->action == AEGIS_ACTION_ALLOW)
+		rule = 0;
+	/*
+	 * Raw, ping and UDP-Lite packets leave in the sending task's context, but an SCTP retransmission may
+	 * leave in any task's: users entries go by the socket owner's uid, and by the current task's gid only
+	 * when that task runs as the owner.
+	 */
+	__u64 ids = current_euid_egid();
+	__u32 owner = bpf_get_socket_uid(skb);
+	if ((__u32)ids != owner)
+		ids = (__u64)NO_GID << 32 | owner;
+	if (!rule && s.info->user_rules)
+		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), ids);
+	if (!rule || !skb_in_scope(&s, skb))
+		return SKB_PASS;
+	__u32 mode = effective_mode(&s);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 pid = BPF_CORE_READ(task, tgid);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, rule->rule_id, pid, 0);
+	if (e) {
+		e->cgroup_id = bpf_skb_cgroup_id(skb);
+		e->pid = pid;
+		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+		e->uid = (__u32)ids;
+		e->gid = ids >> 32;
+		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+		e->family = d.key.space & 0xff;
+		e->protocol = d.key.protocol;
+		__builtin_memcpy(e->daddr, d.key.addr, 16);
+		e->dport = bpf_ntohs(d.dport_be);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE ? SKB_DROP : SKB_PASS;
+}
