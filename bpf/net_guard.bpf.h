@@ -119,8 +119,8 @@ static __always_inline int skb_in_scope(const struct aegis_state *s, struct __sk
  * Connected UDP-Lite is the only UDP-Lite path the sendmsg hooks miss: a datagram sent to an explicit
  * address (not the peer) was decided there already.
  */
-static __always_inline int udplite_decided_elsewhere(const struct bpf_sock *sk, const struct packet_dest *d,
-						     __u32 family)
+static __always_inline int udplite_decided_elsewhere(struct __sk_buff *skb, const struct bpf_sock *sk,
+						     const struct packet_dest *d, __u32 family)
 {
 	if (sk->state != BPF_TCP_ESTABLISHED_)
 		return 1;
@@ -128,9 +128,12 @@ static __always_inline int udplite_decided_elsewhere(const struct bpf_sock *sk, 
 	__builtin_memcpy(dest, d->key.addr, 16);
 	if (family == AF_INET_)
 		return (d->key.space & 0xff) != AEGIS_FAMILY_IPV4 || sk->dst_ip4 != dest[0];
+	/* An IPv6 socket connected to a mapped peer sends through the IPv4 path, with the sendmsg4 hook. */
+	if ((d->key.space & 0xff) == AEGIS_FAMILY_IPV4 && skb->protocol == bpf_htons(ETH_P_IP))
+		return 1;
 	__u32 peer[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
 	if ((d->key.space & 0xff) == AEGIS_FAMILY_IPV4)
-		return peer[3] != dest[0]; /* a mapped or compatible peer, sent as IPv4 */
+		return peer[3] != dest[0]; /* a compatible or NAT64 peer, matched as IPv4 */
 	return peer[0] != dest[0] || peer[1] != dest[1] || peer[2] != dest[2] || peer[3] != dest[3];
 }
 
@@ -149,7 +152,7 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	struct packet_dest d = {};
 	if (!parse_outgoing(skb, &s, &d))
 		return SKB_PASS;
-	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(sk, &d, sk->family))
+	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(skb, sk, &d, sk->family))
 		return SKB_PASS;
 	struct aegis_rule *rule = match_net(&s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, &d.key, d.dport_be);
 	if (rule && rule->action == AEGIS_ACTION_ALLOW)
