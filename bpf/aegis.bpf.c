@@ -593,42 +593,79 @@ static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s,
 }
 
 /*
- * Whether an IPv6 destination stands for the IPv4 address in its last 32 bits: IPv4-mapped
- * (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, but not :: or ::1) and a /96 NAT64 prefix of the rule set
- * (64:ff9b::a.b.c.d and the policy's own).
+ * How an IPv6 destination stands for the IPv4 address in its last 32 bits: IPV4_MAPPED (::ffff:a.b.c.d,
+ * the IPv4 address itself), IPV4_EMBEDDED (IPv4-compatible ::a.b.c.d but not :: or ::1, and a /96 NAT64
+ * prefix of the rule set: 64:ff9b::a.b.c.d and the policy's own), else 0.
  */
+#define IPV4_MAPPED 1
+#define IPV4_EMBEDDED 2
 static __always_inline int ipv4_in_ipv6(const struct aegis_state *s, const __u32 ip6[4])
 {
 	if (ip6[0] == 0 && ip6[1] == 0) {
 		if (ip6[2] == bpf_htonl(0xffff))
-			return 1;
+			return IPV4_MAPPED;
 		if (ip6[2] == 0 && bpf_ntohl(ip6[3]) > 1)
-			return 1;
+			return IPV4_EMBEDDED;
 	}
 	__u64 head = (__u64)ip6[1] << 32 | ip6[0];
-	return exact_rule(s, AEGIS_RULE_NAT64_PREFIX, head, ip6[2]) != 0;
+	return exact_rule(s, AEGIS_RULE_NAT64_PREFIX, head, ip6[2]) ? IPV4_EMBEDDED : 0;
 }
 
-/* Fills family and address, matching the IPv6 forms of an IPv4 address (ipv4_in_ipv6) as IPv4. */
-static __always_inline void set_addr6(const struct aegis_state *s, struct aegis_net_key *key, const __u32 ip6[4])
+/*
+ * Fills family and address of an IPv6 destination: the IPv4 address it stands for (ipv4_in_ipv6) is
+ * matched as IPv4. An embedded one (not ::ffff:) is an IPv6 address too: `alt` gets that view, so that an
+ * IPv6 rule covering it still applies, and 1 is returned.
+ */
+static __always_inline int set_addr6(const struct aegis_state *s, struct aegis_net_key *key, const __u32 ip6[4],
+				     struct aegis_net_key *alt)
 {
-	if (ipv4_in_ipv6(s, ip6)) {
-		key->space |= AEGIS_FAMILY_IPV4;
-		__builtin_memcpy(key->addr, &ip6[3], 4);
-		return;
+	int form = ipv4_in_ipv6(s, ip6);
+	if (!form) {
+		key->space |= AEGIS_FAMILY_IPV6;
+		__builtin_memcpy(key->addr, ip6, 16);
+		return 0;
 	}
-	key->space |= AEGIS_FAMILY_IPV6;
-	__builtin_memcpy(key->addr, ip6, 16);
+	key->space |= AEGIS_FAMILY_IPV4;
+	__builtin_memcpy(key->addr, &ip6[3], 4);
+	if (form != IPV4_EMBEDDED)
+		return 0;
+	alt->space |= AEGIS_FAMILY_IPV6;
+	alt->protocol = key->protocol;
+	__builtin_memcpy(alt->addr, ip6, 16);
+	return 1;
 }
 
-/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key`. */
+/* The deny rule the CIDR rules give `key` (most specific wins; an allow means none). */
+static __always_inline struct aegis_rule *cidr_deny(const struct aegis_state *s, struct aegis_net_key *key,
+						    __u16 port_be)
+{
+	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
+	return rule && rule->action == AEGIS_ACTION_ALLOW ? 0 : rule;
+}
+
+/*
+ * The deny rule for a destination seen as `key` and, when `has_alt` (an embedded IPv4 address), as `alt`:
+ * either view's deny applies. The view that was denied is left in `key`, for the event.
+ */
+static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_state *s, struct aegis_net_key *key,
+							   const struct aegis_net_key *alt, int has_alt, __u16 port_be)
+{
+	struct aegis_rule *rule = cidr_deny(s, key, port_be);
+	if (rule || !has_alt)
+		return rule;
+	struct aegis_net_key view = *alt;
+	rule = cidr_deny(s, &view, port_be);
+	if (rule)
+		*key = view;
+	return rule;
+}
+
+/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */
 static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
-					   struct aegis_net_key *key)
+					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
-	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
-	if (rule && rule->action == AEGIS_ACTION_ALLOW)
-		rule = 0;
+	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	if (!rule && s->info->user_rules)
 		rule = user_rule(s, bpf_ntohs(port_be));
 	if (!rule || !in_scope(s))
@@ -653,7 +690,7 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx, __u32 hook)
 	struct aegis_net_key key = { .space = AEGIS_FAMILY_IPV4, .protocol = ctx->protocol };
 	__u32 daddr = ctx->user_ip4;
 	__builtin_memcpy(key.addr, &daddr, 4);
-	return egress_decision(ctx, &s, hook, &key);
+	return egress_decision(ctx, &s, hook, &key, &key, 0);
 }
 
 static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
@@ -662,9 +699,10 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
 	if (!load_state(&s))
 		return 1;
 	struct aegis_net_key key = { .protocol = ctx->protocol };
+	struct aegis_net_key alt = {};
 	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-	set_addr6(&s, &key, ip6);
-	return egress_decision(ctx, &s, hook, &key);
+	int embedded = set_addr6(&s, &key, ip6, &alt);
+	return egress_decision(ctx, &s, hook, &key, &alt, embedded);
 }
 
 SEC("cgroup/connect4")

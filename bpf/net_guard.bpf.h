@@ -37,6 +37,8 @@ static __always_inline int backstopped_socket(const struct bpf_sock *sk)
 /* What the backstop matches of a packet: the destination key and port (0 when it has none or they are out of reach). */
 struct packet_dest {
 	struct aegis_net_key key;
+	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination (see set_addr6) */
+	int has_alt;
 	__u16 dport_be;
 };
 
@@ -61,7 +63,7 @@ static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct ae
 			return 0;
 		__u32 daddr[4];
 		__builtin_memcpy(daddr, &ip6.daddr, 16);
-		set_addr6(s, &d->key, daddr);
+		d->has_alt = set_addr6(s, &d->key, daddr, &d->alt);
 		protocol = ip6.nexthdr;
 		l4 = sizeof(ip6);
 		for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
@@ -86,6 +88,7 @@ static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct ae
 		return 0;
 	}
 	d->key.protocol = protocol;
+	d->alt.protocol = protocol;
 	/* A non-first fragment or a header cut before its ports: matched by the rules without ports. */
 	if (!fragment && carries_ports(protocol)) {
 		__u16 ports[2];
@@ -154,9 +157,7 @@ int aegis_skb_egress(struct __sk_buff *skb)
 		return SKB_PASS;
 	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(skb, sk, &d, sk->family))
 		return SKB_PASS;
-	struct aegis_rule *rule = match_net(&s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, &d.key, d.dport_be);
-	if (rule && rule->action == AEGIS_ACTION_ALLOW)
-		rule = 0;
+	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
 	/*
 	 * Raw, ping and UDP-Lite packets leave in the sending task's context, but an SCTP retransmission may
 	 * leave in any task's: users entries go by the socket owner's uid, and by the current task's gid only

@@ -96,6 +96,11 @@ export function ruleSetEntries(
     const key = { kind: RULE.FAILSAFE, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] };
     exact(key, { ruleId: rule.ruleId, action: ACTION.ALLOW, prefixLength: 0 });
   }
+  for (const prefix of set.plan.nat64Prefixes ?? []) {
+    const view = new DataView(prefix.buffer, prefix.byteOffset, 12);
+    const key = { kind: RULE.NAT64_PREFIX, a: view.getBigUint64(0, true), b: view.getUint32(8, true) };
+    exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 96 }, false);
+  }
   for (const iface of set.interfaces) {
     const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });

@@ -216,3 +216,14 @@ Deno.test("ruleSetEntries() refuses a set larger than a map before writing, nami
   const limit = ruleSetEntries(resolved({}, { files }), { rules: 10 * CAPACITY.RULES });
   assert.equal(limit.rules.count, 101, "a limit above the kernel's own is the kernel's own");
 });
+
+Deno.test("ruleSetEntries() keys a NAT64 prefix on its first 12 bytes as the hooks read them", () => {
+  const prefix = new Uint8Array([0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 1, 2, 3, 4]);
+  const { rules } = ruleSetEntries(resolved({ nat64Prefixes: [prefix] }));
+  assert.equal(rules.count, 1);
+  const key = new DataView(rules.keys.buffer, 0, AEGIS_RULE_KEY.size);
+  // a = bytes 0-7 and b = bytes 8-11, each read little-endian as the BPF side reads the address words.
+  assert.equal(key.getBigUint64(0, true), 0x9bff6400n);
+  assert.equal(key.getUint32(8, true), 0x04030201);
+  assert.equal(key.getUint32(12, true), RULE.NAT64_PREFIX);
+});

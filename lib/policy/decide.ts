@@ -100,12 +100,31 @@ function egressRule(
   event: Extract<DecisionEvent, { area: "egress" }>,
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
-  const rule = matchNet(plan.egress, packet);
-  if (rule?.action === "deny") return rule.ruleId;
+  for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
+    const rule = matchNet(plan.egress, view);
+    if (rule?.action === "deny") return rule.ruleId;
+  }
   const user = userRule(plan.egressUsers, event.uid, event.gid);
   if (!user) return undefined;
   const listed = user.ports.includes(packet.port);
   return listed === (user.portsAre === "denied") ? user.ruleId : undefined;
+}
+
+/**
+ * How egress matches a destination: an IPv6 address that embeds an IPv4 one (IPv4-compatible ::a.b.c.d but
+ * not :: or ::1, or inside a NAT64 prefix) as that IPv4 address first and as itself second; either one's
+ * deny applies. Any other address as itself (`::ffff:` is IPv4 already).
+ */
+export function egressViews(packet: Packet, nat64Prefixes: readonly Uint8Array[]): Packet[] {
+  const { addr, family } = packet.cidr;
+  if (family !== 6) return [packet];
+  const head = addr.subarray(0, 12);
+  const compatible = head.every((byte) => byte === 0) &&
+    (addr[12]! | addr[13]! | addr[14]!) + (addr[15]! > 1 ? 1 : 0) > 0;
+  const nat64 = nat64Prefixes.some((prefix) => prefix.every((byte, i) => byte === head[i]));
+  if (!compatible && !nat64) return [packet];
+  const ipv4 = { family: 4 as const, addr: addr.slice(12), prefixLength: 32 };
+  return [{ ...packet, cidr: ipv4 }, packet];
 }
 
 /** The users entry of the uid, else of the gid. */

@@ -16,6 +16,9 @@ export const PROTOCOL_NUMBER: Readonly<Record<Protocol, number>> = { tcp: 6, udp
  */
 export const PORT_PROTOCOL_NUMBERS: readonly number[] = [6, 17, 136, 132, 33];
 
+/** The well-known NAT64 prefix (RFC 6052), matched whatever the policy says. */
+export const WELL_KNOWN_NAT64 = "64:ff9b::/96";
+
 /** What the kernel's numeric rule id stands for; rule ids index `RuleSetPlan.rules`. */
 export type RuleInfo = { id: string; area: Area; action: "deny" | "allow"; path?: string };
 
@@ -64,6 +67,12 @@ export type RuleSetPlan = {
   denyMemfdExec?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
+  /**
+   * The first 12 bytes of each /96 NAT64 prefix (64:ff9b::/96 and the policy's own): an egress destination
+   * in one of them, or IPv4-compatible (::a.b.c.d), is matched both as its IPv4 address and as itself, and
+   * either one's deny applies. Absent: none.
+   */
+  nat64Prefixes?: Uint8Array[];
 };
 
 /** A plan that denies nothing: the state before any policy. */

@@ -4,8 +4,8 @@
  *
  *   packet_worker CGROUP_DIR
  *
- * It moves itself into a private network namespace where only `lo` is up (127.0.0.0/8 and ::1 are local,
- * nothing else is routed, so no packet leaves the machine), lets every group open ping sockets there
+ * It moves itself into a private network namespace (worker_netns.h: only `lo`, every address routed
+ * through it, so no packet leaves the machine), lets every group open ping sockets there
  * (net.ipv4.ping_group_range is per namespace), joins the cgroup, prints "ready" and reads one case a line:
  *
  *   KIND ADDR PORT UID              KIND: ping (ICMP or ICMPv6 datagram socket, by ADDR's family),
@@ -55,6 +55,8 @@ static void die(const char *what)
 	exit(100);
 }
 
+#include "worker_netns.h"
+
 static void write_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY);
@@ -62,22 +64,6 @@ static void write_file(const char *path, const char *text)
 		die(path);
 	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
 		die(path);
-	close(fd);
-}
-
-static void loopback_up(void)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0)
-		die("socket for ioctl");
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-		die("SIOCGIFFLAGS lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-		die("SIOCSIFFLAGS lo");
 	close(fd);
 }
 
@@ -255,9 +241,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: packet_worker CGROUP_DIR\n");
 		return 2;
 	}
-	if (unshare(CLONE_NEWNET))
-		die("unshare(CLONE_NEWNET)");
-	loopback_up();
+	private_netns();
 	write_file("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/cgroup.procs", argv[1]);

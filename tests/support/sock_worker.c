@@ -51,41 +51,7 @@ static void die(const char *what)
 	exit(100);
 }
 
-static void loopback_up(void)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0)
-		die("socket for ioctl");
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-		die("SIOCGIFFLAGS lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-		die("SIOCSIFFLAGS lo");
-	close(fd);
-}
-
-/* Default routes through lo (IPv4 and IPv6): every address is routed, and nothing leaves the namespace. */
-static void default_routes(void)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0)
-		die("socket for SIOCADDRT");
-	struct rtentry rt;
-	memset(&rt, 0, sizeof(rt));
-	((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
-	((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
-	rt.rt_flags = RTF_UP;
-	rt.rt_dev = "lo";
-	if (ioctl(fd, SIOCADDRT, &rt) < 0)
-		die("SIOCADDRT 0.0.0.0/0 dev lo");
-	close(fd);
-	/* IPv6 needs a neighbour for a route through lo: make every address local instead (ioctl cannot). */
-	if (system("ip -6 route add local ::/0 dev lo"))
-		die("ip -6 route add local ::/0 dev lo");
-}
+#include "worker_netns.h"
 
 static void join_cgroup(const char *dir)
 {
@@ -157,10 +123,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: sock_worker CGROUP_DIR\n");
 		return 2;
 	}
-	if (unshare(CLONE_NEWNET))
-		die("unshare(CLONE_NEWNET)");
-	loopback_up();
-	default_routes();
+	private_netns();
 	join_cgroup(argv[1]);
 	printf("ready\n");
 	fflush(stdout);
