@@ -7,7 +7,8 @@
  *   reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
  *   protocol and port, and dropped in enforce. Every other socket returns at once.
  * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
- *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load.
+ *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
+ *   runs for inet sockets only).
  */
 
 #define AF_INET_ 2
@@ -189,4 +190,47 @@ int aegis_skb_egress(struct __sk_buff *skb)
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE ? SKB_DROP : SKB_PASS;
+}
+
+/* ---- AF_PACKET sockets (network.egress.denyPacketSockets) ----------------- */
+
+/*
+ * The decision on creating an AF_PACKET socket of `type` in `mode` (the tracepoint passes audit): 1 when
+ * it must fail. The cgroup sock_create hook runs only for inet sockets, so the LSM hook refuses them and
+ * the tracepoint, where BPF-LSM cannot load, reports them.
+ */
+static __always_inline int packet_socket_denied(int type, int audit_only)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 0;
+	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_DENY_PACKET_SOCKETS, 0, 0);
+	if (!rule || !in_scope(&s))
+		return 0;
+	__u32 mode = audit_only ? AEGIS_MODE_AUDIT : effective_mode(&s);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_SOCKET, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->family = AEGIS_FAMILY_PACKET;
+		e->protocol = type & 0xf; /* SOCK_RAW or SOCK_DGRAM, without SOCK_NONBLOCK and SOCK_CLOEXEC */
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE;
+}
+
+SEC("lsm/socket_create")
+int BPF_PROG(aegis_socket_create, int family, int type, int protocol, int kern)
+{
+	if (family != AF_PACKET_ || kern)
+		return 0;
+	if (packet_socket_denied(type, 0))
+		return -EPERM;
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_socket")
+int aegis_tp_socket(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[0] == AF_PACKET_)
+		packet_socket_denied(ctx->args[1], 1);
+	return 0;
 }

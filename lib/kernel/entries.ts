@@ -96,6 +96,9 @@ export function ruleSetEntries(
     const key = { kind: RULE.FAILSAFE, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] };
     exact(key, { ruleId: rule.ruleId, action: ACTION.ALLOW, prefixLength: 0 });
   }
+  if (set.plan.denyPacketSockets) {
+    exact({ kind: RULE.DENY_PACKET_SOCKETS, a: 0, b: 0 }, denyValue(set.plan.denyPacketSockets.ruleId));
+  }
   for (const prefix of set.plan.nat64Prefixes ?? []) {
     const view = new DataView(prefix.buffer, prefix.byteOffset, 12);
     const key = { kind: RULE.NAT64_PREFIX, a: view.getBigUint64(0, true), b: view.getUint32(8, true) };

@@ -53,7 +53,7 @@ export type AegisEvent = {
   process?: EventProcess | { pid: number };
   file?: { path?: string; dev: number; ino: number };
   net?: {
-    /** "packet" only for net.socket (an AF_PACKET socket refused): no address, protocol "raw". */
+    /** "packet" only for net.socket (an AF_PACKET socket refused): no address, protocol "raw" or "dgram". */
     family: "ipv4" | "ipv6" | "packet";
     protocol: string;
     daddr?: string;
@@ -167,6 +167,8 @@ const PROTOCOLS: Readonly<Record<number, string>> = {
   255: "raw",
 };
 
+const SOCKET_TYPES: Readonly<Record<number, string>> = { 2: "dgram", 3: "raw" };
+
 /** Hooks whose events carry `net`. */
 const NETWORK_HOOKS: ReadonlySet<number> = new Set([
   HOOK.CONNECT,
@@ -242,8 +244,9 @@ function fileOf(raw: RawEvent, rule: RuleInfo | undefined): NonNullable<AegisEve
 }
 
 function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): NonNullable<AegisEvent["net"]> {
+  // A refused AF_PACKET socket: the kernel reports its type (SOCK_RAW 3, SOCK_DGRAM 2) as the protocol.
   if (type === "net.socket") {
-    return { family: "packet", protocol: PROTOCOLS[raw.protocol] ?? String(raw.protocol) };
+    return { family: "packet", protocol: SOCKET_TYPES[raw.protocol] ?? String(raw.protocol) };
   }
   const family = raw.family === FAMILY.IPV6 ? "ipv6" : "ipv4";
   const net: NonNullable<AegisEvent["net"]> = {

@@ -1,6 +1,12 @@
 import { BpfError, BpfLink, type BpfObject, closeFd, openDirectory } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
-import { type AreaStatus, CGROUP_PROGRAMS, FILE_AUDIT_PROGRAMS, LSM_PROGRAMS } from "./load.ts";
+import {
+  type AreaStatus,
+  CGROUP_PROGRAMS,
+  FILE_AUDIT_PROGRAMS,
+  LSM_PROGRAMS,
+  PACKET_SOCKET_PROGRAMS,
+} from "./load.ts";
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
@@ -47,7 +53,13 @@ export class PlaneLinks {
     if (areas.has("exec")) {
       programs.push(status.exec.mode === "enforce" ? PROGRAMS.exec : PROGRAMS.execAudit);
     }
-    if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
+    if (areas.has("egress")) {
+      // The LSM hook where it was loaded (BPF-LSM works here), else the reporting tracepoint.
+      const lsm = this.#object.program(PACKET_SOCKET_PROGRAMS.lsm).fd >= 0;
+      programs.push(lsm ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit);
+    }
+    const lsmOnly = [...LSM_PROGRAMS, PACKET_SOCKET_PROGRAMS.lsm];
+    if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     for (const program of programs) {
       this.#attach(program, program, () => this.#object.program(program).attach());
     }

@@ -13,6 +13,8 @@ export const PROGRAMS = {
   sendmsg4: "aegis_sendmsg4",
   sendmsg6: "aegis_sendmsg6",
   packetEgress: "aegis_skb_egress",
+  packetSocket: "aegis_socket_create",
+  packetSocketAudit: "aegis_tp_socket",
   bind4: "aegis_bind4",
   bind6: "aegis_bind6",
   ingress: "aegis_xdp",
