@@ -142,6 +142,7 @@ const volatile struct {
 	struct aegis_gen_info gen_info;
 	struct aegis_session_key session_key;
 	struct aegis_session session;
+	struct aegis_conn conn;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;

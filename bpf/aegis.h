@@ -241,4 +241,24 @@ struct aegis_event {
 };
 _Static_assert(sizeof(struct aegis_event) == 120, "aegis_event size");
 
+/*
+ * Network bypasses (net_guard.bpf.h): one record of the connection sweep, written by the socket
+ * iterators to their seq_file for each TCP or connected UDP socket whose destination the active rules
+ * deny, in scope.
+ */
+struct aegis_conn {
+	__u64 cgroup_id;
+	__u32 rule_id;
+	__u32 uid;    /* the socket's owner */
+	__u16 dport;  /* host order */
+	__u16 sport;  /* host order */
+	__u8 family;  /* AEGIS_FAMILY_*: the view of the address that was denied */
+	__u8 protocol;
+	__u8 closed;  /* 1: bpf_sock_destroy closed it (6.5+, enforce) */
+	__u8 gen;
+	__u8 daddr[16];
+	__u8 saddr[16];
+};
+_Static_assert(sizeof(struct aegis_conn) == 56, "aegis_conn size");
+
 #endif /* AEGIS_H */

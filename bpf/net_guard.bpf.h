@@ -234,3 +234,108 @@ int aegis_tp_socket(struct trace_event_raw_sys_enter *ctx)
 		packet_socket_denied(ctx->args[1], 1);
 	return 0;
 }
+
+/* ---- connections made before apply ------------------------------------------ */
+
+#define TCP_ESTABLISHED_ 1
+#define TCP_SYN_SENT_ 2
+#define TCP_TIME_WAIT_ 6
+#define TCP_CLOSE_ 7
+#define TCP_LISTEN_ 10
+#define TCP_NEW_SYN_RECV_ 12
+
+/* 6.5+: closes a socket from a socket iterator. Weak: absent on older kernels, which then only list. */
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
+
+/* in_scope() for a socket: its cgroup and every ancestor, walked up from the socket's own. */
+static __always_inline int sock_in_scope(const struct aegis_state *s, struct sock *sk, __u64 *cgroup_id)
+{
+	struct cgroup *cgroup = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	*cgroup_id = cgroup ? BPF_CORE_READ(cgroup, kn, id) : 0;
+	if (!s->info->scope_include && !s->info->scope_exempt)
+		return 1;
+	int included = s->info->scope_include == 0;
+	for (int level = 0; level < MAX_CGROUP_DEPTH && cgroup; level++) {
+		struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_SCOPE, BPF_CORE_READ(cgroup, kn, id), 0);
+		if (entry) {
+			if (entry->action == AEGIS_SCOPE_EXEMPT)
+				return 0;
+			included = 1;
+		}
+		struct cgroup_subsys_state *parent = BPF_CORE_READ(cgroup, self.parent);
+		cgroup = parent ? BPF_CORE_READ(parent, cgroup) : 0;
+	}
+	return included;
+}
+
+/*
+ * One socket of the sweep: when the active rules deny its destination (a CIDR deny, else the owner's uid
+ * entry) in scope, it is written to the iterator's output, and closed in enforce where the kernel can.
+ */
+static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return;
+	struct packet_dest d = {};
+	__u16 family = BPF_CORE_READ(skc, skc_family);
+	struct aegis_conn conn = { .protocol = protocol, .uid = uid, .gen = s.gen };
+	d.key.protocol = protocol;
+	d.alt.protocol = protocol;
+	if (family == AF_INET_) {
+		__u32 daddr = BPF_CORE_READ(skc, skc_daddr);
+		__u32 saddr = BPF_CORE_READ(skc, skc_rcv_saddr);
+		d.key.space = AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(d.key.addr, &daddr, 4);
+		__builtin_memcpy(conn.saddr, &saddr, 4);
+	} else if (family == AF_INET6_) {
+		__u32 daddr[4];
+		BPF_CORE_READ_INTO(&daddr, skc, skc_v6_daddr.in6_u.u6_addr32);
+		BPF_CORE_READ_INTO(&conn.saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		d.has_alt = set_addr6(&s, &d.key, daddr, &d.alt);
+	} else {
+		return;
+	}
+	d.dport_be = BPF_CORE_READ(skc, skc_dport);
+	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule && s.info->user_rules)
+		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
+	if (!rule || !sock_in_scope(&s, (struct sock *)skc, &conn.cgroup_id))
+		return;
+	conn.rule_id = rule->rule_id;
+	conn.family = d.key.space & 0xff;
+	__builtin_memcpy(conn.daddr, d.key.addr, 16);
+	conn.dport = bpf_ntohs(d.dport_be);
+	conn.sport = BPF_CORE_READ(skc, skc_num);
+	if (effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
+		conn.closed = bpf_sock_destroy(skc) == 0;
+	bpf_seq_write(seq, &conn, sizeof(conn));
+}
+
+SEC("iter/tcp")
+int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	__u8 state = BPF_CORE_READ(skc, skc_state);
+	/* Connections that can carry data: not listeners, nor time-wait and request minisocks (no full socket). */
+	if (state == TCP_LISTEN_ || state == TCP_TIME_WAIT_ || state == TCP_NEW_SYN_RECV_ || state == TCP_CLOSE_)
+		return 0;
+	sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid);
+	return 0;
+}
+
+SEC("iter/udp")
+int aegis_sweep_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *udp = ctx->udp_sk;
+	if (!udp)
+		return 0;
+	struct sock_common *skc = &udp->inet.sk.__sk_common;
+	/* Connected sockets only: an unconnected one names its destination at each sendmsg, which is hooked. */
+	if (BPF_CORE_READ(skc, skc_state) != TCP_ESTABLISHED_)
+		return 0;
+	sweep_socket(ctx->meta->seq, skc, BPF_CORE_READ(&udp->inet.sk, sk_protocol), ctx->uid);
+	return 0;
+}

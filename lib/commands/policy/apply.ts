@@ -7,7 +7,14 @@ import { appliedPolicy } from "../../policy/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { readVersionCounter } from "../../policy/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
-import { checkLockout, diffLines, summaryLine, summaryOf } from "./_apply.ts";
+import {
+  checkLockout,
+  connectionLines,
+  connectionsJson,
+  diffLines,
+  summaryLine,
+  summaryOf,
+} from "./_apply.ts";
 
 export const policyApply = defineCommand({
   name: "apply",
@@ -78,7 +85,7 @@ export const policyApply = defineCommand({
           `counter ${counter} (a newer bundle was applied meanwhile)`,
       );
     }
-    const { entry, generation } = await applyPolicy({
+    const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
       input,
@@ -88,7 +95,11 @@ export const policyApply = defineCommand({
       warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
-    ctx.stdout.line(flags.json ? JSON.stringify(done) : summaryLine("applied", done));
+    if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
+    else {
+      ctx.stdout.line(summaryLine("applied", done));
+      for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+    }
     return 0;
   },
 });

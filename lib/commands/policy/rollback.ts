@@ -4,7 +4,7 @@ import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/appl
 import { checkInput, readApplyConfig } from "../../policy/apply_source.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { findEntry, listHistory, previousEntry, readEntryContent } from "../../policy/history.ts";
-import { checkLockout, summaryLine, summaryOf } from "./_apply.ts";
+import { checkLockout, connectionLines, connectionsJson, summaryLine, summaryOf } from "./_apply.ts";
 
 export const policyRollback = defineCommand({
   name: "rollback",
@@ -52,7 +52,7 @@ export const policyRollback = defineCommand({
     const input = { ...checked, source: target.source };
     const plan = compilePolicy(input.parsed.policy);
     await checkLockout(ctx, input, flags.force === true);
-    const { entry, generation } = await applyPolicy({
+    const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
       input,
@@ -63,11 +63,12 @@ export const policyRollback = defineCommand({
       warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
-    ctx.stdout.line(
-      flags.json
-        ? JSON.stringify({ ...done, restoredSeq: target.seq })
-        : summaryLine(`rolled back to entry ${target.seq}:`, done),
-    );
+    if (flags.json) {
+      ctx.stdout.line(JSON.stringify({ ...done, restoredSeq: target.seq, ...connectionsJson(connections) }));
+    } else {
+      ctx.stdout.line(summaryLine(`rolled back to entry ${target.seq}:`, done));
+      for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+    }
     return 0;
   },
 });
