@@ -2,8 +2,10 @@
  * Data-plane benchmarks (root): figures as ratios against a baseline taken in the same run.
  *   1. socket+connect+close with the egress hooks and 10,000 non-matching CIDR rules, against the same
  *      loop in a sibling cgroup without hooks (interleaved rounds, medians), TCP and UDP;
- *   2. writing 100,000 egress rules into the inactive generation with batch updates, and a whole apply.
- * Usage: deno task bench [--rounds N] [--iterations N]
+ *   2. TCP throughput through loopback in a cgroup under the packet backstop (cgroup_skb/egress, which
+ *      returns at once for TCP) against a sibling cgroup without it (interleaved rounds, medians);
+ *   3. writing 100,000 egress rules into the inactive generation with batch updates, and a whole apply.
+ * Usage: deno task bench [--rounds N] [--iterations N] [--stream-mib N]
  */
 import { parseArgs } from "node:util";
 import { ruleSetEntries } from "../lib/kernel/entries.ts";
@@ -14,14 +16,20 @@ import { drain, withPlane } from "../tests/support/plane.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { rounds: { type: "string", default: "7" }, iterations: { type: "string", default: "20000" } },
+  options: {
+    rounds: { type: "string", default: "7" },
+    iterations: { type: "string", default: "20000" },
+    "stream-mib": { type: "string", default: "512" },
+  },
 });
 const rounds = Number(values.rounds);
 const iterations = Number(values.iterations);
+const streamBytes = Number(values["stream-mib"]) * 2 ** 20;
 
-async function buildLoop(): Promise<string> {
-  const out = `${Deno.makeTempDirSync({ prefix: "aegisbpf-bench-" })}/connect_loop`;
-  const source = new URL("./connect_loop.c", import.meta.url).pathname;
+/** Compiles bench/NAME.c into `dir`; returns the binary's path. */
+async function build(dir: string, name: string): Promise<string> {
+  const out = `${dir}/${name}`;
+  const source = new URL(`./${name}.c`, import.meta.url).pathname;
   const result = await new Deno.Command("clang", { args: ["-O2", "-o", out, source], stderr: "piped" })
     .output();
   if (!result.success) throw new Error(`clang failed: ${new TextDecoder().decode(result.stderr)}`);
@@ -76,6 +84,46 @@ async function programStats(
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/**
+ * TCP throughput (sender and receiver in the same cgroup, so data and ACKs both pass the egress program)
+ * with and without the packet backstop: the issue's "TCP pays nothing measurable" as a same-run ratio.
+ */
+async function streamBench(stream: string): Promise<void> {
+  const plain = TestCgroup.create();
+  try {
+    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup: hooked, bpffs }) => {
+      await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: rules(10_000) }));
+      const run = async (cgroup: TestCgroup) => {
+        const result = await cgroup.runBash(`exec '${stream}' ${streamBytes}`);
+        const ns = Number(result.stdout);
+        if (result.code !== 0 || !(ns > 0)) throw new Error(`tcp stream failed: ${result.stderr}`);
+        return streamBytes / ns; // GB/s
+      };
+      await run(plain); // warm-up
+      await run(hooked);
+      const base: number[] = [];
+      const withBackstop: number[] = [];
+      for (let i = 0; i < rounds; i++) {
+        base.push(await run(plain));
+        withBackstop.push(await run(hooked));
+      }
+      const ratios = base.map((rate, i) => withBackstop[i]! / rate);
+      // The program's own cost in one more round, apart: the kernel's accounting slows every run it counts.
+      const stats = await programStats(`${bpffs.path}/aegisbpf/progs/aegis_skb_egress`);
+      await run(hooked);
+      const program = await stats.read();
+      console.log(
+        `tcp throughput over loopback: baseline ${median(base).toFixed(2)} GB/s, under the packet backstop ` +
+          `${median(withBackstop).toFixed(2)} GB/s; median per-round ratio ${median(ratios).toFixed(3)}x ` +
+          `(${rounds} interleaved rounds x ${streamBytes / 2 ** 20} MiB); skb_egress program ` +
+          `${program.nsPerRun.toFixed(0)} ns per run over ${program.runs} packets`,
+      );
+    });
+  } finally {
+    plain.remove();
+  }
 }
 
 async function connectBench(loop: string): Promise<void> {
@@ -157,10 +205,11 @@ async function writeBench(): Promise<void> {
   });
 }
 
-const loop = await buildLoop();
+const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-bench-" });
 try {
-  await connectBench(loop);
+  await connectBench(await build(dir, "connect_loop"));
+  await streamBench(await build(dir, "tcp_stream"));
   await writeBench();
 } finally {
-  Deno.removeSync(loop.slice(0, loop.lastIndexOf("/")), { recursive: true });
+  Deno.removeSync(dir, { recursive: true });
 }

@@ -18,6 +18,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
+#define IPPROTO_DCCP_ 33
+#define IPPROTO_SCTP_ 132
+#define IPPROTO_UDPLITE_ 136
 #define NET_KEY_FULL_PREFIX (32 + 8 + 16 + 128)
 #define SESSION_KEY_FULL_PREFIX (32 + 16 + 16 + 128)
 #define MAX_CGROUP_DEPTH 32
@@ -141,6 +144,7 @@ const volatile struct {
 	struct aegis_session session;
 	struct aegis_inode_key inode_key;
 	struct aegis_inherit inherit;
+	struct aegis_conn conn;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;
@@ -582,9 +586,8 @@ static __always_inline struct aegis_rule *match_net(const struct aegis_state *s,
  * its effective uid's entry, else its effective gid's; an allowlist denies
  * every port it does not list, a denylist the ports it lists.
  */
-static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s, __u16 port)
+static __always_inline struct aegis_rule *user_rule_of(const struct aegis_state *s, __u16 port, __u64 ids)
 {
-	__u64 ids = current_euid_egid();
 	__u32 id = (__u32)ids;
 	__u32 port_kind = AEGIS_RULE_USER_UID_PORT;
 	struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_USER_UID, 0, id);
@@ -601,26 +604,86 @@ static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s,
 	return listed ? entry : 0;
 }
 
-/* Fills family and address, matching IPv4-mapped IPv6 (::ffff:a.b.c.d) as IPv4. */
-static __always_inline void set_addr6(struct aegis_net_key *key, const __u32 ip6[4])
+/* user_rule_of() for the current task's effective ids. */
+static __always_inline struct aegis_rule *user_rule(const struct aegis_state *s, __u16 port)
 {
-	if (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0xffff)) {
-		key->space |= AEGIS_FAMILY_IPV4;
-		__builtin_memcpy(key->addr, &ip6[3], 4);
-		return;
-	}
-	key->space |= AEGIS_FAMILY_IPV6;
-	__builtin_memcpy(key->addr, ip6, 16);
+	return user_rule_of(s, port, current_euid_egid());
 }
 
-/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key`. */
+/*
+ * How an IPv6 destination stands for the IPv4 address in its last 32 bits: IPV4_MAPPED (::ffff:a.b.c.d,
+ * the IPv4 address itself), IPV4_EMBEDDED (IPv4-compatible ::a.b.c.d but not :: or ::1, and a /96 NAT64
+ * prefix of the rule set: 64:ff9b::a.b.c.d and the policy's own), else 0.
+ */
+#define IPV4_MAPPED 1
+#define IPV4_EMBEDDED 2
+static __always_inline int ipv4_in_ipv6(const struct aegis_state *s, const __u32 ip6[4])
+{
+	if (ip6[0] == 0 && ip6[1] == 0) {
+		if (ip6[2] == bpf_htonl(0xffff))
+			return IPV4_MAPPED;
+		if (ip6[2] == 0 && bpf_ntohl(ip6[3]) > 1)
+			return IPV4_EMBEDDED;
+	}
+	__u64 head = (__u64)ip6[1] << 32 | ip6[0];
+	return exact_rule(s, AEGIS_RULE_NAT64_PREFIX, head, ip6[2]) ? IPV4_EMBEDDED : 0;
+}
+
+/*
+ * Fills family and address of an IPv6 destination: the IPv4 address it stands for (ipv4_in_ipv6) is
+ * matched as IPv4. An embedded one (not ::ffff:) is an IPv6 address too: `alt` gets that view, so that an
+ * IPv6 rule covering it still applies, and 1 is returned.
+ */
+static __always_inline int set_addr6(const struct aegis_state *s, struct aegis_net_key *key, const __u32 ip6[4],
+				     struct aegis_net_key *alt)
+{
+	int form = ipv4_in_ipv6(s, ip6);
+	if (!form) {
+		key->space |= AEGIS_FAMILY_IPV6;
+		__builtin_memcpy(key->addr, ip6, 16);
+		return 0;
+	}
+	key->space |= AEGIS_FAMILY_IPV4;
+	__builtin_memcpy(key->addr, &ip6[3], 4);
+	if (form != IPV4_EMBEDDED)
+		return 0;
+	alt->space |= AEGIS_FAMILY_IPV6;
+	alt->protocol = key->protocol;
+	__builtin_memcpy(alt->addr, ip6, 16);
+	return 1;
+}
+
+/* The deny rule the CIDR rules give `key` (most specific wins; an allow means none). */
+static __always_inline struct aegis_rule *cidr_deny(const struct aegis_state *s, struct aegis_net_key *key,
+						    __u16 port_be)
+{
+	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
+	return rule && rule->action == AEGIS_ACTION_ALLOW ? 0 : rule;
+}
+
+/*
+ * The deny rule for a destination seen as `key` and, when `has_alt` (an embedded IPv4 address), as `alt`:
+ * either view's deny applies. The view that was denied is left in `key`, for the event.
+ */
+static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_state *s, struct aegis_net_key *key,
+							   const struct aegis_net_key *alt, int has_alt, __u16 port_be)
+{
+	struct aegis_rule *rule = cidr_deny(s, key, port_be);
+	if (rule || !has_alt)
+		return rule;
+	struct aegis_net_key view = *alt;
+	rule = cidr_deny(s, &view, port_be);
+	if (rule)
+		*key = view;
+	return rule;
+}
+
+/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */
 static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
-					   struct aegis_net_key *key)
+					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
-	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
-	if (rule && rule->action == AEGIS_ACTION_ALLOW)
-		rule = 0;
+	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	if (!rule && s->info->user_rules)
 		rule = user_rule(s, bpf_ntohs(port_be));
 	if (!rule || !in_scope(s))
@@ -645,7 +708,7 @@ static __always_inline int egress4(struct bpf_sock_addr *ctx, __u32 hook)
 	struct aegis_net_key key = { .space = AEGIS_FAMILY_IPV4, .protocol = ctx->protocol };
 	__u32 daddr = ctx->user_ip4;
 	__builtin_memcpy(key.addr, &daddr, 4);
-	return egress_decision(ctx, &s, hook, &key);
+	return egress_decision(ctx, &s, hook, &key, &key, 0);
 }
 
 static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
@@ -654,9 +717,10 @@ static __always_inline int egress6(struct bpf_sock_addr *ctx, __u32 hook)
 	if (!load_state(&s))
 		return 1;
 	struct aegis_net_key key = { .protocol = ctx->protocol };
+	struct aegis_net_key alt = {};
 	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-	set_addr6(&key, ip6);
-	return egress_decision(ctx, &s, hook, &key);
+	int embedded = set_addr6(&s, &key, ip6, &alt);
+	return egress_decision(ctx, &s, hook, &key, &alt, embedded);
 }
 
 SEC("cgroup/connect4")
@@ -739,7 +803,14 @@ struct aegis_packet {
 	__u8 neighbour; /* IPv6 neighbour discovery or multicast listener message, as RFC 4861 / 2710 send them */
 } __attribute__((aligned(8)));
 
-/* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and TCP or UDP ports: PACKET_*. */
+/* Protocols whose header starts with the source and destination port: TCP, UDP, UDP-Lite, SCTP, DCCP. */
+static __always_inline int carries_ports(__u8 protocol)
+{
+	return protocol == IPPROTO_TCP_ || protocol == IPPROTO_UDP_ || protocol == IPPROTO_UDPLITE_ ||
+	       protocol == IPPROTO_SCTP_ || protocol == IPPROTO_DCCP_;
+}
+
+/* Parses Ethernet (with up to two VLAN tags), IPv4 or IPv6, and the ports of carries_ports(): PACKET_*. */
 static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -832,10 +903,11 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct aegis_packet 
 		source[0] = source[3];
 		source[1] = source[2] = source[3] = 0;
 	}
-	if (!fragment && (p->protocol == IPPROTO_TCP_ || p->protocol == IPPROTO_UDP_)) {
+	if (!fragment && carries_ports(p->protocol)) {
 		__u16 *ports = l4;
+		/* A (first) fragment cut before its ports must not pass as a packet without ports. */
 		if ((void *)(ports + 2) > data_end)
-			return PACKET_PARSED;
+			return PACKET_UNPARSED;
 		p->sport_be = ports[0];
 		p->dport_be = ports[1];
 	}
@@ -931,3 +1003,6 @@ refuse:;
 /* ---- file guard ---------------------------------------------------------- */
 
 #include "file_guard.bpf.h"
+
+/* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
+#include "net_guard.bpf.h"

@@ -27,7 +27,10 @@ enum aegis_hook {
 	AEGIS_HOOK_INGRESS = 5,
 	/* file guard (bpf/file_guard.bpf.h) */
 	AEGIS_HOOK_SCOPE = 6, /* a task in scope moving a task out of it (cgroup.procs, cgroup.threads, clone3) */
-	AEGIS_HOOK_COUNT = 7,
+	/* net_guard.bpf.h (network bypasses): */
+	AEGIS_HOOK_PACKET = 7, /* an outgoing packet of a raw, ping, SCTP or connected UDP-Lite socket */
+	AEGIS_HOOK_SOCKET = 8, /* creating a socket (AF_PACKET with network.egress.denyPacketSockets) */
+	AEGIS_HOOK_COUNT = 9,
 };
 
 /*
@@ -44,7 +47,11 @@ enum aegis_counter {
 	AEGIS_COUNTER_SLOTS = AEGIS_HOOK_COUNT * 2 + 2,
 };
 
-enum aegis_family { AEGIS_FAMILY_IPV4 = 4, AEGIS_FAMILY_IPV6 = 6 };
+enum aegis_family {
+	AEGIS_FAMILY_IPV4 = 4,
+	AEGIS_FAMILY_IPV6 = 6,
+	AEGIS_FAMILY_PACKET = 17, /* AF_PACKET: net.socket events; no address */
+};
 
 /* Values of a scope entry (its rule's `action` field). */
 enum aegis_scope { AEGIS_SCOPE_INCLUDE = 1, AEGIS_SCOPE_EXEMPT = 2 };
@@ -99,6 +106,9 @@ enum aegis_rule_kind {
 	AEGIS_RULE_BIND = 8,          /* a = port, b = protocol */
 	AEGIS_RULE_FAILSAFE = 9,      /* a = port, b = protocol */
 	AEGIS_RULE_IFACE = 10,        /* b = ifindex; action = default, rule_id = rule of default drops */
+	/* Network bypasses (net_guard.bpf.h): policy-level switches and prefixes, kinds 16..31. */
+	AEGIS_RULE_NAT64_PREFIX = 16, /* a = bytes 0-7, b = bytes 8-11 of a /96 NAT64 prefix (memory order) */
+	AEGIS_RULE_DENY_PACKET_SOCKETS = 17, /* present: AF_PACKET sockets refused in scope; rule_id reports */
 	/* File guard switches (bpf/file_guard.bpf.h): one entry each, a = b = 0, present when on. */
 	AEGIS_RULE_MEMFD_EXEC = 32,  /* exec.denyMemfd: no exec of a file that lives only in memory */
 	AEGIS_RULE_SCOPE_GUARD = 33, /* present with a scope: tasks in scope cannot move out of it */
@@ -263,5 +273,25 @@ struct aegis_event {
 	char comm[AEGIS_COMM_LEN];
 };
 _Static_assert(sizeof(struct aegis_event) == 120, "aegis_event size");
+
+/*
+ * Network bypasses (net_guard.bpf.h): one record of the connection sweep, written by the socket
+ * iterators to their seq_file for each TCP or connected UDP socket whose destination the active rules
+ * deny, in scope.
+ */
+struct aegis_conn {
+	__u64 cgroup_id;
+	__u32 rule_id;
+	__u32 uid;    /* the socket's owner */
+	__u16 dport;  /* host order */
+	__u16 sport;  /* host order */
+	__u8 family;  /* AEGIS_FAMILY_*: the view of the address that was denied */
+	__u8 protocol;
+	__u8 closed;  /* 1: bpf_sock_destroy closed it (6.5+, enforce) */
+	__u8 gen;
+	__u8 daddr[16];
+	__u8 saddr[16];
+};
+_Static_assert(sizeof(struct aegis_conn) == 56, "aegis_conn size");
 
 #endif /* AEGIS_H */

@@ -21,12 +21,15 @@ export const HOOK = {
   INGRESS: 5,
   // file guard
   SCOPE: 6,
-  COUNT: 7,
+  // network bypasses
+  PACKET: 7,
+  SOCKET: 8,
+  COUNT: 9,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 14, EVENTS_SUPPRESSED: 15, SLOTS: 16 } as const;
+export const COUNTER = { EVENTS_LOST: 18, EVENTS_SUPPRESSED: 19, SLOTS: 20 } as const;
 
-export const FAMILY = { IPV4: 4, IPV6: 6 } as const;
+export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17 } as const;
 
 export const SCOPE = { INCLUDE: 1, EXEMPT: 2 } as const;
 
@@ -61,6 +64,8 @@ export const RULE = {
   BIND: 8,
   FAILSAFE: 9,
   IFACE: 10,
+  NAT64_PREFIX: 16,
+  DENY_PACKET_SOCKETS: 17,
   // file guard switches
   MEMFD_EXEC: 32,
   SCOPE_GUARD: 33,
@@ -107,7 +112,19 @@ export const HOOK_EVENT_TYPES = [
   "net.bind",
   "net.ingress",
   "scope.escape",
+  "net.packet",
+  "net.socket",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
-export const HOOK_NAMES = ["file_open", "exec", "connect", "sendmsg", "bind", "ingress", "scope"] as const;
+export const HOOK_NAMES = [
+  "file_open",
+  "exec",
+  "connect",
+  "sendmsg",
+  "bind",
+  "ingress",
+  "scope",
+  "packet",
+  "socket",
+] as const;

@@ -85,6 +85,21 @@ export const AEGIS_INHERIT = struct("aegis_inherit", 16, {
   generation: { offset: 12, size: 4 },
 });
 
+/** A record of the connection sweep (net_guard.bpf.h). */
+export const AEGIS_CONN = struct("aegis_conn", 56, {
+  cgroup_id: { offset: 0, size: 8 },
+  rule_id: { offset: 8, size: 4 },
+  uid: { offset: 12, size: 4 },
+  dport: { offset: 16, size: 2 },
+  sport: { offset: 18, size: 2 },
+  family: { offset: 20, size: 1 },
+  protocol: { offset: 21, size: 1 },
+  closed: { offset: 22, size: 1 },
+  gen: { offset: 23, size: 1 },
+  daddr: { offset: 24, size: 16 },
+  saddr: { offset: 40, size: 16 },
+});
+
 /** Every mirrored struct, for the BTF comparison test. */
 export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_GEN_INFO,
@@ -98,6 +113,7 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_INODE_KEY,
   AEGIS_INHERIT,
   AEGIS_EVENT,
+  AEGIS_CONN,
 ];
 
 /**
@@ -381,4 +397,47 @@ export function decodeSession(bytes: Uint8Array): { expiresBootNs: bigint; sessi
     expiresBootNs: view.getBigUint64(AEGIS_SESSION.fields.expires_boot_ns.offset, true),
     sessionId: view.getUint32(AEGIS_SESSION.fields.session_id.offset, true),
   };
+}
+
+export type ConnRecord = {
+  cgroupId: bigint;
+  ruleId: number;
+  uid: number;
+  dport: number;
+  sport: number;
+  family: number;
+  protocol: number;
+  closed: boolean;
+  gen: number;
+  daddr: Uint8Array;
+  saddr: Uint8Array;
+};
+
+/** The records of one sweep's output, back to back; a trailing partial record is an error. */
+export function decodeConnRecords(bytes: Uint8Array): ConnRecord[] {
+  if (bytes.length % AEGIS_CONN.size !== 0) {
+    throw new RangeError(
+      `Connection sweep output of ${bytes.length} bytes is not whole ${AEGIS_CONN.size}-byte records`,
+    );
+  }
+  const f = AEGIS_CONN.fields;
+  const records: ConnRecord[] = [];
+  for (let offset = 0; offset < bytes.length; offset += AEGIS_CONN.size) {
+    const record = bytes.subarray(offset, offset + AEGIS_CONN.size);
+    const view = reader(record);
+    records.push({
+      cgroupId: view.getBigUint64(f.cgroup_id.offset, true),
+      ruleId: view.getUint32(f.rule_id.offset, true),
+      uid: view.getUint32(f.uid.offset, true),
+      dport: view.getUint16(f.dport.offset, true),
+      sport: view.getUint16(f.sport.offset, true),
+      family: record[f.family.offset]!,
+      protocol: record[f.protocol.offset]!,
+      closed: record[f.closed.offset] === 1,
+      gen: record[f.gen.offset]!,
+      daddr: record.slice(f.daddr.offset, f.daddr.offset + 16),
+      saddr: record.slice(f.saddr.offset, f.saddr.offset + 16),
+    });
+  }
+  return records;
 }

@@ -89,7 +89,7 @@ export function eventText(event: AnyEvent): string {
   return `${ts} ${type} ${mode}${pairText(pairs)}`;
 }
 
-function hostPort(address: string, family: "ipv4" | "ipv6"): string {
+function hostPort(address: string, family: string): string {
   return family === "ipv6" ? `[${address}]` : address;
 }
 

@@ -5,6 +5,7 @@
  * `lib/policy/apply_state.ts`. Callers hold the state lock.
  */
 
+import { type ConnectionSweep, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
@@ -100,7 +101,11 @@ export type ApplyRequest = PlaneLocation & {
   warn: (message: string) => void;
 };
 
-export type ApplyResult = { entry: HistoryEntry; generation: number };
+/**
+ * `connections`: for a policy with egress rules, the TCP and connected UDP sockets made before the apply
+ * whose destination it denies: closed where the kernel can (enforce, 6.5+), else still open.
+ */
+export type ApplyResult = { entry: HistoryEntry; generation: number; connections?: ConnectionSweep };
 
 /**
  * Resolves the plan's names and opens the data plane first: a name that does not resolve (exit 2) or an
@@ -155,7 +160,8 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const entry = setOutcome(stateDir, pending.seq, request.outcome);
   if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
   clearApplyIntent(stateDir);
-  return { entry, generation };
+  const connections = sweepAfterApply(plane, plan, request.warn);
+  return { entry, generation, ...connections && { connections } };
 }
 
 /**
@@ -217,6 +223,24 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
     inodes: [...inodes("file", plan.files, resolved.files), ...inodes("exec", plan.exec, resolved.exec)],
     recursive: [...recursive("file", plan.files), ...recursive("exec", plan.exec)],
   };
+}
+
+/**
+ * Connections made before the apply to what it now denies: the sweep runs once the new rules are live.
+ * The policy is applied whatever happens here, so a failed sweep is a warning, not a failed apply.
+ */
+function sweepAfterApply(
+  plane: DataPlane,
+  plan: RuleSetPlan,
+  warn: (message: string) => void,
+): ConnectionSweep | undefined {
+  if (!planAreas(plan).includes("egress")) return undefined;
+  try {
+    return sweepConnections(plane.pinDir);
+  } catch (error) {
+    warn(`the policy is applied, but connections made before it could not be checked: ${error}`);
+    return undefined;
+  }
 }
 
 function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {

@@ -14,6 +14,8 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   bind: (name) => name === PROGRAMS.bind4 || name === PROGRAMS.bind6,
   ingress: (name) => name.startsWith(`${PROGRAMS.ingress}@`),
   scope: (name) => name === PROGRAMS.scopeGuard,
+  packet: (name) => name === PROGRAMS.packetEgress,
+  socket: (name) => name === PROGRAMS.packetSocket || name === PROGRAMS.packetSocketAudit,
 };
 
 export const status = defineCommand({

@@ -16,7 +16,7 @@ import {
   writeRuleKey,
 } from "../../ffi/mod.ts";
 import { networkOf, unmapIpv4 } from "../policy/cidr.ts";
-import { type NetRule, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
+import { type NetRule, PORT_PROTOCOL_NUMBERS, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
 
 /** A plan with names resolved to what the kernel keys on. */
 export type ResolvedRuleSet = {
@@ -106,6 +106,14 @@ export function ruleSetEntries(
     const key = { kind: RULE.FAILSAFE, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] };
     exact(key, { ruleId: rule.ruleId, action: ACTION.ALLOW, prefixLength: 0 });
   }
+  if (set.plan.denyPacketSockets) {
+    exact({ kind: RULE.DENY_PACKET_SOCKETS, a: 0, b: 0 }, denyValue(set.plan.denyPacketSockets.ruleId));
+  }
+  for (const prefix of set.plan.nat64Prefixes ?? []) {
+    const view = new DataView(prefix.buffer, prefix.byteOffset, 12);
+    const key = { kind: RULE.NAT64_PREFIX, a: view.getBigUint64(0, true), b: view.getUint32(8, true) };
+    exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 96 }, false);
+  }
   for (const iface of set.interfaces) {
     const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
@@ -130,15 +138,13 @@ export function ruleSetEntries(
 }
 
 const ANY_PROTOCOL = 0;
-/** Protocols with ports, for a rule that names ports but no protocol: TCP, UDP, UDP-Lite. */
-const PORT_PROTOCOLS = [PROTOCOL_NUMBER.tcp, PROTOCOL_NUMBER.udp, 136];
 
 function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpace: number): void {
   const protocols = rule.protocol !== undefined
     ? [PROTOCOL_NUMBER[rule.protocol]]
     : rule.port === undefined
     ? [ANY_PROTOCOL]
-    : PORT_PROTOCOLS;
+    : PORT_PROTOCOL_NUMBERS;
   // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
   const cidr = networkOf(
     unmapIpv4({ family: rule.family, addr: new Uint8Array(rule.addr), prefixLength: rule.prefixLength }),

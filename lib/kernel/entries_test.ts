@@ -17,6 +17,8 @@ import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "./entries.t
 const TCP = 6;
 const UDP = 17;
 const UDPLITE = 136;
+const SCTP = 132;
+const DCCP = 33;
 
 function resolved(plan: Partial<RuleSetPlan>, rest: Partial<Omit<ResolvedRuleSet, "plan">> = {}) {
   return {
@@ -123,7 +125,7 @@ Deno.test("ruleSetEntries() masks host bits so equal networks share one key", ()
   );
 });
 
-Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, or on TCP, UDP, UDP-Lite with a port", () => {
+Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, or on TCP, UDP, UDP-Lite, SCTP, DCCP with a port", () => {
   const portless = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1)] }), "egress_any");
   const addr = new Uint8Array([10, 0, 0, 0]);
   assert.deepEqual(portless.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: 0 })]);
@@ -133,6 +135,8 @@ Deno.test("ruleSetEntries() keys an egress rule without protocol on protocol 0, 
     netKey({ addr, prefixLength: 8, protocol: TCP, port: 443 }, "egress_port"),
     netKey({ addr, prefixLength: 8, protocol: UDP, port: 443 }, "egress_port"),
     netKey({ addr, prefixLength: 8, protocol: UDPLITE, port: 443 }, "egress_port"),
+    netKey({ addr, prefixLength: 8, protocol: SCTP, port: 443 }, "egress_port"),
+    netKey({ addr, prefixLength: 8, protocol: DCCP, port: 443 }, "egress_port"),
   ]);
   const udpOnly = entriesOf(resolved({ egress: [v4("10.0.0.0/8", 1, { protocol: "udp" })] }), "egress_any");
   assert.deepEqual(udpOnly.map((entry) => entry.key), [netKey({ addr, prefixLength: 8, protocol: UDP })]);
@@ -153,6 +157,8 @@ Deno.test("ruleSetEntries() keys a port-less ingress rule without protocol on pr
     netKey({ addr, prefixLength: 15, protocol: TCP, port: 22 }, "ingress_port"),
     netKey({ addr, prefixLength: 15, protocol: UDP, port: 22 }, "ingress_port"),
     netKey({ addr, prefixLength: 15, protocol: UDPLITE, port: 22 }, "ingress_port"),
+    netKey({ addr, prefixLength: 15, protocol: SCTP, port: 22 }, "ingress_port"),
+    netKey({ addr, prefixLength: 15, protocol: DCCP, port: 22 }, "ingress_port"),
   ]);
 });
 
@@ -218,4 +224,15 @@ Deno.test("ruleSetEntries() refuses a set larger than a map before writing, nami
   });
   const limit = ruleSetEntries(resolved({}, { files }), { rules: 10 * CAPACITY.RULES });
   assert.equal(limit.rules.count, 101, "a limit above the kernel's own is the kernel's own");
+});
+
+Deno.test("ruleSetEntries() keys a NAT64 prefix on its first 12 bytes as the hooks read them", () => {
+  const prefix = new Uint8Array([0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 1, 2, 3, 4]);
+  const { rules } = ruleSetEntries(resolved({ nat64Prefixes: [prefix] }));
+  assert.equal(rules.count, 1);
+  const key = new DataView(rules.keys.buffer, 0, AEGIS_RULE_KEY.size);
+  // a = bytes 0-7 and b = bytes 8-11, each read little-endian as the BPF side reads the address words.
+  assert.equal(key.getBigUint64(0, true), 0x9bff6400n);
+  assert.equal(key.getUint32(8, true), 0x04030201);
+  assert.equal(key.getUint32(12, true), RULE.NAT64_PREFIX);
 });

@@ -54,7 +54,8 @@ export type AegisEvent = {
   process?: EventProcess | { pid: number };
   file?: { path?: string; dev: number; ino: number };
   net?: {
-    family: "ipv4" | "ipv6";
+    /** "packet" only for net.socket (an AF_PACKET socket refused): no address, protocol "raw" or "dgram". */
+    family: "ipv4" | "ipv6" | "packet";
     protocol: string;
     daddr?: string;
     dport?: number;
@@ -170,7 +171,28 @@ export function rfc3339Nanos(epochNs: bigint): string {
   return rfc3339FromBoot(Number(epochNs >> 32n), Number(epochNs & 0xffff_ffffn), 0n);
 }
 
-const PROTOCOLS: Readonly<Record<number, string>> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
+const PROTOCOLS: Readonly<Record<number, string>> = {
+  1: "icmp",
+  6: "tcp",
+  17: "udp",
+  33: "dccp",
+  58: "icmpv6",
+  132: "sctp",
+  136: "udplite",
+  255: "raw",
+};
+
+const SOCKET_TYPES: Readonly<Record<number, string>> = { 2: "dgram", 3: "raw" };
+
+/** Hooks whose events carry `net`. */
+const NETWORK_HOOKS: ReadonlySet<number> = new Set([
+  HOOK.CONNECT,
+  HOOK.SENDMSG,
+  HOOK.BIND,
+  HOOK.INGRESS,
+  HOOK.PACKET,
+  HOOK.SOCKET,
+]);
 const KNOWN_FLAGS = EVENT.SUMMARY;
 
 /**
@@ -189,8 +211,9 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   if ((raw.flags & ~KNOWN_FLAGS) !== 0) throw new EventDecodeError("flags", raw);
   const summary = (raw.flags & EVENT.SUMMARY) !== 0;
   if (raw.signal !== 0 && SIGNAL_NAMES[raw.signal] === undefined) throw new EventDecodeError("signal", raw);
-  const network = raw.hook !== HOOK.FILE_OPEN && raw.hook !== HOOK.EXEC && raw.hook !== HOOK.SCOPE;
-  if (network && !summary && raw.family !== FAMILY.IPV4 && raw.family !== FAMILY.IPV6) {
+  const network = NETWORK_HOOKS.has(raw.hook);
+  const families: readonly number[] = raw.hook === HOOK.SOCKET ? [FAMILY.PACKET] : [FAMILY.IPV4, FAMILY.IPV6];
+  if (network && !summary && !families.includes(raw.family)) {
     throw new EventDecodeError("family", raw);
   }
 
@@ -247,6 +270,10 @@ function moveOf(raw: RawEvent, context: EventContext): NonNullable<AegisEvent["m
 }
 
 function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): NonNullable<AegisEvent["net"]> {
+  // A refused AF_PACKET socket: the kernel reports its type (SOCK_RAW 3, SOCK_DGRAM 2) as the protocol.
+  if (type === "net.socket") {
+    return { family: "packet", protocol: SOCKET_TYPES[raw.protocol] ?? String(raw.protocol) };
+  }
   const family = raw.family === FAMILY.IPV6 ? "ipv6" : "ipv4";
   const net: NonNullable<AegisEvent["net"]> = {
     family,

@@ -4,6 +4,7 @@ import {
   AEGIS_EVENT,
   decodeEvent,
   EVENT,
+  FAMILY,
   HOOK,
   type RawEvent,
   rawEvent,
@@ -183,7 +184,7 @@ Deno.test("formatEvent() reports ingress without a process, with both ends and t
   assert.equal(event.count, 12);
   assert.deepEqual(event.net, {
     family: "ipv4",
-    protocol: "132",
+    protocol: "sctp",
     daddr: "198.18.0.2",
     dport: 22,
     saddr: "198.18.0.1",
@@ -415,4 +416,14 @@ Deno.test("rfc3339FromBoot() is exact where a double sum of the nanoseconds woul
   assert.equal(rfc3339FromBoot(0xffff_ffff, 0xffff_ffff, 0n), "2554-07-21T23:34:33.709551615Z");
   assert.equal(rfc3339FromBoot(0, 5, -10n), "1969-12-31T23:59:59.999999995Z");
   assert.equal(rfc3339FromBoot(0, 999_999_999, 1n), "1970-01-01T00:00:01.000000000Z");
+});
+
+Deno.test("formatEvent() reports a refused AF_PACKET socket with its type and no address", () => {
+  const event = formatEvent(
+    raw({ hook: HOOK.SOCKET, ruleId: 0, family: FAMILY.PACKET, protocol: 3 }),
+    CONTEXT,
+  );
+  assert.equal(event.type, "net.socket");
+  assert.deepEqual(event.net, { family: "packet", protocol: "raw" });
+  assert.throws(() => formatEvent(raw({ hook: HOOK.SOCKET, family: 4 }), CONTEXT), EventDecodeError);
 });

@@ -16,7 +16,15 @@ import {
   sumPerCpu,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
-import { CGROUP_PROGRAMS, EXEC_AUDIT_PROGRAMS, FILE_AUDIT_PROGRAMS } from "./load.ts";
+import {
+  CGROUP_PROGRAMS,
+  EXEC_AUDIT_PROGRAMS,
+  EXEC_LSM_PROGRAMS,
+  FILE_AUDIT_PROGRAMS,
+  FILE_LSM_PROGRAMS,
+  GUARD_LSM_PROGRAMS,
+  PACKET_SOCKET_PROGRAMS,
+} from "./load.ts";
 import { ingressLinkName } from "./links.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
@@ -109,11 +117,14 @@ export function pinnedLinks(bpffs: string): PinnedLink[] {
 export function linksNeeded(area: Area, interfaces: readonly string[] = []): string[][][] {
   switch (area) {
     case "file":
-      return [[[PROGRAMS.fileOpen], [...FILE_AUDIT_PROGRAMS]]];
+      return [[[...FILE_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...FILE_AUDIT_PROGRAMS]]];
     case "exec":
-      return [[[PROGRAMS.exec], [...EXEC_AUDIT_PROGRAMS]]];
+      return [[[...EXEC_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...EXEC_AUDIT_PROGRAMS]]];
     case "egress":
-      return [[[...CGROUP_PROGRAMS.egress]]];
+      return [
+        [[...CGROUP_PROGRAMS.egress]],
+        [[PACKET_SOCKET_PROGRAMS.lsm], [PACKET_SOCKET_PROGRAMS.audit]],
+      ];
     case "bind":
       return [[[...CGROUP_PROGRAMS.bind]]];
     case "ingress":
@@ -176,7 +187,10 @@ export function pinnedMapFill(
   return map && { entries: map.keys().length, capacity: map.maxEntries };
 }
 
-/** The programs that run as hooks (all but the rate-limit flusher, which runs on demand). */
+/** Programs run on demand, not attached: the rate-limit flusher and the connection sweeps. */
+const ON_DEMAND: ReadonlySet<string> = new Set([PROGRAMS.flushRates, PROGRAMS.sweepTcp, PROGRAMS.sweepUdp]);
+
+/** The programs that run as hooks. */
 export const HOOK_PROGRAMS: readonly string[] = Object.values(PROGRAMS).filter((name) =>
-  name !== PROGRAMS.flushRates
+  !ON_DEMAND.has(name)
 );

@@ -10,17 +10,47 @@ const link = (name: string, attached = true): PinnedLink => ({
 const TRACEPOINTS = ["aegis_tp_openat", "aegis_tp_open", "aegis_tp_openat2"].map((name) => link(name));
 
 Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for file, and needs every egress hook", () => {
-  assert.deepEqual(missingLinks(["file"], [], [link("aegis_file_open")]), []);
+  const fileLsm = ["aegis_file_open", "aegis_file_receive", "aegis_inode_rename", "aegis_scope_guard"];
+  assert.deepEqual(missingLinks(["file"], [], fileLsm.map((name) => link(name))), []);
+  assert.deepEqual(
+    missingLinks(["file"], [], [link("aegis_file_open")]),
+    ["aegis_file_receive", "aegis_inode_rename", "aegis_scope_guard"],
+    "BPF-LSM without the file guard is partial",
+  );
   assert.deepEqual(missingLinks(["file"], [], TRACEPOINTS), []);
   assert.deepEqual(
     missingLinks(["file"], [], TRACEPOINTS.slice(1)),
     ["aegis_tp_openat"],
     "a partial fallback",
   );
-  assert.deepEqual(missingLinks(["file", "exec"], [], []), ["aegis_file_open", "aegis_bprm_check"]);
+  assert.deepEqual(missingLinks(["file", "exec"], [], []), [
+    ...fileLsm,
+    "aegis_bprm_check",
+    "aegis_memfd_exec",
+    "aegis_mmap_file",
+    "aegis_file_mprotect",
+    "aegis_inode_rename",
+    "aegis_scope_guard",
+  ]);
+  const egress = [
+    "aegis_connect4",
+    "aegis_connect6",
+    "aegis_sendmsg4",
+    "aegis_skb_egress",
+    "aegis_tp_socket",
+  ];
+  assert.deepEqual(missingLinks(["egress"], [], egress.map((name) => link(name))), ["aegis_sendmsg6"]);
+  const cgroupOnly = [
+    "aegis_connect4",
+    "aegis_connect6",
+    "aegis_sendmsg4",
+    "aegis_sendmsg6",
+    "aegis_skb_egress",
+  ];
   assert.deepEqual(
-    missingLinks(["egress"], [], [link("aegis_connect4"), link("aegis_connect6"), link("aegis_sendmsg4")]),
-    ["aegis_sendmsg6"],
+    missingLinks(["egress"], [], cgroupOnly.map((name) => link(name))),
+    ["aegis_socket_create"],
+    "the AF_PACKET hook, by BPF-LSM or its tracepoint",
   );
 });
 

@@ -8,6 +8,7 @@ import {
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
   LSM_PROGRAMS,
+  PACKET_SOCKET_PROGRAMS,
 } from "./load.ts";
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
@@ -56,7 +57,13 @@ export class PlaneLinks {
       programs.push(...(status.exec.mode === "enforce" ? EXEC_LSM_PROGRAMS : [PROGRAMS.execAudit]));
     }
     if (programs.some((program) => LSM_PROGRAMS.includes(program))) programs.push(...GUARD_LSM_PROGRAMS);
-    if (programs.some((program) => !LSM_PROGRAMS.includes(program))) ensureMounted("tracefs");
+    if (areas.has("egress")) {
+      // The LSM hook where it was loaded (BPF-LSM works here), else the reporting tracepoint.
+      const lsm = this.#object.program(PACKET_SOCKET_PROGRAMS.lsm).fd >= 0;
+      programs.push(lsm ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit);
+    }
+    const lsmOnly = [...LSM_PROGRAMS, PACKET_SOCKET_PROGRAMS.lsm];
+    if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     for (const program of programs) {
       this.#attach(program, program, () => this.#object.program(program).attach());
     }

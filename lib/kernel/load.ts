@@ -29,7 +29,13 @@ export const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
 ];
 export const EXEC_AUDIT_PROGRAMS: readonly ProgramName[] = [PROGRAMS.execAudit];
 export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly ProgramName[]>> = {
-  egress: [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6],
+  egress: [
+    PROGRAMS.connect4,
+    PROGRAMS.connect6,
+    PROGRAMS.sendmsg4,
+    PROGRAMS.sendmsg6,
+    PROGRAMS.packetEgress,
+  ],
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };
 export const COMMON_PROGRAMS: readonly ProgramName[] = [
@@ -39,6 +45,14 @@ export const COMMON_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.flushRates,
 ];
 const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, ...EXEC_AUDIT_PROGRAMS];
+/**
+ * Egress programs beyond the cgroup ones: AF_PACKET sockets are refused by an LSM hook (the cgroup
+ * sock_create hook never runs for them), and only reported, by a tracepoint, where BPF-LSM cannot load.
+ */
+export const PACKET_SOCKET_PROGRAMS = {
+  lsm: PROGRAMS.packetSocket,
+  audit: PROGRAMS.packetSocketAudit,
+} as const;
 
 /** Whether this kernel loads BPF-LSM programs; when not, the errno and what libbpf and the kernel said. */
 export type LsmProbe =
@@ -121,14 +135,19 @@ export function loadPlane(
     bind: { mode: "enforce" },
     ingress: { mode: "enforce" },
   };
-  const wantsLsm = options.areas.has("file") || options.areas.has("exec");
+  const wantsFileLsm = options.areas.has("file") || options.areas.has("exec");
+  const wantsLsm = wantsFileLsm || options.areas.has("egress");
   const reason = wantsLsm ? lsmUnavailableReason(options.lsm) : undefined;
-  if (reason !== undefined) {
+  if (reason !== undefined && wantsFileLsm) {
     status.file = { mode: "audit-only", reason };
     status.exec = { mode: "audit-only", reason };
   }
   const withLsm = wantsLsm && reason === undefined;
-  const programs = [...COMMON_PROGRAMS, ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS)];
+  const programs = [
+    ...COMMON_PROGRAMS,
+    ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS),
+    withLsm ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit,
+  ];
   const open = (mapDir: string) => {
     const object = openAegisObject(programs, mapDir, options.image);
     try {

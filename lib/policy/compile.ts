@@ -12,6 +12,7 @@ import {
   type Protocol,
   type RuleInfo,
   type RuleSetPlan,
+  WELL_KNOWN_NAT64,
 } from "./plan.ts";
 import type { NetRuleSpec, Policy, PolicyRule, PortRuleSpec, RuleList, UserRuleSpec } from "./schema.ts";
 import { policyRules } from "./schema.ts";
@@ -56,6 +57,12 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   if (plan.scope.include.length + plan.scope.exempt.length > 0) {
     plan.scopeGuard = { ruleId: plan.rules.push({ id: "scope.escape", area: "exec", action: "deny" }) - 1 };
   }
+  const nat64 = new Set(
+    [WELL_KNOWN_NAT64, ...spec.network?.egress?.nat64Prefixes ?? []].map((text) =>
+      parseCidr(text).addr.slice(0, 12).join(".")
+    ),
+  );
+  plan.nat64Prefixes = [...nat64].map((bytes) => new Uint8Array(bytes.split(".").map(Number)));
   return plan;
 }
 

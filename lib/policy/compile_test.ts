@@ -172,3 +172,13 @@ Deno.test("compilePolicy() of a policy without rules is the empty plan in its mo
   assert.equal(plan.mode, "enforce");
   assert.equal(plan.egress.length + plan.files.length + plan.ingress.interfaces.length, 0);
 });
+
+Deno.test("compilePolicy() lists the well-known NAT64 prefix and the policy's own, once each", () => {
+  const prefixes = (text: string) => compile(minimal(text)).nat64Prefixes?.map((p) => [...p]);
+  const wellKnown = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
+  assert.deepEqual(prefixes(""), [wellKnown]);
+  assert.deepEqual(
+    prefixes('  network:\n    egress:\n      nat64Prefixes: ["64:ff9b::/96", "2001:db8:64::/96"]\n'),
+    [wellKnown, [0x20, 0x01, 0x0d, 0xb8, 0, 0x64, 0, 0, 0, 0, 0, 0]],
+  );
+});

@@ -6,7 +6,7 @@
  * - A network rule is matched by the most specific key: the longest prefix; at equal length a rule with a
  *   port beats a port-less one naming a protocol, which beats a port-less one naming none. Rules with the
  *   same key (same network, port and protocol) merge: deny beats allow, else the first rule in plan order.
- * - A rule with a port and no protocol matches TCP, UDP and UDP-Lite; a port-less rule without a protocol
+ * - A rule with a port and no protocol matches TCP, UDP, UDP-Lite, SCTP and DCCP; a port-less rule without a protocol
  *   matches every protocol. A destination (or source) `::ffff:a.b.c.d` is matched as IPv4.
  * - Egress: a winning allow means no rule. With no deny, the users entry of the uid, else of the gid,
  *   decides by destination port. A deny then applies only in scope.
@@ -15,18 +15,25 @@
  * - File and exec: the rules whose inode the file has (the first in plan order reports), then scope.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
-import { type Mode, type NetRule, PROTOCOL_NUMBER, type RuleSetPlan, type UserRule } from "./plan.ts";
+import {
+  type Mode,
+  type NetRule,
+  PORT_PROTOCOL_NUMBERS,
+  PROTOCOL_NUMBER,
+  type RuleSetPlan,
+  type UserRule,
+} from "./plan.ts";
 
-export type IpProtocol = "tcp" | "udp" | "udplite" | "icmp" | "icmpv6" | number;
+export type IpProtocol = "tcp" | "udp" | "udplite" | "sctp" | "dccp" | "icmp" | "icmpv6" | number;
 
 const IP_PROTOCOL: Record<Exclude<IpProtocol, number>, number> = {
   ...PROTOCOL_NUMBER,
   udplite: 136,
+  sctp: 132,
+  dccp: 33,
   icmp: 1,
   icmpv6: 58,
 };
-/** What a port rule without a protocol matches. */
-const PORT_PROTOCOLS = [IP_PROTOCOL.tcp, IP_PROTOCOL.udp, IP_PROTOCOL.udplite];
 
 /** An address as text (`10.0.0.1`, `2001:db8::1`, `::ffff:10.0.0.1`) or bytes (4 or 16). */
 export type Address = string | Uint8Array;
@@ -93,12 +100,31 @@ function egressRule(
   event: Extract<DecisionEvent, { area: "egress" }>,
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
-  const rule = matchNet(plan.egress, packet);
-  if (rule?.action === "deny") return rule.ruleId;
+  for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
+    const rule = matchNet(plan.egress, view);
+    if (rule?.action === "deny") return rule.ruleId;
+  }
   const user = userRule(plan.egressUsers, event.uid, event.gid);
   if (!user) return undefined;
   const listed = user.ports.includes(packet.port);
   return listed === (user.portsAre === "denied") ? user.ruleId : undefined;
+}
+
+/**
+ * How egress matches a destination: an IPv6 address that embeds an IPv4 one (IPv4-compatible ::a.b.c.d but
+ * not :: or ::1, or inside a NAT64 prefix) as that IPv4 address first and as itself second; either one's
+ * deny applies. Any other address as itself (`::ffff:` is IPv4 already).
+ */
+export function egressViews(packet: Packet, nat64Prefixes: readonly Uint8Array[]): Packet[] {
+  const { addr, family } = packet.cidr;
+  if (family !== 6) return [packet];
+  const head = addr.subarray(0, 12);
+  const compatible = head.every((byte) => byte === 0) &&
+    (addr[12]! | addr[13]! | addr[14]!) + (addr[15]! > 1 ? 1 : 0) > 0;
+  const nat64 = nat64Prefixes.some((prefix) => prefix.every((byte, i) => byte === head[i]));
+  if (!compatible && !nat64) return [packet];
+  const ipv4 = { family: 4 as const, addr: addr.slice(12), prefixLength: 32 };
+  return [{ ...packet, cidr: ipv4 }, packet];
 }
 
 /** The users entry of the uid, else of the gid. */
@@ -114,8 +140,8 @@ function ingressRule(
   const iface = plan.ingress.interfaces.find((candidate) => candidate.name === event.interface);
   if (!iface) return undefined;
   const protocol = protocolNumber(event.protocol);
-  // XDP reads ports of TCP and UDP only.
-  const port = protocol === IP_PROTOCOL.tcp || protocol === IP_PROTOCOL.udp ? event.port ?? 0 : 0;
+  // XDP reads the ports of the protocols that carry them first, and no other.
+  const port = PORT_PROTOCOL_NUMBERS.includes(protocol) ? event.port ?? 0 : 0;
   const failsafe = port !== 0 &&
     plan.ingress.failsafe.some((rule) => rule.port === port && PROTOCOL_NUMBER[rule.protocol] === protocol);
   if (failsafe) return undefined;
@@ -164,7 +190,7 @@ export function matchRank(rule: NetRule, packet: Packet): number {
   let level: number;
   if (rule.port !== undefined) {
     const protocolMatches = named === undefined
-      ? PORT_PROTOCOLS.includes(packet.protocol)
+      ? PORT_PROTOCOL_NUMBERS.includes(packet.protocol)
       : named === packet.protocol;
     if (packet.port === 0 || rule.port !== packet.port || !protocolMatches) return -1;
     level = 2;

@@ -59,11 +59,13 @@ Deno.test("decide() gives an exact tie to deny, and to the first of equal rules"
   assert.equal(who(ports, to("1.1.1.1", 53, "udp")), "one");
 });
 
-Deno.test("decide() matches a port rule without a protocol for TCP, UDP and UDP-Lite only", () => {
+Deno.test("decide() matches a port rule without a protocol for TCP, UDP, UDP-Lite, SCTP and DCCP only", () => {
   const p = egress("      deny: [{ id: dns, port: 53 }]\n");
   assert.equal(who(p, to("1.1.1.1", 53, "tcp")), "dns");
   assert.equal(who(p, to("1.1.1.1", 53, "udp")), "dns");
   assert.equal(who(p, to("1.1.1.1", 53, "udplite")), "dns");
+  assert.equal(who(p, to("1.1.1.1", 53, "sctp")), "dns");
+  assert.equal(who(p, to("1.1.1.1", 53, "dccp")), "dns");
   assert.equal(who(p, to("1.1.1.1", 53, "icmp")), "allow");
   assert.equal(who(p, to("2001:db8::1", 53, "udp")), "dns");
   assert.equal(who(p, to("1.1.1.1", 54, "udp")), "allow");
@@ -190,4 +192,22 @@ Deno.test("decide() denies files and executables by the rules their inode matche
   assert.equal(who(p, { area: "file", path: "/srv/keysx" }), "allow");
   assert.equal(who(p, { area: "file", path: "/etc/shadow" }), "shadow");
   assert.equal(who(p, { area: "file", path: "/etc/shadow/x" }), "allow");
+});
+
+Deno.test("decide() matches NAT64 and IPv4-compatible destinations as IPv4 and as themselves", () => {
+  const p = egress(
+    '      nat64Prefixes: ["2001:db8:64::/96"]\n      deny: [{ id: host, cidr: 192.0.2.7/32 }, ' +
+      '{ id: nat, cidr: "64:ff9b::/96", port: 25 }]\n      allow: [{ id: open, cidr: 192.0.2.0/24 }]\n',
+  );
+  assert.equal(who(p, to("64:ff9b::192.0.2.7", 80)), "host");
+  assert.equal(who(p, to("2001:db8:64::c000:207", 80)), "host", "the policy's own prefix");
+  assert.equal(who(p, to("2001:db8:65::c000:207", 80)), "allow", "not a NAT64 prefix of this policy");
+  assert.equal(who(p, to("::192.0.2.7", 80)), "host", "IPv4-compatible");
+  // The IPv4 view allows (a /24 allow), but the IPv6 view's deny still applies.
+  assert.equal(who(p, to("64:ff9b::192.0.2.8", 25)), "nat");
+  assert.equal(who(p, to("64:ff9b::192.0.2.8", 80)), "allow");
+  const loopback = egress("      deny: [{ id: zero, cidr: 0.0.0.0/0 }]\n");
+  assert.equal(who(loopback, to("::1", 80)), "allow", "::1 is not ::0.0.0.1");
+  assert.equal(who(loopback, to("::", 80)), "allow");
+  assert.equal(who(loopback, to("::0.0.0.2", 80)), "zero");
 });

@@ -383,13 +383,18 @@ function isUnder(path: string, directory: string): boolean {
   return path === directory || path.startsWith(directory === "/" ? "/" : `${directory}/`);
 }
 
+/** Cgroups (systemd units) of the usual DHCP clients, which open AF_PACKET sockets. */
+const DHCP_CLIENT_UNIT = /dhc|networkd|NetworkManager|connman|ifup|wicked|udhcp|dhcpcd/i;
+
 function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
   const { spec, metadata } = policy;
-  if (spec.network?.egress?.denyPacketSockets && !spec.scope?.exempt?.length) {
+  const exempt = spec.scope?.exempt ?? [];
+  if (spec.network?.egress?.denyPacketSockets && !exempt.some((path) => DHCP_CLIENT_UNIT.test(path))) {
     report.at(
       ["spec", "network", "egress", "denyPacketSockets"],
       "packet-sockets-unexempt",
-      "denyPacketSockets applies to every task: DHCP clients need packet sockets; exempt their cgroup in scope.exempt",
+      "denyPacketSockets refuses packet sockets, which DHCP clients need, and no exempt cgroup names one; " +
+        "exempt their cgroup in scope.exempt, e.g. /system.slice/systemd-networkd.service",
     );
   }
   for (const [index, path] of (spec.scope?.exempt ?? []).entries()) {

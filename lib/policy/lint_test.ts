@@ -185,11 +185,16 @@ Deno.test("lockoutRisks() holds SSH lock-outs and survival denials, not the othe
   assert.deepEqual(summary(lockoutRisks(source.policy, source.locate, facts)), ["ssh-lockout - 10:16"]);
 });
 
-Deno.test("lintPolicy() warns about denyPacketSockets with no exempt cgroup", () => {
+Deno.test("lintPolicy() warns about denyPacketSockets unless an exempt cgroup covers a DHCP client", () => {
   assert.deepEqual(summary(lint(egress("      denyPacketSockets: true\n"))), [
     "packet-sockets-unexempt - 9:26",
   ]);
-  assert.deepEqual(lint(`  scope:\n    exempt: [/dhcp]\n${egress("      denyPacketSockets: true\n")}`), []);
+  const exempt = (path: string) =>
+    lint(`  scope:\n    exempt: [${path}]\n${egress("      denyPacketSockets: true\n")}`);
+  assert.deepEqual(exempt("/dhcp"), []);
+  assert.deepEqual(exempt("/system.slice/systemd-networkd.service"), []);
+  assert.deepEqual(exempt("/system.slice/NetworkManager.service"), []);
+  assert.deepEqual(summary(exempt("/system.slice/sshd.service")), ["packet-sockets-unexempt - 11:26"]);
 });
 
 Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated subtree", () => {

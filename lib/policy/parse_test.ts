@@ -359,3 +359,17 @@ Deno.test("parsePolicy() reports JSON problems and repeated keys with their line
   const quoted = json('{"exec": {"deny": [{"id": "a", "path": "/odd \\": \\"name"}]}}');
   assert.equal(parsePolicy(quoted, "p.json").spec.exec?.deny?.[0]?.path, '/odd ": "name');
 });
+
+Deno.test("parsePolicy() reports a NAT64 prefix that is not an IPv6 /96 at its value", () => {
+  const policy = (prefixes: string) =>
+    minimal(`  network:\n    egress:\n      nat64Prefixes: [${prefixes}]\n`);
+  assert.deepEqual(
+    parsePolicy(policy('"2001:db8:64::/96"'), "p.yaml").spec.network?.egress?.nat64Prefixes,
+    ["2001:db8:64::/96"],
+  );
+  const line = 9; // minimal() starts the spec text on line 7
+  refuses(policy('"2001:db8:64::/64"'), line, 23, "is not an IPv6 /96");
+  refuses(policy("10.0.0.0/8"), line, 23, "is not an IPv6 /96");
+  refuses(policy('"2001:db8:64::1/96"'), line, 23, "host bits set");
+  refuses(policy('"64:ff9b::/96", "64:ff9b::/96"'), line, 39, "listed twice");
+});

@@ -10,6 +10,15 @@ export type Area = "file" | "exec" | "egress" | "bind" | "ingress";
 
 export const PROTOCOL_NUMBER: Readonly<Record<Protocol, number>> = { tcp: 6, udp: 17 };
 
+/**
+ * What a rule with a port and no protocol matches: every protocol whose ports the hooks read, TCP, UDP,
+ * UDP-Lite (136), SCTP (132) and DCCP (33), which all carry source and destination port first.
+ */
+export const PORT_PROTOCOL_NUMBERS: readonly number[] = [6, 17, 136, 132, 33];
+
+/** The well-known NAT64 prefix (RFC 6052), matched whatever the policy says. */
+export const WELL_KNOWN_NAT64 = "64:ff9b::/96";
+
 /** What the kernel's numeric rule id stands for; rule ids index `RuleSetPlan.rules`. */
 export type RuleInfo = { id: string; area: Area; action: "deny" | "allow"; path?: string };
 
@@ -18,7 +27,7 @@ export type InodeTarget = { ruleId: number; path: string; recursive?: boolean; o
 
 /**
  * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`
- * absent: every protocol (with a port: TCP, UDP and UDP-Lite).
+ * absent: every protocol (with a port: those of PORT_PROTOCOL_NUMBERS).
  */
 export type NetRule = {
   ruleId: number;
@@ -60,6 +69,12 @@ export type RuleSetPlan = {
   scopeGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
+  /**
+   * The first 12 bytes of each /96 NAT64 prefix (64:ff9b::/96 and the policy's own): an egress destination
+   * in one of them, or IPv4-compatible (::a.b.c.d), is matched both as its IPv4 address and as itself, and
+   * either one's deny applies. Absent: none.
+   */
+  nat64Prefixes?: Uint8Array[];
 };
 
 /** A plan that denies nothing: the state before any policy. */

@@ -83,6 +83,28 @@ function formatNetwork(addr: Uint8Array): string {
   return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
 }
 
+/**
+ * A NAT64 prefix (RFC 6052) whose addresses stand for the IPv4 address in their last 32 bits: only /96
+ * (the well-known 64:ff9b::/96 is always on), so that the IPv4 address sits where the hooks read it.
+ */
+const nat64Prefix = z.string({ error: 'a NAT64 prefix is a string, e.g. "64:ff9b::/96"' }).superRefine(
+  (text, ctx) => {
+    const problem = cidrProblem(text);
+    if (problem) {
+      ctx.addIssue({ code: "custom", input: text, message: problem });
+      return;
+    }
+    const { family, prefixLength } = parseCidr(text);
+    if (family !== 6 || prefixLength !== 96) {
+      ctx.addIssue({
+        code: "custom",
+        input: text,
+        message: `${text} is not an IPv6 /96; NAT64 prefixes here are /96, e.g. "2001:db8:64::/96"`,
+      });
+    }
+  },
+);
+
 const fileRule = z.strictObject({
   id: ruleId.optional(),
   path: absolutePath("path"),
@@ -181,6 +203,7 @@ const spec = z.strictObject({
   network: z.strictObject({
     egress: z.strictObject({
       denyPacketSockets: z.boolean().optional(),
+      nat64Prefixes: names(nat64Prefix).optional(),
       deny: list(netRule).optional(),
       allow: list(netRule).optional(),
       users: list(userRule).optional(),

@@ -9,9 +9,9 @@
  *
  * What this host can test: egress deny/allow rules, users entries (the worker sets the effective uid and
  * gid of every case) and bind rules, in enforce mode, without a scope (files and exec need BPF-LSM). The
- * cases run in a private network namespace where only `lo` is up: addresses outside 127.0.0.0/8 and ::1
- * have no route, so no packet leaves the machine; the cgroup hooks decide before routing, so their EPERM
- * is what is judged. Every case runs in a process of its own, so the per-pid event rate limit never holds
+ * cases run in a private network namespace where only `lo` is up, routed by default through `lo`, so no
+ * packet leaves the machine; the cgroup hooks decide before routing, so their EPERM is what is judged (a
+ * UDP-Lite connect is judged on the datagram it sends after, which the packet hook decides). Every case runs in a process of its own, so the per-pid event rate limit never holds
  * an event back and each kernel event names its case by pid.
  */
 import assert from "node:assert/strict";
@@ -36,6 +36,7 @@ const POLICIES = Number(Deno.env.get("AEGISBPF_DIFF_POLICIES") ?? 40);
 const CASES_PER_POLICY = Number(Deno.env.get("AEGISBPF_DIFF_CASES") ?? 250);
 const ONE_SEED = Deno.env.get("AEGISBPF_DIFF_SEED");
 const IPPROTO = { tcp: 6, udp: 17, udplite: 136 } as const;
+const JUDGED_HOOKS: readonly number[] = [HOOK.CONNECT, HOOK.SENDMSG, HOOK.BIND, HOOK.PACKET];
 
 /** A random policy this host can enforce: egress and bind rules and users entries, enforce mode. */
 function hostPolicy(seed: number): RuleSetPlan {
@@ -64,9 +65,9 @@ function randomCase(random: Random): Case {
   const protocol = egress.protocol as "tcp" | "udp" | "udplite";
   // IPv4 also in its mapped form, through an IPv6 socket.
   const addr = !egress.addr.includes(":") && random.chance(0.3) ? `::ffff:${egress.addr}` : egress.addr;
-  // connect() of a UDP-Lite socket never reaches the cgroup connect hooks (the kernel has no pre-connect
-  // step for it): a known bypass that the hardening issue closes; until then UDP-Lite is judged on sendto.
-  const op = protocol === "tcp" || (protocol === "udp" && random.chance(0.4)) ? "connect" : "sendto";
+  // A UDP-Lite "connect" connects and sends: its connect never reaches the connect hooks, so the packet
+  // hook (cgroup_skb/egress) decides its datagram.
+  const op = protocol === "tcp" || random.chance(0.4) ? "connect" : "sendto";
   return {
     socket: { op, protocol, addr, port: egress.port, uid: egress.uid, gid: egress.gid },
     event: { ...egress, addr, protocol },
@@ -108,7 +109,16 @@ function judge(
     return `kernel rule id ${event.ruleId} (${plan.rules[event.ruleId]?.id}), decide() ${predicted.ruleId} ` +
       `(${predicted.ruleName})`;
   }
-  const hook = c.socket.op === "bind" ? HOOK.BIND : c.socket.op === "connect" ? HOOK.CONNECT : HOOK.SENDMSG;
+  const hook = c.socket.op === "bind"
+    ? HOOK.BIND
+    : c.socket.op === "sendto"
+    ? HOOK.SENDMSG
+    : c.socket.protocol !== "udplite"
+    ? HOOK.CONNECT
+    // An IPv6 socket connected to a mapped peer sends through the IPv4 path: the sendmsg4 hook decides.
+    : c.socket.addr.startsWith("::ffff:")
+    ? HOOK.SENDMSG
+    : HOOK.PACKET;
   if (event.hook !== hook) return `kernel event from hook ${event.hook}, expected ${hook}`;
   if (event.protocol !== IPPROTO[c.socket.protocol]) return `kernel event protocol ${event.protocol}`;
   const port = c.socket.op === "bind" ? event.sport : event.dport;
@@ -150,7 +160,7 @@ rootTest("[root] differential: random policies and sockets get decide()'s decisi
         }
         const byPid = new Map<number, RawEvent[]>();
         for (const event of drain(plane)) {
-          if (event.hook === HOOK.CONNECT || event.hook === HOOK.SENDMSG || event.hook === HOOK.BIND) {
+          if (JUDGED_HOOKS.includes(event.hook)) {
             byPid.set(event.pid, [...byPid.get(event.pid) ?? [], event]);
           }
         }

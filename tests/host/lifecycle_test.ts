@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { bootTimeNs, BpfError, lockDirectory } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
-import { PROGRAMS } from "../../lib/kernel/object.ts";
+import { CGROUP_PROGRAMS, PACKET_SOCKET_PROGRAMS, probeLsm } from "../../lib/kernel/load.ts";
 import type { NetRule, PortRule, RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
@@ -171,7 +171,10 @@ rootTest(
       assert.equal(new TextDecoder().decode(adopted.stdout).trim(), applied.replace("applied", "adopted"));
       assert.deepEqual(
         [...Deno.readDirSync(`${bpffs.path}/aegisbpf/links`)].map((entry) => entry.name).sort(),
-        [PROGRAMS.connect4, PROGRAMS.connect6, PROGRAMS.sendmsg4, PROGRAMS.sendmsg6].sort(),
+        [
+          ...CGROUP_PROGRAMS.egress,
+          probeLsm().ok ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit,
+        ].sort(),
         "the links agent A pinned are still there",
       );
 

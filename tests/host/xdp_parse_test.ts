@@ -193,3 +193,87 @@ rootTest(
     assert.equal(await verdict(object, allowed), "PASS", "an address allow rule decides it");
   }, [ipv4Rule("2001:db8::1/128", 1, { action: "allow" })]),
 );
+
+/** IPv4 from the denied source carrying `payload` of `protocol`; `flags` is the fragment word (MF = 0x2000). */
+function ipv4(protocol: number, payload: number[], flags = 0x4000): number[] {
+  const length = 20 + payload.length;
+  return [
+    0x45,
+    0,
+    length >> 8,
+    length & 0xff,
+    0,
+    0,
+    flags >> 8,
+    flags & 0xff,
+    64,
+    protocol,
+    0,
+    0,
+    ...DENIED_V4,
+    192,
+    0,
+    2,
+    2,
+    ...payload,
+  ];
+}
+
+/** The first 8 bytes of a UDP-Lite, SCTP or DCCP header to `port` (all start with source and destination port). */
+function portsTo(port: number): number[] {
+  return [0x30, 0x39, port >> 8, port & 0xff, 0, 0, 0, 0, 0, 0, 0, 0];
+}
+
+const PORT_22_ANY_PROTOCOL = [
+  ipv4Rule("192.0.2.0/24", 1, { port: 22 }),
+  ipv4Rule("2001:db8::/64", 2, { port: 22 }),
+];
+
+rootTest(
+  "[root] XDP reads the ports of UDP-Lite, SCTP and DCCP, so a port rule without protocol drops them",
+  withXdp(false, async (object) => {
+    for (const [name, protocol] of [["UDP-Lite", 136], ["SCTP", 132], ["DCCP", 33], ["TCP", 6]] as const) {
+      assert.equal(await verdict(object, [...MACS, ...IPV4, ...ipv4(protocol, portsTo(22))]), "DROP", name);
+      assert.equal(
+        await verdict(object, [...MACS, ...IPV6, ...ipv6(1, protocol, portsTo(22))]),
+        "DROP",
+        `${name} over IPv6`,
+      );
+      assert.equal(
+        await verdict(object, [...MACS, ...IPV4, ...ipv4(protocol, portsTo(80))]),
+        "PASS",
+        `${name} to another port`,
+      );
+    }
+  }, PORT_22_ANY_PROTOCOL),
+);
+
+rootTest(
+  "[root] XDP refuses a first fragment cut before its ports where a port rule could be evaded",
+  withXdp(false, async (object) => {
+    const cut = [0x30, 0x39]; // the source port only
+    for (const protocol of [6, 17, 136, 132]) {
+      assert.equal(
+        await verdict(object, [...MACS, ...IPV4, ...ipv4(protocol, cut, 0x2000)]),
+        "DROP",
+        `IPv4 first fragment of protocol ${protocol}`,
+      );
+    }
+    const fragmentHeader = [17, 0, 0, 1, 0, 0, 0, 7]; // next header UDP, offset 0, more fragments
+    const ip6 = ipv6(0, 44, [...fragmentHeader, ...cut]);
+    assert.equal(await verdict(object, [...MACS, ...IPV6, ...ip6]), "DROP", "IPv6 first fragment");
+    // The same fragment carrying its ports is decided by them.
+    assert.equal(
+      await verdict(object, [...MACS, ...IPV4, ...ipv4(17, portsTo(80), 0x2000)]),
+      "PASS",
+      "a first fragment with its ports",
+    );
+  }, PORT_22_ANY_PROTOCOL),
+);
+
+rootTest(
+  "[root] XDP passes a cut first fragment on a default-pass interface with no port rule to evade",
+  withXdp(false, async (object) => {
+    assert.equal(await verdict(object, [...MACS, ...IPV4, ...ipv4(17, [0x30, 0x39], 0x2000)]), "PASS");
+  }, [ipv4Rule("198.51.100.0/24", 1)]),
+);

@@ -4,9 +4,10 @@
  *
  *   sock_worker CGROUP_DIR
  *
- * It moves itself into a private network namespace where only `lo` is up (every other address has no
- * route, so no packet can leave the machine), joins the cgroup, prints "ready" and then reads one case
- * a line on stdin:
+ * It moves itself into a private network namespace where only `lo` is up, with a default route through
+ * `lo` (and every IPv6 address local) so that a UDP-Lite connect succeeds and its datagram reaches the
+ * packet hooks: every packet comes back in on `lo`, so none leaves the machine.
+ * It joins the cgroup, prints "ready" and then reads one case a line on stdin:
  *
  *   OP PROTO ADDR PORT UID GID      OP: c (connect), s (sendto, unconnected), b (bind)
  *                                   PROTO: tcp, udp or udplite; ADDR: IPv4 or IPv6 text
@@ -19,6 +20,8 @@
  *                                   or x (the child could not set up: bad ids or address)
  *
  * The cgroup hooks run before routing and before the privileged-port check, so EPERM is their answer.
+ * UDP-Lite `c` connects and then sends one datagram (its connect never reaches the connect hooks; the
+ * packet hook drops the datagram with EPERM): the errno is the connect's, else the send's.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,6 +29,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <stdio.h>
@@ -47,21 +51,7 @@ static void die(const char *what)
 	exit(100);
 }
 
-static void loopback_up(void)
-{
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0)
-		die("socket for ioctl");
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-		die("SIOCGIFFLAGS lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-		die("SIOCSIFFLAGS lo");
-	close(fd);
-}
+#include "worker_netns.h"
 
 static void join_cgroup(const char *dir)
 {
@@ -112,6 +102,8 @@ static int run_case(char op, const char *proto, const char *addr, int port, unsi
 	switch (op) {
 	case 'c':
 		rc = connect(fd, (struct sockaddr *)&ss, len);
+		if (rc == 0 && protocol == IPPROTO_UDPLITE)
+			rc = send(fd, "x", 1, 0) < 0 ? -1 : 0;
 		break;
 	case 's':
 		rc = sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, len) < 0 ? -1 : 0;
@@ -131,9 +123,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: sock_worker CGROUP_DIR\n");
 		return 2;
 	}
-	if (unshare(CLONE_NEWNET))
-		die("unshare(CLONE_NEWNET)");
-	loopback_up();
+	private_netns();
 	join_cgroup(argv[1]);
 	printf("ready\n");
 	fflush(stdout);

@@ -1,7 +1,8 @@
 /**
  * A socket worker (tests/support/sock_worker.c) inside a test cgroup and a private network namespace:
  * it performs connects, sendto's and binds, each in a child process of its own, and says which pid ran
- * each case and what the syscall returned. Built by the test with the C compiler.
+ * each case and what the syscall returned. Built by the test with the C compiler. `lines` splits a
+ * worker's output into lines (packet_worker.ts reads its own worker with it).
  */
 import { must } from "./privileged.ts";
 
@@ -104,7 +105,7 @@ export class SocketWorker {
   }
 }
 
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   let buffer = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     buffer += chunk;

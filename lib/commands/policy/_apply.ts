@@ -9,6 +9,7 @@ import { palette } from "../../cli/output.ts";
 import { RefusedError } from "../../errors.ts";
 import { ruleCounts } from "../../agent/apply.ts";
 import { reapplyHistoryEntry } from "../../agent/apply_text.ts";
+import { type ConnectionSweep, describeConnection } from "../../kernel/connections.ts";
 import type { PolicyInput } from "../../policy/apply_source.ts";
 import type { HistoryEntry } from "../../policy/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
@@ -96,4 +97,34 @@ export function diffLines(diff: PolicyDiff): string[] {
   });
   const settings = diff.settings.map((s) => `~ ${s.setting} ${canonical(s.before)} -> ${canonical(s.after)}`);
   return [...settings, ...rules];
+}
+
+/**
+ * What `policy apply` (and rollback) says about connections made before the apply to what it denies: one
+ * line each, closed or still open, and on a kernel that cannot close them, why they stay open.
+ */
+export function connectionLines(sweep: ConnectionSweep | undefined, plan: RuleSetPlan): string[] {
+  if (!sweep || sweep.connections.length === 0) return [];
+  const open = sweep.connections.filter((c) => !c.closed).length;
+  const why = open === 0
+    ? ""
+    : plan.mode !== "enforce"
+    ? " (audit: left open)"
+    : sweep.canClose
+    ? ""
+    : " (this kernel cannot close sockets: bpf_sock_destroy needs Linux 6.5 or later)";
+  return [
+    `connections made before apply to denied destinations: ${sweep.connections.length - open} closed, ` +
+    `${open} still open${why}`,
+    ...sweep.connections.map((c) => `  ${describeConnection(c, plan.rules[c.ruleId]?.id ?? `#${c.ruleId}`)}`),
+  ];
+}
+
+/** The sweep as the JSON summary carries it (cgroup ids as numbers). */
+export function connectionsJson(sweep: ConnectionSweep | undefined): object {
+  if (!sweep) return {};
+  return {
+    connections: sweep.connections.map((c) => ({ ...c, cgroupId: Number(c.cgroupId) })),
+    canCloseConnections: sweep.canClose,
+  };
 }

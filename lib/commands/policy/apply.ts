@@ -11,7 +11,16 @@ import { appliedPolicy } from "../../policy/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../policy/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
-import { checkLockout, diffLines, reapplyEntry, type Summary, summaryLine, summaryOf } from "./_apply.ts";
+import {
+  checkLockout,
+  connectionLines,
+  connectionsJson,
+  diffLines,
+  reapplyEntry,
+  type Summary,
+  summaryLine,
+  summaryOf,
+} from "./_apply.ts";
 
 export const policyApply = defineCommand({
   name: "apply",
@@ -95,7 +104,7 @@ export const policyApply = defineCommand({
           "(an audit policy is the safe start)",
       );
     }
-    const { entry, generation } = await applyPolicy({
+    const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
       input,
@@ -106,10 +115,17 @@ export const policyApply = defineCommand({
     });
     const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
     if (!canary || !fallback) {
-      ctx.stdout.line(flags.json ? JSON.stringify(done) : summaryLine("applied", done));
+      if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
+      else {
+        ctx.stdout.line(summaryLine("applied", done));
+        for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+      }
       return 0;
     }
-    if (!flags.json) ctx.stdout.line(summaryLine("applied (canary)", done));
+    if (!flags.json) {
+      ctx.stdout.line(summaryLine("applied (canary)", done));
+      for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+    }
     return await runCanary(ctx, { ...canary, entry, fallback, json: flags.json === true, done });
   },
 });

@@ -2,7 +2,7 @@ import { defineCommand } from "../../cli/command.ts";
 import { InputError } from "../../errors.ts";
 import { lockState, settleInterruptedApply } from "../../agent/apply.ts";
 import { findEntry, listHistory, previousEntry } from "../../policy/history.ts";
-import { reapplyEntry, summaryLine, summaryOf } from "./_apply.ts";
+import { connectionLines, connectionsJson, reapplyEntry, summaryLine, summaryOf } from "./_apply.ts";
 
 export const policyRollback = defineCommand({
   name: "rollback",
@@ -42,16 +42,17 @@ export const policyRollback = defineCommand({
         "Nothing to roll back to: history holds no earlier policy in force; see aegisbpf policy history",
       );
     }
-    const { input, plan, entry, generation } = await reapplyEntry(ctx, target, {
+    const { input, plan, entry, generation, connections } = await reapplyEntry(ctx, target, {
       force: flags.force === true,
       allowPartial: flags["allow-partial"] === true,
     });
     const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
-    ctx.stdout.line(
-      flags.json
-        ? JSON.stringify({ ...done, restoredSeq: target.seq })
-        : summaryLine(`rolled back to entry ${target.seq}:`, done),
-    );
+    if (flags.json) {
+      ctx.stdout.line(JSON.stringify({ ...done, restoredSeq: target.seq, ...connectionsJson(connections) }));
+    } else {
+      ctx.stdout.line(summaryLine(`rolled back to entry ${target.seq}:`, done));
+      for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+    }
     return 0;
   },
 });

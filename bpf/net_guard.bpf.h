@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The sockets the cgroup sock_addr hooks do not see, included at the end of aegis.bpf.c:
+ *
+ * - aegis_skb_egress (cgroup_skb/egress): the packet backstop. Raw IP sockets, ICMP ping sockets (their
+ *   sendto is not hooked), SCTP (no sock_addr hook runs for it) and connected UDP-Lite (its connect never
+ *   reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
+ *   protocol and port, and dropped in enforce. Every other socket returns at once.
+ * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
+ *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
+ *   runs for inet sockets only).
+ */
+
+#define AF_INET_ 2
+#define AF_INET6_ 10
+#define AF_PACKET_ 17
+#define SOCK_RAW_ 3
+#define IPPROTO_ICMP_ 1
+#define BPF_TCP_ESTABLISHED_ 1
+#define SKB_PASS 1
+#define SKB_DROP 0
+#define IP_OFFSET_MASK 0x1fff
+#define NO_GID 0xffffffffu /* (gid_t)-1: never a group's id, so no gid entry matches it */
+
+/*
+ * Whether the packets of `sk` need the backstop: the cheap test every packet of every socket in the cgroup
+ * takes, so TCP and UDP leave after two loads and two compares.
+ */
+static __always_inline int backstopped_socket(const struct bpf_sock *sk)
+{
+	__u32 protocol = sk->protocol;
+	if (protocol == IPPROTO_TCP_ || protocol == IPPROTO_UDP_)
+		return sk->type == SOCK_RAW_;
+	return sk->type == SOCK_RAW_ || protocol == IPPROTO_ICMP_ || protocol == IPPROTO_ICMPV6_ ||
+	       protocol == IPPROTO_SCTP_ || protocol == IPPROTO_UDPLITE_;
+}
+
+/* What the backstop matches of a packet: the destination key and port (0 when it has none or they are out of reach). */
+struct packet_dest {
+	struct aegis_net_key key;
+	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination (see set_addr6) */
+	int has_alt;
+	__u16 dport_be;
+};
+
+/* Reads the destination, the final protocol (IPv6 extension headers walked) and the port of an outgoing packet. */
+static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct aegis_state *s, struct packet_dest *d)
+{
+	__u32 l4;
+	__u8 protocol;
+	int fragment = 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		d->key.space = AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(d->key.addr, &ip.daddr, 4);
+		protocol = ip.protocol;
+		fragment = (ip.frag_off & bpf_htons(IP_OFFSET_MASK)) != 0;
+		l4 = ip.ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 0;
+		__u32 daddr[4];
+		__builtin_memcpy(daddr, &ip6.daddr, 16);
+		d->has_alt = set_addr6(s, &d->key, daddr, &d->alt);
+		protocol = ip6.nexthdr;
+		l4 = sizeof(ip6);
+		for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+			if (protocol == IPPROTO_HOPOPTS_ || protocol == IPPROTO_ROUTING_ || protocol == IPPROTO_DSTOPTS_) {
+				struct ipv6_opt_hdr opt;
+				if (bpf_skb_load_bytes(skb, l4, &opt, sizeof(opt)))
+					break;
+				protocol = opt.nexthdr;
+				l4 += (opt.hdrlen + 1) * 8;
+			} else if (protocol == IPPROTO_FRAGMENT_) {
+				struct frag_hdr frag;
+				if (bpf_skb_load_bytes(skb, l4, &frag, sizeof(frag)))
+					break;
+				protocol = frag.nexthdr;
+				fragment = (frag.frag_off & bpf_htons(0xfff8)) != 0;
+				l4 += sizeof(frag);
+			} else {
+				break;
+			}
+		}
+	} else {
+		return 0;
+	}
+	d->key.protocol = protocol;
+	d->alt.protocol = protocol;
+	/* A non-first fragment or a header cut before its ports: matched by the rules without ports. */
+	if (!fragment && carries_ports(protocol)) {
+		__u16 ports[2];
+		if (!bpf_skb_load_bytes(skb, l4 & 0xffff, ports, sizeof(ports)))
+			d->dport_be = ports[1];
+	}
+	return 1;
+}
+
+/* Whether the socket that sent the packet lies in scope: its cgroup's ancestors, as in_scope() does for tasks. */
+static __always_inline int skb_in_scope(const struct aegis_state *s, struct __sk_buff *skb)
+{
+	if (!s->info->scope_include && !s->info->scope_exempt)
+		return 1;
+	int included = s->info->scope_include == 0;
+	for (int level = 0; level < MAX_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!id)
+			break;
+		struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_SCOPE, id, 0);
+		if (!entry)
+			continue;
+		if (entry->action == AEGIS_SCOPE_EXEMPT)
+			return 0;
+		included = 1;
+	}
+	return included;
+}
+
+/*
+ * Connected UDP-Lite is the only UDP-Lite path the sendmsg hooks miss: a datagram sent to an explicit
+ * address (not the peer) was decided there already.
+ */
+static __always_inline int udplite_decided_elsewhere(struct __sk_buff *skb, const struct bpf_sock *sk,
+						     const struct packet_dest *d, __u32 family)
+{
+	if (sk->state != BPF_TCP_ESTABLISHED_)
+		return 1;
+	__u32 dest[4]; /* the key's address is not 4-byte aligned */
+	__builtin_memcpy(dest, d->key.addr, 16);
+	if (family == AF_INET_)
+		return (d->key.space & 0xff) != AEGIS_FAMILY_IPV4 || sk->dst_ip4 != dest[0];
+	/* An IPv6 socket connected to a mapped peer sends through the IPv4 path, with the sendmsg4 hook. */
+	if ((d->key.space & 0xff) == AEGIS_FAMILY_IPV4 && skb->protocol == bpf_htons(ETH_P_IP))
+		return 1;
+	__u32 peer[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+	if ((d->key.space & 0xff) == AEGIS_FAMILY_IPV4)
+		return peer[3] != dest[0]; /* a compatible or NAT64 peer, matched as IPv4 */
+	return peer[0] != dest[0] || peer[1] != dest[1] || peer[2] != dest[2] || peer[3] != dest[3];
+}
+
+SEC("cgroup_skb/egress")
+int aegis_skb_egress(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	if (!sk)
+		return SKB_PASS;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || !backstopped_socket(sk))
+		return SKB_PASS;
+	struct aegis_state s;
+	if (!load_state(&s))
+		return SKB_PASS;
+	struct packet_dest d = {};
+	if (!parse_outgoing(skb, &s, &d))
+		return SKB_PASS;
+	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(skb, sk, &d, sk->family))
+		return SKB_PASS;
+	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	/*
+	 * Raw, ping and UDP-Lite packets leave in the sending task's context, but an SCTP retransmission may
+	 * leave in any task's: users entries go by the socket owner's uid, and by the current task's gid only
+	 * when that task runs as the owner.
+	 */
+	__u64 ids = current_euid_egid();
+	__u32 owner = bpf_get_socket_uid(skb);
+	if ((__u32)ids != owner)
+		ids = (__u64)NO_GID << 32 | owner;
+	if (!rule && s.info->user_rules)
+		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), ids);
+	if (!rule || !skb_in_scope(&s, skb))
+		return SKB_PASS;
+	__u32 mode = effective_mode(&s);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 pid = BPF_CORE_READ(task, tgid);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, rule->rule_id, pid, 0);
+	if (e) {
+		e->cgroup_id = bpf_skb_cgroup_id(skb);
+		e->pid = pid;
+		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+		e->uid = (__u32)ids;
+		e->gid = ids >> 32;
+		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+		e->family = d.key.space & 0xff;
+		e->protocol = d.key.protocol;
+		__builtin_memcpy(e->daddr, d.key.addr, 16);
+		e->dport = bpf_ntohs(d.dport_be);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE ? SKB_DROP : SKB_PASS;
+}
+
+/* ---- AF_PACKET sockets (network.egress.denyPacketSockets) ----------------- */
+
+/*
+ * The decision on creating an AF_PACKET socket of `type` in `mode` (the tracepoint passes audit): 1 when
+ * it must fail. The cgroup sock_create hook runs only for inet sockets, so the LSM hook refuses them and
+ * the tracepoint, where BPF-LSM cannot load, reports them.
+ */
+static __always_inline int packet_socket_denied(int type, int audit_only)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 0;
+	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_DENY_PACKET_SOCKETS, 0, 0);
+	if (!rule || !in_scope(&s))
+		return 0;
+	__u32 mode = audit_only ? AEGIS_MODE_AUDIT : effective_mode(&s);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_SOCKET, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->family = AEGIS_FAMILY_PACKET;
+		e->protocol = type & 0xf; /* SOCK_RAW or SOCK_DGRAM, without SOCK_NONBLOCK and SOCK_CLOEXEC */
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE;
+}
+
+SEC("lsm/socket_create")
+int BPF_PROG(aegis_socket_create, int family, int type, int protocol, int kern)
+{
+	if (family != AF_PACKET_ || kern)
+		return 0;
+	if (packet_socket_denied(type, 0))
+		return -EPERM;
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_socket")
+int aegis_tp_socket(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[0] == AF_PACKET_)
+		packet_socket_denied(ctx->args[1], 1);
+	return 0;
+}
+
+/* ---- connections made before apply ------------------------------------------ */
+
+#define TCP_ESTABLISHED_ 1
+#define TCP_SYN_SENT_ 2
+#define TCP_TIME_WAIT_ 6
+#define TCP_CLOSE_ 7
+#define TCP_LISTEN_ 10
+#define TCP_NEW_SYN_RECV_ 12
+
+/* 6.5+: closes a socket from a socket iterator. Weak: absent on older kernels, which then only list. */
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
+
+/* in_scope() for a socket: its cgroup and every ancestor, walked up from the socket's own. */
+static __always_inline int sock_in_scope(const struct aegis_state *s, struct sock *sk, __u64 *cgroup_id)
+{
+	struct cgroup *cgroup = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	*cgroup_id = cgroup ? BPF_CORE_READ(cgroup, kn, id) : 0;
+	if (!s->info->scope_include && !s->info->scope_exempt)
+		return 1;
+	int included = s->info->scope_include == 0;
+	for (int level = 0; level < MAX_CGROUP_DEPTH && cgroup; level++) {
+		struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_SCOPE, BPF_CORE_READ(cgroup, kn, id), 0);
+		if (entry) {
+			if (entry->action == AEGIS_SCOPE_EXEMPT)
+				return 0;
+			included = 1;
+		}
+		struct cgroup_subsys_state *parent = BPF_CORE_READ(cgroup, self.parent);
+		cgroup = parent ? BPF_CORE_READ(parent, cgroup) : 0;
+	}
+	return included;
+}
+
+/*
+ * One socket of the sweep: when the active rules deny its destination (a CIDR deny, else the owner's uid
+ * entry) in scope, it is written to the iterator's output, and closed in enforce where the kernel can.
+ */
+static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return;
+	struct packet_dest d = {};
+	__u16 family = BPF_CORE_READ(skc, skc_family);
+	struct aegis_conn conn = { .protocol = protocol, .uid = uid, .gen = s.gen };
+	d.key.protocol = protocol;
+	d.alt.protocol = protocol;
+	if (family == AF_INET_) {
+		__u32 daddr = BPF_CORE_READ(skc, skc_daddr);
+		__u32 saddr = BPF_CORE_READ(skc, skc_rcv_saddr);
+		d.key.space = AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(d.key.addr, &daddr, 4);
+		__builtin_memcpy(conn.saddr, &saddr, 4);
+	} else if (family == AF_INET6_) {
+		__u32 daddr[4];
+		BPF_CORE_READ_INTO(&daddr, skc, skc_v6_daddr.in6_u.u6_addr32);
+		BPF_CORE_READ_INTO(&conn.saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		d.has_alt = set_addr6(&s, &d.key, daddr, &d.alt);
+	} else {
+		return;
+	}
+	d.dport_be = BPF_CORE_READ(skc, skc_dport);
+	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule && s.info->user_rules)
+		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
+	if (!rule || !sock_in_scope(&s, (struct sock *)skc, &conn.cgroup_id))
+		return;
+	conn.rule_id = rule->rule_id;
+	conn.family = d.key.space & 0xff;
+	__builtin_memcpy(conn.daddr, d.key.addr, 16);
+	conn.dport = bpf_ntohs(d.dport_be);
+	conn.sport = BPF_CORE_READ(skc, skc_num);
+	if (effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
+		conn.closed = bpf_sock_destroy(skc) == 0;
+	bpf_seq_write(seq, &conn, sizeof(conn));
+}
+
+SEC("iter/tcp")
+int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	__u8 state = BPF_CORE_READ(skc, skc_state);
+	/* Connections that can carry data: not listeners, nor time-wait and request minisocks (no full socket). */
+	if (state == TCP_LISTEN_ || state == TCP_TIME_WAIT_ || state == TCP_NEW_SYN_RECV_ || state == TCP_CLOSE_)
+		return 0;
+	sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid);
+	return 0;
+}
+
+SEC("iter/udp")
+int aegis_sweep_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *udp = ctx->udp_sk;
+	if (!udp)
+		return 0;
+	struct sock_common *skc = &udp->inet.sk.__sk_common;
+	/* Connected sockets only: an unconnected one names its destination at each sendmsg, which is hooked. */
+	if (BPF_CORE_READ(skc, skc_state) != TCP_ESTABLISHED_)
+		return 0;
+	sweep_socket(ctx->meta->seq, skc, BPF_CORE_READ(&udp->inet.sk, sk_protocol), ctx->uid);
+	return 0;
+}

@@ -1,0 +1,78 @@
+/**
+ * `policy apply` closes (6.5+) or lists the connections made before it to what it now denies. The CLI's
+ * programs attach to the cgroup v2 root, so the denied address is one loopback address of this test's own
+ * (127.77.x.y from the pid), which nothing else on the host uses.
+ */
+import assert from "node:assert/strict";
+import { kernelCanCloseSockets } from "../../lib/kernel/connections.ts";
+import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { scratch } from "../cli/cli.ts";
+import { TestBpffs } from "../support/bpffs.ts";
+import { rootTest } from "../support/privileged.ts";
+
+const ADDRESS = `127.77.${(Deno.pid >> 8) & 0xff}.${Deno.pid & 0xff || 1}`;
+
+const policy = (mode: string) =>
+  `apiVersion: aegisbpf.io/v1
+kind: Policy
+metadata:
+  name: sweep-test
+  version: 1
+spec:
+  mode: ${mode}
+  network:
+    egress:
+      deny: [{ id: this-test, cidr: ${ADDRESS}/32 }]
+`;
+
+for (const mode of ["enforce", "audit"]) {
+  rootTest(
+    `[root] policy apply (${mode}) reports a connection made before it to a denied address`,
+    async () => {
+      const listener = Deno.listen({ hostname: ADDRESS, port: 0 });
+      const port = (listener.addr as Deno.NetAddr).port;
+      const accepted = listener.accept();
+      const client = await Deno.connect({ hostname: ADDRESS, port });
+      const server = await accepted;
+      const bpffs = await TestBpffs.mount();
+      try {
+        await using s = await scratch();
+        const file = `${s.dir}/p.yaml`;
+        await Deno.writeTextFile(file, policy(mode));
+        try {
+          const result = await s.run(["policy", "apply", file], { env: { AEGISBPF_BPFFS: bpffs.path } });
+          assert.equal(result.code, 0, result.stderr);
+          const closed = mode === "enforce" && kernelCanCloseSockets();
+          const lines = result.stdout.split("\n");
+          assert.ok(
+            lines.includes(
+              `connections made before apply to denied destinations: ${
+                closed ? "1 closed, 0" : "0 closed, 1"
+              } ` +
+                `still open${mode === "audit" ? " (audit: left open)" : ""}`,
+            ),
+            result.stdout,
+          );
+          const line = lines.find((l) => l.includes(`-> ${ADDRESS}:${port} `));
+          assert.ok(line?.includes("rule this-test"), result.stdout);
+          assert.ok(line?.endsWith(closed ? "closed" : "still open"), line);
+          // The client's next writes fail once its socket is closed (the reset comes back at once on loopback).
+          const data = new TextEncoder().encode("x");
+          let failed = false;
+          for (let i = 0; i < 3 && !failed; i++) {
+            failed = await client.write(data).then(() => false, () => true);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+          assert.equal(failed, closed);
+        } finally {
+          DataPlane.detach(bpffs.path);
+        }
+      } finally {
+        await bpffs.unmount();
+        client.close();
+        server.close();
+        listener.close();
+      }
+    },
+  );
+}

@@ -1,0 +1,144 @@
+/**
+ * Connections made before apply: a TCP connection and a connected UDP socket to an address the new rules
+ * deny are closed by the sweep where the kernel has bpf_sock_destroy (6.5+: this host), and listed as
+ * still open in audit; connections to other addresses, and out of scope, are left alone.
+ */
+import assert from "node:assert/strict";
+import { kernelCanCloseSockets, sweepConnections } from "../../lib/kernel/connections.ts";
+import type { RuleInfo } from "../../lib/policy/plan.ts";
+import type { TestCgroup } from "../support/cgroup.ts";
+import { ruleSet, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+import { ipv4Rule } from "../support/slice.ts";
+
+const RULES: RuleInfo[] = [
+  { id: "default", area: "ingress", action: "deny" },
+  { id: "deny-loopback2", area: "egress", action: "deny" },
+];
+
+/** A TCP server on 127.0.0.2 and 127.0.0.3 that keeps every connection open until stopped. */
+function holdingServer(): { port: number; stop: () => void } {
+  const first = Deno.listen({ hostname: "127.0.0.2", port: 0 });
+  const port = (first.addr as Deno.NetAddr).port;
+  const listeners = [first, Deno.listen({ hostname: "127.0.0.3", port })];
+  const held: Deno.Conn[] = [];
+  for (const listener of listeners) {
+    (async () => {
+      try {
+        for await (const connection of listener) held.push(connection);
+      } catch {
+        // closed by stop()
+      }
+    })();
+  }
+  return {
+    port,
+    stop: () => {
+      for (const listener of listeners) listener.close();
+      for (const connection of held) connection.close();
+    },
+  };
+}
+
+/**
+ * A client in `cgroup` holding a socket connected with bash's /dev/tcp or /dev/udp: it says "connected",
+ * then, on "go", writes once and says whether the write worked.
+ */
+class Client {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<string>;
+
+  constructor(cgroup: TestCgroup, transport: "tcp" | "udp", host: string, port: number) {
+    const script =
+      `echo $$ > '${cgroup.path}/cgroup.procs' && exec 3<>/dev/${transport}/${host}/${port} && ` +
+      `echo connected && read go && { echo ping >&3 && sleep 0.2 && echo ping >&3 && echo written || echo failed; }`;
+    this.#child = new Deno.Command("bash", {
+      args: ["-c", script],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    })
+      .spawn();
+    this.#writer = this.#child.stdin.getWriter();
+    this.#reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  }
+
+  async line(): Promise<string> {
+    return ((await this.#reader.read()).value ?? "").trim();
+  }
+
+  /** Ends the client if it still runs (a failed assertion left it waiting), so the cgroup can go. */
+  async stop(): Promise<void> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // it has exited
+    }
+    await this.#child.status;
+  }
+
+  /** Writes twice (a TCP write after a reset is the one that fails) and returns "written" or "failed". */
+  async write(): Promise<string> {
+    await this.#writer.write(new TextEncoder().encode("go\n"));
+    const result = await this.line();
+    await this.#writer.close();
+    return result;
+  }
+}
+
+async function withClients(
+  mode: "enforce" | "audit",
+  fn: (sweep: () => ReturnType<typeof sweepConnections>, clients: Record<string, Client>) => Promise<void>,
+): Promise<void> {
+  const server = holdingServer();
+  try {
+    await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
+      const clients = {
+        tcpDenied: new Client(cgroup, "tcp", "127.0.0.2", server.port),
+        tcpAllowed: new Client(cgroup, "tcp", "127.0.0.3", server.port),
+        udpDenied: new Client(cgroup, "udp", "127.0.0.2", 53),
+      };
+      try {
+        for (const client of Object.values(clients)) assert.equal(await client.line(), "connected");
+        // Made before apply: the connect hooks never saw these.
+        await plane.apply(ruleSet({ mode, rules: RULES, egress: [ipv4Rule("127.0.0.2/32", 1)] }));
+        await fn(() => sweepConnections(plane.pinDir), clients);
+      } finally {
+        for (const client of Object.values(clients)) await client.stop();
+      }
+    });
+  } finally {
+    server.stop();
+  }
+}
+
+rootTest(
+  "[root] sweep: connections made before apply to a denied address are closed in enforce (6.5+)",
+  async () => {
+    await withClients("enforce", async (sweep, clients) => {
+      const result = sweep();
+      const found = result.connections.map((c) => `${c.protocol} ${c.daddr}:${c.dport} ${c.closed}`).sort();
+      const closed = kernelCanCloseSockets();
+      assert.equal(result.canClose, closed);
+      const port = result.connections.find((c) => c.protocol === "tcp")?.dport;
+      assert.deepEqual(found, [`tcp 127.0.0.2:${port} ${closed}`, `udp 127.0.0.2:53 ${closed}`]);
+      assert.ok(result.connections.every((c) => c.ruleId === 1 && c.uid === 0));
+      assert.equal(await clients.tcpDenied!.write(), closed ? "failed" : "written");
+      assert.equal(await clients.tcpAllowed!.write(), "written", "the allowed connection is untouched");
+      await clients.udpDenied!.write();
+      assert.deepEqual(sweep().connections.filter((c) => c.protocol === "tcp"), [], "nothing left to close");
+    });
+  },
+);
+
+rootTest("[root] sweep: in audit the connections are listed and left open", async () => {
+  await withClients("audit", async (sweep, clients) => {
+    const result = sweep();
+    assert.equal(result.connections.length, 2);
+    assert.ok(result.connections.every((c) => !c.closed));
+    assert.equal(await clients.tcpDenied!.write(), "written");
+    await clients.tcpAllowed!.write();
+    await clients.udpDenied!.write();
+  });
+});

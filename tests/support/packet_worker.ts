@@ -1,0 +1,86 @@
+/**
+ * A packet worker (tests/support/packet_worker.c) inside a test cgroup and a private network namespace:
+ * it sends one packet a case from the sockets the cgroup sock_addr hooks do not see (ping, raw, UDP-Lite
+ * connected, AF_PACKET), each from a child process of its own, and says whether the packet was delivered.
+ */
+import { must } from "./privileged.ts";
+import { lines } from "./sock_worker.ts";
+
+export type PacketKind = "ping" | "raw-icmp" | "raw-udp" | "hdrincl" | "raw6" | "udplite-connect" | "packet";
+
+export type PacketCase = { kind: PacketKind; addr: string; port?: number; uid?: number };
+
+/** The child's pid, the errno of socket() or of the send (0: success), and whether delivery was proven. */
+export type PacketOutcome = {
+  pid: number;
+  stage: "op" | "socket" | "setup";
+  errno: number;
+  delivered: boolean;
+};
+
+const SOURCE = new URL("./packet_worker.c", import.meta.url).pathname;
+
+/** Compiles the worker into `dir`; returns the binary's path. */
+export async function buildPacketWorker(dir: string): Promise<string> {
+  const binary = `${dir}/packet_worker`;
+  await must("clang", ["-O2", "-Wall", "-Werror", "-o", binary, SOURCE]);
+  return binary;
+}
+
+export class PacketWorker {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #lines: AsyncIterator<string>;
+  readonly #stderr: Promise<string>;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#lines = lines(child.stdout)[Symbol.asyncIterator]();
+    this.#stderr = new Response(child.stderr).text();
+  }
+
+  /** Starts `binary` once it has joined `cgroupPath` (a cgroup v2 directory). */
+  static async start(binary: string, cgroupPath: string): Promise<PacketWorker> {
+    const child = new Deno.Command(binary, {
+      args: [cgroupPath],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const worker = new PacketWorker(child);
+    const first = await worker.#lines.next();
+    if (first.done || first.value !== "ready") {
+      const stderr = await worker.close();
+      throw new Error(`packet worker did not start: ${stderr.trim() || first.value}`);
+    }
+    return worker;
+  }
+
+  /** Runs one case. */
+  async send(c: PacketCase): Promise<PacketOutcome> {
+    await this.#writer.write(new TextEncoder().encode(`${c.kind} ${c.addr} ${c.port ?? 0} ${c.uid ?? 0}\n`));
+    const next = await this.#lines.next();
+    if (next.done) throw new Error(`packet worker exited: ${(await this.close()).trim()}`);
+    const [pid = "", stage = "", errno = "", delivered = ""] = next.value.split(" ");
+    const stages: Record<string, PacketOutcome["stage"]> = { o: "op", s: "socket", x: "setup" };
+    return {
+      pid: Number(pid),
+      stage: stages[stage] ?? "setup",
+      errno: Number(errno),
+      delivered: delivered === "1",
+    };
+  }
+
+  /** Ends the worker (closing its stdin) and returns what it wrote to stderr. */
+  async close(): Promise<string> {
+    try {
+      await this.#writer.close();
+    } catch {
+      // already closed or the worker is gone
+    }
+    const status = await this.#child.status;
+    const stderr = await this.#stderr;
+    return status.success ? stderr : `${stderr} (exit ${status.code})`;
+  }
+}
