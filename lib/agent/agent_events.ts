@@ -4,7 +4,7 @@
  * the one readable line (`--log-format text`) of either kind.
  */
 
-import { type AegisEvent, type PolicyRef, rfc3339Nanos } from "../kernel/events.ts";
+import { type AegisEvent, EVENT_TYPES, type PolicyRef, rfc3339Nanos } from "../kernel/events.ts";
 
 export type AgentEventType =
   | "agent.start"
@@ -46,7 +46,7 @@ export function agentEvent(
   return Object.assign(event, fields);
 }
 
-const KERNEL_TYPES = new Set(["file.open", "exec", "net.connect", "net.sendmsg", "net.bind", "net.ingress"]);
+const KERNEL_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
 
 export function isKernelEvent(event: AnyEvent): event is AegisEvent {
   return KERNEL_TYPES.has(event.type);

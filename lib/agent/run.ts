@@ -28,7 +28,12 @@ import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.t
 import { compilePolicy } from "../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
-import { bootTimeNs } from "../kernel/mode_words.ts";
+import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
+import { DECISION, type RawEvent } from "../../ffi/mod.ts";
+import type { IngressSession } from "../api/app.ts";
+import { InputError } from "../errors.ts";
+import { parseCidr } from "../policy/cidr.ts";
+import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
@@ -70,7 +75,12 @@ export type AgentOptions = {
   log: Logger;
   /** The cgroup the socket programs attach to: the cgroup v2 root by default. */
   cgroupPath?: string;
+  /** `--enforce-signal`: the signal a denied task gets (the kernel's word, and the agent for socket hooks). */
+  enforceSignal?: EnforceSignal;
 };
+
+/** A temporary ingress opening made through the API: its kernel entries, one per interface and port. */
+type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
 
 /** A policy another command applied, from history. */
 type AppliedPolicy = { sourced: SourcedPolicy; plan: RuleSetPlan; entry: HistoryEntry; time: string };
@@ -109,6 +119,7 @@ export class Agent {
   #busy = 0;
   #stopped = false;
   #logFailing = false;
+  readonly #sessions = new Map<string, SessionRecord>();
 
   private constructor(options: AgentOptions, plane: DataPlane, log: EventLog) {
     this.#options = options;
@@ -177,7 +188,9 @@ export class Agent {
     }
     this.#plane.setConfig({ deadmanDeadlineNs: 0n });
     if (deadmanMs !== undefined) this.#refreshDeadman();
-    this.#stream = this.#plane.events((raw) => this.#write(formatEvent(raw, this.#context)));
+    // Every start sets the word: a run without --enforce-signal turns kill on deny off.
+    writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
+    this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
     await this.#install(sourced, plan, "start");
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
     this.#every(FAST_TICK_MS, () => this.#fastTick());
@@ -447,6 +460,89 @@ export class Agent {
     });
   }
 
+  /**
+   * A decision from the kernel: formatted, and with kill on deny, its task signalled here when the hook
+   * could not do it itself (the cgroup socket hooks), never PID 1 or a task in an exempt cgroup.
+   */
+  #onKernelEvent(raw: RawEvent): void {
+    const event = formatEvent(raw, this.#context);
+    const configured = this.#options.enforceSignal ?? "none";
+    if (configured !== "none" && raw.decision === DECISION.DENY && raw.signal === 0) {
+      try {
+        const decision = signalDeniedTask(raw, configured, this.#current?.plan.scope.exempt ?? []);
+        if ("send" in decision) event.signal = { name: decision.send, by: "agent" };
+      } catch (error) {
+        this.#options.log.warn(`kill on deny: pid ${raw.pid}: ${messageOf(error)}`);
+      }
+    }
+    this.#write(event);
+  }
+
+  /**
+   * Opens `cidr` (optionally `ports`) through the interfaces this agent filters with `default: drop` (or the
+   * one named) for `ttlMs`. The kernel stops honouring the entries when the TTL ends, with or without the
+   * agent; the agent's reaper removes them.
+   */
+  addIngressSession(
+    request: { cidr: string; ports: readonly number[]; ttlMs: number; interface?: string },
+  ): IngressSession {
+    const plan = this.#current?.plan;
+    if (!plan) throw new Error("no policy applied yet");
+    const filtered = plan.ingress.interfaces;
+    if (request.interface !== undefined && !filtered.some((iface) => iface.name === request.interface)) {
+      throw new InputError(
+        `interface ${request.interface} is not filtered by this agent (${
+          filtered.map((iface) => iface.name).join(", ") || "none"
+        })`,
+      );
+    }
+    const targets = request.interface !== undefined
+      ? [request.interface]
+      : filtered.filter((iface) => iface.defaultDrop).map((iface) => iface.name);
+    if (targets.length === 0) {
+      throw new InputError("no ingress interface here drops by default: a session would open nothing");
+    }
+    const cidr = parseCidr(request.cidr);
+    const nowBootNs = bootTimeNs();
+    const kernelIds: number[] = [];
+    try {
+      for (const iface of targets) {
+        for (const port of request.ports.length > 0 ? request.ports : [undefined]) {
+          kernelIds.push(this.#plane.addSession({
+            interface: iface,
+            family: cidr.family,
+            addr: cidr.addr,
+            prefixLength: cidr.prefixLength,
+            ...(port === undefined ? {} : { port }),
+            ttlMs: request.ttlMs,
+            nowBootNs,
+          }));
+        }
+      }
+    } catch (error) {
+      for (const id of kernelIds) this.#plane.removeSession(id);
+      throw error;
+    }
+    const session: SessionRecord = {
+      id: crypto.randomUUID(),
+      expiresAt: new Date(Date.now() + request.ttlMs).toISOString(),
+      interfaces: targets,
+      kernelIds,
+      expiresBootNs: nowBootNs + BigInt(Math.round(request.ttlMs * 1e6)),
+    };
+    this.#sessions.set(session.id, session);
+    return { id: session.id, expiresAt: session.expiresAt, interfaces: session.interfaces };
+  }
+
+  /** Closes a session before its TTL; false when there is none by that id. */
+  removeIngressSession(id: string): boolean {
+    const session = this.#sessions.get(id);
+    if (!session) return false;
+    for (const kernelId of session.kernelIds) this.#plane.removeSession(kernelId);
+    this.#sessions.delete(id);
+    return true;
+  }
+
   #fastTick(): void {
     const change = this.#breakGlass.poll();
     if (change) {
@@ -457,6 +553,10 @@ export class Agent {
 
   #slowTick(): void {
     this.#plane.flushRateLimits();
+    const now = bootTimeNs();
+    if (this.#plane.reapSessions(now) > 0) {
+      for (const [id, session] of this.#sessions) if (session.expiresBootNs <= now) this.#sessions.delete(id);
+    }
     const lost = this.#plane.counters().eventsLost;
     if (lost > this.#lostSeen) {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });

@@ -11,7 +11,7 @@
 import { dirname, join } from "node:path";
 import type { Hono } from "hono";
 import { type UnixConnection, UnixListener } from "../../ffi/mod.ts";
-import { InputError } from "../errors.ts";
+import { InputError, RefusedError } from "../errors.ts";
 
 export type ApiAddress = { transport: "unix"; path: string } | {
   transport: "tcp";
@@ -108,6 +108,7 @@ async function serveUnix(
   options: ServeOptions,
   onRefused: () => void,
 ): Promise<() => Promise<void>> {
+  await refuseLiveSocket(path);
   prepareSocketPath(path);
   const privateDir = await Deno.makeTempDir({ prefix: "aegisbpf-api-" });
   await Deno.chmod(privateDir, 0o700);
@@ -161,6 +162,21 @@ async function serveUnix(
     await inner.shutdown();
     await Deno.remove(privateDir, { recursive: true });
   };
+}
+
+/** Refuses a socket path another process (another agent) is serving: its socket would be taken over. */
+async function refuseLiveSocket(path: string): Promise<void> {
+  let conn: Deno.Conn;
+  try {
+    conn = await Deno.connect({ transport: "unix", path });
+  } catch {
+    return; // nothing there, or a socket nobody listens on (left by an agent that died)
+  }
+  conn.close();
+  throw new RefusedError(
+    `--api unix:${path}: another process serves it already (another agent?); stop it, or pass --api with ` +
+      "another path, or --api none",
+  );
 }
 
 /** Makes the socket's directory (0700 when made here) and removes a stale socket; refuses anything else. */

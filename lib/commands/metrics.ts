@@ -36,6 +36,12 @@ export const metrics = defineCommand({
 
 /** Writes `text` to `path` atomically, mode 0644; a bad path is an InputError naming it. */
 export function writeTextfile(path: string, text: string): void {
+  checkTextfilePath(path);
+  writeFileAtomic(path, text, 0o644);
+}
+
+/** A *.prom path in an existing directory, or an InputError naming what is wrong. */
+export function checkTextfilePath(path: string): void {
   if (!path.endsWith(".prom")) {
     throw new InputError(`--out ${path}: node_exporter's textfile collector reads only *.prom files`);
   }
@@ -49,5 +55,4 @@ export function writeTextfile(path: string, text: string): void {
     throw error;
   }
   if (!info.isDirectory) throw new InputError(`--out ${path}: ${dirname(path)} is not a directory`);
-  writeFileAtomic(path, text, 0o644);
 }

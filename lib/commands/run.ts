@@ -6,6 +6,20 @@ import { parseDuration } from "../cli/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
 import { InputError } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
+import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
+import { createApp } from "../api/app.ts";
+import { EventHub } from "../api/event_hub.ts";
+import {
+  type ApiAddress,
+  type ApiServer,
+  DEFAULT_API_SOCKET,
+  parseApiAddress,
+  serveApi,
+} from "../api/server.ts";
+import { agentApiDeps } from "../agent/api_deps.ts";
+import { collect, families } from "../metrics/collect.ts";
+import { exposition } from "../metrics/exposition.ts";
+import { checkTextfilePath, writeTextfile } from "./metrics.ts";
 
 const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
 
@@ -48,12 +62,39 @@ export const run = defineCommand({
       valueName: "DUR",
       description: "the kernel falls back to audit when the agent stops refreshing for this long",
     },
+    "enforce-signal": {
+      type: "string",
+      valueName: "SIGNAL",
+      choices: ENFORCE_SIGNALS,
+      description: "kill on deny: signal a denied task (never PID 1, never an exempt cgroup); default none",
+    },
+    api: {
+      type: "string",
+      multiple: true,
+      valueName: "ADDR",
+      description:
+        `serve the local API: unix:PATH (default ${DEFAULT_API_SOCKET}), tcp:HOST:PORT (loopback, ` +
+        "read-only), or none; repeat for more",
+    },
+    "metrics-textfile": {
+      type: "string",
+      valueName: "PATH",
+      complete: "file",
+      description: "write the metrics atomically to PATH (a node_exporter textfile *.prom) every interval",
+    },
+    "metrics-interval": {
+      type: "string",
+      valueName: "DUR",
+      description: "how often --metrics-textfile is rewritten (default 15s)",
+    },
   },
   args: [],
   examples: [
     "aegisbpf run --audit",
     "aegisbpf run --enforce --policy /etc/aegisbpf/policy.yaml --deadman 30s",
     "aegisbpf run --ingress eth0 --log-format json",
+    "aegisbpf run --enforce --enforce-signal kill --api unix:/run/aegisbpf/api.sock --api tcp:127.0.0.1:9180",
+    "aegisbpf run --audit --metrics-textfile /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
   ],
   async run(ctx, { flags }) {
     if (flags.audit && flags.enforce) {
@@ -61,6 +102,17 @@ export const run = defineCommand({
     }
     const deadmanMs = flags.deadman === undefined ? undefined : parseDuration(flags.deadman, "--deadman");
     for (const name of flags.ingress ?? []) checkInterface(name);
+    const apiAddresses = apiAddressesOf(flags.api);
+    const metricsPath = flags["metrics-textfile"];
+    const metricsMs = flags["metrics-interval"] === undefined
+      ? 15_000
+      : parseDuration(flags["metrics-interval"], "--metrics-interval");
+    if (flags["metrics-interval"] !== undefined && metricsPath === undefined) {
+      throw new InputError("--metrics-interval needs --metrics-textfile PATH");
+    }
+    if (metricsMs < 1000) throw new InputError("--metrics-interval: give 1s or more");
+    if (metricsPath !== undefined) checkTextfilePath(metricsPath);
+    const hub = new EventHub();
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
     let stdoutClosed = false;
@@ -71,8 +123,10 @@ export const run = defineCommand({
       ...(flags.policy === undefined ? {} : { policyFile: flags.policy }),
       ingress: flags.ingress ?? [],
       ...(deadmanMs === undefined ? {} : { deadmanMs }),
+      ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
       log: ctx.log,
       emit: (event) => {
+        hub.publish(JSON.stringify(event));
         if (stdoutClosed) return;
         try {
           if (json) return ctx.stdout.line(JSON.stringify(event));
@@ -88,6 +142,48 @@ export const run = defineCommand({
         }
       },
     });
+    let api: ApiServer | undefined;
+    const timers: ReturnType<typeof setInterval>[] = [];
+    try {
+      if (apiAddresses.length > 0) {
+        const where = {
+          bpffs: ctx.globals.bpffs,
+          stateDir: ctx.globals.stateDir,
+          configDir: ctx.globals.configDir,
+        };
+        const deps = agentApiDeps(where, hub, {
+          add: (request) => Promise.resolve(agent.addIngressSession(request)),
+          remove: (id) => Promise.resolve(agent.removeIngressSession(id)),
+        });
+        api = await serveApi({
+          app: createApp(deps, { readOnly: false }),
+          readOnlyApp: createApp(deps, { readOnly: true }),
+          addresses: apiAddresses,
+          allowUids: [...new Set([0, Deno.uid() ?? 0])],
+          onError: (error) => ctx.log.warn(`api: ${error instanceof Error ? error.message : error}`),
+        });
+        const listening = apiAddresses.map((a) =>
+          a.transport === "unix" ? `unix:${a.path}` : `tcp:${a.hostname}:${a.port}`
+        );
+        ctx.log.info(`api: serving ${listening.join(", ")}`);
+      }
+      if (metricsPath !== undefined) {
+        const write = () => {
+          try {
+            writeTextfile(metricsPath, exposition(families(collect(ctx.globals))));
+          } catch (error) {
+            ctx.log.warn(
+              `metrics textfile ${metricsPath}: ${error instanceof Error ? error.message : error}`,
+            );
+          }
+        };
+        write();
+        timers.push(setInterval(write, metricsMs));
+      }
+    } catch (error) {
+      await agent.stop("startup failure");
+      throw error;
+    }
     let stop!: (signal: string) => void;
     const stopped = new Promise<string>((resolve) => (stop = resolve));
     const listeners: [Deno.Signal, () => void][] = [
@@ -101,10 +197,23 @@ export const run = defineCommand({
     } finally {
       for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
     }
+    for (const timer of timers) clearInterval(timer);
+    hub.close();
+    await api?.close();
     await agent.stop(signal);
     return 0;
   },
 });
+
+/** The API's listeners: the default Unix socket unless --api says otherwise; `none` serves nothing. */
+function apiAddressesOf(values: readonly string[] | undefined): ApiAddress[] {
+  if (values === undefined || values.length === 0) return [{ transport: "unix", path: DEFAULT_API_SOCKET }];
+  if (values.includes("none")) {
+    if (values.length > 1) throw new InputError("--api none excludes every other --api");
+    return [];
+  }
+  return values.map(parseApiAddress);
+}
 
 function checkInterface(name: string): void {
   if (!hasInterface(name)) {

@@ -7,10 +7,14 @@ import { z } from "zod";
 import { InputError } from "../errors.ts";
 import type { DecisionEvent } from "./decide.ts";
 
-const protocol = z.union([z.enum(["tcp", "udp", "udplite", "icmp", "icmpv6"]), z.int().min(0).max(255)]);
+const protocol = z.union([
+  z.enum(["tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icmpv6"]),
+  z.literal("raw").transform(() => 255),
+  z.int().min(0).max(255),
+]);
 
 const eventSchema = z.looseObject({
-  type: z.enum(["file.open", "exec", "net.connect", "net.sendmsg", "net.bind", "net.ingress"]),
+  type: z.enum(["file.open", "exec", "net.connect", "net.sendmsg", "net.packet", "net.bind", "net.ingress"]),
   rule: z.string().optional(),
   process: z.looseObject({
     uid: z.int().min(0).optional(),
@@ -57,6 +61,7 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
         return { area: type === "exec" ? "exec" : "file", path: need(file?.path, "file.path"), ...scoped };
       case "net.connect":
       case "net.sendmsg":
+      case "net.packet":
         return {
           area: "egress",
           addr: need(net?.daddr, "net.daddr"),

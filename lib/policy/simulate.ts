@@ -4,7 +4,8 @@
  * the lines.
  *
  * An event line weighs its `count` (a rate-limited summary stands for that many actions). Agent events
- * (`agent.*`, `policy.*`, `break_glass.*`, …) carry no action to decide and are skipped. A line that is
+ * (`agent.*`, `policy.*`, `break_glass.*`, …) carry no action to decide and are skipped, as are
+ * `net.socket` and `scope.escape`, which no rule list decides (a policy switch and the scope do). A line that is
  * not a JSON object, or an action event without the fields its type needs, is an InputError naming
  * SOURCE:LINE; only a torn last line (no final newline: a log cut while written) is tolerated, and
  * reported.
@@ -21,6 +22,7 @@ const ACTION_TYPES: ReadonlySet<string> = new Set([
   "exec",
   "net.connect",
   "net.sendmsg",
+  "net.packet",
   "net.bind",
   "net.ingress",
 ]);

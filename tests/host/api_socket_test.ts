@@ -169,3 +169,32 @@ Deno.test("parseApiAddress() takes unix:PATH and loopback tcp:HOST:PORT only", (
     );
   }
 });
+
+rootTest("[root] a second server on a live API socket is refused, a stale socket is taken over", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aegisbpf-api-test-" });
+  const events = new EventHub();
+  const options = {
+    app: createApp(deps(events), { readOnly: false }),
+    readOnlyApp: createApp(deps(events), { readOnly: true }),
+    addresses: [parseApiAddress(`unix:${dir}/api.sock`)],
+    allowUids: [0],
+  };
+  try {
+    const first = await serveApi(options);
+    try {
+      await assert.rejects(() => serveApi(options), /another process serves it already/);
+    } finally {
+      await first.close();
+    }
+    // A socket file nobody listens on (an agent killed with -9 leaves one).
+    const stale = Deno.listen({ transport: "unix", path: `${dir}/api.sock` });
+    stale.close();
+    const second = await serveApi(options);
+    const status = await curl(`${dir}/api.sock`, ["http://aegisbpf/v1/status"]);
+    assert.equal(status.code, 0, status.out);
+    await second.close();
+  } finally {
+    events.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

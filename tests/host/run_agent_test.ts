@@ -16,6 +16,7 @@ import { startConnectLoop } from "../support/loops.ts";
 import { VethPair } from "../support/netns.ts";
 import { probeLsm } from "../../lib/kernel/load.ts";
 import { rootTest, run } from "../support/privileged.ts";
+import { assertMatchesSchema } from "../support/schema.ts";
 
 /** High ports outside the ephemeral range, different for each test process. */
 const PORT = 61000 + (Deno.pid % 300) * 3;
@@ -203,6 +204,7 @@ rootTest(
         JSON.parse(l)
       );
       assert.deepEqual(logged, agent.events, "the log holds exactly what stdout showed");
+      for (const event of logged) assertMatchesSchema("event.schema.json", event);
     });
   },
 );

@@ -50,6 +50,8 @@ export class AgentRun {
       "run",
       "--log-format",
       "json",
+      // The default API socket is the host's: a test agent serves none unless the test asks.
+      ...(args.some((arg) => arg === "--api" || arg.startsWith("--api=")) ? [] : ["--api", "none"]),
       ...args,
     ];
     const [command, ...rest] = [...(options.prefix ?? []), ...deno];

@@ -1,0 +1,171 @@
+/**
+ * The local API served by a real agent (`run --api unix:PATH`), driven with curl over the socket as an
+ * operator would: health, status, metrics and events answer; an ingress session opens a `default: drop`
+ * interface (XDP on a veth, agent in the server's network namespace) for one client until its TTL ends, or
+ * until it is deleted; break-glass through the API reaches the kernel.
+ */
+import assert from "node:assert/strict";
+import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { AgentRun } from "../support/agent_run.ts";
+import { TestBpffs } from "../support/bpffs.ts";
+import { VethPair } from "../support/netns.ts";
+import { rootTest, run } from "../support/privileged.ts";
+
+const PORT = 8471;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function curl(socket: string, args: string[]): Promise<{ status: number; body: string }> {
+  const result = await run("curl", [
+    "-sS",
+    "--max-time",
+    "5",
+    "--unix-socket",
+    socket,
+    "-w",
+    "\n%{http_code}",
+    ...args,
+  ]);
+  const lines = result.stdout.split("\n");
+  return { status: Number(lines.pop()), body: lines.join("\n") };
+}
+
+rootTest(
+  "[root] run --api: health, status, metrics, events, break-glass, and ingress sessions with a TTL",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    const dir = await Deno.makeTempDir({ prefix: "aegisbpf-api-agent-" });
+    const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
+    const socket = `${dir}/api.sock`;
+    const pair = await VethPair.create();
+    const echo = await pair.serve([PORT]);
+    try {
+      Deno.mkdirSync(dirs.configDir);
+      const policy = `${dir}/p.yaml`;
+      Deno.writeTextFileSync(
+        policy,
+        `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: api-test, version: 1 }\nspec:\n` +
+          `  mode: enforce\n  network:\n    ingress:\n      interfaces: [${pair.serverInterface}]\n` +
+          `      default: drop\n      failsafe: { ports: [22], protocol: tcp }\n`,
+      );
+      await using agent = AgentRun.spawn(dirs, [
+        "--log-level",
+        "debug",
+        "--policy",
+        policy,
+        "--api",
+        `unix:${socket}`,
+      ], {
+        prefix: ["nsenter", `--net=/run/netns/${pair.server}`],
+      });
+      await agent.ready();
+      // The API starts once the policy is applied.
+      for (let i = 0; i < 200 && !(await exists(socket)); i++) await new Promise((r) => setTimeout(r, 50));
+      if (!(await exists(socket))) {
+        agent.kill("SIGTERM");
+        const exit = await agent.exit();
+        assert.fail(`no API socket: exit ${exit.code}: ${exit.stderr}`);
+      }
+      assert.equal((await Deno.stat(socket)).mode! & 0o777, 0o600);
+
+      const ready = await curl(socket, ["http://aegisbpf/health/ready"]);
+      assert.equal(ready.status, 200, ready.body);
+      assert.equal(JSON.parse(ready.body).health.policy.name, "api-test");
+      const status = await curl(socket, ["http://aegisbpf/v1/status"]);
+      assert.equal(JSON.parse(status.body).mode.effective, "enforce");
+      const metrics = await curl(socket, ["http://aegisbpf/metrics"]);
+      assert.match(
+        metrics.body,
+        new RegExp(`^aegisbpf_hook_attached\\{hook="xdp@${pair.serverInterface}"\\} 1$`, "m"),
+      );
+      const events = await curl(socket, [
+        "-N",
+        "--max-time",
+        "2",
+        "-H",
+        "Last-Event-ID: 0",
+        "http://aegisbpf/v1/events",
+      ]);
+      assert.match(events.body, /^data: \{[^\n]*"type":"agent\.start"/m);
+      assert.match(events.body, /^data: \{[^\n]*"type":"policy\.applied"[^\n]*\}\nid: \d+$/m);
+
+      assert.equal(await pair.reach("tcp", pair.serverAddress, PORT), "timeout", "default: drop");
+      const body = JSON.stringify({ cidr: `${pair.clientAddress}/32`, ports: [PORT], ttl: "3s" });
+      const opened = await curl(socket, ["-X", "POST", "-d", body, "http://aegisbpf/v1/ingress/sessions"]);
+      assert.equal(opened.status, 201, opened.body);
+      const session = JSON.parse(opened.body);
+      assert.deepEqual(session.interfaces, [pair.serverInterface]);
+      const openedAt = Date.now();
+      assert.equal(
+        await pair.reach("tcp", pair.serverAddress, PORT),
+        "answered",
+        "the session lets it through",
+      );
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 3_500 - (Date.now() - openedAt))));
+      assert.equal(await pair.reach("tcp", pair.serverAddress, PORT), "timeout", "the TTL ended it");
+
+      const again = await curl(socket, [
+        "-X",
+        "POST",
+        "-d",
+        JSON.stringify({ cidr: `${pair.clientAddress}/32`, ttl: "10m" }),
+        "http://aegisbpf/v1/ingress/sessions",
+      ]);
+      assert.equal(again.status, 201, again.body);
+      assert.equal(await pair.reach("tcp", pair.serverAddress, PORT), "answered");
+      const id = JSON.parse(again.body).id;
+      assert.equal(
+        (await curl(socket, ["-X", "DELETE", `http://aegisbpf/v1/ingress/sessions/${id}`])).status,
+        204,
+      );
+      assert.equal(await pair.reach("tcp", pair.serverAddress, PORT), "timeout", "deleted");
+      assert.equal(
+        (await curl(socket, ["-X", "DELETE", `http://aegisbpf/v1/ingress/sessions/${id}`])).status,
+        404,
+      );
+      const badCidr = await curl(socket, [
+        "-X",
+        "POST",
+        "-d",
+        '{"cidr":"nope","ttl":"1m"}',
+        "http://aegisbpf/v1/ingress/sessions",
+      ]);
+      assert.equal(badCidr.status, 400);
+
+      const glass = await curl(socket, [
+        "-X",
+        "POST",
+        "-d",
+        '{"on":true,"reason":"api test"}',
+        "http://aegisbpf/v1/break-glass",
+      ]);
+      assert.equal(glass.status, 200, glass.body);
+      assert.equal(
+        await pair.reach("tcp", pair.serverAddress, PORT),
+        "answered",
+        "break-glass: audit everywhere",
+      );
+      await agent.waitFor((event) => event.type === "break_glass.on", 5_000);
+      const off = await curl(socket, ["-X", "POST", "-d", '{"on":false}', "http://aegisbpf/v1/break-glass"]);
+      assert.equal(off.status, 200, off.body);
+      assert.equal(await pair.reach("tcp", pair.serverAddress, PORT), "timeout");
+
+      agent.kill("SIGTERM");
+      assert.equal((await agent.exit()).code, 0);
+      assert.throws(() => Deno.statSync(socket), Deno.errors.NotFound, "the socket is removed at exit");
+    } finally {
+      await echo.stop();
+      await pair.remove();
+      DataPlane.detach(bpffs.path);
+      await bpffs.unmount();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
