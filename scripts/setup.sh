@@ -2,7 +2,7 @@
 # Prepares a Debian 12 machine (as root) to build, run and test aegisbpf.
 # Idempotent and quiet when there is nothing to do. Usage: scripts/setup.sh [--test]
 #   (no flag)  build and run dependencies: deno, clang, libbpf, bpftool
-#   --test     also what the kernel suites need: qemu, busybox, cpio, iproute2 and the Debian kernels
+#   --test     also what the test suites need: qemu, busybox, cpio, iproute2, systemd and the Debian kernels
 set -euo pipefail
 
 want_test=0
@@ -15,7 +15,8 @@ say() { printf 'setup: %s\n' "$*"; }
 packages=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev iproute2 openssl)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "$want_test" = 1 ]; then
-  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux)
+  # systemd: systemd-analyze for the packaging tests (dpkg-deb, perl and setpriv are already there)
+  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux systemd)
 fi
 
 missing=()
