@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { REGISTRY } from "../../main.ts";
 import { type Command, isGroup, type OptionSpecs } from "../../lib/cli/command.ts";
 import { GLOBAL_OPTIONS, HELP_OPTION } from "../../lib/cli/globals.ts";
+import { aegisbpf } from "../cli/cli.ts";
 import { readUnit, REPO } from "./unit_file.ts";
 
 const RUNBOOKS = `${REPO}docs/runbooks/`;
@@ -141,4 +142,25 @@ Deno.test("checkInvocation() catches an unknown command or flag, and knows globa
     ),
     [{ line: 3, args: ["version"] }, { line: 4, args: ["doctor", "--json"] }],
   );
+});
+
+Deno.test("every policy shown in the runbooks passes `aegisbpf policy validate`", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "aegisbpf-runbook-" });
+  try {
+    let count = 0;
+    for (const entry of Deno.readDirSync(RUNBOOKS)) {
+      const text = await Deno.readTextFile(RUNBOOKS + entry.name);
+      for (const [index, block] of [...text.matchAll(/^```yaml\n([\s\S]*?)^```$/gm)].entries()) {
+        if (!/^kind: Policy$/m.test(block[1]!)) continue;
+        count++;
+        const path = `${dir}/${entry.name}-${index}.yaml`;
+        await Deno.writeTextFile(path, block[1]!);
+        const result = await aegisbpf(["policy", "validate", path]);
+        assert.equal(result.code, 0, `${entry.name}: ${result.stdout}${result.stderr}`);
+      }
+    }
+    assert.ok(count >= 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

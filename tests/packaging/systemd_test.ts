@@ -296,3 +296,26 @@ Deno.test("parseUnitFile() keeps repeated directives and refuses a line that is 
   assert.deepEqual(unit.get("Service")?.get("A"), ["1", "2"]);
   assert.throws(() => parseUnitFile("[Service]\nnot a directive\n"), /line 2 is not KEY=VALUE/);
 });
+
+Deno.test("aegisbpf.default sets every variable the units read, and sh reads it as systemd does", async () => {
+  const path = `${PACKAGING}systemd/aegisbpf.default`;
+  const text = await Deno.readTextFile(path);
+  const used = new Set(
+    UNITS.flatMap((name) =>
+      [
+        ...Deno.readTextFileSync(`${PACKAGING}systemd/${name}`).matchAll(/\$\{?(AEGISBPF_[A-Z_]+)/g),
+      ].map((m) => m[1]!)
+    ),
+  );
+  const assigned = [...text.matchAll(/^(AEGISBPF_[A-Z_]+)=/gm)].map((m) => m[1]!);
+  assert.deepEqual([...used].sort(), [...assigned].sort());
+  // Values are plain or double-quoted without expansions, which systemd's EnvironmentFile= and sh agree on.
+  for (const line of text.split("\n").filter((line) => /^[A-Z]/.test(line))) {
+    assert.match(line, /^[A-Z_]+=("[^"$`\\]*"|[^"'$`\\\s]*)$/, line);
+  }
+  const sourced = await run("sh", [
+    "-c",
+    `. "${path}" && printf '%s|' "$AEGISBPF_OPTS" "$AEGISBPF_HEALTH_WAIT"`,
+  ]);
+  assert.equal(sourced.stdout, "--log-format json|60|");
+});
