@@ -144,6 +144,72 @@ Deno.test("build-deb.sh --binary ships that binary as /usr/bin/aegisbpf and no s
   });
 });
 
+/** dpkg acting on a private root (its own database), running the maintainer scripts with DPKG_ROOT set. */
+function dpkgIn(root: string, ...args: string[]) {
+  return run("dpkg", [
+    `--root=${root}`,
+    "--force-script-chrootless",
+    "--force-not-root",
+    "--force-depends",
+    "--log=/dev/null",
+    ...args,
+  ]);
+}
+
+async function mode(path: string): Promise<number | undefined> {
+  try {
+    return (await Deno.stat(path)).mode! & 0o7777;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}
+
+Deno.test("dpkg installs, upgrades, removes and purges the package in a private root", async () => {
+  await withTempDir("aegisbpf-dpkg-", async (dir) => {
+    const binary = `${dir}/aegisbpf`;
+    await Deno.writeTextFile(binary, "#!/bin/sh\necho stub\n", { mode: 0o755 });
+    assert.equal((await run(BUILD, ["--binary", binary, "--out", dir])).code, 0);
+    const deb = `${dir}/${DEB_NAME}`;
+    const root = `${dir}/root`;
+    for (const sub of ["info", "updates", "triggers"]) {
+      await Deno.mkdir(`${root}/var/lib/dpkg/${sub}`, { recursive: true });
+    }
+    for (const file of ["status", "available"]) await Deno.writeTextFile(`${root}/var/lib/dpkg/${file}`, "");
+
+    const install = await dpkgIn(root, "-i", deb);
+    assert.equal(install.code, 0, install.stderr);
+    assert.match(install.stdout, /installed, not started/);
+    assert.equal(await mode(`${root}/etc/aegisbpf`), 0o700);
+    assert.equal(await mode(`${root}/var/lib/aegisbpf`), 0o700);
+    assert.equal(await mode(`${root}/usr/bin/aegisbpf`), 0o755);
+    const status = await run("dpkg", [`--root=${root}`, "-s", "aegisbpf"]);
+    assert.match(status.stdout, /^Status: install ok installed$/m);
+
+    // The admin's settings and files survive an upgrade (a conffile) and a remove; a purge takes them.
+    const defaults = `${root}/etc/default/aegisbpf`;
+    await Deno.writeTextFile(defaults, 'AEGISBPF_RUN_ARGS="--enforce"\n', { append: true });
+    await Deno.writeTextFile(`${root}/etc/aegisbpf/policy.yaml`, "kind: Policy\n");
+    const upgrade = await dpkgIn(root, "-i", deb);
+    assert.equal(upgrade.code, 0, upgrade.stderr);
+    assert.doesNotMatch(upgrade.stdout, /installed, not started/);
+    assert.match(await Deno.readTextFile(defaults), /AEGISBPF_RUN_ARGS="--enforce"\n$/);
+
+    const remove = await dpkgIn(root, "-r", "aegisbpf");
+    assert.equal(remove.code, 0, remove.stderr);
+    assert.equal(await mode(`${root}/usr/bin/aegisbpf`), undefined);
+    assert.equal(await mode(`${root}/usr/lib/systemd/system/aegisbpf.service`), undefined);
+    assert.match(await Deno.readTextFile(defaults), /--enforce/);
+    assert.equal(await Deno.readTextFile(`${root}/etc/aegisbpf/policy.yaml`), "kind: Policy\n");
+
+    const purge = await dpkgIn(root, "-P", "aegisbpf");
+    assert.equal(purge.code, 0, purge.stderr);
+    for (const path of ["etc/default/aegisbpf", "etc/aegisbpf", "var/lib/aegisbpf"]) {
+      assert.equal(await mode(`${root}/${path}`), undefined, path);
+    }
+  });
+});
+
 Deno.test("build-deb.sh refuses a bad argument or a missing binary with one line", async () => {
   const unknown = await run(BUILD, ["--bogus"]);
   assert.equal(unknown.code, 1);
@@ -167,7 +233,7 @@ Deno.test("the maintainer scripts are valid sh and never enable or start a unit"
       for (const call of calls) verbs.add(call[1]!);
     }
   }
-  // daemon-reload; stop on removal; purge of enable links; try-restart: an upgrade restarts only an
-  // agent already running (the new one adopts the pins).
-  assert.deepEqual([...verbs].sort(), ["daemon-reload", "purge", "stop", "try-restart"]);
+  // daemon-reload; stop on removal; update-state and purge record and remove the admin's enable links;
+  // try-restart: an upgrade restarts only an agent already running (the new one adopts the pins).
+  assert.deepEqual([...verbs].sort(), ["daemon-reload", "purge", "stop", "try-restart", "update-state"]);
 });
