@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { TestBpffs } from "../support/bpffs.ts";
-import { rootTest } from "../support/privileged.ts";
+import { cgroup2Root } from "../../lib/kernel/cgroup.ts";
+import { rootTest, uniqueName } from "../support/privileged.ts";
 import { directive, PACKAGING, parseUnitFile, readUnit, REPO, run, withTempDir } from "./unit_file.ts";
 
 const UNITS = ["aegisbpf.service", "aegisbpf-metrics.service", "aegisbpf-metrics.timer"];
@@ -198,17 +199,42 @@ Deno.test("Deno aborts under MemoryDenyWriteExecute, so the unit cannot set it",
 /** `setpriv` names: CAP_NET_ADMIN -> net_admin. */
 const setprivCaps = (caps: string[]) => caps.map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`);
 
-/** Runs `command` as root with only `caps` (bounding set, so also permitted and effective). */
-function withCapabilities(caps: string[], command: string[], env: Record<string, string> = {}) {
-  return run("setpriv", [
-    `--bounding-set=-all,${setprivCaps(caps).join(",")}`,
-    "--inh-caps=-all",
-    "--",
-    ...command,
-  ], {
-    env: { ...Deno.env.toObject(), ...env },
-  });
-}
+/** `command` run as root with only `caps` (bounding set, so also permitted and effective). */
+const withCapabilities = (caps: string[], command: string[]) => [
+  "setpriv",
+  `--bounding-set=-all,${setprivCaps(caps).join(",")}`,
+  "--inh-caps=-all",
+  "--",
+  ...command,
+];
+
+/**
+ * The filesystem aegisbpf.service sees, in a private mount namespace: ProtectSystem=strict (/usr, /etc,
+ * /boot read-only), ProtectHome=read-only (/home, /root), ProtectKernelTunables= and ProtectControlGroups=
+ * (/sys with every mount under it, cgroupfs included, read-only). The test's bpffs, state and config
+ * directories live in /tmp, writable as the unit's ReadWritePaths= are. Then runs the command it is given.
+ */
+const UNIT_FILESYSTEM = `set -e
+for top in /usr /etc /boot /home /root /sys; do
+  [ -d "$top" ] || continue
+  mountpoint -q "$top" || mount --bind "$top" "$top"
+  awk -v top="$top" '$2 == top || index($2, top "/") == 1 { print $2 }' /proc/self/mounts |
+    while read -r path; do mount -o remount,bind,ro "$path"; done
+done
+exec "$@"`;
+
+const inUnitFilesystem = (command: string[]) => [
+  "unshare",
+  "--mount",
+  "--propagation",
+  "private",
+  "--",
+  "sh",
+  "-c",
+  UNIT_FILESYSTEM,
+  "sh",
+  ...command,
+];
 
 const BIND_PORT = 61853;
 const BIND_POLICY = `apiVersion: aegisbpf.io/v1
@@ -221,7 +247,10 @@ spec:
       deny: [{ id: unused-port, port: ${BIND_PORT}, protocol: tcp }]
 `;
 
-/** `policy apply` of BIND_POLICY with only `caps`, on a private bpffs; whether the bind was then denied. */
+/**
+ * `policy apply` of BIND_POLICY with only `caps`, in the unit's filesystem view, on a private bpffs; and
+ * whether the bind was then denied.
+ */
 async function applyWithCapabilities(
   caps: string[],
 ): Promise<{ code: number; stderr: string; denied: boolean }> {
@@ -232,15 +261,23 @@ async function applyWithCapabilities(
       await Deno.mkdir(`${dir}/state`);
       await Deno.writeTextFile(`${dir}/policy.yaml`, BIND_POLICY);
       try {
-        const apply = await withCapabilities(
-          caps,
-          [Deno.execPath(), "run", "--allow-all", `${REPO}main.ts`, "policy", "apply", `${dir}/policy.yaml`],
-          {
+        const [command, ...args] = inUnitFilesystem(withCapabilities(caps, [
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          `${REPO}main.ts`,
+          "policy",
+          "apply",
+          `${dir}/policy.yaml`,
+        ]));
+        const apply = await run(command!, args, {
+          env: {
+            ...Deno.env.toObject(),
             AEGISBPF_BPFFS: bpffs.path,
             AEGISBPF_CONFIG_DIR: `${dir}/etc`,
             AEGISBPF_STATE_DIR: `${dir}/state`,
           },
-        );
+        });
         let denied = false;
         try {
           Deno.listen({ hostname: "127.0.0.1", port: BIND_PORT }).close();
@@ -258,18 +295,44 @@ async function applyWithCapabilities(
   }
 }
 
-rootTest("[root] with only aegisbpf.service's capabilities, policy apply loads and enforces", async () => {
-  const unit = directive(readUnit("aegisbpf.service"), "Service", "CapabilityBoundingSet").split(/\s+/);
-  const applied = await applyWithCapabilities(unit);
-  assert.equal(applied.code, 0, applied.stderr);
-  assert.equal(applied.denied, true, "the bind of the denied port went through");
-  // The control: without CAP_BPF and CAP_SYS_ADMIN the same apply must fail, or setpriv limited nothing.
-  const without = await applyWithCapabilities(
-    unit.filter((cap) => cap !== "CAP_BPF" && cap !== "CAP_SYS_ADMIN"),
-  );
-  assert.notEqual(without.code, 0);
-  assert.equal(without.denied, false);
-});
+rootTest(
+  "[root] with only aegisbpf.service's capabilities and read-only filesystem, policy apply enforces",
+  async () => {
+    const unit = directive(readUnit("aegisbpf.service"), "Service", "CapabilityBoundingSet").split(/\s+/);
+    const applied = await applyWithCapabilities(unit);
+    assert.equal(applied.code, 0, applied.stderr);
+    assert.equal(applied.denied, true, "the bind of the denied port went through");
+    // The control: without CAP_BPF and CAP_SYS_ADMIN the same apply must fail, or setpriv limited nothing.
+    const without = await applyWithCapabilities(
+      unit.filter((cap) => cap !== "CAP_BPF" && cap !== "CAP_SYS_ADMIN"),
+    );
+    assert.notEqual(without.code, 0);
+    assert.match(without.stderr, /EPERM|not permitted/);
+    assert.equal(without.denied, false);
+  },
+);
+
+rootTest(
+  "[root] the emulated unit filesystem is read-only where the unit's is (the test above can fail)",
+  async () => {
+    const cgroup = `${cgroup2Root()}/${uniqueName("aegisbpf-pkg-")}`;
+    const probes = ["/usr/aegisbpf-rw-probe", "/etc/aegisbpf-rw-probe", cgroup];
+    try {
+      const [command, ...args] = inUnitFilesystem([
+        "sh",
+        "-c",
+        'for p in "$@"; do mkdir "$p" 2>/dev/null && echo "$p"; done; true',
+        "sh",
+        ...probes,
+      ]);
+      const probe = await run(command!, args);
+      assert.equal(probe.code, 0, probe.stderr);
+      assert.equal(probe.stdout, "", "writable in the emulated unit filesystem");
+    } finally {
+      for (const path of probes) await Deno.remove(path).catch(() => {});
+    }
+  },
+);
 
 rootTest(
   "[root] aegisbpf.service's capabilities read /proc/PID/exe of a process with every capability",
@@ -280,9 +343,12 @@ rootTest(
     const sleeper = new Deno.Command("sleep", { args: ["30"], stdout: "null", stderr: "null" }).spawn();
     try {
       const exe = `/proc/${sleeper.pid}/exe`;
-      const seen = await withCapabilities(unit, ["readlink", exe]);
+      const seen = await run("setpriv", withCapabilities(unit, ["readlink", exe]).slice(1));
       assert.equal(seen.stdout.trim(), Deno.realPathSync("/usr/bin/sleep"), seen.stderr);
-      const blind = await withCapabilities(unit.filter((cap) => cap !== "CAP_SYS_PTRACE"), ["readlink", exe]);
+      const blind = await run(
+        "setpriv",
+        withCapabilities(unit.filter((cap) => cap !== "CAP_SYS_PTRACE"), ["readlink", exe]).slice(1),
+      );
       assert.notEqual(blind.code, 0);
     } finally {
       sleeper.kill();
