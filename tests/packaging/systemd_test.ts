@@ -69,6 +69,7 @@ Deno.test("aegisbpf.service runs the agent with only the capabilities it needs a
     "/sys/fs/bpf",
     "/etc/aegisbpf",
     "-/var/lib/node_exporter/textfile_collector",
+    "-/var/lib/prometheus/node-exporter",
   ]);
   for (const [key, value] of Object.entries(AGENT_HARDENING)) assert.equal(service(key), value, key);
   // Absent on purpose: each would break the agent (see the unit's comments and the tests below).
