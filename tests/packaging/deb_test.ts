@@ -144,6 +144,32 @@ Deno.test("build-deb.sh --binary ships that binary as /usr/bin/aegisbpf and no s
   });
 });
 
+/** The single binary, where `deno task compile` could make it (CI compiles only with DENORT_BIN set). */
+const COMPILED = `${REPO}dist/aegisbpf`;
+const compiled = (() => {
+  try {
+    return Deno.statSync(COMPILED).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+// Registered only where there is a binary to ship; the --binary test above covers the script everywhere.
+if (compiled) {
+  Deno.test("build-deb.sh ships dist/aegisbpf by default, and the packaged binary runs", async () => {
+    await withTempDir("aegisbpf-deb-", async (dir) => {
+      const built = await run(BUILD, ["--out", dir]);
+      assert.equal(built.code, 0, built.stderr);
+      const deb = `${dir}/${DEB_NAME}`;
+      assert.match(await field(deb, "Description"), /single binary of `deno task compile`/);
+      assert.equal((await run("dpkg-deb", ["-x", deb, `${dir}/root`])).code, 0);
+      const version = await run(`${dir}/root/usr/bin/aegisbpf`, ["version"], { cwd: "/" });
+      assert.equal(version.code, 0, version.stderr);
+      assert.match(version.stdout, new RegExp(`^aegisbpf +${VERSION.replaceAll(".", "\\.")}$`, "m"));
+    });
+  });
+}
+
 /** dpkg acting on a private root (its own database), running the maintainer scripts with DPKG_ROOT set. */
 function dpkgIn(root: string, ...args: string[]) {
   return run("dpkg", [
