@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { VERSION } from "../../lib/version.ts";
+import { rootTest } from "../support/privileged.ts";
 import { REPO, run, withTempDir } from "./unit_file.ts";
 
 const BUILD = `${REPO}scripts/build-deb.sh`;
@@ -46,80 +47,83 @@ function assertCommon(files: Map<string, string>): void {
   for (const [path, mode] of COMMON_FILES) assert.equal(files.get(path), mode, path);
 }
 
-Deno.test("build-deb.sh --source builds a .deb whose launcher runs the extracted package offline", async () => {
-  await withTempDir("aegisbpf-deb-", async (dir) => {
-    const built = await run(BUILD, ["--source", "--out", dir]);
-    assert.equal(built.code, 0, built.stderr);
-    const deb = `${dir}/${DEB_NAME}`;
-    assert.equal(built.stdout.trim(), deb);
+rootTest(
+  "[root] build-deb.sh --source builds a .deb whose launcher runs the extracted package offline",
+  async () => {
+    await withTempDir("aegisbpf-deb-", async (dir) => {
+      const built = await run(BUILD, ["--source", "--out", dir]);
+      assert.equal(built.code, 0, built.stderr);
+      const deb = `${dir}/${DEB_NAME}`;
+      assert.equal(built.stdout.trim(), deb);
 
-    const info = await run("dpkg-deb", ["--info", deb]);
-    assert.equal(info.code, 0, info.stderr);
-    assert.match(info.stdout, /^ Package: aegisbpf$/m);
-    assert.match(info.stdout, new RegExp(`^ Version: ${VERSION.replaceAll(".", "\\.")}$`, "m"));
-    assert.match(info.stdout, /^ Architecture: amd64$/m);
-    assert.equal(await field(deb, "Depends"), "libbpf1, libc6");
-    const description = await field(deb, "Description");
-    assert.match(description, /source tree in \/usr\/lib\/aegisbpf/);
-    assert.match(description, /launcher that runs it with the system's\s+Deno 2/);
-    assert.match(description, /neither enabled nor started/);
+      const info = await run("dpkg-deb", ["--info", deb]);
+      assert.equal(info.code, 0, info.stderr);
+      assert.match(info.stdout, /^ Package: aegisbpf$/m);
+      assert.match(info.stdout, new RegExp(`^ Version: ${VERSION.replaceAll(".", "\\.")}$`, "m"));
+      assert.match(info.stdout, /^ Architecture: amd64$/m);
+      assert.equal(await field(deb, "Depends"), "libbpf1, libc6");
+      const description = await field(deb, "Description");
+      assert.match(description, /source tree in \/usr\/lib\/aegisbpf/);
+      assert.match(description, /launcher that runs it with the system's\s+Deno 2/);
+      assert.match(description, /neither enabled nor started/);
 
-    const files = await contents(deb);
-    assertCommon(files);
-    for (const path of ["main.ts", "deno.json", "deno.lock", "bpf/build/aegis.bpf.o", "lib/version.ts"]) {
-      assert.ok(files.has(`usr/lib/aegisbpf/${path}`), path);
-    }
-    for (const name of ["yaml", "zod", "hono", "@noble/ed25519"]) {
-      assert.match(
-        files.get(`usr/lib/aegisbpf/node_modules/${name}`) ?? "",
-        /^l/,
-        `npm ${name} not vendored`,
+      const files = await contents(deb);
+      assertCommon(files);
+      for (const path of ["main.ts", "deno.json", "deno.lock", "bpf/build/aegis.bpf.o", "lib/version.ts"]) {
+        assert.ok(files.has(`usr/lib/aegisbpf/${path}`), path);
+      }
+      for (const name of ["yaml", "zod", "hono", "@noble/ed25519"]) {
+        assert.match(
+          files.get(`usr/lib/aegisbpf/node_modules/${name}`) ?? "",
+          /^l/,
+          `npm ${name} not vendored`,
+        );
+      }
+      const tests = [...files.keys()].filter((path) => path.endsWith("_test.ts"));
+      assert.deepEqual(tests, []);
+
+      const root = `${dir}/root`;
+      const extract = await run("dpkg-deb", ["-x", deb, root]);
+      assert.equal(extract.code, 0, extract.stderr);
+      const control = `${dir}/control`;
+      assert.equal((await run("dpkg-deb", ["-e", deb, control])).code, 0);
+      assert.equal((await Deno.readTextFile(`${control}/conffiles`)).trim(), "/etc/default/aegisbpf");
+      assert.deepEqual(
+        await Deno.readTextFile(`${root}/usr/lib/systemd/system/aegisbpf.service`),
+        await Deno.readTextFile(`${REPO}packaging/systemd/aegisbpf.service`),
       );
-    }
-    const tests = [...files.keys()].filter((path) => path.endsWith("_test.ts"));
-    assert.deepEqual(tests, []);
 
-    const root = `${dir}/root`;
-    const extract = await run("dpkg-deb", ["-x", deb, root]);
-    assert.equal(extract.code, 0, extract.stderr);
-    const control = `${dir}/control`;
-    assert.equal((await run("dpkg-deb", ["-e", deb, control])).code, 0);
-    assert.equal((await Deno.readTextFile(`${control}/conffiles`)).trim(), "/etc/default/aegisbpf");
-    assert.deepEqual(
-      await Deno.readTextFile(`${root}/usr/lib/systemd/system/aegisbpf.service`),
-      await Deno.readTextFile(`${REPO}packaging/systemd/aegisbpf.service`),
-    );
+      // No network (a fresh network namespace) and a DENO_DIR with nothing in it: all it needs is shipped.
+      const emptyDenoDir = `${dir}/deno-dir`;
+      const launch = (args: string[], env: Record<string, string> = {}) =>
+        run("unshare", ["--net", "--", `${root}/usr/bin/aegisbpf`, ...args], {
+          env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", DENO_DIR: emptyDenoDir, ...env },
+          cwd: "/",
+        });
+      const version = await launch(["version"]);
+      assert.equal(version.code, 0, version.stderr);
+      assert.match(version.stdout, new RegExp(`^aegisbpf +${VERSION.replaceAll(".", "\\.")}$`, "m"));
+      // YAML and zod from the shipped node_modules; exit codes pass through the launcher.
+      await Deno.writeTextFile(`${dir}/bad.yaml`, "apiVersion: aegisbpf.io/v1\nkind: Policy\n");
+      const invalid = await launch(["policy", "validate", `${dir}/bad.yaml`]);
+      assert.equal(invalid.code, 2);
+      assert.match(invalid.stdout + invalid.stderr, /bad\.yaml:\d+:\d+: error: /);
+      const noDeno = await launch(["version"], { AEGISBPF_DENO: `${dir}/missing/deno` });
+      assert.equal(noDeno.code, 1);
+      assert.equal(
+        noDeno.stderr,
+        `aegisbpf: error: AEGISBPF_DENO=${dir}/missing/deno is not an executable file\n`,
+      );
 
-    // No network (a fresh network namespace) and a DENO_DIR with nothing in it: all it needs is shipped.
-    const emptyDenoDir = `${dir}/deno-dir`;
-    const launch = (args: string[], env: Record<string, string> = {}) =>
-      run("unshare", ["--net", "--", `${root}/usr/bin/aegisbpf`, ...args], {
-        env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", DENO_DIR: emptyDenoDir, ...env },
-        cwd: "/",
-      });
-    const version = await launch(["version"]);
-    assert.equal(version.code, 0, version.stderr);
-    assert.match(version.stdout, new RegExp(`^aegisbpf +${VERSION.replaceAll(".", "\\.")}$`, "m"));
-    // YAML and zod from the shipped node_modules; exit codes pass through the launcher.
-    await Deno.writeTextFile(`${dir}/bad.yaml`, "apiVersion: aegisbpf.io/v1\nkind: Policy\n");
-    const invalid = await launch(["policy", "validate", `${dir}/bad.yaml`]);
-    assert.equal(invalid.code, 2);
-    assert.match(invalid.stdout + invalid.stderr, /bad\.yaml:\d+:\d+: error: /);
-    const noDeno = await launch(["version"], { AEGISBPF_DENO: `${dir}/missing/deno` });
-    assert.equal(noDeno.code, 1);
-    assert.equal(
-      noDeno.stderr,
-      `aegisbpf: error: AEGISBPF_DENO=${dir}/missing/deno is not an executable file\n`,
-    );
-
-    // md5sums lists every shipped file, and running the package changed none of them.
-    const check = await run("md5sum", ["--check", "--quiet", `${control}/md5sums`], { cwd: root });
-    assert.equal(check.code, 0, check.stdout + check.stderr);
-    const shipped = (await Deno.readTextFile(`${control}/md5sums`)).trimEnd().split("\n").length;
-    const found = await run("find", [root, "-type", "f"]);
-    assert.equal(found.stdout.trimEnd().split("\n").length, shipped, "files appeared in the package tree");
-  });
-});
+      // md5sums lists every shipped file, and running the package changed none of them.
+      const check = await run("md5sum", ["--check", "--quiet", `${control}/md5sums`], { cwd: root });
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      const shipped = (await Deno.readTextFile(`${control}/md5sums`)).trimEnd().split("\n").length;
+      const found = await run("find", [root, "-type", "f"]);
+      assert.equal(found.stdout.trimEnd().split("\n").length, shipped, "files appeared in the package tree");
+    });
+  },
+);
 
 Deno.test("build-deb.sh --binary ships that binary as /usr/bin/aegisbpf and no source tree", async () => {
   await withTempDir("aegisbpf-deb-", async (dir) => {
