@@ -2,7 +2,8 @@
 # Prepares a Debian 12 machine (as root) to build, run and test aegisbpf.
 # Idempotent and quiet when there is nothing to do. Usage: scripts/setup.sh [--test]
 #   (no flag)  build and run dependencies: deno, clang, libbpf, bpftool
-#   --test     also what the kernel suites need: qemu, busybox, cpio, iproute2, promtool and node_exporter (metrics tests) and the Debian kernels
+#   --test     also what the test suites need: qemu, busybox, cpio, iproute2, curl, promtool and
+#              node_exporter (metrics), systemd (systemd-analyze, packaging) and the Debian kernels
 set -euo pipefail
 
 want_test=0
@@ -15,7 +16,9 @@ say() { printf 'setup: %s\n' "$*"; }
 packages=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev iproute2 openssl)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "$want_test" = 1 ]; then
-  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus prometheus-node-exporter)
+  # curl, prometheus (promtool), prometheus-node-exporter: metrics and API tests; systemd: systemd-analyze
+  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus)
+  packages+=(prometheus-node-exporter systemd)
 fi
 
 missing=()

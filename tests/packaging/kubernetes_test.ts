@@ -1,0 +1,218 @@
+/**
+ * The manifests of packaging/kubernetes: every file parses as YAML and is listed by the kustomization;
+ * the DaemonSet runs unprivileged with only the capabilities the systemd unit has (plus SYS_RESOURCE),
+ * mounts what the agent needs from the node, probes with `aegisbpf health`, and the ConfigMap's policy
+ * is one `aegisbpf policy validate` accepts.
+ */
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import { VERSION } from "../../lib/version.ts";
+import { aegisbpf } from "../cli/cli.ts";
+import { directive, PACKAGING, readUnit, withTempDir } from "./unit_file.ts";
+
+// deno-lint-ignore no-explicit-any
+type Manifest = Record<string, any>;
+
+const DIR = `${PACKAGING}kubernetes/`;
+
+function manifestFiles(): string[] {
+  return [...Deno.readDirSync(DIR)].filter((e) => e.isFile && e.name.endsWith(".yaml")).map((e) => e.name)
+    .sort();
+}
+
+/** The documents of one file, parsed strictly: a YAML error or warning (a duplicate key) throws. */
+function parseStrict(text: string, name: string): Manifest[] {
+  const documents = parseAllDocuments(text, { strict: true, uniqueKeys: true });
+  const list = Array.isArray(documents) ? documents : [];
+  for (const document of list) {
+    const problems = [...document.errors, ...document.warnings].map(String);
+    if (problems.length) throw new SyntaxError(`${name}: ${problems.join("; ")}`);
+  }
+  return list.map((document) => document.toJS() as Manifest);
+}
+
+let parsed: Map<string, Manifest[]> | undefined;
+
+/** Every document of every file. */
+function manifests(): Map<string, Manifest[]> {
+  parsed ??= new Map(
+    manifestFiles().map((name) => [name, parseStrict(Deno.readTextFileSync(DIR + name), name)]),
+  );
+  return parsed;
+}
+
+function only(kind: string): Manifest {
+  const found = [...manifests().values()].flat().filter((m) => m.kind === kind);
+  assert.equal(found.length, 1, `expected one ${kind}`);
+  return found[0]!;
+}
+
+function agentContainer(): Manifest {
+  const containers = only("DaemonSet").spec.template.spec.containers as Manifest[];
+  assert.equal(containers.length, 1);
+  return containers[0]!;
+}
+
+Deno.test("every manifest parses as YAML, names its kind, and the kustomization lists them all", () => {
+  const all = manifests();
+  for (const [name, documents] of all) {
+    for (const manifest of documents) {
+      assert.equal(typeof manifest.apiVersion, "string", name);
+      assert.equal(typeof manifest.kind, "string", name);
+    }
+  }
+  const kustomization = only("Kustomization");
+  assert.deepEqual(
+    [...kustomization.resources].sort(),
+    manifestFiles().filter((name) => name !== "kustomization.yaml"),
+  );
+  const namespaced = [...all.values()].flat().filter((m) => !["Namespace", "Kustomization"].includes(m.kind));
+  for (const manifest of namespaced) assert.equal(manifest.metadata.namespace, "aegisbpf", manifest.kind);
+});
+
+Deno.test("a YAML error or a duplicate key in a manifest fails the parse above (the check can fail)", () => {
+  assert.throws(() => parseStrict("a: 1\na: 2\n", "dup.yaml"), /dup\.yaml: .*unique/i);
+  assert.throws(() => parseStrict("a: [1\n", "open.yaml"), /open\.yaml/);
+  assert.equal(manifestFiles().length >= 5, true);
+});
+
+Deno.test("the DaemonSet's container is unprivileged and adds only the agent's capabilities", () => {
+  const security = agentContainer().securityContext;
+  assert.equal(security.privileged, false);
+  assert.equal(security.allowPrivilegeEscalation, false);
+  assert.equal(security.readOnlyRootFilesystem, true);
+  assert.deepEqual(security.capabilities.drop, ["ALL"]);
+  // The systemd unit's set, in Kubernetes' names, plus SYS_RESOURCE (a pod cannot lift RLIMIT_MEMLOCK).
+  const unit = directive(readUnit("aegisbpf.service"), "Service", "CapabilityBoundingSet").split(/\s+/)
+    .map((cap) => cap.replace(/^CAP_/, ""));
+  assert.deepEqual([...security.capabilities.add].sort(), [...unit, "SYS_RESOURCE"].sort());
+  assert.equal(security.seccompProfile.type, "RuntimeDefault");
+  assert.equal(security.appArmorProfile.type, "Unconfined");
+});
+
+Deno.test("the DaemonSet shares the node's pid and network namespaces and runs on every node", () => {
+  const daemonSet = only("DaemonSet");
+  const pod = daemonSet.spec.template.spec;
+  assert.equal(pod.hostPID, true);
+  assert.equal(pod.hostNetwork, true);
+  assert.equal(pod.automountServiceAccountToken, false);
+  assert.deepEqual(pod.tolerations, [{ operator: "Exists" }]);
+  assert.equal(daemonSet.spec.updateStrategy.type, "RollingUpdate");
+  assert.equal(daemonSet.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
+  assert.deepEqual(daemonSet.spec.selector.matchLabels, daemonSet.spec.template.metadata.labels);
+  assert.equal(agentContainer().image, `aegisbpf:${VERSION}`);
+  assert.equal(daemonSet.metadata.labels["app.kubernetes.io/version"], VERSION);
+});
+
+/** mount path -> { hostPath, readOnly, propagation } of the agent's container. */
+function hostMounts(): Map<
+  string,
+  { hostPath?: string; readOnly: boolean; propagation?: string; volume: Manifest }
+> {
+  const volumes = new Map(
+    (only("DaemonSet").spec.template.spec.volumes as Manifest[]).map((volume) => [volume.name, volume]),
+  );
+  return new Map((agentContainer().volumeMounts as Manifest[]).map((mount) => {
+    const volume = volumes.get(mount.name);
+    assert.ok(volume, `volumeMount ${mount.name} has no volume`);
+    return [mount.mountPath, {
+      hostPath: volume.hostPath?.path,
+      readOnly: mount.readOnly === true,
+      propagation: mount.mountPropagation,
+      volume,
+    }];
+  }));
+}
+
+Deno.test("the DaemonSet mounts bpffs, cgroup v2, securityfs, tracefs and the agent's directories from the node", () => {
+  const mounts = hostMounts();
+  const expect = (path: string, readOnly: boolean) => {
+    const mount = mounts.get(path);
+    assert.ok(mount, `${path} is not mounted`);
+    assert.equal(mount.hostPath, path, `${path} must be the node's own`);
+    assert.equal(mount.readOnly, readOnly, `${path} readOnly`);
+    return mount;
+  };
+  // Pins outlive the pod; Bidirectional is refused by Kubernetes for an unprivileged container.
+  assert.equal(expect("/sys/fs/bpf", false).propagation, "HostToContainer");
+  expect("/sys/fs/cgroup", true);
+  expect("/sys/kernel/security", true);
+  expect("/sys/kernel/tracing", true);
+  expect("/var/lib/aegisbpf", false);
+  expect("/etc/aegisbpf", false);
+  expect("/run/aegisbpf", false);
+  expect("/var/lib/node_exporter/textfile_collector", false);
+  const policy = mounts.get("/etc/aegisbpf-policy");
+  assert.equal(policy?.volume.configMap?.name, only("ConfigMap").metadata.name);
+  assert.equal(policy?.readOnly, true);
+  for (const [path, mount] of mounts) {
+    if (mount.propagation) assert.notEqual(mount.propagation, "Bidirectional", path);
+  }
+});
+
+Deno.test("the DaemonSet's probes call `aegisbpf health`; readiness adds the ConfigMap's health-args", () => {
+  const container = agentContainer();
+  assert.deepEqual(container.startupProbe.exec.command, ["aegisbpf", "health"]);
+  assert.deepEqual(container.livenessProbe.exec.command, ["aegisbpf", "health"]);
+  assert.deepEqual(container.readinessProbe.exec.command, [
+    "/bin/sh",
+    "-c",
+    "exec aegisbpf health $AEGISBPF_HEALTH_ARGS",
+  ]);
+  const env = new Map((container.env as Manifest[]).map((e) => [e.name, e]));
+  const configMap = only("ConfigMap");
+  for (const [name, key] of [["AEGISBPF_HEALTH_ARGS", "health-args"], ["AEGISBPF_RUN_ARGS", "run-args"]]) {
+    const ref = env.get(name!)?.valueFrom?.configMapKeyRef;
+    assert.deepEqual(ref, { name: configMap.metadata.name, key }, name);
+    assert.equal(typeof configMap.data[key!], "string", key);
+  }
+  assert.match(container.command.at(-1), /^exec aegisbpf --log-format json run .*\$AEGISBPF_RUN_ARGS$/);
+});
+
+/** Flags of SPEC section 2 for `run` and `health`, and whether each takes a value. */
+const RUN_FLAGS: Record<string, boolean> = {
+  "--audit": false,
+  "--enforce": false,
+  "--policy": true,
+  "--ingress": true,
+  "--deadman": true,
+  "--enforce-signal": true,
+  "--api": true,
+  "--metrics-textfile": true,
+  "--metrics-interval": true,
+};
+const HEALTH_FLAGS: Record<string, boolean> = { "--json": false, "--require-enforce": false };
+
+function assertFlags(text: string, flags: Record<string, boolean>, where: string): void {
+  const words = text.split(/\s+/).filter(Boolean);
+  for (let i = 0; i < words.length; i++) {
+    const takesValue = flags[words[i]!];
+    assert.notEqual(takesValue, undefined, `${where}: ${words[i]} is not a flag of SPEC section 2`);
+    if (takesValue) i++;
+  }
+}
+
+Deno.test("the ConfigMap's flags are flags of `run` and `health`, and its policy validates", async () => {
+  const data = only("ConfigMap").data;
+  assertFlags(data["run-args"], RUN_FLAGS, "run-args");
+  assertFlags(data["health-args"], HEALTH_FLAGS, "health-args");
+  assert.throws(() => assertFlags("--enforce --bogus", RUN_FLAGS, "x"), /--bogus is not a flag/);
+  await withTempDir("aegisbpf-k8s-", async (dir) => {
+    await Deno.writeTextFile(`${dir}/policy.yaml`, data["policy.yaml"]);
+    const result = await aegisbpf(["policy", "validate", `${dir}/policy.yaml`]);
+    assert.equal(result.code, 0, result.stderr);
+  });
+});
+
+Deno.test("the memory limit leaves room for the agent with 100,000 rules", () => {
+  // bench:apply: 475 MiB resident after replacing 100,000 egress rules with another 100,000.
+  const { requests, limits } = agentContainer().resources;
+  const mib = (quantity: string) => {
+    const match = /^(\d+)(Mi|Gi)$/.exec(quantity);
+    assert.ok(match, `unexpected quantity ${quantity}`);
+    return Number(match[1]) * (match[2] === "Gi" ? 1024 : 1);
+  };
+  assert.ok(mib(limits.memory) >= 768, `memory limit ${limits.memory}`);
+  assert.ok(mib(requests.memory) <= mib(limits.memory));
+  assert.equal(limits.cpu, undefined, "a CPU limit throttles the agent and loses events");
+});
