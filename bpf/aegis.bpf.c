@@ -126,6 +126,23 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/* Not LRU: an evicted entry would take its count with it. Full: later rules go uncounted here (the hook counters still count them). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, AEGIS_RULE_HIT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct aegis_rule_hit_key);
+	__type(value, __u64);
+} rule_hits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, AEGIS_XDP_STAT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct aegis_xdp_stat_key);
+	__type(value, __u64);
+} xdp_stats SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
@@ -145,6 +162,8 @@ const volatile struct {
 	struct aegis_inode_key inode_key;
 	struct aegis_inherit inherit;
 	struct aegis_conn conn;
+	struct aegis_rule_hit_key rule_hit_key;
+	struct aegis_xdp_stat_key xdp_stat_key;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;
@@ -166,6 +185,7 @@ const volatile struct {
 	enum aegis_capacity capacity;
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;
+	enum aegis_stat_limits stat_limits;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -225,6 +245,22 @@ static __always_inline void count_n(__u32 slot, __u64 n)
 	__u64 *value = bpf_map_lookup_elem(&counters, &slot);
 	if (value)
 		__sync_fetch_and_add(value, n);
+}
+
+/* Adds one to a per-CPU hash counter, making its entry on first use (atomic: see count_n). */
+static __always_inline void count_key(void *map, const void *key)
+{
+	__u64 *value = bpf_map_lookup_elem(map, key);
+	if (value) {
+		__sync_fetch_and_add(value, 1);
+		return;
+	}
+	__u64 one = 1;
+	if (bpf_map_update_elem(map, key, &one, BPF_NOEXIST) == -17 /* EEXIST: made meanwhile */) {
+		value = bpf_map_lookup_elem(map, key);
+		if (value)
+			__sync_fetch_and_add(value, 1);
+	}
 }
 
 /* Whether the current task is inside the rule set's scope: never in an exempt subtree, and inside an included one when any is listed. */
@@ -336,6 +372,8 @@ static __always_inline struct aegis_event *record(const struct aegis_state *s, _
 {
 	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
 	count_n(hook * 2 + decision, 1);
+	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = s->gen, .decision = decision };
+	count_key(&rule_hits, &hit);
 	__u32 n = rate_admit(s, hook, decision, mode, rule_id, who);
 	if (!n)
 		return 0;
@@ -952,8 +990,7 @@ static __always_inline int unparsed_passes(const struct aegis_state *s, const st
 	return !(p->family && s->info->ingress_port_denies);
 }
 
-SEC("xdp")
-int aegis_xdp(struct xdp_md *ctx)
+static __always_inline int xdp_verdict(struct xdp_md *ctx)
 {
 	struct aegis_packet p = {};
 	struct aegis_state s;
@@ -998,6 +1035,16 @@ refuse:;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
+}
+
+/* The XDP program runs only on the interfaces it filters: every packet it sees is counted with its verdict. */
+SEC("xdp")
+int aegis_xdp(struct xdp_md *ctx)
+{
+	int action = xdp_verdict(ctx);
+	struct aegis_xdp_stat_key key = { .ifindex = ctx->ingress_ifindex, .action = action };
+	count_key(&xdp_stats, &key);
+	return action;
 }
 
 /* ---- file guard ---------------------------------------------------------- */

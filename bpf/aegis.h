@@ -200,6 +200,29 @@ struct aegis_session {
 };
 _Static_assert(sizeof(struct aegis_session) == 16, "aegis_session size");
 
+/*
+ * Per-rule decision counters (map rule_hits, per CPU): by generation, rule and
+ * decision, cleared when a generation is staged again, so that a rule id always
+ * counts for the rule of the generation that holds it.
+ */
+struct aegis_rule_hit_key {
+	__u32 rule_id;
+	__u8 gen;
+	__u8 decision; /* AEGIS_DECISION_* */
+	__u8 _pad0[2];
+};
+_Static_assert(sizeof(struct aegis_rule_hit_key) == 8, "aegis_rule_hit_key size");
+
+/* Packets the XDP program saw (map xdp_stats, per CPU): by interface and verdict. */
+struct aegis_xdp_stat_key {
+	__u32 ifindex;
+	__u32 action; /* XDP_DROP (1) or XDP_PASS (2) */
+};
+_Static_assert(sizeof(struct aegis_xdp_stat_key) == 8, "aegis_xdp_stat_key size");
+
+/* Entries of the statistics maps: rules that fired, and (interface, verdict) pairs. */
+enum aegis_stat_limits { AEGIS_RULE_HIT_ENTRIES = 65536, AEGIS_XDP_STAT_ENTRIES = 1024 };
+
 struct aegis_rate_key {
 	__u32 rule_id;
 	__u32 who; /* pid, or the source address for ingress */

@@ -76,6 +76,9 @@ export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
 
 export const INHERITED = { ENTRIES: 65536 } as const;
 
+/** Entries of the statistics maps `rule_hits` and `xdp_stats`. */
+export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024 } as const;
+
 export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
 
 export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
@@ -101,6 +104,7 @@ export const KERNEL_ENUMS = {
   aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
   aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },
+  aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

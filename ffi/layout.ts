@@ -85,6 +85,18 @@ export const AEGIS_INHERIT = struct("aegis_inherit", 16, {
   generation: { offset: 12, size: 4 },
 });
 
+export const AEGIS_RULE_HIT_KEY = struct("aegis_rule_hit_key", 8, {
+  rule_id: { offset: 0, size: 4 },
+  gen: { offset: 4, size: 1 },
+  decision: { offset: 5, size: 1 },
+  _pad0: { offset: 6, size: 2 },
+});
+
+export const AEGIS_XDP_STAT_KEY = struct("aegis_xdp_stat_key", 8, {
+  ifindex: { offset: 0, size: 4 },
+  action: { offset: 4, size: 4 },
+});
+
 /** A record of the connection sweep (net_guard.bpf.h). */
 export const AEGIS_CONN = struct("aegis_conn", 56, {
   cgroup_id: { offset: 0, size: 8 },
@@ -114,6 +126,8 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_INHERIT,
   AEGIS_EVENT,
   AEGIS_CONN,
+  AEGIS_RULE_HIT_KEY,
+  AEGIS_XDP_STAT_KEY,
 ];
 
 /**
@@ -440,4 +454,27 @@ export function decodeConnRecords(bytes: Uint8Array): ConnRecord[] {
     });
   }
   return records;
+}
+
+export type RuleHitKey = { ruleId: number; gen: number; decision: number };
+
+export function encodeRuleHitKey(key: RuleHitKey): Uint8Array<ArrayBuffer> {
+  return new StructWriter(AEGIS_RULE_HIT_KEY).u32("rule_id", key.ruleId).u8("gen", key.gen)
+    .u8("decision", key.decision).bytes;
+}
+
+export function decodeRuleHitKey(bytes: Uint8Array): RuleHitKey {
+  const view = reader(bytes);
+  const f = AEGIS_RULE_HIT_KEY.fields;
+  return {
+    ruleId: view.getUint32(f.rule_id.offset, true),
+    gen: view.getUint8(f.gen.offset),
+    decision: view.getUint8(f.decision.offset),
+  };
+}
+
+export function decodeXdpStatKey(bytes: Uint8Array): { ifindex: number; action: number } {
+  const view = reader(bytes);
+  const f = AEGIS_XDP_STAT_KEY.fields;
+  return { ifindex: view.getUint32(f.ifindex.offset, true), action: view.getUint32(f.action.offset, true) };
 }

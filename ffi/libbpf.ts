@@ -151,6 +151,8 @@ const libcSymbols = {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // unsigned int if_nametoindex(const char *ifname)
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  // char *if_indextoname(unsigned int ifindex, char *ifname)
+  if_indextoname: { parameters: ["u32", "buffer"], result: "pointer" },
   // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   // int munmap(void *addr, size_t length)

@@ -10,6 +10,7 @@ export {
   closeFd,
   type DirectoryLock,
   ifIndex,
+  ifName,
   inNetns,
   libbpfVersion,
   lockDirectory,

@@ -23,6 +23,17 @@ export function ifIndex(name: string): number {
   return index;
 }
 
+/** IF_NAMESIZE, with the terminating NUL. */
+const IF_NAMESIZE = 16;
+
+/** The name of interface `index` in this thread's network namespace, or undefined when there is none. */
+export function ifName(index: number): string | undefined {
+  const buffer = new Uint8Array(IF_NAMESIZE);
+  if (libc().if_indextoname(index, buffer) === null) return undefined;
+  const end = buffer.indexOf(0);
+  return new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.length : end));
+}
+
 const CLONE_NEWNET = 0x40000000;
 
 /**

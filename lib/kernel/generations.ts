@@ -3,6 +3,7 @@ import {
   type BpfMap,
   type BpfObject,
   CONFIG_WORDS,
+  decodeRuleHitKey,
   encodeU32,
   encodeU64,
   FdMap,
@@ -103,6 +104,7 @@ export function stageGeneration(
   capacity: Partial<Record<RuleMapName, number>> = {},
 ): StagedGeneration {
   const entries = ruleSetEntries(set, capacity);
+  clearRuleHits(object, generation);
   const inner = new Map<RuleMapName, FdMap>();
   const staged = new StagedGeneration(object, generation, inner);
   try {
@@ -148,4 +150,16 @@ function createInner(name: RuleMapName, generation: number, batch: Batch): FdMap
     throw error;
   }
   return map;
+}
+
+/**
+ * Forgets the per-rule counts of `generation` before it is staged again: its rule ids are about to name the
+ * rules of another rule set. No hook counts into it by now (the flip away from it waited for a grace period
+ * wherever it installed maps).
+ */
+function clearRuleHits(object: BpfObject, generation: number): void {
+  const hits = object.map("rule_hits");
+  for (const key of hits.keys()) {
+    if (decodeRuleHitKey(key).gen === generation) hits.delete(key);
+  }
 }

@@ -8,6 +8,8 @@ import {
   BpfLink,
   COUNTER,
   decodeGenInfo,
+  decodeRuleHitKey,
+  decodeXdpStatKey,
   encodeU32,
   FdMap,
   type GenInfo,
@@ -194,3 +196,27 @@ const ON_DEMAND: ReadonlySet<string> = new Set([PROGRAMS.flushRates, PROGRAMS.sw
 export const HOOK_PROGRAMS: readonly string[] = Object.values(PROGRAMS).filter((name) =>
   !ON_DEMAND.has(name)
 );
+
+/** Packets the XDP program saw, by interface index and verdict, summed over CPUs. */
+export function pinnedXdpStats(bpffs: string): { ifindex: number; action: number; packets: bigint }[] {
+  using map = openPinnedMap(bpffs, "xdp_stats");
+  if (!map) return [];
+  return map.keys().flatMap((key) => {
+    const value = map.lookup(key);
+    return value ? [{ ...decodeXdpStatKey(key), packets: sumPerCpu(value) }] : [];
+  });
+}
+
+/** Decisions per rule id of generation `gen`, summed over CPUs. */
+export function pinnedRuleHits(
+  bpffs: string,
+  gen: number,
+): { ruleId: number; decision: number; count: bigint }[] {
+  using map = openPinnedMap(bpffs, "rule_hits");
+  if (!map) return [];
+  return map.keys().flatMap((key) => {
+    const hit = decodeRuleHitKey(key);
+    const value = hit.gen === gen ? map.lookup(key) : undefined;
+    return value ? [{ ruleId: hit.ruleId, decision: hit.decision, count: sumPerCpu(value) }] : [];
+  });
+}

@@ -4,7 +4,7 @@
  * metric families (pure).
  */
 
-import { CAPACITY, HOOK_NAMES } from "../../ffi/mod.ts";
+import { CAPACITY, DECISION, HOOK_NAMES, ifName } from "../../ffi/mod.ts";
 import { libbpfVersion } from "../kernel/info.ts";
 import {
   type Counters,
@@ -13,7 +13,12 @@ import {
   pinnedGenInfo,
   pinnedLinks,
   pinnedMapFill,
+  pinnedRuleHits,
+  pinnedXdpStats,
 } from "../kernel/inspect.ts";
+import { storedInput } from "../agent/policy_source.ts";
+import { readApplied, storedPolicy } from "../policy/apply_state.ts";
+import { compilePolicy } from "../policy/compile.ts";
 import { readModeWords } from "../kernel/mode_words.ts";
 import { PROGRAMS } from "../kernel/object.ts";
 import { currentEntry, listHistory } from "../policy/history.ts";
@@ -36,7 +41,28 @@ export type MetricsReading = {
   maps: { map: string; entries: number; capacity: number }[];
   /** Pinned links whose program is attached (a detached cgroup or XDP link does not count). */
   links: string[];
+  /** Packets seen by XDP, by interface (its name where this network namespace has it) and verdict. */
+  xdp: { interface: string; action: "pass" | "drop"; packets: bigint }[];
+  /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
+  ruleHits: { rule: string; decision: "deny" | "audit"; count: bigint }[];
 };
+
+/** XDP_DROP and XDP_PASS as the kernel returns them. */
+const XDP_ACTIONS: Readonly<Record<number, "pass" | "drop">> = { 1: "drop", 2: "pass" };
+
+/**
+ * The rule ids of generation `gen` as the policy names them, when applied.json says which history entry it
+ * holds; otherwise `#N` (a policy this state directory did not apply).
+ */
+function ruleNamesOf(stateDir: string, gen: number): (ruleId: number) => string {
+  const applied = readApplied(stateDir);
+  const entry = applied?.generation === gen
+    ? listHistory(stateDir).find((candidate) => candidate.seq === applied.seq)
+    : undefined;
+  if (!entry) return (ruleId) => `#${ruleId}`;
+  const plan = compilePolicy(storedInput(storedPolicy(stateDir, entry)).parsed.policy);
+  return (ruleId) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
+}
 
 /** Reads the pins under `bpffs` and the history under `stateDir`. */
 export function collect(where: { bpffs: string; stateDir: string }): MetricsReading {
@@ -57,6 +83,8 @@ export function collect(where: { bpffs: string; stateDir: string }): MetricsRead
       breakGlass: false,
       maps: [],
       links: [],
+      xdp: [],
+      ruleHits: [],
       ...(policy && { policy }),
     };
   }
@@ -71,6 +99,17 @@ export function collect(where: { bpffs: string; stateDir: string }): MetricsRead
     : [];
   if (sessions) maps.push({ map: "ingress_session", ...sessions });
   const deadline = words.deadmanDeadlineNs;
+  const xdp = pinnedXdpStats(where.bpffs).flatMap(({ ifindex, action, packets }) => {
+    const verdict = XDP_ACTIONS[action];
+    return verdict ? [{ interface: ifName(ifindex) ?? `ifindex:${ifindex}`, action: verdict, packets }] : [];
+  });
+  const hits = pinnedRuleHits(where.bpffs, words.activeGen);
+  const ruleName = hits.length > 0 ? ruleNamesOf(where.stateDir, words.activeGen) : () => "";
+  const ruleHits = hits.map(({ ruleId, decision, count }) => ({
+    rule: ruleName(ruleId),
+    decision: decision === DECISION.DENY ? "deny" as const : "audit" as const,
+    count,
+  }));
   return {
     build,
     pinned: true,
@@ -84,6 +123,8 @@ export function collect(where: { bpffs: string; stateDir: string }): MetricsRead
     ...(counters && { counters }),
     maps,
     links: pinnedLinks(where.bpffs).filter((link) => link.attached).map((link) => link.name),
+    xdp,
+    ruleHits,
   };
 }
 
@@ -198,6 +239,24 @@ export function families(reading: MetricsReading): Family[] {
       samples: hooks,
     },
     {
+      name: "aegisbpf_xdp_packets_total",
+      help: "Packets the XDP program saw on each interface it filters, by verdict (pass or drop)",
+      type: "counter",
+      samples: sumBy(reading.xdp, (x) => `${x.interface}\0${x.action}`, (x) => x.packets).map(([k, v]) => {
+        const [iface = "", action = ""] = k.split("\0");
+        return { labels: { interface: iface, action }, value: v };
+      }),
+    },
+    {
+      name: "aegisbpf_rule_hits_total",
+      help: "Decisions per rule of the policy in force since it was applied (deny: refused; audit: reported)",
+      type: "counter",
+      samples: sumBy(reading.ruleHits, (h) => `${h.rule}\0${h.decision}`, (h) => h.count).map(([k, v]) => {
+        const [rule = "", decision = ""] = k.split("\0");
+        return { labels: { rule, decision }, value: v };
+      }),
+    },
+    {
       name: "aegisbpf_deadman_seconds_remaining",
       help:
         "Seconds until the kernel falls back to audit unless the agent refreshes the deadman; no sample without one",
@@ -205,4 +264,15 @@ export function families(reading: MetricsReading): Family[] {
       samples: reading.deadmanRemaining === undefined ? [] : [{ value: reading.deadmanRemaining }],
     },
   ];
+}
+
+/** Sums `value` by `key` (several rule ids share an id's name when a rule expands; names may repeat). */
+function sumBy<T>(
+  items: readonly T[],
+  key: (item: T) => string,
+  value: (item: T) => bigint,
+): [string, bigint][] {
+  const sums = new Map<string, bigint>();
+  for (const item of items) sums.set(key(item), (sums.get(key(item)) ?? 0n) + value(item));
+  return [...sums].sort(([a], [b]) => a.localeCompare(b));
 }

@@ -10,6 +10,8 @@ const base: MetricsReading = {
   breakGlass: false,
   maps: [{ map: "rules", entries: 3, capacity: 8 }],
   links: ["aegis_connect4", "aegis_xdp@eth0", "aegis_xdp@eth1"],
+  xdp: [],
+  ruleHits: [],
 };
 
 Deno.test("enforcing() is 1 only for an enforce rule set with nothing forcing audit", () => {
@@ -37,4 +39,24 @@ Deno.test("families() names attached hooks, one xdp@IFACE per interface, and omi
   const withDeadman = exposition(families({ ...base, deadmanRemaining: 2.5, links: [] }));
   assert.match(withDeadman, /^aegisbpf_deadman_seconds_remaining 2\.5$/m);
   assert.match(withDeadman, /^aegisbpf_hook_attached\{hook="xdp"\} 0$/m);
+});
+
+Deno.test("families() sums XDP packets and rule hits by their labels", () => {
+  const text = exposition(families({
+    ...base,
+    xdp: [
+      { interface: "eth0", action: "drop", packets: 3n },
+      { interface: "eth0", action: "pass", packets: 10n },
+      { interface: "eth0", action: "drop", packets: 2n },
+    ],
+    ruleHits: [
+      { rule: "imds", decision: "deny", count: 4n },
+      { rule: "imds", decision: "deny", count: 1n },
+      { rule: "ssh", decision: "audit", count: 7n },
+    ],
+  }));
+  assert.match(text, /^aegisbpf_xdp_packets_total\{interface="eth0",action="drop"\} 5$/m);
+  assert.match(text, /^aegisbpf_xdp_packets_total\{interface="eth0",action="pass"\} 10$/m);
+  assert.match(text, /^aegisbpf_rule_hits_total\{rule="imds",decision="deny"\} 5$/m);
+  assert.match(text, /^aegisbpf_rule_hits_total\{rule="ssh",decision="audit"\} 7$/m);
 });

@@ -130,6 +130,13 @@ rootTest(
         (await curl(socket, ["-X", "DELETE", `http://aegisbpf/v1/ingress/sessions/${id}`])).status,
         404,
       );
+      const counted = await curl(socket, ["http://aegisbpf/metrics"]);
+      const drops = new RegExp(
+        `^aegisbpf_xdp_packets_total\\{interface="${pair.serverInterface}",action="drop"\\} (\\d+)$`,
+        "m",
+      ).exec(counted.body);
+      assert.ok(drops && Number(drops[1]) >= 2, `XDP drops counted on the interface: ${counted.body}`);
+      assert.match(counted.body, /^aegisbpf_rule_hits_total\{rule="[^"]+",decision="deny"\} \d+$/m);
       const badCidr = await curl(socket, [
         "-X",
         "POST",

@@ -85,6 +85,10 @@ rootTest(
       assert.match(stdout, /^aegisbpf_policy_info\{name="metrics-test",sha256="[0-9a-f]{64}"\} 1$/m);
       assert.ok(sample(stdout, 'aegisbpf_decisions_total{hook="connect",decision="deny"}')! >= 1);
       assert.equal(sample(stdout, 'aegisbpf_hook_attached{hook="connect4"}'), 1);
+      assert.ok(
+        sample(stdout, 'aegisbpf_rule_hits_total{rule="target",decision="deny"}')! >= 1,
+        "per-rule hits",
+      );
       assert.equal(sample(stdout, 'aegisbpf_map_entries{map="net_rules"}'), 1);
       assert.equal(sample(stdout, 'aegisbpf_map_capacity{map="rules"}'), 1 << 20);
       assert.ok(
