@@ -71,37 +71,62 @@ export function concerns(target: InodeTarget, changed: string): boolean {
   return target.path.startsWith(`${changed}/`);
 }
 
+type WatchSet = { flat: string[]; deep: string[] };
+
+function sameSet(a: WatchSet, b: WatchSet): boolean {
+  return a.flat.join("\0") === b.flat.join("\0") && a.deep.join("\0") === b.deep.join("\0");
+}
+
+/**
+ * Two inotify watchers at most (one flat, one recursive), whatever the number of rules: an instance per
+ * directory would soon pass the kernel's per-user limit (fs.inotify.max_user_instances, 128 by default).
+ */
 export class FreshnessWatcher {
-  readonly #watchers: Deno.FsWatcher[] = [];
-  readonly #targets: readonly InodeTarget[];
   readonly #onChange: () => void;
+  readonly #onError: (error: unknown) => void;
+  #targets: InodeTarget[] = [];
+  #set: WatchSet = { flat: [], deep: [] };
+  #watchers: Deno.FsWatcher[] = [];
+  readonly #retired = new WeakSet<Deno.FsWatcher>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
-  constructor(targets: readonly InodeTarget[], onChange: () => void) {
+  constructor(onChange: () => void, onError: (error: unknown) => void) {
+    this.#onChange = onChange;
+    this.#onError = onError;
+  }
+
+  /**
+   * Watches for these rules from now on. When the directories to watch change, the new watchers start
+   * before the old ones stop, so no replace falls into a gap, and one check follows (a replace made while
+   * the set changed, or since the rules were resolved, is found by resolving again).
+   */
+  update(targets: readonly InodeTarget[]): void {
     // Each path a rule resolves through stands for the rule.
     this.#targets = targets.flatMap((target) =>
       symlinkChain(target.path).map((path) => ({ ...target, path }))
     );
-    this.#onChange = onChange;
     const flat = new Set<string>();
     const deep = new Set<string>();
     for (const target of this.#targets) {
       flat.add(existingAncestor(target.path));
       if (target.recursive && isDirectory(target.path)) deep.add(target.path);
     }
-    if (flat.size > 0) this.#watch([...flat], false);
-    if (deep.size > 0) this.#watch([...deep], true);
+    const set = { flat: [...flat].sort(), deep: [...deep].sort() };
+    if (sameSet(set, this.#set)) return;
+    const hadWatchers = this.#watchers.length > 0;
+    const old = this.#watchers;
+    this.#watchers = [
+      ...(set.flat.length > 0 ? [this.#watch(set.flat, false)] : []),
+      ...(set.deep.length > 0 ? [this.#watch(set.deep, true)] : []),
+    ];
+    this.#set = set;
+    for (const watcher of old) this.#retire(watcher);
+    if (hadWatchers) this.#schedule();
   }
 
-  /** The directories watched, for logs and tests. */
-  get watching(): number {
-    return this.#watchers.length;
-  }
-
-  #watch(paths: string[], recursive: boolean): void {
+  #watch(paths: string[], recursive: boolean): Deno.FsWatcher {
     const watcher = Deno.watchFs(paths, { recursive });
-    this.#watchers.push(watcher);
     (async () => {
       try {
         for await (const event of watcher) {
@@ -110,9 +135,19 @@ export class FreshnessWatcher {
           }
         }
       } catch (error) {
-        if (!this.#closed) throw error;
+        if (!this.#closed && !this.#retired.has(watcher)) this.#onError(error);
       }
     })();
+    return watcher;
+  }
+
+  #retire(watcher: Deno.FsWatcher): void {
+    this.#retired.add(watcher);
+    try {
+      watcher.close();
+    } catch {
+      // Already closed.
+    }
   }
 
   #schedule(): void {
@@ -126,12 +161,7 @@ export class FreshnessWatcher {
   close(): void {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    for (const watcher of this.#watchers) {
-      try {
-        watcher.close();
-      } catch {
-        // Already closed.
-      }
-    }
+    for (const watcher of this.#watchers) this.#retire(watcher);
+    this.#watchers = [];
   }
 }

@@ -350,13 +350,15 @@ export class Agent {
     this.#writeState();
   }
 
+  /** Watches the current plan's rule paths (the watcher keeps running across refreshes: no gap). */
   #watchRulePaths(): void {
-    this.#freshness?.close();
+    if (this.#stopped) return;
     const plan = this.#current!.plan;
-    const targets = [...plan.files, ...plan.exec];
-    this.#freshness = targets.length === 0
-      ? undefined
-      : new FreshnessWatcher(targets, () => void this.#serial(() => this.#refreshRules()));
+    this.#freshness ??= new FreshnessWatcher(
+      () => void this.#serial(() => this.#refreshRules()),
+      (error) => this.#options.log.warn(`rule path watcher stopped: ${messageOf(error)}`),
+    );
+    this.#freshness.update([...plan.files, ...plan.exec]);
   }
 
   /** A rule path changed on disk: resolve again, and flip only if an inode differs. */

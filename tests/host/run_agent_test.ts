@@ -752,3 +752,27 @@ rootTest(
     });
   },
 );
+
+rootTest("[root] run --log-format text prints one readable line per event", async () => {
+  await withHost(async (host) => {
+    const file = writePolicy(host, "p.yaml", policy(host, NET));
+    await using agent = AgentRun.spawn(host, ["--policy", file], { env: host.env, text: true });
+    await agent.waitFor((event) => / policy\.applied enforce /.test(event.line), 30_000);
+    assert.equal(await connect(host), "EPERM");
+    const denied = await agent.waitFor((event) =>
+      / net\.connect deny enforce rule=tcp-lo2 /.test(event.line)
+    );
+    const cgroup = host.cgroup.relativePath;
+    assert.match(
+      denied.line,
+      new RegExp(
+        String
+          .raw`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z net\.connect deny enforce rule=tcp-lo2 pid=\d+ ppid=\d+ ` +
+          String.raw`uid=0 gid=0 comm=bash cgroup=${cgroup} proto=tcp dst=127\.0\.0\.2:${TCP_PORT} count=1 ` +
+          String.raw`policy=agent-test@1$`,
+      ),
+    );
+    assert.ok(agent.events.every((event) => event.type === "text" && !event.line.startsWith("{")));
+    assert.ok(!agent.events.some((event) => event.line.includes("\x1b[")), "no colour off a terminal");
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * The real agent (`aegisbpf run --log-format json`) as a child process, for host and VM tests: its events
- * collected as they arrive, waited for by predicate, and signals sent to it by pid.
+ * collected as they arrive, waited for by predicate, and signals sent to it by pid. With `text`, each line
+ * of `--log-format text` is an event `{type: "text", line}`.
  */
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -23,7 +24,7 @@ export class AgentRun {
       try {
         this.events.push(JSON.parse(line));
       } catch {
-        this.events.push({ type: "unparsed", line });
+        this.events.push({ type: "text", line });
       }
     });
     const stderr = this.#readLines(child.stderr, (line) => (this.#stderr += `${line}\n`));
@@ -39,7 +40,7 @@ export class AgentRun {
   static spawn(
     dirs: Dirs,
     args: string[],
-    options: { env?: Record<string, string>; prefix?: string[] } = {},
+    options: { env?: Record<string, string>; prefix?: string[]; text?: boolean } = {},
   ): AgentRun {
     const deno = [
       Deno.execPath(),
@@ -49,7 +50,7 @@ export class AgentRun {
       MAIN,
       "run",
       "--log-format",
-      "json",
+      options.text ? "text" : "json",
       // The default API socket is the host's: a test agent serves none unless the test asks.
       ...(args.some((arg) => arg === "--api" || arg.startsWith("--api=")) ? [] : ["--api", "none"]),
       ...args,

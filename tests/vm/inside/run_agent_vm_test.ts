@@ -16,9 +16,37 @@ function tryOpen(path: string): string {
   }
 }
 
+/** Runs a program; "ok", "EPERM" (the kernel refused the exec) or the error text. */
+async function tryExec(path: string): Promise<string> {
+  try {
+    const output = await new Deno.Command(path, { stdout: "null", stderr: "null" }).output();
+    return output.success ? "ok" : `exit ${output.code}`;
+  } catch (error) {
+    return /os error 1\b|Operation not permitted/.test(String(error)) ? "EPERM" : String(error);
+  }
+}
+
+/** A copy of busybox that runs as `true` (busybox picks the applet by name). */
+function trueTool(path: string): void {
+  Deno.copyFileSync(Deno.realPathSync("/usr/bin/busybox"), path);
+  Deno.chmodSync(path, 0o755);
+}
+
+/** Polls `check` (called at once: right after the replace) until it says EPERM, for at most 5 s; the time it took. */
+async function untilDenied(check: () => Promise<string> | string): Promise<number> {
+  const start = performance.now();
+  let last = await check();
+  while (last !== "EPERM" && performance.now() - start < 5000) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    last = await check();
+  }
+  assert.equal(last, "EPERM");
+  return performance.now() - start;
+}
+
 Deno.test({
   name:
-    "[vm] run --enforce denies a file rule with BPF-LSM, and a denied file replaced by rename is denied again within a second",
+    "[vm] run --enforce denies file and exec rules with BPF-LSM, and a denied file or binary replaced by rename is denied again within a second",
   ignore: !inVm,
   async fn() {
     const bpffs = "/sys/fs/bpf/agent-vm";
@@ -29,10 +57,14 @@ Deno.test({
     Deno.writeTextFileSync(`${dir}/cmdline`, "ro\n");
     const victim = `${dir}/victim`;
     Deno.writeTextFileSync(victim, "v1\n");
+    Deno.mkdirSync(`${dir}/bin`);
+    const tool = `${dir}/bin/true`;
+    trueTool(tool);
     Deno.writeTextFileSync(
       `${dir}/p.yaml`,
       `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: vm-agent, version: 1 }\n` +
-        `spec:\n  mode: audit\n  files: { deny: [{ id: victim, path: ${victim} }] }\n`,
+        `spec:\n  mode: audit\n  files: { deny: [{ id: victim, path: ${victim} }] }\n` +
+        `  exec: { deny: [{ id: tool, path: ${tool} }] }\n`,
     );
     try {
       await using agent = AgentRun.spawn(dirs, ["--enforce", "--policy", `${dir}/p.yaml`], {
@@ -42,6 +74,8 @@ Deno.test({
       const state = JSON.parse(Deno.readTextFileSync(`${dirs.stateDir}/agent.json`));
       assert.equal(state.mode, "enforce");
       assert.equal(state.areas.file, "enforce");
+      assert.equal(state.areas.exec, "enforce");
+      assert.equal(await tryExec(tool), "EPERM");
       assert.deepEqual(state.partial, []);
       assert.equal(tryOpen(victim), "EPERM");
       const denied = await agent.waitFor((e) => e.type === "file.open" && e.rule === "victim", 30_000);
@@ -49,23 +83,25 @@ Deno.test({
       assert.equal(denied.mode, "enforce");
 
       Deno.writeTextFileSync(`${dir}/victim.new`, "v2\n");
-      const start = performance.now();
       Deno.renameSync(`${dir}/victim.new`, victim);
-      let state2 = tryOpen(victim);
-      while (state2 !== "EPERM" && performance.now() - start < 5000) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        state2 = tryOpen(victim);
-      }
-      const took = performance.now() - start;
-      console.log(`replaced file denied again after ${took.toFixed(0)} ms (emulated CPU)`);
-      assert.equal(state2, "EPERM");
-      assert.ok(took < 1000, `took ${took.toFixed(0)} ms`);
+      const fileTook = await untilDenied(() => tryOpen(victim));
+      trueTool(`${dir}/bin/true.new`);
+      Deno.renameSync(`${dir}/bin/true.new`, tool);
+      const execTook = await untilDenied(() => tryExec(tool));
+      console.log(
+        `replaced file denied again after ${fileTook.toFixed(0)} ms, replaced binary after ` +
+          `${execTook.toFixed(0)} ms (emulated CPU)`,
+      );
+      assert.ok(fileTook < 1000, `file: ${fileTook.toFixed(0)} ms`);
+      assert.ok(execTook < 1000, `exec: ${execTook.toFixed(0)} ms`);
       await agent.waitFor((e) => e.type === "policy.refreshed" && e.rules.includes("victim"), 5000);
+      await agent.waitFor((e) => e.type === "policy.refreshed" && e.rules.includes("tool"), 5000);
 
       agent.kill("SIGTERM");
       const { code, stderr } = await agent.exit();
       assert.equal(code, 0, stderr);
       assert.equal(tryOpen(victim), "EPERM", "enforcement stays pinned after the agent stops");
+      assert.equal(await tryExec(tool), "EPERM");
     } finally {
       DataPlane.detach(bpffs);
       Deno.removeSync(bpffs);
