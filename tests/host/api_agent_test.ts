@@ -75,6 +75,10 @@ rootTest(
       }
       assert.equal((await Deno.stat(socket)).mode! & 0o777, 0o600);
 
+      // A client that asks for events and never reads them: the agent goes on serving everyone else.
+      const stalled = await Deno.connect({ transport: "unix", path: socket });
+      await stalled.write(new TextEncoder().encode("GET /v1/events HTTP/1.1\r\nHost: a\r\n\r\n"));
+
       const ready = await curl(socket, ["http://aegisbpf/health/ready"]);
       assert.equal(ready.status, 200, ready.body);
       assert.equal(JSON.parse(ready.body).health.policy.name, "api-test");
