@@ -12,6 +12,9 @@ import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { rootTest } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
+import { connectBurst } from "../support/loops.ts";
+import { ruleSet, withPlane } from "../support/plane.ts";
+import { ipv4Rule } from "../support/slice.ts";
 
 /** An unused high port, away from the ephemeral range and from the other host tests' ports. */
 const PORT = 61851;
@@ -322,5 +325,46 @@ rootTest(
         "audit is forced (run --audit, or a detach that did not finish)",
       ]);
     });
+  },
+);
+
+rootTest(
+  "[root] health reports the kernel's lost-event counter, exactly, after a flood overflowed the ring",
+  async () => {
+    const denied = "127.0.0.2";
+    // One page of ring holds 31 records: a burst of new pids overflows it.
+    await withPlane(
+      { areas: ["egress"], ringBufferBytes: 4096 },
+      async ({ plane, cgroup, bpffs, server }) => {
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: [{ id: "default", area: "ingress", action: "deny" }, {
+            id: "lo2",
+            area: "egress",
+            action: "deny",
+          }],
+          egress: [ipv4Rule(`${denied}/32`, 1)],
+        }));
+        const result = await cgroup.runBash(connectBurst(denied, server.port, 200, { fork: true }));
+        assert.equal(result.code, 0, result.stderr);
+        const { eventsLost, eventsSuppressed } = plane.counters();
+        assert.ok(eventsLost > 0n, "the burst overflowed the ring");
+        const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-test-health-" });
+        try {
+          const report = checkHealth({ bpffs: bpffs.path, stateDir: dir, configDir: dir }, {
+            requireEnforce: false,
+          });
+          assert.deepEqual(report.events, { lost: Number(eventsLost), suppressed: Number(eventsSuppressed) });
+          assert.equal(report.counters?.decisions.connect.deny, 200n);
+          assert.ok(
+            report.warnings.includes(
+              `${eventsLost} events were lost (ring buffer full): the agent read too slowly`,
+            ),
+          );
+        } finally {
+          Deno.removeSync(dir, { recursive: true });
+        }
+      },
+    );
   },
 );
