@@ -108,7 +108,7 @@ rootTest("[root] health after policy apply: healthy, enforce, the policy named, 
     const text = await run(["health"]);
     console.log(`aegisbpf health, whole process: ${(performance.now() - started).toFixed(0)} ms`);
     assert.equal(text.code, 0);
-    assert.match(text.stdout, /^healthy: mode enforce, but file only audit\n/);
+    assert.match(text.stdout, /^healthy: mode enforce, but file only audits\n/);
     assert.match(text.stdout, /^ {2}policy +health-test version 3 sha256 [0-9a-f]{12} \(history entry 1, /m);
 
     const strict = await health("--require-enforce");
