@@ -10,11 +10,14 @@ import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
-import { rootTest } from "../support/privileged.ts";
+import { VethPair } from "../support/netns.ts";
+import { must, rootTest } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
 import { connectBurst } from "../support/loops.ts";
 import { ruleSet, withPlane } from "../support/plane.ts";
 import { ipv4Rule } from "../support/slice.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 /** An unused high port, away from the ephemeral range and from the other host tests' ports. */
 const PORT = 61851;
@@ -366,5 +369,63 @@ rootTest(
         }
       },
     );
+  },
+);
+
+rootTest(
+  "[root] health expects one XDP link per applied interface, and a deleted interface's link as detached",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    const pair = await VethPair.create();
+    try {
+      await using s = await scratch();
+      await Deno.writeTextFile(
+        `${s.dir}/p.yaml`,
+        `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: ingress-test, version: 1 }\nspec:\n` +
+          `  network:\n    ingress:\n      interfaces: [${pair.serverInterface}]\n      deny: [{ cidr: 203.0.113.0/24 }]\n`,
+      );
+      const env = { AEGISBPF_BPFFS: bpffs.path, NO_COLOR: "1" };
+      try {
+        // The interface exists only in the server namespace: apply from there (bpffs is the same).
+        const apply = await new Deno.Command("ip", {
+          args: [
+            "netns",
+            "exec",
+            pair.server,
+            Deno.execPath(),
+            "run",
+            "--allow-all",
+            MAIN,
+            "policy",
+            "apply",
+            "p.yaml",
+          ],
+          cwd: s.dir,
+          env: { ...env, AEGISBPF_STATE_DIR: s.stateDir, AEGISBPF_CONFIG_DIR: s.configDir },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(apply.code, 0, new TextDecoder().decode(apply.stderr));
+        const health = async () => JSON.parse((await s.run(["health", "--json"], { env })).stdout);
+        const before = await health();
+        assertMatchesSchema("health.schema.json", before);
+        assert.equal(before.healthy, true, JSON.stringify(before.problems));
+        const xdp = before.links.find((link: { name: string }) =>
+          link.name === `aegis_xdp@${pair.serverInterface}`
+        );
+        assert.deepEqual([xdp?.type, xdp?.attached], ["xdp", true]);
+
+        await must("ip", ["-n", pair.server, "link", "del", pair.serverInterface]);
+        const after = await health();
+        assert.equal(after.healthy, false);
+        assert.deepEqual(after.missingLinks, [`aegis_xdp@${pair.serverInterface}`]);
+        assert.match(after.problems.join("\n"), /link aegis_xdp@veth-srv is pinned but not attached/);
+      } finally {
+        DataPlane.detach(bpffs.path);
+      }
+    } finally {
+      await pair.remove();
+      await bpffs.unmount();
+    }
   },
 );
