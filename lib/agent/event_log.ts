@@ -83,33 +83,62 @@ export function parseLine(file: string, line: number, raw: string): LogLine {
   return { ok: true, file, line, raw, event: value as Record<string, unknown> };
 }
 
-function readLines(path: string): { file: string; lines: string[] } {
-  let text: string;
+/** Where reading stopped in a log file: after its last whole line. */
+export type LogPosition = { ino: number | null; offset: number; line: number };
+
+const NEWLINE = 0x0a;
+
+/** The whole lines of `path` and where they end; none when it does not exist. */
+function readWholeLines(path: string): { lines: string[]; end: LogPosition | undefined } {
+  let file: Deno.FsFile;
   try {
-    text = Deno.readTextFileSync(path);
+    file = Deno.openSync(path, { read: true });
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { file: path, lines: [] };
+    if (error instanceof Deno.errors.NotFound) return { lines: [], end: undefined };
     throw error;
   }
-  const lines = text.split("\n");
-  // The last piece is a partial line still being written (or empty after the final newline).
-  lines.pop();
-  return { file: path, lines };
+  try {
+    const { ino } = file.statSync();
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(1024 * 1024);
+    for (let read = file.readSync(buffer); read !== null && read > 0; read = file.readSync(buffer)) {
+      chunks.push(buffer.slice(0, read));
+    }
+    const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+    chunks.reduce((at, chunk) => (bytes.set(chunk, at), at + chunk.length), 0);
+    // A last line without its newline is still being written: it is read whole by a follower later.
+    const offset = bytes.lastIndexOf(NEWLINE) + 1;
+    const lines = new TextDecoder().decode(bytes.subarray(0, offset)).split("\n");
+    lines.pop();
+    return { lines, end: { ino, offset, line: lines.length } };
+  } finally {
+    file.close();
+  }
 }
 
 /**
- * The last `count` lines of the rotated and the current log, oldest first; blank lines are skipped and
- * line numbers are those of their file.
+ * The last `count` lines of the rotated and the current log, oldest first (blank lines skipped, line
+ * numbers those of their file), and where the current file's lines end: following from there misses
+ * nothing appended after this read.
  */
-export function recentLines(path: string, count: number): LogLine[] {
-  if (count <= 0) return [];
+export function readRecent(path: string, count: number): { lines: LogLine[]; end: LogPosition | undefined } {
+  const current = readWholeLines(path);
   const numbered: { file: string; line: number; raw: string }[] = [];
-  for (const { file, lines } of [readLines(rotatedPath(path)), readLines(path)]) {
+  const sources = count > 0 ? [{ file: rotatedPath(path), ...readWholeLines(rotatedPath(path)) }] : [];
+  for (const { file, lines } of [...sources, { file: path, ...current }]) {
     lines.forEach((raw, i) => {
       if (raw.trim() !== "") numbered.push({ file, line: i + 1, raw });
     });
   }
-  return numbered.slice(-count).map(({ file, line, raw }) => parseLine(file, line, raw));
+  const lines = count > 0
+    ? numbered.slice(-count).map(({ file, line, raw }) => parseLine(file, line, raw))
+    : [];
+  return { lines, end: current.end };
+}
+
+/** The last `count` lines of the rotated and the current log, oldest first. */
+export function recentLines(path: string, count: number): LogLine[] {
+  return readRecent(path, count).lines;
 }
 
 /** Where a follower is in the current file: its identity, the bytes read and the line count. */
@@ -130,14 +159,14 @@ type Cursor = {
 export async function followLines(
   path: string,
   onLine: (line: LogLine) => void,
-  options: { signal: AbortSignal; intervalMs?: number; fromStart?: boolean },
+  options: { signal: AbortSignal; intervalMs?: number; from?: LogPosition | undefined },
 ): Promise<void> {
   const interval = options.intervalMs ?? 200;
-  let cursor = openCursor(path, options.fromStart ?? false);
+  let cursor = options.from === undefined ? openCursor(path) : resumeCursor(path, options.from);
   try {
     while (!options.signal.aborted) {
       if (cursor === undefined) {
-        cursor = openCursor(path, true);
+        cursor = openCursor(path);
       } else {
         drain(cursor, path, onLine);
         const now = statOrUndefined(path);
@@ -145,7 +174,7 @@ export async function followLines(
           // Renamed away (rotation) or removed: the old file's last lines, then the new file from its start.
           drain(cursor, rotatedPath(path), onLine, true);
           cursor.file.close();
-          cursor = openCursor(path, true);
+          cursor = openCursor(path);
           if (cursor) drain(cursor, path, onLine);
         } else if (now.size < cursor.offset) {
           cursor.offset = 0;
@@ -161,7 +190,8 @@ export async function followLines(
   }
 }
 
-function openCursor(path: string, fromStart: boolean): Cursor | undefined {
+/** A cursor at the start of `path`, or undefined when it does not exist. */
+function openCursor(path: string, at: LogPosition = { ino: null, offset: 0, line: 0 }): Cursor | undefined {
   let file: Deno.FsFile;
   try {
     file = Deno.openSync(path, { read: true });
@@ -169,18 +199,23 @@ function openCursor(path: string, fromStart: boolean): Cursor | undefined {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
-  const info = file.statSync();
-  if (fromStart) return { file, ino: info.ino, offset: 0, line: 0, partial: "", decoder: new TextDecoder() };
-  // Lines already there were shown as recent ones: start after the last whole line (one being written
-  // now is read whole later), counting them so that new lines carry their real number.
-  const bytes = Deno.readFileSync(path).subarray(0, info.size);
-  const offset = bytes.lastIndexOf(NEWLINE) + 1;
-  let line = 0;
-  for (let i = 0; i < offset; i++) if (bytes[i] === NEWLINE) line++;
-  return { file, ino: info.ino, offset, line, partial: "", decoder: new TextDecoder() };
+  const { ino } = file.statSync();
+  return { file, ino, offset: at.offset, line: at.line, partial: "", decoder: new TextDecoder() };
 }
 
-const NEWLINE = 0x0a;
+/**
+ * A cursor where an earlier read stopped: in the current file if it is still the same one, in the rotated
+ * file if it was renamed there meanwhile (the loop then reads its rest and moves on), else at the start of
+ * the current file.
+ */
+function resumeCursor(path: string, from: LogPosition): Cursor | undefined {
+  for (const candidate of [path, rotatedPath(path)]) {
+    const cursor = openCursor(candidate);
+    if (cursor && cursor.ino === from.ino) return { ...cursor, offset: from.offset, line: from.line };
+    cursor?.file.close();
+  }
+  return openCursor(path);
+}
 
 /** Reads what was appended since the cursor; a last line without its newline waits, unless `final`. */
 function drain(cursor: Cursor, name: string, onLine: (line: LogLine) => void, final = false): void {

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { EventLog, followLines, type LogLine, parseLine, recentLines, rotatedPath } from "./event_log.ts";
+import {
+  EventLog,
+  followLines,
+  type LogLine,
+  parseLine,
+  readRecent,
+  recentLines,
+  rotatedPath,
+} from "./event_log.ts";
 
 const event = (n: number) => JSON.stringify({ ts: `2026-01-01T00:00:0${n % 10}Z`, type: "net.connect", n });
 
@@ -48,9 +56,14 @@ Deno.test("recentLines() reads the rotated file, then the current one, and keeps
 Deno.test("followLines() prints appended lines, a line written in two pieces once, across rotation and truncation", async () => {
   await withLog(async (path) => {
     Deno.writeTextFileSync(path, event(1) + "\n");
+    const { end } = readRecent(path, 1);
     const seen: LogLine[] = [];
     const stop = new AbortController();
-    const following = followLines(path, (line) => seen.push(line), { signal: stop.signal, intervalMs: 10 });
+    const following = followLines(path, (line) => seen.push(line), {
+      signal: stop.signal,
+      intervalMs: 10,
+      from: end,
+    });
     const until = async (n: number) => {
       for (let i = 0; i < 300 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
     };
@@ -89,6 +102,29 @@ Deno.test("followLines() waits for a log that does not exist yet", async () => {
     assert.deepEqual(numbers(seen), [1]);
   });
 });
+
+Deno.test("followLines() from where readRecent() stopped misses nothing written or rotated in between", async () => {
+  await withLog(async (path) => {
+    Deno.writeTextFileSync(path, event(1) + "\n" + event(2).slice(0, 5));
+    const { lines, end } = readRecent(path, 10);
+    assert.deepEqual(numbers(lines), [1], "the half line is not shown yet");
+    // Between the read and the follow: the half line completed, one more, then a rotation and a new file.
+    Deno.writeTextFileSync(path, event(2).slice(5) + "\n" + event(3) + "\n", { append: true });
+    Deno.renameSync(path, rotatedPath(path));
+    Deno.writeTextFileSync(path, event(4) + "\n");
+    const seen: LogLine[] = [];
+    const stop = new AbortController();
+    const following = followLines(path, (line) => seen.push(line), {
+      signal: stop.signal,
+      intervalMs: 10,
+      from: end,
+    });
+    for (let i = 0; i < 300 && seen.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    stop.abort();
+    await following;
+    assert.deepEqual(numbers(seen), [2, 3, 4]);
+    assert.deepEqual(seen.map((line) => line.line), [2, 3, 1]);
+  });
 
 Deno.test("EventLog appends JSON lines and rotates to .1 before a line would pass the limit", () => {
   const dir = Deno.makeTempDirSync();

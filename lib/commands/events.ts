@@ -1,5 +1,5 @@
 import { readAgentState } from "../agent/agent_state.ts";
-import { eventLogPath, followLines, type LogLine, recentLines } from "../agent/event_log.ts";
+import { eventLogPath, followLines, type LogLine, readRecent } from "../agent/event_log.ts";
 import { eventLine } from "../agent/event_text.ts";
 import { defineCommand } from "../cli/command.ts";
 import { palette } from "../cli/output.ts";
@@ -52,7 +52,7 @@ export const events = defineCommand({
       }
       ctx.stdout.line(flags.json ? line.raw : eventLine(line.event, style));
     };
-    const recent = recentLines(path, count);
+    const { lines: recent, end } = readRecent(path, count);
     recent.forEach(print);
     const reportSkipped = () => {
       if (malformed > MALFORMED_SHOWN) {
@@ -76,7 +76,7 @@ export const events = defineCommand({
       await followLines(path, (line) => {
         print(line);
         reportSkipped();
-      }, { signal: stop.signal });
+      }, { signal: stop.signal, from: end });
     } finally {
       for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
     }

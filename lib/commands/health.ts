@@ -1,5 +1,6 @@
 import { checkHealth, type HealthReport } from "../agent/health.ts";
 import { defineCommand } from "../cli/command.ts";
+import { count } from "../cli/diagnostics.ts";
 import { type Palette, palette, table } from "../cli/output.ts";
 
 export const health = defineCommand({
@@ -53,7 +54,9 @@ function modeText(report: HealthReport, style: Palette): string {
   const mode = report.mode.effective === "enforce" ? style.green("enforce") : style.yellow("audit");
   const why = report.mode.reasons.length > 0 ? ` (${report.mode.reasons.join("; ")})` : "";
   const partial = report.mode.effective === "enforce" && report.partial.length > 0
-    ? `, but ${report.partial.map(({ area }) => area).join(" and ")} only audit`
+    ? `, but ${report.partial.map(({ area }) => area).join(" and ")} only audit${
+      report.partial.length === 1 ? "s" : ""
+    }`
     : "";
   return `mode ${mode}${why}${partial}`;
 }
@@ -119,7 +122,7 @@ export function factRows(report: HealthReport): [string, string][] {
     !staleRules.known
       ? "unknown (re-apply to record inodes)"
       : staleRules.stale.length === 0
-      ? `none (${staleRules.checked} inodes checked)`
+      ? `none (${count(staleRules.checked, "inode")} checked)`
       : `${staleRules.stale.length} (see problems)`,
   ]);
   rows.push([

@@ -103,7 +103,9 @@ export class DataPlane {
     try {
       // The layout of the pins this process made or adopted, for the next release to read.
       plane.#configMap().update(encodeU32(CONFIG_WORDS.layout), encodeU64(BigInt(LAYOUT.VERSION)));
-      plane.#links.attachAreas(areas, status, options.cgroupPath ?? cgroup2Root());
+      // Only the socket areas need cgroup v2: an ingress-only plane works on a host without it.
+      const needsCgroup = areas.has("egress") || areas.has("bind");
+      plane.#links.attachAreas(areas, status, options.cgroupPath ?? (needsCgroup ? cgroup2Root() : ""));
     } catch (error) {
       plane.close();
       throw error;

@@ -83,12 +83,22 @@ Deno.test("events --follow streams new events across a rotation and stops cleanl
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let out = "";
   const waitFor = async (count: number) => {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     while (out.split("\n").length - 1 < count) {
-      if (Date.now() > deadline) throw new Error(`timed out with: ${out}`);
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`ended with: ${out}`);
-      out += value;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`timed out waiting for ${count} lines: ${out}`)),
+          deadline - Date.now(),
+        );
+      });
+      try {
+        const { value, done } = await Promise.race([reader.read(), timeout]);
+        if (done) throw new Error(`ended with: ${out}`);
+        out += value;
+      } finally {
+        clearTimeout(timer);
+      }
     }
   };
   try {

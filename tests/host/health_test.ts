@@ -10,8 +10,14 @@ import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
-import { rootTest } from "../support/privileged.ts";
+import { VethPair } from "../support/netns.ts";
+import { must, rootTest } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
+import { connectBurst } from "../support/loops.ts";
+import { ruleSet, withPlane } from "../support/plane.ts";
+import { ipv4Rule } from "../support/slice.ts";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
 /** An unused high port, away from the ephemeral range and from the other host tests' ports. */
 const PORT = 61851;
@@ -105,7 +111,7 @@ rootTest("[root] health after policy apply: healthy, enforce, the policy named, 
     const text = await run(["health"]);
     console.log(`aegisbpf health, whole process: ${(performance.now() - started).toFixed(0)} ms`);
     assert.equal(text.code, 0);
-    assert.match(text.stdout, /^healthy: mode enforce, but file only audit\n/);
+    assert.match(text.stdout, /^healthy: mode enforce, but file only audits\n/);
     assert.match(text.stdout, /^ {2}policy +health-test version 3 sha256 [0-9a-f]{12} \(history entry 1, /m);
 
     const strict = await health("--require-enforce");
@@ -322,5 +328,104 @@ rootTest(
         "audit is forced (run --audit, or a detach that did not finish)",
       ]);
     });
+  },
+);
+
+rootTest(
+  "[root] health reports the kernel's lost-event counter, exactly, after a flood overflowed the ring",
+  async () => {
+    const denied = "127.0.0.2";
+    // One page of ring holds 31 records: a burst of new pids overflows it.
+    await withPlane(
+      { areas: ["egress"], ringBufferBytes: 4096 },
+      async ({ plane, cgroup, bpffs, server }) => {
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: [{ id: "default", area: "ingress", action: "deny" }, {
+            id: "lo2",
+            area: "egress",
+            action: "deny",
+          }],
+          egress: [ipv4Rule(`${denied}/32`, 1)],
+        }));
+        const result = await cgroup.runBash(connectBurst(denied, server.port, 200, { fork: true }));
+        assert.equal(result.code, 0, result.stderr);
+        const { eventsLost, eventsSuppressed } = plane.counters();
+        assert.ok(eventsLost > 0n, "the burst overflowed the ring");
+        const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-test-health-" });
+        try {
+          const report = checkHealth({ bpffs: bpffs.path, stateDir: dir, configDir: dir }, {
+            requireEnforce: false,
+          });
+          assert.deepEqual(report.events, { lost: Number(eventsLost), suppressed: Number(eventsSuppressed) });
+          assert.equal(report.counters?.decisions.connect.deny, 200n);
+          assert.ok(
+            report.warnings.includes(
+              `${eventsLost} events were lost (ring buffer full): the agent read too slowly`,
+            ),
+          );
+        } finally {
+          Deno.removeSync(dir, { recursive: true });
+        }
+      },
+    );
+  },
+);
+
+rootTest(
+  "[root] health expects one XDP link per applied interface, and a deleted interface's link as detached",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    const pair = await VethPair.create();
+    try {
+      await using s = await scratch();
+      await Deno.writeTextFile(
+        `${s.dir}/p.yaml`,
+        `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: ingress-test, version: 1 }\nspec:\n` +
+          `  network:\n    ingress:\n      interfaces: [${pair.serverInterface}]\n      deny: [{ cidr: 203.0.113.0/24 }]\n`,
+      );
+      const env = { AEGISBPF_BPFFS: bpffs.path, NO_COLOR: "1" };
+      try {
+        // The interface exists only in the server namespace: apply from there (bpffs is the same).
+        const apply = await new Deno.Command("ip", {
+          args: [
+            "netns",
+            "exec",
+            pair.server,
+            Deno.execPath(),
+            "run",
+            "--allow-all",
+            MAIN,
+            "policy",
+            "apply",
+            "p.yaml",
+          ],
+          cwd: s.dir,
+          env: { ...env, AEGISBPF_STATE_DIR: s.stateDir, AEGISBPF_CONFIG_DIR: s.configDir },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.equal(apply.code, 0, new TextDecoder().decode(apply.stderr));
+        const health = async () => JSON.parse((await s.run(["health", "--json"], { env })).stdout);
+        const before = await health();
+        assertMatchesSchema("health.schema.json", before);
+        assert.equal(before.healthy, true, JSON.stringify(before.problems));
+        const xdp = before.links.find((link: { name: string }) =>
+          link.name === `aegis_xdp@${pair.serverInterface}`
+        );
+        assert.deepEqual([xdp?.type, xdp?.attached], ["xdp", true]);
+
+        await must("ip", ["-n", pair.server, "link", "del", pair.serverInterface]);
+        const after = await health();
+        assert.equal(after.healthy, false);
+        assert.deepEqual(after.missingLinks, [`aegis_xdp@${pair.serverInterface}`]);
+        assert.match(after.problems.join("\n"), /link aegis_xdp@veth-srv is pinned but not attached/);
+      } finally {
+        DataPlane.detach(bpffs.path);
+      }
+    } finally {
+      await pair.remove();
+      await bpffs.unmount();
+    }
   },
 );
