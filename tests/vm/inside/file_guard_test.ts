@@ -279,6 +279,20 @@ vmTest(
   },
 );
 
+vmTest(
+  "[vm] exec: a denied binary upgraded by dpkg (new file renamed over it) stays denied, loader included",
+  async (t) => {
+    const tool = copy(PROBE, t.dir, "tool");
+    await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: tool }] });
+    t.closeAgent();
+    const upgrade = copy(PROBE, t.dir, "tool.dpkg-new");
+    assert.equal((await run(upgrade, ["run"])).out, "ok ran", "the new version runs under its own name");
+    Deno.renameSync(upgrade, tool);
+    assertRefused(await run(tool, ["run"]), "exec of the upgraded binary");
+    assertRefused(await run(LOADER, [tool, "run"]), "ld.so of the upgraded binary");
+  },
+);
+
 vmTest("[vm] file: an unprivileged rename never un-denies: over, away and exchange", async (t) => {
   const home = `${t.dir}/home`;
   Deno.mkdirSync(home);
