@@ -36,6 +36,7 @@ export type LintCode =
   | "missing-path"
   | "packet-sockets-unexempt"
   | "exempt-delegated"
+  | "scope-unguarded"
   | "expired";
 
 export type Warning = {
@@ -390,6 +391,15 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
       ["spec", "network", "egress", "denyPacketSockets"],
       "packet-sockets-unexempt",
       "denyPacketSockets applies to every task: DHCP clients need packet sockets; exempt their cgroup in scope.exempt",
+    );
+  }
+  const scoped = (spec.scope?.cgroups?.length ?? 0) + (spec.scope?.exempt?.length ?? 0) > 0;
+  if (scoped && !spec.files?.deny?.length && !spec.exec?.deny?.length && !spec.exec?.denyMemfd) {
+    report.at(
+      ["spec", "scope"],
+      "scope-unguarded",
+      "the guard that keeps tasks from moving out of the scope is a BPF-LSM program attached with file and " +
+        "exec rules: with network rules alone, a task in scope can move itself out of it",
     );
   }
   for (const [index, path] of (spec.scope?.exempt ?? []).entries()) {

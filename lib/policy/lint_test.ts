@@ -189,7 +189,8 @@ Deno.test("lintPolicy() warns about denyPacketSockets with no exempt cgroup", ()
   assert.deepEqual(summary(lint(egress("      denyPacketSockets: true\n"))), [
     "packet-sockets-unexempt - 9:26",
   ]);
-  assert.deepEqual(lint(`  scope:\n    exempt: [/dhcp]\n${egress("      denyPacketSockets: true\n")}`), []);
+  const exempted = lint(`  scope:\n    exempt: [/dhcp]\n${egress("      denyPacketSockets: true\n")}`);
+  assert.deepEqual(summary(exempted), ["scope-unguarded - 8:5"], "only the scope guard's own warning");
 });
 
 Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated subtree", () => {
@@ -198,8 +199,15 @@ Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated s
       egress("      deny: [{ cidr: 192.0.2.1 }]\n")
     }`;
   const warnings = lint(text);
-  assert.deepEqual(summary(warnings), ["exempt-delegated - 10:9"]);
-  assert.match(warnings[0]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
+  assert.deepEqual(summary(warnings), ["scope-unguarded - 8:5", "exempt-delegated - 10:9"]);
+  assert.match(warnings[1]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
+});
+
+Deno.test("lintPolicy() warns that a scope with network rules alone has no guard against moving out", () => {
+  const network = `  scope:\n    cgroups: [/canary.slice]\n${egress("      deny: [{ cidr: 192.0.2.1 }]\n")}`;
+  assert.deepEqual(summary(lint(network)), ["scope-unguarded - 8:5"]);
+  const withFiles = `  scope:\n    cgroups: [/canary.slice]\n  exec:\n    denyMemfd: true\n`;
+  assert.deepEqual(lint(withFiles), []);
 });
 
 Deno.test("lintPolicy() warns about a policy past its notAfter", () => {
