@@ -125,6 +125,7 @@ Deno.test("followLines() from where readRecent() stopped misses nothing written 
     assert.deepEqual(numbers(seen), [2, 3, 4]);
     assert.deepEqual(seen.map((line) => line.line), [2, 3, 1]);
   });
+});
 
 Deno.test("EventLog appends JSON lines and rotates to .1 before a line would pass the limit", () => {
   const dir = Deno.makeTempDirSync();

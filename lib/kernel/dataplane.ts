@@ -176,6 +176,10 @@ export class DataPlane {
     using staged = stageGeneration(this.#object, set, next, this.#capacity);
     const newLinks: string[] = [];
     try {
+      // In place before the flip, so that no moment of the new scope is unguarded.
+      if (set.plan.scopeGuard && !this.#links.has(PROGRAMS.scopeGuard) && this.#links.attachScopeGuard()) {
+        newLinks.push(PROGRAMS.scopeGuard);
+      }
       for (const iface of set.interfaces) {
         if (!this.#links.has(ingressLinkName(iface.name))) {
           newLinks.push(this.#links.attachInterface(iface.ifindex, iface.name));
@@ -192,6 +196,8 @@ export class DataPlane {
       for (const name of this.links) {
         if (name.startsWith(ingressLinkName("")) && !wanted.has(name)) this.#links.remove(name);
       }
+      // The guard runs on every path walk: a policy without a scope does not pay for it.
+      if (!set.plan.scopeGuard) this.#links.remove(PROGRAMS.scopeGuard);
     } catch (error) {
       throw new AppliedWithCleanupError(next, error);
     }

@@ -67,9 +67,10 @@ export class PlaneLinks {
     for (const program of programs) {
       this.#attach(program, program, () => this.#object.program(program).attach());
     }
-    // Ingress links pinned by an earlier process stay theirs to keep: adopt them too.
+    // Ingress links and the scope guard pinned by an earlier process stay theirs to keep: adopt them too.
     for (const name of listDir(`${this.#pinDir}/links`)) {
-      if (name.startsWith(ingressLinkName("")) && !this.#links.has(name)) {
+      const adopt = name.startsWith(ingressLinkName("")) || name === PROGRAMS.scopeGuard;
+      if (adopt && !this.#links.has(name)) {
         this.#links.set(name, BpfLink.open(`${this.#pinDir}/links/${name}`));
       }
     }
@@ -93,6 +94,18 @@ export class PlaneLinks {
     const name = ingressLinkName(ifname);
     this.#attach(name, PROGRAMS.ingress, () => this.#attachXdp(name, ifindex, ifname));
     return name;
+  }
+
+  /**
+   * Attaches (or adopts) the scope guard where this object loaded it (BPF-LSM is available and file or exec
+   * rules are served); false when it is not loaded here.
+   */
+  attachScopeGuard(): boolean {
+    const name = PROGRAMS.scopeGuard;
+    if (this.#links.has(name)) return true;
+    if (this.#object.program(name).fd < 0) return false;
+    this.#attach(name, name, () => this.#object.program(name).attach());
+    return true;
   }
 
   /** Detaches, unpins and closes the link `name`. */

@@ -15,12 +15,14 @@ export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.mmapFile,
   PROGRAMS.fileMprotect,
 ];
-/** Rules that follow a replace, and the scope guard: with either area. */
-export const GUARD_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.inodeRename, PROGRAMS.scopeGuard];
+/** Rules that follow a replace: with either area. */
+export const GUARD_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.inodeRename];
 export const LSM_PROGRAMS: readonly ProgramName[] = [
   ...FILE_LSM_PROGRAMS,
   ...EXEC_LSM_PROGRAMS,
   ...GUARD_LSM_PROGRAMS,
+  // Attached only while the live policy has a scope: it runs on every path walk (see DataPlane.apply).
+  PROGRAMS.scopeGuard,
 ];
 export const FILE_AUDIT_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.fileOpenAudit,

@@ -36,6 +36,7 @@ export type LintCode =
   | "missing-path"
   | "packet-sockets-unexempt"
   | "exempt-delegated"
+  | "scope-unguarded"
   | "expired";
 
 export type Warning = {
@@ -395,6 +396,15 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
       "packet-sockets-unexempt",
       "denyPacketSockets refuses packet sockets, which DHCP clients need, and no exempt cgroup names one; " +
         "exempt their cgroup in scope.exempt, e.g. /system.slice/systemd-networkd.service",
+    );
+  }
+  const scoped = (spec.scope?.cgroups?.length ?? 0) + (spec.scope?.exempt?.length ?? 0) > 0;
+  if (scoped && !spec.files?.deny?.length && !spec.exec?.deny?.length && !spec.exec?.denyMemfd) {
+    report.at(
+      ["spec", "scope"],
+      "scope-unguarded",
+      "the guard that keeps tasks from moving out of the scope is a BPF-LSM program attached with file and " +
+        "exec rules: with network rules alone, a task in scope can move itself out of it",
     );
   }
   for (const [index, path] of (spec.scope?.exempt ?? []).entries()) {

@@ -190,11 +190,13 @@ Deno.test("lintPolicy() warns about denyPacketSockets unless an exempt cgroup co
     "packet-sockets-unexempt - 9:26",
   ]);
   const exempt = (path: string) =>
-    lint(`  scope:\n    exempt: [${path}]\n${egress("      denyPacketSockets: true\n")}`);
-  assert.deepEqual(exempt("/dhcp"), []);
-  assert.deepEqual(exempt("/system.slice/systemd-networkd.service"), []);
-  assert.deepEqual(exempt("/system.slice/NetworkManager.service"), []);
-  assert.deepEqual(summary(exempt("/system.slice/sshd.service")), ["packet-sockets-unexempt - 11:26"]);
+    summary(lint(`  scope:\n    exempt: [${path}]\n${egress("      denyPacketSockets: true\n")}`));
+  // A scope with network rules alone also gets the scope guard's own warning.
+  const guard = "scope-unguarded - 8:5";
+  assert.deepEqual(exempt("/dhcp"), [guard]);
+  assert.deepEqual(exempt("/system.slice/systemd-networkd.service"), [guard]);
+  assert.deepEqual(exempt("/system.slice/NetworkManager.service"), [guard]);
+  assert.deepEqual(exempt("/system.slice/sshd.service"), [guard, "packet-sockets-unexempt - 11:26"]);
 });
 
 Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated subtree", () => {
@@ -203,8 +205,15 @@ Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated s
       egress("      deny: [{ cidr: 192.0.2.1 }]\n")
     }`;
   const warnings = lint(text);
-  assert.deepEqual(summary(warnings), ["exempt-delegated - 10:9"]);
-  assert.match(warnings[0]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
+  assert.deepEqual(summary(warnings), ["scope-unguarded - 8:5", "exempt-delegated - 10:9"]);
+  assert.match(warnings[1]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
+});
+
+Deno.test("lintPolicy() warns that a scope with network rules alone has no guard against moving out", () => {
+  const network = `  scope:\n    cgroups: [/canary.slice]\n${egress("      deny: [{ cidr: 192.0.2.1 }]\n")}`;
+  assert.deepEqual(summary(lint(network)), ["scope-unguarded - 8:5"]);
+  const withFiles = `  scope:\n    cgroups: [/canary.slice]\n  exec:\n    denyMemfd: true\n`;
+  assert.deepEqual(lint(withFiles), []);
 });
 
 Deno.test("lintPolicy() warns about a policy past its notAfter", () => {

@@ -279,6 +279,20 @@ vmTest(
   },
 );
 
+vmTest(
+  "[vm] exec: a denied binary upgraded by dpkg (new file renamed over it) stays denied, loader included",
+  async (t) => {
+    const tool = copy(PROBE, t.dir, "tool");
+    await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: tool }] });
+    t.closeAgent();
+    const upgrade = copy(PROBE, t.dir, "tool.dpkg-new");
+    assert.equal((await run(upgrade, ["run"])).out, "ok ran", "the new version runs under its own name");
+    Deno.renameSync(upgrade, tool);
+    assertRefused(await run(tool, ["run"]), "exec of the upgraded binary");
+    assertRefused(await run(LOADER, [tool, "run"]), "ld.so of the upgraded binary");
+  },
+);
+
 vmTest("[vm] file: an unprivileged rename never un-denies: over, away and exchange", async (t) => {
   const home = `${t.dir}/home`;
   Deno.mkdirSync(home);
@@ -403,9 +417,13 @@ vmTest(
       assert.equal(escapes.filter((event) => event.decision === 0 && event.ruleId === 2).length, 4);
       assert.ok(escapes.some((event) => event.ino === BigInt(Deno.statSync(`${base}/other`).ino ?? 0)));
 
+      assert.ok(t.plane.links.includes("aegis_scope_guard"), "the guard is attached with the scope");
+
       await t.apply(plan("audit"));
       assert.equal((await inCgroup("/canary", "move", `${base}/other/cgroup.procs`)).out, "ok moved");
       assert.ok(events(t.plane, HOOK.SCOPE).some((event) => event.decision === 1 && event.ruleId === 2));
+      await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
+      assert.ok(!t.plane.links.includes("aegis_scope_guard"), "a policy without a scope does not pay for it");
     } finally {
       for (const name of names.toReversed()) Deno.removeSync(`${base}${name}`);
     }
