@@ -3,8 +3,8 @@
  * The sockets the cgroup sock_addr hooks do not see, included at the end of aegis.bpf.c:
  *
  * - aegis_skb_egress (cgroup_skb/egress): the packet backstop. Raw IP sockets, ICMP ping sockets (their
- *   sendto is not hooked), SCTP (no sock_addr hook runs for it) and connected UDP-Lite (its connect never
- *   reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
+ *   sendto is not hooked), SCTP and DCCP (no sock_addr hook runs for them) and connected UDP-Lite (its
+ *   connect never reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
  *   protocol and port, and dropped in enforce. Every other socket returns at once.
  * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
  *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
@@ -32,7 +32,7 @@ static __always_inline int backstopped_socket(const struct bpf_sock *sk)
 	if (protocol == IPPROTO_TCP_ || protocol == IPPROTO_UDP_)
 		return sk->type == SOCK_RAW_;
 	return sk->type == SOCK_RAW_ || protocol == IPPROTO_ICMP_ || protocol == IPPROTO_ICMPV6_ ||
-	       protocol == IPPROTO_SCTP_ || protocol == IPPROTO_UDPLITE_;
+	       protocol == IPPROTO_SCTP_ || protocol == IPPROTO_UDPLITE_ || protocol == IPPROTO_DCCP_;
 }
 
 /* What the backstop matches of a packet: the destination key and port (0 when it has none or they are out of reach). */
