@@ -10,11 +10,12 @@ const link = (name: string, attached = true): PinnedLink => ({
 const TRACEPOINTS = ["aegis_tp_openat", "aegis_tp_open", "aegis_tp_openat2"].map((name) => link(name));
 
 Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for file, and needs every egress hook", () => {
-  const fileLsm = ["aegis_file_open", "aegis_file_receive", "aegis_inode_rename", "aegis_scope_guard"];
+  // The scope guard is attached only while the policy has a scope: not needed here.
+  const fileLsm = ["aegis_file_open", "aegis_file_receive", "aegis_inode_rename"];
   assert.deepEqual(missingLinks(["file"], [], fileLsm.map((name) => link(name))), []);
   assert.deepEqual(
     missingLinks(["file"], [], [link("aegis_file_open")]),
-    ["aegis_file_receive", "aegis_inode_rename", "aegis_scope_guard"],
+    ["aegis_file_receive", "aegis_inode_rename"],
     "BPF-LSM without the file guard is partial",
   );
   assert.deepEqual(missingLinks(["file"], [], TRACEPOINTS), []);
@@ -30,7 +31,6 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_mmap_file",
     "aegis_file_mprotect",
     "aegis_inode_rename",
-    "aegis_scope_guard",
   ]);
   const egress = [
     "aegis_connect4",
