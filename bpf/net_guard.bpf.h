@@ -9,6 +9,10 @@
  * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
  *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
  *   runs for inet sockets only).
+ * - aegis_socket_connect (lsm/socket_connect, SCTP sockets only) and aegis_sctp_bind_connect
+ *   (lsm/sctp_bind_connect): SCTP connect, sctp_connectx and one-to-many sendto to a denied peer fail with
+ *   EPERM where BPF-LSM runs; elsewhere the packet backstop drops their INIT.
+ * - aegis_sweep_tcp, aegis_sweep_udp (iter/tcp, iter/udp): connections made before apply.
  */
 
 #define AF_INET_ 2
@@ -337,5 +341,102 @@ int aegis_sweep_udp(struct bpf_iter__udp *ctx)
 	if (BPF_CORE_READ(skc, skc_state) != TCP_ESTABLISHED_)
 		return 0;
 	sweep_socket(ctx->meta->seq, skc, BPF_CORE_READ(&udp->inet.sk, sk_protocol), ctx->uid);
+	return 0;
+}
+
+/* ---- SCTP where BPF-LSM runs ------------------------------------------------- */
+
+#define SCTP_PRIMARY_ADDR_ 6
+#define SCTP_SOCKOPT_CONNECTX_OLD_ 107
+#define SCTP_SOCKOPT_CONNECTX_ 110
+#define SCTP_SOCKOPT_CONNECTX3_ 111
+#define SCTP_SENDMSG_CONNECT_ 126
+
+/*
+ * One destination of an SCTP association: 1 when it must be refused. Reported as a connect (IPPROTO_SCTP)
+ * with the view that was denied; `*size` is the length of the sockaddr read, 0 for an unknown family.
+ */
+static __always_inline int sctp_destination_denied(const struct aegis_state *s, const void *addr, __u32 *size)
+{
+	struct packet_dest d = {};
+	__u16 family = 0;
+	*size = 0;
+	if (bpf_probe_read_kernel(&family, sizeof(family), addr))
+		return 0;
+	d.key.protocol = IPPROTO_SCTP_;
+	d.alt.protocol = IPPROTO_SCTP_;
+	if (family == AF_INET_) {
+		struct sockaddr_in sin;
+		if (bpf_probe_read_kernel(&sin, sizeof(sin), addr))
+			return 0;
+		*size = sizeof(sin);
+		d.key.space = AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(d.key.addr, &sin.sin_addr.s_addr, 4);
+		d.dport_be = sin.sin_port;
+	} else if (family == AF_INET6_) {
+		struct sockaddr_in6 sin6;
+		if (bpf_probe_read_kernel(&sin6, sizeof(sin6), addr))
+			return 0;
+		*size = sizeof(sin6);
+		__u32 ip6[4];
+		__builtin_memcpy(ip6, &sin6.sin6_addr, 16);
+		d.has_alt = set_addr6(s, &d.key, ip6, &d.alt);
+		d.alt.protocol = IPPROTO_SCTP_;
+		d.dport_be = sin6.sin6_port;
+	} else {
+		return 0;
+	}
+	struct aegis_rule *rule = egress_cidr_deny(s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule && s->info->user_rules)
+		rule = user_rule(s, bpf_ntohs(d.dport_be));
+	if (!rule || !in_scope(s))
+		return 0;
+	__u32 mode = effective_mode(s);
+	struct aegis_event *e = record(s, AEGIS_HOOK_CONNECT, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->family = d.key.space & 0xff;
+		e->protocol = IPPROTO_SCTP_;
+		__builtin_memcpy(e->daddr, d.key.addr, 16);
+		e->dport = bpf_ntohs(d.dport_be);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE;
+}
+
+/*
+ * The kernel asks this hook before an SCTP association is set up with peers: sctp_connectx() with its
+ * packed address list, a one-to-many sendmsg to a new
+ * peer (SCTP_SENDMSG_CONNECT), and a new primary peer address. The first address listed decides here (a
+ * loop over all of them is more than the verifier takes in an LSM hook); every later one is a peer
+ * address of the association, whose packets the backstop drops when it is denied.
+ */
+SEC("lsm/sctp_bind_connect")
+int BPF_PROG(aegis_sctp_bind_connect, struct sock *sk, int optname, struct sockaddr *address, int addrlen)
+{
+	if (optname != SCTP_SOCKOPT_CONNECTX_ && optname != SCTP_SOCKOPT_CONNECTX_OLD_ &&
+	    optname != SCTP_SOCKOPT_CONNECTX3_ && optname != SCTP_SENDMSG_CONNECT_ && optname != SCTP_PRIMARY_ADDR_)
+		return 0;
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 0;
+	__u32 size;
+	if (sctp_destination_denied(&s, address, &size))
+		return -EPERM;
+	return 0;
+}
+
+/* connect() of an SCTP socket, which the sctp_bind_connect hook does not see. */
+SEC("lsm/socket_connect")
+int BPF_PROG(aegis_socket_connect, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_SCTP_)
+		return 0;
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 0;
+	__u32 size;
+	if (sctp_destination_denied(&s, address, &size))
+		return -EPERM;
 	return 0;
 }

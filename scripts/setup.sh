@@ -16,9 +16,10 @@ say() { printf 'setup: %s\n' "$*"; }
 packages=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev iproute2 openssl)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "$want_test" = 1 ]; then
-  # curl, prometheus (promtool), prometheus-node-exporter: metrics and API tests; systemd: systemd-analyze
+  # curl, prometheus (promtool), prometheus-node-exporter: metrics and API tests; systemd: systemd-analyze;
+  # xz-utils, zstd, kmod: the VM's kernel modules
   packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus)
-  packages+=(prometheus-node-exporter systemd)
+  packages+=(prometheus-node-exporter systemd xz-utils zstd kmod)
 fi
 
 missing=()
@@ -42,27 +43,79 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 (cd "$here" && deno install --quiet --frozen 2>/dev/null || deno install --quiet)
 
 if [ "$want_test" = 1 ]; then
-  # Debian cloud kernels for the VM suite: the newest 6.1 and 6.12 builds the archive has.
+  # Debian cloud kernels for the VM suite: the newest 6.1 and 6.12 builds the archive has, each with the
+  # modules tests/vm/modules names (and what they depend on, from modules.dep), decompressed for busybox
+  # insmod, in load order. The package is kept, so a changed module list needs no download.
+  modules_list="$here/tests/vm/modules"
+  wanted="$( (grep -v '^#' "$modules_list" 2>/dev/null || true) | awk NF | sort -u | tr '\n' ' ')"
   mkdir -p "$cache/kernels"
   for series in 6.1 6.12; do
     dir="$cache/kernels/$series"
-    [ -f "$dir/vmlinuz" ] && continue
-    case "$series" in
-      6.1) pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
-      6.12) pattern='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$' ;;
-    esac
-    pkg="$(apt-cache pkgnames linux-image-6 | grep -E "$pattern" | sort -V | tail -n 1 || true)"
-    if [ -z "$pkg" ]; then
-      apt-get update -qq
-      pkg="$(apt-cache pkgnames linux-image-6 | grep -E "$pattern" | sort -V | tail -n 1 || true)"
+    if [ -f "$dir/vmlinuz" ] && [ -f "$dir/modules/list" ] && [ "$(cat "$dir/modules/list")" = "$wanted" ]; then
+      continue
     fi
-    [ -n "$pkg" ] || { echo "setup: error: no Debian kernel package for $series found by apt" >&2; exit 1; }
-    say "downloading $pkg"
+    if [ ! -f "$dir/kernel.deb" ]; then
+      case "$series" in
+        6.1) pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
+        6.12) pattern='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$' ;;
+      esac
+      pkg="$(apt-cache pkgnames linux-image-6 | grep -E "$pattern" | sort -V | tail -n 1 || true)"
+      if [ -z "$pkg" ]; then
+        apt-get update -qq
+        pkg="$(apt-cache pkgnames linux-image-6 | grep -E "$pattern" | sort -V | tail -n 1 || true)"
+      fi
+      [ -n "$pkg" ] || { echo "setup: error: no Debian kernel package for $series found by apt" >&2; exit 1; }
+      say "downloading $pkg"
+      mkdir -p "$dir"
+      tmp="$(mktemp -d)"
+      (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null)
+      mv "$tmp"/*.deb "$dir/kernel.deb"
+      rmdir "$tmp"
+      echo "$pkg" >"$dir/package"
+    fi
+    say "unpacking the $series kernel and its modules: ${wanted:-none}"
     tmp="$(mktemp -d)"
-    (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null && dpkg-deb -x ./*.deb root)
-    mkdir -p "$dir"
-    cp "$tmp"/root/boot/vmlinuz-* "$dir/vmlinuz"
-    echo "$pkg" >"$dir/package"
+    dpkg-deb -x "$dir/kernel.deb" "$tmp/root"
+    # Replaced in one rename: a VM suite running meanwhile boots the old image or the new, never half of one.
+    cp "$tmp"/root/boot/vmlinuz-* "$dir/vmlinuz.tmp"
+    mv "$dir/vmlinuz.tmp" "$dir/vmlinuz"
+    release="$(ls "$tmp/root/lib/modules")"
+    moddir="$tmp/root/lib/modules/$release"
+    # The package has no modules.dep (its postinst runs depmod): make one for the unpacked tree.
+    depmod -b "$tmp/root" "$release"
+    rm -rf "$dir/modules"
+    mkdir -p "$dir/modules"
+    order=()
+    add_module() { # PATH relative to $moddir, after its dependencies
+      local path="$1" line dep seen
+      for seen in "${order[@]}"; do [ "$seen" = "$path" ] && return 0; done
+      line="$(grep -m 1 -E "^${path//./\\.}:" "$moddir/modules.dep" || true)"
+      for dep in ${line#*:}; do add_module "$dep"; done
+      order+=("$path")
+    }
+    for name in $wanted; do
+      pattern="(^|/)${name//[-_]/[-_]}\.ko(\.(xz|zst|gz))?:"
+      path="$(grep -m 1 -E "$pattern" "$moddir/modules.dep" | cut -d: -f1 || true)"
+      if [ -z "$path" ]; then
+        if grep -qE "/${name//[-_]/[-_]}\.ko" "$moddir/modules.builtin" 2>/dev/null; then continue; fi
+        echo "setup: error: module $name is neither in modules.dep nor built into the $series kernel" >&2
+        exit 1
+      fi
+      add_module "$path"
+    done
+    for path in "${order[@]}"; do
+      base="$(basename "$path")"
+      case "$base" in
+        *.ko.xz) xz -dc "$moddir/$path" >"$dir/modules/${base%.xz}" ;;
+        *.ko.zst) zstd -qdc "$moddir/$path" >"$dir/modules/${base%.zst}" ;;
+        *.ko.gz) gzip -dc "$moddir/$path" >"$dir/modules/${base%.gz}" ;;
+        *) cp "$moddir/$path" "$dir/modules/$base" ;;
+      esac
+      echo "${base%.ko*}.ko" >>"$dir/modules/load"
+    done
+    touch "$dir/modules/load"
+    echo "$release" >"$dir/modules/release"
+    echo "$wanted" >"$dir/modules/list"
     rm -rf "$tmp"
   done
 fi

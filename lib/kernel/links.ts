@@ -3,12 +3,12 @@ import type { Area } from "../policy/plan.ts";
 import {
   type AreaStatus,
   CGROUP_PROGRAMS,
+  EGRESS_LSM_PROGRAMS,
   EXEC_LSM_PROGRAMS,
   FILE_AUDIT_PROGRAMS,
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
   LSM_PROGRAMS,
-  PACKET_SOCKET_PROGRAMS,
 } from "./load.ts";
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
@@ -58,11 +58,11 @@ export class PlaneLinks {
     }
     if (programs.some((program) => LSM_PROGRAMS.includes(program))) programs.push(...GUARD_LSM_PROGRAMS);
     if (areas.has("egress")) {
-      // The LSM hook where it was loaded (BPF-LSM works here), else the reporting tracepoint.
-      const lsm = this.#object.program(PACKET_SOCKET_PROGRAMS.lsm).fd >= 0;
-      programs.push(lsm ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit);
+      // The LSM hooks where they were loaded (BPF-LSM works here), else the reporting tracepoint.
+      const lsm = this.#object.program(EGRESS_LSM_PROGRAMS.lsm[0]).fd >= 0;
+      programs.push(...(lsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback));
     }
-    const lsmOnly = [...LSM_PROGRAMS, PACKET_SOCKET_PROGRAMS.lsm];
+    const lsmOnly: readonly ProgramName[] = [...LSM_PROGRAMS, ...EGRESS_LSM_PROGRAMS.lsm];
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     for (const program of programs) {
       this.#attach(program, program, () => this.#object.program(program).attach());

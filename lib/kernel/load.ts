@@ -48,12 +48,14 @@ export const COMMON_PROGRAMS: readonly ProgramName[] = [
 ];
 const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, ...EXEC_AUDIT_PROGRAMS];
 /**
- * Egress programs beyond the cgroup ones: AF_PACKET sockets are refused by an LSM hook (the cgroup
- * sock_create hook never runs for them), and only reported, by a tracepoint, where BPF-LSM cannot load.
+ * Egress programs beyond the cgroup ones, where BPF-LSM loads: AF_PACKET sockets are refused by an LSM
+ * hook (the cgroup sock_create hook never runs for them), SCTP associations with denied peers too (no
+ * sock_addr hook runs for SCTP). Elsewhere a tracepoint reports packet sockets and the packet backstop
+ * drops SCTP's packets.
  */
-export const PACKET_SOCKET_PROGRAMS = {
-  lsm: PROGRAMS.packetSocket,
-  audit: PROGRAMS.packetSocketAudit,
+export const EGRESS_LSM_PROGRAMS = {
+  lsm: [PROGRAMS.packetSocket, PROGRAMS.sctpConnect, PROGRAMS.sctpSocketConnect],
+  fallback: [PROGRAMS.packetSocketAudit],
 } as const;
 
 /** Whether this kernel loads BPF-LSM programs; when not, the errno and what libbpf and the kernel said. */
@@ -148,7 +150,7 @@ export function loadPlane(
   const programs = [
     ...COMMON_PROGRAMS,
     ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS),
-    withLsm ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit,
+    ...(withLsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback),
   ];
   const open = (mapDir: string) => {
     const object = openAegisObject(programs, mapDir, options.image);

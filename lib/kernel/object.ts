@@ -22,6 +22,8 @@ export const PROGRAMS = {
   packetEgress: "aegis_skb_egress",
   packetSocket: "aegis_socket_create",
   packetSocketAudit: "aegis_tp_socket",
+  sctpConnect: "aegis_sctp_bind_connect",
+  sctpSocketConnect: "aegis_socket_connect",
   sweepTcp: "aegis_sweep_tcp",
   sweepUdp: "aegis_sweep_udp",
   bind4: "aegis_bind4",

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { bootTimeNs, BpfError, lockDirectory } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
-import { CGROUP_PROGRAMS, PACKET_SOCKET_PROGRAMS, probeLsm } from "../../lib/kernel/load.ts";
+import { CGROUP_PROGRAMS, EGRESS_LSM_PROGRAMS, probeLsm } from "../../lib/kernel/load.ts";
 import type { NetRule, PortRule, RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
@@ -173,7 +173,7 @@ rootTest(
         [...Deno.readDirSync(`${bpffs.path}/aegisbpf/links`)].map((entry) => entry.name).sort(),
         [
           ...CGROUP_PROGRAMS.egress,
-          probeLsm().ok ? PACKET_SOCKET_PROGRAMS.lsm : PACKET_SOCKET_PROGRAMS.audit,
+          ...(probeLsm().ok ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback),
         ].sort(),
         "the links agent A pinned are still there",
       );

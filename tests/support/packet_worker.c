@@ -10,11 +10,13 @@
  *
  *   KIND ADDR PORT UID              KIND: ping (ICMP or ICMPv6 datagram socket, by ADDR's family),
  *                                   raw-icmp, raw-udp, hdrincl (IPPROTO_RAW: the test writes the IPv4
- *                                   header), raw6 (raw ICMPv6), udplite-connect, packet (AF_PACKET socket)
+ *                                   header), raw6 (raw ICMPv6), udplite-connect, packet (AF_PACKET socket),
+ *                                   sctp-connect, sctp-connectx (one-to-one), sctp-sendto (one-to-many)
  *
  * Each case runs in a fresh child with real and effective uid UID (and gid UID), sends one packet to ADDR
  * (and PORT where the protocol has ports) and waits up to WAIT_MS for proof of delivery: the echo reply for
- * ICMP, the datagram itself on a socket bound to ADDR:PORT otherwise. It prints
+ * ICMP, the datagram itself on a socket bound to ADDR:PORT otherwise (for SCTP: the association coming up,
+ * or the message arriving at a one-to-many listener). It prints
  *
  *   PID STAGE ERRNO DELIVERED       STAGE: s (socket() failed), o (sent; ERRNO of the send, 0 on success),
  *                                   x (setup failed); DELIVERED: 1 when the proof arrived, else 0
@@ -47,6 +49,8 @@
 #endif
 
 #define WAIT_MS 300
+#define SOL_SCTP_ 132
+#define SCTP_SOCKOPT_CONNECTX_ 110
 #define ECHO_ID 0x4145
 
 static void die(const char *what)
@@ -123,6 +127,55 @@ static int send_result(ssize_t sent)
 	return sent < 0 ? errno : 0;
 }
 
+/* A one-to-one or one-to-many SCTP listener on the destination, or -1 (no SCTP in this kernel: setup fails). */
+static int sctp_listener(int type, const struct sockaddr *to, socklen_t len)
+{
+	int fd = socket(to->sa_family, type, IPPROTO_SCTP);
+	if (fd < 0 || bind(fd, to, len) || listen(fd, 8))
+		return -1;
+	return fd;
+}
+
+/* Whether a non-blocking connect on `fd` completes within WAIT_MS. */
+static int connects(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	if (poll(&pfd, 1, WAIT_MS) <= 0)
+		return 0;
+	int error = 0;
+	socklen_t size = sizeof(error);
+	return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 && error == 0;
+}
+
+/* SCTP: connect, connectx (the setsockopt behind sctp_connectx) or a one-to-many sendto to a new peer. */
+static int sctp_case(const char *how, const struct sockaddr_storage *ss, socklen_t len, int *err, int *socket_failed)
+{
+	const struct sockaddr *to = (const struct sockaddr *)ss;
+	int many = strcmp(how, "sendto") == 0;
+	int listener = sctp_listener(many ? SOCK_SEQPACKET : SOCK_STREAM, to, len);
+	if (listener < 0)
+		return -1;
+	int fd = socket(ss->ss_family, (many ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_NONBLOCK, IPPROTO_SCTP);
+	if (fd < 0) {
+		*socket_failed = 1;
+		*err = errno;
+		return 0;
+	}
+	int rc;
+	if (many) {
+		*err = send_result(sendto(fd, "x", 1, 0, to, len));
+		return arrives(listener, 0);
+	}
+	if (strcmp(how, "connect") == 0)
+		rc = connect(fd, to, len);
+	else if (strcmp(how, "connectx") == 0)
+		rc = setsockopt(fd, SOL_SCTP_, SCTP_SOCKOPT_CONNECTX_, to, len) < 0 ? -1 : 0;
+	else
+		return -1;
+	*err = rc < 0 && errno != EINPROGRESS ? errno : 0;
+	return *err == 0 && connects(fd);
+}
+
 /* Runs one case; writes the send's errno to *err and returns whether delivery was proven (-1: setup failed). */
 static int run_case(const char *kind, const struct sockaddr_storage *ss, socklen_t len, int port, int *err,
 		    int *socket_failed)
@@ -190,6 +243,8 @@ static int run_case(const char *kind, const struct sockaddr_storage *ss, socklen
 		*err = send_result(sendto(fd, packet, (hdrincl ? 20 : 0) + 9, 0, to, len));
 		return arrives(proof, 0);
 	}
+	if (strncmp(kind, "sctp-", 5) == 0)
+		return sctp_case(kind + 5, ss, len, err, socket_failed);
 	if (strcmp(kind, "packet") == 0) {
 		fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
 		if (fd < 0)

@@ -6,7 +6,17 @@
 import { must } from "./privileged.ts";
 import { lines } from "./sock_worker.ts";
 
-export type PacketKind = "ping" | "raw-icmp" | "raw-udp" | "hdrincl" | "raw6" | "udplite-connect" | "packet";
+export type PacketKind =
+  | "ping"
+  | "raw-icmp"
+  | "raw-udp"
+  | "hdrincl"
+  | "raw6"
+  | "udplite-connect"
+  | "packet"
+  | "sctp-connect"
+  | "sctp-connectx"
+  | "sctp-sendto";
 
 export type PacketCase = { kind: PacketKind; addr: string; port?: number; uid?: number };
 
@@ -20,8 +30,12 @@ export type PacketOutcome = {
 
 const SOURCE = new URL("./packet_worker.c", import.meta.url).pathname;
 
-/** Compiles the worker into `dir`; returns the binary's path. */
+/** Where the VM harness puts the worker it compiled on the host (tests/vm/harness.ts GUEST_WORKER_DIR). */
+const IN_VM = "/usr/lib/aegisbpf-tests/packet_worker";
+
+/** Compiles the worker into `dir` (inside the VM: the one the harness built); returns the binary's path. */
 export async function buildPacketWorker(dir: string): Promise<string> {
+  if (Deno.env.get("AEGIS_IN_VM") === "1") return IN_VM;
   const binary = `${dir}/packet_worker`;
   await must("clang", ["-O2", "-Wall", "-Werror", "-o", binary, SOURCE]);
   return binary;

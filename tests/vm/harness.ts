@@ -3,7 +3,9 @@
  * deno, libbpf, the project tree and an offline deno cache, runs `deno test` inside the guest and brings
  * the results back over the serial console.
  *
- * The initramfs does not depend on the kernel, so both kernels share one archive. It is cached under
+ * The initramfs serves both kernels: it holds each kernel's modules (those tests/vm/modules names, as
+ * `scripts/setup.sh --test` unpacked them) under /lib/modules/RELEASE/, and /init loads the running
+ * kernel's in order before the tests. It is cached under
  * `${AEGISBPF_CACHE:-/var/cache/aegisbpf-dev}/initramfs/` by a hash of everything that goes into it and
  * is rebuilt automatically when any input changes.
  *
@@ -12,8 +14,8 @@
  * The guest, as inside tests see it: PID 1 is a busybox shell script, every tool in /usr/bin (/bin is a
  * link to it) is a symlink to one static busybox, so a copy or hard link of one of them runs only under a
  * busybox applet name or a name ending in "busybox"; deno is /usr/bin/deno; the project is at /aegisbpf
- * (the working directory); root is a writable initramfs; no network device (only `lo`) and no kernel
- * modules; env AEGIS_IN_VM=1, CI=true, NO_COLOR=1; tests run with `--no-check --cached-only`, so every
+ * (the working directory); root is a writable initramfs; no network device (only `lo`); the modules of
+ * tests/vm/modules loaded; env AEGIS_IN_VM=1, CI=true, NO_COLOR=1; tests run with `--no-check --cached-only`, so every
  * import must be resolvable from the DENO_DIR prepared on the host (dynamic imports need literal specifiers).
  */
 
@@ -81,6 +83,73 @@ export function cacheRoot(): string {
 
 export function kernelDir(kernel: VmKernel): string {
   return join(cacheRoot(), "kernels", kernel);
+}
+
+const MODULES_FILE = "tests/vm/modules";
+const VM_KERNELS: readonly VmKernel[] = ["6.1", "6.12"];
+
+/** The module names tests/vm/modules lists, as setup.sh records them (sorted, each followed by a space). */
+export function wantedModules(): string {
+  const text = Deno.readTextFileSync(join(repoRoot, MODULES_FILE));
+  const names = text.split("\n").map((line) => line.trim()).filter((line) => line && !line.startsWith("#"));
+  return [...new Set(names)].sort().map((name) => `${name} `).join("");
+}
+
+/** Whether setup.sh unpacked the modules tests/vm/modules lists for `kernel` (its list matches). */
+export function modulesReady(kernel: VmKernel): boolean {
+  try {
+    return Deno.readTextFileSync(join(kernelDir(kernel), "modules", "list")).replace(/\n$/, "") ===
+      wantedModules();
+  } catch {
+    return false;
+  }
+}
+
+/** Each downloaded kernel's unpacked modules and load order, for /lib/modules/RELEASE/ in the guest. */
+function kernelModules(): HostFile[] {
+  return VM_KERNELS.flatMap((kernel) => {
+    const dir = join(kernelDir(kernel), "modules");
+    if (!isFile(join(dir, "load"))) return [];
+    const release = Deno.readTextFileSync(join(dir, "release")).trim();
+    return [...Deno.readDirSync(dir)]
+      .filter((entry) => entry.isFile && (entry.name.endsWith(".ko") || entry.name === "load"))
+      .map((entry) => ({ src: join(dir, entry.name), dest: `/usr/lib/modules/${release}/${entry.name}` }));
+  });
+}
+
+/** Where inside tests find the C workers of tests/support (the guest has no compiler). */
+export const GUEST_WORKER_DIR = "/usr/lib/aegisbpf-tests";
+const WORKERS = ["packet_worker"];
+
+/**
+ * The C workers of tests/support, compiled on the host (cached by a hash of their sources) for the guest:
+ * they link against the C library deno already brings into the initramfs.
+ */
+async function testWorkers(): Promise<HostFile[]> {
+  const support = join(repoRoot, "tests/support");
+  const headers = [...Deno.readDirSync(support)].filter((e) => e.name.endsWith(".h")).map((e) => e.name)
+    .sort();
+  const files: HostFile[] = [];
+  for (const worker of WORKERS) {
+    const hash = createHash("sha256");
+    for (const name of [`${worker}.c`, ...headers]) hash.update(Deno.readFileSync(join(support, name)));
+    const dir = join(cacheRoot(), "workers", hash.digest("hex").slice(0, 16));
+    const binary = join(dir, worker);
+    if (!isFile(binary)) {
+      Deno.mkdirSync(dir, { recursive: true });
+      await runOrThrow("clang", [
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-o",
+        `${binary}.tmp`,
+        join(support, `${worker}.c`),
+      ], {});
+      Deno.renameSync(`${binary}.tmp`, binary);
+    }
+    files.push({ src: binary, dest: `${GUEST_WORKER_DIR}/${worker}` });
+  }
+  return files;
 }
 
 /** Returns the paths of the kernel image and its package file, or null when the kernel is not downloaded. */
@@ -340,6 +409,7 @@ async function ensureInitramfsNow(testPaths: string[]): Promise<{ path: string; 
     ...libs,
   ];
   const applets = await busyboxApplets(busybox);
+  hostFiles.push(...kernelModules(), ...await testWorkers());
   const project = walkProject(repoRoot);
   const init = initScript(testPaths);
 
@@ -673,6 +743,11 @@ mnt tmpfs tmpfs mode=0755 /run
 mnt cgroup2 cgroup2 nsdelegate /sys/fs/cgroup
 [ -e /proc/self/fd ] && ln -sf /proc/self/fd /dev/fd
 ip link set lo up || say "bringing up lo failed"
+# The modules of tests/vm/modules for this kernel, dependencies first (scripts/setup.sh ordered them).
+kmods=/lib/modules/$(uname -r)
+if [ -f "$kmods/load" ]; then
+  while read -r module; do insmod "$kmods/$module" || say "insmod $module failed"; done <"$kmods/load"
+fi
 hostname aegis-vm
 # Keep kernel messages from interleaving with the test output; they are printed afterwards on failure.
 echo 1 >/proc/sys/kernel/printk

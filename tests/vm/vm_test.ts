@@ -6,7 +6,7 @@
  * message, except under CI (env CI set), where they fail.
  */
 
-import { findKernel, missingHostTools, repoRoot, runInVm, type VmKernel } from "./harness.ts";
+import { findKernel, missingHostTools, modulesReady, repoRoot, runInVm, type VmKernel } from "./harness.ts";
 
 const KERNELS: VmKernel[] = ["6.1", "6.12"];
 const BPF_OBJECT = "bpf/build/aegis.bpf.o";
@@ -26,6 +26,8 @@ function missingPrerequisites(kernel: VmKernel): string[] {
   if (!fileExists(`${repoRoot}/${BPF_OBJECT}`)) missing.push(`${BPF_OBJECT} (run deno task build:bpf)`);
   if (!findKernel(kernel)) {
     missing.push(`the Debian ${kernel} kernel (run scripts/setup.sh --test)`);
+  } else if (!modulesReady(kernel)) {
+    missing.push(`the ${kernel} kernel's modules that tests/vm/modules lists (run scripts/setup.sh --test)`);
   }
   for (const tool of missingHostTools()) missing.push(`${tool} (or run scripts/setup.sh --test)`);
   return missing;
