@@ -20,12 +20,12 @@ import {
 import type { Area } from "../policy/plan.ts";
 import {
   CGROUP_PROGRAMS,
+  EGRESS_LSM_PROGRAMS,
   EXEC_AUDIT_PROGRAMS,
   EXEC_LSM_PROGRAMS,
   FILE_AUDIT_PROGRAMS,
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
-  PACKET_SOCKET_PROGRAMS,
 } from "./load.ts";
 import { ingressLinkName } from "./links.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
@@ -125,7 +125,7 @@ export function linksNeeded(area: Area, interfaces: readonly string[] = []): str
     case "egress":
       return [
         [[...CGROUP_PROGRAMS.egress]],
-        [[PACKET_SOCKET_PROGRAMS.lsm], [PACKET_SOCKET_PROGRAMS.audit]],
+        [[...EGRESS_LSM_PROGRAMS.lsm], [...EGRESS_LSM_PROGRAMS.fallback]],
       ];
     case "bind":
       return [[[...CGROUP_PROGRAMS.bind]]];

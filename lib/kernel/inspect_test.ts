@@ -49,7 +49,7 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
   ];
   assert.deepEqual(
     missingLinks(["egress"], [], cgroupOnly.map((name) => link(name))),
-    ["aegis_socket_create"],
+    ["aegis_socket_create", "aegis_sctp_bind_connect", "aegis_socket_connect"],
     "the AF_PACKET hook, by BPF-LSM or its tracepoint",
   );
 });

@@ -36,6 +36,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",
   [PROGRAMS.packetSocket]: "BPF-LSM lsm/socket_create (AF_PACKET)",
   [PROGRAMS.packetSocketAudit]: "tracepoint syscalls/sys_enter_socket",
+  [PROGRAMS.sctpConnect]: "BPF-LSM lsm/sctp_bind_connect (SCTP)",
+  [PROGRAMS.sctpSocketConnect]: "BPF-LSM lsm/socket_connect (SCTP)",
   [PROGRAMS.sweepTcp]: "iterator iter/tcp (connections made before apply)",
   [PROGRAMS.sweepUdp]: "iterator iter/udp (connections made before apply)",
   [PROGRAMS.connect4]: "cgroup sock_addr connect4",
