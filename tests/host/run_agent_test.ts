@@ -776,3 +776,56 @@ rootTest("[root] run --log-format text prints one readable line per event", asyn
     assert.ok(!agent.events.some((event) => event.line.includes("\x1b[")), "no colour off a terminal");
   });
 });
+
+rootTest(
+  "[root] run --enforce-signal term: a task whose connect is denied gets SIGTERM from the agent, and the event says so",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET));
+      await using agent = spawn(host, ["--policy", file, "--enforce-signal", "term"]);
+      await agent.ready();
+      // Denied, then waits in the same process: the agent's signal ends it.
+      const task = new Deno.Command("bash", {
+        args: [
+          "-c",
+          `echo $$ > '${host.cgroup.path}/cgroup.procs'; { : 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; ` +
+          "exec sleep 30",
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const status = await task.status;
+      assert.equal(status.signal, "SIGTERM");
+      const event = await agent.waitFor(
+        (e) => e.type === "net.connect" && e.process?.pid === task.pid,
+        10_000,
+      );
+      assert.equal(event.decision, "deny");
+      assert.deepEqual(event.signal, { name: "SIGTERM", by: "agent" });
+      assertMatchesSchema("event.schema.json", event);
+      agent.kill("SIGTERM");
+      assert.equal((await agent.exit()).code, 0);
+      // In audit nothing is denied, so nothing is signalled, even with kill configured.
+      await using audit = spawn(host, ["--policy", file, "--audit", "--enforce-signal", "kill"]);
+      await audit.ready();
+      const spared = new Deno.Command("bash", {
+        args: [
+          "-c",
+          `echo $$ > '${host.cgroup.path}/cgroup.procs'; { : 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; ` +
+          "exec sleep 30",
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const audited = await audit.waitFor(
+        (e) => e.type === "net.connect" && e.process?.pid === spared.pid,
+        10_000,
+      );
+      assert.equal(audited.decision, "audit");
+      assert.equal(audited.signal, undefined);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      spared.kill("SIGKILL");
+      assert.equal((await spared.status).signal, "SIGKILL", "still alive until the test ended it");
+    });
+  },
+);
