@@ -37,6 +37,12 @@ export type AppliedSummary = {
   generation: number;
 };
 
+/** What a checked policy is: its name, version, sha256, mode and rules per area. */
+export function policySummary(input: PolicyInput, plan: RuleSetPlan) {
+  const { name, version } = input.parsed.policy.metadata;
+  return { name, version, sha256: input.sha256, mode: plan.mode, rules: ruleCounts(plan) };
+}
+
 /** Refuses (RefusedError, exit 3 / HTTP 409) a policy whose lock-out check finds a risk. */
 export async function refuseLockout(input: PolicyInput, stateDir: string): Promise<void> {
   const { policy, locate } = input.parsed;
@@ -80,17 +86,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
     allowPartial: false,
     warn: () => {},
   });
-  const { name, version } = input.parsed.policy.metadata;
-  return {
-    name,
-    version,
-    sha256: input.sha256,
-    mode: plan.mode,
-    rules: ruleCounts(plan),
-    seq: entry.seq,
-    outcome: entry.outcome,
-    generation,
-  };
+  return { ...policySummary(input, plan), seq: entry.seq, outcome: entry.outcome, generation };
 }
 
 /**
@@ -147,13 +143,8 @@ export async function rollbackTo(
     lockout: (checked) => refuseLockout(checked, stateDir),
     warn: () => {},
   });
-  const { name, version } = input.parsed.policy.metadata;
   return {
-    name,
-    version,
-    sha256: input.sha256,
-    mode: plan.mode,
-    rules: ruleCounts(plan),
+    ...policySummary(input, plan),
     seq: entry.seq,
     outcome: entry.outcome,
     generation,

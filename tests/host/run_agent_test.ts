@@ -777,6 +777,13 @@ rootTest("[root] run --log-format text prints one readable line per event", asyn
   });
 });
 
+/** A shell in the test cgroup that connects to the denied address, then waits in the same process. */
+function connectThenWait(host: Host): Deno.ChildProcess {
+  const script = `echo $$ > '${host.cgroup.path}/cgroup.procs'; ` +
+    `{ : 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; exec sleep 30`;
+  return new Deno.Command("bash", { args: ["-c", script], stdout: "null", stderr: "null" }).spawn();
+}
+
 rootTest(
   "[root] run --enforce-signal term: a task whose connect is denied gets SIGTERM from the agent, and the event says so",
   async () => {
@@ -784,16 +791,7 @@ rootTest(
       const file = writePolicy(host, "p.yaml", policy(host, NET));
       await using agent = spawn(host, ["--policy", file, "--enforce-signal", "term"]);
       await agent.ready();
-      // Denied, then waits in the same process: the agent's signal ends it.
-      const task = new Deno.Command("bash", {
-        args: [
-          "-c",
-          `echo $$ > '${host.cgroup.path}/cgroup.procs'; { : 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; ` +
-          "exec sleep 30",
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
+      const task = connectThenWait(host);
       const status = await task.status;
       assert.equal(status.signal, "SIGTERM");
       const event = await agent.waitFor(
@@ -808,15 +806,7 @@ rootTest(
       // In audit nothing is denied, so nothing is signalled, even with kill configured.
       await using audit = spawn(host, ["--policy", file, "--audit", "--enforce-signal", "kill"]);
       await audit.ready();
-      const spared = new Deno.Command("bash", {
-        args: [
-          "-c",
-          `echo $$ > '${host.cgroup.path}/cgroup.procs'; { : 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; ` +
-          "exec sleep 30",
-        ],
-        stdout: "null",
-        stderr: "null",
-      }).spawn();
+      const spared = connectThenWait(host);
       const audited = await audit.waitFor(
         (e) => e.type === "net.connect" && e.process?.pid === spared.pid,
         10_000,

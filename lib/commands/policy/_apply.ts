@@ -7,8 +7,7 @@ import type { Context } from "../../cli/command.ts";
 import { count, diagnosticLine } from "../../cli/diagnostics.ts";
 import { palette } from "../../cli/output.ts";
 import { RefusedError } from "../../errors.ts";
-import { ruleCounts } from "../../agent/apply.ts";
-import { reapplyHistoryEntry } from "../../agent/apply_text.ts";
+import { policySummary, reapplyHistoryEntry } from "../../agent/apply_text.ts";
 import { type ConnectionSweep, describeConnection } from "../../kernel/connections.ts";
 import type { PolicyInput } from "../../policy/apply_source.ts";
 import type { HistoryEntry } from "../../policy/history.ts";
@@ -64,13 +63,8 @@ export type Summary = {
 };
 
 export function summaryOf(input: PolicyInput, plan: RuleSetPlan): Summary {
-  const { name, version } = input.parsed.policy.metadata;
   return {
-    name,
-    version,
-    sha256: input.sha256,
-    mode: plan.mode,
-    rules: ruleCounts(plan),
+    ...policySummary(input, plan),
     source: input.source,
     ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
   };
