@@ -23,6 +23,11 @@ export type CanaryWatch = {
   maxDenyRate: number;
   /** Total denies so far (any monotonic counter), or undefined when it can no longer be read. */
   readDenies: () => bigint | undefined;
+  /**
+   * The counter read just before the policy went into force (with `now()` then): denies made between the
+   * flip and the first sample count too. Without it, the first sample is the baseline.
+   */
+  baseline?: { denies: bigint; at: number };
   /** Aborting (SIGINT, SIGTERM) ends the watch with verdict `aborted`. */
   signal?: AbortSignal;
   /** Called after every sample with the rate over the window, for progress output. */
@@ -39,8 +44,8 @@ export async function watchCanary(watch: CanaryWatch): Promise<CanaryVerdict> {
   const sleep = watch.sleep ?? abortableSleep;
   const windowMs = watch.windowMs ?? CANARY_WINDOW_MS;
   const intervalMs = watch.intervalMs ?? CANARY_INTERVAL_MS;
-  const start = now();
-  const first = watch.readDenies();
+  const start = watch.baseline?.at ?? now();
+  const first = watch.baseline?.denies ?? watch.readDenies();
   if (first === undefined) {
     return { verdict: "aborted", reason: "the counters are not pinned", denies: 0n, elapsedMs: 0 };
   }

@@ -95,3 +95,17 @@ Deno.test("parseDenyRate() reads per second, per minute and per hour", () => {
     );
   }
 });
+
+Deno.test("watchCanary() counts the denies made between the flip and its first sample", async () => {
+  const kernel = fakeKernel(() => 0);
+  // 30 denies happened after the baseline was read, before the watch began.
+  const verdict = await watchCanary({
+    durationMs: 10_000,
+    maxDenyRate: 2,
+    ...kernel,
+    readDenies: () => kernel.readDenies() + 30n,
+    baseline: { denies: 0n, at: kernel.now() },
+  });
+  assert.equal(verdict.verdict, "exceeded");
+  assert.equal(verdict.elapsedMs, 1_000);
+});

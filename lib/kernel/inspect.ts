@@ -175,8 +175,9 @@ export function pinnedCounters(bpffs: string): Counters | undefined {
   return countersFrom((index) => sumPerCpu(map.lookup(encodeU32(index))));
 }
 
-/** Every deny decision counted so far, over all hooks. */
-export function totalDenies(counters: Counters): bigint {
+/** Every deny decision counted so far, over all hooks (0 when nothing is pinned yet). */
+export function totalDenies(counters: Counters | undefined): bigint {
+  if (!counters) return 0n;
   return Object.values(counters.decisions).reduce((sum, hook) => sum + hook.deny, 0n);
 }
 

@@ -104,6 +104,8 @@ export const policyApply = defineCommand({
           "(an audit policy is the safe start)",
       );
     }
+    // The canary counts every deny from the flip on: the counter before it is the baseline.
+    const baseline = canary && { denies: totalDenies(pinnedCounters(bpffs)), at: performance.now() };
     const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
@@ -114,7 +116,7 @@ export const policyApply = defineCommand({
       warn: (message) => ctx.log.warn(message),
     });
     const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
-    if (!canary || !fallback) {
+    if (!canary || !fallback || !baseline) {
       if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
       else {
         ctx.stdout.line(summaryLine("applied", done));
@@ -126,7 +128,7 @@ export const policyApply = defineCommand({
       ctx.stdout.line(summaryLine("applied (canary)", done));
       for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
     }
-    return await runCanary(ctx, { ...canary, entry, fallback, json: flags.json === true, done });
+    return await runCanary(ctx, { ...canary, entry, fallback, json: flags.json === true, done, baseline });
   },
 });
 
@@ -155,7 +157,13 @@ function canaryOf(
  */
 async function runCanary(
   ctx: Context,
-  canary: Canary & { entry: HistoryEntry; fallback: HistoryEntry; json: boolean; done: Summary },
+  canary: Canary & {
+    entry: HistoryEntry;
+    fallback: HistoryEntry;
+    json: boolean;
+    done: Summary;
+    baseline: { denies: bigint; at: number };
+  },
 ): Promise<number> {
   const { stateDir, bpffs } = ctx.globals;
   const controller = new AbortController();
@@ -175,6 +183,7 @@ async function runCanary(
         const counters = pinnedCounters(bpffs);
         return counters && totalDenies(counters);
       },
+      baseline: canary.baseline,
       signal: controller.signal,
       onSample: ({ elapsedMs, rate, denies }) =>
         ctx.log.debug(`canary: ${Math.round(elapsedMs / 1000)}s, ${denies} denies, ${rate.toFixed(2)}/s`),
