@@ -276,7 +276,8 @@ static __always_inline int sock_in_scope(const struct aegis_state *s, struct soc
  * One socket of the sweep: when the active rules deny its destination (a CIDR deny, else the owner's uid
  * entry) in scope, it is written to the iterator's output, and closed in enforce where the kernel can.
  */
-static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid)
+static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid,
+					 int close)
 {
 	struct aegis_state s;
 	if (!load_state(&s))
@@ -311,36 +312,71 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	__builtin_memcpy(conn.daddr, d.key.addr, 16);
 	conn.dport = bpf_ntohs(d.dport_be);
 	conn.sport = BPF_CORE_READ(skc, skc_num);
-	if (effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
+	if (close && effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
 		conn.closed = bpf_sock_destroy(skc) == 0;
 	bpf_seq_write(seq, &conn, sizeof(conn));
 }
 
-SEC("iter/tcp")
-int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
+/* A TCP socket that can carry data: not a listener, nor a time-wait or request minisock (no full socket). */
+static __always_inline struct sock_common *tcp_connection(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	if (!skc)
 		return 0;
 	__u8 state = BPF_CORE_READ(skc, skc_state);
-	/* Connections that can carry data: not listeners, nor time-wait and request minisocks (no full socket). */
 	if (state == TCP_LISTEN_ || state == TCP_TIME_WAIT_ || state == TCP_NEW_SYN_RECV_ || state == TCP_CLOSE_)
 		return 0;
-	sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid);
+	return skc;
+}
+
+/* A connected UDP socket (an unconnected one names its destination at each sendmsg, which is hooked), and its protocol. */
+static __always_inline struct sock_common *udp_connection(struct bpf_iter__udp *ctx, __u8 *protocol)
+{
+	struct udp_sock *udp = ctx->udp_sk;
+	if (!udp)
+		return 0;
+	struct sock_common *skc = &udp->inet.sk.__sk_common;
+	*protocol = BPF_CORE_READ(udp, inet.sk.sk_protocol);
+	return BPF_CORE_READ(skc, skc_state) == TCP_ESTABLISHED_ ? skc : 0;
+}
+
+/* The sweep: lists, and closes in enforce where the kernel can. */
+SEC("iter/tcp")
+int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = tcp_connection(ctx);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid, 1);
 	return 0;
 }
 
 SEC("iter/udp")
 int aegis_sweep_udp(struct bpf_iter__udp *ctx)
 {
-	struct udp_sock *udp = ctx->udp_sk;
-	if (!udp)
-		return 0;
-	struct sock_common *skc = &udp->inet.sk.__sk_common;
-	/* Connected sockets only: an unconnected one names its destination at each sendmsg, which is hooked. */
-	if (BPF_CORE_READ(skc, skc_state) != TCP_ESTABLISHED_)
-		return 0;
-	sweep_socket(ctx->meta->seq, skc, BPF_CORE_READ(&udp->inet.sk, sk_protocol), ctx->uid);
+	__u8 protocol;
+	struct sock_common *skc = udp_connection(ctx, &protocol);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, protocol, ctx->uid, 1);
+	return 0;
+}
+
+/* The same walk that only lists: for a health check, which must change nothing. */
+SEC("iter/tcp")
+int aegis_list_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = tcp_connection(ctx);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid, 0);
+	return 0;
+}
+
+SEC("iter/udp")
+int aegis_list_udp(struct bpf_iter__udp *ctx)
+{
+	__u8 protocol;
+	struct sock_common *skc = udp_connection(ctx, &protocol);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, protocol, ctx->uid, 0);
 	return 0;
 }
 

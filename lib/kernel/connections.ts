@@ -20,7 +20,7 @@ export type DeniedConnection = {
   generation: number;
   uid: number;
   cgroupId: bigint;
-  /** Closed by the sweep (enforce, 6.5+); otherwise still open. */
+  /** Closed by the sweep (enforce, 6.5+, not `close: false`); otherwise still open. */
   closed: boolean;
 };
 
@@ -30,16 +30,27 @@ export type ConnectionSweep = {
   connections: DeniedConnection[];
 };
 
-const SWEEPS = [
-  { program: PROGRAMS.sweepTcp, protocol: "tcp" },
-  { program: PROGRAMS.sweepUdp, protocol: "udp" },
-] as const;
+const WALKS = {
+  sweep: [
+    { program: PROGRAMS.sweepTcp, protocol: "tcp" },
+    { program: PROGRAMS.sweepUdp, protocol: "udp" },
+  ],
+  list: [
+    { program: PROGRAMS.listTcp, protocol: "tcp" },
+    { program: PROGRAMS.listUdp, protocol: "udp" },
+  ],
+} as const;
 
-/** Runs the sweep against the rules pinned under `pinDir` (`<bpffs>/aegisbpf`). */
-export function sweepConnections(pinDir: string): ConnectionSweep {
-  const object = openAegisObject(SWEEPS.map((sweep) => sweep.program), `${pinDir}/maps`).load();
+/**
+ * Runs the sweep against the rules pinned under `pinDir` (`<bpffs>/aegisbpf`). `close: false` only lists
+ * (for a health check, which must change nothing); by default an enforce rule set closes what it finds
+ * where the kernel can.
+ */
+export function sweepConnections(pinDir: string, options: { close?: boolean } = {}): ConnectionSweep {
+  const walk = WALKS[options.close === false ? "list" : "sweep"];
+  const object = openAegisObject(walk.map((sweep) => sweep.program), `${pinDir}/maps`).load();
   try {
-    const connections = SWEEPS.flatMap(({ program, protocol }) =>
+    const connections = walk.flatMap(({ program, protocol }) =>
       decodeConnRecords(
         runIterator(
           object,

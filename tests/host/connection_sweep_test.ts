@@ -87,6 +87,8 @@ class Client {
   }
 }
 
+let lastPinDir: string | undefined;
+
 async function withClients(
   mode: "enforce" | "audit",
   fn: (sweep: () => ReturnType<typeof sweepConnections>, clients: Record<string, Client>) => Promise<void>,
@@ -103,6 +105,7 @@ async function withClients(
         for (const client of Object.values(clients)) assert.equal(await client.line(), "connected");
         // Made before apply: the connect hooks never saw these.
         await plane.apply(ruleSet({ mode, rules: RULES, egress: [ipv4Rule("127.0.0.2/32", 1)] }));
+        lastPinDir = plane.pinDir;
         await fn(() => sweepConnections(plane.pinDir), clients);
       } finally {
         for (const client of Object.values(clients)) await client.stop();
@@ -131,6 +134,18 @@ rootTest(
     });
   },
 );
+
+rootTest("[root] sweep: close: false lists in enforce and closes nothing (for health)", async () => {
+  await withClients("enforce", async (sweep, clients) => {
+    assert.ok(sweep !== undefined);
+    const listed = sweepConnections(lastPinDir!, { close: false });
+    assert.equal(listed.connections.length, 2);
+    assert.ok(listed.connections.every((c) => !c.closed));
+    assert.equal(await clients.tcpDenied!.write(), "written", "still open");
+    await clients.tcpAllowed!.write();
+    await clients.udpDenied!.write();
+  });
+});
 
 rootTest("[root] sweep: in audit the connections are listed and left open", async () => {
   await withClients("audit", async (sweep, clients) => {
