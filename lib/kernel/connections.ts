@@ -7,6 +7,7 @@
 import { type BpfObject, decodeConnRecords, FAMILY } from "../../ffi/mod.ts";
 import { formatAddress } from "./events.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
+import { exists, listDir } from "./pin_dir.ts";
 
 export type DeniedConnection = {
   protocol: "tcp" | "udp";
@@ -48,6 +49,7 @@ const WALKS = {
  */
 export function sweepConnections(pinDir: string, options: { close?: boolean } = {}): ConnectionSweep {
   const walk = WALKS[options.close === false ? "list" : "sweep"];
+  removeStalePins(pinDir);
   const object = openAegisObject(walk.map((sweep) => sweep.program), `${pinDir}/maps`).load();
   try {
     const connections = walk.flatMap(({ program, protocol }) =>
@@ -83,6 +85,21 @@ export function sweepConnections(pinDir: string, options: { close?: boolean } = 
     return { canClose: kernelCanCloseSockets(), connections };
   } finally {
     object.close();
+  }
+}
+
+const SWEEP_PIN = /^sweep-(\d+)-(tcp|udp)$/;
+
+/** Iterator pins a sweep killed between pin and unpin left behind (its process is gone). */
+function removeStalePins(pinDir: string): void {
+  for (const name of listDir(pinDir)) {
+    const pid = SWEEP_PIN.exec(name)?.[1];
+    if (pid === undefined || exists(`/proc/${pid}`)) continue;
+    try {
+      Deno.removeSync(`${pinDir}/${name}`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error; // another sweep removed it first
+    }
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { kernelCanCloseSockets, sweepConnections } from "../../lib/kernel/connections.ts";
+import { openAegisObject, PROGRAMS } from "../../lib/kernel/object.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import type { TestCgroup } from "../support/cgroup.ts";
 import { ruleSet, withPlane } from "../support/plane.ts";
@@ -134,6 +135,23 @@ rootTest(
     });
   },
 );
+
+rootTest("[root] sweep: removes the iterator pin a killed sweep left behind", async () => {
+  await withClients("audit", async (sweep, clients) => {
+    // A pid that is not running: 2^22 is above the kernel's pid_max limit.
+    const stale = `${lastPinDir}/sweep-4194304-tcp`;
+    const object = openAegisObject([PROGRAMS.listTcp], `${lastPinDir}/maps`).load();
+    try {
+      object.program(PROGRAMS.listTcp).attach().pin(stale); // as a sweep killed before its unpin leaves it
+    } finally {
+      object.close();
+    }
+    assert.ok(Deno.statSync(stale));
+    sweep();
+    assert.throws(() => Deno.statSync(stale), Deno.errors.NotFound);
+    for (const client of Object.values(clients)) await client.write();
+  });
+});
 
 rootTest("[root] sweep: close: false lists in enforce and closes nothing (for health)", async () => {
   await withClients("enforce", async (sweep, clients) => {
