@@ -439,12 +439,36 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 	return mode == AEGIS_MODE_ENFORCE;
 }
 
+#define SCTP_MAX_ADDRS 16
+
+/* One walk over the packed address list of sctp_bind_connect: scalars only, for bpf_loop's callback. */
+struct sctp_walk {
+	__u64 address; /* the kernel buffer, as a number: read with bpf_probe_read_kernel */
+	__u32 addrlen;
+	__u32 offset;
+	int denied;
+};
+
+static long sctp_walk_one(__u32 index, struct sctp_walk *walk)
+{
+	struct aegis_state s;
+	__u32 size;
+	if (walk->offset >= walk->addrlen || !load_state(&s))
+		return 1;
+	if (sctp_destination_denied(&s, (const void *)(walk->address + walk->offset), &size))
+		walk->denied = 1;
+	if (!size)
+		return 1;
+	walk->offset += size;
+	return 0;
+}
+
 /*
  * The kernel asks this hook before an SCTP association is set up with peers: sctp_connectx() with its
- * packed address list, a one-to-many sendmsg to a new
- * peer (SCTP_SENDMSG_CONNECT), and a new primary peer address. The first address listed decides here (a
- * loop over all of them is more than the verifier takes in an LSM hook); every later one is a peer
- * address of the association, whose packets the backstop drops when it is denied.
+ * packed address list, a one-to-many sendmsg to a new peer (SCTP_SENDMSG_CONNECT), and a new primary peer
+ * address. Every address listed (up to SCTP_MAX_ADDRS; the rest are left to the backstop) must be
+ * allowed. bpf_loop verifies the per-address decision once, where an unrolled loop is more than the
+ * verifier takes in an LSM hook.
  */
 SEC("lsm/sctp_bind_connect")
 int BPF_PROG(aegis_sctp_bind_connect, struct sock *sk, int optname, struct sockaddr *address, int addrlen)
@@ -452,11 +476,12 @@ int BPF_PROG(aegis_sctp_bind_connect, struct sock *sk, int optname, struct socka
 	if (optname != SCTP_SOCKOPT_CONNECTX_ && optname != SCTP_SOCKOPT_CONNECTX_OLD_ &&
 	    optname != SCTP_SOCKOPT_CONNECTX3_ && optname != SCTP_SENDMSG_CONNECT_ && optname != SCTP_PRIMARY_ADDR_)
 		return 0;
-	struct aegis_state s;
-	if (!load_state(&s))
+	struct sctp_walk walk = { .addrlen = addrlen };
+	/* The argument as a number: a typed kernel pointer allows no arithmetic with a variable offset. */
+	if (bpf_probe_read_kernel(&walk.address, sizeof(walk.address), &ctx[2]))
 		return 0;
-	__u32 size;
-	if (sctp_destination_denied(&s, address, &size))
+	bpf_loop(SCTP_MAX_ADDRS, sctp_walk_one, &walk, 0);
+	if (walk.denied)
 		return -EPERM;
 	return 0;
 }
