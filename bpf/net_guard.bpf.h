@@ -276,7 +276,8 @@ static __always_inline int sock_in_scope(const struct aegis_state *s, struct soc
  * One socket of the sweep: when the active rules deny its destination (a CIDR deny, else the owner's uid
  * entry) in scope, it is written to the iterator's output, and closed in enforce where the kernel can.
  */
-static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid)
+static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid,
+					 int close)
 {
 	struct aegis_state s;
 	if (!load_state(&s))
@@ -311,36 +312,71 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	__builtin_memcpy(conn.daddr, d.key.addr, 16);
 	conn.dport = bpf_ntohs(d.dport_be);
 	conn.sport = BPF_CORE_READ(skc, skc_num);
-	if (effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
+	if (close && effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
 		conn.closed = bpf_sock_destroy(skc) == 0;
 	bpf_seq_write(seq, &conn, sizeof(conn));
 }
 
-SEC("iter/tcp")
-int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
+/* A TCP socket that can carry data: not a listener, nor a time-wait or request minisock (no full socket). */
+static __always_inline struct sock_common *tcp_connection(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	if (!skc)
 		return 0;
 	__u8 state = BPF_CORE_READ(skc, skc_state);
-	/* Connections that can carry data: not listeners, nor time-wait and request minisocks (no full socket). */
 	if (state == TCP_LISTEN_ || state == TCP_TIME_WAIT_ || state == TCP_NEW_SYN_RECV_ || state == TCP_CLOSE_)
 		return 0;
-	sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid);
+	return skc;
+}
+
+/* A connected UDP socket (an unconnected one names its destination at each sendmsg, which is hooked), and its protocol. */
+static __always_inline struct sock_common *udp_connection(struct bpf_iter__udp *ctx, __u8 *protocol)
+{
+	struct udp_sock *udp = ctx->udp_sk;
+	if (!udp)
+		return 0;
+	struct sock_common *skc = &udp->inet.sk.__sk_common;
+	*protocol = BPF_CORE_READ(udp, inet.sk.sk_protocol);
+	return BPF_CORE_READ(skc, skc_state) == TCP_ESTABLISHED_ ? skc : 0;
+}
+
+/* The sweep: lists, and closes in enforce where the kernel can. */
+SEC("iter/tcp")
+int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = tcp_connection(ctx);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid, 1);
 	return 0;
 }
 
 SEC("iter/udp")
 int aegis_sweep_udp(struct bpf_iter__udp *ctx)
 {
-	struct udp_sock *udp = ctx->udp_sk;
-	if (!udp)
-		return 0;
-	struct sock_common *skc = &udp->inet.sk.__sk_common;
-	/* Connected sockets only: an unconnected one names its destination at each sendmsg, which is hooked. */
-	if (BPF_CORE_READ(skc, skc_state) != TCP_ESTABLISHED_)
-		return 0;
-	sweep_socket(ctx->meta->seq, skc, BPF_CORE_READ(&udp->inet.sk, sk_protocol), ctx->uid);
+	__u8 protocol;
+	struct sock_common *skc = udp_connection(ctx, &protocol);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, protocol, ctx->uid, 1);
+	return 0;
+}
+
+/* The same walk that only lists: for a health check, which must change nothing. */
+SEC("iter/tcp")
+int aegis_list_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = tcp_connection(ctx);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid, 0);
+	return 0;
+}
+
+SEC("iter/udp")
+int aegis_list_udp(struct bpf_iter__udp *ctx)
+{
+	__u8 protocol;
+	struct sock_common *skc = udp_connection(ctx, &protocol);
+	if (skc)
+		sweep_socket(ctx->meta->seq, skc, protocol, ctx->uid, 0);
 	return 0;
 }
 
@@ -403,12 +439,36 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 	return mode == AEGIS_MODE_ENFORCE;
 }
 
+#define SCTP_MAX_ADDRS 16
+
+/* One walk over the packed address list of sctp_bind_connect: scalars only, for bpf_loop's callback. */
+struct sctp_walk {
+	__u64 address; /* the kernel buffer, as a number: read with bpf_probe_read_kernel */
+	__u32 addrlen;
+	__u32 offset;
+	int denied;
+};
+
+static long sctp_walk_one(__u32 index, struct sctp_walk *walk)
+{
+	struct aegis_state s;
+	__u32 size;
+	if (walk->offset >= walk->addrlen || !load_state(&s))
+		return 1;
+	if (sctp_destination_denied(&s, (const void *)(walk->address + walk->offset), &size))
+		walk->denied = 1;
+	if (!size)
+		return 1;
+	walk->offset += size;
+	return 0;
+}
+
 /*
  * The kernel asks this hook before an SCTP association is set up with peers: sctp_connectx() with its
- * packed address list, a one-to-many sendmsg to a new
- * peer (SCTP_SENDMSG_CONNECT), and a new primary peer address. The first address listed decides here (a
- * loop over all of them is more than the verifier takes in an LSM hook); every later one is a peer
- * address of the association, whose packets the backstop drops when it is denied.
+ * packed address list, a one-to-many sendmsg to a new peer (SCTP_SENDMSG_CONNECT), and a new primary peer
+ * address. Every address listed (up to SCTP_MAX_ADDRS; the rest are left to the backstop) must be
+ * allowed. bpf_loop verifies the per-address decision once, where an unrolled loop is more than the
+ * verifier takes in an LSM hook.
  */
 SEC("lsm/sctp_bind_connect")
 int BPF_PROG(aegis_sctp_bind_connect, struct sock *sk, int optname, struct sockaddr *address, int addrlen)
@@ -416,11 +476,12 @@ int BPF_PROG(aegis_sctp_bind_connect, struct sock *sk, int optname, struct socka
 	if (optname != SCTP_SOCKOPT_CONNECTX_ && optname != SCTP_SOCKOPT_CONNECTX_OLD_ &&
 	    optname != SCTP_SOCKOPT_CONNECTX3_ && optname != SCTP_SENDMSG_CONNECT_ && optname != SCTP_PRIMARY_ADDR_)
 		return 0;
-	struct aegis_state s;
-	if (!load_state(&s))
+	struct sctp_walk walk = { .addrlen = addrlen };
+	/* The argument as a number: a typed kernel pointer allows no arithmetic with a variable offset. */
+	if (bpf_probe_read_kernel(&walk.address, sizeof(walk.address), &ctx[2]))
 		return 0;
-	__u32 size;
-	if (sctp_destination_denied(&s, address, &size))
+	bpf_loop(SCTP_MAX_ADDRS, sctp_walk_one, &walk, 0);
+	if (walk.denied)
 		return -EPERM;
 	return 0;
 }

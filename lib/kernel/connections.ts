@@ -7,6 +7,7 @@
 import { type BpfObject, decodeConnRecords, FAMILY } from "../../ffi/mod.ts";
 import { formatAddress } from "./events.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
+import { exists, listDir } from "./pin_dir.ts";
 
 export type DeniedConnection = {
   protocol: "tcp" | "udp";
@@ -20,7 +21,7 @@ export type DeniedConnection = {
   generation: number;
   uid: number;
   cgroupId: bigint;
-  /** Closed by the sweep (enforce, 6.5+); otherwise still open. */
+  /** Closed by the sweep (enforce, 6.5+, not `close: false`); otherwise still open. */
   closed: boolean;
 };
 
@@ -30,16 +31,28 @@ export type ConnectionSweep = {
   connections: DeniedConnection[];
 };
 
-const SWEEPS = [
-  { program: PROGRAMS.sweepTcp, protocol: "tcp" },
-  { program: PROGRAMS.sweepUdp, protocol: "udp" },
-] as const;
+const WALKS = {
+  sweep: [
+    { program: PROGRAMS.sweepTcp, protocol: "tcp" },
+    { program: PROGRAMS.sweepUdp, protocol: "udp" },
+  ],
+  list: [
+    { program: PROGRAMS.listTcp, protocol: "tcp" },
+    { program: PROGRAMS.listUdp, protocol: "udp" },
+  ],
+} as const;
 
-/** Runs the sweep against the rules pinned under `pinDir` (`<bpffs>/aegisbpf`). */
-export function sweepConnections(pinDir: string): ConnectionSweep {
-  const object = openAegisObject(SWEEPS.map((sweep) => sweep.program), `${pinDir}/maps`).load();
+/**
+ * Runs the sweep against the rules pinned under `pinDir` (`<bpffs>/aegisbpf`). `close: false` only lists
+ * (for a health check, which must change nothing); by default an enforce rule set closes what it finds
+ * where the kernel can.
+ */
+export function sweepConnections(pinDir: string, options: { close?: boolean } = {}): ConnectionSweep {
+  const walk = WALKS[options.close === false ? "list" : "sweep"];
+  removeStalePins(pinDir);
+  const object = openAegisObject(walk.map((sweep) => sweep.program), `${pinDir}/maps`).load();
   try {
-    const connections = SWEEPS.flatMap(({ program, protocol }) =>
+    const connections = walk.flatMap(({ program, protocol }) =>
       decodeConnRecords(
         runIterator(
           object,
@@ -72,6 +85,21 @@ export function sweepConnections(pinDir: string): ConnectionSweep {
     return { canClose: kernelCanCloseSockets(), connections };
   } finally {
     object.close();
+  }
+}
+
+const SWEEP_PIN = /^sweep-(\d+)-(tcp|udp)$/;
+
+/** Iterator pins a sweep killed between pin and unpin left behind (its process is gone). */
+function removeStalePins(pinDir: string): void {
+  for (const name of listDir(pinDir)) {
+    const pid = SWEEP_PIN.exec(name)?.[1];
+    if (pid === undefined || exists(`/proc/${pid}`)) continue;
+    try {
+      Deno.removeSync(`${pinDir}/${name}`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error; // another sweep removed it first
+    }
   }
 }
 

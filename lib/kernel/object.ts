@@ -26,6 +26,8 @@ export const PROGRAMS = {
   sctpSocketConnect: "aegis_socket_connect",
   sweepTcp: "aegis_sweep_tcp",
   sweepUdp: "aegis_sweep_udp",
+  listTcp: "aegis_list_tcp",
+  listUdp: "aegis_list_udp",
   bind4: "aegis_bind4",
   bind6: "aegis_bind6",
   ingress: "aegis_xdp",

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { kernelCanCloseSockets, sweepConnections } from "../../lib/kernel/connections.ts";
+import { openAegisObject, PROGRAMS } from "../../lib/kernel/object.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import type { TestCgroup } from "../support/cgroup.ts";
 import { ruleSet, withPlane } from "../support/plane.ts";
@@ -87,6 +88,8 @@ class Client {
   }
 }
 
+let lastPinDir: string | undefined;
+
 async function withClients(
   mode: "enforce" | "audit",
   fn: (sweep: () => ReturnType<typeof sweepConnections>, clients: Record<string, Client>) => Promise<void>,
@@ -103,6 +106,7 @@ async function withClients(
         for (const client of Object.values(clients)) assert.equal(await client.line(), "connected");
         // Made before apply: the connect hooks never saw these.
         await plane.apply(ruleSet({ mode, rules: RULES, egress: [ipv4Rule("127.0.0.2/32", 1)] }));
+        lastPinDir = plane.pinDir;
         await fn(() => sweepConnections(plane.pinDir), clients);
       } finally {
         for (const client of Object.values(clients)) await client.stop();
@@ -131,6 +135,35 @@ rootTest(
     });
   },
 );
+
+rootTest("[root] sweep: removes the iterator pin a killed sweep left behind", async () => {
+  await withClients("audit", async (sweep, clients) => {
+    // A pid that is not running: 2^22 is above the kernel's pid_max limit.
+    const stale = `${lastPinDir}/sweep-4194304-tcp`;
+    const object = openAegisObject([PROGRAMS.listTcp], `${lastPinDir}/maps`).load();
+    try {
+      object.program(PROGRAMS.listTcp).attach().pin(stale); // as a sweep killed before its unpin leaves it
+    } finally {
+      object.close();
+    }
+    assert.ok(Deno.statSync(stale));
+    sweep();
+    assert.throws(() => Deno.statSync(stale), Deno.errors.NotFound);
+    for (const client of Object.values(clients)) await client.write();
+  });
+});
+
+rootTest("[root] sweep: close: false lists in enforce and closes nothing (for health)", async () => {
+  await withClients("enforce", async (sweep, clients) => {
+    assert.ok(sweep !== undefined);
+    const listed = sweepConnections(lastPinDir!, { close: false });
+    assert.equal(listed.connections.length, 2);
+    assert.ok(listed.connections.every((c) => !c.closed));
+    assert.equal(await clients.tcpDenied!.write(), "written", "still open");
+    await clients.tcpAllowed!.write();
+    await clients.udpDenied!.write();
+  });
+});
 
 rootTest("[root] sweep: in audit the connections are listed and left open", async () => {
   await withClients("audit", async (sweep, clients) => {

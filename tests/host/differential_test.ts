@@ -63,8 +63,11 @@ function randomCase(random: Random): Case {
   // ICMP needs ping sockets, which a fresh namespace allows no group: draw again.
   while (egress.protocol === "icmp") egress = randomEgressEvent(random);
   const protocol = egress.protocol as "tcp" | "udp" | "udplite";
-  // IPv4 also in its mapped form, through an IPv6 socket.
-  const addr = !egress.addr.includes(":") && random.chance(0.3) ? `::ffff:${egress.addr}` : egress.addr;
+  // IPv4 also in its IPv6 forms, through an IPv6 socket: mapped, NAT64 (the well-known prefix every
+  // compiled policy lists) and IPv4-compatible.
+  const addr = !egress.addr.includes(":") && random.chance(0.45)
+    ? `${random.pick(["::ffff:", "64:ff9b::", "::"])}${egress.addr}`
+    : egress.addr;
   // A UDP-Lite "connect" connects and sends: its connect never reaches the connect hooks, so the packet
   // hook (cgroup_skb/egress) decides its datagram.
   const op = protocol === "tcp" || random.chance(0.4) ? "connect" : "sendto";

@@ -168,3 +168,30 @@ for (const { name, denied, allowed, rule, protocol, sendErrno = EPERM } of BYPAS
     },
   );
 }
+
+rootTest(
+  "[root] packet backstop: users entries apply to ping and raw packets (uid, and gid for the owner)",
+  async () => {
+    await withWorker("enforce", async ({ plane, send }) => {
+      const users = (entry: { uid: number } | { gid: number }) =>
+        plane.apply(ruleSet({
+          mode: "enforce",
+          rules: [...RULES, { id: "web-only", area: "egress", action: "deny" }],
+          egress: [],
+          // Only ports 80 and 443: ICMP has no port, so a ping is denied.
+          egressUsers: [{ ruleId: 3, ports: [80, 443], portsAre: "allowed", ...entry }],
+        }));
+      for (const entry of [{ uid: NOBODY }, { gid: NOBODY }]) {
+        await users(entry);
+        drain(plane);
+        const ping = await send({ kind: "ping", addr: "127.0.0.1", uid: NOBODY });
+        assert.equal(ping.delivered, false, `${JSON.stringify(entry)}: the ping is dropped`);
+        const [event] = packetEvents(drain(plane), ping.pid);
+        assert.equal(event?.ruleId, 3);
+        assert.equal(event?.gid, NOBODY, "the sender runs as the socket's owner: its gid is known");
+        const root = await send({ kind: "raw-icmp", addr: "127.0.0.1" });
+        assert.equal(root.delivered, true, `${JSON.stringify(entry)}: another user is not restricted`);
+      }
+    });
+  },
+);

@@ -11,7 +11,8 @@
  *   KIND ADDR PORT UID              KIND: ping (ICMP or ICMPv6 datagram socket, by ADDR's family),
  *                                   raw-icmp, raw-udp, hdrincl (IPPROTO_RAW: the test writes the IPv4
  *                                   header), raw6 (raw ICMPv6), udplite-connect, packet (AF_PACKET socket),
- *                                   sctp-connect, sctp-connectx (one-to-one), sctp-sendto (one-to-many)
+ *                                   sctp-connect, sctp-connectx (one-to-one), sctp-connectx-second (the
+ *                                   destination second after 127.0.0.1), sctp-sendto (one-to-many)
  *
  * Each case runs in a fresh child with real and effective uid UID (and gid UID), sends one packet to ADDR
  * (and PORT where the protocol has ports) and waits up to WAIT_MS for proof of delivery: the echo reply for
@@ -170,6 +171,14 @@ static int sctp_case(const char *how, const struct sockaddr_storage *ss, socklen
 		rc = connect(fd, to, len);
 	else if (strcmp(how, "connectx") == 0)
 		rc = setsockopt(fd, SOL_SCTP_, SCTP_SOCKOPT_CONNECTX_, to, len) < 0 ? -1 : 0;
+	else if (strcmp(how, "connectx-second") == 0 && ss->ss_family == AF_INET) {
+		/* Two peer addresses packed: 127.0.0.1 first, the destination second. */
+		struct sockaddr_in pair[2];
+		memcpy(&pair[1], ss, sizeof(pair[1]));
+		memcpy(&pair[0], ss, sizeof(pair[0]));
+		pair[0].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		rc = setsockopt(fd, SOL_SCTP_, SCTP_SOCKOPT_CONNECTX_, pair, sizeof(pair)) < 0 ? -1 : 0;
+	}
 	else
 		return -1;
 	*err = rc < 0 && errno != EINPROGRESS ? errno : 0;

@@ -16,6 +16,7 @@ export type PacketKind =
   | "packet"
   | "sctp-connect"
   | "sctp-connectx"
+  | "sctp-connectx-second"
   | "sctp-sendto";
 
 export type PacketCase = { kind: PacketKind; addr: string; port?: number; uid?: number };

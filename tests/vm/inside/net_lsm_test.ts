@@ -92,6 +92,19 @@ vmTest(
   },
 );
 
+vmTest(
+  "[vm] sctp_connectx with a denied peer address after an allowed one fails with EPERM",
+  "auto",
+  async (f) => {
+    await f.apply({});
+    const outcome = await f.worker.send({ kind: "sctp-connectx-second", addr: "127.0.0.2", port: PORT });
+    assert.deepEqual([outcome.stage, outcome.errno], ["op", EPERM]);
+    const events = eventsOf(f.plane, outcome.pid, HOOK.CONNECT);
+    assert.equal(events.length, 1, "the denied address is reported");
+    assert.equal(events[0]?.dport, PORT);
+  },
+);
+
 vmTest("[vm] SCTP to a denied peer goes ahead and is reported in audit", "auto", async (f) => {
   await f.apply({ mode: "audit" });
   for (const kind of SCTP) {
