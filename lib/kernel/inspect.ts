@@ -191,7 +191,13 @@ export function pinnedMapFill(
 }
 
 /** Programs run on demand, not attached: the rate-limit flusher and the connection sweeps. */
-const ON_DEMAND: ReadonlySet<string> = new Set([PROGRAMS.flushRates, PROGRAMS.sweepTcp, PROGRAMS.sweepUdp]);
+const ON_DEMAND: ReadonlySet<string> = new Set([
+  PROGRAMS.flushRates,
+  PROGRAMS.sweepTcp,
+  PROGRAMS.sweepUdp,
+  PROGRAMS.listTcp,
+  PROGRAMS.listUdp,
+]);
 
 /** The programs that run as hooks. */
 export const HOOK_PROGRAMS: readonly string[] = Object.values(PROGRAMS).filter((name) =>

@@ -40,6 +40,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.sctpSocketConnect]: "BPF-LSM lsm/socket_connect (SCTP)",
   [PROGRAMS.sweepTcp]: "iterator iter/tcp (connections made before apply)",
   [PROGRAMS.sweepUdp]: "iterator iter/udp (connections made before apply)",
+  [PROGRAMS.listTcp]: "iterator iter/tcp (lists connections where sockets cannot be destroyed)",
+  [PROGRAMS.listUdp]: "iterator iter/udp (lists connections where sockets cannot be destroyed)",
   [PROGRAMS.connect4]: "cgroup sock_addr connect4",
   [PROGRAMS.connect6]: "cgroup sock_addr connect6",
   [PROGRAMS.sendmsg4]: "cgroup sock_addr sendmsg4",
