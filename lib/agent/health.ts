@@ -20,6 +20,7 @@ import { PROGRAMS } from "../kernel/object.ts";
 import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
 import { readApplied } from "../policy/apply_state.ts";
 import type { Area } from "../policy/plan.ts";
+import { sweepConnections } from "../kernel/connections.ts";
 import { type AgentStatus, partialAreas, readAgentState } from "./agent_state.ts";
 import { readMarker } from "./break_glass.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
@@ -48,6 +49,8 @@ export type HealthReport = {
   agent: AgentSummary;
   partial: { area: string; reason?: string }[];
   staleRules: StaleCheck;
+  /** Connections to denied destinations made before the apply and still open; null when not checked. */
+  connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
   /** The counters read for this report (status prints them). */
   counters: Counters | null;
@@ -189,6 +192,31 @@ export function checkHealth(paths: Paths, options: { requireEnforce: boolean }):
     );
   }
 
+  // Connections made before the apply to what it now denies, still open (where the kernel cannot close
+  // them, or in audit): listed only, nothing is closed here.
+  let connections: HealthReport["connections"] = null;
+  if (present && applied?.areas?.includes("egress")) {
+    try {
+      const open = sweepConnections(pinDir, { close: false }).connections;
+      connections = {
+        open: open.length,
+        sample: open.slice(0, 10).map((c) =>
+          `${c.protocol} ${c.saddr}:${c.sport} -> ${c.daddr}:${c.dport} (uid ${c.uid}, rule #${c.ruleId})`
+        ),
+      };
+      if (open.length > 0) {
+        warnings.push(
+          `${open.length} connections made before the apply still reach denied destinations ` +
+            `(first: ${
+              connections.sample[0]
+            }); they end when their processes close them, or re-apply on 6.5+`,
+        );
+      }
+    } catch (error) {
+      warnings.push(`connections made before the apply could not be listed: ${(error as Error).message}`);
+    }
+  }
+
   const lost = Number(counters?.eventsLost ?? 0n);
   const suppressed = Number(counters?.eventsSuppressed ?? 0n);
   if (lost > 0) warnings.push(`${lost} events were lost (ring buffer full): the agent read too slowly`);
@@ -214,6 +242,7 @@ export function checkHealth(paths: Paths, options: { requireEnforce: boolean }):
     agent,
     partial,
     staleRules,
+    connections,
     events: { lost, suppressed },
     counters: counters ?? null,
     tookMs: Math.round((performance.now() - started) * 10) / 10,

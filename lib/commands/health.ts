@@ -125,6 +125,14 @@ export function factRows(report: HealthReport): [string, string][] {
       ? `none (${count(staleRules.checked, "inode")} checked)`
       : `${staleRules.stale.length} (see problems)`,
   ]);
+  if (report.connections) {
+    rows.push([
+      "old conns",
+      report.connections.open === 0
+        ? "none to denied destinations"
+        : `${count(report.connections.open, "connection")} made before the apply still open (see warnings)`,
+    ]);
+  }
   rows.push([
     "events",
     `${report.events.lost} lost, ${report.events.suppressed} suppressed by the rate limit`,

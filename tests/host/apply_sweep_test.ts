@@ -64,6 +64,19 @@ for (const mode of ["enforce", "audit"]) {
             await new Promise((resolve) => setTimeout(resolve, 50));
           }
           assert.equal(failed, closed);
+          // health lists what is still open (and closes nothing).
+          const health = await s.run(["health", "--json"], { env: { AEGISBPF_BPFFS: bpffs.path } });
+          const report = JSON.parse(health.stdout);
+          assert.equal(report.connections.open, closed ? 0 : 1, health.stdout);
+          if (!closed) {
+            assert.match(
+              report.connections.sample[0],
+              new RegExp(`-> ${ADDRESS.replaceAll(".", "\\.")}:${port} `),
+            );
+            assert.ok(
+              report.warnings.some((w: string) => /connections made before the apply still reach/.test(w)),
+            );
+          }
         } finally {
           DataPlane.detach(bpffs.path);
         }
