@@ -51,9 +51,16 @@ if [ "$want_test" = 1 ]; then
   mkdir -p "$cache/kernels"
   for series in 6.1 6.12; do
     dir="$cache/kernels/$series"
-    if [ -f "$dir/vmlinuz" ] && [ -f "$dir/modules/list" ] && [ "$(cat "$dir/modules/list")" = "$wanted" ]; then
+    # The cache is shared (other checkouts may want other modules): keep what it has, add what is missing.
+    cached="$(cat "$dir/modules/list" 2>/dev/null || true)"
+    missing_modules=""
+    for name in $wanted; do
+      case " $cached " in *" $name "*) ;; *) missing_modules="$missing_modules $name" ;; esac
+    done
+    if [ -f "$dir/vmlinuz" ] && [ -f "$dir/modules/list" ] && [ -z "$missing_modules" ]; then
       continue
     fi
+    unpack="$(printf '%s\n' $wanted $cached | awk NF | sort -u | tr '\n' ' ')"
     if [ ! -f "$dir/kernel.deb" ]; then
       case "$series" in
         6.1) pattern='^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$' ;;
@@ -73,7 +80,7 @@ if [ "$want_test" = 1 ]; then
       rmdir "$tmp"
       echo "$pkg" >"$dir/package"
     fi
-    say "unpacking the $series kernel and its modules: ${wanted:-none}"
+    say "unpacking the $series kernel and its modules: ${unpack:-none}"
     tmp="$(mktemp -d)"
     dpkg-deb -x "$dir/kernel.deb" "$tmp/root"
     # Replaced in one rename: a VM suite running meanwhile boots the old image or the new, never half of one.
@@ -93,7 +100,7 @@ if [ "$want_test" = 1 ]; then
       for dep in ${line#*:}; do add_module "$dep"; done
       order+=("$path")
     }
-    for name in $wanted; do
+    for name in $unpack; do
       pattern="(^|/)${name//[-_]/[-_]}\.ko(\.(xz|zst|gz))?:"
       path="$(grep -m 1 -E "$pattern" "$moddir/modules.dep" | cut -d: -f1 || true)"
       if [ -z "$path" ]; then
@@ -115,7 +122,7 @@ if [ "$want_test" = 1 ]; then
     done
     touch "$dir/modules/load"
     echo "$release" >"$dir/modules/release"
-    echo "$wanted" >"$dir/modules/list"
+    echo "$unpack" >"$dir/modules/list"
     rm -rf "$tmp"
   done
 fi
