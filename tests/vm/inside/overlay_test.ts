@@ -38,7 +38,9 @@ Deno.test({
     const bpffs = "/sys/fs/bpf/overlay";
     Deno.mkdirSync(bpffs, { recursive: true });
     const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ovl-" });
-    for (const name of ["lower", "upper", "work", "merged", "other"]) Deno.mkdirSync(`${dir}/${name}`);
+    for (const name of ["lower", "upper", "work", "merged", "other", "upper2", "work2"]) {
+      Deno.mkdirSync(`${dir}/${name}`);
+    }
     Deno.writeTextFileSync(`${dir}/lower/secret`, "s");
     Deno.writeTextFileSync(`${dir}/lower/public`, "p");
     const mounted: string[] = [];
@@ -60,7 +62,10 @@ Deno.test({
         );
       await apply("enforce");
       // Mounted after apply: nothing of this overlay was known when the rule was resolved.
-      const other = await sh(`mount -t overlay overlay -o lowerdir=${dir}/lower ${dir}/other`);
+      // Its own upper layer: a single lower layer with none is refused before 6.5 (and on 6.12's build).
+      const other = await sh(
+        `mount -t overlay overlay -o lowerdir=${dir}/lower,upperdir=${dir}/upper2,workdir=${dir}/work2 ${dir}/other`,
+      );
       assert.equal(other.code, 0, other.out);
       mounted.push(`${dir}/other`);
 
