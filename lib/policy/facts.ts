@@ -39,15 +39,20 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     resolvers: parseResolvConf(await readText("/etc/resolv.conf")),
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
     ...sshClient && { sshClient },
-    survival: await survivalSet(options),
+    ...await survivalSet(options),
     paths,
     now: new Date(),
   };
 }
 
-async function survivalSet(options: FactOptions): Promise<LintFacts["survival"]> {
+/** PID 1 always has an executable: when it cannot be read, it is closed to this process, not missing. */
+const PID1_EXE = "/proc/1/exe";
+
+async function survivalSet(
+  options: FactOptions,
+): Promise<{ survival: LintFacts["survival"]; unchecked: { path: string; why: string }[] }> {
   const wanted: { path: string; why: string; tree?: boolean }[] = [
-    { path: "/proc/1/exe", why: "PID 1's executable" },
+    { path: PID1_EXE, why: "PID 1's executable" },
     { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
     ...parseShells(await readText("/etc/shells")).map((path) => ({ path, why: "a login shell" })),
     ...SSHD_PATHS.map((path) => ({ path, why: "sshd" })),
@@ -58,11 +63,13 @@ async function survivalSet(options: FactOptions): Promise<LintFacts["survival"]>
     ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
   ];
   const found: LintFacts["survival"][number][] = [];
+  const unchecked: { path: string; why: string }[] = [];
   for (const { path, why, tree } of wanted) {
     const fact = await pathFact(path);
     if (fact) found.push({ ...fact, why, ...tree && { tree } });
+    else if (path === PID1_EXE) unchecked.push({ path, why });
   }
-  return found;
+  return { survival: found, unchecked };
 }
 
 /** Where a path leads and which inode it is, or undefined when it does not exist or cannot be read. */

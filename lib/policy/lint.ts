@@ -21,6 +21,8 @@ export type LintFacts = {
   sshClient?: { addr: string; port: number };
   /** What must keep working: PID 1's executable, the aegisbpf binary, shells, sshd, and (as a tree) state. */
   survival: readonly (PathFact & { why: string; tree?: boolean })[];
+  /** Parts of the survival set this process could not read (PID 1's executable without CAP_SYS_PTRACE). */
+  unchecked?: readonly { path: string; why: string }[];
   /** The deny paths of the policy that exist, by path as written. */
   paths: ReadonlyMap<string, PathFact>;
   now: Date;
@@ -32,6 +34,7 @@ export type LintCode =
   | "no-effect"
   | "ssh-lockout"
   | "survival-set"
+  | "survival-unchecked"
   | "resolver-denied"
   | "missing-path"
   | "packet-sockets-unexempt"
@@ -70,7 +73,8 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
 export function lockoutRisks(policy: Policy, locate: Locate, facts: LintFacts): Warning[] {
   const report = new Report(locate, policyRules(policy));
   lintLockout(compilePolicy(policy), report, facts);
-  return report.sorted();
+  // What this process could not check is not a risk of the policy: lint shows it, apply does not refuse on it.
+  return report.sorted().filter((warning) => warning.code !== "survival-unchecked");
 }
 
 function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
@@ -361,7 +365,17 @@ function lintMissingPaths(report: Report, facts: LintFacts): void {
 
 /** Denials of what the host or aegisbpf needs to keep running, matched by inode and by directory. */
 function lintSurvival(report: Report, facts: LintFacts): void {
-  for (const { ruleId, path, recursive } of inodeRules(report)) {
+  const rules = inodeRules(report);
+  const first = rules[0];
+  for (const { path, why } of first ? facts.unchecked ?? [] : []) {
+    report.rule(
+      first!.ruleId,
+      "survival-unchecked",
+      `cannot read ${path} (${why}) here, so file and exec rules are not checked against it; ` +
+        "run lint and apply as root (CAP_SYS_PTRACE reads it)",
+    );
+  }
+  for (const { ruleId, path, recursive } of rules) {
     const fact = facts.paths.get(path);
     if (!fact) continue;
     for (const needed of facts.survival) {

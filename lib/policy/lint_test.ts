@@ -222,3 +222,16 @@ Deno.test("lintPolicy() warns about a policy past its notAfter", () => {
   const warnings = lintPolicy(source.policy, source.locate, FACTS);
   assert.deepEqual(summary(warnings), ["expired - 6:13"]);
 });
+
+Deno.test("lintPolicy() says when PID 1's executable could not be checked; lockoutRisks() does not refuse on it", () => {
+  const spec = "  files:\n    deny: [{ id: f, path: /etc/x, optional: true }]\n";
+  const unchecked = [{ path: "/proc/1/exe", why: "PID 1's executable" }];
+  const warnings = lint(spec, { unchecked });
+  const found = warnings.find((w) => w.code === "survival-unchecked");
+  assert.ok(found, JSON.stringify(warnings));
+  assert.equal(found.severity, "warning");
+  assert.match(found.message, /cannot read \/proc\/1\/exe \(PID 1's executable\) here.*CAP_SYS_PTRACE/);
+  assert.deepEqual(lint(egress("      deny: [{ id: imds, cidr: 169.254.169.254 }]\n"), { unchecked }), []);
+  const source = parsePolicySource(minimal(spec), "p.yaml");
+  assert.deepEqual(lockoutRisks(source.policy, source.locate, { ...FACTS, unchecked }), []);
+});
