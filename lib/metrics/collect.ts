@@ -52,16 +52,25 @@ const XDP_ACTIONS: Readonly<Record<number, "pass" | "drop">> = { 1: "drop", 2: "
 
 /**
  * The rule ids of generation `gen` as the policy names them, when applied.json says which history entry it
- * holds; otherwise `#N` (a policy this state directory did not apply).
+ * holds; otherwise `#N` (a policy this state directory did not apply). Compiling the policy is the costly
+ * part, so the names of the last entry read are kept: a process that writes the textfile on a timer (the
+ * agent) compiles once per apply, not once per write.
  */
+let namesCache: { key: string; names: readonly string[] } | undefined;
+
 function ruleNamesOf(stateDir: string, gen: number): (ruleId: number) => string {
   const applied = readApplied(stateDir);
   const entry = applied?.generation === gen
     ? listHistory(stateDir).find((candidate) => candidate.seq === applied.seq)
     : undefined;
   if (!entry) return (ruleId) => `#${ruleId}`;
-  const plan = compilePolicy(storedInput(storedPolicy(stateDir, entry)).parsed.policy);
-  return (ruleId) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
+  const key = `${stateDir}\0${entry.seq}\0${entry.contentSha256}`;
+  if (namesCache?.key !== key) {
+    const plan = compilePolicy(storedInput(storedPolicy(stateDir, entry)).parsed.policy);
+    namesCache = { key, names: plan.rules.map((rule) => rule.id) };
+  }
+  const { names } = namesCache;
+  return (ruleId) => names[ruleId] ?? `#${ruleId}`;
 }
 
 /** Reads the pins under `bpffs` and the history under `stateDir`. */
