@@ -26,7 +26,8 @@ export function plainJson(value: unknown): unknown {
 export function agentApiDeps(where: Where, hub: EventHub, sessions: SessionOps): ApiDeps {
   return {
     health: () => {
-      const report = checkHealth(where, { requireEnforce: false });
+      // A readiness probe, polled: no BPF iterator load each time (status and the health command list them).
+      const report = checkHealth(where, { requireEnforce: false, connections: false });
       return Promise.resolve({ ready: report.healthy, report: plainJson(report) });
     },
     metrics: () => exposition(families(collect(where))),

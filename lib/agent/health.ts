@@ -65,7 +65,14 @@ export type AgentSummary = {
   why?: string;
 };
 
-export function checkHealth(paths: Paths, options: { requireEnforce: boolean }): HealthReport {
+export function checkHealth(
+  paths: Paths,
+  options: {
+    requireEnforce: boolean;
+    /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
+    connections?: boolean;
+  },
+): HealthReport {
   const started = performance.now();
   const problems: string[] = [];
   const warnings: string[] = [];
@@ -195,7 +202,7 @@ export function checkHealth(paths: Paths, options: { requireEnforce: boolean }):
   // Connections made before the apply to what it now denies, still open (where the kernel cannot close
   // them, or in audit): listed only, nothing is closed here.
   let connections: HealthReport["connections"] = null;
-  if (present && applied?.areas?.includes("egress")) {
+  if (options.connections !== false && present && applied?.areas?.includes("egress")) {
     try {
       const open = sweepConnections(pinDir, { close: false }).connections;
       connections = {
