@@ -15,7 +15,7 @@ import {
   writeRule,
   writeRuleKey,
 } from "../../ffi/mod.ts";
-import { networkOf, unmapIpv4 } from "../policy/cidr.ts";
+import { clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
 import { type NetRule, PORT_PROTOCOL_NUMBERS, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
 
 /** A plan with names resolved to what the kernel keys on. */
@@ -139,31 +139,39 @@ export function ruleSetEntries(
 
 const ANY_PROTOCOL = 0;
 
+const ADDR_OFFSET = AEGIS_NET_KEY.fields.addr.offset;
+
 function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpace: number): void {
   const protocols = rule.protocol !== undefined
     ? [PROTOCOL_NUMBER[rule.protocol]]
     : rule.port === undefined
     ? [ANY_PROTOCOL]
     : PORT_PROTOCOL_NUMBERS;
-  // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
-  const cidr = networkOf(
-    unmapIpv4({ family: rule.family, addr: new Uint8Array(rule.addr), prefixLength: rule.prefixLength }),
-  );
+  const cidr = unmapIpv4(rule);
   const value = {
     ruleId: rule.ruleId,
     action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
     prefixLength: cidr.prefixLength,
   };
+  const key = {
+    space: rule.port === undefined ? anySpace : portSpace,
+    family: cidr.family,
+    protocol: ANY_PROTOCOL,
+    port: rule.port ?? 0,
+    addr: cidr.addr,
+    prefixLength: cidr.prefixLength,
+  };
+  const write = (target: Uint8Array<ArrayBuffer>, offset: number) => {
+    writeNetKey(target, offset, key);
+    // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
+    clearHostBits(
+      target.subarray(offset + ADDR_OFFSET, offset + ADDR_OFFSET + cidr.addr.length),
+      key.prefixLength,
+    );
+  };
   for (const protocol of protocols) {
-    const key = {
-      space: rule.port === undefined ? anySpace : portSpace,
-      family: cidr.family,
-      protocol,
-      port: rule.port ?? 0,
-      addr: cidr.addr,
-      prefixLength: cidr.prefixLength,
-    };
-    table.put((target, offset) => writeNetKey(target, offset, key), value, rule.action === "deny");
+    key.protocol = protocol;
+    table.put(write, value, rule.action === "deny");
   }
 }
 
@@ -198,8 +206,11 @@ class EntryTable {
     writeKey(this.#keys, offset);
     const hash = fnv1a(this.#keys, offset, this.#keySize);
     const found = this.#byHash.get(hash);
-    const candidates = found === undefined ? [] : typeof found === "number" ? [found] : found;
-    const index = candidates.find((i) => this.#sameKey(i, this.#count));
+    const index = found === undefined
+      ? undefined
+      : typeof found === "number"
+      ? (this.#sameKey(found, this.#count) ? found : undefined)
+      : found.find((i) => this.#sameKey(i, this.#count));
     if (index !== undefined) {
       // Deny beats allow on a tie; otherwise the first rule in plan order keeps the key (as decide() says).
       if (this.#deny[index] || !deny) return;
@@ -209,7 +220,9 @@ class EntryTable {
     }
     writeRule(this.#values, this.#count * AEGIS_RULE.size, value);
     this.#deny.push(deny);
-    this.#byHash.set(hash, found === undefined ? this.#count : [...candidates, this.#count]);
+    if (found === undefined) this.#byHash.set(hash, this.#count);
+    else if (typeof found === "number") this.#byHash.set(hash, [found, this.#count]);
+    else found.push(this.#count);
     this.#count++;
   }
 

@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
-import { cidrContains, CidrError, networkOf, parseCidr, unmapIpv4 } from "./cidr.ts";
+import {
+  cidrContains,
+  CidrError,
+  clearHostBits,
+  hasHostBits,
+  isPlainIpv4Network,
+  networkOf,
+  parseCidr,
+  unmapIpv4,
+} from "./cidr.ts";
 
 Deno.test("parseCidr() reads IPv4 networks and bare addresses", () => {
   assert.deepEqual(parseCidr("10.0.0.0/8"), {
@@ -63,4 +72,88 @@ Deno.test("cidrContains() holds for sub-networks and addresses of the same famil
   assert.ok(!cidrContains(parseCidr("::/0"), parseCidr("10.0.0.1")));
   assert.ok(cidrContains(parseCidr("2001:db8::/33"), parseCidr("2001:db8:7fff::1")));
   assert.ok(!cidrContains(parseCidr("2001:db8::/33"), parseCidr("2001:db8:8000::1")));
+});
+
+Deno.test("parseCidr() reads plain IPv4 the same on its fast path as on the general one", () => {
+  // A leading space is trimmed by the general path and refused by the fast one: the same text, both paths.
+  const rng = (() => {
+    let state = 7;
+    return (n: number) => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) % n;
+  })();
+  const pieces = [
+    "0",
+    "1",
+    "9",
+    "10",
+    "255",
+    "256",
+    "007",
+    "1000",
+    ".",
+    "/",
+    "/0",
+    "/32",
+    "/33",
+    "/08",
+    "a",
+    ":",
+  ];
+  for (let i = 0; i < 20_000; i++) {
+    const text = Array.from({ length: 1 + rng(9) }, () => pieces[rng(pieces.length)]).join("");
+    const outcome = (input: string) => {
+      try {
+        const { family, addr, prefixLength } = parseCidr(input);
+        return { family, addr: [...addr], prefixLength };
+      } catch (error) {
+        return { error: (error as Error).name };
+      }
+    };
+    assert.deepEqual(outcome(text), outcome(` ${text}`), text);
+  }
+  assert.deepEqual(parseCidr("10.1.2.3/8").addr, new Uint8Array([10, 1, 2, 3]));
+});
+
+Deno.test("hasHostBits() and clearHostBits() agree with networkOf()", () => {
+  for (
+    const text of [
+      "10.1.2.3/8",
+      "10.0.0.0/8",
+      "10.128.0.0/9",
+      "10.64.0.0/9",
+      "0.0.0.0/0",
+      "1.2.3.4/32",
+      "2001:db8::1/64",
+      "2001:db8::/32",
+      "::/0",
+    ]
+  ) {
+    const cidr = parseCidr(text);
+    const network = networkOf(cidr);
+    assert.equal(hasHostBits(cidr), network.addr.some((byte, i) => byte !== cidr.addr[i]), text);
+    const cleared = new Uint8Array(cidr.addr);
+    clearHostBits(cleared, cidr.prefixLength);
+    assert.deepEqual(cleared, network.addr, text);
+  }
+});
+
+Deno.test("isPlainIpv4Network() is true exactly for plain IPv4 text without host bits", () => {
+  for (
+    const [text, plain] of [
+      ["10.0.0.0/8", true],
+      ["10.1.0.0/8", false],
+      ["0.0.0.0/0", true],
+      ["1.0.0.0/0", false],
+      ["1.2.3.4", true],
+      ["1.2.3.4/32", true],
+      ["1.2.3.5/31", false],
+      ["1.2.3.4/31", true],
+      ["255.255.255.255/32", true],
+      [" 10.0.0.0/8", false],
+      ["10.0.0.0/33", false],
+      ["2001:db8::/32", false],
+    ] as const
+  ) {
+    assert.equal(isPlainIpv4Network(text), plain, text);
+    if (plain) assert.equal(hasHostBits(parseCidr(text)), false, text);
+  }
 });

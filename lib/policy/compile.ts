@@ -14,8 +14,8 @@ import {
   type RuleSetPlan,
   WELL_KNOWN_NAT64,
 } from "./plan.ts";
-import type { NetRuleSpec, Policy, PolicyRule, PortRuleSpec, RuleList, UserRuleSpec } from "./schema.ts";
-import { policyRules } from "./schema.ts";
+import type { NetRuleSpec, Policy, PortRuleSpec, RuleList, RuleRef, UserRuleSpec } from "./schema.ts";
+import { forEachRule } from "./schema.ts";
 
 /** Where a rule without a cidr applies: every destination (or source) of both families. */
 const EVERYWHERE = ["0.0.0.0/0", "::/0"];
@@ -37,7 +37,7 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
 export function compilePolicy(policy: Policy): RuleSetPlan {
   const { spec } = policy;
   const plan = emptyPlan(spec.mode);
-  for (const entry of policyRules(policy)) addRule(plan, entry);
+  forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef));
   if (spec.exec?.denyMemfd) {
     plan.denyMemfdExec = {
       ruleId: plan.rules.push({ id: "exec.denyMemfd", area: "exec", action: "deny" }) - 1,
@@ -66,7 +66,7 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   return plan;
 }
 
-function addRule(plan: RuleSetPlan, entry: PolicyRule): void {
+function addRule(plan: RuleSetPlan, entry: RuleRef): void {
   const info: RuleInfo = { id: entry.id, ...AREA[entry.list] };
   if (entry.list === "files.deny" || entry.list === "exec.deny") info.path = entry.rule.path;
   const ruleId = plan.rules.push(info) - 1;
@@ -100,18 +100,25 @@ function addRule(plan: RuleSetPlan, entry: PolicyRule): void {
 /** One NetRule per family (for a rule without a cidr) and per port; `::ffff:` networks keyed as IPv4. */
 function netRules(rule: NetRuleSpec, ruleId: number, action: "deny" | "allow"): NetRule[] {
   const ports = rule.ports ?? (rule.port === undefined ? [undefined] : [rule.port]);
-  return (rule.cidr === undefined ? EVERYWHERE : [rule.cidr]).flatMap((text) => {
+  const rules: NetRule[] = [];
+  for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
     const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
-    return ports.map((port) => ({
-      ruleId,
-      action,
-      family,
-      addr: new Uint8Array(addr),
-      prefixLength,
-      ...rule.protocol && { protocol: rule.protocol },
-      ...port !== undefined && { port },
-    }));
-  });
+    for (let i = 0; i < ports.length; i++) {
+      const port = ports[i];
+      // Each rule its own copy of the address: a plan is data its users may change.
+      const net: NetRule = {
+        ruleId,
+        action,
+        family,
+        addr: i === 0 ? addr : new Uint8Array(addr),
+        prefixLength,
+      };
+      if (rule.protocol) net.protocol = rule.protocol;
+      if (port !== undefined) net.port = port;
+      rules.push(net);
+    }
+  }
+  return rules;
 }
 
 function portRules(rule: PortRuleSpec, ruleId: number): PortRule[] {

@@ -287,21 +287,34 @@ class Source {
 
 /** JSON with no repeated key and no deep nesting: what the YAML path would accept unchanged. */
 function isPlainJson(text: string, value: unknown): boolean {
-  let keys = 0;
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length) {
-    const [node, depth] = stack.pop()!;
-    if (depth > MAX_DEPTH) return false;
-    if (typeof node !== "object" || node === null) continue;
-    const children = Array.isArray(node) ? node : Object.values(node);
-    if (!Array.isArray(node)) keys += children.length;
-    for (const item of children) stack.push([item, depth + 1]);
-  }
+  const keys = countKeys(value, 0);
+  if (keys === undefined) return false;
   // Outside strings JSON has no quotes, so matching strings left to right stays aligned; a string
   // followed by a colon is a key. More keys written than parsed means a key was repeated.
   let written = 0;
   for (const match of text.matchAll(/"(?:[^"\\]|\\.)*"(\s*:)?/g)) if (match[1]) written++;
   return written === keys;
+}
+
+/** The keys of every mapping in a parsed JSON value, or undefined when it nests deeper than MAX_DEPTH. */
+function countKeys(node: unknown, depth: number): number | undefined {
+  if (typeof node !== "object" || node === null) return 0;
+  if (depth >= MAX_DEPTH) return undefined;
+  let keys = 0;
+  if (Array.isArray(node)) {
+    for (const item of node) {
+      const inner = countKeys(item, depth + 1);
+      if (inner === undefined) return undefined;
+      keys += inner;
+    }
+    return keys;
+  }
+  for (const key in node) {
+    const inner = countKeys((node as Record<string, unknown>)[key], depth + 1);
+    if (inner === undefined) return undefined;
+    keys += inner + 1;
+  }
+  return keys;
 }
 
 /** A child of a YAML collection with where it is written: an empty value points at its key. */

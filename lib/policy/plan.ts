@@ -34,7 +34,7 @@ export type NetRule = {
   action: "deny" | "allow";
   family: 4 | 6;
   /** Network address bytes: 4 for IPv4, 16 for IPv6. */
-  addr: Uint8Array;
+  addr: Uint8Array<ArrayBuffer>;
   prefixLength: number;
   protocol?: Protocol;
   port?: number;

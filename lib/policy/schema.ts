@@ -4,7 +4,7 @@
  * the key path and FILE:LINE:COL.
  */
 import { z } from "zod";
-import { CidrError, networkOf, parseCidr } from "./cidr.ts";
+import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from "./cidr.ts";
 
 export const API_VERSION = "aegisbpf.io/v1";
 
@@ -62,10 +62,11 @@ const cidr = z.string({ error: 'a CIDR is a string, e.g. 10.0.0.0/8 or "2001:db8
 
 /** Why `text` is not a network in CIDR notation, or undefined when it is one. */
 function cidrProblem(text: string): string | undefined {
+  if (isPlainIpv4Network(text)) return undefined;
   try {
     const parsed = parseCidr(text);
+    if (!hasHostBits(parsed)) return undefined;
     const network = networkOf(parsed);
-    if (network.addr.every((byte, i) => byte === parsed.addr[i])) return undefined;
     const address = text.split("/")[0];
     return `${text} has host bits set; write the network ${
       formatNetwork(network.addr)
@@ -251,10 +252,10 @@ type RuleOf = {
 };
 export type RuleList = keyof RuleOf;
 
-/** Every rule of a policy with its effective id (written, or generated from where it stands) and path. */
-export type PolicyRule = {
-  [L in RuleList]: { list: L; rule: RuleOf[L]; id: string; explicitId: boolean; path: PolicyPath };
-}[RuleList];
+/** A rule of a policy: its list, its text and its effective id (written, or generated from where it stands). */
+export type RuleRef = { [L in RuleList]: { list: L; rule: RuleOf[L]; id: string } }[RuleList];
+/** A rule with whether its id was written and its key path. */
+export type PolicyRule = RuleRef & { explicitId: boolean; path: PolicyPath };
 
 type Lists = { [L in RuleList]: (spec: Policy["spec"]) => RuleOf[L][] | undefined };
 
@@ -274,41 +275,73 @@ const LISTS: Lists = {
   "network.ingress.deny": (spec) => spec.network?.ingress?.deny,
 };
 
-/** Every rule in rule-number order; a rule without an id is named after its place, e.g. `files.deny[0]`. */
-export function policyRules(policy: Pick<Policy, "spec">): PolicyRule[] {
-  return (Object.keys(LISTS) as RuleList[]).flatMap((list) => {
-    const rules = LISTS[list](policy.spec) ?? [];
+/**
+ * Calls `visit` for every rule in rule-number order with its list, place and effective id; a rule without an
+ * id is named after its place, e.g. `files.deny[0]`. Builds nothing per rule but the generated id: a fleet
+ * policy may hold 100,000 rules.
+ */
+export function forEachRule(
+  spec: Policy["spec"],
+  visit: <L extends RuleList>(list: L, rule: RuleOf[L], index: number, id: string) => void,
+): void {
+  for (const list of Object.keys(LISTS) as RuleList[]) {
+    const rules = LISTS[list](spec) ?? [];
     const single = list === "network.ingress.failsafe";
-    return rules.map((rule, index) => {
-      const path: PolicyPath = ["spec", ...list.split("."), ...(single ? [] : [index])];
-      const generated = single ? list : `${list}[${index}]`;
-      return { list, rule, id: rule.id ?? generated, explicitId: rule.id !== undefined, path } as PolicyRule;
-    });
+    for (let index = 0; index < rules.length; index++) {
+      const rule = rules[index]!;
+      visit(list, rule, index, rule.id ?? (single ? list : `${list}[${index}]`));
+    }
+  }
+}
+
+/** The key path of a rule of `list` at `index`. */
+export function rulePath(list: RuleList, index: number): PolicyPath {
+  return ["spec", ...list.split("."), ...(list === "network.ingress.failsafe" ? [] : [index])];
+}
+
+/** Every rule in rule-number order, with its effective id (see `forEachRule`) and path. */
+export function policyRules(policy: Pick<Policy, "spec">): PolicyRule[] {
+  const entries: PolicyRule[] = [];
+  forEachRule(policy.spec, (list, rule, index, id) => {
+    const path = rulePath(list, index);
+    entries.push({ list, rule, id, explicitId: rule.id !== undefined, path } as PolicyRule);
   });
+  return entries;
 }
 
 /** The policy schema, with the checks that span rules: unique rule ids and one users entry per uid or gid. */
 export const policySchema = policyObject.superRefine((policy, ctx) => {
-  const seen = new Map<string, PolicyPath>();
+  const seen = new Map<string, [RuleList, number]>();
   const users = new Set<string>();
-  for (const entry of policyRules(policy)) {
-    const first = seen.get(entry.id);
+  // Generated ids differ from each other by construction: one can only clash with a written id.
+  const written = new Set<string>();
+  forEachRule(policy.spec, (_list, rule) => rule.id !== undefined && written.add(rule.id));
+  forEachRule(policy.spec, (list, rule, index, id) => {
+    if (rule.id === undefined && !written.has(id)) return checkUsers(list, rule, index);
+    const first = seen.get(id);
     if (first) {
       ctx.addIssue({
         code: "custom",
-        path: [...entry.path, "id"],
-        input: entry.id,
-        message: `rule id "${entry.id}" is already used at ${pathText(first)}; rule ids must be unique`,
+        path: [...rulePath(list, index), "id"],
+        input: id,
+        message: `rule id "${id}" is already used at ${
+          pathText(rulePath(...first))
+        }; rule ids must be unique`,
       });
+    } else {
+      seen.set(id, [list, index]);
     }
-    seen.set(entry.id, first ?? entry.path);
-    if (entry.list !== "network.egress.users") continue;
-    const who = entry.rule.uid !== undefined ? `uid ${entry.rule.uid}` : `gid ${entry.rule.gid}`;
+    checkUsers(list, rule, index);
+  });
+  function checkUsers(list: RuleList, rule: RuleOf[RuleList], index: number): void {
+    if (list !== "network.egress.users") return;
+    const user = rule as UserRuleSpec;
+    const who = user.uid !== undefined ? `uid ${user.uid}` : `gid ${user.gid}`;
     if (users.has(who)) {
       ctx.addIssue({
         code: "custom",
-        path: entry.path,
-        input: entry.rule,
+        path: rulePath(list, index),
+        input: rule,
         message: `${who} has a users entry already; merge the two entries into one`,
       });
     }

@@ -91,7 +91,7 @@ function ipv4Bytes(address: string): Uint8Array {
 }
 
 /** Bytes of an IPv6 address in text form (with or without "::"). */
-function ipv6Bytes(address: string): Uint8Array {
+function ipv6Bytes(address: string): Uint8Array<ArrayBuffer> {
   const groups = (part: string | undefined) =>
     part ? part.split(":").map((group) => parseInt(group, 16)) : [];
   const [head, tail] = address.split("::");
