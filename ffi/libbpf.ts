@@ -178,6 +178,8 @@ const libcSymbols = {
   read_wait: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   // ssize_t write(int fd, const void *buf, size_t count), on a worker thread
   write_wait: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  // int malloc_trim(size_t pad): glibc gives freed heap memory back to the system
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   // int shutdown(int sockfd, int how)
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   // long syscall(long number, ...): four integer arguments (variadic, passed in registers on x86-64)

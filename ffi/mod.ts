@@ -19,6 +19,7 @@ export {
   openDirectory,
   pidfdOpen,
   pidfdSendSignal,
+  releaseFreedMemory,
   statxMount,
   tryLockDirectory,
 } from "./sys.ts";

@@ -196,3 +196,12 @@ export function pidfdSendSignal(pidfd: number, signal: number): void {
     `signal ${signal}`,
   );
 }
+
+/**
+ * Hands the C heap's free memory back to the system (glibc `malloc_trim`): libbpf parses the kernel's BTF
+ * (megabytes) to load the object and frees it, and glibc would otherwise keep those pages resident for the
+ * life of a long-running agent.
+ */
+export function releaseFreedMemory(): void {
+  libc().malloc_trim(0n);
+}

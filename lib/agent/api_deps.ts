@@ -23,14 +23,19 @@ export function plainJson(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value, (_key, v) => typeof v === "bigint" ? Number(v) : v));
 }
 
-export function agentApiDeps(where: Where, hub: EventHub, sessions: SessionOps): ApiDeps {
+export function agentApiDeps(
+  where: Where,
+  hub: EventHub,
+  sessions: SessionOps,
+  ruleName: (gen: number, ruleId: number) => string,
+): ApiDeps {
   return {
     health: () => {
       // A readiness probe, polled: no BPF iterator load each time (status and the health command list them).
       const report = checkHealth(where, { requireEnforce: false, connections: false });
       return Promise.resolve({ ready: report.healthy, report: plainJson(report) });
     },
-    metrics: () => exposition(families(collect(where))),
+    metrics: () => exposition(families(collect(where, { ruleName }))),
     status: () => plainJson(checkHealth(where, { requireEnforce: false })),
     events: hub,
     applyPolicy: ({ text, source }) =>

@@ -28,8 +28,9 @@ import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.t
 import { compilePolicy } from "../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
+import { RuleTable } from "../policy/rule_table.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
-import { DECISION, type RawEvent } from "../../ffi/mod.ts";
+import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import { InputError } from "../errors.ts";
 import { parseCidr } from "../policy/cidr.ts";
@@ -238,6 +239,11 @@ export class Agent {
     this.#plane.close();
   }
 
+  /** The name of rule `ruleId` of generation `gen` as this agent knows it, `#N` when it does not. */
+  ruleName(gen: number, ruleId: number): string {
+    return this.#tables[gen]?.rules.name(ruleId) ?? `#${ruleId}`;
+  }
+
   get state(): AgentState {
     const plan = this.#current!.plan;
     const mode = this.#effectiveMode();
@@ -341,13 +347,15 @@ export class Agent {
   ): void {
     const { name, version } = sourced.input.parsed.policy.metadata;
     this.#policyRef = { name, version, sha256: sourced.input.sha256 };
-    this.#tables[generation] = { rules: plan.rules, policy: this.#policyRef };
+    this.#tables[generation] = { rules: RuleTable.of(plan.rules), policy: this.#policyRef };
     for (const iface of resolved.interfaces) this.#interfaces.set(iface.ifindex, iface.name);
     this.#generation = generation;
     this.#appliedTime = readApplied(this.#options.stateDir)?.time;
     this.#current = { input: sourced.input, origin: sourced.origin, plan, resolved, partial };
     this.#watchRulePaths();
     this.#writeState();
+    // Loading the object and applying free megabytes of C heap (libbpf's parsed BTF, copies of the rules).
+    releaseFreedMemory();
   }
 
   /** Watches the current plan's rule paths (the watcher keeps running across refreshes: no gap). */
@@ -422,7 +430,7 @@ export class Agent {
     if (!found) return;
     const { name, version } = found.sourced.input.parsed.policy.metadata;
     this.#tables[this.#generation] = {
-      rules: found.plan.rules,
+      rules: RuleTable.of(found.plan.rules),
       policy: { name, version, sha256: found.sourced.input.sha256 },
     };
   }

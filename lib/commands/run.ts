@@ -154,7 +154,7 @@ export const run = defineCommand({
         const deps = agentApiDeps(where, hub, {
           add: (request) => Promise.resolve(agent.addIngressSession(request)),
           remove: (id) => Promise.resolve(agent.removeIngressSession(id)),
-        });
+        }, (gen, ruleId) => agent.ruleName(gen, ruleId));
         api = await serveApi({
           app: createApp(deps, { readOnly: false }),
           readOnlyApp: createApp(deps, { readOnly: true }),
@@ -170,7 +170,10 @@ export const run = defineCommand({
       if (metricsPath !== undefined) {
         const write = () => {
           try {
-            writeTextfile(metricsPath, exposition(families(collect(ctx.globals))));
+            writeTextfile(
+              metricsPath,
+              exposition(families(collect(ctx.globals, { ruleName: (gen, id) => agent.ruleName(gen, id) }))),
+            );
           } catch (error) {
             ctx.log.warn(
               `metrics textfile ${metricsPath}: ${error instanceof Error ? error.message : error}`,

@@ -15,6 +15,7 @@ import {
 } from "../../ffi/mod.ts";
 import { RingBuffer, type RingBufferMap } from "../../ffi/ring_buffer.ts";
 import type { RuleInfo } from "../policy/plan.ts";
+import type { RuleTable } from "../policy/rule_table.ts";
 
 /** Event types by hook number: the product's names of AEGIS_HOOK_*. */
 export const EVENT_TYPES = HOOK_EVENT_TYPES;
@@ -80,7 +81,7 @@ export const SIGNAL_NAMES: Readonly<Record<number, SignalName>> = {
 };
 
 /** What one rule generation holds: the rule table (by rule id) and the policy of the apply that wrote it. */
-export type GenerationTable = { rules: readonly RuleInfo[]; policy?: PolicyRef };
+export type GenerationTable = { rules: RuleTable; policy?: PolicyRef };
 
 export type EventContext = {
   host: string;
@@ -218,7 +219,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   }
 
   const table = context.generations[raw.gen];
-  const rule = table?.rules[raw.ruleId];
+  const rule = table?.rules.get(raw.ruleId);
   const event: AegisEvent = {
     ts: rfc3339FromBoot(raw.tsHi, raw.tsLo, context.bootToWallNs),
     host: context.host,

@@ -11,6 +11,7 @@ import {
   SIGNAL,
 } from "../../ffi/mod.ts";
 import type { RuleInfo } from "../policy/plan.ts";
+import { RuleTable } from "../policy/rule_table.ts";
 import {
   type EventContext,
   EventDecodeError,
@@ -34,7 +35,7 @@ const OLD_RULES: RuleInfo[] = [
 
 const CONTEXT: EventContext = {
   host: "web-1",
-  generations: [{ rules: RULES }, undefined],
+  generations: [{ rules: RuleTable.of(RULES) }, undefined],
   bootToWallNs: 1_700_000_000_000_000_000n,
   cgroupPath: (id) => id === 42 ? "/system.slice/web.service" : undefined,
   interfaceName: (ifindex) => ifindex === 3 ? "eth0" : undefined,
@@ -101,7 +102,7 @@ Deno.test("formatEvent() dates a file open on the wall clock and names the rule'
   const policy = { name: "base", version: 7, sha256: "ab".repeat(32) };
   const event = formatEvent(
     raw({ ruleId: 1, dev: 2049, inoLo: 77, count: 3 }),
-    { ...CONTEXT, generations: [{ rules: RULES, policy }, undefined] },
+    { ...CONTEXT, generations: [{ rules: RuleTable.of(RULES), policy }, undefined] },
   );
   assert.deepEqual(event, {
     ts: "2023-11-14T22:13:25.000000123Z",
@@ -231,8 +232,8 @@ Deno.test("rfc3339Nanos() prints UTC with exactly nine fraction digits", () => {
 
 Deno.test("formatEvent() names rules from the table of the generation that decided", () => {
   const generations: EventContext["generations"] = [
-    { rules: OLD_RULES, policy: { name: "base", version: 6, sha256: "cd".repeat(32) } },
-    { rules: RULES, policy: { name: "base", version: 7, sha256: "ab".repeat(32) } },
+    { rules: RuleTable.of(OLD_RULES), policy: { name: "base", version: 6, sha256: "cd".repeat(32) } },
+    { rules: RuleTable.of(RULES), policy: { name: "base", version: 7, sha256: "ab".repeat(32) } },
   ];
   const old = formatEvent(raw({ ruleId: 1, gen: 0 }), { ...CONTEXT, generations });
   assert.equal(old.rule, "old-shadow");

@@ -73,8 +73,14 @@ function ruleNamesOf(stateDir: string, gen: number): (ruleId: number) => string 
   return (ruleId) => names[ruleId] ?? `#${ruleId}`;
 }
 
-/** Reads the pins under `bpffs` and the history under `stateDir`. */
-export function collect(where: { bpffs: string; stateDir: string }): MetricsReading {
+/**
+ * Reads the pins under `bpffs` and the history under `stateDir`. A process that knows the rule tables (the
+ * agent) passes `ruleName`, and the policy is then never compiled here.
+ */
+export function collect(
+  where: { bpffs: string; stateDir: string },
+  options: { ruleName?: (gen: number, ruleId: number) => string } = {},
+): MetricsReading {
   const build = { version: VERSION, libbpf: libbpfVersion(), kernel: Deno.osRelease() };
   const entry = currentEntry(listHistory(where.stateDir));
   const policy = entry && {
@@ -113,7 +119,12 @@ export function collect(where: { bpffs: string; stateDir: string }): MetricsRead
     return verdict ? [{ interface: ifName(ifindex) ?? `ifindex:${ifindex}`, action: verdict, packets }] : [];
   });
   const hits = pinnedRuleHits(where.bpffs, words.activeGen);
-  const ruleName = hits.length > 0 ? ruleNamesOf(where.stateDir, words.activeGen) : () => "";
+  const known = options.ruleName;
+  const ruleName = hits.length === 0
+    ? () => ""
+    : known
+    ? (ruleId: number) => known(words.activeGen, ruleId)
+    : ruleNamesOf(where.stateDir, words.activeGen);
   const ruleHits = hits.map(({ ruleId, decision, count }) => ({
     rule: ruleName(ruleId),
     decision: decision === DECISION.DENY ? "deny" as const : "audit" as const,

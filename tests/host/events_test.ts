@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { bootToWallOffsetNs, formatEvent } from "../../lib/kernel/events.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
+import { RuleTable } from "../../lib/policy/rule_table.ts";
 import { connectBurst, connectOnce, tally } from "../support/loops.ts";
 import { drain, listen, ruleSet, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
@@ -88,7 +89,7 @@ rootTest("[root] events carry a wall-clock timestamp and decode to the SPEC fiel
     const events = drain(plane).map((raw) =>
       formatEvent(raw, {
         host: "test-host",
-        generations: [{ rules: RULES, policy }, { rules: RULES, policy }],
+        generations: [{ rules: RuleTable.of(RULES), policy }, { rules: RuleTable.of(RULES), policy }],
         bootToWallNs: bootToWallOffsetNs(),
         cgroupPath: (id) => id === Number(cgroupId) ? cgroup.relativePath : undefined,
       })
