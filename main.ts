@@ -1,5 +1,6 @@
 /** The aegisbpf command line: the registry of commands, and dispatch to the one the arguments name. */
 
+import { PREPARE_ARGUMENT, preparePolicyMain } from "./lib/agent/prepare.ts";
 import type { Registry } from "./lib/cli/command.ts";
 import { processIo, runCli } from "./lib/cli/run.ts";
 import { breakGlassOffCommand } from "./lib/commands/break_glass/off.ts";
@@ -72,4 +73,8 @@ export const REGISTRY: Registry = [
   help,
 ];
 
-if (import.meta.main) Deno.exit(await runCli(Deno.args, REGISTRY, processIo()));
+if (import.meta.main) {
+  // The agent's policy check process (lib/agent/prepare.ts), not a command.
+  if (Deno.args.length === 1 && Deno.args[0] === PREPARE_ARGUMENT) Deno.exit(await preparePolicyMain());
+  Deno.exit(await runCli(Deno.args, REGISTRY, processIo()));
+}

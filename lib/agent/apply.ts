@@ -77,7 +77,8 @@ export function planAreas(plan: RuleSetPlan): Area[] {
   const areas: Area[] = [];
   if (plan.files.length > 0) areas.push("file");
   if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
-  if (plan.egress.length > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
+  const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
+  if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
   if (plan.bind.length > 0) areas.push("bind");
   if (plan.ingress.interfaces.length > 0) areas.push("ingress");
   return areas;
@@ -90,8 +91,20 @@ export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
   return counts;
 }
 
+/** What history records of the policy an apply writes: where it came from, its text and its identity. */
+export type ApplyInput = Pick<PolicyInput, "source" | "kind" | "content" | "sha256" | "keyid"> & {
+  name: string;
+  version: number;
+};
+
+export function applyInputOf(input: PolicyInput): ApplyInput {
+  const { source, kind, content, sha256, keyid } = input;
+  const { name, version } = input.parsed.policy.metadata;
+  return { source, kind, content, sha256, name, version, ...keyid !== undefined && { keyid } };
+}
+
 export type ApplyRequest = PlaneLocation & {
-  input: PolicyInput;
+  input: ApplyInput;
   plan: RuleSetPlan;
   outcome: "applied" | "rolled-back" | "canary";
   /** For a rollback: the entry re-applied. */
@@ -115,7 +128,7 @@ export type ApplyResult = { entry: HistoryEntry; generation: number; connections
  */
 export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { stateDir, input, plan } = request;
-  const { name, version } = input.parsed.policy.metadata;
+  const { name, version } = input;
   const resolved = resolveNames(plan, request.warn);
   using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
   checkEnforceable(plane, plan, request);

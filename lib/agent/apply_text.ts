@@ -22,7 +22,7 @@ import type { ApplyResult } from "./apply.ts";
 import { lockoutRisks } from "../policy/lint.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
 import { positionText } from "../cli/diagnostics.ts";
-import { applyPolicy, lockState, ruleCounts, settleInterruptedApply } from "./apply.ts";
+import { applyInputOf, applyPolicy, lockState, ruleCounts, settleInterruptedApply } from "./apply.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
 
@@ -80,7 +80,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
   const { entry, generation } = await applyPolicy({
     bpffs,
     stateDir,
-    input,
+    input: applyInputOf(input),
     plan,
     outcome: "applied",
     allowPartial: false,
@@ -115,7 +115,7 @@ export async function reapplyHistoryEntry(
   const result = await applyPolicy({
     bpffs,
     stateDir,
-    input,
+    input: applyInputOf(input),
     plan,
     outcome: "rolled-back",
     restoredSeq: target.seq,

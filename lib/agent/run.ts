@@ -23,12 +23,9 @@ import {
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import type { PolicyInput } from "../policy/apply_source.ts";
-import { readApplied, storedPolicy, writeApplied } from "../policy/apply_state.ts";
-import { compilePolicy } from "../policy/compile.ts";
+import { readApplied, writeApplied } from "../policy/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
-import type { Area, RuleSetPlan } from "../policy/plan.ts";
-import { RuleTable } from "../policy/rule_table.ts";
+import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
 import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
@@ -38,7 +35,7 @@ import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
-import { applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { EventLog, eventLogPath } from "./event_log.ts";
 import { FreshnessWatcher } from "./freshness.ts";
@@ -47,12 +44,11 @@ import {
   changedRules,
   type PartialArea,
   partialAreas,
-  planFor,
   refuseSecondAgent,
   refuseWithoutLsm,
   resolveNames,
 } from "./run_checks.ts";
-import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy, storedInput } from "./policy_source.ts";
+import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "./prepare.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 /** Break-glass marker and deadman checks: well inside SPEC's one second. */
@@ -84,16 +80,13 @@ export type AgentOptions = {
 type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
 
 /** A policy another command applied, from history. */
-type AppliedPolicy = { sourced: SourcedPolicy; plan: RuleSetPlan; entry: HistoryEntry; time: string };
+type AppliedPolicy = { prepared: PreparedPolicy; entry: HistoryEntry; time: string };
+
+/** A prepared policy once applied: its text is in history, and not kept here. */
+type Held = Omit<PreparedPolicy, "input"> & { input: Omit<ApplyInput, "content"> };
 
 /** What is applied now. */
-type Current = {
-  input: PolicyInput;
-  origin: PolicyOrigin;
-  plan: RuleSetPlan;
-  resolved: ResolvedRuleSet;
-  partial: PartialArea[];
-};
+type Current = Held & { resolved: ResolvedRuleSet; partial: PartialArea[] };
 
 export class Agent {
   readonly #options: AgentOptions;
@@ -118,6 +111,7 @@ export class Agent {
   #timers: ReturnType<typeof setInterval>[] = [];
   #queue: Promise<void> = Promise.resolve();
   #busy = 0;
+  #externalCheckQueued = false;
   #stopped = false;
   #logFailing = false;
   readonly #sessions = new Map<string, SessionRecord>();
@@ -141,8 +135,8 @@ export class Agent {
    * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
    */
   static async start(options: AgentOptions): Promise<Agent> {
-    const sourced = await readAgentPolicy(options, options.policyFile);
-    const plan = planFor(sourced, options);
+    const prepared = await preparePolicy(agentRequest(options));
+    const { plan } = prepared;
     // Names that do not resolve are bad input: found before anything is loaded.
     resolveNames(plan, () => {});
     refuseWithoutLsm(plan, options.allowPartial);
@@ -156,7 +150,7 @@ export class Agent {
     try {
       partialAreas(plane, plan, options.allowPartial);
       agent = new Agent(options, plane, new EventLog(eventLogPath(options.stateDir)));
-      await agent.#begin(sourced, plan);
+      await agent.#begin(prepared);
       return agent;
     } catch (error) {
       // Once agent.start is out, the log says how it ended.
@@ -166,12 +160,13 @@ export class Agent {
     }
   }
 
-  async #begin(sourced: SourcedPolicy, plan: RuleSetPlan): Promise<void> {
+  async #begin(prepared: PreparedPolicy): Promise<void> {
     const { deadmanMs } = this.#options;
+    const { plan } = prepared;
     // A detach that failed half-way leaves every hook forced to audit; a new agent takes over the mode.
     const words = this.#plane.setConfig({ forceAudit: false });
     this.#generation = words.activeGen;
-    this.#learnActiveGeneration();
+    await this.#learnActiveGeneration();
     this.#lostSeen = this.#plane.counters().eventsLost;
     this.#emit("agent.start", {
       pid: Deno.pid,
@@ -192,7 +187,7 @@ export class Agent {
     // Every start sets the word: a run without --enforce-signal turns kill on deny off.
     writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
-    await this.#install(sourced, plan, "start");
+    await this.#install(prepared, "start");
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
     this.#every(FAST_TICK_MS, () => this.#fastTick());
     this.#every(SLOW_TICK_MS, () => this.#slowTick());
@@ -202,13 +197,10 @@ export class Agent {
   /** SIGHUP: reads the policy again, checks everything, and applies it; on failure keeps the old one. */
   reload(): Promise<void> {
     return this.#serial(async () => {
-      let sourced: SourcedPolicy;
-      let plan: RuleSetPlan;
       try {
-        sourced = await readAgentPolicy(this.#options, this.#options.policyFile);
-        plan = planFor(sourced, this.#options);
-        partialAreas(this.#plane, plan, this.#options.allowPartial);
-        await this.#install(sourced, plan, "reload");
+        const prepared = await preparePolicy(agentRequest(this.#options));
+        partialAreas(this.#plane, prepared.plan, this.#options.allowPartial);
+        await this.#install(prepared, "reload");
       } catch (error) {
         const kept = this.#policyRef && `${this.#policyRef.name} version ${this.#policyRef.version}`;
         this.#emit("policy.reload_failed", { error: messageOf(error), kept: kept ?? null });
@@ -274,10 +266,10 @@ export class Agent {
    * Applies `plan`: a history entry when it is not the policy in force, a refresh otherwise (see the top of
    * this file). Resolves names first: a missing path is bad input and nothing changes.
    */
-  async #install(sourced: SourcedPolicy, plan: RuleSetPlan, why: "start" | "reload"): Promise<void> {
-    const { input } = sourced;
+  async #install(prepared: PreparedPolicy, why: "start" | "reload"): Promise<void> {
+    const { input, plan } = prepared;
     // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
-    const level = sourced.origin === "default" ? "debug" : "warn";
+    const level = prepared.origin === "default" ? "debug" : "warn";
     const warn = (message: string) => this.#options.log[level](message);
     const resolved = resolveNames(plan, warn);
     const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
@@ -313,10 +305,10 @@ export class Agent {
         generation = result.generation;
         history = result.entry.seq;
       }
-      this.#adopt(sourced, plan, resolved, partial, generation);
+      this.#adopt(prepared, resolved, partial, generation);
       this.#emit("policy.applied", {
         source: input.source,
-        origin: sourced.origin,
+        origin: prepared.origin,
         reason: why,
         history,
         generation,
@@ -338,20 +330,15 @@ export class Agent {
   }
 
   /** Records what generation `generation` now holds, and watches its rule paths. */
-  #adopt(
-    sourced: SourcedPolicy,
-    plan: RuleSetPlan,
-    resolved: ResolvedRuleSet,
-    partial: Current["partial"],
-    generation: number,
-  ): void {
-    const { name, version } = sourced.input.parsed.policy.metadata;
-    this.#policyRef = { name, version, sha256: sourced.input.sha256 };
-    this.#tables[generation] = { rules: RuleTable.of(plan.rules), policy: this.#policyRef };
+  #adopt(held: Held, resolved: ResolvedRuleSet, partial: Current["partial"], generation: number): void {
+    const { name, version, sha256, source, kind, keyid } = held.input;
+    this.#policyRef = { name, version, sha256 };
+    this.#tables[generation] = { rules: held.rules, policy: this.#policyRef };
     for (const iface of resolved.interfaces) this.#interfaces.set(iface.ifindex, iface.name);
     this.#generation = generation;
     this.#appliedTime = readApplied(this.#options.stateDir)?.time;
-    this.#current = { input: sourced.input, origin: sourced.origin, plan, resolved, partial };
+    const input = { source, kind, sha256, name, version, ...keyid !== undefined && { keyid } };
+    this.#current = { input, origin: held.origin, plan: held.plan, rules: held.rules, resolved, partial };
     this.#watchRulePaths();
     this.#writeState();
     // Loading the object and applying free megabytes of C heap (libbpf's parsed BTF, copies of the rules).
@@ -396,7 +383,7 @@ export class Agent {
       if (applied && applied.sha256 === current.input.sha256) {
         writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
       }
-      this.#adopt(current, current.plan, resolved, current.partial, generation);
+      this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {
       this.#emit("agent.error", { error: `rule refresh failed: ${messageOf(error)}` });
@@ -409,30 +396,28 @@ export class Agent {
    * The policy of generation `generation` when another command applied it (or before this agent started):
    * applied.json names the history entry whose policy the generation holds.
    */
-  #appliedPolicyOf(generation: number): AppliedPolicy | undefined {
+  async #appliedPolicyOf(generation: number): Promise<AppliedPolicy | undefined> {
     const { stateDir } = this.#options;
     const applied = readApplied(stateDir);
     if (!applied || applied.generation !== generation) return undefined;
     const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
     if (!entry) return undefined;
-    const input = storedInput(storedPolicy(stateDir, entry));
-    return {
-      sourced: { input, origin: "applied" },
-      plan: compilePolicy(input.parsed.policy),
-      entry,
-      time: applied.time,
-    };
+    const prepared = await preparePolicy({ what: "stored", stateDir, seq: entry.seq });
+    return { prepared, entry, time: applied.time };
   }
 
   /** Learns the rule table of the live generation, for events queued before the first apply. */
-  #learnActiveGeneration(): void {
-    const found = this.#appliedPolicyOf(this.#generation);
+  async #learnActiveGeneration(): Promise<void> {
+    const found = await this.#appliedPolicyOf(this.#generation);
     if (!found) return;
-    const { name, version } = found.sourced.input.parsed.policy.metadata;
-    this.#tables[this.#generation] = {
-      rules: RuleTable.of(found.plan.rules),
-      policy: { name, version, sha256: found.sourced.input.sha256 },
-    };
+    const { name, version, sha256 } = found.prepared.input;
+    this.#tables[this.#generation] = { rules: found.prepared.rules, policy: { name, version, sha256 } };
+  }
+
+  /** Whether the kernel or applied.json moved since this agent last looked (see #checkExternalApply). */
+  #externalApplySeen(): boolean {
+    const active = this.#plane.config().activeGen;
+    return active !== this.#generation || readApplied(this.#options.stateDir)?.time !== this.#appliedTime;
   }
 
   /**
@@ -441,18 +426,19 @@ export class Agent {
    * (it is written just after the flip) that generation's events read as unresolved, never with an old
    * table; then the agent takes the policy over: rule table, agent.json, freshness watch.
    */
-  #checkExternalApply(): void {
+  async #checkExternalApply(): Promise<void> {
+    if (this.#stopped || !this.#externalApplySeen()) return;
     const active = this.#plane.config().activeGen;
-    const time = readApplied(this.#options.stateDir)?.time;
-    if (active === this.#generation && time === this.#appliedTime) return;
     if (active !== this.#generation) {
       this.#tables[active] = undefined;
       this.#generation = active;
     }
-    const found = this.#appliedPolicyOf(active);
-    if (!found) return;
+    const found = await this.#appliedPolicyOf(active);
+    // Moved again while the policy was read: the next tick looks again.
+    if (!found || this.#stopped || this.#plane.config().activeGen !== active) return;
     this.#appliedTime = found.time;
-    const { sourced, plan, entry } = found;
+    const { prepared, entry } = found;
+    const { plan } = prepared;
     let resolved: ResolvedRuleSet;
     try {
       resolved = resolvePlan(plan, { warn: () => {} });
@@ -460,7 +446,7 @@ export class Agent {
       // A path gone since: nothing to refresh from; the rules stay as applied.
       resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
     }
-    this.#adopt(sourced, plan, resolved, partialAreas(this.#plane, plan, true), active);
+    this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
     const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };
     this.#emit(entry.restoredSeq === undefined ? "policy.applied" : "policy.rolled_back", {
       source: "another command",
@@ -572,7 +558,10 @@ export class Agent {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
       this.#lostSeen = lost;
     }
-    if (this.#busy === 0) this.#checkExternalApply();
+    if (this.#busy === 0 && !this.#externalCheckQueued && this.#externalApplySeen()) {
+      this.#externalCheckQueued = true;
+      void this.#serial(() => this.#checkExternalApply().finally(() => this.#externalCheckQueued = false));
+    }
   }
 
   #refreshDeadman(): void {
@@ -643,6 +632,18 @@ export class Agent {
     this.#queue = next;
     return next;
   }
+}
+
+/** What `run` asks the policy check process for: the policy it applies, with the run flags over it. */
+function agentRequest(options: AgentOptions): PrepareRequest {
+  return {
+    what: "agent",
+    configDir: options.configDir,
+    stateDir: options.stateDir,
+    ingress: [...options.ingress],
+    ...options.policyFile !== undefined && { policyFile: options.policyFile },
+    ...options.requestedMode !== undefined && { requestedMode: options.requestedMode },
+  };
 }
 
 function messageOf(error: unknown): string {

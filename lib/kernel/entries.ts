@@ -16,7 +16,13 @@ import {
   writeRuleKey,
 } from "../../ffi/mod.ts";
 import { clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
-import { type NetRule, PORT_PROTOCOL_NUMBERS, PROTOCOL_NUMBER, type RuleSetPlan } from "../policy/plan.ts";
+import {
+  type EncodedNet,
+  type NetRule,
+  PORT_PROTOCOL_NUMBERS,
+  PROTOCOL_NUMBER,
+  type RuleSetPlan,
+} from "../policy/plan.ts";
 
 /** A plan with names resolved to what the kernel keys on. */
 export type ResolvedRuleSet = {
@@ -62,13 +68,10 @@ export function ruleSetEntries(
   capacity: Partial<Record<RuleMapName, number>> = {},
 ): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer> } {
   const rules = new EntryTable(AEGIS_RULE_KEY.size);
-  const net = new EntryTable(AEGIS_NET_KEY.size);
   const exact = (key: RuleKey, value: RuleValue, deny = true) =>
     rules.put((target, offset) => writeRuleKey(target, offset, key), value, deny);
   for (const file of set.files) exact({ kind: RULE.FILE, a: file.ino, b: file.dev }, denyValue(file.ruleId));
   for (const exe of set.exec) exact({ kind: RULE.EXEC, a: exe.ino, b: exe.dev }, denyValue(exe.ruleId));
-  for (const rule of set.plan.egress) addNetRule(net, rule, NET.EGRESS_PORT, NET.EGRESS_ANY);
-  for (const rule of set.plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
   for (const id of set.scope.include) {
     exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.INCLUDE, prefixLength: 0 }, false);
   }
@@ -118,7 +121,11 @@ export function ruleSetEntries(
     const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
   }
-  const batches = { rules: rules.batch(), net_rules: net.batch() };
+  const encoded = encodeNetRules(set.plan);
+  const batches = {
+    rules: rules.batch(),
+    net_rules: { keys: encoded.keys, values: encoded.values, count: encoded.count },
+  };
   for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
     const limit = Math.min(capacity[name] ?? RULE_MAPS[name].capacity, RULE_MAPS[name].capacity);
     if (batches[name].count > limit) throw new CapacityError(name, limit, batches[name].count);
@@ -128,9 +135,7 @@ export function ruleSetEntries(
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
     userRules: set.plan.egressUsers.length,
-    ingressPortDenies: set.plan.ingress.rules.filter((rule) =>
-      rule.action === "deny" && rule.port !== undefined
-    ).length,
+    ingressPortDenies: encoded.ingressPortDenies,
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
   });
@@ -138,6 +143,24 @@ export function ruleSetEntries(
 }
 
 const ANY_PROTOCOL = 0;
+
+/**
+ * The `net_rules` entries of a plan's CIDR rules (duplicates merged as in `ruleSetEntries`); a plan that
+ * carries them already encoded (`encodedNet`) gives those.
+ */
+export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
+  if (plan.encodedNet) return plan.encodedNet;
+  const net = new EntryTable(AEGIS_NET_KEY.size);
+  for (const rule of plan.egress) addNetRule(net, rule, NET.EGRESS_PORT, NET.EGRESS_ANY);
+  for (const rule of plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
+  return {
+    ...net.batch(),
+    egressRules: plan.egress.length,
+    ingressRules: plan.ingress.rules.length,
+    ingressPortDenies: plan.ingress.rules.filter((rule) => rule.action === "deny" && rule.port !== undefined)
+      .length,
+  };
+}
 
 const ADDR_OFFSET = AEGIS_NET_KEY.fields.addr.offset;
 

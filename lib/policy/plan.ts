@@ -75,6 +75,24 @@ export type RuleSetPlan = {
    * either one's deny applies. Absent: none.
    */
   nat64Prefixes?: Uint8Array[];
+  /**
+   * Present in a plan whose CIDR rules were encoded into their map entries and dropped (what the agent
+   * holds, so that 100,000 rules cost their entries' bytes and no objects): `egress` and `ingress.rules`
+   * are then empty and these stand for them, and `rules` holds only the rules not named after their place
+   * (the rest are in the RuleTable the plan came with).
+   */
+  encodedNet?: EncodedNet;
+};
+
+/** A plan's CIDR rules as `net_rules` entries, back to back, and how many rules they came from. */
+export type EncodedNet = {
+  keys: Uint8Array<ArrayBuffer>;
+  values: Uint8Array<ArrayBuffer>;
+  count: number;
+  egressRules: number;
+  ingressRules: number;
+  /** Ingress deny rules with a port (XDP reads the port only when some exist). */
+  ingressPortDenies: number;
 };
 
 /** A plan that denies nothing: the state before any policy. */

@@ -3,7 +3,7 @@ import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError } from "../../errors.ts";
 import { pinnedCounters, totalDenies } from "../../kernel/inspect.ts";
-import { applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
+import { applyInputOf, applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
 import { refuseReplay } from "../../agent/apply_text.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
@@ -109,7 +109,7 @@ export const policyApply = defineCommand({
     const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
-      input,
+      input: applyInputOf(input),
       plan,
       outcome: canary ? "canary" : "applied",
       allowPartial: flags["allow-partial"] === true,

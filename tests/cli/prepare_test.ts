@@ -1,0 +1,95 @@
+/**
+ * The agent's policy check process (lib/agent/prepare.ts) through the real program: what comes back over
+ * the pipe is what the same check gives in process, and its errors keep their class (exit code) and text.
+ */
+import assert from "node:assert/strict";
+import { InputError, RefusedError } from "../../lib/errors.ts";
+import { prepareHere, preparePolicy, type PrepareRequest } from "../../lib/agent/prepare.ts";
+
+async function withDirs(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-prepare-" });
+  try {
+    Deno.mkdirSync(`${dir}/etc`);
+    await fn(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+function request(dir: string, policyFile?: string): PrepareRequest {
+  return {
+    what: "agent",
+    configDir: `${dir}/etc`,
+    stateDir: `${dir}/state`,
+    ingress: ["lo"],
+    requestedMode: "audit",
+    ...policyFile !== undefined && { policyFile },
+  };
+}
+
+const deny = Array.from({ length: 5_000 }, (_, i) => ({ cidr: `198.18.${i >> 8}.${i & 255}/32`, port: 443 }));
+const POLICY = JSON.stringify({
+  apiVersion: "aegisbpf.io/v1",
+  kind: "Policy",
+  metadata: { name: "over-the-pipe", version: 3 },
+  spec: {
+    mode: "enforce",
+    network: {
+      egress: {
+        deny: [...deny, { id: "v6", cidr: "2001:db8::/32" }],
+        allow: [{ id: "keep", cidr: "198.18.0.7/32" }],
+        users: [{ uid: 1000, allowPorts: [443] }],
+        nat64Prefixes: ["2001:db8:64::/96"],
+      },
+      bind: { deny: [{ port: 23 }] },
+      ingress: { interfaces: ["lo"], deny: [{ cidr: "203.0.113.0/24", port: 22 }], failsafe: { port: 22 } },
+    },
+  },
+});
+
+Deno.test("the policy check process answers what the check gives in process, entries and names included", async () => {
+  await withDirs(async (dir) => {
+    Deno.writeTextFileSync(`${dir}/p.json`, POLICY);
+    const asked = request(dir, `${dir}/p.json`);
+    const [piped, here] = [await preparePolicy(asked), await prepareHere(asked)];
+    assert.deepEqual(piped.input, here.input);
+    assert.equal(piped.input.content, POLICY);
+    assert.equal(piped.origin, "flag");
+    assert.deepEqual(piped.plan, here.plan);
+    assert.deepEqual(piped.rules.toJSON(), here.rules.toJSON());
+    assert.equal(piped.plan.mode, "audit", "--audit over the policy's mode");
+    assert.deepEqual(piped.plan.ingress.interfaces.map((iface) => iface.name), ["lo"]);
+    assert.equal(piped.rules.name(5_000), "network.egress.deny[4999]");
+    assert.equal(piped.plan.encodedNet?.egressRules, 5_002);
+  });
+});
+
+Deno.test("the policy check process gives back bad input and refusals as such, with their messages", async () => {
+  await withDirs(async (dir) => {
+    Deno.writeTextFileSync(
+      `${dir}/bad.yaml`,
+      "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: b, version: 1 }\nspec:\n  mode: sometimes\n",
+    );
+    const bad = await preparePolicy(request(dir, `${dir}/bad.yaml`)).catch((error) => error);
+    assert.ok(bad instanceof InputError, String(bad));
+    assert.match(bad.message, /bad\.yaml:5:9: spec\.mode: /);
+    assert.deepEqual(bad.position?.file, `${dir}/bad.yaml`);
+    const missing = await preparePolicy(request(dir, `${dir}/none.yaml`)).catch((error) => error);
+    assert.ok(missing instanceof InputError);
+    assert.match(missing.message, /none\.yaml: no such file/);
+    // Ingress dropping by default with no failsafe and no SSH allow: a lock-out risk, refused.
+    Deno.writeTextFileSync(
+      `${dir}/lockout.yaml`,
+      `apiVersion: aegisbpf.io/v1
+kind: Policy
+metadata: { name: l, version: 1 }
+spec:
+  mode: enforce
+  network: { ingress: { interfaces: [lo], default: drop } }
+`,
+    );
+    const refused = await preparePolicy(request(dir, `${dir}/lockout.yaml`)).catch((error) => error);
+    assert.ok(refused instanceof RefusedError, String(refused));
+    assert.match(refused.message, /lockout\.yaml/);
+  });
+});
