@@ -9,7 +9,8 @@ import type { ApiDeps, IngressSession } from "../api/app.ts";
 import type { EventHub } from "../api/event_hub.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
-import { applyRawInput, rollbackTo, type Where } from "./apply_text.ts";
+import type { Where } from "./apply_text.ts";
+import { applyInHelper, rollbackInHelper } from "./prepare.ts";
 import { breakGlassOff, breakGlassOn } from "./break_glass.ts";
 import { checkHealth } from "./health.ts";
 
@@ -38,9 +39,10 @@ export function agentApiDeps(
     metrics: () => exposition(families(collect(where, { ruleName }))),
     status: () => plainJson(checkHealth(where, { requireEnforce: false })),
     events: hub,
-    applyPolicy: ({ text, source }) =>
-      applyRawInput(where, { source, text, bytes: new TextEncoder().encode(text) }),
-    rollback: ({ to }) => rollbackTo(where, to),
+    // In a helper process, as the agent's own policies are (lib/agent/prepare.ts): the agent never keeps
+    // the peak of a parse.
+    applyPolicy: ({ text, source }) => applyInHelper(where, text, source),
+    rollback: ({ to }) => rollbackInHelper(where, to),
     breakGlass: (request) => {
       if (!request.on) return Promise.resolve(plainJson(breakGlassOff(where)));
       const on = breakGlassOn(where, {

@@ -17,13 +17,22 @@ import { listHistory } from "../policy/history.ts";
 import type { RuleInfo, RuleSetPlan } from "../policy/plan.ts";
 import { RuleTable, type RuleTableData } from "../policy/rule_table.ts";
 import type { ApplyInput } from "./apply.ts";
+import { type AppliedSummary, applyRawInput, rollbackTo, type Where } from "./apply_text.ts";
 import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy, storedInput } from "./policy_source.ts";
 import { planFor } from "./run_checks.ts";
 
 /** The first argument that makes this program the helper. */
 export const PREPARE_ARGUMENT = "__prepare";
 
-/** What the agent asks for: the policy `run` applies (see policy_source.ts), or a history entry's. */
+/**
+ * What the agent asks for: the policy `run` applies (see policy_source.ts), or a history entry's; or, for
+ * the local API, an apply or rollback done whole in the helper (the commands' path), answering its summary.
+ */
+export type HelperRequest =
+  | PrepareRequest
+  | { what: "api-apply"; where: Where; text: string; source: string }
+  | { what: "api-rollback"; where: Where; to?: string };
+
 export type PrepareRequest =
   | {
     what: "agent";
@@ -56,10 +65,48 @@ type Header = {
   ingressPortDenies: number;
 };
 
+type Answered = { result: unknown };
+
 type Failure = { error: { kind: "input" | "refused" | "other"; message: string; position?: Position } };
 
+/**
+ * How long a check may take before the helper is killed: a start or SIGHUP must not hang on it. (An API
+ * apply has none: it may wait for the state lock behind a canary, and the client has its own timeout.)
+ */
+export const PREPARE_TIMEOUT_MS = 120_000;
+
 /** Prepares a policy in a helper process; rethrows the helper's error as it was thrown there. */
-export async function preparePolicy(request: PrepareRequest): Promise<PreparedPolicy> {
+export function preparePolicy(request: PrepareRequest): Promise<PreparedPolicy> {
+  return inHelper(request, readAnswer, PREPARE_TIMEOUT_MS);
+}
+
+/** `policy apply` of a body the local API received, in a helper: its summary, or its error. */
+export function applyInHelper(where: Where, text: string, source: string): Promise<AppliedSummary> {
+  return inHelper({ what: "api-apply", where, text, source }, readResult) as Promise<AppliedSummary>;
+}
+
+/** `policy rollback [--to REF]` for the local API, in a helper. */
+export function rollbackInHelper(
+  where: Where,
+  to: string | undefined,
+): Promise<AppliedSummary & { restoredSeq: number }> {
+  const request: HelperRequest = { what: "api-rollback", where, ...to !== undefined && { to } };
+  return inHelper(request, readResult) as Promise<AppliedSummary & { restoredSeq: number }>;
+}
+
+async function readResult(stdout: StreamReader): Promise<unknown> {
+  const line = await stdout.line();
+  if (line === undefined) throw new Error("no answer");
+  const answer = JSON.parse(line) as Answered | Failure;
+  if ("error" in answer) throw rebuildError(answer.error);
+  return answer.result;
+}
+
+async function inHelper<T>(
+  request: HelperRequest,
+  read: (stdout: StreamReader) => Promise<T>,
+  timeoutMs?: number,
+): Promise<T> {
   const [command, ...prefix] = selfCommand();
   const child = new Deno.Command(command!, {
     args: [...prefix, PREPARE_ARGUMENT],
@@ -67,20 +114,31 @@ export async function preparePolicy(request: PrepareRequest): Promise<PreparedPo
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(JSON.stringify(request)));
-  await writer.close();
+  let timedOut = false;
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+      timedOut = true;
+    } catch {
+      // It ended meanwhile.
+    }
+  }, timeoutMs);
   const stderr = new Response(child.stderr).text();
   const stdout = new StreamReader(child.stdout);
-  let answer: PreparedPolicy | Error;
+  let answer: T | Error;
   try {
-    answer = await readAnswer(stdout);
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(JSON.stringify(request)));
+    await writer.close();
+    answer = await read(stdout);
   } catch (error) {
     answer = error instanceof Error ? error : new Error(String(error));
   } finally {
     await stdout.cancel();
   }
   const { code } = await child.status;
+  clearTimeout(timer);
+  if (timedOut) throw new Error(`the policy check process did not answer within ${timeoutMs! / 1000} s`);
   if (answer instanceof Error && !(answer instanceof InputError || answer instanceof RefusedError)) {
     const said = (await stderr).trim().split("\n").slice(-3).join("; ");
     throw new Error(
@@ -167,8 +225,8 @@ export async function preparePolicyMain(): Promise<number> {
   let answer: Uint8Array[];
   let code = 0;
   try {
-    const request = JSON.parse(await new Response(Deno.stdin.readable).text()) as PrepareRequest;
-    answer = toAnswer(await prepareHere(request));
+    const request = JSON.parse(await new Response(Deno.stdin.readable).text()) as HelperRequest;
+    answer = await answerHere(request);
   } catch (error) {
     answer = [new TextEncoder().encode(JSON.stringify(failureOf(error)) + "\n")];
     code = 1;
@@ -177,6 +235,20 @@ export async function preparePolicyMain(): Promise<number> {
     for (let written = 0; written < part.length;) written += await Deno.stdout.write(part.subarray(written));
   }
   return code;
+}
+
+async function answerHere(request: HelperRequest): Promise<Uint8Array[]> {
+  const line = (result: unknown) => [new TextEncoder().encode(JSON.stringify({ result }) + "\n")];
+  switch (request.what) {
+    case "api-apply": {
+      const { where, text, source } = request;
+      return line(await applyRawInput(where, { source, text, bytes: new TextEncoder().encode(text) }));
+    }
+    case "api-rollback":
+      return line(await rollbackTo(request.where, request.to));
+    default:
+      return toAnswer(await prepareHere(request));
+  }
 }
 
 /** The work itself, in this process (the helper calls it; tests may too). */

@@ -180,3 +180,73 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "[root] run --api: a posted policy and a rollback are applied by a helper process and picked up by the agent",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    const dir = await Deno.makeTempDir({ prefix: "aegisbpf-api-apply-" });
+    const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
+    const socket = `${dir}/api.sock`;
+    // 240.0.0.0/4 is never routed: these policies deny nothing that runs here.
+    const policy = (version: number, cidr: string) =>
+      `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: api-apply, version: ${version} }\n` +
+      `spec:\n  mode: audit\n  network:\n    egress:\n      deny: [{ id: v${version}, cidr: ${cidr} }]\n`;
+    try {
+      Deno.mkdirSync(dirs.configDir);
+      Deno.writeTextFileSync(`${dir}/p.yaml`, policy(1, "240.0.0.1/32"));
+      await using agent = AgentRun.spawn(dirs, ["--policy", `${dir}/p.yaml`, "--api", `unix:${socket}`]);
+      await agent.ready();
+      for (let i = 0; i < 200 && !(await exists(socket)); i++) await new Promise((r) => setTimeout(r, 50));
+
+      const applied = await curl(socket, [
+        "-X",
+        "POST",
+        "--data-binary",
+        policy(2, "240.0.0.2/32"),
+        "http://aegisbpf/v1/policy",
+      ]);
+      assert.equal(applied.status, 200, applied.body);
+      const summary = JSON.parse(applied.body);
+      assert.equal(summary.name, "api-apply");
+      assert.equal(summary.version, 2);
+      assert.equal(summary.outcome, "applied");
+      assert.deepEqual(summary.rules.egress, 1);
+      const picked = await agent.waitFor((event) =>
+        event.type === "policy.applied" && event.history === summary.seq
+      );
+      assert.equal(picked.source, "another command");
+      assert.equal(picked.policy.version, 2);
+
+      const back = await curl(socket, ["-X", "POST", "-d", "{}", "http://aegisbpf/v1/policy/rollback"]);
+      assert.equal(back.status, 200, back.body);
+      assert.equal(JSON.parse(back.body).version, 1);
+      await agent.waitFor((event) => event.type === "policy.rolled_back" && event.policy.version === 1);
+
+      const bad = await curl(socket, [
+        "-X",
+        "POST",
+        "--data-binary",
+        policy(3, "240.0.0.300/32"),
+        "http://aegisbpf/v1/policy",
+      ]);
+      assert.equal(bad.status, 400, bad.body);
+      assert.match(JSON.parse(bad.body).detail, /^api:8:\d+: /);
+      const lockout = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: l, version: 4 }\n` +
+        `spec:\n  mode: enforce\n  network: { ingress: { interfaces: [lo], default: drop } }\n`;
+      const refused = await curl(socket, [
+        "-X",
+        "POST",
+        "--data-binary",
+        lockout,
+        "http://aegisbpf/v1/policy",
+      ]);
+      assert.equal(refused.status, 409, refused.body);
+      assert.equal(JSON.parse((await curl(socket, ["http://aegisbpf/v1/status"])).body).policy.version, 1);
+    } finally {
+      DataPlane.detach(bpffs.path);
+      await bpffs.unmount();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
