@@ -71,10 +71,23 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
  * host and aegisbpf need to run. Also part of `lintPolicy`; cheap enough for every apply.
  */
 export function lockoutRisks(policy: Policy, locate: Locate, facts: LintFacts): Warning[] {
+  return lockoutCheck(policy, locate, facts).risks;
+}
+
+/**
+ * `lockoutRisks`, and apart from them what this process could not check (`survival-unchecked`): not a risk
+ * of the policy, so never refused on, but said.
+ */
+export function lockoutCheck(
+  policy: Policy,
+  locate: Locate,
+  facts: LintFacts,
+): { risks: Warning[]; unchecked: Warning[] } {
   const report = new Report(locate, policyRules(policy));
   lintLockout(compilePolicy(policy), report, facts);
-  // What this process could not check is not a risk of the policy: lint shows it, apply does not refuse on it.
-  return report.sorted().filter((warning) => warning.code !== "survival-unchecked");
+  const found = report.sorted();
+  const unchecked = (warning: Warning) => warning.code === "survival-unchecked";
+  return { risks: found.filter((warning) => !unchecked(warning)), unchecked: found.filter(unchecked) };
 }
 
 function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void {

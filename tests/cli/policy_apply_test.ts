@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { appendHistory } from "../../lib/policy/history.ts";
 import { type Scratch, scratch } from "./cli.ts";
+import { rootTest } from "../support/privileged.ts";
 
 const policy = (version: number, cidr: string, extra = "") =>
   `apiVersion: aegisbpf.io/v1
@@ -266,3 +267,39 @@ Deno.test("policy rollback verifies a stored bundle again against the keys trust
   assert.match(other.stderr, /Bad signature in bundle history entry 1: key [0-9a-f]{64} is not trusted/);
   assert.equal(JSON.parse((await s.run(["policy", "history", "--json"])).stdout).length, 2);
 });
+
+rootTest(
+  "policy apply says when PID 1's executable could not be checked (no CAP_SYS_PTRACE), and applies",
+  async () => {
+    await using s = await scratch();
+    const file = `  files:\n    deny:\n      - { id: hostname, path: /etc/hostname }\n  network:`;
+    await Deno.writeTextFile(`${s.dir}/p.yaml`, V1.replace("  network:", file));
+    // Root without CAP_SYS_PTRACE may not read /proc/1/exe: systemd has capabilities this process lacks.
+    const { code, stdout, stderr } = await new Deno.Command("setpriv", {
+      args: [
+        "--bounding-set=-sys_ptrace",
+        Deno.execPath(),
+        "run",
+        "--allow-all",
+        new URL("../../main.ts", import.meta.url).pathname,
+        "policy",
+        "apply",
+        "p.yaml",
+        "--dry-run",
+      ],
+      cwd: s.dir,
+      env: {
+        AEGISBPF_CONFIG_DIR: s.configDir,
+        AEGISBPF_STATE_DIR: s.stateDir,
+        AEGISBPF_BPFFS: `${s.dir}/bpffs`,
+      },
+    }).output();
+    const [out, err] = [new TextDecoder().decode(stdout), new TextDecoder().decode(stderr)];
+    assert.equal(code, 0, err);
+    assert.match(
+      err,
+      /^p\.yaml:\d+:\d+: warning: rule hostname: cannot read \/proc\/1\/exe .*\[survival-unchecked\]$/m,
+    );
+    assert.match(out, /^would apply policy testnet version 1 /);
+  },
+);

@@ -13,14 +13,15 @@ import type { PolicyInput } from "../../policy/apply_source.ts";
 import type { HistoryEntry } from "../../policy/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
 import { gatherLintFacts } from "../../policy/facts.ts";
-import { lockoutRisks } from "../../policy/lint.ts";
+import { lockoutCheck } from "../../policy/lint.ts";
 import type { RuleSetPlan } from "../../policy/plan.ts";
 
 /** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
 export async function checkLockout(ctx: Context, input: PolicyInput, force: boolean): Promise<void> {
   const { policy, locate } = input.parsed;
   const facts = await gatherLintFacts(policy, { stateDir: ctx.globals.stateDir });
-  const risks = lockoutRisks(policy, locate, facts);
+  const { risks, unchecked } = lockoutCheck(policy, locate, facts);
+  for (const warning of unchecked) ctx.stderr.line(diagnosticLine(warning, palette(false)));
   if (risks.length === 0) return;
   for (const risk of risks) ctx.stderr.line(diagnosticLine(risk, palette(false)));
   if (!force) {
