@@ -426,12 +426,16 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
     );
   }
   const scoped = (spec.scope?.cgroups?.length ?? 0) + (spec.scope?.exempt?.length ?? 0) > 0;
-  if (scoped && !spec.files?.deny?.length && !spec.exec?.deny?.length && !spec.exec?.denyMemfd) {
+  // The guard is loaded with the BPF-LSM programs, which the file, exec and egress areas load.
+  const egress = spec.network?.egress;
+  const lsmAreas = spec.files?.deny?.length || spec.exec?.deny?.length || spec.exec?.denyMemfd ||
+    egress?.deny?.length || egress?.allow?.length || egress?.users?.length || egress?.denyPacketSockets;
+  if (scoped && !lsmAreas) {
     report.at(
       ["spec", "scope"],
       "scope-unguarded",
-      "the guard that keeps tasks from moving out of the scope is a BPF-LSM program attached with file and " +
-        "exec rules: with network rules alone, a task in scope can move itself out of it",
+      "the guard that keeps tasks from moving out of the scope is a BPF-LSM program, attached with file, " +
+        "exec or egress rules: with bind and ingress rules alone, a task in scope can move itself out of it",
     );
   }
   for (const [index, path] of (spec.scope?.exempt ?? []).entries()) {

@@ -191,12 +191,10 @@ Deno.test("lintPolicy() warns about denyPacketSockets unless an exempt cgroup co
   ]);
   const exempt = (path: string) =>
     summary(lint(`  scope:\n    exempt: [${path}]\n${egress("      denyPacketSockets: true\n")}`));
-  // A scope with network rules alone also gets the scope guard's own warning.
-  const guard = "scope-unguarded - 8:5";
-  assert.deepEqual(exempt("/dhcp"), [guard]);
-  assert.deepEqual(exempt("/system.slice/systemd-networkd.service"), [guard]);
-  assert.deepEqual(exempt("/system.slice/NetworkManager.service"), [guard]);
-  assert.deepEqual(exempt("/system.slice/sshd.service"), [guard, "packet-sockets-unexempt - 11:26"]);
+  assert.deepEqual(exempt("/dhcp"), []);
+  assert.deepEqual(exempt("/system.slice/systemd-networkd.service"), []);
+  assert.deepEqual(exempt("/system.slice/NetworkManager.service"), []);
+  assert.deepEqual(exempt("/system.slice/sshd.service"), ["packet-sockets-unexempt - 11:26"]);
 });
 
 Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated subtree", () => {
@@ -205,13 +203,16 @@ Deno.test("lintPolicy() warns about an exempt cgroup inside a user's delegated s
       egress("      deny: [{ cidr: 192.0.2.1 }]\n")
     }`;
   const warnings = lint(text);
-  assert.deepEqual(summary(warnings), ["scope-unguarded - 8:5", "exempt-delegated - 10:9"]);
-  assert.match(warnings[1]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
+  assert.deepEqual(summary(warnings), ["exempt-delegated - 10:9"]);
+  assert.match(warnings[0]!.message, /inside \/user\.slice\/user-1000\.slice\/user@1000\.service, a subtree/);
 });
 
-Deno.test("lintPolicy() warns that a scope with network rules alone has no guard against moving out", () => {
+Deno.test("lintPolicy() warns that a scope with bind and ingress rules alone has no guard against moving out", () => {
+  const bind = `  scope:\n    cgroups: [/canary.slice]\n  network:\n    bind: { deny: [{ port: 8080 }] }\n`;
+  assert.deepEqual(summary(lint(bind)), ["scope-unguarded - 8:5"]);
+  // Egress rules load the BPF-LSM programs, the guard with them.
   const network = `  scope:\n    cgroups: [/canary.slice]\n${egress("      deny: [{ cidr: 192.0.2.1 }]\n")}`;
-  assert.deepEqual(summary(lint(network)), ["scope-unguarded - 8:5"]);
+  assert.deepEqual(summary(lint(network)), []);
   const withFiles = `  scope:\n    cgroups: [/canary.slice]\n  exec:\n    denyMemfd: true\n`;
   assert.deepEqual(lint(withFiles), []);
 });
