@@ -166,7 +166,7 @@ export class Agent {
     // A detach that failed half-way leaves every hook forced to audit; a new agent takes over the mode.
     const words = this.#plane.setConfig({ forceAudit: false });
     this.#generation = words.activeGen;
-    await this.#learnActiveGeneration();
+    await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
     this.#emit("agent.start", {
       pid: Deno.pid,
@@ -406,8 +406,18 @@ export class Agent {
     return { prepared, entry, time: applied.time };
   }
 
-  /** Learns the rule table of the live generation, for events queued before the first apply. */
-  async #learnActiveGeneration(): Promise<void> {
+  /**
+   * Learns the rule table of the live generation, for events queued before the first apply: `starting`'s
+   * own when applied.json says the live generation holds that same policy (a restart), else the table of
+   * the history entry it names, through a helper.
+   */
+  async #learnActiveGeneration(starting: PreparedPolicy): Promise<void> {
+    const applied = readApplied(this.#options.stateDir);
+    if (applied?.generation === this.#generation && applied.sha256 === starting.input.sha256) {
+      const { name, version, sha256 } = starting.input;
+      this.#tables[this.#generation] = { rules: starting.rules, policy: { name, version, sha256 } };
+      return;
+    }
     const found = await this.#appliedPolicyOf(this.#generation);
     if (!found) return;
     const { name, version, sha256 } = found.prepared.input;

@@ -820,3 +820,32 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] decisions made while no agent ran are named by the policy that made them, at a restart and under a new policy",
+  async () => {
+    await withHost(async (host) => {
+      const first = writePolicy(host, "first.yaml", policy(host, NET));
+      // The same denial under another rule id: the queued decision must keep its old name.
+      const second = writePolicy(
+        host,
+        "second.yaml",
+        policy(host, NET.replace("id: tcp-lo2", "id: renamed-lo2"), { version: 2 }),
+      );
+      const env = { ...host.env, NO_COLOR: "1" };
+      const applied = await aegisbpf(["policy", "apply", first], { env });
+      assert.equal(applied.code, 0, applied.stderr);
+      // The first start takes the table from the policy it starts with, the second from history (a helper).
+      for (const [label, file] of [["restart on the same policy", first], ["a new policy", second]]) {
+        // Queued in the ring buffer with no agent to read it.
+        assert.equal(await connect(host), "EPERM", label);
+        await using agent = spawn(host, ["--policy", file!]);
+        await agent.ready();
+        const queued = await agent.waitFor(isKernel("net.connect", "tcp-lo2"), 10_000);
+        assert.equal(queued.policy.version, 1, label);
+        agent.kill("SIGTERM");
+        assert.equal((await agent.exit()).code, 0);
+      }
+    });
+  },
+);
