@@ -5,9 +5,13 @@
  * rules peaks at hundreds of MB while it is parsed, validated and compiled; a process that lives for
  * months must not keep that peak. The check is the same code either way (`readAgentPolicy`, `planFor`).
  *
+ * The local API's applies and rollbacks run whole in the same kind of helper, through the commands' own
+ * path (`applyRawInput`, `rollbackTo`), for the same reason.
+ *
  * The helper is this program run again with `__prepare` as its only argument (`preparePolicyMain`): the
- * request comes on stdin as JSON, the answer goes to stdout as one JSON line followed by the entries'
- * bytes. An error (bad input, a refusal) comes back as the same class with the same message.
+ * request comes on stdin as JSON; the answer goes to stdout as one JSON line, followed for a prepared
+ * policy by its entries' bytes and its text. An error (bad input, a refusal) comes back as the same class
+ * with the same message, so exit codes and HTTP statuses are what they would be in process.
  */
 
 import { InputError, type Position, RefusedError } from "../errors.ts";
