@@ -13,6 +13,7 @@ import { AEGIS_EVENT } from "../ffi/mod.ts";
 import { RingBuffer } from "../ffi/ring_buffer.ts";
 import { bootToWallOffsetNs, type EventContext, EventStream, formatEvent } from "../lib/kernel/events.ts";
 import type { RuleInfo } from "../lib/policy/plan.ts";
+import { RuleTable } from "../lib/policy/rule_table.ts";
 import { TestCgroup } from "../tests/support/cgroup.ts";
 import { EventFlood } from "../tests/support/event_flood.ts";
 
@@ -36,7 +37,10 @@ const RULES: RuleInfo[] = [
 ];
 const CONTEXT: EventContext = {
   host: Deno.hostname(),
-  generations: [{ rules: RULES, policy: { name: "bench", version: 1, sha256: "ab".repeat(32) } }, undefined],
+  generations: [{
+    rules: RuleTable.of(RULES),
+    policy: { name: "bench", version: 1, sha256: "ab".repeat(32) },
+  }, undefined],
   bootToWallNs: bootToWallOffsetNs(),
   cgroupPath: () => "/bench.slice",
 };
