@@ -9,26 +9,9 @@
 import { DataPlane } from "../lib/kernel/dataplane.ts";
 import { AgentRun } from "../tests/support/agent_run.ts";
 import { TestBpffs } from "../tests/support/bpffs.ts";
+import { fleetPolicyJson, memoryKib, unroutedDenies } from "../tests/support/fleet.ts";
 
 const SETTLE_MS = 30_000;
-
-function memoryKib(pid: number): { rss: number; peak: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
-  return { rss: field("VmRSS"), peak: field("VmHWM") };
-}
-
-function policyJson(rules: number): string {
-  const deny = Array.from({ length: rules }, (_, i) => ({
-    cidr: `${240 + (i >> 24 & 15)}.${i >> 16 & 255}.${i >> 8 & 255}.${i & 255}/32`,
-  }));
-  return JSON.stringify({
-    apiVersion: "aegisbpf.io/v1",
-    kind: "Policy",
-    metadata: { name: `bench-${rules}`, version: 1 },
-    spec: { mode: "audit", network: { egress: { deny } } },
-  });
-}
 
 type Reading = { label: string; startMs: number; rss: number; settled: number; peak: number };
 
@@ -38,7 +21,10 @@ async function measure(label: string, rules: number | undefined): Promise<Readin
   try {
     const args = ["--audit"];
     if (rules !== undefined) {
-      Deno.writeTextFileSync(`${dir}/policy.json`, policyJson(rules));
+      Deno.writeTextFileSync(
+        `${dir}/policy.json`,
+        fleetPolicyJson(`bench-${rules}`, unroutedDenies(rules), { mode: "audit" }),
+      );
       args.push("--policy", `${dir}/policy.json`);
     }
     const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };

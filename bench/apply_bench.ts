@@ -11,18 +11,7 @@ import { compilePolicy } from "../lib/policy/compile.ts";
 import { resolvePlan } from "../lib/kernel/resolve.ts";
 import { encodeNetRules } from "../lib/kernel/entries.ts";
 import { withPlane } from "../tests/support/plane.ts";
-
-function policyJson(rules: number): string {
-  const deny = Array.from({ length: rules }, (_, i) => ({
-    cidr: `${240 + (i >> 24 & 15)}.${i >> 16 & 255}.${i >> 8 & 255}.${i & 255}/32`,
-  }));
-  return JSON.stringify({
-    apiVersion: "aegisbpf.io/v1",
-    kind: "Policy",
-    metadata: { name: `bench-${rules}`, version: 1 },
-    spec: { mode: "enforce", network: { egress: { deny } } },
-  });
-}
+import { fleetPolicyJson, unroutedDenies } from "../tests/support/fleet.ts";
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
@@ -31,7 +20,10 @@ await withPlane({ areas: ["egress"] }, async ({ plane }) => {
   try {
     for (const rules of [1_000, 10_000, 100_000]) {
       const path = `${dir}/policy-${rules}.json`;
-      Deno.writeTextFileSync(path, policyJson(rules));
+      Deno.writeTextFileSync(
+        path,
+        fleetPolicyJson(`bench-${rules}`, unroutedDenies(rules), { mode: "enforce" }),
+      );
       for (const round of ["first", "replace"]) {
         const times: [string, number][] = [];
         let t = performance.now();

@@ -10,17 +10,11 @@ import { AgentRun } from "../support/agent_run.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { rootTest } from "../support/privileged.ts";
+import { fleetPolicyJson, memoryKib, unroutedDenies } from "../support/fleet.ts";
 
 const RULES = 100_000;
 const LIMIT_KIB = 120 * 1024;
 const PORT = 62000 + (Deno.pid % 500);
-
-/** VmRSS and VmHWM (the most it has been) of a process, in KiB. */
-function memoryKib(pid: number): { rss: number; peak: number } {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
-  return { rss: field("VmRSS"), peak: field("VmHWM") };
-}
 
 rootTest("the agent holding 100,000 egress CIDR rules stays under 120 MiB resident", async () => {
   const bpffs = await TestBpffs.mount();
@@ -28,20 +22,12 @@ rootTest("the agent holding 100,000 egress CIDR rules stays under 120 MiB reside
   const cgroup = TestCgroup.create();
   const listener = Deno.listen({ hostname: "127.0.0.2", port: PORT });
   try {
-    // 240.0.0.0/4 is never routed: these rules deny nothing that runs here.
-    const deny: object[] = Array.from({ length: RULES }, (_, i) => ({
-      cidr: `${240 + (i >> 24 & 15)}.${i >> 16 & 255}.${i >> 8 & 255}.${i & 255}/32`,
-    }));
+    const deny: object[] = unroutedDenies(RULES);
     deny.push({ cidr: "127.0.0.2/32", port: PORT, protocol: "tcp" });
     const policyFile = `${dir}/fleet.json`;
     Deno.writeTextFileSync(
       policyFile,
-      JSON.stringify({
-        apiVersion: "aegisbpf.io/v1",
-        kind: "Policy",
-        metadata: { name: "fleet", version: 1 },
-        spec: { mode: "enforce", scope: { cgroups: [cgroup.relativePath] }, network: { egress: { deny } } },
-      }),
+      fleetPolicyJson("fleet", deny, { mode: "enforce", scope: { cgroups: [cgroup.relativePath] } }),
     );
     const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
     await using agent = AgentRun.spawn(dirs, ["--policy", policyFile]);
