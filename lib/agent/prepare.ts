@@ -280,15 +280,16 @@ export async function prepareHere(request: PrepareRequest): Promise<PreparedPoli
     version,
     ...keyid !== undefined && { keyid },
   };
-  return { input, origin: sourced.origin, plan: compactPlan(plan), rules: RuleTable.of(plan.rules) };
+  const rules = RuleTable.of(plan.rules);
+  return { input, origin: sourced.origin, plan: compactPlan(plan, rules), rules };
 }
 
 /**
  * The plan with its CIDR rules encoded and dropped, and `rules` holding only what the rule table keeps
  * apart (file and exec rules with their paths, written ids): a sparse array, indexed by rule id.
  */
-export function compactPlan(plan: RuleSetPlan): RuleSetPlan {
-  const rules = sparseRules(RuleTable.of(plan.rules));
+export function compactPlan(plan: RuleSetPlan, table = RuleTable.of(plan.rules)): RuleSetPlan {
+  const rules = sparseRules(table);
   return {
     ...plan,
     rules,

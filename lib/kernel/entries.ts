@@ -184,13 +184,16 @@ function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpac
     addr: cidr.addr,
     prefixLength: cidr.prefixLength,
   };
+  const hostBits = cidr.prefixLength < cidr.addr.length * 8;
   const write = (target: Uint8Array<ArrayBuffer>, offset: number) => {
     writeNetKey(target, offset, key);
     // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
-    clearHostBits(
-      target.subarray(offset + ADDR_OFFSET, offset + ADDR_OFFSET + cidr.addr.length),
-      key.prefixLength,
-    );
+    if (hostBits) {
+      clearHostBits(
+        target.subarray(offset + ADDR_OFFSET, offset + ADDR_OFFSET + cidr.addr.length),
+        key.prefixLength,
+      );
+    }
   };
   for (const protocol of protocols) {
     key.protocol = protocol;
