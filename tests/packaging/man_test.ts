@@ -35,6 +35,8 @@ Deno.test("the man page renders every command and flag of the registry", async (
     assert.match(text, new RegExp(`^${section}$`, "m"));
   }
   assert.ok(text.includes(CMDLINE_ENV));
+  // Everything a user reads is in the repository: no pointer to a document outside it.
+  assert.doesNotMatch(text, /SPEC|\.\.\//);
 });
 
 Deno.test("groff and man render docs/aegisbpf.1 without a warning", async () => {
