@@ -23,6 +23,7 @@ export type Outcome = { code: number; output: string };
 export class RunbookHost implements AsyncDisposable {
   #agent: Deno.ChildProcess | undefined;
   readonly #cgroups: string[] = [];
+  readonly #vars: Record<string, string> = {};
 
   private constructor(readonly dir: string, readonly bpffs: TestBpffs) {}
 
@@ -65,17 +66,32 @@ export class RunbookHost implements AsyncDisposable {
       AEGISBPF_CONFIG_DIR: `${this.dir}/etc/aegisbpf`,
       AEGISBPF_STATE_DIR: `${this.dir}/var/lib/aegisbpf`,
       AEGISBPF_BPFFS: this.bpffs.path,
+      ...this.#vars,
     };
   }
 
-  /** Runs one command line of the page with bash in the working directory. */
+  /**
+   * Runs one command line of the page with bash in the working directory. A shell variable a line sets
+   * (`KEYID=$(...)`) is kept for the lines after it, as in the reader's shell.
+   */
   async run(command: string, options: { stopAfterMs?: number } = {}): Promise<Outcome> {
     const unit = /^systemctl (enable --now|start|stop|restart|reload) aegisbpf$/.exec(command);
     if (unit) return await this.#systemctl(unit[1]!);
+    const assignment = /^([A-Z_][A-Z0-9_]*)=\S/.exec(command);
+    if (assignment) {
+      const name = assignment[1]!;
+      const set = await this.#bash(`${this.rewrite(command)}; printf '%s' "$${name}"`);
+      if (set.code === 0) this.#vars[name] = set.stdout;
+      return set;
+    }
     // A command that runs until stopped gets SIGTERM after its time, as Ctrl-C or systemd would stop it.
     const script = options.stopAfterMs === undefined
       ? this.rewrite(command)
       : `${this.rewrite(command)} & sleep ${options.stopAfterMs / 1000}; kill -TERM $!; wait $!`;
+    return await this.#bash(script);
+  }
+
+  async #bash(script: string): Promise<Outcome & { stdout: string }> {
     const output = await new Deno.Command("bash", {
       args: ["-c", `set -o pipefail; ${script}`],
       cwd: `${this.dir}/work`,
@@ -85,14 +101,21 @@ export class RunbookHost implements AsyncDisposable {
       stderr: "piped",
       signal: AbortSignal.timeout(COMMAND_TIMEOUT_MS),
     }).output();
-    return outcome(output);
+    return { ...outcome(output), stdout: new TextDecoder().decode(output.stdout) };
   }
 
-  /** Makes the cgroup v2 `path` (e.g. /canary.slice) for the page; removed when the host is disposed. */
+  /** Makes the cgroup v2 `path` (e.g. /canary.slice) and missing parents; what it made goes at dispose. */
   async cgroup(path: string): Promise<void> {
-    const full = `${cgroup2Root()}${path}`;
-    await Deno.mkdir(full);
-    this.#cgroups.push(full);
+    let full = cgroup2Root();
+    for (const part of path.split("/").filter(Boolean)) {
+      full += `/${part}`;
+      try {
+        await Deno.mkdir(full);
+        this.#cgroups.push(full);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      }
+    }
   }
 
   async #systemctl(verb: string): Promise<Outcome> {
