@@ -7,7 +7,7 @@ import { REGISTRY } from "../../main.ts";
 import { allCommands } from "../../lib/cli/command.ts";
 import { CMDLINE_ENV } from "../../lib/agent/break_glass_watch.ts";
 import { currentManPage, MAN_PAGE } from "../../scripts/man.ts";
-import { run } from "./unit_file.ts";
+import { REPO, run } from "./unit_file.ts";
 
 const PAGE = MAN_PAGE.pathname;
 
@@ -37,6 +37,18 @@ Deno.test("the man page renders every command and flag of the registry", async (
   assert.ok(text.includes(CMDLINE_ENV));
   // Everything a user reads is in the repository: no pointer to a document outside it.
   assert.doesNotMatch(text, /SPEC|\.\.\//);
+});
+
+Deno.test("no document a user reads points outside the repository", async () => {
+  const docs = ["README.md", "docs/aegisbpf.1", "packaging/systemd/aegisbpf.service"];
+  for (const dir of ["docs", "docs/runbooks", "docs/schema"]) {
+    for (const entry of Deno.readDirSync(`${REPO}${dir}`)) {
+      if (entry.isFile) docs.push(`${dir}/${entry.name}`);
+    }
+  }
+  for (const path of docs) {
+    assert.doesNotMatch(await Deno.readTextFile(`${REPO}${path}`), /SPEC\b|\.\.\/shared|\.\.\/\.\.\//, path);
+  }
 });
 
 Deno.test("groff and man render docs/aegisbpf.1 without a warning", async () => {

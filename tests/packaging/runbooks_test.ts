@@ -1,7 +1,10 @@
 /**
- * Every `aegisbpf ...` command line of the runbooks (docs/runbooks/*.md code blocks) and of the systemd
- * units names a real command and only flags it takes: from the command's own declaration where it
- * exists in main.ts, else from SPEC section 2 (for commands other branches are adding).
+ * The runbooks (docs/runbooks/*.md) work as written. Every page is run, step by step in page order, as root
+ * on this host with private state, configuration and bpffs (runbook_host.ts), each command checked against
+ * the exit code the page documents; the few steps a page marks for another kind of host are named in the
+ * output with the reason (runbook_steps.ts reads the marks). Before that, every `aegisbpf ...` command line
+ * of the runbooks and of the systemd units names a real command and only flags it takes: from the command's
+ * own declaration where it exists in main.ts, else from SPEC_COMMANDS below (commands other branches add).
  */
 import assert from "node:assert/strict";
 import { REGISTRY } from "../../main.ts";
