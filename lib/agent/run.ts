@@ -4,12 +4,19 @@
  * audit) as the operator and the marker say, keeps file and exec rules fresh, and describes itself in
  * `<state-dir>/agent.json`. Stopping it leaves enforcement pinned.
  *
- * Every change of the rule set goes through one queue, under the state lock:
- * - an apply of a policy that is not the one in force (start, SIGHUP) is `applyPolicy`: a history entry;
+ * One writer: every change this agent makes to the live policy goes through one queue and is decided
+ * under the state lock, against the state live then, never against a picture taken before the wait:
+ * - start and SIGHUP take the lock, then choose the policy (`readAgentPolicy`: the newest operator intent
+ *   wins) and check it in the helper, then apply it;
+ * - an apply of a policy that is not the one in force is `applyPolicy`: a history entry;
  * - the same policy again (a restart, a SIGHUP with an unchanged file, a rule path replaced on disk) is a
  *   *refresh*: the plan resolved again and flipped into the other generation, `applied.json` updated to
  *   name that generation, and no history entry, since the policy did not change (SPEC section 3: file rules
- *   resolve paths at apply time; a refresh is that resolution done again).
+ *   resolve paths at apply time; a refresh is that resolution done again). A refresh resolves under the
+ *   lock, and only when the live policy is still the one this agent holds: when another command changed it
+ *   meanwhile, the pick-up takes that policy over instead.
+ * Other commands (apply, rollback, canary, the API's helper) take the same lock; the agent picks their
+ * changes up. `--audit` is a floor: the forced-audit word, held while the agent runs, whatever is applied.
  */
 
 import { DataPlane } from "../kernel/dataplane.ts";
@@ -36,6 +43,9 @@ import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
 import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
+import { choiceText } from "./policy_source.ts";
+import type { StateLock } from "../policy/state.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { EventLog, eventLogPath } from "./event_log.ts";
 import { FreshnessWatcher } from "./freshness.ts";
@@ -44,7 +54,6 @@ import {
   changedRules,
   type PartialArea,
   partialAreas,
-  refuseSecondAgent,
   refuseWithoutLsm,
   resolveNames,
 } from "./run_checks.ts";
@@ -90,6 +99,7 @@ type Current = Held & { resolved: ResolvedRuleSet; partial: PartialArea[] };
 
 export class Agent {
   readonly #options: AgentOptions;
+  readonly #agentLock: AgentLock;
   readonly #plane: DataPlane;
   readonly #log: EventLog;
   readonly #host = Deno.hostname();
@@ -116,8 +126,9 @@ export class Agent {
   #logFailing = false;
   readonly #sessions = new Map<string, SessionRecord>();
 
-  private constructor(options: AgentOptions, plane: DataPlane, log: EventLog) {
+  private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLog) {
     this.#options = options;
+    this.#agentLock = agentLock;
     this.#plane = plane;
     this.#log = log;
     this.#context = {
@@ -135,42 +146,56 @@ export class Agent {
    * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
    */
   static async start(options: AgentOptions): Promise<Agent> {
-    const prepared = await preparePolicy(agentRequest(options));
-    const { plan } = prepared;
-    // Names that do not resolve are bad input: found before anything is loaded.
-    resolveNames(plan, () => {});
-    refuseWithoutLsm(plan, options.allowPartial);
-    refuseSecondAgent(options.stateDir);
-    Deno.mkdirSync(options.stateDir, { recursive: true });
-    const plane = DataPlane.open({
-      bpffs: options.bpffs,
-      ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
-    });
+    // Before anything else: a second agent is refused at once, naming the first.
+    const agentLock = await takeAgentLock(options.stateDir);
+    let plane: DataPlane | undefined;
     let agent: Agent | undefined;
     try {
-      partialAreas(plane, plan, options.allowPartial);
-      agent = new Agent(options, plane, new EventLog(eventLogPath(options.stateDir)));
-      await agent.#begin(prepared);
+      // The policy is chosen, checked and applied under one hold of the state lock: no other writer's
+      // change can land between the choice and the apply.
+      using lock = await lockState(options.stateDir, "run", {
+        wait: true,
+        onWait: (message) => options.log.info(message),
+      });
+      settleInterruptedApply({ bpffs: options.bpffs, stateDir: options.stateDir });
+      const prepared = await preparePolicy(agentRequest(options, "start"));
+      const { plan } = prepared;
+      // Names that do not resolve are bad input: found before anything is loaded.
+      resolveNames(plan, () => {});
+      refuseWithoutLsm(plan, allowsPartial(options));
+      plane = DataPlane.open({
+        bpffs: options.bpffs,
+        ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
+      });
+      partialAreas(plane, plan, allowsPartial(options));
+      agent = new Agent(options, agentLock, plane, new EventLog(eventLogPath(options.stateDir)));
+      await agent.#begin(prepared, lock);
       return agent;
     } catch (error) {
       // Once agent.start is out, the log says how it ended.
       if (agent) await agent.stop("none", { error: messageOf(error) });
-      else plane.close();
+      else {
+        plane?.close();
+        agentLock[Symbol.dispose]();
+      }
       throw error;
     }
   }
 
-  async #begin(prepared: PreparedPolicy): Promise<void> {
+  async #begin(prepared: PreparedPolicy, _lock: StateLock): Promise<void> {
     const { deadmanMs } = this.#options;
     const { plan } = prepared;
-    // A detach that failed half-way leaves every hook forced to audit; a new agent takes over the mode.
-    const words = this.#plane.setConfig({ forceAudit: false });
+    // A new agent takes over the forced-audit word: its floor under --audit, else off (a detach that failed
+    // half-way, or an earlier agent's floor, leaves it on).
+    const words = this.#plane.setConfig({ forceAudit: this.#floor });
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
     this.#emit("agent.start", {
       pid: Deno.pid,
-      requestedMode: plan.mode,
+      requestedMode: this.#options.requestedMode ?? plan.mode,
+      policyMode: plan.mode,
+      floor: this.#floor ? "audit" : null,
       deadmanMs: deadmanMs ?? null,
       ingress: [...this.#options.ingress],
     });
@@ -194,12 +219,17 @@ export class Agent {
     if (deadmanMs !== undefined) this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
   }
 
-  /** SIGHUP: reads the policy again, checks everything, and applies it; on failure keeps the old one. */
+  /**
+   * SIGHUP: under the state lock, chooses the policy again (a file older than a policy applied since is not
+   * taken: see policy_source.ts), checks everything, and applies it; on failure keeps the old one.
+   */
   reload(): Promise<void> {
     return this.#serial(async () => {
       try {
-        const prepared = await preparePolicy(agentRequest(this.#options));
-        partialAreas(this.#plane, prepared.plan, this.#options.allowPartial);
+        using _lock = await this.#lockState("run (reload)");
+        settleInterruptedApply({ bpffs: this.#options.bpffs, stateDir: this.#options.stateDir });
+        const prepared = await preparePolicy(agentRequest(this.#options, "reload"));
+        partialAreas(this.#plane, prepared.plan, allowsPartial(this.#options));
         await this.#install(prepared, "reload");
       } catch (error) {
         const kept = this.#policyRef && `${this.#policyRef.name} version ${this.#policyRef.version}`;
@@ -229,6 +259,19 @@ export class Agent {
     removeAgentState(this.#options.stateDir);
     this.#log.close();
     this.#plane.close();
+    this.#agentLock[Symbol.dispose]();
+  }
+
+  /** `--audit`: the floor this agent holds in the kernel's forced-audit word while it runs. */
+  get #floor(): boolean {
+    return this.#options.requestedMode === "audit";
+  }
+
+  #lockState(command: string): Promise<StateLock> {
+    return lockState(this.#options.stateDir, command, {
+      wait: true,
+      onWait: (message) => this.#options.log.info(message),
+    });
   }
 
   /** The name of rule `ruleId` of generation `gen` as this agent knows it, `#N` when it does not. */
@@ -252,7 +295,9 @@ export class Agent {
       pid: Deno.pid,
       startedAt: this.#startedAt,
       mode,
-      requestedMode: plan.mode,
+      requestedMode: this.#options.requestedMode ?? plan.mode,
+      policyMode: plan.mode,
+      floor: this.#floor ? "audit" : null,
       areas,
       partial: this.#current!.partial,
       ingress: plan.ingress.interfaces.map((iface) => iface.name),
@@ -264,24 +309,27 @@ export class Agent {
 
   /**
    * Applies `plan`: a history entry when it is not the policy in force, a refresh otherwise (see the top of
-   * this file). Resolves names first: a missing path is bad input and nothing changes.
+   * this file). Resolves names first: a missing path is bad input and nothing changes. The caller holds the
+   * state lock, taken before the policy was chosen.
    */
   async #install(prepared: PreparedPolicy, why: "start" | "reload"): Promise<void> {
     const { input, plan } = prepared;
     // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
     const level = prepared.origin === "default" ? "debug" : "warn";
     const warn = (message: string) => this.#options.log[level](message);
+    if (prepared.choice) {
+      const text = choiceText(prepared.choice);
+      if (prepared.choice.kind === "replaced") this.#options.log.warn(text);
+      else this.#options.log.info(text);
+    }
     const resolved = resolveNames(plan, warn);
-    const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
-    for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
+    const partial = partialAreas(this.#plane, plan, allowsPartial(this.#options));
+    for (const { area, reason } of partial) {
+      warn(`${area} runs audit-only (${this.#floor ? "--audit" : "--allow-partial"}): ${reason}`);
+    }
     const { stateDir, bpffs } = this.#options;
     this.#busy++;
     try {
-      using _lock = await lockState(stateDir, "run", {
-        wait: true,
-        onWait: (message) => this.#options.log.info(message),
-      });
-      settleInterruptedApply({ bpffs, stateDir });
       const applied = readApplied(stateDir);
       const inForce = currentEntry(listHistory(stateDir));
       const same = applied !== undefined && inForce?.seq === applied.seq && applied.sha256 === input.sha256 &&
@@ -312,7 +360,9 @@ export class Agent {
         reason: why,
         history,
         generation,
-        requestedMode: plan.mode,
+        requestedMode: this.#options.requestedMode ?? plan.mode,
+        policyMode: plan.mode,
+        ...prepared.choice && { choice: { ...prepared.choice, text: choiceText(prepared.choice) } },
       });
     } finally {
       this.#busy--;
@@ -356,33 +406,43 @@ export class Agent {
     this.#freshness.update([...plan.files, ...plan.exec]);
   }
 
-  /** A rule path changed on disk: resolve again, and flip only if an inode differs. */
+  /**
+   * A rule path changed on disk: under the state lock, and only while the live policy is still the one this
+   * agent holds, resolve again and flip if an inode differs. When another writer changed the live policy
+   * while this waited, nothing is flipped: the pick-up takes the new policy over (and watches its paths).
+   */
   async #refreshRules(): Promise<void> {
-    const current = this.#current;
-    if (!current || this.#stopped) return;
-    let resolved: ResolvedRuleSet;
-    try {
-      resolved = resolveNames(current.plan, () => {});
-    } catch (error) {
-      // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
-      this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
-      this.#watchRulePaths();
-      return;
-    }
-    const changed = changedRules(current.resolved, resolved);
-    if (changed.length === 0) {
-      this.#watchRulePaths();
-      return;
-    }
+    if (!this.#current || this.#stopped) return;
     const { stateDir } = this.#options;
     this.#busy++;
     try {
-      using _lock = await lockState(stateDir, "run (rule refresh)", { wait: true, onWait: () => {} });
-      const generation = await this.#flip(resolved);
+      using _lock = await this.#lockState("run (rule refresh)");
+      const current = this.#current;
       const applied = readApplied(stateDir);
-      if (applied && applied.sha256 === current.input.sha256) {
-        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+      const active = this.#plane.config().activeGen;
+      if (
+        this.#stopped || !applied || applied.sha256 !== current.input.sha256 ||
+        applied.generation !== active || active !== this.#generation
+      ) {
+        this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
+        return;
       }
+      let resolved: ResolvedRuleSet;
+      try {
+        resolved = resolveNames(current.plan, () => {});
+      } catch (error) {
+        // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
+        this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
+        this.#watchRulePaths();
+        return;
+      }
+      const changed = changedRules(current.resolved, resolved);
+      if (changed.length === 0) {
+        this.#watchRulePaths();
+        return;
+      }
+      const generation = await this.#flip(resolved);
+      writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
       this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {
@@ -550,6 +610,11 @@ export class Agent {
   }
 
   #fastTick(): void {
+    // The floor holds whatever else writes the word (a detach that failed half-way sets it too, harmlessly).
+    if (this.#floor && !this.#plane.config().forceAudit) {
+      this.#plane.setConfig({ forceAudit: true });
+      this.#emit("agent.error", { error: "the forced-audit word was cleared under run --audit: set again" });
+    }
     const change = this.#breakGlass.poll();
     if (change) {
       this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
@@ -644,10 +709,16 @@ export class Agent {
   }
 }
 
+/** Whether the agent's own applies may run areas audit-only: `--allow-partial`, or the `--audit` floor. */
+function allowsPartial(options: AgentOptions): boolean {
+  return options.allowPartial || options.requestedMode === "audit";
+}
+
 /** What `run` asks the policy check process for: the policy it applies, with the run flags over it. */
-function agentRequest(options: AgentOptions): PrepareRequest {
+function agentRequest(options: AgentOptions, why: "start" | "reload"): PrepareRequest {
   return {
     what: "agent",
+    why,
     configDir: options.configDir,
     stateDir: options.stateDir,
     ingress: [...options.ingress],

@@ -19,6 +19,7 @@ async function withDirs(fn: (dir: string) => Promise<void>): Promise<void> {
 function request(dir: string, policyFile?: string): PrepareRequest {
   return {
     what: "agent",
+    why: "start",
     configDir: `${dir}/etc`,
     stateDir: `${dir}/state`,
     ingress: ["lo"],
@@ -57,7 +58,8 @@ Deno.test("the policy check process answers what the check gives in process, ent
     assert.equal(piped.origin, "flag");
     assert.deepEqual(piped.plan, here.plan);
     assert.deepEqual(piped.rules.toJSON(), here.rules.toJSON());
-    assert.equal(piped.plan.mode, "audit", "--audit over the policy's mode");
+    // --audit is the agent's floor in the kernel's forced-audit word; the plan keeps the policy's own mode.
+    assert.equal(piped.plan.mode, "enforce", "--audit leaves the policy's mode");
     assert.deepEqual(piped.plan.ingress.interfaces.map((iface) => iface.name), ["lo"]);
     assert.equal(piped.rules.name(5_000), "network.egress.deny[4999]");
     assert.equal(piped.plan.encodedNet?.egressRules, 5_002);
