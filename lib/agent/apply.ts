@@ -21,8 +21,10 @@ import {
   writeApplied,
   writeApplyIntent,
 } from "../policy/apply_state.ts";
+import { readModeWords } from "../kernel/mode_words.ts";
 import {
   appendHistory,
+  currentEntry,
   type HistoryEntry,
   listHistory,
   raiseVersionCounter,
@@ -70,6 +72,20 @@ export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
   }
   clearApplyIntent(where.stateDir);
   return settled;
+}
+
+/**
+ * The history entry in force when it is this very policy (same sha256, same mode) and the kernel's live
+ * generation is the one applied.json names: applying it again changes nothing (`unchanged`). Read under the
+ * state lock, after settling.
+ */
+export function alreadyInForce(where: PlaneLocation, sha256: string, mode: string): HistoryEntry | undefined {
+  const applied = readApplied(where.stateDir);
+  const entry = currentEntry(listHistory(where.stateDir));
+  if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
+  if ((applied.mode ?? mode) !== mode) return undefined;
+  const words = readModeWords(where.bpffs);
+  return words?.activeGen === applied.generation ? entry : undefined;
 }
 
 /** The areas whose programs a plan needs attached. */

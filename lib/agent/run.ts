@@ -323,10 +323,9 @@ export class Agent {
       else this.#options.log.info(text);
     }
     const resolved = resolveNames(plan, warn);
-    const partial = partialAreas(this.#plane, plan, allowsPartial(this.#options));
-    for (const { area, reason } of partial) {
-      warn(`${area} runs audit-only (${this.#floor ? "--audit" : "--allow-partial"}): ${reason}`);
-    }
+    // Under the --audit floor every area audits: none is audit-only for want of --allow-partial.
+    const partial = this.#floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
+    for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
     const { stateDir, bpffs } = this.#options;
     this.#busy++;
     try {

@@ -176,6 +176,11 @@ export type CheckOptions = {
   requireSignature: boolean;
   /** `policy rollback`: a stored bundle may be below the anti-rollback counter; its signature still counts. */
   rollback?: boolean;
+  /**
+   * `policy apply` and the API: a bundle whose version equals the counter passes this check, and
+   * `refuseReplay` decides under the state lock (the bundle in force, or the one that raised the counter).
+   */
+  counterEqualDecidedLater?: boolean;
   now?: Date;
 };
 
@@ -215,6 +220,7 @@ export function checkInput(input: RawInput, options: CheckOptions): PolicyInput 
       return { metadata: parsed.policy.metadata, parsed };
     },
     ...(options.rollback ? { rollback: true } : {}),
+    ...(options.counterEqualDecidedLater ? { counterEqualDecidedLater: true } : {}),
   });
   return {
     source: input.source,

@@ -183,6 +183,11 @@ export function readEntryContent(stateDir: string, entry: HistoryEntry): string 
   return new TextDecoder().decode(bytes);
 }
 
+/** Whether an entry's outcome put its policy in force (it may have been replaced since). */
+export function wasInForce(entry: HistoryEntry): boolean {
+  return IN_FORCE.has(entry.outcome);
+}
+
 /** The policy in force: the newest entry whose outcome put it in force. */
 export function currentEntry(entries: readonly HistoryEntry[]): HistoryEntry | undefined {
   return entries.findLast((entry) => IN_FORCE.has(entry.outcome));

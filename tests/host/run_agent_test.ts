@@ -148,6 +148,9 @@ rootTest(
         startedAt: "",
         mode: "audit",
         requestedMode: "audit",
+        // --audit is a floor: the policy keeps its own mode.
+        policyMode: "enforce",
+        floor: "audit",
         areas: {
           file: "audit-only",
           exec: "audit-only",
