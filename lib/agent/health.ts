@@ -134,7 +134,7 @@ export function checkHealth(
       } else {
         breakGlass = { ...breakGlass, marker: marker !== undefined, reason: marker?.reason ?? null };
       }
-      if (words.forceAudit) reasons.push("audit is forced (run --audit, or a detach that did not finish)");
+      if (words.forceAudit) reasons.push(forcedAuditReason(agentState));
       if (words.deadmanDeadlineNs !== undefined) {
         const remainingNs = words.deadmanDeadlineNs - words.nowBootNs;
         const expired = remainingNs <= 0n;
@@ -262,4 +262,13 @@ function summarizeAgent(state: AgentStatus): AgentSummary {
   const { pid, startedAt, mode } = state.record;
   const base = { state: state.state, pid, startedAt, ...(mode === undefined ? {} : { mode }) };
   return state.state === "died" ? { ...base, why: state.why } : base;
+}
+
+/** Who holds the forced-audit word: a running agent's `--audit` floor, or something left behind. */
+function forcedAuditReason(agent: AgentStatus): string {
+  if (agent.state === "running" && agent.record.floor === "audit") {
+    return `the agent forces audit (run --audit, pid ${agent.record.pid}), whatever the policy's mode says`;
+  }
+  return "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
+    "aegisbpf run without --audit lifts it";
 }

@@ -9,93 +9,25 @@ import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/policy/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
-import { AgentRun, type Dirs, type Event } from "../support/agent_run.ts";
-import { TestBpffs } from "../support/bpffs.ts";
-import { TestCgroup } from "../support/cgroup.ts";
+import { AgentRun, type Event } from "../support/agent_run.ts";
+import {
+  BIND_PORT,
+  connect,
+  type Host,
+  NET,
+  policy,
+  spawn,
+  TCP_PORT,
+  UDP_PORT,
+  withHost,
+  within,
+  writePolicy,
+} from "../support/agent_host.ts";
 import { startConnectLoop } from "../support/loops.ts";
 import { VethPair } from "../support/netns.ts";
 import { probeLsm } from "../../lib/kernel/load.ts";
 import { rootTest, run } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
-
-/** High ports outside the ephemeral range, different for each test process. */
-const PORT = 61000 + (Deno.pid % 300) * 3;
-const [TCP_PORT, UDP_PORT, BIND_PORT] = [PORT, PORT + 1, PORT + 2];
-
-type Host = Dirs & { dir: string; cgroup: TestCgroup; env: Record<string, string> };
-
-async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
-  const bpffs = await TestBpffs.mount();
-  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-agent-" });
-  const cgroup = TestCgroup.create();
-  const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
-  Deno.mkdirSync(dirs.configDir);
-  // No test depends on the host's kernel command line.
-  Deno.writeTextFileSync(`${dir}/cmdline`, "ro quiet\n");
-  const env = {
-    AEGISBPF_BPFFS: dirs.bpffs,
-    AEGISBPF_STATE_DIR: dirs.stateDir,
-    AEGISBPF_CONFIG_DIR: dirs.configDir,
-    AEGISBPF_PROC_CMDLINE: `${dir}/cmdline`,
-  };
-  try {
-    await fn({ ...dirs, dir, cgroup, env });
-  } finally {
-    try {
-      DataPlane.detach(bpffs.path);
-    } finally {
-      cgroup.remove();
-      await bpffs.unmount();
-      Deno.removeSync(dir, { recursive: true });
-    }
-  }
-}
-
-function spawn(host: Host, args: string[], env: Record<string, string> = {}): AgentRun {
-  return AgentRun.spawn(host, args, { env: { ...host.env, ...env } });
-}
-
-function policy(host: Host, body: string, options: { mode?: string; version?: number } = {}): string {
-  return `apiVersion: aegisbpf.io/v1
-kind: Policy
-metadata: { name: agent-test, version: ${options.version ?? 1} }
-spec:
-  mode: ${options.mode ?? "enforce"}
-  scope: { cgroups: ["${host.cgroup.relativePath}"] }
-${body}`;
-}
-
-const NET = `  network:
-    egress:
-      deny:
-        - { id: tcp-lo2, cidr: 127.0.0.2/32, ports: [${TCP_PORT}], protocol: tcp }
-        - { id: udp-lo3, cidr: 127.0.0.3/32, ports: [${UDP_PORT}], protocol: udp }
-    bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }
-`;
-
-function writePolicy(host: Host, name: string, text: string): string {
-  const path = `${host.dir}/${name}`;
-  Deno.writeTextFileSync(path, text);
-  return path;
-}
-
-/** A TCP connect from the test cgroup to the denied address: "EPERM" when denied, else anything else. */
-async function connect(host: Host): Promise<string> {
-  const result = await host.cgroup.connect("127.0.0.2", TCP_PORT);
-  return result === "EPERM" ? "EPERM" : "allowed";
-}
-
-/** Polls `check` until it returns `want`, for at most `ms`; returns the time it took. */
-async function within(ms: number, want: string, check: () => Promise<string>): Promise<number> {
-  const start = performance.now();
-  let last = "";
-  while (performance.now() - start < ms) {
-    last = await check();
-    if (last === want) return performance.now() - start;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`Still ${last} after ${ms} ms (wanted ${want})`);
-}
 
 const RFC3339_NS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
 
