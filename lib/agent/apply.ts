@@ -22,6 +22,7 @@ import {
   writeApplyIntent,
 } from "../policy/apply_state.ts";
 import { readModeWords } from "../kernel/mode_words.ts";
+import { describeAgent, liveAgent } from "./agent_lock.ts";
 import {
   appendHistory,
   currentEntry,
@@ -190,7 +191,18 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
   clearApplyIntent(stateDir);
   const connections = sweepAfterApply(plane, plan, request.warn);
+  if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
   return { entry, generation, ...connections && { connections } };
+}
+
+/** An enforce policy applied while the forced-audit word is on: it is recorded, and audits until lifted. */
+function forcedAuditWarning(stateDir: string): string {
+  const agent = liveAgent(stateDir);
+  const who = agent
+    ? `the running agent's --audit floor (${describeAgent(agent)})`
+    : "left by a stopped run --audit agent or a detach that did not finish";
+  return `the kernel forces audit (${who}): the policy is in force in enforce mode but audits until ` +
+    "aegisbpf run starts without --audit";
 }
 
 /**

@@ -26,9 +26,12 @@ const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
 export const run = defineCommand({
   name: "run",
   summary: "the agent, in the foreground: apply the policy, stream events, keep the mode words",
-  description: "Loads the programs, or adopts the pinned ones with no gap, and applies --policy FILE, else " +
-    "<config-dir>/policy.yaml, else the policy already in force, else an embedded default audit policy that " +
-    "shows real events at once and denies nothing. Streams every decision and agent event to stdout (one " +
+  description: "Loads the programs, or adopts the pinned ones with no gap, and applies the newest operator " +
+    "intent: --policy FILE, else <config-dir>/policy.yaml unless a policy applied since it last changed is " +
+    "in force (then that policy stays), else the policy already in force, else an embedded default audit " +
+    "policy that shows real events at once and denies nothing. One agent per state directory: a second " +
+    "run exits 3 naming the first. --audit is a floor held while the agent runs: nothing is denied, " +
+    "whatever anyone applies. Streams every decision and agent event to stdout (one " +
     "line each, JSON with --log-format json) and to <state-dir>/events.jsonl (8 MiB, then rotated to " +
     "events.jsonl.1), and describes itself in <state-dir>/agent.json. SIGHUP reads the policy again and " +
     "applies it only if it is valid (otherwise the old one stays and the event policy.reload_failed says " +
@@ -39,8 +42,11 @@ export const run = defineCommand({
     "Exits 3 when --enforce (or an enforce policy) needs an area this kernel can only audit, naming it, " +
     "unless --allow-partial.",
   options: {
-    audit: { type: "boolean", description: "audit everything, whatever the policy's mode says" },
-    enforce: { type: "boolean", description: "enforce, whatever the policy's mode says" },
+    audit: {
+      type: "boolean",
+      description: "hold audit while this agent runs, whatever the policy or anyone applying one says",
+    },
+    enforce: { type: "boolean", description: "enforce the policies this agent applies, whatever their mode" },
     "allow-partial": {
       type: "boolean",
       description: "enforce where this kernel can, audit the areas it cannot enforce",
