@@ -30,7 +30,7 @@ import {
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import { readApplied, writeApplied } from "../policy/apply_state.ts";
+import { type AppliedRecord, readApplied, writeApplied } from "../policy/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
@@ -89,7 +89,13 @@ export type AgentOptions = {
 type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
 
 /** A policy another command applied, from history. */
-type AppliedPolicy = { prepared: PreparedPolicy; entry: HistoryEntry; time: string };
+type AppliedPolicy = {
+  prepared: PreparedPolicy;
+  entry: HistoryEntry;
+  time: string;
+  /** The inodes the other command resolved and wrote, as applied.json records them. */
+  inodes: NonNullable<AppliedRecord["inodes"]> | undefined;
+};
 
 /** A prepared policy once applied: its text is in history, and not kept here. */
 type Held = Omit<PreparedPolicy, "input"> & { input: Omit<ApplyInput, "content"> };
@@ -122,6 +128,8 @@ export class Agent {
   #queue: Promise<void> = Promise.resolve();
   #busy = 0;
   #externalCheckQueued = false;
+  /** A pick-up found rule paths changed since the other command resolved them: the next refresh flips. */
+  #kernelBehindPaths = false;
   #stopped = false;
   #logFailing = false;
   readonly #sessions = new Map<string, SessionRecord>();
@@ -436,6 +444,8 @@ export class Agent {
         return;
       }
       const changed = changedRules(current.resolved, resolved);
+      if (this.#kernelBehindPaths && changed.length === 0) changed.push(...changedSince(current, resolved));
+      this.#kernelBehindPaths = false;
       if (changed.length === 0) {
         this.#watchRulePaths();
         return;
@@ -462,7 +472,7 @@ export class Agent {
     const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
     if (!entry) return undefined;
     const prepared = await preparePolicy({ what: "stored", stateDir, seq: entry.seq });
-    return { prepared, entry, time: applied.time };
+    return { prepared, entry, time: applied.time, inodes: applied.inodes };
   }
 
   /**
@@ -516,6 +526,12 @@ export class Agent {
       resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
     }
     this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
+    // A rule path replaced between the other command's resolution and this pick-up (its paths were not
+    // watched yet): the kernel holds the old inode, so refresh now rather than at the next change.
+    if (found.inodes !== undefined && !sameInodes(found.inodes, resolved)) {
+      this.#kernelBehindPaths = true;
+      void this.#serial(() => this.#refreshRules());
+    }
     const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };
     this.#emit(entry.restoredSeq === undefined ? "policy.applied" : "policy.rolled_back", {
       source: "another command",
@@ -724,6 +740,23 @@ function agentRequest(options: AgentOptions, why: "start" | "reload"): PrepareRe
     ...options.policyFile !== undefined && { policyFile: options.policyFile },
     ...options.requestedMode !== undefined && { requestedMode: options.requestedMode },
   };
+}
+
+/** Whether the inodes another command recorded are the ones the paths resolve to now. */
+function sameInodes(recorded: NonNullable<AppliedRecord["inodes"]>, resolved: ResolvedRuleSet): boolean {
+  const now = new Set(
+    [...resolved.files, ...resolved.exec].map(({ dev, ino, ruleId }) =>
+      `${resolved.plan.rules[ruleId]?.id ?? `#${ruleId}`}:${dev}:${ino}`
+    ),
+  );
+  const then = new Set(recorded.map(({ rule, dev, ino }) => `${rule}:${dev}:${ino}`));
+  return now.size === then.size && [...now].every((key) => then.has(key));
+}
+
+/** The file and exec rules of `current`'s plan, named: all of them may differ from what the kernel holds. */
+function changedSince(current: { plan: ResolvedRuleSet["plan"] }, resolved: ResolvedRuleSet): string[] {
+  const ids = new Set([...resolved.files, ...resolved.exec].map((entry) => entry.ruleId));
+  return [...ids].map((id) => current.plan.rules[id]?.id ?? `#${id}`);
 }
 
 function messageOf(error: unknown): string {

@@ -26,7 +26,8 @@ async function curl(socket: string, args: string[]): Promise<{ status: number; b
   const result = await run("curl", [
     "-sS",
     "--max-time",
-    "5",
+    // An apply runs a helper process that loads the programs to adopt the pins: seconds on a loaded machine.
+    "30",
     "--unix-socket",
     socket,
     "-w",
