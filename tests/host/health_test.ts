@@ -325,7 +325,8 @@ rootTest(
       const forced = await health();
       assert.equal(forced.report.deadman.armed, false);
       assert.deepEqual(forced.report.mode.reasons, [
-        "audit is forced (run --audit, or a detach that did not finish)",
+        "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
+        "aegisbpf run without --audit lifts it",
       ]);
     });
   },
