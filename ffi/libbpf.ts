@@ -182,6 +182,8 @@ const libcSymbols = {
   malloc_trim: { parameters: ["usize"], result: "i32" },
   // int shutdown(int sockfd, int how)
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // sighandler_t signal(int signum, sighandler_t handler)
+  signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // long syscall(long number, ...): four integer arguments (variadic, passed in registers on x86-64)
   syscall4: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },
 } as const satisfies Deno.ForeignLibraryInterface;

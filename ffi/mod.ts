@@ -23,6 +23,7 @@ export {
   statxMount,
   tryLockDirectory,
 } from "./sys.ts";
+export { ignoreSignal } from "./signals.ts";
 export { type PeerCredentials, UnixConnection, UnixListener } from "./unix_socket.ts";
 export * from "./layout.ts";
 export * from "./event.ts";

@@ -48,7 +48,8 @@ export type HealthReport = {
   deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
   agent: AgentSummary;
   partial: { area: string; reason?: string }[];
-  staleRules: StaleCheck;
+  /** null when not checked (a probe). */
+  staleRules: StaleCheck | null;
   /** Connections to denied destinations made before the apply and still open; null when not checked. */
   connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
@@ -71,6 +72,9 @@ export function checkHealth(
     requireEnforce: boolean;
     /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
     connections?: boolean;
+    /** false skips the stale-rule check (a stat of every denied inode, a walk of every recursive rule's
+     * tree): for probes. */
+    staleRules?: boolean;
   },
 ): HealthReport {
   const started = performance.now();
@@ -189,11 +193,11 @@ export function checkHealth(
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
 
-  const staleRules = findStaleRules(applied);
-  for (const rule of staleRules.stale) {
+  const staleRules = options.staleRules === false ? null : findStaleRules(applied);
+  for (const rule of staleRules?.stale ?? []) {
     problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
   }
-  if (!staleRules.known) {
+  if (staleRules?.known === false) {
     warnings.push(
       "the applied record predates inode recording: re-apply the policy to check rules for staleness",
     );

@@ -14,6 +14,7 @@ import { parseDuration } from "../cli/duration.ts";
 import { parseCidr } from "../policy/cidr.ts";
 import { MAX_POLICY_BYTES } from "../policy/parse.ts";
 import type { EventHub } from "./event_hub.ts";
+import { problem } from "./problem.ts";
 
 /** What the API asks of the agent. Every operation throws InputError (400), RefusedError (409), or fails. */
 export type ApiDeps = {
@@ -43,8 +44,6 @@ export type AppOptions = { readOnly: boolean };
 const SMALL_BODY_BYTES = 64 * 1024;
 /** A session lasts at most a day: a longer opening is a rule, and belongs in the policy. */
 const MAX_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
-
-const PROBLEM = "application/problem+json";
 
 const duration = (field: string, max?: number) =>
   z.string().transform((text, ctx) => {
@@ -88,19 +87,6 @@ const sessionSchema = z.strictObject({
   ttl: duration("ttl", MAX_SESSION_TTL_MS),
   interface: z.string().min(1).max(15).optional(),
 });
-
-/** A problem document (RFC 9457). */
-function problem(
-  status: number,
-  title: string,
-  detail: string,
-  extra: Record<string, unknown> = {},
-): Response {
-  return new Response(JSON.stringify({ type: "about:blank", title, status, detail, ...extra }), {
-    status,
-    headers: { "content-type": PROBLEM },
-  });
-}
 
 /** Reads and validates a JSON body; a problem response when it is not what `schema` wants. */
 async function jsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.output<S> | Response> {

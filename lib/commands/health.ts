@@ -119,7 +119,9 @@ export function factRows(report: HealthReport): [string, string][] {
   ]);
   rows.push([
     "stale rules",
-    !staleRules.known
+    staleRules === null
+      ? "not checked"
+      : !staleRules.known
       ? "unknown (re-apply to record inodes)"
       : staleRules.stale.length === 0
       ? `none (${count(staleRules.checked, "inode")} checked)`

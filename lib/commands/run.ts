@@ -17,6 +17,7 @@ import {
   serveApi,
 } from "../api/server.ts";
 import { agentApiDeps } from "../agent/api_deps.ts";
+import { guardProcess } from "../agent/process_guard.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
 import { checkTextfilePath, writeTextfile } from "./metrics.ts";
@@ -118,6 +119,7 @@ export const run = defineCommand({
     }
     if (metricsMs < 1000) throw new InputError("--metrics-interval: give 1s or more");
     if (metricsPath !== undefined) checkTextfilePath(metricsPath);
+    using _guard = guardProcess((message) => ctx.log.error(message));
     const hub = new EventHub();
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
