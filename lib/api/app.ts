@@ -12,7 +12,7 @@ import { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { MAX_POLICY_BYTES } from "../policy/parse.ts";
+import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
 import type { EventHub } from "./event_hub.ts";
 
 /** What the API asks of the agent. Every operation throws InputError (400), RefusedError (409), or fails. */
@@ -193,9 +193,8 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
   app.post(
     "/v1/policy",
     bodyLimit({
-      maxSize: MAX_POLICY_BYTES,
-      onError: () =>
-        problem(413, "Body too large", `A policy or bundle is at most ${MAX_POLICY_BYTES} bytes`),
+      maxSize: MAX_INPUT_BYTES,
+      onError: () => problem(413, "Body too large", `A policy or bundle is at most ${MAX_INPUT_BYTES} bytes`),
     }),
     async (c) => {
       const text = await c.req.text();

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { InputError, RefusedError } from "../errors.ts";
+import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
 import { type ApiDeps, createApp } from "./app.ts";
 import { EventHub } from "./event_hub.ts";
 
@@ -127,6 +128,18 @@ Deno.test("createApp() maps agent errors to problems: 400 input, 409 refused, 50
   assert.equal((await problemOf(await app.request("/v1/nope"))).title, "Not found");
   const huge = await app.request("/v1/break-glass", post({ on: true, reason: "x".repeat(100_000) }));
   assert.equal(huge.status, 413);
+});
+
+Deno.test("createApp() takes a policy body up to the size the CLI reads, and answers 413 above it", async () => {
+  const { deps, calls } = fakeDeps();
+  const app = createApp(deps, { readOnly: false });
+  const at = await app.request("/v1/policy", { method: "POST", body: "#".repeat(MAX_INPUT_BYTES) });
+  assert.equal(at.status, 200);
+  assert.equal(calls.length, 1);
+  const over = await app.request("/v1/policy", { method: "POST", body: "#".repeat(MAX_INPUT_BYTES + 1) });
+  assert.equal(over.status, 413);
+  assert.match((await problemOf(over)).detail, new RegExp(`at most ${MAX_INPUT_BYTES} bytes`));
+  assert.equal(calls.length, 1);
 });
 
 Deno.test("createApp() read-only (TCP) answers only health and metrics", async () => {

@@ -24,6 +24,8 @@ import {
 /** How long a URL fetch may take, and how large a fetched policy or bundle may be. */
 export const FETCH_TIMEOUT_MS = 10_000;
 export const MAX_FETCH_BYTES = MAX_ENVELOPE_BYTES;
+/** The largest policy or bundle read, from a file, a URL or the API: a bundle's base64 payload is larger. */
+export const MAX_INPUT_BYTES = Math.max(MAX_POLICY_BYTES, MAX_ENVELOPE_BYTES, MAX_FETCH_BYTES);
 
 /** Raw input: the exact bytes read, decoded. */
 export type RawInput = { source: string; text: string; bytes: Uint8Array };
@@ -50,7 +52,7 @@ export async function readRawInput(
   options: { fetch?: typeof fetch; timeoutMs?: number } = {},
 ): Promise<RawInput> {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) return await fetchInput(ref, options);
-  const file = await readPolicyFile(ref, Math.max(MAX_POLICY_BYTES, MAX_ENVELOPE_BYTES));
+  const file = await readPolicyFile(ref, MAX_INPUT_BYTES);
   return { source: ref, text: file.text, bytes: file.bytes };
 }
 
