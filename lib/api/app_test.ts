@@ -185,3 +185,26 @@ Deno.test("createApp() streams events as SSE and resumes after Last-Event-ID", a
   await reader.cancel();
   deps.events.close();
 });
+
+Deno.test("createApp() escapes DEL, C1 and bidi characters in every JSON answer, problems too", async () => {
+  const name = "web\x7f\x9b2J\u202e";
+  const app = createApp(
+    fakeDeps({
+      status: () => ({ policy: { name } }),
+      applyPolicy: () => Promise.reject(new InputError(`p.yaml:1:1: ${name}: bad`)),
+    }).deps,
+    { readOnly: false },
+  );
+  const status = await app.request("/v1/status");
+  assert.equal(status.status, 200);
+  assert.match(status.headers.get("content-type") ?? "", /json/);
+  const text = await status.text();
+  assert.equal(text, '{"policy":{"name":"web\\u007f\\u009b2J\\u202e"}}');
+  assert.deepEqual(JSON.parse(text), { policy: { name } });
+  const refused = await app.request("/v1/policy", { method: "POST", body: "x" });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.headers.get("content-type"), "application/problem+json");
+  const problem = await refused.text();
+  assert.ok(!/[\x7f-\x9f\u202e]/.test(problem), problem);
+  assert.equal(JSON.parse(problem).detail, `p.yaml:1:1: ${name}: bad`);
+});

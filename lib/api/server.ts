@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import type { Hono } from "hono";
 import { type UnixConnection, UnixListener } from "../../ffi/mod.ts";
 import { InputError, RefusedError } from "../errors.ts";
+import { jsonText } from "../cli/printable.ts";
 
 export type ApiAddress = { transport: "unix"; path: string } | {
   transport: "tcp";
@@ -253,7 +254,7 @@ async function answerAndClose(
 }
 
 function problemResponse(status: number, title: string, detail: string): Uint8Array {
-  const body = JSON.stringify({ type: "about:blank", title, status, detail });
+  const body = jsonText({ type: "about:blank", title, status, detail });
   const reason = { 403: "Forbidden", 503: "Service Unavailable" }[status] ?? "Error";
   return new TextEncoder().encode(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/problem+json\r\n` +
