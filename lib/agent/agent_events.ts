@@ -4,7 +4,7 @@
  * readable line, like a kernel event's, is `eventLine` (event_text.ts).
  */
 
-import { type AegisEvent, EVENT_TYPES, type PolicyRef, rfc3339Nanos } from "../kernel/events.ts";
+import { type AegisEvent, type PolicyRef, rfc3339Nanos } from "../kernel/events.ts";
 
 export type AgentEventType =
   | "agent.start"
@@ -44,10 +44,4 @@ export function agentEvent(
   const event: AgentEvent = { ts: nowRfc3339(), host: envelope.host, type, mode: envelope.mode };
   if (envelope.policy) event.policy = envelope.policy;
   return Object.assign(event, fields);
-}
-
-const KERNEL_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
-
-export function isKernelEvent(event: AnyEvent): event is AegisEvent {
-  return KERNEL_TYPES.has(event.type);
 }
