@@ -11,8 +11,9 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
 import { parseDuration } from "../cli/duration.ts";
+import { escapeJson, jsonText } from "../cli/printable.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { MAX_POLICY_BYTES } from "../policy/parse.ts";
+import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
 import type { EventHub } from "./event_hub.ts";
 import { problem } from "./problem.ts";
 
@@ -120,6 +121,16 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     return problem(500, "Agent error", error instanceof Error ? error.message : String(error));
   });
   app.notFound((c) => problem(404, "Not found", `No endpoint ${c.req.method} ${c.req.path}`));
+  // Every JSON answer escaped as the CLI's JSON is (lib/cli/printable.ts): a comm, path or policy name
+  // with DEL, C1 or bidi characters reaches a client's terminal escaped, whatever prints it.
+  app.use(async (c, next) => {
+    await next();
+    if (!/json/.test(c.res.headers.get("content-type") ?? "")) return;
+    const { status, headers } = c.res;
+    const body = escapeJson(await c.res.text());
+    c.res = undefined;
+    c.res = new Response(body, { status, headers });
+  });
 
   app.get("/health/live", (c) => c.json({ live: true }));
   app.get("/health/ready", async (c) => {
@@ -156,7 +167,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
       if (subscription.missed > 0) {
         await stream.writeSSE({
           event: "events.dropped",
-          data: JSON.stringify({
+          data: jsonText({
             type: "events.dropped",
             count: subscription.missed,
             reason: "not retained",
@@ -170,7 +181,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
       } catch (error) {
         await stream.writeSSE({
           event: "events.dropped",
-          data: JSON.stringify({ type: "events.dropped", reason: (error as Error).message }),
+          data: jsonText({ type: "events.dropped", reason: (error as Error).message }),
         });
       }
     });
@@ -179,9 +190,8 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
   app.post(
     "/v1/policy",
     bodyLimit({
-      maxSize: MAX_POLICY_BYTES,
-      onError: () =>
-        problem(413, "Body too large", `A policy or bundle is at most ${MAX_POLICY_BYTES} bytes`),
+      maxSize: MAX_INPUT_BYTES,
+      onError: () => problem(413, "Body too large", `A policy or bundle is at most ${MAX_INPUT_BYTES} bytes`),
     }),
     async (c) => {
       const text = await c.req.text();

@@ -1,5 +1,7 @@
 /** RFC 9457 problem documents: the one shape of every error the API answers. */
 
+import { jsonText } from "../cli/printable.ts";
+
 const PROBLEM = "application/problem+json";
 
 const REASONS: Readonly<Record<number, string>> = {
@@ -11,7 +13,7 @@ const REASONS: Readonly<Record<number, string>> = {
 };
 
 function document(status: number, title: string, detail: string, extra: Record<string, unknown> = {}) {
-  return JSON.stringify({ type: "about:blank", title, status, detail, ...extra });
+  return jsonText({ type: "about:blank", title, status, detail, ...extra });
 }
 
 /** A problem answer, for the app. */

@@ -1,9 +1,10 @@
 import { Agent } from "../agent/run.ts";
-import { eventText, isKernelEvent } from "../agent/agent_events.ts";
+import { eventLine } from "../agent/event_text.ts";
 import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
 import { defineCommand } from "../cli/command.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
+import { jsonText } from "../cli/printable.ts";
 import { InputError } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
@@ -134,14 +135,11 @@ export const run = defineCommand({
       ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
       log: ctx.log,
       emit: (event) => {
-        hub.publish(JSON.stringify(event));
+        const line = jsonText(event);
+        hub.publish(line);
         if (stdoutClosed) return;
         try {
-          if (json) return ctx.stdout.line(JSON.stringify(event));
-          const line = eventText(event);
-          ctx.stdout.line(
-            isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
-          );
+          ctx.stdout.line(json ? line : eventLine(event, style));
         } catch (error) {
           if (!(error instanceof OutputClosedError)) throw error;
           // `run | head`: the reader left; the agent goes on, events still reach the event log.

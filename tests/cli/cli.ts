@@ -12,7 +12,10 @@ export type Scratch = AsyncDisposable & {
   configDir: string;
   stateDir: string;
   /** Runs aegisbpf with this scratch's directories in AEGISBPF_* and with `env` added. */
-  run(args: string[], options?: { env?: Record<string, string>; stdin?: string }): Promise<Result>;
+  run(
+    args: string[],
+    options?: { env?: Record<string, string>; stdin?: string; prefix?: string[] },
+  ): Promise<Result>;
 };
 
 /** A temporary directory with `etc/`, `state/` and `bpffs/`, removed when disposed. */
@@ -37,7 +40,7 @@ export async function scratch(): Promise<Scratch> {
 
 export async function aegisbpf(
   args: string[],
-  options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string; prefix?: string[] } = {},
 ): Promise<Result> {
   const inherited = Object.fromEntries(
     PASSED_ENV.flatMap((name) => {
@@ -45,8 +48,10 @@ export async function aegisbpf(
       return value === undefined ? [] : [[name, value]];
     }),
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
+  // `prefix` runs it under another program, such as /usr/bin/time.
+  const [program = Deno.execPath(), ...before] = [...options.prefix ?? [], Deno.execPath()];
+  const child = new Deno.Command(program, {
+    args: [...before, "run", "--allow-all", MAIN, ...args],
     env: { ...inherited, ...options.env },
     clearEnv: true,
     stdin: options.stdin === undefined ? "null" : "piped",

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { InputError, RefusedError } from "../../lib/errors.ts";
-import { prepareHere, preparePolicy, type PrepareRequest } from "../../lib/agent/prepare.ts";
+import { applyInHelper, prepareHere, preparePolicy, type PrepareRequest } from "../../lib/agent/prepare.ts";
 
 async function withDirs(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-prepare-" });
@@ -93,5 +93,23 @@ spec:
     const refused = await preparePolicy(request(dir, `${dir}/lockout.yaml`)).catch((error) => error);
     assert.ok(refused instanceof RefusedError, String(refused));
     assert.match(refused.message, /lockout\.yaml/);
+  });
+});
+
+Deno.test("the policy check process and the API's apply refuse 16 MiB of [ with a position, in seconds", async () => {
+  await withDirs(async (dir) => {
+    const bomb = "[".repeat(16 * 1024 * 1024);
+    Deno.writeTextFileSync(`${dir}/bomb.json`, bomb);
+    const started = performance.now();
+    const fromFile = await preparePolicy(request(dir, `${dir}/bomb.json`)).catch((error) => error);
+    assert.ok(fromFile instanceof InputError, String(fromFile));
+    assert.match(fromFile.message, /bomb\.json:1:32: nesting is too deep/);
+    const where = { bpffs: `${dir}/bpffs`, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
+    const fromApi = await applyInHelper(where, bomb, "api").catch((error) => error);
+    assert.ok(fromApi instanceof InputError, String(fromApi));
+    assert.match(fromApi.message, /^api:1:32: nesting is too deep/);
+    // Before the text was bounded, each took about 50 s and died with V8 out of memory.
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(seconds < 20, `${seconds} s`);
   });
 });

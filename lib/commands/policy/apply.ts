@@ -31,8 +31,8 @@ import {
 export const policyApply = defineCommand({
   name: "apply",
   summary: "apply a policy, a signed bundle or an https URL, all or nothing",
-  description:
-    "Reads SOURCE (a policy file, a signed bundle, or an https URL fetched with a 10 s timeout), " +
+  description: "Reads SOURCE (a policy file, a signed bundle, or an https URL fetched with a 10 s timeout, " +
+    "following at most 5 redirects, each to https only), " +
     "checks --sha256 against its exact bytes, verifies a bundle against <config-dir>/keys/ and the " +
     "anti-rollback counter, validates and compiles the policy, refuses lock-out risks, then writes the rules " +
     "into the kernel's inactive generation and flips it: all or nothing. Loads the programs or adopts the " +
