@@ -2,14 +2,19 @@
  * Rule freshness: file and exec rules deny inodes, and `passwd`, `dpkg` and editors replace a file by
  * renaming a new one over it, so a rule resolved at apply time silently stops covering the path. This
  * watches (inotify, through Deno.watchFs) the parent directory of every file and exec rule path, and every
- * `recursive` directory with all below it, and calls `onChange` once (debounced) after anything happens to
- * a rule path: replaced, created (an optional path that did not exist at apply), removed, or a file created
- * under a recursive directory. The agent then re-resolves the plan and flips a generation only if an inode
- * changed.
+ * `recursive` directory and each directory below it (found by the same bounded walk as the apply, see
+ * kernel/tree.ts: directories only, never files), and calls `onChange` once (debounced) after anything
+ * happens to a rule path: replaced, created (an optional path that did not exist at apply), removed, or a
+ * file created under a recursive directory. The agent then re-resolves the plan and flips a generation only
+ * if an inode changed. A directory that cannot be watched (past half of fs.inotify.max_user_watches, a path
+ * of PATH_MAX bytes or more, a tree past its rule's cap) is reported once: files created there are covered
+ * only by the next apply or refresh.
  */
 
 import { dirname, resolve } from "node:path";
 import type { InodeTarget } from "../policy/plan.ts";
+import { DEFAULT_MAX_ENTRIES, walkTree } from "../kernel/tree.ts";
+import { printable } from "../cli/printable.ts";
 
 const DEBOUNCE_MS = 20;
 
@@ -71,29 +76,84 @@ export function concerns(target: InodeTarget, changed: string): boolean {
   return target.path.startsWith(`${changed}/`);
 }
 
-type WatchSet = { flat: string[]; deep: string[] };
+/** inotify_add_watch takes a path: one of PATH_MAX bytes or more cannot be watched. */
+const PATH_MAX = 4096;
+const encoder = new TextEncoder();
 
-function sameSet(a: WatchSet, b: WatchSet): boolean {
-  return a.flat.join("\0") === b.flat.join("\0") && a.deep.join("\0") === b.deep.join("\0");
+/** The share of fs.inotify.max_user_watches (per user, shared with every other process) the agent takes. */
+export function watchBudget(): number {
+  try {
+    const limit = Number(Deno.readTextFileSync("/proc/sys/fs/inotify/max_user_watches").trim());
+    if (Number.isInteger(limit) && limit > 0) return Math.floor(limit / 2);
+  } catch {
+    // No procfs: the kernel's smallest default.
+  }
+  return 4096;
 }
 
 /**
- * Two inotify watchers at most (one flat, one recursive), whatever the number of rules: an instance per
- * directory would soon pass the kernel's per-user limit (fs.inotify.max_user_instances, 128 by default).
+ * The directories to watch for recursive rules, at most `budget` in all, and one warning for each rule
+ * whose directories could not all be watched.
+ */
+export function treeDirectories(
+  targets: readonly InodeTarget[],
+  budget: number,
+): { directories: string[]; warnings: string[] } {
+  const directories: string[] = [];
+  const warnings: string[] = [];
+  for (const target of targets) {
+    if (!target.recursive || !isDirectory(target.path)) continue;
+    let unwatched = 0;
+    const add = (path: string) => {
+      if (directories.length < budget && encoder.encode(path).length < PATH_MAX) directories.push(path);
+      else unwatched++;
+    };
+    add(target.path);
+    let why = "";
+    try {
+      const report = walkTree(target.path, { directory: add }, {
+        maxEntries: target.maxFiles ?? DEFAULT_MAX_ENTRIES,
+      });
+      unwatched += report.unreadable.count;
+    } catch (error) {
+      why = `; the walk stopped: ${(error as Error).message}`;
+    }
+    if (unwatched > 0 || why) {
+      warnings.push(
+        `${unwatched} directories under ${printable(target.path)} are not watched (inotify watch budget ` +
+          `${budget}, paths of ${PATH_MAX} bytes or more, or unreadable${why}): files created there are ` +
+          `covered only at the next apply or rule refresh`,
+      );
+    }
+  }
+  return { directories, warnings };
+}
+
+/**
+ * One inotify watcher (no recursive watch: the directories below recursive rules are listed one by one,
+ * within a budget), whatever the number of rules: an instance per directory would soon pass the kernel's
+ * per-user limit (fs.inotify.max_user_instances, 128 by default).
  */
 export class FreshnessWatcher {
   readonly #onChange: () => void;
   readonly #onError: (error: unknown) => void;
+  readonly #onWarning: (message: string) => void;
+  readonly #warned = new Set<string>();
   #targets: InodeTarget[] = [];
-  #set: WatchSet = { flat: [], deep: [] };
+  #set: string[] = [];
   #watchers: Deno.FsWatcher[] = [];
   readonly #retired = new WeakSet<Deno.FsWatcher>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
-  constructor(onChange: () => void, onError: (error: unknown) => void) {
+  constructor(
+    onChange: () => void,
+    onError: (error: unknown) => void,
+    onWarning: (message: string) => void = () => {},
+  ) {
     this.#onChange = onChange;
     this.#onError = onError;
+    this.#onWarning = onWarning;
   }
 
   /**
@@ -106,27 +166,35 @@ export class FreshnessWatcher {
     this.#targets = targets.flatMap((target) =>
       symlinkChain(target.path).map((path) => ({ ...target, path }))
     );
-    const flat = new Set<string>();
-    const deep = new Set<string>();
-    for (const target of this.#targets) {
-      flat.add(existingAncestor(target.path));
-      if (target.recursive && isDirectory(target.path)) deep.add(target.path);
+    const paths = new Set<string>();
+    for (const target of this.#targets) paths.add(existingAncestor(target.path));
+    const { directories, warnings } = treeDirectories(this.#targets, watchBudget());
+    for (const directory of directories) paths.add(directory);
+    for (const warning of warnings) {
+      if (this.#warned.has(warning)) continue;
+      this.#warned.add(warning);
+      this.#onWarning(warning);
     }
-    const set = { flat: [...flat].sort(), deep: [...deep].sort() };
-    if (sameSet(set, this.#set)) return;
+    const set = [...paths].sort();
+    if (set.join("\0") === this.#set.join("\0")) return;
     const hadWatchers = this.#watchers.length > 0;
     const old = this.#watchers;
-    this.#watchers = [
-      ...(set.flat.length > 0 ? [this.#watch(set.flat, false)] : []),
-      ...(set.deep.length > 0 ? [this.#watch(set.deep, true)] : []),
-    ];
+    this.#watchers = set.length > 0 ? [this.#watch(set)] : [];
     this.#set = set;
     for (const watcher of old) this.#retire(watcher);
     if (hadWatchers) this.#schedule();
   }
 
-  #watch(paths: string[], recursive: boolean): Deno.FsWatcher {
-    const watcher = Deno.watchFs(paths, { recursive });
+  #watch(paths: string[]): Deno.FsWatcher {
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(paths, { recursive: false });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      // A directory removed since the walk: its removal was an event of its parent, which a check follows.
+      watcher = Deno.watchFs(paths.filter(isDirectory), { recursive: false });
+      this.#schedule();
+    }
     (async () => {
       try {
         for await (const event of watcher) {

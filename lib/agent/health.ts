@@ -48,7 +48,7 @@ export type HealthReport = {
   deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
   agent: AgentSummary;
   partial: { area: string; reason?: string }[];
-  staleRules: StaleCheck;
+  staleRules: Omit<StaleCheck, "errors" | "warnings">;
   /** Connections to denied destinations made before the apply and still open; null when not checked. */
   connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
@@ -189,10 +189,13 @@ export function checkHealth(
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
 
-  const staleRules = findStaleRules(applied);
+  const { errors: walkErrors, warnings: walkWarnings, ...staleRules } = findStaleRules(applied);
   for (const rule of staleRules.stale) {
     problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
   }
+  if (staleRules.omitted > 0) problems.push(`${staleRules.omitted} more stale files not listed`);
+  problems.push(...walkErrors);
+  warnings.push(...walkWarnings);
   if (!staleRules.known) {
     warnings.push(
       "the applied record predates inode recording: re-apply the policy to check rules for staleness",
