@@ -37,8 +37,11 @@ export type TreeVisitor = {
 /** Entries that could not be read, by errno name, and the first of them. */
 export type Unreadable = { count: number; byError: Record<string, number>; first?: string };
 
-/** Regular files met, other entries met (directories, symlinks, devices...), and what could not be read. */
-export type WalkReport = { files: number; others: number; unreadable: Unreadable };
+/**
+ * Regular files met, other entries met (directories, symlinks, devices...), directories not entered for
+ * being deeper than `maxDepth`, and what could not be read.
+ */
+export type WalkReport = { files: number; others: number; tooDeep: number; unreadable: Unreadable };
 
 /** A tree with more entries than its rule allows: nothing was applied. */
 export class TreeTooLargeError extends RangeError {
@@ -72,6 +75,8 @@ type Frame = {
 
 export type WalkOptions = {
   maxEntries?: number;
+  /** Directories more than this many levels below the root are counted, not entered. */
+  maxDepth?: number;
   /** Opens the root; `Directory.open` by default. */
   open?: (path: string) => TreeDirectory;
 };
@@ -79,7 +84,8 @@ export type WalkOptions = {
 /** Walks everything below `root` (the root itself opened following symlinks; errors opening it are thrown). */
 export function walkTree(root: string, visitor: TreeVisitor, options: WalkOptions = {}): WalkReport {
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
-  const report: WalkReport = { files: 0, others: 0, unreadable: { count: 0, byError: {} } };
+  const report: WalkReport = { files: 0, others: 0, tooDeep: 0, unreadable: { count: 0, byError: {} } };
+  const maxDepth = options.maxDepth ?? Infinity;
   const unreadable = (path: string, error: unknown) => {
     const why = failureName(error);
     report.unreadable.count++;
@@ -113,6 +119,10 @@ export function walkTree(root: string, visitor: TreeVisitor, options: WalkOption
         frame.directory?.close();
         frame.directory = undefined;
         stack.pop();
+        continue;
+      }
+      if (stack.length > maxDepth) {
+        report.tooDeep++;
         continue;
       }
       let parent: TreeDirectory;

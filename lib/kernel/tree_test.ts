@@ -90,7 +90,7 @@ Deno.test("walkTree() visits every file and directory below the root and follows
   const { files, directories, report } = collect(tree);
   assert.deepEqual(files, ["/r/a/b/f1", "/r/a/f2", "/r/cd/f3", "/r/f4"]);
   assert.deepEqual(directories, ["/r/a", "/r/a/b", "/r/cd"]);
-  assert.deepEqual(report, { files: 4, others: 4, unreadable: { count: 0, byError: {} } });
+  assert.deepEqual(report, { files: 4, others: 4, tooDeep: 0, unreadable: { count: 0, byError: {} } });
   assert.equal(tree.openNow, 0, "every directory closed");
 });
 
