@@ -130,6 +130,10 @@ const libbpfSymbols = {
 const libcSymbols = {
   // int open(const char *pathname, int flags)
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int openat(int dirfd, const char *pathname, int flags): no O_CREAT, so no mode argument
+  openat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // ssize_t getdents64(int fd, void *dirp, size_t count)
+  getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // int close(int fd)
   close: { parameters: ["i32"], result: "i32" },
   // int *__errno_location(void)

@@ -1,4 +1,5 @@
 export { BpfError, SysError } from "./error.ts";
+export { Directory, type DirectoryEntry, entryName, type EntryStat, type EntryType } from "./directory.ts";
 export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink, LINK_TYPE, type LinkInfo } from "./link.ts";
 export { BpfMap } from "./map.ts";

@@ -32,6 +32,7 @@ import {
   setOutcome,
 } from "../policy/history.ts";
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import { encodeInodes } from "../policy/inode_set.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { acquireStateLock, describeHolder, type StateLock } from "../policy/state.ts";
 
@@ -237,32 +238,35 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
 > {
   const { plan } = resolved;
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
-  const inodes = (
+  // Files found under a recursive rule's directory carry no path: they are kept per rule, compactly.
+  const inodes = (area: "file" | "exec", found: readonly ResolvedInode[]) =>
+    found.flatMap(({ dev, ino, ruleId, path }) =>
+      path === undefined ? [] : [{ rule: ruleName(ruleId), area, path, dev, ino: ino.toString() }]
+    );
+  const recursive = (
     area: "file" | "exec",
     targets: readonly InodeTarget[],
     found: readonly ResolvedInode[],
-  ) => {
-    const byRule = new Map(targets.map((target) => [target.ruleId, target]));
-    return found.flatMap(({ dev, ino, ruleId, path }) => {
-      const target = byRule.get(ruleId);
-      const at = path ?? target?.path;
-      if (at === undefined) return [];
-      const under = target?.recursive && target.path !== at ? { under: target.path } : {};
-      return [{ rule: ruleName(ruleId), area, path: at, ...under, dev, ino: ino.toString() }];
+  ) =>
+    targets.filter((target) => target.recursive).map((target) => {
+      const under = found.filter((entry) => entry.ruleId === target.ruleId && entry.path === undefined);
+      return {
+        rule: ruleName(target.ruleId),
+        area,
+        path: target.path,
+        ...target.maxFiles !== undefined && { maxFiles: target.maxFiles },
+        denied: encodeInodes(under),
+      };
     });
-  };
-  const recursive = (area: "file" | "exec", targets: readonly InodeTarget[]) =>
-    targets.filter((target) => target.recursive).map((target) => ({
-      rule: ruleName(target.ruleId),
-      area,
-      path: target.path,
-    }));
   return {
     mode: plan.mode,
     areas: planAreas(plan),
     interfaces: plan.ingress.interfaces.map((iface) => iface.name),
-    inodes: [...inodes("file", plan.files, resolved.files), ...inodes("exec", plan.exec, resolved.exec)],
-    recursive: [...recursive("file", plan.files), ...recursive("exec", plan.exec)],
+    inodes: [...inodes("file", resolved.files), ...inodes("exec", resolved.exec)],
+    recursive: [
+      ...recursive("file", plan.files, resolved.files),
+      ...recursive("exec", plan.exec, resolved.exec),
+    ],
   };
 }
 

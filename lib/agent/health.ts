@@ -49,7 +49,7 @@ export type HealthReport = {
   agent: AgentSummary;
   partial: { area: string; reason?: string }[];
   /** null when not checked (a probe). */
-  staleRules: StaleCheck | null;
+  staleRules: Omit<StaleCheck, "errors" | "warnings"> | null;
   /** Connections to denied destinations made before the apply and still open; null when not checked. */
   connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
@@ -193,9 +193,17 @@ export function checkHealth(
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
 
-  const staleRules = options.staleRules === false ? null : findStaleRules(applied);
-  for (const rule of staleRules?.stale ?? []) {
-    problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
+  const checked = options.staleRules === false ? null : findStaleRules(applied);
+  let staleRules: HealthReport["staleRules"] = null;
+  if (checked) {
+    const { errors: walkErrors, warnings: walkWarnings, ...rest } = checked;
+    staleRules = rest;
+    for (const rule of rest.stale) {
+      problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
+    }
+    if (rest.omitted > 0) problems.push(`${rest.omitted} more stale files not listed`);
+    problems.push(...walkErrors);
+    warnings.push(...walkWarnings);
   }
   if (staleRules?.known === false) {
     warnings.push(

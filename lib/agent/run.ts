@@ -409,6 +409,7 @@ export class Agent {
     this.#freshness ??= new FreshnessWatcher(
       () => void this.#serial(() => this.#refreshRules()),
       (error) => this.#options.log.warn(`rule path watcher stopped: ${messageOf(error)}`),
+      (warning) => this.#options.log.warn(warning),
     );
     this.#freshness.update([...plan.files, ...plan.exec]);
   }

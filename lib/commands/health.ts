@@ -125,7 +125,7 @@ export function factRows(report: HealthReport): [string, string][] {
       ? "unknown (re-apply to record inodes)"
       : staleRules.stale.length === 0
       ? `none (${count(staleRules.checked, "inode")} checked)`
-      : `${staleRules.stale.length} (see problems)`,
+      : `${staleRules.stale.length + staleRules.omitted} (see problems)`,
   ]);
   if (report.connections) {
     rows.push([

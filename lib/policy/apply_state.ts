@@ -77,8 +77,19 @@ const appliedSchema = z.strictObject({
   /** Every inode the file and exec rules deny; `health` compares them with what the paths hold now. */
   inodes: z.array(inodeSchema).optional(),
   /** Recursive rules' directories, to find files created under them after the apply. */
-  recursive: z.array(z.strictObject({ rule: z.string(), area: z.enum(["file", "exec"]), path: z.string() }))
-    .optional(),
+  recursive: z.array(z.strictObject({
+    rule: z.string(),
+    area: z.enum(["file", "exec"]),
+    path: z.string(),
+    /** The rule's cap on its walk, when it sets one. */
+    maxFiles: z.int().min(1).optional(),
+    /** Every inode denied under the directory, compactly (see inode_set.ts); not listed in `inodes`. */
+    denied: z.array(z.strictObject({
+      dev: z.int().min(0),
+      count: z.int().min(0),
+      inodes: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    })).optional(),
+  })).optional(),
 });
 export type AppliedRecord = z.infer<typeof appliedSchema>;
 
