@@ -8,12 +8,12 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
+import type { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
-import { parseDuration } from "../cli/duration.ts";
 import { escapeJson, jsonText } from "../cli/printable.ts";
-import { parseCidr } from "../policy/cidr.ts";
 import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
+import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
+import { OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 import type { EventHub } from "./event_hub.ts";
 import { problem } from "./problem.ts";
 
@@ -43,51 +43,6 @@ export type AppOptions = { readOnly: boolean };
 
 /** The largest JSON body of the small endpoints. */
 const SMALL_BODY_BYTES = 64 * 1024;
-/** A session lasts at most a day: a longer opening is a rule, and belongs in the policy. */
-const MAX_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
-
-const duration = (field: string, max?: number) =>
-  z.string().transform((text, ctx) => {
-    try {
-      const ms = parseDuration(text, field);
-      if (ms <= 0 || (max !== undefined && ms > max)) {
-        ctx.addIssue({
-          code: "custom",
-          message: `${field} must be above 0 and at most ${max! / 3_600_000}h`,
-        });
-        return z.NEVER;
-      }
-      return ms;
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
-  });
-
-const rollbackSchema = z.strictObject({ to: z.string().min(1).max(64).optional() });
-
-const breakGlassSchema = z.discriminatedUnion("on", [
-  z.strictObject({
-    on: z.literal(true),
-    reason: z.string().trim().min(1).max(500),
-    ttl: duration("ttl").optional(),
-  }),
-  z.strictObject({ on: z.literal(false) }),
-]);
-
-const sessionSchema = z.strictObject({
-  cidr: z.string().refine((text) => {
-    try {
-      parseCidr(text);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "not a CIDR (a.b.c.d/n or an IPv6 prefix)"),
-  ports: z.array(z.int().min(1).max(65535)).max(64).optional(),
-  ttl: duration("ttl", MAX_SESSION_TTL_MS),
-  interface: z.string().min(1).max(15).optional(),
-});
 
 /** Reads and validates a JSON body; a problem response when it is not what `schema` wants. */
 async function jsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.output<S> | Response> {
@@ -141,6 +96,9 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     "/metrics",
     (c) => c.body(deps.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
   );
+
+  // What this API is (lib/api/openapi.ts) reveals nothing the caller could not read in the docs.
+  app.get(OPENAPI_PATH, (c) => c.json(openApiDocument()));
 
   if (options.readOnly) {
     // Everything else is the admin API, on the Unix socket only.

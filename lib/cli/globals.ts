@@ -63,7 +63,8 @@ export const HELP_OPTION = {
 
 type Directory = { flag: "bpffs" | "state-dir" | "config-dir"; env: string; fallback: string };
 
-const DIRECTORIES = {
+/** The directory flags with their environment variables and defaults. */
+export const DIRECTORIES = {
   bpffs: { flag: "bpffs", env: "AEGISBPF_BPFFS", fallback: "/sys/fs/bpf" },
   stateDir: { flag: "state-dir", env: "AEGISBPF_STATE_DIR", fallback: "/var/lib/aegisbpf" },
   configDir: { flag: "config-dir", env: "AEGISBPF_CONFIG_DIR", fallback: "/etc/aegisbpf" },

@@ -41,6 +41,11 @@ const COMMON_FILES: [string, string][] = [
   ["usr/share/doc/aegisbpf/runbooks/break-glass.md", "-rw-r--r--"],
   ["usr/share/doc/aegisbpf/examples/kubernetes/daemonset.yaml", "-rw-r--r--"],
   ["usr/share/bash-completion/completions/aegisbpf", "-rw-r--r--"],
+  ["usr/share/man/man1/aegisbpf.1.gz", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/policy.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/api.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/events.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/schema/event.schema.json", "-rw-r--r--"],
 ];
 
 function assertCommon(files: Map<string, string>): void {
@@ -145,6 +150,8 @@ Deno.test("build-deb.sh --binary ships that binary as /usr/bin/aegisbpf and no s
       await Deno.readTextFile(`${root}/usr/share/zsh/vendor-completions/_aegisbpf`),
       "# completions for zsh\n",
     );
+    const man = await run("sh", ["-c", 'gzip -dc "$0"', `${root}/usr/share/man/man1/aegisbpf.1.gz`]);
+    assert.equal(man.stdout, await Deno.readTextFile(`${REPO}docs/aegisbpf.1`), "the installed man page");
   });
 });
 
