@@ -31,6 +31,7 @@ import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import { InputError } from "../errors.ts";
 import { parseCidr } from "../policy/cidr.ts";
+import { makePrivateDir } from "../policy/access.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
@@ -45,6 +46,7 @@ import {
   type PartialArea,
   partialAreas,
   refuseSecondAgent,
+  refuseUnsafeDirectories,
   refuseWithoutLsm,
   resolveNames,
 } from "./run_checks.ts";
@@ -74,6 +76,8 @@ export type AgentOptions = {
   cgroupPath?: string;
   /** `--enforce-signal`: the signal a denied task gets (the kernel's word, and the agent for socket hooks). */
   enforceSignal?: EnforceSignal;
+  /** `--lock-timeout`: the longest wait for the state lock; the default of acquireStateLock when absent. */
+  lockTimeoutMs?: number;
 };
 
 /** A temporary ingress opening made through the API: its kernel entries, one per interface and port. */
@@ -110,6 +114,8 @@ export class Agent {
   #freshness: FreshnessWatcher | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #queue: Promise<void> = Promise.resolve();
+  /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
+  readonly #stopping = new AbortController();
   #busy = 0;
   #externalCheckQueued = false;
   #stopped = false;
@@ -135,13 +141,15 @@ export class Agent {
    * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
    */
   static async start(options: AgentOptions): Promise<Agent> {
+    // What it reads and writes there must be its own: checked before the policy is read from it.
+    refuseUnsafeDirectories(options, (message) => options.log.warn(message));
     const prepared = await preparePolicy(agentRequest(options));
     const { plan } = prepared;
     // Names that do not resolve are bad input: found before anything is loaded.
     resolveNames(plan, () => {});
     refuseWithoutLsm(plan, options.allowPartial);
     refuseSecondAgent(options.stateDir);
-    Deno.mkdirSync(options.stateDir, { recursive: true });
+    makePrivateDir(options.stateDir);
     const plane = DataPlane.open({
       bpffs: options.bpffs,
       ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
@@ -209,12 +217,22 @@ export class Agent {
     });
   }
 
+  /** How long the agent waits for the state lock, and the signal that ends the wait when it stops. */
+  #lockWait(): { timeoutMs?: number; signal: AbortSignal } {
+    const { lockTimeoutMs } = this.#options;
+    return {
+      signal: this.#stopping.signal,
+      ...(lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs }),
+    };
+  }
+
   /** Stops cleanly: last events drained, deadman cleared, agent.json removed. Enforcement stays pinned. */
   async stop(signal: string, why: { error?: string } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#freshness?.close();
+    this.#stopping.abort(new Error("the agent is stopping"));
     await this.#queue;
     try {
       this.#plane.flushRateLimits();
@@ -280,6 +298,7 @@ export class Agent {
       using _lock = await lockState(stateDir, "run", {
         wait: true,
         onWait: (message) => this.#options.log.info(message),
+        ...this.#lockWait(),
       });
       settleInterruptedApply({ bpffs, stateDir });
       const applied = readApplied(stateDir);
@@ -377,7 +396,11 @@ export class Agent {
     const { stateDir } = this.#options;
     this.#busy++;
     try {
-      using _lock = await lockState(stateDir, "run (rule refresh)", { wait: true, onWait: () => {} });
+      using _lock = await lockState(stateDir, "run (rule refresh)", {
+        wait: true,
+        onWait: () => {},
+        ...this.#lockWait(),
+      });
       const generation = await this.#flip(resolved);
       const applied = readApplied(stateDir);
       if (applied && applied.sha256 === current.input.sha256) {

@@ -1,7 +1,8 @@
 /**
  * What `run` checks before it changes anything, and the plan it applies: the run flags over the policy,
  * the areas this kernel cannot enforce (refused unless --allow-partial), a second agent, names that do
- * not resolve; and which rules a new resolution changed.
+ * not resolve, state and config directories other users may change; and which rules a new resolution
+ * changed.
  */
 
 import { InputError, RefusedError } from "../errors.ts";
@@ -9,7 +10,9 @@ import type { DataPlane } from "../kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { probeLsm } from "../kernel/load.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { refuseUnsafeAccess } from "../policy/access.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import { keysDir } from "../policy/keys.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import { agentFile } from "./agent_state.ts";
 import { planAreas } from "./apply.ts";
@@ -101,6 +104,25 @@ export function refuseSecondAgent(stateDir: string): void {
     `Refused: another agent (pid ${pid}, started ${running.startedAt}) is running on ${stateDir}; ` +
       `stop it first (kill -TERM ${pid})`,
   );
+}
+
+/**
+ * The state, config and keys directories (where they exist) must be aegisbpf's alone: one another user
+ * owns or may write is refused (exit 3) with the fix; one others may read or enter is a warning.
+ */
+export function refuseUnsafeDirectories(
+  dirs: { stateDir: string; configDir: string },
+  warn: (message: string) => void,
+): void {
+  const named = [
+    [dirs.stateDir, "the state directory"],
+    [dirs.configDir, "the config directory"],
+    [keysDir(dirs.configDir), "the trusted keys directory"],
+  ] as const;
+  for (const [path, what] of named) {
+    const finding = refuseUnsafeAccess(path, `to run with ${what}`);
+    if (finding) warn(`${finding.detail}; fix it with: ${finding.remediation}`);
+  }
 }
 
 export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {

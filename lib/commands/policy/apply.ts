@@ -92,6 +92,7 @@ export const policyApply = defineCommand({
     using _lock = await lockState(stateDir, "policy apply", {
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
+      timeoutMs: ctx.globals.lockTimeoutMs,
     });
     settleInterruptedApply({ bpffs, stateDir });
     // Another apply may have raised the counter while this one waited for the lock.
