@@ -58,6 +58,19 @@ Deno.test("writeFileAtomic() that fails leaves the old file and no temporary fil
   });
 });
 
+Deno.test("writeFileAtomic() replaces a symlink at the path itself and never writes through it", async () => {
+  await withTempDir((dir) => {
+    const target = join(dir, "target");
+    Deno.writeTextFileSync(target, "kept", { mode: 0o600 });
+    Deno.symlinkSync(target, join(dir, "f"));
+    writeFileAtomic(join(dir, "f"), "new", 0o644);
+    assert.ok(Deno.lstatSync(join(dir, "f")).isFile);
+    assert.equal(Deno.readTextFileSync(join(dir, "f")), "new");
+    assert.equal(Deno.readTextFileSync(target), "kept");
+    assert.equal(Deno.statSync(target).mode! & 0o777, 0o600);
+  });
+});
+
 Deno.test("isTempFileName() recognises writeFileAtomic's temporary names only", () => {
   assert.ok(isTempFileName(".index.json.tmp-123-abcdef"));
   assert.ok(!isTempFileName("index.json"));
