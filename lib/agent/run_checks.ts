@@ -119,10 +119,8 @@ export function refuseUnsafeDirectories(
     [dirs.configDir, "the config directory"],
     [keysDir(dirs.configDir), "the trusted keys directory"],
   ] as const;
-  for (const [path, what] of named) {
-    const finding = refuseUnsafeAccess(path, `to run with ${what}`);
-    if (finding) warn(`${finding.detail}; fix it with: ${finding.remediation}`);
-  }
+  const warnings = named.flatMap(([path, what]) => refuseUnsafeAccess(path, `to run with ${what}`) ?? []);
+  for (const { detail, remediation } of warnings) warn(`${detail}; fix it with: ${remediation}`);
 }
 
 export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
