@@ -92,3 +92,12 @@ Deno.test("policy verify refuses (exit 3) a trusted key file others may write, n
   const verified = await s.run(["policy", "verify", "p.bundle"]);
   assert.equal(verified.code, 0, verified.stderr);
 });
+
+Deno.test("a command taking the state lock narrows a 0644 lock file an older version left to 0600", async () => {
+  await using s = await scratch();
+  Deno.writeTextFileSync(`${s.stateDir}/lock`, "", { mode: 0o644 });
+  Deno.chmodSync(`${s.stateDir}/lock`, 0o644);
+  const result = await s.run(["policy", "rollback"]);
+  assert.match(result.stderr, /Nothing to roll back to/);
+  assert.equal(Deno.statSync(`${s.stateDir}/lock`).mode! & 0o777, 0o600);
+});

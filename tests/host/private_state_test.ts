@@ -53,6 +53,28 @@ spec:
   }
 }
 
+/**
+ * Holds an exclusive flock on `lock` from another process (`flock --close LOCK sleep 60`: flock itself holds
+ * it, its sleep child does not) until disposed; resolves once the lock is held.
+ */
+async function holdLock(lock: string): Promise<AsyncDisposable & { pid: number }> {
+  const child = new Deno.Command("flock", { args: ["--exclusive", "--close", lock, "sleep", "60"] }).spawn();
+  const release = async () => {
+    const children = Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`);
+    for (const pid of children.split(" ").filter((word) => word !== "")) Deno.kill(Number(pid), "SIGKILL");
+    child.kill("SIGKILL");
+    await child.status;
+  };
+  for (let i = 0; (await run("flock", ["--nonblock", lock, "true"])).code === 0; i++) {
+    if (i === 100) {
+      await release();
+      throw new Error("flock never took the lock");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { pid: child.pid, [Symbol.asyncDispose]: release };
+}
+
 /** Every directory under `root` and its mode, every file and its mode, as `path 0NNN` lines. */
 function modes(root: string, at = root): string[] {
   const lines = [`${at} 0${(Deno.lstatSync(at).mode! & 0o7777).toString(8)}`];
@@ -115,14 +137,8 @@ rootTest(
       const lock = `${host.stateDir}/lock`;
       // A stale record naming another process: the kernel's holder is the one to name.
       Deno.writeTextFileSync(lock, '{"pid":1,"command":"policy apply"}\n', { mode: 0o600 });
-      // --close: only flock itself holds the lock, so that killing it releases the lock.
-      const holder = new Deno.Command("flock", { args: ["--exclusive", "--close", lock, "sleep", "60"] })
-        .spawn();
-      try {
-        for (let i = 0; (await run("flock", ["--nonblock", lock, "true"])).code === 0; i++) {
-          assert.ok(i < 100, "flock never took the lock");
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
+      {
+        await using holder = await holdLock(lock);
         const named = new RegExp(
           `the state lock ${lock} is held by pid ${holder.pid} \\((/usr)?(/bin/)?flock --exclusive --close ${lock} sleep 60\\)`,
           "i",
@@ -142,16 +158,37 @@ rootTest(
         });
         assert.equal(noWait.code, 1, noWait.stderr);
         assert.match(noWait.stderr, named);
-      } finally {
-        const children = Deno.readTextFileSync(`/proc/${holder.pid}/task/${holder.pid}/children`);
-        for (const pid of children.split(" ").filter((word) => word !== "")) {
-          Deno.kill(Number(pid), "SIGKILL");
-        }
-        holder.kill("SIGKILL");
-        await holder.status;
       }
       const after = await aegisbpf(["policy", "apply", `${host.dir}/p.yaml`], { env: host.env });
       assert.equal(after.code, 0, after.stderr);
+    });
+  },
+);
+
+rootTest(
+  "[root] SIGTERM ends the agent's wait for a held state lock at once: a SIGHUP reload waiting on it does not hold up the stop",
+  async () => {
+    await withHost(async (host) => {
+      const policy = `${host.dir}/p.yaml`;
+      await using agent = AgentRun.spawn(host, ["--audit", "--policy", policy, "--lock-timeout", "10m"], {
+        env: host.env,
+      });
+      await agent.ready();
+      // The signal listeners are installed just after the first policy.applied: a SIGHUP before them kills.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await using holder = await holdLock(`${host.stateDir}/lock`);
+      agent.kill("SIGHUP");
+      for (let i = 0; !agent.stderr.includes("waiting for the state lock"); i++) {
+        assert.ok(i < 600, `the reload never waited for the lock; stderr: ${agent.stderr}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.match(agent.stderr, new RegExp(`waiting for the state lock held by pid ${holder.pid} \\(`));
+      const started = performance.now();
+      agent.kill("SIGTERM");
+      const { code } = await agent.exit();
+      const stopped = performance.now() - started;
+      assert.equal(code, 0, agent.stderr);
+      assert.ok(stopped < 5000, `the stop took ${stopped.toFixed(0)} ms with the lock held`);
     });
   },
 );
