@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { writeTextfile } from "../../lib/commands/metrics.ts";
+import { writeFileAtomic } from "../../lib/policy/state.ts";
 import { isLeftover, must, rootTest, uniqueName } from "../support/privileged.ts";
 
 const PREFIX = "aegisbpf-safewrite-";
@@ -87,3 +88,17 @@ rootTest(
     }
   },
 );
+
+Deno.test("writeFileAtomic() gives the mode asked through the descriptor when the umask would narrow it", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-umask-" });
+  const umask = Deno.umask(0o077);
+  try {
+    writeFileAtomic(`${dir}/aegisbpf.prom`, "x 1\n", 0o644);
+    assert.equal(Deno.statSync(`${dir}/aegisbpf.prom`).mode! & 0o7777, 0o644);
+    writeFileAtomic(`${dir}/state.json`, "{}\n", 0o600);
+    assert.equal(Deno.statSync(`${dir}/state.json`).mode! & 0o7777, 0o600);
+  } finally {
+    Deno.umask(umask);
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
