@@ -11,6 +11,7 @@ import type { PolicyRef } from "../kernel/events.ts";
 import type { Area } from "../policy/plan.ts";
 import { removeIfPresent, writeFileAtomic } from "../policy/state.ts";
 import { agentLockPath, liveAgent } from "./agent_lock.ts";
+import { PRIVATE_FILE_MODE } from "../policy/access.ts";
 
 /** How the kernel serves an area now: enforcing, auditing only, or not used by the policy. */
 export type AreaMode = "enforce" | "audit-only" | "unused";
@@ -38,7 +39,7 @@ export type AgentState = {
 };
 
 export function writeAgentState(stateDir: string, state: AgentState): void {
-  writeFileAtomic(agentFile(stateDir), `${JSON.stringify(state, null, 2)}\n`, 0o644);
+  writeFileAtomic(agentFile(stateDir), `${JSON.stringify(state, null, 2)}\n`, PRIVATE_FILE_MODE);
 }
 
 export function removeAgentState(stateDir: string): void {

@@ -34,20 +34,25 @@ import {
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { encodeInodes } from "../policy/inode_set.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
-import { acquireStateLock, describeHolder, type StateLock } from "../policy/state.ts";
+import { describeHolder } from "../policy/lock_holder.ts";
+import { acquireStateLock, type StateLock } from "../policy/state.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 
-/** Takes the state lock, saying so through `onWait` when another command holds it. */
+/**
+ * Takes the state lock, saying so through `onWait` when another command holds it, and giving up after
+ * `timeoutMs` (DEFAULT_LOCK_TIMEOUT_MS when absent) or when `signal` aborts.
+ */
 export function lockState(
   stateDir: string,
   command: string,
-  options: { wait: boolean; onWait: (message: string) => void },
+  options: { wait: boolean; onWait: (message: string) => void; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<StateLock> {
+  const { onWait, ...rest } = options;
   return acquireStateLock(stateDir, {
-    wait: options.wait,
+    ...rest,
     command,
-    onWait: (holder) => options.onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
+    onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
   });
 }
 

@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import { jsonText } from "../cli/printable.ts";
+import { PRIVATE_FILE_MODE } from "../policy/access.ts";
 
 /** The largest log file the agent keeps before it rotates, so at most twice this is read. */
 export const EVENT_LOG_BYTES = 8 * 1024 * 1024;
@@ -55,7 +56,7 @@ export class EventLog {
 }
 
 function open(path: string): Deno.FsFile {
-  return Deno.openSync(path, { append: true, create: true, mode: 0o644 });
+  return Deno.openSync(path, { append: true, create: true, mode: PRIVATE_FILE_MODE });
 }
 
 export function rotatedPath(path: string): string {

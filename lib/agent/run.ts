@@ -38,6 +38,7 @@ import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import { InputError } from "../errors.ts";
 import { parseCidr } from "../policy/cidr.ts";
+import { makePrivateDir } from "../policy/access.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
@@ -54,6 +55,7 @@ import {
   changedRules,
   type PartialArea,
   partialAreas,
+  refuseUnsafeDirectories,
   refuseWithoutLsm,
   resolveNames,
 } from "./run_checks.ts";
@@ -83,6 +85,8 @@ export type AgentOptions = {
   cgroupPath?: string;
   /** `--enforce-signal`: the signal a denied task gets (the kernel's word, and the agent for socket hooks). */
   enforceSignal?: EnforceSignal;
+  /** `--lock-timeout`: the longest wait for the state lock; the default of acquireStateLock when absent. */
+  lockTimeoutMs?: number;
 };
 
 /** A temporary ingress opening made through the API: its kernel entries, one per interface and port. */
@@ -126,6 +130,8 @@ export class Agent {
   #freshness: FreshnessWatcher | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #queue: Promise<void> = Promise.resolve();
+  /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
+  readonly #stopping = new AbortController();
   #busy = 0;
   #externalCheckQueued = false;
   /** A pick-up found rule paths changed since the other command resolved them: the next refresh flips. */
@@ -154,6 +160,8 @@ export class Agent {
    * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
    */
   static async start(options: AgentOptions): Promise<Agent> {
+    // What it reads and writes there must be its own: checked before anything is opened in them.
+    refuseUnsafeDirectories(options, (message) => options.log.warn(message));
     // Before anything else: a second agent is refused at once, naming the first.
     const agentLock = await takeAgentLock(options.stateDir);
     let plane: DataPlane | undefined;
@@ -164,6 +172,7 @@ export class Agent {
       using lock = await lockState(options.stateDir, "run", {
         wait: true,
         onWait: (message) => options.log.info(message),
+        ...options.lockTimeoutMs !== undefined && { timeoutMs: options.lockTimeoutMs },
       });
       settleInterruptedApply({ bpffs: options.bpffs, stateDir: options.stateDir });
       const prepared = await preparePolicy(agentRequest(options, "start"));
@@ -247,12 +256,22 @@ export class Agent {
     });
   }
 
+  /** How long the agent waits for the state lock, and the signal that ends the wait when it stops. */
+  #lockWait(): { timeoutMs?: number; signal: AbortSignal } {
+    const { lockTimeoutMs } = this.#options;
+    return {
+      signal: this.#stopping.signal,
+      ...(lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs }),
+    };
+  }
+
   /** Stops cleanly: last events drained, deadman cleared, agent.json removed. Enforcement stays pinned. */
   async stop(signal: string, why: { error?: string } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#freshness?.close();
+    this.#stopping.abort(new Error("the agent is stopping"));
     await this.#queue;
     try {
       this.#plane.flushRateLimits();
@@ -279,6 +298,7 @@ export class Agent {
     return lockState(this.#options.stateDir, command, {
       wait: true,
       onWait: (message) => this.#options.log.info(message),
+      ...this.#lockWait(),
     });
   }
 

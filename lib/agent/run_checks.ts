@@ -1,7 +1,8 @@
 /**
  * What `run` checks before it changes anything, and the plan it applies: the run flags over the policy,
- * the areas this kernel cannot enforce (refused unless --allow-partial), names that do not resolve; and
- * which rules a new resolution changed. (A second agent is refused by the agent lock: agent_lock.ts.)
+ * the areas this kernel cannot enforce (refused unless --allow-partial), names that do not resolve, state
+ * and config directories other users may change; and which rules a new resolution changed. (A second
+ * agent is refused by the agent lock: agent_lock.ts.)
  */
 
 import { InputError, RefusedError } from "../errors.ts";
@@ -9,7 +10,9 @@ import type { DataPlane } from "../kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { probeLsm } from "../kernel/load.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { refuseUnsafeAccess } from "../policy/access.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import { keysDir } from "../policy/keys.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import { planAreas } from "./apply.ts";
 import type { SourcedPolicy } from "./policy_source.ts";
@@ -76,6 +79,23 @@ export function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void
     `Refused enforce mode: this kernel cannot enforce ${lsmAreas.join(" and ")} rules (${probe.reason}); ` +
       "pass --allow-partial to run those areas audit-only, or run --audit",
   );
+}
+
+/**
+ * The state, config and keys directories (where they exist) must be aegisbpf's alone: one another user
+ * owns or may write is refused (exit 3) with the fix; one others may read or enter is a warning.
+ */
+export function refuseUnsafeDirectories(
+  dirs: { stateDir: string; configDir: string },
+  warn: (message: string) => void,
+): void {
+  const named = [
+    [dirs.stateDir, "the state directory"],
+    [dirs.configDir, "the config directory"],
+    [keysDir(dirs.configDir), "the trusted keys directory"],
+  ] as const;
+  const warnings = named.flatMap(([path, what]) => refuseUnsafeAccess(path, `to run with ${what}`) ?? []);
+  for (const { detail, remediation } of warnings) warn(`${detail}; fix it with: ${remediation}`);
 }
 
 export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {

@@ -35,6 +35,7 @@ import {
   readStateJson,
 } from "./history.ts";
 import { removeIfPresent, writeFileAtomic } from "./state.ts";
+import { PRIVATE_FILE_MODE } from "./access.ts";
 
 const intentSchema = z.strictObject({
   seq: z.int().min(1),
@@ -102,7 +103,7 @@ export function appliedFile(stateDir: string): string {
 }
 
 export function writeApplyIntent(stateDir: string, intent: ApplyIntent): void {
-  writeFileAtomic(intentFile(stateDir), JSON.stringify(intentSchema.parse(intent)) + "\n", 0o644);
+  writeFileAtomic(intentFile(stateDir), JSON.stringify(intentSchema.parse(intent)) + "\n", PRIVATE_FILE_MODE);
 }
 
 export function readApplyIntent(stateDir: string): ApplyIntent | undefined {
@@ -114,7 +115,11 @@ export function clearApplyIntent(stateDir: string): void {
 }
 
 export function writeApplied(stateDir: string, record: AppliedRecord): void {
-  writeFileAtomic(appliedFile(stateDir), JSON.stringify(appliedSchema.parse(record), null, 2) + "\n", 0o644);
+  writeFileAtomic(
+    appliedFile(stateDir),
+    JSON.stringify(appliedSchema.parse(record), null, 2) + "\n",
+    PRIVATE_FILE_MODE,
+  );
 }
 
 /** What the last successful apply put into the kernel, or undefined before any. */

@@ -23,7 +23,9 @@ export async function scratch(): Promise<Scratch> {
   const dir = await Deno.makeTempDir({ prefix: "aegisbpf-cli-" });
   const configDir = `${dir}/etc`;
   const stateDir = `${dir}/state`;
-  for (const path of [configDir, stateDir, `${dir}/bpffs`]) await Deno.mkdir(path);
+  // The state and config directories as aegisbpf makes them (0700): anything wider is warned about.
+  for (const path of [configDir, stateDir]) await Deno.mkdir(path, { mode: 0o700 });
+  await Deno.mkdir(`${dir}/bpffs`);
   const dirs = {
     AEGISBPF_CONFIG_DIR: configDir,
     AEGISBPF_STATE_DIR: stateDir,

@@ -19,7 +19,7 @@ export async function withHost(fn: (host: Host) => Promise<void>): Promise<void>
   const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-agent-" });
   const cgroup = TestCgroup.create();
   const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
-  Deno.mkdirSync(dirs.configDir);
+  Deno.mkdirSync(dirs.configDir, { mode: 0o700 }); // as aegisbpf makes it: a wider one is warned about
   // No test depends on the host's kernel command line.
   Deno.writeTextFileSync(`${dir}/cmdline`, "ro quiet\n");
   const env = {

@@ -112,6 +112,7 @@ export const policyApply = defineCommand({
     using _lock = await lockState(stateDir, "policy apply", {
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
+      timeoutMs: ctx.globals.lockTimeoutMs,
     });
     settleInterruptedApply({ bpffs, stateDir });
     // The policy in force already (configuration management re-running its apply): nothing to do.
