@@ -7,6 +7,8 @@
 
 import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
+import { makePrivateDir, PRIVATE_FILE_MODE } from "../policy/access.ts";
+import { chmodOpenFile } from "../policy/state.ts";
 
 export type AgentLockHolder = { pid?: number; startedAt?: string };
 
@@ -29,10 +31,11 @@ export function agentLockPath(stateDir: string): string {
  * (0700) when missing.
  */
 export async function takeAgentLock(stateDir: string): Promise<AgentLock> {
-  Deno.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  makePrivateDir(stateDir);
   const path = agentLockPath(stateDir);
-  const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+  const file = await Deno.open(path, { read: true, write: true, create: true, mode: PRIVATE_FILE_MODE });
   try {
+    if (((file.statSync().mode ?? 0) & 0o077) !== 0) chmodOpenFile(file, path, PRIVATE_FILE_MODE);
     const deadline = Date.now() + PROBE_GRACE_MS;
     while (!(await file.tryLock(true))) {
       if (Date.now() >= deadline) {

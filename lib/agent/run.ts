@@ -38,7 +38,6 @@ import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import { InputError } from "../errors.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { makePrivateDir } from "../policy/access.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
