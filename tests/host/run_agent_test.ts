@@ -713,17 +713,25 @@ rootTest("[root] run --log-format text prints one readable line per event, as ev
 });
 
 rootTest(
-  "[root] a process and a cgroup named with escape sequences reach run's text, its log, the event log and events escaped",
+  "[root] a process, a cgroup and a file named with escape sequences reach run's text, its log, the event log and events escaped",
   async () => {
     await withHost(async (host) => {
       const evil = host.cgroup.child("\x1b[2Jcg\x9b\u202e");
-      const file = writePolicy(host, "p.yaml", policy(host, NET));
-      await using agent = AgentRun.spawn(host, ["--policy", file], { env: host.env, text: true });
+      // The policy names the file with YAML escapes; file rules only audit here (tracepoints).
+      const secret = `${host.dir}/\x1b[2Jsec\x9bret`;
+      Deno.writeTextFileSync(secret, "s3cret\n");
+      const files = `  files: { deny: [{ id: secret-file, path: "${host.dir}/\\e[2Jsec\\u009bret" }] }\n`;
+      const file = writePolicy(host, "p.yaml", policy(host, NET + files));
+      await using agent = AgentRun.spawn(host, ["--allow-partial", "--policy", file], {
+        env: host.env,
+        text: true,
+      });
       await agent.waitFor((event) => / policy\.applied /.test(event.line), 30_000);
-      // bash renames itself (its comm: ESC [ 2 J, a C1 CSI, BEL) and connects from the cgroup named with escapes.
+      // bash renames itself (its comm: ESC [ 2 J, a C1 CSI, BEL), reads the file and connects, from the
+      // cgroup named with escapes.
       const script =
         `echo $$ > '${evil.path}/cgroup.procs' && printf '\\033[2Jev\\302\\233\\a' > /proc/self/comm && ` +
-        `exec 3<>/dev/tcp/127.0.0.2/${TCP_PORT}`;
+        `read -r _ < '${secret}' && exec 3<>/dev/tcp/127.0.0.2/${TCP_PORT}`;
       const connected = await run("bash", ["-c", script]);
       assert.match(connected.stderr, /Operation not permitted/);
       const denied = await agent.waitFor((event) => / deny +net\.connect +rule=tcp-lo2 /.test(event.line));
@@ -732,6 +740,8 @@ rootTest(
           denied.line.includes(String.raw`/\x1b[2Jcg\u009b\u202e`),
         denied.line,
       );
+      const read = await agent.waitFor((event) => / audit +file\.open +rule=secret-file /.test(event.line));
+      assert.ok(read.line.includes(String.raw`/\x1b[2Jsec\u009bret`), read.line);
       const logged = Deno.readTextFileSync(`${host.stateDir}/events.jsonl`);
       const [events, json] = await Promise.all([
         aegisbpf(["events"], { env: host.env }),
@@ -756,6 +766,9 @@ rootTest(
         .find((e) => e.type === "net.connect");
       assert.equal(event?.process.comm, "\x1b[2Jev\x9b\x07", "the JSON keeps the exact value");
       assert.equal(event?.process.cgroup.path, `${host.cgroup.relativePath}/\x1b[2Jcg\x9b\u202e`);
+      const opened = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line))
+        .find((e) => e.type === "file.open");
+      assert.equal(opened?.file.path, secret);
     });
   },
 );
