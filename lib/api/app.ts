@@ -10,10 +10,12 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
-import { MAX_POLICY_BYTES } from "../policy/parse.ts";
+import { escapeJson, jsonText } from "../cli/printable.ts";
+import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
 import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
 import { OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 import type { EventHub } from "./event_hub.ts";
+import { problem } from "./problem.ts";
 
 /** What the API asks of the agent. Every operation throws InputError (400), RefusedError (409), or fails. */
 export type ApiDeps = {
@@ -41,21 +43,6 @@ export type AppOptions = { readOnly: boolean };
 
 /** The largest JSON body of the small endpoints. */
 const SMALL_BODY_BYTES = 64 * 1024;
-
-const PROBLEM = "application/problem+json";
-
-/** A problem document (RFC 9457). */
-function problem(
-  status: number,
-  title: string,
-  detail: string,
-  extra: Record<string, unknown> = {},
-): Response {
-  return new Response(JSON.stringify({ type: "about:blank", title, status, detail, ...extra }), {
-    status,
-    headers: { "content-type": PROBLEM },
-  });
-}
 
 /** Reads and validates a JSON body; a problem response when it is not what `schema` wants. */
 async function jsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.output<S> | Response> {
@@ -89,6 +76,16 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     return problem(500, "Agent error", error instanceof Error ? error.message : String(error));
   });
   app.notFound((c) => problem(404, "Not found", `No endpoint ${c.req.method} ${c.req.path}`));
+  // Every JSON answer escaped as the CLI's JSON is (lib/cli/printable.ts): a comm, path or policy name
+  // with DEL, C1 or bidi characters reaches a client's terminal escaped, whatever prints it.
+  app.use(async (c, next) => {
+    await next();
+    if (!/json/.test(c.res.headers.get("content-type") ?? "")) return;
+    const { status, headers } = c.res;
+    const body = escapeJson(await c.res.text());
+    c.res = undefined;
+    c.res = new Response(body, { status, headers });
+  });
 
   app.get("/health/live", (c) => c.json({ live: true }));
   app.get("/health/ready", async (c) => {
@@ -128,7 +125,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
       if (subscription.missed > 0) {
         await stream.writeSSE({
           event: "events.dropped",
-          data: JSON.stringify({
+          data: jsonText({
             type: "events.dropped",
             count: subscription.missed,
             reason: "not retained",
@@ -142,7 +139,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
       } catch (error) {
         await stream.writeSSE({
           event: "events.dropped",
-          data: JSON.stringify({ type: "events.dropped", reason: (error as Error).message }),
+          data: jsonText({ type: "events.dropped", reason: (error as Error).message }),
         });
       }
     });
@@ -151,9 +148,8 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
   app.post(
     "/v1/policy",
     bodyLimit({
-      maxSize: MAX_POLICY_BYTES,
-      onError: () =>
-        problem(413, "Body too large", `A policy or bundle is at most ${MAX_POLICY_BYTES} bytes`),
+      maxSize: MAX_INPUT_BYTES,
+      onError: () => problem(413, "Body too large", `A policy or bundle is at most ${MAX_INPUT_BYTES} bytes`),
     }),
     async (c) => {
       const text = await c.req.text();

@@ -1,5 +1,7 @@
 /** Writing text for people: a line writer, colour only where it is welcome, aligned tables. */
 
+import { printableText } from "./printable.ts";
+
 export type Writer = {
   /** Writes the text as it is. */
   write(text: string): void;
@@ -26,6 +28,16 @@ export function fileWriter(file: { writeSync(data: Uint8Array): number }): Write
       throw error;
     }
   };
+  return { write, line: (text = "") => write(`${text}\n`) };
+}
+
+/**
+ * A writer that escapes what a terminal would act on (lib/cli/printable.ts) before `writer` sees it: every
+ * command's output and log lines go through one, so no value from outside reaches the terminal raw.
+ * `keepColor` lets the palette's own colour codes through.
+ */
+export function printableWriter(writer: Writer, keepColor: boolean): Writer {
+  const write = (text: string) => writer.write(printableText(text, keepColor));
   return { write, line: (text = "") => write(`${text}\n`) };
 }
 
@@ -79,9 +91,12 @@ export function visibleWidth(text: string): number {
 
 /**
  * Rows as lines with every column but the last padded to its widest cell, separated by `gap` spaces.
- * Cells may carry colour; the last column is never padded, so no line ends in spaces.
+ * Cells may carry colour; anything else a terminal would act on is escaped (lib/cli/printable.ts). The
+ * last column is never padded, so no line ends in spaces.
  */
-export function table(rows: readonly (readonly string[])[], gap = 2): string[] {
+export function table(cellsOf: readonly (readonly string[])[], gap = 2): string[] {
+  // Escaped before measuring, so that columns stay aligned once the sink has escaped nothing more.
+  const rows = cellsOf.map((row) => row.map((cell) => printableText(cell, true)));
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, visibleWidth(cell)));

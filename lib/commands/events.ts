@@ -3,6 +3,7 @@ import { eventLogPath, followLines, type LogLine, readRecent } from "../agent/ev
 import { eventLine } from "../agent/event_text.ts";
 import { defineCommand } from "../cli/command.ts";
 import { palette } from "../cli/output.ts";
+import { escapeJson } from "../cli/printable.ts";
 import { InputError } from "../errors.ts";
 import { exists } from "../kernel/pin_dir.ts";
 
@@ -50,7 +51,7 @@ export const events = defineCommand({
         }
         return;
       }
-      ctx.stdout.line(flags.json ? line.raw : eventLine(line.event, style));
+      ctx.stdout.line(flags.json ? escapeJson(line.raw) : eventLine(line.event, style));
     };
     const { lines: recent, end } = readRecent(path, count);
     recent.forEach(print);

@@ -1,9 +1,10 @@
 import { Agent } from "../agent/run.ts";
-import { eventText, isKernelEvent } from "../agent/agent_events.ts";
+import { eventLine } from "../agent/event_text.ts";
 import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
 import { defineCommand } from "../cli/command.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
+import { jsonText } from "../cli/printable.ts";
 import { InputError } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
@@ -17,6 +18,7 @@ import {
   serveApi,
 } from "../api/server.ts";
 import { agentApiDeps } from "../agent/api_deps.ts";
+import { guardProcess } from "../agent/process_guard.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
 import { checkTextfilePath, writeTextfile } from "./metrics.ts";
@@ -26,9 +28,12 @@ const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
 export const run = defineCommand({
   name: "run",
   summary: "the agent, in the foreground: apply the policy, stream events, keep the mode words",
-  description: "Loads the programs, or adopts the pinned ones with no gap, and applies --policy FILE, else " +
-    "<config-dir>/policy.yaml, else the policy already in force, else an embedded default audit policy that " +
-    "shows real events at once and denies nothing. Streams every decision and agent event to stdout (one " +
+  description: "Loads the programs, or adopts the pinned ones with no gap, and applies the newest operator " +
+    "intent: --policy FILE, else <config-dir>/policy.yaml unless a policy applied since it last changed is " +
+    "in force (then that policy stays), else the policy already in force, else an embedded default audit " +
+    "policy that shows real events at once and denies nothing. One agent per state directory: a second " +
+    "run exits 3 naming the first. --audit is a floor held while the agent runs: nothing is denied, " +
+    "whatever anyone applies. Streams every decision and agent event to stdout (one " +
     "line each, JSON with --log-format json) and to <state-dir>/events.jsonl (8 MiB, then rotated to " +
     "events.jsonl.1), and describes itself in <state-dir>/agent.json. SIGHUP reads the policy again and " +
     "applies it only if it is valid (otherwise the old one stays and the event policy.reload_failed says " +
@@ -39,8 +44,11 @@ export const run = defineCommand({
     "Exits 3 when --enforce (or an enforce policy) needs an area this kernel can only audit, naming it, " +
     "unless --allow-partial.",
   options: {
-    audit: { type: "boolean", description: "audit everything, whatever the policy's mode says" },
-    enforce: { type: "boolean", description: "enforce, whatever the policy's mode says" },
+    audit: {
+      type: "boolean",
+      description: "hold audit while this agent runs, whatever the policy or anyone applying one says",
+    },
+    enforce: { type: "boolean", description: "enforce the policies this agent applies, whatever their mode" },
     "allow-partial": {
       type: "boolean",
       description: "enforce where this kernel can, audit the areas it cannot enforce",
@@ -112,6 +120,7 @@ export const run = defineCommand({
     }
     if (metricsMs < 1000) throw new InputError("--metrics-interval: give 1s or more");
     if (metricsPath !== undefined) checkTextfilePath(metricsPath);
+    using _guard = guardProcess((message) => ctx.log.error(message));
     const hub = new EventHub();
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
@@ -126,14 +135,11 @@ export const run = defineCommand({
       ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
       log: ctx.log,
       emit: (event) => {
-        hub.publish(JSON.stringify(event));
+        const line = jsonText(event);
+        hub.publish(line);
         if (stdoutClosed) return;
         try {
-          if (json) return ctx.stdout.line(JSON.stringify(event));
-          const line = eventText(event);
-          ctx.stdout.line(
-            isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
-          );
+          ctx.stdout.line(json ? line : eventLine(event, style));
         } catch (error) {
           if (!(error instanceof OutputClosedError)) throw error;
           // `run | head`: the reader left; the agent goes on, events still reach the event log.

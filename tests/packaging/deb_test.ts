@@ -227,8 +227,16 @@ Deno.test("dpkg installs, upgrades, removes and purges the package in a private 
     const defaults = `${root}/etc/default/aegisbpf`;
     await Deno.writeTextFile(defaults, 'AEGISBPF_RUN_ARGS="--enforce"\n', { append: true });
     await Deno.writeTextFile(`${root}/etc/aegisbpf/policy.yaml`, "kind: Policy\n");
+    // Directories an older version (or a manual run) left 0755 are made private by the upgrade.
+    for (const path of ["var/lib/aegisbpf", "etc/aegisbpf", "etc/aegisbpf/keys"]) {
+      await Deno.mkdir(`${root}/${path}`, { recursive: true });
+      await Deno.chmod(`${root}/${path}`, 0o755);
+    }
     const upgrade = await dpkgIn(root, "-i", deb);
     assert.equal(upgrade.code, 0, upgrade.stderr);
+    for (const path of ["var/lib/aegisbpf", "etc/aegisbpf", "etc/aegisbpf/keys"]) {
+      assert.equal(await mode(`${root}/${path}`), 0o700, path);
+    }
     assert.doesNotMatch(upgrade.stdout, /installed, not started/);
     assert.match(await Deno.readTextFile(defaults), /AEGISBPF_RUN_ARGS="--enforce"\n$/);
 
