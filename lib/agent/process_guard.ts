@@ -31,12 +31,6 @@ export function disarmInspector(): void {
 
 function ignore(): void {}
 
-/** Whether the kernel discards `signo` for this process (SigIgn of /proc/self/status). */
-export function signalIgnored(signo: number, status = Deno.readTextFileSync("/proc/self/status")): boolean {
-  const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(status)?.[1];
-  return mask !== undefined && (BigInt(`0x${mask}`) >> BigInt(signo - 1) & 1n) === 1n;
-}
-
 /**
  * Until disposed, an unhandled rejection or an uncaught error anywhere in the process is reported through
  * `report` instead of ending it.

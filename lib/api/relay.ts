@@ -4,7 +4,7 @@
  * (one request per connection, so the head of every request passes here), and bytes are copied both ways
  * until either side ends. A client that stops sending a request or stops reading its answer is closed after
  * a timeout, and a listener holds at most `maxConnections`: so idle or slow clients, however many, cost a
- * bounded number of descriptors.
+ * bounded number of descriptors and hold a slot for seconds at most.
  */
 
 import { problemBytes } from "./problem.ts";
@@ -21,7 +21,7 @@ export type ClientStream = {
 };
 
 export type ConnectionLimits = {
-  /** Connections a listener holds at once; beyond, a client gets 503 and is closed. */
+  /** Connections a listener holds at once; beyond, clients wait in the kernel's listen queue. */
   maxConnections: number;
   /** Time from accept to the end of the request head. */
   headerTimeoutMs: number;
@@ -33,7 +33,7 @@ export type ConnectionLimits = {
 
 export const CONNECTION_LIMITS: ConnectionLimits = {
   maxConnections: 32,
-  headerTimeoutMs: 10_000,
+  headerTimeoutMs: 5_000,
   idleTimeoutMs: 60_000,
   maxHeadBytes: 16 * 1024,
 };
@@ -41,14 +41,17 @@ export const CONNECTION_LIMITS: ConnectionLimits = {
 const RELAY_BUFFER_BYTES = 64 * 1024;
 const HEAD_END = [13, 10, 13, 10];
 
-/** The connections of one listener: at most `limits.maxConnections`, each served by `serve`. */
+/**
+ * The connections of one listener: at most `limits.maxConnections`, each served by `serve`. A full
+ * listener accepts no more (`room()` waits): the next clients wait in the kernel's listen queue and cost
+ * the agent no descriptor, however many they are.
+ */
 export class ConnectionGate {
   readonly #open = new Set<ClientStream>();
   readonly #serving = new Set<Promise<void>>();
   readonly #limits: ConnectionLimits;
   readonly #onError: (error: unknown) => void;
-  /** Connections closed at once because the listener was full. */
-  turnedAway = 0;
+  #wakeRoom: (() => void) | undefined;
 
   constructor(limits: ConnectionLimits, onError: (error: unknown) => void) {
     this.#limits = limits;
@@ -59,16 +62,16 @@ export class ConnectionGate {
     return this.#open.size;
   }
 
+  /** Resolves once the listener may accept another connection. */
+  room(): Promise<void> {
+    if (this.#open.size < this.#limits.maxConnections) return Promise.resolve();
+    return new Promise((resolve) => (this.#wakeRoom = resolve));
+  }
+
+  /** Serves `client`; one accepted while the listener is full (no `room()` awaited) is closed at once. */
   admit(client: ClientStream, serve: (client: ClientStream) => Promise<void>): void {
     if (this.#open.size >= this.#limits.maxConnections) {
-      this.turnedAway++;
-      // No request is read: reading it would hold the descriptor the cap is there to save.
-      const busy = problemBytes(
-        503,
-        "Too many connections",
-        `This listener serves at most ${this.#limits.maxConnections} at once`,
-      );
-      void client.write(busy).finally(() => client.close());
+      client.close();
       return;
     }
     this.#open.add(client);
@@ -76,6 +79,9 @@ export class ConnectionGate {
       client.close();
       this.#open.delete(client);
       this.#serving.delete(serving);
+      const wake = this.#wakeRoom;
+      this.#wakeRoom = undefined;
+      wake?.();
     });
     this.#serving.add(serving);
   }
@@ -126,11 +132,12 @@ export async function readRequestHead(
   client: ClientStream,
   limits: ConnectionLimits,
 ): Promise<RequestHead | Uint8Array<ArrayBuffer> | undefined> {
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    client.shutdown();
-  }, limits.headerTimeoutMs);
+  // The deadline races the reads rather than closing the client, which would leave no way to answer it;
+  // the read left pending ends when the client is closed after the answer.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<"expired">((resolve) => {
+    timer = setTimeout(() => resolve("expired"), limits.headerTimeoutMs);
+  });
   try {
     const received = new Uint8Array(limits.maxHeadBytes);
     let length = 0;
@@ -144,16 +151,15 @@ export async function readRequestHead(
           `A request head is at most ${received.byteLength} bytes`,
         );
       }
-      const n = await client.read(received.subarray(length));
-      if (n === 0) {
-        return timedOut
-          ? problemBytes(
-            408,
-            "Request timeout",
-            `The request head did not arrive within ${limits.headerTimeoutMs} ms`,
-          )
-          : undefined;
+      const n = await Promise.race([client.read(received.subarray(length)), expired]);
+      if (n === "expired") {
+        return problemBytes(
+          408,
+          "Request timeout",
+          `The request head did not arrive within ${limits.headerTimeoutMs} ms`,
+        );
       }
+      if (n === 0) return undefined;
       length += n;
     }
   } finally {

@@ -36,6 +36,8 @@ export const DEFAULT_API_SOCKET = "/run/aegisbpf/api.sock";
 
 /** How long a refused peer may take to send its request before it is closed without the answer. */
 const REFUSAL_HEAD_MS = 1000;
+/** Refused peers answered at once; more are closed unanswered. */
+const REFUSALS_AT_ONCE = 8;
 /** A failed accept (out of descriptors) waits this long, doubling up to a second, before the next. */
 const ACCEPT_BACKOFF_MS = 50;
 
@@ -71,8 +73,6 @@ function isLoopback(hostname: string): boolean {
 export type ApiServer = AsyncDisposable & {
   /** Connections refused for their peer uid, so far. */
   readonly refused: number;
-  /** Connections closed at once because their listener was full, so far. */
-  readonly turnedAway: number;
   close(): Promise<void>;
 };
 
@@ -89,7 +89,7 @@ export type ServeOptions = {
   onError?: (error: unknown) => void;
 };
 
-type Listener = { gate: ConnectionGate; close(): Promise<void> };
+type Listener = { close(): Promise<void> };
 
 export async function serveApi(options: ServeOptions): Promise<ApiServer> {
   const listeners: Listener[] = [];
@@ -113,9 +113,6 @@ export async function serveApi(options: ServeOptions): Promise<ApiServer> {
     get refused() {
       return refused;
     },
-    get turnedAway() {
-      return listeners.reduce((sum, listener) => sum + listener.gate.turnedAway, 0);
-    },
     close,
     [Symbol.asyncDispose]: close,
   };
@@ -137,17 +134,19 @@ async function privateApp(app: Hono): Promise<{ path: string; close(): Promise<v
 }
 
 /**
- * Accepts until `accept` says the listener is closed (undefined). A failed accept (EMFILE, ENFILE: the
+ * Accepts while `gate` has room, until `accept` says the listener is closed (undefined). A failed accept (EMFILE, ENFILE: the
  * process or the system is out of descriptors) is reported once, then waited out with a growing pause: the
  * pending connection stays queued in the kernel and is taken when descriptors are free again.
  */
 async function acceptLoop<T>(
+  gate: ConnectionGate,
   accept: () => Promise<T | undefined>,
   onConnection: (connection: T) => void,
   onError: (error: unknown) => void,
 ): Promise<void> {
   let backoffMs = 0;
   for (;;) {
+    await gate.room();
     let connection: T | undefined;
     try {
       connection = await accept();
@@ -180,6 +179,7 @@ async function serveTcp(
   const gate = new ConnectionGate(limits, onError);
   let closed = false;
   const accepting = acceptLoop(
+    gate,
     async () => {
       try {
         return await listener.accept();
@@ -193,7 +193,6 @@ async function serveTcp(
       onError(new Error(`tcp:${address.hostname}:${address.port}: accept failed: ${messageOf(error)}`)),
   );
   return {
-    gate,
     close: async () => {
       closed = true;
       listener.close();
@@ -240,10 +239,9 @@ async function serveUnix(path: string, options: ServeOptions, onRefused: () => v
     throw error;
   }
   const gate = new ConnectionGate(limits, onError);
-  const serve = async (connection: UnixConnection) => {
-    if (options.allowUids.includes(connection.peer.uid)) {
-      return await relayToApp(connection, app.path, limits);
-    }
+  // Refused peers have slots of their own: however many, they never hold one an allowed peer needs.
+  const refusals = new ConnectionGate({ ...limits, maxConnections: REFUSALS_AT_ONCE }, onError);
+  const refuse = async (connection: UnixConnection) => {
     onRefused();
     // The request is read first: a client that sees the socket closed before it sent its request reports a
     // failed connect, not the answer.
@@ -251,16 +249,20 @@ async function serveUnix(path: string, options: ServeOptions, onRefused: () => v
     await connection.write(problemBytes(403, "Forbidden", `uid ${connection.peer.uid} may not use this API`));
   };
   const accepting = acceptLoop(
+    gate,
     () => listener.accept(),
-    (connection) => gate.admit(connection, () => serve(connection)),
+    (connection) => {
+      if (options.allowUids.includes(connection.peer.uid)) {
+        gate.admit(connection, () => relayToApp(connection, app.path, limits));
+      } else refusals.admit(connection, () => refuse(connection)); // closed at once when full
+    },
     (error) => onError(new Error(`unix:${path}: accept failed: ${messageOf(error)}`)),
   );
   return {
-    gate,
     close: async () => {
       listener.close();
       await accepting;
-      await gate.close();
+      await Promise.all([gate.close(), refusals.close()]);
       await app.close();
     },
   };
