@@ -373,3 +373,14 @@ Deno.test("parsePolicy() reports a NAT64 prefix that is not an IPv6 /96 at its v
   refuses(policy('"2001:db8:64::1/96"'), line, 23, "host bits set");
   refuses(policy('"64:ff9b::/96", "64:ff9b::/96"'), line, 39, "listed twice");
 });
+
+Deno.test("parsePolicy() takes maxFiles on recursive rules only, as a positive integer", () => {
+  const rule = (keys: string) => minimal(`  files:\n    deny:\n      - { path: /srv/keys, ${keys} }\n`);
+  assert.equal(
+    parsePolicy(rule("recursive: true, maxFiles: 50"), "p.yaml").spec.files?.deny?.[0]?.maxFiles,
+    50,
+  );
+  refuses(rule("maxFiles: 50"), 9, 38, "maxFiles bounds a recursive rule's walk; set recursive: true");
+  refuses(rule("recursive: true, maxFiles: 0"), 9, 55, "maxFiles is at least 1");
+  refuses(rule("recursive: true, maxFiles: 2.5"), 9, 55, "maxFiles is an integer");
+});
