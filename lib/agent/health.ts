@@ -71,6 +71,11 @@ export function checkHealth(
     requireEnforce: boolean;
     /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
     connections?: boolean;
+    /**
+     * false skips walking recursive rules' directories (a million files take seconds): for the running
+     * agent's API, whose event loop must not stall and whose watcher covers those directories.
+     */
+    trees?: boolean;
   },
 ): HealthReport {
   const started = performance.now();
@@ -189,7 +194,9 @@ export function checkHealth(
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
 
-  const { errors: walkErrors, warnings: walkWarnings, ...staleRules } = findStaleRules(applied);
+  const { errors: walkErrors, warnings: walkWarnings, ...staleRules } = findStaleRules(applied, {
+    trees: options.trees ?? true,
+  });
   for (const rule of staleRules.stale) {
     problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
   }
