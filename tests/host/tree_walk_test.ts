@@ -11,6 +11,7 @@ import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { AgentRun } from "../support/agent_run.ts";
 import { TestBpffs } from "../support/bpffs.ts";
+import { memoryKib } from "../support/fleet.ts";
 import { isLeftover, must, rootTest, run, uniqueName } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
 
@@ -173,7 +174,7 @@ async function measured(env: Env, args: string[]) {
 const FILES = 1_000_000;
 
 rootTest(
-  `[root] ${FILES} files made by uid 65534 under one recursive rule: apply denies them all and health reads them, in bounded time and memory`,
+  `[root] ${FILES} files made by uid 65534 under one recursive rule: apply denies them all, health reads them and run starts, in bounded time and memory`,
   async () => {
     await withTree(FILES + 10_000, async (env) => {
       let started = performance.now();
@@ -196,14 +197,25 @@ rootTest(
       assert.equal(report.staleRules.checked, FILES);
       assert.deepEqual(report.staleRules.stale, []);
 
+      started = performance.now();
+      const dirs = { bpffs: env.bpffs, stateDir: env.s.stateDir, configDir: env.s.configDir };
+      await using agent = AgentRun.spawn(dirs, ["--audit", "--policy", policy]);
+      await agent.ready(180_000);
+      const ready = (performance.now() - started) / 1000;
+      const agentMib = Math.round(memoryKib(agent.pid).peak / 1024);
+      agent.kill("SIGTERM");
+      const stopped = await agent.exit();
+      assert.equal(stopped.code, 0, stopped.stderr);
+
+      const size = (applied.length / 1e6).toFixed(1);
       console.log(
         `${FILES} files made in ${made.toFixed(1)} s; apply ${apply.seconds} s, ${apply.mib} MiB; ` +
-          `applied.json ${
-            (applied.length / 1e6).toFixed(1)
-          } MB; health ${healthy.seconds} s, ${healthy.mib} MiB`,
+          `applied.json ${size} MB; health ${healthy.seconds} s, ${healthy.mib} MiB; ` +
+          `run ready in ${ready.toFixed(1)} s, ${agentMib} MiB peak`,
       );
       assert.ok(apply.mib < 1024, `apply peaked at ${apply.mib} MiB`);
       assert.ok(healthy.mib < 1024, `health peaked at ${healthy.mib} MiB`);
+      assert.ok(agentMib < 1024, `the agent peaked at ${agentMib} MiB`);
     });
   },
 );
