@@ -39,7 +39,7 @@ export function agentApiDeps(
       return Promise.resolve({ ready: report.healthy, report: plainJson(report) });
     },
     metrics: () => exposition(families(collect(where, { ruleName }))),
-    status: () => plainJson(checkHealth(where, { requireEnforce: false })),
+    status: () => plainJson(checkHealth(where, { requireEnforce: false, trees: false })),
     events: hub,
     // In a helper process, as the agent's own policies are (lib/agent/prepare.ts): the agent never keeps
     // the peak of a parse.

@@ -75,6 +75,11 @@ export function checkHealth(
     /** false skips the stale-rule check (a stat of every denied inode, a walk of every recursive rule's
      * tree): for probes. */
     staleRules?: boolean;
+    /**
+     * false skips walking recursive rules' directories (a million files take seconds): for the running
+     * agent's API, whose event loop must not stall and whose watcher covers those directories.
+     */
+    trees?: boolean;
   },
 ): HealthReport {
   const started = performance.now();
@@ -193,7 +198,9 @@ export function checkHealth(
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
 
-  const checked = options.staleRules === false ? null : findStaleRules(applied);
+  const checked = options.staleRules === false
+    ? null
+    : findStaleRules(applied, { trees: options.trees ?? true });
   let staleRules: HealthReport["staleRules"] = null;
   if (checked) {
     const { errors: walkErrors, warnings: walkWarnings, ...rest } = checked;

@@ -47,21 +47,27 @@ export const LISTED_PER_RULE = 100;
 const ENOENT = 2;
 const ENOTDIR = 20;
 
-export function findStaleRules(record: AppliedRecord | undefined): StaleCheck {
+/** With `trees: false` recursive rules' directories are not walked (only the inodes listed one by one). */
+export function findStaleRules(
+  record: AppliedRecord | undefined,
+  options: { trees?: boolean } = {},
+): StaleCheck {
   const check: StaleCheck = { known: true, checked: 0, stale: [], omitted: 0, errors: [], warnings: [] };
   if (record === undefined) return check;
   if (record.inodes === undefined) return { ...check, known: false };
-  const mountinfo = Deno.readTextFileSync("/proc/self/mountinfo");
+  let read: string | undefined;
+  const mountinfo = () => read ??= Deno.readTextFileSync("/proc/self/mountinfo");
   const shown = (ino: bigint | string, dev: number) => ({ dev, ino: ino.toString() });
   for (const { rule, area, path, dev, ino } of record.inodes) {
     const denied = { dev, ino };
-    const now = currentIdentity(path, mountinfo);
+    const now = currentIdentity(path, mountinfo());
     if (now === undefined) check.stale.push({ rule, area, path, problem: "missing", denied });
     else if (now.dev !== dev || now.ino.toString() !== ino) {
       check.stale.push({ rule, area, path, problem: "replaced", denied, now: shown(now.ino, now.dev) });
     }
   }
   check.checked = record.inodes.length;
+  if (options.trees === false) return check;
   for (const { rule, area, path: dir, maxFiles, denied } of record.recursive ?? []) {
     const set = new InodeSet(denied ?? []);
     check.checked += set.size;
@@ -74,7 +80,7 @@ export function findStaleRules(record: AppliedRecord | undefined): StaleCheck {
     };
     try {
       const target = { ruleId: 0, path: dir, recursive: true, ...maxFiles !== undefined && { maxFiles } };
-      const report = walkRuleTree(target, rule, mountinfo, (identities, path) => {
+      const report = walkRuleTree(target, rule, mountinfo(), (identities, path) => {
         // Every identity is marked (no short cut): each overlay layer's copy counts as seen.
         const covered = identities.map(({ dev, ino }) => set.see(dev, ino)).includes(true);
         if (covered || listed.has(path)) return;

@@ -393,3 +393,14 @@ Deno.test("parsePolicy() reports at most MAX_PROBLEMS problems, the first in fil
     assert.match(error.problems[0]!.message, /^p\.yaml:7:3: spec\.k0: unknown key/);
   }
 });
+
+Deno.test("parsePolicy() takes maxFiles on recursive rules only, as a positive integer", () => {
+  const rule = (keys: string) => minimal(`  files:\n    deny:\n      - { path: /srv/keys, ${keys} }\n`);
+  assert.equal(
+    parsePolicy(rule("recursive: true, maxFiles: 50"), "p.yaml").spec.files?.deny?.[0]?.maxFiles,
+    50,
+  );
+  refuses(rule("maxFiles: 50"), 9, 38, "maxFiles bounds a recursive rule's walk; set recursive: true");
+  refuses(rule("recursive: true, maxFiles: 0"), 9, 55, "maxFiles is at least 1");
+  refuses(rule("recursive: true, maxFiles: 2.5"), 9, 55, "maxFiles is an integer");
+});

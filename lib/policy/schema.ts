@@ -106,7 +106,7 @@ const nat64Prefix = z.string({ error: 'a NAT64 prefix is a string, e.g. "64:ff9b
   },
 );
 
-/** The most entries a recursive rule's walk may meet by default (lib/kernel/tree.ts DEFAULT_MAX_ENTRIES). */
+/** The largest `maxFiles` taken: a walk that long takes minutes (the default is in lib/kernel/tree.ts). */
 const MAX_FILES_LIMIT = 16_000_000;
 
 const fileRule = z.strictObject({

@@ -11,9 +11,11 @@ import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { AgentRun } from "../support/agent_run.ts";
 import { TestBpffs } from "../support/bpffs.ts";
+import { memoryKib } from "../support/fleet.ts";
 import { isLeftover, must, rootTest, run, uniqueName } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
 
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const MAKER_SOURCE = new URL("../support/tree_maker.c", import.meta.url).pathname;
 const PREFIX = "aegisbpf-test-tree-";
 const TMP = Deno.env.get("TMPDIR") ?? "/tmp";
@@ -144,6 +146,108 @@ rootTest(
       assert.match(
         stderr,
         /Not every directory under .* is watched \(1 more than 32 levels deep, with all below/,
+      );
+    });
+  },
+);
+
+/** Runs aegisbpf under /usr/bin/time: its result, wall seconds and peak resident memory (MiB). */
+async function measured(env: Env, args: string[]) {
+  const result = await run("/usr/bin/time", [
+    "-f",
+    "measured %e %M",
+    "env",
+    `AEGISBPF_BPFFS=${env.bpffs}`,
+    `AEGISBPF_STATE_DIR=${env.s.stateDir}`,
+    `AEGISBPF_CONFIG_DIR=${env.s.configDir}`,
+    "NO_COLOR=1",
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    MAIN,
+    ...args,
+  ]);
+  const [, seconds, kib] = result.stderr.match(/measured ([0-9.]+) ([0-9]+)\s*$/) ?? [];
+  return { ...result, seconds: Number(seconds), mib: Math.round(Number(kib) / 1024) };
+}
+
+const FILES = 1_000_000;
+
+rootTest(
+  `[root] ${FILES} files made by uid 65534 under one recursive rule: apply denies them all, health reads them and run starts, in bounded time and memory`,
+  async () => {
+    await withTree(FILES + 10_000, async (env) => {
+      let started = performance.now();
+      await must("setpriv", [...NOBODY, env.maker, "wide", env.tree, String(FILES), "1000"]);
+      const made = (performance.now() - started) / 1000;
+      const policy = writePolicy(env, "");
+
+      const apply = await measured(env, ["policy", "apply", policy, "--allow-partial"]);
+      assert.equal(apply.code, 0, apply.stderr);
+      const applied = Deno.readTextFileSync(`${env.s.stateDir}/applied.json`);
+      const record = JSON.parse(applied);
+      assert.equal(record.recursive[0].denied[0].count, FILES);
+      assert.deepEqual(record.inodes, [], "no file of the tree listed one by one");
+
+      started = performance.now();
+      const healthy = await measured(env, ["health", "--json"]);
+      const report = JSON.parse(healthy.stdout);
+      assertMatchesSchema("health.schema.json", report);
+      assert.equal(healthy.code, 0, JSON.stringify(report.problems));
+      assert.equal(report.staleRules.checked, FILES);
+      assert.deepEqual(report.staleRules.stale, []);
+
+      started = performance.now();
+      const dirs = { bpffs: env.bpffs, stateDir: env.s.stateDir, configDir: env.s.configDir };
+      await using agent = AgentRun.spawn(dirs, ["--audit", "--policy", policy]);
+      await agent.ready(180_000);
+      const ready = (performance.now() - started) / 1000;
+      const agentMib = Math.round(memoryKib(agent.pid).peak / 1024);
+      agent.kill("SIGTERM");
+      const stopped = await agent.exit();
+      assert.equal(stopped.code, 0, stopped.stderr);
+
+      const size = (applied.length / 1e6).toFixed(1);
+      console.log(
+        `${FILES} files made in ${made.toFixed(1)} s; apply ${apply.seconds} s, ${apply.mib} MiB; ` +
+          `applied.json ${size} MB; health ${healthy.seconds} s, ${healthy.mib} MiB; ` +
+          `run ready in ${ready.toFixed(1)} s, ${agentMib} MiB peak`,
+      );
+      assert.ok(apply.mib < 1024, `apply peaked at ${apply.mib} MiB`);
+      assert.ok(healthy.mib < 1024, `health peaked at ${healthy.mib} MiB`);
+      assert.ok(agentMib < 1024, `the agent peaked at ${agentMib} MiB`);
+    });
+  },
+);
+
+rootTest(
+  "[root] a tree past its rule's maxFiles: apply refuses as bad input naming the rule and the cap, nothing applied; health names it later",
+  async () => {
+    await withTree(undefined, async (env) => {
+      await must("setpriv", [...NOBODY, env.maker, "wide", env.tree, "10", "10"]);
+      const policy = writePolicy(env, ", maxFiles: 10");
+      const applied = await env.aegis(["policy", "apply", policy, "--allow-partial"]);
+      assert.equal(applied.code, 0, applied.stderr);
+
+      Deno.writeFileSync(`${env.tree}/s0/one-more`, new Uint8Array());
+      const stale = await health(env);
+      assert.equal(stale.code, 1);
+      assert.match(
+        stale.report.problems.join("\n"),
+        /Rule tree: .*\/tree holds more than 10 files \(maxFiles 10\): the next apply will fail/,
+      );
+
+      const before = Deno.readTextFileSync(`${env.s.stateDir}/applied.json`);
+      const refused = await env.aegis(["policy", "apply", policy, "--allow-partial"]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(
+        refused.stderr,
+        /Rule tree: .*\/tree holds more than 10 files \(maxFiles 10\): nothing was applied; raise maxFiles/,
+      );
+      assert.equal(
+        Deno.readTextFileSync(`${env.s.stateDir}/applied.json`),
+        before,
+        "the applied record untouched",
       );
     });
   },
