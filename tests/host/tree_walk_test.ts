@@ -94,6 +94,22 @@ async function health(env: Env): Promise<{ code: number; report: Record<string, 
   return { code: result.code, report, stderr: result.stderr };
 }
 
+/**
+ * Waits until process `pid` catches SIGTERM (SigCgt in /proc/PID/status): `run` installs its stop handlers
+ * only once started, a while after `policy.applied` when a big tree is watched, and a SIGTERM before that
+ * kills it outright (exit 143).
+ */
+async function catchesSigterm(pid: number): Promise<void> {
+  const SIGTERM_BIT = 1n << 14n;
+  for (let tries = 0; tries < 600; tries++) {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const caught = BigInt(`0x${/^SigCgt:\s+([0-9a-f]+)/m.exec(status)?.[1] ?? "0"}`);
+    if (caught & SIGTERM_BIT) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`Process ${pid} did not catch SIGTERM within 60 s`);
+}
+
 /** This process's descriptor limit, inherited by every command it starts. */
 async function limitDescriptors(limit: number): Promise<void> {
   await must("prlimit", ["--pid", String(Deno.pid), `--nofile=${limit}:${limit}`]);
@@ -139,6 +155,7 @@ rootTest(
         30_000,
       );
       assert.equal(open.process.uid, 65534);
+      await catchesSigterm(agent.pid);
       agent.kill("SIGTERM");
       const { code, stderr } = await agent.exit();
       assert.equal(code, 0, stderr);
@@ -178,7 +195,10 @@ rootTest(
   async () => {
     await withTree(FILES + 10_000, async (env) => {
       let started = performance.now();
-      await must("setpriv", [...NOBODY, env.maker, "wide", env.tree, String(FILES), "1000"]);
+      // All under one subdirectory: a walk that spread a subtree's list onto the stack threw a RangeError
+      // past about 125,000 files.
+      await must("setpriv", [...NOBODY, "mkdir", `${env.tree}/sub`]);
+      await must("setpriv", [...NOBODY, env.maker, "wide", `${env.tree}/sub`, String(FILES), "1000"]);
       const made = (performance.now() - started) / 1000;
       const policy = writePolicy(env, "");
 
@@ -203,6 +223,7 @@ rootTest(
       await agent.ready(180_000);
       const ready = (performance.now() - started) / 1000;
       const agentMib = Math.round(memoryKib(agent.pid).peak / 1024);
+      await catchesSigterm(agent.pid);
       agent.kill("SIGTERM");
       const stopped = await agent.exit();
       assert.equal(stopped.code, 0, stopped.stderr);
