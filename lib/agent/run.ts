@@ -434,42 +434,46 @@ export class Agent {
   }
 
   /**
-   * A rule path changed on disk: under the state lock, and only while the live policy is still the one this
-   * agent holds, resolve again and flip if an inode differs. When another writer changed the live policy
+   * A rule path changed on disk: resolve again, and if an inode differs flip, under the state lock and only
+   * while the live policy is still the one this agent holds. When another writer changed the live policy
    * while this waited, nothing is flipped: the pick-up takes the new policy over (and watches its paths).
    */
   async #refreshRules(): Promise<void> {
-    if (!this.#current || this.#stopped) return;
+    const current = this.#current;
+    if (!current || this.#stopped) return;
     const { stateDir } = this.#options;
+    // Resolved before the lock: a million-file tree takes seconds to walk, and other writers must not wait
+    // for it. A path that changes again after this walk fires the watcher again.
+    let resolved: ResolvedRuleSet;
+    try {
+      resolved = resolveNames(current.plan, () => {});
+    } catch (error) {
+      // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
+      this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
+      this.#watchRulePaths();
+      return;
+    }
+    const changed = changedRules(current.resolved, resolved);
+    if (this.#kernelBehindPaths && changed.length === 0) changed.push(...changedSince(current, resolved));
+    if (changed.length === 0) {
+      this.#watchRulePaths();
+      return;
+    }
     this.#busy++;
     try {
       using _lock = await this.#lockState("run (rule refresh)");
-      const current = this.#current;
+      // Flip only into the policy that is still live: applied.json and the kernel's word name it, and this
+      // agent has not taken another over while it waited. Else the pick-up takes the new one over.
       const applied = readApplied(stateDir);
       const active = this.#plane.config().activeGen;
       if (
-        this.#stopped || !applied || applied.sha256 !== current.input.sha256 ||
+        this.#stopped || current !== this.#current || !applied || applied.sha256 !== current.input.sha256 ||
         applied.generation !== active || active !== this.#generation
       ) {
         this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
         return;
       }
-      let resolved: ResolvedRuleSet;
-      try {
-        resolved = resolveNames(current.plan, () => {});
-      } catch (error) {
-        // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
-        this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
-        this.#watchRulePaths();
-        return;
-      }
-      const changed = changedRules(current.resolved, resolved);
-      if (this.#kernelBehindPaths && changed.length === 0) changed.push(...changedSince(current, resolved));
       this.#kernelBehindPaths = false;
-      if (changed.length === 0) {
-        this.#watchRulePaths();
-        return;
-      }
       const generation = await this.#flip(resolved);
       writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
       this.#adopt(current, resolved, current.partial, generation);
