@@ -11,10 +11,10 @@
  * - an apply of a policy that is not the one in force is `applyPolicy`: a history entry;
  * - the same policy again (a restart, a SIGHUP with an unchanged file, a rule path replaced on disk) is a
  *   *refresh*: the plan resolved again and flipped into the other generation, `applied.json` updated to
- *   name that generation, and no history entry, since the policy did not change (SPEC section 3: file rules
- *   resolve paths at apply time; a refresh is that resolution done again). A refresh resolves under the
- *   lock, and only when the live policy is still the one this agent holds: when another command changed it
- *   meanwhile, the pick-up takes that policy over instead.
+ *   name that generation, and no history entry, since the policy did not change (file rules resolve paths
+ *   at apply time; a refresh is that resolution done again). A refresh flips under the lock, and only while
+ *   the live policy is still the one this agent holds: when another command changed it meanwhile, the
+ *   pick-up takes that policy over instead.
  * Other commands (apply, rollback, canary, the API's helper) take the same lock; the agent picks their
  * changes up. `--audit` is a floor: the forced-audit word, held while the agent runs, whatever is applied.
  */
