@@ -1,5 +1,6 @@
 /** The aegisbpf command line: the registry of commands, and dispatch to the one the arguments name. */
 
+import "./lib/agent/no_inspector.ts"; // first: SIGUSR1 would open the runtime's inspector to every local user
 import { PREPARE_ARGUMENT, preparePolicyMain } from "./lib/agent/prepare.ts";
 import { disarmInspector } from "./lib/agent/process_guard.ts";
 import type { Registry } from "./lib/cli/command.ts";
@@ -75,7 +76,7 @@ export const REGISTRY: Registry = [
 ];
 
 if (import.meta.main) {
-  disarmInspector(); // first: SIGUSR1 would open the runtime's inspector to every local user
+  disarmInspector(); // done already by the first import, unless this entry was renamed (a compiled binary)
   // The agent's policy check process (lib/agent/prepare.ts), not a command.
   if (Deno.args.length === 1 && Deno.args[0] === PREPARE_ARGUMENT) Deno.exit(await preparePolicyMain());
   Deno.exit(await runCli(Deno.args, REGISTRY, processIo()));

@@ -14,7 +14,8 @@
  *   and a dead agent only adds a restart (and, with --deadman, a lapse to audit).
  */
 
-import { ignoreSignal } from "../../ffi/mod.ts";
+// ffi/signals.ts itself, not ffi/mod.ts: this runs first, before the rest of the program is evaluated.
+import { ignoreSignal } from "../../ffi/signals.ts";
 
 const SIGUSR1 = 10;
 
@@ -23,7 +24,8 @@ let disarmed = false;
 /** SIGUSR1 is discarded from now on, for the whole process: the inspector cannot be opened with it. */
 export function disarmInspector(): void {
   if (disarmed) return;
-  Deno.addSignalListener("SIGUSR1", ignore);
+  ignoreSignal(SIGUSR1); // at once (and libc loaded, so that the second call below is immediate)
+  Deno.addSignalListener("SIGUSR1", ignore); // the runtime's one install of its handler, now
   ignoreSignal(SIGUSR1);
   Deno.removeSignalListener("SIGUSR1", ignore);
   disarmed = true;

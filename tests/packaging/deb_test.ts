@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { VERSION } from "../../lib/version.ts";
+import { listeningTcpPorts, signalIgnored } from "../support/listeners.ts";
 import { rootTest } from "../support/privileged.ts";
 import { REPO, run, withTempDir } from "./unit_file.ts";
 
@@ -51,6 +52,8 @@ const COMMON_FILES: [string, string][] = [
 function assertCommon(files: Map<string, string>): void {
   for (const [path, mode] of COMMON_FILES) assert.equal(files.get(path), mode, path);
 }
+
+const SIGUSR1 = 10;
 
 rootTest(
   "[root] build-deb.sh --source builds a .deb whose launcher runs the extracted package offline",
@@ -119,6 +122,32 @@ rootTest(
         noDeno.stderr,
         `aegisbpf: error: AEGISBPF_DENO=${dir}/missing/deno is not an executable file\n`,
       );
+
+      // The launcher's process ignores SIGUSR1: Deno's inspector never opens (tests/host/api_flood_test.ts).
+      const follow = new Deno.Command("unshare", {
+        args: ["--net", "--", `${root}/usr/bin/aegisbpf`, "events", "--follow"],
+        env: {
+          PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+          DENO_DIR: emptyDenoDir,
+          AEGISBPF_STATE_DIR: `${dir}/state`,
+          AEGISBPF_CONFIG_DIR: `${dir}/etc`,
+        },
+        cwd: "/",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 1500)); // past the runtime's 500 ms grace
+        assert.ok(signalIgnored(follow.pid, SIGUSR1), "the packaged process ignores SIGUSR1");
+        Deno.kill(follow.pid, "SIGUSR1");
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        assert.deepEqual(listeningTcpPorts(follow.pid), [], "no inspector listening");
+        const state = await Deno.readTextFile(`/proc/${follow.pid}/status`);
+        assert.match(state, /^State:\s+[RS]/m, "still following events");
+      } finally {
+        follow.kill("SIGKILL");
+        await follow.output();
+      }
 
       // md5sums lists every shipped file, and running the package changed none of them.
       const check = await run("md5sum", ["--check", "--quiet", `${control}/md5sums`], { cwd: root });
