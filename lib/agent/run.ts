@@ -37,7 +37,8 @@ import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.t
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
 import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
-import { EventLog, eventLogPath } from "./event_log.ts";
+import { eventLogPath } from "./event_log.ts";
+import { EventLogSink } from "./event_log_sink.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
 import {
@@ -91,7 +92,7 @@ type Current = Held & { resolved: ResolvedRuleSet; partial: PartialArea[] };
 export class Agent {
   readonly #options: AgentOptions;
   readonly #plane: DataPlane;
-  readonly #log: EventLog;
+  readonly #log: EventLogSink;
   readonly #host = Deno.hostname();
   readonly #startedAt = new Date().toISOString();
   readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
@@ -113,10 +114,9 @@ export class Agent {
   #busy = 0;
   #externalCheckQueued = false;
   #stopped = false;
-  #logFailing = false;
   readonly #sessions = new Map<string, SessionRecord>();
 
-  private constructor(options: AgentOptions, plane: DataPlane, log: EventLog) {
+  private constructor(options: AgentOptions, plane: DataPlane, log: EventLogSink) {
     this.#options = options;
     this.#plane = plane;
     this.#log = log;
@@ -149,7 +149,8 @@ export class Agent {
     let agent: Agent | undefined;
     try {
       partialAreas(plane, plan, options.allowPartial);
-      agent = new Agent(options, plane, new EventLog(eventLogPath(options.stateDir)));
+      const log = new EventLogSink(eventLogPath(options.stateDir), (message) => options.log.warn(message));
+      agent = new Agent(options, plane, log);
       await agent.#begin(prepared);
       return agent;
     } catch (error) {
@@ -613,14 +614,8 @@ export class Agent {
   }
 
   #write(event: AnyEvent): void {
-    try {
-      this.#log.append(event);
-      this.#logFailing = false;
-    } catch (error) {
-      // A full disk must not stop the stream: stdout still gets every event; say so once per outage.
-      if (!this.#logFailing) this.#options.log.error(`event log ${this.#log.path}: ${messageOf(error)}`);
-      this.#logFailing = true;
-    }
+    // A full disk must not stop the stream: the sink reopens the log and reports the outage itself.
+    this.#log.append(event);
     this.#options.emit(event);
   }
 
