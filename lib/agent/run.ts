@@ -127,7 +127,11 @@ export class Agent {
       cgroupPath: cgroupPaths(),
       interfaceName: (ifindex) => this.#interfaces.get(ifindex),
     };
-    this.#breakGlass = new BreakGlassWatch(options, cmdlineBreakGlass());
+    this.#breakGlass = new BreakGlassWatch(
+      options,
+      cmdlineBreakGlass(),
+      (message) => options.log.warn(message),
+    );
   }
 
   /**
