@@ -39,6 +39,7 @@ import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedAp
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { eventLogPath } from "./event_log.ts";
 import { EventLogSink } from "./event_log_sink.ts";
+import { RetryBackoff } from "./retry_backoff.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
 import {
@@ -113,6 +114,10 @@ export class Agent {
   #queue: Promise<void> = Promise.resolve();
   #busy = 0;
   #externalCheckQueued = false;
+  /** A pick-up that fails (its helper, the history entry) is tried again later and reported once. */
+  readonly #pickUp = new RetryBackoff((error, retryInMs) =>
+    this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
+  );
   #stopped = false;
   readonly #sessions = new Map<string, SessionRecord>();
 
@@ -574,8 +579,14 @@ export class Agent {
       this.#lostSeen = lost;
     }
     if (this.#busy === 0 && !this.#externalCheckQueued && this.#externalApplySeen()) {
+      const key = `${this.#plane.config().activeGen} ${readApplied(this.#options.stateDir)?.time}`;
+      if (!this.#pickUp.due(key)) return;
       this.#externalCheckQueued = true;
-      void this.#serial(() => this.#checkExternalApply().finally(() => this.#externalCheckQueued = false));
+      void this.#serial(() =>
+        this.#pickUp.run(key, () => this.#checkExternalApply()).finally(() =>
+          this.#externalCheckQueued = false
+        )
+      );
     }
   }
 
