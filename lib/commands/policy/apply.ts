@@ -1,8 +1,8 @@
-import { type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
+import { canaryCounts, type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError } from "../../errors.ts";
-import { pinnedCounters, totalDenies } from "../../kernel/inspect.ts";
+import { pinnedGenerationDenies } from "../../kernel/inspect.ts";
 import { applyInputOf, applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
 import { refuseReplay } from "../../agent/apply_text.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
@@ -104,8 +104,9 @@ export const policyApply = defineCommand({
           "(an audit policy is the safe start)",
       );
     }
-    // The canary counts every deny from the flip on: the counter before it is the baseline.
-    const baseline = canary && { denies: totalDenies(pinnedCounters(bpffs)), at: performance.now() };
+    // The canary counts the new generation's own denies; its counters are cleared when it is staged, so
+    // each one comes after this moment.
+    const baseline = canary && { denies: 0n, at: performance.now() };
     const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
@@ -128,7 +129,15 @@ export const policyApply = defineCommand({
       ctx.stdout.line(summaryLine("applied (canary)", done));
       for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
     }
-    return await runCanary(ctx, { ...canary, entry, fallback, json: flags.json === true, done, baseline });
+    return await runCanary(ctx, {
+      ...canary,
+      entry,
+      fallback,
+      json: flags.json === true,
+      done,
+      baseline,
+      readDenies: () => pinnedGenerationDenies(bpffs, generation, canaryCounts(plan.rules)),
+    });
   },
 });
 
@@ -163,9 +172,10 @@ async function runCanary(
     json: boolean;
     done: Summary;
     baseline: { denies: bigint; at: number };
+    readDenies: () => bigint | undefined;
   },
 ): Promise<number> {
-  const { stateDir, bpffs } = ctx.globals;
+  const { stateDir } = ctx.globals;
   const controller = new AbortController();
   const stop = () => controller.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -179,10 +189,7 @@ async function runCanary(
     verdict = await watchCanary({
       durationMs: canary.durationMs,
       maxDenyRate: canary.maxDenyRate,
-      readDenies: () => {
-        const counters = pinnedCounters(bpffs);
-        return counters && totalDenies(counters);
-      },
+      readDenies: canary.readDenies,
       baseline: canary.baseline,
       signal: controller.signal,
       onSample: ({ elapsedMs, rate, denies }) =>
