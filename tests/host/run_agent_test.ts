@@ -9,9 +9,8 @@ import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/policy/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
-import { AgentRun, type Dirs, type Event } from "../support/agent_run.ts";
-import { TestBpffs } from "../support/bpffs.ts";
-import { TestCgroup } from "../support/cgroup.ts";
+import { type Host, scopedPolicy as policy, withHost, writePolicy } from "../support/agent_host.ts";
+import { AgentRun, type Event } from "../support/agent_run.ts";
 import { startConnectLoop } from "../support/loops.ts";
 import { VethPair } from "../support/netns.ts";
 import { probeLsm } from "../../lib/kernel/load.ts";
@@ -22,47 +21,8 @@ import { assertMatchesSchema } from "../support/schema.ts";
 const PORT = 61000 + (Deno.pid % 300) * 3;
 const [TCP_PORT, UDP_PORT, BIND_PORT] = [PORT, PORT + 1, PORT + 2];
 
-type Host = Dirs & { dir: string; cgroup: TestCgroup; env: Record<string, string> };
-
-async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
-  const bpffs = await TestBpffs.mount();
-  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-agent-" });
-  const cgroup = TestCgroup.create();
-  const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
-  Deno.mkdirSync(dirs.configDir);
-  // No test depends on the host's kernel command line.
-  Deno.writeTextFileSync(`${dir}/cmdline`, "ro quiet\n");
-  const env = {
-    AEGISBPF_BPFFS: dirs.bpffs,
-    AEGISBPF_STATE_DIR: dirs.stateDir,
-    AEGISBPF_CONFIG_DIR: dirs.configDir,
-    AEGISBPF_PROC_CMDLINE: `${dir}/cmdline`,
-  };
-  try {
-    await fn({ ...dirs, dir, cgroup, env });
-  } finally {
-    try {
-      DataPlane.detach(bpffs.path);
-    } finally {
-      cgroup.remove();
-      await bpffs.unmount();
-      Deno.removeSync(dir, { recursive: true });
-    }
-  }
-}
-
 function spawn(host: Host, args: string[], env: Record<string, string> = {}): AgentRun {
   return AgentRun.spawn(host, args, { env: { ...host.env, ...env } });
-}
-
-function policy(host: Host, body: string, options: { mode?: string; version?: number } = {}): string {
-  return `apiVersion: aegisbpf.io/v1
-kind: Policy
-metadata: { name: agent-test, version: ${options.version ?? 1} }
-spec:
-  mode: ${options.mode ?? "enforce"}
-  scope: { cgroups: ["${host.cgroup.relativePath}"] }
-${body}`;
 }
 
 const NET = `  network:
@@ -72,12 +32,6 @@ const NET = `  network:
         - { id: udp-lo3, cidr: 127.0.0.3/32, ports: [${UDP_PORT}], protocol: udp }
     bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }
 `;
-
-function writePolicy(host: Host, name: string, text: string): string {
-  const path = `${host.dir}/${name}`;
-  Deno.writeTextFileSync(path, text);
-  return path;
-}
 
 /** A TCP connect from the test cgroup to the denied address: "EPERM" when denied, else anything else. */
 async function connect(host: Host): Promise<string> {

@@ -50,7 +50,8 @@ export const policyApply = defineCommand({
     canary: {
       type: "string",
       valueName: "DUR",
-      description: "watch the deny rate for DUR after applying; roll back by itself when it is exceeded",
+      description: "watch the new policy's deny rate for DUR after applying (its own rules, in its scope, " +
+        "ingress drops left out); roll back by itself when it is exceeded",
     },
     "max-deny-rate": {
       type: "string",
