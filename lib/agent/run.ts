@@ -193,7 +193,11 @@ export class Agent {
       });
     }
     this.#plane.setConfig({ deadmanDeadlineNs: 0n });
-    if (deadmanMs !== undefined) this.#refreshDeadman();
+    // Refreshed from here on: an apply slower than the TTL (a loaded host) must not let the deadman expire.
+    if (deadmanMs !== undefined) {
+      this.#refreshDeadman();
+      this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
+    }
     // Every start sets the word: a run without --enforce-signal turns kill on deny off.
     writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
@@ -201,7 +205,6 @@ export class Agent {
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
     this.#every(FAST_TICK_MS, () => this.#fastTick());
     this.#every(SLOW_TICK_MS, () => this.#slowTick());
-    if (deadmanMs !== undefined) this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
   }
 
   /** SIGHUP: reads the policy again, checks everything, and applies it; on failure keeps the old one. */

@@ -9,6 +9,7 @@ import { eventLogPath, recentLines } from "../../lib/agent/event_log.ts";
 import { bootTimeNs, readModeWords } from "../../lib/kernel/mode_words.ts";
 import { appliedFile, readApplied, writeApplied } from "../../lib/policy/apply_state.ts";
 import { contentDir, listHistory } from "../../lib/policy/history.ts";
+import { acquireStateLock } from "../../lib/policy/state.ts";
 import { type Host, scopedPolicy, withHost, writePolicy } from "../support/agent_host.ts";
 import { AgentRun, type Event } from "../support/agent_run.ts";
 import { TestTmpfs } from "../support/bpffs.ts";
@@ -134,6 +135,44 @@ rootTest(
     });
   },
 );
+
+rootTest("[root] the deadman stays refreshed while the agent's start waits for the state lock", async () => {
+  await withHost(async (host) => {
+    // Another command holds the lock (a canary being watched, say) for three TTLs of the agent's deadman.
+    const lock = await acquireStateLock(host.stateDir, { wait: false, command: "agent_loop_test" });
+    let held = true;
+    const release = () => {
+      if (held) lock[Symbol.dispose]();
+      held = false;
+    };
+    try {
+      const agent = spawn(host, ["--policy", auditPolicy(host), "--deadman", "2s"]);
+      await using _agent = agent;
+      await agent.waitFor(isType("agent.start"), 30_000);
+      let minRemainingMs = Infinity;
+      for (const start = performance.now(); performance.now() - start < 6000;) {
+        const deadline = readModeWords(host.bpffs)!.deadmanDeadlineNs;
+        minRemainingMs = Math.min(
+          minRemainingMs,
+          deadline === undefined ? -1 : Number(deadline - bootTimeNs()) / 1e6,
+        );
+        await sleep(100);
+      }
+      assert.equal(agent.events.filter(isType("policy.applied")).length, 0, "still waiting for the lock");
+      assert.equal(agent.events.filter(isType("deadman.expired")).length, 0);
+      release();
+      await agent.ready();
+      assert.ok(
+        minRemainingMs > 0,
+        `the kernel's deadman expired while the agent waited: ${minRemainingMs} ms`,
+      );
+      agent.kill("SIGTERM");
+      assert.equal((await agent.exit()).code, 0);
+    } finally {
+      release();
+    }
+  });
+});
 
 rootTest(
   "[root] the event log on a full disk: one warning, then events are written again once space is freed",
