@@ -2,7 +2,8 @@
  * The signals `run` answers, listened to from its first moment: without a listener SIGHUP's default
  * action ends the process, so a `systemctl reload` right after a restart would kill an agent still
  * starting. A SIGHUP before the agent can reload is remembered and served once it can (several make one
- * reload); SIGTERM or SIGINT at any time asks for a clean stop, which `run` makes as soon as it can.
+ * reload); SIGTERM or SIGINT at any time asks for a clean stop, which `run` makes as soon as it can (a
+ * SIGHUP after it is ignored).
  */
 
 const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
@@ -43,6 +44,8 @@ export class RunSignals implements Disposable {
   }
 
   #onReload(): void {
+    // Stopping: a reload now would apply into an agent on its way out.
+    if (this.#stopSignal !== undefined) return;
     if (this.#reload) this.#reload();
     else this.#reloadPending = true;
   }
