@@ -4,6 +4,7 @@ import { RunSignals } from "../agent/run_signals.ts";
 import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
 import { type Context, defineCommand } from "../cli/command.ts";
 import { LineQueue } from "../cli/line_queue.ts";
+import { queuedLogger } from "../cli/log.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
 import { InputError } from "../errors.ts";
@@ -96,9 +97,15 @@ export const run = defineCommand({
     "aegisbpf run --enforce --enforce-signal kill --api unix:/run/aegisbpf/api.sock --api tcp:127.0.0.1:9180",
     "aegisbpf run --audit --metrics-textfile /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
   ],
-  async run(ctx, { flags }) {
+  async run(caller, { flags }) {
     // Listening first: a SIGHUP or SIGTERM while the agent starts is served once it can be, never fatal.
     using signals = new RunSignals();
+    // Neither stdout nor stderr may hold the agent up: both are queued and written asynchronously.
+    const log = queuedLogger(
+      { format: caller.globals.logFormat, level: caller.globals.logLevel, palette: palette(caller.color) },
+      caller.stderr.sink,
+    );
+    const ctx: Context = { ...caller, log };
     if (flags.audit && flags.enforce) {
       throw new InputError("--audit and --enforce exclude each other: pick one");
     }
@@ -152,14 +159,14 @@ export const run = defineCommand({
         ctx.log.warn(`api: ${messageOf(error)}`);
       }
       await agent?.stop(stopReason);
-      await stdout.flush(STDOUT_FLUSH_MS);
+      await Promise.all([stdout.flush(FLUSH_MS), log.flush(FLUSH_MS)]);
     }
     return 0;
   },
 });
 
-/** How long a stopping agent waits for a slow stdout reader to take the last lines. */
-const STDOUT_FLUSH_MS = 2000;
+/** How long a stopping agent waits for a slow stdout or stderr reader to take the last lines. */
+const FLUSH_MS = 2000;
 
 /**
  * Events to stdout (coloured text, or JSON lines) through a bounded queue written asynchronously: a pipe
