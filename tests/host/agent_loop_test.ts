@@ -52,9 +52,14 @@ function loggedTypes(host: Host): string[] {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Whether process `pid` has a handler for SIGHUP (bit 0 of SigCgt in /proc/PID/status). */
+/**
+ * Whether process `pid` runs aegisbpf (it has exec'd: until then it is a fork of this test process, with
+ * this process's handlers) and has a handler for SIGHUP (bit 0 of SigCgt in /proc/PID/status).
+ */
 function catchesSighup(pid: number): boolean {
   try {
+    const args = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0");
+    if (!args.some((arg) => arg.endsWith("/main.ts"))) return false;
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
     const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
     return caught !== undefined && (BigInt(`0x${caught}`) & 1n) === 1n;
@@ -279,9 +284,16 @@ rootTest(
       const agent = spawn(host, ["--policy", auditPolicy(host)]);
       await using _agent = agent;
       await untilSighupCaught(agent);
-      for (let i = 0; i < 3; i++) {
-        agent.kill("SIGHUP");
-        await sleep(20);
+      try {
+        for (let i = 0; i < 3; i++) {
+          agent.kill("SIGHUP");
+          await sleep(20);
+        }
+      } catch (error) {
+        const { code, stderr } = await agent.exit();
+        throw new Error(`the agent died of a SIGHUP during its start (exit ${code}): ${stderr}`, {
+          cause: error,
+        });
       }
       // The event log is written as events happen (stdout may lag): no apply yet, the start is going on.
       assert.ok(!loggedTypes(host).includes("policy.applied"), "the signals came before start ended");
