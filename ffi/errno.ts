@@ -1,4 +1,4 @@
-/** Linux errno numbers (x86_64) that BPF operations return, by name. */
+/** Linux errno numbers (x86_64) that BPF operations and the file system calls here return, by name. */
 const ERRNO_NAMES: Readonly<Record<number, string>> = {
   1: "EPERM",
   2: "ENOENT",
@@ -22,10 +22,13 @@ const ERRNO_NAMES: Readonly<Record<number, string>> = {
   25: "ENOTTY",
   28: "ENOSPC",
   34: "ERANGE",
+  36: "ENAMETOOLONG",
   38: "ENOSYS",
+  40: "ELOOP",
   95: "EOPNOTSUPP",
   111: "ECONNREFUSED",
   113: "EHOSTUNREACH",
+  116: "ESTALE",
   524: "ENOTSUPP",
   4001: "LIBBPF_ERRNO__LIBELF",
   4002: "LIBBPF_ERRNO__FORMAT",

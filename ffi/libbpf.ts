@@ -130,6 +130,10 @@ const libbpfSymbols = {
 const libcSymbols = {
   // int open(const char *pathname, int flags)
   open: { parameters: ["buffer", "i32"], result: "i32" },
+  // int openat(int dirfd, const char *pathname, int flags): no O_CREAT, so no mode argument
+  openat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // ssize_t getdents64(int fd, void *dirp, size_t count)
+  getdents64: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   // int close(int fd)
   close: { parameters: ["i32"], result: "i32" },
   // int *__errno_location(void)
@@ -182,6 +186,8 @@ const libcSymbols = {
   malloc_trim: { parameters: ["usize"], result: "i32" },
   // int shutdown(int sockfd, int how)
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // sighandler_t signal(int signum, sighandler_t handler)
+  signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // long syscall(long number, ...): four integer arguments (variadic, passed in registers on x86-64)
   syscall4: { name: "syscall", parameters: ["i64", "i64", "i64", "i64", "i64"], result: "i64" },
 } as const satisfies Deno.ForeignLibraryInterface;

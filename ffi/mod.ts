@@ -1,4 +1,5 @@
 export { BpfError, SysError } from "./error.ts";
+export { Directory, type DirectoryEntry, entryName, type EntryStat, type EntryType } from "./directory.ts";
 export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink, LINK_TYPE, type LinkInfo } from "./link.ts";
 export { BpfMap } from "./map.ts";
@@ -23,6 +24,7 @@ export {
   statxMount,
   tryLockDirectory,
 } from "./sys.ts";
+export { ignoreSignal } from "./signals.ts";
 export { type PeerCredentials, UnixConnection, UnixListener } from "./unix_socket.ts";
 export * from "./layout.ts";
 export * from "./event.ts";

@@ -108,7 +108,12 @@ export class UnixListener {
         if (fd >= 0) closeFd(fd);
         return undefined;
       }
-      if (fd < 0) continue; // a connection reset before it was accepted
+      if (fd < 0) {
+        // A connection reset before it was accepted, or no descriptor left (EMFILE): then the connection
+        // stays queued, and retrying at once would only spin.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        continue;
+      }
       const credentials = new Int32Array(3);
       const length = new Uint32Array([credentials.byteLength]);
       const code = libc().getsockopt(

@@ -72,6 +72,12 @@ install -m 0644 "$pkg/systemd/aegisbpf.service" "$pkg/systemd/aegisbpf-metrics.s
 install -m 0644 "$pkg/systemd/aegisbpf.default" "$root/etc/default/aegisbpf"
 install -m 0644 "$here/README.md" "$root/usr/share/doc/aegisbpf/README.md"
 install -m 0644 "$here"/docs/runbooks/*.md "$root/usr/share/doc/aegisbpf/runbooks/"
+install -m 0644 "$here"/docs/*.md "$root/usr/share/doc/aegisbpf/"
+install -D -m 0644 -t "$root/usr/share/doc/aegisbpf/schema" "$here"/docs/schema/*.json
+# The manual page as committed (tests/packaging/man_test.ts holds it equal to `deno task man`'s output).
+install -d "$root/usr/share/man/man1"
+gzip -9n <"$here/docs/aegisbpf.1" >"$root/usr/share/man/man1/aegisbpf.1.gz"
+chmod 0644 "$root/usr/share/man/man1/aegisbpf.1.gz"
 cp -r "$pkg/kubernetes" "$root/usr/share/doc/aegisbpf/examples/kubernetes"
 chmod -R u=rwX,go=rX "$root/usr/share/doc/aegisbpf/examples"
 printf 'aegisbpf\n\nCopyright the aegisbpf authors.\n' >"$root/usr/share/doc/aegisbpf/copyright"

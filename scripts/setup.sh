@@ -3,7 +3,8 @@
 # Idempotent and quiet when there is nothing to do. Usage: scripts/setup.sh [--test]
 #   (no flag)  build and run dependencies: deno, clang, libbpf, bpftool
 #   --test     also what the test suites need: qemu, busybox, cpio, iproute2, curl, promtool and
-#              node_exporter (metrics), systemd (systemd-analyze, packaging) and the Debian kernels
+#              node_exporter (metrics), systemd (systemd-analyze, packaging), man-db and groff (the man
+#              page), jq (the runbooks) and the Debian kernels
 set -euo pipefail
 
 want_test=0
@@ -17,9 +18,10 @@ packages=(clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev iproute2 o
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "$want_test" = 1 ]; then
   # curl, prometheus (promtool), prometheus-node-exporter: metrics and API tests; systemd: systemd-analyze;
-  # xz-utils, zstd, kmod: the VM's kernel modules
+  # xz-utils, zstd, kmod: the VM's kernel modules; man-db, groff-base: the man page test; jq: the
+  # runbooks' steps
   packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus)
-  packages+=(prometheus-node-exporter systemd xz-utils zstd kmod)
+  packages+=(prometheus-node-exporter systemd xz-utils zstd kmod man-db groff-base jq)
 fi
 
 missing=()

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import type { AegisEvent } from "../kernel/events.ts";
-import { agentEvent, eventText, isKernelEvent } from "./agent_events.ts";
+import { palette } from "../cli/output.ts";
+import { agentEvent } from "./agent_events.ts";
+import { eventLine } from "./event_text.ts";
 import { concerns } from "./freshness.ts";
 import { cmdlineBreakGlass } from "./break_glass_watch.ts";
 
@@ -17,14 +19,10 @@ Deno.test("agentEvent() carries the envelope and the type's fields, with an RFC 
     policy,
     reason: "INC 1",
   });
-  assert.equal(isKernelEvent(event), false);
-  assert.equal(
-    eventText(event),
-    `${event.ts} break_glass.on enforce reason="INC 1" policy=web@7`,
-  );
+  assert.match(eventLine(event, palette(false)), /^\S+Z {2}- {6}break_glass.on {24}reason=INC 1$/);
 });
 
-Deno.test("eventText() prints a kernel event on one line with process, address and policy", () => {
+Deno.test("eventLine() prints a kernel event as run emits it on one line with process and address", () => {
   const event: AegisEvent = {
     ts: "2026-11-23T10:00:00.000000001Z",
     host: "h1",
@@ -37,11 +35,10 @@ Deno.test("eventText() prints a kernel event on one line with process, address a
     net: { family: "ipv6", protocol: "tcp", daddr: "2001:db8::1", dport: 443 },
     count: 3,
   };
-  assert.equal(isKernelEvent(event), true);
   assert.equal(
-    eventText(event),
-    '2026-11-23T10:00:00.000000001Z net.connect deny enforce rule=imds pid=42 ppid=1 uid=0 gid=0 comm="curl x" ' +
-      "cgroup=/a.slice proto=tcp dst=[2001:db8::1]:443 count=3 policy=web@7",
+    eventLine(event, palette(false)),
+    "2026-11-23T10:00:00.000Z  deny   net.connect   rule=imds             curl x[42] uid=0 cgroup=/a.slice  " +
+      "tcp [2001:db8::1]:443  x3",
   );
 });
 

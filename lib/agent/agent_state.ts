@@ -10,6 +10,8 @@ import { z } from "zod";
 import type { PolicyRef } from "../kernel/events.ts";
 import type { Area } from "../policy/plan.ts";
 import { removeIfPresent, writeFileAtomic } from "../policy/state.ts";
+import { agentLockPath, liveAgent } from "./agent_lock.ts";
+import { PRIVATE_FILE_MODE } from "../policy/access.ts";
 
 /** How the kernel serves an area now: enforcing, auditing only, or not used by the policy. */
 export type AreaMode = "enforce" | "audit-only" | "unused";
@@ -22,6 +24,10 @@ export type AgentState = {
   mode: "enforce" | "audit";
   /** What the operator asked for: `--audit`, `--enforce`, or the policy's own mode. */
   requestedMode: "enforce" | "audit";
+  /** The live policy's own mode, as it is recorded in history (`--enforce` makes the agent's own enforce). */
+  policyMode: "enforce" | "audit";
+  /** `"audit"` under `run --audit`: the floor the agent holds whatever anyone applies; else null. */
+  floor: "audit" | null;
   areas: Record<Area, AreaMode>;
   /** Areas `--allow-partial` runs audit-only although the policy enforces, and why. */
   partial: { area: Area; reason: string }[];
@@ -33,7 +39,7 @@ export type AgentState = {
 };
 
 export function writeAgentState(stateDir: string, state: AgentState): void {
-  writeFileAtomic(agentFile(stateDir), `${JSON.stringify(state, null, 2)}\n`, 0o644);
+  writeFileAtomic(agentFile(stateDir), `${JSON.stringify(state, null, 2)}\n`, PRIVATE_FILE_MODE);
 }
 
 export function removeAgentState(stateDir: string): void {
@@ -45,6 +51,8 @@ const agentSchema = z.object({
   startedAt: z.string(),
   mode: z.string().optional(),
   requestedMode: z.string().optional(),
+  policyMode: z.string().optional(),
+  floor: z.string().nullable().optional(),
   // "enforce", "audit-only" or "unused" by contract; any word is shown as it is rather than refused.
   areas: z.record(z.string(), z.string()).optional(),
   /** Areas forced audit-only by --allow-partial: names, or objects with the area and why. */
@@ -87,8 +95,27 @@ export function readAgentState(stateDir: string): AgentStatus {
     return { state: "unreadable", why: `${path}: ${issue?.path.join(".") || "record"}: ${issue?.message}` };
   }
   const record = parsed.data;
-  const gone = processGone(record.pid, Date.parse(record.startedAt));
+  const gone = lockGone(stateDir, record.pid) ?? processGone(record.pid, Date.parse(record.startedAt));
   return gone === undefined ? { state: "running", record } : { state: "died", record, why: gone };
+}
+
+/**
+ * Why the agent lock says the record's agent is gone, or undefined when it holds the lock (or the lock
+ * cannot be read here: not root; then the process check decides).
+ */
+function lockGone(stateDir: string, pid: number): string | undefined {
+  let live;
+  try {
+    live = liveAgent(stateDir);
+  } catch (error) {
+    if (error instanceof Deno.errors.PermissionDenied) return undefined;
+    throw error;
+  }
+  if (live === undefined) return `no process holds the agent lock ${agentLockPath(stateDir)}`;
+  if (live.pid !== undefined && live.pid !== pid) {
+    return `the agent lock is held by pid ${live.pid}, not ${pid}`;
+  }
+  return undefined;
 }
 
 /** Partial areas as `area (reason)` strings. */

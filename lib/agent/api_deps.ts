@@ -32,12 +32,14 @@ export function agentApiDeps(
 ): ApiDeps {
   return {
     health: () => {
-      // A readiness probe, polled: no BPF iterator load each time (status and the health command list them).
-      const report = checkHealth(where, { requireEnforce: false, connections: false });
+      // A readiness probe, polled, and open to every local user on TCP: only what is cheap to read. No BPF
+      // iterator load, no stat of every denied inode nor walk of recursive rules' trees (status and the
+      // health command do those; a running agent watches rule paths itself).
+      const report = checkHealth(where, { requireEnforce: false, connections: false, staleRules: false });
       return Promise.resolve({ ready: report.healthy, report: plainJson(report) });
     },
     metrics: () => exposition(families(collect(where, { ruleName }))),
-    status: () => plainJson(checkHealth(where, { requireEnforce: false })),
+    status: () => plainJson(checkHealth(where, { requireEnforce: false, trees: false })),
     events: hub,
     // In a helper process, as the agent's own policies are (lib/agent/prepare.ts): the agent never keeps
     // the peak of a parse.

@@ -21,29 +21,38 @@ import {
   writeApplied,
   writeApplyIntent,
 } from "../policy/apply_state.ts";
+import { readModeWords } from "../kernel/mode_words.ts";
+import { describeAgent, liveAgent } from "./agent_lock.ts";
 import {
   appendHistory,
+  currentEntry,
   type HistoryEntry,
   listHistory,
   raiseVersionCounter,
   setOutcome,
 } from "../policy/history.ts";
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import { encodeInodes } from "../policy/inode_set.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
-import { acquireStateLock, describeHolder, type StateLock } from "../policy/state.ts";
+import { describeHolder } from "../policy/lock_holder.ts";
+import { acquireStateLock, type StateLock } from "../policy/state.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 
-/** Takes the state lock, saying so through `onWait` when another command holds it. */
+/**
+ * Takes the state lock, saying so through `onWait` when another command holds it, and giving up after
+ * `timeoutMs` (DEFAULT_LOCK_TIMEOUT_MS when absent) or when `signal` aborts.
+ */
 export function lockState(
   stateDir: string,
   command: string,
-  options: { wait: boolean; onWait: (message: string) => void },
+  options: { wait: boolean; onWait: (message: string) => void; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<StateLock> {
+  const { onWait, ...rest } = options;
   return acquireStateLock(stateDir, {
-    wait: options.wait,
+    ...rest,
     command,
-    onWait: (holder) => options.onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
+    onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
   });
 }
 
@@ -70,6 +79,20 @@ export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
   }
   clearApplyIntent(where.stateDir);
   return settled;
+}
+
+/**
+ * The history entry in force when it is this very policy (same sha256, same mode) and the kernel's live
+ * generation is the one applied.json names: applying it again changes nothing (`unchanged`). Read under the
+ * state lock, after settling.
+ */
+export function alreadyInForce(where: PlaneLocation, sha256: string, mode: string): HistoryEntry | undefined {
+  const applied = readApplied(where.stateDir);
+  const entry = currentEntry(listHistory(where.stateDir));
+  if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
+  if ((applied.mode ?? mode) !== mode) return undefined;
+  const words = readModeWords(where.bpffs);
+  return words?.activeGen === applied.generation ? entry : undefined;
 }
 
 /** The areas whose programs a plan needs attached. */
@@ -174,7 +197,18 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
   clearApplyIntent(stateDir);
   const connections = sweepAfterApply(plane, plan, request.warn);
+  if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
   return { entry, generation, ...connections && { connections } };
+}
+
+/** An enforce policy applied while the forced-audit word is on: it is recorded, and audits until lifted. */
+function forcedAuditWarning(stateDir: string): string {
+  const agent = liveAgent(stateDir);
+  const who = agent
+    ? `the running agent's --audit floor (${describeAgent(agent)})`
+    : "left by a stopped run --audit agent or a detach that did not finish";
+  return `the kernel forces audit (${who}): the policy is in force in enforce mode but audits until ` +
+    "aegisbpf run starts without --audit";
 }
 
 /**
@@ -209,32 +243,35 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
 > {
   const { plan } = resolved;
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
-  const inodes = (
+  // Files found under a recursive rule's directory carry no path: they are kept per rule, compactly.
+  const inodes = (area: "file" | "exec", found: readonly ResolvedInode[]) =>
+    found.flatMap(({ dev, ino, ruleId, path }) =>
+      path === undefined ? [] : [{ rule: ruleName(ruleId), area, path, dev, ino: ino.toString() }]
+    );
+  const recursive = (
     area: "file" | "exec",
     targets: readonly InodeTarget[],
     found: readonly ResolvedInode[],
-  ) => {
-    const byRule = new Map(targets.map((target) => [target.ruleId, target]));
-    return found.flatMap(({ dev, ino, ruleId, path }) => {
-      const target = byRule.get(ruleId);
-      const at = path ?? target?.path;
-      if (at === undefined) return [];
-      const under = target?.recursive && target.path !== at ? { under: target.path } : {};
-      return [{ rule: ruleName(ruleId), area, path: at, ...under, dev, ino: ino.toString() }];
+  ) =>
+    targets.filter((target) => target.recursive).map((target) => {
+      const under = found.filter((entry) => entry.ruleId === target.ruleId && entry.path === undefined);
+      return {
+        rule: ruleName(target.ruleId),
+        area,
+        path: target.path,
+        ...target.maxFiles !== undefined && { maxFiles: target.maxFiles },
+        denied: encodeInodes(under),
+      };
     });
-  };
-  const recursive = (area: "file" | "exec", targets: readonly InodeTarget[]) =>
-    targets.filter((target) => target.recursive).map((target) => ({
-      rule: ruleName(target.ruleId),
-      area,
-      path: target.path,
-    }));
   return {
     mode: plan.mode,
     areas: planAreas(plan),
     interfaces: plan.ingress.interfaces.map((iface) => iface.name),
-    inodes: [...inodes("file", plan.files, resolved.files), ...inodes("exec", plan.exec, resolved.exec)],
-    recursive: [...recursive("file", plan.files), ...recursive("exec", plan.exec)],
+    inodes: [...inodes("file", resolved.files), ...inodes("exec", resolved.exec)],
+    recursive: [
+      ...recursive("file", plan.files, resolved.files),
+      ...recursive("exec", plan.exec, resolved.exec),
+    ],
   };
 }
 

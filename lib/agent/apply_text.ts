@@ -15,6 +15,7 @@ import {
   previousEntry,
   readEntryContent,
   readVersionCounter,
+  wasInForce,
 } from "../policy/history.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import { InputError } from "../errors.ts";
@@ -22,7 +23,15 @@ import type { ApplyResult } from "./apply.ts";
 import { lockoutRisks } from "../policy/lint.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
 import { positionText } from "../cli/diagnostics.ts";
-import { applyInputOf, applyPolicy, lockState, ruleCounts, settleInterruptedApply } from "./apply.ts";
+import {
+  alreadyInForce,
+  applyInputOf,
+  applyPolicy,
+  lockState,
+  ruleCounts,
+  settleInterruptedApply,
+} from "./apply.ts";
+import { readApplied } from "../policy/apply_state.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
 
@@ -33,7 +42,8 @@ export type AppliedSummary = {
   mode: string;
   rules: Record<string, number>;
   seq: number;
-  outcome: HistoryEntry["outcome"];
+  /** `unchanged`: the policy was already in force; nothing was written (the seq is the entry in force). */
+  outcome: HistoryEntry["outcome"] | "unchanged";
   generation: number;
 };
 
@@ -52,16 +62,30 @@ export async function refuseLockout(input: PolicyInput, stateDir: string): Promi
   throw new RefusedError(`Refused ${input.source}: lock-out risk: ${listed}`);
 }
 
-/** Refuses a bundle not newer than the anti-rollback counter (read under the state lock). */
+/**
+ * Refuses a bundle not newer than the anti-rollback counter (read under the state lock). The bundle that
+ * raised the counter to its version is not a replay: one whose version equals the counter and whose policy
+ * digest is the one history recorded in force at that version may come back (after a `detach`, or a
+ * rollback away from it).
+ */
 export function refuseReplay(input: PolicyInput, stateDir: string): void {
   const { version } = input.parsed.policy.metadata;
   const counter = readVersionCounter(stateDir);
+  if (input.kind === "bundle" && version === counter && sameBundleAsCounter(input, stateDir)) return;
   if (input.kind === "bundle" && version <= counter) {
     throw new RefusedError(
       `Refused bundle ${input.source}: policy version ${version} is not greater than the anti-rollback ` +
         `counter ${counter}`,
     );
   }
+}
+
+function sameBundleAsCounter(input: PolicyInput, stateDir: string): boolean {
+  const { version } = input.parsed.policy.metadata;
+  return listHistory(stateDir).some((entry) =>
+    entry.kind === "bundle" && entry.version === version && entry.sha256 === input.sha256 &&
+    wasInForce(entry) && entry.restoredSeq === undefined
+  );
 }
 
 /** Checks and applies `raw` as `policy apply` would; waits for the state lock. */
@@ -71,11 +95,17 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
     configDir,
     stateDir,
     requireSignature: readApplyConfig(configDir).requireSignature,
+    counterEqualDecidedLater: true,
   });
   const plan = compilePolicy(input.parsed.policy);
   await refuseLockout(input, stateDir);
   using _lock = await lockState(stateDir, "api policy apply", { wait: true, onWait: () => {} });
   settleInterruptedApply({ bpffs, stateDir });
+  const same = alreadyInForce(where, input.sha256, plan.mode);
+  if (same) {
+    const generation = readApplied(stateDir)!.generation;
+    return { ...policySummary(input, plan), seq: same.seq, outcome: "unchanged", generation };
+  }
   refuseReplay(input, stateDir);
   const { entry, generation } = await applyPolicy({
     bpffs,

@@ -7,6 +7,7 @@ import {
   writeBreakGlass,
 } from "../kernel/mode_words.ts";
 import { writeFileAtomic } from "../policy/state.ts";
+import { makePrivateDir, PRIVATE_FILE_MODE } from "../policy/access.ts";
 
 /**
  * Break-glass: audit everywhere, now. The kernel word makes it take effect in every hook at once, with or
@@ -112,8 +113,8 @@ export function breakGlassOn(
     marker.untilMs = now + request.ttlMs;
     marker.until = new Date(marker.untilMs).toISOString();
   }
-  Deno.mkdirSync(paths.configDir, { recursive: true });
-  writeFileAtomic(markerPath(paths.configDir), `${JSON.stringify(marker)}\n`, 0o644);
+  makePrivateDir(paths.configDir);
+  writeFileAtomic(markerPath(paths.configDir), `${JSON.stringify(marker)}\n`, PRIVATE_FILE_MODE);
   const kernel = writeBreakGlass(
     paths.bpffs,
     request.ttlMs === undefined ? { on: true } : { on: true, ttlMs: request.ttlMs },

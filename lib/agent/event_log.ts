@@ -7,6 +7,8 @@
  */
 
 import { join } from "node:path";
+import { jsonText } from "../cli/printable.ts";
+import { PRIVATE_FILE_MODE } from "../policy/access.ts";
 
 /** The largest log file the agent keeps before it rotates, so at most twice this is read. */
 export const EVENT_LOG_BYTES = 8 * 1024 * 1024;
@@ -31,7 +33,7 @@ export class EventLog {
 
   /** Appends one event as a JSON line. */
   append(event: object): void {
-    this.appendText(`${JSON.stringify(event)}\n`);
+    this.appendText(`${jsonText(event)}\n`);
   }
 
   /** Appends text as it is (whole lines, or a newline that ends a line cut short). */
@@ -59,7 +61,7 @@ export class EventLog {
 }
 
 function open(path: string): Deno.FsFile {
-  return Deno.openSync(path, { append: true, create: true, mode: 0o644 });
+  return Deno.openSync(path, { append: true, create: true, mode: PRIVATE_FILE_MODE });
 }
 
 export function rotatedPath(path: string): string {

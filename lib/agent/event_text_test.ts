@@ -66,7 +66,7 @@ Deno.test("eventLine() prints control characters a process put in its comm or a 
     file: { path: "/tmp/a\nb" },
     note: "\x07",
   }, plain);
-  assert.ok(line.includes("\\x1b[2Jevil\\x9b[1]"), line);
+  assert.ok(line.includes("\\x1b[2Jevil\\u009b[1]"), line);
   assert.ok(line.includes("/tmp/a\\x0ab"), line);
   assert.ok(line.includes("note=\\x07"), line);
   const control = [...line].filter((c) =>

@@ -48,7 +48,8 @@ export type HealthReport = {
   deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
   agent: AgentSummary;
   partial: { area: string; reason?: string }[];
-  staleRules: StaleCheck;
+  /** null when not checked (a probe). */
+  staleRules: Omit<StaleCheck, "errors" | "warnings"> | null;
   /** Connections to denied destinations made before the apply and still open; null when not checked. */
   connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
@@ -71,6 +72,14 @@ export function checkHealth(
     requireEnforce: boolean;
     /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
     connections?: boolean;
+    /** false skips the stale-rule check (a stat of every denied inode, a walk of every recursive rule's
+     * tree): for probes. */
+    staleRules?: boolean;
+    /**
+     * false skips walking recursive rules' directories (a million files take seconds): for the running
+     * agent's API, whose event loop must not stall and whose watcher covers those directories.
+     */
+    trees?: boolean;
   },
 ): HealthReport {
   const started = performance.now();
@@ -134,7 +143,7 @@ export function checkHealth(
       } else {
         breakGlass = { ...breakGlass, marker: marker !== undefined, reason: marker?.reason ?? null };
       }
-      if (words.forceAudit) reasons.push("audit is forced (run --audit, or a detach that did not finish)");
+      if (words.forceAudit) reasons.push(forcedAuditReason(agentState));
       if (words.deadmanDeadlineNs !== undefined) {
         const remainingNs = words.deadmanDeadlineNs - words.nowBootNs;
         const expired = remainingNs <= 0n;
@@ -189,11 +198,21 @@ export function checkHealth(
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
 
-  const staleRules = findStaleRules(applied);
-  for (const rule of staleRules.stale) {
-    problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
+  const checked = options.staleRules === false
+    ? null
+    : findStaleRules(applied, { trees: options.trees ?? true });
+  let staleRules: HealthReport["staleRules"] = null;
+  if (checked) {
+    const { errors: walkErrors, warnings: walkWarnings, ...rest } = checked;
+    staleRules = rest;
+    for (const rule of rest.stale) {
+      problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
+    }
+    if (rest.omitted > 0) problems.push(`${rest.omitted} more stale files not listed`);
+    problems.push(...walkErrors);
+    warnings.push(...walkWarnings);
   }
-  if (!staleRules.known) {
+  if (staleRules?.known === false) {
     warnings.push(
       "the applied record predates inode recording: re-apply the policy to check rules for staleness",
     );
@@ -262,4 +281,13 @@ function summarizeAgent(state: AgentStatus): AgentSummary {
   const { pid, startedAt, mode } = state.record;
   const base = { state: state.state, pid, startedAt, ...(mode === undefined ? {} : { mode }) };
   return state.state === "died" ? { ...base, why: state.why } : base;
+}
+
+/** Who holds the forced-audit word: a running agent's `--audit` floor, or something left behind. */
+function forcedAuditReason(agent: AgentStatus): string {
+  if (agent.state === "running" && agent.record.floor === "audit") {
+    return `the agent forces audit (run --audit, pid ${agent.record.pid}), whatever the policy's mode says`;
+  }
+  return "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
+    "aegisbpf run without --audit lifts it";
 }

@@ -7,6 +7,7 @@ import { findCgroup2Mount } from "../kernel/cgroup.ts";
 import { libbpfVersion } from "../kernel/info.ts";
 import { isMounted, PSEUDO_FILESYSTEMS } from "../kernel/mounts.ts";
 import { exists } from "../kernel/pin_dir.ts";
+import { accessOf } from "../policy/access.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 export type Check = { name: string; status: CheckStatus; detail: string; remediation?: string };
@@ -88,68 +89,17 @@ export function mountTypeOf(procMounts: string, path: string): string | undefine
   return best?.type;
 }
 
-/** What is wrong with who may write a directory of aegisbpf, given its stat; pure. */
-export function ownershipProblems(
-  path: string,
-  info: { uid: number | null; mode: number | null; isDirectory: boolean },
-  ownUid: number,
-): { status: CheckStatus; detail: string; remediation?: string } {
-  if (!info.isDirectory) {
-    return { status: "fail", detail: `${path} is not a directory`, remediation: `remove or rename ${path}` };
-  }
-  const mode = (info.mode ?? 0) & 0o7777;
-  const octal = `0${mode.toString(8)}`;
-  if (info.uid !== null && info.uid !== 0 && info.uid !== ownUid) {
-    return {
-      status: "fail",
-      detail: `${path} is owned by uid ${info.uid}: that user can change what aegisbpf trusts`,
-      remediation: `chown root ${path}`,
-    };
-  }
-  if (mode & 0o002) {
-    return {
-      status: "fail",
-      detail: `${path} is world-writable (mode ${octal}): any user can change what aegisbpf trusts`,
-      remediation: `chmod o-w ${path}`,
-    };
-  }
-  if (mode & 0o020) {
-    return {
-      status: "warn",
-      detail: `${path} is group-writable (mode ${octal})`,
-      remediation: `chmod g-w ${path}`,
-    };
-  }
-  return { status: "ok", detail: `${path}: owner uid ${info.uid}, mode ${octal}` };
-}
-
-function directoryCheck(name: string, path: string, absent: string, ownUid: number): Check {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.statSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { name, status: "ok", detail: `${path}: ${absent}` };
-    return { name, status: "fail", detail: `${path}: ${(error as Error).message}` };
-  }
-  return { name, ...ownershipProblems(path, info, ownUid) };
+function directoryCheck(name: string, path: string, absent: string): Check {
+  return { name, ...(accessOf(path, "directory") ?? { status: "ok", detail: `${path}: ${absent}` }) };
 }
 
 /** The keys directory and every key in it: a key anyone may replace is a key anyone may trust. */
-function keysCheck(path: string, ownUid: number): Check {
-  const check = directoryCheck("trusted keys", path, "absent: no key is trusted", ownUid);
+function keysCheck(path: string): Check {
+  const check = directoryCheck("trusted keys", path, "absent: no key is trusted");
   if (check.status === "fail" || !check.detail.includes("mode")) return check;
   for (const entry of Deno.readDirSync(path)) {
-    const file = `${path}/${entry.name}`;
-    const info = Deno.lstatSync(file);
-    const mode = (info.mode ?? 0) & 0o7777;
-    if ((mode & 0o022) || (info.uid !== 0 && info.uid !== ownUid)) {
-      return {
-        name: "trusted keys",
-        status: "fail",
-        detail: `${file} can be changed by others (owner uid ${info.uid}, mode 0${mode.toString(8)})`,
-        remediation: `chown root ${file} && chmod 0644 ${file}`,
-      };
-    }
+    const finding = accessOf(`${path}/${entry.name}`, "key");
+    if (finding?.status === "fail") return { name: "trusted keys", ...finding };
   }
   return check;
 }
@@ -159,7 +109,6 @@ export type CheckPaths = { bpffs: string; stateDir: string; configDir: string; t
 /** Every host check, in the order doctor prints them. */
 export function hostChecks(paths: CheckPaths, facts: { activeLsms: readonly string[] | undefined }): Check[] {
   const mounts = Deno.readTextFileSync("/proc/mounts");
-  const ownUid = Deno.uid() ?? 0;
   const checks: Check[] = [{ name: "kernel", status: "ok", detail: Deno.osRelease() }];
   const libbpf = libbpfVersion();
   checks.push(
@@ -245,9 +194,9 @@ export function hostChecks(paths: CheckPaths, facts: { activeLsms: readonly stri
           `not mounted at ${PSEUDO_FILESYSTEMS.tracefs}; aegisbpf mounts it to attach the audit tracepoints`,
       },
   );
-  checks.push(directoryCheck("state directory", paths.stateDir, "absent: made by the first apply", ownUid));
-  checks.push(directoryCheck("config directory", paths.configDir, "absent: made when first needed", ownUid));
-  checks.push(keysCheck(`${paths.configDir}/keys`, ownUid));
+  checks.push(directoryCheck("state directory", paths.stateDir, "absent: made (0700) by the first apply"));
+  checks.push(directoryCheck("config directory", paths.configDir, "absent: made (0700) when first needed"));
+  checks.push(keysCheck(`${paths.configDir}/keys`));
   checks.push(textfileCheck(paths.textfileDir));
   return checks;
 }

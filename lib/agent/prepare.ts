@@ -22,7 +22,13 @@ import type { RuleInfo, RuleSetPlan } from "../policy/plan.ts";
 import { RuleTable, type RuleTableData } from "../policy/rule_table.ts";
 import type { ApplyInput } from "./apply.ts";
 import { type AppliedSummary, applyRawInput, rollbackTo, type Where } from "./apply_text.ts";
-import { type PolicyOrigin, readAgentPolicy, type SourcedPolicy, storedInput } from "./policy_source.ts";
+import {
+  type PolicyChoice,
+  type PolicyOrigin,
+  readAgentPolicy,
+  type SourcedPolicy,
+  storedInput,
+} from "./policy_source.ts";
 import { planFor } from "./run_checks.ts";
 
 /** The first argument that makes this program the helper. */
@@ -40,6 +46,8 @@ export type HelperRequest =
 export type PrepareRequest =
   | {
     what: "agent";
+    /** A start or a SIGHUP: `--policy FILE` at start always wins (see policy_source.ts). */
+    why: "start" | "reload";
     configDir: string;
     stateDir: string;
     policyFile?: string;
@@ -53,6 +61,8 @@ export type PreparedPolicy = {
   /** With the text to record in history; empty for a history entry (`stored`), which is only read. */
   input: ApplyInput;
   origin: PolicyOrigin;
+  /** Set when the file was kept out for a newer policy in force, or replaced one (policy_source.ts). */
+  choice?: PolicyChoice;
   /** The plan with `encodedNet` (see plan.ts): no CIDR rule objects. */
   plan: RuleSetPlan;
   rules: RuleTable;
@@ -63,6 +73,7 @@ type Header = {
   input: Omit<ApplyInput, "content">;
   contentBytes: number;
   origin: PolicyOrigin;
+  choice?: PolicyChoice;
   plan: Omit<RuleSetPlan, "rules" | "encodedNet" | "nat64Prefixes"> & { nat64Prefixes?: number[][] };
   rules: RuleTableData;
   net: { count: number; keyBytes: number; valueBytes: number; egressRules: number; ingressRules: number };
@@ -260,7 +271,7 @@ export async function prepareHere(request: PrepareRequest): Promise<PreparedPoli
   let sourced: SourcedPolicy;
   let plan: RuleSetPlan;
   if (request.what === "agent") {
-    sourced = await readAgentPolicy(request, request.policyFile);
+    sourced = await readAgentPolicy(request, request.policyFile, request.why);
     plan = planFor(sourced, request);
   } else {
     const entry = listHistory(request.stateDir).find((candidate) => candidate.seq === request.seq);
@@ -281,7 +292,8 @@ export async function prepareHere(request: PrepareRequest): Promise<PreparedPoli
     ...keyid !== undefined && { keyid },
   };
   const rules = RuleTable.of(plan.rules);
-  return { input, origin: sourced.origin, plan: compactPlan(plan, rules), rules };
+  const choice = sourced.choice && { choice: sourced.choice };
+  return { input, origin: sourced.origin, ...choice, plan: compactPlan(plan, rules), rules };
 }
 
 /**
@@ -315,6 +327,7 @@ function toAnswer(prepared: PreparedPolicy): Uint8Array[] {
     input,
     contentBytes: text.length,
     origin: prepared.origin,
+    ...prepared.choice && { choice: prepared.choice },
     plan: { ...plan, ...nat64Prefixes && { nat64Prefixes: nat64Prefixes.map((prefix) => [...prefix]) } },
     rules: prepared.rules.toJSON(),
     net: {
@@ -341,6 +354,7 @@ function fromHeader(
   return {
     input: { ...header.input, content },
     origin: header.origin,
+    ...header.choice && { choice: header.choice },
     rules,
     plan: {
       ...plan,

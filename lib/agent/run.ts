@@ -4,12 +4,19 @@
  * audit) as the operator and the marker say, keeps file and exec rules fresh, and describes itself in
  * `<state-dir>/agent.json`. Stopping it leaves enforcement pinned.
  *
- * Every change of the rule set goes through one queue, under the state lock:
- * - an apply of a policy that is not the one in force (start, SIGHUP) is `applyPolicy`: a history entry;
+ * One writer: every change this agent makes to the live policy goes through one queue and is decided
+ * under the state lock, against the state live then, never against a picture taken before the wait:
+ * - start and SIGHUP take the lock, then choose the policy (`readAgentPolicy`: the newest operator intent
+ *   wins) and check it in the helper, then apply it;
+ * - an apply of a policy that is not the one in force is `applyPolicy`: a history entry;
  * - the same policy again (a restart, a SIGHUP with an unchanged file, a rule path replaced on disk) is a
  *   *refresh*: the plan resolved again and flipped into the other generation, `applied.json` updated to
  *   name that generation, and no history entry, since the policy did not change (SPEC section 3: file rules
- *   resolve paths at apply time; a refresh is that resolution done again).
+ *   resolve paths at apply time; a refresh is that resolution done again). A refresh resolves under the
+ *   lock, and only when the live policy is still the one this agent holds: when another command changed it
+ *   meanwhile, the pick-up takes that policy over instead.
+ * Other commands (apply, rollback, canary, the API's helper) take the same lock; the agent picks their
+ * changes up. `--audit` is a floor: the forced-audit word, held while the agent runs, whatever is applied.
  */
 
 import { DataPlane } from "../kernel/dataplane.ts";
@@ -23,7 +30,7 @@ import {
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import { readApplied, writeApplied } from "../policy/apply_state.ts";
+import { type AppliedRecord, readApplied, writeApplied } from "../policy/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
@@ -36,6 +43,9 @@ import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
 import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
+import { choiceText } from "./policy_source.ts";
+import type { StateLock } from "../policy/state.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { eventLogPath } from "./event_log.ts";
 import { EventLogSink } from "./event_log_sink.ts";
@@ -46,7 +56,7 @@ import {
   changedRules,
   type PartialArea,
   partialAreas,
-  refuseSecondAgent,
+  refuseUnsafeDirectories,
   refuseWithoutLsm,
   resolveNames,
 } from "./run_checks.ts";
@@ -76,13 +86,21 @@ export type AgentOptions = {
   cgroupPath?: string;
   /** `--enforce-signal`: the signal a denied task gets (the kernel's word, and the agent for socket hooks). */
   enforceSignal?: EnforceSignal;
+  /** `--lock-timeout`: the longest wait for the state lock; the default of acquireStateLock when absent. */
+  lockTimeoutMs?: number;
 };
 
 /** A temporary ingress opening made through the API: its kernel entries, one per interface and port. */
 type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
 
 /** A policy another command applied, from history. */
-type AppliedPolicy = { prepared: PreparedPolicy; entry: HistoryEntry; time: string };
+type AppliedPolicy = {
+  prepared: PreparedPolicy;
+  entry: HistoryEntry;
+  time: string;
+  /** The inodes the other command resolved and wrote, as applied.json records them. */
+  inodes: NonNullable<AppliedRecord["inodes"]> | undefined;
+};
 
 /** A prepared policy once applied: its text is in history, and not kept here. */
 type Held = Omit<PreparedPolicy, "input"> & { input: Omit<ApplyInput, "content"> };
@@ -92,6 +110,7 @@ type Current = Held & { resolved: ResolvedRuleSet; partial: PartialArea[] };
 
 export class Agent {
   readonly #options: AgentOptions;
+  readonly #agentLock: AgentLock;
   readonly #plane: DataPlane;
   readonly #log: EventLogSink;
   readonly #host = Deno.hostname();
@@ -112,17 +131,22 @@ export class Agent {
   #freshness: FreshnessWatcher | undefined;
   #timers: ReturnType<typeof setInterval>[] = [];
   #queue: Promise<void> = Promise.resolve();
+  /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
+  readonly #stopping = new AbortController();
   #busy = 0;
   #externalCheckQueued = false;
   /** A pick-up that fails (its helper, the history entry) is tried again later and reported once. */
   readonly #pickUp = new RetryBackoff((error, retryInMs) =>
     this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
   );
+  /** A pick-up found rule paths changed since the other command resolved them: the next refresh flips. */
+  #kernelBehindPaths = false;
   #stopped = false;
   readonly #sessions = new Map<string, SessionRecord>();
 
-  private constructor(options: AgentOptions, plane: DataPlane, log: EventLogSink) {
+  private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLogSink) {
     this.#options = options;
+    this.#agentLock = agentLock;
     this.#plane = plane;
     this.#log = log;
     this.#context = {
@@ -144,43 +168,60 @@ export class Agent {
    * input (exit 2) stops it before anything of the kernel changed but the adopted or loaded pins.
    */
   static async start(options: AgentOptions): Promise<Agent> {
-    const prepared = await preparePolicy(agentRequest(options));
-    const { plan } = prepared;
-    // Names that do not resolve are bad input: found before anything is loaded.
-    resolveNames(plan, () => {});
-    refuseWithoutLsm(plan, options.allowPartial);
-    refuseSecondAgent(options.stateDir);
-    Deno.mkdirSync(options.stateDir, { recursive: true });
-    const plane = DataPlane.open({
-      bpffs: options.bpffs,
-      ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
-    });
+    // What it reads and writes there must be its own: checked before anything is opened in them.
+    refuseUnsafeDirectories(options, (message) => options.log.warn(message));
+    // Before anything else: a second agent is refused at once, naming the first.
+    const agentLock = await takeAgentLock(options.stateDir);
+    let plane: DataPlane | undefined;
     let agent: Agent | undefined;
     try {
-      partialAreas(plane, plan, options.allowPartial);
+      // The policy is chosen, checked and applied under one hold of the state lock: no other writer's
+      // change can land between the choice and the apply.
+      using lock = await lockState(options.stateDir, "run", {
+        wait: true,
+        onWait: (message) => options.log.info(message),
+        ...options.lockTimeoutMs !== undefined && { timeoutMs: options.lockTimeoutMs },
+      });
+      settleInterruptedApply({ bpffs: options.bpffs, stateDir: options.stateDir });
+      const prepared = await preparePolicy(agentRequest(options, "start"));
+      const { plan } = prepared;
+      // Names that do not resolve are bad input: found before anything is loaded.
+      resolveNames(plan, () => {});
+      refuseWithoutLsm(plan, allowsPartial(options));
+      plane = DataPlane.open({
+        bpffs: options.bpffs,
+        ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
+      });
+      partialAreas(plane, plan, allowsPartial(options));
       const log = new EventLogSink(eventLogPath(options.stateDir), (message) => options.log.warn(message));
-      agent = new Agent(options, plane, log);
-      await agent.#begin(prepared);
+      agent = new Agent(options, agentLock, plane, log);
+      await agent.#begin(prepared, lock);
       return agent;
     } catch (error) {
       // Once agent.start is out, the log says how it ended.
       if (agent) await agent.stop("none", { error: messageOf(error) });
-      else plane.close();
+      else {
+        plane?.close();
+        agentLock[Symbol.dispose]();
+      }
       throw error;
     }
   }
 
-  async #begin(prepared: PreparedPolicy): Promise<void> {
+  async #begin(prepared: PreparedPolicy, _lock: StateLock): Promise<void> {
     const { deadmanMs } = this.#options;
     const { plan } = prepared;
-    // A detach that failed half-way leaves every hook forced to audit; a new agent takes over the mode.
-    const words = this.#plane.setConfig({ forceAudit: false });
+    // A new agent takes over the forced-audit word: its floor under --audit, else off (a detach that failed
+    // half-way, or an earlier agent's floor, leaves it on).
+    const words = this.#plane.setConfig({ forceAudit: this.#floor });
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
     this.#emit("agent.start", {
       pid: Deno.pid,
-      requestedMode: plan.mode,
+      requestedMode: this.#options.requestedMode ?? plan.mode,
+      policyMode: plan.mode,
+      floor: this.#floor ? "audit" : null,
       deadmanMs: deadmanMs ?? null,
       ingress: [...this.#options.ingress],
     });
@@ -207,12 +248,17 @@ export class Agent {
     this.#every(SLOW_TICK_MS, () => this.#slowTick());
   }
 
-  /** SIGHUP: reads the policy again, checks everything, and applies it; on failure keeps the old one. */
+  /**
+   * SIGHUP: under the state lock, chooses the policy again (a file older than a policy applied since is not
+   * taken: see policy_source.ts), checks everything, and applies it; on failure keeps the old one.
+   */
   reload(): Promise<void> {
     return this.#serial(async () => {
       try {
-        const prepared = await preparePolicy(agentRequest(this.#options));
-        partialAreas(this.#plane, prepared.plan, this.#options.allowPartial);
+        using _lock = await this.#lockState("run (reload)");
+        settleInterruptedApply({ bpffs: this.#options.bpffs, stateDir: this.#options.stateDir });
+        const prepared = await preparePolicy(agentRequest(this.#options, "reload"));
+        partialAreas(this.#plane, prepared.plan, allowsPartial(this.#options));
         await this.#install(prepared, "reload");
       } catch (error) {
         const kept = this.#policyRef && `${this.#policyRef.name} version ${this.#policyRef.version}`;
@@ -222,12 +268,22 @@ export class Agent {
     });
   }
 
+  /** How long the agent waits for the state lock, and the signal that ends the wait when it stops. */
+  #lockWait(): { timeoutMs?: number; signal: AbortSignal } {
+    const { lockTimeoutMs } = this.#options;
+    return {
+      signal: this.#stopping.signal,
+      ...(lockTimeoutMs === undefined ? {} : { timeoutMs: lockTimeoutMs }),
+    };
+  }
+
   /** Stops cleanly: last events drained, deadman cleared, agent.json removed. Enforcement stays pinned. */
   async stop(signal: string, why: { error?: string } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     for (const timer of this.#timers) clearInterval(timer);
     this.#freshness?.close();
+    this.#stopping.abort(new Error("the agent is stopping"));
     await this.#queue;
     try {
       this.#plane.flushRateLimits();
@@ -242,6 +298,20 @@ export class Agent {
     removeAgentState(this.#options.stateDir);
     this.#log.close();
     this.#plane.close();
+    this.#agentLock[Symbol.dispose]();
+  }
+
+  /** `--audit`: the floor this agent holds in the kernel's forced-audit word while it runs. */
+  get #floor(): boolean {
+    return this.#options.requestedMode === "audit";
+  }
+
+  #lockState(command: string): Promise<StateLock> {
+    return lockState(this.#options.stateDir, command, {
+      wait: true,
+      onWait: (message) => this.#options.log.info(message),
+      ...this.#lockWait(),
+    });
   }
 
   /** The name of rule `ruleId` of generation `gen` as this agent knows it, `#N` when it does not. */
@@ -265,7 +335,9 @@ export class Agent {
       pid: Deno.pid,
       startedAt: this.#startedAt,
       mode,
-      requestedMode: plan.mode,
+      requestedMode: this.#options.requestedMode ?? plan.mode,
+      policyMode: plan.mode,
+      floor: this.#floor ? "audit" : null,
       areas,
       partial: this.#current!.partial,
       ingress: plan.ingress.interfaces.map((iface) => iface.name),
@@ -277,24 +349,26 @@ export class Agent {
 
   /**
    * Applies `plan`: a history entry when it is not the policy in force, a refresh otherwise (see the top of
-   * this file). Resolves names first: a missing path is bad input and nothing changes.
+   * this file). Resolves names first: a missing path is bad input and nothing changes. The caller holds the
+   * state lock, taken before the policy was chosen.
    */
   async #install(prepared: PreparedPolicy, why: "start" | "reload"): Promise<void> {
     const { input, plan } = prepared;
     // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
     const level = prepared.origin === "default" ? "debug" : "warn";
     const warn = (message: string) => this.#options.log[level](message);
+    if (prepared.choice) {
+      const text = choiceText(prepared.choice);
+      if (prepared.choice.kind === "replaced") this.#options.log.warn(text);
+      else this.#options.log.info(text);
+    }
     const resolved = resolveNames(plan, warn);
-    const partial = partialAreas(this.#plane, plan, this.#options.allowPartial);
+    // Under the --audit floor every area audits: none is audit-only for want of --allow-partial.
+    const partial = this.#floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
     const { stateDir, bpffs } = this.#options;
     this.#busy++;
     try {
-      using _lock = await lockState(stateDir, "run", {
-        wait: true,
-        onWait: (message) => this.#options.log.info(message),
-      });
-      settleInterruptedApply({ bpffs, stateDir });
       const applied = readApplied(stateDir);
       const inForce = currentEntry(listHistory(stateDir));
       const same = applied !== undefined && inForce?.seq === applied.seq && applied.sha256 === input.sha256 &&
@@ -325,7 +399,9 @@ export class Agent {
         reason: why,
         history,
         generation,
-        requestedMode: plan.mode,
+        requestedMode: this.#options.requestedMode ?? plan.mode,
+        policyMode: plan.mode,
+        ...prepared.choice && { choice: { ...prepared.choice, text: choiceText(prepared.choice) } },
       });
     } finally {
       this.#busy--;
@@ -365,37 +441,50 @@ export class Agent {
     this.#freshness ??= new FreshnessWatcher(
       () => void this.#serial(() => this.#refreshRules()),
       (error) => this.#options.log.warn(`rule path watcher stopped: ${messageOf(error)}`),
+      (warning) => this.#options.log.warn(warning),
     );
     this.#freshness.update([...plan.files, ...plan.exec]);
   }
 
-  /** A rule path changed on disk: resolve again, and flip only if an inode differs. */
+  /**
+   * A rule path changed on disk: under the state lock, and only while the live policy is still the one this
+   * agent holds, resolve again and flip if an inode differs. When another writer changed the live policy
+   * while this waited, nothing is flipped: the pick-up takes the new policy over (and watches its paths).
+   */
   async #refreshRules(): Promise<void> {
-    const current = this.#current;
-    if (!current || this.#stopped) return;
-    let resolved: ResolvedRuleSet;
-    try {
-      resolved = resolveNames(current.plan, () => {});
-    } catch (error) {
-      // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
-      this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
-      this.#watchRulePaths();
-      return;
-    }
-    const changed = changedRules(current.resolved, resolved);
-    if (changed.length === 0) {
-      this.#watchRulePaths();
-      return;
-    }
+    if (!this.#current || this.#stopped) return;
     const { stateDir } = this.#options;
     this.#busy++;
     try {
-      using _lock = await lockState(stateDir, "run (rule refresh)", { wait: true, onWait: () => {} });
-      const generation = await this.#flip(resolved);
+      using _lock = await this.#lockState("run (rule refresh)");
+      const current = this.#current;
       const applied = readApplied(stateDir);
-      if (applied && applied.sha256 === current.input.sha256) {
-        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+      const active = this.#plane.config().activeGen;
+      if (
+        this.#stopped || !applied || applied.sha256 !== current.input.sha256 ||
+        applied.generation !== active || active !== this.#generation
+      ) {
+        this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
+        return;
       }
+      let resolved: ResolvedRuleSet;
+      try {
+        resolved = resolveNames(current.plan, () => {});
+      } catch (error) {
+        // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
+        this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
+        this.#watchRulePaths();
+        return;
+      }
+      const changed = changedRules(current.resolved, resolved);
+      if (this.#kernelBehindPaths && changed.length === 0) changed.push(...changedSince(current, resolved));
+      this.#kernelBehindPaths = false;
+      if (changed.length === 0) {
+        this.#watchRulePaths();
+        return;
+      }
+      const generation = await this.#flip(resolved);
+      writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
       this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {
@@ -416,7 +505,7 @@ export class Agent {
     const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
     if (!entry) return undefined;
     const prepared = await preparePolicy({ what: "stored", stateDir, seq: entry.seq });
-    return { prepared, entry, time: applied.time };
+    return { prepared, entry, time: applied.time, inodes: applied.inodes };
   }
 
   /**
@@ -470,6 +559,12 @@ export class Agent {
       resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
     }
     this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
+    // A rule path replaced between the other command's resolution and this pick-up (its paths were not
+    // watched yet): the kernel holds the old inode, so refresh now rather than at the next change.
+    if (found.inodes !== undefined && !sameInodes(found.inodes, resolved)) {
+      this.#kernelBehindPaths = true;
+      void this.#serial(() => this.#refreshRules());
+    }
     const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };
     this.#emit(entry.restoredSeq === undefined ? "policy.applied" : "policy.rolled_back", {
       source: "another command",
@@ -563,6 +658,11 @@ export class Agent {
   }
 
   #fastTick(): void {
+    // The floor holds whatever else writes the word (a detach that failed half-way sets it too, harmlessly).
+    if (this.#floor && !this.#plane.config().forceAudit) {
+      this.#plane.setConfig({ forceAudit: true });
+      this.#emit("agent.error", { error: "the forced-audit word was cleared under run --audit: set again" });
+    }
     const change = this.#breakGlass.poll();
     if (change) {
       this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
@@ -657,16 +757,39 @@ export class Agent {
   }
 }
 
+/** Whether the agent's own applies may run areas audit-only: `--allow-partial`, or the `--audit` floor. */
+function allowsPartial(options: AgentOptions): boolean {
+  return options.allowPartial || options.requestedMode === "audit";
+}
+
 /** What `run` asks the policy check process for: the policy it applies, with the run flags over it. */
-function agentRequest(options: AgentOptions): PrepareRequest {
+function agentRequest(options: AgentOptions, why: "start" | "reload"): PrepareRequest {
   return {
     what: "agent",
+    why,
     configDir: options.configDir,
     stateDir: options.stateDir,
     ingress: [...options.ingress],
     ...options.policyFile !== undefined && { policyFile: options.policyFile },
     ...options.requestedMode !== undefined && { requestedMode: options.requestedMode },
   };
+}
+
+/** Whether the inodes another command recorded are the ones the paths resolve to now. */
+function sameInodes(recorded: NonNullable<AppliedRecord["inodes"]>, resolved: ResolvedRuleSet): boolean {
+  const now = new Set(
+    [...resolved.files, ...resolved.exec].map(({ dev, ino, ruleId }) =>
+      `${resolved.plan.rules[ruleId]?.id ?? `#${ruleId}`}:${dev}:${ino}`
+    ),
+  );
+  const then = new Set(recorded.map(({ rule, dev, ino }) => `${rule}:${dev}:${ino}`));
+  return now.size === then.size && [...now].every((key) => then.has(key));
+}
+
+/** The file and exec rules of `current`'s plan, named: all of them may differ from what the kernel holds. */
+function changedSince(current: { plan: ResolvedRuleSet["plan"] }, resolved: ResolvedRuleSet): string[] {
+  const ids = new Set([...resolved.files, ...resolved.exec].map((entry) => entry.ruleId));
+  return [...ids].map((id) => current.plan.rules[id]?.id ?? `#${id}`);
 }
 
 function messageOf(error: unknown): string {

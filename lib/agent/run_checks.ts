@@ -1,7 +1,8 @@
 /**
  * What `run` checks before it changes anything, and the plan it applies: the run flags over the policy,
- * the areas this kernel cannot enforce (refused unless --allow-partial), a second agent, names that do
- * not resolve; and which rules a new resolution changed.
+ * the areas this kernel cannot enforce (refused unless --allow-partial), names that do not resolve, state
+ * and config directories other users may change; and which rules a new resolution changed. (A second
+ * agent is refused by the agent lock: agent_lock.ts.)
  */
 
 import { InputError, RefusedError } from "../errors.ts";
@@ -9,16 +10,21 @@ import type { DataPlane } from "../kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { probeLsm } from "../kernel/load.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { refuseUnsafeAccess } from "../policy/access.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import { keysDir } from "../policy/keys.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
-import { agentFile } from "./agent_state.ts";
 import { planAreas } from "./apply.ts";
 import type { SourcedPolicy } from "./policy_source.ts";
 
 /** An area `--allow-partial` runs audit-only, and why. */
 export type PartialArea = { area: Area; reason: string };
 
-/** The policy's plan with the run flags applied: the mode asked for and the extra ingress interfaces. */
+/**
+ * The policy's plan with the run flags applied: `--enforce` and the extra ingress interfaces. `--audit` does
+ * not change the plan: it is a floor the agent holds in the kernel's forced-audit word while it runs, so
+ * the policy keeps its own mode in history and a policy applied by anyone meanwhile stays audited too.
+ */
 export function planFor(
   sourced: SourcedPolicy,
   options: { requestedMode?: "audit" | "enforce"; configDir: string; ingress: readonly string[] },
@@ -30,7 +36,7 @@ export function planFor(
     );
   }
   const plan = compilePolicy(sourced.input.parsed.policy);
-  if (options.requestedMode !== undefined) plan.mode = options.requestedMode;
+  if (options.requestedMode === "enforce") plan.mode = "enforce";
   const named = new Set(plan.ingress.interfaces.map((iface) => iface.name));
   for (const name of options.ingress) {
     if (named.has(name)) continue;
@@ -76,31 +82,20 @@ export function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void
 }
 
 /**
- * Two agents on one state directory would fight over the mode words and split the event stream: refused
- * while agent.json names a live process running `run` (a file left by a kill -9 names a dead one).
+ * The state, config and keys directories (where they exist) must be aegisbpf's alone: one another user
+ * owns or may write is refused (exit 3) with the fix; one others may read or enter is a warning.
  */
-export function refuseSecondAgent(stateDir: string): void {
-  let running: { pid?: unknown; startedAt?: unknown };
-  try {
-    running = JSON.parse(Deno.readTextFileSync(agentFile(stateDir)));
-  } catch {
-    return;
-  }
-  const pid = running.pid;
-  if (typeof pid !== "number" || pid === Deno.pid) return;
-  let cmdline: string;
-  try {
-    cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-  } catch {
-    return;
-  }
-  const args = cmdline.split("\0");
-  const ours = args.some((arg) => arg.endsWith("aegisbpf") || arg.endsWith("main.ts"));
-  if (!ours || !args.includes("run")) return;
-  throw new RefusedError(
-    `Refused: another agent (pid ${pid}, started ${running.startedAt}) is running on ${stateDir}; ` +
-      `stop it first (kill -TERM ${pid})`,
-  );
+export function refuseUnsafeDirectories(
+  dirs: { stateDir: string; configDir: string },
+  warn: (message: string) => void,
+): void {
+  const named = [
+    [dirs.stateDir, "the state directory"],
+    [dirs.configDir, "the config directory"],
+    [keysDir(dirs.configDir), "the trusted keys directory"],
+  ] as const;
+  const warnings = named.flatMap(([path, what]) => refuseUnsafeAccess(path, `to run with ${what}`) ?? []);
+  for (const { detail, remediation } of warnings) warn(`${detail}; fix it with: ${remediation}`);
 }
 
 export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {

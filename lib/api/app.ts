@@ -8,12 +8,14 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
+import type { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
-import { parseDuration } from "../cli/duration.ts";
-import { parseCidr } from "../policy/cidr.ts";
-import { MAX_POLICY_BYTES } from "../policy/parse.ts";
+import { escapeJson, jsonText } from "../cli/printable.ts";
+import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
+import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
+import { OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 import type { EventHub } from "./event_hub.ts";
+import { problem } from "./problem.ts";
 
 /** What the API asks of the agent. Every operation throws InputError (400), RefusedError (409), or fails. */
 export type ApiDeps = {
@@ -41,66 +43,6 @@ export type AppOptions = { readOnly: boolean };
 
 /** The largest JSON body of the small endpoints. */
 const SMALL_BODY_BYTES = 64 * 1024;
-/** A session lasts at most a day: a longer opening is a rule, and belongs in the policy. */
-const MAX_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
-
-const PROBLEM = "application/problem+json";
-
-const duration = (field: string, max?: number) =>
-  z.string().transform((text, ctx) => {
-    try {
-      const ms = parseDuration(text, field);
-      if (ms <= 0 || (max !== undefined && ms > max)) {
-        ctx.addIssue({
-          code: "custom",
-          message: `${field} must be above 0 and at most ${max! / 3_600_000}h`,
-        });
-        return z.NEVER;
-      }
-      return ms;
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
-  });
-
-const rollbackSchema = z.strictObject({ to: z.string().min(1).max(64).optional() });
-
-const breakGlassSchema = z.discriminatedUnion("on", [
-  z.strictObject({
-    on: z.literal(true),
-    reason: z.string().trim().min(1).max(500),
-    ttl: duration("ttl").optional(),
-  }),
-  z.strictObject({ on: z.literal(false) }),
-]);
-
-const sessionSchema = z.strictObject({
-  cidr: z.string().refine((text) => {
-    try {
-      parseCidr(text);
-      return true;
-    } catch {
-      return false;
-    }
-  }, "not a CIDR (a.b.c.d/n or an IPv6 prefix)"),
-  ports: z.array(z.int().min(1).max(65535)).max(64).optional(),
-  ttl: duration("ttl", MAX_SESSION_TTL_MS),
-  interface: z.string().min(1).max(15).optional(),
-});
-
-/** A problem document (RFC 9457). */
-function problem(
-  status: number,
-  title: string,
-  detail: string,
-  extra: Record<string, unknown> = {},
-): Response {
-  return new Response(JSON.stringify({ type: "about:blank", title, status, detail, ...extra }), {
-    status,
-    headers: { "content-type": PROBLEM },
-  });
-}
 
 /** Reads and validates a JSON body; a problem response when it is not what `schema` wants. */
 async function jsonBody<S extends z.ZodType>(request: Request, schema: S): Promise<z.output<S> | Response> {
@@ -134,6 +76,16 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     return problem(500, "Agent error", error instanceof Error ? error.message : String(error));
   });
   app.notFound((c) => problem(404, "Not found", `No endpoint ${c.req.method} ${c.req.path}`));
+  // Every JSON answer escaped as the CLI's JSON is (lib/cli/printable.ts): a comm, path or policy name
+  // with DEL, C1 or bidi characters reaches a client's terminal escaped, whatever prints it.
+  app.use(async (c, next) => {
+    await next();
+    if (!/json/.test(c.res.headers.get("content-type") ?? "")) return;
+    const { status, headers } = c.res;
+    const body = escapeJson(await c.res.text());
+    c.res = undefined;
+    c.res = new Response(body, { status, headers });
+  });
 
   app.get("/health/live", (c) => c.json({ live: true }));
   app.get("/health/ready", async (c) => {
@@ -144,6 +96,9 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     "/metrics",
     (c) => c.body(deps.metrics(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
   );
+
+  // What this API is (lib/api/openapi.ts) reveals nothing the caller could not read in the docs.
+  app.get(OPENAPI_PATH, (c) => c.json(openApiDocument()));
 
   if (options.readOnly) {
     // Everything else is the admin API, on the Unix socket only.
@@ -170,7 +125,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
       if (subscription.missed > 0) {
         await stream.writeSSE({
           event: "events.dropped",
-          data: JSON.stringify({
+          data: jsonText({
             type: "events.dropped",
             count: subscription.missed,
             reason: "not retained",
@@ -184,7 +139,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
       } catch (error) {
         await stream.writeSSE({
           event: "events.dropped",
-          data: JSON.stringify({ type: "events.dropped", reason: (error as Error).message }),
+          data: jsonText({ type: "events.dropped", reason: (error as Error).message }),
         });
       }
     });
@@ -193,9 +148,8 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
   app.post(
     "/v1/policy",
     bodyLimit({
-      maxSize: MAX_POLICY_BYTES,
-      onError: () =>
-        problem(413, "Body too large", `A policy or bundle is at most ${MAX_POLICY_BYTES} bytes`),
+      maxSize: MAX_INPUT_BYTES,
+      onError: () => problem(413, "Body too large", `A policy or bundle is at most ${MAX_INPUT_BYTES} bytes`),
     }),
     async (c) => {
       const text = await c.req.text();

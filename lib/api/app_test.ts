@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { InputError, RefusedError } from "../errors.ts";
+import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
 import { type ApiDeps, createApp } from "./app.ts";
 import { EventHub } from "./event_hub.ts";
 
@@ -129,6 +130,18 @@ Deno.test("createApp() maps agent errors to problems: 400 input, 409 refused, 50
   assert.equal(huge.status, 413);
 });
 
+Deno.test("createApp() takes a policy body up to the size the CLI reads, and answers 413 above it", async () => {
+  const { deps, calls } = fakeDeps();
+  const app = createApp(deps, { readOnly: false });
+  const at = await app.request("/v1/policy", { method: "POST", body: "#".repeat(MAX_INPUT_BYTES) });
+  assert.equal(at.status, 200);
+  assert.equal(calls.length, 1);
+  const over = await app.request("/v1/policy", { method: "POST", body: "#".repeat(MAX_INPUT_BYTES + 1) });
+  assert.equal(over.status, 413);
+  assert.match((await problemOf(over)).detail, new RegExp(`at most ${MAX_INPUT_BYTES} bytes`));
+  assert.equal(calls.length, 1);
+});
+
 Deno.test("createApp() read-only (TCP) answers only health and metrics", async () => {
   const { deps, calls } = fakeDeps();
   const app = createApp(deps, { readOnly: true });
@@ -171,4 +184,27 @@ Deno.test("createApp() streams events as SSE and resumes after Last-Event-ID", a
   assert.equal(text, 'data: {"n":6}\nid: 6\n\n');
   await reader.cancel();
   deps.events.close();
+});
+
+Deno.test("createApp() escapes DEL, C1 and bidi characters in every JSON answer, problems too", async () => {
+  const name = "web\x7f\x9b2J\u202e";
+  const app = createApp(
+    fakeDeps({
+      status: () => ({ policy: { name } }),
+      applyPolicy: () => Promise.reject(new InputError(`p.yaml:1:1: ${name}: bad`)),
+    }).deps,
+    { readOnly: false },
+  );
+  const status = await app.request("/v1/status");
+  assert.equal(status.status, 200);
+  assert.match(status.headers.get("content-type") ?? "", /json/);
+  const text = await status.text();
+  assert.equal(text, '{"policy":{"name":"web\\u007f\\u009b2J\\u202e"}}');
+  assert.deepEqual(JSON.parse(text), { policy: { name } });
+  const refused = await app.request("/v1/policy", { method: "POST", body: "x" });
+  assert.equal(refused.status, 400);
+  assert.equal(refused.headers.get("content-type"), "application/problem+json");
+  const problem = await refused.text();
+  assert.ok(!/[\x7f-\x9f\u202e]/.test(problem), problem);
+  assert.equal(JSON.parse(problem).detail, `p.yaml:1:1: ${name}: bad`);
 });

@@ -2,16 +2,29 @@
  * The API's listeners: the Unix socket (default /run/aegisbpf/api.sock, mode 0600) serving everything to
  * allowed peers, and optional loopback TCP listeners serving the read-only endpoints.
  *
- * Deno's own listeners do not tell who is on the other end of a Unix socket, so the public socket is ours
- * (ffi/unix_socket.ts): each connection's peer uid (SO_PEERCRED) is checked, a refused peer gets a 403
- * problem and is closed, and an allowed one is relayed to the app, served by Deno on a private socket in a
- * 0700 directory. Relaying copies bytes on worker threads, so a slow client never blocks the agent.
+ * No listener is Deno's own: `Deno.serve` holds every connection it accepts, with no cap and no deadline
+ * for a request head, and ends the process when accept fails (out of descriptors). Each public listener is
+ * ours, with its own accept loop (a failed accept waits and goes on) and the limits of relay.ts; an
+ * accepted connection is relayed to the app, served by Deno on a private socket in a 0700 directory.
+ * Deno's Unix listeners do not tell who is on the other end, so the public socket is ffi/unix_socket.ts:
+ * each connection's peer uid (SO_PEERCRED) is checked, a refused peer gets a 403 problem and is closed.
+ * A TCP listener serves only requests whose Host names it (host_check.ts).
  */
 
 import { dirname, join } from "node:path";
 import type { Hono } from "hono";
 import { type UnixConnection, UnixListener } from "../../ffi/mod.ts";
 import { InputError, RefusedError } from "../errors.ts";
+import { guardHost } from "./host_check.ts";
+import { problemBytes } from "./problem.ts";
+import {
+  type ClientStream,
+  CONNECTION_LIMITS,
+  ConnectionGate,
+  type ConnectionLimits,
+  readRequestHead,
+  relayToApp,
+} from "./relay.ts";
 
 export type ApiAddress = { transport: "unix"; path: string } | {
   transport: "tcp";
@@ -21,9 +34,12 @@ export type ApiAddress = { transport: "unix"; path: string } | {
 
 export const DEFAULT_API_SOCKET = "/run/aegisbpf/api.sock";
 
-/** Concurrent connections on the Unix socket; beyond, a client gets 503 at once. */
-const MAX_CONNECTIONS = 64;
-const RELAY_BUFFER_BYTES = 64 * 1024;
+/** How long a refused peer may take to send its request before it is closed without the answer. */
+const REFUSAL_HEAD_MS = 1000;
+/** Refused peers answered at once; more are closed unanswered. */
+const REFUSALS_AT_ONCE = 8;
+/** A failed accept (out of descriptors) waits this long, doubling up to a second, before the next. */
+const ACCEPT_BACKOFF_MS = 50;
 
 /** `unix:PATH` or `tcp:HOST:PORT` (HOST a loopback address), as `run --api` takes it. */
 export function parseApiAddress(text: string): ApiAddress {
@@ -68,27 +84,26 @@ export type ServeOptions = {
   addresses: readonly ApiAddress[];
   /** Peer uids allowed on the Unix socket. */
   allowUids: readonly number[];
+  /** Connection cap and timeouts of each listener (default CONNECTION_LIMITS). */
+  limits?: ConnectionLimits;
   onError?: (error: unknown) => void;
 };
 
+type Listener = { close(): Promise<void> };
+
 export async function serveApi(options: ServeOptions): Promise<ApiServer> {
-  const closers: (() => Promise<void>)[] = [];
+  const listeners: Listener[] = [];
   let refused = 0;
   const close = async () => {
-    for (const closer of closers.splice(0).reverse()) await closer();
+    for (const listener of listeners.splice(0).reverse()) await listener.close();
   };
   try {
     for (const address of options.addresses) {
-      if (address.transport === "tcp") {
-        const server = Deno.serve(
-          { hostname: address.hostname, port: address.port, onListen: () => {} },
-          options.readOnlyApp.fetch,
-        );
-        closers.push(() => server.shutdown());
-        continue;
-      }
-      const unix = await serveUnix(address.path, options, () => refused++);
-      closers.push(unix);
+      listeners.push(
+        address.transport === "tcp"
+          ? await serveTcp(address, options)
+          : await serveUnix(address.path, options, () => refused++),
+      );
     }
   } catch (error) {
     await close();
@@ -103,65 +118,158 @@ export async function serveApi(options: ServeOptions): Promise<ApiServer> {
   };
 }
 
-async function serveUnix(
-  path: string,
+/** The app served by Deno on a Unix socket in a new 0700 directory, reachable only by this process (root). */
+async function privateApp(app: Hono): Promise<{ path: string; close(): Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "aegisbpf-api-" });
+  await Deno.chmod(dir, 0o700);
+  const path = join(dir, "app.sock");
+  const server = Deno.serve({ transport: "unix", path, onListen: () => {} }, app.fetch);
+  return {
+    path,
+    close: async () => {
+      await server.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/**
+ * Accepts while `gate` has room, until `accept` says the listener is closed (undefined). A failed accept (EMFILE, ENFILE: the
+ * process or the system is out of descriptors) is reported once, then waited out with a growing pause: the
+ * pending connection stays queued in the kernel and is taken when descriptors are free again.
+ */
+async function acceptLoop<T>(
+  gate: ConnectionGate,
+  accept: () => Promise<T | undefined>,
+  onConnection: (connection: T) => void,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  let backoffMs = 0;
+  for (;;) {
+    await gate.room();
+    let connection: T | undefined;
+    try {
+      connection = await accept();
+    } catch (error) {
+      if (backoffMs === 0) onError(error);
+      backoffMs = Math.min(backoffMs === 0 ? ACCEPT_BACKOFF_MS : backoffMs * 2, 1000);
+      await new Promise((resolve) => setTimeout(resolve, backoffMs));
+      continue;
+    }
+    if (connection === undefined) return;
+    backoffMs = 0;
+    onConnection(connection);
+  }
+}
+
+async function serveTcp(
+  address: Extract<ApiAddress, { transport: "tcp" }>,
   options: ServeOptions,
-  onRefused: () => void,
-): Promise<() => Promise<void>> {
+): Promise<Listener> {
+  const limits = options.limits ?? CONNECTION_LIMITS;
+  const onError = options.onError ?? (() => {});
+  const app = await privateApp(guardHost(options.readOnlyApp, address));
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: address.hostname, port: address.port });
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  const gate = new ConnectionGate(limits, onError);
+  let closed = false;
+  const accepting = acceptLoop(
+    gate,
+    async () => {
+      try {
+        return await listener.accept();
+      } catch (error) {
+        if (closed) return undefined;
+        throw error;
+      }
+    },
+    (conn) => gate.admit(tcpClient(conn), (client) => relayToApp(client, app.path, limits)),
+    (error) =>
+      onError(new Error(`tcp:${address.hostname}:${address.port}: accept failed: ${messageOf(error)}`)),
+  );
+  return {
+    close: async () => {
+      closed = true;
+      listener.close();
+      await accepting;
+      await gate.close();
+      await app.close();
+    },
+  };
+}
+
+/** A TCP connection as a ClientStream: closing it is what wakes a pending read or write. */
+function tcpClient(conn: Deno.TcpConn): ClientStream {
+  let open = true;
+  const close = () => {
+    if (open) conn.close();
+    open = false;
+  };
+  return {
+    read: async (buffer) => (await conn.read(buffer).catch(() => null)) ?? 0,
+    write: async (data) => {
+      try {
+        for (let offset = 0; offset < data.byteLength;) offset += await conn.write(data.subarray(offset));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    shutdown: close,
+    close,
+  };
+}
+
+async function serveUnix(path: string, options: ServeOptions, onRefused: () => void): Promise<Listener> {
+  const limits = options.limits ?? CONNECTION_LIMITS;
+  const onError = options.onError ?? (() => {});
   await refuseLiveSocket(path);
   prepareSocketPath(path);
-  const privateDir = await Deno.makeTempDir({ prefix: "aegisbpf-api-" });
-  await Deno.chmod(privateDir, 0o700);
-  const innerPath = join(privateDir, "app.sock");
-  const inner = Deno.serve({ transport: "unix", path: innerPath, onListen: () => {} }, options.app.fetch);
+  const app = await privateApp(options.app);
   let listener: UnixListener;
   try {
     listener = UnixListener.listen(path, 0o600);
   } catch (error) {
-    await inner.shutdown();
-    await Deno.remove(privateDir, { recursive: true });
+    await app.close();
     throw error;
   }
-  const open = new Set<UnixConnection>();
-  const relays = new Set<Promise<void>>();
-  const accepting = (async () => {
-    for (;;) {
-      const connection = await listener.accept();
-      if (!connection) return;
-      const relay = handle(connection).catch((error) => options.onError?.(error)).finally(() => {
-        open.delete(connection);
-        relays.delete(relay);
-      });
-      relays.add(relay);
-    }
-  })();
-
-  async function handle(connection: UnixConnection): Promise<void> {
-    open.add(connection);
-    try {
-      if (!options.allowUids.includes(connection.peer.uid)) {
-        onRefused();
-        await answerAndClose(connection, 403, "Forbidden", `uid ${connection.peer.uid} may not use this API`);
-        return;
-      }
-      if (open.size > MAX_CONNECTIONS) {
-        await answerAndClose(connection, 503, "Too many connections", `At most ${MAX_CONNECTIONS} at once`);
-        return;
-      }
-      await relay(connection, innerPath);
-    } finally {
-      connection.close();
-    }
-  }
-
-  return async () => {
-    listener.close();
-    await accepting;
-    for (const connection of open) connection.shutdown();
-    await Promise.allSettled([...relays]);
-    await inner.shutdown();
-    await Deno.remove(privateDir, { recursive: true });
+  const gate = new ConnectionGate(limits, onError);
+  // Refused peers have slots of their own: however many, they never hold one an allowed peer needs.
+  const refusals = new ConnectionGate({ ...limits, maxConnections: REFUSALS_AT_ONCE }, onError);
+  const refuse = async (connection: UnixConnection) => {
+    onRefused();
+    // The request is read first: a client that sees the socket closed before it sent its request reports a
+    // failed connect, not the answer.
+    await readRequestHead(connection, { ...limits, headerTimeoutMs: REFUSAL_HEAD_MS });
+    await connection.write(problemBytes(403, "Forbidden", `uid ${connection.peer.uid} may not use this API`));
   };
+  const accepting = acceptLoop(
+    gate,
+    () => listener.accept(),
+    (connection) => {
+      if (options.allowUids.includes(connection.peer.uid)) {
+        gate.admit(connection, () => relayToApp(connection, app.path, limits));
+      } else refusals.admit(connection, () => refuse(connection)); // closed at once when full
+    },
+    (error) => onError(new Error(`unix:${path}: accept failed: ${messageOf(error)}`)),
+  );
+  return {
+    close: async () => {
+      listener.close();
+      await accepting;
+      await Promise.all([gate.close(), refusals.close()]);
+      await app.close();
+    },
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** Refuses a socket path another process (another agent) is serving: its socket would be taken over. */
@@ -193,70 +301,4 @@ function prepareSocketPath(path: string): void {
     throw new InputError(`--api unix:${path}: exists and is not a socket; remove it or pick another path`);
   }
   Deno.removeSync(path); // left by an agent that did not exit cleanly; the state lock keeps agents single
-}
-
-/** Copies bytes both ways between the client and the app's private socket until either side ends. */
-async function relay(client: UnixConnection, innerPath: string): Promise<void> {
-  const app = await Deno.connect({ transport: "unix", path: innerPath });
-  try {
-    const up = (async () => {
-      const buffer = new Uint8Array(RELAY_BUFFER_BYTES);
-      for (;;) {
-        const n = await client.read(buffer);
-        if (n === 0) break;
-        await writeAll(app, buffer.subarray(0, n));
-      }
-      await app.closeWrite().catch(() => {});
-    })();
-    const down = (async () => {
-      const buffer = new Uint8Array(RELAY_BUFFER_BYTES);
-      for (;;) {
-        const n = await app.read(buffer).catch(() => null);
-        if (n === null) break;
-        if (!(await client.write(buffer.subarray(0, n)))) break;
-      }
-      client.shutdown();
-    })();
-    await Promise.allSettled([up, down]);
-  } finally {
-    app.close();
-  }
-}
-
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < data.byteLength;) offset += await conn.write(data.subarray(offset));
-}
-
-/**
- * Answers a connection that is not relayed: reads its request head first (a client that sees the socket
- * closed before it has sent its request reports a failed connect, not the answer), for at most a second.
- */
-async function answerAndClose(
-  connection: UnixConnection,
-  status: number,
-  title: string,
-  detail: string,
-): Promise<void> {
-  const timer = setTimeout(() => connection.shutdown(), 1000);
-  try {
-    const buffer = new Uint8Array(16 * 1024);
-    let head = "";
-    while (!head.includes("\r\n\r\n") && head.length < buffer.byteLength) {
-      const n = await connection.read(buffer);
-      if (n === 0) break;
-      head += new TextDecoder().decode(buffer.subarray(0, n));
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  await connection.write(problemResponse(status, title, detail));
-}
-
-function problemResponse(status: number, title: string, detail: string): Uint8Array {
-  const body = JSON.stringify({ type: "about:blank", title, status, detail });
-  const reason = { 403: "Forbidden", 503: "Service Unavailable" }[status] ?? "Error";
-  return new TextEncoder().encode(
-    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/problem+json\r\n` +
-      `content-length: ${new TextEncoder().encode(body).byteLength}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }

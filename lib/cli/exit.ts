@@ -6,6 +6,7 @@
 import { InputError, type Position, RefusedError } from "../errors.ts";
 import type { LogFormat } from "./globals.ts";
 import { OutputClosedError, type Palette, type Writer } from "./output.ts";
+import { jsonText } from "./printable.ts";
 
 export const EXIT = { ok: 0, failure: 1, input: 2, refused: 3 } as const;
 
@@ -25,7 +26,7 @@ export function reportError(error: unknown, { format, debug, writer, palette }: 
   const position = error instanceof InputError ? error.position : undefined;
   if (format === "json") {
     const stack = debug ? { stack: stackOf(error) } : {};
-    writer.line(JSON.stringify({ level: "error", error: message, exitCode, ...position, ...stack }));
+    writer.line(jsonText({ level: "error", error: message, exitCode, ...position, ...stack }));
     return exitCode;
   }
   const [first = "", ...more] = withPosition(message, position).split("\n");

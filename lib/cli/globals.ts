@@ -4,7 +4,9 @@
  */
 
 import { resolve } from "node:path";
+import { DEFAULT_LOCK_TIMEOUT_MS } from "../policy/state.ts";
 import type { OptionSpecs } from "./command.ts";
+import { parseDuration } from "./duration.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -21,6 +23,8 @@ export type Globals = {
   stateDir: string;
   /** `policy.yaml`, `config.yaml`, `keys/`, the break-glass marker. */
   configDir: string;
+  /** `--lock-timeout`: the longest wait for the state lock, in milliseconds. */
+  lockTimeoutMs: number;
 };
 
 export const GLOBAL_OPTIONS = {
@@ -54,6 +58,11 @@ export const GLOBAL_OPTIONS = {
     complete: "directory",
     description: "policy, config, trusted keys (env AEGISBPF_CONFIG_DIR, default /etc/aegisbpf)",
   },
+  "lock-timeout": {
+    type: "string",
+    valueName: "DUR",
+    description: "longest wait for the state lock held by another command, e.g. 5m (default 60s)",
+  },
 } as const satisfies OptionSpecs;
 
 /** `--help`, accepted by every command and group but not shown among a command's own flags. */
@@ -63,7 +72,8 @@ export const HELP_OPTION = {
 
 type Directory = { flag: "bpffs" | "state-dir" | "config-dir"; env: string; fallback: string };
 
-const DIRECTORIES = {
+/** The directory flags with their environment variables and defaults. */
+export const DIRECTORIES = {
   bpffs: { flag: "bpffs", env: "AEGISBPF_BPFFS", fallback: "/sys/fs/bpf" },
   stateDir: { flag: "state-dir", env: "AEGISBPF_STATE_DIR", fallback: "/var/lib/aegisbpf" },
   configDir: { flag: "config-dir", env: "AEGISBPF_CONFIG_DIR", fallback: "/etc/aegisbpf" },
@@ -82,6 +92,9 @@ export function resolveGlobals(flags: GlobalFlags, env: (name: string) => string
     bpffs: directory(DIRECTORIES.bpffs),
     stateDir: directory(DIRECTORIES.stateDir),
     configDir: directory(DIRECTORIES.configDir),
+    lockTimeoutMs: flags["lock-timeout"] === undefined
+      ? DEFAULT_LOCK_TIMEOUT_MS
+      : parseDuration(flags["lock-timeout"], "--lock-timeout"),
   };
 }
 

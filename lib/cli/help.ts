@@ -14,7 +14,7 @@ import {
 import { GLOBAL_OPTIONS, HELP_OPTION } from "./globals.ts";
 import { type Palette, table } from "./output.ts";
 
-const ABOUT =
+export const ABOUT =
   "A Linux host security agent: a host policy enforced in the kernel by BPF-LSM, cgroup socket hooks " +
   "and XDP.";
 
@@ -102,11 +102,11 @@ function argLabel(arg: ArgSpec): string {
   return arg.optional || arg.variadic ? `[${repeated}]` : repeated;
 }
 
-function argDescription(arg: ArgSpec): string {
+export function argDescription(arg: ArgSpec): string {
   return arg.choices ? `${arg.description} (${arg.choices.join(", ")})` : arg.description;
 }
 
-function flagLabel(name: string, spec: OptionSpec): string {
+export function flagLabel(name: string, spec: OptionSpec): string {
   const value = spec.type === "string" ? ` ${spec.valueName ?? spec.choices?.join("|") ?? "VALUE"}` : "";
   return `--${name}${value}`;
 }

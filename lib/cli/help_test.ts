@@ -42,7 +42,7 @@ Flags:
 Examples:
   aegisbpf policy sign p.yaml --key k.pem
 
-Global flags: --log-format, --log-level, --bpffs, --state-dir, --config-dir (see aegisbpf --help)
+Global flags: --log-format, --log-level, --bpffs, --state-dir, --config-dir, --lock-timeout (see aegisbpf --help)
 `,
   );
 });

@@ -3,6 +3,7 @@
 import type { LogFormat, LogLevel } from "./globals.ts";
 import { type AsyncSink, LineQueue } from "./line_queue.ts";
 import type { Palette, Writer } from "./output.ts";
+import { jsonText, printable } from "./printable.ts";
 
 export type Fields = Readonly<Record<string, unknown>>;
 export type LogMethod = (message: string, fields?: Fields) => void;
@@ -26,7 +27,7 @@ export function createLogger(
     if (!enabled(at)) return;
     writer.line(
       format === "json"
-        ? JSON.stringify({ ts: now().toISOString(), level: at, msg: message, ...fields })
+        ? jsonText({ ts: now().toISOString(), level: at, msg: message, ...fields })
         : textLine(at, message, fields, palette),
     );
   };
@@ -66,11 +67,12 @@ function textLine(level: LogLevel, message: string, fields: Fields, palette: Pal
   const pairs = Object.entries(fields).map(([key, value]) =>
     ` ${palette.dim(`${key}=`)}${formatValue(value)}`
   );
-  return `aegisbpf: ${label(level)}: ${message}${pairs.join("")}`;
+  // One line per message: a newline in a quoted path must not forge a second line.
+  return `aegisbpf: ${label(level)}: ${printable(message)}${pairs.join("")}`;
 }
 
 /** Plain words stay bare; anything with spaces, quotes or structure is JSON, so a line stays one line. */
 function formatValue(value: unknown): string {
-  if (typeof value === "string" && /^[^\s"=]+$/.test(value)) return value;
-  return JSON.stringify(value) ?? String(value);
+  if (typeof value === "string" && /^[^\s"=]+$/.test(value)) return printable(value);
+  return jsonText(value);
 }

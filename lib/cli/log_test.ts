@@ -25,6 +25,20 @@ Deno.test("createLogger() writes one JSON object per line for --log-format json"
   });
 });
 
+Deno.test("createLogger() keeps a message on one line and escapes what a terminal would act on", () => {
+  const writer = bufferWriter();
+  const log = createLogger({ format: "text", level: "info", writer, palette: palette(false), now });
+  log.warn("/tmp/a\naegisbpf: info: forged\x1b[2J", { comm: "x\x9b", path: "/a b\u202e" });
+  assert.equal(
+    writer.text(),
+    'aegisbpf: warn: /tmp/a\\x0aaegisbpf: info: forged\\x1b[2J comm=x\\u009b path="/a b\\u202e"\n',
+  );
+  const json = bufferWriter();
+  createLogger({ format: "json", level: "info", writer: json, palette: palette(false), now })
+    .warn("m\x9b", { comm: "\x7f" });
+  assert.ok(json.text().includes('"msg":"m\\u009b","comm":"\\u007f"'), json.text());
+});
+
 Deno.test("queuedLogger() never waits for a stalled reader, and reports the lines it dropped once caught up", async () => {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));

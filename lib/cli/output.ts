@@ -1,6 +1,7 @@
 /** Writing text for people: a line writer, colour only where it is welcome, aligned tables. */
 
 import type { AsyncSink } from "./line_queue.ts";
+import { printableText } from "./printable.ts";
 
 export type Writer = {
   /** Writes the text as it is. */
@@ -41,6 +42,26 @@ function closedOr(error: unknown): unknown {
   return error instanceof Deno.errors.BrokenPipe
     ? new OutputClosedError("output closed", { cause: error })
     : error;
+}
+
+/**
+ * A writer that escapes what a terminal would act on (lib/cli/printable.ts) before `writer` sees it: every
+ * command's output and log lines go through one, so no value from outside reaches the terminal raw.
+ * `keepColor` lets the palette's own colour codes through.
+ */
+export function printableWriter(writer: Writer, keepColor: boolean): Writer {
+  const write = (text: string) => writer.write(printableText(text, keepColor));
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const sink: AsyncSink = {
+    // The queue hands over whole lines: escaped, then written whole, and counted as the bytes it gave.
+    write: async (data) => {
+      let bytes = encoder.encode(printableText(decoder.decode(data), keepColor));
+      while (bytes.length > 0) bytes = bytes.subarray(await writer.sink.write(bytes));
+      return data.length;
+    },
+  };
+  return { write, line: (text = "") => write(`${text}\n`), sink };
 }
 
 /** A writer that keeps what it is given, for tests. */
@@ -100,9 +121,12 @@ export function visibleWidth(text: string): number {
 
 /**
  * Rows as lines with every column but the last padded to its widest cell, separated by `gap` spaces.
- * Cells may carry colour; the last column is never padded, so no line ends in spaces.
+ * Cells may carry colour; anything else a terminal would act on is escaped (lib/cli/printable.ts). The
+ * last column is never padded, so no line ends in spaces.
  */
-export function table(rows: readonly (readonly string[])[], gap = 2): string[] {
+export function table(cellsOf: readonly (readonly string[])[], gap = 2): string[] {
+  // Escaped before measuring, so that columns stay aligned once the sink has escaped nothing more.
+  const rows = cellsOf.map((row) => row.map((cell) => printableText(cell, true)));
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, visibleWidth(cell)));

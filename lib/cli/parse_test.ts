@@ -35,7 +35,16 @@ Deno.test("parseInvocation() accepts global flags before and after the command",
     bpffs: "/b",
     stateDir: "/s",
     configDir: "/c",
+    lockTimeoutMs: 60_000,
   });
+});
+
+Deno.test("parseInvocation() reads --lock-timeout as a duration and refuses one that is not", async () => {
+  const { stdout } = await runTest(["policy", "sign", "f", "--key", "k", "--lock-timeout", "5m"]);
+  assert.equal((parsed(stdout).globals as Record<string, number>).lockTimeoutMs, 300_000);
+  const refused = await runTest(["policy", "sign", "f", "--key", "k", "--lock-timeout", "soon"]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--lock-timeout "soon" is not a duration/);
 });
 
 Deno.test("parseInvocation() takes directories from the environment when no flag names them", async () => {

@@ -6,7 +6,7 @@ import { reportError, type ReportOptions } from "./exit.ts";
 import { type GlobalFlags, type Globals, resolveGlobals } from "./globals.ts";
 import { commandHelp, groupHelp, topHelp } from "./help.ts";
 import { createLogger } from "./log.ts";
-import { fileWriter, palette, useColor, type Writer } from "./output.ts";
+import { fileWriter, palette, printableWriter, useColor, type Writer } from "./output.ts";
 import { type Invocation, parseInvocation, peekGlobals } from "./parse.ts";
 
 /** The process's streams and environment, replaceable in tests. */
@@ -28,7 +28,8 @@ export function processIo(): Io {
   };
 }
 
-export async function runCli(argv: readonly string[], registry: Registry, io: Io): Promise<number> {
+export async function runCli(argv: readonly string[], registry: Registry, raw: Io): Promise<number> {
+  const io = printableIo(raw);
   let report = reportOptions(peekGlobals(argv), io);
   try {
     const invocation = parseInvocation(argv, registry);
@@ -55,6 +56,15 @@ async function dispatch(invocation: Invocation, ctx: Context, io: Io): Promise<n
   else if (isGroup(target)) writer.line(groupHelp(target, style));
   else writer.line(commandHelp(path, target, style));
   return help ? 0 : 2;
+}
+
+/** Every line the CLI writes passes one escaping sink; colour codes only where colour is on. */
+function printableIo(io: Io): Io {
+  return {
+    ...io,
+    stdout: printableWriter(io.stdout, useColor(io.stdoutIsTTY, io.env)),
+    stderr: printableWriter(io.stderr, useColor(io.stderrIsTTY, io.env)),
+  };
 }
 
 function makeContext(globals: Globals, registry: Registry, io: Io): Context {

@@ -36,3 +36,20 @@ Deno.test("runCli() reports a missing command as one JSON object with --log-form
   assert.equal(code, 2);
   assert.equal(JSON.parse(stderr).error, "missing command; see aegisbpf policy --help");
 });
+
+Deno.test("runCli() escapes what a command prints and what an error says, keeping colour on a terminal", async () => {
+  const hostile = "\x1b[2J\x9b\u202e.yaml";
+  // deno-lint-ignore no-control-regex -- finding them is the point
+  const raw = /[\x00-\x09\x0b-\x1a\x1c-\x1f\x7f-\x9f\u202e]|\x1b(?!\[(?:1|2|22|31|32|33|36|39)m)/;
+  for (const tty of [false, true]) {
+    const printed = await runTest(["policy", "sign", hostile, "--key", "k"], {}, tty);
+    assert.equal(printed.code, 0);
+    assert.equal(raw.exec(printed.stdout), null, printed.stdout);
+    assert.equal(JSON.parse(printed.stdout).args.FILE, hostile);
+    const refused = await runTest(["policy", "sign", "a", "--mode", hostile], {}, tty);
+    assert.equal(refused.code, 2);
+    assert.equal(raw.exec(refused.stderr), null, refused.stderr);
+    assert.ok(refused.stderr.includes("\\x1b[2J\\u009b\\u202e.yaml"), refused.stderr);
+    assert.equal(refused.stderr.includes("\x1b[31m"), tty, "the palette's red only on a terminal");
+  }
+});

@@ -27,6 +27,7 @@ export const detach = defineCommand({
     using _lock = await lockState(stateDir, "detach", {
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
+      timeoutMs: ctx.globals.lockTimeoutMs,
     });
     const agent = readAgentState(stateDir);
     if (agent.state === "running") {

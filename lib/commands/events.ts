@@ -3,6 +3,7 @@ import { eventLogPath, followLines, type LogLine, readRecent } from "../agent/ev
 import { eventLine } from "../agent/event_text.ts";
 import { defineCommand } from "../cli/command.ts";
 import { palette } from "../cli/output.ts";
+import { escapeJson } from "../cli/printable.ts";
 import { InputError } from "../errors.ts";
 import { exists } from "../kernel/pin_dir.ts";
 
@@ -14,7 +15,7 @@ export const events = defineCommand({
   summary: "recent events from the agent log, then live ones with --follow",
   description: "Reads the event log a running agent appends to (<state-dir>/events.jsonl, and " +
     "events.jsonl.1 it rotates to at 8 MiB): the last N events, oldest first, as aligned text lines or, " +
-    "with --json, the JSON lines as written (SPEC section 6). --follow then prints new events as they " +
+    "with --json, the JSON lines as written (docs/events.md). --follow then prints new events as they " +
     "come, across rotations, until interrupted (Ctrl-C or SIGTERM). A line that is not an event is " +
     "reported once on stderr as FILE:LINE and skipped.",
   options: {
@@ -50,7 +51,7 @@ export const events = defineCommand({
         }
         return;
       }
-      ctx.stdout.line(flags.json ? line.raw : eventLine(line.event, style));
+      ctx.stdout.line(flags.json ? escapeJson(line.raw) : eventLine(line.event, style));
     };
     const { lines: recent, end } = readRecent(path, count);
     recent.forEach(print);

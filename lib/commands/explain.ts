@@ -11,7 +11,7 @@ import { parsePolicy } from "../policy/parse.ts";
 export const explain = defineCommand({
   name: "explain",
   summary: "which rule decides an event, under the applied policy or FILE",
-  description: "Takes an event line as events and run print it (SPEC section 6: type, process, file, net) " +
+  description: "Takes an event line as events and run print it (docs/events.md: type, process, file, net) " +
     "and prints the decision and the rule that takes it, computed as the kernel does, under the policy in " +
     "force (from history) or under --policy FILE. EVENT_JSON is the line itself, or - to read lines from " +
     "stdin (one answer per line). When the event names a rule, says whether the policy agrees. File and exec " +

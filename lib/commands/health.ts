@@ -119,11 +119,13 @@ export function factRows(report: HealthReport): [string, string][] {
   ]);
   rows.push([
     "stale rules",
-    !staleRules.known
+    staleRules === null
+      ? "not checked"
+      : !staleRules.known
       ? "unknown (re-apply to record inodes)"
       : staleRules.stale.length === 0
       ? `none (${count(staleRules.checked, "inode")} checked)`
-      : `${staleRules.stale.length} (see problems)`,
+      : `${staleRules.stale.length + staleRules.omitted} (see problems)`,
   ]);
   if (report.connections) {
     rows.push([

@@ -9,7 +9,7 @@ export const metrics = defineCommand({
   name: "metrics",
   summary: "print the Prometheus metrics, or write them atomically for node_exporter",
   description: "Reads the pinned maps and the history, so it works with or without a running agent and " +
-    "changes nothing, and prints every metric family of SPEC section 7 in the Prometheus text format. With " +
+    "changes nothing, and prints every metric family in the Prometheus text format. With " +
     "--out PATH it writes a temporary file in PATH's directory, fsyncs it and renames it over PATH (mode " +
     "0644), so node_exporter's textfile collector never reads half a file.",
   options: {

@@ -1,5 +1,5 @@
 import { Agent } from "../agent/run.ts";
-import { type AnyEvent, eventText, isKernelEvent } from "../agent/agent_events.ts";
+import { eventLine } from "../agent/event_text.ts";
 import { RunSignals } from "../agent/run_signals.ts";
 import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
 import { type Context, defineCommand } from "../cli/command.ts";
@@ -7,6 +7,7 @@ import { LineQueue } from "../cli/line_queue.ts";
 import { queuedLogger } from "../cli/log.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
+import { jsonText } from "../cli/printable.ts";
 import { InputError } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
@@ -20,6 +21,7 @@ import {
   serveApi,
 } from "../api/server.ts";
 import { agentApiDeps } from "../agent/api_deps.ts";
+import { guardProcess } from "../agent/process_guard.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
 import { checkTextfilePath, writeTextfile } from "./metrics.ts";
@@ -27,9 +29,12 @@ import { checkTextfilePath, writeTextfile } from "./metrics.ts";
 export const run = defineCommand({
   name: "run",
   summary: "the agent, in the foreground: apply the policy, stream events, keep the mode words",
-  description: "Loads the programs, or adopts the pinned ones with no gap, and applies --policy FILE, else " +
-    "<config-dir>/policy.yaml, else the policy already in force, else an embedded default audit policy that " +
-    "shows real events at once and denies nothing. Streams every decision and agent event to stdout (one " +
+  description: "Loads the programs, or adopts the pinned ones with no gap, and applies the newest operator " +
+    "intent: --policy FILE, else <config-dir>/policy.yaml unless a policy applied since it last changed is " +
+    "in force (then that policy stays), else the policy already in force, else an embedded default audit " +
+    "policy that shows real events at once and denies nothing. One agent per state directory: a second " +
+    "run exits 3 naming the first. --audit is a floor held while the agent runs: nothing is denied, " +
+    "whatever anyone applies. Streams every decision and agent event to stdout (one " +
     "line each, JSON with --log-format json) and to <state-dir>/events.jsonl (8 MiB, then rotated to " +
     "events.jsonl.1), and describes itself in <state-dir>/agent.json. SIGHUP reads the policy again and " +
     "applies it only if it is valid (otherwise the old one stays and the event policy.reload_failed says " +
@@ -40,8 +45,11 @@ export const run = defineCommand({
     "Exits 3 when --enforce (or an enforce policy) needs an area this kernel can only audit, naming it, " +
     "unless --allow-partial.",
   options: {
-    audit: { type: "boolean", description: "audit everything, whatever the policy's mode says" },
-    enforce: { type: "boolean", description: "enforce, whatever the policy's mode says" },
+    audit: {
+      type: "boolean",
+      description: "hold audit while this agent runs, whatever the policy or anyone applying one says",
+    },
+    enforce: { type: "boolean", description: "enforce the policies this agent applies, whatever their mode" },
     "allow-partial": {
       type: "boolean",
       description: "enforce where this kernel can, audit the areas it cannot enforce",
@@ -121,7 +129,10 @@ export const run = defineCommand({
     }
     if (metricsMs < 1000) throw new InputError("--metrics-interval: give 1s or more");
     if (metricsPath !== undefined) checkTextfilePath(metricsPath);
+    using _guard = guardProcess((message) => ctx.log.error(message));
     const hub = new EventHub();
+    const json = ctx.globals.logFormat === "json";
+    const style = palette(ctx.color);
     const stdout = eventStdout(ctx);
     let agent: Agent | undefined;
     let api: ApiServer | undefined;
@@ -138,8 +149,9 @@ export const run = defineCommand({
         ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
         log: ctx.log,
         emit: (event) => {
-          hub.publish(JSON.stringify(event));
-          stdout(event);
+          const line = jsonText(event);
+          hub.publish(line);
+          stdout(json ? line : eventLine(event, style));
         },
       });
       const running = agent;
@@ -173,9 +185,7 @@ const FLUSH_MS = 2000;
  * nobody reads, or a stalled journald, never holds up the agent's loop. Lines the queue had no room for
  * are counted and reported when the reader catches up; every event is in the event log regardless.
  */
-function eventStdout(ctx: Context): ((event: AnyEvent) => void) & { flush(ms: number): Promise<boolean> } {
-  const json = ctx.globals.logFormat === "json";
-  const style = palette(ctx.color);
+function eventStdout(ctx: Context): ((line: string) => void) & { flush(ms: number): Promise<boolean> } {
   const queue = new LineQueue(ctx.stdout.sink, {
     onDropped: (count) =>
       ctx.log.warn(`stdout: ${count} lines not written: its reader was too slow (the event log has them)`),
@@ -187,14 +197,7 @@ function eventStdout(ctx: Context): ((event: AnyEvent) => void) & { flush(ms: nu
           : `stdout: ${messageOf(error)}: events now go to the event log only`,
       ),
   });
-  const write = (event: AnyEvent) => {
-    if (json) return void queue.line(JSON.stringify(event));
-    const line = eventText(event);
-    queue.line(
-      isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
-    );
-  };
-  return Object.assign(write, { flush: (ms: number) => queue.flush(ms) });
+  return Object.assign((line: string) => void queue.line(line), { flush: (ms: number) => queue.flush(ms) });
 }
 
 async function serveAgentApi(

@@ -3,7 +3,15 @@ import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "./entries.ts";
-import { layerPaths, overlayMount } from "./overlay.ts";
+import { layerPaths, type OverlayMount, overlayMount } from "./overlay.ts";
+import {
+  DEFAULT_MAX_ENTRIES,
+  TreeTooLargeError,
+  type Unreadable,
+  type WalkReport,
+  walkTree,
+} from "./tree.ts";
+import { printable } from "../cli/printable.ts";
 
 /** A name in a plan that does not resolve on this host; names the rule. */
 export class ResolveError extends Error {
@@ -75,9 +83,12 @@ function resolveInodes(
         target.ruleId,
       );
     }
-    return walkFiles(target.path).flatMap((path) =>
-      fileIdentities(path, mountinfo).map((identity) => ({ ...identity, ruleId: target.ruleId, path }))
-    );
+    const found: ResolvedInode[] = [];
+    const report = walkRuleTree(target, rule, mountinfo, (identities) => {
+      for (const identity of identities) found.push({ ...identity, ruleId: target.ruleId });
+    });
+    if (report.unreadable.count > 0) warn?.(describeUnreadable(rule, target.path, report.unreadable));
+    return found;
   }
   return fileIdentities(target.path, mountinfo).map((identity) => ({
     ...identity,
@@ -86,14 +97,51 @@ function resolveInodes(
   }));
 }
 
-export function walkFiles(dir: string): string[] {
-  const files: string[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory) files.push(...walkFiles(path));
-    else if (entry.isFile) files.push(path);
+/**
+ * Walks a recursive rule's directory (see tree.ts) and calls `onFile` with every (dev, ino) each regular
+ * file under it is known by (overlay layers included) and its path. Past the rule's cap: ResolveError.
+ */
+export function walkRuleTree(
+  target: InodeTarget,
+  rule: string,
+  mountinfo: string,
+  onFile: (identities: Identity[], path: string) => void,
+): WalkReport {
+  const mounts = new Map<number, { dev: number | undefined; overlay: OverlayMount | undefined }>();
+  let realRoot: string | undefined;
+  const maxEntries = target.maxFiles ?? DEFAULT_MAX_ENTRIES;
+  try {
+    return walkTree(target.path, {
+      file(directory, name, path) {
+        const stat = directory.stat(name);
+        let mount = mounts.get(stat.mountId);
+        if (mount === undefined) {
+          mount = { dev: mountDev(stat.mountId, mountinfo), overlay: overlayMount(stat.mountId, mountinfo) };
+          mounts.set(stat.mountId, mount);
+        }
+        const own = { dev: mount.dev ?? stat.dev, ino: stat.ino };
+        if (mount.overlay === undefined) return onFile([own], path);
+        // No symlink is followed below the root: its real path and the relative part make the file's.
+        realRoot ??= Deno.realPathSync(target.path);
+        const realPath = realRoot + path.slice(target.path.length);
+        onFile(distinct([own, ...layerIdentities(mount.overlay, realPath, mountinfo, 0)]), path);
+      },
+    }, { maxEntries });
+  } catch (error) {
+    if (!(error instanceof TreeTooLargeError)) throw error;
+    throw new ResolveError(
+      `Rule ${rule}: ${printable(target.path)} holds more than ${maxEntries} ${error.what} (maxFiles ` +
+        `${maxEntries}): nothing was applied; raise maxFiles on the rule or deny a narrower directory`,
+      target.ruleId,
+    );
   }
-  return files;
+}
+
+/** One warning for every entry under a recursive rule's directory that could not be read. */
+export function describeUnreadable(rule: string, dir: string, unreadable: Unreadable): string {
+  const reasons = Object.entries(unreadable.byError).map(([name, count]) => `${name} ${count}`).join(", ");
+  return `Rule ${rule}: ${unreadable.count} entries under ${printable(dir)} could not be read and are not ` +
+    `covered (${reasons}; first: ${printable(unreadable.first ?? dir)})`;
 }
 
 /** Whether this network namespace has an interface of that name. */
@@ -110,7 +158,7 @@ export function hasInterface(name: string): boolean {
  * (dev, ino) of a file as the hooks see it: the inode, on the device of the superblock of the mount that
  * holds it (statx's mount id looked up in /proc/self/mountinfo), falling back to stat's device.
  */
-export function fileIdentity(path: string, mountinfo: string): { dev: number; ino: bigint } {
+export function fileIdentity(path: string, mountinfo: string): Identity {
   const { ino, mountId } = statxMount(path);
   return { dev: mountDev(mountId, mountinfo) ?? kernelDev(Deno.statSync(path).dev), ino };
 }
@@ -130,28 +178,44 @@ export function currentIdentity(path: string, mountinfo: string): { dev: number;
 
 const MAX_OVERLAY_DEPTH = 8;
 
+type Identity = { dev: number; ino: bigint };
+
 /**
  * Every (dev, ino) a file is known by: its own and, when it lies on an overlay mount, that of its copy in
  * each layer where it exists (upper and lower, through nested overlays too), so that reading it from a layer
  * directory or through another overlay of the same layers is denied as well.
  */
-export function fileIdentities(path: string, mountinfo: string, depth = 0): { dev: number; ino: bigint }[] {
-  const identities = [fileIdentity(path, mountinfo)];
+export function fileIdentities(path: string, mountinfo: string, depth = 0): Identity[] {
+  const own = fileIdentity(path, mountinfo);
   const overlay = depth < MAX_OVERLAY_DEPTH ? overlayMount(statxMount(path).mountId, mountinfo) : undefined;
-  if (overlay) {
-    for (const layerPath of layerPaths(overlay, Deno.realPathSync(path))) {
-      let info: Deno.FileInfo;
-      try {
-        info = Deno.lstatSync(layerPath);
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) continue;
-        throw error;
-      }
-      // A whiteout (a 0:0 character device) hides a lower file: not a view of this one.
-      if (!info.isFile) continue;
-      identities.push(...fileIdentities(layerPath, mountinfo, depth + 1));
+  if (!overlay) return [own];
+  return distinct([own, ...layerIdentities(overlay, Deno.realPathSync(path), mountinfo, depth)]);
+}
+
+/** The identities of a file's copies in the layers of the overlay that holds it (at `realPath`). */
+function layerIdentities(
+  overlay: OverlayMount,
+  realPath: string,
+  mountinfo: string,
+  depth: number,
+): Identity[] {
+  const identities: Identity[] = [];
+  for (const layerPath of layerPaths(overlay, realPath)) {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(layerPath);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) continue;
+      throw error;
     }
+    // A whiteout (a 0:0 character device) hides a lower file: not a view of this one.
+    if (!info.isFile) continue;
+    for (const identity of fileIdentities(layerPath, mountinfo, depth + 1)) identities.push(identity);
   }
+  return identities;
+}
+
+function distinct(identities: Identity[]): Identity[] {
   const seen = new Set<string>();
   return identities.filter(({ dev, ino }) => !seen.has(`${dev}:${ino}`) && seen.add(`${dev}:${ino}`));
 }

@@ -21,9 +21,13 @@ import {
   readPolicyFile,
 } from "./parse.ts";
 
-/** How long a URL fetch may take, and how large a fetched policy or bundle may be. */
+/** How long a URL fetch may take (redirects included), and how large a fetched policy or bundle may be. */
 export const FETCH_TIMEOUT_MS = 10_000;
+/** Redirects followed at most, each to https only. */
+export const MAX_REDIRECTS = 5;
 export const MAX_FETCH_BYTES = MAX_ENVELOPE_BYTES;
+/** The largest policy or bundle read, from a file, a URL or the API: a bundle's base64 payload is larger. */
+export const MAX_INPUT_BYTES = Math.max(MAX_POLICY_BYTES, MAX_ENVELOPE_BYTES, MAX_FETCH_BYTES);
 
 /** Raw input: the exact bytes read, decoded. */
 export type RawInput = { source: string; text: string; bytes: Uint8Array };
@@ -50,7 +54,7 @@ export async function readRawInput(
   options: { fetch?: typeof fetch; timeoutMs?: number } = {},
 ): Promise<RawInput> {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) return await fetchInput(ref, options);
-  const file = await readPolicyFile(ref, Math.max(MAX_POLICY_BYTES, MAX_ENVELOPE_BYTES));
+  const file = await readPolicyFile(ref, MAX_INPUT_BYTES);
   return { source: ref, text: file.text, bytes: file.bytes };
 }
 
@@ -70,13 +74,7 @@ async function fetchInput(
   }
   const timeoutMs = options.timeoutMs ?? FETCH_TIMEOUT_MS;
   const signal = AbortSignal.timeout(timeoutMs);
-  let response: Response;
-  try {
-    response = await (options.fetch ?? fetch)(parsed, { signal, redirect: "follow" });
-  } catch (error) {
-    const why = signal.aborted ? `no answer within ${timeoutMs / 1000} s` : (error as Error).message;
-    throw new InputError(`${url}: fetch failed: ${why}`, { ...at, cause: error });
-  }
+  const response = await fetchHttpsOnly(url, parsed, { ...options, timeoutMs, signal });
   if (!response.ok) {
     await response.body?.cancel();
     throw new InputError(
@@ -89,6 +87,50 @@ async function fetchInput(
     return { source: url, text: new TextDecoder("utf-8", { fatal: true }).decode(bytes), bytes };
   } catch {
     throw new InputError(`${url}: is not UTF-8 text; a policy is YAML or JSON, a bundle JSON`, at);
+  }
+}
+
+/**
+ * Fetches `first`, following at most MAX_REDIRECTS redirects by hand: a redirect to anything but https
+ * (a downgrade to http would let anyone on the path change the policy) is refused for safety, naming both
+ * URLs.
+ */
+async function fetchHttpsOnly(
+  url: string,
+  first: URL,
+  options: { fetch?: typeof fetch; timeoutMs: number; signal: AbortSignal },
+): Promise<Response> {
+  const at = { position: { file: url } };
+  let current = first;
+  for (let redirects = 0;; redirects++) {
+    let response: Response;
+    try {
+      response = await (options.fetch ?? fetch)(current, { signal: options.signal, redirect: "manual" });
+    } catch (error) {
+      const why = options.signal.aborted
+        ? `no answer within ${options.timeoutMs / 1000} s`
+        : (error as Error).message;
+      throw new InputError(`${url}: fetch failed: ${why}`, { ...at, cause: error });
+    }
+    const location = response.headers.get("location");
+    if (![301, 302, 303, 307, 308].includes(response.status) || location === null) return response;
+    await response.body?.cancel();
+    if (redirects === MAX_REDIRECTS) {
+      throw new InputError(`${url}: fetch failed: more than ${MAX_REDIRECTS} redirects`, at);
+    }
+    let next: URL;
+    try {
+      next = new URL(location, current);
+    } catch {
+      throw new InputError(`${url}: fetch failed: ${current} redirects to an invalid URL`, at);
+    }
+    if (next.protocol !== "https:") {
+      throw new RefusedError(
+        `Refused ${url}: ${current} redirects to ${next}, which is not https; give the https URL of the ` +
+          `policy itself`,
+      );
+    }
+    current = next;
   }
 }
 
@@ -176,6 +218,11 @@ export type CheckOptions = {
   requireSignature: boolean;
   /** `policy rollback`: a stored bundle may be below the anti-rollback counter; its signature still counts. */
   rollback?: boolean;
+  /**
+   * `policy apply` and the API: a bundle whose version equals the counter passes this check, and
+   * `refuseReplay` decides under the state lock (the bundle in force, or the one that raised the counter).
+   */
+  counterEqualDecidedLater?: boolean;
   now?: Date;
 };
 
@@ -215,6 +262,7 @@ export function checkInput(input: RawInput, options: CheckOptions): PolicyInput 
       return { metadata: parsed.policy.metadata, parsed };
     },
     ...(options.rollback ? { rollback: true } : {}),
+    ...(options.counterEqualDecidedLater ? { counterEqualDecidedLater: true } : {}),
   });
   return {
     source: input.source,

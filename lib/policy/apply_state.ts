@@ -35,6 +35,7 @@ import {
   readStateJson,
 } from "./history.ts";
 import { removeIfPresent, writeFileAtomic } from "./state.ts";
+import { PRIVATE_FILE_MODE } from "./access.ts";
 
 const intentSchema = z.strictObject({
   seq: z.int().min(1),
@@ -77,8 +78,19 @@ const appliedSchema = z.strictObject({
   /** Every inode the file and exec rules deny; `health` compares them with what the paths hold now. */
   inodes: z.array(inodeSchema).optional(),
   /** Recursive rules' directories, to find files created under them after the apply. */
-  recursive: z.array(z.strictObject({ rule: z.string(), area: z.enum(["file", "exec"]), path: z.string() }))
-    .optional(),
+  recursive: z.array(z.strictObject({
+    rule: z.string(),
+    area: z.enum(["file", "exec"]),
+    path: z.string(),
+    /** The rule's cap on its walk, when it sets one. */
+    maxFiles: z.int().min(1).optional(),
+    /** Every inode denied under the directory, compactly (see inode_set.ts); not listed in `inodes`. */
+    denied: z.array(z.strictObject({
+      dev: z.int().min(0),
+      count: z.int().min(0),
+      inodes: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    })).optional(),
+  })).optional(),
 });
 export type AppliedRecord = z.infer<typeof appliedSchema>;
 
@@ -91,7 +103,7 @@ export function appliedFile(stateDir: string): string {
 }
 
 export function writeApplyIntent(stateDir: string, intent: ApplyIntent): void {
-  writeFileAtomic(intentFile(stateDir), JSON.stringify(intentSchema.parse(intent)) + "\n", 0o644);
+  writeFileAtomic(intentFile(stateDir), JSON.stringify(intentSchema.parse(intent)) + "\n", PRIVATE_FILE_MODE);
 }
 
 export function readApplyIntent(stateDir: string): ApplyIntent | undefined {
@@ -103,7 +115,11 @@ export function clearApplyIntent(stateDir: string): void {
 }
 
 export function writeApplied(stateDir: string, record: AppliedRecord): void {
-  writeFileAtomic(appliedFile(stateDir), JSON.stringify(appliedSchema.parse(record), null, 2) + "\n", 0o644);
+  writeFileAtomic(
+    appliedFile(stateDir),
+    JSON.stringify(appliedSchema.parse(record), null, 2) + "\n",
+    PRIVATE_FILE_MODE,
+  );
 }
 
 /** What the last successful apply put into the kernel, or undefined before any. */

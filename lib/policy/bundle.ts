@@ -17,6 +17,11 @@ export type VerifyBundleOptions<P extends PolicyHeader> = {
   /** How the bundle is named in messages: its path or URL. */
   file: string;
   trustedKeys: readonly TrustedKey[];
+  /**
+   * A version equal to the counter passes here: the caller decides under the state lock whether it is the
+   * bundle in force (unchanged) or the one that raised the counter (allowed back after a detach).
+   */
+  counterEqualDecidedLater?: boolean;
   /** The anti-rollback counter: the policy's version must be greater. */
   versionCounter: number;
   now: Date;
@@ -67,7 +72,9 @@ export function verifyBundle<P extends PolicyHeader>(
   const policyText = decodeUtf8(envelope.payload, file);
   const policy = options.parsePolicy(policyText, `${file} (payload)`);
   const { version, notAfter } = policy.metadata;
-  if (options.rollback !== true && !(version > options.versionCounter)) {
+  const above = version > options.versionCounter ||
+    (options.counterEqualDecidedLater === true && version === options.versionCounter);
+  if (options.rollback !== true && !above) {
     throw new RefusedError(
       `Refused bundle ${file}: policy version ${version} is not greater than the anti-rollback counter ` +
         `${options.versionCounter} (a replayed or older bundle)`,

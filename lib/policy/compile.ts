@@ -73,8 +73,14 @@ function addRule(plan: RuleSetPlan, entry: RuleRef): void {
   switch (entry.list) {
     case "files.deny":
     case "exec.deny": {
-      const { path, recursive, optional } = entry.rule;
-      const target = { ruleId, path, ...recursive && { recursive }, ...optional && { optional } };
+      const { path, recursive, optional, maxFiles } = entry.rule;
+      const target = {
+        ruleId,
+        path,
+        ...recursive && { recursive },
+        ...optional && { optional },
+        ...maxFiles !== undefined && { maxFiles },
+      };
       (entry.list === "files.deny" ? plan.files : plan.exec).push(target);
       return;
     }

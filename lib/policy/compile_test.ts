@@ -182,3 +182,10 @@ Deno.test("compilePolicy() lists the well-known NAT64 prefix and the policy's ow
     [wellKnown, [0x20, 0x01, 0x0d, 0xb8, 0, 0x64, 0, 0, 0, 0, 0, 0]],
   );
 });
+
+Deno.test("compilePolicy() carries a recursive rule's maxFiles to its target", () => {
+  const plan = compile(
+    minimal("  files:\n    deny:\n      - { path: /srv, recursive: true, maxFiles: 7 }\n"),
+  );
+  assert.deepEqual(plan.files, [{ ruleId: 1, path: "/srv", recursive: true, maxFiles: 7 }]);
+});

@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { InputError } from "../errors.ts";
+import { makePrivateDir, PRIVATE_FILE_MODE } from "./access.ts";
 import { policySha256 } from "./parse.ts";
 import { isTempFileName, removeIfPresent, syncDirectory, writeFileAtomic } from "./state.ts";
 
@@ -144,8 +145,8 @@ export function appendHistory(
     contentSha256: policySha256(bytes),
   });
   options.onStep?.("content");
-  Deno.mkdirSync(contentDir(stateDir), { recursive: true, mode: 0o755 });
-  writeFileAtomic(join(contentDir(stateDir), entry.contentSha256), bytes, 0o644);
+  makePrivateDir(contentDir(stateDir));
+  writeFileAtomic(join(contentDir(stateDir), entry.contentSha256), bytes, PRIVATE_FILE_MODE);
   options.onStep?.("index");
   const kept = keptEntries([...entries, entry]);
   writeIndex(stateDir, kept);
@@ -181,6 +182,11 @@ export function readEntryContent(stateDir: string, entry: HistoryEntry): string 
     throw new CorruptStateError(file, `the content of history entry ${entry.seq} does not match its sha256`);
   }
   return new TextDecoder().decode(bytes);
+}
+
+/** Whether an entry's outcome put its policy in force (it may have been replaced since). */
+export function wasInForce(entry: HistoryEntry): boolean {
+  return IN_FORCE.has(entry.outcome);
 }
 
 /** The policy in force: the newest entry whose outcome put it in force. */
@@ -235,8 +241,12 @@ function keptEntries(entries: readonly HistoryEntry[]): HistoryEntry[] {
 }
 
 function writeIndex(stateDir: string, entries: readonly HistoryEntry[]): void {
-  Deno.mkdirSync(historyDir(stateDir), { recursive: true, mode: 0o755 });
-  writeFileAtomic(indexFile(stateDir), JSON.stringify({ format: 1, entries }, null, 2) + "\n", 0o644);
+  makePrivateDir(historyDir(stateDir));
+  writeFileAtomic(
+    indexFile(stateDir),
+    JSON.stringify({ format: 1, entries }, null, 2) + "\n",
+    PRIVATE_FILE_MODE,
+  );
 }
 
 /** Removes content no kept entry refers to, and temporary files of interrupted writes. */
@@ -282,7 +292,7 @@ export function raiseVersionCounter(stateDir: string, version: number): number {
   }
   const current = readVersionCounter(stateDir);
   if (version <= current) return current;
-  Deno.mkdirSync(stateDir, { recursive: true, mode: 0o755 });
-  writeFileAtomic(versionCounterFile(stateDir), `${version}\n`, 0o644);
+  makePrivateDir(stateDir);
+  writeFileAtomic(versionCounterFile(stateDir), `${version}\n`, PRIVATE_FILE_MODE);
   return version;
 }

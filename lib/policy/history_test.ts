@@ -73,7 +73,8 @@ Deno.test("appendHistory() records entries with increasing seq and their exact c
     assert.equal(first.keyid, undefined);
     assert.deepEqual(listHistory(dir), [first, second]);
     assert.equal(readEntryContent(dir, second), "two\r\n\u00e9");
-    assert.equal(Deno.statSync(join(historyDir(dir), "index.json")).mode! & 0o777, 0o644);
+    assert.equal(Deno.statSync(join(historyDir(dir), "index.json")).mode! & 0o777, 0o600);
+    assert.equal(Deno.statSync(historyDir(dir)).mode! & 0o777, 0o700);
   });
 });
 

@@ -7,6 +7,7 @@ import * as ed from "@noble/ed25519";
 import { createHash } from "node:crypto";
 import { basename, join } from "node:path";
 import { InputError } from "../errors.ts";
+import { makePrivateDir, PRIVATE_FILE_MODE, refuseUnsafeAccess } from "./access.ts";
 import { decodePrivateKeyPem, decodePublicKeyPem, encodePrivateKeyPem, encodePublicKeyPem } from "./pem.ts";
 import { removeIfPresent, syncDirectory, writeFileAtomic } from "./state.ts";
 
@@ -81,7 +82,7 @@ export function keysDir(configDir: string): string {
 
 /**
  * Trusts the Ed25519 public key in `pemText` (read from `sourceName`): writes `<keyid>.pub` atomically,
- * mode 0644. Anything but an Ed25519 SPKI public key is an InputError naming `sourceName`.
+ * mode 0600, in a keys directory made 0700. Anything but an Ed25519 SPKI public key is an InputError naming `sourceName`.
  */
 export function addTrustedKey(
   configDir: string,
@@ -94,8 +95,8 @@ export function addTrustedKey(
   const file = join(dir, `${keyid}.pub`);
   const known = listTrustedKeys(configDir).find((entry) => entry.keyid === keyid);
   if (known !== undefined) return { keyid, file: known.file, added: false };
-  Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  writeFileAtomic(file, encodePublicKeyPem(publicKey), 0o644);
+  makePrivateDir(dir);
+  writeFileAtomic(file, encodePublicKeyPem(publicKey), PRIVATE_FILE_MODE);
   return { keyid, file, added: true };
 }
 
@@ -158,9 +159,14 @@ function readListing(file: string): KeyListing {
 /**
  * The trusted keys, for verification. A file in the store that is not an Ed25519 public key (or whose
  * `<keyid>.pub` name does not match its key) is an InputError naming it: a store is never half trusted.
+ * A key, keys directory or config directory another user may write or own is refused (RefusedError): a
+ * key someone else can replace is not a trusted key.
  */
 export function loadTrustedKeys(configDir: string): TrustedKey[] {
+  refuseUnsafeAccess(configDir, "the trusted keys");
+  refuseUnsafeAccess(keysDir(configDir), "the trusted keys");
   const listing = listTrustedKeys(configDir);
+  for (const { file } of listing) refuseUnsafeAccess(file, "trusted key", "key");
   const broken = listing.find((entry) => entry.problem !== undefined);
   if (broken?.problem !== undefined) {
     throw new InputError(broken.problem, { position: { file: broken.file } });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { InputError } from "../errors.ts";
+import { InputError, RefusedError } from "../errors.ts";
 import {
   addTrustedKey,
   generateKeyPair,
@@ -75,7 +75,7 @@ Deno.test("writeKeyPair() writes the private key 0600 and the public key 0644, a
   });
 });
 
-Deno.test("addTrustedKey() writes <keyid>.pub mode 0644 and is idempotent", async () => {
+Deno.test("addTrustedKey() writes <keyid>.pub mode 0600 in a 0700 keys directory and is idempotent", async () => {
   await withTempDir((dir) => {
     const pair = generateKeyPair();
     const added = addTrustedKey(dir, pair.publicKeyPem, "signer.pub");
@@ -84,7 +84,8 @@ Deno.test("addTrustedKey() writes <keyid>.pub mode 0644 and is idempotent", asyn
       file: join(keysDir(dir), `${pair.keyid}.pub`),
       added: true,
     });
-    assert.equal(mode(added.file), 0o644);
+    assert.equal(mode(added.file), 0o600);
+    assert.equal(mode(keysDir(dir)), 0o700);
     assert.equal(Deno.readTextFileSync(added.file), pair.publicKeyPem);
     assert.deepEqual(addTrustedKey(dir, pair.publicKeyPem, "again.pub"), { ...added, added: false });
     assert.deepEqual([...Deno.readDirSync(keysDir(dir))].map((e) => e.name), [`${pair.keyid}.pub`]);
@@ -167,6 +168,28 @@ Deno.test("loadTrustedKeys() reads every key, and no store is no keys", async ()
     const keys = loadTrustedKeys(dir);
     assert.deepEqual(keys.map((key) => key.keyid).sort(), pairs.map((pair) => pair.keyid).sort());
     for (const key of keys) assert.equal(keyIdOf(key.publicKey), key.keyid);
+  });
+});
+
+Deno.test("loadTrustedKeys() refuses a key file or keys directory others may write, naming it and the fix", async () => {
+  await withTempDir((dir) => {
+    const { file } = addTrustedKey(dir, generateKeyPair().publicKeyPem, "k");
+    const refused = (path: string, fix: string) => (error: unknown) => {
+      assert.ok(error instanceof RefusedError, `expected RefusedError, got ${error}`);
+      assert.match(error.message, new RegExp(`^Refused .*: ${path} is world-writable`));
+      assert.ok(error.message.endsWith(`fix it with: ${fix}`), error.message);
+      return true;
+    };
+    Deno.chmodSync(file, 0o666);
+    assert.throws(() => loadTrustedKeys(dir), refused(file, `chmod 0600 ${file}`));
+    Deno.chmodSync(file, 0o644);
+    assert.equal(loadTrustedKeys(dir).length, 1, "a public key others may read is still trusted");
+    Deno.chmodSync(keysDir(dir), 0o777);
+    assert.throws(() => loadTrustedKeys(dir), refused(keysDir(dir), `chmod 0700 ${keysDir(dir)}`));
+    Deno.chmodSync(keysDir(dir), 0o700);
+    Deno.chmodSync(dir, 0o777);
+    assert.throws(() => loadTrustedKeys(dir), refused(dir, `chmod 0700 ${dir}`));
+    Deno.chmodSync(dir, 0o700);
   });
 });
 

@@ -19,11 +19,12 @@ import {
 import type { z } from "zod";
 import { InputError, type Position } from "../errors.ts";
 import { pathText, type Policy, type PolicyPath, policyRules, policySchema } from "./schema.ts";
+import { checkBounds, jsonErrorOffset, jsonKeysWritten, MAX_DEPTH } from "./text_bounds.ts";
 
 /** The largest policy accepted: 100,000 CIDR rules take about 6 MB. */
 export const MAX_POLICY_BYTES = 16 * 1024 * 1024;
-/** A policy nests 7 levels deep; anything far deeper is an attack on the parser, not a policy. */
-const MAX_DEPTH = 32;
+/** Problems reported for one file at most: enough to fix, never a flood. */
+export const MAX_PROBLEMS = 100;
 
 /** One problem in a policy file, located. */
 export type PolicyProblem = { message: string; position: Position; ruleId?: string };
@@ -54,7 +55,10 @@ export function parsePolicySource(text: string, file: string): PolicySource {
   const source: Source = new Source(text, file);
   const value = source.load();
   const result = policySchema.safeParse(value, { reportInput: true, error: validHint });
-  if (!result.success) source.fail(result.error.issues.flatMap((issue) => source.problems(issue, value)));
+  if (!result.success) {
+    const issues = result.error.issues.slice(0, MAX_PROBLEMS);
+    source.fail(issues.flatMap((issue) => source.problems(issue, value)).slice(0, MAX_PROBLEMS));
+  }
   return { policy: result.data, file, locate: (path) => source.position(source.locate(path).offset) };
 }
 
@@ -80,9 +84,9 @@ export async function readPolicyFile(path: string, maxBytes = MAX_POLICY_BYTES):
   if (info.isDirectory) throw new InputError(`${path}: is a directory; give a policy file`, at);
   if (!info.isFile) throw new InputError(`${path}: is not a regular file; give a policy file`, at);
   if (info.size > maxBytes) throw new InputError(tooLarge(path, info.size, maxBytes), at);
-  const bytes = await Deno.readFile(path);
-  // The file may have grown since stat.
-  if (bytes.length > maxBytes) throw new InputError(tooLarge(path, bytes.length, maxBytes), at);
+  // The file may have grown since stat: read one byte more than allowed at most, never the whole file.
+  const bytes = await readAtMost(path, maxBytes + 1, info.size);
+  if (bytes.length > maxBytes) throw new InputError(tooLarge(path, bytes.length, maxBytes, "at least "), at);
   try {
     return { path, text: new TextDecoder("utf-8", { fatal: true }).decode(bytes), bytes };
   } catch {
@@ -90,13 +94,31 @@ export async function readPolicyFile(path: string, maxBytes = MAX_POLICY_BYTES):
   }
 }
 
-function tooLarge(file: string, size: number, limit = MAX_POLICY_BYTES): string {
+/** The first `limit` bytes of a file, or all of it when it is shorter. */
+async function readAtMost(path: string, limit: number, expected: number): Promise<Uint8Array> {
+  using file = await Deno.open(path);
+  let buffer = new Uint8Array(Math.min(limit, expected + 1));
+  let size = 0;
+  while (size < limit) {
+    if (size === buffer.length) {
+      const grown = new Uint8Array(Math.min(limit, buffer.length * 2));
+      grown.set(buffer);
+      buffer = grown;
+    }
+    const read = await file.read(buffer.subarray(size));
+    if (read === null) break;
+    size += read;
+  }
+  return buffer.subarray(0, size);
+}
+
+function tooLarge(file: string, size: number, limit = MAX_POLICY_BYTES, atLeast = ""): string {
   const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-  return `${file}: the policy is ${mib(size)}; a policy may be at most ${mib(limit)}`;
+  return `${file}: the policy is ${atLeast}${mib(size)}; a policy may be at most ${mib(limit)}`;
 }
 
 class Source {
-  #lineStarts: number[] | undefined;
+  #lineStarts: Uint32Array | undefined;
   #doc: Document | undefined;
   constructor(readonly text: string, readonly file: string) {}
 
@@ -114,6 +136,9 @@ class Source {
       const code = binary[0].codePointAt(0)!.toString(16).padStart(2, "0");
       this.fail([this.problem(binary.index, `binary data (U+${code}); a policy is YAML or JSON text`)]);
     }
+    // Before any parser builds a document: a hostile file is refused in one pass over its text.
+    const bound = checkBounds(this.text);
+    if (bound) this.fail([this.problem(bound.offset, bound.detail)]);
     const json = /^\s*[{[]/.test(this.text) ? this.#parseJson() : undefined;
     // Clean JSON skips the YAML parser, many times slower on large rule sets; the document is parsed
     // for positions only when a problem needs one.
@@ -142,17 +167,12 @@ class Source {
       if (!(error instanceof SyntaxError)) throw error;
       const at = /at position (\d+)/.exec(error.message);
       const what = error.message.replace(/ in JSON at position.*$/, "").replace(
-        /, ".*" is not valid JSON$/,
+        /, (?:\.\.\.)?".*" is not valid JSON$/s,
         "",
       );
-      const offset = at ? Number(at[1]) : this.#yamlErrorOffset();
+      const offset = at ? Number(at[1]) : jsonErrorOffset(this.text);
       this.fail([this.problem(offset, `invalid JSON: ${lowerFirst(what)}; fix the JSON syntax`)]);
     }
-  }
-
-  /** Where YAML sees the first syntax error, for a JSON error V8 does not place. */
-  #yamlErrorOffset(): number {
-    return this.#parseDocument(this.text).errors[0]?.pos[0] ?? 0;
   }
 
   #parseYaml(text: string): Document {
@@ -260,8 +280,7 @@ class Source {
   }
 
   position(offset: number): Position {
-    this.#lineStarts ??= [0, ...[...this.text.matchAll(/\n/g)].map((match) => match.index + 1)];
-    const starts = this.#lineStarts;
+    const starts = this.#lineStarts ??= lineStarts(this.text);
     let low = 0;
     let high = starts.length - 1;
     while (low < high) {
@@ -285,15 +304,22 @@ class Source {
   }
 }
 
+/** Where each line starts, compactly: a file of 16 Mi newlines takes 64 MiB here, not gigabytes. */
+function lineStarts(text: string): Uint32Array {
+  let lines = 1;
+  for (let at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) lines++;
+  const starts = new Uint32Array(lines);
+  let line = 1;
+  for (let at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) starts[line++] = at + 1;
+  return starts;
+}
+
 /** JSON with no repeated key and no deep nesting: what the YAML path would accept unchanged. */
 function isPlainJson(text: string, value: unknown): boolean {
   const keys = countKeys(value, 0);
   if (keys === undefined) return false;
-  // Outside strings JSON has no quotes, so matching strings left to right stays aligned; a string
-  // followed by a colon is a key. More keys written than parsed means a key was repeated.
-  let written = 0;
-  for (const match of text.matchAll(/"(?:[^"\\]|\\.)*"(\s*:)?/g)) if (match[1]) written++;
-  return written === keys;
+  // More keys written than parsed means a key was repeated.
+  return jsonKeysWritten(text) === keys;
 }
 
 /** The keys of every mapping in a parsed JSON value, or undefined when it nests deeper than MAX_DEPTH. */

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { InputError } from "../errors.ts";
 import { minimal, SPEC_EXAMPLE } from "./_testdata.ts";
-import { parsePolicy, parsePolicySource, PolicyError, policySha256, readPolicyFile } from "./parse.ts";
+import {
+  MAX_PROBLEMS,
+  parsePolicy,
+  parsePolicySource,
+  PolicyError,
+  policySha256,
+  readPolicyFile,
+} from "./parse.ts";
 
 /** Asserts that `text` is refused with a first problem at LINE:COL whose message includes `includes`. */
 function refuses(text: string, line: number, column: number, includes: string): PolicyError {
@@ -274,7 +281,8 @@ Deno.test("parsePolicy() refuses very deep nesting without a stack overflow", ()
     () => parsePolicy(`${"[".repeat(50000)}${"]".repeat(50000)}`, "p.yaml"),
     /nesting is too deep/,
   );
-  refuses(minimal(`  a: ${"[".repeat(40)}${"]".repeat(40)}\n`), 7, 37, "nesting is too deep");
+  // Two block levels (spec, a) and 30 brackets are 32; the 31st bracket is one too many.
+  refuses(minimal(`  a: ${"[".repeat(40)}${"]".repeat(40)}\n`), 7, 36, "nesting is too deep");
   const block = Array.from({ length: 200 }, (_, i) => `${" ".repeat(i)}a:`).join("\n");
   assert.throws(() => parsePolicy(block, "p.yaml"), PolicyError);
 });
@@ -297,7 +305,7 @@ Deno.test("parsePolicy() reports JSON syntax errors with their position", () => 
   );
   assert.throws(
     () => parsePolicy('{"apiVersion": tru}', "p.json"),
-    /p\.json:1:1: invalid JSON: unexpected token '}'; fix the JSON syntax$/,
+    /p\.json:1:16: invalid JSON: unexpected token '}'; fix the JSON syntax$/,
   );
 });
 
@@ -372,4 +380,27 @@ Deno.test("parsePolicy() reports a NAT64 prefix that is not an IPv6 /96 at its v
   refuses(policy("10.0.0.0/8"), line, 23, "is not an IPv6 /96");
   refuses(policy('"2001:db8:64::1/96"'), line, 23, "host bits set");
   refuses(policy('"64:ff9b::/96", "64:ff9b::/96"'), line, 39, "listed twice");
+});
+
+Deno.test("parsePolicy() reports at most MAX_PROBLEMS problems, the first in file order", () => {
+  const keys = Array.from({ length: 150 }, (_, i) => `  k${i}: 1\n`).join("");
+  try {
+    parsePolicy(minimal(keys), "p.yaml");
+    assert.fail("accepted");
+  } catch (error) {
+    assert.ok(error instanceof PolicyError);
+    assert.equal(error.problems.length, MAX_PROBLEMS);
+    assert.match(error.problems[0]!.message, /^p\.yaml:7:3: spec\.k0: unknown key/);
+  }
+});
+
+Deno.test("parsePolicy() takes maxFiles on recursive rules only, as a positive integer", () => {
+  const rule = (keys: string) => minimal(`  files:\n    deny:\n      - { path: /srv/keys, ${keys} }\n`);
+  assert.equal(
+    parsePolicy(rule("recursive: true, maxFiles: 50"), "p.yaml").spec.files?.deny?.[0]?.maxFiles,
+    50,
+  );
+  refuses(rule("maxFiles: 50"), 9, 38, "maxFiles bounds a recursive rule's walk; set recursive: true");
+  refuses(rule("recursive: true, maxFiles: 0"), 9, 55, "maxFiles is at least 1");
+  refuses(rule("recursive: true, maxFiles: 2.5"), 9, 55, "maxFiles is an integer");
 });

@@ -23,7 +23,14 @@ export const WELL_KNOWN_NAT64 = "64:ff9b::/96";
 export type RuleInfo = { id: string; area: Area; action: "deny" | "allow"; path?: string };
 
 /** A file or executable to deny by inode; `recursive` covers every file under a directory. */
-export type InodeTarget = { ruleId: number; path: string; recursive?: boolean; optional?: boolean };
+export type InodeTarget = {
+  ruleId: number;
+  path: string;
+  recursive?: boolean;
+  optional?: boolean;
+  /** A recursive rule's cap on the entries its walk meets (default in lib/kernel/tree.ts). */
+  maxFiles?: number;
+};
 
 /**
  * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`

@@ -106,11 +106,27 @@ const nat64Prefix = z.string({ error: 'a NAT64 prefix is a string, e.g. "64:ff9b
   },
 );
 
+/** The largest `maxFiles` taken: a walk that long takes minutes (the default is in lib/kernel/tree.ts). */
+const MAX_FILES_LIMIT = 16_000_000;
+
 const fileRule = z.strictObject({
   id: ruleId.optional(),
   path: absolutePath("path"),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
+  maxFiles: z.int({ error: "maxFiles is an integer, e.g. 1000000" }).min(1, {
+    error: "maxFiles is at least 1",
+  })
+    .max(MAX_FILES_LIMIT, { error: `maxFiles is at most ${MAX_FILES_LIMIT}` }).optional(),
+}).superRefine((rule, ctx) => {
+  if (rule.maxFiles !== undefined && rule.recursive !== true) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["maxFiles"],
+      input: rule.maxFiles,
+      message: "maxFiles bounds a recursive rule's walk; set recursive: true or remove it",
+    });
+  }
 });
 
 const netRule = z.strictObject({

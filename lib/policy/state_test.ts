@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  acquireStateLock,
-  isTempFileName,
-  type LockHolder,
-  readHolder,
-  StateLockedError,
-  writeFileAtomic,
-} from "./state.ts";
+import { type LockHolder, readHolder } from "./lock_holder.ts";
+import { acquireStateLock, isTempFileName, StateLockedError, writeFileAtomic } from "./state.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void> | void) {
   const dir = await Deno.makeTempDir({ prefix: "aegisbpf-state-" });
@@ -64,6 +58,19 @@ Deno.test("writeFileAtomic() that fails leaves the old file and no temporary fil
   });
 });
 
+Deno.test("writeFileAtomic() replaces a symlink at the path itself and never writes through it", async () => {
+  await withTempDir((dir) => {
+    const target = join(dir, "target");
+    Deno.writeTextFileSync(target, "kept", { mode: 0o600 });
+    Deno.symlinkSync(target, join(dir, "f"));
+    writeFileAtomic(join(dir, "f"), "new", 0o644);
+    assert.ok(Deno.lstatSync(join(dir, "f")).isFile);
+    assert.equal(Deno.readTextFileSync(join(dir, "f")), "new");
+    assert.equal(Deno.readTextFileSync(target), "kept");
+    assert.equal(Deno.statSync(target).mode! & 0o777, 0o600);
+  });
+});
+
 Deno.test("isTempFileName() recognises writeFileAtomic's temporary names only", () => {
   assert.ok(isTempFileName(".index.json.tmp-123-abcdef"));
   assert.ok(!isTempFileName("index.json"));
@@ -115,6 +122,47 @@ Deno.test("acquireStateLock() with waiting says whom it waits for and gets the l
     first[Symbol.dispose]();
     using lock = await second;
     assert.equal(readHolder(lock.path).command, "policy rollback");
+  });
+});
+
+Deno.test("acquireStateLock() gives up after timeoutMs, naming the holder's pid and command", async () => {
+  await withTempDir(async (dir) => {
+    using _held = await acquireStateLock(dir, { wait: false, command: "policy apply" });
+    const started = performance.now();
+    await assert.rejects(
+      acquireStateLock(dir, { wait: true, command: "policy rollback", timeoutMs: 300 }),
+      (error: unknown) => {
+        assert.ok(error instanceof StateLockedError);
+        assert.equal(error.waitedMs, 300);
+        assert.equal(
+          error.message,
+          `Gave up after waiting 300ms: the state lock ${join(dir, "lock")} is held by pid ${Deno.pid} ` +
+            "(policy apply); try again when it has finished, or wait longer with --lock-timeout",
+        );
+        return true;
+      },
+    );
+    const waited = performance.now() - started;
+    assert.ok(waited >= 290 && waited < 2000, `waited ${waited} ms`);
+  });
+});
+
+Deno.test("acquireStateLock() stops waiting when its signal aborts", async () => {
+  await withTempDir(async (dir) => {
+    using _held = await acquireStateLock(dir, { wait: false, command: "policy apply" });
+    const stopping = new AbortController();
+    const waiting = acquireStateLock(dir, { wait: true, command: "run", signal: stopping.signal });
+    setTimeout(() => stopping.abort(new Error("the agent is stopping")), 50);
+    await assert.rejects(waiting, /the agent is stopping/);
+  });
+});
+
+Deno.test("acquireStateLock() makes the state directory 0700 and the lock file 0600", async () => {
+  await withTempDir(async (dir) => {
+    const stateDir = join(dir, "state");
+    using lock = await acquireStateLock(stateDir, { wait: false, command: "policy apply" });
+    assert.equal(Deno.statSync(stateDir).mode! & 0o777, 0o700);
+    assert.equal(Deno.statSync(lock.path).mode! & 0o777, 0o600);
   });
 });
 

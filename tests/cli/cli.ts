@@ -12,7 +12,10 @@ export type Scratch = AsyncDisposable & {
   configDir: string;
   stateDir: string;
   /** Runs aegisbpf with this scratch's directories in AEGISBPF_* and with `env` added. */
-  run(args: string[], options?: { env?: Record<string, string>; stdin?: string }): Promise<Result>;
+  run(
+    args: string[],
+    options?: { env?: Record<string, string>; stdin?: string; prefix?: string[] },
+  ): Promise<Result>;
 };
 
 /** A temporary directory with `etc/`, `state/` and `bpffs/`, removed when disposed. */
@@ -20,7 +23,9 @@ export async function scratch(): Promise<Scratch> {
   const dir = await Deno.makeTempDir({ prefix: "aegisbpf-cli-" });
   const configDir = `${dir}/etc`;
   const stateDir = `${dir}/state`;
-  for (const path of [configDir, stateDir, `${dir}/bpffs`]) await Deno.mkdir(path);
+  // The state and config directories as aegisbpf makes them (0700): anything wider is warned about.
+  for (const path of [configDir, stateDir]) await Deno.mkdir(path, { mode: 0o700 });
+  await Deno.mkdir(`${dir}/bpffs`);
   const dirs = {
     AEGISBPF_CONFIG_DIR: configDir,
     AEGISBPF_STATE_DIR: stateDir,
@@ -37,7 +42,7 @@ export async function scratch(): Promise<Scratch> {
 
 export async function aegisbpf(
   args: string[],
-  options: { env?: Record<string, string>; stdin?: string; cwd?: string } = {},
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string; prefix?: string[] } = {},
 ): Promise<Result> {
   const inherited = Object.fromEntries(
     PASSED_ENV.flatMap((name) => {
@@ -45,8 +50,10 @@ export async function aegisbpf(
       return value === undefined ? [] : [[name, value]];
     }),
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, ...args],
+  // `prefix` runs it under another program, such as /usr/bin/time.
+  const [program = Deno.execPath(), ...before] = [...options.prefix ?? [], Deno.execPath()];
+  const child = new Deno.Command(program, {
+    args: [...before, "run", "--allow-all", MAIN, ...args],
     env: { ...inherited, ...options.env },
     clearEnv: true,
     stdin: options.stdin === undefined ? "null" : "piped",

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { InputError, RefusedError } from "../../lib/errors.ts";
-import { prepareHere, preparePolicy, type PrepareRequest } from "../../lib/agent/prepare.ts";
+import { applyInHelper, prepareHere, preparePolicy, type PrepareRequest } from "../../lib/agent/prepare.ts";
 
 async function withDirs(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-prepare-" });
@@ -19,6 +19,7 @@ async function withDirs(fn: (dir: string) => Promise<void>): Promise<void> {
 function request(dir: string, policyFile?: string): PrepareRequest {
   return {
     what: "agent",
+    why: "start",
     configDir: `${dir}/etc`,
     stateDir: `${dir}/state`,
     ingress: ["lo"],
@@ -57,7 +58,8 @@ Deno.test("the policy check process answers what the check gives in process, ent
     assert.equal(piped.origin, "flag");
     assert.deepEqual(piped.plan, here.plan);
     assert.deepEqual(piped.rules.toJSON(), here.rules.toJSON());
-    assert.equal(piped.plan.mode, "audit", "--audit over the policy's mode");
+    // --audit is the agent's floor in the kernel's forced-audit word; the plan keeps the policy's own mode.
+    assert.equal(piped.plan.mode, "enforce", "--audit leaves the policy's mode");
     assert.deepEqual(piped.plan.ingress.interfaces.map((iface) => iface.name), ["lo"]);
     assert.equal(piped.rules.name(5_000), "network.egress.deny[4999]");
     assert.equal(piped.plan.encodedNet?.egressRules, 5_002);
@@ -91,5 +93,23 @@ spec:
     const refused = await preparePolicy(request(dir, `${dir}/lockout.yaml`)).catch((error) => error);
     assert.ok(refused instanceof RefusedError, String(refused));
     assert.match(refused.message, /lockout\.yaml/);
+  });
+});
+
+Deno.test("the policy check process and the API's apply refuse 16 MiB of [ with a position, in seconds", async () => {
+  await withDirs(async (dir) => {
+    const bomb = "[".repeat(16 * 1024 * 1024);
+    Deno.writeTextFileSync(`${dir}/bomb.json`, bomb);
+    const started = performance.now();
+    const fromFile = await preparePolicy(request(dir, `${dir}/bomb.json`)).catch((error) => error);
+    assert.ok(fromFile instanceof InputError, String(fromFile));
+    assert.match(fromFile.message, /bomb\.json:1:32: nesting is too deep/);
+    const where = { bpffs: `${dir}/bpffs`, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
+    const fromApi = await applyInHelper(where, bomb, "api").catch((error) => error);
+    assert.ok(fromApi instanceof InputError, String(fromApi));
+    assert.match(fromApi.message, /^api:1:32: nesting is too deep/);
+    // Before the text was bounded, each took about 50 s and died with V8 out of memory.
+    const seconds = (performance.now() - started) / 1000;
+    assert.ok(seconds < 20, `${seconds} s`);
   });
 });

@@ -10,7 +10,7 @@ import { bootTimeNs, readModeWords } from "../../lib/kernel/mode_words.ts";
 import { appliedFile, readApplied, writeApplied } from "../../lib/policy/apply_state.ts";
 import { contentDir, listHistory } from "../../lib/policy/history.ts";
 import { acquireStateLock } from "../../lib/policy/state.ts";
-import { type Host, scopedPolicy, withHost, writePolicy } from "../support/agent_host.ts";
+import { type Host, policy, withHost, writePolicy } from "../support/agent_host.ts";
 import { AgentRun, type Event } from "../support/agent_run.ts";
 import { TestTmpfs } from "../support/bpffs.ts";
 import { rootTest } from "../support/privileged.ts";
@@ -30,7 +30,7 @@ function spawn(host: Host, args: string[], options: { prefix?: string[] } = {}):
 }
 
 function auditPolicy(host: Host): string {
-  return writePolicy(host, "policy.yaml", scopedPolicy(host, AUDIT_CONNECTS, { mode: "audit" }));
+  return writePolicy(host, "policy.yaml", policy(host, AUDIT_CONNECTS, { mode: "audit" }));
 }
 
 /**
@@ -192,6 +192,8 @@ rootTest(
     const disk = await TestTmpfs.mountSized(64 * 1024);
     try {
       await withHost(async (host) => {
+        // The state directory is the small disk.
+        Deno.symlinkSync(disk.path, host.stateDir);
         const agent = spawn(host, ["--policy", auditPolicy(host)]);
         await using _agent = agent;
         await agent.ready();
@@ -230,9 +232,6 @@ rootTest(
         agent.kill("SIGTERM");
         assert.equal((await agent.exit()).code, 0);
         assert.equal(loggedTypes(host).at(-1), "agent.stop");
-      }, (dirs) => {
-        // The state directory is the small disk.
-        Deno.symlinkSync(disk.path, dirs.stateDir);
       });
     } finally {
       await disk.unmount();

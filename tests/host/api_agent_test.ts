@@ -26,7 +26,8 @@ async function curl(socket: string, args: string[]): Promise<{ status: number; b
   const result = await run("curl", [
     "-sS",
     "--max-time",
-    "5",
+    // An apply runs a helper process that loads the programs to adopt the pins: seconds on a loaded machine.
+    "30",
     "--unix-socket",
     socket,
     "-w",
@@ -47,7 +48,7 @@ rootTest(
     const pair = await VethPair.create();
     const echo = await pair.serve([PORT]);
     try {
-      Deno.mkdirSync(dirs.configDir);
+      Deno.mkdirSync(dirs.configDir, { mode: 0o700 });
       const policy = `${dir}/p.yaml`;
       Deno.writeTextFileSync(
         policy,
@@ -193,7 +194,7 @@ rootTest(
       `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: api-apply, version: ${version} }\n` +
       `spec:\n  mode: audit\n  network:\n    egress:\n      deny: [{ id: v${version}, cidr: ${cidr} }]\n`;
     try {
-      Deno.mkdirSync(dirs.configDir);
+      Deno.mkdirSync(dirs.configDir, { mode: 0o700 });
       Deno.writeTextFileSync(`${dir}/p.yaml`, policy(1, "240.0.0.1/32"));
       await using agent = AgentRun.spawn(dirs, ["--policy", `${dir}/p.yaml`, "--api", `unix:${socket}`]);
       await agent.ready();

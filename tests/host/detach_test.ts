@@ -3,6 +3,7 @@
  * denying only binds of an unused high port): everything pinned goes, the history stays; a running agent
  * refuses it unless --force; a detach that cannot remove an entry names it and exits 1.
  */
+import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
 import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
@@ -73,6 +74,8 @@ rootTest(
   "[root] detach refuses (exit 3) while an agent runs, --force detaches, a dead agent's record goes",
   async () => {
     await withApplied(async ({ s, bpffs, run }) => {
+      // A live agent holds the agent lock: this test process plays it.
+      const agentLock = await takeAgentLock(s.stateDir);
       await Deno.writeTextFile(`${s.stateDir}/agent.json`, agentRecord(Deno.pid));
       const refused = await run(["detach"]);
       assert.equal(refused.code, 3);
@@ -87,6 +90,7 @@ rootTest(
       assert.match(forced.stderr, /detaching under the running agent/);
       assert.throws(() => Deno.statSync(`${bpffs}/aegisbpf`), Deno.errors.NotFound);
       assert.ok(Deno.statSync(`${s.stateDir}/agent.json`), "a live agent's record is its own");
+      agentLock[Symbol.dispose]();
 
       const child = new Deno.Command("true").spawn();
       await child.status;

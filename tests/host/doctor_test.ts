@@ -99,7 +99,7 @@ rootTest(
       assert.equal(report.ok, false);
       const state = report.checks.find((check: { name: string }) => check.name === "state directory");
       assert.equal(state.status, "fail");
-      assert.equal(state.remediation, `chmod o-w ${dir}/state`);
+      assert.equal(state.remediation, `chmod 0700 ${dir}/state`);
       const bpffs = report.checks.find((check: { name: string }) => check.name === "bpffs");
       assert.equal(bpffs.status, "fail");
       assert.equal(bpffs.remediation, `mount -t bpf bpf ${dir}`);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ensureMounted } from "../../lib/kernel/mounts.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
-import { fileIdentities } from "../../lib/kernel/resolve.ts";
+import { fileIdentities, walkRuleTree } from "../../lib/kernel/resolve.ts";
 import { must, rootTest, run } from "../support/privileged.ts";
 import { drainEvents, writeRules } from "../support/slice.ts";
 
@@ -38,6 +38,33 @@ rootTest(
       assert.deepEqual(lower.length, 1, "a plain file is one inode");
       assert.ok(identities.some((id) => id.dev === lower[0]!.dev && id.ino === lower[0]!.ino));
       assert.equal(fileIdentities(`${mount.merged}/public`, mountinfo).length, 2);
+    } finally {
+      await mount.close();
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+rootTest(
+  "[root] a recursive rule over an overlay keys each file as a rule naming it does: overlay and layer inodes",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ovl-" });
+    Deno.mkdirSync(`${dir}/lower/sub`, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/lower/sub/secret`, "s");
+    Deno.writeTextFileSync(`${dir}/lower/public`, "p");
+    const mount = await overlay(dir, `${dir}/lower`);
+    try {
+      Deno.writeTextFileSync(`${mount.merged}/sub/secret`, "copied up");
+      const mountinfo = Deno.readTextFileSync("/proc/self/mountinfo");
+      const walked = new Map<string, { dev: number; ino: bigint }[]>();
+      const target = { ruleId: 0, path: mount.merged, recursive: true };
+      walkRuleTree(target, "r", mountinfo, (identities, path) => void walked.set(path, identities));
+      const key = (ids: { dev: number; ino: bigint }[]) => ids.map(({ dev, ino }) => `${dev}:${ino}`).sort();
+      assert.deepEqual([...walked.keys()].sort(), [`${mount.merged}/public`, `${mount.merged}/sub/secret`]);
+      for (const [path, identities] of walked) {
+        assert.deepEqual(key(identities), key(fileIdentities(path, mountinfo)), path);
+      }
+      assert.equal(walked.get(`${mount.merged}/sub/secret`)!.length, 3, "overlay, upper copy and lower file");
     } finally {
       await mount.close();
       Deno.removeSync(dir, { recursive: true });

@@ -9,47 +9,25 @@ import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/policy/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
-import { type Host, scopedPolicy as policy, withHost, writePolicy } from "../support/agent_host.ts";
 import { AgentRun, type Event } from "../support/agent_run.ts";
+import {
+  BIND_PORT,
+  connect,
+  type Host,
+  NET,
+  policy,
+  spawn,
+  TCP_PORT,
+  UDP_PORT,
+  withHost,
+  within,
+  writePolicy,
+} from "../support/agent_host.ts";
 import { startConnectLoop } from "../support/loops.ts";
 import { VethPair } from "../support/netns.ts";
 import { probeLsm } from "../../lib/kernel/load.ts";
 import { rootTest, run } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
-
-/** High ports outside the ephemeral range, different for each test process. */
-const PORT = 61000 + (Deno.pid % 300) * 3;
-const [TCP_PORT, UDP_PORT, BIND_PORT] = [PORT, PORT + 1, PORT + 2];
-
-function spawn(host: Host, args: string[], env: Record<string, string> = {}): AgentRun {
-  return AgentRun.spawn(host, args, { env: { ...host.env, ...env } });
-}
-
-const NET = `  network:
-    egress:
-      deny:
-        - { id: tcp-lo2, cidr: 127.0.0.2/32, ports: [${TCP_PORT}], protocol: tcp }
-        - { id: udp-lo3, cidr: 127.0.0.3/32, ports: [${UDP_PORT}], protocol: udp }
-    bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }
-`;
-
-/** A TCP connect from the test cgroup to the denied address: "EPERM" when denied, else anything else. */
-async function connect(host: Host): Promise<string> {
-  const result = await host.cgroup.connect("127.0.0.2", TCP_PORT);
-  return result === "EPERM" ? "EPERM" : "allowed";
-}
-
-/** Polls `check` until it returns `want`, for at most `ms`; returns the time it took. */
-async function within(ms: number, want: string, check: () => Promise<string>): Promise<number> {
-  const start = performance.now();
-  let last = "";
-  while (performance.now() - start < ms) {
-    last = await check();
-    if (last === want) return performance.now() - start;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`Still ${last} after ${ms} ms (wanted ${want})`);
-}
 
 const RFC3339_NS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
 
@@ -102,6 +80,9 @@ rootTest(
         startedAt: "",
         mode: "audit",
         requestedMode: "audit",
+        // --audit is a floor: the policy keeps its own mode.
+        policyMode: "enforce",
+        floor: "audit",
         areas: {
           file: "audit-only",
           exec: "audit-only",
@@ -708,29 +689,89 @@ rootTest(
   },
 );
 
-rootTest("[root] run --log-format text prints one readable line per event", async () => {
+rootTest("[root] run --log-format text prints one readable line per event, as events prints it", async () => {
   await withHost(async (host) => {
     const file = writePolicy(host, "p.yaml", policy(host, NET));
     await using agent = AgentRun.spawn(host, ["--policy", file], { env: host.env, text: true });
-    await agent.waitFor((event) => / policy\.applied enforce /.test(event.line), 30_000);
+    await agent.waitFor((event) => / policy\.applied /.test(event.line), 30_000);
     assert.equal(await connect(host), "EPERM");
-    const denied = await agent.waitFor((event) =>
-      / net\.connect deny enforce rule=tcp-lo2 /.test(event.line)
-    );
+    const denied = await agent.waitFor((event) => / deny +net\.connect +rule=tcp-lo2 /.test(event.line));
     const cgroup = host.cgroup.relativePath;
     assert.match(
       denied.line,
       new RegExp(
         String
-          .raw`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z net\.connect deny enforce rule=tcp-lo2 pid=\d+ ppid=\d+ ` +
-          String.raw`uid=0 gid=0 comm=bash cgroup=${cgroup} proto=tcp dst=127\.0\.0\.2:${TCP_PORT} count=1 ` +
-          String.raw`policy=agent-test@1$`,
+          .raw`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  deny   net\.connect   rule=tcp-lo2 +bash\[\d+\] ` +
+          String.raw`uid=0 cgroup=${cgroup}  tcp 127\.0\.0\.2:${TCP_PORT}$`,
       ),
     );
+    const events = await aegisbpf(["events"], { env: host.env });
+    assert.ok(events.stdout.split("\n").includes(denied.line), "events prints the line run printed");
     assert.ok(agent.events.every((event) => event.type === "text" && !event.line.startsWith("{")));
     assert.ok(!agent.events.some((event) => event.line.includes("\x1b[")), "no colour off a terminal");
   });
 });
+
+rootTest(
+  "[root] a process, a cgroup and a file named with escape sequences reach run's text, its log, the event log and events escaped",
+  async () => {
+    await withHost(async (host) => {
+      const evil = host.cgroup.child("\x1b[2Jcg\x9b\u202e");
+      // The policy names the file with YAML escapes; file rules only audit here (tracepoints).
+      const secret = `${host.dir}/\x1b[2Jsec\x9bret`;
+      Deno.writeTextFileSync(secret, "s3cret\n");
+      const files = `  files: { deny: [{ id: secret-file, path: "${host.dir}/\\e[2Jsec\\u009bret" }] }\n`;
+      const file = writePolicy(host, "p.yaml", policy(host, NET + files));
+      await using agent = AgentRun.spawn(host, ["--allow-partial", "--policy", file], {
+        env: host.env,
+        text: true,
+      });
+      await agent.waitFor((event) => / policy\.applied /.test(event.line), 30_000);
+      // bash renames itself (its comm: ESC [ 2 J, a C1 CSI, BEL), reads the file and connects, from the
+      // cgroup named with escapes.
+      const script =
+        `echo $$ > '${evil.path}/cgroup.procs' && printf '\\033[2Jev\\302\\233\\a' > /proc/self/comm && ` +
+        `read -r _ < '${secret}' && exec 3<>/dev/tcp/127.0.0.2/${TCP_PORT}`;
+      const connected = await run("bash", ["-c", script]);
+      assert.match(connected.stderr, /Operation not permitted/);
+      const denied = await agent.waitFor((event) => / deny +net\.connect +rule=tcp-lo2 /.test(event.line));
+      assert.ok(
+        denied.line.includes(String.raw`\x1b[2Jev\u009b\x07[`) &&
+          denied.line.includes(String.raw`/\x1b[2Jcg\u009b\u202e`),
+        denied.line,
+      );
+      const read = await agent.waitFor((event) => / audit +file\.open +rule=secret-file /.test(event.line));
+      assert.ok(read.line.includes(String.raw`/\x1b[2Jsec\u009bret`), read.line);
+      const logged = Deno.readTextFileSync(`${host.stateDir}/events.jsonl`);
+      const [events, json] = await Promise.all([
+        aegisbpf(["events"], { env: host.env }),
+        aegisbpf(["events", "--json"], { env: host.env }),
+      ]);
+      agent.kill("SIGTERM");
+      const { stderr } = await agent.exit();
+      const texts: [string, string][] = [
+        ["run's stdout", agent.events.map((event) => event.line).join("\n")],
+        ["run's log", stderr],
+        ["the event log", logged],
+        ["events", events.stdout + events.stderr],
+        ["events --json", json.stdout + json.stderr],
+      ];
+      for (const [what, text] of texts) {
+        // deno-lint-ignore no-control-regex -- finding them is the point
+        const raw = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/.exec(text);
+        assert.equal(raw, null, `${what} holds a raw U+${raw?.[0].codePointAt(0)?.toString(16)}: ${text}`);
+      }
+      assert.ok(events.stdout.includes(String.raw`\x1b[2Jev\u009b\x07[`), events.stdout);
+      const event = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line))
+        .find((e) => e.type === "net.connect");
+      assert.equal(event?.process.comm, "\x1b[2Jev\x9b\x07", "the JSON keeps the exact value");
+      assert.equal(event?.process.cgroup.path, `${host.cgroup.relativePath}/\x1b[2Jcg\x9b\u202e`);
+      const opened = json.stdout.trimEnd().split("\n").map((line) => JSON.parse(line))
+        .find((e) => e.type === "file.open");
+      assert.equal(opened?.file.path, secret);
+    });
+  },
+);
 
 /** A shell in the test cgroup that connects to the denied address, then waits in the same process. */
 function connectThenWait(host: Host): Deno.ChildProcess {

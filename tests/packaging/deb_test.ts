@@ -41,6 +41,11 @@ const COMMON_FILES: [string, string][] = [
   ["usr/share/doc/aegisbpf/runbooks/break-glass.md", "-rw-r--r--"],
   ["usr/share/doc/aegisbpf/examples/kubernetes/daemonset.yaml", "-rw-r--r--"],
   ["usr/share/bash-completion/completions/aegisbpf", "-rw-r--r--"],
+  ["usr/share/man/man1/aegisbpf.1.gz", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/policy.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/api.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/events.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/schema/event.schema.json", "-rw-r--r--"],
 ];
 
 function assertCommon(files: Map<string, string>): void {
@@ -145,6 +150,8 @@ Deno.test("build-deb.sh --binary ships that binary as /usr/bin/aegisbpf and no s
       await Deno.readTextFile(`${root}/usr/share/zsh/vendor-completions/_aegisbpf`),
       "# completions for zsh\n",
     );
+    const man = await run("sh", ["-c", 'gzip -dc "$0"', `${root}/usr/share/man/man1/aegisbpf.1.gz`]);
+    assert.equal(man.stdout, await Deno.readTextFile(`${REPO}docs/aegisbpf.1`), "the installed man page");
   });
 });
 
@@ -220,8 +227,16 @@ Deno.test("dpkg installs, upgrades, removes and purges the package in a private 
     const defaults = `${root}/etc/default/aegisbpf`;
     await Deno.writeTextFile(defaults, 'AEGISBPF_RUN_ARGS="--enforce"\n', { append: true });
     await Deno.writeTextFile(`${root}/etc/aegisbpf/policy.yaml`, "kind: Policy\n");
+    // Directories an older version (or a manual run) left 0755 are made private by the upgrade.
+    for (const path of ["var/lib/aegisbpf", "etc/aegisbpf", "etc/aegisbpf/keys"]) {
+      await Deno.mkdir(`${root}/${path}`, { recursive: true });
+      await Deno.chmod(`${root}/${path}`, 0o755);
+    }
     const upgrade = await dpkgIn(root, "-i", deb);
     assert.equal(upgrade.code, 0, upgrade.stderr);
+    for (const path of ["var/lib/aegisbpf", "etc/aegisbpf", "etc/aegisbpf/keys"]) {
+      assert.equal(await mode(`${root}/${path}`), 0o700, path);
+    }
     assert.doesNotMatch(upgrade.stdout, /installed, not started/);
     assert.match(await Deno.readTextFile(defaults), /AEGISBPF_RUN_ARGS="--enforce"\n$/);
 

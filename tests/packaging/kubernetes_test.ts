@@ -150,6 +150,39 @@ Deno.test("the DaemonSet mounts bpffs, cgroup v2, securityfs, tracefs and the ag
   }
 });
 
+Deno.test("the DaemonSet's init container makes the state, config and keys directories 0700, with no capability", async () => {
+  const spec = only("DaemonSet").spec.template.spec;
+  const inits = spec.initContainers as Manifest[];
+  assert.equal(inits.length, 1);
+  const init = inits[0]!;
+  assert.equal(init.image, agentContainer().image);
+  assert.deepEqual(init.securityContext.capabilities, { drop: ["ALL"] });
+  assert.equal(init.securityContext.privileged, false);
+  assert.equal(init.securityContext.allowPrivilegeEscalation, false);
+  const mounts = Object.fromEntries((init.volumeMounts as Manifest[]).map((m) => [m.name, m.mountPath]));
+  const agentMounts = Object.fromEntries(
+    (agentContainer().volumeMounts as Manifest[]).map((m) => [m.name, m.mountPath]),
+  );
+  assert.deepEqual(mounts, { state: agentMounts.state, config: agentMounts.config });
+  // Its script, run on directories as kubelet makes them (0755), with the node's paths moved to a scratch root.
+  const [shell, flag, script] = init.command as string[];
+  assert.deepEqual([shell, flag], ["/bin/sh", "-c"]);
+  await withTempDir("aegisbpf-init-", async (dir) => {
+    for (const path of ["var/lib/aegisbpf", "etc/aegisbpf/keys"]) {
+      Deno.mkdirSync(`${dir}/${path}`, { recursive: true, mode: 0o755 });
+      Deno.chmodSync(`${dir}/${path}`, 0o755);
+    }
+    Deno.chmodSync(`${dir}/etc/aegisbpf`, 0o755);
+    const moved = script!.replaceAll("/var/lib/aegisbpf", `${dir}/var/lib/aegisbpf`)
+      .replaceAll("/etc/aegisbpf", `${dir}/etc/aegisbpf`);
+    const result = await new Deno.Command("/bin/sh", { args: ["-c", moved], stderr: "piped" }).output();
+    assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+    for (const path of ["var/lib/aegisbpf", "etc/aegisbpf", "etc/aegisbpf/keys"]) {
+      assert.equal(Deno.statSync(`${dir}/${path}`).mode! & 0o777, 0o700, path);
+    }
+  });
+});
+
 Deno.test("the DaemonSet's probes call `aegisbpf health`; readiness adds the ConfigMap's health-args", () => {
   const container = agentContainer();
   assert.deepEqual(container.startupProbe.exec.command, ["aegisbpf", "health"]);

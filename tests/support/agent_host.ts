@@ -1,25 +1,25 @@
 /**
- * A host for one agent test: its own bpffs mount, state and config directories, test cgroup and kernel
- * command line file, all removed (and everything detached) in `finally`; and policies scoped to that cgroup,
- * so nothing outside it is ever denied.
+ * A host for agent tests: its own bpffs mount, state and config directories and test cgroup, the agent
+ * spawned on them, and a policy scoped to the cgroup, so nothing outside it is ever denied. Everything is
+ * detached and removed in `finally`.
  */
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
-import type { Dirs } from "./agent_run.ts";
+import { AgentRun, type Dirs } from "./agent_run.ts";
 import { TestBpffs } from "./bpffs.ts";
 import { TestCgroup } from "./cgroup.ts";
 
+/** High ports outside the ephemeral range, different for each test process. */
+export const PORT = 61000 + (Deno.pid % 300) * 3;
+export const [TCP_PORT, UDP_PORT, BIND_PORT] = [PORT, PORT + 1, PORT + 2];
+
 export type Host = Dirs & { dir: string; cgroup: TestCgroup; env: Record<string, string> };
 
-/** Runs `fn` with a fresh host; `stateDir` is made by the agent unless `prepare` makes it first. */
-export async function withHost(
-  fn: (host: Host) => Promise<void>,
-  prepare: (dirs: Dirs & { dir: string }) => Promise<void> | void = () => {},
-): Promise<void> {
+export async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
   const bpffs = await TestBpffs.mount();
   const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-agent-" });
   const cgroup = TestCgroup.create();
   const dirs = { bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
-  Deno.mkdirSync(dirs.configDir);
+  Deno.mkdirSync(dirs.configDir, { mode: 0o700 }); // as aegisbpf makes it: a wider one is warned about
   // No test depends on the host's kernel command line.
   Deno.writeTextFileSync(`${dir}/cmdline`, "ro quiet\n");
   const env = {
@@ -29,7 +29,6 @@ export async function withHost(
     AEGISBPF_PROC_CMDLINE: `${dir}/cmdline`,
   };
   try {
-    await prepare({ ...dirs, dir });
     await fn({ ...dirs, dir, cgroup, env });
   } finally {
     try {
@@ -42,12 +41,11 @@ export async function withHost(
   }
 }
 
-/** A policy named agent-test scoped to the host's cgroup, with `body` under `spec`. */
-export function scopedPolicy(
-  host: Host,
-  body: string,
-  options: { mode?: string; version?: number } = {},
-): string {
+export function spawn(host: Host, args: string[], env: Record<string, string> = {}): AgentRun {
+  return AgentRun.spawn(host, args, { env: { ...host.env, ...env } });
+}
+
+export function policy(host: Host, body: string, options: { mode?: string; version?: number } = {}): string {
   return `apiVersion: aegisbpf.io/v1
 kind: Policy
 metadata: { name: agent-test, version: ${options.version ?? 1} }
@@ -57,9 +55,34 @@ spec:
 ${body}`;
 }
 
-/** Writes `text` to `<host.dir>/<name>` and returns the path. */
+export const NET = `  network:
+    egress:
+      deny:
+        - { id: tcp-lo2, cidr: 127.0.0.2/32, ports: [${TCP_PORT}], protocol: tcp }
+        - { id: udp-lo3, cidr: 127.0.0.3/32, ports: [${UDP_PORT}], protocol: udp }
+    bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }
+`;
+
 export function writePolicy(host: Host, name: string, text: string): string {
   const path = `${host.dir}/${name}`;
   Deno.writeTextFileSync(path, text);
   return path;
+}
+
+/** A TCP connect from the test cgroup to the denied address: "EPERM" when denied, else anything else. */
+export async function connect(host: Host): Promise<string> {
+  const result = await host.cgroup.connect("127.0.0.2", TCP_PORT);
+  return result === "EPERM" ? "EPERM" : "allowed";
+}
+
+/** Polls `check` until it returns `want`, for at most `ms`; returns the time it took. */
+export async function within(ms: number, want: string, check: () => Promise<string>): Promise<number> {
+  const start = performance.now();
+  let last = "";
+  while (performance.now() - start < ms) {
+    last = await check();
+    if (last === want) return performance.now() - start;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`Still ${last} after ${ms} ms (wanted ${want})`);
 }

@@ -27,7 +27,7 @@ export class TestBpffs extends TestMount {
 /** A small tmpfs mounted for one test: a disk that fills up. */
 export class TestTmpfs extends TestMount {
   static async mountSized(bytes: number): Promise<TestTmpfs> {
-    return new TestTmpfs(await mountPrivate("tmpfs", TMPFS_PREFIX, ["-o", `size=${bytes}`]));
+    return new TestTmpfs(await mountPrivate("tmpfs", TMPFS_PREFIX, ["-o", `size=${bytes},mode=0700`]));
   }
 }
 

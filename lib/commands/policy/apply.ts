@@ -3,7 +3,13 @@ import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError } from "../../errors.ts";
 import { pinnedGenerationDenies } from "../../kernel/inspect.ts";
-import { applyInputOf, applyPolicy, lockState, settleInterruptedApply } from "../../agent/apply.ts";
+import {
+  alreadyInForce,
+  applyInputOf,
+  applyPolicy,
+  lockState,
+  settleInterruptedApply,
+} from "../../agent/apply.ts";
 import { refuseReplay } from "../../agent/apply_text.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
@@ -25,8 +31,8 @@ import {
 export const policyApply = defineCommand({
   name: "apply",
   summary: "apply a policy, a signed bundle or an https URL, all or nothing",
-  description:
-    "Reads SOURCE (a policy file, a signed bundle, or an https URL fetched with a 10 s timeout), " +
+  description: "Reads SOURCE (a policy file, a signed bundle, or an https URL fetched with a 10 s timeout, " +
+    "following at most 5 redirects, each to https only), " +
     "checks --sha256 against its exact bytes, verifies a bundle against <config-dir>/keys/ and the " +
     "anti-rollback counter, validates and compiles the policy, refuses lock-out risks, then writes the rules " +
     "into the kernel's inactive generation and flips it: all or nothing. Loads the programs or adopts the " +
@@ -75,11 +81,25 @@ export const policyApply = defineCommand({
     if (flags.sha256 !== undefined) checkSha256(raw, flags.sha256);
     const requireSignature = flags["require-signature"] === true ||
       readApplyConfig(configDir).requireSignature;
-    const input = checkInput(raw, { configDir, stateDir, requireSignature });
+    const input = checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true });
     const plan = compilePolicy(input.parsed.policy);
     await checkLockout(ctx, input, flags.force === true);
     const summary = summaryOf(input, plan);
     if (flags["dry-run"]) {
+      // What the real apply decides under the lock: the policy in force already, or a replayed bundle.
+      const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
+      if (same) {
+        const unchanged = { dryRun: true, ...summary, seq: same.seq, outcome: "unchanged", changes: [] };
+        if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
+        else {
+          ctx.stdout.line(
+            `would change nothing: policy ${summary.name} version ${summary.version} (sha256 ` +
+              `${summary.sha256}) is already in force as history entry ${same.seq}, mode ${summary.mode}`,
+          );
+        }
+        return 0;
+      }
+      refuseReplay(input, stateDir);
       const applied = appliedPolicy(stateDir);
       const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
       const lines = diffLines(diffPolicies(before, input.parsed.policy));
@@ -93,8 +113,23 @@ export const policyApply = defineCommand({
     using _lock = await lockState(stateDir, "policy apply", {
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
+      timeoutMs: ctx.globals.lockTimeoutMs,
     });
     settleInterruptedApply({ bpffs, stateDir });
+    // The policy in force already (configuration management re-running its apply): nothing to do.
+    const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
+    if (same) {
+      const unchanged = { ...summary, seq: same.seq, outcome: "unchanged" };
+      if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
+      else {
+        ctx.stdout.line(
+          `unchanged: policy ${summary.name} version ${summary.version} (sha256 ${summary.sha256}) is ` +
+            `already in force as history entry ${same.seq}, mode ${summary.mode}` +
+            (canary ? "; no canary to watch" : ""),
+        );
+      }
+      return 0;
+    }
     // Another apply may have raised the counter while this one waited for the lock.
     refuseReplay(input, stateDir);
     // With a canary, what a failed canary goes back to: the policy in force now.

@@ -33,6 +33,7 @@ export const policyRollback = defineCommand({
     using _lock = await lockState(stateDir, "policy rollback", {
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
+      timeoutMs: ctx.globals.lockTimeoutMs,
     });
     settleInterruptedApply({ bpffs, stateDir });
     const entries = listHistory(stateDir);

@@ -10,7 +10,7 @@ import { writeFileAtomic } from "../../policy/state.ts";
 export const policySign = defineCommand({
   name: "sign",
   summary: "sign a policy into a bundle with an Ed25519 key",
-  description: "Validates FILE and writes a signed bundle (a DSSE envelope, SPEC section 4) to BUNDLE. " +
+  description: "Validates FILE and writes a signed bundle (a DSSE envelope, see docs/policy.md) to BUNDLE. " +
     "KEY is a PKCS#8 PEM private key from aegisbpf keys gen or openssl genpkey -algorithm ed25519. " +
     "An invalid policy is never signed.",
   options: {

@@ -10,7 +10,7 @@ import { parsePolicy, policySha256 } from "../../policy/parse.ts";
 export const policyVerify = defineCommand({
   name: "verify",
   summary: "check a bundle as apply would, changing nothing",
-  description: "Checks BUNDLE in the order of SPEC section 4: a well-formed envelope, a signature by a key " +
+  description: "Checks BUNDLE in the order apply does: a well-formed envelope, a signature by a key " +
     "trusted in <config-dir>/keys/, a valid policy, a version above the anti-rollback counter in " +
     "<state-dir>/version_counter, and notAfter not passed. Exits 2 for a bad bundle or signature and 3 for " +
     "a replayed or expired one. Changes nothing.",

@@ -1,0 +1,34 @@
+/** What a process listens on and which signals it ignores, read from /proc. */
+
+/** The TCP ports (IPv4 and IPv6) on which `pid` holds a listening socket. */
+export function listeningTcpPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`));
+      if (match) inodes.add(match[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ["tcp", "tcp6"]) {
+    for (const line of Deno.readTextFileSync(`/proc/${pid}/net/${table}`).split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // sl local_address rem_address st ... inode (field 9); st 0A is LISTEN
+      if (fields[3] === "0A" && inodes.has(fields[9]!)) ports.push(parseInt(fields[1]!.split(":")[1]!, 16));
+    }
+  }
+  return ports.sort((a, b) => a - b);
+}
+
+/** Whether the kernel discards signal `signo` for `pid` (SigIgn of /proc/PID/status). */
+export function signalIgnored(pid: number, signo: number): boolean {
+  const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
+  return mask !== undefined && (BigInt(`0x${mask}`) >> BigInt(signo - 1) & 1n) === 1n;
+}
+
+/** How many descriptors `pid` holds. */
+export function openDescriptors(pid: number): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+}
