@@ -36,20 +36,25 @@ function activeMarker(configDir: string, nowMs: number): { marker?: BreakGlassMa
 
 function markerFields(marker: BreakGlassMarker): Record<string, unknown> {
   return {
-    reason: marker.reason ?? "marker created by hand",
+    reason: marker.reason ?? (marker.problem === undefined ? "marker created by hand" : "marker unreadable"),
     ...(marker.until === undefined ? {} : { until: marker.until }),
+    ...(marker.problem === undefined ? {} : { problem: marker.problem }),
   };
 }
 
 export class BreakGlassWatch {
   readonly #paths: Paths;
   readonly #cmdline: boolean;
+  readonly #warn: (message: string) => void;
   #markerActive = false;
   #kernelOn = false;
+  /** The marker's problem last warned about: each is said once, not every poll. */
+  #problem: string | undefined;
 
-  constructor(paths: Paths, cmdline: boolean) {
+  constructor(paths: Paths, cmdline: boolean, warn: (message: string) => void) {
     this.#paths = paths;
     this.#cmdline = cmdline;
+    this.#warn = warn;
   }
 
   /**
@@ -59,7 +64,7 @@ export class BreakGlassWatch {
    */
   start(): BreakGlassChange | undefined {
     const now = Date.now();
-    const { marker, expired } = activeMarker(this.#paths.configDir, now);
+    const { marker, expired } = this.#read(now);
     if (expired) removeIfPresent(markerPath(this.#paths.configDir));
     this.#markerActive = marker !== undefined && !expired;
     const on = this.#markerActive || this.#cmdline;
@@ -78,7 +83,7 @@ export class BreakGlassWatch {
   /** One poll: follows the marker, then reports what the kernel word did. */
   poll(): BreakGlassChange | undefined {
     const now = Date.now();
-    const { marker, expired } = activeMarker(this.#paths.configDir, now);
+    const { marker, expired } = this.#read(now);
     const active = marker !== undefined && !expired;
     let change: BreakGlassChange | undefined;
     if (active !== this.#markerActive) {
@@ -109,6 +114,17 @@ export class BreakGlassWatch {
 
   get on(): boolean {
     return this.#kernelOn;
+  }
+
+  /** The marker, with a warning when what it holds is wrong (it still turns break-glass on). */
+  #read(nowMs: number): ReturnType<typeof activeMarker> {
+    const found = activeMarker(this.#paths.configDir, nowMs);
+    const problem = found.marker?.problem;
+    if (problem !== undefined && problem !== this.#problem) {
+      this.#warn(`break-glass marker ${markerPath(this.#paths.configDir)}: ${problem}: break-glass is on`);
+    }
+    this.#problem = problem;
+    return found;
   }
 
   #kernelWordOn(): boolean {

@@ -1,11 +1,18 @@
 /**
- * The canary of `policy apply --canary DUR --max-deny-rate N`: after the new policy is in force, watch the
- * kernel's deny counters for DUR; the moment the deny rate over the last window exceeds N per second, the
- * verdict is to roll back. The watch itself touches nothing: it samples a counter the caller gives it, so
- * the rule is tested without a kernel.
+ * The canary of `policy apply --canary DUR --max-deny-rate N`: after the new policy is in force, watch its
+ * deny count for DUR; the moment the deny rate over the last window exceeds N per second, the verdict is to
+ * roll back. The watch itself touches nothing: it samples a counter the caller gives it, so the rule is
+ * tested without a kernel.
+ *
+ * What counts (`canaryCounts`): denies made by the new policy's own rules (the kernel's per-rule counters
+ * of the generation it was written into), so never a deny of the policy before it, and only for tasks in
+ * its scope (`spec.scope.cgroups`, never `spec.scope.exempt`: the hooks count nothing outside). Ingress
+ * drops never count: XDP sees packets, not tasks, and any sender on the network could make them to force
+ * a rollback.
  */
 
 import { InputError } from "../errors.ts";
+import type { RuleInfo } from "../policy/plan.ts";
 
 /** The span the rate is measured over (or the time since the start, while shorter). */
 export const CANARY_WINDOW_MS = 10_000;
@@ -79,6 +86,14 @@ export async function watchCanary(watch: CanaryWatch): Promise<CanaryVerdict> {
       return { verdict: "exceeded", rate, windowMs: spanMs, denies: denies - first, elapsedMs: t - start };
     }
   }
+}
+
+/** Which rule ids of a plan (`rules` indexed by rule id) count toward its canary: every rule but ingress. */
+export function canaryCounts(rules: readonly (RuleInfo | undefined)[]): (ruleId: number) => boolean {
+  return (ruleId) => {
+    const rule = rules[ruleId];
+    return rule !== undefined && rule.area !== "ingress";
+  };
 }
 
 /**

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { InputError } from "../errors.ts";
-import { parseDenyRate, watchCanary } from "./canary.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import { parsePolicy } from "../policy/parse.ts";
+import { canaryCounts, parseDenyRate, watchCanary } from "./canary.ts";
 
 /** A fake clock: sleep advances it, the counter follows a script of denies per second. */
 function fakeKernel(deniesPerSecond: (second: number) => number) {
@@ -109,3 +111,31 @@ Deno.test("watchCanary() counts the denies made between the flip and its first s
   assert.equal(verdict.verdict, "exceeded");
   assert.equal(verdict.elapsedMs, 1_000);
 });
+
+Deno.test("canaryCounts() counts every rule of the plan but ingress rules, and no unknown rule id", () => {
+  const rules = compilePolicy(parsePolicy(SCOPED_WITH_INGRESS, "p.yaml")).rules;
+  const counts = canaryCounts(rules);
+  const counted = rules.flatMap((rule, id) => counts(id) ? [rule.id] : []);
+  assert.ok(counted.includes("lo2") && counted.includes("bind"), counted.join(", "));
+  assert.ok(counted.includes("scope.escape"), "a task in scope moving out of it counts");
+  assert.ok(rules.some((rule) => rule.area === "ingress"));
+  assert.deepEqual(
+    rules.filter((_, id) => counts(id)).map((rule) => rule.area).filter((a) => a === "ingress"),
+    [],
+  );
+  assert.equal(counts(rules.length + 5), false);
+});
+
+const SCOPED_WITH_INGRESS = `apiVersion: aegisbpf.io/v1
+kind: Policy
+metadata: { name: p, version: 1 }
+spec:
+  mode: enforce
+  scope: { cgroups: [/canary.slice] }
+  network:
+    egress: { deny: [{ id: lo2, cidr: 127.0.0.2/32 }] }
+    bind: { deny: [{ id: bind, port: 6667, protocol: tcp }] }
+    ingress:
+      interfaces: [lo]
+      deny: [{ id: scanners, cidr: 203.0.113.0/24 }]
+`;

@@ -33,7 +33,12 @@ export class EventLog {
 
   /** Appends one event as a JSON line. */
   append(event: object): void {
-    const bytes = this.#encoder.encode(`${jsonText(event)}\n`);
+    this.appendText(`${jsonText(event)}\n`);
+  }
+
+  /** Appends text as it is (whole lines, or a newline that ends a line cut short). */
+  appendText(text: string): void {
+    const bytes = this.#encoder.encode(text);
     if (this.#size > 0 && this.#size + bytes.length > this.#maxBytes) this.#rotate();
     for (let written = 0; written < bytes.length;) written += this.#file.writeSync(bytes.subarray(written));
     this.#size += bytes.length;

@@ -47,7 +47,9 @@ import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
 import { choiceText } from "./policy_source.ts";
 import type { StateLock } from "../policy/state.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
-import { EventLog, eventLogPath } from "./event_log.ts";
+import { eventLogPath } from "./event_log.ts";
+import { EventLogSink } from "./event_log_sink.ts";
+import { RetryBackoff } from "./retry_backoff.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
 import {
@@ -110,7 +112,7 @@ export class Agent {
   readonly #options: AgentOptions;
   readonly #agentLock: AgentLock;
   readonly #plane: DataPlane;
-  readonly #log: EventLog;
+  readonly #log: EventLogSink;
   readonly #host = Deno.hostname();
   readonly #startedAt = new Date().toISOString();
   readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
@@ -133,13 +135,16 @@ export class Agent {
   readonly #stopping = new AbortController();
   #busy = 0;
   #externalCheckQueued = false;
+  /** A pick-up that fails (its helper, the history entry) is tried again later and reported once. */
+  readonly #pickUp = new RetryBackoff((error, retryInMs) =>
+    this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
+  );
   /** A pick-up found rule paths changed since the other command resolved them: the next refresh flips. */
   #kernelBehindPaths = false;
   #stopped = false;
-  #logFailing = false;
   readonly #sessions = new Map<string, SessionRecord>();
 
-  private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLog) {
+  private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLogSink) {
     this.#options = options;
     this.#agentLock = agentLock;
     this.#plane = plane;
@@ -151,7 +156,11 @@ export class Agent {
       cgroupPath: cgroupPaths(),
       interfaceName: (ifindex) => this.#interfaces.get(ifindex),
     };
-    this.#breakGlass = new BreakGlassWatch(options, cmdlineBreakGlass());
+    this.#breakGlass = new BreakGlassWatch(
+      options,
+      cmdlineBreakGlass(),
+      (message) => options.log.warn(message),
+    );
   }
 
   /**
@@ -184,7 +193,8 @@ export class Agent {
         ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),
       });
       partialAreas(plane, plan, allowsPartial(options));
-      agent = new Agent(options, agentLock, plane, new EventLog(eventLogPath(options.stateDir)));
+      const log = new EventLogSink(eventLogPath(options.stateDir), (message) => options.log.warn(message));
+      agent = new Agent(options, agentLock, plane, log);
       await agent.#begin(prepared, lock);
       return agent;
     } catch (error) {
@@ -224,7 +234,11 @@ export class Agent {
       });
     }
     this.#plane.setConfig({ deadmanDeadlineNs: 0n });
-    if (deadmanMs !== undefined) this.#refreshDeadman();
+    // Refreshed from here on: an apply slower than the TTL (a loaded host) must not let the deadman expire.
+    if (deadmanMs !== undefined) {
+      this.#refreshDeadman();
+      this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
+    }
     // Every start sets the word: a run without --enforce-signal turns kill on deny off.
     writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
@@ -232,7 +246,6 @@ export class Agent {
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
     this.#every(FAST_TICK_MS, () => this.#fastTick());
     this.#every(SLOW_TICK_MS, () => this.#slowTick());
-    if (deadmanMs !== undefined) this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
   }
 
   /**
@@ -673,8 +686,14 @@ export class Agent {
       this.#lostSeen = lost;
     }
     if (this.#busy === 0 && !this.#externalCheckQueued && this.#externalApplySeen()) {
+      const key = `${this.#plane.config().activeGen} ${readApplied(this.#options.stateDir)?.time}`;
+      if (!this.#pickUp.due(key)) return;
       this.#externalCheckQueued = true;
-      void this.#serial(() => this.#checkExternalApply().finally(() => this.#externalCheckQueued = false));
+      void this.#serial(() =>
+        this.#pickUp.run(key, () => this.#checkExternalApply()).finally(() =>
+          this.#externalCheckQueued = false
+        )
+      );
     }
   }
 
@@ -717,14 +736,8 @@ export class Agent {
   }
 
   #write(event: AnyEvent): void {
-    try {
-      this.#log.append(event);
-      this.#logFailing = false;
-    } catch (error) {
-      // A full disk must not stop the stream: stdout still gets every event; say so once per outage.
-      if (!this.#logFailing) this.#options.log.error(`event log ${this.#log.path}: ${messageOf(error)}`);
-      this.#logFailing = true;
-    }
+    // A full disk must not stop the stream: the sink reopens the log and reports the outage itself.
+    this.#log.append(event);
     this.#options.emit(event);
   }
 

@@ -1,6 +1,7 @@
 /** Leveled logging to stderr: one readable line (text) or one JSON object per line (json). */
 
 import type { LogFormat, LogLevel } from "./globals.ts";
+import { type AsyncSink, LineQueue } from "./line_queue.ts";
 import type { Palette, Writer } from "./output.ts";
 import { jsonText, printable } from "./printable.ts";
 
@@ -37,6 +38,28 @@ export function createLogger(
     error: method("error"),
     enabled,
   };
+}
+
+/**
+ * A logger whose lines go through a LineQueue onto `sink`: logging never waits for a stalled reader (the
+ * agent's stderr is the same journald stream as its stdout). Lines it had no room for are counted and
+ * reported by one more line once the reader caught up; `flush` waits for the rest, at most `ms`.
+ */
+export function queuedLogger(
+  options: Omit<LoggerOptions, "writer">,
+  sink: AsyncSink,
+): Logger & { flush(ms: number): Promise<boolean> } {
+  const queue: LineQueue = new LineQueue(sink, {
+    onDropped: (count) => logger.warn(`stderr: ${count} log lines not written: its reader was too slow`),
+    onClosed: () => {},
+  });
+  const writer: Writer = {
+    write: (text) => void queue.line(text.replace(/\n$/, "")),
+    line: (text = "") => void queue.line(text),
+    sink,
+  };
+  const logger = createLogger({ ...options, writer });
+  return Object.assign(logger, { flush: (ms: number) => queue.flush(ms) });
 }
 
 function textLine(level: LogLevel, message: string, fields: Fields, palette: Palette): string {

@@ -1,5 +1,6 @@
 /** Writing text for people: a line writer, colour only where it is welcome, aligned tables. */
 
+import type { AsyncSink } from "./line_queue.ts";
 import { printableText } from "./printable.ts";
 
 export type Writer = {
@@ -7,6 +8,8 @@ export type Writer = {
   write(text: string): void;
   /** Writes the text and a newline. */
   line(text?: string): void;
+  /** The same output written asynchronously, for a writer that must never wait for its reader (LineQueue). */
+  sink: AsyncSink;
 };
 
 /** The reader went away (`aegisbpf ... | head`): the command stops, quietly, and nothing failed. */
@@ -15,20 +18,30 @@ export class OutputClosedError extends Error {
 }
 
 /** A writer onto a file such as `Deno.stdout`, writing every byte before it returns. */
-export function fileWriter(file: { writeSync(data: Uint8Array): number }): Writer {
+export function fileWriter(file: { writeSync(data: Uint8Array): number } & AsyncSink): Writer {
   const encoder = new TextEncoder();
   const write = (text: string) => {
     let bytes = encoder.encode(text);
     try {
       while (bytes.length > 0) bytes = bytes.subarray(file.writeSync(bytes));
     } catch (error) {
-      if (error instanceof Deno.errors.BrokenPipe) {
-        throw new OutputClosedError("output closed", { cause: error });
-      }
-      throw error;
+      throw closedOr(error);
     }
   };
-  return { write, line: (text = "") => write(`${text}\n`) };
+  const sink: AsyncSink = {
+    write: (data) =>
+      file.write(data).catch((error) => {
+        throw closedOr(error);
+      }),
+  };
+  return { write, line: (text = "") => write(`${text}\n`), sink };
+}
+
+/** A broken pipe is the reader gone (OutputClosedError); any other error stays what it is. */
+function closedOr(error: unknown): unknown {
+  return error instanceof Deno.errors.BrokenPipe
+    ? new OutputClosedError("output closed", { cause: error })
+    : error;
 }
 
 /**
@@ -38,14 +51,31 @@ export function fileWriter(file: { writeSync(data: Uint8Array): number }): Write
  */
 export function printableWriter(writer: Writer, keepColor: boolean): Writer {
   const write = (text: string) => writer.write(printableText(text, keepColor));
-  return { write, line: (text = "") => write(`${text}\n`) };
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  const sink: AsyncSink = {
+    // The queue hands over whole lines: escaped, then written whole, and counted as the bytes it gave.
+    write: async (data) => {
+      let bytes = encoder.encode(printableText(decoder.decode(data), keepColor));
+      while (bytes.length > 0) bytes = bytes.subarray(await writer.sink.write(bytes));
+      return data.length;
+    },
+  };
+  return { write, line: (text = "") => write(`${text}\n`), sink };
 }
 
 /** A writer that keeps what it is given, for tests. */
 export function bufferWriter(): Writer & { text(): string } {
   let buffer = "";
   const write = (text: string) => void (buffer += text);
-  return { write, line: (text = "") => write(`${text}\n`), text: () => buffer };
+  const decoder = new TextDecoder();
+  const sink: AsyncSink = {
+    write: (data) => {
+      write(decoder.decode(data));
+      return Promise.resolve(data.length);
+    },
+  };
+  return { write, line: (text = "") => write(`${text}\n`), text: () => buffer, sink };
 }
 
 /**

@@ -1,7 +1,10 @@
 import { Agent } from "../agent/run.ts";
 import { eventLine } from "../agent/event_text.ts";
+import { RunSignals } from "../agent/run_signals.ts";
 import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
-import { defineCommand } from "../cli/command.ts";
+import { type Context, defineCommand } from "../cli/command.ts";
+import { LineQueue } from "../cli/line_queue.ts";
+import { queuedLogger } from "../cli/log.ts";
 import { parseDuration } from "../cli/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
 import { jsonText } from "../cli/printable.ts";
@@ -22,8 +25,6 @@ import { guardProcess } from "../agent/process_guard.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
 import { checkTextfilePath, writeTextfile } from "./metrics.ts";
-
-const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
 
 export const run = defineCommand({
   name: "run",
@@ -104,7 +105,15 @@ export const run = defineCommand({
     "aegisbpf run --enforce --enforce-signal kill --api unix:/run/aegisbpf/api.sock --api tcp:127.0.0.1:9180",
     "aegisbpf run --audit --metrics-textfile /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
   ],
-  async run(ctx, { flags }) {
+  async run(caller, { flags }) {
+    // Listening first: a SIGHUP or SIGTERM while the agent starts is served once it can be, never fatal.
+    using signals = new RunSignals();
+    // Neither stdout nor stderr may hold the agent up: both are queued and written asynchronously.
+    const log = queuedLogger(
+      { format: caller.globals.logFormat, level: caller.globals.logLevel, palette: palette(caller.color) },
+      caller.stderr.sink,
+    );
+    const ctx: Context = { ...caller, log };
     if (flags.audit && flags.enforce) {
       throw new InputError("--audit and --enforce exclude each other: pick one");
     }
@@ -124,95 +133,126 @@ export const run = defineCommand({
     const hub = new EventHub();
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
-    let stdoutClosed = false;
-    const agent = await Agent.start({
-      ...ctx.globals,
-      ...(flags.audit ? { requestedMode: "audit" } : flags.enforce ? { requestedMode: "enforce" } : {}),
-      allowPartial: flags["allow-partial"] === true,
-      ...(flags.policy === undefined ? {} : { policyFile: flags.policy }),
-      ingress: flags.ingress ?? [],
-      ...(deadmanMs === undefined ? {} : { deadmanMs }),
-      ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
-      log: ctx.log,
-      emit: (event) => {
-        const line = jsonText(event);
-        hub.publish(line);
-        if (stdoutClosed) return;
-        try {
-          ctx.stdout.line(json ? line : eventLine(event, style));
-        } catch (error) {
-          if (!(error instanceof OutputClosedError)) throw error;
-          // `run | head`: the reader left; the agent goes on, events still reach the event log.
-          stdoutClosed = true;
-          ctx.log.warn("stdout closed: events now go to the event log only");
-        }
-      },
-    });
+    const stdout = eventStdout(ctx);
+    let agent: Agent | undefined;
     let api: ApiServer | undefined;
     const timers: ReturnType<typeof setInterval>[] = [];
+    let stopReason = "startup failure";
     try {
-      if (apiAddresses.length > 0) {
-        const where = {
-          bpffs: ctx.globals.bpffs,
-          stateDir: ctx.globals.stateDir,
-          configDir: ctx.globals.configDir,
-        };
-        const deps = agentApiDeps(where, hub, {
-          add: (request) => Promise.resolve(agent.addIngressSession(request)),
-          remove: (id) => Promise.resolve(agent.removeIngressSession(id)),
-        }, (gen, ruleId) => agent.ruleName(gen, ruleId));
-        api = await serveApi({
-          app: createApp(deps, { readOnly: false }),
-          readOnlyApp: createApp(deps, { readOnly: true }),
-          addresses: apiAddresses,
-          allowUids: [...new Set([0, Deno.uid() ?? 0])],
-          onError: (error) => ctx.log.warn(`api: ${error instanceof Error ? error.message : error}`),
-        });
-        const listening = apiAddresses.map((a) =>
-          a.transport === "unix" ? `unix:${a.path}` : `tcp:${a.hostname}:${a.port}`
-        );
-        ctx.log.info(`api: serving ${listening.join(", ")}`);
+      agent = await Agent.start({
+        ...ctx.globals,
+        ...(flags.audit ? { requestedMode: "audit" } : flags.enforce ? { requestedMode: "enforce" } : {}),
+        allowPartial: flags["allow-partial"] === true,
+        ...(flags.policy === undefined ? {} : { policyFile: flags.policy }),
+        ingress: flags.ingress ?? [],
+        ...(deadmanMs === undefined ? {} : { deadmanMs }),
+        ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
+        log: ctx.log,
+        emit: (event) => {
+          const line = jsonText(event);
+          hub.publish(line);
+          stdout(json ? line : eventLine(event, style));
+        },
+      });
+      const running = agent;
+      // Stopped while starting: no API, no timers, straight to the stop.
+      if (signals.stopSignal === undefined) {
+        if (apiAddresses.length > 0) api = await serveAgentApi(ctx, running, hub, apiAddresses);
+        if (metricsPath !== undefined) timers.push(textfileTimer(ctx, running, metricsPath, metricsMs));
+        signals.serveReloads(() => void running.reload());
       }
-      if (metricsPath !== undefined) {
-        const write = () => {
-          try {
-            writeTextfile(
-              metricsPath,
-              exposition(families(collect(ctx.globals, { ruleName: (gen, id) => agent.ruleName(gen, id) }))),
-            );
-          } catch (error) {
-            ctx.log.warn(
-              `metrics textfile ${metricsPath}: ${error instanceof Error ? error.message : error}`,
-            );
-          }
-        };
-        write();
-        timers.push(setInterval(write, metricsMs));
-      }
-    } catch (error) {
-      await agent.stop("startup failure");
-      throw error;
-    }
-    let stop!: (signal: string) => void;
-    const stopped = new Promise<string>((resolve) => (stop = resolve));
-    const listeners: [Deno.Signal, () => void][] = [
-      ...STOP_SIGNALS.map((name): [Deno.Signal, () => void] => [name, () => stop(name)]),
-      ["SIGHUP", () => void agent.reload()],
-    ];
-    for (const [name, listener] of listeners) Deno.addSignalListener(name, listener);
-    let signal: string;
-    try {
-      signal = await stopped;
+      stopReason = await signals.stopped;
     } finally {
-      for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+      for (const timer of timers) clearInterval(timer);
+      hub.close();
+      try {
+        await api?.close();
+      } catch (error) {
+        ctx.log.warn(`api: ${messageOf(error)}`);
+      }
+      await agent?.stop(stopReason);
+      await Promise.all([stdout.flush(FLUSH_MS), log.flush(FLUSH_MS)]);
     }
-    for (const timer of timers) clearInterval(timer);
-    hub.close();
-    await api?.close();
-    await agent.stop(signal);
     return 0;
   },
 });
+
+/** How long a stopping agent waits for a slow stdout or stderr reader to take the last lines. */
+const FLUSH_MS = 2000;
+
+/**
+ * Events to stdout (coloured text, or JSON lines) through a bounded queue written asynchronously: a pipe
+ * nobody reads, or a stalled journald, never holds up the agent's loop. Lines the queue had no room for
+ * are counted and reported when the reader catches up; every event is in the event log regardless.
+ */
+function eventStdout(ctx: Context): ((line: string) => void) & { flush(ms: number): Promise<boolean> } {
+  const queue = new LineQueue(ctx.stdout.sink, {
+    onDropped: (count) =>
+      ctx.log.warn(`stdout: ${count} lines not written: its reader was too slow (the event log has them)`),
+    onClosed: (error) =>
+      // `run | head`: the reader left; the agent goes on, events still reach the event log.
+      ctx.log.warn(
+        error instanceof OutputClosedError
+          ? "stdout closed: events now go to the event log only"
+          : `stdout: ${messageOf(error)}: events now go to the event log only`,
+      ),
+  });
+  return Object.assign((line: string) => void queue.line(line), { flush: (ms: number) => queue.flush(ms) });
+}
+
+async function serveAgentApi(
+  ctx: Context,
+  agent: Agent,
+  hub: EventHub,
+  addresses: ApiAddress[],
+): Promise<ApiServer> {
+  const where = {
+    bpffs: ctx.globals.bpffs,
+    stateDir: ctx.globals.stateDir,
+    configDir: ctx.globals.configDir,
+  };
+  const deps = agentApiDeps(where, hub, {
+    add: (request) => Promise.resolve(agent.addIngressSession(request)),
+    remove: (id) => Promise.resolve(agent.removeIngressSession(id)),
+  }, (gen, ruleId) => agent.ruleName(gen, ruleId));
+  const api = await serveApi({
+    app: createApp(deps, { readOnly: false }),
+    readOnlyApp: createApp(deps, { readOnly: true }),
+    addresses,
+    allowUids: [...new Set([0, Deno.uid() ?? 0])],
+    onError: (error) => ctx.log.warn(`api: ${messageOf(error)}`),
+  });
+  const listening = addresses.map((a) =>
+    a.transport === "unix" ? `unix:${a.path}` : `tcp:${a.hostname}:${a.port}`
+  );
+  ctx.log.info(`api: serving ${listening.join(", ")}`);
+  return api;
+}
+
+/** Writes the metrics textfile now and every `intervalMs`; a failed write is a warning, not an end. */
+function textfileTimer(
+  ctx: Context,
+  agent: Agent,
+  path: string,
+  intervalMs: number,
+): ReturnType<typeof setInterval> {
+  const write = () => {
+    try {
+      writeTextfile(
+        path,
+        exposition(families(collect(ctx.globals, { ruleName: (gen, id) => agent.ruleName(gen, id) }))),
+      );
+    } catch (error) {
+      ctx.log.warn(`metrics textfile ${path}: ${messageOf(error)}`);
+    }
+  };
+  write();
+  return setInterval(write, intervalMs);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 /** The API's listeners: the default Unix socket unless --api says otherwise; `none` serves nothing. */
 function apiAddressesOf(values: readonly string[] | undefined): ApiAddress[] {

@@ -7,6 +7,7 @@
 import {
   BpfLink,
   COUNTER,
+  DECISION,
   decodeGenInfo,
   decodeRuleHitKey,
   decodeXdpStatKey,
@@ -214,13 +215,32 @@ export function pinnedXdpStats(bpffs: string): { ifindex: number; action: number
   });
 }
 
+type RuleHit = { ruleId: number; decision: number; count: bigint };
+
 /** Decisions per rule id of generation `gen`, summed over CPUs. */
-export function pinnedRuleHits(
+export function pinnedRuleHits(bpffs: string, gen: number): RuleHit[] {
+  using map = openPinnedMap(bpffs, "rule_hits");
+  return map ? ruleHitsOf(map, gen) : [];
+}
+
+/**
+ * Deny decisions of the rules of generation `gen` that `counts` takes, summed over CPUs; undefined when
+ * nothing is pinned. The hooks count a decision only for a task in the rule set's scope, so these are the
+ * denies of that rule set in its scope, and none of the other generation's.
+ */
+export function pinnedGenerationDenies(
   bpffs: string,
   gen: number,
-): { ruleId: number; decision: number; count: bigint }[] {
+  counts: (ruleId: number) => boolean,
+): bigint | undefined {
   using map = openPinnedMap(bpffs, "rule_hits");
-  if (!map) return [];
+  if (!map) return undefined;
+  return ruleHitsOf(map, gen)
+    .filter((hit) => hit.decision === DECISION.DENY && counts(hit.ruleId))
+    .reduce((sum, hit) => sum + hit.count, 0n);
+}
+
+function ruleHitsOf(map: FdMap, gen: number): RuleHit[] {
   return map.keys().flatMap((key) => {
     const hit = decodeRuleHitKey(key);
     const value = hit.gen === gen ? map.lookup(key) : undefined;

@@ -90,7 +90,7 @@ function indexFile(stateDir: string): string {
   return join(historyDir(stateDir), "index.json");
 }
 
-function contentDir(stateDir: string): string {
+export function contentDir(stateDir: string): string {
   return join(historyDir(stateDir), "content");
 }
 

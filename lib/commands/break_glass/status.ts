@@ -1,4 +1,4 @@
-import { breakGlassStatus } from "../../agent/break_glass.ts";
+import { breakGlassStatus, markerPath } from "../../agent/break_glass.ts";
 import { defineCommand } from "../../cli/command.ts";
 
 export const breakGlassStatusCommand = defineCommand({
@@ -35,6 +35,11 @@ export const breakGlassStatusCommand = defineCommand({
         `marker: ${status.marker.reason ?? "(made by hand)"}${
           status.marker.since ? `, since ${status.marker.since}` : ""
         }`,
+      );
+    }
+    if (status.marker?.problem) {
+      ctx.log.warn(
+        `marker ${markerPath(ctx.globals.configDir)}: ${status.marker.problem}: it still means on`,
       );
     }
     if (status.expiredMarker) ctx.stdout.line(`marker expired at ${status.expiredMarker.until}`);

@@ -1,8 +1,8 @@
-import { type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
+import { canaryCounts, type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError } from "../../errors.ts";
-import { pinnedCounters, totalDenies } from "../../kernel/inspect.ts";
+import { pinnedGenerationDenies } from "../../kernel/inspect.ts";
 import {
   alreadyInForce,
   applyInputOf,
@@ -56,7 +56,8 @@ export const policyApply = defineCommand({
     canary: {
       type: "string",
       valueName: "DUR",
-      description: "watch the deny rate for DUR after applying; roll back by itself when it is exceeded",
+      description: "watch the new policy's deny rate for DUR after applying (its own rules, in its scope, " +
+        "ingress drops left out); roll back by itself when it is exceeded",
     },
     "max-deny-rate": {
       type: "string",
@@ -139,8 +140,9 @@ export const policyApply = defineCommand({
           "(an audit policy is the safe start)",
       );
     }
-    // The canary counts every deny from the flip on: the counter before it is the baseline.
-    const baseline = canary && { denies: totalDenies(pinnedCounters(bpffs)), at: performance.now() };
+    // The canary counts the new generation's own denies; its counters are cleared when it is staged, so
+    // each one comes after this moment.
+    const baseline = canary && { denies: 0n, at: performance.now() };
     const { entry, generation, connections } = await applyPolicy({
       bpffs,
       stateDir,
@@ -163,7 +165,15 @@ export const policyApply = defineCommand({
       ctx.stdout.line(summaryLine("applied (canary)", done));
       for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
     }
-    return await runCanary(ctx, { ...canary, entry, fallback, json: flags.json === true, done, baseline });
+    return await runCanary(ctx, {
+      ...canary,
+      entry,
+      fallback,
+      json: flags.json === true,
+      done,
+      baseline,
+      readDenies: () => pinnedGenerationDenies(bpffs, generation, canaryCounts(plan.rules)),
+    });
   },
 });
 
@@ -198,9 +208,10 @@ async function runCanary(
     json: boolean;
     done: Summary;
     baseline: { denies: bigint; at: number };
+    readDenies: () => bigint | undefined;
   },
 ): Promise<number> {
-  const { stateDir, bpffs } = ctx.globals;
+  const { stateDir } = ctx.globals;
   const controller = new AbortController();
   const stop = () => controller.abort();
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
@@ -214,10 +225,7 @@ async function runCanary(
     verdict = await watchCanary({
       durationMs: canary.durationMs,
       maxDenyRate: canary.maxDenyRate,
-      readDenies: () => {
-        const counters = pinnedCounters(bpffs);
-        return counters && totalDenies(counters);
-      },
+      readDenies: canary.readDenies,
       baseline: canary.baseline,
       signal: controller.signal,
       onSample: ({ elapsedMs, rate, denies }) =>

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { LineQueue } from "./line_queue.ts";
+
+/** A sink that holds every write until released, recording what it was given. */
+function stalledSink() {
+  const written: string[] = [];
+  let release!: () => void;
+  let gate = new Promise<void>((resolve) => (release = resolve));
+  const decoder = new TextDecoder();
+  return {
+    written,
+    release: () => release(),
+    stall: () => (gate = new Promise<void>((resolve) => (release = resolve))),
+    async write(data: Uint8Array): Promise<number> {
+      await gate;
+      written.push(decoder.decode(data));
+      return data.length;
+    },
+  };
+}
+
+Deno.test("LineQueue.line() returns at once while the reader stalls, and drops beyond its bound", async () => {
+  const sink = stalledSink();
+  const dropped: number[] = [];
+  const queue = new LineQueue(sink, {
+    maxBytes: 40,
+    onDropped: (count) => dropped.push(count),
+    onClosed: (error) => assert.fail(`closed: ${error}`),
+  });
+  const accepted = Array.from({ length: 10 }, (_, i) => queue.line(`line ${i}`));
+  // "line N\n" is 7 bytes: the first is in flight (taken off the queue), then 5 more fit in 40 bytes.
+  assert.deepEqual(accepted, [true, true, true, true, true, true, false, false, false, false]);
+  assert.equal(queue.dropped, 4);
+  assert.equal(sink.written.length, 0, "nothing written while the reader stalls");
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(
+    sink.written.join("").split("\n").slice(0, -1),
+    accepted.flatMap((ok, i) => ok ? [`line ${i}`] : []),
+  );
+  assert.deepEqual(dropped, [4], "the loss is reported once, when caught up");
+});
+
+Deno.test("LineQueue.flush() gives up after its timeout when the reader never reads", async () => {
+  const sink = stalledSink();
+  const queue = new LineQueue(sink, { onDropped: () => {}, onClosed: () => {} });
+  queue.line("stuck");
+  const started = performance.now();
+  assert.equal(await queue.flush(50), false);
+  assert.ok(performance.now() - started < 1000);
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(sink.written, ["stuck\n"]);
+});
+
+Deno.test("LineQueue ends when the reader leaves: one onClosed, later lines discarded", async () => {
+  const closed: unknown[] = [];
+  const queue = new LineQueue({
+    write: () => Promise.reject(new Deno.errors.BrokenPipe("Broken pipe (os error 32)")),
+  }, {
+    onDropped: () => assert.fail("nothing was dropped for lack of room"),
+    onClosed: (e) => closed.push(e),
+  });
+  assert.equal(queue.line("first"), true);
+  assert.equal(await queue.flush(1000), true);
+  assert.equal(queue.closed, true);
+  assert.equal(queue.line("second"), false);
+  assert.equal(closed.length, 1);
+  assert.ok(closed[0] instanceof Deno.errors.BrokenPipe);
+});
+
+Deno.test("LineQueue writes a partial write's rest before the next lines", async () => {
+  const written: number[] = [];
+  const bytes: number[] = [];
+  const queue = new LineQueue({
+    write: (data) => {
+      const n = Math.min(3, data.length);
+      written.push(n);
+      bytes.push(...data.subarray(0, n));
+      return Promise.resolve(n);
+    },
+  }, { onDropped: () => {}, onClosed: () => {} });
+  queue.line("abcdefg");
+  queue.line("hi");
+  assert.equal(await queue.flush(1000), true);
+  assert.equal(new TextDecoder().decode(new Uint8Array(bytes)), "abcdefg\nhi\n");
+  assert.ok(written.every((n) => n <= 3));
+});
