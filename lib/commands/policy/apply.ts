@@ -11,6 +11,7 @@ import {
   settleInterruptedApply,
 } from "../../agent/apply.ts";
 import { refuseReplay } from "../../agent/apply_text.ts";
+import { preflightApply } from "../../agent/apply_preflight.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
 import { appliedPolicy } from "../../policy/apply_state.ts";
@@ -43,7 +44,8 @@ export const policyApply = defineCommand({
   options: {
     "dry-run": {
       type: "boolean",
-      description: "check everything and print what would change; touch nothing",
+      description: "run every check the apply runs (same exit code) and print what would change; " +
+        "record, load and attach nothing",
     },
     sha256: { type: "string", valueName: "HEX", description: "the SHA-256 the bytes read must have" },
     "require-signature": { type: "boolean", description: "refuse a policy that is not a signed bundle" },
@@ -99,6 +101,7 @@ export const policyApply = defineCommand({
         return 0;
       }
       refuseReplay(input, stateDir);
+      preflightApply(plan, { allowPartial: flags["allow-partial"] === true, warn: (m) => ctx.log.warn(m) });
       const applied = appliedPolicy(stateDir);
       const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
       const lines = diffLines(diffPolicies(before, input.parsed.policy));
