@@ -4,8 +4,8 @@
  * file rule on a temporary file), then break-glass, an unpinned link, a file replaced by rename and a dead
  * agent each make the answer change. Every test has its own bpffs and directories and detaches in `finally`.
  */
-import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
 import assert from "node:assert/strict";
+import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
 import { checkHealth } from "../../lib/agent/health.ts";
 import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
