@@ -1,4 +1,4 @@
-import { type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
+import { canaryProgress, type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError } from "../../errors.ts";
@@ -209,10 +209,11 @@ async function runCanary(
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, stop);
   let verdict: CanaryVerdict;
+  const limitText = `${canary.rateText}${/\//.test(canary.rateText) ? "" : "/s"}`;
   try {
     ctx.log.info(
-      `canary: watching the deny rate for ${canary.durationText} (rolls back above ${canary.rateText}` +
-        `${/\//.test(canary.rateText) ? "" : "/s"}; Ctrl-C rolls back now)`,
+      `canary: watching the deny rate for ${canary.durationText} (rolls back above ${limitText}; Ctrl-C ` +
+        `rolls back now)`,
     );
     verdict = await watchCanary({
       durationMs: canary.durationMs,
@@ -223,8 +224,11 @@ async function runCanary(
       },
       baseline: canary.baseline,
       signal: controller.signal,
-      onSample: ({ elapsedMs, rate, denies }) =>
-        ctx.log.debug(`canary: ${Math.round(elapsedMs / 1000)}s, ${denies} denies, ${rate.toFixed(2)}/s`),
+      onSample: canaryProgress({
+        durationText: canary.durationText,
+        limitText,
+        write: (l) => ctx.log.info(l),
+      }),
     });
   } finally {
     for (const signal of signals) Deno.removeSignalListener(signal, stop);
