@@ -215,7 +215,11 @@ function forcedAuditWarning(stateDir: string): string {
  * An enforce policy using an area this kernel can only audit (or not serve at all) is refused, naming the
  * area and why, unless the operator allows running those areas audit-only.
  */
-function checkEnforceable(plane: DataPlane, plan: RuleSetPlan, request: ApplyRequest): void {
+export function checkEnforceable(
+  plane: Pick<DataPlane, "status">,
+  plan: RuleSetPlan,
+  request: Pick<ApplyRequest, "allowPartial" | "warn">,
+): void {
   if (plan.mode !== "enforce") return;
   const partial = planAreas(plan).flatMap((area) => {
     const { mode, reason } = plane.status[area];
@@ -293,7 +297,7 @@ function sweepAfterApply(
   }
 }
 
-function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {
+export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {
   try {
     return resolvePlan(plan, { warn });
   } catch (error) {

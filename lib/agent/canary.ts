@@ -123,3 +123,27 @@ function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", done, { once: true });
   });
 }
+
+/** How often `policy apply --canary` says how the canary is going. */
+export const CANARY_PROGRESS_MS = 10_000;
+
+/**
+ * An `onSample` that writes one progress line per `everyMs` of the watch (the first sample past each
+ * boundary): `canary: 20s of 10m: 3 denies, 0.15/s over the last 10s (rolls back above 5/s)`.
+ */
+export function canaryProgress(
+  options: { durationText: string; limitText: string; write: (line: string) => void; everyMs?: number },
+): NonNullable<CanaryWatch["onSample"]> {
+  const everyMs = options.everyMs ?? CANARY_PROGRESS_MS;
+  let next = everyMs;
+  return ({ elapsedMs, rate, denies }) => {
+    if (elapsedMs < next) return;
+    next = (Math.floor(elapsedMs / everyMs) + 1) * everyMs;
+    const window = Math.round(Math.min(elapsedMs, CANARY_WINDOW_MS) / 1000);
+    options.write(
+      `canary: ${Math.round(elapsedMs / 1000)}s of ${options.durationText}: ${denies} ` +
+        `${denies === 1n ? "deny" : "denies"}, ${rate.toFixed(2)}/s over the last ${window}s ` +
+        `(rolls back above ${options.limitText})`,
+    );
+  };
+}

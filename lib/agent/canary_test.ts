@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { InputError } from "../errors.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { parsePolicy } from "../policy/parse.ts";
-import { canaryCounts, parseDenyRate, watchCanary } from "./canary.ts";
+import { canaryCounts, canaryProgress, parseDenyRate, watchCanary } from "./canary.ts";
 
 /** A fake clock: sleep advances it, the counter follows a script of denies per second. */
 function fakeKernel(deniesPerSecond: (second: number) => number) {
@@ -139,3 +139,20 @@ spec:
       interfaces: [lo]
       deny: [{ id: scanners, cidr: 203.0.113.0/24 }]
 `;
+Deno.test("canaryProgress() writes one line per 10 s of the watch, with the denies and the windowed rate", async () => {
+  const kernel = fakeKernel((second) => (second < 12 ? 1 : 0));
+  const lines: string[] = [];
+  const verdict = await watchCanary({
+    durationMs: 25_000,
+    maxDenyRate: 5,
+    readDenies: kernel.readDenies,
+    now: kernel.now,
+    sleep: kernel.sleep,
+    onSample: canaryProgress({ durationText: "25s", limitText: "5/s", write: (line) => lines.push(line) }),
+  });
+  assert.equal(verdict.verdict, "kept");
+  assert.deepEqual(lines, [
+    "canary: 10s of 25s: 10 denies, 1.00/s over the last 10s (rolls back above 5/s)",
+    "canary: 20s of 25s: 12 denies, 0.20/s over the last 10s (rolls back above 5/s)",
+  ]);
+});

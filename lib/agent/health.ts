@@ -24,6 +24,7 @@ import { sweepConnections } from "../kernel/connections.ts";
 import { type AgentStatus, partialAreas, readAgentState } from "./agent_state.ts";
 import { readMarker } from "./break_glass.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
+import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "./heartbeat.ts";
 
 export type Paths = { bpffs: string; stateDir: string; configDir: string };
 
@@ -43,6 +44,10 @@ export type HealthReport = {
     policy: "enforce" | "audit" | null;
     /** Why effective is audit where the policy says enforce. */
     reasons: string[];
+    /** What the policy in force and the agent's flags ask for; null when nothing is pinned. */
+    requested: "enforce" | "audit" | null;
+    /** The hooks audit where enforce was asked for, and no break-glass explains it: unhealthy. */
+    belowRequested: boolean;
   };
   breakGlass: { on: boolean; until: string | null; reason: string | null; marker: boolean };
   deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
@@ -64,12 +69,23 @@ export type AgentSummary = {
   startedAt?: string;
   mode?: string;
   why?: string;
+  /** The running agent's last heartbeat (or its start, before the first), and how long ago. */
+  heartbeatAt?: string;
+  heartbeatAgeMs?: number;
+  /** No heartbeat for HEARTBEAT_STALE_MS: stopped (SIGSTOP) or wedged. */
+  stalled?: boolean;
 };
+
+/**
+ * `--require-enforce`: false, true (every area the policy uses, and the whole plane), or the areas that
+ * must enforce.
+ */
+export type RequireEnforce = boolean | readonly Area[];
 
 export function checkHealth(
   paths: Paths,
   options: {
-    requireEnforce: boolean;
+    requireEnforce: RequireEnforce;
     /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
     connections?: boolean;
     /** false skips the stale-rule check (a stat of every denied inode, a walk of every recursive rule's
@@ -102,6 +118,10 @@ export function checkHealth(
   let breakGlass: HealthReport["breakGlass"] = { on: false, until: null, reason: null, marker: false };
   let deadman: HealthReport["deadman"] = { armed: false, expired: false, remainingMs: null };
   const marker = readMarker(paths.configDir);
+  const usedAreas = new Set<Area>(applied?.areas ?? []);
+  for (const [area, mode] of Object.entries(agentRecord?.areas ?? {})) {
+    if (mode !== "unused") usedAreas.add(area as Area);
+  }
   if (!present) {
     problems.push(
       `nothing of aegisbpf is pinned under ${pinDir}: start the agent (aegisbpf run) or apply a policy`,
@@ -118,12 +138,8 @@ export function checkHealth(
     for (const link of links.filter((link) => !link.attached)) {
       problems.push(`link ${link.name} is pinned but not attached${link.error ? ` (${link.error})` : ""}`);
     }
-    const areas = new Set<Area>(applied?.areas ?? []);
-    for (const [area, mode] of Object.entries(agentRecord?.areas ?? {})) {
-      if (mode !== "unused") areas.add(area as Area);
-    }
     const interfaces = [...new Set([...(applied?.interfaces ?? []), ...(agentRecord?.ingress ?? [])])];
-    missing = missingLinks([...areas], interfaces, links);
+    missing = missingLinks([...usedAreas], interfaces, links);
     if (missing.length > 0) {
       problems.push(
         `programs not attached: ${missing.join(", ")}: re-apply the policy (aegisbpf policy rollback --to ` +
@@ -148,7 +164,13 @@ export function checkHealth(
         const remainingNs = words.deadmanDeadlineNs - words.nowBootNs;
         const expired = remainingNs <= 0n;
         deadman = { armed: true, expired, remainingMs: expired ? 0 : Number(remainingNs / 1_000_000n) };
-        if (expired) reasons.push("the deadman expired: the agent stopped refreshing it");
+        if (expired) {
+          reasons.push("the deadman expired: the agent stopped refreshing it");
+          problems.push(
+            "the deadman expired: the hooks only audit because the agent stopped refreshing it; find out " +
+              "why the agent is stalled (see agent below), or restart it (aegisbpf run)",
+          );
+        }
       }
       if (policyMode === "audit") reasons.push("the policy's mode is audit");
     }
@@ -158,6 +180,28 @@ export function checkHealth(
     : reasons.length === 0 && policyMode === "enforce"
     ? "enforce"
     : "audit";
+  // What was asked for: the agent's requested mode (its --audit or --enforce over the policy's), else the
+  // live generation's. Break-glass is a deliberate audit, not a shortfall.
+  const requested = !present
+    ? null
+    : agentRecord?.requestedMode === "enforce"
+    ? "enforce"
+    : agentRecord?.requestedMode === "audit"
+    ? "audit"
+    : policyMode;
+  const belowRequested = requested === "enforce" && effective === "audit" && !breakGlass.on;
+  if (belowRequested) {
+    const why = reasons.filter((reason) => !reason.startsWith("the deadman"));
+    if (why.length > 0 || !deadman.expired) {
+      problems.push(
+        `the hooks only audit although ${
+          agentRecord?.requestedMode === "enforce" ? "the agent asks" : "the policy asks"
+        } for enforce and break-glass is off: ${
+          why.join("; ") || "the deadman expired"
+        }; re-apply the policy or restart the agent (aegisbpf run)`,
+      );
+    }
+  }
 
   const policy = applied
     ? {
@@ -173,6 +217,19 @@ export function checkHealth(
   }
 
   const agent = summarizeAgent(agentState);
+  if (agentState.state === "running") {
+    const { lastMs, ageMs } = heartbeatAge(readHeartbeat(paths.stateDir), agentState.record.startedAt);
+    agent.heartbeatAt = new Date(lastMs).toISOString();
+    agent.heartbeatAgeMs = ageMs;
+    agent.stalled = ageMs > HEARTBEAT_STALE_MS;
+    if (agent.stalled) {
+      problems.push(
+        `the agent (pid ${agentState.record.pid}) has made no progress for ${Math.round(ageMs / 1000)} s ` +
+          `(last heartbeat ${agent.heartbeatAt}): it is stopped (SIGSTOP) or wedged; look at it ` +
+          `(cat /proc/${agentState.record.pid}/status), or restart it`,
+      );
+    }
+  }
   if (agentState.state === "died") {
     problems.push(`the agent died (${agentState.why}): enforcement stays pinned; restart it (aegisbpf run)`);
   } else if (agentState.state === "unreadable") {
@@ -248,11 +305,23 @@ export function checkHealth(
   if (lost > 0) warnings.push(`${lost} events were lost (ring buffer full): the agent read too slowly`);
   for (const reason of reasons) warnings.push(`mode is audit: ${reason}`);
 
-  if (options.requireEnforce) {
+  if (options.requireEnforce === true) {
     if (effective !== "enforce") {
       problems.push(`not enforcing (--require-enforce): ${reasons.join("; ") || "nothing is pinned"}`);
     }
     for (const { area } of partial) problems.push(`${area} only audits (--require-enforce)`);
+  } else if (options.requireEnforce) {
+    const flag = `--require-enforce ${options.requireEnforce.join(",")}`;
+    for (const area of options.requireEnforce) {
+      const why = !usedAreas.has(area)
+        ? "the policy in force does not use it"
+        : effective !== "enforce"
+        ? reasons.join("; ") || "nothing is pinned"
+        : partial.find((entry) => entry.area === area)?.reason ?? "";
+      const audits = !usedAreas.has(area) || effective !== "enforce" ||
+        partial.some((entry) => entry.area === area);
+      if (audits) problems.push(`${area} is not enforcing (${flag})${why ? `: ${why}` : ""}`);
+    }
   }
   return {
     healthy: problems.length === 0,
@@ -262,7 +331,7 @@ export function checkHealth(
     links,
     missingLinks: missing,
     policy,
-    mode: { effective, policy: policyMode, reasons },
+    mode: { effective, policy: policyMode, reasons, requested, belowRequested },
     breakGlass,
     deadman,
     agent,

@@ -104,7 +104,22 @@ function keysCheck(path: string): Check {
   return check;
 }
 
-export type CheckPaths = { bpffs: string; stateDir: string; configDir: string; textfileDir: string };
+/**
+ * Where node_exporter's textfile collector reads, when the operator names none: Debian's and Ubuntu's
+ * prometheus-node-exporter package first (its --collector.textfile.directory), then upstream's convention.
+ */
+export const TEXTFILE_DIRS = [
+  "/var/lib/prometheus/node-exporter",
+  "/var/lib/node_exporter/textfile_collector",
+];
+
+/** `textfileDir`: the directory `--textfile-dir` names; undefined looks for the known ones. */
+export type CheckPaths = {
+  bpffs: string;
+  stateDir: string;
+  configDir: string;
+  textfileDir?: string | undefined;
+};
 
 /** Every host check, in the order doctor prints them. */
 export function hostChecks(paths: CheckPaths, facts: { activeLsms: readonly string[] | undefined }): Check[] {
@@ -197,7 +212,7 @@ export function hostChecks(paths: CheckPaths, facts: { activeLsms: readonly stri
   checks.push(directoryCheck("state directory", paths.stateDir, "absent: made (0700) by the first apply"));
   checks.push(directoryCheck("config directory", paths.configDir, "absent: made (0700) when first needed"));
   checks.push(keysCheck(`${paths.configDir}/keys`));
-  checks.push(textfileCheck(paths.textfileDir));
+  checks.push(textfileCheck(paths.textfileDir ?? findTextfileDir(TEXTFILE_DIRS)));
   return checks;
 }
 
@@ -220,8 +235,29 @@ function lockdownCheck(): Check {
   return { name: "lockdown", status: "ok", detail: mode };
 }
 
-function textfileCheck(path: string): Check {
+/** The first of `candidates` that exists, or all of them when none does. */
+export function findTextfileDir(candidates: readonly string[]): string | readonly string[] {
+  return candidates.find((dir) => {
+    try {
+      return Deno.statSync(dir).isDirectory;
+    } catch {
+      return false;
+    }
+  }) ?? candidates;
+}
+
+function textfileCheck(found: string | readonly string[]): Check {
   const name = "textfile directory";
+  if (typeof found !== "string") {
+    return {
+      name,
+      status: "warn",
+      detail: `none of ${found.join(", ")} exists: metrics --out has nowhere to write for node_exporter`,
+      remediation: "install prometheus-node-exporter (Debian: /var/lib/prometheus/node-exporter), or give " +
+        "node_exporter's --collector.textfile.directory with --textfile-dir DIR",
+    };
+  }
+  const path = found;
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(path);

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { effectiveCapabilities, lockdownMode, mountTypeOf } from "./host_checks.ts";
+import {
+  effectiveCapabilities,
+  findTextfileDir,
+  lockdownMode,
+  mountTypeOf,
+  TEXTFILE_DIRS,
+} from "./host_checks.ts";
 
 Deno.test("effectiveCapabilities() decodes CapEff by bit, naming bits the table lacks", () => {
   const status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000000c000201000\nCapBnd:\t0\n";
@@ -22,4 +28,22 @@ Deno.test("mountTypeOf() takes the longest mount point holding the path, not a p
   assert.equal(mountTypeOf(mounts, "/tmp/b"), "bpf");
   assert.equal(mountTypeOf(mounts, "/tmp/bb"), "tmpfs");
   assert.equal(mountTypeOf(mounts, "/sys/fs/bpfx"), "ext4");
+});
+
+Deno.test("findTextfileDir() knows Debian's node-exporter directory first, then upstream's, else names both", () => {
+  assert.deepEqual(TEXTFILE_DIRS, [
+    "/var/lib/prometheus/node-exporter",
+    "/var/lib/node_exporter/textfile_collector",
+  ]);
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-textfile-" });
+  try {
+    const [debian, upstream] = [`${dir}/prometheus/node-exporter`, `${dir}/node_exporter/textfile_collector`];
+    assert.deepEqual(findTextfileDir([debian, upstream]), [debian, upstream]);
+    Deno.mkdirSync(upstream, { recursive: true });
+    assert.equal(findTextfileDir([debian, upstream]), upstream);
+    Deno.mkdirSync(debian, { recursive: true });
+    assert.equal(findTextfileDir([debian, upstream]), debian);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

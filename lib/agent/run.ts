@@ -42,6 +42,7 @@ import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
+import { HEARTBEAT_MS, writeHeartbeat } from "./heartbeat.ts";
 import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
 import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
 import { choiceText } from "./policy_source.ts";
@@ -246,6 +247,7 @@ export class Agent {
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
     this.#every(FAST_TICK_MS, () => this.#fastTick());
     this.#every(SLOW_TICK_MS, () => this.#slowTick());
+    this.#every(HEARTBEAT_MS, () => writeHeartbeat(this.#options.stateDir));
   }
 
   /**

@@ -19,6 +19,12 @@ export type OptionSpec = {
   description: string;
   /** Shown after the flag in help: `--key KEY`. */
   valueName?: string;
+  /**
+   * A string flag whose value may be left out (`--require-enforce` or `--require-enforce egress,bind`):
+   * it takes the next word when that is not a flag, and is "" when given alone. Only for commands without
+   * positional arguments, where the next word cannot be meant otherwise.
+   */
+  optionalValue?: true;
   /** The only values accepted; anything else is a usage error. */
   choices?: readonly string[];
   required?: boolean;

@@ -107,7 +107,8 @@ export function argDescription(arg: ArgSpec): string {
 }
 
 export function flagLabel(name: string, spec: OptionSpec): string {
-  const value = spec.type === "string" ? ` ${spec.valueName ?? spec.choices?.join("|") ?? "VALUE"}` : "";
+  const shown = spec.valueName ?? spec.choices?.join("|") ?? "VALUE";
+  const value = spec.type !== "string" ? "" : spec.optionalValue ? ` [${shown}]` : ` ${shown}`;
   return `--${name}${value}`;
 }
 

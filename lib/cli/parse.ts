@@ -91,7 +91,11 @@ class Where {
 
 function tokenize(args: readonly string[], specs: OptionSpecs) {
   const options = Object.fromEntries(
-    Object.entries(specs).map(([name, { type, short }]) => [name, short ? { type, short } : { type }]),
+    Object.entries(specs).map(([name, { type: declared, short, optionalValue }]) => {
+      // Tokenized as a switch, so that a flag after it is never taken for its value.
+      const type = optionalValue ? "boolean" : declared;
+      return [name, short ? { type, short } : { type }];
+    }),
   );
   return parseArgs({ args: [...args], options, strict: false, allowPositionals: true, tokens: true }).tokens;
 }
@@ -124,12 +128,19 @@ function findTarget(argv: readonly string[], registry: Registry) {
 function readFlags(tokens: Token[], specs: OptionSpecs, where: Where) {
   const flags: Record<string, FlagValue> = {};
   const positionals: string[] = [];
-  for (const token of tokens) {
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
     if (token.kind === "positional") positionals.push(token.value);
     if (token.kind !== "option") continue;
     const spec = specs[token.name];
     if (spec === undefined) throw where.error(`unknown flag ${token.rawName}`);
-    const value = flagValue(token, spec, where);
+    const next = tokens[i + 1];
+    const taken = spec.optionalValue && token.value === undefined && next?.kind === "positional"
+      ? (i++, next.value)
+      : undefined;
+    const value = spec.optionalValue
+      ? optionalFlagValue(token, taken ?? token.value ?? "", spec)
+      : flagValue(token, spec, where);
     const previous = flags[token.name];
     if (spec.multiple) flags[token.name] = [...(previous as unknown[] ?? []), value] as FlagValue;
     else if (previous !== undefined) throw where.error(`flag --${token.name} given twice`);
@@ -150,6 +161,15 @@ function flagValue(
   if (token.value === undefined) throw where.error(`flag ${token.rawName} needs a value`);
   checkChoice(token.value, `--${token.name}`, spec.choices);
   return token.value;
+}
+
+function optionalFlagValue(
+  token: Token & { kind: "option" },
+  value: string,
+  spec: OptionSpecs[string],
+): string {
+  if (value !== "") checkChoice(value, `--${token.name}`, spec.choices);
+  return value;
 }
 
 function checkChoice(value: string, what: string, choices: readonly string[] | undefined): void {

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { defineCommand } from "./command.ts";
+import { parseInvocation } from "./parse.ts";
 import { runTest } from "./testing.ts";
 
 function parsed(stdout: string) {
@@ -106,3 +108,22 @@ for (const [argv, message] of usageErrors) {
     assert.equal(stderr, `aegisbpf: error: ${message}\n`);
   });
 }
+
+Deno.test("parseInvocation() reads a flag whose value may be left out, never taking a flag for it", () => {
+  const probe = defineCommand({
+    name: "probe",
+    summary: "a command with an optional-value flag",
+    options: {
+      areas: { type: "string", optionalValue: true, valueName: "AREAS", description: "which areas" },
+      json: { type: "boolean", description: "json" },
+    },
+    args: [],
+    run: () => Promise.resolve(0),
+  });
+  const flags = (...argv: string[]) => parseInvocation(["probe", ...argv], [probe]).flags;
+  assert.deepEqual(flags("--areas"), { areas: "" });
+  assert.deepEqual(flags("--areas", "egress,bind"), { areas: "egress,bind" });
+  assert.deepEqual(flags("--areas=egress"), { areas: "egress" });
+  assert.deepEqual(flags("--areas", "--json"), { areas: "", json: true });
+  assert.deepEqual(flags("--json"), { json: true });
+});

@@ -68,9 +68,14 @@ export const detach = defineCommand({
       return 0;
     }
     const count = (kind: string) => removed.filter((entry) => entry.startsWith(`${kind}/`)).length;
+    // Only what this pin directory held is known gone: another bpffs may hold pins of its own, and an agent
+    // detached under keeps the programs it holds open.
+    const running = agent.state === "running"
+      ? `; the running agent (pid ${agent.record.pid}) keeps its own programs attached until it exits`
+      : "";
     ctx.stdout.line(
       `detached: removed ${count("links")} links, ${count("progs")} programs and ${count("maps")} maps ` +
-        `under ${pinDir}; nothing of aegisbpf runs in the kernel now; history kept in ${stateDir}`,
+        `under ${pinDir}; nothing is pinned there now${running}; history kept in ${stateDir}`,
     );
     return 0;
   },

@@ -1,11 +1,9 @@
 import { runDoctor } from "../agent/doctor.ts";
-import type { CheckStatus } from "../agent/host_checks.ts";
+import { type CheckStatus, TEXTFILE_DIRS } from "../agent/host_checks.ts";
 import { defineCommand } from "../cli/command.ts";
 import type { Palette } from "../cli/output.ts";
 import { palette, table } from "../cli/output.ts";
 import type { Verdict } from "../kernel/probe.ts";
-
-export const DEFAULT_TEXTFILE_DIR = "/var/lib/node_exporter/textfile_collector";
 
 export const doctor = defineCommand({
   name: "doctor",
@@ -22,8 +20,9 @@ export const doctor = defineCommand({
       type: "string",
       valueName: "DIR",
       complete: "directory",
-      default: DEFAULT_TEXTFILE_DIR,
-      description: `node_exporter's textfile directory to check (default ${DEFAULT_TEXTFILE_DIR})`,
+      description: `node_exporter's textfile directory to check (default: the first of ${
+        TEXTFILE_DIRS.join(", ")
+      } that exists)`,
     },
   },
   args: [],

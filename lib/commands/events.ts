@@ -1,5 +1,5 @@
-import { readAgentState } from "../agent/agent_state.ts";
-import { eventLogPath, followLines, type LogLine, readRecent } from "../agent/event_log.ts";
+import { agentEventLog } from "../agent/event_lookup.ts";
+import { followLines, type LogLine, readRecent } from "../agent/event_log.ts";
 import { eventLine } from "../agent/event_text.ts";
 import { defineCommand } from "../cli/command.ts";
 import { palette } from "../cli/output.ts";
@@ -36,11 +36,7 @@ export const events = defineCommand({
       throw new InputError(`--lines "${flags.lines}" is not a whole number of events; e.g. --lines 100`);
     }
     const count = Number(flags.lines);
-    const agent = readAgentState(ctx.globals.stateDir);
-    const fromAgent = agent.state === "running" || agent.state === "died"
-      ? agent.record.eventsLog
-      : undefined;
-    const path = fromAgent ?? eventLogPath(ctx.globals.stateDir);
+    const path = agentEventLog(ctx.globals.stateDir);
     const style = palette(ctx.color);
     let malformed = 0;
     const print = (line: LogLine) => {

@@ -1,5 +1,6 @@
 import { defineCommand } from "../cli/command.ts";
 import { InputError } from "../errors.ts";
+import { agentEventLog, findLoggedEvent } from "../agent/event_lookup.ts";
 import { checkInput, readRawInput } from "../policy/apply_source.ts";
 import { parseEventLine } from "../policy/apply_explain.ts";
 import { appliedPolicy } from "../policy/apply_state.ts";
@@ -11,30 +12,40 @@ import { parsePolicy } from "../policy/parse.ts";
 export const explain = defineCommand({
   name: "explain",
   summary: "which rule decides an event, under the applied policy or FILE",
-  description: "Takes an event line as events and run print it (docs/events.md: type, process, file, net) " +
-    "and prints the decision and the rule that takes it, computed as the kernel does, under the policy in " +
-    "force (from history) or under --policy FILE. EVENT_JSON is the line itself, or - to read lines from " +
-    "stdin (one answer per line). When the event names a rule, says whether the policy agrees. File and exec " +
-    "rules are matched by path here, not by inode.",
+  description: "Takes an event and prints the decision and the rule that takes it, computed as the kernel " +
+    "does, under the policy in force (from history) or under --policy FILE. EVENT is a JSON line " +
+    "(docs/events.md, as events --json and run --log-format json print it), a text line as events prints " +
+    "it, or only the time that line starts with: a text line or a time is looked up in the agent's event log " +
+    "(events.jsonl and events.jsonl.1), where its JSON line holds every field. - reads lines of either kind " +
+    "from stdin (one answer per line). When the event names a rule, says whether the policy agrees. File " +
+    "and exec rules are matched by path here, not by inode.",
   options: {
     policy: { type: "string", valueName: "FILE", complete: "file", description: "decide under FILE instead" },
     json: { type: "boolean", description: "one JSON object per event: decision, rule, line" },
   },
-  args: [{ name: "EVENT_JSON", description: "an event line, or - for stdin", complete: "none" }],
+  args: [{
+    name: "EVENT",
+    description: "an event's JSON line, its text line or time as events prints it, or - for stdin",
+    complete: "none",
+  }],
   examples: [
     `aegisbpf explain '{"type":"net.connect","net":{"protocol":"tcp","daddr":"169.254.169.254","dport":80}}'`,
+    "aegisbpf explain 2026-11-23T10:00:00.123Z",
     "aegisbpf explain - --policy candidate.yaml",
   ],
   async run(ctx, { flags, args }) {
     const { policy, label } = await choosePolicy(ctx.globals, flags.policy);
     const plan = compilePolicy(policy);
-    const text = args.EVENT_JSON === "-" ? await new Response(Deno.stdin.readable).text() : args.EVENT_JSON;
+    const text = args.EVENT === "-" ? await new Response(Deno.stdin.readable).text() : args.EVENT;
     const lines = text.split("\n").map((line) => line.trim()).filter((line) => line !== "");
     if (lines.length === 0) throw new InputError("No event line given: pass one, or - with lines on stdin");
     const ids = new Set(policyRules(policy).map((rule) => rule.id));
     lines.forEach((line, index) => {
-      const where = args.EVENT_JSON === "-" ? `stdin:${index + 1}` : "EVENT_JSON";
-      const { event, type, rule } = parseEventLine(line, where);
+      const given = args.EVENT === "-" ? `stdin:${index + 1}` : "EVENT";
+      const { raw, where } = line.startsWith("{")
+        ? { raw: line, where: given }
+        : findLoggedEvent(agentEventLog(ctx.globals.stateDir), line, given);
+      const { event, type, rule } = parseEventLine(raw, where);
       const decision = decide(plan, event);
       const agrees = rule === undefined ? undefined : rule === (decision.ruleName ?? "");
       if (flags.json) {
@@ -43,6 +54,7 @@ export const explain = defineCommand({
           type,
           ...decision,
           policy: label,
+          ...(where === given ? {} : { logged: where }),
           ...(agrees === undefined ? {} : { eventRule: rule, agrees }),
         }));
         return;
@@ -54,7 +66,8 @@ export const explain = defineCommand({
           ? `; the event says rule ${rule}`
           : `; the event's rule ${rule} is not in this policy`;
       }
-      ctx.stdout.line(`${type}: ${decision.decision} by ${by} under ${label}${note}`);
+      const logged = where === given ? "" : ` (logged at ${where})`;
+      ctx.stdout.line(`${type}${logged}: ${decision.decision} by ${by} under ${label}${note}`);
     });
     return 0;
   },

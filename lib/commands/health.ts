@@ -1,4 +1,7 @@
-import { checkHealth, type HealthReport } from "../agent/health.ts";
+import { checkHealth, type HealthReport, type RequireEnforce } from "../agent/health.ts";
+import { InputError } from "../errors.ts";
+import { AREAS } from "../kernel/probe.ts";
+import type { Area } from "../policy/plan.ts";
 import { defineCommand } from "../cli/command.ts";
 import { count } from "../cli/diagnostics.ts";
 import { type Palette, palette, table } from "../cli/output.ts";
@@ -9,18 +12,30 @@ export const health = defineCommand({
   description: "Reads the pins under <bpffs>/aegisbpf (nothing is loaded or attached, no lock taken), the " +
     "applied record, the break-glass marker and <state-dir>/agent.json, in well under a second: for " +
     "systemd ExecStartPost and Kubernetes probes. Unhealthy (exit 1): nothing pinned, a map or program " +
-    "missing or detached, no policy applied, a dead agent, or a stale file or exec rule (its path now holds " +
+    "missing or detached, no policy applied, a dead agent, an agent that stopped making progress (no " +
+    "heartbeat for 10 s), an expired deadman, hooks that audit where the policy and the agent's flags ask " +
+    "for enforce with no break-glass to explain it, or a stale file or exec rule (its path now holds " +
     "another file, or none). --require-enforce also makes anything but enforce unhealthy (break-glass, " +
-    "deadman expiry, forced or policy audit, areas that only audit). The --json schema is " +
+    "policy audit, areas that only audit); --require-enforce AREAS (file, exec, egress, bind, ingress, " +
+    "comma-separated) only the areas named not enforcing. The --json schema is " +
     "docs/schema/health.schema.json.",
   options: {
     json: { type: "boolean", description: "print one JSON object (docs/schema/health.schema.json)" },
-    "require-enforce": { type: "boolean", description: "unhealthy unless every used area enforces" },
+    "require-enforce": {
+      type: "string",
+      optionalValue: true,
+      valueName: "AREAS",
+      description: "unhealthy unless every used area enforces; with AREAS (egress,bind), unless those do",
+    },
   },
   args: [],
-  examples: ["aegisbpf health", "aegisbpf health --json --require-enforce"],
+  examples: [
+    "aegisbpf health",
+    "aegisbpf health --json --require-enforce",
+    "aegisbpf health --require-enforce egress,bind",
+  ],
   run(ctx, { flags }) {
-    const report = checkHealth(ctx.globals, { requireEnforce: flags["require-enforce"] ?? false });
+    const report = checkHealth(ctx.globals, { requireEnforce: requireEnforceOf(flags["require-enforce"]) });
     const code = report.healthy ? 0 : 1;
     if (flags.json) {
       const { counters: _counters, ...rest } = report;
@@ -32,6 +47,21 @@ export const health = defineCommand({
     return Promise.resolve(code);
   },
 });
+
+/** `--require-enforce` alone: everything; `--require-enforce egress,bind`: those areas. */
+export function requireEnforceOf(value: string | undefined): RequireEnforce {
+  if (value === undefined) return false;
+  if (value === "") return true;
+  const areas = value.split(",").map((word) => word.trim());
+  for (const area of areas) {
+    if (!(AREAS as readonly string[]).includes(area)) {
+      throw new InputError(
+        `--require-enforce: unknown area "${area}"; name some of ${AREAS.join(", ")}, comma-separated`,
+      );
+    }
+  }
+  return [...new Set(areas)] as Area[];
+}
 
 /** The health report as text: a verdict line, one aligned row per fact, then problems and warnings. */
 export function healthLines(report: HealthReport, style: Palette): string[] {
@@ -104,7 +134,13 @@ export function factRows(report: HealthReport): [string, string][] {
   rows.push([
     "agent",
     agent.state === "running"
-      ? `running, pid ${agent.pid} since ${agent.startedAt}${agent.mode ? `, mode ${agent.mode}` : ""}`
+      ? `running, pid ${agent.pid} since ${agent.startedAt}${agent.mode ? `, mode ${agent.mode}` : ""}${
+        agent.heartbeatAgeMs === undefined
+          ? ""
+          : agent.stalled
+          ? `, stalled: no heartbeat for ${Math.round(agent.heartbeatAgeMs / 1000)} s`
+          : `, heartbeat ${Math.round(agent.heartbeatAgeMs / 1000)} s ago`
+      }`
       : agent.state === "died"
       ? `died (${agent.why})`
       : agent.state === "unreadable"

@@ -3,6 +3,7 @@ import { defineCommand } from "../cli/command.ts";
 import { InputError } from "../errors.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
+import { pinDirOf } from "../kernel/inspect.ts";
 import { writeFileAtomic } from "../policy/state.ts";
 
 export const metrics = defineCommand({
@@ -10,6 +11,8 @@ export const metrics = defineCommand({
   summary: "print the Prometheus metrics, or write them atomically for node_exporter",
   description: "Reads the pinned maps and the history, so it works with or without a running agent and " +
     "changes nothing, and prints every metric family in the Prometheus text format. With " +
+    "nothing pinned (after detach) no policy is in force: aegisbpf_enforcing is 0, the policy families " +
+    "have no sample, and a note on stderr says so. With " +
     "--out PATH it writes a temporary file in PATH's directory, fsyncs it and renames it over PATH (mode " +
     "0644), so node_exporter's textfile collector never reads half a file.",
   options: {
@@ -27,7 +30,14 @@ export const metrics = defineCommand({
   ],
   // deno-lint-ignore require-await -- every command's run is async
   async run(ctx, { flags }) {
-    const text = exposition(families(collect(ctx.globals)));
+    const reading = collect(ctx.globals);
+    if (!reading.pinned) {
+      ctx.log.info(
+        `no policy is in force: nothing of aegisbpf is pinned under ${pinDirOf(ctx.globals.bpffs)}; ` +
+          "the metrics say so (aegisbpf_enforcing 0, no aegisbpf_policy_info)",
+      );
+    }
+    const text = exposition(families(reading));
     if (flags.out === undefined) ctx.stdout.write(text);
     else writeTextfile(flags.out, text);
     return 0;

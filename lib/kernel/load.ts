@@ -116,6 +116,31 @@ function lsmUnavailableReason(lsm: "auto" | "off"): string | undefined {
   return listed.includes("bpf") ? undefined : `BPF LSM not active (lsm=${listed.join(",")})`;
 }
 
+/**
+ * How the kernel would serve each area of a plane loaded for `areas`, learned as `loadPlane` learns it (a
+ * probe load of the LSM programs alone, nothing pinned or attached): what a dry run checks.
+ */
+export function planeStatus(
+  areas: ReadonlySet<Area>,
+  lsm: "auto" | "off",
+): { status: Record<Area, AreaStatus>; withLsm: boolean } {
+  const status: Record<Area, AreaStatus> = {
+    file: { mode: "enforce" },
+    exec: { mode: "enforce" },
+    egress: { mode: "enforce" },
+    bind: { mode: "enforce" },
+    ingress: { mode: "enforce" },
+  };
+  const wantsFileLsm = areas.has("file") || areas.has("exec");
+  const wantsLsm = wantsFileLsm || areas.has("egress");
+  const reason = wantsLsm ? lsmUnavailableReason(lsm) : undefined;
+  if (reason !== undefined && wantsFileLsm) {
+    status.file = { mode: "audit-only", reason };
+    status.exec = { mode: "audit-only", reason };
+  }
+  return { status, withLsm: wantsLsm && reason === undefined };
+}
+
 export type LoadOptions = {
   areas: ReadonlySet<Area>;
   lsm: "auto" | "off";
@@ -132,21 +157,7 @@ export function loadPlane(
   pinDir: string,
   options: LoadOptions,
 ): { object: BpfObject; status: Record<Area, AreaStatus> } {
-  const status: Record<Area, AreaStatus> = {
-    file: { mode: "enforce" },
-    exec: { mode: "enforce" },
-    egress: { mode: "enforce" },
-    bind: { mode: "enforce" },
-    ingress: { mode: "enforce" },
-  };
-  const wantsFileLsm = options.areas.has("file") || options.areas.has("exec");
-  const wantsLsm = wantsFileLsm || options.areas.has("egress");
-  const reason = wantsLsm ? lsmUnavailableReason(options.lsm) : undefined;
-  if (reason !== undefined && wantsFileLsm) {
-    status.file = { mode: "audit-only", reason };
-    status.exec = { mode: "audit-only", reason };
-  }
-  const withLsm = wantsLsm && reason === undefined;
+  const { status, withLsm } = planeStatus(options.areas, options.lsm);
   const programs = [
     ...COMMON_PROGRAMS,
     ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS),

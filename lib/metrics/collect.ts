@@ -91,6 +91,8 @@ export function collect(
   };
   const words = readModeWords(where.bpffs);
   if (!words) {
+    // Nothing pinned (never applied, or detached): history still names the last policy, but none is in
+    // force, and saying one is would be a stale value.
     return {
       build,
       pinned: false,
@@ -100,7 +102,6 @@ export function collect(
       links: [],
       xdp: [],
       ruleHits: [],
-      ...(policy && { policy }),
     };
   }
   const info = pinnedGenInfo(where.bpffs, words.activeGen);

@@ -50,7 +50,7 @@ const PID1_EXE = "/proc/1/exe";
 
 async function survivalSet(
   options: FactOptions,
-): Promise<{ survival: LintFacts["survival"]; unchecked: { path: string; why: string }[] }> {
+): Promise<{ survival: LintFacts["survival"]; unchecked: NonNullable<LintFacts["unchecked"]>[number][] }> {
   const wanted: { path: string; why: string; tree?: boolean }[] = [
     { path: PID1_EXE, why: "PID 1's executable" },
     { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
@@ -63,25 +63,47 @@ async function survivalSet(
     ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
   ];
   const found: LintFacts["survival"][number][] = [];
-  const unchecked: { path: string; why: string }[] = [];
+  const unchecked: NonNullable<LintFacts["unchecked"]>[number][] = [];
   for (const { path, why, tree } of wanted) {
-    const fact = await pathFact(path);
-    if (fact) found.push({ ...fact, why, ...tree && { tree } });
-    else if (path === PID1_EXE) unchecked.push({ path, why });
+    const fact = await readPathFact(path);
+    if ("realPath" in fact) found.push({ ...fact, why, ...tree && { tree } });
+    else if (path === PID1_EXE) unchecked.push({ path, why, ...fact });
   }
   return { survival: found, unchecked };
 }
 
 /** Where a path leads and which inode it is, or undefined when it does not exist or cannot be read. */
 export async function pathFact(path: string): Promise<PathFact | undefined> {
+  const fact = await readPathFact(path);
+  return "realPath" in fact ? fact : undefined;
+}
+
+/** The path's fact, or the error that kept it from this process and what to do about it. */
+async function readPathFact(path: string): Promise<PathFact | { error: string; remedy: string }> {
   try {
     const realPath = await Deno.realPath(path);
     const info = await Deno.stat(realPath);
     return { realPath, identity: `${info.dev}:${info.ino}` };
   } catch (error) {
-    if (unreadable(error)) return undefined;
-    throw error;
+    if (!unreadable(error)) throw error;
+    return { error: errnoText(error as Error), remedy: unreadableRemedy(error as Error) };
   }
+}
+
+/** `EACCES (permission denied)`: the errno the kernel gave, as a person searches for it. */
+function errnoText(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  const what = error.message.replace(/ \(os error \d+\).*$/s, "").toLowerCase();
+  return typeof code === "string" ? `${code} (${what})` : `${error.name}: ${error.message}`;
+}
+
+/** Why a path like /proc/1/exe stays closed, and what opens it: guesses only where the facts allow. */
+function unreadableRemedy(error: Error): string {
+  if (error instanceof Deno.errors.NotCapable) return "run with --allow-all (Deno's permissions refused it)";
+  if (error instanceof Deno.errors.NotFound) return "check that /proc is mounted";
+  if (Deno.uid() !== 0) return "run lint and apply as root";
+  return "the kernel refused root the ptrace check on PID 1 (PID 1 in another user or PID namespace, " +
+    "kernel.yama.ptrace_scope=3, or an LSM)";
 }
 
 async function readText(path: string): Promise<string> {

@@ -64,3 +64,22 @@ Deno.test("gatherLintFacts() knows the policy's deny paths that exist and the ae
   assert.ok(facts.sshPorts.length > 0);
   assert.ok(facts.resolvers.every((resolver) => typeof resolver === "string"));
 });
+
+Deno.test("gatherLintFacts() records the errno that kept PID 1's executable unread, not a guess", async () => {
+  const policy = parsePolicy(minimal(), "p.yaml");
+  const facts = await gatherLintFacts(policy, {});
+  let code: string | undefined;
+  try {
+    await Deno.realPath("/proc/1/exe");
+  } catch (error) {
+    code = (error as { code?: string }).code ?? (error as Error).name;
+  }
+  const entry = facts.unchecked?.find((item) => item.path === "/proc/1/exe");
+  if (code === undefined) {
+    assert.equal(entry, undefined, "readable here: nothing unchecked");
+    return;
+  }
+  assert.ok(entry, "unreadable here, so it must be listed as unchecked");
+  assert.ok(entry.error?.startsWith(code), `${entry.error} names ${code}`);
+  assert.ok(entry.remedy && entry.remedy.length > 0);
+});

@@ -105,6 +105,14 @@ export function addTrustedKey(
  * Returns the keyid removed. Every file holding that key goes, whatever its name.
  */
 export function removeTrustedKey(configDir: string, keyidOrPrefix: string): string {
+  const keyid = findTrustedKey(configDir, keyidOrPrefix);
+  for (const entry of listTrustedKeys(configDir)) if (entry.keyid === keyid) removeIfPresent(entry.file);
+  syncDirectory(keysDir(configDir));
+  return keyid;
+}
+
+/** The keyid of the one trusted key `keyidOrPrefix` names (at least MIN_KEYID_PREFIX hex digits). */
+export function findTrustedKey(configDir: string, keyidOrPrefix: string): string {
   const wanted = keyidOrPrefix.toLowerCase();
   if (!new RegExp(`^[0-9a-f]{${MIN_KEYID_PREFIX},64}$`).test(wanted)) {
     throw new InputError(
@@ -122,8 +130,6 @@ export function removeTrustedKey(configDir: string, keyidOrPrefix: string): stri
   if (keyids.length > 1) {
     throw new InputError(`Keyid prefix ${wanted} is ambiguous: it matches ${keyids.join(", ")}`);
   }
-  for (const entry of listing) if (entry.keyid === keyid) removeIfPresent(entry.file);
-  syncDirectory(keysDir(configDir));
   return keyid;
 }
 

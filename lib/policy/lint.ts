@@ -21,8 +21,8 @@ export type LintFacts = {
   sshClient?: { addr: string; port: number };
   /** What must keep working: PID 1's executable, the aegisbpf binary, shells, sshd, and (as a tree) state. */
   survival: readonly (PathFact & { why: string; tree?: boolean })[];
-  /** Parts of the survival set this process could not read (PID 1's executable without CAP_SYS_PTRACE). */
-  unchecked?: readonly { path: string; why: string }[];
+  /** Parts of the survival set this process could not read (PID 1's executable), the errno, what to do. */
+  unchecked?: readonly { path: string; why: string; error?: string; remedy?: string }[];
   /** The deny paths of the policy that exist, by path as written. */
   paths: ReadonlyMap<string, PathFact>;
   now: Date;
@@ -380,12 +380,12 @@ function lintMissingPaths(report: Report, facts: LintFacts): void {
 function lintSurvival(report: Report, facts: LintFacts): void {
   const rules = inodeRules(report);
   const first = rules[0];
-  for (const { path, why } of first ? facts.unchecked ?? [] : []) {
+  for (const { path, why, error, remedy } of first ? facts.unchecked ?? [] : []) {
     report.rule(
       first!.ruleId,
       "survival-unchecked",
-      `cannot read ${path} (${why}) here, so file and exec rules are not checked against it; ` +
-        "run lint and apply as root (CAP_SYS_PTRACE reads it)",
+      `cannot read ${path} (${why}) here${error ? `: ${error}` : ""}, so file and exec rules are not ` +
+        `checked against it${remedy ? `; ${remedy}` : ""}`,
     );
   }
   for (const { ruleId, path, recursive } of rules) {

@@ -3,12 +3,15 @@
  * against a candidate plan and counts, per rule, what the candidate would decide. Pure: the caller reads
  * the lines.
  *
- * An event line weighs its `count` (a rate-limited summary stands for that many actions). Agent events
- * (`agent.*`, `policy.*`, `break_glass.*`, …) carry no action to decide and are skipped, as are
- * `net.socket` and `scope.escape`, which no rule list decides (a policy switch and the scope do). A line that is
- * not a JSON object, or an action event without the fields its type needs, is an InputError naming
- * SOURCE:LINE; only a torn last line (no final newline: a log cut while written) is tolerated, and
- * reported.
+ * An event line weighs its `count`. Agent events (`agent.*`, `policy.*`, `break_glass.*`, …) carry no
+ * action to decide and are skipped, as are `net.socket` and `scope.escape`, which no rule list decides (a
+ * policy switch and the scope do); `events.dropped` lines are added up, since the log misses those events.
+ * What the agent writes without the facts a decision needs is counted apart as not replayable: rate-limit
+ * summaries (`summary: true`: the kernel kept only the pid and the rule) and file or exec events whose
+ * rule had no path to name. So the agent's own log, as `events --json` prints it, always replays. A line
+ * that is not a JSON object, or any other action event without the fields its type needs, is an
+ * InputError naming SOURCE:LINE; only a torn last line (no final newline: a log cut while written) is
+ * tolerated, and reported.
  */
 
 import { InputError } from "../errors.ts";
@@ -51,6 +54,10 @@ export type SimulationReport = {
   newlyAllowed: number;
   /** Agent and other non-action lines skipped. */
   skipped: number;
+  /** Action lines the log holds without the facts to decide them (rate-limit summaries, pathless files). */
+  unreplayable: { events: number; actions: number };
+  /** Events the agent lost before it could log them, from its `events.dropped` lines. */
+  dropped: number;
   /** A torn last line that was ignored, as `SOURCE:LINE`. */
   tornLastLine?: string;
   /** Per rule of the candidate that matched at least once, most actions first. */
@@ -68,6 +75,8 @@ export function simulate(plan: RuleSetPlan, text: string, source: string): Simul
     allowed: 0,
     newlyAllowed: 0,
     skipped: 0,
+    unreplayable: { events: 0, actions: 0 },
+    dropped: 0,
     rules: [],
   };
   lines.forEach((raw, index) => {
@@ -92,9 +101,15 @@ export function simulate(plan: RuleSetPlan, text: string, source: string): Simul
     if (typeof type !== "string") throw new InputError(`${where}: type: the event has no type`);
     if (!ACTION_TYPES.has(type)) {
       report.skipped++;
+      if (type === "events.dropped") report.dropped += weightOf((value as { count?: unknown }).count, where);
       return;
     }
     const weight = weightOf((value as { count?: unknown }).count, where);
+    if (!replayable(value as RecordedFacts, type)) {
+      report.unreplayable.events++;
+      report.unreplayable.actions += weight;
+      return;
+    }
     const { event, rule: recorded } = parseEventLine(line, where);
     const decision = decide(plan, event);
     report.events++;
@@ -114,6 +129,17 @@ export function simulate(plan: RuleSetPlan, text: string, source: string): Simul
   });
   report.rules = [...counts.values()].sort((a, b) => b.actions - a.actions || a.rule.localeCompare(b.rule));
   return report;
+}
+
+type RecordedFacts = { summary?: unknown; file?: { path?: unknown } };
+
+/** Whether the agent recorded what deciding this event needs (see the top of this file). */
+function replayable(value: RecordedFacts, type: string): boolean {
+  if (value.summary === true) return false;
+  if (type === "file.open" || type === "exec") {
+    return value.file === undefined || value.file.path !== undefined;
+  }
+  return true;
 }
 
 function weightOf(count: unknown, where: string): number {

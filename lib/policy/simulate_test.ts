@@ -35,6 +35,8 @@ Deno.test("simulate() counts per rule what the candidate would deny, weighted by
     allowed: 1,
     newlyAllowed: 1,
     skipped: 2,
+    unreplayable: { events: 0, actions: 0 },
+    dropped: 0,
     rules: [
       { rule: "imds", decision: "deny", actions: 42, events: 2, newlyMatched: 0 },
       { rule: "smtp", decision: "deny", actions: 1, events: 1, newlyMatched: 1 },

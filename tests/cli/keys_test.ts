@@ -1,3 +1,4 @@
+import { appendHistory } from "../../lib/policy/history.ts";
 import assert from "node:assert/strict";
 import { scratch } from "./cli.ts";
 
@@ -82,4 +83,85 @@ Deno.test("the key directory follows --config-dir over AEGISBPF_CONFIG_DIR", asy
   assert.equal((await s.run(["keys", "add", "release.pub", "--config-dir", other])).code, 0);
   assert.equal(JSON.parse((await s.run(["keys", "list", "--json"])).stdout).length, 0);
   assert.equal(JSON.parse((await s.run(["--config-dir", other, "keys", "list", "--json"])).stdout).length, 1);
+});
+
+const SIGNED = `apiVersion: aegisbpf.io/v1
+kind: Policy
+metadata: { name: signed-web, version: 5 }
+spec:
+  network:
+    egress:
+      deny: [{ id: doc, cidr: 192.0.2.1/32 }]
+`;
+
+Deno.test("keys remove refuses (exit 3) a key that signed the policy in force, naming it, unless --force", async () => {
+  await using s = await scratch();
+  const gen = await s.run(["keys", "gen", "--out", "release"]);
+  const keyid = /^keyid +([0-9a-f]{64})$/m.exec(gen.stdout)![1]!;
+  assert.equal((await s.run(["keys", "add", "release.pub"])).code, 0);
+  await Deno.writeTextFile(`${s.dir}/p.yaml`, SIGNED);
+  assert.equal(
+    (await s.run(["policy", "sign", "p.yaml", "--key", "release.key", "--out", "p.bundle"])).code,
+    0,
+  );
+  const bundle = await Deno.readTextFile(`${s.dir}/p.bundle`);
+  appendHistory(s.stateDir, {
+    uid: 0,
+    source: "p.bundle",
+    kind: "bundle",
+    name: "signed-web",
+    version: 5,
+    sha256: "c".repeat(64),
+    keyid,
+    outcome: "applied",
+    content: bundle,
+  });
+  const refused = await s.run(["keys", "remove", keyid.slice(0, 8)]);
+  assert.equal(refused.code, 3);
+  assert.equal(refused.stdout, "");
+  assert.equal(
+    refused.stderr,
+    `aegisbpf: error: Refused to remove key ${keyid}: it signed the policy in force, signed-web version 5 ` +
+      `(history entry 1); a rollback to it, or the agent's next start or reload, would refuse it. Apply a ` +
+      `policy signed by another key first, or pass --force\n`,
+  );
+  assert.equal(JSON.parse((await s.run(["keys", "list", "--json"])).stdout).length, 1, "the key stays");
+
+  await Deno.copyFile(`${s.dir}/p.bundle`, `${s.configDir}/policy.yaml`);
+  const both = await s.run(["keys", "remove", keyid]);
+  assert.equal(both.code, 3);
+  assert.match(
+    both.stderr,
+    new RegExp(
+      `it signed the policy in force, .* and the configured bundle ${s.configDir}/policy\\.yaml ` +
+        `\\(policy signed-web version 5\\);`,
+    ),
+  );
+  const forced = await s.run(["keys", "remove", keyid, "--force"]);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.equal(forced.stdout, `Removed key ${keyid}\n`);
+  assert.match(forced.stderr, /removing key [0-9a-f]{64} although it signed the policy in force/);
+  assert.deepEqual(JSON.parse((await s.run(["keys", "list", "--json"])).stdout), []);
+});
+
+Deno.test("keys remove takes a key that signed only an older policy, or a bundle of another key", async () => {
+  await using s = await scratch();
+  const gen = await s.run(["keys", "gen", "--out", "old"]);
+  const keyid = /^keyid +([0-9a-f]{64})$/m.exec(gen.stdout)![1]!;
+  assert.equal((await s.run(["keys", "add", "old.pub"])).code, 0);
+  for (const [version, signer] of [[1, keyid], [2, undefined]] as const) {
+    appendHistory(s.stateDir, {
+      uid: 0,
+      source: `v${version}`,
+      kind: signer ? "bundle" : "policy",
+      name: "web",
+      version,
+      sha256: `${version}`.repeat(64),
+      ...(signer ? { keyid: signer } : {}),
+      outcome: "applied",
+      content: SIGNED,
+    });
+  }
+  const removed = await s.run(["keys", "remove", keyid]);
+  assert.equal(removed.code, 0, removed.stderr);
 });

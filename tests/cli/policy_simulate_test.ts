@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { agentEvent, type AnyEvent, nowRfc3339 } from "../../lib/agent/agent_events.ts";
+import { eventLogPath } from "../../lib/agent/event_log.ts";
+import type { AegisEvent } from "../../lib/kernel/events.ts";
 import { scratch } from "./cli.ts";
 
 const CANDIDATE = `apiVersion: aegisbpf.io/v1
@@ -76,4 +79,88 @@ Deno.test("policy simulate warns about a torn last line and goes on", async () =
   assert.equal(code, 0, stderr);
   assert.match(stderr, /torn\.jsonl:5: ignored a torn last line/);
   assert.match(stdout, /^3 action events/);
+});
+
+/** The agent's own log as it writes it: agent events, kernel events, a rate-limit summary, a drop report. */
+function agentLog(): string {
+  const envelope = {
+    host: "web-1",
+    mode: "audit" as const,
+    policy: { name: "base", version: 1, sha256: "a".repeat(64) },
+  };
+  const kernel = (event: Omit<AegisEvent, "ts" | "host" | "mode" | "policy">): AegisEvent => ({
+    ts: nowRfc3339(),
+    ...envelope,
+    ...event,
+  });
+  const process = { pid: 42, ppid: 1, uid: 1000, gid: 1000, comm: "curl", cgroup: { id: 7 } };
+  const events: AnyEvent[] = [
+    agentEvent(envelope, "agent.start", { pid: 40, requestedMode: "audit", deadmanMs: null, ingress: [] }),
+    agentEvent(envelope, "policy.applied", { history: 1 }),
+    kernel({
+      type: "net.connect",
+      decision: "audit",
+      rule: "imds",
+      process,
+      net: {
+        family: "ipv4",
+        protocol: "tcp",
+        daddr: "169.254.169.254",
+        dport: 80,
+        saddr: "10.0.0.5",
+        sport: 5000,
+      },
+      count: 3,
+    }),
+    // A rate-limit summary: the kernel kept only the pid and the rule.
+    kernel({
+      type: "net.connect",
+      decision: "audit",
+      rule: "imds",
+      process: { pid: 42 },
+      count: 17,
+      summary: true,
+    }),
+    // A file event of a rule that names no path (recursive match): no path to decide by.
+    kernel({
+      type: "file.open",
+      decision: "audit",
+      rule: "keys",
+      process,
+      file: { dev: 2049, ino: 131 },
+      count: 1,
+    }),
+    agentEvent(envelope, "events.dropped", { count: 5, total: 5 }),
+    agentEvent(envelope, "break_glass.on", { source: "marker", reason: "INC-1" }),
+    agentEvent(envelope, "agent.stop", { signal: "SIGTERM", pid: 40 }),
+  ];
+  return events.map((event) => JSON.stringify(event)).join("\n") + "\n";
+}
+
+Deno.test("policy simulate replays the agent's own log through events --json, skipping and counting what it cannot decide", async () => {
+  await using s = await scratch();
+  await Deno.writeTextFile(`${s.dir}/c.yaml`, CANDIDATE);
+  await Deno.writeTextFile(eventLogPath(s.stateDir), agentLog());
+  const printed = await s.run(["events", "--json", "-n", "100"]);
+  assert.equal(printed.code, 0, printed.stderr);
+  assert.equal(printed.stdout.split("\n").filter(Boolean).length, 8);
+  const json = await s.run(["policy", "simulate", "c.yaml", "--events", "-", "--json"], {
+    stdin: printed.stdout,
+  });
+  assert.equal(json.code, 0, json.stderr);
+  const report = JSON.parse(json.stdout);
+  assert.equal(report.events, 1);
+  assert.equal(report.actions, 3);
+  assert.equal(report.skipped, 5, "agent.start, policy.applied, events.dropped, break_glass.on, agent.stop");
+  assert.deepEqual(report.unreplayable, { events: 2, actions: 18 });
+  assert.equal(report.dropped, 5);
+  assert.deepEqual(report.rules.map((r: { rule: string; actions: number }) => [r.rule, r.actions]), [[
+    "imds",
+    3,
+  ]]);
+  const text = await s.run(["policy", "simulate", "c.yaml", "--events", "-"], { stdin: printed.stdout });
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /^1 action event \(3 actions\) from stdin .*; 5 other events skipped\n/);
+  assert.match(text.stdout, /^not replayed: 2 events \(18 actions\) recorded without an address or path /m);
+  assert.match(text.stdout, /^the log misses 5 events the agent lost \(events\.dropped\)$/m);
 });

@@ -54,7 +54,10 @@ rootTest(
       assert.equal(result.code, 0, result.stderr);
       assert.match(
         result.stdout,
-        /^detached: removed 2 links, 2 programs and \d+ maps under .*\/aegisbpf; nothing of aegisbpf runs in the kernel now; history kept in /,
+        new RegExp(
+          `^detached: removed 2 links, 2 programs and \\d+ maps under ${bpffs}/aegisbpf; nothing is pinned ` +
+            `there now; history kept in `,
+        ),
       );
       assert.throws(() => Deno.statSync(`${bpffs}/aegisbpf`), Deno.errors.NotFound);
       const history = await run(["policy", "history", "--json"]);
@@ -88,6 +91,13 @@ rootTest(
       const forced = await run(["detach", "--force"]);
       assert.equal(forced.code, 0, forced.stderr);
       assert.match(forced.stderr, /detaching under the running agent/);
+      assert.match(
+        forced.stdout,
+        new RegExp(
+          `; the running agent \\(pid ${Deno.pid}\\) keeps its own programs attached until it exits;`,
+        ),
+      );
+      assert.doesNotMatch(forced.stdout, /runs in the kernel/, "it speaks only of its own pin directory");
       assert.throws(() => Deno.statSync(`${bpffs}/aegisbpf`), Deno.errors.NotFound);
       assert.ok(Deno.statSync(`${s.stateDir}/agent.json`), "a live agent's record is its own");
       agentLock[Symbol.dispose]();

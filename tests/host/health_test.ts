@@ -4,13 +4,16 @@
  * file rule on a temporary file), then break-glass, an unpinned link, a file replaced by rename and a dead
  * agent each make the answer change. Every test has its own bpffs and directories and detaches in `finally`.
  */
-import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
 import assert from "node:assert/strict";
+import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
 import { checkHealth } from "../../lib/agent/health.ts";
 import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
+import { TestCgroup } from "../support/cgroup.ts";
+import { AgentRun } from "../support/agent_run.ts";
+import { HEARTBEAT_STALE_MS } from "../../lib/agent/heartbeat.ts";
 import { VethPair } from "../support/netns.ts";
 import { must, rootTest } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
@@ -120,6 +123,40 @@ rootTest("[root] health after policy apply: healthy, enforce, the policy named, 
     assert.ok(strict.report.problems.includes("file only audits (--require-enforce)"));
   });
 });
+
+rootTest(
+  "[root] health --require-enforce AREAS fails only for the areas named that do not enforce",
+  async () => {
+    await withApplied(async ({ health, run }) => {
+      const bind = await health("--require-enforce", "bind");
+      assert.equal(bind.code, 0, JSON.stringify(bind.report.problems));
+      const file = await health("--require-enforce", "bind,file");
+      assert.equal(file.code, 1, "file only audits on this kernel");
+      assert.deepEqual(file.report.problems, [
+        "file is not enforcing (--require-enforce bind,file): BPF-LSM not attached: audited through tracepoints",
+      ]);
+      const egress = await health("--require-enforce=egress");
+      assert.equal(egress.code, 1);
+      assert.deepEqual(egress.report.problems, [
+        "egress is not enforcing (--require-enforce egress): the policy in force does not use it",
+      ]);
+      const bad = await run(["health", "--require-enforce", "bind,frob"]);
+      assert.equal(bad.code, 2);
+      assert.match(
+        bad.stderr,
+        /^aegisbpf: error: --require-enforce: unknown area "frob"; name some of file, /,
+      );
+      assert.equal((await run(["break-glass", "on", "--reason", "INC-7"])).code, 0);
+      const glass = await health("--require-enforce", "bind");
+      assert.equal(glass.code, 1, "break-glass: nothing enforces");
+      assert.match(
+        glass.report.problems[0],
+        /^bind is not enforcing \(--require-enforce bind\): break-glass is on/,
+      );
+      assert.equal((await health()).code, 0, "break-glass alone is deliberate: healthy");
+    });
+  },
+);
 
 rootTest(
   "[root] health with break-glass on: mode audit, still healthy, not with --require-enforce",
@@ -316,18 +353,30 @@ rootTest(
 
       setWords({ deadmanDeadlineNs: bootTimeNs() - 1_000_000n });
       const expired = await health();
+      assert.equal(expired.code, 1, "an expired deadman is unhealthy, not a warning");
       assert.equal(expired.report.deadman.expired, true);
       assert.equal(expired.report.mode.effective, "audit");
+      assert.equal(expired.report.mode.requested, "enforce");
+      assert.equal(expired.report.mode.belowRequested, true);
       assert.deepEqual(expired.report.mode.reasons, ["the deadman expired: the agent stopped refreshing it"]);
+      assert.match(expired.report.problems.join("\n"), /^the deadman expired: the hooks only audit/m);
       assert.equal((await health("--require-enforce")).code, 1);
 
       setWords({ deadmanDeadlineNs: 0n, forceAudit: true });
       const forced = await health();
+      assert.equal(forced.code, 1, "audit forced in the kernel with no break-glass is unhealthy");
       assert.equal(forced.report.deadman.armed, false);
       assert.deepEqual(forced.report.mode.reasons, [
         "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
         "aegisbpf run without --audit lifts it",
       ]);
+      assert.match(
+        forced.report.problems.join("\n"),
+        /the hooks only audit although the policy asks for enforce and break-glass is off: audit is forced/,
+      );
+
+      setWords({ forceAudit: false });
+      assert.equal((await health()).code, 0, "enforcing again: healthy again");
     });
   },
 );
@@ -427,6 +476,80 @@ rootTest(
     } finally {
       await pair.remove();
       await bpffs.unmount();
+    }
+  },
+);
+
+rootTest(
+  "[root] health of an agent stopped by SIGSTOP: unhealthy, naming the expired deadman and the stale heartbeat; healthy again after SIGCONT",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    const cgroup = TestCgroup.create();
+    try {
+      await using s = await scratch();
+      await Deno.writeTextFile(`${s.dir}/cmdline`, "ro quiet\n");
+      const dirs = { bpffs: bpffs.path, stateDir: s.stateDir, configDir: s.configDir };
+      await Deno.writeTextFile(
+        `${s.dir}/p.yaml`,
+        `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: stalled, version: 1 }\nspec:\n` +
+          `  mode: enforce\n  scope: { cgroups: ["${cgroup.relativePath}"] }\n` +
+          `  network:\n    bind:\n      deny: [{ id: port, port: ${PORT}, protocol: tcp }]\n`,
+      );
+      const env = { AEGISBPF_PROC_CMDLINE: `${s.dir}/cmdline` };
+      await using agent = AgentRun.spawn(dirs, ["--policy", `${s.dir}/p.yaml`, "--deadman", "2s"], { env });
+      await agent.ready();
+      const health = async () => {
+        const result = await s.run(["health", "--json"], { env: { AEGISBPF_BPFFS: bpffs.path } });
+        const report = JSON.parse(result.stdout);
+        assertMatchesSchema("health.schema.json", report);
+        return { code: result.code, report };
+      };
+      const running = await health();
+      assert.equal(running.code, 0, JSON.stringify(running.report.problems));
+      assert.equal(running.report.agent.state, "running");
+      assert.equal(running.report.agent.stalled, false);
+
+      agent.kill("SIGSTOP");
+      try {
+        // The deadman lapses after 2 s; the heartbeat is stale after HEARTBEAT_STALE_MS.
+        await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_STALE_MS + 1500));
+        const stopped = await health();
+        assert.equal(stopped.code, 1);
+        assert.equal(stopped.report.healthy, false);
+        assert.equal(stopped.report.deadman.expired, true);
+        assert.equal(stopped.report.agent.stalled, true);
+        assert.ok(stopped.report.agent.heartbeatAgeMs > HEARTBEAT_STALE_MS);
+        const problems = stopped.report.problems.join("\n");
+        assert.match(problems, /^the deadman expired: the hooks only audit/m);
+        assert.match(
+          problems,
+          new RegExp(`^the agent \\(pid ${agent.pid}\\) has made no progress for \\d+ s`, "m"),
+        );
+        const text = await s.run(["health"], { env: { AEGISBPF_BPFFS: bpffs.path, NO_COLOR: "1" } });
+        assert.equal(text.code, 1);
+        assert.match(text.stdout, /^unhealthy: mode audit \(the deadman expired/);
+        assert.match(text.stdout, /^ {2}agent +running, pid \d+ .*, stalled: no heartbeat for \d+ s$/m);
+      } finally {
+        agent.kill("SIGCONT");
+      }
+      const deadline = Date.now() + 10_000;
+      let again = await health();
+      while (again.code !== 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        again = await health();
+      }
+      assert.equal(again.code, 0, JSON.stringify(again.report.problems));
+      assert.equal(again.report.agent.stalled, false);
+      assert.equal(again.report.deadman.expired, false);
+      agent.kill("SIGTERM");
+      assert.equal((await agent.exit()).code, 0);
+    } finally {
+      try {
+        DataPlane.detach(bpffs.path);
+      } finally {
+        cgroup.remove();
+        await bpffs.unmount();
+      }
     }
   },
 );

@@ -134,14 +134,19 @@ rootTest("[root] a quiet canary is kept; Ctrl-C during a canary rolls back", asy
       "apply",
       "candidate.yaml",
       "--canary",
-      "2s",
+      "11s",
       "--max-deny-rate",
       "5/s",
     ], { env: { AEGISBPF_BPFFS: bpffs } });
     assert.equal(kept.code, 0, kept.stderr);
     assert.match(
       kept.stdout,
-      /^applied \(canary\) policy canary-test version 2 .*\ncanary passed: 0 denies in 2s; history entry 2 kept \(canary-kept\)\n$/,
+      /^applied \(canary\) policy canary-test version 2 .*\ncanary passed: 0 denies in 11s; history entry 2 kept \(canary-kept\)\n$/,
+    );
+    // Progress while it watches: one line per 10 s, on stderr (stdout stays the summary).
+    assert.match(
+      kept.stderr,
+      /^aegisbpf: info: canary: 10s of 11s: 0 denies, 0\.00\/s over the last 10s \(rolls back above 5\/s\)$/m,
     );
     assert.deepEqual(outcomes(s), ["1:applied", "2:canary-kept"]);
     assert.equal(await connectTarget(), "EPERM");

@@ -43,7 +43,9 @@ const SPEC_COMMANDS: Record<string, Record<string, boolean>> = {
 type Known = { path: string; flags: Record<string, boolean> };
 
 const takesValue = (options: OptionSpecs) =>
-  Object.fromEntries(Object.entries(options).map(([name, spec]) => [name, spec.type === "string"]));
+  Object.fromEntries(
+    Object.entries(options).map(([name, spec]) => [name, spec.type === "string" && !spec.optionalValue]),
+  );
 const GLOBAL_FLAGS = { ...takesValue(GLOBAL_OPTIONS), ...takesValue(HELP_OPTION) };
 
 /** The command `words` start with, and how many words its name takes; undefined when none is known. */

@@ -59,7 +59,7 @@ function flags(options: OptionSpecs): Flag[] {
     name,
     short: spec.short,
     description: spec.description,
-    takesValue: spec.type === "string",
+    takesValue: spec.type === "string" && !spec.optionalValue,
     choices: spec.choices,
     complete: spec.complete ?? "none",
   }));

@@ -1,4 +1,10 @@
-import { canaryCounts, type CanaryVerdict, parseDenyRate, watchCanary } from "../../agent/canary.ts";
+import {
+  canaryCounts,
+  canaryProgress,
+  type CanaryVerdict,
+  parseDenyRate,
+  watchCanary,
+} from "../../agent/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../cli/duration.ts";
 import { InputError } from "../../errors.ts";
@@ -11,6 +17,7 @@ import {
   settleInterruptedApply,
 } from "../../agent/apply.ts";
 import { refuseReplay } from "../../agent/apply_text.ts";
+import { preflightApply } from "../../agent/apply_preflight.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
 import { appliedPolicy } from "../../policy/apply_state.ts";
@@ -43,7 +50,8 @@ export const policyApply = defineCommand({
   options: {
     "dry-run": {
       type: "boolean",
-      description: "check everything and print what would change; touch nothing",
+      description: "run every check the apply runs (same exit code) and print what would change; " +
+        "record, load and attach nothing",
     },
     sha256: { type: "string", valueName: "HEX", description: "the SHA-256 the bytes read must have" },
     "require-signature": { type: "boolean", description: "refuse a policy that is not a signed bundle" },
@@ -100,6 +108,7 @@ export const policyApply = defineCommand({
         return 0;
       }
       refuseReplay(input, stateDir);
+      preflightApply(plan, { allowPartial: flags["allow-partial"] === true, warn: (m) => ctx.log.warn(m) });
       const applied = appliedPolicy(stateDir);
       const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
       const lines = diffLines(diffPolicies(before, input.parsed.policy));
@@ -217,10 +226,11 @@ async function runCanary(
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, stop);
   let verdict: CanaryVerdict;
+  const limitText = `${canary.rateText}${/\//.test(canary.rateText) ? "" : "/s"}`;
   try {
     ctx.log.info(
-      `canary: watching the deny rate for ${canary.durationText} (rolls back above ${canary.rateText}` +
-        `${/\//.test(canary.rateText) ? "" : "/s"}; Ctrl-C rolls back now)`,
+      `canary: watching the deny rate for ${canary.durationText} (rolls back above ${limitText}; Ctrl-C ` +
+        `rolls back now)`,
     );
     verdict = await watchCanary({
       durationMs: canary.durationMs,
@@ -228,8 +238,11 @@ async function runCanary(
       readDenies: canary.readDenies,
       baseline: canary.baseline,
       signal: controller.signal,
-      onSample: ({ elapsedMs, rate, denies }) =>
-        ctx.log.debug(`canary: ${Math.round(elapsedMs / 1000)}s, ${denies} denies, ${rate.toFixed(2)}/s`),
+      onSample: canaryProgress({
+        durationText: canary.durationText,
+        limitText,
+        write: (l) => ctx.log.info(l),
+      }),
     });
   } finally {
     for (const signal of signals) Deno.removeSignalListener(signal, stop);

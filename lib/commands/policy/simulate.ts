@@ -14,7 +14,10 @@ export const policySimulate = defineCommand({
     "of FILE, how many actions it would deny (or audit, for an audit policy), weighted by each line's " +
     "count, how many of those the log shows were not decided by that rule, and how many recorded denials " +
     "FILE would let through. File and exec rules are matched by path here, not by inode. Agent events are " +
-    "skipped; a malformed line is an error naming LOG:LINE, except a torn last line, which is reported.",
+    "skipped and counted (events.dropped adds up the events the log lacks); rate-limit summaries and file " +
+    "events without a path, which hold too little to decide, are counted as not replayed. So " +
+    "`aegisbpf events --json | aegisbpf policy simulate FILE --events -` works on the agent's log as it is. " +
+    "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported.",
   options: {
     events: {
       type: "string",
@@ -55,6 +58,16 @@ export const policySimulate = defineCommand({
         `${args.FILE} (policy ${name} version ${version}, mode ${plan.mode}); ` +
         `${count(report.skipped, "other event")} skipped`,
     );
+    if (report.unreplayable.events > 0) {
+      ctx.stdout.line(
+        `not replayed: ${count(report.unreplayable.events, "event")} ` +
+          `(${count(report.unreplayable.actions, "action")}) recorded without an address or path ` +
+          `(rate-limit summaries, file rules without a path)`,
+      );
+    }
+    if (report.dropped > 0) {
+      ctx.stdout.line(`the log misses ${count(report.dropped, "event")} the agent lost (events.dropped)`);
+    }
     if (report.rules.length === 0) ctx.stdout.line("no rule of this policy matches any of them");
     else {
       const rows = [["RULE", "DECISION", "ACTIONS", "EVENTS", "NOT BY THIS RULE BEFORE"]];

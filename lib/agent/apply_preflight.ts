@@ -1,0 +1,19 @@
+/**
+ * The kernel-side checks of `applyPolicy`, run alone: names that must resolve on this host (exit 2) and
+ * areas an enforce policy uses that this kernel can only audit (exit 3). `policy apply --dry-run` runs them
+ * through the very functions the real apply calls, so that a dry run refuses where the apply would. Nothing
+ * is recorded, pinned or attached: the kernel's abilities come from a probe load, as `doctor`'s do.
+ */
+
+import { planeStatus } from "../kernel/load.ts";
+import type { RuleSetPlan } from "../policy/plan.ts";
+import { type ApplyRequest, checkEnforceable, planAreas, resolveNames } from "./apply.ts";
+
+export function preflightApply(
+  plan: RuleSetPlan,
+  options: Pick<ApplyRequest, "allowPartial" | "warn">,
+): void {
+  resolveNames(plan, options.warn);
+  const { status } = planeStatus(new Set(planAreas(plan)), "auto");
+  checkEnforceable({ status }, plan, options);
+}
