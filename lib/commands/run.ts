@@ -116,32 +116,52 @@ export const run = defineCommand({
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
     let stdoutClosed = false;
-    const agent = await Agent.start({
-      ...ctx.globals,
-      ...(flags.audit ? { requestedMode: "audit" } : flags.enforce ? { requestedMode: "enforce" } : {}),
-      allowPartial: flags["allow-partial"] === true,
-      ...(flags.policy === undefined ? {} : { policyFile: flags.policy }),
-      ingress: flags.ingress ?? [],
-      ...(deadmanMs === undefined ? {} : { deadmanMs }),
-      ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
-      log: ctx.log,
-      emit: (event) => {
-        hub.publish(JSON.stringify(event));
-        if (stdoutClosed) return;
-        try {
-          if (json) return ctx.stdout.line(JSON.stringify(event));
-          const line = eventText(event);
-          ctx.stdout.line(
-            isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
-          );
-        } catch (error) {
-          if (!(error instanceof OutputClosedError)) throw error;
-          // `run | head`: the reader left; the agent goes on, events still reach the event log.
-          stdoutClosed = true;
-          ctx.log.warn("stdout closed: events now go to the event log only");
-        }
-      },
-    });
+    // Listening before the start: a SIGTERM or SIGHUP that comes while the agent starts (it may wait for the
+    // state lock) must not end it by the signal's default action; each is honoured once the agent is up.
+    let started: Agent | undefined;
+    let reloadAsked = false;
+    let stop!: (signal: string) => void;
+    const stopped = new Promise<string>((resolve) => (stop = resolve));
+    const listeners: [Deno.Signal, () => void][] = [
+      ...STOP_SIGNALS.map((name): [Deno.Signal, () => void] => [name, () => stop(name)]),
+      ["SIGHUP", () => started ? void started.reload() : (reloadAsked = true)],
+    ];
+    for (const [name, listener] of listeners) Deno.addSignalListener(name, listener);
+    const unlisten = () => {
+      for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+    };
+    let agent: Agent;
+    try {
+      agent = await Agent.start({
+        ...ctx.globals,
+        ...(flags.audit ? { requestedMode: "audit" } : flags.enforce ? { requestedMode: "enforce" } : {}),
+        allowPartial: flags["allow-partial"] === true,
+        ...(flags.policy === undefined ? {} : { policyFile: flags.policy }),
+        ingress: flags.ingress ?? [],
+        ...(deadmanMs === undefined ? {} : { deadmanMs }),
+        ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
+        log: ctx.log,
+        emit: (event) => {
+          hub.publish(JSON.stringify(event));
+          if (stdoutClosed) return;
+          try {
+            if (json) return ctx.stdout.line(JSON.stringify(event));
+            const line = eventText(event);
+            ctx.stdout.line(
+              isKernelEvent(event) ? (event.decision === "deny" ? style.red(line) : line) : style.cyan(line),
+            );
+          } catch (error) {
+            if (!(error instanceof OutputClosedError)) throw error;
+            // `run | head`: the reader left; the agent goes on, events still reach the event log.
+            stdoutClosed = true;
+            ctx.log.warn("stdout closed: events now go to the event log only");
+          }
+        },
+      });
+    } catch (error) {
+      unlisten();
+      throw error;
+    }
     let api: ApiServer | undefined;
     const timers: ReturnType<typeof setInterval>[] = [];
     try {
@@ -184,21 +204,17 @@ export const run = defineCommand({
         timers.push(setInterval(write, metricsMs));
       }
     } catch (error) {
+      unlisten();
       await agent.stop("startup failure");
       throw error;
     }
-    let stop!: (signal: string) => void;
-    const stopped = new Promise<string>((resolve) => (stop = resolve));
-    const listeners: [Deno.Signal, () => void][] = [
-      ...STOP_SIGNALS.map((name): [Deno.Signal, () => void] => [name, () => stop(name)]),
-      ["SIGHUP", () => void agent.reload()],
-    ];
-    for (const [name, listener] of listeners) Deno.addSignalListener(name, listener);
+    started = agent;
+    if (reloadAsked) void agent.reload();
     let signal: string;
     try {
       signal = await stopped;
     } finally {
-      for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
+      unlisten();
     }
     for (const timer of timers) clearInterval(timer);
     hub.close();
