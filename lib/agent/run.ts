@@ -42,7 +42,15 @@ import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
-import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import {
+  appliedShape,
+  type ApplyInput,
+  applyPolicy,
+  lockState,
+  planAreas,
+  settleInterruptedApply,
+} from "./apply.ts";
+import { findStaleRules } from "./stale.ts";
 import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
 import { choiceText } from "./policy_source.ts";
 import type { StateLock } from "../policy/state.ts";
@@ -337,7 +345,12 @@ export class Agent {
       let history: number | "unchanged";
       if (same) {
         generation = await this.#flip(resolved);
-        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+        writeApplied(stateDir, {
+          ...applied,
+          ...appliedShape(resolved),
+          generation,
+          time: new Date().toISOString(),
+        });
         history = "unchanged";
       } else {
         const result = await applyPolicy({
@@ -435,13 +448,22 @@ export class Agent {
         this.#watchRulePaths();
         return;
       }
-      const changed = changedRules(current.resolved, resolved);
+      // Against what the kernel holds too: a pick-up adopts a policy resolved by another command, which a
+      // file replaced meanwhile (its refresh skipped while that command held the lock) no longer matches.
+      const stale = findStaleRules(applied).stale.map((rule) => rule.rule);
+      const changed = [...new Set([...changedRules(current.resolved, resolved), ...stale])];
       if (changed.length === 0) {
         this.#watchRulePaths();
         return;
       }
       const generation = await this.#flip(resolved);
-      writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+      // The inodes now denied, for health's stale-rule check.
+      writeApplied(stateDir, {
+        ...applied,
+        ...appliedShape(resolved),
+        generation,
+        time: new Date().toISOString(),
+      });
       this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {
@@ -523,6 +545,10 @@ export class Agent {
       generation: active,
       ...rollback,
     });
+    // A denied file replaced while that command held the lock: its refresh was skipped, so do it now.
+    if (findStaleRules(readApplied(this.#options.stateDir)).stale.length > 0) {
+      void this.#serial(() => this.#refreshRules());
+    }
   }
 
   /**
