@@ -118,13 +118,12 @@ export const run = defineCommand({
     let stdoutClosed = false;
     // Listening before the start: a SIGTERM or SIGHUP that comes while the agent starts (it may wait for the
     // state lock) must not end it by the signal's default action; each is honoured once the agent is up.
-    let started: Agent | undefined;
-    let reloadAsked = false;
+    const starting: { agent?: Agent; reloadAsked: boolean } = { reloadAsked: false };
     let stop!: (signal: string) => void;
     const stopped = new Promise<string>((resolve) => (stop = resolve));
     const listeners: [Deno.Signal, () => void][] = [
       ...STOP_SIGNALS.map((name): [Deno.Signal, () => void] => [name, () => stop(name)]),
-      ["SIGHUP", () => started ? void started.reload() : (reloadAsked = true)],
+      ["SIGHUP", () => starting.agent ? void starting.agent.reload() : (starting.reloadAsked = true)],
     ];
     for (const [name, listener] of listeners) Deno.addSignalListener(name, listener);
     const unlisten = () => {
@@ -208,8 +207,8 @@ export const run = defineCommand({
       await agent.stop("startup failure");
       throw error;
     }
-    started = agent;
-    if (reloadAsked) void agent.reload();
+    starting.agent = agent;
+    if (starting.reloadAsked) void agent.reload();
     let signal: string;
     try {
       signal = await stopped;

@@ -14,7 +14,6 @@ import { connect, type Host, NET, policy, spawn, withHost, writePolicy } from ".
 import { curl, waitForSocket } from "../support/api_client.ts";
 import { rootTest } from "../support/privileged.ts";
 
-const isType = (type: string) => (event: Event) => event.type === type;
 const after = (agent: AgentRun) => agent.events.length;
 
 function agentState(host: Host) {
