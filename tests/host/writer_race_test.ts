@@ -70,6 +70,7 @@ async function snapshot(host: Host, target: string) {
     pending: history.filter((entry) => entry.outcome === "pending").length,
     applied: readApplied(host.stateDir),
     health: checkHealth(host, { requireEnforce: false, connections: false }),
+    agentSha: agentSha(host),
   };
 }
 
@@ -169,7 +170,7 @@ rootTest(
           }
         }
         // The agent takes the change over (its slow tick), and has told what its own writer did.
-        await within(15_000, expected, () => Promise.resolve(agentSha(host)));
+        await within(15_000, expected, () => Promise.resolve(agentSha(host))).catch(() => {}); // checked below
         // A rename after the apply is the agent's to cover, by its refresh: give it the time to run.
         await within(
           15_000,
@@ -326,6 +327,7 @@ function agreement(
   if (health.policy?.sha256 !== expected || health.policy?.seq !== entry?.seq) {
     problems.push(`status names ${health.policy?.seq} ${name(health.policy?.sha256)}`);
   }
+  if (seen.agentSha !== expected) problems.push(`agent.json names ${name(seen.agentSha)}`);
   if (health.staleRules.stale.length > 0) {
     problems.push(`status reports stale rules: ${JSON.stringify(health.staleRules.stale)}`);
   }
