@@ -30,7 +30,7 @@ import {
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import { type AppliedRecord, readApplied, writeApplied } from "../policy/apply_state.ts";
+import { readApplied, writeApplied } from "../policy/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
@@ -43,7 +43,15 @@ import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
 import { HEARTBEAT_MS, writeHeartbeat } from "./heartbeat.ts";
-import { type ApplyInput, applyPolicy, lockState, planAreas, settleInterruptedApply } from "./apply.ts";
+import {
+  appliedShape,
+  type ApplyInput,
+  applyPolicy,
+  lockState,
+  planAreas,
+  settleInterruptedApply,
+} from "./apply.ts";
+import { findStaleRules } from "./stale.ts";
 import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
 import { choiceText } from "./policy_source.ts";
 import type { StateLock } from "../policy/state.ts";
@@ -95,13 +103,7 @@ export type AgentOptions = {
 type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
 
 /** A policy another command applied, from history. */
-type AppliedPolicy = {
-  prepared: PreparedPolicy;
-  entry: HistoryEntry;
-  time: string;
-  /** The inodes the other command resolved and wrote, as applied.json records them. */
-  inodes: NonNullable<AppliedRecord["inodes"]> | undefined;
-};
+type AppliedPolicy = { prepared: PreparedPolicy; entry: HistoryEntry; time: string };
 
 /** A prepared policy once applied: its text is in history, and not kept here. */
 type Held = Omit<PreparedPolicy, "input"> & { input: Omit<ApplyInput, "content"> };
@@ -140,8 +142,6 @@ export class Agent {
   readonly #pickUp = new RetryBackoff((error, retryInMs) =>
     this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
   );
-  /** A pick-up found rule paths changed since the other command resolved them: the next refresh flips. */
-  #kernelBehindPaths = false;
   #stopped = false;
   readonly #sessions = new Map<string, SessionRecord>();
 
@@ -379,7 +379,12 @@ export class Agent {
       let history: number | "unchanged";
       if (same) {
         generation = await this.#flip(resolved);
-        writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+        writeApplied(stateDir, {
+          ...applied,
+          ...appliedShape(resolved),
+          generation,
+          time: new Date().toISOString(),
+        });
         history = "unchanged";
       } else {
         const result = await applyPolicy({
@@ -468,8 +473,10 @@ export class Agent {
       this.#watchRulePaths();
       return;
     }
-    const changed = changedRules(current.resolved, resolved);
-    if (this.#kernelBehindPaths && changed.length === 0) changed.push(...changedSince(current, resolved));
+    // Against what the kernel holds too: a pick-up adopts a policy resolved by another command, which a file
+    // replaced meanwhile (its refresh skipped while that command held the lock) no longer matches.
+    const stale = findStaleRules(readApplied(stateDir)).stale.map((rule) => rule.rule);
+    const changed = [...new Set([...changedRules(current.resolved, resolved), ...stale])];
     if (changed.length === 0) {
       this.#watchRulePaths();
       return;
@@ -488,9 +495,14 @@ export class Agent {
         this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
         return;
       }
-      this.#kernelBehindPaths = false;
       const generation = await this.#flip(resolved);
-      writeApplied(stateDir, { ...applied, generation, time: new Date().toISOString() });
+      // The inodes now denied, for health's stale-rule check.
+      writeApplied(stateDir, {
+        ...applied,
+        ...appliedShape(resolved),
+        generation,
+        time: new Date().toISOString(),
+      });
       this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {
@@ -511,7 +523,7 @@ export class Agent {
     const entry = listHistory(stateDir).find((candidate) => candidate.seq === applied.seq);
     if (!entry) return undefined;
     const prepared = await preparePolicy({ what: "stored", stateDir, seq: entry.seq });
-    return { prepared, entry, time: applied.time, inodes: applied.inodes };
+    return { prepared, entry, time: applied.time };
   }
 
   /**
@@ -565,12 +577,6 @@ export class Agent {
       resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
     }
     this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
-    // A rule path replaced between the other command's resolution and this pick-up (its paths were not
-    // watched yet): the kernel holds the old inode, so refresh now rather than at the next change.
-    if (found.inodes !== undefined && !sameInodes(found.inodes, resolved)) {
-      this.#kernelBehindPaths = true;
-      void this.#serial(() => this.#refreshRules());
-    }
     const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };
     this.#emit(entry.restoredSeq === undefined ? "policy.applied" : "policy.rolled_back", {
       source: "another command",
@@ -578,6 +584,10 @@ export class Agent {
       generation: active,
       ...rollback,
     });
+    // A denied file replaced while that command held the lock: its refresh was skipped, so do it now.
+    if (findStaleRules(readApplied(this.#options.stateDir)).stale.length > 0) {
+      void this.#serial(() => this.#refreshRules());
+    }
   }
 
   /**
@@ -779,23 +789,6 @@ function agentRequest(options: AgentOptions, why: "start" | "reload"): PrepareRe
     ...options.policyFile !== undefined && { policyFile: options.policyFile },
     ...options.requestedMode !== undefined && { requestedMode: options.requestedMode },
   };
-}
-
-/** Whether the inodes another command recorded are the ones the paths resolve to now. */
-function sameInodes(recorded: NonNullable<AppliedRecord["inodes"]>, resolved: ResolvedRuleSet): boolean {
-  const now = new Set(
-    [...resolved.files, ...resolved.exec].map(({ dev, ino, ruleId }) =>
-      `${resolved.plan.rules[ruleId]?.id ?? `#${ruleId}`}:${dev}:${ino}`
-    ),
-  );
-  const then = new Set(recorded.map(({ rule, dev, ino }) => `${rule}:${dev}:${ino}`));
-  return now.size === then.size && [...now].every((key) => then.has(key));
-}
-
-/** The file and exec rules of `current`'s plan, named: all of them may differ from what the kernel holds. */
-function changedSince(current: { plan: ResolvedRuleSet["plan"] }, resolved: ResolvedRuleSet): string[] {
-  const ids = new Set([...resolved.files, ...resolved.exec].map((entry) => entry.ruleId));
-  return [...ids].map((id) => current.plan.rules[id]?.id ?? `#${id}`);
 }
 
 function messageOf(error: unknown): string {

@@ -44,23 +44,7 @@ export async function aegisbpf(
   args: string[],
   options: { env?: Record<string, string>; stdin?: string; cwd?: string; prefix?: string[] } = {},
 ): Promise<Result> {
-  const inherited = Object.fromEntries(
-    PASSED_ENV.flatMap((name) => {
-      const value = Deno.env.get(name);
-      return value === undefined ? [] : [[name, value]];
-    }),
-  );
-  // `prefix` runs it under another program, such as /usr/bin/time.
-  const [program = Deno.execPath(), ...before] = [...options.prefix ?? [], Deno.execPath()];
-  const child = new Deno.Command(program, {
-    args: [...before, "run", "--allow-all", MAIN, ...args],
-    env: { ...inherited, ...options.env },
-    clearEnv: true,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    ...(options.cwd ? { cwd: options.cwd } : {}),
-  }).spawn();
+  const child = spawnAegisbpf(args, options);
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode(options.stdin));
@@ -69,6 +53,30 @@ export async function aegisbpf(
   const { code, stdout, stderr } = await child.output();
   const decoder = new TextDecoder();
   return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/** The aegisbpf process itself, for a test that signals it (kill -9 mid-apply); stdout and stderr piped. */
+export function spawnAegisbpf(
+  args: string[],
+  options: { env?: Record<string, string>; stdin?: string; cwd?: string; prefix?: string[] } = {},
+): Deno.ChildProcess {
+  const inherited = Object.fromEntries(
+    PASSED_ENV.flatMap((name) => {
+      const value = Deno.env.get(name);
+      return value === undefined ? [] : [[name, value]];
+    }),
+  );
+  // `prefix` runs it under another program, such as /usr/bin/time.
+  const [program = Deno.execPath(), ...before] = [...options.prefix ?? [], Deno.execPath()];
+  return new Deno.Command(program, {
+    args: [...before, "run", "--allow-all", MAIN, ...args],
+    env: { ...inherited, ...options.env },
+    clearEnv: true,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  }).spawn();
 }
 
 /** True when `text` holds no ANSI colour sequence. */

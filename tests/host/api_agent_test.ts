@@ -9,34 +9,10 @@ import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { AgentRun } from "../support/agent_run.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { VethPair } from "../support/netns.ts";
-import { rootTest, run } from "../support/privileged.ts";
+import { curl, exists } from "../support/api_client.ts";
+import { rootTest } from "../support/privileged.ts";
 
 const PORT = 8471;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function curl(socket: string, args: string[]): Promise<{ status: number; body: string }> {
-  const result = await run("curl", [
-    "-sS",
-    "--max-time",
-    // An apply runs a helper process that loads the programs to adopt the pins: seconds on a loaded machine.
-    "30",
-    "--unix-socket",
-    socket,
-    "-w",
-    "\n%{http_code}",
-    ...args,
-  ]);
-  const lines = result.stdout.split("\n");
-  return { status: Number(lines.pop()), body: lines.join("\n") };
-}
 
 rootTest(
   "[root] run --api: health, status, metrics, events, break-glass, and ingress sessions with a TTL",
