@@ -30,7 +30,9 @@ export class LineQueue {
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #dropped = 0;
-  #writing: Promise<void> | undefined;
+  /** Whether a drain runs; cleared in the same step that finds the queue empty, so no line is left behind. */
+  #draining = false;
+  #writing: Promise<void> = Promise.resolve();
   #closed = false;
 
   constructor(sink: AsyncSink, options: LineQueueOptions) {
@@ -49,7 +51,10 @@ export class LineQueue {
     }
     this.#queue.push(bytes);
     this.#queuedBytes += bytes.length;
-    this.#writing ??= this.#drain().finally(() => (this.#writing = undefined));
+    if (!this.#draining) {
+      this.#draining = true;
+      this.#writing = this.#drain();
+    }
     return true;
   }
 
@@ -64,7 +69,7 @@ export class LineQueue {
 
   /** Waits until every queued line is written, at most `timeoutMs`; false when time ran out. */
   async flush(timeoutMs: number): Promise<boolean> {
-    if (this.#writing === undefined) return true;
+    if (!this.#draining) return true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
     try {
@@ -75,27 +80,32 @@ export class LineQueue {
   }
 
   async #drained(): Promise<true> {
-    while (this.#writing !== undefined) await this.#writing;
+    while (this.#draining) await this.#writing;
     return true;
   }
 
+  /** Writes until the queue is empty; the step that finds it empty also ends the drain (no await between). */
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0 && !this.#closed) {
-      let chunk = this.#take();
-      try {
-        while (chunk.length > 0) chunk = chunk.subarray(await this.#sink.write(chunk));
-      } catch (error) {
-        this.#closed = true;
-        this.#queue = [];
-        this.#queuedBytes = 0;
-        this.#options.onClosed(error);
-        return;
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        let chunk = this.#take();
+        try {
+          while (chunk.length > 0) chunk = chunk.subarray(await this.#sink.write(chunk));
+        } catch (error) {
+          this.#closed = true;
+          this.#queue = [];
+          this.#queuedBytes = 0;
+          this.#options.onClosed(error);
+          return;
+        }
+        if (this.#queue.length === 0 && this.#dropped > 0) {
+          const count = this.#dropped;
+          this.#dropped = 0;
+          this.#options.onDropped(count);
+        }
       }
-      if (this.#queue.length === 0 && this.#dropped > 0) {
-        const count = this.#dropped;
-        this.#dropped = 0;
-        this.#options.onDropped(count);
-      }
+    } finally {
+      this.#draining = false;
     }
   }
 

@@ -86,3 +86,26 @@ Deno.test("LineQueue writes a partial write's rest before the next lines", async
   assert.equal(new TextDecoder().decode(new Uint8Array(bytes)), "abcdefg\nhi\n");
   assert.ok(written.every((n) => n <= 3));
 });
+
+Deno.test("LineQueue writes a line queued just as a drain ends (from a promise's continuation)", async () => {
+  // The line comes 0 to 9 microtask steps after the write resolves: one of them is the drain's last step.
+  for (let steps = 0; steps < 10; steps++) {
+    const written: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const queue = new LineQueue({
+      write: (data) => {
+        written.push(new TextDecoder().decode(data));
+        return written.length === 1 ? gate.then(() => data.length) : Promise.resolve(data.length);
+      },
+    }, { onDropped: () => {}, onClosed: () => {} });
+    queue.line("a");
+    let late: Promise<unknown> = gate;
+    for (let i = 0; i < steps; i++) late = late.then(() => {});
+    const queued = late.then(() => queue.line("b"));
+    release();
+    await queued;
+    assert.equal(await queue.flush(1000), true);
+    assert.deepEqual(written, ["a\n", "b\n"], `b queued ${steps} steps after the write`);
+  }
+});

@@ -114,6 +114,7 @@ export const run = defineCommand({
       caller.stderr.sink,
     );
     const ctx: Context = { ...caller, log };
+    log.debug("signals: SIGHUP reloads, SIGTERM and SIGINT stop, from now on");
     if (flags.audit && flags.enforce) {
       throw new InputError("--audit and --enforce exclude each other: pick one");
     }
