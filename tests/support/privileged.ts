@@ -15,13 +15,18 @@ export function rootTest(name: string, fn: () => void | Promise<void>): void {
 
 /**
  * A name unique to this test process, for cgroups, namespaces, interfaces and pin directories:
- * PREFIX + pid + "-" + counter (base 36), so that leftovers can be told from live objects.
+ * PREFIX + pid + "-" + this module instance's token + counter (base 36), so that leftovers can be told from
+ * live objects. Each test file loads its own instance of this module in the one test process: the token
+ * keeps a name one file failed to remove from colliding with the next file's first.
  */
 export function uniqueName(prefix: string): string {
   counter += 1;
-  return `${prefix}${Deno.pid.toString(36)}-${counter.toString(36)}`;
+  return `${prefix}${Deno.pid.toString(36)}-${TOKEN}${counter.toString(36)}`;
 }
 let counter = 0;
+const TOKEN = Array.from(crypto.getRandomValues(new Uint8Array(2)), (byte) => (byte % 36).toString(36)).join(
+  "",
+);
 
 /**
  * Whether `name` (made by uniqueName with `prefix`) is a leftover: its process is gone. Objects of
