@@ -22,7 +22,7 @@ import { InputError } from "../errors.ts";
 import type { ApplyResult } from "./apply.ts";
 import { lockoutRisks } from "../policy/lint.ts";
 import type { PolicyInput } from "../policy/apply_source.ts";
-import { positionText } from "../cli/diagnostics.ts";
+import { positionText } from "../text/diagnostics.ts";
 import {
   alreadyInForce,
   applyInputOf,

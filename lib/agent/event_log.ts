@@ -7,7 +7,7 @@
  */
 
 import { join } from "node:path";
-import { jsonText } from "../cli/printable.ts";
+import { jsonText } from "../text/printable.ts";
 import { PRIVATE_FILE_MODE } from "../policy/access.ts";
 
 /** The largest log file the agent keeps before it rotates, so at most twice this is read. */

@@ -9,7 +9,7 @@
 import { currentIdentity, describeUnreadable, ResolveError, walkRuleTree } from "../kernel/resolve.ts";
 import type { AppliedRecord } from "../policy/apply_state.ts";
 import { InodeSet } from "../policy/inode_set.ts";
-import { printable } from "../cli/printable.ts";
+import { printable } from "../text/printable.ts";
 import { SysError } from "../../ffi/mod.ts";
 
 export type StaleRule = {

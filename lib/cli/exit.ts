@@ -6,7 +6,7 @@
 import { InputError, type Position, RefusedError } from "../errors.ts";
 import type { LogFormat } from "./globals.ts";
 import { OutputClosedError, type Palette, type Writer } from "./output.ts";
-import { jsonText } from "./printable.ts";
+import { jsonText } from "../text/printable.ts";
 
 export const EXIT = { ok: 0, failure: 1, input: 2, refused: 3 } as const;
 

@@ -1,7 +1,7 @@
 /** Writing text for people: a line writer, colour only where it is welcome, aligned tables. */
 
 import type { AsyncSink } from "./line_queue.ts";
-import { printableText } from "./printable.ts";
+import { printableText } from "../text/printable.ts";
 
 export type Writer = {
   /** Writes the text as it is. */
@@ -45,7 +45,7 @@ function closedOr(error: unknown): unknown {
 }
 
 /**
- * A writer that escapes what a terminal would act on (lib/cli/printable.ts) before `writer` sees it: every
+ * A writer that escapes what a terminal would act on (lib/text/printable.ts) before `writer` sees it: every
  * command's output and log lines go through one, so no value from outside reaches the terminal raw.
  * `keepColor` lets the palette's own colour codes through.
  */
@@ -121,7 +121,7 @@ export function visibleWidth(text: string): number {
 
 /**
  * Rows as lines with every column but the last padded to its widest cell, separated by `gap` spaces.
- * Cells may carry colour; anything else a terminal would act on is escaped (lib/cli/printable.ts). The
+ * Cells may carry colour; anything else a terminal would act on is escaped (lib/text/printable.ts). The
  * last column is never padded, so no line ends in spaces.
  */
 export function table(cellsOf: readonly (readonly string[])[], gap = 2): string[] {

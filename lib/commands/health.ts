@@ -3,7 +3,7 @@ import { InputError } from "../errors.ts";
 import { AREAS } from "../kernel/probe.ts";
 import type { Area } from "../policy/plan.ts";
 import { defineCommand } from "../cli/command.ts";
-import { count } from "../cli/diagnostics.ts";
+import { count } from "../text/diagnostics.ts";
 import { type Palette, palette, table } from "../cli/output.ts";
 
 export const health = defineCommand({

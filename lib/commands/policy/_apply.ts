@@ -4,7 +4,7 @@
  */
 
 import type { Context } from "../../cli/command.ts";
-import { count, diagnosticLine } from "../../cli/diagnostics.ts";
+import { count, diagnosticLine } from "../../text/diagnostics.ts";
 import { palette } from "../../cli/output.ts";
 import { RefusedError } from "../../errors.ts";
 import { policySummary, reapplyHistoryEntry } from "../../agent/apply_text.ts";

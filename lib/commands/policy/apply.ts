@@ -6,7 +6,7 @@ import {
   watchCanary,
 } from "../../agent/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
-import { parseDuration } from "../../cli/duration.ts";
+import { parseDuration } from "../../text/duration.ts";
 import { InputError } from "../../errors.ts";
 import { pinnedGenerationDenies } from "../../kernel/inspect.ts";
 import {

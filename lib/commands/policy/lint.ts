@@ -1,5 +1,5 @@
 import { defineCommand } from "../../cli/command.ts";
-import { count, type Diagnostic, diagnosticJson, diagnosticLine } from "../../cli/diagnostics.ts";
+import { count, type Diagnostic, diagnosticJson, diagnosticLine } from "../../text/diagnostics.ts";
 import { palette } from "../../cli/output.ts";
 import { InputError } from "../../errors.ts";
 import { gatherLintFacts } from "../../policy/facts.ts";

@@ -1,5 +1,5 @@
 import { defineCommand } from "../../cli/command.ts";
-import { count, diagnosticJson, diagnosticLine } from "../../cli/diagnostics.ts";
+import { count, diagnosticJson, diagnosticLine } from "../../text/diagnostics.ts";
 import { palette } from "../../cli/output.ts";
 import { InputError } from "../../errors.ts";
 import { compilePolicy } from "../../policy/compile.ts";

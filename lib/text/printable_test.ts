@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bufferWriter, palette, printableWriter, table } from "./output.ts";
+import { bufferWriter, palette, printableWriter, table } from "../cli/output.ts";
 import { escapeJson, jsonText, printable, printableText } from "./printable.ts";
 
 /** Every character a terminal acts on or hides, one of each kind. */
