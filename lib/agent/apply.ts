@@ -2,7 +2,7 @@
  * The one path by which a checked policy reaches the kernel, shared by `policy apply` and `policy rollback`
  * (and later the agent's reload and the API): history first, then the flip, then the records that say it
  * happened. The order, and how the next command settles a kill -9 at any point, is in
- * `lib/policy/apply_state.ts`. Callers hold the state lock.
+ * `lib/state/apply_state.ts`. Callers hold the state lock.
  */
 
 import { type ConnectionSweep, sweepConnections } from "../kernel/connections.ts";
@@ -10,7 +10,7 @@ import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
-import type { PolicyInput } from "../policy/apply_source.ts";
+import type { PolicyInput } from "../ops/apply_source.ts";
 import {
   type AppliedRecord,
   clearApplyIntent,
@@ -20,9 +20,9 @@ import {
   settlePending,
   writeApplied,
   writeApplyIntent,
-} from "../policy/apply_state.ts";
+} from "../state/apply_state.ts";
 import { readModeWords } from "../kernel/mode_words.ts";
-import { describeAgent, liveAgent } from "./agent_lock.ts";
+import { describeAgent, liveAgent } from "../state/agent_lock.ts";
 import {
   appendHistory,
   currentEntry,
@@ -30,12 +30,12 @@ import {
   listHistory,
   raiseVersionCounter,
   setOutcome,
-} from "../policy/history.ts";
+} from "../state/history.ts";
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
-import { encodeInodes } from "../policy/inode_set.ts";
+import { encodeInodes } from "../state/inode_set.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
-import { describeHolder } from "../policy/lock_holder.ts";
-import { acquireStateLock, type StateLock } from "../policy/state.ts";
+import { describeHolder } from "../state/lock_holder.ts";
+import { acquireStateLock, type StateLock } from "../state/files.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 

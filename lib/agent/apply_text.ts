@@ -5,7 +5,7 @@
  */
 
 import { RefusedError } from "../errors.ts";
-import { checkInput, type RawInput, readApplyConfig } from "../policy/apply_source.ts";
+import { checkInput, type RawInput, readApplyConfig } from "../ops/apply_source.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { gatherLintFacts } from "../policy/facts.ts";
 import {
@@ -16,12 +16,12 @@ import {
   readEntryContent,
   readVersionCounter,
   wasInForce,
-} from "../policy/history.ts";
+} from "../state/history.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import { InputError } from "../errors.ts";
 import type { ApplyResult } from "./apply.ts";
 import { lockoutRisks } from "../policy/lint.ts";
-import type { PolicyInput } from "../policy/apply_source.ts";
+import type { PolicyInput } from "../ops/apply_source.ts";
 import { positionText } from "../text/diagnostics.ts";
 import {
   alreadyInForce,
@@ -31,7 +31,7 @@ import {
   ruleCounts,
   settleInterruptedApply,
 } from "./apply.ts";
-import { readApplied } from "../policy/apply_state.ts";
+import { readApplied } from "../state/apply_state.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
 

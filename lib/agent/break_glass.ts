@@ -6,8 +6,8 @@ import {
   readModeWords,
   writeBreakGlass,
 } from "../kernel/mode_words.ts";
-import { writeFileAtomic } from "../policy/state.ts";
-import { makePrivateDir, PRIVATE_FILE_MODE } from "../policy/access.ts";
+import { writeFileAtomic } from "../state/files.ts";
+import { makePrivateDir, PRIVATE_FILE_MODE } from "../state/access.ts";
 
 /**
  * Break-glass: audit everywhere, now. The kernel word makes it take effect in every hook at once, with or

@@ -18,13 +18,13 @@ import {
 } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
 import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
-import { readApplied } from "../policy/apply_state.ts";
+import { readApplied } from "../state/apply_state.ts";
 import type { Area } from "../policy/plan.ts";
 import { sweepConnections } from "../kernel/connections.ts";
-import { type AgentStatus, partialAreas, readAgentState } from "./agent_state.ts";
+import { type AgentStatus, partialAreas, readAgentState } from "../state/agent_state.ts";
 import { readMarker } from "./break_glass.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
-import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "./heartbeat.ts";
+import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "../state/heartbeat.ts";
 
 export type Paths = { bpffs: string; stateDir: string; configDir: string };
 

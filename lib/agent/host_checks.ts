@@ -7,7 +7,7 @@ import { findCgroup2Mount } from "../kernel/cgroup.ts";
 import { libbpfVersion } from "../kernel/info.ts";
 import { isMounted, PSEUDO_FILESYSTEMS } from "../kernel/mounts.ts";
 import { exists } from "../kernel/pin_dir.ts";
-import { accessOf } from "../policy/access.ts";
+import { accessOf } from "../state/access.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 export type Check = { name: string; status: CheckStatus; detail: string; remediation?: string };

@@ -5,8 +5,8 @@
 
 import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
-import { checkInput, type PolicyInput, readApplyConfig, readRawInput } from "../policy/apply_source.ts";
-import { appliedPolicy, readApplied, type StoredPolicy } from "../policy/apply_state.ts";
+import { checkInput, type PolicyInput, readApplyConfig, readRawInput } from "../ops/apply_source.ts";
+import { appliedPolicy, readApplied, type StoredPolicy } from "../state/apply_state.ts";
 import { gatherLintFacts } from "../policy/facts.ts";
 import { lockoutRisks } from "../policy/lint.ts";
 import { parsePolicySource, policySha256 } from "../policy/parse.ts";

@@ -16,8 +16,8 @@
 
 import { InputError, type Position, RefusedError } from "../errors.ts";
 import { encodeNetRules } from "../kernel/entries.ts";
-import { storedPolicy } from "../policy/apply_state.ts";
-import { listHistory } from "../policy/history.ts";
+import { storedPolicy } from "../state/apply_state.ts";
+import { listHistory } from "../state/history.ts";
 import type { RuleInfo, RuleSetPlan } from "../policy/plan.ts";
 import { RuleTable, type RuleTableData } from "../policy/rule_table.ts";
 import type { ApplyInput } from "./apply.ts";

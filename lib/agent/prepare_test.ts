@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { InputError } from "../errors.ts";
 import { type ResolvedRuleSet, ruleSetEntries } from "../kernel/entries.ts";
 import { compilePolicy } from "../policy/compile.ts";
-import { appendHistory } from "../policy/history.ts";
+import { appendHistory } from "../state/history.ts";
 import { policySha256 } from "../policy/parse.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import { randomPolicy } from "../policy/random_policy.ts";

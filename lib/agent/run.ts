@@ -30,8 +30,8 @@ import {
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import { readApplied, writeApplied } from "../policy/apply_state.ts";
-import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
+import { readApplied, writeApplied } from "../state/apply_state.ts";
+import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
 import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
@@ -41,8 +41,8 @@ import { parseCidr } from "../policy/cidr.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
-import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
-import { HEARTBEAT_MS, writeHeartbeat } from "./heartbeat.ts";
+import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "../state/agent_state.ts";
+import { HEARTBEAT_MS, writeHeartbeat } from "../state/heartbeat.ts";
 import {
   appliedShape,
   type ApplyInput,
@@ -52,9 +52,9 @@ import {
   settleInterruptedApply,
 } from "./apply.ts";
 import { findStaleRules } from "./stale.ts";
-import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
+import { type AgentLock, takeAgentLock } from "../state/agent_lock.ts";
 import { choiceText } from "./policy_source.ts";
-import type { StateLock } from "../policy/state.ts";
+import type { StateLock } from "../state/files.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { eventLogPath } from "./event_log.ts";
 import { EventLogSink } from "./event_log_sink.ts";

@@ -7,8 +7,8 @@
  */
 
 import { currentIdentity, describeUnreadable, ResolveError, walkRuleTree } from "../kernel/resolve.ts";
-import type { AppliedRecord } from "../policy/apply_state.ts";
-import { InodeSet } from "../policy/inode_set.ts";
+import type { AppliedRecord } from "../state/apply_state.ts";
+import { InodeSet } from "../state/inode_set.ts";
 import { printable } from "../text/printable.ts";
 import { SysError } from "../../ffi/mod.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { encodeInodes } from "../policy/inode_set.ts";
+import { encodeInodes } from "../state/inode_set.ts";
 import { findStaleRules } from "./stale.ts";
 
 const record = {

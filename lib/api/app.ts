@@ -11,7 +11,7 @@ import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
 import { escapeJson, jsonText } from "../text/printable.ts";
-import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
+import { MAX_INPUT_BYTES } from "../ops/apply_source.ts";
 import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
 import { OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 import type { EventHub } from "./event_hub.ts";

@@ -4,7 +4,7 @@
  */
 
 import { resolve } from "node:path";
-import { DEFAULT_LOCK_TIMEOUT_MS } from "../policy/state.ts";
+import { DEFAULT_LOCK_TIMEOUT_MS } from "../state/files.ts";
 import type { OptionSpecs } from "./command.ts";
 import { parseDuration } from "../text/duration.ts";
 

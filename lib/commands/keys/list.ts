@@ -1,6 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
 import { palette, table } from "../../cli/output.ts";
-import { keysDir, listTrustedKeys } from "../../policy/keys.ts";
+import { keysDir, listTrustedKeys } from "../../state/key_store.ts";
 
 export const keysList = defineCommand({
   name: "list",

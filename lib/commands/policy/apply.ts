@@ -19,10 +19,10 @@ import {
 import { refuseReplay } from "../../agent/apply_text.ts";
 import { preflightApply } from "../../agent/apply_preflight.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
-import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
-import { appliedPolicy } from "../../policy/apply_state.ts";
+import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../ops/apply_source.ts";
+import { appliedPolicy } from "../../state/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
-import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../policy/history.ts";
+import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../state/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
 import {
   checkLockout,

@@ -1,7 +1,7 @@
 import { defineCommand } from "../../cli/command.ts";
 import { InputError } from "../../errors.ts";
 import { lockState, settleInterruptedApply } from "../../agent/apply.ts";
-import { findEntry, listHistory, previousEntry } from "../../policy/history.ts";
+import { findEntry, listHistory, previousEntry } from "../../state/history.ts";
 import { connectionLines, connectionsJson, reapplyEntry, summaryLine, summaryOf } from "./_apply.ts";
 
 export const policyRollback = defineCommand({

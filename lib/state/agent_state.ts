@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { PolicyRef } from "../kernel/events.ts";
 import type { Area } from "../policy/plan.ts";
-import { removeIfPresent, writeFileAtomic } from "../policy/state.ts";
+import { removeIfPresent, writeFileAtomic } from "./files.ts";
 import { agentLockPath, liveAgent } from "./agent_lock.ts";
-import { PRIVATE_FILE_MODE } from "../policy/access.ts";
+import { PRIVATE_FILE_MODE } from "./access.ts";
 
 /** How the kernel serves an area now: enforcing, auditing only, or not used by the policy. */
 export type AreaMode = "enforce" | "audit-only" | "unused";

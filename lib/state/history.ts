@@ -15,8 +15,8 @@ import { join } from "node:path";
 import { z } from "zod";
 import { InputError } from "../errors.ts";
 import { makePrivateDir, PRIVATE_FILE_MODE } from "./access.ts";
-import { policySha256 } from "./parse.ts";
-import { isTempFileName, removeIfPresent, syncDirectory, writeFileAtomic } from "./state.ts";
+import { policySha256 } from "../policy/parse.ts";
+import { isTempFileName, removeIfPresent, syncDirectory, writeFileAtomic } from "./files.ts";
 
 /** Entries kept at least; the current and the previous in-force entry are kept even when older. */
 export const HISTORY_KEEP = 20;

@@ -25,7 +25,7 @@
 
 import { join } from "node:path";
 import { z } from "zod";
-import { parseEnvelope } from "./dsse.ts";
+import { parseEnvelope } from "../policy/dsse.ts";
 import {
   currentEntry,
   type HistoryEntry,
@@ -34,7 +34,7 @@ import {
   readEntryContent,
   readStateJson,
 } from "./history.ts";
-import { removeIfPresent, writeFileAtomic } from "./state.ts";
+import { removeIfPresent, writeFileAtomic } from "./files.ts";
 import { PRIVATE_FILE_MODE } from "./access.ts";
 
 const intentSchema = z.strictObject({

@@ -6,7 +6,7 @@
  */
 
 import { join } from "node:path";
-import { writeFileAtomic } from "../policy/state.ts";
+import { writeFileAtomic } from "./files.ts";
 
 export const HEARTBEAT_MS = 2000;
 /** Five missed beats: long enough for a loaded host, short enough for a readiness probe to notice. */

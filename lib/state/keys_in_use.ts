@@ -5,10 +5,10 @@
  */
 
 import { join } from "node:path";
-import { isBundle } from "./bundle.ts";
-import { parseEnvelope } from "./dsse.ts";
+import { isBundle } from "../policy/bundle.ts";
+import { parseEnvelope } from "../policy/dsse.ts";
 import { currentEntry, listHistory } from "./history.ts";
-import { parsePolicySource } from "./parse.ts";
+import { parsePolicySource } from "../policy/parse.ts";
 
 /** One use, as a person reads it: `the policy in force, web version 7 (history entry 12)`. */
 export function keyUses(keyid: string, dirs: { configDir: string; stateDir: string }): string[] {

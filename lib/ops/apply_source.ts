@@ -9,17 +9,17 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
-import { isBundle, verifyBundle } from "./bundle.ts";
-import { MAX_ENVELOPE_BYTES } from "./dsse.ts";
-import { readVersionCounter } from "./history.ts";
-import { keysDir, loadTrustedKeys } from "./keys.ts";
+import { isBundle, verifyBundle } from "../policy/bundle.ts";
+import { MAX_ENVELOPE_BYTES } from "../policy/dsse.ts";
+import { readVersionCounter } from "../state/history.ts";
+import { keysDir, loadTrustedKeys } from "../state/key_store.ts";
 import {
   MAX_POLICY_BYTES,
   parsePolicySource,
   policySha256,
   type PolicySource,
   readPolicyFile,
-} from "./parse.ts";
+} from "../policy/parse.ts";
 
 /** How long a URL fetch may take (redirects included), and how large a fetched policy or bundle may be. */
 export const FETCH_TIMEOUT_MS = 10_000;

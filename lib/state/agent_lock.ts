@@ -7,8 +7,8 @@
 
 import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
-import { makePrivateDir, PRIVATE_FILE_MODE } from "../policy/access.ts";
-import { chmodOpenFile } from "../policy/state.ts";
+import { makePrivateDir, PRIVATE_FILE_MODE } from "./access.ts";
+import { chmodOpenFile } from "./files.ts";
 
 export type AgentLockHolder = { pid?: number; startedAt?: string };
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type LockHolder, readHolder } from "./lock_holder.ts";
-import { acquireStateLock, isTempFileName, StateLockedError, writeFileAtomic } from "./state.ts";
+import { acquireStateLock, isTempFileName, StateLockedError, writeFileAtomic } from "./files.ts";
 
 async function withTempDir(fn: (dir: string) => Promise<void> | void) {
   const dir = await Deno.makeTempDir({ prefix: "aegisbpf-state-" });
