@@ -50,10 +50,10 @@ import {
   lockState,
   planAreas,
   settleInterruptedApply,
-} from "./apply.ts";
-import { findStaleRules } from "./stale.ts";
+} from "../ops/apply.ts";
+import { findStaleRules } from "../report/stale.ts";
 import { type AgentLock, takeAgentLock } from "../state/agent_lock.ts";
-import { choiceText } from "./policy_source.ts";
+import { choiceText } from "../ops/policy_source.ts";
 import type { StateLock } from "../state/files.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { eventLogPath } from "./event_log.ts";
@@ -68,8 +68,8 @@ import {
   refuseUnsafeDirectories,
   refuseWithoutLsm,
   resolveNames,
-} from "./run_checks.ts";
-import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "./prepare.ts";
+} from "../ops/run_checks.ts";
+import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "../ops/prepare.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 /** Break-glass marker and deadman checks: well inside SPEC's one second. */

@@ -1,5 +1,5 @@
 import { agentFile, readAgentState } from "../state/agent_state.ts";
-import { lockState } from "../agent/apply.ts";
+import { lockState } from "../ops/apply.ts";
 import { defineCommand } from "../cli/command.ts";
 import { DataPlane, DetachError } from "../kernel/dataplane.ts";
 import { pinDirOf } from "../kernel/inspect.ts";

@@ -1,4 +1,4 @@
-import { checkHealth, type HealthReport, type RequireEnforce } from "../agent/health.ts";
+import { checkHealth, type HealthReport, type RequireEnforce } from "../report/health.ts";
 import { InputError } from "../errors.ts";
 import { AREAS } from "../kernel/probe.ts";
 import type { Area } from "../policy/plan.ts";

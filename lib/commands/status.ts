@@ -1,4 +1,4 @@
-import { checkHealth, type HealthReport } from "../agent/health.ts";
+import { checkHealth, type HealthReport } from "../report/health.ts";
 import { defineCommand } from "../cli/command.ts";
 import { type Palette, palette, table } from "../cli/output.ts";
 import type { Hook } from "../kernel/inspect.ts";

@@ -16,7 +16,7 @@ import {
   pinnedRuleHits,
   pinnedXdpStats,
 } from "../kernel/inspect.ts";
-import { storedInput } from "../agent/policy_source.ts";
+import { storedInput } from "../ops/policy_source.ts";
 import { readApplied, storedPolicy } from "../state/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { readModeWords } from "../kernel/mode_words.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { breakGlassOff, breakGlassOn, breakGlassStatus, markerPath } from "../../lib/agent/break_glass.ts";
+import { breakGlassOff, breakGlassOn, breakGlassStatus, markerPath } from "../../lib/ops/break_glass.ts";
 import { rootTest } from "../support/privileged.ts";
 import { listen, ruleSet, withPlane } from "../support/plane.ts";
 import { ipv4Rule } from "../support/slice.ts";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { takeAgentLock } from "../../lib/state/agent_lock.ts";
-import { checkHealth } from "../../lib/agent/health.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";

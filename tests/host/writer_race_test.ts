@@ -8,8 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { encodeRuleKey, encodeU32, FdMap, RULE } from "../../ffi/mod.ts";
-import { lockState } from "../../lib/agent/apply.ts";
-import { checkHealth } from "../../lib/agent/health.ts";
+import { lockState } from "../../lib/ops/apply.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 import { encodeNetRules } from "../../lib/kernel/entries.ts";
 import { pinnedGenInfo } from "../../lib/kernel/inspect.ts";
 import { readModeWords } from "../../lib/kernel/mode_words.ts";

@@ -1,4 +1,4 @@
-import { breakGlassOn } from "../../agent/break_glass.ts";
+import { breakGlassOn } from "../../ops/break_glass.ts";
 import { defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../text/duration.ts";
 

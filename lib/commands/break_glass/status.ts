@@ -1,4 +1,4 @@
-import { breakGlassStatus, markerPath } from "../../agent/break_glass.ts";
+import { breakGlassStatus, markerPath } from "../../ops/break_glass.ts";
 import { defineCommand } from "../../cli/command.ts";
 
 export const breakGlassStatusCommand = defineCommand({

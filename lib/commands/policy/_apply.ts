@@ -7,7 +7,7 @@ import type { Context } from "../../cli/command.ts";
 import { count, diagnosticLine } from "../../text/diagnostics.ts";
 import { palette } from "../../cli/output.ts";
 import { RefusedError } from "../../errors.ts";
-import { policySummary, reapplyHistoryEntry } from "../../agent/apply_text.ts";
+import { policySummary, reapplyHistoryEntry } from "../../ops/apply_text.ts";
 import { type ConnectionSweep, describeConnection } from "../../kernel/connections.ts";
 import type { PolicyInput } from "../../ops/apply_source.ts";
 import type { HistoryEntry } from "../../state/history.ts";

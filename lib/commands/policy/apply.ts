@@ -4,7 +4,7 @@ import {
   type CanaryVerdict,
   parseDenyRate,
   watchCanary,
-} from "../../agent/canary.ts";
+} from "../../ops/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../text/duration.ts";
 import { InputError } from "../../errors.ts";
@@ -15,9 +15,9 @@ import {
   applyPolicy,
   lockState,
   settleInterruptedApply,
-} from "../../agent/apply.ts";
-import { refuseReplay } from "../../agent/apply_text.ts";
-import { preflightApply } from "../../agent/apply_preflight.ts";
+} from "../../ops/apply.ts";
+import { refuseReplay } from "../../ops/apply_text.ts";
+import { preflightApply } from "../../ops/apply_preflight.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../ops/apply_source.ts";
 import { appliedPolicy } from "../../state/apply_state.ts";

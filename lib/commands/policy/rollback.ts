@@ -1,6 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
 import { InputError } from "../../errors.ts";
-import { lockState, settleInterruptedApply } from "../../agent/apply.ts";
+import { lockState, settleInterruptedApply } from "../../ops/apply.ts";
 import { findEntry, listHistory, previousEntry } from "../../state/history.ts";
 import { connectionLines, connectionsJson, reapplyEntry, summaryLine, summaryOf } from "./_apply.ts";
 

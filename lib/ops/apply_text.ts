@@ -5,7 +5,7 @@
  */
 
 import { RefusedError } from "../errors.ts";
-import { checkInput, type RawInput, readApplyConfig } from "../ops/apply_source.ts";
+import { checkInput, type RawInput, readApplyConfig } from "./apply_source.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { gatherLintFacts } from "../policy/facts.ts";
 import {
@@ -21,7 +21,7 @@ import type { RuleSetPlan } from "../policy/plan.ts";
 import { InputError } from "../errors.ts";
 import type { ApplyResult } from "./apply.ts";
 import { lockoutRisks } from "../policy/lint.ts";
-import type { PolicyInput } from "../ops/apply_source.ts";
+import type { PolicyInput } from "./apply_source.ts";
 import { positionText } from "../text/diagnostics.ts";
 import {
   alreadyInForce,

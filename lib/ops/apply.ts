@@ -10,7 +10,7 @@ import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
-import type { PolicyInput } from "../ops/apply_source.ts";
+import type { PolicyInput } from "./apply_source.ts";
 import {
   type AppliedRecord,
   clearApplyIntent,

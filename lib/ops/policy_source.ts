@@ -5,7 +5,7 @@
 
 import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
-import { checkInput, type PolicyInput, readApplyConfig, readRawInput } from "../ops/apply_source.ts";
+import { checkInput, type PolicyInput, readApplyConfig, readRawInput } from "./apply_source.ts";
 import { appliedPolicy, readApplied, type StoredPolicy } from "../state/apply_state.ts";
 import { gatherLintFacts } from "../policy/facts.ts";
 import { lockoutRisks } from "../policy/lint.ts";
