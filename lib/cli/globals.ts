@@ -5,7 +5,7 @@
 
 import { resolve } from "node:path";
 import { DEFAULT_LOCK_TIMEOUT_MS } from "../state/files.ts";
-import type { OptionSpecs } from "./command.ts";
+import type { OptionSpecs } from "./specs.ts";
 import { parseDuration } from "../text/duration.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;

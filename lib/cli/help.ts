@@ -1,16 +1,8 @@
 /** `--help` text for the top level, a group and a command, generated from the registry. */
 
 import { InputError } from "../errors.ts";
-import {
-  allCommands,
-  type ArgSpec,
-  type Command,
-  type CommandGroup,
-  isGroup,
-  type OptionSpec,
-  type OptionSpecs,
-  type Registry,
-} from "./command.ts";
+import { allCommands, type Command, type CommandGroup, isGroup, type Registry } from "./command.ts";
+import type { ArgSpec, OptionSpec, OptionSpecs } from "./specs.ts";
 import { GLOBAL_OPTIONS, HELP_OPTION } from "./globals.ts";
 import { type Palette, table } from "./output.ts";
 
