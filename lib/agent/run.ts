@@ -20,7 +20,6 @@
  */
 
 import { DataPlane } from "../kernel/dataplane.ts";
-import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import {
   bootToWallOffsetNs,
   type EventContext,
@@ -47,8 +46,10 @@ import {
   appliedShape,
   type ApplyInput,
   applyPolicy,
+  flipGeneration,
   lockState,
   planAreas,
+  resolveNames,
   settleInterruptedApply,
 } from "../ops/apply.ts";
 import { findStaleRules } from "../report/stale.ts";
@@ -67,7 +68,6 @@ import {
   partialAreas,
   refuseUnsafeDirectories,
   refuseWithoutLsm,
-  resolveNames,
 } from "../ops/run_checks.ts";
 import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "../ops/prepare.ts";
 
@@ -378,7 +378,11 @@ export class Agent {
       let generation: number;
       let history: number | "unchanged";
       if (same) {
-        generation = await this.#flip(resolved);
+        generation = await flipGeneration(
+          this.#plane,
+          resolved,
+          (message) => this.#options.log.warn(message),
+        );
         writeApplied(stateDir, {
           ...applied,
           ...appliedShape(resolved),
@@ -412,16 +416,6 @@ export class Agent {
       });
     } finally {
       this.#busy--;
-    }
-  }
-
-  async #flip(resolved: ResolvedRuleSet): Promise<number> {
-    try {
-      return await this.#plane.apply(resolved);
-    } catch (error) {
-      if (!(error instanceof AppliedWithCleanupError)) throw error;
-      this.#options.log.warn(error.message);
-      return error.generation;
     }
   }
 
@@ -495,7 +489,11 @@ export class Agent {
         this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
         return;
       }
-      const generation = await this.#flip(resolved);
+      const generation = await flipGeneration(
+        this.#plane,
+        resolved,
+        (message) => this.#options.log.warn(message),
+      );
       // The inodes now denied, for health's stale-rule check.
       writeApplied(stateDir, {
         ...applied,

@@ -177,7 +177,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
       ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
       time: new Date().toISOString(),
     });
-    generation = await flip(plane, resolved, request.warn);
+    generation = await flipGeneration(plane, resolved, request.warn);
   } catch (error) {
     setOutcome(stateDir, pending.seq, "failed");
     clearApplyIntent(stateDir);
@@ -220,11 +220,9 @@ export function checkEnforceable(
   plan: RuleSetPlan,
   request: Pick<ApplyRequest, "allowPartial" | "warn">,
 ): void {
-  if (plan.mode !== "enforce") return;
-  const partial = planAreas(plan).flatMap((area) => {
-    const { mode, reason } = plane.status[area];
-    return mode === "enforce" ? [] : [`${area} is ${mode}${reason === undefined ? "" : ` (${reason})`}`];
-  });
+  const partial = unenforceableAreas(plane, plan).map(({ area, mode, reason }) =>
+    `${area} is ${mode}${reason === undefined ? "" : ` (${reason})`}`
+  );
   if (partial.length === 0) return;
   const what = `this kernel cannot enforce every area the policy uses: ${partial.join("; ")}`;
   if (!request.allowPartial) {
@@ -234,6 +232,18 @@ export function checkEnforceable(
     );
   }
   request.warn(`${what}; those areas run audit-only (--allow-partial)`);
+}
+
+/** The areas an enforce plan uses that this kernel cannot enforce, with the mode it can give and why; none for an audit plan. */
+export function unenforceableAreas(
+  plane: Pick<DataPlane, "status">,
+  plan: RuleSetPlan,
+): { area: Area; mode: string; reason?: string }[] {
+  if (plan.mode !== "enforce") return [];
+  return planAreas(plan).flatMap((area) => {
+    const { mode, reason } = plane.status[area];
+    return mode === "enforce" ? [] : [{ area, mode, ...reason !== undefined && { reason } }];
+  });
 }
 
 /**
@@ -297,25 +307,28 @@ function sweepAfterApply(
   }
 }
 
-export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void) {
+/** The plan's names resolved on this host; a deny path or cgroup missing here is bad input, named by its rule. */
+export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
   try {
     return resolvePlan(plan, { warn });
   } catch (error) {
-    // A deny path or cgroup missing on this host is bad input, named by its rule.
     if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
     throw error;
   }
 }
 
-async function flip(
+/**
+ * Writes the resolved rules into the inactive generation and flips to it, returning the generation now
+ * active. A failure after the flip (dropping the old generation) leaves the new one live: a warning.
+ */
+export async function flipGeneration(
   plane: DataPlane,
-  resolved: ReturnType<typeof resolvePlan>,
+  resolved: ResolvedRuleSet,
   warn: (message: string) => void,
 ): Promise<number> {
   try {
     return await plane.apply(resolved);
   } catch (error) {
-    // The new generation is live; only dropping the old one failed.
     if (!(error instanceof AppliedWithCleanupError)) throw error;
     warn(error.message);
     return error.generation;

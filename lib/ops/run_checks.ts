@@ -9,12 +9,11 @@ import { InputError, RefusedError } from "../errors.ts";
 import type { DataPlane } from "../kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { probeLsm } from "../kernel/load.ts";
-import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { refuseUnsafeAccess } from "../state/access.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { keysDir } from "../state/key_store.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
-import { planAreas } from "./apply.ts";
+import { planAreas, unenforceableAreas } from "./apply.ts";
 import type { SourcedPolicy } from "./policy_source.ts";
 
 /** An area `--allow-partial` runs audit-only, and why. */
@@ -51,11 +50,10 @@ export function planFor(
  * returned to run audit-only.
  */
 export function partialAreas(plane: DataPlane, plan: RuleSetPlan, allowPartial: boolean): PartialArea[] {
-  if (plan.mode !== "enforce") return [];
-  const partial = planAreas(plan).flatMap((area) => {
-    const { mode, reason } = plane.status[area];
-    return mode === "enforce" ? [] : [{ area, reason: reason ?? mode }];
-  });
+  const partial = unenforceableAreas(plane, plan).map(({ area, mode, reason }) => ({
+    area,
+    reason: reason ?? mode,
+  }));
   if (partial.length > 0 && !allowPartial) {
     const what = partial.map(({ area, reason }) => `${area} (${reason})`).join("; ");
     throw new RefusedError(
@@ -96,15 +94,6 @@ export function refuseUnsafeDirectories(
   ] as const;
   const warnings = named.flatMap(([path, what]) => refuseUnsafeAccess(path, `to run with ${what}`) ?? []);
   for (const { detail, remediation } of warnings) warn(`${detail}; fix it with: ${remediation}`);
-}
-
-export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
-  try {
-    return resolvePlan(plan, { warn });
-  } catch (error) {
-    if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
-    throw error;
-  }
 }
 
 /** Ids of file and exec rules whose resolved inodes differ between two resolutions. */

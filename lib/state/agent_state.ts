@@ -12,6 +12,7 @@ import type { Area } from "../policy/plan.ts";
 import { removeIfPresent, writeFileAtomic } from "./files.ts";
 import { agentLockPath, liveAgent } from "./agent_lock.ts";
 import { PRIVATE_FILE_MODE } from "./access.ts";
+import { statFields } from "../kernel/proc_stat.ts";
 
 /** How the kernel serves an area now: enforcing, auditing only, or not used by the policy. */
 export type AreaMode = "enforce" | "audit-only" | "unused";
@@ -146,8 +147,7 @@ export function processGone(pid: number, startedAtMs: number): string | undefine
     if (error instanceof Deno.errors.PermissionDenied) return undefined;
     throw error;
   }
-  // Fields after the command name (which may hold spaces and parentheses) start at its last ')'.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(stat);
   if (fields[0] === "Z" || fields[0] === "X") return `pid ${pid} has exited (a zombie)`;
   const startTicks = Number(fields[19]);
   const bootTime = /^btime (\d+)$/m.exec(Deno.readTextFileSync("/proc/stat"))?.[1];
