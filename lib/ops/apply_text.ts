@@ -7,7 +7,6 @@
 import { RefusedError } from "../errors.ts";
 import { checkInput, type RawInput, readApplyConfig } from "./apply_source.ts";
 import { compilePolicy } from "../policy/compile.ts";
-import { gatherLintFacts } from "../policy/facts.ts";
 import {
   findEntry,
   type HistoryEntry,
@@ -20,7 +19,7 @@ import {
 import type { RuleSetPlan } from "../policy/plan.ts";
 import { InputError } from "../errors.ts";
 import type { ApplyResult } from "./apply.ts";
-import { lockoutRisks } from "../policy/lint.ts";
+import { checkLockoutRisks } from "./lockout.ts";
 import type { PolicyInput } from "./apply_source.ts";
 import { positionText } from "../text/diagnostics.ts";
 import {
@@ -32,6 +31,7 @@ import {
   settleInterruptedApply,
 } from "./apply.ts";
 import { readApplied } from "../state/apply_state.ts";
+import type { StateLock } from "../state/files.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
 
@@ -55,8 +55,7 @@ export function policySummary(input: PolicyInput, plan: RuleSetPlan) {
 
 /** Refuses (RefusedError, exit 3 / HTTP 409) a policy whose lock-out check finds a risk. */
 export async function refuseLockout(input: PolicyInput, stateDir: string): Promise<void> {
-  const { policy, locate } = input.parsed;
-  const risks = lockoutRisks(policy, locate, await gatherLintFacts(policy, { stateDir }));
+  const { risks } = await checkLockoutRisks(input, stateDir);
   if (risks.length === 0) return;
   const listed = risks.map((risk) => `${positionText(risk.position)}: ${risk.message}`).join("; ");
   throw new RefusedError(`Refused ${input.source}: lock-out risk: ${listed}`);
@@ -88,9 +87,72 @@ function sameBundleAsCounter(input: PolicyInput, stateDir: string): boolean {
   );
 }
 
+/** How a caller takes the state lock: who it is (the holder named to others), and whether and how it waits. */
+export type LockRequest = {
+  holder: string;
+  wait: boolean;
+  onWait: (message: string) => void;
+  timeoutMs?: number;
+};
+
+/** What `applyChecked` did: nothing (`unchanged`, the policy in force already), or the apply. */
+export type CheckedApply =
+  & { lock: StateLock }
+  & (
+    | { unchanged: HistoryEntry }
+    | { applied: ApplyResult }
+  );
+
+/**
+ * The apply `policy apply` and the API share once the input is checked and compiled: takes the state lock,
+ * settles an interrupted apply, answers `unchanged` for the policy in force already, refuses a replayed
+ * bundle (another apply may have raised the counter while this one waited for the lock), runs
+ * `beforeApply`, then applies. Returns with the lock held: the caller releases it (`policy apply --canary`
+ * watches under it). On an error the lock is released here.
+ */
+export async function applyChecked(
+  where: Where,
+  input: PolicyInput,
+  plan: RuleSetPlan,
+  options: LockRequest & {
+    outcome: "applied" | "canary";
+    allowPartial: boolean;
+    warn: (message: string) => void;
+    beforeApply?: () => void;
+  },
+): Promise<CheckedApply> {
+  const { bpffs, stateDir } = where;
+  const { holder, ...wait } = options;
+  const lock = await lockState(stateDir, holder, {
+    wait: wait.wait,
+    onWait: wait.onWait,
+    ...wait.timeoutMs !== undefined && { timeoutMs: wait.timeoutMs },
+  });
+  try {
+    settleInterruptedApply({ bpffs, stateDir });
+    const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
+    if (same) return { lock, unchanged: same };
+    refuseReplay(input, stateDir);
+    options.beforeApply?.();
+    const applied = await applyPolicy({
+      bpffs,
+      stateDir,
+      input: applyInputOf(input),
+      plan,
+      outcome: options.outcome,
+      allowPartial: options.allowPartial,
+      warn: options.warn,
+    });
+    return { lock, applied };
+  } catch (error) {
+    lock[Symbol.dispose]();
+    throw error;
+  }
+}
+
 /** Checks and applies `raw` as `policy apply` would; waits for the state lock. */
 export async function applyRawInput(where: Where, raw: RawInput): Promise<AppliedSummary> {
-  const { bpffs, stateDir, configDir } = where;
+  const { stateDir, configDir } = where;
   const input = checkInput(raw, {
     configDir,
     stateDir,
@@ -99,23 +161,20 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
   });
   const plan = compilePolicy(input.parsed.policy);
   await refuseLockout(input, stateDir);
-  using _lock = await lockState(stateDir, "api policy apply", { wait: true, onWait: () => {} });
-  settleInterruptedApply({ bpffs, stateDir });
-  const same = alreadyInForce(where, input.sha256, plan.mode);
-  if (same) {
-    const generation = readApplied(stateDir)!.generation;
-    return { ...policySummary(input, plan), seq: same.seq, outcome: "unchanged", generation };
-  }
-  refuseReplay(input, stateDir);
-  const { entry, generation } = await applyPolicy({
-    bpffs,
-    stateDir,
-    input: applyInputOf(input),
-    plan,
+  const done = await applyChecked(where, input, plan, {
+    holder: "api policy apply",
+    wait: true,
+    onWait: () => {},
     outcome: "applied",
     allowPartial: false,
     warn: () => {},
   });
+  using _lock = done.lock;
+  if ("unchanged" in done) {
+    const generation = readApplied(stateDir)!.generation;
+    return { ...policySummary(input, plan), seq: done.unchanged.seq, outcome: "unchanged", generation };
+  }
+  const { entry, generation } = done.applied;
   return { ...policySummary(input, plan), seq: entry.seq, outcome: entry.outcome, generation };
 }
 
@@ -155,20 +214,49 @@ export async function reapplyHistoryEntry(
   return { ...result, input, plan };
 }
 
+/**
+ * The rollback `policy rollback` and the API share: takes the state lock, settles an interrupted apply,
+ * finds the entry `to` names (the previous policy in force when undefined) and re-applies it. `hint` ends
+ * the message when there is nothing to roll back to.
+ */
+export async function rollbackLocked(
+  where: Where,
+  to: string | undefined,
+  options: LockRequest & {
+    allowPartial: boolean;
+    lockout: (input: PolicyInput) => Promise<void>;
+    warn: (message: string) => void;
+    hint?: string;
+  },
+): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan; target: HistoryEntry }> {
+  const { bpffs, stateDir } = where;
+  using _lock = await lockState(stateDir, options.holder, {
+    wait: options.wait,
+    onWait: options.onWait,
+    ...options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs },
+  });
+  settleInterruptedApply({ bpffs, stateDir });
+  const entries = listHistory(stateDir);
+  const target = to === undefined ? previousEntry(entries) : findEntry(entries, to);
+  if (target === undefined) {
+    throw new InputError(
+      `Nothing to roll back to: history holds no earlier policy in force${options.hint ?? ""}`,
+    );
+  }
+  const result = await reapplyHistoryEntry(where, target, options);
+  return { ...result, target };
+}
+
 /** `policy rollback [--to REF]` for the API: waits for the lock; lock-out risks refuse. */
 export async function rollbackTo(
   where: Where,
   to: string | undefined,
 ): Promise<AppliedSummary & { restoredSeq: number }> {
-  const { bpffs, stateDir } = where;
-  using _lock = await lockState(stateDir, "api policy rollback", { wait: true, onWait: () => {} });
-  settleInterruptedApply({ bpffs, stateDir });
-  const entries = listHistory(stateDir);
-  const target = to === undefined ? previousEntry(entries) : findEntry(entries, to);
-  if (target === undefined) {
-    throw new InputError("Nothing to roll back to: history holds no earlier policy in force");
-  }
-  const { input, plan, entry, generation } = await reapplyHistoryEntry(where, target, {
+  const { stateDir } = where;
+  const { input, plan, entry, generation, target } = await rollbackLocked(where, to, {
+    holder: "api policy rollback",
+    wait: true,
+    onWait: () => {},
     allowPartial: false,
     lockout: (checked) => refuseLockout(checked, stateDir),
     warn: () => {},

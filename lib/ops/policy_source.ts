@@ -7,8 +7,7 @@ import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
 import { checkInput, type PolicyInput, readApplyConfig, readRawInput } from "./apply_source.ts";
 import { appliedPolicy, readApplied, type StoredPolicy } from "../state/apply_state.ts";
-import { gatherLintFacts } from "../policy/facts.ts";
-import { lockoutRisks } from "../policy/lint.ts";
+import { checkLockoutRisks } from "./lockout.ts";
 import { parsePolicySource, policySha256 } from "../policy/parse.ts";
 import { DEFAULT_POLICY, DEFAULT_POLICY_SOURCE } from "./default_policy.ts";
 
@@ -153,8 +152,7 @@ async function readFile(dirs: Dirs, path: string): Promise<PolicyInput> {
     if (again.kind !== "bundle" || again.sha256 !== readApplied(dirs.stateDir)?.sha256) throw error;
     input = again;
   }
-  const { policy, locate } = input.parsed;
-  const risks = lockoutRisks(policy, locate, await gatherLintFacts(policy, { stateDir: dirs.stateDir }));
+  const { risks } = await checkLockoutRisks(input, dirs.stateDir);
   if (risks.length > 0) {
     throw new RefusedError(
       `Refused ${path}: ${risks[0]!.message}` + (risks.length > 1 ? ` (and ${risks.length - 1} more)` : "") +
