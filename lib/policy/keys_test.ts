@@ -1,17 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { generateKeyPair, keyIdOf, readSigningKey, signBytes, verifyBytes } from "./keys.ts";
-import { openssl } from "./keys_testing.ts";
+import { openssl, withTempDir } from "./keys_testing.ts";
 import { decodePublicKeyPem } from "./pem.ts";
-
-async function withTempDir(fn: (dir: string) => Promise<void> | void) {
-  const dir = await Deno.makeTempDir({ prefix: "aegisbpf-keys-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 Deno.test("keyIdOf() is the hex SHA-256 of the raw public key, as openssl computes it", async () => {
   await withTempDir(async (dir) => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { InputError, RefusedError } from "../errors.ts";
 import { generateKeyPair, keyIdOf, readSigningKey } from "../policy/keys.ts";
-import { openssl } from "../policy/keys_testing.ts";
+import { openssl, withTempDir } from "../policy/keys_testing.ts";
 import {
   addTrustedKey,
   keysDir,
@@ -11,15 +11,6 @@ import {
   removeTrustedKey,
   writeKeyPair,
 } from "./key_store.ts";
-
-async function withTempDir(fn: (dir: string) => Promise<void> | void) {
-  const dir = await Deno.makeTempDir({ prefix: "aegisbpf-keys-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function inputError(pattern: RegExp) {
   return (error: unknown) => {
