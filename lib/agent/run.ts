@@ -35,8 +35,6 @@ import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
 import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
-import { InputError } from "../errors.ts";
-import { parseCidr } from "../policy/cidr.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
@@ -62,6 +60,8 @@ import { EventLogSink } from "./event_log_sink.ts";
 import { RetryBackoff } from "./retry_backoff.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
+import { IngressSessions } from "./ingress_sessions.ts";
+import { Timers } from "./timers.ts";
 import {
   changedRules,
   type PartialArea,
@@ -99,9 +99,6 @@ export type AgentOptions = {
   lockTimeoutMs?: number;
 };
 
-/** A temporary ingress opening made through the API: its kernel entries, one per interface and port. */
-type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
-
 /** A policy another command applied, from history. */
 type AppliedPolicy = { prepared: PreparedPolicy; entry: HistoryEntry; time: string };
 
@@ -132,7 +129,7 @@ export class Agent {
   #deadmanSeenNs = 0n;
   #stream: ReturnType<DataPlane["events"]> | undefined;
   #freshness: FreshnessWatcher | undefined;
-  #timers: ReturnType<typeof setInterval>[] = [];
+  readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
   #queue: Promise<void> = Promise.resolve();
   /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
   readonly #stopping = new AbortController();
@@ -143,13 +140,14 @@ export class Agent {
     this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
   );
   #stopped = false;
-  readonly #sessions = new Map<string, SessionRecord>();
+  readonly #sessions: IngressSessions;
 
   private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLogSink) {
     this.#options = options;
     this.#agentLock = agentLock;
     this.#plane = plane;
     this.#log = log;
+    this.#sessions = new IngressSessions(plane);
     this.#context = {
       host: this.#host,
       generations: this.#tables,
@@ -238,16 +236,16 @@ export class Agent {
     // Refreshed from here on: an apply slower than the TTL (a loaded host) must not let the deadman expire.
     if (deadmanMs !== undefined) {
       this.#refreshDeadman();
-      this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
+      this.#timers.every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
     }
     // Every start sets the word: a run without --enforce-signal turns kill on deny off.
     writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
     await this.#install(prepared, "start");
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
-    this.#every(FAST_TICK_MS, () => this.#fastTick());
-    this.#every(SLOW_TICK_MS, () => this.#slowTick());
-    this.#every(HEARTBEAT_MS, () => writeHeartbeat(this.#options.stateDir));
+    this.#timers.every(FAST_TICK_MS, () => this.#fastTick());
+    this.#timers.every(SLOW_TICK_MS, () => this.#slowTick());
+    this.#timers.every(HEARTBEAT_MS, () => writeHeartbeat(this.#options.stateDir));
   }
 
   /**
@@ -283,7 +281,7 @@ export class Agent {
   async stop(signal: string, why: { error?: string } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    for (const timer of this.#timers) clearInterval(timer);
+    this.#timers.clear();
     this.#freshness?.close();
     this.#stopping.abort(new Error("the agent is stopping"));
     await this.#queue;
@@ -608,67 +606,19 @@ export class Agent {
 
   /**
    * Opens `cidr` (optionally `ports`) through the interfaces this agent filters with `default: drop` (or the
-   * one named) for `ttlMs`. The kernel stops honouring the entries when the TTL ends, with or without the
-   * agent; the agent's reaper removes them.
+   * one named) for `ttlMs` (see IngressSessions.open).
    */
   addIngressSession(
     request: { cidr: string; ports: readonly number[]; ttlMs: number; interface?: string },
   ): IngressSession {
     const plan = this.#current?.plan;
     if (!plan) throw new Error("no policy applied yet");
-    const filtered = plan.ingress.interfaces;
-    if (request.interface !== undefined && !filtered.some((iface) => iface.name === request.interface)) {
-      throw new InputError(
-        `interface ${request.interface} is not filtered by this agent (${
-          filtered.map((iface) => iface.name).join(", ") || "none"
-        })`,
-      );
-    }
-    const targets = request.interface !== undefined
-      ? [request.interface]
-      : filtered.filter((iface) => iface.defaultDrop).map((iface) => iface.name);
-    if (targets.length === 0) {
-      throw new InputError("no ingress interface here drops by default: a session would open nothing");
-    }
-    const cidr = parseCidr(request.cidr);
-    const nowBootNs = bootTimeNs();
-    const kernelIds: number[] = [];
-    try {
-      for (const iface of targets) {
-        for (const port of request.ports.length > 0 ? request.ports : [undefined]) {
-          kernelIds.push(this.#plane.addSession({
-            interface: iface,
-            family: cidr.family,
-            addr: cidr.addr,
-            prefixLength: cidr.prefixLength,
-            ...(port === undefined ? {} : { port }),
-            ttlMs: request.ttlMs,
-            nowBootNs,
-          }));
-        }
-      }
-    } catch (error) {
-      for (const id of kernelIds) this.#plane.removeSession(id);
-      throw error;
-    }
-    const session: SessionRecord = {
-      id: crypto.randomUUID(),
-      expiresAt: new Date(Date.now() + request.ttlMs).toISOString(),
-      interfaces: targets,
-      kernelIds,
-      expiresBootNs: nowBootNs + BigInt(Math.round(request.ttlMs * 1e6)),
-    };
-    this.#sessions.set(session.id, session);
-    return { id: session.id, expiresAt: session.expiresAt, interfaces: session.interfaces };
+    return this.#sessions.open(plan, request);
   }
 
   /** Closes a session before its TTL; false when there is none by that id. */
   removeIngressSession(id: string): boolean {
-    const session = this.#sessions.get(id);
-    if (!session) return false;
-    for (const kernelId of session.kernelIds) this.#plane.removeSession(kernelId);
-    this.#sessions.delete(id);
-    return true;
+    return this.#sessions.close(id);
   }
 
   #fastTick(): void {
@@ -687,9 +637,7 @@ export class Agent {
   #slowTick(): void {
     this.#plane.flushRateLimits();
     const now = bootTimeNs();
-    if (this.#plane.reapSessions(now) > 0) {
-      for (const [id, session] of this.#sessions) if (session.expiresBootNs <= now) this.#sessions.delete(id);
-    }
+    this.#sessions.reap(now);
     const lost = this.#plane.counters().eventsLost;
     if (lost > this.#lostSeen) {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
@@ -749,16 +697,6 @@ export class Agent {
     // A full disk must not stop the stream: the sink reopens the log and reports the outage itself.
     this.#log.append(event);
     this.#options.emit(event);
-  }
-
-  #every(ms: number, fn: () => void): void {
-    this.#timers.push(setInterval(() => {
-      try {
-        fn();
-      } catch (error) {
-        this.#options.log.warn(messageOf(error));
-      }
-    }, ms));
   }
 
   /** Runs changes of the rule set one at a time. */
