@@ -62,6 +62,7 @@ import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
+import { Deadman } from "./deadman.ts";
 import {
   changedRules,
   type PartialArea,
@@ -118,6 +119,7 @@ export class Agent {
   readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
   readonly #context: EventContext;
   readonly #breakGlass: BreakGlassWatch;
+  readonly #deadman: Deadman;
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
@@ -126,7 +128,6 @@ export class Agent {
   /** applied.json's `time` as this agent last saw or wrote it. */
   #appliedTime: string | undefined;
   #lostSeen = 0n;
-  #deadmanSeenNs = 0n;
   #stream: ReturnType<DataPlane["events"]> | undefined;
   #freshness: FreshnessWatcher | undefined;
   readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
@@ -148,6 +149,7 @@ export class Agent {
     this.#plane = plane;
     this.#log = log;
     this.#sessions = new IngressSessions(plane);
+    this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
     this.#context = {
       host: this.#host,
       generations: this.#tables,
@@ -226,13 +228,7 @@ export class Agent {
     });
     const glass = this.#breakGlass.start();
     if (glass) this.#emit("break_glass.on", glass.fields);
-    if (words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs) {
-      this.#emit("deadman.expired", {
-        source: "previous agent",
-        ...this.#deadmanFacts(words.deadmanDeadlineNs),
-      });
-    }
-    this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+    this.#deadman.takeOver(words.deadmanDeadlineNs);
     // Refreshed from here on: an apply slower than the TTL (a loaded host) must not let the deadman expire.
     if (deadmanMs !== undefined) {
       this.#refreshDeadman();
@@ -656,23 +652,7 @@ export class Agent {
   }
 
   #refreshDeadman(): void {
-    const { deadmanMs } = this.#options;
-    if (deadmanMs === undefined || this.#stopped) return;
-    const now = bootTimeNs();
-    // This process was late (stopped, or its loop blocked): the kernel fell back to audit meanwhile.
-    if (this.#deadmanSeenNs !== 0n && now >= this.#deadmanSeenNs) {
-      this.#emit("deadman.expired", {
-        source: "this agent, late",
-        ...this.#deadmanFacts(this.#deadmanSeenNs),
-      });
-    }
-    this.#deadmanSeenNs = now + BigInt(Math.round(deadmanMs * 1e6));
-    this.#plane.setConfig({ deadmanDeadlineNs: this.#deadmanSeenNs });
-  }
-
-  #deadmanFacts(deadlineNs: bigint): Record<string, unknown> {
-    const lateMs = Number((bootTimeNs() - deadlineNs) / 1_000_000n);
-    return { expiredAt: new Date(Date.now() - lateMs).toISOString() };
+    if (!this.#stopped) this.#deadman.refresh();
   }
 
   #effectiveMode(): "enforce" | "audit" {
