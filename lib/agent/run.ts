@@ -71,6 +71,7 @@ import {
   refuseWithoutLsm,
 } from "../ops/run_checks.ts";
 import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "../ops/prepare.ts";
+import { messageOf } from "../errors.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 /** Break-glass marker and deadman checks: well inside SPEC's one second. */
@@ -705,8 +706,4 @@ function agentRequest(options: AgentOptions, why: "start" | "reload"): PrepareRe
     ...options.policyFile !== undefined && { policyFile: options.policyFile },
     ...options.requestedMode !== undefined && { requestedMode: options.requestedMode },
   };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

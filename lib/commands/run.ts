@@ -8,7 +8,7 @@ import { queuedLogger } from "../cli/log.ts";
 import { parseDuration } from "../text/duration.ts";
 import { OutputClosedError, palette } from "../cli/output.ts";
 import { jsonText } from "../text/printable.ts";
-import { InputError } from "../errors.ts";
+import { InputError, messageOf } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
 import { createApp } from "../api/app.ts";
@@ -248,10 +248,6 @@ function textfileTimer(
   };
   write();
   return setInterval(write, intervalMs);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The API's listeners: the default Unix socket unless --api says otherwise; `none` serves nothing. */
