@@ -23,7 +23,6 @@ import { DataPlane } from "../kernel/dataplane.ts";
 import {
   bootToWallOffsetNs,
   type EventContext,
-  formatEvent,
   type GenerationTable,
   type PolicyRef,
 } from "../kernel/events.ts";
@@ -33,11 +32,10 @@ import { readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
-import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
+import { type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
-import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
-import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
+import type { AgentEventType, AnyEvent } from "./agent_events.ts";
 import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "../state/agent_state.ts";
 import { HEARTBEAT_MS, writeHeartbeat } from "../state/heartbeat.ts";
 import {
@@ -63,6 +61,7 @@ import { cgroupPaths } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
 import { Deadman } from "./deadman.ts";
+import { EventPipeline } from "./event_pipeline.ts";
 import {
   changedRules,
   type PartialArea,
@@ -118,7 +117,7 @@ export class Agent {
   readonly #host = Deno.hostname();
   readonly #startedAt = new Date().toISOString();
   readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
-  readonly #context: EventContext;
+  readonly #events: EventPipeline;
   readonly #breakGlass: BreakGlassWatch;
   readonly #deadman: Deadman;
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
@@ -151,13 +150,21 @@ export class Agent {
     this.#log = log;
     this.#sessions = new IngressSessions(plane);
     this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
-    this.#context = {
+    const context: EventContext = {
       host: this.#host,
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
       interfaceName: (ifindex) => this.#interfaces.get(ifindex),
     };
+    this.#events = new EventPipeline({
+      log,
+      emit: (event) => options.emit(event),
+      context,
+      enforceSignal: options.enforceSignal ?? "none",
+      envelope: () => ({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }),
+      warn: (message) => options.log.warn(message),
+    });
     this.#breakGlass = new BreakGlassWatch(
       options,
       cmdlineBreakGlass(),
@@ -583,22 +590,8 @@ export class Agent {
     }
   }
 
-  /**
-   * A decision from the kernel: formatted, and with kill on deny, its task signalled here when the hook
-   * could not do it itself (the cgroup socket hooks), never PID 1 or a task in an exempt cgroup.
-   */
   #onKernelEvent(raw: RawEvent): void {
-    const event = formatEvent(raw, this.#context);
-    const configured = this.#options.enforceSignal ?? "none";
-    if (configured !== "none" && raw.decision === DECISION.DENY && raw.signal === 0) {
-      try {
-        const decision = signalDeniedTask(raw, configured, this.#current?.plan.scope.exempt ?? []);
-        if ("send" in decision) event.signal = { name: decision.send, by: "agent" };
-      } catch (error) {
-        this.#options.log.warn(`kill on deny: pid ${raw.pid}: ${messageOf(error)}`);
-      }
-    }
-    this.#write(event);
+    this.#events.kernel(raw, () => this.#current?.plan.scope.exempt ?? []);
   }
 
   /**
@@ -669,15 +662,7 @@ export class Agent {
   }
 
   #emit(type: AgentEventType, fields: Record<string, unknown>): void {
-    this.#write(
-      agentEvent({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }, type, fields),
-    );
-  }
-
-  #write(event: AnyEvent): void {
-    // A full disk must not stop the stream: the sink reopens the log and reports the outage itself.
-    this.#log.append(event);
-    this.#options.emit(event);
+    this.#events.agent(type, fields);
   }
 
   /** Runs changes of the rule set one at a time. */
