@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { RefusedError } from "../errors.ts";
 import { makePrivateDir, PRIVATE_FILE_MODE } from "./access.ts";
-import { chmodOpenFile } from "./files.ts";
+import { chmodOpenFile, heldLock } from "./files.ts";
 
 export type AgentLockHolder = { pid?: number; startedAt?: string };
 
@@ -55,16 +55,7 @@ export async function takeAgentLock(stateDir: string): Promise<AgentLock> {
     file.close();
     throw error;
   }
-  return {
-    path,
-    [Symbol.dispose]() {
-      try {
-        file.truncateSync(0);
-      } finally {
-        file.close();
-      }
-    },
-  };
+  return heldLock(file, path);
 }
 
 /**

@@ -178,6 +178,14 @@ export async function acquireStateLock(stateDir: string, options: StateLockOptio
     file.close();
     throw error;
   }
+  return heldLock(file, path);
+}
+
+/**
+ * A lock file held through `file`: releasing it empties the holder record and closes the only descriptor,
+ * which releases the flock. Used for the state lock and the agent lock.
+ */
+export function heldLock(file: Deno.FsFile, path: string): StateLock {
   return {
     path,
     [Symbol.dispose]() {
