@@ -5,7 +5,8 @@
 
 import { InputError, messageOf, type Position, RefusedError } from "../errors.ts";
 import type { LogFormat } from "./globals.ts";
-import { OutputClosedError, type Palette, type Writer } from "./output.ts";
+import { OutputClosedError, type Writer } from "./output.ts";
+import type { Palette } from "../text/palette.ts";
 import { jsonText } from "../text/printable.ts";
 
 export const EXIT = { ok: 0, failure: 1, input: 2, refused: 3 } as const;

@@ -4,7 +4,8 @@ import { InputError } from "../errors.ts";
 import { allCommands, type Command, type CommandGroup, isGroup, type Registry } from "./command.ts";
 import type { ArgSpec, OptionSpec, OptionSpecs } from "./specs.ts";
 import { GLOBAL_OPTIONS, HELP_OPTION } from "./globals.ts";
-import { type Palette, table } from "./output.ts";
+import { table } from "./output.ts";
+import type { Palette } from "../text/palette.ts";
 
 export const ABOUT =
   "A Linux host security agent: a host policy enforced in the kernel by BPF-LSM, cgroup socket hooks " +

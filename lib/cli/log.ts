@@ -2,7 +2,8 @@
 
 import type { LogFormat, LogLevel } from "./globals.ts";
 import { type AsyncSink, LineQueue } from "./line_queue.ts";
-import type { Palette, Writer } from "./output.ts";
+import type { Writer } from "./output.ts";
+import type { Palette } from "../text/palette.ts";
 import { jsonText, printable } from "../text/printable.ts";
 
 export type Fields = Readonly<Record<string, unknown>>;

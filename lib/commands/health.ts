@@ -4,7 +4,8 @@ import { AREAS } from "../kernel/probe.ts";
 import type { Area } from "../policy/plan.ts";
 import { defineCommand } from "../cli/command.ts";
 import { count } from "../text/diagnostics.ts";
-import { type Palette, palette, table } from "../cli/output.ts";
+import { table } from "../cli/output.ts";
+import { type Palette, palette } from "../text/palette.ts";
 
 export const health = defineCommand({
   name: "health",

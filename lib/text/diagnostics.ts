@@ -1,7 +1,7 @@
 /** Problems found in an input file, printed the way compilers print them: `FILE:LINE:COL: error: what`. */
 
 import type { Position } from "../errors.ts";
-import type { Palette } from "../cli/output.ts";
+import type { Palette } from "./palette.ts";
 
 export type Diagnostic = {
   severity: "error" | "warning";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { bufferWriter, palette, printableWriter, table } from "../cli/output.ts";
+import { bufferWriter, printableWriter, table } from "../cli/output.ts";
+import { palette } from "./palette.ts";
 import { escapeJson, jsonText, printable, printableText } from "./printable.ts";
 
 /** Every character a terminal acts on or hides, one of each kind. */

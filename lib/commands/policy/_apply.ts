@@ -5,7 +5,7 @@
 
 import type { Context } from "../../cli/command.ts";
 import { count, diagnosticLine } from "../../text/diagnostics.ts";
-import { palette } from "../../cli/output.ts";
+import { palette } from "../../text/palette.ts";
 import { RefusedError } from "../../errors.ts";
 import { policySummary, reapplyHistoryEntry } from "../../ops/apply_text.ts";
 import { checkLockoutRisks } from "../../ops/lockout.ts";

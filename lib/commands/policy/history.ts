@@ -1,5 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
-import { palette, table } from "../../cli/output.ts";
+import { table } from "../../cli/output.ts";
+import { palette } from "../../text/palette.ts";
 import { listHistory } from "../../state/history.ts";
 
 export const policyHistory = defineCommand({
