@@ -6,7 +6,7 @@
  */
 
 import { readModeWords, writeBreakGlass } from "../kernel/mode_words.ts";
-import { type BreakGlassMarker, markerPath, readMarker } from "../ops/break_glass.ts";
+import { type BreakGlassMarker, markerPath, readMarker } from "../state/break_glass_marker.ts";
 import { removeIfPresent } from "../state/files.ts";
 
 /** Where the kernel command line is read; tests point it elsewhere. */

@@ -22,7 +22,7 @@ import { readApplied } from "../state/apply_state.ts";
 import type { Area } from "../policy/plan.ts";
 import { sweepConnections } from "../kernel/connections.ts";
 import { type AgentStatus, partialAreas, readAgentState } from "../state/agent_state.ts";
-import { readMarker } from "../ops/break_glass.ts";
+import { readMarker } from "../state/break_glass_marker.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
 import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "../state/heartbeat.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { markerPath, readMarker } from "./break_glass.ts";
+import { markerPath, readMarker } from "./break_glass_marker.ts";
 
 function withMarker(content: string | "directory", fn: (configDir: string) => void): void {
   const configDir = Deno.makeTempDirSync();
