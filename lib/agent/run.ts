@@ -61,6 +61,7 @@ import { cgroupPaths } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
 import { Deadman } from "./deadman.ts";
+import { ModeKeeper } from "./mode_keeper.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 import {
   changedRules,
@@ -120,6 +121,7 @@ export class Agent {
   readonly #events: EventPipeline;
   readonly #breakGlass: BreakGlassWatch;
   readonly #deadman: Deadman;
+  readonly #modes: ModeKeeper;
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
@@ -149,6 +151,7 @@ export class Agent {
     this.#plane = plane;
     this.#log = log;
     this.#sessions = new IngressSessions(plane);
+    this.#modes = new ModeKeeper(plane, options.requestedMode === "audit");
     this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
     const context: EventContext = {
       host: this.#host,
@@ -220,9 +223,7 @@ export class Agent {
   async #begin(prepared: PreparedPolicy, _lock: StateLock): Promise<void> {
     const { deadmanMs } = this.#options;
     const { plan } = prepared;
-    // A new agent takes over the forced-audit word: its floor under --audit, else off (a detach that failed
-    // half-way, or an earlier agent's floor, leaves it on).
-    const words = this.#plane.setConfig({ forceAudit: this.#floor });
+    const words = this.#modes.takeOver();
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
@@ -230,7 +231,7 @@ export class Agent {
       pid: Deno.pid,
       requestedMode: this.#options.requestedMode ?? plan.mode,
       policyMode: plan.mode,
-      floor: this.#floor ? "audit" : null,
+      floor: this.#modes.floor ? "audit" : null,
       deadmanMs: deadmanMs ?? null,
       ingress: [...this.#options.ingress],
     });
@@ -305,11 +306,6 @@ export class Agent {
     this.#agentLock[Symbol.dispose]();
   }
 
-  /** `--audit`: the floor this agent holds in the kernel's forced-audit word while it runs. */
-  get #floor(): boolean {
-    return this.#options.requestedMode === "audit";
-  }
-
   #lockState(command: string): Promise<StateLock> {
     return lockState(this.#options.stateDir, command, {
       wait: true,
@@ -341,7 +337,7 @@ export class Agent {
       mode,
       requestedMode: this.#options.requestedMode ?? plan.mode,
       policyMode: plan.mode,
-      floor: this.#floor ? "audit" : null,
+      floor: this.#modes.floor ? "audit" : null,
       areas,
       partial: this.#current!.partial,
       ingress: plan.ingress.interfaces.map((iface) => iface.name),
@@ -368,7 +364,7 @@ export class Agent {
     }
     const resolved = resolveNames(plan, warn);
     // Under the --audit floor every area audits: none is audit-only for want of --allow-partial.
-    const partial = this.#floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
+    const partial = this.#modes.floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
     const { stateDir, bpffs } = this.#options;
     this.#busy++;
@@ -612,9 +608,7 @@ export class Agent {
   }
 
   #fastTick(): void {
-    // The floor holds whatever else writes the word (a detach that failed half-way sets it too, harmlessly).
-    if (this.#floor && !this.#plane.config().forceAudit) {
-      this.#plane.setConfig({ forceAudit: true });
+    if (this.#modes.holdFloor()) {
       this.#emit("agent.error", { error: "the forced-audit word was cleared under run --audit: set again" });
     }
     const change = this.#breakGlass.poll();
@@ -650,11 +644,7 @@ export class Agent {
   }
 
   #effectiveMode(): "enforce" | "audit" {
-    const words = this.#plane.config();
-    const deadman = words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs;
-    const enforcing = this.#current?.plan.mode === "enforce" && !words.breakGlass && !words.forceAudit &&
-      !deadman;
-    return enforcing ? "enforce" : "audit";
+    return this.#modes.effective(this.#current?.plan.mode);
   }
 
   #writeState(): void {
