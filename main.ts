@@ -1,7 +1,7 @@
 /** The aegisbpf command line: the registry of commands, and dispatch to the one the arguments name. */
 
 import "./lib/agent/no_inspector.ts"; // first: SIGUSR1 would open the runtime's inspector to every local user
-import { PREPARE_ARGUMENT, preparePolicyMain } from "./lib/agent/prepare.ts";
+import { PREPARE_ARGUMENT, preparePolicyMain } from "./lib/ops/prepare.ts";
 import { disarmInspector } from "./lib/agent/process_guard.ts";
 import type { Registry } from "./lib/cli/command.ts";
 import { processIo, runCli } from "./lib/cli/run.ts";
@@ -77,7 +77,7 @@ export const REGISTRY: Registry = [
 
 if (import.meta.main) {
   disarmInspector(); // done already by the first import, unless this entry was renamed (a compiled binary)
-  // The agent's policy check process (lib/agent/prepare.ts), not a command.
+  // The agent's policy check process (lib/ops/prepare.ts), not a command.
   if (Deno.args.length === 1 && Deno.args[0] === PREPARE_ARGUMENT) Deno.exit(await preparePolicyMain());
   Deno.exit(await runCli(Deno.args, REGISTRY, processIo()));
 }

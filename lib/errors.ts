@@ -20,3 +20,8 @@ export class InputError extends Error {
 export class RefusedError extends Error {
   override name = "RefusedError";
 }
+
+/** An error's message, or what was thrown as text when it is not an Error. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

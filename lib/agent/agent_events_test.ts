@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { AegisEvent } from "../kernel/events.ts";
-import { palette } from "../cli/output.ts";
+import { palette } from "../text/palette.ts";
 import { agentEvent } from "./agent_events.ts";
 import { eventLine } from "./event_text.ts";
 import { concerns } from "./freshness.ts";

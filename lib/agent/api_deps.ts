@@ -9,10 +9,10 @@ import type { ApiDeps, IngressSession } from "../api/app.ts";
 import type { EventHub } from "../api/event_hub.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
-import type { Where } from "./apply_text.ts";
-import { applyInHelper, rollbackInHelper } from "./prepare.ts";
-import { breakGlassOff, breakGlassOn } from "./break_glass.ts";
-import { checkHealth } from "./health.ts";
+import type { Where } from "../ops/apply_text.ts";
+import { applyInHelper, rollbackInHelper } from "../ops/prepare.ts";
+import { breakGlassOff, breakGlassOn } from "../ops/break_glass.ts";
+import { checkHealth } from "../report/health.ts";
 
 export type SessionOps = {
   add(request: { cidr: string; ports: number[]; ttlMs: number; interface?: string }): Promise<IngressSession>;
@@ -41,7 +41,7 @@ export function agentApiDeps(
     metrics: () => exposition(families(collect(where, { ruleName }))),
     status: () => plainJson(checkHealth(where, { requireEnforce: false, trees: false })),
     events: hub,
-    // In a helper process, as the agent's own policies are (lib/agent/prepare.ts): the agent never keeps
+    // In a helper process, as the agent's own policies are (lib/ops/prepare.ts): the agent never keeps
     // the peak of a parse.
     applyPolicy: ({ text, source }) => applyInHelper(where, text, source),
     rollback: ({ to }) => rollbackInHelper(where, to),

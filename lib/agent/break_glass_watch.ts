@@ -6,8 +6,8 @@
  */
 
 import { readModeWords, writeBreakGlass } from "../kernel/mode_words.ts";
-import { type BreakGlassMarker, markerPath, readMarker } from "./break_glass.ts";
-import { removeIfPresent } from "../policy/state.ts";
+import { type BreakGlassMarker, markerPath, readMarker } from "../state/break_glass_marker.ts";
+import { removeIfPresent } from "../state/files.ts";
 
 /** Where the kernel command line is read; tests point it elsewhere. */
 export const CMDLINE_ENV = "AEGISBPF_PROC_CMDLINE";

@@ -17,6 +17,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { SignalName } from "../kernel/events.ts";
 import type { EnforceSignal } from "../kernel/mode_words.ts";
+import { statFields } from "../kernel/proc_stat.ts";
 
 /** What is known of the task an event names, read after a pidfd pinned it. */
 export type TaskFacts = {
@@ -81,8 +82,7 @@ export function readTaskFacts(pid: number, proc = "/proc"): TaskFacts | undefine
     throw error;
   }
   const unified = cgroup.split("\n").find((line) => line.startsWith("0::"));
-  // Field 22, counted after the command name (which may hold spaces and parentheses).
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(stat);
   const ticks = fields[19];
   if (unified === undefined || ticks === undefined || !/^\d+$/.test(ticks)) {
     throw new Error(`Cannot read the cgroup and start time of pid ${pid} from ${proc}`);

@@ -7,8 +7,8 @@
  */
 
 import { join } from "node:path";
-import { jsonText } from "../cli/printable.ts";
-import { PRIVATE_FILE_MODE } from "../policy/access.ts";
+import { jsonText } from "../text/printable.ts";
+import { PRIVATE_FILE_MODE } from "../state/access.ts";
 
 /** The largest log file the agent keeps before it rotates, so at most twice this is read. */
 export const EVENT_LOG_BYTES = 8 * 1024 * 1024;

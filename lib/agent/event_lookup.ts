@@ -6,7 +6,7 @@
  */
 
 import { InputError } from "../errors.ts";
-import { readAgentState } from "./agent_state.ts";
+import { readAgentState } from "../state/agent_state.ts";
 import { eventLogPath, recentLines, rotatedPath } from "./event_log.ts";
 
 /** The log `events` reads: the running (or last) agent's, else `<state-dir>/events.jsonl`. */

@@ -1,7 +1,7 @@
 /** An event of the log (SPEC section 6) as one readable line, columns aligned at fixed widths. */
 
-import type { Palette } from "../cli/output.ts";
-import { printable } from "../cli/printable.ts";
+import type { Palette } from "../text/palette.ts";
+import { printable } from "../text/printable.ts";
 
 /** Envelope fields every line shows in its own column; the rest of an agent event follows as key=value. */
 const SHOWN = new Set([

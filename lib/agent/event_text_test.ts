@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { palette } from "../cli/output.ts";
+import { palette } from "../text/palette.ts";
 import { eventLine } from "./event_text.ts";
 
 const plain = palette(false);

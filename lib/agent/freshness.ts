@@ -16,7 +16,7 @@
 import { dirname, resolve } from "node:path";
 import type { InodeTarget } from "../policy/plan.ts";
 import { DEFAULT_MAX_ENTRIES, walkTree } from "../kernel/tree.ts";
-import { printable } from "../cli/printable.ts";
+import { printable } from "../text/printable.ts";
 
 const DEBOUNCE_MS = 20;
 

@@ -20,56 +20,58 @@
  */
 
 import { DataPlane } from "../kernel/dataplane.ts";
-import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import {
   bootToWallOffsetNs,
   type EventContext,
-  formatEvent,
   type GenerationTable,
   type PolicyRef,
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import { readApplied, writeApplied } from "../policy/apply_state.ts";
-import { currentEntry, type HistoryEntry, listHistory } from "../policy/history.ts";
+import { readApplied, writeApplied } from "../state/apply_state.ts";
+import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
-import { DECISION, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
+import { type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
-import { InputError } from "../errors.ts";
-import { parseCidr } from "../policy/cidr.ts";
-import { signalDeniedTask } from "./enforce_signal.ts";
 import type { Logger } from "../cli/log.ts";
-import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
-import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "./agent_state.ts";
-import { HEARTBEAT_MS, writeHeartbeat } from "./heartbeat.ts";
+import type { AgentEventType, AnyEvent } from "./agent_events.ts";
+import { type AgentState, type AreaMode, removeAgentState, writeAgentState } from "../state/agent_state.ts";
+import { HEARTBEAT_MS, writeHeartbeat } from "../state/heartbeat.ts";
 import {
   appliedShape,
   type ApplyInput,
   applyPolicy,
+  flipGeneration,
   lockState,
   planAreas,
+  resolveNames,
   settleInterruptedApply,
-} from "./apply.ts";
-import { findStaleRules } from "./stale.ts";
-import { type AgentLock, takeAgentLock } from "./agent_lock.ts";
-import { choiceText } from "./policy_source.ts";
-import type { StateLock } from "../policy/state.ts";
+} from "../ops/apply.ts";
+import { findStaleRules } from "../report/stale.ts";
+import { type AgentLock, takeAgentLock } from "../state/agent_lock.ts";
+import { choiceText } from "../ops/policy_source.ts";
+import type { StateLock } from "../state/files.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { eventLogPath } from "./event_log.ts";
 import { EventLogSink } from "./event_log_sink.ts";
 import { RetryBackoff } from "./retry_backoff.ts";
 import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
+import { IngressSessions } from "./ingress_sessions.ts";
+import { Timers } from "./timers.ts";
+import { Deadman } from "./deadman.ts";
+import { ModeKeeper } from "./mode_keeper.ts";
+import { EventPipeline } from "./event_pipeline.ts";
 import {
   changedRules,
   type PartialArea,
   partialAreas,
   refuseUnsafeDirectories,
   refuseWithoutLsm,
-  resolveNames,
-} from "./run_checks.ts";
-import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "./prepare.ts";
+} from "../ops/run_checks.ts";
+import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "../ops/prepare.ts";
+import { messageOf } from "../errors.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
 /** Break-glass marker and deadman checks: well inside SPEC's one second. */
@@ -99,9 +101,6 @@ export type AgentOptions = {
   lockTimeoutMs?: number;
 };
 
-/** A temporary ingress opening made through the API: its kernel entries, one per interface and port. */
-type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigint };
-
 /** A policy another command applied, from history. */
 type AppliedPolicy = { prepared: PreparedPolicy; entry: HistoryEntry; time: string };
 
@@ -119,8 +118,10 @@ export class Agent {
   readonly #host = Deno.hostname();
   readonly #startedAt = new Date().toISOString();
   readonly #tables: [GenerationTable | undefined, GenerationTable | undefined] = [undefined, undefined];
-  readonly #context: EventContext;
+  readonly #events: EventPipeline;
   readonly #breakGlass: BreakGlassWatch;
+  readonly #deadman: Deadman;
+  readonly #modes: ModeKeeper;
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
@@ -129,10 +130,9 @@ export class Agent {
   /** applied.json's `time` as this agent last saw or wrote it. */
   #appliedTime: string | undefined;
   #lostSeen = 0n;
-  #deadmanSeenNs = 0n;
   #stream: ReturnType<DataPlane["events"]> | undefined;
   #freshness: FreshnessWatcher | undefined;
-  #timers: ReturnType<typeof setInterval>[] = [];
+  readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
   #queue: Promise<void> = Promise.resolve();
   /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
   readonly #stopping = new AbortController();
@@ -143,20 +143,31 @@ export class Agent {
     this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
   );
   #stopped = false;
-  readonly #sessions = new Map<string, SessionRecord>();
+  readonly #sessions: IngressSessions;
 
   private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLogSink) {
     this.#options = options;
     this.#agentLock = agentLock;
     this.#plane = plane;
     this.#log = log;
-    this.#context = {
+    this.#sessions = new IngressSessions(plane);
+    this.#modes = new ModeKeeper(plane, options.requestedMode === "audit");
+    this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
+    const context: EventContext = {
       host: this.#host,
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
       interfaceName: (ifindex) => this.#interfaces.get(ifindex),
     };
+    this.#events = new EventPipeline({
+      log,
+      emit: (event) => options.emit(event),
+      context,
+      enforceSignal: options.enforceSignal ?? "none",
+      envelope: () => ({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }),
+      warn: (message) => options.log.warn(message),
+    });
     this.#breakGlass = new BreakGlassWatch(
       options,
       cmdlineBreakGlass(),
@@ -212,9 +223,7 @@ export class Agent {
   async #begin(prepared: PreparedPolicy, _lock: StateLock): Promise<void> {
     const { deadmanMs } = this.#options;
     const { plan } = prepared;
-    // A new agent takes over the forced-audit word: its floor under --audit, else off (a detach that failed
-    // half-way, or an earlier agent's floor, leaves it on).
-    const words = this.#plane.setConfig({ forceAudit: this.#floor });
+    const words = this.#modes.takeOver();
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
@@ -222,32 +231,26 @@ export class Agent {
       pid: Deno.pid,
       requestedMode: this.#options.requestedMode ?? plan.mode,
       policyMode: plan.mode,
-      floor: this.#floor ? "audit" : null,
+      floor: this.#modes.floor ? "audit" : null,
       deadmanMs: deadmanMs ?? null,
       ingress: [...this.#options.ingress],
     });
     const glass = this.#breakGlass.start();
     if (glass) this.#emit("break_glass.on", glass.fields);
-    if (words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs) {
-      this.#emit("deadman.expired", {
-        source: "previous agent",
-        ...this.#deadmanFacts(words.deadmanDeadlineNs),
-      });
-    }
-    this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+    this.#deadman.takeOver(words.deadmanDeadlineNs);
     // Refreshed from here on: an apply slower than the TTL (a loaded host) must not let the deadman expire.
     if (deadmanMs !== undefined) {
       this.#refreshDeadman();
-      this.#every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
+      this.#timers.every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
     }
     // Every start sets the word: a run without --enforce-signal turns kill on deny off.
     writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
     await this.#install(prepared, "start");
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
-    this.#every(FAST_TICK_MS, () => this.#fastTick());
-    this.#every(SLOW_TICK_MS, () => this.#slowTick());
-    this.#every(HEARTBEAT_MS, () => writeHeartbeat(this.#options.stateDir));
+    this.#timers.every(FAST_TICK_MS, () => this.#fastTick());
+    this.#timers.every(SLOW_TICK_MS, () => this.#slowTick());
+    this.#timers.every(HEARTBEAT_MS, () => writeHeartbeat(this.#options.stateDir));
   }
 
   /**
@@ -283,7 +286,7 @@ export class Agent {
   async stop(signal: string, why: { error?: string } = {}): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    for (const timer of this.#timers) clearInterval(timer);
+    this.#timers.clear();
     this.#freshness?.close();
     this.#stopping.abort(new Error("the agent is stopping"));
     await this.#queue;
@@ -301,11 +304,6 @@ export class Agent {
     this.#log.close();
     this.#plane.close();
     this.#agentLock[Symbol.dispose]();
-  }
-
-  /** `--audit`: the floor this agent holds in the kernel's forced-audit word while it runs. */
-  get #floor(): boolean {
-    return this.#options.requestedMode === "audit";
   }
 
   #lockState(command: string): Promise<StateLock> {
@@ -339,7 +337,7 @@ export class Agent {
       mode,
       requestedMode: this.#options.requestedMode ?? plan.mode,
       policyMode: plan.mode,
-      floor: this.#floor ? "audit" : null,
+      floor: this.#modes.floor ? "audit" : null,
       areas,
       partial: this.#current!.partial,
       ingress: plan.ingress.interfaces.map((iface) => iface.name),
@@ -366,7 +364,7 @@ export class Agent {
     }
     const resolved = resolveNames(plan, warn);
     // Under the --audit floor every area audits: none is audit-only for want of --allow-partial.
-    const partial = this.#floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
+    const partial = this.#modes.floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
     const { stateDir, bpffs } = this.#options;
     this.#busy++;
@@ -378,7 +376,11 @@ export class Agent {
       let generation: number;
       let history: number | "unchanged";
       if (same) {
-        generation = await this.#flip(resolved);
+        generation = await flipGeneration(
+          this.#plane,
+          resolved,
+          (message) => this.#options.log.warn(message),
+        );
         writeApplied(stateDir, {
           ...applied,
           ...appliedShape(resolved),
@@ -412,16 +414,6 @@ export class Agent {
       });
     } finally {
       this.#busy--;
-    }
-  }
-
-  async #flip(resolved: ResolvedRuleSet): Promise<number> {
-    try {
-      return await this.#plane.apply(resolved);
-    } catch (error) {
-      if (!(error instanceof AppliedWithCleanupError)) throw error;
-      this.#options.log.warn(error.message);
-      return error.generation;
     }
   }
 
@@ -495,7 +487,11 @@ export class Agent {
         this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
         return;
       }
-      const generation = await this.#flip(resolved);
+      const generation = await flipGeneration(
+        this.#plane,
+        resolved,
+        (message) => this.#options.log.warn(message),
+      );
       // The inodes now denied, for health's stale-rule check.
       writeApplied(stateDir, {
         ...applied,
@@ -590,93 +586,29 @@ export class Agent {
     }
   }
 
-  /**
-   * A decision from the kernel: formatted, and with kill on deny, its task signalled here when the hook
-   * could not do it itself (the cgroup socket hooks), never PID 1 or a task in an exempt cgroup.
-   */
   #onKernelEvent(raw: RawEvent): void {
-    const event = formatEvent(raw, this.#context);
-    const configured = this.#options.enforceSignal ?? "none";
-    if (configured !== "none" && raw.decision === DECISION.DENY && raw.signal === 0) {
-      try {
-        const decision = signalDeniedTask(raw, configured, this.#current?.plan.scope.exempt ?? []);
-        if ("send" in decision) event.signal = { name: decision.send, by: "agent" };
-      } catch (error) {
-        this.#options.log.warn(`kill on deny: pid ${raw.pid}: ${messageOf(error)}`);
-      }
-    }
-    this.#write(event);
+    this.#events.kernel(raw, () => this.#current?.plan.scope.exempt ?? []);
   }
 
   /**
    * Opens `cidr` (optionally `ports`) through the interfaces this agent filters with `default: drop` (or the
-   * one named) for `ttlMs`. The kernel stops honouring the entries when the TTL ends, with or without the
-   * agent; the agent's reaper removes them.
+   * one named) for `ttlMs` (see IngressSessions.open).
    */
   addIngressSession(
     request: { cidr: string; ports: readonly number[]; ttlMs: number; interface?: string },
   ): IngressSession {
     const plan = this.#current?.plan;
     if (!plan) throw new Error("no policy applied yet");
-    const filtered = plan.ingress.interfaces;
-    if (request.interface !== undefined && !filtered.some((iface) => iface.name === request.interface)) {
-      throw new InputError(
-        `interface ${request.interface} is not filtered by this agent (${
-          filtered.map((iface) => iface.name).join(", ") || "none"
-        })`,
-      );
-    }
-    const targets = request.interface !== undefined
-      ? [request.interface]
-      : filtered.filter((iface) => iface.defaultDrop).map((iface) => iface.name);
-    if (targets.length === 0) {
-      throw new InputError("no ingress interface here drops by default: a session would open nothing");
-    }
-    const cidr = parseCidr(request.cidr);
-    const nowBootNs = bootTimeNs();
-    const kernelIds: number[] = [];
-    try {
-      for (const iface of targets) {
-        for (const port of request.ports.length > 0 ? request.ports : [undefined]) {
-          kernelIds.push(this.#plane.addSession({
-            interface: iface,
-            family: cidr.family,
-            addr: cidr.addr,
-            prefixLength: cidr.prefixLength,
-            ...(port === undefined ? {} : { port }),
-            ttlMs: request.ttlMs,
-            nowBootNs,
-          }));
-        }
-      }
-    } catch (error) {
-      for (const id of kernelIds) this.#plane.removeSession(id);
-      throw error;
-    }
-    const session: SessionRecord = {
-      id: crypto.randomUUID(),
-      expiresAt: new Date(Date.now() + request.ttlMs).toISOString(),
-      interfaces: targets,
-      kernelIds,
-      expiresBootNs: nowBootNs + BigInt(Math.round(request.ttlMs * 1e6)),
-    };
-    this.#sessions.set(session.id, session);
-    return { id: session.id, expiresAt: session.expiresAt, interfaces: session.interfaces };
+    return this.#sessions.open(plan, request);
   }
 
   /** Closes a session before its TTL; false when there is none by that id. */
   removeIngressSession(id: string): boolean {
-    const session = this.#sessions.get(id);
-    if (!session) return false;
-    for (const kernelId of session.kernelIds) this.#plane.removeSession(kernelId);
-    this.#sessions.delete(id);
-    return true;
+    return this.#sessions.close(id);
   }
 
   #fastTick(): void {
-    // The floor holds whatever else writes the word (a detach that failed half-way sets it too, harmlessly).
-    if (this.#floor && !this.#plane.config().forceAudit) {
-      this.#plane.setConfig({ forceAudit: true });
+    if (this.#modes.holdFloor()) {
       this.#emit("agent.error", { error: "the forced-audit word was cleared under run --audit: set again" });
     }
     const change = this.#breakGlass.poll();
@@ -689,9 +621,7 @@ export class Agent {
   #slowTick(): void {
     this.#plane.flushRateLimits();
     const now = bootTimeNs();
-    if (this.#plane.reapSessions(now) > 0) {
-      for (const [id, session] of this.#sessions) if (session.expiresBootNs <= now) this.#sessions.delete(id);
-    }
+    this.#sessions.reap(now);
     const lost = this.#plane.counters().eventsLost;
     if (lost > this.#lostSeen) {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
@@ -710,31 +640,11 @@ export class Agent {
   }
 
   #refreshDeadman(): void {
-    const { deadmanMs } = this.#options;
-    if (deadmanMs === undefined || this.#stopped) return;
-    const now = bootTimeNs();
-    // This process was late (stopped, or its loop blocked): the kernel fell back to audit meanwhile.
-    if (this.#deadmanSeenNs !== 0n && now >= this.#deadmanSeenNs) {
-      this.#emit("deadman.expired", {
-        source: "this agent, late",
-        ...this.#deadmanFacts(this.#deadmanSeenNs),
-      });
-    }
-    this.#deadmanSeenNs = now + BigInt(Math.round(deadmanMs * 1e6));
-    this.#plane.setConfig({ deadmanDeadlineNs: this.#deadmanSeenNs });
-  }
-
-  #deadmanFacts(deadlineNs: bigint): Record<string, unknown> {
-    const lateMs = Number((bootTimeNs() - deadlineNs) / 1_000_000n);
-    return { expiredAt: new Date(Date.now() - lateMs).toISOString() };
+    if (!this.#stopped) this.#deadman.refresh();
   }
 
   #effectiveMode(): "enforce" | "audit" {
-    const words = this.#plane.config();
-    const deadman = words.deadmanDeadlineNs !== 0n && bootTimeNs() >= words.deadmanDeadlineNs;
-    const enforcing = this.#current?.plan.mode === "enforce" && !words.breakGlass && !words.forceAudit &&
-      !deadman;
-    return enforcing ? "enforce" : "audit";
+    return this.#modes.effective(this.#current?.plan.mode);
   }
 
   #writeState(): void {
@@ -742,25 +652,7 @@ export class Agent {
   }
 
   #emit(type: AgentEventType, fields: Record<string, unknown>): void {
-    this.#write(
-      agentEvent({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }, type, fields),
-    );
-  }
-
-  #write(event: AnyEvent): void {
-    // A full disk must not stop the stream: the sink reopens the log and reports the outage itself.
-    this.#log.append(event);
-    this.#options.emit(event);
-  }
-
-  #every(ms: number, fn: () => void): void {
-    this.#timers.push(setInterval(() => {
-      try {
-        fn();
-      } catch (error) {
-        this.#options.log.warn(messageOf(error));
-      }
-    }, ms));
+    this.#events.agent(type, fields);
   }
 
   /** Runs changes of the rule set one at a time. */
@@ -789,8 +681,4 @@ function agentRequest(options: AgentOptions, why: "start" | "reload"): PrepareRe
     ...options.policyFile !== undefined && { policyFile: options.policyFile },
     ...options.requestedMode !== undefined && { requestedMode: options.requestedMode },
   };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

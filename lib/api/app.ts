@@ -10,8 +10,8 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import type { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
-import { escapeJson, jsonText } from "../cli/printable.ts";
-import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
+import { escapeJson, jsonText } from "../text/printable.ts";
+import { MAX_INPUT_BYTES } from "../ops/apply_source.ts";
 import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
 import { OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 import type { EventHub } from "./event_hub.ts";
@@ -76,7 +76,7 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     return problem(500, "Agent error", error instanceof Error ? error.message : String(error));
   });
   app.notFound((c) => problem(404, "Not found", `No endpoint ${c.req.method} ${c.req.path}`));
-  // Every JSON answer escaped as the CLI's JSON is (lib/cli/printable.ts): a comm, path or policy name
+  // Every JSON answer escaped as the CLI's JSON is (lib/text/printable.ts): a comm, path or policy name
   // with DEL, C1 or bidi characters reaches a client's terminal escaped, whatever prints it.
   app.use(async (c, next) => {
     await next();

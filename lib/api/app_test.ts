@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { InputError, RefusedError } from "../errors.ts";
-import { MAX_INPUT_BYTES } from "../policy/apply_source.ts";
+import { MAX_INPUT_BYTES } from "../ops/apply_source.ts";
 import { type ApiDeps, createApp } from "./app.ts";
 import { EventHub } from "./event_hub.ts";
 

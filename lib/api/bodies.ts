@@ -4,7 +4,7 @@
  */
 
 import { z } from "zod";
-import { parseDuration } from "../cli/duration.ts";
+import { parseDuration } from "../text/duration.ts";
 import { parseCidr } from "../policy/cidr.ts";
 
 /** A session lasts at most a day: a longer opening is a rule, and belongs in the policy. */

@@ -1,6 +1,6 @@
 /** RFC 9457 problem documents: the one shape of every error the API answers. */
 
-import { jsonText } from "../cli/printable.ts";
+import { jsonText } from "../text/printable.ts";
 
 const PROBLEM = "application/problem+json";
 

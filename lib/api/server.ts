@@ -14,7 +14,7 @@
 import { dirname, join } from "node:path";
 import type { Hono } from "hono";
 import { type UnixConnection, UnixListener } from "../../ffi/mod.ts";
-import { InputError, RefusedError } from "../errors.ts";
+import { InputError, messageOf, RefusedError } from "../errors.ts";
 import { guardHost } from "./host_check.ts";
 import { problemBytes } from "./problem.ts";
 import {
@@ -266,10 +266,6 @@ async function serveUnix(path: string, options: ServeOptions, onRefused: () => v
       await app.close();
     },
   };
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Refuses a socket path another process (another agent) is serving: its socket would be taken over. */

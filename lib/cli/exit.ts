@@ -3,10 +3,11 @@
  * 0 success, 1 runtime failure, 2 usage error or invalid input, 3 refused for safety.
  */
 
-import { InputError, type Position, RefusedError } from "../errors.ts";
+import { InputError, messageOf, type Position, RefusedError } from "../errors.ts";
 import type { LogFormat } from "./globals.ts";
-import { OutputClosedError, type Palette, type Writer } from "./output.ts";
-import { jsonText } from "./printable.ts";
+import { OutputClosedError, type Writer } from "./output.ts";
+import type { Palette } from "../text/palette.ts";
+import { jsonText } from "../text/printable.ts";
 
 export const EXIT = { ok: 0, failure: 1, input: 2, refused: 3 } as const;
 
@@ -34,10 +35,6 @@ export function reportError(error: unknown, { format, debug, writer, palette }: 
   writer.line(`aegisbpf: ${palette.red("error")}: ${first}${hint}`);
   if (debug) writer.line(stackOf(error));
   return exitCode;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** `FILE:LINE:COL: message`, unless the message already says where. */

@@ -4,9 +4,9 @@
  */
 
 import { resolve } from "node:path";
-import { DEFAULT_LOCK_TIMEOUT_MS } from "../policy/state.ts";
-import type { OptionSpecs } from "./command.ts";
-import { parseDuration } from "./duration.ts";
+import { DEFAULT_LOCK_TIMEOUT_MS } from "../state/files.ts";
+import type { OptionSpecs } from "./specs.ts";
+import { parseDuration } from "../text/duration.ts";
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;

@@ -1,18 +1,11 @@
 /** `--help` text for the top level, a group and a command, generated from the registry. */
 
 import { InputError } from "../errors.ts";
-import {
-  allCommands,
-  type ArgSpec,
-  type Command,
-  type CommandGroup,
-  isGroup,
-  type OptionSpec,
-  type OptionSpecs,
-  type Registry,
-} from "./command.ts";
+import { allCommands, type Command, type CommandGroup, isGroup, type Registry } from "./command.ts";
+import type { ArgSpec, OptionSpec, OptionSpecs } from "./specs.ts";
 import { GLOBAL_OPTIONS, HELP_OPTION } from "./globals.ts";
-import { type Palette, table } from "./output.ts";
+import { table } from "./output.ts";
+import type { Palette } from "../text/palette.ts";
 
 export const ABOUT =
   "A Linux host security agent: a host policy enforced in the kernel by BPF-LSM, cgroup socket hooks " +

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { helpFor } from "./help.ts";
-import { palette } from "./output.ts";
+import { palette } from "../text/palette.ts";
 import { runTest, TEST_REGISTRY } from "./testing.ts";
 
 Deno.test("topHelp() lists every command with its arguments, and the global flags", async () => {

@@ -2,8 +2,9 @@
 
 import type { LogFormat, LogLevel } from "./globals.ts";
 import { type AsyncSink, LineQueue } from "./line_queue.ts";
-import type { Palette, Writer } from "./output.ts";
-import { jsonText, printable } from "./printable.ts";
+import type { Writer } from "./output.ts";
+import type { Palette } from "../text/palette.ts";
+import { jsonText, printable } from "../text/printable.ts";
 
 export type Fields = Readonly<Record<string, unknown>>;
 export type LogMethod = (message: string, fields?: Fields) => void;

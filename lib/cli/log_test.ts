@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createLogger, queuedLogger } from "./log.ts";
-import { bufferWriter, palette } from "./output.ts";
+import { bufferWriter } from "./output.ts";
+import { palette } from "../text/palette.ts";
 
 const now = () => new Date("2026-01-02T03:04:05.000Z");
 

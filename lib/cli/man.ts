@@ -4,7 +4,8 @@
  * `deno task man` writes it to docs/aegisbpf.1; a test fails when the committed page drifts from this.
  */
 
-import { allCommands, type OptionSpecs, type Registry } from "./command.ts";
+import { allCommands, type Registry } from "./command.ts";
+import type { OptionSpecs } from "./specs.ts";
 import { EXIT } from "./exit.ts";
 import { DIRECTORIES, GLOBAL_OPTIONS, HELP_OPTION } from "./globals.ts";
 import { ABOUT, argDescription, flagLabel, usageLine } from "./help.ts";

@@ -1,7 +1,7 @@
 /** Writing text for people: a line writer, colour only where it is welcome, aligned tables. */
 
 import type { AsyncSink } from "./line_queue.ts";
-import { printableText } from "./printable.ts";
+import { printableText } from "../text/printable.ts";
 
 export type Writer = {
   /** Writes the text as it is. */
@@ -45,7 +45,7 @@ function closedOr(error: unknown): unknown {
 }
 
 /**
- * A writer that escapes what a terminal would act on (lib/cli/printable.ts) before `writer` sees it: every
+ * A writer that escapes what a terminal would act on (lib/text/printable.ts) before `writer` sees it: every
  * command's output and log lines go through one, so no value from outside reaches the terminal raw.
  * `keepColor` lets the palette's own colour codes through.
  */
@@ -92,25 +92,6 @@ function isSet(value: string | undefined): value is string {
   return value !== undefined && value !== "";
 }
 
-export type Style = (text: string) => string;
-export type Palette = { bold: Style; dim: Style; red: Style; yellow: Style; green: Style; cyan: Style };
-
-const sgr = (open: number, close: number): Style => (text) => `\x1b[${open}m${text}\x1b[${close}m`;
-const plain: Style = (text) => text;
-
-/** Styles that colour when `color` is true and return the text unchanged otherwise. */
-export function palette(color: boolean): Palette {
-  if (!color) return { bold: plain, dim: plain, red: plain, yellow: plain, green: plain, cyan: plain };
-  return {
-    bold: sgr(1, 22),
-    dim: sgr(2, 22),
-    red: sgr(31, 39),
-    yellow: sgr(33, 39),
-    green: sgr(32, 39),
-    cyan: sgr(36, 39),
-  };
-}
-
 // deno-lint-ignore no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
 
@@ -121,7 +102,7 @@ export function visibleWidth(text: string): number {
 
 /**
  * Rows as lines with every column but the last padded to its widest cell, separated by `gap` spaces.
- * Cells may carry colour; anything else a terminal would act on is escaped (lib/cli/printable.ts). The
+ * Cells may carry colour; anything else a terminal would act on is escaped (lib/text/printable.ts). The
  * last column is never padded, so no line ends in spaces.
  */
 export function table(cellsOf: readonly (readonly string[])[], gap = 2): string[] {

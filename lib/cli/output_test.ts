@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { palette, table, useColor, visibleWidth } from "./output.ts";
+import { table, useColor, visibleWidth } from "./output.ts";
+import { palette } from "../text/palette.ts";
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 

@@ -6,14 +6,8 @@
 
 import { parseArgs } from "node:util";
 import { InputError } from "../errors.ts";
-import {
-  type ArgSpec,
-  type Command,
-  type CommandGroup,
-  isGroup,
-  type OptionSpecs,
-  type Registry,
-} from "./command.ts";
+import { type Command, type CommandGroup, isGroup, type Registry } from "./command.ts";
+import type { ArgSpec, OptionSpecs } from "./specs.ts";
 import { GLOBAL_OPTIONS, type GlobalFlags, HELP_OPTION } from "./globals.ts";
 
 export type FlagValue = string | boolean | string[] | boolean[];

@@ -6,7 +6,8 @@ import { reportError, type ReportOptions } from "./exit.ts";
 import { type GlobalFlags, type Globals, resolveGlobals } from "./globals.ts";
 import { commandHelp, groupHelp, topHelp } from "./help.ts";
 import { createLogger } from "./log.ts";
-import { fileWriter, palette, printableWriter, useColor, type Writer } from "./output.ts";
+import { fileWriter, printableWriter, useColor, type Writer } from "./output.ts";
+import { palette } from "../text/palette.ts";
 import { type Invocation, parseInvocation, peekGlobals } from "./parse.ts";
 
 /** The process's streams and environment, replaceable in tests. */

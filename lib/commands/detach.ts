@@ -1,10 +1,10 @@
-import { agentFile, readAgentState } from "../agent/agent_state.ts";
-import { lockState } from "../agent/apply.ts";
+import { agentFile, readAgentState } from "../state/agent_state.ts";
+import { lockState } from "../ops/apply.ts";
 import { defineCommand } from "../cli/command.ts";
 import { DataPlane, DetachError } from "../kernel/dataplane.ts";
 import { pinDirOf } from "../kernel/inspect.ts";
 import { RefusedError } from "../errors.ts";
-import { removeIfPresent } from "../policy/state.ts";
+import { removeIfPresent } from "../state/files.ts";
 
 export const detach = defineCommand({
   name: "detach",

@@ -1,8 +1,9 @@
-import { runDoctor } from "../agent/doctor.ts";
-import { type CheckStatus, TEXTFILE_DIRS } from "../agent/host_checks.ts";
+import { runDoctor } from "../report/doctor.ts";
+import { type CheckStatus, TEXTFILE_DIRS } from "../report/host_checks.ts";
 import { defineCommand } from "../cli/command.ts";
-import type { Palette } from "../cli/output.ts";
-import { palette, table } from "../cli/output.ts";
+import type { Palette } from "../text/palette.ts";
+import { table } from "../cli/output.ts";
+import { palette } from "../text/palette.ts";
 import type { Verdict } from "../kernel/probe.ts";
 
 export const doctor = defineCommand({

@@ -2,8 +2,8 @@ import { agentEventLog } from "../agent/event_lookup.ts";
 import { followLines, type LogLine, readRecent } from "../agent/event_log.ts";
 import { eventLine } from "../agent/event_text.ts";
 import { defineCommand } from "../cli/command.ts";
-import { palette } from "../cli/output.ts";
-import { escapeJson } from "../cli/printable.ts";
+import { palette } from "../text/palette.ts";
+import { escapeJson } from "../text/printable.ts";
 import { InputError } from "../errors.ts";
 import { exists } from "../kernel/pin_dir.ts";
 

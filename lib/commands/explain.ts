@@ -1,9 +1,9 @@
 import { defineCommand } from "../cli/command.ts";
 import { InputError } from "../errors.ts";
 import { agentEventLog, findLoggedEvent } from "../agent/event_lookup.ts";
-import { checkInput, readRawInput } from "../policy/apply_source.ts";
+import { checkInput, readRawInput } from "../ops/apply_source.ts";
 import { parseEventLine } from "../policy/apply_explain.ts";
-import { appliedPolicy } from "../policy/apply_state.ts";
+import { appliedPolicy } from "../state/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { decide } from "../policy/decide.ts";
 import { type Policy, policyRules } from "../policy/schema.ts";

@@ -1,10 +1,11 @@
-import { checkHealth, type HealthReport, type RequireEnforce } from "../agent/health.ts";
+import { checkHealth, type HealthReport, type RequireEnforce } from "../report/health.ts";
 import { InputError } from "../errors.ts";
 import { AREAS } from "../kernel/probe.ts";
 import type { Area } from "../policy/plan.ts";
 import { defineCommand } from "../cli/command.ts";
-import { count } from "../cli/diagnostics.ts";
-import { type Palette, palette, table } from "../cli/output.ts";
+import { count } from "../text/diagnostics.ts";
+import { table } from "../cli/output.ts";
+import { type Palette, palette } from "../text/palette.ts";
 
 export const health = defineCommand({
   name: "health",

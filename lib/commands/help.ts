@@ -1,6 +1,6 @@
 import { defineCommand } from "../cli/command.ts";
 import { helpFor } from "../cli/help.ts";
-import { palette } from "../cli/output.ts";
+import { palette } from "../text/palette.ts";
 
 export const help = defineCommand({
   name: "help",

@@ -4,7 +4,7 @@ import { InputError } from "../errors.ts";
 import { collect, families } from "../metrics/collect.ts";
 import { exposition } from "../metrics/exposition.ts";
 import { pinDirOf } from "../kernel/inspect.ts";
-import { writeFileAtomic } from "../policy/state.ts";
+import { writeFileAtomic } from "../state/files.ts";
 
 export const metrics = defineCommand({
   name: "metrics",

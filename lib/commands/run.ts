@@ -5,10 +5,11 @@ import { CMDLINE_ENV, CMDLINE_FLAG } from "../agent/break_glass_watch.ts";
 import { type Context, defineCommand } from "../cli/command.ts";
 import { LineQueue } from "../cli/line_queue.ts";
 import { queuedLogger } from "../cli/log.ts";
-import { parseDuration } from "../cli/duration.ts";
-import { OutputClosedError, palette } from "../cli/output.ts";
-import { jsonText } from "../cli/printable.ts";
-import { InputError } from "../errors.ts";
+import { parseDuration } from "../text/duration.ts";
+import { OutputClosedError } from "../cli/output.ts";
+import { palette } from "../text/palette.ts";
+import { jsonText } from "../text/printable.ts";
+import { InputError, messageOf } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
 import { createApp } from "../api/app.ts";
@@ -249,10 +250,6 @@ function textfileTimer(
   };
   write();
   return setInterval(write, intervalMs);
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** The API's listeners: the default Unix socket unless --api says otherwise; `none` serves nothing. */

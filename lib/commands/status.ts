@@ -1,6 +1,7 @@
-import { checkHealth, type HealthReport } from "../agent/health.ts";
+import { checkHealth, type HealthReport } from "../report/health.ts";
 import { defineCommand } from "../cli/command.ts";
-import { type Palette, palette, table } from "../cli/output.ts";
+import { table } from "../cli/output.ts";
+import { type Palette, palette } from "../text/palette.ts";
 import type { Hook } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
 import { factRows } from "./health.ts";

@@ -11,7 +11,7 @@ import {
   type WalkReport,
   walkTree,
 } from "./tree.ts";
-import { printable } from "../cli/printable.ts";
+import { printable } from "../text/printable.ts";
 
 /** A name in a plan that does not resolve on this host; names the rule. */
 export class ResolveError extends Error {

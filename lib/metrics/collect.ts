@@ -16,12 +16,12 @@ import {
   pinnedRuleHits,
   pinnedXdpStats,
 } from "../kernel/inspect.ts";
-import { storedInput } from "../agent/policy_source.ts";
-import { readApplied, storedPolicy } from "../policy/apply_state.ts";
+import { storedInput } from "../ops/policy_source.ts";
+import { readApplied, storedPolicy } from "../state/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { readModeWords } from "../kernel/mode_words.ts";
 import { PROGRAMS } from "../kernel/object.ts";
-import { currentEntry, listHistory } from "../policy/history.ts";
+import { currentEntry, listHistory } from "../state/history.ts";
 import { VERSION } from "../version.ts";
 import type { Family } from "./exposition.ts";
 

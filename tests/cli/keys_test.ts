@@ -1,4 +1,4 @@
-import { appendHistory } from "../../lib/policy/history.ts";
+import { appendHistory } from "../../lib/state/history.ts";
 import assert from "node:assert/strict";
 import { scratch } from "./cli.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { appendHistory } from "../../lib/policy/history.ts";
+import { appendHistory } from "../../lib/state/history.ts";
 import { scratch } from "./cli.ts";
 
 Deno.test("metrics with nothing pinned (after detach) says no policy is in force, not the last one in history", async () => {

@@ -4,7 +4,7 @@
  * Applying for real is in tests/host/policy_apply_test.ts.
  */
 import assert from "node:assert/strict";
-import { appendHistory } from "../../lib/policy/history.ts";
+import { appendHistory } from "../../lib/state/history.ts";
 import { type Scratch, scratch } from "./cli.ts";
 import { rootTest } from "../support/privileged.ts";
 

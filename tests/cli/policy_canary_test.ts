@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { listHistory } from "../../lib/policy/history.ts";
+import { listHistory } from "../../lib/state/history.ts";
 import { scratch } from "./cli.ts";
 
 const POLICY = `apiVersion: aegisbpf.io/v1

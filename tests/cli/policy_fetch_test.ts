@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { RefusedError } from "../../lib/errors.ts";
-import { MAX_REDIRECTS, readRawInput } from "../../lib/policy/apply_source.ts";
+import { MAX_REDIRECTS, readRawInput } from "../../lib/ops/apply_source.ts";
 
 /** A loopback server whose every path redirects to `next(path)`; counts the requests it answered. */
 function redirectServer(next: (origin: string, n: number) => string) {

@@ -1,10 +1,10 @@
 /**
- * The agent's policy check process (lib/agent/prepare.ts) through the real program: what comes back over
+ * The agent's policy check process (lib/ops/prepare.ts) through the real program: what comes back over
  * the pipe is what the same check gives in process, and its errors keep their class (exit code) and text.
  */
 import assert from "node:assert/strict";
 import { InputError, RefusedError } from "../../lib/errors.ts";
-import { applyInHelper, prepareHere, preparePolicy, type PrepareRequest } from "../../lib/agent/prepare.ts";
+import { applyInHelper, prepareHere, preparePolicy, type PrepareRequest } from "../../lib/ops/prepare.ts";
 
 async function withDirs(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-prepare-" });

@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { eventLogPath, recentLines } from "../../lib/agent/event_log.ts";
 import { bootTimeNs, readModeWords } from "../../lib/kernel/mode_words.ts";
-import { appliedFile, readApplied, writeApplied } from "../../lib/policy/apply_state.ts";
-import { contentDir, listHistory } from "../../lib/policy/history.ts";
+import { appliedFile, readApplied, writeApplied } from "../../lib/state/apply_state.ts";
+import { contentDir, listHistory } from "../../lib/state/history.ts";
 import { type Host, policy, withHost, writePolicy } from "../support/agent_host.ts";
 import { AgentRun, type Event } from "../support/agent_run.ts";
 import { TestTmpfs } from "../support/bpffs.ts";

@@ -1,6 +1,6 @@
 /**
  * The agent holding a fleet policy of 100,000 CIDR rules stays under 120 MiB resident (issue 8): the
- * policy is read, checked and compiled in a process of its own (lib/agent/prepare.ts), and the agent keeps
+ * policy is read, checked and compiled in a process of its own (lib/ops/prepare.ts), and the agent keeps
  * the encoded entries and a compact rule table. Kept in the policy as its last rule, a deny of 127.0.0.2
  * shows that the rules reached the kernel and that the agent names a rule 100,000 places down.
  */

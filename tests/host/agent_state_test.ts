@@ -1,7 +1,7 @@
 // Reading /proc/PID needs --allow-all in Deno: these run with the host suite, without root.
 import assert from "node:assert/strict";
-import { partialAreas, processGone, readAgentState } from "../../lib/agent/agent_state.ts";
-import { liveAgent, takeAgentLock } from "../../lib/agent/agent_lock.ts";
+import { partialAreas, processGone, readAgentState } from "../../lib/state/agent_state.ts";
+import { liveAgent, takeAgentLock } from "../../lib/state/agent_lock.ts";
 import { RefusedError } from "../../lib/errors.ts";
 
 Deno.test("processGone() knows this process, and a pid that is not running", () => {

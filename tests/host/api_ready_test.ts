@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { EventHub } from "../../lib/api/event_hub.ts";
-import { writeApplied } from "../../lib/policy/apply_state.ts";
+import { writeApplied } from "../../lib/state/apply_state.ts";
 import { agentApiDeps } from "../../lib/agent/api_deps.ts";
-import { checkHealth } from "../../lib/agent/health.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 
 const SESSIONS = { add: () => Promise.reject(new Error("unused")), remove: () => Promise.resolve(false) };
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { planeStatus } from "../../lib/kernel/load.ts";
-import { listHistory } from "../../lib/policy/history.ts";
+import { listHistory } from "../../lib/state/history.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { rootTest } from "../support/privileged.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { breakGlassOff, breakGlassOn, breakGlassStatus, markerPath } from "../../lib/agent/break_glass.ts";
+import { breakGlassOff, breakGlassOn, breakGlassStatus } from "../../lib/ops/break_glass.ts";
+import { markerPath } from "../../lib/state/break_glass_marker.ts";
 import { rootTest } from "../support/privileged.ts";
 import { listen, ruleSet, withPlane } from "../support/plane.ts";
 import { ipv4Rule } from "../support/slice.ts";

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { pinnedCounters } from "../../lib/kernel/inspect.ts";
-import { listHistory } from "../../lib/policy/history.ts";
+import { listHistory } from "../../lib/state/history.ts";
 import { type Host, withHost, writePolicy } from "../support/agent_host.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { VethPair } from "../support/netns.ts";

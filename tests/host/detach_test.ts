@@ -3,7 +3,7 @@
  * denying only binds of an unused high port): everything pinned goes, the history stays; a running agent
  * refuses it unless --force; a detach that cannot remove an entry names it and exits 1.
  */
-import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
+import { takeAgentLock } from "../../lib/state/agent_lock.ts";
 import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";

@@ -5,15 +5,15 @@
  * agent each make the answer change. Every test has its own bpffs and directories and detaches in `finally`.
  */
 import assert from "node:assert/strict";
-import { takeAgentLock } from "../../lib/agent/agent_lock.ts";
-import { checkHealth } from "../../lib/agent/health.ts";
+import { takeAgentLock } from "../../lib/state/agent_lock.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { AgentRun } from "../support/agent_run.ts";
-import { HEARTBEAT_STALE_MS } from "../../lib/agent/heartbeat.ts";
+import { HEARTBEAT_STALE_MS } from "../../lib/state/heartbeat.ts";
 import { VethPair } from "../support/netns.ts";
 import { must, rootTest } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";

@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
-import { writeApplyIntent } from "../../lib/policy/apply_state.ts";
-import { appendHistory, listHistory } from "../../lib/policy/history.ts";
-import { acquireStateLock } from "../../lib/policy/state.ts";
+import { writeApplyIntent } from "../../lib/state/apply_state.ts";
+import { appendHistory, listHistory } from "../../lib/state/history.ts";
+import { acquireStateLock } from "../../lib/state/files.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { rootTest } from "../support/privileged.ts";

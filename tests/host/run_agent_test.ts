@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
-import { listHistory } from "../../lib/policy/history.ts";
+import { listHistory } from "../../lib/state/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
 import { AgentRun, type Event } from "../support/agent_run.ts";
 import {

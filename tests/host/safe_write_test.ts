@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { writeTextfile } from "../../lib/commands/metrics.ts";
-import { writeFileAtomic } from "../../lib/policy/state.ts";
+import { writeFileAtomic } from "../../lib/state/files.ts";
 import { isLeftover, must, rootTest, uniqueName } from "../support/privileged.ts";
 
 const PREFIX = "aegisbpf-safewrite-";

@@ -8,15 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { encodeRuleKey, encodeU32, FdMap, RULE } from "../../ffi/mod.ts";
-import { lockState } from "../../lib/agent/apply.ts";
-import { checkHealth } from "../../lib/agent/health.ts";
+import { lockState } from "../../lib/ops/apply.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 import { encodeNetRules } from "../../lib/kernel/entries.ts";
 import { pinnedGenInfo } from "../../lib/kernel/inspect.ts";
 import { readModeWords } from "../../lib/kernel/mode_words.ts";
 import { currentIdentity } from "../../lib/kernel/resolve.ts";
-import { readApplied } from "../../lib/policy/apply_state.ts";
+import { readApplied } from "../../lib/state/apply_state.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
-import { currentEntry, listHistory } from "../../lib/policy/history.ts";
+import { currentEntry, listHistory } from "../../lib/state/history.ts";
 import { parsePolicy, policySha256 } from "../../lib/policy/parse.ts";
 import { aegisbpf, spawnAegisbpf } from "../cli/cli.ts";
 import type { AgentRun } from "../support/agent_run.ts";

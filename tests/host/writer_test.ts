@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { readModeWords } from "../../lib/kernel/mode_words.ts";
-import { listHistory } from "../../lib/policy/history.ts";
+import { listHistory } from "../../lib/state/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
 import type { AgentRun, Event } from "../support/agent_run.ts";
 import { connect, type Host, NET, policy, spawn, withHost, writePolicy } from "../support/agent_host.ts";

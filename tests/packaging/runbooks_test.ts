@@ -8,7 +8,8 @@
  */
 import assert from "node:assert/strict";
 import { REGISTRY } from "../../main.ts";
-import { type Command, isGroup, type OptionSpecs } from "../../lib/cli/command.ts";
+import { type Command, isGroup } from "../../lib/cli/command.ts";
+import type { OptionSpecs } from "../../lib/cli/specs.ts";
 import { GLOBAL_OPTIONS, HELP_OPTION } from "../../lib/cli/globals.ts";
 import { aegisbpf } from "../cli/cli.ts";
 import { rootTest } from "../support/privileged.ts";

@@ -1,6 +1,6 @@
 /** A bash completion function for aegisbpf, generated from the registry. */
 
-import type { ArgSpec } from "../command.ts";
+import type { ArgSpec } from "../specs.ts";
 import { type CommandModel, type Flag, type Model, singleQuote, valueFlags } from "./model.ts";
 
 export function bashScript(model: Model): string {

@@ -1,6 +1,6 @@
 /** A fish completion script for aegisbpf (`complete` lines), generated from the registry. */
 
-import type { ArgSpec } from "../command.ts";
+import type { ArgSpec } from "../specs.ts";
 import { type CommandModel, type Flag, type Model, singleQuote } from "./model.ts";
 
 export function fishScript(model: Model): string {

@@ -1,13 +1,7 @@
 /** What every shell's completion script needs to know, read once from the registry. */
 
-import {
-  allCommands,
-  type ArgSpec,
-  type Completion,
-  isGroup,
-  type OptionSpecs,
-  type Registry,
-} from "../command.ts";
+import { allCommands, isGroup, type Registry } from "../command.ts";
+import type { ArgSpec, Completion, OptionSpecs } from "../specs.ts";
 import { GLOBAL_OPTIONS, HELP_OPTION } from "../globals.ts";
 
 export type Flag = {

@@ -1,6 +1,6 @@
 /** A zsh completion function for aegisbpf (`_arguments` and `_describe`), generated from the registry. */
 
-import type { ArgSpec, Completion } from "../command.ts";
+import type { ArgSpec, Completion } from "../specs.ts";
 import { type CommandModel, type Flag, type Model, singleQuote, type Word } from "./model.ts";
 
 export function zshScript(model: Model): string {

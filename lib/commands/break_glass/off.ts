@@ -1,4 +1,4 @@
-import { breakGlassOff } from "../../agent/break_glass.ts";
+import { breakGlassOff } from "../../ops/break_glass.ts";
 import { defineCommand } from "../../cli/command.ts";
 
 export const breakGlassOffCommand = defineCommand({

@@ -1,6 +1,6 @@
-import { breakGlassOn } from "../../agent/break_glass.ts";
+import { breakGlassOn } from "../../ops/break_glass.ts";
 import { defineCommand } from "../../cli/command.ts";
-import { parseDuration } from "../../cli/duration.ts";
+import { parseDuration } from "../../text/duration.ts";
 
 export const breakGlassOnCommand = defineCommand({
   name: "on",

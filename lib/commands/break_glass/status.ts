@@ -1,4 +1,5 @@
-import { breakGlassStatus, markerPath } from "../../agent/break_glass.ts";
+import { breakGlassStatus } from "../../ops/break_glass.ts";
+import { markerPath } from "../../state/break_glass_marker.ts";
 import { defineCommand } from "../../cli/command.ts";
 
 export const breakGlassStatusCommand = defineCommand({

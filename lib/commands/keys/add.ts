@@ -1,6 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
 import { readInputText } from "../../cli/input.ts";
-import { addTrustedKey } from "../../policy/keys.ts";
+import { addTrustedKey } from "../../state/key_store.ts";
 
 export const keysAdd = defineCommand({
   name: "add",

@@ -1,7 +1,8 @@
 import { dirname } from "node:path";
 import { defineCommand } from "../../cli/command.ts";
 import { InputError } from "../../errors.ts";
-import { generateKeyPair, writeKeyPair } from "../../policy/keys.ts";
+import { generateKeyPair } from "../../policy/keys.ts";
+import { writeKeyPair } from "../../state/key_store.ts";
 
 export const keysGen = defineCommand({
   name: "gen",

@@ -1,6 +1,7 @@
 import { defineCommand } from "../../cli/command.ts";
-import { palette, table } from "../../cli/output.ts";
-import { keysDir, listTrustedKeys } from "../../policy/keys.ts";
+import { table } from "../../cli/output.ts";
+import { palette } from "../../text/palette.ts";
+import { keysDir, listTrustedKeys } from "../../state/key_store.ts";
 
 export const keysList = defineCommand({
   name: "list",

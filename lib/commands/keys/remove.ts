@@ -1,7 +1,8 @@
 import { defineCommand } from "../../cli/command.ts";
 import { RefusedError } from "../../errors.ts";
-import { findTrustedKey, MIN_KEYID_PREFIX, removeTrustedKey } from "../../policy/keys.ts";
-import { keyUses } from "../../policy/keys_in_use.ts";
+import { MIN_KEYID_PREFIX } from "../../policy/keys.ts";
+import { findTrustedKey, removeTrustedKey } from "../../state/key_store.ts";
+import { keyUses } from "../../state/keys_in_use.ts";
 
 export const keysRemove = defineCommand({
   name: "remove",

@@ -4,23 +4,20 @@
  */
 
 import type { Context } from "../../cli/command.ts";
-import { count, diagnosticLine } from "../../cli/diagnostics.ts";
-import { palette } from "../../cli/output.ts";
+import { count, diagnosticLine } from "../../text/diagnostics.ts";
+import { palette } from "../../text/palette.ts";
 import { RefusedError } from "../../errors.ts";
-import { policySummary, reapplyHistoryEntry } from "../../agent/apply_text.ts";
+import { policySummary, reapplyHistoryEntry } from "../../ops/apply_text.ts";
+import { checkLockoutRisks } from "../../ops/lockout.ts";
 import { type ConnectionSweep, describeConnection } from "../../kernel/connections.ts";
-import type { PolicyInput } from "../../policy/apply_source.ts";
-import type { HistoryEntry } from "../../policy/history.ts";
+import type { PolicyInput } from "../../ops/apply_source.ts";
+import type { HistoryEntry } from "../../state/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
-import { gatherLintFacts } from "../../policy/facts.ts";
-import { lockoutCheck } from "../../policy/lint.ts";
 import type { RuleSetPlan } from "../../policy/plan.ts";
 
 /** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
 export async function checkLockout(ctx: Context, input: PolicyInput, force: boolean): Promise<void> {
-  const { policy, locate } = input.parsed;
-  const facts = await gatherLintFacts(policy, { stateDir: ctx.globals.stateDir });
-  const { risks, unchecked } = lockoutCheck(policy, locate, facts);
+  const { risks, unchecked } = await checkLockoutRisks(input, ctx.globals.stateDir);
   for (const warning of unchecked) ctx.stderr.line(diagnosticLine(warning, palette(false)));
   if (risks.length === 0) return;
   for (const risk of risks) ctx.stderr.line(diagnosticLine(risk, palette(false)));

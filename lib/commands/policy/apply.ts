@@ -4,25 +4,19 @@ import {
   type CanaryVerdict,
   parseDenyRate,
   watchCanary,
-} from "../../agent/canary.ts";
+} from "../../ops/canary.ts";
 import { type Context, defineCommand } from "../../cli/command.ts";
-import { parseDuration } from "../../cli/duration.ts";
+import { parseDuration } from "../../text/duration.ts";
 import { InputError } from "../../errors.ts";
 import { pinnedGenerationDenies } from "../../kernel/inspect.ts";
-import {
-  alreadyInForce,
-  applyInputOf,
-  applyPolicy,
-  lockState,
-  settleInterruptedApply,
-} from "../../agent/apply.ts";
-import { refuseReplay } from "../../agent/apply_text.ts";
-import { preflightApply } from "../../agent/apply_preflight.ts";
+import { alreadyInForce } from "../../ops/apply.ts";
+import { applyChecked, refuseReplay } from "../../ops/apply_text.ts";
+import { preflightApply } from "../../ops/apply_preflight.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
-import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../policy/apply_source.ts";
-import { appliedPolicy } from "../../policy/apply_state.ts";
+import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../ops/apply_source.ts";
+import { appliedPolicy } from "../../state/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
-import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../policy/history.ts";
+import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../state/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
 import {
   checkLockout,
@@ -119,15 +113,35 @@ export const policyApply = defineCommand({
       }
       return 0;
     }
-    using _lock = await lockState(stateDir, "policy apply", {
+    // With a canary, what a failed canary goes back to: the policy in force when the apply starts.
+    let fallback: HistoryEntry | undefined;
+    let baseline: { denies: bigint; at: number } | undefined;
+    const result = await applyChecked(ctx.globals, input, plan, {
+      holder: "policy apply",
       wait: flags["no-wait"] !== true,
       onWait: (message) => ctx.log.info(message),
       timeoutMs: ctx.globals.lockTimeoutMs,
+      outcome: canary ? "canary" : "applied",
+      allowPartial: flags["allow-partial"] === true,
+      warn: (message) => ctx.log.warn(message),
+      beforeApply: () => {
+        if (!canary) return;
+        fallback = currentEntry(listHistory(stateDir));
+        if (fallback === undefined) {
+          throw new InputError(
+            "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
+              "(an audit policy is the safe start)",
+          );
+        }
+        // The canary counts the new generation's own denies; its counters are cleared when it is staged,
+        // so each one comes after this moment.
+        baseline = { denies: 0n, at: performance.now() };
+      },
     });
-    settleInterruptedApply({ bpffs, stateDir });
+    using _lock = result.lock;
     // The policy in force already (configuration management re-running its apply): nothing to do.
-    const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
-    if (same) {
+    if ("unchanged" in result) {
+      const same = result.unchanged;
       const unchanged = { ...summary, seq: same.seq, outcome: "unchanged" };
       if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
       else {
@@ -139,28 +153,7 @@ export const policyApply = defineCommand({
       }
       return 0;
     }
-    // Another apply may have raised the counter while this one waited for the lock.
-    refuseReplay(input, stateDir);
-    // With a canary, what a failed canary goes back to: the policy in force now.
-    const fallback = canary && currentEntry(listHistory(stateDir));
-    if (canary && fallback === undefined) {
-      throw new InputError(
-        "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
-          "(an audit policy is the safe start)",
-      );
-    }
-    // The canary counts the new generation's own denies; its counters are cleared when it is staged, so
-    // each one comes after this moment.
-    const baseline = canary && { denies: 0n, at: performance.now() };
-    const { entry, generation, connections } = await applyPolicy({
-      bpffs,
-      stateDir,
-      input: applyInputOf(input),
-      plan,
-      outcome: canary ? "canary" : "applied",
-      allowPartial: flags["allow-partial"] === true,
-      warn: (message) => ctx.log.warn(message),
-    });
+    const { entry, generation, connections } = result.applied;
     const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
     if (!canary || !fallback || !baseline) {
       if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));

@@ -1,7 +1,7 @@
 import { defineCommand } from "../../cli/command.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
-import { checkInput, readRawInput } from "../../policy/apply_source.ts";
-import { appliedPolicy } from "../../policy/apply_state.ts";
+import { checkInput, readRawInput } from "../../ops/apply_source.ts";
+import { appliedPolicy } from "../../state/apply_state.ts";
 import { parsePolicy } from "../../policy/parse.ts";
 import { diffLines } from "./_apply.ts";
 

@@ -1,6 +1,7 @@
 import { defineCommand } from "../../cli/command.ts";
-import { palette, table } from "../../cli/output.ts";
-import { listHistory } from "../../policy/history.ts";
+import { table } from "../../cli/output.ts";
+import { palette } from "../../text/palette.ts";
+import { listHistory } from "../../state/history.ts";
 
 export const policyHistory = defineCommand({
   name: "history",

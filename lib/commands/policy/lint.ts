@@ -1,6 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
-import { count, type Diagnostic, diagnosticJson, diagnosticLine } from "../../cli/diagnostics.ts";
-import { palette } from "../../cli/output.ts";
+import { count, type Diagnostic, diagnosticJson, diagnosticLine } from "../../text/diagnostics.ts";
+import { palette } from "../../text/palette.ts";
 import { InputError } from "../../errors.ts";
 import { gatherLintFacts } from "../../policy/facts.ts";
 import { lintPolicy } from "../../policy/lint.ts";

@@ -1,8 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
-import { InputError } from "../../errors.ts";
-import { lockState, settleInterruptedApply } from "../../agent/apply.ts";
-import { findEntry, listHistory, previousEntry } from "../../policy/history.ts";
-import { connectionLines, connectionsJson, reapplyEntry, summaryLine, summaryOf } from "./_apply.ts";
+import { rollbackLocked } from "../../ops/apply_text.ts";
+import { checkLockout, connectionLines, connectionsJson, summaryLine, summaryOf } from "./_apply.ts";
 
 export const policyRollback = defineCommand({
   name: "rollback",
@@ -29,24 +27,20 @@ export const policyRollback = defineCommand({
     "aegisbpf policy rollback --to 9f2c41d0",
   ],
   async run(ctx, { flags }) {
-    const { stateDir, bpffs } = ctx.globals;
-    using _lock = await lockState(stateDir, "policy rollback", {
-      wait: flags["no-wait"] !== true,
-      onWait: (message) => ctx.log.info(message),
-      timeoutMs: ctx.globals.lockTimeoutMs,
-    });
-    settleInterruptedApply({ bpffs, stateDir });
-    const entries = listHistory(stateDir);
-    const target = flags.to === undefined ? previousEntry(entries) : findEntry(entries, flags.to);
-    if (target === undefined) {
-      throw new InputError(
-        "Nothing to roll back to: history holds no earlier policy in force; see aegisbpf policy history",
-      );
-    }
-    const { input, plan, entry, generation, connections } = await reapplyEntry(ctx, target, {
-      force: flags.force === true,
-      allowPartial: flags["allow-partial"] === true,
-    });
+    const { input, plan, entry, generation, connections, target } = await rollbackLocked(
+      ctx.globals,
+      flags.to,
+      {
+        holder: "policy rollback",
+        wait: flags["no-wait"] !== true,
+        onWait: (message) => ctx.log.info(message),
+        timeoutMs: ctx.globals.lockTimeoutMs,
+        allowPartial: flags["allow-partial"] === true,
+        lockout: (checked) => checkLockout(ctx, checked, flags.force === true),
+        warn: (message) => ctx.log.warn(message),
+        hint: "; see aegisbpf policy history",
+      },
+    );
     const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
     if (flags.json) {
       ctx.stdout.line(JSON.stringify({ ...done, restoredSeq: target.seq, ...connectionsJson(connections) }));

@@ -1,6 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
-import { readApplied, storedPolicy } from "../../policy/apply_state.ts";
-import { currentEntry, listHistory } from "../../policy/history.ts";
+import { readApplied, storedPolicy } from "../../state/apply_state.ts";
+import { currentEntry, listHistory } from "../../state/history.ts";
 
 export const policyShow = defineCommand({
   name: "show",

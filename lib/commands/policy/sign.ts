@@ -5,7 +5,7 @@ import { InputError } from "../../errors.ts";
 import { signPolicy } from "../../policy/bundle.ts";
 import { readSigningKey } from "../../policy/keys.ts";
 import { parsePolicy, readPolicyFile } from "../../policy/parse.ts";
-import { writeFileAtomic } from "../../policy/state.ts";
+import { writeFileAtomic } from "../../state/files.ts";
 
 export const policySign = defineCommand({
   name: "sign",

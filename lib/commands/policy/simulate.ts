@@ -1,8 +1,8 @@
 import { defineCommand } from "../../cli/command.ts";
-import { count } from "../../cli/diagnostics.ts";
+import { count } from "../../text/diagnostics.ts";
 import { readInputText } from "../../cli/input.ts";
 import { table } from "../../cli/output.ts";
-import { checkInput, readRawInput } from "../../policy/apply_source.ts";
+import { checkInput, readRawInput } from "../../ops/apply_source.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { simulate } from "../../policy/simulate.ts";
 

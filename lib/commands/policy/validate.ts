@@ -1,6 +1,6 @@
 import { defineCommand } from "../../cli/command.ts";
-import { count, diagnosticJson, diagnosticLine } from "../../cli/diagnostics.ts";
-import { palette } from "../../cli/output.ts";
+import { count, diagnosticJson, diagnosticLine } from "../../text/diagnostics.ts";
+import { palette } from "../../text/palette.ts";
 import { InputError } from "../../errors.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { parsePolicySource, PolicyError, policySha256, readPolicyFile } from "../../policy/parse.ts";

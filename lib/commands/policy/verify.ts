@@ -3,8 +3,8 @@ import { readInputText } from "../../cli/input.ts";
 import { InputError } from "../../errors.ts";
 import { verifyBundle } from "../../policy/bundle.ts";
 import { MAX_ENVELOPE_BYTES } from "../../policy/dsse.ts";
-import { readVersionCounter } from "../../policy/history.ts";
-import { keysDir, loadTrustedKeys } from "../../policy/keys.ts";
+import { readVersionCounter } from "../../state/history.ts";
+import { keysDir, loadTrustedKeys } from "../../state/key_store.ts";
 import { parsePolicy, policySha256 } from "../../policy/parse.ts";
 
 export const policyVerify = defineCommand({

@@ -1,0 +1,25 @@
+import assert from "node:assert/strict";
+import type { AnyEvent } from "./agent_events.ts";
+import { EventPipeline } from "./event_pipeline.ts";
+
+Deno.test("EventPipeline.agent() stamps the envelope as it is now, and writes the log before the caller", () => {
+  const order: string[] = [];
+  let mode: "enforce" | "audit" = "audit";
+  const events = new EventPipeline({
+    log: { append: (event: AnyEvent) => void order.push(`log ${event.type}`) } as never,
+    emit: (event) => order.push(`emit ${event.type} ${(event as { mode?: string }).mode}`),
+    context: {} as never,
+    enforceSignal: "none",
+    envelope: () => ({ host: "h", mode, policy: undefined }),
+    warn: () => {},
+  });
+  events.agent("agent.start", { pid: 1 });
+  mode = "enforce";
+  events.agent("agent.stop", { signal: "SIGTERM" });
+  assert.deepEqual(order, [
+    "log agent.start",
+    "emit agent.start audit",
+    "log agent.stop",
+    "emit agent.stop enforce",
+  ]);
+});

@@ -1,0 +1,336 @@
+/**
+ * The one path by which a checked policy reaches the kernel, shared by `policy apply` and `policy rollback`
+ * (and later the agent's reload and the API): history first, then the flip, then the records that say it
+ * happened. The order, and how the next command settles a kill -9 at any point, is in
+ * `lib/state/apply_state.ts`. Callers hold the state lock.
+ */
+
+import { type ConnectionSweep, sweepConnections } from "../kernel/connections.ts";
+import { DataPlane } from "../kernel/dataplane.ts";
+import { AppliedWithCleanupError } from "../kernel/generations.ts";
+import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
+import { InputError, RefusedError } from "../errors.ts";
+import type { PolicyInput } from "./apply_source.ts";
+import {
+  type AppliedRecord,
+  clearApplyIntent,
+  readApplied,
+  readApplyIntent,
+  type Settlement,
+  settlePending,
+  writeApplied,
+  writeApplyIntent,
+} from "../state/apply_state.ts";
+import { readModeWords } from "../kernel/mode_words.ts";
+import { describeAgent, liveAgent } from "../state/agent_lock.ts";
+import {
+  appendHistory,
+  currentEntry,
+  type HistoryEntry,
+  listHistory,
+  raiseVersionCounter,
+  setOutcome,
+} from "../state/history.ts";
+import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import { encodeInodes } from "../state/inode_set.ts";
+import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
+import { describeHolder } from "../state/lock_holder.ts";
+import { acquireStateLock, type StateLock } from "../state/files.ts";
+
+export type PlaneLocation = { bpffs: string; stateDir: string };
+
+/**
+ * Takes the state lock, saying so through `onWait` when another command holds it, and giving up after
+ * `timeoutMs` (DEFAULT_LOCK_TIMEOUT_MS when absent) or when `signal` aborts.
+ */
+export function lockState(
+  stateDir: string,
+  command: string,
+  options: { wait: boolean; onWait: (message: string) => void; timeoutMs?: number; signal?: AbortSignal },
+): Promise<StateLock> {
+  const { onWait, ...rest } = options;
+  return acquireStateLock(stateDir, {
+    ...rest,
+    command,
+    onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
+  });
+}
+
+/**
+ * Settles `pending` entries an interrupted apply left (see apply_state.ts). Opens the data plane, without
+ * attaching anything, only when there is one to settle. Returns what was settled.
+ */
+export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
+  const entries = listHistory(where.stateDir);
+  const intent = readApplyIntent(where.stateDir);
+  if (!entries.some((entry) => entry.outcome === "pending")) {
+    if (intent) clearApplyIntent(where.stateDir);
+    return [];
+  }
+  let activeGeneration: number;
+  {
+    using plane = DataPlane.open({ bpffs: where.bpffs, areas: [] });
+    activeGeneration = plane.config().activeGen;
+  }
+  const settled = settlePending(entries, intent, readApplied(where.stateDir), activeGeneration);
+  for (const { seq, outcome, raiseCounterTo } of settled) {
+    setOutcome(where.stateDir, seq, outcome);
+    if (raiseCounterTo !== undefined) raiseVersionCounter(where.stateDir, raiseCounterTo);
+  }
+  clearApplyIntent(where.stateDir);
+  return settled;
+}
+
+/**
+ * The history entry in force when it is this very policy (same sha256, same mode) and the kernel's live
+ * generation is the one applied.json names: applying it again changes nothing (`unchanged`). Read under the
+ * state lock, after settling.
+ */
+export function alreadyInForce(where: PlaneLocation, sha256: string, mode: string): HistoryEntry | undefined {
+  const applied = readApplied(where.stateDir);
+  const entry = currentEntry(listHistory(where.stateDir));
+  if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
+  if ((applied.mode ?? mode) !== mode) return undefined;
+  const words = readModeWords(where.bpffs);
+  return words?.activeGen === applied.generation ? entry : undefined;
+}
+
+/** The areas whose programs a plan needs attached. */
+export function planAreas(plan: RuleSetPlan): Area[] {
+  const areas: Area[] = [];
+  if (plan.files.length > 0) areas.push("file");
+  if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
+  const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
+  if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
+  if (plan.bind.length > 0) areas.push("bind");
+  if (plan.ingress.interfaces.length > 0) areas.push("ingress");
+  return areas;
+}
+
+/** Rules per area, as the summary prints them (rule 0, the ingress default, is not a rule of the policy). */
+export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
+  const counts: Record<Area, number> = { file: 0, exec: 0, egress: 0, bind: 0, ingress: 0 };
+  for (const rule of plan.rules.slice(1)) counts[rule.area]++;
+  return counts;
+}
+
+/** What history records of the policy an apply writes: where it came from, its text and its identity. */
+export type ApplyInput = Pick<PolicyInput, "source" | "kind" | "content" | "sha256" | "keyid"> & {
+  name: string;
+  version: number;
+};
+
+export function applyInputOf(input: PolicyInput): ApplyInput {
+  const { source, kind, content, sha256, keyid } = input;
+  const { name, version } = input.parsed.policy.metadata;
+  return { source, kind, content, sha256, name, version, ...keyid !== undefined && { keyid } };
+}
+
+export type ApplyRequest = PlaneLocation & {
+  input: ApplyInput;
+  plan: RuleSetPlan;
+  outcome: "applied" | "rolled-back" | "canary";
+  /** For a rollback: the entry re-applied. */
+  restoredSeq?: number;
+  /** Apply an enforce policy even where this kernel can only audit some of its areas (SPEC section 5). */
+  allowPartial: boolean;
+  warn: (message: string) => void;
+};
+
+/**
+ * `connections`: for a policy with egress rules, the TCP and connected UDP sockets made before the apply
+ * whose destination it denies: closed where the kernel can (enforce, 6.5+), else still open.
+ */
+export type ApplyResult = { entry: HistoryEntry; generation: number; connections?: ConnectionSweep };
+
+/**
+ * Resolves the plan's names and opens the data plane first: a name that does not resolve (exit 2) or an
+ * area this kernel cannot enforce (exit 3) stops the apply before anything is recorded or written. Then
+ * records the attempt, flips, and records the result. A failed kernel write leaves the kernel as it was
+ * (the data plane's guarantee) and the entry `failed`; the error is rethrown.
+ */
+export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
+  const { stateDir, input, plan } = request;
+  const { name, version } = input;
+  const resolved = resolveNames(plan, request.warn);
+  using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
+  checkEnforceable(plane, plan, request);
+  const pending = appendHistory(stateDir, {
+    uid: Deno.uid() ?? 0,
+    source: input.source,
+    kind: input.kind,
+    name,
+    version,
+    sha256: input.sha256,
+    ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
+    outcome: "pending",
+    ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
+    content: input.content,
+  });
+  const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
+  let generation: number;
+  try {
+    writeApplyIntent(stateDir, {
+      seq: pending.seq,
+      fromGeneration: plane.config().activeGen,
+      outcome: request.outcome,
+      ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
+      time: new Date().toISOString(),
+    });
+    generation = await flipGeneration(plane, resolved, request.warn);
+  } catch (error) {
+    setOutcome(stateDir, pending.seq, "failed");
+    clearApplyIntent(stateDir);
+    throw error;
+  }
+  writeApplied(stateDir, {
+    seq: pending.seq,
+    name,
+    version,
+    sha256: input.sha256,
+    contentSha256: pending.contentSha256,
+    generation,
+    time: new Date().toISOString(),
+    ...appliedShape(resolved),
+  });
+  const entry = setOutcome(stateDir, pending.seq, request.outcome);
+  if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
+  clearApplyIntent(stateDir);
+  const connections = sweepAfterApply(plane, plan, request.warn);
+  if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
+  return { entry, generation, ...connections && { connections } };
+}
+
+/** An enforce policy applied while the forced-audit word is on: it is recorded, and audits until lifted. */
+function forcedAuditWarning(stateDir: string): string {
+  const agent = liveAgent(stateDir);
+  const who = agent
+    ? `the running agent's --audit floor (${describeAgent(agent)})`
+    : "left by a stopped run --audit agent or a detach that did not finish";
+  return `the kernel forces audit (${who}): the policy is in force in enforce mode but audits until ` +
+    "aegisbpf run starts without --audit";
+}
+
+/**
+ * An enforce policy using an area this kernel can only audit (or not serve at all) is refused, naming the
+ * area and why, unless the operator allows running those areas audit-only.
+ */
+export function checkEnforceable(
+  plane: Pick<DataPlane, "status">,
+  plan: RuleSetPlan,
+  request: Pick<ApplyRequest, "allowPartial" | "warn">,
+): void {
+  const partial = unenforceableAreas(plane, plan).map(({ area, mode, reason }) =>
+    `${area} is ${mode}${reason === undefined ? "" : ` (${reason})`}`
+  );
+  if (partial.length === 0) return;
+  const what = `this kernel cannot enforce every area the policy uses: ${partial.join("; ")}`;
+  if (!request.allowPartial) {
+    throw new RefusedError(
+      `Refused: the policy's mode is enforce, but ${what}; pass --allow-partial to ` +
+        `run those areas audit-only`,
+    );
+  }
+  request.warn(`${what}; those areas run audit-only (--allow-partial)`);
+}
+
+/** The areas an enforce plan uses that this kernel cannot enforce, with the mode it can give and why; none for an audit plan. */
+export function unenforceableAreas(
+  plane: Pick<DataPlane, "status">,
+  plan: RuleSetPlan,
+): { area: Area; mode: string; reason?: string }[] {
+  if (plan.mode !== "enforce") return [];
+  return planAreas(plan).flatMap((area) => {
+    const { mode, reason } = plane.status[area];
+    return mode === "enforce" ? [] : [{ area, mode, ...reason !== undefined && { reason } }];
+  });
+}
+
+/**
+ * What the kernel set holds beside the rules' ids: the mode, the areas attached, the ingress interfaces,
+ * and every inode the file and exec rules deny with the path it was found at, so that `health` can tell a
+ * rule whose path now holds another file (replaced by rename, deleted) from one still in force.
+ */
+export function appliedShape(resolved: ResolvedRuleSet): Pick<
+  AppliedRecord,
+  "mode" | "areas" | "interfaces" | "inodes" | "recursive"
+> {
+  const { plan } = resolved;
+  const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
+  // Files found under a recursive rule's directory carry no path: they are kept per rule, compactly.
+  const inodes = (area: "file" | "exec", found: readonly ResolvedInode[]) =>
+    found.flatMap(({ dev, ino, ruleId, path }) =>
+      path === undefined ? [] : [{ rule: ruleName(ruleId), area, path, dev, ino: ino.toString() }]
+    );
+  const recursive = (
+    area: "file" | "exec",
+    targets: readonly InodeTarget[],
+    found: readonly ResolvedInode[],
+  ) =>
+    targets.filter((target) => target.recursive).map((target) => {
+      const under = found.filter((entry) => entry.ruleId === target.ruleId && entry.path === undefined);
+      return {
+        rule: ruleName(target.ruleId),
+        area,
+        path: target.path,
+        ...target.maxFiles !== undefined && { maxFiles: target.maxFiles },
+        denied: encodeInodes(under),
+      };
+    });
+  return {
+    mode: plan.mode,
+    areas: planAreas(plan),
+    interfaces: plan.ingress.interfaces.map((iface) => iface.name),
+    inodes: [...inodes("file", resolved.files), ...inodes("exec", resolved.exec)],
+    recursive: [
+      ...recursive("file", plan.files, resolved.files),
+      ...recursive("exec", plan.exec, resolved.exec),
+    ],
+  };
+}
+
+/**
+ * Connections made before the apply to what it now denies: the sweep runs once the new rules are live.
+ * The policy is applied whatever happens here, so a failed sweep is a warning, not a failed apply.
+ */
+function sweepAfterApply(
+  plane: DataPlane,
+  plan: RuleSetPlan,
+  warn: (message: string) => void,
+): ConnectionSweep | undefined {
+  if (!planAreas(plan).includes("egress")) return undefined;
+  try {
+    return sweepConnections(plane.pinDir);
+  } catch (error) {
+    warn(`the policy is applied, but connections made before it could not be checked: ${error}`);
+    return undefined;
+  }
+}
+
+/** The plan's names resolved on this host; a deny path or cgroup missing here is bad input, named by its rule. */
+export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
+  try {
+    return resolvePlan(plan, { warn });
+  } catch (error) {
+    if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * Writes the resolved rules into the inactive generation and flips to it, returning the generation now
+ * active. A failure after the flip (dropping the old generation) leaves the new one live: a warning.
+ */
+export async function flipGeneration(
+  plane: DataPlane,
+  resolved: ResolvedRuleSet,
+  warn: (message: string) => void,
+): Promise<number> {
+  try {
+    return await plane.apply(resolved);
+  } catch (error) {
+    if (!(error instanceof AppliedWithCleanupError)) throw error;
+    warn(error.message);
+    return error.generation;
+  }
+}

@@ -1,0 +1,271 @@
+/**
+ * `policy apply` for a body that arrives through the local API (`POST /v1/policy`): the same checks and the
+ * same all-or-nothing apply as the command, with nothing printed. Lock-out risks refuse (there is no
+ * `--force` over the API: an operator who means it uses the command on the host).
+ */
+
+import { RefusedError } from "../errors.ts";
+import { checkInput, type RawInput, readApplyConfig } from "./apply_source.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import {
+  findEntry,
+  type HistoryEntry,
+  listHistory,
+  previousEntry,
+  readEntryContent,
+  readVersionCounter,
+  wasInForce,
+} from "../state/history.ts";
+import type { RuleSetPlan } from "../policy/plan.ts";
+import { InputError } from "../errors.ts";
+import type { ApplyResult } from "./apply.ts";
+import { checkLockoutRisks } from "./lockout.ts";
+import type { PolicyInput } from "./apply_source.ts";
+import { positionText } from "../text/diagnostics.ts";
+import {
+  alreadyInForce,
+  applyInputOf,
+  applyPolicy,
+  lockState,
+  ruleCounts,
+  settleInterruptedApply,
+} from "./apply.ts";
+import { readApplied } from "../state/apply_state.ts";
+import type { StateLock } from "../state/files.ts";
+
+export type Where = { bpffs: string; stateDir: string; configDir: string };
+
+export type AppliedSummary = {
+  name: string;
+  version: number;
+  sha256: string;
+  mode: string;
+  rules: Record<string, number>;
+  seq: number;
+  /** `unchanged`: the policy was already in force; nothing was written (the seq is the entry in force). */
+  outcome: HistoryEntry["outcome"] | "unchanged";
+  generation: number;
+};
+
+/** What a checked policy is: its name, version, sha256, mode and rules per area. */
+export function policySummary(input: PolicyInput, plan: RuleSetPlan) {
+  const { name, version } = input.parsed.policy.metadata;
+  return { name, version, sha256: input.sha256, mode: plan.mode, rules: ruleCounts(plan) };
+}
+
+/** Refuses (RefusedError, exit 3 / HTTP 409) a policy whose lock-out check finds a risk. */
+export async function refuseLockout(input: PolicyInput, stateDir: string): Promise<void> {
+  const { risks } = await checkLockoutRisks(input, stateDir);
+  if (risks.length === 0) return;
+  const listed = risks.map((risk) => `${positionText(risk.position)}: ${risk.message}`).join("; ");
+  throw new RefusedError(`Refused ${input.source}: lock-out risk: ${listed}`);
+}
+
+/**
+ * Refuses a bundle not newer than the anti-rollback counter (read under the state lock). The bundle that
+ * raised the counter to its version is not a replay: one whose version equals the counter and whose policy
+ * digest is the one history recorded in force at that version may come back (after a `detach`, or a
+ * rollback away from it).
+ */
+export function refuseReplay(input: PolicyInput, stateDir: string): void {
+  const { version } = input.parsed.policy.metadata;
+  const counter = readVersionCounter(stateDir);
+  if (input.kind === "bundle" && version === counter && sameBundleAsCounter(input, stateDir)) return;
+  if (input.kind === "bundle" && version <= counter) {
+    throw new RefusedError(
+      `Refused bundle ${input.source}: policy version ${version} is not greater than the anti-rollback ` +
+        `counter ${counter}`,
+    );
+  }
+}
+
+function sameBundleAsCounter(input: PolicyInput, stateDir: string): boolean {
+  const { version } = input.parsed.policy.metadata;
+  return listHistory(stateDir).some((entry) =>
+    entry.kind === "bundle" && entry.version === version && entry.sha256 === input.sha256 &&
+    wasInForce(entry) && entry.restoredSeq === undefined
+  );
+}
+
+/** How a caller takes the state lock: who it is (the holder named to others), and whether and how it waits. */
+export type LockRequest = {
+  holder: string;
+  wait: boolean;
+  onWait: (message: string) => void;
+  timeoutMs?: number;
+};
+
+/** What `applyChecked` did: nothing (`unchanged`, the policy in force already), or the apply. */
+export type CheckedApply =
+  & { lock: StateLock }
+  & (
+    | { unchanged: HistoryEntry }
+    | { applied: ApplyResult }
+  );
+
+/**
+ * The apply `policy apply` and the API share once the input is checked and compiled: takes the state lock,
+ * settles an interrupted apply, answers `unchanged` for the policy in force already, refuses a replayed
+ * bundle (another apply may have raised the counter while this one waited for the lock), runs
+ * `beforeApply`, then applies. Returns with the lock held: the caller releases it (`policy apply --canary`
+ * watches under it). On an error the lock is released here.
+ */
+export async function applyChecked(
+  where: Where,
+  input: PolicyInput,
+  plan: RuleSetPlan,
+  options: LockRequest & {
+    outcome: "applied" | "canary";
+    allowPartial: boolean;
+    warn: (message: string) => void;
+    beforeApply?: () => void;
+  },
+): Promise<CheckedApply> {
+  const { bpffs, stateDir } = where;
+  const { holder, ...wait } = options;
+  const lock = await lockState(stateDir, holder, {
+    wait: wait.wait,
+    onWait: wait.onWait,
+    ...wait.timeoutMs !== undefined && { timeoutMs: wait.timeoutMs },
+  });
+  try {
+    settleInterruptedApply({ bpffs, stateDir });
+    const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
+    if (same) return { lock, unchanged: same };
+    refuseReplay(input, stateDir);
+    options.beforeApply?.();
+    const applied = await applyPolicy({
+      bpffs,
+      stateDir,
+      input: applyInputOf(input),
+      plan,
+      outcome: options.outcome,
+      allowPartial: options.allowPartial,
+      warn: options.warn,
+    });
+    return { lock, applied };
+  } catch (error) {
+    lock[Symbol.dispose]();
+    throw error;
+  }
+}
+
+/** Checks and applies `raw` as `policy apply` would; waits for the state lock. */
+export async function applyRawInput(where: Where, raw: RawInput): Promise<AppliedSummary> {
+  const { stateDir, configDir } = where;
+  const input = checkInput(raw, {
+    configDir,
+    stateDir,
+    requireSignature: readApplyConfig(configDir).requireSignature,
+    counterEqualDecidedLater: true,
+  });
+  const plan = compilePolicy(input.parsed.policy);
+  await refuseLockout(input, stateDir);
+  const done = await applyChecked(where, input, plan, {
+    holder: "api policy apply",
+    wait: true,
+    onWait: () => {},
+    outcome: "applied",
+    allowPartial: false,
+    warn: () => {},
+  });
+  using _lock = done.lock;
+  if ("unchanged" in done) {
+    const generation = readApplied(stateDir)!.generation;
+    return { ...policySummary(input, plan), seq: done.unchanged.seq, outcome: "unchanged", generation };
+  }
+  const { entry, generation } = done.applied;
+  return { ...policySummary(input, plan), seq: entry.seq, outcome: entry.outcome, generation };
+}
+
+/**
+ * Re-applies the policy of history entry `target` through the same path as apply, recorded as a new entry
+ * with outcome `rolled-back`. A stored bundle is verified again against the keys trusted now; the
+ * anti-rollback counter does not apply. `lockout` decides on lock-out risks. The caller holds the lock.
+ */
+export async function reapplyHistoryEntry(
+  where: Where,
+  target: HistoryEntry,
+  options: {
+    allowPartial: boolean;
+    lockout: (input: PolicyInput) => Promise<void>;
+    warn: (m: string) => void;
+  },
+): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
+  const { stateDir, configDir, bpffs } = where;
+  const content = readEntryContent(stateDir, target);
+  const checked = checkInput(
+    { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
+    { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
+  );
+  const input = { ...checked, source: target.source };
+  const plan = compilePolicy(input.parsed.policy);
+  await options.lockout(input);
+  const result = await applyPolicy({
+    bpffs,
+    stateDir,
+    input: applyInputOf(input),
+    plan,
+    outcome: "rolled-back",
+    restoredSeq: target.seq,
+    allowPartial: options.allowPartial,
+    warn: options.warn,
+  });
+  return { ...result, input, plan };
+}
+
+/**
+ * The rollback `policy rollback` and the API share: takes the state lock, settles an interrupted apply,
+ * finds the entry `to` names (the previous policy in force when undefined) and re-applies it. `hint` ends
+ * the message when there is nothing to roll back to.
+ */
+export async function rollbackLocked(
+  where: Where,
+  to: string | undefined,
+  options: LockRequest & {
+    allowPartial: boolean;
+    lockout: (input: PolicyInput) => Promise<void>;
+    warn: (message: string) => void;
+    hint?: string;
+  },
+): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan; target: HistoryEntry }> {
+  const { bpffs, stateDir } = where;
+  using _lock = await lockState(stateDir, options.holder, {
+    wait: options.wait,
+    onWait: options.onWait,
+    ...options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs },
+  });
+  settleInterruptedApply({ bpffs, stateDir });
+  const entries = listHistory(stateDir);
+  const target = to === undefined ? previousEntry(entries) : findEntry(entries, to);
+  if (target === undefined) {
+    throw new InputError(
+      `Nothing to roll back to: history holds no earlier policy in force${options.hint ?? ""}`,
+    );
+  }
+  const result = await reapplyHistoryEntry(where, target, options);
+  return { ...result, target };
+}
+
+/** `policy rollback [--to REF]` for the API: waits for the lock; lock-out risks refuse. */
+export async function rollbackTo(
+  where: Where,
+  to: string | undefined,
+): Promise<AppliedSummary & { restoredSeq: number }> {
+  const { stateDir } = where;
+  const { input, plan, entry, generation, target } = await rollbackLocked(where, to, {
+    holder: "api policy rollback",
+    wait: true,
+    onWait: () => {},
+    allowPartial: false,
+    lockout: (checked) => refuseLockout(checked, stateDir),
+    warn: () => {},
+  });
+  return {
+    ...policySummary(input, plan),
+    seq: entry.seq,
+    outcome: entry.outcome,
+    generation,
+    restoredSeq: target.seq,
+  };
+}

@@ -1,0 +1,362 @@
+/**
+ * `health`: is aegisbpf doing what it should, now? Read from the pins (nothing loaded, no lock taken), the
+ * applied record, the break-glass marker and agent.json, so it answers in milliseconds with or without an
+ * agent. `status` shows the same facts on one screen with the counters.
+ */
+
+import {
+  type Counters,
+  expectedMaps,
+  isPinned,
+  missingLinks,
+  pinDirOf,
+  pinnedCounters,
+  pinnedGenInfo,
+  type PinnedLink,
+  pinnedLinks,
+  pinnedMaps,
+} from "../kernel/inspect.ts";
+import { PROGRAMS } from "../kernel/object.ts";
+import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
+import { readApplied } from "../state/apply_state.ts";
+import type { Area } from "../policy/plan.ts";
+import { sweepConnections } from "../kernel/connections.ts";
+import { type AgentStatus, partialAreas, readAgentState } from "../state/agent_state.ts";
+import { readMarker } from "../state/break_glass_marker.ts";
+import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
+import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "../state/heartbeat.ts";
+
+export type Paths = { bpffs: string; stateDir: string; configDir: string };
+
+export type HealthReport = {
+  healthy: boolean;
+  /** What makes it unhealthy, each a line saying what to do. */
+  problems: string[];
+  /** Worth knowing, not unhealthy. */
+  warnings: string[];
+  pins: { dir: string; present: boolean; missingMaps: string[] };
+  links: PinnedLink[];
+  missingLinks: string[];
+  policy: { name: string; version: number; sha256: string; seq: number; appliedAt: string } | null;
+  mode: {
+    effective: "enforce" | "audit" | "none";
+    /** The mode the live generation was applied with. */
+    policy: "enforce" | "audit" | null;
+    /** Why effective is audit where the policy says enforce. */
+    reasons: string[];
+    /** What the policy in force and the agent's flags ask for; null when nothing is pinned. */
+    requested: "enforce" | "audit" | null;
+    /** The hooks audit where enforce was asked for, and no break-glass explains it: unhealthy. */
+    belowRequested: boolean;
+  };
+  breakGlass: { on: boolean; until: string | null; reason: string | null; marker: boolean };
+  deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
+  agent: AgentSummary;
+  partial: { area: string; reason?: string }[];
+  /** null when not checked (a probe). */
+  staleRules: Omit<StaleCheck, "errors" | "warnings"> | null;
+  /** Connections to denied destinations made before the apply and still open; null when not checked. */
+  connections: { open: number; sample: string[] } | null;
+  events: { lost: number; suppressed: number };
+  /** The counters read for this report (status prints them). */
+  counters: Counters | null;
+  tookMs: number;
+};
+
+export type AgentSummary = {
+  state: AgentStatus["state"];
+  pid?: number;
+  startedAt?: string;
+  mode?: string;
+  why?: string;
+  /** The running agent's last heartbeat (or its start, before the first), and how long ago. */
+  heartbeatAt?: string;
+  heartbeatAgeMs?: number;
+  /** No heartbeat for HEARTBEAT_STALE_MS: stopped (SIGSTOP) or wedged. */
+  stalled?: boolean;
+};
+
+/**
+ * `--require-enforce`: false, true (every area the policy uses, and the whole plane), or the areas that
+ * must enforce.
+ */
+export type RequireEnforce = boolean | readonly Area[];
+
+export function checkHealth(
+  paths: Paths,
+  options: {
+    requireEnforce: RequireEnforce;
+    /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
+    connections?: boolean;
+    /** false skips the stale-rule check (a stat of every denied inode, a walk of every recursive rule's
+     * tree): for probes. */
+    staleRules?: boolean;
+    /**
+     * false skips walking recursive rules' directories (a million files take seconds): for the running
+     * agent's API, whose event loop must not stall and whose watcher covers those directories.
+     */
+    trees?: boolean;
+  },
+): HealthReport {
+  const started = performance.now();
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const pinDir = pinDirOf(paths.bpffs);
+  const present = isPinned(paths.bpffs);
+  const applied = readApplied(paths.stateDir);
+  const agentState = readAgentState(paths.stateDir);
+  const agentRecord = agentState.state === "running" || agentState.state === "died"
+    ? agentState.record
+    : undefined;
+
+  let missingMaps: string[] = [];
+  let links: PinnedLink[] = [];
+  let missing: string[] = [];
+  let counters: Counters | undefined;
+  let policyMode: "enforce" | "audit" | null = null;
+  const reasons: string[] = [];
+  let breakGlass: HealthReport["breakGlass"] = { on: false, until: null, reason: null, marker: false };
+  let deadman: HealthReport["deadman"] = { armed: false, expired: false, remainingMs: null };
+  const marker = readMarker(paths.configDir);
+  const usedAreas = new Set<Area>(applied?.areas ?? []);
+  for (const [area, mode] of Object.entries(agentRecord?.areas ?? {})) {
+    if (mode !== "unused") usedAreas.add(area as Area);
+  }
+  if (!present) {
+    problems.push(
+      `nothing of aegisbpf is pinned under ${pinDir}: start the agent (aegisbpf run) or apply a policy`,
+    );
+  } else {
+    const pinned = new Set(pinnedMaps(paths.bpffs));
+    missingMaps = expectedMaps().filter((name) => !pinned.has(name));
+    if (missingMaps.length > 0) {
+      problems.push(
+        `maps missing under ${pinDir}/maps: ${missingMaps.join(", ")}: run aegisbpf detach, then apply`,
+      );
+    }
+    links = pinnedLinks(paths.bpffs);
+    for (const link of links.filter((link) => !link.attached)) {
+      problems.push(`link ${link.name} is pinned but not attached${link.error ? ` (${link.error})` : ""}`);
+    }
+    const interfaces = [...new Set([...(applied?.interfaces ?? []), ...(agentRecord?.ingress ?? [])])];
+    missing = missingLinks([...usedAreas], interfaces, links);
+    if (missing.length > 0) {
+      problems.push(
+        `programs not attached: ${missing.join(", ")}: re-apply the policy (aegisbpf policy rollback --to ` +
+          `${applied?.seq ?? "SEQ"}) or restart the agent`,
+      );
+    }
+    const words = readModeWords(paths.bpffs);
+    counters = pinnedCounters(paths.bpffs);
+    if (words) {
+      policyMode = pinnedGenInfo(paths.bpffs, words.activeGen)?.enforce ? "enforce" : "audit";
+      if (words.breakGlass.on) {
+        const until = words.breakGlass.untilBootNs === undefined
+          ? null
+          : new Date(bootNsToEpochMs(words.breakGlass.untilBootNs)).toISOString();
+        breakGlass = { on: true, until, reason: marker?.reason ?? null, marker: marker !== undefined };
+        reasons.push(`break-glass is on${until ? ` until ${until}` : ""}`);
+      } else {
+        breakGlass = { ...breakGlass, marker: marker !== undefined, reason: marker?.reason ?? null };
+      }
+      if (words.forceAudit) reasons.push(forcedAuditReason(agentState));
+      if (words.deadmanDeadlineNs !== undefined) {
+        const remainingNs = words.deadmanDeadlineNs - words.nowBootNs;
+        const expired = remainingNs <= 0n;
+        deadman = { armed: true, expired, remainingMs: expired ? 0 : Number(remainingNs / 1_000_000n) };
+        if (expired) {
+          reasons.push("the deadman expired: the agent stopped refreshing it");
+          problems.push(
+            "the deadman expired: the hooks only audit because the agent stopped refreshing it; find out " +
+              "why the agent is stalled (see agent below), or restart it (aegisbpf run)",
+          );
+        }
+      }
+      if (policyMode === "audit") reasons.push("the policy's mode is audit");
+    }
+  }
+  const effective: HealthReport["mode"]["effective"] = !present
+    ? "none"
+    : reasons.length === 0 && policyMode === "enforce"
+    ? "enforce"
+    : "audit";
+  // What was asked for: the agent's requested mode (its --audit or --enforce over the policy's), else the
+  // live generation's. Break-glass is a deliberate audit, not a shortfall.
+  const requested = !present
+    ? null
+    : agentRecord?.requestedMode === "enforce"
+    ? "enforce"
+    : agentRecord?.requestedMode === "audit"
+    ? "audit"
+    : policyMode;
+  const belowRequested = requested === "enforce" && effective === "audit" && !breakGlass.on;
+  if (belowRequested) {
+    const why = reasons.filter((reason) => !reason.startsWith("the deadman"));
+    if (why.length > 0 || !deadman.expired) {
+      problems.push(
+        `the hooks only audit although ${
+          agentRecord?.requestedMode === "enforce" ? "the agent asks" : "the policy asks"
+        } for enforce and break-glass is off: ${
+          why.join("; ") || "the deadman expired"
+        }; re-apply the policy or restart the agent (aegisbpf run)`,
+      );
+    }
+  }
+
+  const policy = applied
+    ? {
+      name: applied.name,
+      version: applied.version,
+      sha256: applied.sha256,
+      seq: applied.seq,
+      appliedAt: applied.time,
+    }
+    : null;
+  if (present && policy === null && !agentRecord?.policy) {
+    problems.push("no policy applied: apply one with aegisbpf policy apply FILE");
+  }
+
+  const agent = summarizeAgent(agentState);
+  if (agentState.state === "running") {
+    const { lastMs, ageMs } = heartbeatAge(readHeartbeat(paths.stateDir), agentState.record.startedAt);
+    agent.heartbeatAt = new Date(lastMs).toISOString();
+    agent.heartbeatAgeMs = ageMs;
+    agent.stalled = ageMs > HEARTBEAT_STALE_MS;
+    if (agent.stalled) {
+      problems.push(
+        `the agent (pid ${agentState.record.pid}) has made no progress for ${Math.round(ageMs / 1000)} s ` +
+          `(last heartbeat ${agent.heartbeatAt}): it is stopped (SIGSTOP) or wedged; look at it ` +
+          `(cat /proc/${agentState.record.pid}/status), or restart it`,
+      );
+    }
+  }
+  if (agentState.state === "died") {
+    problems.push(`the agent died (${agentState.why}): enforcement stays pinned; restart it (aegisbpf run)`);
+  } else if (agentState.state === "unreadable") {
+    problems.push(`cannot read the agent's record: ${agentState.why}`);
+  } else if (agentState.state === "absent" && present) {
+    warnings.push(
+      "no agent is running: enforcement stays pinned, but nothing reads events or refreshes rules",
+    );
+  }
+
+  const partial = agentRecord ? partialAreas(agentRecord) : [];
+  if (policyMode === "enforce") {
+    const attached = new Set(links.filter((link) => link.attached).map((link) => link.name));
+    for (const [area, lsm] of [["file", PROGRAMS.fileOpen], ["exec", PROGRAMS.exec]] as const) {
+      const used = applied?.areas?.includes(area) || agentRecord?.areas?.[area] !== undefined &&
+          agentRecord.areas[area] !== "unused";
+      if (used && !attached.has(lsm) && !partial.some((entry) => entry.area === area)) {
+        partial.push({ area, reason: "BPF-LSM not attached: audited through tracepoints" });
+      }
+    }
+  }
+  for (const { area, reason } of partial) {
+    warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
+  }
+
+  const checked = options.staleRules === false
+    ? null
+    : findStaleRules(applied, { trees: options.trees ?? true });
+  let staleRules: HealthReport["staleRules"] = null;
+  if (checked) {
+    const { errors: walkErrors, warnings: walkWarnings, ...rest } = checked;
+    staleRules = rest;
+    for (const rule of rest.stale) {
+      problems.push(`stale ${describeStale(rule)}: re-apply the policy to cover it`);
+    }
+    if (rest.omitted > 0) problems.push(`${rest.omitted} more stale files not listed`);
+    problems.push(...walkErrors);
+    warnings.push(...walkWarnings);
+  }
+  if (staleRules?.known === false) {
+    warnings.push(
+      "the applied record predates inode recording: re-apply the policy to check rules for staleness",
+    );
+  }
+
+  // Connections made before the apply to what it now denies, still open (where the kernel cannot close
+  // them, or in audit): listed only, nothing is closed here.
+  let connections: HealthReport["connections"] = null;
+  if (options.connections !== false && present && applied?.areas?.includes("egress")) {
+    try {
+      const open = sweepConnections(pinDir, { close: false }).connections;
+      connections = {
+        open: open.length,
+        sample: open.slice(0, 10).map((c) =>
+          `${c.protocol} ${c.saddr}:${c.sport} -> ${c.daddr}:${c.dport} (uid ${c.uid}, rule #${c.ruleId})`
+        ),
+      };
+      if (open.length > 0) {
+        warnings.push(
+          `${open.length} connections made before the apply still reach denied destinations ` +
+            `(first: ${
+              connections.sample[0]
+            }); they end when their processes close them, or re-apply on 6.5+`,
+        );
+      }
+    } catch (error) {
+      warnings.push(`connections made before the apply could not be listed: ${(error as Error).message}`);
+    }
+  }
+
+  const lost = Number(counters?.eventsLost ?? 0n);
+  const suppressed = Number(counters?.eventsSuppressed ?? 0n);
+  if (lost > 0) warnings.push(`${lost} events were lost (ring buffer full): the agent read too slowly`);
+  for (const reason of reasons) warnings.push(`mode is audit: ${reason}`);
+
+  if (options.requireEnforce === true) {
+    if (effective !== "enforce") {
+      problems.push(`not enforcing (--require-enforce): ${reasons.join("; ") || "nothing is pinned"}`);
+    }
+    for (const { area } of partial) problems.push(`${area} only audits (--require-enforce)`);
+  } else if (options.requireEnforce) {
+    const flag = `--require-enforce ${options.requireEnforce.join(",")}`;
+    for (const area of options.requireEnforce) {
+      const why = !usedAreas.has(area)
+        ? "the policy in force does not use it"
+        : effective !== "enforce"
+        ? reasons.join("; ") || "nothing is pinned"
+        : partial.find((entry) => entry.area === area)?.reason ?? "";
+      const audits = !usedAreas.has(area) || effective !== "enforce" ||
+        partial.some((entry) => entry.area === area);
+      if (audits) problems.push(`${area} is not enforcing (${flag})${why ? `: ${why}` : ""}`);
+    }
+  }
+  return {
+    healthy: problems.length === 0,
+    problems,
+    warnings,
+    pins: { dir: pinDir, present, missingMaps },
+    links,
+    missingLinks: missing,
+    policy,
+    mode: { effective, policy: policyMode, reasons, requested, belowRequested },
+    breakGlass,
+    deadman,
+    agent,
+    partial,
+    staleRules,
+    connections,
+    events: { lost, suppressed },
+    counters: counters ?? null,
+    tookMs: Math.round((performance.now() - started) * 10) / 10,
+  };
+}
+
+function summarizeAgent(state: AgentStatus): AgentSummary {
+  if (state.state === "absent") return { state: "absent" };
+  if (state.state === "unreadable") return { state: "unreadable", why: state.why };
+  const { pid, startedAt, mode } = state.record;
+  const base = { state: state.state, pid, startedAt, ...(mode === undefined ? {} : { mode }) };
+  return state.state === "died" ? { ...base, why: state.why } : base;
+}
+
+/** Who holds the forced-audit word: a running agent's `--audit` floor, or something left behind. */
+function forcedAuditReason(agent: AgentStatus): string {
+  if (agent.state === "running" && agent.record.floor === "audit") {
+    return `the agent forces audit (run --audit, pid ${agent.record.pid}), whatever the policy's mode says`;
+  }
+  return "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
+    "aegisbpf run without --audit lifts it";
+}
