@@ -5,6 +5,7 @@
  * `lib/state/apply_state.ts`. Callers hold the state lock.
  */
 
+import { canonical } from "../policy/apply_diff.ts";
 import { type ConnectionSweep, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
@@ -82,17 +83,26 @@ export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
 }
 
 /**
- * The history entry in force when it is this very policy (same sha256, same mode) and the kernel's live
- * generation is the one applied.json names: applying it again changes nothing (`unchanged`). Read under the
- * state lock, after settling.
+ * The history entry in force when it is this very policy (same sha256, same mode), the kernel's live
+ * generation is the one applied.json names, and the policy's file and exec rules resolve to the inodes that
+ * generation denies: applying it again changes nothing (`unchanged`). A rule path replaced since, or a file
+ * new under a recursive rule, makes it a real apply; a name that no longer resolves (a path gone, a tree
+ * past its maxFiles) is bad input, as it would be for the apply. Read under the state lock, after settling.
  */
-export function alreadyInForce(where: PlaneLocation, sha256: string, mode: string): HistoryEntry | undefined {
+export function alreadyInForce(
+  where: PlaneLocation,
+  plan: RuleSetPlan,
+  sha256: string,
+): HistoryEntry | undefined {
   const applied = readApplied(where.stateDir);
   const entry = currentEntry(listHistory(where.stateDir));
   if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
-  if ((applied.mode ?? mode) !== mode) return undefined;
-  const words = readModeWords(where.bpffs);
-  return words?.activeGen === applied.generation ? entry : undefined;
+  if ((applied.mode ?? plan.mode) !== plan.mode) return undefined;
+  if (readModeWords(where.bpffs)?.activeGen !== applied.generation) return undefined;
+  const now = appliedShape(resolveNames(plan, () => {}));
+  // Key order aside: applied.json comes back through its schema.
+  const same = (a: unknown, b: unknown) => canonical(a ?? []) === canonical(b ?? []);
+  return same(now.inodes, applied.inodes) && same(now.recursive, applied.recursive) ? entry : undefined;
 }
 
 /** The areas whose programs a plan needs attached. */

@@ -130,7 +130,7 @@ export async function applyChecked(
   });
   try {
     settleInterruptedApply({ bpffs, stateDir });
-    const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
+    const same = alreadyInForce({ bpffs, stateDir }, plan, input.sha256);
     if (same) return { lock, unchanged: same };
     refuseReplay(input, stateDir);
     options.beforeApply?.();

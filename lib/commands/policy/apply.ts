@@ -89,7 +89,7 @@ export const policyApply = defineCommand({
     const summary = summaryOf(input, plan);
     if (flags["dry-run"]) {
       // What the real apply decides under the lock: the policy in force already, or a replayed bundle.
-      const same = alreadyInForce({ bpffs, stateDir }, input.sha256, plan.mode);
+      const same = alreadyInForce({ bpffs, stateDir }, plan, input.sha256);
       if (same) {
         const unchanged = { dryRun: true, ...summary, seq: same.seq, outcome: "unchanged", changes: [] };
         if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
