@@ -81,7 +81,17 @@ rootTest(
       for (const command of ["status", "health"] as const) {
         const json = await report(host, command);
         assert.equal(json.policy.version, 3, command);
-        assert.deepEqual(json.mode, { effective: "audit", policy: "enforce", reasons: [floor] }, command);
+        assert.deepEqual(
+          json.mode,
+          {
+            effective: "audit",
+            policy: "enforce",
+            requested: "audit",
+            belowRequested: false,
+            reasons: [floor],
+          },
+          command,
+        );
       }
       const state = agentState(host);
       assert.deepEqual([state.mode, state.policyMode, state.floor], ["audit", "enforce", "audit"]);
