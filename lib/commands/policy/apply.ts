@@ -225,17 +225,23 @@ async function runCanary(
       `canary: watching the deny rate for ${canary.durationText} (rolls back above ${limitText}; Ctrl-C ` +
         `rolls back now)`,
     );
+    const progress = canaryProgress({
+      durationText: canary.durationText,
+      limitText,
+      write: (line) => ctx.log.info(line),
+    });
     verdict = await watchCanary({
       durationMs: canary.durationMs,
       maxDenyRate: canary.maxDenyRate,
       readDenies: canary.readDenies,
       baseline: canary.baseline,
       signal: controller.signal,
-      onSample: canaryProgress({
-        durationText: canary.durationText,
-        limitText,
-        write: (l) => ctx.log.info(l),
-      }),
+      onSample: (sample) => {
+        // Every sample at debug level; a progress line every 10 s at info.
+        const { elapsedMs, rate, denies } = sample;
+        ctx.log.debug(`canary: ${Math.round(elapsedMs / 1000)}s, ${denies} denies, ${rate.toFixed(2)}/s`);
+        progress(sample);
+      },
     });
   } finally {
     for (const signal of signals) Deno.removeSignalListener(signal, stop);
