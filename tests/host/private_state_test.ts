@@ -114,17 +114,23 @@ rootTest(
       assert.notEqual(flock.code, 0, "uid 65534 took a flock on the state lock");
       assert.match(flock.stderr, /Permission denied/);
       // The control: the same user can flock a 0644 file in a 0755 directory, as before this change.
-      Deno.mkdirSync(`${host.dir}/open`, { mode: 0o755 });
-      Deno.writeTextFileSync(`${host.dir}/open/lock`, "", { mode: 0o644 });
-      const control = await run("setpriv", [
-        ...NOBODY,
-        "flock",
-        "--nonblock",
-        "--shared",
-        `${host.dir}/open/lock`,
-        "true",
-      ]);
-      assert.equal(control.code, 0, control.stderr);
+      // (In a directory of its own that uid 65534 may enter: the test's directory is 0700.)
+      const open = Deno.makeTempDirSync({ prefix: "aegisbpf-private-open-" });
+      try {
+        Deno.chmodSync(open, 0o755);
+        Deno.writeTextFileSync(`${open}/lock`, "", { mode: 0o644 });
+        const control = await run("setpriv", [
+          ...NOBODY,
+          "flock",
+          "--nonblock",
+          "--shared",
+          `${open}/lock`,
+          "true",
+        ]);
+        assert.equal(control.code, 0, control.stderr);
+      } finally {
+        Deno.removeSync(open, { recursive: true });
+      }
     });
   },
 );
