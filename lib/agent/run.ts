@@ -28,7 +28,7 @@ import {
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
-import { readApplied, writeApplied } from "../state/apply_state.ts";
+import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
@@ -376,17 +376,7 @@ export class Agent {
       let generation: number;
       let history: number | "unchanged";
       if (same) {
-        generation = await flipGeneration(
-          this.#plane,
-          resolved,
-          (message) => this.#options.log.warn(message),
-        );
-        writeApplied(stateDir, {
-          ...applied,
-          ...appliedShape(resolved),
-          generation,
-          time: new Date().toISOString(),
-        });
+        generation = await this.#refreshInto(applied, resolved);
         history = "unchanged";
       } else {
         const result = await applyPolicy({
@@ -446,6 +436,25 @@ export class Agent {
   }
 
   /**
+   * A refresh: the policy in force resolved again, flipped into the other generation, and applied.json
+   * updated to name it with the inodes now denied (for health's stale-rule check). The caller holds the lock.
+   */
+  async #refreshInto(applied: AppliedRecord, resolved: ResolvedRuleSet): Promise<number> {
+    const generation = await flipGeneration(
+      this.#plane,
+      resolved,
+      (message) => this.#options.log.warn(message),
+    );
+    writeApplied(this.#options.stateDir, {
+      ...applied,
+      ...appliedShape(resolved),
+      generation,
+      time: new Date().toISOString(),
+    });
+    return generation;
+  }
+
+  /**
    * A rule path changed on disk: resolve again, and if an inode differs flip, under the state lock and only
    * while the live policy is still the one this agent holds. When another writer changed the live policy
    * while this waited, nothing is flipped: the pick-up takes the new policy over (and watches its paths).
@@ -487,18 +496,7 @@ export class Agent {
         this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
         return;
       }
-      const generation = await flipGeneration(
-        this.#plane,
-        resolved,
-        (message) => this.#options.log.warn(message),
-      );
-      // The inodes now denied, for health's stale-rule check.
-      writeApplied(stateDir, {
-        ...applied,
-        ...appliedShape(resolved),
-        generation,
-        time: new Date().toISOString(),
-      });
+      const generation = await this.#refreshInto(applied, resolved);
       this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {
