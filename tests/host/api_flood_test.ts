@@ -10,11 +10,9 @@
  *   agent: no listener appears, the agent goes on.
  */
 import assert from "node:assert/strict";
-import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { CONNECTION_LIMITS } from "../../lib/api/relay.ts";
 import { AgentRun } from "../support/agent_run.ts";
-import { TestBpffs } from "../support/bpffs.ts";
-import { TestCgroup } from "../support/cgroup.ts";
+import { type Host, withHost as withAgentHost } from "../support/agent_host.ts";
 import { listeningTcpPorts, openDescriptors, signalIgnored } from "../support/listeners.ts";
 import { rootTest, run } from "../support/privileged.ts";
 
@@ -27,32 +25,17 @@ const INSPECTOR_PORT = 9229;
 /** How long an idle client waits for the agent to close it: past the agent's header timeout. */
 const HOLD_MS = CONNECTION_LIMITS.headerTimeoutMs + 3_000;
 
-type Host = { dir: string; bpffs: string; stateDir: string; configDir: string; cgroup: TestCgroup };
-
+/** A host of tests/support/agent_host.ts with a policy denying 127.0.0.2:DENIED_PORT in its test cgroup. */
 async function withHost(fn: (host: Host) => Promise<void>): Promise<void> {
-  const bpffs = await TestBpffs.mount();
-  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-flood-" });
-  const cgroup = TestCgroup.create();
-  const host = { dir, bpffs: bpffs.path, stateDir: `${dir}/state`, configDir: `${dir}/etc`, cgroup };
-  Deno.mkdirSync(host.configDir);
-  Deno.writeTextFileSync(`${dir}/cmdline`, "ro quiet\n");
-  Deno.writeTextFileSync(
-    `${dir}/policy.yaml`,
-    `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: flood-test, version: 1 }\nspec:\n` +
-      `  mode: enforce\n  scope: { cgroups: ["${cgroup.relativePath}"] }\n  network:\n    egress:\n` +
-      `      deny: [{ id: lo2, cidr: 127.0.0.2/32, ports: [${DENIED_PORT}], protocol: tcp }]\n`,
-  );
-  try {
+  await withAgentHost(async (host) => {
+    Deno.writeTextFileSync(
+      `${host.dir}/policy.yaml`,
+      `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: flood-test, version: 1 }\nspec:\n` +
+        `  mode: enforce\n  scope: { cgroups: ["${host.cgroup.relativePath}"] }\n  network:\n    egress:\n` +
+        `      deny: [{ id: lo2, cidr: 127.0.0.2/32, ports: [${DENIED_PORT}], protocol: tcp }]\n`,
+    );
     await fn(host);
-  } finally {
-    try {
-      DataPlane.detach(bpffs.path);
-    } finally {
-      cgroup.remove();
-      await bpffs.unmount();
-      Deno.removeSync(dir, { recursive: true });
-    }
-  }
+  });
 }
 
 function spawnAgent(host: Host, args: string[], prefix: string[] = []): AgentRun {
