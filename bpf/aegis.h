@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 3 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 4 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -30,7 +30,12 @@ enum aegis_hook {
 	/* net_guard.bpf.h (network bypasses): */
 	AEGIS_HOOK_PACKET = 7, /* an outgoing packet of a raw, ping, SCTP or connected UDP-Lite socket */
 	AEGIS_HOOK_SOCKET = 8, /* creating a socket (AF_PACKET with network.egress.denyPacketSockets) */
-	AEGIS_HOOK_COUNT = 9,
+	/* second round of bypasses */
+	AEGIS_HOOK_PTRACE = 9,       /* a task in scope tracing, or writing the memory of, a task outside it */
+	AEGIS_HOOK_FILE_CHANGE = 10, /* truncate, unlink, rename or attribute change of a denied file */
+	AEGIS_HOOK_ROUTE = 11,       /* setting a routing header or a source-route option in scope */
+	AEGIS_HOOK_FORWARD = 12,     /* a forwarded packet (network.egress.forwarded) */
+	AEGIS_HOOK_COUNT = 13,
 };
 
 /*
@@ -51,6 +56,7 @@ enum aegis_family {
 	AEGIS_FAMILY_IPV4 = 4,
 	AEGIS_FAMILY_IPV6 = 6,
 	AEGIS_FAMILY_PACKET = 17, /* AF_PACKET: net.socket events; no address */
+	AEGIS_FAMILY_XDP = 44,    /* AF_XDP: net.socket events; no address */
 };
 
 /* Values of a scope entry (its rule's `action` field). */
@@ -68,6 +74,9 @@ enum aegis_rate_limit {
 enum aegis_event_flag {
 	/* Not a decision of its own: `count` decisions suppressed in a window that has ended. */
 	AEGIS_EVENT_SUMMARY = 1,
+	/* The packet or socket option carried an IPv4 source route (LSRR/SSRR) / an IPv6 routing header. */
+	AEGIS_EVENT_SRCROUTE = 2,
+	AEGIS_EVENT_RTHDR = 4,
 };
 
 /* Values of the break-glass word below its deadlines: audit everywhere, until turned off. */
@@ -109,9 +118,12 @@ enum aegis_rule_kind {
 	/* Network bypasses (net_guard.bpf.h): policy-level switches and prefixes, kinds 16..31. */
 	AEGIS_RULE_NAT64_PREFIX = 16, /* a = bytes 0-7, b = bytes 8-11 of a /96 NAT64 prefix (memory order) */
 	AEGIS_RULE_DENY_PACKET_SOCKETS = 17, /* present: AF_PACKET sockets refused in scope; rule_id reports */
+	AEGIS_RULE_ROUTE_GUARD = 18, /* present when egress rules exist: no source routes in scope */
+	AEGIS_RULE_FORWARDED = 19,   /* present: network.egress.forwarded, egress rules judge forwarded packets */
 	/* File guard switches (bpf/file_guard.bpf.h): one entry each, a = b = 0, present when on. */
 	AEGIS_RULE_MEMFD_EXEC = 32,  /* exec.denyMemfd: no exec of a file that lives only in memory */
 	AEGIS_RULE_SCOPE_GUARD = 33, /* present with a scope: tasks in scope cannot move out of it */
+	AEGIS_RULE_PTRACE_GUARD = 34, /* present with a scope: tasks in scope cannot trace tasks outside it */
 };
 
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */

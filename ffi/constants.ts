@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 3 } as const;
+export const LAYOUT = { VERSION: 4 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -24,12 +24,17 @@ export const HOOK = {
   // network bypasses
   PACKET: 7,
   SOCKET: 8,
-  COUNT: 9,
+  // second round of bypasses
+  PTRACE: 9,
+  FILE_CHANGE: 10,
+  ROUTE: 11,
+  FORWARD: 12,
+  COUNT: 13,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 18, EVENTS_SUPPRESSED: 19, SLOTS: 20 } as const;
+export const COUNTER = { EVENTS_LOST: 26, EVENTS_SUPPRESSED: 27, SLOTS: 28 } as const;
 
-export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17 } as const;
+export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17, XDP: 44 } as const;
 
 export const SCOPE = { INCLUDE: 1, EXEMPT: 2 } as const;
 
@@ -37,7 +42,7 @@ export const USER_PORTS = { DENIED: 0, ALLOWED: 1 } as const;
 
 export const RATE = { WINDOW_SHIFT: 30, BURST: 8 } as const;
 
-export const EVENT = { SUMMARY: 1 } as const;
+export const EVENT = { SUMMARY: 1, SRCROUTE: 2, RTHDR: 4 } as const;
 
 export const BREAK_GLASS = { OFF: 0, ON: 1 } as const;
 
@@ -66,9 +71,12 @@ export const RULE = {
   IFACE: 10,
   NAT64_PREFIX: 16,
   DENY_PACKET_SOCKETS: 17,
+  ROUTE_GUARD: 18,
+  FORWARDED: 19,
   // file guard switches
   MEMFD_EXEC: 32,
   SCOPE_GUARD: 33,
+  PTRACE_GUARD: 34,
 } as const;
 
 /** Signals the kill-on-deny word may hold. */
@@ -118,6 +126,10 @@ export const HOOK_EVENT_TYPES = [
   "scope.escape",
   "net.packet",
   "net.socket",
+  "process.ptrace",
+  "file.change",
+  "net.route",
+  "net.forward",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
@@ -131,4 +143,8 @@ export const HOOK_NAMES = [
   "scope",
   "packet",
   "socket",
+  "ptrace",
+  "file_change",
+  "route",
+  "forward",
 ] as const;
