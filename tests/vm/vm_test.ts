@@ -16,9 +16,23 @@ import {
   type VmResult,
 } from "./harness.ts";
 
-const KERNELS: VmKernel[] = ["6.1", "6.12"];
+const ALL_KERNELS: VmKernel[] = ["6.1", "6.12"];
 const BPF_OBJECT = "bpf/build/aegis.bpf.o";
 const inCi = (Deno.env.get("CI") ?? "") !== "";
+
+/**
+ * While working on one VM test: AEGIS_VM_ONLY=tests/vm/inside/x_test.ts[,...] runs only those files, and
+ * AEGIS_VM_KERNELS=6.12 boots only that kernel. Neither is allowed under CI, where every suite runs.
+ */
+const only = (Deno.env.get("AEGIS_VM_ONLY") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+const kernelFilter = (Deno.env.get("AEGIS_VM_KERNELS") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+if (inCi && (only.length > 0 || kernelFilter.length > 0)) {
+  throw new Error("AEGIS_VM_ONLY and AEGIS_VM_KERNELS narrow the VM suite: unset them under CI");
+}
+const KERNELS = kernelFilter.length > 0
+  ? ALL_KERNELS.filter((kernel) => kernelFilter.includes(kernel))
+  : ALL_KERNELS;
+const TEST_PATHS = only.length > 0 ? only : ["tests/vm/inside/"];
 
 function fileExists(path: string): boolean {
   try {
@@ -50,7 +64,7 @@ const runs = new Map<VmKernel, Promise<VmResult>>();
 function startAll(): void {
   for (const kernel of KERNELS) {
     if (runs.has(kernel) || missingPrerequisites(kernel).length > 0) continue;
-    const run = runInVm({ kernel, testPaths: ["tests/vm/inside/"] });
+    const run = runInVm({ kernel, testPaths: TEST_PATHS });
     run.catch(() => {}); // awaited (and reported) by its own test
     runs.set(kernel, run);
   }
