@@ -302,7 +302,8 @@ struct aegis_event {
 	__u8 gen;      /* rule generation that decided: names the policy the rule id belongs to */
 	__u8 flags;    /* AEGIS_EVENT_* */
 	__u8 signal;   /* AEGIS_SIGNAL_* the kernel sent to the task it denied, 0 when none */
-	__u8 _pad0[4];
+	__u8 op;       /* what the task tried, for hooks that judge several operations (file.change, ...); else 0 */
+	__u8 _pad0[3];
 	__u8 daddr[16];
 	__u8 saddr[16];
 	char comm[AEGIS_COMM_LEN];

@@ -28,6 +28,7 @@ function deny(fields: Partial<RawEventFields> = {}) {
     protocol: 6,
     gen: 0,
     flags: 0,
+    op: 0,
     signal: 0,
     daddrWords: addressWords(new Uint8Array(16)),
     saddrWords: addressWords(new Uint8Array(16)),

@@ -17,6 +17,11 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   scope: (name) => name === PROGRAMS.scopeGuard,
   packet: (name) => name === PROGRAMS.packetEgress,
   socket: (name) => name === PROGRAMS.packetSocket || name === PROGRAMS.packetSocketAudit,
+  // TODO(issue 17): each slice names its programs here.
+  ptrace: () => false,
+  file_change: () => false,
+  route: () => false,
+  forward: () => false,
 };
 
 export const status = defineCommand({

@@ -71,6 +71,7 @@ function raw({ daddr, saddr, ...fields }: Fields): RawEvent {
     gen: 0,
     flags: 0,
     signal: 0,
+    op: 0,
     dport: 0,
     sport: 0,
     comm: "cat",
@@ -346,6 +347,7 @@ Deno.test("decodeEvent() reads every field at its offset", () => {
     gen: 14,
     flags: 15,
     signal: 0,
+    op: 1,
   } as const;
   for (const [name, value] of Object.entries(u8s)) {
     view.setUint8(f[name as keyof typeof u8s].offset, 0xf0 + value);
@@ -373,8 +375,9 @@ Deno.test("decodeEvent() reads every field at its offset", () => {
       event.gen,
       event.flags,
       event.signal,
+      event.op,
     ],
-    [9, 10, 11, 12, 13, 14, 15, 0].map((value) => 0xf0 + value),
+    [9, 10, 11, 12, 13, 14, 15, 0, 1].map((value) => 0xf0 + value),
   );
   assert.equal(formatAddress(event.daddr, "ipv6"), "2001:db8::1");
   assert.deepEqual([...event.saddr], [198, 18, 0, 1, ...new Array(12).fill(0)]);
