@@ -57,6 +57,14 @@ export class BpfLink {
     unwrap(result, "bpf_link__pin", { subject: path, libbpfLog: log });
   }
 
+  /**
+   * Pins the link again at `path` after its pin was removed from outside (bpf_obj_pin on its descriptor:
+   * libbpf's own pin call refuses a link it opened or pinned once).
+   */
+  repin(path: string): void {
+    unwrap(libbpf().bpf_obj_pin(this.fd, cString(path)), "bpf_obj_pin", { subject: path });
+  }
+
   /** Removes the link's pin; the attachment ends when the last reference closes. */
   unpin(): void {
     const { result, log } = withLibbpfLog(() => libbpf().bpf_link__unpin(this.#live()));

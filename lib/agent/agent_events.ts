@@ -17,6 +17,7 @@ export type AgentEventType =
   | "break_glass.off"
   | "deadman.expired"
   | "events.dropped"
+  | "tamper.detected"
   | "agent.error";
 
 /** An agent event: the envelope (ts, host, type, mode, policy) and what the type says, flat. */

@@ -6,21 +6,10 @@
  */
 
 import { readModeWords, writeBreakGlass } from "../kernel/mode_words.ts";
-import { type BreakGlassMarker, markerPath, readMarker } from "../state/break_glass_marker.ts";
+import { type BreakGlassMarker, CMDLINE_FLAG, markerPath, readMarker } from "../state/break_glass_marker.ts";
 import { removeIfPresent } from "../state/files.ts";
 
-/** Where the kernel command line is read; tests point it elsewhere. */
-export const CMDLINE_ENV = "AEGISBPF_PROC_CMDLINE";
-export const CMDLINE_FLAG = "aegisbpf.break_glass=1";
-
-export function cmdlineBreakGlass(path = Deno.env.get(CMDLINE_ENV) || "/proc/cmdline"): boolean {
-  try {
-    return Deno.readTextFileSync(path).trim().split(/\s+/).includes(CMDLINE_FLAG);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
+export { CMDLINE_ENV, CMDLINE_FLAG, cmdlineBreakGlass } from "../state/break_glass_marker.ts";
 
 /** What changed, for the agent to report as `break_glass.on` / `break_glass.off`. */
 export type BreakGlassChange = { on: boolean; fields: Record<string, unknown> };
@@ -110,6 +99,16 @@ export class BreakGlassWatch {
     }
     this.#kernelOn = kernelOn;
     return change;
+  }
+
+  /**
+   * Whether break-glass is asked for now: a marker in force (read again, not the last poll's: `break-glass
+   * on` writes it just before the word), or the kernel command line. Else a word on was set behind its back.
+   */
+  asked(): boolean {
+    if (this.#cmdline) return true;
+    const { marker, expired } = activeMarker(this.#paths.configDir, Date.now());
+    return marker !== undefined && !expired;
   }
 
   get on(): boolean {

@@ -37,6 +37,11 @@ export class Deadman {
     this.#plane.setConfig({ deadmanDeadlineNs: 0n });
   }
 
+  /** The deadline this agent last wrote into the word; 0 (no deadline) without `--deadman`. */
+  get deadlineNs(): bigint {
+    return this.#seenNs;
+  }
+
   /** Pushes the deadline `ttlMs` ahead; nothing without `--deadman`. */
   refresh(): void {
     if (this.#ttlMs === undefined) return;

@@ -1,6 +1,7 @@
 /**
- * The forced-audit floor `run --audit` holds in the kernel's word while the agent runs, and the mode the
- * agent is in as the kernel's words say (break-glass, the floor, a passed deadman deadline all audit).
+ * The forced-audit floor `run --audit` sets in the kernel's word when the agent starts (the tamper guard holds
+ * it while the agent runs), and the mode the agent is in as the kernel's words say (break-glass, the floor, a
+ * passed deadman deadline all audit).
  */
 
 import type { DataPlane } from "../kernel/dataplane.ts";
@@ -23,16 +24,6 @@ export class ModeKeeper {
    */
   takeOver(): ReturnType<DataPlane["setConfig"]> {
     return this.#plane.setConfig({ forceAudit: this.floor });
-  }
-
-  /**
-   * The floor holds whatever else writes the word (a detach that failed half-way sets it too, harmlessly):
-   * sets it again when it was cleared, and says so.
-   */
-  holdFloor(): boolean {
-    if (!this.floor || this.#plane.config().forceAudit) return false;
-    this.#plane.setConfig({ forceAudit: true });
-    return true;
   }
 
   /** What the kernel does with a policy of `planMode` now. */

@@ -10,14 +10,9 @@ function plane() {
   };
 }
 
-Deno.test("ModeKeeper.holdFloor() sets the forced-audit word again only under the floor", () => {
+Deno.test("ModeKeeper.takeOver() sets the forced-audit word to the floor: on under --audit, else off", () => {
   const floored = plane();
-  const keeper = new ModeKeeper(floored as never, true);
-  keeper.takeOver();
-  assert.equal(floored.words.forceAudit, true);
-  assert.equal(keeper.holdFloor(), false);
-  floored.words.forceAudit = false;
-  assert.equal(keeper.holdFloor(), true);
+  new ModeKeeper(floored as never, true).takeOver();
   assert.equal(floored.words.forceAudit, true);
   const free = plane();
   free.words.forceAudit = true;

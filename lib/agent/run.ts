@@ -31,7 +31,12 @@ import { resolvePlan } from "../kernel/resolve.ts";
 import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
-import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
+import {
+  bootTimeNs,
+  type EnforceSignal,
+  enforceSignalWord,
+  writeEnforceSignal,
+} from "../kernel/mode_words.ts";
 import { type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import type { Logger } from "../cli/log.ts";
@@ -62,6 +67,16 @@ import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
 import { Deadman } from "./deadman.ts";
 import { ModeKeeper } from "./mode_keeper.ts";
+import { TamperGuard } from "./tamper_guard.ts";
+import {
+  describeTampering,
+  recordTampering,
+  removeFloorRecord,
+  type TamperFinding,
+  writeFloorRecord,
+} from "../state/tamper_record.ts";
+import { linksNeeded } from "../kernel/inspect.ts";
+import { PROGRAMS } from "../kernel/object.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 import {
   changedRules,
@@ -122,6 +137,7 @@ export class Agent {
   readonly #breakGlass: BreakGlassWatch;
   readonly #deadman: Deadman;
   readonly #modes: ModeKeeper;
+  readonly #tamper: TamperGuard;
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
@@ -173,6 +189,12 @@ export class Agent {
       cmdlineBreakGlass(),
       (message) => options.log.warn(message),
     );
+    this.#tamper = new TamperGuard(options.bpffs, () => ({
+      forceAudit: this.#modes.floor ? 1n : 0n,
+      breakGlassAsked: () => this.#breakGlass.asked(),
+      deadman: this.#deadman.deadlineNs,
+      enforceSignal: enforceSignalWord(options.enforceSignal ?? "none"),
+    }));
   }
 
   /**
@@ -224,6 +246,9 @@ export class Agent {
     const { deadmanMs } = this.#options;
     const { plan } = prepared;
     const words = this.#modes.takeOver();
+    // Who asked for the word, for health once this agent has stopped (the word outlives it).
+    if (this.#modes.floor) writeFloorRecord(this.#options.stateDir, "run --audit");
+    else removeFloorRecord(this.#options.stateDir);
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
@@ -606,9 +631,8 @@ export class Agent {
   }
 
   #fastTick(): void {
-    if (this.#modes.holdFloor()) {
-      this.#emit("agent.error", { error: "the forced-audit word was cleared under run --audit: set again" });
-    }
+    // Before the marker poll: a word put back here is never reported as a break-glass change.
+    this.#reportTampering(this.#tamper.checkWords());
     const change = this.#breakGlass.poll();
     if (change) {
       this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
@@ -618,6 +642,7 @@ export class Agent {
 
   #slowTick(): void {
     this.#plane.flushRateLimits();
+    this.#repinLinks();
     const now = bootTimeNs();
     this.#sessions.reap(now);
     const lost = this.#plane.counters().eventsLost;
@@ -635,6 +660,33 @@ export class Agent {
         )
       );
     }
+  }
+
+  /**
+   * Pins again a link of the policy in force whose pin was removed from outside while this agent holds it:
+   * else enforcement would end with this process. Only while the agent and the live policy agree (another
+   * command's apply removes links it no longer needs, and the pick-up follows).
+   */
+  #repinLinks(): void {
+    const current = this.#current;
+    if (!current || this.#busy > 0 || this.#externalApplySeen()) return;
+    const interfaces = current.resolved.interfaces.map((iface) => iface.name);
+    const wanted = new Set(planAreas(current.plan).flatMap((area) => linksNeeded(area, interfaces).flat(2)));
+    if (current.plan.scopeGuard) wanted.add(PROGRAMS.scopeGuard);
+    const repinned = this.#plane.repinLinks((name) => wanted.has(name)) ?? [];
+    this.#reportTampering(
+      repinned.map((link) => ({ what: "link", found: "unpinned", restored: "pinned", link })),
+    );
+  }
+
+  /** Reports what was found changed behind this agent's back and put back: event, record (health, metric). */
+  #reportTampering(findings: TamperFinding[]): void {
+    if (findings.length === 0) return;
+    for (const finding of findings) {
+      this.#emit("tamper.detected", { ...finding });
+      this.#options.log.warn(`tampering: ${describeTampering(finding)}`);
+    }
+    recordTampering(this.#options.stateDir, findings);
   }
 
   #refreshDeadman(): void {

@@ -5,6 +5,7 @@ import { DataPlane, DetachError } from "../kernel/dataplane.ts";
 import { pinDirOf } from "../kernel/inspect.ts";
 import { RefusedError } from "../errors.ts";
 import { removeIfPresent } from "../state/files.ts";
+import { removeFloorRecord, writeFloorRecord } from "../state/tamper_record.ts";
 
 export const detach = defineCommand({
   name: "detach",
@@ -50,6 +51,8 @@ export const detach = defineCommand({
       removed = DataPlane.detach(bpffs);
     } catch (error) {
       if (!(error instanceof DetachError)) throw error;
+      // Audit stays forced on what is left: asked for, not tampering (health reads this).
+      writeFloorRecord(stateDir, "detach");
       for (const { entry, error: why } of error.failures) {
         ctx.stderr.line(`aegisbpf: left ${pinDir}/${entry}: ${why instanceof Error ? why.message : why}`);
       }
@@ -59,6 +62,7 @@ export const detach = defineCommand({
         { cause: error },
       );
     }
+    removeFloorRecord(stateDir);
     if (agent.state === "died") {
       removeIfPresent(agentFile(stateDir));
       ctx.log.info(`removed ${agentFile(stateDir)}: its agent had died (${agent.why})`);

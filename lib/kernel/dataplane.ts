@@ -26,7 +26,7 @@ import { type Counters, countersFrom } from "./inspect.ts";
 import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
 import { ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
-import { decodeBreakGlass } from "./mode_words.ts";
+import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
 import { PROGRAMS } from "./object.ts";
 import { makePinDirs } from "./pin_dir.ts";
 import { addSession, deleteSessions, type Session } from "./sessions.ts";
@@ -66,6 +66,7 @@ export class DataPlane {
   readonly #object: BpfObject;
   readonly #links: PlaneLinks;
   readonly #capacity: Partial<Record<RuleMapName, number>>;
+  readonly #bpffs: string;
 
   private constructor(
     object: BpfObject,
@@ -78,6 +79,7 @@ export class DataPlane {
     this.status = status;
     this.#links = new PlaneLinks(object, pinDir, options.xdpMode ?? "native");
     this.#capacity = options.capacity ?? {};
+    this.#bpffs = options.bpffs;
   }
 
   /**
@@ -257,6 +259,14 @@ export class DataPlane {
   /** Removes sessions whose expiry has passed; returns how many. */
   reapSessions(nowBootNs: bigint): number {
     return deleteSessions(this.map("ingress_session"), (session) => session.expiresBootNs <= nowBootNs);
+  }
+
+  /**
+   * Pins again the held links among `wanted` whose pins were removed from outside (lib/agent/tamper_guard.ts)
+   * while no other process works on the pins; undefined when one does or the pins are gone (a detach).
+   */
+  repinLinks(wanted: (name: string) => boolean): string[] | undefined {
+    return whilePinsQuiet(this.#bpffs, () => this.#links.repinMissing(wanted));
   }
 
   /** Releases this process's handles. Pinned programs keep enforcing. */

@@ -118,6 +118,23 @@ export class PlaneLinks {
     this.#links.delete(name);
   }
 
+  /**
+   * Pins again each held link among `wanted` whose pin was removed from outside while it is still attached
+   * (a link another command detached is left alone); returns the names pinned again.
+   */
+  repinMissing(wanted: (name: string) => boolean): string[] {
+    const repinned: string[] = [];
+    for (const [name, link] of this.#links) {
+      const path = `${this.#pinDir}/links/${name}`;
+      if (!wanted(name) || exists(path)) continue;
+      const info = link.info();
+      if (info.programId === 0 || info.attached === false) continue;
+      link.repin(path);
+      repinned.push(name);
+    }
+    return repinned;
+  }
+
   /** Releases this process's references; pinned links stay attached. */
   close(): void {
     for (const link of this.#links.values()) link.close();

@@ -7,6 +7,8 @@ import {
   encodeU64,
   FdMap,
   SIGNAL,
+  SysError,
+  tryLockDirectory,
 } from "../../ffi/mod.ts";
 import { exists } from "./pin_dir.ts";
 
@@ -126,10 +128,58 @@ export function writeEnforceSignal(bpffs: string, signal: EnforceSignal): boolea
   return true;
 }
 
+/** The kill-on-deny word's value for `signal`. */
+export function enforceSignalWord(signal: EnforceSignal): bigint {
+  return BigInt(SIGNAL_WORD[signal]);
+}
+
 /** The kill-on-deny word of the pins under `bpffs`; undefined when nothing is pinned. */
 export function readEnforceSignal(bpffs: string): EnforceSignal | undefined {
   using map = openConfig(bpffs);
   if (!map) return undefined;
   const value = Number(word(map, CFG.ENFORCE_SIGNAL));
   return ENFORCE_SIGNALS.find((name) => SIGNAL_WORD[name] === value) ?? "none";
+}
+
+/** The config words a running agent keeps as it set them (lib/agent/tamper_guard.ts), by name. */
+export const GUARDED_WORDS = {
+  forceAudit: CFG.FORCE_AUDIT,
+  breakGlass: CFG.BREAK_GLASS,
+  deadman: CFG.DEADMAN,
+  enforceSignal: CFG.ENFORCE_SIGNAL,
+} as const;
+export type GuardedWord = keyof typeof GUARDED_WORDS;
+
+/** The pinned config words, read and written one at a time. */
+export type ConfigWords = {
+  read(name: GuardedWord): bigint;
+  write(name: GuardedWord, value: bigint): void;
+};
+
+/**
+ * Runs `fn` on the pinned config words while no other aegisbpf process works on the pins: undefined, and
+ * `fn` not run, while one holds the pin directory's lock (an apply, a hand-over, a detach forcing audit
+ * before it unpins) or when nothing is pinned (after a detach).
+ */
+export function whilePinsQuiet<T>(bpffs: string, fn: (words: ConfigWords) => T): T | undefined {
+  const pinDir = `${bpffs}/aegisbpf`;
+  if (!exists(`${pinDir}/maps/aegis_cfg`)) return undefined;
+  let lock: ReturnType<typeof tryLockDirectory>;
+  try {
+    lock = tryLockDirectory(pinDir);
+  } catch (error) {
+    // Removed between the check and the lock: a detach.
+    if (error instanceof SysError && error.errnoName === "ENOENT") return undefined;
+    throw error;
+  }
+  if (!lock) return undefined;
+  using _lock = lock;
+  using map = openConfig(bpffs);
+  if (!map) return undefined;
+  return fn({
+    read: (name) => word(map, GUARDED_WORDS[name]),
+    write: (name, value) => {
+      if (GUARDED_WORDS[name] < map.maxEntries) map.update(encodeU32(GUARDED_WORDS[name]), encodeU64(value));
+    },
+  });
 }

@@ -22,6 +22,7 @@ import { compilePolicy } from "../policy/compile.ts";
 import { readModeWords } from "../kernel/mode_words.ts";
 import { PROGRAMS } from "../kernel/object.ts";
 import { currentEntry, listHistory } from "../state/history.ts";
+import { readTamperRecord, TAMPER_KINDS, type TamperKind } from "../state/tamper_record.ts";
 import { VERSION } from "../version.ts";
 import type { Family } from "./exposition.ts";
 
@@ -43,6 +44,8 @@ export type MetricsReading = {
   links: string[];
   /** Packets seen by XDP, by interface (its name where this network namespace has it) and verdict. */
   xdp: { interface: string; action: "pass" | "drop"; packets: bigint }[];
+  /** Tampering the running agent found and put back, by kind, since the state directory was made. */
+  tamper?: Partial<Record<TamperKind, number>>;
   /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
   ruleHits: { rule: string; decision: "deny" | "audit"; count: bigint }[];
 };
@@ -90,6 +93,7 @@ export function collect(
     appliedAt: Date.parse(entry.time) / 1000,
   };
   const words = readModeWords(where.bpffs);
+  const tamper = readTamperRecord(where.stateDir).total;
   if (!words) {
     // Nothing pinned (never applied, or detached): history still names the last policy, but none is in
     // force, and saying one is would be a stale value.
@@ -98,6 +102,7 @@ export function collect(
       pinned: false,
       forceAudit: false,
       breakGlass: false,
+      tamper,
       maps: [],
       links: [],
       xdp: [],
@@ -142,6 +147,7 @@ export function collect(
     }),
     ...(policy && { policy }),
     ...(counters && { counters }),
+    tamper,
     maps,
     links: pinnedLinks(where.bpffs).filter((link) => link.attached).map((link) => link.name),
     xdp,
@@ -239,6 +245,15 @@ export function families(reading: MetricsReading): Family[] {
           { labels: { reason: "ring_buffer_full" }, value: counters.eventsLost },
           { labels: { reason: "rate_limited" }, value: counters.eventsSuppressed },
         ]
+        : [],
+    },
+    {
+      name: "aegisbpf_tamper_detected_total",
+      help:
+        "Mode words changed and link pins removed behind the running agent's back, which it put back, by what",
+      type: "counter",
+      samples: reading.tamper
+        ? TAMPER_KINDS.map((what) => ({ labels: { what }, value: reading.tamper?.[what] ?? 0 }))
         : [],
     },
     {

@@ -22,7 +22,16 @@ import { readApplied } from "../state/apply_state.ts";
 import type { Area } from "../policy/plan.ts";
 import { sweepConnections } from "../kernel/connections.ts";
 import { type AgentStatus, partialAreas, readAgentState } from "../state/agent_state.ts";
-import { readMarker } from "../state/break_glass_marker.ts";
+import { cmdlineBreakGlass, readMarker } from "../state/break_glass_marker.ts";
+import {
+  describeTampering,
+  type FloorRecord,
+  readFloorRecord,
+  readTamperRecord,
+  recentTampering,
+  TAMPER_RECENT_MS,
+  type TamperEntry,
+} from "../state/tamper_record.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
 import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "../state/heartbeat.ts";
 
@@ -49,7 +58,16 @@ export type HealthReport = {
     /** The hooks audit where enforce was asked for, and no break-glass explains it: unhealthy. */
     belowRequested: boolean;
   };
-  breakGlass: { on: boolean; until: string | null; reason: string | null; marker: boolean };
+  breakGlass: {
+    on: boolean;
+    until: string | null;
+    reason: string | null;
+    marker: boolean;
+    /** On with no marker and no kernel command line flag: nobody asked for it (written behind aegisbpf's back). */
+    unasked?: boolean;
+  };
+  /** What the running agent found changed behind its back and put back (tamper.detected), newest first. */
+  tamper: { recent: TamperEntry[]; recentWindowMs: number; total: Partial<Record<string, number>> };
   deadman: { armed: boolean; expired: boolean; remainingMs: number | null };
   agent: AgentSummary;
   partial: { area: string; reason?: string }[];
@@ -154,12 +172,24 @@ export function checkHealth(
         const until = words.breakGlass.untilBootNs === undefined
           ? null
           : new Date(bootNsToEpochMs(words.breakGlass.untilBootNs)).toISOString();
-        breakGlass = { on: true, until, reason: marker?.reason ?? null, marker: marker !== undefined };
-        reasons.push(`break-glass is on${until ? ` until ${until}` : ""}`);
+        const unasked = marker === undefined && !cmdlineBreakGlass();
+        breakGlass = {
+          on: true,
+          until,
+          reason: marker?.reason ?? null,
+          marker: marker !== undefined,
+          unasked,
+        };
+        reasons.push(
+          unasked
+            ? "break-glass word set but no marker and no kernel command line flag: nobody asked for it " +
+              "(written behind aegisbpf's back); aegisbpf break-glass off clears it"
+            : `break-glass is on${until ? ` until ${until}` : ""}`,
+        );
       } else {
         breakGlass = { ...breakGlass, marker: marker !== undefined, reason: marker?.reason ?? null };
       }
-      if (words.forceAudit) reasons.push(forcedAuditReason(agentState));
+      if (words.forceAudit) reasons.push(forcedAuditReason(agentState, readFloorRecord(paths.stateDir)));
       if (words.deadmanDeadlineNs !== undefined) {
         const remainingNs = words.deadmanDeadlineNs - words.nowBootNs;
         const expired = remainingNs <= 0n;
@@ -189,7 +219,9 @@ export function checkHealth(
     : agentRecord?.requestedMode === "audit"
     ? "audit"
     : policyMode;
-  const belowRequested = requested === "enforce" && effective === "audit" && !breakGlass.on;
+  // A break-glass word nobody asked for (no marker, no command line flag) excuses nothing.
+  const belowRequested = requested === "enforce" && effective === "audit" &&
+    (!breakGlass.on || breakGlass.unasked === true);
   if (belowRequested) {
     const why = reasons.filter((reason) => !reason.startsWith("the deadman"));
     if (why.length > 0 || !deadman.expired) {
@@ -300,6 +332,16 @@ export function checkHealth(
     }
   }
 
+  const tamperRecord = readTamperRecord(paths.stateDir);
+  const tamper = {
+    recent: recentTampering(tamperRecord),
+    recentWindowMs: TAMPER_RECENT_MS,
+    total: tamperRecord.total,
+  };
+  for (const entry of tamper.recent) {
+    warnings.push(`tampering: ${describeTampering(entry)} by the agent (pid ${entry.pid}) at ${entry.at}`);
+  }
+
   const lost = Number(counters?.eventsLost ?? 0n);
   const suppressed = Number(counters?.eventsSuppressed ?? 0n);
   if (lost > 0) warnings.push(`${lost} events were lost (ring buffer full): the agent read too slowly`);
@@ -333,6 +375,7 @@ export function checkHealth(
     policy,
     mode: { effective, policy: policyMode, reasons, requested, belowRequested },
     breakGlass,
+    tamper,
     deadman,
     agent,
     partial,
@@ -352,11 +395,24 @@ function summarizeAgent(state: AgentStatus): AgentSummary {
   return state.state === "died" ? { ...base, why: state.why } : base;
 }
 
-/** Who holds the forced-audit word: a running agent's `--audit` floor, or something left behind. */
-function forcedAuditReason(agent: AgentStatus): string {
-  if (agent.state === "running" && agent.record.floor === "audit") {
-    return `the agent forces audit (run --audit, pid ${agent.record.pid}), whatever the policy's mode says`;
+/**
+ * Who holds the forced-audit word: a running agent's `--audit` floor, what a stopped `run --audit` agent or a
+ * detach that did not finish left (`forced_audit.json`), or nobody: written behind aegisbpf's back.
+ */
+function forcedAuditReason(agent: AgentStatus, floor: FloorRecord | undefined): string {
+  if (agent.state === "running") {
+    if (agent.record.floor === "audit") {
+      return `the agent forces audit (run --audit, pid ${agent.record.pid}), whatever the policy's mode says`;
+    }
+    return `force-audit word set but no agent or command asked for audit (written behind aegisbpf's back); ` +
+      `the running agent (pid ${agent.record.pid}) puts it back within a second unless it is stalled`;
   }
-  return "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
-    "aegisbpf run without --audit lifts it";
+  if (floor) {
+    const who = floor.by === "detach"
+      ? `a detach that did not finish (pid ${floor.pid}, ${floor.since})`
+      : `a stopped run --audit agent (pid ${floor.pid}, since ${floor.since})`;
+    return `audit is forced, left by ${who}: the next aegisbpf run without --audit lifts it`;
+  }
+  return "force-audit word set but no agent or command asked for audit (written behind aegisbpf's back): " +
+    "the next aegisbpf run without --audit lifts it";
 }
