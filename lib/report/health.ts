@@ -178,7 +178,7 @@ export function checkHealth(
           until,
           reason: marker?.reason ?? null,
           marker: marker !== undefined,
-          unasked,
+          ...(unasked && { unasked }),
         };
         reasons.push(
           unasked

@@ -366,13 +366,14 @@ rootTest(
       const forced = await health();
       assert.equal(forced.code, 1, "audit forced in the kernel with no break-glass is unhealthy");
       assert.equal(forced.report.deadman.armed, false);
+      // No run --audit agent and no detach left it (no forced_audit.json): written behind aegisbpf's back.
       assert.deepEqual(forced.report.mode.reasons, [
-        "audit is forced, left by a stopped run --audit agent or a detach that did not finish: the next " +
-        "aegisbpf run without --audit lifts it",
+        "force-audit word set but no agent or command asked for audit (written behind aegisbpf's back): " +
+        "the next aegisbpf run without --audit lifts it",
       ]);
       assert.match(
         forced.report.problems.join("\n"),
-        /the hooks only audit although the policy asks for enforce and break-glass is off: audit is forced/,
+        /the hooks only audit although the policy asks for enforce and break-glass is off: force-audit word set but no/,
       );
 
       setWords({ forceAudit: false });

@@ -138,6 +138,11 @@ rootTest(
       assert.equal(alone.code, 1);
       assert.match(alone.report.problems.join("\n"), /force-audit word set but no agent or command asked/);
       assert.equal(await connect(host), "allowed");
+      await bpftoolWord(host, CFG.FORCE_AUDIT, 0n);
+      await bpftoolWord(host, CFG.BREAK_GLASS, 1n);
+      const glassAlone = await health(host);
+      assert.equal(glassAlone.code, 1, "a break-glass word with no marker excuses nothing");
+      assert.match(glassAlone.report.problems.join("\n"), /break-glass word set but no marker/);
     });
   },
 );
