@@ -138,6 +138,7 @@ export class Agent {
   readonly #deadman: Deadman;
   readonly #modes: ModeKeeper;
   readonly #tamper: TamperGuard;
+  readonly #tamperErrors = new Set<string>();
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
@@ -632,7 +633,7 @@ export class Agent {
 
   #fastTick(): void {
     // Before the marker poll: a word put back here is never reported as a break-glass change.
-    this.#reportTampering(this.#tamper.checkWords());
+    this.#checkTampering("mode words", () => this.#tamper.checkWords());
     const change = this.#breakGlass.poll();
     if (change) {
       this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
@@ -642,7 +643,7 @@ export class Agent {
 
   #slowTick(): void {
     this.#plane.flushRateLimits();
-    this.#repinLinks();
+    this.#checkTampering("link pins", () => this.#repinLinks());
     const now = bootTimeNs();
     this.#sessions.reap(now);
     const lost = this.#plane.counters().eventsLost;
@@ -667,20 +668,32 @@ export class Agent {
    * else enforcement would end with this process. Only while the agent and the live policy agree (another
    * command's apply removes links it no longer needs, and the pick-up follows).
    */
-  #repinLinks(): void {
+  #repinLinks(): TamperFinding[] {
     const current = this.#current;
-    if (!current || this.#busy > 0 || this.#externalApplySeen()) return;
+    if (!current || this.#busy > 0 || this.#externalApplySeen()) return [];
     const interfaces = current.resolved.interfaces.map((iface) => iface.name);
     const wanted = new Set(planAreas(current.plan).flatMap((area) => linksNeeded(area, interfaces).flat(2)));
     if (current.plan.scopeGuard) wanted.add(PROGRAMS.scopeGuard);
     const repinned = this.#plane.repinLinks((name) => wanted.has(name)) ?? [];
-    this.#reportTampering(
-      repinned.map((link) => ({ what: "link", found: "unpinned", restored: "pinned", link })),
-    );
+    return repinned.map((link) => ({ what: "link", found: "unpinned", restored: "pinned", link }));
   }
 
-  /** Reports what was found changed behind this agent's back and put back: event, record (health, metric). */
-  #reportTampering(findings: TamperFinding[]): void {
+  /**
+   * Runs one tamper check and reports what it found changed behind this agent's back and put back: event,
+   * record (health, metric). A check that fails is reported and never holds up the rest of the tick.
+   */
+  #checkTampering(what: string, check: () => TamperFinding[]): void {
+    let findings: TamperFinding[];
+    try {
+      findings = check();
+    } catch (error) {
+      // Said once per distinct failure, not four times a second.
+      const message = `tamper check of the ${what} failed: ${messageOf(error)}`;
+      if (!this.#tamperErrors.has(message)) this.#emit("agent.error", { error: message });
+      this.#tamperErrors.add(message);
+      if (this.#tamperErrors.size > 16) this.#tamperErrors.clear();
+      return;
+    }
     if (findings.length === 0) return;
     for (const finding of findings) {
       this.#emit("tamper.detected", { ...finding });

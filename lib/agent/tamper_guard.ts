@@ -66,6 +66,11 @@ export function findWordTampering(
 export class TamperGuard {
   readonly #bpffs: string;
   readonly #expected: () => WordExpectations;
+  /**
+   * A break-glass word with no marker was seen once: put back only when it is still so at the next check, so
+   * that `break-glass off` (marker removed, then the word cleared, a moment apart) is never taken for it.
+   */
+  #glassSeen = false;
 
   constructor(bpffs: string, expected: () => WordExpectations) {
     this.#bpffs = bpffs;
@@ -78,7 +83,10 @@ export class TamperGuard {
    */
   checkWords(): TamperFinding[] {
     const found = whilePinsQuiet(this.#bpffs, (words) => {
-      const changed = findWordTampering(words.read, this.#expected(), bootTimeNs());
+      let changed = findWordTampering(words.read, this.#expected(), bootTimeNs());
+      const glass = changed.some(({ word }) => word === "breakGlass");
+      if (glass && !this.#glassSeen) changed = changed.filter(({ word }) => word !== "breakGlass");
+      this.#glassSeen = glass && !this.#glassSeen;
       for (const { word, value } of changed) words.write(word, value);
       return changed;
     });

@@ -51,7 +51,7 @@ export class DetachError extends AggregateError {
 export function detachPins(bpffs: string): string[] {
   const pinDir = `${bpffs}/aegisbpf`;
   if (!exists(pinDir)) return [];
-  using _lock = tryLockDirectory(pinDir) ??
+  using _lock = lockBriefly(pinDir) ??
     refuse(`another aegisbpf process is applying a policy under ${pinDir}`);
   const removed: string[] = [];
   const failures: { entry: string; error: unknown }[] = [];
@@ -82,6 +82,20 @@ export function detachPins(bpffs: string): string[] {
   }
   if (failures.length > 0) throw new DetachError(pinDir, removed, failures);
   return removed;
+}
+
+/**
+ * The pin directory's lock, waiting up to about 100 ms: a running agent takes it for a moment every quarter
+ * second to check its mode words (lib/agent/tamper_guard.ts), which must not make a detach fail.
+ */
+function lockBriefly(pinDir: string): ReturnType<typeof tryLockDirectory> {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const lock = tryLockDirectory(pinDir);
+    if (lock) return lock;
+    Atomics.wait(pause, 0, 0, 5);
+  }
+  return undefined;
 }
 
 function removeLink(path: string): void {
