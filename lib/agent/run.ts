@@ -250,6 +250,8 @@ export class Agent {
     // Who asked for the word, for health once this agent has stopped (the word outlives it).
     if (this.#modes.floor) writeFloorRecord(this.#options.stateDir, "run --audit");
     else removeFloorRecord(this.#options.stateDir);
+    // Every start sets the word: a run without --enforce-signal turns kill on deny off.
+    writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
     this.#lostSeen = this.#plane.counters().eventsLost;
@@ -269,8 +271,6 @@ export class Agent {
       this.#refreshDeadman();
       this.#timers.every(Math.min(1000, deadmanMs / 4), () => this.#refreshDeadman());
     }
-    // Every start sets the word: a run without --enforce-signal turns kill on deny off.
-    writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
     await this.#install(prepared, "start");
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
@@ -632,8 +632,10 @@ export class Agent {
   }
 
   #fastTick(): void {
-    // Before the marker poll: a word put back here is never reported as a break-glass change.
+    // Before the marker poll: a word put back here is never reported as a break-glass change, nor is one
+    // about to be (a marker made meanwhile settles it at the next tick).
     this.#checkTampering("mode words", () => this.#tamper.checkWords());
+    if (this.#tamper.breakGlassPending) return;
     const change = this.#breakGlass.poll();
     if (change) {
       this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
@@ -703,7 +705,10 @@ export class Agent {
   }
 
   #refreshDeadman(): void {
-    if (!this.#stopped) this.#deadman.refresh();
+    if (this.#stopped) return;
+    // A deadline changed behind this agent's back is found before the refresh writes over it.
+    this.#checkTampering("mode words", () => this.#tamper.checkWords());
+    this.#deadman.refresh();
   }
 
   #effectiveMode(): "enforce" | "audit" {

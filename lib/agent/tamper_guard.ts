@@ -63,14 +63,18 @@ export function findWordTampering(
   return found;
 }
 
+/** How long a break-glass word with no marker must stay so before it is put back. */
+const GLASS_SETTLE_MS = 100;
+
 export class TamperGuard {
   readonly #bpffs: string;
   readonly #expected: () => WordExpectations;
   /**
-   * A break-glass word with no marker was seen once: put back only when it is still so at the next check, so
-   * that `break-glass off` (marker removed, then the word cleared, a moment apart) is never taken for it.
+   * When a break-glass word with no marker was first seen: it is put back only once it has stayed so for
+   * GLASS_SETTLE_MS, so that `break-glass off` (marker removed, then the word cleared, a moment apart) is never
+   * taken for it.
    */
-  #glassSeen = false;
+  #glassSince: number | undefined;
 
   constructor(bpffs: string, expected: () => WordExpectations) {
     this.#bpffs = bpffs;
@@ -81,12 +85,20 @@ export class TamperGuard {
    * Puts back every owned word found changed, and returns what it found; nothing while another aegisbpf
    * process works on the pins (an apply, a hand-over, a detach) or once they are gone.
    */
+  /** A break-glass word with no marker seen and not yet put back (see #glassSince). */
+  get breakGlassPending(): boolean {
+    return this.#glassSince !== undefined;
+  }
+
   checkWords(): TamperFinding[] {
     const found = whilePinsQuiet(this.#bpffs, (words) => {
       let changed = findWordTampering(words.read, this.#expected(), bootTimeNs());
-      const glass = changed.some(({ word }) => word === "breakGlass");
-      if (glass && !this.#glassSeen) changed = changed.filter(({ word }) => word !== "breakGlass");
-      this.#glassSeen = glass && !this.#glassSeen;
+      const now = performance.now();
+      if (!changed.some(({ word }) => word === "breakGlass")) this.#glassSince = undefined;
+      else if (this.#glassSince === undefined || now - this.#glassSince < GLASS_SETTLE_MS) {
+        this.#glassSince ??= now;
+        changed = changed.filter(({ word }) => word !== "breakGlass");
+      } else this.#glassSince = undefined;
       for (const { word, value } of changed) words.write(word, value);
       return changed;
     });
