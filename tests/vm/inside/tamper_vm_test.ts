@@ -39,7 +39,7 @@ Deno.test({
     Deno.mkdirSync(bpffs, { recursive: true });
     const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-tamper-vm-" });
     const dirs = { bpffs, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
-    Deno.mkdirSync(dirs.configDir);
+    Deno.mkdirSync(dirs.configDir, { mode: 0o700 });
     Deno.writeTextFileSync(`${dir}/cmdline`, "ro\n");
     const victim = `${dir}/victim`;
     Deno.writeTextFileSync(victim, "v1\n");
