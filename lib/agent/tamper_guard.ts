@@ -81,15 +81,15 @@ export class TamperGuard {
     this.#expected = expected;
   }
 
-  /**
-   * Puts back every owned word found changed, and returns what it found; nothing while another aegisbpf
-   * process works on the pins (an apply, a hand-over, a detach) or once they are gone.
-   */
   /** A break-glass word with no marker seen and not yet put back (see #glassSince). */
   get breakGlassPending(): boolean {
     return this.#glassSince !== undefined;
   }
 
+  /**
+   * Puts back every owned word found changed, and returns what it found; nothing while another aegisbpf
+   * process works on the pins (an apply, a hand-over, a detach) or once they are gone.
+   */
   checkWords(): TamperFinding[] {
     const found = whilePinsQuiet(this.#bpffs, (words) => {
       let changed = findWordTampering(words.read, this.#expected(), bootTimeNs());
