@@ -45,6 +45,8 @@ struct packet_dest {
 	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination (see set_addr6) */
 	int has_alt;
 	__u16 dport_be;
+	__u8 route;      /* AEGIS_EVENT_SRCROUTE or AEGIS_EVENT_RTHDR: the packet carries a route (route_guard.bpf.h) */
+	__u32 route_off; /* where its LSRR/SSRR option or routing header starts */
 };
 
 /* Reads the destination, the final protocol (IPv6 extension headers walked) and the port of an outgoing packet. */
@@ -62,6 +64,10 @@ static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct ae
 		protocol = ip.protocol;
 		fragment = (ip.frag_off & bpf_htons(IP_OFFSET_MASK)) != 0;
 		l4 = ip.ihl * 4;
+		if (ip.ihl > 5) {
+			d->route_off = packet_srr_offset(skb, ip.ihl);
+			d->route = d->route_off ? AEGIS_EVENT_SRCROUTE : 0;
+		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
@@ -76,6 +82,10 @@ static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct ae
 				struct ipv6_opt_hdr opt;
 				if (bpf_skb_load_bytes(skb, l4, &opt, sizeof(opt)))
 					break;
+				if (protocol == IPPROTO_ROUTING_ && !d->route) {
+					d->route = AEGIS_EVENT_RTHDR;
+					d->route_off = l4;
+				}
 				protocol = opt.nexthdr;
 				l4 += (opt.hdrlen + 1) * 8;
 			} else if (protocol == IPPROTO_FRAGMENT_) {
@@ -152,17 +162,26 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	if (!sk)
 		return SKB_PASS;
 	sk = bpf_sk_fullsock(sk);
-	if (!sk || !backstopped_socket(sk))
+	if (!sk)
+		return SKB_PASS;
+	/* TCP and UDP: only a packet that carries a route (route_guard.bpf.h), judged by every hop it names. */
+	int route_only = !backstopped_socket(sk);
+	if (route_only && !may_carry_route(skb))
 		return SKB_PASS;
 	struct aegis_state s;
 	if (!load_state(&s))
 		return SKB_PASS;
 	struct packet_dest d = {};
-	if (!parse_outgoing(skb, &s, &d))
+	if (!parse_outgoing(skb, &s, &d) || (route_only && !d.route))
 		return SKB_PASS;
-	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(skb, sk, &d, sk->family))
+	if (!d.route && sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ &&
+	    udplite_decided_elsewhere(skb, sk, &d, sk->family))
 		return SKB_PASS;
 	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	__u32 rule_id = rule ? rule->rule_id : 0;
+	int denied = rule != 0;
+	if (!denied && d.route)
+		denied = route_hop_deny(&s, skb, &d.key, d.route_off, d.route, d.dport_be, &rule_id);
 	/*
 	 * Raw, ping and UDP-Lite packets leave in the sending task's context, but an SCTP retransmission may
 	 * leave in any task's: users entries go by the socket owner's uid, and by the current task's gid only
@@ -172,14 +191,18 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	__u32 owner = bpf_get_socket_uid(skb);
 	if ((__u32)ids != owner)
 		ids = (__u64)NO_GID << 32 | owner;
-	if (!rule && s.info->user_rules)
+	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
+	if (!denied && !route_only && s.info->user_rules) {
 		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), ids);
-	if (!rule || !skb_in_scope(&s, skb))
+		denied = rule != 0;
+		rule_id = rule ? rule->rule_id : 0;
+	}
+	if (!denied || !skb_in_scope(&s, skb))
 		return SKB_PASS;
 	__u32 mode = effective_mode(&s);
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 pid = BPF_CORE_READ(task, tgid);
-	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, rule->rule_id, pid, 0);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, rule_id, pid, 0);
 	if (e) {
 		e->cgroup_id = bpf_skb_cgroup_id(skb);
 		e->pid = pid;
@@ -191,6 +214,7 @@ int aegis_skb_egress(struct __sk_buff *skb)
 		e->protocol = d.key.protocol;
 		__builtin_memcpy(e->daddr, d.key.addr, 16);
 		e->dport = bpf_ntohs(d.dport_be);
+		e->flags = d.route;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE ? SKB_DROP : SKB_PASS;

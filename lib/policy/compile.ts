@@ -47,6 +47,12 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     const info: RuleInfo = { id: "network.egress.denyPacketSockets", area: "egress", action: "deny" };
     plan.denyPacketSockets = { ruleId: plan.rules.push(info) - 1 };
   }
+  const egress = spec.network?.egress;
+  if (egress?.deny?.length || egress?.allow?.length || egress?.users?.length) {
+    // A route sends the packet to its first hop, not where the egress hooks judged: none while egress rules exist.
+    const info: RuleInfo = { id: "network.egress.sourceRoutes", area: "egress", action: "deny" };
+    plan.routeGuard = { ruleId: plan.rules.push(info) - 1 };
+  }
   const ingress = spec.network?.ingress;
   plan.ingress.interfaces = (ingress?.interfaces ?? []).map((name) => ({
     name,
