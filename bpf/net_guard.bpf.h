@@ -45,8 +45,6 @@ struct packet_dest {
 	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination (see set_addr6) */
 	int has_alt;
 	__u16 dport_be;
-	__u8 route;      /* AEGIS_EVENT_SRCROUTE or AEGIS_EVENT_RTHDR: the packet carries a route (route_guard.bpf.h) */
-	__u32 route_off; /* where its LSRR/SSRR option or routing header starts */
 };
 
 /* Reads the destination, the final protocol (IPv6 extension headers walked) and the port of an outgoing packet. */
@@ -64,10 +62,6 @@ static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct ae
 		protocol = ip.protocol;
 		fragment = (ip.frag_off & bpf_htons(IP_OFFSET_MASK)) != 0;
 		l4 = ip.ihl * 4;
-		if (ip.ihl > 5) {
-			d->route_off = packet_srr_offset(skb, ip.ihl);
-			d->route = d->route_off ? AEGIS_EVENT_SRCROUTE : 0;
-		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
@@ -82,10 +76,6 @@ static __always_inline int parse_outgoing(struct __sk_buff *skb, const struct ae
 				struct ipv6_opt_hdr opt;
 				if (bpf_skb_load_bytes(skb, l4, &opt, sizeof(opt)))
 					break;
-				if (protocol == IPPROTO_ROUTING_ && !d->route) {
-					d->route = AEGIS_EVENT_RTHDR;
-					d->route_off = l4;
-				}
 				protocol = opt.nexthdr;
 				l4 += (opt.hdrlen + 1) * 8;
 			} else if (protocol == IPPROTO_FRAGMENT_) {
@@ -155,6 +145,36 @@ static __always_inline int udplite_decided_elsewhere(struct __sk_buff *skb, cons
 	return peer[0] != dest[0] || peer[1] != dest[1] || peer[2] != dest[2] || peer[3] != dest[3];
 }
 
+/*
+ * Reports a packet a rule denies (`v`) when its socket lies in scope: 1 when it must be dropped. A
+ * global function: verified once, whichever way the backstop reached the deny.
+ */
+__noinline int aegis_packet_dropped(struct __sk_buff *skb, struct packet_verdict *v)
+{
+	struct aegis_state s;
+	if (!v || !load_generation(&s, v->gen) || !skb_in_scope(&s, skb))
+		return 0;
+	__u32 mode = effective_mode(&s);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 pid = BPF_CORE_READ(task, tgid);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, v->rule_id, pid, 0);
+	if (e) {
+		e->cgroup_id = bpf_skb_cgroup_id(skb);
+		e->pid = pid;
+		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+		e->uid = (__u32)v->ids;
+		e->gid = v->ids >> 32;
+		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+		e->family = v->key.space & 0xff;
+		e->protocol = v->key.protocol;
+		__builtin_memcpy(e->daddr, v->key.addr, 16);
+		e->dport = bpf_ntohs(v->dport_be);
+		e->flags = v->route;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE;
+}
+
 SEC("cgroup_skb/egress")
 int aegis_skb_egress(struct __sk_buff *skb)
 {
@@ -164,24 +184,25 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return SKB_PASS;
-	/* TCP and UDP: only a packet that carries a route (route_guard.bpf.h), judged by every hop it names. */
+	/* TCP and UDP only when the packet carries a route (route_guard.bpf.h): judged by every hop it names. */
 	int route_only = !backstopped_socket(sk);
-	if (route_only && !may_carry_route(skb))
+	int maybe_routed = may_carry_route(skb);
+	if (route_only && !maybe_routed)
 		return SKB_PASS;
 	struct aegis_state s;
 	if (!load_state(&s))
 		return SKB_PASS;
 	struct packet_dest d = {};
-	if (!parse_outgoing(skb, &s, &d) || (route_only && !d.route))
+	if (!parse_outgoing(skb, &s, &d))
 		return SKB_PASS;
-	if (!d.route && sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ &&
+	struct packet_verdict v = { .key.protocol = d.key.protocol, .gen = s.gen, .dport_be = d.dport_be };
+	int hop_denied = maybe_routed && aegis_route_deny(skb, &v);
+	if (route_only && !v.route)
+		return SKB_PASS;
+	if (!v.route && sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ &&
 	    udplite_decided_elsewhere(skb, sk, &d, sk->family))
 		return SKB_PASS;
 	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	__u32 rule_id = rule ? rule->rule_id : 0;
-	int denied = rule != 0;
-	if (!denied && d.route)
-		denied = route_hop_deny(&s, skb, &d.key, d.route_off, d.route, d.dport_be, &rule_id);
 	/*
 	 * Raw, ping and UDP-Lite packets leave in the sending task's context, but an SCTP retransmission may
 	 * leave in any task's: users entries go by the socket owner's uid, and by the current task's gid only
@@ -192,32 +213,16 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	if ((__u32)ids != owner)
 		ids = (__u64)NO_GID << 32 | owner;
 	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
-	if (!denied && !route_only && s.info->user_rules) {
+	if (!rule && !hop_denied && !route_only && s.info->user_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), ids);
-		denied = rule != 0;
-		rule_id = rule ? rule->rule_id : 0;
-	}
-	if (!denied || !skb_in_scope(&s, skb))
+	if (rule) {
+		v.rule_id = rule->rule_id;
+		v.key = d.key;
+	} else if (!hop_denied) {
 		return SKB_PASS;
-	__u32 mode = effective_mode(&s);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 pid = BPF_CORE_READ(task, tgid);
-	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, rule_id, pid, 0);
-	if (e) {
-		e->cgroup_id = bpf_skb_cgroup_id(skb);
-		e->pid = pid;
-		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-		e->uid = (__u32)ids;
-		e->gid = ids >> 32;
-		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
-		e->family = d.key.space & 0xff;
-		e->protocol = d.key.protocol;
-		__builtin_memcpy(e->daddr, d.key.addr, 16);
-		e->dport = bpf_ntohs(d.dport_be);
-		e->flags = d.route;
-		bpf_ringbuf_submit(e, 0);
 	}
-	return mode == AEGIS_MODE_ENFORCE ? SKB_DROP : SKB_PASS;
+	v.ids = ids;
+	return aegis_packet_dropped(skb, &v) ? SKB_DROP : SKB_PASS;
 }
 
 /* ---- AF_PACKET sockets (network.egress.denyPacketSockets) ----------------- */

@@ -55,25 +55,28 @@ __noinline int aegis_srr_offset(const struct ipv4_options *options, __u32 len)
 	if (!options)
 		return -1;
 	const __u8 *opts = options->bytes;
-	__u32 pos = 0;
-	for (int i = 0; i < IPV4_OPTIONS_MAX; i++) {
-		if (pos >= len || pos >= IPV4_OPTIONS_MAX)
+	/* By byte position, so that every read has a constant offset: `next` is where the next option starts. */
+	__u32 next = 0;
+	for (__u32 pos = 0; pos < IPV4_OPTIONS_MAX; pos++) {
+		if (pos >= len)
 			break;
-		__u8 type = opts[pos & 63];
+		if (pos != next)
+			continue;
+		__u8 type = opts[pos];
 		if (type == IPOPT_END_)
 			break;
 		if (type == IPOPT_NOOP_) {
-			pos++;
+			next = pos + 1;
 			continue;
 		}
-		if (pos + 2 > len)
+		if (pos + 1 >= len)
 			break;
-		__u8 size = opts[(pos + 1) & 63];
+		__u8 size = opts[pos + 1];
 		if (size < 2)
 			break;
 		if (type == IPOPT_LSRR_ || type == IPOPT_SSRR_)
 			return pos;
-		pos += size;
+		next = pos + size;
 	}
 	return -1;
 }
@@ -217,92 +220,69 @@ int aegis_setsockopt(struct bpf_sockopt *ctx)
 
 /* ---- the backstop's view of a route ---------------------------------------------------- */
 
-/* One walk over a route's addresses in a packet: for bpf_loop's callback. */
-struct hop_walk {
-	struct __sk_buff *skb;
-	struct aegis_net_key denied; /* in: the protocol; out: the view of the hop that was denied */
-	__u32 rule_id;
-	__u32 offset; /* of the first address */
-	__u32 count;
-	__u16 dport_be;
-	__u8 family;
-	__u8 found;
+/*
+ * The backstop's decision on a packet, passed to its global functions: aegis_route_deny fills the route
+ * and a denied hop, aegis_packet_dropped (net_guard.bpf.h) reports and decides.
+ */
+struct packet_verdict {
+	struct aegis_net_key key; /* the packet's protocol; on a deny, the view of the address that was denied */
+	__u32 gen;                /* the generation the backstop decides with */
+	__u64 ids;                /* effective gid << 32 | uid the event reports */
+	__u32 rule_id;            /* the rule that denied */
+	__u16 dport_be;           /* the packet's destination port */
+	__u8 route;               /* AEGIS_EVENT_SRCROUTE or AEGIS_EVENT_RTHDR, 0 when the packet has no route */
+	__u8 _pad0;
 };
 
-static long judge_hop(__u32 index, struct hop_walk *walk)
+/* load_state() for a generation the caller already read. */
+static __always_inline int load_generation(struct aegis_state *s, __u32 gen)
 {
-	struct aegis_state s;
-	if (index >= walk->count || !load_state(&s))
-		return 1;
-	struct aegis_net_key key = { .protocol = walk->denied.protocol };
-	struct aegis_net_key alt = {};
-	int has_alt = 0;
-	if (walk->family == AEGIS_FAMILY_IPV4) {
-		if (bpf_skb_load_bytes(walk->skb, (walk->offset + 4 * index) & 0xffff, key.addr, 4))
-			return 1;
-		key.space = AEGIS_FAMILY_IPV4;
-	} else {
-		__u32 hop[4];
-		if (bpf_skb_load_bytes(walk->skb, (walk->offset + 16 * index) & 0xffff, hop, 16))
-			return 1;
-		has_alt = set_addr6(&s, &key, hop, &alt);
-		alt.protocol = key.protocol;
-	}
-	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, has_alt, walk->dport_be);
-	if (!rule)
-		return 0;
-	walk->found = 1;
-	walk->rule_id = rule->rule_id;
-	walk->denied = key;
-	return 1;
+	s->gen = gen & 1;
+	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
+	s->rules = bpf_map_lookup_elem(&rules, &s->gen);
+	s->net_rules = bpf_map_lookup_elem(&net_rules, &s->gen);
+	return s->info != 0;
 }
 
 /*
- * Whether the egress rules deny an address a packet's route names: 1 with the first such hop's rule id
- * and view (`key`, whose protocol is the packet's), else 0. `route` is AEGIS_EVENT_SRCROUTE (an IPv4
- * LSRR/SSRR option at `offset`) or AEGIS_EVENT_RTHDR (an IPv6 routing header at `offset`). A routing
- * header of a type whose addresses are not plain (RPL), or longer than ROUTE_HOPS_MAX, is denied by the
- * guard's entry when there is one.
+ * Whether the egress rules deny the hop at `offset` of the packet (IPv4 when `family` is
+ * AEGIS_FAMILY_IPV4, else IPv6): on a deny, its rule and view go into `v`. A global function: verified
+ * once, not once per hop and caller state.
  */
-static __always_inline int route_hop_deny(const struct aegis_state *s, struct __sk_buff *skb,
-					  struct aegis_net_key *key, __u32 offset, __u8 route, __u16 dport_be,
-					  __u32 *rule_id)
+__noinline int aegis_hop_denied(struct __sk_buff *skb, struct packet_verdict *v, __u32 offset, __u32 family)
 {
-	struct hop_walk walk = { .skb = skb, .dport_be = dport_be };
-	walk.denied.protocol = key->protocol;
-	__u8 fixed[8];
-	if (bpf_skb_load_bytes(skb, offset & 0xffff, fixed, sizeof(fixed)))
+	struct aegis_state s;
+	if (!v || !load_generation(&s, v->gen))
 		return 0;
-	if (route == AEGIS_EVENT_SRCROUTE) {
-		walk.family = AEGIS_FAMILY_IPV4;
-		walk.offset = offset + 3;
-		walk.count = fixed[1] > 3 ? (fixed[1] - 3) / 4 : 0;
+	struct aegis_net_key key = { .protocol = v->key.protocol };
+	struct aegis_net_key alt = {};
+	int has_alt = 0;
+	if (family == AEGIS_FAMILY_IPV4) {
+		if (bpf_skb_load_bytes(skb, offset & 0xffff, key.addr, 4))
+			return 0;
+		key.space = AEGIS_FAMILY_IPV4;
 	} else {
-		walk.family = AEGIS_FAMILY_IPV6;
-		walk.offset = offset + 8;
-		walk.count = fixed[1] / 2;
-		if (fixed[2] == IPV6_SRCRT_TYPE_4_ && fixed[4] + 1 < walk.count)
-			walk.count = fixed[4] + 1;
-		if ((fixed[2] != IPV6_SRCRT_TYPE_0_ && fixed[2] != IPV6_SRCRT_TYPE_2_ && fixed[2] != IPV6_SRCRT_TYPE_4_) ||
-		    walk.count > ROUTE_HOPS_MAX) {
-			struct aegis_rule *guard = exact_rule(s, AEGIS_RULE_ROUTE_GUARD, 0, 0);
-			if (guard)
-				*rule_id = guard->rule_id;
-			return guard != 0;
-		}
+		__u32 hop[4];
+		if (bpf_skb_load_bytes(skb, offset & 0xffff, hop, 16))
+			return 0;
+		has_alt = set_addr6(&s, &key, hop, &alt);
+		alt.protocol = key.protocol;
 	}
-	bpf_loop(ROUTE_HOPS_MAX, judge_hop, &walk, 0);
-	if (!walk.found)
+	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, has_alt, v->dport_be);
+	if (!rule)
 		return 0;
-	*key = walk.denied;
-	*rule_id = walk.rule_id;
+	v->rule_id = rule->rule_id;
+	v->key = key;
 	return 1;
 }
 
-/* The offset of the LSRR/SSRR option of an IPv4 packet whose header is `ihl` 32-bit words, or 0. */
-static __always_inline __u32 packet_srr_offset(struct __sk_buff *skb, __u32 ihl)
+/* Where an IPv4 packet's LSRR/SSRR option starts, or 0. Not inlined: its buffer stays off the hop walk's stack. */
+__noinline __u32 aegis_packet_srr_offset(struct __sk_buff *skb)
 {
 	struct ipv4_options opts = {};
+	__u8 ihl;
+	if (bpf_skb_load_bytes(skb, 0, &ihl, 1))
+		return 0;
 	ihl &= 0xf;
 	if (ihl <= 5)
 		return 0;
@@ -313,16 +293,88 @@ static __always_inline __u32 packet_srr_offset(struct __sk_buff *skb, __u32 ihl)
 	return at < 0 ? 0 : 20 + at;
 }
 
+/* Where an IPv6 packet's routing header starts (extension headers walked as parse_outgoing does), or 0. */
+static __always_inline __u32 packet_rthdr_offset(struct __sk_buff *skb)
+{
+	__u8 next;
+	if (bpf_skb_load_bytes(skb, 6, &next, 1))
+		return 0;
+	__u32 offset = sizeof(struct ipv6hdr);
+	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+		if (next == IPPROTO_ROUTING_)
+			return offset;
+		if (next != IPPROTO_HOPOPTS_ && next != IPPROTO_DSTOPTS_)
+			return 0;
+		struct ipv6_opt_hdr opt;
+		if (bpf_skb_load_bytes(skb, offset, &opt, sizeof(opt)))
+			return 0;
+		next = opt.nexthdr;
+		offset += (opt.hdrlen + 1) * 8;
+	}
+	return 0;
+}
+
 /*
- * The fast test of a TCP or UDP packet: whether it may carry a route (IPv4 options, or an IPv6 extension
- * header before the transport). Plain packets leave after a few loads, without a helper call.
+ * Whether the egress rules deny an address the route of an outgoing packet names: an IPv4 LSRR/SSRR
+ * option's addresses, or an IPv6 routing header's. Fills `v` (route, and on a deny the rule and the hop's
+ * view). A routing header of a type whose addresses are not plain (RPL), or with more than
+ * ROUTE_HOPS_MAX of them, is denied by the guard's entry when there is one. A global function: verified
+ * once, whatever state the backstop reaches it in.
+ */
+__noinline int aegis_route_deny(struct __sk_buff *skb, struct packet_verdict *v)
+{
+	if (!v)
+		return 0;
+	__u32 offset, first, count, step;
+	__u8 fixed[8];
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		offset = aegis_packet_srr_offset(skb);
+		if (!offset || bpf_skb_load_bytes(skb, offset, fixed, 3))
+			return 0;
+		v->route = AEGIS_EVENT_SRCROUTE;
+		first = offset + 3;
+		count = fixed[1] > 3 ? (fixed[1] - 3) / 4 : 0;
+		step = 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		offset = packet_rthdr_offset(skb);
+		if (!offset || bpf_skb_load_bytes(skb, offset, fixed, sizeof(fixed)))
+			return 0;
+		v->route = AEGIS_EVENT_RTHDR;
+		first = offset + 8;
+		count = fixed[1] / 2;
+		step = 16;
+		if (fixed[2] == IPV6_SRCRT_TYPE_4_ && fixed[4] + 1 < count)
+			count = fixed[4] + 1;
+		if ((fixed[2] != IPV6_SRCRT_TYPE_0_ && fixed[2] != IPV6_SRCRT_TYPE_2_ && fixed[2] != IPV6_SRCRT_TYPE_4_) ||
+		    count > ROUTE_HOPS_MAX) {
+			struct aegis_state s;
+			struct aegis_rule *guard = load_generation(&s, v->gen) ? exact_rule(&s, AEGIS_RULE_ROUTE_GUARD, 0, 0) : 0;
+			if (!guard)
+				return 0;
+			v->rule_id = guard->rule_id;
+			return 1;
+		}
+	} else {
+		return 0;
+	}
+	__u32 family = step == 4 ? AEGIS_FAMILY_IPV4 : AEGIS_FAMILY_IPV6;
+	for (__u32 i = 0; i < ROUTE_HOPS_MAX && i < count; i++) {
+		if (aegis_hop_denied(skb, v, first + step * i, family))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The fast test: whether a packet may carry a route (IPv4 options, or an IPv6 extension header before the
+ * transport). Plain TCP and UDP packets leave after a few loads, without a helper call.
  */
 static __always_inline int may_carry_route(struct __sk_buff *skb)
 {
 	__u8 *data = (__u8 *)(long)skb->data;
 	__u8 *end = (__u8 *)(long)skb->data_end;
 	if (data + 8 > end)
-		return 1; /* not linear this far: the slow path reads it with bpf_skb_load_bytes */
+		return 1; /* not linear this far: aegis_route_deny reads it with bpf_skb_load_bytes */
 	if (skb->protocol == bpf_htons(ETH_P_IP))
 		return (data[0] & 0xf) > 5;
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
