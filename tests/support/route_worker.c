@@ -4,7 +4,9 @@
  *   route_worker CGROUP_DIR SENDER_NETNS RECEIVER_NETNS RECEIVER_DEV
  *
  * It opens a capture (an AF_PACKET socket) on RECEIVER_DEV inside RECEIVER_NETNS, then moves into
- * SENDER_NETNS and the cgroup, prints "ready" and reads one case a line:
+ * SENDER_NETNS and the cgroup, prints "ready" and reads one case a line. With SENDER_NETNS "private" it
+ * moves into a private namespace of its own instead (worker_netns.h: every address routed through `lo`)
+ * and captures on RECEIVER_DEV there (RECEIVER_NETNS is ignored):
  *
  *   HOW KIND PROTO DEST PORT HOPS UID
  *
@@ -58,6 +60,8 @@ static void die(const char *what)
 	fprintf(stderr, "route_worker: %s: %s\n", what, strerror(errno));
 	exit(100);
 }
+
+#include "worker_netns.h"
 
 static void enter_netns(const char *path)
 {
@@ -277,9 +281,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: route_worker CGROUP_DIR SENDER_NETNS RECEIVER_NETNS RECEIVER_DEV\n");
 		return 2;
 	}
-	enter_netns(argv[3]);
-	int capture = open_capture(argv[4]);
-	enter_netns(argv[2]);
+	int capture;
+	if (!strcmp(argv[2], "private")) {
+		private_netns();
+		capture = open_capture(argv[4]);
+	} else {
+		enter_netns(argv[3]);
+		capture = open_capture(argv[4]);
+		enter_netns(argv[2]);
+	}
 	join_cgroup(argv[1]);
 	printf("ready\n");
 	fflush(stdout);

@@ -24,7 +24,12 @@ export type RouteOutcome = { pid: number; optErrno: number; sendErrno: number; o
 
 const SOURCE = new URL("./route_worker.c", import.meta.url).pathname;
 
+/** Where the VM harness puts the worker it compiled on the host (tests/vm/harness.ts GUEST_WORKER_DIR). */
+const IN_VM = "/usr/lib/aegisbpf-tests/route_worker";
+
+/** Compiles the worker into `dir` (inside the VM: the one the harness built); returns the binary's path. */
 export async function buildRouteWorker(dir: string): Promise<string> {
+  if (Deno.env.get("AEGIS_IN_VM") === "1") return IN_VM;
   const binary = `${dir}/route_worker`;
   await must("clang", ["-O2", "-Wall", "-Werror", "-o", binary, SOURCE]);
   return binary;
@@ -43,7 +48,10 @@ export class RouteWorker {
     this.#stderr = new Response(child.stderr).text();
   }
 
-  /** Starts `binary`: sender in `senderNs` and `cgroupPath`, capture on `device` of `receiverNs` (netns paths). */
+  /**
+   * Starts `binary`: sender in `senderNs` and `cgroupPath`, capture on `device` of `receiverNs` (netns
+   * paths); with `senderNs` "private", both in a private namespace where every address is routed via `lo`.
+   */
   static async start(
     binary: string,
     where: { cgroupPath: string; senderNs: string; receiverNs: string; device: string },
