@@ -5,7 +5,9 @@
  * - aegis_skb_egress (cgroup_skb/egress): the packet backstop. Raw IP sockets, ICMP ping sockets (their
  *   sendto is not hooked), SCTP and DCCP (no sock_addr hook runs for them) and connected UDP-Lite (its
  *   connect never reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
- *   protocol and port, and dropped in enforce. Every other socket returns at once.
+ *   protocol and port, and dropped in enforce. TCP and UDP packets that carry a source route or a routing
+ *   header are judged by every address the route names (route_guard.bpf.h); every other packet returns at
+ *   once.
  * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
  *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
  *   runs for inet sockets only).
