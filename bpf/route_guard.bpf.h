@@ -205,7 +205,8 @@ static __always_inline int route_refused(struct bpf_sockopt *ctx, const struct r
 /*
  * Every setsockopt of a socket in the cgroup passes here: return 1 lets the kernel handle it. A value
  * longer than a page is shown cut to a page; optlen 0 tells the kernel to use the caller's whole value
- * (6.1 fails the call with EFAULT otherwise).
+ * (kernels without upstream's 6.5 fix, which stable series took at different points, fail the call with
+ * EFAULT otherwise; Debian's 6.1.0-57 has it).
  */
 SEC("cgroup/setsockopt")
 int aegis_setsockopt(struct bpf_sockopt *ctx)

@@ -2,8 +2,8 @@
  * Routing headers and source routes inside the qemu guest (tests/vm/harness.ts), on Debian's 6.1 and 6.12:
  * the cgroup/setsockopt guard and the packet backstop's hop walk load there (the setsockopt program reads
  * the task's facts without the helpers 6.1 lacks for it), refuse and report as on the host, and leave every
- * other setsockopt working (a value longer than a page fails with EFAULT on 6.1 unless the program hands
- * it back). The guest has no veth: D and A are addresses of the worker's own namespace, reached over `lo`,
+ * other setsockopt working (a value longer than a page too, which kernels without upstream's 6.5 fix fail
+ * with EFAULT unless the program hands it back). The guest has no veth: D and A are addresses of the worker's own namespace, reached over `lo`,
  * and the capture runs on `lo`. The cases are in tests/support/route_scenarios.ts (the audit scenario is the
  * proof that the worker sees what reaches D there).
  */
