@@ -1051,5 +1051,8 @@ int aegis_xdp(struct xdp_md *ctx)
 
 #include "file_guard.bpf.h"
 
+/* Routing headers and source routes: the setsockopt guard, and the backstop's walk over a route's hops. */
+#include "route_guard.bpf.h"
+
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"

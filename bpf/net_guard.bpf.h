@@ -5,7 +5,9 @@
  * - aegis_skb_egress (cgroup_skb/egress): the packet backstop. Raw IP sockets, ICMP ping sockets (their
  *   sendto is not hooked), SCTP and DCCP (no sock_addr hook runs for them) and connected UDP-Lite (its
  *   connect never reaches the connect hooks) have their outgoing packets matched against the egress rules by destination,
- *   protocol and port, and dropped in enforce. Every other socket returns at once.
+ *   protocol and port, and dropped in enforce. TCP and UDP packets that carry a source route or a routing
+ *   header are judged by every address the route names (route_guard.bpf.h); every other packet returns at
+ *   once.
  * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
  *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
  *   runs for inet sockets only).
@@ -145,6 +147,36 @@ static __always_inline int udplite_decided_elsewhere(struct __sk_buff *skb, cons
 	return peer[0] != dest[0] || peer[1] != dest[1] || peer[2] != dest[2] || peer[3] != dest[3];
 }
 
+/*
+ * Reports a packet a rule denies (`v`) when its socket lies in scope: 1 when it must be dropped. A
+ * global function: verified once, whichever way the backstop reached the deny.
+ */
+__noinline int aegis_packet_dropped(struct __sk_buff *skb, struct packet_verdict *v)
+{
+	struct aegis_state s;
+	if (!v || !load_generation(&s, v->gen) || !skb_in_scope(&s, skb))
+		return 0;
+	__u32 mode = effective_mode(&s);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 pid = BPF_CORE_READ(task, tgid);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, v->rule_id, pid, 0);
+	if (e) {
+		e->cgroup_id = bpf_skb_cgroup_id(skb);
+		e->pid = pid;
+		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+		e->uid = (__u32)v->ids;
+		e->gid = v->ids >> 32;
+		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+		e->family = v->key.space & 0xff;
+		e->protocol = v->key.protocol;
+		__builtin_memcpy(e->daddr, v->key.addr, 16);
+		e->dport = bpf_ntohs(v->dport_be);
+		e->flags = v->route;
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE;
+}
+
 SEC("cgroup_skb/egress")
 int aegis_skb_egress(struct __sk_buff *skb)
 {
@@ -152,7 +184,12 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	if (!sk)
 		return SKB_PASS;
 	sk = bpf_sk_fullsock(sk);
-	if (!sk || !backstopped_socket(sk))
+	if (!sk)
+		return SKB_PASS;
+	/* TCP and UDP only when the packet carries a route (route_guard.bpf.h): judged by every hop it names. */
+	int route_only = !backstopped_socket(sk);
+	int maybe_routed = may_carry_route(skb);
+	if (route_only && !maybe_routed)
 		return SKB_PASS;
 	struct aegis_state s;
 	if (!load_state(&s))
@@ -160,7 +197,12 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	struct packet_dest d = {};
 	if (!parse_outgoing(skb, &s, &d))
 		return SKB_PASS;
-	if (sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ && udplite_decided_elsewhere(skb, sk, &d, sk->family))
+	struct packet_verdict v = { .key.protocol = d.key.protocol, .gen = s.gen, .dport_be = d.dport_be };
+	int hop_denied = maybe_routed && aegis_route_deny(skb, &v);
+	if (route_only && !v.route)
+		return SKB_PASS;
+	if (!v.route && sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ &&
+	    udplite_decided_elsewhere(skb, sk, &d, sk->family))
 		return SKB_PASS;
 	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
 	/*
@@ -172,28 +214,17 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	__u32 owner = bpf_get_socket_uid(skb);
 	if ((__u32)ids != owner)
 		ids = (__u64)NO_GID << 32 | owner;
-	if (!rule && s.info->user_rules)
+	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
+	if (!rule && !hop_denied && !route_only && s.info->user_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), ids);
-	if (!rule || !skb_in_scope(&s, skb))
+	if (rule) {
+		v.rule_id = rule->rule_id;
+		v.key = d.key;
+	} else if (!hop_denied) {
 		return SKB_PASS;
-	__u32 mode = effective_mode(&s);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u32 pid = BPF_CORE_READ(task, tgid);
-	struct aegis_event *e = record(&s, AEGIS_HOOK_PACKET, mode, rule->rule_id, pid, 0);
-	if (e) {
-		e->cgroup_id = bpf_skb_cgroup_id(skb);
-		e->pid = pid;
-		e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-		e->uid = (__u32)ids;
-		e->gid = ids >> 32;
-		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
-		e->family = d.key.space & 0xff;
-		e->protocol = d.key.protocol;
-		__builtin_memcpy(e->daddr, d.key.addr, 16);
-		e->dport = bpf_ntohs(d.dport_be);
-		bpf_ringbuf_submit(e, 0);
 	}
-	return mode == AEGIS_MODE_ENFORCE ? SKB_DROP : SKB_PASS;
+	v.ids = ids;
+	return aegis_packet_dropped(skb, &v) ? SKB_DROP : SKB_PASS;
 }
 
 /* ---- AF_PACKET sockets (network.egress.denyPacketSockets) ----------------- */

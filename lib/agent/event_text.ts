@@ -72,5 +72,6 @@ function netText(value: unknown): string {
   const destination = n.daddr !== undefined || n.dport !== undefined ? host(n.daddr ?? "", n.dport) : "";
   const route = source && destination ? `${source} -> ${destination}` : source || destination;
   const iface = typeof n.interface === "string" ? ` on ${text(n.interface)}` : "";
-  return `${text(n.protocol)} ${route}${iface}`.trim();
+  const carried = typeof n.route === "string" ? ` by ${text(n.route)}` : "";
+  return `${text(n.protocol)} ${route}${iface}${carried}`.trim();
 }

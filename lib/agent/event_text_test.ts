@@ -24,7 +24,7 @@ Deno.test("eventLine() shows time to the millisecond, decision, type, rule, proc
   );
 });
 
-Deno.test("eventLine() shows files, IPv6 in brackets, audit in enforce-less mode, and agent event fields", () => {
+Deno.test("eventLine() shows files, IPv6 in brackets, routes, audit in enforce-less mode, and agent event fields", () => {
   assert.match(
     eventLine({
       ts: "t",
@@ -46,6 +46,17 @@ Deno.test("eventLine() shows files, IPv6 in brackets, audit in enforce-less mode
       net: { protocol: "tcp", saddr: "2001:db8::1", sport: 5, dport: 22, interface: "eth0" },
     }, plain),
     /tcp \[2001:db8::1\]:5 -> :22 on eth0 {2}\(mode audit\)$/,
+  );
+  assert.match(
+    eventLine({
+      ts: "t",
+      type: "net.route",
+      decision: "deny",
+      mode: "enforce",
+      rule: "network.egress.sourceRoutes",
+      net: { family: "ipv6", protocol: "udp", daddr: "2001:db8::2", route: "rthdr" },
+    }, plain),
+    /udp \[2001:db8::2\] by rthdr$/,
   );
   assert.match(
     eventLine({ ts: "t", type: "break_glass.on", reason: "INC-1" }, plain),

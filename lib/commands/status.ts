@@ -20,7 +20,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   // TODO(issue 17): each slice names its programs here.
   ptrace: () => false,
   file_change: () => false,
-  route: () => false,
+  route: (name) => name === PROGRAMS.setsockopt,
   forward: () => false,
 };
 

@@ -112,6 +112,9 @@ export function ruleSetEntries(
   if (set.plan.denyPacketSockets) {
     exact({ kind: RULE.DENY_PACKET_SOCKETS, a: 0, b: 0 }, denyValue(set.plan.denyPacketSockets.ruleId));
   }
+  if (set.plan.routeGuard) {
+    exact({ kind: RULE.ROUTE_GUARD, a: 0, b: 0 }, denyValue(set.plan.routeGuard.ruleId));
+  }
   for (const prefix of set.plan.nat64Prefixes ?? []) {
     const view = new DataView(prefix.buffer, prefix.byteOffset, 12);
     const key = { kind: RULE.NAT64_PREFIX, a: view.getBigUint64(0, true), b: view.getUint32(8, true) };

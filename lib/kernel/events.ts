@@ -63,6 +63,8 @@ export type AegisEvent = {
     saddr?: string;
     sport?: number;
     interface?: string;
+    /** The packet or socket option carried a route: an IPv4 source route (LSRR/SSRR) or an IPv6 routing header. */
+    route?: "srcroute" | "rthdr";
   };
   /** scope.escape: the cgroup a task in scope was refused to move (a task) to. */
   move?: { to: { id: number; path?: string } };
@@ -193,8 +195,9 @@ const NETWORK_HOOKS: ReadonlySet<number> = new Set([
   HOOK.INGRESS,
   HOOK.PACKET,
   HOOK.SOCKET,
+  HOOK.ROUTE,
 ]);
-const KNOWN_FLAGS = EVENT.SUMMARY;
+const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR;
 
 /**
  * Turns a kernel record into the SPEC event. Pure: everything it needs is in `context`. A value this
@@ -280,7 +283,10 @@ function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): Non
     family,
     protocol: PROTOCOLS[raw.protocol] ?? String(raw.protocol),
   };
-  if (type !== "net.bind") {
+  if (type === "net.route") {
+    // setsockopt: no port; daddr is the route's first hop.
+    net.daddr = formatAddressWords(raw.daddrWords, family);
+  } else if (type !== "net.bind") {
     net.daddr = formatAddressWords(raw.daddrWords, family);
     net.dport = raw.dport;
   }
@@ -290,6 +296,8 @@ function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): Non
   }
   const name = raw.ifindex ? context.interfaceName?.(raw.ifindex) : undefined;
   if (name) net.interface = name;
+  if (raw.flags & EVENT.RTHDR) net.route = "rthdr";
+  else if (raw.flags & EVENT.SRCROUTE) net.route = "srcroute";
   return net;
 }
 

@@ -431,3 +431,34 @@ Deno.test("formatEvent() reports a refused AF_PACKET socket with its type and no
   assert.deepEqual(event.net, { family: "packet", protocol: "raw" });
   assert.throws(() => formatEvent(raw({ hook: HOOK.SOCKET, family: 4 }), CONTEXT), EventDecodeError);
 });
+
+Deno.test("formatEvent() reports a refused route with its first hop and no port, and a routed packet's route", () => {
+  const hop = new Uint8Array(16);
+  hop.set([0x20, 0x01, 0x0d, 0xb8], 0);
+  hop[15] = 2;
+  const route = formatEvent(
+    raw({ hook: HOOK.ROUTE, ruleId: 1, family: FAMILY.IPV6, protocol: 17, flags: EVENT.RTHDR, daddr: hop }),
+    CONTEXT,
+  );
+  assert.equal(route.type, "net.route");
+  assert.deepEqual(route.net, { family: "ipv6", protocol: "udp", daddr: "2001:db8::2", route: "rthdr" });
+  const packet = formatEvent(
+    raw({
+      hook: HOOK.PACKET,
+      family: FAMILY.IPV4,
+      protocol: 6,
+      flags: EVENT.SRCROUTE,
+      daddr: new Uint8Array([198, 18, 0, 2, ...new Uint8Array(12)]),
+      dport: 443,
+    }),
+    CONTEXT,
+  );
+  assert.deepEqual(packet.net, {
+    family: "ipv4",
+    protocol: "tcp",
+    daddr: "198.18.0.2",
+    dport: 443,
+    route: "srcroute",
+  });
+  assert.equal(formatEvent(raw({ hook: HOOK.PACKET, family: FAMILY.IPV4 }), CONTEXT).net?.route, undefined);
+});

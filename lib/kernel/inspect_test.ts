@@ -37,6 +37,7 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_connect6",
     "aegis_sendmsg4",
     "aegis_skb_egress",
+    "aegis_setsockopt",
     "aegis_tp_socket",
   ];
   assert.deepEqual(missingLinks(["egress"], [], egress.map((name) => link(name))), ["aegis_sendmsg6"]);
@@ -46,6 +47,7 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_sendmsg4",
     "aegis_sendmsg6",
     "aegis_skb_egress",
+    "aegis_setsockopt",
   ];
   assert.deepEqual(
     missingLinks(["egress"], [], cgroupOnly.map((name) => link(name))),

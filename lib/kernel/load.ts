@@ -37,6 +37,7 @@ export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly Progra
     PROGRAMS.sendmsg4,
     PROGRAMS.sendmsg6,
     PROGRAMS.packetEgress,
+    PROGRAMS.setsockopt,
   ],
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };

@@ -20,6 +20,7 @@ export const PROGRAMS = {
   sendmsg4: "aegis_sendmsg4",
   sendmsg6: "aegis_sendmsg6",
   packetEgress: "aegis_skb_egress",
+  setsockopt: "aegis_setsockopt",
   packetSocket: "aegis_socket_create",
   packetSocketAudit: "aegis_tp_socket",
   sctpConnect: "aegis_sctp_bind_connect",

@@ -34,6 +34,7 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.inodeRename]: "BPF-LSM lsm/inode_rename",
   [PROGRAMS.scopeGuard]: "BPF-LSM lsm/inode_permission (cgroup moves)",
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",
+  [PROGRAMS.setsockopt]: "cgroup/setsockopt (routing headers and source routes)",
   [PROGRAMS.packetSocket]: "BPF-LSM lsm/socket_create (AF_PACKET)",
   [PROGRAMS.packetSocketAudit]: "tracepoint syscalls/sys_enter_socket",
   [PROGRAMS.sctpConnect]: "BPF-LSM lsm/sctp_bind_connect (SCTP)",

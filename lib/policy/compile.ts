@@ -57,6 +57,12 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   if (plan.scope.include.length + plan.scope.exempt.length > 0) {
     plan.scopeGuard = { ruleId: plan.rules.push({ id: "scope.escape", area: "exec", action: "deny" }) - 1 };
   }
+  const egress = spec.network?.egress;
+  if (egress?.deny?.length || egress?.allow?.length || egress?.users?.length) {
+    // A route sends the packet to its first hop, not where the egress hooks judged: none while egress rules exist.
+    const info: RuleInfo = { id: "network.egress.sourceRoutes", area: "egress", action: "deny" };
+    plan.routeGuard = { ruleId: plan.rules.push(info) - 1 };
+  }
   const nat64 = new Set(
     [WELL_KNOWN_NAT64, ...spec.network?.egress?.nat64Prefixes ?? []].map((text) =>
       parseCidr(text).addr.slice(0, 12).join(".")

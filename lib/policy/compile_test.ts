@@ -30,10 +30,21 @@ Deno.test("compilePolicy() numbers rules in list order after the reserved defaul
     "network.ingress.deny[0] ingress deny",
     "exec.denyMemfd exec deny",
     "scope.escape exec deny",
+    "network.egress.sourceRoutes egress deny",
   ]);
   assert.equal(plan.rules[1]?.path, "/etc/shadow");
   assert.deepEqual(plan.denyMemfdExec, { ruleId: 15 });
   assert.deepEqual(plan.scopeGuard, { ruleId: 16 }, "a scope brings the guard against escaping it");
+  assert.deepEqual(plan.routeGuard, { ruleId: 17 }, "egress rules bring the guard against source routes");
+});
+
+Deno.test("compilePolicy() guards against source routes whenever an egress rule exists, and only then", () => {
+  const guard = (egress: string) => compile(minimal(`  network:\n    egress:\n${egress}`)).routeGuard;
+  assert.deepEqual(guard("      deny: [{ cidr: 10.0.0.0/8 }]\n"), { ruleId: 2 });
+  assert.deepEqual(guard("      allow: [{ cidr: 10.0.0.0/8 }]\n"), { ruleId: 2 });
+  assert.deepEqual(guard("      users: [{ uid: 1000, allowPorts: [443] }]\n"), { ruleId: 2 });
+  assert.equal(guard("      denyPacketSockets: true\n"), undefined, "no egress rule: no guard");
+  assert.equal(guard("      deny: []\n"), undefined);
 });
 
 Deno.test("compilePolicy() compiles the SPEC example to the plan the kernel needs", () => {
