@@ -30,10 +30,12 @@ Deno.test("compilePolicy() numbers rules in list order after the reserved defaul
     "network.ingress.deny[0] ingress deny",
     "exec.denyMemfd exec deny",
     "scope.escape exec deny",
+    "scope.ptrace exec deny",
   ]);
   assert.equal(plan.rules[1]?.path, "/etc/shadow");
   assert.deepEqual(plan.denyMemfdExec, { ruleId: 15 });
   assert.deepEqual(plan.scopeGuard, { ruleId: 16 }, "a scope brings the guard against escaping it");
+  assert.deepEqual(plan.ptraceGuard, { ruleId: 17 }, "and the guard against tracing out of it");
 });
 
 Deno.test("compilePolicy() compiles the SPEC example to the plan the kernel needs", () => {
