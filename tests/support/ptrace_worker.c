@@ -115,16 +115,23 @@ static int attack(const char *method, const char *cgroup, pid_t pid, unsigned lo
 
 static int traceme(const char *cgroup, const char *other) {
   if (join(cgroup)) return 1;
+  int dropped[2];
+  if (pipe(dropped)) return fail("pipe");
   fflush(stdout);
   pid_t child = fork();
   if (child < 0) return fail("fork");
   if (child == 0) {
+    char byte;
+    close(dropped[1]);
     if (join(other) || drop()) _exit(1);
+    // Asks only once the parent is uid 65534 too, so that the event shows the tracer as it will trace.
+    if (read(dropped[0], &byte, 1) != 1) _exit(fail("wait for the parent"));
     if (ptrace(PTRACE_TRACEME, 0, 0, 0)) _exit(fail("traceme"));
     printf("ok traceme\n");
     _exit(0);
   }
-  if (drop()) return 1;
+  close(dropped[0]);
+  if (drop() || write(dropped[1], "x", 1) != 1) return 1;
   int status;
   if (waitpid(child, &status, 0) < 0) return fail("waitpid");
   return WIFEXITED(status) ? WEXITSTATUS(status) : 1;

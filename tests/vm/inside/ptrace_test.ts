@@ -5,7 +5,7 @@ import { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
 import { drain } from "../../support/plane.ts";
-import { lines } from "../../support/sock_worker.ts";
+import { buildPtraceWorker, PtraceVictim, runPtraceWorker } from "../../support/ptrace_worker.ts";
 
 // The ptrace guard (bpf/process_guard.bpf.h) inside the qemu guest, where BPF-LSM loads. A uid-65534 task
 // in the scope rewrites the path a same-uid victim outside the scope opens (tests/support/ptrace_worker.c),
@@ -13,7 +13,6 @@ import { lines } from "../../support/sock_worker.ts";
 // in the scope: shown to work without the guard, refused in enforce (the victim's open never happens) and
 // let through but reported in audit.
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
-const WORKER = "/usr/lib/aegisbpf-tests/ptrace_worker";
 const METHODS = [
   { method: "poke", step: "attach", op: PTRACE_OP.ATTACH, errno: "EPERM" },
   { method: "vm_writev", step: "process_vm_writev", op: PTRACE_OP.VM_WRITE, errno: "EPERM" },
@@ -25,53 +24,6 @@ const RULES: RuleInfo[] = [
   { id: "secret", area: "file", action: "deny" },
   { id: "scope.ptrace", area: "exec", action: "deny" },
 ];
-
-async function run(...args: string[]): Promise<string> {
-  const output = await new Deno.Command(WORKER, { args, stdout: "piped", stderr: "piped" }).output();
-  const decoder = new TextDecoder();
-  return (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim();
-}
-
-/** The victim: opens whatever path its buffer holds each round (see ptrace_worker.c). */
-class Victim {
-  readonly #child: Deno.ChildProcess;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #lines: AsyncIterator<string>;
-  pid = 0;
-  address = "";
-
-  constructor(cgroup: string) {
-    this.#child = new Deno.Command(WORKER, { args: ["victim", cgroup], stdin: "piped", stdout: "piped" })
-      .spawn();
-    this.#stdin = this.#child.stdin.getWriter();
-    this.#lines = lines(this.#child.stdout)[Symbol.asyncIterator]();
-  }
-
-  async ready(): Promise<void> {
-    const line = await this.#line();
-    const match = /^ready (\d+) ([0-9a-f]+)$/.exec(line);
-    assert.ok(match, `victim: ${line}`);
-    this.pid = Number(match[1]);
-    this.address = match[2]!;
-  }
-
-  /** One round: what the victim opened. */
-  async open(): Promise<string> {
-    await this.#stdin.write(new TextEncoder().encode("go\n"));
-    return await this.#line();
-  }
-
-  async close(): Promise<void> {
-    await this.#stdin.close();
-    await this.#child.status;
-  }
-
-  async #line(): Promise<string> {
-    const next = await this.#lines.next();
-    assert.ok(!next.done, "the victim ended");
-    return next.value;
-  }
-}
 
 /** Removes a directory (a cgroup) that may not be there. */
 function removeIfThere(path: string): void {
@@ -107,9 +59,12 @@ Deno.test({
     const secret = `${dir}/secret`;
     Deno.writeTextFileSync(secret, "s3cret\n");
     Deno.chmodSync(secret, 0o644);
+    const worker = await buildPtraceWorker(dir);
+    const run = (...args: string[]) => runPtraceWorker(worker, ...args);
+    let victim: PtraceVictim | undefined;
     const plane = DataPlane.open({ bpffs, areas: ["file"] });
-    const victim = new Victim(cgroup("/other"));
     try {
+      victim = await PtraceVictim.start(worker, cgroup("/other"));
       assert.equal(plane.status.file.mode, "enforce", `file area: ${plane.status.file.reason}`);
       assert.ok(plane.links.includes("aegis_ptrace_access"), `links: ${plane.links.join(", ")}`);
       const apply = async (mode: "audit" | "enforce", guard: boolean) => {
@@ -122,12 +77,9 @@ Deno.test({
         };
         await plane.apply(resolvePlan({ ...emptyPlan(), ...plan }));
       };
-      await victim.ready();
       /** The attacker in `from` writes the secret's path into the victim; what each side then printed. */
-      const inject = async (method: string, from = "/canary") => ({
-        attack: await run("attack", method, cgroup(from), String(victim.pid), victim.address, secret),
-        victim: await victim.open(),
-      });
+      const target = victim;
+      const inject = (method: string, from = "/canary") => target.inject(method, cgroup(from), secret);
       const opened = `opened ${secret}: s3cret`;
       const untouched = "opened /dev/null: ";
 
@@ -154,18 +106,18 @@ Deno.test({
       const denied = ptraceEvents(plane);
       assert.deepEqual(
         denied.map((e) => [e.decision, e.ruleId, e.op, e.dev, e.ino, e.uid]),
-        METHODS.map(({ op }) => [0, 2, op, victim.pid, otherId, 65534]),
+        METHODS.map(({ op }) => [0, 2, op, target.pid, otherId, 65534]),
       );
       // Into an exempt cgroup: refused as well; inside the scope, and from outside it: free.
-      Deno.writeTextFileSync(`${cgroup("/canary/exempt")}/cgroup.procs`, `${victim.pid}\n`);
+      Deno.writeTextFileSync(`${cgroup("/canary/exempt")}/cgroup.procs`, `${target.pid}\n`);
       assert.equal((await inject("vm_writev")).attack, "errno EPERM (process_vm_writev)", "into exempt");
-      Deno.writeTextFileSync(`${cgroup("/canary/inner")}/cgroup.procs`, `${victim.pid}\n`);
+      Deno.writeTextFileSync(`${cgroup("/canary/inner")}/cgroup.procs`, `${target.pid}\n`);
       assert.deepEqual(
         await inject("vm_writev"),
         { attack: "ok vm_writev", victim: `errno EPERM ${secret}` },
         "a victim in the scope is held by the rules itself",
       );
-      Deno.writeTextFileSync(`${cgroup("/other")}/cgroup.procs`, `${victim.pid}\n`);
+      Deno.writeTextFileSync(`${cgroup("/other")}/cgroup.procs`, `${target.pid}\n`);
       assert.deepEqual(
         await inject("vm_writev", "/other"),
         { attack: "ok vm_writev", victim: opened },
@@ -173,14 +125,22 @@ Deno.test({
       );
       // A child outside the scope cannot ask its parent in scope to trace it.
       assert.equal(await run("traceme", cgroup("/canary"), cgroup("/other")), "errno EPERM (traceme)");
-      const more = ptraceEvents(plane);
-      assert.deepEqual(more.map((e) => [e.decision, e.op]), [[0, PTRACE_OP.VM_WRITE], [
-        0,
-        PTRACE_OP.TRACEME,
-      ]]);
-      const traceme = more[1]!;
-      assert.notEqual(traceme.pid, traceme.dev, "traceme: the tracer is the parent, the target the child");
-      assert.equal(traceme.ino, otherId);
+      const more = ptraceEvents(plane).map((
+        e,
+      ) => [e.decision, e.op, e.dev === e.pid, e.cgroupId, e.ino, e.uid]);
+      const canaryId = BigInt(Deno.statSync(cgroup("/canary")).ino ?? 0);
+      // traceme: the process fields are the tracer's (the parent, in the canary), the target the child.
+      assert.deepEqual(more, [
+        [
+          0,
+          PTRACE_OP.VM_WRITE,
+          false,
+          canaryId,
+          BigInt(Deno.statSync(cgroup("/canary/exempt")).ino ?? 0),
+          65534,
+        ],
+        [0, PTRACE_OP.TRACEME, false, canaryId, otherId, 65534],
+      ]);
 
       await apply("audit", true);
       for (const { method } of METHODS) {
@@ -192,10 +152,10 @@ Deno.test({
       }
       assert.deepEqual(
         ptraceEvents(plane).map((e) => [e.decision, e.ruleId, e.op, e.dev]),
-        METHODS.map(({ op }) => [1, 2, op, victim.pid]),
+        METHODS.map(({ op }) => [1, 2, op, target.pid]),
       );
     } finally {
-      await victim.close();
+      await victim?.close();
       plane.close();
       DataPlane.detach(bpffs);
       removeIfThere(bpffs);
