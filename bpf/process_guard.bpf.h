@@ -16,7 +16,7 @@
  */
 
 #define PTRACE_MODE_ATTACH_ 0x02
-/* x86-64 system call numbers, to name what the tracer tried */
+/* x86-64 system call numbers, to name what the tracer tried (a 32-bit task's calls read as "other") */
 #define NR_OPEN_ 2
 #define NR_PTRACE_ 101
 #define NR_OPENAT_ 257

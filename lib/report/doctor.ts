@@ -71,8 +71,11 @@ export function ptraceGuardCheck(
         covered ? ", which refuses it to tasks without CAP_SYS_PTRACE" : ""
       }`,
     ...!covered && {
-      remediation: "let BPF-LSM load (see the file area), or set kernel.yama.ptrace_scope=2 " +
-        "(sysctl -w kernel.yama.ptrace_scope=2; 1 leaves a task's own descendants open)",
+      remediation: "let BPF-LSM load (see the file area), or " +
+        (ptraceScope === undefined
+          ? "boot with Yama (yama in lsm=...) and kernel.yama.ptrace_scope=2"
+          : "set kernel.yama.ptrace_scope=2 (sysctl -w kernel.yama.ptrace_scope=2; 1 leaves a task's own " +
+            "descendants open)"),
     },
   };
 }

@@ -25,7 +25,8 @@ Deno.test("ptraceGuardCheck() is ok where BPF-LSM runs the guard, and warns wher
   assert.equal(host.status, "warn");
   assert.match(host.detail, /^not enforced \(aegis_ptrace_access EPERM\): a task in a scope can trace/);
   assert.match(host.detail, /Yama is not active$/);
-  assert.match(host.remediation ?? "", /kernel.yama.ptrace_scope=2/);
+  assert.match(host.remediation ?? "", /boot with Yama \(yama in lsm=...\) and kernel.yama.ptrace_scope=2$/);
+  assert.match(ptraceGuardCheck([refused], [], 0).remediation ?? "", /sysctl -w kernel.yama.ptrace_scope=2/);
 
   assert.match(ptraceGuardCheck([loads], ["capability"], 1).detail, /\(bpf is not an active LSM\)/);
   assert.equal(ptraceGuardCheck([loads], ["capability"], 1).status, "warn", "1 leaves descendants open");
