@@ -67,9 +67,11 @@ static __always_inline void tracer_facts(struct aegis_event *e, struct task_stru
 /*
  * Whether `tracer` (the current task unless `traceme`) in scope may not reach `target`, a task outside the
  * scope or in an exempt cgroup, while the policy has a scope. Decided, counted and reported here; 1 when
- * the access must fail.
+ * the access must fail. `traceme` is a constant at each call, so that each program carries only its own
+ * branch through the verifier.
  */
-static __always_inline int ptrace_out_of_scope(struct task_struct *tracer, struct task_struct *target, __u8 op)
+static __always_inline int ptrace_out_of_scope(struct task_struct *tracer, struct task_struct *target, __u8 op,
+					       const int traceme)
 {
 	struct aegis_state s;
 	if (!load_state(&s) || (!s.info->scope_include && !s.info->scope_exempt))
@@ -77,7 +79,6 @@ static __always_inline int ptrace_out_of_scope(struct task_struct *tracer, struc
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_PTRACE_GUARD, 0, 0);
 	if (!rule)
 		return 0;
-	int traceme = op == AEGIS_PTRACE_OP_TRACEME;
 	if (traceme ? !cgroup_in_scope(&s, task_cgroup_dir(tracer)) : !in_scope(&s))
 		return 0;
 	struct kernfs_node *target_dir = task_cgroup_dir(target);
@@ -105,7 +106,7 @@ int BPF_PROG(aegis_ptrace_access, struct task_struct *child, unsigned int mode)
 {
 	if (!(mode & PTRACE_MODE_ATTACH_))
 		return 0;
-	if (ptrace_out_of_scope((struct task_struct *)bpf_get_current_task(), child, attach_op()))
+	if (ptrace_out_of_scope((struct task_struct *)bpf_get_current_task(), child, attach_op(), 0))
 		return -EPERM;
 	return 0;
 }
@@ -113,7 +114,7 @@ int BPF_PROG(aegis_ptrace_access, struct task_struct *child, unsigned int mode)
 SEC("lsm/ptrace_traceme")
 int BPF_PROG(aegis_ptrace_traceme, struct task_struct *parent)
 {
-	if (ptrace_out_of_scope(parent, (struct task_struct *)bpf_get_current_task(), AEGIS_PTRACE_OP_TRACEME))
+	if (ptrace_out_of_scope(parent, (struct task_struct *)bpf_get_current_task(), AEGIS_PTRACE_OP_TRACEME, 1))
 		return -EPERM;
 	return 0;
 }
