@@ -3,9 +3,9 @@
 //   ptrace_worker victim CGROUP
 //     prints "ready PID ADDR" (ADDR: its path buffer, holding /dev/null), then for each line on stdin opens
 //     the path in the buffer, prints "opened PATH: CONTENT" or "errno NAME PATH", and puts /dev/null back.
-//   ptrace_worker attack poke|vm_writev|mem CGROUP PID ADDR PATH
-//     writes PATH into the victim's buffer by PTRACE_POKEDATA, process_vm_writev or /proc/PID/mem;
-//     prints "ok METHOD" or "errno NAME (STEP)".
+//   ptrace_worker attack poke|vm_writev|mem|environ CGROUP PID ADDR PATH
+//     writes PATH into the victim's buffer by PTRACE_POKEDATA, process_vm_writev or /proc/PID/mem (environ:
+//     reads /proc/PID/environ instead); prints "ok METHOD" or "errno NAME (STEP)".
 //   ptrace_worker traceme CGROUP OTHER
 //     forks a child that moves itself to OTHER and asks its parent (in CGROUP) to trace it;
 //     prints "ok traceme" or "errno NAME (traceme)".
@@ -104,6 +104,14 @@ static int attack(const char *method, const char *cgroup, pid_t pid, unsigned lo
     int fd = open(mem, O_RDWR);
     if (fd < 0) return fail("open");
     if (pwrite(fd, text, size, (off_t)addr) != (ssize_t)size) return fail("pwrite");
+    close(fd);
+  } else if (strcmp(method, "environ") == 0) {
+    // Read access (PTRACE_MODE_READ), as ps and top have: left alone by the guard.
+    char environ_path[64], buffer[256];
+    snprintf(environ_path, sizeof(environ_path), "/proc/%d/environ", pid);
+    int fd = open(environ_path, O_RDONLY);
+    if (fd < 0) return fail("open");
+    if (read(fd, buffer, sizeof(buffer)) < 0) return fail("read");
     close(fd);
   } else {
     fprintf(stderr, "unknown method %s\n", method);

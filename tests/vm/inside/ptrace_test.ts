@@ -102,6 +102,8 @@ Deno.test({
           `${method}, enforce`,
         );
       }
+      // Read access (ps, top, /proc/PID/environ) stays open: facts, not control.
+      assert.deepEqual(await inject("environ"), { attack: "ok environ", victim: untouched }, "read access");
       const otherId = BigInt(Deno.statSync(cgroup("/other")).ino ?? 0);
       const denied = ptraceEvents(plane);
       assert.deepEqual(
