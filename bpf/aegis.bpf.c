@@ -186,6 +186,7 @@ const volatile struct {
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;
 	enum aegis_stat_limits stat_limits;
+	enum aegis_ptrace_op ptrace_op;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -1056,3 +1057,6 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"
+
+/* ptrace out of the scope: attach, memory access by process_vm_* and /proc/PID/mem, traceme. */
+#include "process_guard.bpf.h"

@@ -126,6 +126,21 @@ enum aegis_rule_kind {
 	AEGIS_RULE_PTRACE_GUARD = 34, /* present with a scope: tasks in scope cannot trace tasks outside it */
 };
 
+/*
+ * process.ptrace events (bpf/process_guard.bpf.h): what the tracer tried, in the event's `op` byte. The
+ * record's process fields are the tracer's (also for traceme, where the tracee makes the call); `ino` holds
+ * the target's cgroup id and `dev` the target's pid (tgid).
+ */
+enum aegis_ptrace_op {
+	AEGIS_PTRACE_OP_ATTACH = 1,      /* ptrace(2) PTRACE_ATTACH or PTRACE_SEIZE */
+	AEGIS_PTRACE_OP_TRACEME = 2,     /* PTRACE_TRACEME: a task outside the scope asks its parent in scope */
+	AEGIS_PTRACE_OP_VM_READ = 3,     /* process_vm_readv */
+	AEGIS_PTRACE_OP_VM_WRITE = 4,    /* process_vm_writev */
+	AEGIS_PTRACE_OP_PROC_OPEN = 5,   /* an open of /proc/PID/mem (or another file that needs attach access) */
+	AEGIS_PTRACE_OP_PIDFD_GETFD = 6, /* pidfd_getfd: taking a descriptor of the target */
+	AEGIS_PTRACE_OP_OTHER = 7,       /* another system call that needs attach access */
+};
+
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */
 enum aegis_signal { AEGIS_SIGNAL_NONE = 0, AEGIS_SIGNAL_KILL = 9, AEGIS_SIGNAL_TERM = 15 };
 

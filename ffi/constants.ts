@@ -87,6 +87,17 @@ export const INHERITED = { ENTRIES: 65536 } as const;
 /** Entries of the statistics maps `rule_hits` and `xdp_stats`. */
 export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024 } as const;
 
+/** What a process.ptrace event's tracer tried (the event's `op` byte). */
+export const PTRACE_OP = {
+  ATTACH: 1,
+  TRACEME: 2,
+  VM_READ: 3,
+  VM_WRITE: 4,
+  PROC_OPEN: 5,
+  PIDFD_GETFD: 6,
+  OTHER: 7,
+} as const;
+
 export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
 
 export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
@@ -113,6 +124,7 @@ export const KERNEL_ENUMS = {
   aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },
   aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
+  aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -18,7 +18,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   packet: (name) => name === PROGRAMS.packetEgress,
   socket: (name) => name === PROGRAMS.packetSocket || name === PROGRAMS.packetSocketAudit,
   // TODO(issue 17): each slice names its programs here.
-  ptrace: () => false,
+  ptrace: (name) => name === PROGRAMS.ptraceAccess || name === PROGRAMS.ptraceTraceme,
   file_change: () => false,
   route: (name) => name === PROGRAMS.setsockopt,
   forward: () => false,

@@ -102,6 +102,9 @@ export function ruleSetEntries(
   if (set.plan.scopeGuard) {
     exact({ kind: RULE.SCOPE_GUARD, a: 0, b: 0 }, denyValue(set.plan.scopeGuard.ruleId));
   }
+  if (set.plan.ptraceGuard) {
+    exact({ kind: RULE.PTRACE_GUARD, a: 0, b: 0 }, denyValue(set.plan.ptraceGuard.ruleId));
+  }
   for (const rule of set.plan.bind) {
     exact({ kind: RULE.BIND, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] }, denyValue(rule.ruleId));
   }

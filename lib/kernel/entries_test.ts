@@ -207,6 +207,11 @@ Deno.test("ruleSetEntries() writes the memfd and scope-guard switches as one ent
   assert.deepEqual(rulesOf(resolved({}, {})), [], "both off: no entry");
 });
 
+Deno.test("ruleSetEntries() writes the ptrace guard's switch as one entry, with its rule", () => {
+  const set = resolved({ ptraceGuard: { ruleId: 7 } }, {});
+  assert.deepEqual(rulesOf(set), [{ kind: RULE.PTRACE_GUARD, a: 0n, b: 0, value: [7, 0, 0, 0, 0, 0, 0, 0] }]);
+});
+
 Deno.test("ruleSetEntries() lets an exempt cgroup win over the same cgroup included", () => {
   const entries = rulesOf(resolved({}, { scope: { include: [100n], exempt: [100n] } }));
   assert.deepEqual(entries, [{ kind: RULE.SCOPE, a: 100n, b: 0, value: [0, 0, 0, 0, 2, 0, 0, 0] }]);

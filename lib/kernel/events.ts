@@ -10,6 +10,7 @@ import {
   HOOK,
   HOOK_EVENT_TYPES,
   MODE,
+  PTRACE_OP,
   type RawEvent,
   SIGNAL,
 } from "../../ffi/mod.ts";
@@ -68,6 +69,8 @@ export type AegisEvent = {
   };
   /** scope.escape: the cgroup a task in scope was refused to move (a task) to. */
   move?: { to: { id: number; path?: string } };
+  /** process.ptrace: what the tracer (`process`) tried on which task, outside the scope or exempt. */
+  ptrace?: { op: PtraceOp; target: { pid: number; cgroup: { id: number; path?: string } } };
   /** The signal sent to the denied task (kill on deny), and who sent it. */
   signal?: { name: SignalName; by: "kernel" | "agent" };
   count: number;
@@ -75,6 +78,18 @@ export type AegisEvent = {
 };
 
 export type SignalName = "SIGTERM" | "SIGKILL";
+
+/** process.ptrace operations by AEGIS_PTRACE_OP_* number. */
+export const PTRACE_OPS = {
+  [PTRACE_OP.ATTACH]: "attach",
+  [PTRACE_OP.TRACEME]: "traceme",
+  [PTRACE_OP.VM_READ]: "vm_readv",
+  [PTRACE_OP.VM_WRITE]: "vm_writev",
+  [PTRACE_OP.PROC_OPEN]: "proc_open",
+  [PTRACE_OP.PIDFD_GETFD]: "pidfd_getfd",
+  [PTRACE_OP.OTHER]: "other",
+} as const;
+export type PtraceOp = typeof PTRACE_OPS[keyof typeof PTRACE_OPS];
 
 /** Signal names by number, of the signals kill on deny sends. */
 export const SIGNAL_NAMES: Readonly<Record<number, SignalName>> = {
@@ -239,6 +254,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
     if (raw.hook !== HOOK.INGRESS) event.process = processOf(raw, context);
     if (network) event.net = netOf(raw, type, context);
     else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
+    else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
     else event.file = fileOf(raw, rule);
   }
   const signal = SIGNAL_NAMES[raw.signal];
@@ -271,6 +287,15 @@ function moveOf(raw: RawEvent, context: EventContext): NonNullable<AegisEvent["m
   const id = raw.inoHi * 2 ** 32 + raw.inoLo;
   const path = context.cgroupPath?.(id);
   return { to: path === undefined ? { id } : { id, path } };
+}
+
+/** The kernel puts the target's cgroup id into the record's inode field and its pid into `dev`. */
+function ptraceOf(raw: RawEvent, context: EventContext): NonNullable<AegisEvent["ptrace"]> {
+  const op = (PTRACE_OPS as Readonly<Record<number, PtraceOp>>)[raw.op];
+  if (op === undefined) throw new EventDecodeError("op", raw);
+  const id = raw.inoHi * 2 ** 32 + raw.inoLo;
+  const path = context.cgroupPath?.(id);
+  return { op, target: { pid: raw.dev, cgroup: path === undefined ? { id } : { id, path } } };
 }
 
 function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): NonNullable<AegisEvent["net"]> {

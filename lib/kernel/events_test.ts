@@ -6,6 +6,7 @@ import {
   EVENT,
   FAMILY,
   HOOK,
+  PTRACE_OP,
   type RawEvent,
   rawEvent,
   SIGNAL,
@@ -323,6 +324,31 @@ Deno.test("formatEvent() reports the signal the kernel sent and the cgroup a sco
   assert.equal(escape.file, undefined);
   assert.equal(escape.net, undefined);
   assert.deepEqual(escape.signal, { name: "SIGTERM", by: "kernel" });
+});
+
+Deno.test("formatEvent() names the ptrace operation and the target outside the scope; an unknown op throws", () => {
+  const event = formatEvent(
+    raw({ hook: HOOK.PTRACE, ruleId: 1, inoLo: 77, dev: 4321, op: PTRACE_OP.VM_WRITE }),
+    { ...CONTEXT, cgroupPath: (id) => id === 77 ? "/victims" : id === 42 ? "/canary" : undefined },
+  );
+  assert.equal(event.type, "process.ptrace");
+  assert.deepEqual(event.ptrace, {
+    op: "vm_writev",
+    target: { pid: 4321, cgroup: { id: 77, path: "/victims" } },
+  });
+  assert.deepEqual(event.process && "cgroup" in event.process && event.process.cgroup, {
+    id: 42,
+    path: "/canary",
+  });
+  assert.equal(event.file, undefined);
+  const ops = Object.values(PTRACE_OP).map((op) =>
+    formatEvent(raw({ hook: HOOK.PTRACE, op }), CONTEXT).ptrace?.op
+  );
+  assert.deepEqual(ops, ["attach", "traceme", "vm_readv", "vm_writev", "proc_open", "pidfd_getfd", "other"]);
+  assert.throws(
+    () => formatEvent(raw({ hook: HOOK.PTRACE, op: 0 }), CONTEXT),
+    /^EventDecodeError: Unknown op 0/,
+  );
 });
 
 Deno.test("decodeEvent() reads every field at its offset", () => {

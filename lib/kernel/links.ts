@@ -9,6 +9,7 @@ import {
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
   LSM_PROGRAMS,
+  PTRACE_LSM_PROGRAMS,
 } from "./load.ts";
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
@@ -63,6 +64,8 @@ export class PlaneLinks {
       programs.push(...(lsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback));
     }
     const lsmOnly: readonly ProgramName[] = [...LSM_PROGRAMS, ...EGRESS_LSM_PROGRAMS.lsm];
+    // The ptrace guard goes wherever BPF-LSM serves an area: a scope may come with any policy.
+    if (programs.some((program) => lsmOnly.includes(program))) programs.push(...PTRACE_LSM_PROGRAMS);
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     for (const program of programs) {
       this.#attach(program, program, () => this.#object.program(program).attach());

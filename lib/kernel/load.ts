@@ -17,10 +17,16 @@ export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
 ];
 /** Rules that follow a replace: with either area. */
 export const GUARD_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.inodeRename];
+/**
+ * The ptrace guard: attached with any BPF-LSM program; it decides only while the live generation holds a
+ * scope (AEGIS_RULE_PTRACE_GUARD), and returns at once for anything but attach access.
+ */
+export const PTRACE_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.ptraceAccess, PROGRAMS.ptraceTraceme];
 export const LSM_PROGRAMS: readonly ProgramName[] = [
   ...FILE_LSM_PROGRAMS,
   ...EXEC_LSM_PROGRAMS,
   ...GUARD_LSM_PROGRAMS,
+  ...PTRACE_LSM_PROGRAMS,
   // Attached only while the live policy has a scope: it runs on every path walk (see DataPlane.apply).
   PROGRAMS.scopeGuard,
 ];

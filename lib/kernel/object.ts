@@ -15,6 +15,9 @@ export const PROGRAMS = {
   fileReceive: "aegis_file_receive",
   inodeRename: "aegis_inode_rename",
   scopeGuard: "aegis_scope_guard",
+  // ptrace guard (bpf/process_guard.bpf.h)
+  ptraceAccess: "aegis_ptrace_access",
+  ptraceTraceme: "aegis_ptrace_traceme",
   connect4: "aegis_connect4",
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",

@@ -33,6 +33,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.fileReceive]: "BPF-LSM lsm/file_receive",
   [PROGRAMS.inodeRename]: "BPF-LSM lsm/inode_rename",
   [PROGRAMS.scopeGuard]: "BPF-LSM lsm/inode_permission (cgroup moves)",
+  [PROGRAMS.ptraceAccess]: "BPF-LSM lsm/ptrace_access_check (ptrace, process_vm_*, /proc/PID/mem)",
+  [PROGRAMS.ptraceTraceme]: "BPF-LSM lsm/ptrace_traceme",
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",
   [PROGRAMS.setsockopt]: "cgroup/setsockopt (routing headers and source routes)",
   [PROGRAMS.packetSocket]: "BPF-LSM lsm/socket_create (AF_PACKET)",

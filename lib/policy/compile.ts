@@ -56,6 +56,7 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   plan.scope = { include: [...spec.scope?.cgroups ?? []], exempt: [...spec.scope?.exempt ?? []] };
   if (plan.scope.include.length + plan.scope.exempt.length > 0) {
     plan.scopeGuard = { ruleId: plan.rules.push({ id: "scope.escape", area: "exec", action: "deny" }) - 1 };
+    plan.ptraceGuard = { ruleId: plan.rules.push({ id: "scope.ptrace", area: "exec", action: "deny" }) - 1 };
   }
   const egress = spec.network?.egress;
   if (egress?.deny?.length || egress?.allow?.length || egress?.users?.length) {

@@ -30,12 +30,14 @@ Deno.test("compilePolicy() numbers rules in list order after the reserved defaul
     "network.ingress.deny[0] ingress deny",
     "exec.denyMemfd exec deny",
     "scope.escape exec deny",
+    "scope.ptrace exec deny",
     "network.egress.sourceRoutes egress deny",
   ]);
   assert.equal(plan.rules[1]?.path, "/etc/shadow");
   assert.deepEqual(plan.denyMemfdExec, { ruleId: 15 });
   assert.deepEqual(plan.scopeGuard, { ruleId: 16 }, "a scope brings the guard against escaping it");
-  assert.deepEqual(plan.routeGuard, { ruleId: 17 }, "egress rules bring the guard against source routes");
+  assert.deepEqual(plan.ptraceGuard, { ruleId: 17 }, "and the guard against tracing out of it");
+  assert.deepEqual(plan.routeGuard, { ruleId: 18 }, "egress rules bring the guard against source routes");
 });
 
 Deno.test("compilePolicy() guards against source routes whenever an egress rule exists, and only then", () => {

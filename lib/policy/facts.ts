@@ -41,8 +41,21 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     ...sshClient && { sshClient },
     ...await survivalSet(options),
     paths,
+    ...await ptraceScope(),
     now: new Date(),
   };
+}
+
+/** kernel.yama.ptrace_scope, when Yama is built in. */
+async function ptraceScope(): Promise<{ ptraceScope?: number }> {
+  const value = parsePtraceScope(await readText("/proc/sys/kernel/yama/ptrace_scope"));
+  return value === undefined ? {} : { ptraceScope: value };
+}
+
+/** The value of /proc/sys/kernel/yama/ptrace_scope text (0-3); undefined when empty or not a number. */
+export function parsePtraceScope(text: string): number | undefined {
+  const match = /^\s*([0-3])\s*$/.exec(text);
+  return match ? Number(match[1]) : undefined;
 }
 
 /** PID 1 always has an executable: when it cannot be read, it is closed to this process, not missing. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { minimal } from "./_testdata.ts";
 import {
   gatherLintFacts,
+  parsePtraceScope,
   parseResolvConf,
   parseShells,
   parseSshConnection,
@@ -19,6 +20,13 @@ Deno.test("parseResolvConf() reads nameservers without comments or zones", () =>
 Deno.test("parseSshdPorts() reads Port lines and defaults to 22", () => {
   assert.deepEqual(parseSshdPorts("Port 2222\n#Port 22\nport 22\nPermitRootLogin no\n"), [2222, 22]);
   assert.deepEqual(parseSshdPorts(""), [22]);
+});
+
+Deno.test("parsePtraceScope() reads /proc/sys/kernel/yama/ptrace_scope; missing or odd text is no value", () => {
+  assert.equal(parsePtraceScope("1\n"), 1);
+  assert.equal(parsePtraceScope("3"), 3);
+  assert.equal(parsePtraceScope(""), undefined);
+  assert.equal(parsePtraceScope("7\n"), undefined);
 });
 
 Deno.test("parseShells() reads the paths of /etc/shells", () => {

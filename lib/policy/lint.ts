@@ -25,6 +25,8 @@ export type LintFacts = {
   unchecked?: readonly { path: string; why: string; error?: string; remedy?: string }[];
   /** The deny paths of the policy that exist, by path as written. */
   paths: ReadonlyMap<string, PathFact>;
+  /** kernel.yama.ptrace_scope (0-3), or undefined when Yama is not built in. */
+  ptraceScope?: number;
   now: Date;
 };
 
@@ -40,6 +42,7 @@ export type LintCode =
   | "packet-sockets-unexempt"
   | "exempt-delegated"
   | "scope-unguarded"
+  | "ptrace-yama"
   | "expired";
 
 export type Warning = {
@@ -411,6 +414,27 @@ function isUnder(path: string, directory: string): boolean {
   return path === directory || path.startsWith(directory === "/" ? "/" : `${directory}/`);
 }
 
+/**
+ * What kernel.yama.ptrace_scope already does about a task in scope tracing one outside it (the ptrace
+ * guard's job); undefined at 0 (any process of the same uid) or without Yama, where it does nothing.
+ */
+export function yamaCoverage(ptraceScope: number | undefined): string | undefined {
+  const setting = `kernel.yama.ptrace_scope=${ptraceScope}`;
+  switch (ptraceScope) {
+    case 1:
+      return `${setting} covers only non-descendants: a task in scope can still trace its own children ` +
+        "outside the scope, and any process that allowed it (PR_SET_PTRACER); the ptrace guard (BPF-LSM) " +
+        "covers those";
+    case 2:
+      return `${setting} already covers the ptrace guard for tasks without CAP_SYS_PTRACE: only those ` +
+        "may attach; the guard (BPF-LSM) also stops them in scope";
+    case 3:
+      return `${setting} already covers the ptrace guard: no task may attach to another (until reboot)`;
+    default:
+      return undefined;
+  }
+}
+
 /** Cgroups (systemd units) of the usual DHCP clients, which open AF_PACKET sockets. */
 const DHCP_CLIENT_UNIT = /dhc|networkd|NetworkManager|connman|ifup|wicked|udhcp|dhcpcd/i;
 
@@ -435,9 +459,12 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
       ["spec", "scope"],
       "scope-unguarded",
       "the guard that keeps tasks from moving out of the scope is a BPF-LSM program, attached with file, " +
-        "exec or egress rules: with bind and ingress rules alone, a task in scope can move itself out of it",
+        "exec or egress rules: with bind and ingress rules alone, a task in scope can move itself out of it" +
+        " (and trace a task outside it: the ptrace guard comes with them)",
     );
   }
+  const yama = scoped ? yamaCoverage(facts.ptraceScope) : undefined;
+  if (yama) report.at(["spec", "scope"], "ptrace-yama", yama);
   for (const [index, path] of (spec.scope?.exempt ?? []).entries()) {
     const delegated = delegatedSubtree(path);
     if (delegated) {

@@ -217,6 +217,28 @@ Deno.test("lintPolicy() warns that a scope with bind and ingress rules alone has
   assert.deepEqual(lint(withFiles), []);
 });
 
+Deno.test("lintPolicy() says when kernel.yama.ptrace_scope already covers the ptrace guard of a scope", () => {
+  const scoped = `  scope:\n    cgroups: [/canary.slice]\n${egress("      deny: [{ cidr: 192.0.2.1 }]\n")}`;
+  const yama = (ptraceScope: number | undefined) => {
+    const facts = ptraceScope === undefined ? {} : { ptraceScope };
+    return lint(scoped, facts).map((w) => `${w.code} ${w.severity} ${w.position.line}:${w.position.column}`);
+  };
+  assert.deepEqual(yama(undefined), [], "no Yama: nothing to say");
+  assert.deepEqual(yama(0), [], "0: any process of the same uid; the guard alone covers it");
+  for (const value of [1, 2, 3]) {
+    assert.deepEqual(yama(value), ["ptrace-yama warning 8:5"], `ptrace_scope ${value}`);
+  }
+  const message = (value: number) => lint(scoped, { ptraceScope: value })[0]!.message;
+  assert.match(
+    message(1),
+    /ptrace_scope=1 covers only non-descendants: a task in scope can still trace its own/,
+  );
+  assert.match(message(2), /ptrace_scope=2 already covers the ptrace guard for tasks without CAP_SYS_PTRACE/);
+  assert.match(message(3), /ptrace_scope=3 already covers the ptrace guard: no task may attach/);
+  const unscoped = egress("      deny: [{ cidr: 192.0.2.1 }]\n");
+  assert.deepEqual(lint(unscoped, { ptraceScope: 3 }), [], "no scope: no guard to cover");
+});
+
 Deno.test("lintPolicy() warns about a policy past its notAfter", () => {
   const text = minimal().replace("version: 1", "version: 1\n  notAfter: 2026-01-01T00:00:00Z");
   const source = parsePolicySource(text, "p.yaml");

@@ -74,6 +74,8 @@ export type RuleSetPlan = {
   denyMemfdExec?: { ruleId: number };
   /** Present with a scope: a task in scope may not move a task out of it (or into an exempt cgroup). */
   scopeGuard?: { ruleId: number };
+  /** Present with a scope: a task in scope may not trace, or reach the memory of, a task outside it. */
+  ptraceGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
   /** Present when any egress rule exists: setting a routing header or a source route is refused, in scope. */

@@ -286,6 +286,11 @@ export function checkHealth(
   for (const { area, reason } of partial) {
     warnings.push(`${area} runs audit-only${reason ? `: ${reason}` : ""}`);
   }
+  if (present) {
+    const words = readModeWords(paths.bpffs);
+    const unguarded = ptraceUnguarded(words && pinnedGenInfo(paths.bpffs, words.activeGen), links);
+    if (unguarded) warnings.push(unguarded);
+  }
 
   const checked = options.staleRules === false
     ? null
@@ -415,4 +420,19 @@ function forcedAuditReason(agent: AgentStatus, floor: FloorRecord | undefined): 
   }
   return "force-audit word set but no agent or command asked for audit (written behind aegisbpf's back): " +
     "the next aegisbpf run without --audit lifts it";
+}
+
+/**
+ * The ptrace guard is a BPF-LSM program: when the live rules have a scope and it is not attached (BPF-LSM
+ * cannot load here, or only bind and ingress rules are served), what a task in scope can still do. Pure.
+ */
+export function ptraceUnguarded(
+  live: { scopeInclude: number; scopeExempt: number } | undefined,
+  links: readonly Pick<PinnedLink, "name" | "attached">[],
+): string | undefined {
+  if (!live || live.scopeInclude + live.scopeExempt === 0) return undefined;
+  if (links.some((link) => link.attached && link.name === PROGRAMS.ptraceAccess)) return undefined;
+  return "the ptrace guard is not enforced (it is a BPF-LSM program, attached with file, exec or egress " +
+    "rules where BPF-LSM loads): a task in the scope can trace, or write the memory of, a task outside it; " +
+    "kernel.yama.ptrace_scope=2 refuses that to tasks without CAP_SYS_PTRACE";
 }

@@ -2,6 +2,9 @@
 import assert from "node:assert/strict";
 import { agentEvent } from "../../lib/agent/agent_events.ts";
 import { z } from "zod";
+import { addressWords, HOOK, PTRACE_OP, rawEvent } from "../../ffi/mod.ts";
+import { formatEvent } from "../../lib/kernel/events.ts";
+import { RuleTable } from "../../lib/policy/rule_table.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
 
 const POLICY = { name: "web", version: 7, sha256: "a".repeat(64) };
@@ -55,4 +58,44 @@ Deno.test("event.schema.json refuses what a consumer could not rely on", () => {
   for (const event of bad) {
     assert.equal(schema.safeParse(JSON.parse(JSON.stringify(event))).success, false, JSON.stringify(event));
   }
+});
+
+Deno.test("event.schema.json accepts a process.ptrace event as formatEvent() writes it", () => {
+  const raw = rawEvent({
+    tsHi: 1,
+    tsLo: 0,
+    cgroupIdHi: 0,
+    cgroupIdLo: 42,
+    inoHi: 0,
+    inoLo: 77,
+    dev: 640,
+    pid: 812,
+    ppid: 1,
+    uid: 65534,
+    gid: 65534,
+    ruleId: 1,
+    count: 1,
+    ifindex: 0,
+    hook: HOOK.PTRACE,
+    decision: 0,
+    mode: 1,
+    family: 0,
+    protocol: 0,
+    gen: 0,
+    flags: 0,
+    signal: 0,
+    op: PTRACE_OP.VM_WRITE,
+    dport: 0,
+    sport: 0,
+    comm: "gdb",
+    daddrWords: addressWords(new Uint8Array(16)),
+    saddrWords: addressWords(new Uint8Array(16)),
+  });
+  const event = formatEvent(raw, {
+    host: "node-1",
+    generations: [{ rules: RuleTable.of([{ id: "scope.ptrace", area: "exec", action: "deny" }]) }, undefined],
+    bootToWallNs: 0n,
+    cgroupPath: (id) => id === 77 ? "/system.slice/cron.service" : undefined,
+  });
+  assertMatchesSchema("event.schema.json", JSON.parse(JSON.stringify(event)));
 });
