@@ -1053,3 +1053,6 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"
+
+/* Forwarded packets (network.egress.forwarded): tc egress on the host's interfaces. */
+#include "forward_guard.bpf.h"

@@ -304,6 +304,28 @@ export class BpfProgram {
     return link;
   }
 
+  /**
+   * Attaches a tc program to the egress of interface `ifindex` as a tcx link (Linux 6.6+; older kernels
+   * refuse the attach type with EINVAL) and pins it at `pinPath`, as attachXdpGeneric does.
+   */
+  attachTcxEgress(ifindex: number, pinPath: string): BpfLink {
+    // struct bpf_link_create_opts { size_t sz; __u32 flags; ... }: flags 0, no relative program.
+    const opts = new Uint32Array([16, 0, 0, 0]);
+    const fd = unwrap(
+      libbpf().bpf_link_create(this.fd, ifindex, BPF_TCX_EGRESS, new Uint8Array(opts.buffer)),
+      "bpf_link_create",
+      { subject: `${this.name} to tcx egress of ifindex ${ifindex}` },
+    );
+    try {
+      unwrap(libbpf().bpf_obj_pin(fd, cString(pinPath)), "bpf_obj_pin", { subject: pinPath });
+    } finally {
+      closeFd(fd);
+    }
+    const link = BpfLink.open(pinPath);
+    this.#adopt(link);
+    return link;
+  }
+
   /** Attaches XDP to the interface `ifindex`: the driver's native mode where it has one, else generic. */
   attachXdp(ifindex: number, description = `ifindex ${ifindex}`): BpfLink {
     return this.#link(
@@ -343,6 +365,7 @@ export class BpfProgram {
 }
 
 const BPF_XDP = 37;
+const BPF_TCX_EGRESS = 47;
 const XDP_FLAGS_SKB_MODE = 2;
 
 const ENOENT = 2;

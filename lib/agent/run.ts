@@ -32,7 +32,7 @@ import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_st
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
 import { bootTimeNs, type EnforceSignal, writeEnforceSignal } from "../kernel/mode_words.ts";
-import { type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
+import { ifName, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import type { Logger } from "../cli/log.ts";
 import type { AgentEventType, AnyEvent } from "./agent_events.ts";
@@ -158,7 +158,8 @@ export class Agent {
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
-      interfaceName: (ifindex) => this.#interfaces.get(ifindex),
+      // net.forward names interfaces the policy does not (a tun device made after apply): asked of the kernel.
+      interfaceName: (ifindex) => this.#interfaces.get(ifindex) ?? ifName(ifindex),
     };
     this.#events = new EventPipeline({
       log,

@@ -21,7 +21,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   ptrace: () => false,
   file_change: () => false,
   route: () => false,
-  forward: () => false,
+  forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
 };
 
 export const status = defineCommand({

@@ -76,6 +76,8 @@ export type RuleSetPlan = {
   scopeGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
+  /** Present with network.egress.forwarded: the egress CIDR rules judge packets the host forwards too. */
+  forwarded?: { ruleId: number };
   /**
    * The first 12 bytes of each /96 NAT64 prefix (64:ff9b::/96 and the policy's own): an egress destination
    * in one of them, or IPv4-compatible (::a.b.c.d), is matched both as its IPv4 address and as itself, and
