@@ -65,7 +65,9 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
  */
 export function forwardInterfaces(): { ifindex: number; name: string }[] {
   const lines = Deno.readTextFileSync("/proc/thread-self/net/dev").split("\n").slice(2);
-  const names = lines.map((line) => line.split(":")[0]!.trim()).filter((name) => name !== "" && name !== "lo");
+  const names = lines.map((line) => line.split(":")[0]!.trim()).filter((name) =>
+    name !== "" && name !== "lo"
+  );
   // An interface removed between the read and its index: nothing to attach to.
   return names.filter(hasInterface).map((name) => ({ ifindex: ifIndex(name), name })).sort((a, b) =>
     a.ifindex - b.ifindex

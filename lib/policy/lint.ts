@@ -26,6 +26,8 @@ export type LintFacts = {
   /** The deny paths of the policy that exist, by path as written. */
   paths: ReadonlyMap<string, PathFact>;
   now: Date;
+  /** Whether this host forwards packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); unknown: absent. */
+  forwarding?: { ipv4: boolean; ipv6: boolean };
 };
 
 export type LintCode =
@@ -40,6 +42,7 @@ export type LintCode =
   | "packet-sockets-unexempt"
   | "exempt-delegated"
   | "scope-unguarded"
+  | "forwarded-unjudged"
   | "expired";
 
 export type Warning = {
@@ -411,6 +414,26 @@ function isUnder(path: string, directory: string): boolean {
   return path === directory || path.startsWith(directory === "/" ? "/" : `${directory}/`);
 }
 
+/**
+ * A host that forwards packets carries traffic no socket hook sees (a tun device of an unprivileged user,
+ * a tunnel): egress CIDR rules that leave `forwarded` off do not judge it.
+ */
+function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void {
+  const egress = policy.spec.network?.egress;
+  if (!facts.forwarding || egress?.forwarded || !(egress?.deny?.length || egress?.allow?.length)) return;
+  const on = [
+    ...facts.forwarding.ipv4 ? ["net.ipv4.ip_forward"] : [],
+    ...facts.forwarding.ipv6 ? ["net.ipv6.conf.all.forwarding"] : [],
+  ];
+  if (on.length === 0) return;
+  report.at(
+    ["spec", "network", "egress"],
+    "forwarded-unjudged",
+    `this host forwards packets (${on.join(", ")} = 1) and the egress rules do not judge forwarded ` +
+      "traffic: a tun device or a tunnel carries it to denied destinations; set forwarded: true",
+  );
+}
+
 /** Cgroups (systemd units) of the usual DHCP clients, which open AF_PACKET sockets. */
 const DHCP_CLIENT_UNIT = /dhc|networkd|NetworkManager|connman|ifup|wicked|udhcp|dhcpcd/i;
 
@@ -449,6 +472,7 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
       );
     }
   }
+  lintForwarding(policy, report, facts);
   if (metadata.notAfter && Date.parse(metadata.notAfter) <= facts.now.getTime()) {
     report.at(["metadata", "notAfter"], "expired", `the policy expired at ${metadata.notAfter}`);
   }
