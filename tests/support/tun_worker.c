@@ -2,7 +2,7 @@
 // The forwarded-traffic test's two ends (tests/host/forward_test.ts), run inside network namespaces:
 //
 //   tun_worker send UID IFNAME SRC DST DPORT COUNT
-//     drops to UID (gid too, no supplementary groups), attaches to the persistent tun device IFNAME that
+//     opens /dev/net/tun, drops to UID (gid too, no supplementary groups), attaches to the persistent tun device IFNAME that
 //     UID owns, and writes COUNT UDP datagrams SRC:40000 -> DST:DPORT (IPv4 or IPv6, as the addresses are)
 //     into it, as a user's VPN client would: the host routes them on. Prints "sent N".
 //   tun_worker capture IFNAME DPORT MS
@@ -76,11 +76,15 @@ static size_t build(unsigned char *packet, const char *src, const char *dst, int
 
 static int send_into_tun(uid_t uid, const char *ifname, const char *src, const char *dst, int dport, int count)
 {
-	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
-		return fail("dropping to the user");
+	/*
+	 * Opened before dropping privileges: /dev/net/tun is 0666 on Debian, but a host may have made it
+	 * 0600, and opening it grants nothing; TUNSETIFF, as the user, is what the tun's owner decides.
+	 */
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return fail("open /dev/net/tun");
+	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
+		return fail("dropping to the user");
 	struct ifreq ifr = { .ifr_flags = IFF_TUN | IFF_NO_PI };
 	strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
 	if (ioctl(fd, TUNSETIFF, &ifr))
