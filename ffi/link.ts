@@ -103,7 +103,14 @@ export class BpfLink {
 const EINVAL = 22;
 
 /** enum bpf_link_type values this project reads. */
-export const LINK_TYPE = { RAW_TRACEPOINT: 1, TRACING: 2, CGROUP: 3, XDP: 6, PERF_EVENT: 7, TCX: 11 } as const;
+export const LINK_TYPE = {
+  RAW_TRACEPOINT: 1,
+  TRACING: 2,
+  CGROUP: 3,
+  XDP: 6,
+  PERF_EVENT: 7,
+  TCX: 11,
+} as const;
 
 // struct bpf_link_info: type, id, prog_id, then a union (the largest member well under 256 bytes).
 const LINK_INFO_BYTES = 256;
