@@ -8,7 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { HOOK, ifIndex, ifName, inNetns, type RawEvent } from "../../ffi/mod.ts";
+import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { bootToWallOffsetNs, formatEvent } from "../../lib/kernel/events.ts";
+import { pinnedLinks } from "../../lib/kernel/inspect.ts";
 import { minimal } from "../../lib/policy/_testdata.ts";
 import { lintPolicy } from "../../lib/policy/lint.ts";
 import { readForwarding } from "../../lib/policy/facts.ts";
@@ -145,7 +147,7 @@ rootTest(
   "[root] forwarded: a tun device of uid 65534 reaches a denied host unless forwarded: true (enforce drops, audit reports)",
   async () => {
     await withNet(async (net) => {
-      await withPlane({ areas: ["egress"] }, async ({ plane }) => {
+      await withPlane({ areas: ["egress"] }, async ({ plane, bpffs }) => {
         const router = net.pair.nsPath(net.pair.client);
         const apply = (mode: "enforce" | "audit", forwarded: boolean) =>
           inNetns(router, () =>
@@ -251,6 +253,19 @@ rootTest(
         // Turned off again: the links go with it.
         await apply("enforce", false);
         assert.deepEqual(plane.links.filter((name) => name.startsWith("aegis_forward@")), []);
+
+        // Pinned tcx links, as health and status read them; detach removes them from the interfaces.
+        await apply("enforce", true);
+        const pinned = pinnedLinks(bpffs.path).filter((link) => link.name.startsWith("aegis_forward@"));
+        assert.deepEqual(pinned.map((link) => [link.name, link.type, link.attached]), [
+          [`aegis_forward@${TUN}`, "tcx", true],
+          ["aegis_forward@veth-cli", "tcx", true],
+        ]);
+        DataPlane.detach(bpffs.path);
+        assert.equal(
+          await captured(net, DENIED_PORT, fromTun(net, net.pair.serverAddress, DENIED_PORT)),
+          SENT,
+        );
       });
     });
   },
