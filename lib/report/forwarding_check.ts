@@ -13,6 +13,8 @@ export type ForwardingFacts = {
   forwarding: { ipv4: boolean; ipv6: boolean } | undefined;
   egressApplied: boolean;
   links: readonly string[];
+  /** Whether the kernel has tcx links (Linux 6.6+), which `forwarded: true` attaches as. */
+  tcx: boolean;
 };
 
 export function readForwardingFacts(paths: { bpffs: string; stateDir: string }): ForwardingFacts {
@@ -20,7 +22,14 @@ export function readForwardingFacts(paths: { bpffs: string; stateDir: string }):
     forwarding: readForwarding(),
     egressApplied: readApplied(paths.stateDir)?.areas?.includes("egress") ?? false,
     links: pinnedLinks(paths.bpffs).filter((link) => link.attached).map((link) => link.name),
+    tcx: hasTcx(Deno.osRelease()),
   };
+}
+
+/** Whether a kernel release (uname -r) is 6.6 or later, the first with tcx links. */
+export function hasTcx(release: string): boolean {
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  return major > 6 || (major === 6 && minor >= 6);
 }
 
 /** The verdict: a warning when the host forwards and the applied egress rules leave forwarded packets alone. */
@@ -51,8 +60,9 @@ export function forwardingCheck(facts: ForwardingFacts): Check {
     detail:
       `${on.join(", ")} = 1 and the applied egress rules do not judge forwarded packets: a tun device ` +
       "or a tunnel carries traffic to denied destinations",
-    remediation:
-      "set network.egress.forwarded: true in the policy and apply it (needs Linux 6.6 or later), " +
-      "or turn forwarding off",
+    remediation: facts.tcx
+      ? "set network.egress.forwarded: true in the policy and apply it, or turn forwarding off"
+      : "this kernel has no tcx links (Linux 6.6+), which network.egress.forwarded needs: turn forwarding " +
+        "off, or filter forwarded traffic with nftables",
   };
 }

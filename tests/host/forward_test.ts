@@ -183,7 +183,7 @@ rootTest(
           forwarding,
         });
         assert.deepEqual(lint.map((warning) => warning.code), ["forwarded-unjudged"]);
-        const doctor = forwardingCheck({ forwarding, egressApplied: true, links: plane.links });
+        const doctor = forwardingCheck({ forwarding, egressApplied: true, links: plane.links, tcx: true });
         assert.equal(doctor.status, "warn", doctor.detail);
 
         // Enforce: nothing reaches D's wire on the denied port, the allowed port still flows.

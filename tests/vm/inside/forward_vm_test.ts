@@ -4,18 +4,13 @@ import { pinnedLinks } from "../../../lib/kernel/inspect.ts";
 import { PlaneLinks } from "../../../lib/kernel/links.ts";
 import { loadPrograms, PROGRAMS } from "../../../lib/kernel/object.ts";
 import { makePinDirs } from "../../../lib/kernel/pin_dir.ts";
+import { hasTcx } from "../../../lib/report/forwarding_check.ts";
 
 // network.egress.forwarded on Debian's kernels: its tc program is attached as a tcx link, which Linux 6.6
 // brought. On 6.12 it attaches and pins (here to lo, the guest's only interface: the attach is what is
 // proven); on 6.1 the attach fails with an error that says so, which DataPlane.apply passes on before its
 // flip (the live rules stay). The program alone is loaded: a whole plane costs a minute under emulation.
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
-
-/** Whether this kernel has tcx links (6.6 or later). */
-function hasTcx(): boolean {
-  const [major = 0, minor = 0] = Deno.osRelease().split(/[.-]/).map(Number);
-  return major > 6 || (major === 6 && minor >= 6);
-}
 
 Deno.test({
   name:
@@ -29,7 +24,7 @@ Deno.test({
     const links = new PlaneLinks(object, pinDir, "generic");
     try {
       const attach = () => links.attachForward(ifIndex("lo"), "lo");
-      if (hasTcx()) {
+      if (hasTcx(Deno.osRelease())) {
         assert.equal(attach(), "aegis_forward@lo");
         const link = pinnedLinks(bpffs).find((link) => link.name === "aegis_forward@lo");
         assert.deepEqual(link && [link.type, link.attached], ["tcx", true]);
