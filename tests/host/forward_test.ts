@@ -11,6 +11,8 @@ import { HOOK, ifIndex, ifName, inNetns, type RawEvent } from "../../ffi/mod.ts"
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { bootToWallOffsetNs, formatEvent } from "../../lib/kernel/events.ts";
 import { pinnedLinks } from "../../lib/kernel/inspect.ts";
+import { checkHealth } from "../../lib/report/health.ts";
+import { writeApplied } from "../../lib/state/apply_state.ts";
 import { minimal } from "../../lib/policy/_testdata.ts";
 import { lintPolicy } from "../../lib/policy/lint.ts";
 import { readForwarding } from "../../lib/policy/facts.ts";
@@ -254,13 +256,45 @@ rootTest(
         await apply("enforce", false);
         assert.deepEqual(plane.links.filter((name) => name.startsWith("aegis_forward@")), []);
 
-        // Pinned tcx links, as health and status read them; detach removes them from the interfaces.
+        // Pinned tcx links, as health and status read them; detach (and closing the plane, which held the
+        // unpinned one) removes them from the interfaces.
         await apply("enforce", true);
         const pinned = pinnedLinks(bpffs.path).filter((link) => link.name.startsWith("aegis_forward@"));
         assert.deepEqual(pinned.map((link) => [link.name, link.type, link.attached]), [
           [`aegis_forward@${TUN}`, "tcx", true],
           ["aegis_forward@veth-cli", "tcx", true],
         ]);
+        // Root unpinning one: health names it (the applied record lists the interfaces).
+        const stateDir = Deno.makeTempDirSync({ prefix: "aegisbpf-forward-state-" });
+        try {
+          writeApplied(stateDir, {
+            seq: 1,
+            name: "fwd",
+            version: 1,
+            sha256: "0".repeat(64),
+            contentSha256: "0".repeat(64),
+            generation: plane.config().activeGen,
+            time: new Date().toISOString(),
+            mode: "enforce",
+            areas: ["egress"],
+            forward: [TUN, "veth-cli"],
+          });
+          Deno.removeSync(`${bpffs.path}/aegisbpf/links/aegis_forward@veth-cli`);
+          const health = checkHealth({ bpffs: bpffs.path, stateDir, configDir: stateDir }, {
+            requireEnforce: false,
+            connections: false,
+            staleRules: false,
+          });
+          assert.ok(
+            health.problems.some((problem) =>
+              problem.startsWith("programs not attached: aegis_forward@veth-cli:")
+            ),
+            health.problems.join("; "),
+          );
+        } finally {
+          Deno.removeSync(stateDir, { recursive: true });
+        }
+        plane.close();
         DataPlane.detach(bpffs.path);
         assert.equal(
           await captured(net, DENIED_PORT, fromTun(net, net.pair.serverAddress, DENIED_PORT)),
