@@ -49,7 +49,10 @@ export class BpfLink {
     if (type === LINK_TYPE.CGROUP) return { ...base, attached: view.getBigUint64(16, true) !== 0n };
     if (type === LINK_TYPE.XDP) return { ...base, attached: view.getUint32(16, true) !== 0 };
     // tcx { __u32 ifindex; __u32 attach_type; }: ifindex 0 once the interface is gone.
-    if (type === LINK_TYPE.TCX) return { ...base, attached: view.getUint32(16, true) !== 0 };
+    if (type === LINK_TYPE.TCX) {
+      const ifindex = view.getUint32(16, true);
+      return { ...base, attached: ifindex !== 0, ifindex };
+    }
     return base;
   }
 
@@ -116,7 +119,7 @@ export const LINK_TYPE = {
 const LINK_INFO_BYTES = 256;
 
 /** A link as the kernel describes it; `attached` only for link types that can be detached. */
-export type LinkInfo = { type: number; id: number; programId: number; attached?: boolean };
+export type LinkInfo = { type: number; id: number; programId: number; attached?: boolean; ifindex?: number };
 
 /** Calls a pointer-returning libbpf function and turns NULL into a BpfError with libbpf's errno. */
 export function takePointer(

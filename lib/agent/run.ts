@@ -27,7 +27,7 @@ import {
   type PolicyRef,
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
-import { resolvePlan } from "../kernel/resolve.ts";
+import { forwardInterfaces, resolvePlan } from "../kernel/resolve.ts";
 import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
@@ -65,6 +65,7 @@ import { ModeKeeper } from "./mode_keeper.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 import {
   changedRules,
+  forwardChanged,
   type PartialArea,
   partialAreas,
   refuseUnsafeDirectories,
@@ -125,6 +126,7 @@ export class Agent {
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
+  #forwardRefreshQueued = false;
   #policyRef: PolicyRef | undefined;
   #generation = -1;
   /** applied.json's `time` as this agent last saw or wrote it. */
@@ -619,6 +621,7 @@ export class Agent {
 
   #slowTick(): void {
     this.#plane.flushRateLimits();
+    this.#checkForwardInterfaces();
     const now = bootTimeNs();
     this.#sessions.reap(now);
     const lost = this.#plane.counters().eventsLost;
@@ -636,6 +639,18 @@ export class Agent {
         )
       );
     }
+  }
+
+  /**
+   * network.egress.forwarded judges forwarded packets on the interfaces of the last resolve: one added or
+   * removed since (a new tunnel) is taken in by a refresh, within a slow tick.
+   */
+  #checkForwardInterfaces(): void {
+    const current = this.#current;
+    if (!current?.plan.forwarded || this.#busy > 0 || this.#forwardRefreshQueued) return;
+    if (!forwardChanged(current.resolved.forward, forwardInterfaces())) return;
+    this.#forwardRefreshQueued = true;
+    void this.#serial(() => this.#refreshRules()).finally(() => this.#forwardRefreshQueued = false);
   }
 
   #refreshDeadman(): void {

@@ -186,7 +186,7 @@ export class DataPlane {
         }
       }
       for (const iface of set.forward ?? []) {
-        if (!this.#links.has(forwardLinkName(iface.name))) {
+        if (!this.#links.hasForward(iface.ifindex, iface.name)) {
           newLinks.push(this.#links.attachForward(iface.ifindex, iface.name));
         }
       }

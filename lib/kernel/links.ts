@@ -103,6 +103,19 @@ export class PlaneLinks {
   }
 
   /**
+   * Whether the forward link of `ifname` is held and attached to interface `ifindex`. One that is not (its
+   * interface deleted since, perhaps made anew under the name) serves nothing: it is removed.
+   */
+  hasForward(ifindex: number, ifname: string): boolean {
+    const name = forwardLinkName(ifname);
+    const held = this.#links.get(name);
+    if (!held) return false;
+    if (held.info().ifindex === ifindex) return true;
+    this.remove(name);
+    return false;
+  }
+
+  /**
    * Attaches the forwarded-traffic program to the egress of an interface (a tcx link, adopted when
    * pinned). Kernels before 6.6 have no tcx: the error says so.
    */

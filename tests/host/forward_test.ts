@@ -48,6 +48,7 @@ type Net = {
   peer: string;
   peer6: string;
   egress: NetRule[];
+  subnet: number;
 };
 
 async function buildWorker(dir: string): Promise<string> {
@@ -62,11 +63,16 @@ async function makeRouter(pair: VethPair, subnet: number): Promise<{ peer: strin
   const ns = pair.client;
   await must("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   await must("ip", ["netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+  await addTun(ns, subnet);
+  return { peer: `198.19.${subnet}.2`, peer6: `2001:db8:f${subnet.toString(16)}::2` };
+}
+
+/** The persistent tun device of uid 65534, its peers behind it. */
+async function addTun(ns: string, subnet: number): Promise<void> {
   await must("ip", ["-n", ns, "tuntap", "add", "dev", TUN, "mode", "tun", "user", String(NOBODY)]);
   await must("ip", ["-n", ns, "addr", "add", `198.19.${subnet}.1/24`, "dev", TUN]);
   await must("ip", ["-n", ns, "addr", "add", `2001:db8:f${subnet.toString(16)}::1/64`, "dev", TUN, "nodad"]);
   await must("ip", ["-n", ns, "link", "set", TUN, "up"]);
-  return { peer: `198.19.${subnet}.2`, peer6: `2001:db8:f${subnet.toString(16)}::2` };
 }
 
 async function withNet(fn: (net: Net) => Promise<void>): Promise<void> {
@@ -74,12 +80,13 @@ async function withNet(fn: (net: Net) => Promise<void>): Promise<void> {
   const pair = await VethPair.create();
   try {
     const worker = await buildWorker(dir);
-    const peers = await makeRouter(pair, 1 + (Deno.pid % 250));
+    const subnet = 1 + (Deno.pid % 250);
+    const peers = await makeRouter(pair, subnet);
     const egress = [
       ipv4Rule(`${pair.serverAddress}/32`, DENY_D, { port: DENIED_PORT }),
       ipv4Rule(`${pair.serverAddress6}/128`, DENY_D, { port: DENIED_PORT }),
     ];
-    await fn({ pair, worker, ...peers, egress });
+    await fn({ pair, worker, ...peers, egress, subnet });
   } finally {
     await pair.remove();
     await Deno.remove(dir, { recursive: true });
@@ -251,6 +258,17 @@ rootTest(
           audited.map((event) => [event.decision, event.mode, event.dport]),
           Array(SENT).fill([1, 0, DENIED_PORT]),
         );
+
+        // The tun device deleted and made anew (another ifindex): the next resolve (an apply, the agent's
+        // refresh) replaces its link, now detached, by one on the new device.
+        await must("ip", ["-n", net.pair.client, "link", "del", TUN]);
+        await addTun(net.pair.client, net.subnet);
+        const newTun = inNetns(router, () => ifIndex(TUN));
+        assert.notEqual(newTun, tunIndex);
+        const tunLink = () => pinnedLinks(bpffs.path).find((link) => link.name === `aegis_forward@${TUN}`);
+        assert.equal(tunLink()?.attached, false);
+        await apply("audit", true);
+        assert.equal(tunLink()?.attached, true);
 
         // Turned off again: the links go with it.
         await apply("enforce", false);
