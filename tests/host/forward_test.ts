@@ -20,6 +20,8 @@ import { parsePolicySource } from "../../lib/policy/parse.ts";
 import type { NetRule, RuleInfo } from "../../lib/policy/plan.ts";
 import { RuleTable } from "../../lib/policy/rule_table.ts";
 import { forwardingCheck } from "../../lib/report/forwarding_check.ts";
+import { policy, withHost, writePolicy } from "../support/agent_host.ts";
+import { AgentRun } from "../support/agent_run.ts";
 import { VethPair } from "../support/netns.ts";
 import { drain, ruleSet, withPlane } from "../support/plane.ts";
 import { must, rootTest } from "../support/privileged.ts";
@@ -32,6 +34,8 @@ const TUN = "aegis-fwd0";
 const DENIED_PORT = 7500 + (Deno.pid % 200) * 2;
 const ALLOWED_PORT = DENIED_PORT + 1;
 const SENT = 3;
+/** A network behind an interface the router gets after the agent started (TEST-NET-2). */
+const NEW_NET = "198.51.100";
 const CAPTURE_MS = 500;
 const RULES: RuleInfo[] = [
   { id: "default", area: "ingress", action: "deny" },
@@ -93,8 +97,13 @@ async function withNet(fn: (net: Net) => Promise<void>): Promise<void> {
   }
 }
 
-/** How many UDP datagrams to `port` reached D's wire while `send` ran. */
-async function captured(net: Net, port: number, send: () => Promise<void>): Promise<number> {
+/** How many UDP datagrams to `port` reached D's wire (its end of the veth, or `iface`) while `send` ran. */
+async function captured(
+  net: Net,
+  port: number,
+  send: () => Promise<void>,
+  iface = net.pair.serverInterface,
+): Promise<number> {
   const capture = new Deno.Command("ip", {
     args: [
       "netns",
@@ -102,7 +111,7 @@ async function captured(net: Net, port: number, send: () => Promise<void>): Prom
       net.pair.server,
       net.worker,
       "capture",
-      net.pair.serverInterface,
+      iface,
       String(port),
       String(CAPTURE_MS),
     ],
@@ -318,6 +327,63 @@ rootTest(
           await captured(net, DENIED_PORT, fromTun(net, net.pair.serverAddress, DENIED_PORT)),
           SENT,
         );
+      });
+    });
+  },
+);
+
+rootTest(
+  "[root] forwarded: the running agent reports net.forward and judges an interface added after it started",
+  async () => {
+    await withNet(async (net) => {
+      await withHost(async (host) => {
+        const router = net.pair.client;
+        const body = `  network:\n    egress:\n      forwarded: true\n      deny:\n` +
+          `        - { id: deny-d, cidr: ${net.pair.serverAddress}, port: ${DENIED_PORT} }\n` +
+          `        - { id: deny-new, cidr: ${NEW_NET}.0/24 }\n`;
+        const path = writePolicy(host, "forward.yaml", policy(host, body));
+        const agent = AgentRun.spawn(host, ["--policy", path], {
+          env: host.env,
+          // nsenter changes the network namespace alone: `ip netns exec` remounts /sys (and cgroup v2 with it).
+          prefix: ["nsenter", `--net=${net.pair.nsPath(router)}`],
+        });
+        await using _agent = agent;
+        await agent.ready();
+        assert.equal(await captured(net, DENIED_PORT, fromTun(net, net.pair.serverAddress, DENIED_PORT)), 0);
+        const denied = await agent.waitFor((event) => event.type === "net.forward");
+        assert.deepEqual(
+          [denied.decision, denied.rule, denied.net.saddr, denied.net.interface, denied.net.inInterface],
+          ["deny", "deny-d", net.peer, "veth-cli", TUN],
+        );
+
+        // A new route out of the router, made after the agent started: taken in within a slow tick.
+        await must("ip", [
+          "-n",
+          router,
+          "link",
+          "add",
+          "fwd-new",
+          "type",
+          "veth",
+          "peer",
+          "name",
+          "fwd-peer",
+          "netns",
+          net.pair.server,
+        ]);
+        await must("ip", ["-n", router, "addr", "add", `${NEW_NET}.1/24`, "dev", "fwd-new"]);
+        await must("ip", ["-n", net.pair.server, "addr", "add", `${NEW_NET}.2/24`, "dev", "fwd-peer"]);
+        await must("ip", ["-n", net.pair.server, "link", "set", "fwd-peer", "up"]);
+        await must("ip", ["-n", router, "link", "set", "fwd-new", "up"]);
+        const refreshed = await agent.waitFor((event) => event.type === "policy.refreshed", 10_000);
+        assert.deepEqual(refreshed.rules, ["network.egress.forwarded"]);
+        const from = agent.events.length;
+        const toNew = fromTun(net, `${NEW_NET}.2`, ALLOWED_PORT);
+        assert.equal(await captured(net, ALLOWED_PORT, toNew, "fwd-peer"), 0);
+        const onNew = await agent.waitFor((event) => event.type === "net.forward", 5000, from);
+        assert.deepEqual([onNew.rule, onNew.net.interface], ["deny-new", "fwd-new"]);
+        agent.kill("SIGTERM");
+        assert.equal((await agent.exit()).code, 0);
       });
     });
   },
