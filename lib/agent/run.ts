@@ -127,6 +127,7 @@ export class Agent {
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
   #forwardRefreshQueued = false;
+  #forwardTried: ResolvedRuleSet["forward"];
   #policyRef: PolicyRef | undefined;
   #generation = -1;
   /** applied.json's `time` as this agent last saw or wrote it. */
@@ -648,7 +649,11 @@ export class Agent {
   #checkForwardInterfaces(): void {
     const current = this.#current;
     if (!current?.plan.forwarded || this.#busy > 0 || this.#forwardRefreshQueued) return;
-    if (!forwardChanged(current.resolved.forward, forwardInterfaces())) return;
+    const now = forwardInterfaces();
+    // Tried once per set of interfaces: a refresh that failed (reported as agent.error) is not repeated
+    // every tick, only when the interfaces change again.
+    if (!forwardChanged(current.resolved.forward, now) || !forwardChanged(this.#forwardTried, now)) return;
+    this.#forwardTried = now;
     this.#forwardRefreshQueued = true;
     void this.#serial(() => this.#refreshRules()).finally(() => this.#forwardRefreshQueued = false);
   }

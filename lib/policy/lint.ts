@@ -420,6 +420,13 @@ function isUnder(path: string, directory: string): boolean {
  */
 function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void {
   const egress = policy.spec.network?.egress;
+  if (egress?.forwarded && !(egress.deny?.length || egress.allow?.length)) {
+    report.at(
+      ["spec", "network", "egress", "forwarded"],
+      "no-effect",
+      "forwarded: true judges forwarded packets by the egress deny and allow rules, and there are none",
+    );
+  }
   if (!facts.forwarding || egress?.forwarded || !(egress?.deny?.length || egress?.allow?.length)) return;
   const on = [
     ...facts.forwarding.ipv4 ? ["net.ipv4.ip_forward"] : [],

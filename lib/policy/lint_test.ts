@@ -255,6 +255,12 @@ Deno.test("lintPolicy() warns when the host forwards packets and egress rules le
   assert.match(warnings[0]!.message, /net\.ipv4\.ip_forward = 1\) .*set forwarded: true$/);
   assert.deepEqual(summary(lint(egress(`      forwarded: true\n${deny}`), { forwarding })), []);
   assert.deepEqual(summary(lint(egress(deny), { forwarding: { ipv4: false, ipv6: false } })), []);
+  assert.deepEqual(
+    summary(lint(egress("      forwarded: true\n      users: [{ uid: 7, denyPorts: [80] }]\n"))),
+    [
+      "no-effect - 9:18",
+    ],
+  );
   const ipv6Only = lint(egress(deny), { forwarding: { ipv4: false, ipv6: true } });
   assert.match(ipv6Only[0]!.message, /net\.ipv6\.conf\.all\.forwarding = 1/);
 });
