@@ -294,14 +294,7 @@ export class BpfProgram {
       "bpf_link_create",
       { subject: `${this.name} to ifindex ${ifindex} (generic)` },
     );
-    try {
-      unwrap(libbpf().bpf_obj_pin(fd, cString(pinPath)), "bpf_obj_pin", { subject: pinPath });
-    } finally {
-      closeFd(fd);
-    }
-    const link = BpfLink.open(pinPath);
-    this.#adopt(link);
-    return link;
+    return this.#pinAndAdopt(fd, pinPath);
   }
 
   /**
@@ -316,6 +309,11 @@ export class BpfProgram {
       "bpf_link_create",
       { subject: `${this.name} to tcx egress of ifindex ${ifindex}` },
     );
+    return this.#pinAndAdopt(fd, pinPath);
+  }
+
+  /** Pins the link made as `fd` at `pinPath`, closes the fd, and adopts the link from its pin. */
+  #pinAndAdopt(fd: number, pinPath: string): BpfLink {
     try {
       unwrap(libbpf().bpf_obj_pin(fd, cString(pinPath)), "bpf_obj_pin", { subject: pinPath });
     } finally {
