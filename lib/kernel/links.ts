@@ -24,6 +24,12 @@ export function forwardLinkName(ifname: string): string {
   return `${PROGRAMS.forward}@${ifname}`;
 }
 
+/** Whether a kernel release (uname -r) is 6.6 or later, the first with tcx links. */
+export function hasTcx(release: string): boolean {
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  return major > 6 || (major === 6 && minor >= 6);
+}
+
 /**
  * The links of one plane, by pinned name (program name, or `aegis_xdp@IFACE`): each is adopted from its
  * pin under `<pinDir>/links` when an earlier process left one, or attached and pinned there.
@@ -126,7 +132,7 @@ export class PlaneLinks {
       try {
         return this.#object.program(PROGRAMS.forward).attachTcxEgress(ifindex, path);
       } catch (error) {
-        if (error instanceof BpfError && error.errnoName === "EINVAL") {
+        if (error instanceof BpfError && error.errnoName === "EINVAL" && !hasTcx(Deno.osRelease())) {
           throw new BpfError(error.operation, -error.errno, {
             subject: `${name}: network.egress.forwarded needs tcx links (Linux 6.6 or later)`,
           });

@@ -2,7 +2,7 @@
  * doctor's `forwarding` check: a host that forwards packets carries traffic no socket hook sees (a tun
  * device of an unprivileged user, a tunnel), which egress rules judge only with network.egress.forwarded.
  */
-import { forwardLinkName } from "../kernel/links.ts";
+import { forwardLinkName, hasTcx } from "../kernel/links.ts";
 import { readForwarding } from "../policy/facts.ts";
 import { readApplied } from "../state/apply_state.ts";
 import { pinnedLinks } from "../kernel/inspect.ts";
@@ -24,12 +24,6 @@ export function readForwardingFacts(paths: { bpffs: string; stateDir: string }):
     links: pinnedLinks(paths.bpffs).filter((link) => link.attached).map((link) => link.name),
     tcx: hasTcx(Deno.osRelease()),
   };
-}
-
-/** Whether a kernel release (uname -r) is 6.6 or later, the first with tcx links. */
-export function hasTcx(release: string): boolean {
-  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
-  return major > 6 || (major === 6 && minor >= 6);
 }
 
 /** The verdict: a warning when the host forwards and the applied egress rules leave forwarded packets alone. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { forwardingCheck, hasTcx } from "./forwarding_check.ts";
+import { hasTcx } from "../kernel/links.ts";
+import { forwardingCheck } from "./forwarding_check.ts";
 
 const ON = { ipv4: true, ipv6: false };
 

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { ifIndex } from "../../../ffi/mod.ts";
 import { pinnedLinks } from "../../../lib/kernel/inspect.ts";
-import { PlaneLinks } from "../../../lib/kernel/links.ts";
+import { hasTcx, PlaneLinks } from "../../../lib/kernel/links.ts";
 import { loadPrograms, PROGRAMS } from "../../../lib/kernel/object.ts";
 import { makePinDirs } from "../../../lib/kernel/pin_dir.ts";
-import { hasTcx } from "../../../lib/report/forwarding_check.ts";
 
 // network.egress.forwarded on Debian's kernels: its tc program is attached as a tcx link, which Linux 6.6
 // brought. On 6.12 it attaches and pins (here to lo, the guest's only interface: the attach is what is
