@@ -1060,3 +1060,5 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* ptrace out of the scope: attach, memory access by process_vm_* and /proc/PID/mem, traceme. */
 #include "process_guard.bpf.h"
+/* Forwarded packets (network.egress.forwarded): tc egress on the host's interfaces. */
+#include "forward_guard.bpf.h"

@@ -48,6 +48,11 @@ export class BpfLink {
     // The union after the three words is 8-byte aligned: cgroup { __u64 cgroup_id; }, xdp { __u32 ifindex; }.
     if (type === LINK_TYPE.CGROUP) return { ...base, attached: view.getBigUint64(16, true) !== 0n };
     if (type === LINK_TYPE.XDP) return { ...base, attached: view.getUint32(16, true) !== 0 };
+    // tcx { __u32 ifindex; __u32 attach_type; }: ifindex 0 once the interface is gone.
+    if (type === LINK_TYPE.TCX) {
+      const ifindex = view.getUint32(16, true);
+      return { ...base, attached: ifindex !== 0, ifindex };
+    }
     return base;
   }
 
@@ -109,13 +114,20 @@ export class BpfLink {
 const EINVAL = 22;
 
 /** enum bpf_link_type values this project reads. */
-export const LINK_TYPE = { RAW_TRACEPOINT: 1, TRACING: 2, CGROUP: 3, XDP: 6, PERF_EVENT: 7 } as const;
+export const LINK_TYPE = {
+  RAW_TRACEPOINT: 1,
+  TRACING: 2,
+  CGROUP: 3,
+  XDP: 6,
+  PERF_EVENT: 7,
+  TCX: 11,
+} as const;
 
 // struct bpf_link_info: type, id, prog_id, then a union (the largest member well under 256 bytes).
 const LINK_INFO_BYTES = 256;
 
 /** A link as the kernel describes it; `attached` only for link types that can be detached. */
-export type LinkInfo = { type: number; id: number; programId: number; attached?: boolean };
+export type LinkInfo = { type: number; id: number; programId: number; attached?: boolean; ifindex?: number };
 
 /** Calls a pointer-returning libbpf function and turns NULL into a BpfError with libbpf's errno. */
 export function takePointer(

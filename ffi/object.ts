@@ -294,6 +294,26 @@ export class BpfProgram {
       "bpf_link_create",
       { subject: `${this.name} to ifindex ${ifindex} (generic)` },
     );
+    return this.#pinAndAdopt(fd, pinPath);
+  }
+
+  /**
+   * Attaches a tc program to the egress of interface `ifindex` as a tcx link (Linux 6.6+; older kernels
+   * refuse the attach type with EINVAL) and pins it at `pinPath`, as attachXdpGeneric does.
+   */
+  attachTcxEgress(ifindex: number, pinPath: string): BpfLink {
+    // struct bpf_link_create_opts { size_t sz; __u32 flags; ... }: flags 0, no relative program.
+    const opts = new Uint32Array([16, 0, 0, 0]);
+    const fd = unwrap(
+      libbpf().bpf_link_create(this.fd, ifindex, BPF_TCX_EGRESS, new Uint8Array(opts.buffer)),
+      "bpf_link_create",
+      { subject: `${this.name} to tcx egress of ifindex ${ifindex}` },
+    );
+    return this.#pinAndAdopt(fd, pinPath);
+  }
+
+  /** Pins the link made as `fd` at `pinPath`, closes the fd, and adopts the link from its pin. */
+  #pinAndAdopt(fd: number, pinPath: string): BpfLink {
     try {
       unwrap(libbpf().bpf_obj_pin(fd, cString(pinPath)), "bpf_obj_pin", { subject: pinPath });
     } finally {
@@ -343,6 +363,7 @@ export class BpfProgram {
 }
 
 const BPF_XDP = 37;
+const BPF_TCX_EGRESS = 47;
 const XDP_FLAGS_SKB_MODE = 2;
 
 const ENOENT = 2;

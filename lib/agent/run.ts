@@ -27,7 +27,7 @@ import {
   type PolicyRef,
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
-import { resolvePlan } from "../kernel/resolve.ts";
+import { forwardInterfaces, resolvePlan } from "../kernel/resolve.ts";
 import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
@@ -37,7 +37,7 @@ import {
   enforceSignalWord,
   writeEnforceSignal,
 } from "../kernel/mode_words.ts";
-import { type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
+import { ifName, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
 import type { IngressSession } from "../api/app.ts";
 import type { Logger } from "../cli/log.ts";
 import type { AgentEventType, AnyEvent } from "./agent_events.ts";
@@ -77,9 +77,12 @@ import {
 } from "../state/tamper_record.ts";
 import { linksNeeded } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
+import { PTRACE_LSM_PROGRAMS } from "../kernel/load.ts";
+import { forwardLinkName } from "../kernel/links.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 import {
   changedRules,
+  forwardChanged,
   type PartialArea,
   partialAreas,
   refuseUnsafeDirectories,
@@ -142,6 +145,8 @@ export class Agent {
   /** Names of the interfaces XDP was attached to, by index, for ingress events. */
   readonly #interfaces = new Map<number, string>();
   #current: Current | undefined;
+  #forwardRefreshQueued = false;
+  #forwardTried: ResolvedRuleSet["forward"];
   #policyRef: PolicyRef | undefined;
   #generation = -1;
   /** applied.json's `time` as this agent last saw or wrote it. */
@@ -175,7 +180,8 @@ export class Agent {
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
-      interfaceName: (ifindex) => this.#interfaces.get(ifindex),
+      // net.forward names interfaces the policy does not (a tun device made after apply): asked of the kernel.
+      interfaceName: (ifindex) => this.#interfaces.get(ifindex) ?? ifName(ifindex),
     };
     this.#events = new EventPipeline({
       log,
@@ -646,6 +652,7 @@ export class Agent {
   #slowTick(): void {
     this.#plane.flushRateLimits();
     this.#checkTampering("link pins", () => this.#repinLinks());
+    this.#checkForwardInterfaces();
     const now = bootTimeNs();
     this.#sessions.reap(now);
     const lost = this.#plane.counters().eventsLost;
@@ -676,6 +683,8 @@ export class Agent {
     const interfaces = current.resolved.interfaces.map((iface) => iface.name);
     const wanted = new Set(planAreas(current.plan).flatMap((area) => linksNeeded(area, interfaces).flat(2)));
     if (current.plan.scopeGuard) wanted.add(PROGRAMS.scopeGuard);
+    if (current.plan.ptraceGuard) { for (const name of PTRACE_LSM_PROGRAMS) wanted.add(name); }
+    for (const iface of current.resolved.forward ?? []) wanted.add(forwardLinkName(iface.name));
     const repinned = this.#plane.repinLinks((name) => wanted.has(name)) ?? [];
     return repinned.map((link) => ({ what: "link", found: "unpinned", restored: "pinned", link }));
   }
@@ -702,6 +711,22 @@ export class Agent {
       this.#options.log.warn(`tampering: ${describeTampering(finding)}`);
     }
     recordTampering(this.#options.stateDir, findings);
+  }
+
+  /**
+   * network.egress.forwarded judges forwarded packets on the interfaces of the last resolve: one added or
+   * removed since (a new tunnel) is taken in by a refresh, within a slow tick.
+   */
+  #checkForwardInterfaces(): void {
+    const current = this.#current;
+    if (!current?.plan.forwarded || this.#busy > 0 || this.#forwardRefreshQueued) return;
+    const now = forwardInterfaces();
+    // Tried once per set of interfaces: a refresh that failed (reported as agent.error) is not repeated
+    // every tick, only when the interfaces change again.
+    if (!forwardChanged(current.resolved.forward, now) || !forwardChanged(this.#forwardTried, now)) return;
+    this.#forwardTried = now;
+    this.#forwardRefreshQueued = true;
+    void this.#serial(() => this.#refreshRules()).finally(() => this.#forwardRefreshQueued = false);
   }
 
   #refreshDeadman(): void {

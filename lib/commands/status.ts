@@ -21,7 +21,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   ptrace: (name) => name === PROGRAMS.ptraceAccess || name === PROGRAMS.ptraceTraceme,
   file_change: () => false,
   route: (name) => name === PROGRAMS.setsockopt,
-  forward: () => false,
+  forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
 };
 
 export const status = defineCommand({

@@ -24,7 +24,7 @@ import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
 import { type Counters, countersFrom } from "./inspect.ts";
 import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
-import { ingressLinkName, PlaneLinks } from "./links.ts";
+import { forwardLinkName, ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
 import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
 import { PROGRAMS } from "./object.ts";
@@ -187,6 +187,11 @@ export class DataPlane {
           newLinks.push(this.#links.attachInterface(iface.ifindex, iface.name));
         }
       }
+      for (const iface of set.forward ?? []) {
+        if (!this.#links.hasForward(iface.ifindex, iface.name)) {
+          newLinks.push(this.#links.attachForward(iface.ifindex, iface.name));
+        }
+      }
     } catch (error) {
       staged.abandon();
       for (const name of newLinks) this.#links.remove(name);
@@ -197,6 +202,10 @@ export class DataPlane {
       const wanted = new Set(set.interfaces.map((iface) => ingressLinkName(iface.name)));
       for (const name of this.links) {
         if (name.startsWith(ingressLinkName("")) && !wanted.has(name)) this.#links.remove(name);
+      }
+      const forwarding = new Set((set.forward ?? []).map((iface) => forwardLinkName(iface.name)));
+      for (const name of this.links) {
+        if (name.startsWith(forwardLinkName("")) && !forwarding.has(name)) this.#links.remove(name);
       }
       // The guard runs on every path walk: a policy without a scope does not pay for it.
       if (!set.plan.scopeGuard) this.#links.remove(PROGRAMS.scopeGuard);

@@ -31,6 +31,8 @@ export type ResolvedRuleSet = {
   exec: ResolvedInode[];
   scope: { include: bigint[]; exempt: bigint[] };
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
+  /** With network.egress.forwarded: the interfaces forwarded packets are judged on (all but lo). */
+  forward?: { ifindex: number; name: string }[];
 };
 
 /** A file the rule set denies, and the path it was found at (recorded so that a replaced file shows). */
@@ -117,6 +119,9 @@ export function ruleSetEntries(
   }
   if (set.plan.routeGuard) {
     exact({ kind: RULE.ROUTE_GUARD, a: 0, b: 0 }, denyValue(set.plan.routeGuard.ruleId));
+  }
+  if (set.plan.forwarded) {
+    exact({ kind: RULE.FORWARDED, a: 0, b: 0 }, denyValue(set.plan.forwarded.ruleId));
   }
   for (const prefix of set.plan.nat64Prefixes ?? []) {
     const view = new DataView(prefix.buffer, prefix.byteOffset, 12);

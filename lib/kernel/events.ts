@@ -66,6 +66,8 @@ export type AegisEvent = {
     interface?: string;
     /** The packet or socket option carried a route: an IPv4 source route (LSRR/SSRR) or an IPv6 routing header. */
     route?: "srcroute" | "rthdr";
+    /** net.forward: the interface the forwarded packet came in on (`interface`: the one it leaves by). */
+    inInterface?: string;
   };
   /** scope.escape: the cgroup a task in scope was refused to move (a task) to. */
   move?: { to: { id: number; path?: string } };
@@ -211,7 +213,10 @@ const NETWORK_HOOKS: ReadonlySet<number> = new Set([
   HOOK.PACKET,
   HOOK.SOCKET,
   HOOK.ROUTE,
+  HOOK.FORWARD,
 ]);
+/** Hooks that decide without a task: a packet arriving or being forwarded. */
+const PACKET_HOOKS: ReadonlySet<number> = new Set([HOOK.INGRESS, HOOK.FORWARD]);
 const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR;
 
 /**
@@ -249,9 +254,9 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   if (rule === undefined) event.unresolved = table === undefined ? "generation" : "rule";
   if (table?.policy) event.policy = table.policy;
   if (summary) {
-    if (raw.hook !== HOOK.INGRESS) event.process = { pid: raw.pid };
+    if (!PACKET_HOOKS.has(raw.hook)) event.process = { pid: raw.pid };
   } else {
-    if (raw.hook !== HOOK.INGRESS) event.process = processOf(raw, context);
+    if (!PACKET_HOOKS.has(raw.hook)) event.process = processOf(raw, context);
     if (network) event.net = netOf(raw, type, context);
     else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
     else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
@@ -315,7 +320,7 @@ function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): Non
     net.daddr = formatAddressWords(raw.daddrWords, family);
     net.dport = raw.dport;
   }
-  if (type === "net.bind" || type === "net.ingress") {
+  if (type === "net.bind" || type === "net.ingress" || type === "net.forward") {
     net.saddr = formatAddressWords(raw.saddrWords, family);
     net.sport = raw.sport;
   }
@@ -323,6 +328,9 @@ function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): Non
   if (name) net.interface = name;
   if (raw.flags & EVENT.RTHDR) net.route = "rthdr";
   else if (raw.flags & EVENT.SRCROUTE) net.route = "srcroute";
+  // The kernel puts the interface a forwarded packet came in on into the record's device field.
+  const inName = type === "net.forward" && raw.dev ? context.interfaceName?.(raw.dev) : undefined;
+  if (inName) net.inInterface = inName;
   return net;
 }
 

@@ -92,6 +92,7 @@ const LINK_TYPE_NAMES: Record<number, string> = {
   [LINK_TYPE.CGROUP]: "cgroup",
   [LINK_TYPE.XDP]: "xdp",
   [LINK_TYPE.PERF_EVENT]: "perf_event",
+  [LINK_TYPE.TCX]: "tcx",
 };
 
 export function pinnedLinks(bpffs: string): PinnedLink[] {

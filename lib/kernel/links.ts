@@ -20,6 +20,17 @@ export function ingressLinkName(ifname: string): string {
   return `${PROGRAMS.ingress}@${ifname}`;
 }
 
+/** The pinned link name of the forwarded-traffic program on the egress of interface `ifname`. */
+export function forwardLinkName(ifname: string): string {
+  return `${PROGRAMS.forward}@${ifname}`;
+}
+
+/** Whether a kernel release (uname -r) is 6.6 or later, the first with tcx links. */
+export function hasTcx(release: string): boolean {
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  return major > 6 || (major === 6 && minor >= 6);
+}
+
 /**
  * The links of one plane, by pinned name (program name, or `aegis_xdp@IFACE`): each is adopted from its
  * pin under `<pinDir>/links` when an earlier process left one, or attached and pinned there.
@@ -72,7 +83,8 @@ export class PlaneLinks {
     }
     // Ingress links and the scope guard pinned by an earlier process stay theirs to keep: adopt them too.
     for (const name of listDir(`${this.#pinDir}/links`)) {
-      const adopt = name.startsWith(ingressLinkName("")) || name === PROGRAMS.scopeGuard;
+      const adopt = name.startsWith(ingressLinkName("")) || name === PROGRAMS.scopeGuard ||
+        name.startsWith(forwardLinkName(""));
       if (adopt && !this.#links.has(name)) {
         this.#links.set(name, BpfLink.open(`${this.#pinDir}/links/${name}`));
       }
@@ -96,6 +108,41 @@ export class PlaneLinks {
   attachInterface(ifindex: number, ifname: string): string {
     const name = ingressLinkName(ifname);
     this.#attach(name, PROGRAMS.ingress, () => this.#attachXdp(name, ifindex, ifname));
+    return name;
+  }
+
+  /**
+   * Whether the forward link of `ifname` is held and attached to interface `ifindex`. One that is not (its
+   * interface deleted since, perhaps made anew under the name) serves nothing: it is removed.
+   */
+  hasForward(ifindex: number, ifname: string): boolean {
+    const name = forwardLinkName(ifname);
+    const held = this.#links.get(name);
+    if (!held) return false;
+    if (held.info().ifindex === ifindex) return true;
+    this.remove(name);
+    return false;
+  }
+
+  /**
+   * Attaches the forwarded-traffic program to the egress of an interface (a tcx link, adopted when
+   * pinned). Kernels before 6.6 have no tcx: the error says so.
+   */
+  attachForward(ifindex: number, ifname: string): string {
+    const name = forwardLinkName(ifname);
+    const path = `${this.#pinDir}/links/${name}`;
+    this.#attach(name, PROGRAMS.forward, () => {
+      try {
+        return this.#object.program(PROGRAMS.forward).attachTcxEgress(ifindex, path);
+      } catch (error) {
+        if (error instanceof BpfError && error.errnoName === "EINVAL" && !hasTcx(Deno.osRelease())) {
+          throw new BpfError(error.operation, -error.errno, {
+            subject: `${name}: network.egress.forwarded needs tcx links (Linux 6.6 or later)`,
+          });
+        }
+        throw error;
+      }
+    });
     return name;
   }
 

@@ -52,6 +52,7 @@ export const COMMON_PROGRAMS: readonly ProgramName[] = [
   ...CGROUP_PROGRAMS.bind,
   PROGRAMS.ingress,
   PROGRAMS.flushRates,
+  PROGRAMS.forward,
 ];
 const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, ...EXEC_AUDIT_PROGRAMS];
 /**

@@ -36,6 +36,8 @@ export const PROGRAMS = {
   bind6: "aegis_bind6",
   ingress: "aegis_xdp",
   flushRates: "aegis_flush_rates",
+  // forwarded packets (bpf/forward_guard.bpf.h)
+  forward: "aegis_forward",
 } as const;
 export type ProgramName = typeof PROGRAMS[keyof typeof PROGRAMS];
 

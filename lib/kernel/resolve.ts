@@ -55,7 +55,23 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
       }
       return { ...iface, ifindex: ifIndex(iface.name) };
     }),
+    ...plan.forwarded && { forward: forwardInterfaces() },
   };
+}
+
+/**
+ * The interfaces of this thread's network namespace but lo, which forwarded packets leave by: read from
+ * /proc/thread-self/net/dev (sysfs shows the namespace it was mounted in, not the thread's).
+ */
+export function forwardInterfaces(): { ifindex: number; name: string }[] {
+  const lines = Deno.readTextFileSync("/proc/thread-self/net/dev").split("\n").slice(2);
+  const names = lines.map((line) => line.split(":")[0]!.trim()).filter((name) =>
+    name !== "" && name !== "lo"
+  );
+  // An interface removed between the read and its index: nothing to attach to.
+  return names.filter(hasInterface).map((name) => ({ ifindex: ifIndex(name), name })).sort((a, b) =>
+    a.ifindex - b.ifindex
+  );
 }
 
 function resolveInodes(

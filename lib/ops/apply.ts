@@ -263,7 +263,7 @@ export function unenforceableAreas(
  */
 export function appliedShape(resolved: ResolvedRuleSet): Pick<
   AppliedRecord,
-  "mode" | "areas" | "interfaces" | "inodes" | "recursive"
+  "mode" | "areas" | "interfaces" | "inodes" | "recursive" | "forward"
 > {
   const { plan } = resolved;
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
@@ -291,6 +291,7 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
     mode: plan.mode,
     areas: planAreas(plan),
     interfaces: plan.ingress.interfaces.map((iface) => iface.name),
+    ...resolved.forward && { forward: resolved.forward.map((iface) => iface.name) },
     inodes: [...inodes("file", resolved.files), ...inodes("exec", resolved.exec)],
     recursive: [
       ...recursive("file", plan.files, resolved.files),

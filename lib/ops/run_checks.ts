@@ -107,5 +107,18 @@ export function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): s
     for (const entry of before[area]) if (!now.has(key(entry))) ids.add(entry.ruleId);
     for (const entry of after[area]) if (!was.has(key(entry))) ids.add(entry.ruleId);
   }
+  if (after.plan.forwarded && forwardChanged(before.forward, after.forward)) {
+    ids.add(after.plan.forwarded.ruleId);
+  }
   return [...ids].map((id) => after.plan.rules[id]?.id ?? `#${id}`);
+}
+
+/** Whether the interfaces forwarded packets are judged on differ: one added, removed, or made anew. */
+export function forwardChanged(
+  before: ResolvedRuleSet["forward"],
+  after: ResolvedRuleSet["forward"],
+): boolean {
+  const key = (list: ResolvedRuleSet["forward"]) =>
+    (list ?? []).map((iface) => `${iface.name}:${iface.ifindex}`).sort().join(",");
+  return key(before) !== key(after);
 }

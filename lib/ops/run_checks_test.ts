@@ -3,7 +3,7 @@ import { InputError } from "../errors.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { emptyPlan } from "../policy/plan.ts";
 import { readAgentPolicy } from "./policy_source.ts";
-import { changedRules, planFor } from "./run_checks.ts";
+import { changedRules, forwardChanged, planFor } from "./run_checks.ts";
 
 async function defaultPolicy() {
   const dir = Deno.makeTempDirSync();
@@ -50,4 +50,27 @@ Deno.test("changedRules() names the rules whose resolved inodes differ, in eithe
   assert.deepEqual(changedRules(before, set([[1, 11n]], [[2, 20n]])), ["a"]);
   assert.deepEqual(changedRules(before, set([[1, 10n]], [])), ["b"]);
   assert.deepEqual(changedRules(before, set([[1, 10n], [1, 12n]], [[2, 20n]])), ["a"]);
+});
+
+Deno.test("changedRules() names network.egress.forwarded when an interface was added, removed or made anew", () => {
+  const plan = emptyPlan();
+  plan.forwarded = {
+    ruleId: plan.rules.push({ id: "network.egress.forwarded", area: "egress", action: "deny" }) - 1,
+  };
+  const set = (...forward: [string, number][]): ResolvedRuleSet => ({
+    plan,
+    files: [],
+    exec: [],
+    scope: { include: [], exempt: [] },
+    interfaces: [],
+    forward: forward.map(([name, ifindex]) => ({ name, ifindex })),
+  });
+  const before = set(["eth0", 2], ["tun0", 7]);
+  assert.deepEqual(changedRules(before, set(["tun0", 7], ["eth0", 2])), []);
+  assert.deepEqual(changedRules(before, set(["eth0", 2], ["tun0", 7], ["gre1", 9])), [
+    "network.egress.forwarded",
+  ]);
+  assert.deepEqual(changedRules(before, set(["eth0", 2])), ["network.egress.forwarded"]);
+  assert.deepEqual(changedRules(before, set(["eth0", 2], ["tun0", 8])), ["network.egress.forwarded"]);
+  assert.equal(forwardChanged(undefined, []), false);
 });

@@ -87,6 +87,7 @@ function settingsOf(policy: Policy | undefined): Record<string, unknown> {
     "scope.exempt": spec?.scope?.exempt ?? [],
     "exec.denyMemfd": spec?.exec?.denyMemfd ?? false,
     "network.egress.denyPacketSockets": spec?.network?.egress?.denyPacketSockets ?? false,
+    "network.egress.forwarded": spec?.network?.egress?.forwarded ?? false,
     "network.egress.nat64Prefixes": spec?.network?.egress?.nat64Prefixes ?? [],
     "network.ingress.interfaces": ingress?.interfaces ?? [],
     "network.ingress.default": ingress?.default ?? null,

@@ -14,7 +14,16 @@ const protocol = z.union([
 ]);
 
 const eventSchema = z.looseObject({
-  type: z.enum(["file.open", "exec", "net.connect", "net.sendmsg", "net.packet", "net.bind", "net.ingress"]),
+  type: z.enum([
+    "file.open",
+    "exec",
+    "net.connect",
+    "net.sendmsg",
+    "net.packet",
+    "net.bind",
+    "net.ingress",
+    "net.forward",
+  ]),
   rule: z.string().optional(),
   process: z.looseObject({
     uid: z.int().min(0).optional(),
@@ -83,6 +92,13 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
           area: "ingress",
           interface: need(net?.interface, "net.interface"),
           addr: need(net?.saddr, "net.saddr"),
+          protocol: need(net?.protocol, "net.protocol"),
+          ...(net?.dport === undefined ? {} : { port: net.dport }),
+        };
+      case "net.forward":
+        return {
+          area: "forward",
+          addr: need(net?.daddr, "net.daddr"),
           protocol: need(net?.protocol, "net.protocol"),
           ...(net?.dport === undefined ? {} : { port: net.dport }),
         };

@@ -51,3 +51,21 @@ Deno.test("parseEventLine() refuses what cannot be decided with an InputError na
     /needs net\.interface/,
   );
 });
+
+Deno.test("parseEventLine() reads a net.forward line as a forwarded packet: destination, protocol, port", () => {
+  const net = {
+    family: "ipv4",
+    protocol: "udp",
+    daddr: "203.0.113.9",
+    dport: 53,
+    saddr: "198.19.7.2",
+    sport: 40000,
+    interface: "eth0",
+    inInterface: "tun0",
+  };
+  assert.deepEqual(parseEventLine(JSON.stringify({ type: "net.forward", rule: "d", net }), "line"), {
+    type: "net.forward",
+    rule: "d",
+    event: { area: "forward", addr: "203.0.113.9", protocol: "udp", port: 53 },
+  });
+});

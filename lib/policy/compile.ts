@@ -47,6 +47,10 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     const info: RuleInfo = { id: "network.egress.denyPacketSockets", area: "egress", action: "deny" };
     plan.denyPacketSockets = { ruleId: plan.rules.push(info) - 1 };
   }
+  if (spec.network?.egress?.forwarded) {
+    const info: RuleInfo = { id: "network.egress.forwarded", area: "egress", action: "deny" };
+    plan.forwarded = { ruleId: plan.rules.push(info) - 1 };
+  }
   const ingress = spec.network?.ingress;
   plan.ingress.interfaces = (ingress?.interfaces ?? []).map((name) => ({
     name,

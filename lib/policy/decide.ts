@@ -10,6 +10,7 @@
  *   matches every protocol. A destination (or source) `::ffff:a.b.c.d` is matched as IPv4.
  * - Egress: a winning allow means no rule. With no deny, the users entry of the uid, else of the gid,
  *   decides by destination port. A deny then applies only in scope.
+ * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
  * - File and exec: the rules whose inode the file has (the first in plan order reports), then scope.
@@ -51,6 +52,8 @@ export type DecisionEvent =
   }
   | { area: "bind"; port: number; protocol: IpProtocol; cgroup?: string }
   | { area: "ingress"; interface: string; addr: Address; port?: number; protocol: IpProtocol }
+  /** A packet the host forwards (network.egress.forwarded): the egress CIDR rules alone, no task. */
+  | { area: "forward"; addr: Address; port?: number; protocol: IpProtocol }
   | {
     area: "file" | "exec";
     /** The rule ids whose targets resolved to the file's inode; or else `path`, matched by name. */
@@ -87,6 +90,10 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
     }
     case "ingress":
       return ingressRule(plan, event);
+    case "forward":
+      return plan.forwarded
+        ? egressCidrRule(plan, toPacket(event.addr, event.port, event.protocol))
+        : undefined;
     case "file":
     case "exec": {
       const ruleId = inodeRule(event.area === "file" ? plan.files : plan.exec, event);
@@ -100,14 +107,21 @@ function egressRule(
   event: Extract<DecisionEvent, { area: "egress" }>,
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
-  for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
-    const rule = matchNet(plan.egress, view);
-    if (rule?.action === "deny") return rule.ruleId;
-  }
+  const cidr = egressCidrRule(plan, packet);
+  if (cidr !== undefined) return cidr;
   const user = userRule(plan.egressUsers, event.uid, event.gid);
   if (!user) return undefined;
   const listed = user.ports.includes(packet.port);
   return listed === (user.portsAre === "denied") ? user.ruleId : undefined;
+}
+
+/** The CIDR deny rule for a destination, seen in each of its views (egressViews). */
+function egressCidrRule(plan: RuleSetPlan, packet: Packet): number | undefined {
+  for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
+    const rule = matchNet(plan.egress, view);
+    if (rule?.action === "deny") return rule.ruleId;
+  }
+  return undefined;
 }
 
 /**

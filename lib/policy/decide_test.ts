@@ -211,3 +211,22 @@ Deno.test("decide() matches NAT64 and IPv4-compatible destinations as IPv4 and a
   assert.equal(who(loopback, to("::", 80)), "allow");
   assert.equal(who(loopback, to("::0.0.0.2", 80)), "zero");
 });
+
+Deno.test("decide() judges a forwarded packet by the egress CIDR rules alone, and only with forwarded: true", () => {
+  const rules =
+    "      deny: [{ id: d, cidr: 203.0.113.0/24, port: 53 }]\n      users: [{ uid: 1000, denyPorts: [80] }]\n";
+  const on = plan(
+    `  scope: { cgroups: [/canary] }\n  network:\n    egress:\n      forwarded: true\n${rules}`,
+  );
+  const forwarded = (addr: string, port: number) =>
+    ({ area: "forward", addr, port, protocol: "udp" }) as const;
+  assert.equal(
+    who(on, forwarded("203.0.113.9", 53)),
+    "d",
+    "scope does not apply: a forwarded packet has no task",
+  );
+  assert.equal(who(on, forwarded("::ffff:203.0.113.9", 53)), "d");
+  assert.equal(who(on, forwarded("64:ff9b::203.0.113.9", 53)), "d");
+  assert.equal(who(on, forwarded("198.51.100.1", 80)), "allow", "users entries do not apply");
+  assert.equal(who(egress(rules), forwarded("203.0.113.9", 53)), "allow", "off by default");
+});

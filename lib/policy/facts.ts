@@ -35,6 +35,7 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
   const sshClient = parseSshConnection(
     "sshConnection" in options ? options.sshConnection : Deno.env.get("SSH_CONNECTION"),
   );
+  const forwarding = readForwarding();
   return {
     resolvers: parseResolvConf(await readText("/etc/resolv.conf")),
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
@@ -43,6 +44,7 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     paths,
     ...await ptraceScope(),
     now: new Date(),
+    ...forwarding && { forwarding },
   };
 }
 
@@ -56,6 +58,23 @@ async function ptraceScope(): Promise<{ ptraceScope?: number }> {
 export function parsePtraceScope(text: string): number | undefined {
   const match = /^\s*([0-3])\s*$/.exec(text);
   return match ? Number(match[1]) : undefined;
+}
+
+/**
+ * Whether this host forwards IPv4 and IPv6 packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding,
+ * for this process's network namespace); undefined when /proc/sys cannot be read.
+ */
+export function readForwarding(): { ipv4: boolean; ipv6: boolean } | undefined {
+  const flag = (path: string) => {
+    try {
+      return Deno.readTextFileSync(path).trim() !== "0";
+    } catch {
+      return undefined;
+    }
+  };
+  const ipv4 = flag("/proc/sys/net/ipv4/ip_forward");
+  if (ipv4 === undefined) return undefined;
+  return { ipv4, ipv6: flag("/proc/sys/net/ipv6/conf/all/forwarding") ?? false };
 }
 
 /** PID 1 always has an executable: when it cannot be read, it is closed to this process, not missing. */

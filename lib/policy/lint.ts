@@ -28,6 +28,8 @@ export type LintFacts = {
   /** kernel.yama.ptrace_scope (0-3), or undefined when Yama is not built in. */
   ptraceScope?: number;
   now: Date;
+  /** Whether this host forwards packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); unknown: absent. */
+  forwarding?: { ipv4: boolean; ipv6: boolean };
 };
 
 export type LintCode =
@@ -43,6 +45,7 @@ export type LintCode =
   | "exempt-delegated"
   | "scope-unguarded"
   | "ptrace-yama"
+  | "forwarded-unjudged"
   | "expired";
 
 export type Warning = {
@@ -435,6 +438,33 @@ export function yamaCoverage(ptraceScope: number | undefined): string | undefine
   }
 }
 
+/**
+ * A host that forwards packets carries traffic no socket hook sees (a tun device of an unprivileged user,
+ * a tunnel): egress CIDR rules that leave `forwarded` off do not judge it.
+ */
+function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void {
+  const egress = policy.spec.network?.egress;
+  if (egress?.forwarded && !(egress.deny?.length || egress.allow?.length)) {
+    report.at(
+      ["spec", "network", "egress", "forwarded"],
+      "no-effect",
+      "forwarded: true judges forwarded packets by the egress deny and allow rules, and there are none",
+    );
+  }
+  if (!facts.forwarding || egress?.forwarded || !(egress?.deny?.length || egress?.allow?.length)) return;
+  const on = [
+    ...facts.forwarding.ipv4 ? ["net.ipv4.ip_forward"] : [],
+    ...facts.forwarding.ipv6 ? ["net.ipv6.conf.all.forwarding"] : [],
+  ];
+  if (on.length === 0) return;
+  report.at(
+    ["spec", "network", "egress"],
+    "forwarded-unjudged",
+    `this host forwards packets (${on.join(", ")} = 1) and the egress rules do not judge forwarded ` +
+      "traffic: a tun device or a tunnel carries it to denied destinations; set forwarded: true",
+  );
+}
+
 /** Cgroups (systemd units) of the usual DHCP clients, which open AF_PACKET sockets. */
 const DHCP_CLIENT_UNIT = /dhc|networkd|NetworkManager|connman|ifup|wicked|udhcp|dhcpcd/i;
 
@@ -476,6 +506,7 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
       );
     }
   }
+  lintForwarding(policy, report, facts);
   if (metadata.notAfter && Date.parse(metadata.notAfter) <= facts.now.getTime()) {
     report.at(["metadata", "notAfter"], "expired", `the policy expired at ${metadata.notAfter}`);
   }

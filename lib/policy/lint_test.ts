@@ -268,3 +268,21 @@ Deno.test("lintPolicy() says when PID 1's executable could not be checked; locko
   const source = parsePolicySource(minimal(spec), "p.yaml");
   assert.deepEqual(lockoutRisks(source.policy, source.locate, { ...FACTS, unchecked }), []);
 });
+
+Deno.test("lintPolicy() warns when the host forwards packets and egress rules leave forwarded traffic unjudged", () => {
+  const deny = "      deny: [{ id: d, cidr: 198.51.100.0/24 }]\n";
+  const forwarding = { ipv4: true, ipv6: false };
+  const warnings = lint(egress(deny), { forwarding });
+  assert.deepEqual(summary(warnings), ["forwarded-unjudged - 9:7"]);
+  assert.match(warnings[0]!.message, /net\.ipv4\.ip_forward = 1\) .*set forwarded: true$/);
+  assert.deepEqual(summary(lint(egress(`      forwarded: true\n${deny}`), { forwarding })), []);
+  assert.deepEqual(summary(lint(egress(deny), { forwarding: { ipv4: false, ipv6: false } })), []);
+  assert.deepEqual(
+    summary(lint(egress("      forwarded: true\n      users: [{ uid: 7, denyPorts: [80] }]\n"))),
+    [
+      "no-effect - 9:18",
+    ],
+  );
+  const ipv6Only = lint(egress(deny), { forwarding: { ipv4: false, ipv6: true } });
+  assert.match(ipv6Only[0]!.message, /net\.ipv6\.conf\.all\.forwarding = 1/);
+});

@@ -80,6 +80,8 @@ export type RuleSetPlan = {
   denyPacketSockets?: { ruleId: number };
   /** Present when any egress rule exists: setting a routing header or a source route is refused, in scope. */
   routeGuard?: { ruleId: number };
+  /** Present with network.egress.forwarded: the egress CIDR rules judge packets the host forwards too. */
+  forwarded?: { ruleId: number };
   /**
    * The first 12 bytes of each /96 NAT64 prefix (64:ff9b::/96 and the policy's own): an egress destination
    * in one of them, or IPv4-compatible (::a.b.c.d), is matched both as its IPv4 address and as itself, and

@@ -220,6 +220,7 @@ const spec = z.strictObject({
   network: z.strictObject({
     egress: z.strictObject({
       denyPacketSockets: z.boolean().optional(),
+      forwarded: z.boolean().optional(),
       nat64Prefixes: names(nat64Prefix).optional(),
       deny: list(netRule).optional(),
       allow: list(netRule).optional(),

@@ -28,6 +28,7 @@ const ACTION_TYPES: ReadonlySet<string> = new Set([
   "net.packet",
   "net.bind",
   "net.ingress",
+  "net.forward",
 ]);
 
 export type RuleCount = {

@@ -17,6 +17,7 @@ import {
   pinnedMaps,
 } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
+import { forwardLinkName } from "../kernel/links.ts";
 import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
 import { readApplied } from "../state/apply_state.ts";
 import type { Area } from "../policy/plan.ts";
@@ -158,6 +159,9 @@ export function checkHealth(
     }
     const interfaces = [...new Set([...(applied?.interfaces ?? []), ...(agentRecord?.ingress ?? [])])];
     missing = missingLinks([...usedAreas], interfaces, links);
+    // A forward link unpinned since the apply (one pinned but detached is reported above).
+    const pinnedNames = new Set(links.map((link) => link.name));
+    missing.push(...(applied?.forward ?? []).map(forwardLinkName).filter((name) => !pinnedNames.has(name)));
     if (missing.length > 0) {
       problems.push(
         `programs not attached: ${missing.join(", ")}: re-apply the policy (aegisbpf policy rollback --to ` +

@@ -8,6 +8,7 @@ import { libbpfVersion } from "../kernel/info.ts";
 import { isMounted, PSEUDO_FILESYSTEMS } from "../kernel/mounts.ts";
 import { exists } from "../kernel/pin_dir.ts";
 import { accessOf } from "../state/access.ts";
+import { forwardingCheck, readForwardingFacts } from "./forwarding_check.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 export type Check = { name: string; status: CheckStatus; detail: string; remediation?: string };
@@ -213,6 +214,7 @@ export function hostChecks(paths: CheckPaths, facts: { activeLsms: readonly stri
   checks.push(directoryCheck("config directory", paths.configDir, "absent: made (0700) when first needed"));
   checks.push(keysCheck(`${paths.configDir}/keys`));
   checks.push(textfileCheck(paths.textfileDir ?? findTextfileDir(TEXTFILE_DIRS)));
+  checks.push(forwardingCheck(readForwardingFacts(paths)));
   return checks;
 }
 

@@ -75,6 +75,8 @@ const appliedSchema = z.strictObject({
   areas: z.array(z.enum(["file", "exec", "egress", "bind", "ingress"])).optional(),
   /** The interfaces the ingress rules filter. */
   interfaces: z.array(z.string()).optional(),
+  /** The interfaces forwarded packets are judged on (network.egress.forwarded), each an aegis_forward@ link. */
+  forward: z.array(z.string()).optional(),
   /** Every inode the file and exec rules deny; `health` compares them with what the paths hold now. */
   inodes: z.array(inodeSchema).optional(),
   /** Recursive rules' directories, to find files created under them after the apply. */
