@@ -788,13 +788,16 @@ int aegis_sendmsg6(struct bpf_sock_addr *ctx)
 	return egress6(ctx, AEGIS_HOOK_SENDMSG);
 }
 
-static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
+/*
+ * 1 to allow, 0 to deny (EPERM) binding a socket of `protocol` to `port` (host order) at `addr` (IPv4 in
+ * the first word): the cgroup bind hooks and, for SCTP, which never reaches them, the LSM hooks of
+ * bpf/bind_guard.bpf.h.
+ */
+static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, const __u32 addr[4])
 {
 	struct aegis_state s;
 	if (!load_state(&s))
 		return 1;
-	__u16 port = bpf_ntohs((__u16)ctx->user_port);
-	__u8 protocol = ctx->protocol;
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
 	if (!rule || !in_scope(&s))
 		return 1;
@@ -804,16 +807,25 @@ static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
 		e->family = family;
 		e->protocol = protocol;
 		e->sport = port;
-		if (family == AEGIS_FAMILY_IPV4) {
-			__u32 addr = ctx->user_ip4;
-			__builtin_memcpy(e->saddr, &addr, 4);
-		} else {
-			__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-			__builtin_memcpy(e->saddr, ip6, 16);
-		}
+		__builtin_memcpy(e->saddr, addr, 16);
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode != AEGIS_MODE_ENFORCE;
+}
+
+/* The cgroup bind hooks run for every inet protocol bound through inet_bind: TCP, UDP, UDP-Lite, DCCP, MPTCP. */
+static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
+{
+	__u32 addr[4] = {};
+	if (family == AEGIS_FAMILY_IPV4) {
+		addr[0] = ctx->user_ip4;
+	} else {
+		addr[0] = ctx->user_ip6[0];
+		addr[1] = ctx->user_ip6[1];
+		addr[2] = ctx->user_ip6[2];
+		addr[3] = ctx->user_ip6[3];
+	}
+	return bind_allowed(family, ctx->protocol, bpf_ntohs((__u16)ctx->user_port), addr);
 }
 
 SEC("cgroup/bind4")
@@ -1053,3 +1065,6 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"
+
+/* SCTP binds (bind and sctp_bindx), which the cgroup bind hooks never see. */
+#include "bind_guard.bpf.h"

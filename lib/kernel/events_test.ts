@@ -435,6 +435,9 @@ Deno.test("formatEvent() reports a refused AF_PACKET socket with its type and no
 Deno.test("formatEvent() reports a refused AF_XDP socket and a SOCK_PACKET socket by family and type", () => {
   const xdp = formatEvent(raw({ hook: HOOK.SOCKET, ruleId: 0, family: FAMILY.XDP, protocol: 3 }), CONTEXT);
   assert.deepEqual(xdp.net, { family: "xdp", protocol: "raw" });
-  const old = formatEvent(raw({ hook: HOOK.SOCKET, ruleId: 0, family: FAMILY.PACKET, protocol: 10 }), CONTEXT);
+  const old = formatEvent(
+    raw({ hook: HOOK.SOCKET, ruleId: 0, family: FAMILY.PACKET, protocol: 10 }),
+    CONTEXT,
+  );
   assert.deepEqual(old.net, { family: "packet", protocol: "packet" });
 });

@@ -48,6 +48,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.sendmsg6]: "cgroup sock_addr sendmsg6",
   [PROGRAMS.bind4]: "cgroup sock_addr bind4",
   [PROGRAMS.bind6]: "cgroup sock_addr bind6",
+  [PROGRAMS.socketBind]: "BPF-LSM lsm/socket_bind (SCTP)",
+  [PROGRAMS.sctpBindx]: "BPF-LSM lsm/sctp_bind_connect (sctp_bindx)",
   [PROGRAMS.ingress]: "XDP",
   [PROGRAMS.flushRates]: "XDP (test run: rate-limit flush)",
 };
