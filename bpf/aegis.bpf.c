@@ -716,19 +716,34 @@ static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_st
 	return rule;
 }
 
-/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */
+/* MPTCP subflows: judged as their connection's owner. */
+#include "mptcp_owner.bpf.h"
+
+/*
+ * 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). The
+ * subject is the current task, or for an MPTCP subflow its connection's owner (mptcp_owner.bpf.h), whose
+ * uid, gid and cgroup the event then carries.
+ */
 static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
+	struct sock *owner = subflow_connection(ctx->sk);
+	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
+	__u64 owner_cgroup = 0;
 	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	if (!rule && s->info->user_rules)
-		rule = user_rule(s, bpf_ntohs(port_be));
-	if (!rule || !in_scope(s))
+		rule = user_rule_of(s, bpf_ntohs(port_be), ids);
+	if (!rule || !(owner ? sock_in_scope(s, owner, &owner_cgroup) : in_scope(s)))
 		return 1;
 	__u32 mode = effective_mode(s);
 	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
+		if (owner) {
+			e->uid = (__u32)ids;
+			e->gid = ids >> 32;
+			e->cgroup_id = owner_cgroup;
+		}
 		e->family = key->space & 0xff;
 		e->protocol = key->protocol;
 		__builtin_memcpy(e->daddr, key->addr, 16);

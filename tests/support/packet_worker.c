@@ -258,6 +258,17 @@ static int run_case(const char *kind, const struct sockaddr_storage *ss, socklen
 		*err = send_result(sendto(fd, packet, (hdrincl ? 20 : 0) + 9, 0, to, len));
 		return arrives(proof, 0);
 	}
+	if (strcmp(kind, "udplite-bind") == 0 || strcmp(kind, "sctp-bind") == 0 || strcmp(kind, "sctp-bindx") == 0) {
+		int sctp = strncmp(kind, "sctp-", 5) == 0;
+		fd = socket(ss->ss_family, sctp ? SOCK_STREAM : SOCK_DGRAM, sctp ? IPPROTO_SCTP : IPPROTO_UDPLITE);
+		if (fd < 0)
+			goto socket_failed;
+		if (strcmp(kind, "sctp-bindx") == 0)
+			*err = setsockopt(fd, SOL_SCTP_, SCTP_SOCKOPT_BINDX_ADD_, to, len) < 0 ? errno : 0;
+		else
+			*err = bind(fd, to, len) < 0 ? errno : 0;
+		return 0;
+	}
 	if (strncmp(kind, "sctp-", 5) == 0)
 		return sctp_case(kind + 5, ss, len, err, socket_failed);
 	if (strcmp(kind, "packet") == 0 || strcmp(kind, "xdp") == 0 || strcmp(kind, "sock-packet") == 0) {
@@ -270,17 +281,6 @@ static int run_case(const char *kind, const struct sockaddr_storage *ss, socklen
 		if (fd < 0)
 			goto socket_failed;
 		*err = 0;
-		return 0;
-	}
-	if (strcmp(kind, "udplite-bind") == 0 || strcmp(kind, "sctp-bind") == 0 || strcmp(kind, "sctp-bindx") == 0) {
-		int sctp = strncmp(kind, "sctp-", 5) == 0;
-		fd = socket(ss->ss_family, sctp ? SOCK_STREAM : SOCK_DGRAM, sctp ? IPPROTO_SCTP : IPPROTO_UDPLITE);
-		if (fd < 0)
-			goto socket_failed;
-		if (strcmp(kind, "sctp-bindx") == 0)
-			*err = setsockopt(fd, SOL_SCTP_, SCTP_SOCKOPT_BINDX_ADD_, to, len) < 0 ? errno : 0;
-		else
-			*err = bind(fd, to, len) < 0 ? errno : 0;
 		return 0;
 	}
 	return -1;
