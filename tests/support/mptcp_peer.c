@@ -39,7 +39,7 @@
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
 #endif
-#define WAIT_MS 1500
+#define WAIT_MS 800
 
 static void die(const char *what)
 {
