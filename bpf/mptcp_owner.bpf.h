@@ -17,6 +17,9 @@
  * connection is never judged twice by two different subjects. Every other socket keeps the current task
  * as its subject: a task is what scopes name, and a socket made elsewhere and passed to a task in scope is
  * still judged as that task's.
+ *
+ * The connection sweep (iter/tcp) needs nothing more: a subflow's cgroup data is its connection's, and the
+ * kernel gives the subflow's socket inode the MPTCP socket's owner, which is the uid the iterator reports.
  */
 
 #define NO_GID 0xffffffffu /* (gid_t)-1: never a group's id, so no gid entry matches it */
@@ -39,16 +42,3 @@ static __always_inline __u64 connection_owner_ids(struct sock *msk)
 	return (__u64)gid << 32 | uid;
 }
 
-/*
- * subflow_connection() for a socket the iterators walk, by CO-RE reads: bpf_skc_to_mptcp_sock refuses
- * their trusted pointers. A subflow is a TCP socket flagged is_mptcp whose ULP data is its subflow
- * context; the context's `conn` is the MPTCP socket.
- */
-static __always_inline struct sock *iter_subflow_connection(struct sock_common *skc)
-{
-	struct tcp_sock *tp = (struct tcp_sock *)skc;
-	if (!bpf_core_field_exists(tp->is_mptcp) || !BPF_CORE_READ(tp, is_mptcp))
-		return 0;
-	struct mptcp_subflow_context *subflow = BPF_CORE_READ((struct inet_connection_sock *)skc, icsk_ulp_data);
-	return subflow ? BPF_CORE_READ(subflow, conn) : 0;
-}

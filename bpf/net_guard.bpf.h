@@ -24,6 +24,7 @@
 #define SKB_PASS 1
 #define SKB_DROP 0
 #define IP_OFFSET_MASK 0x1fff
+#define NO_GID 0xffffffffu /* (gid_t)-1: never a group's id, so no gid entry matches it */
 
 /*
  * Whether the packets of `sk` need the backstop: the cheap test every packet of every socket in the cgroup
@@ -358,20 +359,13 @@ static __always_inline struct sock_common *udp_connection(struct bpf_iter__udp *
 	return BPF_CORE_READ(skc, skc_state) == TCP_ESTABLISHED_ ? skc : 0;
 }
 
-/* The uid a TCP socket is swept as: an MPTCP subflow's connection owner (mptcp_owner.bpf.h), else its own. */
-static __always_inline __u32 tcp_owner_uid(struct sock_common *skc, __u32 uid)
-{
-	struct sock *owner = iter_subflow_connection(skc);
-	return owner ? BPF_CORE_READ(owner, sk_uid.val) : uid;
-}
-
 /* The sweep: lists, and closes in enforce where the kernel can. */
 SEC("iter/tcp")
 int aegis_sweep_tcp(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = tcp_connection(ctx);
 	if (skc)
-		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, tcp_owner_uid(skc, ctx->uid), 1);
+		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid, 1);
 	return 0;
 }
 
@@ -391,7 +385,7 @@ int aegis_list_tcp(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = tcp_connection(ctx);
 	if (skc)
-		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, tcp_owner_uid(skc, ctx->uid), 0);
+		sweep_socket(ctx->meta->seq, skc, IPPROTO_TCP_, ctx->uid, 0);
 	return 0;
 }
 
