@@ -717,19 +717,34 @@ static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_st
 	return rule;
 }
 
-/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */
+/* MPTCP subflows: judged as their connection's owner. */
+#include "mptcp_owner.bpf.h"
+
+/*
+ * 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). The
+ * subject is the current task, or for an MPTCP subflow its connection's owner (mptcp_owner.bpf.h), whose
+ * uid, gid and cgroup the event then carries.
+ */
 static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
+	struct sock *owner = subflow_connection(ctx->sk);
+	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
+	__u64 owner_cgroup = 0;
 	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	if (!rule && s->info->user_rules)
-		rule = user_rule(s, bpf_ntohs(port_be));
-	if (!rule || !in_scope(s))
+		rule = user_rule_of(s, bpf_ntohs(port_be), ids);
+	if (!rule || !(owner ? sock_in_scope(s, owner, &owner_cgroup) : in_scope(s)))
 		return 1;
 	__u32 mode = effective_mode(s);
 	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
+		if (owner) {
+			e->uid = (__u32)ids;
+			e->gid = ids >> 32;
+			e->cgroup_id = owner_cgroup;
+		}
 		e->family = key->space & 0xff;
 		e->protocol = key->protocol;
 		__builtin_memcpy(e->daddr, key->addr, 16);
@@ -789,13 +804,16 @@ int aegis_sendmsg6(struct bpf_sock_addr *ctx)
 	return egress6(ctx, AEGIS_HOOK_SENDMSG);
 }
 
-static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
+/*
+ * 1 to allow, 0 to deny (EPERM) binding a socket of `protocol` to `port` (host order) at `addr` (IPv4 in
+ * the first word): the cgroup bind hooks and, for SCTP, which never reaches them, the LSM hooks of
+ * bpf/bind_guard.bpf.h.
+ */
+static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, const __u32 addr[4])
 {
 	struct aegis_state s;
 	if (!load_state(&s))
 		return 1;
-	__u16 port = bpf_ntohs((__u16)ctx->user_port);
-	__u8 protocol = ctx->protocol;
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
 	if (!rule || !in_scope(&s))
 		return 1;
@@ -805,16 +823,25 @@ static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
 		e->family = family;
 		e->protocol = protocol;
 		e->sport = port;
-		if (family == AEGIS_FAMILY_IPV4) {
-			__u32 addr = ctx->user_ip4;
-			__builtin_memcpy(e->saddr, &addr, 4);
-		} else {
-			__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-			__builtin_memcpy(e->saddr, ip6, 16);
-		}
+		__builtin_memcpy(e->saddr, addr, 16);
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode != AEGIS_MODE_ENFORCE;
+}
+
+/* The cgroup bind hooks run for every inet protocol bound through inet_bind: TCP, UDP, UDP-Lite, DCCP, MPTCP. */
+static __always_inline int bind_decision(struct bpf_sock_addr *ctx, __u8 family)
+{
+	__u32 addr[4] = {};
+	if (family == AEGIS_FAMILY_IPV4) {
+		addr[0] = ctx->user_ip4;
+	} else {
+		addr[0] = ctx->user_ip6[0];
+		addr[1] = ctx->user_ip6[1];
+		addr[2] = ctx->user_ip6[2];
+		addr[3] = ctx->user_ip6[3];
+	}
+	return bind_allowed(family, ctx->protocol, bpf_ntohs((__u16)ctx->user_port), addr);
 }
 
 SEC("cgroup/bind4")
@@ -1062,3 +1089,5 @@ int aegis_xdp(struct xdp_md *ctx)
 #include "process_guard.bpf.h"
 /* Forwarded packets (network.egress.forwarded): tc egress on the host's interfaces. */
 #include "forward_guard.bpf.h"
+/* SCTP binds (bind and sctp_bindx), which the cgroup bind hooks never see. */
+#include "bind_guard.bpf.h"

@@ -8,9 +8,9 @@
  *   protocol and port, and dropped in enforce. TCP and UDP packets that carry a source route or a routing
  *   header are judged by every address the route names (route_guard.bpf.h); every other packet returns at
  *   once.
- * - aegis_socket_create (lsm/socket_create): AF_PACKET sockets refused in scope when the policy asks;
- *   aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup sock_create hook
- *   runs for inet sockets only).
+ * - aegis_socket_create (lsm/socket_create): AF_PACKET, AF_XDP and SOCK_PACKET sockets refused in scope
+ *   when the policy asks; aegis_tp_socket (tracepoint) reports them where BPF-LSM cannot load (the cgroup
+ *   sock_create hook runs for inet sockets only).
  * - aegis_socket_connect (lsm/socket_connect, SCTP sockets only) and aegis_sctp_bind_connect
  *   (lsm/sctp_bind_connect): SCTP connect, sctp_connectx and one-to-many sendto to a denied peer fail with
  *   EPERM where BPF-LSM runs; elsewhere the packet backstop drops their INIT.
@@ -229,12 +229,28 @@ int aegis_skb_egress(struct __sk_buff *skb)
 
 /* ---- AF_PACKET sockets (network.egress.denyPacketSockets) ----------------- */
 
+#define AF_XDP_ 44
+#define SOCK_PACKET_ 10
+
 /*
- * The decision on creating an AF_PACKET socket of `type` in `mode` (the tracepoint passes audit): 1 when
- * it must fail. The cgroup sock_create hook runs only for inet sockets, so the LSM hook refuses them and
- * the tracepoint, where BPF-LSM cannot load, reports them.
+ * The AEGIS_FAMILY_* of a packet socket socket(family, type) would make, or 0: AF_PACKET, AF_XDP (frames
+ * sent from a ring straight to the driver: no IP hook sees them), and socket(AF_INET, SOCK_PACKET), the
+ * old form of AF_PACKET. The kernel turns that last one into AF_PACKET before the LSM hook runs, so only
+ * the tracepoint sees it as AF_INET; socket(AF_INET6, SOCK_PACKET) never makes a socket (ESOCKTNOSUPPORT).
  */
-static __always_inline int packet_socket_denied(int type, int audit_only)
+static __always_inline __u8 packet_socket_family(int family, int type)
+{
+	if (family == AF_PACKET_ || (family == AF_INET_ && (type & 0xf) == SOCK_PACKET_))
+		return AEGIS_FAMILY_PACKET;
+	return family == AF_XDP_ ? AEGIS_FAMILY_XDP : 0;
+}
+
+/*
+ * The decision on creating a packet socket (`family`: AEGIS_FAMILY_PACKET or _XDP) of `type`, in `mode`
+ * (the tracepoint passes audit): 1 when it must fail. The cgroup sock_create hook runs only for inet
+ * sockets, so the LSM hook refuses them and the tracepoint, where BPF-LSM cannot load, reports them.
+ */
+static __always_inline int packet_socket_denied(__u8 family, int type, int audit_only)
 {
 	struct aegis_state s;
 	if (!load_state(&s))
@@ -245,8 +261,9 @@ static __always_inline int packet_socket_denied(int type, int audit_only)
 	__u32 mode = audit_only ? AEGIS_MODE_AUDIT : effective_mode(&s);
 	struct aegis_event *e = record(&s, AEGIS_HOOK_SOCKET, mode, rule->rule_id, current_pid(), 1);
 	if (e) {
-		e->family = AEGIS_FAMILY_PACKET;
-		e->protocol = type & 0xf; /* SOCK_RAW or SOCK_DGRAM, without SOCK_NONBLOCK and SOCK_CLOEXEC */
+		e->family = family;
+		/* SOCK_RAW, SOCK_DGRAM or SOCK_PACKET, without SOCK_NONBLOCK and SOCK_CLOEXEC */
+		e->protocol = type & 0xf;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE;
@@ -255,9 +272,10 @@ static __always_inline int packet_socket_denied(int type, int audit_only)
 SEC("lsm/socket_create")
 int BPF_PROG(aegis_socket_create, int family, int type, int protocol, int kern)
 {
-	if (family != AF_PACKET_ || kern)
+	__u8 packet = packet_socket_family(family, type);
+	if (!packet || kern)
 		return 0;
-	if (packet_socket_denied(type, 0))
+	if (packet_socket_denied(packet, type, 0))
 		return -EPERM;
 	return 0;
 }
@@ -265,8 +283,9 @@ int BPF_PROG(aegis_socket_create, int family, int type, int protocol, int kern)
 SEC("tracepoint/syscalls/sys_enter_socket")
 int aegis_tp_socket(struct trace_event_raw_sys_enter *ctx)
 {
-	if (ctx->args[0] == AF_PACKET_)
-		packet_socket_denied(ctx->args[1], 1);
+	__u8 packet = packet_socket_family(ctx->args[0], ctx->args[1]);
+	if (packet)
+		packet_socket_denied(packet, ctx->args[1], 1);
 	return 0;
 }
 

@@ -12,7 +12,9 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   exec: (name) => name === PROGRAMS.exec || name === PROGRAMS.execAudit,
   connect: (name) => name === PROGRAMS.connect4 || name === PROGRAMS.connect6,
   sendmsg: (name) => name === PROGRAMS.sendmsg4 || name === PROGRAMS.sendmsg6,
-  bind: (name) => name === PROGRAMS.bind4 || name === PROGRAMS.bind6,
+  bind: (name) =>
+    name === PROGRAMS.bind4 || name === PROGRAMS.bind6 || name === PROGRAMS.socketBind ||
+    name === PROGRAMS.sctpBindx,
   ingress: (name) => name.startsWith(`${PROGRAMS.ingress}@`),
   scope: (name) => name === PROGRAMS.scopeGuard,
   packet: (name) => name === PROGRAMS.packetEgress,

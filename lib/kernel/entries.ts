@@ -108,7 +108,10 @@ export function ruleSetEntries(
     exact({ kind: RULE.PTRACE_GUARD, a: 0, b: 0 }, denyValue(set.plan.ptraceGuard.ruleId));
   }
   for (const rule of set.plan.bind) {
-    exact({ kind: RULE.BIND, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] }, denyValue(rule.ruleId));
+    const protocols = rule.protocol ? [PROTOCOL_NUMBER[rule.protocol]] : PORT_PROTOCOL_NUMBERS;
+    for (const protocol of protocols) {
+      exact({ kind: RULE.BIND, a: rule.port, b: protocol }, denyValue(rule.ruleId));
+    }
   }
   for (const rule of set.plan.ingress.failsafe) {
     const key = { kind: RULE.FAILSAFE, a: rule.port, b: PROTOCOL_NUMBER[rule.protocol] };

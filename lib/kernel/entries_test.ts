@@ -241,3 +241,11 @@ Deno.test("ruleSetEntries() keys a NAT64 prefix on its first 12 bytes as the hoo
   assert.equal(key.getUint32(8, true), 0x04030201);
   assert.equal(key.getUint32(12, true), RULE.NAT64_PREFIX);
 });
+
+Deno.test("ruleSetEntries() keys a bind rule without a protocol once per protocol with ports", () => {
+  const set = resolved({ bind: [{ ruleId: 4, port: 8080 }] }, {});
+  assert.deepEqual(
+    rulesOf(set).filter((entry) => entry.kind === RULE.BIND).map((entry) => entry.b),
+    [6, 17, 136, 132, 33],
+  );
+});

@@ -56,8 +56,11 @@ export type AegisEvent = {
   process?: EventProcess | { pid: number };
   file?: { path?: string; dev: number; ino: number };
   net?: {
-    /** "packet" only for net.socket (an AF_PACKET socket refused): no address, protocol "raw" or "dgram". */
-    family: "ipv4" | "ipv6" | "packet";
+    /**
+     * "packet" and "xdp" only for net.socket (an AF_PACKET or AF_XDP socket refused): no address, protocol
+     * the socket type, "raw", "dgram" or "packet" (socket(AF_INET, SOCK_PACKET)).
+     */
+    family: "ipv4" | "ipv6" | "packet" | "xdp";
     protocol: string;
     daddr?: string;
     dport?: number;
@@ -202,7 +205,7 @@ const PROTOCOLS: Readonly<Record<number, string>> = {
   255: "raw",
 };
 
-const SOCKET_TYPES: Readonly<Record<number, string>> = { 2: "dgram", 3: "raw" };
+const SOCKET_TYPES: Readonly<Record<number, string>> = { 2: "dgram", 3: "raw", 10: "packet" };
 
 /** Hooks whose events carry `net`. */
 const NETWORK_HOOKS: ReadonlySet<number> = new Set([
@@ -236,7 +239,9 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   const summary = (raw.flags & EVENT.SUMMARY) !== 0;
   if (raw.signal !== 0 && SIGNAL_NAMES[raw.signal] === undefined) throw new EventDecodeError("signal", raw);
   const network = NETWORK_HOOKS.has(raw.hook);
-  const families: readonly number[] = raw.hook === HOOK.SOCKET ? [FAMILY.PACKET] : [FAMILY.IPV4, FAMILY.IPV6];
+  const families: readonly number[] = raw.hook === HOOK.SOCKET
+    ? [FAMILY.PACKET, FAMILY.XDP]
+    : [FAMILY.IPV4, FAMILY.IPV6];
   if (network && !summary && !families.includes(raw.family)) {
     throw new EventDecodeError("family", raw);
   }
@@ -304,9 +309,11 @@ function ptraceOf(raw: RawEvent, context: EventContext): NonNullable<AegisEvent[
 }
 
 function netOf(raw: RawEvent, type: KernelEventType, context: EventContext): NonNullable<AegisEvent["net"]> {
-  // A refused AF_PACKET socket: the kernel reports its type (SOCK_RAW 3, SOCK_DGRAM 2) as the protocol.
+  // A refused AF_PACKET or AF_XDP socket: the kernel reports its type (SOCK_RAW 3, SOCK_DGRAM 2,
+  // SOCK_PACKET 10) as the protocol.
   if (type === "net.socket") {
-    return { family: "packet", protocol: SOCKET_TYPES[raw.protocol] ?? String(raw.protocol) };
+    const family = raw.family === FAMILY.XDP ? "xdp" : "packet";
+    return { family, protocol: SOCKET_TYPES[raw.protocol] ?? String(raw.protocol) };
   }
   const family = raw.family === FAMILY.IPV6 ? "ipv6" : "ipv4";
   const net: NonNullable<AegisEvent["net"]> = {

@@ -488,3 +488,13 @@ Deno.test("formatEvent() reports a refused route with its first hop and no port,
   });
   assert.equal(formatEvent(raw({ hook: HOOK.PACKET, family: FAMILY.IPV4 }), CONTEXT).net?.route, undefined);
 });
+
+Deno.test("formatEvent() reports a refused AF_XDP socket and a SOCK_PACKET socket by family and type", () => {
+  const xdp = formatEvent(raw({ hook: HOOK.SOCKET, ruleId: 0, family: FAMILY.XDP, protocol: 3 }), CONTEXT);
+  assert.deepEqual(xdp.net, { family: "xdp", protocol: "raw" });
+  const old = formatEvent(
+    raw({ hook: HOOK.SOCKET, ruleId: 0, family: FAMILY.PACKET, protocol: 10 }),
+    CONTEXT,
+  );
+  assert.deepEqual(old.net, { family: "packet", protocol: "packet" });
+});

@@ -2,6 +2,7 @@ import { BpfError, BpfLink, type BpfObject, closeFd, openDirectory } from "../..
 import type { Area } from "../policy/plan.ts";
 import {
   type AreaStatus,
+  BIND_LSM_PROGRAMS,
   CGROUP_PROGRAMS,
   EGRESS_LSM_PROGRAMS,
   EXEC_LSM_PROGRAMS,
@@ -74,7 +75,15 @@ export class PlaneLinks {
       const lsm = this.#object.program(EGRESS_LSM_PROGRAMS.lsm[0]).fd >= 0;
       programs.push(...(lsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback));
     }
-    const lsmOnly: readonly ProgramName[] = [...LSM_PROGRAMS, ...EGRESS_LSM_PROGRAMS.lsm];
+    if (areas.has("bind") && this.#object.program(BIND_LSM_PROGRAMS[0]!).fd >= 0) {
+      programs.push(...BIND_LSM_PROGRAMS);
+    }
+    const lsmOnly: readonly ProgramName[] = [
+      ...LSM_PROGRAMS,
+      ...EGRESS_LSM_PROGRAMS.lsm,
+      ...BIND_LSM_PROGRAMS,
+      ...PTRACE_LSM_PROGRAMS,
+    ];
     // The ptrace guard goes wherever BPF-LSM serves an area: a scope may come with any policy.
     if (programs.some((program) => lsmOnly.includes(program))) programs.push(...PTRACE_LSM_PROGRAMS);
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");

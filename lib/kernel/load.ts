@@ -66,6 +66,12 @@ export const EGRESS_LSM_PROGRAMS = {
   fallback: [PROGRAMS.packetSocketAudit],
 } as const;
 
+/**
+ * Bind programs beyond the cgroup ones, where BPF-LSM loads: SCTP has a bind of its own that never reaches
+ * the cgroup bind hooks (bind and sctp_bindx). Elsewhere SCTP binds are not judged.
+ */
+export const BIND_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.socketBind, PROGRAMS.sctpBindx];
+
 /** Whether this kernel loads BPF-LSM programs; when not, the errno and what libbpf and the kernel said. */
 export type LsmProbe =
   | { ok: true }
@@ -140,7 +146,7 @@ export function planeStatus(
     ingress: { mode: "enforce" },
   };
   const wantsFileLsm = areas.has("file") || areas.has("exec");
-  const wantsLsm = wantsFileLsm || areas.has("egress");
+  const wantsLsm = wantsFileLsm || areas.has("egress") || areas.has("bind");
   const reason = wantsLsm ? lsmUnavailableReason(lsm) : undefined;
   if (reason !== undefined && wantsFileLsm) {
     status.file = { mode: "audit-only", reason };
@@ -170,6 +176,7 @@ export function loadPlane(
     ...COMMON_PROGRAMS,
     ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS),
     ...(withLsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback),
+    ...(withLsm ? BIND_LSM_PROGRAMS : []),
   ];
   const open = (mapDir: string) => {
     const object = openAegisObject(programs, mapDir, options.image);

@@ -34,6 +34,9 @@ export const PROGRAMS = {
   listUdp: "aegis_list_udp",
   bind4: "aegis_bind4",
   bind6: "aegis_bind6",
+  // SCTP binds where BPF-LSM loads (bpf/bind_guard.bpf.h)
+  socketBind: "aegis_socket_bind",
+  sctpBindx: "aegis_sctp_bindx",
   ingress: "aegis_xdp",
   flushRates: "aegis_flush_rates",
   // forwarded packets (bpf/forward_guard.bpf.h)

@@ -10,6 +10,7 @@ import type { Area } from "../policy/plan.ts";
 import { findCgroup2Mount } from "./cgroup.ts";
 import {
   activeLsms,
+  BIND_LSM_PROGRAMS,
   CGROUP_PROGRAMS,
   EXEC_AUDIT_PROGRAMS,
   FILE_AUDIT_PROGRAMS,
@@ -51,6 +52,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.sendmsg6]: "cgroup sock_addr sendmsg6",
   [PROGRAMS.bind4]: "cgroup sock_addr bind4",
   [PROGRAMS.bind6]: "cgroup sock_addr bind6",
+  [PROGRAMS.socketBind]: "BPF-LSM lsm/socket_bind (SCTP)",
+  [PROGRAMS.sctpBindx]: "BPF-LSM lsm/sctp_bind_connect (sctp_bindx)",
   [PROGRAMS.ingress]: "XDP",
   [PROGRAMS.flushRates]: "XDP (test run: rate-limit flush)",
   [PROGRAMS.forward]: "tc egress (tcx link: forwarded packets)",
@@ -212,7 +215,7 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
     file: inode(PROGRAMS.fileOpen, FILE_AUDIT_PROGRAMS),
     exec: inode(PROGRAMS.exec, EXEC_AUDIT_PROGRAMS),
     egress: cgroup(CGROUP_PROGRAMS.egress),
-    bind: cgroup(CGROUP_PROGRAMS.bind),
+    bind: sctpBinds(cgroup(CGROUP_PROGRAMS.bind), failed(BIND_LSM_PROGRAMS), facts),
     ingress: xdp.length === 0
       ? { verdict: "enforce", reason: `${PROGRAMS.ingress} loads`, remediation: "none needed" }
       : {
@@ -220,6 +223,30 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
         reason: `the XDP program does not load: ${describe(xdp)}`,
         remediation: fix(xdp, "use a kernel with XDP (4.8 or later; generic mode needs no driver support)"),
       },
+  };
+}
+
+/**
+ * The bind verdict says when SCTP binds go unjudged: SCTP never reaches the cgroup bind hooks, and its LSM
+ * hooks need BPF-LSM (loading, and bpf among the active LSMs).
+ */
+function sctpBinds(
+  verdict: AreaVerdict,
+  lsmFailures: readonly { name: string }[],
+  facts: HostFacts,
+): AreaVerdict {
+  if (verdict.verdict !== "enforce") return verdict;
+  const listed = facts.activeLsms?.includes("bpf") ?? false;
+  if (lsmFailures.length === 0 && listed) {
+    return { ...verdict, reason: `${verdict.reason}; SCTP binds by ${BIND_LSM_PROGRAMS.join(", ")}` };
+  }
+  const why = lsmFailures.length > 0
+    ? `${lsmFailures.map((failure) => failure.name).join(", ")} do not load`
+    : "bpf is not an active LSM";
+  return {
+    ...verdict,
+    reason: `${verdict.reason}; SCTP binds are not judged (BPF-LSM: ${why})`,
+    remediation: "none needed for TCP, UDP, UDP-Lite and DCCP; SCTP binds need BPF-LSM (lsm=...,bpf)",
   };
 }
 

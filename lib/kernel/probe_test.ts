@@ -63,3 +63,16 @@ Deno.test("decideAreas() says every area is unavailable when the maps cannot be 
     assert.match(area.remediation, /^run as root/);
   }
 });
+
+Deno.test("decideAreas() says when SCTP binds go unjudged: bind still enforces for the cgroup hooks", () => {
+  const judged = decideAreas(probes(), HOST);
+  assert.match(judged.bind.reason, /SCTP binds by aegis_socket_bind, aegis_sctp_bindx/);
+  const noLsm = decideAreas(probes(refused("aegis_socket_bind"), refused("aegis_sctp_bindx")), HOST);
+  assert.equal(noLsm.bind.verdict, "enforce");
+  assert.match(
+    noLsm.bind.reason,
+    /SCTP binds are not judged \(BPF-LSM: aegis_socket_bind, aegis_sctp_bindx do not load\)/,
+  );
+  const notActive = decideAreas(probes(), { ...HOST, activeLsms: ["capability"] });
+  assert.match(notActive.bind.reason, /SCTP binds are not judged \(BPF-LSM: bpf is not an active LSM\)/);
+});

@@ -6,6 +6,7 @@
 import { parseCidr, unmapIpv4 } from "./cidr.ts";
 import {
   type Area,
+  type BindRule,
   emptyPlan,
   type NetRule,
   type PortRule,
@@ -107,7 +108,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef): void {
       plan.egressUsers.push(userRule(entry.rule, ruleId));
       return;
     case "network.bind.deny":
-      plan.bind.push(...portRules(entry.rule, ruleId));
+      plan.bind.push(...bindRules(entry.rule, ruleId));
       return;
     case "network.ingress.failsafe":
       plan.ingress.failsafe.push(...portRules(entry.rule, ruleId));
@@ -142,6 +143,12 @@ function portRules(rule: PortRuleSpec, ruleId: number): PortRule[] {
   const ports = rule.ports ?? (rule.port === undefined ? [] : [rule.port]);
   const protocols = rule.protocol ? [rule.protocol] : PORT_PROTOCOLS;
   return ports.flatMap((port) => protocols.map((protocol) => ({ ruleId, port, protocol })));
+}
+
+/** One BindRule per port; without a protocol it stands for every protocol with ports (see BindRule). */
+function bindRules(rule: PortRuleSpec, ruleId: number): BindRule[] {
+  const ports = rule.ports ?? (rule.port === undefined ? [] : [rule.port]);
+  return ports.map((port) => rule.protocol ? { ruleId, port, protocol: rule.protocol } : { ruleId, port });
 }
 
 function userRule(rule: UserRuleSpec, ruleId: number): RuleSetPlan["egressUsers"][number] {

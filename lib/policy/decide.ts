@@ -85,7 +85,10 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
     }
     case "bind": {
       const protocol = protocolNumber(event.protocol);
-      const rule = plan.bind.find((r) => r.port === event.port && PROTOCOL_NUMBER[r.protocol] === protocol);
+      const rule = plan.bind.find((r) =>
+        r.port === event.port &&
+        (r.protocol ? PROTOCOL_NUMBER[r.protocol] === protocol : PORT_PROTOCOL_NUMBERS.includes(protocol))
+      );
       return rule && inScope(plan, event.cgroup) ? rule.ruleId : undefined;
     }
     case "ingress":

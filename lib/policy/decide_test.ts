@@ -147,6 +147,14 @@ Deno.test("decide() denies a bind on the exact port and protocol only", () => {
   assert.equal(who(p, { area: "bind", port: 6668, protocol: "tcp" }), "allow");
 });
 
+Deno.test("decide() denies a bind without a protocol for every protocol with ports, and no other", () => {
+  const p = plan("  network:\n    bind:\n      deny: [{ id: irc, port: 6667 }]\n");
+  for (const protocol of ["tcp", "udp", "udplite", "sctp", "dccp"] as const) {
+    assert.equal(who(p, { area: "bind", port: 6667, protocol }), "irc", protocol);
+  }
+  assert.equal(who(p, { area: "bind", port: 6667, protocol: "icmp" }), "allow");
+});
+
 Deno.test("decide() filters ingress per interface: failsafe, most specific rule, then the default", () => {
   const p = plan(
     "  network:\n    ingress:\n      interfaces: [eth0]\n      default: drop\n      failsafe: { ports: [22], protocol: tcp }\n" +

@@ -49,6 +49,11 @@ export type NetRule = {
 
 export type PortRule = { ruleId: number; port: number; protocol: Protocol };
 /**
+ * A bind deny rule: `protocol` absent covers every protocol that binds to a port (PORT_PROTOCOL_NUMBERS:
+ * TCP, UDP, UDP-Lite, SCTP, DCCP), not only TCP and UDP.
+ */
+export type BindRule = { ruleId: number; port: number; protocol?: Protocol };
+/**
  * An egress restriction for the processes of one effective uid or gid: `allowPorts` denies every other
  * destination port, `denyPorts` denies the listed ones. A uid entry beats a gid entry for the same process,
  * and a user entry decides only where no CIDR deny rule matched (a CIDR allow does not lift it).
@@ -66,7 +71,7 @@ export type RuleSetPlan = {
   exec: InodeTarget[];
   egress: NetRule[];
   egressUsers: UserRule[];
-  bind: PortRule[];
+  bind: BindRule[];
   ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };
   /** Cgroup v2 paths relative to its root, e.g. /system.slice/sshd.service. */
   scope: { include: string[]; exempt: string[] };

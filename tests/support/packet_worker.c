@@ -12,7 +12,10 @@
  *                                   raw-icmp, raw-udp, hdrincl (IPPROTO_RAW: the test writes the IPv4
  *                                   header), raw6 (raw ICMPv6), udplite-connect, packet (AF_PACKET socket),
  *                                   sctp-connect, sctp-connectx (one-to-one), sctp-connectx-second (the
- *                                   destination second after 127.0.0.1), sctp-sendto (one-to-many)
+ *                                   destination second after 127.0.0.1), sctp-sendto (one-to-many),
+ *                                   xdp (AF_XDP socket), sock-packet (socket(AF_INET, SOCK_PACKET)),
+ *                                   udplite-bind, sctp-bind, sctp-bindx (a bind to ADDR:PORT; the bindx
+ *                                   form is the setsockopt behind sctp_bindx)
  *
  * Each case runs in a fresh child with real and effective uid UID (and gid UID), sends one packet to ADDR
  * (and PORT where the protocol has ports) and waits up to WAIT_MS for proof of delivery: the echo reply for
@@ -52,6 +55,9 @@
 #define WAIT_MS 300
 #define SOL_SCTP_ 132
 #define SCTP_SOCKOPT_CONNECTX_ 110
+#define SCTP_SOCKOPT_BINDX_ADD_ 100
+#define AF_XDP_ 44
+#define SOCK_PACKET_ 10
 #define ECHO_ID 0x4145
 
 static void die(const char *what)
@@ -252,10 +258,26 @@ static int run_case(const char *kind, const struct sockaddr_storage *ss, socklen
 		*err = send_result(sendto(fd, packet, (hdrincl ? 20 : 0) + 9, 0, to, len));
 		return arrives(proof, 0);
 	}
+	if (strcmp(kind, "udplite-bind") == 0 || strcmp(kind, "sctp-bind") == 0 || strcmp(kind, "sctp-bindx") == 0) {
+		int sctp = strncmp(kind, "sctp-", 5) == 0;
+		fd = socket(ss->ss_family, sctp ? SOCK_STREAM : SOCK_DGRAM, sctp ? IPPROTO_SCTP : IPPROTO_UDPLITE);
+		if (fd < 0)
+			goto socket_failed;
+		if (strcmp(kind, "sctp-bindx") == 0)
+			*err = setsockopt(fd, SOL_SCTP_, SCTP_SOCKOPT_BINDX_ADD_, to, len) < 0 ? errno : 0;
+		else
+			*err = bind(fd, to, len) < 0 ? errno : 0;
+		return 0;
+	}
 	if (strncmp(kind, "sctp-", 5) == 0)
 		return sctp_case(kind + 5, ss, len, err, socket_failed);
-	if (strcmp(kind, "packet") == 0) {
-		fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	if (strcmp(kind, "packet") == 0 || strcmp(kind, "xdp") == 0 || strcmp(kind, "sock-packet") == 0) {
+		if (strcmp(kind, "xdp") == 0)
+			fd = socket(AF_XDP_, SOCK_RAW, 0);
+		else if (strcmp(kind, "sock-packet") == 0)
+			fd = socket(AF_INET, SOCK_PACKET_, htons(ETH_P_ALL));
+		else
+			fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
 		if (fd < 0)
 			goto socket_failed;
 		*err = 0;
@@ -278,7 +300,7 @@ static int child(const char *kind, const char *addr, int port, unsigned uid)
 	if (strchr(addr, ':')) {
 		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = strcmp(kind, "udplite-connect") == 0 ? htons(port) : 0;
+		sin6->sin6_port = strcmp(kind, "udplite-connect") == 0 || strstr(kind, "bind") ? htons(port) : 0;
 		if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) != 1)
 			return 126;
 		len = sizeof(*sin6);

@@ -17,7 +17,12 @@ export type PacketKind =
   | "sctp-connect"
   | "sctp-connectx"
   | "sctp-connectx-second"
-  | "sctp-sendto";
+  | "sctp-sendto"
+  | "xdp"
+  | "sock-packet"
+  | "udplite-bind"
+  | "sctp-bind"
+  | "sctp-bindx";
 
 export type PacketCase = { kind: PacketKind; addr: string; port?: number; uid?: number };
 
