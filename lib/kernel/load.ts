@@ -77,11 +77,23 @@ export type LsmProbe =
   | { ok: true }
   | { ok: false; errno: number; errnoName: string; reason: string; log: string };
 
+let loaded: LsmProbe | undefined;
+
 /**
  * Loads the LSM programs alone, in an instance of the object of their own (no pins, nothing attached),
- * and closes it: the load's outcome, not a message's text, says whether BPF-LSM can enforce here.
+ * and closes it: the load's outcome, not a message's text, says whether BPF-LSM can enforce here. A
+ * success is kept for the life of the process: whether this kernel loads BPF-LSM programs is settled at boot
+ * (`lsm=`, the kernel's build), and each probe verifies every LSM program again (seconds on a slow CPU, paid
+ * by the agent's checks and its plane alike). A failure is asked again, in case it was passing (memory).
  */
 export function probeLsm(): LsmProbe {
+  if (loaded) return loaded;
+  const probe = probeLsmNow();
+  if (probe.ok) loaded = probe;
+  return probe;
+}
+
+function probeLsmNow(): LsmProbe {
   let object: BpfObject;
   try {
     object = openAegisObject(LSM_PROGRAMS).load();
