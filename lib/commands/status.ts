@@ -19,7 +19,9 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   socket: (name) => name === PROGRAMS.packetSocket || name === PROGRAMS.packetSocketAudit,
   // TODO(issue 17): each slice names its programs here.
   ptrace: () => false,
-  file_change: () => false,
+  file_change: (name) =>
+    name === PROGRAMS.inodeRename || name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink ||
+    name === PROGRAMS.inodeLink || name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr,
   route: () => false,
   forward: () => false,
 };

@@ -15,6 +15,12 @@ export const PROGRAMS = {
   fileReceive: "aegis_file_receive",
   inodeRename: "aegis_inode_rename",
   scopeGuard: "aegis_scope_guard",
+  // a denied file is not changeable either (bpf/file_change.bpf.h; rename: inodeRename)
+  inodeSetattr: "aegis_inode_setattr",
+  inodeUnlink: "aegis_inode_unlink",
+  inodeLink: "aegis_inode_link",
+  inodeSetxattr: "aegis_inode_setxattr",
+  inodeRemovexattr: "aegis_inode_removexattr",
   connect4: "aegis_connect4",
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",
