@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FILE_OP, HOOK, type RawEvent } from "../../../ffi/mod.ts";
+import { FILE_OP, HOOK } from "../../../ffi/mod.ts";
 import { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
@@ -19,17 +19,15 @@ const DEFAULT: RuleInfo = { id: "default", area: "ingress", action: "deny" };
 const SECRET: RuleInfo = { id: "secret", area: "file", action: "deny" };
 const MEMFD: RuleInfo = { id: "exec.denyMemfd", area: "exec", action: "deny" };
 
-type Outcome = { code: number; out: string };
-
-async function probe(uid: number, ...args: string[]): Promise<Outcome> {
-  const output = await new Deno.Command(PROBE, {
-    args: [String(uid), ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
+/** Runs each command (UID COMMAND ARG...) in a process of its own, in order: what each printed. */
+async function batch(commands: readonly string[][]): Promise<string[]> {
+  const args = ["batch", ...commands.flatMap((command, i) => i === 0 ? command : ["--", ...command])];
+  const output = await new Deno.Command(PROBE, { args, stdout: "piped", stderr: "piped" }).output();
   const decoder = new TextDecoder();
-  return { code: output.code, out: (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim() };
+  assert.ok(output.success, decoder.decode(output.stderr));
+  const lines = decoder.decode(output.stdout).trimEnd().split("\n");
+  assert.equal(lines.length, commands.length, lines.join("\n"));
+  return lines;
 }
 
 async function sh(command: string): Promise<void> {
@@ -43,8 +41,10 @@ type Change = {
   op: number;
   /** The probe's arguments for the file at `path` (in directory `dir`), run as `uid`. */
   args: (path: string, dir: string, uid: number) => string[];
-  /** Whether the file at `path` shows the change. */
-  changed: (path: string, dir: string) => Promise<boolean>;
+  /** For extended attributes: the probe's getxattr arguments that tell whether the change was made. */
+  read?: (path: string) => string[];
+  /** Whether the file at `path` shows the change (`read`: what the getxattr printed). */
+  changed: (path: string, dir: string, read: string) => boolean;
 };
 
 const stat = (path: string) => Deno.statSync(path);
@@ -57,64 +57,65 @@ const exists = (path: string) => {
     throw error;
   }
 };
-const xattr = async (path: string, name: string) => (await probe(0, "getxattr", path, name)).out;
 
 const CHANGES: readonly Change[] = [
   {
     name: "truncate",
     op: FILE_OP.TRUNCATE,
     args: (p) => ["truncate", p],
-    changed: async (p) => stat(p).size === 0,
+    changed: (p) => stat(p).size === 0,
   },
-  { name: "unlink", op: FILE_OP.UNLINK, args: (p) => ["unlink", p], changed: async (p) => !exists(p) },
+  { name: "unlink", op: FILE_OP.UNLINK, args: (p) => ["unlink", p], changed: (p) => !exists(p) },
   {
     name: "rename",
     op: FILE_OP.RENAME,
     args: (p) => ["rename", p, `${p}.moved`],
-    changed: async (p) => !exists(p) && exists(`${p}.moved`),
+    changed: (p) => !exists(p) && exists(`${p}.moved`),
   },
   {
     name: "rename over",
     op: FILE_OP.RENAME,
     args: (p, dir) => ["rename", `${dir}/decoy`, p],
-    changed: async (_p, dir) => !exists(`${dir}/decoy`),
+    changed: (_p, dir) => !exists(`${dir}/decoy`),
   },
   {
     name: "link",
     op: FILE_OP.LINK,
     args: (p) => ["link", p, `${p}.link`],
-    changed: async (p) => stat(p).nlink === 2,
+    changed: (p) => stat(p).nlink === 2,
   },
   {
     name: "chmod",
     op: FILE_OP.CHMOD,
     args: (p) => ["chmod", p, "0600"],
-    changed: async (p) => (stat(p).mode! & 0o777) === 0o600,
+    changed: (p) => (stat(p).mode! & 0o777) === 0o600,
   },
   {
     name: "chown",
     op: FILE_OP.CHOWN,
     // root takes the file; its owner gives it its own group (the file starts as NOBODY:0)
     args: (p, _dir, uid) => ["chown", p, uid === 0 ? "0" : "-1", uid === 0 ? "0" : String(NOBODY)],
-    changed: async (p) => stat(p).uid === 0 || stat(p).gid === NOBODY,
+    changed: (p) => stat(p).uid === 0 || stat(p).gid === NOBODY,
   },
   {
     name: "utimes",
     op: FILE_OP.UTIMES,
     args: (p) => ["utimes", p, "1000000000"],
-    changed: async (p) => stat(p).mtime?.getTime() === 1e12,
+    changed: (p) => stat(p).mtime?.getTime() === 1e12,
   },
   {
     name: "setxattr",
     op: FILE_OP.SETXATTR,
     args: (p) => ["setxattr", p, "user.aegis", "set"],
-    changed: async (p) => (await xattr(p, "user.aegis")) === "ok set",
+    read: (p) => ["getxattr", p, "user.aegis"],
+    changed: (_p, _dir, read) => read === "ok set",
   },
   {
     name: "removexattr",
     op: FILE_OP.REMOVEXATTR,
     args: (p) => ["removexattr", p, "user.kept"],
-    changed: async (p) => (await xattr(p, "user.kept")) !== "ok kept",
+    read: (p) => ["getxattr", p, "user.kept"],
+    changed: (_p, _dir, read) => read !== "ok kept",
   },
 ];
 
@@ -126,7 +127,7 @@ type Fixture = {
   apply: (parts: Partial<RuleSetPlan>) => Promise<void>;
 };
 
-/** One plane (file and exec areas), an ext4 mount and a tmpfs directory for every case of this file. */
+/** One plane (file and exec areas), an ext4 mount and a tmpfs directory. */
 async function withFixture(fn: (fixture: Fixture) => Promise<void>): Promise<void> {
   const name = uniqueName("aegisbpf-fchange");
   const bpffs = `/sys/fs/bpf/${name}`;
@@ -158,117 +159,108 @@ async function withFixture(fn: (fixture: Fixture) => Promise<void>): Promise<voi
   }
 }
 
-/** A fresh directory owned by `uid` holding one denied-to-be file per change (owned NOBODY:0, 30 bytes). */
-async function makeFiles(base: string, uid: number): Promise<{ dir: string; files: string[] }> {
+/** A change of CHANGES tried as `uid` on its own file (owned NOBODY:0, 30 bytes) in a directory of `uid`'s. */
+type Attempt = { change: Change; uid: number; path: string; dir: string };
+
+async function makeAttempts(base: string, uid: number): Promise<Attempt[]> {
   const dir = `${base}/as${uid}`;
   Deno.mkdirSync(dir, { mode: 0o755 });
   Deno.chownSync(dir, uid, uid);
-  const files: string[] = [];
-  for (const [i, change] of CHANGES.entries()) {
+  Deno.writeTextFileSync(`${dir}/decoy`, "decoy");
+  Deno.chownSync(`${dir}/decoy`, uid, uid);
+  const attempts = CHANGES.map((change, i) => {
     const path = `${dir}/secret${i}`;
     Deno.writeTextFileSync(path, CONTENT, { mode: 0o644 });
     Deno.chmodSync(path, 0o644);
     Deno.chownSync(path, NOBODY, 0);
-    if (change.op === FILE_OP.REMOVEXATTR) {
-      assert.equal((await probe(0, "setxattr", path, "user.kept", "kept")).out, "ok setxattr");
-    }
-    files.push(path);
-  }
-  Deno.writeTextFileSync(`${dir}/decoy`, "decoy");
-  Deno.chownSync(`${dir}/decoy`, uid, uid);
-  return { dir, files };
-}
-
-function changeEvents(plane: DataPlane): RawEvent[] {
-  return drain(plane).filter((event) => event.hook === HOOK.FILE_CHANGE);
-}
-
-/** Every change of CHANGES as `uid`: refused and unchanged in enforce, then done and reported in audit. */
-async function changesAs(t: Fixture, uid: number): Promise<void> {
-  const { dir, files } = await makeFiles(t.ext4, uid);
-  const plan = (mode: "enforce" | "audit") => ({
-    mode,
-    rules: [DEFAULT, SECRET],
-    files: files.map((path) => ({ ruleId: 1, path })),
+    return { change, uid, path, dir };
   });
-  const inodes = files.map((path) => BigInt(stat(path).ino!));
-  const counted = () => t.plane.counters().decisions.file_change;
-  const before = counted();
-  const assertReported = (events: RawEvent[], decision: number) => {
-    const now = counted();
-    assert.equal(decision === 0 ? now.deny - before.deny : now.audit - before.audit, BigInt(CHANGES.length));
-    assert.deepEqual(
-      events.map((event) => [event.op, event.ino, event.uid, event.decision, event.ruleId]),
-      CHANGES.map((change, i) => [change.op, inodes[i], uid, decision, 1]),
-      "one file.change event per change, naming the operation, the denied inode and the task's uid",
-    );
-  };
-
-  /** Each change's name, what the probe printed, and whether the file shows the change. */
-  const attempt = async () => {
-    const results: [string, string, boolean][] = [];
-    for (const [i, change] of CHANGES.entries()) {
-      const outcome = await probe(uid, ...change.args(files[i]!, dir, uid));
-      results.push([change.name, outcome.out.replace(/ \(.*\)$/, ""), await change.changed(files[i]!, dir)]);
-    }
-    return results;
-  };
-
-  await t.apply(plan("enforce"));
-  drain(t.plane);
+  const kept = attempts.filter((attempt) => attempt.change.op === FILE_OP.REMOVEXATTR);
   assert.deepEqual(
-    await attempt(),
-    CHANGES.map((change) => [change.name, "errno EPERM", false]),
-    `as uid ${uid} in enforce: refused, the file unchanged`,
+    await batch(kept.map(({ path }) => ["0", "setxattr", path, "user.kept", "kept"])),
+    kept.map(() => "ok setxattr"),
   );
-  assert.equal(stat(files[0]!).size, CONTENT.length, "truncate left the 30 bytes");
-  assertReported(changeEvents(t.plane), 0);
+  return attempts;
+}
 
-  await t.apply(plan("audit"));
-  assert.deepEqual(
-    await attempt(),
-    CHANGES.map((change, i) => [change.name, `ok ${change.args(files[i]!, dir, uid)[0]}`, true]),
-    `as uid ${uid} in audit: changed`,
+/** Runs every attempt: for each, its label, what the probe printed (no detail) and whether the file changed. */
+async function attemptAll(attempts: readonly Attempt[]): Promise<[string, string, boolean][]> {
+  const outs = await batch(
+    attempts.map(({ change, uid, path, dir }) => [String(uid), ...change.args(path, dir, uid)]),
   );
-  assertReported(changeEvents(t.plane), 1);
+  const reading = attempts.filter(({ change }) => change.read);
+  const reads = await batch(reading.map(({ change, path }) => ["0", ...change.read!(path)]));
+  return attempts.map((attempt, i) => [
+    `${attempt.change.name} as ${attempt.uid}`,
+    outs[i]!.replace(/ \(.*\)$/, ""),
+    attempt.change.changed(attempt.path, attempt.dir, reads[reading.indexOf(attempt)] ?? ""),
+  ]);
 }
 
 Deno.test({
-  name: "[vm] file.change: a denied file cannot be truncated, unlinked, renamed, linked or re-attributed",
+  name: "[vm] file.change: a denied file cannot be truncated, unlinked, renamed, linked or re-attributed; " +
+    "exec.denyMemfd: no exec of an unlinked file or an O_TMPFILE, on ext4 and tmpfs",
   ignore: !inVm,
   fn: () =>
     withFixture(async (t) => {
-      await changesAs(t, 0);
-      await changesAs(t, NOBODY);
-    }),
-});
-
-Deno.test({
-  name: "[vm] exec.denyMemfd: an unlinked file and an O_TMPFILE cannot run, on ext4 and tmpfs; audit reports",
-  ignore: !inVm,
-  fn: () =>
-    withFixture(async (t) => {
+      const attempts = [...await makeAttempts(t.ext4, 0), ...await makeAttempts(t.ext4, NOBODY)];
+      const inodes = attempts.map(({ path }) => BigInt(stat(path).ino!));
       const busybox = Deno.realPathSync("/usr/bin/busybox");
-      const cases = [t.ext4, t.tmpfs].flatMap((dir) => [["exec-unlinked", dir], ["exec-tmpfile", dir]]);
-      const execs = () =>
-        Promise.all(
-          cases.map(([how, dir]) => probe(0, how!, dir!, busybox, "echo", "ran").then((o) => o.out)),
-        );
+      const execs = [t.ext4, t.tmpfs].flatMap((dir) =>
+        ["exec-unlinked", "exec-tmpfile"].map((how) => ["0", how, dir, busybox, "echo", "ran"])
+      );
       const plan = (mode: "enforce" | "audit") => ({
         mode,
-        rules: [DEFAULT, MEMFD],
-        denyMemfdExec: { ruleId: 1 },
+        rules: [DEFAULT, SECRET, MEMFD],
+        files: attempts.map(({ path }) => ({ ruleId: 1, path })),
+        denyMemfdExec: { ruleId: 2 },
       });
+      const counted = () => t.plane.counters().decisions.file_change;
+      /** The events since the last call: one file.change per attempt, one exec per nameless exec. */
+      const assertReported = (decision: number) => {
+        const events = drain(t.plane);
+        assert.deepEqual(
+          events.filter((event) => event.hook === HOOK.FILE_CHANGE)
+            .map((event) => [event.op, event.ino, event.uid, event.decision, event.ruleId]),
+          attempts.map(({ change, uid }, i) => [change.op, inodes[i], uid, decision, 1]),
+          "one file.change event per change, naming the operation, the denied inode and the task's uid",
+        );
+        assert.deepEqual(
+          events.filter((event) => event.hook === HOOK.EXEC).map((event) => [event.decision, event.ruleId]),
+          execs.map(() => [decision, 2]),
+        );
+      };
+
       await t.apply(plan("enforce"));
       drain(t.plane);
-      assert.deepEqual(await execs(), cases.map(() => "errno EPERM (fexecve)"), cases.join(" "));
-      assert.equal((await new Deno.Command(busybox, { args: ["true"] }).output()).code, 0, "named files run");
-      const denied = drain(t.plane).filter((event) => event.hook === HOOK.EXEC);
-      assert.deepEqual(denied.map((event) => [event.decision, event.ruleId]), cases.map(() => [0, 1]));
+      const before = counted();
+      // The nameless execs first: their files must not take the inode number of a secret unlinked in audit.
+      assert.deepEqual(
+        await batch(execs),
+        execs.map(() => "errno EPERM (fexecve)"),
+        "nameless execs refused",
+      );
+      assert.deepEqual(
+        await attemptAll(attempts),
+        attempts.map(({ change, uid }) => [`${change.name} as ${uid}`, "errno EPERM", false]),
+        "enforce: refused, the file unchanged",
+      );
+      assert.equal(stat(attempts[0]!.path).size, CONTENT.length, "truncate left the 30 bytes");
+      assertReported(0);
+      assert.equal(counted().deny - before.deny, BigInt(attempts.length));
 
       await t.apply(plan("audit"));
-      assert.deepEqual(await execs(), cases.map(() => "ran"));
-      const audited = drain(t.plane).filter((event) => event.hook === HOOK.EXEC);
-      assert.deepEqual(audited.map((event) => [event.decision, event.ruleId]), cases.map(() => [1, 1]));
+      assert.deepEqual(await batch(execs), execs.map(() => "ran"), "nameless execs run in audit");
+      assert.deepEqual(
+        await attemptAll(attempts),
+        attempts.map(({ change, uid, path, dir }) => [
+          `${change.name} as ${uid}`,
+          `ok ${change.args(path, dir, uid)[0]}`,
+          true,
+        ]),
+        "audit: changed",
+      );
+      assertReported(1);
+      assert.equal(counted().audit - before.audit, BigInt(attempts.length));
     }),
 });
