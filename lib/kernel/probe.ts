@@ -169,10 +169,14 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
       why = `BPF LSM not active (lsm=${facts.activeLsms.join(",")}): LSM programs would decide nothing`;
       remedy = `add bpf to the kernel command line: lsm=${facts.activeLsms.join(",")},bpf, and reboot`;
     }
+    // The tracepoints see opens and execs: a denied file's truncate, unlink, rename or attributes are unseen.
+    const unseen = lsm === PROGRAMS.fileOpen
+      ? " (opens only: changes to a denied file without opening it are neither refused nor reported)"
+      : "";
     if (auditFailed.length === 0) {
       return {
         verdict: "audit-only",
-        reason: `${why}; audited through tracepoints`,
+        reason: `${why}; audited through tracepoints${unseen}`,
         remediation: `${remedy}; until then ${lsm === PROGRAMS.fileOpen ? "file" : "exec"} rules only audit`,
       };
     }
