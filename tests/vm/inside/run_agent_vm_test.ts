@@ -71,7 +71,21 @@ Deno.test({
         `  scope: { exempt: [${EXEMPT.slice(cgroup2Root().length)}] }\n` +
         `  exec: { deny: [{ id: tool, path: ${tool} }] }\n`,
     );
+    // The package manager, exempt: moved there before the policy's scope guard forbids moving into it.
+    const packageManager = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `echo $$ > '${EXEMPT}/cgroup.procs' && read go && exec mv '${dir}/victim.new' '${victim}'`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
     try {
+      const moved = () =>
+        Deno.readTextFileSync(`${EXEMPT}/cgroup.procs`).split("\n").includes(`${packageManager.pid}`);
+      for (let i = 0; i < 500 && !moved(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(moved(), "the package manager is in its exempt cgroup");
       await using agent = AgentRun.spawn(dirs, ["--enforce", "--policy", `${dir}/p.yaml`], {
         env: { AEGISBPF_PROC_CMDLINE: `${dir}/cmdline` },
       });
@@ -90,10 +104,14 @@ Deno.test({
       Deno.writeTextFileSync(`${dir}/victim.new`, "v2\n");
       // In scope a denied file cannot be replaced (file.change): the package manager runs exempt.
       assert.throws(() => Deno.renameSync(`${dir}/victim.new`, victim), Deno.errors.PermissionDenied);
-      const replaced = await new Deno.Command("sh", {
-        args: ["-c", `echo $$ > '${EXEMPT}/cgroup.procs' && exec mv '${dir}/victim.new' '${victim}'`],
-      }).output();
-      assert.ok(replaced.success, "the exempt package manager replaces it");
+      const go = packageManager.stdin.getWriter();
+      await go.write(new TextEncoder().encode("go\n"));
+      await go.close();
+      const replaced = await packageManager.output();
+      assert.ok(
+        replaced.success,
+        `the exempt package manager replaces it: ${new TextDecoder().decode(replaced.stderr)}`,
+      );
       const fileTook = await untilDenied(() => tryOpen(victim));
       trueTool(`${dir}/bin/true.new`);
       Deno.renameSync(`${dir}/bin/true.new`, tool);
@@ -116,6 +134,12 @@ Deno.test({
       DataPlane.detach(bpffs);
       Deno.removeSync(bpffs);
       Deno.removeSync(dir, { recursive: true });
+      try {
+        packageManager.kill();
+      } catch {
+        // It has ended.
+      }
+      await packageManager.status;
       Deno.removeSync(EXEMPT);
     }
   },
