@@ -187,6 +187,7 @@ const volatile struct {
 	enum aegis_inherit_limits inherit_limits;
 	enum aegis_stat_limits stat_limits;
 	enum aegis_ptrace_op ptrace_op;
+	enum aegis_file_op file_op;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -458,9 +459,12 @@ static __always_inline struct aegis_rule *inherited_rule(const struct aegis_stat
 							 const struct inode_id *id);
 static __always_inline void audit_memfd_exec(struct inode *inode);
 
-/* The decision for an inode rule hit: counts, reports, signals a denied task, and says whether to deny. */
-static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
-					  const struct inode_id *id, __u32 mode)
+/*
+ * The decision for an inode rule hit: counts, reports (with `op`, what the task tried, for hooks that
+ * judge several operations), signals a denied task, and says whether to deny.
+ */
+static __always_inline int inode_decision_op(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
+					     const struct inode_id *id, __u32 mode, __u8 op)
 {
 	/* Signalled before the record is reserved: 6.1's verifier loses a reference checked across a call. */
 	__u8 sig = mode == AEGIS_MODE_ENFORCE ? deny_signal() : 0;
@@ -469,9 +473,16 @@ static __always_inline int inode_decision(const struct aegis_state *s, __u32 hoo
 		e->ino = id->ino;
 		e->dev = id->dev;
 		e->signal = sig;
+		e->op = op;
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode == AEGIS_MODE_ENFORCE;
+}
+
+static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
+					  const struct inode_id *id, __u32 mode)
+{
+	return inode_decision_op(s, hook, rule, id, mode, 0);
 }
 
 /* The rule of `kind` for an inode: its own, or the one it inherited by replacing a denied inode. */
@@ -484,17 +495,22 @@ static __always_inline struct aegis_rule *inode_rule(const struct aegis_state *s
 	return rule ? rule : inherited_rule(s, kind, inode, id);
 }
 
-/* Enforcing hooks (BPF-LSM): 1 when the access must fail. */
-static __always_inline int inode_denied(__u32 kind, __u32 hook, struct inode *inode)
+/* Enforcing hooks (BPF-LSM): 1 when the access (operation `op` of `hook`, or 0) must fail. */
+static __always_inline int inode_denied_op(__u32 kind, __u32 hook, struct inode *inode, __u8 op)
 {
 	struct aegis_state s;
 	struct inode_id id;
-	if (!load_state(&s))
+	if (!inode || !load_state(&s))
 		return 0;
 	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
 	if (!rule || !in_scope(&s))
 		return 0;
-	return inode_decision(&s, hook, rule, &id, effective_mode(&s));
+	return inode_decision_op(&s, hook, rule, &id, effective_mode(&s), op);
+}
+
+static __always_inline int inode_denied(__u32 kind, __u32 hook, struct inode *inode)
+{
+	return inode_denied_op(kind, hook, inode, 0);
 }
 
 /*
@@ -1081,6 +1097,8 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Routing headers and source routes: the setsockopt guard, and the backstop's walk over a route's hops. */
 #include "route_guard.bpf.h"
+/* A denied file is not changeable either: truncate, unlink, rename, link, attributes. */
+#include "file_change.bpf.h"
 
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"

@@ -141,6 +141,20 @@ enum aegis_ptrace_op {
 	AEGIS_PTRACE_OP_OTHER = 7,       /* another system call that needs attach access */
 };
 
+/* What a file.change event's task tried on a file-denied inode (struct aegis_event.op). */
+enum aegis_file_op {
+	AEGIS_FILE_OP_TRUNCATE = 1,    /* truncate(2), ftruncate(2): a size change */
+	AEGIS_FILE_OP_UNLINK = 2,
+	AEGIS_FILE_OP_RENAME = 3,      /* the denied inode renamed, or another renamed over it */
+	AEGIS_FILE_OP_LINK = 4,        /* a new hard link to the denied inode */
+	AEGIS_FILE_OP_CHMOD = 5,
+	AEGIS_FILE_OP_CHOWN = 6,
+	AEGIS_FILE_OP_UTIMES = 7,      /* access or modification time set */
+	AEGIS_FILE_OP_SETATTR = 8,     /* another attribute change (ctime, privileges dropped) */
+	AEGIS_FILE_OP_SETXATTR = 9,
+	AEGIS_FILE_OP_REMOVEXATTR = 10,
+};
+
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */
 enum aegis_signal { AEGIS_SIGNAL_NONE = 0, AEGIS_SIGNAL_KILL = 9, AEGIS_SIGNAL_TERM = 15 };
 

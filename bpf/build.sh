@@ -35,3 +35,11 @@ build_native() { # OBJECT SOURCE CC-ARGS...
 }
 build_native "$out/fixtures/file_guard_probe" "$here/../tests/fixtures/file_guard_probe.c"
 build_native "$out/fixtures/libprobe.so" "$here/../tests/fixtures/probe_lib.c" -shared -fPIC
+build_native "$out/fixtures/file_change_probe" "$here/../tests/fixtures/file_change_probe.c"
+# An empty ext4 filesystem the VM tests loop-mount (the guest has no disk and no mkfs.ext4).
+if [ ! -s "$out/fixtures/ext4.img" ] && command -v mkfs.ext4 >/dev/null 2>&1; then
+  rm -f "$out/fixtures/ext4.img.tmp"
+  truncate -s 16M "$out/fixtures/ext4.img.tmp"
+  mkfs.ext4 -q -F -b 1024 -N 256 "$out/fixtures/ext4.img.tmp"
+  mv "$out/fixtures/ext4.img.tmp" "$out/fixtures/ext4.img"
+fi

@@ -8,8 +8,8 @@
  *   (`ld.so BIN`, dlopen, mmap or mprotect with PROT_EXEC).
  * - Stolen descriptors: a file-denied inode cannot be received (pidfd_getfd,
  *   SCM_RIGHTS).
- * - Fileless exec: with exec.denyMemfd, a file that lives only in memory
- *   cannot be executed.
+ * - Fileless exec: with exec.denyMemfd, a file with no name (memfd,
+ *   O_TMPFILE, deleted) cannot be executed.
  * - Rules that follow a replace: an inode renamed over a denied one inherits
  *   its rules in the rename hook itself.
  * - Scope escape: a task in scope cannot move a task out of it.
@@ -20,9 +20,6 @@
 #define MAP_TYPE_ 0x0f
 #define MAP_PRIVATE_ 0x02
 #define MAY_WRITE_ 0x2
-#define TMPFS_MAGIC_ 0x01021994
-#define RAMFS_MAGIC_ 0x858458f6
-#define HUGETLBFS_MAGIC_ 0x958458f6
 #define CGROUP2_SUPER_MAGIC_ 0x63677270
 #define PF_KTHREAD_ 0x00200000
 #define CGROUP_FILE_NAME_LEN 16
@@ -130,12 +127,23 @@ static __always_inline int inherit_on_rename(struct inode *target, struct inode 
 	return load_state(&s) && effective_mode(&s) == AEGIS_MODE_ENFORCE;
 }
 
-/* Called twice for RENAME_EXCHANGE, once each way. */
+/*
+ * Called twice for RENAME_EXCHANGE, once each way. A task in scope cannot
+ * rename a file-denied inode, nor rename another over it (file.change,
+ * file_change.bpf.h); a rename that goes ahead (out of scope, audit, exec
+ * rules) passes the rules on.
+ */
 SEC("lsm/inode_rename")
 int BPF_PROG(aegis_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
 	     struct dentry *new_dentry)
 {
-	if (inherit_on_rename(BPF_CORE_READ(new_dentry, d_inode), BPF_CORE_READ(old_dentry, d_inode)))
+	struct inode *source = BPF_CORE_READ(old_dentry, d_inode);
+	struct inode *target = BPF_CORE_READ(new_dentry, d_inode);
+	if (inode_denied_op(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_CHANGE, source, AEGIS_FILE_OP_RENAME))
+		return -EPERM;
+	if (inode_denied_op(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_CHANGE, target, AEGIS_FILE_OP_RENAME))
+		return -EPERM;
+	if (inherit_on_rename(target, source))
 		return -EPERM;
 	return 0;
 }
@@ -143,16 +151,14 @@ int BPF_PROG(aegis_inode_rename, struct inode *old_dir, struct dentry *old_dentr
 /* ---- loader, mappings, fileless exec ------------------------------------- */
 
 /*
- * A file that lives only in memory: no name in any directory (i_nlink 0) on a
- * memory filesystem. memfd_create makes exactly these; so do O_TMPFILE and a
- * deleted file on tmpfs, which are the same thing to an attacker.
+ * A file with no name in any directory (i_nlink 0), on any filesystem:
+ * memfd_create makes exactly these; so do O_TMPFILE and a file deleted while
+ * open, on tmpfs, ext4, overlay or any other, which are the same thing to an
+ * attacker: nothing on disk names what runs.
  */
-static __always_inline int memory_only(struct inode *inode)
+static __always_inline int nameless(struct inode *inode)
 {
-	if (BPF_CORE_READ(inode, i_nlink) != 0)
-		return 0;
-	__u64 magic = BPF_CORE_READ(inode, i_sb, s_magic);
-	return magic == TMPFS_MAGIC_ || magic == RAMFS_MAGIC_ || magic == HUGETLBFS_MAGIC_;
+	return BPF_CORE_READ(inode, i_nlink) == 0;
 }
 
 /* The exec.denyMemfd rule when it applies to running `inode` here, else NULL. */
@@ -160,14 +166,14 @@ static __always_inline struct aegis_rule *memfd_rule(const struct aegis_state *s
 						     struct inode_id *id)
 {
 	struct aegis_rule *rule = exact_rule(s, AEGIS_RULE_MEMFD_EXEC, 0, 0);
-	if (!rule || !memory_only(inode) || !in_scope(s))
+	if (!rule || !nameless(inode) || !in_scope(s))
 		return 0;
 	id->ino = BPF_CORE_READ(inode, i_ino);
 	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	return rule;
 }
 
-/* exec.denyMemfd: 1 when running (or privately mapping executable) a memory-only file must fail. */
+/* exec.denyMemfd: 1 when running (or privately mapping executable) a file with no name must fail. */
 static __always_inline int memfd_exec_denied(const struct aegis_state *s, struct inode *inode)
 {
 	struct inode_id id;
@@ -175,7 +181,7 @@ static __always_inline int memfd_exec_denied(const struct aegis_state *s, struct
 	return rule && inode_decision(s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(s));
 }
 
-/* The audit fallback (sched_process_exec): a memory-only executable is reported as a would-deny. */
+/* The audit fallback (sched_process_exec): an executable with no name is reported as a would-deny. */
 static __always_inline void audit_memfd_exec(struct inode *inode)
 {
 	struct aegis_state s;
@@ -199,8 +205,8 @@ int BPF_PROG(aegis_memfd_exec, struct linux_binprm *bprm)
 /*
  * An executable mapping of `file`: denied when its inode is exec-denied (the
  * dynamic loader run on a denied binary, dlopen of a denied library, mmap or
- * mprotect to PROT_EXEC), or, for a private mapping, when it lives only in
- * memory and exec.denyMemfd is on (the loader run on a memfd). The task's own
+ * mprotect to PROT_EXEC), or, for a private mapping, when it has no name
+ * and exec.denyMemfd is on (the loader run on a memfd). The task's own
  * executable is skipped: bprm_check_security decided it already, and the ELF
  * loader maps it once per segment.
  */

@@ -79,6 +79,20 @@ export const RULE = {
   PTRACE_GUARD: 34,
 } as const;
 
+/** What a file.change event's task tried (the event's `op` byte). */
+export const FILE_OP = {
+  TRUNCATE: 1,
+  UNLINK: 2,
+  RENAME: 3,
+  LINK: 4,
+  CHMOD: 5,
+  CHOWN: 6,
+  UTIMES: 7,
+  SETATTR: 8,
+  SETXATTR: 9,
+  REMOVEXATTR: 10,
+} as const;
+
 /** Signals the kill-on-deny word may hold. */
 export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
 
@@ -125,6 +139,7 @@ export const KERNEL_ENUMS = {
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },
   aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
   aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
+  aegis_file_op: { prefix: "AEGIS_FILE_OP_", values: FILE_OP },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

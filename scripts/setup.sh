@@ -19,8 +19,8 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ "$want_test" = 1 ]; then
   # curl, prometheus (promtool), prometheus-node-exporter: metrics and API tests; systemd: systemd-analyze;
   # xz-utils, zstd, kmod: the VM's kernel modules; man-db, groff-base: the man page test; jq: the
-  # runbooks' steps
-  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus)
+  # runbooks' steps; e2fsprogs: the ext4 image of the file change tests
+  packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus e2fsprogs)
   packages+=(prometheus-node-exporter systemd xz-utils zstd kmod man-db groff-base jq)
 fi
 

@@ -19,9 +19,10 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   scope: (name) => name === PROGRAMS.scopeGuard,
   packet: (name) => name === PROGRAMS.packetEgress,
   socket: (name) => name === PROGRAMS.packetSocket || name === PROGRAMS.packetSocketAudit,
-  // TODO(issue 17): each slice names its programs here.
   ptrace: (name) => name === PROGRAMS.ptraceAccess || name === PROGRAMS.ptraceTraceme,
-  file_change: () => false,
+  file_change: (name) =>
+    name === PROGRAMS.inodeRename || name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink ||
+    name === PROGRAMS.inodeLink || name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr,
   route: (name) => name === PROGRAMS.setsockopt,
   forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
 };

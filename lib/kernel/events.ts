@@ -7,6 +7,7 @@ import {
   decodeEventAt,
   EVENT,
   FAMILY,
+  FILE_OP,
   HOOK,
   HOOK_EVENT_TYPES,
   MODE,
@@ -76,6 +77,8 @@ export type AegisEvent = {
   move?: { to: { id: number; path?: string } };
   /** process.ptrace: what the tracer (`process`) tried on which task, outside the scope or exempt. */
   ptrace?: { op: PtraceOp; target: { pid: number; cgroup: { id: number; path?: string } } };
+  /** file.change: what the task tried on the denied file. */
+  op?: FileChangeOp;
   /** The signal sent to the denied task (kill on deny), and who sent it. */
   signal?: { name: SignalName; by: "kernel" | "agent" };
   count: number;
@@ -95,6 +98,20 @@ export const PTRACE_OPS = {
   [PTRACE_OP.OTHER]: "other",
 } as const;
 export type PtraceOp = typeof PTRACE_OPS[keyof typeof PTRACE_OPS];
+/** What a file.change event's task tried, by the kernel's AEGIS_FILE_OP_* number. */
+export const FILE_CHANGE_OPS = {
+  [FILE_OP.TRUNCATE]: "truncate",
+  [FILE_OP.UNLINK]: "unlink",
+  [FILE_OP.RENAME]: "rename",
+  [FILE_OP.LINK]: "link",
+  [FILE_OP.CHMOD]: "chmod",
+  [FILE_OP.CHOWN]: "chown",
+  [FILE_OP.UTIMES]: "utimes",
+  [FILE_OP.SETATTR]: "setattr",
+  [FILE_OP.SETXATTR]: "setxattr",
+  [FILE_OP.REMOVEXATTR]: "removexattr",
+} as const;
+export type FileChangeOp = typeof FILE_CHANGE_OPS[keyof typeof FILE_CHANGE_OPS];
 
 /** Signal names by number, of the signals kill on deny sends. */
 export const SIGNAL_NAMES: Readonly<Record<number, SignalName>> = {
@@ -266,6 +283,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
     else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
     else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
     else event.file = fileOf(raw, rule);
+    if (raw.hook === HOOK.FILE_CHANGE) event.op = fileChangeOp(raw);
   }
   const signal = SIGNAL_NAMES[raw.signal];
   if (signal) event.signal = { name: signal, by: "kernel" };
@@ -285,6 +303,12 @@ function processOf(raw: RawEvent, context: EventContext): EventProcess {
     comm: raw.comm,
     cgroup: path === undefined ? { id } : { id, path },
   };
+}
+
+function fileChangeOp(raw: RawEvent): FileChangeOp {
+  const op = (FILE_CHANGE_OPS as Readonly<Record<number, FileChangeOp>>)[raw.op];
+  if (op === undefined) throw new EventDecodeError("op", raw);
+  return op;
 }
 
 function fileOf(raw: RawEvent, rule: RuleInfo | undefined): NonNullable<AegisEvent["file"]> {

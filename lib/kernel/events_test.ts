@@ -5,6 +5,7 @@ import {
   decodeEvent,
   EVENT,
   FAMILY,
+  FILE_OP,
   HOOK,
   PTRACE_OP,
   type RawEvent,
@@ -99,6 +100,41 @@ const PROCESS = {
   comm: "cat",
   cgroup: { id: 42, path: "/system.slice/web.service" },
 };
+
+Deno.test("formatEvent() names what a file.change tried on the denied file, and refuses an unknown op", () => {
+  const change = (op: number) =>
+    formatEvent(raw({ hook: HOOK.FILE_CHANGE, ruleId: 1, dev: 8, inoLo: 9, op }), CONTEXT);
+  assert.deepEqual(change(FILE_OP.TRUNCATE), {
+    ts: "2023-11-14T22:13:25.000000123Z",
+    host: "web-1",
+    type: "file.change",
+    decision: "deny",
+    mode: "enforce",
+    rule: "no-shadow",
+    process: PROCESS,
+    file: { path: "/etc/shadow", dev: 8, ino: 9 },
+    op: "truncate",
+    count: 1,
+  });
+  assert.deepEqual(
+    Object.values(FILE_OP).map((op) => change(op).op),
+    [
+      "truncate",
+      "unlink",
+      "rename",
+      "link",
+      "chmod",
+      "chown",
+      "utimes",
+      "setattr",
+      "setxattr",
+      "removexattr",
+    ],
+  );
+  assert.throws(() => change(0), EventDecodeError);
+  assert.throws(() => change(11), /Unknown op 11/);
+  assert.equal(formatEvent(raw({ ruleId: 1, op: 3 }), CONTEXT).op, undefined, "file.open has no op");
+});
 
 Deno.test("formatEvent() dates a file open on the wall clock and names the rule's path", () => {
   const policy = { name: "base", version: 7, sha256: "ab".repeat(32) };

@@ -11,11 +11,20 @@ const TRACEPOINTS = ["aegis_tp_openat", "aegis_tp_open", "aegis_tp_openat2"].map
 
 Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for file, and needs every egress hook", () => {
   // The scope guard is attached only while the policy has a scope: not needed here.
-  const fileLsm = ["aegis_file_open", "aegis_file_receive", "aegis_inode_rename"];
+  const fileLsm = [
+    "aegis_file_open",
+    "aegis_file_receive",
+    "aegis_inode_setattr",
+    "aegis_inode_unlink",
+    "aegis_inode_link",
+    "aegis_inode_setxattr",
+    "aegis_inode_removexattr",
+    "aegis_inode_rename",
+  ];
   assert.deepEqual(missingLinks(["file"], [], fileLsm.map((name) => link(name))), []);
   assert.deepEqual(
     missingLinks(["file"], [], [link("aegis_file_open")]),
-    ["aegis_file_receive", "aegis_inode_rename"],
+    fileLsm.slice(1),
     "BPF-LSM without the file guard is partial",
   );
   assert.deepEqual(missingLinks(["file"], [], TRACEPOINTS), []);

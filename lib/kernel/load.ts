@@ -8,7 +8,16 @@ import { changedMaps, handOver } from "./upgrade.ts";
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
 
 /** The BPF-LSM programs of each area, and the file guard's programs every file or exec rule needs. */
-export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.fileOpen, PROGRAMS.fileReceive];
+export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [
+  PROGRAMS.fileOpen,
+  PROGRAMS.fileReceive,
+  // a denied file is not changeable (file.change; renames: GUARD_LSM_PROGRAMS)
+  PROGRAMS.inodeSetattr,
+  PROGRAMS.inodeUnlink,
+  PROGRAMS.inodeLink,
+  PROGRAMS.inodeSetxattr,
+  PROGRAMS.inodeRemovexattr,
+];
 export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.exec,
   PROGRAMS.memfdExec,

@@ -18,6 +18,12 @@ export const PROGRAMS = {
   // ptrace guard (bpf/process_guard.bpf.h)
   ptraceAccess: "aegis_ptrace_access",
   ptraceTraceme: "aegis_ptrace_traceme",
+  // a denied file is not changeable either (bpf/file_change.bpf.h; rename: inodeRename)
+  inodeSetattr: "aegis_inode_setattr",
+  inodeUnlink: "aegis_inode_unlink",
+  inodeLink: "aegis_inode_link",
+  inodeSetxattr: "aegis_inode_setxattr",
+  inodeRemovexattr: "aegis_inode_removexattr",
   connect4: "aegis_connect4",
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",

@@ -36,6 +36,11 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.scopeGuard]: "BPF-LSM lsm/inode_permission (cgroup moves)",
   [PROGRAMS.ptraceAccess]: "BPF-LSM lsm/ptrace_access_check (ptrace, process_vm_*, /proc/PID/mem)",
   [PROGRAMS.ptraceTraceme]: "BPF-LSM lsm/ptrace_traceme",
+  [PROGRAMS.inodeSetattr]: "BPF-LSM lsm/inode_setattr (truncate, chmod, chown, utimes)",
+  [PROGRAMS.inodeUnlink]: "BPF-LSM lsm/inode_unlink",
+  [PROGRAMS.inodeLink]: "BPF-LSM lsm/inode_link",
+  [PROGRAMS.inodeSetxattr]: "BPF-LSM lsm/inode_setxattr",
+  [PROGRAMS.inodeRemovexattr]: "BPF-LSM lsm/inode_removexattr",
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",
   [PROGRAMS.setsockopt]: "cgroup/setsockopt (routing headers and source routes)",
   [PROGRAMS.packetSocket]: "BPF-LSM lsm/socket_create (AF_PACKET)",
@@ -171,10 +176,14 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
       why = `BPF LSM not active (lsm=${facts.activeLsms.join(",")}): LSM programs would decide nothing`;
       remedy = `add bpf to the kernel command line: lsm=${facts.activeLsms.join(",")},bpf, and reboot`;
     }
+    // The tracepoints see opens and execs: a denied file's truncate, unlink, rename or attributes are unseen.
+    const unseen = lsm === PROGRAMS.fileOpen
+      ? " (opens only: changes to a denied file without opening it are neither refused nor reported)"
+      : "";
     if (auditFailed.length === 0) {
       return {
         verdict: "audit-only",
-        reason: `${why}; audited through tracepoints`,
+        reason: `${why}; audited through tracepoints${unseen}`,
         remediation: `${remedy}; until then ${lsm === PROGRAMS.fileOpen ? "file" : "exec"} rules only audit`,
       };
     }

@@ -26,6 +26,11 @@ Deno.test("decideAreas() makes file and exec audit-only when LSM loads are refus
   assert.equal(areas.file.verdict, "audit-only");
   assert.equal(areas.exec.verdict, "audit-only");
   assert.match(areas.file.reason, /EPERM although bpf is listed in \/sys\/kernel\/security\/lsm; audited/);
+  assert.match(
+    areas.file.reason,
+    /opens only: changes to a denied file without opening it are neither refused/,
+  );
+  assert.doesNotMatch(areas.exec.reason, /opens only/);
   assert.match(areas.exec.remediation, /boot a kernel that lets BPF-LSM programs load/);
   assert.equal(areas.egress.verdict, "enforce");
 });

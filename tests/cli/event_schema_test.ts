@@ -38,6 +38,13 @@ Deno.test("event.schema.json accepts kernel and agent events as the agent writes
     file: { path: "/usr/bin/nc", dev: 2049, ino: 1234 },
     signal: { name: "SIGKILL", by: "kernel" },
   });
+  assertMatchesSchema("event.schema.json", {
+    ...KERNEL,
+    type: "file.change",
+    net: undefined,
+    file: { path: "/etc/shadow", dev: 2049, ino: 1234 },
+    op: "truncate",
+  });
   const start = agentEvent({ host: "node-1", mode: "audit", policy: POLICY }, "agent.start", { pid: 1 });
   assertMatchesSchema("event.schema.json", JSON.parse(JSON.stringify(start)));
 });
@@ -54,6 +61,7 @@ Deno.test("event.schema.json refuses what a consumer could not rely on", () => {
     { ...KERNEL, type: "net.teleport" },
     { ...KERNEL, policy: { ...POLICY, sha256: "xyz" } },
     { ...KERNEL, extra: 1 },
+    { ...KERNEL, type: "file.change", op: "shred" },
   ];
   for (const event of bad) {
     assert.equal(schema.safeParse(JSON.parse(JSON.stringify(event))).success, false, JSON.stringify(event));

@@ -66,9 +66,10 @@ rootTest(
 );
 
 rootTest(
-  "[root] audit fallback: exec of a memfd is reported as a would-deny under exec.denyMemfd",
+  "[root] audit fallback: exec of a memfd or of an unlinked file is reported as a would-deny under exec.denyMemfd",
   async () => {
     const probe = new URL("../../bpf/build/fixtures/file_guard_probe", import.meta.url).pathname;
+    const nameless = new URL("../../bpf/build/fixtures/file_change_probe", import.meta.url).pathname;
     await withPlane({ areas: ["exec"], lsm: "off" }, async ({ plane }) => {
       const memfd: RuleInfo = { id: "exec.denyMemfd", area: "exec", action: "deny" };
       await plane.apply(
@@ -82,10 +83,24 @@ rootTest(
       assert.equal(new TextDecoder().decode(ran.stdout), "ran\n", "audit-only: the memfd runs");
       const child = await new Deno.Command("/bin/true").output();
       assert.ok(child.success);
+      // A file with no name on a disk filesystem (this host's temporary directory) is the same thing.
+      const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-nameless-" });
+      try {
+        const unlinked = await new Deno.Command(nameless, {
+          args: ["0", "exec-unlinked", dir, "/bin/echo", "echo", "ran"],
+          stdout: "piped",
+        }).output();
+        assert.equal(
+          new TextDecoder().decode(unlinked.stdout),
+          "ran\n",
+          "audit-only: the unlinked file runs",
+        );
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+      }
       const reported = drain(plane).filter((event) => event.hook === EXEC_HOOK);
-      assert.equal(reported.length, 1, "the memfd exec alone: a file exec is not reported");
-      assert.equal(reported[0]?.decision, AUDIT);
-      assert.equal(reported[0]?.ruleId, 1);
+      assert.equal(reported.length, 2, "the memfd and the unlinked file: a file exec is not reported");
+      assert.deepEqual(reported.map((event) => [event.decision, event.ruleId]), [[AUDIT, 1], [AUDIT, 1]]);
     });
   },
 );

@@ -103,26 +103,29 @@ vmTest("[vm] file: audit mode allows the open and reports a would-deny", async (
   assert.equal(events[0]?.decision, 1);
 });
 
-vmTest("[vm] file: hard link, rename, symlink and bind mount of a denied file stay denied", async (t) => {
-  const secret = `${t.dir}/secret`;
-  Deno.writeTextFileSync(secret, "s");
-  Deno.writeTextFileSync(`${t.dir}/mountpoint`, "");
-  await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
+vmTest(
+  "[vm] file: hard link, symlink and bind mount of a denied file stay denied; it cannot be renamed",
+  async (t) => {
+    const secret = `${t.dir}/secret`;
+    Deno.writeTextFileSync(secret, "s");
+    Deno.writeTextFileSync(`${t.dir}/mountpoint`, "");
+    Deno.linkSync(secret, `${t.dir}/hardlink`); // made before: a new link to a denied file is refused
+    await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
 
-  Deno.linkSync(secret, `${t.dir}/hardlink`);
-  assert.equal(tryOpen(`${t.dir}/hardlink`), "EPERM", "hard link");
-  Deno.symlinkSync(secret, `${t.dir}/symlink`);
-  assert.equal(tryOpen(`${t.dir}/symlink`), "EPERM", "symlink");
-  const bind = await sh(`mount --bind '${secret}' '${t.dir}/mountpoint'`);
-  assert.equal(bind.code, 0, bind.out);
-  try {
-    assert.equal(tryOpen(`${t.dir}/mountpoint`), "EPERM", "bind mount");
-  } finally {
-    await sh(`umount '${t.dir}/mountpoint'`);
-  }
-  Deno.renameSync(secret, `${t.dir}/renamed`);
-  assert.equal(tryOpen(`${t.dir}/renamed`), "EPERM", "rename");
-});
+    assert.equal(tryOpen(`${t.dir}/hardlink`), "EPERM", "hard link");
+    Deno.symlinkSync(secret, `${t.dir}/symlink`);
+    assert.equal(tryOpen(`${t.dir}/symlink`), "EPERM", "symlink");
+    const bind = await sh(`mount --bind '${secret}' '${t.dir}/mountpoint'`);
+    assert.equal(bind.code, 0, bind.out);
+    try {
+      assert.equal(tryOpen(`${t.dir}/mountpoint`), "EPERM", "bind mount");
+    } finally {
+      await sh(`umount '${t.dir}/mountpoint'`);
+    }
+    assert.throws(() => Deno.renameSync(secret, `${t.dir}/renamed`), Deno.errors.PermissionDenied, "rename");
+    assert.throws(() => Deno.linkSync(secret, `${t.dir}/link2`), Deno.errors.PermissionDenied, "a new link");
+  },
+);
 
 vmTest("[vm] file: reopening an already open denied file through /proc/self/fd is denied", async (t) => {
   const secret = `${t.dir}/secret`;

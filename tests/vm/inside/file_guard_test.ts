@@ -260,21 +260,37 @@ vmTest("[vm] exec: exec.denyMemfd refuses fexecve of a memfd in enforce, reports
 // ---- rules that follow a replace ------------------------------------------------------------------------
 
 vmTest(
-  "[vm] file: dpkg- and passwd-style replaces stay denied with no agent running, chain after chain",
+  "[vm] file: dpkg- and passwd-style replaces from an exempt cgroup stay denied with no agent running",
   async (t) => {
     const secret = `${t.dir}/secret`;
     Deno.writeTextFileSync(secret, "old");
-    await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
-    t.closeAgent(); // the agent is gone: only the pinned programs and maps remain
-    for (const temporary of [`${t.dir}/secret.dpkg-new`, `${t.dir}/nsecret`, `${t.dir}/.secret.swp`]) {
-      Deno.writeTextFileSync(temporary, "new");
-      assert.equal(
-        (await probe("read", temporary)).out,
-        "ok read",
-        "the new file is readable before the rename",
-      );
-      Deno.renameSync(temporary, secret);
-      assert.match((await probe("read", secret)).out, /^errno EPERM/, `after rename of ${temporary}`);
+    // The package manager runs exempt: a task in scope may not replace a denied file (file.change).
+    const base = `${cgroup2Root()}/aegisbpf-replace-${counter}`;
+    Deno.mkdirSync(`${base}/exempt`, { recursive: true });
+    const exempt = (...args: string[]) =>
+      run("sh", ["-c", `echo $$ > '${base}/exempt/cgroup.procs' && exec '${PROBE}' ${args.join(" ")}`]);
+    try {
+      await t.apply({
+        rules: FILE_RULES,
+        files: [{ ruleId: 1, path: secret }],
+        scope: { include: [], exempt: [base.slice(cgroup2Root().length) + "/exempt"] },
+      });
+      t.closeAgent(); // the agent is gone: only the pinned programs and maps remain
+      Deno.writeTextFileSync(`${t.dir}/in-scope`, "new");
+      assert.match((await probe("rename", `${t.dir}/in-scope`, secret)).out, /^errno EPERM/, "in scope");
+      for (const temporary of [`${t.dir}/secret.dpkg-new`, `${t.dir}/nsecret`, `${t.dir}/.secret.swp`]) {
+        Deno.writeTextFileSync(temporary, "new");
+        assert.equal(
+          (await probe("read", temporary)).out,
+          "ok read",
+          "the new file is readable before the rename",
+        );
+        assert.equal((await exempt("rename", temporary, secret)).out, "ok renamed");
+        assert.match((await probe("read", secret)).out, /^errno EPERM/, `after rename of ${temporary}`);
+      }
+    } finally {
+      Deno.removeSync(`${base}/exempt`);
+      Deno.removeSync(base);
     }
   },
 );
@@ -293,33 +309,52 @@ vmTest(
   },
 );
 
-vmTest("[vm] file: an unprivileged rename never un-denies: over, away and exchange", async (t) => {
-  const home = `${t.dir}/home`;
-  Deno.mkdirSync(home);
-  Deno.chownSync(home, 1000, 1000);
-  const secret = `${home}/id_key`;
-  Deno.writeTextFileSync(secret, "key");
-  Deno.chownSync(secret, 1000, 1000);
-  await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
-  const asUser = (...args: string[]) => probe("as", "1000", PROBE, ...args);
-  const write = (path: string) => {
-    Deno.writeTextFileSync(path, "mine");
-    Deno.chownSync(path, 1000, 1000);
-  };
+vmTest(
+  "[vm] file: an unprivileged rename never un-denies: over, away and exchange refused; audit follows",
+  async (t) => {
+    const home = `${t.dir}/home`;
+    Deno.mkdirSync(home);
+    Deno.chownSync(home, 1000, 1000);
+    const secret = `${home}/id_key`;
+    Deno.writeTextFileSync(secret, "key");
+    Deno.chownSync(secret, 1000, 1000);
+    await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
+    const asUser = (...args: string[]) => probe("as", "1000", PROBE, ...args);
+    const write = (path: string) => {
+      Deno.writeTextFileSync(path, "mine");
+      Deno.chownSync(path, 1000, 1000);
+    };
 
-  assert.match((await asUser("read", secret)).out, /^errno EPERM/);
-  write(`${home}/decoy`);
-  assert.equal((await asUser("rename", `${home}/decoy`, secret)).out, "ok renamed");
-  assert.match((await asUser("read", secret)).out, /^errno EPERM/, "renamed over: the newcomer is denied");
-  assert.equal((await asUser("rename", secret, `${home}/moved`)).out, "ok renamed");
-  assert.match((await asUser("read", `${home}/moved`)).out, /^errno EPERM/, "renamed away: still denied");
-  write(`${home}/swap`);
-  assert.equal((await asUser("exchange", `${home}/moved`, `${home}/swap`)).out, "ok exchanged");
-  assert.match((await asUser("read", `${home}/moved`)).out, /^errno EPERM/, "exchanged in");
-  assert.match((await asUser("read", `${home}/swap`)).out, /^errno EPERM/, "exchanged out");
-  write(`${home}/unrelated`);
-  assert.equal((await asUser("read", `${home}/unrelated`)).out, "ok read", "other files are untouched");
-});
+    assert.match((await asUser("read", secret)).out, /^errno EPERM/);
+    write(`${home}/decoy`);
+    assert.match((await asUser("rename", `${home}/decoy`, secret)).out, /^errno EPERM/, "over: refused");
+    assert.match((await asUser("rename", secret, `${home}/moved`)).out, /^errno EPERM/, "away: refused");
+    assert.match(
+      (await asUser("exchange", `${home}/decoy`, secret)).out,
+      /^errno EPERM/,
+      "exchange: refused",
+    );
+    // In audit (break-glass) the renames go through, and the rule follows the inodes for when enforce is back.
+    const inAudit = async (...args: string[]) => {
+      t.plane.setConfig({ breakGlass: true });
+      try {
+        return (await asUser(...args)).out;
+      } finally {
+        t.plane.setConfig({ breakGlass: false });
+      }
+    };
+    assert.equal(await inAudit("rename", `${home}/decoy`, secret), "ok renamed");
+    assert.match((await asUser("read", secret)).out, /^errno EPERM/, "renamed over: the newcomer is denied");
+    assert.equal(await inAudit("rename", secret, `${home}/moved`), "ok renamed");
+    assert.match((await asUser("read", `${home}/moved`)).out, /^errno EPERM/, "renamed away: still denied");
+    write(`${home}/swap`);
+    assert.equal(await inAudit("exchange", `${home}/moved`, `${home}/swap`), "ok exchanged");
+    assert.match((await asUser("read", `${home}/moved`)).out, /^errno EPERM/, "exchanged in");
+    assert.match((await asUser("read", `${home}/swap`)).out, /^errno EPERM/, "exchanged out");
+    write(`${home}/unrelated`);
+    assert.equal((await asUser("read", `${home}/unrelated`)).out, "ok read", "other files are untouched");
+  },
+);
 
 // ---- kill on deny ---------------------------------------------------------------------------------------
 

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
 import { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { AgentRun } from "../../support/agent_run.ts";
 
 // The agent (`aegisbpf run`) inside the qemu guest (tests/vm/harness.ts), where BPF-LSM programs load:
 // `--enforce` with file rules enforces, and the rule freshness watcher covers a file replaced by rename.
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
+/** The cgroup the package manager replaces a denied file from: exempt, outside the policy's reach. */
+const EXEMPT = inVm ? `${cgroup2Root()}/aegisbpf-agent-vm-exempt` : "";
 
 /** Opens `path` for reading; "ok", "EPERM" or the error. */
 function tryOpen(path: string): string {
@@ -54,6 +57,7 @@ Deno.test({
     const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-agent-vm-" });
     const dirs = { bpffs, stateDir: `${dir}/state`, configDir: `${dir}/etc` };
     Deno.mkdirSync(dirs.configDir);
+    Deno.mkdirSync(EXEMPT, { recursive: true });
     Deno.writeTextFileSync(`${dir}/cmdline`, "ro\n");
     const victim = `${dir}/victim`;
     Deno.writeTextFileSync(victim, "v1\n");
@@ -64,9 +68,24 @@ Deno.test({
       `${dir}/p.yaml`,
       `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: vm-agent, version: 1 }\n` +
         `spec:\n  mode: audit\n  files: { deny: [{ id: victim, path: ${victim} }] }\n` +
+        `  scope: { exempt: [${EXEMPT.slice(cgroup2Root().length)}] }\n` +
         `  exec: { deny: [{ id: tool, path: ${tool} }] }\n`,
     );
+    // The package manager, exempt: moved there before the policy's scope guard forbids moving into it.
+    const packageManager = new Deno.Command("sh", {
+      args: [
+        "-c",
+        `echo $$ > '${EXEMPT}/cgroup.procs' && read go && exec mv '${dir}/victim.new' '${victim}'`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
     try {
+      const moved = () =>
+        Deno.readTextFileSync(`${EXEMPT}/cgroup.procs`).split("\n").includes(`${packageManager.pid}`);
+      for (let i = 0; i < 500 && !moved(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(moved(), "the package manager is in its exempt cgroup");
       await using agent = AgentRun.spawn(dirs, ["--enforce", "--policy", `${dir}/p.yaml`], {
         env: { AEGISBPF_PROC_CMDLINE: `${dir}/cmdline` },
       });
@@ -83,7 +102,16 @@ Deno.test({
       assert.equal(denied.mode, "enforce");
 
       Deno.writeTextFileSync(`${dir}/victim.new`, "v2\n");
-      Deno.renameSync(`${dir}/victim.new`, victim);
+      // In scope a denied file cannot be replaced (file.change): the package manager runs exempt.
+      assert.throws(() => Deno.renameSync(`${dir}/victim.new`, victim), Deno.errors.PermissionDenied);
+      const go = packageManager.stdin.getWriter();
+      await go.write(new TextEncoder().encode("go\n"));
+      await go.close();
+      const replaced = await packageManager.output();
+      assert.ok(
+        replaced.success,
+        `the exempt package manager replaces it: ${new TextDecoder().decode(replaced.stderr)}`,
+      );
       const fileTook = await untilDenied(() => tryOpen(victim));
       trueTool(`${dir}/bin/true.new`);
       Deno.renameSync(`${dir}/bin/true.new`, tool);
@@ -106,6 +134,13 @@ Deno.test({
       DataPlane.detach(bpffs);
       Deno.removeSync(bpffs);
       Deno.removeSync(dir, { recursive: true });
+      try {
+        packageManager.kill();
+      } catch {
+        // It has ended.
+      }
+      await packageManager.status;
+      Deno.removeSync(EXEMPT);
     }
   },
 });
