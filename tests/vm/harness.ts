@@ -52,7 +52,8 @@ export interface VmResult {
 
 /** Bump when the layout of the initramfs changes in a way the hashed inputs do not capture. */
 const FORMAT_VERSION = "aegis-vm-initramfs-3";
-const DEFAULT_TIMEOUT_MS = 12 * 60 * 1000;
+// The whole guest run: boot and every inside test (the 6.1 guest under TCG takes the longest).
+const DEFAULT_TIMEOUT_MS = 18 * 60 * 1000;
 /** How long qemu may take to power off after the guest printed its exit line. */
 const POWEROFF_GRACE_MS = 30 * 1000;
 /** How many cached archives to keep; older ones are deleted. */
@@ -194,8 +195,17 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
 
   const built = await ensureInitramfs(opts.testPaths);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs);
   const where = `kernel ${opts.kernel} (${kernel.package})`;
+  let boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs);
+  if (!boot.timedOut && !cleanConsole(boot.console).includes(`${START_MARKER} `)) {
+    // The guest died before its tests began (a kernel panic during boot under TCG emulation, seen now and
+    // then on both kernels): none of our code ran, so it boots once more, and says so.
+    console.warn(
+      `The VM with ${where} stopped before its tests began (qemu exit status ${boot.qemuStatus}); ` +
+        `booting it once more. Console tail:\n${tailLines(boot.console, 40)}`,
+    );
+    boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs);
+  }
   const tail = () => tailLines(boot.console, 80);
 
   if (boot.timedOut) {
