@@ -44,8 +44,9 @@ const MAX_SYMLINKS = 40;
  * the path below it.
  */
 export function lookupPath(path: string): { looked: string[]; final: string; directories: string[] } {
-  const looked: string[] = [];
+  const looked = new Set<string>();
   const directories = new Set<string>();
+  const found = (final: string) => ({ looked: [...looked], final, directories: [...directories] });
   const pending = components(resolve(path)).reverse();
   let dir = "/";
   let links = 0;
@@ -56,20 +57,20 @@ export function lookupPath(path: string): { looked: string[]; final: string; dir
       continue;
     }
     const here = join(dir, name);
-    looked.push(here);
+    looked.add(here);
     directories.add(dir);
     let info: Deno.FileInfo;
     try {
       info = Deno.lstatSync(here);
     } catch {
-      return { looked, final: join(here, ...pending.reverse()), directories: [...directories] };
+      return found(join(here, ...pending.reverse()));
     }
     if (info.isSymlink && links++ < MAX_SYMLINKS) {
       let target: string;
       try {
         target = Deno.readLinkSync(here);
       } catch {
-        return { looked, final: join(here, ...pending.reverse()), directories: [...directories] };
+        return found(join(here, ...pending.reverse()));
       }
       pending.push(...components(target).reverse());
       if (target.startsWith("/")) dir = "/";
@@ -77,7 +78,7 @@ export function lookupPath(path: string): { looked: string[]; final: string; dir
     }
     dir = here;
   }
-  return { looked, final: dir, directories: [...directories] };
+  return found(dir);
 }
 
 function components(path: string): string[] {

@@ -47,7 +47,7 @@ export type MetricsReading = {
   /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
   ruleHits: { rule: string; decision: "deny" | "audit"; count: bigint }[];
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
-  unresolvedRules: number;
+  unresolvedRules?: number;
 };
 
 /** XDP_DROP and XDP_PASS as the kernel returns them. */
@@ -293,7 +293,7 @@ export function families(reading: MetricsReading): Family[] {
       help:
         "File and exec rules whose path the running agent could not re-resolve at its last refresh; each keeps denying its last inodes",
       type: "gauge",
-      samples: [{ value: reading.unresolvedRules }],
+      samples: [{ value: reading.unresolvedRules ?? 0 }],
     },
     {
       name: "aegisbpf_deadman_seconds_remaining",
