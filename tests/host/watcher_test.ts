@@ -88,8 +88,8 @@ rootTest(
     await withHost(async (host) => {
       const app = `${host.dir}/app`;
       for (const release of ["1", "2"]) {
-        Deno.mkdirSync(`${app}/releases/${release}`, { recursive: true });
-        write(`${app}/releases/${release}/secret`, `release ${release}\n`);
+        Deno.mkdirSync(`${app}/releases/${release}/config`, { recursive: true });
+        write(`${app}/releases/${release}/config/secret`, `release ${release}\n`);
       }
       Deno.symlinkSync("releases/1", `${app}/current`);
       const victim = `${host.dir}/victim`;
@@ -105,7 +105,7 @@ rootTest(
         policy(
           host,
           `  files:\n    deny:\n` +
-            `      - { id: release, path: ${app}/current/secret }\n` +
+            `      - { id: release, path: ${app}/current/config/secret }\n` +
             `      - { id: victim, path: ${victim} }\n` +
             `      - { id: gone, path: ${gone} }\n` +
             `      - { id: tree, path: ${tree}, recursive: true }\n`,
@@ -127,11 +127,11 @@ rootTest(
 
       // A symlinked ancestor swapped: the new release's file is denied, the old one's no longer.
       const swapMs = await refreshed(() => swapLink(`${app}/current`, "releases/2"), "release");
-      assert.deepEqual(recordedInodes(host, "release"), [ino(`${app}/releases/2/secret`)]);
-      await deniedInKernel(host, agent, `${app}/current/secret`, "release");
+      assert.deepEqual(recordedInodes(host, "release"), [ino(`${app}/releases/2/config/secret`)]);
+      await deniedInKernel(host, agent, `${app}/current/config/secret`, "release");
       // And back, through the link chain the refresh now watches.
       const backMs = await refreshed(() => swapLink(`${app}/current`, "releases/1"), "release");
-      assert.deepEqual(recordedInodes(host, "release"), [ino(`${app}/releases/1/secret`)]);
+      assert.deepEqual(recordedInodes(host, "release"), [ino(`${app}/releases/1/config/secret`)]);
 
       // A replaced file re-covered: health no longer calls it stale.
       const replaceMs = await refreshed(() => replace(victim, "v2\n"), "victim");
