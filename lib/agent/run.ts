@@ -612,8 +612,8 @@ export class Agent {
       next.set(rule.rule, { ...rule, since: same ? was.since : now });
       if (!same) {
         this.#options.log.warn(
-          `rule ${rule.rule}: ${rule.error}; it keeps denying its last ${rule.kept} inodes, the other rules ` +
-            "are refreshed",
+          `${rule.error}: the rule keeps denying the inodes it denied (${rule.kept}) until its path is back; ` +
+            "the other rules are refreshed",
         );
         this.#emit("rule.unresolved", { ...rule });
       }
