@@ -170,8 +170,12 @@ export class FreshnessWatcher {
   readonly #warned = new Set<string>();
   #targets: InodeTarget[] = [];
   #set: string[] = [];
-  #watchers: Deno.FsWatcher[] = [];
+  #watchers: Watching[] = [];
   readonly #retired = new WeakSet<Deno.FsWatcher>();
+  /** Settles once every retired watcher's loop has ended (its paths are then unwatched). */
+  #retiring: Promise<unknown> = Promise.resolve();
+  /** Counts set changes: a new watcher waiting for old ones to go is dropped if another change came. */
+  #changes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
@@ -188,9 +192,11 @@ export class FreshnessWatcher {
   /**
    * Watches for these rules from now on: the directories holding every path their lookups go through
    * (see lookupPath) and, for recursive rules, the directories below. When the directories to watch
-   * change (or one of them was replaced by another at the same path), the new watchers start before the
-   * old ones stop, so no replace falls into a gap, and one check follows (a replace made while
-   * the set changed, or since the rules were resolved, is found by resolving again).
+   * change (or one of them was replaced by another at the same path), the old watcher stops, the new one
+   * starts once the old one is gone, and one check follows: a replace made while the set changed, or
+   * since the rules were resolved, is found by resolving again. (Deno serves every FsWatcher of a process
+   * from one inotify instance, and a closed watcher's paths are removed for all when its loop ends: a new
+   * watcher opened before that lost the directories both watch.)
    */
   update(targets: readonly InodeTarget[]): void {
     // Each path a rule's lookup goes through stands for the rule; only the path reached is a directory
@@ -216,15 +222,22 @@ export class FreshnessWatcher {
     const set = [...paths].sort();
     const keys = set.map(watchKey);
     if (keys.join("\0") === this.#set.join("\0")) return;
-    const hadWatchers = this.#watchers.length > 0;
-    const old = this.#watchers;
-    this.#watchers = set.length > 0 ? [this.#watch(set)] : [];
+    const hadWatchers = this.#set.length > 0;
+    const change = ++this.#changes;
+    for (const { watcher, ended } of this.#watchers) {
+      this.#retire(watcher);
+      this.#retiring = Promise.all([this.#retiring, ended]);
+    }
+    this.#watchers = [];
     this.#set = keys;
-    for (const watcher of old) this.#retire(watcher);
-    if (hadWatchers) this.#schedule();
+    void this.#retiring.then(() => {
+      if (this.#closed || change !== this.#changes) return;
+      if (set.length > 0) this.#watchers = [this.#watch(set)];
+      if (hadWatchers) this.#schedule();
+    });
   }
 
-  #watch(paths: string[]): Deno.FsWatcher {
+  #watch(paths: string[]): Watching {
     let watcher: Deno.FsWatcher;
     try {
       watcher = Deno.watchFs(paths, { recursive: false });
@@ -234,7 +247,7 @@ export class FreshnessWatcher {
       watcher = Deno.watchFs(paths.filter(isDirectory), { recursive: false });
       this.#schedule();
     }
-    (async () => {
+    const ended = (async () => {
       try {
         for await (const event of watcher) {
           if (event.paths.some((path) => this.#targets.some((target) => concerns(target, path)))) {
@@ -245,7 +258,7 @@ export class FreshnessWatcher {
         if (!this.#closed && !this.#retired.has(watcher)) this.#onError(error);
       }
     })();
-    return watcher;
+    return { watcher, ended };
   }
 
   #retire(watcher: Deno.FsWatcher): void {
@@ -268,7 +281,10 @@ export class FreshnessWatcher {
   close(): void {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    for (const watcher of this.#watchers) this.#retire(watcher);
+    for (const { watcher } of this.#watchers) this.#retire(watcher);
     this.#watchers = [];
   }
 }
+
+/** A watcher and its loop, which ends once it is closed. */
+type Watching = { watcher: Deno.FsWatcher; ended: Promise<void> };

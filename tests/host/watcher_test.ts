@@ -92,6 +92,9 @@ rootTest(
         write(`${app}/releases/${release}/config/secret`, `release ${release}\n`);
       }
       Deno.symlinkSync("releases/1", `${app}/current`);
+      const conf = `${host.dir}/conf`;
+      Deno.mkdirSync(conf);
+      write(`${conf}/key`, "k1\n");
       const victim = `${host.dir}/victim`;
       const gone = `${host.dir}/gone`;
       const tree = `${host.dir}/tree`;
@@ -106,6 +109,7 @@ rootTest(
           host,
           `  files:\n    deny:\n` +
             `      - { id: release, path: ${app}/current/config/secret }\n` +
+            `      - { id: key, path: ${conf}/key }\n` +
             `      - { id: victim, path: ${victim} }\n` +
             `      - { id: gone, path: ${gone} }\n` +
             `      - { id: tree, path: ${tree}, recursive: true }\n`,
@@ -132,6 +136,17 @@ rootTest(
       // And back, through the link chain the refresh now watches.
       const backMs = await refreshed(() => swapLink(`${app}/current`, "releases/1"), "release");
       assert.deepEqual(recordedInodes(host, "release"), [ino(`${app}/releases/1/config/secret`)]);
+
+      // A directory on the way replaced by another (a deploy renaming a new tree in): the new directory is
+      // watched, so a file replaced in it afterwards is covered too.
+      Deno.mkdirSync(`${conf}.new`);
+      write(`${conf}.new/key`, "k2\n");
+      const dirMs = await refreshed(() => {
+        Deno.renameSync(conf, `${conf}.old`);
+        Deno.renameSync(`${conf}.new`, conf);
+      }, "key");
+      const inDirMs = await refreshed(() => replace(`${conf}/key`, "k3\n"), "key");
+      assert.deepEqual(recordedInodes(host, "key"), [ino(`${conf}/key`)]);
 
       // A replaced file re-covered: health no longer calls it stale.
       const replaceMs = await refreshed(() => replace(victim, "v2\n"), "victim");
@@ -175,7 +190,8 @@ rootTest(
       assert.equal((await health(host)).code, 0);
       assert.equal(listHistory(host.stateDir).length, 1, "a refresh is not a new policy");
       console.log(
-        `covered after: swap ${swapMs.toFixed(0)} ms, swap back ${backMs.toFixed(0)} ms, replace ` +
+        `covered after: swap ${swapMs.toFixed(0)} ms, swap back ${backMs.toFixed(0)} ms, directory ` +
+          `${dirMs.toFixed(0)} ms, file in it ${inDirMs.toFixed(0)} ms, replace ` +
           `${replaceMs.toFixed(0)} ms, new file beside a gone path ${newMs.toFixed(0)} ms`,
       );
     });
