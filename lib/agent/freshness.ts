@@ -174,6 +174,8 @@ export class FreshnessWatcher {
   readonly #retired = new WeakSet<Deno.FsWatcher>();
   /** Settles once every retired watcher's loop has ended (its paths are then unwatched). */
   #retiring: Promise<unknown> = Promise.resolve();
+  /** Retired watchers whose loop has not ended yet. */
+  #retiringCount = 0;
   /** Counts set changes: a new watcher waiting for old ones to go is dropped if another change came. */
   #changes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -224,17 +226,22 @@ export class FreshnessWatcher {
     if (keys.join("\0") === this.#set.join("\0")) return;
     const hadWatchers = this.#set.length > 0;
     const change = ++this.#changes;
-    for (const { watcher, ended } of this.#watchers) {
-      this.#retire(watcher);
-      this.#retiring = Promise.all([this.#retiring, ended]);
-    }
-    this.#watchers = [];
-    this.#set = keys;
-    void this.#retiring.then(() => {
+    const open = () => {
       if (this.#closed || change !== this.#changes) return;
       if (set.length > 0) this.#watchers = [this.#watch(set)];
       if (hadWatchers) this.#schedule();
-    });
+    };
+    const old = this.#watchers;
+    this.#watchers = [];
+    this.#set = keys;
+    // The first watch (nothing to wait for) is placed at once: the caller says it watches right after.
+    if (old.length === 0 && this.#retiringCount === 0) return open();
+    for (const { watcher, ended } of old) {
+      this.#retire(watcher);
+      this.#retiringCount++;
+      this.#retiring = Promise.all([this.#retiring, ended.finally(() => this.#retiringCount--)]);
+    }
+    void this.#retiring.then(open);
   }
 
   #watch(paths: string[]): Watching {
