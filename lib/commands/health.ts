@@ -16,7 +16,7 @@ export const health = defineCommand({
     "missing or detached, no policy applied, a dead agent, an agent that stopped making progress (no " +
     "heartbeat for 10 s), an expired deadman, hooks that audit where the policy and the agent's flags ask " +
     "for enforce with no break-glass to explain it, or a stale file or exec rule (its path now holds " +
-    "another file, or none). --require-enforce also makes anything but enforce unhealthy (break-glass, " +
+    "another file, or none; or the running agent cannot re-resolve it). --require-enforce also makes anything but enforce unhealthy (break-glass, " +
     "policy audit, areas that only audit); --require-enforce AREAS (file, exec, egress, bind, ingress, " +
     "comma-separated) only the areas named not enforcing. The --json schema is " +
     "docs/schema/health.schema.json.",
