@@ -14,6 +14,7 @@ import { aegisbpf } from "../cli/cli.ts";
 import { type Host, policy, spawn, withHost, writePolicy } from "../support/agent_host.ts";
 import type { AgentRun, Event } from "../support/agent_run.ts";
 import { rootTest } from "../support/privileged.ts";
+import { assertMatchesSchema } from "../support/schema.ts";
 
 /** How long a change may take to be covered: SPEC's "within a second", with room for a loaded machine. */
 const COVERED_MS = 1500;
@@ -73,7 +74,9 @@ async function deniedInKernel(
 async function health(host: Host): Promise<{ code: number; report: Event }> {
   const { code, stdout, stderr } = await aegisbpf(["health", "--json"], { env: host.env });
   assert.ok(stdout !== "", `health printed nothing: ${stderr}`);
-  return { code, report: JSON.parse(stdout) };
+  const report = JSON.parse(stdout);
+  assertMatchesSchema("health.schema.json", report);
+  return { code, report };
 }
 
 async function metrics(host: Host): Promise<string> {
@@ -165,6 +168,8 @@ rootTest(
       assert.equal(failed.rule, "gone");
       assert.equal(failed.path, gone);
       assert.match(failed.error, /does not exist/);
+      assert.equal(failed.kept, 1);
+      assertMatchesSchema("event.schema.json", failed);
       const newMs = await refreshed(() => write(`${tree}/b`, "b\n"), "tree");
       await deniedInKernel(host, agent, `${tree}/b`, "tree");
       assert.deepEqual(recordedInodes(host, "gone"), [goneIno], "the gone rule keeps its last inode");
