@@ -241,7 +241,8 @@ export class FreshnessWatcher {
       this.#retiringCount++;
       this.#retiring = Promise.all([this.#retiring, ended.finally(() => this.#retiringCount--)]);
     }
-    void this.#retiring.then(open);
+    // A watch that cannot be placed then is reported as one placed now would be thrown.
+    this.#retiring.then(open).catch((error) => this.#onError(error));
   }
 
   #watch(paths: string[]): Watching {
