@@ -1,11 +1,14 @@
 /**
  * Rule freshness: file and exec rules deny inodes, and `passwd`, `dpkg` and editors replace a file by
- * renaming a new one over it, so a rule resolved at apply time silently stops covering the path. This
- * watches (inotify, through Deno.watchFs) the parent directory of every file and exec rule path, and every
- * `recursive` directory and each directory below it (found by the same bounded walk as the apply, see
- * kernel/tree.ts: directories only, never files), and calls `onChange` once (debounced) after anything
- * happens to a rule path: replaced, created (an optional path that did not exist at apply), removed, or a
- * file created under a recursive directory. The agent then re-resolves the plan and flips a generation only
+ * renaming a new one over it, and deployments swap a symlinked ancestor (`current -> releases/N`), so a
+ * rule resolved at apply time silently stops covering the path. This watches (inotify, through
+ * Deno.watchFs) the directory holding every component of every file and exec rule path, following
+ * symlinks as the kernel does (the link and every component of its target), every `recursive` directory
+ * and each directory below it (found by the same bounded walk as the apply, see kernel/tree.ts:
+ * directories only, never files), and calls `onChange` once (debounced) after anything happens to a path
+ * a rule's lookup goes through: replaced, created (an optional path that did not exist at apply),
+ * removed, a link repointed, a directory on the way renamed, or a file created under a recursive
+ * directory. The agent then re-resolves the plan and flips a generation only
  * if an inode changed. A directory that is not watched (more than WATCH_DEPTH levels below its rule's
  * directory, past half of fs.inotify.max_user_watches, unreadable, or in a tree past its rule's cap) is
  * reported once: files created there are covered only by the next apply or refresh. The depth bound is for
@@ -13,27 +16,12 @@
  * (measured: 11 ms at 100 levels, 0.5 s at 2,000), so a deep chain made by anyone could stall the agent.
  */
 
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { InodeTarget } from "../policy/plan.ts";
 import { DEFAULT_MAX_ENTRIES, walkTree } from "../kernel/tree.ts";
 import { printable } from "../text/printable.ts";
 
 const DEBOUNCE_MS = 20;
-
-/** The nearest directory of `path` that exists, to see the path appear. */
-function existingAncestor(path: string): string {
-  let dir = dirname(path);
-  for (;;) {
-    try {
-      if (Deno.statSync(dir).isDirectory) return dir;
-    } catch {
-      // Not there (yet): go up.
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return dir;
-    dir = parent;
-  }
-}
 
 function isDirectory(path: string): boolean {
   try {
@@ -43,31 +31,58 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/** Most symlinks followed in one lookup, as the kernel's MAXSYMLINKS. */
+const MAX_SYMLINKS = 40;
+
 /**
- * The path and every path it leads to through symlinks (`/usr/bin/nc` -> `/etc/alternatives/nc` ->
- * `/bin/nc.openbsd`, and the real path past symlinked directories), so that replacing a link or its
- * final file is seen: the rule resolved through all of them.
+ * Every path the kernel looks up to reach `path`, as the real paths of the directories that hold them:
+ * each component, each symlink met on the way (a Capistrano `current` link, `/usr/bin/nc` ->
+ * `/etc/alternatives/nc`) and each component of its target, and the real path reached (`final`). A change
+ * to any of them (a link swapped, a directory renamed, the file replaced) can change what the path
+ * resolves to, and is an event in one of the directories holding them (`directories`). A missing
+ * component ends the lookup: its creation is seen in the last directory found, and `final` is the rest of
+ * the path below it.
  */
-export function symlinkChain(path: string): string[] {
-  const chain = [path];
-  let current = path;
-  for (let hops = 0; hops < 40; hops++) {
-    let target: string;
-    try {
-      if (!Deno.lstatSync(current).isSymlink) break;
-      target = Deno.readLinkSync(current);
-    } catch {
-      break;
+export function lookupPath(path: string): { looked: string[]; final: string; directories: string[] } {
+  const looked = new Set<string>();
+  const directories = new Set<string>();
+  const found = (final: string) => ({ looked: [...looked], final, directories: [...directories] });
+  const pending = components(resolve(path)).reverse();
+  let dir = "/";
+  let links = 0;
+  while (pending.length > 0) {
+    const name = pending.pop()!;
+    if (name === "..") {
+      dir = dirname(dir);
+      continue;
     }
-    current = resolve(dirname(current), target);
-    chain.push(current);
+    const here = join(dir, name);
+    looked.add(here);
+    directories.add(dir);
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(here);
+    } catch {
+      return found(join(here, ...pending.reverse()));
+    }
+    if (info.isSymlink && links++ < MAX_SYMLINKS) {
+      let target: string;
+      try {
+        target = Deno.readLinkSync(here);
+      } catch {
+        return found(join(here, ...pending.reverse()));
+      }
+      pending.push(...components(target).reverse());
+      if (target.startsWith("/")) dir = "/";
+      continue;
+    }
+    dir = here;
   }
-  try {
-    chain.push(Deno.realPathSync(path));
-  } catch {
-    // Not there (yet).
-  }
-  return [...new Set(chain)];
+  return found(dir);
+}
+
+function components(path: string): string[] {
+  return path.split("/").filter((part) => part !== "" && part !== ".");
 }
 
 /** Whether an event on `changed` concerns `target`. */
@@ -76,6 +91,16 @@ export function concerns(target: InodeTarget, changed: string): boolean {
   if (target.recursive && changed.startsWith(`${target.path}/`)) return true;
   // A directory on the way to a rule path that did not exist was made or replaced.
   return target.path.startsWith(`${changed}/`);
+}
+
+/** A directory as watched: its path and inode (a directory replaced at the same path needs a new watch). */
+function watchKey(path: string): string {
+  try {
+    const { dev, ino } = Deno.statSync(path);
+    return `${path}\0${dev}:${ino}`;
+  } catch {
+    return `${path}\0gone`;
+  }
 }
 
 /** How many levels below a recursive rule's directory are watched. */
@@ -145,8 +170,14 @@ export class FreshnessWatcher {
   readonly #warned = new Set<string>();
   #targets: InodeTarget[] = [];
   #set: string[] = [];
-  #watchers: Deno.FsWatcher[] = [];
+  #watchers: Watching[] = [];
   readonly #retired = new WeakSet<Deno.FsWatcher>();
+  /** Settles once every retired watcher's loop has ended (its paths are then unwatched). */
+  #retiring: Promise<unknown> = Promise.resolve();
+  /** Retired watchers whose loop has not ended yet. */
+  #retiringCount = 0;
+  /** Counts set changes: a new watcher waiting for old ones to go is dropped if another change came. */
+  #changes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
@@ -161,18 +192,29 @@ export class FreshnessWatcher {
   }
 
   /**
-   * Watches for these rules from now on. When the directories to watch change, the new watchers start
-   * before the old ones stop, so no replace falls into a gap, and one check follows (a replace made while
-   * the set changed, or since the rules were resolved, is found by resolving again).
+   * Watches for these rules from now on: the directories holding every path their lookups go through
+   * (see lookupPath) and, for recursive rules, the directories below. When the directories to watch
+   * change (or one of them was replaced by another at the same path), the old watcher stops, the new one
+   * starts once the old one is gone, and one check follows: a replace made while the set changed, or
+   * since the rules were resolved, is found by resolving again. (Deno serves every FsWatcher of a process
+   * from one inotify instance, and a closed watcher's paths are removed for all when its loop ends: a new
+   * watcher opened before that lost the directories both watch.)
    */
   update(targets: readonly InodeTarget[]): void {
-    // Each path a rule resolves through stands for the rule.
-    this.#targets = targets.flatMap((target) =>
-      symlinkChain(target.path).map((path) => ({ ...target, path }))
-    );
+    // Each path a rule's lookup goes through stands for the rule; only the path reached is a directory
+    // whose files a recursive rule covers.
     const paths = new Set<string>();
-    for (const target of this.#targets) paths.add(existingAncestor(target.path));
-    const { directories, warnings } = treeDirectories(this.#targets, watchBudget());
+    const finals: InodeTarget[] = [];
+    this.#targets = targets.flatMap((target) => {
+      const { looked, final, directories } = lookupPath(target.path);
+      for (const directory of directories) paths.add(directory);
+      finals.push({ ...target, path: final });
+      return [
+        ...looked.filter((path) => path !== final).map((path) => ({ ...target, path, recursive: false })),
+        { ...target, path: final },
+      ];
+    });
+    const { directories, warnings } = treeDirectories(finals, watchBudget());
     for (const directory of directories) paths.add(directory);
     for (const warning of warnings) {
       if (this.#warned.has(warning)) continue;
@@ -180,16 +222,30 @@ export class FreshnessWatcher {
       this.#onWarning(warning);
     }
     const set = [...paths].sort();
-    if (set.join("\0") === this.#set.join("\0")) return;
-    const hadWatchers = this.#watchers.length > 0;
+    const keys = set.map(watchKey);
+    if (keys.join("\0") === this.#set.join("\0")) return;
+    const hadWatchers = this.#set.length > 0;
+    const change = ++this.#changes;
+    const open = () => {
+      if (this.#closed || change !== this.#changes) return;
+      if (set.length > 0) this.#watchers = [this.#watch(set)];
+      if (hadWatchers) this.#schedule();
+    };
     const old = this.#watchers;
-    this.#watchers = set.length > 0 ? [this.#watch(set)] : [];
-    this.#set = set;
-    for (const watcher of old) this.#retire(watcher);
-    if (hadWatchers) this.#schedule();
+    this.#watchers = [];
+    this.#set = keys;
+    // The first watch (nothing to wait for) is placed at once: the caller says it watches right after.
+    if (old.length === 0 && this.#retiringCount === 0) return open();
+    for (const { watcher, ended } of old) {
+      this.#retire(watcher);
+      this.#retiringCount++;
+      this.#retiring = Promise.all([this.#retiring, ended.finally(() => this.#retiringCount--)]);
+    }
+    // A watch that cannot be placed then is reported as one placed now would be thrown.
+    this.#retiring.then(open).catch((error) => this.#onError(error));
   }
 
-  #watch(paths: string[]): Deno.FsWatcher {
+  #watch(paths: string[]): Watching {
     let watcher: Deno.FsWatcher;
     try {
       watcher = Deno.watchFs(paths, { recursive: false });
@@ -199,7 +255,7 @@ export class FreshnessWatcher {
       watcher = Deno.watchFs(paths.filter(isDirectory), { recursive: false });
       this.#schedule();
     }
-    (async () => {
+    const ended = (async () => {
       try {
         for await (const event of watcher) {
           if (event.paths.some((path) => this.#targets.some((target) => concerns(target, path)))) {
@@ -210,7 +266,7 @@ export class FreshnessWatcher {
         if (!this.#closed && !this.#retired.has(watcher)) this.#onError(error);
       }
     })();
-    return watcher;
+    return { watcher, ended };
   }
 
   #retire(watcher: Deno.FsWatcher): void {
@@ -233,7 +289,10 @@ export class FreshnessWatcher {
   close(): void {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
-    for (const watcher of this.#watchers) this.#retire(watcher);
+    for (const { watcher } of this.#watchers) this.#retire(watcher);
     this.#watchers = [];
   }
 }
+
+/** A watcher and its loop, which ends once it is closed. */
+type Watching = { watcher: Deno.FsWatcher; ended: Promise<void> };

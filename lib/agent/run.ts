@@ -27,7 +27,7 @@ import {
   type PolicyRef,
 } from "../kernel/events.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
-import { forwardInterfaces, resolvePlan } from "../kernel/resolve.ts";
+import { forwardInterfaces } from "../kernel/resolve.ts";
 import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
@@ -89,6 +89,7 @@ import {
   refuseWithoutLsm,
 } from "../ops/run_checks.ts";
 import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "../ops/prepare.ts";
+import { resolveForRefresh, type UnresolvedRule } from "../ops/refresh.ts";
 import { messageOf } from "../errors.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
@@ -154,6 +155,8 @@ export class Agent {
   #lostSeen = 0n;
   #stream: ReturnType<DataPlane["events"]> | undefined;
   #freshness: FreshnessWatcher | undefined;
+  /** File and exec rules the last refresh could not resolve (they keep their last inodes), by rule. */
+  #unresolved = new Map<string, UnresolvedRule & { since: string }>();
   readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
   #queue: Promise<void> = Promise.resolve();
   /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
@@ -376,6 +379,7 @@ export class Agent {
       deadmanMs: this.#options.deadmanMs ?? null,
       policy: this.#policyRef!,
       eventsLog: this.#log.path,
+      unresolved: [...this.#unresolved.values()],
     };
   }
 
@@ -423,6 +427,8 @@ export class Agent {
         generation = result.generation;
         history = result.entry.seq;
       }
+      // Every rule resolved: none is left on its last inodes.
+      this.#unresolved.clear();
       this.#adopt(prepared, resolved, partial, generation);
       this.#emit("policy.applied", {
         source: input.source,
@@ -497,21 +503,28 @@ export class Agent {
     const { stateDir } = this.#options;
     // Resolved before the lock: a million-file tree takes seconds to walk, and other writers must not wait
     // for it. A path that changes again after this walk fires the watcher again.
+    // A rule whose path no longer resolves keeps its last inodes (see ops/refresh.ts) and is reported; the
+    // others are refreshed all the same.
     let resolved: ResolvedRuleSet;
     try {
-      resolved = resolveNames(current.plan, () => {});
+      const refresh = resolveForRefresh(current.plan, readApplied(stateDir));
+      resolved = refresh.resolved;
+      this.#noteUnresolved(refresh.unresolved);
     } catch (error) {
-      // A denied path removed and not (yet) replaced: the old inode stays denied until it comes back.
+      // A scope cgroup or an interface gone: nothing can be flipped until it is back.
       this.#options.log.warn(`rule paths changed, not re-applied: ${messageOf(error)}`);
       this.#watchRulePaths();
       return;
     }
     // Against what the kernel holds too: a pick-up adopts a policy resolved by another command, which a file
-    // replaced meanwhile (its refresh skipped while that command held the lock) no longer matches.
-    const stale = findStaleRules(readApplied(stateDir)).stale.map((rule) => rule.rule);
+    // replaced meanwhile (its refresh skipped while that command held the lock) no longer matches. A rule
+    // left on its last inodes is stale by design (its path is gone), not a reason to flip.
+    const stale = findStaleRules(readApplied(stateDir)).stale.map((rule) => rule.rule)
+      .filter((rule) => !this.#unresolved.has(rule));
     const changed = [...new Set([...changedRules(current.resolved, resolved), ...stale])];
     if (changed.length === 0) {
       this.#watchRulePaths();
+      this.#writeState();
       return;
     }
     this.#busy++;
@@ -597,9 +610,12 @@ export class Agent {
     const { plan } = prepared;
     let resolved: ResolvedRuleSet;
     try {
-      resolved = resolvePlan(plan, { warn: () => {} });
+      // A rule path gone since that command resolved it keeps the inodes it applied (reported as such).
+      const refresh = resolveForRefresh(plan, readApplied(this.#options.stateDir));
+      resolved = refresh.resolved;
+      this.#noteUnresolved(refresh.unresolved);
     } catch {
-      // A path gone since: nothing to refresh from; the rules stay as applied.
+      // A scope cgroup or an interface gone since: nothing to refresh from; the rules stay as applied.
       resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
     }
     this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
@@ -614,6 +630,28 @@ export class Agent {
     if (findStaleRules(readApplied(this.#options.stateDir)).stale.length > 0) {
       void this.#serial(() => this.#refreshRules());
     }
+  }
+
+  /**
+   * Records the rules a refresh could not resolve (agent.json, for health and metrics) and reports each
+   * once as `rule.unresolved` when it starts failing or fails otherwise; a rule resolved again is dropped.
+   */
+  #noteUnresolved(unresolved: readonly UnresolvedRule[]): void {
+    const now = new Date().toISOString();
+    const next = new Map<string, UnresolvedRule & { since: string }>();
+    for (const rule of unresolved) {
+      const was = this.#unresolved.get(rule.rule);
+      const same = was?.error === rule.error && was.path === rule.path;
+      next.set(rule.rule, { ...rule, since: same ? was.since : now });
+      if (!same) {
+        this.#options.log.warn(
+          `${rule.error}: the rule keeps denying the inodes it denied (${rule.kept}) until its path is back; ` +
+            "the other rules are refreshed",
+        );
+        this.#emit("rule.unresolved", { ...rule });
+      }
+    }
+    this.#unresolved = next;
   }
 
   #onKernelEvent(raw: RawEvent): void {

@@ -17,8 +17,9 @@ export const health = defineCommand({
     "heartbeat for 10 s), an expired deadman, hooks that audit where the policy and the agent's flags ask " +
     "for enforce with no break-glass to explain it (a forced-audit word no agent or command asked for, or a " +
     "break-glass word with no marker, counts as unexplained: written behind aegisbpf's back), or a stale " +
-    "file or exec rule (its path now holds another file, or none). Tampering the running agent put back " +
-    "in the last 15 minutes is a warning. --require-enforce also makes anything but enforce unhealthy (break-glass, " +
+    "file or exec rule (its path now holds another file, or none; or the running agent cannot re-resolve " +
+    "it). Tampering the running agent put back in the last 15 minutes is a warning. --require-enforce " +
+    "also makes anything but enforce unhealthy (break-glass, " +
     "policy audit, areas that only audit); --require-enforce AREAS (file, exec, egress, bind, ingress, " +
     "comma-separated) only the areas named not enforcing. The --json schema is " +
     "docs/schema/health.schema.json.",

@@ -28,6 +28,11 @@ export type ResolveOptions = {
   cgroupRoot?: string;
   /** Called for optional paths that do not exist. */
   warn?: (message: string) => void;
+  /**
+   * A rule refresh that applies what it can: a file or exec rule whose path no longer resolves takes what
+   * this returns (its last inodes) instead of failing the whole resolution.
+   */
+  keep?: (target: InodeTarget, area: "file" | "exec", error: Error) => ResolvedInode[];
 };
 
 /**
@@ -43,8 +48,8 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
     : "";
   return {
     plan,
-    files: plan.files.flatMap((target) => resolveInodes(target, plan, mountinfo, options.warn)),
-    exec: plan.exec.flatMap((target) => resolveInodes(target, plan, mountinfo, options.warn)),
+    files: plan.files.flatMap((target) => resolveOrKeep(target, "file", plan, mountinfo, options)),
+    exec: plan.exec.flatMap((target) => resolveOrKeep(target, "exec", plan, mountinfo, options)),
     scope: {
       include: plan.scope.include.map((path) => cgroupId(root, path)),
       exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
@@ -72,6 +77,22 @@ export function forwardInterfaces(): { ifindex: number; name: string }[] {
   return names.filter(hasInterface).map((name) => ({ ifindex: ifIndex(name), name })).sort((a, b) =>
     a.ifindex - b.ifindex
   );
+}
+
+function resolveOrKeep(
+  target: InodeTarget,
+  area: "file" | "exec",
+  plan: RuleSetPlan,
+  mountinfo: string,
+  options: ResolveOptions,
+): ResolvedInode[] {
+  if (!options.keep) return resolveInodes(target, plan, mountinfo, options.warn);
+  try {
+    return resolveInodes(target, plan, mountinfo, options.warn);
+  } catch (error) {
+    // Whatever stopped it (gone, a directory now, past maxFiles, removed during the walk).
+    return options.keep(target, area, error instanceof Error ? error : new Error(String(error)));
+  }
 }
 
 function resolveInodes(

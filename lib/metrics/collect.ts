@@ -23,6 +23,7 @@ import { readModeWords } from "../kernel/mode_words.ts";
 import { PROGRAMS } from "../kernel/object.ts";
 import { currentEntry, listHistory } from "../state/history.ts";
 import { readTamperRecord, TAMPER_KINDS, type TamperKind } from "../state/tamper_record.ts";
+import { readAgentState } from "../state/agent_state.ts";
 import { VERSION } from "../version.ts";
 import type { Family } from "./exposition.ts";
 
@@ -48,6 +49,8 @@ export type MetricsReading = {
   tamper?: Partial<Record<TamperKind, number>>;
   /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
   ruleHits: { rule: string; decision: "deny" | "audit"; count: bigint }[];
+  /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
+  unresolvedRules?: number;
 };
 
 /** XDP_DROP and XDP_PASS as the kernel returns them. */
@@ -107,6 +110,7 @@ export function collect(
       links: [],
       xdp: [],
       ruleHits: [],
+      unresolvedRules: 0,
     };
   }
   const info = pinnedGenInfo(where.bpffs, words.activeGen);
@@ -152,7 +156,14 @@ export function collect(
     links: pinnedLinks(where.bpffs).filter((link) => link.attached).map((link) => link.name),
     xdp,
     ruleHits,
+    unresolvedRules: unresolvedRules(where.stateDir),
   };
+}
+
+/** How many rules the running agent keeps on their last inodes; 0 without a running agent. */
+function unresolvedRules(stateDir: string): number {
+  const agent = readAgentState(stateDir);
+  return agent.state === "running" ? agent.record.unresolved?.length ?? 0 : 0;
 }
 
 /** Whether the kernel denies now: an enforce rule set, and no forced audit, break-glass or expired deadman. */
@@ -291,6 +302,13 @@ export function families(reading: MetricsReading): Family[] {
         const [rule = "", decision = ""] = k.split("\0");
         return { labels: { rule, decision }, value: v };
       }),
+    },
+    {
+      name: "aegisbpf_rules_unresolved",
+      help:
+        "File and exec rules whose path the running agent could not re-resolve at its last refresh; each keeps denying its last inodes",
+      type: "gauge",
+      samples: [{ value: reading.unresolvedRules ?? 0 }],
     },
     {
       name: "aegisbpf_deadman_seconds_remaining",

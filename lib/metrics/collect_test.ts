@@ -41,6 +41,11 @@ Deno.test("families() names attached hooks, one xdp@IFACE per interface, and omi
   assert.match(withDeadman, /^aegisbpf_hook_attached\{hook="xdp"\} 0$/m);
 });
 
+Deno.test("families() counts the rules the agent could not re-resolve, 0 when none", () => {
+  assert.match(exposition(families(base)), /^aegisbpf_rules_unresolved 0$/m);
+  assert.match(exposition(families({ ...base, unresolvedRules: 2 })), /^aegisbpf_rules_unresolved 2$/m);
+});
+
 Deno.test("families() sums XDP packets and rule hits by their labels", () => {
   const text = exposition(families({
     ...base,

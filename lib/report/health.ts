@@ -74,6 +74,11 @@ export type HealthReport = {
   partial: { area: string; reason?: string }[];
   /** null when not checked (a probe). */
   staleRules: Omit<StaleCheck, "errors" | "warnings"> | null;
+  /**
+   * File and exec rules whose path the running agent's last refresh could not resolve (from agent.json):
+   * they keep denying their last inodes while the other rules are refreshed. Empty without an agent.
+   */
+  unresolvedRules: { rule: string; area: string; path: string; error: string; since: string | null }[];
   /** Connections to denied destinations made before the apply and still open; null when not checked. */
   connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
@@ -310,6 +315,24 @@ export function checkHealth(
     problems.push(...walkErrors);
     warnings.push(...walkWarnings);
   }
+  const unresolvedRules = agentState.state === "running"
+    ? (agentState.record.unresolved ?? []).map(({ rule, area, path, error, since }) => ({
+      rule,
+      area,
+      path,
+      error,
+      since: since ?? null,
+    }))
+    : [];
+  for (const { rule, area, error, since } of unresolvedRules) {
+    problems.push(
+      `the agent cannot re-resolve ${area} rule ${rule}${
+        since ? ` (since ${since})` : ""
+      }: ${error}; it keeps ` +
+        "denying the rule's last inodes and refreshes the other rules; restore the path, or change the " +
+        "policy (optional: true, or without the rule) and apply it",
+    );
+  }
   if (staleRules?.known === false) {
     warnings.push(
       "the applied record predates inode recording: re-apply the policy to check rules for staleness",
@@ -389,6 +412,7 @@ export function checkHealth(
     agent,
     partial,
     staleRules,
+    unresolvedRules,
     connections,
     events: { lost, suppressed },
     counters: counters ?? null,

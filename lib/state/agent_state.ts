@@ -37,6 +37,20 @@ export type AgentState = {
   policy: PolicyRef;
   /** The bounded event log (`events.jsonl`, rotated to `events.jsonl.1`). */
   eventsLog: string;
+  /**
+   * File and exec rules whose path the last rule refresh could not resolve: they keep denying their last
+   * inodes (`kept`) while the other rules are refreshed; `since` is when it started (RFC 3339).
+   */
+  unresolved: UnresolvedRuleState[];
+};
+
+export type UnresolvedRuleState = {
+  rule: string;
+  area: "file" | "exec";
+  path: string;
+  error: string;
+  kept: number;
+  since: string;
 };
 
 export function writeAgentState(stateDir: string, state: AgentState): void {
@@ -63,6 +77,14 @@ const agentSchema = z.object({
   deadmanMs: z.number().nullable().optional(),
   policy: z.looseObject({ name: z.string(), version: z.number(), sha256: z.string() }).nullable().optional(),
   eventsLog: z.string().optional(),
+  unresolved: z.array(z.looseObject({
+    rule: z.string(),
+    area: z.string(),
+    path: z.string(),
+    error: z.string(),
+    kept: z.number().optional(),
+    since: z.string().optional(),
+  })).optional(),
 });
 export type AgentRecord = z.infer<typeof agentSchema>;
 

@@ -4,7 +4,8 @@ import { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { AgentRun } from "../../support/agent_run.ts";
 
 // The agent (`aegisbpf run`) inside the qemu guest (tests/vm/harness.ts), where BPF-LSM programs load:
-// `--enforce` with file rules enforces, and the rule freshness watcher covers a file replaced by rename.
+// `--enforce` with file rules enforces, and the rule freshness watcher covers a file replaced by rename and
+// the new target of a swapped symlinked ancestor (a Capistrano `current -> releases/N` link).
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
 /** The cgroup the package manager replaces a denied file from: exempt, outside the policy's reach. */
 const EXEMPT = inVm ? `${cgroup2Root()}/aegisbpf-agent-vm-exempt` : "";
@@ -47,9 +48,18 @@ async function untilDenied(check: () => Promise<string> | string): Promise<numbe
   return performance.now() - start;
 }
 
+/** Waits until the agent wrote no event for a second (under emulation a refresh takes long). */
+async function quiet(agent: AgentRun): Promise<void> {
+  let seen = -1;
+  while (seen !== agent.events.length) {
+    seen = agent.events.length;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
 Deno.test({
   name:
-    "[vm] run --enforce denies file and exec rules with BPF-LSM, and a denied file or binary replaced by rename is denied again within a second",
+    "[vm] run --enforce denies file and exec rules with BPF-LSM, and a denied file or binary replaced by rename, or reached through a swapped symlinked ancestor, is denied again within a second",
   ignore: !inVm,
   async fn() {
     const bpffs = "/sys/fs/bpf/agent-vm";
@@ -64,10 +74,17 @@ Deno.test({
     Deno.mkdirSync(`${dir}/bin`);
     const tool = `${dir}/bin/true`;
     trueTool(tool);
+    for (const release of ["1", "2"]) {
+      Deno.mkdirSync(`${dir}/app/releases/${release}/config`, { recursive: true });
+      Deno.writeTextFileSync(`${dir}/app/releases/${release}/config/secret`, `release ${release}\n`);
+    }
+    Deno.symlinkSync("releases/1", `${dir}/app/current`);
+    const release = `${dir}/app/current/config/secret`;
     Deno.writeTextFileSync(
       `${dir}/p.yaml`,
       `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: vm-agent, version: 1 }\n` +
-        `spec:\n  mode: audit\n  files: { deny: [{ id: victim, path: ${victim} }] }\n` +
+        `spec:\n  mode: audit\n  files: { deny: [{ id: victim, path: ${victim} }, ` +
+        `{ id: release, path: ${release} }] }\n` +
         `  scope: { exempt: [${EXEMPT.slice(cgroup2Root().length)}] }\n` +
         `  exec: { deny: [{ id: tool, path: ${tool} }] }\n`,
     );
@@ -124,6 +141,22 @@ Deno.test({
       assert.ok(execTook < 1000, `exec: ${execTook.toFixed(0)} ms`);
       await agent.waitFor((e) => e.type === "policy.refreshed" && e.rules.includes("victim"), 5000);
       await agent.waitFor((e) => e.type === "policy.refreshed" && e.rules.includes("tool"), 5000);
+      // `ln -sfn releases/2 current` as Capistrano does it: a new link renamed over the old one, once no
+      // refresh of the replaces above is under way (one would resolve the swapped path by chance).
+      await quiet(agent);
+      assert.equal(tryOpen(release), "EPERM");
+      assert.equal(tryOpen(`${dir}/app/releases/2/config/secret`), "ok", "not denied before the swap");
+      Deno.symlinkSync("releases/2", `${dir}/app/current.new`);
+      Deno.renameSync(`${dir}/app/current.new`, `${dir}/app/current`);
+      const swapTook = await untilDenied(() => tryOpen(release));
+      console.log(`new target of a swapped symlinked ancestor denied after ${swapTook.toFixed(0)} ms`);
+      assert.ok(swapTook < 2000, `swap: ${swapTook.toFixed(0)} ms`);
+      await agent.waitFor((e) => e.type === "policy.refreshed" && e.rules.includes("release"), 5000);
+      assert.equal(
+        tryOpen(`${dir}/app/releases/1/config/secret`),
+        "ok",
+        "the old target is no longer the rule's",
+      );
 
       agent.kill("SIGTERM");
       const { code, stderr } = await agent.exit();
