@@ -428,6 +428,12 @@ rootTest(
           await apply(next, "enforce", true);
           assert.equal(tunRecord()?.attached, true);
 
+          // A record removed from outside while the filter runs: the agent's tamper check records it again.
+          Deno.removeSync(`${bpffs.path}/aegisbpf/tc/aegis_forward@veth-cli`);
+          assert.equal(forwardLinks().length, 1);
+          assert.deepEqual(inNetns(router, () => next.repinLinks(() => true)), ["aegis_forward@veth-cli"]);
+          assert.deepEqual(forwardLinks().map((link) => link.attached), [true, true]);
+
           // forwarded dropped from the policy: aegisbpf's filters go, the other tool's filter and the
           // qdisc stay.
           await apply(next, "enforce", false);
