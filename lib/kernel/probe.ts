@@ -53,7 +53,7 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.bind6]: "cgroup sock_addr bind6",
   [PROGRAMS.ingress]: "XDP",
   [PROGRAMS.flushRates]: "XDP (test run: rate-limit flush)",
-  [PROGRAMS.forward]: "tc egress (tcx link: forwarded packets)",
+  [PROGRAMS.forward]: "tc egress (tcx link, or a classic tc filter before Linux 6.6: forwarded packets)",
 };
 
 /** The outcome of one probe load: a program, or the maps alone. */
