@@ -2,7 +2,7 @@ import { BpfLink, CONFIG_WORDS, encodeU32, encodeU64, FdMap, tryLockDirectory } 
 import { RULE_MAPS } from "./entries.ts";
 import { detachQuietly } from "./links.ts";
 import { exists, listDir, PIN_KINDS } from "./pin_dir.ts";
-import { removeFilter } from "./tc_filter.ts";
+import { removeFilter, TC_DIR } from "./tc_filter.ts";
 
 /** The rule maps of pin layout 1 (before per-generation inner maps), for detach on old pins. */
 const LAYOUT_1_RULE_MAPS = [
@@ -69,13 +69,15 @@ export function detachPins(bpffs: string): string[] {
   // LSM and tracepoint links cannot be detached while another process holds them: empty the rules and
   // force audit first, so that whatever stays attached until that process exits decides nothing.
   neutralize(`${pinDir}/maps`, attempt);
-  for (const kind of PIN_KINDS) {
+  // The records of classic tc filters (tc/, made only where they are used) go with the links.
+  const kinds = ["links", TC_DIR, ...PIN_KINDS.filter((kind) => kind !== "links")];
+  for (const kind of kinds) {
     for (const name of listDir(`${pinDir}/${kind}`)) {
       const entry = `${kind}/${name}`;
       const path = `${pinDir}/${entry}`;
       const remove = kind === "links"
         ? () => removeLink(path)
-        : kind === "tc"
+        : kind === TC_DIR
         ? () => removeFilter(pinDir, name)
         : () => Deno.removeSync(path);
       if (attempt(entry, remove)) {
@@ -83,7 +85,7 @@ export function detachPins(bpffs: string): string[] {
       }
     }
   }
-  for (const dir of [...PIN_KINDS.map((kind) => `${pinDir}/${kind}`), pinDir]) {
+  for (const dir of [...kinds.map((kind) => `${pinDir}/${kind}`), pinDir]) {
     // A directory still holding an entry that failed is not a failure of its own.
     if (listDir(dir).length === 0) attempt(dir, () => removeDirectory(dir));
   }

@@ -17,13 +17,10 @@ export function exists(path: string): boolean {
   }
 }
 
-/**
- * The subdirectories of `<bpffs>/aegisbpf/`: pinned maps, links, the records of classic tc filters
- * (lib/kernel/tc_filter.ts) and (for inspection) programs.
- */
-export const PIN_KINDS = ["links", "tc", "progs", "maps"] as const;
+/** The subdirectories of `<bpffs>/aegisbpf/`: pinned maps, links and (for inspection) programs. */
+export const PIN_KINDS = ["links", "progs", "maps"] as const;
 
-/** Makes `<pinDir>/{links,tc,progs,maps}`. */
+/** Makes `<pinDir>/{links,progs,maps}`. */
 export function makePinDirs(pinDir: string): void {
   for (const kind of PIN_KINDS) Deno.mkdirSync(`${pinDir}/${kind}`, { recursive: true });
 }

@@ -31,6 +31,11 @@ import { ipv4Rule } from "../support/slice.ts";
 import { lines } from "../support/sock_worker.ts";
 
 const NOBODY = 65534;
+// Another release (tests/host/upgrade_test.ts): one map of another size, so that a plane opened with it
+// takes the pins over.
+const NEXT_RELEASE = Deno.readFileSync(
+  new URL("../../bpf/build/fixtures/aegis_variant.bpf.o", import.meta.url),
+);
 const TUN = "aegis-fwd0";
 const DENIED_PORT = 7500 + (Deno.pid % 200) * 2;
 const ALLOWED_PORT = DENIED_PORT + 1;
@@ -400,22 +405,37 @@ rootTest(
         );
 
         // The process gone (its plane closed), the filters go on dropping; the next one adopts them, same
-        // programs, nothing attached anew.
+        // programs, nothing attached anew; a newer release gives them its program.
         await apply(plane, "enforce", true);
         const before = forwardLinks().map((link) => link.programId);
         plane.close();
         assert.equal(await toD(), 0);
-        const next = inNetns(router, () =>
-          DataPlane.open({
-            bpffs: bpffs.path,
-            cgroupPath: cgroup.path,
-            areas: ["egress"],
-            forwardAttach: "legacy",
-          }));
+        const open = (image?: Uint8Array<ArrayBuffer>) =>
+          inNetns(router, () =>
+            DataPlane.open({
+              bpffs: bpffs.path,
+              cgroupPath: cgroup.path,
+              areas: ["egress"],
+              forwardAttach: "legacy",
+              ...image && { image },
+            }));
+        const same = open();
         try {
-          await apply(next, "enforce", true);
+          await apply(same, "enforce", true);
           assert.deepEqual(forwardLinks().map((link) => link.programId), before);
           assert.equal(ours(uplinkIndex), before[1]);
+        } finally {
+          same.close();
+        }
+        // A release whose maps differ takes over: each filter is given its program in place.
+        const next = open(NEXT_RELEASE);
+        try {
+          const after = forwardLinks().map((link) => link.programId);
+          assert.notDeepEqual(after, before);
+          assert.deepEqual(forwardLinks().map((link) => link.attached), [true, true]);
+          assert.equal(ours(uplinkIndex), after[1]);
+          assert.equal(await toD(), 0);
+          drain(next);
 
           // The tun device made anew: its record is stale until the next resolve attaches a filter to it.
           await must("ip", ["-n", net.pair.client, "link", "del", TUN]);
