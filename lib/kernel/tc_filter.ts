@@ -18,7 +18,6 @@ import {
   ifIndex,
   pinFd,
   pinnedProgramId,
-  programId,
   tcAttachEgress,
   tcDetachEgress,
   tcEnsureClsact,
@@ -102,11 +101,6 @@ export function removeFilter(pinDir: string, name: string, ifindex?: number): vo
   if (status.attached && status.ifindex !== undefined) tcDetachEgress(place(status.ifindex));
   const path = filterRecordPath(pinDir, name);
   if (exists(path)) Deno.removeSync(path);
-}
-
-/** The id of the program `program` (as loaded by this process). */
-export function loadedProgramId(program: BpfProgram): number {
-  return programId(program.fd);
 }
 
 function interfaceIndex(name: string): number | undefined {
