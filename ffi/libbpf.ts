@@ -113,6 +113,15 @@ const libbpfSymbols = {
   // int bpf_obj_pin(int fd, const char *pathname)
   bpf_obj_pin: { parameters: ["i32", "buffer"], result: "i32" },
 
+  // int bpf_tc_hook_create(struct bpf_tc_hook *hook)
+  bpf_tc_hook_create: { parameters: ["buffer"], result: "i32" },
+  // int bpf_tc_attach(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts)
+  bpf_tc_attach: { parameters: ["buffer", "buffer"], result: "i32" },
+  // int bpf_tc_detach(const struct bpf_tc_hook *hook, const struct bpf_tc_opts *opts)
+  bpf_tc_detach: { parameters: ["buffer", "buffer"], result: "i32" },
+  // int bpf_tc_query(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts)
+  bpf_tc_query: { parameters: ["buffer", "buffer"], result: "i32" },
+
   // struct bpf_link *bpf_link__open(const char *path)
   bpf_link__open: { parameters: ["buffer"], result: "pointer" },
   // int bpf_link__fd(const struct bpf_link *link)

@@ -29,3 +29,13 @@ export { type PeerCredentials, UnixConnection, UnixListener } from "./unix_socke
 export * from "./layout.ts";
 export * from "./event.ts";
 export * from "./constants.ts";
+export {
+  pinFd,
+  pinnedProgramId,
+  programId,
+  tcAttachEgress,
+  tcDetachEgress,
+  tcEnsureClsact,
+  type TcFilterPlace,
+  tcQueryEgress,
+} from "./tc.ts";

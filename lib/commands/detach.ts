@@ -78,7 +78,9 @@ export const detach = defineCommand({
       ? `; the running agent (pid ${agent.record.pid}) keeps its own programs attached until it exits`
       : "";
     ctx.stdout.line(
-      `detached: removed ${count("links")} links, ${count("progs")} programs and ${count("maps")} maps ` +
+      `detached: removed ${count("links") + count("tc")} links, ${count("progs")} programs and ${
+        count("maps")
+      } maps ` +
         `under ${pinDir}; nothing is pinned there now${running}; history kept in ${stateDir}`,
     );
     return 0;

@@ -24,7 +24,7 @@ import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
 import { type Counters, countersFrom } from "./inspect.ts";
 import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
-import { forwardLinkName, ingressLinkName, PlaneLinks } from "./links.ts";
+import { type ForwardAttach, forwardLinkName, ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
 import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
 import { PROGRAMS } from "./object.ts";
@@ -51,6 +51,11 @@ export type DataPlaneOptions = {
   capacity?: Partial<Record<RuleMapName, number>>;
   /** The BPF object to load instead of the built one (tests: another release's object). */
   image?: Uint8Array<ArrayBuffer>;
+  /**
+   * How network.egress.forwarded attaches: "auto" (a tcx link, or a classic tc filter where the kernel has
+   * no tcx), or "legacy" (a tc filter even where tcx works: tests only, not reachable from the CLI).
+   */
+  forwardAttach?: ForwardAttach;
 };
 
 const ALL_AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
@@ -77,7 +82,7 @@ export class DataPlane {
     this.#object = object;
     this.pinDir = pinDir;
     this.status = status;
-    this.#links = new PlaneLinks(object, pinDir, options.xdpMode ?? "native");
+    this.#links = new PlaneLinks(object, pinDir, options.xdpMode ?? "native", options.forwardAttach);
     this.#capacity = options.capacity ?? {};
     this.#bpffs = options.bpffs;
   }

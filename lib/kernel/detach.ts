@@ -2,6 +2,7 @@ import { BpfLink, CONFIG_WORDS, encodeU32, encodeU64, FdMap, tryLockDirectory } 
 import { RULE_MAPS } from "./entries.ts";
 import { detachQuietly } from "./links.ts";
 import { exists, listDir, PIN_KINDS } from "./pin_dir.ts";
+import { removeFilter, TC_DIR } from "./tc_filter.ts";
 
 /** The rule maps of pin layout 1 (before per-generation inner maps), for detach on old pins. */
 const LAYOUT_1_RULE_MAPS = [
@@ -44,7 +45,8 @@ export class DetachError extends AggregateError {
 
 /**
  * Removes every aegisbpf link, program and map pinned under `<bpffs>/aegisbpf/`: the clean uninstall.
- * Links are detached first (cgroup and XDP links at once, even if another process holds them). Goes on
+ * Links are detached first (cgroup and XDP links at once, even if another process holds them), and the
+ * classic tc filters recorded under tc/ deleted (on the interfaces of this network namespace). Goes on
  * past an entry it cannot remove and throws a DetachError listing each at the end. Returns the names
  * removed.
  */
@@ -67,16 +69,23 @@ export function detachPins(bpffs: string): string[] {
   // LSM and tracepoint links cannot be detached while another process holds them: empty the rules and
   // force audit first, so that whatever stays attached until that process exits decides nothing.
   neutralize(`${pinDir}/maps`, attempt);
-  for (const kind of PIN_KINDS) {
+  // The records of classic tc filters (tc/, made only where they are used) go with the links.
+  const kinds = ["links", TC_DIR, ...PIN_KINDS.filter((kind) => kind !== "links")];
+  for (const kind of kinds) {
     for (const name of listDir(`${pinDir}/${kind}`)) {
       const entry = `${kind}/${name}`;
       const path = `${pinDir}/${entry}`;
-      if (attempt(entry, () => kind === "links" ? removeLink(path) : Deno.removeSync(path))) {
+      const remove = kind === "links"
+        ? () => removeLink(path)
+        : kind === TC_DIR
+        ? () => removeFilter(pinDir, name)
+        : () => Deno.removeSync(path);
+      if (attempt(entry, remove)) {
         removed.push(entry);
       }
     }
   }
-  for (const dir of [...PIN_KINDS.map((kind) => `${pinDir}/${kind}`), pinDir]) {
+  for (const dir of [...kinds.map((kind) => `${pinDir}/${kind}`), pinDir]) {
     // A directory still holding an entry that failed is not a failure of its own.
     if (listDir(dir).length === 0) attempt(dir, () => removeDirectory(dir));
   }

@@ -31,6 +31,7 @@ import {
 import { ingressLinkName } from "./links.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
+import { filterInterface, filterStatus, recordedFilters } from "./tc_filter.ts";
 
 export type Hook = typeof HOOK_NAMES[number];
 
@@ -95,23 +96,56 @@ const LINK_TYPE_NAMES: Record<number, string> = {
   [LINK_TYPE.TCX]: "tcx",
 };
 
+/**
+ * The pinned links, then the classic tc filters recorded under tc/ (type "tc", where the kernel has no
+ * tcx links), each attached while its interface's filter runs the recorded program.
+ */
 export function pinnedLinks(bpffs: string): PinnedLink[] {
   const dir = `${pinDirOf(bpffs)}/links`;
-  return listDir(dir).map((name) => {
+  return [...listDir(dir).map((name) => pinnedLink(dir, name)), ...recordedFilterLinks(pinDirOf(bpffs))];
+}
+
+function recordedFilterLinks(pinDir: string): PinnedLink[] {
+  return recordedFilters(pinDir).map((name) => {
     try {
-      using link = BpfLink.open(`${dir}/${name}`);
-      const info = link.info();
+      const status = filterStatus(pinDir, name);
+      const error = status.ifindex === undefined
+        ? `no interface ${filterInterface(name)}`
+        : status.running === undefined
+        ? `no tc filter on ${filterInterface(name)}'s egress`
+        : status.attached
+        ? undefined
+        : `the tc filter on ${
+          filterInterface(name)
+        }'s egress runs program ${status.running}, not ${status.programId}`;
       return {
         name,
-        type: LINK_TYPE_NAMES[info.type] ?? `type ${info.type}`,
-        programId: info.programId,
-        attached: info.programId !== 0 && info.attached !== false,
+        type: "tc",
+        programId: status.programId ?? 0,
+        attached: status.attached,
+        ...error && { error },
       };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      return { name, type: "unknown", programId: 0, attached: false, error: message };
+      return { name, type: "tc", programId: 0, attached: false, error: message };
     }
   });
+}
+
+function pinnedLink(dir: string, name: string): PinnedLink {
+  try {
+    using link = BpfLink.open(`${dir}/${name}`);
+    const info = link.info();
+    return {
+      name,
+      type: LINK_TYPE_NAMES[info.type] ?? `type ${info.type}`,
+      programId: info.programId,
+      attached: info.programId !== 0 && info.attached !== false,
+    };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { name, type: "unknown", programId: 0, attached: false, error: message };
+  }
 }
 
 /**

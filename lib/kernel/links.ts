@@ -15,6 +15,7 @@ import {
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
+import { attachFilter, filterRecordPath, filterStatus, recordedFilters, removeFilter } from "./tc_filter.ts";
 
 /** The pinned link name of the XDP program on interface `ifname`. */
 export function ingressLinkName(ifname: string): string {
@@ -33,6 +34,12 @@ export function hasTcx(release: string): boolean {
 }
 
 /**
+ * How aegis_forward is attached: "auto" as a tcx link where the kernel has them, else as a classic tc
+ * filter (lib/kernel/tc_filter.ts); "legacy" always as a filter (tests only: not reachable from the CLI).
+ */
+export type ForwardAttach = "auto" | "legacy";
+
+/**
  * The links of one plane, by pinned name (program name, or `aegis_xdp@IFACE`): each is adopted from its
  * pin under `<pinDir>/links` when an earlier process left one, or attached and pinned there.
  */
@@ -40,20 +47,29 @@ export class PlaneLinks {
   readonly #object: BpfObject;
   readonly #pinDir: string;
   readonly #xdpMode: "native" | "generic";
+  readonly #forwardAttach: ForwardAttach;
   readonly #links = new Map<string, BpfLink>();
+  /** The classic tc filters of aegis_forward held (where there are no tcx links), by name. */
+  readonly #filters = new Set<string>();
 
-  constructor(object: BpfObject, pinDir: string, xdpMode: "native" | "generic") {
+  constructor(
+    object: BpfObject,
+    pinDir: string,
+    xdpMode: "native" | "generic",
+    forwardAttach: ForwardAttach = "auto",
+  ) {
     this.#object = object;
     this.#pinDir = pinDir;
     this.#xdpMode = xdpMode;
+    this.#forwardAttach = forwardAttach;
   }
 
   get names(): string[] {
-    return [...this.#links.keys()].sort();
+    return [...this.#links.keys(), ...this.#filters].sort();
   }
 
   has(name: string): boolean {
-    return this.#links.has(name);
+    return this.#links.has(name) || this.#filters.has(name);
   }
 
   /** Attaches (or adopts) the programs of `areas` as `status` says they are served. */
@@ -98,6 +114,8 @@ export class PlaneLinks {
         this.#links.set(name, BpfLink.open(`${this.#pinDir}/links/${name}`));
       }
     }
+    // So are the forward filters an earlier process recorded (kernels without tcx).
+    for (const name of recordedFilters(this.#pinDir)) this.#filters.add(name);
     const cgroupPrograms = [
       ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),
       ...(areas.has("bind") ? CGROUP_PROGRAMS.bind : []),
@@ -126,6 +144,11 @@ export class PlaneLinks {
    */
   hasForward(ifindex: number, ifname: string): boolean {
     const name = forwardLinkName(ifname);
+    if (this.#filters.has(name)) {
+      if (filterStatus(this.#pinDir, name, ifindex).attached) return true;
+      this.remove(name);
+      return false;
+    }
     const held = this.#links.get(name);
     if (!held) return false;
     if (held.info().ifindex === ifindex) return true;
@@ -134,25 +157,43 @@ export class PlaneLinks {
   }
 
   /**
-   * Attaches the forwarded-traffic program to the egress of an interface (a tcx link, adopted when
-   * pinned). Kernels before 6.6 have no tcx: the error says so.
+   * Attaches the forwarded-traffic program to the egress of an interface: a tcx link (adopted when
+   * pinned); where the kernel refuses tcx (before 6.6), a classic tc filter (adopted when recorded and
+   * still in place).
    */
   attachForward(ifindex: number, ifname: string): string {
     const name = forwardLinkName(ifname);
     const path = `${this.#pinDir}/links/${name}`;
-    this.#attach(name, PROGRAMS.forward, () => {
-      try {
-        return this.#object.program(PROGRAMS.forward).attachTcxEgress(ifindex, path);
-      } catch (error) {
-        if (error instanceof BpfError && error.errnoName === "EINVAL" && !hasTcx(Deno.osRelease())) {
-          throw new BpfError(error.operation, -error.errno, {
-            subject: `${name}: network.egress.forwarded needs tcx links (Linux 6.6 or later)`,
-          });
-        }
+    if (
+      this.#forwardAttach === "legacy" || this.#filters.has(name) ||
+      exists(filterRecordPath(this.#pinDir, name))
+    ) {
+      this.#attachFilter(name, ifindex);
+      return name;
+    }
+    try {
+      this.#attach(
+        name,
+        PROGRAMS.forward,
+        () => this.#object.program(PROGRAMS.forward).attachTcxEgress(ifindex, path),
+      );
+    } catch (error) {
+      if (!(error instanceof BpfError && error.errnoName === "EINVAL" && !hasTcx(Deno.osRelease()))) {
         throw error;
       }
-    });
+      this.#attachFilter(name, ifindex);
+    }
     return name;
+  }
+
+  /** The filter recorded as `name` where it is still attached on `ifindex`, else one attached anew. */
+  #attachFilter(name: string, ifindex: number): void {
+    if (!filterStatus(this.#pinDir, name, ifindex).attached) {
+      attachFilter(this.#object.program(PROGRAMS.forward), this.#pinDir, name, ifindex);
+      const programPin = `${this.#pinDir}/progs/${PROGRAMS.forward}`;
+      if (!exists(programPin)) this.#object.program(PROGRAMS.forward).pin(programPin);
+    }
+    this.#filters.add(name);
   }
 
   /**
@@ -169,6 +210,11 @@ export class PlaneLinks {
 
   /** Detaches, unpins and closes the link `name`. */
   remove(name: string): void {
+    if (this.#filters.has(name)) {
+      removeFilter(this.#pinDir, name);
+      this.#filters.delete(name);
+      return;
+    }
     const link = this.#links.get(name);
     if (!link) return;
     detachQuietly(link);
@@ -191,6 +237,14 @@ export class PlaneLinks {
       link.repin(path);
       repinned.push(name);
     }
+    // A filter's record: the filter attached again with this process's program (one step), recorded anew.
+    for (const name of this.#filters) {
+      if (!wanted(name) || exists(filterRecordPath(this.#pinDir, name))) continue;
+      const status = filterStatus(this.#pinDir, name);
+      if (status.ifindex === undefined || status.running === undefined) continue;
+      attachFilter(this.#object.program(PROGRAMS.forward), this.#pinDir, name, status.ifindex);
+      repinned.push(name);
+    }
     return repinned;
   }
 
@@ -198,6 +252,7 @@ export class PlaneLinks {
   close(): void {
     for (const link of this.#links.values()) link.close();
     this.#links.clear();
+    this.#filters.clear();
   }
 
   /** Adopts the link pinned under `name`, or makes it with `attach` and pins it. */

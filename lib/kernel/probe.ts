@@ -61,7 +61,7 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.sctpBindx]: "BPF-LSM lsm/sctp_bind_connect (sctp_bindx)",
   [PROGRAMS.ingress]: "XDP",
   [PROGRAMS.flushRates]: "XDP (test run: rate-limit flush)",
-  [PROGRAMS.forward]: "tc egress (tcx link: forwarded packets)",
+  [PROGRAMS.forward]: "tc egress (tcx link, or a classic tc filter before Linux 6.6: forwarded packets)",
 };
 
 /** The outcome of one probe load: a program, or the maps alone. */

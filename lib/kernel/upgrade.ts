@@ -9,7 +9,9 @@ import {
   type MapDefinition,
 } from "../../ffi/mod.ts";
 import { RULE_MAPS, type RuleMapName } from "./entries.ts";
+import { PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
+import { attachFilter, filterStatus, recordedFilters } from "./tc_filter.ts";
 
 /**
  * Hand-over between releases whose pinned maps differ (another layout, another map size): the new release
@@ -71,6 +73,7 @@ export function handOver(pinDir: string, loadInto: (mapDir: string) => BpfObject
     throw error;
   }
   moveLinks(`${pinDir}/links`, next);
+  moveFilters(pinDir, next);
   for (const name of listDir(`${staging}/maps`)) {
     Deno.renameSync(`${staging}/maps/${name}`, `${pinDir}/maps/${name}`);
   }
@@ -169,6 +172,20 @@ function moveLinks(linkDir: string, next: BpfObject): void {
     fresh.pin(`${path}__next`);
     Deno.removeSync(path);
     Deno.renameSync(`${path}__next`, path);
+  }
+}
+
+/**
+ * The classic tc filters recorded under tc/ (kernels without tcx) given the new release's program, each in
+ * one step (a filter replaced in place), and recorded anew. One no longer attached is left for the next
+ * apply to replace.
+ */
+function moveFilters(pinDir: string, next: BpfObject): void {
+  const program = next.program(PROGRAMS.forward);
+  if (program.fd < 0) return;
+  for (const name of recordedFilters(pinDir)) {
+    const status = filterStatus(pinDir, name);
+    if (status.attached && status.ifindex !== undefined) attachFilter(program, pinDir, name, status.ifindex);
   }
 }
 

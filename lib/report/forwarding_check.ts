@@ -13,7 +13,10 @@ export type ForwardingFacts = {
   forwarding: { ipv4: boolean; ipv6: boolean } | undefined;
   egressApplied: boolean;
   links: readonly string[];
-  /** Whether the kernel has tcx links (Linux 6.6+), which `forwarded: true` attaches as. */
+  /**
+   * Whether the kernel has tcx links (Linux 6.6+), which `forwarded: true` attaches as; without them it
+   * attaches classic tc filters on a clsact qdisc instead.
+   */
   tcx: boolean;
 };
 
@@ -42,7 +45,8 @@ export function forwardingCheck(facts: ForwardingFacts): Check {
     return {
       name,
       status: "ok",
-      detail: `${on.join(", ")} = 1; forwarded packets judged on ${judged.length} interface(s)`,
+      detail: `${on.join(", ")} = 1; forwarded packets judged on ${judged.length} interface(s)` +
+        (facts.tcx ? " (tcx links)" : " (classic tc filters: this kernel has no tcx links, Linux 6.6+)"),
     };
   }
   if (!facts.egressApplied) {
@@ -54,9 +58,7 @@ export function forwardingCheck(facts: ForwardingFacts): Check {
     detail:
       `${on.join(", ")} = 1 and the applied egress rules do not judge forwarded packets: a tun device ` +
       "or a tunnel carries traffic to denied destinations",
-    remediation: facts.tcx
-      ? "set network.egress.forwarded: true in the policy and apply it, or turn forwarding off"
-      : "this kernel has no tcx links (Linux 6.6+), which network.egress.forwarded needs: turn forwarding " +
-        "off, or filter forwarded traffic with nftables",
+    remediation: "set network.egress.forwarded: true in the policy and apply it, or turn forwarding off" +
+      (facts.tcx ? "" : " (this kernel has no tcx links, Linux 6.6+: it attaches classic tc filters)"),
   };
 }

@@ -15,7 +15,10 @@ Deno.test("forwardingCheck() warns when the host forwards and applied egress rul
   assert.match(check.detail, /^net\.ipv4\.ip_forward = 1 and the applied egress rules do not judge/);
   assert.match(check.remediation ?? "", /set network\.egress\.forwarded: true/);
   const old = forwardingCheck({ forwarding: ON, egressApplied: true, links: [], tcx: false });
-  assert.match(old.remediation ?? "", /^this kernel has no tcx links \(Linux 6\.6\+\)/);
+  assert.match(
+    old.remediation ?? "",
+    /^set network\.egress\.forwarded: true .*: it attaches classic tc filters\)$/,
+  );
 });
 
 Deno.test("forwardingCheck() is ok with forward links, without egress rules, or without forwarding", () => {
@@ -27,8 +30,18 @@ Deno.test("forwardingCheck() is ok with forward links, without egress rules, or 
   });
   assert.deepEqual([judged.status, judged.detail], [
     "ok",
-    "net.ipv4.ip_forward, net.ipv6.conf.all.forwarding = 1; forwarded packets judged on 2 interface(s)",
+    "net.ipv4.ip_forward, net.ipv6.conf.all.forwarding = 1; forwarded packets judged on 2 interface(s) (tcx links)",
   ]);
+  const legacy = forwardingCheck({
+    forwarding: ON,
+    egressApplied: true,
+    links: ["aegis_forward@eth0"],
+    tcx: false,
+  });
+  assert.match(
+    legacy.detail,
+    /judged on 1 interface\(s\) \(classic tc filters: this kernel has no tcx links/,
+  );
   assert.equal(forwardingCheck({ forwarding: ON, egressApplied: false, links: [], tcx: true }).status, "ok");
   const off = forwardingCheck({
     forwarding: { ipv4: false, ipv6: false },

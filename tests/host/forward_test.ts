@@ -7,10 +7,11 @@
  * Local traffic of the router itself is left to the socket hooks.
  */
 import assert from "node:assert/strict";
-import { HOOK, ifIndex, ifName, inNetns, type RawEvent } from "../../ffi/mod.ts";
+import { HOOK, ifIndex, ifName, inNetns, type RawEvent, tcQueryEgress } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { bootToWallOffsetNs, formatEvent } from "../../lib/kernel/events.ts";
 import { pinnedLinks } from "../../lib/kernel/inspect.ts";
+import { place } from "../../lib/kernel/tc_filter.ts";
 import { checkHealth } from "../../lib/report/health.ts";
 import { writeApplied } from "../../lib/state/apply_state.ts";
 import { minimal } from "../../lib/policy/_testdata.ts";
@@ -30,6 +31,11 @@ import { ipv4Rule } from "../support/slice.ts";
 import { lines } from "../support/sock_worker.ts";
 
 const NOBODY = 65534;
+// Another release (tests/host/upgrade_test.ts): one map of another size, so that a plane opened with it
+// takes the pins over.
+const NEXT_RELEASE = Deno.readFileSync(
+  new URL("../../bpf/build/fixtures/aegis_variant.bpf.o", import.meta.url),
+);
 const TUN = "aegis-fwd0";
 const DENIED_PORT = 7500 + (Deno.pid % 200) * 2;
 const ALLOWED_PORT = DENIED_PORT + 1;
@@ -327,6 +333,149 @@ rootTest(
           await captured(net, DENIED_PORT, fromTun(net, net.pair.serverAddress, DENIED_PORT)),
           SENT,
         );
+      });
+    });
+  },
+);
+
+/** The egress filters of `iface` in the router, as `tc filter show` prints them. */
+async function tcFilters(net: Net, iface: string): Promise<string> {
+  return await must("ip", ["netns", "exec", net.pair.client, "tc", "filter", "show", "dev", iface, "egress"]);
+}
+
+rootTest(
+  "[root] forwarded: where there are no tcx links, a classic tc filter drops and reports, survives a restart, and is removed alone",
+  async () => {
+    await withNet(async (net) => {
+      await withPlane({ areas: ["egress"], forwardAttach: "legacy" }, async ({ plane, bpffs, cgroup }) => {
+        const router = net.pair.nsPath(net.pair.client);
+        const apply = (on: DataPlane, mode: "enforce" | "audit", forwarded: boolean) =>
+          inNetns(router, () =>
+            on.apply(ruleSet({
+              mode,
+              rules: RULES,
+              egress: net.egress,
+              ...forwarded && { forwarded: FORWARDED },
+            })));
+        const toD = () => captured(net, DENIED_PORT, fromTun(net, net.pair.serverAddress, DENIED_PORT));
+        const [tunIndex, uplinkIndex] = inNetns(router, () => [ifIndex(TUN), ifIndex("veth-cli")]);
+        const ours = (ifindex: number) => inNetns(router, () => tcQueryEgress(place(ifindex)));
+        const forwardLinks = () =>
+          inNetns(router, () => pinnedLinks(bpffs.path)).filter((link) =>
+            link.name.startsWith("aegis_forward@")
+          );
+        // Another tool's filter on the uplink, after aegisbpf's place: it passes every packet (ending
+        // classification), so aegisbpf's filter must run first to judge anything.
+        await must("ip", [
+          "netns",
+          "exec",
+          net.pair.client,
+          "tc",
+          "qdisc",
+          "add",
+          "dev",
+          "veth-cli",
+          "clsact",
+        ]);
+        await must("ip", [
+          ...["netns", "exec", net.pair.client, "tc", "filter", "add", "dev", "veth-cli", "egress"],
+          ...["pref", "5", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1"],
+        ]);
+
+        // Enforce: dropped on the uplink, reported with both interfaces.
+        await apply(plane, "enforce", true);
+        assert.deepEqual(forwardLinks().map((link) => [link.name, link.type, link.attached]), [
+          [`aegis_forward@${TUN}`, "tc", true],
+          ["aegis_forward@veth-cli", "tc", true],
+        ]);
+        assert.equal(await toD(), 0);
+        assert.deepEqual(
+          forwardEvents(drain(plane)).map((
+            event,
+          ) => [event.decision, event.ruleId, event.ifindex, event.dev]),
+          Array(SENT).fill([0, DENY_D, uplinkIndex, tunIndex]),
+        );
+
+        // Audit: delivered, and reported.
+        await apply(plane, "audit", true);
+        assert.equal(await toD(), SENT);
+        assert.deepEqual(
+          forwardEvents(drain(plane)).map((event) => [event.decision, event.mode]),
+          Array(SENT).fill([1, 0]),
+        );
+
+        // The process gone (its plane closed), the filters go on dropping; the next one adopts them, same
+        // programs, nothing attached anew; a newer release gives them its program.
+        await apply(plane, "enforce", true);
+        const before = forwardLinks().map((link) => link.programId);
+        plane.close();
+        assert.equal(await toD(), 0);
+        const open = (image?: Uint8Array<ArrayBuffer>) =>
+          inNetns(router, () =>
+            DataPlane.open({
+              bpffs: bpffs.path,
+              cgroupPath: cgroup.path,
+              areas: ["egress"],
+              forwardAttach: "legacy",
+              ...image && { image },
+            }));
+        const same = open();
+        try {
+          await apply(same, "enforce", true);
+          assert.deepEqual(forwardLinks().map((link) => link.programId), before);
+          assert.equal(ours(uplinkIndex), before[1]);
+        } finally {
+          same.close();
+        }
+        // A release whose maps differ takes over: each filter is given its program in place.
+        const next = open(NEXT_RELEASE);
+        try {
+          const after = forwardLinks().map((link) => link.programId);
+          assert.notDeepEqual(after, before);
+          assert.deepEqual(forwardLinks().map((link) => link.attached), [true, true]);
+          assert.equal(ours(uplinkIndex), after[1]);
+          assert.equal(await toD(), 0);
+          drain(next);
+
+          // The tun device made anew: its record is stale until the next resolve attaches a filter to it.
+          await must("ip", ["-n", net.pair.client, "link", "del", TUN]);
+          await addTun(net.pair.client, net.subnet);
+          const tunRecord = () => forwardLinks().find((link) => link.name === `aegis_forward@${TUN}`);
+          assert.deepEqual([tunRecord()?.attached, tunRecord()?.error], [
+            false,
+            `no tc filter on ${TUN}'s egress`,
+          ]);
+          await apply(next, "enforce", true);
+          assert.equal(tunRecord()?.attached, true);
+
+          // A record removed from outside while the filter runs: the agent's tamper check records it again.
+          Deno.removeSync(`${bpffs.path}/aegisbpf/tc/aegis_forward@veth-cli`);
+          assert.equal(forwardLinks().length, 1);
+          assert.deepEqual(inNetns(router, () => next.repinLinks(() => true)), ["aegis_forward@veth-cli"]);
+          assert.deepEqual(forwardLinks().map((link) => link.attached), [true, true]);
+
+          // forwarded dropped from the policy: aegisbpf's filters go, the other tool's filter and the
+          // qdisc stay.
+          await apply(next, "enforce", false);
+          assert.deepEqual(forwardLinks(), []);
+          assert.equal(ours(uplinkIndex), undefined);
+          assert.match(await tcFilters(net, "veth-cli"), /pref 5 u32/);
+          assert.equal(await toD(), SENT);
+
+          // Detach (in the router's namespace, where the filters are): the same.
+          await apply(next, "enforce", true);
+          assert.equal(await toD(), 0);
+          drain(next);
+        } finally {
+          next.close();
+        }
+        inNetns(router, () => DataPlane.detach(bpffs.path));
+        assert.equal(ours(uplinkIndex), undefined);
+        assert.equal(ours(inNetns(router, () => ifIndex(TUN))), undefined);
+        const left = await tcFilters(net, "veth-cli");
+        assert.match(left, /pref 5 u32/);
+        assert.doesNotMatch(left, /bpf/);
+        assert.equal(await toD(), SENT);
       });
     });
   },

@@ -8,6 +8,11 @@
 //   tun_worker capture IFNAME DPORT MS
 //     counts the UDP packets to DPORT seen on IFNAME's wire (AF_PACKET) for MS milliseconds after it
 //     prints "ready". Prints the count.
+//   tun_worker make IFNAME UID
+//     makes the persistent tun device IFNAME owned by UID (where `ip tuntap` is missing: busybox in the VM).
+//   tun_worker drain IFNAME DPORT MS
+//     attaches to the persistent tun device IFNAME and, for MS milliseconds after it prints "ready", counts
+//     the UDP packets to DPORT the host sends out of it (what its far end would receive). Prints the count.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -161,12 +166,66 @@ static int capture(const char *ifname, int dport, int ms)
 	return 0;
 }
 
+static int open_tun(const char *ifname, struct ifreq *ifr)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	*ifr = (struct ifreq){ .ifr_flags = IFF_TUN | IFF_NO_PI };
+	strncpy(ifr->ifr_name, ifname, IFNAMSIZ - 1);
+	if (ioctl(fd, TUNSETIFF, ifr)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int make_tun(const char *ifname, uid_t uid)
+{
+	struct ifreq ifr;
+	int fd = open_tun(ifname, &ifr);
+	if (fd < 0)
+		return fail("TUNSETIFF");
+	if (ioctl(fd, TUNSETOWNER, (unsigned long)uid) || ioctl(fd, TUNSETPERSIST, 1UL))
+		return fail("TUNSETOWNER/TUNSETPERSIST");
+	close(fd);
+	return 0;
+}
+
+static int drain(const char *ifname, int dport, int ms)
+{
+	struct ifreq ifr;
+	int fd = open_tun(ifname, &ifr);
+	if (fd < 0)
+		return fail("TUNSETIFF");
+	printf("ready\n");
+	fflush(stdout);
+	int seen = 0;
+	long end = now_ms() + ms;
+	for (long left = ms; left > 0; left = end - now_ms()) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, (int)left) <= 0)
+			continue;
+		unsigned char packet[2048];
+		ssize_t n = read(fd, packet, sizeof(packet));
+		if (n > 0 && udp_to(packet, n, (packet[0] >> 4) == 6 ? ETH_P_IPV6 : ETH_P_IP, dport))
+			seen++;
+	}
+	printf("%d\n", seen);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 8 && !strcmp(argv[1], "send"))
 		return send_into_tun((uid_t)atoi(argv[2]), argv[3], argv[4], argv[5], atoi(argv[6]), atoi(argv[7]));
 	if (argc == 5 && !strcmp(argv[1], "capture"))
 		return capture(argv[2], atoi(argv[3]), atoi(argv[4]));
-	fprintf(stderr, "usage: tun_worker send UID IFNAME SRC DST DPORT COUNT | capture IFNAME DPORT MS\n");
+	if (argc == 4 && !strcmp(argv[1], "make"))
+		return make_tun(argv[2], (uid_t)atoi(argv[3]));
+	if (argc == 5 && !strcmp(argv[1], "drain"))
+		return drain(argv[2], atoi(argv[3]), atoi(argv[4]));
+	fprintf(stderr, "usage: tun_worker send UID IFNAME SRC DST DPORT COUNT | capture IFNAME DPORT MS | "
+			"make IFNAME UID | drain IFNAME DPORT MS\n");
 	return 2;
 }

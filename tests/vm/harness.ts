@@ -122,7 +122,7 @@ function kernelModules(): HostFile[] {
 
 /** Where inside tests find the C workers of tests/support (the guest has no compiler). */
 export const GUEST_WORKER_DIR = "/usr/lib/aegisbpf-tests";
-const WORKERS = ["packet_worker", "route_worker", "ptrace_worker"];
+const WORKERS = ["packet_worker", "route_worker", "ptrace_worker", "tun_worker"];
 
 /**
  * The C workers of tests/support, compiled on the host (cached by a hash of their sources) for the guest:
