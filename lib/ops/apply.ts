@@ -117,10 +117,17 @@ export function planAreas(plan: RuleSetPlan): Area[] {
   return areas;
 }
 
-/** Rules per area, as the summary prints them (rule 0, the ingress default, is not a rule of the policy). */
+/**
+ * Rules per area, as the summary prints them: the rules the policy wrote. Rule 0 (the ingress default) and
+ * the guards a policy brings without naming them (against escaping or tracing out of a scope, against
+ * source routes) have rule ids for their events but are not rules of the policy.
+ */
 export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
   const counts: Record<Area, number> = { file: 0, exec: 0, egress: 0, bind: 0, ingress: 0 };
-  for (const rule of plan.rules.slice(1)) counts[rule.area]++;
+  const implied = new Set([plan.scopeGuard, plan.ptraceGuard, plan.routeGuard].map((guard) => guard?.ruleId));
+  plan.rules.forEach((rule, ruleId) => {
+    if (ruleId > 0 && !implied.has(ruleId)) counts[rule.area]++;
+  });
   return counts;
 }
 
