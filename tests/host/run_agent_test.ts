@@ -93,6 +93,7 @@ rootTest(
         partial: [],
         ingress: [],
         deadmanMs: null,
+        unresolved: [],
         policy: "agent-test",
         eventsLog: "",
       });
