@@ -141,7 +141,7 @@ export function canaryProgress(
     next = (Math.floor(elapsedMs / everyMs) + 1) * everyMs;
     const window = Math.round(Math.min(elapsedMs, CANARY_WINDOW_MS) / 1000);
     options.write(
-      `canary: ${Math.round(elapsedMs / 1000)}s of ${options.durationText}: ${denies} ` +
+      `canary: ${Math.floor(elapsedMs / 1000)}s of ${options.durationText}: ${denies} ` +
         `${denies === 1n ? "deny" : "denies"}, ${rate.toFixed(2)}/s over the last ${window}s ` +
         `(rolls back above ${options.limitText})`,
     );
