@@ -3,7 +3,7 @@
  * it sends one packet a case from the sockets the cgroup sock_addr hooks do not see (ping, raw, UDP-Lite
  * connected, AF_PACKET), each from a child process of its own, and says whether the packet was delivered.
  */
-import { must } from "./privileged.ts";
+import { buildGuestWorker } from "./guest_worker.ts";
 import { lines } from "./sock_worker.ts";
 
 export type PacketKind =
@@ -34,17 +34,9 @@ export type PacketOutcome = {
   delivered: boolean;
 };
 
-const SOURCE = new URL("./packet_worker.c", import.meta.url).pathname;
-
-/** Where the VM harness puts the worker it compiled on the host (tests/vm/harness.ts GUEST_WORKER_DIR). */
-const IN_VM = "/usr/lib/aegisbpf-tests/packet_worker";
-
 /** Compiles the worker into `dir` (inside the VM: the one the harness built); returns the binary's path. */
-export async function buildPacketWorker(dir: string): Promise<string> {
-  if (Deno.env.get("AEGIS_IN_VM") === "1") return IN_VM;
-  const binary = `${dir}/packet_worker`;
-  await must("clang", ["-O2", "-Wall", "-Werror", "-o", binary, SOURCE]);
-  return binary;
+export function buildPacketWorker(dir: string): Promise<string> {
+  return buildGuestWorker("packet_worker", dir);
 }
 
 export class PacketWorker {

@@ -4,20 +4,12 @@
  * 65534.
  */
 import assert from "node:assert/strict";
-import { must } from "./privileged.ts";
+import { buildGuestWorker } from "./guest_worker.ts";
 import { lines } from "./sock_worker.ts";
 
-const SOURCE = new URL("./ptrace_worker.c", import.meta.url).pathname;
-
-/** Where the VM harness puts the worker it compiled on the host (tests/vm/harness.ts GUEST_WORKER_DIR). */
-const IN_VM = "/usr/lib/aegisbpf-tests/ptrace_worker";
-
 /** Compiles the worker into `dir` (inside the VM: the one the harness built); returns the binary's path. */
-export async function buildPtraceWorker(dir: string): Promise<string> {
-  if (Deno.env.get("AEGIS_IN_VM") === "1") return IN_VM;
-  const binary = `${dir}/ptrace_worker`;
-  await must("clang", ["-O2", "-Wall", "-Werror", "-o", binary, SOURCE]);
-  return binary;
+export function buildPtraceWorker(dir: string): Promise<string> {
+  return buildGuestWorker("ptrace_worker", dir);
 }
 
 /** Runs the worker to its end; what it printed (stdout, then stderr). */

@@ -4,7 +4,7 @@
  * each case in a child process of its own, and a capture on the server's receiving device that says
  * whether the packet reached the route's first hop.
  */
-import { must } from "./privileged.ts";
+import { buildGuestWorker } from "./guest_worker.ts";
 import { lines } from "./sock_worker.ts";
 
 export type RouteCase = {
@@ -22,17 +22,9 @@ export type RouteCase = {
 /** The child's pid, the errnos of the setsockopt and of the send or connect (0: success), and the capture's answer. */
 export type RouteOutcome = { pid: number; optErrno: number; sendErrno: number; onWire: boolean };
 
-const SOURCE = new URL("./route_worker.c", import.meta.url).pathname;
-
-/** Where the VM harness puts the worker it compiled on the host (tests/vm/harness.ts GUEST_WORKER_DIR). */
-const IN_VM = "/usr/lib/aegisbpf-tests/route_worker";
-
 /** Compiles the worker into `dir` (inside the VM: the one the harness built); returns the binary's path. */
-export async function buildRouteWorker(dir: string): Promise<string> {
-  if (Deno.env.get("AEGIS_IN_VM") === "1") return IN_VM;
-  const binary = `${dir}/route_worker`;
-  await must("clang", ["-O2", "-Wall", "-Werror", "-o", binary, SOURCE]);
-  return binary;
+export function buildRouteWorker(dir: string): Promise<string> {
+  return buildGuestWorker("route_worker", dir);
 }
 
 export class RouteWorker {
