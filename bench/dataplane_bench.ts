@@ -29,7 +29,7 @@ const streamBytes = Number(values["stream-mib"]) * 2 ** 20;
 /** Compiles bench/NAME.c into `dir`; returns the binary's path. */
 async function build(dir: string, name: string): Promise<string> {
   const out = `${dir}/${name}`;
-  const source = new URL(`./${name}.c`, import.meta.url).pathname;
+  const source = new URL(`./native/${name}.c`, import.meta.url).pathname;
   const result = await new Deno.Command("clang", { args: ["-O2", "-o", out, source], stderr: "piped" })
     .output();
   if (!result.success) throw new Error(`clang failed: ${new TextDecoder().decode(result.stderr)}`);
