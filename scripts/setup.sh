@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine (as root) to build, run and test aegisbpf.
-# Idempotent and quiet when there is nothing to do. Usage: scripts/setup.sh [--test]
+# Idempotent and quiet when there is nothing to do. Usage: scripts/setup.sh [--test] [--bench]
 #   (no flag)  build and run dependencies: deno, clang, libbpf, bpftool
+#   --bench    also what test needs, and the peers and tools of `deno task bench` (bench/run.ts): nftables,
+#              iptables with ipset, xdp-tools, netsniff-ng, stress-ng, hyperfine, linux-perf
 #   --test     also what the test suites need: qemu, busybox, cpio, iproute2, curl, promtool and
 #              node_exporter (metrics), systemd (systemd-analyze, packaging), man-db and groff (the man
 #              page), jq (the runbooks) and the Debian kernels
 set -euo pipefail
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_test=1 want_bench=1 ;;
+    *) echo "setup: error: unknown flag $arg (flags: --test, --bench)" >&2; exit 2 ;;
+  esac
+done
 cache="${AEGISBPF_CACHE:-/var/cache/aegisbpf-dev}"
 deno_version="2.9.6"
 
@@ -22,6 +31,10 @@ if [ "$want_test" = 1 ]; then
   # runbooks' steps; e2fsprogs: the ext4 image of the file change tests
   packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus e2fsprogs)
   packages+=(prometheus-node-exporter systemd xz-utils zstd kmod man-db groff-base jq)
+fi
+if [ "$want_bench" = 1 ]; then
+  # The peers the benchmark measures beside aegisbpf, and its load generators and profilers.
+  packages+=(nftables iptables ipset xdp-tools netsniff-ng stress-ng hyperfine linux-perf)
 fi
 
 missing=()
