@@ -37,6 +37,7 @@ import { encodeInodes } from "../state/inode_set.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
+import { phase, phaseAsync } from "../phases.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 
@@ -50,11 +51,12 @@ export function lockState(
   options: { wait: boolean; onWait: (message: string) => void; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<StateLock> {
   const { onWait, ...rest } = options;
-  return acquireStateLock(stateDir, {
-    ...rest,
-    command,
-    onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
-  });
+  return phaseAsync("lock", () =>
+    acquireStateLock(stateDir, {
+      ...rest,
+      command,
+      onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
+    }));
 }
 
 /**
@@ -62,6 +64,10 @@ export function lockState(
  * attaching anything, only when there is one to settle. Returns what was settled.
  */
 export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
+  return phase("settle", () => settle(where));
+}
+
+function settle(where: PlaneLocation): Settlement[] {
   const entries = listHistory(where.stateDir);
   const intent = readApplyIntent(where.stateDir);
   if (!entries.some((entry) => entry.outcome === "pending")) {
@@ -94,6 +100,10 @@ export function alreadyInForce(
   plan: RuleSetPlan,
   sha256: string,
 ): HistoryEntry | undefined {
+  return phase("in force check", () => inForce(where, plan, sha256));
+}
+
+function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): HistoryEntry | undefined {
   const applied = readApplied(where.stateDir);
   const entry = currentEntry(listHistory(where.stateDir));
   if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
@@ -169,21 +179,22 @@ export type ApplyResult = { entry: HistoryEntry; generation: number; connections
 export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { stateDir, input, plan } = request;
   const { name, version } = input;
-  const resolved = resolveNames(plan, request.warn);
-  using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
+  const resolved = phase("resolve", () => resolveNames(plan, request.warn));
+  using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
-  const pending = appendHistory(stateDir, {
-    uid: Deno.uid() ?? 0,
-    source: input.source,
-    kind: input.kind,
-    name,
-    version,
-    sha256: input.sha256,
-    ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
-    outcome: "pending",
-    ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
-    content: input.content,
-  });
+  const pending = phase("history", () =>
+    appendHistory(stateDir, {
+      uid: Deno.uid() ?? 0,
+      source: input.source,
+      kind: input.kind,
+      name,
+      version,
+      sha256: input.sha256,
+      ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
+      outcome: "pending",
+      ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
+      content: input.content,
+    }));
   const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
   let generation: number;
   try {
@@ -200,20 +211,23 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
     clearApplyIntent(stateDir);
     throw error;
   }
-  writeApplied(stateDir, {
-    seq: pending.seq,
-    name,
-    version,
-    sha256: input.sha256,
-    contentSha256: pending.contentSha256,
-    generation,
-    time: new Date().toISOString(),
-    ...appliedShape(resolved),
+  const entry = phase("record", () => {
+    writeApplied(stateDir, {
+      seq: pending.seq,
+      name,
+      version,
+      sha256: input.sha256,
+      contentSha256: pending.contentSha256,
+      generation,
+      time: new Date().toISOString(),
+      ...appliedShape(resolved),
+    });
+    const entry = setOutcome(stateDir, pending.seq, request.outcome);
+    if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
+    clearApplyIntent(stateDir);
+    return entry;
   });
-  const entry = setOutcome(stateDir, pending.seq, request.outcome);
-  if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
-  clearApplyIntent(stateDir);
-  const connections = sweepAfterApply(plane, plan, request.warn);
+  const connections = phase("sweep", () => sweepAfterApply(plane, plan, request.warn));
   if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
   return { entry, generation, ...connections && { connections } };
 }
@@ -345,7 +359,7 @@ export async function flipGeneration(
   warn: (message: string) => void,
 ): Promise<number> {
   try {
-    return await plane.apply(resolved);
+    return await phaseAsync("kernel", () => plane.apply(resolved));
   } catch (error) {
     if (!(error instanceof AppliedWithCleanupError)) throw error;
     warn(error.message);

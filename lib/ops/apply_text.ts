@@ -31,6 +31,7 @@ import {
   settleInterruptedApply,
 } from "./apply.ts";
 import { readApplied } from "../state/apply_state.ts";
+import { phase, phaseAsync } from "../phases.ts";
 import type { StateLock } from "../state/files.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
@@ -193,14 +194,15 @@ export async function reapplyHistoryEntry(
   },
 ): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
   const { stateDir, configDir, bpffs } = where;
-  const content = readEntryContent(stateDir, target);
-  const checked = checkInput(
-    { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
-    { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
-  );
+  const content = phase("read", () => readEntryContent(stateDir, target));
+  const checked = phase("parse", () =>
+    checkInput(
+      { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
+      { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
+    ));
   const input = { ...checked, source: target.source };
-  const plan = compilePolicy(input.parsed.policy);
-  await options.lockout(input);
+  const plan = phase("compile", () => compilePolicy(input.parsed.policy));
+  await phaseAsync("lockout check", () => options.lockout(input));
   const result = await applyPolicy({
     bpffs,
     stateDir,

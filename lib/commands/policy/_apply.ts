@@ -14,6 +14,7 @@ import type { PolicyInput } from "../../ops/apply_source.ts";
 import type { HistoryEntry } from "../../state/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
 import type { RuleSetPlan } from "../../policy/plan.ts";
+import { addPhase, recordPhases, takePhases } from "../../phases.ts";
 
 /** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
 export async function checkLockout(ctx: Context, input: PolicyInput, force: boolean): Promise<void> {
@@ -119,4 +120,19 @@ export function connectionsJson(sweep: ConnectionSweep | undefined): object {
     connections: sweep.connections.map((c) => ({ ...c, cgroupId: Number(c.cgroupId) })),
     canCloseConnections: sweep.canClose,
   };
+}
+
+/**
+ * At --log-level debug, records where the command's time goes: start-up (from the runtime's start to the
+ * command's first line), then each phase as it runs (lib/phases.ts).
+ */
+export function startPhases(ctx: Context): void {
+  if (!ctx.log.enabled("debug")) return;
+  recordPhases();
+  addPhase("start-up", performance.now());
+}
+
+/** One debug line per recorded phase: `phase kernel/stage/encode: 41.2 ms`. */
+export function logPhases(ctx: Context): void {
+  for (const { name, ms } of takePhases()) ctx.log.debug(`phase ${name}: ${ms.toFixed(1)} ms`);
 }
