@@ -94,18 +94,13 @@ export function diffLines(diff: PolicyDiff): string[] {
 
 /**
  * What `policy apply` (and rollback) says about connections made before the apply to what it denies: one
- * line each, closed or still open, and on a kernel that cannot close them, why they stay open.
+ * line each, closed or still open (in audit). A kernel that cannot close them is not walked: the apply
+ * warns instead.
  */
 export function connectionLines(sweep: ConnectionSweep | undefined, plan: RuleSetPlan): string[] {
   if (!sweep || sweep.connections.length === 0) return [];
   const open = sweep.connections.filter((c) => !c.closed).length;
-  const why = open === 0
-    ? ""
-    : plan.mode !== "enforce"
-    ? " (audit: left open)"
-    : sweep.canClose
-    ? ""
-    : " (this kernel cannot close sockets: bpf_sock_destroy needs Linux 6.5 or later)";
+  const why = open > 0 && plan.mode !== "enforce" ? " (audit: left open)" : "";
   return [
     `connections made before apply to denied destinations: ${sweep.connections.length - open} closed, ` +
     `${open} still open${why}`,
