@@ -55,8 +55,8 @@ export function policySummary(input: PolicyInput, plan: RuleSetPlan) {
 }
 
 /** Refuses (RefusedError, exit 3 / HTTP 409) a policy whose lock-out check finds a risk. */
-export async function refuseLockout(input: PolicyInput, stateDir: string): Promise<void> {
-  const { risks } = await checkLockoutRisks(input, stateDir);
+export async function refuseLockout(input: PolicyInput, stateDir: string, plan?: RuleSetPlan): Promise<void> {
+  const { risks } = await checkLockoutRisks(input, stateDir, plan);
   if (risks.length === 0) return;
   const listed = risks.map((risk) => `${positionText(risk.position)}: ${risk.message}`).join("; ");
   throw new RefusedError(`Refused ${input.source}: lock-out risk: ${listed}`);
@@ -161,7 +161,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
     counterEqualDecidedLater: true,
   });
   const plan = compilePolicy(input.parsed.policy);
-  await refuseLockout(input, stateDir);
+  await refuseLockout(input, stateDir, plan);
   const done = await applyChecked(where, input, plan, {
     holder: "api policy apply",
     wait: true,
@@ -189,7 +189,7 @@ export async function reapplyHistoryEntry(
   target: HistoryEntry,
   options: {
     allowPartial: boolean;
-    lockout: (input: PolicyInput) => Promise<void>;
+    lockout: (input: PolicyInput, plan: RuleSetPlan) => Promise<void>;
     warn: (m: string) => void;
   },
 ): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
@@ -202,7 +202,7 @@ export async function reapplyHistoryEntry(
     ));
   const input = { ...checked, source: target.source };
   const plan = phase("compile", () => compilePolicy(input.parsed.policy));
-  await phaseAsync("lockout check", () => options.lockout(input));
+  await phaseAsync("lockout check", () => options.lockout(input, plan));
   const result = await applyPolicy({
     bpffs,
     stateDir,
@@ -226,7 +226,7 @@ export async function rollbackLocked(
   to: string | undefined,
   options: LockRequest & {
     allowPartial: boolean;
-    lockout: (input: PolicyInput) => Promise<void>;
+    lockout: (input: PolicyInput, plan: RuleSetPlan) => Promise<void>;
     warn: (message: string) => void;
     hint?: string;
   },
@@ -260,7 +260,7 @@ export async function rollbackTo(
     wait: true,
     onWait: () => {},
     allowPartial: false,
-    lockout: (checked) => refuseLockout(checked, stateDir),
+    lockout: (checked, plan) => refuseLockout(checked, stateDir, plan),
     warn: () => {},
   });
   return {

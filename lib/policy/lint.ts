@@ -88,9 +88,10 @@ export function lockoutCheck(
   policy: Policy,
   locate: Locate,
   facts: LintFacts,
+  plan: RuleSetPlan = compilePolicy(policy),
 ): { risks: Warning[]; unchecked: Warning[] } {
   const report = new Report(locate, policyRules(policy));
-  lintLockout(compilePolicy(policy), report, facts);
+  lintLockout(plan, report, facts);
   const found = report.sorted();
   const unchecked = (warning: Warning) => warning.code === "survival-unchecked";
   return { risks: found.filter((warning) => !unchecked(warning)), unchecked: found.filter(unchecked) };

@@ -17,8 +17,13 @@ import type { RuleSetPlan } from "../../policy/plan.ts";
 import { addPhase, recordPhases, takePhases } from "../../phases.ts";
 
 /** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
-export async function checkLockout(ctx: Context, input: PolicyInput, force: boolean): Promise<void> {
-  const { risks, unchecked } = await checkLockoutRisks(input, ctx.globals.stateDir);
+export async function checkLockout(
+  ctx: Context,
+  input: PolicyInput,
+  force: boolean,
+  plan?: RuleSetPlan,
+): Promise<void> {
+  const { risks, unchecked } = await checkLockoutRisks(input, ctx.globals.stateDir, plan);
   for (const warning of unchecked) ctx.stderr.line(diagnosticLine(warning, palette(false)));
   if (risks.length === 0) return;
   for (const risk of risks) ctx.stderr.line(diagnosticLine(risk, palette(false)));
@@ -43,7 +48,7 @@ export function reapplyEntry(
 ): ReturnType<typeof reapplyHistoryEntry> {
   return reapplyHistoryEntry(ctx.globals, target, {
     allowPartial: options.allowPartial,
-    lockout: (input) => checkLockout(ctx, input, options.force),
+    lockout: (input, plan) => checkLockout(ctx, input, options.force, plan),
     warn: (message) => ctx.log.warn(message),
   });
 }

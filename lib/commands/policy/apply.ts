@@ -93,7 +93,7 @@ export const policyApply = defineCommand({
         () => checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true }),
       );
       const plan = phase("compile", () => compilePolicy(input.parsed.policy));
-      await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true));
+      await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, plan));
       const summary = summaryOf(input, plan);
       if (flags["dry-run"]) {
         // What the real apply decides under the lock: the policy in force already, or a replayed bundle.

@@ -46,7 +46,7 @@ export const policyRollback = defineCommand({
           onWait: (message) => ctx.log.info(message),
           timeoutMs: ctx.globals.lockTimeoutMs,
           allowPartial: flags["allow-partial"] === true,
-          lockout: (checked) => checkLockout(ctx, checked, flags.force === true),
+          lockout: (checked, plan) => checkLockout(ctx, checked, flags.force === true, plan),
           warn: (message) => ctx.log.warn(message),
           hint: "; see aegisbpf policy history",
         },
