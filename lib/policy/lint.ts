@@ -90,7 +90,8 @@ export function lockoutCheck(
   facts: LintFacts,
   plan: RuleSetPlan = compilePolicy(policy),
 ): { risks: Warning[]; unchecked: Warning[] } {
-  const report = new Report(locate, policyRules(policy));
+  // The rule entries (an id and a path each) are built only when there is a finding to place.
+  const report = new Report(locate, () => policyRules(policy));
   lintLockout(plan, report, facts);
   const found = report.sorted();
   const unchecked = (warning: Warning) => warning.code === "survival-unchecked";
@@ -104,7 +105,15 @@ function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void 
 
 class Report {
   readonly warnings: Warning[] = [];
-  constructor(readonly locate: Locate, readonly rules: readonly PolicyRule[]) {}
+  #rules: readonly PolicyRule[] | (() => readonly PolicyRule[]);
+  constructor(readonly locate: Locate, rules: readonly PolicyRule[] | (() => readonly PolicyRule[])) {
+    this.#rules = rules;
+  }
+
+  get rules(): readonly PolicyRule[] {
+    if (typeof this.#rules === "function") this.#rules = this.#rules();
+    return this.#rules;
+  }
 
   /** A finding about the rule numbered `ruleId` in the plan (rule 0 is the ingress default). */
   rule(ruleId: number, code: LintCode, what: string, severity: Warning["severity"] = "warning"): void {
