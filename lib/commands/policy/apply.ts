@@ -40,7 +40,8 @@ export const policyApply = defineCommand({
     "checks --sha256 against its exact bytes, verifies a bundle against <config-dir>/keys/ and the " +
     "anti-rollback counter, validates and compiles the policy, refuses lock-out risks, then writes the rules " +
     "into the kernel's inactive generation and flips it: all or nothing. Loads the programs or adopts the " +
-    "pinned ones; a running agent picks the change up. Every attempt is recorded in history. Exits 2 for " +
+    "pinned ones; a running agent picks the change up. Every attempt is recorded in history. With " +
+    "--log-level debug it prints where its time went, one line per phase. Exits 2 for " +
     "bad input, 3 when refused for safety (unsigned where signatures are required, a replayed bundle, a " +
     "lock-out risk without --force, an enforce policy using an area this kernel can only audit without " +
     "--allow-partial).",
