@@ -15,7 +15,8 @@ import { renderPublished } from "./published.ts";
 export const SUITES = ["connect", "ingress", "file_exec", "policy", "events", "footprint"] as const;
 
 const { values } = parseArgs({
-  args: Deno.args,
+  // `deno task bench -- --quick` passes the "--" on.
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
   options: {
     quick: { type: "boolean", default: false },
     only: { type: "string" },
@@ -38,6 +39,7 @@ const outDir = values["out-dir"] ??
   (quick
     ? Deno.makeTempDirSync({ prefix: "aegisbpf-bench-quick-" })
     : new URL(".", import.meta.url).pathname);
+Deno.mkdirSync(outDir, { recursive: true });
 const resultsPath = `${outDir}/results.json`;
 
 let previous: Results | undefined;
