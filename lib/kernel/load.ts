@@ -127,6 +127,28 @@ function probeLsmNow(): LsmProbe {
   return { ok: true };
 }
 
+/** What a build record of this object says of BPF-LSM in this boot; undefined when it has not been asked. */
+function recordedLsm(record: BuildRecord): LsmProbe | undefined {
+  if ((record.programs & BUILD_PROGRAMS.LSM) !== 0) return { ok: true };
+  if ((record.programs & BUILD_PROGRAMS.LSM_REFUSED) === 0) return undefined;
+  return lsmProbeFailure(new BpfError("bpf_object__load", record.lsmErrno), activeLsms());
+}
+
+/**
+ * Whether this kernel loads BPF-LSM programs: from the build record pinned under `pinDir` where it names
+ * this build's object (an earlier load in this boot found out), else by a probe load (`probeLsm`).
+ */
+export function probeLsmAt(pinDir: string | undefined): LsmProbe {
+  if (pinDir !== undefined) {
+    const record = readBuildRecord(`${pinDir}/maps`);
+    if (record && sameFingerprint(record.sha256, objectFingerprint(aegisObjectImage()))) {
+      const known = recordedLsm(record);
+      if (known) return known;
+    }
+  }
+  return probeLsm();
+}
+
 /** The probe's answer for a failed load, given the active LSMs (undefined: securityfs unreadable). */
 export function lsmProbeFailure(error: BpfError, activeLsms: readonly string[] | undefined): LsmProbe {
   const context = activeLsms === undefined
@@ -234,11 +256,8 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
   const ours = record !== undefined && sameFingerprint(record.sha256, sha256);
   // Whether BPF-LSM loads is settled for the boot: an earlier load's record answers without a probe.
   const lsmAreas = wantsLsmArea(options.areas);
-  let probe: LsmProbe | undefined;
-  if (ours && (record.programs & BUILD_PROGRAMS.LSM) !== 0) probe = { ok: true };
-  else if (ours && (record.programs & BUILD_PROGRAMS.LSM_REFUSED) !== 0) {
-    probe = lsmProbeFailure(new BpfError("bpf_object__load", record.lsmErrno), activeLsms());
-  } else if (lsmAreas && options.lsm === "auto") probe = probeLsm();
+  let probe = ours ? recordedLsm(record) : undefined;
+  if (probe === undefined && lsmAreas && options.lsm === "auto") probe = probeLsm();
   const { status, withLsm } = planeStatus(options.areas, options.lsm, probe);
   const programs = planePrograms(withLsm);
   const open = (dir: string, list: readonly ProgramName[]) => {

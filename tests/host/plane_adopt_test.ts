@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { FdMap } from "../../ffi/mod.ts";
+import { BUILD_PROGRAMS, FdMap } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { probeLsm, probeLsmAt } from "../../lib/kernel/load.ts";
 import { PROGRAMS } from "../../lib/kernel/object.ts";
 import { BUILD_MAP, readBuildRecord } from "../../lib/kernel/programs.ts";
 import { TestBpffs } from "../support/bpffs.ts";
@@ -68,7 +69,17 @@ rootTest(
         assert.equal(first.adopted, false, "the first open loads");
         before = await kernelView(bpffs.path, LINKS, MAPS);
       }
-      assert.ok(readBuildRecord(`${bpffs.path}/aegisbpf/maps`), "the load recorded its build");
+      const record = readBuildRecord(`${bpffs.path}/aegisbpf/maps`);
+      assert.ok(record, "the load recorded its build");
+      // What the kernel said of BPF-LSM is recorded for the boot: later commands answer without a probe.
+      const probe = probeLsm();
+      if (probe.ok) assert.ok(record.programs & BUILD_PROGRAMS.LSM);
+      else {
+        assert.equal(record.programs & BUILD_PROGRAMS.LSM_REFUSED, BUILD_PROGRAMS.LSM_REFUSED);
+        assert.equal(record.lsmErrno, probe.errno);
+        const known = probeLsmAt(`${bpffs.path}/aegisbpf`);
+        assert.deepEqual({ ...known, log: "" }, { ...probe, log: "" });
+      }
       using second = DataPlane.open(options);
       assert.equal(second.adopted, true);
       const after = await kernelView(bpffs.path, LINKS, MAPS);
