@@ -49,6 +49,13 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct aegis_build);
+} aegis_build SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, struct aegis_gen_info);
@@ -188,6 +195,7 @@ const volatile struct {
 	enum aegis_stat_limits stat_limits;
 	enum aegis_ptrace_op ptrace_op;
 	enum aegis_file_op file_op;
+	enum aegis_build_programs build_programs;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */

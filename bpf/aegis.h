@@ -175,6 +175,25 @@ enum aegis_capacity {
 	AEGIS_CAPACITY_NET_RULES = 1 << 21,
 };
 
+/*
+ * The build that made the pins (array map `aegis_build`, one entry, written and read by user space only):
+ * the SHA-256 of the object the programs pinned under progs/ were loaded from, and which sets of them are
+ * pinned (AEGIS_BUILD_* bits). Zeroed before a load of another object changes those pins, written after it
+ * pinned all of them: a command adopts the pinned programs without loading any only where the record names
+ * this very object and every program it needs is pinned.
+ */
+enum aegis_build_programs {
+	AEGIS_BUILD_LSM = 1,      /* the BPF-LSM programs */
+	AEGIS_BUILD_FALLBACK = 2, /* the audit tracepoints, for where BPF-LSM does not load */
+	AEGIS_BUILD_LSM_REFUSED = 4, /* BPF-LSM programs refused in this boot, with lsm_errno (a lasting one) */
+};
+struct aegis_build {
+	__u8 object_sha256[32];
+	__u32 programs; /* AEGIS_BUILD_* bits; 0: no record */
+	__u32 lsm_errno; /* with AEGIS_BUILD_LSM_REFUSED: the errno of the refused load */
+};
+_Static_assert(sizeof(struct aegis_build) == 40, "aegis_build size");
+
 /* Per-generation facts of a rule set (array map indexed by generation). */
 struct aegis_gen_info {
 	__u32 mode;                /* AEGIS_MODE_*: what the policy asks for */

@@ -93,6 +93,13 @@ export const FILE_OP = {
   REMOVEXATTR: 10,
 } as const;
 
+/** Which program sets are pinned from the recorded build (bits of the `aegis_build` map's `programs` word). */
+export const BUILD_PROGRAMS = {
+  LSM: 1,
+  FALLBACK: 2,
+  LSM_REFUSED: 4,
+} as const;
+
 /** Signals the kill-on-deny word may hold. */
 export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
 
@@ -140,6 +147,7 @@ export const KERNEL_ENUMS = {
   aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
   aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
   aegis_file_op: { prefix: "AEGIS_FILE_OP_", values: FILE_OP },
+  aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -338,15 +338,7 @@ export class BpfProgram {
    * user space calling a program, e.g. to act on a map with atomic instructions. Returns its return value.
    */
   testRun(packet: Uint8Array<ArrayBuffer>): number {
-    // struct bpf_test_run_opts: sz, data_in, data_out, data_size_in @24, ..., retval @56, repeat @60; 80 bytes
-    const opts = new Uint8Array(80);
-    const view = new DataView(opts.buffer);
-    view.setBigUint64(0, 80n, true);
-    view.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(packet))), true);
-    view.setUint32(24, packet.byteLength, true);
-    view.setInt32(60, 1, true);
-    unwrap(libbpf().bpf_prog_test_run_opts(this.fd, opts), "bpf_prog_test_run_opts", { subject: this.name });
-    return view.getUint32(56, true);
+    return testRunProgram(this.fd, this.name, packet);
   }
 
   pin(path: string): void {
@@ -359,6 +351,63 @@ export class BpfProgram {
     const link = new BpfLink(pointer, `${this.name} on ${target}`, this.#forget);
     this.#adopt(link);
     return link;
+  }
+}
+
+/**
+ * Runs the program `fd` once on `packet` through BPF_PROG_TEST_RUN (XDP and other packet programs): user
+ * space calling a program, e.g. to act on a map with atomic instructions. Returns its return value.
+ */
+export function testRunProgram(fd: number, name: string, packet: Uint8Array<ArrayBuffer>): number {
+  // struct bpf_test_run_opts: sz, data_in, data_out, data_size_in @24, ..., retval @56, repeat @60; 80 bytes
+  const opts = new Uint8Array(80);
+  const view = new DataView(opts.buffer);
+  view.setBigUint64(0, 80n, true);
+  view.setBigUint64(8, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(packet))), true);
+  view.setUint32(24, packet.byteLength, true);
+  view.setInt32(60, 1, true);
+  unwrap(libbpf().bpf_prog_test_run_opts(fd, opts), "bpf_prog_test_run_opts", { subject: name });
+  return view.getUint32(56, true);
+}
+
+/**
+ * A program reached through its pin alone: one an earlier process loaded and pinned. It runs as it is (no
+ * load, no verification); this process holds a descriptor of it until `close()`.
+ */
+export class PinnedProgram {
+  readonly name: string;
+  #fd: number;
+
+  private constructor(fd: number, name: string) {
+    this.#fd = fd;
+    this.name = name;
+  }
+
+  /** Opens the program pinned at `path`; `name` names it in errors. */
+  static open(path: string, name: string): PinnedProgram {
+    return new PinnedProgram(
+      unwrap(libbpf().bpf_obj_get(cString(path)), "bpf_obj_get", { subject: path }),
+      name,
+    );
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new Error(`Pinned program ${this.name} is closed`);
+    return this.#fd;
+  }
+
+  testRun(packet: Uint8Array<ArrayBuffer>): number {
+    return testRunProgram(this.fd, this.name, packet);
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    closeFd(this.#fd);
+    this.#fd = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 

@@ -231,7 +231,7 @@ export class Agent {
       const { plan } = prepared;
       // Names that do not resolve are bad input: found before anything is loaded.
       resolveNames(plan, () => {});
-      refuseWithoutLsm(plan, allowsPartial(options));
+      refuseWithoutLsm(plan, allowsPartial(options), options.bpffs);
       plane = DataPlane.open({
         bpffs: options.bpffs,
         ...(options.cgroupPath === undefined ? {} : { cgroupPath: options.cgroupPath }),

@@ -29,6 +29,7 @@ import { type AreaStatus, loadPlane } from "./load.ts";
 import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
 import { PROGRAMS } from "./object.ts";
 import { makePinDirs } from "./pin_dir.ts";
+import type { PlanePrograms } from "./programs.ts";
 import { addSession, deleteSessions, type Session } from "./sessions.ts";
 
 export type { AreaStatus } from "./load.ts";
@@ -69,27 +70,31 @@ export class DataPlane {
   readonly pinDir: string;
   readonly status: Readonly<Record<Area, AreaStatus>>;
   readonly #object: BpfObject;
+  readonly #programs: PlanePrograms;
   readonly #links: PlaneLinks;
   readonly #capacity: Partial<Record<RuleMapName, number>>;
   readonly #bpffs: string;
 
   private constructor(
     object: BpfObject,
+    programs: PlanePrograms,
     pinDir: string,
     status: Record<Area, AreaStatus>,
     options: DataPlaneOptions,
   ) {
     this.#object = object;
+    this.#programs = programs;
     this.pinDir = pinDir;
     this.status = status;
-    this.#links = new PlaneLinks(object, pinDir, options.xdpMode ?? "native", options.forwardAttach);
+    this.#links = new PlaneLinks(programs, pinDir, options.xdpMode ?? "native", options.forwardAttach);
     this.#capacity = options.capacity ?? {};
     this.#bpffs = options.bpffs;
   }
 
   /**
    * Loads the programs and attaches them, or adopts what an earlier process pinned: pinned maps are
-   * reused and pinned links kept, so enforcement never lapses between two agents. Holds the pin
+   * reused and pinned links kept, so enforcement never lapses between two agents. Where the pinned programs
+   * were loaded from this very object, none is loaded again (see lib/kernel/programs.ts). Holds the pin
    * directory's lock throughout (waiting for another process's open or apply to finish), so that it never
    * adopts pins half made.
    */
@@ -100,13 +105,13 @@ export class DataPlane {
     // A detach may have removed the directories while this process waited for the lock.
     makePinDirs(pinDir);
     const areas = new Set(options.areas ?? ALL_AREAS);
-    const { object, status } = loadPlane(pinDir, {
+    const { object, programs, status } = loadPlane(pinDir, {
       areas,
       lsm: options.lsm ?? "auto",
       ringBufferBytes: options.ringBufferBytes,
       image: options.image,
     });
-    const plane = new DataPlane(object, pinDir, status, options);
+    const plane = new DataPlane(object, programs, pinDir, status, options);
     try {
       // The layout of the pins this process made or adopted, for the next release to read.
       plane.#configMap().update(encodeU32(CONFIG_WORDS.layout), encodeU64(BigInt(LAYOUT.VERSION)));
@@ -118,6 +123,11 @@ export class DataPlane {
       throw error;
     }
     return plane;
+  }
+
+  /** Whether this process adopted the pinned programs as they were (it loaded none to open the plane). */
+  get adopted(): boolean {
+    return this.#programs.adopted;
   }
 
   /** Pinned link names currently held (program name, or `aegis_xdp@IFACE`). */
@@ -252,7 +262,7 @@ export class DataPlane {
    */
   flushRateLimits(): void {
     // The smallest packet an XDP test run takes: an Ethernet header.
-    this.#object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
+    this.#programs.runnable(PROGRAMS.flushRates).testRun(new Uint8Array(14));
   }
 
   /** A stream of decoded events from the (pinned) ring buffer. */
@@ -286,6 +296,7 @@ export class DataPlane {
   /** Releases this process's handles. Pinned programs keep enforcing. */
   close(): void {
     this.#links.close();
+    this.#programs.close();
     this.#object.close();
   }
 

@@ -1,4 +1,4 @@
-import { BpfError, BpfLink, type BpfObject, closeFd, openDirectory } from "../../ffi/mod.ts";
+import { BpfError, BpfLink, closeFd, openDirectory } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import {
   type AreaStatus,
@@ -15,6 +15,7 @@ import {
 import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
+import type { PlanePrograms } from "./programs.ts";
 import { attachFilter, filterRecordPath, filterStatus, recordedFilters, removeFilter } from "./tc_filter.ts";
 
 /** The pinned link name of the XDP program on interface `ifname`. */
@@ -44,7 +45,7 @@ export type ForwardAttach = "auto" | "legacy";
  * pin under `<pinDir>/links` when an earlier process left one, or attached and pinned there.
  */
 export class PlaneLinks {
-  readonly #object: BpfObject;
+  readonly #programs: PlanePrograms;
   readonly #pinDir: string;
   readonly #xdpMode: "native" | "generic";
   readonly #forwardAttach: ForwardAttach;
@@ -53,12 +54,12 @@ export class PlaneLinks {
   readonly #filters = new Set<string>();
 
   constructor(
-    object: BpfObject,
+    programs: PlanePrograms,
     pinDir: string,
     xdpMode: "native" | "generic",
     forwardAttach: ForwardAttach = "auto",
   ) {
-    this.#object = object;
+    this.#programs = programs;
     this.#pinDir = pinDir;
     this.#xdpMode = xdpMode;
     this.#forwardAttach = forwardAttach;
@@ -88,10 +89,10 @@ export class PlaneLinks {
     if (programs.some((program) => LSM_PROGRAMS.includes(program))) programs.push(...GUARD_LSM_PROGRAMS);
     if (areas.has("egress")) {
       // The LSM hooks where they were loaded (BPF-LSM works here), else the reporting tracepoint.
-      const lsm = this.#object.program(EGRESS_LSM_PROGRAMS.lsm[0]).fd >= 0;
+      const lsm = this.#programs.has(EGRESS_LSM_PROGRAMS.lsm[0]);
       programs.push(...(lsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback));
     }
-    if (areas.has("bind") && this.#object.program(BIND_LSM_PROGRAMS[0]!).fd >= 0) {
+    if (areas.has("bind") && this.#programs.has(BIND_LSM_PROGRAMS[0]!)) {
       programs.push(...BIND_LSM_PROGRAMS);
     }
     const lsmOnly: readonly ProgramName[] = [
@@ -104,7 +105,7 @@ export class PlaneLinks {
     if (programs.some((program) => lsmOnly.includes(program))) programs.push(...PTRACE_LSM_PROGRAMS);
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     for (const program of programs) {
-      this.#attach(program, program, () => this.#object.program(program).attach());
+      this.#attach(program, () => this.#programs.attachable(program).attach());
     }
     // Ingress links and the scope guard pinned by an earlier process stay theirs to keep: adopt them too.
     for (const name of listDir(`${this.#pinDir}/links`)) {
@@ -124,7 +125,7 @@ export class PlaneLinks {
     const fd = openDirectory(cgroupPath);
     try {
       for (const program of cgroupPrograms) {
-        this.#attach(program, program, () => this.#object.program(program).attachCgroup(fd, cgroupPath));
+        this.#attach(program, () => this.#programs.attachable(program).attachCgroup(fd, cgroupPath));
       }
     } finally {
       closeFd(fd);
@@ -134,7 +135,7 @@ export class PlaneLinks {
   /** Attaches the XDP program to an interface (adopting its pinned link if there is one). */
   attachInterface(ifindex: number, ifname: string): string {
     const name = ingressLinkName(ifname);
-    this.#attach(name, PROGRAMS.ingress, () => this.#attachXdp(name, ifindex, ifname));
+    this.#attach(name, () => this.#attachXdp(name, ifindex, ifname));
     return name;
   }
 
@@ -172,11 +173,7 @@ export class PlaneLinks {
       return name;
     }
     try {
-      this.#attach(
-        name,
-        PROGRAMS.forward,
-        () => this.#object.program(PROGRAMS.forward).attachTcxEgress(ifindex, path),
-      );
+      this.#attach(name, () => this.#programs.attachable(PROGRAMS.forward).attachTcxEgress(ifindex, path));
     } catch (error) {
       if (!(error instanceof BpfError && error.errnoName === "EINVAL" && !hasTcx(Deno.osRelease()))) {
         throw error;
@@ -189,9 +186,7 @@ export class PlaneLinks {
   /** The filter recorded as `name` where it is still attached on `ifindex`, else one attached anew. */
   #attachFilter(name: string, ifindex: number): void {
     if (!filterStatus(this.#pinDir, name, ifindex).attached) {
-      attachFilter(this.#object.program(PROGRAMS.forward), this.#pinDir, name, ifindex);
-      const programPin = `${this.#pinDir}/progs/${PROGRAMS.forward}`;
-      if (!exists(programPin)) this.#object.program(PROGRAMS.forward).pin(programPin);
+      attachFilter(this.#programs.runnable(PROGRAMS.forward), this.#pinDir, name, ifindex);
     }
     this.#filters.add(name);
   }
@@ -203,8 +198,8 @@ export class PlaneLinks {
   attachScopeGuard(): boolean {
     const name = PROGRAMS.scopeGuard;
     if (this.#links.has(name)) return true;
-    if (this.#object.program(name).fd < 0) return false;
-    this.#attach(name, name, () => this.#object.program(name).attach());
+    if (!this.#programs.has(name)) return false;
+    this.#attach(name, () => this.#programs.attachable(name).attach());
     return true;
   }
 
@@ -242,7 +237,7 @@ export class PlaneLinks {
       if (!wanted(name) || exists(filterRecordPath(this.#pinDir, name))) continue;
       const status = filterStatus(this.#pinDir, name);
       if (status.ifindex === undefined || status.running === undefined) continue;
-      attachFilter(this.#object.program(PROGRAMS.forward), this.#pinDir, name, status.ifindex);
+      attachFilter(this.#programs.runnable(PROGRAMS.forward), this.#pinDir, name, status.ifindex);
       repinned.push(name);
     }
     return repinned;
@@ -256,7 +251,7 @@ export class PlaneLinks {
   }
 
   /** Adopts the link pinned under `name`, or makes it with `attach` and pins it. */
-  #attach(name: string, program: ProgramName, attach: () => BpfLink): void {
+  #attach(name: string, attach: () => BpfLink): void {
     const path = `${this.#pinDir}/links/${name}`;
     if (exists(path)) {
       this.#links.set(name, BpfLink.open(path));
@@ -270,9 +265,6 @@ export class PlaneLinks {
       throw error;
     }
     this.#links.set(name, link);
-    // The program a new link runs, pinned for inspection (bpftool prog show pinned ...).
-    const programPin = `${this.#pinDir}/progs/${program}`;
-    if (!exists(programPin)) this.#object.program(program).pin(programPin);
   }
 
   /**
@@ -280,7 +272,7 @@ export class PlaneLinks {
    * an interface is never left unfiltered for want of driver support.
    */
   #attachXdp(name: string, ifindex: number, ifname: string): BpfLink {
-    const program = this.#object.program(PROGRAMS.ingress);
+    const program = this.#programs.attachable(PROGRAMS.ingress);
     if (this.#xdpMode === "native") {
       try {
         return program.attachXdp(ifindex, ifname);

@@ -1,8 +1,21 @@
-import { BpfError, type BpfObject } from "../../ffi/mod.ts";
+import { BpfError, type BpfObject, BUILD_PROGRAMS } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { ensureMounted } from "./mounts.ts";
-import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
-import { changedMaps, handOver } from "./upgrade.ts";
+import { aegisObjectImage, openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
+import { exists, listDir } from "./pin_dir.ts";
+import {
+  AdoptedPrograms,
+  BUILD_MAP,
+  type BuildRecord,
+  LoadedPrograms,
+  objectFingerprint,
+  type PlanePrograms,
+  programSetBit,
+  readBuildRecord,
+  sameFingerprint,
+  writeBuildRecord,
+} from "./programs.ts";
+import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
@@ -114,6 +127,28 @@ function probeLsmNow(): LsmProbe {
   return { ok: true };
 }
 
+/** What a build record of this object says of BPF-LSM in this boot; undefined when it has not been asked. */
+function recordedLsm(record: BuildRecord): LsmProbe | undefined {
+  if ((record.programs & BUILD_PROGRAMS.LSM) !== 0) return { ok: true };
+  if ((record.programs & BUILD_PROGRAMS.LSM_REFUSED) === 0) return undefined;
+  return lsmProbeFailure(new BpfError("bpf_object__load", record.lsmErrno), activeLsms());
+}
+
+/**
+ * Whether this kernel loads BPF-LSM programs: from the build record pinned under `pinDir` where it names
+ * this build's object (an earlier load in this boot found out), else by a probe load (`probeLsm`).
+ */
+export function probeLsmAt(pinDir: string | undefined): LsmProbe {
+  if (pinDir !== undefined) {
+    const record = readBuildRecord(`${pinDir}/maps`);
+    if (record && sameFingerprint(record.sha256, objectFingerprint(aegisObjectImage()))) {
+      const known = recordedLsm(record);
+      if (known) return known;
+    }
+  }
+  return probeLsm();
+}
+
 /** The probe's answer for a failed load, given the active LSMs (undefined: securityfs unreadable). */
 export function lsmProbeFailure(error: BpfError, activeLsms: readonly string[] | undefined): LsmProbe {
   const context = activeLsms === undefined
@@ -140,10 +175,13 @@ export function activeLsms(): string[] | undefined {
   }
 }
 
-/** Why file and exec rules cannot be enforced with BPF-LSM here, or undefined when they can. */
-function lsmUnavailableReason(lsm: "auto" | "off"): string | undefined {
+/**
+ * Why file and exec rules cannot be enforced with BPF-LSM here, or undefined when they can. `known`: whether
+ * the BPF-LSM programs load in this boot, as the pins' build record says: no probe then.
+ */
+function lsmUnavailableReason(lsm: "auto" | "off", known: LsmProbe | undefined): string | undefined {
   if (lsm === "off") return "BPF-LSM disabled by configuration";
-  const probe = probeLsm();
+  const probe = known ?? probeLsm();
   if (!probe.ok) return probe.reason;
   // LSM programs load (and attach) on a kernel that does not call the BPF LSM; they would decide nothing.
   const listed = activeLsms();
@@ -158,6 +196,7 @@ function lsmUnavailableReason(lsm: "auto" | "off"): string | undefined {
 export function planeStatus(
   areas: ReadonlySet<Area>,
   lsm: "auto" | "off",
+  known?: LsmProbe,
 ): { status: Record<Area, AreaStatus>; withLsm: boolean } {
   const status: Record<Area, AreaStatus> = {
     file: { mode: "enforce" },
@@ -168,7 +207,7 @@ export function planeStatus(
   };
   const wantsFileLsm = areas.has("file") || areas.has("exec");
   const wantsLsm = wantsFileLsm || areas.has("egress") || areas.has("bind");
-  const reason = wantsLsm ? lsmUnavailableReason(lsm) : undefined;
+  const reason = wantsLsm ? lsmUnavailableReason(lsm, known) : undefined;
   if (reason !== undefined && wantsFileLsm) {
     status.file = { mode: "audit-only", reason };
     status.exec = { mode: "audit-only", reason };
@@ -184,23 +223,45 @@ export type LoadOptions = {
   image?: Uint8Array<ArrayBuffer> | undefined;
 };
 
-/**
- * Loads the object with its maps pinned under `<pinDir>/maps` (reusing maps pinned there), in one
- * attempt: the LSM programs where the probe says they load, the audit tracepoints otherwise.
- */
-export function loadPlane(
-  pinDir: string,
-  options: LoadOptions,
-): { object: BpfObject; status: Record<Area, AreaStatus> } {
-  const { status, withLsm } = planeStatus(options.areas, options.lsm);
-  const programs = [
+/** The programs a plane loads: the common ones, and the BPF-LSM set or its fallback. */
+function planePrograms(withLsm: boolean): ProgramName[] {
+  return [
     ...COMMON_PROGRAMS,
     ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS),
     ...(withLsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback),
     ...(withLsm ? BIND_LSM_PROGRAMS : []),
   ];
-  const open = (mapDir: string) => {
-    const object = openAegisObject(programs, mapDir, options.image);
+}
+
+export type LoadedPlane = {
+  /** The object: its maps are the pinned ones; its programs are loaded only when `programs` is not adopted. */
+  object: BpfObject;
+  programs: PlanePrograms;
+  status: Record<Area, AreaStatus>;
+};
+
+/**
+ * Opens the plane's object with its maps pinned under `<pinDir>/maps` (reusing maps pinned there), in one
+ * attempt. Where the pins were made from this very object (its build record) and hold every program the
+ * areas need, adopts them: only the maps are opened, no program is loaded. Otherwise loads the programs
+ * (the BPF-LSM ones where the probe says they load, the audit tracepoints otherwise), hands the pins over
+ * when an object with other maps made them, moves the links of another build's programs to its own, pins
+ * every program it loaded and records its build.
+ */
+export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
+  const image = options.image ?? aegisObjectImage();
+  const sha256 = objectFingerprint(image);
+  const mapDir = `${pinDir}/maps`;
+  const record = readBuildRecord(mapDir);
+  const ours = record !== undefined && sameFingerprint(record.sha256, sha256);
+  // Whether BPF-LSM loads is settled for the boot: an earlier load's record answers without a probe.
+  const lsmAreas = wantsLsmArea(options.areas);
+  let probe = ours ? recordedLsm(record) : undefined;
+  if (probe === undefined && lsmAreas && options.lsm === "auto") probe = probeLsm();
+  const { status, withLsm } = planeStatus(options.areas, options.lsm, probe);
+  const programs = planePrograms(withLsm);
+  const open = (dir: string, list: readonly ProgramName[]) => {
+    const object = openAegisObject(list, dir, image);
     try {
       if (options.ringBufferBytes !== undefined) object.setMaxEntries("events", options.ringBufferBytes);
     } catch (error) {
@@ -209,12 +270,85 @@ export function loadPlane(
     }
     return object;
   };
-  const mapDir = `${pinDir}/maps`;
-  const first = open(mapDir);
+  // A plane serving no BPF-LSM area attaches only the common programs: those are all it needs pinned.
+  if (ours && (!lsmAreas || (record.programs & programSetBit(withLsm)) !== 0)) {
+    const served = lsmAreas ? programs : COMMON_PROGRAMS;
+    if (served.every((name) => exists(`${pinDir}/progs/${name}`))) {
+      const maps = open(mapDir, []);
+      const definitions = maps.mapDefinitions();
+      const pinned = [...definitions.keys()].filter((name) => !name.includes("."));
+      if (
+        pinned.every((name) => exists(`${mapDir}/${name}`)) && changedMaps(mapDir, definitions).length === 0
+      ) {
+        const object = maps.load();
+        const load = (list: readonly ProgramName[]) => open(mapDir, list).load();
+        return { object, programs: new AdoptedPrograms(pinDir, served, load), status };
+      }
+      maps.close();
+    }
+  }
+  const first = open(mapDir, programs);
+  let object: BpfObject;
   // Pins made by a release whose maps differ cannot be reused as they are: hand them over instead.
   if (changedMaps(mapDir, first.mapDefinitions()).length > 0) {
     first.close();
-    return { object: handOver(pinDir, (dir) => open(dir).load()), status };
+    object = handOver(pinDir, (dir) => open(dir, programs).load());
+  } else {
+    object = first.load();
+    if (!ours) {
+      // The links pinned here run another build's programs (or an unrecorded one's): this build's take over.
+      writeBuildRecord(object.map(BUILD_MAP), undefined);
+      if (listDir(`${pinDir}/links`).length > 0) moveLinks(`${pinDir}/links`, object);
+      moveFilters(pinDir, object);
+    }
   }
-  return { object: first.load(), status };
+  let bits = (ours ? record.programs : 0) | programSetBit(withLsm);
+  let lsmErrno = ours ? record.lsmErrno : 0;
+  if (probe?.ok) bits &= ~BUILD_PROGRAMS.LSM_REFUSED;
+  else if (probe && LASTING_REFUSALS.has(probe.errnoName)) {
+    bits |= BUILD_PROGRAMS.LSM_REFUSED;
+    lsmErrno = probe.errno;
+  }
+  try {
+    recordBuild(pinDir, object, programs, { sha256, programs: bits, lsmErrno });
+  } catch (error) {
+    object.close();
+    throw error;
+  }
+  return { object, programs: new LoadedPrograms(object), status };
+}
+
+/**
+ * Errnos of a BPF-LSM load that last the boot (the kernel was built or booted without it, or refuses the
+ * program type): recorded, so that later commands need no probe. Others (ENOMEM, EAGAIN...) are asked again.
+ */
+const LASTING_REFUSALS: ReadonlySet<string> = new Set([
+  "EPERM",
+  "EINVAL",
+  "EOPNOTSUPP",
+  "ENOTSUPP",
+  "ENOENT",
+  "ESRCH",
+]);
+
+function wantsLsmArea(areas: ReadonlySet<Area>): boolean {
+  return areas.has("file") || areas.has("exec") || areas.has("egress") || areas.has("bind");
+}
+
+/**
+ * Pins every program of `object` in `programs` under `<pinDir>/progs/` (in place of what was pinned there)
+ * and then writes the build record: a later process of this build adopts them.
+ */
+function recordBuild(
+  pinDir: string,
+  object: BpfObject,
+  programs: readonly ProgramName[],
+  record: BuildRecord,
+): void {
+  for (const name of programs) {
+    const path = `${pinDir}/progs/${name}`;
+    if (exists(path)) Deno.removeSync(path);
+    object.program(name).pin(path);
+  }
+  writeBuildRecord(object.map(BUILD_MAP), record);
 }

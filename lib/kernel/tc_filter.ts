@@ -14,7 +14,6 @@
  * exits, as a pinned link does. Names are looked up in the network namespace of the calling thread.
  */
 import {
-  type BpfProgram,
   ifIndex,
   pinFd,
   pinnedProgramId,
@@ -80,7 +79,12 @@ export function filterStatus(pinDir: string, name: string, ifindex?: number): Fi
  * it has none) and records it as `name`. A filter already there is given the program in one step (no
  * moment without a filter), and the record follows. Returns the program id the filter runs.
  */
-export function attachFilter(program: BpfProgram, pinDir: string, name: string, ifindex: number): number {
+export function attachFilter(
+  program: { readonly fd: number },
+  pinDir: string,
+  name: string,
+  ifindex: number,
+): number {
   tcEnsureClsact(ifindex);
   const id = tcAttachEgress(program.fd, place(ifindex));
   Deno.mkdirSync(`${pinDir}/${TC_DIR}`, { recursive: true });

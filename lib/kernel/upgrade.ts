@@ -35,6 +35,8 @@ export class UpgradeError extends Error {
 }
 
 const STAGING = "staging";
+/** A link's new pin beside the old one while it moves to another program (bpffs refuses names with a dot). */
+const NEXT_SUFFIX = "__next";
 
 /** Maps whose pins differ from what the new object declares (by type, sizes, entries or flags). */
 export function changedMaps(mapDir: string, declared: ReadonlyMap<string, MapDefinition>): string[] {
@@ -149,7 +151,13 @@ function carryState(mapDir: string, next: BpfObject): void {
  * type has it (cgroup, XDP: one atomic switch), else a new link attached and pinned before the old one is
  * unpinned and closed (LSM, tracepoints: for a moment both run, and either denies).
  */
-function moveLinks(linkDir: string, next: BpfObject): void {
+export function moveLinks(linkDir: string, next: BpfObject): void {
+  // What a move killed between its two steps left: the new link pinned aside, the old one maybe gone.
+  for (const name of listDir(linkDir).filter((name) => name.endsWith(NEXT_SUFFIX))) {
+    const base = `${linkDir}/${name.slice(0, -NEXT_SUFFIX.length)}`;
+    if (exists(base)) Deno.removeSync(`${linkDir}/${name}`);
+    else Deno.renameSync(`${linkDir}/${name}`, base);
+  }
   for (const name of listDir(linkDir)) {
     const path = `${linkDir}/${name}`;
     const program = next.program(name.split("@")[0]!);
@@ -168,10 +176,9 @@ function moveLinks(linkDir: string, next: BpfObject): void {
       link.close();
     }
     const fresh = program.attach();
-    // bpffs refuses names with a dot.
-    fresh.pin(`${path}__next`);
+    fresh.pin(`${path}${NEXT_SUFFIX}`);
     Deno.removeSync(path);
-    Deno.renameSync(`${path}__next`, path);
+    Deno.renameSync(`${path}${NEXT_SUFFIX}`, path);
   }
 }
 
@@ -180,7 +187,7 @@ function moveLinks(linkDir: string, next: BpfObject): void {
  * one step (a filter replaced in place), and recorded anew. One no longer attached is left for the next
  * apply to replace.
  */
-function moveFilters(pinDir: string, next: BpfObject): void {
+export function moveFilters(pinDir: string, next: BpfObject): void {
   const program = next.program(PROGRAMS.forward);
   if (program.fd < 0) return;
   for (const name of recordedFilters(pinDir)) {

@@ -5,15 +5,19 @@
  * is recorded, pinned or attached: the kernel's abilities come from a probe load, as `doctor`'s do.
  */
 
-import { planeStatus } from "../kernel/load.ts";
+import { planeStatus, probeLsmAt } from "../kernel/load.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import { type ApplyRequest, checkEnforceable, planAreas, resolveNames } from "./apply.ts";
 
 export function preflightApply(
   plan: RuleSetPlan,
-  options: Pick<ApplyRequest, "allowPartial" | "warn">,
+  options: Pick<ApplyRequest, "allowPartial" | "warn"> & { bpffs?: string },
 ): void {
   resolveNames(plan, options.warn);
-  const { status } = planeStatus(new Set(planAreas(plan)), "auto");
+  const areas = new Set(planAreas(plan));
+  // Pins of this build already know whether BPF-LSM loads in this boot: no probe load then.
+  const lsmAreas = ["file", "exec", "egress", "bind"].some((area) => areas.has(area as never));
+  const known = options.bpffs !== undefined && lsmAreas ? probeLsmAt(`${options.bpffs}/aegisbpf`) : undefined;
+  const { status } = planeStatus(areas, "auto", known);
   checkEnforceable({ status }, plan, options);
 }

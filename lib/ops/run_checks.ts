@@ -8,7 +8,7 @@
 import { InputError, RefusedError } from "../errors.ts";
 import type { DataPlane } from "../kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
-import { probeLsm } from "../kernel/load.ts";
+import { probeLsmAt } from "../kernel/load.ts";
 import { refuseUnsafeAccess } from "../state/access.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { keysDir } from "../state/key_store.ts";
@@ -68,10 +68,10 @@ export function partialAreas(plane: DataPlane, plan: RuleSetPlan, allowPartial: 
  * The refusal of `partialAreas` before anything is loaded or attached, for the areas that need BPF-LSM: a
  * probe load of the LSM programs alone says whether this kernel takes them.
  */
-export function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean): void {
+export function refuseWithoutLsm(plan: RuleSetPlan, allowPartial: boolean, bpffs?: string): void {
   const lsmAreas = planAreas(plan).filter((area) => area === "file" || area === "exec");
   if (plan.mode !== "enforce" || allowPartial || lsmAreas.length === 0) return;
-  const probe = probeLsm();
+  const probe = probeLsmAt(bpffs === undefined ? undefined : `${bpffs}/aegisbpf`);
   if (probe.ok) return;
   throw new RefusedError(
     `Refused enforce mode: this kernel cannot enforce ${lsmAreas.join(" and ")} rules (${probe.reason}); ` +

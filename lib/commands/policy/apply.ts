@@ -111,7 +111,11 @@ export const policyApply = defineCommand({
           return 0;
         }
         refuseReplay(input, stateDir);
-        preflightApply(plan, { allowPartial: flags["allow-partial"] === true, warn: (m) => ctx.log.warn(m) });
+        preflightApply(plan, {
+          allowPartial: flags["allow-partial"] === true,
+          warn: (m) => ctx.log.warn(m),
+          bpffs,
+        });
         const applied = appliedPolicy(stateDir);
         const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
         const lines = diffLines(diffPolicies(before, input.parsed.policy));

@@ -3,6 +3,7 @@ import { HOOK, ifIndex, tcQueryEgress } from "../../../ffi/mod.ts";
 import { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { pinnedLinks } from "../../../lib/kernel/inspect.ts";
 import { hasTcx, PlaneLinks } from "../../../lib/kernel/links.ts";
+import { LoadedPrograms } from "../../../lib/kernel/programs.ts";
 import { loadPrograms, PROGRAMS } from "../../../lib/kernel/object.ts";
 import { makePinDirs } from "../../../lib/kernel/pin_dir.ts";
 import { forwardInterfaces } from "../../../lib/kernel/resolve.ts";
@@ -71,7 +72,7 @@ Deno.test({
     await run(["ip", "link", "set", "fwd-out", "up"]);
     Deno.writeTextFileSync("/proc/sys/net/ipv4/ip_forward", "1");
     const object = loadPrograms([PROGRAMS.forward]);
-    const links = new PlaneLinks(object, pinDir, "generic");
+    const links = new PlaneLinks(new LoadedPrograms(object), pinDir, "generic");
     const [inIndex, outIndex] = [ifIndex("fwd-in"), ifIndex("fwd-out")];
     const write = (mode: "enforce" | "audit") =>
       writeRules(object, {
