@@ -396,8 +396,11 @@ function egressOf(policy: unknown): EgressOf | undefined {
   const { deny = [], allow = [], users = [], ...settings } =
     ((spec.network as Record<string, unknown> | undefined)?.egress ?? {}) as Record<string, unknown>;
   if (![deny, allow, users].every(Array.isArray)) return undefined;
+  // A bare CIDR (a fleet policy's 100,000 rules) is its own key: no string is built for it.
   const netKey = (rule: Record<string, unknown>) =>
-    `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}`;
+    rule.port === undefined && rule.ports === undefined && rule.protocol === undefined
+      ? String(rule.cidr)
+      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}`;
   const userKey = (rule: Record<string, unknown>) =>
     `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}`;
   return {
