@@ -10,7 +10,8 @@
 // policy, one letter per address; ADDR[0] must decide differently in them. An iteration whose two reads of
 // ADDR[0] differ straddled the flip and proves nothing (counted apart); any other iteration must read OLD
 // (before NEW was ever read) or NEW; anything else is a mixed state, and its duration is added up.
-// On SIGTERM prints one JSON object: iterations, old, new, straddled, mixed, regressed, mixed_ns.
+// On SIGTERM (once it has read the new policy, or after a million more iterations) prints one JSON object:
+// iterations, old, new, straddled, mixed, regressed, mixed_ns.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,7 +90,10 @@ int main(int argc, char **argv)
 
 	char *seen = calloc(n + 1, 1);
 	long long iterations = 0, olds = 0, news = 0, straddled = 0, mixed = 0, regressed = 0, mixed_ns = 0;
-	while (!stop) {
+	// After SIGTERM (the apply has ended) it goes on until it has read the new policy once: a probe starved of
+	// the CPU during a short apply may not have run since the flip.
+	long long after_stop = 0;
+	while (!stop || (news == 0 && after_stop++ < 1000000)) {
 		long long started = now_ns();
 		for (int i = 0; i < n; i++) seen[i] = decide(fd, &addrs[i]);
 		char again = decide(fd, &addrs[0]);
