@@ -9,12 +9,14 @@
 import { parseArgs } from "node:util";
 import { environment } from "./lib/env.ts";
 import { renderResults, type Results, type Section } from "./lib/report.ts";
+import { renderPublished } from "./published.ts";
 
 /** In the order they run (and appear in RESULTS.md). */
 export const SUITES = ["connect", "ingress", "file_exec", "policy", "events", "footprint"] as const;
 
 const { values } = parseArgs({
-  args: Deno.args,
+  // `deno task bench -- --quick` passes the "--" on.
+  args: Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args,
   options: {
     quick: { type: "boolean", default: false },
     only: { type: "string" },
@@ -37,6 +39,7 @@ const outDir = values["out-dir"] ??
   (quick
     ? Deno.makeTempDirSync({ prefix: "aegisbpf-bench-quick-" })
     : new URL(".", import.meta.url).pathname);
+Deno.mkdirSync(outDir, { recursive: true });
 const resultsPath = `${outDir}/results.json`;
 
 let previous: Results | undefined;
@@ -80,7 +83,7 @@ const ordered = [...kept, ...sections].sort((a, b) =>
 );
 const results: Results = { environment: environment(), quick, sections: ordered, failures };
 Deno.writeTextFileSync(resultsPath, JSON.stringify(results, null, 2) + "\n");
-Deno.writeTextFileSync(`${outDir}/RESULTS.md`, renderResults(results));
+Deno.writeTextFileSync(`${outDir}/RESULTS.md`, `${renderResults(results)}\n${renderPublished(results)}`);
 console.error(`bench: wrote ${resultsPath} and ${outDir}/RESULTS.md`);
 const total = sections.reduce((sum, section) => sum + section.figures.length, 0);
 console.log(`bench: ${sections.length} suites, ${total} figures, ${failures.length} failed`);

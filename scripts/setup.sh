@@ -6,14 +6,15 @@
 #              iptables with ipset, xdp-tools, netsniff-ng, stress-ng, hyperfine, linux-perf
 #   --test     also what the test suites need: qemu, busybox, cpio, iproute2, curl, promtool and
 #              node_exporter (metrics), systemd (systemd-analyze, packaging), man-db and groff (the man
-#              page), jq (the runbooks) and the Debian kernels
+#              page), jq (the runbooks) and the Debian kernels; and what --bench installs, since the test
+#              command runs the quick benchmark (tests/bench/)
 set -euo pipefail
 
 want_test=0
 want_bench=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1 ;;
+    --test) want_test=1 want_bench=1 ;;
     --bench) want_test=1 want_bench=1 ;;
     *) echo "setup: error: unknown flag $arg (flags: --test, --bench)" >&2; exit 2 ;;
   esac

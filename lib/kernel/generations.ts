@@ -9,6 +9,7 @@ import {
   FdMap,
 } from "../../ffi/mod.ts";
 import { type Batch, type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } from "./entries.ts";
+import { phase } from "../phases.ts";
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
@@ -55,16 +56,21 @@ export class StagedGeneration {
    */
   commit(): void {
     const previous = this.generation ^ 1;
-    this.#object.map("aegis_cfg").update(
-      encodeU32(CONFIG_WORDS.activeGen),
-      encodeU64(BigInt(this.generation)),
-    );
+    phase("flip", () =>
+      this.#object.map("aegis_cfg").update(
+        encodeU32(CONFIG_WORDS.activeGen),
+        encodeU64(BigInt(this.generation)),
+      ));
     try {
       const [first] = this.#inner;
-      if (first) this.#outer(first[0]).update(encodeU32(this.generation), encodeU32(first[1].fd));
-      for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
-        if (occupied(this.#outer(name), previous)) this.#outer(name).delete(encodeU32(previous));
-      }
+      phase("grace period", () => {
+        if (first) this.#outer(first[0]).update(encodeU32(this.generation), encodeU32(first[1].fd));
+      });
+      phase("drop old", () => {
+        for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
+          if (occupied(this.#outer(name), previous)) this.#outer(name).delete(encodeU32(previous));
+        }
+      });
     } catch (error) {
       throw new AppliedWithCleanupError(this.generation, error);
     }
@@ -103,8 +109,17 @@ export function stageGeneration(
   generation: number,
   capacity: Partial<Record<RuleMapName, number>> = {},
 ): StagedGeneration {
-  const entries = ruleSetEntries(set, capacity);
-  clearRuleHits(object, generation);
+  return phase("stage", () => stage(object, set, generation, capacity));
+}
+
+function stage(
+  object: BpfObject,
+  set: ResolvedRuleSet,
+  generation: number,
+  capacity: Partial<Record<RuleMapName, number>>,
+): StagedGeneration {
+  const entries = phase("encode", () => ruleSetEntries(set, capacity));
+  phase("clear hits", () => clearRuleHits(object, generation));
   const inner = new Map<RuleMapName, FdMap>();
   const staged = new StagedGeneration(object, generation, inner);
   try {
@@ -115,9 +130,9 @@ export function stageGeneration(
         if (occupied(object.map(name), generation)) object.map(name).delete(encodeU32(generation));
         continue;
       }
-      const map = createInner(name, generation, entries[name]);
+      const map = phase(`write ${name}`, () => createInner(name, generation, entries[name]));
       inner.set(name, map);
-      object.map(name).update(encodeU32(generation), encodeU32(map.fd));
+      phase(`install ${name}`, () => object.map(name).update(encodeU32(generation), encodeU32(map.fd)));
     }
     object.map("gen_info").update(encodeU32(generation), entries.genInfo);
   } catch (error) {

@@ -5,14 +5,16 @@
  * `lib/state/apply_state.ts`. Callers hold the state lock.
  */
 
+import { parse as parseYaml } from "yaml";
 import { canonical } from "../policy/apply_diff.ts";
-import { type ConnectionSweep, sweepConnections } from "../kernel/connections.ts";
+import { type ConnectionSweep, kernelCanCloseSockets, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
 import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "./apply_source.ts";
 import {
+  appliedPolicy,
   type AppliedRecord,
   clearApplyIntent,
   readApplied,
@@ -33,10 +35,12 @@ import {
   setOutcome,
 } from "../state/history.ts";
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import type { Policy } from "../policy/schema.ts";
 import { encodeInodes } from "../state/inode_set.ts";
 import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
+import { phase, phaseAsync } from "../phases.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 
@@ -50,11 +54,12 @@ export function lockState(
   options: { wait: boolean; onWait: (message: string) => void; timeoutMs?: number; signal?: AbortSignal },
 ): Promise<StateLock> {
   const { onWait, ...rest } = options;
-  return acquireStateLock(stateDir, {
-    ...rest,
-    command,
-    onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
-  });
+  return phaseAsync("lock", () =>
+    acquireStateLock(stateDir, {
+      ...rest,
+      command,
+      onWait: (holder) => onWait(`waiting for the state lock held by ${describeHolder(holder)}`),
+    }));
 }
 
 /**
@@ -62,6 +67,10 @@ export function lockState(
  * attaching anything, only when there is one to settle. Returns what was settled.
  */
 export function settleInterruptedApply(where: PlaneLocation): Settlement[] {
+  return phase("settle", () => settle(where));
+}
+
+function settle(where: PlaneLocation): Settlement[] {
   const entries = listHistory(where.stateDir);
   const intent = readApplyIntent(where.stateDir);
   if (!entries.some((entry) => entry.outcome === "pending")) {
@@ -94,6 +103,10 @@ export function alreadyInForce(
   plan: RuleSetPlan,
   sha256: string,
 ): HistoryEntry | undefined {
+  return phase("in force check", () => inForce(where, plan, sha256));
+}
+
+function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): HistoryEntry | undefined {
   const applied = readApplied(where.stateDir);
   const entry = currentEntry(listHistory(where.stateDir));
   if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
@@ -135,12 +148,15 @@ export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
 export type ApplyInput = Pick<PolicyInput, "source" | "kind" | "content" | "sha256" | "keyid"> & {
   name: string;
   version: number;
+  /** The policy itself, validated: the sweep compares its egress rules with those in force. */
+  policy?: Policy;
 };
 
 export function applyInputOf(input: PolicyInput): ApplyInput {
   const { source, kind, content, sha256, keyid } = input;
-  const { name, version } = input.parsed.policy.metadata;
-  return { source, kind, content, sha256, name, version, ...keyid !== undefined && { keyid } };
+  const { policy } = input.parsed;
+  const { name, version } = policy.metadata;
+  return { source, kind, content, sha256, name, version, policy, ...keyid !== undefined && { keyid } };
 }
 
 export type ApplyRequest = PlaneLocation & {
@@ -169,21 +185,24 @@ export type ApplyResult = { entry: HistoryEntry; generation: number; connections
 export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { stateDir, input, plan } = request;
   const { name, version } = input;
-  const resolved = resolveNames(plan, request.warn);
-  using plane = DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) });
+  const resolved = phase("resolve", () => resolveNames(plan, request.warn));
+  // Read before the plane is opened: a plane this command has to load holds no policy yet.
+  const sweep = phase("sweep check", () => sweepWanted(request));
+  using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
-  const pending = appendHistory(stateDir, {
-    uid: Deno.uid() ?? 0,
-    source: input.source,
-    kind: input.kind,
-    name,
-    version,
-    sha256: input.sha256,
-    ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
-    outcome: "pending",
-    ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
-    content: input.content,
-  });
+  const pending = phase("history", () =>
+    appendHistory(stateDir, {
+      uid: Deno.uid() ?? 0,
+      source: input.source,
+      kind: input.kind,
+      name,
+      version,
+      sha256: input.sha256,
+      ...(input.keyid === undefined ? {} : { keyid: input.keyid }),
+      outcome: "pending",
+      ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
+      content: input.content,
+    }));
   const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
   let generation: number;
   try {
@@ -200,20 +219,23 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
     clearApplyIntent(stateDir);
     throw error;
   }
-  writeApplied(stateDir, {
-    seq: pending.seq,
-    name,
-    version,
-    sha256: input.sha256,
-    contentSha256: pending.contentSha256,
-    generation,
-    time: new Date().toISOString(),
-    ...appliedShape(resolved),
+  const entry = phase("record", () => {
+    writeApplied(stateDir, {
+      seq: pending.seq,
+      name,
+      version,
+      sha256: input.sha256,
+      contentSha256: pending.contentSha256,
+      generation,
+      time: new Date().toISOString(),
+      ...appliedShape(resolved),
+    });
+    const entry = setOutcome(stateDir, pending.seq, request.outcome);
+    if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
+    clearApplyIntent(stateDir);
+    return entry;
   });
-  const entry = setOutcome(stateDir, pending.seq, request.outcome);
-  if (raiseCounterTo !== undefined) raiseVersionCounter(stateDir, raiseCounterTo);
-  clearApplyIntent(stateDir);
-  const connections = sweepAfterApply(plane, plan, request.warn);
+  const connections = sweep ? phase("sweep", () => sweepAfterApply(plane, request.warn)) : undefined;
   if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
   return { entry, generation, ...connections && { connections } };
 }
@@ -308,15 +330,94 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
 }
 
 /**
+ * Whether this apply walks the connections made before it (loading the sweep's iterator programs): only
+ * when it may deny a connection the policy in force allowed (see `egressWidened`), and only where the walk
+ * can do something: close them (enforce, on a kernel with bpf_sock_destroy) or list them (audit). On an
+ * older kernel an enforce apply says so instead, and `health` lists what is still open.
+ */
+function sweepWanted(request: ApplyRequest): boolean {
+  const { plan } = request;
+  if (!planAreas(plan).includes("egress")) return false;
+  const before = request.input.policy && egressInForce(request);
+  if (before && !egressWidened(before, request.input.policy!)) return false;
+  if (plan.mode === "audit" || kernelCanCloseSockets()) return true;
+  request.warn(
+    "connections made before the apply to destinations it denies stay open: this kernel cannot close " +
+      "them (bpf_sock_destroy needs Linux 6.5 or later); aegisbpf health lists them",
+  );
+  return false;
+}
+
+/**
+ * The policy in force, as far as the sweep needs it: the one applied.json names, when the kernel's live
+ * generation is the one it records (not after a detach). Read without validating it again (it was when it
+ * was applied); undefined when it cannot be read, and then the apply sweeps.
+ */
+function egressInForce(where: PlaneLocation): unknown {
+  const applied = readApplied(where.stateDir);
+  if (!applied || readModeWords(where.bpffs)?.activeGen !== applied.generation) return undefined;
+  try {
+    const stored = appliedPolicy(where.stateDir);
+    if (stored?.entry.seq !== applied.seq) return undefined;
+    const text = stored.policyText.trimStart();
+    return text.startsWith("{") ? JSON.parse(text) : parseYaml(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `after` may deny a connection `before` allowed: a CIDR deny or users entry it adds (ids aside),
+ * an allow exception it drops, or any change of mode, scope or the other egress settings. Pure; anything
+ * it cannot read counts as widened.
+ */
+export function egressWidened(before: unknown, after: Policy): boolean {
+  const old = egressOf(before);
+  const now = egressOf(after);
+  if (!old || !now) return true;
+  if (old.mode !== now.mode || old.scope !== now.scope || old.settings !== now.settings) return true;
+  const has = (set: Set<string>) => (key: string) => set.has(key);
+  return !now.deny.every(has(new Set(old.deny))) || !now.users.every(has(new Set(old.users))) ||
+    !old.allow.every(has(new Set(now.allow)));
+}
+
+type EgressOf = {
+  mode: string;
+  scope: string;
+  settings: string;
+  deny: string[];
+  allow: string[];
+  users: string[];
+};
+
+function egressOf(policy: unknown): EgressOf | undefined {
+  const spec = (policy as { spec?: Record<string, unknown> } | undefined)?.spec;
+  if (typeof spec !== "object" || spec === null) return undefined;
+  const { deny = [], allow = [], users = [], ...settings } =
+    ((spec.network as Record<string, unknown> | undefined)?.egress ?? {}) as Record<string, unknown>;
+  if (![deny, allow, users].every(Array.isArray)) return undefined;
+  // A bare CIDR (a fleet policy's 100,000 rules) is its own key: no string is built for it.
+  const netKey = (rule: Record<string, unknown>) =>
+    rule.port === undefined && rule.ports === undefined && rule.protocol === undefined
+      ? String(rule.cidr)
+      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}`;
+  const userKey = (rule: Record<string, unknown>) =>
+    `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}`;
+  return {
+    mode: String(spec.mode ?? "audit"),
+    scope: canonical(spec.scope ?? {}),
+    settings: canonical(settings),
+    deny: (deny as Record<string, unknown>[]).map(netKey),
+    allow: (allow as Record<string, unknown>[]).map(netKey),
+    users: (users as Record<string, unknown>[]).map(userKey),
+  };
+}
+
+/**
  * Connections made before the apply to what it now denies: the sweep runs once the new rules are live.
  * The policy is applied whatever happens here, so a failed sweep is a warning, not a failed apply.
  */
-function sweepAfterApply(
-  plane: DataPlane,
-  plan: RuleSetPlan,
-  warn: (message: string) => void,
-): ConnectionSweep | undefined {
-  if (!planAreas(plan).includes("egress")) return undefined;
+function sweepAfterApply(plane: DataPlane, warn: (message: string) => void): ConnectionSweep | undefined {
   try {
     return sweepConnections(plane.pinDir);
   } catch (error) {
@@ -345,7 +446,7 @@ export async function flipGeneration(
   warn: (message: string) => void,
 ): Promise<number> {
   try {
-    return await plane.apply(resolved);
+    return await phaseAsync("kernel", () => plane.apply(resolved));
   } catch (error) {
     if (!(error instanceof AppliedWithCleanupError)) throw error;
     warn(error.message);

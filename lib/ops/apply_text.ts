@@ -31,6 +31,7 @@ import {
   settleInterruptedApply,
 } from "./apply.ts";
 import { readApplied } from "../state/apply_state.ts";
+import { phase, phaseAsync } from "../phases.ts";
 import type { StateLock } from "../state/files.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
@@ -54,8 +55,8 @@ export function policySummary(input: PolicyInput, plan: RuleSetPlan) {
 }
 
 /** Refuses (RefusedError, exit 3 / HTTP 409) a policy whose lock-out check finds a risk. */
-export async function refuseLockout(input: PolicyInput, stateDir: string): Promise<void> {
-  const { risks } = await checkLockoutRisks(input, stateDir);
+export async function refuseLockout(input: PolicyInput, stateDir: string, plan?: RuleSetPlan): Promise<void> {
+  const { risks } = await checkLockoutRisks(input, stateDir, plan);
   if (risks.length === 0) return;
   const listed = risks.map((risk) => `${positionText(risk.position)}: ${risk.message}`).join("; ");
   throw new RefusedError(`Refused ${input.source}: lock-out risk: ${listed}`);
@@ -160,7 +161,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
     counterEqualDecidedLater: true,
   });
   const plan = compilePolicy(input.parsed.policy);
-  await refuseLockout(input, stateDir);
+  await refuseLockout(input, stateDir, plan);
   const done = await applyChecked(where, input, plan, {
     holder: "api policy apply",
     wait: true,
@@ -188,19 +189,20 @@ export async function reapplyHistoryEntry(
   target: HistoryEntry,
   options: {
     allowPartial: boolean;
-    lockout: (input: PolicyInput) => Promise<void>;
+    lockout: (input: PolicyInput, plan: RuleSetPlan) => Promise<void>;
     warn: (m: string) => void;
   },
 ): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
   const { stateDir, configDir, bpffs } = where;
-  const content = readEntryContent(stateDir, target);
-  const checked = checkInput(
-    { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
-    { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
-  );
+  const content = phase("read", () => readEntryContent(stateDir, target));
+  const checked = phase("parse", () =>
+    checkInput(
+      { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
+      { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
+    ));
   const input = { ...checked, source: target.source };
-  const plan = compilePolicy(input.parsed.policy);
-  await options.lockout(input);
+  const plan = phase("compile", () => compilePolicy(input.parsed.policy));
+  await phaseAsync("lockout check", () => options.lockout(input, plan));
   const result = await applyPolicy({
     bpffs,
     stateDir,
@@ -224,7 +226,7 @@ export async function rollbackLocked(
   to: string | undefined,
   options: LockRequest & {
     allowPartial: boolean;
-    lockout: (input: PolicyInput) => Promise<void>;
+    lockout: (input: PolicyInput, plan: RuleSetPlan) => Promise<void>;
     warn: (message: string) => void;
     hint?: string;
   },
@@ -258,7 +260,7 @@ export async function rollbackTo(
     wait: true,
     onWait: () => {},
     allowPartial: false,
-    lockout: (checked) => refuseLockout(checked, stateDir),
+    lockout: (checked, plan) => refuseLockout(checked, stateDir, plan),
     warn: () => {},
   });
   return {

@@ -6,7 +6,7 @@ import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
 import { compilePolicy } from "./compile.ts";
 import { decide, matchNet, toPacket } from "./decide.ts";
-import type { NetRule, RuleSetPlan } from "./plan.ts";
+import type { InodeTarget, NetRule, RuleSetPlan } from "./plan.ts";
 import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./schema.ts";
 
 /** What a path names on the host: where it leads and the inode it is (`dev:ino`). */
@@ -66,7 +66,7 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
   lintNetRules(plan.egress, report, false);
   lintNetRules(plan.ingress.rules, report, plan.ingress.interfaces.some((iface) => iface.defaultDrop));
   lintResolvers(plan, report, facts);
-  lintMissingPaths(report, facts);
+  lintMissingPaths(plan, report, facts);
   lintSpec(policy, report, facts);
   lintLockout(plan, report, facts);
   return report.sorted();
@@ -88,9 +88,11 @@ export function lockoutCheck(
   policy: Policy,
   locate: Locate,
   facts: LintFacts,
+  plan: RuleSetPlan = compilePolicy(policy),
 ): { risks: Warning[]; unchecked: Warning[] } {
-  const report = new Report(locate, policyRules(policy));
-  lintLockout(compilePolicy(policy), report, facts);
+  // The rule entries (an id and a path each) are built only when there is a finding to place.
+  const report = new Report(locate, () => policyRules(policy));
+  lintLockout(plan, report, facts);
   const found = report.sorted();
   const unchecked = (warning: Warning) => warning.code === "survival-unchecked";
   return { risks: found.filter((warning) => !unchecked(warning)), unchecked: found.filter(unchecked) };
@@ -98,12 +100,20 @@ export function lockoutCheck(
 
 function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
   lintSsh(plan, report, facts);
-  lintSurvival(report, facts);
+  lintSurvival(plan, report, facts);
 }
 
 class Report {
   readonly warnings: Warning[] = [];
-  constructor(readonly locate: Locate, readonly rules: readonly PolicyRule[]) {}
+  #rules: readonly PolicyRule[] | (() => readonly PolicyRule[]);
+  constructor(readonly locate: Locate, rules: readonly PolicyRule[] | (() => readonly PolicyRule[])) {
+    this.#rules = rules;
+  }
+
+  get rules(): readonly PolicyRule[] {
+    if (typeof this.#rules === "function") this.#rules = this.#rules();
+    return this.#rules;
+  }
 
   /** A finding about the rule numbered `ruleId` in the plan (rule 0 is the ingress default). */
   rule(ruleId: number, code: LintCode, what: string, severity: Warning["severity"] = "warning"): void {
@@ -364,16 +374,14 @@ function lintResolvers(plan: RuleSetPlan, report: Report, facts: LintFacts): voi
   }
 }
 
-/** File and exec deny rules with their plan rule numbers. */
-function inodeRules(report: Report) {
-  return report.rules.flatMap((entry, index) =>
-    entry.list === "files.deny" || entry.list === "exec.deny" ? [{ ruleId: index + 1, ...entry.rule }] : []
-  );
+/** File and exec deny rules with their rule numbers, in rule order. */
+function inodeRules(plan: RuleSetPlan): InodeTarget[] {
+  return [...plan.files, ...plan.exec].sort((a, b) => a.ruleId - b.ruleId);
 }
 
 /** Deny paths that do not exist: an error, unless the rule says optional. */
-function lintMissingPaths(report: Report, facts: LintFacts): void {
-  for (const { ruleId, path, optional } of inodeRules(report)) {
+function lintMissingPaths(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  for (const { ruleId, path, optional } of inodeRules(plan)) {
     if (facts.paths.has(path)) continue;
     const what = optional
       ? "does not exist (optional: skipped)"
@@ -383,8 +391,8 @@ function lintMissingPaths(report: Report, facts: LintFacts): void {
 }
 
 /** Denials of what the host or aegisbpf needs to keep running, matched by inode and by directory. */
-function lintSurvival(report: Report, facts: LintFacts): void {
-  const rules = inodeRules(report);
+function lintSurvival(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  const rules = inodeRules(plan);
   const first = rules[0];
   for (const { path, why, error, remedy } of first ? facts.unchecked ?? [] : []) {
     report.rule(

@@ -89,3 +89,57 @@ for (const mode of ["enforce", "audit"]) {
     },
   );
 }
+
+/** An audit policy (the sweep lists and leaves open, every time it walks) denying `cidrs`, and maybe a port. */
+const auditPolicy = (version: number, cidrs: string[], bind = false) =>
+  policy("audit").replace("version: 1", `version: ${version}`).replace(
+    `deny: [{ id: this-test, cidr: ${ADDRESS}/32 }]`,
+    `deny: [${cidrs.map((cidr, i) => `{ id: rule-${i}, cidr: ${cidr} }`).join(", ")}]`,
+  ) + (bind ? "    bind:\n      deny: [{ id: a-port, port: 61849, protocol: tcp }]\n" : "");
+
+rootTest(
+  "[root] policy apply that adds no egress deny loads no iterator; one that adds a deny sweeps",
+  async () => {
+    const listener = Deno.listen({ hostname: ADDRESS, port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    const accepted = listener.accept();
+    const client = await Deno.connect({ hostname: ADDRESS, port });
+    const server = await accepted;
+    const bpffs = await TestBpffs.mount();
+    try {
+      await using s = await scratch();
+      const apply = async (text: string) => {
+        const file = `${s.dir}/p.yaml`;
+        await Deno.writeTextFile(file, text);
+        const result = await s.run(["--log-level", "debug", "policy", "apply", file], {
+          env: { AEGISBPF_BPFFS: bpffs.path },
+        });
+        assert.equal(result.code, 0, result.stderr);
+        return {
+          listed: result.stdout.includes(`-> ${ADDRESS}:${port} `),
+          swept: /phase sweep: /.test(result.stderr),
+        };
+      };
+      try {
+        const denied = `${ADDRESS}/32`;
+        assert.deepEqual(await apply(auditPolicy(1, [denied])), { listed: true, swept: true });
+        // A bind rule more: no connection can be newly denied, so no iterator is loaded.
+        assert.deepEqual(await apply(auditPolicy(2, [denied], true)), { listed: false, swept: false });
+        // One egress deny more: the sweep walks again (and lists the older connection again).
+        assert.deepEqual(await apply(auditPolicy(3, [denied, "192.0.2.77/32"], true)), {
+          listed: true,
+          swept: true,
+        });
+        // Removing it again denies nothing new.
+        assert.deepEqual(await apply(auditPolicy(4, [denied], true)), { listed: false, swept: false });
+      } finally {
+        DataPlane.detach(bpffs.path);
+      }
+    } finally {
+      await bpffs.unmount();
+      client.close();
+      server.close();
+      listener.close();
+    }
+  },
+);

@@ -14,10 +14,16 @@ import type { PolicyInput } from "../../ops/apply_source.ts";
 import type { HistoryEntry } from "../../state/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
 import type { RuleSetPlan } from "../../policy/plan.ts";
+import { addPhase, recordPhases, takePhases } from "../../phases.ts";
 
 /** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
-export async function checkLockout(ctx: Context, input: PolicyInput, force: boolean): Promise<void> {
-  const { risks, unchecked } = await checkLockoutRisks(input, ctx.globals.stateDir);
+export async function checkLockout(
+  ctx: Context,
+  input: PolicyInput,
+  force: boolean,
+  plan?: RuleSetPlan,
+): Promise<void> {
+  const { risks, unchecked } = await checkLockoutRisks(input, ctx.globals.stateDir, plan);
   for (const warning of unchecked) ctx.stderr.line(diagnosticLine(warning, palette(false)));
   if (risks.length === 0) return;
   for (const risk of risks) ctx.stderr.line(diagnosticLine(risk, palette(false)));
@@ -42,7 +48,7 @@ export function reapplyEntry(
 ): ReturnType<typeof reapplyHistoryEntry> {
   return reapplyHistoryEntry(ctx.globals, target, {
     allowPartial: options.allowPartial,
-    lockout: (input) => checkLockout(ctx, input, options.force),
+    lockout: (input, plan) => checkLockout(ctx, input, options.force, plan),
     warn: (message) => ctx.log.warn(message),
   });
 }
@@ -93,18 +99,13 @@ export function diffLines(diff: PolicyDiff): string[] {
 
 /**
  * What `policy apply` (and rollback) says about connections made before the apply to what it denies: one
- * line each, closed or still open, and on a kernel that cannot close them, why they stay open.
+ * line each, closed or still open (in audit). A kernel that cannot close them is not walked: the apply
+ * warns instead.
  */
 export function connectionLines(sweep: ConnectionSweep | undefined, plan: RuleSetPlan): string[] {
   if (!sweep || sweep.connections.length === 0) return [];
   const open = sweep.connections.filter((c) => !c.closed).length;
-  const why = open === 0
-    ? ""
-    : plan.mode !== "enforce"
-    ? " (audit: left open)"
-    : sweep.canClose
-    ? ""
-    : " (this kernel cannot close sockets: bpf_sock_destroy needs Linux 6.5 or later)";
+  const why = open > 0 && plan.mode !== "enforce" ? " (audit: left open)" : "";
   return [
     `connections made before apply to denied destinations: ${sweep.connections.length - open} closed, ` +
     `${open} still open${why}`,
@@ -119,4 +120,19 @@ export function connectionsJson(sweep: ConnectionSweep | undefined): object {
     connections: sweep.connections.map((c) => ({ ...c, cgroupId: Number(c.cgroupId) })),
     canCloseConnections: sweep.canClose,
   };
+}
+
+/**
+ * At --log-level debug, records where the command's time goes: start-up (from the runtime's start to the
+ * command's first line), then each phase as it runs (lib/phases.ts).
+ */
+export function startPhases(ctx: Context): void {
+  if (!ctx.log.enabled("debug")) return;
+  recordPhases();
+  addPhase("start-up", performance.now());
+}
+
+/** One debug line per recorded phase: `phase kernel/stage/encode: 41.2 ms`. */
+export function logPhases(ctx: Context): void {
+  for (const { name, ms } of takePhases()) ctx.log.debug(`phase ${name}: ${ms.toFixed(1)} ms`);
 }

@@ -18,12 +18,15 @@ import { appliedPolicy } from "../../state/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../state/history.ts";
 import { parsePolicy } from "../../policy/parse.ts";
+import { phase, phaseAsync } from "../../phases.ts";
 import {
   checkLockout,
   connectionLines,
   connectionsJson,
   diffLines,
+  logPhases,
   reapplyEntry,
+  startPhases,
   type Summary,
   summaryLine,
   summaryOf,
@@ -37,7 +40,8 @@ export const policyApply = defineCommand({
     "checks --sha256 against its exact bytes, verifies a bundle against <config-dir>/keys/ and the " +
     "anti-rollback counter, validates and compiles the policy, refuses lock-out risks, then writes the rules " +
     "into the kernel's inactive generation and flips it: all or nothing. Loads the programs or adopts the " +
-    "pinned ones; a running agent picks the change up. Every attempt is recorded in history. Exits 2 for " +
+    "pinned ones; a running agent picks the change up. Every attempt is recorded in history. With " +
+    "--log-level debug it prints where its time went, one line per phase. Exits 2 for " +
     "bad input, 3 when refused for safety (unsigned where signatures are required, a replayed bundle, a " +
     "lock-out risk without --force, an enforce policy using an area this kernel can only audit without " +
     "--allow-partial).",
@@ -77,109 +81,117 @@ export const policyApply = defineCommand({
     "aegisbpf policy apply enforce.yaml --canary 10m --max-deny-rate 5",
   ],
   async run(ctx, { flags, args }) {
-    const { stateDir, configDir, bpffs } = ctx.globals;
-    const canary = canaryOf(flags.canary, flags["max-deny-rate"], flags["dry-run"] === true);
-    const raw = await readRawInput(args.SOURCE);
-    if (flags.sha256 !== undefined) checkSha256(raw, flags.sha256);
-    const requireSignature = flags["require-signature"] === true ||
-      readApplyConfig(configDir).requireSignature;
-    const input = checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true });
-    const plan = compilePolicy(input.parsed.policy);
-    await checkLockout(ctx, input, flags.force === true);
-    const summary = summaryOf(input, plan);
-    if (flags["dry-run"]) {
-      // What the real apply decides under the lock: the policy in force already, or a replayed bundle.
-      const same = alreadyInForce({ bpffs, stateDir }, plan, input.sha256);
-      if (same) {
-        const unchanged = { dryRun: true, ...summary, seq: same.seq, outcome: "unchanged", changes: [] };
+    startPhases(ctx);
+    try {
+      const { stateDir, configDir, bpffs } = ctx.globals;
+      const canary = canaryOf(flags.canary, flags["max-deny-rate"], flags["dry-run"] === true);
+      const raw = await phaseAsync("read", () => readRawInput(args.SOURCE));
+      if (flags.sha256 !== undefined) checkSha256(raw, flags.sha256);
+      const requireSignature = flags["require-signature"] === true ||
+        readApplyConfig(configDir).requireSignature;
+      const input = phase(
+        "parse",
+        () => checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true }),
+      );
+      const plan = phase("compile", () => compilePolicy(input.parsed.policy));
+      await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, plan));
+      const summary = summaryOf(input, plan);
+      if (flags["dry-run"]) {
+        // What the real apply decides under the lock: the policy in force already, or a replayed bundle.
+        const same = alreadyInForce({ bpffs, stateDir }, plan, input.sha256);
+        if (same) {
+          const unchanged = { dryRun: true, ...summary, seq: same.seq, outcome: "unchanged", changes: [] };
+          if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
+          else {
+            ctx.stdout.line(
+              `would change nothing: policy ${summary.name} version ${summary.version} (sha256 ` +
+                `${summary.sha256}) is already in force as history entry ${same.seq}, mode ${summary.mode}`,
+            );
+          }
+          return 0;
+        }
+        refuseReplay(input, stateDir);
+        preflightApply(plan, {
+          allowPartial: flags["allow-partial"] === true,
+          warn: (m) => ctx.log.warn(m),
+          bpffs,
+        });
+        const applied = appliedPolicy(stateDir);
+        const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
+        const lines = diffLines(diffPolicies(before, input.parsed.policy));
+        if (flags.json) ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines }));
+        else {
+          ctx.stdout.line(summaryLine("would apply", summary));
+          for (const line of lines.length > 0 ? lines : ["(no rule changes)"]) ctx.stdout.line(`  ${line}`);
+        }
+        return 0;
+      }
+      // With a canary, what a failed canary goes back to: the policy in force when the apply starts.
+      let fallback: HistoryEntry | undefined;
+      let baseline: { denies: bigint; at: number } | undefined;
+      const result = await applyChecked(ctx.globals, input, plan, {
+        holder: "policy apply",
+        wait: flags["no-wait"] !== true,
+        onWait: (message) => ctx.log.info(message),
+        timeoutMs: ctx.globals.lockTimeoutMs,
+        outcome: canary ? "canary" : "applied",
+        allowPartial: flags["allow-partial"] === true,
+        warn: (message) => ctx.log.warn(message),
+        beforeApply: () => {
+          if (!canary) return;
+          fallback = currentEntry(listHistory(stateDir));
+          if (fallback === undefined) {
+            throw new InputError(
+              "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
+                "(an audit policy is the safe start)",
+            );
+          }
+          // The canary counts the new generation's own denies; its counters are cleared when it is staged,
+          // so each one comes after this moment.
+          baseline = { denies: 0n, at: performance.now() };
+        },
+      });
+      using _lock = result.lock;
+      // The policy in force already (configuration management re-running its apply): nothing to do.
+      if ("unchanged" in result) {
+        const same = result.unchanged;
+        const unchanged = { ...summary, seq: same.seq, outcome: "unchanged" };
         if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
         else {
           ctx.stdout.line(
-            `would change nothing: policy ${summary.name} version ${summary.version} (sha256 ` +
-              `${summary.sha256}) is already in force as history entry ${same.seq}, mode ${summary.mode}`,
+            `unchanged: policy ${summary.name} version ${summary.version} (sha256 ${summary.sha256}) is ` +
+              `already in force as history entry ${same.seq}, mode ${summary.mode}` +
+              (canary ? "; no canary to watch" : ""),
           );
         }
         return 0;
       }
-      refuseReplay(input, stateDir);
-      preflightApply(plan, {
-        allowPartial: flags["allow-partial"] === true,
-        warn: (m) => ctx.log.warn(m),
-        bpffs,
-      });
-      const applied = appliedPolicy(stateDir);
-      const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
-      const lines = diffLines(diffPolicies(before, input.parsed.policy));
-      if (flags.json) ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines }));
-      else {
-        ctx.stdout.line(summaryLine("would apply", summary));
-        for (const line of lines.length > 0 ? lines : ["(no rule changes)"]) ctx.stdout.line(`  ${line}`);
-      }
-      return 0;
-    }
-    // With a canary, what a failed canary goes back to: the policy in force when the apply starts.
-    let fallback: HistoryEntry | undefined;
-    let baseline: { denies: bigint; at: number } | undefined;
-    const result = await applyChecked(ctx.globals, input, plan, {
-      holder: "policy apply",
-      wait: flags["no-wait"] !== true,
-      onWait: (message) => ctx.log.info(message),
-      timeoutMs: ctx.globals.lockTimeoutMs,
-      outcome: canary ? "canary" : "applied",
-      allowPartial: flags["allow-partial"] === true,
-      warn: (message) => ctx.log.warn(message),
-      beforeApply: () => {
-        if (!canary) return;
-        fallback = currentEntry(listHistory(stateDir));
-        if (fallback === undefined) {
-          throw new InputError(
-            "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
-              "(an audit policy is the safe start)",
-          );
+      const { entry, generation, connections } = result.applied;
+      const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
+      if (!canary || !fallback || !baseline) {
+        if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
+        else {
+          ctx.stdout.line(summaryLine("applied", done));
+          for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
         }
-        // The canary counts the new generation's own denies; its counters are cleared when it is staged,
-        // so each one comes after this moment.
-        baseline = { denies: 0n, at: performance.now() };
-      },
-    });
-    using _lock = result.lock;
-    // The policy in force already (configuration management re-running its apply): nothing to do.
-    if ("unchanged" in result) {
-      const same = result.unchanged;
-      const unchanged = { ...summary, seq: same.seq, outcome: "unchanged" };
-      if (flags.json) ctx.stdout.line(JSON.stringify(unchanged));
-      else {
-        ctx.stdout.line(
-          `unchanged: policy ${summary.name} version ${summary.version} (sha256 ${summary.sha256}) is ` +
-            `already in force as history entry ${same.seq}, mode ${summary.mode}` +
-            (canary ? "; no canary to watch" : ""),
-        );
+        return 0;
       }
-      return 0;
-    }
-    const { entry, generation, connections } = result.applied;
-    const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
-    if (!canary || !fallback || !baseline) {
-      if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
-      else {
-        ctx.stdout.line(summaryLine("applied", done));
+      if (!flags.json) {
+        ctx.stdout.line(summaryLine("applied (canary)", done));
         for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
       }
-      return 0;
+      return await runCanary(ctx, {
+        ...canary,
+        entry,
+        fallback,
+        json: flags.json === true,
+        done,
+        baseline,
+        readDenies: () => pinnedGenerationDenies(bpffs, generation, canaryCounts(plan.rules)),
+      });
+    } finally {
+      logPhases(ctx);
     }
-    if (!flags.json) {
-      ctx.stdout.line(summaryLine("applied (canary)", done));
-      for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
-    }
-    return await runCanary(ctx, {
-      ...canary,
-      entry,
-      fallback,
-      json: flags.json === true,
-      done,
-      baseline,
-      readDenies: () => pinnedGenerationDenies(bpffs, generation, canaryCounts(plan.rules)),
-    });
   },
 });
 

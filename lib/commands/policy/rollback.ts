@@ -1,6 +1,14 @@
 import { defineCommand } from "../../cli/command.ts";
 import { rollbackLocked } from "../../ops/apply_text.ts";
-import { checkLockout, connectionLines, connectionsJson, summaryLine, summaryOf } from "./_apply.ts";
+import {
+  checkLockout,
+  connectionLines,
+  connectionsJson,
+  logPhases,
+  startPhases,
+  summaryLine,
+  summaryOf,
+} from "./_apply.ts";
 
 export const policyRollback = defineCommand({
   name: "rollback",
@@ -27,27 +35,34 @@ export const policyRollback = defineCommand({
     "aegisbpf policy rollback --to 9f2c41d0",
   ],
   async run(ctx, { flags }) {
-    const { input, plan, entry, generation, connections, target } = await rollbackLocked(
-      ctx.globals,
-      flags.to,
-      {
-        holder: "policy rollback",
-        wait: flags["no-wait"] !== true,
-        onWait: (message) => ctx.log.info(message),
-        timeoutMs: ctx.globals.lockTimeoutMs,
-        allowPartial: flags["allow-partial"] === true,
-        lockout: (checked) => checkLockout(ctx, checked, flags.force === true),
-        warn: (message) => ctx.log.warn(message),
-        hint: "; see aegisbpf policy history",
-      },
-    );
-    const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
-    if (flags.json) {
-      ctx.stdout.line(JSON.stringify({ ...done, restoredSeq: target.seq, ...connectionsJson(connections) }));
-    } else {
-      ctx.stdout.line(summaryLine(`rolled back to entry ${target.seq}:`, done));
-      for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+    startPhases(ctx);
+    try {
+      const { input, plan, entry, generation, connections, target } = await rollbackLocked(
+        ctx.globals,
+        flags.to,
+        {
+          holder: "policy rollback",
+          wait: flags["no-wait"] !== true,
+          onWait: (message) => ctx.log.info(message),
+          timeoutMs: ctx.globals.lockTimeoutMs,
+          allowPartial: flags["allow-partial"] === true,
+          lockout: (checked, plan) => checkLockout(ctx, checked, flags.force === true, plan),
+          warn: (message) => ctx.log.warn(message),
+          hint: "; see aegisbpf policy history",
+        },
+      );
+      const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
+      if (flags.json) {
+        ctx.stdout.line(
+          JSON.stringify({ ...done, restoredSeq: target.seq, ...connectionsJson(connections) }),
+        );
+      } else {
+        ctx.stdout.line(summaryLine(`rolled back to entry ${target.seq}:`, done));
+        for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+      }
+      return 0;
+    } finally {
+      logPhases(ctx);
     }
-    return 0;
   },
 });

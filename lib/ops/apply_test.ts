@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { egressWidened } from "./apply.ts";
+import type { Policy } from "../policy/schema.ts";
+
+const policy = (spec: Record<string, unknown>) =>
+  ({ apiVersion: "aegisbpf.io/v1", kind: "Policy", metadata: { name: "p", version: 1 }, spec }) as Policy;
+const egress = (rules: Record<string, unknown>, mode = "enforce", scope?: object) =>
+  policy({ mode, ...scope && { scope }, network: { egress: rules } });
+
+const base = egress({
+  deny: [{ id: "a", cidr: "10.0.0.0/8" }, { cidr: "192.0.2.1/32", port: 443, protocol: "tcp" }],
+  allow: [{ cidr: "10.1.0.0/16" }],
+  users: [{ uid: 1000, denyPorts: [25] }],
+});
+
+Deno.test("egressWidened() is false for the same rules, ids and order aside, and for removed denies", () => {
+  const same = egress({
+    deny: [{ cidr: "192.0.2.1/32", protocol: "tcp", port: 443 }, { id: "renamed", cidr: "10.0.0.0/8" }],
+    allow: [{ cidr: "10.1.0.0/16" }],
+    users: [{ uid: 1000, denyPorts: [25] }],
+  });
+  assert.equal(egressWidened(base, same), false);
+  assert.equal(
+    egressWidened(base, egress({ deny: [{ cidr: "10.0.0.0/8" }], allow: [{ cidr: "10.1.0.0/16" }] })),
+    false,
+  );
+  // The policy in force as read back from its text, without the schema's defaults.
+  const text = JSON.parse(
+    JSON.stringify({ spec: { network: { egress: { deny: [{ cidr: "10.0.0.0/8" }] } } } }),
+  );
+  assert.equal(egressWidened(text, egress({ deny: [{ cidr: "10.0.0.0/8" }] }, "audit")), false);
+});
+
+Deno.test("egressWidened() is true for an added deny or users entry, a dropped allow, and a changed setting", () => {
+  const deny = [{ cidr: "10.0.0.0/8" }, { cidr: "192.0.2.1/32", port: 443, protocol: "tcp" }];
+  const allow = [{ cidr: "10.1.0.0/16" }];
+  const users = [{ uid: 1000, denyPorts: [25] }];
+  assert.equal(
+    egressWidened(base, egress({ deny: [...deny, { cidr: "192.0.2.2/32" }], allow, users })),
+    true,
+  );
+  assert.equal(
+    egressWidened(base, egress({ deny: [deny[0], { ...deny[1], port: 80 }], allow, users })),
+    true,
+  );
+  assert.equal(
+    egressWidened(base, egress({ deny, allow, users: [...users, { gid: 5, allowPorts: [] }] })),
+    true,
+  );
+  assert.equal(egressWidened(base, egress({ deny, users })), true);
+  assert.equal(egressWidened(base, egress({ deny, allow, users }, "audit")), true);
+  assert.equal(egressWidened(base, egress({ deny, allow, users }, "enforce", { cgroups: ["/a"] })), true);
+  assert.equal(egressWidened(base, egress({ deny, allow, users, denyPacketSockets: true })), true);
+  assert.equal(egressWidened(undefined, base), true);
+  assert.equal(egressWidened({ spec: { network: { egress: { deny: "x" } } } }, base), true);
+});
