@@ -11,7 +11,15 @@ import { environment } from "./lib/env.ts";
 import { renderResults, type Results, type Section } from "./lib/report.ts";
 
 /** In the order they run (and appear in RESULTS.md). */
-export const SUITES = ["connect", "ingress", "file_exec", "policy", "events", "footprint"] as const;
+export const SUITES = [
+  "connect",
+  "ingress",
+  "file_exec",
+  "policy",
+  "events",
+  "footprint",
+  "commands",
+] as const;
 
 const { values } = parseArgs({
   args: Deno.args,
