@@ -73,19 +73,31 @@ await suite("commands", "Whole-command latency", async (ctx) => {
       );
     }
 
+    const timer = await ctx.native("command_time");
+    const cpu: Record<string, number[]> = {};
+    /** A variant: returns the wall time, keeps the CPU time beside it. */
+    const variant = (id: string, argv: readonly string[], exit: readonly number[]) => async () => {
+      const sample = await timed(timer, argv, env, exit);
+      (cpu[id] ??= []).push(sample.cpuMs);
+      return sample.wallMs;
+    };
+    const deno = [Deno.execPath(), "run", "--allow-all", empty];
     const variants: Record<string, () => Promise<number>> = {
-      "deno-empty": () => timed([Deno.execPath(), "run", "--allow-all", empty], [], env, [0]),
-      "deno-empty-aa": () => timed([Deno.execPath(), "run", "--allow-all", empty], [], env, [0]),
+      "deno-empty": variant("deno-empty", deno, [0]),
+      "deno-empty-aa": variant("deno-empty-aa", deno, [0]),
     };
     for (const { tag, argv } of programs) {
       for (const command of COMMANDS) {
         const words = command.words.map((word) => word === "POLICY" ? policy : word);
-        variants[`${tag}${command.id}`] = () => timed(argv, words, env, command.exit);
+        const id = `${tag}${command.id}`;
+        variants[id] = variant(id, [...argv, ...words], command.exit);
       }
     }
     ctx.method(
       `${rounds} interleaved rounds (order rotating each round, one unrecorded warm-up of each); one sample is ` +
-        "the wall time from spawning the process to its exit, output discarded.",
+        "the wall time from fork to the process's exit (bench/native/command_time.c, output to /dev/null), and " +
+        "beside it the CPU time (user + system) it used, from wait4's rusage: on a shared machine the CPU " +
+        "time is the steadier figure.",
     );
     ctx.method(
       "Baseline: `deno run --allow-all` of an empty script, Deno's own start-up; measured twice per round " +
@@ -96,18 +108,44 @@ await suite("commands", "Whole-command latency", async (ctx) => {
         "rule applied through `policy apply`, socket programs on a cgroup of the suite's own; no agent running.",
     );
     const samples = await interleave(rounds, variants);
+    // The warm-up's CPU sample is not a round's.
+    for (const id of Object.keys(cpu)) cpu[id] = cpu[id]!.slice(1);
 
-    ctx.figure("deno-empty", "deno run of an empty script (baseline)", "ms", samples["deno-empty"]!);
-    ctx.figure("deno-empty-aa", "deno run of an empty script (A/A)", "ms", samples["deno-empty-aa"]!, {
-      ratioTo: "deno-empty",
-    });
     const medians: Record<string, number> = {};
-    for (const { tag } of programs) {
-      for (const command of COMMANDS) {
-        const id = `${tag}${command.id}`;
-        const label = `${tag ? "compiled: " : ""}${command.label}`;
-        const figure = ctx.figure(id.replace(" ", "-"), label, "ms", samples[id]!, { ratioTo: "deno-empty" });
-        medians[id] = figure.summary.median;
+    const cpuMedians: Record<string, number> = {};
+    for (
+      const [kind, unit, measured, into] of [["", "ms", samples, medians], [
+        "cpu.",
+        "ms CPU",
+        cpu,
+        cpuMedians,
+      ]] as const
+    ) {
+      const what = kind ? " (CPU time)" : "";
+      ctx.figure(
+        `${kind}deno-empty`,
+        `deno run of an empty script (baseline)${what}`,
+        unit,
+        measured["deno-empty"]!,
+      );
+      ctx.figure(
+        `${kind}deno-empty-aa`,
+        `deno run of an empty script (A/A)${what}`,
+        unit,
+        measured["deno-empty-aa"]!,
+        {
+          ratioTo: `${kind}deno-empty`,
+        },
+      );
+      for (const { tag } of programs) {
+        for (const command of COMMANDS) {
+          const id = `${tag}${command.id}`;
+          const label = `${tag ? "compiled: " : ""}${command.label}${what}`;
+          const figure = ctx.figure(`${kind}${id.replace(" ", "-")}`, label, unit, measured[id]!, {
+            ratioTo: `${kind}deno-empty`,
+          });
+          into[id] = figure.summary.median;
+        }
       }
     }
     for (const { tag } of programs) {
@@ -115,13 +153,17 @@ await suite("commands", "Whole-command latency", async (ctx) => {
       ctx.target({
         name: `health, whole command (${how})`,
         want: "<= 150 ms",
-        got: `${medians[`${tag}health`]!.toFixed(0)} ms median`,
+        got: `${medians[`${tag}health`]!.toFixed(0)} ms median (${
+          cpuMedians[`${tag}health`]!.toFixed(0)
+        } ms CPU)`,
         met: medians[`${tag}health`]! <= 150,
       });
       ctx.target({
         name: `--help, whole command (${how})`,
         want: "<= 100 ms",
-        got: `${medians[`${tag}help`]!.toFixed(0)} ms median`,
+        got: `${medians[`${tag}help`]!.toFixed(0)} ms median (${
+          cpuMedians[`${tag}help`]!.toFixed(0)
+        } ms CPU)`,
         met: medians[`${tag}help`]! <= 100,
       });
     }
@@ -191,33 +233,32 @@ async function runOnce(
   return { code: result.code, stdout: text.decode(result.stdout), stderr: text.decode(result.stderr) };
 }
 
-/** The wall time of one run, in ms; an exit code not in `exit` fails the suite with the command's stderr. */
+/**
+ * One run through bench/native/command_time: its wall and CPU times in ms. An exit code not in `exit` fails
+ * the suite with the command's stderr.
+ */
 async function timed(
+  timer: string,
   argv: readonly string[],
-  words: readonly string[],
   env: Record<string, string>,
   exit: readonly number[],
-): Promise<number> {
-  const [program, ...before] = argv;
-  const started = performance.now();
-  const result = await new Deno.Command(program!, {
-    args: [...before, ...words],
+): Promise<{ wallMs: number; cpuMs: number }> {
+  const result = await new Deno.Command(timer, {
+    args: [...argv],
     env,
     clearEnv: true,
     cwd: ROOT,
     stdin: "null",
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
   }).output();
-  const ms = performance.now() - started;
-  if (!exit.includes(result.code)) {
+  const [wallNs, userUs, sysUs, code] = new TextDecoder().decode(result.stdout).trim().split(" ").map(Number);
+  if (!result.success || code === undefined || !exit.includes(code)) {
     throw new Error(
-      `${[...argv, ...words].join(" ")} exited with ${result.code}: ${
-        new TextDecoder().decode(result.stderr)
-      }`,
+      `${argv.join(" ")} exited with ${code ?? result.code}: ${new TextDecoder().decode(result.stderr)}`,
     );
   }
-  return ms;
+  return { wallMs: wallNs! / 1e6, cpuMs: (userUs! + sysUs!) / 1000 };
 }
 
 /** The compiled binary where DENORT_BIN gives `deno compile` its runtime; undefined elsewhere. */
