@@ -12,7 +12,15 @@ import { renderResults, type Results, type Section } from "./lib/report.ts";
 import { renderPublished } from "./published.ts";
 
 /** In the order they run (and appear in RESULTS.md). */
-export const SUITES = ["connect", "ingress", "file_exec", "policy", "events", "footprint"] as const;
+export const SUITES = [
+  "connect",
+  "ingress",
+  "file_exec",
+  "policy",
+  "events",
+  "footprint",
+  "commands",
+] as const;
 
 const { values } = parseArgs({
   // `deno task bench -- --quick` passes the "--" on.

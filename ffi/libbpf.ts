@@ -204,19 +204,44 @@ const libcSymbols = {
 export type Libbpf = Deno.DynamicLibrary<typeof libbpfSymbols>["symbols"];
 export type Libc = Deno.DynamicLibrary<typeof libcSymbols>["symbols"];
 
-let libbpfHandle: Deno.DynamicLibrary<typeof libbpfSymbols> | undefined;
-let libcHandle: Deno.DynamicLibrary<typeof libcSymbols> | undefined;
+let libbpfHandle: Libbpf | undefined;
+let libcHandle: Libc | undefined;
 
-/** libbpf's symbols; opens libbpf.so.1 on first use. */
+/** libbpf's symbols; opens libbpf.so.1 on first use, and binds each symbol on its first use. */
 export function libbpf(): Libbpf {
-  libbpfHandle ??= Deno.dlopen("libbpf.so.1", libbpfSymbols);
-  return libbpfHandle.symbols;
+  libbpfHandle ??= lazySymbols("libbpf.so.1", libbpfSymbols, ["libbpf_get_error"]);
+  return libbpfHandle;
 }
 
-/** libc's symbols; opens libc.so.6 on first use. */
+/** libc's symbols; opens libc.so.6 on first use, and binds each symbol on its first use. */
 export function libc(): Libc {
-  libcHandle ??= Deno.dlopen("libc.so.6", libcSymbols);
-  return libcHandle.symbols;
+  libcHandle ??= lazySymbols("libc.so.6", libcSymbols, ["__errno_location"]);
+  return libcHandle;
+}
+
+/**
+ * The symbols of `path`, each bound by its own `Deno.dlopen` the first time it is read: binding costs about
+ * half a millisecond a symbol, and a command uses a few of the whole table (binding all of libbpf's took
+ * 20-50 ms of every command that reads a pin). `eager` are bound at once: the errno readers, so that no
+ * binding (whose dlopen may set errno) runs between a failed call and the read of its errno. The library
+ * itself is opened at once too: a missing library fails here, as before.
+ */
+function lazySymbols<S extends Deno.ForeignLibraryInterface>(
+  path: string,
+  symbols: S,
+  eager: readonly (keyof S & string)[],
+): Deno.DynamicLibrary<S>["symbols"] {
+  const bound = {} as Deno.DynamicLibrary<S>["symbols"];
+  const bind = (name: keyof S & string) => {
+    const symbol = Deno.dlopen(path, { [name]: symbols[name] } as S).symbols[name];
+    Object.defineProperty(bound, name, { value: symbol, enumerable: true });
+    return symbol;
+  };
+  for (const name of Object.keys(symbols) as (keyof S & string)[]) {
+    Object.defineProperty(bound, name, { get: () => bind(name), enumerable: true, configurable: true });
+  }
+  for (const name of eager) bind(name);
+  return bound;
 }
 
 /** A NUL-terminated C string for a `const char *` parameter. */

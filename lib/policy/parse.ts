@@ -3,7 +3,6 @@
  * would be valid`. YAML and JSON (which YAML reads too) share one path; anchors, aliases, merge keys and
  * tags are refused so that a policy reads exactly as it is written.
  */
-import { createHash } from "node:crypto";
 import {
   type Document,
   isAlias,
@@ -62,10 +61,7 @@ export function parsePolicySource(text: string, file: string): PolicySource {
   return { policy: result.data, file, locate: (path) => source.position(source.locate(path).offset) };
 }
 
-/** The hex SHA-256 of the exact bytes of a policy (text is hashed as UTF-8). */
-export function policySha256(data: string | Uint8Array): string {
-  return createHash("sha256").update(data).digest("hex");
-}
+export { policySha256 } from "./digest.ts";
 
 /** A policy file's text and exact bytes. */
 export type PolicyFile = { path: string; text: string; bytes: Uint8Array };

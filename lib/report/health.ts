@@ -79,7 +79,10 @@ export type HealthReport = {
    * they keep denying their last inodes while the other rules are refreshed. Empty without an agent.
    */
   unresolvedRules: { rule: string; area: string; path: string; error: string; since: string | null }[];
-  /** Connections to denied destinations made before the apply and still open; null when not checked. */
+  /**
+   * Connections to denied destinations made before the apply and still open; null when not listed: no
+   * egress rules applied, or the apply closed them (listsConnections).
+   */
   connections: { open: number; sample: string[] } | null;
   events: { lost: number; suppressed: number };
   /** The counters read for this report (status prints them). */
@@ -110,7 +113,10 @@ export function checkHealth(
   paths: Paths,
   options: {
     requireEnforce: RequireEnforce;
-    /** false skips listing connections made before the apply (it loads a BPF iterator): for probes. */
+    /**
+     * false never lists connections made before the apply (it loads two BPF iterator programs, about 0.4 s;
+     * listsConnections says when it is needed at all): for probes.
+     */
     connections?: boolean;
     /** false skips the stale-rule check (a stat of every denied inode, a walk of every recursive rule's
      * tree): for probes. */
@@ -342,7 +348,8 @@ export function checkHealth(
   // Connections made before the apply to what it now denies, still open (where the kernel cannot close
   // them, or in audit): listed only, nothing is closed here.
   let connections: HealthReport["connections"] = null;
-  if (options.connections !== false && present && applied?.areas?.includes("egress")) {
+  const egress = present && applied?.areas?.includes("egress") === true;
+  if (options.connections !== false && listsConnections(egress, effective, Deno.osRelease())) {
     try {
       const open = sweepConnections(pinDir, { close: false }).connections;
       connections = {
@@ -418,6 +425,24 @@ export function checkHealth(
     counters: counters ?? null,
     tookMs: Math.round((performance.now() - started) * 10) / 10,
   };
+}
+
+/**
+ * Whether connections made before the apply can still be open, so that health lists them (loading the list
+ * iterators, verified at every load: about 0.4 s). Only with egress rules applied, and where the apply's
+ * sweep left them open: a kernel before 6.5 (no bpf_sock_destroy), or hooks that do not enforce now (audit,
+ * break-glass, forced audit: the sweep only lists then). On 6.5 and later an apply whose rules enforce closed
+ * every connection they deny, and the hooks refuse new ones. Pure.
+ */
+export function listsConnections(
+  egressApplied: boolean,
+  effective: HealthReport["mode"]["effective"],
+  release: string,
+): boolean {
+  if (!egressApplied) return false;
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  const canClose = major > 6 || (major === 6 && minor >= 5);
+  return !canClose || effective !== "enforce";
 }
 
 function summarizeAgent(state: AgentStatus): AgentSummary {

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { InputError } from "../errors.ts";
 import { makePrivateDir, PRIVATE_FILE_MODE } from "./access.ts";
-import { policySha256 } from "../policy/parse.ts";
+import { policySha256 } from "../policy/digest.ts";
 import { isTempFileName, removeIfPresent, syncDirectory, writeFileAtomic } from "./files.ts";
 
 /** Entries kept at least; the current and the previous in-force entry are kept even when older. */

@@ -14,7 +14,7 @@ const PAGE = MAN_PAGE.pathname;
 Deno.test("docs/aegisbpf.1 is what `deno task man` generates from the registry now", async () => {
   assert.equal(
     await Deno.readTextFile(PAGE),
-    currentManPage(),
+    await currentManPage(),
     "docs/aegisbpf.1 is stale: run deno task man",
   );
 });
