@@ -45,6 +45,9 @@ export type Section = {
   programStats: ProgramStat[];
   targets: Target[];
   notes: string[];
+  /** When the suite started, and the 1-minute load average at its start and end (other work on the machine). */
+  startedAt: string;
+  loadAverage: { start: number; end: number };
 };
 
 export type Environment = {
@@ -129,6 +132,11 @@ export function renderResults(results: Results, preface: readonly string[] = [])
   }
   for (const section of results.sections) {
     lines.push(`## ${section.title}`, "");
+    lines.push(
+      `Run ${section.startedAt}; machine load (1-minute average) ${section.loadAverage.start} at the start, ` +
+        `${section.loadAverage.end} at the end (${env.cores} cores).`,
+      "",
+    );
     for (const line of section.method) lines.push(`- ${line}`);
     if (section.method.length > 0) lines.push("");
     if (section.figures.length > 0) {

@@ -52,6 +52,8 @@ export async function suite(
     programStats: [],
     targets: [],
     notes: [],
+    startedAt: new Date().toISOString(),
+    loadAverage: { start: loadAverage(), end: 0 },
   };
   const tmp = Deno.makeTempDirSync({ prefix: `aegisbpf-bench-${id}-` });
   const built = new Map<string, string>();
@@ -120,7 +122,13 @@ export async function suite(
     Deno.removeSync(tmp, { recursive: true });
   }
   if (failed) Deno.exit(1);
+  section.loadAverage.end = loadAverage();
   const json = JSON.stringify(section, null, 2) + "\n";
   if (values.out) Deno.writeTextFileSync(values.out, json);
   else console.log(json);
+}
+
+/** The machine's 1-minute load average: how busy it was while a suite measured (2 cores: above 2, queued). */
+function loadAverage(): number {
+  return Number(Deno.readTextFileSync("/proc/loadavg").split(" ")[0]);
 }

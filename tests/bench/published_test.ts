@@ -16,6 +16,8 @@ const results = (figures: Results["sections"][number]["figures"]): Results => ({
     programStats: [],
     targets: [],
     notes: [],
+    startedAt: "",
+    loadAverage: { start: 0, end: 0 },
   }],
   failures: [],
 });
