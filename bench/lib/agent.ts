@@ -83,7 +83,17 @@ export class BenchAgent {
   ): BenchAgent {
     const stdoutPath = `${home.dir}/${name}.stdout`;
     const stderrPath = `${home.dir}/${name}.stderr`;
-    const deno = [Deno.execPath(), "run", "--allow-all", "--quiet", ...denoFlags, MAIN, "run", "--log-format", "json"];
+    const deno = [
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--quiet",
+      ...denoFlags,
+      MAIN,
+      "run",
+      "--log-format",
+      "json",
+    ];
     const spawnedAt = Date.now();
     const child = new Deno.Command("bash", {
       args: [

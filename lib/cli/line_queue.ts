@@ -19,8 +19,8 @@ export type LineQueueOptions = {
 
 /** Queued bytes at most by default: a few thousand events, a bounded cost when nobody reads. */
 export const LINE_QUEUE_BYTES = 4 * 1024 * 1024;
-/** Bytes given to one write. */
-const CHUNK_BYTES = 64 * 1024;
+/** Bytes given to one write: a flood's lines in few writes, one per turn of the event loop at most. */
+const CHUNK_BYTES = 1024 * 1024;
 
 export class LineQueue {
   readonly #sink: AsyncSink;

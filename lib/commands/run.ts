@@ -8,7 +8,6 @@ import { queuedLogger } from "../cli/log.ts";
 import { parseDuration } from "../text/duration.ts";
 import { OutputClosedError } from "../cli/output.ts";
 import { palette } from "../text/palette.ts";
-import { jsonText } from "../text/printable.ts";
 import { InputError, messageOf } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
@@ -150,8 +149,7 @@ export const run = defineCommand({
         ...(deadmanMs === undefined ? {} : { deadmanMs }),
         ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
         log: ctx.log,
-        emit: (event) => {
-          const line = jsonText(event);
+        emit: (event, line) => {
           hub.publish(line);
           stdout(json ? line : eventLine(event, style));
         },
