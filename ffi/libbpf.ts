@@ -191,6 +191,12 @@ const libcSymbols = {
   read_wait: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   // ssize_t write(int fd, const void *buf, size_t count), on a worker thread
   write_wait: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  // ssize_t read(int fd, void *buf, size_t count)
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int inotify_init1(int flags)
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  // int inotify_add_watch(int fd, const char *pathname, uint32_t mask)
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // int epoll_create1(int flags)
   epoll_create1: { parameters: ["i32"], result: "i32" },
   // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)

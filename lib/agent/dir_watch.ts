@@ -1,16 +1,61 @@
 /**
- * A directory watched with inotify (Deno.watchFs, not recursive): `onChange` runs when an entry whose name
- * `wanted` accepts is made, changed, renamed or removed there, at most once per turn of the event loop
- * however many events came together. The agent waits on these instead of polling files on a timer. A
- * directory that cannot be watched (missing, or a file system without inotify) is reported once through
- * `onError`; the agent's periodic check still covers it, only later.
+ * Directories watched with inotify for changes only (ffi/inotify.ts: never for opens and reads, which
+ * Deno.watchFs also reports, waking the agent at every exec on the host). `watchDirs` is the watcher the
+ * agent's watches share; `DirWatch` runs a callback when entries of one directory change.
  */
 
-import { basename } from "node:path";
+import { basename, join } from "node:path";
+import { IN, Inotify } from "../../ffi/inotify.ts";
 
+/** Every change to a directory's entries or to the directory itself; not opens, reads or closes. */
+export const CHANGES = IN.MODIFY | IN.ATTRIB | IN.CLOSE_WRITE | IN.MOVED_FROM | IN.MOVED_TO | IN.CREATE |
+  IN.DELETE | IN.DELETE_SELF | IN.MOVE_SELF;
+/** Entries made, replaced or removed (a file written by rename, as the state files are). */
+export const ENTRIES = IN.CLOSE_WRITE | IN.MOVED_FROM | IN.MOVED_TO | IN.CREATE | IN.DELETE;
+
+/** A watch of directories, iterated as Deno.FsWatcher is: each change with the paths it concerns. */
+export type DirWatcher = AsyncIterable<{ paths: string[] }> & { close(): void };
+
+/**
+ * Watches `dirs` (not recursively) for `mask` with an inotify instance of its own. A missing directory
+ * throws Deno.errors.NotFound. The iteration ends once `close()` is called.
+ */
+export function watchDirs(dirs: readonly string[], mask = CHANGES): DirWatcher {
+  const inotify = new Inotify();
+  const byWd = new Map<number, string>();
+  try {
+    for (const dir of dirs) byWd.set(inotify.watch(dir, mask), dir);
+  } catch (error) {
+    inotify.close();
+    throw error;
+  }
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        const events = await inotify.next();
+        if (events === undefined) return;
+        const paths = new Set<string>();
+        for (const { wd, name, mask } of events) {
+          if (mask & IN.IGNORED) continue;
+          const dir = byWd.get(wd);
+          // A queue overflow loses events: say every directory may have changed.
+          if (mask & IN.Q_OVERFLOW) { for (const each of dirs) paths.add(each); }
+          else if (dir !== undefined) paths.add(name === "" ? dir : join(dir, name));
+        }
+        if (paths.size > 0) yield { paths: [...paths] };
+      }
+    },
+    close: () => inotify.close(),
+  };
+}
+
+/**
+ * Runs `onChange` when an entry of `dir` whose name `wanted` accepts is made, replaced or removed, once per
+ * batch of events. A directory that cannot be watched (missing, or a file system without inotify) is
+ * reported once through `onError`; the agent's periodic tick still covers it, only later.
+ */
 export class DirWatch {
-  readonly #watcher: Deno.FsWatcher | undefined;
-  #queued = false;
+  readonly #watcher: DirWatcher | undefined;
   #closed = false;
 
   constructor(
@@ -20,7 +65,7 @@ export class DirWatch {
     onError: (error: unknown) => void,
   ) {
     try {
-      this.#watcher = Deno.watchFs(dir, { recursive: false });
+      this.#watcher = watchDirs([dir], ENTRIES);
     } catch (error) {
       onError(error);
       return;
@@ -28,14 +73,9 @@ export class DirWatch {
     const watcher = this.#watcher;
     void (async () => {
       try {
-        for await (const event of watcher) {
+        for await (const { paths } of watcher) {
           if (this.#closed) return;
-          if (this.#queued || !event.paths.some((path) => wanted(basename(path)))) continue;
-          this.#queued = true;
-          queueMicrotask(() => {
-            this.#queued = false;
-            if (!this.#closed) onChange();
-          });
+          if (paths.some((path) => path !== dir && wanted(basename(path)))) onChange();
         }
       } catch (error) {
         if (!this.#closed) onError(error);
@@ -46,11 +86,7 @@ export class DirWatch {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.#watcher?.close();
-    } catch {
-      // Already closed (its directory went away).
-    }
+    this.#watcher?.close();
   }
 
   [Symbol.dispose](): void {

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import type { AnyEvent } from "./agent_events.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 
 Deno.test("EventPipeline.agent() stamps the envelope as it is now, and writes the log before the caller", () => {

@@ -113,6 +113,8 @@ const TICK_MS = HEARTBEAT_MS;
 const FLUSH_AFTER_EVENTS_MS = 1100;
 /** A break-glass word with no marker is looked at again after this long (TamperGuard's settle time). */
 const GLASS_RECHECK_MS = 150;
+const APPLIED_WATCH = "applied state watch";
+const LINKS_WATCH = "link pin watch";
 
 export type AgentOptions = {
   bpffs: string;
@@ -175,6 +177,8 @@ export class Agent {
   #unresolved = new Map<string, UnresolvedRule & { since: string }>();
   readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
   readonly #watches: DirWatch[] = [];
+  /** The watches that could not be set up: the tick does their checks. */
+  readonly #unwatched = new Set<string>();
   /** Kernel events came since the last rate-limit flush was scheduled. */
   #eventsSinceFlush = false;
   #queue: Promise<void> = Promise.resolve();
@@ -699,10 +703,12 @@ export class Agent {
   #watch(): void {
     const { configDir, stateDir, bpffs } = this.#options;
     // A directory that does not exist (no config directory yet) is no problem worth a warning.
-    const warn = (what: string) => (error: unknown) =>
+    const warn = (what: string) => (error: unknown) => {
+      this.#unwatched.add(what);
       this.#options.log[error instanceof Deno.errors.NotFound ? "debug" : "warn"](
         `${what}: ${messageOf(error)}: looked at every ${TICK_MS / 1000} s instead`,
       );
+    };
     const marker = basename(markerPath(configDir));
     const applied = basename(appliedFile(stateDir));
     this.#watches.push(
@@ -730,12 +736,18 @@ export class Agent {
   /** The heartbeat, and every check nothing notifies (see TICK_MS). */
   #tick(): void {
     writeHeartbeat(this.#options.stateDir);
+    // The mode words and the kernel's break-glass word: nothing notifies a map write.
     this.#checkGlass();
-    this.#checkTampering("link pins", () => this.#repinLinks());
+    if (this.#unwatched.has(LINKS_WATCH)) this.#checkTampering("link pins", () => this.#repinLinks());
+    // applied.json is watched; the tick looks when it is not, when a pick-up that failed waits for its next
+    // try (see #pickUp), and when the generation word moved with no applied.json written.
+    if (
+      this.#unwatched.has(APPLIED_WATCH) || this.#pickUp.pending ||
+      this.#plane.config().activeGen !== this.#generation
+    ) this.#checkApplied();
     this.#checkForwardInterfaces();
     this.#sessions.reap(bootTimeNs());
     this.#checkLost();
-    this.#checkApplied();
   }
 
   /** The mode words put back if something else wrote them, then the break-glass marker and word followed. */
