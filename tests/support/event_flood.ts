@@ -1,6 +1,6 @@
 /**
  * The event_flood fixture (tests/fixtures/event_flood.bpf.c): a ring buffer that BPF fills with
- * struct aegis_event records on demand, for the ring consumer tests and bench/events_bench.ts.
+ * struct aegis_event records on demand, for the ring consumer tests and the events and footprint benchmark suites.
  */
 import { type BpfLink, type BpfObject, OpenBpfObject } from "../../ffi/mod.ts";
 
