@@ -722,13 +722,13 @@ export class Agent {
         stateDir,
         (name) => name === applied,
         () => this.#checkApplied(),
-        warn("applied state watch"),
+        warn(APPLIED_WATCH),
       ),
       new DirWatch(
         `${bpffs}/aegisbpf/links`,
         () => true,
         () => this.#checkTampering("link pins", () => this.#repinLinks()),
-        warn("link pin watch"),
+        warn(LINKS_WATCH),
       ),
     );
   }
