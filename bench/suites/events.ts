@@ -285,11 +285,19 @@ await suite("events", "Events: the real agent under a kernel flood", async (ctx)
     const fmt = (n: number) => Math.round(n).toLocaleString("en");
     ctx.table({
       title: "Agent under paced floods (each phase accounted exactly)",
-      columns: ["asked (records/s)", "produced (records/s)", "JSON lines", "lost (reported)", "lost %"],
+      columns: [
+        "asked (records/s)",
+        "produced (records/s)",
+        "JSON lines on stdout",
+        "stdout lines dropped (reported)",
+        "lost in the ring (reported)",
+        "lost %",
+      ],
       rows: sweep.map(({ rate, result }) => [
         fmt(rate),
         fmt(result.offered),
         fmt(result.received),
+        fmt(result.stdoutDropped),
         fmt(result.lost),
         (100 * result.lost / result.produced).toFixed(2),
       ]),

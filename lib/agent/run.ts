@@ -71,7 +71,7 @@ import { markerPath } from "../state/break_glass_marker.ts";
 import { appliedFile } from "../state/apply_state.ts";
 import { Deadman } from "./deadman.ts";
 import { ModeKeeper } from "./mode_keeper.ts";
-import { TamperGuard } from "./tamper_guard.ts";
+import { shownWord, TamperGuard } from "./tamper_guard.ts";
 import {
   describeTampering,
   recordTampering,
@@ -864,9 +864,18 @@ export class Agent {
 
   #refreshDeadman(): void {
     if (this.#stopped) return;
-    // A deadline changed behind this agent's back is found before the refresh writes over it.
+    // A deadline changed behind this agent's back is found before the refresh writes over it: by the words
+    // check, or, when that one could not look (another process held the pins) or the word changed just
+    // after it looked, by the refresh itself, which sees a deadline it did not write.
     this.#checkTampering("mode words", () => this.#tamper.checkWords());
-    this.#deadman.refresh();
+    this.#checkTampering("deadman", () => {
+      const found = this.#plane.config().deadmanDeadlineNs;
+      const wrote = this.#deadman.deadlineNs;
+      this.#deadman.refresh();
+      if (found === wrote) return [];
+      const restored = this.#deadman.deadlineNs;
+      return [{ what: "deadman", found: shownWord(found), restored: shownWord(restored) }];
+    });
   }
 
   #effectiveMode(): "enforce" | "audit" {
