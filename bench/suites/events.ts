@@ -26,7 +26,7 @@ const PER_WRITE = 8;
 /** The product's ring (bpf/aegis.bpf.c `events`). */
 const RING_BYTES = 4 << 20;
 /** Past one slow tick of the agent (its `events.dropped` report) with room to spare. */
-const REPORT_WAIT_MS = 10_000;
+const REPORT_WAIT_MS = 30_000;
 const TARGET_RATE = 500_000;
 
 const RULES: RuleInfo[] = [

@@ -41,11 +41,15 @@ export class LineQueue {
     this.#options = options;
   }
 
-  /** Queues `text` and a newline; false when it was dropped (queue full, or the reader left). */
-  line(text: string): boolean {
+  /**
+   * Queues `text` and a newline; false when it was dropped (queue full, or the reader left). With `keep`, a
+   * full queue takes it all the same: for the rare lines that must not be lost among a flood of others (the
+   * agent's own events, among them the report of what was dropped).
+   */
+  line(text: string, keep = false): boolean {
     if (this.#closed) return false;
     const bytes = this.#encoder.encode(`${text}\n`);
-    if (this.#queuedBytes + bytes.length > this.#maxBytes) {
+    if (!keep && this.#queuedBytes + bytes.length > this.#maxBytes) {
       this.#dropped++;
       return false;
     }

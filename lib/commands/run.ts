@@ -151,7 +151,8 @@ export const run = defineCommand({
         log: ctx.log,
         emit: (event, line) => {
           hub.publish(line);
-          stdout(json ? line : eventLine(event, style));
+          // The agent's own events (rare: starts, applies, drop reports) are never dropped for a flood's lines.
+          stdout(json ? line : eventLine(event, style), !("decision" in event));
         },
       });
       const running = agent;
@@ -185,7 +186,9 @@ const FLUSH_MS = 2000;
  * nobody reads, or a stalled journald, never holds up the agent's loop. Lines the queue had no room for
  * are counted and reported when the reader catches up; every event is in the event log regardless.
  */
-function eventStdout(ctx: Context): ((line: string) => void) & { flush(ms: number): Promise<boolean> } {
+function eventStdout(
+  ctx: Context,
+): ((line: string, keep: boolean) => void) & { flush(ms: number): Promise<boolean> } {
   const queue = new LineQueue(ctx.stdout.sink, {
     onDropped: (count) =>
       ctx.log.warn(`stdout: ${count} lines not written: its reader was too slow (the event log has them)`),
@@ -197,7 +200,9 @@ function eventStdout(ctx: Context): ((line: string) => void) & { flush(ms: numbe
           : `stdout: ${messageOf(error)}: events now go to the event log only`,
       ),
   });
-  return Object.assign((line: string) => void queue.line(line), { flush: (ms: number) => queue.flush(ms) });
+  return Object.assign((line: string, keep: boolean) => void queue.line(line, keep), {
+    flush: (ms: number) => queue.flush(ms),
+  });
 }
 
 async function serveAgentApi(
