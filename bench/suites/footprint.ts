@@ -72,13 +72,14 @@ await suite("footprint", "Footprint: the agent's memory, idle CPU and start", as
     body: (agent: BenchAgent, startMs: number) => Promise<void>,
   ) => {
     const agent = BenchAgent.spawn(home, name, [...AUDIT, ...args]);
+    let code: number;
     try {
       const { startMs } = await agent.ready(300_000);
       await body(agent, startMs);
     } finally {
-      const code = await agent.stop();
-      if (code !== 0) throw new Error(`agent ${name} exited with ${code}: ${agent.stderr.slice(-2000)}`);
+      code = await agent.stop();
     }
+    if (code !== 0) throw new Error(`agent ${name} exited with ${code}: ${agent.stderr.slice(-2000)}`);
   };
 
   for (let round = 0; round < rounds; round++) {
