@@ -10,8 +10,13 @@ import { IN, Inotify } from "../../ffi/inotify.ts";
 /** Every change to a directory's entries or to the directory itself; not opens, reads or closes. */
 export const CHANGES = IN.MODIFY | IN.ATTRIB | IN.CLOSE_WRITE | IN.MOVED_FROM | IN.MOVED_TO | IN.CREATE |
   IN.DELETE | IN.DELETE_SELF | IN.MOVE_SELF;
-/** Entries made, replaced or removed (a file written by rename, as the state files are). */
-export const ENTRIES = IN.CLOSE_WRITE | IN.MOVED_FROM | IN.MOVED_TO | IN.CREATE | IN.DELETE;
+/**
+ * Entries written, renamed in or out, or removed. Not IN_CREATE: a file is created empty and written after,
+ * and one read at its creation (a marker made with `echo text > marker`) would be read before its content;
+ * its close after writing (IN_CLOSE_WRITE) is the moment to read it. A state file renamed into place is
+ * IN_MOVED_TO.
+ */
+export const ENTRIES = IN.CLOSE_WRITE | IN.MOVED_FROM | IN.MOVED_TO | IN.DELETE;
 
 /** A watch of directories, iterated as Deno.FsWatcher is: each change with the paths it concerns. */
 export type DirWatcher = AsyncIterable<{ paths: string[] }> & { close(): void };
@@ -50,8 +55,8 @@ export function watchDirs(dirs: readonly string[], mask = CHANGES): DirWatcher {
 }
 
 /**
- * Runs `onChange` when an entry of `dir` whose name `wanted` accepts is made, replaced or removed, once per
- * batch of events. A directory that cannot be watched (missing, or a file system without inotify) is
+ * Runs `onChange` when an entry of `dir` whose name `wanted` accepts is written, replaced or removed (see
+ * ENTRIES), once per batch of events. A directory that cannot be watched (missing, or a file system without inotify) is
  * reported once through `onError`; the agent's periodic tick still covers it, only later.
  */
 export class DirWatch {
