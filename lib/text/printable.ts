@@ -14,9 +14,6 @@ const UNSAFE = new RegExp(`[${UNSAFE_CLASS}]`, "g");
 const UNSAFE_IN_LINES = new RegExp(`[${UNSAFE_CLASS.replace("\\x00-\\x1f", "\\x00-\\x09\\x0b-\\x1f")}]`, "g");
 /** Only what JSON.stringify leaves raw: DEL, C1 and the invisible format characters. */
 const UNSAFE_IN_JSON = new RegExp(`[${UNSAFE_CLASS.replace("\\x00-\\x1f", "")}]`, "g");
-/** A character past ASCII: every one UNSAFE_IN_JSON names is. */
-// deno-lint-ignore no-control-regex -- DEL is the first character past the printable ones
-const PAST_ASCII = /[^\x00-\x7e]/;
 /**
  * The palette's own colour codes (lib/cli/output.ts): the one escape sequence a colour-enabled sink lets
  * through. Anything else that starts with ESC is escaped, so outside text cannot move the cursor, clear the
@@ -65,8 +62,5 @@ export function jsonText(
 
 /** JSON text made by another serializer (hono's `c.json`, a line read back) escaped as `jsonText` escapes. */
 export function escapeJson(text: string): string {
-  // Every character it escapes is past ASCII: text with none (nearly every event line) is returned as it is,
-  // found by a test several times faster than the replace's scan with its wide character class.
-  if (!PAST_ASCII.test(text)) return text;
   return text.replace(UNSAFE_IN_JSON, escape);
 }
