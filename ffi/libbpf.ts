@@ -191,6 +191,27 @@ const libcSymbols = {
   read_wait: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
   // ssize_t write(int fd, const void *buf, size_t count), on a worker thread
   write_wait: { name: "write", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  // ssize_t read(int fd, void *buf, size_t count)
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // int inotify_init1(int flags)
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  // int inotify_add_watch(int fd, const char *pathname, uint32_t mask)
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int epoll_create1(int flags)
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout), on a worker thread
+  epoll_wait_nb: {
+    name: "epoll_wait",
+    parameters: ["i32", "buffer", "i32", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int eventfd(unsigned int initval, int flags)
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  // int eventfd_write(int fd, eventfd_t value)
+  eventfd_write: { parameters: ["i32", "u64"], result: "i32" },
   // int malloc_trim(size_t pad): glibc gives freed heap memory back to the system
   malloc_trim: { parameters: ["usize"], result: "i32" },
   // int shutdown(int sockfd, int how)

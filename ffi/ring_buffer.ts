@@ -1,4 +1,5 @@
 import { sysFailure } from "./error.ts";
+import { FdWaiter } from "./fd_waiter.ts";
 import { libc } from "./libbpf.ts";
 
 const PROT_READ = 1;
@@ -151,4 +152,15 @@ function mapOrThrow(length: number, protection: number, fd: number, offset: numb
     throw sysFailure("mmap", `ring buffer ${subject}`);
   }
   return pointer;
+}
+
+/**
+ * Sleeps until a ring buffer map has records, without holding the JavaScript thread (see FdWaiter): the
+ * kernel wakes it when a record is submitted to a ring its consumer has caught up with
+ * (kernel/bpf/ringbuf.c). Idle, it costs no CPU: no timer, no poll.
+ */
+export class RingWaiter extends FdWaiter {
+  constructor(map: RingBufferMap) {
+    super(map.fd, `ring buffer ${map.name}`);
+  }
 }

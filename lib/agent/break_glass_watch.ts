@@ -1,7 +1,7 @@
 /**
  * The running agent's side of break-glass (SPEC section 5): at start it honours the marker and the kernel
- * command line flag `aegisbpf.break_glass=1`; then, polled every quarter second, it notices the marker
- * created or removed by hand (`touch` / `rm` from a rescue shell) and flips the kernel word to match, and
+ * command line flag `aegisbpf.break_glass=1`; then, looked at when the marker's directory changes (inotify)
+ * and at the agent's tick, it notices the marker created or removed by hand (`touch` / `rm` from a rescue shell) and flips the kernel word to match, and
  * reports every change of the kernel word, whoever made it (`break-glass on|off`, a TTL running out).
  */
 

@@ -52,3 +52,19 @@ Deno.test("EventLogSink starts a new line after a write cut short", () => {
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("EventLogSink.appendLine() writes the lines of one task together at its end, in order", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/events.jsonl`;
+    const sink = new EventLogSink(path, () => {});
+    for (let n = 1; n <= 3; n++) sink.appendLine(JSON.stringify({ type: `e${n}` }));
+    assert.throws(() => Deno.statSync(path), Deno.errors.NotFound, "nothing written before the task ends");
+    await Promise.resolve();
+    const lines = recentLines(path, 10);
+    assert.deepEqual(lines.map((line) => line.ok ? line.event.type : "bad"), ["e1", "e2", "e3"]);
+    sink.close();
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -11,21 +11,23 @@ import type { EnforceSignal } from "../kernel/mode_words.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { EventLogSink } from "./event_log_sink.ts";
+import { jsonText } from "../text/printable.ts";
 
 /** What an agent event carries besides its type and fields, as it is at the moment of the event. */
 export type Envelope = { host: string; mode: "enforce" | "audit"; policy: PolicyRef | undefined };
 
 export class EventPipeline {
-  readonly #log: Pick<EventLogSink, "append">;
-  readonly #emit: (event: AnyEvent) => void;
+  readonly #log: Pick<EventLogSink, "appendLine">;
+  readonly #emit: (event: AnyEvent, line: string) => void;
   readonly #context: EventContext;
   readonly #enforceSignal: EnforceSignal;
   readonly #envelope: () => Envelope;
   readonly #warn: (message: string) => void;
 
   constructor(options: {
-    log: Pick<EventLogSink, "append">;
-    emit: (event: AnyEvent) => void;
+    log: Pick<EventLogSink, "appendLine">;
+    /** The event, and its JSON line (made once, for the log and the caller). */
+    emit: (event: AnyEvent, line: string) => void;
     context: EventContext;
     enforceSignal: EnforceSignal;
     envelope: () => Envelope;
@@ -63,8 +65,9 @@ export class EventPipeline {
   }
 
   #write(event: AnyEvent): void {
+    const line = jsonText(event);
     // A full disk must not stop the stream: the sink reopens the log and reports the outage itself.
-    this.#log.append(event);
-    this.#emit(event);
+    this.#log.appendLine(line);
+    this.#emit(event, line);
   }
 }

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
-import type { AnyEvent } from "./agent_events.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 
 Deno.test("EventPipeline.agent() stamps the envelope as it is now, and writes the log before the caller", () => {
   const order: string[] = [];
   let mode: "enforce" | "audit" = "audit";
   const events = new EventPipeline({
-    log: { append: (event: AnyEvent) => void order.push(`log ${event.type}`) } as never,
+    log: { appendLine: (line: string) => void order.push(`log ${JSON.parse(line).type}`) },
     emit: (event) => order.push(`emit ${event.type} ${(event as { mode?: string }).mode}`),
     context: {} as never,
     enforceSignal: "none",

@@ -1,8 +1,8 @@
 /**
  * Rule freshness: file and exec rules deny inodes, and `passwd`, `dpkg` and editors replace a file by
  * renaming a new one over it, and deployments swap a symlinked ancestor (`current -> releases/N`), so a
- * rule resolved at apply time silently stops covering the path. This watches (inotify, through
- * Deno.watchFs) the directory holding every component of every file and exec rule path, following
+ * rule resolved at apply time silently stops covering the path. This watches (inotify, for changes only:
+ * lib/agent/dir_watch.ts) the directory holding every component of every file and exec rule path, following
  * symlinks as the kernel does (the link and every component of its target), every `recursive` directory
  * and each directory below it (found by the same bounded walk as the apply, see kernel/tree.ts:
  * directories only, never files), and calls `onChange` once (debounced) after anything happens to a path
@@ -20,6 +20,7 @@ import { dirname, join, resolve } from "node:path";
 import type { InodeTarget } from "../policy/plan.ts";
 import { DEFAULT_MAX_ENTRIES, walkTree } from "../kernel/tree.ts";
 import { printable } from "../text/printable.ts";
+import { type DirWatcher, watchDirs } from "./dir_watch.ts";
 
 const DEBOUNCE_MS = 20;
 
@@ -171,7 +172,7 @@ export class FreshnessWatcher {
   #targets: InodeTarget[] = [];
   #set: string[] = [];
   #watchers: Watching[] = [];
-  readonly #retired = new WeakSet<Deno.FsWatcher>();
+  readonly #retired = new WeakSet<DirWatcher>();
   /** Settles once every retired watcher's loop has ended (its paths are then unwatched). */
   #retiring: Promise<unknown> = Promise.resolve();
   /** Retired watchers whose loop has not ended yet. */
@@ -196,9 +197,7 @@ export class FreshnessWatcher {
    * (see lookupPath) and, for recursive rules, the directories below. When the directories to watch
    * change (or one of them was replaced by another at the same path), the old watcher stops, the new one
    * starts once the old one is gone, and one check follows: a replace made while the set changed, or
-   * since the rules were resolved, is found by resolving again. (Deno serves every FsWatcher of a process
-   * from one inotify instance, and a closed watcher's paths are removed for all when its loop ends: a new
-   * watcher opened before that lost the directories both watch.)
+   * since the rules were resolved, is found by resolving again.
    */
   update(targets: readonly InodeTarget[]): void {
     // Each path a rule's lookup goes through stands for the rule; only the path reached is a directory
@@ -246,13 +245,13 @@ export class FreshnessWatcher {
   }
 
   #watch(paths: string[]): Watching {
-    let watcher: Deno.FsWatcher;
+    let watcher: DirWatcher;
     try {
-      watcher = Deno.watchFs(paths, { recursive: false });
+      watcher = watchDirs(paths);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       // A directory removed since the walk: its removal was an event of its parent, which a check follows.
-      watcher = Deno.watchFs(paths.filter(isDirectory), { recursive: false });
+      watcher = watchDirs(paths.filter(isDirectory));
       this.#schedule();
     }
     const ended = (async () => {
@@ -269,7 +268,7 @@ export class FreshnessWatcher {
     return { watcher, ended };
   }
 
-  #retire(watcher: Deno.FsWatcher): void {
+  #retire(watcher: DirWatcher): void {
     this.#retired.add(watcher);
     try {
       watcher.close();
@@ -295,4 +294,4 @@ export class FreshnessWatcher {
 }
 
 /** A watcher and its loop, which ends once it is closed. */
-type Watching = { watcher: Deno.FsWatcher; ended: Promise<void> };
+type Watching = { watcher: DirWatcher; ended: Promise<void> };

@@ -17,6 +17,7 @@ type SessionRecord = IngressSession & { kernelIds: number[]; expiresBootNs: bigi
 export class IngressSessions {
   readonly #plane: Pick<DataPlane, "addSession" | "removeSession" | "reapSessions">;
   readonly #sessions = new Map<string, SessionRecord>();
+  #reaped = false;
   readonly #bootTimeNs: () => bigint;
 
   /** `bootTime`: the kernel's CLOCK_BOOTTIME, which the session TTLs in the kernel count in. */
@@ -94,6 +95,10 @@ export class IngressSessions {
 
   /** Has the kernel drop the entries whose TTL ended at `nowBootNs`, and forgets their sessions. */
   reap(nowBootNs: bigint): void {
+    // Once at least (a previous agent's entries), then only while this agent holds sessions: the kernel
+    // ignores an entry past its TTL anyway, and a reap walks the whole map.
+    if (this.#reaped && this.#sessions.size === 0) return;
+    this.#reaped = true;
     if (this.#plane.reapSessions(nowBootNs) === 0) return;
     for (const [id, session] of this.#sessions) {
       if (session.expiresBootNs <= nowBootNs) this.#sessions.delete(id);

@@ -26,6 +26,11 @@ export class RetryBackoff {
     return key !== this.#key || this.#now() >= this.#nextAt;
   }
 
+  /** Whether the last try failed and another is to come. */
+  get pending(): boolean {
+    return this.#delayMs > 0;
+  }
+
   /** Runs `step` for `key`; a failure is caught, reported if new, and delays the next try. */
   async run(key: string, step: () => Promise<void>): Promise<void> {
     if (key !== this.#key) {

@@ -19,6 +19,7 @@
  * changes up. `--audit` is a floor: the forced-audit word, held while the agent runs, whatever is applied.
  */
 
+import { basename } from "node:path";
 import { DataPlane } from "../kernel/dataplane.ts";
 import {
   bootToWallOffsetNs,
@@ -65,9 +66,12 @@ import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
+import { DirWatch } from "./dir_watch.ts";
+import { markerPath } from "../state/break_glass_marker.ts";
+import { appliedFile } from "../state/apply_state.ts";
 import { Deadman } from "./deadman.ts";
 import { ModeKeeper } from "./mode_keeper.ts";
-import { TamperGuard } from "./tamper_guard.ts";
+import { shownWord, TamperGuard } from "./tamper_guard.ts";
 import {
   describeTampering,
   recordTampering,
@@ -93,10 +97,24 @@ import { resolveForRefresh, type UnresolvedRule } from "../ops/refresh.ts";
 import { messageOf } from "../errors.ts";
 
 const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
-/** Break-glass marker and deadman checks: well inside SPEC's one second. */
-const FAST_TICK_MS = 250;
-/** Rate-limit flush, lost-event count, applies made by other commands. */
-const SLOW_TICK_MS = 1000;
+/**
+ * The agent waits on events rather than polling (README, "What the agent does when nothing happens"): the
+ * ring buffer through epoll, the break-glass marker, applied.json and the link pins through inotify. Its
+ * one periodic tick, the heartbeat's, also looks at what nothing notifies: the mode words (a `bpftool map
+ * update`), the kernel's break-glass word, the forward interfaces, ingress sessions' TTLs; and it is the
+ * fallback for a watch that could not be set up.
+ */
+const TICK_MS = HEARTBEAT_MS;
+/**
+ * After kernel events, the rate limit is flushed this long later (and again each such period while they
+ * come): a rate window (2^30 ns) has ended by then, so a summary of suppressed decisions comes within about
+ * two seconds of its window.
+ */
+const FLUSH_AFTER_EVENTS_MS = 1100;
+/** A break-glass word with no marker is looked at again after this long (TamperGuard's settle time). */
+const GLASS_RECHECK_MS = 150;
+const APPLIED_WATCH = "applied state watch";
+const LINKS_WATCH = "link pin watch";
 
 export type AgentOptions = {
   bpffs: string;
@@ -109,8 +127,8 @@ export type AgentOptions = {
   /** `--ingress IFACE`: interfaces XDP filters on, besides the policy's. */
   ingress: readonly string[];
   deadmanMs?: number;
-  /** Where events go besides the event log: stdout. */
-  emit: (event: AnyEvent) => void;
+  /** Where events go besides the event log (stdout): the event and its JSON line. */
+  emit: (event: AnyEvent, line: string) => void;
   log: Logger;
   /** The cgroup the socket programs attach to: the cgroup v2 root by default. */
   cgroupPath?: string;
@@ -158,6 +176,11 @@ export class Agent {
   /** File and exec rules the last refresh could not resolve (they keep their last inodes), by rule. */
   #unresolved = new Map<string, UnresolvedRule & { since: string }>();
   readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
+  readonly #watches: DirWatch[] = [];
+  /** The watches that could not be set up: the tick does their checks. */
+  readonly #unwatched = new Set<string>();
+  /** Kernel events came since the last rate-limit flush was scheduled. */
+  #eventsSinceFlush = false;
   #queue: Promise<void> = Promise.resolve();
   /** Aborted by stop(): a reload or refresh waiting for the state lock gives up rather than hold stop up. */
   readonly #stopping = new AbortController();
@@ -188,7 +211,7 @@ export class Agent {
     };
     this.#events = new EventPipeline({
       log,
-      emit: (event) => options.emit(event),
+      emit: (event, line) => options.emit(event, line),
       context,
       enforceSignal: options.enforceSignal ?? "none",
       envelope: () => ({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }),
@@ -283,9 +306,8 @@ export class Agent {
     this.#stream = this.#plane.events((raw) => this.#onKernelEvent(raw));
     await this.#install(prepared, "start");
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
-    this.#timers.every(FAST_TICK_MS, () => this.#fastTick());
-    this.#timers.every(SLOW_TICK_MS, () => this.#slowTick());
-    this.#timers.every(HEARTBEAT_MS, () => writeHeartbeat(this.#options.stateDir));
+    this.#timers.every(TICK_MS, () => this.#tick());
+    this.#watch();
   }
 
   /**
@@ -322,6 +344,7 @@ export class Agent {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#timers.clear();
+    for (const watch of this.#watches) watch.close();
     this.#freshness?.close();
     this.#stopping.abort(new Error("the agent is stopping"));
     await this.#queue;
@@ -655,6 +678,7 @@ export class Agent {
   }
 
   #onKernelEvent(raw: RawEvent): void {
+    this.#eventsCame();
     this.#events.kernel(raw, () => this.#current?.plan.scope.exempt ?? []);
   }
 
@@ -675,11 +699,67 @@ export class Agent {
     return this.#sessions.close(id);
   }
 
-  #fastTick(): void {
-    // Before the marker poll: a word put back here is never reported as a break-glass change, nor is one
-    // about to be (a marker made meanwhile settles it at the next tick).
+  /** Watches the marker, applied.json and the link pins (see TICK_MS). */
+  #watch(): void {
+    const { configDir, stateDir, bpffs } = this.#options;
+    // A directory that does not exist (no config directory yet) is no problem worth a warning.
+    const warn = (what: string) => (error: unknown) => {
+      this.#unwatched.add(what);
+      this.#options.log[error instanceof Deno.errors.NotFound ? "debug" : "warn"](
+        `${what}: ${messageOf(error)}: looked at every ${TICK_MS / 1000} s instead`,
+      );
+    };
+    const marker = basename(markerPath(configDir));
+    const applied = basename(appliedFile(stateDir));
+    this.#watches.push(
+      new DirWatch(
+        configDir,
+        (name) => name === marker,
+        () => this.#checkGlass(),
+        warn("break-glass marker watch"),
+      ),
+      new DirWatch(
+        stateDir,
+        (name) => name === applied,
+        () => this.#checkApplied(),
+        warn(APPLIED_WATCH),
+      ),
+      new DirWatch(
+        `${bpffs}/aegisbpf/links`,
+        () => true,
+        () => this.#checkTampering("link pins", () => this.#repinLinks()),
+        warn(LINKS_WATCH),
+      ),
+    );
+  }
+
+  /** The heartbeat, and every check nothing notifies (see TICK_MS). */
+  #tick(): void {
+    writeHeartbeat(this.#options.stateDir);
+    // The mode words and the kernel's break-glass word: nothing notifies a map write.
+    this.#checkGlass();
+    if (this.#unwatched.has(LINKS_WATCH)) this.#checkTampering("link pins", () => this.#repinLinks());
+    // applied.json is watched; the tick looks when it is not, when a pick-up that failed waits for its next
+    // try (see #pickUp), and when the generation word moved with no applied.json written.
+    if (
+      this.#unwatched.has(APPLIED_WATCH) || this.#pickUp.pending ||
+      this.#plane.config().activeGen !== this.#generation
+    ) this.#checkApplied();
+    this.#checkForwardInterfaces();
+    this.#sessions.reap(bootTimeNs());
+    this.#checkLost();
+  }
+
+  /** The mode words put back if something else wrote them, then the break-glass marker and word followed. */
+  #checkGlass(): void {
+    if (this.#stopped) return;
+    // Before the marker: a word put back here is never reported as a break-glass change, nor is one about
+    // to be (a marker made meanwhile settles it at the next look).
     this.#checkTampering("mode words", () => this.#tamper.checkWords());
-    if (this.#tamper.breakGlassPending) return;
+    if (this.#tamper.breakGlassPending) {
+      this.#timers.once(GLASS_RECHECK_MS, () => this.#checkGlass());
+      return;
+    }
     const change = this.#breakGlass.poll();
     if (change) {
       this.#emit(change.on ? "break_glass.on" : "break_glass.off", change.fields);
@@ -687,17 +767,32 @@ export class Agent {
     }
   }
 
-  #slowTick(): void {
-    this.#plane.flushRateLimits();
-    this.#checkTampering("link pins", () => this.#repinLinks());
-    this.#checkForwardInterfaces();
-    const now = bootTimeNs();
-    this.#sessions.reap(now);
+  /**
+   * Kernel events came: the rate limit's summaries and the lost count are looked at a window later, and
+   * again each window while events keep coming.
+   */
+  #eventsCame(): void {
+    if (this.#eventsSinceFlush) return;
+    this.#eventsSinceFlush = true;
+    this.#timers.once(FLUSH_AFTER_EVENTS_MS, () => {
+      this.#eventsSinceFlush = false;
+      if (this.#stopped) return;
+      this.#plane.flushRateLimits();
+      this.#checkLost();
+    });
+  }
+
+  #checkLost(): void {
     const lost = this.#plane.counters().eventsLost;
     if (lost > this.#lostSeen) {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
       this.#lostSeen = lost;
     }
+  }
+
+  /** Another command's apply or rollback taken over (see #checkExternalApply). */
+  #checkApplied(): void {
+    if (this.#stopped) return;
     if (this.#busy === 0 && !this.#externalCheckQueued && this.#externalApplySeen()) {
       const key = `${this.#plane.config().activeGen} ${readApplied(this.#options.stateDir)?.time}`;
       if (!this.#pickUp.due(key)) return;
@@ -769,9 +864,18 @@ export class Agent {
 
   #refreshDeadman(): void {
     if (this.#stopped) return;
-    // A deadline changed behind this agent's back is found before the refresh writes over it.
+    // A deadline changed behind this agent's back is found before the refresh writes over it: by the words
+    // check, or, when that one could not look (another process held the pins) or the word changed just
+    // after it looked, by the refresh itself, which sees a deadline it did not write.
     this.#checkTampering("mode words", () => this.#tamper.checkWords());
-    this.#deadman.refresh();
+    this.#checkTampering("deadman", () => {
+      const found = this.#plane.config().deadmanDeadlineNs;
+      const wrote = this.#deadman.deadlineNs;
+      this.#deadman.refresh();
+      if (found === wrote) return [];
+      const restored = this.#deadman.deadlineNs;
+      return [{ what: "deadman", found: shownWord(found), restored: shownWord(restored) }];
+    });
   }
 
   #effectiveMode(): "enforce" | "audit" {

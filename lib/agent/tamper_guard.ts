@@ -38,7 +38,7 @@ const KIND: Readonly<Record<GuardedWord, TamperKind>> = {
 };
 
 /** A word as an event field: a number where it fits one exactly, else its decimal string. */
-function shown(value: bigint): number | string {
+export function shownWord(value: bigint): number | string {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
 }
 
@@ -50,7 +50,7 @@ export function findWordTampering(
 ): WordTampering[] {
   const found: WordTampering[] = [];
   const restore = (word: GuardedWord, value: bigint) => {
-    found.push({ what: KIND[word], word, found: shown(read(word)), restored: shown(value), value });
+    found.push({ what: KIND[word], word, found: shownWord(read(word)), restored: shownWord(value), value });
   };
   if ((read("forceAudit") !== 0n) !== (expected.forceAudit !== 0n)) {
     restore("forceAudit", expected.forceAudit);

@@ -57,7 +57,9 @@ export class EventHub {
   publish(data: string): number {
     const event = { id: this.#next++, data };
     this.#recent.push(event);
-    if (this.#recent.length > this.#retain) this.#recent.splice(0, this.#recent.length - this.#retain);
+    // Trimmed in one splice once twice the retained count: a splice per event moved the whole array each
+    // time (O(retain) per event, the most of a flood's cost).
+    if (this.#recent.length >= 2 * this.#retain) this.#recent.splice(0, this.#recent.length - this.#retain);
     for (const subscriber of this.#subscribers) {
       if (subscriber.queue.length >= this.#queueLimit) {
         subscriber.overflowed = true;
@@ -79,9 +81,10 @@ export class EventHub {
     const subscriber: Subscriber = { queue: [], wake: undefined, closed: false, overflowed: false };
     let missed = 0;
     if (lastEventId !== undefined && lastEventId < this.#next - 1) {
-      const oldest = this.#recent[0]?.id ?? this.#next;
+      const recent = this.#recent.slice(-this.#retain);
+      const oldest = recent[0]?.id ?? this.#next;
       missed = Math.max(0, oldest - lastEventId - 1);
-      subscriber.queue.push(...this.#recent.filter((event) => event.id > lastEventId));
+      subscriber.queue.push(...recent.filter((event) => event.id > lastEventId));
     }
     this.#subscribers.add(subscriber);
     const drop = () => this.#drop(subscriber);

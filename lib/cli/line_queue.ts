@@ -19,8 +19,8 @@ export type LineQueueOptions = {
 
 /** Queued bytes at most by default: a few thousand events, a bounded cost when nobody reads. */
 export const LINE_QUEUE_BYTES = 4 * 1024 * 1024;
-/** Bytes given to one write. */
-const CHUNK_BYTES = 64 * 1024;
+/** Bytes given to one write: a flood's lines in few writes, one per turn of the event loop at most. */
+const CHUNK_BYTES = 1024 * 1024;
 
 export class LineQueue {
   readonly #sink: AsyncSink;
@@ -41,11 +41,15 @@ export class LineQueue {
     this.#options = options;
   }
 
-  /** Queues `text` and a newline; false when it was dropped (queue full, or the reader left). */
-  line(text: string): boolean {
+  /**
+   * Queues `text` and a newline; false when it was dropped (queue full, or the reader left). With `keep`, a
+   * full queue takes it all the same: for the rare lines that must not be lost among a flood of others (the
+   * agent's own events, among them the report of what was dropped).
+   */
+  line(text: string, keep = false): boolean {
     if (this.#closed) return false;
     const bytes = this.#encoder.encode(`${text}\n`);
-    if (this.#queuedBytes + bytes.length > this.#maxBytes) {
+    if (!keep && this.#queuedBytes + bytes.length > this.#maxBytes) {
       this.#dropped++;
       return false;
     }

@@ -109,3 +109,15 @@ Deno.test("LineQueue writes a line queued just as a drain ends (from a promise's
     assert.deepEqual(written, ["a\n", "b\n"], `b queued ${steps} steps after the write`);
   }
 });
+
+Deno.test("LineQueue.line(text, true) keeps a line a full queue would drop, in its place", async () => {
+  const sink = stalledSink();
+  const queue = new LineQueue(sink, { maxBytes: 20, onDropped: () => {}, onClosed: () => {} });
+  const accepted = ["a 1", "a 2", "a 3", "a 4", "a 5", "a 6"].map((line) => queue.line(line));
+  assert.equal(queue.line("report", true), true, "kept although the queue is full");
+  assert.equal(queue.line("a 7"), false);
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  const written = sink.written.join("").split("\n").slice(0, -1);
+  assert.deepEqual(written, [...accepted.flatMap((ok, i) => ok ? [`a ${i + 1}`] : []), "report"]);
+});

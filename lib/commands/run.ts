@@ -8,7 +8,6 @@ import { queuedLogger } from "../cli/log.ts";
 import { parseDuration } from "../text/duration.ts";
 import { OutputClosedError } from "../cli/output.ts";
 import { palette } from "../text/palette.ts";
-import { jsonText } from "../text/printable.ts";
 import { InputError, messageOf } from "../errors.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { ENFORCE_SIGNALS } from "../kernel/mode_words.ts";
@@ -150,10 +149,10 @@ export const run = defineCommand({
         ...(deadmanMs === undefined ? {} : { deadmanMs }),
         ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
         log: ctx.log,
-        emit: (event) => {
-          const line = jsonText(event);
+        emit: (event, line) => {
           hub.publish(line);
-          stdout(json ? line : eventLine(event, style));
+          // The agent's own events (rare: starts, applies, drop reports) are never dropped for a flood's lines.
+          stdout(json ? line : eventLine(event, style), !("decision" in event));
         },
       });
       const running = agent;
@@ -187,7 +186,9 @@ const FLUSH_MS = 2000;
  * nobody reads, or a stalled journald, never holds up the agent's loop. Lines the queue had no room for
  * are counted and reported when the reader catches up; every event is in the event log regardless.
  */
-function eventStdout(ctx: Context): ((line: string) => void) & { flush(ms: number): Promise<boolean> } {
+function eventStdout(
+  ctx: Context,
+): ((line: string, keep: boolean) => void) & { flush(ms: number): Promise<boolean> } {
   const queue = new LineQueue(ctx.stdout.sink, {
     onDropped: (count) =>
       ctx.log.warn(`stdout: ${count} lines not written: its reader was too slow (the event log has them)`),
@@ -199,7 +200,9 @@ function eventStdout(ctx: Context): ((line: string) => void) & { flush(ms: numbe
           : `stdout: ${messageOf(error)}: events now go to the event log only`,
       ),
   });
-  return Object.assign((line: string) => void queue.line(line), { flush: (ms: number) => queue.flush(ms) });
+  return Object.assign((line: string, keep: boolean) => void queue.line(line, keep), {
+    flush: (ms: number) => queue.flush(ms),
+  });
 }
 
 async function serveAgentApi(

@@ -15,7 +15,7 @@ import {
   type RawEvent,
   SIGNAL,
 } from "../../ffi/mod.ts";
-import { RingBuffer, type RingBufferMap } from "../../ffi/ring_buffer.ts";
+import { RingBuffer, type RingBufferMap, RingWaiter } from "../../ffi/ring_buffer.ts";
 import type { RuleInfo } from "../policy/plan.ts";
 import type { RuleTable } from "../policy/rule_table.ts";
 
@@ -419,22 +419,29 @@ export type EventStreamStats = {
 
 /** Most records one poll hands out, in ring capacities: a flood cannot hold the event loop forever. */
 const POLL_BUDGET_RINGS = 2;
+/**
+ * Most records one turn of a started stream hands out (a few milliseconds of work): then the event loop
+ * runs, so the writes of the lines already made (stdout, the API's streams) keep pace with a flood.
+ */
+const TURN_BUDGET = 4096;
 
 /**
  * Drains the events ring buffer on the caller's thread: `poll()` decodes every queued record and hands it
- * to `onEvent`; `start()` polls on a timer. A record that fails to decode, or whose handler throws, is
+ * to `onEvent`; `start()` polls whenever the kernel says records are there. A record that fails to decode, or whose handler throws, is
  * counted and reported, and the records after it are still delivered.
  */
 export class EventStream {
   readonly #ring: RingBuffer;
   readonly #budget: number;
   readonly #stats: EventStreamStats = { records: 0, decisions: 0, errors: 0 };
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #map: RingBufferMap;
+  #waiter: RingWaiter | undefined;
   #onError: ((error: unknown) => void) | undefined;
   #firstError: { error: unknown } | undefined;
 
   constructor(map: RingBufferMap, onEvent: (event: RawEvent) => void) {
     const stats = this.#stats;
+    this.#map = map;
     this.#ring = new RingBuffer(map, (view, offset, size) => {
       stats.records++;
       try {
@@ -458,8 +465,8 @@ export class EventStream {
    * Hands out what the ring holds (at most two ring capacities of records); returns how many records it
    * read. Without an error callback (see `start`), the first error of the poll is thrown at its end.
    */
-  poll(): number {
-    const read = this.#ring.consume(this.#budget);
+  poll(budget = this.#budget): number {
+    const read = this.#ring.consume(budget);
     const failure = this.#firstError;
     this.#firstError = undefined;
     if (failure) throw failure.error;
@@ -467,27 +474,34 @@ export class EventStream {
   }
 
   /**
-   * Polls every `intervalMs`, and at once again while a poll used its whole budget. Errors go to
-   * `onError` and polling goes on: one bad record must not stop the event stream, let alone the agent.
+   * Delivers records as they come: waits on the ring (epoll, off the JavaScript thread: RingWaiter) and
+   * polls when the kernel says records are there, so an idle stream costs no CPU and a busy one is read at
+   * once. A poll that used its whole budget lets the event loop run before the next. Errors go to `onError`
+   * and delivery goes on: one bad record must not stop the event stream, let alone the agent.
    */
-  start(onError: (error: unknown) => void, intervalMs = 100): void {
+  start(onError: (error: unknown) => void): void {
     this.#onError = onError;
-    if (this.#timer !== undefined) return;
-    const tick = () => {
-      let read = 0;
+    if (this.#waiter !== undefined) return;
+    const waiter = new RingWaiter(this.#map);
+    this.#waiter = waiter;
+    void (async () => {
       try {
-        read = this.poll();
+        while (await waiter.wait()) {
+          try {
+            this.poll(Math.min(TURN_BUDGET, this.#budget));
+          } catch (error) {
+            onError(error);
+          }
+        }
       } catch (error) {
         onError(error);
       }
-      this.#timer = setTimeout(tick, read >= this.#budget ? 0 : intervalMs);
-    };
-    this.#timer = setTimeout(tick, intervalMs);
+    })();
   }
 
   close(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#waiter?.close();
+    this.#waiter = undefined;
     this.#ring.close();
   }
 

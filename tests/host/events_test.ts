@@ -129,7 +129,7 @@ rootTest("[root] a failing event handler is reported and the stream keeps delive
       if (delivered.length === 0 && errors.length === 0) throw new Error("handler failed");
       delivered.push(event.pid);
     });
-    stream.start((error) => errors.push(error), 20);
+    stream.start((error) => errors.push(error));
     await cgroup.connect(DENIED, server.port);
     await new Promise((resolve) => setTimeout(resolve, 150));
     await cgroup.connect(DENIED, server.port);

@@ -1,6 +1,6 @@
 /**
  * The event_flood fixture (tests/fixtures/event_flood.bpf.c): a ring buffer that BPF fills with
- * struct aegis_event records on demand, for the ring consumer tests and bench/events_bench.ts.
+ * struct aegis_event records on demand, for the ring consumer tests and the events and footprint benchmark suites.
  */
 import { type BpfLink, type BpfObject, OpenBpfObject } from "../../ffi/mod.ts";
 
@@ -18,10 +18,15 @@ export class EventFlood {
     this.object = object;
   }
 
-  /** Loads the fixture with a ring of `ringBytes` (a power of two, at least a page). */
-  static load(ringBytes: number): EventFlood {
+  /**
+   * Loads the fixture with a ring of `ringBytes` (a power of two, at least a page). With `pins` (an agent's
+   * pinned `events` and `counters` maps, the ring of that size), it writes into the agent's ring and counts
+   * its losses where the agent reads them.
+   */
+  static load(ringBytes: number, pins?: { events: string; counters: string }): EventFlood {
     const open = OpenBpfObject.fromBytes(Deno.readFileSync(OBJECT), "event_flood");
     open.setMaxEntries("events", ringBytes);
+    if (pins) open.setPinPath("events", pins.events).setPinPath("counters", pins.counters);
     return new EventFlood(open.load());
   }
 
