@@ -10,7 +10,8 @@ import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { emptyPlan } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../../tests/support/bpffs.ts";
 import { TestCgroup } from "../../tests/support/cgroup.ts";
-import { withProgramStats } from "../lib/bpf_stats.ts";
+import { cgroup2Root } from "../../lib/kernel/cgroup.ts";
+import { rootCgroupPrograms, withPinnedProgramStats } from "../lib/pinned_stats.ts";
 import { denyCidrs, denyRules, loadIptablesIpset, loadNftables, Netns, version } from "../lib/net_peers.ts";
 import { interleave, median, ratios } from "../lib/stats.ts";
 import { suite, type SuiteContext } from "../lib/suite.ts";
@@ -18,6 +19,8 @@ import { suite, type SuiteContext } from "../lib/suite.ts";
 /** A port nothing listens on in a fresh namespace: each TCP connect is refused at once. */
 const CLOSED_PORT = 9;
 const TARGET_RATIO = 1.03;
+/** The programs whose kernel accounting is recorded (the tracepoint is this host's BPF-LSM fallback). */
+const PROFILED = ["aegis_connect4", "aegis_sendmsg4", "aegis_skb_egress", "aegis_tp_socket"];
 
 type Protocol = "tcp" | "udp";
 const VARIANTS = ["none", "none-aa", "aegis", "nft", "ipt"] as const;
@@ -68,6 +71,14 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
       ])}): \`-A OUTPUT -m set --match-set deny dst -j DROP\`, hash:net. Each peer in a namespace of its own.`,
   );
 
+  const foreign = await rootCgroupPrograms(cgroup2Root());
+  if (foreign.length > 0) {
+    ctx.note(
+      `${foreign.length} programs were attached to the cgroup v2 root by something else during this run ` +
+        `(${[...new Set(foreign)].join(", ")}): every variant, the baseline included, ran them too, so the ` +
+        `ratios to the baseline understate every filter's own cost.`,
+    );
+  }
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
     const plain = TestCgroup.create();
@@ -106,8 +117,9 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
         if (protocol === "tcp" && count === 10_000) targets(ctx, samples);
       }
       // The kernel's accounting in a phase apart: enabling it slows every program it counts.
-      const stats = await withProgramStats(
-        ["aegis_connect4", "aegis_sendmsg4", "aegis_skb_egress", "aegis_tp_socket"],
+      const progs = `${plane.bpffs}/aegisbpf/progs`;
+      const stats = await withPinnedProgramStats(
+        Object.fromEntries(PROFILED.map((name) => [name, `${progs}/${name}`])),
         async () => {
           await runLoop(loop, "tcp", iterations.tcp, places.aegis);
           await runLoop(loop, "udp", iterations.udp, places.aegis);
@@ -158,7 +170,7 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
 async function openPlane(
   cidrs: readonly string[],
   cleanup: (() => Promise<void> | void)[],
-): Promise<{ plane: DataPlane; cgroup: TestCgroup }> {
+): Promise<{ plane: DataPlane; cgroup: TestCgroup; bpffs: string }> {
   const cgroup = TestCgroup.create();
   cleanup.push(() => cgroup.remove());
   const bpffs = await TestBpffs.mount();
@@ -169,7 +181,7 @@ async function openPlane(
     DataPlane.detach(bpffs.path);
   });
   await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: denyRules(cidrs) }));
-  return { plane, cgroup };
+  return { plane, cgroup, bpffs: bpffs.path };
 }
 
 /** One sample: ns per call of the loop, run in `place`. */

@@ -14,6 +14,7 @@ import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { VethPair } from "../../tests/support/netns.ts";
 import { must, run } from "../../tests/support/privileged.ts";
 import { withProgramStats } from "../lib/bpf_stats.ts";
+import { withPinnedProgramStats } from "../lib/pinned_stats.ts";
 import { denyCidrs, denyRules, loadIptablesIpset, loadNftables, version } from "../lib/net_peers.ts";
 import { interleave, median, ratios } from "../lib/stats.ts";
 import { suite, type SuiteContext } from "../lib/suite.ts";
@@ -123,8 +124,8 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
       if (count === 10_000) targets(ctx, samples);
 
       for (const mode of ["generic", "native"] as const) {
-        const [stat] = await withProgramStats(
-          ["aegis_xdp"],
+        const [stat] = await withPinnedProgramStats(
+          { aegis_xdp: `${planes[`aegis-${mode}`]!.pinDir}/progs/aegis_xdp` },
           async () => void await floodRate(flood, pairs[`aegis-${mode}`], millis, cpu),
         );
         ctx.programStat({
