@@ -1,4 +1,4 @@
-import { BpfError, BpfLink, type BpfObject, closeFd, openDirectory } from "../../ffi/mod.ts";
+import { BpfError, BpfLink, type BpfObject, closeFd, interfaceDriver, openDirectory } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import {
   type AreaStatus,
@@ -16,6 +16,7 @@ import { ensureMounted } from "./mounts.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
 import { attachFilter, filterRecordPath, filterStatus, recordedFilters, removeFilter } from "./tc_filter.ts";
+import { xdpAttachMode, type XdpMode } from "./xdp_mode.ts";
 
 /** The pinned link name of the XDP program on interface `ifname`. */
 export function ingressLinkName(ifname: string): string {
@@ -46,7 +47,7 @@ export type ForwardAttach = "auto" | "legacy";
 export class PlaneLinks {
   readonly #object: BpfObject;
   readonly #pinDir: string;
-  readonly #xdpMode: "native" | "generic";
+  readonly #xdpMode: XdpMode;
   readonly #forwardAttach: ForwardAttach;
   readonly #links = new Map<string, BpfLink>();
   /** The classic tc filters of aegis_forward held (where there are no tcx links), by name. */
@@ -55,7 +56,7 @@ export class PlaneLinks {
   constructor(
     object: BpfObject,
     pinDir: string,
-    xdpMode: "native" | "generic",
+    xdpMode: XdpMode,
     forwardAttach: ForwardAttach = "auto",
   ) {
     this.#object = object;
@@ -276,12 +277,13 @@ export class PlaneLinks {
   }
 
   /**
-   * XDP in the driver's native mode where it has one; where native attach is refused, generic mode, so
-   * an interface is never left unfiltered for want of driver support.
+   * XDP in the mode xdpAttachMode() gives the interface's driver (lib/kernel/xdp_mode.ts); where native
+   * attach is refused, generic mode, so an interface is never left unfiltered for want of driver support.
    */
   #attachXdp(name: string, ifindex: number, ifname: string): BpfLink {
     const program = this.#object.program(PROGRAMS.ingress);
-    if (this.#xdpMode === "native") {
+    const driver = this.#xdpMode === "auto" ? interfaceDriver(ifname) : undefined;
+    if (xdpAttachMode(this.#xdpMode, driver) === "native") {
       try {
         return program.attachXdp(ifindex, ifname);
       } catch (error) {

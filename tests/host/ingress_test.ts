@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, ifIndex, inNetns } from "../../ffi/mod.ts";
+import { bootTimeNs, ifIndex, inNetns, interfaceDriver } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { XdpMode } from "../../lib/kernel/xdp_mode.ts";
 import { formatAddress } from "../../lib/kernel/events.ts";
 import type { IngressInterface, NetRule, RuleInfo, RuleSetPlan } from "../../lib/policy/plan.ts";
 import { VethPair } from "../support/netns.ts";
@@ -46,7 +47,7 @@ type IngressFixture = PlaneFixture & {
  */
 async function withIngress(
   fn: (fixture: IngressFixture) => Promise<void>,
-  xdpMode: "native" | "generic" = "native",
+  xdpMode: XdpMode = "native",
 ): Promise<void> {
   const pair = await VethPair.create();
   try {
@@ -353,5 +354,19 @@ rootTest(
         assert.equal(await pair.pingServer(), true);
       }, mode);
     }
+  },
+);
+
+rootTest(
+  "[root] ingress: by default XDP attaches in generic mode on a veth, the cheaper path for its traffic",
+  async () => {
+    await withIngress(async ({ pair, apply, inServer }) => {
+      assert.equal(inServer(() => interfaceDriver(pair.serverInterface)), "veth");
+      assert.equal(inServer(() => interfaceDriver("no-such-interface")), undefined);
+      await apply(denyClient(pair));
+      const link = await must("ip", ["-n", pair.server, "link", "show", pair.serverInterface]);
+      assert.match(link, /\bxdpgeneric /, link);
+      assert.equal(await pair.pingServer(), false, "the denied source is dropped");
+    }, "auto");
   },
 );
