@@ -1050,8 +1050,6 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 			return XDP_PASS;
 		goto refuse;
 	}
-	if (p.dport_be && exact_rule(&s, AEGIS_RULE_FAILSAFE, bpf_ntohs(p.dport_be), p.protocol))
-		return XDP_PASS;
 	struct aegis_net_key key = { .space = p.family, .protocol = p.protocol };
 	__builtin_memcpy(key.addr, p.saddr, 16);
 	struct aegis_rule *rule = match_net(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be);
@@ -1062,6 +1060,9 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	} else if (iface->action == AEGIS_ACTION_ALLOW || p.neighbour || session_allows(ctx->ingress_ifindex, &p)) {
 		return XDP_PASS;
 	}
+	/* Failsafe ports pass whatever the rules say: asked only of a packet about to be refused, not of every one. */
+	if (p.dport_be && exact_rule(&s, AEGIS_RULE_FAILSAFE, bpf_ntohs(p.dport_be), p.protocol))
+		return XDP_PASS;
 refuse:;
 	__u32 mode = effective_mode(&s);
 	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */

@@ -193,6 +193,22 @@ rootTest(
       assert.equal(await pair.reach("tcp", pair.serverAddress, OTHER_PORT), "timeout", "other ports");
       assert.equal(await pair.pingServer(), false, "the allow rule names a port: ping stays dropped");
       assert.equal(await pair.reach("tcp", pair.serverAddress, FAILSAFE_PORT), "answered");
+
+      // A deny rule naming the source does not close the failsafe port either (the XDP program asks for
+      // the failsafe only of packets it is about to refuse, after the rules).
+      const deny = ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT);
+      await apply({
+        mode: "enforce",
+        ingress: { interfaces: [serverInterface(pair, false)], failsafe, rules: [deny] },
+      });
+      drain(plane);
+      assert.equal(await pair.reach("tcp", pair.serverAddress, SERVICE_PORT), "timeout", "the denied source");
+      assert.equal(
+        await pair.reach("tcp", pair.serverAddress, FAILSAFE_PORT),
+        "answered",
+        "failsafe over a deny",
+      );
+      assert.ok(!drain(plane).some((event) => event.dport === FAILSAFE_PORT), "no failsafe packet reported");
     });
   },
 );
