@@ -3,7 +3,9 @@
  * host other planes load programs of the same names (tests, other suites, an agent attached to the cgroup
  * root), and their runs must not be counted as ours.
  */
+import { cgroup2Root } from "../../lib/kernel/cgroup.ts";
 import { must } from "../../tests/support/privileged.ts";
+import type { SuiteContext } from "./suite.ts";
 
 const SYSCTL = "/proc/sys/kernel/bpf_stats_enabled";
 
@@ -39,10 +41,19 @@ export async function withPinnedProgramStats(
   }
 }
 
-/** The programs attached to the cgroup v2 root (by anything): every process on the host runs them. */
-export async function rootCgroupPrograms(root: string): Promise<string[]> {
-  const out = await must("bpftool", ["--json", "cgroup", "show", root]);
-  return (JSON.parse(out || "[]") as { name?: string; attach_type?: string }[]).map((p) =>
+/**
+ * Notes the programs something else attached to the cgroup v2 root: every process on the host runs them,
+ * the baseline included, so the ratios to the baseline understate every filter's own cost.
+ */
+export async function noteRootCgroupPrograms(ctx: SuiteContext): Promise<void> {
+  const out = await must("bpftool", ["--json", "cgroup", "show", cgroup2Root()]);
+  const programs = (JSON.parse(out || "[]") as { name?: string; attach_type?: string }[]).map((p) =>
     `${p.name ?? "?"} (${p.attach_type ?? "?"})`
+  );
+  if (programs.length === 0) return;
+  ctx.note(
+    `${programs.length} programs were attached to the cgroup v2 root by something else during this run ` +
+      `(${[...new Set(programs)].join(", ")}): every process ran them, the baseline and the traffic ` +
+      `generator included, so the ratios to the baseline understate every filter's own cost.`,
   );
 }

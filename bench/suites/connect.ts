@@ -10,8 +10,7 @@ import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { emptyPlan } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../../tests/support/bpffs.ts";
 import { TestCgroup } from "../../tests/support/cgroup.ts";
-import { cgroup2Root } from "../../lib/kernel/cgroup.ts";
-import { rootCgroupPrograms, withPinnedProgramStats } from "../lib/pinned_stats.ts";
+import { noteRootCgroupPrograms, withPinnedProgramStats } from "../lib/pinned_stats.ts";
 import { denyCidrs, denyRules, loadIptablesIpset, loadNftables, Netns, version } from "../lib/net_peers.ts";
 import { interleave, median, ratios } from "../lib/stats.ts";
 import { suite, type SuiteContext } from "../lib/suite.ts";
@@ -71,14 +70,7 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
       ])}): \`-A OUTPUT -m set --match-set deny dst -j DROP\`, hash:net. Each peer in a namespace of its own.`,
   );
 
-  const foreign = await rootCgroupPrograms(cgroup2Root());
-  if (foreign.length > 0) {
-    ctx.note(
-      `${foreign.length} programs were attached to the cgroup v2 root by something else during this run ` +
-        `(${[...new Set(foreign)].join(", ")}): every variant, the baseline included, ran them too, so the ` +
-        `ratios to the baseline understate every filter's own cost.`,
-    );
-  }
+  await noteRootCgroupPrograms(ctx);
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
     const plain = TestCgroup.create();

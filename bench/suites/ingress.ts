@@ -14,7 +14,7 @@ import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { VethPair } from "../../tests/support/netns.ts";
 import { must, run } from "../../tests/support/privileged.ts";
 import { withProgramStats } from "../lib/bpf_stats.ts";
-import { withPinnedProgramStats } from "../lib/pinned_stats.ts";
+import { noteRootCgroupPrograms, withPinnedProgramStats } from "../lib/pinned_stats.ts";
 import { denyCidrs, denyRules, loadIptablesIpset, loadNftables, version } from "../lib/net_peers.ts";
 import { interleave, median, ratios } from "../lib/stats.ts";
 import { suite, type SuiteContext } from "../lib/suite.ts";
@@ -74,6 +74,7 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
       `of its own; medians, and medians of per-round ratios. A/A: the unfiltered pair measured twice per round.`,
   );
 
+  await noteRootCgroupPrograms(ctx);
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
     const bare = await VethPair.create();
@@ -122,6 +123,13 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
       }
       tableRows.push(...comparisonRows(count, samples));
       if (count === 10_000) targets(ctx, samples);
+      await programCost(ctx, count, rounds, {
+        aegis: {
+          pair: pairs["aegis-generic"],
+          prog: ["pinned", `${planes["aegis-generic"]!.pinDir}/progs/aegis_xdp`],
+        },
+        xdpf: { pair: pairs["xdpf-skb"], prog: ["id", await attachedProgram(pairs["xdpf-skb"])] },
+      });
 
       for (const mode of ["generic", "native"] as const) {
         const [stat] = await withPinnedProgramStats(
@@ -264,6 +272,109 @@ async function loadXdpFilter(
   if (attachMode(attached) !== (mode === "skb" ? "generic" : "native")) {
     throw new Error(`xdp-filter is not attached in ${mode} mode: ${attached}`);
   }
+}
+
+/** The id of the XDP program attached to the server end of `pair`. */
+async function attachedProgram(pair: VethPair): Promise<string> {
+  const link = await must("ip", ["-n", pair.server, "link", "show", pair.serverInterface]);
+  const id = /prog\/xdp id (\d+)/.exec(link)?.[1];
+  if (!id) throw new Error(`no XDP program on ${pair.serverInterface} in ${pair.server}: ${link}`);
+  return id;
+}
+
+type TestRunTarget = { pair: VethPair; prog: [string, string] };
+
+/**
+ * Each XDP program's own cost per dropped packet, without the stack around it: BPF_PROG_TEST_RUN (bpftool
+ * prog run) of the flood's packet, `repeat` times per sample, with the receiving interface as ingress (in
+ * its namespace), interleaved rounds. The wall-clock rates above carry the sender's and the veth's cost too.
+ */
+async function programCost(
+  ctx: SuiteContext,
+  count: number,
+  rounds: number,
+  targets: { aegis: TestRunTarget; xdpf: TestRunTarget },
+): Promise<void> {
+  const repeat = ctx.pick(1_000_000, 200_000);
+  const run = async ({ pair, prog }: TestRunTarget) => {
+    const ifindex = (await must("ip", [
+      "netns",
+      "exec",
+      pair.server,
+      "cat",
+      `/sys/class/net/${pair.serverInterface}/ifindex`,
+    ])).trim();
+    const packet = `${ctx.tmp}/packet`;
+    const xdpMd = `${ctx.tmp}/xdp_md.${ifindex}`;
+    Deno.writeFileSync(packet, udpFrame(pair.clientAddress, pair.serverAddress, PORT));
+    const md = new DataView(new ArrayBuffer(24)); // struct xdp_md: data, data_end, data_meta, ingress_ifindex, ...
+    md.setUint32(4, 60, true);
+    md.setUint32(12, Number(ifindex), true);
+    Deno.writeFileSync(xdpMd, new Uint8Array(md.buffer));
+    const args = [
+      "netns",
+      "exec",
+      pair.server,
+      "bpftool",
+      "prog",
+      "run",
+      ...prog,
+      "data_in",
+      packet,
+      "ctx_in",
+      xdpMd,
+    ];
+    const out = await must("ip", [...args, "repeat", String(repeat)]);
+    const ns = Number(/duration \(average\): (\d+)ns/.exec(out)?.[1]);
+    if (!/Return value: 1\b/.test(out) || !(ns > 0)) {
+      throw new Error(`bpftool prog run ${prog.join(" ")}: ${out}`);
+    }
+    return ns;
+  };
+  const samples = await interleave(rounds, {
+    aegis: () => run(targets.aegis),
+    "aegis-aa": () => run(targets.aegis),
+    xdpf: () => run(targets.xdpf),
+  });
+  const n = count.toLocaleString("en");
+  const base = `testrun.aegis.${count}`;
+  ctx.figure(base, `aegis_xdp per dropped packet (BPF_PROG_TEST_RUN), ${n} addresses`, "ns", samples.aegis);
+  ctx.figure(
+    `testrun.aegis-aa.${count}`,
+    `aegis_xdp per dropped packet (A/A), ${n} addresses`,
+    "ns",
+    samples["aegis-aa"],
+    {
+      ratioTo: base,
+    },
+  );
+  ctx.figure(
+    `testrun.xdpf.${count}`,
+    `xdp-filter per dropped packet (BPF_PROG_TEST_RUN), ${n} addresses`,
+    "ns",
+    samples.xdpf,
+    {
+      ratioTo: base,
+    },
+  );
+}
+
+/** An Ethernet frame carrying a UDP datagram from `source` to `dest`:`port` with 18 bytes of payload (60 bytes). */
+function udpFrame(source: string, dest: string, port: number): Uint8Array {
+  const frame = new Uint8Array(60);
+  const view = new DataView(frame.buffer);
+  frame.set([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1], 0); // destination and source MAC
+  view.setUint16(12, 0x0800); // IPv4
+  view.setUint8(14, 0x45); // version 4, 20-byte header
+  view.setUint16(16, 46); // total length: 20 + 8 + 18
+  view.setUint8(22, 64); // TTL
+  view.setUint8(23, 17); // UDP
+  frame.set(source.split(".").map(Number), 26);
+  frame.set(dest.split(".").map(Number), 30);
+  view.setUint16(34, 40000); // source port
+  view.setUint16(36, port);
+  view.setUint16(38, 26); // UDP length
+  return frame;
 }
 
 /** How `ip link show` says an XDP program is attached: "native", "generic" or undefined. */
