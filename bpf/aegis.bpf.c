@@ -745,11 +745,14 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
+	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
+	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
+	if (!rule && !s->info->user_rules)
+		return 1;
 	struct sock *owner = subflow_connection(ctx->sk);
 	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
 	__u64 owner_cgroup = 0;
-	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
-	if (!rule && s->info->user_rules)
+	if (!rule)
 		rule = user_rule_of(s, bpf_ntohs(port_be), ids);
 	if (!rule || !(owner ? sock_in_scope(s, owner, &owner_cgroup) : in_scope(s)))
 		return 1;
