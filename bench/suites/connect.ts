@@ -57,17 +57,15 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
       `ratio the median of per-round ratios. Baseline: the same loop in a sibling cgroup without hooks, in a ` +
       `namespace without rules; A/A: the baseline measured twice per round.`,
   );
+  const [nftVersion, iptablesVersion, ipsetVersion] = await Promise.all(
+    [["nft", "-v"], ["iptables", "-V"], ["ipset", "-v"]].map(version),
+  );
   ctx.method(
     `Rules: N distinct IPv4 CIDRs in 10.0.0.0/8 (/32 and /24 in turn), none matching 127.0.0.1. aegisbpf: ` +
       `DataPlane with the egress area (cgroup connect4/6, sendmsg4/6, skb egress, setsockopt) on a test cgroup. ` +
-      `nftables (${await version([
-        "nft",
-        "-v",
-      ])}): \`inet\` table, output hook, \`ip daddr @deny drop\` with an ` +
-      `interval set. iptables (${await version(["iptables", "-V"])}) with ipset (${await version([
-        "ipset",
-        "-v",
-      ])}): \`-A OUTPUT -m set --match-set deny dst -j DROP\`, hash:net. Each peer in a namespace of its own.`,
+      `nftables (${nftVersion}): \`inet\` table, output hook, \`ip daddr @deny drop\` with an interval set. ` +
+      `iptables (${iptablesVersion}) with ipset (${ipsetVersion}): \`-A OUTPUT -m set --match-set deny dst -j ` +
+      `DROP\`, hash:net. Each peer in a namespace of its own.`,
   );
 
   await noteRootCgroupPrograms(ctx);
@@ -97,13 +95,8 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
       };
       for (const protocol of ["tcp", "udp"] as const) {
         const run = (place: Place) => runLoop(loop, protocol, iterations[protocol], place);
-        const samples = await interleave(
-          rounds,
-          Object.fromEntries(VARIANTS.map((v) => [v, () => run(places[v])])) as Record<
-            Variant,
-            () => Promise<number>
-          >,
-        );
+        const variants = Object.fromEntries(VARIANTS.map((v) => [v, () => run(places[v])]));
+        const samples = await interleave(rounds, variants as Record<Variant, () => Promise<number>>);
         recordFigures(ctx, protocol, count, samples);
         rows.push(comparisonRow(protocol, count, samples));
         if (protocol === "tcp" && count === 10_000) targets(ctx, samples);
@@ -120,9 +113,7 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
       for (const stat of stats) {
         ctx.programStat({
           ...stat,
-          phase: `${
-            count.toLocaleString("en")
-          } rules: ${iterations.tcp} TCP connects, ${iterations.udp} UDP sendto`,
+          phase: `${rulesText(count)}: ${iterations.tcp} TCP connects, ${iterations.udp} UDP sendto`,
         });
       }
       if (count === 10_000) await streamFigures(ctx, stream, streamBytes, rounds, plain, bare, places.aegis);
@@ -158,6 +149,10 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
   }
 });
 
+function rulesText(count: number): string {
+  return `${count.toLocaleString("en")} rules`;
+}
+
 /** A DataPlane serving egress on a test cgroup of its own, enforcing deny rules for `cidrs`. */
 async function openPlane(
   cidrs: readonly string[],
@@ -192,7 +187,7 @@ function recordFigures(
   samples: Record<Variant, number[]>,
 ) {
   const call = protocol === "tcp" ? "TCP socket+connect+close" : "UDP sendto";
-  const rules = `${count.toLocaleString("en")} rules`;
+  const rules = rulesText(count);
   const base = `${protocol}.none.${count}`;
   for (const variant of VARIANTS) {
     ctx.figure(
@@ -219,14 +214,20 @@ function comparisonRow(protocol: Protocol, count: number, samples: Record<Varian
   ];
 }
 
+/**
+ * The issue's connect targets. A ratio is only read against the noise floor: where the A/A control is
+ * further from 1 than the margin the target allows, the run cannot tell, and the target is not counted met.
+ */
 function targets(ctx: SuiteContext, samples: Record<Variant, number[]>): void {
   const overhead = ratios(samples.aegis, samples.none).median;
   const aa = ratios(samples["none-aa"], samples.none).median;
+  const decidable = Math.abs(aa - 1) <= TARGET_RATIO - 1;
+  const noise = decidable ? "" : `; A/A ${aa.toFixed(3)}x is past the ${TARGET_RATIO}x margin: undecided`;
   ctx.target({
     name: "TCP connect overhead with 10,000 rules",
     want: `<= ${TARGET_RATIO}x the baseline`,
-    got: `${overhead.toFixed(3)}x (A/A ${aa.toFixed(3)}x)`,
-    met: overhead <= TARGET_RATIO,
+    got: `${overhead.toFixed(3)}x (A/A ${aa.toFixed(3)}x${noise})`,
+    met: decidable && overhead <= TARGET_RATIO,
   });
   const vsNft = ratios(samples.aegis, samples.nft).median;
   const vsIpt = ratios(samples.aegis, samples.ipt).median;
@@ -234,8 +235,10 @@ function targets(ctx: SuiteContext, samples: Record<Variant, number[]>): void {
     name: "TCP connect with 10,000 rules against the peers",
     want: "below nftables and iptables+ipset",
     got: `aegisbpf ${median(samples.aegis).toFixed(0)} ns, nftables ${median(samples.nft).toFixed(0)} ns, ` +
-      `iptables+ipset ${median(samples.ipt).toFixed(0)} ns (${vsNft.toFixed(3)}x and ${vsIpt.toFixed(3)}x)`,
-    met: vsNft < 1 && vsIpt < 1,
+      `iptables+ipset ${median(samples.ipt).toFixed(0)} ns (${vsNft.toFixed(3)}x and ${
+        vsIpt.toFixed(3)
+      }x${noise})`,
+    met: decidable && vsNft < 1 && vsIpt < 1,
   });
 }
 
