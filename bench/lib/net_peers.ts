@@ -2,8 +2,11 @@
  * What the network suites (connect, ingress) share: the rule sets, namespaces of their own, and the peers
  * users would pick instead (nftables, iptables with an ipset), each given the same addresses.
  */
+import { DataPlane, type DataPlaneOptions } from "../../lib/kernel/dataplane.ts";
 import { parseCidr } from "../../lib/policy/cidr.ts";
 import type { NetRule } from "../../lib/policy/plan.ts";
+import { TestBpffs } from "../../tests/support/bpffs.ts";
+import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { isLeftover, must, run, uniqueName } from "../../tests/support/privileged.ts";
 
 const NETNS_PREFIX = "aegb";
@@ -140,4 +143,27 @@ export async function loadIptablesIpset(
 export async function version(command: string[]): Promise<string> {
   const out = await run(command[0]!, command.slice(1));
   return (out.stdout || out.stderr).trim().split("\n")[0] ?? "";
+}
+
+/** Undo steps a suite runs in reverse order in its `finally`. */
+export type Cleanup = (() => Promise<void> | void)[];
+
+/**
+ * A DataPlane on a test cgroup and a private bpffs of its own; closing, detaching, unmounting and removing
+ * them are pushed onto `cleanup`.
+ */
+export async function openTestPlane(
+  options: Omit<DataPlaneOptions, "bpffs" | "cgroupPath">,
+  cleanup: Cleanup,
+): Promise<{ plane: DataPlane; cgroup: TestCgroup }> {
+  const cgroup = TestCgroup.create();
+  cleanup.push(() => cgroup.remove());
+  const bpffs = await TestBpffs.mount();
+  cleanup.push(() => bpffs.unmount());
+  const plane = DataPlane.open({ ...options, bpffs: bpffs.path, cgroupPath: cgroup.path });
+  cleanup.push(() => {
+    plane.close();
+    DataPlane.detach(bpffs.path);
+  });
+  return { plane, cgroup };
 }

@@ -5,13 +5,21 @@
  * its own (the peers' rules touch only theirs); aegisbpf's hooks attach to a test cgroup, and the baseline
  * and the peers run in a sibling cgroup without them. Also TCP throughput under the packet backstop.
  */
-import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { emptyPlan } from "../../lib/policy/plan.ts";
-import { TestBpffs } from "../../tests/support/bpffs.ts";
 import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { noteRootCgroupPrograms, withPinnedProgramStats } from "../lib/pinned_stats.ts";
-import { denyCidrs, denyRules, loadIptablesIpset, loadNftables, Netns, version } from "../lib/net_peers.ts";
+import {
+  type Cleanup,
+  denyCidrs,
+  denyRules,
+  loadIptablesIpset,
+  loadNftables,
+  Netns,
+  openTestPlane,
+  version,
+} from "../lib/net_peers.ts";
 import { interleave, median, ratios } from "../lib/stats.ts";
 import { suite, type SuiteContext } from "../lib/suite.ts";
 
@@ -69,7 +77,7 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
   );
 
   await noteRootCgroupPrograms(ctx);
-  const cleanup: (() => Promise<void> | void)[] = [];
+  const cleanup: Cleanup = [];
   try {
     const plain = TestCgroup.create();
     cleanup.push(() => plain.remove());
@@ -102,7 +110,7 @@ await suite("connect", "connect() and sendto() on loopback", async (ctx) => {
         if (protocol === "tcp" && count === 10_000) targets(ctx, samples);
       }
       // The kernel's accounting in a phase apart: enabling it slows every program it counts.
-      const progs = `${plane.bpffs}/aegisbpf/progs`;
+      const progs = `${plane.plane.pinDir}/progs`;
       const stats = await withPinnedProgramStats(
         Object.fromEntries(PROFILED.map((name) => [name, `${progs}/${name}`])),
         async () => {
@@ -156,19 +164,11 @@ function rulesText(count: number): string {
 /** A DataPlane serving egress on a test cgroup of its own, enforcing deny rules for `cidrs`. */
 async function openPlane(
   cidrs: readonly string[],
-  cleanup: (() => Promise<void> | void)[],
-): Promise<{ plane: DataPlane; cgroup: TestCgroup; bpffs: string }> {
-  const cgroup = TestCgroup.create();
-  cleanup.push(() => cgroup.remove());
-  const bpffs = await TestBpffs.mount();
-  cleanup.push(() => bpffs.unmount());
-  const plane = DataPlane.open({ areas: ["egress"], bpffs: bpffs.path, cgroupPath: cgroup.path });
-  cleanup.push(() => {
-    plane.close();
-    DataPlane.detach(bpffs.path);
-  });
-  await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: denyRules(cidrs) }));
-  return { plane, cgroup, bpffs: bpffs.path };
+  cleanup: Cleanup,
+): Promise<{ plane: DataPlane; cgroup: TestCgroup }> {
+  const opened = await openTestPlane({ areas: ["egress"] }, cleanup);
+  await opened.plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", egress: denyRules(cidrs) }));
+  return opened;
 }
 
 /** One sample: ns per call of the loop, run in `place`. */

@@ -6,16 +6,23 @@
  * attached or detached between samples.
  */
 import { inNetns } from "../../ffi/mod.ts";
-import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { emptyPlan } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../../tests/support/bpffs.ts";
-import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { VethPair } from "../../tests/support/netns.ts";
 import { must, run } from "../../tests/support/privileged.ts";
 import { withProgramStats } from "../lib/bpf_stats.ts";
 import { noteRootCgroupPrograms, withPinnedProgramStats } from "../lib/pinned_stats.ts";
-import { denyCidrs, denyRules, loadIptablesIpset, loadNftables, version } from "../lib/net_peers.ts";
+import {
+  type Cleanup,
+  denyCidrs,
+  denyRules,
+  loadIptablesIpset,
+  loadNftables,
+  openTestPlane,
+  version,
+} from "../lib/net_peers.ts";
 import { interleave, median, ratios } from "../lib/stats.ts";
 import { suite, type SuiteContext } from "../lib/suite.ts";
 
@@ -75,7 +82,7 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
   );
 
   await noteRootCgroupPrograms(ctx);
-  const cleanup: (() => Promise<void> | void)[] = [];
+  const cleanup: Cleanup = [];
   try {
     const bare = await VethPair.create();
     cleanup.push(() => bare.remove());
@@ -191,17 +198,9 @@ async function openPlane(
   pair: VethPair,
   addresses: readonly string[],
   xdpMode: "generic" | "native",
-  cleanup: (() => Promise<void> | void)[],
+  cleanup: Cleanup,
 ): Promise<DataPlane> {
-  const cgroup = TestCgroup.create();
-  cleanup.push(() => cgroup.remove());
-  const bpffs = await TestBpffs.mount();
-  cleanup.push(() => bpffs.unmount());
-  const plane = DataPlane.open({ areas: ["ingress"], xdpMode, bpffs: bpffs.path, cgroupPath: cgroup.path });
-  cleanup.push(() => {
-    plane.close();
-    DataPlane.detach(bpffs.path);
-  });
+  const { plane } = await openTestPlane({ areas: ["ingress"], xdpMode }, cleanup);
   const set = {
     ...emptyPlan(),
     mode: "enforce" as const,
@@ -228,7 +227,7 @@ async function loadXdpFilter(
   pair: VethPair,
   addresses: readonly string[],
   mode: "skb" | "native",
-  cleanup: (() => Promise<void> | void)[],
+  cleanup: Cleanup,
 ): Promise<void> {
   if (addresses.length > XDP_FILTER_MAX) {
     throw new Error(`xdp-filter holds at most ${XDP_FILTER_MAX} addresses`);
