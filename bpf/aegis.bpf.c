@@ -753,11 +753,14 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
+	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
+	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
+	if (!rule && !s->info->user_rules)
+		return 1;
 	struct sock *owner = subflow_connection(ctx->sk);
 	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
 	__u64 owner_cgroup = 0;
-	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
-	if (!rule && s->info->user_rules)
+	if (!rule)
 		rule = user_rule_of(s, bpf_ntohs(port_be), ids);
 	if (!rule || !(owner ? sock_in_scope(s, owner, &owner_cgroup) : in_scope(s)))
 		return 1;
@@ -1058,8 +1061,6 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 			return XDP_PASS;
 		goto refuse;
 	}
-	if (p.dport_be && exact_rule(&s, AEGIS_RULE_FAILSAFE, bpf_ntohs(p.dport_be), p.protocol))
-		return XDP_PASS;
 	struct aegis_net_key key = { .space = p.family, .protocol = p.protocol };
 	__builtin_memcpy(key.addr, p.saddr, 16);
 	struct aegis_rule *rule = match_net(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be);
@@ -1070,6 +1071,9 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	} else if (iface->action == AEGIS_ACTION_ALLOW || p.neighbour || session_allows(ctx->ingress_ifindex, &p)) {
 		return XDP_PASS;
 	}
+	/* Failsafe ports pass whatever the rules say: asked only of a packet about to be refused, not of every one. */
+	if (p.dport_be && exact_rule(&s, AEGIS_RULE_FAILSAFE, bpf_ntohs(p.dport_be), p.protocol))
+		return XDP_PASS;
 refuse:;
 	__u32 mode = effective_mode(&s);
 	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */

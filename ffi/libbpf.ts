@@ -174,6 +174,8 @@ const libcSymbols = {
   sysconf: { parameters: ["i32"], result: "i64" },
   // int socket(int domain, int type, int protocol)
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int ioctl(int fd, unsigned long request, void *argp)
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen)
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // int listen(int sockfd, int backlog)

@@ -13,6 +13,7 @@ export {
   ifIndex,
   ifName,
   inNetns,
+  interfaceDriver,
   libbpfVersion,
   lockDirectory,
   lockDirectorySync,

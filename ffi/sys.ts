@@ -34,6 +34,41 @@ export function ifName(index: number): string | undefined {
   return new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.length : end));
 }
 
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const SIOCETHTOOL = 0x8946n;
+const ETHTOOL_GDRVINFO = 3;
+/** struct ifreq: the name, then a union whose ifr_data pointer sits at offset 16. */
+const IFREQ_BYTES = 40;
+/** struct ethtool_drvinfo: cmd (u32), then driver[32], version[32], ... (196 bytes in all). */
+const DRVINFO_BYTES = 196;
+const DRVINFO_DRIVER = 4;
+const DRIVER_BYTES = 32;
+
+/**
+ * The driver of a network interface in this thread's network namespace, as `ethtool -i` names it ("veth",
+ * "virtio_net", "mlx5_core"), or undefined when the interface has none to report (lo, or a device without
+ * ethtool operations) or does not exist.
+ */
+export function interfaceDriver(name: string): string | undefined {
+  const fd = unwrapSys(libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket", `ethtool ${name}`);
+  try {
+    const drvinfo = new Uint8Array(DRVINFO_BYTES);
+    new DataView(drvinfo.buffer).setUint32(0, ETHTOOL_GDRVINFO, true);
+    const ifreq = new Uint8Array(IFREQ_BYTES);
+    ifreq.set(new TextEncoder().encode(name).subarray(0, IF_NAMESIZE - 1));
+    const data = Deno.UnsafePointer.value(Deno.UnsafePointer.of(drvinfo));
+    new DataView(ifreq.buffer).setBigUint64(16, BigInt(data), true);
+    if (libc().ioctl(fd, SIOCETHTOOL, ifreq) !== 0) return undefined;
+    const driver = drvinfo.subarray(DRVINFO_DRIVER, DRVINFO_DRIVER + DRIVER_BYTES);
+    const end = driver.indexOf(0);
+    return new TextDecoder().decode(driver.subarray(0, end < 0 ? DRIVER_BYTES : end)) || undefined;
+  } finally {
+    libc().close(fd);
+  }
+}
+
 const CLONE_NEWNET = 0x40000000;
 
 /**

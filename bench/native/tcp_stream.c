@@ -1,5 +1,5 @@
 /*
- * TCP throughput through loopback for bench/dataplane_bench.ts: a receiver (a forked child, in the same
+ * TCP throughput through loopback for bench/suites/connect.ts: a receiver (a forked child, in the same
  * cgroup) reads until EOF what the sender writes in 64 KiB chunks. Prints the nanoseconds from connect
  * to the receiver's EOF.
  *

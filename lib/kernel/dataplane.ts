@@ -31,6 +31,7 @@ import { PROGRAMS } from "./object.ts";
 import { makePinDirs } from "./pin_dir.ts";
 import type { PlanePrograms } from "./programs.ts";
 import { addSession, deleteSessions, type Session } from "./sessions.ts";
+import type { XdpMode } from "./xdp_mode.ts";
 
 export type { AreaStatus } from "./load.ts";
 export { DetachError } from "./detach.ts";
@@ -46,8 +47,11 @@ export type DataPlaneOptions = {
   lsm?: "auto" | "off";
   /** Size of the events ring buffer in bytes (a power of two, at least a page); used when it is created. */
   ringBufferBytes?: number;
-  /** XDP attach mode: "native" tries the driver first and falls back to generic; "generic" skips it. */
-  xdpMode?: "native" | "generic";
+  /**
+   * XDP attach mode: "auto" (the default) by the interface's driver (lib/kernel/xdp_mode.ts); "native" tries
+   * the driver first and falls back to generic; "generic" skips it.
+   */
+  xdpMode?: XdpMode;
   /** Lower entry limits than the maps' own (CAPACITY), e.g. to keep a host's kernel memory in bounds. */
   capacity?: Partial<Record<RuleMapName, number>>;
   /** The BPF object to load instead of the built one (tests: another release's object). */
@@ -86,7 +90,7 @@ export class DataPlane {
     this.#programs = programs;
     this.pinDir = pinDir;
     this.status = status;
-    this.#links = new PlaneLinks(programs, pinDir, options.xdpMode ?? "native", options.forwardAttach);
+    this.#links = new PlaneLinks(programs, pinDir, options.xdpMode ?? "auto", options.forwardAttach);
     this.#capacity = options.capacity ?? {};
     this.#bpffs = options.bpffs;
   }

@@ -1,4 +1,4 @@
-import { BpfError, BpfLink, closeFd, openDirectory } from "../../ffi/mod.ts";
+import { BpfError, BpfLink, closeFd, interfaceDriver, openDirectory } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import {
   type AreaStatus,
@@ -17,6 +17,7 @@ import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
 import type { PlanePrograms } from "./programs.ts";
 import { attachFilter, filterRecordPath, filterStatus, recordedFilters, removeFilter } from "./tc_filter.ts";
+import { xdpAttachMode, type XdpMode } from "./xdp_mode.ts";
 
 /** The pinned link name of the XDP program on interface `ifname`. */
 export function ingressLinkName(ifname: string): string {
@@ -47,7 +48,7 @@ export type ForwardAttach = "auto" | "legacy";
 export class PlaneLinks {
   readonly #programs: PlanePrograms;
   readonly #pinDir: string;
-  readonly #xdpMode: "native" | "generic";
+  readonly #xdpMode: XdpMode;
   readonly #forwardAttach: ForwardAttach;
   readonly #links = new Map<string, BpfLink>();
   /** The classic tc filters of aegis_forward held (where there are no tcx links), by name. */
@@ -56,7 +57,7 @@ export class PlaneLinks {
   constructor(
     programs: PlanePrograms,
     pinDir: string,
-    xdpMode: "native" | "generic",
+    xdpMode: XdpMode,
     forwardAttach: ForwardAttach = "auto",
   ) {
     this.#programs = programs;
@@ -268,12 +269,13 @@ export class PlaneLinks {
   }
 
   /**
-   * XDP in the driver's native mode where it has one; where native attach is refused, generic mode, so
-   * an interface is never left unfiltered for want of driver support.
+   * XDP in the mode xdpAttachMode() gives the interface's driver (lib/kernel/xdp_mode.ts); where native
+   * attach is refused, generic mode, so an interface is never left unfiltered for want of driver support.
    */
   #attachXdp(name: string, ifindex: number, ifname: string): BpfLink {
     const program = this.#programs.attachable(PROGRAMS.ingress);
-    if (this.#xdpMode === "native") {
+    const driver = this.#xdpMode === "auto" ? interfaceDriver(ifname) : undefined;
+    if (xdpAttachMode(this.#xdpMode, driver) === "native") {
       try {
         return program.attachXdp(ifindex, ifname);
       } catch (error) {

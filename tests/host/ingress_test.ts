@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, ifIndex, inNetns } from "../../ffi/mod.ts";
+import { bootTimeNs, ifIndex, inNetns, interfaceDriver } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { XdpMode } from "../../lib/kernel/xdp_mode.ts";
 import { formatAddress } from "../../lib/kernel/events.ts";
 import type { IngressInterface, NetRule, RuleInfo, RuleSetPlan } from "../../lib/policy/plan.ts";
 import { VethPair } from "../support/netns.ts";
@@ -46,7 +47,7 @@ type IngressFixture = PlaneFixture & {
  */
 async function withIngress(
   fn: (fixture: IngressFixture) => Promise<void>,
-  xdpMode: "native" | "generic" = "native",
+  xdpMode: XdpMode = "native",
 ): Promise<void> {
   const pair = await VethPair.create();
   try {
@@ -192,6 +193,22 @@ rootTest(
       assert.equal(await pair.reach("tcp", pair.serverAddress, OTHER_PORT), "timeout", "other ports");
       assert.equal(await pair.pingServer(), false, "the allow rule names a port: ping stays dropped");
       assert.equal(await pair.reach("tcp", pair.serverAddress, FAILSAFE_PORT), "answered");
+
+      // A deny rule naming the source does not close the failsafe port either (the XDP program asks for
+      // the failsafe only of packets it is about to refuse, after the rules).
+      const deny = ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT);
+      await apply({
+        mode: "enforce",
+        ingress: { interfaces: [serverInterface(pair, false)], failsafe, rules: [deny] },
+      });
+      drain(plane);
+      assert.equal(await pair.reach("tcp", pair.serverAddress, SERVICE_PORT), "timeout", "the denied source");
+      assert.equal(
+        await pair.reach("tcp", pair.serverAddress, FAILSAFE_PORT),
+        "answered",
+        "failsafe over a deny",
+      );
+      assert.ok(!drain(plane).some((event) => event.dport === FAILSAFE_PORT), "no failsafe packet reported");
     });
   },
 );
@@ -353,5 +370,19 @@ rootTest(
         assert.equal(await pair.pingServer(), true);
       }, mode);
     }
+  },
+);
+
+rootTest(
+  "[root] ingress: by default XDP attaches in generic mode on a veth, the cheaper path for its traffic",
+  async () => {
+    await withIngress(async ({ pair, apply, inServer }) => {
+      assert.equal(inServer(() => interfaceDriver(pair.serverInterface)), "veth");
+      assert.equal(inServer(() => interfaceDriver("no-such-interface")), undefined);
+      await apply(denyClient(pair));
+      const link = await must("ip", ["-n", pair.server, "link", "show", pair.serverInterface]);
+      assert.match(link, /\bxdpgeneric /, link);
+      assert.equal(await pair.pingServer(), false, "the denied source is dropped");
+    }, "auto");
   },
 );
