@@ -308,6 +308,10 @@ export class Agent {
     this.#stream.start((error) => this.#options.log.warn(`event stream: ${messageOf(error)}`));
     this.#timers.every(TICK_MS, () => this.#tick());
     this.#watch();
+    // What changed before the watches were in place (a marker made just as the policy was applied) is
+    // seen now, not at the next tick.
+    this.#checkGlass();
+    this.#checkApplied();
   }
 
   /**
