@@ -47,7 +47,7 @@ export async function withPinnedProgramStats(
  */
 export async function noteRootCgroupPrograms(ctx: SuiteContext): Promise<void> {
   const out = await must("bpftool", ["--json", "cgroup", "show", cgroup2Root()]);
-  const programs = (JSON.parse(out || "[]") as { name?: string; attach_type?: string }[]).map((p) =>
+  const programs = (JSON.parse(out.trim() || "[]") as { name?: string; attach_type?: string }[]).map((p) =>
     `${p.name ?? "?"} (${p.attach_type ?? "?"})`
   );
   if (programs.length === 0) return;
