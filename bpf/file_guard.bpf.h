@@ -121,6 +121,11 @@ static __always_inline int inherit_on_rename(struct inode *target, struct inode 
 				       .dev = BPF_CORE_READ(incoming, i_sb, s_dev) };
 	struct aegis_inherit value = { .src_ino = src.ino, .src_dev = src.dev,
 				       .generation = BPF_CORE_READ(incoming, i_generation) };
+	/* Before the entry: a hook that sees the entry's effect (the rename done) sees the word too. */
+	__u32 word = AEGIS_CFG_INHERITED;
+	__u64 *any_inherited = bpf_map_lookup_elem(&aegis_cfg, &word);
+	if (any_inherited && !*any_inherited)
+		*any_inherited = 1;
 	if (!bpf_map_update_elem(&inherited, &key, &value, BPF_ANY))
 		return 0;
 	struct aegis_state s;
@@ -202,6 +207,12 @@ int BPF_PROG(aegis_memfd_exec, struct linux_binprm *bprm)
 	return 0;
 }
 
+static __always_inline struct inode *own_executable(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return BPF_CORE_READ(task, mm, exe_file, f_inode);
+}
+
 /*
  * An executable mapping of `file`: denied when its inode is exec-denied (the
  * dynamic loader run on a denied binary, dlopen of a denied library, mmap or
@@ -217,16 +228,14 @@ static __always_inline int exec_mapping_denied(struct file *file, int private_ma
 	if (!file || !load_state(&s))
 		return 0;
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (inode == BPF_CORE_READ(task, mm, exe_file, f_inode))
-		return 0;
+	read_inode_id(inode, &id);
 	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_EXEC, inode, &id);
-	if (rule) {
-		if (!in_scope(&s))
-			return 0;
-		return inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s));
-	}
-	return private_mapping && memfd_exec_denied(&s, inode);
+	if (!rule && private_mapping)
+		rule = memfd_rule(&s, inode, &id);
+	/* The task's own executable is read last: most mappings name no rule. */
+	if (!rule || inode == own_executable() || !in_scope(&s))
+		return 0;
+	return inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s));
 }
 
 SEC("lsm/mmap_file")
@@ -254,7 +263,7 @@ int BPF_PROG(aegis_file_mprotect, struct vm_area_struct *vma, unsigned long reqp
 SEC("lsm/file_receive")
 int BPF_PROG(aegis_file_receive, struct file *file)
 {
-	if (inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode)))
+	if (hook_inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
 		return -EPERM;
 	return 0;
 }
