@@ -58,7 +58,16 @@ async function run(command: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
   const d = new TextDecoder();
   if (!out.success) throw new Error(`${command} ${args.join(" ")} failed: ${d.decode(out.stderr).trim()}`);
-  return d.decode(out.stdout);
+  return d.decode(out.stdout) + d.decode(out.stderr);
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function loopNs(command: string, args: string[]): Promise<number> {
@@ -87,20 +96,24 @@ class Switch {
   }
 }
 
+const STRESS_USER = "aegisbench";
+
+/** stress-ng runs as an unprivileged user: its exec stressor refuses to run as root. */
+function addStressUser(dir: string): void {
+  const passwd = Deno.readTextFileSync("/etc/passwd");
+  if (!passwd.includes(`${STRESS_USER}:`)) {
+    Deno.writeTextFileSync("/etc/passwd", `${passwd}${STRESS_USER}:x:1000:1000::/tmp:/bin/sh\n`);
+  }
+  Deno.chmodSync(dir, 0o777);
+}
+
 /** One stress-ng run of `stressor`: bogo-ops per second of real time. */
 async function stressOps(stressor: string, seconds: number, dir: string): Promise<number> {
   const yaml = `${dir}/stress-${stressor}.yaml`;
-  await run("stress-ng", [
-    `--${stressor}`,
-    "1",
-    "--timeout",
-    `${seconds}s`,
-    "--metrics-brief",
-    "--temp-path",
-    dir,
-    "--yaml",
-    yaml,
-  ]);
+  const command = `stress-ng --${stressor} 1 --timeout ${seconds}s --metrics-brief --temp-path ${dir} ` +
+    `--yaml ${yaml}`;
+  const output = await run("su", ["-s", "/bin/sh", STRESS_USER, "-c", command]);
+  if (!exists(yaml)) throw new Error(`stress-ng --${stressor} wrote no result: ${output.trim()}`);
   const match = /bogo-ops-per-second-real-time:\s*([\d.]+)/.exec(Deno.readTextFileSync(yaml));
   const ops = Number(match?.[1]);
   if (!match || !(ops > 0)) throw new Error(`stress-ng --${stressor} reported no bogo-ops rate`);
@@ -134,6 +147,7 @@ export async function measureInGuest(options: GuestOptions): Promise<GuestResult
 
     const stress: Record<string, Samples> = {};
     if (options.stressSeconds > 0) {
+      addStressUser(dir);
       for (const stressor of STRESSORS) {
         stress[stressor] = await interleave(
           options.rounds,
@@ -170,11 +184,11 @@ async function fapolicydExec(
   dir: string,
 ): Promise<{ none: number[]; fapolicyd: number[] } | { error: string }> {
   try {
-    await fapolicydSetup(dir);
+    await fapolicydSetup();
     return await interleave(options.rounds, {
       none: execOnce,
       fapolicyd: async () => {
-        const daemon = await fapolicydStart();
+        const daemon = await fapolicydStart(dir);
         try {
           return await execOnce();
         } finally {
@@ -189,10 +203,8 @@ async function fapolicydExec(
 
 const FAPOLICYD = "/usr/sbin/fapolicyd";
 
-async function fapolicydSetup(dir: string): Promise<void> {
-  try {
-    Deno.statSync(FAPOLICYD);
-  } catch {
+async function fapolicydSetup(): Promise<void> {
+  if (!exists(FAPOLICYD)) {
     throw new Error(`${FAPOLICYD} is not in the guest (scripts/setup.sh --bench downloads it)`);
   }
   const loader = Deno.realPathSync("/lib64/ld-linux-x86-64.so.2");
@@ -219,45 +231,38 @@ async function fapolicydSetup(dir: string): Promise<void> {
       .replace(/^watch_fs = .*$/m, "watch_fs = tmpfs,rootfs,ramfs")
       .replace(/^do_stat_report = .*$/m, "do_stat_report = 0"),
   );
-  for (const entry of Deno.readDirSync("/etc/fapolicyd/rules.d")) {
-    Deno.removeSync(`/etc/fapolicyd/rules.d/${entry.name}`);
-  }
+  // Its usual policy in short: trusted files run, anything else is refused; every open is allowed.
   Deno.writeTextFileSync(
-    "/etc/fapolicyd/rules.d/50-bench.rules",
-    "allow perm=any uid=0 trust=1 : all\nallow perm=open all : all\ndeny_audit perm=execute all : all\n",
+    "/etc/fapolicyd/compiled.rules",
+    "allow perm=execute all : trust=1\nallow perm=open all : all\ndeny_audit perm=execute all : all\n",
   );
-  Deno.writeTextFileSync(
-    "/etc/fapolicyd/fapolicyd.rules",
-    Deno.readTextFileSync("/etc/fapolicyd/rules.d/50-bench.rules"),
-  );
-  void dir;
 }
 
-async function fapolicydStart(): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command(FAPOLICYD, { args: ["--debug"], stdout: "null", stderr: "piped" }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let log = "";
-  const deadline = Date.now() + 60_000;
-  while (!log.includes("Starting to listen for events")) {
-    const { value, done } = await Promise.race([
-      reader.read(),
-      new Promise<{ value: undefined; done: true }>((r) =>
-        setTimeout(() => r({ value: undefined, done: true }), deadline - Date.now())
-      ),
-    ]);
-    if (done) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      await child.status;
-      throw new Error(`fapolicyd did not start: ${log.trim().split("\n").slice(-8).join(" | ")}`);
+/** Starts fapolicyd in the foreground (its log in `dir`); resolves once it listens for events. */
+async function fapolicydStart(dir: string): Promise<Deno.ChildProcess> {
+  const log = `${dir}/fapolicyd.log`;
+  const child = new Deno.Command("sh", {
+    args: ["-c", `exec ${FAPOLICYD} --debug-deny 2>"$1"`, "fapolicyd", log],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  let exited = false;
+  child.status.then(() => exited = true);
+  const text = () => {
+    try {
+      return Deno.readTextFileSync(log);
+    } catch {
+      return "";
     }
-    log += value;
+  };
+  for (let waited = 0; !text().includes("Starting to listen for events"); waited += 200) {
+    if (exited || waited > 120_000) {
+      if (!exited) child.kill("SIGKILL");
+      await child.status;
+      throw new Error(`fapolicyd did not start: ${text().trim().split("\n").slice(-8).join(" | ")}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  // Keep draining its log so it never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })().catch(() => {});
   return child;
 }
 
