@@ -174,7 +174,13 @@ function exists(path: string): boolean {
 }
 
 type Ratios = { on: number; aa: number };
-type KernelRatios = { kernel: VmKernel; open: Ratios; exec: Ratios; fapolicyd?: number };
+type KernelRatios = {
+  kernel: VmKernel;
+  open: Ratios;
+  exec: Ratios;
+  fapolicyd?: number;
+  nsPerRun: Record<string, number>;
+};
 
 /** off, off (A/A) and on figures of one variant set; returns the medians of the per-round ratios. */
 function recordSamples(ctx: SuiteContext, id: string, label: string, unit: string, samples: Samples): Ratios {
@@ -201,15 +207,18 @@ function recordKernel(ctx: SuiteContext, kernel: VmKernel, result: GuestResult):
       samples,
     );
   }
+  const nsPerRun: Record<string, number> = {};
   for (const stat of result.programStats) {
+    if (stat.runs === 0) throw new Error(`${kernel}: bpf_stats: ${stat.program} did not run`);
     ctx.programStat({ ...stat, phase: `${kernel} VM (emulated ns): one open loop and one exec loop` });
+    nsPerRun[stat.program] = stat.nsPerRun;
   }
   const fa = result.fapolicyd;
   if (!fa || "error" in fa) {
     ctx.note(
       `fapolicyd could not run in the ${kernel} VM, so it has no figure there: ${fa?.error ?? "not run"}`,
     );
-    return { kernel, open, exec };
+    return { kernel, open, exec, nsPerRun };
   }
   ctx.figure(
     `${k}.exec.fapolicyd-none`,
@@ -224,11 +233,36 @@ function recordKernel(ctx: SuiteContext, kernel: VmKernel, result: GuestResult):
     fa.fapolicyd,
     { ratioTo: `${k}.exec.fapolicyd-none` },
   );
-  return { kernel, open, exec, fapolicyd: with_.ratio!.summary.median };
+  return { kernel, open, exec, fapolicyd: with_.ratio!.summary.median, nsPerRun };
 }
 
 function recordTargets(ctx: SuiteContext, ratios: KernelRatios[]): void {
   const fmt = (x: number) => `${x.toFixed(3)}x`;
+  ctx.table({
+    title: "In the VM: medians of per-round ratios to detached (A/A: detached to itself), and bpf_stats",
+    columns: [
+      "kernel",
+      "open+close",
+      "A/A",
+      "exec",
+      "A/A",
+      "exec under fapolicyd",
+      "file_open ns/run",
+      "bprm_check ns/run",
+      "mmap_file ns/run",
+    ],
+    rows: ratios.map((r) => [
+      r.kernel,
+      fmt(r.open.on),
+      fmt(r.open.aa),
+      fmt(r.exec.on),
+      fmt(r.exec.aa),
+      r.fapolicyd === undefined ? "did not run" : fmt(r.fapolicyd),
+      ...["aegis_file_open", "aegis_bprm_check", "aegis_mmap_file"].map((p) =>
+        (r.nsPerRun[p] ?? NaN).toFixed(0)
+      ),
+    ]),
+  });
   for (const [what, key] of [["open()+close()", "open"], ["exec", "exec"]] as const) {
     ctx.target({
       name:
