@@ -209,8 +209,11 @@ int BPF_PROG(aegis_memfd_exec, struct linux_binprm *bprm)
 
 static __always_inline struct inode *own_executable(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return BPF_CORE_READ(task, mm, exe_file, f_inode);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	if (!mm || !mm->exe_file)
+		return 0;
+	return mm->exe_file->f_inode;
 }
 
 /*
@@ -224,11 +227,11 @@ static __always_inline struct inode *own_executable(void)
 static __always_inline int exec_mapping_denied(struct file *file, int private_mapping)
 {
 	struct aegis_state s;
-	struct inode_id id;
-	if (!file || !load_state(&s))
+	if (!file || !file->f_inode || !load_state(&s))
 		return 0;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	read_inode_id(inode, &id);
+	/* Plain loads: both hooks hand the file over as a kernel object (see hook_inode_denied). */
+	struct inode *inode = file->f_inode;
+	struct inode_id id = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev };
 	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_EXEC, inode, &id);
 	if (!rule && private_mapping)
 		rule = memfd_rule(&s, inode, &id);
@@ -251,8 +254,8 @@ int BPF_PROG(aegis_file_mprotect, struct vm_area_struct *vma, unsigned long reqp
 {
 	if (!(prot & PROT_EXEC_))
 		return 0;
-	int private_mapping = !(BPF_CORE_READ(vma, vm_flags) & 0x8); /* VM_SHARED */
-	if (exec_mapping_denied(BPF_CORE_READ(vma, vm_file), private_mapping))
+	int private_mapping = !(vma->vm_flags & 0x8); /* VM_SHARED */
+	if (exec_mapping_denied(vma->vm_file, private_mapping))
 		return -EPERM;
 	return 0;
 }
