@@ -294,8 +294,8 @@ export function guestOptionsFromCmdline(cmdline: string): GuestOptions {
     }
     : {
       rounds: 3,
-      openIterations: 10_000,
-      execIterations: 20,
+      openIterations: 5_000,
+      execIterations: 10,
       fileRules: 10_000,
       execRules: 1_000,
       stressSeconds: 0,

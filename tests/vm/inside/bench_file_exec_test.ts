@@ -26,8 +26,10 @@ Deno.test({
   ignore: !inVm,
   fn: async () => {
     const options = guestOptionsFromCmdline(Deno.readTextFileSync("/proc/cmdline"));
+    const started = performance.now();
     const result = await measureInGuest(options);
     console.log(`${RESULT_MARKER} ${JSON.stringify(result)}`);
+    console.log(`file_exec guest side: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     assertSamples("open", result.open, options.rounds);
     assertSamples("exec", result.exec, options.rounds);
     for (const [stressor, samples] of Object.entries(result.stress)) {
