@@ -267,7 +267,10 @@ async function fapolicydStart(dir: string): Promise<Deno.ChildProcess> {
   try {
     await new Deno.Command("/usr/bin/true").output();
     await fapolicydStop(child);
-    throw new Error("fapolicyd runs but let an untrusted program run: it is not enforcing");
+    throw new Error(
+      "fapolicyd runs but let an untrusted program run: it is not enforcing; its log: " +
+        text().trim().split("\n").slice(-12).join(" | "),
+    );
   } catch (error) {
     if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
   }
