@@ -264,12 +264,13 @@ async function fapolicydStart(dir: string): Promise<Deno.ChildProcess> {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   // It judges: a program its trust database does not list is refused.
+  const started = text();
   try {
     await new Deno.Command("/usr/bin/true").output();
     await fapolicydStop(child);
     throw new Error(
       "fapolicyd runs but let an untrusted program run: it is not enforcing; its log: " +
-        text().trim().split("\n").slice(-12).join(" | "),
+        (text() || started).trim().split("\n").slice(-12).join(" | "),
     );
   } catch (error) {
     if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
