@@ -263,17 +263,24 @@ async function fapolicydStart(dir: string): Promise<Deno.ChildProcess> {
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  // It judges: a program its trust database does not list is refused.
+  // It judges once a program its trust database does not list is refused (its marks may take a moment
+  // after it says it listens).
   const started = text();
-  try {
-    await new Deno.Command("/usr/bin/true").output();
-    await fapolicydStop(child);
-    throw new Error(
-      "fapolicyd runs but let an untrusted program run: it is not enforcing; its log: " +
-        (text() || started).trim().split("\n").slice(-12).join(" | "),
-    );
-  } catch (error) {
-    if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+  for (let tries = 0;; tries++) {
+    try {
+      await new Deno.Command("/usr/bin/true").output();
+    } catch (error) {
+      if (error instanceof Deno.errors.PermissionDenied) break;
+      throw error;
+    }
+    if (tries === 60) {
+      await fapolicydStop(child);
+      throw new Error(
+        "fapolicyd runs but let an untrusted program run for 30 s: it is not enforcing; its log: " +
+          (text() || started).trim().split("\n").slice(-12).join(" | "),
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
   return child;
 }
