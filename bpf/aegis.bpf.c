@@ -493,32 +493,61 @@ static __always_inline int inode_decision(const struct aegis_state *s, __u32 hoo
 	return inode_decision_op(s, hook, rule, id, mode, 0);
 }
 
-/* The rule of `kind` for an inode: its own, or the one it inherited by replacing a denied inode. */
+/*
+ * The rule of `kind` for the inode `id` names: its own, or the one it inherited by replacing a denied
+ * inode. A file no rule names costs one hash lookup: the inheritance table is only searched once some
+ * inode has inherited a rule (it never has, on most hosts).
+ */
 static __always_inline struct aegis_rule *inode_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
-						     struct inode_id *id)
+						     const struct inode_id *id)
+{
+	struct aegis_rule *rule = exact_rule(s, kind, id->ino, id->dev);
+	if (rule || !config_word(AEGIS_CFG_INHERITED))
+		return rule;
+	return inherited_rule(s, kind, inode, id);
+}
+
+/* (ino, dev) of any inode pointer, read through helpers (tracepoints, pointers read from memory). */
+static __always_inline void read_inode_id(struct inode *inode, struct inode_id *id)
 {
 	id->ino = BPF_CORE_READ(inode, i_ino);
 	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	struct aegis_rule *rule = exact_rule(s, kind, id->ino, id->dev);
-	return rule ? rule : inherited_rule(s, kind, inode, id);
+}
+
+/* 1 when the access to the inode `id` names (operation `op` of `hook`, or 0) must fail. */
+static __always_inline int inode_id_denied(__u32 kind, __u32 hook, struct inode *inode, const struct inode_id *id,
+					   __u8 op)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 0;
+	struct aegis_rule *rule = inode_rule(&s, kind, inode, id);
+	if (!rule || !in_scope(&s))
+		return 0;
+	return inode_decision_op(&s, hook, rule, id, effective_mode(&s), op);
 }
 
 /* Enforcing hooks (BPF-LSM): 1 when the access (operation `op` of `hook`, or 0) must fail. */
 static __always_inline int inode_denied_op(__u32 kind, __u32 hook, struct inode *inode, __u8 op)
 {
-	struct aegis_state s;
 	struct inode_id id;
-	if (!inode || !load_state(&s))
+	if (!inode)
 		return 0;
-	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
-	if (!rule || !in_scope(&s))
-		return 0;
-	return inode_decision_op(&s, hook, rule, &id, effective_mode(&s), op);
+	read_inode_id(inode, &id);
+	return inode_id_denied(kind, hook, inode, &id, op);
 }
 
-static __always_inline int inode_denied(__u32 kind, __u32 hook, struct inode *inode)
+/*
+ * inode_denied_op for an inode the hook was handed (a pointer the verifier knows as a kernel object): plain
+ * loads instead of helper calls, on the hottest hooks. Only for such pointers: the verifier refuses a
+ * load through one read from memory.
+ */
+static __always_inline int hook_inode_denied(__u32 kind, __u32 hook, struct inode *inode)
 {
-	return inode_denied_op(kind, hook, inode, 0);
+	if (!inode)
+		return 0;
+	struct inode_id id = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev };
+	return inode_id_denied(kind, hook, inode, &id, 0);
 }
 
 /*
@@ -528,7 +557,7 @@ static __always_inline int inode_denied(__u32 kind, __u32 hook, struct inode *in
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
-	if (inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
+	if (hook_inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
 		return -EPERM;
 	return 0;
 }
@@ -537,7 +566,7 @@ int BPF_PROG(aegis_file_open, struct file *file)
 SEC("lsm/bprm_check_security")
 int BPF_PROG(aegis_bprm_check, struct linux_binprm *bprm)
 {
-	if (inode_denied(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, bprm->file->f_inode))
+	if (hook_inode_denied(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, bprm->file->f_inode))
 		return -EPERM;
 	return 0;
 }
@@ -549,6 +578,7 @@ static __always_inline void audit_inode(__u32 kind, __u32 hook, struct inode *in
 	struct inode_id id;
 	if (!inode || !load_state(&s))
 		return;
+	read_inode_id(inode, &id);
 	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
 	if (rule && in_scope(&s))
 		inode_decision(&s, hook, rule, &id, AEGIS_MODE_AUDIT);

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 4 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 5 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -96,7 +96,8 @@ enum aegis_cfg_word {
 	AEGIS_CFG_DEADMAN = 3,     /* CLOCK_BOOTTIME ns after which hooks audit; 0 = no deadman */
 	AEGIS_CFG_LAYOUT = 4,      /* AEGIS_LAYOUT_VERSION of the object that made the pins */
 	AEGIS_CFG_ENFORCE_SIGNAL = 5, /* 0, or the AEGIS_SIGNAL_* the LSM hooks send to a task they deny */
-	AEGIS_CFG_WORDS = 6,
+	AEGIS_CFG_INHERITED = 6,   /* non-zero once an inode inherited a rule (map `inherited` holds entries) */
+	AEGIS_CFG_WORDS = 7,
 };
 
 /*

@@ -121,6 +121,11 @@ static __always_inline int inherit_on_rename(struct inode *target, struct inode 
 				       .dev = BPF_CORE_READ(incoming, i_sb, s_dev) };
 	struct aegis_inherit value = { .src_ino = src.ino, .src_dev = src.dev,
 				       .generation = BPF_CORE_READ(incoming, i_generation) };
+	/* Before the entry: a hook that sees the entry's effect (the rename done) sees the word too. */
+	__u32 word = AEGIS_CFG_INHERITED;
+	__u64 *any_inherited = bpf_map_lookup_elem(&aegis_cfg, &word);
+	if (any_inherited && !*any_inherited)
+		*any_inherited = 1;
 	if (!bpf_map_update_elem(&inherited, &key, &value, BPF_ANY))
 		return 0;
 	struct aegis_state s;
@@ -202,6 +207,15 @@ int BPF_PROG(aegis_memfd_exec, struct linux_binprm *bprm)
 	return 0;
 }
 
+static __always_inline struct inode *own_executable(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	if (!mm || !mm->exe_file)
+		return 0;
+	return mm->exe_file->f_inode;
+}
+
 /*
  * An executable mapping of `file`: denied when its inode is exec-denied (the
  * dynamic loader run on a denied binary, dlopen of a denied library, mmap or
@@ -213,20 +227,18 @@ int BPF_PROG(aegis_memfd_exec, struct linux_binprm *bprm)
 static __always_inline int exec_mapping_denied(struct file *file, int private_mapping)
 {
 	struct aegis_state s;
-	struct inode_id id;
-	if (!file || !load_state(&s))
+	if (!file || !file->f_inode || !load_state(&s))
 		return 0;
-	struct inode *inode = BPF_CORE_READ(file, f_inode);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	if (inode == BPF_CORE_READ(task, mm, exe_file, f_inode))
-		return 0;
+	/* Plain loads: both hooks hand the file over as a kernel object (see hook_inode_denied). */
+	struct inode *inode = file->f_inode;
+	struct inode_id id = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev };
 	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_EXEC, inode, &id);
-	if (rule) {
-		if (!in_scope(&s))
-			return 0;
-		return inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s));
-	}
-	return private_mapping && memfd_exec_denied(&s, inode);
+	if (!rule && private_mapping)
+		rule = memfd_rule(&s, inode, &id);
+	/* The task's own executable is read last: most mappings name no rule. */
+	if (!rule || inode == own_executable() || !in_scope(&s))
+		return 0;
+	return inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s));
 }
 
 SEC("lsm/mmap_file")
@@ -242,8 +254,8 @@ int BPF_PROG(aegis_file_mprotect, struct vm_area_struct *vma, unsigned long reqp
 {
 	if (!(prot & PROT_EXEC_))
 		return 0;
-	int private_mapping = !(BPF_CORE_READ(vma, vm_flags) & 0x8); /* VM_SHARED */
-	if (exec_mapping_denied(BPF_CORE_READ(vma, vm_file), private_mapping))
+	int private_mapping = !(vma->vm_flags & 0x8); /* VM_SHARED */
+	if (exec_mapping_denied(vma->vm_file, private_mapping))
 		return -EPERM;
 	return 0;
 }
@@ -254,7 +266,7 @@ int BPF_PROG(aegis_file_mprotect, struct vm_area_struct *vma, unsigned long reqp
 SEC("lsm/file_receive")
 int BPF_PROG(aegis_file_receive, struct file *file)
 {
-	if (inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode)))
+	if (hook_inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
 		return -EPERM;
 	return 0;
 }

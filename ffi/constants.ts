@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 4 } as const;
+export const LAYOUT = { VERSION: 5 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -55,7 +55,8 @@ export const CFG = {
   DEADMAN: 3,
   LAYOUT: 4,
   ENFORCE_SIGNAL: 5,
-  WORDS: 6,
+  INHERITED: 6,
+  WORDS: 7,
 } as const;
 
 export const RULE = {

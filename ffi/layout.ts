@@ -222,6 +222,7 @@ export const CONFIG_WORDS = {
   deadmanDeadlineNs: CFG.DEADMAN,
   layout: CFG.LAYOUT,
   enforceSignal: CFG.ENFORCE_SIGNAL,
+  inherited: CFG.INHERITED,
 } as const;
 
 export type AegisConfig = {

@@ -38,6 +38,11 @@ if [ "$want_bench" = 1 ]; then
   packages+=(nftables iptables ipset xdp-tools netsniff-ng stress-ng hyperfine linux-perf)
 fi
 
+# fapolicyd, the exec-control peer of the file_exec benchmark, runs only inside the VM: its package and the
+# libraries it needs are downloaded and unpacked into the cache, never installed here (it would judge every
+# exec on this machine). bench/suites/file_exec.ts puts the tree into the VM's initramfs.
+fapolicyd_packages=(fapolicyd liblmdb0 libmagic1 libmagic-mgc libcap-ng0 libseccomp2 libssl3 libudev1 libbz2-1.0 liblzma5)
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -57,6 +62,15 @@ fi
 # npm packages named in deno.json, cached so later runs (and the VM image) need no network.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 (cd "$here" && deno install --quiet --frozen 2>/dev/null || deno install --quiet)
+
+if [ "$want_bench" = 1 ] && [ "$(cat "$cache/fapolicyd/ready" 2>/dev/null)" != "${fapolicyd_packages[*]}" ]; then
+  say "downloading ${fapolicyd_packages[*]} for the VM (not installed on this machine)"
+  rm -rf "$cache/fapolicyd"
+  mkdir -p "$cache/fapolicyd/debs"
+  (cd "$cache/fapolicyd/debs" && apt-get download -qq -o APT::Sandbox::User=root "${fapolicyd_packages[@]}" >/dev/null)
+  for deb in "$cache"/fapolicyd/debs/*.deb; do dpkg-deb -x "$deb" "$cache/fapolicyd/root"; done
+  echo "${fapolicyd_packages[*]}" >"$cache/fapolicyd/ready"
+fi
 
 if [ "$want_test" = 1 ]; then
   # Debian cloud kernels for the VM suite: the newest 6.1 and 6.12 builds the archive has, each with the

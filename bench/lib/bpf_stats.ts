@@ -26,7 +26,7 @@ export async function programTotals(): Promise<Totals> {
 
 /**
  * Runs `phase` with bpf_stats on and returns the runs and ns per run it added to each program named in
- * `programs` (bpftool shows names cut to 15 characters: match on the prefix). Restores the sysctl.
+ * `programs` (matched whole, or cut to the kernel's 15 characters). Restores the sysctl.
  */
 export async function withProgramStats(
   programs: readonly string[],
@@ -39,7 +39,8 @@ export async function withProgramStats(
     await phase();
     const end = await programTotals();
     return programs.map((program) => {
-      const key = program.slice(0, 15);
+      // Older bpftool cuts names to the kernel's 15 characters; newer prints the whole name from BTF.
+      const key = start.has(program) || end.has(program) ? program : program.slice(0, 15);
       const a = start.get(key) ?? { runs: 0, ns: 0 };
       const b = end.get(key) ?? { runs: 0, ns: 0 };
       const runs = b.runs - a.runs;

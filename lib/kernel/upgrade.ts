@@ -4,6 +4,7 @@ import {
   type BpfObject,
   CFG,
   encodeU32,
+  encodeU64,
   FdMap,
   LAYOUT,
   type MapDefinition,
@@ -92,7 +93,15 @@ function carryState(mapDir: string, next: BpfObject): void {
     if (!config || config.valueSize !== 8) {
       throw new UpgradeError("aegis_cfg", "it is not a config map of words");
     }
-    for (const word of [CFG.ACTIVE_GEN, CFG.FORCE_AUDIT, CFG.BREAK_GLASS, CFG.DEADMAN, CFG.ENFORCE_SIGNAL]) {
+    const words = [
+      CFG.ACTIVE_GEN,
+      CFG.FORCE_AUDIT,
+      CFG.BREAK_GLASS,
+      CFG.DEADMAN,
+      CFG.ENFORCE_SIGNAL,
+      CFG.INHERITED,
+    ];
+    for (const word of words) {
       const value = word < config.maxEntries ? config.lookup(encodeU32(word)) : undefined;
       if (value) next.map("aegis_cfg").update(encodeU32(word), value);
     }
@@ -141,6 +150,10 @@ function carryState(mapDir: string, next: BpfObject): void {
       for (const key of entries.keys()) {
         const value = entries.lookup(key);
         if (value) target.update(key, value);
+        // An older layout has no word saying so: the hooks search `inherited` only once it is set.
+        if (value && name === "inherited") {
+          next.map("aegis_cfg").update(encodeU32(CFG.INHERITED), encodeU64(1n));
+        }
       }
     }
   }

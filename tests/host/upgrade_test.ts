@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AEGIS_INHERIT, AEGIS_INODE_KEY, FdMap } from "../../ffi/mod.ts";
+import { AEGIS_INHERIT, AEGIS_INODE_KEY, CFG, decodeU64, encodeU32, FdMap } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { UpgradeError } from "../../lib/kernel/upgrade.ts";
 import { readEnforceSignal, writeEnforceSignal } from "../../lib/kernel/mode_words.ts";
@@ -88,6 +88,11 @@ rootTest(
         plane.map("inherited").lookup(INHERITOR),
         INHERITANCE,
         "so did a rule inherited by rename",
+      );
+      assert.equal(
+        decodeU64(plane.map("aegis_cfg").lookup(encodeU32(CFG.INHERITED))!),
+        1n,
+        "and the word that makes the hooks look inheritances up",
       );
       assert.equal(await cgroup.connect(DENIED, server.port), "EPERM", "still enforcing after the hand-over");
       await plane.apply(ruleSet({ mode: "enforce", rules: RULES, egress: [ipv4Rule("127.0.0.3/32", 2)] }));

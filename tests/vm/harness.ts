@@ -31,6 +31,12 @@ export interface VmOptions {
   testPaths: string[];
   /** Wall-clock limit for one boot; qemu is killed when it runs out. */
   timeoutMs?: number;
+  /** More kernel command line words, which the guest reads in /proc/cmdline (e.g. a benchmark's rounds). */
+  kernelArgs?: string[];
+  /** Host executables copied into the guest at the same path, with the shared libraries `ldd` lists. */
+  extraBinaries?: string[];
+  /** Host directories whose contents are copied into the guest's root as they are (an unpacked .deb). */
+  extraTrees?: string[];
 }
 
 export interface VmResult {
@@ -71,6 +77,7 @@ const GUEST_LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"];
 
 const LIBBPF = "/usr/lib/x86_64-linux-gnu/libbpf.so.1";
 const BUSYBOX_CANDIDATES = ["/usr/bin/busybox", "/bin/busybox"];
+const BPFTOOL_CANDIDATES = ["/usr/sbin/bpftool", "/sbin/bpftool"];
 /** Top-level entries of the repository that are not copied into the guest. */
 const EXCLUDE_TOP = new Set([".git", "node_modules", ".cache", "dist"]);
 /** Entries skipped at any depth. */
@@ -120,20 +127,30 @@ function kernelModules(): HostFile[] {
   });
 }
 
-/** Where inside tests find the C workers of tests/support (the guest has no compiler). */
+/** Where inside tests find the C workers of tests/support and bench/native (the guest has no compiler). */
 export const GUEST_WORKER_DIR = "/usr/lib/aegisbpf-tests";
-const WORKERS = ["packet_worker", "route_worker", "ptrace_worker", "tun_worker"];
+const WORKERS: Record<string, string[]> = {
+  "tests/support": ["packet_worker", "route_worker", "ptrace_worker", "tun_worker"],
+  // The loops of the file_exec benchmark (bench/lib/file_exec_vm.ts), also run by an inside test.
+  "bench/native": ["open_loop", "exec_loop"],
+};
 
 /**
- * The C workers of tests/support, compiled on the host (cached by a hash of their sources) for the guest:
- * they link against the C library deno already brings into the initramfs.
+ * The C workers, compiled on the host (cached by a hash of their sources) for the guest: they link against
+ * the C library deno already brings into the initramfs.
  */
 async function testWorkers(): Promise<HostFile[]> {
-  const support = join(repoRoot, "tests/support");
+  const files: HostFile[] = [];
+  for (const [dir, workers] of Object.entries(WORKERS)) files.push(...await compileWorkers(dir, workers));
+  return files;
+}
+
+async function compileWorkers(dir: string, workers: string[]): Promise<HostFile[]> {
+  const support = join(repoRoot, dir);
   const headers = [...Deno.readDirSync(support)].filter((e) => e.name.endsWith(".h")).map((e) => e.name)
     .sort();
   const files: HostFile[] = [];
-  for (const worker of WORKERS) {
+  for (const worker of workers) {
     const hash = createHash("sha256");
     for (const name of [`${worker}.c`, ...headers]) hash.update(Deno.readFileSync(join(support, name)));
     const dir = join(cacheRoot(), "workers", hash.digest("hex").slice(0, 16));
@@ -193,10 +210,10 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   const missing = missingHostTools();
   if (missing.length > 0) throw new Error(`Missing host tools: ${missing.join(", ")}`);
 
-  const built = await ensureInitramfs(opts.testPaths);
+  const built = await ensureInitramfs(opts);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const where = `kernel ${opts.kernel} (${kernel.package})`;
-  let boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs);
+  let boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs, opts.kernelArgs ?? []);
   if (!boot.timedOut && !cleanConsole(boot.console).includes(`${START_MARKER} `)) {
     // The guest died before its tests began (a kernel panic during boot under TCG emulation, seen now and
     // then on both kernels): none of our code ran, so it boots once more, and says so.
@@ -204,7 +221,7 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
       `The VM with ${where} stopped before its tests began (qemu exit status ${boot.qemuStatus}); ` +
         `booting it once more. Console tail:\n${tailLines(boot.console, 40)}`,
     );
-    boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs);
+    boot = await bootQemu(kernel.vmlinuz, built.path, timeoutMs, opts.kernelArgs ?? []);
   }
   const tail = () => tailLines(boot.console, 80);
 
@@ -305,7 +322,12 @@ interface BootResult {
   durationMs: number;
 }
 
-async function bootQemu(vmlinuz: string, initrd: string, timeoutMs: number): Promise<BootResult> {
+async function bootQemu(
+  vmlinuz: string,
+  initrd: string,
+  timeoutMs: number,
+  kernelArgs: string[],
+): Promise<BootResult> {
   const verbose = Deno.env.get("AEGIS_VM_VERBOSE") === "1";
   const args = [
     "-accel",
@@ -327,7 +349,9 @@ async function bootQemu(vmlinuz: string, initrd: string, timeoutMs: number): Pro
     initrd,
     "-append",
     // mitigations=off: speculative-execution mitigations only slow an emulated CPU down.
-    "console=ttyS0 quiet lsm=lockdown,capability,landlock,bpf panic=-1 mitigations=off",
+    ["console=ttyS0 quiet lsm=lockdown,capability,landlock,bpf panic=-1 mitigations=off", ...kernelArgs].join(
+      " ",
+    ),
   ];
   const started = performance.now();
   const child = new Deno.Command("qemu-system-x86_64", {
@@ -404,18 +428,22 @@ interface ProjectEntry {
 /** Serialises builds within this process; different processes are safe thanks to the atomic rename. */
 let building: Promise<unknown> = Promise.resolve();
 
-async function ensureInitramfs(testPaths: string[]): Promise<{ path: string; buildMs: number }> {
-  const run = building.then(() => ensureInitramfsNow(testPaths));
+async function ensureInitramfs(opts: VmOptions): Promise<{ path: string; buildMs: number }> {
+  const run = building.then(() => ensureInitramfsNow(opts));
   building = run.catch(() => undefined);
   return await run;
 }
 
-async function ensureInitramfsNow(testPaths: string[]): Promise<{ path: string; buildMs: number }> {
+async function ensureInitramfsNow(opts: VmOptions): Promise<{ path: string; buildMs: number }> {
+  const { testPaths } = opts;
   const started = performance.now();
   const denoBin = Deno.realPathSync(Deno.execPath());
   const busybox = findBusybox();
   if (!busybox) throw new Error("No static busybox found (apt-get install busybox-static)");
-  const libs = await sharedLibraries([denoBin, LIBBPF]);
+  // bpftool: the benchmark reads bpf_stats with it in the guest (bench/lib/bpf_stats.ts).
+  const bpftool = BPFTOOL_CANDIDATES.find(isFile);
+  const extraBinaries = opts.extraBinaries ?? [];
+  const libs = await sharedLibraries([denoBin, LIBBPF, ...(bpftool ? [bpftool] : []), ...extraBinaries]);
   const hostFiles: HostFile[] = [
     { src: denoBin, dest: "/usr/bin/deno" },
     { src: busybox, dest: "/usr/bin/busybox" },
@@ -433,6 +461,10 @@ async function ensureInitramfsNow(testPaths: string[]): Promise<{ path: string; 
     hash.update(`host\0${f.src}\0${f.dest}\0${st.size}\0${st.mtime?.getTime()}\0`);
   }
   for (const e of project) hashProjectEntry(hash, e);
+  const trees = (opts.extraTrees ?? []).map((dir) => ({ dir, entries: walkTree(dir) }));
+  for (const tree of trees) {
+    for (const e of tree.entries) hashTreeEntry(hash, tree.dir, e);
+  }
   const key = hash.digest("hex").slice(0, 24);
 
   const dir = join(cacheRoot(), "initramfs");
@@ -459,6 +491,9 @@ async function ensureInitramfsNow(testPaths: string[]): Promise<{ path: string; 
 
     const guestProject = join(root, GUEST_PROJECT);
     copyProject(project, repoRoot, guestProject);
+    for (const tree of trees) {
+      copyProject(tree.entries.filter((e) => !exists(join(root, e.rel))), tree.dir, root);
+    }
     await prepareDenoDir(guestProject, join(root, GUEST_DENO_DIR), testPaths);
     await runLdconfig(root);
 
@@ -572,10 +607,14 @@ async function busyboxApplets(busybox: string): Promise<string[]> {
 }
 
 function walkProject(root: string): ProjectEntry[] {
+  return walkTree(root, (name, top) => EXCLUDE_ANY.has(name) || (top && EXCLUDE_TOP.has(name)));
+}
+
+function walkTree(root: string, skip: (name: string, top: boolean) => boolean = () => false): ProjectEntry[] {
   const entries: ProjectEntry[] = [];
   const walk = (rel: string) => {
     for (const e of Deno.readDirSync(rel ? join(root, rel) : root)) {
-      if (EXCLUDE_ANY.has(e.name) || (!rel && EXCLUDE_TOP.has(e.name))) continue;
+      if (skip(e.name, !rel)) continue;
       const childRel = rel ? `${rel}/${e.name}` : e.name;
       if (e.isSymlink) {
         entries.push({ rel: childRel, kind: "symlink", target: Deno.readLinkSync(join(root, childRel)) });
@@ -591,11 +630,15 @@ function walkProject(root: string): ProjectEntry[] {
 }
 
 function hashProjectEntry(hash: Hash, e: ProjectEntry): void {
+  hashTreeEntry(hash, repoRoot, e);
+}
+
+function hashTreeEntry(hash: Hash, root: string, e: ProjectEntry): void {
   if (e.kind === "symlink") {
     hash.update(`link\0${e.rel}\0${e.target}\0`);
     return;
   }
-  const abs = join(repoRoot, e.rel);
+  const abs = join(root, e.rel);
   const st = Deno.statSync(abs);
   hash.update(`file\0${e.rel}\0${st.mode ?? 0}\0${st.size}\0`);
   hash.update(Deno.readFileSync(abs));

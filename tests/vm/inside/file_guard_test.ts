@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HOOK, type RawEvent, SIGNAL } from "../../../ffi/mod.ts";
+import { CFG, decodeU64, encodeU32, HOOK, type RawEvent, SIGNAL } from "../../../ffi/mod.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
 import { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { writeEnforceSignal } from "../../../lib/kernel/mode_words.ts";
@@ -353,6 +353,29 @@ vmTest(
     assert.match((await asUser("read", `${home}/swap`)).out, /^errno EPERM/, "exchanged out");
     write(`${home}/unrelated`);
     assert.equal((await asUser("read", `${home}/unrelated`)).out, "ok read", "other files are untouched");
+  },
+);
+
+vmTest(
+  "[vm] file: the first inode to inherit a rule turns the inheritance lookup on, and is denied at once",
+  async (t) => {
+    const secret = `${t.dir}/secret`;
+    Deno.writeTextFileSync(secret, "s");
+    await t.apply({ rules: FILE_RULES, files: [{ ruleId: 1, path: secret }] });
+    // Until an inode inherits a rule, a file no rule names costs one lookup: the word stays off.
+    const inheritedWord = () => decodeU64(t.plane.map("aegis_cfg").lookup(encodeU32(CFG.INHERITED))!);
+    Deno.writeTextFileSync(`${t.dir}/other`, "o");
+    Deno.renameSync(`${t.dir}/other`, `${t.dir}/moved`);
+    assert.equal(inheritedWord(), 0n, "a rename over no denied file inherits nothing");
+    Deno.writeTextFileSync(`${t.dir}/new`, "n");
+    t.plane.setConfig({ breakGlass: true });
+    try {
+      Deno.renameSync(`${t.dir}/new`, secret);
+    } finally {
+      t.plane.setConfig({ breakGlass: false });
+    }
+    assert.equal(inheritedWord(), 1n, "the rename over the denied file turned it on");
+    assert.equal((await probe("read", secret)).out.split(" ").slice(0, 2).join(" "), "errno EPERM");
   },
 );
 

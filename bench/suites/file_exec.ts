@@ -1,0 +1,287 @@
+/**
+ * File open and exec overhead (issue 18, part 3). Inside the qemu VM (where BPF-LSM loads), on Debian's 6.1
+ * and 6.12 kernels: open()+close() and exec loops with the BPF-LSM programs of the file and exec areas
+ * attached, holding 10,000 file and 1,000 exec deny entries that the loops never hit, against the same
+ * programs detached, in one boot; stress-ng bogo-ops the same way; and fapolicyd on the same exec loop.
+ * On the host: the audit fallback's tracepoints (where BPF-LSM cannot load) on the open loop.
+ *
+ * The guest side is bench/lib/file_exec_vm.ts, run by tests/vm/inside/bench_file_exec_test.ts: the VM suite
+ * runs it with few rounds (so CI proves it works on both kernels); here it gets boots of its own with
+ * `aegis.file_exec=full` on the kernel command line. The quick run measures only the host part.
+ */
+import { withProgramStats } from "../lib/bpf_stats.ts";
+import { type GuestResult, RESULT_MARKER, type Samples, STRESSORS } from "../lib/file_exec_vm.ts";
+import { suite, type SuiteContext } from "../lib/suite.ts";
+import { interleave } from "../lib/stats.ts";
+import type { BpfLink, BpfObject } from "../../ffi/mod.ts";
+import { FILE_AUDIT_PROGRAMS } from "../../lib/kernel/load.ts";
+import { loadPrograms } from "../../lib/kernel/object.ts";
+import { inodeOf, writeRules } from "../../tests/support/slice.ts";
+import { cacheRoot, findKernel, missingHostTools, runInVm, type VmKernel } from "../../tests/vm/harness.ts";
+
+const KERNELS: VmKernel[] = ["6.1", "6.12"];
+const INSIDE_TEST = "tests/vm/inside/bench_file_exec_test.ts";
+const FILE_RULES = 10_000;
+const EXEC_RULES = 1_000;
+const TARGET_RATIO = 1.05;
+
+await suite("file_exec", "File open and exec overhead", async (ctx) => {
+  await hostAuditFallback(ctx);
+  if (ctx.quick) {
+    ctx.method(
+      "Quick run: only the host part here; the VM part (the same guest code, 3 rounds) runs in the VM suite " +
+        `on both kernels (${INSIDE_TEST}), which fails when a figure cannot be produced.`,
+    );
+    return;
+  }
+  const results = await bootAll();
+  ctx.method(
+    `In the VM (qemu TCG, Debian kernels ${KERNELS.join(" and ")}, one boot each): the BPF-LSM programs of ` +
+      `the file and exec areas loaded once with ${FILE_RULES.toLocaleString("en")} file and ` +
+      `${EXEC_RULES.toLocaleString("en")} exec deny entries (inode numbers no file has: no loop hits one), ` +
+      "attached or detached between interleaved rounds; baseline: detached, measured twice per round (A/A).",
+  );
+  const first = results[0]!.result.options;
+  ctx.method(
+    `Loops (bench/native): open_loop (${first.openIterations.toLocaleString("en")} open(O_RDONLY)+close of ` +
+      `a tmpfs file), exec_loop (${first.execIterations} fork+execve+wait of a dynamically linked binary); ` +
+      `${first.rounds} rounds. stress-ng ${
+        STRESSORS.join(", ")
+      }: one instance, ${first.stressSeconds} s per ` +
+      "round and variant, bogo-ops per second of real time. Emulated times are only meaningful as ratios.",
+  );
+  const ratios = results.map(({ kernel, result }) => recordKernel(ctx, kernel, result));
+  recordTargets(ctx, ratios);
+});
+
+/** The host part: the audit fallback's sys_exit_open* tracepoints on the open loop. */
+async function hostAuditFallback(ctx: SuiteContext): Promise<void> {
+  const openLoop = await ctx.native("open_loop");
+  const target = `${ctx.tmp}/opened`;
+  Deno.writeTextFileSync(target, "not named by any rule\n");
+  const iterations = ctx.pick(200_000, 50_000);
+  const rounds = ctx.pick(11, 5);
+  const { dev } = inodeOf(target, 0);
+  const empty = loadPrograms(FILE_AUDIT_PROGRAMS);
+  const full = loadPrograms(FILE_AUDIT_PROGRAMS);
+  let links: BpfLink[] = [];
+  const attach = (object: BpfObject | null) => {
+    for (const link of links.splice(0)) link.close();
+    if (object) links = FILE_AUDIT_PROGRAMS.map((name) => object.program(name).attach());
+  };
+  try {
+    writeRules(empty, { plan: { mode: "enforce" } });
+    writeRules(full, {
+      plan: { mode: "enforce" },
+      files: Array.from({ length: FILE_RULES }, (_, i) => ({ dev, ino: (1n << 40n) + BigInt(i), ruleId: 1 })),
+    });
+    const measure = async () => Number((await run(openLoop, [target, String(iterations)])).trim());
+    const samples = await interleave(rounds, {
+      off: () => (attach(null), measure()),
+      offAgain: () => (attach(null), measure()),
+      none: () => (attach(empty), measure()),
+      full: () => (attach(full), measure()),
+    });
+    ctx.method(
+      `Host (${Deno.osRelease()}, BPF-LSM does not load here): the audit fallback's tracepoints ` +
+        `(${FILE_AUDIT_PROGRAMS.join(", ")}) attached with no entries and with ${
+          FILE_RULES.toLocaleString("en")
+        }` +
+        ` file entries, against none attached (twice: A/A); open_loop ${iterations.toLocaleString("en")} ` +
+        `open+close per sample, ${rounds} interleaved rounds.`,
+    );
+    ctx.figure("host.open.off", "host: open+close, no program", "ns/op", samples.off);
+    ctx.figure("host.open.off-again", "host: open+close, no program (A/A)", "ns/op", samples.offAgain, {
+      ratioTo: "host.open.off",
+    });
+    ctx.figure(
+      "host.open.audit-0",
+      "host: open+close, audit tracepoints, no entries",
+      "ns/op",
+      samples.none,
+      {
+        ratioTo: "host.open.off",
+      },
+    );
+    ctx.figure(
+      "host.open.audit-10000",
+      `host: open+close, audit tracepoints, ${FILE_RULES.toLocaleString("en")} entries`,
+      "ns/op",
+      samples.full,
+      { ratioTo: "host.open.off" },
+    );
+    attach(full);
+    const stats = await withProgramStats(["aegis_tp_openat"], async () => void await measure());
+    for (const stat of stats) {
+      if (stat.runs === 0) throw new Error(`bpf_stats: ${stat.program} did not run`);
+      ctx.programStat({ ...stat, phase: `host, open loop, ${FILE_RULES} entries` });
+    }
+  } finally {
+    attach(null);
+    empty.close();
+    full.close();
+  }
+}
+
+async function run(command: string, args: string[]): Promise<string> {
+  const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
+  const d = new TextDecoder();
+  if (!out.success) throw new Error(`${command} ${args.join(" ")} failed: ${d.decode(out.stderr).trim()}`);
+  return d.decode(out.stdout);
+}
+
+type KernelResult = { kernel: VmKernel; package: string; result: GuestResult };
+
+/** Boots each kernel once (both at once, as the VM suite does) and reads the guest's result line. */
+async function bootAll(): Promise<KernelResult[]> {
+  const missing = missingHostTools();
+  if (missing.length > 0) {
+    throw new Error(`The VM part needs ${missing.join(", ")} (scripts/setup.sh --test)`);
+  }
+  const stressNg = ["/usr/bin/stress-ng"].find((path) => exists(path));
+  if (!stressNg) throw new Error("stress-ng is not installed: run scripts/setup.sh --bench");
+  const fapolicydTree = `${cacheRoot()}/fapolicyd/root`;
+  if (!exists(`${fapolicydTree}/usr/sbin/fapolicyd`)) {
+    throw new Error(`fapolicyd is not unpacked in ${fapolicydTree}: run scripts/setup.sh --bench`);
+  }
+  return await Promise.all(KERNELS.map(async (kernel) => {
+    if (!findKernel(kernel)) {
+      throw new Error(`Kernel ${kernel} is not downloaded: run scripts/setup.sh --test`);
+    }
+    const vm = await runInVm({
+      kernel,
+      testPaths: [INSIDE_TEST],
+      kernelArgs: ["aegis.file_exec=full"],
+      extraBinaries: [stressNg],
+      extraTrees: [fapolicydTree],
+      timeoutMs: 60 * 60 * 1000,
+    });
+    const line = vm.output.split("\n").find((l) => l.startsWith(`${RESULT_MARKER} `));
+    if (!line || vm.failed !== 0) {
+      throw new Error(`The file_exec guest on ${kernel} produced no result:\n${vm.output.slice(-4000)}`);
+    }
+    return { kernel, package: vm.package, result: JSON.parse(line.slice(RESULT_MARKER.length + 1)) };
+  }));
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+type Ratios = { on: number; aa: number };
+type KernelRatios = {
+  kernel: VmKernel;
+  open: Ratios;
+  exec: Ratios;
+  fapolicyd?: number;
+  nsPerRun: Record<string, number>;
+};
+
+/** off, off (A/A) and on figures of one variant set; returns the medians of the per-round ratios. */
+function recordSamples(ctx: SuiteContext, id: string, label: string, unit: string, samples: Samples): Ratios {
+  ctx.figure(`${id}.off`, `${label}, detached`, unit, samples.off);
+  const aa = ctx.figure(`${id}.off-again`, `${label}, detached (A/A)`, unit, samples.offAgain, {
+    ratioTo: `${id}.off`,
+  });
+  const on = ctx.figure(`${id}.on`, `${label}, attached`, unit, samples.on, { ratioTo: `${id}.off` });
+  return { on: on.ratio!.summary.median, aa: aa.ratio!.summary.median };
+}
+
+function recordKernel(ctx: SuiteContext, kernel: VmKernel, result: GuestResult): KernelRatios {
+  const k = `vm-${kernel}`;
+  const open = recordSamples(ctx, `${k}.open`, `${kernel}: open+close`, "emulated ns/op", result.open);
+  const exec = recordSamples(ctx, `${k}.exec`, `${kernel}: fork+exec+wait`, "emulated ns/op", result.exec);
+  for (const stressor of STRESSORS) {
+    const samples = result.stress[stressor];
+    if (!samples) throw new Error(`${kernel}: no stress-ng ${stressor} figures`);
+    recordSamples(
+      ctx,
+      `${k}.stress-${stressor}`,
+      `${kernel}: stress-ng --${stressor}`,
+      "bogo-ops/s",
+      samples,
+    );
+  }
+  const nsPerRun: Record<string, number> = {};
+  for (const stat of result.programStats) {
+    if (stat.runs === 0) throw new Error(`${kernel}: bpf_stats: ${stat.program} did not run`);
+    ctx.programStat({ ...stat, phase: `${kernel} VM (emulated ns): one open loop and one exec loop` });
+    nsPerRun[stat.program] = stat.nsPerRun;
+  }
+  const fa = result.fapolicyd;
+  if (!fa || "error" in fa) {
+    ctx.note(
+      `fapolicyd could not run in the ${kernel} VM, so it has no figure there: ${fa?.error ?? "not run"}`,
+    );
+    return { kernel, open, exec, nsPerRun };
+  }
+  ctx.figure(
+    `${k}.exec.fapolicyd-none`,
+    `${kernel}: fork+exec+wait, no fapolicyd`,
+    "emulated ns/op",
+    fa.none,
+  );
+  const with_ = ctx.figure(
+    `${k}.exec.fapolicyd`,
+    `${kernel}: fork+exec+wait, fapolicyd enforcing`,
+    "emulated ns/op",
+    fa.fapolicyd,
+    { ratioTo: `${k}.exec.fapolicyd-none` },
+  );
+  return { kernel, open, exec, fapolicyd: with_.ratio!.summary.median, nsPerRun };
+}
+
+function recordTargets(ctx: SuiteContext, ratios: KernelRatios[]): void {
+  const fmt = (x: number) => `${x.toFixed(3)}x`;
+  ctx.table({
+    title: "In the VM: medians of per-round ratios to detached (A/A: detached to itself), and bpf_stats",
+    columns: [
+      "kernel",
+      "open+close",
+      "A/A",
+      "exec",
+      "A/A",
+      "exec under fapolicyd",
+      "file_open ns/run",
+      "bprm_check ns/run",
+      "mmap_file ns/run",
+    ],
+    rows: ratios.map((r) => [
+      r.kernel,
+      fmt(r.open.on),
+      fmt(r.open.aa),
+      fmt(r.exec.on),
+      fmt(r.exec.aa),
+      r.fapolicyd === undefined ? "did not run" : fmt(r.fapolicyd),
+      ...["aegis_file_open", "aegis_bprm_check", "aegis_mmap_file"].map((p) =>
+        (r.nsPerRun[p] ?? NaN).toFixed(0)
+      ),
+    ]),
+  });
+  for (const [what, key] of [["open()+close()", "open"], ["exec", "exec"]] as const) {
+    ctx.target({
+      name:
+        `${what} with ${FILE_RULES.toLocaleString("en")} file and ${EXEC_RULES.toLocaleString("en")} exec ` +
+        "entries (in-VM ratio)",
+      want: `<= ${TARGET_RATIO}x detached`,
+      got: ratios.map((r) => `${r.kernel}: ${fmt(r[key].on)} (A/A ${fmt(r[key].aa)})`).join("; "),
+      met: ratios.every((r) => r[key].on <= TARGET_RATIO),
+    });
+  }
+  const versus = ratios.filter((r) => r.fapolicyd !== undefined);
+  ctx.target({
+    name: "exec: faster than fapolicyd on the same exec loop",
+    want: "aegisbpf's exec ratio below fapolicyd's",
+    got: versus.length === 0
+      ? "fapolicyd could not run in the VM (see the notes)"
+      : versus.map((r) => `${r.kernel}: aegisbpf ${fmt(r.exec.on)}, fapolicyd ${fmt(r.fapolicyd!)}`).join(
+        "; ",
+      ),
+    met: versus.length === ratios.length && versus.every((r) => r.exec.on < r.fapolicyd!),
+  });
+}
