@@ -26,8 +26,8 @@ export function fleetPolicyJson(
 }
 
 /** VmRSS and VmHWM (the most it has held) of a process, in KiB. */
-export function memoryKib(pid: number): { rss: number; peak: number } {
+export function memoryKib(pid: number): { rss: number; peak: number; anon: number; file: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
-  return { rss: field("VmRSS"), peak: field("VmHWM") };
+  return { rss: field("VmRSS"), peak: field("VmHWM"), anon: field("RssAnon"), file: field("RssFile") };
 }
