@@ -13,6 +13,7 @@ import type { ResolvedInode } from "../../lib/kernel/entries.ts";
 import { inodeOf, writeRules } from "../../tests/support/slice.ts";
 import { withProgramStats } from "./bpf_stats.ts";
 import { interleave } from "./stats.ts";
+import { exists } from "../../lib/kernel/pin_dir.ts";
 
 /** Where the VM harness puts the bench/native loops it compiled on the host (harness.ts GUEST_WORKER_DIR). */
 export const GUEST_NATIVE_DIR = "/usr/lib/aegisbpf-tests";
@@ -59,15 +60,6 @@ async function run(command: string, args: string[]): Promise<string> {
   const d = new TextDecoder();
   if (!out.success) throw new Error(`${command} ${args.join(" ")} failed: ${d.decode(out.stderr).trim()}`);
   return d.decode(out.stdout) + d.decode(out.stderr);
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function loopNs(command: string, args: string[]): Promise<number> {

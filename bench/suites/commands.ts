@@ -220,8 +220,19 @@ async function runOnce(
   env: Record<string, string>,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const [program, ...before] = argv;
-  const result = await new Deno.Command(program!, {
-    args: [...before, ...words],
+  const result = await spawn(program!, [...before, ...words], env);
+  const text = new TextDecoder();
+  return { code: result.code, stdout: text.decode(result.stdout), stderr: text.decode(result.stderr) };
+}
+
+/** Runs `program` from the repository's root with `env` alone, no input, its output captured. */
+function spawn(
+  program: string,
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<Deno.CommandOutput> {
+  return new Deno.Command(program, {
+    args: [...args],
     env,
     clearEnv: true,
     cwd: ROOT,
@@ -229,8 +240,6 @@ async function runOnce(
     stdout: "piped",
     stderr: "piped",
   }).output();
-  const text = new TextDecoder();
-  return { code: result.code, stdout: text.decode(result.stdout), stderr: text.decode(result.stderr) };
 }
 
 /**
@@ -243,15 +252,7 @@ async function timed(
   env: Record<string, string>,
   exit: readonly number[],
 ): Promise<{ wallMs: number; cpuMs: number }> {
-  const result = await new Deno.Command(timer, {
-    args: [...argv],
-    env,
-    clearEnv: true,
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const result = await spawn(timer, argv, env);
   const [wallNs, userUs, sysUs, code] = new TextDecoder().decode(result.stdout).trim().split(" ").map(Number);
   if (!result.success || code === undefined || !exit.includes(code)) {
     throw new Error(

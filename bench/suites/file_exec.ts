@@ -18,6 +18,7 @@ import { FILE_AUDIT_PROGRAMS } from "../../lib/kernel/load.ts";
 import { loadPrograms } from "../../lib/kernel/object.ts";
 import { inodeOf, writeRules } from "../../tests/support/slice.ts";
 import { cacheRoot, findKernel, missingHostTools, runInVm, type VmKernel } from "../../tests/vm/harness.ts";
+import { exists } from "../../lib/kernel/pin_dir.ts";
 
 const KERNELS: VmKernel[] = ["6.1", "6.12"];
 const INSIDE_TEST = "tests/vm/inside/bench_file_exec_test.ts";
@@ -162,15 +163,6 @@ async function bootAll(): Promise<KernelResult[]> {
     }
     return { kernel, package: vm.package, result: JSON.parse(line.slice(RESULT_MARKER.length + 1)) };
   }));
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 type Ratios = { on: number; aa: number };
