@@ -25,15 +25,20 @@ spec:
       deny: [{ id: this-test, cidr: ${ADDRESS}/32 }]
 `;
 
+/** A TCP connection to ADDRESS made before any apply: the listener, its port and both ends. */
+async function connectedPair() {
+  const listener = Deno.listen({ hostname: ADDRESS, port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const accepted = listener.accept();
+  const client = await Deno.connect({ hostname: ADDRESS, port });
+  return { listener, port, client, server: await accepted };
+}
+
 for (const mode of ["enforce", "audit"]) {
   rootTest(
     `[root] policy apply (${mode}) reports a connection made before it to a denied address`,
     async () => {
-      const listener = Deno.listen({ hostname: ADDRESS, port: 0 });
-      const port = (listener.addr as Deno.NetAddr).port;
-      const accepted = listener.accept();
-      const client = await Deno.connect({ hostname: ADDRESS, port });
-      const server = await accepted;
+      const { listener, port, client, server } = await connectedPair();
       const bpffs = await TestBpffs.mount();
       try {
         await using s = await scratch();
@@ -102,11 +107,7 @@ const auditPolicy = (version: number, cidrs: string[], bind = false) =>
 rootTest(
   "[root] policy apply that adds no egress deny loads no iterator; one that adds a deny sweeps",
   async () => {
-    const listener = Deno.listen({ hostname: ADDRESS, port: 0 });
-    const port = (listener.addr as Deno.NetAddr).port;
-    const accepted = listener.accept();
-    const client = await Deno.connect({ hostname: ADDRESS, port });
-    const server = await accepted;
+    const { listener, port, client, server } = await connectedPair();
     const bpffs = await TestBpffs.mount();
     try {
       await using s = await scratch();
