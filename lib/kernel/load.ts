@@ -206,7 +206,7 @@ export function planeStatus(
     ingress: { mode: "enforce" },
   };
   const wantsFileLsm = areas.has("file") || areas.has("exec");
-  const wantsLsm = wantsFileLsm || areas.has("egress") || areas.has("bind");
+  const wantsLsm = wantsLsmArea(areas);
   const reason = wantsLsm ? lsmUnavailableReason(lsm, known) : undefined;
   if (reason !== undefined && wantsFileLsm) {
     status.file = { mode: "audit-only", reason };
@@ -331,7 +331,8 @@ const LASTING_REFUSALS: ReadonlySet<string> = new Set([
   "ESRCH",
 ]);
 
-function wantsLsmArea(areas: ReadonlySet<Area>): boolean {
+/** Whether any of `areas` is served by BPF-LSM programs where they load (file, exec, egress, bind). */
+export function wantsLsmArea(areas: ReadonlySet<Area>): boolean {
   return areas.has("file") || areas.has("exec") || areas.has("egress") || areas.has("bind");
 }
 

@@ -25,9 +25,16 @@ import { exists } from "./pin_dir.ts";
 export const BUILD_MAP = "aegis_build";
 const RECORD_BYTES = 40;
 
-/** The SHA-256 of a BPF object's bytes: what a build record names. */
+const fingerprints = new WeakMap<Uint8Array, Uint8Array<ArrayBuffer>>();
+
+/** The SHA-256 of a BPF object's bytes: what a build record names. Hashed once per image a process holds. */
 export function objectFingerprint(image: Uint8Array): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(createHash("sha256").update(image).digest());
+  let fingerprint = fingerprints.get(image);
+  if (!fingerprint) {
+    fingerprint = new Uint8Array(createHash("sha256").update(image).digest());
+    fingerprints.set(image, fingerprint);
+  }
+  return fingerprint;
 }
 
 /**

@@ -5,7 +5,7 @@
  * is recorded, pinned or attached: the kernel's abilities come from a probe load, as `doctor`'s do.
  */
 
-import { planeStatus, probeLsmAt } from "../kernel/load.ts";
+import { planeStatus, probeLsmAt, wantsLsmArea } from "../kernel/load.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import { type ApplyRequest, checkEnforceable, planAreas, resolveNames } from "./apply.ts";
 
@@ -16,8 +16,9 @@ export function preflightApply(
   resolveNames(plan, options.warn);
   const areas = new Set(planAreas(plan));
   // Pins of this build already know whether BPF-LSM loads in this boot: no probe load then.
-  const lsmAreas = ["file", "exec", "egress", "bind"].some((area) => areas.has(area as never));
-  const known = options.bpffs !== undefined && lsmAreas ? probeLsmAt(`${options.bpffs}/aegisbpf`) : undefined;
+  const known = options.bpffs !== undefined && wantsLsmArea(areas)
+    ? probeLsmAt(`${options.bpffs}/aegisbpf`)
+    : undefined;
   const { status } = planeStatus(areas, "auto", known);
   checkEnforceable({ status }, plan, options);
 }
