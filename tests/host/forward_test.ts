@@ -28,7 +28,7 @@ import { drain, ruleSet, withPlane } from "../support/plane.ts";
 import { must, rootTest } from "../support/privileged.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
 import { ipv4Rule } from "../support/slice.ts";
-import { lines } from "../support/sock_worker.ts";
+import { lines } from "../support/lines.ts";
 
 const NOBODY = 65534;
 // Another release (tests/host/upgrade_test.ts): one map of another size, so that a plane opened with it

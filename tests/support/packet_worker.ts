@@ -4,7 +4,7 @@
  * connected, AF_PACKET), each from a child process of its own, and says whether the packet was delivered.
  */
 import { buildGuestWorker } from "./guest_worker.ts";
-import { lines } from "./sock_worker.ts";
+import { LineWorker } from "./line_worker.ts";
 
 export type PacketKind =
   | "ping"
@@ -40,41 +40,21 @@ export function buildPacketWorker(dir: string): Promise<string> {
 }
 
 export class PacketWorker {
-  readonly #child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #lines: AsyncIterator<string>;
-  readonly #stderr: Promise<string>;
+  readonly #worker: LineWorker;
 
-  private constructor(child: Deno.ChildProcess) {
-    this.#child = child;
-    this.#writer = child.stdin.getWriter();
-    this.#lines = lines(child.stdout)[Symbol.asyncIterator]();
-    this.#stderr = new Response(child.stderr).text();
+  private constructor(worker: LineWorker) {
+    this.#worker = worker;
   }
 
   /** Starts `binary` once it has joined `cgroupPath` (a cgroup v2 directory). */
   static async start(binary: string, cgroupPath: string): Promise<PacketWorker> {
-    const child = new Deno.Command(binary, {
-      args: [cgroupPath],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const worker = new PacketWorker(child);
-    const first = await worker.#lines.next();
-    if (first.done || first.value !== "ready") {
-      const stderr = await worker.close();
-      throw new Error(`packet worker did not start: ${stderr.trim() || first.value}`);
-    }
-    return worker;
+    return new PacketWorker(await LineWorker.start("packet worker", binary, [cgroupPath]));
   }
 
   /** Runs one case. */
   async send(c: PacketCase): Promise<PacketOutcome> {
-    await this.#writer.write(new TextEncoder().encode(`${c.kind} ${c.addr} ${c.port ?? 0} ${c.uid ?? 0}\n`));
-    const next = await this.#lines.next();
-    if (next.done) throw new Error(`packet worker exited: ${(await this.close()).trim()}`);
-    const [pid = "", stage = "", errno = "", delivered = ""] = next.value.split(" ");
+    const answer = await this.#worker.ask(`${c.kind} ${c.addr} ${c.port ?? 0} ${c.uid ?? 0}`);
+    const [pid = "", stage = "", errno = "", delivered = ""] = answer.split(" ");
     const stages: Record<string, PacketOutcome["stage"]> = { o: "op", s: "socket", x: "setup" };
     return {
       pid: Number(pid),
@@ -85,14 +65,7 @@ export class PacketWorker {
   }
 
   /** Ends the worker (closing its stdin) and returns what it wrote to stderr. */
-  async close(): Promise<string> {
-    try {
-      await this.#writer.close();
-    } catch {
-      // already closed or the worker is gone
-    }
-    const status = await this.#child.status;
-    const stderr = await this.#stderr;
-    return status.success ? stderr : `${stderr} (exit ${status.code})`;
+  close(): Promise<string> {
+    return this.#worker.close();
   }
 }

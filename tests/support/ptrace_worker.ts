@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { buildGuestWorker } from "./guest_worker.ts";
-import { lines } from "./sock_worker.ts";
+import { lines } from "./lines.ts";
 
 /** Compiles the worker into `dir` (inside the VM: the one the harness built); returns the binary's path. */
 export function buildPtraceWorker(dir: string): Promise<string> {

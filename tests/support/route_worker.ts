@@ -5,7 +5,7 @@
  * whether the packet reached the route's first hop.
  */
 import { buildGuestWorker } from "./guest_worker.ts";
-import { lines } from "./sock_worker.ts";
+import { LineWorker } from "./line_worker.ts";
 
 export type RouteCase = {
   how: "sockopt" | "cmsg" | "clear";
@@ -28,16 +28,10 @@ export function buildRouteWorker(dir: string): Promise<string> {
 }
 
 export class RouteWorker {
-  readonly #child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #lines: AsyncIterator<string>;
-  readonly #stderr: Promise<string>;
+  readonly #worker: LineWorker;
 
-  private constructor(child: Deno.ChildProcess) {
-    this.#child = child;
-    this.#writer = child.stdin.getWriter();
-    this.#lines = lines(child.stdout)[Symbol.asyncIterator]();
-    this.#stderr = new Response(child.stderr).text();
+  private constructor(worker: LineWorker) {
+    this.#worker = worker;
   }
 
   /**
@@ -48,40 +42,19 @@ export class RouteWorker {
     binary: string,
     where: { cgroupPath: string; senderNs: string; receiverNs: string; device: string },
   ): Promise<RouteWorker> {
-    const child = new Deno.Command(binary, {
-      args: [where.cgroupPath, where.senderNs, where.receiverNs, where.device],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const worker = new RouteWorker(child);
-    const first = await worker.#lines.next();
-    if (first.done || first.value !== "ready") {
-      const stderr = await worker.close();
-      throw new Error(`route worker did not start: ${stderr.trim() || first.value}`);
-    }
-    return worker;
+    const args = [where.cgroupPath, where.senderNs, where.receiverNs, where.device];
+    return new RouteWorker(await LineWorker.start("route worker", binary, args));
   }
 
   async send(c: RouteCase): Promise<RouteOutcome> {
     const line = [c.how, c.kind, c.protocol, c.dest, c.port, c.hops.join(","), c.uid].join(" ");
-    await this.#writer.write(new TextEncoder().encode(`${line}\n`));
-    const next = await this.#lines.next();
-    if (next.done) throw new Error(`route worker exited: ${(await this.close()).trim()}`);
-    const [pid = "", opt = "", send = "", wire = ""] = next.value.split(" ");
+    const [pid = "", opt = "", send = "", wire = ""] = (await this.#worker.ask(line)).split(" ");
     if (opt === "x") throw new Error(`route worker could not set up ${line}: exit ${send}`);
     return { pid: Number(pid), optErrno: Number(opt), sendErrno: Number(send), onWire: wire === "1" };
   }
 
   /** Ends the worker (closing its stdin) and returns what it wrote to stderr. */
-  async close(): Promise<string> {
-    try {
-      await this.#writer.close();
-    } catch {
-      // already closed or the worker is gone
-    }
-    const status = await this.#child.status;
-    const stderr = await this.#stderr;
-    return status.success ? stderr : `${stderr} (exit ${status.code})`;
+  close(): Promise<string> {
+    return this.#worker.close();
   }
 }

@@ -1,9 +1,9 @@
 /**
  * A socket worker (tests/support/sock_worker.c) inside a test cgroup and a private network namespace:
  * it performs connects, sendto's and binds, each in a child process of its own, and says which pid ran
- * each case and what the syscall returned. Built by the test with the C compiler. `lines` splits a
- * worker's output into lines (packet_worker.ts reads its own worker with it).
+ * each case and what the syscall returned. Built by the test with the C compiler.
  */
+import { LineWorker } from "./line_worker.ts";
 import { must } from "./privileged.ts";
 
 export type SocketOp = "connect" | "sendto" | "bind";
@@ -38,33 +38,15 @@ export async function buildSocketWorker(dir: string): Promise<string> {
 }
 
 export class SocketWorker {
-  readonly #child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #lines: AsyncIterator<string>;
-  readonly #stderr: Promise<string>;
+  readonly #worker: LineWorker;
 
-  private constructor(child: Deno.ChildProcess) {
-    this.#child = child;
-    this.#writer = child.stdin.getWriter();
-    this.#lines = lines(child.stdout)[Symbol.asyncIterator]();
-    this.#stderr = new Response(child.stderr).text();
+  private constructor(worker: LineWorker) {
+    this.#worker = worker;
   }
 
   /** Starts `binary` (from buildSocketWorker) once it has joined `cgroupPath` (a cgroup v2 directory). */
   static async start(binary: string, cgroupPath: string): Promise<SocketWorker> {
-    const child = new Deno.Command(binary, {
-      args: [cgroupPath],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const worker = new SocketWorker(child);
-    const first = await worker.#lines.next();
-    if (first.done || first.value !== "ready") {
-      const stderr = await worker.close();
-      throw new Error(`socket worker did not start: ${stderr.trim() || first.value}`);
-    }
-    return worker;
+    return new SocketWorker(await LineWorker.start("socket worker", binary, [cgroupPath]));
   }
 
   /** Runs `cases` in order; one outcome each. */
@@ -73,12 +55,10 @@ export class SocketWorker {
       .map((c) => `${OP_LETTER[c.op]} ${c.protocol} ${c.addr} ${c.port} ${c.uid} ${c.gid}\n`)
       .join("");
     // Write and read at once: the pipes hold less than a large batch.
-    const writing = this.#writer.write(new TextEncoder().encode(text));
+    const writing = this.#worker.write(text);
     const outcomes: SocketOutcome[] = [];
     for (let i = 0; i < cases.length; i++) {
-      const next = await this.#lines.next();
-      if (next.done) throw new Error(`socket worker exited: ${(await this.close()).trim()}`);
-      const [pid = "", stage = "", value = ""] = next.value.split(" ");
+      const [pid = "", stage = "", value = ""] = (await this.#worker.next()).split(" ");
       const base = { pid: Number(pid) };
       outcomes.push(
         stage === "o"
@@ -93,27 +73,7 @@ export class SocketWorker {
   }
 
   /** Ends the worker (closing its stdin) and returns what it wrote to stderr. */
-  async close(): Promise<string> {
-    try {
-      await this.#writer.close();
-    } catch {
-      // already closed or the worker is gone
-    }
-    const status = await this.#child.status;
-    const stderr = await this.#stderr;
-    return status.success ? stderr : `${stderr} (exit ${status.code})`;
+  close(): Promise<string> {
+    return this.#worker.close();
   }
-}
-
-export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffer = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    let newline;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      yield buffer.slice(0, newline);
-      buffer = buffer.slice(newline + 1);
-    }
-  }
-  if (buffer) yield buffer;
 }

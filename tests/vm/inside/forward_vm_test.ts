@@ -10,7 +10,7 @@ import { forwardInterfaces } from "../../../lib/kernel/resolve.ts";
 import { place } from "../../../lib/kernel/tc_filter.ts";
 import type { RuleInfo } from "../../../lib/policy/plan.ts";
 import { drainEvents, ipv4Rule, writeRules } from "../../support/slice.ts";
-import { lines } from "../../support/sock_worker.ts";
+import { lines } from "../../support/lines.ts";
 
 // network.egress.forwarded on Debian's kernels: a tcx link where the kernel has them (6.12), a classic tc
 // filter on a clsact qdisc where it does not (6.1), chosen by PlaneLinks on its own. The guest has no
