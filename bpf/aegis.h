@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 5 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 7 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -204,7 +204,7 @@ struct aegis_gen_info {
 	__u32 ingress_port_denies; /* ingress deny rules that name ports */
 	__u32 rules_entries;       /* entries of this generation's `rules` inner map */
 	__u32 net_rules_entries;   /* entries of this generation's `net_rules` inner map */
-	__u32 _pad0;
+	__u32 failsafe_ports;      /* bit (port & 31) set for each ingress failsafe port: XDP looks one up only then */
 };
 _Static_assert(sizeof(struct aegis_gen_info) == 32, "aegis_gen_info size");
 

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 5 } as const;
+export const LAYOUT = { VERSION: 7 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
