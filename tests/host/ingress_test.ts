@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, ifIndex, inNetns, interfaceDriver } from "../../ffi/mod.ts";
+import { bootTimeNs, encodeU32, ifIndex, inNetns, interfaceDriver, STAT_LIMITS } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import type { XdpMode } from "../../lib/kernel/xdp_mode.ts";
 import { formatAddress } from "../../lib/kernel/events.ts";
@@ -267,6 +267,36 @@ rootTest(
         plane.counters().eventsSuppressed,
         BigInt(flood - admitted.length),
         "every drop without an event of its own was suppressed",
+      );
+    });
+  },
+);
+
+rootTest(
+  "[root] ingress: an interface whose per-CPU counter slot another interface holds is counted all the same",
+  async () => {
+    await withIngress(async ({ plane, pair, ifindex, apply, bpffs }) => {
+      await apply(denyClient(pair));
+      // Every CPU's slot for this interface held by an interface whose index falls on the same slot.
+      const slots = plane.map("xdp_slots");
+      const key = encodeU32(ifindex % STAT_LIMITS.XDP_STAT_SLOTS);
+      const taken = slots.lookup(key)!;
+      const view = new DataView(taken.buffer);
+      for (let offset = 0; offset < taken.byteLength; offset += 24) {
+        view.setUint32(offset, ifindex + STAT_LIMITS.XDP_STAT_SLOTS, true);
+      }
+      slots.update(key, taken);
+      const flood = 20;
+      await run("ip", [
+        ...["netns", "exec", pair.client, "ping", "-q", "-n", "-c", String(flood)],
+        ...["-i", "0.002", "-W", "0.1", pair.serverAddress],
+      ]);
+      const stats = pinnedXdpStats(bpffs.path);
+      const drops = stats.find((s) => s.ifindex === ifindex && s.action === XDP_DROP);
+      assert.equal(drops?.packets, BigInt(flood), "counted in xdp_stats");
+      assert.ok(
+        !stats.some((s) => s.ifindex === ifindex + STAT_LIMITS.XDP_STAT_SLOTS),
+        "nothing for the holder",
       );
     });
   },
