@@ -1130,11 +1130,11 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	/*
-	 * Failsafe ports pass whatever the rules say: asked only of a packet about to be refused, and looked up
-	 * only when the generation has a failsafe port with the same low five bits (gen_info.failsafe_ports).
+	 * Failsafe ports pass whatever the rules say: asked only of a packet about to be refused, and not looked
+	 * up where the generation has no failsafe port with the same low five bits (gen_info.failsafe_absent).
 	 */
 	__u16 dport = bpf_ntohs(p.dport_be);
-	if (p.dport_be && (s.info->failsafe_ports >> (dport & 31) & 1) &&
+	if (p.dport_be && !(s.info->failsafe_absent >> (dport & 31) & 1) &&
 	    exact_rule(&s, AEGIS_RULE_FAILSAFE, dport, p.protocol))
 		return XDP_PASS;
 refuse:;

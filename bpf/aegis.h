@@ -204,7 +204,11 @@ struct aegis_gen_info {
 	__u32 ingress_port_denies; /* ingress deny rules that name ports */
 	__u32 rules_entries;       /* entries of this generation's `rules` inner map */
 	__u32 net_rules_entries;   /* entries of this generation's `net_rules` inner map */
-	__u32 failsafe_ports;      /* bit (port & 31) set for each ingress failsafe port: XDP looks one up only then */
+	/*
+	 * Bit (port & 31) set where no ingress failsafe port has those low five bits: XDP skips the failsafe
+	 * lookup for such a port. 0 (as an older release left the word) looks every port up.
+	 */
+	__u32 failsafe_absent;
 };
 _Static_assert(sizeof(struct aegis_gen_info) == 32, "aegis_gen_info size");
 

@@ -17,7 +17,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 32, {
   ingress_port_denies: { offset: 16, size: 4 },
   rules_entries: { offset: 20, size: 4 },
   net_rules_entries: { offset: 24, size: 4 },
-  failsafe_ports: { offset: 28, size: 4 },
+  failsafe_absent: { offset: 28, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -275,8 +275,8 @@ export type GenInfo = {
   ingressPortDenies: number;
   rulesEntries: number;
   netRulesEntries: number;
-  /** Bit (port & 31) set for each ingress failsafe port (failsafePortBits). */
-  failsafePorts: number;
+  /** Bit (port & 31) set where no ingress failsafe port has those low five bits (failsafeAbsentBits). */
+  failsafeAbsent: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -288,7 +288,7 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("ingress_port_denies", info.ingressPortDenies)
     .u32("rules_entries", info.rulesEntries)
     .u32("net_rules_entries", info.netRulesEntries)
-    .u32("failsafe_ports", info.failsafePorts).bytes;
+    .u32("failsafe_absent", info.failsafeAbsent).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -302,7 +302,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     ingressPortDenies: view.getUint32(f.ingress_port_denies.offset, true),
     rulesEntries: view.getUint32(f.rules_entries.offset, true),
     netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),
-    failsafePorts: view.getUint32(f.failsafe_ports.offset, true),
+    failsafeAbsent: view.getUint32(f.failsafe_absent.offset, true),
   };
 }
 
