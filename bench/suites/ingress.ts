@@ -186,7 +186,10 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
         "promises for every drop: an event, rate-limited, with the drops it stands for counted exactly; " +
         "decisions per rule and packets per interface in metrics; sessions, failsafe ports and the most " +
         "specific rule. Builds with one part left out (measured once with BPF_PROG_TEST_RUN, not part of " +
-        "this run) put each hash lookup at 15-25 ns: the gap to xdp-filter is these lookups.",
+        "this run) put each hash lookup at 15-25 ns: the gap to xdp-filter is these lookups. Around the " +
+        "program, generic XDP on a veth costs about as much again (perf of the flood: pskb_expand_head, " +
+        "which gives each socket buffer the 256 bytes of headroom XDP wants, is a quarter of " +
+        "do_xdp_generic's time), which every XDP filter pays there and nftables and iptables do not.",
     );
     ctx.note(
       "At least 3x nftables netdev where the driver runs XDP natively is not measured here. The interfaces " +
