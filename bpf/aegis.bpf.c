@@ -151,6 +151,13 @@ struct {
 } xdp_stats SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, AEGIS_XDP_STAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct aegis_xdp_slot);
+} xdp_slots SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
@@ -171,6 +178,7 @@ const volatile struct {
 	struct aegis_conn conn;
 	struct aegis_rule_hit_key rule_hit_key;
 	struct aegis_xdp_stat_key xdp_stat_key;
+	struct aegis_xdp_slot xdp_slot;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;
@@ -306,6 +314,24 @@ static __always_inline __u64 current_euid_egid(void)
 #define RATE_RETRIES 4
 
 /*
+ * Which clock the rate limit of `hook` reads. Ingress (XDP) reads the coarse one (CLOCK_MONOTONIC, per
+ * tick): every packet of a flood it drops asks for the time, and the coarse read costs a few loads where
+ * the fine one reads the TSC. Tracing programs may not read the coarse clock, so the other hooks keep
+ * CLOCK_BOOTTIME. An entry's windows all come from one clock, since its rule id belongs to one hook (the
+ * flush reads the clock of the entry's hook); were two hooks to share an entry, its windows would only
+ * turn over more often (more events), never lose a count.
+ */
+static __always_inline int rate_coarse(__u32 hook)
+{
+	return hook == AEGIS_HOOK_INGRESS;
+}
+
+static __always_inline __u64 rate_window(int coarse)
+{
+	return (coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_boot_ns()) >> AEGIS_RATE_WINDOW_SHIFT;
+}
+
+/*
  * The rate limit: 0 when the decision is suppressed (it is then carried by a
  * later event's count or a summary), else the count the event reports: 1 plus
  * what was suppressed before it. One compare-and-swap moves the window and
@@ -315,7 +341,7 @@ static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook,
 					__u32 rule_id, __u32 who)
 {
 	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = s->gen };
-	__u64 window = bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT;
+	__u64 window = rate_window(rate_coarse(hook));
 	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
 	if (!rate) {
 		struct aegis_rate fresh = { .window = window << 32 | 1, .pid = who, .hook = hook,
@@ -414,14 +440,16 @@ static __always_inline __u32 current_pid(void)
  * that the last window of a flood is reported even if no event follows it.
  */
 struct flush_ctx {
-	__u64 window;
+	__u64 window;        /* the current window on CLOCK_BOOTTIME */
+	__u64 coarse_window; /* and on the coarse clock (rate_coarse) */
 	__u32 reported;
 };
 
 static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct aegis_rate *rate, struct flush_ctx *ctx)
 {
 	__u64 state = rate->window;
-	if (state == RATE_TOMBSTONE || state >> 32 == ctx->window)
+	__u64 window = rate_coarse(rate->hook) ? ctx->coarse_window : ctx->window;
+	if (state == RATE_TOMBSTONE || state >> 32 == window)
 		return 0;
 	__u32 n = __sync_lock_test_and_set(&rate->suppressed, 0);
 	if (n) {
@@ -435,7 +463,7 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 		return 0;
 	}
 	/* Idle for a whole window: remove it. The tombstone makes a hook racing with us pass unlimited instead of counting into a removed entry. */
-	if ((state >> 32) + 1 < ctx->window &&
+	if ((state >> 32) + 1 < window &&
 	    __sync_val_compare_and_swap(&rate->window, state, RATE_TOMBSTONE) == state) {
 		n = __sync_lock_test_and_set(&rate->suppressed, 0);
 		if (n)
@@ -448,7 +476,7 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 SEC("xdp")
 int aegis_flush_rates(struct xdp_md *xdp)
 {
-	struct flush_ctx ctx = { .window = bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT };
+	struct flush_ctx ctx = { .window = rate_window(0), .coarse_window = rate_window(1) };
 	bpf_for_each_map_elem(&event_rate, flush_rate, &ctx, 0);
 	return XDP_PASS;
 }
@@ -1101,8 +1129,13 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	} else if (iface->action == AEGIS_ACTION_ALLOW || p.neighbour || session_allows(ctx->ingress_ifindex, &p)) {
 		return XDP_PASS;
 	}
-	/* Failsafe ports pass whatever the rules say: asked only of a packet about to be refused, not of every one. */
-	if (p.dport_be && exact_rule(&s, AEGIS_RULE_FAILSAFE, bpf_ntohs(p.dport_be), p.protocol))
+	/*
+	 * Failsafe ports pass whatever the rules say: asked only of a packet about to be refused, and not looked
+	 * up where the generation has no failsafe port with the same low five bits (gen_info.failsafe_absent).
+	 */
+	__u16 dport = bpf_ntohs(p.dport_be);
+	if (p.dport_be && !(s.info->failsafe_absent >> (dport & 31) & 1) &&
+	    exact_rule(&s, AEGIS_RULE_FAILSAFE, dport, p.protocol))
 		return XDP_PASS;
 refuse:;
 	__u32 mode = effective_mode(&s);
@@ -1128,7 +1161,15 @@ SEC("xdp")
 int aegis_xdp(struct xdp_md *ctx)
 {
 	int action = xdp_verdict(ctx);
-	struct aegis_xdp_stat_key key = { .ifindex = ctx->ingress_ifindex, .action = action };
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 index = ifindex % AEGIS_XDP_STAT_SLOTS;
+	struct aegis_xdp_slot *slot = bpf_map_lookup_elem(&xdp_slots, &index);
+	/* Atomic, as count_n: a test run in a task and a softirq on the same CPU may meet in a slot. */
+	if (slot && (slot->ifindex == ifindex || __sync_val_compare_and_swap(&slot->ifindex, 0, ifindex) == 0)) {
+		__sync_fetch_and_add(action == XDP_DROP ? &slot->dropped : &slot->passed, 1);
+		return action;
+	}
+	struct aegis_xdp_stat_key key = { .ifindex = ifindex, .action = action };
 	count_key(&xdp_stats, &key);
 	return action;
 }

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 5 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 7 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -204,7 +204,11 @@ struct aegis_gen_info {
 	__u32 ingress_port_denies; /* ingress deny rules that name ports */
 	__u32 rules_entries;       /* entries of this generation's `rules` inner map */
 	__u32 net_rules_entries;   /* entries of this generation's `net_rules` inner map */
-	__u32 _pad0;
+	/*
+	 * Bit (port & 31) set where no ingress failsafe port has those low five bits: XDP skips the failsafe
+	 * lookup for such a port. 0 (as an older release left the word) looks every port up.
+	 */
+	__u32 failsafe_absent;
 };
 _Static_assert(sizeof(struct aegis_gen_info) == 32, "aegis_gen_info size");
 
@@ -281,8 +285,26 @@ struct aegis_xdp_stat_key {
 };
 _Static_assert(sizeof(struct aegis_xdp_stat_key) == 8, "aegis_xdp_stat_key size");
 
-/* Entries of the statistics maps: rules that fired, and (interface, verdict) pairs. */
-enum aegis_stat_limits { AEGIS_RULE_HIT_ENTRIES = 65536, AEGIS_XDP_STAT_ENTRIES = 1024 };
+/*
+ * Packets the XDP program saw on one interface, by verdict (map xdp_slots, per CPU, indexed by ifindex %
+ * AEGIS_XDP_STAT_SLOTS): an array slot costs the packet a few loads where a hash entry costs a hash of its
+ * key. The first interface a CPU counts in a slot keeps it on that CPU; another whose index falls on the
+ * same slot is counted in xdp_stats instead.
+ */
+struct aegis_xdp_slot {
+	__u32 ifindex; /* 0: free */
+	__u32 _pad0;
+	__u64 dropped; /* XDP_DROP */
+	__u64 passed;  /* XDP_PASS */
+};
+_Static_assert(sizeof(struct aegis_xdp_slot) == 24, "aegis_xdp_slot size");
+
+/* Entries of the statistics maps: rules that fired, (interface, verdict) pairs, and interface slots. */
+enum aegis_stat_limits {
+	AEGIS_RULE_HIT_ENTRIES = 65536,
+	AEGIS_XDP_STAT_ENTRIES = 1024,
+	AEGIS_XDP_STAT_SLOTS = 256,
+};
 
 struct aegis_rate_key {
 	__u32 rule_id;

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 5 } as const;
+export const LAYOUT = { VERSION: 7 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -106,8 +106,8 @@ export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
 
 export const INHERITED = { ENTRIES: 65536 } as const;
 
-/** Entries of the statistics maps `rule_hits` and `xdp_stats`. */
-export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024 } as const;
+/** Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`. */
+export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024, XDP_STAT_SLOTS: 256 } as const;
 
 /** What a process.ptrace event's tracer tried (the event's `op` byte). */
 export const PTRACE_OP = {

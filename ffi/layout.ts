@@ -17,7 +17,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 32, {
   ingress_port_denies: { offset: 16, size: 4 },
   rules_entries: { offset: 20, size: 4 },
   net_rules_entries: { offset: 24, size: 4 },
-  _pad0: { offset: 28, size: 4 },
+  failsafe_absent: { offset: 28, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -97,6 +97,14 @@ export const AEGIS_XDP_STAT_KEY = struct("aegis_xdp_stat_key", 8, {
   action: { offset: 4, size: 4 },
 });
 
+/** One interface's packets by verdict in a per-CPU slot of map xdp_slots. */
+export const AEGIS_XDP_SLOT = struct("aegis_xdp_slot", 24, {
+  ifindex: { offset: 0, size: 4 },
+  _pad0: { offset: 4, size: 4 },
+  dropped: { offset: 8, size: 8 },
+  passed: { offset: 16, size: 8 },
+});
+
 /** A record of the connection sweep (net_guard.bpf.h). */
 export const AEGIS_CONN = struct("aegis_conn", 56, {
   cgroup_id: { offset: 0, size: 8 },
@@ -128,6 +136,7 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_CONN,
   AEGIS_RULE_HIT_KEY,
   AEGIS_XDP_STAT_KEY,
+  AEGIS_XDP_SLOT,
 ];
 
 /**
@@ -266,6 +275,8 @@ export type GenInfo = {
   ingressPortDenies: number;
   rulesEntries: number;
   netRulesEntries: number;
+  /** Bit (port & 31) set where no ingress failsafe port has those low five bits (failsafeAbsentBits). */
+  failsafeAbsent: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -276,7 +287,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("user_rules", info.userRules)
     .u32("ingress_port_denies", info.ingressPortDenies)
     .u32("rules_entries", info.rulesEntries)
-    .u32("net_rules_entries", info.netRulesEntries).bytes;
+    .u32("net_rules_entries", info.netRulesEntries)
+    .u32("failsafe_absent", info.failsafeAbsent).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -290,6 +302,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     ingressPortDenies: view.getUint32(f.ingress_port_denies.offset, true),
     rulesEntries: view.getUint32(f.rules_entries.offset, true),
     netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),
+    failsafeAbsent: view.getUint32(f.failsafe_absent.offset, true),
   };
 }
 
@@ -483,6 +496,29 @@ export function decodeRuleHitKey(bytes: Uint8Array): RuleHitKey {
     gen: view.getUint8(f.gen.offset),
     decision: view.getUint8(f.decision.offset),
   };
+}
+
+/** XDP_DROP and XDP_PASS, the verdicts the XDP program counts. */
+const XDP_DROP = 1;
+const XDP_PASS = 2;
+
+/**
+ * The (interface, verdict) counts of one xdp_slots entry as every CPU holds it (one 24-byte slot per CPU);
+ * none for a slot no CPU has taken.
+ */
+export function decodeXdpSlots(bytes: Uint8Array): { ifindex: number; action: number; packets: bigint }[] {
+  const view = reader(bytes);
+  const f = AEGIS_XDP_SLOT.fields;
+  const counts: { ifindex: number; action: number; packets: bigint }[] = [];
+  for (let offset = 0; offset + AEGIS_XDP_SLOT.size <= bytes.byteLength; offset += AEGIS_XDP_SLOT.size) {
+    const ifindex = view.getUint32(offset + f.ifindex.offset, true);
+    if (ifindex === 0) continue;
+    counts.push(
+      { ifindex, action: XDP_DROP, packets: view.getBigUint64(offset + f.dropped.offset, true) },
+      { ifindex, action: XDP_PASS, packets: view.getBigUint64(offset + f.passed.offset, true) },
+    );
+  }
+  return counts;
 }
 
 export function decodeXdpStatKey(bytes: Uint8Array): { ifindex: number; action: number } {

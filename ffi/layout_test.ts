@@ -3,6 +3,7 @@ import { objectBtf } from "./btf_test_support.ts";
 import {
   decodeRule,
   decodeU64,
+  decodeXdpSlots,
   encodeNetKey,
   encodeRule,
   encodeRuleKey,
@@ -84,4 +85,20 @@ Deno.test("encodeRuleKey() and encodeRule() write little-endian fields at their 
   const rule = { ruleId: 258, allow: true, prefixLength: 24 };
   assert.deepEqual([...encodeRule(rule)], [2, 1, 0, 0, 1, 24, 0, 0]);
   assert.deepEqual(decodeRule(encodeRule(rule)), rule);
+});
+
+Deno.test("decodeXdpSlots() reads each CPU's slot of an interface, and skips a CPU that took none", () => {
+  const bytes = new Uint8Array(3 * 24);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, 7, true); // CPU 0: ifindex 7
+  view.setBigUint64(8, 5n, true);
+  view.setBigUint64(16, 2n, true);
+  view.setUint32(48, 9, true); // CPU 2: ifindex 9 (CPU 1 took none)
+  view.setBigUint64(56, 1n, true);
+  assert.deepEqual(decodeXdpSlots(bytes), [
+    { ifindex: 7, action: 1, packets: 5n },
+    { ifindex: 7, action: 2, packets: 2n },
+    { ifindex: 9, action: 1, packets: 1n },
+    { ifindex: 9, action: 2, packets: 0n },
+  ]);
 });

@@ -152,8 +152,19 @@ export function ruleSetEntries(
     ingressPortDenies: encoded.ingressPortDenies,
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
+    failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
   });
   return { ...batches, genInfo };
+}
+
+/**
+ * The gen_info word that tells XDP which ports cannot be failsafe: bit (port & 31) set where no failsafe
+ * port has those low five bits. A packet about to be refused skips the failsafe lookup when its port's bit
+ * is set (a flood to a port far from every failsafe port). Inverted so that 0, the word an older release
+ * left, means "look every port up".
+ */
+export function failsafeAbsentBits(ports: readonly number[]): number {
+  return ~ports.reduce((bits, port) => bits | 1 << (port & 31), 0) >>> 0;
 }
 
 const ANY_PROTOCOL = 0;

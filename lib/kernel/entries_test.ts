@@ -4,6 +4,7 @@ import {
   AEGIS_RULE,
   AEGIS_RULE_KEY,
   CAPACITY,
+  decodeGenInfo,
   decodeRule,
   encodeNetKey,
   NET,
@@ -12,7 +13,7 @@ import {
 } from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "./entries.ts";
+import { CapacityError, failsafeAbsentBits, type ResolvedRuleSet, ruleSetEntries } from "./entries.ts";
 
 const TCP = 6;
 const UDP = 17;
@@ -248,4 +249,22 @@ Deno.test("ruleSetEntries() keys a bind rule without a protocol once per protoco
     rulesOf(set).filter((entry) => entry.kind === RULE.BIND).map((entry) => entry.b),
     [6, 17, 136, 132, 33],
   );
+});
+
+Deno.test("ruleSetEntries() clears the gen_info bit (port & 31) of each ingress failsafe port, none without them", () => {
+  const failsafe = [
+    { ruleId: 1, port: 22, protocol: "tcp" as const },
+    { ruleId: 2, port: 443, protocol: "tcp" as const },
+    { ruleId: 3, port: 63, protocol: "udp" as const },
+  ];
+  const ingress = { interfaces: [], failsafe, rules: [] };
+  const bits = decodeGenInfo(ruleSetEntries(resolved({ ingress })).genInfo).failsafeAbsent;
+  assert.equal(bits, ~(1 << 22 | 1 << (443 & 31) | 1 << 31) >>> 0);
+  assert.equal(decodeGenInfo(ruleSetEntries(resolved({})).genInfo).failsafeAbsent, 0xffff_ffff);
+});
+
+Deno.test("failsafeAbsentBits() clears one bit for ports that share their low five bits, and stays unsigned", () => {
+  assert.equal(failsafeAbsentBits([22, 54, 65_526]), (~(1 << 22)) >>> 0);
+  assert.equal(failsafeAbsentBits([31]), 2 ** 31 - 1);
+  assert.equal(failsafeAbsentBits([]), 0xffff_ffff);
 });

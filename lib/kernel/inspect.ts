@@ -10,6 +10,7 @@ import {
   DECISION,
   decodeGenInfo,
   decodeRuleHitKey,
+  decodeXdpSlots,
   decodeXdpStatKey,
   encodeU32,
   FdMap,
@@ -240,14 +241,31 @@ export const HOOK_PROGRAMS: readonly string[] = Object.values(PROGRAMS).filter((
   !ON_DEMAND.has(name)
 );
 
-/** Packets the XDP program saw, by interface index and verdict, summed over CPUs. */
-export function pinnedXdpStats(bpffs: string): { ifindex: number; action: number; packets: bigint }[] {
+type XdpCount = { ifindex: number; action: number; packets: bigint };
+
+/**
+ * Packets the XDP program saw, by interface index and verdict, summed over CPUs: the per-CPU slots of
+ * xdp_slots, and xdp_stats for an interface that found its slot taken on some CPU.
+ */
+export function pinnedXdpStats(bpffs: string): XdpCount[] {
+  const counts: XdpCount[] = [];
+  using slots = openPinnedMap(bpffs, "xdp_slots");
+  for (let index = 0; slots && index < slots.definition.maxEntries; index++) {
+    counts.push(...decodeXdpSlots(slots.lookup(encodeU32(index)) ?? new Uint8Array()));
+  }
   using map = openPinnedMap(bpffs, "xdp_stats");
-  if (!map) return [];
-  return map.keys().flatMap((key) => {
-    const value = map.lookup(key);
-    return value ? [{ ...decodeXdpStatKey(key), packets: sumPerCpu(value) }] : [];
-  });
+  for (const key of map?.keys() ?? []) {
+    const value = map!.lookup(key);
+    if (value) counts.push({ ...decodeXdpStatKey(key), packets: sumPerCpu(value) });
+  }
+  const total = new Map<string, XdpCount>();
+  for (const count of counts) {
+    const id = `${count.ifindex}:${count.action}`;
+    const seen = total.get(id);
+    if (seen) seen.packets += count.packets;
+    else total.set(id, { ...count });
+  }
+  return [...total.values()].filter((count) => count.packets > 0n);
 }
 
 type RuleHit = { ruleId: number; decision: number; count: bigint };

@@ -1,15 +1,26 @@
 import assert from "node:assert/strict";
-import { bootTimeNs, ifIndex, inNetns, interfaceDriver } from "../../ffi/mod.ts";
+import {
+  AEGIS_GEN_INFO,
+  bootTimeNs,
+  encodeU32,
+  ifIndex,
+  inNetns,
+  interfaceDriver,
+  STAT_LIMITS,
+} from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import type { XdpMode } from "../../lib/kernel/xdp_mode.ts";
 import { formatAddress } from "../../lib/kernel/events.ts";
+import { pinnedRuleHits, pinnedXdpStats } from "../../lib/kernel/inspect.ts";
 import type { IngressInterface, NetRule, RuleInfo, RuleSetPlan } from "../../lib/policy/plan.ts";
 import { VethPair } from "../support/netns.ts";
 import { drain, type PlaneFixture, ruleSet, withPlane } from "../support/plane.ts";
-import { must, rootTest } from "../support/privileged.ts";
+import { must, rootTest, run } from "../support/privileged.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
 const FAILSAFE_PORT = 22;
+/** Shares the failsafe port's low five bits, so its gen_info bit is set: the XDP program looks it up. */
+const FAILSAFE_TWIN_PORT = 54;
 const SERVICE_PORT = 8080;
 const OTHER_PORT = 8081;
 
@@ -204,11 +215,118 @@ rootTest(
       drain(plane);
       assert.equal(await pair.reach("tcp", pair.serverAddress, SERVICE_PORT), "timeout", "the denied source");
       assert.equal(
+        await pair.reach("tcp", pair.serverAddress, FAILSAFE_TWIN_PORT),
+        "timeout",
+        "a port that shares the failsafe port's bit is looked up, and refused",
+      );
+      assert.equal(
         await pair.reach("tcp", pair.serverAddress, FAILSAFE_PORT),
         "answered",
         "failsafe over a deny",
       );
       assert.ok(!drain(plane).some((event) => event.dport === FAILSAFE_PORT), "no failsafe packet reported");
+    });
+  },
+);
+
+rootTest(
+  "[root] ingress: a generation whose gen_info has no failsafe word (an older release's) looks every port up",
+  async () => {
+    await withIngress(async ({ plane, pair, apply }) => {
+      const failsafe = [{ ruleId: FAILSAFE, port: FAILSAFE_PORT, protocol: "tcp" as const }];
+      const deny = ipv4Rule(`${pair.clientAddress}/32`, DENY_CLIENT);
+      const gen = await apply({
+        mode: "enforce",
+        ingress: { interfaces: [serverInterface(pair, false)], failsafe, rules: [deny] },
+      });
+      const info = plane.map("gen_info");
+      const value = info.lookup(encodeU32(gen))!;
+      new DataView(value.buffer).setUint32(AEGIS_GEN_INFO.fields.failsafe_absent.offset, 0, true);
+      info.update(encodeU32(gen), value);
+      assert.equal(await pair.reach("tcp", pair.serverAddress, FAILSAFE_PORT), "answered", "failsafe port");
+      assert.equal(await pair.reach("tcp", pair.serverAddress, SERVICE_PORT), "timeout", "the denied source");
+    });
+  },
+);
+
+const XDP_DROP = 1;
+const RATE_BURST = 8; // AEGIS_RATE_BURST in bpf/aegis.h
+const RATE_WINDOW_MS = 2 ** 30 / 1e6;
+
+rootTest(
+  "[root] ingress: a flood from a denied source is counted per interface and rule; its events are rate-limited and account for every drop",
+  async () => {
+    await withIngress(async ({ plane, pair, ifindex, apply, bpffs }) => {
+      const gen = await apply(denyClient(pair));
+      drain(plane);
+      const flood = 300;
+      const start = performance.now();
+      await run("ip", [
+        ...["netns", "exec", pair.client, "ping", "-q", "-n", "-c", String(flood)],
+        ...["-i", "0.002", "-W", "0.1", pair.serverAddress],
+      ]);
+      const windows = Math.ceil((performance.now() - start) / RATE_WINDOW_MS) + 1; // those the flood touched
+      assert.equal(plane.counters().decisions.ingress.deny, BigInt(flood), "every echo request counted");
+      const drops = pinnedXdpStats(bpffs.path).find((s) => s.ifindex === ifindex && s.action === XDP_DROP);
+      assert.equal(drops?.packets, BigInt(flood), "dropped packets of the interface");
+      const hits = pinnedRuleHits(bpffs.path, gen).find((hit) => hit.ruleId === DENY_CLIENT);
+      assert.equal(hits?.count, BigInt(flood), "hits of the deny rule");
+
+      const admitted = drain(plane);
+      assert.ok(admitted.length >= RATE_BURST, `a burst of events, got ${admitted.length}`);
+      assert.ok(
+        admitted.length <= windows * RATE_BURST && admitted.length < flood,
+        `at most a burst in each of ${windows} windows, got ${admitted.length}`,
+      );
+      // The flood's last window has ended: the flush reports what it suppressed there (what earlier windows
+      // suppressed rode on the first event of the next one), so only summaries come now.
+      await new Promise((resolve) => setTimeout(resolve, RATE_WINDOW_MS + 50));
+      plane.flushRateLimits();
+      const summaries = drain(plane);
+      assert.ok(summaries.every((event) => event.flags === 1), "only summary events after the flood");
+      const events = [...admitted, ...summaries];
+      assert.ok(events.every((event) => event.ruleId === DENY_CLIENT && event.hook === HOOK_INGRESS));
+      const reported = events.reduce((sum, event) => sum + event.count, 0);
+      assert.equal(
+        BigInt(reported) + plane.counters().eventsLost,
+        BigInt(flood),
+        "reported + lost = dropped",
+      );
+      assert.equal(
+        plane.counters().eventsSuppressed,
+        BigInt(flood - admitted.length),
+        "every drop without an event of its own was suppressed",
+      );
+    });
+  },
+);
+
+rootTest(
+  "[root] ingress: an interface whose per-CPU counter slot another interface holds is counted all the same",
+  async () => {
+    await withIngress(async ({ plane, pair, ifindex, apply, bpffs }) => {
+      await apply(denyClient(pair));
+      // Every CPU's slot for this interface held by an interface whose index falls on the same slot.
+      const slots = plane.map("xdp_slots");
+      const key = encodeU32(ifindex % STAT_LIMITS.XDP_STAT_SLOTS);
+      const taken = slots.lookup(key)!;
+      const view = new DataView(taken.buffer);
+      for (let offset = 0; offset < taken.byteLength; offset += 24) {
+        view.setUint32(offset, ifindex + STAT_LIMITS.XDP_STAT_SLOTS, true);
+      }
+      slots.update(key, taken);
+      const flood = 20;
+      await run("ip", [
+        ...["netns", "exec", pair.client, "ping", "-q", "-n", "-c", String(flood)],
+        ...["-i", "0.002", "-W", "0.1", pair.serverAddress],
+      ]);
+      const stats = pinnedXdpStats(bpffs.path);
+      const drops = stats.find((s) => s.ifindex === ifindex && s.action === XDP_DROP);
+      assert.equal(drops?.packets, BigInt(flood), "counted in xdp_stats");
+      assert.ok(
+        !stats.some((s) => s.ifindex === ifindex + STAT_LIMITS.XDP_STAT_SLOTS),
+        "nothing for the holder",
+      );
     });
   },
 );
