@@ -187,6 +187,8 @@ enum aegis_build_programs {
 	AEGIS_BUILD_LSM = 1,      /* the BPF-LSM programs */
 	AEGIS_BUILD_FALLBACK = 2, /* the audit tracepoints, for where BPF-LSM does not load */
 	AEGIS_BUILD_LSM_REFUSED = 4, /* BPF-LSM programs refused in this boot, with lsm_errno (a lasting one) */
+	AEGIS_BUILD_SWEEP = 256,  /* the sweep's iterators (aegis_sweep_tcp, aegis_sweep_udp), loaded at a first sweep */
+	AEGIS_BUILD_LIST = 512,   /* the listing iterators (aegis_list_tcp, aegis_list_udp), loaded at a first health */
 };
 struct aegis_build {
 	__u8 object_sha256[32];

@@ -99,6 +99,8 @@ export const BUILD_PROGRAMS = {
   LSM: 1,
   FALLBACK: 2,
   LSM_REFUSED: 4,
+  SWEEP: 256,
+  LIST: 512,
 } as const;
 
 /** Signals the kill-on-deny word may hold. */

@@ -89,6 +89,8 @@ const libbpfSymbols = {
   // int bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type,
   //                     const struct bpf_link_create_opts *opts)
   bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
+  // int bpf_iter_create(int link_fd)
+  bpf_iter_create: { parameters: ["i32"], result: "i32" },
   // int bpf_map_get_next_key(int fd, const void *key, void *next_key)
   bpf_map_get_next_key: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int bpf_map_delete_elem(int fd, const void *key)

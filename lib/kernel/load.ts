@@ -289,10 +289,13 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
   }
   const first = open(mapDir, programs);
   let object: BpfObject;
+  // Programs pinned earlier by this build still use the maps they were loaded with: kept only with those.
+  let kept = ours ? record.programs : 0;
   // Pins made by a release whose maps differ cannot be reused as they are: hand them over instead.
   if (changedMaps(mapDir, first.mapDefinitions()).length > 0) {
     first.close();
     object = handOver(pinDir, (dir) => open(dir, programs).load());
+    kept &= BUILD_PROGRAMS.LSM_REFUSED;
   } else {
     object = first.load();
     if (!ours) {
@@ -302,7 +305,7 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
       moveFilters(pinDir, object);
     }
   }
-  let bits = (ours ? record.programs : 0) | programSetBit(withLsm);
+  let bits = kept | programSetBit(withLsm);
   let lsmErrno = ours ? record.lsmErrno : 0;
   if (probe?.ok) bits &= ~BUILD_PROGRAMS.LSM_REFUSED;
   else if (probe && LASTING_REFUSALS.has(probe.errnoName)) {

@@ -59,7 +59,10 @@ export function readBuildRecord(mapDir: string): BuildRecord | undefined {
 }
 
 /** Writes `record` into the object's build map; undefined clears it (no command adopts until rewritten). */
-export function writeBuildRecord(map: BpfMap, record: BuildRecord | undefined): void {
+export function writeBuildRecord(
+  map: { update(key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): void },
+  record: BuildRecord | undefined,
+): void {
   const value = new Uint8Array(RECORD_BYTES);
   if (record) {
     value.set(record.sha256, 0);
