@@ -10,7 +10,6 @@
  */
 import { createHash } from "node:crypto";
 import {
-  type BpfMap,
   type BpfObject,
   type BpfProgram,
   BUILD_PROGRAMS,
