@@ -113,8 +113,6 @@ export type ProgramSet = keyof typeof PROGRAM_SETS;
 /** The bits of the sets made of BPF-LSM programs: one recorded means BPF-LSM loads in this boot. */
 const LSM_SET_BITS = BUILD_PROGRAMS.FILE_LSM | BUILD_PROGRAMS.EXEC_LSM | BUILD_PROGRAMS.RENAME_LSM |
   BUILD_PROGRAMS.GUARDS_LSM | BUILD_PROGRAMS.EGRESS_LSM | BUILD_PROGRAMS.BIND_LSM;
-/** The bits of the sets a plane loads (the iterators' and LSM_REFUSED are not). */
-const PLANE_SET_BITS = Object.values(PROGRAM_SETS).reduce((bits, set) => bits | set.bit, 0);
 
 /** The sets a plane serving `areas` loads: with the BPF-LSM programs where they load, else the fallbacks. */
 export function planeSets(areas: ReadonlySet<Area>, withLsm: boolean): ProgramSet[] {

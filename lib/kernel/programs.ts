@@ -2,17 +2,17 @@
  * The programs of a plane, loaded by this process or adopted from their pins.
  *
  * A load pins every program it loaded under `<pinDir>/progs/` and records, in the `aegis_build` map, the
- * SHA-256 of the object they came from and which program sets are pinned. A later process of the same build
- * finds the record naming its own object and every program it needs pinned, and adopts them as they are:
- * no program is loaded or verified again (seconds on a slow CPU), and the links keep running the very
- * programs they ran. Only a process that needs a program no link runs yet (a new interface, the scope
- * guard, an area not attached before) loads that program, alone.
+ * SHA-256 of the object they came from and which program sets are pinned (lib/kernel/load.ts PROGRAM_SETS:
+ * a plane loads only the sets of its areas). A later process of the same build finds the record naming its
+ * own object and every set it needs pinned, and adopts them as they are: no program is loaded or verified
+ * again (seconds on a slow CPU), and the links keep running the very programs they ran. A set the pins lack
+ * is loaded then, alone, and pinned; a program no link runs yet (a new interface, the scope guard, an area
+ * not attached before) is loaded with the others attached at the same time, in one object load.
  */
 import { createHash } from "node:crypto";
 import {
   type BpfObject,
   type BpfProgram,
-  BUILD_PROGRAMS,
   encodeU32,
   FdMap,
   PinnedProgram,
