@@ -10,13 +10,7 @@
  * not attached before) is loaded with the others attached at the same time, in one object load.
  */
 import { createHash } from "node:crypto";
-import {
-  type BpfObject,
-  type BpfProgram,
-  encodeU32,
-  FdMap,
-  PinnedProgram,
-} from "../../ffi/mod.ts";
+import { type BpfObject, type BpfProgram, encodeU32, FdMap, PinnedProgram } from "../../ffi/mod.ts";
 import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists } from "./pin_dir.ts";
 
