@@ -452,6 +452,29 @@ export function readIterator(fd: number, name: string): Uint8Array<ArrayBuffer> 
   }
 }
 
+/**
+ * Writes (or, without a value, deletes) one element of each map given, all at once on worker threads, and
+ * waits for every one; throws the first failure once all have ended. For the slots of maps of maps: the
+ * kernel returns from each such write only after an RCU grace period, and waits made together end together.
+ */
+export async function writeElementsAtOnce(
+  writes: readonly {
+    fd: number;
+    name: string;
+    key: Uint8Array<ArrayBuffer>;
+    value?: Uint8Array<ArrayBuffer>;
+  }[],
+): Promise<void> {
+  const results = await Promise.allSettled(writes.map(async ({ fd, name, key, value }) => {
+    const code = value === undefined
+      ? await libbpf().bpf_map_delete_elem_wait(fd, key)
+      : await libbpf().bpf_map_update_elem_wait(fd, key, value, 0n);
+    unwrap(code, value === undefined ? "bpf_map_delete_elem" : "bpf_map_update_elem", { subject: name });
+  }));
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 const BPF_TRACE_ITER = 28;
 const BPF_XDP = 37;
 const BPF_TCX_EGRESS = 47;
