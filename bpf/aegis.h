@@ -179,14 +179,28 @@ enum aegis_capacity {
 /*
  * The build that made the pins (array map `aegis_build`, one entry, written and read by user space only):
  * the SHA-256 of the object the programs pinned under progs/ were loaded from, and which sets of them are
- * pinned (AEGIS_BUILD_* bits). Zeroed before a load of another object changes those pins, written after it
- * pinned all of them: a command adopts the pinned programs without loading any only where the record names
- * this very object and every program it needs is pinned.
+ * pinned (AEGIS_BUILD_* bits: a load pins the sets of the areas it serves, a later command of the same
+ * build loads and adds a set it lacks). Zeroed before a load of another object changes those pins, written
+ * after it pinned all of them: a command adopts a pinned set without loading it only where the record names
+ * this very object and the set.
  */
 enum aegis_build_programs {
-	AEGIS_BUILD_LSM = 1,      /* the BPF-LSM programs */
-	AEGIS_BUILD_FALLBACK = 2, /* the audit tracepoints, for where BPF-LSM does not load */
-	AEGIS_BUILD_LSM_REFUSED = 4, /* BPF-LSM programs refused in this boot, with lsm_errno (a lasting one) */
+	AEGIS_BUILD_FILE_LSM = 1,     /* file: the BPF-LSM programs */
+	AEGIS_BUILD_FILE_AUDIT = 2,   /* file: the audit tracepoints, for where BPF-LSM does not load */
+	AEGIS_BUILD_LSM_REFUSED = 4,  /* BPF-LSM programs refused in this boot, with lsm_errno (a lasting one) */
+	AEGIS_BUILD_SWEEP = 8,        /* the sweep's iterators, loaded by the first sweep */
+	AEGIS_BUILD_LIST = 16,        /* the listing iterators, loaded by the first listing (health) */
+	AEGIS_BUILD_EXEC_LSM = 32,    /* exec: the BPF-LSM programs */
+	AEGIS_BUILD_EXEC_AUDIT = 64,  /* exec: the audit tracepoint */
+	AEGIS_BUILD_RENAME_LSM = 128, /* file or exec with BPF-LSM: the rename hook */
+	AEGIS_BUILD_GUARDS_LSM = 256, /* any area with BPF-LSM: the ptrace and scope guards */
+	AEGIS_BUILD_EGRESS = 512,     /* egress: the cgroup programs */
+	AEGIS_BUILD_EGRESS_LSM = 1024, /* egress with BPF-LSM: packet sockets, SCTP */
+	AEGIS_BUILD_EGRESS_AUDIT = 2048, /* egress without: the packet socket tracepoint */
+	AEGIS_BUILD_BIND = 4096,      /* bind: the cgroup programs */
+	AEGIS_BUILD_BIND_LSM = 8192,  /* bind with BPF-LSM: SCTP binds */
+	AEGIS_BUILD_INGRESS = 16384,  /* ingress: XDP and the rate limiter's flush */
+	AEGIS_BUILD_FORWARD = 32768,  /* forwarded packets (tc), loaded when a policy first needs it */
 };
 struct aegis_build {
 	__u8 object_sha256[32];

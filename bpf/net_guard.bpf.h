@@ -323,8 +323,8 @@ static __always_inline int sock_in_scope(const struct aegis_state *s, struct soc
 }
 
 /*
- * One socket of the sweep: when the active rules deny its destination (a CIDR deny, else the owner's uid
- * entry) in scope, it is written to the iterator's output, and closed in enforce where the kernel can.
+ * One socket of the sweep: when it is in scope and the active rules deny its destination (a CIDR deny, else
+ * the owner's uid entry), it is written to the iterator's output, and closed in enforce where the kernel can.
  */
 static __always_inline void sweep_socket(struct seq_file *seq, struct sock_common *skc, __u8 protocol, __u32 uid,
 					 int close)
@@ -335,6 +335,12 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	struct packet_dest d = {};
 	__u16 family = BPF_CORE_READ(skc, skc_family);
 	struct aegis_conn conn = { .protocol = protocol, .uid = uid, .gen = s.gen };
+	/*
+	 * The scope first: the cgroup walk after the rule lookups was verified once for every state they leave
+	 * (192,000 instructions verified per program, about a second of a first apply); first, 20,000.
+	 */
+	if (!sock_in_scope(&s, (struct sock *)skc, &conn.cgroup_id))
+		return;
 	d.key.protocol = protocol;
 	d.alt.protocol = protocol;
 	if (family == AF_INET_) {
@@ -355,7 +361,7 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
 	if (!rule && s.info->user_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
-	if (!rule || !sock_in_scope(&s, (struct sock *)skc, &conn.cgroup_id))
+	if (!rule)
 		return;
 	conn.rule_id = rule->rule_id;
 	conn.family = d.key.space & 0xff;

@@ -94,11 +94,28 @@ export const FILE_OP = {
   REMOVEXATTR: 10,
 } as const;
 
-/** Which program sets are pinned from the recorded build (bits of the `aegis_build` map's `programs` word). */
+/**
+ * Which program sets are pinned from the recorded build (bits of the `aegis_build` map's `programs` word):
+ * a plane loads the sets of its areas (lib/kernel/load.ts PROGRAM_SETS), a walk of connections its
+ * iterators (lib/kernel/connections.ts); LSM_REFUSED is not a set but what the kernel said of BPF-LSM.
+ */
 export const BUILD_PROGRAMS = {
-  LSM: 1,
-  FALLBACK: 2,
+  FILE_LSM: 1,
+  FILE_AUDIT: 2,
   LSM_REFUSED: 4,
+  SWEEP: 8,
+  LIST: 16,
+  EXEC_LSM: 32,
+  EXEC_AUDIT: 64,
+  RENAME_LSM: 128,
+  GUARDS_LSM: 256,
+  EGRESS: 512,
+  EGRESS_LSM: 1024,
+  EGRESS_AUDIT: 2048,
+  BIND: 4096,
+  BIND_LSM: 8192,
+  INGRESS: 16384,
+  FORWARD: 32768,
 } as const;
 
 /** Signals the kill-on-deny word may hold. */

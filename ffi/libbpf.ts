@@ -89,12 +89,28 @@ const libbpfSymbols = {
   // int bpf_link_create(int prog_fd, int target_fd, enum bpf_attach_type attach_type,
   //                     const struct bpf_link_create_opts *opts)
   bpf_link_create: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
+  // int bpf_iter_create(int link_fd)
+  bpf_iter_create: { parameters: ["i32"], result: "i32" },
   // int bpf_map_get_next_key(int fd, const void *key, void *next_key)
   bpf_map_get_next_key: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int bpf_map_delete_elem(int fd, const void *key)
   bpf_map_delete_elem: { parameters: ["i32", "buffer"], result: "i32" },
   // int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
+  // the same two, run on a worker thread: an update or delete of a map-of-maps returns only after an RCU
+  // grace period, and two of them waited for at once share one
+  bpf_map_update_elem_wait: {
+    name: "bpf_map_update_elem",
+    parameters: ["i32", "buffer", "buffer", "u64"],
+    result: "i32",
+    nonblocking: true,
+  },
+  bpf_map_delete_elem_wait: {
+    name: "bpf_map_delete_elem",
+    parameters: ["i32", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   // int bpf_map_get_fd_by_id(__u32 id)
   bpf_map_get_fd_by_id: { parameters: ["u32"], result: "i32" },
   // int bpf_map_lookup_elem(int fd, const void *key, void *value)

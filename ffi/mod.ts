@@ -3,7 +3,15 @@ export { Directory, type DirectoryEntry, entryName, type EntryStat, type EntryTy
 export { errnoName, errnoValue } from "./errno.ts";
 export { BpfLink, LINK_TYPE, type LinkInfo } from "./link.ts";
 export { BpfMap } from "./map.ts";
-export { BpfObject, BpfProgram, OpenBpfObject, PinnedProgram, testRunProgram } from "./object.ts";
+export {
+  BpfObject,
+  BpfProgram,
+  OpenBpfObject,
+  PinnedProgram,
+  readIterator,
+  testRunProgram,
+  writeElementsAtOnce,
+} from "./object.ts";
 export { FdMap, type MapDefinition } from "./fd_map.ts";
 export { RingBuffer } from "./ring_buffer.ts";
 export {

@@ -1,5 +1,5 @@
-import { BpfError, unwrap } from "./error.ts";
-import { cString, libbpf, readCString } from "./libbpf.ts";
+import { BpfError, SysError, unwrap } from "./error.ts";
+import { cString, lastErrno, libbpf, libc, readCString } from "./libbpf.ts";
 import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
 import { closeFd } from "./sys.ts";
@@ -411,6 +411,71 @@ export class PinnedProgram {
   }
 }
 
+/**
+ * Runs the iterator program `fd` (iter/tcp, iter/udp: no target to name) once and returns all it wrote: a
+ * BPF_TRACE_ITER link is made for it, an iterator opened on the link and read to its end, and both closed.
+ * Nothing is pinned: a program loaded earlier and pinned runs as it is, without being loaded again.
+ */
+export function readIterator(fd: number, name: string): Uint8Array<ArrayBuffer> {
+  // struct bpf_link_create_opts { size_t sz; __u32 flags; ... }: no iterator info for a socket walk.
+  const opts = new Uint32Array([16, 0, 0, 0]);
+  const link = unwrap(
+    libbpf().bpf_link_create(fd, 0, BPF_TRACE_ITER, new Uint8Array(opts.buffer)),
+    "bpf_link_create",
+    { subject: `${name} (iterator)` },
+  );
+  try {
+    const iterator = unwrap(libbpf().bpf_iter_create(link), "bpf_iter_create", { subject: name });
+    try {
+      const chunks: Uint8Array<ArrayBuffer>[] = [];
+      let total = 0;
+      for (;;) {
+        const chunk = new Uint8Array(65536);
+        const read = Number(libc().read(iterator, chunk, BigInt(chunk.byteLength)));
+        if (read < 0) throw new SysError("read", lastErrno(), `${name} (iterator)`);
+        if (read === 0) break;
+        chunks.push(chunk.subarray(0, read));
+        total += read;
+      }
+      const output = new Uint8Array(total);
+      let offset = 0;
+      for (const chunk of chunks) {
+        output.set(chunk, offset);
+        offset += chunk.byteLength;
+      }
+      return output;
+    } finally {
+      closeFd(iterator);
+    }
+  } finally {
+    closeFd(link);
+  }
+}
+
+/**
+ * Writes (or, without a value, deletes) one element of each map given, all at once on worker threads, and
+ * waits for every one; throws the first failure once all have ended. For the slots of maps of maps: the
+ * kernel returns from each such write only after an RCU grace period, and waits made together end together.
+ */
+export async function writeElementsAtOnce(
+  writes: readonly {
+    fd: number;
+    name: string;
+    key: Uint8Array<ArrayBuffer>;
+    value?: Uint8Array<ArrayBuffer>;
+  }[],
+): Promise<void> {
+  const results = await Promise.allSettled(writes.map(async ({ fd, name, key, value }) => {
+    const code = value === undefined
+      ? await libbpf().bpf_map_delete_elem_wait(fd, key)
+      : await libbpf().bpf_map_update_elem_wait(fd, key, value, 0n);
+    unwrap(code, value === undefined ? "bpf_map_delete_elem" : "bpf_map_update_elem", { subject: name });
+  }));
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+const BPF_TRACE_ITER = 28;
 const BPF_XDP = 37;
 const BPF_TCX_EGRESS = 47;
 const XDP_FLAGS_SKB_MODE = 2;

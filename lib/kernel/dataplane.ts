@@ -185,7 +185,7 @@ export class DataPlane {
   /**
    * Applies a rule set: writes it into fresh inner maps installed in the inactive generation's slots,
    * flips the active-generation word in one map update, waits for hooks still running on the old word,
-   * then drops the old generation's maps. If anything fails before the flip, the live rules are untouched
+   * then drops the old generation's maps (every slot at once). If anything fails before the flip, the live rules are untouched
    * and the error is rethrown; a failure after it is an AppliedWithCleanupError. Returns the new active
    * generation.
    */
@@ -216,7 +216,10 @@ export class DataPlane {
       for (const name of newLinks) this.#links.remove(name);
       throw error;
     }
-    staged.commit();
+    staged.flip();
+    // The old generation's maps are dropped on worker threads while the links are tidied here, in the
+    // caller's turn (and network namespace: a tc filter is removed through netlink).
+    const dropped = staged.dropOld();
     try {
       const wanted = new Set(set.interfaces.map((iface) => ingressLinkName(iface.name)));
       for (const name of this.links) {
@@ -229,8 +232,10 @@ export class DataPlane {
       // The guard runs on every path walk: a policy without a scope does not pay for it.
       if (!set.plan.scopeGuard) this.#links.remove(PROGRAMS.scopeGuard);
     } catch (error) {
+      await dropped.catch(() => {});
       throw new AppliedWithCleanupError(next, error);
     }
+    await dropped;
     return next;
   }
 

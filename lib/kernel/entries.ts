@@ -175,7 +175,7 @@ const ANY_PROTOCOL = 0;
  */
 export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
   if (plan.encodedNet) return plan.encodedNet;
-  const net = new EntryTable(AEGIS_NET_KEY.size);
+  const net = new EntryTable(AEGIS_NET_KEY.size, plan.egress.length + plan.ingress.rules.length);
   for (const rule of plan.egress) addNetRule(net, rule, NET.EGRESS_PORT, NET.EGRESS_ANY);
   for (const rule of plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
   return {
@@ -189,28 +189,41 @@ export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
 
 const ADDR_OFFSET = AEGIS_NET_KEY.fields.addr.offset;
 
+// Reused for every rule: encoding 100,000 rules allocates nothing per rule (the garbage was most of the time).
+const scratchKey = {
+  space: 0,
+  family: 4 as 4 | 6,
+  protocol: ANY_PROTOCOL,
+  port: 0,
+  addr: new Uint8Array(4) as Uint8Array<ArrayBuffer>,
+  prefixLength: 0,
+};
+const scratchValue: RuleValue = { ruleId: 0, action: 0, prefixLength: 0 };
+const ONE_PROTOCOL = [0];
+const ANY_PROTOCOLS = [ANY_PROTOCOL];
+
 function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpace: number): void {
-  const protocols = rule.protocol !== undefined
-    ? [PROTOCOL_NUMBER[rule.protocol]]
-    : rule.port === undefined
-    ? [ANY_PROTOCOL]
-    : PORT_PROTOCOL_NUMBERS;
+  let protocols: readonly number[];
+  if (rule.protocol !== undefined) {
+    ONE_PROTOCOL[0] = PROTOCOL_NUMBER[rule.protocol];
+    protocols = ONE_PROTOCOL;
+  } else protocols = rule.port === undefined ? ANY_PROTOCOLS : PORT_PROTOCOL_NUMBERS;
   const cidr = unmapIpv4(rule);
-  const value = {
-    ruleId: rule.ruleId,
-    action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
-    prefixLength: cidr.prefixLength,
-  };
-  const key = {
-    space: rule.port === undefined ? anySpace : portSpace,
-    family: cidr.family,
-    protocol: ANY_PROTOCOL,
-    port: rule.port ?? 0,
-    addr: cidr.addr,
-    prefixLength: cidr.prefixLength,
-  };
+  const deny = rule.action !== "allow";
+  scratchValue.ruleId = rule.ruleId;
+  scratchValue.action = deny ? ACTION.DENY : ACTION.ALLOW;
+  scratchValue.prefixLength = cidr.prefixLength;
+  const key = scratchKey;
+  key.space = rule.port === undefined ? anySpace : portSpace;
+  key.family = cidr.family;
+  key.port = rule.port ?? 0;
+  key.addr = cidr.addr;
+  key.prefixLength = cidr.prefixLength;
   const hostBits = cidr.prefixLength < cidr.addr.length * 8;
-  const write = (target: Uint8Array<ArrayBuffer>, offset: number) => {
+  for (const protocol of protocols) {
+    key.protocol = protocol;
+    const offset = table.nextKey();
+    const target = table.keys;
     writeNetKey(target, offset, key);
     // Host bits cleared, so that 10.1.2.3/8 and 10.0.0.0/8 are the same key.
     if (hostBits) {
@@ -219,10 +232,7 @@ function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpac
         key.prefixLength,
       );
     }
-  };
-  for (const protocol of protocols) {
-    key.protocol = protocol;
-    table.put(write, value, rule.action === "deny");
+    table.commit(scratchValue, deny);
   }
 }
 
@@ -232,19 +242,63 @@ function denyValue(ruleId: number): RuleValue {
 
 /**
  * Entries by key bytes, written straight into one growing buffer of keys and one of values; the first entry
- * of a key stays unless a later deny meets an earlier allow. Keys are found by a 32-bit FNV-1a hash and
- * compared in place: no small array per key (100,000 of them cost hundreds of MB and most of the time).
+ * of a key stays unless a later deny meets an earlier allow. Keys are found through an open-addressing table
+ * of entry numbers by their 32-bit FNV-1a hash and compared in place: no object, array or closure per key
+ * (100,000 small arrays cost hundreds of MB, and a Map of them most of the time).
  */
 class EntryTable {
   readonly #keySize: number;
   #keys = new Uint8Array(0);
   #values = new Uint8Array(0);
-  #deny: boolean[] = [];
+  #deny = new Uint8Array(0);
   #count = 0;
-  readonly #byHash = new Map<number, number | number[]>();
+  /** Entry number + 1 by hash slot (0: empty); its size a power of two, at most half full. */
+  #slots = new Int32Array(64);
 
-  constructor(keySize: number) {
+  /** `expected`: the entries it will most likely hold, made room for at once (no growing, no rehashing). */
+  constructor(keySize: number, expected = 0) {
     this.#keySize = keySize;
+    if (expected > 0) {
+      this.#reserve(expected);
+      this.#slots = new Int32Array(2 ** Math.ceil(Math.log2(Math.max(64, expected * 2 + 1))));
+    }
+  }
+
+  /** The key buffer (valid until the next `nextKey`): write the next key at the offset it gives. */
+  get keys(): Uint8Array<ArrayBuffer> {
+    return this.#keys;
+  }
+
+  /** Makes room for one more entry and returns the offset in `keys` where its key is to be written. */
+  nextKey(): number {
+    this.#reserve(this.#count + 1);
+    return this.#count * this.#keySize;
+  }
+
+  /** Adds the key written at `nextKey()` with `value`, or merges it into the entry of the same key. */
+  commit(value: RuleValue, deny: boolean): void {
+    const keys = this.#keys;
+    const size = this.#keySize;
+    const offset = this.#count * size;
+    const mask = this.#slots.length - 1;
+    let slot = fnv1a(keys, offset, size) & mask;
+    for (;;) {
+      const held = this.#slots[slot]!;
+      if (held === 0) break;
+      if (this.#sameKey(held - 1, this.#count)) {
+        const index = held - 1;
+        // Deny beats allow on a tie; otherwise the first rule in plan order keeps the key (as decide() says).
+        if (this.#deny[index] || !deny) return;
+        writeRule(this.#values, index * AEGIS_RULE.size, value);
+        this.#deny[index] = 1;
+        return;
+      }
+      slot = (slot + 1) & mask;
+    }
+    writeRule(this.#values, this.#count * AEGIS_RULE.size, value);
+    this.#deny[this.#count] = deny ? 1 : 0;
+    this.#slots[slot] = ++this.#count;
+    if (this.#count * 2 > this.#slots.length) this.#rehash();
   }
 
   put(
@@ -252,29 +306,9 @@ class EntryTable {
     value: RuleValue,
     deny: boolean,
   ): void {
-    this.#reserve(this.#count + 1);
-    const offset = this.#count * this.#keySize;
+    const offset = this.nextKey(); // first: it may grow the key buffer
     writeKey(this.#keys, offset);
-    const hash = fnv1a(this.#keys, offset, this.#keySize);
-    const found = this.#byHash.get(hash);
-    const index = found === undefined
-      ? undefined
-      : typeof found === "number"
-      ? (this.#sameKey(found, this.#count) ? found : undefined)
-      : found.find((i) => this.#sameKey(i, this.#count));
-    if (index !== undefined) {
-      // Deny beats allow on a tie; otherwise the first rule in plan order keeps the key (as decide() says).
-      if (this.#deny[index] || !deny) return;
-      writeRule(this.#values, index * AEGIS_RULE.size, value);
-      this.#deny[index] = deny;
-      return;
-    }
-    writeRule(this.#values, this.#count * AEGIS_RULE.size, value);
-    this.#deny.push(deny);
-    if (found === undefined) this.#byHash.set(hash, this.#count);
-    else if (typeof found === "number") this.#byHash.set(hash, [found, this.#count]);
-    else found.push(this.#count);
-    this.#count++;
+    this.commit(value, deny);
   }
 
   batch(): Batch {
@@ -287,18 +321,33 @@ class EntryTable {
 
   #reserve(entries: number): void {
     if (entries * this.#keySize <= this.#keys.byteLength) return;
-    const grown = Math.max(64, entries * 2);
+    const grown = Math.max(64, this.#count === 0 ? entries : entries * 2);
     const keys = new Uint8Array(grown * this.#keySize);
     keys.set(this.#keys);
     const values = new Uint8Array(grown * AEGIS_RULE.size);
     values.set(this.#values);
+    const deny = new Uint8Array(grown);
+    deny.set(this.#deny);
     this.#keys = keys;
     this.#values = values;
+    this.#deny = deny;
+  }
+
+  #rehash(): void {
+    const slots = new Int32Array(this.#slots.length * 2);
+    const mask = slots.length - 1;
+    for (let index = 0; index < this.#count; index++) {
+      let slot = fnv1a(this.#keys, index * this.#keySize, this.#keySize) & mask;
+      while (slots[slot] !== 0) slot = (slot + 1) & mask;
+      slots[slot] = index + 1;
+    }
+    this.#slots = slots;
   }
 
   #sameKey(a: number, b: number): boolean {
     const size = this.#keySize;
-    for (let i = 0; i < size; i++) if (this.#keys[a * size + i] !== this.#keys[b * size + i]) return false;
+    const keys = this.#keys;
+    for (let i = 0; i < size; i++) if (keys[a * size + i] !== keys[b * size + i]) return false;
     return true;
   }
 }

@@ -268,3 +268,23 @@ Deno.test("failsafeAbsentBits() clears one bit for ports that share their low fi
   assert.equal(failsafeAbsentBits([31]), 2 ** 31 - 1);
   assert.equal(failsafeAbsentBits([]), 0xffff_ffff);
 });
+
+Deno.test("ruleSetEntries() merges duplicate keys across a table that grows past its first guess, in plan order", () => {
+  // Allows of 3,000 networks, then denies of every other one, then port rules (five protocols each): more
+  // entries than the table was sized for (one per rule), so it grows and rehashes while keys repeat.
+  const network = (i: number) => `10.${i >> 8}.${i & 0xff}.0/24`;
+  const egress: NetRule[] = [];
+  for (let i = 0; i < 3000; i++) egress.push(v4(network(i), i + 1, { action: "allow" }));
+  for (let i = 0; i < 3000; i += 2) egress.push(v4(network(i), 10_000 + i));
+  for (let i = 0; i < 1000; i++) egress.push(v4(network(i), 20_000 + i, { port: 443 }));
+  const any = entriesOf(resolved({ egress }), "egress_any");
+  assert.equal(any.length, 3000);
+  any.forEach((entry, i) => {
+    assert.deepEqual(entry.key, netKey({ addr: parseCidr(network(i)).addr, prefixLength: 24, protocol: 0 }));
+    const ruleId = i % 2 === 0 ? 10_000 + i : i + 1;
+    assert.deepEqual(entry.rule, { ruleId, allow: i % 2 === 1, prefixLength: 24 });
+  });
+  const ports = entriesOf(resolved({ egress }), "egress_port");
+  assert.equal(ports.length, 5000);
+  assert.deepEqual(ports.slice(0, 5).map((entry) => entry.rule.ruleId), Array(5).fill(20_000));
+});

@@ -7,9 +7,10 @@ import {
   encodeU32,
   encodeU64,
   FdMap,
+  writeElementsAtOnce,
 } from "../../ffi/mod.ts";
 import { type Batch, type ResolvedRuleSet, RULE_MAPS, type RuleMapName, ruleSetEntries } from "./entries.ts";
-import { phase } from "../phases.ts";
+import { phase, phaseAsync } from "../phases.ts";
 
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
@@ -55,7 +56,21 @@ export class StagedGeneration {
    * that finds the old slot emptied decides "no rule", which is what the new, empty generation decides.
    */
   commit(): void {
-    const previous = this.generation ^ 1;
+    this.flip();
+    try {
+      phase("drop old", () => {
+        for (const name of this.#oldSlots()) this.#outer(name).delete(encodeU32(this.generation ^ 1));
+      });
+    } catch (error) {
+      throw new AppliedWithCleanupError(this.generation, error);
+    }
+  }
+
+  /**
+   * The first half of commit(): the flip, and the wait for hooks still on the old word. A failure of the
+   * flip is rethrown as it is (the old generation is still live); one after it is an AppliedWithCleanupError.
+   */
+  flip(): void {
     phase("flip", () =>
       this.#object.map("aegis_cfg").update(
         encodeU32(CONFIG_WORDS.activeGen),
@@ -66,14 +81,30 @@ export class StagedGeneration {
       phase("grace period", () => {
         if (first) this.#outer(first[0]).update(encodeU32(this.generation), encodeU32(first[1].fd));
       });
-      phase("drop old", () => {
-        for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
-          if (occupied(this.#outer(name), previous)) this.#outer(name).delete(encodeU32(previous));
-        }
-      });
     } catch (error) {
       throw new AppliedWithCleanupError(this.generation, error);
     }
+  }
+
+  /**
+   * The second half of commit(), after flip(): drops the old generation's inner maps, every slot at once on
+   * worker threads (each delete from a map of maps waits for a grace period in the kernel; waits made
+   * together end together). Dispatched before it returns: what the caller does next runs meanwhile.
+   */
+  async dropOld(): Promise<void> {
+    try {
+      const key = encodeU32(this.generation ^ 1);
+      const slots = this.#oldSlots().map((name) => ({ fd: this.#outer(name).fd, name, key }));
+      await phaseAsync("drop old", () => writeElementsAtOnce(slots));
+    } catch (error) {
+      throw new AppliedWithCleanupError(this.generation, error);
+    }
+  }
+
+  /** The rule maps whose slot of the old generation holds an inner map. */
+  #oldSlots(): RuleMapName[] {
+    const previous = this.generation ^ 1;
+    return (Object.keys(RULE_MAPS) as RuleMapName[]).filter((name) => occupied(this.#outer(name), previous));
   }
 
   /** Empties the inactive slots again, after a failure before the flip. */

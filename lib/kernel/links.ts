@@ -105,6 +105,14 @@ export class PlaneLinks {
     // The ptrace guard goes wherever BPF-LSM serves an area: a scope may come with any policy.
     if (programs.some((program) => lsmOnly.includes(program))) programs.push(...PTRACE_LSM_PROGRAMS);
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
+    const cgroupPrograms = [
+      ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),
+      ...(areas.has("bind") ? CGROUP_PROGRAMS.bind : []),
+    ];
+    // Every program no pinned link runs yet, loaded at once where this process has not loaded it.
+    this.#programs.prepare(
+      [...programs, ...cgroupPrograms].filter((name) => !exists(`${this.#pinDir}/links/${name}`)),
+    );
     for (const program of programs) {
       this.#attach(program, () => this.#programs.attachable(program).attach());
     }
@@ -118,10 +126,6 @@ export class PlaneLinks {
     }
     // So are the forward filters an earlier process recorded (kernels without tcx).
     for (const name of recordedFilters(this.#pinDir)) this.#filters.add(name);
-    const cgroupPrograms = [
-      ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),
-      ...(areas.has("bind") ? CGROUP_PROGRAMS.bind : []),
-    ];
     if (cgroupPrograms.length === 0) return;
     const fd = openDirectory(cgroupPath);
     try {

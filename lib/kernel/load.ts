@@ -10,11 +10,11 @@ import {
   LoadedPrograms,
   objectFingerprint,
   type PlanePrograms,
-  programSetBit,
   readBuildRecord,
   sameFingerprint,
   writeBuildRecord,
 } from "./programs.ts";
+import { recordedFilters } from "./tc_filter.ts";
 import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 
 /** How an area is served on this kernel. */
@@ -69,14 +69,6 @@ export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly Progra
   ],
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };
-export const COMMON_PROGRAMS: readonly ProgramName[] = [
-  ...CGROUP_PROGRAMS.egress,
-  ...CGROUP_PROGRAMS.bind,
-  PROGRAMS.ingress,
-  PROGRAMS.flushRates,
-  PROGRAMS.forward,
-];
-const FALLBACK_PROGRAMS: readonly ProgramName[] = [...FILE_AUDIT_PROGRAMS, ...EXEC_AUDIT_PROGRAMS];
 /**
  * Egress programs beyond the cgroup ones, where BPF-LSM loads: AF_PACKET sockets are refused by an LSM
  * hook (the cgroup sock_create hook never runs for them), SCTP associations with denied peers too (no
@@ -93,6 +85,78 @@ export const EGRESS_LSM_PROGRAMS = {
  * the cgroup bind hooks (bind and sctp_bindx). Elsewhere SCTP binds are not judged.
  */
 export const BIND_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.socketBind, PROGRAMS.sctpBindx];
+
+/**
+ * The units a plane loads, pins and records (each with its BUILD_PROGRAMS bit): a plane loads the sets of
+ * the areas it serves (`planeSets`), in one object load; a later command that needs a set the pins lack
+ * loads that set alone. The forward program is loaded when a policy first forwards (PlanePrograms.prepare).
+ */
+export const PROGRAM_SETS = {
+  fileLsm: { bit: BUILD_PROGRAMS.FILE_LSM, programs: FILE_LSM_PROGRAMS },
+  fileAudit: { bit: BUILD_PROGRAMS.FILE_AUDIT, programs: FILE_AUDIT_PROGRAMS },
+  execLsm: { bit: BUILD_PROGRAMS.EXEC_LSM, programs: EXEC_LSM_PROGRAMS },
+  execAudit: { bit: BUILD_PROGRAMS.EXEC_AUDIT, programs: EXEC_AUDIT_PROGRAMS },
+  renameLsm: { bit: BUILD_PROGRAMS.RENAME_LSM, programs: GUARD_LSM_PROGRAMS },
+  // The scope guard is attached while the live policy has a scope, whatever its areas (see DataPlane.apply).
+  guardsLsm: { bit: BUILD_PROGRAMS.GUARDS_LSM, programs: [...PTRACE_LSM_PROGRAMS, PROGRAMS.scopeGuard] },
+  egress: { bit: BUILD_PROGRAMS.EGRESS, programs: CGROUP_PROGRAMS.egress },
+  egressLsm: { bit: BUILD_PROGRAMS.EGRESS_LSM, programs: EGRESS_LSM_PROGRAMS.lsm },
+  egressAudit: { bit: BUILD_PROGRAMS.EGRESS_AUDIT, programs: EGRESS_LSM_PROGRAMS.fallback },
+  bind: { bit: BUILD_PROGRAMS.BIND, programs: CGROUP_PROGRAMS.bind },
+  bindLsm: { bit: BUILD_PROGRAMS.BIND_LSM, programs: BIND_LSM_PROGRAMS },
+  ingress: { bit: BUILD_PROGRAMS.INGRESS, programs: [PROGRAMS.ingress, PROGRAMS.flushRates] },
+  // Not an area's: loaded where a link or filter runs it, or when a policy first forwards.
+  forward: { bit: BUILD_PROGRAMS.FORWARD, programs: [PROGRAMS.forward] },
+} as const satisfies Record<string, { bit: number; programs: readonly ProgramName[] }>;
+export type ProgramSet = keyof typeof PROGRAM_SETS;
+
+/** The bits of the sets made of BPF-LSM programs: one recorded means BPF-LSM loads in this boot. */
+const LSM_SET_BITS = BUILD_PROGRAMS.FILE_LSM | BUILD_PROGRAMS.EXEC_LSM | BUILD_PROGRAMS.RENAME_LSM |
+  BUILD_PROGRAMS.GUARDS_LSM | BUILD_PROGRAMS.EGRESS_LSM | BUILD_PROGRAMS.BIND_LSM;
+
+/** The sets a plane serving `areas` loads: with the BPF-LSM programs where they load, else the fallbacks. */
+export function planeSets(areas: ReadonlySet<Area>, withLsm: boolean): ProgramSet[] {
+  const sets = new Set<ProgramSet>();
+  if (areas.has("file")) sets.add(withLsm ? "fileLsm" : "fileAudit");
+  if (areas.has("exec")) sets.add(withLsm ? "execLsm" : "execAudit");
+  if (withLsm && (areas.has("file") || areas.has("exec"))) sets.add("renameLsm");
+  if (areas.has("egress")) {
+    sets.add("egress");
+    sets.add(withLsm ? "egressLsm" : "egressAudit");
+  }
+  if (areas.has("bind")) {
+    sets.add("bind");
+    if (withLsm) sets.add("bindLsm");
+  }
+  if (withLsm) sets.add("guardsLsm");
+  if (areas.has("ingress")) sets.add("ingress");
+  return [...sets];
+}
+
+/** The programs of `sets`. */
+export function setPrograms(sets: readonly ProgramSet[]): ProgramName[] {
+  return sets.flatMap((set) => PROGRAM_SETS[set].programs);
+}
+
+/**
+ * The sets of the programs the links and tc filters pinned under `pinDir` run (another build's, before a
+ * hand-over moves them to this build's), those of BPF-LSM only where it loads: a link of a set not loaded
+ * keeps running what it runs.
+ */
+function linkedSets(pinDir: string, withLsm: boolean): ProgramSet[] {
+  const programs = new Set([
+    ...listDir(`${pinDir}/links`).map((name) => name.split("@")[0]),
+    ...recordedFilters(pinDir).map((name) => name.split("@")[0]),
+  ]);
+  return (Object.keys(PROGRAM_SETS) as ProgramSet[]).filter((set) =>
+    (withLsm || (PROGRAM_SETS[set].bit & LSM_SET_BITS) === 0) &&
+    PROGRAM_SETS[set].programs.some((name) => programs.has(name))
+  );
+}
+
+function setBits(sets: readonly ProgramSet[]): number {
+  return sets.reduce((bits, set) => bits | PROGRAM_SETS[set].bit, 0);
+}
 
 /** Whether this kernel loads BPF-LSM programs; when not, the errno and what libbpf and the kernel said. */
 export type LsmProbe =
@@ -129,7 +193,7 @@ function probeLsmNow(): LsmProbe {
 
 /** What a build record of this object says of BPF-LSM in this boot; undefined when it has not been asked. */
 function recordedLsm(record: BuildRecord): LsmProbe | undefined {
-  if ((record.programs & BUILD_PROGRAMS.LSM) !== 0) return { ok: true };
+  if ((record.programs & LSM_SET_BITS) !== 0) return { ok: true };
   if ((record.programs & BUILD_PROGRAMS.LSM_REFUSED) === 0) return undefined;
   return lsmProbeFailure(new BpfError("bpf_object__load", record.lsmErrno), activeLsms());
 }
@@ -223,16 +287,6 @@ export type LoadOptions = {
   image?: Uint8Array<ArrayBuffer> | undefined;
 };
 
-/** The programs a plane loads: the common ones, and the BPF-LSM set or its fallback. */
-function planePrograms(withLsm: boolean): ProgramName[] {
-  return [
-    ...COMMON_PROGRAMS,
-    ...(withLsm ? LSM_PROGRAMS : FALLBACK_PROGRAMS),
-    ...(withLsm ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback),
-    ...(withLsm ? BIND_LSM_PROGRAMS : []),
-  ];
-}
-
 export type LoadedPlane = {
   /** The object: its maps are the pinned ones; its programs are loaded only when `programs` is not adopted. */
   object: BpfObject;
@@ -242,8 +296,9 @@ export type LoadedPlane = {
 
 /**
  * Opens the plane's object with its maps pinned under `<pinDir>/maps` (reusing maps pinned there), in one
- * attempt. Where the pins were made from this very object (its build record) and hold every program the
- * areas need, adopts them: only the maps are opened, no program is loaded. Otherwise loads the programs
+ * attempt. Where the pins were made from this very object (its build record) with the same maps, adopts
+ * every program set the areas need that the record says is pinned (no program of it is loaded), and loads
+ * the sets it lacks, in one object load, pinning and recording them. Otherwise loads the sets of the areas
  * (the BPF-LSM ones where the probe says they load, the audit tracepoints otherwise), hands the pins over
  * when an object with other maps made them, moves the links of another build's programs to its own, pins
  * every program it loaded and records its build.
@@ -259,7 +314,7 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
   let probe = ours ? recordedLsm(record) : undefined;
   if (probe === undefined && lsmAreas && options.lsm === "auto") probe = probeLsm();
   const { status, withLsm } = planeStatus(options.areas, options.lsm, probe);
-  const programs = planePrograms(withLsm);
+  const sets = planeSets(options.areas, withLsm);
   const open = (dir: string, list: readonly ProgramName[]) => {
     const object = openAegisObject(list, dir, image);
     try {
@@ -270,23 +325,46 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
     }
     return object;
   };
-  // A plane serving no BPF-LSM area attaches only the common programs: those are all it needs pinned.
-  if (ours && (!lsmAreas || (record.programs & programSetBit(withLsm)) !== 0)) {
-    const served = lsmAreas ? programs : COMMON_PROGRAMS;
-    if (served.every((name) => exists(`${pinDir}/progs/${name}`))) {
-      const maps = open(mapDir, []);
-      const definitions = maps.mapDefinitions();
-      const pinned = [...definitions.keys()].filter((name) => !name.includes("."));
-      if (
-        pinned.every((name) => exists(`${mapDir}/${name}`)) && changedMaps(mapDir, definitions).length === 0
-      ) {
-        const object = maps.load();
-        const load = (list: readonly ProgramName[]) => open(mapDir, list).load();
-        return { object, programs: new AdoptedPrograms(pinDir, served, load), status };
-      }
-      maps.close();
+  const load = (list: readonly ProgramName[]) => open(mapDir, list).load();
+  const bitsWith = (base: number) => {
+    let bits = base;
+    let lsmErrno = ours ? record.lsmErrno : 0;
+    if (probe?.ok) bits &= ~BUILD_PROGRAMS.LSM_REFUSED;
+    else if (probe && LASTING_REFUSALS.has(probe.errnoName)) {
+      bits |= BUILD_PROGRAMS.LSM_REFUSED;
+      lsmErrno = probe.errno;
     }
+    return { sha256, programs: bits, lsmErrno };
+  };
+  if (ours) {
+    const maps = open(mapDir, []);
+    const definitions = maps.mapDefinitions();
+    const pinned = [...definitions.keys()].filter((name) => !name.includes("."));
+    if (
+      pinned.every((name) => exists(`${mapDir}/${name}`)) && changedMaps(mapDir, definitions).length === 0
+    ) {
+      const missing = sets.filter((set) =>
+        (record.programs & PROGRAM_SETS[set].bit) === 0 ||
+        !PROGRAM_SETS[set].programs.every((name) => exists(`${pinDir}/progs/${name}`))
+      );
+      const programs = setPrograms(missing);
+      const object = maps.loadOnly(programs).load();
+      try {
+        if (missing.length > 0 || bitsWith(record.programs).programs !== record.programs) {
+          recordBuild(pinDir, object, programs, bitsWith(record.programs | setBits(missing)));
+        }
+      } catch (error) {
+        object.close();
+        throw error;
+      }
+      const served = setPrograms(sets);
+      return { object, programs: new AdoptedPrograms(pinDir, served, load, { object, programs }), status };
+    }
+    maps.close();
   }
+  // A load that takes the pins over from another build or object also loads what the pinned links run.
+  const loadedSets = ours ? sets : [...new Set([...sets, ...linkedSets(pinDir, withLsm)])];
+  const programs = setPrograms(loadedSets);
   const first = open(mapDir, programs);
   let object: BpfObject;
   // Pins made by a release whose maps differ cannot be reused as they are: hand them over instead.
@@ -302,20 +380,15 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
       moveFilters(pinDir, object);
     }
   }
-  let bits = (ours ? record.programs : 0) | programSetBit(withLsm);
-  let lsmErrno = ours ? record.lsmErrno : 0;
-  if (probe?.ok) bits &= ~BUILD_PROGRAMS.LSM_REFUSED;
-  else if (probe && LASTING_REFUSALS.has(probe.errnoName)) {
-    bits |= BUILD_PROGRAMS.LSM_REFUSED;
-    lsmErrno = probe.errno;
-  }
+  // Programs pinned before use the maps they were loaded with: none of them is recorded as this load's.
+  const kept = ours ? record.programs & BUILD_PROGRAMS.LSM_REFUSED : 0;
   try {
-    recordBuild(pinDir, object, programs, { sha256, programs: bits, lsmErrno });
+    recordBuild(pinDir, object, programs, bitsWith(kept | setBits(loadedSets)));
   } catch (error) {
     object.close();
     throw error;
   }
-  return { object, programs: new LoadedPrograms(object), status };
+  return { object, programs: new LoadedPrograms(object, programs, load), status };
 }
 
 /**

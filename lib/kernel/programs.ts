@@ -2,23 +2,16 @@
  * The programs of a plane, loaded by this process or adopted from their pins.
  *
  * A load pins every program it loaded under `<pinDir>/progs/` and records, in the `aegis_build` map, the
- * SHA-256 of the object they came from and which program sets are pinned. A later process of the same build
- * finds the record naming its own object and every program it needs pinned, and adopts them as they are:
- * no program is loaded or verified again (seconds on a slow CPU), and the links keep running the very
- * programs they ran. Only a process that needs a program no link runs yet (a new interface, the scope
- * guard, an area not attached before) loads that program, alone.
+ * SHA-256 of the object they came from and which program sets are pinned (lib/kernel/load.ts PROGRAM_SETS:
+ * a plane loads only the sets of its areas). A later process of the same build finds the record naming its
+ * own object and every set it needs pinned, and adopts them as they are: no program is loaded or verified
+ * again (seconds on a slow CPU), and the links keep running the very programs they ran. A set the pins lack
+ * is loaded then, alone, and pinned; a program no link runs yet (a new interface, the scope guard, an area
+ * not attached before) is loaded with the others attached at the same time, in one object load.
  */
 import { createHash } from "node:crypto";
-import {
-  type BpfMap,
-  type BpfObject,
-  type BpfProgram,
-  BUILD_PROGRAMS,
-  encodeU32,
-  FdMap,
-  PinnedProgram,
-} from "../../ffi/mod.ts";
-import type { ProgramName } from "./object.ts";
+import { type BpfObject, type BpfProgram, encodeU32, FdMap, PinnedProgram } from "../../ffi/mod.ts";
+import { type ProgramName, PROGRAMS } from "./object.ts";
 import { exists } from "./pin_dir.ts";
 
 /** The name of the map holding the build record. */
@@ -59,7 +52,10 @@ export function readBuildRecord(mapDir: string): BuildRecord | undefined {
 }
 
 /** Writes `record` into the object's build map; undefined clears it (no command adopts until rewritten). */
-export function writeBuildRecord(map: BpfMap, record: BuildRecord | undefined): void {
+export function writeBuildRecord(
+  map: { update(key: Uint8Array<ArrayBuffer>, value: Uint8Array<ArrayBuffer>): void },
+  record: BuildRecord | undefined,
+): void {
   const value = new Uint8Array(RECORD_BYTES);
   if (record) {
     value.set(record.sha256, 0);
@@ -75,11 +71,16 @@ export function sameFingerprint(a: Uint8Array, b: Uint8Array): boolean {
 
 /** What a plane needs of a program: to know it is served, to attach it, to run it. */
 export interface PlanePrograms {
-  /** Whether the programs were adopted from their pins (this process loaded none to open the plane). */
+  /** Whether the plane's pinned programs were adopted as they were (none of them was loaded again). */
   readonly adopted: boolean;
   /** Whether `name` is one of the plane's programs (loaded here, or pinned by the load that made the pins). */
   has(name: ProgramName): boolean;
-  /** `name`, ready to attach; an adopted plane loads it now, alone, its maps reused from their pins. */
+  /**
+   * Loads, in one object load, those of `names` this process has not loaded yet: what `attachable` will be
+   * asked for next (a link none of the pinned programs runs yet, an area or an interface attached anew).
+   */
+  prepare(names: readonly ProgramName[]): void;
+  /** `name`, ready to attach: loaded by this process (now, alone, unless `prepare` named it). */
   attachable(name: ProgramName): BpfProgram;
   /** `name` to run or hand to the kernel by descriptor (test runs, tc filters). */
   runnable(
@@ -89,69 +90,62 @@ export interface PlanePrograms {
   close(): void;
 }
 
-/** The programs of an object this process loaded. */
-export class LoadedPrograms implements PlanePrograms {
-  readonly adopted = false;
-  readonly #object: BpfObject;
-
-  constructor(object: BpfObject) {
-    this.#object = object;
-  }
-
-  has(name: ProgramName): boolean {
-    return this.#object.program(name).fd >= 0;
-  }
-
-  attachable(name: ProgramName): BpfProgram {
-    return this.#object.program(name);
-  }
-
-  runnable(name: ProgramName): BpfProgram {
-    return this.#object.program(name);
-  }
-
-  close(): void {
-    // The object is the plane's, closed with it.
-  }
-}
-
-/** The programs an earlier load pinned under `<pinDir>/progs/`, adopted without loading. */
-export class AdoptedPrograms implements PlanePrograms {
-  readonly adopted = true;
-  readonly #pinDir: string;
+/**
+ * The programs of a plane: some loaded by this process (in the plane's object, or later in objects of their
+ * own that reuse the plane's maps), the others adopted from their pins under `<pinDir>/progs/`.
+ */
+class Programs implements PlanePrograms {
+  readonly adopted: boolean;
+  readonly #pinDir: string | undefined;
   readonly #served: ReadonlySet<ProgramName>;
-  readonly #load: (programs: readonly ProgramName[]) => BpfObject;
+  readonly #load: ((programs: readonly ProgramName[]) => BpfObject) | undefined;
+  readonly #here = new Map<ProgramName, BpfProgram>();
   readonly #pinned = new Map<ProgramName, PinnedProgram>();
-  readonly #loaded: BpfObject[] = [];
+  readonly #owned: BpfObject[] = [];
 
-  /**
-   * `served`: the programs of the plane (each pinned); `load(programs)` loads programs of the same object
-   * with the plane's maps, for a link none of the pinned programs runs yet.
-   */
-  constructor(
-    pinDir: string,
-    served: Iterable<ProgramName>,
-    load: (programs: readonly ProgramName[]) => BpfObject,
-  ) {
-    this.#pinDir = pinDir;
-    this.#served = new Set(served);
-    this.#load = load;
+  constructor(options: {
+    adopted: boolean;
+    pinDir?: string | undefined;
+    served: Iterable<ProgramName>;
+    loaded?: { object: BpfObject; programs: Iterable<ProgramName> } | undefined;
+    load?: ((programs: readonly ProgramName[]) => BpfObject) | undefined;
+  }) {
+    this.adopted = options.adopted;
+    this.#pinDir = options.pinDir;
+    this.#served = new Set(options.served);
+    this.#load = options.load;
+    const { object, programs = [] } = options.loaded ?? {};
+    for (const name of programs) this.#here.set(name, object!.program(name));
   }
 
   has(name: ProgramName): boolean {
     return this.#served.has(name);
   }
 
-  attachable(name: ProgramName): BpfProgram {
-    const object = this.#load([name]);
-    this.#loaded.push(object);
-    return object.program(name);
+  prepare(names: readonly ProgramName[]): void {
+    const missing = [...new Set(names)].filter((name) => !this.#here.has(name));
+    if (missing.length === 0) return;
+    if (!this.#load) {
+      throw new Error(`program ${missing.join(", ")} is not loaded, and this plane loads none`);
+    }
+    const object = this.#load(missing);
+    this.#owned.push(object);
+    for (const name of missing) this.#here.set(name, object.program(name));
   }
 
-  runnable(name: ProgramName): PinnedProgram {
+  attachable(name: ProgramName): BpfProgram {
+    this.prepare([name]);
+    return this.#here.get(name)!;
+  }
+
+  runnable(name: ProgramName): BpfProgram | PinnedProgram {
+    const here = this.#here.get(name);
+    if (here) return here;
+    const path = this.#pinDir === undefined ? undefined : `${this.#pinDir}/progs/${name}`;
+    if (path === undefined || !this.#served.has(name) || !exists(path)) return this.attachable(name);
     let program = this.#pinned.get(name);
     if (!program) {
-      program = PinnedProgram.open(`${this.#pinDir}/progs/${name}`, name);
+      program = PinnedProgram.open(path, name);
       this.#pinned.set(name, program);
     }
     return program;
@@ -160,12 +154,51 @@ export class AdoptedPrograms implements PlanePrograms {
   close(): void {
     for (const program of this.#pinned.values()) program.close();
     this.#pinned.clear();
-    for (const object of this.#loaded) object.close();
-    this.#loaded.length = 0;
+    this.#here.clear();
+    for (const object of this.#owned) object.close();
+    this.#owned.length = 0;
+    // The plane's own object is the plane's, closed with it.
   }
 }
 
-/** The bit of BUILD_PROGRAMS a load with or without the BPF-LSM programs pins. */
-export function programSetBit(withLsm: boolean): number {
-  return withLsm ? BUILD_PROGRAMS.LSM : BUILD_PROGRAMS.FALLBACK;
+/**
+ * The programs of an object this process loaded (`programs`: those it loaded); `load` loads others of the
+ * same object, with the plane's maps, when one of them is asked for.
+ */
+export class LoadedPrograms extends Programs {
+  constructor(
+    object: BpfObject,
+    programs: readonly ProgramName[] = loadedIn(object),
+    load?: (programs: readonly ProgramName[]) => BpfObject,
+  ) {
+    super({ adopted: false, served: programs, loaded: { object, programs }, load });
+  }
+}
+
+/**
+ * The programs an earlier load pinned under `<pinDir>/progs/` (`served`: the plane's programs, each pinned),
+ * adopted without loading; `loaded`: those of them this process had to load now (a set the pins lacked),
+ * pinned since (then the plane is not `adopted`: it loaded programs to open). `load(programs)` loads programs of the same object with the plane's maps, for a link none of
+ * the pinned programs runs yet.
+ */
+export class AdoptedPrograms extends Programs {
+  constructor(
+    pinDir: string,
+    served: Iterable<ProgramName>,
+    load: (programs: readonly ProgramName[]) => BpfObject,
+    loaded?: { object: BpfObject; programs: readonly ProgramName[] },
+  ) {
+    super({ adopted: (loaded?.programs.length ?? 0) === 0, pinDir, served, loaded, load });
+  }
+}
+
+/** The programs of `object` it loaded (a descriptor of its own). */
+function loadedIn(object: BpfObject): ProgramName[] {
+  return (Object.values(PROGRAMS) as ProgramName[]).filter((name) => {
+    try {
+      return object.program(name).fd >= 0;
+    } catch {
+      return false; // not in this object (another build's)
+    }
+  });
 }

@@ -4,8 +4,11 @@
  * still open in audit; connections to other addresses, and out of scope, are left alone.
  */
 import assert from "node:assert/strict";
+import { BUILD_PROGRAMS, FdMap, PinnedProgram, programId } from "../../ffi/mod.ts";
 import { kernelCanCloseSockets, sweepConnections } from "../../lib/kernel/connections.ts";
 import { openAegisObject, PROGRAMS } from "../../lib/kernel/object.ts";
+import { exists } from "../../lib/kernel/pin_dir.ts";
+import { BUILD_MAP, readBuildRecord, writeBuildRecord } from "../../lib/kernel/programs.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import type { TestCgroup } from "../support/cgroup.ts";
 import { ruleSet, withPlane } from "../support/plane.ts";
@@ -175,3 +178,48 @@ rootTest("[root] sweep: in audit the connections are listed and left open", asyn
     await clients.udpDenied!.write();
   });
 });
+
+/** The kernel's id of the program pinned at `path`. */
+function pinnedId(path: string): number {
+  using program = PinnedProgram.open(path, path);
+  return programId(program.fd);
+}
+
+rootTest(
+  "[root] sweep: its iterators load once per build, pinned and recorded; later walks adopt them; another build's record is never trusted",
+  async () => {
+    await withClients("audit", async (sweep, clients) => {
+      const pinDir = lastPinDir!;
+      const tcp = `${pinDir}/progs/${PROGRAMS.sweepTcp}`;
+      const buildBits = () => readBuildRecord(`${pinDir}/maps`)!.programs;
+      assert.equal(buildBits() & BUILD_PROGRAMS.SWEEP, 0, "a load pins no iterator");
+      assert.ok(!exists(tcp));
+      assert.equal(sweep().connections.length, 2);
+      assert.ok(buildBits() & BUILD_PROGRAMS.SWEEP, "the first walk records its iterators");
+      assert.equal(buildBits() & BUILD_PROGRAMS.LIST, 0, "and only those it loaded");
+      const id = pinnedId(tcp);
+      assert.equal(sweep().connections.length, 2);
+      assert.equal(pinnedId(tcp), id, "the next walk adopts them: none is loaded again");
+
+      using build = FdMap.open(`${pinDir}/maps/${BUILD_MAP}`);
+      const record = readBuildRecord(`${pinDir}/maps`)!;
+      // A record naming another object: its pins are not this build's programs.
+      const other = { ...record, sha256: record.sha256.map((byte) => byte ^ 0xff) };
+      writeBuildRecord(build, other);
+      assert.equal(sweep().connections.length, 2, "the walk loads its own programs");
+      assert.equal(pinnedId(tcp), id, "and leaves another build's pins alone");
+      assert.deepEqual(readBuildRecord(`${pinDir}/maps`), other);
+      // This build's record without the bit: loaded again, pinned in place of the old ones, recorded.
+      writeBuildRecord(build, { ...record, programs: record.programs & ~BUILD_PROGRAMS.SWEEP });
+      assert.equal(sweep().connections.length, 2);
+      assert.notEqual(pinnedId(tcp), id);
+      assert.ok(buildBits() & BUILD_PROGRAMS.SWEEP);
+
+      const listed = sweepConnections(pinDir, { close: false });
+      assert.equal(listed.connections.length, 2);
+      assert.ok(buildBits() & BUILD_PROGRAMS.LIST, "the listing walk pins its own pair");
+      assert.ok(exists(`${pinDir}/progs/${PROGRAMS.listUdp}`));
+      for (const client of Object.values(clients)) await client.write();
+    });
+  },
+);

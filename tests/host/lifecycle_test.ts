@@ -300,3 +300,29 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   }
   throw new Error(`Agent exited before printing a line: ${JSON.stringify(text)}`);
 }
+
+rootTest(
+  "[root] an apply drops the old generation's inner maps from both rule maps, and keeps the new ones",
+  async () => {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+      const slot = (map: string, gen: number) =>
+        plane.map(map).lookup(new Uint8Array(new Uint32Array([gen]).buffer));
+      const set = (address: string) =>
+        ruleSet({
+          mode: "enforce",
+          rules: rules("deny", "bind"),
+          egress: [ipv4Rule(`${address}/32`, 1)],
+          bind: [{ ruleId: 2, port: 1, protocol: "tcp" }],
+        });
+      const first = await plane.apply(set(DENIED));
+      const second = await plane.apply(set("127.0.0.3"));
+      assert.equal(second, first ^ 1);
+      for (const map of ["rules", "net_rules"]) {
+        assert.ok(slot(map, second), `${map}: the live generation's inner map is installed`);
+        assert.equal(slot(map, first), undefined, `${map}: the old one is dropped`);
+      }
+      assert.equal(await cgroup.connect("127.0.0.3", server.port), "EPERM");
+      assert.equal(await cgroup.connect(DENIED, server.port), "connected");
+    });
+  },
+);

@@ -3,6 +3,7 @@ import { BUILD_PROGRAMS, FdMap } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { probeLsm, probeLsmAt } from "../../lib/kernel/load.ts";
 import { PROGRAMS } from "../../lib/kernel/object.ts";
+import { exists } from "../../lib/kernel/pin_dir.ts";
 import { BUILD_MAP, readBuildRecord } from "../../lib/kernel/programs.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
@@ -73,7 +74,7 @@ rootTest(
       assert.ok(record, "the load recorded its build");
       // What the kernel said of BPF-LSM is recorded for the boot: later commands answer without a probe.
       const probe = probeLsm();
-      if (probe.ok) assert.ok(record.programs & BUILD_PROGRAMS.LSM);
+      if (probe.ok) assert.ok(record.programs & BUILD_PROGRAMS.EGRESS_LSM);
       else {
         assert.equal(record.programs & BUILD_PROGRAMS.LSM_REFUSED, BUILD_PROGRAMS.LSM_REFUSED);
         assert.equal(record.lsmErrno, probe.errno);
@@ -87,11 +88,31 @@ rootTest(
       await second.apply(ruleSet({ mode: "enforce", rules: RULES, egress: [ipv4Rule(`${DENIED}/32`, 1)] }));
       assert.equal(await cgroup.connect(DENIED, server.port), "EPERM");
       second.flushRateLimits(); // the pinned program runs by its descriptor
-      // An area no link serves yet: its programs load alone, attach, and the rest stays adopted.
+      // The load pinned only the sets of its areas: egress and bind, and nothing of file, exec or ingress.
+      for (const set of ["FILE_LSM", "FILE_AUDIT", "EXEC_LSM", "EXEC_AUDIT", "INGRESS", "FORWARD"] as const) {
+        assert.equal(record.programs & BUILD_PROGRAMS[set], 0, set);
+      }
+      assert.ok(!exists(`${bpffs.path}/aegisbpf/progs/${PROGRAMS.ingress}`));
+      assert.ok(record.programs & BUILD_PROGRAMS.EGRESS && record.programs & BUILD_PROGRAMS.BIND);
+      // An area the pins lack: its set loads alone (one object), is pinned and recorded; the rest stays
+      // adopted, the same programs running.
       second.close();
-      using third = DataPlane.open({ ...options, areas: ["egress", "bind", "ingress"] });
-      assert.equal(third.adopted, true);
-      assert.deepEqual((await kernelView(bpffs.path, LINKS, MAPS)).programs, before.programs);
+      {
+        using third = DataPlane.open({ ...options, areas: ["egress", "bind", "ingress"] });
+        assert.equal(third.adopted, false, "it loaded the ingress set");
+        const view = await kernelView(bpffs.path, LINKS, MAPS);
+        assert.deepEqual(view.linkPrograms, before.linkPrograms);
+        assert.deepEqual(view.programs.filter((id) => before.programs.includes(id)), before.programs);
+        assert.ok(view.programs.length > before.programs.length, "aegis_xdp added");
+        assert.ok(exists(`${bpffs.path}/aegisbpf/progs/${PROGRAMS.ingress}`));
+        assert.ok(readBuildRecord(`${bpffs.path}/aegisbpf/maps`)!.programs & BUILD_PROGRAMS.INGRESS);
+        third.flushRateLimits();
+      }
+      using fourth = DataPlane.open({ ...options, areas: ["egress", "bind", "ingress"] });
+      assert.equal(fourth.adopted, true);
+      const ingressIds = (await kernelView(bpffs.path, LINKS, MAPS)).programs;
+      fourth.flushRateLimits(); // by its pin
+      assert.deepEqual((await kernelView(bpffs.path, LINKS, MAPS)).programs, ingressIds, "nothing loaded");
     } finally {
       await server.stop();
       DataPlane.detach(bpffs.path);
@@ -161,6 +182,44 @@ rootTest(
       assert.equal(await cgroup.connect(DENIED, server.port), "EPERM");
     } finally {
       await server.stop();
+      DataPlane.detach(bpffs.path);
+      await bpffs.unmount();
+      cgroup.remove();
+    }
+  },
+);
+
+rootTest(
+  "[root] a plane loads only its areas' programs; taking another build's pins over, it also loads what their links run",
+  async () => {
+    const bpffs = await TestBpffs.mount();
+    const cgroup = TestCgroup.create();
+    const options = { bpffs: bpffs.path, cgroupPath: cgroup.path };
+    const progs = `${bpffs.path}/aegisbpf/progs`;
+    try {
+      {
+        using plane = DataPlane.open({ ...options, areas: ["egress", "bind"], image: OTHER_BUILD });
+        assert.equal(plane.adopted, false);
+      }
+      const other = await kernelView(bpffs.path, [PROGRAMS.connect4, PROGRAMS.bind4], MAPS);
+      {
+        // Egress alone, but the bind links run the other build's programs: this build's take them over.
+        using plane = DataPlane.open({ ...options, areas: ["egress"] });
+        assert.equal(plane.adopted, false);
+      }
+      const ours = await kernelView(bpffs.path, [PROGRAMS.connect4, PROGRAMS.bind4], MAPS);
+      assert.notEqual(ours.linkPrograms.aegis_connect4, other.linkPrograms.aegis_connect4);
+      assert.notEqual(ours.linkPrograms.aegis_bind4, other.linkPrograms.aegis_bind4);
+      const record = readBuildRecord(`${bpffs.path}/aegisbpf/maps`)!;
+      assert.ok(record.programs & BUILD_PROGRAMS.BIND, "the bind set it loaded is recorded");
+      for (const name of [PROGRAMS.ingress, PROGRAMS.forward, PROGRAMS.fileOpenAudit, PROGRAMS.execAudit]) {
+        assert.ok(!exists(`${progs}/${name}`), `${name} is not loaded for egress and bind`);
+      }
+      {
+        using plane = DataPlane.open({ ...options, areas: ["egress", "bind"] });
+        assert.equal(plane.adopted, true);
+      }
+    } finally {
       DataPlane.detach(bpffs.path);
       await bpffs.unmount();
       cgroup.remove();
