@@ -17,7 +17,8 @@ import {
 } from "yaml";
 import type { z } from "zod";
 import { InputError, type Position } from "../errors.ts";
-import { pathText, type Policy, type PolicyPath, policyRules, policySchema } from "./schema.ts";
+import { pathText, type Policy, type PolicyPath, policyRules } from "./schema.ts";
+import { validatePolicy } from "./validate.ts";
 import { checkBounds, jsonErrorOffset, jsonKeysWritten, MAX_DEPTH } from "./text_bounds.ts";
 
 /** The largest policy accepted: 100,000 CIDR rules take about 6 MB. */
@@ -53,7 +54,7 @@ export function parsePolicy(text: string, file: string): Policy {
 export function parsePolicySource(text: string, file: string): PolicySource {
   const source: Source = new Source(text, file);
   const value = source.load();
-  const result = policySchema.safeParse(value, { reportInput: true, error: validHint });
+  const result = validatePolicy(value, { reportInput: true, error: validHint });
   if (!result.success) {
     const issues = result.error.issues.slice(0, MAX_PROBLEMS);
     source.fail(issues.flatMap((issue) => source.problems(issue, value)).slice(0, MAX_PROBLEMS));
