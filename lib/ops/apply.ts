@@ -376,9 +376,22 @@ export function egressWidened(before: unknown, after: Policy): boolean {
   const now = egressOf(after);
   if (!old || !now) return true;
   if (old.mode !== now.mode || old.scope !== now.scope || old.settings !== now.settings) return true;
-  const has = (set: Set<string>) => (key: string) => set.has(key);
-  return !now.deny.every(has(new Set(old.deny))) || !now.users.every(has(new Set(old.users))) ||
-    !old.allow.every(has(new Set(now.allow)));
+  return !containsAll(old.deny, now.deny) || !containsAll(old.users, now.users) ||
+    !containsAll(now.allow, old.allow);
+}
+
+/**
+ * Whether every key of `inner` is in `outer`. A one-rule change leaves the other rules where they were, so
+ * a key at the same place is compared first; the set of `outer` is built only where that differs.
+ */
+function containsAll(outer: readonly string[], inner: readonly string[]): boolean {
+  let keys: Set<string> | undefined;
+  for (let i = 0; i < inner.length; i++) {
+    if (inner[i] === outer[i]) continue;
+    keys ??= new Set(outer);
+    if (!keys.has(inner[i]!)) return false;
+  }
+  return true;
 }
 
 type EgressOf = {

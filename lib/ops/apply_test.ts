@@ -54,3 +54,15 @@ Deno.test("egressWidened() is true for an added deny or users entry, a dropped a
   assert.equal(egressWidened(undefined, base), true);
   assert.equal(egressWidened({ spec: { network: { egress: { deny: "x" } } } }, base), true);
 });
+
+Deno.test("egressWidened() finds one rule added, moved or removed anywhere in a long list", () => {
+  const deny = Array.from({ length: 1000 }, (_, i) => ({ cidr: `10.${i >> 8}.${i & 255}.0/24` }));
+  const before = egress({ deny });
+  const without = (i: number) => deny.filter((_, j) => j !== i);
+  assert.equal(egressWidened(before, egress({ deny: without(500) })), false);
+  assert.equal(egressWidened(before, egress({ deny: [...without(0), deny[0]] })), false);
+  assert.equal(egressWidened(before, egress({ deny: [...deny, deny[999]] })), false);
+  assert.equal(egressWidened(before, egress({ deny: [...deny, { cidr: "192.0.2.0/24" }] })), true);
+  assert.equal(egressWidened(before, egress({ deny: [{ cidr: "192.0.2.0/24" }, ...deny] })), true);
+  assert.equal(egressWidened(before, egress({ deny: [...without(7), { cidr: "192.0.2.0/24" }] })), true);
+});
