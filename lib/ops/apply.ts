@@ -382,16 +382,13 @@ export function egressWidened(before: unknown, after: Policy): boolean {
 
 /**
  * Whether every key of `inner` is in `outer`. A one-rule change leaves the other rules where they were, so
- * a key at the same place is compared first; the set of `outer` is built only where that differs.
+ * keys at the same place are compared first, and only the few that differ are looked for in `outer`.
  */
 function containsAll(outer: readonly string[], inner: readonly string[]): boolean {
-  let keys: Set<string> | undefined;
-  for (let i = 0; i < inner.length; i++) {
-    if (inner[i] === outer[i]) continue;
-    keys ??= new Set(outer);
-    if (!keys.has(inner[i]!)) return false;
-  }
-  return true;
+  const missing = new Set<string>();
+  for (let i = 0; i < inner.length; i++) if (inner[i] !== outer[i]) missing.add(inner[i]!);
+  for (let i = 0; i < outer.length && missing.size > 0; i++) missing.delete(outer[i]!);
+  return missing.size === 0;
 }
 
 type EgressOf = {
