@@ -1,8 +1,8 @@
 /**
  * Validation of a parsed policy document, fast where a policy is large. A fleet policy is a long list of
  * rules of two shapes (network rules: `{cidr}`, `{cidr, port}`; file rules: `{path}`), and zod spends
- * microseconds on each. Each rule of the big lists is checked here by hand against exactly what the schema
- * says of it; zod validates the rest of the document with those lists left empty, and the checks that span
+ * microseconds on each and copies it. Each rule of the big lists is checked here by hand against exactly
+ * what the schema says of it, and kept as it is when zod's copy would equal it; zod validates the rest of the document with those lists left empty, and the checks that span
  * rules run on the result. Anything that fails on the fast path is validated again by zod, whole, so every
  * problem is reported as zod words it: the fast path decides nothing zod would decide differently.
  */
@@ -66,13 +66,18 @@ function validateFast(value: unknown): Parsed | undefined {
   return result as Parsed & { data: Policy };
 }
 
-const NET_KEYS = new Set(["id", "cidr", "port", "ports", "protocol"]);
-const FILE_KEYS = new Set(["id", "path", "recursive", "optional", "maxFiles"]);
+/** The keys of each rule shape, in schema order (the order zod writes them in its output). */
+const NET_KEYS = ["id", "cidr", "port", "ports", "protocol"];
+const FILE_KEYS = ["id", "path", "recursive", "optional", "maxFiles"];
 
-/** A network rule (schema.ts `netRule`) copied with its keys in schema order, or undefined. */
+/**
+ * A network rule (schema.ts `netRule`) as zod would output it, or undefined. The rule itself when its keys
+ * are written in schema order and it has no list (a fleet policy's `{cidr}`): nothing is copied for it.
+ */
 function netRule(rule: unknown): NetRuleSpec | undefined {
-  if (!isRecord(rule) || !onlyKeys(rule, NET_KEYS)) return undefined;
-  const { id, cidr, port, ports, protocol } = rule;
+  const order = isRecord(rule) ? keyOrder(rule, NET_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { id, cidr, port, ports, protocol } = rule as Record<string, unknown>;
   if (id !== undefined && !isRuleId(id)) return undefined;
   if (cidr !== undefined && (typeof cidr !== "string" || cidrProblem(cidr) !== undefined)) return undefined;
   if (port !== undefined && !isPort(port)) return undefined;
@@ -80,6 +85,7 @@ function netRule(rule: unknown): NetRuleSpec | undefined {
   if (protocol !== undefined && protocol !== "tcp" && protocol !== "udp") return undefined;
   if (port !== undefined && ports !== undefined) return undefined;
   if (cidr === undefined && port === undefined && ports === undefined) return undefined;
+  if (order === "ordered" && ports === undefined) return rule as NetRuleSpec;
   const copy: NetRuleSpec = {};
   if (id !== undefined) copy.id = id;
   if (cidr !== undefined) copy.cidr = cidr;
@@ -89,10 +95,11 @@ function netRule(rule: unknown): NetRuleSpec | undefined {
   return copy;
 }
 
-/** A file or exec rule (schema.ts `fileRule`) copied with its keys in schema order, or undefined. */
+/** A file or exec rule (schema.ts `fileRule`) as zod would output it (the rule itself when in order), or undefined. */
 function fileRule(rule: unknown): FileRule | undefined {
-  if (!isRecord(rule) || !onlyKeys(rule, FILE_KEYS)) return undefined;
-  const { id, path, recursive, optional, maxFiles } = rule;
+  const order = isRecord(rule) ? keyOrder(rule, FILE_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { id, path, recursive, optional, maxFiles } = rule as Record<string, unknown>;
   if (id !== undefined && !isRuleId(id)) return undefined;
   if (typeof path !== "string" || !isAbsoluteClean(path)) return undefined;
   if (recursive !== undefined && typeof recursive !== "boolean") return undefined;
@@ -100,6 +107,7 @@ function fileRule(rule: unknown): FileRule | undefined {
   if (maxFiles !== undefined && (!isIntIn(maxFiles, 1, MAX_FILES_LIMIT) || recursive !== true)) {
     return undefined;
   }
+  if (order === "ordered") return rule as FileRule;
   const copy: FileRule = id === undefined ? { path } : { id, path };
   if (recursive !== undefined) copy.recursive = recursive;
   if (optional !== undefined) copy.optional = optional;
@@ -124,9 +132,20 @@ function isPortList(ports: unknown): boolean {
     new Set(ports).size === ports.length;
 }
 
-function onlyKeys(record: Record<string, unknown>, allowed: Set<string>): boolean {
-  for (const key in record) if (!allowed.has(key)) return false;
-  return true;
+/** Whether every key of `record` is one of `keys`, and whether they are written in that order. */
+function keyOrder(
+  record: Record<string, unknown>,
+  keys: readonly string[],
+): "ordered" | "unordered" | "invalid" {
+  let last = -1;
+  let ordered = true;
+  for (const key in record) {
+    const at = keys.indexOf(key);
+    if (at < 0) return "invalid";
+    if (at < last) ordered = false;
+    last = at;
+  }
+  return ordered ? "ordered" : "unordered";
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
