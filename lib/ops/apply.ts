@@ -146,6 +146,8 @@ export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
 
 /** What history records of the policy an apply writes: where it came from, its text and its identity. */
 export type ApplyInput = Pick<PolicyInput, "source" | "kind" | "content" | "sha256" | "keyid"> & {
+  /** The SHA-256 of `content` when already known (a plain policy's is its `sha256`): history hashes once. */
+  contentSha256?: string;
   name: string;
   version: number;
   /** The policy itself, validated: the sweep compares its egress rules with those in force. */
@@ -156,7 +158,19 @@ export function applyInputOf(input: PolicyInput): ApplyInput {
   const { source, kind, content, sha256, keyid } = input;
   const { policy } = input.parsed;
   const { name, version } = policy.metadata;
-  return { source, kind, content, sha256, name, version, policy, ...keyid !== undefined && { keyid } };
+  // A plain policy is stored as its own text, whose SHA-256 `sha256` already is.
+  const known = kind === "policy" && content === input.policyText && { contentSha256: sha256 };
+  return {
+    source,
+    kind,
+    content,
+    sha256,
+    ...known,
+    name,
+    version,
+    policy,
+    ...keyid !== undefined && { keyid },
+  };
 }
 
 export type ApplyRequest = PlaneLocation & {
@@ -202,6 +216,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
       outcome: "pending",
       ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
       content: input.content,
+      ...(input.contentSha256 === undefined ? {} : { contentSha256: input.contentSha256 }),
     }));
   const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
   let generation: number;
