@@ -5,7 +5,6 @@
  * `lib/state/apply_state.ts`. Callers hold the state lock.
  */
 
-import { parse as parseYaml } from "yaml";
 import { canonical } from "../policy/apply_diff.ts";
 import { type ConnectionSweep, kernelCanCloseSockets, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
@@ -13,6 +12,7 @@ import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "./apply_source.ts";
+import { withYaml, yaml, YamlNotLoaded } from "../policy/yaml.ts";
 import {
   appliedPolicy,
   type AppliedRecord,
@@ -201,7 +201,8 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { name, version } = input;
   const resolved = phase("resolve", () => resolveNames(plan, request.warn));
   // Read before the plane is opened: a plane this command has to load holds no policy yet.
-  const sweep = phase("sweep check", () => sweepWanted(request));
+  // A policy in force written in YAML loads the YAML parser here, and only then.
+  const sweep = await phaseAsync("sweep check", () => withYaml(() => sweepWanted(request)));
   using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
   const pending = phase("history", () =>
@@ -375,8 +376,9 @@ function egressInForce(where: PlaneLocation): unknown {
     const stored = appliedPolicy(where.stateDir);
     if (stored?.entry.seq !== applied.seq) return undefined;
     const text = stored.policyText.trimStart();
-    return text.startsWith("{") ? JSON.parse(text) : parseYaml(text);
-  } catch {
+    return text.startsWith("{") ? JSON.parse(text) : yaml().parse(text);
+  } catch (error) {
+    if (error instanceof YamlNotLoaded) throw error;
     return undefined;
   }
 }
