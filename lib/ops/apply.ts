@@ -5,7 +5,6 @@
  * `lib/state/apply_state.ts`. Callers hold the state lock.
  */
 
-import { parse as parseYaml } from "yaml";
 import { canonical } from "../policy/apply_diff.ts";
 import { type ConnectionSweep, kernelCanCloseSockets, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
@@ -13,6 +12,7 @@ import { AppliedWithCleanupError } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "./apply_source.ts";
+import { withYaml, yaml, YamlNotLoaded } from "../policy/yaml.ts";
 import {
   appliedPolicy,
   type AppliedRecord,
@@ -146,6 +146,8 @@ export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
 
 /** What history records of the policy an apply writes: where it came from, its text and its identity. */
 export type ApplyInput = Pick<PolicyInput, "source" | "kind" | "content" | "sha256" | "keyid"> & {
+  /** The SHA-256 of `content` when already known (a plain policy's is its `sha256`): history hashes once. */
+  contentSha256?: string;
   name: string;
   version: number;
   /** The policy itself, validated: the sweep compares its egress rules with those in force. */
@@ -156,7 +158,19 @@ export function applyInputOf(input: PolicyInput): ApplyInput {
   const { source, kind, content, sha256, keyid } = input;
   const { policy } = input.parsed;
   const { name, version } = policy.metadata;
-  return { source, kind, content, sha256, name, version, policy, ...keyid !== undefined && { keyid } };
+  // A plain policy is stored as its own text, whose SHA-256 `sha256` already is.
+  const known = kind === "policy" && content === input.policyText && { contentSha256: sha256 };
+  return {
+    source,
+    kind,
+    content,
+    sha256,
+    ...known,
+    name,
+    version,
+    policy,
+    ...keyid !== undefined && { keyid },
+  };
 }
 
 export type ApplyRequest = PlaneLocation & {
@@ -187,7 +201,8 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { name, version } = input;
   const resolved = phase("resolve", () => resolveNames(plan, request.warn));
   // Read before the plane is opened: a plane this command has to load holds no policy yet.
-  const sweep = phase("sweep check", () => sweepWanted(request));
+  // A policy in force written in YAML loads the YAML parser here, and only then.
+  const sweep = await phaseAsync("sweep check", () => withYaml(() => sweepWanted(request)));
   using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
   const pending = phase("history", () =>
@@ -202,6 +217,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
       outcome: "pending",
       ...(request.restoredSeq === undefined ? {} : { restoredSeq: request.restoredSeq }),
       content: input.content,
+      ...(input.contentSha256 === undefined ? {} : { contentSha256: input.contentSha256 }),
     }));
   const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
   let generation: number;
@@ -360,8 +376,9 @@ function egressInForce(where: PlaneLocation): unknown {
     const stored = appliedPolicy(where.stateDir);
     if (stored?.entry.seq !== applied.seq) return undefined;
     const text = stored.policyText.trimStart();
-    return text.startsWith("{") ? JSON.parse(text) : parseYaml(text);
-  } catch {
+    return text.startsWith("{") ? JSON.parse(text) : yaml().parse(text);
+  } catch (error) {
+    if (error instanceof YamlNotLoaded) throw error;
     return undefined;
   }
 }
@@ -376,9 +393,19 @@ export function egressWidened(before: unknown, after: Policy): boolean {
   const now = egressOf(after);
   if (!old || !now) return true;
   if (old.mode !== now.mode || old.scope !== now.scope || old.settings !== now.settings) return true;
-  const has = (set: Set<string>) => (key: string) => set.has(key);
-  return !now.deny.every(has(new Set(old.deny))) || !now.users.every(has(new Set(old.users))) ||
-    !old.allow.every(has(new Set(now.allow)));
+  return !containsAll(old.deny, now.deny) || !containsAll(old.users, now.users) ||
+    !containsAll(now.allow, old.allow);
+}
+
+/**
+ * Whether every key of `inner` is in `outer`. A one-rule change leaves the other rules where they were, so
+ * keys at the same place are compared first, and only the few that differ are looked for in `outer`.
+ */
+function containsAll(outer: readonly string[], inner: readonly string[]): boolean {
+  const missing = new Set<string>();
+  for (let i = 0; i < inner.length; i++) if (inner[i] !== outer[i]) missing.add(inner[i]!);
+  for (let i = 0; i < outer.length && missing.size > 0; i++) missing.delete(outer[i]!);
+  return missing.size === 0;
 }
 
 type EgressOf = {

@@ -2,11 +2,11 @@
  * What `policy apply` and `policy rollback` apply, read and checked before anything changes: a policy file,
  * a signed bundle or an https URL; `--sha256` against the exact bytes; a bundle verified against the keys
  * trusted now and the anti-rollback counter; unsigned policy refused where signatures are required.
- * No kernel access here.
+ * No kernel access here. YAML (a YAML policy, config.yaml) needs the YAML parser loaded: run `checkInput` and
+ * `readApplyConfig` inside `withYaml` (lib/policy/yaml.ts) unless lib/policy/parse.ts is imported.
  */
 
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
 import { isBundle, verifyBundle } from "../policy/bundle.ts";
@@ -19,7 +19,8 @@ import {
   policySha256,
   type PolicySource,
   readPolicyFile,
-} from "../policy/parse.ts";
+} from "../policy/parse_text.ts";
+import { yaml } from "../policy/yaml.ts";
 
 /** How long a URL fetch may take (redirects included), and how large a fetched policy or bundle may be. */
 export const FETCH_TIMEOUT_MS = 10_000;
@@ -194,6 +195,7 @@ export function readApplyConfig(configDir: string): ApplyConfig {
     if (error instanceof Deno.errors.NotFound) return { requireSignature: false };
     throw error;
   }
+  const { parse: parseYaml } = yaml();
   let value: unknown;
   try {
     value = parseYaml(text) ?? {};

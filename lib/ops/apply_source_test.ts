@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { RefusedError } from "../errors.ts";
+import { withYaml, YamlNotLoaded } from "../policy/yaml.ts";
 import { MAX_FETCH_BYTES, MAX_REDIRECTS, readApplyConfig, readRawInput } from "./apply_source.ts";
 
 const URL_ = "https://policy.example/p.yaml";
@@ -29,12 +30,14 @@ Deno.test("readRawInput() refuses plain http, HTTP errors, oversized bodies and 
   );
 });
 
-Deno.test("readApplyConfig() reads requireSignature, keeps other keys, and rejects a wrong type", () => {
+Deno.test("readApplyConfig() reads requireSignature, keeps other keys, and rejects a wrong type", async () => {
   const dir = Deno.makeTempDirSync();
   try {
     assert.deepEqual(readApplyConfig(dir), { requireSignature: false });
     Deno.writeTextFileSync(`${dir}/config.yaml`, "requireSignature: true\nother: 1\n");
-    assert.deepEqual(readApplyConfig(dir), { requireSignature: true });
+    // Nothing in this test module loads the YAML parser up front: a config file is what needs it.
+    assert.throws(() => readApplyConfig(dir), YamlNotLoaded);
+    assert.deepEqual(await withYaml(() => readApplyConfig(dir)), { requireSignature: true });
     Deno.writeTextFileSync(`${dir}/config.yaml`, "requireSignature: yes please\n");
     assert.throws(() => readApplyConfig(dir), /config\.yaml: requireSignature: /);
   } finally {

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { egressWidened } from "./apply.ts";
+import { applyInputOf, egressWidened } from "./apply.ts";
+import { checkInput } from "./apply_source.ts";
+import { policySha256 } from "../policy/digest.ts";
 import type { Policy } from "../policy/schema.ts";
 
 const policy = (spec: Record<string, unknown>) =>
@@ -53,4 +55,28 @@ Deno.test("egressWidened() is true for an added deny or users entry, a dropped a
   assert.equal(egressWidened(base, egress({ deny, allow, users, denyPacketSockets: true })), true);
   assert.equal(egressWidened(undefined, base), true);
   assert.equal(egressWidened({ spec: { network: { egress: { deny: "x" } } } }, base), true);
+});
+
+Deno.test("egressWidened() finds one rule added, moved or removed anywhere in a long list", () => {
+  const deny = Array.from({ length: 1000 }, (_, i) => ({ cidr: `10.${i >> 8}.${i & 255}.0/24` }));
+  const before = egress({ deny });
+  const without = (i: number) => deny.filter((_, j) => j !== i);
+  assert.equal(egressWidened(before, egress({ deny: without(500) })), false);
+  assert.equal(egressWidened(before, egress({ deny: [...without(0), deny[0]] })), false);
+  assert.equal(egressWidened(before, egress({ deny: [...deny, deny[999]] })), false);
+  assert.equal(egressWidened(before, egress({ deny: [...deny, { cidr: "192.0.2.0/24" }] })), true);
+  assert.equal(egressWidened(before, egress({ deny: [{ cidr: "192.0.2.0/24" }, ...deny] })), true);
+  assert.equal(egressWidened(before, egress({ deny: [...without(7), { cidr: "192.0.2.0/24" }] })), true);
+});
+
+Deno.test("applyInputOf() hands history a plain policy's digest as its content's, and a bundle's none", () => {
+  const text =
+    '{"apiVersion":"aegisbpf.io/v1","kind":"Policy","metadata":{"name":"p","version":1},"spec":{}}\n';
+  const bytes = new TextEncoder().encode(text);
+  const options = { configDir: "/nonexistent", stateDir: "/nonexistent", requireSignature: false };
+  const input = applyInputOf(checkInput({ source: "p.json", text, bytes }, options));
+  assert.equal(input.sha256, policySha256(text));
+  assert.equal(input.contentSha256, policySha256(bytes));
+  const bundle = applyInputOf({ ...checkInput({ source: "p.json", text, bytes }, options), kind: "bundle" });
+  assert.equal(bundle.contentSha256, undefined);
 });

@@ -7,6 +7,7 @@
 import { RefusedError } from "../errors.ts";
 import { checkInput, type RawInput, readApplyConfig } from "./apply_source.ts";
 import { compilePolicy } from "../policy/compile.ts";
+import { withYaml } from "../policy/yaml.ts";
 import {
   findEntry,
   type HistoryEntry,
@@ -154,12 +155,14 @@ export async function applyChecked(
 /** Checks and applies `raw` as `policy apply` would; waits for the state lock. */
 export async function applyRawInput(where: Where, raw: RawInput): Promise<AppliedSummary> {
   const { stateDir, configDir } = where;
-  const input = checkInput(raw, {
-    configDir,
-    stateDir,
-    requireSignature: readApplyConfig(configDir).requireSignature,
-    counterEqualDecidedLater: true,
-  });
+  const input = await withYaml(() =>
+    checkInput(raw, {
+      configDir,
+      stateDir,
+      requireSignature: readApplyConfig(configDir).requireSignature,
+      counterEqualDecidedLater: true,
+    })
+  );
   const plan = compilePolicy(input.parsed.policy);
   await refuseLockout(input, stateDir, plan);
   const done = await applyChecked(where, input, plan, {
@@ -195,10 +198,17 @@ export async function reapplyHistoryEntry(
 ): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
   const { stateDir, configDir, bpffs } = where;
   const content = phase("read", () => readEntryContent(stateDir, target));
-  const checked = phase("parse", () =>
-    checkInput(
-      { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
-      { configDir, stateDir, requireSignature: readApplyConfig(configDir).requireSignature, rollback: true },
+  const checked = await phaseAsync("parse", () =>
+    withYaml(() =>
+      checkInput(
+        { source: `history entry ${target.seq}`, text: content, bytes: new TextEncoder().encode(content) },
+        {
+          configDir,
+          stateDir,
+          requireSignature: readApplyConfig(configDir).requireSignature,
+          rollback: true,
+        },
+      )
     ));
   const input = { ...checked, source: target.source };
   const plan = phase("compile", () => compilePolicy(input.parsed.policy));

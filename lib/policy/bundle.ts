@@ -137,6 +137,9 @@ function parseRfc3339(text: string, file: string): Date {
   return date;
 }
 
+/** What a bundle's text holds one of at least: a DSSE key, or an escape that could spell one. */
+const BUNDLE_KEY_TEXT = ['"payloadType"', '"payload"', '"signatures"', "\\u"];
+
 /**
  * Whether `text` is a bundle rather than a YAML or JSON policy: a JSON object with a DSSE key. A truncated
  * bundle still counts, so that it is reported as a broken bundle and not as a strange policy.
@@ -144,6 +147,9 @@ function parseRfc3339(text: string, file: string): Date {
 export function isBundle(text: string): boolean {
   const trimmed = text.replace(/^\uFEFF/, "").trimStart();
   if (!trimmed.startsWith("{")) return false;
+  // A policy of 100,000 rules is not parsed twice: without these keys written (or a \u escape that could
+  // spell one) in its text, no JSON object has them and the broken-bundle test below cannot match.
+  if (!BUNDLE_KEY_TEXT.some((key) => trimmed.includes(key))) return false;
   try {
     const value: unknown = JSON.parse(trimmed);
     if (typeof value !== "object" || value === null || Array.isArray(value)) return false;

@@ -350,3 +350,10 @@ Deno.test("isBundle() tells a bundle, even a broken one, from a YAML or JSON pol
   assert.ok(!isBundle(""));
   assert.ok(!isBundle("[]"));
 });
+
+Deno.test("isBundle() reads a DSSE key however it is written, and only at the top level", () => {
+  assert.ok(isBundle('{"\\u0070ayloadType": "x"}'));
+  assert.ok(isBundle('{ "payload" : "x"}'));
+  assert.ok(!isBundle(JSON.stringify({ apiVersion: "aegisbpf.io/v1", spec: { payload: 1, signatures: 2 } })));
+  assert.ok(!isBundle(JSON.stringify({ apiVersion: "aegisbpf.io/v1", metadata: { name: "p\u0061yload" } })));
+});

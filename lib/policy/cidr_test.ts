@@ -157,3 +157,14 @@ Deno.test("isPlainIpv4Network() is true exactly for plain IPv4 text without host
     if (plain) assert.equal(hasHostBits(parseCidr(text)), false, text);
   }
 });
+
+Deno.test("parseCidr() gives each address bytes of its own, however many are read", () => {
+  const cidrs = Array.from({ length: 3000 }, (_, i) => parseCidr(`10.${i >> 8}.${i & 255}.1/32`));
+  cidrs[0]!.addr.fill(0xff);
+  cidrs[1024]!.addr[3] = 7;
+  assert.deepEqual([...cidrs[1]!.addr], [10, 0, 1, 1]);
+  assert.deepEqual([...cidrs[1023]!.addr], [10, 3, 255, 1]);
+  assert.deepEqual([...cidrs[1025]!.addr], [10, 4, 1, 1]);
+  assert.deepEqual([...cidrs[2999]!.addr], [10, 11, 183, 1]);
+  assert.ok(cidrs.every((cidr) => cidr.addr.length === 4));
+});

@@ -9,7 +9,7 @@ import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from
 export const API_VERSION = "aegisbpf.io/v1";
 
 const NAME_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$/;
-const RULE_ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/;
+export const RULE_ID_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$/;
 /** Linux IFNAMSIZ is 16 with the terminating NUL. */
 const INTERFACE_PATTERN = /^[^\s/:]{1,15}$/;
 const MAX_ID = 4294967294;
@@ -25,7 +25,7 @@ const absolutePath = (what: string) =>
     error: `${what} must be an absolute path without "." or ".." components, e.g. /etc/shadow`,
   });
 
-function isAbsoluteClean(path: string): boolean {
+export function isAbsoluteClean(path: string): boolean {
   if (!path.startsWith("/") || path.includes("\0") || path.length > 4096) return false;
   return path.split("/").every((part) => part !== "." && part !== "..");
 }
@@ -61,7 +61,7 @@ const cidr = z.string({ error: 'a CIDR is a string, e.g. 10.0.0.0/8 or "2001:db8
 );
 
 /** Why `text` is not a network in CIDR notation, or undefined when it is one. */
-function cidrProblem(text: string): string | undefined {
+export function cidrProblem(text: string): string | undefined {
   if (isPlainIpv4Network(text)) return undefined;
   try {
     const parsed = parseCidr(text);
@@ -107,7 +107,7 @@ const nat64Prefix = z.string({ error: 'a NAT64 prefix is a string, e.g. "64:ff9b
 );
 
 /** The largest `maxFiles` taken: a walk that long takes minutes (the default is in lib/kernel/tree.ts). */
-const MAX_FILES_LIMIT = 16_000_000;
+export const MAX_FILES_LIMIT = 16_000_000;
 
 const fileRule = z.strictObject({
   id: ruleId.optional(),
@@ -242,7 +242,8 @@ const metadata = z.strictObject({
   }).optional(),
 });
 
-const policyObject = z.strictObject({
+/** The policy schema without the checks that span rules (see `policySchema`). */
+export const policyObject = z.strictObject({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal("Policy"),
   metadata,
@@ -326,44 +327,57 @@ export function policyRules(policy: Pick<Policy, "spec">): PolicyRule[] {
   return entries;
 }
 
-/** The policy schema, with the checks that span rules: unique rule ids and one users entry per uid or gid. */
-export const policySchema = policyObject.superRefine((policy, ctx) => {
+/** A problem that spans rules: where (a key path) and what. */
+export type CrossRuleIssue = { path: PolicyPath; input: unknown; message: string };
+
+/**
+ * The checks that span rules: unique rule ids and one users entry per uid or gid. Builds no generated id:
+ * a generated id (`network.egress.deny[3]`) holds brackets, which a written id cannot, so only written ids
+ * and the one unbracketed generated id (`network.ingress.failsafe`) can clash.
+ */
+export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
+  const issues: CrossRuleIssue[] = [];
   const seen = new Map<string, [RuleList, number]>();
   const users = new Set<string>();
-  // Generated ids differ from each other by construction: one can only clash with a written id.
-  const written = new Set<string>();
-  forEachRule(policy.spec, (_list, rule) => rule.id !== undefined && written.add(rule.id));
-  forEachRule(policy.spec, (list, rule, index, id) => {
-    if (rule.id === undefined && !written.has(id)) return checkUsers(list, rule, index);
-    const first = seen.get(id);
-    if (first) {
-      ctx.addIssue({
-        code: "custom",
-        path: [...rulePath(list, index), "id"],
-        input: id,
-        message: `rule id "${id}" is already used at ${
-          pathText(rulePath(...first))
-        }; rule ids must be unique`,
-      });
-    } else {
-      seen.set(id, [list, index]);
+  for (const list of Object.keys(LISTS) as RuleList[]) {
+    const rules = LISTS[list](spec) ?? [];
+    const single = list === "network.ingress.failsafe";
+    for (let index = 0; index < rules.length; index++) {
+      const rule = rules[index]!;
+      const id = rule.id ?? (single ? list : undefined);
+      if (id !== undefined) {
+        const first = seen.get(id);
+        if (first) {
+          issues.push({
+            path: [...rulePath(list, index), "id"],
+            input: id,
+            message: `rule id "${id}" is already used at ${
+              pathText(rulePath(...first))
+            }; rule ids must be unique`,
+          });
+        } else {
+          seen.set(id, [list, index]);
+        }
+      }
+      if (list !== "network.egress.users") continue;
+      const user = rule as UserRuleSpec;
+      const who = user.uid !== undefined ? `uid ${user.uid}` : `gid ${user.gid}`;
+      if (users.has(who)) {
+        issues.push({
+          path: rulePath(list, index),
+          input: rule,
+          message: `${who} has a users entry already; merge the two entries into one`,
+        });
+      }
+      users.add(who);
     }
-    checkUsers(list, rule, index);
-  });
-  function checkUsers(list: RuleList, rule: RuleOf[RuleList], index: number): void {
-    if (list !== "network.egress.users") return;
-    const user = rule as UserRuleSpec;
-    const who = user.uid !== undefined ? `uid ${user.uid}` : `gid ${user.gid}`;
-    if (users.has(who)) {
-      ctx.addIssue({
-        code: "custom",
-        path: rulePath(list, index),
-        input: rule,
-        message: `${who} has a users entry already; merge the two entries into one`,
-      });
-    }
-    users.add(who);
   }
+  return issues;
+}
+
+/** The policy schema, with the checks that span rules (`crossRuleIssues`). */
+export const policySchema = policyObject.superRefine((policy, ctx) => {
+  for (const issue of crossRuleIssues(policy.spec)) ctx.addIssue({ code: "custom", ...issue });
 });
 
 /** `spec.files.deny[0].path` for a path of keys and indexes. */

@@ -67,6 +67,11 @@ export type HistoryEntry = z.infer<typeof entrySchema>;
 export type NewHistoryEntry = Omit<HistoryEntry, "seq" | "time" | "contentSha256"> & {
   /** The exact text applied: the policy file, or the whole bundle. */
   content: string;
+  /**
+   * The SHA-256 of `content` when the caller already has it (a plain policy's own `sha256`), so that a
+   * large text is hashed once per apply; computed here when absent.
+   */
+  contentSha256?: string;
   time?: Date;
 };
 
@@ -136,13 +141,13 @@ export function appendHistory(
   options: AppendOptions = {},
 ): HistoryEntry {
   const entries = listHistory(stateDir);
-  const { content, time = new Date(), ...fields } = input;
+  const { content, contentSha256, time = new Date(), ...fields } = input;
   const bytes = new TextEncoder().encode(content);
   const entry: HistoryEntry = entrySchema.parse({
     ...fields,
     seq: (entries.at(-1)?.seq ?? 0) + 1,
     time: time.toISOString(),
-    contentSha256: policySha256(bytes),
+    contentSha256: contentSha256 ?? policySha256(bytes),
   });
   options.onStep?.("content");
   makePrivateDir(contentDir(stateDir));

@@ -78,6 +78,17 @@ Deno.test("appendHistory() records entries with increasing seq and their exact c
   });
 });
 
+Deno.test("appendHistory() takes the content's digest from the caller when it has one, and stores under it", async () => {
+  await withStateDir((dir) => {
+    const text = "spec: {}\n\u00e9";
+    const entry = appendHistory(dir, { ...applied(text), sha256: sha(text), contentSha256: sha(text) });
+    assert.equal(entry.contentSha256, sha(text));
+    assert.equal(readEntryContent(dir, entry), text);
+    assert.deepEqual(contentFiles(dir), [sha(text)]);
+    assertConsistent(dir);
+  });
+});
+
 Deno.test("listHistory() of a state directory with no history is empty", async () => {
   await withStateDir((dir) => assert.deepEqual(listHistory(dir), []));
 });

@@ -17,7 +17,8 @@ import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../op
 import { appliedPolicy } from "../../state/apply_state.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../state/history.ts";
-import { parsePolicy } from "../../policy/parse.ts";
+import { parsePolicy } from "../../policy/parse_text.ts";
+import { withYaml } from "../../policy/yaml.ts";
 import { phase, phaseAsync } from "../../phases.ts";
 import {
   checkLockout,
@@ -87,12 +88,12 @@ export const policyApply = defineCommand({
       const canary = canaryOf(flags.canary, flags["max-deny-rate"], flags["dry-run"] === true);
       const raw = await phaseAsync("read", () => readRawInput(args.SOURCE));
       if (flags.sha256 !== undefined) checkSha256(raw, flags.sha256);
-      const requireSignature = flags["require-signature"] === true ||
-        readApplyConfig(configDir).requireSignature;
-      const input = phase(
-        "parse",
-        () => checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true }),
-      );
+      const input = await phaseAsync("parse", () =>
+        withYaml(() => {
+          const requireSignature = flags["require-signature"] === true ||
+            readApplyConfig(configDir).requireSignature;
+          return checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true });
+        }));
       const plan = phase("compile", () => compilePolicy(input.parsed.policy));
       await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, plan));
       const summary = summaryOf(input, plan);
@@ -117,7 +118,8 @@ export const policyApply = defineCommand({
           bpffs,
         });
         const applied = appliedPolicy(stateDir);
-        const before = applied && parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`);
+        const before = applied &&
+          await withYaml(() => parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`));
         const lines = diffLines(diffPolicies(before, input.parsed.policy));
         if (flags.json) ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines }));
         else {

@@ -3,6 +3,7 @@ import { count } from "../../text/diagnostics.ts";
 import { readInputText } from "../../cli/input.ts";
 import { table } from "../../cli/output.ts";
 import { checkInput, readRawInput } from "../../ops/apply_source.ts";
+import { withYaml } from "../../policy/yaml.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { simulate } from "../../policy/simulate.ts";
 
@@ -34,11 +35,10 @@ export const policySimulate = defineCommand({
     "aegisbpf policy simulate candidate.json --events - --json",
   ],
   async run(ctx, { flags, args }) {
-    const input = checkInput(await readRawInput(args.FILE), {
-      ...ctx.globals,
-      requireSignature: false,
-      rollback: true,
-    });
+    const raw = await readRawInput(args.FILE);
+    const input = await withYaml(() =>
+      checkInput(raw, { ...ctx.globals, requireSignature: false, rollback: true })
+    );
     const plan = compilePolicy(input.parsed.policy);
     const source = flags.events === "-" ? "stdin" : flags.events;
     const text = flags.events === "-"
