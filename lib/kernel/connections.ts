@@ -6,6 +6,7 @@
  */
 import { type BpfObject, decodeConnRecords, FAMILY } from "../../ffi/mod.ts";
 import { formatAddress } from "./events.ts";
+import { fileContains } from "./file_search.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
 
@@ -124,27 +125,12 @@ let canClose: boolean | undefined;
 export function kernelCanCloseSockets(): boolean {
   if (canClose === undefined) {
     try {
-      const btf = Deno.readFileSync("/sys/kernel/btf/vmlinux");
-      canClose = indexOf(btf, new TextEncoder().encode("\0bpf_sock_destroy\0")) >= 0;
+      canClose = fileContains("/sys/kernel/btf/vmlinux", new TextEncoder().encode("\0bpf_sock_destroy\0"));
     } catch {
       canClose = false;
     }
   }
   return canClose;
-}
-
-function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
-  const first = needle[0]!;
-  for (
-    let i = haystack.indexOf(first);
-    i >= 0 && i <= haystack.length - needle.length;
-    i = haystack.indexOf(first, i + 1)
-  ) {
-    let j = 1;
-    while (j < needle.length && haystack[i + j] === needle[j]) j++;
-    if (j === needle.length) return i;
-  }
-  return -1;
 }
 
 /** One line per connection, for `policy apply` and `health`. */
