@@ -30,6 +30,7 @@ const EMPTY_MAPS = ["rule_hits", "event_rate", "xdp_stats", "inherited", "ingres
 export class SharedPlane {
   readonly bpffs: string;
   #made = false;
+  #options: Omit<DataPlaneOptions, "bpffs"> = {};
 
   /** `name`: the pin directory's name under /sys/fs/bpf, one per test file. */
   constructor(name: string) {
@@ -44,6 +45,7 @@ export class SharedPlane {
       Deno.mkdirSync(this.bpffs, { recursive: true });
       this.#made = true;
     }
+    this.#options = options;
     const plane = DataPlane.open({ ...options, bpffs: this.bpffs });
     try {
       reset(plane);
@@ -54,8 +56,12 @@ export class SharedPlane {
     return plane;
   }
 
-  /** At a test's end: an empty policy in force (nothing the test denied stays denied), and the plane closed. */
-  async release(plane: DataPlane): Promise<void> {
+  /**
+   * At a test's end: an empty policy in force (nothing the test denied stays denied), and the plane closed.
+   * `undefined`: the test closed its plane already (an agent that exited); one is opened for the apply.
+   */
+  async release(plane: DataPlane | undefined): Promise<void> {
+    plane ??= DataPlane.open({ ...this.#options, bpffs: this.bpffs });
     try {
       await plane.apply(resolvePlan(emptyPlan()));
     } finally {
