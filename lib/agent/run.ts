@@ -38,7 +38,8 @@ import {
   enforceSignalWord,
   writeEnforceSignal,
 } from "../kernel/mode_words.ts";
-import { ifName, type RawEvent, releaseFreedMemory } from "../../ffi/mod.ts";
+import { ifName, type RawEvent } from "../../ffi/mod.ts";
+import { releaseMemorySoon } from "./memory.ts";
 import type { IngressSession } from "../api/app.ts";
 import type { Logger } from "../cli/log.ts";
 import type { AgentEventType, AnyEvent } from "./agent_events.ts";
@@ -484,8 +485,8 @@ export class Agent {
     this.#current = { input, origin: held.origin, plan: held.plan, rules: held.rules, resolved, partial };
     this.#watchRulePaths();
     this.#writeState();
-    // Loading the object and applying free megabytes of C heap (libbpf's parsed BTF, copies of the rules).
-    releaseFreedMemory();
+    // Loading the object and applying leave megabytes of garbage behind (lib/agent/memory.ts).
+    releaseMemorySoon();
   }
 
   /** Watches the current plan's rule paths (the watcher keeps running across refreshes: no gap). */

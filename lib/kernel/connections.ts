@@ -4,7 +4,6 @@
  * `bpf_sock_destroy` kfunc (6.5 and later) an enforce rule set closes them as it walks, elsewhere (and in
  * audit) they are only listed. The apply path calls this after the flip, and anything can call it again.
  */
-import { Buffer } from "node:buffer";
 import {
   type BpfObject,
   BUILD_PROGRAMS,
@@ -15,6 +14,7 @@ import {
   tryLockDirectory,
 } from "../../ffi/mod.ts";
 import { formatAddress } from "./events.ts";
+import { fileContains } from "./file_search.ts";
 import { aegisObjectImage, openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
 import {
@@ -192,8 +192,7 @@ let canClose: boolean | undefined;
 export function kernelCanCloseSockets(): boolean {
   if (canClose === undefined) {
     try {
-      const btf = Buffer.from(Deno.readFileSync("/sys/kernel/btf/vmlinux").buffer);
-      canClose = btf.indexOf("\0bpf_sock_destroy\0", 0, "latin1") >= 0;
+      canClose = fileContains("/sys/kernel/btf/vmlinux", new TextEncoder().encode("\0bpf_sock_destroy\0"));
     } catch {
       canClose = false;
     }

@@ -59,7 +59,7 @@ export interface VmResult {
 /** Bump when the layout of the initramfs changes in a way the hashed inputs do not capture. */
 const FORMAT_VERSION = "aegis-vm-initramfs-3";
 // The whole guest run: boot and every inside test (the 6.1 guest under TCG takes the longest).
-const DEFAULT_TIMEOUT_MS = 18 * 60 * 1000;
+const DEFAULT_TIMEOUT_MS = 30 * 60 * 1000;
 /** How long qemu may take to power off after the guest printed its exit line. */
 const POWEROFF_GRACE_MS = 30 * 1000;
 /** How many cached archives to keep; older ones are deleted. */

@@ -1,14 +1,18 @@
 import assert from "node:assert/strict";
-import { DataPlane } from "../../../lib/kernel/dataplane.ts";
+import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { drain } from "../../support/plane.ts";
+import { SharedPlane } from "../../support/shared_plane.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
+import { exists } from "../../../lib/kernel/pin_dir.ts";
 import { emptyPlan, type RuleSetPlan } from "../../../lib/policy/plan.ts";
 
 // BPF-LSM enforcement through the product's DataPlane, run inside the qemu guest (tests/vm/harness.ts)
-// where LSM programs load. Every bypass an attacker tries first must stay denied.
+// where LSM programs load. Every bypass an attacker tries first must stay denied. The tests share one
+// loaded plane (tests/support/shared_plane.ts), each starting from it as a fresh load leaves it.
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
 let counter = 0;
+const shared = new SharedPlane("dataplane-lsm");
 
 type Fixture = { plane: DataPlane; dir: string; apply: (parts: Partial<RuleSetPlan>) => Promise<void> };
 
@@ -18,21 +22,20 @@ function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
     ignore: !inVm,
     fn: async () => {
       counter++;
-      const bpffs = `/sys/fs/bpf/t${counter}`;
-      Deno.mkdirSync(bpffs, { recursive: true });
       const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-vm-" });
-      const plane = DataPlane.open({ bpffs, areas: ["file", "exec", "egress"] });
       try {
-        assert.equal(plane.status.file.mode, "enforce", `file area: ${plane.status.file.reason}`);
-        assert.equal(plane.status.exec.mode, "enforce", `exec area: ${plane.status.exec.reason}`);
-        const apply = async (parts: Partial<RuleSetPlan>) => {
-          await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", ...parts }));
-        };
-        await fn({ plane, dir, apply });
+        const plane = shared.open({ areas: ["file", "exec", "egress"] });
+        try {
+          assert.equal(plane.status.file.mode, "enforce", `file area: ${plane.status.file.reason}`);
+          assert.equal(plane.status.exec.mode, "enforce", `exec area: ${plane.status.exec.reason}`);
+          const apply = async (parts: Partial<RuleSetPlan>) => {
+            await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", ...parts }));
+          };
+          await fn({ plane, dir, apply });
+        } finally {
+          await shared.release(plane);
+        }
       } finally {
-        plane.close();
-        DataPlane.detach(bpffs);
-        Deno.removeSync(bpffs);
         Deno.removeSync(dir, { recursive: true });
       }
     },
@@ -277,4 +280,14 @@ vmTest("[vm] egress: connect to a denied address fails with EPERM on this kernel
   } finally {
     listener.close();
   }
+});
+
+// Last: the shared plane goes, with everything it pinned and attached.
+Deno.test({
+  name: "[vm] the tests' shared data plane detaches: nothing of it stays pinned",
+  ignore: !inVm,
+  fn: () => {
+    shared.detach();
+    assert.equal(exists(shared.bpffs), false);
+  },
 });

@@ -1,20 +1,25 @@
 import assert from "node:assert/strict";
 import { CFG, decodeU64, encodeU32, HOOK, type RawEvent, SIGNAL } from "../../../ffi/mod.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
-import { DataPlane } from "../../../lib/kernel/dataplane.ts";
+import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { writeEnforceSignal } from "../../../lib/kernel/mode_words.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
 import { drain } from "../../support/plane.ts";
+import { SharedPlane } from "../../support/shared_plane.ts";
+import { exists } from "../../../lib/kernel/pin_dir.ts";
 
 // The file guard (bpf/file_guard.bpf.h) inside the qemu guest, where BPF-LSM loads: each way around an
 // inode rule is closed in enforce and reported in audit. The moves themselves are made by a small C
 // program (tests/fixtures/file_guard_probe.c) so that each system call is the one an attacker would make.
+// The tests share one loaded plane (tests/support/shared_plane.ts), each starting from it as a fresh load
+// leaves it.
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
 const PROBE = `${Deno.cwd()}/bpf/build/fixtures/file_guard_probe`;
 const LIBRARY = `${Deno.cwd()}/bpf/build/fixtures/libprobe.so`;
 const LOADER = "/lib64/ld-linux-x86-64.so.2";
 let counter = 0;
+const shared = new SharedPlane("file-guard");
 
 type Fixture = {
   plane: DataPlane;
@@ -31,26 +36,25 @@ function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
     ignore: !inVm,
     fn: async () => {
       counter++;
-      const bpffs = `/sys/fs/bpf/guard${counter}`;
-      Deno.mkdirSync(bpffs, { recursive: true });
       const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-guard-" });
       Deno.chmodSync(dir, 0o755);
-      const plane = DataPlane.open({ bpffs, areas: ["file", "exec"] });
-      let open = true;
-      const closeAgent = () => {
-        if (open) plane.close();
-        open = false;
-      };
       try {
-        assert.equal(plane.status.file.mode, "enforce", `file area: ${plane.status.file.reason}`);
-        const apply = async (parts: Partial<RuleSetPlan>) => {
-          await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", ...parts }));
+        const plane = shared.open({ areas: ["file", "exec"] });
+        let open = true;
+        const closeAgent = () => {
+          if (open) plane.close();
+          open = false;
         };
-        await fn({ plane, closeAgent, bpffs, dir, apply });
+        try {
+          assert.equal(plane.status.file.mode, "enforce", `file area: ${plane.status.file.reason}`);
+          const apply = async (parts: Partial<RuleSetPlan>) => {
+            await plane.apply(resolvePlan({ ...emptyPlan(), mode: "enforce", ...parts }));
+          };
+          await fn({ plane, closeAgent, bpffs: shared.bpffs, dir, apply });
+        } finally {
+          await shared.release(open ? plane : undefined);
+        }
       } finally {
-        closeAgent();
-        DataPlane.detach(bpffs);
-        Deno.removeSync(bpffs);
         Deno.removeSync(dir, { recursive: true });
       }
     },
@@ -487,3 +491,13 @@ vmTest(
     }
   },
 );
+
+// Last: the shared plane goes, with everything it pinned and attached.
+Deno.test({
+  name: "[vm] the file guard tests' shared data plane detaches: nothing of it stays pinned",
+  ignore: !inVm,
+  fn: () => {
+    shared.detach();
+    assert.equal(exists(shared.bpffs), false);
+  },
+});

@@ -9,11 +9,13 @@ import assert from "node:assert/strict";
 import { HOOK, MODE, type RawEvent } from "../../../ffi/mod.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
 import { kernelCanCloseSockets, sweepConnections } from "../../../lib/kernel/connections.ts";
-import { DataPlane } from "../../../lib/kernel/dataplane.ts";
+import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { emptyPlan, type RuleSetPlan } from "../../../lib/policy/plan.ts";
 import { buildPacketWorker, type PacketKind, PacketWorker } from "../../support/packet_worker.ts";
 import { drain } from "../../support/plane.ts";
+import { SharedPlane } from "../../support/shared_plane.ts";
+import { exists } from "../../../lib/kernel/pin_dir.ts";
 import { ipv4Rule } from "../../support/slice.ts";
 
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
@@ -24,7 +26,6 @@ const RULES = [
   { id: "deny-loopback2", area: "egress" as const, action: "deny" as const },
   { id: "network.egress.denyPacketSockets", area: "egress" as const, action: "deny" as const },
 ];
-let counter = 0;
 
 type Fixture = {
   plane: DataPlane;
@@ -32,15 +33,15 @@ type Fixture = {
   apply: (parts: Partial<RuleSetPlan>) => Promise<void>;
 };
 
+/** One shared plane per BPF-LSM setting (tests/support/shared_plane.ts): each loads its own program set. */
+const shared = { auto: new SharedPlane("net-lsm-auto"), off: new SharedPlane("net-lsm-off") };
+
 function vmTest(name: string, lsm: "auto" | "off", fn: (fixture: Fixture) => Promise<void>): void {
   Deno.test({
     name,
     ignore: !inVm,
     fn: async () => {
-      counter++;
-      const bpffs = `/sys/fs/bpf/net${counter}`;
-      Deno.mkdirSync(bpffs, { recursive: true });
-      const plane = DataPlane.open({ bpffs, areas: ["egress"], lsm });
+      const plane = shared[lsm].open({ areas: ["egress"], lsm });
       try {
         const worker = await PacketWorker.start(await buildPacketWorker(""), cgroup2Root());
         try {
@@ -59,9 +60,7 @@ function vmTest(name: string, lsm: "auto" | "off", fn: (fixture: Fixture) => Pro
           assert.equal((await worker.close()).trim(), "", "the worker reports no failure");
         }
       } finally {
-        plane.close();
-        DataPlane.detach(bpffs);
-        Deno.removeSync(bpffs);
+        await shared[lsm].release(plane);
       }
     },
   });
@@ -166,3 +165,15 @@ vmTest(
     }
   },
 );
+
+// Last: the shared planes go, with everything they pinned and attached.
+Deno.test({
+  name: "[vm] the egress tests' shared data planes detach: nothing of them stays pinned",
+  ignore: !inVm,
+  fn: () => {
+    for (const plane of Object.values(shared)) {
+      plane.detach();
+      assert.equal(exists(plane.bpffs), false);
+    }
+  },
+});
