@@ -1,9 +1,10 @@
 /**
  * Footprint (issue 18 part 6, the agent's half): the real agent's resident memory split into anonymous and
  * file-backed (RssAnon, RssFile of /proc/PID/status) idle with the default policy, holding 100,000 egress
- * rules (tests/support/fleet.ts), and under an event flood; its CPU time when nothing happens
- * (/proc/PID/stat utime + stime); and the time from its spawn to its first `policy.applied`, on a first
- * start (programs loaded) and on a restart over the pins it left (programs adopted).
+ * rules (tests/support/fleet.ts), and under an event flood; its CPU time when nothing happens (the run time
+ * of every thread, from each task's schedstat under /proc/PID/task, in nanoseconds); and the time from its
+ * spawn to its first `policy.applied`, on a first start (programs loaded) and on a restart over the pins it
+ * left (programs adopted).
  */
 import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { EventFlood } from "../../tests/support/event_flood.ts";

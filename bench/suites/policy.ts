@@ -39,6 +39,8 @@ type Plane = {
 
 await suite("policy", "Policy changes through the CLI", async (ctx) => {
   removeLeftovers();
+  // Marks this run's directory as live: another run's removeLeftovers() leaves it alone.
+  Deno.writeTextFileSync(`${ctx.tmp}/pid`, String(Deno.pid));
   // Quick (CI): one size, one round, no warm-up: every figure and the probe, in about 20 s.
   const sizes = ctx.pick([1_000, 10_000, 100_000], [10_000]);
   const rounds = ctx.pick(5, 1);
@@ -384,9 +386,21 @@ function removeLeftovers(): void {
   for (const [, path, type] of mounts) {
     if (type !== "bpf" || !path?.includes(`/${PREFIX}`)) continue;
     const owner = /aegisbpf-bench-policy-[^/]*/.exec(path)?.[0];
+    const ownerDir = owner ? path.slice(0, path.indexOf(owner) + owner.length) : undefined;
+    if (ownerDir && runIsAlive(ownerDir)) continue;
     DataPlane.detach(path);
     new Deno.Command("umount", { args: [path] }).outputSync();
-    if (owner) Deno.removeSync(path.slice(0, path.indexOf(owner) + owner.length), { recursive: true });
+    if (ownerDir) Deno.removeSync(ownerDir, { recursive: true });
+  }
+}
+
+/** Whether the run that made `dir` still runs (its pid file names a live process): then it is no leftover. */
+function runIsAlive(dir: string): boolean {
+  try {
+    const pid = Number(Deno.readTextFileSync(`${dir}/pid`).trim());
+    return pid > 0 && pid !== Deno.pid && Deno.statSync(`/proc/${pid}`).isDirectory;
+  } catch {
+    return false;
   }
 }
 
