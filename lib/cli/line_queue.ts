@@ -9,26 +9,34 @@
 export type AsyncSink = { write(data: Uint8Array): Promise<number> };
 
 export type LineQueueOptions = {
-  /** Bytes queued at most; a line that would go past it is dropped. */
-  maxBytes?: number;
+  /**
+   * Characters queued at most (UTF-16 code units, as JavaScript counts a string's length: the bytes of an
+   * ASCII line); a line that would go past it is dropped.
+   */
+  maxChars?: number;
   /** The reader caught up after `count` lines were dropped. */
   onDropped: (count: number) => void;
   /** The reader left (broken pipe); or an error that ends the queue. */
   onClosed: (error: unknown) => void;
 };
 
-/** Queued bytes at most by default: a few thousand events, a bounded cost when nobody reads. */
-export const LINE_QUEUE_BYTES = 4 * 1024 * 1024;
-/** Bytes given to one write: a flood's lines in few writes, one per turn of the event loop at most. */
-const CHUNK_BYTES = 1024 * 1024;
+/**
+ * Characters queued at most by default: about ten thousand events, a bounded cost when nobody reads (the
+ * queue, and the one write in flight that took it, hold at most twice this).
+ */
+export const LINE_QUEUE_CHARS = 4 * 1024 * 1024;
 
+/**
+ * Lines are kept as the strings they were given and encoded when a write takes them: all that is queued in
+ * one buffer, one encode and one write per turn of the event loop, however many lines a flood made.
+ */
 export class LineQueue {
   readonly #sink: AsyncSink;
-  readonly #maxBytes: number;
+  readonly #maxChars: number;
   readonly #options: LineQueueOptions;
   readonly #encoder = new TextEncoder();
-  #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
+  #queue: string[] = [];
+  #queuedChars = 0;
   #dropped = 0;
   /** Whether a drain runs; cleared in the same step that finds the queue empty, so no line is left behind. */
   #draining = false;
@@ -37,7 +45,7 @@ export class LineQueue {
 
   constructor(sink: AsyncSink, options: LineQueueOptions) {
     this.#sink = sink;
-    this.#maxBytes = options.maxBytes ?? LINE_QUEUE_BYTES;
+    this.#maxChars = options.maxChars ?? LINE_QUEUE_CHARS;
     this.#options = options;
   }
 
@@ -48,13 +56,13 @@ export class LineQueue {
    */
   line(text: string, keep = false): boolean {
     if (this.#closed) return false;
-    const bytes = this.#encoder.encode(`${text}\n`);
-    if (!keep && this.#queuedBytes + bytes.length > this.#maxBytes) {
+    const chars = text.length + 1;
+    if (!keep && this.#queuedChars + chars > this.#maxChars) {
       this.#dropped++;
       return false;
     }
-    this.#queue.push(bytes);
-    this.#queuedBytes += bytes.length;
+    this.#queue.push(text);
+    this.#queuedChars += chars;
     if (!this.#draining) {
       this.#draining = true;
       this.#writing = this.#drain();
@@ -98,7 +106,7 @@ export class LineQueue {
         } catch (error) {
           this.#closed = true;
           this.#queue = [];
-          this.#queuedBytes = 0;
+          this.#queuedChars = 0;
           this.#options.onClosed(error);
           return;
         }
@@ -113,21 +121,12 @@ export class LineQueue {
     }
   }
 
-  /** Queued lines joined into one buffer of about CHUNK_BYTES (at least one line), taken off the queue. */
+  /** Every queued line, each with its newline, encoded into one buffer and taken off the queue. */
   #take(): Uint8Array {
-    let size = 0;
-    let count = 0;
-    while (count < this.#queue.length && (count === 0 || size + this.#queue[count]!.length <= CHUNK_BYTES)) {
-      size += this.#queue[count]!.length;
-      count++;
-    }
-    const chunk = new Uint8Array(size);
-    let at = 0;
-    for (const line of this.#queue.splice(0, count)) {
-      chunk.set(line, at);
-      at += line.length;
-    }
-    this.#queuedBytes -= size;
-    return chunk;
+    const lines = this.#queue;
+    this.#queue = [];
+    this.#queuedChars = 0;
+    lines.push("");
+    return this.#encoder.encode(lines.join("\n"));
   }
 }

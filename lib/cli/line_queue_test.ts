@@ -23,12 +23,12 @@ Deno.test("LineQueue.line() returns at once while the reader stalls, and drops b
   const sink = stalledSink();
   const dropped: number[] = [];
   const queue = new LineQueue(sink, {
-    maxBytes: 40,
+    maxChars: 40,
     onDropped: (count) => dropped.push(count),
     onClosed: (error) => assert.fail(`closed: ${error}`),
   });
   const accepted = Array.from({ length: 10 }, (_, i) => queue.line(`line ${i}`));
-  // "line N\n" is 7 bytes: the first is in flight (taken off the queue), then 5 more fit in 40 bytes.
+  // "line N\n" is 7 characters: the first is in flight (taken off the queue), then 5 more fit in 40.
   assert.deepEqual(accepted, [true, true, true, true, true, true, false, false, false, false]);
   assert.equal(queue.dropped, 4);
   assert.equal(sink.written.length, 0, "nothing written while the reader stalls");
@@ -112,7 +112,7 @@ Deno.test("LineQueue writes a line queued just as a drain ends (from a promise's
 
 Deno.test("LineQueue.line(text, true) keeps a line a full queue would drop, in its place", async () => {
   const sink = stalledSink();
-  const queue = new LineQueue(sink, { maxBytes: 20, onDropped: () => {}, onClosed: () => {} });
+  const queue = new LineQueue(sink, { maxChars: 20, onDropped: () => {}, onClosed: () => {} });
   const accepted = ["a 1", "a 2", "a 3", "a 4", "a 5", "a 6"].map((line) => queue.line(line));
   assert.equal(queue.line("report", true), true, "kept although the queue is full");
   assert.equal(queue.line("a 7"), false);
@@ -120,4 +120,18 @@ Deno.test("LineQueue.line(text, true) keeps a line a full queue would drop, in i
   assert.equal(await queue.flush(1000), true);
   const written = sink.written.join("").split("\n").slice(0, -1);
   assert.deepEqual(written, [...accepted.flatMap((ok, i) => ok ? [`a ${i + 1}`] : []), "report"]);
+});
+
+Deno.test("LineQueue writes every line queued meanwhile in one write, UTF-8 and escapes as given", async () => {
+  const sink = stalledSink();
+  const queue = new LineQueue(sink, { onDropped: () => assert.fail("nothing dropped"), onClosed: () => {} });
+  const lines = ["first", '{"comm":"é\\u009b日本","path":"/a\\nb"}', "😀 astral", "last"];
+  for (const line of lines) assert.equal(queue.line(line), true);
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(
+    sink.written,
+    ["first\n", `${lines.slice(1).join("\n")}\n`],
+    "one write for all that waited",
+  );
 });

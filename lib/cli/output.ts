@@ -55,13 +55,28 @@ export function printableWriter(writer: Writer, keepColor: boolean): Writer {
   const decoder = new TextDecoder();
   const sink: AsyncSink = {
     // The queue hands over whole lines: escaped, then written whole, and counted as the bytes it gave.
+    // Printable ASCII and newlines (JSON lines, which jsonText made safe, and most text) pass as they are,
+    // without a decode, an escape and an encode of a flood's every byte.
     write: async (data) => {
-      let bytes = encoder.encode(printableText(decoder.decode(data), keepColor));
+      let bytes = plainAscii(data) ? data : encoder.encode(printableText(decoder.decode(data), keepColor));
       while (bytes.length > 0) bytes = bytes.subarray(await writer.sink.write(bytes));
       return data.length;
     },
   };
   return { write, line: (text = "") => write(`${text}\n`), sink };
+}
+
+/**
+ * Whether `data` is only printable ASCII and newlines: bytes printableText leaves as they are. Anything
+ * else (C0 controls, DEL, and every byte of a multi-byte UTF-8 character, among them C1 controls and the
+ * invisible format characters) sends the text through printableText.
+ */
+export function plainAscii(data: Uint8Array): boolean {
+  for (let i = 0; i < data.length; i++) {
+    const byte = data[i]!;
+    if ((byte < 0x20 && byte !== 0x0a) || byte >= 0x7f) return false;
+  }
+  return true;
 }
 
 /** A writer that keeps what it is given, for tests. */

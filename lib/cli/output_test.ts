@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { table, useColor, visibleWidth } from "./output.ts";
+import { bufferWriter, plainAscii, printableWriter, table, useColor, visibleWidth } from "./output.ts";
 import { palette } from "../text/palette.ts";
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
@@ -27,4 +27,35 @@ Deno.test("table() aligns columns by visible width and pads no last column", () 
     "longer  22",
   ]);
   assert.equal(visibleWidth(red("abc")), 3);
+});
+
+Deno.test("printableWriter() passes printable ASCII lines through its sink as the very bytes it was given", async () => {
+  const given: Uint8Array[] = [];
+  const inner = bufferWriter();
+  const writer = printableWriter({
+    ...inner,
+    sink: { write: (data) => (given.push(data), inner.sink.write(data)) },
+  }, false);
+  const json = new TextEncoder().encode('{"comm":"a\\u001b[2J","path":"/x y"}\n{"n":1}\n');
+  assert.equal(await writer.sink.write(json), json.length);
+  assert.equal(given[0], json, "no decode, escape and encode of a line nothing in needs escaping");
+  assert.equal(inner.text(), '{"comm":"a\\u001b[2J","path":"/x y"}\n{"n":1}\n');
+});
+
+Deno.test("printableWriter() escapes in its sink what a terminal acts on: controls, C1, bidi; keeps UTF-8", async () => {
+  const inner = bufferWriter();
+  const writer = printableWriter(inner, false);
+  const text = "tab\there\x1b[2J \x7f \u009b \u202e é 日本\n";
+  const data = new TextEncoder().encode(text);
+  assert.equal(await writer.sink.write(data), data.length, "counted as the bytes it was given");
+  assert.equal(inner.text(), "tab\\x09here\\x1b[2J \\u007f \\u009b \\u202e é 日本\n");
+});
+
+Deno.test("plainAscii() is true only for printable ASCII and newlines", () => {
+  const bytes = (text: string) => new TextEncoder().encode(text);
+  assert.equal(plainAscii(bytes('{"a":"b c ~"}\n')), true);
+  assert.equal(plainAscii(bytes("")), true);
+  for (const text of ["\t", "\r", "\x00", "\x1b", "\x7f", "é", "\u0085", "\u2028", "\ufeff"]) {
+    assert.equal(plainAscii(bytes(`a${text}b`)), false, JSON.stringify(text));
+  }
 });

@@ -486,17 +486,29 @@ export class EventStream {
     this.#waiter = waiter;
     void (async () => {
       try {
+        const turn = Math.min(TURN_BUDGET, this.#budget);
         while (await waiter.wait()) {
-          try {
-            this.poll(Math.min(TURN_BUDGET, this.#budget));
-          } catch (error) {
-            onError(error);
+          // A ring that still holds records after a full turn is read on in the next turn of the event
+          // loop, after a timer: the writes of the lines made so far (stdout, the API's streams) complete
+          // in between. Only an emptied ring waits on the kernel again.
+          while (this.#waiter === waiter && this.#pollTurn(turn, onError) === turn) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
           }
         }
       } catch (error) {
         onError(error);
       }
     })();
+  }
+
+  /** One turn of a started stream: how many records it read (an error is reported, and counts as none). */
+  #pollTurn(turn: number, onError: (error: unknown) => void): number {
+    try {
+      return this.poll(turn);
+    } catch (error) {
+      onError(error);
+      return 0;
+    }
   }
 
   close(): void {
