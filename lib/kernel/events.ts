@@ -490,7 +490,8 @@ export class EventStream {
         while (await waiter.wait()) {
           // A ring that still holds records after a full turn is read on in the next turn of the event
           // loop, after a timer: the writes of the lines made so far (stdout, the API's streams) complete
-          // in between. Only an emptied ring waits on the kernel again.
+          // in between (they did not while the turns followed each other on the ring's wake-ups alone, nor
+          // with setImmediate). Only an emptied ring waits on the kernel again.
           while (this.#waiter === waiter && this.#pollTurn(turn, onError) === turn) {
             await new Promise((resolve) => setTimeout(resolve, 0));
           }
