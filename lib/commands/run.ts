@@ -131,7 +131,8 @@ export const run = defineCommand({
     if (metricsMs < 1000) throw new InputError("--metrics-interval: give 1s or more");
     if (metricsPath !== undefined) checkTextfilePath(metricsPath);
     using _guard = guardProcess((message) => ctx.log.error(message));
-    const hub = new EventHub();
+    // Events are kept for the API's streams only where an API serves them.
+    const hub = apiAddresses.length > 0 ? new EventHub() : undefined;
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
     const stdout = eventStdout(ctx);
@@ -150,7 +151,7 @@ export const run = defineCommand({
         ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
         log: ctx.log,
         emit: (event, line) => {
-          hub.publish(line);
+          hub?.publish(line);
           // The agent's own events (rare: starts, applies, drop reports) are never dropped for a flood's lines.
           stdout(json ? line : eventLine(event, style), !("decision" in event));
         },
@@ -158,14 +159,14 @@ export const run = defineCommand({
       const running = agent;
       // Stopped while starting: no API, no timers, straight to the stop.
       if (signals.stopSignal === undefined) {
-        if (apiAddresses.length > 0) api = await serveAgentApi(ctx, running, hub, apiAddresses);
+        if (hub !== undefined) api = await serveAgentApi(ctx, running, hub, apiAddresses);
         if (metricsPath !== undefined) timers.push(textfileTimer(ctx, running, metricsPath, metricsMs));
         signals.serveReloads(() => void running.reload());
       }
       stopReason = await signals.stopped;
     } finally {
       for (const timer of timers) clearInterval(timer);
-      hub.close();
+      hub?.close();
       try {
         await api?.close();
       } catch (error) {
