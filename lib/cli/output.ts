@@ -72,11 +72,34 @@ export function printableWriter(writer: Writer, keepColor: boolean): Writer {
  * invisible format characters) sends the text through printableText.
  */
 export function plainAscii(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i++) {
-    const byte = data[i]!;
-    if ((byte < 0x20 && byte !== 0x0a) || byte >= 0x7f) return false;
+  let i = 0;
+  while (i < data.length && ((data.byteOffset + i) & 3) !== 0) if (!plainByte(data[i++]!)) return false;
+  if (i === data.length) return true;
+  // Four bytes at a time: a word passes when no byte has the high bit, none is below 0x20 and none is DEL
+  // (the bit tricks of "Bit Twiddling Hacks", hasless and haszero); a word that fails (a newline among
+  // them) is looked at byte by byte.
+  const words = new Uint32Array(data.buffer, data.byteOffset + i, (data.length - i) >> 2);
+  for (let k = 0; k < words.length; k++) {
+    const word = words[k]!;
+    const del = word ^ 0x7f7f7f7f;
+    if (
+      ((word & 0x80808080) | ((word - 0x20202020) & ~word & 0x80808080) |
+        ((del - 0x01010101) & ~del & 0x80808080)) === 0
+    ) continue;
+    const at = i + 4 * k;
+    if (
+      !plainByte(data[at]!) || !plainByte(data[at + 1]!) || !plainByte(data[at + 2]!) ||
+      !plainByte(data[at + 3]!)
+    ) {
+      return false;
+    }
   }
+  for (i += 4 * words.length; i < data.length; i++) if (!plainByte(data[i]!)) return false;
   return true;
+}
+
+function plainByte(byte: number): boolean {
+  return (byte >= 0x20 && byte < 0x7f) || byte === 0x0a;
 }
 
 /** A writer that keeps what it is given, for tests. */

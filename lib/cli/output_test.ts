@@ -59,3 +59,23 @@ Deno.test("plainAscii() is true only for printable ASCII and newlines", () => {
     assert.equal(plainAscii(bytes(`a${text}b`)), false, JSON.stringify(text));
   }
 });
+
+Deno.test("plainAscii() finds an unsafe byte at every offset and alignment, and passes every printable one", () => {
+  const buffer = new Uint8Array(64 + 3);
+  for (let start = 0; start < 4; start++) {
+    for (let length = 0; length <= 40; length++) {
+      const data = buffer.subarray(start, start + length);
+      for (let at = 0; at < length; at++) {
+        for (let byte = 0; byte < 256; byte++) {
+          data.fill(0x41);
+          data[(at + 7) % length] = 0x0a;
+          data[at] = byte;
+          const plain = (byte >= 0x20 && byte < 0x7f) || byte === 0x0a;
+          if (plainAscii(data) !== plain) {
+            assert.fail(`start ${start} length ${length} at ${at} byte ${byte}`);
+          }
+        }
+      }
+    }
+  }
+});
