@@ -27,15 +27,21 @@ export type LineQueueOptions = {
 export const LINE_QUEUE_CHARS = 4 * 1024 * 1024;
 
 /**
- * Lines are kept as the strings they were given and encoded when a write takes them: all that is queued in
- * one buffer, one encode and one write per turn of the event loop, however many lines a flood made.
+ * Lines of one task (a turn of the event loop: a drain of the ring) are kept as strings until the task ends,
+ * then joined and encoded once into a chunk of bytes: what waits for a slow reader is bytes, outside the
+ * JavaScript heap, rather than strings that would outlive collections and fill the old generation. A write
+ * takes every chunk queued: one write per turn, however many lines a flood made.
  */
 export class LineQueue {
   readonly #sink: AsyncSink;
   readonly #maxChars: number;
   readonly #options: LineQueueOptions;
   readonly #encoder = new TextEncoder();
-  #queue: string[] = [];
+  /** Lines of the current task, not yet encoded. */
+  #pending: string[] = [];
+  #sealQueued = false;
+  /** Encoded lines, oldest first, with the characters they count for. */
+  #chunks: { bytes: Uint8Array; chars: number }[] = [];
   #queuedChars = 0;
   #dropped = 0;
   /** Whether a drain runs; cleared in the same step that finds the queue empty, so no line is left behind. */
@@ -61,11 +67,14 @@ export class LineQueue {
       this.#dropped++;
       return false;
     }
-    this.#queue.push(text);
+    this.#pending.push(text);
     this.#queuedChars += chars;
     if (!this.#draining) {
-      this.#draining = true;
-      this.#writing = this.#drain();
+      // Nothing in flight: written at once.
+      this.#seal();
+    } else if (!this.#sealQueued) {
+      this.#sealQueued = true;
+      queueMicrotask(() => this.#seal());
     }
     return true;
   }
@@ -96,21 +105,40 @@ export class LineQueue {
     return true;
   }
 
+  /** The pending lines, each with its newline, encoded into one chunk; a drain started if none runs. */
+  #seal(): void {
+    this.#sealQueued = false;
+    if (this.#pending.length === 0 || this.#closed) return;
+    const lines = this.#pending;
+    this.#pending = [];
+    let chars = 0;
+    for (const line of lines) chars += line.length + 1;
+    lines.push("");
+    this.#chunks.push({ bytes: this.#encoder.encode(lines.join("\n")), chars });
+    if (!this.#draining) {
+      this.#draining = true;
+      this.#writing = this.#drain();
+    }
+  }
+
   /** Writes until the queue is empty; the step that finds it empty also ends the drain (no await between). */
   async #drain(): Promise<void> {
     try {
-      while (this.#queue.length > 0 && !this.#closed) {
+      for (;;) {
+        this.#seal();
+        if (this.#chunks.length === 0 || this.#closed) break;
         let chunk = this.#take();
         try {
           while (chunk.length > 0) chunk = chunk.subarray(await this.#sink.write(chunk));
         } catch (error) {
           this.#closed = true;
-          this.#queue = [];
+          this.#pending = [];
+          this.#chunks = [];
           this.#queuedChars = 0;
           this.#options.onClosed(error);
           return;
         }
-        if (this.#queue.length === 0 && this.#dropped > 0) {
+        if (this.#chunks.length === 0 && this.#pending.length === 0 && this.#dropped > 0) {
           const count = this.#dropped;
           this.#dropped = 0;
           this.#options.onDropped(count);
@@ -121,12 +149,22 @@ export class LineQueue {
     }
   }
 
-  /** Every queued line, each with its newline, encoded into one buffer and taken off the queue. */
+  /** Every queued chunk, in one buffer, taken off the queue. */
   #take(): Uint8Array {
-    const lines = this.#queue;
-    this.#queue = [];
-    this.#queuedChars = 0;
-    lines.push("");
-    return this.#encoder.encode(lines.join("\n"));
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    let size = 0;
+    for (const chunk of chunks) {
+      size += chunk.bytes.length;
+      this.#queuedChars -= chunk.chars;
+    }
+    if (chunks.length === 1) return chunks[0]!.bytes;
+    const joined = new Uint8Array(size);
+    let at = 0;
+    for (const { bytes } of chunks) {
+      joined.set(bytes, at);
+      at += bytes.length;
+    }
+    return joined;
   }
 }
