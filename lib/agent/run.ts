@@ -63,7 +63,7 @@ import { eventLogPath } from "./event_log.ts";
 import { EventLogSink } from "./event_log_sink.ts";
 import { RetryBackoff } from "./retry_backoff.ts";
 import { FreshnessWatcher } from "./freshness.ts";
-import { cgroupPaths } from "./names.ts";
+import { cgroupPaths, interfaceNames } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
 import { DirWatch } from "./dir_watch.ts";
@@ -201,13 +201,15 @@ export class Agent {
     this.#sessions = new IngressSessions(plane);
     this.#modes = new ModeKeeper(plane, options.requestedMode === "audit");
     this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
+    const otherInterfaces = interfaceNames(ifName);
     const context: EventContext = {
       host: this.#host,
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
-      // net.forward names interfaces the policy does not (a tun device made after apply): asked of the kernel.
-      interfaceName: (ifindex) => this.#interfaces.get(ifindex) ?? ifName(ifindex),
+      // net.forward names interfaces the policy does not (a tun device made after apply): asked of the kernel,
+      // at most once a second each.
+      interfaceName: (ifindex) => this.#interfaces.get(ifindex) ?? otherInterfaces(ifindex),
     };
     this.#events = new EventPipeline({
       log,
