@@ -211,7 +211,8 @@ export function rfc3339Nanos(epochNs: bigint): string {
   return rfc3339FromBoot(Number(epochNs >> 32n), Number(epochNs & 0xffff_ffffn), 0n);
 }
 
-const PROTOCOLS: Readonly<Record<number, string>> = {
+/** Protocol names by IP protocol number; another number is written as its digits. */
+export const PROTOCOLS: Readonly<Record<number, string>> = {
   1: "icmp",
   6: "tcp",
   17: "udp",
