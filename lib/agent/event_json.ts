@@ -140,7 +140,9 @@ const RTHDR = bytesOf(`,"route":"rthdr"`);
 const SRCROUTE = bytesOf(`,"route":"srcroute"`);
 const IN_INTERFACE = bytesOf(`,"inInterface":`);
 const SIGNALS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
-  Object.entries(SIGNAL_NAMES).map(([number, name]) => [number, bytesOf(`,"signal":{"name":"${name}","by":"kernel"}`)]),
+  Object.entries(SIGNAL_NAMES).map((
+    [number, name],
+  ) => [number, bytesOf(`,"signal":{"name":"${name}","by":"kernel"}`)]),
 );
 const COUNT = bytesOf(`,"count":`);
 const SUMMARY_END = bytesOf(`,"summary":true}\n`);

@@ -20,13 +20,29 @@ function random(seed: number): () => number {
 }
 
 /** Text that needs every kind of care: quotes, backslashes, C0, DEL, C1, format characters, non-ASCII. */
-const NASTY = ['"', "\\", "\n", "\x00", "\x1b", "\x7f", "\u009b", "\u202e", "\u2028", "\ufeff", "é", "😀", "/"];
+const NASTY = [
+  '"',
+  "\\",
+  "\n",
+  "\x00",
+  "\x1b",
+  "\x7f",
+  "\u009b",
+  "\u202e",
+  "\u2028",
+  "\ufeff",
+  "é",
+  "😀",
+  "/",
+];
 
 function text(next: () => number, max: number): string {
   const length = Math.floor(next() * (max + 1));
   let value = "";
   for (let i = 0; i < length; i++) {
-    value += next() < 0.2 ? NASTY[Math.floor(next() * NASTY.length)] : String.fromCharCode(0x20 + Math.floor(next() * 95));
+    value += next() < 0.2
+      ? NASTY[Math.floor(next() * NASTY.length)]
+      : String.fromCharCode(0x20 + Math.floor(next() * 95));
   }
   return value;
 }
@@ -107,7 +123,8 @@ Deno.test("EventJsonWriter writes the bytes of jsonText(formatEvent()) for every
         left++;
         // Left to formatEvent: only what it does not cover, and what formatEvent refuses.
         assert.ok(
-          expected === undefined || raw.hook === HOOK.SOCKET || raw.hook === HOOK.SCOPE || raw.hook === HOOK.PTRACE,
+          expected === undefined || raw.hook === HOOK.SOCKET || raw.hook === HOOK.SCOPE ||
+            raw.hook === HOOK.PTRACE,
           `not covered: ${expected}`,
         );
         continue;

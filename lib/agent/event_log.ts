@@ -42,7 +42,11 @@ export class EventLog {
 
   /** Appends text as it is (whole lines, or a newline that ends a line cut short). */
   appendText(text: string): void {
-    const bytes = this.#encode(text);
+    this.appendBytes(this.#encode(text));
+  }
+
+  /** Appends the UTF-8 of whole lines (or of a newline that ends a line cut short) as they are. */
+  appendBytes(bytes: Uint8Array): void {
     if (this.#size > 0 && this.#size + bytes.length > this.#maxBytes) this.#rotate();
     for (let written = 0; written < bytes.length;) written += this.#file.writeSync(bytes.subarray(written));
     this.#size += bytes.length;

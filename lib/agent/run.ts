@@ -129,6 +129,12 @@ export type AgentOptions = {
   deadmanMs?: number;
   /** Where events go besides the event log (stdout): the event and its JSON line. */
   emit: (event: AnyEvent, line: string) => void;
+  /**
+   * Where the JSON lines of kernel events go besides the event log when only the line is wanted (stdout of
+   * `--log-format json` with no API): UTF-8 with the newline, made straight from the record, valid only
+   * during the call. Without it every event goes to `emit`.
+   */
+  emitJson?: (line: Uint8Array) => void;
   log: Logger;
   /** The cgroup the socket programs attach to: the cgroup v2 root by default. */
   cgroupPath?: string;
@@ -214,6 +220,7 @@ export class Agent {
     this.#events = new EventPipeline({
       log,
       emit: (event, line) => options.emit(event, line),
+      ...(options.emitJson ? { emitJson: options.emitJson } : {}),
       context,
       enforceSignal: options.enforceSignal ?? "none",
       envelope: () => ({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }),

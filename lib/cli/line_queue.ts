@@ -26,10 +26,14 @@ export type LineQueueOptions = {
  */
 export const LINE_QUEUE_CHARS = 4 * 1024 * 1024;
 
+/** The buffer a task's lines are gathered in, to begin with (it grows for a flood's task). */
+const PENDING_BYTES = 64 * 1024;
+
 /**
- * Lines of one task (a turn of the event loop: a drain of the ring) are kept as strings until the task ends,
- * then joined and encoded once into a chunk of bytes: what waits for a slow reader is bytes, outside the
- * JavaScript heap, rather than strings that would outlive collections and fill the old generation. A write
+ * Lines of one task (a turn of the event loop: a drain of the ring) are encoded as they come into one
+ * buffer, reused task after task, and copied out as one chunk when the task ends: what waits for a slow
+ * reader is bytes, outside the JavaScript heap, rather than strings that would outlive collections and fill
+ * the old generation. Lines made as UTF-8 already (`bytes`) are copied in as they are. A write
  * takes every chunk queued: one write per turn, however many lines a flood made.
  */
 export class LineQueue {
@@ -37,8 +41,10 @@ export class LineQueue {
   readonly #maxChars: number;
   readonly #options: LineQueueOptions;
   readonly #encoder = new TextEncoder();
-  /** Lines of the current task, not yet encoded. */
-  #pending: string[] = [];
+  /** Lines of the current task as UTF-8 with their newlines, in a buffer reused task after task. */
+  #pending = new Uint8Array(PENDING_BYTES);
+  #pendingBytes = 0;
+  #pendingChars = 0;
   #sealQueued = false;
   /** Encoded lines, oldest first, with the characters they count for. */
   #chunks: { bytes: Uint8Array; chars: number }[] = [];
@@ -67,7 +73,41 @@ export class LineQueue {
       this.#dropped++;
       return false;
     }
-    this.#pending.push(text);
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    this.#reserve(text.length * 3 + 1);
+    const { written } = this.#encoder.encodeInto(text, this.#pending.subarray(this.#pendingBytes));
+    this.#pendingBytes += written;
+    this.#pending[this.#pendingBytes++] = 0x0a;
+    this.#queued(chars);
+    return true;
+  }
+
+  /**
+   * `line` for a line already made as UTF-8 (the agent's JSON event writer), its newline included; it counts
+   * its bytes as characters. Copied: the caller may reuse its buffer at once.
+   */
+  bytes(line: Uint8Array, keep = false): boolean {
+    if (this.#closed) return false;
+    if (!keep && this.#queuedChars + line.length > this.#maxChars) {
+      this.#dropped++;
+      return false;
+    }
+    this.#reserve(line.length);
+    this.#pending.set(line, this.#pendingBytes);
+    this.#pendingBytes += line.length;
+    this.#queued(line.length);
+    return true;
+  }
+
+  #reserve(size: number): void {
+    if (this.#pendingBytes + size <= this.#pending.length) return;
+    const grown = new Uint8Array(Math.max(this.#pending.length * 2, this.#pendingBytes + size));
+    grown.set(this.#pending.subarray(0, this.#pendingBytes));
+    this.#pending = grown;
+  }
+
+  #queued(chars: number): void {
+    this.#pendingChars += chars;
     this.#queuedChars += chars;
     if (!this.#draining) {
       // Nothing in flight: written at once.
@@ -76,7 +116,6 @@ export class LineQueue {
       this.#sealQueued = true;
       queueMicrotask(() => this.#seal());
     }
-    return true;
   }
 
   get closed(): boolean {
@@ -105,16 +144,17 @@ export class LineQueue {
     return true;
   }
 
-  /** The pending lines, each with its newline, encoded into one chunk; a drain started if none runs. */
+  /** The pending lines, each with its newline, copied into one chunk; a drain started if none runs. */
   #seal(): void {
     this.#sealQueued = false;
-    if (this.#pending.length === 0 || this.#closed) return;
-    const lines = this.#pending;
-    this.#pending = [];
-    let chars = 0;
-    for (const line of lines) chars += line.length + 1;
-    lines.push("");
-    this.#chunks.push({ bytes: this.#encoder.encode(lines.join("\n")), chars });
+    if (this.#pendingBytes === 0 || this.#closed) return;
+    this.#chunks.push({ bytes: this.#pending.slice(0, this.#pendingBytes), chars: this.#pendingChars });
+    this.#pendingBytes = 0;
+    this.#pendingChars = 0;
+    // A flood's task grew the buffer past what a queue may hold: it is not kept.
+    if (this.#pending.length > Math.max(PENDING_BYTES, this.#maxChars)) {
+      this.#pending = new Uint8Array(PENDING_BYTES);
+    }
     if (!this.#draining) {
       this.#draining = true;
       this.#writing = this.#drain();
@@ -132,13 +172,14 @@ export class LineQueue {
           while (chunk.length > 0) chunk = chunk.subarray(await this.#sink.write(chunk));
         } catch (error) {
           this.#closed = true;
-          this.#pending = [];
+          this.#pendingBytes = 0;
+          this.#pendingChars = 0;
           this.#chunks = [];
           this.#queuedChars = 0;
           this.#options.onClosed(error);
           return;
         }
-        if (this.#chunks.length === 0 && this.#pending.length === 0 && this.#dropped > 0) {
+        if (this.#chunks.length === 0 && this.#pendingBytes === 0 && this.#dropped > 0) {
           const count = this.#dropped;
           this.#dropped = 0;
           this.#options.onDropped(count);

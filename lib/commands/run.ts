@@ -155,6 +155,8 @@ export const run = defineCommand({
           // The agent's own events (rare: starts, applies, drop reports) are never dropped for a flood's lines.
           stdout(json ? line : eventLine(event, style), !("decision" in event));
         },
+        // JSON lines with no API to publish them: kernel events are written straight from the record as bytes.
+        ...(json && hub === undefined ? { emitJson: (line: Uint8Array) => stdout.bytes(line) } : {}),
       });
       const running = agent;
       // Stopped while starting: no API, no timers, straight to the stop.
@@ -189,7 +191,10 @@ const FLUSH_MS = 2000;
  */
 function eventStdout(
   ctx: Context,
-): ((line: string, keep: boolean) => void) & { flush(ms: number): Promise<boolean> } {
+): ((line: string, keep: boolean) => void) & {
+  bytes(line: Uint8Array): void;
+  flush(ms: number): Promise<boolean>;
+} {
   const queue = new LineQueue(ctx.stdout.sink, {
     onDropped: (count) =>
       ctx.log.warn(`stdout: ${count} lines not written: its reader was too slow (the event log has them)`),
@@ -202,6 +207,7 @@ function eventStdout(
       ),
   });
   return Object.assign((line: string, keep: boolean) => void queue.line(line, keep), {
+    bytes: (line: Uint8Array) => void queue.bytes(line),
     flush: (ms: number) => queue.flush(ms),
   });
 }
