@@ -9,14 +9,15 @@
  * values are unknown is left to formatEvent: `write` returns false and writes nothing.
  */
 
-import { DECISION, EVENT, FAMILY, HOOK, MODE, type RawEvent } from "../../ffi/mod.ts";
+import { type AddressWords, DECISION, EVENT, FAMILY, HOOK, MODE, type RawEvent } from "../../ffi/mod.ts";
 import {
+  bootWallTime,
   EVENT_TYPES,
   type EventContext,
   FILE_CHANGE_OPS,
   formatAddressWords,
   PROTOCOLS,
-  rfc3339FromBoot,
+  rfc3339Seconds,
   SIGNAL_NAMES,
 } from "../kernel/events.ts";
 import { jsonText } from "../text/printable.ts";
@@ -38,9 +39,15 @@ export class ByteLine {
   }
 
   bytes(run: Uint8Array): void {
-    this.reserve(run.length);
-    this.buffer.set(run, this.length);
-    this.length += run.length;
+    const size = run.length;
+    this.reserve(size);
+    // A short run byte by byte: `set` costs a call into the runtime that a few dozen bytes do not repay.
+    if (size > 64) this.buffer.set(run, this.length);
+    else {
+      const buffer = this.buffer;
+      for (let i = 0, at = this.length; i < size; i++) buffer[at + i] = run[i]!;
+    }
+    this.length += size;
   }
 
   /** Text known to be ASCII with nothing to escape (digits, a timestamp, an address). */
@@ -67,6 +74,33 @@ export class ByteLine {
       buffer[--at] = 0x30 + rest - next * 10;
       rest = next;
     } while (rest > 0);
+  }
+
+  /** Nine digits of a whole number below 10^9, zeros in front. */
+  nanos(value: number): void {
+    this.reserve(9);
+    const buffer = this.buffer;
+    let rest = value;
+    for (let at = this.length + 8; at >= this.length; at--) {
+      const next = (rest / 10) | 0;
+      buffer[at] = 0x30 + rest - next * 10;
+      rest = next;
+    }
+    this.length += 9;
+  }
+
+  /** A dotted quad of an IPv4 address word, as formatAddressWords writes it. */
+  ipv4(word: number): void {
+    this.number(word >>> 24);
+    this.reserve(1);
+    this.buffer[this.length++] = 0x2e;
+    this.number((word >>> 16) & 0xff);
+    this.reserve(1);
+    this.buffer[this.length++] = 0x2e;
+    this.number((word >>> 8) & 0xff);
+    this.reserve(1);
+    this.buffer[this.length++] = 0x2e;
+    this.number(word & 0xff);
   }
 
   /** A JSON string of `text`, escaped as jsonText escapes it. */
@@ -96,15 +130,18 @@ export class ByteLine {
 }
 
 const TS = bytesOf(`{"ts":"`);
-const HOST = bytesOf(`","host":`);
-/** `,"type":"T","decision":"D","mode":"M","rule":` by hook, decision (0 deny, 1 audit) and mode (0 enforce, 1 audit). */
-const HEADS: Uint8Array[] = [];
-for (let hook = 0; hook < HOOK.COUNT; hook++) {
-  for (const decision of ["deny", "audit"]) {
-    for (const mode of ["enforce", "audit"]) {
-      HEADS.push(bytesOf(`,"type":"${EVENT_TYPES[hook]}","decision":"${decision}","mode":"${mode}","rule":`));
+/** `Z","host":H,"type":"T","decision":"D","mode":"M","rule":` of host H, by hook, decision and mode. */
+function heads(host: Uint8Array): Uint8Array[] {
+  const all: Uint8Array[] = [];
+  for (let hook = 0; hook < HOOK.COUNT; hook++) {
+    for (const decision of ["deny", "audit"]) {
+      for (const mode of ["enforce", "audit"]) {
+        const type = `,"type":"${EVENT_TYPES[hook]}","decision":"${decision}","mode":"${mode}","rule":`;
+        all.push(new Uint8Array([...bytesOf(`Z","host":`), ...host, ...bytesOf(type)]));
+      }
     }
   }
+  return all;
 }
 const UNRESOLVED_GENERATION = bytesOf(`,"unresolved":"generation"`);
 const UNRESOLVED_RULE = bytesOf(`,"unresolved":"rule"`);
@@ -189,7 +226,10 @@ export class EventJsonWriter {
   readonly #context: EventContext;
   readonly line = new ByteLine();
   #hostKey: string | undefined;
-  #host: Uint8Array = new Uint8Array(0);
+  #heads: Uint8Array[] = [];
+  /** Unix seconds of the last timestamp, and `{"ts":"YYYY-MM-DDTHH:MM:SS.` of them. */
+  #secondsKey = -1;
+  #seconds = new Uint8Array(0);
   /** `,"policy":{...}` of each policy object seen. */
   readonly #policies = new WeakMap<object, Uint8Array>();
 
@@ -221,11 +261,18 @@ export class EventJsonWriter {
     const rule = table?.rules.get(raw.ruleId);
     const line = this.line;
     line.length = 0;
-    line.bytes(TS);
-    line.ascii(rfc3339FromBoot(raw.tsHi, raw.tsLo, context.bootToWallNs));
-    line.bytes(HOST);
-    line.bytes(this.#hostBytes(context.host));
-    line.bytes(HEADS[hook * 4 + decision * 2 + mode]!);
+    const time = bootWallTime(raw.tsHi, raw.tsLo, context.bootToWallNs);
+    if (time.seconds !== this.#secondsKey) {
+      this.#secondsKey = time.seconds;
+      this.#seconds = new Uint8Array([...TS, ...bytesOf(rfc3339Seconds(time.seconds))]);
+    }
+    line.bytes(this.#seconds);
+    line.nanos(time.nanos);
+    if (context.host !== this.#hostKey) {
+      this.#hostKey = context.host;
+      this.#heads = heads(bytesOf(jsonText(context.host)));
+    }
+    line.bytes(this.#heads[hook * 4 + decision * 2 + mode]!);
     if (rule === undefined) {
       line.ascii(`"#${raw.ruleId}"`);
       line.bytes(table === undefined ? UNRESOLVED_GENERATION : UNRESOLVED_RULE);
@@ -298,17 +345,17 @@ export class EventJsonWriter {
     let open = false;
     if (hook === HOOK.ROUTE) {
       line.bytes(DADDR);
-      line.ascii(formatAddressWords(raw.daddrWords, family));
+      this.#address(raw.daddrWords, family);
       open = true;
     } else if (hook !== HOOK.BIND) {
       line.bytes(DADDR);
-      line.ascii(formatAddressWords(raw.daddrWords, family));
+      this.#address(raw.daddrWords, family);
       line.bytes(DPORT);
       line.number(raw.dport);
     }
     if (hook === HOOK.BIND || hook === HOOK.INGRESS || hook === HOOK.FORWARD) {
       line.bytes(open ? SADDR_AFTER_ADDRESS : SADDR_AFTER_PORT);
-      line.ascii(formatAddressWords(raw.saddrWords, family));
+      this.#address(raw.saddrWords, family);
       line.bytes(SPORT);
       line.number(raw.sport);
     } else if (open) {
@@ -329,12 +376,9 @@ export class EventJsonWriter {
     line.bytes(CLOSE);
   }
 
-  #hostBytes(host: string): Uint8Array {
-    if (host !== this.#hostKey) {
-      this.#hostKey = host;
-      this.#host = bytesOf(jsonText(host));
-    }
-    return this.#host;
+  #address(words: AddressWords, family: "ipv4" | "ipv6"): void {
+    if (family === "ipv4") this.line.ipv4(words[0]);
+    else this.line.ascii(formatAddressWords(words, family));
   }
 
   #policyBytes(policy: object): Uint8Array {
