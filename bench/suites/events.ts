@@ -15,6 +15,7 @@ import { bootToWallOffsetNs, type EventContext, EventStream, formatEvent } from 
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import { RuleTable } from "../../lib/policy/rule_table.ts";
 import { jsonText } from "../../lib/text/printable.ts";
+import { EventJsonWriter } from "../../lib/agent/event_json.ts";
 import { TestCgroup } from "../../tests/support/cgroup.ts";
 import { EventFlood } from "../../tests/support/event_flood.ts";
 import { AgentHome, type AgentLine, BenchAgent, pinToCpu } from "../lib/agent.ts";
@@ -43,7 +44,7 @@ const CONTEXT: EventContext = {
   cgroupPath: () => "/bench.slice",
 };
 
-type Stage = "raw" | "decode" | "json";
+type Stage = "raw" | "decode" | "json" | "object";
 
 /** Drains `records` records prefilled into the flood's own ring through `stage`; events/s. */
 function drainRate(flood: EventFlood, records: number, stage: Stage): number {
@@ -57,8 +58,10 @@ function drainRate(flood: EventFlood, records: number, stage: Stage): number {
     });
     while ((read += ring.consume()) < records) { /* until all are read */ }
   } else {
-    const onEvent = stage === "decode"
-      ? (event: RawEvent) => sink += event.count
+    const writer = new EventJsonWriter(CONTEXT);
+    const onEvent = stage === "decode" ? (event: RawEvent) => sink += event.count : stage === "json"
+      // The agent's path for --log-format json: the line's bytes straight from the record.
+      ? (event: RawEvent) => sink += writer.write(event) ? writer.line.length : 0
       : (event: RawEvent) => sink += jsonText(formatEvent(event, CONTEXT)).length;
     using stream = new EventStream(flood.ring, onEvent);
     while ((read += stream.poll()) < records) { /* until all are read */ }
@@ -116,12 +119,15 @@ await suite("events", "Events: the real agent under a kernel flood", async (ctx)
       rawAgain: () => Promise.resolve(drainRate(flood, prefilled, "raw")),
       decode: () => Promise.resolve(drainRate(flood, prefilled, "decode")),
       json: () => Promise.resolve(drainRate(flood, prefilled, "json")),
+      object: () => Promise.resolve(drainRate(flood, prefilled, "object")),
     });
     if (flood.stats().lost !== 0) throw new Error(`the prefilled ring lost ${flood.stats().lost} records`);
     ctx.method(
       `Library: ${prefilled.toLocaleString("en")} records prefilled by BPF_PROG_TEST_RUN into a ring of ` +
         `their size, drained in this process: raw (no decoding), decoded to RawEvent, decoded and formatted ` +
-        `as a JSON line (formatEvent + jsonText, what the agent writes); ${rounds} interleaved rounds; ` +
+        `as JSON line bytes straight from the record (EventJsonWriter, what the agent writes with --log-format ` +
+        `json and no API), and as the event object's JSON text (formatEvent + jsonText, the path of API ` +
+        `streams, the text format and the hooks the byte writer leaves to it); ${rounds} interleaved rounds; ` +
         `A/A: the raw drain twice per round.`,
     );
     ctx.figure("library.raw", "library: raw ring drain", "events/s", samples.raw);
@@ -134,6 +140,15 @@ await suite("events", "Events: the real agent under a kernel flood", async (ctx)
     ctx.figure("library.json", "library: decode + JSON line", "events/s", samples.json, {
       ratioTo: "library.raw",
     });
+    ctx.figure(
+      "library.json-object",
+      "library: decode + event object + jsonText",
+      "events/s",
+      samples.object,
+      {
+        ratioTo: "library.json",
+      },
+    );
   }
 
   // 2. The real agent.
