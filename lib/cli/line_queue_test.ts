@@ -135,3 +135,36 @@ Deno.test("LineQueue writes every line queued meanwhile in one write, UTF-8 and 
     "one write for all that waited",
   );
 });
+
+Deno.test("LineQueue.bytes() keeps its order among lines, is copied at once, and drops beyond the bound", async () => {
+  const sink = stalledSink();
+  const dropped: number[] = [];
+  const queue = new LineQueue(sink, {
+    maxChars: 40,
+    onDropped: (count) => dropped.push(count),
+    onClosed: (error) => assert.fail(`closed: ${error}`),
+  });
+  const encoder = new TextEncoder();
+  // One buffer reused for every line, as the event writer reuses its own.
+  const reused = new Uint8Array(16);
+  const bytes = (text: string) => {
+    const { written } = encoder.encodeInto(`${text}\n`, reused);
+    return queue.bytes(reused.subarray(0, written));
+  };
+  const accepted = [
+    queue.line("é first"),
+    bytes("bytes 1"),
+    queue.line("line 2"),
+    bytes("bytes 3"),
+    bytes("bytes 4"),
+    bytes("bytes 5"),
+    bytes("bytes 6"),
+    bytes("bytes 7"),
+  ];
+  // The first (in flight) is off the queue; then 8 + 7 + 8 + 8 + 8 characters fit in 40, no more.
+  assert.deepEqual(accepted, [true, true, true, true, true, true, false, false]);
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(sink.written.join(""), "é first\nbytes 1\nline 2\nbytes 3\nbytes 4\nbytes 5\n");
+  assert.deepEqual(dropped, [2]);
+});
