@@ -6,7 +6,14 @@
  */
 
 /** Where the lines go: `Deno.stdout` (its async write runs off the JavaScript thread). */
-export type AsyncSink = { write(data: Uint8Array): Promise<number> };
+export type AsyncSink = {
+  write(data: Uint8Array): Promise<number>;
+  /**
+   * `write` for bytes already printable (text printableText leaves as it is, such as jsonText's JSON lines):
+   * a sink that escapes what it writes may skip its check. Optional: without it, `write`.
+   */
+  writePrintable?(data: Uint8Array): Promise<number>;
+};
 
 export type LineQueueOptions = {
   /**
@@ -45,9 +52,11 @@ export class LineQueue {
   #pending = new Uint8Array(PENDING_BYTES);
   #pendingBytes = 0;
   #pendingChars = 0;
+  /** Whether every pending line came from `bytes`, already printable. */
+  #pendingPrintable = true;
   #sealQueued = false;
   /** Encoded lines, oldest first, with the characters they count for. */
-  #chunks: { bytes: Uint8Array; chars: number }[] = [];
+  #chunks: { bytes: Uint8Array; chars: number; printable: boolean }[] = [];
   #queuedChars = 0;
   #dropped = 0;
   /** Whether a drain runs; cleared in the same step that finds the queue empty, so no line is left behind. */
@@ -78,13 +87,16 @@ export class LineQueue {
     const { written } = this.#encoder.encodeInto(text, this.#pending.subarray(this.#pendingBytes));
     this.#pendingBytes += written;
     this.#pending[this.#pendingBytes++] = 0x0a;
+    this.#pendingPrintable = false;
     this.#queued(chars);
     return true;
   }
 
   /**
    * `line` for a line already made as UTF-8 (the agent's JSON event writer), its newline included; it counts
-   * its bytes as characters. Copied: the caller may reuse its buffer at once.
+   * its bytes as characters. Copied: the caller may reuse its buffer at once. The line must be printable as
+   * it is (what printableText leaves unchanged: a JSON line as jsonText makes it), so a sink may write it
+   * without looking (AsyncSink.writePrintable).
    */
   bytes(line: Uint8Array, keep = false): boolean {
     if (this.#closed) return false;
@@ -148,9 +160,14 @@ export class LineQueue {
   #seal(): void {
     this.#sealQueued = false;
     if (this.#pendingBytes === 0 || this.#closed) return;
-    this.#chunks.push({ bytes: this.#pending.slice(0, this.#pendingBytes), chars: this.#pendingChars });
+    this.#chunks.push({
+      bytes: this.#pending.slice(0, this.#pendingBytes),
+      chars: this.#pendingChars,
+      printable: this.#pendingPrintable,
+    });
     this.#pendingBytes = 0;
     this.#pendingChars = 0;
+    this.#pendingPrintable = true;
     // A flood's task grew the buffer past what a queue may hold: it is not kept.
     if (this.#pending.length > Math.max(PENDING_BYTES, this.#maxChars)) {
       this.#pending = new Uint8Array(PENDING_BYTES);
@@ -167,13 +184,19 @@ export class LineQueue {
       for (;;) {
         this.#seal();
         if (this.#chunks.length === 0 || this.#closed) break;
-        let chunk = this.#take();
+        let { bytes: chunk, printable } = this.#take();
+        const sink = this.#sink;
         try {
-          while (chunk.length > 0) chunk = chunk.subarray(await this.#sink.write(chunk));
+          while (chunk.length > 0) {
+            chunk = chunk.subarray(
+              await (printable && sink.writePrintable ? sink.writePrintable(chunk) : sink.write(chunk)),
+            );
+          }
         } catch (error) {
           this.#closed = true;
           this.#pendingBytes = 0;
           this.#pendingChars = 0;
+          this.#pendingPrintable = true;
           this.#chunks = [];
           this.#queuedChars = 0;
           this.#options.onClosed(error);
@@ -190,22 +213,24 @@ export class LineQueue {
     }
   }
 
-  /** Every queued chunk, in one buffer, taken off the queue. */
-  #take(): Uint8Array {
+  /** Every queued chunk, in one buffer, taken off the queue; printable when every chunk is. */
+  #take(): { bytes: Uint8Array; printable: boolean } {
     const chunks = this.#chunks;
     this.#chunks = [];
     let size = 0;
+    let printable = true;
     for (const chunk of chunks) {
       size += chunk.bytes.length;
+      printable &&= chunk.printable;
       this.#queuedChars -= chunk.chars;
     }
-    if (chunks.length === 1) return chunks[0]!.bytes;
+    if (chunks.length === 1) return chunks[0]!;
     const joined = new Uint8Array(size);
     let at = 0;
     for (const { bytes } of chunks) {
       joined.set(bytes, at);
       at += bytes.length;
     }
-    return joined;
+    return { bytes: joined, printable };
   }
 }

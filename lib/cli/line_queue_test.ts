@@ -168,3 +168,29 @@ Deno.test("LineQueue.bytes() keeps its order among lines, is copied at once, and
   assert.deepEqual(sink.written.join(""), "é first\nbytes 1\nline 2\nbytes 3\nbytes 4\nbytes 5\n");
   assert.deepEqual(dropped, [2]);
 });
+
+Deno.test("LineQueue writes a chunk of lines given only as bytes with writePrintable, any other with write", async () => {
+  const calls: string[] = [];
+  const decoder = new TextDecoder();
+  const sink = {
+    write: (data: Uint8Array) => (calls.push(`write ${decoder.decode(data)}`), Promise.resolve(data.length)),
+    writePrintable: (
+      data: Uint8Array,
+    ) => (calls.push(`printable ${decoder.decode(data)}`), Promise.resolve(data.length)),
+  };
+  const queue = new LineQueue(sink, {
+    onDropped: () => {},
+    onClosed: (error) => assert.fail(`closed: ${error}`),
+  });
+  const encoder = new TextEncoder();
+  // Written at once (nothing in flight); the next lines of the task wait for it and go as one chunk.
+  queue.bytes(encoder.encode("a\n"));
+  queue.bytes(encoder.encode("b\n"));
+  queue.line("c");
+  assert.equal(await queue.flush(1000), true);
+  queue.line("d");
+  queue.bytes(encoder.encode("e\n"));
+  queue.bytes(encoder.encode("f\n"));
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(calls, ["printable a\n", "write b\nc\n", "write d\n", "printable e\nf\n"]);
+});

@@ -28,12 +28,11 @@ export function fileWriter(file: { writeSync(data: Uint8Array): number } & Async
       throw closedOr(error);
     }
   };
-  const sink: AsyncSink = {
-    write: (data) =>
-      file.write(data).catch((error) => {
-        throw closedOr(error);
-      }),
-  };
+  const writeAsync = (data: Uint8Array) =>
+    file.write(data).catch((error) => {
+      throw closedOr(error);
+    });
+  const sink: AsyncSink = { write: writeAsync, writePrintable: writeAsync };
   return { write, line: (text = "") => write(`${text}\n`), sink };
 }
 
@@ -62,6 +61,9 @@ export function printableWriter(writer: Writer, keepColor: boolean): Writer {
       while (bytes.length > 0) bytes = bytes.subarray(await writer.sink.write(bytes));
       return data.length;
     },
+    // Printable already (the event writer's JSON lines): not looked at again.
+    writePrintable: (data) =>
+      writer.sink.writePrintable ? writer.sink.writePrintable(data) : writer.sink.write(data),
   };
   return { write, line: (text = "") => write(`${text}\n`), sink };
 }

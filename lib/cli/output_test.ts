@@ -79,3 +79,12 @@ Deno.test("plainAscii() finds an unsafe byte at every offset and alignment, and 
     }
   }
 });
+
+Deno.test("printableWriter's writePrintable passes bytes through unlooked-at; write still escapes", async () => {
+  const inner = bufferWriter();
+  const writer = printableWriter(inner, false);
+  const encoder = new TextEncoder();
+  await writer.sink.write(encoder.encode("a\x1b[2Jb\n"));
+  await writer.sink.writePrintable!(encoder.encode('{"comm":"\\u009b"}\n'));
+  assert.equal(inner.text(), 'a\\x1b[2Jb\n{"comm":"\\u009b"}\n');
+});
