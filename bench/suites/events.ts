@@ -332,15 +332,17 @@ await suite("events", "Events: the real agent under a kernel flood", async (ctx)
     ctx.note(
       "Where the agent's time goes under this flood (a --cpu-prof profile of the agent, taken with the " +
         "programs adopted so that the profiler's signals do not interrupt the verifier; shares of its busy " +
-        "time): JSON.stringify of each event about 31%, the scan for characters a terminal acts on (escapeJson) " +
-        "about 8%, reading and decoding the ring about 12%, formatEvent and its timestamp about 8%, the stdout " +
-        "path (one encode per turn, the printable-ASCII check, the write) about 12%, the event log (one encode " +
-        "per batch, write, rotation) about 10%, garbage collection about 5%. Decode, format and both writes run " +
-        "on the one JavaScript thread, so one core bounds the rate: about 3 µs per event, of which " +
-        "JSON.stringify and the escape scan alone take over 1 µs. The ring is read in turns of 4,096 records " +
-        "with a timer between turns, without which the asynchronous stdout writes did not complete during a " +
-        "flood (before: most lines dropped at stdout). The wall-clock rate counts only CPU time the agent got: " +
-        "on a loaded machine (see the load above) the rate per CPU-second is its capacity.",
+        "time): the JSON line written straight from the record into bytes (lib/agent/event_json.ts: the " +
+        "line's constant runs, integers as digits, printable strings copied) about 33%, reading and decoding " +
+        "the ring about 8%, the stdout write (one per turn, its chunk already printable, not looked at again) " +
+        "about 12% and the stdout queue's copies about 12%, the event log (one buffer per batch, the write, and " +
+        "rotation: at 8 MiB a flood renames it several times a second) about 20%, garbage collection about 3%. " +
+        "Before the byte writer, JSON.stringify of an event object and the escape scan took over 1 µs of about " +
+        "3 µs per event. Decode, format and both writes run on the one JavaScript thread, so one core bounds " +
+        "the rate. The ring is read in turns of 4,096 records with a timer between turns, without which the " +
+        "asynchronous stdout writes did not complete during a flood (before: most lines dropped at stdout). " +
+        "The wall-clock rate counts only CPU time the agent got: on a loaded machine (see the load above) the " +
+        "rate per CPU-second is its capacity.",
     );
     const phases = saturated.length + sweep.length;
     const written = median(saturated.map((p) => p.writtenRate));
