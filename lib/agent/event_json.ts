@@ -230,7 +230,7 @@ export class EventJsonWriter {
   /** Unix seconds of the last timestamp, and `{"ts":"YYYY-MM-DDTHH:MM:SS.` of them. */
   #secondsKey = -1;
   #seconds = new Uint8Array(0);
-  /** `,"policy":{...}` of each policy object seen. */
+  /** `,"policy":{...}` of each policy object seen (the agent makes a new one per apply, never changes one). */
   readonly #policies = new WeakMap<object, Uint8Array>();
 
   constructor(context: EventContext) {
