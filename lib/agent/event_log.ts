@@ -13,6 +13,9 @@ import { PRIVATE_FILE_MODE } from "../state/access.ts";
 /** The largest log file the agent keeps before it rotates, so at most twice this is read. */
 export const EVENT_LOG_BYTES = 8 * 1024 * 1024;
 
+/** The largest encoding buffer a log keeps for reuse; a longer text is encoded on its own. */
+const SCRATCH_KEPT_BYTES = 1024 * 1024;
+
 export function eventLogPath(stateDir: string): string {
   return join(stateDir, "events.jsonl");
 }
@@ -23,6 +26,7 @@ export class EventLog {
   readonly #encoder = new TextEncoder();
   #file: Deno.FsFile;
   #size: number;
+  #scratch = new Uint8Array(0);
 
   constructor(path: string, maxBytes = EVENT_LOG_BYTES) {
     this.path = path;
@@ -38,10 +42,28 @@ export class EventLog {
 
   /** Appends text as it is (whole lines, or a newline that ends a line cut short). */
   appendText(text: string): void {
-    const bytes = this.#encoder.encode(text);
+    this.appendBytes(this.#encode(text));
+  }
+
+  /** Appends the UTF-8 of whole lines (or of a newline that ends a line cut short) as they are. */
+  appendBytes(bytes: Uint8Array): void {
     if (this.#size > 0 && this.#size + bytes.length > this.#maxBytes) this.#rotate();
     for (let written = 0; written < bytes.length;) written += this.#file.writeSync(bytes.subarray(written));
     this.#size += bytes.length;
+  }
+
+  /**
+   * The UTF-8 of `text` in a buffer this log keeps and reuses (the write that takes it is synchronous): a
+   * flood's batches cost no allocation of their size each.
+   */
+  #encode(text: string): Uint8Array {
+    // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+    if (this.#scratch.length < text.length * 3) {
+      this.#scratch = new Uint8Array(Math.min(Math.max(text.length * 3, 64 * 1024), SCRATCH_KEPT_BYTES));
+    }
+    if (this.#scratch.length < text.length * 3) return this.#encoder.encode(text);
+    const { written } = this.#encoder.encodeInto(text, this.#scratch);
+    return this.#scratch.subarray(0, written);
   }
 
   #rotate(): void {

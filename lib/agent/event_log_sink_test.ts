@@ -68,3 +68,31 @@ Deno.test("EventLogSink.appendLine() writes the lines of one task together at it
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("EventLogSink.appendBytes() writes lines made as bytes in order with the others, copied at once", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/events.jsonl`;
+    const sink = new EventLogSink(path, (message) => assert.fail(`a warning: ${message}`));
+    const reused = new Uint8Array(64);
+    const encoder = new TextEncoder();
+    const bytes = (type: string) => {
+      const { written } = encoder.encodeInto(`{"type":"${type}"}\n`, reused);
+      sink.appendBytes(reused.subarray(0, written));
+    };
+    bytes("one");
+    sink.appendLine(`{"type":"twö"}`);
+    bytes("three");
+    // Written at the end of the task, all in one go.
+    assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+    await Promise.resolve();
+    sink.close();
+    assert.deepEqual(recentLines(path, 10).map((line) => line.ok ? line.event.type : `bad: ${line.raw}`), [
+      "one",
+      "twö",
+      "three",
+    ]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

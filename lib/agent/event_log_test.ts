@@ -153,3 +153,16 @@ Deno.test("EventLog appends JSON lines and rotates to .1 before a line would pas
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("EventLog.appendText() writes UTF-8 batches small and large byte for byte, one after another", () =>
+  withLog((path) => {
+    using log = new EventLog(path, 64 * 1024 * 1024);
+    const small = `${JSON.stringify({ type: "x", comm: "é日本😀\u009b" })}\n`;
+    // Past the buffer the log keeps for reuse: encoded on its own.
+    const large = `${JSON.stringify({ type: "y", path: "ü".repeat(600_000) })}\n`;
+    log.appendText(small);
+    log.appendText(large);
+    log.appendText(small);
+    assert.equal(Deno.readTextFileSync(path), small + large + small);
+    assert.equal(Deno.statSync(path).size, new TextEncoder().encode(small + large + small).length);
+  }));

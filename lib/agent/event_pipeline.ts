@@ -11,23 +11,32 @@ import type { EnforceSignal } from "../kernel/mode_words.ts";
 import { agentEvent, type AgentEventType, type AnyEvent } from "./agent_events.ts";
 import { signalDeniedTask } from "./enforce_signal.ts";
 import type { EventLogSink } from "./event_log_sink.ts";
+import { EventJsonWriter } from "./event_json.ts";
 import { jsonText } from "../text/printable.ts";
 
 /** What an agent event carries besides its type and fields, as it is at the moment of the event. */
 export type Envelope = { host: string; mode: "enforce" | "audit"; policy: PolicyRef | undefined };
 
 export class EventPipeline {
-  readonly #log: Pick<EventLogSink, "appendLine">;
+  readonly #log: Pick<EventLogSink, "appendLine" | "appendBytes">;
   readonly #emit: (event: AnyEvent, line: string) => void;
+  readonly #emitJson: ((line: Uint8Array) => void) | undefined;
+  readonly #json: EventJsonWriter;
   readonly #context: EventContext;
   readonly #enforceSignal: EnforceSignal;
   readonly #envelope: () => Envelope;
   readonly #warn: (message: string) => void;
 
   constructor(options: {
-    log: Pick<EventLogSink, "appendLine">;
+    log: Pick<EventLogSink, "appendLine" | "appendBytes">;
     /** The event, and its JSON line (made once, for the log and the caller). */
     emit: (event: AnyEvent, line: string) => void;
+    /**
+     * For a caller that wants only the JSON line of a kernel event: its UTF-8 with the newline, made once
+     * for the log and the caller straight from the record (event_json.ts), in place of `emit`. Valid only
+     * during the call. Kernel events the byte writer does not cover, and agent events, still go to `emit`.
+     */
+    emitJson?: (line: Uint8Array) => void;
     context: EventContext;
     enforceSignal: EnforceSignal;
     envelope: () => Envelope;
@@ -35,7 +44,9 @@ export class EventPipeline {
   }) {
     this.#log = options.log;
     this.#emit = options.emit;
+    this.#emitJson = options.emitJson;
     this.#context = options.context;
+    this.#json = new EventJsonWriter(options.context);
     this.#enforceSignal = options.enforceSignal;
     this.#envelope = options.envelope;
     this.#warn = options.warn;
@@ -46,9 +57,17 @@ export class EventPipeline {
    * could not do it itself (the cgroup socket hooks), never PID 1 or a task in an `exempt` cgroup.
    */
   kernel(raw: RawEvent, exempt: () => readonly string[]): void {
-    const event = formatEvent(raw, this.#context);
     const configured = this.#enforceSignal;
-    if (configured !== "none" && raw.decision === DECISION.DENY && raw.signal === 0) {
+    const signalHere = configured !== "none" && raw.decision === DECISION.DENY && raw.signal === 0;
+    // Straight to bytes when nothing but the line is wanted and no signal is to be sent here.
+    if (this.#emitJson !== undefined && !signalHere && this.#json.write(raw)) {
+      const line = this.#json.line.view();
+      this.#log.appendBytes(line);
+      this.#emitJson(line);
+      return;
+    }
+    const event = formatEvent(raw, this.#context);
+    if (signalHere) {
       try {
         const decision = signalDeniedTask(raw, configured, exempt());
         if ("send" in decision) event.signal = { name: decision.send, by: "agent" };

@@ -52,3 +52,25 @@ export function cgroupPaths(root = cgroup2Root()): (id: number) => string | unde
   });
   return (id) => names.lookup(id);
 }
+
+/**
+ * Interface names by index, each asked of the kernel (`lookup`) at most once a second, found or not: a flood
+ * of forwarded packets costs no system call per event, and a renamed interface shows its new name within a
+ * second.
+ */
+export function interfaceNames(
+  lookup: (ifindex: number) => string | undefined,
+  now: () => number = () => performance.now(),
+): (ifindex: number) => string | undefined {
+  const known = new Map<number, { name: string | undefined; at: number }>();
+  return (ifindex) => {
+    const at = now();
+    const entry = known.get(ifindex);
+    if (entry !== undefined && at - entry.at < RESCAN_MS) return entry.name;
+    // Indexes are few; a host that made and removed many interfaces starts over rather than grows.
+    if (known.size >= 4096) known.clear();
+    const name = lookup(ifindex);
+    known.set(ifindex, { name, at });
+    return name;
+  };
+}

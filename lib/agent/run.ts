@@ -64,7 +64,7 @@ import { eventLogPath } from "./event_log.ts";
 import { EventLogSink } from "./event_log_sink.ts";
 import { RetryBackoff } from "./retry_backoff.ts";
 import { FreshnessWatcher } from "./freshness.ts";
-import { cgroupPaths } from "./names.ts";
+import { cgroupPaths, interfaceNames } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
 import { DirWatch } from "./dir_watch.ts";
@@ -130,6 +130,12 @@ export type AgentOptions = {
   deadmanMs?: number;
   /** Where events go besides the event log (stdout): the event and its JSON line. */
   emit: (event: AnyEvent, line: string) => void;
+  /**
+   * Where the JSON lines of kernel events go besides the event log when only the line is wanted (stdout of
+   * `--log-format json` with no API): UTF-8 with the newline, made straight from the record, valid only
+   * during the call. Without it every event goes to `emit`.
+   */
+  emitJson?: (line: Uint8Array) => void;
   log: Logger;
   /** The cgroup the socket programs attach to: the cgroup v2 root by default. */
   cgroupPath?: string;
@@ -202,17 +208,20 @@ export class Agent {
     this.#sessions = new IngressSessions(plane);
     this.#modes = new ModeKeeper(plane, options.requestedMode === "audit");
     this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
+    const otherInterfaces = interfaceNames(ifName);
     const context: EventContext = {
       host: this.#host,
       generations: this.#tables,
       bootToWallNs: bootToWallOffsetNs(),
       cgroupPath: cgroupPaths(),
-      // net.forward names interfaces the policy does not (a tun device made after apply): asked of the kernel.
-      interfaceName: (ifindex) => this.#interfaces.get(ifindex) ?? ifName(ifindex),
+      // net.forward names interfaces the policy does not (a tun device made after apply): asked of the kernel,
+      // at most once a second each.
+      interfaceName: (ifindex) => this.#interfaces.get(ifindex) ?? otherInterfaces(ifindex),
     };
     this.#events = new EventPipeline({
       log,
       emit: (event, line) => options.emit(event, line),
+      ...(options.emitJson ? { emitJson: options.emitJson } : {}),
       context,
       enforceSignal: options.enforceSignal ?? "none",
       envelope: () => ({ host: this.#host, mode: this.#effectiveMode(), policy: this.#policyRef }),

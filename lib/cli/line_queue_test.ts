@@ -23,12 +23,12 @@ Deno.test("LineQueue.line() returns at once while the reader stalls, and drops b
   const sink = stalledSink();
   const dropped: number[] = [];
   const queue = new LineQueue(sink, {
-    maxBytes: 40,
+    maxChars: 40,
     onDropped: (count) => dropped.push(count),
     onClosed: (error) => assert.fail(`closed: ${error}`),
   });
   const accepted = Array.from({ length: 10 }, (_, i) => queue.line(`line ${i}`));
-  // "line N\n" is 7 bytes: the first is in flight (taken off the queue), then 5 more fit in 40 bytes.
+  // "line N\n" is 7 characters: the first is in flight (taken off the queue), then 5 more fit in 40.
   assert.deepEqual(accepted, [true, true, true, true, true, true, false, false, false, false]);
   assert.equal(queue.dropped, 4);
   assert.equal(sink.written.length, 0, "nothing written while the reader stalls");
@@ -112,7 +112,7 @@ Deno.test("LineQueue writes a line queued just as a drain ends (from a promise's
 
 Deno.test("LineQueue.line(text, true) keeps a line a full queue would drop, in its place", async () => {
   const sink = stalledSink();
-  const queue = new LineQueue(sink, { maxBytes: 20, onDropped: () => {}, onClosed: () => {} });
+  const queue = new LineQueue(sink, { maxChars: 20, onDropped: () => {}, onClosed: () => {} });
   const accepted = ["a 1", "a 2", "a 3", "a 4", "a 5", "a 6"].map((line) => queue.line(line));
   assert.equal(queue.line("report", true), true, "kept although the queue is full");
   assert.equal(queue.line("a 7"), false);
@@ -120,4 +120,77 @@ Deno.test("LineQueue.line(text, true) keeps a line a full queue would drop, in i
   assert.equal(await queue.flush(1000), true);
   const written = sink.written.join("").split("\n").slice(0, -1);
   assert.deepEqual(written, [...accepted.flatMap((ok, i) => ok ? [`a ${i + 1}`] : []), "report"]);
+});
+
+Deno.test("LineQueue writes every line queued meanwhile in one write, UTF-8 and escapes as given", async () => {
+  const sink = stalledSink();
+  const queue = new LineQueue(sink, { onDropped: () => assert.fail("nothing dropped"), onClosed: () => {} });
+  const lines = ["first", '{"comm":"é\\u009b日本","path":"/a\\nb"}', "😀 astral", "last"];
+  for (const line of lines) assert.equal(queue.line(line), true);
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(
+    sink.written,
+    ["first\n", `${lines.slice(1).join("\n")}\n`],
+    "one write for all that waited",
+  );
+});
+
+Deno.test("LineQueue.bytes() keeps its order among lines, is copied at once, and drops beyond the bound", async () => {
+  const sink = stalledSink();
+  const dropped: number[] = [];
+  const queue = new LineQueue(sink, {
+    maxChars: 40,
+    onDropped: (count) => dropped.push(count),
+    onClosed: (error) => assert.fail(`closed: ${error}`),
+  });
+  const encoder = new TextEncoder();
+  // One buffer reused for every line, as the event writer reuses its own.
+  const reused = new Uint8Array(16);
+  const bytes = (text: string) => {
+    const { written } = encoder.encodeInto(`${text}\n`, reused);
+    return queue.bytes(reused.subarray(0, written));
+  };
+  const accepted = [
+    queue.line("é first"),
+    bytes("bytes 1"),
+    queue.line("line 2"),
+    bytes("bytes 3"),
+    bytes("bytes 4"),
+    bytes("bytes 5"),
+    bytes("bytes 6"),
+    bytes("bytes 7"),
+  ];
+  // The first (in flight) is off the queue; then 8 + 7 + 8 + 8 + 8 characters fit in 40, no more.
+  assert.deepEqual(accepted, [true, true, true, true, true, true, false, false]);
+  sink.release();
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(sink.written.join(""), "é first\nbytes 1\nline 2\nbytes 3\nbytes 4\nbytes 5\n");
+  assert.deepEqual(dropped, [2]);
+});
+
+Deno.test("LineQueue writes a chunk of lines given only as bytes with writePrintable, any other with write", async () => {
+  const calls: string[] = [];
+  const decoder = new TextDecoder();
+  const sink = {
+    write: (data: Uint8Array) => (calls.push(`write ${decoder.decode(data)}`), Promise.resolve(data.length)),
+    writePrintable: (
+      data: Uint8Array,
+    ) => (calls.push(`printable ${decoder.decode(data)}`), Promise.resolve(data.length)),
+  };
+  const queue = new LineQueue(sink, {
+    onDropped: () => {},
+    onClosed: (error) => assert.fail(`closed: ${error}`),
+  });
+  const encoder = new TextEncoder();
+  // Written at once (nothing in flight); the next lines of the task wait for it and go as one chunk.
+  queue.bytes(encoder.encode("a\n"));
+  queue.bytes(encoder.encode("b\n"));
+  queue.line("c");
+  assert.equal(await queue.flush(1000), true);
+  queue.line("d");
+  queue.bytes(encoder.encode("e\n"));
+  queue.bytes(encoder.encode("f\n"));
+  assert.equal(await queue.flush(1000), true);
+  assert.deepEqual(calls, ["printable a\n", "write b\nc\n", "write d\n", "printable e\nf\n"]);
 });

@@ -28,12 +28,11 @@ export function fileWriter(file: { writeSync(data: Uint8Array): number } & Async
       throw closedOr(error);
     }
   };
-  const sink: AsyncSink = {
-    write: (data) =>
-      file.write(data).catch((error) => {
-        throw closedOr(error);
-      }),
-  };
+  const writeAsync = (data: Uint8Array) =>
+    file.write(data).catch((error) => {
+      throw closedOr(error);
+    });
+  const sink: AsyncSink = { write: writeAsync, writePrintable: writeAsync };
   return { write, line: (text = "") => write(`${text}\n`), sink };
 }
 
@@ -55,13 +54,54 @@ export function printableWriter(writer: Writer, keepColor: boolean): Writer {
   const decoder = new TextDecoder();
   const sink: AsyncSink = {
     // The queue hands over whole lines: escaped, then written whole, and counted as the bytes it gave.
+    // Printable ASCII and newlines (JSON lines, which jsonText made safe, and most text) pass as they are,
+    // without a decode, an escape and an encode of a flood's every byte.
     write: async (data) => {
-      let bytes = encoder.encode(printableText(decoder.decode(data), keepColor));
+      let bytes = plainAscii(data) ? data : encoder.encode(printableText(decoder.decode(data), keepColor));
       while (bytes.length > 0) bytes = bytes.subarray(await writer.sink.write(bytes));
       return data.length;
     },
+    // Printable already (the event writer's JSON lines): not looked at again.
+    writePrintable: (data) =>
+      writer.sink.writePrintable ? writer.sink.writePrintable(data) : writer.sink.write(data),
   };
   return { write, line: (text = "") => write(`${text}\n`), sink };
+}
+
+/**
+ * Whether `data` is only printable ASCII and newlines: bytes printableText leaves as they are. Anything
+ * else (C0 controls, DEL, and every byte of a multi-byte UTF-8 character, among them C1 controls and the
+ * invisible format characters) sends the text through printableText.
+ */
+export function plainAscii(data: Uint8Array): boolean {
+  let i = 0;
+  while (i < data.length && ((data.byteOffset + i) & 3) !== 0) if (!plainByte(data[i++]!)) return false;
+  if (i === data.length) return true;
+  // Four bytes at a time: a word passes when no byte has the high bit, none is below 0x20 and none is DEL
+  // (the bit tricks of "Bit Twiddling Hacks", hasless and haszero); a word that fails (a newline among
+  // them) is looked at byte by byte.
+  const words = new Uint32Array(data.buffer, data.byteOffset + i, (data.length - i) >> 2);
+  for (let k = 0; k < words.length; k++) {
+    const word = words[k]!;
+    const del = word ^ 0x7f7f7f7f;
+    if (
+      ((word & 0x80808080) | ((word - 0x20202020) & ~word & 0x80808080) |
+        ((del - 0x01010101) & ~del & 0x80808080)) === 0
+    ) continue;
+    const at = i + 4 * k;
+    if (
+      !plainByte(data[at]!) || !plainByte(data[at + 1]!) || !plainByte(data[at + 2]!) ||
+      !plainByte(data[at + 3]!)
+    ) {
+      return false;
+    }
+  }
+  for (i += 4 * words.length; i < data.length; i++) if (!plainByte(data[i]!)) return false;
+  return true;
+}
+
+function plainByte(byte: number): boolean {
+  return (byte >= 0x20 && byte < 0x7f) || byte === 0x0a;
 }
 
 /** A writer that keeps what it is given, for tests. */

@@ -131,7 +131,8 @@ export const run = defineCommand({
     if (metricsMs < 1000) throw new InputError("--metrics-interval: give 1s or more");
     if (metricsPath !== undefined) checkTextfilePath(metricsPath);
     using _guard = guardProcess((message) => ctx.log.error(message));
-    const hub = new EventHub();
+    // Events are kept for the API's streams only where an API serves them.
+    const hub = apiAddresses.length > 0 ? new EventHub() : undefined;
     const json = ctx.globals.logFormat === "json";
     const style = palette(ctx.color);
     const stdout = eventStdout(ctx);
@@ -150,22 +151,24 @@ export const run = defineCommand({
         ...(flags["enforce-signal"] === undefined ? {} : { enforceSignal: flags["enforce-signal"] }),
         log: ctx.log,
         emit: (event, line) => {
-          hub.publish(line);
+          hub?.publish(line);
           // The agent's own events (rare: starts, applies, drop reports) are never dropped for a flood's lines.
           stdout(json ? line : eventLine(event, style), !("decision" in event));
         },
+        // JSON lines with no API to publish them: kernel events are written straight from the record as bytes.
+        ...(json && hub === undefined ? { emitJson: (line: Uint8Array) => stdout.bytes(line) } : {}),
       });
       const running = agent;
       // Stopped while starting: no API, no timers, straight to the stop.
       if (signals.stopSignal === undefined) {
-        if (apiAddresses.length > 0) api = await serveAgentApi(ctx, running, hub, apiAddresses);
+        if (hub !== undefined) api = await serveAgentApi(ctx, running, hub, apiAddresses);
         if (metricsPath !== undefined) timers.push(textfileTimer(ctx, running, metricsPath, metricsMs));
         signals.serveReloads(() => void running.reload());
       }
       stopReason = await signals.stopped;
     } finally {
       for (const timer of timers) clearInterval(timer);
-      hub.close();
+      hub?.close();
       try {
         await api?.close();
       } catch (error) {
@@ -188,7 +191,10 @@ const FLUSH_MS = 2000;
  */
 function eventStdout(
   ctx: Context,
-): ((line: string, keep: boolean) => void) & { flush(ms: number): Promise<boolean> } {
+): ((line: string, keep: boolean) => void) & {
+  bytes(line: Uint8Array): void;
+  flush(ms: number): Promise<boolean>;
+} {
   const queue = new LineQueue(ctx.stdout.sink, {
     onDropped: (count) =>
       ctx.log.warn(`stdout: ${count} lines not written: its reader was too slow (the event log has them)`),
@@ -201,6 +207,7 @@ function eventStdout(
       ),
   });
   return Object.assign((line: string, keep: boolean) => void queue.line(line, keep), {
+    bytes: (line: Uint8Array) => void queue.bytes(line),
     flush: (ms: number) => queue.flush(ms),
   });
 }

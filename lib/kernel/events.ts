@@ -182,12 +182,19 @@ let offsetNanos = 0;
 let secondsKey = -1;
 let secondsText = "";
 
+/** What bootWallTime answers: one object, overwritten by each call. */
+const wallTime = { seconds: 0, nanos: 0 };
+
 /**
- * RFC 3339 UTC with nanoseconds of boot-clock ns (as high and low 32-bit halves) plus `offsetNs`, with
+ * Unix seconds and nanoseconds of boot-clock ns (as high and low 32-bit halves) plus `offsetNs`, with
  * integer math only: 2^32 ns = 4 s + 294,967,296 ns and 2^48 ns = 281,474 s + 976,710,656 ns keep every
- * partial sum below 2^53.
+ * partial sum below 2^53. The object returned is the same at each call (read it before the next).
  */
-export function rfc3339FromBoot(hi: number, lo: number, offsetNs: bigint): string {
+export function bootWallTime(
+  hi: number,
+  lo: number,
+  offsetNs: bigint,
+): Readonly<{ seconds: number; nanos: number }> {
   if (offsetNs !== offsetKey) {
     offsetKey = offsetNs;
     const seconds = offsetNs / 1_000_000_000n - (offsetNs < 0n && offsetNs % 1_000_000_000n !== 0n ? 1n : 0n);
@@ -197,13 +204,24 @@ export function rfc3339FromBoot(hi: number, lo: number, offsetNs: bigint): strin
   const high = Math.floor(hi / 65536), low = hi % 65536;
   const rest = high * 976_710_656 + low * 294_967_296 + lo + offsetNanos;
   const restSeconds = Math.floor(rest / NS_PER_S);
-  const seconds = high * 281_474 + low * 4 + restSeconds + offsetSeconds;
-  const nanos = rest - restSeconds * NS_PER_S;
+  wallTime.seconds = high * 281_474 + low * 4 + restSeconds + offsetSeconds;
+  wallTime.nanos = rest - restSeconds * NS_PER_S;
+  return wallTime;
+}
+
+/** "YYYY-MM-DDTHH:MM:SS." of Unix seconds: what an RFC 3339 timestamp of them holds before the fraction. */
+export function rfc3339Seconds(seconds: number): string {
   if (seconds !== secondsKey) {
     secondsKey = seconds;
     secondsText = new Date(seconds * 1000).toISOString().slice(0, 20);
   }
-  return `${secondsText}${String(NS_PER_S + nanos).slice(1)}Z`;
+  return secondsText;
+}
+
+/** RFC 3339 UTC with nanoseconds of boot-clock ns (as high and low 32-bit halves) plus `offsetNs`. */
+export function rfc3339FromBoot(hi: number, lo: number, offsetNs: bigint): string {
+  const { seconds, nanos } = bootWallTime(hi, lo, offsetNs);
+  return `${rfc3339Seconds(seconds)}${String(NS_PER_S + nanos).slice(1)}Z`;
 }
 
 /** RFC 3339 UTC with exactly nine fraction digits of Unix-epoch nanoseconds. */
@@ -211,7 +229,8 @@ export function rfc3339Nanos(epochNs: bigint): string {
   return rfc3339FromBoot(Number(epochNs >> 32n), Number(epochNs & 0xffff_ffffn), 0n);
 }
 
-const PROTOCOLS: Readonly<Record<number, string>> = {
+/** Protocol names by IP protocol number; another number is written as its digits. */
+export const PROTOCOLS: Readonly<Record<number, string>> = {
   1: "icmp",
   6: "tcp",
   17: "udp",
@@ -486,17 +505,30 @@ export class EventStream {
     this.#waiter = waiter;
     void (async () => {
       try {
+        const turn = Math.min(TURN_BUDGET, this.#budget);
         while (await waiter.wait()) {
-          try {
-            this.poll(Math.min(TURN_BUDGET, this.#budget));
-          } catch (error) {
-            onError(error);
+          // A ring that still holds records after a full turn is read on in the next turn of the event
+          // loop, after a timer: the writes of the lines made so far (stdout, the API's streams) complete
+          // in between (they did not while the turns followed each other on the ring's wake-ups alone, nor
+          // with setImmediate). Only an emptied ring waits on the kernel again.
+          while (this.#waiter === waiter && this.#pollTurn(turn, onError) === turn) {
+            await new Promise((resolve) => setTimeout(resolve, 0));
           }
         }
       } catch (error) {
         onError(error);
       }
     })();
+  }
+
+  /** One turn of a started stream: how many records it read (an error is reported, and counts as none). */
+  #pollTurn(turn: number, onError: (error: unknown) => void): number {
+    try {
+      return this.poll(turn);
+    } catch (error) {
+      onError(error);
+      return 0;
+    }
   }
 
   close(): void {

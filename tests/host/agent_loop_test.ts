@@ -58,6 +58,13 @@ function newestEventAgeMs(host: Host): number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The process's anonymous resident memory (RssAnon of /proc/PID/status), in KiB. */
+function rssAnonKiB(pid: number): number {
+  const kib = /RssAnon:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1];
+  assert.ok(kib !== undefined, `no RssAnon for ${pid}`);
+  return Number(kib);
+}
+
 /**
  * Waits until `run` listens to its signals: it says so at debug level once its listeners are in (the
  * runtime's own handlers, installed earlier, still let an unlistened SIGHUP end the process).
@@ -92,6 +99,7 @@ rootTest(
         const lagsMs: number[] = [];
         let glassMs: number | undefined;
         let glassLogged = false;
+        let rssAt20s: number | undefined;
         const seen = new Set<string>();
         while (performance.now() - start < 60_000) {
           const words = readModeWords(host.bpffs)!;
@@ -102,6 +110,8 @@ rootTest(
           // The event log rotates many times over (8 MiB each): what it holds is read as it goes.
           for (const type of loggedTypes(host)) seen.add(type);
           if (lagsMs.length < Math.floor(elapsed / 10_000)) lagsMs.push(newestEventAgeMs(host));
+          // By now the stdout queue is full: from here on its lines are dropped, not kept.
+          if (rssAt20s === undefined && elapsed >= 20_000) rssAt20s = rssAnonKiB(agent.pid);
           if (glassMs === undefined && elapsed >= 30_000) {
             const touched = performance.now();
             // Not JSON: break-glass on, and a warning to the stalled stderr.
@@ -116,6 +126,11 @@ rootTest(
           }
           await sleep(100);
         }
+        const rssAt60s = rssAnonKiB(agent.pid);
+        assert.ok(
+          rssAt20s !== undefined && rssAt60s - rssAt20s < 64 * 1024,
+          `the unread stdout must not grow the agent's memory: RssAnon ${rssAt20s} KiB at 20 s, ${rssAt60s} KiB at 60 s`,
+        );
         assert.ok(glassMs !== undefined && glassMs < 1000, `break-glass noticed after ${glassMs} ms`);
         assert.ok(minRemainingMs > 5000, `the kernel's deadman came within ${minRemainingMs} ms of expiring`);
         assert.ok(!seen.has("deadman.expired"), "no deadman.expired");

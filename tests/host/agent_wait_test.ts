@@ -70,6 +70,33 @@ rootTest(
 );
 
 rootTest(
+  "[root] a started EventStream reads a flood turn by turn: timers run between its turns, no record is lost",
+  async () => {
+    using flood = EventFlood.load(1 << 21);
+    const records = 10_000;
+    const seen: number[] = [];
+    const errors: unknown[] = [];
+    const between: number[] = [];
+    const stream = new EventStream(flood.ring, (event) => seen.push(Number(event.ino)));
+    const timer = setInterval(() => between.push(seen.length), 0);
+    try {
+      flood.produce(records);
+      stream.start((error) => errors.push(error));
+      assert.ok(await eventually(5000, () => seen.length === records), `all delivered (got ${seen.length})`);
+    } finally {
+      clearInterval(timer);
+      stream.close();
+    }
+    assert.deepEqual(errors, []);
+    assert.deepEqual(seen, Array.from({ length: records }, (_, i) => seen[0]! + i), "each once, in order");
+    assert.ok(
+      between.some((count) => count > 0 && count < records),
+      "a timer ran while the flood was still being read (the writes of its lines are not held up)",
+    );
+  },
+);
+
+rootTest(
   "[root] the running agent notices a break-glass marker within a second, with no polling",
   async () => {
     await withHost(async (host) => {
