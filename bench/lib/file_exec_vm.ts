@@ -7,7 +7,12 @@
  * anything.
  */
 import type { BpfLink, BpfObject } from "../../ffi/mod.ts";
-import { EXEC_LSM_PROGRAMS, FILE_LSM_PROGRAMS, GUARD_LSM_PROGRAMS } from "../../lib/kernel/load.ts";
+import {
+  EXEC_LSM_PROGRAMS,
+  FILE_LSM_PROGRAMS,
+  GUARD_LSM_PROGRAMS,
+  PTRACE_LSM_PROGRAMS,
+} from "../../lib/kernel/load.ts";
 import { loadPrograms } from "../../lib/kernel/object.ts";
 import type { ResolvedInode } from "../../lib/kernel/entries.ts";
 import { inodeOf, writeRules } from "../../tests/support/slice.ts";
@@ -56,8 +61,13 @@ export type GuestResult = {
 /** One program's runs and run time during one open loop or one exec loop (per op: runs / iterations). */
 export type LoopProgramStat = { loop: "open" | "exec"; program: string; runs: number; nsPerRun: number };
 
-/** The LSM programs the file and exec areas attach (DataPlane attaches these for a file or exec rule). */
-const LSM_PROGRAMS = [...FILE_LSM_PROGRAMS, ...EXEC_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS];
+/** The LSM programs a file or exec policy attaches (lib/kernel/links.ts): the areas' and the ptrace guard. */
+const LSM_PROGRAMS = [
+  ...FILE_LSM_PROGRAMS,
+  ...EXEC_LSM_PROGRAMS,
+  ...GUARD_LSM_PROGRAMS,
+  ...PTRACE_LSM_PROGRAMS,
+];
 
 async function run(command: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
