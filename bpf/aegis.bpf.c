@@ -589,11 +589,12 @@ static __always_inline void audit_inode(__u32 kind, __u32 hook, struct inode *in
 {
 	struct aegis_state s;
 	struct inode_id id;
-	if (!inode || !load_state(&s))
+	if (!inode)
 		return;
+	load_rules(&s);
 	read_inode_id(inode, &id);
 	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
-	if (rule && in_scope(&s))
+	if (rule && load_info(&s) && in_scope(&s))
 		inode_decision(&s, hook, rule, &id, AEGIS_MODE_AUDIT);
 }
 
