@@ -37,7 +37,9 @@ await suite("file_exec", "File open and exec overhead", async (ctx) => {
   }
   const results = await bootAll();
   ctx.method(
-    `In the VM (qemu TCG, Debian kernels ${KERNELS.join(" and ")}, one boot each): the BPF-LSM programs a ` +
+    `In the VM (qemu TCG, Debian kernels ${
+      KERNELS.join(" and ")
+    }, one boot each, one after the other): the BPF-LSM programs a ` +
       `file or exec policy attaches (the file and exec areas' and the ptrace guard) loaded once with ${
         FILE_RULES.toLocaleString("en")
       } file and ` +
@@ -136,7 +138,10 @@ async function run(command: string, args: string[]): Promise<string> {
 
 type KernelResult = { kernel: VmKernel; package: string; result: GuestResult };
 
-/** Boots each kernel once (both at once, as the VM suite does) and reads the guest's result line. */
+/**
+ * Boots each kernel once, one after the other (two emulated guests at once would share the host's cores and
+ * each blur the other's rounds), and reads the guest's result line.
+ */
 async function bootAll(): Promise<KernelResult[]> {
   const missing = missingHostTools();
   if (missing.length > 0) {
@@ -148,7 +153,8 @@ async function bootAll(): Promise<KernelResult[]> {
   if (!exists(`${fapolicydTree}/usr/sbin/fapolicyd`)) {
     throw new Error(`fapolicyd is not unpacked in ${fapolicydTree}: run scripts/setup.sh --bench`);
   }
-  return await Promise.all(KERNELS.map(async (kernel) => {
+  const results: KernelResult[] = [];
+  for (const kernel of KERNELS) {
     if (!findKernel(kernel)) {
       throw new Error(`Kernel ${kernel} is not downloaded: run scripts/setup.sh --test`);
     }
@@ -164,8 +170,9 @@ async function bootAll(): Promise<KernelResult[]> {
     if (!line || vm.failed !== 0) {
       throw new Error(`The file_exec guest on ${kernel} produced no result:\n${vm.output.slice(-4000)}`);
     }
-    return { kernel, package: vm.package, result: JSON.parse(line.slice(RESULT_MARKER.length + 1)) };
-  }));
+    results.push({ kernel, package: vm.package, result: JSON.parse(line.slice(RESULT_MARKER.length + 1)) });
+  }
+  return results;
 }
 
 type Ratios = { on: number; aa: number };
