@@ -36,15 +36,13 @@ await suite("file_exec", "File open and exec overhead", async (ctx) => {
     return;
   }
   const results = await bootAll();
+  const kernels = KERNELS.join(" and ");
+  const entries = `${FILE_RULES.toLocaleString("en")} file and ${EXEC_RULES.toLocaleString("en")} exec`;
   ctx.method(
-    `In the VM (qemu TCG, Debian kernels ${
-      KERNELS.join(" and ")
-    }, one boot each, one after the other): the BPF-LSM programs a ` +
-      `file or exec policy attaches (the file and exec areas' and the ptrace guard) loaded once with ${
-        FILE_RULES.toLocaleString("en")
-      } file and ` +
-      `${EXEC_RULES.toLocaleString("en")} exec deny entries (inode numbers no file has: no loop hits one), ` +
-      "attached or detached between interleaved rounds; baseline: detached, measured twice per round (A/A).",
+    `In the VM (qemu TCG, Debian kernels ${kernels}, one boot each, one after the other): the BPF-LSM ` +
+      "programs a file or exec policy attaches (the file and exec areas' and the ptrace guard) loaded once " +
+      `with ${entries} deny entries (inode numbers no file has: no loop hits one), attached or detached ` +
+      "between interleaved rounds; baseline: detached, measured twice per round (A/A).",
   );
   const first = results[0]!.result.options;
   ctx.method(
