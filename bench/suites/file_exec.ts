@@ -317,5 +317,9 @@ function noteWhereTheTimeGoes(ctx: SuiteContext, ratios: KernelRatios[]): void {
   );
 }
 
-const percent = (share: number) => `${(share * 100).toFixed(1)}%`;
-const formatRuns = (runs: number) => runs >= 10 ? runs.toFixed(0) : runs.toFixed(2);
+function percent(share: number): string {
+  return `${(share * 100).toFixed(1)}%`;
+}
+function formatRuns(runs: number): string {
+  return runs >= 10 ? runs.toFixed(0) : String(Number(runs.toPrecision(2)));
+}
