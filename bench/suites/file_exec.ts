@@ -308,12 +308,11 @@ function noteWhereTheTimeGoes(ctx: SuiteContext, ratios: KernelRatios[]): void {
       "that is the kernel's call into the BPF trampoline on each hooked call (bpf_stats does not count it) " +
       "and the noise the A/A control shows. A detached open+close takes " +
       `${each((r) => `${Math.round(r.detachedOpenNs).toLocaleString("en")} emulated ns`)}: the same ` +
-      "cost per open is a larger share where the kernel's own open path is shorter. And the two kernels " +
-      "call the BPF LSM differently: 6.12 dispatches LSM hooks through static calls (its kallsyms has the " +
-      "__SCT__lsm_static_call_* trampolines, 6.1's none) and turns the BPF LSM's hook on only while a " +
-      "program is attached to it, so a detached open on 6.12 makes no BPF-LSM call at all, while 6.1 calls " +
-      "the BPF LSM's empty file_open hook on every open, attached or not: on 6.12 the ratio carries that " +
-      "call and the trampoline, on 6.1 the baseline already pays the call.",
+      "cost per open is a larger share where the kernel's own open path is shorter. 6.12 dispatches LSM " +
+      "hooks through static calls (direct calls: its kallsyms has the __SCT__lsm_static_call_* trampolines, " +
+      "6.1's none), where 6.1 makes an indirect call for each hook of each LSM, the BPF LSM's empty ones " +
+      "included, on every path walk and open: likely part of why a detached open is shorter on 6.12, where " +
+      "the same program and trampoline cost then shows as a larger ratio.",
   );
 }
 
