@@ -226,13 +226,27 @@ static __always_inline __u64 config_word(__u32 word)
  * generation: an apply installs a generation's inner maps before it flips the
  * word, and replaces them only after a grace period past the next flip.
  */
-static __always_inline int load_state(struct aegis_state *s)
+static __always_inline void load_rules(struct aegis_state *s)
 {
 	s->gen = config_word(AEGIS_CFG_ACTIVE_GEN) & 1;
-	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
 	s->rules = bpf_map_lookup_elem(&rules, &s->gen);
+}
+
+/*
+ * The rest of the generation load_rules() read: the hottest hooks (file open, exec mappings) read it only
+ * once a rule has matched, so that a miss costs the generation word and one hash lookup.
+ */
+static __always_inline int load_info(struct aegis_state *s)
+{
+	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
 	s->net_rules = bpf_map_lookup_elem(&net_rules, &s->gen);
 	return s->info != 0;
+}
+
+static __always_inline int load_state(struct aegis_state *s)
+{
+	load_rules(s);
+	return load_info(s);
 }
 
 static __always_inline struct aegis_rule *exact_rule(const struct aegis_state *s, __u32 kind, __u64 a, __u32 b)
@@ -547,10 +561,9 @@ static __always_inline int inode_id_denied(__u32 kind, __u32 hook, struct inode 
 					   __u8 op)
 {
 	struct aegis_state s;
-	if (!load_state(&s))
-		return 0;
+	load_rules(&s);
 	struct aegis_rule *rule = inode_rule(&s, kind, inode, id);
-	if (!rule || !in_scope(&s))
+	if (!rule || !load_info(&s) || !in_scope(&s))
 		return 0;
 	return inode_decision_op(&s, hook, rule, id, effective_mode(&s), op);
 }
@@ -604,11 +617,12 @@ static __always_inline void audit_inode(__u32 kind, __u32 hook, struct inode *in
 {
 	struct aegis_state s;
 	struct inode_id id;
-	if (!inode || !load_state(&s))
+	if (!inode)
 		return;
+	load_rules(&s);
 	read_inode_id(inode, &id);
 	struct aegis_rule *rule = inode_rule(&s, kind, inode, &id);
-	if (rule && in_scope(&s))
+	if (rule && load_info(&s) && in_scope(&s))
 		inode_decision(&s, hook, rule, &id, AEGIS_MODE_AUDIT);
 }
 

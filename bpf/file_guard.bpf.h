@@ -159,31 +159,22 @@ int BPF_PROG(aegis_inode_rename, struct inode *old_dir, struct dentry *old_dentr
  * A file with no name in any directory (i_nlink 0), on any filesystem:
  * memfd_create makes exactly these; so do O_TMPFILE and a file deleted while
  * open, on tmpfs, ext4, overlay or any other, which are the same thing to an
- * attacker: nothing on disk names what runs.
+ * attacker: nothing on disk names what runs. The caller reads i_nlink (with
+ * a plain load where the hook handed the inode over), and asks for the rule
+ * only for a file with no name: a named file, nearly every exec and mapping,
+ * costs no lookup here.
  */
-static __always_inline int nameless(struct inode *inode)
-{
-	return BPF_CORE_READ(inode, i_nlink) == 0;
-}
-
-/* The exec.denyMemfd rule when it applies to running `inode` here, else NULL. */
-static __always_inline struct aegis_rule *memfd_rule(const struct aegis_state *s, struct inode *inode,
+static __always_inline struct aegis_rule *memfd_rule(const struct aegis_state *s, __u32 nlink, struct inode *inode,
 						     struct inode_id *id)
 {
+	if (nlink != 0)
+		return 0;
 	struct aegis_rule *rule = exact_rule(s, AEGIS_RULE_MEMFD_EXEC, 0, 0);
-	if (!rule || !nameless(inode) || !in_scope(s))
+	if (!rule)
 		return 0;
 	id->ino = BPF_CORE_READ(inode, i_ino);
 	id->dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	return rule;
-}
-
-/* exec.denyMemfd: 1 when running (or privately mapping executable) a file with no name must fail. */
-static __always_inline int memfd_exec_denied(const struct aegis_state *s, struct inode *inode)
-{
-	struct inode_id id;
-	struct aegis_rule *rule = memfd_rule(s, inode, &id);
-	return rule && inode_decision(s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(s));
 }
 
 /* The audit fallback (sched_process_exec): an executable with no name is reported as a would-deny. */
@@ -193,16 +184,25 @@ static __always_inline void audit_memfd_exec(struct inode *inode)
 	struct inode_id id;
 	if (!inode || !load_state(&s))
 		return;
-	struct aegis_rule *rule = memfd_rule(&s, inode, &id);
-	if (rule)
+	struct aegis_rule *rule = memfd_rule(&s, BPF_CORE_READ(inode, i_nlink), inode, &id);
+	if (rule && in_scope(&s))
 		inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, AEGIS_MODE_AUDIT);
 }
 
+/* exec.denyMemfd: running a file with no name fails. */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(aegis_memfd_exec, struct linux_binprm *bprm)
 {
+	struct inode *inode = bprm->file->f_inode;
 	struct aegis_state s;
-	if (load_state(&s) && memfd_exec_denied(&s, BPF_CORE_READ(bprm, file, f_inode)))
+	struct inode_id id;
+	if (!inode || inode->i_nlink != 0)
+		return 0;
+	load_rules(&s);
+	struct aegis_rule *rule = memfd_rule(&s, 0, inode, &id);
+	if (!rule || !load_info(&s) || !in_scope(&s))
+		return 0;
+	if (inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s)))
 		return -EPERM;
 	return 0;
 }
@@ -227,16 +227,17 @@ static __always_inline struct inode *own_executable(void)
 static __always_inline int exec_mapping_denied(struct file *file, int private_mapping)
 {
 	struct aegis_state s;
-	if (!file || !file->f_inode || !load_state(&s))
+	if (!file || !file->f_inode)
 		return 0;
 	/* Plain loads: both hooks hand the file over as a kernel object (see hook_inode_denied). */
 	struct inode *inode = file->f_inode;
 	struct inode_id id = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev };
+	load_rules(&s);
 	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_EXEC, inode, &id);
 	if (!rule && private_mapping)
-		rule = memfd_rule(&s, inode, &id);
-	/* The task's own executable is read last: most mappings name no rule. */
-	if (!rule || inode == own_executable() || !in_scope(&s))
+		rule = memfd_rule(&s, inode->i_nlink, inode, &id);
+	/* The task's own executable and the scope are read last: most mappings name no rule. */
+	if (!rule || inode == own_executable() || !load_info(&s) || !in_scope(&s))
 		return 0;
 	return inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s));
 }

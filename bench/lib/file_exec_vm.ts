@@ -7,7 +7,12 @@
  * anything.
  */
 import type { BpfLink, BpfObject } from "../../ffi/mod.ts";
-import { EXEC_LSM_PROGRAMS, FILE_LSM_PROGRAMS, GUARD_LSM_PROGRAMS } from "../../lib/kernel/load.ts";
+import {
+  EXEC_LSM_PROGRAMS,
+  FILE_LSM_PROGRAMS,
+  GUARD_LSM_PROGRAMS,
+  PTRACE_LSM_PROGRAMS,
+} from "../../lib/kernel/load.ts";
 import { loadPrograms } from "../../lib/kernel/object.ts";
 import type { ResolvedInode } from "../../lib/kernel/entries.ts";
 import { inodeOf, writeRules } from "../../tests/support/slice.ts";
@@ -19,7 +24,7 @@ import { exists } from "../../lib/kernel/pin_dir.ts";
 export const GUEST_NATIVE_DIR = "/usr/lib/aegisbpf-tests";
 /** The line that carries the result out of the guest on the serial console. */
 export const RESULT_MARKER = "AEGIS_BENCH_FILE_EXEC";
-/** The programs whose kernel accounting (bpf_stats) the result reports. */
+/** Programs that must run in the loops (the result reports every attached program that ran, per loop). */
 export const STAT_PROGRAMS = ["aegis_file_open", "aegis_bprm_check", "aegis_mmap_file"] as const;
 export const STRESSORS = ["open", "exec", "fork", "rename", "sock"] as const;
 
@@ -49,11 +54,20 @@ export type GuestResult = {
   stress: Record<string, Samples>;
   /** ns per fork+exec+wait: none, fapolicyd running (aegisbpf detached), or why it could not run. */
   fapolicyd: { none: number[]; fapolicyd: number[] } | { error: string } | null;
-  programStats: { program: string; runs: number; nsPerRun: number }[];
+  /** The kernel's accounting (bpf_stats) of every attached program that ran in one loop of each kind. */
+  programStats: LoopProgramStat[];
 };
 
-/** The LSM programs the file and exec areas attach (DataPlane attaches these for a file or exec rule). */
-const LSM_PROGRAMS = [...FILE_LSM_PROGRAMS, ...EXEC_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS];
+/** One program's runs and run time during one open loop or one exec loop (per op: runs / iterations). */
+export type LoopProgramStat = { loop: "open" | "exec"; program: string; runs: number; nsPerRun: number };
+
+/** The LSM programs a file or exec policy attaches (lib/kernel/links.ts): the areas' and the ptrace guard. */
+const LSM_PROGRAMS = [
+  ...FILE_LSM_PROGRAMS,
+  ...EXEC_LSM_PROGRAMS,
+  ...GUARD_LSM_PROGRAMS,
+  ...PTRACE_LSM_PROGRAMS,
+];
 
 async function run(command: string, args: string[]): Promise<string> {
   const out = await new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).output();
@@ -86,6 +100,12 @@ class Switch {
   off(): void {
     for (const link of this.#links.splice(0)) link.close();
   }
+}
+
+/** bpf_stats of every attached program that ran during one loop. */
+async function loopStats(loop: LoopProgramStat["loop"], measure: () => Promise<number>) {
+  const stats = await withProgramStats(LSM_PROGRAMS, async () => void await measure());
+  return stats.filter((stat) => stat.runs > 0).map((stat): LoopProgramStat => ({ loop, ...stat }));
 }
 
 const STRESS_USER = "aegisbench";
@@ -153,10 +173,7 @@ export async function measureInGuest(options: GuestOptions): Promise<GuestResult
     const fapolicyd = options.fapolicyd ? await fapolicydExec(options, execOnce, dir) : null;
 
     links.on();
-    const programStats = await withProgramStats(STAT_PROGRAMS, async () => {
-      await openOnce();
-      await execOnce();
-    });
+    const programStats = [...await loopStats("open", openOnce), ...await loopStats("exec", execOnce)];
     return { kernel: Deno.osRelease(), options, open, exec, stress, fapolicyd, programStats };
   } finally {
     links.off();

@@ -261,6 +261,41 @@ vmTest("[vm] exec: exec.denyMemfd refuses fexecve of a memfd in enforce, reports
   assert.equal((await probe("memfd-exec", busybox, "echo", "ran")).out, "ran", "off again with the switch");
 });
 
+vmTest(
+  "[vm] exec: exec.denyMemfd holds in scope only: an exempt task runs a memfd by fexecve and by the loader",
+  async (t) => {
+    const busybox = Deno.realPathSync("/usr/bin/busybox");
+    const tool = copy(PROBE, t.dir, "tool");
+    const base = `${cgroup2Root()}/aegisbpf-memfd-${counter}`;
+    Deno.mkdirSync(`${base}/exempt`, { recursive: true });
+    const exempt = (...args: string[]) =>
+      run("sh", ["-c", `echo $$ > '${base}/exempt/cgroup.procs' && exec '${PROBE}' ${args.join(" ")}`]);
+    try {
+      await t.apply({
+        rules: [...EXEC_RULES, { id: "exec.denyMemfd", area: "exec", action: "deny" }],
+        denyMemfdExec: { ruleId: 2 },
+        scope: { include: [], exempt: [base.slice(cgroup2Root().length) + "/exempt"] },
+      });
+      assert.match((await probe("memfd-exec", busybox, "echo", "ran")).out, /^errno EPERM \(fexecve\)/);
+      assert.match(
+        (await probe("memfd-loader", LOADER, tool, "run")).out,
+        /Operation not permitted|failed to map/,
+      );
+      assert.equal(events(t.plane, HOOK.EXEC).filter((event) => event.ruleId === 2).length >= 2, true);
+      assert.equal((await exempt("memfd-exec", busybox, "echo", "ran")).out, "ran", "exempt: fexecve");
+      assert.equal((await exempt("memfd-loader", LOADER, tool, "run")).out, "ok ran", "exempt: the loader");
+      assert.deepEqual(
+        events(t.plane, HOOK.EXEC).filter((event) => event.ruleId === 2),
+        [],
+        "nothing reported",
+      );
+    } finally {
+      Deno.removeSync(`${base}/exempt`);
+      Deno.removeSync(base);
+    }
+  },
+);
+
 // ---- rules that follow a replace ------------------------------------------------------------------------
 
 vmTest(
