@@ -817,6 +817,27 @@ struct egress_verdict {
 };
 
 /*
+ * The scope walks of an egress decision, each a global function: the verifier walks the cgroup levels once
+ * here, not once for every way the decision reached them. in_scope() for the current task, in generation
+ * `gen` (the one the hook read).
+ */
+__noinline int aegis_egress_task_in_scope(__u32 gen)
+{
+	struct aegis_state s;
+	return load_generation(&s, gen) && in_scope(&s);
+}
+
+/* sock_in_scope() for the connection an MPTCP subflow belongs to (0 for any other socket), and its cgroup. */
+__noinline int aegis_egress_owner_in_scope(struct bpf_sock_addr *ctx, __u32 gen, __u64 *cgroup_id)
+{
+	struct aegis_state s;
+	struct sock *owner = subflow_connection(ctx->sk);
+	if (!cgroup_id || !owner || !load_generation(&s, gen))
+		return 0;
+	return sock_in_scope(&s, owner, cgroup_id);
+}
+
+/*
  * The tail of an egress decision, once the CIDR rules are matched: the subject (the current task, or for
  * an MPTCP subflow its connection's owner, mptcp_owner.bpf.h, whose uid, gid and cgroup the event then
  * carries), its users entry when no CIDR rule denied, its scope, and the event. 1 to allow, 0 to deny.
@@ -838,7 +859,7 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 			return 1;
 		rule_id = rule->rule_id;
 	}
-	if (!(owner ? sock_in_scope(&s, owner, &owner_cgroup) : in_scope(&s)))
+	if (!(owner ? aegis_egress_owner_in_scope(ctx, v->gen, &owner_cgroup) : aegis_egress_task_in_scope(v->gen)))
 		return 1;
 	__u32 mode = effective_mode(&s);
 	struct aegis_event *e = record(&s, v->hook, mode, rule_id, current_pid(), 1);
