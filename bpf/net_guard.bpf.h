@@ -188,13 +188,16 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
 	struct aegis_state s;
 	if (!d || !v || !load_generation(&s, v->gen))
 		return 0;
-	struct aegis_rule *rule = egress_cidr_deny(&s, &d->key, &d->alt, d->has_alt, d->dport_be);
+	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key (6.18 does). */
+	struct aegis_net_key key = d->key;
+	struct aegis_net_key alt = d->alt;
+	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
 	if (!rule && users && s.info->user_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids);
 	if (!rule)
 		return 0;
 	v->rule_id = rule->rule_id;
-	v->key = d->key;
+	v->key = key;
 	return 1;
 }
 
