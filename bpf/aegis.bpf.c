@@ -816,11 +816,83 @@ static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_st
 /* MPTCP subflows: judged as their connection's owner. */
 #include "mptcp_owner.bpf.h"
 
+/* route_guard.bpf.h: load_state() for a generation the caller already read. */
+static __always_inline int load_generation(struct aegis_state *s, __u32 gen);
+
+/* What an egress hook hands the decision's tail (aegis_egress_allowed): scalars and the key, no pointers. */
+struct egress_verdict {
+	struct aegis_net_key key; /* the destination; on a CIDR deny, the view of the address that was denied */
+	__u32 gen;                /* the generation the hook decides with */
+	__u32 rule_id;            /* the CIDR rule that denied, when has_rule */
+	__u32 hook;               /* AEGIS_HOOK_CONNECT or AEGIS_HOOK_SENDMSG */
+	__u16 port_be;            /* the destination port */
+	__u8 has_rule;            /* 0: no CIDR rule denied, the users entries decide */
+	__u8 _pad0;
+};
+
 /*
- * 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). The
- * subject is the current task, or for an MPTCP subflow its connection's owner (mptcp_owner.bpf.h), whose
- * uid, gid and cgroup the event then carries.
+ * The scope walks of an egress decision, each a global function: the verifier walks the cgroup levels once
+ * here, not once for every way the decision reached them. in_scope() for the current task, in generation
+ * `gen` (the one the hook read).
  */
+__noinline int aegis_egress_task_in_scope(__u32 gen)
+{
+	struct aegis_state s;
+	return load_generation(&s, gen) && in_scope(&s);
+}
+
+/* sock_in_scope() for the connection an MPTCP subflow belongs to (0 for any other socket), and its cgroup. */
+__noinline int aegis_egress_owner_in_scope(struct bpf_sock_addr *ctx, __u32 gen, __u64 *cgroup_id)
+{
+	struct aegis_state s;
+	struct sock *owner = subflow_connection(ctx->sk);
+	if (!cgroup_id || !owner || !load_generation(&s, gen))
+		return 0;
+	return sock_in_scope(&s, owner, cgroup_id);
+}
+
+/*
+ * The tail of an egress decision, once the CIDR rules are matched: the subject (the current task, or for
+ * an MPTCP subflow its connection's owner, mptcp_owner.bpf.h, whose uid, gid and cgroup the event then
+ * carries), its users entry when no CIDR rule denied, its scope, and the event. 1 to allow, 0 to deny.
+ * A global function: the verifier checks it once, not once for every state the rule lookups before it
+ * leave (the connect6 and sendmsg6 programs went from about 364k verified instructions to a fraction).
+ */
+__noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_verdict *v)
+{
+	struct aegis_state s;
+	if (!v || !load_generation(&s, v->gen))
+		return 1;
+	struct sock *owner = subflow_connection(ctx->sk);
+	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
+	__u64 owner_cgroup = 0;
+	__u32 rule_id = v->rule_id;
+	if (!v->has_rule) {
+		struct aegis_rule *rule = user_rule_of(&s, bpf_ntohs(v->port_be), ids);
+		if (!rule)
+			return 1;
+		rule_id = rule->rule_id;
+	}
+	if (!(owner ? aegis_egress_owner_in_scope(ctx, v->gen, &owner_cgroup) : aegis_egress_task_in_scope(v->gen)))
+		return 1;
+	__u32 mode = effective_mode(&s);
+	struct aegis_event *e = record(&s, v->hook, mode, rule_id, current_pid(), 1);
+	if (e) {
+		if (owner) {
+			e->uid = (__u32)ids;
+			e->gid = ids >> 32;
+			e->cgroup_id = owner_cgroup;
+		}
+		e->family = v->key.space & 0xff;
+		e->protocol = v->key.protocol;
+		__builtin_memcpy(e->daddr, v->key.addr, 16);
+		e->dport = bpf_ntohs(v->port_be);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode != AEGIS_MODE_ENFORCE;
+}
+
+/* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */
 static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
@@ -829,28 +901,12 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
 	if (!rule && !s->info->user_rules)
 		return 1;
-	struct sock *owner = subflow_connection(ctx->sk);
-	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
-	__u64 owner_cgroup = 0;
-	if (!rule)
-		rule = user_rule_of(s, bpf_ntohs(port_be), ids);
-	if (!rule || !(owner ? sock_in_scope(s, owner, &owner_cgroup) : in_scope(s)))
-		return 1;
-	__u32 mode = effective_mode(s);
-	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
-	if (e) {
-		if (owner) {
-			e->uid = (__u32)ids;
-			e->gid = ids >> 32;
-			e->cgroup_id = owner_cgroup;
-		}
-		e->family = key->space & 0xff;
-		e->protocol = key->protocol;
-		__builtin_memcpy(e->daddr, key->addr, 16);
-		e->dport = bpf_ntohs(port_be);
-		bpf_ringbuf_submit(e, 0);
+	struct egress_verdict v = { .key = *key, .gen = s->gen, .hook = hook, .port_be = port_be };
+	if (rule) {
+		v.rule_id = rule->rule_id;
+		v.has_rule = 1;
 	}
-	return mode != AEGIS_MODE_ENFORCE;
+	return aegis_egress_allowed(ctx, &v) ? 1 : 0; /* a global function's result is any scalar to the verifier */
 }
 
 static __always_inline int egress4(struct bpf_sock_addr *ctx, __u32 hook)

@@ -177,6 +177,30 @@ __noinline int aegis_packet_dropped(struct __sk_buff *skb, struct packet_verdict
 	return mode == AEGIS_MODE_ENFORCE;
 }
 
+/*
+ * The rule that denies the packet's destination `d` (in generation v->gen): a CIDR deny of either view,
+ * else, when `users`, the users entry of v->ids. 1 when one does, with its id in v->rule_id and the view
+ * it denied in v->key; 0 leaves `v` as it was. A global function: the verifier matches the rules once,
+ * not once for every way the packet's headers were parsed.
+ */
+__noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v, int users)
+{
+	struct aegis_state s;
+	if (!d || !v || !load_generation(&s, v->gen))
+		return 0;
+	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key (6.18 does). */
+	struct aegis_net_key key = d->key;
+	struct aegis_net_key alt = d->alt;
+	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
+	if (!rule && users && s.info->user_rules)
+		rule = user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids);
+	if (!rule)
+		return 0;
+	v->rule_id = rule->rule_id;
+	v->key = key;
+	return 1;
+}
+
 SEC("cgroup_skb/egress")
 int aegis_skb_egress(struct __sk_buff *skb)
 {
@@ -204,7 +228,6 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	if (!v.route && sk->protocol == IPPROTO_UDPLITE_ && sk->type != SOCK_RAW_ &&
 	    udplite_decided_elsewhere(skb, sk, &d, sk->family))
 		return SKB_PASS;
-	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
 	/*
 	 * Raw, ping and UDP-Lite packets leave in the sending task's context, but an SCTP retransmission may
 	 * leave in any task's: users entries go by the socket owner's uid, and by the current task's gid only
@@ -214,16 +237,10 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	__u32 owner = bpf_get_socket_uid(skb);
 	if ((__u32)ids != owner)
 		ids = (__u64)NO_GID << 32 | owner;
-	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
-	if (!rule && !hop_denied && !route_only && s.info->user_rules)
-		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), ids);
-	if (rule) {
-		v.rule_id = rule->rule_id;
-		v.key = d.key;
-	} else if (!hop_denied) {
-		return SKB_PASS;
-	}
 	v.ids = ids;
+	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
+	if (!aegis_packet_rule(&d, &v, !hop_denied && !route_only) && !hop_denied)
+		return SKB_PASS;
 	return aegis_packet_dropped(skb, &v) ? SKB_DROP : SKB_PASS;
 }
 

@@ -241,6 +241,59 @@ rootTest(
   },
 );
 
+rootTest(
+  "[root] scope: users entries apply in scope only; a CIDR deny next to users entries reports the destination it denied",
+  async () => {
+    const a = listen();
+    try {
+      await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+        const canary = cgroup.child("canary");
+        const exempt = canary.child("exempt");
+        const other = cgroup.child("other");
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules: rules("loopback2", "nobody-nothing"),
+          egress: [ipv4Rule("127.0.0.2/32", 1)],
+          egressUsers: [{ ruleId: 2, uid: NOBODY, ports: [], portsAre: "allowed" }],
+          scope: { include: [canary.relativePath], exempt: [exempt.relativePath] },
+        }));
+        const nobody = { uid: NOBODY };
+        assert.equal(await canary.connect("127.0.0.1", a.port, nobody), "EPERM", "users entry in scope");
+        assert.equal(
+          await other.connect("127.0.0.1", a.port, nobody),
+          "connected",
+          "outside the include list",
+        );
+        assert.equal(await exempt.connect("127.0.0.1", a.port, nobody), "connected", "in an exempt subtree");
+        assert.equal(await canary.connect("127.0.0.1", a.port), "connected", "root has no users entry");
+        assert.equal(await canary.connect("127.0.0.2", server.port), "EPERM", "the CIDR rule in scope");
+        assert.equal(await other.connect("127.0.0.2", server.port), "connected");
+        assert.equal(await canary.probe("udp-sendto", "127.0.0.2", "9"), "EPERM", "sendmsg4 alike");
+        assert.equal(await other.probe("udp-sendto", "127.0.0.2", "9"), "sent");
+        const events = drain(plane);
+        assert.deepEqual(
+          events.map((
+            event,
+          ) => [event.hook, event.ruleId, event.uid, event.dport, [...event.daddr.slice(0, 4)]]),
+          [
+            [2, 2, NOBODY, a.port, [127, 0, 0, 1]],
+            [2, 1, 0, server.port, [127, 0, 0, 2]],
+            [3, 1, 0, 9, [127, 0, 0, 2]],
+          ],
+          "only the decisions in scope are reported, each with its rule and destination",
+        );
+        const canaryId = BigInt(Deno.statSync(canary.path).ino ?? 0);
+        assert.ok(
+          events.every((event) => event.family === 4 && event.cgroupId === canaryId),
+          "from the canary",
+        );
+      });
+    } finally {
+      await a.stop();
+    }
+  },
+);
+
 rootTest("[root] bind: enforce denies binding a listed port with EPERM, audit reports it", async () => {
   await withPlane({ areas: AREAS }, async ({ plane, cgroup }) => {
     const port = 20000 + (Deno.pid % 20000);
