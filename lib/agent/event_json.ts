@@ -16,6 +16,9 @@ import {
   type EventContext,
   FILE_CHANGE_OPS,
   formatAddressWords,
+  KNOWN_FLAGS,
+  NETWORK_HOOKS,
+  PACKET_HOOKS,
   PROTOCOLS,
   rfc3339Seconds,
   SIGNAL_NAMES,
@@ -189,33 +192,13 @@ const PROTOCOL_TEXT: Uint8Array[] = Array.from(
   (_, number) => bytesOf(JSON.stringify(PROTOCOLS[number] ?? String(number))),
 );
 
-const NETWORK: readonly boolean[] = flags([
-  HOOK.CONNECT,
-  HOOK.SENDMSG,
-  HOOK.BIND,
-  HOOK.INGRESS,
-  HOOK.PACKET,
-  HOOK.ROUTE,
-  HOOK.FORWARD,
-]);
-/** Hooks without a task: no `process`. */
-const PACKET: readonly boolean[] = flags([HOOK.INGRESS, HOOK.FORWARD]);
-/** Hooks this writer covers: all but net.socket, scope.escape and process.ptrace. */
-const COVERED: readonly boolean[] = flags([
-  HOOK.FILE_OPEN,
-  HOOK.EXEC,
-  HOOK.FILE_CHANGE,
-  HOOK.CONNECT,
-  HOOK.SENDMSG,
-  HOOK.BIND,
-  HOOK.INGRESS,
-  HOOK.PACKET,
-  HOOK.ROUTE,
-  HOOK.FORWARD,
-]);
-const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR;
+const NETWORK: readonly boolean[] = flags(NETWORK_HOOKS);
+const PACKET: readonly boolean[] = flags(PACKET_HOOKS);
+/** Hooks this writer covers: all but net.socket, scope.escape and process.ptrace (formatEvent writes those). */
+const NOT_COVERED: ReadonlySet<number> = new Set([HOOK.SOCKET, HOOK.SCOPE, HOOK.PTRACE]);
+const COVERED: readonly boolean[] = Array.from({ length: HOOK.COUNT }, (_, hook) => !NOT_COVERED.has(hook));
 
-function flags(hooks: number[]): boolean[] {
+function flags(hooks: ReadonlySet<number>): boolean[] {
   const table = new Array<boolean>(HOOK.COUNT).fill(false);
   for (const hook of hooks) table[hook] = true;
   return table;

@@ -244,7 +244,7 @@ export const PROTOCOLS: Readonly<Record<number, string>> = {
 const SOCKET_TYPES: Readonly<Record<number, string>> = { 2: "dgram", 3: "raw", 10: "packet" };
 
 /** Hooks whose events carry `net`. */
-const NETWORK_HOOKS: ReadonlySet<number> = new Set([
+export const NETWORK_HOOKS: ReadonlySet<number> = new Set([
   HOOK.CONNECT,
   HOOK.SENDMSG,
   HOOK.BIND,
@@ -255,8 +255,9 @@ const NETWORK_HOOKS: ReadonlySet<number> = new Set([
   HOOK.FORWARD,
 ]);
 /** Hooks that decide without a task: a packet arriving or being forwarded. */
-const PACKET_HOOKS: ReadonlySet<number> = new Set([HOOK.INGRESS, HOOK.FORWARD]);
-const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR;
+export const PACKET_HOOKS: ReadonlySet<number> = new Set([HOOK.INGRESS, HOOK.FORWARD]);
+/** The record flags this version knows: any other is an EventDecodeError. */
+export const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR;
 
 /**
  * Turns a kernel record into the SPEC event. Pure: everything it needs is in `context`. A value this
