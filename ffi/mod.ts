@@ -48,3 +48,4 @@ export {
   type TcFilterPlace,
   tcQueryEgress,
 } from "./tc.ts";
+export { concatBytes } from "./bytes.ts";

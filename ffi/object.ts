@@ -1,4 +1,5 @@
 import { BpfError, SysError, unwrap } from "./error.ts";
+import { concatBytes } from "./bytes.ts";
 import { cString, lastErrno, libbpf, libc, readCString } from "./libbpf.ts";
 import { BpfLink, takePointer } from "./link.ts";
 import { withLibbpfLog } from "./log.ts";
@@ -428,22 +429,14 @@ export function readIterator(fd: number, name: string): Uint8Array<ArrayBuffer> 
     const iterator = unwrap(libbpf().bpf_iter_create(link), "bpf_iter_create", { subject: name });
     try {
       const chunks: Uint8Array<ArrayBuffer>[] = [];
-      let total = 0;
       for (;;) {
         const chunk = new Uint8Array(65536);
         const read = Number(libc().read(iterator, chunk, BigInt(chunk.byteLength)));
         if (read < 0) throw new SysError("read", lastErrno(), `${name} (iterator)`);
         if (read === 0) break;
         chunks.push(chunk.subarray(0, read));
-        total += read;
       }
-      const output = new Uint8Array(total);
-      let offset = 0;
-      for (const chunk of chunks) {
-        output.set(chunk, offset);
-        offset += chunk.byteLength;
-      }
-      return output;
+      return concatBytes(chunks);
     } finally {
       closeFd(iterator);
     }

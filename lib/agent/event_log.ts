@@ -6,6 +6,7 @@
  * the rotation (the file renamed and a new one made) and a truncation.
  */
 
+import { concatBytes } from "../../ffi/bytes.ts";
 import { join } from "node:path";
 import { jsonText } from "../text/printable.ts";
 import { PRIVATE_FILE_MODE } from "../state/access.ts";
@@ -133,8 +134,7 @@ function readWholeLines(path: string): { lines: string[]; end: LogPosition | und
     for (let read = file.readSync(buffer); read !== null && read > 0; read = file.readSync(buffer)) {
       chunks.push(buffer.slice(0, read));
     }
-    const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-    chunks.reduce((at, chunk) => (bytes.set(chunk, at), at + chunk.length), 0);
+    const bytes = concatBytes(chunks);
     // A last line without its newline is still being written: it is read whole by a follower later.
     const offset = bytes.lastIndexOf(NEWLINE) + 1;
     const lines = new TextDecoder().decode(bytes.subarray(0, offset)).split("\n");

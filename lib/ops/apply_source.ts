@@ -6,6 +6,7 @@
  * `readApplyConfig` inside `withYaml` (lib/policy/yaml.ts) unless lib/policy/parse.ts is imported.
  */
 
+import { concatBytes } from "../../ffi/bytes.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
@@ -155,13 +156,7 @@ async function readLimited(response: Response, url: string, signal: AbortSignal,
     const why = signal.aborted ? `no answer within ${timeoutMs / 1000} s` : (error as Error).message;
     throw new InputError(`${url}: fetch failed: ${why}`, { ...at, cause: error });
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
+  return concatBytes(chunks);
 }
 
 /** `--sha256 HEX` against the exact bytes read; a mismatch is bad input (exit 2). */

@@ -14,6 +14,7 @@
  * with the same message, so exit codes and HTTP statuses are what they would be in process.
  */
 
+import { concatBytes } from "../../ffi/bytes.ts";
 import { InputError, type Position, RefusedError } from "../errors.ts";
 import { encodeNetRules } from "../kernel/entries.ts";
 import { storedPolicy } from "../state/apply_state.ts";
@@ -195,7 +196,7 @@ class StreamReader {
       if (newline >= 0) {
         parts.push(this.#pending.subarray(0, newline));
         this.#pending = this.#pending.subarray(newline + 1);
-        return new TextDecoder().decode(concat(parts));
+        return new TextDecoder().decode(concatBytes(parts));
       }
       parts.push(this.#pending);
       const next = await this.#reader.read(new Uint8Array(64 * 1024));
@@ -222,17 +223,6 @@ class StreamReader {
   async cancel(): Promise<void> {
     await this.#reader.cancel().catch(() => {});
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const whole = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    whole.set(part, at);
-    at += part.length;
-  }
-  return whole;
 }
 
 /** The helper's side: answers one request on stdout. Returns the exit code. */
