@@ -11,6 +11,7 @@
  * A TCP listener serves only requests whose Host names it (host_check.ts).
  */
 
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Hono } from "hono";
 import { type UnixConnection, UnixListener } from "../../ffi/mod.ts";
@@ -118,9 +119,18 @@ export async function serveApi(options: ServeOptions): Promise<ApiServer> {
   };
 }
 
-/** The app served by Deno on a Unix socket in a new 0700 directory, reachable only by this process (root). */
+/** Prefix of the private sockets' directories; the owner's pid follows it. */
+const PRIVATE_PREFIX = "aegisbpf-api-";
+const PRIVATE_NAME = /^aegisbpf-api-(\d+)-/;
+
+/**
+ * The app served by Deno on a Unix socket in a new 0700 directory, reachable only by this process (root).
+ * The directory's name carries the pid, so that the directories of agents killed before they could remove
+ * theirs are removed by the next one.
+ */
 async function privateApp(app: Hono): Promise<{ path: string; close(): Promise<void> }> {
-  const dir = await Deno.makeTempDir({ prefix: "aegisbpf-api-" });
+  await removeDeadPrivateDirs(tmpdir());
+  const dir = await Deno.makeTempDir({ prefix: `${PRIVATE_PREFIX}${Deno.pid}-` });
   await Deno.chmod(dir, 0o700);
   const path = join(dir, "app.sock");
   const server = Deno.serve({ transport: "unix", path, onListen: () => {} }, app.fetch);
@@ -131,6 +141,36 @@ async function privateApp(app: Hono): Promise<{ path: string; close(): Promise<v
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/**
+ * Removes the private socket directories under `parent` that this user owns and whose process is gone. A
+ * directory whose pid is alive, or that another user owns, is left alone, as is every other name.
+ */
+export async function removeDeadPrivateDirs(parent: string): Promise<number> {
+  let removed = 0;
+  for await (const entry of Deno.readDir(parent)) {
+    const pid = PRIVATE_NAME.exec(entry.name)?.[1];
+    if (!entry.isDirectory || pid === undefined || pidAlive(Number(pid))) continue;
+    const path = join(parent, entry.name);
+    try {
+      if ((await Deno.lstat(path)).uid !== Deno.uid()) continue;
+      await Deno.remove(path, { recursive: true });
+      removed++;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
