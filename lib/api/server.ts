@@ -144,17 +144,22 @@ async function privateApp(app: Hono): Promise<{ path: string; close(): Promise<v
 }
 
 /**
- * Removes the private socket directories under `parent` that this user owns and whose process is gone. A
- * directory whose pid is alive, or that another user owns, is left alone, as is every other name.
+ * Removes the private socket directories under `parent` that `uid` (this process's) owns and whose process is
+ * gone (`alive`: /proc/PID exists). A directory whose pid is alive, or that another user owns, is left
+ * alone, as is every other name.
  */
-export async function removeDeadPrivateDirs(parent: string): Promise<number> {
+export async function removeDeadPrivateDirs(
+  parent: string,
+  uid = Deno.uid(),
+  alive = pidAlive,
+): Promise<number> {
   let removed = 0;
   for await (const entry of Deno.readDir(parent)) {
     const pid = PRIVATE_NAME.exec(entry.name)?.[1];
-    if (!entry.isDirectory || pid === undefined || pidAlive(Number(pid))) continue;
+    if (!entry.isDirectory || pid === undefined || alive(Number(pid))) continue;
     const path = join(parent, entry.name);
     try {
-      if ((await Deno.lstat(path)).uid !== Deno.uid()) continue;
+      if ((await Deno.lstat(path)).uid !== uid) continue;
       await Deno.remove(path, { recursive: true });
       removed++;
     } catch (error) {
