@@ -290,6 +290,20 @@ export function parseDenoSummary(text: string): { passed: number; failed: number
   return null;
 }
 
+/**
+ * What deno test printed about the guest's failures: its ERRORS section (each failed test's name and error,
+ * up to the FAILURES list), at most `limit` characters; empty when there is none. The whole console can be
+ * cut short where it is shown, so a failure names itself in the error that fails the host test.
+ */
+export function failureSection(text: string, limit = 6000): string {
+  const lines = cleanConsole(text).split("\n");
+  const start = lines.findIndex((line) => line.trim() === "ERRORS");
+  if (start < 0) return "";
+  const end = lines.findIndex((line, index) => index > start && line.trim() === "FAILURES");
+  const section = lines.slice(start + 1, end < 0 ? undefined : end).join("\n").trim();
+  return section.length > limit ? `${section.slice(0, limit)}\n[... cut at ${limit} characters]` : section;
+}
+
 /** Returns the exit code from the last `AEGIS_VM_EXIT <code>` line, or null. */
 export function parseExitCode(text: string): number | null {
   const matches = [...cleanConsole(text).matchAll(new RegExp(`^${EXIT_MARKER} (\\d+)\\s*$`, "gm"))];

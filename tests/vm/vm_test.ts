@@ -7,6 +7,7 @@
  */
 
 import {
+  failureSection,
   findKernel,
   missingHostTools,
   modulesReady,
@@ -105,7 +106,13 @@ for (const kernel of KERNELS) {
           `boot and tests ${(result.durationMs / 1000).toFixed(1)} s` +
           (result.initramfsMs > 0 ? `, initramfs built in ${(result.initramfsMs / 1000).toFixed(1)} s` : ""),
       );
-      if (result.failed !== 0) throw new Error(`${result.failed} test(s) failed inside ${where}`);
+      if (result.failed !== 0) {
+        throw new Error(
+          `${result.failed} test(s) failed inside ${where}:\n${
+            failureSection(result.output) || "(no ERRORS section)"
+          }`,
+        );
+      }
       if (result.exitCode !== 0) {
         throw new Error(`deno test exited with status ${result.exitCode} inside ${where}`);
       }
