@@ -385,7 +385,11 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	__builtin_memcpy(conn.daddr, d.key.addr, 16);
 	conn.dport = bpf_ntohs(d.dport_be);
 	conn.sport = BPF_CORE_READ(skc, skc_num);
-	if (close && effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
+	/*
+	 * A socket does not say which program made it: under rules that name programs (subjects) the sweep
+	 * judges by the rules naming none and only lists, never closes, what they deny.
+	 */
+	if (close && effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy && !subject_switch(&s))
 		conn.closed = bpf_sock_destroy(skc) == 0;
 	bpf_seq_write(seq, &conn, sizeof(conn));
 }
