@@ -873,16 +873,10 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 	__u32 rule_id = v->rule_id;
 	struct aegis_rule *subjects = owner ? 0 : subject_switch(&s);
 	if (!v->has_rule) {
-		if (subjects) {
-			rule_id = aegis_subject_user_rule(v->gen, ids, bpf_ntohs(v->port_be));
-			if (!rule_id)
-				return 1;
-		} else {
-			struct aegis_rule *rule = user_rule_of(&s, bpf_ntohs(v->port_be), ids);
-			if (!rule)
-				return 1;
-			rule_id = rule->rule_id;
-		}
+		struct aegis_rule *rule = user_rule_of(&s, bpf_ntohs(v->port_be), ids);
+		if (!rule)
+			return 1;
+		rule_id = rule->rule_id;
 	}
 	if (!(owner ? aegis_egress_owner_in_scope(ctx, v->gen, &owner_cgroup) : aegis_egress_task_in_scope(v->gen)))
 		return 1;
@@ -914,12 +908,15 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	if (subject_switch(s) && !subflow_connection(ctx->sk)) {
 		struct subject_query q = { .key = *key, .alt = *alt, .gen = s->gen, .port_be = port_be,
 					   .has_alt = has_alt };
-		struct egress_verdict v = { .gen = s->gen, .hook = hook, .port_be = port_be };
+		struct egress_verdict v = { .gen = s->gen, .hook = hook, .port_be = port_be, .has_rule = 1 };
 		if (aegis_subject_egress_deny(&q)) {
 			v.rule_id = q.rule_id;
-			v.has_rule = 1;
 			v.key = q.key;
 		} else {
+			/* No CIDR rule denied: the users entries, of the subjects first (here, not in the tail: stack). */
+			v.rule_id = aegis_subject_user_rule(s->gen, current_euid_egid(), bpf_ntohs(port_be));
+			if (!v.rule_id)
+				return 1;
 			v.key = *key;
 		}
 		return aegis_egress_allowed(ctx, &v) ? 1 : 0;

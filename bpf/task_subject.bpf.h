@@ -20,10 +20,24 @@
  * policy without exe rules never reads the task.
  */
 
+/* In precedence order: own exe, own exe's tree, nearest ancestors first (named slots: see subject_at). */
 struct task_subjects {
-	__u32 subject[AEGIS_SUBJECT_SLOTS]; /* in precedence order: own exe, own exe's tree, nearest ancestors */
+	__u32 s0, s1, s2, s3;
 	__u32 count;
 };
+
+/*
+ * Slot `i` of AEGIS_SUBJECT_SLOTS: compares, not an indexed array, which the compiler turns into pointer
+ * arithmetic the verifier refuses on the stack.
+ */
+static __always_inline __u32 subject_at(const struct task_subjects *t, __u32 i)
+{
+	if (i == 0)
+		return t->s0;
+	if (i == 1)
+		return t->s1;
+	return i == 2 ? t->s2 : t->s3;
+}
 
 /* The subject switch of the generation: NULL when no rule names an exe. */
 static __always_inline struct aegis_rule *subject_switch(const struct aegis_state *s)
@@ -35,7 +49,15 @@ static __always_inline void add_subject(struct task_subjects *out, const struct 
 {
 	if (!rule || out->count >= AEGIS_SUBJECT_SLOTS)
 		return;
-	out->subject[out->count & (AEGIS_SUBJECT_SLOTS - 1)] = rule->rule_id;
+	__u32 subject = rule->rule_id;
+	if (out->count == 0)
+		out->s0 = subject;
+	else if (out->count == 1)
+		out->s1 = subject;
+	else if (out->count == 2)
+		out->s2 = subject;
+	else
+		out->s3 = subject;
 	out->count++;
 }
 
@@ -55,6 +77,7 @@ static __always_inline void task_subjects(const struct aegis_state *s, __u32 fla
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct inode_id id;
 	out->count = 0;
+	out->s0 = out->s1 = out->s2 = out->s3 = 0;
 	if (task_exe(task, &id)) {
 		add_subject(out, exact_rule(s, AEGIS_RULE_SUBJECT, id.ino, id.dev));
 		add_subject(out, exact_rule(s, AEGIS_RULE_SUBJECT_TREE, id.ino, id.dev));
@@ -144,7 +167,7 @@ static __always_inline struct aegis_rule *subjects_net_rule(const struct aegis_s
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects->count)
 			break;
-		struct aegis_rule *rule = subject_net_match(s, subjects->subject[i], key, port_be, &rank);
+		struct aegis_rule *rule = subject_net_match(s, subject_at(subjects, i), key, port_be, &rank);
 		if (rule && rank > best_rank) {
 			best = rule;
 			best_rank = rank;
@@ -239,7 +262,7 @@ __noinline __u32 aegis_subject_user_rule(__u32 gen, __u64 ids, __u16 port)
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects.count)
 			break;
-		__u32 subject = subjects.subject[i];
+		__u32 subject = subject_at(&subjects, i);
 		struct aegis_rule *entry = user_entry(&s, ids, subject, &port_kind, &id);
 		if (entry) {
 			struct aegis_rule *denies = user_entry_denies(&s, entry, port_kind, id, subject, port);
@@ -268,7 +291,7 @@ __noinline __u32 aegis_subject_bind_rule(__u32 gen, __u16 port, __u8 protocol)
 		if (i >= subjects.count)
 			break;
 		struct aegis_rule *rule =
-			exact_rule(&s, AEGIS_RULE_BIND, (__u64)subjects.subject[i] << 16 | port, protocol);
+			exact_rule(&s, AEGIS_RULE_BIND, (__u64)subject_at(&subjects, i) << 16 | port, protocol);
 		if (rule)
 			return rule->rule_id;
 	}
