@@ -16,7 +16,7 @@ import {
   writeRule,
   writeRuleKey,
 } from "../../ffi/mod.ts";
-import { clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
+import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
 import {
   type EncodedNet,
   type NetRule,
@@ -286,15 +286,23 @@ function addDefaultDeny(table: EntryTable, egress: readonly NetRule[], ruleId: n
       rule.port === undefined && rule.protocol === undefined
     );
     if (whole) continue;
+    // The rules a network's entry would hide from the trie's longest-prefix lookup: those of the same
+    // space (no port, no protocol, no exe) that are less specific and contain it.
+    const around = egress.filter((rule) =>
+      rule.family === family && rule.subject === undefined && rule.port === undefined &&
+      rule.protocol === undefined
+    );
     for (const cidr of defaultDenyNetworks(family)) {
-      const rule: NetRule = {
-        ruleId,
-        action: "deny",
-        family,
-        addr: cidr.addr,
-        prefixLength: cidr.prefixLength,
-      };
-      addNetRule(table, rule, NET.EGRESS_PORT, NET.EGRESS_ANY, 0);
+      const chunk = { family, addr: cidr.addr, prefixLength: cidr.prefixLength };
+      const inner = around.filter((rule) =>
+        rule.prefixLength < cidr.prefixLength && cidrContains(rule, chunk)
+      )
+        .sort((a, b) => b.prefixLength - a.prefixLength || (a.action === "deny" ? -1 : 1))[0];
+      // Such a rule decides the network's addresses as it would have: its value, its specificity.
+      const rule: NetRule = inner
+        ? { ...inner, addr: cidr.addr, prefixLength: cidr.prefixLength }
+        : { ruleId, action: "deny", family, addr: cidr.addr, prefixLength: cidr.prefixLength };
+      addNetRule(table, rule, NET.EGRESS_PORT, NET.EGRESS_ANY, inner ? inner.prefixLength : 0);
     }
   }
 }
