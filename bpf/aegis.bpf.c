@@ -904,8 +904,13 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
-	/* A policy with rules that name a program: the rules of the task's subjects too (task_subject.bpf.h). */
-	if (subject_switch(s) && !subflow_connection(ctx->sk)) {
+	/*
+	 * A policy with rules that name a program: the rules of the task's subjects too (task_subject.bpf.h),
+	 * for TCP and UDP: other protocols are also judged packet by packet (net_guard.bpf.h), where the task
+	 * that sends is not always the one that wrote, so rules naming a program never judge them.
+	 */
+	if ((key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) && subject_switch(s) &&
+	    !subflow_connection(ctx->sk)) {
 		struct subject_query q = { .key = *key, .alt = *alt, .gen = s->gen, .port_be = port_be,
 					   .has_alt = has_alt };
 		struct egress_verdict v = { .gen = s->gen, .hook = hook, .port_be = port_be, .has_rule = 1 };

@@ -10,7 +10,7 @@
  *   matches every protocol. A destination (or source) `::ffff:a.b.c.d` is matched as IPv4.
  * - Egress: a winning allow means no rule. With no deny, the users entry of the uid, else of the gid,
  *   decides by destination port. A deny then applies only in scope.
- * - Subjects (rules with `exe`): a task's subjects are, in this order, its own exe's (children: false,
+ * - Subjects (rules with `exe`, for TCP and UDP egress and every bind): a task's subjects are, in this order, its own exe's (children: false,
  *   then children: true), then those of its ancestors' exes named with children: true, nearest first; at
  *   most four. The most specific rule wins among the rules of its subjects and the rules naming no
  *   program; at equal specificity (same prefix length, port and protocol level) the earlier subject wins,
@@ -134,7 +134,8 @@ function egressRule(
   event: Extract<DecisionEvent, { area: "egress" }>,
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
-  const subjects = taskSubjects(plan, event);
+  // Rules that name a program judge TCP and UDP only (other protocols are judged packet by packet).
+  const subjects = packet.protocol === 6 || packet.protocol === 17 ? taskSubjects(plan, event) : [];
   const cidr = egressCidrRule(plan, packet, subjects);
   if (cidr !== undefined) return cidr;
   const user = [...subjects, undefined].map((subject) =>
