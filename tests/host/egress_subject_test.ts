@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { HOOK } from "../../ffi/mod.ts";
+import { sweepConnections } from "../../lib/kernel/connections.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
@@ -103,6 +104,153 @@ rootTest(
         drain(plane);
       } finally {
         Deno.removeSync(dir, { recursive: true });
+      }
+    });
+  },
+);
+
+/** A python3 process started now, in `cgroup`, that connects to host:port when told to and prints how it went. */
+function laterClient(cgroup: TestCgroup, host: string, port: number) {
+  const code = "import socket, sys\nsys.stdin.readline()\n" +
+    `try:\n  socket.create_connection(("${host}", ${port}), 5)\n  print("connected")\n` +
+    `except PermissionError:\n  print("EPERM")\nexcept OSError as e:\n  print(e)\n`;
+  const child = new Deno.Command("bash", {
+    args: ["-c", `echo $$ > '${cgroup.path}/cgroup.procs' && exec '${PYTHON}' -c '${code}'`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  return {
+    async go(): Promise<string> {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("go\n"));
+      await writer.close();
+      const { stdout } = await child.output();
+      return new TextDecoder().decode(stdout).trim();
+    },
+  };
+}
+
+rootTest(
+  "[root] subjects: a process started before apply, users and bind entries with exe, audit and enforce",
+  async () => {
+    await withPlane({ areas: ["egress", "bind"] }, async ({ plane, cgroup, server }) => {
+      const port = server.port;
+      const early = laterClient(cgroup, "127.0.0.2", port);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // python has started and waits
+      await apply(
+        plane,
+        "enforce",
+        `  network:\n    egress:\n      deny:\n        - { id: no-python, cidr: 127.0.0.2/32, exe: ${PYTHON} }\n`,
+      );
+      assert.equal(await early.go(), "EPERM", "a process that started before apply is its program");
+      drain(plane);
+
+      for (const mode of ["enforce", "audit"] as const) {
+        await apply(
+          plane,
+          mode,
+          "  network:\n    egress:\n      users:\n" +
+            `        - { id: curl-root, uid: 0, allowPorts: [1], exe: ${CURL} }\n` +
+            `    bind:\n      deny:\n        - { id: py-bind, port: 18081, exe: ${PYTHON} }\n`,
+        );
+        const denied = mode === "enforce" ? "EPERM" : "connected";
+        assert.equal(
+          await outcome(cgroup, curl(CURL, "127.0.0.1", port)),
+          denied,
+          `${mode}: curl's users entry`,
+        );
+        assert.equal(
+          await outcome(cgroup, python("127.0.0.1", port)),
+          "connected",
+          `${mode}: not for python3`,
+        );
+        const bind = (exe: string) =>
+          `'${exe}' -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 18081)); print('connected')"`;
+        assert.equal(await outcome(cgroup, bind(PYTHON)), denied, `${mode}: python3 may not bind 18081`);
+        const events = drain(plane);
+        assert.deepEqual(
+          events.map((event) => [event.hook, event.ruleId, event.mode]),
+          [[HOOK.CONNECT, 1, mode === "enforce" ? 1 : 0], [HOOK.BIND, 2, mode === "enforce" ? 1 : 0]],
+        );
+        assert.equal(events[1]?.ino, BigInt(Deno.statSync(PYTHON).ino!), "the bind event names python3");
+      }
+    });
+  },
+);
+
+/** This host's first global IPv4 address: local, so a connect to it stays on the machine. */
+function hostAddress(): string {
+  const text = new TextDecoder().decode(
+    new Deno.Command("ip", { args: ["-4", "-o", "addr", "show", "scope", "global"] }).outputSync().stdout,
+  );
+  const found = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(text)?.[1];
+  if (!found) throw new Error("this test needs a global IPv4 address on the host (see ip addr)");
+  return found;
+}
+
+rootTest(
+  "[root] egress default deny in a scope: only allowed destinations connect, loopback works, the sweep lists old connections",
+  async () => {
+    await withPlane({ areas: ["egress", "bind"] }, async ({ plane, cgroup, server }) => {
+      const host = hostAddress();
+      const other = Deno.listen({ hostname: "0.0.0.0", port: 0 });
+      const otherPort = (other.addr as Deno.NetAddr).port;
+      const held: Deno.Conn[] = [];
+      const accepting = (async () => {
+        try {
+          for await (const connection of other) held.push(connection);
+        } catch {
+          // closed
+        }
+      })();
+      // Made before apply, to a destination the allowlist will not cover: held open by the python client.
+      const old = new Deno.Command("bash", {
+        args: [
+          "-c",
+          `echo $$ > '${cgroup.path}/cgroup.procs' && exec 3<>/dev/tcp/${host}/${otherPort} && echo connected && read`,
+        ],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      const reader = old.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      try {
+        assert.equal((await reader.read()).value?.trim(), "connected");
+        for (const mode of ["audit", "enforce"] as const) {
+          await apply(
+            plane,
+            mode,
+            `  scope: { cgroups: [${cgroup.relativePath}] }\n  network:\n    egress:\n      default: deny\n` +
+              `      allow:\n        - { id: to-host, cidr: ${host}/32, port: ${server.port} }\n`,
+          );
+          drain(plane);
+          const denied = mode === "enforce" ? "EPERM" : "connected";
+          assert.equal(await outcome(cgroup, python(host, server.port)), "connected", `${mode}: allowed`);
+          assert.equal(await outcome(cgroup, python(host, otherPort)), denied, `${mode}: no allow covers it`);
+          assert.equal(
+            await outcome(cgroup, python("127.0.0.1", otherPort)),
+            "connected",
+            `${mode}: loopback`,
+          );
+          const events = drain(plane);
+          assert.equal(events.length, 1, `${mode}: one event`);
+          const defaultRule = 2; // after to-host
+          assert.equal(events[0]?.ruleId, defaultRule, "reported as network.egress.default");
+          assert.equal(events[0]?.dport, otherPort);
+          const listed = sweepConnections(plane.pinDir, { close: false }).connections;
+          assert.deepEqual(
+            listed.map((c) => `${c.daddr}:${c.dport} rule ${c.ruleId}`),
+            [`${host}:${otherPort} rule ${defaultRule}`],
+            `${mode}: the connection made before apply is listed`,
+          );
+        }
+      } finally {
+        old.kill("SIGKILL");
+        await old.status;
+        other.close();
+        for (const connection of held) connection.close();
+        await accepting;
       }
     });
   },
