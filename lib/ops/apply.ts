@@ -124,7 +124,9 @@ export function planAreas(plan: RuleSetPlan): Area[] {
   if (plan.files.length > 0) areas.push("file");
   if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
   const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
-  if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
+  if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets || plan.egressDefaultDeny) {
+    areas.push("egress");
+  }
   if (plan.bind.length > 0) areas.push("bind");
   if (plan.ingress.interfaces.length > 0) areas.push("ingress");
   return areas;
