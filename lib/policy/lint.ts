@@ -77,6 +77,7 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
   lintMissingPaths(plan, report, facts);
   lintSpec(policy, report, facts);
   lintLockout(plan, report, facts);
+  lintEgressScope(plan, report, facts);
   return report.sorted();
 }
 
@@ -112,6 +113,11 @@ function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void 
   lintEgressDefault(plan, report, facts);
 }
 
+/** The egress default's warnings that are no lock-out (a scope that reaches no resolver). */
+function lintEgressScope(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  if (plan.scope.include.length > 0) lintEgressDefault(plan, report, facts, false);
+}
+
 /**
  * network.egress.default: deny. Host-wide (no scope.cgroups), what the host needs must stay reachable, or
  * apply refuses: the operator's SSH session (its peer: the sweep closes connections to what the default
@@ -121,7 +127,7 @@ function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void 
  */
 const DEFAULT_PATH: PolicyPath = ["spec", "network", "egress", "default"];
 
-function lintEgressDefault(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+function lintEgressDefault(plan: RuleSetPlan, report: Report, facts: LintFacts, lockoutOnly = true): void {
   const deny = plan.egressDefaultDeny;
   if (!deny) return;
   const hostWide = plan.scope.include.length === 0;
@@ -152,7 +158,7 @@ function lintEgressDefault(plan: RuleSetPlan, report: Report, facts: LintFacts):
         "(udp and tcp) or scope the policy with scope.cgroups",
       "error",
     );
-  } else if (resolvers.length === facts.resolvers.length) {
+  } else if (!lockoutOnly && resolvers.length === facts.resolvers.length) {
     at(
       "dns-unallowed",
       `the scope reaches no resolver of /etc/resolv.conf (${resolvers.join(", ")}) on port 53: its ` +

@@ -319,6 +319,9 @@ Deno.test("lintPolicy() warns about a scope that reaches no resolver under an eg
     !warnings.some((warning) => warning.code === "egress-default-lockout"),
     "a scope is not host-wide",
   );
+  const source = parsePolicySource(minimal(scoped), "p.yaml");
+  const risks = lockoutRisks(source.policy, source.locate, { ...FACTS, resolvers: ["192.0.2.53"] });
+  assert.deepEqual(risks, [], "a warning, not a reason to refuse the apply");
 });
 
 Deno.test("lintPolicy() reports an exe that does not exist, unless optional", () => {
