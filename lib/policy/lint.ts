@@ -5,7 +5,7 @@
 import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
 import { compilePolicy } from "./compile.ts";
-import { decide, matchNet, toPacket } from "./decide.ts";
+import { decide, matchSubjects, toPacket } from "./decide.ts";
 import type { InodeTarget, NetRule, RuleSetPlan } from "./plan.ts";
 import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./schema.ts";
 
@@ -425,11 +425,13 @@ function lintSshPort(plan: RuleSetPlan, report: Report, iface: string, port: num
   }
 }
 
-/** Egress denies that cover a resolver of /etc/resolv.conf: name resolution would fail. */
+/** Egress denies (of programs no exe rule names) that cover a resolver of /etc/resolv.conf: name resolution would fail. */
 function lintResolvers(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
   for (const resolver of facts.resolvers) {
     const denied = new Set(
-      (["udp", "tcp"] as const).map((protocol) => matchNet(plan.egress, toPacket(resolver, 53, protocol)))
+      (["udp", "tcp"] as const).map((protocol) =>
+        matchSubjects(plan.egress, toPacket(resolver, 53, protocol), [])
+      )
         .filter((rule) => rule?.action === "deny").map((rule) => rule!.ruleId),
     );
     for (const ruleId of denied) {
