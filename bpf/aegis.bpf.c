@@ -909,8 +909,8 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	 * for TCP and UDP: other protocols are also judged packet by packet (net_guard.bpf.h), where the task
 	 * that sends is not always the one that wrote, so rules naming a program never judge them.
 	 */
-	if ((key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) && subject_switch(s) &&
-	    !subflow_connection(ctx->sk)) {
+	if (s->info->task_rules && (key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) &&
+	    subject_switch(s) && !subflow_connection(ctx->sk)) {
 		struct subject_query q = { .key = *key, .alt = *alt, .gen = s->gen, .port_be = port_be,
 					   .has_alt = has_alt };
 		struct egress_verdict v = { .gen = s->gen, .hook = hook, .port_be = port_be, .has_rule = 1 };
@@ -928,7 +928,7 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	}
 	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
-	if (!rule && !s->info->user_rules)
+	if (!rule && !s->info->task_rules)
 		return 1;
 	struct egress_verdict v = { .key = *key, .gen = s->gen, .hook = hook, .port_be = port_be };
 	if (rule) {
@@ -999,7 +999,8 @@ static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, 
 	if (!load_state(&s))
 		return 1;
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
-	struct aegis_rule *subjects = subject_switch(&s);
+	/* The subject switch is read only where the generation has rules that look at the task. */
+	struct aegis_rule *subjects = s.info->task_rules ? subject_switch(&s) : 0;
 	__u32 rule_id = rule ? rule->rule_id : 0;
 	if (!rule_id && subjects)
 		rule_id = aegis_subject_bind_rule(s.gen, port, protocol);

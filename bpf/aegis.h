@@ -235,7 +235,7 @@ struct aegis_gen_info {
 	__u32 mode;                /* AEGIS_MODE_*: what the policy asks for */
 	__u32 scope_include;       /* number of scope.cgroups entries: 0 = every task */
 	__u32 scope_exempt;        /* number of scope.exempt entries */
-	__u32 user_rules;          /* number of network.egress.users entries */
+	__u32 task_rules;          /* users entries plus programs rules name: non-zero when egress must read the task */
 	__u32 ingress_port_denies; /* ingress deny rules that name ports */
 	__u32 rules_entries;       /* entries of this generation's `rules` inner map */
 	__u32 net_rules_entries;   /* entries of this generation's `net_rules` inner map */

@@ -168,7 +168,8 @@ export function ruleSetEntries(
     enforce: set.plan.mode === "enforce",
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
-    userRules: set.plan.egressUsers.length,
+    // Users entries and programs: non-zero when an egress decision must look at the task.
+    taskRules: set.plan.egressUsers.length + (set.plan.subjects?.length ?? 0),
     ingressPortDenies: encoded.ingressPortDenies,
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
