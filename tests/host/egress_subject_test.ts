@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { HOOK } from "../../ffi/mod.ts";
 import { sweepConnections } from "../../lib/kernel/connections.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
-import { resolvePlan } from "../../lib/kernel/resolve.ts";
+import { ResolveError, resolvePlan } from "../../lib/kernel/resolve.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
 import { parsePolicy } from "../../lib/policy/parse.ts";
 import type { TestCgroup } from "../support/cgroup.ts";
@@ -253,5 +253,51 @@ rootTest(
         await accepting;
       }
     });
+  },
+);
+
+rootTest(
+  "[root] subjects: a missing exe fails the apply unless optional, and two paths of one file are refused",
+  () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-subject-" });
+    try {
+      const plan = (entries: string) =>
+        compilePolicy(
+          parsePolicy(
+            `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: s, version: 1 }\nspec:\n` +
+              `  network:\n    egress:\n      deny:\n${entries}`,
+            "s.yaml",
+          ),
+        );
+      assert.throws(
+        () => resolvePlan(plan(`        - { id: gone, cidr: 10.0.0.0/8, exe: ${dir}/gone }\n`)),
+        (error: Error) =>
+          error instanceof ResolveError && /Rule gone: exe .*gone does not exist/.test(error.message),
+      );
+      const warnings: string[] = [];
+      const optional = resolvePlan(
+        plan(`        - { id: maybe, cidr: 10.0.0.0/8, exe: ${dir}/gone, optional: true }\n`),
+        { warn: (message) => warnings.push(message) },
+      );
+      assert.deepEqual(optional.subjects, []);
+      assert.match(
+        warnings[0] ?? "",
+        /Rule maybe: exe .*gone does not exist; its rules are skipped \(optional\)/,
+      );
+      Deno.copyFileSync(CURL, `${dir}/a`);
+      Deno.linkSync(`${dir}/a`, `${dir}/b`);
+      assert.throws(
+        () =>
+          resolvePlan(
+            plan(
+              `        - { id: one, cidr: 10.0.0.0/8, exe: ${dir}/a }\n` +
+                `        - { id: two, cidr: 10.1.0.0/16, exe: ${dir}/b }\n`,
+            ),
+          ),
+        (error: Error) => error instanceof ResolveError && /is the same file as/.test(error.message),
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
   },
 );
