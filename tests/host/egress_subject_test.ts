@@ -64,10 +64,30 @@ rootTest(
         assert.equal(await outcome(cgroup, python("127.0.0.2", port)), "connected", "python3 is not curl");
         // A copy is another inode: another program, which the rule does not name.
         assert.equal(await outcome(cgroup, curl(copy, "127.0.0.2", port)), "connected", "a copy is not curl");
-        // A hard link or a symlink is the same inode: the same program.
-        Deno.linkSync(copy, `${dir}/curl-link`);
+        // A symlink or a hard link is the same inode: the same program.
         Deno.symlinkSync(CURL, `${dir}/curl-symlink`);
         assert.equal(await outcome(cgroup, curl(`${dir}/curl-symlink`, "127.0.0.2", port)), "EPERM");
+        Deno.linkSync(copy, `${dir}/curl-link`);
+        await apply(
+          plane,
+          "audit",
+          `  network:\n    egress:\n      deny:\n        - { id: no-copy, cidr: 127.0.0.2/32, exe: ${copy} }\n`,
+        );
+        drain(plane);
+        assert.equal(
+          await outcome(cgroup, curl(`${dir}/curl-link`, "127.0.0.2", port)),
+          "connected",
+          "audit",
+        );
+        const audited = drain(plane);
+        assert.deepEqual(audited.map((e) => [e.hook, e.ruleId, e.decision]), [[HOOK.CONNECT, 1, 1]]);
+        assert.equal(
+          audited[0]?.ino,
+          BigInt(Deno.statSync(copy).ino!),
+          "a hard link of the copy is the copy",
+        );
+        assert.equal(await outcome(cgroup, curl(CURL, "127.0.0.2", port)), "connected");
+        assert.deepEqual(drain(plane), [], "curl is not the copy");
 
         // A script is the interpreter that runs it; children: true covers what the program starts.
         const script = `${dir}/client.py`;
