@@ -64,6 +64,15 @@ rootTest(
         assert.equal(await outcome(cgroup, python("127.0.0.2", port)), "connected", "python3 is not curl");
         // A copy is another inode: another program, which the rule does not name.
         assert.equal(await outcome(cgroup, curl(copy, "127.0.0.2", port)), "connected", "a copy is not curl");
+        // Run through the dynamic loader, the program is the loader (the kernel's exe_file): a known limit.
+        assert.equal(
+          await outcome(
+            cgroup,
+            curl(`/lib64/ld-linux-x86-64.so.2 ${CURL}`, "127.0.0.2", port).replace(/^'([^']*)'/, "$1"),
+          ),
+          "connected",
+          "ld.so CURL is ld.so",
+        );
         // A symlink or a hard link is the same inode: the same program.
         Deno.symlinkSync(CURL, `${dir}/curl-symlink`);
         assert.equal(await outcome(cgroup, curl(`${dir}/curl-symlink`, "127.0.0.2", port)), "EPERM");
