@@ -204,6 +204,7 @@ const volatile struct {
 	enum aegis_ptrace_op ptrace_op;
 	enum aegis_file_op file_op;
 	enum aegis_build_programs build_programs;
+	enum aegis_subjects subjects;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -819,6 +820,9 @@ static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_st
 /* route_guard.bpf.h: load_state() for a generation the caller already read. */
 static __always_inline int load_generation(struct aegis_state *s, __u32 gen);
 
+/* Rules that name a program (exe, children): bpf/task_subject.bpf.h. */
+#include "task_subject.bpf.h"
+
 /* What an egress hook hands the decision's tail (aegis_egress_allowed): scalars and the key, no pointers. */
 struct egress_verdict {
 	struct aegis_net_key key; /* the destination; on a CIDR deny, the view of the address that was denied */
@@ -867,6 +871,7 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
 	__u64 owner_cgroup = 0;
 	__u32 rule_id = v->rule_id;
+	struct aegis_rule *subjects = owner ? 0 : subject_switch(&s);
 	if (!v->has_rule) {
 		struct aegis_rule *rule = user_rule_of(&s, bpf_ntohs(v->port_be), ids);
 		if (!rule)
@@ -887,6 +892,8 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 		e->protocol = v->key.protocol;
 		__builtin_memcpy(e->daddr, v->key.addr, 16);
 		e->dport = bpf_ntohs(v->port_be);
+		if (subjects)
+			event_subject(e);
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode != AEGIS_MODE_ENFORCE;
@@ -897,9 +904,31 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
 {
 	__u16 port_be = (__u16)ctx->user_port;
+	/*
+	 * A policy with rules that name a program: the rules of the task's subjects too (task_subject.bpf.h),
+	 * for TCP and UDP: other protocols are also judged packet by packet (net_guard.bpf.h), where the task
+	 * that sends is not always the one that wrote, so rules naming a program never judge them.
+	 */
+	if (s->info->task_rules && (key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) &&
+	    subject_switch(s) && !subflow_connection(ctx->sk)) {
+		struct subject_query q = { .key = *key, .alt = *alt, .gen = s->gen, .port_be = port_be,
+					   .has_alt = has_alt };
+		struct egress_verdict v = { .gen = s->gen, .hook = hook, .port_be = port_be, .has_rule = 1 };
+		if (aegis_subject_egress_deny(&q)) {
+			v.rule_id = q.rule_id;
+			v.key = q.key;
+		} else {
+			/* No CIDR rule denied: the users entries, of the subjects first (here, not in the tail: stack). */
+			v.rule_id = aegis_subject_user_rule(s->gen, current_euid_egid(), bpf_ntohs(port_be));
+			if (!v.rule_id)
+				return 1;
+			v.key = *key;
+		}
+		return aegis_egress_allowed(ctx, &v) ? 1 : 0;
+	}
 	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
-	if (!rule && !s->info->user_rules)
+	if (!rule && !s->info->task_rules)
 		return 1;
 	struct egress_verdict v = { .key = *key, .gen = s->gen, .hook = hook, .port_be = port_be };
 	if (rule) {
@@ -970,15 +999,22 @@ static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, 
 	if (!load_state(&s))
 		return 1;
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
-	if (!rule || !in_scope(&s))
+	/* The subject switch is read only where the generation has rules that look at the task. */
+	struct aegis_rule *subjects = s.info->task_rules ? subject_switch(&s) : 0;
+	__u32 rule_id = rule ? rule->rule_id : 0;
+	if (!rule_id && subjects)
+		rule_id = aegis_subject_bind_rule(s.gen, port, protocol);
+	if (!rule_id || !in_scope(&s))
 		return 1;
 	__u32 mode = effective_mode(&s);
-	struct aegis_event *e = record(&s, AEGIS_HOOK_BIND, mode, rule->rule_id, current_pid(), 1);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_BIND, mode, rule_id, current_pid(), 1);
 	if (e) {
 		e->family = family;
 		e->protocol = protocol;
 		e->sport = port;
 		__builtin_memcpy(e->saddr, addr, 16);
+		if (subjects)
+			event_subject(e);
 		bpf_ringbuf_submit(e, 0);
 	}
 	return mode != AEGIS_MODE_ENFORCE;

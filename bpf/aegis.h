@@ -125,6 +125,24 @@ enum aegis_rule_kind {
 	AEGIS_RULE_MEMFD_EXEC = 32,  /* exec.denyMemfd: no exec of a file that lives only in memory */
 	AEGIS_RULE_SCOPE_GUARD = 33, /* present with a scope: tasks in scope cannot move out of it */
 	AEGIS_RULE_PTRACE_GUARD = 34, /* present with a scope: tasks in scope cannot trace tasks outside it */
+	/*
+	 * Subjects (bpf/task_subject.bpf.h): rules that name a program (`exe`). Each distinct (exe, children) of
+	 * a generation has a subject number 1..AEGIS_SUBJECT_MAX; its egress CIDR rules sit in net_rules spaces
+	 * shifted by it (AEGIS_SUBJECT_NET_SHIFT), its users entries have a = subject (port entries a = port |
+	 * subject << 16), its bind rules a = port | subject << 16. Subject 0 is "every program", as before.
+	 */
+	AEGIS_RULE_SUBJECT = 56,      /* a = ino, b = dev of an exe; rule_id = its subject (children: false) */
+	AEGIS_RULE_SUBJECT_TREE = 57, /* a = ino, b = dev of an exe; rule_id = its subject (children: true) */
+	AEGIS_RULE_SUBJECTS = 58,     /* a = b = 0, present when any rule names an exe; action = AEGIS_SUBJECT_TREE or 0 */
+};
+
+/* The switch entry's action bits (AEGIS_RULE_SUBJECTS), and the limits of the subject walk. */
+enum aegis_subjects {
+	AEGIS_SUBJECT_TREE = 1,       /* switch bit: some rule has children: true, the task's ancestors are walked */
+	AEGIS_SUBJECT_DEPTH = 16,     /* ancestors walked for children: true (parent, grandparent, ...) */
+	AEGIS_SUBJECT_SLOTS = 4,      /* subjects one task holds at most: its exe's two, then nearest ancestors' */
+	AEGIS_SUBJECT_MAX = 65535,    /* subject numbers are 16 bits */
+	AEGIS_SUBJECT_NET_SHIFT = 16, /* struct aegis_net_key.space = subject << 16 | space << 8 | family */
 };
 
 /*
@@ -162,7 +180,10 @@ enum aegis_signal { AEGIS_SIGNAL_NONE = 0, AEGIS_SIGNAL_KILL = 9, AEGIS_SIGNAL_T
 /* Most inodes that inherit a rule by replacing a denied one (map `inherited`). */
 enum aegis_inherit_limits { AEGIS_INHERITED_ENTRIES = 65536 };
 
-/* Spaces of the network rule trie (struct aegis_net_key.space = space << 8 | family). */
+/*
+ * Spaces of the network rule trie (struct aegis_net_key.space = subject << 16 | space << 8 | family, subject
+ * 0 for rules that name no program).
+ */
 enum aegis_net_space {
 	AEGIS_NET_EGRESS_PORT = 1, /* destination rules that name a port */
 	AEGIS_NET_EGRESS_ANY = 2,  /* destination rules for every port */
@@ -214,7 +235,7 @@ struct aegis_gen_info {
 	__u32 mode;                /* AEGIS_MODE_*: what the policy asks for */
 	__u32 scope_include;       /* number of scope.cgroups entries: 0 = every task */
 	__u32 scope_exempt;        /* number of scope.exempt entries */
-	__u32 user_rules;          /* number of network.egress.users entries */
+	__u32 task_rules;          /* users entries plus programs rules name: non-zero when egress must read the task */
 	__u32 ingress_port_denies; /* ingress deny rules that name ports */
 	__u32 rules_entries;       /* entries of this generation's `rules` inner map */
 	__u32 net_rules_entries;   /* entries of this generation's `net_rules` inner map */

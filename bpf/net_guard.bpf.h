@@ -192,7 +192,7 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
 	struct aegis_net_key key = d->key;
 	struct aegis_net_key alt = d->alt;
 	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
-	if (!rule && users && s.info->user_rules)
+	if (!rule && users && s.info->task_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids);
 	if (!rule)
 		return 0;
@@ -376,7 +376,7 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	}
 	d.dport_be = BPF_CORE_READ(skc, skc_dport);
 	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule && s.info->user_rules)
+	if (!rule && s.info->task_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
 	if (!rule)
 		return;
@@ -385,7 +385,11 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 	__builtin_memcpy(conn.daddr, d.key.addr, 16);
 	conn.dport = bpf_ntohs(d.dport_be);
 	conn.sport = BPF_CORE_READ(skc, skc_num);
-	if (close && effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy)
+	/*
+	 * A socket does not say which program made it: under rules that name programs (subjects) the sweep
+	 * judges by the rules naming none and only lists, never closes, what they deny.
+	 */
+	if (close && effective_mode(&s) == AEGIS_MODE_ENFORCE && bpf_sock_destroy && !subject_switch(&s))
 		conn.closed = bpf_sock_destroy(skc) == 0;
 	bpf_seq_write(seq, &conn, sizeof(conn));
 }
@@ -496,7 +500,7 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 		return 0;
 	}
 	struct aegis_rule *rule = egress_cidr_deny(s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule && s->info->user_rules)
+	if (!rule && s->info->task_rules)
 		rule = user_rule(s, bpf_ntohs(d.dport_be));
 	if (!rule || !in_scope(s))
 		return 0;

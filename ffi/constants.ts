@@ -78,6 +78,19 @@ export const RULE = {
   MEMFD_EXEC: 32,
   SCOPE_GUARD: 33,
   PTRACE_GUARD: 34,
+  // subjects (bpf/task_subject.bpf.h)
+  SUBJECT: 56,
+  SUBJECT_TREE: 57,
+  SUBJECTS: 58,
+} as const;
+
+/** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
+export const SUBJECTS = {
+  TREE: 1,
+  DEPTH: 16,
+  SLOTS: 4,
+  MAX: 65535,
+  NET_SHIFT: 16,
 } as const;
 
 /** What a file.change event's task tried (the event's `op` byte). */
@@ -166,6 +179,7 @@ export const KERNEL_ENUMS = {
   aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
   aegis_file_op: { prefix: "AEGIS_FILE_OP_", values: FILE_OP },
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
+  aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -13,7 +13,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 32, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
-  user_rules: { offset: 12, size: 4 },
+  task_rules: { offset: 12, size: 4 },
   ingress_port_denies: { offset: 16, size: 4 },
   rules_entries: { offset: 20, size: 4 },
   net_rules_entries: { offset: 24, size: 4 },
@@ -271,7 +271,7 @@ export type GenInfo = {
   enforce: boolean;
   scopeInclude: number;
   scopeExempt: number;
-  userRules: number;
+  taskRules: number;
   ingressPortDenies: number;
   rulesEntries: number;
   netRulesEntries: number;
@@ -284,7 +284,7 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("mode", info.enforce ? MODE.ENFORCE : MODE.AUDIT)
     .u32("scope_include", info.scopeInclude)
     .u32("scope_exempt", info.scopeExempt)
-    .u32("user_rules", info.userRules)
+    .u32("task_rules", info.taskRules)
     .u32("ingress_port_denies", info.ingressPortDenies)
     .u32("rules_entries", info.rulesEntries)
     .u32("net_rules_entries", info.netRulesEntries)
@@ -298,7 +298,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     enforce: view.getUint32(f.mode.offset, true) === MODE.ENFORCE,
     scopeInclude: view.getUint32(f.scope_include.offset, true),
     scopeExempt: view.getUint32(f.scope_exempt.offset, true),
-    userRules: view.getUint32(f.user_rules.offset, true),
+    taskRules: view.getUint32(f.task_rules.offset, true),
     ingressPortDenies: view.getUint32(f.ingress_port_denies.offset, true),
     rulesEntries: view.getUint32(f.rules_entries.offset, true),
     netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),

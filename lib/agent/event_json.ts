@@ -157,6 +157,8 @@ const CGROUP_ID = bytesOf(`,"cgroup":{"id":`);
 const PATH = bytesOf(`,"path":`);
 const CLOSE = bytesOf(`}`);
 const CLOSE2 = bytesOf(`}}`);
+const EXE_DEV = bytesOf(`},"exe":{"dev":`);
+const SUBJECT = bytesOf(`,"subject":`);
 const FILE = bytesOf(`,"file":{`);
 const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
@@ -263,6 +265,10 @@ export class EventJsonWriter {
       line.string(rule.id);
     }
     if (table?.policy) line.bytes(this.#policyBytes(table.policy));
+    if (rule?.exe !== undefined) {
+      line.bytes(SUBJECT);
+      line.string(rule.exe);
+    }
     if (summary) {
       if (!PACKET[hook]) {
         line.bytes(PROCESS_PID);
@@ -270,7 +276,7 @@ export class EventJsonWriter {
         line.bytes(CLOSE);
       }
     } else {
-      if (!PACKET[hook]) this.#process(raw);
+      if (!PACKET[hook]) this.#process(raw, network);
       if (network) this.#net(raw, hook);
       else {
         const path = rule?.path;
@@ -296,7 +302,7 @@ export class EventJsonWriter {
     return true;
   }
 
-  #process(raw: RawEvent): void {
+  #process(raw: RawEvent, network: boolean): void {
     const line = this.line;
     line.bytes(PROCESS_PID);
     line.number(raw.pid);
@@ -315,6 +321,13 @@ export class EventJsonWriter {
     if (path !== undefined) {
       line.bytes(PATH);
       line.string(path);
+    }
+    const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
+    if (network && ino !== 0) {
+      line.bytes(EXE_DEV);
+      line.number(raw.dev);
+      line.bytes(INO);
+      line.number(ino);
     }
     line.bytes(CLOSE2);
   }

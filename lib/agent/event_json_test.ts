@@ -83,6 +83,7 @@ function context(next: () => number): EventContext {
   for (let i = 0; i < 6; i++) {
     const rule: RuleInfo = { id: next() < 0.5 ? `rule-${i}` : text(next, 12), area: "file", action: "deny" };
     if (next() < 0.5) rule.path = next() < 0.5 ? `/etc/file${i}` : `/${text(next, 40)}`;
+    if (i % 3 === 0) rule.exe = i === 0 ? "/usr/bin/curl" : `/opt/${text(next, 10)}`;
     rules.push(rule);
   }
   const table = RuleTable.of(rules);

@@ -51,7 +51,13 @@ function processText(value: unknown): string {
   const who = p.comm === undefined ? `pid ${text(p.pid)}` : `${text(p.comm)}[${text(p.pid)}]`;
   const uid = p.uid === undefined ? "" : ` uid=${text(p.uid)}`;
   const cgroup = (p.cgroup as Fields | undefined)?.path;
-  return `${who}${uid}${typeof cgroup === "string" && cgroup !== "/" ? ` cgroup=${text(cgroup)}` : ""}`;
+  const exe = p.exe as Fields | undefined;
+  const program = typeof exe === "object" && exe !== null
+    ? ` exe=${typeof exe.path === "string" ? text(exe.path) : `inode ${text(exe.dev)}:${text(exe.ino)}`}`
+    : "";
+  return `${who}${uid}${
+    typeof cgroup === "string" && cgroup !== "/" ? ` cgroup=${text(cgroup)}` : ""
+  }${program}`;
 }
 
 function fileText(value: unknown): string {

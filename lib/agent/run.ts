@@ -507,7 +507,13 @@ export class Agent {
       (error) => this.#options.log.warn(`rule path watcher stopped: ${messageOf(error)}`),
       (warning) => this.#options.log.warn(warning),
     );
-    this.#freshness.update([...plan.files, ...plan.exec]);
+    // The programs rules name too: a package upgrade renames a new binary over the one resolved at apply.
+    const programs = (plan.subjects ?? []).map(({ ruleId, exe, optional }) => ({
+      ruleId,
+      path: exe,
+      optional,
+    }));
+    this.#freshness.update([...plan.files, ...plan.exec, ...programs]);
   }
 
   /**

@@ -10,12 +10,13 @@ import {
   type RuleKey,
   type RuleValue,
   SCOPE,
+  SUBJECTS,
   USER_PORTS,
   writeNetKey,
   writeRule,
   writeRuleKey,
 } from "../../ffi/mod.ts";
-import { clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
+import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
 import {
   type EncodedNet,
   type NetRule,
@@ -33,7 +34,12 @@ export type ResolvedRuleSet = {
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
   /** With network.egress.forwarded: the interfaces forwarded packets are judged on (all but lo). */
   forward?: { ifindex: number; name: string }[];
+  /** The programs rules name (plan.subjects), each by every (dev, ino) its exe is known by. */
+  subjects?: ResolvedSubject[];
 };
+
+/** A program a rule names, resolved: the inode of its executable. */
+export type ResolvedSubject = { subject: number; children: boolean; dev: number; ino: bigint; path: string };
 
 /** A file the rule set denies, and the path it was found at (recorded so that a replaced file shows). */
 export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string };
@@ -85,17 +91,28 @@ export function ruleSetEntries(
     const byUid = user.uid !== undefined;
     const id = user.uid ?? user.gid;
     const action = user.portsAre === "allowed" ? USER_PORTS.ALLOWED : USER_PORTS.DENIED;
-    exact({ kind: byUid ? RULE.USER_UID : RULE.USER_GID, a: 0, b: id }, {
+    const subject = user.subject ?? 0;
+    exact({ kind: byUid ? RULE.USER_UID : RULE.USER_GID, a: subject, b: id }, {
       ruleId: user.ruleId,
       action,
       prefixLength: 0,
     });
     for (const port of user.ports) {
       exact(
-        { kind: byUid ? RULE.USER_UID_PORT : RULE.USER_GID_PORT, a: port, b: id },
+        { kind: byUid ? RULE.USER_UID_PORT : RULE.USER_GID_PORT, a: subjectPort(subject, port), b: id },
         denyValue(user.ruleId),
       );
     }
+  }
+  // Subjects: the programs' inodes to their numbers, and the switch that makes the hooks read the task's exe.
+  const subjects = set.subjects ?? [];
+  for (const subject of subjects) {
+    const kind = subject.children ? RULE.SUBJECT_TREE : RULE.SUBJECT;
+    exact({ kind, a: subject.ino, b: subject.dev }, denyValue(subject.subject));
+  }
+  if ((set.plan.subjects ?? []).length > 0) {
+    const tree = set.plan.subjects!.some((subject) => subject.children) ? SUBJECTS.TREE : 0;
+    exact({ kind: RULE.SUBJECTS, a: 0, b: 0 }, { ruleId: 0, action: tree, prefixLength: 0 });
   }
   // Policy switches: one entry each, in the generation, so they flip with the rest of the policy.
   if (set.plan.denyMemfdExec) {
@@ -110,7 +127,10 @@ export function ruleSetEntries(
   for (const rule of set.plan.bind) {
     const protocols = rule.protocol ? [PROTOCOL_NUMBER[rule.protocol]] : PORT_PROTOCOL_NUMBERS;
     for (const protocol of protocols) {
-      exact({ kind: RULE.BIND, a: rule.port, b: protocol }, denyValue(rule.ruleId));
+      exact(
+        { kind: RULE.BIND, a: subjectPort(rule.subject ?? 0, rule.port), b: protocol },
+        denyValue(rule.ruleId),
+      );
     }
   }
   for (const rule of set.plan.ingress.failsafe) {
@@ -148,7 +168,8 @@ export function ruleSetEntries(
     enforce: set.plan.mode === "enforce",
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
-    userRules: set.plan.egressUsers.length,
+    // Users entries and programs: non-zero when an egress decision must look at the task.
+    taskRules: set.plan.egressUsers.length + (set.plan.subjects?.length ?? 0),
     ingressPortDenies: encoded.ingressPortDenies,
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
@@ -176,7 +197,11 @@ const ANY_PROTOCOL = 0;
 export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
   if (plan.encodedNet) return plan.encodedNet;
   const net = new EntryTable(AEGIS_NET_KEY.size, plan.egress.length + plan.ingress.rules.length);
-  for (const rule of plan.egress) addNetRule(net, rule, NET.EGRESS_PORT, NET.EGRESS_ANY);
+  for (const rule of plan.egress) {
+    const shift = (rule.subject ?? 0) << 8;
+    addNetRule(net, rule, shift | NET.EGRESS_PORT, shift | NET.EGRESS_ANY);
+  }
+  if (plan.egressDefaultDeny) addDefaultDeny(net, plan.egress, plan.egressDefaultDeny.ruleId);
   for (const rule of plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
   return {
     ...net.batch(),
@@ -202,7 +227,13 @@ const scratchValue: RuleValue = { ruleId: 0, action: 0, prefixLength: 0 };
 const ONE_PROTOCOL = [0];
 const ANY_PROTOCOLS = [ANY_PROTOCOL];
 
-function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpace: number): void {
+function addNetRule(
+  table: EntryTable,
+  rule: NetRule,
+  portSpace: number,
+  anySpace: number,
+  rank?: number,
+): void {
   let protocols: readonly number[];
   if (rule.protocol !== undefined) {
     ONE_PROTOCOL[0] = PROTOCOL_NUMBER[rule.protocol];
@@ -212,7 +243,7 @@ function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpac
   const deny = rule.action !== "allow";
   scratchValue.ruleId = rule.ruleId;
   scratchValue.action = deny ? ACTION.DENY : ACTION.ALLOW;
-  scratchValue.prefixLength = cidr.prefixLength;
+  scratchValue.prefixLength = rank ?? cidr.prefixLength;
   const key = scratchKey;
   key.space = rule.port === undefined ? anySpace : portSpace;
   key.family = cidr.family;
@@ -232,8 +263,68 @@ function addNetRule(table: EntryTable, rule: NetRule, portSpace: number, anySpac
         key.prefixLength,
       );
     }
-    table.commit(scratchValue, deny);
+    // The default never replaces a rule of the same key: it is the least specific of all.
+    table.commit(scratchValue, deny && rank === undefined);
   }
+}
+
+/** The `a` of a port entry of a subject (users ports, bind rules): port | subject << 16. */
+function subjectPort(subject: number, port: number): number {
+  return subject * 0x10000 + port;
+}
+
+/**
+ * network.egress.default: deny as entries of the rule-less space: every network but loopback (127.0.0.0/8,
+ * ::1) in the fewest CIDRs, each reported as the default and ranked least specific of all (the value's
+ * prefix length 0: a rule of any length beats it, as if it were 0.0.0.0/0 and ::/0). A family whose rules
+ * name the whole of it with no port nor protocol (0.0.0.0/0, ::/0) needs none: that rule decides, loopback
+ * included.
+ */
+function addDefaultDeny(table: EntryTable, egress: readonly NetRule[], ruleId: number): void {
+  for (const family of [4, 6] as const) {
+    const whole = egress.some((rule) =>
+      rule.family === family && rule.prefixLength === 0 && rule.subject === undefined &&
+      rule.port === undefined && rule.protocol === undefined
+    );
+    if (whole) continue;
+    // The rules a network's entry would hide from the trie's longest-prefix lookup: those of the same
+    // space (no port, no protocol, no exe) that are less specific and contain it.
+    const around = egress.filter((rule) =>
+      rule.family === family && rule.subject === undefined && rule.port === undefined &&
+      rule.protocol === undefined
+    );
+    for (const cidr of defaultDenyNetworks(family)) {
+      const chunk = { family, addr: cidr.addr, prefixLength: cidr.prefixLength };
+      const inner = around.filter((rule) =>
+        rule.prefixLength < cidr.prefixLength && cidrContains(rule, chunk)
+      )
+        .sort((a, b) => b.prefixLength - a.prefixLength || (a.action === "deny" ? -1 : 1))[0];
+      // Such a rule decides the network's addresses as it would have: its value, its specificity.
+      const rule: NetRule = inner
+        ? { ...inner, addr: cidr.addr, prefixLength: cidr.prefixLength }
+        : { ruleId, action: "deny", family, addr: cidr.addr, prefixLength: cidr.prefixLength };
+      addNetRule(table, rule, NET.EGRESS_PORT, NET.EGRESS_ANY, inner ? inner.prefixLength : 0);
+    }
+  }
+}
+
+/** Every network of `family` but loopback, as CIDRs: the complement of 127.0.0.0/8, or of ::1/128. */
+export function defaultDenyNetworks(
+  family: 4 | 6,
+): { addr: Uint8Array<ArrayBuffer>; prefixLength: number }[] {
+  const loopback = family === 4 ? [127, 0, 0, 0] : [...new Array(15).fill(0), 1];
+  const length = family === 4 ? 8 : 128;
+  const networks = [];
+  // At each bit of the loopback prefix, the sibling network (that bit flipped, the rest zero).
+  for (let bit = 0; bit < length; bit++) {
+    const addr = new Uint8Array(loopback.length);
+    for (let i = 0; i < bit; i++) {
+      if (loopback[i >> 3]! & (0x80 >> (i & 7))) addr[i >> 3]! |= 0x80 >> (i & 7);
+    }
+    if (!(loopback[bit >> 3]! & (0x80 >> (bit & 7)))) addr[bit >> 3]! |= 0x80 >> (bit & 7);
+    networks.push({ addr, prefixLength: bit + 1 });
+  }
+  return networks;
 }
 
 function denyValue(ruleId: number): RuleValue {

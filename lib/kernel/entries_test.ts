@@ -288,3 +288,96 @@ Deno.test("ruleSetEntries() merges duplicate keys across a table that grows past
   assert.equal(ports.length, 5000);
   assert.deepEqual(ports.slice(0, 5).map((entry) => entry.rule.ruleId), Array(5).fill(20_000));
 });
+
+/** The egress_any entries of subject 0, protocol 0, as "family addr/len rule prefixLength". */
+function anyEntries(set: ResolvedRuleSet): string[] {
+  const { keys, values, count } = ruleSetEntries(set).net_rules;
+  const f = AEGIS_NET_KEY.fields;
+  const found = [];
+  for (let i = 0; i < count; i++) {
+    const key = keys.subarray(i * AEGIS_NET_KEY.size, (i + 1) * AEGIS_NET_KEY.size);
+    const view = new DataView(key.buffer, key.byteOffset);
+    const space = view.getUint32(f.space.offset, true);
+    if (space >> 8 !== NET.EGRESS_ANY || key[f.protocol.offset] !== 0) continue;
+    const family = space & 0xff;
+    const length = view.getUint32(f.prefixlen.offset, true) - 56;
+    const addr = key.subarray(f.addr.offset, f.addr.offset + (family === 4 ? 4 : 16));
+    const rule = decodeRule(values.subarray(i * AEGIS_RULE.size, (i + 1) * AEGIS_RULE.size));
+    const text = family === 4 ? [...addr].join(".") : [...addr].map((b) => b.toString(16)).join(",");
+    found.push(
+      `${family} ${text}/${length} rule ${rule.ruleId} ${rule.allow ? "allow" : "deny"} ${rule.prefixLength}`,
+    );
+  }
+  return found;
+}
+
+Deno.test("ruleSetEntries() writes the egress default deny as every network but loopback, least specific of all", () => {
+  const entries = anyEntries(resolved({ egressDefaultDeny: { ruleId: 9 } }));
+  const v4Entries = entries.filter((entry) => entry.startsWith("4 "));
+  assert.deepEqual(v4Entries, [
+    "4 128.0.0.0/1 rule 9 deny 0",
+    "4 0.0.0.0/2 rule 9 deny 0",
+    "4 64.0.0.0/3 rule 9 deny 0",
+    "4 96.0.0.0/4 rule 9 deny 0",
+    "4 112.0.0.0/5 rule 9 deny 0",
+    "4 120.0.0.0/6 rule 9 deny 0",
+    "4 124.0.0.0/7 rule 9 deny 0",
+    "4 126.0.0.0/8 rule 9 deny 0",
+  ]);
+  assert.equal(entries.filter((entry) => entry.startsWith("6 ")).length, 128, "every IPv6 network but ::1");
+  // A less specific rule the default's networks would hide from the trie's lookup keeps deciding them.
+  const wide = anyEntries(
+    resolved({ egress: [v4("0.0.0.0/1", 3, { action: "allow" })], egressDefaultDeny: { ruleId: 9 } }),
+  ).filter((entry) => entry.startsWith("4 "));
+  assert.deepEqual(wide, [
+    "4 0.0.0.0/1 rule 3 allow 1",
+    "4 128.0.0.0/1 rule 9 deny 0",
+    "4 0.0.0.0/2 rule 3 allow 1",
+    "4 64.0.0.0/3 rule 3 allow 1",
+    "4 96.0.0.0/4 rule 3 allow 1",
+    "4 112.0.0.0/5 rule 3 allow 1",
+    "4 120.0.0.0/6 rule 3 allow 1",
+    "4 124.0.0.0/7 rule 3 allow 1",
+    "4 126.0.0.0/8 rule 3 allow 1",
+  ]);
+  // A rule for the whole family takes the default's place.
+  const whole = anyEntries(resolved({ egress: [v4("0.0.0.0/0", 4)], egressDefaultDeny: { ruleId: 9 } }));
+  assert.deepEqual(whole.filter((entry) => entry.startsWith("4 ")), ["4 0.0.0.0/0 rule 4 deny 0"]);
+});
+
+Deno.test("ruleSetEntries() keys a program's rules on its subject number, and switches subjects on", () => {
+  const set = resolved(
+    {
+      egress: [v4("10.0.0.0/8", 1, { subject: 2 })],
+      egressUsers: [{ ruleId: 2, uid: 0, ports: [443], portsAre: "allowed", subject: 1 }],
+      bind: [{ ruleId: 3, port: 8080, protocol: "tcp", subject: 2 }],
+      subjects: [
+        { subject: 1, exe: "/usr/bin/curl", children: false, optional: false, ruleId: 2 },
+        { subject: 2, exe: "/opt/launcher", children: true, optional: false, ruleId: 1 },
+      ],
+    },
+    {
+      subjects: [
+        { subject: 1, children: false, dev: 8, ino: 100n, path: "/usr/bin/curl" },
+        { subject: 2, children: true, dev: 8, ino: 200n, path: "/opt/launcher" },
+      ],
+    },
+  );
+  const rules = rulesOf(set).map((entry) => `${entry.kind} ${entry.a} ${entry.b} ${entry.value[0]}`);
+  assert.ok(rules.includes(`${RULE.SUBJECT} 100 8 1`), "curl's inode is subject 1");
+  assert.ok(rules.includes(`${RULE.SUBJECT_TREE} 200 8 2`), "the launcher's, with its children, subject 2");
+  assert.ok(rules.includes(`${RULE.SUBJECTS} 0 0 0`), "the switch");
+  assert.ok(rules.includes(`${RULE.USER_UID} 1 0 2`), "a users entry of subject 1");
+  assert.ok(rules.includes(`${RULE.USER_UID_PORT} ${(1 << 16) + 443} 0 2`), "its port, of subject 1");
+  assert.ok(rules.includes(`${RULE.BIND} ${(2 << 16) + 8080} ${TCP} 3`), "a bind rule of subject 2");
+  const switchEntry = rulesOf(set).find((entry) => entry.kind === RULE.SUBJECTS)!;
+  assert.equal(switchEntry.value[4], 1, "some rule has children: the ancestors are walked");
+  const { keys, count } = ruleSetEntries(set).net_rules;
+  const spaces = Array.from(
+    { length: count },
+    (_, i) =>
+      new DataView(keys.buffer).getUint32(i * AEGIS_NET_KEY.size + AEGIS_NET_KEY.fields.space.offset, true),
+  );
+  assert.deepEqual(spaces, [(2 << 16) | (NET.EGRESS_ANY << 8) | 4]);
+  assert.equal(decodeGenInfo(ruleSetEntries(set).genInfo).taskRules, 3, "users entries plus programs");
+});

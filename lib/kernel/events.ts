@@ -33,6 +33,11 @@ export type EventProcess = {
   gid: number;
   comm: string;
   cgroup: { id: number; path?: string };
+  /**
+   * The program the kernel judged (the inode of the task's executable): on network events of a policy
+   * whose rules name programs (`exe`). `path` only in lines written by hand for explain and simulate.
+   */
+  exe?: { dev: number; ino: number; path?: string };
 };
 
 /**
@@ -54,6 +59,8 @@ export type AegisEvent = {
   rule: string;
   unresolved?: "generation" | "rule";
   policy?: PolicyRef;
+  /** The program the deciding rule names (its `exe`), when it names one. */
+  subject?: string;
   process?: EventProcess | { pid: number };
   file?: { path?: string; dev: number; ino: number };
   net?: {
@@ -295,10 +302,11 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   } as AegisEvent;
   if (rule === undefined) event.unresolved = table === undefined ? "generation" : "rule";
   if (table?.policy) event.policy = table.policy;
+  if (rule?.exe !== undefined) event.subject = rule.exe;
   if (summary) {
     if (!PACKET_HOOKS.has(raw.hook)) event.process = { pid: raw.pid };
   } else {
-    if (!PACKET_HOOKS.has(raw.hook)) event.process = processOf(raw, context);
+    if (!PACKET_HOOKS.has(raw.hook)) event.process = processOf(raw, context, network);
     if (network) event.net = netOf(raw, type, context);
     else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
     else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
@@ -312,10 +320,10 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   return event;
 }
 
-function processOf(raw: RawEvent, context: EventContext): EventProcess {
+function processOf(raw: RawEvent, context: EventContext, network: boolean): EventProcess {
   const id = raw.cgroupIdHi * 2 ** 32 + raw.cgroupIdLo;
   const path = context.cgroupPath?.(id);
-  return {
+  const process: EventProcess = {
     pid: raw.pid,
     ppid: raw.ppid,
     uid: raw.uid,
@@ -323,6 +331,10 @@ function processOf(raw: RawEvent, context: EventContext): EventProcess {
     comm: raw.comm,
     cgroup: path === undefined ? { id } : { id, path },
   };
+  // A network record's inode fields are the program's, filled only under rules that name programs.
+  const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
+  if (network && ino !== 0) process.exe = { dev: raw.dev, ino };
+  return process;
 }
 
 function fileChangeOp(raw: RawEvent): FileChangeOp {

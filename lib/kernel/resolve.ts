@@ -2,7 +2,7 @@ import { ifIndex, statxMount, SysError } from "../../ffi/mod.ts";
 import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
-import type { ResolvedInode, ResolvedRuleSet } from "./entries.ts";
+import type { ResolvedInode, ResolvedRuleSet, ResolvedSubject } from "./entries.ts";
 import { layerPaths, type OverlayMount, overlayMount } from "./overlay.ts";
 import {
   DEFAULT_MAX_ENTRIES,
@@ -43,7 +43,7 @@ export type ResolveOptions = {
 export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
   const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
-  const mountinfo = plan.files.length + plan.exec.length > 0
+  const mountinfo = plan.files.length + plan.exec.length + (plan.subjects?.length ?? 0) > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";
   return {
@@ -61,7 +61,55 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
       return { ...iface, ifindex: ifIndex(iface.name) };
     }),
     ...plan.forwarded && { forward: forwardInterfaces() },
+    ...plan.subjects?.length && { subjects: resolveSubjects(plan, mountinfo, options.warn) },
   };
+}
+
+/**
+ * The programs rules name, by inode: each exe followed through symlinks, with every (dev, ino) it is known
+ * by (overlay layers too). A missing exe is bad input unless every rule naming it says optional (its rules
+ * then never match); two exes that are the same file (a hard link) cannot be told apart by the kernel.
+ */
+export function resolveSubjects(
+  plan: RuleSetPlan,
+  mountinfo: string,
+  warn?: (message: string) => void,
+): ResolvedSubject[] {
+  const resolved: ResolvedSubject[] = [];
+  const seen = new Map<string, string>();
+  for (const subject of plan.subjects ?? []) {
+    const rule = plan.rules[subject.ruleId]?.id ?? `#${subject.ruleId}`;
+    let stat: Deno.FileInfo;
+    try {
+      stat = Deno.statSync(subject.exe);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound && subject.optional) {
+        warn?.(
+          `Rule ${rule}: exe ${printable(subject.exe)} does not exist; its rules are skipped (optional)`,
+        );
+        continue;
+      }
+      const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
+      throw new ResolveError(`Rule ${rule}: exe ${printable(subject.exe)} ${reason}`, subject.ruleId);
+    }
+    if (!stat.isFile) {
+      throw new ResolveError(`Rule ${rule}: exe ${printable(subject.exe)} is not a file`, subject.ruleId);
+    }
+    for (const identity of fileIdentities(subject.exe, mountinfo)) {
+      const key = `${subject.children}:${identity.dev}:${identity.ino}`;
+      const other = seen.get(key);
+      if (other !== undefined && other !== subject.exe) {
+        throw new ResolveError(
+          `Rule ${rule}: exe ${printable(subject.exe)} is the same file as ${printable(other)} ` +
+            `(a hard link or a symlink): the kernel tells programs apart by inode; name it once`,
+          subject.ruleId,
+        );
+      }
+      seen.set(key, subject.exe);
+      resolved.push({ ...identity, subject: subject.subject, children: subject.children, path: subject.exe });
+    }
+  }
+  return resolved;
 }
 
 /**

@@ -124,7 +124,9 @@ export function planAreas(plan: RuleSetPlan): Area[] {
   if (plan.files.length > 0) areas.push("file");
   if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
   const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
-  if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
+  if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets || plan.egressDefaultDeny) {
+    areas.push("egress");
+  }
   if (plan.bind.length > 0) areas.push("bind");
   if (plan.ingress.interfaces.length > 0) areas.push("ingress");
   return areas;
@@ -424,12 +426,16 @@ function egressOf(policy: unknown): EgressOf | undefined {
     ((spec.network as Record<string, unknown> | undefined)?.egress ?? {}) as Record<string, unknown>;
   if (![deny, allow, users].every(Array.isArray)) return undefined;
   // A bare CIDR (a fleet policy's 100,000 rules) is its own key: no string is built for it.
+  // The program a rule names is part of what it says: a deny that drops its exe denies more.
+  const program = (rule: Record<string, unknown>) =>
+    rule.exe === undefined ? "" : `|${rule.exe}|${rule.children === true}`;
   const netKey = (rule: Record<string, unknown>) =>
-    rule.port === undefined && rule.ports === undefined && rule.protocol === undefined
+    rule.port === undefined && rule.ports === undefined && rule.protocol === undefined &&
+      rule.exe === undefined
       ? String(rule.cidr)
-      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}`;
+      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
   const userKey = (rule: Record<string, unknown>) =>
-    `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}`;
+    `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}${program(rule)}`;
   return {
     mode: String(spec.mode ?? "audit"),
     scope: canonical(spec.scope ?? {}),

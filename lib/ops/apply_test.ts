@@ -53,6 +53,9 @@ Deno.test("egressWidened() is true for an added deny or users entry, a dropped a
   assert.equal(egressWidened(base, egress({ deny, allow, users }, "audit")), true);
   assert.equal(egressWidened(base, egress({ deny, allow, users }, "enforce", { cgroups: ["/a"] })), true);
   assert.equal(egressWidened(base, egress({ deny, allow, users, denyPacketSockets: true })), true);
+  assert.equal(egressWidened(base, egress({ deny, allow, users, default: "deny" })), true, "an allowlist");
+  const curlOnly = egress({ deny: [{ cidr: "10.0.0.0/8", exe: "/usr/bin/curl" }] });
+  assert.equal(egressWidened(curlOnly, egress({ deny: [{ cidr: "10.0.0.0/8" }] })), true, "exe dropped");
   assert.equal(egressWidened(undefined, base), true);
   assert.equal(egressWidened({ spec: { network: { egress: { deny: "x" } } } }, base), true);
 });

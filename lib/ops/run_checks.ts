@@ -107,6 +107,18 @@ export function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): s
     for (const entry of before[area]) if (!now.has(key(entry))) ids.add(entry.ruleId);
     for (const entry of after[area]) if (!was.has(key(entry))) ids.add(entry.ruleId);
   }
+  // A program a rule names resolved to another inode (a package upgrade renamed a new binary over it).
+  const program = (entry: { subject: number; children: boolean; dev: number; ino: bigint }) =>
+    `${entry.subject}:${entry.children}:${entry.dev}:${entry.ino}`;
+  const programsBefore = new Set((before.subjects ?? []).map(program));
+  const programsAfter = new Set((after.subjects ?? []).map(program));
+  const subjectRule = (subject: number) => after.plan.subjects?.[subject - 1]?.ruleId;
+  for (const entry of [...before.subjects ?? [], ...after.subjects ?? []]) {
+    if (programsBefore.has(program(entry)) !== programsAfter.has(program(entry))) {
+      const ruleId = subjectRule(entry.subject);
+      if (ruleId !== undefined) ids.add(ruleId);
+    }
+  }
   if (after.plan.forwarded && forwardChanged(before.forward, after.forward)) {
     ids.add(after.plan.forwarded.ruleId);
   }

@@ -74,3 +74,19 @@ Deno.test("changedRules() names network.egress.forwarded when an interface was a
   assert.deepEqual(changedRules(before, set(["eth0", 2], ["tun0", 8])), ["network.egress.forwarded"]);
   assert.equal(forwardChanged(undefined, []), false);
 });
+
+Deno.test("changedRules() names a rule whose program (exe) resolved to another inode: a package upgrade", () => {
+  const plan = emptyPlan();
+  plan.rules.push({ id: "no-curl", area: "egress", action: "deny", exe: "/usr/bin/curl" });
+  plan.subjects = [{ subject: 1, exe: "/usr/bin/curl", children: false, optional: false, ruleId: 1 }];
+  const set = (ino: bigint): ResolvedRuleSet => ({
+    plan,
+    files: [],
+    exec: [],
+    scope: { include: [], exempt: [] },
+    interfaces: [],
+    subjects: [{ subject: 1, children: false, dev: 8, ino, path: "/usr/bin/curl" }],
+  });
+  assert.deepEqual(changedRules(set(10n), set(10n)), []);
+  assert.deepEqual(changedRules(set(10n), set(11n)), ["no-curl"]);
+});

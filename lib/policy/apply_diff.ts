@@ -3,7 +3,7 @@
  * per rule. A rule with an `id` is matched by its id, so an edit shows as `changed`; a rule without one is
  * matched by what it says (its generated id moves when rules are inserted above it), so an edit shows as
  * one `removed` and one `added`. Settings that are not rules (mode, scope, ingress interfaces and default,
- * denyMemfd, denyPacketSockets, nat64Prefixes) are compared too. Pure.
+ * denyMemfd, denyPacketSockets, nat64Prefixes, the egress default) are compared too. Pure.
  */
 
 import { type Policy, type PolicyRule, policyRules, type RuleList } from "./schema.ts";
@@ -88,6 +88,7 @@ function settingsOf(policy: Policy | undefined): Record<string, unknown> {
     "exec.denyMemfd": spec?.exec?.denyMemfd ?? false,
     "network.egress.denyPacketSockets": spec?.network?.egress?.denyPacketSockets ?? false,
     "network.egress.forwarded": spec?.network?.egress?.forwarded ?? false,
+    "network.egress.default": spec?.network?.egress?.default ?? "allow",
     "network.egress.nat64Prefixes": spec?.network?.egress?.nat64Prefixes ?? [],
     "network.ingress.interfaces": ingress?.interfaces ?? [],
     "network.ingress.default": ingress?.default ?? null,

@@ -25,10 +25,12 @@ const eventSchema = z.looseObject({
     "net.forward",
   ]),
   rule: z.string().optional(),
+  subject: z.string().optional(),
   process: z.looseObject({
     uid: z.int().min(0).optional(),
     gid: z.int().min(0).optional(),
     cgroup: z.looseObject({ path: z.string().optional() }).optional(),
+    exe: z.looseObject({ path: z.string().optional() }).optional(),
   }).optional(),
   file: z.looseObject({ path: z.string() }).optional(),
   net: z.looseObject({
@@ -56,9 +58,13 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
     const issue = parsed.error.issues[0];
     throw new InputError(`${where}: ${issue?.path.join(".") || "event"}: ${issue?.message ?? "invalid"}`);
   }
-  const { type, rule, process, file, net } = parsed.data;
+  const { type, rule, subject, process, file, net } = parsed.data;
   const cgroup = process?.cgroup?.path;
-  const scoped = cgroup === undefined ? {} : { cgroup };
+  // The program: its path when the line has it, else the program the deciding rule named, which is the
+  // task's own or an ancestor's (children: true): both are tried, as the kernel would.
+  const exe = process?.exe?.path ?? subject;
+  const program = exe === undefined ? {} : { exe, ...subject !== undefined && { ancestors: [subject] } };
+  const scoped = cgroup === undefined ? { ...program } : { cgroup, ...program };
   const need = <T>(field: T | undefined, name: string): T => {
     if (field === undefined) throw new InputError(`${where}: a ${type} event needs ${name}`);
     return field;

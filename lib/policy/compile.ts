@@ -13,6 +13,7 @@ import {
   type Protocol,
   type RuleInfo,
   type RuleSetPlan,
+  type Subject,
   WELL_KNOWN_NAT64,
 } from "./plan.ts";
 import type { NetRuleSpec, Policy, PortRuleSpec, RuleList, RuleRef, UserRuleSpec } from "./schema.ts";
@@ -40,7 +41,13 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
 export function compilePolicy(policy: Policy): RuleSetPlan {
   const { spec } = policy;
   const plan = emptyPlan(spec.mode);
-  forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef));
+  const subjects = new Subjects();
+  forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef, subjects));
+  if (subjects.list.length > 0) plan.subjects = subjects.list;
+  if (spec.network?.egress?.default === "deny") {
+    const info: RuleInfo = { id: "network.egress.default", area: "egress", action: "deny" };
+    plan.egressDefaultDeny = { ruleId: plan.rules.push(info) - 1 };
+  }
   if (spec.exec?.denyMemfd) {
     plan.denyMemfdExec = {
       ruleId: plan.rules.push({ id: "exec.denyMemfd", area: "exec", action: "deny" }) - 1,
@@ -66,7 +73,7 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     plan.ptraceGuard = { ruleId: plan.rules.push({ id: "scope.ptrace", area: "exec", action: "deny" }) - 1 };
   }
   const egress = spec.network?.egress;
-  if (egress?.deny?.length || egress?.allow?.length || egress?.users?.length) {
+  if (egress?.deny?.length || egress?.allow?.length || egress?.users?.length || plan.egressDefaultDeny) {
     // A route sends the packet to its first hop, not where the egress hooks judged: none while egress rules exist.
     const info: RuleInfo = { id: "network.egress.sourceRoutes", area: "egress", action: "deny" };
     plan.routeGuard = { ruleId: plan.rules.push(info) - 1 };
@@ -80,11 +87,47 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   return plan;
 }
 
-function addRule(plan: RuleSetPlan, entry: RuleRef): void {
+/** Numbers the programs rules name: one per distinct (exe, children), 1 up in rule order. */
+class Subjects {
+  readonly list: Subject[] = [];
+  readonly #byKey = new Map<string, Subject>();
+
+  /** The subject number of a rule's `exe` and `children`; undefined when it names no program. */
+  of(rule: SubjectSpec, ruleId: number): number | undefined {
+    if (rule.exe === undefined) return undefined;
+    const children = rule.children === true;
+    const key = `${children ? "tree" : "self"}:${rule.exe}`;
+    let subject = this.#byKey.get(key);
+    if (!subject) {
+      subject = { subject: this.list.length + 1, exe: rule.exe, children, optional: false, ruleId };
+      this.list.push(subject);
+      this.#byKey.set(key, subject);
+    }
+    // An exe is optional only when every rule naming it says so: one that requires it wins.
+    subject.optional = this.#optional(key, rule.optional === true);
+    return subject.subject;
+  }
+
+  readonly #required = new Set<string>();
+  #optional(key: string, optional: boolean): boolean {
+    if (!optional) this.#required.add(key);
+    return !this.#required.has(key);
+  }
+}
+
+type SubjectSpec = {
+  exe?: string | undefined;
+  children?: boolean | undefined;
+  optional?: boolean | undefined;
+};
+
+function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
   if (entry.list === "files.deny" || entry.list === "exec.deny") info.path = entry.rule.path;
   const ruleId = plan.rules.push(info) - 1;
+  const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
+  if (subject !== undefined) info.exe = (entry.rule as SubjectSpec).exe!;
   switch (entry.list) {
     case "files.deny":
     case "exec.deny": {
@@ -101,17 +144,17 @@ function addRule(plan: RuleSetPlan, entry: RuleRef): void {
     }
     case "network.egress.deny":
     case "network.egress.allow":
-      addNetRules(plan.egress, entry.rule, ruleId, action);
+      addNetRules(plan.egress, entry.rule, ruleId, action, subject);
       return;
     case "network.ingress.allow":
     case "network.ingress.deny":
       addNetRules(plan.ingress.rules, entry.rule, ruleId, action);
       return;
     case "network.egress.users":
-      plan.egressUsers.push(userRule(entry.rule, ruleId));
+      plan.egressUsers.push(userRule(entry.rule, ruleId, subject));
       return;
     case "network.bind.deny":
-      plan.bind.push(...bindRules(entry.rule, ruleId));
+      plan.bind.push(...bindRules(entry.rule, ruleId, subject));
       return;
     case "network.ingress.failsafe":
       plan.ingress.failsafe.push(...portRules(entry.rule, ruleId));
@@ -122,7 +165,13 @@ function addRule(plan: RuleSetPlan, entry: RuleRef): void {
  * Adds one NetRule per family (for a rule without a cidr) and per port to `rules`; `::ffff:` networks
  * keyed as IPv4. Builds nothing on the way: a fleet policy's 100,000 rules each add one.
  */
-function addNetRules(rules: NetRule[], rule: NetRuleSpec, ruleId: number, action: "deny" | "allow"): void {
+function addNetRules(
+  rules: NetRule[],
+  rule: NetRuleSpec,
+  ruleId: number,
+  action: "deny" | "allow",
+  subject?: number,
+): void {
   const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
   for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
     const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
@@ -138,6 +187,7 @@ function addNetRules(rules: NetRule[], rule: NetRuleSpec, ruleId: number, action
       };
       if (rule.protocol) net.protocol = rule.protocol;
       if (port !== undefined) net.port = port;
+      if (subject !== undefined) net.subject = subject;
       rules.push(net);
     }
   }
@@ -150,13 +200,22 @@ function portRules(rule: PortRuleSpec, ruleId: number): PortRule[] {
 }
 
 /** One BindRule per port; without a protocol it stands for every protocol with ports (see BindRule). */
-function bindRules(rule: PortRuleSpec, ruleId: number): BindRule[] {
+function bindRules(rule: PortRuleSpec, ruleId: number, subject?: number): BindRule[] {
   const ports = rule.ports ?? (rule.port === undefined ? [] : [rule.port]);
-  return ports.map((port) => rule.protocol ? { ruleId, port, protocol: rule.protocol } : { ruleId, port });
+  return ports.map((port) => ({
+    ruleId,
+    port,
+    ...rule.protocol && { protocol: rule.protocol },
+    ...subject !== undefined && { subject },
+  }));
 }
 
-function userRule(rule: UserRuleSpec, ruleId: number): RuleSetPlan["egressUsers"][number] {
-  const ports = { ruleId, ports: [...rule.allowPorts ?? rule.denyPorts ?? []] };
+function userRule(rule: UserRuleSpec, ruleId: number, subject?: number): RuleSetPlan["egressUsers"][number] {
+  const ports = {
+    ruleId,
+    ports: [...rule.allowPorts ?? rule.denyPorts ?? []],
+    ...subject !== undefined && { subject },
+  };
   const portsAre = rule.allowPorts ? "allowed" as const : "denied" as const;
   return rule.uid !== undefined
     ? { ...ports, portsAre, uid: rule.uid }

@@ -10,6 +10,16 @@
  *   matches every protocol. A destination (or source) `::ffff:a.b.c.d` is matched as IPv4.
  * - Egress: a winning allow means no rule. With no deny, the users entry of the uid, else of the gid,
  *   decides by destination port. A deny then applies only in scope.
+ * - Subjects (rules with `exe`, for TCP and UDP egress and every bind): a task's subjects are, in this order, its own exe's (children: false,
+ *   then children: true), then those of its ancestors' exes named with children: true, nearest first; at
+ *   most four. The most specific rule wins among the rules of its subjects and the rules naming no
+ *   program; at equal specificity (same prefix length, port and protocol level) the earlier subject wins,
+ *   and a rule naming no program comes last. Users entries: the first subject (in that order) with an
+ *   entry for the uid, else the gid, decides; then the entries naming no program. Bind: a rule naming no
+ *   program, else the first subject's.
+ * - network.egress.default: deny: a destination view no rule matches is denied by the default, except
+ *   loopback (127.0.0.0/8, ::1); a rule for 0.0.0.0/0 (or ::/0) with no port nor protocol and no exe takes
+ *   the default's place for its family, loopback included.
  * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
@@ -49,8 +59,8 @@ export type DecisionEvent =
     gid?: number;
     /** The task's cgroup v2 path, e.g. /system.slice/nginx.service; absent: the root. */
     cgroup?: string;
-  }
-  | { area: "bind"; port: number; protocol: IpProtocol; cgroup?: string }
+  } & TaskProgram
+  | { area: "bind"; port: number; protocol: IpProtocol; cgroup?: string } & TaskProgram
   | { area: "ingress"; interface: string; addr: Address; port?: number; protocol: IpProtocol }
   /** A packet the host forwards (network.egress.forwarded): the egress CIDR rules alone, no task. */
   | { area: "forward"; addr: Address; port?: number; protocol: IpProtocol }
@@ -61,6 +71,17 @@ export type DecisionEvent =
     path?: string;
     cgroup?: string;
   };
+
+/** The program a task runs and those of its ancestors, by path (as the plan's subjects name them). */
+export type TaskProgram = {
+  /** The task's executable, e.g. /usr/bin/curl. */
+  exe?: string;
+  /** The executables of its parent, grandparent, ...: nearest first. */
+  ancestors?: readonly string[];
+};
+
+/** Subjects one task holds at most (AEGIS_SUBJECT_SLOTS). */
+const SUBJECT_SLOTS = 4;
 
 export type Decision = { decision: "allow" | "deny" | "audit"; ruleId?: number; ruleName?: string };
 
@@ -85,10 +106,13 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
     }
     case "bind": {
       const protocol = protocolNumber(event.protocol);
-      const rule = plan.bind.find((r) =>
-        r.port === event.port &&
-        (r.protocol ? PROTOCOL_NUMBER[r.protocol] === protocol : PORT_PROTOCOL_NUMBERS.includes(protocol))
-      );
+      const matches = (subject: number | undefined) =>
+        plan.bind.find((r) =>
+          r.subject === subject && r.port === event.port &&
+          (r.protocol ? PROTOCOL_NUMBER[r.protocol] === protocol : PORT_PROTOCOL_NUMBERS.includes(protocol))
+        );
+      const rule = matches(undefined) ??
+        taskSubjects(plan, event).map(matches).find((found) => found !== undefined);
       return rule && inScope(plan, event.cgroup) ? rule.ruleId : undefined;
     }
     case "ingress":
@@ -110,21 +134,85 @@ function egressRule(
   event: Extract<DecisionEvent, { area: "egress" }>,
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
-  const cidr = egressCidrRule(plan, packet);
+  // Rules that name a program judge TCP and UDP only (other protocols are judged packet by packet).
+  const subjects = packet.protocol === 6 || packet.protocol === 17 ? taskSubjects(plan, event) : [];
+  const cidr = egressCidrRule(plan, packet, subjects);
   if (cidr !== undefined) return cidr;
-  const user = userRule(plan.egressUsers, event.uid, event.gid);
+  const user = [...subjects, undefined].map((subject) =>
+    userRule(plan.egressUsers.filter((entry) => entry.subject === subject), event.uid, event.gid)
+  ).find((entry) => entry !== undefined);
   if (!user) return undefined;
   const listed = user.ports.includes(packet.port);
   return listed === (user.portsAre === "denied") ? user.ruleId : undefined;
 }
 
-/** The CIDR deny rule for a destination, seen in each of its views (egressViews). */
-function egressCidrRule(plan: RuleSetPlan, packet: Packet): number | undefined {
+/**
+ * The subject numbers of a task, in precedence order (see the top of this file): its exe's, then its
+ * ancestors' with children: true, nearest first; at most SUBJECT_SLOTS.
+ */
+export function taskSubjects(plan: RuleSetPlan, task: TaskProgram): number[] {
+  const subjects = plan.subjects ?? [];
+  if (subjects.length === 0) return [];
+  const found: number[] = [];
+  const add = (exe: string | undefined, children: boolean) => {
+    const subject = subjects.find((s) => s.exe === exe && s.children === children);
+    if (subject && found.length < SUBJECT_SLOTS) found.push(subject.subject);
+  };
+  if (task.exe !== undefined) {
+    add(task.exe, false);
+    add(task.exe, true);
+  }
+  for (const ancestor of task.ancestors ?? []) add(ancestor, true);
+  return found;
+}
+
+/**
+ * The CIDR deny rule for a destination, seen in each of its views (egressViews), for a task of `subjects`;
+ * the default (network.egress.default: deny) for a view no rule matches, loopback aside.
+ */
+function egressCidrRule(
+  plan: RuleSetPlan,
+  packet: Packet,
+  subjects: readonly number[] = [],
+): number | undefined {
   for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
-    const rule = matchNet(plan.egress, view);
+    const rule = matchSubjects(plan.egress, view, subjects);
     if (rule?.action === "deny") return rule.ruleId;
+    if (!rule && plan.egressDefaultDeny && !isLoopback(view)) return plan.egressDefaultDeny.ruleId;
   }
   return undefined;
+}
+
+/**
+ * matchNet over the rules of `subjects` and the rules naming no program: the highest rank wins; at equal
+ * rank the earlier subject, the rules naming no program last.
+ */
+export function matchSubjects(
+  rules: readonly NetRule[],
+  packet: Packet,
+  subjects: readonly number[],
+): NetRule | undefined {
+  if (subjects.length === 0 && !rules.some((rule) => rule.subject !== undefined)) {
+    return matchNet(rules, packet);
+  }
+  let best: NetRule | undefined;
+  let bestRank = -1;
+  for (const subject of [...subjects, undefined]) {
+    const rule = matchNet(rules.filter((candidate) => candidate.subject === subject), packet);
+    const rank = rule ? matchRank(rule, packet) : -1;
+    if (rank > bestRank) {
+      best = rule;
+      bestRank = rank;
+    }
+  }
+  return best;
+}
+
+/** 127.0.0.0/8 and ::1: what an egress default deny lets through. */
+export function isLoopback(packet: Packet): boolean {
+  const { family, addr } = packet.cidr;
+  if (family === 4) return addr[0] === 127;
+  return addr.subarray(0, 15).every((byte) => byte === 0) && addr[15] === 1;
 }
 
 /**

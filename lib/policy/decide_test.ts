@@ -238,3 +238,82 @@ Deno.test("decide() judges a forwarded packet by the egress CIDR rules alone, an
   assert.equal(who(on, forwarded("198.51.100.1", 80)), "allow", "users entries do not apply");
   assert.equal(who(egress(rules), forwarded("203.0.113.9", 53)), "allow", "off by default");
 });
+
+const from = (exe: string, ancestors: string[] = []) => ({ exe, ancestors });
+
+Deno.test("decide() applies a rule with exe to that program only, and to its children with children: true", () => {
+  const p = egress(
+    "      deny:\n        - { id: curl, cidr: 127.0.0.2/32, exe: /usr/bin/curl }\n" +
+      "        - { id: tree, cidr: 127.0.0.3/32, exe: /opt/launcher, children: true }\n",
+  );
+  assert.equal(who(p, { ...to("127.0.0.2", 9), ...from("/usr/bin/curl") }), "curl");
+  assert.equal(who(p, { ...to("127.0.0.2", 9), ...from("/usr/bin/python3") }), "allow");
+  assert.equal(who(p, to("127.0.0.2", 9)), "allow", "a task of unknown program: rules naming none only");
+  // children: false does not reach curl's children.
+  assert.equal(who(p, { ...to("127.0.0.2", 9), ...from("/usr/bin/sh", ["/usr/bin/curl"]) }), "allow");
+  assert.equal(who(p, { ...to("127.0.0.3", 9), ...from("/opt/launcher") }), "tree", "the program itself");
+  assert.equal(
+    who(p, { ...to("127.0.0.3", 9), ...from("/usr/bin/curl", ["/usr/bin/sh", "/opt/launcher"]) }),
+    "tree",
+  );
+});
+
+Deno.test("decide() lets the most specific rule win across subjects, and a rule with exe win a tie", () => {
+  const p = egress(
+    "      deny:\n        - { id: wide, cidr: 10.0.0.0/8 }\n        - { id: host, cidr: 10.1.2.3/32 }\n" +
+      "      allow:\n        - { id: curl-net, cidr: 10.0.0.0/8, exe: /usr/bin/curl }\n" +
+      "        - { id: curl-wide, cidr: 0.0.0.0/0, exe: /usr/bin/curl }\n",
+  );
+  const curl = from("/usr/bin/curl");
+  assert.equal(
+    who(p, { ...to("10.9.9.9", 80), ...curl }),
+    "allow",
+    "same rule with exe beats the rule without",
+  );
+  assert.equal(who(p, { ...to("10.1.2.3", 80), ...curl }), "host", "a more specific rule without exe wins");
+  assert.equal(who(p, { ...to("10.9.9.9", 80), ...from("/usr/bin/wget") }), "wide");
+});
+
+Deno.test("decide() orders subjects: own exe, then the nearest ancestor, then rules naming no program", () => {
+  const p = egress(
+    "      deny:\n        - { id: outer, cidr: 10.0.0.0/8, exe: /opt/outer, children: true }\n" +
+      "      allow:\n        - { id: inner, cidr: 10.0.0.0/8, exe: /opt/inner, children: true }\n",
+  );
+  assert.equal(who(p, { ...to("10.0.0.1", 80), ...from("/bin/x", ["/opt/inner", "/opt/outer"]) }), "allow");
+  assert.equal(who(p, { ...to("10.0.0.1", 80), ...from("/bin/x", ["/opt/outer", "/opt/inner"]) }), "outer");
+});
+
+Deno.test("decide() denies what no allow covers under network.egress.default: deny, loopback aside", () => {
+  const p = egress(
+    "      default: deny\n      allow:\n        - { id: dns, cidr: 10.0.0.53/32, port: 53 }\n" +
+      "        - { id: api, cidr: 192.0.2.0/24, exe: /usr/bin/curl }\n      deny:\n        - { id: lo9, cidr: 127.0.0.2/32, port: 9 }\n",
+  );
+  assert.equal(who(p, to("10.0.0.53", 53, "udp")), "allow");
+  assert.equal(who(p, to("10.0.0.53", 80)), "network.egress.default");
+  assert.equal(who(p, to("8.8.8.8", 443)), "network.egress.default");
+  assert.equal(who(p, to("2001:db8::1", 443)), "network.egress.default");
+  assert.equal(who(p, to("127.0.0.1", 8080)), "allow", "loopback passes");
+  assert.equal(who(p, to("::1", 8080)), "allow", "loopback passes");
+  assert.equal(who(p, to("127.0.0.2", 9)), "lo9", "unless a rule says otherwise");
+  assert.equal(who(p, { ...to("192.0.2.7", 443), ...from("/usr/bin/curl") }), "allow");
+  assert.equal(who(p, { ...to("192.0.2.7", 443), ...from("/usr/bin/wget") }), "network.egress.default");
+});
+
+Deno.test("decide() takes a users or bind entry with exe for that program before the entry without", () => {
+  const p = plan(
+    "  network:\n    egress:\n      users:\n        - { id: root-curl, uid: 0, allowPorts: [443], exe: /usr/bin/curl }\n" +
+      "        - { id: root, uid: 0, denyPorts: [25] }\n" +
+      "    bind:\n      deny:\n        - { id: py8080, port: 8080, exe: /usr/bin/python3 }\n",
+  );
+  assert.equal(who(p, { ...to("192.0.2.1", 80), uid: 0, ...from("/usr/bin/curl") }), "root-curl");
+  assert.equal(who(p, { ...to("192.0.2.1", 443), uid: 0, ...from("/usr/bin/curl") }), "allow");
+  assert.equal(
+    who(p, { ...to("192.0.2.1", 25), uid: 0, ...from("/usr/bin/curl") }),
+    "root-curl",
+    "curl's entry decides",
+  );
+  assert.equal(who(p, { ...to("192.0.2.1", 25), uid: 0, ...from("/usr/bin/wget") }), "root");
+  const bind = (exe: string) => ({ area: "bind", port: 8080, protocol: "tcp", exe }) as const;
+  assert.equal(who(p, bind("/usr/bin/python3")), "py8080");
+  assert.equal(who(p, bind("/usr/bin/nc")), "allow");
+});

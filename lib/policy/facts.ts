@@ -26,6 +26,13 @@ export type FactOptions = {
 export async function gatherLintFacts(policy: Policy, options: FactOptions = {}): Promise<LintFacts> {
   // Straight from the two lists: a fleet policy's 100,000 network rules need no entry built here.
   const denied = [...policy.spec.files?.deny ?? [], ...policy.spec.exec?.deny ?? []].map((rule) => rule.path);
+  // And the programs rules name (exe), which must exist too unless optional.
+  const { egress, bind } = policy.spec.network ?? {};
+  for (
+    const rule of [...egress?.deny ?? [], ...egress?.allow ?? [], ...egress?.users ?? [], ...bind?.deny ?? []]
+  ) {
+    if (rule.exe !== undefined && !denied.includes(rule.exe)) denied.push(rule.exe);
+  }
   const paths = new Map<string, PathFact>();
   for (const path of denied) {
     const fact = await pathFact(path);
@@ -169,6 +176,9 @@ export function parseShells(text: string): string[] {
 
 /** SSH_CONNECTION is "client-address client-port server-address server-port". */
 export function parseSshConnection(text: string | undefined): LintFacts["sshClient"] {
-  const [addr, , , port] = text?.trim().split(/\s+/) ?? [];
-  return addr && port && /^\d+$/.test(port) ? { addr, port: Number(port) } : undefined;
+  const [addr, clientPort, , port] = text?.trim().split(/\s+/) ?? [];
+  if (!addr || !port || !/^\d+$/.test(port)) return undefined;
+  return clientPort && /^\d+$/.test(clientPort)
+    ? { addr, port: Number(port), clientPort: Number(clientPort) }
+    : { addr, port: Number(port) };
 }

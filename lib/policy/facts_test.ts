@@ -33,8 +33,12 @@ Deno.test("parseShells() reads the paths of /etc/shells", () => {
   assert.deepEqual(parseShells("# /etc/shells\n/bin/sh\n/usr/bin/bash\n\n"), ["/bin/sh", "/usr/bin/bash"]);
 });
 
-Deno.test("parseSshConnection() reads the client address and the server port", () => {
-  assert.deepEqual(parseSshConnection("203.0.113.7 51234 192.0.2.10 22"), { addr: "203.0.113.7", port: 22 });
+Deno.test("parseSshConnection() reads the client address and port and the server port", () => {
+  assert.deepEqual(parseSshConnection("203.0.113.7 51234 192.0.2.10 22"), {
+    addr: "203.0.113.7",
+    port: 22,
+    clientPort: 51234,
+  });
   assert.equal(parseSshConnection(undefined), undefined);
   assert.equal(parseSshConnection("garbage"), undefined);
 });
@@ -68,7 +72,7 @@ Deno.test("gatherLintFacts() knows the policy's deny paths that exist and the ae
     ),
     "the dynamic loader: an exec rule on it would stop every dynamically linked program",
   );
-  assert.deepEqual(facts.sshClient, { addr: "10.0.0.1", port: 2222 });
+  assert.deepEqual(facts.sshClient, { addr: "10.0.0.1", port: 2222, clientPort: 5000 });
   assert.ok(facts.sshPorts.length > 0);
   assert.ok(facts.resolvers.every((resolver) => typeof resolver === "string"));
 });

@@ -5,7 +5,7 @@
 import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
 import { compilePolicy } from "./compile.ts";
-import { decide, matchNet, toPacket } from "./decide.ts";
+import { decide, matchSubjects, toPacket } from "./decide.ts";
 import type { InodeTarget, NetRule, RuleSetPlan } from "./plan.ts";
 import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./schema.ts";
 
@@ -17,8 +17,11 @@ export type LintFacts = {
   resolvers: readonly string[];
   /** The ports sshd listens on. */
   sshPorts: readonly number[];
-  /** The operator's own SSH connection, when lint runs inside one: the client address and the server port. */
-  sshClient?: { addr: string; port: number };
+  /**
+   * The operator's own SSH connection, when lint runs inside one: the client address and the server port
+   * (and the client's port, the destination of the server's side of the session).
+   */
+  sshClient?: { addr: string; port: number; clientPort?: number };
   /** What must keep working: PID 1's executable, the aegisbpf binary, shells, sshd, and (as a tree) state. */
   survival: readonly (PathFact & { why: string; tree?: boolean })[];
   /** Parts of the survival set this process could not read (PID 1's executable), the errno, what to do. */
@@ -46,6 +49,8 @@ export type LintCode =
   | "scope-unguarded"
   | "ptrace-yama"
   | "forwarded-unjudged"
+  | "egress-default-lockout"
+  | "dns-unallowed"
   | "expired";
 
 export type Warning = {
@@ -63,12 +68,16 @@ type Locate = (path: PolicyPath) => Position;
 export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Warning[] {
   const plan = compilePolicy(policy);
   const report = new Report(locate, policyRules(policy));
-  lintNetRules(plan.egress, report, false);
+  // Rules of one program, and those naming none, apart: a rule only shadows or repeats one of its own kind.
+  for (const rules of Map.groupBy(plan.egress, (rule) => rule.subject ?? 0).values()) {
+    lintNetRules(rules, report, plan.egressDefaultDeny !== undefined);
+  }
   lintNetRules(plan.ingress.rules, report, plan.ingress.interfaces.some((iface) => iface.defaultDrop));
   lintResolvers(plan, report, facts);
   lintMissingPaths(plan, report, facts);
   lintSpec(policy, report, facts);
   lintLockout(plan, report, facts);
+  lintEgressScope(plan, report, facts);
   return report.sorted();
 }
 
@@ -101,6 +110,61 @@ export function lockoutCheck(
 function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
   lintSsh(plan, report, facts);
   lintSurvival(plan, report, facts);
+  lintEgressDefault(plan, report, facts);
+}
+
+/** The egress default's warnings that are no lock-out (a scope that reaches no resolver). */
+function lintEgressScope(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  if (plan.scope.include.length > 0) lintEgressDefault(plan, report, facts, false);
+}
+
+/**
+ * network.egress.default: deny. Host-wide (no scope.cgroups), what the host needs must stay reachable, or
+ * apply refuses: the operator's SSH session (its peer: the sweep closes connections to what the default
+ * denies), and DNS (every resolver of /etc/resolv.conf, port 53, UDP and TCP). aegisbpf itself needs only
+ * loopback, which the default never denies. With a scope, a scope that cannot reach any resolver is
+ * warned about: its programs cannot resolve names.
+ */
+const DEFAULT_PATH: PolicyPath = ["spec", "network", "egress", "default"];
+
+function lintEgressDefault(plan: RuleSetPlan, report: Report, facts: LintFacts, lockoutOnly = true): void {
+  const deny = plan.egressDefaultDeny;
+  if (!deny) return;
+  const hostWide = plan.scope.include.length === 0;
+  const at = (code: LintCode, what: string, severity: Warning["severity"] = "warning") =>
+    report.at(DEFAULT_PATH, code, `network.egress.default: ${what}`, severity, "network.egress.default");
+  const denied = (addr: string, port: number, protocol: "tcp" | "udp") =>
+    decide(plan, { area: "egress", addr, port, protocol, ...!hostWide && { cgroup: plan.scope.include[0]! } })
+      .ruleId !== undefined;
+  if (hostWide && facts.sshClient && denied(facts.sshClient.addr, facts.sshClient.clientPort ?? 0, "tcp")) {
+    at(
+      "egress-default-lockout",
+      `denies your SSH session's peer ${facts.sshClient.addr}: the sweep would close the session; allow it ` +
+        `(e.g. allow: [{ cidr: ${facts.sshClient.addr}/${
+          facts.sshClient.addr.includes(":") ? 128 : 32
+        } }]) ` +
+        "or scope the policy with scope.cgroups",
+      "error",
+    );
+  }
+  const resolvers = facts.resolvers.filter((resolver) =>
+    denied(resolver, 53, "udp") || denied(resolver, 53, "tcp")
+  );
+  if (resolvers.length === 0) return;
+  if (hostWide) {
+    at(
+      "egress-default-lockout",
+      `denies DNS to ${resolvers.join(", ")} (resolvers in /etc/resolv.conf): allow them on port 53 ` +
+        "(udp and tcp) or scope the policy with scope.cgroups",
+      "error",
+    );
+  } else if (!lockoutOnly && resolvers.length === facts.resolvers.length) {
+    at(
+      "dns-unallowed",
+      `the scope reaches no resolver of /etc/resolv.conf (${resolvers.join(", ")}) on port 53: its ` +
+        "programs cannot resolve names; allow them if they need to",
+    );
+  }
 }
 
 class Report {
@@ -361,11 +425,13 @@ function lintSshPort(plan: RuleSetPlan, report: Report, iface: string, port: num
   }
 }
 
-/** Egress denies that cover a resolver of /etc/resolv.conf: name resolution would fail. */
+/** Egress denies (of programs no exe rule names) that cover a resolver of /etc/resolv.conf: name resolution would fail. */
 function lintResolvers(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
   for (const resolver of facts.resolvers) {
     const denied = new Set(
-      (["udp", "tcp"] as const).map((protocol) => matchNet(plan.egress, toPacket(resolver, 53, protocol)))
+      (["udp", "tcp"] as const).map((protocol) =>
+        matchSubjects(plan.egress, toPacket(resolver, 53, protocol), [])
+      )
         .filter((rule) => rule?.action === "deny").map((rule) => rule!.ruleId),
     );
     for (const ruleId of denied) {
@@ -379,9 +445,14 @@ function inodeRules(plan: RuleSetPlan): InodeTarget[] {
   return [...plan.files, ...plan.exec].sort((a, b) => a.ruleId - b.ruleId);
 }
 
-/** Deny paths that do not exist: an error, unless the rule says optional. */
+/** Deny paths and programs (exe) that do not exist: an error, unless the rule says optional. */
 function lintMissingPaths(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
-  for (const { ruleId, path, optional } of inodeRules(plan)) {
+  const programs = (plan.subjects ?? []).map(({ ruleId, exe, optional }) => ({
+    ruleId,
+    path: exe,
+    optional,
+  }));
+  for (const { ruleId, path, optional } of [...inodeRules(plan), ...programs]) {
     if (facts.paths.has(path)) continue;
     const what = optional
       ? "does not exist (optional: skipped)"

@@ -286,3 +286,54 @@ Deno.test("lintPolicy() warns when the host forwards packets and egress rules le
   const ipv6Only = lint(egress(deny), { forwarding: { ipv4: false, ipv6: true } });
   assert.match(ipv6Only[0]!.message, /net\.ipv6\.conf\.all\.forwarding = 1/);
 });
+
+Deno.test("lintPolicy() refuses a host-wide egress default deny that cuts SSH or DNS, and allows one that keeps them", () => {
+  const facts = {
+    resolvers: ["192.0.2.53"],
+    sshClient: { addr: "203.0.113.7", port: 22, clientPort: 51234 },
+  };
+  const cut = lint(egress("      default: deny\n"), facts);
+  assert.deepEqual(summary(cut), [
+    "egress-default-lockout network.egress.default 9:16",
+    "egress-default-lockout network.egress.default 9:16",
+  ]);
+  assert.ok(cut.every((warning) => warning.severity === "error"));
+  assert.match(cut[0]!.message, /denies your SSH session's peer 203\.0\.113\.7/);
+  assert.match(cut[1]!.message, /denies DNS to 192\.0\.2\.53/);
+  const source = parsePolicySource(minimal(egress("      default: deny\n")), "p.yaml");
+  assert.equal(lockoutRisks(source.policy, source.locate, { ...FACTS, ...facts }).length, 2, "apply refuses");
+  const kept = egress(
+    "      default: deny\n      allow:\n        - { id: ssh-peer, cidr: 203.0.113.7/32 }\n" +
+      "        - { id: dns, cidr: 192.0.2.53/32, port: 53 }\n",
+  );
+  assert.deepEqual(lint(kept, facts), []);
+});
+
+Deno.test("lintPolicy() warns about a scope that reaches no resolver under an egress default deny", () => {
+  const scoped = `  scope: { cgroups: [/app.slice] }\n${egress("      default: deny\n")}`;
+  const warnings = lint(scoped, { resolvers: ["192.0.2.53"] });
+  const dns = warnings.filter((warning) => warning.code === "dns-unallowed");
+  assert.equal(dns.length, 1);
+  assert.equal(dns[0]?.severity, "warning");
+  assert.ok(
+    !warnings.some((warning) => warning.code === "egress-default-lockout"),
+    "a scope is not host-wide",
+  );
+  const source = parsePolicySource(minimal(scoped), "p.yaml");
+  const risks = lockoutRisks(source.policy, source.locate, { ...FACTS, resolvers: ["192.0.2.53"] });
+  assert.deepEqual(risks, [], "a warning, not a reason to refuse the apply");
+});
+
+Deno.test("lintPolicy() reports an exe that does not exist, unless optional", () => {
+  const warnings = lint(
+    egress(
+      "      deny:\n        - { id: gone, cidr: 10.0.0.0/8, exe: /no/such/exe }\n" +
+        "        - { id: maybe, cidr: 10.1.0.0/16, exe: /no/such/other, optional: true }\n",
+    ),
+  );
+  const missing = warnings.filter((warning) => warning.code === "missing-path");
+  assert.deepEqual(missing.map((w) => `${w.ruleId} ${w.severity} ${w.position.line}:${w.position.column}`), [
+    "gone error 10:11",
+    "maybe warning 11:11",
+  ]);
+});

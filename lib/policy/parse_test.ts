@@ -404,3 +404,60 @@ Deno.test("parsePolicy() takes maxFiles on recursive rules only, as a positive i
   refuses(rule("recursive: true, maxFiles: 0"), 9, 55, "maxFiles is at least 1");
   refuses(rule("recursive: true, maxFiles: 2.5"), 9, 55, "maxFiles is an integer");
 });
+
+Deno.test("parsePolicy() takes exe, children and optional on egress, users and bind entries, and the egress default", () => {
+  const policy = parsePolicy(
+    minimal(
+      "  network:\n    egress:\n      default: deny\n" +
+        "      allow: [{ cidr: 10.0.0.0/8, exe: /usr/bin/curl, children: true }]\n" +
+        "      deny: [{ cidr: 10.1.0.0/16, exe: /opt/x, optional: true }]\n" +
+        "      users: [{ uid: 0, denyPorts: [25], exe: /usr/bin/curl }, { uid: 0, denyPorts: [25] }]\n" +
+        "    bind:\n      deny: [{ port: 8080, exe: /usr/bin/python3 }]\n",
+    ),
+    "p.yaml",
+  );
+  const egress = policy.spec.network?.egress;
+  assert.equal(egress?.default, "deny");
+  assert.deepEqual(egress?.allow, [{ cidr: "10.0.0.0/8", exe: "/usr/bin/curl", children: true }]);
+  assert.deepEqual(egress?.deny, [{ cidr: "10.1.0.0/16", exe: "/opt/x", optional: true }]);
+  assert.equal(policy.spec.network?.bind?.deny?.[0]?.exe, "/usr/bin/python3");
+});
+
+Deno.test("parsePolicy() reports a bad exe, children or egress default at FILE:LINE:COL", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      deny:\n        - ${entry}\n`);
+  refuses(rule("{ cidr: 10.0.0.0/8, exe: usr/bin/curl }"), 10, 36, "exe must be an absolute path");
+  refuses(rule("{ cidr: 10.0.0.0/8, exe: 7 }"), 10, 36, "found 7; expected a string");
+  refuses(
+    rule("{ cidr: 10.0.0.0/8, exe: /usr/bin/curl, children: yes }"),
+    10,
+    61,
+    "children is true or false",
+  );
+  refuses(
+    rule("{ cidr: 10.0.0.0/8, children: true }"),
+    10,
+    41,
+    "children applies to an entry that names a program",
+  );
+  refuses(
+    minimal("  network:\n    egress:\n      default: block\n"),
+    9,
+    16,
+    'the egress default is "allow"',
+  );
+  refuses(
+    minimal("  network:\n    bind:\n      deny: [{ port: 80, optional: true }]\n"),
+    9,
+    36,
+    "optional applies to an entry that names a program",
+  );
+  refuses(
+    minimal(
+      "  network:\n    egress:\n      users:\n        - { uid: 1, denyPorts: [25], exe: /a }\n" +
+        "        - { uid: 1, denyPorts: [26], exe: /a }\n",
+    ),
+    11,
+    11,
+    "uid 1 with exe /a has a users entry already",
+  );
+});

@@ -20,7 +20,14 @@ export const PORT_PROTOCOL_NUMBERS: readonly number[] = [6, 17, 136, 132, 33];
 export const WELL_KNOWN_NAT64 = "64:ff9b::/96";
 
 /** What the kernel's numeric rule id stands for; rule ids index `RuleSetPlan.rules`. */
-export type RuleInfo = { id: string; area: Area; action: "deny" | "allow"; path?: string };
+export type RuleInfo = {
+  id: string;
+  area: Area;
+  action: "deny" | "allow";
+  path?: string;
+  /** The program a network rule names (`exe`), for events and explain. */
+  exe?: string;
+};
 
 /** A file or executable to deny by inode; `recursive` covers every file under a directory. */
 export type InodeTarget = {
@@ -45,6 +52,22 @@ export type NetRule = {
   prefixLength: number;
   protocol?: Protocol;
   port?: number;
+  /** The program the rule applies to (an index of `RuleSetPlan.subjects`); absent: every program. */
+  subject?: number;
+};
+
+/**
+ * A program that rules name (`exe`, and `children: true` for every process it starts): each distinct pair
+ * gets its number, 1 up, in rule order. The kernel knows a task's program by the inode of its executable.
+ */
+export type Subject = {
+  subject: number;
+  exe: string;
+  children: boolean;
+  /** The exe may be missing on this host: its rules are then skipped, with a warning. */
+  optional: boolean;
+  /** The first rule that names it, for messages. */
+  ruleId: number;
 };
 
 export type PortRule = { ruleId: number; port: number; protocol: Protocol };
@@ -52,14 +75,14 @@ export type PortRule = { ruleId: number; port: number; protocol: Protocol };
  * A bind deny rule: `protocol` absent covers every protocol that binds to a port (PORT_PROTOCOL_NUMBERS:
  * TCP, UDP, UDP-Lite, SCTP, DCCP), not only TCP and UDP.
  */
-export type BindRule = { ruleId: number; port: number; protocol?: Protocol };
+export type BindRule = { ruleId: number; port: number; protocol?: Protocol; subject?: number };
 /**
  * An egress restriction for the processes of one effective uid or gid: `allowPorts` denies every other
  * destination port, `denyPorts` denies the listed ones. A uid entry beats a gid entry for the same process,
  * and a user entry decides only where no CIDR deny rule matched (a CIDR allow does not lift it).
  */
 export type UserRule =
-  & { ruleId: number; ports: number[]; portsAre: "allowed" | "denied" }
+  & { ruleId: number; ports: number[]; portsAre: "allowed" | "denied"; subject?: number }
   & ({ uid: number; gid?: never } | { gid: number; uid?: never });
 export type IngressInterface = { name: string; defaultDrop: boolean; ruleId: number };
 
@@ -83,6 +106,13 @@ export type RuleSetPlan = {
   ptraceGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
+  /** The programs rules name; absent or empty: no rule names one (the kernel never reads the task's exe). */
+  subjects?: Subject[];
+  /**
+   * Present with network.egress.default: deny: a destination no egress rule matches is denied (the rule
+   * reported), except loopback (127.0.0.0/8, ::1), which passes unless a rule says otherwise.
+   */
+  egressDefaultDeny?: { ruleId: number };
   /** Present when any egress rule exists: setting a routing header or a source route is refused, in scope. */
   routeGuard?: { ruleId: number };
   /** Present with network.egress.forwarded: the egress CIDR rules judge packets the host forwards too. */

@@ -99,6 +99,10 @@ export type RandomPolicyOptions = {
   paths?: readonly string[];
   /** The most rules in one list; 6 unless given. */
   maxRules?: number;
+  /** Programs egress, users and bind entries may name (`exe`, with `children` at random); none: no exe. */
+  exes?: readonly string[];
+  /** Whether the egress default may be deny (at random); not unless given. */
+  egressDefault?: boolean;
 };
 
 /** A valid policy, the same for the same seed and options. */
@@ -118,15 +122,23 @@ export function randomPolicy(seed: number, options: RandomPolicyOptions = {}): P
   if (cgroups.length) {
     spec.scope = { cgroups: random.subset(cgroups, 0, 2), exempt: random.subset(cgroups, 0, 2) };
   }
+  // Drawn only when asked for: the policies of a seed stay the same for callers that do not.
+  const exes = options.exes ?? [];
+  const subject = <T extends object>(rule: T): T =>
+    exes.length && random.chance(0.5)
+      ? { ...rule, exe: random.pick(exes), ...random.chance(0.5) && { children: true } }
+      : rule;
   spec.network = {
     egress: {
-      deny: rules(() => netRule(random, ids)),
-      allow: rules(() => netRule(random, ids)),
-      users: userRules(random, ids),
+      deny: rules(() => subject(netRule(random, ids))),
+      allow: rules(() => subject(netRule(random, ids))),
+      users: userRules(random, ids).map(subject),
       ...random.chance(0.2) && { denyPacketSockets: true },
+      ...options.egressDefault && random.chance(0.5) && { default: "deny" as const },
     },
-    bind: { deny: rules(() => portRule(random, ids)) },
+    bind: { deny: rules(() => subject(portRule(random, ids))) },
   };
+  if (exes.length) spec.network.egress!.users = uniqueUsers(spec.network.egress!.users!);
   const interfaces = options.interfaces ?? [];
   if (interfaces.length) {
     spec.network.ingress = {
@@ -184,6 +196,15 @@ function userRules(random: Random, ids: RuleIds): UserRuleSpec[] {
         : { denyPorts: random.subset(PORTS, 1, 2) },
     })
   );
+}
+
+/** One users entry per uid or gid and program: a later repeat is dropped. */
+function uniqueUsers(users: UserRuleSpec[]): UserRuleSpec[] {
+  const seen = new Set<string>();
+  return users.filter((user) => {
+    const key = `${user.uid ?? ""}/${user.gid ?? ""}/${user.exe ?? ""}/${user.children === true}`;
+    return !seen.has(key) && seen.add(key);
+  });
 }
 
 const PROTOCOLS: IpProtocol[] = ["tcp", "tcp", "udp", "udp", "udplite", "icmp"];

@@ -129,13 +129,48 @@ const fileRule = z.strictObject({
   }
 });
 
-const netRule = z.strictObject({
+const netFields = {
   id: ruleId.optional(),
   cidr: cidr.optional(),
   port: port.optional(),
   ports: portList(1).optional(),
   protocol: protocol.optional(),
-}).superRefine((rule, ctx) => {
+};
+
+/**
+ * The subject of an egress, users or bind entry: `exe`, the program (by inode, resolved at apply),
+ * `children`, also every process it starts, `optional`, an exe that may be missing on this host.
+ */
+const subjectFields = {
+  exe: absolutePath("exe").optional(),
+  children: z.boolean({ error: "children is true or false" }).optional(),
+  optional: z.boolean({ error: "optional is true or false" }).optional(),
+};
+
+type SubjectKeys = {
+  exe?: string | undefined;
+  children?: boolean | undefined;
+  optional?: boolean | undefined;
+};
+
+function checkSubject(rule: SubjectKeys, ctx: z.RefinementCtx): void {
+  if (rule.exe !== undefined) return;
+  for (const key of ["children", "optional"] as const) {
+    if (rule[key] !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        input: rule[key],
+        message: `${key} applies to an entry that names a program; add exe: PATH or remove ${key}`,
+      });
+    }
+  }
+}
+
+function checkNetRule(
+  rule: { port?: number | undefined; ports?: number[] | undefined; cidr?: string | undefined },
+  ctx: z.RefinementCtx,
+): void {
   if (rule.port !== undefined && rule.ports !== undefined) {
     ctx.addIssue({
       code: "custom",
@@ -150,17 +185,38 @@ const netRule = z.strictObject({
       message: "a rule matches nothing without a cidr or a port; add cidr, port or ports",
     });
   }
+}
+
+const netRule = z.strictObject(netFields).superRefine(checkNetRule);
+
+/** An egress allow or deny entry: a network rule that may name the program it applies to. */
+const egressRule = z.strictObject({ ...netFields, ...subjectFields }).superRefine((rule, ctx) => {
+  checkNetRule(rule, ctx);
+  checkSubject(rule, ctx);
 });
 
-const portRule = z.strictObject({
+const portFields = {
   id: ruleId.optional(),
   port: port.optional(),
   ports: portList(1).optional(),
   protocol: protocol.optional(),
-}).superRefine((rule, ctx) => {
+};
+
+function checkPortRule(
+  rule: { port?: number | undefined; ports?: number[] | undefined },
+  ctx: z.RefinementCtx,
+) {
   if ((rule.port === undefined) === (rule.ports === undefined)) {
     ctx.addIssue({ code: "custom", input: rule, message: "name the ports with either port or ports" });
   }
+}
+
+const portRule = z.strictObject(portFields).superRefine(checkPortRule);
+
+/** A bind deny entry: ports, and the program it applies to when it names one. */
+const bindRule = z.strictObject({ ...portFields, ...subjectFields }).superRefine((rule, ctx) => {
+  checkPortRule(rule, ctx);
+  checkSubject(rule, ctx);
 });
 
 const userId = z.int({ error: `ids are integers 0-${MAX_ID}` }).min(0, { error: `valid ids are 0-${MAX_ID}` })
@@ -172,7 +228,9 @@ const userRule = z.strictObject({
   gid: userId.optional(),
   allowPorts: portList(0).optional(),
   denyPorts: portList(1).optional(),
+  ...subjectFields,
 }).superRefine((rule, ctx) => {
+  checkSubject(rule, ctx);
   if ((rule.uid === undefined) === (rule.gid === undefined)) {
     ctx.addIssue({ code: "custom", input: rule, message: "a users entry names exactly one of uid or gid" });
   }
@@ -222,11 +280,14 @@ const spec = z.strictObject({
       denyPacketSockets: z.boolean().optional(),
       forwarded: z.boolean().optional(),
       nat64Prefixes: names(nat64Prefix).optional(),
-      deny: list(netRule).optional(),
-      allow: list(netRule).optional(),
+      default: z.enum(["allow", "deny"], {
+        error: 'the egress default is "allow" (today\'s behaviour) or "deny" (an allowlist)',
+      }).optional(),
+      deny: list(egressRule).optional(),
+      allow: list(egressRule).optional(),
       users: list(userRule).optional(),
     }).optional(),
-    bind: z.strictObject({ deny: list(portRule).optional() }).optional(),
+    bind: z.strictObject({ deny: list(bindRule).optional() }).optional(),
     ingress: ingress.optional(),
   }).optional(),
 });
@@ -253,17 +314,19 @@ export const policyObject = z.strictObject({
 export type Policy = z.output<typeof policyObject>;
 export type FileRule = z.output<typeof fileRule>;
 export type NetRuleSpec = z.output<typeof netRule>;
+export type EgressRuleSpec = z.output<typeof egressRule>;
 export type PortRuleSpec = z.output<typeof portRule>;
+export type BindRuleSpec = z.output<typeof bindRule>;
 export type UserRuleSpec = z.output<typeof userRule>;
 export type PolicyPath = (string | number)[];
 
 type RuleOf = {
   "files.deny": FileRule;
   "exec.deny": FileRule;
-  "network.egress.deny": NetRuleSpec;
-  "network.egress.allow": NetRuleSpec;
+  "network.egress.deny": EgressRuleSpec;
+  "network.egress.allow": EgressRuleSpec;
   "network.egress.users": UserRuleSpec;
-  "network.bind.deny": PortRuleSpec;
+  "network.bind.deny": BindRuleSpec;
   "network.ingress.failsafe": PortRuleSpec;
   "network.ingress.allow": NetRuleSpec;
   "network.ingress.deny": NetRuleSpec;
@@ -361,7 +424,10 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
       }
       if (list !== "network.egress.users") continue;
       const user = rule as UserRuleSpec;
-      const who = user.uid !== undefined ? `uid ${user.uid}` : `gid ${user.gid}`;
+      const owner = user.uid !== undefined ? `uid ${user.uid}` : `gid ${user.gid}`;
+      const who = user.exe === undefined
+        ? owner
+        : `${owner} with exe ${user.exe}${user.children ? " (children)" : ""}`;
       if (users.has(who)) {
         issues.push({
           path: rulePath(list, index),

@@ -85,3 +85,22 @@ Deno.test("simulate() tolerates only a torn last line, and says so", () => {
     simulate(plan("enforce", CANDIDATE), `{"type":"net.conn\n${connect("1.1.1.1", 1)}`, "l")
   );
 });
+
+Deno.test("simulate() replays a program's connects against rules that name it, and the egress default", () => {
+  const candidate = plan(
+    "enforce",
+    "  network:\n    egress:\n      default: deny\n      allow:\n" +
+      "        - { id: curl-api, cidr: 192.0.2.0/24, port: 443, exe: /usr/bin/curl }\n",
+  );
+  const log = [
+    // A line written by hand names the program's path; the agent's names the rule's program (subject).
+    connect("192.0.2.9", 443, { process: { uid: 0, exe: { path: "/usr/bin/curl" } } }),
+    connect("192.0.2.9", 443, { subject: "/usr/bin/curl", rule: "old" }),
+    connect("192.0.2.9", 443, { process: { uid: 0, exe: { path: "/usr/bin/wget" } } }),
+    connect("127.0.0.1", 8080),
+    "",
+  ].join("\n");
+  const report = simulate(candidate, log, "events.jsonl");
+  assert.equal(report.allowed, 3, "curl to its allowed network, twice, and loopback");
+  assert.deepEqual(report.rules.map((rule) => [rule.rule, rule.actions]), [["network.egress.default", 1]]);
+});

@@ -9,6 +9,7 @@
 import {
   cidrProblem,
   crossRuleIssues,
+  type EgressRuleSpec,
   type FileRule,
   isAbsoluteClean,
   MAX_FILES_LIMIT,
@@ -26,8 +27,8 @@ type ParseOptions = Parameters<typeof policySchema.safeParse>[1];
 const LISTS: { path: readonly string[]; check: (rule: unknown) => object | undefined }[] = [
   { path: ["files", "deny"], check: fileRule },
   { path: ["exec", "deny"], check: fileRule },
-  { path: ["network", "egress", "deny"], check: netRule },
-  { path: ["network", "egress", "allow"], check: netRule },
+  { path: ["network", "egress", "deny"], check: egressRule },
+  { path: ["network", "egress", "allow"], check: egressRule },
   { path: ["network", "ingress", "allow"], check: netRule },
   { path: ["network", "ingress", "deny"], check: netRule },
 ];
@@ -68,7 +69,32 @@ function validateFast(value: unknown): Parsed | undefined {
 
 /** The keys of each rule shape, in schema order (the order zod writes them in its output). */
 const NET_KEYS = ["id", "cidr", "port", "ports", "protocol"];
+const EGRESS_KEYS = [...NET_KEYS, "exe", "children", "optional"];
 const FILE_KEYS = ["id", "path", "recursive", "optional", "maxFiles"];
+
+/**
+ * An egress rule (schema.ts `egressRule`): a network rule that may name a program (`exe`, `children`,
+ * `optional`), as zod would output it, or undefined.
+ */
+function egressRule(rule: unknown): EgressRuleSpec | undefined {
+  const order = isRecord(rule) ? keyOrder(rule, EGRESS_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { exe, children, optional, ...net } = rule as Record<string, unknown>;
+  if (exe === undefined) {
+    if (children !== undefined || optional !== undefined) return undefined;
+    return netRule(rule);
+  }
+  if (typeof exe !== "string" || !isAbsoluteClean(exe)) return undefined;
+  if (children !== undefined && typeof children !== "boolean") return undefined;
+  if (optional !== undefined && typeof optional !== "boolean") return undefined;
+  const checked = netRule(net);
+  if (checked === undefined) return undefined;
+  if (order === "ordered" && checked === net && net.ports === undefined) return rule as EgressRuleSpec;
+  const copy: EgressRuleSpec = { ...checked, exe };
+  if (children !== undefined) copy.children = children;
+  if (optional !== undefined) copy.optional = optional;
+  return copy;
+}
 
 /**
  * A network rule (schema.ts `netRule`) as zod would output it, or undefined. The rule itself when its keys

@@ -117,3 +117,22 @@ Deno.test("validatePolicy() leaves the document it is given untouched", () => {
   validatePolicy(document);
   assert.equal(JSON.stringify(document), before);
 });
+
+Deno.test("validatePolicy() decides egress entries that name a program as zod does", () => {
+  const base = { apiVersion: "aegisbpf.io/v1", kind: "Policy", metadata: { name: "t", version: 1 } };
+  const entries: unknown[] = [
+    { cidr: "10.0.0.0/8", exe: "/usr/bin/curl" },
+    { exe: "/usr/bin/curl", cidr: "10.0.0.0/8", children: true },
+    { cidr: "10.0.0.0/8", ports: [443, 80], exe: "/usr/bin/curl", optional: true },
+    { cidr: "10.0.0.0/8", exe: "usr/bin/curl" },
+    { cidr: "10.0.0.0/8", children: true },
+    { cidr: "10.0.0.0/8", exe: "/a", children: "yes" },
+    { exe: "/a" },
+  ];
+  for (const entry of entries) {
+    for (const list of ["allow", "deny"]) {
+      const value = { ...base, spec: { network: { egress: { [list]: [entry] } } } };
+      assertSameAsZod(value, `${list}: ${JSON.stringify(entry)}`);
+    }
+  }
+});

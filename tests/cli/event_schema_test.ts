@@ -33,6 +33,11 @@ Deno.test("event.schema.json accepts kernel and agent events as the agent writes
   assertMatchesSchema("event.schema.json", { ...KERNEL, process: { pid: 42 }, summary: true, count: 9 });
   assertMatchesSchema("event.schema.json", {
     ...KERNEL,
+    subject: "/usr/bin/curl",
+    process: { ...KERNEL.process, exe: { dev: 2049, ino: 1234567 } },
+  });
+  assertMatchesSchema("event.schema.json", {
+    ...KERNEL,
     type: "exec",
     net: undefined,
     file: { path: "/usr/bin/nc", dev: 2049, ino: 1234 },

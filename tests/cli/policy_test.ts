@@ -181,3 +181,34 @@ Deno.test("policy sign requires --key and --out", async () => {
   assert.equal(code, 2);
   assert.equal(stderr, 'aegisbpf: error: missing --key for "policy sign"; see aegisbpf policy sign --help\n');
 });
+
+Deno.test("policy lint exits 2 for an exe that does not exist, and validate for a bad exe or egress default", async () => {
+  await using s = await scratch();
+  const rule = (entry: string) =>
+    VALID.replace("        - { id: again, cidr: 169.254.169.254/32 }\n", `        - ${entry}\n`);
+  await Deno.writeTextFile(
+    `${s.dir}/gone.yaml`,
+    rule("{ id: gone, cidr: 203.0.113.0/24, exe: /nonexistent/curl }"),
+  );
+  const lint = await s.run(["policy", "lint", "gone.yaml", "--json"]);
+  assert.equal(lint.code, 2);
+  const { findings } = JSON.parse(lint.stdout);
+  assert.deepEqual(
+    findings.map((f: Record<string, unknown>) => [f.severity, f.line, f.column, f.code, f.ruleId]),
+    [["error", 12, 11, "missing-path", "gone"]],
+  );
+  await Deno.writeTextFile(`${s.dir}/rel.yaml`, rule("{ cidr: 10.0.0.0/8, exe: bin/curl }"));
+  const relative = await s.run(["policy", "validate", "rel.yaml"]);
+  assert.equal(relative.code, 2);
+  assert.match(
+    relative.stdout,
+    /^rel\.yaml:12:36: error: spec\.network\.egress\.deny\[1\]\.exe: exe must be an absolute path/,
+  );
+  await Deno.writeTextFile(
+    `${s.dir}/default.yaml`,
+    VALID.replace("    egress:\n", "    egress:\n      default: block\n"),
+  );
+  const bad = await s.run(["policy", "validate", "default.yaml"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stdout, /^default\.yaml:10:16: error: spec\.network\.egress\.default: /);
+});

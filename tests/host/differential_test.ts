@@ -8,7 +8,7 @@
  * many policies and how many cases each; `AEGISBPF_DIFF_REPORT=FILE` writes every disagreement to FILE.
  *
  * What this host can test: egress deny/allow rules, users entries (the worker sets the effective uid and
- * gid of every case) and bind rules, in enforce mode, without a scope (files and exec need BPF-LSM). The
+ * gid of every case) and bind rules, with and without `exe` and the egress default, in enforce mode, without a scope (files and exec need BPF-LSM). The
  * cases run in a private network namespace where only `lo` is up, routed by default through `lo`, so no
  * packet leaves the machine; the cgroup hooks decide before routing, so their EPERM is what is judged (a
  * UDP-Lite connect is judged on the datagram it sends after, which the packet hook decides). Every case runs in a process of its own, so the per-pid event rate limit never holds
@@ -38,9 +38,13 @@ const ONE_SEED = Deno.env.get("AEGISBPF_DIFF_SEED");
 const IPPROTO = { tcp: 6, udp: 17, udplite: 136 } as const;
 const JUDGED_HOOKS: readonly number[] = [HOOK.CONNECT, HOOK.SENDMSG, HOOK.BIND, HOOK.PACKET];
 
-/** A random policy this host can enforce: egress and bind rules and users entries, enforce mode. */
-function hostPolicy(seed: number): RuleSetPlan {
-  const policy = randomPolicy(seed);
+/**
+ * A random policy this host can enforce: egress and bind rules and users entries, enforce mode; some
+ * policies name programs (the worker, whose fork runs each case, and deno, which started the worker) and
+ * some deny egress by default.
+ */
+function hostPolicy(seed: number, exes: readonly string[]): RuleSetPlan {
+  const policy = randomPolicy(seed, seed % 2 ? { exes, egressDefault: true } : {});
   policy.spec.mode = "enforce";
   // Packet sockets are refused by an LSM hook, which this host cannot load.
   delete policy.spec.network?.egress?.denyPacketSockets;
@@ -149,7 +153,7 @@ rootTest("[root] differential: random policies and sockets get decide()'s decisi
     const binary = await buildSocketWorker(buildDir);
     await withPlane({ areas: ["egress", "bind"] }, async ({ plane, cgroup }) => {
       for (const seed of seeds) {
-        const plan = hostPolicy(seed);
+        const plan = hostPolicy(seed, [binary, Deno.execPath()]);
         await plane.apply(resolvePlan(plan));
         drain(plane);
         const batch = casesFor(seed);
@@ -168,6 +172,10 @@ rootTest("[root] differential: random policies and sockets get decide()'s decisi
           }
         }
         batch.forEach((c, index) => {
+          // Each case runs in a fork of the worker, which deno started.
+          if (c.event.area === "egress" || c.event.area === "bind") {
+            c.event = { ...c.event, exe: binary, ancestors: [binary, Deno.execPath()] };
+          }
           const outcome = outcomes[index]!;
           const mismatch = judge(plan, c, outcome, byPid.get(outcome.pid) ?? []);
           if (mismatch) failures.push(describe(seed, index, c, mismatch));

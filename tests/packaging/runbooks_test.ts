@@ -184,6 +184,7 @@ const PAGES = [
   "enforce.md",
   "rollback.md",
   "break-glass.md",
+  "egress-allowlist.md",
 ];
 
 Deno.test("every runbook page is run by the test below", () => {

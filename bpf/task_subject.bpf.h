@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Subjects: which program a task is, for the rules that name one (`exe: PATH`, `children: true`). Included
+ * by aegis.bpf.c before the network hooks; any hook that runs in the task's own context (cgroup sock_addr,
+ * BPF-LSM, tracepoints) may call task_subjects(), and the rule kinds that key on a subject number use it.
+ *
+ * How the kernel knows the program: the inode of the task's mm->exe_file, read at the hook through
+ * bpf_get_current_task() and probe reads (both callable from cgroup sock_addr, LSM and tracing programs on
+ * 6.1 and later). Nothing is kept from exec and fork, so a process started before the programs were loaded
+ * is known at once, and a hard link, a symlink or a rename of the binary is the same inode. A script is the
+ * interpreter that runs it (the kernel's exe_file), a copy of a binary is another inode: another program.
+ *
+ * children: true walks the task's parent chain (real_parent, up to AEGIS_SUBJECT_DEPTH levels) and takes
+ * the subject of each ancestor whose exe a rule names with children: true. A process whose ancestor has
+ * exited was reparented (to init or a subreaper) and is no longer its child: the walk sees what the process
+ * tree says now.
+ *
+ * Subject numbers are per generation: the `rules` map holds (AEGIS_RULE_SUBJECT / _TREE, ino, dev) -> the
+ * number, and the switch entry AEGIS_RULE_SUBJECTS, present only when some rule names an exe, so that a
+ * policy without exe rules never reads the task.
+ */
+
+/* In precedence order: own exe, own exe's tree, nearest ancestors first (named slots: see subject_at). */
+struct task_subjects {
+	__u32 s0, s1, s2, s3;
+	__u32 count;
+};
+
+/*
+ * Slot `i` of AEGIS_SUBJECT_SLOTS: compares, not an indexed array, which the compiler turns into pointer
+ * arithmetic the verifier refuses on the stack.
+ */
+static __always_inline __u32 subject_at(const struct task_subjects *t, __u32 i)
+{
+	if (i == 0)
+		return t->s0;
+	if (i == 1)
+		return t->s1;
+	return i == 2 ? t->s2 : t->s3;
+}
+
+/* The subject switch of the generation: NULL when no rule names an exe. */
+static __always_inline struct aegis_rule *subject_switch(const struct aegis_state *s)
+{
+	return exact_rule(s, AEGIS_RULE_SUBJECTS, 0, 0);
+}
+
+static __always_inline void add_subject(struct task_subjects *out, const struct aegis_rule *rule)
+{
+	if (!rule || out->count >= AEGIS_SUBJECT_SLOTS)
+		return;
+	__u32 subject = rule->rule_id;
+	if (out->count == 0)
+		out->s0 = subject;
+	else if (out->count == 1)
+		out->s1 = subject;
+	else if (out->count == 2)
+		out->s2 = subject;
+	else
+		out->s3 = subject;
+	out->count++;
+}
+
+/* The inode of the program `task` runs; 0 for a kernel thread (no mm). */
+static __always_inline int task_exe(struct task_struct *task, struct inode_id *id)
+{
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	if (!inode)
+		return 0;
+	read_inode_id(inode, id);
+	return 1;
+}
+
+/* The subjects of the current task in generation `s`, with the switch's `flags` (AEGIS_SUBJECT_TREE). */
+static __always_inline void task_subjects(const struct aegis_state *s, __u32 flags, struct task_subjects *out)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct inode_id id;
+	out->count = 0;
+	out->s0 = out->s1 = out->s2 = out->s3 = 0;
+	if (task_exe(task, &id)) {
+		add_subject(out, exact_rule(s, AEGIS_RULE_SUBJECT, id.ino, id.dev));
+		add_subject(out, exact_rule(s, AEGIS_RULE_SUBJECT_TREE, id.ino, id.dev));
+	}
+	if (!(flags & AEGIS_SUBJECT_TREE))
+		return;
+	for (int level = 0; level < AEGIS_SUBJECT_DEPTH; level++) {
+		struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+		/* The idle task (pid 0, init's parent) is its own parent. */
+		if (!parent || parent == task || out->count >= AEGIS_SUBJECT_SLOTS)
+			break;
+		task = parent;
+		if (task_exe(task, &id))
+			add_subject(out, exact_rule(s, AEGIS_RULE_SUBJECT_TREE, id.ino, id.dev));
+	}
+}
+
+/* An event of a policy with subjects carries the program of the task it judged: its exe's ino and dev. */
+static __always_inline void event_subject(struct aegis_event *e)
+{
+	struct inode_id id;
+	if (task_exe((struct task_struct *)bpf_get_current_task(), &id)) {
+		e->ino = id.ino;
+		e->dev = id.dev;
+	}
+}
+
+/*
+ * The egress rule of `subject` that matches `key` most specifically, as match_net() picks it, and its rank:
+ * CIDR length * 4, plus 2 for a port rule, plus 1 for a port-less rule naming the protocol.
+ */
+static __always_inline struct aegis_rule *subject_net_match(const struct aegis_state *s, __u32 subject,
+							    struct aegis_net_key *key, __u16 port_be, int *rank)
+{
+	void *trie = s->net_rules;
+	*rank = -1;
+	if (!trie)
+		return 0;
+	__u32 family = key->space & 0xff;
+	__u32 shifted = subject << AEGIS_SUBJECT_NET_SHIFT;
+	struct aegis_rule *best = 0;
+	struct aegis_rule *rule;
+	key->prefixlen = NET_KEY_FULL_PREFIX;
+	if (port_be) {
+		key->space = shifted | AEGIS_NET_EGRESS_PORT << 8 | family;
+		__builtin_memcpy(key->port, &port_be, 2);
+		rule = bpf_map_lookup_elem(trie, key);
+		if (rule) {
+			best = rule;
+			*rank = rule->prefix_len * 4 + 2;
+		}
+	}
+	key->space = shifted | AEGIS_NET_EGRESS_ANY << 8 | family;
+	key->port[0] = 0;
+	key->port[1] = 0;
+	__u8 protocol = key->protocol;
+	rule = bpf_map_lookup_elem(trie, key);
+	if (rule && (int)rule->prefix_len * 4 + (protocol ? 1 : 0) > *rank) {
+		best = rule;
+		*rank = rule->prefix_len * 4 + (protocol ? 1 : 0);
+	}
+	if (protocol) {
+		key->protocol = 0;
+		rule = bpf_map_lookup_elem(trie, key);
+		if (rule && (int)rule->prefix_len * 4 > *rank) {
+			best = rule;
+			*rank = rule->prefix_len * 4;
+		}
+		key->protocol = protocol;
+	}
+	key->space = family;
+	return best;
+}
+
+/*
+ * The egress rule that decides one view of a destination for a task of `subjects`: the most specific
+ * (highest rank); at equal rank the first in precedence order (own exe, ancestors nearest first), and a
+ * rule naming no program last. NULL: no rule matches.
+ */
+static __always_inline struct aegis_rule *subjects_net_rule(const struct aegis_state *s,
+							    const struct task_subjects *subjects,
+							    struct aegis_net_key *key, __u16 port_be)
+{
+	struct aegis_rule *best = 0;
+	int best_rank = -1;
+	int rank;
+	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+		if (i >= subjects->count)
+			break;
+		struct aegis_rule *rule = subject_net_match(s, subject_at(subjects, i), key, port_be, &rank);
+		if (rule && rank > best_rank) {
+			best = rule;
+			best_rank = rank;
+		}
+	}
+	struct aegis_rule *rule = subject_net_match(s, 0, key, port_be, &rank);
+	return rule && rank > best_rank ? rule : best;
+}
+
+/* What an egress hook asks aegis_subject_egress_deny: the destination's views, and the answer. */
+struct subject_query {
+	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
+	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination, when has_alt */
+	__u32 gen;
+	__u32 rule_id; /* out: the rule that denied */
+	__u16 port_be;
+	__u8 has_alt;
+	__u8 _pad0;
+};
+
+/*
+ * egress_cidr_deny() for the current task's subjects: 1 when a rule denies either view (its id in
+ * q->rule_id, the view in q->key). A global function: the verifier checks the subject walk once.
+ */
+__noinline int aegis_subject_egress_deny(struct subject_query *q)
+{
+	struct aegis_state s;
+	if (!q || !load_generation(&s, q->gen))
+		return 0;
+	struct aegis_rule *on = subject_switch(&s);
+	struct task_subjects subjects;
+	task_subjects(&s, on ? on->action : 0, &subjects);
+	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key. */
+	struct aegis_net_key key = q->key;
+	struct aegis_rule *rule = subjects_net_rule(&s, &subjects, &key, q->port_be);
+	if (rule && rule->action != AEGIS_ACTION_ALLOW) {
+		q->rule_id = rule->rule_id;
+		q->key = key;
+		return 1;
+	}
+	if (!q->has_alt)
+		return 0;
+	key = q->alt;
+	rule = subjects_net_rule(&s, &subjects, &key, q->port_be);
+	if (!rule || rule->action == AEGIS_ACTION_ALLOW)
+		return 0;
+	q->rule_id = rule->rule_id;
+	q->key = key;
+	return 1;
+}
+
+/*
+ * The users entry of `ids` for `subject`: the uid's, else the gid's; `port_kind` and `id` say where its
+ * ports are listed.
+ */
+static __always_inline struct aegis_rule *user_entry(const struct aegis_state *s, __u64 ids, __u32 subject,
+						     __u32 *port_kind, __u32 *id)
+{
+	*id = (__u32)ids;
+	*port_kind = AEGIS_RULE_USER_UID_PORT;
+	struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_USER_UID, subject, *id);
+	if (entry)
+		return entry;
+	*id = ids >> 32;
+	*port_kind = AEGIS_RULE_USER_GID_PORT;
+	return exact_rule(s, AEGIS_RULE_USER_GID, subject, *id);
+}
+
+/* The entry itself when it denies `port`: an allowlist denies every port it does not list, a denylist those it lists. */
+static __always_inline struct aegis_rule *user_entry_denies(const struct aegis_state *s, struct aegis_rule *entry,
+							    __u32 port_kind, __u32 id, __u32 subject, __u16 port)
+{
+	int listed = exact_rule(s, port_kind, (__u64)subject << 16 | port, id) != 0;
+	if (entry->action == AEGIS_USER_PORTS_ALLOWED)
+		return listed ? 0 : entry;
+	return listed ? entry : 0;
+}
+
+/*
+ * The users entry that decides `port` for the current task: the first subject in precedence order that has
+ * an entry for its uid or gid, then the entries naming no program. Its id when it denies, else 0. Global.
+ */
+__noinline __u32 aegis_subject_user_rule(__u32 gen, __u64 ids, __u16 port)
+{
+	struct aegis_state s;
+	if (!load_generation(&s, gen))
+		return 0;
+	struct aegis_rule *on = subject_switch(&s);
+	struct task_subjects subjects;
+	task_subjects(&s, on ? on->action : 0, &subjects);
+	__u32 port_kind, id;
+	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+		if (i >= subjects.count)
+			break;
+		__u32 subject = subject_at(&subjects, i);
+		struct aegis_rule *entry = user_entry(&s, ids, subject, &port_kind, &id);
+		if (entry) {
+			struct aegis_rule *denies = user_entry_denies(&s, entry, port_kind, id, subject, port);
+			return denies ? denies->rule_id : 0;
+		}
+	}
+	struct aegis_rule *entry = user_entry(&s, ids, 0, &port_kind, &id);
+	if (!entry)
+		return 0;
+	struct aegis_rule *denies = user_entry_denies(&s, entry, port_kind, id, 0, port);
+	return denies ? denies->rule_id : 0;
+}
+
+/* The bind rule of one of the current task's subjects for (port, protocol): its id, or 0. Global. */
+__noinline __u32 aegis_subject_bind_rule(__u32 gen, __u16 port, __u8 protocol)
+{
+	struct aegis_state s;
+	if (!load_generation(&s, gen))
+		return 0;
+	struct aegis_rule *on = subject_switch(&s);
+	if (!on)
+		return 0;
+	struct task_subjects subjects;
+	task_subjects(&s, on->action, &subjects);
+	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+		if (i >= subjects.count)
+			break;
+		struct aegis_rule *rule =
+			exact_rule(&s, AEGIS_RULE_BIND, (__u64)subject_at(&subjects, i) << 16 | port, protocol);
+		if (rule)
+			return rule->rule_id;
+	}
+	return 0;
+}
