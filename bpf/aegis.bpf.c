@@ -203,6 +203,8 @@ const volatile struct {
 	enum aegis_stat_limits stat_limits;
 	enum aegis_ptrace_op ptrace_op;
 	enum aegis_file_op file_op;
+	enum aegis_exec_allow exec_allow;
+	enum aegis_exec_reason exec_reason;
 	enum aegis_build_programs build_programs;
 } aegis_enums_btf_anchor = {};
 

@@ -30,7 +30,9 @@ const eventSchema = z.looseObject({
     gid: z.int().min(0).optional(),
     cgroup: z.looseObject({ path: z.string().optional() }).optional(),
   }).optional(),
-  file: z.looseObject({ path: z.string() }).optional(),
+  // Untrusted execs (exec.default deny) carry the file's name, and a path only where a rule names one.
+  file: z.looseObject({ path: z.string().optional() }).optional(),
+  reason: z.string().optional(),
   net: z.looseObject({
     protocol: protocol.optional(),
     daddr: z.string().optional(),
@@ -56,7 +58,7 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
     const issue = parsed.error.issues[0];
     throw new InputError(`${where}: ${issue?.path.join(".") || "event"}: ${issue?.message ?? "invalid"}`);
   }
-  const { type, rule, process, file, net } = parsed.data;
+  const { type, rule, process, file, net, reason } = parsed.data;
   const cgroup = process?.cgroup?.path;
   const scoped = cgroup === undefined ? {} : { cgroup };
   const need = <T>(field: T | undefined, name: string): T => {
@@ -66,8 +68,15 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
   const event = ((): DecisionEvent => {
     switch (type) {
       case "file.open":
+        return { area: "file", path: need(file?.path, "file.path"), ...scoped };
       case "exec":
-        return { area: type === "exec" ? "exec" : "file", path: need(file?.path, "file.path"), ...scoped };
+        // hash-mismatch: the kernel saw the file changed since apply, which its path alone does not say.
+        return {
+          area: "exec",
+          path: need(file?.path, "file.path"),
+          ...scoped,
+          ...reason === "hash-mismatch" && { changed: true },
+        };
       case "net.connect":
       case "net.sendmsg":
       case "net.packet":

@@ -9,6 +9,7 @@
 import {
   cidrProblem,
   crossRuleIssues,
+  type ExecAllowRule,
   type FileRule,
   isAbsoluteClean,
   MAX_FILES_LIMIT,
@@ -17,6 +18,7 @@ import {
   policyObject,
   policySchema,
   RULE_ID_PATTERN,
+  SHA256_PATTERN,
 } from "./schema.ts";
 
 type Parsed = ReturnType<typeof policySchema.safeParse>;
@@ -26,6 +28,7 @@ type ParseOptions = Parameters<typeof policySchema.safeParse>[1];
 const LISTS: { path: readonly string[]; check: (rule: unknown) => object | undefined }[] = [
   { path: ["files", "deny"], check: fileRule },
   { path: ["exec", "deny"], check: fileRule },
+  { path: ["exec", "allow"], check: execAllowRule },
   { path: ["network", "egress", "deny"], check: netRule },
   { path: ["network", "egress", "allow"], check: netRule },
   { path: ["network", "ingress", "allow"], check: netRule },
@@ -69,6 +72,7 @@ function validateFast(value: unknown): Parsed | undefined {
 /** The keys of each rule shape, in schema order (the order zod writes them in its output). */
 const NET_KEYS = ["id", "cidr", "port", "ports", "protocol"];
 const FILE_KEYS = ["id", "path", "recursive", "optional", "maxFiles"];
+const EXEC_ALLOW_KEYS = ["trust", ...FILE_KEYS, "sha256"];
 
 /**
  * A network rule (schema.ts `netRule`) as zod would output it, or undefined. The rule itself when its keys
@@ -113,6 +117,20 @@ function fileRule(rule: unknown): FileRule | undefined {
   if (optional !== undefined) copy.optional = optional;
   if (maxFiles !== undefined) copy.maxFiles = maxFiles as number;
   return copy;
+}
+
+/** An exec.allow entry (schema.ts `execAllowRule`) as zod would output it, or undefined (`trust` included). */
+function execAllowRule(rule: unknown): ExecAllowRule | undefined {
+  const order = isRecord(rule) ? keyOrder(rule, EXEC_ALLOW_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { sha256, trust, ...file } = rule as Record<string, unknown>;
+  if (trust !== undefined) return undefined;
+  if (sha256 !== undefined && (typeof sha256 !== "string" || !SHA256_PATTERN.test(sha256))) return undefined;
+  if (sha256 !== undefined && file.recursive === true) return undefined;
+  const checked = fileRule(file);
+  if (checked === undefined) return undefined;
+  if (order === "ordered") return rule as ExecAllowRule;
+  return sha256 === undefined ? checked : { ...checked, sha256 };
 }
 
 function isRuleId(id: unknown): id is string {
