@@ -122,7 +122,7 @@ function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): Histo
 export function planAreas(plan: RuleSetPlan): Area[] {
   const areas: Area[] = [];
   if (plan.files.length > 0) areas.push("file");
-  if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
+  if (plan.exec.length > 0 || plan.denyMemfdExec || plan.execDefaultDeny) areas.push("exec");
   const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
   if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");
   if (plan.bind.length > 0) areas.push("bind");

@@ -107,9 +107,13 @@ function execRule(
   const denied = inodeRule(plan.exec, event);
   if (denied !== undefined) return { ruleId: denied, reason: "denied" };
   if (!plan.execDefaultDeny) return undefined;
-  const allowed = event.nameless ? undefined : inodeRule(plan.execAllow ?? [], event);
+  const entries = plan.execAllow ?? [];
+  // A sha256 entry's check holds whatever path entry names the file too.
+  const allowed = event.nameless
+    ? undefined
+    : inodeRule(entries.filter((target) => target.sha256 !== undefined), event) ?? inodeRule(entries, event);
   if (allowed === undefined) return { ruleId: plan.execDefaultDeny.ruleId, reason: "untrusted" };
-  const hashed = plan.execAllow?.find((target) => target.ruleId === allowed)?.sha256 !== undefined;
+  const hashed = entries.find((target) => target.ruleId === allowed)?.sha256 !== undefined;
   return hashed && event.changed ? { ruleId: allowed, reason: "hash-mismatch" } : undefined;
 }
 

@@ -552,6 +552,7 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
   // The guard is loaded with the BPF-LSM programs, which the file, exec and egress areas load.
   const egress = spec.network?.egress;
   const lsmAreas = spec.files?.deny?.length || spec.exec?.deny?.length || spec.exec?.denyMemfd ||
+    spec.exec?.default === "deny" ||
     egress?.deny?.length || egress?.allow?.length || egress?.users?.length || egress?.denyPacketSockets;
   if (scoped && !lsmAreas) {
     report.at(
