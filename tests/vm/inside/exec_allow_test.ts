@@ -134,10 +134,8 @@ function assertReported(
 ): RawEvent {
   const ino = BigInt(Deno.statSync(path).ino!);
   const found = events.find((event) => event.ino === ino && event.op === reason);
-  assert.ok(
-    found,
-    `no event for ${path} (reason ${reason}) in ${JSON.stringify(events.map((e) => [e.ino, e.op]))}`,
-  );
+  const seen = events.map((e) => `${e.ino}/op ${e.op}/rule ${e.ruleId}/${execFileName(e)}/${e.comm}`);
+  assert.ok(found, `no event for ${path} (ino ${ino}, reason ${reason}) in ${seen.join(", ")}`);
   assert.equal(found.decision, decision, "decision");
   assert.equal(found.ruleId, ruleId, "rule");
   assert.equal(execFileName(found), path.split("/").at(-1)!.slice(0, 31), "name");
