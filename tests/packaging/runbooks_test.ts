@@ -184,6 +184,7 @@ const PAGES = [
   "enforce.md",
   "rollback.md",
   "break-glass.md",
+  "allowlist.md",
 ];
 
 Deno.test("every runbook page is run by the test below", () => {

@@ -5,7 +5,9 @@ import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { execFileName } from "../../../lib/kernel/events.ts";
 import { exists } from "../../../lib/kernel/pin_dir.ts";
 import { ResolveError, resolvePlan, sha256OfFile } from "../../../lib/kernel/resolve.ts";
-import { parseExecutableMappings } from "../../../lib/policy/facts.ts";
+import { gatherLintFacts, parseExecutableMappings } from "../../../lib/policy/facts.ts";
+import { lockoutRisks } from "../../../lib/policy/lint.ts";
+import { parsePolicySource } from "../../../lib/policy/parse.ts";
 import { type AllowTarget, emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
 import { drain } from "../../support/plane.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
@@ -263,6 +265,65 @@ vmTest("[vm] exec allowlist: a policy without it leaves execs alone (the switch 
   assert.equal((await t.inScope(tool, "run")).out, "ok ran");
   assert.deepEqual(execEvents(t.plane), []);
 });
+
+/** A policy text with exec.default deny and these allow paths. */
+function allowlistPolicy(paths: readonly string[]): string {
+  const allow = paths.map((path) => `      - { path: ${JSON.stringify(path)} }\n`).join("");
+  return "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: t, version: 1 }\nspec:\n" +
+    `  mode: enforce\n  exec:\n    default: deny\n    allow:\n${allow || "      []\n"}`;
+}
+
+vmTest(
+  "[vm] exec allowlist: lint refuses default deny without this host's survival set; with it, a shell and aegisbpf health run in scope in enforce",
+  async (t) => {
+    const empty = parsePolicySource(allowlistPolicy([PROBE]), "p.yaml");
+    const facts = await gatherLintFacts(empty.policy, { stateDir: t.dir });
+    const risks = lockoutRisks(empty.policy, empty.locate, facts);
+    const pid1 = Deno.realPathSync("/proc/1/exe");
+    assert.ok(
+      risks.some((risk) => risk.code === "survival-set" && risk.message.includes(pid1)),
+      "PID 1 named",
+    );
+    assert.ok(
+      risks.some((risk) => risk.message.includes(Deno.realPathSync(Deno.execPath()))),
+      "the runtime named",
+    );
+
+    const survival = [
+      ...new Set(facts.survival.filter((entry) => !entry.tree).map((entry) => entry.realPath)),
+    ];
+    const full = parsePolicySource(allowlistPolicy(survival), "p.yaml");
+    const fullFacts = await gatherLintFacts(full.policy, { stateDir: t.dir });
+    assert.deepEqual(
+      lockoutRisks(full.policy, full.locate, fullFacts),
+      [],
+      "the survival set allowed: accepted",
+    );
+
+    await t.apply(survival.map((path) => ({ ruleId: ALLOWED_ID, path })));
+    assert.equal((await t.inScope("/bin/sh", "-c", "echo shell ok")).out, "shell ok", "the shell runs");
+    const health = await t.inScope(
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--no-check",
+      "main.ts",
+      "health",
+      "--bpffs",
+      shared.bpffs,
+      "--state-dir",
+      t.dir,
+    );
+    assert.match(health.out, /^(healthy|unhealthy)/, `health runs in scope: ${health.out}`);
+    assert.match(health.out, /pins/);
+    assert.doesNotMatch(health.out, /Operation not permitted|failed to map/);
+    assert.deepEqual(
+      execEvents(t.plane).map((event) => execFileName(event)),
+      [],
+      "nothing of the shell or aegisbpf is untrusted",
+    );
+  },
+);
 
 // Last: the shared plane goes, with everything it pinned and attached.
 Deno.test({
