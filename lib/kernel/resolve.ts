@@ -104,7 +104,7 @@ function resolveOrKeep(
  * The inodes an exec.allow entry lets run: a path entry's as a deny rule's are found; a sha256 entry's one
  * file, whose content must have that hash (else ResolveError: nothing is applied), stamped with its ctime
  * as hashed. A refresh (`keep` given) never fails on an allow entry: one that no longer resolves, or whose
- * file no longer has its hash, allows nothing until the next apply, and is reported.
+ * file no longer has its hash, allows nothing until the next apply, and is reported through `keep`.
  */
 function resolveAllowed(
   target: AllowTarget,
@@ -120,9 +120,8 @@ function resolveAllowed(
   try {
     return resolve();
   } catch (error) {
-    options.warn?.(
-      `${error instanceof Error ? error.message : String(error)}; it allows nothing until applied again`,
-    );
+    // Reported as a rule the refresh could not resolve; no inode of it is kept (none is recorded for it).
+    options.keep(target, "exec", error instanceof Error ? error : new Error(String(error)));
     return [];
   }
 }
