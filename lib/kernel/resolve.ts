@@ -34,6 +34,8 @@ export type ResolveOptions = {
    * this returns (its last inodes) instead of failing the whole resolution.
    */
   keep?: (target: InodeTarget, area: "file" | "exec", error: Error) => ResolvedInode[];
+  /** exec.allow's inodes to use as they are (a refresh keeps the applied set), instead of resolving them. */
+  allowed?: AllowedInode[];
 };
 
 /**
@@ -53,7 +55,8 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
     files: plan.files.flatMap((target) => resolveOrKeep(target, "file", plan, mountinfo, options)),
     exec: plan.exec.flatMap((target) => resolveOrKeep(target, "exec", plan, mountinfo, options)),
     ...plan.execDefaultDeny && {
-      execAllow: allow.flatMap((target) => resolveAllowed(target, plan, mountinfo, options)),
+      execAllow: options.allowed ??
+        allow.flatMap((target) => resolveAllowed(target, plan, mountinfo, options)),
     },
     scope: {
       include: plan.scope.include.map((path) => cgroupId(root, path)),

@@ -37,7 +37,7 @@ import {
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import type { Policy } from "../policy/schema.ts";
 import { encodeInodes } from "../state/inode_set.ts";
-import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
+import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
 import { phase, phaseAsync } from "../phases.ts";
@@ -308,7 +308,7 @@ export function unenforceableAreas(
  */
 export function appliedShape(resolved: ResolvedRuleSet): Pick<
   AppliedRecord,
-  "mode" | "areas" | "interfaces" | "inodes" | "recursive" | "forward"
+  "mode" | "areas" | "interfaces" | "inodes" | "recursive" | "forward" | "allowed"
 > {
   const { plan } = resolved;
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
@@ -342,7 +342,24 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
       ...recursive("file", plan.files, resolved.files),
       ...recursive("exec", plan.exec, resolved.exec),
     ],
+    ...resolved.execAllow && { allowed: allowedShape(resolved.execAllow, ruleName) },
   };
+}
+
+/** exec.allow's inodes by rule (and stamp), compactly, as applied.json keeps them for the rule refresh. */
+function allowedShape(
+  allowed: readonly AllowedInode[],
+  ruleName: (ruleId: number) => string,
+): NonNullable<AppliedRecord["allowed"]> {
+  const groups = Map.groupBy(allowed, (inode) => `${inode.ruleId}/${inode.ctimeNs ?? ""}`);
+  return [...groups.values()].map((group) => {
+    const { ruleId, ctimeNs } = group[0]!;
+    return {
+      rule: ruleName(ruleId),
+      ...ctimeNs !== undefined && { ctimeNs: ctimeNs.toString() },
+      inodes: encodeInodes(group),
+    };
+  });
 }
 
 /**
