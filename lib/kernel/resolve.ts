@@ -46,7 +46,8 @@ export type ResolveOptions = {
 export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
   const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
-  const allow = plan.execDefaultDeny ? plan.execAllow ?? [] : [];
+  // A refresh brings the allowed set as applied (`options.allowed`): nothing of it is resolved.
+  const allow = plan.execDefaultDeny && !options.allowed ? plan.execAllow ?? [] : [];
   const mountinfo = plan.files.length + plan.exec.length + allow.length > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";

@@ -94,7 +94,7 @@ function settle(where: PlaneLocation): Settlement[] {
 /**
  * The history entry in force when it is this very policy (same sha256, same mode), the kernel's live
  * generation is the one applied.json names, and the policy's file and exec rules resolve to the inodes that
- * generation denies: applying it again changes nothing (`unchanged`). A rule path replaced since, or a file
+ * generation denies (and exec.allow to those it allows): applying it again changes nothing (`unchanged`). A rule path replaced since, or a file
  * new under a recursive rule, makes it a real apply; a name that no longer resolves (a path gone, a tree
  * past its maxFiles) is bad input, as it would be for the apply. Read under the state lock, after settling.
  */
@@ -115,7 +115,11 @@ function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): Histo
   const now = appliedShape(resolveNames(plan, () => {}));
   // Key order aside: applied.json comes back through its schema.
   const same = (a: unknown, b: unknown) => canonical(a ?? []) === canonical(b ?? []);
-  return same(now.inodes, applied.inodes) && same(now.recursive, applied.recursive) ? entry : undefined;
+  // The allowlist too: after a package upgrade, applying the same policy again trusts the new inodes.
+  const sameAllowed = same(now.allowed, applied.allowed);
+  return same(now.inodes, applied.inodes) && same(now.recursive, applied.recursive) && sameAllowed
+    ? entry
+    : undefined;
 }
 
 /** The areas whose programs a plan needs attached. */
