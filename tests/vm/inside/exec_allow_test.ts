@@ -266,6 +266,36 @@ vmTest("[vm] exec allowlist: a policy without it leaves execs alone (the switch 
   assert.deepEqual(execEvents(t.plane), []);
 });
 
+vmTest(
+  "[vm] exec allowlist: on an overlay mount, an allowed binary and library run and load through the overlay; a copy there is refused",
+  async (t) => {
+    for (const name of ["lower", "upper", "work", "merged"]) Deno.mkdirSync(`${t.dir}/${name}`);
+    copy(PROBE, `${t.dir}/lower`, "tool");
+    copy(LIBRARY, `${t.dir}/lower`, "lib.so");
+    const merged = `${t.dir}/merged`;
+    const options = `lowerdir=${t.dir}/lower,upperdir=${t.dir}/upper,workdir=${t.dir}/work`;
+    const mount = await run("mount", ["-t", "overlay", "overlay", "-o", options, merged]);
+    assert.equal(mount.code, 0, `overlay mount: ${mount.out}`);
+    try {
+      await t.apply([
+        { ruleId: ALLOWED_ID, path: `${merged}/tool` },
+        { ruleId: ALLOWED_ID, path: `${merged}/lib.so` },
+      ]);
+      assert.equal((await t.inScope(`${merged}/tool`, "run")).out, "ok ran", "through the overlay");
+      assert.equal((await t.inScope(`${merged}/tool`, "dlopen", `${merged}/lib.so`)).out, "ok loaded");
+      assert.equal(
+        (await t.inScope(`${merged}/tool`, "mprotect-exec", `${merged}/lib.so`)).out,
+        "ok mapped executable",
+      );
+      const copied = copy(`${merged}/tool`, merged, "copy");
+      assertRefused(await t.inScope(copied, "run"), "a copy on the overlay");
+      assertReported(execEvents(t.plane), copied, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    } finally {
+      await run("umount", [merged]);
+    }
+  },
+);
+
 /** A policy text with exec.default deny and these allow paths. */
 function allowlistPolicy(paths: readonly string[]): string {
   const allow = paths.map((path) => `      - { path: ${JSON.stringify(path)} }\n`).join("");
