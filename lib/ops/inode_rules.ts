@@ -21,7 +21,7 @@ export function localInodeRules(plan: RuleSetPlan, warn: (message: string) => vo
   };
   const resolved = resolvePlan(inodePart, {
     warn,
-    keep: (target, _area, error) => {
+    keep: (_target, _area, error) => {
       warn(`${error.message}: events of its files are replayed as if it named none`);
       return [];
     },

@@ -175,7 +175,7 @@ Deno.test("policy simulate replays this host's untrusted execs by inode against 
   await Deno.writeTextFile(
     `${s.dir}/c.yaml`,
     CANDIDATE.replace(
-      /  network:[\s\S]*$/,
+      / {2}network:[\s\S]*$/,
       `  exec:\n    default: deny\n    allow:\n      - { id: tools, path: ${tools}, recursive: true }\n`,
     ),
   );
