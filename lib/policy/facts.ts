@@ -95,30 +95,35 @@ async function survivalSet(
   options: FactOptions,
 ): Promise<{ survival: LintFacts["survival"]; unchecked: NonNullable<LintFacts["unchecked"]>[number][] }> {
   const rootShell = parseRootShell(await readText("/etc/passwd"));
-  const wanted: { path: string; why: string; tree?: boolean }[] = [
+  // `also`: what the exec allowlist needs besides, counted only when no entry above names the same file.
+  const wanted: { path: string; why: string; tree?: boolean; also?: boolean }[] = [
     { path: PID1_EXE, why: "PID 1's executable" },
     { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
-    { path: "/bin/sh", why: "the shell scripts and system() run" },
-    ...rootShell ? [{ path: rootShell, why: "root's shell" }] : [],
     ...parseShells(await readText("/etc/shells")).map((path) => ({ path, why: "a login shell" })),
     ...SSHD_PATHS.map((path) => ({ path, why: "sshd" })),
     ...DYNAMIC_LINKING_PATHS.map((path) => ({
       path,
       why: "mapped executable by every dynamically linked program",
     })),
-    ...LIBBPF_PATHS.map((path) => ({ path, why: "libbpf, which aegisbpf maps executable" })),
+    ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
+    { path: "/bin/sh", why: "the shell scripts and system() run", also: true },
+    ...rootShell ? [{ path: rootShell, why: "root's shell", also: true }] : [],
+    ...LIBBPF_PATHS.map((path) => ({ path, why: "libbpf, which aegisbpf maps executable", also: true })),
     ...parseExecutableMappings(await readText("/proc/self/maps")).map((path) => ({
       path,
       why: "mapped executable by aegisbpf",
+      also: true,
     })),
-    ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
   ];
   const found: LintFacts["survival"][number][] = [];
   const unchecked: NonNullable<LintFacts["unchecked"]>[number][] = [];
-  for (const { path, why, tree } of wanted) {
+  for (const { path, why, tree, also } of wanted) {
     const fact = await readPathFact(path);
-    if ("realPath" in fact) found.push({ ...fact, why, ...tree && { tree } });
-    else if (path === PID1_EXE) unchecked.push({ path, why, ...fact });
+    if (!("realPath" in fact)) {
+      if (path === PID1_EXE) unchecked.push({ path, why, ...fact });
+    } else if (!also || !found.some((entry) => entry.identity === fact.identity)) {
+      found.push({ ...fact, why, ...tree && { tree } });
+    }
   }
   return { survival: found, unchecked };
 }
