@@ -212,6 +212,23 @@ vmTest(
 );
 
 vmTest(
+  "[vm] exec allowlist: an allowed file deleted while open cannot be run from its descriptor",
+  async (t) => {
+    const doomed = copy(PROBE, t.dir, "doomed");
+    const ino = BigInt(Deno.statSync(doomed).ino!);
+    const busybox = Deno.realPathSync("/usr/bin/busybox");
+    await t.apply([{ ruleId: ALLOWED_ID, path: doomed }, { ruleId: ALLOWED_ID, path: busybox }]);
+    assert.equal((await t.inScope(doomed, "run")).out, "ok ran", "allowed while it has a name");
+    const script = `exec 3< '${doomed}' && rm '${doomed}' && exec /proc/self/fd/3 run`;
+    assertRefused(await t.inScope(busybox, "sh", "-c", script), "exec of the deleted allowed file");
+    const events = execEvents(t.plane).filter((event) => event.ino === ino);
+    assert.deepEqual(events.map((event) => [event.op, event.ruleId, event.decision]), [
+      [EXEC_REASON.UNTRUSTED, DEFAULT_ID, 0],
+    ]);
+  },
+);
+
+vmTest(
   "[vm] exec allowlist: a sha256 entry fails the apply when the file differs, and is refused as hash-mismatch once changed",
   async (t) => {
     const hashed = copy(PROBE, t.dir, "hashed");
