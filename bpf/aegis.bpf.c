@@ -203,6 +203,8 @@ const volatile struct {
 	enum aegis_stat_limits stat_limits;
 	enum aegis_ptrace_op ptrace_op;
 	enum aegis_file_op file_op;
+	enum aegis_exec_allow exec_allow;
+	enum aegis_exec_reason exec_reason;
 	enum aegis_build_programs build_programs;
 	enum aegis_subjects subjects;
 } aegis_enums_btf_anchor = {};
@@ -509,6 +511,8 @@ static __always_inline __u8 deny_signal(void);
 static __always_inline struct aegis_rule *inherited_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
 							 const struct inode_id *id);
 static __always_inline void audit_memfd_exec(struct inode *inode);
+/* Defined in exec_allow.bpf.h, included at the end. */
+static __always_inline int exec_allow_denied(struct file *file, int mode_override, int mapping);
 
 /*
  * The decision for an inode rule hit: counts, reports (with `op`, what the task tried, for hooks that
@@ -604,11 +608,16 @@ int BPF_PROG(aegis_file_open, struct file *file)
 	return 0;
 }
 
-/* Called once per binary handler round: the script, then its interpreter. */
+/*
+ * Called once per binary handler round: the script, then its interpreter. An exec.deny rule decides
+ * first; then the allowlist, where the live generation has one.
+ */
 SEC("lsm/bprm_check_security")
 int BPF_PROG(aegis_bprm_check, struct linux_binprm *bprm)
 {
 	if (hook_inode_denied(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, bprm->file->f_inode))
+		return -EPERM;
+	if (exec_allow_denied(bprm->file, -1, 0))
 		return -EPERM;
 	return 0;
 }
@@ -667,9 +676,12 @@ SEC("tracepoint/sched/sched_process_exec")
 int aegis_tp_exec(void *ctx)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	struct inode *inode = BPF_CORE_READ(exe, f_inode);
 	audit_inode(AEGIS_RULE_EXEC, AEGIS_HOOK_EXEC, inode);
 	audit_memfd_exec(inode);
+	/* The program that now runs, only: a script's interpreter, not the script; no library mappings. */
+	exec_allow_denied(exe, AEGIS_MODE_AUDIT, 0);
 	return 0;
 }
 
@@ -1283,6 +1295,8 @@ int aegis_xdp(struct xdp_md *ctx)
 /* ---- file guard ---------------------------------------------------------- */
 
 #include "file_guard.bpf.h"
+/* exec.default: deny: only exec.allow's inodes run or map executable. */
+#include "exec_allow.bpf.h"
 
 /* Routing headers and source routes: the setsockopt guard, and the backstop's walk over a route's hops. */
 #include "route_guard.bpf.h"

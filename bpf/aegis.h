@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 7 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 9 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -125,6 +125,15 @@ enum aegis_rule_kind {
 	AEGIS_RULE_MEMFD_EXEC = 32,  /* exec.denyMemfd: no exec of a file that lives only in memory */
 	AEGIS_RULE_SCOPE_GUARD = 33, /* present with a scope: tasks in scope cannot move out of it */
 	AEGIS_RULE_PTRACE_GUARD = 34, /* present with a scope: tasks in scope cannot trace tasks outside it */
+	/* The exec allowlist (bpf/exec_allow.bpf.h), kinds 48..55. */
+	AEGIS_RULE_EXEC_DEFAULT_DENY = 48, /* present: exec.default deny, a = b = 0; rule_id reports untrusted execs */
+	AEGIS_RULE_EXEC_ALLOW = 49,        /* a = ino, b = dev: an exec.allow inode; action = AEGIS_EXEC_ALLOW_* */
+	/*
+	 * a = the inode's ctime in ns (sec * 10^9 + nsec), b = its ino's low 32 bits: what a sha256 entry's inode
+	 * was when its content was hashed. Any write, truncate, chmod, chown or link changes ctime to the time of
+	 * that change, which never equals a ctime from before it unless the clock is set back.
+	 */
+	AEGIS_RULE_EXEC_STAMP = 50,
 	/*
 	 * Subjects (bpf/task_subject.bpf.h): rules that name a program (`exe`). Each distinct (exe, children) of
 	 * a generation has a subject number 1..AEGIS_SUBJECT_MAX; its egress CIDR rules sit in net_rules spaces
@@ -143,6 +152,23 @@ enum aegis_subjects {
 	AEGIS_SUBJECT_SLOTS = 4,      /* subjects one task holds at most: its exe's two, then nearest ancestors' */
 	AEGIS_SUBJECT_MAX = 65535,    /* subject numbers are 16 bits */
 	AEGIS_SUBJECT_NET_SHIFT = 16, /* struct aegis_net_key.space = subject << 16 | space << 8 | family */
+};
+
+/* What an AEGIS_RULE_EXEC_ALLOW entry allows (its rule's `action` field). */
+enum aegis_exec_allow {
+	AEGIS_EXEC_ALLOW_INODE = 1,  /* the inode, whatever it holds */
+	AEGIS_EXEC_ALLOW_HASHED = 2, /* the inode as hashed at apply: also an AEGIS_RULE_EXEC_STAMP entry */
+};
+
+/*
+ * Why an exec event's file was refused (struct aegis_event.op of AEGIS_HOOK_EXEC). With UNTRUSTED and
+ * HASH_MISMATCH, daddr and saddr (32 bytes) hold the file's name in its directory, NUL-terminated
+ * (truncated to 31 bytes): no rule names the file, so the rule table has no path for it.
+ */
+enum aegis_exec_reason {
+	AEGIS_EXEC_DENIED = 0,        /* an exec.deny rule (or exec.denyMemfd) */
+	AEGIS_EXEC_UNTRUSTED = 1,     /* exec.default deny: not in the allowed set (or a file with no name) */
+	AEGIS_EXEC_HASH_MISMATCH = 2, /* a sha256 entry's inode changed since apply (its ctime differs) */
 };
 
 /*

@@ -236,8 +236,10 @@ static __always_inline int exec_mapping_denied(struct file *file, int private_ma
 	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_EXEC, inode, &id);
 	if (!rule && private_mapping)
 		rule = memfd_rule(&s, inode->i_nlink, inode, &id);
+	if (!rule)
+		return exec_allow_denied(file, -1, 1); /* exec_allow.bpf.h */
 	/* The task's own executable and the scope are read last: most mappings name no rule. */
-	if (!rule || inode == own_executable() || !load_info(&s) || !in_scope(&s))
+	if (inode == own_executable() || !load_info(&s) || !in_scope(&s))
 		return 0;
 	return inode_decision(&s, AEGIS_HOOK_EXEC, rule, &id, effective_mode(&s));
 }

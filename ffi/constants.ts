@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 7 } as const;
+export const LAYOUT = { VERSION: 9 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -78,6 +78,10 @@ export const RULE = {
   MEMFD_EXEC: 32,
   SCOPE_GUARD: 33,
   PTRACE_GUARD: 34,
+  // the exec allowlist
+  EXEC_DEFAULT_DENY: 48,
+  EXEC_ALLOW: 49,
+  EXEC_STAMP: 50,
   // subjects (bpf/task_subject.bpf.h)
   SUBJECT: 56,
   SUBJECT_TREE: 57,
@@ -92,6 +96,12 @@ export const SUBJECTS = {
   MAX: 65535,
   NET_SHIFT: 16,
 } as const;
+
+/** What an EXEC_ALLOW entry allows (its value's action): any content of the inode, or the content hashed. */
+export const EXEC_ALLOW = { INODE: 1, HASHED: 2 } as const;
+
+/** Why an exec event's file was refused (the event's `op` byte). */
+export const EXEC_REASON = { DENIED: 0, UNTRUSTED: 1, HASH_MISMATCH: 2 } as const;
 
 /** What a file.change event's task tried (the event's `op` byte). */
 export const FILE_OP = {
@@ -178,6 +188,8 @@ export const KERNEL_ENUMS = {
   aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
   aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
   aegis_file_op: { prefix: "AEGIS_FILE_OP_", values: FILE_OP },
+  aegis_exec_allow: { prefix: "AEGIS_EXEC_ALLOW_", values: EXEC_ALLOW },
+  aegis_exec_reason: { prefix: "AEGIS_EXEC_", values: EXEC_REASON },
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
   aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
 } as const;

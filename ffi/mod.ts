@@ -31,6 +31,7 @@ export {
   pidfdSendSignal,
   releaseFreedMemory,
   statxMount,
+  statxStamp,
   tryLockDirectory,
 } from "./sys.ts";
 export { ignoreSignal } from "./signals.ts";

@@ -211,6 +211,29 @@ export function statxMount(path: string): { ino: bigint; mountId: number } {
   return { ino: view.getBigUint64(STX_INO, true), mountId: Number(view.getBigUint64(STX_MNT_ID, true)) };
 }
 
+const STATX_CTIME = 0x80;
+const STX_CTIME_SEC = 96;
+const STX_CTIME_NSEC = 104;
+
+/**
+ * statx(2) of `path` (symlinks followed): its inode number and ctime in ns (sec * 10^9 + nsec), as the
+ * kernel's inode holds them: what the exec allowlist stamps a hashed file with.
+ */
+export function statxStamp(path: string): { ino: bigint; ctimeNs: bigint } {
+  const buffer = new Uint8Array(STATX_BYTES);
+  unwrapSys(libc().statx(AT_FDCWD, cString(path), 0, STATX_INO | STATX_CTIME, buffer), "statx", path);
+  const view = new DataView(buffer.buffer);
+  if ((view.getUint32(STX_MASK, true) & STATX_CTIME) === 0) {
+    throw new SysError("statx", EOPNOTSUPP, `${path}: this filesystem reports no ctime`);
+  }
+  const seconds = view.getBigInt64(STX_CTIME_SEC, true);
+  const nanos = BigInt(view.getUint32(STX_CTIME_NSEC, true));
+  return {
+    ino: view.getBigUint64(STX_INO, true),
+    ctimeNs: BigInt.asUintN(64, seconds * 1_000_000_000n + nanos),
+  };
+}
+
 const SYS_PIDFD_OPEN = 434n;
 const SYS_PIDFD_SEND_SIGNAL = 424n;
 

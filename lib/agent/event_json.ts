@@ -9,11 +9,22 @@
  * values are unknown is left to formatEvent: `write` returns false and writes nothing.
  */
 
-import { type AddressWords, DECISION, EVENT, FAMILY, HOOK, MODE, type RawEvent } from "../../ffi/mod.ts";
+import {
+  type AddressWords,
+  DECISION,
+  EVENT,
+  EXEC_REASON,
+  FAMILY,
+  HOOK,
+  MODE,
+  type RawEvent,
+} from "../../ffi/mod.ts";
 import {
   bootWallTime,
   EVENT_TYPES,
   type EventContext,
+  EXEC_REASONS,
+  execFileName,
   FILE_CHANGE_OPS,
   formatAddressWords,
   KNOWN_FLAGS,
@@ -167,6 +178,11 @@ const INO = bytesOf(`,"ino":`);
 const OPS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
   Object.entries(FILE_CHANGE_OPS).map(([number, op]) => [number, bytesOf(`,"op":"${op}"`)]),
 );
+const REASONS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
+  Object.entries(EXEC_REASONS).map(([number, reason]) => [number, bytesOf(`,"reason":"${reason}"`)]),
+);
+const NAME = bytesOf(`"name":`);
+const NAME_AFTER_PATH = bytesOf(`,"name":`);
 const NET: Readonly<Record<number, Uint8Array>> = {
   [FAMILY.IPV4]: bytesOf(`,"net":{"family":"ipv4","protocol":`),
   [FAMILY.IPV6]: bytesOf(`,"net":{"family":"ipv6","protocol":`),
@@ -240,6 +256,7 @@ export class EventJsonWriter {
     if (!summary) {
       if (network && raw.family !== FAMILY.IPV4 && raw.family !== FAMILY.IPV6) return false;
       if (hook === HOOK.FILE_CHANGE && OPS[raw.op] === undefined) return false;
+      if (hook === HOOK.EXEC && REASONS[raw.op] === undefined) return false;
     }
     const context = this.#context;
     const table = context.generations[raw.gen];
@@ -280,19 +297,24 @@ export class EventJsonWriter {
       if (network) this.#net(raw, hook);
       else {
         const path = rule?.path;
+        // An allowlist refusal: the file's name, which no rule's path gives.
+        const name = hook === HOOK.EXEC && raw.op !== EXEC_REASON.DENIED ? execFileName(raw) : undefined;
         line.bytes(FILE);
         if (path) {
           line.bytes(FILE_PATH);
           line.string(path);
-          line.bytes(DEV_AFTER_PATH);
-        } else {
-          line.bytes(DEV);
         }
+        if (name !== undefined) {
+          line.bytes(path ? NAME_AFTER_PATH : NAME);
+          line.string(name);
+        }
+        line.bytes(path || name !== undefined ? DEV_AFTER_PATH : DEV);
         line.number(raw.dev);
         line.bytes(INO);
         line.number(raw.inoHi * 2 ** 32 + raw.inoLo);
         line.bytes(CLOSE);
         if (hook === HOOK.FILE_CHANGE) line.bytes(OPS[raw.op]!);
+        if (hook === HOOK.EXEC) line.bytes(REASONS[raw.op]!);
       }
     }
     if (raw.signal !== 0) line.bytes(SIGNALS[raw.signal]!);

@@ -63,7 +63,9 @@ function processText(value: unknown): string {
 function fileText(value: unknown): string {
   if (typeof value !== "object" || value === null) return "";
   const f = value as Fields;
-  return typeof f.path === "string" ? text(f.path) : `inode ${text(f.dev)}:${text(f.ino)}`;
+  if (typeof f.path === "string") return text(f.path);
+  const inode = `inode ${text(f.dev)}:${text(f.ino)}`;
+  return typeof f.name === "string" ? `${text(f.name)} (${inode})` : inode;
 }
 
 function netText(value: unknown): string {

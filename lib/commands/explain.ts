@@ -2,7 +2,8 @@ import { defineCommand } from "../cli/command.ts";
 import { InputError } from "../errors.ts";
 import { agentEventLog, findLoggedEvent } from "../agent/event_lookup.ts";
 import { checkInput, readRawInput } from "../ops/apply_source.ts";
-import { parseEventLine } from "../policy/apply_explain.ts";
+import { type InodeRules, parseEventLine } from "../policy/apply_explain.ts";
+import { localInodeRules } from "../ops/inode_rules.ts";
 import { appliedPolicy } from "../state/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { decide } from "../policy/decide.ts";
@@ -18,7 +19,8 @@ export const explain = defineCommand({
     "it, or only the time that line starts with: a text line or a time is looked up in the agent's event log " +
     "(events.jsonl and events.jsonl.1), where its JSON line holds every field. - reads lines of either kind " +
     "from stdin (one answer per line). When the event names a rule, says whether the policy agrees. File " +
-    "and exec rules are matched by path here, not by inode.",
+    "and exec rules are matched by path; an event that names no path (an exec the allowlist refused) by its " +
+    "inode, against the policy's rules resolved on this host, when it comes from this host.",
   options: {
     policy: { type: "string", valueName: "FILE", complete: "file", description: "decide under FILE instead" },
     json: { type: "boolean", description: "one JSON object per event: decision, rule, line" },
@@ -40,12 +42,16 @@ export const explain = defineCommand({
     const lines = text.split("\n").map((line) => line.trim()).filter((line) => line !== "");
     if (lines.length === 0) throw new InputError("No event line given: pass one, or - with lines on stdin");
     const ids = new Set(policyRules(policy).map((rule) => rule.id));
+    // An untrusted exec names no path: matched by inode, resolving the policy's inode rules here only then.
+    let resolved: InodeRules | null | undefined;
+    const inodeRules: InodeRules = (dev, ino, host) =>
+      (resolved ??= localInodeRules(plan, (message) => ctx.log.warn(message)) ?? null)?.(dev, ino, host);
     lines.forEach((line, index) => {
       const given = args.EVENT === "-" ? `stdin:${index + 1}` : "EVENT";
       const { raw, where } = line.startsWith("{")
         ? { raw: line, where: given }
         : findLoggedEvent(agentEventLog(ctx.globals.stateDir), line, given);
-      const { event, type, rule } = parseEventLine(raw, where);
+      const { event, type, rule } = parseEventLine(raw, where, inodeRules);
       const decision = decide(plan, event);
       const agrees = rule === undefined ? undefined : rule === (decision.ruleName ?? "");
       if (flags.json) {

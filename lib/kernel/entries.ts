@@ -5,6 +5,7 @@ import {
   AEGIS_RULE_KEY,
   CAPACITY,
   encodeGenInfo,
+  EXEC_ALLOW,
   NET,
   RULE,
   type RuleKey,
@@ -30,6 +31,8 @@ export type ResolvedRuleSet = {
   plan: RuleSetPlan;
   files: ResolvedInode[];
   exec: ResolvedInode[];
+  /** With exec.default: deny: the inodes exec.allow resolved to (a hashed file's with its ctime stamp). */
+  execAllow?: AllowedInode[];
   scope: { include: bigint[]; exempt: bigint[] };
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
   /** With network.egress.forwarded: the interfaces forwarded packets are judged on (all but lo). */
@@ -43,6 +46,9 @@ export type ResolvedSubject = { subject: number; children: boolean; dev: number;
 
 /** A file the rule set denies, and the path it was found at (recorded so that a replaced file shows). */
 export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string };
+
+/** An inode exec.allow lets run; `ctimeNs`: a sha256 entry's file, as it was when hashed at apply. */
+export type AllowedInode = ResolvedInode & { ctimeNs?: bigint };
 
 /** One inner map's entries, back to back, ready for one batch write. */
 export type Batch = {
@@ -80,6 +86,23 @@ export function ruleSetEntries(
     rules.put((target, offset) => writeRuleKey(target, offset, key), value, deny);
   for (const file of set.files) exact({ kind: RULE.FILE, a: file.ino, b: file.dev }, denyValue(file.ruleId));
   for (const exe of set.exec) exact({ kind: RULE.EXEC, a: exe.ino, b: exe.dev }, denyValue(exe.ruleId));
+  if (set.plan.execDefaultDeny) {
+    exact({ kind: RULE.EXEC_DEFAULT_DENY, a: 0, b: 0 }, denyValue(set.plan.execDefaultDeny.ruleId));
+    // An inode a sha256 entry names is checked, whatever path entry names it too (as decide() says).
+    for (const allowed of set.execAllow ?? []) {
+      const hashed = allowed.ctimeNs !== undefined;
+      const action = hashed ? EXEC_ALLOW.HASHED : EXEC_ALLOW.INODE;
+      exact({ kind: RULE.EXEC_ALLOW, a: allowed.ino, b: allowed.dev }, {
+        ruleId: allowed.ruleId,
+        action,
+        prefixLength: 0,
+      }, hashed);
+      if (hashed) {
+        const stamp = { kind: RULE.EXEC_STAMP, a: allowed.ctimeNs!, b: Number(allowed.ino & 0xffffffffn) };
+        exact(stamp, { ruleId: allowed.ruleId, action: ACTION.ALLOW, prefixLength: 0 }, false);
+      }
+    }
+  }
   for (const id of set.scope.include) {
     exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.INCLUDE, prefixLength: 0 }, false);
   }

@@ -381,3 +381,24 @@ Deno.test("ruleSetEntries() keys a program's rules on its subject number, and sw
   assert.deepEqual(spaces, [(2 << 16) | (NET.EGRESS_ANY << 8) | 4]);
   assert.equal(decodeGenInfo(ruleSetEntries(set).genInfo).taskRules, 3, "users entries plus programs");
 });
+
+Deno.test("ruleSetEntries() writes the allowlist: its switch, each allowed inode, and a sha256 entry's ctime stamp", () => {
+  const ctimeNs = 1_765_000_000_123_456_789n;
+  const execAllow = [
+    { dev: 2049, ino: 12n, ruleId: 3 },
+    { dev: 2049, ino: 13n, ruleId: 4, ctimeNs },
+    // Named by a path entry first and a sha256 entry after: the hash check holds.
+    { dev: 2049, ino: 14n, ruleId: 3 },
+    { dev: 2049, ino: 14n, ruleId: 4, ctimeNs },
+  ];
+  const set = resolved({ execDefaultDeny: { ruleId: 2 } }, { execAllow });
+  assert.deepEqual(rulesOf(set), [
+    { kind: RULE.EXEC_DEFAULT_DENY, a: 0n, b: 0, value: [2, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.EXEC_ALLOW, a: 12n, b: 2049, value: [3, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.EXEC_ALLOW, a: 13n, b: 2049, value: [4, 0, 0, 0, 2, 0, 0, 0] },
+    { kind: RULE.EXEC_STAMP, a: ctimeNs, b: 13, value: [4, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.EXEC_ALLOW, a: 14n, b: 2049, value: [4, 0, 0, 0, 2, 0, 0, 0] },
+    { kind: RULE.EXEC_STAMP, a: ctimeNs, b: 14, value: [4, 0, 0, 0, 1, 0, 0, 0] },
+  ]);
+  assert.deepEqual(rulesOf(resolved({}, { execAllow })), [], "without exec.default deny: nothing");
+});

@@ -6,6 +6,7 @@ import {
   DECISION,
   decodeEventAt,
   EVENT,
+  EXEC_REASON,
   FAMILY,
   FILE_OP,
   HOOK,
@@ -62,7 +63,13 @@ export type AegisEvent = {
   /** The program the deciding rule names (its `exe`), when it names one. */
   subject?: string;
   process?: EventProcess | { pid: number };
-  file?: { path?: string; dev: number; ino: number };
+  /**
+   * `name`: the file's name in its directory (at most 31 bytes), for an exec no rule names the file of
+   * (reason `untrusted`, `hash-mismatch`): find it with `find / -xdev -inum INO`.
+   */
+  file?: { path?: string; name?: string; dev: number; ino: number };
+  /** exec: why it was refused (an exec.deny rule, not in exec.allow's set, a sha256 entry's file changed). */
+  reason?: ExecReason;
   net?: {
     /**
      * "packet" and "xdp" only for net.socket (an AF_PACKET or AF_XDP socket refused): no address, protocol
@@ -119,6 +126,13 @@ export const FILE_CHANGE_OPS = {
   [FILE_OP.REMOVEXATTR]: "removexattr",
 } as const;
 export type FileChangeOp = typeof FILE_CHANGE_OPS[keyof typeof FILE_CHANGE_OPS];
+/** Why an exec was refused, by the kernel's AEGIS_EXEC_* number (the exec event's `op` byte). */
+export const EXEC_REASONS = {
+  [EXEC_REASON.DENIED]: "denied",
+  [EXEC_REASON.UNTRUSTED]: "untrusted",
+  [EXEC_REASON.HASH_MISMATCH]: "hash-mismatch",
+} as const;
+export type ExecReason = typeof EXEC_REASONS[keyof typeof EXEC_REASONS];
 
 /** Signal names by number, of the signals kill on deny sends. */
 export const SIGNAL_NAMES: Readonly<Record<number, SignalName>> = {
@@ -312,6 +326,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
     else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
     else event.file = fileOf(raw, rule);
     if (raw.hook === HOOK.FILE_CHANGE) event.op = fileChangeOp(raw);
+    if (raw.hook === HOOK.EXEC) event.reason = execReason(raw);
   }
   const signal = SIGNAL_NAMES[raw.signal];
   if (signal) event.signal = { name: signal, by: "kernel" };
@@ -343,9 +358,31 @@ function fileChangeOp(raw: RawEvent): FileChangeOp {
   return op;
 }
 
+function execReason(raw: RawEvent): ExecReason {
+  const reason = (EXEC_REASONS as Readonly<Record<number, ExecReason>>)[raw.op];
+  if (reason === undefined) throw new EventDecodeError("op", raw);
+  return reason;
+}
+
 function fileOf(raw: RawEvent, rule: RuleInfo | undefined): NonNullable<AegisEvent["file"]> {
   const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
-  return rule?.path ? { path: rule.path, dev: raw.dev, ino } : { dev: raw.dev, ino };
+  const name = raw.hook === HOOK.EXEC && raw.op !== EXEC_REASON.DENIED ? execFileName(raw) : undefined;
+  const file: NonNullable<AegisEvent["file"]> = rule?.path ? { path: rule.path, dev: raw.dev, ino } : {
+    dev: raw.dev,
+    ino,
+  };
+  return name === undefined ? file : { ...rule?.path && { path: rule.path }, name, dev: raw.dev, ino };
+}
+
+const NAME_DECODER = new TextDecoder();
+
+/** The name an untrusted exec's record carries in its address bytes (daddr, then saddr), up to its NUL. */
+export function execFileName(raw: RawEvent): string {
+  const bytes = new Uint8Array(32);
+  bytes.set(raw.daddr, 0);
+  bytes.set(raw.saddr, 16);
+  const end = bytes.indexOf(0);
+  return NAME_DECODER.decode(bytes.subarray(0, end < 0 ? 32 : end));
 }
 
 /** The kernel puts the cgroup a scope.escape was refused into the record's inode field. */

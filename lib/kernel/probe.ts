@@ -177,9 +177,11 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
       remedy = `add bpf to the kernel command line: lsm=${facts.activeLsms.join(",")},bpf, and reboot`;
     }
     // The tracepoints see opens and execs: a denied file's truncate, unlink, rename or attributes are unseen.
+    // The exec tracepoint sees the program an exec ends up running: not what is mapped executable later.
     const unseen = lsm === PROGRAMS.fileOpen
       ? " (opens only: changes to a denied file without opening it are neither refused nor reported)"
-      : "";
+      : " (execs only: a library or file mapped executable (dlopen, ld.so BIN, mmap or mprotect with " +
+        "PROT_EXEC) and a #! script itself, whose interpreter is what runs, are neither refused nor reported)";
     if (auditFailed.length === 0) {
       return {
         verdict: "audit-only",

@@ -31,6 +31,11 @@ Deno.test("decideAreas() makes file and exec audit-only when LSM loads are refus
     /opens only: changes to a denied file without opening it are neither refused/,
   );
   assert.doesNotMatch(areas.exec.reason, /opens only/);
+  // What the exec tracepoint cannot report (the allowlist's fallback says so in doctor and health).
+  assert.match(
+    areas.exec.reason,
+    /execs only: a library or file mapped executable .* and a #! script itself/,
+  );
   assert.match(areas.exec.remediation, /boot a kernel that lets BPF-LSM programs load/);
   assert.equal(areas.egress.verdict, "enforce");
 });

@@ -1,8 +1,9 @@
-import { ifIndex, statxMount, SysError } from "../../ffi/mod.ts";
-import type { InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import { createHash } from "node:crypto";
+import { ifIndex, statxMount, statxStamp, SysError } from "../../ffi/mod.ts";
+import type { AllowTarget, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
-import type { ResolvedInode, ResolvedRuleSet, ResolvedSubject } from "./entries.ts";
+import type { AllowedInode, ResolvedInode, ResolvedRuleSet, ResolvedSubject } from "./entries.ts";
 import { layerPaths, type OverlayMount, overlayMount } from "./overlay.ts";
 import {
   DEFAULT_MAX_ENTRIES,
@@ -33,6 +34,8 @@ export type ResolveOptions = {
    * this returns (its last inodes) instead of failing the whole resolution.
    */
   keep?: (target: InodeTarget, area: "file" | "exec", error: Error) => ResolvedInode[];
+  /** exec.allow's inodes to use as they are (a refresh keeps the applied set), instead of resolving them. */
+  allowed?: AllowedInode[];
 };
 
 /**
@@ -43,13 +46,19 @@ export type ResolveOptions = {
 export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
   const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
-  const mountinfo = plan.files.length + plan.exec.length + (plan.subjects?.length ?? 0) > 0
+  // A refresh brings the allowed set as applied (`options.allowed`): nothing of it is resolved.
+  const allow = plan.execDefaultDeny && !options.allowed ? plan.execAllow ?? [] : [];
+  const mountinfo = plan.files.length + plan.exec.length + allow.length + (plan.subjects?.length ?? 0) > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";
   return {
     plan,
     files: plan.files.flatMap((target) => resolveOrKeep(target, "file", plan, mountinfo, options)),
     exec: plan.exec.flatMap((target) => resolveOrKeep(target, "exec", plan, mountinfo, options)),
+    ...plan.execDefaultDeny && {
+      execAllow: options.allowed ??
+        allow.flatMap((target) => resolveAllowed(target, plan, mountinfo, options)),
+    },
     scope: {
       include: plan.scope.include.map((path) => cgroupId(root, path)),
       exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
@@ -141,6 +150,87 @@ function resolveOrKeep(
     // Whatever stopped it (gone, a directory now, past maxFiles, removed during the walk).
     return options.keep(target, area, error instanceof Error ? error : new Error(String(error)));
   }
+}
+
+/**
+ * The inodes an exec.allow entry lets run: a path entry's as a deny rule's are found; a sha256 entry's one
+ * file, whose content must have that hash (else ResolveError: nothing is applied), stamped with its ctime
+ * as hashed. A refresh (`keep` given) never fails on an allow entry: one that no longer resolves, or whose
+ * file no longer has its hash, allows nothing until the next apply, and is reported through `keep`.
+ */
+function resolveAllowed(
+  target: AllowTarget,
+  plan: RuleSetPlan,
+  mountinfo: string,
+  options: ResolveOptions,
+): AllowedInode[] {
+  const resolve = () =>
+    target.sha256 === undefined
+      ? resolveInodes(target, plan, mountinfo, options.warn)
+      : hashedInodes(target, plan, mountinfo, options.warn);
+  if (!options.keep) return resolve();
+  try {
+    return resolve();
+  } catch (error) {
+    // Reported as a rule the refresh could not resolve; no inode of it is kept (none is recorded for it).
+    options.keep(target, "exec", error instanceof Error ? error : new Error(String(error)));
+    return [];
+  }
+}
+
+const HASH_CHUNK = 1 << 20;
+
+/** A sha256 entry's file: every (dev, ino) it is known by, each stamped with the ctime it had when hashed. */
+function hashedInodes(
+  target: AllowTarget,
+  plan: RuleSetPlan,
+  mountinfo: string,
+  warn: ((message: string) => void) | undefined,
+): AllowedInode[] {
+  const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
+  const fail = (what: string) =>
+    new ResolveError(`Rule ${rule}: ${printable(target.path)} ${what}`, target.ruleId);
+  let before: { ino: bigint; ctimeNs: bigint };
+  try {
+    before = statxStamp(target.path);
+  } catch (error) {
+    if (error instanceof SysError && error.errnoName === "ENOENT") {
+      if (target.optional) {
+        warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
+        return [];
+      }
+      throw fail("does not exist");
+    }
+    throw error;
+  }
+  if (!Deno.statSync(target.path).isFile) throw fail("is not a regular file (a sha256 entry names one file)");
+  const actual = sha256OfFile(target.path);
+  const after = statxStamp(target.path);
+  if (after.ino !== before.ino || after.ctimeNs !== before.ctimeNs) {
+    throw fail("changed while it was hashed; apply again");
+  }
+  if (actual !== target.sha256) {
+    throw fail(`has sha256 ${actual}, not the ${target.sha256} the entry names: nothing was applied`);
+  }
+  return fileIdentities(target.path, mountinfo).map((identity) => ({
+    ...identity,
+    ruleId: target.ruleId,
+    path: target.path,
+    ctimeNs: before.ctimeNs,
+  }));
+}
+
+/** The hex SHA-256 of a file's content, read in chunks (a runtime binary is tens of MB). */
+export function sha256OfFile(path: string): string {
+  const hash = createHash("sha256");
+  using file = Deno.openSync(path, { read: true });
+  const chunk = new Uint8Array(HASH_CHUNK);
+  for (;;) {
+    const read = file.readSync(chunk);
+    if (read === null) break;
+    hash.update(chunk.subarray(0, read));
+  }
+  return hash.digest("hex");
 }
 
 function resolveInodes(

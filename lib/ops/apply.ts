@@ -37,7 +37,7 @@ import {
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import type { Policy } from "../policy/schema.ts";
 import { encodeInodes } from "../state/inode_set.ts";
-import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
+import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
 import { phase, phaseAsync } from "../phases.ts";
@@ -94,7 +94,7 @@ function settle(where: PlaneLocation): Settlement[] {
 /**
  * The history entry in force when it is this very policy (same sha256, same mode), the kernel's live
  * generation is the one applied.json names, and the policy's file and exec rules resolve to the inodes that
- * generation denies: applying it again changes nothing (`unchanged`). A rule path replaced since, or a file
+ * generation denies (and exec.allow to those it allows): applying it again changes nothing (`unchanged`). A rule path replaced since, or a file
  * new under a recursive rule, makes it a real apply; a name that no longer resolves (a path gone, a tree
  * past its maxFiles) is bad input, as it would be for the apply. Read under the state lock, after settling.
  */
@@ -115,14 +115,18 @@ function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): Histo
   const now = appliedShape(resolveNames(plan, () => {}));
   // Key order aside: applied.json comes back through its schema.
   const same = (a: unknown, b: unknown) => canonical(a ?? []) === canonical(b ?? []);
-  return same(now.inodes, applied.inodes) && same(now.recursive, applied.recursive) ? entry : undefined;
+  // The allowlist too: after a package upgrade, applying the same policy again trusts the new inodes.
+  const sameAllowed = same(now.allowed, applied.allowed);
+  return same(now.inodes, applied.inodes) && same(now.recursive, applied.recursive) && sameAllowed
+    ? entry
+    : undefined;
 }
 
 /** The areas whose programs a plan needs attached. */
 export function planAreas(plan: RuleSetPlan): Area[] {
   const areas: Area[] = [];
   if (plan.files.length > 0) areas.push("file");
-  if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
+  if (plan.exec.length > 0 || plan.denyMemfdExec || plan.execDefaultDeny) areas.push("exec");
   const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
   if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets || plan.egressDefaultDeny) {
     areas.push("egress");
@@ -310,7 +314,7 @@ export function unenforceableAreas(
  */
 export function appliedShape(resolved: ResolvedRuleSet): Pick<
   AppliedRecord,
-  "mode" | "areas" | "interfaces" | "inodes" | "recursive" | "forward"
+  "mode" | "areas" | "interfaces" | "inodes" | "recursive" | "forward" | "allowed"
 > {
   const { plan } = resolved;
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
@@ -344,7 +348,24 @@ export function appliedShape(resolved: ResolvedRuleSet): Pick<
       ...recursive("file", plan.files, resolved.files),
       ...recursive("exec", plan.exec, resolved.exec),
     ],
+    ...resolved.execAllow && { allowed: allowedShape(resolved.execAllow, ruleName) },
   };
+}
+
+/** exec.allow's inodes by rule (and stamp), compactly, as applied.json keeps them for the rule refresh. */
+function allowedShape(
+  allowed: readonly AllowedInode[],
+  ruleName: (ruleId: number) => string,
+): NonNullable<AppliedRecord["allowed"]> {
+  const groups = Map.groupBy(allowed, (inode) => `${inode.ruleId}/${inode.ctimeNs ?? ""}`);
+  return [...groups.values()].map((group) => {
+    const { ruleId, ctimeNs } = group[0]!;
+    return {
+      rule: ruleName(ruleId),
+      ...ctimeNs !== undefined && { ctimeNs: ctimeNs.toString() },
+      inodes: encodeInodes(group),
+    };
+  });
 }
 
 /**

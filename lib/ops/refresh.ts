@@ -4,10 +4,11 @@
  * the inodes the kernel denies for it now, as applied.json records them, and is reported; every other rule
  * is resolved afresh. Keeping the last inodes rather than dropping them: a path deleted by `mv` or kept
  * open still reaches the same content, which stays denied; the rule is resolved again as soon as its path
- * is back (the watcher sees it appear).
+ * is back (the watcher sees it appear). The exec allowlist is kept as applied (`keptAllowed`), never resolved
+ * again: a refresh does not trust a file the apply did not.
  */
 
-import type { ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
+import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import type { AppliedRecord } from "../state/apply_state.ts";
@@ -35,8 +36,10 @@ export type Refresh = { resolved: ResolvedRuleSet; unresolved: UnresolvedRule[] 
 export function resolveForRefresh(plan: RuleSetPlan, applied: AppliedRecord | undefined): Refresh {
   const unresolved: UnresolvedRule[] = [];
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
+  const allowed = keptAllowed(plan, applied);
   try {
     const resolved = resolvePlan(plan, {
+      ...allowed && { allowed },
       keep: (target, area, error) => {
         const rule = ruleName(target.ruleId);
         const kept = keptInodes(applied, rule, area, target.ruleId);
@@ -49,6 +52,25 @@ export function resolveForRefresh(plan: RuleSetPlan, applied: AppliedRecord | un
     if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
     throw error;
   }
+}
+
+/**
+ * exec.allow's inodes as the apply resolved them, from applied.json: a refresh keeps the allowed set as
+ * applied, so that a file replaced or added since (a new inode) stays untrusted until the policy is applied
+ * again. Undefined without an allowlist, or for a record that predates the `allowed` field (then resolved).
+ */
+export function keptAllowed(
+  plan: RuleSetPlan,
+  applied: AppliedRecord | undefined,
+): AllowedInode[] | undefined {
+  if (!plan.execDefaultDeny || !applied?.allowed) return undefined;
+  const ids = new Map(plan.rules.map((rule, ruleId) => [rule.id, ruleId]));
+  return applied.allowed.flatMap(({ rule, ctimeNs, inodes }) => {
+    const ruleId = ids.get(rule);
+    if (ruleId === undefined) return [];
+    const stamp = ctimeNs === undefined ? {} : { ctimeNs: BigInt(ctimeNs) };
+    return [...new InodeSet(inodes).unseen()].map((inode) => ({ ...inode, ruleId, ...stamp }));
+  });
 }
 
 /** The inodes applied.json records for `rule` of `area`: listed by path, or a recursive rule's set. */

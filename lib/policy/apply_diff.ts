@@ -3,7 +3,7 @@
  * per rule. A rule with an `id` is matched by its id, so an edit shows as `changed`; a rule without one is
  * matched by what it says (its generated id moves when rules are inserted above it), so an edit shows as
  * one `removed` and one `added`. Settings that are not rules (mode, scope, ingress interfaces and default,
- * denyMemfd, denyPacketSockets, nat64Prefixes, the egress default) are compared too. Pure.
+ * denyMemfd, exec.default, denyPacketSockets, nat64Prefixes, the egress default) are compared too. Pure.
  */
 
 import { type Policy, type PolicyRule, policyRules, type RuleList } from "./schema.ts";
@@ -43,6 +43,7 @@ export function diffPolicies(before: Policy | undefined, after: Policy): PolicyD
 const LIST_ORDER: Record<RuleList, true> = {
   "files.deny": true,
   "exec.deny": true,
+  "exec.allow": true,
   "network.egress.deny": true,
   "network.egress.allow": true,
   "network.egress.users": true,
@@ -86,6 +87,7 @@ function settingsOf(policy: Policy | undefined): Record<string, unknown> {
     "scope.cgroups": spec?.scope?.cgroups ?? [],
     "scope.exempt": spec?.scope?.exempt ?? [],
     "exec.denyMemfd": spec?.exec?.denyMemfd ?? false,
+    "exec.default": spec?.exec?.default ?? "allow",
     "network.egress.denyPacketSockets": spec?.network?.egress?.denyPacketSockets ?? false,
     "network.egress.forwarded": spec?.network?.egress?.forwarded ?? false,
     "network.egress.default": spec?.network?.egress?.default ?? "allow",

@@ -26,13 +26,20 @@ const eventSchema = z.looseObject({
   ]),
   rule: z.string().optional(),
   subject: z.string().optional(),
+  host: z.string().optional(),
   process: z.looseObject({
     uid: z.int().min(0).optional(),
     gid: z.int().min(0).optional(),
     cgroup: z.looseObject({ path: z.string().optional() }).optional(),
     exe: z.looseObject({ path: z.string().optional() }).optional(),
   }).optional(),
-  file: z.looseObject({ path: z.string() }).optional(),
+  // Untrusted execs (exec.default deny) carry the file's name, and a path only where a rule names one.
+  file: z.looseObject({
+    path: z.string().optional(),
+    dev: z.int().min(0).optional(),
+    ino: z.number().min(0).optional(),
+  }).optional(),
+  reason: z.string().optional(),
   net: z.looseObject({
     protocol: protocol.optional(),
     daddr: z.string().optional(),
@@ -45,8 +52,22 @@ const eventSchema = z.looseObject({
 
 export type ExplainedEvent = { event: DecisionEvent; type: string; rule?: string };
 
-/** Parses one event line; an InputError (exit 2) names what is missing for the event's type. */
-export function parseEventLine(text: string, where: string): ExplainedEvent {
+/**
+ * The rule ids whose file or exec targets resolved to the inode (dev, ino) on this host, or undefined when
+ * that is not known (an event of another `host`): how a file or exec event without a path (an untrusted
+ * exec) is decided by inode.
+ */
+export type InodeRules = (
+  dev: number,
+  ino: number,
+  host: string | undefined,
+) => readonly number[] | undefined;
+
+/**
+ * Parses one event line; an InputError (exit 2) names what is missing for the event's type. A file or exec
+ * event without a path is decided by its inode when `inodeRules` knows it.
+ */
+export function parseEventLine(text: string, where: string, inodeRules?: InodeRules): ExplainedEvent {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -58,7 +79,7 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
     const issue = parsed.error.issues[0];
     throw new InputError(`${where}: ${issue?.path.join(".") || "event"}: ${issue?.message ?? "invalid"}`);
   }
-  const { type, rule, subject, process, file, net } = parsed.data;
+  const { type, rule, subject, process, file, net, reason, host } = parsed.data;
   const cgroup = process?.cgroup?.path;
   // The program: its path when the line has it, else the program the deciding rule named, which is the
   // task's own or an ancestor's (children: true): both are tried, as the kernel would.
@@ -69,11 +90,25 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
     if (field === undefined) throw new InputError(`${where}: a ${type} event needs ${name}`);
     return field;
   };
+  /** The file by path, else by the rules its inode resolved to. */
+  const target = (): { path: string } | { ruleIds: readonly number[] } => {
+    const ruleIds = file?.path === undefined && file?.dev !== undefined && file.ino !== undefined
+      ? inodeRules?.(file.dev, file.ino, host)
+      : undefined;
+    return ruleIds ? { ruleIds } : { path: need(file?.path, "file.path") };
+  };
   const event = ((): DecisionEvent => {
     switch (type) {
       case "file.open":
+        return { area: "file", ...target(), ...scoped };
       case "exec":
-        return { area: type === "exec" ? "exec" : "file", path: need(file?.path, "file.path"), ...scoped };
+        // hash-mismatch: the kernel saw the file changed since apply, which its path alone does not say.
+        return {
+          area: "exec",
+          ...target(),
+          ...scoped,
+          ...reason === "hash-mismatch" && { changed: true },
+        };
       case "net.connect":
       case "net.sendmsg":
       case "net.packet":

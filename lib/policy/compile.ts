@@ -36,6 +36,7 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "network.ingress.failsafe": { area: "ingress", action: "allow" },
   "network.ingress.allow": { area: "ingress", action: "allow" },
   "network.ingress.deny": { area: "ingress", action: "deny" },
+  "exec.allow": { area: "exec", action: "allow" },
 };
 
 export function compilePolicy(policy: Policy): RuleSetPlan {
@@ -51,6 +52,11 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   if (spec.exec?.denyMemfd) {
     plan.denyMemfdExec = {
       ruleId: plan.rules.push({ id: "exec.denyMemfd", area: "exec", action: "deny" }) - 1,
+    };
+  }
+  if (spec.exec?.default === "deny") {
+    plan.execDefaultDeny = {
+      ruleId: plan.rules.push({ id: "exec.default", area: "exec", action: "deny" }) - 1,
     };
   }
   if (spec.network?.egress?.denyPacketSockets) {
@@ -124,7 +130,9 @@ type SubjectSpec = {
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
-  if (entry.list === "files.deny" || entry.list === "exec.deny") info.path = entry.rule.path;
+  if (entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "exec.allow") {
+    info.path = entry.rule.path;
+  }
   const ruleId = plan.rules.push(info) - 1;
   const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
   if (subject !== undefined) info.exe = (entry.rule as SubjectSpec).exe!;
@@ -140,6 +148,18 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
         ...maxFiles !== undefined && { maxFiles },
       };
       (entry.list === "files.deny" ? plan.files : plan.exec).push(target);
+      return;
+    }
+    case "exec.allow": {
+      const { path, recursive, optional, maxFiles, sha256 } = entry.rule;
+      (plan.execAllow ??= []).push({
+        ruleId,
+        path,
+        ...recursive && { recursive },
+        ...optional && { optional },
+        ...maxFiles !== undefined && { maxFiles },
+        ...sha256 !== undefined && { sha256: sha256.toLowerCase() },
+      });
       return;
     }
     case "network.egress.deny":

@@ -24,9 +24,13 @@
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
  * - File and exec: the rules whose inode the file has (the first in plan order reports), then scope.
+ * - Exec with exec.default: deny: where no exec.deny rule decides, a file that no exec.allow entry names
+ *   (or that has no name: memfd, deleted) is refused as `untrusted` by the exec.default rule; one a sha256
+ *   entry names is refused as `hash-mismatch` by that entry once its content changed since apply. Then scope.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
 import {
+  type InodeTarget,
   type Mode,
   type NetRule,
   PORT_PROTOCOL_NUMBERS,
@@ -70,6 +74,10 @@ export type DecisionEvent =
     ruleIds?: readonly number[];
     path?: string;
     cgroup?: string;
+    /** Exec: the file changed since apply (a sha256 entry no longer holds). */
+    changed?: boolean;
+    /** Exec: the file has no name in any directory (memfd, O_TMPFILE, deleted). */
+    nameless?: boolean;
   };
 
 /** The program a task runs and those of its ancestors, by path (as the plan's subjects name them). */
@@ -83,18 +91,51 @@ export type TaskProgram = {
 /** Subjects one task holds at most (AEGIS_SUBJECT_SLOTS). */
 const SUBJECT_SLOTS = 4;
 
-export type Decision = { decision: "allow" | "deny" | "audit"; ruleId?: number; ruleName?: string };
+/** Why an exec was refused: an exec.deny rule, not in the allowed set, or a sha256 entry's file changed. */
+export type ExecReason = "denied" | "untrusted" | "hash-mismatch";
+
+export type Decision = {
+  decision: "allow" | "deny" | "audit";
+  ruleId?: number;
+  ruleName?: string;
+  /** Exec decisions only. */
+  reason?: ExecReason;
+};
 
 /** What a network rule is matched against. */
 export type Packet = { cidr: Cidr; port: number; protocol: number };
 
 /** The decision for `event`; `mode` overrides the plan's (break-glass, deadman, `--audit`). */
 export function decide(plan: RuleSetPlan, event: DecisionEvent, options: { mode?: Mode } = {}): Decision {
-  const ruleId = decidingRule(plan, event);
+  const found: { ruleId?: number | undefined; reason?: ExecReason } | undefined = event.area === "exec"
+    ? execRule(plan, event)
+    : { ruleId: decidingRule(plan, event) };
+  const ruleId = found?.ruleId;
   if (ruleId === undefined) return { decision: "allow" };
   const decision = (options.mode ?? plan.mode) === "enforce" ? "deny" : "audit";
   const name = plan.rules[ruleId]?.id;
-  return name === undefined ? { decision, ruleId } : { decision, ruleId, ruleName: name };
+  const result: Decision = name === undefined ? { decision, ruleId } : { decision, ruleId, ruleName: name };
+  if (found?.reason) result.reason = found.reason;
+  return result;
+}
+
+/** The rule that refuses an exec and why, or undefined when it may run (see the header). */
+function execRule(
+  plan: RuleSetPlan,
+  event: Extract<DecisionEvent, { area: "file" | "exec" }>,
+): { ruleId: number; reason: ExecReason } | undefined {
+  if (!inScope(plan, event.cgroup)) return undefined;
+  const denied = inodeRule(plan.exec, event);
+  if (denied !== undefined) return { ruleId: denied, reason: "denied" };
+  if (!plan.execDefaultDeny) return undefined;
+  const entries = plan.execAllow ?? [];
+  // A sha256 entry's check holds whatever path entry names the file too.
+  const allowed = event.nameless
+    ? undefined
+    : inodeRule(entries.filter((target) => target.sha256 !== undefined), event) ?? inodeRule(entries, event);
+  if (allowed === undefined) return { ruleId: plan.execDefaultDeny.ruleId, reason: "untrusted" };
+  const hashed = entries.find((target) => target.ruleId === allowed)?.sha256 !== undefined;
+  return hashed && event.changed ? { ruleId: allowed, reason: "hash-mismatch" } : undefined;
 }
 
 /** The id of the rule that denies `event`, or undefined when it is allowed. */
@@ -256,7 +297,7 @@ function ingressRule(
 }
 
 function inodeRule(
-  targets: RuleSetPlan["files"],
+  targets: readonly InodeTarget[],
   event: Extract<DecisionEvent, { area: "file" | "exec" }>,
 ): number | undefined {
   const { ruleIds, path } = event;

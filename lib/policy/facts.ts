@@ -14,6 +14,14 @@ const DYNAMIC_LINKING_PATHS = [
   "/lib/aarch64-linux-gnu/libc.so.6",
 ];
 
+/** libbpf, which aegisbpf opens (dlopen: a mapping with PROT_EXEC) before it loads anything. */
+const LIBBPF_PATHS = [
+  "/lib/x86_64-linux-gnu/libbpf.so.1",
+  "/usr/lib/x86_64-linux-gnu/libbpf.so.1",
+  "/lib/aarch64-linux-gnu/libbpf.so.1",
+  "/usr/lib/aarch64-linux-gnu/libbpf.so.1",
+];
+
 export type FactOptions = {
   /** The aegisbpf state directory, protected as a whole. */
   stateDir?: string;
@@ -25,7 +33,11 @@ export type FactOptions = {
 
 export async function gatherLintFacts(policy: Policy, options: FactOptions = {}): Promise<LintFacts> {
   // Straight from the two lists: a fleet policy's 100,000 network rules need no entry built here.
-  const denied = [...policy.spec.files?.deny ?? [], ...policy.spec.exec?.deny ?? []].map((rule) => rule.path);
+  const denied = [
+    ...policy.spec.files?.deny ?? [],
+    ...policy.spec.exec?.deny ?? [],
+    ...policy.spec.exec?.allow ?? [],
+  ].map((rule) => rule.path);
   // And the programs rules name (exe), which must exist too unless optional.
   const { egress, bind } = policy.spec.network ?? {};
   for (
@@ -89,7 +101,9 @@ const PID1_EXE = "/proc/1/exe";
 async function survivalSet(
   options: FactOptions,
 ): Promise<{ survival: LintFacts["survival"]; unchecked: NonNullable<LintFacts["unchecked"]>[number][] }> {
-  const wanted: { path: string; why: string; tree?: boolean }[] = [
+  const rootShell = parseRootShell(await readText("/etc/passwd"));
+  // `also`: what the exec allowlist needs besides, counted only when no entry above names the same file.
+  const wanted: { path: string; why: string; tree?: boolean; also?: boolean }[] = [
     { path: PID1_EXE, why: "PID 1's executable" },
     { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
     ...parseShells(await readText("/etc/shells")).map((path) => ({ path, why: "a login shell" })),
@@ -99,13 +113,24 @@ async function survivalSet(
       why: "mapped executable by every dynamically linked program",
     })),
     ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state", tree: true }] : [],
+    { path: "/bin/sh", why: "the shell scripts and system() run", also: true },
+    ...rootShell ? [{ path: rootShell, why: "root's shell", also: true }] : [],
+    ...LIBBPF_PATHS.map((path) => ({ path, why: "libbpf, which aegisbpf maps executable", also: true })),
+    ...parseExecutableMappings(await readText("/proc/self/maps")).map((path) => ({
+      path,
+      why: "mapped executable by aegisbpf",
+      also: true,
+    })),
   ];
   const found: LintFacts["survival"][number][] = [];
   const unchecked: NonNullable<LintFacts["unchecked"]>[number][] = [];
-  for (const { path, why, tree } of wanted) {
+  for (const { path, why, tree, also } of wanted) {
     const fact = await readPathFact(path);
-    if ("realPath" in fact) found.push({ ...fact, why, ...tree && { tree } });
-    else if (path === PID1_EXE) unchecked.push({ path, why, ...fact });
+    if (!("realPath" in fact)) {
+      if (path === PID1_EXE) unchecked.push({ path, why, ...fact });
+    } else if (!also || !found.some((entry) => entry.identity === fact.identity)) {
+      found.push({ ...fact, why, ...tree && { tree } });
+    }
   }
   return { survival: found, unchecked };
 }
@@ -168,6 +193,25 @@ export function parseResolvConf(text: string): string[] {
 export function parseSshdPorts(text: string): number[] {
   const ports = [...text.matchAll(/^\s*Port\s+(\d+)\s*$/gim)].map((match) => Number(match[1]));
   return ports.length ? ports : [22];
+}
+
+/** The login shell of uid 0 in /etc/passwd text, if any. */
+export function parseRootShell(text: string): string | undefined {
+  for (const line of text.split("\n")) {
+    const fields = line.split(":");
+    if (fields[2] === "0" && fields[6]?.startsWith("/")) return fields[6].trim();
+  }
+  return undefined;
+}
+
+/** The files a /proc/PID/maps text maps executable (its program and libraries), each once. */
+export function parseExecutableMappings(text: string): string[] {
+  const paths = new Set<string>();
+  for (const line of text.split("\n")) {
+    const match = /^\S+\s+..x.\s+\S+\s+\S+\s+\d+\s+(\/.*)$/.exec(line);
+    if (match && !match[1]!.endsWith(" (deleted)")) paths.add(match[1]!);
+  }
+  return [...paths];
 }
 
 export function parseShells(text: string): string[] {

@@ -51,6 +51,7 @@ export type LintCode =
   | "forwarded-unjudged"
   | "egress-default-lockout"
   | "dns-unallowed"
+  | "allow-upgrades"
   | "expired";
 
 export type Warning = {
@@ -111,6 +112,7 @@ function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void 
   lintSsh(plan, report, facts);
   lintSurvival(plan, report, facts);
   lintEgressDefault(plan, report, facts);
+  lintAllowSurvival(plan, report, facts);
 }
 
 /** The egress default's warnings that are no lock-out (a scope that reaches no resolver). */
@@ -163,6 +165,46 @@ function lintEgressDefault(plan: RuleSetPlan, report: Report, facts: LintFacts, 
       "dns-unallowed",
       `the scope reaches no resolver of /etc/resolv.conf (${resolvers.join(", ")}) on port 53: its ` +
         "programs cannot resolve names; allow them if they need to",
+    );
+  }
+}
+
+const EXEC_DEFAULT: PolicyPath = ["spec", "exec", "default"];
+
+/**
+ * exec.default: deny refuses every executable and library outside exec.allow: the survival set (PID 1,
+ * the loader and libc, the shells, sshd, aegisbpf's runtime and what it maps) must all be allowed, or the
+ * host cannot start a shell, log in, or run aegisbpf to undo it. Matched by inode and by directory.
+ */
+function lintAllowSurvival(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  if (!plan.execDefaultDeny) return;
+  for (const { path, why, error, remedy } of facts.unchecked ?? []) {
+    report.at(
+      EXEC_DEFAULT,
+      "survival-unchecked",
+      `cannot read ${path} (${why}) here${error ? `: ${error}` : ""}, so the allowlist is not checked ` +
+        `against it${remedy ? `; ${remedy}` : ""}`,
+    );
+  }
+  const allowed = (plan.execAllow ?? []).flatMap(({ path, recursive }) => {
+    const fact = facts.paths.get(path);
+    return fact ? [{ ...fact, recursive }] : [];
+  });
+  const missing = facts.survival.filter((needed) =>
+    !needed.tree &&
+    !allowed.some((fact) =>
+      fact.identity === needed.identity || (fact.recursive && isUnder(needed.realPath, fact.realPath))
+    )
+  );
+  const seen = new Set<string>();
+  for (const needed of missing) {
+    if (seen.has(needed.realPath)) continue;
+    seen.add(needed.realPath);
+    report.at(
+      EXEC_DEFAULT,
+      "survival-set",
+      `exec.default: deny refuses ${needed.realPath} (${needed.why}): no exec.allow entry names it; add it`,
+      "error",
     );
   }
 }
@@ -445,14 +487,14 @@ function inodeRules(plan: RuleSetPlan): InodeTarget[] {
   return [...plan.files, ...plan.exec].sort((a, b) => a.ruleId - b.ruleId);
 }
 
-/** Deny paths and programs (exe) that do not exist: an error, unless the rule says optional. */
+/** Deny and allow paths, and programs (exe), that do not exist: an error, unless the rule says optional. */
 function lintMissingPaths(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
   const programs = (plan.subjects ?? []).map(({ ruleId, exe, optional }) => ({
     ruleId,
     path: exe,
     optional,
   }));
-  for (const { ruleId, path, optional } of [...inodeRules(plan), ...programs]) {
+  for (const { ruleId, path, optional } of [...inodeRules(plan), ...plan.execAllow ?? [], ...programs]) {
     if (facts.paths.has(path)) continue;
     const what = optional
       ? "does not exist (optional: skipped)"
@@ -544,6 +586,25 @@ function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void 
   );
 }
 
+/** What an exec allowlist does not do yet: follow package upgrades; and entries that decide nothing. */
+function lintAllowlist(policy: Policy, report: Report): void {
+  const exec = policy.spec.exec;
+  if (exec?.default === "deny") {
+    report.at(
+      EXEC_DEFAULT,
+      "allow-upgrades",
+      "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
+        "until the policy is applied again: re-apply after every upgrade for now",
+    );
+  } else if (exec?.allow?.length) {
+    report.at(
+      ["spec", "exec", "allow"],
+      "no-effect",
+      "exec.allow decides nothing without exec.default: deny (every executable not denied may run)",
+    );
+  }
+}
+
 /** Cgroups (systemd units) of the usual DHCP clients, which open AF_PACKET sockets. */
 const DHCP_CLIENT_UNIT = /dhc|networkd|NetworkManager|connman|ifup|wicked|udhcp|dhcpcd/i;
 
@@ -562,6 +623,7 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
   // The guard is loaded with the BPF-LSM programs, which the file, exec and egress areas load.
   const egress = spec.network?.egress;
   const lsmAreas = spec.files?.deny?.length || spec.exec?.deny?.length || spec.exec?.denyMemfd ||
+    spec.exec?.default === "deny" ||
     egress?.deny?.length || egress?.allow?.length || egress?.users?.length || egress?.denyPacketSockets;
   if (scoped && !lsmAreas) {
     report.at(
@@ -586,6 +648,7 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
     }
   }
   lintForwarding(policy, report, facts);
+  lintAllowlist(policy, report);
   if (metadata.notAfter && Date.parse(metadata.notAfter) <= facts.now.getTime()) {
     report.at(["metadata", "notAfter"], "expired", `the policy expired at ${metadata.notAfter}`);
   }

@@ -39,6 +39,9 @@ export type InodeTarget = {
   maxFiles?: number;
 };
 
+/** An exec.allow entry: its inodes may run (or its one file, while its content is the `sha256` given). */
+export type AllowTarget = InodeTarget & { sha256?: string };
+
 /**
  * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`
  * absent: every protocol (with a port: those of PORT_PROTOCOL_NUMBERS).
@@ -98,6 +101,13 @@ export type RuleSetPlan = {
   ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };
   /** Cgroup v2 paths relative to its root, e.g. /system.slice/sshd.service. */
   scope: { include: string[]; exempt: string[] };
+  /**
+   * Present with exec.default: deny: in scope, only the inodes of `execAllow` run or map executable (an
+   * exec.deny rule still wins); the rule id reports what is refused as untrusted.
+   */
+  execDefaultDeny?: { ruleId: number };
+  /** The exec.allow entries (absent: none); they decide only with `execDefaultDeny`. */
+  execAllow?: AllowTarget[];
   /** Present when exec of a memfd (fileless exec: memfd_create + fexecve) is denied, in scope. */
   denyMemfdExec?: { ruleId: number };
   /** Present with a scope: a task in scope may not move a task out of it (or into an exempt cgroup). */

@@ -129,6 +129,49 @@ const fileRule = z.strictObject({
   }
 });
 
+/** A sha256 as `sha256sum` prints it: 64 hex digits. */
+export const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
+
+/** The message for `trust` in an exec.allow entry, which a later release enforces. */
+export const TRUST_NOT_SUPPORTED =
+  "trust is not supported yet; list the files with path entries (recursive: true for a directory) or path and sha256";
+
+/**
+ * An exec.allow entry: a file or directory (`recursive`) whose inodes may run, or one file with the sha256
+ * its content must have at apply (and must keep: the kernel refuses it once it changes).
+ */
+const execAllowRule = z.strictObject({
+  // Refused whatever it holds, at its own place, and first: `{ trust: dpkg }` has no path either.
+  trust: z.unknown().superRefine((value, ctx) => {
+    if (value !== undefined) ctx.addIssue({ code: "custom", input: value, message: TRUST_NOT_SUPPORTED });
+  }).optional(),
+  id: ruleId.optional(),
+  path: absolutePath("path"),
+  recursive: z.boolean().optional(),
+  optional: z.boolean().optional(),
+  maxFiles: fileRule.shape.maxFiles,
+  sha256: z.string({ error: "a sha256 is 64 hex digits, as sha256sum prints it" }).regex(SHA256_PATTERN, {
+    error: "a sha256 is 64 hex digits, as sha256sum prints it",
+  }).optional(),
+}).superRefine((rule, ctx) => {
+  if (rule.maxFiles !== undefined && rule.recursive !== true) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["maxFiles"],
+      input: rule.maxFiles,
+      message: "maxFiles bounds a recursive rule's walk; set recursive: true or remove it",
+    });
+  }
+  if (rule.sha256 !== undefined && rule.recursive === true) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["sha256"],
+      input: rule.sha256,
+      message: "a sha256 entry names one file; remove recursive, or list the directory without sha256",
+    });
+  }
+});
+
 const netFields = {
   id: ruleId.optional(),
   cidr: cidr.optional(),
@@ -274,7 +317,13 @@ const spec = z.strictObject({
     exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
   files: z.strictObject({ deny: list(fileRule).optional() }).optional(),
-  exec: z.strictObject({ denyMemfd: z.boolean().optional(), deny: list(fileRule).optional() }).optional(),
+  exec: z.strictObject({
+    denyMemfd: z.boolean().optional(),
+    deny: list(fileRule).optional(),
+    /** deny: only exec.allow's inodes run or map executable (in scope); allow (the default): any not denied. */
+    default: z.enum(["allow", "deny"]).optional(),
+    allow: list(execAllowRule).optional(),
+  }).optional(),
   network: z.strictObject({
     egress: z.strictObject({
       denyPacketSockets: z.boolean().optional(),
@@ -313,6 +362,7 @@ export const policyObject = z.strictObject({
 
 export type Policy = z.output<typeof policyObject>;
 export type FileRule = z.output<typeof fileRule>;
+export type ExecAllowRule = z.output<typeof execAllowRule>;
 export type NetRuleSpec = z.output<typeof netRule>;
 export type EgressRuleSpec = z.output<typeof egressRule>;
 export type PortRuleSpec = z.output<typeof portRule>;
@@ -330,6 +380,7 @@ type RuleOf = {
   "network.ingress.failsafe": PortRuleSpec;
   "network.ingress.allow": NetRuleSpec;
   "network.ingress.deny": NetRuleSpec;
+  "exec.allow": ExecAllowRule;
 };
 export type RuleList = keyof RuleOf;
 
@@ -354,6 +405,8 @@ const LISTS: Lists = {
   },
   "network.ingress.allow": (spec) => spec.network?.ingress?.allow,
   "network.ingress.deny": (spec) => spec.network?.ingress?.deny,
+  // Last: rules numbered before it keep the numbers they had before the allowlist.
+  "exec.allow": (spec) => spec.exec?.allow,
 };
 
 /**

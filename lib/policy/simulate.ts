@@ -8,14 +8,15 @@
  * policy switch and the scope do); `events.dropped` lines are added up, since the log misses those events.
  * What the agent writes without the facts a decision needs is counted apart as not replayable: rate-limit
  * summaries (`summary: true`: the kernel kept only the pid and the rule) and file or exec events whose
- * rule had no path to name. So the agent's own log, as `events --json` prints it, always replays. A line
+ * rule had no path to name (an untrusted exec names only its file's name and inode: replayed by inode when
+ * the caller resolved the candidate's rules on the host the event comes from). So the agent's own log, as `events --json` prints it, always replays. A line
  * that is not a JSON object, or any other action event without the fields its type needs, is an
  * InputError naming SOURCE:LINE; only a torn last line (no final newline: a log cut while written) is
  * tolerated, and reported.
  */
 
 import { InputError } from "../errors.ts";
-import { parseEventLine } from "./apply_explain.ts";
+import { type InodeRules, parseEventLine } from "./apply_explain.ts";
 import { decide } from "./decide.ts";
 import type { RuleSetPlan } from "./plan.ts";
 
@@ -65,8 +66,17 @@ export type SimulationReport = {
   rules: RuleCount[];
 };
 
-/** Decides every action line of `text` under `plan`; `source` names the log in errors. */
-export function simulate(plan: RuleSetPlan, text: string, source: string): SimulationReport {
+/**
+ * Decides every action line of `text` under `plan`; `source` names the log in errors. With `inodeRules`
+ * (the candidate's file and exec targets resolved on this host), a file or exec event without a path (an
+ * exec the allowlist refused: it has a name and an inode) is replayed by its inode.
+ */
+export function simulate(
+  plan: RuleSetPlan,
+  text: string,
+  source: string,
+  inodeRules?: InodeRules,
+): SimulationReport {
   const lines = text.split("\n");
   const torn = !text.endsWith("\n") && text !== "";
   const counts = new Map<string, RuleCount>();
@@ -106,12 +116,12 @@ export function simulate(plan: RuleSetPlan, text: string, source: string): Simul
       return;
     }
     const weight = weightOf((value as { count?: unknown }).count, where);
-    if (!replayable(value as RecordedFacts, type)) {
+    if (!replayable(value as RecordedFacts, type, inodeRules)) {
       report.unreplayable.events++;
       report.unreplayable.actions += weight;
       return;
     }
-    const { event, rule: recorded } = parseEventLine(line, where);
+    const { event, rule: recorded } = parseEventLine(line, where, inodeRules);
     const decision = decide(plan, event);
     report.events++;
     report.actions += weight;
@@ -132,13 +142,21 @@ export function simulate(plan: RuleSetPlan, text: string, source: string): Simul
   return report;
 }
 
-type RecordedFacts = { summary?: unknown; file?: { path?: unknown } };
+type RecordedFacts = {
+  summary?: unknown;
+  host?: unknown;
+  file?: { path?: unknown; dev?: unknown; ino?: unknown };
+};
 
 /** Whether the agent recorded what deciding this event needs (see the top of this file). */
-function replayable(value: RecordedFacts, type: string): boolean {
+function replayable(value: RecordedFacts, type: string, inodeRules: InodeRules | undefined): boolean {
   if (value.summary === true) return false;
   if (type === "file.open" || type === "exec") {
-    return value.file === undefined || value.file.path !== undefined;
+    const { file } = value;
+    if (file === undefined || file.path !== undefined) return true;
+    const host = typeof value.host === "string" ? value.host : undefined;
+    return typeof file.dev === "number" && typeof file.ino === "number" &&
+      inodeRules?.(file.dev, file.ino, host) !== undefined;
   }
   return true;
 }

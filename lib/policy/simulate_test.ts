@@ -104,3 +104,38 @@ Deno.test("simulate() replays a program's connects against rules that name it, a
   assert.equal(report.allowed, 3, "curl to its allowed network, twice, and loopback");
   assert.deepEqual(report.rules.map((rule) => [rule.rule, rule.actions]), [["network.egress.default", 1]]);
 });
+
+Deno.test("simulate() replays an untrusted exec by its inode, against a candidate allowlist, for this host's events", () => {
+  const candidate = plan(
+    "enforce",
+    "  exec:\n    default: deny\n    allow:\n      - { id: tools, path: /opt/tools, recursive: true }\n",
+  );
+  const exec = (ino: number, host: string) =>
+    JSON.stringify({
+      type: "exec",
+      host,
+      rule: "exec.default",
+      file: { name: "tool", dev: 2049, ino },
+      reason: "untrusted",
+    });
+  // The candidate's targets as resolved here: inode 10 is under /opt/tools (rule 1).
+  const inodeRules = (dev: number, ino: number, host: string | undefined) =>
+    host !== "here" ? undefined : dev === 2049 && ino === 10 ? [1] : [];
+  const log = [exec(10, "here"), exec(11, "here"), exec(12, "elsewhere"), ""].join("\n");
+  const report = simulate(candidate, log, "events.jsonl", inodeRules);
+  assert.equal(report.events, 2);
+  assert.equal(report.allowed, 1, "inode 10 is in the candidate's allowed set");
+  assert.equal(report.newlyAllowed, 1);
+  assert.deepEqual(report.rules.map((rule) => [rule.rule, rule.actions, rule.newlyMatched]), [[
+    "exec.default",
+    1,
+    0,
+  ]]);
+  assert.deepEqual(report.unreplayable, { events: 1, actions: 1 }, "another host's inode is not replayed");
+  const withoutInodes = simulate(candidate, log, "events.jsonl");
+  assert.deepEqual(
+    withoutInodes.unreplayable,
+    { events: 3, actions: 3 },
+    "no path, no inode map: not replayed",
+  );
+});

@@ -10,6 +10,7 @@ import {
   cidrProblem,
   crossRuleIssues,
   type EgressRuleSpec,
+  type ExecAllowRule,
   type FileRule,
   isAbsoluteClean,
   MAX_FILES_LIMIT,
@@ -18,6 +19,7 @@ import {
   policyObject,
   policySchema,
   RULE_ID_PATTERN,
+  SHA256_PATTERN,
 } from "./schema.ts";
 
 type Parsed = ReturnType<typeof policySchema.safeParse>;
@@ -27,6 +29,7 @@ type ParseOptions = Parameters<typeof policySchema.safeParse>[1];
 const LISTS: { path: readonly string[]; check: (rule: unknown) => object | undefined }[] = [
   { path: ["files", "deny"], check: fileRule },
   { path: ["exec", "deny"], check: fileRule },
+  { path: ["exec", "allow"], check: execAllowRule },
   { path: ["network", "egress", "deny"], check: egressRule },
   { path: ["network", "egress", "allow"], check: egressRule },
   { path: ["network", "ingress", "allow"], check: netRule },
@@ -71,6 +74,7 @@ function validateFast(value: unknown): Parsed | undefined {
 const NET_KEYS = ["id", "cidr", "port", "ports", "protocol"];
 const EGRESS_KEYS = [...NET_KEYS, "exe", "children", "optional"];
 const FILE_KEYS = ["id", "path", "recursive", "optional", "maxFiles"];
+const EXEC_ALLOW_KEYS = ["trust", ...FILE_KEYS, "sha256"];
 
 /**
  * An egress rule (schema.ts `egressRule`): a network rule that may name a program (`exe`, `children`,
@@ -139,6 +143,20 @@ function fileRule(rule: unknown): FileRule | undefined {
   if (optional !== undefined) copy.optional = optional;
   if (maxFiles !== undefined) copy.maxFiles = maxFiles as number;
   return copy;
+}
+
+/** An exec.allow entry (schema.ts `execAllowRule`) as zod would output it, or undefined (`trust` included). */
+function execAllowRule(rule: unknown): ExecAllowRule | undefined {
+  const order = isRecord(rule) ? keyOrder(rule, EXEC_ALLOW_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { sha256, trust, ...file } = rule as Record<string, unknown>;
+  if (trust !== undefined) return undefined;
+  if (sha256 !== undefined && (typeof sha256 !== "string" || !SHA256_PATTERN.test(sha256))) return undefined;
+  if (sha256 !== undefined && file.recursive === true) return undefined;
+  const checked = fileRule(file);
+  if (checked === undefined) return undefined;
+  if (order === "ordered") return rule as ExecAllowRule;
+  return sha256 === undefined ? checked : { ...checked, sha256 };
 }
 
 function isRuleId(id: unknown): id is string {

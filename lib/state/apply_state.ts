@@ -93,6 +93,19 @@ const appliedSchema = z.strictObject({
       inodes: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
     })).optional(),
   })).optional(),
+  /**
+   * exec.allow's inodes as the apply resolved them (exec.default deny), by rule, compactly; `ctimeNs`: a
+   * sha256 entry's stamp. A rule refresh keeps these: a file replaced since apply stays untrusted.
+   */
+  allowed: z.array(z.strictObject({
+    rule: z.string(),
+    ctimeNs: z.string().regex(/^[0-9]+$/).optional(),
+    inodes: z.array(z.strictObject({
+      dev: z.int().min(0),
+      count: z.int().min(0),
+      inodes: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    })),
+  })).optional(),
 });
 export type AppliedRecord = z.infer<typeof appliedSchema>;
 

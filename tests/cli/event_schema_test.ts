@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { agentEvent } from "../../lib/agent/agent_events.ts";
 import { z } from "zod";
-import { addressWords, HOOK, PTRACE_OP, rawEvent } from "../../ffi/mod.ts";
+import { addressWords, EXEC_REASON, HOOK, PTRACE_OP, rawEvent } from "../../ffi/mod.ts";
 import { formatEvent } from "../../lib/kernel/events.ts";
 import { RuleTable } from "../../lib/policy/rule_table.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
@@ -110,5 +110,54 @@ Deno.test("event.schema.json accepts a process.ptrace event as formatEvent() wri
     bootToWallNs: 0n,
     cgroupPath: (id) => id === 77 ? "/system.slice/cron.service" : undefined,
   });
+  assertMatchesSchema("event.schema.json", JSON.parse(JSON.stringify(event)));
+});
+
+Deno.test("event.schema.json accepts an exec the allowlist refused, with its reason and file name", () => {
+  const name = new Uint8Array(32);
+  name.set(new TextEncoder().encode("payload"));
+  const raw = rawEvent({
+    tsHi: 1,
+    tsLo: 0,
+    cgroupIdHi: 0,
+    cgroupIdLo: 42,
+    inoHi: 0,
+    inoLo: 1835012,
+    dev: 2049,
+    pid: 5120,
+    ppid: 1,
+    uid: 1000,
+    gid: 1000,
+    ruleId: 1,
+    count: 1,
+    ifindex: 0,
+    hook: HOOK.EXEC,
+    decision: 1,
+    mode: 0,
+    family: 0,
+    protocol: 0,
+    gen: 0,
+    flags: 0,
+    signal: 0,
+    op: EXEC_REASON.UNTRUSTED,
+    dport: 0,
+    sport: 0,
+    comm: "bash",
+    daddrWords: addressWords(name.slice(0, 16)),
+    saddrWords: addressWords(name.slice(16)),
+  });
+  const event = formatEvent(raw, {
+    host: "node-1",
+    generations: [{
+      rules: RuleTable.of([{ id: "default", area: "ingress", action: "deny" }, {
+        id: "exec.default",
+        area: "exec",
+        action: "deny",
+      }]),
+    }, undefined],
+    bootToWallNs: 0n,
+  });
+  assert.deepEqual(event.file, { name: "payload", dev: 2049, ino: 1835012 });
+  assert.equal(event.reason, "untrusted");
   assertMatchesSchema("event.schema.json", JSON.parse(JSON.stringify(event)));
 });

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { eventLogPath } from "../../lib/agent/event_log.ts";
 import type { AegisEvent } from "../../lib/kernel/events.ts";
+import { fileIdentity } from "../../lib/kernel/resolve.ts";
 import { type Scratch, scratch } from "./cli.ts";
 
 const POLICY = `apiVersion: aegisbpf.io/v1
@@ -124,4 +125,39 @@ Deno.test("explain says which lines an ambiguous time matches, and what to give 
     assert.equal(junk.code, 2);
     assert.match(junk.stderr, /EVENT: not an event: give the JSON line \(aegisbpf events --json\), the line/);
   });
+});
+
+Deno.test("explain decides an untrusted exec of this host by its inode, under a policy with an allowlist", async () => {
+  await using s = await scratch();
+  const tools = `${s.dir}/tools`;
+  await Deno.mkdir(tools);
+  await Deno.writeTextFile(`${tools}/tool`, "#!/bin/sh\n");
+  await Deno.writeTextFile(`${s.dir}/stray`, "#!/bin/sh\n");
+  await Deno.writeTextFile(
+    `${s.dir}/p.yaml`,
+    "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: web, version: 5 }\nspec:\n  mode: enforce\n" +
+      `  exec:\n    default: deny\n    allow:\n      - { id: tools, path: ${tools}, recursive: true }\n`,
+  );
+  const mountinfo = await Deno.readTextFile("/proc/self/mountinfo");
+  const line = (path: string) => {
+    const { dev, ino } = fileIdentity(path, mountinfo);
+    return JSON.stringify({
+      type: "exec",
+      host: Deno.hostname(),
+      rule: "exec.default",
+      file: { name: path.split("/").at(-1), dev, ino: Number(ino) },
+      reason: "untrusted",
+    });
+  };
+  const allowed = await s.run(["explain", "--policy", "p.yaml", line(`${tools}/tool`)]);
+  assert.equal(allowed.code, 0, allowed.stderr);
+  assert.match(allowed.stdout, /^exec: allow by no rule matches under p\.yaml/);
+  const refused = await s.run(["explain", "--policy", "p.yaml", "--json", line(`${s.dir}/stray`)]);
+  assert.equal(refused.code, 0, refused.stderr);
+  assert.deepEqual(
+    (({ decision, ruleName, reason, agrees }) => ({ decision, ruleName, reason, agrees }))(
+      JSON.parse(refused.stdout),
+    ),
+    { decision: "deny", ruleName: "exec.default", reason: "untrusted", agrees: true },
+  );
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { agentEvent, type AnyEvent, nowRfc3339 } from "../../lib/agent/agent_events.ts";
 import { eventLogPath } from "../../lib/agent/event_log.ts";
 import type { AegisEvent } from "../../lib/kernel/events.ts";
+import { fileIdentity } from "../../lib/kernel/resolve.ts";
 import { scratch } from "./cli.ts";
 
 const CANDIDATE = `apiVersion: aegisbpf.io/v1
@@ -163,4 +164,51 @@ Deno.test("policy simulate replays the agent's own log through events --json, sk
   assert.match(text.stdout, /^1 action event \(3 actions\) from stdin .*; 5 other events skipped\n/);
   assert.match(text.stdout, /^not replayed: 2 events \(18 actions\) recorded without an address or path /m);
   assert.match(text.stdout, /^the log misses 5 events the agent lost \(events\.dropped\)$/m);
+});
+
+Deno.test("policy simulate replays this host's untrusted execs by inode against a candidate allowlist", async () => {
+  await using s = await scratch();
+  const tools = `${s.dir}/tools`;
+  await Deno.mkdir(tools);
+  await Deno.writeTextFile(`${tools}/tool`, "#!/bin/sh\n");
+  await Deno.writeTextFile(`${s.dir}/stray`, "#!/bin/sh\n");
+  await Deno.writeTextFile(
+    `${s.dir}/c.yaml`,
+    CANDIDATE.replace(
+      / {2}network:[\s\S]*$/,
+      `  exec:\n    default: deny\n    allow:\n      - { id: tools, path: ${tools}, recursive: true }\n`,
+    ),
+  );
+  const mountinfo = await Deno.readTextFile("/proc/self/mountinfo");
+  const exec = (path: string, host: string) => {
+    const { dev, ino } = fileIdentity(path, mountinfo);
+    return JSON.stringify({
+      type: "exec",
+      host,
+      rule: "exec.default",
+      file: { name: path.split("/").at(-1), dev, ino: Number(ino) },
+      reason: "untrusted",
+    });
+  };
+  const log = [exec(`${tools}/tool`, Deno.hostname()), exec(`${s.dir}/stray`, Deno.hostname())];
+  await Deno.writeTextFile(
+    `${s.dir}/events.jsonl`,
+    [...log, exec(`${tools}/tool`, "elsewhere"), ""].join("\n"),
+  );
+  const { code, stdout, stderr } = await s.run([
+    "policy",
+    "simulate",
+    "c.yaml",
+    "--events",
+    "events.jsonl",
+    "--json",
+  ]);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout);
+  assert.equal(report.events, 2, "this host's two execs replayed");
+  assert.equal(report.allowed, 1, "the tool is in the candidate's allowed set now");
+  assert.deepEqual(report.rules.map((rule: { rule: string; actions: number }) => [rule.rule, rule.actions]), [
+    ["exec.default", 1],
+  ]);
+  assert.deepEqual(report.unreplayable, { events: 1, actions: 1 }, "another host's event is not replayed");
 });

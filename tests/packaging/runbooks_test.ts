@@ -185,6 +185,7 @@ const PAGES = [
   "rollback.md",
   "break-glass.md",
   "egress-allowlist.md",
+  "allowlist.md",
 ];
 
 Deno.test("every runbook page is run by the test below", () => {

@@ -6,6 +6,7 @@ import { checkInput, readRawInput } from "../../ops/apply_source.ts";
 import { withYaml } from "../../policy/yaml.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { simulate } from "../../policy/simulate.ts";
+import { localInodeRules } from "../../ops/inode_rules.ts";
 
 export const policySimulate = defineCommand({
   name: "simulate",
@@ -14,7 +15,9 @@ export const policySimulate = defineCommand({
     "decides every recorded action under FILE, as the kernel would, without touching it. Prints, per rule " +
     "of FILE, how many actions it would deny (or audit, for an audit policy), weighted by each line's " +
     "count, how many of those the log shows were not decided by that rule, and how many recorded denials " +
-    "FILE would let through. File and exec rules are matched by path here, not by inode. Agent events are " +
+    "FILE would let through. File and exec rules are matched by path; events that name no path (an exec the " +
+    "allowlist refused: a file name and an inode) are matched by inode, against FILE's rules resolved on " +
+    "this host, when they come from this host. Agent events are " +
     "skipped and counted (events.dropped adds up the events the log lacks); rate-limit summaries and file " +
     "events without a path, which hold too little to decide, are counted as not replayed. So " +
     "`aegisbpf events --json | aegisbpf policy simulate FILE --events -` works on the agent's log as it is. " +
@@ -44,7 +47,9 @@ export const policySimulate = defineCommand({
     const text = flags.events === "-"
       ? await new Response(Deno.stdin.readable).text()
       : await readInputText(flags.events, "event log");
-    const report = simulate(plan, text, source);
+    // Pathless file and exec events of this host (untrusted execs) are replayed by inode.
+    const inodeRules = localInodeRules(plan, (message) => ctx.log.warn(message));
+    const report = simulate(plan, text, source, inodeRules);
     if (report.tornLastLine !== undefined) {
       ctx.log.warn(`${report.tornLastLine}: ignored a torn last line (the log was cut while written)`);
     }
@@ -62,7 +67,7 @@ export const policySimulate = defineCommand({
       ctx.stdout.line(
         `not replayed: ${count(report.unreplayable.events, "event")} ` +
           `(${count(report.unreplayable.actions, "action")}) recorded without an address or path ` +
-          `(rate-limit summaries, file rules without a path)`,
+          `(rate-limit summaries, file and exec events of other hosts without a path)`,
       );
     }
     if (report.dropped > 0) {

@@ -1,0 +1,383 @@
+import assert from "node:assert/strict";
+import { EXEC_REASON, HOOK, type RawEvent } from "../../../ffi/mod.ts";
+import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
+import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
+import { execFileName } from "../../../lib/kernel/events.ts";
+import { exists } from "../../../lib/kernel/pin_dir.ts";
+import { ResolveError, resolvePlan, sha256OfFile } from "../../../lib/kernel/resolve.ts";
+import { gatherLintFacts, parseExecutableMappings } from "../../../lib/policy/facts.ts";
+import { lockoutRisks } from "../../../lib/policy/lint.ts";
+import { parsePolicySource } from "../../../lib/policy/parse.ts";
+import { type AllowTarget, emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
+import { drain } from "../../support/plane.ts";
+import { SharedPlane } from "../../support/shared_plane.ts";
+
+// The exec allowlist (bpf/exec_allow.bpf.h) inside the qemu guest, where BPF-LSM loads: with exec.default
+// deny, a task in scope runs and maps executable only the inodes exec.allow resolved to; everything else is
+// refused (enforce) or reported (audit) as untrusted, a changed sha256 entry as hash-mismatch. The policy is
+// scoped to a cgroup of the test's own, so that the test runner and the guest's shell keep running; the
+// moves are made there by the file guard's C probe (tests/fixtures/file_guard_probe.c).
+const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
+const PROBE = `${Deno.cwd()}/bpf/build/fixtures/file_guard_probe`;
+const LIBRARY = `${Deno.cwd()}/bpf/build/fixtures/libprobe.so`;
+const LOADER = "/lib64/ld-linux-x86-64.so.2";
+let counter = 0;
+const shared = new SharedPlane("exec-allow");
+
+type Outcome = { code: number; out: string };
+
+type Fixture = {
+  plane: DataPlane;
+  dir: string;
+  /** Runs argv inside the test's scope cgroup (moved there by a shell, which then execs it). */
+  inScope: (...argv: string[]) => Promise<Outcome>;
+  /** Applies exec.default deny in the test's scope with `allow` (and the runtime's libraries) allowed. */
+  apply: (allow: AllowTarget[], parts?: Partial<RuleSetPlan>) => Promise<void>;
+  /** The test's scope, as a plan names it. */
+  scope: RuleSetPlan["scope"];
+};
+
+const RULES: RuleInfo[] = [
+  { id: "default", area: "ingress", action: "deny" },
+  { id: "exec.default", area: "exec", action: "deny" },
+  { id: "allowed", area: "exec", action: "allow" },
+  { id: "hashed", area: "exec", action: "allow" },
+  { id: "runtime", area: "exec", action: "allow" },
+  { id: "no-tool", area: "exec", action: "deny" },
+];
+const DEFAULT_ID = 1, ALLOWED_ID = 2, HASHED_ID = 3, RUNTIME_ID = 4, DENY_ID = 5;
+
+/** What this runtime maps executable (the loader and libc among them): what the probe needs too. */
+const RUNTIME: AllowTarget[] = parseExecutableMappings(Deno.readTextFileSync("/proc/self/maps")).map((
+  path,
+) => ({
+  ruleId: RUNTIME_ID,
+  path,
+  optional: true,
+}));
+
+async function run(program: string, args: string[]): Promise<Outcome> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
+    return { code: -1, out: String(error) };
+  }
+  const decoder = new TextDecoder();
+  return { code: output.code, out: (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim() };
+}
+
+function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: !inVm,
+    fn: async () => {
+      counter++;
+      const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-allow-" });
+      Deno.chmodSync(dir, 0o755);
+      const cgroup = `${cgroup2Root()}/aegisbpf-allow-${counter}`;
+      if (exists(cgroup)) Deno.removeSync(cgroup);
+      Deno.mkdirSync(cgroup);
+      try {
+        const plane = shared.open({ areas: ["exec"] });
+        try {
+          assert.equal(plane.status.exec.mode, "enforce", `exec area: ${plane.status.exec.reason}`);
+          const inScope = (...argv: string[]) =>
+            run("sh", ["-c", `echo $$ > '${cgroup}/cgroup.procs' && exec "$@"`, "sh", ...argv]);
+          const scope = { include: [cgroup.slice(cgroup2Root().length)], exempt: [] };
+          const apply = async (allow: AllowTarget[], parts: Partial<RuleSetPlan> = {}) => {
+            await plane.apply(resolvePlan({
+              ...emptyPlan(),
+              mode: "enforce",
+              rules: RULES,
+              scope,
+              execDefaultDeny: { ruleId: DEFAULT_ID },
+              execAllow: [...allow, ...RUNTIME],
+              ...parts,
+            }));
+          };
+          await fn({ plane, dir, inScope, apply, scope });
+        } finally {
+          await shared.release(plane);
+        }
+      } finally {
+        Deno.removeSync(cgroup);
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
+  });
+}
+
+/** A private copy of `source` (an inode of its own) at `dir/name`, executable. */
+function copy(source: string, dir: string, name: string): string {
+  const path = `${dir}/${name}`;
+  Deno.copyFileSync(source, path);
+  Deno.chmodSync(path, 0o755);
+  return path;
+}
+
+function execEvents(plane: DataPlane): RawEvent[] {
+  return drain(plane).filter((event) => event.hook === HOOK.EXEC && !(event.flags & 1));
+}
+
+function assertRefused(outcome: Outcome, what: string): void {
+  assert.notEqual(outcome.code, 0, `${what} must fail: ${outcome.out}`);
+  assert.doesNotMatch(outcome.out, /^ok/, what);
+}
+
+/** An event for the file at `path` with `reason`, in `decision` (0 deny, 1 audit), by `ruleId`. */
+function assertReported(
+  events: RawEvent[],
+  path: string,
+  reason: number,
+  decision: number,
+  ruleId: number,
+): RawEvent {
+  const ino = BigInt(Deno.statSync(path).ino!);
+  const found = events.find((event) => event.ino === ino && event.op === reason);
+  const seen = events.map((e) => `${e.ino}/op ${e.op}/rule ${e.ruleId}/${execFileName(e)}/${e.comm}`);
+  assert.ok(found, `no event for ${path} (ino ${ino}, reason ${reason}) in ${seen.join(", ")}`);
+  assert.equal(found.decision, decision, "decision");
+  assert.equal(found.ruleId, ruleId, "rule");
+  assert.equal(execFileName(found), path.split("/").at(-1)!.slice(0, 31), "name");
+  return found;
+}
+
+vmTest(
+  "[vm] exec allowlist: an allowed binary runs in scope; its copy is refused by execve and ld.so, reported untrusted",
+  async (t) => {
+    const tool = copy(PROBE, t.dir, "tool");
+    await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }]);
+    assert.equal((await t.inScope(PROBE, "run")).out, "ok ran", "the allowed binary runs");
+    assertRefused(await t.inScope(tool, "run"), "execve of the copy");
+    const viaLoader = await t.inScope(LOADER, tool, "run");
+    assertRefused(viaLoader, "ld.so COPY");
+    assert.match(viaLoader.out, /Operation not permitted|failed to map/);
+    const events = execEvents(t.plane);
+    assertReported(events, tool, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    assert.ok(
+      events.some((event) => event.comm.startsWith("ld-linux") && event.op === EXEC_REASON.UNTRUSTED),
+      "the loader's mapping reported",
+    );
+    assert.equal((await run(tool, ["run"])).out, "ok ran", "out of scope, the copy runs");
+    assert.deepEqual(execEvents(t.plane), [], "and nothing is reported");
+
+    await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }], { mode: "audit" });
+    assert.equal((await t.inScope(tool, "run")).out, "ok ran", "audit: the copy runs");
+    assert.equal((await t.inScope(LOADER, tool, "run")).out, "ok ran", "audit: ld.so COPY runs");
+    assertReported(execEvents(t.plane), tool, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+  },
+);
+
+vmTest("[vm] exec allowlist: dlopen of a copied library and a memfd exec are refused in scope", async (t) => {
+  const library = copy(LIBRARY, t.dir, "libcopy.so");
+  await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }, { ruleId: ALLOWED_ID, path: LIBRARY }]);
+  assert.equal((await t.inScope(PROBE, "dlopen", LIBRARY)).out, "ok loaded", "the allowed library loads");
+  const refused = await t.inScope(PROBE, "dlopen", library);
+  assertRefused(refused, "dlopen of the copy");
+  assert.match(refused.out, /Operation not permitted|failed to map/);
+  assert.match((await t.inScope(PROBE, "mmap-exec", library)).out, /^errno EPERM \(mmap\)/);
+  assert.match((await t.inScope(PROBE, "mprotect-exec", library)).out, /^errno EPERM \(mprotect\)/);
+  assert.match((await t.inScope(PROBE, "memfd-exec", PROBE, "probe", "run")).out, /^errno EPERM \(fexecve\)/);
+  const events = execEvents(t.plane);
+  assertReported(events, library, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+  assert.ok(events.some((event) => execFileName(event).startsWith("memfd:")), "the memfd reported");
+
+  await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }, { ruleId: ALLOWED_ID, path: LIBRARY }], {
+    mode: "audit",
+  });
+  assert.equal((await t.inScope(PROBE, "dlopen", library)).out, "ok loaded", "audit: it loads");
+  assert.equal((await t.inScope(PROBE, "memfd-exec", PROBE, "probe", "run")).out, "ok ran", "audit: it runs");
+  assertReported(execEvents(t.plane), library, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+});
+
+vmTest(
+  "[vm] exec allowlist: a file renamed over an allowed one is refused; an exec.deny rule wins over allow",
+  async (t) => {
+    const allowed = copy(PROBE, t.dir, "allowed");
+    await t.apply([{ ruleId: ALLOWED_ID, path: allowed }]);
+    assert.equal((await t.inScope(allowed, "run")).out, "ok ran");
+    // A replace as a package manager makes it: the new inode does not inherit the allowance.
+    copy(PROBE, t.dir, "incoming");
+    Deno.renameSync(`${t.dir}/incoming`, allowed);
+    assertRefused(await t.inScope(allowed, "run"), "the replacement");
+    assertReported(execEvents(t.plane), allowed, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+
+    await t.apply([{ ruleId: ALLOWED_ID, path: allowed }], { exec: [{ ruleId: DENY_ID, path: allowed }] });
+    assertRefused(await t.inScope(allowed, "run"), "allowed and denied");
+    const denied = execEvents(t.plane).find((event) => event.ruleId === DENY_ID);
+    assert.equal(denied?.op, EXEC_REASON.DENIED, "reported as denied, by the deny rule");
+  },
+);
+
+vmTest(
+  "[vm] exec allowlist: an allowed file deleted while open cannot be run from its descriptor",
+  async (t) => {
+    const doomed = copy(PROBE, t.dir, "doomed");
+    const ino = BigInt(Deno.statSync(doomed).ino!);
+    const busybox = Deno.realPathSync("/usr/bin/busybox");
+    await t.apply([{ ruleId: ALLOWED_ID, path: doomed }, { ruleId: ALLOWED_ID, path: busybox }]);
+    assert.equal((await t.inScope(doomed, "run")).out, "ok ran", "allowed while it has a name");
+    const script = `exec 3< '${doomed}' && rm '${doomed}' && exec /proc/self/fd/3 run`;
+    assertRefused(await t.inScope(busybox, "sh", "-c", script), "exec of the deleted allowed file");
+    const events = execEvents(t.plane).filter((event) => event.ino === ino);
+    assert.deepEqual(events.map((event) => [event.op, event.ruleId, event.decision]), [
+      [EXEC_REASON.UNTRUSTED, DEFAULT_ID, 0],
+    ]);
+  },
+);
+
+vmTest(
+  "[vm] exec allowlist: a sha256 entry fails the apply when the file differs, and is refused as hash-mismatch once changed",
+  async (t) => {
+    const hashed = copy(PROBE, t.dir, "hashed");
+    const sha256 = sha256OfFile(hashed);
+    const entry = (hash: string): AllowTarget => ({ ruleId: HASHED_ID, path: hashed, sha256: hash });
+    await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }]);
+    await assert.rejects(
+      () => t.apply([entry("0".repeat(64))]),
+      (error: Error) =>
+        error instanceof ResolveError && /has sha256 [0-9a-f]{64}, not the 0{64}/.test(error.message),
+    );
+    assert.equal((await t.inScope(PROBE, "run")).out, "ok ran", "the policy in force stays");
+
+    await t.apply([entry(sha256)]);
+    assert.equal((await t.inScope(hashed, "run")).out, "ok ran", "unchanged, it runs");
+    // Any write after apply: here one byte appended (an ELF runs the same with it).
+    Deno.writeFileSync(hashed, new Uint8Array([0]), { append: true });
+    assertRefused(await t.inScope(hashed, "run"), "changed after apply");
+    assertReported(execEvents(t.plane), hashed, EXEC_REASON.HASH_MISMATCH, 0, HASHED_ID);
+    await assert.rejects(() => t.apply([entry(sha256)]), ResolveError, "the changed file fails a new apply");
+
+    await t.apply([entry(sha256OfFile(hashed))], { mode: "audit" });
+    assert.equal((await t.inScope(hashed, "run")).out, "ok ran", "applied again with its new hash");
+    Deno.chmodSync(hashed, 0o700); // a ctime change
+    assert.equal((await t.inScope(hashed, "run")).out, "ok ran", "audit: it runs");
+    assertReported(execEvents(t.plane), hashed, EXEC_REASON.HASH_MISMATCH, 1, HASHED_ID);
+  },
+);
+
+vmTest(
+  "[vm] exec allowlist: a #! script runs only when the script and its interpreter are allowed",
+  async (t) => {
+    const script = `${t.dir}/script.sh`;
+    Deno.writeTextFileSync(script, "#!/usr/bin/busybox sh\necho ran\n");
+    Deno.chmodSync(script, 0o755);
+    const busybox = Deno.realPathSync("/usr/bin/busybox");
+    await t.apply([{ ruleId: ALLOWED_ID, path: busybox }]);
+    assertRefused(await t.inScope(script), "a script not allowed");
+    assertReported(execEvents(t.plane), script, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    // Read as data by an allowed interpreter, it runs: the allowlist judges what is executed, not what is read.
+    assert.equal((await t.inScope(busybox, "sh", script)).out, "ran");
+    await t.apply([{ ruleId: ALLOWED_ID, path: busybox }, { ruleId: ALLOWED_ID, path: script }]);
+    assert.equal((await t.inScope(script)).out, "ran", "script and interpreter allowed");
+  },
+);
+
+vmTest("[vm] exec allowlist: a policy without it leaves execs alone (the switch is off)", async (t) => {
+  const tool = copy(PROBE, t.dir, "tool");
+  const plan = { ...emptyPlan(), mode: "enforce" as const, rules: RULES, scope: t.scope };
+  await t.plane.apply(resolvePlan({ ...plan, execAllow: [{ ruleId: ALLOWED_ID, path: PROBE }] }));
+  assert.equal((await t.inScope(tool, "run")).out, "ok ran");
+  assert.deepEqual(execEvents(t.plane), []);
+});
+
+vmTest(
+  "[vm] exec allowlist: on an overlay mount, an allowed binary and library run and load through the overlay; a copy there is refused",
+  async (t) => {
+    for (const name of ["lower", "upper", "work", "merged"]) Deno.mkdirSync(`${t.dir}/${name}`);
+    copy(PROBE, `${t.dir}/lower`, "tool");
+    copy(LIBRARY, `${t.dir}/lower`, "lib.so");
+    const merged = `${t.dir}/merged`;
+    const options = `lowerdir=${t.dir}/lower,upperdir=${t.dir}/upper,workdir=${t.dir}/work`;
+    const mount = await run("mount", ["-t", "overlay", "overlay", "-o", options, merged]);
+    assert.equal(mount.code, 0, `overlay mount: ${mount.out}`);
+    try {
+      await t.apply([
+        { ruleId: ALLOWED_ID, path: `${merged}/tool` },
+        { ruleId: ALLOWED_ID, path: `${merged}/lib.so` },
+      ]);
+      assert.equal((await t.inScope(`${merged}/tool`, "run")).out, "ok ran", "through the overlay");
+      assert.equal((await t.inScope(`${merged}/tool`, "dlopen", `${merged}/lib.so`)).out, "ok loaded");
+      assert.equal(
+        (await t.inScope(`${merged}/tool`, "mprotect-exec", `${merged}/lib.so`)).out,
+        "ok mapped executable",
+      );
+      const copied = copy(`${merged}/tool`, merged, "copy");
+      assertRefused(await t.inScope(copied, "run"), "a copy on the overlay");
+      assertReported(execEvents(t.plane), copied, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    } finally {
+      await run("umount", [merged]);
+    }
+  },
+);
+
+/** A policy text with exec.default deny and these allow paths. */
+function allowlistPolicy(paths: readonly string[]): string {
+  const allow = paths.map((path) => `      - { path: ${JSON.stringify(path)} }\n`).join("");
+  return "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: t, version: 1 }\nspec:\n" +
+    `  mode: enforce\n  exec:\n    default: deny\n    allow:\n${allow || "      []\n"}`;
+}
+
+vmTest(
+  "[vm] exec allowlist: lint refuses default deny without this host's survival set; with it, a shell and aegisbpf health run in scope in enforce",
+  async (t) => {
+    const empty = parsePolicySource(allowlistPolicy([PROBE]), "p.yaml");
+    const facts = await gatherLintFacts(empty.policy, { stateDir: t.dir });
+    const risks = lockoutRisks(empty.policy, empty.locate, facts);
+    const pid1 = Deno.realPathSync("/proc/1/exe");
+    assert.ok(
+      risks.some((risk) => risk.code === "survival-set" && risk.message.includes(pid1)),
+      "PID 1 named",
+    );
+    assert.ok(
+      risks.some((risk) => risk.message.includes(Deno.realPathSync(Deno.execPath()))),
+      "the runtime named",
+    );
+
+    const survival = [
+      ...new Set(facts.survival.filter((entry) => !entry.tree).map((entry) => entry.realPath)),
+    ];
+    const full = parsePolicySource(allowlistPolicy(survival), "p.yaml");
+    const fullFacts = await gatherLintFacts(full.policy, { stateDir: t.dir });
+    assert.deepEqual(
+      lockoutRisks(full.policy, full.locate, fullFacts),
+      [],
+      "the survival set allowed: accepted",
+    );
+
+    await t.apply(survival.map((path) => ({ ruleId: ALLOWED_ID, path })));
+    assert.equal((await t.inScope("/bin/sh", "-c", "echo shell ok")).out, "shell ok", "the shell runs");
+    const health = await t.inScope(
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--no-check",
+      "main.ts",
+      "health",
+      "--bpffs",
+      shared.bpffs,
+      "--state-dir",
+      t.dir,
+    );
+    assert.match(health.out, /^(healthy|unhealthy)/, `health runs in scope: ${health.out}`);
+    assert.match(health.out, /pins/);
+    assert.doesNotMatch(health.out, /Operation not permitted|failed to map/);
+    assert.deepEqual(
+      execEvents(t.plane).map((event) => execFileName(event)),
+      [],
+      "nothing of the shell or aegisbpf is untrusted",
+    );
+  },
+);
+
+// Last: the shared plane goes, with everything it pinned and attached.
+Deno.test({
+  name: "[vm] the exec allowlist tests' shared data plane detaches: nothing of it stays pinned",
+  ignore: !inVm,
+  fn: () => {
+    shared.detach();
+    assert.equal(exists(shared.bpffs), false);
+  },
+});
