@@ -8,7 +8,7 @@
 import { canonical } from "../policy/apply_diff.ts";
 import { type ConnectionSweep, kernelCanCloseSockets, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
-import { AppliedWithCleanupError } from "../kernel/generations.ts";
+import { AppliedWithCleanupError, type NetRulesAhead } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "./apply_source.ts";
@@ -182,6 +182,8 @@ export type ApplyRequest = PlaneLocation & {
   /** Apply an enforce policy even where this kernel can only audit some of its areas (SPEC section 5). */
   allowPartial: boolean;
   warn: (message: string) => void;
+  /** The plan's CIDR rules, written into a map of their own while the checks ran (NetRulesAhead). */
+  ahead?: NetRulesAhead;
 };
 
 /**
@@ -229,7 +231,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
       ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
       time: new Date().toISOString(),
     });
-    generation = await flipGeneration(plane, resolved, request.warn);
+    generation = await flipGeneration(plane, resolved, request.warn, request.ahead);
   } catch (error) {
     setOutcome(stateDir, pending.seq, "failed");
     clearApplyIntent(stateDir);
@@ -471,9 +473,10 @@ export async function flipGeneration(
   plane: DataPlane,
   resolved: ResolvedRuleSet,
   warn: (message: string) => void,
+  ahead?: NetRulesAhead,
 ): Promise<number> {
   try {
-    return await phaseAsync("kernel", () => plane.apply(resolved));
+    return await phaseAsync("kernel", () => plane.apply(resolved, ahead));
   } catch (error) {
     if (!(error instanceof AppliedWithCleanupError)) throw error;
     warn(error.message);
