@@ -24,7 +24,6 @@ import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
 import { type Counters, countersFrom } from "./inspect.ts";
 import { AppliedWithCleanupError, type NetRulesAhead, stageGeneration } from "./generations.ts";
-import { phaseAsync } from "../phases.ts";
 import { type ForwardAttach, forwardLinkName, ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
 import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
@@ -188,10 +187,10 @@ export class DataPlane {
    * flips the active-generation word in one map update, waits for hooks still running on the old word,
    * then drops the old generation's maps (every slot at once). If anything fails before the flip, the live rules are untouched
    * and the error is rethrown; a failure after it is an AppliedWithCleanupError. Returns the new active
-   * generation. `ahead`: the set's `net_rules` map, written ahead (NetRulesAhead), waited for here.
+   * generation. `ahead`: the set's `net_rules` map written ahead (NetRulesAhead), installed when its write
+   * is done: the caller waits for it (`written()`) before this call, whose turn the attaching must stay in.
    */
   async apply(set: ResolvedRuleSet, ahead?: NetRulesAhead): Promise<number> {
-    if (ahead) await phaseAsync("wait net_rules", () => ahead.written());
     // One apply at a time, across processes. Taken without awaiting when free, so that attaching
     // happens in the caller's turn (and network namespace).
     using _lock = tryLockDirectory(this.pinDir) ?? await lockDirectory(this.pinDir);

@@ -150,6 +150,7 @@ export class NetRulesAhead implements Disposable {
   /** The plan's entries, which the stage takes as they are instead of encoding them again. */
   readonly encoded: EncodedNet;
   #map: FdMap | undefined;
+  #done = false;
   readonly #written: Promise<void>;
 
   private constructor(plan: RuleSetPlan, encoded: EncodedNet, map: FdMap | undefined) {
@@ -158,7 +159,7 @@ export class NetRulesAhead implements Disposable {
     this.#map = map;
     this.#written = map?.updateBatchAsync(encoded.keys, encoded.values, encoded.count) ?? Promise.resolve();
     // An apply refused meanwhile never waits for the write: its failure is then no unhandled rejection.
-    this.#written.catch(() => {});
+    this.#written.then(() => this.#done = true, () => {});
   }
 
   /**
@@ -189,15 +190,20 @@ export class NetRulesAhead implements Disposable {
     return this.#written;
   }
 
-  /** The written map, once: the stage installs it (and closes it when the stage fails). */
+  /**
+   * The written map, once, when its write is done: the stage installs it (and closes it when the stage
+   * fails). Before that, or after a failed write, nothing: the stage writes a map of its own.
+   */
   take(): FdMap | undefined {
+    if (!this.#done) return undefined;
     const map = this.#map;
     this.#map = undefined;
     return map;
   }
 
   [Symbol.dispose](): void {
-    this.take()?.close();
+    this.#map?.close();
+    this.#map = undefined;
   }
 }
 
@@ -205,7 +211,7 @@ export class NetRulesAhead implements Disposable {
  * Writes a rule set into fresh inner maps, sized to it, and installs them in the slots of `generation`
  * (the inactive one) with its gen_info. Nothing the hooks read changes until `commit()`. Capacity is
  * checked before anything is made; on any failure the slots are emptied again and the error rethrown.
- * `ahead`: the plan's `net_rules` map written already (its write done: see NetRulesAhead.written()).
+ * `ahead`: the plan's `net_rules` map written ahead, installed if its write is done (NetRulesAhead.take()).
  */
 export function stageGeneration(
   object: BpfObject,

@@ -476,7 +476,11 @@ export async function flipGeneration(
   ahead?: NetRulesAhead,
 ): Promise<number> {
   try {
-    return await phaseAsync("kernel", () => plane.apply(resolved, ahead));
+    return await phaseAsync("kernel", async () => {
+      // Waited for here, not in apply(): the links apply() attaches are attached in its caller's turn.
+      if (ahead) await phaseAsync("wait net_rules", () => ahead.written());
+      return await plane.apply(resolved, ahead);
+    });
   } catch (error) {
     if (!(error instanceof AppliedWithCleanupError)) throw error;
     warn(error.message);

@@ -26,6 +26,7 @@ rootTest(
         const set = ruleSet({ mode, rules: rules("loopback2"), egress: [ipv4Rule("127.0.0.2/32", 1)] });
         using ahead = NetRulesAhead.start(set.plan);
         drain(plane);
+        await ahead.written();
         await plane.apply(set, ahead);
         assert.equal(ahead.take(), undefined, "the stage took the map written ahead");
         const expected = mode === "enforce" ? "EPERM" : "connected";
@@ -51,6 +52,7 @@ rootTest(
         egress: [ipv4Rule("127.0.0.3/32", 1)],
       });
       using ahead = NetRulesAhead.start(other.plan);
+      await ahead.written();
       const set = ruleSet({ mode: "enforce", rules: rules("two"), egress: [ipv4Rule("127.0.0.2/32", 1)] });
       await plane.apply(set, ahead);
       const left = ahead.take();
@@ -58,6 +60,24 @@ rootTest(
       left?.close();
       assert.equal(await cgroup.connect("127.0.0.2", server.port), "EPERM");
       assert.equal(await cgroup.connect("127.0.0.3", server.port), "connected");
+    });
+  },
+);
+
+rootTest(
+  "[root] egress: a map whose write is not done yet is not installed; the apply writes the rules itself",
+  async () => {
+    await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
+      const set = ruleSet({ mode: "enforce", rules: rules("two"), egress: [ipv4Rule("127.0.0.2/32", 1)] });
+      // No await between the start and the apply: the write cannot be seen done yet.
+      using ahead = NetRulesAhead.start(set.plan);
+      await plane.apply(set, ahead);
+      await ahead.written();
+      const left = ahead.take();
+      assert.notEqual(left, undefined, "the map written ahead stays out once its write is done");
+      left?.close();
+      assert.equal(await cgroup.connect("127.0.0.2", server.port), "EPERM");
+      assert.equal(await cgroup.connect("127.0.0.1", server.port), "connected");
     });
   },
 );
