@@ -135,13 +135,38 @@ export class FdMap {
 
   /** Writes `count` entries held back to back in `keys` and `values`, in one call. */
   updateBatch(keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number): void {
-    if (keys.byteLength < count * this.keySize || values.byteLength < count * this.valueSize) {
-      throw new RangeError(`Batch for map ${this.name} is shorter than ${count} entries`);
-    }
-    if (count === 0) return;
+    if (!this.#batchable(keys, values, count)) return;
     const done = new Uint32Array([count]);
     const code = libbpf().bpf_map_update_batch(this.fd, keys, values, new Uint8Array(done.buffer), null);
     unwrap(code, "bpf_map_update_batch", { subject: `${this.name}: ${done[0]} of ${count} written` });
+  }
+
+  /**
+   * updateBatch() on a worker thread: this thread goes on meanwhile. `keys` and `values` must stay as they
+   * are until it settles.
+   */
+  async updateBatchAsync(
+    keys: Uint8Array<ArrayBuffer>,
+    values: Uint8Array<ArrayBuffer>,
+    count: number,
+  ): Promise<void> {
+    if (!this.#batchable(keys, values, count)) return;
+    const done = new Uint32Array([count]);
+    const code = await libbpf().bpf_map_update_batch_wait(
+      this.fd,
+      keys,
+      values,
+      new Uint8Array(done.buffer),
+      null,
+    );
+    unwrap(code, "bpf_map_update_batch", { subject: `${this.name}: ${done[0]} of ${count} written` });
+  }
+
+  #batchable(keys: Uint8Array, values: Uint8Array, count: number): boolean {
+    if (keys.byteLength < count * this.keySize || values.byteLength < count * this.valueSize) {
+      throw new RangeError(`Batch for map ${this.name} is shorter than ${count} entries`);
+    }
+    return count > 0;
   }
 
   close(): void {

@@ -192,7 +192,8 @@ await suite("footprint", "Footprint: the agent's memory, idle CPU and start", as
   );
   ctx.method(
     "Start: from the spawn of the process to the timestamp of its first policy.applied event (deno's own " +
-      "start and the module graph included).",
+      "start and the module graph included; the policy check process is started first and loads beside the " +
+      "agent's modules, lib/ops/helper_process.ts).",
   );
   ctx.figure("rss.idle.anon", "RssAnon idle, default policy", "MiB", samples.idleAnon);
   ctx.figure(

@@ -224,7 +224,8 @@ function recordTimes(ctx: SuiteContext, sizes: number[], samples: Samples): void
 
 /**
  * What limits a one-rule change on top of 100,000 rules, from this run's phase medians: the command's own
- * work on the whole policy in user space, and the kernel writes of the whole new generation.
+ * work on the whole policy in user space, and the kernel's write of the whole new generation, made on a
+ * worker thread while the apply takes its locks and makes its checks.
  */
 function changeLimits(runs: Timed[]): string {
   const phase = (name: string) => median(runs.map((run) => run.phases.get(name) ?? 0));
@@ -240,16 +241,21 @@ function changeLimits(runs: Timed[]): string {
     own.map((name) => `${name} ${ms(phase(name))}`).join(", ") + `: ${ms(ownMs)} in all), on top of the ` +
     `runtime's start (${ms(phase("start-up"))}) and its exit and what no phase accounts for (${
       ms(exit)
-    }); and ` +
-    `a generation is written whole, so the kernel takes every entry of the new one again (write net_rules ` +
-    `${ms(phase("kernel/stage/write net_rules"))} of ${ms(phase("kernel"))} in the kernel phase), though ` +
-    `only one rule changed. Opening the plane adopts the pinned programs (${ms(phase("open"))}) and the ` +
-    `sweep reuses its pinned iterators (${
-      ms(phase("sweep"))
-    }). Writing only the difference would need both ` +
-    `generations' maps kept in step, and rule ids move when a rule is inserted anywhere but at the end, so ` +
-    `the difference is most often the whole map; a change made inside a running agent (which holds the ` +
-    `compiled policy in force) is where the user-space part could be made incremental.`;
+    }). A generation is written whole, so the kernel takes every entry of the new one again, though only ` +
+    `one rule changed; that write runs on a worker thread from the end of the lock-out check (write ahead, ` +
+    `the encoding and the start of the write: ${ms(phase("write ahead"))}) while the apply takes its locks ` +
+    `and makes its checks, and the stage waited ${ms(phase("kernel/wait net_rules"))} for what was left of ` +
+    `it. The kernel phase (${ms(phase("kernel"))}) is then mostly waits for RCU grace periods: installing ` +
+    `the new inner maps (${
+      ms(phase("kernel/stage/install rules") + phase("kernel/stage/install net_rules"))
+    }` +
+    `), the flip's wait for hooks still on the old word (${ms(phase("kernel/grace period"))}) and dropping ` +
+    `the old generation (${ms(phase("kernel/drop old"))}). Opening the plane adopts the pinned programs (${
+      ms(phase("open"))
+    }) and the sweep reuses its pinned iterators (${ms(phase("sweep"))}). Writing only the difference ` +
+    `would need both generations' maps kept in step, and rule ids move when a rule is inserted anywhere but ` +
+    `at the end, so the difference is most often the whole map; a change made inside a running agent (which ` +
+    `holds the compiled policy in force) is where the user-space part could be made incremental.`;
 }
 
 /**

@@ -57,7 +57,7 @@ import {
 } from "../ops/apply.ts";
 import { findStaleRules } from "../report/stale.ts";
 import { type AgentLock, takeAgentLock } from "../state/agent_lock.ts";
-import { choiceText } from "../ops/policy_source.ts";
+import { choiceText } from "../ops/policy_choice.ts";
 import type { StateLock } from "../state/files.ts";
 import { BreakGlassWatch, cmdlineBreakGlass } from "./break_glass_watch.ts";
 import { eventLogPath } from "./event_log.ts";
@@ -94,6 +94,7 @@ import {
   refuseWithoutLsm,
 } from "../ops/run_checks.ts";
 import { type PreparedPolicy, preparePolicy, type PrepareRequest } from "../ops/prepare.ts";
+import type { HelperProcess } from "../ops/helper_process.ts";
 import { resolveForRefresh, type UnresolvedRule } from "../ops/refresh.ts";
 import { messageOf } from "../errors.ts";
 
@@ -143,6 +144,8 @@ export type AgentOptions = {
   enforceSignal?: EnforceSignal;
   /** `--lock-timeout`: the longest wait for the state lock; the default of acquireStateLock when absent. */
   lockTimeoutMs?: number;
+  /** A policy check process started ahead (helper_process.ts): the start's check goes to it. */
+  helper?: HelperProcess;
 };
 
 /** A policy another command applied, from history. */
@@ -260,7 +263,7 @@ export class Agent {
         ...options.lockTimeoutMs !== undefined && { timeoutMs: options.lockTimeoutMs },
       });
       settleInterruptedApply({ bpffs: options.bpffs, stateDir: options.stateDir });
-      const prepared = await preparePolicy(agentRequest(options, "start"));
+      const prepared = await preparePolicy(agentRequest(options, "start"), options.helper);
       const { plan } = prepared;
       // Names that do not resolve are bad input: found before anything is loaded.
       resolveNames(plan, () => {});

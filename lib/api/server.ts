@@ -16,6 +16,7 @@ import { dirname, join } from "node:path";
 import type { Hono } from "hono";
 import { type UnixConnection, UnixListener } from "../../ffi/mod.ts";
 import { InputError, messageOf, RefusedError } from "../errors.ts";
+import type { ApiAddress } from "./address.ts";
 import { guardHost } from "./host_check.ts";
 import { problemBytes } from "./problem.ts";
 import {
@@ -27,13 +28,7 @@ import {
   relayToApp,
 } from "./relay.ts";
 
-export type ApiAddress = { transport: "unix"; path: string } | {
-  transport: "tcp";
-  hostname: string;
-  port: number;
-};
-
-export const DEFAULT_API_SOCKET = "/run/aegisbpf/api.sock";
+export { type ApiAddress, DEFAULT_API_SOCKET, parseApiAddress } from "./address.ts";
 
 /** How long a refused peer may take to send its request before it is closed without the answer. */
 const REFUSAL_HEAD_MS = 1000;
@@ -41,35 +36,6 @@ const REFUSAL_HEAD_MS = 1000;
 const REFUSALS_AT_ONCE = 8;
 /** A failed accept (out of descriptors) waits this long, doubling up to a second, before the next. */
 const ACCEPT_BACKOFF_MS = 50;
-
-/** `unix:PATH` or `tcp:HOST:PORT` (HOST a loopback address), as `run --api` takes it. */
-export function parseApiAddress(text: string): ApiAddress {
-  if (text.startsWith("unix:")) {
-    const path = text.slice(5);
-    if (!path.startsWith("/")) {
-      throw new InputError(`--api ${text}: give an absolute socket path, unix:/run/aegisbpf/api.sock`);
-    }
-    return { transport: "unix", path };
-  }
-  const tcp = /^tcp:(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(text);
-  if (tcp) {
-    const hostname = tcp[1]!.replace(/^\[|\]$/g, "");
-    const port = Number(tcp[2]);
-    if (port < 1 || port > 65535) throw new InputError(`--api ${text}: port ${port} is not 1 to 65535`);
-    if (!isLoopback(hostname)) {
-      throw new InputError(
-        `--api ${text}: the TCP listener serves only loopback (127.0.0.0/8, ::1, localhost); ` +
-          "put a proxy in front for anything else",
-      );
-    }
-    return { transport: "tcp", hostname, port };
-  }
-  throw new InputError(`--api ${text}: give unix:PATH or tcp:HOST:PORT`);
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === "localhost" || hostname === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-}
 
 export type ApiServer = AsyncDisposable & {
   /** Connections refused for their peer uid, so far. */

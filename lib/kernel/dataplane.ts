@@ -23,7 +23,7 @@ import { detachPins } from "./detach.ts";
 import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
 import { type Counters, countersFrom } from "./inspect.ts";
-import { AppliedWithCleanupError, stageGeneration } from "./generations.ts";
+import { AppliedWithCleanupError, type NetRulesAhead, stageGeneration } from "./generations.ts";
 import { type ForwardAttach, forwardLinkName, ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
 import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
@@ -187,14 +187,15 @@ export class DataPlane {
    * flips the active-generation word in one map update, waits for hooks still running on the old word,
    * then drops the old generation's maps (every slot at once). If anything fails before the flip, the live rules are untouched
    * and the error is rethrown; a failure after it is an AppliedWithCleanupError. Returns the new active
-   * generation.
+   * generation. `ahead`: the set's `net_rules` map written ahead (NetRulesAhead), installed when its write
+   * is done: the caller waits for it (`written()`) before this call, whose turn the attaching must stay in.
    */
-  async apply(set: ResolvedRuleSet): Promise<number> {
+  async apply(set: ResolvedRuleSet, ahead?: NetRulesAhead): Promise<number> {
     // One apply at a time, across processes. Taken without awaiting when free, so that attaching
     // happens in the caller's turn (and network namespace).
     using _lock = tryLockDirectory(this.pinDir) ?? await lockDirectory(this.pinDir);
     const next = this.config().activeGen ^ 1;
-    using staged = stageGeneration(this.#object, set, next, this.#capacity);
+    using staged = stageGeneration(this.#object, set, next, this.#capacity, ahead);
     const newLinks: string[] = [];
     try {
       // In place before the flip, so that no moment of the new scope is unguarded.

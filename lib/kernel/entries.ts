@@ -80,6 +80,8 @@ export class CapacityError extends RangeError {
 export function ruleSetEntries(
   set: ResolvedRuleSet,
   capacity: Partial<Record<RuleMapName, number>> = {},
+  /** The plan's `net_rules` entries when encoded already (`encodeNetRules`, for a write ahead). */
+  net?: EncodedNet,
 ): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer> } {
   const rules = new EntryTable(AEGIS_RULE_KEY.size);
   const exact = (key: RuleKey, value: RuleValue, deny = true) =>
@@ -178,7 +180,7 @@ export function ruleSetEntries(
     const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
   }
-  const encoded = encodeNetRules(set.plan);
+  const encoded = net ?? encodeNetRules(set.plan);
   const batches = {
     rules: rules.batch(),
     net_rules: { keys: encoded.keys, values: encoded.values, count: encoded.count },

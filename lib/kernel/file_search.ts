@@ -1,5 +1,3 @@
-import { Buffer } from "node:buffer";
-
 /**
  * Whether the file at `path` holds `needle`, read `chunkBytes` at a time: the kernel's BTF
  * (/sys/kernel/btf/vmlinux, megabytes) is searched for one name without holding all of it in memory, where a
@@ -16,9 +14,27 @@ export function fileContains(path: string, needle: Uint8Array, chunkBytes = 64 *
     const read = file.readSync(buffer.subarray(held));
     if (read === null) return false;
     const filled = held + read;
-    // Buffer's indexOf is native: a needle that starts with a common byte (NUL, in BTF) costs no JS loop.
-    if (Buffer.from(buffer.buffer, 0, filled).indexOf(needle) >= 0) return true;
+    if (holds(buffer.subarray(0, filled), needle)) return true;
     held = Math.min(keep, filled);
     buffer.copyWithin(0, filled - held, filled);
   }
+}
+
+/**
+ * Whether `haystack` holds `needle`. The candidates are found by the typed array's native indexOf of the
+ * needle's first byte that is not NUL (NUL, which ends every BTF name, is the commonest byte there): a few
+ * milliseconds for a distribution kernel's BTF, where Buffer's indexOf of a byte needle is a loop in
+ * JavaScript here, tens of milliseconds.
+ */
+function holds(haystack: Uint8Array, needle: Uint8Array): boolean {
+  const anchor = Math.max(0, needle.findIndex((byte) => byte !== 0));
+  const last = haystack.length - needle.length + anchor;
+  for (let at = haystack.indexOf(needle[anchor]!, anchor); at >= 0 && at <= last;) {
+    const start = at - anchor;
+    let i = 0;
+    while (i < needle.length && haystack[start + i] === needle[i]) i++;
+    if (i === needle.length) return true;
+    at = haystack.indexOf(needle[anchor]!, at + 1);
+  }
+  return false;
 }

@@ -8,7 +8,7 @@
 import { canonical } from "../policy/apply_diff.ts";
 import { type ConnectionSweep, kernelCanCloseSockets, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
-import { AppliedWithCleanupError } from "../kernel/generations.ts";
+import { AppliedWithCleanupError, type NetRulesAhead } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
 import type { PolicyInput } from "./apply_source.ts";
@@ -188,6 +188,8 @@ export type ApplyRequest = PlaneLocation & {
   /** Apply an enforce policy even where this kernel can only audit some of its areas (SPEC section 5). */
   allowPartial: boolean;
   warn: (message: string) => void;
+  /** The plan's CIDR rules, written into a map of their own while the checks ran (NetRulesAhead). */
+  ahead?: NetRulesAhead;
 };
 
 /**
@@ -235,7 +237,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
       ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
       time: new Date().toISOString(),
     });
-    generation = await flipGeneration(plane, resolved, request.warn);
+    generation = await flipGeneration(plane, resolved, request.warn, request.ahead);
   } catch (error) {
     setOutcome(stateDir, pending.seq, "failed");
     clearApplyIntent(stateDir);
@@ -422,14 +424,19 @@ export function egressWidened(before: unknown, after: Policy): boolean {
 
 /**
  * Whether every key of `inner` is in `outer`. A one-rule change leaves the other rules where they were, so
- * keys at the same place are compared first, and only the few that differ are looked for in `outer`.
+ * keys at the same place are compared first, and only the few that differ are looked for in `outer`: each
+ * by the array's native search while they are few (a rule added), else all at once through a set.
  */
 function containsAll(outer: readonly string[], inner: readonly string[]): boolean {
   const missing = new Set<string>();
   for (let i = 0; i < inner.length; i++) if (inner[i] !== outer[i]) missing.add(inner[i]!);
+  if (missing.size <= FEW_MISSING) return [...missing].every((key) => outer.includes(key));
   for (let i = 0; i < outer.length && missing.size > 0; i++) missing.delete(outer[i]!);
   return missing.size === 0;
 }
+
+/** Keys looked for one by one (each a native scan of `outer`) rather than through one pass over it. */
+const FEW_MISSING = 16;
 
 type EgressOf = {
   mode: string;
@@ -498,9 +505,14 @@ export async function flipGeneration(
   plane: DataPlane,
   resolved: ResolvedRuleSet,
   warn: (message: string) => void,
+  ahead?: NetRulesAhead,
 ): Promise<number> {
   try {
-    return await phaseAsync("kernel", () => plane.apply(resolved));
+    return await phaseAsync("kernel", async () => {
+      // Waited for here, not in apply(): the links apply() attaches are attached in its caller's turn.
+      if (ahead) await phaseAsync("wait net_rules", () => ahead.written());
+      return await plane.apply(resolved, ahead);
+    });
   } catch (error) {
     if (!(error instanceof AppliedWithCleanupError)) throw error;
     warn(error.message);

@@ -34,6 +34,7 @@ import {
 import { readApplied } from "../state/apply_state.ts";
 import { phase, phaseAsync } from "../phases.ts";
 import type { StateLock } from "../state/files.ts";
+import type { NetRulesAhead } from "../kernel/generations.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
 
@@ -121,6 +122,8 @@ export async function applyChecked(
     allowPartial: boolean;
     warn: (message: string) => void;
     beforeApply?: () => void;
+    /** The plan's CIDR rules written ahead (see ApplyRequest). */
+    ahead?: NetRulesAhead;
   },
 ): Promise<CheckedApply> {
   const { bpffs, stateDir } = where;
@@ -144,6 +147,7 @@ export async function applyChecked(
       outcome: options.outcome,
       allowPartial: options.allowPartial,
       warn: options.warn,
+      ...options.ahead && { ahead: options.ahead },
     });
     return { lock, applied };
   } catch (error) {

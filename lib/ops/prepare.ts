@@ -22,18 +22,14 @@ import { listHistory } from "../state/history.ts";
 import type { RuleInfo, RuleSetPlan } from "../policy/plan.ts";
 import { RuleTable, type RuleTableData } from "../policy/rule_table.ts";
 import type { ApplyInput } from "./apply.ts";
-import { type AppliedSummary, applyRawInput, rollbackTo, type Where } from "./apply_text.ts";
-import {
-  type PolicyChoice,
-  type PolicyOrigin,
-  readAgentPolicy,
-  type SourcedPolicy,
-  storedInput,
-} from "./policy_source.ts";
+// The helper's side (the policy parsers, the commands' apply path) loads only in the helper: the agent,
+// which imports this module to ask, never pays for it.
+import type { AppliedSummary, Where } from "./apply_text.ts";
+import type { PolicyChoice, PolicyOrigin, SourcedPolicy } from "./policy_source.ts";
 import { planFor } from "./run_checks.ts";
+import { HelperProcess } from "./helper_process.ts";
 
-/** The first argument that makes this program the helper. */
-export const PREPARE_ARGUMENT = "__prepare";
+export { PREPARE_ARGUMENT } from "./helper_process.ts";
 
 /**
  * What the agent asks for: the policy `run` applies (see policy_source.ts), or a history entry's; or, for
@@ -91,9 +87,12 @@ type Failure = { error: { kind: "input" | "refused" | "other"; message: string; 
  */
 export const PREPARE_TIMEOUT_MS = 120_000;
 
-/** Prepares a policy in a helper process; rethrows the helper's error as it was thrown there. */
-export function preparePolicy(request: PrepareRequest): Promise<PreparedPolicy> {
-  return inHelper(request, readAnswer, PREPARE_TIMEOUT_MS);
+/**
+ * Prepares a policy in a helper process (`started`, when one was started ahead: see helper_process.ts);
+ * rethrows the helper's error as it was thrown there.
+ */
+export function preparePolicy(request: PrepareRequest, started?: HelperProcess): Promise<PreparedPolicy> {
+  return inHelper(request, readAnswer, PREPARE_TIMEOUT_MS, started);
 }
 
 /** `policy apply` of a body the local API received, in a helper: its summary, or its error. */
@@ -122,14 +121,9 @@ async function inHelper<T>(
   request: HelperRequest,
   read: (stdout: StreamReader) => Promise<T>,
   timeoutMs?: number,
+  started?: HelperProcess,
 ): Promise<T> {
-  const [command, ...prefix] = selfCommand();
-  const child = new Deno.Command(command!, {
-    args: [...prefix, PREPARE_ARGUMENT],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = started?.take() ?? HelperProcess.spawn().take()!;
   let timedOut = false;
   const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
     try {
@@ -246,11 +240,12 @@ async function answerHere(request: HelperRequest): Promise<Uint8Array[]> {
   const line = (result: unknown) => [new TextEncoder().encode(JSON.stringify({ result }) + "\n")];
   switch (request.what) {
     case "api-apply": {
+      const { applyRawInput } = await import("./apply_text.ts");
       const { where, text, source } = request;
       return line(await applyRawInput(where, { source, text, bytes: new TextEncoder().encode(text) }));
     }
     case "api-rollback":
-      return line(await rollbackTo(request.where, request.to));
+      return line(await (await import("./apply_text.ts")).rollbackTo(request.where, request.to));
     default:
       return toAnswer(await prepareHere(request));
   }
@@ -258,6 +253,7 @@ async function answerHere(request: HelperRequest): Promise<Uint8Array[]> {
 
 /** The work itself, in this process (the helper calls it; tests may too). */
 export async function prepareHere(request: PrepareRequest): Promise<PreparedPolicy> {
+  const { readAgentPolicy, storedInput } = await import("./policy_source.ts");
   let sourced: SourcedPolicy;
   let plan: RuleSetPlan;
   if (request.what === "agent") {
@@ -373,24 +369,4 @@ function failureOf(error: unknown): Failure {
 function rebuildError({ kind, message, position }: Failure["error"]): Error {
   if (kind === "input") return new InputError(message, position ? { position } : {});
   return kind === "refused" ? new RefusedError(message) : new Error(message);
-}
-
-/**
- * How to start this program again without its arguments: the compiled binary alone; else `deno`, its flags
- * and main.ts as /proc/self/cmdline has them, so that a packaged launcher's `--config`,
- * `--node-modules-dir` and `--cached-only` carry over; else (main.ts is not the main module: a test) a
- * plain `deno run` of main.ts.
- */
-export function selfCommand(): string[] {
-  if (Deno.build.standalone) return [Deno.execPath()];
-  const main = new URL("../../main.ts", import.meta.url).href;
-  if (Deno.mainModule !== main) {
-    return [Deno.execPath(), "run", "--allow-all", "--quiet", new URL(main).pathname];
-  }
-  const argv = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
-  if (argv.at(-1) === "") argv.pop();
-  const prefix = argv.slice(0, argv.length - Deno.args.length);
-  if (prefix.length < 2) throw new Error("cannot tell how this program was started (/proc/self/cmdline)");
-  prefix[0] = Deno.execPath();
-  return prefix;
 }

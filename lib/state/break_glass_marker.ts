@@ -31,19 +31,7 @@ const MARKER_FIELDS: Record<keyof Omit<BreakGlassMarker, "problem">, [z.ZodType,
   uid: [z.number().int().min(-1), "a user id"],
 };
 
-/** Where the kernel command line is read; tests point it elsewhere. */
-export const CMDLINE_ENV = "AEGISBPF_PROC_CMDLINE";
-/** On the kernel command line: break-glass on from boot, with no marker (for a host that cannot boot). */
-export const CMDLINE_FLAG = "aegisbpf.break_glass=1";
-
-export function cmdlineBreakGlass(path = Deno.env.get(CMDLINE_ENV) || "/proc/cmdline"): boolean {
-  try {
-    return Deno.readTextFileSync(path).trim().split(/\s+/).includes(CMDLINE_FLAG);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
+export { CMDLINE_ENV, CMDLINE_FLAG, cmdlineBreakGlass } from "./break_glass_cmdline.ts";
 
 export function markerPath(configDir: string): string {
   return `${configDir}/break_glass`;

@@ -233,6 +233,34 @@ rootTest(
 );
 
 rootTest(
+  "[root] an apply refused after its CIDR rules were written ahead (a deny path missing here: exit 2) leaves the policy in force as it was",
+  async () => {
+    await withHost(async ({ s, run }) => {
+      assert.equal((await run(["policy", "apply", await write(s, "a.yaml", A())])).code, 0);
+      // B's egress deny is encoded and written into a map of its own once the lock-out check passes; the
+      // missing path is found after that, when the apply resolves its names.
+      const missing = `${s.dir}/no-such-file`;
+      const refused = await run([
+        "policy",
+        "apply",
+        await write(s, "b.yaml", B(3) + `  files:\n    deny: [{ id: gone, path: ${missing} }]\n`),
+      ]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, /no-such-file/);
+      assert.deepEqual(outcomes(s), ["1:applied"]);
+      assert.equal(await bind(PORT_A), "EPERM");
+      assert.equal(await bind(PORT_B), "bound");
+      assert.notEqual(await probe("tcp", "192.0.2.1", "80"), "EPERM");
+      // The same policy without the missing path applies, and its deny is the one in force.
+      const applied = await run(["policy", "apply", await write(s, "b2.yaml", B(3))]);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.equal(await probe("tcp", "192.0.2.1", "80"), "EPERM");
+      assert.equal(await bind(PORT_A), "bound");
+    });
+  },
+);
+
+rootTest(
   "[root] policy apply killed with SIGKILL at any moment leaves state the next apply settles",
   async () => {
     await withHost(async ({ s, bpffs, run }) => {

@@ -9,6 +9,7 @@ import { type Context, defineCommand } from "../../cli/command.ts";
 import { parseDuration } from "../../text/duration.ts";
 import { InputError } from "../../errors.ts";
 import { pinnedGenerationDenies } from "../../kernel/inspect.ts";
+import { NetRulesAhead } from "../../kernel/generations.ts";
 import { alreadyInForce } from "../../ops/apply.ts";
 import { applyChecked, refuseReplay } from "../../ops/apply_text.ts";
 import { preflightApply } from "../../ops/apply_preflight.ts";
@@ -96,6 +97,10 @@ export const policyApply = defineCommand({
         }));
       const plan = phase("compile", () => compilePolicy(input.parsed.policy));
       await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, plan));
+      // The kernel's copy of the CIDR rules is written while the apply takes its locks and makes its checks,
+      // into a map installed nowhere until the apply stages the new generation (a refused apply drops it).
+      // After the lock-out check: a write beside that check's collection of the parse's garbage slowed both.
+      using ahead = flags["dry-run"] ? undefined : phase("write ahead", () => NetRulesAhead.start(plan));
       const summary = summaryOf(input, plan);
       if (flags["dry-run"]) {
         // What the real apply decides under the lock: the policy in force already, or a replayed bundle.
@@ -138,6 +143,7 @@ export const policyApply = defineCommand({
         timeoutMs: ctx.globals.lockTimeoutMs,
         outcome: canary ? "canary" : "applied",
         allowPartial: flags["allow-partial"] === true,
+        ...ahead && { ahead },
         warn: (message) => ctx.log.warn(message),
         beforeApply: () => {
           if (!canary) return;
