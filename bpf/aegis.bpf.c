@@ -508,6 +508,10 @@ static __always_inline __u8 deny_signal(void);
 static __always_inline struct aegis_rule *inherited_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
 							 const struct inode_id *id);
 static __always_inline void audit_memfd_exec(struct inode *inode);
+/* Defined in file_protect.bpf.h, included at the end. */
+static __always_inline int protect_denied(struct inode *inode, __u8 op);
+static __always_inline int opens_for_write(struct file *file);
+static __always_inline void audit_protect_open(struct file *file);
 
 /*
  * The decision for an inode rule hit: counts, reports (with `op`, what the task tried, for hooks that
@@ -600,6 +604,9 @@ int BPF_PROG(aegis_file_open, struct file *file)
 {
 	if (hook_inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
 		return -EPERM;
+	/* files.protect: only an open that may write asks, so a read costs what it did. */
+	if (opens_for_write(file) && protect_denied(file->f_inode, AEGIS_FILE_OP_OPEN_WRITE))
+		return -EPERM;
 	return 0;
 }
 
@@ -639,6 +646,7 @@ static __always_inline void audit_open_result(long fd)
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return;
 	audit_inode(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode));
+	audit_protect_open(file);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -1250,6 +1258,8 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Routing headers and source routes: the setsockopt guard, and the backstop's walk over a route's hops. */
 #include "route_guard.bpf.h"
+/* files.protect: a protected inode is read and run, never written; a protected directory's entries are fixed. */
+#include "file_protect.bpf.h"
 /* A denied file is not changeable either: truncate, unlink, rename, link, attributes. */
 #include "file_change.bpf.h"
 

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 7 } as const;
+export const LAYOUT = { VERSION: 8 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -29,10 +29,12 @@ export const HOOK = {
   FILE_CHANGE: 10,
   ROUTE: 11,
   FORWARD: 12,
-  COUNT: 13,
+  // files.protect
+  FILE_WRITE: 13,
+  COUNT: 14,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 26, EVENTS_SUPPRESSED: 27, SLOTS: 28 } as const;
+export const COUNTER = { EVENTS_LOST: 28, EVENTS_SUPPRESSED: 29, SLOTS: 30 } as const;
 
 export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17, XDP: 44 } as const;
 
@@ -78,9 +80,12 @@ export const RULE = {
   MEMFD_EXEC: 32,
   SCOPE_GUARD: 33,
   PTRACE_GUARD: 34,
+  // files.protect
+  PROTECT: 40,
+  PROTECT_ON: 41,
 } as const;
 
-/** What a file.change event's task tried (the event's `op` byte). */
+/** What a file.change or file.write event's task tried (the event's `op` byte). */
 export const FILE_OP = {
   TRUNCATE: 1,
   UNLINK: 2,
@@ -92,6 +97,13 @@ export const FILE_OP = {
   SETATTR: 8,
   SETXATTR: 9,
   REMOVEXATTR: 10,
+  // files.protect only
+  OPEN_WRITE: 11,
+  CREATE: 12,
+  MKDIR: 13,
+  SYMLINK: 14,
+  MKNOD: 15,
+  RMDIR: 16,
 } as const;
 
 /**
@@ -183,6 +195,7 @@ export const HOOK_EVENT_TYPES = [
   "file.change",
   "net.route",
   "net.forward",
+  "file.write",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
@@ -200,4 +213,5 @@ export const HOOK_NAMES = [
   "file_change",
   "route",
   "forward",
+  "file_write",
 ] as const;

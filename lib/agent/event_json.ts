@@ -15,6 +15,7 @@ import {
   EVENT_TYPES,
   type EventContext,
   FILE_CHANGE_OPS,
+  FILE_WRITE_OPS,
   formatAddressWords,
   KNOWN_FLAGS,
   NETWORK_HOOKS,
@@ -162,9 +163,13 @@ const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
 const DEV = bytesOf(`"dev":`);
 const INO = bytesOf(`,"ino":`);
-const OPS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
-  Object.entries(FILE_CHANGE_OPS).map(([number, op]) => [number, bytesOf(`,"op":"${op}"`)]),
-);
+const opBytes = (ops: Readonly<Record<number, string>>): Readonly<Record<number, Uint8Array>> =>
+  Object.fromEntries(Object.entries(ops).map(([number, op]) => [number, bytesOf(`,"op":"${op}"`)]));
+/** The `op` field of file.change and file.write events, by hook. */
+const OPS: Readonly<Record<number, Readonly<Record<number, Uint8Array>>>> = {
+  [HOOK.FILE_CHANGE]: opBytes(FILE_CHANGE_OPS),
+  [HOOK.FILE_WRITE]: opBytes(FILE_WRITE_OPS),
+};
 const NET: Readonly<Record<number, Uint8Array>> = {
   [FAMILY.IPV4]: bytesOf(`,"net":{"family":"ipv4","protocol":`),
   [FAMILY.IPV6]: bytesOf(`,"net":{"family":"ipv6","protocol":`),
@@ -237,7 +242,7 @@ export class EventJsonWriter {
     const network = NETWORK[hook]!;
     if (!summary) {
       if (network && raw.family !== FAMILY.IPV4 && raw.family !== FAMILY.IPV6) return false;
-      if (hook === HOOK.FILE_CHANGE && OPS[raw.op] === undefined) return false;
+      if (OPS[hook] !== undefined && OPS[hook][raw.op] === undefined) return false;
     }
     const context = this.#context;
     const table = context.generations[raw.gen];
@@ -286,7 +291,8 @@ export class EventJsonWriter {
         line.bytes(INO);
         line.number(raw.inoHi * 2 ** 32 + raw.inoLo);
         line.bytes(CLOSE);
-        if (hook === HOOK.FILE_CHANGE) line.bytes(OPS[raw.op]!);
+        const ops = OPS[hook];
+        if (ops !== undefined) line.bytes(ops[raw.op]!);
       }
     }
     if (raw.signal !== 0) line.bytes(SIGNALS[raw.signal]!);

@@ -30,6 +30,13 @@ export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.inodeLink,
   PROGRAMS.inodeSetxattr,
   PROGRAMS.inodeRemovexattr,
+  // files.protect (file.write): the hooks above, and a protected directory's entries; each stops at the
+  // generation's switch when the policy protects nothing
+  PROGRAMS.inodeCreate,
+  PROGRAMS.inodeMkdir,
+  PROGRAMS.inodeSymlink,
+  PROGRAMS.inodeMknod,
+  PROGRAMS.inodeRmdir,
 ];
 export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.exec,

@@ -24,6 +24,12 @@ export const PROGRAMS = {
   inodeLink: "aegis_inode_link",
   inodeSetxattr: "aegis_inode_setxattr",
   inodeRemovexattr: "aegis_inode_removexattr",
+  // files.protect: a protected directory's entries (bpf/file_protect.bpf.h; the rest share the hooks above)
+  inodeCreate: "aegis_inode_create",
+  inodeMkdir: "aegis_inode_mkdir",
+  inodeSymlink: "aegis_inode_symlink",
+  inodeMknod: "aegis_inode_mknod",
+  inodeRmdir: "aegis_inode_rmdir",
   connect4: "aegis_connect4",
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",

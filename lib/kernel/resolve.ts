@@ -43,13 +43,18 @@ export type ResolveOptions = {
 export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
   const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
-  const mountinfo = plan.files.length + plan.exec.length > 0
+  const mountinfo = plan.files.length + plan.exec.length + plan.protect.length > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";
   return {
     plan,
     files: plan.files.flatMap((target) => resolveOrKeep(target, "file", plan, mountinfo, options)),
     exec: plan.exec.flatMap((target) => resolveOrKeep(target, "exec", plan, mountinfo, options)),
+    protect: plan.protect.flatMap((target) =>
+      options.keep
+        ? keepOnError(() => resolveProtected(target, plan, mountinfo, options.warn), target, options.keep)
+        : resolveProtected(target, plan, mountinfo, options.warn)
+    ),
     scope: {
       include: plan.scope.include.map((path) => cgroupId(root, path)),
       exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
@@ -93,6 +98,58 @@ function resolveOrKeep(
     // Whatever stopped it (gone, a directory now, past maxFiles, removed during the walk).
     return options.keep(target, area, error instanceof Error ? error : new Error(String(error)));
   }
+}
+
+function keepOnError(
+  resolve: () => ResolvedInode[],
+  target: InodeTarget,
+  keep: NonNullable<ResolveOptions["keep"]>,
+): ResolvedInode[] {
+  try {
+    return resolve();
+  } catch (error) {
+    return keep(target, "file", error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/**
+ * A files.protect target's inodes: the file's (every identity, overlay layers included), or a directory's
+ * own, whose entries are then fixed; with `recursive`, also every file and directory below it, so that
+ * nothing can be created, linked or renamed anywhere in the tree while it is protected.
+ */
+function resolveProtected(
+  target: InodeTarget,
+  plan: RuleSetPlan,
+  mountinfo: string,
+  warn: ((message: string) => void) | undefined,
+): ResolvedInode[] {
+  const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
+  let stat: Deno.FileInfo;
+  try {
+    stat = Deno.statSync(target.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound && target.optional) {
+      warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
+      return [];
+    }
+    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
+    throw new ResolveError(`Rule ${rule}: ${target.path} ${reason}`, target.ruleId);
+  }
+  const found: ResolvedInode[] = fileIdentities(target.path, mountinfo).map((identity) => ({
+    ...identity,
+    ruleId: target.ruleId,
+    path: target.path,
+  }));
+  if (!stat.isDirectory || !target.recursive) return found;
+  const report = walkRuleTree(target, rule, mountinfo, (identities) => {
+    for (const identity of identities) found.push({ ...identity, ruleId: target.ruleId });
+  }, (path) => {
+    // A directory removed during the walk holds nothing to protect.
+    const identity = currentIdentity(path, mountinfo);
+    if (identity) found.push({ ...identity, ruleId: target.ruleId });
+  });
+  if (report.unreadable.count > 0) warn?.(describeUnreadable(rule, target.path, report.unreadable));
+  return found;
 }
 
 function resolveInodes(
@@ -143,6 +200,7 @@ export function walkRuleTree(
   rule: string,
   mountinfo: string,
   onFile: (identities: Identity[], path: string) => void,
+  onDirectory?: (path: string) => void,
 ): WalkReport {
   const mounts = new Map<number, { dev: number | undefined; overlay: OverlayMount | undefined }>();
   let realRoot: string | undefined;
@@ -163,6 +221,7 @@ export function walkRuleTree(
         const realPath = realRoot + path.slice(target.path.length);
         onFile(distinct([own, ...layerIdentities(mount.overlay, realPath, mountinfo, 0)]), path);
       },
+      ...onDirectory && { directory: onDirectory },
     }, { maxEntries });
   } catch (error) {
     if (!(error instanceof TreeTooLargeError)) throw error;

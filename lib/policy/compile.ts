@@ -35,6 +35,8 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "network.ingress.failsafe": { area: "ingress", action: "allow" },
   "network.ingress.allow": { area: "ingress", action: "allow" },
   "network.ingress.deny": { area: "ingress", action: "deny" },
+  // Served by the file area's hooks (BPF-LSM, or the open tracepoints' audit).
+  "files.protect": { area: "file", action: "deny" },
 };
 
 export function compilePolicy(policy: Policy): RuleSetPlan {
@@ -83,7 +85,9 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
 function addRule(plan: RuleSetPlan, entry: RuleRef): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
-  if (entry.list === "files.deny" || entry.list === "exec.deny") info.path = entry.rule.path;
+  if (entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "files.protect") {
+    info.path = entry.rule.path;
+  }
   const ruleId = plan.rules.push(info) - 1;
   switch (entry.list) {
     case "files.deny":
@@ -97,6 +101,11 @@ function addRule(plan: RuleSetPlan, entry: RuleRef): void {
         ...maxFiles !== undefined && { maxFiles },
       };
       (entry.list === "files.deny" ? plan.files : plan.exec).push(target);
+      return;
+    }
+    case "files.protect": {
+      const { path, recursive, optional } = entry.rule;
+      plan.protect.push({ ruleId, path, ...recursive && { recursive }, ...optional && { optional } });
       return;
     }
     case "network.egress.deny":

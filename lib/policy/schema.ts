@@ -129,6 +129,17 @@ const fileRule = z.strictObject({
   }
 });
 
+/**
+ * A files.protect entry: the file (or directory, with every file and directory below it when recursive)
+ * may be read and run but not changed. No maxFiles: the walk keeps the default cap.
+ */
+const protectRule = z.strictObject({
+  id: ruleId.optional(),
+  path: absolutePath("path"),
+  recursive: z.boolean().optional(),
+  optional: z.boolean().optional(),
+});
+
 const netRule = z.strictObject({
   id: ruleId.optional(),
   cidr: cidr.optional(),
@@ -215,7 +226,7 @@ const spec = z.strictObject({
     cgroups: names(absolutePath("a cgroup")).optional(),
     exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
-  files: z.strictObject({ deny: list(fileRule).optional() }).optional(),
+  files: z.strictObject({ deny: list(fileRule).optional(), protect: list(protectRule).optional() }).optional(),
   exec: z.strictObject({ denyMemfd: z.boolean().optional(), deny: list(fileRule).optional() }).optional(),
   network: z.strictObject({
     egress: z.strictObject({
@@ -252,6 +263,7 @@ export const policyObject = z.strictObject({
 
 export type Policy = z.output<typeof policyObject>;
 export type FileRule = z.output<typeof fileRule>;
+export type ProtectRule = z.output<typeof protectRule>;
 export type NetRuleSpec = z.output<typeof netRule>;
 export type PortRuleSpec = z.output<typeof portRule>;
 export type UserRuleSpec = z.output<typeof userRule>;
@@ -267,6 +279,7 @@ type RuleOf = {
   "network.ingress.failsafe": PortRuleSpec;
   "network.ingress.allow": NetRuleSpec;
   "network.ingress.deny": NetRuleSpec;
+  "files.protect": ProtectRule;
 };
 export type RuleList = keyof RuleOf;
 
@@ -291,6 +304,8 @@ const LISTS: Lists = {
   },
   "network.ingress.allow": (spec) => spec.network?.ingress?.allow,
   "network.ingress.deny": (spec) => spec.network?.ingress?.deny,
+  // Last: a list added later numbers its rules after the older lists', whose numbers stay as they were.
+  "files.protect": (spec) => spec.files?.protect,
 };
 
 /**

@@ -15,6 +15,7 @@ import {
   type NetRuleSpec,
   type Policy,
   policyObject,
+  type ProtectRule,
   policySchema,
   RULE_ID_PATTERN,
 } from "./schema.ts";
@@ -26,6 +27,7 @@ type ParseOptions = Parameters<typeof policySchema.safeParse>[1];
 const LISTS: { path: readonly string[]; check: (rule: unknown) => object | undefined }[] = [
   { path: ["files", "deny"], check: fileRule },
   { path: ["exec", "deny"], check: fileRule },
+  { path: ["files", "protect"], check: protectRule },
   { path: ["network", "egress", "deny"], check: netRule },
   { path: ["network", "egress", "allow"], check: netRule },
   { path: ["network", "ingress", "allow"], check: netRule },
@@ -69,6 +71,7 @@ function validateFast(value: unknown): Parsed | undefined {
 /** The keys of each rule shape, in schema order (the order zod writes them in its output). */
 const NET_KEYS = ["id", "cidr", "port", "ports", "protocol"];
 const FILE_KEYS = ["id", "path", "recursive", "optional", "maxFiles"];
+const PROTECT_KEYS = ["id", "path", "recursive", "optional"];
 
 /**
  * A network rule (schema.ts `netRule`) as zod would output it, or undefined. The rule itself when its keys
@@ -112,6 +115,22 @@ function fileRule(rule: unknown): FileRule | undefined {
   if (recursive !== undefined) copy.recursive = recursive;
   if (optional !== undefined) copy.optional = optional;
   if (maxFiles !== undefined) copy.maxFiles = maxFiles as number;
+  return copy;
+}
+
+/** A files.protect entry (schema.ts `protectRule`) as zod would output it, or undefined. */
+function protectRule(rule: unknown): ProtectRule | undefined {
+  const order = isRecord(rule) ? keyOrder(rule, PROTECT_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { id, path, recursive, optional } = rule as Record<string, unknown>;
+  if (id !== undefined && !isRuleId(id)) return undefined;
+  if (typeof path !== "string" || !isAbsoluteClean(path)) return undefined;
+  if (recursive !== undefined && typeof recursive !== "boolean") return undefined;
+  if (optional !== undefined && typeof optional !== "boolean") return undefined;
+  if (order === "ordered") return rule as ProtectRule;
+  const copy: ProtectRule = id === undefined ? { path } : { id, path };
+  if (recursive !== undefined) copy.recursive = recursive;
+  if (optional !== undefined) copy.optional = optional;
   return copy;
 }
 
