@@ -653,7 +653,14 @@ export class Agent {
       this.#noteUnresolved(refresh.unresolved);
     } catch {
       // A scope cgroup or an interface gone since: nothing to refresh from; the rules stay as applied.
-      resolved = { plan, files: [], exec: [], protect: [], scope: { include: [], exempt: [] }, interfaces: [] };
+      resolved = {
+        plan,
+        files: [],
+        exec: [],
+        protect: [],
+        scope: { include: [], exempt: [] },
+        interfaces: [],
+      };
     }
     this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
     const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };

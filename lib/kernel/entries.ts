@@ -30,7 +30,7 @@ export type ResolvedRuleSet = {
   files: ResolvedInode[];
   exec: ResolvedInode[];
   /** files.protect: the protected inodes (files, and directories whose entries are fixed). */
-  protect: ResolvedInode[];
+  protect?: ResolvedInode[];
   scope: { include: bigint[]; exempt: bigint[] };
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
   /** With network.egress.forwarded: the interfaces forwarded packets are judged on (all but lo). */
@@ -76,7 +76,7 @@ export function ruleSetEntries(
     rules.put((target, offset) => writeRuleKey(target, offset, key), value, deny);
   for (const file of set.files) exact({ kind: RULE.FILE, a: file.ino, b: file.dev }, denyValue(file.ruleId));
   for (const exe of set.exec) exact({ kind: RULE.EXEC, a: exe.ino, b: exe.dev }, denyValue(exe.ruleId));
-  for (const inode of set.protect) {
+  for (const inode of set.protect ?? []) {
     exact({ kind: RULE.PROTECT, a: inode.ino, b: inode.dev }, denyValue(inode.ruleId));
   }
   for (const id of set.scope.include) {
@@ -107,8 +107,9 @@ export function ruleSetEntries(
     exact({ kind: RULE.MEMFD_EXEC, a: 0, b: 0 }, denyValue(set.plan.denyMemfdExec.ruleId));
   }
   // The switch the hooks read first: without it, they never look a protected inode up.
-  if (set.plan.protect.length > 0) {
-    exact({ kind: RULE.PROTECT_ON, a: 0, b: 0 }, denyValue(set.plan.protect[0]!.ruleId));
+  const protect = set.plan.protect ?? [];
+  if (protect.length > 0) {
+    exact({ kind: RULE.PROTECT_ON, a: 0, b: 0 }, denyValue(protect[0]!.ruleId));
   }
   if (set.plan.scopeGuard) {
     exact({ kind: RULE.SCOPE_GUARD, a: 0, b: 0 }, denyValue(set.plan.scopeGuard.ruleId));

@@ -43,14 +43,14 @@ export type ResolveOptions = {
 export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): ResolvedRuleSet {
   const needsCgroups = plan.scope.include.length + plan.scope.exempt.length > 0;
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
-  const mountinfo = plan.files.length + plan.exec.length + plan.protect.length > 0
+  const mountinfo = plan.files.length + plan.exec.length + (plan.protect?.length ?? 0) > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";
   return {
     plan,
     files: plan.files.flatMap((target) => resolveOrKeep(target, "file", plan, mountinfo, options)),
     exec: plan.exec.flatMap((target) => resolveOrKeep(target, "exec", plan, mountinfo, options)),
-    protect: plan.protect.flatMap((target) =>
+    protect: (plan.protect ?? []).flatMap((target) =>
       options.keep
         ? keepOnError(() => resolveProtected(target, plan, mountinfo, options.warn), target, options.keep)
         : resolveProtected(target, plan, mountinfo, options.warn)

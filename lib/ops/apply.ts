@@ -121,7 +121,7 @@ function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): Histo
 /** The areas whose programs a plan needs attached. */
 export function planAreas(plan: RuleSetPlan): Area[] {
   const areas: Area[] = [];
-  if (plan.files.length > 0 || plan.protect.length > 0) areas.push("file");
+  if (plan.files.length > 0 || (plan.protect?.length ?? 0) > 0) areas.push("file");
   if (plan.exec.length > 0 || plan.denyMemfdExec) areas.push("exec");
   const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
   if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets) areas.push("egress");

@@ -23,8 +23,21 @@ const eventSchema = z.looseObject({
     "net.bind",
     "net.ingress",
     "net.forward",
+    "file.write",
   ]),
   rule: z.string().optional(),
+  op: z.enum([
+    "open-write",
+    "truncate",
+    "unlink",
+    "rename",
+    "link",
+    "setattr",
+    "setxattr",
+    "removexattr",
+    "create",
+  ])
+    .optional(),
   process: z.looseObject({
     uid: z.int().min(0).optional(),
     gid: z.int().min(0).optional(),
@@ -56,7 +69,7 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
     const issue = parsed.error.issues[0];
     throw new InputError(`${where}: ${issue?.path.join(".") || "event"}: ${issue?.message ?? "invalid"}`);
   }
-  const { type, rule, process, file, net } = parsed.data;
+  const { type, rule, op, process, file, net } = parsed.data;
   const cgroup = process?.cgroup?.path;
   const scoped = cgroup === undefined ? {} : { cgroup };
   const need = <T>(field: T | undefined, name: string): T => {
@@ -68,6 +81,8 @@ export function parseEventLine(text: string, where: string): ExplainedEvent {
       case "file.open":
       case "exec":
         return { area: type === "exec" ? "exec" : "file", path: need(file?.path, "file.path"), ...scoped };
+      case "file.write":
+        return { area: "write", op: need(op, "op"), path: need(file?.path, "file.path"), ...scoped };
       case "net.connect":
       case "net.sendmsg":
       case "net.packet":

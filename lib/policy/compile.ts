@@ -105,7 +105,12 @@ function addRule(plan: RuleSetPlan, entry: RuleRef): void {
     }
     case "files.protect": {
       const { path, recursive, optional } = entry.rule;
-      plan.protect.push({ ruleId, path, ...recursive && { recursive }, ...optional && { optional } });
+      (plan.protect ??= []).push({
+        ruleId,
+        path,
+        ...recursive && { recursive },
+        ...optional && { optional },
+      });
       return;
     }
     case "network.egress.deny":

@@ -17,6 +17,8 @@ const DYNAMIC_LINKING_PATHS = [
 export type FactOptions = {
   /** The aegisbpf state directory, protected as a whole. */
   stateDir?: string;
+  /** The aegisbpf configuration directory (trusted keys, break-glass marker): never files.protect'ed. */
+  configDir?: string;
   /** The aegisbpf binary; the running executable unless given. */
   binary?: string;
   /** Where SSH_CONNECTION comes from; the process environment unless given. */
@@ -25,7 +27,11 @@ export type FactOptions = {
 
 export async function gatherLintFacts(policy: Policy, options: FactOptions = {}): Promise<LintFacts> {
   // Straight from the two lists: a fleet policy's 100,000 network rules need no entry built here.
-  const denied = [...policy.spec.files?.deny ?? [], ...policy.spec.exec?.deny ?? []].map((rule) => rule.path);
+  const denied = [
+    ...policy.spec.files?.deny ?? [],
+    ...policy.spec.exec?.deny ?? [],
+    ...policy.spec.files?.protect ?? [],
+  ].map((rule) => rule.path);
   const paths = new Map<string, PathFact>();
   for (const path of denied) {
     const fact = await pathFact(path);
@@ -40,11 +46,28 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
     ...sshClient && { sshClient },
     ...await survivalSet(options),
+    ownDirectories: await ownDirectories(options),
     paths,
     ...await ptraceScope(),
     now: new Date(),
     ...forwarding && { forwarding },
   };
+}
+
+/** aegisbpf's state and configuration directories that exist here (lint.ts `ownDirectories`). */
+async function ownDirectories(options: FactOptions): Promise<NonNullable<LintFacts["ownDirectories"]>> {
+  const wanted = [
+    ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state (history, applied record)" }] : [],
+    ...options.configDir
+      ? [{ path: options.configDir, why: "aegisbpf configuration (trusted keys, break-glass marker)" }]
+      : [],
+  ];
+  const found: NonNullable<LintFacts["ownDirectories"]>[number][] = [];
+  for (const { path, why } of wanted) {
+    const fact = await pathFact(path);
+    if (fact) found.push({ ...fact, why });
+  }
+  return found;
 }
 
 /** kernel.yama.ptrace_scope, when Yama is built in. */

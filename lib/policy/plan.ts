@@ -73,7 +73,7 @@ export type RuleSetPlan = {
    * files.protect: inodes that may be read and run but not changed. A directory's entries are fixed too;
    * a recursive target covers every file and directory below it (never maxFiles: the walk's default cap).
    */
-  protect: InodeTarget[];
+  protect?: InodeTarget[];
   egress: NetRule[];
   egressUsers: UserRule[];
   bind: BindRule[];
@@ -125,7 +125,6 @@ export function emptyPlan(mode: Mode = "audit"): RuleSetPlan {
     rules: [{ id: "default", area: "ingress", action: "deny" }],
     files: [],
     exec: [],
-    protect: [],
     egress: [],
     egressUsers: [],
     bind: [],

@@ -226,7 +226,8 @@ const spec = z.strictObject({
     cgroups: names(absolutePath("a cgroup")).optional(),
     exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
-  files: z.strictObject({ deny: list(fileRule).optional(), protect: list(protectRule).optional() }).optional(),
+  files: z.strictObject({ deny: list(fileRule).optional(), protect: list(protectRule).optional() })
+    .optional(),
   exec: z.strictObject({ denyMemfd: z.boolean().optional(), deny: list(fileRule).optional() }).optional(),
   network: z.strictObject({
     egress: z.strictObject({

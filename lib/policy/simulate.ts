@@ -29,6 +29,7 @@ const ACTION_TYPES: ReadonlySet<string> = new Set([
   "net.bind",
   "net.ingress",
   "net.forward",
+  "file.write",
 ]);
 
 export type RuleCount = {
@@ -137,7 +138,7 @@ type RecordedFacts = { summary?: unknown; file?: { path?: unknown } };
 /** Whether the agent recorded what deciding this event needs (see the top of this file). */
 function replayable(value: RecordedFacts, type: string): boolean {
   if (value.summary === true) return false;
-  if (type === "file.open" || type === "exec") {
+  if (type === "file.open" || type === "exec" || type === "file.write") {
     return value.file === undefined || value.file.path !== undefined;
   }
   return true;

@@ -15,8 +15,8 @@ import {
   type NetRuleSpec,
   type Policy,
   policyObject,
-  type ProtectRule,
   policySchema,
+  type ProtectRule,
   RULE_ID_PATTERN,
 } from "./schema.ts";
 
