@@ -17,6 +17,15 @@ import {
 import { recordedFilters } from "./tc_filter.ts";
 import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 
+/**
+ * What the file area's audit fallback (the open tracepoints, where BPF-LSM does not load) sees: said by
+ * `doctor`, `health` and an apply wherever the file area runs audit-only.
+ */
+export const FILE_FALLBACK_COVERAGE = "the open tracepoints report opens only: an open of a denied file " +
+  "(file.open) and an open for writing of a protected one (file.write open-write); a change made without " +
+  "opening (truncate, unlink, rename, link, chmod, chown, utimes, xattrs) and a new, removed or renamed entry " +
+  "in a protected directory are neither refused nor reported";
+
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
 
@@ -280,7 +289,7 @@ export function planeStatus(
   const wantsLsm = wantsLsmArea(areas);
   const reason = wantsLsm ? lsmUnavailableReason(lsm, known) : undefined;
   if (reason !== undefined && wantsFileLsm) {
-    status.file = { mode: "audit-only", reason };
+    status.file = { mode: "audit-only", reason: `${reason}; ${FILE_FALLBACK_COVERAGE}` };
     status.exec = { mode: "audit-only", reason };
   }
   return { status, withLsm: wantsLsm && reason === undefined };

@@ -14,6 +14,7 @@ import {
   CGROUP_PROGRAMS,
   EXEC_AUDIT_PROGRAMS,
   FILE_AUDIT_PROGRAMS,
+  FILE_FALLBACK_COVERAGE,
   lsmProbeFailure,
 } from "./load.ts";
 import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
@@ -181,10 +182,9 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
       why = `BPF LSM not active (lsm=${facts.activeLsms.join(",")}): LSM programs would decide nothing`;
       remedy = `add bpf to the kernel command line: lsm=${facts.activeLsms.join(",")},bpf, and reboot`;
     }
-    // The tracepoints see opens and execs: a denied file's truncate, unlink, rename or attributes are unseen.
-    const unseen = lsm === PROGRAMS.fileOpen
-      ? " (opens only: changes to a denied file without opening it are neither refused nor reported)"
-      : "";
+    // The tracepoints see opens and execs: a denied or protected file's truncate, unlink, rename or attributes
+    // are unseen, and so are entry changes in a protected directory.
+    const unseen = lsm === PROGRAMS.fileOpen ? ` (${FILE_FALLBACK_COVERAGE})` : "";
     if (auditFailed.length === 0) {
       return {
         verdict: "audit-only",
