@@ -136,6 +136,46 @@ Deno.test("formatEvent() names what a file.change tried on the denied file, and 
   assert.equal(formatEvent(raw({ ruleId: 1, op: 3 }), CONTEXT).op, undefined, "file.open has no op");
 });
 
+Deno.test("formatEvent() names what a file.write tried on the protected inode, and refuses an unknown op", () => {
+  const write = (op: number) =>
+    formatEvent(raw({ hook: HOOK.FILE_WRITE, ruleId: 1, dev: 8, inoLo: 9, op }), CONTEXT);
+  assert.deepEqual(write(FILE_OP.OPEN_WRITE), {
+    ts: "2023-11-14T22:13:25.000000123Z",
+    host: "web-1",
+    type: "file.write",
+    decision: "deny",
+    mode: "enforce",
+    rule: "no-shadow",
+    process: PROCESS,
+    file: { path: "/etc/shadow", dev: 8, ino: 9 },
+    op: "open-write",
+    count: 1,
+  });
+  assert.deepEqual(
+    Object.values(FILE_OP).map((op) => write(op).op),
+    [
+      "truncate",
+      "unlink",
+      "rename",
+      "link",
+      "setattr",
+      "setattr",
+      "setattr",
+      "setattr",
+      "setxattr",
+      "removexattr",
+      "open-write",
+      "create",
+      "create",
+      "create",
+      "create",
+      "unlink",
+    ],
+  );
+  assert.throws(() => write(0), EventDecodeError);
+  assert.throws(() => write(17), /Unknown op 17/);
+});
+
 Deno.test("formatEvent() dates a file open on the wall clock and names the rule's path", () => {
   const policy = { name: "base", version: 7, sha256: "ab".repeat(32) };
   const event = formatEvent(
