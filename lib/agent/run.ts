@@ -507,7 +507,7 @@ export class Agent {
       (error) => this.#options.log.warn(`rule path watcher stopped: ${messageOf(error)}`),
       (warning) => this.#options.log.warn(warning),
     );
-    this.#freshness.update([...plan.files, ...plan.exec]);
+    this.#freshness.update([...plan.files, ...plan.exec, ...plan.protect ?? []]);
   }
 
   /**
