@@ -510,6 +510,8 @@ static __always_inline struct aegis_rule *inherited_rule(const struct aegis_stat
 static __always_inline void audit_memfd_exec(struct inode *inode);
 /* Defined in file_protect.bpf.h, included at the end. */
 static __always_inline int protect_denied(struct inode *inode, __u8 op);
+static __always_inline int protect_decide(struct aegis_state *s, struct inode *inode, const struct inode_id *id,
+					  __u8 op);
 static __always_inline int opens_for_write(struct file *file);
 static __always_inline void audit_protect_open(struct file *file);
 
@@ -599,13 +601,32 @@ static __always_inline int hook_inode_denied(__u32 kind, __u32 hook, struct inod
  * The verifier checks an LSM program's return value is in [-4095, 0]: return
  * constants from separate branches so it never sees a computed value.
  */
+/*
+ * A file rule's open (file.open), then files.protect's open for writing (file.write), from one read of the
+ * generation: a read that no rule names costs the generation word and one lookup, a write one more (the
+ * protect switch, off unless the policy protects something).
+ */
+static __always_inline int open_denied(struct file *file)
+{
+	struct inode *inode = file->f_inode;
+	struct aegis_state s;
+	if (!inode)
+		return 0;
+	struct inode_id id = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev };
+	load_rules(&s);
+	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_FILE, inode, &id);
+	if (rule && load_info(&s) && in_scope(&s) &&
+	    inode_decision_op(&s, AEGIS_HOOK_FILE_OPEN, rule, &id, effective_mode(&s), 0))
+		return 1;
+	if (!opens_for_write(file) || !exact_rule(&s, AEGIS_RULE_PROTECT_ON, 0, 0))
+		return 0;
+	return protect_decide(&s, inode, &id, AEGIS_FILE_OP_OPEN_WRITE);
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
-	if (hook_inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
-		return -EPERM;
-	/* files.protect: only an open that may write asks, so a read costs what it did. */
-	if (opens_for_write(file) && protect_denied(file->f_inode, AEGIS_FILE_OP_OPEN_WRITE))
+	if (open_denied(file))
 		return -EPERM;
 	return 0;
 }

@@ -31,6 +31,19 @@ static __always_inline int trusted_writer(void)
 	return 0;
 }
 
+/*
+ * With the generation `s` read (its rules only) and the switch seen on: 1 when operation `op` on `inode`
+ * (identified as `id`) must fail.
+ */
+static __always_inline int protect_decide(struct aegis_state *s, struct inode *inode, const struct inode_id *id,
+					  __u8 op)
+{
+	struct aegis_rule *rule = inode_rule(s, AEGIS_RULE_PROTECT, inode, id);
+	if (!rule || trusted_writer() || !load_info(s) || !in_scope(s))
+		return 0;
+	return inode_decision_op(s, AEGIS_HOOK_FILE_WRITE, rule, id, effective_mode(s), op);
+}
+
 /* 1 when operation `op` on the protected `inode` (a file, or a directory whose entries change) must fail. */
 static __always_inline int protect_denied(struct inode *inode, __u8 op)
 {
@@ -42,10 +55,7 @@ static __always_inline int protect_denied(struct inode *inode, __u8 op)
 	if (!exact_rule(&s, AEGIS_RULE_PROTECT_ON, 0, 0))
 		return 0;
 	read_inode_id(inode, &id);
-	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_PROTECT, inode, &id);
-	if (!rule || trusted_writer() || !load_info(&s) || !in_scope(&s))
-		return 0;
-	return inode_decision_op(&s, AEGIS_HOOK_FILE_WRITE, rule, &id, effective_mode(&s), op);
+	return protect_decide(&s, inode, &id, op);
 }
 
 /* An open that may write: FMODE_WRITE (O_WRONLY, O_RDWR), or O_TRUNC, which truncates even a read-only open. */

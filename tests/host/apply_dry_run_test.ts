@@ -145,14 +145,11 @@ const CASES: Case[] = [
   },
   {
     name: "files.protect over aegisbpf's own configuration (its trusted keys)",
-    setup: async (s) => [
-      await file(
-        s,
-        policy(
-          `  mode: audit\n  files:\n    protect: [{ id: keys, path: ${s.configDir}/keys, recursive: true }]\n`,
-        ),
-      ),
-    ],
+    setup: async (s) => {
+      Deno.mkdirSync(`${s.configDir}/keys`, { recursive: true });
+      const protect = `[{ id: keys, path: ${s.configDir}/keys, recursive: true }]`;
+      return [await file(s, policy(`  mode: audit\n  files:\n    protect: ${protect}\n`))];
+    },
     code: 3,
     message: /Refused p\.yaml: 1 lock-out risk/,
     says: /rule keys: protects \S+, aegisbpf configuration \(trusted keys, break-glass marker\)/,
