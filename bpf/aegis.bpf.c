@@ -598,10 +598,6 @@ static __always_inline int hook_inode_denied(__u32 kind, __u32 hook, struct inod
 }
 
 /*
- * The verifier checks an LSM program's return value is in [-4095, 0]: return
- * constants from separate branches so it never sees a computed value.
- */
-/*
  * A file rule's open (file.open), then files.protect's open for writing (file.write), from one read of the
  * generation: a read that no rule names costs the generation word and one lookup, a write one more (the
  * protect switch, off unless the policy protects something).
@@ -623,6 +619,10 @@ static __always_inline int open_denied(struct file *file)
 	return protect_decide(&s, inode, &id, AEGIS_FILE_OP_OPEN_WRITE);
 }
 
+/*
+ * The verifier checks an LSM program's return value is in [-4095, 0]: return
+ * constants from separate branches so it never sees a computed value.
+ */
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
