@@ -169,6 +169,7 @@ enum aegis_file_op {
 	AEGIS_FILE_OP_SYMLINK = 14,
 	AEGIS_FILE_OP_MKNOD = 15,      /* a device, FIFO or socket node */
 	AEGIS_FILE_OP_RMDIR = 16,
+	AEGIS_FILE_OP_MOUNT = 17,      /* a mount over the protected inode's path (mount, bind, move_mount) */
 };
 
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */

@@ -9,7 +9,10 @@
  *   aegis.bpf.c), truncate, chmod, chown, utimes (inode_setattr), xattrs,
  *   unlink, rmdir, rename (away, or another over it), a new hard link;
  * - a protected directory's entries: create, mkdir, symlink, mknod, unlink,
- *   rmdir, rename into or out of it, link into it. The apply protects every
+ *   rmdir, rename into or out of it, link into it;
+ * - its path: nothing is mounted over a protected file or directory (a
+ *   tmpfs over /etc/cron.d would show other files at the path without
+ *   writing a protected inode). The apply protects every
  *   directory of a recursive entry by inode, so a file cannot appear below
  *   it after apply either (nothing can be created, linked or renamed in).
  *
@@ -115,6 +118,27 @@ SEC("lsm/inode_mknod")
 int BPF_PROG(aegis_inode_mknod, struct inode *dir, struct dentry *dentry, umode_t mode, dev_t dev)
 {
 	if (protect_denied(dir, AEGIS_FILE_OP_MKNOD))
+		return -EPERM;
+	return 0;
+}
+
+/* ---- mounts over a protected path ------------------------------------------ */
+
+/* mount(2): a new mount, a bind mount, a move, a remount or a propagation change of the mount at `path`. */
+SEC("lsm/sb_mount")
+int BPF_PROG(aegis_sb_mount, const char *dev_name, const struct path *path, const char *type, unsigned long flags,
+	     void *data)
+{
+	if (protect_denied(BPF_CORE_READ(path, dentry, d_inode), AEGIS_FILE_OP_MOUNT))
+		return -EPERM;
+	return 0;
+}
+
+/* The new mount API: open_tree or fsmount, then move_mount onto `to_path`. */
+SEC("lsm/move_mount")
+int BPF_PROG(aegis_move_mount, const struct path *from_path, const struct path *to_path)
+{
+	if (protect_denied(BPF_CORE_READ(to_path, dentry, d_inode), AEGIS_FILE_OP_MOUNT))
 		return -EPERM;
 	return 0;
 }

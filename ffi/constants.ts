@@ -104,6 +104,7 @@ export const FILE_OP = {
   SYMLINK: 14,
   MKNOD: 15,
   RMDIR: 16,
+  MOUNT: 17,
 } as const;
 
 /**

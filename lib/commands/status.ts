@@ -29,7 +29,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
     name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink || name === PROGRAMS.inodeLink ||
     name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr || name === PROGRAMS.inodeCreate ||
     name === PROGRAMS.inodeMkdir || name === PROGRAMS.inodeSymlink || name === PROGRAMS.inodeMknod ||
-    name === PROGRAMS.inodeRmdir,
+    name === PROGRAMS.inodeRmdir || name === PROGRAMS.sbMount || name === PROGRAMS.moveMount,
   forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
 };
 

@@ -137,6 +137,7 @@ export const FILE_WRITE_OPS = {
   [FILE_OP.MKDIR]: "create",
   [FILE_OP.SYMLINK]: "create",
   [FILE_OP.MKNOD]: "create",
+  [FILE_OP.MOUNT]: "mount",
 } as const;
 export type FileWriteOp = typeof FILE_WRITE_OPS[keyof typeof FILE_WRITE_OPS];
 

@@ -170,10 +170,11 @@ Deno.test("formatEvent() names what a file.write tried on the protected inode, a
       "create",
       "create",
       "unlink",
+      "mount",
     ],
   );
   assert.throws(() => write(0), EventDecodeError);
-  assert.throws(() => write(17), /Unknown op 17/);
+  assert.throws(() => write(18), /Unknown op 18/);
 });
 
 Deno.test("formatEvent() dates a file open on the wall clock and names the rule's path", () => {

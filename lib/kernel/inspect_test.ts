@@ -24,6 +24,8 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_inode_symlink",
     "aegis_inode_mknod",
     "aegis_inode_rmdir",
+    "aegis_sb_mount",
+    "aegis_move_mount",
     "aegis_inode_rename",
   ];
   assert.deepEqual(missingLinks(["file"], [], fileLsm.map((name) => link(name))), []);

@@ -46,6 +46,8 @@ export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.inodeSymlink,
   PROGRAMS.inodeMknod,
   PROGRAMS.inodeRmdir,
+  PROGRAMS.sbMount,
+  PROGRAMS.moveMount,
 ];
 export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.exec,

@@ -30,6 +30,8 @@ export const PROGRAMS = {
   inodeSymlink: "aegis_inode_symlink",
   inodeMknod: "aegis_inode_mknod",
   inodeRmdir: "aegis_inode_rmdir",
+  sbMount: "aegis_sb_mount",
+  moveMount: "aegis_move_mount",
   connect4: "aegis_connect4",
   connect6: "aegis_connect6",
   sendmsg4: "aegis_sendmsg4",

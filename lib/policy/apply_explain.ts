@@ -36,6 +36,7 @@ const eventSchema = z.looseObject({
     "setxattr",
     "removexattr",
     "create",
+    "mount",
   ])
     .optional(),
   process: z.looseObject({

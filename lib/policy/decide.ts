@@ -84,7 +84,8 @@ export type WriteOp =
   | "setattr"
   | "setxattr"
   | "removexattr"
-  | "create";
+  | "create"
+  | "mount";
 
 /** The operations that change a directory's entries: decided by the directory too. */
 const ENTRY_OPS: ReadonlySet<WriteOp> = new Set(["create", "unlink", "rename", "link"]);

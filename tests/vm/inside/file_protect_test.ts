@@ -31,6 +31,8 @@ const UNDER_TEST = [
   PROGRAMS.inodeSymlink,
   PROGRAMS.inodeMknod,
   PROGRAMS.inodeRmdir,
+  PROGRAMS.sbMount,
+  PROGRAMS.moveMount,
 ];
 
 /** Runs each command (UID COMMAND ARG...) in a process of its own, in order: what each printed. */
@@ -151,6 +153,22 @@ const ATTEMPTS: readonly Attempt[] = [
   // a directory without recursive: its entries are fixed, its files are not protected
   { name: "create in a plain entry", args: ["open", "creat", "ssh/new"], events: [[FILE_OP.CREATE, "ssh"]] },
   { name: "write a file of a plain entry", args: ["open", "wronly", "ssh/keys"], events: [] },
+  // mounts over a protected path (last: in audit they are made, and change what the paths show)
+  {
+    name: "tmpfs over a directory",
+    args: ["mount-tmpfs", "cron/sub"],
+    events: [[FILE_OP.MOUNT, "cron/sub"]],
+  },
+  {
+    name: "bind mount over a file",
+    args: ["bind", "outside/linkme", "files/f14"],
+    events: [[FILE_OP.MOUNT, "files/f14"]],
+  },
+  {
+    name: "move_mount over a file",
+    args: ["move-bind", "outside/linkme", "files/f13"],
+    events: [[FILE_OP.MOUNT, "files/f13"]],
+  },
 ];
 
 /** Protected files f0..f16 in files/ (each alone), cron/ (recursive) and ssh/ (its entries), outside/ not. */
@@ -268,7 +286,9 @@ async function runMode(t: Fixture, mode: "enforce" | "audit"): Promise<void> {
     // Never leave a holder waiting, whatever failed.
     Deno.writeTextFileSync(signal, "");
     await Promise.allSettled(holders);
-    await new Deno.Command("umount", { args: [`${root}/outside/bound`], stderr: "null" }).output();
+    for (const mounted of ["outside/bound", "cron/sub", "files/f14", "files/f13"]) {
+      await new Deno.Command("umount", { args: [`${root}/${mounted}`], stderr: "null" }).output();
+    }
     Deno.removeSync(signal);
     Deno.chdir(cwd);
   }
