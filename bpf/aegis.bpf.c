@@ -513,6 +513,12 @@ static __always_inline struct aegis_rule *inherited_rule(const struct aegis_stat
 static __always_inline void audit_memfd_exec(struct inode *inode);
 /* Defined in exec_allow.bpf.h, included at the end. */
 static __always_inline int exec_allow_denied(struct file *file, int mode_override, int mapping);
+/* Defined in file_protect.bpf.h, included at the end. */
+static __always_inline int protect_denied(struct inode *inode, __u8 op);
+static __always_inline int protect_decide(struct aegis_state *s, struct inode *inode, const struct inode_id *id,
+					  __u8 op);
+static __always_inline int opens_for_write(struct file *file);
+static __always_inline void audit_protect_open(struct file *file);
 
 /*
  * The decision for an inode rule hit: counts, reports (with `op`, what the task tried, for hooks that
@@ -597,13 +603,35 @@ static __always_inline int hook_inode_denied(__u32 kind, __u32 hook, struct inod
 }
 
 /*
+ * A file rule's open (file.open), then files.protect's open for writing (file.write), from one read of the
+ * generation: a read that no rule names costs the generation word and one lookup, a write one more (the
+ * protect switch, off unless the policy protects something).
+ */
+static __always_inline int open_denied(struct file *file)
+{
+	struct inode *inode = file->f_inode;
+	struct aegis_state s;
+	if (!inode)
+		return 0;
+	struct inode_id id = { .ino = inode->i_ino, .dev = inode->i_sb->s_dev };
+	load_rules(&s);
+	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_FILE, inode, &id);
+	if (rule && load_info(&s) && in_scope(&s) &&
+	    inode_decision_op(&s, AEGIS_HOOK_FILE_OPEN, rule, &id, effective_mode(&s), 0))
+		return 1;
+	if (!opens_for_write(file) || !exact_rule(&s, AEGIS_RULE_PROTECT_ON, 0, 0))
+		return 0;
+	return protect_decide(&s, inode, &id, AEGIS_FILE_OP_OPEN_WRITE);
+}
+
+/*
  * The verifier checks an LSM program's return value is in [-4095, 0]: return
  * constants from separate branches so it never sees a computed value.
  */
 SEC("lsm/file_open")
 int BPF_PROG(aegis_file_open, struct file *file)
 {
-	if (hook_inode_denied(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, file->f_inode))
+	if (open_denied(file))
 		return -EPERM;
 	return 0;
 }
@@ -649,6 +677,7 @@ static __always_inline void audit_open_result(long fd)
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return;
 	audit_inode(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_OPEN, BPF_CORE_READ(file, f_inode));
+	audit_protect_open(file);
 }
 
 SEC("tracepoint/syscalls/sys_exit_openat")
@@ -1300,6 +1329,8 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Routing headers and source routes: the setsockopt guard, and the backstop's walk over a route's hops. */
 #include "route_guard.bpf.h"
+/* files.protect: a protected inode is read and run, never written; a protected directory's entries are fixed. */
+#include "file_protect.bpf.h"
 /* A denied file is not changeable either: truncate, unlink, rename, link, attributes. */
 #include "file_change.bpf.h"
 

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 9 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 10 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -35,7 +35,8 @@ enum aegis_hook {
 	AEGIS_HOOK_FILE_CHANGE = 10, /* truncate, unlink, rename or attribute change of a denied file */
 	AEGIS_HOOK_ROUTE = 11,       /* setting a routing header or a source-route option in scope */
 	AEGIS_HOOK_FORWARD = 12,     /* a forwarded packet (network.egress.forwarded) */
-	AEGIS_HOOK_COUNT = 13,
+	AEGIS_HOOK_FILE_WRITE = 13,  /* a write, change or entry change of a protected inode (files.protect) */
+	AEGIS_HOOK_COUNT = 14,
 };
 
 /*
@@ -125,6 +126,9 @@ enum aegis_rule_kind {
 	AEGIS_RULE_MEMFD_EXEC = 32,  /* exec.denyMemfd: no exec of a file that lives only in memory */
 	AEGIS_RULE_SCOPE_GUARD = 33, /* present with a scope: tasks in scope cannot move out of it */
 	AEGIS_RULE_PTRACE_GUARD = 34, /* present with a scope: tasks in scope cannot trace tasks outside it */
+	/* files.protect (bpf/file_protect.bpf.h): kinds 40..47. */
+	AEGIS_RULE_PROTECT = 40,    /* a = ino, b = dev: read and run, never written; a directory's entries fixed */
+	AEGIS_RULE_PROTECT_ON = 41, /* a = b = 0, present when the policy protects anything: the hooks look */
 	/* The exec allowlist (bpf/exec_allow.bpf.h), kinds 48..55. */
 	AEGIS_RULE_EXEC_DEFAULT_DENY = 48, /* present: exec.default deny, a = b = 0; rule_id reports untrusted execs */
 	AEGIS_RULE_EXEC_ALLOW = 49,        /* a = ino, b = dev: an exec.allow inode; action = AEGIS_EXEC_ALLOW_* */
@@ -186,7 +190,11 @@ enum aegis_ptrace_op {
 	AEGIS_PTRACE_OP_OTHER = 7,       /* another system call that needs attach access */
 };
 
-/* What a file.change event's task tried on a file-denied inode (struct aegis_event.op). */
+/*
+ * What a file.change event's task tried on a file-denied inode, or a file.write event's task on a protected
+ * one (struct aegis_event.op). For an entry change in a protected directory (create, unlink, rename, link
+ * into it), the event's inode is the directory's.
+ */
 enum aegis_file_op {
 	AEGIS_FILE_OP_TRUNCATE = 1,    /* truncate(2), ftruncate(2): a size change */
 	AEGIS_FILE_OP_UNLINK = 2,
@@ -198,6 +206,14 @@ enum aegis_file_op {
 	AEGIS_FILE_OP_SETATTR = 8,     /* another attribute change (ctime, privileges dropped) */
 	AEGIS_FILE_OP_SETXATTR = 9,
 	AEGIS_FILE_OP_REMOVEXATTR = 10,
+	/* files.protect only */
+	AEGIS_FILE_OP_OPEN_WRITE = 11, /* an open for writing (O_WRONLY, O_RDWR) or with O_TRUNC */
+	AEGIS_FILE_OP_CREATE = 12,     /* a new file (open O_CREAT, mknod of a regular file) */
+	AEGIS_FILE_OP_MKDIR = 13,
+	AEGIS_FILE_OP_SYMLINK = 14,
+	AEGIS_FILE_OP_MKNOD = 15,      /* a device, FIFO or socket node */
+	AEGIS_FILE_OP_RMDIR = 16,
+	AEGIS_FILE_OP_MOUNT = 17,      /* a mount over the protected inode's path (mount, bind, move_mount) */
 };
 
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */

@@ -6,6 +6,8 @@
  * file_guard.bpf.h). Each hook judges with the file-open lookup (the inode's
  * own rule, or the one it inherited by replacing a denied inode) and reports
  * a file.change event whose `op` byte says what was tried (AEGIS_FILE_OP_*).
+ * The same hooks refuse the same operations on a protected inode, and entry
+ * changes in a protected directory (file.write, file_protect.bpf.h).
  * Included at the end of aegis.bpf.c.
  */
 
@@ -16,10 +18,10 @@
 #define ATTR_ATIME_ (1 << 4)
 #define ATTR_MTIME_ (1 << 5)
 
-/* 1 when operation `op` on `inode` must fail. */
+/* 1 when operation `op` on `inode` must fail: a file rule's (file.change) or files.protect's (file.write). */
 static __always_inline int change_denied(__u8 op, struct inode *inode)
 {
-	return inode_denied_op(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_CHANGE, inode, op);
+	return inode_denied_op(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_CHANGE, inode, op) || protect_denied(inode, op);
 }
 
 /* The operation an attribute change stands for, by what it changes first (a truncate also sets times). */
@@ -61,6 +63,8 @@ int BPF_PROG(aegis_inode_unlink, struct inode *dir, struct dentry *dentry)
 {
 	if (change_denied(AEGIS_FILE_OP_UNLINK, BPF_CORE_READ(dentry, d_inode)))
 		return -EPERM;
+	if (protect_denied(dir, AEGIS_FILE_OP_UNLINK)) /* an entry of a protected directory */
+		return -EPERM;
 	return 0;
 }
 
@@ -69,6 +73,8 @@ SEC("lsm/inode_link")
 int BPF_PROG(aegis_inode_link, struct dentry *old_dentry, struct inode *dir, struct dentry *new_dentry)
 {
 	if (change_denied(AEGIS_FILE_OP_LINK, BPF_CORE_READ(old_dentry, d_inode)))
+		return -EPERM;
+	if (protect_denied(dir, AEGIS_FILE_OP_LINK)) /* a new entry in a protected directory */
 		return -EPERM;
 	return 0;
 }

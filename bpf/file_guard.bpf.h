@@ -56,7 +56,7 @@ static __always_inline __u8 deny_signal(void)
 
 /* ---- rules that follow a replace ----------------------------------------- */
 
-/* Whether (ino, dev) has a file or exec rule in either generation (both are live mid-apply). */
+/* Whether (ino, dev) has a file, exec or protect rule in either generation (both are live mid-apply). */
 static __always_inline int denied_in_a_generation(__u64 ino, __u32 dev)
 {
 #pragma unroll
@@ -69,6 +69,9 @@ static __always_inline int denied_in_a_generation(__u64 ino, __u32 dev)
 		if (bpf_map_lookup_elem(map, &key))
 			return 1;
 		key.kind = AEGIS_RULE_EXEC;
+		if (bpf_map_lookup_elem(map, &key))
+			return 1;
+		key.kind = AEGIS_RULE_PROTECT;
 		if (bpf_map_lookup_elem(map, &key))
 			return 1;
 	}
@@ -135,8 +138,9 @@ static __always_inline int inherit_on_rename(struct inode *target, struct inode 
 /*
  * Called twice for RENAME_EXCHANGE, once each way. A task in scope cannot
  * rename a file-denied inode, nor rename another over it (file.change,
- * file_change.bpf.h); a rename that goes ahead (out of scope, audit, exec
- * rules) passes the rules on.
+ * file_change.bpf.h), nor a protected inode, nor into or out of a protected
+ * directory (file.write, file_protect.bpf.h); a rename that goes ahead (out
+ * of scope, audit, exec rules) passes the rules on.
  */
 SEC("lsm/inode_rename")
 int BPF_PROG(aegis_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
@@ -147,6 +151,13 @@ int BPF_PROG(aegis_inode_rename, struct inode *old_dir, struct dentry *old_dentr
 	if (inode_denied_op(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_CHANGE, source, AEGIS_FILE_OP_RENAME))
 		return -EPERM;
 	if (inode_denied_op(AEGIS_RULE_FILE, AEGIS_HOOK_FILE_CHANGE, target, AEGIS_FILE_OP_RENAME))
+		return -EPERM;
+	/* files.protect: the inodes, and the entries of both directories (out of one, into the other). */
+	if (protect_denied(source, AEGIS_FILE_OP_RENAME) || protect_denied(target, AEGIS_FILE_OP_RENAME))
+		return -EPERM;
+	if (protect_denied(old_dir, AEGIS_FILE_OP_RENAME))
+		return -EPERM;
+	if (old_dir != new_dir && protect_denied(new_dir, AEGIS_FILE_OP_RENAME))
 		return -EPERM;
 	if (inherit_on_rename(target, source))
 		return -EPERM;

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 9 } as const;
+export const LAYOUT = { VERSION: 10 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -29,10 +29,12 @@ export const HOOK = {
   FILE_CHANGE: 10,
   ROUTE: 11,
   FORWARD: 12,
-  COUNT: 13,
+  // files.protect
+  FILE_WRITE: 13,
+  COUNT: 14,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 26, EVENTS_SUPPRESSED: 27, SLOTS: 28 } as const;
+export const COUNTER = { EVENTS_LOST: 28, EVENTS_SUPPRESSED: 29, SLOTS: 30 } as const;
 
 export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17, XDP: 44 } as const;
 
@@ -78,6 +80,9 @@ export const RULE = {
   MEMFD_EXEC: 32,
   SCOPE_GUARD: 33,
   PTRACE_GUARD: 34,
+  // files.protect
+  PROTECT: 40,
+  PROTECT_ON: 41,
   // the exec allowlist
   EXEC_DEFAULT_DENY: 48,
   EXEC_ALLOW: 49,
@@ -103,7 +108,7 @@ export const EXEC_ALLOW = { INODE: 1, HASHED: 2 } as const;
 /** Why an exec event's file was refused (the event's `op` byte). */
 export const EXEC_REASON = { DENIED: 0, UNTRUSTED: 1, HASH_MISMATCH: 2 } as const;
 
-/** What a file.change event's task tried (the event's `op` byte). */
+/** What a file.change or file.write event's task tried (the event's `op` byte). */
 export const FILE_OP = {
   TRUNCATE: 1,
   UNLINK: 2,
@@ -115,6 +120,14 @@ export const FILE_OP = {
   SETATTR: 8,
   SETXATTR: 9,
   REMOVEXATTR: 10,
+  // files.protect only
+  OPEN_WRITE: 11,
+  CREATE: 12,
+  MKDIR: 13,
+  SYMLINK: 14,
+  MKNOD: 15,
+  RMDIR: 16,
+  MOUNT: 17,
 } as const;
 
 /**
@@ -209,6 +222,7 @@ export const HOOK_EVENT_TYPES = [
   "file.change",
   "net.route",
   "net.forward",
+  "file.write",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
@@ -226,4 +240,5 @@ export const HOOK_NAMES = [
   "file_change",
   "route",
   "forward",
+  "file_write",
 ] as const;

@@ -26,6 +26,7 @@ import {
   EXEC_REASONS,
   execFileName,
   FILE_CHANGE_OPS,
+  FILE_WRITE_OPS,
   formatAddressWords,
   KNOWN_FLAGS,
   NETWORK_HOOKS,
@@ -175,9 +176,13 @@ const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
 const DEV = bytesOf(`"dev":`);
 const INO = bytesOf(`,"ino":`);
-const OPS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
-  Object.entries(FILE_CHANGE_OPS).map(([number, op]) => [number, bytesOf(`,"op":"${op}"`)]),
-);
+const opBytes = (ops: Readonly<Record<number, string>>): Readonly<Record<number, Uint8Array>> =>
+  Object.fromEntries(Object.entries(ops).map(([number, op]) => [number, bytesOf(`,"op":"${op}"`)]));
+/** The `op` field of file.change and file.write events, by hook. */
+const OPS: Readonly<Record<number, Readonly<Record<number, Uint8Array>>>> = {
+  [HOOK.FILE_CHANGE]: opBytes(FILE_CHANGE_OPS),
+  [HOOK.FILE_WRITE]: opBytes(FILE_WRITE_OPS),
+};
 const REASONS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
   Object.entries(EXEC_REASONS).map(([number, reason]) => [number, bytesOf(`,"reason":"${reason}"`)]),
 );
@@ -255,7 +260,7 @@ export class EventJsonWriter {
     const network = NETWORK[hook]!;
     if (!summary) {
       if (network && raw.family !== FAMILY.IPV4 && raw.family !== FAMILY.IPV6) return false;
-      if (hook === HOOK.FILE_CHANGE && OPS[raw.op] === undefined) return false;
+      if (OPS[hook] !== undefined && OPS[hook][raw.op] === undefined) return false;
       if (hook === HOOK.EXEC && REASONS[raw.op] === undefined) return false;
     }
     const context = this.#context;
@@ -313,7 +318,8 @@ export class EventJsonWriter {
         line.bytes(INO);
         line.number(raw.inoHi * 2 ** 32 + raw.inoLo);
         line.bytes(CLOSE);
-        if (hook === HOOK.FILE_CHANGE) line.bytes(OPS[raw.op]!);
+        const ops = OPS[hook];
+        if (ops !== undefined) line.bytes(ops[raw.op]!);
         if (hook === HOOK.EXEC) line.bytes(REASONS[raw.op]!);
       }
     }

@@ -61,7 +61,7 @@ function record(next: () => number): Uint8Array {
   view.setUint8(F.flags.offset, rare() ? 0x80 : pick([0, 0, 0, EVENT.SUMMARY, EVENT.SRCROUTE, EVENT.RTHDR]));
   view.setUint8(F.signal.offset, rare() ? 3 : pick([0, 0, 15, 9]));
   view.setUint8(F.family.offset, rare() ? 3 : pick([FAMILY.IPV4, FAMILY.IPV6, FAMILY.IPV6]));
-  view.setUint8(F.op.offset, rare() ? 99 : Math.floor(next() * 11));
+  view.setUint8(F.op.offset, rare() ? 99 : Math.floor(next() * 18));
   // Small numbers too (digits by hand), and zero addresses now and then.
   if (next() < 0.5) view.setUint32(F.pid.offset, Math.floor(next() * 100), true);
   if (next() < 0.3) view.setUint32(F.count.offset, 1, true);

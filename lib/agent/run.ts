@@ -516,7 +516,7 @@ export class Agent {
       path: exe,
       optional,
     }));
-    this.#freshness.update([...plan.files, ...plan.exec, ...programs]);
+    this.#freshness.update([...plan.files, ...plan.exec, ...plan.protect ?? [], ...programs]);
   }
 
   /**
@@ -662,7 +662,14 @@ export class Agent {
       this.#noteUnresolved(refresh.unresolved);
     } catch {
       // A scope cgroup or an interface gone since: nothing to refresh from; the rules stay as applied.
-      resolved = { plan, files: [], exec: [], scope: { include: [], exempt: [] }, interfaces: [] };
+      resolved = {
+        plan,
+        files: [],
+        exec: [],
+        protect: [],
+        scope: { include: [], exempt: [] },
+        interfaces: [],
+      };
     }
     this.#adopt(prepared, resolved, partialAreas(this.#plane, plan, true), active);
     const rollback = entry.restoredSeq === undefined ? {} : { restored: entry.restoredSeq };

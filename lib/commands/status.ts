@@ -24,6 +24,12 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
     name === PROGRAMS.inodeRename || name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink ||
     name === PROGRAMS.inodeLink || name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr,
   route: (name) => name === PROGRAMS.setsockopt,
+  file_write: (name) =>
+    name === PROGRAMS.fileOpen || name === PROGRAMS.fileOpenAudit || name === PROGRAMS.inodeRename ||
+    name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink || name === PROGRAMS.inodeLink ||
+    name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr || name === PROGRAMS.inodeCreate ||
+    name === PROGRAMS.inodeMkdir || name === PROGRAMS.inodeSymlink || name === PROGRAMS.inodeMknod ||
+    name === PROGRAMS.inodeRmdir || name === PROGRAMS.sbMount || name === PROGRAMS.moveMount,
   forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
 };
 

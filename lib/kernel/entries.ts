@@ -33,6 +33,8 @@ export type ResolvedRuleSet = {
   exec: ResolvedInode[];
   /** With exec.default: deny: the inodes exec.allow resolved to (a hashed file's with its ctime stamp). */
   execAllow?: AllowedInode[];
+  /** files.protect: the protected inodes (files, and directories whose entries are fixed). */
+  protect?: ResolvedInode[];
   scope: { include: bigint[]; exempt: bigint[] };
   interfaces: { ifindex: number; name: string; defaultDrop: boolean; ruleId: number }[];
   /** With network.egress.forwarded: the interfaces forwarded packets are judged on (all but lo). */
@@ -105,6 +107,9 @@ export function ruleSetEntries(
       }
     }
   }
+  for (const inode of set.protect ?? []) {
+    exact({ kind: RULE.PROTECT, a: inode.ino, b: inode.dev }, denyValue(inode.ruleId));
+  }
   for (const id of set.scope.include) {
     exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.INCLUDE, prefixLength: 0 }, false);
   }
@@ -142,6 +147,11 @@ export function ruleSetEntries(
   // Policy switches: one entry each, in the generation, so they flip with the rest of the policy.
   if (set.plan.denyMemfdExec) {
     exact({ kind: RULE.MEMFD_EXEC, a: 0, b: 0 }, denyValue(set.plan.denyMemfdExec.ruleId));
+  }
+  // The switch the hooks read first: without it, they never look a protected inode up.
+  const protect = set.plan.protect ?? [];
+  if (protect.length > 0) {
+    exact({ kind: RULE.PROTECT_ON, a: 0, b: 0 }, denyValue(protect[0]!.ruleId));
   }
   if (set.plan.scopeGuard) {
     exact({ kind: RULE.SCOPE_GUARD, a: 0, b: 0 }, denyValue(set.plan.scopeGuard.ruleId));

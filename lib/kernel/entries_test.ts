@@ -213,6 +213,34 @@ Deno.test("ruleSetEntries() writes the ptrace guard's switch as one entry, with 
   assert.deepEqual(rulesOf(set), [{ kind: RULE.PTRACE_GUARD, a: 0n, b: 0, value: [7, 0, 0, 0, 0, 0, 0, 0] }]);
 });
 
+Deno.test("ruleSetEntries() keys protected inodes by (ino, dev) and adds the protect switch only with files.protect", () => {
+  const plan = {
+    protect: [{ ruleId: 3, path: "/etc/cron.d", recursive: true }, { ruleId: 4, path: "/etc/x" }],
+  };
+  const protect = [
+    { ino: 10n, dev: 2049, ruleId: 3, path: "/etc/cron.d" },
+    { ino: 11n, dev: 2049, ruleId: 3 },
+    { ino: 12n, dev: 2049, ruleId: 4, path: "/etc/x" },
+  ];
+  assert.deepEqual(rulesOf(resolved(plan, { protect })), [
+    { kind: RULE.PROTECT, a: 10n, b: 2049, value: [3, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.PROTECT, a: 11n, b: 2049, value: [3, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.PROTECT, a: 12n, b: 2049, value: [4, 0, 0, 0, 0, 0, 0, 0] },
+    { kind: RULE.PROTECT_ON, a: 0n, b: 0, value: [3, 0, 0, 0, 0, 0, 0, 0] },
+  ]);
+  assert.deepEqual(
+    rulesOf(resolved(plan, {})),
+    [{ kind: RULE.PROTECT_ON, a: 0n, b: 0, value: [3, 0, 0, 0, 0, 0, 0, 0] }],
+    "every optional path missing: the switch stays, with nothing to find",
+  );
+  const file = [{ ino: 10n, dev: 2049, ruleId: 1 }];
+  assert.deepEqual(
+    rulesOf(resolved({}, { files: file })).map((entry) => entry.kind),
+    [RULE.FILE],
+    "without files.protect no switch: the hooks stop at one lookup",
+  );
+});
+
 Deno.test("ruleSetEntries() lets an exempt cgroup win over the same cgroup included", () => {
   const entries = rulesOf(resolved({}, { scope: { include: [100n], exempt: [100n] } }));
   assert.deepEqual(entries, [{ kind: RULE.SCOPE, a: 100n, b: 0, value: [0, 0, 0, 0, 2, 0, 0, 0] }]);

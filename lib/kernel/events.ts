@@ -91,8 +91,11 @@ export type AegisEvent = {
   move?: { to: { id: number; path?: string } };
   /** process.ptrace: what the tracer (`process`) tried on which task, outside the scope or exempt. */
   ptrace?: { op: PtraceOp; target: { pid: number; cgroup: { id: number; path?: string } } };
-  /** file.change: what the task tried on the denied file. */
-  op?: FileChangeOp;
+  /**
+   * file.change: what the task tried on the denied file; file.write: on the protected inode (for an entry
+   * change in a protected directory, `file` is the directory).
+   */
+  op?: FileChangeOp | FileWriteOp;
   /** The signal sent to the denied task (kill on deny), and who sent it. */
   signal?: { name: SignalName; by: "kernel" | "agent" };
   count: number;
@@ -133,6 +136,31 @@ export const EXEC_REASONS = {
   [EXEC_REASON.HASH_MISMATCH]: "hash-mismatch",
 } as const;
 export type ExecReason = typeof EXEC_REASONS[keyof typeof EXEC_REASONS];
+/**
+ * What a file.write event's task tried on a protected inode, by AEGIS_FILE_OP_* number: attribute changes
+ * (mode, owner, times) are one `setattr`, new entries of every kind (file, directory, symlink, node) one
+ * `create`, and a removed directory an `unlink`.
+ */
+export const FILE_WRITE_OPS = {
+  [FILE_OP.OPEN_WRITE]: "open-write",
+  [FILE_OP.TRUNCATE]: "truncate",
+  [FILE_OP.UNLINK]: "unlink",
+  [FILE_OP.RMDIR]: "unlink",
+  [FILE_OP.RENAME]: "rename",
+  [FILE_OP.LINK]: "link",
+  [FILE_OP.CHMOD]: "setattr",
+  [FILE_OP.CHOWN]: "setattr",
+  [FILE_OP.UTIMES]: "setattr",
+  [FILE_OP.SETATTR]: "setattr",
+  [FILE_OP.SETXATTR]: "setxattr",
+  [FILE_OP.REMOVEXATTR]: "removexattr",
+  [FILE_OP.CREATE]: "create",
+  [FILE_OP.MKDIR]: "create",
+  [FILE_OP.SYMLINK]: "create",
+  [FILE_OP.MKNOD]: "create",
+  [FILE_OP.MOUNT]: "mount",
+} as const;
+export type FileWriteOp = typeof FILE_WRITE_OPS[keyof typeof FILE_WRITE_OPS];
 
 /** Signal names by number, of the signals kill on deny sends. */
 export const SIGNAL_NAMES: Readonly<Record<number, SignalName>> = {
@@ -325,7 +353,8 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
     else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
     else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
     else event.file = fileOf(raw, rule);
-    if (raw.hook === HOOK.FILE_CHANGE) event.op = fileChangeOp(raw);
+    if (raw.hook === HOOK.FILE_CHANGE) event.op = fileOp(FILE_CHANGE_OPS, raw);
+    if (raw.hook === HOOK.FILE_WRITE) event.op = fileOp(FILE_WRITE_OPS, raw);
     if (raw.hook === HOOK.EXEC) event.reason = execReason(raw);
   }
   const signal = SIGNAL_NAMES[raw.signal];
@@ -352,8 +381,8 @@ function processOf(raw: RawEvent, context: EventContext, network: boolean): Even
   return process;
 }
 
-function fileChangeOp(raw: RawEvent): FileChangeOp {
-  const op = (FILE_CHANGE_OPS as Readonly<Record<number, FileChangeOp>>)[raw.op];
+function fileOp<T extends string>(ops: Readonly<Record<number, T>>, raw: RawEvent): T {
+  const op = ops[raw.op];
   if (op === undefined) throw new EventDecodeError("op", raw);
   return op;
 }

@@ -117,7 +117,7 @@ Deno.test("formatEvent() names what a file.change tried on the denied file, and 
     count: 1,
   });
   assert.deepEqual(
-    Object.values(FILE_OP).map((op) => change(op).op),
+    Object.values(FILE_OP).filter((op) => op <= FILE_OP.REMOVEXATTR).map((op) => change(op).op),
     [
       "truncate",
       "unlink",
@@ -132,8 +132,49 @@ Deno.test("formatEvent() names what a file.change tried on the denied file, and 
     ],
   );
   assert.throws(() => change(0), EventDecodeError);
-  assert.throws(() => change(11), /Unknown op 11/);
+  assert.throws(() => change(FILE_OP.OPEN_WRITE), /Unknown op 11/, "open-write is file.write's alone");
   assert.equal(formatEvent(raw({ ruleId: 1, op: 3 }), CONTEXT).op, undefined, "file.open has no op");
+});
+
+Deno.test("formatEvent() names what a file.write tried on the protected inode, and refuses an unknown op", () => {
+  const write = (op: number) =>
+    formatEvent(raw({ hook: HOOK.FILE_WRITE, ruleId: 1, dev: 8, inoLo: 9, op }), CONTEXT);
+  assert.deepEqual(write(FILE_OP.OPEN_WRITE), {
+    ts: "2023-11-14T22:13:25.000000123Z",
+    host: "web-1",
+    type: "file.write",
+    decision: "deny",
+    mode: "enforce",
+    rule: "no-shadow",
+    process: PROCESS,
+    file: { path: "/etc/shadow", dev: 8, ino: 9 },
+    op: "open-write",
+    count: 1,
+  });
+  assert.deepEqual(
+    Object.values(FILE_OP).map((op) => write(op).op),
+    [
+      "truncate",
+      "unlink",
+      "rename",
+      "link",
+      "setattr",
+      "setattr",
+      "setattr",
+      "setattr",
+      "setxattr",
+      "removexattr",
+      "open-write",
+      "create",
+      "create",
+      "create",
+      "create",
+      "unlink",
+      "mount",
+    ],
+  );
+  assert.throws(() => write(0), EventDecodeError);
+  assert.throws(() => write(18), /Unknown op 18/);
 });
 
 Deno.test("formatEvent() dates a file open on the wall clock and names the rule's path", () => {

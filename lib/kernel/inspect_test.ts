@@ -19,6 +19,13 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_inode_link",
     "aegis_inode_setxattr",
     "aegis_inode_removexattr",
+    "aegis_inode_create",
+    "aegis_inode_mkdir",
+    "aegis_inode_symlink",
+    "aegis_inode_mknod",
+    "aegis_inode_rmdir",
+    "aegis_sb_mount",
+    "aegis_move_mount",
     "aegis_inode_rename",
   ];
   assert.deepEqual(missingLinks(["file"], [], fileLsm.map((name) => link(name))), []);

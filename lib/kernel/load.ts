@@ -17,6 +17,15 @@ import {
 import { recordedFilters } from "./tc_filter.ts";
 import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 
+/**
+ * What the file area's audit fallback (the open tracepoints, where BPF-LSM does not load) sees: said by
+ * `doctor`, `health` and an apply wherever the file area runs audit-only.
+ */
+export const FILE_FALLBACK_COVERAGE = "the open tracepoints report opens only: an open of a denied file " +
+  "(file.open) and an open for writing of a protected one (file.write open-write); a change made without " +
+  "opening (truncate, unlink, rename, link, chmod, chown, utimes, xattrs) and a new, removed or renamed entry " +
+  "in a protected directory are neither refused nor reported";
+
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
 
@@ -30,6 +39,15 @@ export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.inodeLink,
   PROGRAMS.inodeSetxattr,
   PROGRAMS.inodeRemovexattr,
+  // files.protect (file.write): the hooks above, and a protected directory's entries; each stops at the
+  // generation's switch when the policy protects nothing
+  PROGRAMS.inodeCreate,
+  PROGRAMS.inodeMkdir,
+  PROGRAMS.inodeSymlink,
+  PROGRAMS.inodeMknod,
+  PROGRAMS.inodeRmdir,
+  PROGRAMS.sbMount,
+  PROGRAMS.moveMount,
 ];
 export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.exec,
@@ -273,7 +291,7 @@ export function planeStatus(
   const wantsLsm = wantsLsmArea(areas);
   const reason = wantsLsm ? lsmUnavailableReason(lsm, known) : undefined;
   if (reason !== undefined && wantsFileLsm) {
-    status.file = { mode: "audit-only", reason };
+    status.file = { mode: "audit-only", reason: `${reason}; ${FILE_FALLBACK_COVERAGE}` };
     status.exec = { mode: "audit-only", reason };
   }
   return { status, withLsm: wantsLsm && reason === undefined };

@@ -14,6 +14,7 @@ import {
   CGROUP_PROGRAMS,
   EXEC_AUDIT_PROGRAMS,
   FILE_AUDIT_PROGRAMS,
+  FILE_FALLBACK_COVERAGE,
   lsmProbeFailure,
 } from "./load.ts";
 import { openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
@@ -41,6 +42,13 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.inodeLink]: "BPF-LSM lsm/inode_link",
   [PROGRAMS.inodeSetxattr]: "BPF-LSM lsm/inode_setxattr",
   [PROGRAMS.inodeRemovexattr]: "BPF-LSM lsm/inode_removexattr",
+  [PROGRAMS.inodeCreate]: "BPF-LSM lsm/inode_create (files.protect)",
+  [PROGRAMS.inodeMkdir]: "BPF-LSM lsm/inode_mkdir (files.protect)",
+  [PROGRAMS.inodeSymlink]: "BPF-LSM lsm/inode_symlink (files.protect)",
+  [PROGRAMS.inodeMknod]: "BPF-LSM lsm/inode_mknod (files.protect)",
+  [PROGRAMS.inodeRmdir]: "BPF-LSM lsm/inode_rmdir (files.protect)",
+  [PROGRAMS.sbMount]: "BPF-LSM lsm/sb_mount (files.protect: mounts over a protected path)",
+  [PROGRAMS.moveMount]: "BPF-LSM lsm/move_mount (files.protect: mounts over a protected path)",
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",
   [PROGRAMS.setsockopt]: "cgroup/setsockopt (routing headers and source routes)",
   [PROGRAMS.packetSocket]: "BPF-LSM lsm/socket_create (AF_PACKET)",
@@ -176,10 +184,11 @@ export function decideAreas(probes: readonly LoadProbe[], facts: HostFacts): Are
       why = `BPF LSM not active (lsm=${facts.activeLsms.join(",")}): LSM programs would decide nothing`;
       remedy = `add bpf to the kernel command line: lsm=${facts.activeLsms.join(",")},bpf, and reboot`;
     }
-    // The tracepoints see opens and execs: a denied file's truncate, unlink, rename or attributes are unseen.
-    // The exec tracepoint sees the program an exec ends up running: not what is mapped executable later.
+    // The tracepoints see opens and execs: a denied or protected file's truncate, unlink, rename or attributes
+    // are unseen, and so are entry changes in a protected directory. The exec tracepoint sees the program an
+    // exec ends up running: not what is mapped executable later.
     const unseen = lsm === PROGRAMS.fileOpen
-      ? " (opens only: changes to a denied file without opening it are neither refused nor reported)"
+      ? ` (${FILE_FALLBACK_COVERAGE})`
       : " (execs only: a library or file mapped executable (dlopen, ld.so BIN, mmap or mprotect with " +
         "PROT_EXEC) and a #! script itself, whose interpreter is what runs, are neither refused nor reported)";
     if (auditFailed.length === 0) {

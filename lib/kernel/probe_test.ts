@@ -26,9 +26,10 @@ Deno.test("decideAreas() makes file and exec audit-only when LSM loads are refus
   assert.equal(areas.file.verdict, "audit-only");
   assert.equal(areas.exec.verdict, "audit-only");
   assert.match(areas.file.reason, /EPERM although bpf is listed in \/sys\/kernel\/security\/lsm; audited/);
+  assert.match(areas.file.reason, /report opens only: an open of a denied file \(file\.open\)/);
   assert.match(
     areas.file.reason,
-    /opens only: changes to a denied file without opening it are neither refused/,
+    /an open for writing of a protected one \(file\.write open-write\); a change made without opening .* and a new, removed or renamed entry in a protected directory are neither refused nor reported/,
   );
   assert.doesNotMatch(areas.exec.reason, /opens only/);
   // What the exec tracepoint cannot report (the allowlist's fallback says so in doctor and health).

@@ -48,7 +48,8 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
   const root = needsCgroups ? (options.cgroupRoot ?? cgroup2Root()) : "";
   // A refresh brings the allowed set as applied (`options.allowed`): nothing of it is resolved.
   const allow = plan.execDefaultDeny && !options.allowed ? plan.execAllow ?? [] : [];
-  const mountinfo = plan.files.length + plan.exec.length + allow.length + (plan.subjects?.length ?? 0) > 0
+  const mountinfo = plan.files.length + plan.exec.length + allow.length + (plan.subjects?.length ?? 0) +
+        (plan.protect?.length ?? 0) > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";
   return {
@@ -59,6 +60,11 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
       execAllow: options.allowed ??
         allow.flatMap((target) => resolveAllowed(target, plan, mountinfo, options)),
     },
+    protect: (plan.protect ?? []).flatMap((target) =>
+      options.keep
+        ? keepOnError(() => resolveProtected(target, plan, mountinfo, options.warn), target, options.keep)
+        : resolveProtected(target, plan, mountinfo, options.warn)
+    ),
     scope: {
       include: plan.scope.include.map((path) => cgroupId(root, path)),
       exempt: plan.scope.exempt.map((path) => cgroupId(root, path)),
@@ -233,6 +239,58 @@ export function sha256OfFile(path: string): string {
   return hash.digest("hex");
 }
 
+function keepOnError(
+  resolve: () => ResolvedInode[],
+  target: InodeTarget,
+  keep: NonNullable<ResolveOptions["keep"]>,
+): ResolvedInode[] {
+  try {
+    return resolve();
+  } catch (error) {
+    return keep(target, "file", error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+/**
+ * A files.protect target's inodes: the file's (every identity, overlay layers included), or a directory's
+ * own, whose entries are then fixed; with `recursive`, also every file and directory below it, so that
+ * nothing can be created, linked or renamed anywhere in the tree while it is protected.
+ */
+function resolveProtected(
+  target: InodeTarget,
+  plan: RuleSetPlan,
+  mountinfo: string,
+  warn: ((message: string) => void) | undefined,
+): ResolvedInode[] {
+  const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
+  let stat: Deno.FileInfo;
+  try {
+    stat = Deno.statSync(target.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound && target.optional) {
+      warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
+      return [];
+    }
+    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
+    throw new ResolveError(`Rule ${rule}: ${target.path} ${reason}`, target.ruleId);
+  }
+  const found: ResolvedInode[] = fileIdentities(target.path, mountinfo).map((identity) => ({
+    ...identity,
+    ruleId: target.ruleId,
+    path: target.path,
+  }));
+  if (!stat.isDirectory || !target.recursive) return found;
+  const report = walkRuleTree(target, rule, mountinfo, (identities) => {
+    for (const identity of identities) found.push({ ...identity, ruleId: target.ruleId });
+  }, (path) => {
+    // A directory removed during the walk holds nothing to protect.
+    const identity = currentIdentity(path, mountinfo);
+    if (identity) found.push({ ...identity, ruleId: target.ruleId });
+  });
+  if (report.unreadable.count > 0) warn?.(describeUnreadable(rule, target.path, report.unreadable));
+  return found;
+}
+
 function resolveInodes(
   target: InodeTarget,
   plan: RuleSetPlan,
@@ -281,6 +339,7 @@ export function walkRuleTree(
   rule: string,
   mountinfo: string,
   onFile: (identities: Identity[], path: string) => void,
+  onDirectory?: (path: string) => void,
 ): WalkReport {
   const mounts = new Map<number, { dev: number | undefined; overlay: OverlayMount | undefined }>();
   let realRoot: string | undefined;
@@ -301,6 +360,7 @@ export function walkRuleTree(
         const realPath = realRoot + path.slice(target.path.length);
         onFile(distinct([own, ...layerIdentities(mount.overlay, realPath, mountinfo, 0)]), path);
       },
+      ...onDirectory && { directory: onDirectory },
     }, { maxEntries });
   } catch (error) {
     if (!(error instanceof TreeTooLargeError)) throw error;

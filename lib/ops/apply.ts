@@ -8,6 +8,7 @@
 import { canonical } from "../policy/apply_diff.ts";
 import { type ConnectionSweep, kernelCanCloseSockets, sweepConnections } from "../kernel/connections.ts";
 import { DataPlane } from "../kernel/dataplane.ts";
+import { FILE_FALLBACK_COVERAGE } from "../kernel/load.ts";
 import { AppliedWithCleanupError, type NetRulesAhead } from "../kernel/generations.ts";
 import { ResolveError, resolvePlan } from "../kernel/resolve.ts";
 import { InputError, RefusedError } from "../errors.ts";
@@ -125,7 +126,7 @@ function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): Histo
 /** The areas whose programs a plan needs attached. */
 export function planAreas(plan: RuleSetPlan): Area[] {
   const areas: Area[] = [];
-  if (plan.files.length > 0) areas.push("file");
+  if (plan.files.length > 0 || (plan.protect?.length ?? 0) > 0) areas.push("file");
   if (plan.exec.length > 0 || plan.denyMemfdExec || plan.execDefaultDeny) areas.push("exec");
   const egressRules = plan.egress.length + (plan.encodedNet?.egressRules ?? 0);
   if (egressRules > 0 || plan.egressUsers.length > 0 || plan.denyPacketSockets || plan.egressDefaultDeny) {
@@ -213,6 +214,7 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const sweep = await phaseAsync("sweep check", () => withYaml(() => sweepWanted(request)));
   using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
+  warnProtectFallback(plane, plan, request);
   const pending = phase("history", () =>
     appendHistory(stateDir, {
       uid: Deno.uid() ?? 0,
@@ -295,6 +297,21 @@ export function checkEnforceable(
     );
   }
   request.warn(`${what}; those areas run audit-only (--allow-partial)`);
+}
+
+/**
+ * files.protect where the file area runs on the open tracepoints (in audit mode too, where nothing is
+ * refused anyway): most writes go unreported there, which the operator must hear at every apply.
+ */
+export function warnProtectFallback(
+  plane: Pick<DataPlane, "status">,
+  plan: RuleSetPlan,
+  request: Pick<ApplyRequest, "warn">,
+): void {
+  if ((plan.protect?.length ?? 0) === 0 || plane.status.file.mode === "enforce") return;
+  request.warn(
+    `files.protect is audit-only on this kernel (no BPF-LSM): ${FILE_FALLBACK_COVERAGE}`,
+  );
 }
 
 /** The areas an enforce plan uses that this kernel cannot enforce, with the mode it can give and why; none for an audit plan. */

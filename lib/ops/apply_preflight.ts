@@ -7,7 +7,13 @@
 
 import { planeStatus, probeLsmAt, wantsLsmArea } from "../kernel/load.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
-import { type ApplyRequest, checkEnforceable, planAreas, resolveNames } from "./apply.ts";
+import {
+  type ApplyRequest,
+  checkEnforceable,
+  planAreas,
+  resolveNames,
+  warnProtectFallback,
+} from "./apply.ts";
 
 export function preflightApply(
   plan: RuleSetPlan,
@@ -21,4 +27,5 @@ export function preflightApply(
     : undefined;
   const { status } = planeStatus(areas, "auto", known);
   checkEnforceable({ status }, plan, options);
+  warnProtectFallback({ status }, plan, options);
 }

@@ -57,8 +57,13 @@ export function policySummary(input: PolicyInput, plan: RuleSetPlan) {
 }
 
 /** Refuses (RefusedError, exit 3 / HTTP 409) a policy whose lock-out check finds a risk. */
-export async function refuseLockout(input: PolicyInput, stateDir: string, plan?: RuleSetPlan): Promise<void> {
-  const { risks } = await checkLockoutRisks(input, stateDir, plan);
+export async function refuseLockout(
+  input: PolicyInput,
+  stateDir: string,
+  plan?: RuleSetPlan,
+  configDir?: string,
+): Promise<void> {
+  const { risks } = await checkLockoutRisks(input, stateDir, plan, configDir);
   if (risks.length === 0) return;
   const listed = risks.map((risk) => `${positionText(risk.position)}: ${risk.message}`).join("; ");
   throw new RefusedError(`Refused ${input.source}: lock-out risk: ${listed}`);
@@ -168,7 +173,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
     })
   );
   const plan = compilePolicy(input.parsed.policy);
-  await refuseLockout(input, stateDir, plan);
+  await refuseLockout(input, stateDir, plan, configDir);
   const done = await applyChecked(where, input, plan, {
     holder: "api policy apply",
     wait: true,
@@ -268,13 +273,13 @@ export async function rollbackTo(
   where: Where,
   to: string | undefined,
 ): Promise<AppliedSummary & { restoredSeq: number }> {
-  const { stateDir } = where;
+  const { stateDir, configDir } = where;
   const { input, plan, entry, generation, target } = await rollbackLocked(where, to, {
     holder: "api policy rollback",
     wait: true,
     onWait: () => {},
     allowPartial: false,
-    lockout: (checked, plan) => refuseLockout(checked, stateDir, plan),
+    lockout: (checked, plan) => refuseLockout(checked, stateDir, plan, configDir),
     warn: () => {},
   });
   return {

@@ -14,8 +14,9 @@ export async function checkLockoutRisks(
   input: PolicyInput,
   stateDir: string,
   plan?: RuleSetPlan,
+  configDir?: string,
 ): Promise<{ risks: Warning[]; unchecked: Warning[] }> {
   const { policy, locate } = input.parsed;
-  const facts = await gatherLintFacts(policy, { stateDir });
+  const facts = await gatherLintFacts(policy, { stateDir, ...configDir !== undefined && { configDir } });
   return lockoutCheck(policy, locate, facts, plan);
 }

@@ -129,7 +129,7 @@ async function readFile(dirs: Dirs, path: string): Promise<PolicyInput> {
     if (again.kind !== "bundle" || again.sha256 !== readApplied(dirs.stateDir)?.sha256) throw error;
     input = again;
   }
-  const { risks } = await checkLockoutRisks(input, dirs.stateDir);
+  const { risks } = await checkLockoutRisks(input, dirs.stateDir, undefined, dirs.configDir);
   if (risks.length > 0) {
     throw new RefusedError(
       `Refused ${path}: ${risks[0]!.message}` + (risks.length > 1 ? ` (and ${risks.length - 1} more)` : "") +

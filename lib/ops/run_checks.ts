@@ -96,16 +96,16 @@ export function refuseUnsafeDirectories(
   for (const { detail, remediation } of warnings) warn(`${detail}; fix it with: ${remediation}`);
 }
 
-/** Ids of file and exec rules whose resolved inodes differ between two resolutions. */
+/** Ids of file, exec and protect rules whose resolved inodes differ between two resolutions. */
 export function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): string[] {
   const key = (entry: { dev: number; ino: bigint; ruleId: number }) =>
     `${entry.ruleId}:${entry.dev}:${entry.ino}`;
   const ids = new Set<number>();
-  for (const area of ["files", "exec"] as const) {
-    const was = new Set(before[area].map(key));
-    const now = new Set(after[area].map(key));
-    for (const entry of before[area]) if (!now.has(key(entry))) ids.add(entry.ruleId);
-    for (const entry of after[area]) if (!was.has(key(entry))) ids.add(entry.ruleId);
+  for (const area of ["files", "exec", "protect"] as const) {
+    const was = new Set((before[area] ?? []).map(key));
+    const now = new Set((after[area] ?? []).map(key));
+    for (const entry of before[area] ?? []) if (!now.has(key(entry))) ids.add(entry.ruleId);
+    for (const entry of after[area] ?? []) if (!was.has(key(entry))) ids.add(entry.ruleId);
   }
   // A program a rule names resolved to another inode (a package upgrade renamed a new binary over it).
   const program = (entry: { subject: number; children: boolean; dev: number; ino: bigint }) =>

@@ -50,6 +50,11 @@ Deno.test("changedRules() names the rules whose resolved inodes differ, in eithe
   assert.deepEqual(changedRules(before, set([[1, 11n]], [[2, 20n]])), ["a"]);
   assert.deepEqual(changedRules(before, set([[1, 10n]], [])), ["b"]);
   assert.deepEqual(changedRules(before, set([[1, 10n], [1, 12n]], [[2, 20n]])), ["a"]);
+  plan.rules.push({ id: "c", area: "file", action: "deny" });
+  const protect = (ino: bigint) => ({ ...before, protect: [{ ruleId: 3, ino, dev: 8 }] });
+  assert.deepEqual(changedRules(protect(30n), protect(30n)), []);
+  assert.deepEqual(changedRules(protect(30n), protect(31n)), ["c"], "a protected file created or replaced");
+  assert.deepEqual(changedRules(before, protect(30n)), ["c"]);
 });
 
 Deno.test("changedRules() names network.egress.forwarded when an interface was added, removed or made anew", () => {

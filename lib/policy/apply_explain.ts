@@ -23,10 +23,24 @@ const eventSchema = z.looseObject({
     "net.bind",
     "net.ingress",
     "net.forward",
+    "file.write",
   ]),
   rule: z.string().optional(),
   subject: z.string().optional(),
   host: z.string().optional(),
+  op: z.enum([
+    "open-write",
+    "truncate",
+    "unlink",
+    "rename",
+    "link",
+    "setattr",
+    "setxattr",
+    "removexattr",
+    "create",
+    "mount",
+  ])
+    .optional(),
   process: z.looseObject({
     uid: z.int().min(0).optional(),
     gid: z.int().min(0).optional(),
@@ -79,7 +93,7 @@ export function parseEventLine(text: string, where: string, inodeRules?: InodeRu
     const issue = parsed.error.issues[0];
     throw new InputError(`${where}: ${issue?.path.join(".") || "event"}: ${issue?.message ?? "invalid"}`);
   }
-  const { type, rule, subject, process, file, net, reason, host } = parsed.data;
+  const { type, rule, subject, op, process, file, net, reason, host } = parsed.data;
   const cgroup = process?.cgroup?.path;
   // The program: its path when the line has it, else the program the deciding rule named, which is the
   // task's own or an ancestor's (children: true): both are tried, as the kernel would.
@@ -109,6 +123,8 @@ export function parseEventLine(text: string, where: string, inodeRules?: InodeRu
           ...scoped,
           ...reason === "hash-mismatch" && { changed: true },
         };
+      case "file.write":
+        return { area: "write", op: need(op, "op"), path: need(file?.path, "file.path"), ...scoped };
       case "net.connect":
       case "net.sendmsg":
       case "net.packet":

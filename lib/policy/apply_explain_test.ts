@@ -69,3 +69,26 @@ Deno.test("parseEventLine() reads a net.forward line as a forwarded packet: dest
     event: { area: "forward", addr: "203.0.113.9", protocol: "udp", port: 53 },
   });
 });
+
+Deno.test("parseEventLine() reads a file.write's op and path, and needs both", () => {
+  const line = JSON.stringify({
+    type: "file.write",
+    rule: "cron",
+    op: "create",
+    process: { pid: 9, cgroup: { id: 1, path: "/user.slice" } },
+    file: { path: "/etc/cron.d", dev: 1, ino: 2 },
+  });
+  assert.deepEqual(parseEventLine(line, "l"), {
+    type: "file.write",
+    rule: "cron",
+    event: { area: "write", op: "create", path: "/etc/cron.d", cgroup: "/user.slice" },
+  });
+  assert.throws(
+    () => parseEventLine('{"type":"file.write","op":"create"}', "l:3"),
+    /l:3: a file.write event needs file\.path/,
+  );
+  assert.throws(
+    () => parseEventLine('{"type":"file.write","op":"chmod","file":{"path":"/x"}}', "l:4"),
+    /l:4: op:/,
+  );
+});

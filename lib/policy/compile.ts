@@ -37,6 +37,8 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "network.ingress.allow": { area: "ingress", action: "allow" },
   "network.ingress.deny": { area: "ingress", action: "deny" },
   "exec.allow": { area: "exec", action: "allow" },
+  // Served by the file area's hooks (BPF-LSM, or the open tracepoints' audit).
+  "files.protect": { area: "file", action: "deny" },
 };
 
 export function compilePolicy(policy: Policy): RuleSetPlan {
@@ -130,7 +132,10 @@ type SubjectSpec = {
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
-  if (entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "exec.allow") {
+  if (
+    entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "exec.allow" ||
+    entry.list === "files.protect"
+  ) {
     info.path = entry.rule.path;
   }
   const ruleId = plan.rules.push(info) - 1;
@@ -159,6 +164,16 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
         ...optional && { optional },
         ...maxFiles !== undefined && { maxFiles },
         ...sha256 !== undefined && { sha256: sha256.toLowerCase() },
+      });
+      return;
+    }
+    case "files.protect": {
+      const { path, recursive, optional } = entry.rule;
+      (plan.protect ??= []).push({
+        ruleId,
+        path,
+        ...recursive && { recursive },
+        ...optional && { optional },
       });
       return;
     }

@@ -198,3 +198,25 @@ Deno.test("compilePolicy() carries a recursive rule's maxFiles to its target", (
   );
   assert.deepEqual(plan.files, [{ ruleId: 1, path: "/srv", recursive: true, maxFiles: 7 }]);
 });
+
+Deno.test("compilePolicy() numbers files.protect rules after every older list and marks them file rules", () => {
+  const plan = compile(
+    minimal(
+      "  files:\n    protect:\n      - { path: /etc/sudoers }\n      - { id: cron, path: /etc/cron.d, recursive: true, optional: true }\n" +
+        "    deny: [{ path: /etc/shadow }]\n  network:\n    bind:\n      deny: [{ port: 23 }]\n",
+    ),
+  );
+  assert.deepEqual(plan.rules.map((rule) => rule.id), [
+    "default",
+    "files.deny[0]",
+    "network.bind.deny[0]",
+    "files.protect[0]",
+    "cron",
+  ]);
+  assert.deepEqual(plan.protect, [
+    { ruleId: 3, path: "/etc/sudoers" },
+    { ruleId: 4, path: "/etc/cron.d", recursive: true, optional: true },
+  ]);
+  assert.deepEqual(plan.rules[4], { id: "cron", area: "file", action: "deny", path: "/etc/cron.d" });
+  assert.equal(compile(minimal("  files:\n    deny: [{ path: /etc/shadow }]\n")).protect, undefined);
+});

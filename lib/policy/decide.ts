@@ -27,6 +27,9 @@
  * - Exec with exec.default: deny: where no exec.deny rule decides, a file that no exec.allow entry names
  *   (or that has no name: memfd, deleted) is refused as `untrusted` by the exec.default rule; one a sha256
  *   entry names is refused as `hash-mismatch` by that entry once its content changed since apply. Then scope.
+ * - A write (files.protect): the protect rules whose inode the file has, by path the entry's own path or
+ *   one below a recursive entry; for an entry change (create, unlink, rename, link), also the directory it
+ *   is made in when an entry names that directory. Reading and running are never a write. Then scope.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
 import {
@@ -78,7 +81,32 @@ export type DecisionEvent =
     changed?: boolean;
     /** Exec: the file has no name in any directory (memfd, O_TMPFILE, deleted). */
     nameless?: boolean;
+  }
+  | {
+    area: "write";
+    op: WriteOp;
+    /** The rule ids whose targets resolved to the inode written (or the directory changed); else `path`. */
+    ruleIds?: readonly number[];
+    /** The file written, or the entry made, removed or renamed. */
+    path?: string;
+    cgroup?: string;
   };
+
+/** What a file.write event tried (lib/kernel/events.ts FILE_WRITE_OPS). */
+export type WriteOp =
+  | "open-write"
+  | "truncate"
+  | "unlink"
+  | "rename"
+  | "link"
+  | "setattr"
+  | "setxattr"
+  | "removexattr"
+  | "create"
+  | "mount";
+
+/** The operations that change a directory's entries: decided by the directory too. */
+const ENTRY_OPS: ReadonlySet<WriteOp> = new Set(["create", "unlink", "rename", "link"]);
 
 /** The program a task runs and those of its ancestors, by path (as the plan's subjects name them). */
 export type TaskProgram = {
@@ -165,6 +193,10 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
     case "file":
     case "exec": {
       const ruleId = inodeRule(event.area === "file" ? plan.files : plan.exec, event);
+      return ruleId !== undefined && inScope(plan, event.cgroup) ? ruleId : undefined;
+    }
+    case "write": {
+      const ruleId = protectRule(plan.protect ?? [], event);
       return ruleId !== undefined && inScope(plan, event.cgroup) ? ruleId : undefined;
     }
   }
@@ -307,6 +339,19 @@ function inodeRule(
       : path !== undefined && (path === target.path || (target.recursive && isUnder(path, target.path)))
   );
   return matches[0]?.ruleId;
+}
+
+function protectRule(
+  targets: NonNullable<RuleSetPlan["protect"]>,
+  event: Extract<DecisionEvent, { area: "write" }>,
+): number | undefined {
+  const { ruleIds, path } = event;
+  if (ruleIds) return targets.find((target) => ruleIds.includes(target.ruleId))?.ruleId;
+  if (path === undefined) return undefined;
+  const own = inodeRule(targets, { area: "file", path });
+  if (own !== undefined || !ENTRY_OPS.has(event.op)) return own;
+  const parent = path.slice(0, path.lastIndexOf("/")) || "/";
+  return targets.find((target) => target.path === parent)?.ruleId;
 }
 
 /**

@@ -317,3 +317,47 @@ Deno.test("decide() takes a users or bind entry with exe for that program before
   assert.equal(who(p, bind("/usr/bin/python3")), "py8080");
   assert.equal(who(p, bind("/usr/bin/nc")), "allow");
 });
+
+Deno.test("decide() refuses writes of protected files and entry changes of protected directories, in scope", () => {
+  const p = plan(
+    "  scope:\n    exempt: [/admin]\n  files:\n    deny: [{ id: shadow, path: /etc/shadow }]\n" +
+      "    protect:\n      - { id: sudoers, path: /etc/sudoers }\n      - { id: cron, path: /etc/cron.d, recursive: true }\n" +
+      "      - { id: ssh, path: /root/.ssh }\n",
+  );
+  const write = (
+    op: "open-write" | "create" | "unlink" | "setattr" | "rename",
+    path: string,
+    cgroup?: string,
+  ) => who(p, { area: "write", op, path, ...cgroup !== undefined && { cgroup } });
+  assert.equal(write("open-write", "/etc/sudoers"), "sudoers");
+  assert.equal(write("setattr", "/etc/sudoers"), "sudoers");
+  assert.equal(write("open-write", "/etc/sudoers", "/admin/shell"), "allow", "exempt");
+  assert.equal(write("open-write", "/etc/sudoers.d/x"), "allow");
+  assert.equal(write("create", "/etc/cron.d/new"), "cron", "a new file below a recursive entry");
+  assert.equal(write("create", "/etc/cron.d/sub/new"), "cron");
+  assert.equal(write("rename", "/etc/cron.d"), "cron", "the directory itself");
+  assert.equal(write("create", "/root/.ssh/authorized_keys2"), "ssh", "an entry of a protected directory");
+  assert.equal(write("unlink", "/root/.ssh/authorized_keys"), "ssh");
+  assert.equal(
+    write("open-write", "/root/.ssh/authorized_keys"),
+    "allow",
+    "a file in a directory protected without recursive is not itself protected",
+  );
+  assert.equal(write("create", "/root/.ssh/sub/x"), "allow", "nor are the entries of its subdirectories");
+  assert.equal(who(p, { area: "write", op: "truncate", ruleIds: [2] }), "sudoers");
+  assert.equal(
+    who(p, { area: "write", op: "truncate", ruleIds: [1] }),
+    "allow",
+    "a deny rule is not a protect rule",
+  );
+  assert.equal(
+    who(p, { area: "file", path: "/etc/sudoers" }),
+    "allow",
+    "reading a protected file is allowed",
+  );
+  assert.deepEqual(decide(p, { area: "write", op: "create", path: "/etc/cron.d/x" }, { mode: "audit" }), {
+    decision: "audit",
+    ruleId: 3,
+    ruleName: "cron",
+  });
+});

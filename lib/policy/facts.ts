@@ -25,6 +25,8 @@ const LIBBPF_PATHS = [
 export type FactOptions = {
   /** The aegisbpf state directory, protected as a whole. */
   stateDir?: string;
+  /** The aegisbpf configuration directory (trusted keys, break-glass marker): never files.protect'ed. */
+  configDir?: string;
   /** The aegisbpf binary; the running executable unless given. */
   binary?: string;
   /** Where SSH_CONNECTION comes from; the process environment unless given. */
@@ -36,6 +38,7 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
   const denied = [
     ...policy.spec.files?.deny ?? [],
     ...policy.spec.exec?.deny ?? [],
+    ...policy.spec.files?.protect ?? [],
     ...policy.spec.exec?.allow ?? [],
   ].map((rule) => rule.path);
   // And the programs rules name (exe), which must exist too unless optional.
@@ -59,11 +62,28 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
     ...sshClient && { sshClient },
     ...await survivalSet(options),
+    ownDirectories: await ownDirectories(options),
     paths,
     ...await ptraceScope(),
     now: new Date(),
     ...forwarding && { forwarding },
   };
+}
+
+/** aegisbpf's state and configuration directories that exist here (lint.ts `ownDirectories`). */
+async function ownDirectories(options: FactOptions): Promise<NonNullable<LintFacts["ownDirectories"]>> {
+  const wanted = [
+    ...options.stateDir ? [{ path: options.stateDir, why: "aegisbpf state (history, applied record)" }] : [],
+    ...options.configDir
+      ? [{ path: options.configDir, why: "aegisbpf configuration (trusted keys, break-glass marker)" }]
+      : [],
+  ];
+  const found: NonNullable<LintFacts["ownDirectories"]>[number][] = [];
+  for (const { path, why } of wanted) {
+    const fact = await pathFact(path);
+    if (fact) found.push({ ...fact, why });
+  }
+  return found;
 }
 
 /** kernel.yama.ptrace_scope, when Yama is built in. */

@@ -24,6 +24,11 @@ export type LintFacts = {
   sshClient?: { addr: string; port: number; clientPort?: number };
   /** What must keep working: PID 1's executable, the aegisbpf binary, shells, sshd, and (as a tree) state. */
   survival: readonly (PathFact & { why: string; tree?: boolean })[];
+  /**
+   * aegisbpf's own directories (state, configuration with its keys and break-glass marker): what it writes
+   * to apply, roll back and break glass, so files.protect may not cover them while no writer is trusted.
+   */
+  ownDirectories?: readonly (PathFact & { why: string })[];
   /** Parts of the survival set this process could not read (PID 1's executable), the errno, what to do. */
   unchecked?: readonly { path: string; why: string; error?: string; remedy?: string }[];
   /** The deny paths of the policy that exist, by path as written. */
@@ -42,6 +47,7 @@ export type LintCode =
   | "ssh-lockout"
   | "survival-set"
   | "survival-unchecked"
+  | "protects-own-state"
   | "resolver-denied"
   | "missing-path"
   | "packet-sockets-unexempt"
@@ -113,6 +119,7 @@ function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void 
   lintSurvival(plan, report, facts);
   lintEgressDefault(plan, report, facts);
   lintAllowSurvival(plan, report, facts);
+  lintProtectedOwnState(plan, report, facts);
 }
 
 /** The egress default's warnings that are no lock-out (a scope that reaches no resolver). */
@@ -206,6 +213,31 @@ function lintAllowSurvival(plan: RuleSetPlan, report: Report, facts: LintFacts):
       `exec.default: deny refuses ${needed.realPath} (${needed.why}): no exec.allow entry names it; add it`,
       "error",
     );
+  }
+}
+
+/**
+ * files.protect entries that cover aegisbpf's own state or configuration: it could no longer record an
+ * apply, roll back, or take a break-glass marker, and with no trusted writers (files.writers) nothing lets
+ * it. An entry inside such a directory, the directory itself, or a recursive entry above it.
+ */
+function lintProtectedOwnState(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  for (const { ruleId, path, recursive } of plan.protect ?? []) {
+    const fact = facts.paths.get(path);
+    if (!fact) continue;
+    for (const own of facts.ownDirectories ?? []) {
+      const hit = own.identity === fact.identity || isUnder(fact.realPath, own.realPath) ||
+        (recursive && isUnder(own.realPath, fact.realPath));
+      if (hit) {
+        report.rule(
+          ruleId,
+          "protects-own-state",
+          `protects ${own.realPath}, ${own.why}: aegisbpf could no longer apply, roll back or break glass; ` +
+            "protect narrower paths",
+          "error",
+        );
+      }
+    }
   }
 }
 
@@ -487,14 +519,16 @@ function inodeRules(plan: RuleSetPlan): InodeTarget[] {
   return [...plan.files, ...plan.exec].sort((a, b) => a.ruleId - b.ruleId);
 }
 
-/** Deny and allow paths, and programs (exe), that do not exist: an error, unless the rule says optional. */
+/** Deny, allow and protect paths, and programs (exe), that do not exist: an error, unless the rule says optional. */
 function lintMissingPaths(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
   const programs = (plan.subjects ?? []).map(({ ruleId, exe, optional }) => ({
     ruleId,
     path: exe,
     optional,
   }));
-  for (const { ruleId, path, optional } of [...inodeRules(plan), ...plan.execAllow ?? [], ...programs]) {
+  const rules = [...inodeRules(plan), ...plan.execAllow ?? [], ...programs, ...plan.protect ?? []]
+    .sort((a, b) => a.ruleId - b.ruleId);
+  for (const { ruleId, path, optional } of rules) {
     if (facts.paths.has(path)) continue;
     const what = optional
       ? "does not exist (optional: skipped)"
@@ -622,8 +656,8 @@ function lintSpec(policy: Policy, report: Report, facts: LintFacts): void {
   const scoped = (spec.scope?.cgroups?.length ?? 0) + (spec.scope?.exempt?.length ?? 0) > 0;
   // The guard is loaded with the BPF-LSM programs, which the file, exec and egress areas load.
   const egress = spec.network?.egress;
-  const lsmAreas = spec.files?.deny?.length || spec.exec?.deny?.length || spec.exec?.denyMemfd ||
-    spec.exec?.default === "deny" ||
+  const lsmAreas = spec.files?.deny?.length || spec.files?.protect?.length || spec.exec?.deny?.length ||
+    spec.exec?.denyMemfd || spec.exec?.default === "deny" ||
     egress?.deny?.length || egress?.allow?.length || egress?.users?.length || egress?.denyPacketSockets;
   if (scoped && !lsmAreas) {
     report.at(

@@ -337,3 +337,48 @@ Deno.test("lintPolicy() reports an exe that does not exist, unless optional", ()
     "maybe warning 11:11",
   ]);
 });
+
+Deno.test("lockoutRisks() refuses files.protect over aegisbpf's state or configuration, naming the entry", () => {
+  const ownDirectories = [
+    { realPath: "/var/lib/aegisbpf", identity: "1:30", why: "aegisbpf state (history, applied record)" },
+    {
+      realPath: "/etc/aegisbpf",
+      identity: "1:40",
+      why: "aegisbpf configuration (trusted keys, break-glass marker)",
+    },
+  ];
+  const paths = new Map([
+    ["/etc", { realPath: "/etc", identity: "1:4" }],
+    ["/etc/aegisbpf/keys", { realPath: "/etc/aegisbpf/keys", identity: "1:41" }],
+    ["/var/lib/aegisbpf", { realPath: "/var/lib/aegisbpf", identity: "1:30" }],
+    ["/etc/sudoers", { realPath: "/etc/sudoers", identity: "1:5" }],
+    ["/usr/bin/sshd", { realPath: "/usr/sbin/sshd", identity: "1:6" }],
+  ]);
+  const spec = "  files:\n    protect:\n      - { id: etc, path: /etc, recursive: true }\n" +
+    "      - { id: keys, path: /etc/aegisbpf/keys }\n      - { id: state, path: /var/lib/aegisbpf }\n" +
+    "      - { id: etc-entries, path: /etc }\n      - { id: sudoers, path: /etc/sudoers }\n" +
+    "      - { id: sshd, path: /usr/bin/sshd }\n";
+  const survival = [{ realPath: "/usr/sbin/sshd", identity: "1:6", why: "sshd" }];
+  const facts = { ...FACTS, ownDirectories, paths, survival };
+  const source = parsePolicySource(minimal(spec), "p.yaml");
+  const risks = lockoutRisks(source.policy, source.locate, facts);
+  assert.deepEqual(summary(risks), [
+    "protects-own-state etc 9:9",
+    "protects-own-state keys 10:9",
+    "protects-own-state state 11:9",
+  ]);
+  assert.ok(risks.every((risk) => risk.severity === "error"));
+  assert.match(
+    risks[1]!.message,
+    /^p\.yaml:10:9: rule keys: protects \/etc\/aegisbpf, aegisbpf configuration/,
+  );
+  assert.deepEqual(lint(spec, facts).filter((w) => w.severity === "error"), risks, "protecting sshd is fine");
+});
+
+Deno.test("lintPolicy() reports files.protect paths that do not exist: an error unless optional", () => {
+  const spec =
+    "  files:\n    protect:\n      - { id: gone, path: /gone }\n      - { id: maybe, path: /maybe, optional: true }\n";
+  const warnings = lint(spec);
+  assert.deepEqual(summary(warnings), ["missing-path gone 9:9", "missing-path maybe 10:9"]);
+  assert.deepEqual(warnings.map((w) => w.severity), ["error", "warning"]);
+});

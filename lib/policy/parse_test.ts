@@ -461,3 +461,18 @@ Deno.test("parsePolicy() reports a bad exe, children or egress default at FILE:L
     "uid 1 with exe /a has a users entry already",
   );
 });
+
+Deno.test("parsePolicy() refuses a files.protect entry without a path, with a wrong type or an unknown key", () => {
+  const protect = (entry: string) => minimal(`  files:\n    protect:\n      - ${entry}\n`);
+  const error = refuses(protect("{ id: cron, recursive: true }"), 9, 9, "path");
+  assert.equal(error.ruleId, "cron");
+  refuses(protect("{ path: etc/cron.d }"), 9, 17, "path must be an absolute path");
+  refuses(protect("{ path: /etc/cron.d, recursive: yes }"), 9, 41, "expected true or false");
+  refuses(protect("{ path: /etc/cron.d, optional: 1 }"), 9, 40, "expected true or false");
+  refuses(protect("{ path: /etc/cron.d, maxFiles: 10 }"), 9, 30, "maxFiles: unknown key");
+  refuses(protect("{ path: /etc/cron.d, writers: [/usr/bin/dpkg] }"), 9, 30, "writers: unknown key");
+  refuses(minimal("  files:\n    protect: /etc/cron.d\n"), 8, 14, "expected a list");
+  refuses(minimal("  files:\n    writers: [{ exe: /usr/bin/dpkg }]\n"), 8, 5, "writers: unknown key");
+  const named = refuses(protect("{ path: /x }\n      - { path: x }"), 10, 17, "path");
+  assert.equal(named.ruleId, "files.protect[1]");
+});

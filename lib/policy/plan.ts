@@ -95,6 +95,11 @@ export type RuleSetPlan = {
   rules: RuleInfo[];
   files: InodeTarget[];
   exec: InodeTarget[];
+  /**
+   * files.protect: inodes that may be read and run but not changed. A directory's entries are fixed too;
+   * a recursive target covers every file and directory below it (never maxFiles: the walk's default cap).
+   */
+  protect?: InodeTarget[];
   egress: NetRule[];
   egressUsers: UserRule[];
   bind: BindRule[];

@@ -117,6 +117,10 @@ export function randomPolicy(seed: number, options: RandomPolicyOptions = {}): P
     const fileRules = () => random.subset(paths, 0, max).map((path) => ids.with({ path }));
     spec.files = { deny: fileRules() };
     spec.exec = { deny: fileRules(), ...random.chance(0.3) && { denyMemfd: true } };
+    const protect = random.subset(paths, 0, max).map((path) =>
+      ids.with({ path, ...random.chance(0.3) && { recursive: true } })
+    );
+    if (protect.length > 0) spec.files.protect = protect;
   }
   const cgroups = options.cgroups ?? [];
   if (cgroups.length) {

@@ -172,6 +172,17 @@ const execAllowRule = z.strictObject({
   }
 });
 
+/**
+ * A files.protect entry: the file (or directory, with every file and directory below it when recursive)
+ * may be read and run but not changed. No maxFiles: the walk keeps the default cap.
+ */
+const protectRule = z.strictObject({
+  id: ruleId.optional(),
+  path: absolutePath("path"),
+  recursive: z.boolean().optional(),
+  optional: z.boolean().optional(),
+});
+
 const netFields = {
   id: ruleId.optional(),
   cidr: cidr.optional(),
@@ -316,7 +327,8 @@ const spec = z.strictObject({
     cgroups: names(absolutePath("a cgroup")).optional(),
     exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
-  files: z.strictObject({ deny: list(fileRule).optional() }).optional(),
+  files: z.strictObject({ deny: list(fileRule).optional(), protect: list(protectRule).optional() })
+    .optional(),
   exec: z.strictObject({
     denyMemfd: z.boolean().optional(),
     deny: list(fileRule).optional(),
@@ -363,6 +375,7 @@ export const policyObject = z.strictObject({
 export type Policy = z.output<typeof policyObject>;
 export type FileRule = z.output<typeof fileRule>;
 export type ExecAllowRule = z.output<typeof execAllowRule>;
+export type ProtectRule = z.output<typeof protectRule>;
 export type NetRuleSpec = z.output<typeof netRule>;
 export type EgressRuleSpec = z.output<typeof egressRule>;
 export type PortRuleSpec = z.output<typeof portRule>;
@@ -381,6 +394,7 @@ type RuleOf = {
   "network.ingress.allow": NetRuleSpec;
   "network.ingress.deny": NetRuleSpec;
   "exec.allow": ExecAllowRule;
+  "files.protect": ProtectRule;
 };
 export type RuleList = keyof RuleOf;
 
@@ -405,8 +419,9 @@ const LISTS: Lists = {
   },
   "network.ingress.allow": (spec) => spec.network?.ingress?.allow,
   "network.ingress.deny": (spec) => spec.network?.ingress?.deny,
-  // Last: rules numbered before it keep the numbers they had before the allowlist.
+  // Last, in the order they were added: rules numbered before them keep the numbers they had before them.
   "exec.allow": (spec) => spec.exec?.allow,
+  "files.protect": (spec) => spec.files?.protect,
 };
 
 /**

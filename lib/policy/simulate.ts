@@ -30,6 +30,7 @@ const ACTION_TYPES: ReadonlySet<string> = new Set([
   "net.bind",
   "net.ingress",
   "net.forward",
+  "file.write",
 ]);
 
 export type RuleCount = {
@@ -151,7 +152,7 @@ type RecordedFacts = {
 /** Whether the agent recorded what deciding this event needs (see the top of this file). */
 function replayable(value: RecordedFacts, type: string, inodeRules: InodeRules | undefined): boolean {
   if (value.summary === true) return false;
-  if (type === "file.open" || type === "exec") {
+  if (type === "file.open" || type === "exec" || type === "file.write") {
     const { file } = value;
     if (file === undefined || file.path !== undefined) return true;
     const host = typeof value.host === "string" ? value.host : undefined;

@@ -139,3 +139,35 @@ Deno.test("simulate() replays an untrusted exec by its inode, against a candidat
     "no path, no inode map: not replayed",
   );
 });
+
+Deno.test("simulate() replays file.write events against files.protect entries, by op and path", () => {
+  const write = (op: string, path: string, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ type: "file.write", op, file: { path, dev: 1, ino: 2 }, ...extra });
+  const log = [
+    write("open-write", "/etc/sudoers", { rule: "sudoers" }),
+    write("create", "/etc/cron.d", { rule: "cron", count: 3 }),
+    write("create", "/etc/cron.d/new"),
+    write("open-write", "/etc/hosts", { rule: "hosts" }),
+    "",
+  ].join("\n");
+  const candidate = "  files:\n    protect:\n      - { id: sudoers, path: /etc/sudoers }\n" +
+    "      - { id: cron, path: /etc/cron.d, recursive: true }\n";
+  const report = simulate(plan("audit", candidate), log, "events.jsonl");
+  assert.equal(report.events, 4);
+  assert.equal(report.actions, 6);
+  assert.equal(report.allowed, 1);
+  assert.equal(report.newlyAllowed, 1, "hosts is no longer protected");
+  assert.deepEqual(report.rules, [
+    { rule: "cron", decision: "audit", actions: 4, events: 2, newlyMatched: 1 },
+    { rule: "sudoers", decision: "audit", actions: 1, events: 1, newlyMatched: 0 },
+  ]);
+  assert.throws(
+    () =>
+      simulate(
+        plan("audit", candidate),
+        `${JSON.stringify({ type: "file.write", file: { path: "/x" } })}\n`,
+        "l",
+      ),
+    /l:1: a file.write event needs op/,
+  );
+});

@@ -18,6 +18,7 @@ import {
   type Policy,
   policyObject,
   policySchema,
+  type ProtectRule,
   RULE_ID_PATTERN,
   SHA256_PATTERN,
 } from "./schema.ts";
@@ -30,6 +31,7 @@ const LISTS: { path: readonly string[]; check: (rule: unknown) => object | undef
   { path: ["files", "deny"], check: fileRule },
   { path: ["exec", "deny"], check: fileRule },
   { path: ["exec", "allow"], check: execAllowRule },
+  { path: ["files", "protect"], check: protectRule },
   { path: ["network", "egress", "deny"], check: egressRule },
   { path: ["network", "egress", "allow"], check: egressRule },
   { path: ["network", "ingress", "allow"], check: netRule },
@@ -99,6 +101,7 @@ function egressRule(rule: unknown): EgressRuleSpec | undefined {
   if (optional !== undefined) copy.optional = optional;
   return copy;
 }
+const PROTECT_KEYS = ["id", "path", "recursive", "optional"];
 
 /**
  * A network rule (schema.ts `netRule`) as zod would output it, or undefined. The rule itself when its keys
@@ -157,6 +160,22 @@ function execAllowRule(rule: unknown): ExecAllowRule | undefined {
   if (checked === undefined) return undefined;
   if (order === "ordered") return rule as ExecAllowRule;
   return sha256 === undefined ? checked : { ...checked, sha256 };
+}
+
+/** A files.protect entry (schema.ts `protectRule`) as zod would output it, or undefined. */
+function protectRule(rule: unknown): ProtectRule | undefined {
+  const order = isRecord(rule) ? keyOrder(rule, PROTECT_KEYS) : "invalid";
+  if (order === "invalid") return undefined;
+  const { id, path, recursive, optional } = rule as Record<string, unknown>;
+  if (id !== undefined && !isRuleId(id)) return undefined;
+  if (typeof path !== "string" || !isAbsoluteClean(path)) return undefined;
+  if (recursive !== undefined && typeof recursive !== "boolean") return undefined;
+  if (optional !== undefined && typeof optional !== "boolean") return undefined;
+  if (order === "ordered") return rule as ProtectRule;
+  const copy: ProtectRule = id === undefined ? { path } : { id, path };
+  if (recursive !== undefined) copy.recursive = recursive;
+  if (optional !== undefined) copy.optional = optional;
+  return copy;
 }
 
 function isRuleId(id: unknown): id is string {

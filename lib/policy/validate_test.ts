@@ -35,6 +35,7 @@ function randomDocument(seed: number): Record<string, unknown> {
 const LISTS = [
   ["files", "deny"],
   ["exec", "deny"],
+  ["files", "protect"],
   ["network", "egress", "deny"],
   ["network", "egress", "allow"],
   ["network", "ingress", "allow"],

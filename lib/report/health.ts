@@ -17,6 +17,7 @@ import {
   pinnedMaps,
 } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
+import { FILE_FALLBACK_COVERAGE } from "../kernel/load.ts";
 import { forwardLinkName } from "../kernel/links.ts";
 import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
 import { readApplied } from "../state/apply_state.ts";
@@ -294,7 +295,8 @@ export function checkHealth(
       const used = applied?.areas?.includes(area) || agentRecord?.areas?.[area] !== undefined &&
           agentRecord.areas[area] !== "unused";
       if (used && !attached.has(lsm) && !partial.some((entry) => entry.area === area)) {
-        partial.push({ area, reason: "BPF-LSM not attached: audited through tracepoints" });
+        const coverage = area === "file" ? `; ${FILE_FALLBACK_COVERAGE}` : "";
+        partial.push({ area, reason: `BPF-LSM not attached: audited through tracepoints${coverage}` });
       }
     }
   }

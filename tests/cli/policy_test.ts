@@ -212,3 +212,30 @@ Deno.test("policy lint exits 2 for an exe that does not exist, and validate for 
   assert.equal(bad.code, 2);
   assert.match(bad.stdout, /^default\.yaml:10:16: error: spec\.network\.egress\.default: /);
 });
+
+Deno.test("policy lint refuses files.protect over the state or configuration directory, naming the entry", async () => {
+  await using s = await scratch();
+  const policy = VALID.replace(
+    "  network:",
+    `  files:\n    protect:\n      - { id: state, path: ${s.stateDir}, recursive: true }\n` +
+      `      - { id: etc, path: ${s.dir}, recursive: true }\n  network:`,
+  );
+  await Deno.writeTextFile(`${s.dir}/p.yaml`, policy);
+  const { code, stdout } = await s.run(["policy", "lint", "p.yaml", "--json"]);
+  assert.equal(code, 2);
+  const { findings } = JSON.parse(stdout);
+  const refused = findings.filter((finding: { code: string }) => finding.code === "protects-own-state");
+  assert.deepEqual(
+    refused.map((finding: { ruleId: string; line: number; severity: string }) => [
+      finding.ruleId,
+      finding.line,
+      finding.severity,
+    ]),
+    [["state", 10, "error"], ["etc", 11, "error"], ["etc", 11, "error"]],
+    "the state directory, and a recursive entry above both directories",
+  );
+  assert.match(
+    refused[0].message,
+    /^rule state: protects \S+\/state, aegisbpf state \(history, applied record\)/,
+  );
+});

@@ -29,6 +29,8 @@ type Case = {
   /** The exit code both must give, and what the error line says. */
   code: number;
   message: RegExp;
+  /** What both must also say on stderr (a warning, the risk refused). */
+  says?: RegExp;
 };
 
 async function signed(s: Scratch, text: string): Promise<string> {
@@ -142,6 +144,34 @@ const CASES: Case[] = [
     message: /no-such-file/,
   },
   {
+    name: "files.protect over aegisbpf's own configuration (its trusted keys)",
+    setup: async (s) => {
+      Deno.mkdirSync(`${s.configDir}/keys`, { recursive: true });
+      const protect = `[{ id: keys, path: ${s.configDir}/keys, recursive: true }]`;
+      return [await file(s, policy(`  mode: audit\n  files:\n    protect: ${protect}\n`))];
+    },
+    code: 3,
+    message: /Refused p\.yaml: 1 lock-out risk/,
+    says: /rule keys: protects \S+, aegisbpf configuration \(trusted keys, break-glass marker\)/,
+  },
+  {
+    name: "files.protect where the file area only audits: applied, saying what is reported",
+    setup: async (s) => {
+      await Deno.writeTextFile(`${s.dir}/sudoers`, "x");
+      return [
+        await file(
+          s,
+          policy(`  mode: audit\n  files:\n    protect: [{ id: sudoers, path: ${s.dir}/sudoers }]\n`),
+        ),
+      ];
+    },
+    code: 0,
+    message: /^$/,
+    says: fileAreaEnforces
+      ? /^(?![\s\S]*files\.protect is audit-only)/
+      : /files\.protect is audit-only on this kernel \(no BPF-LSM\): the open tracepoints report opens only/,
+  },
+  {
     name: "a policy the real apply takes",
     setup: async (s) => [await file(s, policy(`  mode: enforce\n${EGRESS}`))],
     code: 0,
@@ -171,6 +201,10 @@ for (const c of CASES) {
       const real = await s.run(["policy", "apply", ...args], env);
       assert.equal(real.code, c.code, real.stderr);
       assert.match(errorLine(dry.stderr), c.message);
+      if (c.says) {
+        assert.match(dry.stderr, c.says, "the dry run");
+        assert.match(real.stderr, c.says, "the apply");
+      }
       assert.equal(errorLine(dry.stderr), errorLine(real.stderr));
       if (c.code !== 0) assert.equal(listHistory(s.stateDir).length, 0, "a refused apply records nothing");
     } finally {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { errnoValue } from "../../ffi/mod.ts";
+import { errnoValue, FILE_OP, HOOK } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
-import { probeLsm } from "../../lib/kernel/load.ts";
+import { FILE_FALLBACK_COVERAGE, probeLsm } from "../../lib/kernel/load.ts";
 import { ensureMounted } from "../../lib/kernel/mounts.ts";
 import type { RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
@@ -105,6 +105,79 @@ rootTest(
   },
 );
 
+// files.protect on the tracepoints: an open for writing of a protected inode is reported (by inode, through
+// every name: a second hard link too), nothing is refused, and what the tracepoints cannot see (truncate,
+// chmod, rename, unlink, a new entry in a protected directory) is not reported, as doctor, health and the
+// apply say.
+rootTest(
+  "[root] audit fallback: files.protect reports opens for writing of a protected inode, and only those",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-protect-fallback-" });
+    try {
+      const file = `${dir}/sudoers`;
+      const tree = `${dir}/cron.d`;
+      Deno.writeTextFileSync(file, "root ALL=(ALL) ALL\n");
+      Deno.linkSync(file, `${dir}/second`);
+      Deno.mkdirSync(tree);
+      Deno.writeTextFileSync(`${tree}/job`, "* * * * * root true\n");
+      await withPlane({ areas: ["file"], lsm: "off" }, async ({ plane }) => {
+        assert.match(plane.status.file.reason ?? "", /an open for writing of a protected one \(file\.write/);
+        const rules: RuleInfo[] = [
+          RULES[0]!,
+          { id: "sudoers", area: "file", action: "deny", path: file },
+          { id: "cron", area: "file", action: "deny", path: tree },
+        ];
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules,
+          protect: [{ ruleId: 1, path: file }, { ruleId: 2, path: tree, recursive: true }],
+        }));
+        drain(plane);
+
+        assert.equal(Deno.readTextFileSync(file), "root ALL=(ALL) ALL\n", "a read is not reported");
+        Deno.writeTextFileSync(file, "evil\n"); // O_WRONLY | O_CREAT | O_TRUNC: made, and reported
+        Deno.openSync(`${dir}/second`, { read: true, write: true }).close(); // O_RDWR through a second link
+        Deno.openSync(`${tree}/job`, { write: true }).close();
+        // Unseen by the tracepoints: made, and not reported (truncate(2), not Deno's open and ftruncate).
+        const probe = new URL("../../bpf/build/fixtures/file_change_probe", import.meta.url).pathname;
+        const unseen = await new Deno.Command(probe, {
+          args: [
+            "batch",
+            "0",
+            "truncate",
+            file,
+            "--",
+            "0",
+            "chmod",
+            file,
+            "0600",
+            "--",
+            "0",
+            "mkdir",
+            `${tree}/d`,
+          ],
+          stdout: "piped",
+        }).output();
+        assert.equal(new TextDecoder().decode(unseen.stdout), "ok truncate\nok chmod\nok mkdir\n");
+        Deno.writeTextFileSync(`${tree}/new`, "x"); // a new entry (its open is of an unprotected inode)
+        Deno.renameSync(`${tree}/job`, `${dir}/job`);
+
+        const writes = drain(plane).filter((event) => event.hook === HOOK.FILE_WRITE);
+        const ino = (path: string) => inodeOf(path, 0).ino;
+        assert.deepEqual(writes.map((event) => [event.op, event.ino, event.ruleId, event.decision]), [
+          [FILE_OP.OPEN_WRITE, ino(file), 1, AUDIT],
+          [FILE_OP.OPEN_WRITE, ino(file), 1, AUDIT],
+          [FILE_OP.OPEN_WRITE, ino(`${dir}/job`), 2, AUDIT],
+        ]);
+        assert.equal(Deno.readTextFileSync(file), "", "audit-only: every write was made");
+        assert.equal(plane.counters().decisions.file_write.deny, 0n, "nothing is denied");
+      });
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
 // This project's machines list `bpf` among the active LSMs but refuse BPF-LSM program loads (EPERM):
 // the probe must say so and the plane must serve file and exec audit-only, naming the errno, rather than
 // pretend to enforce. Where LSM programs do load, it enforces.
@@ -135,7 +208,10 @@ rootTest(
           assert.equal(exec.mode, "enforce");
           assert.ok(plane.links.includes("aegis_file_open"));
         } else {
-          assert.deepEqual(file, { mode: "audit-only", reason: probe.reason });
+          assert.deepEqual(file, {
+            mode: "audit-only",
+            reason: `${probe.reason}; ${FILE_FALLBACK_COVERAGE}`,
+          });
           assert.deepEqual(exec, { mode: "audit-only", reason: probe.reason });
           assert.deepEqual(plane.links, [
             "aegis_tp_exec",

@@ -9,6 +9,7 @@ import { takeAgentLock } from "../../lib/state/agent_lock.ts";
 import { checkHealth } from "../../lib/report/health.ts";
 import { bootTimeNs } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { FILE_FALLBACK_COVERAGE } from "../../lib/kernel/load.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
@@ -133,8 +134,13 @@ rootTest(
       const file = await health("--require-enforce", "bind,file");
       assert.equal(file.code, 1, "file only audits on this kernel");
       assert.deepEqual(file.report.problems, [
-        "file is not enforcing (--require-enforce bind,file): BPF-LSM not attached: audited through tracepoints",
+        "file is not enforcing (--require-enforce bind,file): BPF-LSM not attached: audited through tracepoints; " +
+        FILE_FALLBACK_COVERAGE,
       ]);
+      assert.match(
+        file.report.problems[0]!,
+        /an open for writing of a protected one \(file\.write open-write\)/,
+      );
       const egress = await health("--require-enforce=egress");
       assert.equal(egress.code, 1);
       assert.deepEqual(egress.report.problems, [

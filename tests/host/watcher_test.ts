@@ -202,3 +202,38 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] files.protect: the watcher protects a file created below a recursive entry (the fallback, where " +
+    "creating it is not refused), and its next open for writing is reported as a file.write",
+  async () => {
+    await withHost(async (host) => {
+      const tree = `${host.dir}/cron.d`;
+      Deno.mkdirSync(tree);
+      write(`${tree}/job`, "* * * * * root true\n");
+      const file = writePolicy(
+        host,
+        "p.yaml",
+        policy(host, `  files:\n    protect:\n      - { id: cron, path: ${tree}, recursive: true }\n`),
+      );
+      await using agent = spawn(host, ["--policy", file, "--enforce", "--allow-partial"]);
+      await agent.ready();
+      const from = agent.events.length;
+      write(`${tree}/evil`, "* * * * * root id\n");
+      await agent.waitFor((e) => e.type === "policy.refreshed" && e.rules.includes("cron"), COVERED_MS, from);
+      const want = Number(ino(`${tree}/evil`));
+      const found = (e: Event) => e.type === "file.write" && e.rule === "cron" && e.file?.ino === want;
+      const start = performance.now();
+      while (!agent.events.slice(from).some(found)) {
+        assert.ok(performance.now() - start < 3000, "no file.write of the new file");
+        await host.cgroup.runBash(`echo '# more' >> '${tree}/evil'`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const event = agent.events.slice(from).find(found)!;
+      assert.equal(event.op, "open-write");
+      assert.equal(event.decision, "audit", "the fallback reports, it never refuses");
+      assert.equal(event.file?.path, tree);
+      assertMatchesSchema("event.schema.json", event);
+    });
+  },
+);

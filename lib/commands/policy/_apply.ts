@@ -23,7 +23,12 @@ export async function checkLockout(
   force: boolean,
   plan?: RuleSetPlan,
 ): Promise<void> {
-  const { risks, unchecked } = await checkLockoutRisks(input, ctx.globals.stateDir, plan);
+  const { risks, unchecked } = await checkLockoutRisks(
+    input,
+    ctx.globals.stateDir,
+    plan,
+    ctx.globals.configDir,
+  );
   for (const warning of unchecked) ctx.stderr.line(diagnosticLine(warning, palette(false)));
   if (risks.length === 0) return;
   for (const risk of risks) ctx.stderr.line(diagnosticLine(risk, palette(false)));

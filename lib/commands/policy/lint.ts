@@ -21,7 +21,7 @@ export const policyLint = defineCommand({
   examples: ["aegisbpf policy lint /etc/aegisbpf/policy.yaml", "aegisbpf policy lint policy.yaml --json"],
   async run(ctx, { flags, args }) {
     const file = await readPolicyFile(args.FILE);
-    const findings = await findingsOf(file.text, file.path, ctx.globals.stateDir);
+    const findings = await findingsOf(file.text, file.path, ctx.globals);
     if (flags.json) {
       ctx.stdout.line(JSON.stringify({ file: file.path, findings: findings.map(diagnosticJson) }));
     } else for (const finding of findings) ctx.stdout.line(diagnosticLine(finding, palette(ctx.color)));
@@ -37,7 +37,11 @@ export const policyLint = defineCommand({
 });
 
 /** Every problem of an invalid policy, or every lint finding of a valid one, in file order. */
-async function findingsOf(text: string, path: string, stateDir: string): Promise<Diagnostic[]> {
+async function findingsOf(
+  text: string,
+  path: string,
+  dirs: { stateDir: string; configDir: string },
+): Promise<Diagnostic[]> {
   let source;
   try {
     source = parsePolicySource(text, path);
@@ -45,6 +49,6 @@ async function findingsOf(text: string, path: string, stateDir: string): Promise
     if (!(error instanceof PolicyError)) throw error;
     return error.problems.map((problem) => ({ severity: "error", ...problem }));
   }
-  const facts = await gatherLintFacts(source.policy, { stateDir });
+  const facts = await gatherLintFacts(source.policy, { stateDir: dirs.stateDir, configDir: dirs.configDir });
   return lintPolicy(source.policy, source.locate, facts);
 }

@@ -97,6 +97,43 @@ vmTest(
   },
 );
 
+vmTest(
+  "[vm] files.protect through the data plane: read allowed, write and a new entry refused, file.write reported",
+  async (t) => {
+    const sudoers = `${t.dir}/sudoers`;
+    const cron = `${t.dir}/cron.d`;
+    Deno.writeTextFileSync(sudoers, "root ALL=(ALL) ALL\n");
+    Deno.mkdirSync(cron);
+    Deno.writeTextFileSync(`${cron}/job`, "x");
+    const rules = [
+      FILE_RULES[0]!,
+      { id: "sudoers", area: "file" as const, action: "deny" as const, path: sudoers },
+      { id: "cron", area: "file" as const, action: "deny" as const, path: cron },
+    ];
+    await t.apply({
+      rules,
+      protect: [{ ruleId: 1, path: sudoers }, { ruleId: 2, path: cron, recursive: true }],
+    });
+    assert.equal(Deno.readTextFileSync(sudoers), "root ALL=(ALL) ALL\n", "read");
+    assert.throws(() => Deno.writeTextFileSync(sudoers, "evil\n"), Deno.errors.PermissionDenied, "write");
+    assert.throws(
+      () => Deno.writeTextFileSync(`${cron}/evil`, "x"),
+      Deno.errors.PermissionDenied,
+      "new entry",
+    );
+    assert.throws(() => Deno.removeSync(`${cron}/job`), Deno.errors.PermissionDenied, "unlink inside");
+    assert.equal(Deno.readTextFileSync(sudoers), "root ALL=(ALL) ALL\n");
+    const writes = drain(t.plane).filter((event) => event.pid === Deno.pid && event.hook === 13);
+    const ino = (path: string) => BigInt(Deno.statSync(path).ino!);
+    assert.deepEqual(writes.map((event) => [event.op, event.ino, event.ruleId, event.decision]), [
+      [11, ino(sudoers), 1, 0], // open-write
+      [12, ino(cron), 2, 0], // create
+      [2, ino(`${cron}/job`), 2, 0], // unlink
+    ]);
+    assert.equal(t.plane.counters().decisions.file_write.deny, 3n);
+  },
+);
+
 vmTest("[vm] file: audit mode allows the open and reports a would-deny", async (t) => {
   Deno.writeTextFileSync(`${t.dir}/secret`, "s");
   await t.apply({ mode: "audit", rules: FILE_RULES, files: [{ ruleId: 1, path: `${t.dir}/secret` }] });

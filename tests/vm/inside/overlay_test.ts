@@ -91,3 +91,71 @@ Deno.test({
     }
   },
 });
+
+/** Writes `text` to `path` (created if missing); "ok", "EPERM" or the error text. */
+function tryWrite(path: string, text = "x"): string {
+  try {
+    Deno.writeTextFileSync(path, text);
+    return "ok";
+  } catch (error) {
+    return /os error 1\b/.test(String(error)) ? "EPERM" : String(error);
+  }
+}
+
+Deno.test({
+  name: "[vm] overlay: files.protect named through an overlay protects the file in its layers and the " +
+    "directory's entries through the overlay",
+  ignore: !inVm,
+  fn: async () => {
+    const bpffs = "/sys/fs/bpf/overlay-protect";
+    Deno.mkdirSync(bpffs, { recursive: true });
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ovlp-" });
+    for (const name of ["lower/cron.d", "upper", "work", "merged"]) {
+      Deno.mkdirSync(`${dir}/${name}`, { recursive: true });
+    }
+    Deno.writeTextFileSync(`${dir}/lower/sudoers`, "s");
+    Deno.writeTextFileSync(`${dir}/lower/cron.d/job`, "j");
+    let mounted = false;
+    const plane = DataPlane.open({ bpffs, areas: ["file"] });
+    try {
+      const mount = await sh(
+        `mount -t overlay overlay -o lowerdir=${dir}/lower,upperdir=${dir}/upper,workdir=${dir}/work ${dir}/merged`,
+      );
+      assert.equal(mount.code, 0, mount.out);
+      mounted = true;
+      const rules: RuleInfo[] = [
+        RULES[0]!,
+        { id: "sudoers", area: "file", action: "deny", path: `${dir}/merged/sudoers` },
+        { id: "cron", area: "file", action: "deny", path: `${dir}/merged/cron.d` },
+      ];
+      await plane.apply(resolvePlan({
+        ...emptyPlan(),
+        mode: "enforce",
+        rules,
+        protect: [{ ruleId: 1, path: `${dir}/merged/sudoers` }, {
+          ruleId: 2,
+          path: `${dir}/merged/cron.d`,
+          recursive: true,
+        }],
+      }));
+      assert.equal(tryRead(`${dir}/merged/sudoers`), "s", "read through the overlay");
+      assert.equal(tryWrite(`${dir}/merged/sudoers`), "EPERM", "written through the overlay");
+      assert.equal(tryWrite(`${dir}/lower/sudoers`), "EPERM", "written in its lower layer");
+      assert.equal(tryWrite(`${dir}/merged/cron.d/job`), "EPERM", "a file below, through the overlay");
+      assert.equal(tryWrite(`${dir}/lower/cron.d/job`), "EPERM", "a file below, in its lower layer");
+      assert.equal(tryWrite(`${dir}/merged/cron.d/new`), "EPERM", "a new entry through the overlay");
+      // The layer's directory is not protected (README, known limits): an entry made there shows through.
+      assert.equal(tryWrite(`${dir}/lower/cron.d/new`), "ok");
+      assert.equal(tryRead(`${dir}/merged/sudoers`), "s");
+      assert.ok(
+        drain(plane).filter((event) => event.hook === HOOK.FILE_WRITE && event.decision === 0).length >= 5,
+      );
+    } finally {
+      plane.close();
+      DataPlane.detach(bpffs);
+      if (mounted) await sh(`umount ${dir}/merged`);
+      Deno.removeSync(bpffs);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
