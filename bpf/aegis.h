@@ -78,6 +78,8 @@ enum aegis_event_flag {
 	/* The packet or socket option carried an IPv4 source route (LSRR/SSRR) / an IPv6 routing header. */
 	AEGIS_EVENT_SRCROUTE = 2,
 	AEGIS_EVENT_RTHDR = 4,
+	/* A network event of a policy with rules by program: ino and dev hold the task's executable. */
+	AEGIS_EVENT_EXE = 8,
 };
 
 /* Values of the break-glass word below its deadlines: audit everywhere, until turned off. */

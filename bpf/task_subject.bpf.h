@@ -95,13 +95,17 @@ static __always_inline void task_subjects(const struct aegis_state *s, __u32 fla
 	}
 }
 
-/* An event of a policy with subjects carries the program of the task it judged: its exe's ino and dev. */
+/*
+ * An event of a policy with subjects carries the program of the task it judged: its exe's ino and dev, and
+ * AEGIS_EVENT_EXE says so (a record without it has no program, whatever its ino holds).
+ */
 static __always_inline void event_subject(struct aegis_event *e)
 {
 	struct inode_id id;
 	if (task_exe((struct task_struct *)bpf_get_current_task(), &id)) {
 		e->ino = id.ino;
 		e->dev = id.dev;
+		e->flags |= AEGIS_EVENT_EXE;
 	}
 }
 

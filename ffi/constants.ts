@@ -44,7 +44,7 @@ export const USER_PORTS = { DENIED: 0, ALLOWED: 1 } as const;
 
 export const RATE = { WINDOW_SHIFT: 30, BURST: 8 } as const;
 
-export const EVENT = { SUMMARY: 1, SRCROUTE: 2, RTHDR: 4 } as const;
+export const EVENT = { SUMMARY: 1, SRCROUTE: 2, RTHDR: 4, EXE: 8 } as const;
 
 export const BREAK_GLASS = { OFF: 0, ON: 1 } as const;
 

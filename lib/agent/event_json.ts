@@ -350,12 +350,11 @@ export class EventJsonWriter {
       line.bytes(PATH);
       line.string(path);
     }
-    const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
-    if (network && ino !== 0) {
+    if (network && (raw.flags & EVENT.EXE) !== 0) {
       line.bytes(EXE_DEV);
       line.number(raw.dev);
       line.bytes(INO);
-      line.number(ino);
+      line.number(raw.inoHi * 2 ** 32 + raw.inoLo);
     }
     line.bytes(CLOSE2);
   }

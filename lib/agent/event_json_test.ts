@@ -58,7 +58,10 @@ function record(next: () => number): Uint8Array {
   view.setUint8(F.decision.offset, rare() ? 9 : pick([0, 1]));
   view.setUint8(F.mode.offset, rare() ? 9 : pick([0, 1]));
   view.setUint8(F.gen.offset, rare() ? 2 : pick([0, 1]));
-  view.setUint8(F.flags.offset, rare() ? 0x80 : pick([0, 0, 0, EVENT.SUMMARY, EVENT.SRCROUTE, EVENT.RTHDR]));
+  view.setUint8(
+    F.flags.offset,
+    rare() ? 0x80 : pick([0, 0, 0, EVENT.SUMMARY, EVENT.SRCROUTE, EVENT.RTHDR, EVENT.EXE]),
+  );
   view.setUint8(F.signal.offset, rare() ? 3 : pick([0, 0, 15, 9]));
   view.setUint8(F.family.offset, rare() ? 3 : pick([FAMILY.IPV4, FAMILY.IPV6, FAMILY.IPV6]));
   view.setUint8(F.op.offset, rare() ? 99 : Math.floor(next() * 18));

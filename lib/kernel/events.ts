@@ -306,7 +306,7 @@ export const NETWORK_HOOKS: ReadonlySet<number> = new Set([
 /** Hooks that decide without a task: a packet arriving or being forwarded. */
 export const PACKET_HOOKS: ReadonlySet<number> = new Set([HOOK.INGRESS, HOOK.FORWARD]);
 /** The record flags this version knows: any other is an EventDecodeError. */
-export const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR;
+export const KNOWN_FLAGS = EVENT.SUMMARY | EVENT.SRCROUTE | EVENT.RTHDR | EVENT.EXE;
 
 /**
  * Turns a kernel record into the SPEC event. Pure: everything it needs is in `context`. A value this
@@ -375,9 +375,10 @@ function processOf(raw: RawEvent, context: EventContext, network: boolean): Even
     comm: raw.comm,
     cgroup: path === undefined ? { id } : { id, path },
   };
-  // A network record's inode fields are the program's, filled only under rules that name programs.
-  const ino = raw.inoHi * 2 ** 32 + raw.inoLo;
-  if (network && ino !== 0) process.exe = { dev: raw.dev, ino };
+  // A network record's inode fields are the program's where the kernel says so (under rules naming programs).
+  if (network && (raw.flags & EVENT.EXE) !== 0) {
+    process.exe = { dev: raw.dev, ino: raw.inoHi * 2 ** 32 + raw.inoLo };
+  }
   return process;
 }
 

@@ -17,6 +17,7 @@ import { RuleTable } from "../policy/rule_table.ts";
 import {
   type EventContext,
   EventDecodeError,
+  type EventProcess,
   formatAddress,
   formatEvent,
   rfc3339FromBoot,
@@ -211,6 +212,20 @@ Deno.test("formatEvent() reports an audited exec of an unknown rule by number an
   assert.deepEqual(event.file, { dev: 1, ino: 2 });
   assert.equal(event.net, undefined);
   assert.equal("policy" in event, false);
+});
+
+Deno.test("formatEvent() gives a network event the program only where the kernel flags its inode as the exe", () => {
+  const connect = (flags: number) =>
+    formatEvent(
+      raw({ hook: HOOK.CONNECT, ruleId: 3, family: 4, protocol: 6, dport: 443, inoLo: 77, dev: 8, flags }),
+      CONTEXT,
+    );
+  assert.deepEqual((connect(EVENT.EXE).process as EventProcess).exe, { dev: 8, ino: 77 });
+  assert.equal(
+    (connect(0).process as EventProcess).exe,
+    undefined,
+    "an inode without the flag is not a program",
+  );
 });
 
 Deno.test("formatEvent() gives a connect its destination and a bind its source", () => {

@@ -4,7 +4,7 @@
  * the whole file: each case applies its own policy.
  */
 import assert from "node:assert/strict";
-import { HOOK } from "../../ffi/mod.ts";
+import { EVENT, HOOK } from "../../ffi/mod.ts";
 import { sweepConnections } from "../../lib/kernel/connections.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { ResolveError, resolvePlan } from "../../lib/kernel/resolve.ts";
@@ -60,6 +60,7 @@ rootTest(
         assert.equal(events[0]?.ruleId, 1);
         const exe = Deno.statSync(CURL);
         assert.equal(events[0]?.ino, BigInt(exe.ino!), "the event names the program: its exe's inode");
+        assert.equal((events[0]?.flags ?? 0) & EVENT.EXE, EVENT.EXE, "and says its inode is the program's");
         assert.equal(await outcome(cgroup, curl(CURL, "127.0.0.1", port)), "connected", "other destinations");
         assert.equal(await outcome(cgroup, python("127.0.0.2", port)), "connected", "python3 is not curl");
         // A copy is another inode: another program, which the rule does not name.
