@@ -517,7 +517,7 @@ static __always_inline int exec_allow_denied(struct file *file, int mode_overrid
 static __always_inline int protect_denied(struct inode *inode, __u8 op);
 static __always_inline int protect_decide(struct aegis_state *s, struct inode *inode, const struct inode_id *id,
 					  __u8 op);
-static __always_inline int opens_for_write(struct file *file);
+static __always_inline int hook_opens_for_write(struct file *file);
 static __always_inline void audit_protect_open(struct file *file);
 
 /*
@@ -619,7 +619,7 @@ static __always_inline int open_denied(struct file *file)
 	if (rule && load_info(&s) && in_scope(&s) &&
 	    inode_decision_op(&s, AEGIS_HOOK_FILE_OPEN, rule, &id, effective_mode(&s), 0))
 		return 1;
-	if (!opens_for_write(file) || !exact_rule(&s, AEGIS_RULE_PROTECT_ON, 0, 0))
+	if (!hook_opens_for_write(file) || !exact_rule(&s, AEGIS_RULE_PROTECT_ON, 0, 0))
 		return 0;
 	return protect_decide(&s, inode, &id, AEGIS_FILE_OP_OPEN_WRITE);
 }

@@ -61,10 +61,13 @@ static __always_inline int protect_denied(struct inode *inode, __u8 op)
 	return protect_decide(&s, inode, &id, op);
 }
 
-/* An open that may write: FMODE_WRITE (O_WRONLY, O_RDWR), or O_TRUNC, which truncates even a read-only open. */
-static __always_inline int opens_for_write(struct file *file)
+/*
+ * An open that may write: FMODE_WRITE (O_WRONLY, O_RDWR), or O_TRUNC, which truncates even a read-only open.
+ * Plain loads through the LSM hook's trusted file pointer: this runs for every open, read-only ones included.
+ */
+static __always_inline int hook_opens_for_write(struct file *file)
 {
-	return (BPF_CORE_READ(file, f_mode) & FMODE_WRITE_) || (BPF_CORE_READ(file, f_flags) & O_TRUNC_);
+	return (file->f_mode & FMODE_WRITE_) || (file->f_flags & O_TRUNC_);
 }
 
 /* The audit fallback (sys_exit_open*): an open for writing of a protected inode, reported as a would-deny. */
