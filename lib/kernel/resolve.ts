@@ -252,6 +252,27 @@ function keepOnError(
 }
 
 /**
+ * A rule target's stat: undefined (after a warning) for a missing optional target, a ResolveError naming
+ * the rule for any other failure.
+ */
+function statTarget(
+  target: InodeTarget,
+  rule: string,
+  warn: ((message: string) => void) | undefined,
+): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(target.path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound && target.optional) {
+      warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
+      return undefined;
+    }
+    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
+    throw new ResolveError(`Rule ${rule}: ${target.path} ${reason}`, target.ruleId);
+  }
+}
+
+/**
  * A files.protect target's inodes: the file's (every identity, overlay layers included), or a directory's
  * own, whose entries are then fixed; with `recursive`, also every file and directory below it, so that
  * nothing can be created, linked or renamed anywhere in the tree while it is protected.
@@ -263,17 +284,8 @@ function resolveProtected(
   warn: ((message: string) => void) | undefined,
 ): ResolvedInode[] {
   const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
-  let stat: Deno.FileInfo;
-  try {
-    stat = Deno.statSync(target.path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound && target.optional) {
-      warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
-      return [];
-    }
-    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
-    throw new ResolveError(`Rule ${rule}: ${target.path} ${reason}`, target.ruleId);
-  }
+  const stat = statTarget(target, rule, warn);
+  if (!stat) return [];
   const found: ResolvedInode[] = fileIdentities(target.path, mountinfo).map((identity) => ({
     ...identity,
     ruleId: target.ruleId,
@@ -298,17 +310,8 @@ function resolveInodes(
   warn: ((message: string) => void) | undefined,
 ): ResolvedInode[] {
   const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
-  let stat: Deno.FileInfo;
-  try {
-    stat = Deno.statSync(target.path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound && target.optional) {
-      warn?.(`Rule ${rule}: ${target.path} does not exist; skipped (optional)`);
-      return [];
-    }
-    const reason = error instanceof Deno.errors.NotFound ? "does not exist" : String(error);
-    throw new ResolveError(`Rule ${rule}: ${target.path} ${reason}`, target.ruleId);
-  }
+  const stat = statTarget(target, rule, warn);
+  if (!stat) return [];
   if (stat.isDirectory) {
     if (!target.recursive) {
       throw new ResolveError(
