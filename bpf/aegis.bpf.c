@@ -14,6 +14,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EPERM 1
+#define ENOSYS 38
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
@@ -207,6 +208,7 @@ const volatile struct {
 	enum aegis_exec_reason exec_reason;
 	enum aegis_build_programs build_programs;
 	enum aegis_subjects subjects;
+	enum aegis_identity_op identity_op;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 10 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 15 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -36,7 +36,8 @@ enum aegis_hook {
 	AEGIS_HOOK_ROUTE = 11,       /* setting a routing header or a source-route option in scope */
 	AEGIS_HOOK_FORWARD = 12,     /* a forwarded packet (network.egress.forwarded) */
 	AEGIS_HOOK_FILE_WRITE = 13,  /* a write, change or entry change of a protected inode (files.protect) */
-	AEGIS_HOOK_COUNT = 14,
+	AEGIS_HOOK_IDENTITY = 14,    /* a task in scope changing the executable it is known by (prctl PR_SET_MM) */
+	AEGIS_HOOK_COUNT = 15,
 };
 
 /*
@@ -149,6 +150,8 @@ enum aegis_rule_kind {
 	AEGIS_RULE_SUBJECT = 56,      /* a = ino, b = dev of an exe; rule_id = its subject (children: false) */
 	AEGIS_RULE_SUBJECT_TREE = 57, /* a = ino, b = dev of an exe; rule_id = its subject (children: true) */
 	AEGIS_RULE_SUBJECTS = 58,     /* a = b = 0, present when any rule names an exe; action = AEGIS_SUBJECT_TREE or 0 */
+	/* a = b = 0, present when any rule names an exe: tasks in scope cannot change their mm->exe_file */
+	AEGIS_RULE_IDENTITY_GUARD = 59,
 };
 
 /* The switch entry's action bits (AEGIS_RULE_SUBJECTS), and the limits of the subject walk. */
@@ -190,6 +193,16 @@ enum aegis_ptrace_op {
 	AEGIS_PTRACE_OP_PROC_OPEN = 5,   /* an open of /proc/PID/mem (or another file that needs attach access) */
 	AEGIS_PTRACE_OP_PIDFD_GETFD = 6, /* pidfd_getfd: taking a descriptor of the target */
 	AEGIS_PTRACE_OP_OTHER = 7,       /* another system call that needs attach access */
+};
+
+/*
+ * process.identity events (bpf/process_guard.bpf.h): the prctl(PR_SET_MM) operation that would have changed
+ * the executable the task is known by (struct aegis_event.op; the values are prctl's own). The event's
+ * process.exe is the program the task ran when it asked.
+ */
+enum aegis_identity_op {
+	AEGIS_IDENTITY_OP_EXE_FILE = 13, /* PR_SET_MM_EXE_FILE */
+	AEGIS_IDENTITY_OP_MM_MAP = 14,   /* PR_SET_MM_MAP (checkpoint/restore: every field at once, exe_fd among them) */
 };
 
 /*
@@ -266,6 +279,7 @@ enum aegis_build_programs {
 	AEGIS_BUILD_BIND_LSM = 8192,  /* bind with BPF-LSM: SCTP binds */
 	AEGIS_BUILD_INGRESS = 16384,  /* ingress: XDP and the rate limiter's flush */
 	AEGIS_BUILD_FORWARD = 32768,  /* forwarded packets (tc), loaded when a policy first needs it */
+	AEGIS_BUILD_IDENTITY_AUDIT = 262144, /* egress, bind or file without BPF-LSM: the identity guard's tracepoint */
 };
 struct aegis_build {
 	__u8 object_sha256[32];

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 10 } as const;
+export const LAYOUT = { VERSION: 15 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -31,10 +31,12 @@ export const HOOK = {
   FORWARD: 12,
   // files.protect
   FILE_WRITE: 13,
-  COUNT: 14,
+  // rules that name programs: a task changing the executable it is known by
+  IDENTITY: 14,
+  COUNT: 15,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 28, EVENTS_SUPPRESSED: 29, SLOTS: 30 } as const;
+export const COUNTER = { EVENTS_LOST: 30, EVENTS_SUPPRESSED: 31, SLOTS: 32 } as const;
 
 export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17, XDP: 44 } as const;
 
@@ -91,6 +93,7 @@ export const RULE = {
   SUBJECT: 56,
   SUBJECT_TREE: 57,
   SUBJECTS: 58,
+  IDENTITY_GUARD: 59,
 } as const;
 
 /** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
@@ -152,6 +155,7 @@ export const BUILD_PROGRAMS = {
   BIND_LSM: 8192,
   INGRESS: 16384,
   FORWARD: 32768,
+  IDENTITY_AUDIT: 262144,
 } as const;
 
 /** Signals the kill-on-deny word may hold. */
@@ -161,6 +165,9 @@ export const INHERITED = { ENTRIES: 65536 } as const;
 
 /** Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`. */
 export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024, XDP_STAT_SLOTS: 256 } as const;
+
+/** What a process.identity event's task tried (the event's `op` byte: prctl's own PR_SET_MM_* number). */
+export const IDENTITY_OP = { EXE_FILE: 13, MM_MAP: 14 } as const;
 
 /** What a process.ptrace event's tracer tried (the event's `op` byte). */
 export const PTRACE_OP = {
@@ -205,6 +212,7 @@ export const KERNEL_ENUMS = {
   aegis_exec_reason: { prefix: "AEGIS_EXEC_", values: EXEC_REASON },
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
   aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
+  aegis_identity_op: { prefix: "AEGIS_IDENTITY_OP_", values: IDENTITY_OP },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */
@@ -223,6 +231,7 @@ export const HOOK_EVENT_TYPES = [
   "net.route",
   "net.forward",
   "file.write",
+  "process.identity",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
@@ -241,4 +250,5 @@ export const HOOK_NAMES = [
   "route",
   "forward",
   "file_write",
+  "identity",
 ] as const;

@@ -217,8 +217,11 @@ const PROTOCOL_TEXT: Uint8Array[] = Array.from(
 
 const NETWORK: readonly boolean[] = flags(NETWORK_HOOKS);
 const PACKET: readonly boolean[] = flags(PACKET_HOOKS);
-/** Hooks this writer covers: all but net.socket, scope.escape and process.ptrace (formatEvent writes those). */
-const NOT_COVERED: ReadonlySet<number> = new Set([HOOK.SOCKET, HOOK.SCOPE, HOOK.PTRACE]);
+/**
+ * Hooks this writer covers: all but net.socket, scope.escape, process.ptrace and process.identity
+ * (formatEvent writes those).
+ */
+const NOT_COVERED: ReadonlySet<number> = new Set([HOOK.SOCKET, HOOK.SCOPE, HOOK.PTRACE, HOOK.IDENTITY]);
 const COVERED: readonly boolean[] = Array.from({ length: HOOK.COUNT }, (_, hook) => !NOT_COVERED.has(hook));
 
 function flags(hooks: ReadonlySet<number>): boolean[] {

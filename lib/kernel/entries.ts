@@ -159,6 +159,9 @@ export function ruleSetEntries(
   if (set.plan.ptraceGuard) {
     exact({ kind: RULE.PTRACE_GUARD, a: 0, b: 0 }, denyValue(set.plan.ptraceGuard.ruleId));
   }
+  if (set.plan.identityGuard) {
+    exact({ kind: RULE.IDENTITY_GUARD, a: 0, b: 0 }, denyValue(set.plan.identityGuard.ruleId));
+  }
   for (const rule of set.plan.bind) {
     const protocols = rule.protocol ? [PROTOCOL_NUMBER[rule.protocol]] : PORT_PROTOCOL_NUMBERS;
     for (const protocol of protocols) {

@@ -28,6 +28,7 @@ import {
   FILE_AUDIT_PROGRAMS,
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
+  IDENTITY_PROGRAMS,
 } from "./load.ts";
 import { ingressLinkName } from "./links.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
@@ -163,9 +164,10 @@ export function linksNeeded(area: Area, interfaces: readonly string[] = []): str
       return [
         [[...CGROUP_PROGRAMS.egress]],
         [[...EGRESS_LSM_PROGRAMS.lsm], [...EGRESS_LSM_PROGRAMS.fallback]],
+        [[...IDENTITY_PROGRAMS.lsm], [...IDENTITY_PROGRAMS.fallback]],
       ];
     case "bind":
-      return [[[...CGROUP_PROGRAMS.bind]]];
+      return [[[...CGROUP_PROGRAMS.bind]], [[...IDENTITY_PROGRAMS.lsm], [...IDENTITY_PROGRAMS.fallback]]];
     case "ingress":
       return interfaces.map((iface) => [[ingressLinkName(iface)]]);
   }

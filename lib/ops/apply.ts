@@ -144,7 +144,9 @@ export function planAreas(plan: RuleSetPlan): Area[] {
  */
 export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
   const counts: Record<Area, number> = { file: 0, exec: 0, egress: 0, bind: 0, ingress: 0 };
-  const implied = new Set([plan.scopeGuard, plan.ptraceGuard, plan.routeGuard].map((guard) => guard?.ruleId));
+  const implied = new Set(
+    [plan.scopeGuard, plan.ptraceGuard, plan.routeGuard, plan.identityGuard].map((guard) => guard?.ruleId),
+  );
   plan.rules.forEach((rule, ruleId) => {
     if (ruleId > 0 && !implied.has(ruleId)) counts[rule.area]++;
   });

@@ -92,6 +92,13 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     ),
   );
   plan.nat64Prefixes = [...nat64].map((bytes) => new Uint8Array(bytes.split(".").map(Number)));
+  if (plan.subjects) {
+    // Numbered last, so that a policy's other rule ids stay what they were before exe rules had a guard.
+    const area = plan.subjects.some((subject) => plan.rules[subject.ruleId]?.area === "egress")
+      ? "egress"
+      : "bind";
+    plan.identityGuard = { ruleId: plan.rules.push({ id: "exe.identity", area, action: "deny" }) - 1 };
+  }
   return plan;
 }
 

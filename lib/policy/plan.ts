@@ -124,6 +124,11 @@ export type RuleSetPlan = {
   /** The programs rules name; absent or empty: no rule names one (the kernel never reads the task's exe). */
   subjects?: Subject[];
   /**
+   * Present with subjects: a task in scope may not change the executable the kernel knows it by
+   * (prctl PR_SET_MM_EXE_FILE or PR_SET_MM_MAP), which would let it pass for another program.
+   */
+  identityGuard?: { ruleId: number };
+  /**
    * Present with network.egress.default: deny: a destination no egress rule matches is denied (the rule
    * reported), except loopback (127.0.0.0/8, ::1), which passes unless a rule says otherwise.
    */
