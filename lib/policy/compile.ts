@@ -39,6 +39,8 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "exec.allow": { area: "exec", action: "allow" },
   // Served by the file area's hooks (BPF-LSM, or the open tracepoints' audit).
   "files.protect": { area: "file", action: "deny" },
+  // Asked by those hooks when a protected (or, for a rename, allowed) inode is changed.
+  "files.writers": { area: "file", action: "allow" },
 };
 
 export function compilePolicy(policy: Policy): RuleSetPlan {
@@ -96,7 +98,7 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
 }
 
 /** Numbers the programs rules name: one per distinct (exe, children), 1 up in rule order. */
-class Subjects {
+export class Subjects {
   readonly list: Subject[] = [];
   readonly #byKey = new Map<string, Subject>();
 
@@ -129,6 +131,19 @@ type SubjectSpec = {
   optional?: boolean | undefined;
 };
 
+/**
+ * The one place a trusted writer joins the plan: its program becomes a subject (one number per distinct
+ * exe and children, shared with the network rules that name the same), and `plan.writers` lists it under
+ * the rule that made it a writer. files.writers entries come here; so does any other source of writers
+ * (e.g. a `trust: dpkg` entry making dpkg one) with its own rule id.
+ */
+export function addWriter(plan: RuleSetPlan, subjects: Subjects, writer: SubjectSpec, ruleId: number): void {
+  const info = plan.rules[ruleId];
+  if (info) info.exe = writer.exe!;
+  const subject = subjects.of(writer, ruleId)!;
+  (plan.writers ??= []).push({ ruleId, subject, exe: writer.exe!, children: writer.children === true });
+}
+
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
@@ -139,6 +154,10 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     info.path = entry.rule.path;
   }
   const ruleId = plan.rules.push(info) - 1;
+  if (entry.list === "files.writers") {
+    addWriter(plan, subjects, entry.rule, ruleId);
+    return;
+  }
   const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
   if (subject !== undefined) info.exe = (entry.rule as SubjectSpec).exe!;
   switch (entry.list) {
