@@ -657,12 +657,19 @@ function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void 
 /** What an exec allowlist does not do yet: follow package upgrades; and entries that decide nothing. */
 function lintAllowlist(policy: Policy, report: Report): void {
   const exec = policy.spec.exec;
+  const dpkgWriter = (policy.spec.files?.writers ?? []).some((writer) =>
+    writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg"
+  );
   if (exec?.default === "deny") {
     report.at(
       EXEC_DEFAULT,
       "allow-upgrades",
-      "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
-        "until the policy is applied again: re-apply after every upgrade for now",
+      dpkgWriter
+        ? "dpkg is a writer: an upgrade's replaced files stay allowed, but files a package adds are new " +
+          "inodes, untrusted (refused in enforce) until the policy is applied again: re-apply after upgrades"
+        : "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
+          `until the policy is applied again: re-apply after every upgrade, or make ${DPKG_PATH} a writer ` +
+          "(files.writers) so that replaced files stay allowed",
     );
   } else if (exec?.allow?.length) {
     report.at(
