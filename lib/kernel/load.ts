@@ -24,7 +24,8 @@ import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 export const FILE_FALLBACK_COVERAGE = "the open tracepoints report opens only: an open of a denied file " +
   "(file.open) and an open for writing of a protected one (file.write open-write); a change made without " +
   "opening (truncate, unlink, rename, link, chmod, chown, utimes, xattrs) and a new, removed or renamed entry " +
-  "in a protected directory are neither refused nor reported";
+  "in a protected directory are neither refused nor reported; a trusted writer's (files.writers) open for " +
+  "writing is not reported, and its replace by rename passes nothing on until the next apply";
 
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
