@@ -103,27 +103,6 @@ static __always_inline __u32 subject_at(const struct task_subjects *t, __u32 i)
 }
 
 /*
- * The current task's subjects in generation `gen` (task_subjects with the generation's switch), into `out`;
- * returns their count, 0 when the generation names no program. A global function: each program that calls
- * it has the ancestor walk verified once, however many paths lead to the call.
- */
-__noinline int aegis_task_subjects(__u32 gen, struct task_subjects *out)
-{
-	struct aegis_state s;
-	if (!out)
-		return 0;
-	out->count = 0;
-	out->s0 = out->s1 = out->s2 = out->s3 = 0;
-	if (!load_generation(&s, gen))
-		return 0;
-	struct aegis_rule *on = subject_switch(&s);
-	if (!on)
-		return 0;
-	task_subjects(&s, on->action, out);
-	return out->count;
-}
-
-/*
  * An event of a policy with subjects carries the program of the task it judged: its exe's ino and dev, and
  * AEGIS_EVENT_EXE says so (a record without it has no program, whatever its ino holds).
  */
