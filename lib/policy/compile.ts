@@ -138,8 +138,6 @@ type SubjectSpec = {
  * (e.g. a `trust: dpkg` entry making dpkg one) with its own rule id.
  */
 export function addWriter(plan: RuleSetPlan, subjects: Subjects, writer: SubjectSpec, ruleId: number): void {
-  const info = plan.rules[ruleId];
-  if (info) info.exe = writer.exe!;
   const subject = subjects.of(writer, ruleId)!;
   (plan.writers ??= []).push({ ruleId, subject, exe: writer.exe!, children: writer.children === true });
 }
@@ -155,6 +153,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   }
   const ruleId = plan.rules.push(info) - 1;
   if (entry.list === "files.writers") {
+    info.exe = entry.rule.exe;
     addWriter(plan, subjects, entry.rule, ruleId);
     return;
   }
