@@ -201,6 +201,7 @@ const volatile struct {
 	enum aegis_capacity capacity;
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;
+	enum aegis_inherit_flag inherit_flag;
 	enum aegis_stat_limits stat_limits;
 	enum aegis_ptrace_op ptrace_op;
 	enum aegis_file_op file_op;

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 15 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 16 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -132,6 +132,14 @@ enum aegis_rule_kind {
 	/* files.protect (bpf/file_protect.bpf.h): kinds 40..47. */
 	AEGIS_RULE_PROTECT = 40,    /* a = ino, b = dev: read and run, never written; a directory's entries fixed */
 	AEGIS_RULE_PROTECT_ON = 41, /* a = b = 0, present when the policy protects anything: the hooks look */
+	/* files.writers: a = a subject number (task_subject.bpf.h); rule_id = the writer entry. */
+	AEGIS_RULE_WRITER = 42,
+	AEGIS_RULE_WRITERS = 43, /* a = b = 0, present when the policy has writers: the hooks ask the task */
+	/*
+	 * a = ino, b = dev of a protected or allowed inode; rule_id = its i_generation at apply, where the
+	 * filesystem shows one: a later inode that reuses the number (another i_generation) has no rule.
+	 */
+	AEGIS_RULE_INODE_GEN = 44,
 	/* The exec allowlist (bpf/exec_allow.bpf.h), kinds 48..55. */
 	AEGIS_RULE_EXEC_DEFAULT_DENY = 48, /* present: exec.default deny, a = b = 0; rule_id reports untrusted execs */
 	AEGIS_RULE_EXEC_ALLOW = 49,        /* a = ino, b = dev: an exec.allow inode; action = AEGIS_EXEC_ALLOW_* */
@@ -234,7 +242,7 @@ enum aegis_file_op {
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */
 enum aegis_signal { AEGIS_SIGNAL_NONE = 0, AEGIS_SIGNAL_KILL = 9, AEGIS_SIGNAL_TERM = 15 };
 
-/* Most inodes that inherit a rule by replacing a denied one (map `inherited`). */
+/* Most inodes that inherit a rule by replacing a denied, protected or (by a writer) allowed one. */
 enum aegis_inherit_limits { AEGIS_INHERITED_ENTRIES = 65536 };
 
 /*
@@ -440,8 +448,16 @@ struct aegis_inherit {
 	__u64 src_ino;
 	__u32 src_dev;
 	__u32 generation; /* i_generation of the inheriting inode */
+	__u32 flags;      /* AEGIS_INHERIT_* */
+	__u32 _pad0;
 };
-_Static_assert(sizeof(struct aegis_inherit) == 16, "aegis_inherit size");
+_Static_assert(sizeof(struct aegis_inherit) == 24, "aegis_inherit size");
+
+/* struct aegis_inherit.flags */
+enum aegis_inherit_flag {
+	/* A trusted writer made the replace: the new inode also takes an exec.allow entry's allowance. */
+	AEGIS_INHERIT_WRITER = 1,
+};
 
 /* One ring buffer record. */
 struct aegis_event {

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 15 } as const;
+export const LAYOUT = { VERSION: 16 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -85,6 +85,10 @@ export const RULE = {
   // files.protect
   PROTECT: 40,
   PROTECT_ON: 41,
+  // files.writers, and the i_generation of allowed and protected inodes
+  WRITER: 42,
+  WRITERS: 43,
+  INODE_GEN: 44,
   // the exec allowlist
   EXEC_DEFAULT_DENY: 48,
   EXEC_ALLOW: 49,
@@ -107,6 +111,9 @@ export const SUBJECTS = {
 
 /** What an EXEC_ALLOW entry allows (its value's action): any content of the inode, or the content hashed. */
 export const EXEC_ALLOW = { INODE: 1, HASHED: 2 } as const;
+
+/** struct aegis_inherit.flags: how an inode came to inherit a rule by rename. */
+export const INHERIT_FLAG = { WRITER: 1 } as const;
 
 /** Why an exec event's file was refused (the event's `op` byte). */
 export const EXEC_REASON = { DENIED: 0, UNTRUSTED: 1, HASH_MISMATCH: 2 } as const;
@@ -205,6 +212,7 @@ export const KERNEL_ENUMS = {
   aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
   aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },
+  aegis_inherit_flag: { prefix: "AEGIS_INHERIT_", values: INHERIT_FLAG },
   aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
   aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
   aegis_file_op: { prefix: "AEGIS_FILE_OP_", values: FILE_OP },

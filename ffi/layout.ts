@@ -79,10 +79,12 @@ export const AEGIS_INODE_KEY = struct("aegis_inode_key", 16, {
   _pad0: { offset: 12, size: 4 },
 });
 
-export const AEGIS_INHERIT = struct("aegis_inherit", 16, {
+export const AEGIS_INHERIT = struct("aegis_inherit", 24, {
   src_ino: { offset: 0, size: 8 },
   src_dev: { offset: 8, size: 4 },
   generation: { offset: 12, size: 4 },
+  flags: { offset: 16, size: 4 },
+  _pad0: { offset: 20, size: 4 },
 });
 
 export const AEGIS_RULE_HIT_KEY = struct("aegis_rule_hit_key", 8, {

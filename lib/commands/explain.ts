@@ -65,7 +65,12 @@ export const explain = defineCommand({
         }));
         return;
       }
-      const by = decision.ruleName === undefined ? "no rule matches" : `rule ${decision.ruleName}`;
+      const writer = decision.writer?.ruleName;
+      const by = writer !== undefined
+        ? `rule ${writer} (a trusted writer)`
+        : decision.ruleName === undefined
+        ? "no rule matches"
+        : `rule ${decision.ruleName}`;
       let note = "";
       if (rule !== undefined && !agrees) {
         note = ids.has(rule)

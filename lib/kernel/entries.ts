@@ -46,8 +46,11 @@ export type ResolvedRuleSet = {
 /** A program a rule names, resolved: the inode of its executable. */
 export type ResolvedSubject = { subject: number; children: boolean; dev: number; ino: bigint; path: string };
 
-/** A file the rule set denies, and the path it was found at (recorded so that a replaced file shows). */
-export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string };
+/**
+ * A file the rule set denies, and the path it was found at (recorded so that a replaced file shows);
+ * `generation`: its i_generation where the filesystem shows one (allowed and protected inodes only).
+ */
+export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string; generation?: number };
 
 /** An inode exec.allow lets run; `ctimeNs`: a sha256 entry's file, as it was when hashed at apply. */
 export type AllowedInode = ResolvedInode & { ctimeNs?: bigint };
@@ -105,10 +108,27 @@ export function ruleSetEntries(
         const stamp = { kind: RULE.EXEC_STAMP, a: allowed.ctimeNs!, b: Number(allowed.ino & 0xffffffffn) };
         exact(stamp, { ruleId: allowed.ruleId, action: ACTION.ALLOW, prefixLength: 0 }, false);
       }
+      generationStamp(exact, allowed);
     }
   }
   for (const inode of set.protect ?? []) {
     exact({ kind: RULE.PROTECT, a: inode.ino, b: inode.dev }, denyValue(inode.ruleId));
+    generationStamp(exact, inode);
+  }
+  // files.writers: each writer's subject, and the switch the protect and rename hooks read first.
+  for (const writer of set.plan.writers ?? []) {
+    exact({ kind: RULE.WRITER, a: writer.subject, b: 0 }, {
+      ruleId: writer.ruleId,
+      action: ACTION.ALLOW,
+      prefixLength: 0,
+    }, false);
+  }
+  if ((set.plan.writers ?? []).length > 0) {
+    exact({ kind: RULE.WRITERS, a: 0, b: 0 }, {
+      ruleId: set.plan.writers![0]!.ruleId,
+      action: ACTION.ALLOW,
+      prefixLength: 0,
+    }, false);
   }
   for (const id of set.scope.include) {
     exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.INCLUDE, prefixLength: 0 }, false);
@@ -206,14 +226,45 @@ export function ruleSetEntries(
     enforce: set.plan.mode === "enforce",
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
-    // Users entries and programs: non-zero when an egress decision must look at the task.
-    taskRules: set.plan.egressUsers.length + (set.plan.subjects?.length ?? 0),
+    // Users entries and programs of network rules: non-zero when an egress decision must look at the task.
+    taskRules: set.plan.egressUsers.length + networkSubjects(set.plan),
     ingressPortDenies: encoded.ingressPortDenies,
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
     failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
   });
   return { ...batches, genInfo };
+}
+
+/**
+ * The i_generation an allowed or protected inode had at apply (AEGIS_RULE_INODE_GEN), where its filesystem
+ * shows one; two rules of one inode write the same value.
+ */
+function generationStamp(
+  exact: (key: RuleKey, value: RuleValue, deny?: boolean) => void,
+  inode: ResolvedInode,
+): void {
+  if (inode.generation === undefined) return;
+  exact({ kind: RULE.INODE_GEN, a: inode.ino, b: inode.dev }, {
+    ruleId: inode.generation,
+    action: ACTION.ALLOW,
+    prefixLength: 0,
+  }, false);
+}
+
+/** Subjects that network rules name (a writer's alone makes no egress decision look at the task). */
+function networkSubjects(plan: RuleSetPlan): number {
+  // Encoded CIDR rules no longer say their subjects: every subject counts, as before writers.
+  if (plan.encodedNet) return plan.subjects?.length ?? 0;
+  const writers = new Set((plan.writers ?? []).map((writer) => writer.subject));
+  const network = new Set<number>();
+  for (const rule of plan.egress) if (rule.subject !== undefined) network.add(rule.subject);
+  for (const rule of plan.bind) if (rule.subject !== undefined) network.add(rule.subject);
+  for (const rule of plan.egressUsers) if (rule.subject !== undefined) network.add(rule.subject);
+  return (plan.subjects ?? []).filter((subject) =>
+    network.has(subject.subject) || !writers.has(subject.subject)
+  )
+    .length;
 }
 
 /**

@@ -157,7 +157,10 @@ function pinnedLink(dir: string, name: string): PinnedLink {
 export function linksNeeded(area: Area, interfaces: readonly string[] = []): string[][][] {
   switch (area) {
     case "file":
-      return [[[...FILE_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...FILE_AUDIT_PROGRAMS]]];
+      return [
+        [[...FILE_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...FILE_AUDIT_PROGRAMS]],
+        [[...IDENTITY_PROGRAMS.lsm], [...IDENTITY_PROGRAMS.fallback]],
+      ];
     case "exec":
       return [[[...EXEC_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...EXEC_AUDIT_PROGRAMS]]];
     case "egress":

@@ -28,20 +28,29 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_move_mount",
     "aegis_inode_rename",
   ];
-  assert.deepEqual(missingLinks(["file"], [], fileLsm.map((name) => link(name))), []);
   assert.deepEqual(
-    missingLinks(["file"], [], [link("aegis_file_open")]),
+    missingLinks(["file"], [], [...fileLsm, "aegis_task_prctl"].map((name) => link(name))),
+    [],
+  );
+  assert.deepEqual(
+    missingLinks(["file"], [], fileLsm.map((name) => link(name))),
+    ["aegis_task_prctl"],
+    "the identity guard (trusted writers are programs)",
+  );
+  assert.deepEqual(
+    missingLinks(["file"], [], [link("aegis_file_open"), link("aegis_task_prctl")]),
     fileLsm.slice(1),
     "BPF-LSM without the file guard is partial",
   );
-  assert.deepEqual(missingLinks(["file"], [], TRACEPOINTS), []);
+  assert.deepEqual(missingLinks(["file"], [], [...TRACEPOINTS, link("aegis_tp_prctl")]), []);
   assert.deepEqual(
-    missingLinks(["file"], [], TRACEPOINTS.slice(1)),
+    missingLinks(["file"], [], [...TRACEPOINTS.slice(1), link("aegis_tp_prctl")]),
     ["aegis_tp_openat"],
     "a partial fallback",
   );
   assert.deepEqual(missingLinks(["file", "exec"], [], []), [
     ...fileLsm,
+    "aegis_task_prctl",
     "aegis_bprm_check",
     "aegis_memfd_exec",
     "aegis_mmap_file",

@@ -106,10 +106,12 @@ export class PlaneLinks {
     ];
     // The ptrace and identity guards go wherever BPF-LSM serves an area: a scope or an exe rule may come
     // with any policy. Without BPF-LSM, the identity guard's report goes with the areas whose rules name
-    // programs.
+    // programs (file: trusted writers).
     if (programs.some((program) => lsmOnly.includes(program))) {
       programs.push(...PTRACE_LSM_PROGRAMS, ...IDENTITY_PROGRAMS.lsm);
-    } else if (areas.has("egress") || areas.has("bind")) programs.push(...IDENTITY_PROGRAMS.fallback);
+    } else if (areas.has("egress") || areas.has("bind") || areas.has("file")) {
+      programs.push(...IDENTITY_PROGRAMS.fallback);
+    }
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     const cgroupPrograms = [
       ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),

@@ -24,7 +24,8 @@ import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 export const FILE_FALLBACK_COVERAGE = "the open tracepoints report opens only: an open of a denied file " +
   "(file.open) and an open for writing of a protected one (file.write open-write); a change made without " +
   "opening (truncate, unlink, rename, link, chmod, chown, utimes, xattrs) and a new, removed or renamed entry " +
-  "in a protected directory are neither refused nor reported";
+  "in a protected directory are neither refused nor reported; a trusted writer's (files.writers) open for " +
+  "writing is not reported, and its replace by rename passes nothing on until the next apply";
 
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
@@ -65,7 +66,8 @@ export const PTRACE_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.ptraceAcces
 /**
  * The identity guard: attached with any BPF-LSM program; it decides only while the live generation names
  * programs (AEGIS_RULE_IDENTITY_GUARD), and returns at once for any prctl but PR_SET_MM's exe changes.
- * Where BPF-LSM does not load, a tracepoint reports those calls (egress, bind or file areas).
+ * Where BPF-LSM does not load, a tracepoint reports those calls (with the egress, bind and file areas,
+ * whose rules and writers name programs).
  */
 export const IDENTITY_PROGRAMS = { lsm: [PROGRAMS.taskPrctl], fallback: [PROGRAMS.prctlAudit] } as const;
 export const LSM_PROGRAMS: readonly ProgramName[] = [
@@ -158,7 +160,7 @@ export function planeSets(areas: ReadonlySet<Area>, withLsm: boolean): ProgramSe
     if (withLsm) sets.add("bindLsm");
   }
   if (withLsm) sets.add("guardsLsm");
-  else if (areas.has("egress") || areas.has("bind")) sets.add("identityAudit");
+  else if (areas.has("egress") || areas.has("bind") || areas.has("file")) sets.add("identityAudit");
   if (areas.has("ingress")) sets.add("ingress");
   return [...sets];
 }

@@ -37,7 +37,7 @@ import {
 } from "../state/history.ts";
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import type { Policy } from "../policy/schema.ts";
-import { encodeInodes } from "../state/inode_set.ts";
+import { encodeInodes, encodeInodesWithGenerations } from "../state/inode_set.ts";
 import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
@@ -378,13 +378,19 @@ function allowedShape(
   allowed: readonly AllowedInode[],
   ruleName: (ruleId: number) => string,
 ): NonNullable<AppliedRecord["allowed"]> {
-  const groups = Map.groupBy(allowed, (inode) => `${inode.ruleId}/${inode.ctimeNs ?? ""}`);
+  // Inodes with an i_generation apart, so that a refresh keeps each one's (inode_set.ts).
+  const groups = Map.groupBy(
+    allowed,
+    (inode) => `${inode.ruleId}/${inode.ctimeNs ?? ""}/${inode.generation !== undefined}`,
+  );
   return [...groups.values()].map((group) => {
-    const { ruleId, ctimeNs } = group[0]!;
+    const { ruleId, ctimeNs, generation } = group[0]!;
     return {
       rule: ruleName(ruleId),
       ...ctimeNs !== undefined && { ctimeNs: ctimeNs.toString() },
-      inodes: encodeInodes(group),
+      inodes: generation === undefined
+        ? encodeInodes(group)
+        : encodeInodesWithGenerations(group as (AllowedInode & { generation: number })[]),
     };
   });
 }

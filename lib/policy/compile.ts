@@ -39,6 +39,8 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "exec.allow": { area: "exec", action: "allow" },
   // Served by the file area's hooks (BPF-LSM, or the open tracepoints' audit).
   "files.protect": { area: "file", action: "deny" },
+  // Asked by those hooks when a protected (or, for a rename, allowed) inode is changed.
+  "files.writers": { area: "file", action: "allow" },
 };
 
 export function compilePolicy(policy: Policy): RuleSetPlan {
@@ -94,16 +96,15 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   plan.nat64Prefixes = [...nat64].map((bytes) => new Uint8Array(bytes.split(".").map(Number)));
   if (plan.subjects) {
     // Numbered last, so that a policy's other rule ids stay what they were before exe rules had a guard.
-    const area = plan.subjects.some((subject) => plan.rules[subject.ruleId]?.area === "egress")
-      ? "egress"
-      : "bind";
+    // The area of the first rule naming a program: egress, bind, or file for a writer.
+    const area = plan.rules[plan.subjects[0]!.ruleId]?.area ?? "egress";
     plan.identityGuard = { ruleId: plan.rules.push({ id: "exe.identity", area, action: "deny" }) - 1 };
   }
   return plan;
 }
 
 /** Numbers the programs rules name: one per distinct (exe, children), 1 up in rule order. */
-class Subjects {
+export class Subjects {
   readonly list: Subject[] = [];
   readonly #byKey = new Map<string, Subject>();
 
@@ -136,6 +137,17 @@ type SubjectSpec = {
   optional?: boolean | undefined;
 };
 
+/**
+ * The one place a trusted writer joins the plan: its program becomes a subject (one number per distinct
+ * exe and children, shared with the network rules that name the same), and `plan.writers` lists it under
+ * the rule that made it a writer. files.writers entries come here; so does any other source of writers
+ * (e.g. a `trust: dpkg` entry making dpkg one) with its own rule id.
+ */
+export function addWriter(plan: RuleSetPlan, subjects: Subjects, writer: SubjectSpec, ruleId: number): void {
+  const subject = subjects.of(writer, ruleId)!;
+  (plan.writers ??= []).push({ ruleId, subject, exe: writer.exe!, children: writer.children === true });
+}
+
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
@@ -146,6 +158,11 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     info.path = entry.rule.path;
   }
   const ruleId = plan.rules.push(info) - 1;
+  if (entry.list === "files.writers") {
+    info.exe = entry.rule.exe;
+    addWriter(plan, subjects, entry.rule, ruleId);
+    return;
+  }
   const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
   if (subject !== undefined) info.exe = (entry.rule as SubjectSpec).exe!;
   switch (entry.list) {

@@ -30,6 +30,8 @@
  * - A write (files.protect): the protect rules whose inode the file has, by path the entry's own path or
  *   one below a recursive entry; for an entry change (create, unlink, rename, link), also the directory it
  *   is made in when an entry names that directory. Reading and running are never a write. Then scope.
+ *   Then the writers (files.writers): a task one of whose subjects (as above) is a writer's is allowed,
+ *   and the decision names the writer (`writer`), the first in subject order.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
 import {
@@ -85,6 +87,9 @@ export type DecisionEvent =
   | {
     area: "write";
     op: WriteOp;
+    /** The program that writes and its ancestors', for files.writers. */
+    exe?: string;
+    ancestors?: readonly string[];
     /** The rule ids whose targets resolved to the inode written (or the directory changed); else `path`. */
     ruleIds?: readonly number[];
     /** The file written, or the entry made, removed or renamed. */
@@ -128,6 +133,8 @@ export type Decision = {
   ruleName?: string;
   /** Exec decisions only. */
   reason?: ExecReason;
+  /** A write a protect rule would refuse, allowed because the task is a trusted writer: that entry. */
+  writer?: { ruleId: number; ruleName?: string };
 };
 
 /** What a network rule is matched against. */
@@ -139,6 +146,16 @@ export function decide(plan: RuleSetPlan, event: DecisionEvent, options: { mode?
     ? execRule(plan, event)
     : { ruleId: decidingRule(plan, event) };
   const ruleId = found?.ruleId;
+  if (ruleId !== undefined && event.area === "write") {
+    const writer = trustedWriter(plan, event);
+    if (writer !== undefined) {
+      const ruleName = plan.rules[writer]?.id;
+      return {
+        decision: "allow",
+        writer: ruleName === undefined ? { ruleId: writer } : { ruleId: writer, ruleName },
+      };
+    }
+  }
   if (ruleId === undefined) return { decision: "allow" };
   const decision = (options.mode ?? plan.mode) === "enforce" ? "deny" : "audit";
   const name = plan.rules[ruleId]?.id;
@@ -339,6 +356,20 @@ function inodeRule(
       : path !== undefined && (path === target.path || (target.recursive && isUnder(path, target.path)))
   );
   return matches[0]?.ruleId;
+}
+
+/**
+ * The writer entry that lets the task change protected files: the first of its subjects (in precedence
+ * order, at most four) that a files.writers entry names, as the kernel asks them. Undefined: none.
+ */
+export function trustedWriter(plan: RuleSetPlan, task: TaskProgram): number | undefined {
+  const writers = plan.writers ?? [];
+  if (writers.length === 0) return undefined;
+  for (const subject of taskSubjects(plan, task)) {
+    const writer = writers.find((entry) => entry.subject === subject);
+    if (writer) return writer.ruleId;
+  }
+  return undefined;
 }
 
 function protectRule(

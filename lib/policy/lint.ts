@@ -36,6 +36,11 @@ export type LintFacts = {
   /** kernel.yama.ptrace_scope (0-3), or undefined when Yama is not built in. */
   ptraceScope?: number;
   now: Date;
+  /**
+   * The dpkg package owning each files.protect path (as written) that one owns, or a file below a recursive
+   * one: read only while no files.writers entry runs dpkg (DPKG_PATH). Absent: not known.
+   */
+  dpkgOwners?: ReadonlyMap<string, string>;
   /** Whether this host forwards packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); unknown: absent. */
   forwarding?: { ipv4: boolean; ipv6: boolean };
 };
@@ -48,6 +53,7 @@ export type LintCode =
   | "survival-set"
   | "survival-unchecked"
   | "protects-own-state"
+  | "protects-dpkg-files"
   | "resolver-denied"
   | "missing-path"
   | "packet-sockets-unexempt"
@@ -83,6 +89,7 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
   lintResolvers(plan, report, facts);
   lintMissingPaths(plan, report, facts);
   lintSpec(policy, report, facts);
+  lintDpkgProtected(plan, report, facts);
   lintLockout(plan, report, facts);
   lintEgressScope(plan, report, facts);
   return report.sorted();
@@ -238,6 +245,33 @@ function lintProtectedOwnState(plan: RuleSetPlan, report: Report, facts: LintFac
         );
       }
     }
+  }
+}
+
+/** dpkg, which package upgrades run: the writer a policy needs to let them change protected files. */
+export const DPKG_PATH = "/usr/bin/dpkg";
+
+/** Whether a files.writers entry of the plan runs dpkg (by the path it names, /usr/bin/dpkg or /bin/dpkg). */
+export function dpkgIsWriter(plan: RuleSetPlan): boolean {
+  return (plan.writers ?? []).some((writer) => writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg");
+}
+
+/**
+ * files.protect entries over files a dpkg package owns while dpkg is no writer: the package's next upgrade
+ * cannot replace them (dpkg fails, half-configured). A warning: the operator may mean it.
+ */
+function lintDpkgProtected(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  if (!facts.dpkgOwners || dpkgIsWriter(plan)) return;
+  for (const { ruleId, path, recursive } of plan.protect ?? []) {
+    const owner = facts.dpkgOwners.get(path);
+    if (owner === undefined) continue;
+    const what = recursive ? `files below ${path} belong` : `${path} belongs`;
+    report.rule(
+      ruleId,
+      "protects-dpkg-files",
+      `${what} to the dpkg package ${owner}, and no files.writers entry runs ${DPKG_PATH}: its next upgrade ` +
+        `will fail; add { exe: ${DPKG_PATH}, children: true } to files.writers`,
+    );
   }
 }
 
@@ -623,12 +657,19 @@ function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void 
 /** What an exec allowlist does not do yet: follow package upgrades; and entries that decide nothing. */
 function lintAllowlist(policy: Policy, report: Report): void {
   const exec = policy.spec.exec;
+  const dpkgWriter = (policy.spec.files?.writers ?? []).some((writer) =>
+    writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg"
+  );
   if (exec?.default === "deny") {
     report.at(
       EXEC_DEFAULT,
       "allow-upgrades",
-      "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
-        "until the policy is applied again: re-apply after every upgrade for now",
+      dpkgWriter
+        ? "dpkg is a writer: an upgrade's replaced files stay allowed, but files a package adds are new " +
+          "inodes, untrusted (refused in enforce) until the policy is applied again: re-apply after upgrades"
+        : "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
+          `until the policy is applied again: re-apply after every upgrade, or make ${DPKG_PATH} a writer ` +
+          "(files.writers) so that replaced files stay allowed",
     );
   } else if (exec?.allow?.length) {
     report.at(

@@ -472,7 +472,32 @@ Deno.test("parsePolicy() refuses a files.protect entry without a path, with a wr
   refuses(protect("{ path: /etc/cron.d, maxFiles: 10 }"), 9, 30, "maxFiles: unknown key");
   refuses(protect("{ path: /etc/cron.d, writers: [/usr/bin/dpkg] }"), 9, 30, "writers: unknown key");
   refuses(minimal("  files:\n    protect: /etc/cron.d\n"), 8, 14, "expected a list");
-  refuses(minimal("  files:\n    writers: [{ exe: /usr/bin/dpkg }]\n"), 8, 5, "writers: unknown key");
   const named = refuses(protect("{ path: /x }\n      - { path: x }"), 10, 17, "path");
   assert.equal(named.ruleId, "files.protect[1]");
+});
+
+Deno.test("parsePolicy() reads files.writers entries and names them files.writers[N]", () => {
+  const policy = parsePolicy(
+    minimal(
+      "  files:\n    writers:\n      - { exe: /usr/bin/dpkg, children: true }\n      - { id: vi, exe: /usr/sbin/visudo }\n",
+    ),
+    "p.yaml",
+  );
+  assert.deepEqual(policy.spec.files?.writers, [{ exe: "/usr/bin/dpkg", children: true }, {
+    id: "vi",
+    exe: "/usr/sbin/visudo",
+  }]);
+});
+
+Deno.test("parsePolicy() refuses a files.writers entry without an exe, with a wrong type or an unknown key", () => {
+  const writers = (entry: string) => minimal(`  files:\n    writers:\n      - ${entry}\n`);
+  const error = refuses(writers("{ id: dpkg, children: true }"), 9, 9, "exe");
+  assert.equal(error.ruleId, "dpkg");
+  refuses(writers("{ exe: usr/bin/dpkg }"), 9, 16, "exe must be an absolute path");
+  refuses(writers("{ exe: /usr/bin/dpkg, children: yes }"), 9, 41, "children is true or false");
+  refuses(writers("{ exe: /usr/bin/dpkg, optional: 1 }"), 9, 41, "optional is true or false");
+  refuses(writers("{ exe: /usr/bin/dpkg, path: /etc }"), 9, 31, "path: unknown key");
+  refuses(minimal("  files:\n    writers: /usr/bin/dpkg\n"), 8, 14, "expected a list");
+  const named = refuses(writers("{ exe: /a }\n      - { exe: 3 }"), 10, 16, "exe");
+  assert.equal(named.ruleId, "files.writers[1]");
 });

@@ -73,6 +73,9 @@ export type Subject = {
   ruleId: number;
 };
 
+/** A trusted writer: the subject of its program, and the rule that made it one. */
+export type Writer = { ruleId: number; subject: number; exe: string; children: boolean };
+
 export type PortRule = { ruleId: number; port: number; protocol: Protocol };
 /**
  * A bind deny rule: `protocol` absent covers every protocol that binds to a port (PORT_PROTOCOL_NUMBERS:
@@ -121,6 +124,11 @@ export type RuleSetPlan = {
   ptraceGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
+  /**
+   * files.writers: programs (subjects, by number) that may change protected files, and whose rename of a
+   * new file over a protected or allowed one passes the rule to the new file. Absent: none.
+   */
+  writers?: Writer[];
   /** The programs rules name; absent or empty: no rule names one (the kernel never reads the task's exe). */
   subjects?: Subject[];
   /**

@@ -183,6 +183,17 @@ const protectRule = z.strictObject({
   optional: z.boolean().optional(),
 });
 
+/**
+ * A files.writers entry: a program (by inode, resolved at apply) that may change protected files, and with
+ * `children: true` every process it starts; `optional`, an exe that may be missing on this host.
+ */
+const writerRule = z.strictObject({
+  id: ruleId.optional(),
+  exe: absolutePath("exe"),
+  children: z.boolean({ error: "children is true or false" }).optional(),
+  optional: z.boolean({ error: "optional is true or false" }).optional(),
+});
+
 const netFields = {
   id: ruleId.optional(),
   cidr: cidr.optional(),
@@ -327,8 +338,12 @@ const spec = z.strictObject({
     cgroups: names(absolutePath("a cgroup")).optional(),
     exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
-  files: z.strictObject({ deny: list(fileRule).optional(), protect: list(protectRule).optional() })
-    .optional(),
+  files: z.strictObject({
+    deny: list(fileRule).optional(),
+    protect: list(protectRule).optional(),
+    /** Programs that may change protected files (files.protect), and rename a new file over an allowed one. */
+    writers: list(writerRule).optional(),
+  }).optional(),
   exec: z.strictObject({
     denyMemfd: z.boolean().optional(),
     deny: list(fileRule).optional(),
@@ -376,6 +391,7 @@ export type Policy = z.output<typeof policyObject>;
 export type FileRule = z.output<typeof fileRule>;
 export type ExecAllowRule = z.output<typeof execAllowRule>;
 export type ProtectRule = z.output<typeof protectRule>;
+export type WriterRule = z.output<typeof writerRule>;
 export type NetRuleSpec = z.output<typeof netRule>;
 export type EgressRuleSpec = z.output<typeof egressRule>;
 export type PortRuleSpec = z.output<typeof portRule>;
@@ -395,6 +411,7 @@ type RuleOf = {
   "network.ingress.deny": NetRuleSpec;
   "exec.allow": ExecAllowRule;
   "files.protect": ProtectRule;
+  "files.writers": WriterRule;
 };
 export type RuleList = keyof RuleOf;
 
@@ -422,6 +439,7 @@ const LISTS: Lists = {
   // Last, in the order they were added: rules numbered before them keep the numbers they had before them.
   "exec.allow": (spec) => spec.exec?.allow,
   "files.protect": (spec) => spec.files?.protect,
+  "files.writers": (spec) => spec.files?.writers,
 };
 
 /**
