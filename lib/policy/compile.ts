@@ -4,10 +4,12 @@
  * each list).
  */
 import { parseCidr, unmapIpv4 } from "./cidr.ts";
+import { canonicalHost } from "./host_name.ts";
 import {
   type Area,
   type BindRule,
   emptyPlan,
+  type HostRule,
   type NetRule,
   type PortRule,
   type Protocol,
@@ -16,7 +18,15 @@ import {
   type Subject,
   WELL_KNOWN_NAT64,
 } from "./plan.ts";
-import type { NetRuleSpec, Policy, PortRuleSpec, RuleList, RuleRef, UserRuleSpec } from "./schema.ts";
+import type {
+  EgressRuleSpec,
+  NetRuleSpec,
+  Policy,
+  PortRuleSpec,
+  RuleList,
+  RuleRef,
+  UserRuleSpec,
+} from "./schema.ts";
 import { forEachRule } from "./schema.ts";
 
 /** Where a rule without a cidr applies: every destination (or source) of both families. */
@@ -138,6 +148,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   ) {
     info.path = entry.rule.path;
   }
+  if ("host" in entry.rule && entry.rule.host !== undefined) info.host = canonicalHost(entry.rule.host);
   const ruleId = plan.rules.push(info) - 1;
   const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
   if (subject !== undefined) info.exe = (entry.rule as SubjectSpec).exe!;
@@ -179,7 +190,9 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     }
     case "network.egress.deny":
     case "network.egress.allow":
-      addNetRules(plan.egress, entry.rule, ruleId, action, subject);
+      if (info.host !== undefined) {
+        hostRules(plan.egressHosts ??= [], entry.rule, { ruleId, action, host: info.host }, subject);
+      } else addNetRules(plan.egress, entry.rule, ruleId, action, subject);
       return;
     case "network.ingress.allow":
     case "network.ingress.deny":
@@ -225,6 +238,26 @@ function addNetRules(
       if (subject !== undefined) net.subject = subject;
       rules.push(net);
     }
+  }
+}
+
+/** One HostRule per port (one without a port: every port) of an egress rule by host name. */
+function hostRules(
+  rules: HostRule[],
+  rule: EgressRuleSpec,
+  { ruleId, action, host }: Pick<HostRule, "ruleId" | "action" | "host">,
+  subject?: number,
+): void {
+  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
+  for (const port of ports) {
+    rules.push({
+      ruleId,
+      action,
+      host,
+      ...rule.protocol && { protocol: rule.protocol },
+      ...port !== undefined && { port },
+      ...subject !== undefined && { subject },
+    });
   }
 }
 

@@ -20,6 +20,11 @@
  * - network.egress.default: deny: a destination view no rule matches is denied by the default, except
  *   loopback (127.0.0.0/8, ::1); a rule for 0.0.0.0/0 (or ::/0) with no port nor protocol and no exe takes
  *   the default's place for its family, loopback included.
+ * - Names (egress rules with `host`): an address learned for a name (the `learned` table: DNS answers the
+ *   scope received, names resolved at apply) is matched by each rule whose host pattern covers the name as
+ *   if that rule named the address as a /32 (IPv4) or /128 (IPv6) with its port and protocol: it beats
+ *   every shorter CIDR rule and the default, and ties with a CIDR rule of the same full-length key (deny
+ *   beats allow). An expired entry decides nothing. Forwarded packets never consult names.
  * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
@@ -32,6 +37,7 @@
  *   is made in when an entry names that directory. Reading and running are never a write. Then scope.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
+import { hostCovers } from "./host_name.ts";
 import {
   type InodeTarget,
   type Mode,
@@ -133,11 +139,24 @@ export type Decision = {
 /** What a network rule is matched against. */
 export type Packet = { cidr: Cidr; port: number; protocol: number };
 
-/** The decision for `event`; `mode` overrides the plan's (break-glass, deadman, `--audit`). */
-export function decide(plan: RuleSetPlan, event: DecisionEvent, options: { mode?: Mode } = {}): Decision {
+/**
+ * An address the kernel learned for a host name (map `learned`), as the decision sees it: an entry past
+ * its expiry decides nothing.
+ */
+export type LearnedAddress = { addr: Address; host: string; expired?: boolean };
+
+export type DecideOptions = {
+  /** Overrides the plan's mode (break-glass, deadman, `--audit`). */
+  mode?: Mode;
+  /** The learned-address table: which names the destination was learned for. Absent: none. */
+  learned?: readonly LearnedAddress[];
+};
+
+/** The decision for `event` (see DecideOptions). */
+export function decide(plan: RuleSetPlan, event: DecisionEvent, options: DecideOptions = {}): Decision {
   const found: { ruleId?: number | undefined; reason?: ExecReason } | undefined = event.area === "exec"
     ? execRule(plan, event)
-    : { ruleId: decidingRule(plan, event) };
+    : { ruleId: decidingRule(plan, event, options.learned ?? []) };
   const ruleId = found?.ruleId;
   if (ruleId === undefined) return { decision: "allow" };
   const decision = (options.mode ?? plan.mode) === "enforce" ? "deny" : "audit";
@@ -167,10 +186,14 @@ function execRule(
 }
 
 /** The id of the rule that denies `event`, or undefined when it is allowed. */
-function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefined {
+function decidingRule(
+  plan: RuleSetPlan,
+  event: DecisionEvent,
+  learned: readonly LearnedAddress[],
+): number | undefined {
   switch (event.area) {
     case "egress": {
-      const ruleId = egressRule(plan, event);
+      const ruleId = egressRule(plan, event, learned);
       return ruleId !== undefined && inScope(plan, event.cgroup) ? ruleId : undefined;
     }
     case "bind": {
@@ -205,11 +228,12 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
 function egressRule(
   plan: RuleSetPlan,
   event: Extract<DecisionEvent, { area: "egress" }>,
+  learned: readonly LearnedAddress[],
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
   // Rules that name a program judge TCP and UDP only (other protocols are judged packet by packet).
   const subjects = packet.protocol === 6 || packet.protocol === 17 ? taskSubjects(plan, event) : [];
-  const cidr = egressCidrRule(plan, packet, subjects);
+  const cidr = egressCidrRule(plan, packet, subjects, learned);
   if (cidr !== undefined) return cidr;
   const user = [...subjects, undefined].map((subject) =>
     userRule(plan.egressUsers.filter((entry) => entry.subject === subject), event.uid, event.gid)
@@ -247,13 +271,50 @@ function egressCidrRule(
   plan: RuleSetPlan,
   packet: Packet,
   subjects: readonly number[] = [],
+  learned: readonly LearnedAddress[] = [],
 ): number | undefined {
   for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
-    const rule = matchSubjects(plan.egress, view, subjects);
+    const named = learnedRules(plan, view, learned);
+    const rule = matchSubjects(named.length ? [...plan.egress, ...named] : plan.egress, view, subjects);
     if (rule?.action === "deny") return rule.ruleId;
     if (!rule && plan.egressDefaultDeny && !isLoopback(view)) return plan.egressDefaultDeny.ruleId;
   }
   return undefined;
+}
+
+/**
+ * The host rules that cover a name `view`'s address was learned for (and has not expired), each as the
+ * NetRule of that address alone (see the top of this file).
+ */
+export function learnedRules(
+  plan: RuleSetPlan,
+  view: Packet,
+  learned: readonly LearnedAddress[],
+): NetRule[] {
+  const hosts = plan.egressHosts ?? [];
+  if (hosts.length === 0 || learned.length === 0) return [];
+  const { family, addr } = view.cidr;
+  const names = learned.filter((entry) => {
+    if (entry.expired) return false;
+    const { cidr } = toPacket(entry.addr, 0, 0);
+    return cidr.family === family && cidr.addr.every((byte, i) => byte === addr[i]);
+  }).map((entry) => entry.host);
+  const rules: NetRule[] = [];
+  for (const host of hosts) {
+    if (!names.some((name) => hostCovers(host.host, name))) continue;
+    const rule: NetRule = {
+      ruleId: host.ruleId,
+      action: host.action,
+      family,
+      addr: new Uint8Array(addr),
+      prefixLength: addr.length * 8,
+    };
+    if (host.protocol) rule.protocol = host.protocol;
+    if (host.port !== undefined) rule.port = host.port;
+    if (host.subject !== undefined) rule.subject = host.subject;
+    rules.push(rule);
+  }
+  return rules;
 }
 
 /**

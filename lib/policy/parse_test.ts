@@ -476,3 +476,29 @@ Deno.test("parsePolicy() refuses a files.protect entry without a path, with a wr
   const named = refuses(protect("{ path: /x }\n      - { path: x }"), 10, 17, "path");
   assert.equal(named.ruleId, "files.protect[1]");
 });
+
+Deno.test("parsePolicy() reports a malformed host pattern at FILE:LINE:COL", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
+  refuses(rule('{ host: "*.*" }'), 10, 19, "wildcard past the first label");
+  refuses(rule("{ host: a..example.com }"), 10, 19, "empty label");
+  refuses(rule(`{ host: ${"a".repeat(64)}.example.com }`), 10, 19, "a label has at most 63");
+  refuses(rule(`{ host: ${"abcdefghi.".repeat(25)}example.com }`), 10, 19, "at most 253");
+  refuses(rule('{ host: "api.*.example.com" }'), 10, 19, "wildcard past the first label");
+  refuses(rule("{ host: api_v2.example.com }"), 10, 19, 'outside letters, digits and "-"');
+  refuses(rule("{ host: 7 }"), 10, 19, "a host is a string");
+  refuses(rule("{ host: api.example.com, cidr: 10.0.0.0/8 }"), 10, 19, "use either host or cidr");
+  refuses(rule("{ host: api.example.com, port: 1, ports: [2] }"), 10, 52, "use either port or ports");
+  refuses(
+    minimal(
+      "  network:\n    ingress:\n      interfaces: [eth0]\n      allow: [{ port: 1, host: a.example }]\n",
+    ),
+    10,
+    26,
+    "host: unknown key",
+  );
+});
+
+Deno.test("parsePolicy() refuses a well-formed host as not supported yet, at its place", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
+  refuses(rule("{ host: api.example.com, port: 443 }"), 10, 19, "host is not supported yet");
+});

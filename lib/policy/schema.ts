@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from "./cidr.ts";
+import { hostProblem } from "./host_name.ts";
 
 export const API_VERSION = "aegisbpf.io/v1";
 
@@ -83,6 +84,18 @@ function formatNetwork(addr: Uint8Array): string {
   const groups = Array.from({ length: 8 }, (_, i) => ((addr[i * 2]! << 8) | addr[i * 2 + 1]!).toString(16));
   return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
 }
+
+/** A host name or a wildcard over a domain's names (`host_name.ts`). */
+const host = z.string({ error: 'a host is a string, e.g. api.example.com or "*.example.com"' }).superRefine(
+  (text, ctx) => {
+    const problem = hostProblem(text);
+    if (problem) ctx.addIssue({ code: "custom", input: text, message: problem });
+  },
+);
+
+/** The message for `host` in an egress entry while its enforcement is not in this release. */
+export const HOST_NOT_SUPPORTED =
+  "host is not supported yet: this release does not learn addresses from DNS answers; name the addresses with cidr";
 
 /**
  * A NAT64 prefix (RFC 6052) whose addresses stand for the IPv4 address in their last 32 bits: only /96
@@ -243,11 +256,45 @@ function checkNetRule(
 
 const netRule = z.strictObject(netFields).superRefine(checkNetRule);
 
-/** An egress allow or deny entry: a network rule that may name the program it applies to. */
-const egressRule = z.strictObject({ ...netFields, ...subjectFields }).superRefine((rule, ctx) => {
-  checkNetRule(rule, ctx);
-  checkSubject(rule, ctx);
-});
+/**
+ * An egress allow or deny entry: a network rule that may name the program it applies to, and its
+ * destination by host name instead of cidr.
+ */
+const egressRule = z.strictObject({ ...netFields, host: host.optional(), ...subjectFields }).superRefine(
+  (rule, ctx) => {
+    checkEgressTarget(rule, ctx);
+    checkSubject(rule, ctx);
+  },
+);
+
+/** checkNetRule, where `host` names the destination as `cidr` does (never both). */
+function checkEgressTarget(rule: EgressKeys, ctx: z.RefinementCtx): void {
+  if (rule.host === undefined) return checkNetRule(rule, ctx);
+  if (rule.cidr !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["host"],
+      input: rule.host,
+      message: "use either host or cidr, not both: a rule names its destination one way",
+    });
+  } else if (rule.port !== undefined && rule.ports !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ports"],
+      input: rule.ports,
+      message: "use either port or ports, not both",
+    });
+  } else if (hostProblem(rule.host) === undefined) {
+    ctx.addIssue({ code: "custom", path: ["host"], input: rule.host, message: HOST_NOT_SUPPORTED });
+  }
+}
+
+type EgressKeys = {
+  host?: string | undefined;
+  cidr?: string | undefined;
+  port?: number | undefined;
+  ports?: number[] | undefined;
+};
 
 const portFields = {
   id: ruleId.optional(),
