@@ -191,7 +191,8 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
 	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key (6.18 does). */
 	struct aegis_net_key key = d->key;
 	struct aegis_net_key alt = d->alt;
-	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
+	/* With rules by name, the caller asked aegis_names_egress_deny already (the stack has no room here). */
+	struct aegis_rule *rule = s.info->host_rules ? 0 : egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
 	if (!rule && users && s.info->task_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids);
 	if (!rule)
@@ -238,8 +239,20 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	if ((__u32)ids != owner)
 		ids = (__u64)NO_GID << 32 | owner;
 	v.ids = ids;
-	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
-	if (!aegis_packet_rule(&d, &v, !hop_denied && !route_only) && !hop_denied)
+	/*
+	 * The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. Rules by name
+	 * are matched here, not in aegis_packet_rule: one call deep, as the stack's 512 bytes allow.
+	 */
+	__u32 named = 0;
+	if (s.info->host_rules) {
+		__u32 flags = (__u32)d.dport_be << 16 | (d.has_alt ? 2 : 0) | (s.gen & 1);
+		named = aegis_names_egress_deny(&d.key, &d.alt, flags);
+		if (named) {
+			v.rule_id = named;
+			v.key = d.key;
+		}
+	}
+	if (!named && !aegis_packet_rule(&d, &v, !hop_denied && !route_only) && !hop_denied)
 		return SKB_PASS;
 	return aegis_packet_dropped(skb, &v) ? SKB_DROP : SKB_PASS;
 }
@@ -375,12 +388,14 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 		return;
 	}
 	d.dport_be = BPF_CORE_READ(skc, skc_dport);
-	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule && s.info->task_rules)
-		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
-	if (!rule)
+	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule_id && s.info->task_rules) {
+		struct aegis_rule *user = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
+		rule_id = user ? user->rule_id : 0;
+	}
+	if (!rule_id)
 		return;
-	conn.rule_id = rule->rule_id;
+	conn.rule_id = rule_id;
 	conn.family = d.key.space & 0xff;
 	__builtin_memcpy(conn.daddr, d.key.addr, 16);
 	conn.dport = bpf_ntohs(d.dport_be);
@@ -499,13 +514,15 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 	} else {
 		return 0;
 	}
-	struct aegis_rule *rule = egress_cidr_deny(s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule && s->info->task_rules)
-		rule = user_rule(s, bpf_ntohs(d.dport_be));
-	if (!rule || !in_scope(s))
+	__u32 rule_id = egress_deny_id(s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule_id && s->info->task_rules) {
+		struct aegis_rule *user = user_rule(s, bpf_ntohs(d.dport_be));
+		rule_id = user ? user->rule_id : 0;
+	}
+	if (!rule_id || !in_scope(s))
 		return 0;
 	__u32 mode = effective_mode(s);
-	struct aegis_event *e = record(s, AEGIS_HOOK_CONNECT, mode, rule->rule_id, current_pid(), 1);
+	struct aegis_event *e = record(s, AEGIS_HOOK_CONNECT, mode, rule_id, current_pid(), 1);
 	if (e) {
 		e->family = d.key.space & 0xff;
 		e->protocol = IPPROTO_SCTP_;

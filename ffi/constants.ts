@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 10 } as const;
+export const LAYOUT = { VERSION: 13 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -91,7 +91,13 @@ export const RULE = {
   SUBJECT: 56,
   SUBJECT_TREE: 57,
   SUBJECTS: 58,
+  // egress rules by host name (bpf/name_guard.bpf.h)
+  HOST: 60,
+  HOST_WILDCARD: 61,
 } as const;
+
+/** The learned-address table's capacity (bpf/name_guard.bpf.h). */
+export const LEARNED_LIMITS = { LEARNED_ENTRIES: 65536 } as const;
 
 /** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
 export const SUBJECTS = {
@@ -205,6 +211,7 @@ export const KERNEL_ENUMS = {
   aegis_exec_reason: { prefix: "AEGIS_EXEC_", values: EXEC_REASON },
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
   aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
+  aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

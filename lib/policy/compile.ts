@@ -57,6 +57,8 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   const subjects = new Subjects();
   forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef, subjects));
   if (subjects.list.length > 0) plan.subjects = subjects.list;
+  const floor = spec.network?.egress?.nameTtlFloor;
+  if (floor !== undefined && plan.egressHosts) plan.nameTtlFloor = floor;
   if (spec.network?.egress?.default === "deny") {
     const info: RuleInfo = { id: "network.egress.default", area: "egress", action: "deny" };
     plan.egressDefaultDeny = { ruleId: plan.rules.push(info) - 1 };

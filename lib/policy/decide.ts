@@ -20,11 +20,11 @@
  * - network.egress.default: deny: a destination view no rule matches is denied by the default, except
  *   loopback (127.0.0.0/8, ::1); a rule for 0.0.0.0/0 (or ::/0) with no port nor protocol and no exe takes
  *   the default's place for its family, loopback included.
- * - Names (egress rules with `host`): an address learned for a name (the `learned` table: DNS answers the
- *   scope received, names resolved at apply) is matched by each rule whose host pattern covers the name as
- *   if that rule named the address as a /32 (IPv4) or /128 (IPv6) with its port and protocol: it beats
- *   every shorter CIDR rule and the default, and ties with a CIDR rule of the same full-length key (deny
- *   beats allow). An expired entry decides nothing. Forwarded packets never consult names.
+ * - Names (egress rules with `host`): an address learned for a name (the `learned` table: names resolved
+ *   at apply and refreshed) is decided by the rules of the most specific pattern covering the name (the
+ *   name itself, else the longest wildcard), matched by port and protocol as CIDR rules are, wherever no
+ *   CIDR rule of the address itself (a /32 or /128) matches: a name beats every shorter CIDR rule and the
+ *   default, and the address's own CIDR rule beats the name. An expired entry decides nothing.
  * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
@@ -37,7 +37,7 @@
  *   is made in when an entry names that directory. Reading and running are never a write. Then scope.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
-import { hostCovers } from "./host_name.ts";
+import { canonicalHost, hostCovers } from "./host_name.ts";
 import {
   type InodeTarget,
   type Mode,
@@ -211,7 +211,7 @@ function decidingRule(
       return ingressRule(plan, event);
     case "forward":
       return plan.forwarded
-        ? egressCidrRule(plan, toPacket(event.addr, event.port, event.protocol))
+        ? egressCidrRule(plan, toPacket(event.addr, event.port, event.protocol), [], learned)
         : undefined;
     case "file":
     case "exec": {
@@ -274,8 +274,10 @@ function egressCidrRule(
   learned: readonly LearnedAddress[] = [],
 ): number | undefined {
   for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
-    const named = learnedRules(plan, view, learned);
-    const rule = matchSubjects(named.length ? [...plan.egress, ...named] : plan.egress, view, subjects);
+    let rule = matchSubjects(plan.egress, view, subjects);
+    if (!rule || rule.prefixLength < view.cidr.addr.length * 8) {
+      rule = matchNet(learnedRules(plan, view, learned), view) ?? rule;
+    }
     if (rule?.action === "deny") return rule.ruleId;
     if (!rule && plan.egressDefaultDeny && !isLoopback(view)) return plan.egressDefaultDeny.ruleId;
   }
@@ -283,8 +285,8 @@ function egressCidrRule(
 }
 
 /**
- * The host rules that cover a name `view`'s address was learned for (and has not expired), each as the
- * NetRule of that address alone (see the top of this file).
+ * The rules by name that decide for `view`'s address: those of the most specific pattern covering a name
+ * it was learned for (and has not expired), each as the NetRule of that address alone.
  */
 export function learnedRules(
   plan: RuleSetPlan,
@@ -294,14 +296,17 @@ export function learnedRules(
   const hosts = plan.egressHosts ?? [];
   if (hosts.length === 0 || learned.length === 0) return [];
   const { family, addr } = view.cidr;
-  const names = learned.filter((entry) => {
-    if (entry.expired) return false;
+  const patterns = new Set<string>();
+  for (const entry of learned) {
+    if (entry.expired) continue;
     const { cidr } = toPacket(entry.addr, 0, 0);
-    return cidr.family === family && cidr.addr.every((byte, i) => byte === addr[i]);
-  }).map((entry) => entry.host);
+    if (cidr.family !== family || !cidr.addr.every((byte, i) => byte === addr[i])) continue;
+    const pattern = coveringPattern(hosts, entry.host);
+    if (pattern) patterns.add(pattern);
+  }
   const rules: NetRule[] = [];
   for (const host of hosts) {
-    if (!names.some((name) => hostCovers(host.host, name))) continue;
+    if (!patterns.has(host.host)) continue;
     const rule: NetRule = {
       ruleId: host.ruleId,
       action: host.action,
@@ -311,10 +316,20 @@ export function learnedRules(
     };
     if (host.protocol) rule.protocol = host.protocol;
     if (host.port !== undefined) rule.port = host.port;
-    if (host.subject !== undefined) rule.subject = host.subject;
     rules.push(rule);
   }
   return rules;
+}
+
+/** The pattern of `hosts` that decides for `name`: the name itself, else the longest wildcard covering it. */
+export function coveringPattern(hosts: readonly { host: string }[], name: string): string | undefined {
+  const canonical = canonicalHost(name);
+  let best: string | undefined;
+  for (const { host } of hosts) {
+    if (host === canonical) return host;
+    if (hostCovers(host, canonical) && host.length > (best?.length ?? 0)) best = host;
+  }
+  return best;
 }
 
 /**

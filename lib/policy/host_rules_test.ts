@@ -84,7 +84,7 @@ Deno.test("decide() allows a learned address of an allowed name under default de
   );
 });
 
-Deno.test("decide() ranks a name as the /32 of its address: over wider CIDR rules, tied with a /32 (deny wins)", () => {
+Deno.test("decide() lets a name beat wider CIDR rules, and the address's own /32 beat the name", () => {
   const learned = [{ addr: "10.1.2.3", host: "db.example.com" }];
   const wide = compilePolicy(policy({
     deny: [{ id: "wide", cidr: "10.0.0.0/8" }],
@@ -96,12 +96,16 @@ Deno.test("decide() ranks a name as the /32 of its address: over wider CIDR rule
     deny: [{ id: "host", cidr: "10.1.2.3/32" }],
     allow: [{ id: "db", host: "db.example.com" }],
   }));
-  assert.equal(who(exact, "10.1.2.3", 5432, learned), "host", "an exact tie: deny wins");
+  assert.equal(who(exact, "10.1.2.3", 5432, learned), "host", "the /32 names the address itself");
   const port = compilePolicy(policy({
     deny: [{ id: "host", cidr: "10.1.2.3/32" }],
     allow: [{ id: "db", host: "db.example.com", port: 5432 }],
   }));
-  assert.equal(who(port, "10.1.2.3", 5432, learned), "allow", "a name with a port beats the port-less /32");
+  assert.equal(
+    who(port, "10.1.2.3", 5432, learned),
+    "host",
+    "the address's own rule beats a name, ports or not",
+  );
   const denied = compilePolicy(policy({ deny: [{ id: "ads", host: "*.ads.example" }] }));
   assert.equal(who(denied, "198.51.100.7", 80, [{ addr: "198.51.100.7", host: "x.ads.example" }]), "ads");
   assert.equal(who(denied, "198.51.100.7", 80, []), "allow");
@@ -151,5 +155,26 @@ Deno.test("lintPolicy() warns about a scope with rules by name that reaches no r
     [
       "resolver-denied",
     ],
+  );
+});
+
+Deno.test("decide() takes the most specific pattern: the name itself over a wildcard, the longest wildcard", () => {
+  const plan = compilePolicy(policy({
+    deny: [{ id: "zone", host: "*.example.com" }, { id: "deep", host: "*.internal.example.com" }],
+    allow: [{ id: "api", host: "api.example.com" }, {
+      id: "db",
+      host: "db.internal.example.com",
+      port: 5432,
+    }],
+  }));
+  const at = (host: string) => [{ addr: "198.51.100.1", host }];
+  assert.equal(who(plan, "198.51.100.1", 443, at("api.example.com")), "allow");
+  assert.equal(who(plan, "198.51.100.1", 443, at("www.example.com")), "zone");
+  assert.equal(who(plan, "198.51.100.1", 443, at("x.internal.example.com")), "deep");
+  assert.equal(who(plan, "198.51.100.1", 5432, at("db.internal.example.com")), "allow");
+  assert.equal(
+    who(plan, "198.51.100.1", 22, at("db.internal.example.com")),
+    "allow",
+    "the name's own rules decide, and none matches port 22: no rule, not the wildcard",
   );
 });

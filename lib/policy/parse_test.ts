@@ -498,7 +498,24 @@ Deno.test("parsePolicy() reports a malformed host pattern at FILE:LINE:COL", () 
   );
 });
 
-Deno.test("parsePolicy() refuses a well-formed host as not supported yet, at its place", () => {
+Deno.test("parsePolicy() takes an exact host, and refuses a wildcard and a host with exe as not supported yet", () => {
   const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
-  refuses(rule("{ host: api.example.com, port: 443 }"), 10, 19, "host is not supported yet");
+  const policy = parsePolicy(rule("{ id: api, host: API.Example.com., port: 443 }"), "p.yaml");
+  assert.deepEqual(policy.spec.network?.egress?.allow, [{ id: "api", host: "API.Example.com.", port: 443 }]);
+  refuses(rule('{ host: "*.example.com" }'), 10, 19, "wildcard host");
+  refuses(
+    rule("{ host: api.example.com, exe: /usr/bin/curl }"),
+    10,
+    41,
+    "host with exe is not supported yet",
+  );
+  refuses(
+    minimal(
+      "  network:\n    egress:\n      allow:\n        - { host: api.example.com }\n" +
+        "      deny:\n        - { cidr: 10.0.0.0/8, exe: /usr/bin/curl }\n",
+    ),
+    10,
+    19,
+    "rules by name with rules by program",
+  );
 });

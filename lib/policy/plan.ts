@@ -120,6 +120,8 @@ export type RuleSetPlan = {
   egress: NetRule[];
   /** Egress rules by host name (absent: none), one per port. */
   egressHosts?: HostRule[];
+  /** network.egress.nameTtlFloor: the least seconds a learned address is kept (absent: the default, 30). */
+  nameTtlFloor?: number;
   egressUsers: UserRule[];
   bind: BindRule[];
   ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };

@@ -93,9 +93,15 @@ const host = z.string({ error: 'a host is a string, e.g. api.example.com or "*.e
   },
 );
 
-/** The message for `host` in an egress entry while its enforcement is not in this release. */
-export const HOST_NOT_SUPPORTED =
-  "host is not supported yet: this release does not learn addresses from DNS answers; name the addresses with cidr";
+/** The message for a wildcard `host`, which this release does not enforce yet. */
+export const WILDCARD_NOT_SUPPORTED =
+  'a wildcard host ("*.example.com") is not supported yet: this release learns the addresses of exact names ' +
+  "only (resolved at apply and refreshed per TTL); list the names, or name the addresses with cidr";
+
+/** The message for `host` with `exe`, which this release does not enforce yet. */
+export const HOST_EXE_NOT_SUPPORTED =
+  "host with exe is not supported yet: a rule by name applies to every program; remove exe, or name the " +
+  "addresses with cidr";
 
 /**
  * A NAT64 prefix (RFC 6052) whose addresses stand for the IPv4 address in their last 32 bits: only /96
@@ -284,12 +290,15 @@ function checkEgressTarget(rule: EgressKeys, ctx: z.RefinementCtx): void {
       input: rule.ports,
       message: "use either port or ports, not both",
     });
-  } else if (hostProblem(rule.host) === undefined) {
-    ctx.addIssue({ code: "custom", path: ["host"], input: rule.host, message: HOST_NOT_SUPPORTED });
+  } else if (hostProblem(rule.host) === undefined && rule.host.startsWith("*.")) {
+    ctx.addIssue({ code: "custom", path: ["host"], input: rule.host, message: WILDCARD_NOT_SUPPORTED });
+  } else if (rule.exe !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["exe"], input: rule.exe, message: HOST_EXE_NOT_SUPPORTED });
   }
 }
 
 type EgressKeys = {
+  exe?: string | undefined;
   host?: string | undefined;
   cidr?: string | undefined;
   port?: number | undefined;
@@ -391,6 +400,10 @@ const spec = z.strictObject({
       default: z.enum(["allow", "deny"], {
         error: 'the egress default is "allow" (today\'s behaviour) or "deny" (an allowlist)',
       }).optional(),
+      /** The least time an address learned for a name is kept, in seconds, whatever its TTL says. */
+      nameTtlFloor: z.int({ error: "nameTtlFloor is a number of seconds, e.g. 30" }).min(1, {
+        error: "nameTtlFloor is at least 1 second",
+      }).max(86400, { error: "nameTtlFloor is at most 86400 seconds (a day)" }).optional(),
       deny: list(egressRule).optional(),
       allow: list(egressRule).optional(),
       users: list(userRule).optional(),
@@ -517,11 +530,17 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
   const issues: CrossRuleIssue[] = [];
   const seen = new Map<string, [RuleList, number]>();
   const users = new Set<string>();
+  let byName: PolicyPath | undefined;
+  let byProgram: PolicyPath | undefined;
   for (const list of Object.keys(LISTS) as RuleList[]) {
     const rules = LISTS[list](spec) ?? [];
     const single = list === "network.ingress.failsafe";
     for (let index = 0; index < rules.length; index++) {
       const rule = rules[index]!;
+      // A rule with both is refused on its own (HOST_EXE_NOT_SUPPORTED).
+      const named = "host" in rule && rule.host !== undefined;
+      if (named) byName ??= rulePath(list, index);
+      else if ("exe" in rule && rule.exe !== undefined) byProgram ??= rulePath(list, index);
       const id = rule.id ?? (single ? list : undefined);
       if (id !== undefined) {
         const first = seen.get(id);
@@ -552,6 +571,14 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
       }
       users.add(who);
     }
+  }
+  if (byName && byProgram) {
+    issues.push({
+      path: [...byName, "host"],
+      input: undefined,
+      message: `rules by name with rules by program (exe, at ${pathText(byProgram)}) in one policy are ` +
+        "not supported yet: name the addresses with cidr, or drop exe",
+    });
   }
   return issues;
 }

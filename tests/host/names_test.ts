@@ -1,0 +1,119 @@
+/**
+ * Egress rules by host name on the host's cgroup hooks (bpf/name_guard.bpf.h): the names of a policy are
+ * resolved at apply with the test's own DNS server and their addresses written into the learned-address
+ * table, which the connect hooks consult. Loopback addresses stand for the zone's hosts: a deny of
+ * 127.0.0.0/8 makes them refused unless a name says otherwise.
+ */
+import assert from "node:assert/strict";
+import { DECISION, HOOK } from "../../ffi/mod.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { resolvePlan } from "../../lib/kernel/resolve.ts";
+import { resolvePlanNames } from "../../lib/ops/learn_names.ts";
+import { compilePolicy } from "../../lib/policy/compile.ts";
+import { parsePolicy } from "../../lib/policy/parse.ts";
+import { type DnsServer, startDnsServer } from "../support/dns_server.ts";
+import { drain, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+
+const ZONE = {
+  "api.test.example": [{ type: "A" as const, addr: "127.0.0.5", ttl: 1 }],
+  "alias.test.example": [{ type: "CNAME" as const, target: "edge.cdn.example", ttl: 300 }],
+  "edge.cdn.example": [{ type: "A" as const, addr: "127.0.0.6", ttl: 300 }],
+  "evil.test.example": [{ type: "A" as const, addr: "127.0.0.8", ttl: 300 }],
+};
+
+/** Resolves the policy's names with `dns`, learns them, and applies the policy: what `policy apply` does. */
+async function apply(plane: DataPlane, dns: DnsServer, mode: "enforce" | "audit", egress: string) {
+  const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: names, version: 1 }\n` +
+    `spec:\n  mode: ${mode}\n  network:\n    egress:\n${egress}`;
+  const plan = compilePolicy(parsePolicy(text, "names.yaml"));
+  const warnings: string[] = [];
+  const answers = await resolvePlanNames(plan, {
+    servers: [{ addr: dns.addr, port: dns.port }],
+    warn: (message) => warnings.push(message),
+  });
+  plane.learn(plan.egressHosts ?? [], answers, plan.nameTtlFloor);
+  await plane.apply(resolvePlan(plan));
+  return { plan, warnings };
+}
+
+for (const mode of ["enforce", "audit"] as const) {
+  rootTest(
+    `[root] names (${mode}): an allowed name's address connects over a wider deny, a CNAME chain is the name's, an address never answered is not, the entry expires`,
+    async () => {
+      const dns = await startDnsServer(ZONE);
+      try {
+        await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+          const port = server.port;
+          const { warnings } = await apply(
+            plane,
+            dns,
+            mode,
+            `      nameTtlFloor: 1\n      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n      allow:\n` +
+              `        - { id: api, host: api.test.example, port: ${port} }\n` +
+              `        - { id: alias, host: alias.test.example }\n        - { id: gone, host: gone.test.example }\n`,
+          );
+          assert.deepEqual(warnings, [
+            "gone.test.example has no address (A or AAAA) now: its rules decide nothing",
+          ]);
+          const refused = mode === "enforce" ? /Operation not permitted|EPERM/ : /^connected$/;
+          assert.equal(await cgroup.connect("127.0.0.5", port), "connected", "the name's address");
+          assert.equal(await cgroup.connect("127.0.0.6", port), "connected", "the end of the CNAME chain");
+          drain(plane);
+          assert.match(await cgroup.connect("127.0.0.7", port), refused, "never answered: the /8 decides");
+          const events = drain(plane);
+          assert.deepEqual(events.map((e) => [e.hook, e.ruleId, e.decision]), [[
+            HOOK.CONNECT,
+            1,
+            mode === "enforce" ? DECISION.DENY : DECISION.AUDIT,
+          ]]);
+          // A burst right after the apply: every connect is decided by the learned address.
+          const loop = await cgroup.runBash(
+            `ok=0; for i in $(seq 1 200); do exec 3<>/dev/tcp/127.0.0.5/${port} && ok=$((ok+1)); exec 3<&-; done; echo $ok`,
+          );
+          assert.equal(loop.stdout.trim(), "200");
+          const entries = plane.learnedEntries();
+          assert.deepEqual(
+            entries.map((e) => `${[...e.addr].join(".")} ${e.expired}`).toSorted(),
+            ["127.0.0.5 false", "127.0.0.6 false"],
+          );
+          assert.ok(plane.mapFill().some((fill) => fill.map === "learned" && fill.entries === 2));
+          // TTL 1 with a floor of 1 s: once expired, the entry decides nothing and the /8 denies again.
+          await new Promise((resolve) => setTimeout(resolve, 2500));
+          drain(plane);
+          assert.match(await cgroup.connect("127.0.0.5", port), refused, "expired");
+          assert.deepEqual(drain(plane).map((e) => e.ruleId), [1]);
+          assert.equal(await cgroup.connect("127.0.0.6", port), "connected", "a 300 s answer holds");
+        });
+      } finally {
+        await dns.stop();
+      }
+    },
+  );
+
+  rootTest(
+    `[root] names (${mode}): a deny by name refuses its address, with an event naming the rule`,
+    async () => {
+      const dns = await startDnsServer(ZONE);
+      try {
+        await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+          const { plan } = await apply(
+            plane,
+            dns,
+            mode,
+            `      deny: [{ id: evil, host: evil.test.example }]\n`,
+          );
+          const refused = mode === "enforce" ? /Operation not permitted|EPERM/ : /^connected$/;
+          drain(plane);
+          assert.match(await cgroup.connect("127.0.0.8", server.port), refused);
+          const events = drain(plane);
+          assert.deepEqual(events.map((e) => [e.hook, e.ruleId]), [[HOOK.CONNECT, 1]]);
+          assert.equal(plan.rules[1]?.host, "evil.test.example", "the rule the event names is the name's");
+          assert.equal(await cgroup.connect("127.0.0.9", server.port), "connected", "another address");
+        });
+      } finally {
+        await dns.stop();
+      }
+    },
+  );
+}
