@@ -14,6 +14,7 @@ import { parsePolicy } from "../../lib/policy/parse.ts";
 import { type DnsServer, startDnsServer } from "../support/dns_server.ts";
 import { drain, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 
 const ZONE = {
   "api.test.example": [{ type: "A" as const, addr: "127.0.0.5", ttl: 1 }],
@@ -117,3 +118,52 @@ for (const mode of ["enforce", "audit"] as const) {
     },
   );
 }
+
+rootTest(
+  "[root] names: a full learned-address table evicts its least recently used address, and health says it is full",
+  async () => {
+    const dns = await startDnsServer(ZONE);
+    const stateDir = Deno.makeTempDirSync({ prefix: "aegisbpf-names-" });
+    try {
+      await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server, bpffs }) => {
+        const port = server.port;
+        const { plan } = await apply(
+          plane,
+          dns,
+          "enforce",
+          `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n      allow: [{ id: api, host: api.test.example }]\n`,
+        );
+        assert.equal(await cgroup.connect("127.0.0.5", port), "connected");
+        // An address learned and never used since: the least recently used of all once the fillers come.
+        plane.learn(plan.egressHosts ?? [], [{ name: "api.test.example", addr: "127.0.0.7", ttl: 300 }]);
+        const health = () =>
+          checkHealth({ bpffs: bpffs.path, stateDir, configDir: stateDir }, {
+            requireEnforce: false,
+            connections: false,
+            staleRules: false,
+          });
+        assert.deepEqual(health().names, { learned: 2, capacity: 65536 });
+        // Addresses of 10.0.0.0/8 for the same name, more than the table holds: the oldest goes first.
+        const fillers = Array.from({ length: 70_000 }, (_, i) => ({
+          name: "api.test.example",
+          addr: `10.${i >> 16}.${(i >> 8) & 0xff}.${i & 0xff}`,
+          ttl: 300,
+        }));
+        plane.learn(plan.egressHosts ?? [], fillers);
+        const report = health();
+        assert.ok(
+          report.names !== null && report.names.learned >= 65536 * 0.98,
+          JSON.stringify(report.names),
+        );
+        assert.ok(
+          report.warnings.some((w) => w.includes("learned-address table is full")),
+          report.warnings.join("; "),
+        );
+        assert.match(await cgroup.connect("127.0.0.7", port), /Operation not permitted|EPERM/, "evicted");
+      });
+    } finally {
+      await dns.stop();
+      Deno.removeSync(stateDir, { recursive: true });
+    }
+  },
+);
