@@ -488,11 +488,14 @@ function egressOf(policy: unknown): EgressOf | undefined {
   // The program a rule names is part of what it says: a deny that drops its exe denies more.
   const program = (rule: Record<string, unknown>) =>
     rule.exe === undefined ? "" : `|${rule.exe}|${rule.children === true}`;
+  // A rule by name is keyed by its host: two of them name no cidr.
   const netKey = (rule: Record<string, unknown>) =>
     rule.port === undefined && rule.ports === undefined && rule.protocol === undefined &&
-      rule.exe === undefined
+      rule.exe === undefined && rule.host === undefined
       ? String(rule.cidr)
-      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
+      : `${
+        rule.host === undefined ? rule.cidr : `host:${rule.host}`
+      }|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
   const userKey = (rule: Record<string, unknown>) =>
     `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}${program(rule)}`;
   return {
