@@ -38,6 +38,27 @@ async function apply(plane: DataPlane, dns: DnsServer, mode: "enforce" | "audit"
   return { plan, warnings };
 }
 
+const PYTHON = Deno.realPathSync("/usr/bin/python3");
+
+/** A UDP DNS query for `name` to 127.0.0.1:53 (sendto, then through a connected socket): "sent" or the error. */
+const query = (name: string) =>
+  `'${PYTHON}' -c "
+import socket, struct
+q = struct.pack('>HHHHHH', 7, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(l)]) + l.encode() for l in '${name}'.split('.')) + b'\\x00\\x00\\x01\\x00\\x01'
+out = []
+for connected in (False, True):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if connected:
+            s.connect(('127.0.0.1', 53)); s.send(q)
+        else:
+            s.sendto(q, ('127.0.0.1', 53))
+        out.append('sent')
+    except PermissionError:
+        out.append('EPERM')
+print(' '.join(out))
+"`;
+
 for (const mode of ["enforce", "audit"] as const) {
   rootTest(
     `[root] names (${mode}): an allowed name's address connects over a wider deny, a CNAME chain is the name's, an address never answered is not, the entry expires`,
@@ -93,7 +114,7 @@ for (const mode of ["enforce", "audit"] as const) {
   );
 
   rootTest(
-    `[root] names (${mode}): a deny by name refuses its address, with an event naming the rule`,
+    `[root] names (${mode}): a deny by name refuses its address and its DNS queries, with events naming the rule`,
     async () => {
       const dns = await startDnsServer(ZONE);
       try {
@@ -111,6 +132,18 @@ for (const mode of ["enforce", "audit"] as const) {
           assert.deepEqual(events.map((e) => [e.hook, e.ruleId]), [[HOOK.CONNECT, 1]]);
           assert.equal(plan.rules[1]?.host, "evil.test.example", "the rule the event names is the name's");
           assert.equal(await cgroup.connect("127.0.0.9", server.port), "connected", "another address");
+          // The name's DNS queries too: sent to a resolver (sendto and a connected socket), refused in enforce.
+          drain(plane);
+          const sent = await cgroup.runBash(query("Evil.Test.Example"));
+          assert.equal(sent.stdout.trim(), mode === "enforce" ? "EPERM EPERM" : "sent sent", sent.stderr);
+          const queries = drain(plane);
+          assert.deepEqual(queries.map((e) => [e.hook, e.ruleId, e.dport, e.protocol]), [
+            [HOOK.PACKET, 1, 53, 17],
+            [HOOK.PACKET, 1, 53, 17],
+          ]);
+          const other = await cgroup.runBash(query("good.test.example"));
+          assert.equal(other.stdout.trim(), "sent sent", "another name's query");
+          assert.deepEqual(drain(plane), []);
         });
       } finally {
         await dns.stop();
