@@ -24,7 +24,9 @@
  *   at apply and refreshed) is decided by the rules of the most specific pattern covering the name (the
  *   name itself, else the longest wildcard), matched by port and protocol as CIDR rules are, wherever no
  *   CIDR rule of the address itself (a /32 or /128) matches: a name beats every shorter CIDR rule and the
- *   default, and the address's own CIDR rule beats the name. An expired entry decides nothing.
+ *   default, and the address's own CIDR rule beats the name. An expired entry decides nothing. (A deny by
+ *   name without port or protocol also drops the name's UDP DNS queries at the packet backstop: decided by
+ *   the question a packet carries, which no event here holds, so not modelled.)
  * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
