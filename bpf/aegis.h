@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 16 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 17 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -160,6 +160,13 @@ enum aegis_rule_kind {
 	AEGIS_RULE_SUBJECTS = 58,     /* a = b = 0, present when any rule names an exe; action = AEGIS_SUBJECT_TREE or 0 */
 	/* a = b = 0, present when any rule names an exe: tasks in scope cannot change their mm->exe_file */
 	AEGIS_RULE_IDENTITY_GUARD = 59,
+	/*
+	 * Egress rules by host name (bpf/name_guard.bpf.h), kinds 60..71: a = the host key of a name (FNV-1a 64
+	 * of its canonical text, lower case without a trailing dot), b = port << 8 | protocol (port 0: every port;
+	 * protocol 0: every protocol). An address learned for a name (map `learned`) is matched by them.
+	 */
+	AEGIS_RULE_HOST = 60,          /* a = key of an exact name */
+	AEGIS_RULE_HOST_WILDCARD = 61, /* a = key of a wildcard's domain ("*.example.com": "example.com") */
 };
 
 /* The switch entry's action bits (AEGIS_RULE_SUBJECTS), and the limits of the subject walk. */
@@ -310,8 +317,10 @@ struct aegis_gen_info {
 	 * lookup for such a port. 0 (as an older release left the word) looks every port up.
 	 */
 	__u32 failsafe_absent;
+	__u32 host_rules; /* AEGIS_RULE_HOST and _WILDCARD entries: non-zero when egress consults learned names */
+	__u32 _pad0;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 32, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 40, "aegis_gen_info size");
 
 /* Key of the `rules` hash: exact-match rules of every kind. */
 struct aegis_rule_key {
@@ -458,6 +467,29 @@ enum aegis_inherit_flag {
 	/* A trusted writer made the replace: the new inode also takes an exec.allow entry's allowance. */
 	AEGIS_INHERIT_WRITER = 1,
 };
+
+/*
+ * The learned-address table (map `learned`, an LRU hash outside the generations: a flip keeps it): an
+ * address that a name some rule covers was resolved to, until `expires_boot_ns` (CLOCK_BOOTTIME), with the
+ * pattern that covered the name when it was learned. Written by user space (names resolved at apply and
+ * refreshed per TTL); an expired entry decides nothing.
+ */
+struct aegis_learned_key {
+	__u32 family; /* AEGIS_FAMILY_IPV4 or _IPV6 */
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, the rest zero */
+};
+_Static_assert(sizeof(struct aegis_learned_key) == 20, "aegis_learned_key size");
+
+struct aegis_learned {
+	__u64 expires_boot_ns;
+	__u64 host_key; /* the `a` of the rules of the most specific pattern covering the name learned */
+	__u32 kind;     /* AEGIS_RULE_HOST (the name itself) or AEGIS_RULE_HOST_WILDCARD (the longest wildcard) */
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct aegis_learned) == 24, "aegis_learned size");
+
+/* Entries of the learned-address table (the oldest is evicted when it is full). */
+enum aegis_learned_limits { AEGIS_LEARNED_ENTRIES = 65536 };
 
 /* One ring buffer record. */
 struct aegis_event {

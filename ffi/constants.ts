@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 16 } as const;
+export const LAYOUT = { VERSION: 17 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -98,7 +98,13 @@ export const RULE = {
   SUBJECT_TREE: 57,
   SUBJECTS: 58,
   IDENTITY_GUARD: 59,
+  // egress rules by host name (bpf/name_guard.bpf.h)
+  HOST: 60,
+  HOST_WILDCARD: 61,
 } as const;
+
+/** The learned-address table's capacity (bpf/name_guard.bpf.h). */
+export const LEARNED_LIMITS = { LEARNED_ENTRIES: 65536 } as const;
 
 /** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
 export const SUBJECTS = {
@@ -221,6 +227,7 @@ export const KERNEL_ENUMS = {
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
   aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
   aegis_identity_op: { prefix: "AEGIS_IDENTITY_OP_", values: IDENTITY_OP },
+  aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -171,6 +171,7 @@ const CLOSE = bytesOf(`}`);
 const CLOSE2 = bytesOf(`}}`);
 const EXE_DEV = bytesOf(`},"exe":{"dev":`);
 const SUBJECT = bytesOf(`,"subject":`);
+const HOST_NAME = bytesOf(`,"hostName":`);
 const FILE = bytesOf(`,"file":{`);
 const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
@@ -293,6 +294,10 @@ export class EventJsonWriter {
     if (rule?.exe !== undefined) {
       line.bytes(SUBJECT);
       line.string(rule.exe);
+    }
+    if (rule?.host !== undefined) {
+      line.bytes(HOST_NAME);
+      line.string(rule.host);
     }
     if (summary) {
       if (!PACKET[hook]) {

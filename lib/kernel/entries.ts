@@ -18,6 +18,7 @@ import {
   writeRuleKey,
 } from "../../ffi/mod.ts";
 import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
+import { hostKey, hostPattern } from "../policy/host_name.ts";
 import {
   type EncodedNet,
   type NetRule,
@@ -209,6 +210,30 @@ export function ruleSetEntries(
     const key = { kind: RULE.NAT64_PREFIX, a: view.getBigUint64(0, true), b: view.getUint32(8, true) };
     exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 96 }, false);
   }
+  const hostEntries = rules.count;
+  for (const rule of set.plan.egressHosts ?? []) {
+    const { wildcard, suffix } = hostPattern(rule.host);
+    const kind = wildcard ? RULE.HOST_WILDCARD : RULE.HOST;
+    const value = {
+      ruleId: rule.ruleId,
+      action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
+      prefixLength: 0,
+    };
+    // As a port rule of the trie: one with a port and no protocol stands for every protocol with ports.
+    const protocols = rule.protocol
+      ? [PROTOCOL_NUMBER[rule.protocol]]
+      : rule.port === undefined
+      ? [ANY_PROTOCOL]
+      : PORT_PROTOCOL_NUMBERS;
+    for (const protocol of protocols) {
+      exact(
+        { kind, a: hostKey(suffix), b: (rule.port ?? 0) * 256 + protocol },
+        value,
+        rule.action !== "allow",
+      );
+    }
+  }
+  const hostRules = rules.count - hostEntries;
   for (const iface of set.interfaces) {
     const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
@@ -232,6 +257,7 @@ export function ruleSetEntries(
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
     failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
+    hostRules,
   });
   return { ...batches, genInfo };
 }
@@ -489,6 +515,11 @@ class EntryTable {
     const offset = this.nextKey(); // first: it may grow the key buffer
     writeKey(this.#keys, offset);
     this.commit(value, deny);
+  }
+
+  /** Entries held (merged keys once). */
+  get count(): number {
+    return this.#count;
   }
 
   batch(): Batch {

@@ -42,6 +42,8 @@ import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/ent
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
 import { phase, phaseAsync } from "../phases.ts";
+import type { NameServer } from "../names/resolve.ts";
+import { resolvePlanNames } from "./learn_names.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 
@@ -193,6 +195,8 @@ export type ApplyRequest = PlaneLocation & {
   warn: (message: string) => void;
   /** The plan's CIDR rules, written into a map of their own while the checks ran (NetRulesAhead). */
   ahead?: NetRulesAhead;
+  /** The resolvers the names of rules by name are resolved with; those of /etc/resolv.conf by default. */
+  nameServers?: readonly NameServer[];
 };
 
 /**
@@ -214,9 +218,19 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   // Read before the plane is opened: a plane this command has to load holds no policy yet.
   // A policy in force written in YAML loads the YAML parser here, and only then.
   const sweep = await phaseAsync("sweep check", () => withYaml(() => sweepWanted(request)));
+  const answers = await phaseAsync(
+    "names",
+    () =>
+      resolvePlanNames(plan, {
+        warn: request.warn,
+        ...request.nameServers && { servers: request.nameServers },
+      }),
+  );
   using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
   warnProtectFallback(plane, plan, request);
+  // Before the flip: the generation that names them finds its names' addresses learned already.
+  if (answers.length > 0) plane.learn(plan.egressHosts ?? [], answers, plan.nameTtlFloor);
   const pending = phase("history", () =>
     appendHistory(stateDir, {
       uid: Deno.uid() ?? 0,
@@ -482,11 +496,14 @@ function egressOf(policy: unknown): EgressOf | undefined {
   // The program a rule names is part of what it says: a deny that drops its exe denies more.
   const program = (rule: Record<string, unknown>) =>
     rule.exe === undefined ? "" : `|${rule.exe}|${rule.children === true}`;
+  // A rule by name is keyed by its host: two of them name no cidr.
   const netKey = (rule: Record<string, unknown>) =>
     rule.port === undefined && rule.ports === undefined && rule.protocol === undefined &&
-      rule.exe === undefined
+      rule.exe === undefined && rule.host === undefined
       ? String(rule.cidr)
-      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
+      : `${
+        rule.host === undefined ? rule.cidr : `host:${rule.host}`
+      }|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
   const userKey = (rule: Record<string, unknown>) =>
     `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}${program(rule)}`;
   return {

@@ -83,3 +83,27 @@ Deno.test("applyInputOf() hands history a plain policy's digest as its content's
   const bundle = applyInputOf({ ...checkInput({ source: "p.json", text, bytes }, options), kind: "bundle" });
   assert.equal(bundle.contentSha256, undefined);
 });
+
+Deno.test("egressWidened() tells rules by name apart by their host: a new name's deny sweeps", () => {
+  const named = egress({ deny: [{ host: "a.example.com" }], allow: [{ host: "b.example.com", port: 443 }] });
+  assert.equal(
+    egressWidened(
+      named,
+      egress({ deny: [{ host: "a.example.com" }], allow: [{ host: "b.example.com", port: 443 }] }),
+    ),
+    false,
+  );
+  assert.equal(
+    egressWidened(named, egress({ deny: [{ host: "c.example.com" }], allow: [] })),
+    true,
+    "a new deny",
+  );
+  assert.equal(
+    egressWidened(
+      named,
+      egress({ deny: [{ host: "a.example.com" }], allow: [{ host: "c.example.com", port: 443 }] }),
+    ),
+    true,
+    "an allow dropped",
+  );
+});

@@ -4,10 +4,12 @@
  * each list).
  */
 import { parseCidr, unmapIpv4 } from "./cidr.ts";
+import { canonicalHost } from "./host_name.ts";
 import {
   type Area,
   type BindRule,
   emptyPlan,
+  type HostRule,
   type NetRule,
   type PortRule,
   type Protocol,
@@ -16,7 +18,15 @@ import {
   type Subject,
   WELL_KNOWN_NAT64,
 } from "./plan.ts";
-import type { NetRuleSpec, Policy, PortRuleSpec, RuleList, RuleRef, UserRuleSpec } from "./schema.ts";
+import type {
+  EgressRuleSpec,
+  NetRuleSpec,
+  Policy,
+  PortRuleSpec,
+  RuleList,
+  RuleRef,
+  UserRuleSpec,
+} from "./schema.ts";
 import { forEachRule } from "./schema.ts";
 
 /** Where a rule without a cidr applies: every destination (or source) of both families. */
@@ -49,6 +59,8 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   const subjects = new Subjects();
   forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef, subjects));
   if (subjects.list.length > 0) plan.subjects = subjects.list;
+  const floor = spec.network?.egress?.nameTtlFloor;
+  if (floor !== undefined && plan.egressHosts) plan.nameTtlFloor = floor;
   if (spec.network?.egress?.default === "deny") {
     const info: RuleInfo = { id: "network.egress.default", area: "egress", action: "deny" };
     plan.egressDefaultDeny = { ruleId: plan.rules.push(info) - 1 };
@@ -157,6 +169,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   ) {
     info.path = entry.rule.path;
   }
+  if ("host" in entry.rule && entry.rule.host !== undefined) info.host = canonicalHost(entry.rule.host);
   const ruleId = plan.rules.push(info) - 1;
   if (entry.list === "files.writers") {
     info.exe = entry.rule.exe;
@@ -203,7 +216,9 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     }
     case "network.egress.deny":
     case "network.egress.allow":
-      addNetRules(plan.egress, entry.rule, ruleId, action, subject);
+      if (info.host !== undefined) {
+        hostRules(plan.egressHosts ??= [], entry.rule, { ruleId, action, host: info.host }, subject);
+      } else addNetRules(plan.egress, entry.rule, ruleId, action, subject);
       return;
     case "network.ingress.allow":
     case "network.ingress.deny":
@@ -249,6 +264,26 @@ function addNetRules(
       if (subject !== undefined) net.subject = subject;
       rules.push(net);
     }
+  }
+}
+
+/** One HostRule per port (one without a port: every port) of an egress rule by host name. */
+function hostRules(
+  rules: HostRule[],
+  rule: EgressRuleSpec,
+  { ruleId, action, host }: Pick<HostRule, "ruleId" | "action" | "host">,
+  subject?: number,
+): void {
+  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
+  for (const port of ports) {
+    rules.push({
+      ruleId,
+      action,
+      host,
+      ...rule.protocol && { protocol: rule.protocol },
+      ...port !== undefined && { port },
+      ...subject !== undefined && { subject },
+    });
   }
 }
 

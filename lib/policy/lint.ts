@@ -6,6 +6,7 @@ import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
 import { compilePolicy } from "./compile.ts";
 import { decide, matchSubjects, toPacket } from "./decide.ts";
+import { DOH_ADDRESSES, DOH_NAMES, DOT_PORT, hostCovers } from "./host_name.ts";
 import type { InodeTarget, NetRule, RuleSetPlan } from "./plan.ts";
 import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./schema.ts";
 
@@ -63,6 +64,7 @@ export type LintCode =
   | "forwarded-unjudged"
   | "egress-default-lockout"
   | "dns-unallowed"
+  | "doh-allowed"
   | "allow-upgrades"
   | "expired";
 
@@ -92,6 +94,7 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
   lintDpkgProtected(plan, report, facts);
   lintLockout(plan, report, facts);
   lintEgressScope(plan, report, facts);
+  lintNames(plan, report, facts);
   return report.sorted();
 }
 
@@ -545,6 +548,67 @@ function lintResolvers(plan: RuleSetPlan, report: Report, facts: LintFacts): voi
     for (const ruleId of denied) {
       report.rule(ruleId, "resolver-denied", `denies DNS to ${resolver}, a resolver in /etc/resolv.conf`);
     }
+  }
+}
+
+/**
+ * Rules by name, and what an allowlist lets around them: names are learned from the DNS answers the scope
+ * receives on port 53, so a scope that reaches no resolver learns none (`dns-unallowed`), and a program that
+ * resolves through DNS over HTTPS (a known endpoint, by name or address) or over TLS (port 853) learns
+ * names no hook sees (`doh-allowed`).
+ */
+function lintNames(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  const hosts = plan.egressHosts ?? [];
+  const cgroup = plan.scope.include[0];
+  const allows = new Set<number>();
+  const warnOnce = (ruleId: number, what: string) => {
+    if (allows.has(ruleId)) return;
+    allows.add(ruleId);
+    report.rule(ruleId, "doh-allowed", what);
+  };
+  for (const rule of hosts) {
+    if (rule.action !== "allow") continue;
+    const endpoint = DOH_NAMES.find((name) => hostCovers(rule.host, name));
+    if (endpoint && (rule.port === undefined || rule.port === 443)) {
+      warnOnce(
+        rule.ruleId,
+        `allows ${endpoint}, a DNS-over-HTTPS endpoint: names resolved through it are learned by no hook`,
+      );
+    }
+  }
+  for (const rule of [...plan.egress, ...hosts]) {
+    if (rule.action === "allow" && rule.port === DOT_PORT) {
+      warnOnce(
+        rule.ruleId,
+        `allows port ${DOT_PORT}, DNS over TLS: names resolved through it are learned by no hook`,
+      );
+    }
+  }
+  if (plan.egressDefaultDeny) {
+    for (const addr of DOH_ADDRESSES) {
+      const packet = toPacket(addr, 443, "tcp");
+      const rule = matchSubjects(plan.egress, packet, []);
+      if (rule?.action !== "allow") continue;
+      warnOnce(
+        rule.ruleId,
+        `allows ${addr} on port 443, a DNS-over-HTTPS endpoint: names resolved through it are learned by no hook`,
+      );
+    }
+  }
+  const first = hosts[0];
+  const said = report.warnings.some((w) => w.code === "dns-unallowed" || w.code === "egress-default-lockout");
+  if (!first || said || facts.resolvers.length === 0) return;
+  const reached = facts.resolvers.some((resolver) =>
+    decide(plan, { area: "egress", addr: resolver, port: 53, protocol: "udp", ...cgroup && { cgroup } })
+      .ruleId === undefined
+  );
+  if (!reached) {
+    report.rule(
+      first.ruleId,
+      "dns-unallowed",
+      `names are learned from the DNS answers the scope receives, and it reaches no resolver of ` +
+        `/etc/resolv.conf (${facts.resolvers.join(", ")}) on port 53: allow them (udp and tcp)`,
+    );
   }
 }
 

@@ -501,3 +501,46 @@ Deno.test("parsePolicy() refuses a files.writers entry without an exe, with a wr
   const named = refuses(writers("{ exe: /a }\n      - { exe: 3 }"), 10, 16, "exe");
   assert.equal(named.ruleId, "files.writers[1]");
 });
+
+Deno.test("parsePolicy() reports a malformed host pattern at FILE:LINE:COL", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
+  refuses(rule('{ host: "*.*" }'), 10, 19, "wildcard past the first label");
+  refuses(rule("{ host: a..example.com }"), 10, 19, "empty label");
+  refuses(rule(`{ host: ${"a".repeat(64)}.example.com }`), 10, 19, "a label has at most 63");
+  refuses(rule(`{ host: ${"abcdefghi.".repeat(25)}example.com }`), 10, 19, "at most 253");
+  refuses(rule('{ host: "api.*.example.com" }'), 10, 19, "wildcard past the first label");
+  refuses(rule("{ host: api_v2.example.com }"), 10, 19, 'outside letters, digits and "-"');
+  refuses(rule("{ host: 7 }"), 10, 19, "a host is a string");
+  refuses(rule("{ host: api.example.com, cidr: 10.0.0.0/8 }"), 10, 19, "use either host or cidr");
+  refuses(rule("{ host: api.example.com, port: 1, ports: [2] }"), 10, 52, "use either port or ports");
+  refuses(
+    minimal(
+      "  network:\n    ingress:\n      interfaces: [eth0]\n      allow: [{ port: 1, host: a.example }]\n",
+    ),
+    10,
+    26,
+    "host: unknown key",
+  );
+});
+
+Deno.test("parsePolicy() takes an exact host, and refuses a wildcard and a host with exe as not supported yet", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
+  const policy = parsePolicy(rule("{ id: api, host: API.Example.com., port: 443 }"), "p.yaml");
+  assert.deepEqual(policy.spec.network?.egress?.allow, [{ id: "api", host: "API.Example.com.", port: 443 }]);
+  refuses(rule('{ host: "*.example.com" }'), 10, 19, "wildcard host");
+  refuses(
+    rule("{ host: api.example.com, exe: /usr/bin/curl }"),
+    10,
+    41,
+    "host with exe is not supported yet",
+  );
+  refuses(
+    minimal(
+      "  network:\n    egress:\n      allow:\n        - { host: api.example.com }\n" +
+        "      deny:\n        - { cidr: 10.0.0.0/8, exe: /usr/bin/curl }\n",
+    ),
+    10,
+    19,
+    "rules by name with rules by program",
+  );
+});

@@ -27,6 +27,8 @@ export type RuleInfo = {
   path?: string;
   /** The program a network rule names (`exe`), for events and explain. */
   exe?: string;
+  /** The host pattern an egress rule names (`host`, canonical), for events and explain. */
+  host?: string;
 };
 
 /** A file or executable to deny by inode; `recursive` covers every file under a directory. */
@@ -56,6 +58,21 @@ export type NetRule = {
   protocol?: Protocol;
   port?: number;
   /** The program the rule applies to (an index of `RuleSetPlan.subjects`); absent: every program. */
+  subject?: number;
+};
+
+/**
+ * An egress rule by host name: the addresses learned for a name it covers (from the DNS answers the scope
+ * receives, and from resolving an exact name at apply) are matched as if the rule named each as a /32
+ * (IPv4) or /128 (IPv6) with its port and protocol. `host` is canonical (lower case, no trailing dot);
+ * `*.example.com` covers every name below example.com, not example.com itself.
+ */
+export type HostRule = {
+  ruleId: number;
+  action: "deny" | "allow";
+  host: string;
+  protocol?: Protocol;
+  port?: number;
   subject?: number;
 };
 
@@ -104,6 +121,10 @@ export type RuleSetPlan = {
    */
   protect?: InodeTarget[];
   egress: NetRule[];
+  /** Egress rules by host name (absent: none), one per port. */
+  egressHosts?: HostRule[];
+  /** network.egress.nameTtlFloor: the least seconds a learned address is kept (absent: the default, 30). */
+  nameTtlFloor?: number;
   egressUsers: UserRule[];
   bind: BindRule[];
   ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };

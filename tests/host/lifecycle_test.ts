@@ -32,7 +32,7 @@ function fillerRules(count: number, ruleId: number): NetRule[] {
 /** Entries each rule map should hold when only `set` is live in generation `gen`. */
 function expectedFill(set: ResolvedRuleSet): Record<string, number> {
   const entries = ruleSetEntries(set);
-  return { rules: entries.rules.count, net_rules: entries.net_rules.count, ingress_session: 0 };
+  return { rules: entries.rules.count, net_rules: entries.net_rules.count, ingress_session: 0, learned: 0 };
 }
 
 function fill(plane: DataPlane): Record<string, number> {
