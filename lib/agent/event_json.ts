@@ -171,6 +171,9 @@ const CLOSE = bytesOf(`}`);
 const CLOSE2 = bytesOf(`}}`);
 const EXE_DEV = bytesOf(`},"exe":{"dev":`);
 const SUBJECT = bytesOf(`,"subject":`);
+const TAGS = bytesOf(`,"tags":[`);
+const COMMA = bytesOf(",");
+const BRACKET_CLOSE = bytesOf("]");
 const FILE = bytesOf(`,"file":{`);
 const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
@@ -293,6 +296,14 @@ export class EventJsonWriter {
     if (rule?.exe !== undefined) {
       line.bytes(SUBJECT);
       line.string(rule.exe);
+    }
+    if (rule?.tags !== undefined) {
+      line.bytes(TAGS);
+      rule.tags.forEach((tag, index) => {
+        if (index > 0) line.bytes(COMMA);
+        line.string(tag);
+      });
+      line.bytes(BRACKET_CLOSE);
     }
     if (summary) {
       if (!PACKET[hook]) {

@@ -63,6 +63,8 @@ export type AegisEvent = {
   policy?: PolicyRef;
   /** The program the deciding rule names (its `exe`), when it names one. */
   subject?: string;
+  /** The deciding rule's `tags` (e.g. MITRE ATT&CK techniques), when it has some. */
+  tags?: string[];
   process?: EventProcess | { pid: number };
   /**
    * `name`: the file's name in its directory (at most 31 bytes), for an exec no rule names the file of
@@ -353,6 +355,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   if (rule === undefined) event.unresolved = table === undefined ? "generation" : "rule";
   if (table?.policy) event.policy = table.policy;
   if (rule?.exe !== undefined) event.subject = rule.exe;
+  if (rule?.tags !== undefined) event.tags = rule.tags;
   if (summary) {
     if (!PACKET_HOOKS.has(raw.hook)) event.process = { pid: raw.pid };
   } else {

@@ -27,6 +27,8 @@ export type RuleInfo = {
   path?: string;
   /** The program a network rule names (`exe`), for events and explain. */
   exe?: string;
+  /** The rule's `tags` (e.g. MITRE ATT&CK techniques), carried into its events. */
+  tags?: string[];
 };
 
 /** A file or executable to deny by inode; `recursive` covers every file under a directory. */
