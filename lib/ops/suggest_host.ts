@@ -3,7 +3,7 @@
  * inode is, whether a path exists. Only for events of this host (or lines that name none): another host's
  * inode numbers mean nothing here. Programs are looked for in the usual program directories, once.
  */
-import { kernelDev } from "../kernel/dev.ts";
+import { currentIdentity } from "../kernel/resolve.ts";
 import type { SuggestHost } from "../policy/suggest.ts";
 
 /** Where programs live: what exec and egress events of a distribution's packages name. */
@@ -18,10 +18,12 @@ export const PROGRAM_DIRS = [
   "/usr/lib/openssh",
 ];
 
-function identity(path: string): string | undefined {
+/** The (dev, ino) the kernel's hooks see for the regular file at `path` (its mount's device, as apply does). */
+function identityOf(path: string, mountinfo: string): string | undefined {
   try {
-    const info = Deno.statSync(path);
-    return info.isFile ? `${kernelDev(info.dev)}:${info.ino}` : undefined;
+    if (!Deno.statSync(path).isFile) return undefined;
+    const found = currentIdentity(path, mountinfo);
+    return found && `${found.dev}:${found.ino}`;
   } catch {
     return undefined;
   }
@@ -29,6 +31,9 @@ function identity(path: string): string | undefined {
 
 export function localSuggestHost(dirs: readonly string[] = PROGRAM_DIRS): SuggestHost {
   const hostName = Deno.hostname();
+  let mountinfo: string | undefined;
+  const identity = (path: string) =>
+    identityOf(path, mountinfo ??= Deno.readTextFileSync("/proc/self/mountinfo"));
   const here = (host: string | undefined) => host === undefined || host === hostName;
   let programs: Map<string, string> | undefined;
   const programIndex = () => {

@@ -35,6 +35,8 @@ export type SuggestOptions = {
   since?: Date;
   /** Addresses kept reachable when suggest turns the egress default to deny (lint's lock-out checks). */
   reachable?: { resolvers: readonly string[]; sshPeer?: string };
+  /** Programs and libraries kept runnable when suggest turns exec.default to deny (lint's lock-out checks). */
+  runnable?: readonly { path: string; why: string }[];
   /** Drops suggested rules this check flags (lint's duplicate, shadowed, no-effect, missing-path). */
   flagged?: (policy: Policy) => ReadonlySet<string>;
 };
@@ -264,13 +266,28 @@ function build(options: SuggestOptions, found: Gathered, lines: number, used: nu
 
   if (found.exec.size > 0) {
     spec.exec ??= {};
+    const madeDefault = spec.exec.default === undefined;
     spec.exec.default ??= "deny";
     const have = new Set((spec.exec.allow ?? []).map((rule) => rule.path));
     for (const path of [...found.exec.keys()].sort(byPath)) {
       if (have.has(path)) continue;
+      have.add(path);
       const list = spec.exec.allow ??= [];
       added.push({ path: ["spec", "exec", "allow", list.length], comment: commentOf(found.exec.get(path)!) });
       list.push({ path });
+    }
+    if (madeDefault) {
+      // What the host and aegisbpf need to run (lint's survival set) stays allowed.
+      for (const { path, why } of [...options.runnable ?? []].sort((a, b) => byPath(a.path, b.path))) {
+        if (have.has(path) || !usablePath(path)) continue;
+        have.add(path);
+        const list = spec.exec.allow ??= [];
+        added.push({
+          path: ["spec", "exec", "allow", list.length],
+          comment: ` kept runnable: ${commentText(why)} (lint's lock-out check)`,
+        });
+        list.push({ path });
+      }
     }
   }
   if (found.writers.size > 0) {

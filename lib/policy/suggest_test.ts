@@ -278,3 +278,20 @@ Deno.test("suggestPolicy() output validates, lints clean and round-trips for ran
 function pick<T>(random: Random, items: readonly T[]): T {
   return random.pick(items);
 }
+
+Deno.test("suggestPolicy() keeps lint's survival set runnable when it turns exec.default to deny, and only then", () => {
+  const log = line({ type: "exec", rule: "exec.default", file: { name: "tar", dev: 1, ino: 6 } });
+  const runnable = [{ path: "/usr/bin/bash", why: "a login shell\nspec:" }, {
+    path: "/usr/bin/tar",
+    why: "x",
+  }];
+  const fresh = suggestPolicy(log, HOST, { runnable });
+  assert.deepEqual(fresh.policy.spec.exec?.allow, [{ path: "/usr/bin/tar" }, { path: "/usr/bin/bash" }]);
+  assert.match(fresh.text, /# kept runnable: a login shell\\nspec: \(lint's lock-out check\)\n/);
+  const base = parsePolicy(
+    "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: b, version: 1 }\nspec:\n  exec: { default: deny }\n",
+    "b.yaml",
+  );
+  const added = suggestPolicy(log, HOST, { runnable, base });
+  assert.deepEqual(added.policy.spec.exec?.allow, [{ path: "/usr/bin/tar" }]);
+});

@@ -31,7 +31,8 @@ export const policySuggest = defineCommand({
     "matched (no allow list lifts it), a bind (there is no bind allow list), an exec whose file is not " +
     "found on this host (another host, or gone), a write whose program the line does not name. When suggest " +
     "turns network.egress.default to deny, it keeps the resolvers of /etc/resolv.conf (port 53) and your " +
-    "SSH session's peer reachable; suggested rules lint would call duplicate, shadowed or without effect " +
+    "SSH session's peer reachable, and when it turns exec.default to deny, what lint's survival set needs " +
+    "(PID 1, shells, sshd, aegisbpf and the libraries they map) runnable; suggested rules lint would call duplicate, shadowed or without effect " +
     "are left out, so the output validates and lints without errors. --from POLICY adds to that policy (its " +
     "rules are written back in full; its comments are not kept). The reverse, which recorded events a " +
     "candidate would deny, is policy simulate.",
@@ -71,22 +72,26 @@ export const policySuggest = defineCommand({
     }
     const host = localSuggestHost();
     const options = { ...base && { base }, ...since && { since } };
-    // Once to learn which paths the candidate names, then with lint's facts of them.
-    const draft = suggestPolicy(text, host, options);
-    const facts = await gatherLintFacts(draft.policy, {
-      stateDir: ctx.globals.stateDir,
-      configDir: ctx.globals.configDir,
-    });
-    const result = suggestPolicy(text, host, {
+    // Three passes: to learn which paths the candidate names, then with what lint's lock-out checks need
+    // kept (resolvers, the SSH peer, the survival set), then with lint's facts of all of them.
+    const facts = async (policy: Policy) =>
+      await gatherLintFacts(policy, { stateDir: ctx.globals.stateDir, configDir: ctx.globals.configDir });
+    const first = await facts(suggestPolicy(text, host, options).policy);
+    const keep = {
       ...options,
-      reachable: {
-        resolvers: facts.resolvers,
-        ...facts.sshClient && { sshPeer: facts.sshClient.addr },
-      },
+      reachable: { resolvers: first.resolvers, ...first.sshClient && { sshPeer: first.sshClient.addr } },
+      runnable: first.survival.filter((needed) => !needed.tree).map(({ realPath, why }) => ({
+        path: realPath,
+        why,
+      })),
+    };
+    const known = await facts(suggestPolicy(text, host, keep).policy);
+    const result = suggestPolicy(text, host, {
+      ...keep,
       flagged: (policy) => {
         const source = parsePolicySource(JSON.stringify(policy), "candidate");
         return new Set(
-          lintPolicy(source.policy, source.locate, facts).filter((w) => DROPPED_CODES.has(w.code))
+          lintPolicy(source.policy, source.locate, known).filter((w) => DROPPED_CODES.has(w.code))
             .map((w) => w.ruleId ?? ""),
         );
       },
