@@ -21,7 +21,8 @@ export const policySimulate = defineCommand({
     "skipped and counted (events.dropped adds up the events the log lacks); rate-limit summaries and file " +
     "events without a path, which hold too little to decide, are counted as not replayed. So " +
     "`aegisbpf events --json | aegisbpf policy simulate FILE --events -` works on the agent's log as it is. " +
-    "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported.",
+    "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported. The other " +
+    "direction, the rules that would let recorded audit events through, is written by policy suggest.",
   options: {
     events: {
       type: "string",
