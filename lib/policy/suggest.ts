@@ -347,6 +347,8 @@ function build(options: SuggestOptions, found: Gathered, lines: number, used: nu
       added = renumber(added, drop);
     }
   }
+  // A changed policy gets a new version (apply's history and signed bundles go by it).
+  if (options.base && added.length > 0) policy.metadata.version = options.base.metadata.version + 1;
   const notes = [...found.other.entries()].sort(([a], [b]) => byPath(a, b)).map(([why, entry]) =>
     `${why} (${commentOf(entry).replace(/^ suggested: /, "")})`
   );

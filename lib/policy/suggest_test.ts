@@ -126,6 +126,7 @@ Deno.test("suggestPolicy() adds to a policy given, leaving out what it already a
   const result = suggestPolicy(log, HOST, { ...OPTIONS, base });
   const policy = parsePolicy(result.text, "out.yaml");
   assert.equal(policy.metadata.name, "web");
+  assert.equal(policy.metadata.version, 4, "a new version for a changed policy");
   assert.deepEqual(policy.spec.exec?.allow, [{ path: "/usr/bin/backup" }, { path: "/usr/bin/tar" }]);
   assert.equal(result.suggested.exec, 1);
 });

@@ -56,7 +56,8 @@ rootTest(
         candidate,
         new RegExp(`- cidr: ${SEEN.replaceAll(".", "\\.")}/32\\n\\s+port: ${UDP_PORT}`),
       );
-      const enforced = candidate.replace("mode: audit", "mode: enforce").replace("version: 1", "version: 2");
+      const enforced = candidate.replace("mode: audit", "mode: enforce");
+      assert.match(enforced, /version: 2\n/, "suggest raised the version of the policy it added to");
       Deno.writeTextFileSync(`${host.dir}/c.yaml`, enforced);
       const lint = await aegisbpf(["policy", "lint", `${host.dir}/c.yaml`], { env: host.env });
       assert.equal(lint.code, 0, lint.stdout + lint.stderr);

@@ -34,7 +34,8 @@ export const policySuggest = defineCommand({
     "SSH session's peer reachable, and when it turns exec.default to deny, what lint's survival set needs " +
     "(PID 1, shells, sshd, aegisbpf and the libraries they map) runnable; suggested rules lint would call duplicate, shadowed or without effect " +
     "are left out, so the output validates and lints without errors. --from POLICY adds to that policy (its " +
-    "rules are written back in full; its comments are not kept). The reverse, which recorded events a " +
+    "rules are written back in full, its metadata.version raised by one when a rule was added; its comments " +
+    "are not kept). The reverse, which recorded events a " +
     "candidate would deny, is policy simulate.",
   options: {
     events: {
