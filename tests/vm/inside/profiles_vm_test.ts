@@ -42,7 +42,7 @@ async function runProfile(mode: "audit" | "enforce"): Promise<void> {
   Deno.writeTextFileSync(`${dir}/cmdline`, "ro\n");
   const shipped = await profileText("baseline");
   const text = shipped.replace("  mode: audit\n", `  mode: ${mode}\n`).replace(
-    /    writers:\n(      .*\n)+/,
+    / {4}writers:\n( {6}.*\n)+/,
     "",
   );
   assert.doesNotMatch(text, /^ *writers:/m);
