@@ -51,7 +51,7 @@ else
   (cd "$here" && deno task --quiet build:bpf)
   app="$root/usr/lib/aegisbpf"
   mkdir -p "$app/bpf/build"
-  (cd "$here" && find main.ts deno.json deno.lock lib ffi -type f ! -name '*_test.ts' -print0 |
+  (cd "$here" && find main.ts deno.json deno.lock lib ffi policies -type f ! -name '*_test.ts' -print0 |
     xargs -0 cp --parents -t "$app")
   install -m 0644 "$here/bpf/build/aegis.bpf.o" "$app/bpf/build/aegis.bpf.o"
   # npm dependencies into node_modules beside the sources, so the launcher runs with no network and a

@@ -272,6 +272,8 @@ async function compiled(tmp: string): Promise<string | undefined> {
       "--allow-all",
       "--include",
       `${ROOT}bpf/build/aegis.bpf.o`,
+      "--include",
+      `${ROOT}policies`,
       "--output",
       output,
       MAIN,

@@ -172,6 +172,9 @@ const CLOSE2 = bytesOf(`}}`);
 const EXE_DEV = bytesOf(`},"exe":{"dev":`);
 const SUBJECT = bytesOf(`,"subject":`);
 const HOST_NAME = bytesOf(`,"hostName":`);
+const TAGS = bytesOf(`,"tags":[`);
+const COMMA = bytesOf(",");
+const BRACKET_CLOSE = bytesOf("]");
 const FILE = bytesOf(`,"file":{`);
 const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
@@ -298,6 +301,14 @@ export class EventJsonWriter {
     if (rule?.host !== undefined) {
       line.bytes(HOST_NAME);
       line.string(rule.host);
+    }
+    if (rule?.tags !== undefined) {
+      line.bytes(TAGS);
+      rule.tags.forEach((tag, index) => {
+        if (index > 0) line.bytes(COMMA);
+        line.string(tag);
+      });
+      line.bytes(BRACKET_CLOSE);
     }
     if (summary) {
       if (!PACKET[hook]) {

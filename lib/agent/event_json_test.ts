@@ -87,6 +87,7 @@ function context(next: () => number): EventContext {
     const rule: RuleInfo = { id: next() < 0.5 ? `rule-${i}` : text(next, 12), area: "file", action: "deny" };
     if (next() < 0.5) rule.path = next() < 0.5 ? `/etc/file${i}` : `/${text(next, 40)}`;
     if (i % 3 === 0) rule.exe = i === 0 ? "/usr/bin/curl" : `/opt/${text(next, 10)}`;
+    if (i % 2 === 1) rule.tags = i === 1 ? ["T1003.008"] : ["T1105", `t${i}-${Math.floor(next() * 100)}`];
     rules.push(rule);
   }
   const table = RuleTable.of(rules);

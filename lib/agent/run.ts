@@ -405,6 +405,11 @@ export class Agent {
     return this.#tables[gen]?.rules.name(ruleId) ?? `#${ruleId}`;
   }
 
+  /** The tags of rule `ruleId` of generation `gen`, for metrics labels. */
+  ruleTags(gen: number, ruleId: number): readonly string[] | undefined {
+    return this.#tables[gen]?.rules.get(ruleId)?.tags;
+  }
+
   get state(): AgentState {
     const plan = this.#current!.plan;
     const mode = this.#effectiveMode();

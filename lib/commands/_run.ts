@@ -184,7 +184,10 @@ async function textfileTimer(
     try {
       writeTextfile(
         path,
-        exposition(families(collect(ctx.globals, { ruleName: (gen, id) => agent.ruleName(gen, id) }))),
+        exposition(families(collect(ctx.globals, {
+          ruleName: (gen, id) => agent.ruleName(gen, id),
+          ruleTags: (gen, id) => agent.ruleTags(gen, id),
+        }))),
       );
     } catch (error) {
       ctx.log.warn(`metrics textfile ${path}: ${messageOf(error)}`);

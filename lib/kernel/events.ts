@@ -65,6 +65,8 @@ export type AegisEvent = {
   subject?: string;
   /** The host name the deciding rule names (its `host`), when it decided by name. */
   hostName?: string;
+  /** The deciding rule's `tags` (e.g. MITRE ATT&CK techniques), when it has some. */
+  tags?: string[];
   process?: EventProcess | { pid: number };
   /**
    * `name`: the file's name in its directory (at most 31 bytes), for an exec no rule names the file of
@@ -356,6 +358,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   if (table?.policy) event.policy = table.policy;
   if (rule?.exe !== undefined) event.subject = rule.exe;
   if (rule?.host !== undefined) event.hostName = rule.host;
+  if (rule?.tags !== undefined) event.tags = rule.tags;
   if (summary) {
     if (!PACKET_HOOKS.has(raw.hook)) event.process = { pid: raw.pid };
   } else {

@@ -590,3 +590,14 @@ Deno.test("formatEvent() reports a refused AF_XDP socket and a SOCK_PACKET socke
   );
   assert.deepEqual(old.net, { family: "packet", protocol: "packet" });
 });
+
+Deno.test("formatEvent() carries the deciding rule's tags, and none for a rule without them", () => {
+  const tagged: RuleInfo[] = [
+    ...RULES.slice(0, 1),
+    { id: "no-shadow", area: "file", action: "deny", path: "/etc/shadow", tags: ["T1003.008", "pci"] },
+  ];
+  const context = { ...CONTEXT, generations: [{ rules: RuleTable.of(tagged) }, undefined] } as EventContext;
+  const event = formatEvent(raw({ ruleId: 1, dev: 2049, inoLo: 77 }), context);
+  assert.deepEqual(event.tags, ["T1003.008", "pci"]);
+  assert.equal(formatEvent(raw({ ruleId: 1, dev: 2049, inoLo: 77 }), CONTEXT).tags, undefined);
+});

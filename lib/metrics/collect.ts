@@ -48,10 +48,16 @@ export type MetricsReading = {
   /** Tampering the running agent found and put back, by kind, since the state directory was made. */
   tamper?: Partial<Record<TamperKind, number>>;
   /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
-  ruleHits: { rule: string; decision: "deny" | "audit"; count: bigint }[];
+  ruleHits: { rule: string; tags?: string; decision: "deny" | "audit"; count: bigint }[];
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
   unresolvedRules?: number;
 };
+
+type RuleLabels = { rule: string; tags?: string };
+
+function labelsOf(rule: string, tags: string | undefined): RuleLabels {
+  return tags === undefined ? { rule } : { rule, tags };
+}
 
 /** XDP_DROP and XDP_PASS as the kernel returns them. */
 const XDP_ACTIONS: Readonly<Record<number, "pass" | "drop">> = { 1: "drop", 2: "pass" };
@@ -62,21 +68,30 @@ const XDP_ACTIONS: Readonly<Record<number, "pass" | "drop">> = { 1: "drop", 2: "
  * part, so the names of the last entry read are kept: a process that writes the textfile on a timer (the
  * agent) compiles once per apply, not once per write.
  */
-let namesCache: { key: string; names: readonly string[] } | undefined;
+let namesCache: { key: string; names: readonly string[]; tags: readonly (string | undefined)[] } | undefined;
 
-function ruleNamesOf(stateDir: string, gen: number): (ruleId: number) => string {
+/** A rule's tags as one metrics label value: comma-separated, in the policy's order. */
+export function tagsLabel(tags: readonly string[] | undefined): string | undefined {
+  return tags === undefined || tags.length === 0 ? undefined : tags.join(",");
+}
+
+function ruleNamesOf(stateDir: string, gen: number): (ruleId: number) => RuleLabels {
   const applied = readApplied(stateDir);
   const entry = applied?.generation === gen
     ? listHistory(stateDir).find((candidate) => candidate.seq === applied.seq)
     : undefined;
-  if (!entry) return (ruleId) => `#${ruleId}`;
+  if (!entry) return (ruleId) => ({ rule: `#${ruleId}` });
   const key = `${stateDir}\0${entry.seq}\0${entry.contentSha256}`;
   if (namesCache?.key !== key) {
     const plan = compilePolicy(storedInput(storedPolicy(stateDir, entry)).parsed.policy);
-    namesCache = { key, names: plan.rules.map((rule) => rule.id) };
+    namesCache = {
+      key,
+      names: plan.rules.map((rule) => rule.id),
+      tags: plan.rules.map((r) => tagsLabel(r.tags)),
+    };
   }
-  const { names } = namesCache;
-  return (ruleId) => names[ruleId] ?? `#${ruleId}`;
+  const { names, tags } = namesCache;
+  return (ruleId) => labelsOf(names[ruleId] ?? `#${ruleId}`, tags[ruleId]);
 }
 
 /**
@@ -85,7 +100,11 @@ function ruleNamesOf(stateDir: string, gen: number): (ruleId: number) => string 
  */
 export function collect(
   where: { bpffs: string; stateDir: string },
-  options: { ruleName?: (gen: number, ruleId: number) => string } = {},
+  options: {
+    ruleName?: (gen: number, ruleId: number) => string;
+    /** The rule's tags, when `ruleName` is given (the agent's tables know them). */
+    ruleTags?: (gen: number, ruleId: number) => readonly string[] | undefined;
+  } = {},
 ): MetricsReading {
   const build = { version: VERSION, libbpf: libbpfVersion(), kernel: Deno.osRelease() };
   const entry = currentEntry(listHistory(where.stateDir));
@@ -133,13 +152,15 @@ export function collect(
   });
   const hits = pinnedRuleHits(where.bpffs, words.activeGen);
   const known = options.ruleName;
-  const ruleName = hits.length === 0
-    ? () => ""
+  const knownTags = options.ruleTags;
+  const ruleLabels = hits.length === 0
+    ? () => ({ rule: "" })
     : known
-    ? (ruleId: number) => known(words.activeGen, ruleId)
+    ? (ruleId: number) =>
+      labelsOf(known(words.activeGen, ruleId), tagsLabel(knownTags?.(words.activeGen, ruleId)))
     : ruleNamesOf(where.stateDir, words.activeGen);
   const ruleHits = hits.map(({ ruleId, decision, count }) => ({
-    rule: ruleName(ruleId),
+    ...ruleLabels(ruleId),
     decision: decision === DECISION.DENY ? "deny" as const : "audit" as const,
     count,
   }));
@@ -301,10 +322,11 @@ export function families(reading: MetricsReading): Family[] {
       name: "aegisbpf_rule_hits_total",
       help: "Decisions per rule of the policy in force since it was applied (deny: refused; audit: reported)",
       type: "counter",
-      samples: sumBy(reading.ruleHits, (h) => `${h.rule}\0${h.decision}`, (h) => h.count).map(([k, v]) => {
-        const [rule = "", decision = ""] = k.split("\0");
-        return { labels: { rule, decision }, value: v };
-      }),
+      samples: sumBy(reading.ruleHits, (h) => `${h.rule}\0${h.decision}\0${h.tags ?? ""}`, (h) => h.count)
+        .map(([k, v]) => {
+          const [rule = "", decision = "", tags = ""] = k.split("\0");
+          return { labels: tags === "" ? { rule, decision } : { rule, decision, tags }, value: v };
+        }),
     },
     {
       name: "aegisbpf_rules_unresolved",

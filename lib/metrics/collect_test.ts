@@ -58,10 +58,13 @@ Deno.test("families() sums XDP packets and rule hits by their labels", () => {
       { rule: "imds", decision: "deny", count: 4n },
       { rule: "imds", decision: "deny", count: 1n },
       { rule: "ssh", decision: "audit", count: 7n },
+      { rule: "shadow", tags: "T1003.008,pci", decision: "deny", count: 2n },
     ],
   }));
   assert.match(text, /^aegisbpf_xdp_packets_total\{interface="eth0",action="drop"\} 5$/m);
   assert.match(text, /^aegisbpf_xdp_packets_total\{interface="eth0",action="pass"\} 10$/m);
   assert.match(text, /^aegisbpf_rule_hits_total\{rule="imds",decision="deny"\} 5$/m);
   assert.match(text, /^aegisbpf_rule_hits_total\{rule="ssh",decision="audit"\} 7$/m);
+  // A rule's tags are one label, comma-separated; a rule without tags has none.
+  assert.match(text, /^aegisbpf_rule_hits_total\{rule="shadow",decision="deny",tags="T1003.008,pci"\} 2$/m);
 });

@@ -163,6 +163,7 @@ export function addWriter(plan: RuleSetPlan, subjects: Subjects, writer: Subject
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
+  if (entry.rule.tags !== undefined && entry.rule.tags.length > 0) info.tags = [...entry.rule.tags];
   if (
     entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "exec.allow" ||
     entry.list === "files.protect"

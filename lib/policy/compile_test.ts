@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { minimal, SPEC_EXAMPLE } from "./_testdata.ts";
 import { compilePolicy } from "./compile.ts";
 import { parsePolicy } from "./parse.ts";
+import { RuleTable } from "./rule_table.ts";
 
 const v4 = (...bytes: number[]) => new Uint8Array(bytes);
 const v6zero = () => new Uint8Array(16);
@@ -255,4 +256,23 @@ Deno.test("compilePolicy() makes each files.writers entry a subject and lists it
     { ruleId: 4, subject: 2, exe: "/usr/sbin/visudo", children: false },
   ]);
   assert.equal(compile(minimal("  files:\n    protect: [{ path: /etc/sudoers }]\n")).writers, undefined);
+});
+
+Deno.test("compilePolicy() carries a rule's tags into its rule info, and the rule table keeps them", () => {
+  const plan = compilePolicy(parsePolicy(
+    minimal(
+      "  files:\n    protect:\n      - path: /etc/shadow\n        tags: [T1003.008]\n" +
+        "  network:\n    egress:\n      deny:\n        - cidr: 169.254.169.254/32\n          tags: [T1552.005]\n" +
+        "        - cidr: 10.0.0.0/8\n",
+    ),
+    "p.yaml",
+  ));
+  const byId = new Map(plan.rules.map((rule) => [rule.id, rule]));
+  assert.deepEqual(byId.get("files.protect[0]")?.tags, ["T1003.008"]);
+  assert.deepEqual(byId.get("network.egress.deny[0]")?.tags, ["T1552.005"]);
+  assert.equal(byId.get("network.egress.deny[1]")?.tags, undefined);
+  const table = RuleTable.of(plan.rules);
+  const tagged = plan.rules.findIndex((rule) => rule.id === "network.egress.deny[0]");
+  assert.deepEqual(table.get(tagged)?.tags, ["T1552.005"]);
+  assert.deepEqual(RuleTable.fromJSON(JSON.parse(JSON.stringify(table))).get(tagged)?.tags, ["T1552.005"]);
 });

@@ -544,3 +544,27 @@ Deno.test("parsePolicy() takes an exact host, and refuses a wildcard and a host 
     "rules by name with rules by program",
   );
 });
+
+Deno.test("parsePolicy() reads rule tags and refuses bad ones at the tag, naming the rule", () => {
+  const tagged = (tags: string) =>
+    minimal(`  files:\n    protect:\n      - path: /etc/shadow\n        tags: ${tags}\n`);
+  const policy = parsePolicy(tagged("[T1003.008, pci-dss]"), "p.yaml");
+  assert.deepEqual(policy.spec.files?.protect?.[0]?.tags, ["T1003.008", "pci-dss"]);
+  refuses(tagged("[T1003.008, 'has space']"), 10, 27, "a tag is 1-32 letters");
+  refuses(tagged("[T1003.008, T1003.008]"), 10, 27, "tag T1003.008 is listed twice");
+  refuses(tagged(`[${"x".repeat(33)}]`), 10, 16, "a tag is 1-32 letters");
+  refuses(tagged("[a, b, c, d, e, f, g, h, i]"), 10, 15, "at most 8 tags");
+  refuses(tagged("T1003.008"), 10, 15, "tags is a list");
+  const error = refuses(tagged("['']"), 10, 16, "a tag is");
+  assert.equal(error.ruleId, "files.protect[0]");
+  for (const list of ["exec:\n    deny", "exec:\n    allow", "files:\n    writers"]) {
+    const key = list.endsWith("writers") ? "exe" : "path";
+    const text = minimal(`  ${list}:\n      - ${key}: /usr/bin/curl\n        tags: [T1105]\n`);
+    assert.ok(parsePolicy(text, "p.yaml"));
+  }
+  const net = minimal(
+    "  network:\n    egress:\n      deny:\n        - cidr: 169.254.169.254/32\n          tags: [T1552.005]\n" +
+      "    bind:\n      deny:\n        - port: 4444\n          tags: [T1571]\n",
+  );
+  assert.deepEqual(parsePolicy(net, "p.yaml").spec.network?.egress?.deny?.[0]?.tags, ["T1552.005"]);
+});

@@ -29,6 +29,8 @@ export type RuleInfo = {
   exe?: string;
   /** The host pattern an egress rule names (`host`, canonical), for events and explain. */
   host?: string;
+  /** The rule's `tags` (e.g. MITRE ATT&CK techniques), carried into its events. */
+  tags?: string[];
 };
 
 /** A file or executable to deny by inode; `recursive` covers every file under a directory. */

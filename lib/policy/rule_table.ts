@@ -37,7 +37,8 @@ export class RuleTable {
     const runs: Run[] = [];
     const single: [number, RuleInfo][] = [];
     rules.forEach((rule, ruleId) => {
-      const placed = rule.path === undefined && rule.exe === undefined && rule.host === undefined
+      const placed = rule.path === undefined && rule.exe === undefined && rule.host === undefined &&
+          rule.tags === undefined
         ? PLACED.exec(rule.id)
         : null;
       const index = placed ? Number(placed[2]) : NaN;

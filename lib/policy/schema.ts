@@ -21,6 +21,26 @@ const ruleId = z.string().regex(RULE_ID_PATTERN, {
   error: `"default" is reserved for the ingress default; choose another id`,
 });
 
+/** A rule tag: a short label such as a MITRE ATT&CK technique (T1003.008) or a team's own word. */
+export const TAG_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9._:-]{0,30}[A-Za-z0-9])?$/;
+/** The most tags one rule carries: events and metrics labels repeat them. */
+export const MAX_TAGS = 8;
+
+const tags = z.array(
+  z.string({ error: "a tag is a string, e.g. T1003.008" }).regex(TAG_PATTERN, {
+    error:
+      "a tag is 1-32 letters, digits, '.', '_', ':' or '-', starting and ending with a letter or digit, " +
+      "e.g. T1003.008",
+  }),
+  { error: "tags is a list of short strings, e.g. [T1003.008]" },
+).max(MAX_TAGS, { error: `a rule carries at most ${MAX_TAGS} tags` }).superRefine((values, ctx) => {
+  values.forEach((value, index) => {
+    if (values.indexOf(value) !== index) {
+      ctx.addIssue({ code: "custom", path: [index], input: value, message: `tag ${value} is listed twice` });
+    }
+  });
+});
+
 const absolutePath = (what: string) =>
   z.string().refine(isAbsoluteClean, {
     error: `${what} must be an absolute path without "." or ".." components, e.g. /etc/shadow`,
@@ -130,6 +150,7 @@ export const MAX_FILES_LIMIT = 16_000_000;
 
 const fileRule = z.strictObject({
   id: ruleId.optional(),
+  tags: tags.optional(),
   path: absolutePath("path"),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
@@ -165,6 +186,7 @@ const execAllowRule = z.strictObject({
     if (value !== undefined) ctx.addIssue({ code: "custom", input: value, message: TRUST_NOT_SUPPORTED });
   }).optional(),
   id: ruleId.optional(),
+  tags: tags.optional(),
   path: absolutePath("path"),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
@@ -197,6 +219,7 @@ const execAllowRule = z.strictObject({
  */
 const protectRule = z.strictObject({
   id: ruleId.optional(),
+  tags: tags.optional(),
   path: absolutePath("path"),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
@@ -208,6 +231,7 @@ const protectRule = z.strictObject({
  */
 const writerRule = z.strictObject({
   id: ruleId.optional(),
+  tags: tags.optional(),
   exe: absolutePath("exe"),
   children: z.boolean({ error: "children is true or false" }).optional(),
   optional: z.boolean({ error: "optional is true or false" }).optional(),
@@ -215,6 +239,7 @@ const writerRule = z.strictObject({
 
 const netFields = {
   id: ruleId.optional(),
+  tags: tags.optional(),
   cidr: cidr.optional(),
   port: port.optional(),
   ports: portList(1).optional(),
@@ -318,6 +343,7 @@ type EgressKeys = {
 
 const portFields = {
   id: ruleId.optional(),
+  tags: tags.optional(),
   port: port.optional(),
   ports: portList(1).optional(),
   protocol: protocol.optional(),
@@ -345,6 +371,7 @@ const userId = z.int({ error: `ids are integers 0-${MAX_ID}` }).min(0, { error: 
 
 const userRule = z.strictObject({
   id: ruleId.optional(),
+  tags: tags.optional(),
   uid: userId.optional(),
   gid: userId.optional(),
   allowPorts: portList(0).optional(),

@@ -61,6 +61,8 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
     "lint",
     "diff",
     "simulate",
+    "suggest",
+    "init",
     "apply",
     "show",
     "history",

@@ -23,7 +23,7 @@ spec:
   mode: enforce
   network:
     egress:
-      deny: [{ id: target, cidr: ${TARGET}/32, ports: [80], protocol: tcp }]
+      deny: [{ id: target, cidr: ${TARGET}/32, ports: [80], protocol: tcp, tags: [T1552.005, test] }]
 `;
 
 async function withPolicy(fn: (s: Scratch, bpffs: string) => Promise<void>): Promise<void> {
@@ -86,8 +86,8 @@ rootTest(
       assert.ok(sample(stdout, 'aegisbpf_decisions_total{hook="connect",decision="deny"}')! >= 1);
       assert.equal(sample(stdout, 'aegisbpf_hook_attached{hook="connect4"}'), 1);
       assert.ok(
-        sample(stdout, 'aegisbpf_rule_hits_total{rule="target",decision="deny"}')! >= 1,
-        "per-rule hits",
+        sample(stdout, 'aegisbpf_rule_hits_total{rule="target",decision="deny",tags="T1552.005,test"}')! >= 1,
+        "per-rule hits, with the rule's tags",
       );
       assert.equal(sample(stdout, 'aegisbpf_map_entries{map="net_rules"}'), 1);
       assert.equal(sample(stdout, 'aegisbpf_map_capacity{map="rules"}'), 1 << 20);

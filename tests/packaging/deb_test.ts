@@ -40,6 +40,7 @@ const COMMON_FILES: [string, string][] = [
   ["etc/aegisbpf", "drwx------"],
   ["usr/share/doc/aegisbpf/runbooks/README.md", "-rw-r--r--"],
   ["usr/share/doc/aegisbpf/runbooks/break-glass.md", "-rw-r--r--"],
+  ["usr/share/doc/aegisbpf/runbooks/learn.md", "-rw-r--r--"],
   ["usr/share/doc/aegisbpf/examples/kubernetes/daemonset.yaml", "-rw-r--r--"],
   ["usr/share/bash-completion/completions/aegisbpf", "-rw-r--r--"],
   ["usr/share/man/man1/aegisbpf.1.gz", "-rw-r--r--"],

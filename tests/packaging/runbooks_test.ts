@@ -186,6 +186,7 @@ const PAGES = [
   "break-glass.md",
   "egress-allowlist.md",
   "allowlist.md",
+  "learn.md",
 ];
 
 Deno.test("every runbook page is run by the test below", () => {

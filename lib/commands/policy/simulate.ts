@@ -24,7 +24,8 @@ export const policySimulate = defineCommand({
     "`aegisbpf events --json | aegisbpf policy simulate FILE --events -` works on the agent's log as it is. " +
     "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported. Rules by name " +
     "(host) decide the addresses of --learned TABLE (and of events a rule by name decided, which carry " +
-    "hostName); without it, only those.",
+    "hostName); without it, only those. The other direction, the rules that would let recorded audit " +
+    "events through, is written by policy suggest.",
   options: {
     events: {
       type: "string",
