@@ -212,6 +212,7 @@ const volatile struct {
 	enum aegis_build_programs build_programs;
 	enum aegis_subjects subjects;
 	enum aegis_identity_op identity_op;
+	enum aegis_writer_scope writer_scope;
 	enum aegis_learned_limits learned_limits;
 } aegis_enums_btf_anchor = {};
 

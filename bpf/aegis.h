@@ -133,7 +133,7 @@ enum aegis_rule_kind {
 	AEGIS_RULE_PROTECT = 40,    /* a = ino, b = dev: read and run, never written; a directory's entries fixed */
 	AEGIS_RULE_PROTECT_ON = 41, /* a = b = 0, present when the policy protects anything: the hooks look */
 	/* files.writers: a = a subject number (task_subject.bpf.h); rule_id = the writer entry. */
-	AEGIS_RULE_WRITER = 42,
+	AEGIS_RULE_WRITER = 42, /* a = subject; action = AEGIS_WRITER_* bits: what the writer may change */
 	AEGIS_RULE_WRITERS = 43, /* a = b = 0, present when the policy has writers: the hooks ask the task */
 	/*
 	 * a = ino, b = dev of a protected or allowed inode; rule_id = its i_generation at apply, where the
@@ -167,6 +167,16 @@ enum aegis_rule_kind {
 	 */
 	AEGIS_RULE_HOST = 60,          /* a = key of an exact name */
 	AEGIS_RULE_HOST_WILDCARD = 61, /* a = key of a wildcard's domain ("*.example.com": "example.com") */
+};
+
+/*
+ * What a trusted writer may change (its AEGIS_RULE_WRITER entry's `action`): files.writers entries both;
+ * the package manager `trust: dpkg` names only passes allowance (its upgrades keep binaries runnable),
+ * never writes protected files unless files.writers names it too.
+ */
+enum aegis_writer_scope {
+	AEGIS_WRITER_PROTECTED = 1, /* may change protected files and directories (files.protect) */
+	AEGIS_WRITER_ALLOWED = 2,   /* its rename over an exec.allow inode passes the allowance */
 };
 
 /* The switch entry's action bits (AEGIS_RULE_SUBJECTS), and the limits of the subject walk. */

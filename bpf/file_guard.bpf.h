@@ -79,11 +79,12 @@ static __always_inline int denied_in_a_generation(__u64 ino, __u32 dev)
 }
 
 /*
- * files.writers: the writer entry that lets the current task change protected files, 0 when none. Asked
- * only once a protect rule matched, and only when the generation has writers (AEGIS_RULE_WRITERS): the
- * task's subjects (its exe's, its ancestors' with children: true) each looked up as a writer, in order.
+ * The writer entry that lets the current task do what `scope` (AEGIS_WRITER_*) names, 0 when none: change
+ * protected files (files.writers), or pass an allowance by rename (files.writers, trust: dpkg). Asked only
+ * once a rule matched, and only when the generation has writers (AEGIS_RULE_WRITERS): the task's subjects
+ * (its exe's, its ancestors' with children: true) each looked up as a writer, in order.
  */
-static __always_inline __u32 trusted_writer(const struct aegis_state *s)
+static __always_inline __u32 trusted_writer(const struct aegis_state *s, __u32 scope)
 {
 	if (!exact_rule(s, AEGIS_RULE_WRITERS, 0, 0))
 		return 0;
@@ -93,7 +94,7 @@ static __always_inline __u32 trusted_writer(const struct aegis_state *s)
 		if (i >= subjects.count)
 			break;
 		struct aegis_rule *writer = exact_rule(s, AEGIS_RULE_WRITER, subject_at(&subjects, i), 0);
-		if (writer)
+		if (writer && (writer->action & scope))
 			return writer->rule_id;
 	}
 	return 0;
@@ -151,12 +152,12 @@ static __always_inline int allowed_in_a_generation(__u64 ino, __u32 dev)
 	return 0;
 }
 
-/* Whether the current task is a trusted writer of the live generation. */
+/* Whether the current task is a writer of the live generation whose renames pass an exec.allow allowance. */
 static __always_inline int renamed_by_writer(void)
 {
 	struct aegis_state s;
 	load_rules(&s);
-	return trusted_writer(&s) != 0;
+	return trusted_writer(&s, AEGIS_WRITER_ALLOWED) != 0;
 }
 
 /*

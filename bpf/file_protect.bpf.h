@@ -44,7 +44,7 @@ static __always_inline int protect_decide(struct aegis_state *s, struct inode *i
 					  __u8 op)
 {
 	struct aegis_rule *rule = protect_rule(s, inode, id);
-	if (!rule || !load_info(s) || !in_scope(s) || trusted_writer(s))
+	if (!rule || !load_info(s) || !in_scope(s) || trusted_writer(s, AEGIS_WRITER_PROTECTED))
 		return 0;
 	return inode_decision_op(s, AEGIS_HOOK_FILE_WRITE, rule, id, effective_mode(s), op);
 }
@@ -88,7 +88,7 @@ static __always_inline void audit_protect_open(struct file *file)
 		return;
 	read_inode_id(inode, &id);
 	struct aegis_rule *rule = protect_rule(&s, inode, &id);
-	if (rule && load_info(&s) && in_scope(&s) && !trusted_writer(&s))
+	if (rule && load_info(&s) && in_scope(&s) && !trusted_writer(&s, AEGIS_WRITER_PROTECTED))
 		inode_decision_op(&s, AEGIS_HOOK_FILE_WRITE, rule, &id, AEGIS_MODE_AUDIT, AEGIS_FILE_OP_OPEN_WRITE);
 }
 

@@ -179,6 +179,9 @@ export const INHERITED = { ENTRIES: 65536 } as const;
 /** Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`. */
 export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024, XDP_STAT_SLOTS: 256 } as const;
 
+/** What a trusted writer may change (its AEGIS_RULE_WRITER entry's action bits). */
+export const WRITER_SCOPE = { PROTECTED: 1, ALLOWED: 2 } as const;
+
 /** What a process.identity event's task tried (the event's `op` byte: prctl's own PR_SET_MM_* number). */
 export const IDENTITY_OP = { EXE_FILE: 13, MM_MAP: 14 } as const;
 
@@ -227,6 +230,7 @@ export const KERNEL_ENUMS = {
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
   aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
   aegis_identity_op: { prefix: "AEGIS_IDENTITY_OP_", values: IDENTITY_OP },
+  aegis_writer_scope: { prefix: "AEGIS_WRITER_", values: WRITER_SCOPE },
   aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
 } as const;
 

@@ -14,6 +14,7 @@ import {
   SUBJECTS,
   USER_PORTS,
   writeNetKey,
+  WRITER_SCOPE,
   writeRule,
   writeRuleKey,
 } from "../../ffi/mod.ts";
@@ -116,13 +117,17 @@ export function ruleSetEntries(
     exact({ kind: RULE.PROTECT, a: inode.ino, b: inode.dev }, denyValue(inode.ruleId));
     generationStamp(exact, inode);
   }
-  // files.writers: each writer's subject, and the switch the protect and rename hooks read first.
+  // files.writers (and trust: dpkg's package manager): each writer's subject with what it may change (a
+  // subject named twice may do what either entry gives), and the switch the protect and rename hooks read.
+  const scopes = new Map<number, { ruleId: number; scope: number }>();
   for (const writer of set.plan.writers ?? []) {
-    exact({ kind: RULE.WRITER, a: writer.subject, b: 0 }, {
-      ruleId: writer.ruleId,
-      action: ACTION.ALLOW,
-      prefixLength: 0,
-    }, false);
+    const scope = writer.allowedOnly ? WRITER_SCOPE.ALLOWED : WRITER_SCOPE.PROTECTED | WRITER_SCOPE.ALLOWED;
+    const known = scopes.get(writer.subject);
+    if (known) known.scope |= scope;
+    else scopes.set(writer.subject, { ruleId: writer.ruleId, scope });
+  }
+  for (const [subject, { ruleId, scope }] of scopes) {
+    exact({ kind: RULE.WRITER, a: subject, b: 0 }, { ruleId, action: scope, prefixLength: 0 }, false);
   }
   if ((set.plan.writers ?? []).length > 0) {
     exact({ kind: RULE.WRITERS, a: 0, b: 0 }, {

@@ -17,6 +17,7 @@ import {
   type RuleSetPlan,
   type Subject,
   WELL_KNOWN_NAT64,
+  type Writer,
 } from "./plan.ts";
 import type {
   EgressRuleSpec,
@@ -155,9 +156,17 @@ type SubjectSpec = {
  * the rule that made it a writer. files.writers entries come here; so does any other source of writers
  * (e.g. a `trust: dpkg` entry making dpkg one) with its own rule id.
  */
-export function addWriter(plan: RuleSetPlan, subjects: Subjects, writer: SubjectSpec, ruleId: number): void {
+export function addWriter(
+  plan: RuleSetPlan,
+  subjects: Subjects,
+  writer: SubjectSpec,
+  ruleId: number,
+  allowedOnly = false,
+): void {
   const subject = subjects.of(writer, ruleId)!;
-  (plan.writers ??= []).push({ ruleId, subject, exe: writer.exe!, children: writer.children === true });
+  const entry: Writer = { ruleId, subject, exe: writer.exe!, children: writer.children === true };
+  if (allowedOnly) entry.allowedOnly = true;
+  (plan.writers ??= []).push(entry);
 }
 
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {

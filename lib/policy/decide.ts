@@ -441,7 +441,7 @@ function inodeRule(
  * order, at most four) that a files.writers entry names, as the kernel asks them. Undefined: none.
  */
 export function trustedWriter(plan: RuleSetPlan, task: TaskProgram): number | undefined {
-  const writers = plan.writers ?? [];
+  const writers = (plan.writers ?? []).filter((entry) => !entry.allowedOnly);
   if (writers.length === 0) return undefined;
   for (const subject of taskSubjects(plan, task)) {
     const writer = writers.find((entry) => entry.subject === subject);

@@ -93,7 +93,11 @@ export type Subject = {
 };
 
 /** A trusted writer: the subject of its program, and the rule that made it one. */
-export type Writer = { ruleId: number; subject: number; exe: string; children: boolean };
+/**
+ * A trusted writer. `allowedOnly`: its renames pass an exec.allow allowance to the new inode, but it may not
+ * change protected files (the package manager that `trust: dpkg` names); files.writers entries may do both.
+ */
+export type Writer = { ruleId: number; subject: number; exe: string; children: boolean; allowedOnly?: true };
 
 export type PortRule = { ruleId: number; port: number; protocol: Protocol };
 /**
