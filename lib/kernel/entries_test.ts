@@ -448,9 +448,29 @@ Deno.test("ruleSetEntries() writes each writer's subject, the writers switch, an
   assert.deepEqual(rulesOf(set).filter((entry) => kinds.includes(entry.kind)), [
     { kind: RULE.INODE_GEN, a: 11n, b: 2049, value: [4, 3, 2, 1, 1, 0, 0, 0] },
     { kind: RULE.INODE_GEN, a: 10n, b: 2049, value: [77, 0, 0, 0, 1, 0, 0, 0] },
-    { kind: RULE.WRITER, a: 1n, b: 0, value: [6, 0, 0, 0, 1, 0, 0, 0] },
+    // files.writers: protected files and allowances both (AEGIS_WRITER_PROTECTED | AEGIS_WRITER_ALLOWED)
+    { kind: RULE.WRITER, a: 1n, b: 0, value: [6, 0, 0, 0, 3, 0, 0, 0] },
     { kind: RULE.WRITERS, a: 0n, b: 0, value: [6, 0, 0, 0, 1, 0, 0, 0] },
   ]);
+  // A writer of allowances only (trust: dpkg's package manager), alone and named again by files.writers.
+  const allowedOnly = {
+    ruleId: 7,
+    subject: 1,
+    exe: "/usr/bin/dpkg",
+    children: true,
+    allowedOnly: true as const,
+  };
+  const writerValues = (writers: typeof plan.writers) =>
+    rulesOf(resolved({ ...plan, writers }, {
+      protect: [{ ino: 10n, dev: 2049, ruleId: 3 }],
+      subjects: [{ subject: 1, children: true, dev: 2049, ino: 20n, path: "/usr/bin/dpkg" }],
+    })).filter((entry) => entry.kind === RULE.WRITER).map((entry) => entry.value);
+  assert.deepEqual(writerValues([allowedOnly]), [[7, 0, 0, 0, 2, 0, 0, 0]], "allowances only");
+  assert.deepEqual(
+    writerValues([allowedOnly, plan.writers[0]!]),
+    [[7, 0, 0, 0, 3, 0, 0, 0]],
+    "one entry per subject, with what either gives",
+  );
   assert.equal(
     decodeGenInfo(ruleSetEntries(set).genInfo).taskRules,
     0,
