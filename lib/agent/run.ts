@@ -266,7 +266,7 @@ export class Agent {
       const prepared = await preparePolicy(agentRequest(options, "start"), options.helper);
       const { plan } = prepared;
       // Names that do not resolve are bad input: found before anything is loaded.
-      resolveNames(plan, () => {});
+      resolveNames(plan, () => {}, options.stateDir);
       refuseWithoutLsm(plan, allowsPartial(options), options.bpffs);
       plane = DataPlane.open({
         bpffs: options.bpffs,
@@ -438,7 +438,7 @@ export class Agent {
       if (prepared.choice.kind === "replaced") this.#options.log.warn(text);
       else this.#options.log.info(text);
     }
-    const resolved = resolveNames(plan, warn);
+    const resolved = resolveNames(plan, warn, this.#options.stateDir);
     // Under the --audit floor every area audits: none is audit-only for want of --allow-partial.
     const partial = this.#modes.floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
@@ -553,7 +553,7 @@ export class Agent {
     // others are refreshed all the same.
     let resolved: ResolvedRuleSet;
     try {
-      const refresh = resolveForRefresh(current.plan, readApplied(stateDir));
+      const refresh = resolveForRefresh(current.plan, readApplied(stateDir), stateDir);
       resolved = refresh.resolved;
       this.#noteUnresolved(refresh.unresolved);
     } catch (error) {
@@ -657,7 +657,7 @@ export class Agent {
     let resolved: ResolvedRuleSet;
     try {
       // A rule path gone since that command resolved it keeps the inodes it applied (reported as such).
-      const refresh = resolveForRefresh(plan, readApplied(this.#options.stateDir));
+      const refresh = resolveForRefresh(plan, readApplied(this.#options.stateDir), this.#options.stateDir);
       resolved = refresh.resolved;
       this.#noteUnresolved(refresh.unresolved);
     } catch {

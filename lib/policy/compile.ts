@@ -136,7 +136,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "exec.allow" ||
     entry.list === "files.protect"
   ) {
-    info.path = entry.rule.path;
+    if (entry.rule.path !== undefined) info.path = entry.rule.path;
   }
   const ruleId = plan.rules.push(info) - 1;
   const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
@@ -156,7 +156,12 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
       return;
     }
     case "exec.allow": {
-      const { path, recursive, optional, maxFiles, sha256 } = entry.rule;
+      const { path, recursive, optional, maxFiles, sha256, trust } = entry.rule;
+      if (trust !== undefined || path === undefined) {
+        // The schema lets an entry without a path through only with trust.
+        (plan.execTrust ??= []).push({ ruleId, source: trust ?? "dpkg" });
+        return;
+      }
       (plan.execAllow ??= []).push({
         ruleId,
         path,

@@ -2,6 +2,8 @@
  * The host facts lint needs, read from the host (files and /proc only; no kernel objects). Kept apart from
  * `lint.ts` so that lint stays a pure function of the policy and these facts.
  */
+import { join } from "node:path";
+import { DPKG_CACHE_FILE, DpkgDatabaseError, resolveDpkgTrust } from "../dpkg/trust.ts";
 import type { LintFacts, PathFact } from "./lint.ts";
 import type { Policy } from "./schema.ts";
 
@@ -40,7 +42,7 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     ...policy.spec.exec?.deny ?? [],
     ...policy.spec.files?.protect ?? [],
     ...policy.spec.exec?.allow ?? [],
-  ].map((rule) => rule.path);
+  ].flatMap((rule) => rule.path === undefined ? [] : [rule.path]);
   // And the programs rules name (exe), which must exist too unless optional.
   const { egress, bind } = policy.spec.network ?? {};
   for (
@@ -57,7 +59,11 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     "sshConnection" in options ? options.sshConnection : Deno.env.get("SSH_CONNECTION"),
   );
   const forwarding = readForwarding();
+  const trust = policy.spec.exec?.allow?.some((rule) => rule.trust !== undefined)
+    ? dpkgFacts(options)
+    : undefined;
   return {
+    ...trust && { trust },
     resolvers: parseResolvConf(await readText("/etc/resolv.conf")),
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
     ...sshClient && { sshClient },
@@ -68,6 +74,22 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     now: new Date(),
     ...forwarding && { forwarding },
   };
+}
+
+/**
+ * What `trust: dpkg` gives on this host (lib/dpkg/trust.ts, with the state directory's cache), or why it
+ * cannot: the trusted real paths and the files left untrusted.
+ */
+function dpkgFacts(options: FactOptions): NonNullable<LintFacts["trust"]> {
+  try {
+    const found = resolveDpkgTrust(
+      options.stateDir === undefined ? {} : { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
+    );
+    return { trusted: new Set(found.trusted), untrusted: found.untrusted };
+  } catch (error) {
+    if (!(error instanceof DpkgDatabaseError)) throw error;
+    return { trusted: new Set(), untrusted: [], error: error.message };
+  }
 }
 
 /** aegisbpf's state and configuration directories that exist here (lint.ts `ownDirectories`). */

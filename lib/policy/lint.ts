@@ -2,6 +2,7 @@
  * Lint: what a valid policy probably gets wrong. Pure: what it needs to know about the host comes in as
  * `LintFacts` (see `facts.ts`). Each finding names its rule and where the rule is written.
  */
+import type { UntrustedFile } from "../dpkg/trust.ts";
 import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
 import { compilePolicy } from "./compile.ts";
@@ -38,6 +39,11 @@ export type LintFacts = {
   now: Date;
   /** Whether this host forwards packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); unknown: absent. */
   forwarding?: { ipv4: boolean; ipv6: boolean };
+  /**
+   * With a `trust: dpkg` entry: the real paths it trusts here, the files it leaves untrusted, or why dpkg's
+   * database could not be read.
+   */
+  trust?: { trusted: ReadonlySet<string>; untrusted: readonly UntrustedFile[]; error?: string };
 };
 
 export type LintCode =
@@ -47,6 +53,8 @@ export type LintCode =
   | "ssh-lockout"
   | "survival-set"
   | "survival-unchecked"
+  | "trust-unreadable"
+  | "trust-untrusted"
   | "protects-own-state"
   | "resolver-denied"
   | "missing-path"
@@ -119,6 +127,7 @@ function lintLockout(plan: RuleSetPlan, report: Report, facts: LintFacts): void 
   lintSurvival(plan, report, facts);
   lintEgressDefault(plan, report, facts);
   lintAllowSurvival(plan, report, facts);
+  lintTrust(plan, report, facts);
   lintProtectedOwnState(plan, report, facts);
 }
 
@@ -198,7 +207,7 @@ function lintAllowSurvival(plan: RuleSetPlan, report: Report, facts: LintFacts):
     return fact ? [{ ...fact, recursive }] : [];
   });
   const missing = facts.survival.filter((needed) =>
-    !needed.tree &&
+    !needed.tree && !facts.trust?.trusted.has(needed.realPath) &&
     !allowed.some((fact) =>
       fact.identity === needed.identity || (fact.recursive && isUnder(needed.realPath, fact.realPath))
     )
@@ -620,10 +629,43 @@ function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void 
   );
 }
 
+/**
+ * `trust: dpkg` on this host: a database that cannot be read (the apply would fail), the files it leaves
+ * untrusted (they would be refused in enforce).
+ */
+function lintTrust(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  const target = plan.execTrust?.[0];
+  if (!target || !facts.trust) return;
+  if (facts.trust.error !== undefined) {
+    report.rule(target.ruleId, "trust-unreadable", facts.trust.error, "error");
+    return;
+  }
+  const { untrusted } = facts.trust;
+  if (untrusted.length === 0) return;
+  const shown = untrusted.slice(0, 5).map((file) => `${file.path} (${file.package}: ${file.reason})`);
+  report.rule(
+    target.ruleId,
+    "trust-untrusted",
+    `${untrusted.length} files dpkg lists could run but stay untrusted (refused in enforce): ${
+      shown.join(", ")
+    }` +
+      (untrusted.length > shown.length ? `, and ${untrusted.length - shown.length} more` : "") +
+      "; reinstall the package (apt install --reinstall) or allow the file by path",
+  );
+}
+
 /** What an exec allowlist does not do yet: follow package upgrades; and entries that decide nothing. */
 function lintAllowlist(policy: Policy, report: Report): void {
   const exec = policy.spec.exec;
-  if (exec?.default === "deny") {
+  if (exec?.default === "deny" && exec.allow?.some((rule) => rule.trust !== undefined)) {
+    report.at(
+      EXEC_DEFAULT,
+      "allow-upgrades",
+      "trust: dpkg trusts what a dpkg run installs when the run ends (the package's dpkg hook asks the agent " +
+        "to resolve again; without a running agent, apply again): until then a maintainer script that runs a " +
+        "file the run just installed is refused in enforce",
+    );
+  } else if (exec?.default === "deny") {
     report.at(
       EXEC_DEFAULT,
       "allow-upgrades",

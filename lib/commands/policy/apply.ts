@@ -32,6 +32,8 @@ import {
   type Summary,
   summaryLine,
   summaryOf,
+  trustJson,
+  trustLines,
 } from "./_apply.ts";
 
 export const policyApply = defineCommand({
@@ -174,19 +176,22 @@ export const policyApply = defineCommand({
         }
         return 0;
       }
-      const { entry, generation, connections } = result.applied;
+      const { entry, generation, connections, trust } = result.applied;
       const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
       if (!canary || !fallback || !baseline) {
-        if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
-        else {
+        if (flags.json) {
+          ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections), ...trustJson(trust) }));
+        } else {
           ctx.stdout.line(summaryLine("applied", done));
           for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+          for (const line of trustLines(trust)) ctx.stdout.line(line);
         }
         return 0;
       }
       if (!flags.json) {
         ctx.stdout.line(summaryLine("applied (canary)", done));
         for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+        for (const line of trustLines(trust)) ctx.stdout.line(line);
       }
       return await runCanary(ctx, {
         ...canary,

@@ -1,0 +1,293 @@
+/**
+ * `trust: dpkg`: the files of the installed packages that may run. A file counts when dpkg's database lists
+ * it with an MD5 (info/PKG.md5sums: regular files; conffiles have none), it is a regular file now, it could
+ * run or be mapped executable (an exec bit, or an ELF header: shared libraries ship without exec bits), and
+ * its content has the MD5 dpkg recorded. Every such file that does not match, or cannot be read, is listed
+ * (`untrusted`), never dropped silently. Symlinked directories (/bin -> /usr/bin on merged /usr) and
+ * diversions are followed, so each file is counted once, by its real path.
+ *
+ * Hashing every file at every apply does not fit in a second: a cache in the state directory keeps each
+ * package's candidate files (valid while its md5sums file and the diversions are unchanged) and each file's
+ * MD5 keyed by (dev, ino, size, mtime, ctime), ctime being set by the kernel at every change. An entry
+ * hashed less than a second after the file's last change is not reused (a change within the same
+ * millisecond would keep the key).
+ */
+import { dirname, join } from "node:path";
+import { InputError } from "../errors.ts";
+import {
+  type Diversion,
+  divertedPath,
+  installedPackages,
+  parseDiversions,
+  parseMd5sums,
+} from "./database.ts";
+import { md5Files } from "./hash.ts";
+
+export const DPKG_ADMIN_DIR = "/var/lib/dpkg";
+export const DPKG_CACHE_FILE = "dpkg_trust.json";
+
+/** A file dpkg lists that is left untrusted, and why. */
+export type UntrustedFile = {
+  path: string;
+  package: string;
+  reason: "md5-mismatch" | "no-md5" | "unreadable" | "changed-while-hashed";
+};
+
+export type DpkgTrust = {
+  /** The real paths of the files trusted, each once. */
+  trusted: string[];
+  /** Files that could run but are left untrusted. */
+  untrusted: UntrustedFile[];
+  stats: {
+    packages: number;
+    /** Files the md5sums list. */
+    listed: number;
+    /** Listed files missing from disk (a path-exclude, a removed file): nothing to run. */
+    missing: number;
+    /** Files that could run (exec bit or ELF), before the MD5 check. */
+    candidates: number;
+    /** Files hashed this time (the rest came from the cache). */
+    hashed: number;
+  };
+};
+
+export type DpkgTrustOptions = {
+  /** dpkg's database; /var/lib/dpkg by default. */
+  adminDir?: string;
+  /** The cache file (in the state directory); none: everything is checked again. */
+  cacheFile?: string;
+  /** The file system root the database's paths are under ("" for /: tests use a private root). */
+  root?: string;
+  /** The time now, in ms (tests move it past the racy window). */
+  now?: () => number;
+};
+
+/** dpkg's database is missing or unreadable: never an empty trusted set. */
+export class DpkgDatabaseError extends InputError {
+  override name = "DpkgDatabaseError";
+}
+
+type FileKey = string;
+type Cache = {
+  version: 1;
+  diversions: string;
+  packages: Record<string, { key: string; candidates: string[] }>;
+  files: Record<string, { key: FileKey; md5: string }>;
+};
+
+const RACY_MS = 1000;
+
+/** The files `trust: dpkg` lets run on this host now (see the top of this file). */
+export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
+  const adminDir = options.adminDir ?? DPKG_ADMIN_DIR;
+  const root = options.root ?? "";
+  const status = readDatabase(join(adminDir, "status"));
+  const diversionsPath = join(adminDir, "diversions");
+  const diversionsText = readOptional(diversionsPath) ?? "";
+  const diversions = new Map<string, Diversion>(parseDiversions(diversionsText).map((d) => [d.from, d]));
+  const old = options.cacheFile === undefined ? undefined : readCache(options.cacheFile);
+  const diversionsKey = statKey(diversionsPath) ?? "none";
+  const cache: Cache = { version: 1, diversions: diversionsKey, packages: {}, files: {} };
+  const reuseLists = old?.diversions === diversionsKey;
+  const packages = installedPackages(status);
+  const realDirs = new Map<string, string | undefined>();
+  const stats = { packages: packages.length, listed: 0, missing: 0, candidates: 0, hashed: 0 };
+  const untrusted: UntrustedFile[] = [];
+  /** Candidates by real path: the MD5 dpkg expects, the package, the stat key. */
+  const wanted = new Map<string, { md5: string; pkg: string; key: FileKey; size: number; path: string }>();
+
+  for (const pkg of packages) {
+    const md5sumsPath = join(adminDir, "info", `${pkg.infoName}.md5sums`);
+    const md5sumsText = readOptional(md5sumsPath);
+    if (md5sumsText === undefined) {
+      noChecksums(pkg.name, join(adminDir, "info", `${pkg.infoName}.list`), root, untrusted, stats);
+      continue;
+    }
+    const { files } = parseMd5sums(md5sumsText);
+    stats.listed += files.length;
+    const listKey = statKey(md5sumsPath) ?? "";
+    const known = reuseLists ? old?.packages[pkg.infoName] : undefined;
+    const candidates = known?.key === listKey ? new Set(known.candidates) : undefined;
+    const found: string[] = [];
+    for (const file of files) {
+      if (candidates && !candidates.has(file.path)) continue;
+      const onDisk = root + divertedPath(file.path, pkg.name, diversions);
+      const real = realPath(onDisk, realDirs);
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.lstatSync(real ?? onDisk);
+      } catch {
+        stats.missing++;
+        continue;
+      }
+      if (!info.isFile) continue;
+      const key = fileKey(info);
+      const cached = old?.files[real ?? onDisk];
+      if (!candidates && !(cached?.key === key) && !couldRun(real ?? onDisk, info)) continue;
+      found.push(file.path);
+      if (real === undefined) continue;
+      const other = wanted.get(real);
+      if (other && other.md5 === file.md5) continue;
+      if (other) {
+        // Two packages ship different content at one real path: only one of them can be on disk.
+        if (old?.files[real]?.md5 === other.md5) continue;
+      }
+      wanted.set(real, { md5: file.md5, pkg: pkg.name, key, size: info.size, path: onDisk });
+    }
+    cache.packages[pkg.infoName] = { key: listKey, candidates: found };
+  }
+  stats.candidates = wanted.size;
+
+  const toHash: { path: string; size: number }[] = [];
+  for (const [real, want] of wanted) {
+    const cached = old?.files[real];
+    if (cached?.key !== want.key) toHash.push({ path: real, size: want.size });
+  }
+  const hashed = md5Files(toHash);
+  stats.hashed = toHash.length;
+  const now = (options.now ?? Date.now)();
+  const trusted: string[] = [];
+  for (const [real, want] of wanted) {
+    const fresh = hashed.get(real);
+    const md5 = fresh ?? old?.files[real]?.md5;
+    if (fresh !== undefined) {
+      const after = statKeyOf(real);
+      if (after !== want.key) {
+        untrusted.push({ path: want.path, package: want.pkg, reason: "changed-while-hashed" });
+        continue;
+      }
+    } else if (old?.files[real]?.key !== want.key || md5 === undefined) {
+      untrusted.push({ path: want.path, package: want.pkg, reason: "unreadable" });
+      continue;
+    }
+    if (!racy(want.key, now)) cache.files[real] = { key: want.key, md5: md5! };
+    if (md5 === want.md5) trusted.push(real);
+    else untrusted.push({ path: want.path, package: want.pkg, reason: "md5-mismatch" });
+  }
+  if (options.cacheFile !== undefined) writeCache(options.cacheFile, cache);
+  untrusted.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+  return { trusted: trusted.sort(), untrusted, stats };
+}
+
+/** A package with no md5sums: each file of its list that could run is untrusted (nothing to check it by). */
+function noChecksums(
+  pkg: string,
+  listPath: string,
+  root: string,
+  untrusted: UntrustedFile[],
+  stats: DpkgTrust["stats"],
+): void {
+  const list = readOptional(listPath);
+  if (list === undefined) return;
+  for (const path of list.split("\n")) {
+    if (path === "" || path === "/.") continue;
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(root + path);
+    } catch {
+      continue;
+    }
+    if (!info.isFile) continue;
+    stats.listed++;
+    if (couldRun(root + path, info)) untrusted.push({ path: root + path, package: pkg, reason: "no-md5" });
+  }
+}
+
+function readDatabase(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound ? "does not exist" : `cannot be read: ${error}`;
+    throw new DpkgDatabaseError(
+      `trust: dpkg needs dpkg's database, and ${path} ${why}: nothing was applied (is this a Debian host?)`,
+    );
+  }
+}
+
+function readOptional(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new DpkgDatabaseError(`trust: dpkg cannot read ${path}: ${error}: nothing was applied`);
+  }
+}
+
+/** The path with its directory's symlinks resolved (one realpath per directory), or undefined when gone. */
+function realPath(path: string, dirs: Map<string, string | undefined>): string | undefined {
+  const dir = dirname(path);
+  let real = dirs.get(dir);
+  if (!dirs.has(dir)) {
+    try {
+      real = Deno.realPathSync(dir);
+    } catch {
+      real = undefined;
+    }
+    dirs.set(dir, real);
+  }
+  if (real === undefined) return undefined;
+  return `${real === "/" ? "" : real}/${path.slice(dir.length + 1)}`;
+}
+
+const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
+
+/** Whether a regular file could be run or mapped executable: an exec bit, or an ELF header. */
+function couldRun(path: string, info: Deno.FileInfo): boolean {
+  if (((info.mode ?? 0) & 0o111) !== 0) return true;
+  if (info.size < 4) return false;
+  try {
+    using file = Deno.openSync(path, { read: true });
+    const head = new Uint8Array(4);
+    return file.readSync(head) === 4 && ELF_MAGIC.every((byte, i) => head[i] === byte);
+  } catch {
+    // Unreadable: it cannot be checked, so it is listed by the MD5 step as unreadable.
+    return true;
+  }
+}
+
+function fileKey(info: Deno.FileInfo): FileKey {
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtime?.getTime()}:${info.ctime?.getTime()}`;
+}
+
+function statKeyOf(path: string): FileKey | undefined {
+  try {
+    return fileKey(Deno.lstatSync(path));
+  } catch {
+    return undefined;
+  }
+}
+
+function statKey(path: string): string | undefined {
+  return statKeyOf(path);
+}
+
+/** A key whose ctime is within RACY_MS of now: a change in the same millisecond would keep it. */
+function racy(key: FileKey, now: number): boolean {
+  const ctime = Number(key.split(":").at(-1));
+  return !Number.isFinite(ctime) || now - ctime < RACY_MS;
+}
+
+function readCache(path: string): Cache | undefined {
+  try {
+    const value = JSON.parse(Deno.readTextFileSync(path)) as Cache;
+    return value?.version === 1 && typeof value.files === "object" && typeof value.packages === "object"
+      ? value
+      : undefined;
+  } catch {
+    // Missing or damaged: everything is checked again.
+    return undefined;
+  }
+}
+
+function writeCache(path: string, cache: Cache): void {
+  const temp = `${path}.tmp-${Deno.pid}`;
+  try {
+    Deno.writeTextFileSync(temp, JSON.stringify(cache), { mode: 0o600 });
+    Deno.renameSync(temp, path);
+  } catch {
+    // A cache that cannot be written costs time at the next apply, nothing else.
+    try {
+      Deno.removeSync(temp);
+    } catch { /* not there */ }
+  }
+}
