@@ -347,6 +347,17 @@ export class Agent {
     });
   }
 
+  /**
+   * SIGUSR2 (the package's dpkg hook, after a dpkg run): the policy in force resolved again, as a rule
+   * refresh does, and flipped when an inode changed: `trust: dpkg` takes the files of the packages
+   * installed or upgraded since, and drops those removed. The policy file is not read again (that is
+   * SIGHUP's job): a dpkg run never applies an edit the operator has not asked for.
+   */
+  refreshPackages(): Promise<void> {
+    this.#options.log.info("SIGUSR2: resolving the policy in force again (a dpkg run ended)");
+    return this.#serial(() => this.#refreshRules());
+  }
+
   /** How long the agent waits for the state lock, and the signal that ends the wait when it stops. */
   #lockWait(): { timeoutMs?: number; signal: AbortSignal } {
     const { lockTimeoutMs } = this.#options;

@@ -52,7 +52,7 @@ export type DpkgTrust = {
 };
 
 export type DpkgTrustOptions = {
-  /** dpkg's database; /var/lib/dpkg by default. */
+  /** dpkg's database; $DPKG_ADMINDIR (dpkg's own variable), else /var/lib/dpkg. */
   adminDir?: string;
   /** The cache file (in the state directory); none: everything is checked again. */
   cacheFile?: string;
@@ -79,7 +79,8 @@ const RACY_MS = 1000;
 
 /** The files `trust: dpkg` lets run on this host now (see the top of this file). */
 export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
-  const adminDir = options.adminDir ?? DPKG_ADMIN_DIR;
+  // DPKG_ADMINDIR: dpkg's own variable for a database elsewhere.
+  const adminDir = options.adminDir ?? (Deno.env.get("DPKG_ADMINDIR") || DPKG_ADMIN_DIR);
   const root = options.root ?? "";
   const status = readDatabase(join(adminDir, "status"));
   const diversionsPath = join(adminDir, "diversions");
