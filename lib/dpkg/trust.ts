@@ -9,8 +9,8 @@
  * Hashing every file at every apply does not fit in a second: a cache in the state directory keeps each
  * package's candidate files (valid while its md5sums file and the diversions are unchanged) and each file's
  * MD5 keyed by (dev, ino, size, mtime, ctime), ctime being set by the kernel at every change. An entry
- * hashed less than a second after the file's last change is not reused (a change within the same
- * millisecond would keep the key).
+ * hashed less than two seconds after the file's last change is not reused (a change within the same clock
+ * tick would keep the key).
  */
 import { dirname, join } from "node:path";
 import { InputError } from "../errors.ts";
@@ -33,9 +33,12 @@ export type UntrustedFile = {
   reason: "md5-mismatch" | "no-md5" | "unreadable" | "changed-while-hashed";
 };
 
+/** A file trusted: its real path, and its ctime (ns) when its content was checked. */
+export type TrustedFile = { path: string; ctimeNs: bigint };
+
 export type DpkgTrust = {
-  /** The real paths of the files trusted, each once. */
-  trusted: string[];
+  /** The files trusted, each once, by real path. */
+  trusted: TrustedFile[];
   /** Files that could run but are left untrusted. */
   untrusted: UntrustedFile[];
   stats: {
@@ -60,6 +63,11 @@ export type DpkgTrustOptions = {
   root?: string;
   /** The time now, in ms (tests move it past the racy window). */
   now?: () => number;
+  /**
+   * A file's ctime in ns (statx), for the keys of the files that could run: the runtime's stat gives whole
+   * seconds only. Without it (lint, which stamps nothing): seconds.
+   */
+  ctimeNs?: (path: string) => bigint;
 };
 
 /** dpkg's database is missing or unreadable: never an empty trusted set. */
@@ -122,9 +130,8 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
         continue;
       }
       if (!info.isFile) continue;
-      const key = fileKey(info);
-      const cached = old?.files[real ?? onDisk];
-      if (!candidates && !(cached?.key === key) && !couldRun(real ?? onDisk, info)) continue;
+      if (!candidates && !couldRun(real ?? onDisk, info)) continue;
+      const key = fileKey(real ?? onDisk, info, options.ctimeNs);
       found.push(file.path);
       if (real === undefined) continue;
       const other = wanted.get(real);
@@ -147,12 +154,12 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
   const hashed = md5Files(toHash);
   stats.hashed = toHash.length;
   const now = (options.now ?? Date.now)();
-  const trusted: string[] = [];
+  const trusted: TrustedFile[] = [];
   for (const [real, want] of wanted) {
     const fresh = hashed.get(real);
     const md5 = fresh ?? old?.files[real]?.md5;
     if (fresh !== undefined) {
-      const after = statKeyOf(real);
+      const after = statKeyOf(real, options.ctimeNs);
       if (after !== want.key) {
         untrusted.push({ path: want.path, package: want.pkg, reason: "changed-while-hashed" });
         continue;
@@ -162,12 +169,13 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
       continue;
     }
     if (!racy(want.key, now)) cache.files[real] = { key: want.key, md5: md5! };
-    if (md5 === want.md5) trusted.push(real);
+    if (md5 === want.md5) trusted.push({ path: real, ctimeNs: keyCtime(want.key) });
     else untrusted.push({ path: want.path, package: want.pkg, reason: "md5-mismatch" });
   }
   if (options.cacheFile !== undefined) writeCache(options.cacheFile, cache);
   untrusted.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
-  return { trusted: trusted.sort(), untrusted, stats };
+  trusted.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+  return { trusted, untrusted, stats };
 }
 
 /** A package with no md5sums: each file of its list that could run is untrusted (nothing to check it by). */
@@ -246,26 +254,36 @@ function couldRun(path: string, info: Deno.FileInfo): boolean {
   }
 }
 
-function fileKey(info: Deno.FileInfo): FileKey {
-  return `${info.dev}:${info.ino}:${info.size}:${info.mtime?.getTime()}:${info.ctime?.getTime()}`;
+/** (dev, ino, size, mtime in ms, ctime in ns): what a change of the file's content changes. */
+function fileKey(path: string, info: Deno.FileInfo, ctimeNs?: (path: string) => bigint): FileKey {
+  const ctime = ctimeNs ? ctimeNs(path) : BigInt(info.ctime?.getTime() ?? 0) * 1_000_000n;
+  return `${info.dev}:${info.ino}:${info.size}:${info.mtime?.getTime()}:${ctime}`;
 }
 
-function statKeyOf(path: string): FileKey | undefined {
+function statKeyOf(path: string, ctimeNs?: (path: string) => bigint): FileKey | undefined {
   try {
-    return fileKey(Deno.lstatSync(path));
+    return fileKey(path, Deno.lstatSync(path), ctimeNs);
   } catch {
     return undefined;
   }
 }
 
+/** A database file's key (no ctime in ns needed: dpkg replaces its files, a new inode). */
 function statKey(path: string): string | undefined {
   return statKeyOf(path);
 }
 
-/** A key whose ctime is within RACY_MS of now: a change in the same millisecond would keep it. */
+/** The ctime (ns) a key holds. */
+function keyCtime(key: FileKey): bigint {
+  return BigInt(key.split(":").at(-1) ?? "0");
+}
+
+/**
+ * A key whose ctime is within RACY_MS of now: the kernel's ctime is as coarse as its clock tick (and the
+ * runtime's stat, without `ctimeNs`, gives seconds), so a change just after the check could keep it.
+ */
 function racy(key: FileKey, now: number): boolean {
-  const ctime = Number(key.split(":").at(-1));
-  return !Number.isFinite(ctime) || now - ctime < RACY_MS;
+  return now - Number(keyCtime(key) / 1_000_000n) < RACY_MS + 1000;
 }
 
 function readCache(path: string): Cache | undefined {

@@ -68,7 +68,7 @@ Deno.test("resolveDpkgTrust() trusts matching files that could run, once each, a
   try {
     const found = resolveDpkgTrust({ root, adminDir: admin, now: later });
     const real = Deno.realPathSync(root);
-    assert.deepEqual(found.trusted, [
+    assert.deepEqual(found.trusted.map((file) => file.path), [
       `${real}/usr/bin/div.real`,
       `${real}/usr/bin/my tool`,
       `${real}/usr/lib/libtool.so.1`,
@@ -101,7 +101,7 @@ Deno.test("resolveDpkgTrust() hashes again only what changed since the cache was
     Deno.writeTextFileSync(join(root, "usr/bin/my tool"), "#!/bin/sh\necho HI\n");
     const third = resolveDpkgTrust({ root, adminDir: admin, cacheFile, now: later });
     assert.equal(third.stats.hashed, 1);
-    assert.ok(!third.trusted.some((path) => path.endsWith("/my tool")));
+    assert.ok(!third.trusted.some((file) => file.path.endsWith("/my tool")));
     assert.ok(
       third.untrusted.some((file) => file.path.endsWith("/my tool") && file.reason === "md5-mismatch"),
     );

@@ -216,12 +216,16 @@ function resolveTrusted(
 ): { inodes: AllowedInode[]; report: TrustReport } {
   const ruleId = targets[0]!.ruleId;
   const found = resolveDpkgTrust({
+    ctimeNs: (path) => statxStamp(path).ctimeNs,
     ...options.stateDir !== undefined && { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
     ...options.dpkgAdminDir !== undefined && { adminDir: options.dpkgAdminDir },
   });
   const inodes: AllowedInode[] = [];
   const untrusted = [...found.untrusted];
-  for (const path of found.trusted) {
+  let trusted = 0;
+  for (const { path, ctimeNs } of found.trusted) {
+    // Stamped with the ctime its content was checked at, as a sha256 entry's file is: changed since (even
+    // between the check and this write), the kernel refuses it as hash-mismatch.
     let identities: Identity[];
     try {
       identities = fileIdentities(path, mountinfo);
@@ -229,11 +233,12 @@ function resolveTrusted(
       // Removed since it was checked: nothing to run.
       continue;
     }
-    for (const identity of identities) inodes.push({ ...identity, ruleId, path });
+    for (const identity of identities) inodes.push({ ...identity, ruleId, path, ctimeNs });
+    trusted++;
   }
   return {
     inodes,
-    report: { source: "dpkg", ruleId, trusted: found.trusted.length, untrusted, stats: found.stats },
+    report: { source: "dpkg", ruleId, trusted, untrusted, stats: found.stats },
   };
 }
 

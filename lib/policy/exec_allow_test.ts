@@ -268,3 +268,23 @@ Deno.test("compilePolicy() and decide(): a trust entry allows the inodes it reso
   assert.equal(decide(plan, { area: "exec", path: "/usr/bin/ls" }).reason, "untrusted");
   assert.equal(decide(plan, { area: "exec", ruleIds: [1], nameless: true }).reason, "untrusted");
 });
+
+Deno.test("decide() checks a trust entry's file as a sha256 entry's: changed since apply, hash-mismatch", () => {
+  const plan = compilePolicy(
+    parsePolicy(
+      exec(
+        "    default: deny\n    allow:\n      - { id: bin, path: /usr/bin, recursive: true }\n" +
+          "      - { id: pkgs, trust: dpkg }\n",
+      ),
+      "p.yaml",
+    ),
+  );
+  // The file is under the path entry and trusted: the trust entry's check holds.
+  assert.deepEqual(decide(plan, { area: "exec", ruleIds: [1, 2], changed: true }), {
+    decision: "deny",
+    ruleId: 2,
+    ruleName: "pkgs",
+    reason: "hash-mismatch",
+  });
+  assert.equal(decide(plan, { area: "exec", ruleIds: [1], changed: true }).decision, "allow");
+});

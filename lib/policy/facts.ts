@@ -85,7 +85,7 @@ function dpkgFacts(options: FactOptions): NonNullable<LintFacts["trust"]> {
     const found = resolveDpkgTrust(
       options.stateDir === undefined ? {} : { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
     );
-    return { trusted: new Set(found.trusted), untrusted: found.untrusted };
+    return { trusted: new Set(found.trusted.map((file) => file.path)), untrusted: found.untrusted };
   } catch (error) {
     if (!(error instanceof DpkgDatabaseError)) throw error;
     return { trusted: new Set(), untrusted: [], error: error.message };

@@ -41,8 +41,10 @@ const TRUST = "  exec:\n    default: deny\n    allow:\n      - { id: pkgs, trust
 
 /** The inodes applied.json records as allowed for rule `rule`, as "dev:ino". */
 function allowedInodes(host: Host, rule: string): Set<string> {
-  const entry = readApplied(host.stateDir)?.allowed?.find((allowed) => allowed.rule === rule);
-  return new Set([...new InodeSet(entry?.inodes ?? []).unseen()].map(({ dev, ino }) => `${dev}:${ino}`));
+  // One group per ctime stamp: each trusted file is stamped with its own.
+  const entries = readApplied(host.stateDir)?.allowed?.filter((allowed) => allowed.rule === rule) ?? [];
+  const inodes = entries.flatMap((entry) => [...new InodeSet(entry.inodes).unseen()]);
+  return new Set(inodes.map(({ dev, ino }) => `${dev}:${ino}`));
 }
 
 const identity = (path: string) => {
