@@ -1,8 +1,8 @@
 /**
  * `trust: dpkg`: the files of the installed packages that may run. A file counts when dpkg's database lists
  * it with an MD5 (info/PKG.md5sums: regular files; conffiles have none), it is a regular file now, it could
- * run or be mapped executable (an exec bit, or an ELF header: shared libraries ship without exec bits), and
- * its content has the MD5 dpkg recorded. Every such file that does not match, or cannot be read, is listed
+ * run or be mapped executable (an exec bit, or a shared object's name, `*.so*`, with an ELF header: libraries
+ * ship without exec bits), and its content has the MD5 dpkg recorded. Every such file that does not match, or cannot be read, is listed
  * (`untrusted`), never dropped silently. Symlinked directories (/bin -> /usr/bin on merged /usr) and
  * diversions are followed, so each file is counted once, by its real path.
  *
@@ -240,10 +240,17 @@ function realPath(path: string, dirs: Map<string, string | undefined>): string |
 
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
 
-/** Whether a regular file could be run or mapped executable: an exec bit, or an ELF header. */
+/** A shared object's name: `libz.so`, `libz.so.1.2.13`, `_ssl.cpython-311-x86_64-linux-gnu.so`. */
+const SHARED_OBJECT = /\.so(\.\d+)*$/;
+
+/**
+ * Whether a regular file could be run or mapped executable: an exec bit, or a shared object's name and an
+ * ELF header (libraries ship without exec bits). Only those names are opened: reading the head of every
+ * file a system's packages ship (a hundred thousand) would cost seconds at each cold resolution.
+ */
 function couldRun(path: string, info: Deno.FileInfo): boolean {
   if (((info.mode ?? 0) & 0o111) !== 0) return true;
-  if (info.size < 4) return false;
+  if (info.size < 4 || !SHARED_OBJECT.test(path)) return false;
   try {
     using file = Deno.openSync(path, { read: true });
     const head = new Uint8Array(4);
