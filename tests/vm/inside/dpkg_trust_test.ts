@@ -22,7 +22,7 @@ import type { ResolvedRuleSet } from "../../../lib/kernel/entries.ts";
 import { execFileName } from "../../../lib/kernel/events.ts";
 import { exists } from "../../../lib/kernel/pin_dir.ts";
 import { resolvePlan, sha256OfFile } from "../../../lib/kernel/resolve.ts";
-import { decide, type ExecReason } from "../../../lib/policy/decide.ts";
+import { decide, type DecisionEvent, type ExecReason } from "../../../lib/policy/decide.ts";
 import { parseExecutableMappings } from "../../../lib/policy/facts.ts";
 import {
   type AllowTarget,
@@ -347,12 +347,13 @@ vmTest(
         const what = `seed ${seed} ${file} roles ${c.roles.get(file)} changed ${
           c.changed.has(file)
         } ${c.mode}`;
-        const expected = decide(plan, {
+        const event: DecisionEvent = {
           area: "exec",
           ruleIds: ruleIdsOf(resolved, file),
           changed: c.changed.has(file),
           cgroup: t.scope.include[0]!,
-        });
+        };
+        const expected = decide(plan, event);
         const outcome = await t.inScope(file, "run");
         const events = execEvents(t.plane).filter((event) => event.ino === BigInt(Deno.statSync(file).ino!));
         if (expected.decision === "allow") {
@@ -362,11 +363,19 @@ vmTest(
         }
         if (expected.decision === "deny") assertRefused(outcome, what);
         else assert.equal(outcome.out, "ok ran", `${what}: audit runs`);
-        assert.deepEqual(
-          events.map((event) => [event.decision, event.op, event.ruleId]),
-          [[expected.decision === "deny" ? 0 : 1, REASON_CODE[expected.reason!], expected.ruleId]],
-          what,
-        );
+        const reported = [[
+          expected.decision === "deny" ? 0 : 1,
+          REASON_CODE[expected.reason!],
+          expected.ruleId,
+        ]];
+        // In audit the exec goes on past an exec.deny rule, and the allowlist judges it too: reported as well.
+        if (expected.decision === "audit" && expected.reason === "denied") {
+          const allowlist = decide({ ...plan, exec: [] }, event);
+          if (allowlist.decision !== "allow") {
+            reported.push([1, REASON_CODE[allowlist.reason!], allowlist.ruleId]);
+          }
+        }
+        assert.deepEqual(events.map((event) => [event.decision, event.op, event.ruleId]), reported, what);
       }
     }
   },
