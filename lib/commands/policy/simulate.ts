@@ -48,7 +48,7 @@ export const policySimulate = defineCommand({
       ? await new Response(Deno.stdin.readable).text()
       : await readInputText(flags.events, "event log");
     // Pathless file and exec events of this host (untrusted execs) are replayed by inode.
-    const inodeRules = localInodeRules(plan, (message) => ctx.log.warn(message));
+    const inodeRules = localInodeRules(plan, (message) => ctx.log.warn(message), ctx.globals.stateDir);
     const report = simulate(plan, text, source, inodeRules);
     if (report.tornLastLine !== undefined) {
       ctx.log.warn(`${report.tornLastLine}: ignored a torn last line (the log was cut while written)`);
