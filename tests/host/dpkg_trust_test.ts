@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { PACKAGING } from "../packaging/unit_file.ts";
+import { md5Files, md5OfFile } from "../../lib/dpkg/hash.ts";
 import { fileIdentity } from "../../lib/kernel/resolve.ts";
 import { readApplied } from "../../lib/state/apply_state.ts";
 import { listHistory } from "../../lib/state/history.ts";
@@ -124,3 +125,24 @@ rootTest(
     });
   },
 );
+
+Deno.test("md5Files() hashes many megabytes in md5sum processes as it does in process, names with spaces too", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-md5-" });
+  try {
+    const files = [0, 1, 2].map((i) => {
+      const path = `${dir}/file ${i}\\x`;
+      const bytes = new Uint8Array(15 << 20).map((_, j) => (j * (i + 7)) & 0xff);
+      Deno.writeFileSync(path, bytes);
+      return { path, size: bytes.length };
+    });
+    const missing = { path: `${dir}/missing`, size: 1 << 20 };
+    const hashed = md5Files([...files, missing]);
+    assert.deepEqual(
+      [...hashed.entries()].sort(),
+      files.map(({ path }) => [path, md5OfFile(path)]).sort(),
+      "every readable file, none other",
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
