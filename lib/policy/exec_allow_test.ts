@@ -288,3 +288,25 @@ Deno.test("decide() checks a trust entry's file as a sha256 entry's: changed sin
   });
   assert.equal(decide(plan, { area: "exec", ruleIds: [1], changed: true }).decision, "allow");
 });
+
+Deno.test("lintPolicy() lists trust: dpkg's untrusted files and an unreadable database; neither is a lock-out risk", () => {
+  const source = parsePolicySource(
+    exec("    default: deny\n    allow:\n      - { id: pkgs, trust: dpkg }\n"),
+    "p.yaml",
+  );
+  const base: LintFacts = { resolvers: [], sshPorts: [], survival: [], paths: new Map(), now: new Date() };
+  const untrusted = [{ path: "/usr/bin/x", package: "x", reason: "md5-mismatch" as const }];
+  const facts = { ...base, trust: { trusted: new Set<string>(), untrusted } };
+  const warnings = lintPolicy(source.policy, source.locate, facts);
+  const found = warnings.find((warning) => warning.code === "trust-untrusted");
+  assert.match(
+    found?.message ?? "",
+    /1 files dpkg lists could run but stay untrusted.*\/usr\/bin\/x \(x: md5-mismatch\)/,
+  );
+  assert.deepEqual(lockoutRisks(source.policy, source.locate, facts), []);
+  const unreadable = { ...base, trust: { trusted: new Set<string>(), untrusted: [], error: "no status" } };
+  const error = lintPolicy(source.policy, source.locate, unreadable).find((w) =>
+    w.code === "trust-unreadable"
+  );
+  assert.equal(error?.severity, "error");
+});
