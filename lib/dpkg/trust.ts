@@ -10,7 +10,9 @@
  * package's candidate files (valid while its md5sums file and the diversions are unchanged) and each file's
  * MD5 keyed by (dev, ino, size, mtime, ctime), ctime being set by the kernel at every change. An entry
  * hashed less than two seconds after the file's last change is not reused (a change within the same clock
- * tick would keep the key).
+ * tick would keep the key). A warm resolution reads no md5sums file that is unchanged: the cache holds its
+ * candidates with their MD5s. So a packaged file given an exec bit later counts only once its package
+ * changes (until then it stays untrusted: refused, never allowed).
  */
 import { dirname, join } from "node:path";
 import { InputError } from "../errors.ts";
@@ -18,6 +20,7 @@ import {
   type Diversion,
   divertedPath,
   installedPackages,
+  type PackageFile,
   parseDiversions,
   parseMd5sums,
 } from "./database.ts";
@@ -77,9 +80,10 @@ export class DpkgDatabaseError extends InputError {
 
 type FileKey = string;
 type Cache = {
-  version: 1;
+  version: 2;
   diversions: string;
-  packages: Record<string, { key: string; candidates: string[] }>;
+  /** By info name: the md5sums file's key, how many files it lists, those that could run with their MD5. */
+  packages: Record<string, { key: string; listed: number; candidates: PackageFile[] }>;
   files: Record<string, { key: FileKey; md5: string }>;
 };
 
@@ -96,7 +100,7 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
   const diversions = new Map<string, Diversion>(parseDiversions(diversionsText).map((d) => [d.from, d]));
   const old = options.cacheFile === undefined ? undefined : readCache(options.cacheFile);
   const diversionsKey = statKey(diversionsPath) ?? "none";
-  const cache: Cache = { version: 1, diversions: diversionsKey, packages: {}, files: {} };
+  const cache: Cache = { version: 2, diversions: diversionsKey, packages: {}, files: {} };
   const reuseLists = old?.diversions === diversionsKey;
   const packages = installedPackages(status);
   const realDirs = new Map<string, string | undefined>();
@@ -107,19 +111,28 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
 
   for (const pkg of packages) {
     const md5sumsPath = join(adminDir, "info", `${pkg.infoName}.md5sums`);
-    const md5sumsText = readOptional(md5sumsPath);
-    if (md5sumsText === undefined) {
-      noChecksums(pkg.name, join(adminDir, "info", `${pkg.infoName}.list`), root, untrusted, stats);
-      continue;
+    const listKey = statKey(md5sumsPath);
+    // A package whose md5sums file is as the cache saw it: its candidates (and their MD5s) from the cache,
+    // the file not even read.
+    const known = reuseLists && listKey !== undefined ? old?.packages[pkg.infoName] : undefined;
+    let files: PackageFile[];
+    let listed: number;
+    const reused = known?.key === listKey;
+    if (known && reused) {
+      files = known.candidates;
+      listed = known.listed;
+    } else {
+      const md5sumsText = listKey === undefined ? undefined : readOptional(md5sumsPath);
+      if (md5sumsText === undefined) {
+        noChecksums(pkg.name, join(adminDir, "info", `${pkg.infoName}.list`), root, untrusted, stats);
+        continue;
+      }
+      files = parseMd5sums(md5sumsText).files;
+      listed = files.length;
     }
-    const { files } = parseMd5sums(md5sumsText);
-    stats.listed += files.length;
-    const listKey = statKey(md5sumsPath) ?? "";
-    const known = reuseLists ? old?.packages[pkg.infoName] : undefined;
-    const candidates = known?.key === listKey ? new Set(known.candidates) : undefined;
-    const found: string[] = [];
+    stats.listed += listed;
+    const found: PackageFile[] = [];
     for (const file of files) {
-      if (candidates && !candidates.has(file.path)) continue;
       const onDisk = root + divertedPath(file.path, pkg.name, diversions);
       const real = realPath(onDisk, realDirs);
       let info: Deno.FileInfo;
@@ -130,9 +143,9 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
         continue;
       }
       if (!info.isFile) continue;
-      if (!candidates && !couldRun(real ?? onDisk, info)) continue;
+      if (!reused && !couldRun(real ?? onDisk, info)) continue;
       const key = fileKey(real ?? onDisk, info, options.ctimeNs);
-      found.push(file.path);
+      found.push(file);
       if (real === undefined) continue;
       const other = wanted.get(real);
       if (other && other.md5 === file.md5) continue;
@@ -142,7 +155,7 @@ export function resolveDpkgTrust(options: DpkgTrustOptions = {}): DpkgTrust {
       }
       wanted.set(real, { md5: file.md5, pkg: pkg.name, key, size: info.size, path: onDisk });
     }
-    cache.packages[pkg.infoName] = { key: listKey, candidates: found };
+    cache.packages[pkg.infoName] = { key: listKey!, listed, candidates: found };
   }
   stats.candidates = wanted.size;
 
@@ -296,7 +309,7 @@ function racy(key: FileKey, now: number): boolean {
 function readCache(path: string): Cache | undefined {
   try {
     const value = JSON.parse(Deno.readTextFileSync(path)) as Cache;
-    return value?.version === 1 && typeof value.files === "object" && typeof value.packages === "object"
+    return value?.version === 2 && typeof value.files === "object" && typeof value.packages === "object"
       ? value
       : undefined;
   } catch {
