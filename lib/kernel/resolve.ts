@@ -216,7 +216,7 @@ function resolveTrusted(
 ): { inodes: AllowedInode[]; report: TrustReport } {
   const ruleId = targets[0]!.ruleId;
   const found = resolveDpkgTrust({
-    ctimeNs: (path) => statxStamp(path).ctimeNs,
+    ctimeNs: ctimeNsOf,
     ...options.stateDir !== undefined && { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
     ...options.dpkgAdminDir !== undefined && { adminDir: options.dpkgAdminDir },
   });
@@ -282,6 +282,11 @@ function hashedInodes(
     path: target.path,
     ctimeNs: before.ctimeNs,
   }));
+}
+
+/** A file's ctime in ns (statx; symlinks followed): the key `trust: dpkg`'s cache and stamps use. */
+export function ctimeNsOf(path: string): bigint {
+  return statxStamp(path).ctimeNs;
 }
 
 /** The hex SHA-256 of a file's content, read in chunks (a runtime binary is tens of MB). */

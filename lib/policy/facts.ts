@@ -31,6 +31,11 @@ export type FactOptions = {
   configDir?: string;
   /** The aegisbpf binary; the running executable unless given. */
   binary?: string;
+  /**
+   * A file's ctime in ns (lib/kernel/resolve.ts `ctimeNsOf`), for `trust: dpkg`'s cache, whose keys the
+   * apply writes with it: without it the cache is read in whole seconds and none of its entries match.
+   */
+  ctimeNs?: (path: string) => bigint;
   /** Where SSH_CONNECTION comes from; the process environment unless given. */
   sshConnection?: string | undefined;
 };
@@ -82,9 +87,10 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
  */
 function dpkgFacts(options: FactOptions): NonNullable<LintFacts["trust"]> {
   try {
-    const found = resolveDpkgTrust(
-      options.stateDir === undefined ? {} : { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
-    );
+    const found = resolveDpkgTrust({
+      ...options.stateDir !== undefined && { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
+      ...options.ctimeNs && { ctimeNs: options.ctimeNs },
+    });
     return { trusted: new Set(found.trusted.map((file) => file.path)), untrusted: found.untrusted };
   } catch (error) {
     if (!(error instanceof DpkgDatabaseError)) throw error;
