@@ -36,8 +36,10 @@ await suite("trust", "trust: dpkg on this host's packages", async (ctx) => {
   ctx.method(
     `this host's dpkg database: ${formatNumber(stats.packages)} installed packages, ${
       formatNumber(stats.listed)
-    } files with an MD5 line, ${formatNumber(stats.candidates)} of them could run (exec bit or ELF), ` +
-      `${formatNumber(last.trusted.length)} trusted, ${formatNumber(last.untrusted.length)} left untrusted`,
+    } files with an MD5 line, ${
+      formatNumber(stats.candidates)
+    } of them could run (an exec bit, or a *.so* ELF), ` +
+      `${last.trusted.length.toLocaleString("en")} trusted, ${last.untrusted.length} left untrusted`,
   );
   ctx.method(
     "resolveDpkgTrust() in this process, wall clock; cold: the cache file removed first (every candidate " +
