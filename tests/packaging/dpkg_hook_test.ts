@@ -44,6 +44,12 @@ Deno.test("dpkg-hook signals the agent that holds the lock, and no one when none
     assert.equal(await hookSignals(dir), true);
     // dpkg working on another root: not this host's agent.
     assert.equal(await hookSignals(dir, { DPKG_ROOT: `${dir}/other` }), false);
+    // The state directory the units use, from /etc/default/aegisbpf's AEGISBPF_OPTS (read, never run).
+    const defaults = `${dir}/default`;
+    Deno.writeTextFileSync(defaults, `AEGISBPF_OPTS="--log-format json --state-dir ${dir}"\n`);
+    assert.equal(await hookSignals("", { AEGISBPF_DEFAULTS: defaults }), true);
+    Deno.writeTextFileSync(defaults, `AEGISBPF_OPTS="--state-dir ${dir}/elsewhere"\n`);
+    assert.equal(await hookSignals("", { AEGISBPF_DEFAULTS: defaults }), false);
     // A pid that does not parse or no longer exists: nothing, and still success.
     await Deno.writeTextFile(lock, '{"pid":999999999}\n');
     assert.equal(await hookSignals(dir), false);
