@@ -72,6 +72,16 @@ rootTest(
       assert.match(missing.stderr, new RegExp(`${host.dir}/none/status does not exist: nothing was applied`));
       assert.equal(readApplied(host.stateDir), undefined, "nothing applied");
 
+      // A dry run says the same, and applies nothing.
+      const dry = await aegisbpf(["policy", "apply", "--dry-run", "--force", "--json", file], { env });
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.deepEqual(JSON.parse(dry.stdout).trust.untrusted, [{
+        path: changed,
+        package: "tool",
+        reason: "md5-mismatch",
+      }]);
+      assert.equal(readApplied(host.stateDir), undefined, "a dry run applies nothing");
+
       const applied = await aegisbpf(["policy", "apply", "--force", "--json", file], { env });
       assert.equal(applied.code, 0, applied.stderr);
       const summary = JSON.parse(applied.stdout);

@@ -119,19 +119,22 @@ export const policyApply = defineCommand({
           return 0;
         }
         refuseReplay(input, stateDir);
-        preflightApply(plan, {
+        const { trust } = preflightApply(plan, {
           allowPartial: flags["allow-partial"] === true,
           warn: (m) => ctx.log.warn(m),
           bpffs,
+          stateDir,
         });
         const applied = appliedPolicy(stateDir);
         const before = applied &&
           await withYaml(() => parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`));
         const lines = diffLines(diffPolicies(before, input.parsed.policy));
-        if (flags.json) ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines }));
-        else {
+        if (flags.json) {
+          ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines, ...trustJson(trust) }));
+        } else {
           ctx.stdout.line(summaryLine("would apply", summary));
           for (const line of lines.length > 0 ? lines : ["(no rule changes)"]) ctx.stdout.line(`  ${line}`);
+          for (const line of trustLines(trust)) ctx.stdout.line(line);
         }
         return 0;
       }
