@@ -18,6 +18,7 @@ export const SUITES = [
   "ingress",
   "file_exec",
   "policy",
+  "trust",
   "events",
   "footprint",
   "commands",

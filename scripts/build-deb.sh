@@ -93,6 +93,9 @@ completion zsh usr/share/zsh/vendor-completions/_aegisbpf
 completion fish usr/share/fish/vendor_completions.d/aegisbpf.fish
 
 for script in postinst prerm postrm; do install -m 0755 "$pkg/deb/$script" "$root/DEBIAN/$script"; done
+# The dpkg hook: the file trigger (DEBIAN/triggers) runs it through postinst after every dpkg run.
+install -D -m 0755 "$pkg/deb/dpkg-hook" "$root/usr/libexec/aegisbpf/dpkg-hook"
+install -m 0644 "$pkg/deb/triggers" "$root/DEBIAN/triggers"
 echo /etc/default/aegisbpf >"$root/DEBIAN/conffiles"
 size="$(du -sk --exclude=DEBIAN "$root" | cut -f1)"
 cat >"$root/DEBIAN/control" <<CONTROL

@@ -14,6 +14,8 @@ import {
   PTRACE_LSM_PROGRAMS,
 } from "../../lib/kernel/load.ts";
 import { loadPrograms } from "../../lib/kernel/object.ts";
+import { statxStamp } from "../../ffi/mod.ts";
+import { parseExecutableMappings } from "../../lib/policy/facts.ts";
 import type { ResolvedInode } from "../../lib/kernel/entries.ts";
 import { inodeOf, writeRules } from "../../tests/support/slice.ts";
 import { withProgramStats } from "./bpf_stats.ts";
@@ -34,6 +36,8 @@ export type GuestOptions = {
   execIterations: number;
   fileRules: number;
   execRules: number;
+  /** Allow entries of the exec allowlist variant (exec.default deny): inode numbers no file has, but the loop's. */
+  allowRules: number;
   /** stress-ng seconds per stressor and variant; 0 skips stress-ng. */
   stressSeconds: number;
   /** Also measure the exec loop under fapolicyd (when its files are in the guest). */
@@ -50,6 +54,11 @@ export type GuestResult = {
   open: Samples;
   /** ns per fork+exec+wait. */
   exec: Samples;
+  /**
+   * ns per fork+exec+wait under an exec allowlist: exec.default deny with `allowRules` allow entries (the
+   * loop's binary, the loader and libc among them, each stamped as a hashed entry is), attached vs detached.
+   */
+  execAllowlist: Samples;
   /** bogo-ops per second (real time) by stressor. */
   stress: Record<string, Samples>;
   /** ns per fork+exec+wait: none, fapolicyd running (aegisbpf detached), or why it could not run. */
@@ -156,6 +165,27 @@ export async function measureInGuest(options: GuestOptions): Promise<GuestResult
     });
     const open = await interleave(options.rounds, variants(openOnce));
     const exec = await interleave(options.rounds, variants(execOnce));
+    // The allowlist: every exec and executable mapping of every task is judged (no scope), the loop's own
+    // files allowed (the hit path: one lookup of the switch, one of the inode, one of its stamp).
+    links.off();
+    writeRules(object, {
+      plan: { mode: "enforce", execDefaultDeny: { ruleId: 3 } },
+      execAllow: [
+        ...unusedInodes(dev, options.allowRules, 1n << 42n, 4),
+        // The loop and what it maps: the loader and libc, as this runtime maps them too.
+        ...[execLoop, ...parseExecutableMappings(Deno.readTextFileSync("/proc/self/maps"))].map((path) => ({
+          ...inodeOf(path, 4),
+          ctimeNs: statxStamp(path).ctimeNs,
+        })),
+      ],
+    });
+    const execAllowlist = await interleave(options.rounds, variants(execOnce));
+    links.off();
+    writeRules(object, {
+      plan: { mode: "enforce" },
+      files: unusedInodes(dev, options.fileRules, 1n << 40n, 1),
+      exec: unusedInodes(dev, options.execRules, 1n << 41n, 2),
+    });
 
     const stress: Record<string, Samples> = {};
     if (options.stressSeconds > 0) {
@@ -174,7 +204,7 @@ export async function measureInGuest(options: GuestOptions): Promise<GuestResult
 
     links.on();
     const programStats = [...await loopStats("open", openOnce), ...await loopStats("exec", execOnce)];
-    return { kernel: Deno.osRelease(), options, open, exec, stress, fapolicyd, programStats };
+    return { kernel: Deno.osRelease(), options, open, exec, execAllowlist, stress, fapolicyd, programStats };
   } finally {
     links.off();
     object.close();
@@ -309,6 +339,7 @@ export function guestOptionsFromCmdline(cmdline: string): GuestOptions {
       execIterations: 60,
       fileRules: 10_000,
       execRules: 1_000,
+      allowRules: 100_000,
       stressSeconds: 2,
       fapolicyd: true,
     }
@@ -318,6 +349,7 @@ export function guestOptionsFromCmdline(cmdline: string): GuestOptions {
       execIterations: 10,
       fileRules: 10_000,
       execRules: 1_000,
+      allowRules: 100_000,
       stressSeconds: 0,
       fapolicyd: false,
     };

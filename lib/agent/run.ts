@@ -277,7 +277,7 @@ export class Agent {
       const prepared = await preparePolicy(agentRequest(options, "start"), options.helper);
       const { plan } = prepared;
       // Names that do not resolve are bad input: found before anything is loaded.
-      resolveNames(plan, () => {});
+      resolveNames(plan, () => {}, options.stateDir);
       refuseWithoutLsm(plan, allowsPartial(options), options.bpffs);
       plane = DataPlane.open({
         bpffs: options.bpffs,
@@ -356,6 +356,17 @@ export class Agent {
         this.#options.log.warn(`reload failed, still enforcing ${kept}: ${messageOf(error)}`);
       }
     });
+  }
+
+  /**
+   * SIGUSR2 (the package's dpkg hook, after a dpkg run): the policy in force resolved again, as a rule
+   * refresh does, and flipped when an inode changed: `trust: dpkg` takes the files of the packages
+   * installed or upgraded since, and drops those removed. The policy file is not read again (that is
+   * SIGHUP's job): a dpkg run never applies an edit the operator has not asked for.
+   */
+  refreshPackages(): Promise<void> {
+    this.#options.log.info("SIGUSR2: resolving the policy in force again (a dpkg run ended)");
+    return this.#serial(() => this.#refreshRules());
   }
 
   /** How long the agent waits for the state lock, and the signal that ends the wait when it stops. */
@@ -454,7 +465,7 @@ export class Agent {
       if (prepared.choice.kind === "replaced") this.#options.log.warn(text);
       else this.#options.log.info(text);
     }
-    const resolved = resolveNames(plan, warn);
+    const resolved = resolveNames(plan, warn, this.#options.stateDir);
     // Under the --audit floor every area audits: none is audit-only for want of --allow-partial.
     const partial = this.#modes.floor ? [] : partialAreas(this.#plane, plan, this.#options.allowPartial);
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
@@ -574,7 +585,7 @@ export class Agent {
     // others are refreshed all the same.
     let resolved: ResolvedRuleSet;
     try {
-      const refresh = resolveForRefresh(current.plan, readApplied(stateDir));
+      const refresh = resolveForRefresh(current.plan, readApplied(stateDir), stateDir);
       resolved = refresh.resolved;
       this.#noteUnresolved(refresh.unresolved);
     } catch (error) {
@@ -678,7 +689,7 @@ export class Agent {
     let resolved: ResolvedRuleSet;
     try {
       // A rule path gone since that command resolved it keeps the inodes it applied (reported as such).
-      const refresh = resolveForRefresh(plan, readApplied(this.#options.stateDir));
+      const refresh = resolveForRefresh(plan, readApplied(this.#options.stateDir), this.#options.stateDir);
       resolved = refresh.resolved;
       this.#noteUnresolved(refresh.unresolved);
     } catch {

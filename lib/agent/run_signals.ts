@@ -3,7 +3,9 @@
  * action ends the process, so a `systemctl reload` right after a restart would kill an agent still
  * starting. A SIGHUP before the agent can reload is remembered and served once it can (several make one
  * reload); SIGTERM or SIGINT at any time asks for a clean stop, which `run` makes as soon as it can (a
- * SIGHUP after it is ignored).
+ * SIGHUP after it is ignored). SIGUSR2 (sent by the package's dpkg hook after a dpkg run) asks for a rule
+ * refresh of the policy in force, so that `trust: dpkg` takes the packages installed since; one before the
+ * agent can serve it is remembered too (its default action would end the process).
  */
 
 const STOP_SIGNALS = ["SIGTERM", "SIGINT"] as const;
@@ -14,6 +16,8 @@ export class RunSignals implements Disposable {
   #stopSignal: string | undefined;
   #reload: (() => void) | undefined;
   #reloadPending = false;
+  #refresh: (() => void) | undefined;
+  #refreshPending = false;
   readonly #listeners: [Deno.Signal, () => void][];
 
   constructor() {
@@ -25,6 +29,7 @@ export class RunSignals implements Disposable {
         stop(name);
       }]),
       ["SIGHUP", () => this.#onReload()],
+      ["SIGUSR2", () => this.#onRefresh()],
     ];
     for (const [name, listener] of this.#listeners) Deno.addSignalListener(name, listener);
   }
@@ -41,6 +46,21 @@ export class RunSignals implements Disposable {
       this.#reloadPending = false;
       reload();
     }
+  }
+
+  /** From now on SIGUSR2 calls `refresh`; a SIGUSR2 received before is served now. */
+  serveRefreshes(refresh: () => void): void {
+    this.#refresh = refresh;
+    if (this.#refreshPending) {
+      this.#refreshPending = false;
+      refresh();
+    }
+  }
+
+  #onRefresh(): void {
+    if (this.#stopSignal !== undefined) return;
+    if (this.#refresh) this.#refresh();
+    else this.#refreshPending = true;
   }
 
   #onReload(): void {

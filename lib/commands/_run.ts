@@ -34,7 +34,7 @@ export async function runAgent(
     caller.stderr.sink,
   );
   const ctx: Context = { ...caller, log };
-  log.debug("signals: SIGHUP reloads, SIGTERM and SIGINT stop, from now on");
+  log.debug("signals: SIGHUP reloads, SIGUSR2 refreshes the rules, SIGTERM and SIGINT stop, from now on");
   if (flags.audit && flags.enforce) {
     throw new InputError("--audit and --enforce exclude each other: pick one");
   }
@@ -87,6 +87,7 @@ export async function runAgent(
       if (hub !== undefined) api = await serveAgentApi(ctx, running, hub, apiAddresses);
       if (metricsPath !== undefined) timers.push(await textfileTimer(ctx, running, metricsPath, metricsMs));
       signals.serveReloads(() => void running.reload());
+      signals.serveRefreshes(() => void running.refreshPackages());
     }
     stopReason = await signals.stopped;
   } finally {

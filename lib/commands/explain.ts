@@ -58,7 +58,8 @@ export const explain = defineCommand({
     // An untrusted exec names no path: matched by inode, resolving the policy's inode rules here only then.
     let resolved: InodeRules | null | undefined;
     const inodeRules: InodeRules = (dev, ino, host) =>
-      (resolved ??= localInodeRules(plan, (message) => ctx.log.warn(message)) ?? null)?.(dev, ino, host);
+      (resolved ??= localInodeRules(plan, (message) => ctx.log.warn(message), ctx.globals.stateDir) ??
+        null)?.(dev, ino, host);
     lines.forEach((line, index) => {
       const given = args.EVENT === "-" ? `stdin:${index + 1}` : "EVENT";
       const { raw, where } = line.startsWith("{")

@@ -80,7 +80,9 @@ export const run = defineCommand({
     "line each, JSON with --log-format json) and to <state-dir>/events.jsonl (8 MiB, then rotated to " +
     "events.jsonl.1), and describes itself in <state-dir>/agent.json. SIGHUP reads the policy again and " +
     "applies it only if it is valid (otherwise the old one stays and the event policy.reload_failed says " +
-    "why). SIGTERM and SIGINT stop the agent; enforcement stays pinned. The break-glass marker " +
+    "why). SIGUSR2 (the package's dpkg hook, after a dpkg run) resolves the policy in force again without " +
+    "reading the file, so that exec.allow trust: dpkg takes the packages installed since. SIGTERM and " +
+    "SIGINT stop the agent; enforcement stays pinned. The break-glass marker " +
     `<config-dir>/break_glass made or removed by hand takes effect within a second, and ${CMDLINE_FLAG} ` +
     `on the kernel command line (read from /proc/cmdline, or ${CMDLINE_ENV}) turns break-glass on at start. ` +
     "File and exec rule paths are watched: a file replaced by rename is denied again within a second. " +

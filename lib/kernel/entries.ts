@@ -18,6 +18,7 @@ import {
   writeRule,
   writeRuleKey,
 } from "../../ffi/mod.ts";
+import type { DpkgTrust, UntrustedFile } from "../dpkg/trust.ts";
 import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
 import { hostKey, hostPattern } from "../policy/host_name.ts";
 import {
@@ -35,6 +36,8 @@ export type ResolvedRuleSet = {
   exec: ResolvedInode[];
   /** With exec.default: deny: the inodes exec.allow resolved to (a hashed file's with its ctime stamp). */
   execAllow?: AllowedInode[];
+  /** With exec.default: deny and a `trust` entry: what the package database gave and left untrusted. */
+  trust?: TrustReport;
   /** files.protect: the protected inodes (files, and directories whose entries are fixed). */
   protect?: ResolvedInode[];
   scope: { include: bigint[]; exempt: bigint[] };
@@ -43,6 +46,15 @@ export type ResolvedRuleSet = {
   forward?: { ifindex: number; name: string }[];
   /** The programs rules name (plan.subjects), each by every (dev, ino) its exe is known by. */
   subjects?: ResolvedSubject[];
+};
+
+/** What a `trust` entry resolved to: how many files it trusts, and the files it left untrusted. */
+export type TrustReport = {
+  source: "dpkg";
+  ruleId: number;
+  trusted: number;
+  untrusted: UntrustedFile[];
+  stats: DpkgTrust["stats"];
 };
 
 /** A program a rule names, resolved: the inode of its executable. */

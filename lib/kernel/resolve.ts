@@ -1,9 +1,17 @@
 import { createHash } from "node:crypto";
 import { ifIndex, inodeGeneration, statxMount, statxStamp, SysError } from "../../ffi/mod.ts";
-import type { AllowTarget, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
+import { join } from "node:path";
+import { DPKG_CACHE_FILE, resolveDpkgTrust } from "../dpkg/trust.ts";
+import type { AllowTarget, InodeTarget, RuleSetPlan, TrustTarget } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
-import type { AllowedInode, ResolvedInode, ResolvedRuleSet, ResolvedSubject } from "./entries.ts";
+import type {
+  AllowedInode,
+  ResolvedInode,
+  ResolvedRuleSet,
+  ResolvedSubject,
+  TrustReport,
+} from "./entries.ts";
 import { layerPaths, type OverlayMount, overlayMount } from "./overlay.ts";
 import {
   DEFAULT_MAX_ENTRIES,
@@ -34,8 +42,15 @@ export type ResolveOptions = {
    * this returns (its last inodes) instead of failing the whole resolution.
    */
   keep?: (target: InodeTarget, area: "file" | "exec", error: Error) => ResolvedInode[];
-  /** exec.allow's inodes to use as they are (a refresh keeps the applied set), instead of resolving them. */
+  /**
+   * exec.allow's path and sha256 entries' inodes to use as they are (a refresh keeps the applied set),
+   * instead of resolving them. `trust` entries are resolved all the same: the package database decides.
+   */
   allowed?: AllowedInode[];
+  /** The state directory, where `trust: dpkg` keeps its cache of checked files; none: no cache. */
+  stateDir?: string;
+  /** dpkg's database (tests); /var/lib/dpkg by default. */
+  dpkgAdminDir?: string;
 };
 
 /**
@@ -52,14 +67,20 @@ export function resolvePlan(plan: RuleSetPlan, options: ResolveOptions = {}): Re
         (plan.protect?.length ?? 0) > 0
     ? Deno.readTextFileSync("/proc/self/mountinfo")
     : "";
+  const trusted = plan.execDefaultDeny && plan.execTrust?.length
+    ? resolveTrusted(plan.execTrust, mountinfo || Deno.readTextFileSync("/proc/self/mountinfo"), options)
+    : undefined;
   return {
     plan,
     files: plan.files.flatMap((target) => resolveOrKeep(target, "file", plan, mountinfo, options)),
     exec: plan.exec.flatMap((target) => resolveOrKeep(target, "exec", plan, mountinfo, options)),
     ...plan.execDefaultDeny && {
-      execAllow: options.allowed ??
-        allow.flatMap((target) => resolveAllowed(target, plan, mountinfo, options)),
+      execAllow: [
+        ...options.allowed ?? allow.flatMap((target) => resolveAllowed(target, plan, mountinfo, options)),
+        ...trusted?.inodes ?? [],
+      ],
     },
+    ...trusted && { trust: trusted.report },
     protect: (plan.protect ?? []).flatMap((target) =>
       options.keep
         ? keepOnError(() => resolveProtected(target, plan, mountinfo, options.warn), target, options.keep)
@@ -184,6 +205,43 @@ function resolveAllowed(
   }
 }
 
+/**
+ * The inodes of the files a `trust` entry lets run (lib/dpkg/trust.ts decides which), each real path once
+ * with every (dev, ino) it is known by, under the first trust entry's rule id; and what was left untrusted.
+ */
+function resolveTrusted(
+  targets: readonly TrustTarget[],
+  mountinfo: string,
+  options: ResolveOptions,
+): { inodes: AllowedInode[]; report: TrustReport } {
+  const ruleId = targets[0]!.ruleId;
+  const found = resolveDpkgTrust({
+    ctimeNs: ctimeNsOf,
+    ...options.stateDir !== undefined && { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
+    ...options.dpkgAdminDir !== undefined && { adminDir: options.dpkgAdminDir },
+  });
+  const inodes: AllowedInode[] = [];
+  const untrusted = [...found.untrusted];
+  let trusted = 0;
+  for (const { path, ctimeNs } of found.trusted) {
+    // Stamped with the ctime its content was checked at, as a sha256 entry's file is: changed since (even
+    // between the check and this write), the kernel refuses it as hash-mismatch.
+    let identities: Identity[];
+    try {
+      identities = fileIdentities(path, mountinfo);
+    } catch {
+      // Removed since it was checked: nothing to run.
+      continue;
+    }
+    for (const identity of identities) inodes.push({ ...identity, ruleId, path, ctimeNs });
+    trusted++;
+  }
+  return {
+    inodes,
+    report: { source: "dpkg", ruleId, trusted, untrusted, stats: found.stats },
+  };
+}
+
 const HASH_CHUNK = 1 << 20;
 
 /** A sha256 entry's file: every (dev, ino) it is known by, each stamped with the ctime it had when hashed. */
@@ -224,6 +282,11 @@ function hashedInodes(
     path: target.path,
     ctimeNs: before.ctimeNs,
   }));
+}
+
+/** A file's ctime in ns (statx; symlinks followed): the key `trust: dpkg`'s cache and stamps use. */
+export function ctimeNsOf(path: string): bigint {
+  return statxStamp(path).ctimeNs;
 }
 
 /** The hex SHA-256 of a file's content, read in chunks (a runtime binary is tens of MB). */

@@ -38,7 +38,7 @@ import {
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import type { Policy } from "../policy/schema.ts";
 import { encodeInodes, encodeInodesWithGenerations } from "../state/inode_set.ts";
-import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
+import type { AllowedInode, ResolvedInode, ResolvedRuleSet, TrustReport } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
 import { phase, phaseAsync } from "../phases.ts";
@@ -115,7 +115,7 @@ function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): Histo
   if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
   if ((applied.mode ?? plan.mode) !== plan.mode) return undefined;
   if (readModeWords(where.bpffs)?.activeGen !== applied.generation) return undefined;
-  const now = appliedShape(resolveNames(plan, () => {}));
+  const now = appliedShape(resolveNames(plan, () => {}, where.stateDir));
   // Key order aside: applied.json comes back through its schema.
   const same = (a: unknown, b: unknown) => canonical(a ?? []) === canonical(b ?? []);
   // The allowlist too: after a package upgrade, applying the same policy again trusts the new inodes.
@@ -203,7 +203,13 @@ export type ApplyRequest = PlaneLocation & {
  * `connections`: for a policy with egress rules, the TCP and connected UDP sockets made before the apply
  * whose destination it denies: closed where the kernel can (enforce, 6.5+), else still open.
  */
-export type ApplyResult = { entry: HistoryEntry; generation: number; connections?: ConnectionSweep };
+export type ApplyResult = {
+  entry: HistoryEntry;
+  generation: number;
+  connections?: ConnectionSweep;
+  /** A `trust: dpkg` entry's answer: how many files it trusts, which it left untrusted. */
+  trust?: TrustReport;
+};
 
 /**
  * Resolves the plan's names and opens the data plane first: a name that does not resolve (exit 2) or an
@@ -214,7 +220,7 @@ export type ApplyResult = { entry: HistoryEntry; generation: number; connections
 export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const { stateDir, input, plan } = request;
   const { name, version } = input;
-  const resolved = phase("resolve", () => resolveNames(plan, request.warn));
+  const resolved = phase("resolve", () => resolveNames(plan, request.warn, stateDir));
   // Read before the plane is opened: a plane this command has to load holds no policy yet.
   // A policy in force written in YAML loads the YAML parser here, and only then.
   const sweep = await phaseAsync("sweep check", () => withYaml(() => sweepWanted(request)));
@@ -279,7 +285,12 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   });
   const connections = sweep ? phase("sweep", () => sweepAfterApply(plane, request.warn)) : undefined;
   if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
-  return { entry, generation, ...connections && { connections } };
+  return {
+    entry,
+    generation,
+    ...connections && { connections },
+    ...resolved.trust && { trust: resolved.trust },
+  };
 }
 
 /** An enforce policy applied while the forced-audit word is on: it is recorded, and audits until lifted. */
@@ -530,9 +541,13 @@ function sweepAfterApply(plane: DataPlane, warn: (message: string) => void): Con
 }
 
 /** The plan's names resolved on this host; a deny path or cgroup missing here is bad input, named by its rule. */
-export function resolveNames(plan: RuleSetPlan, warn: (message: string) => void): ResolvedRuleSet {
+export function resolveNames(
+  plan: RuleSetPlan,
+  warn: (message: string) => void,
+  stateDir?: string,
+): ResolvedRuleSet {
   try {
-    return resolvePlan(plan, { warn });
+    return resolvePlan(plan, { warn, ...stateDir !== undefined && { stateDir } });
   } catch (error) {
     if (error instanceof ResolveError) throw new InputError(error.message, { cause: error });
     throw error;

@@ -6,6 +6,7 @@
  */
 
 import { planeStatus, probeLsmAt, wantsLsmArea } from "../kernel/load.ts";
+import type { TrustReport } from "../kernel/entries.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import {
   type ApplyRequest,
@@ -17,9 +18,9 @@ import {
 
 export function preflightApply(
   plan: RuleSetPlan,
-  options: Pick<ApplyRequest, "allowPartial" | "warn"> & { bpffs?: string },
-): void {
-  resolveNames(plan, options.warn);
+  options: Pick<ApplyRequest, "allowPartial" | "warn"> & { bpffs?: string; stateDir?: string },
+): { trust?: TrustReport } {
+  const { trust } = resolveNames(plan, options.warn, options.stateDir);
   const areas = new Set(planAreas(plan));
   // Pins of this build already know whether BPF-LSM loads in this boot: no probe load then.
   const known = options.bpffs !== undefined && wantsLsmArea(areas)
@@ -28,4 +29,5 @@ export function preflightApply(
   const { status } = planeStatus(areas, "auto", known);
   checkEnforceable({ status }, plan, options);
   warnProtectFallback({ status }, plan, options);
+  return trust ? { trust } : {};
 }

@@ -8,8 +8,14 @@ import { resolvePlan } from "../kernel/resolve.ts";
 import type { InodeRules } from "../policy/apply_explain.ts";
 import { emptyPlan, type RuleSetPlan } from "../policy/plan.ts";
 
-export function localInodeRules(plan: RuleSetPlan, warn: (message: string) => void): InodeRules | undefined {
-  if (plan.files.length + plan.exec.length + (plan.execAllow?.length ?? 0) === 0) return undefined;
+export function localInodeRules(
+  plan: RuleSetPlan,
+  warn: (message: string) => void,
+  stateDir?: string,
+): InodeRules | undefined {
+  const inodeRules = plan.files.length + plan.exec.length + (plan.execAllow?.length ?? 0) +
+    (plan.execTrust?.length ?? 0);
+  if (inodeRules === 0) return undefined;
   // Only the inode rules: a scope cgroup or an interface this host lacks does not matter here.
   const inodePart: RuleSetPlan = {
     ...emptyPlan(plan.mode),
@@ -18,9 +24,12 @@ export function localInodeRules(plan: RuleSetPlan, warn: (message: string) => vo
     exec: plan.exec,
     ...plan.execDefaultDeny && { execDefaultDeny: plan.execDefaultDeny },
     ...plan.execAllow && { execAllow: plan.execAllow },
+    ...plan.execTrust && { execTrust: plan.execTrust },
   };
+  // The state directory's cache of checked package files (trust: dpkg), when there is one.
   const resolved = resolvePlan(inodePart, {
     warn,
+    ...stateDir !== undefined && { stateDir },
     keep: (_target, _area, error) => {
       warn(`${error.message}: events of its files are replayed as if it named none`);
       return [];

@@ -1,5 +1,6 @@
 /** The lock-out check the apply command, the API and the agent each refuse on, in their own words. */
 
+import { ctimeNsOf } from "../kernel/resolve.ts";
 import { gatherLintFacts } from "../policy/facts.ts";
 import { lockoutCheck, type Warning } from "../policy/lint.ts";
 import type { PolicyInput } from "./apply_source.ts";
@@ -17,6 +18,10 @@ export async function checkLockoutRisks(
   configDir?: string,
 ): Promise<{ risks: Warning[]; unchecked: Warning[] }> {
   const { policy, locate } = input.parsed;
-  const facts = await gatherLintFacts(policy, { stateDir, ...configDir !== undefined && { configDir } });
+  const facts = await gatherLintFacts(policy, {
+    stateDir,
+    ctimeNs: ctimeNsOf,
+    ...configDir !== undefined && { configDir },
+  });
   return lockoutCheck(policy, locate, facts, plan);
 }

@@ -4,8 +4,10 @@
  * the inodes the kernel denies for it now, as applied.json records them, and is reported; every other rule
  * is resolved afresh. Keeping the last inodes rather than dropping them: a path deleted by `mv` or kept
  * open still reaches the same content, which stays denied; the rule is resolved again as soon as its path
- * is back (the watcher sees it appear). The exec allowlist is kept as applied (`keptAllowed`), never resolved
- * again: a refresh does not trust a file the apply did not.
+ * is back (the watcher sees it appear). The exec allowlist's path and sha256 entries are kept as applied
+ * (`keptAllowed`), never resolved again: a refresh does not trust a file the apply did not. A `trust: dpkg`
+ * entry is resolved again: dpkg's database and each file's MD5 decide, as at apply (a package installed
+ * since becomes trusted; a file changed since does not).
  */
 
 import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
@@ -33,13 +35,18 @@ export type Refresh = { resolved: ResolvedRuleSet; unresolved: UnresolvedRule[] 
  * generation, of this same policy) says the kernel denies for it. Anything else that fails to resolve (a
  * scope cgroup, an interface) fails the whole refresh, as an apply would.
  */
-export function resolveForRefresh(plan: RuleSetPlan, applied: AppliedRecord | undefined): Refresh {
+export function resolveForRefresh(
+  plan: RuleSetPlan,
+  applied: AppliedRecord | undefined,
+  stateDir?: string,
+): Refresh {
   const unresolved: UnresolvedRule[] = [];
   const ruleName = (ruleId: number) => plan.rules[ruleId]?.id ?? `#${ruleId}`;
   const allowed = keptAllowed(plan, applied);
   try {
     const resolved = resolvePlan(plan, {
       ...allowed && { allowed },
+      ...stateDir !== undefined && { stateDir },
       keep: (target, area, error) => {
         const rule = ruleName(target.ruleId);
         const kept = keptInodes(applied, rule, area, target.ruleId);
@@ -65,9 +72,11 @@ export function keptAllowed(
 ): AllowedInode[] | undefined {
   if (!plan.execDefaultDeny || !applied?.allowed) return undefined;
   const ids = new Map(plan.rules.map((rule, ruleId) => [rule.id, ruleId]));
+  // A trust entry's files are the package database's answer now: resolved again, never kept.
+  const trust = new Set((plan.execTrust ?? []).map((target) => target.ruleId));
   return applied.allowed.flatMap(({ rule, ctimeNs, inodes }) => {
     const ruleId = ids.get(rule);
-    if (ruleId === undefined) return [];
+    if (ruleId === undefined || trust.has(ruleId)) return [];
     const stamp = ctimeNs === undefined ? {} : { ctimeNs: BigInt(ctimeNs) };
     return decodeInodes(inodes).map((inode) => ({ ...inode, ruleId, ...stamp }));
   });

@@ -96,12 +96,12 @@ export function refuseUnsafeDirectories(
   for (const { detail, remediation } of warnings) warn(`${detail}; fix it with: ${remediation}`);
 }
 
-/** Ids of file, exec and protect rules whose resolved inodes differ between two resolutions. */
+/** Ids of file, exec, protect and exec.allow rules whose resolved inodes differ between two resolutions. */
 export function changedRules(before: ResolvedRuleSet, after: ResolvedRuleSet): string[] {
   const key = (entry: { dev: number; ino: bigint; ruleId: number }) =>
     `${entry.ruleId}:${entry.dev}:${entry.ino}`;
   const ids = new Set<number>();
-  for (const area of ["files", "exec", "protect"] as const) {
+  for (const area of ["files", "exec", "protect", "execAllow"] as const) {
     const was = new Set((before[area] ?? []).map(key));
     const now = new Set((after[area] ?? []).map(key));
     for (const entry of before[area] ?? []) if (!now.has(key(entry))) ids.add(entry.ruleId);

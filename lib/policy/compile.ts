@@ -150,6 +150,9 @@ type SubjectSpec = {
   optional?: boolean | undefined;
 };
 
+/** dpkg, which package upgrades run: the writer a policy needs to let them change protected files. */
+export const DPKG_PATH = "/usr/bin/dpkg";
+
 /**
  * The one place a trusted writer joins the plan: its program becomes a subject (one number per distinct
  * exe and children, shared with the network rules that name the same), and `plan.writers` lists it under
@@ -177,7 +180,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     entry.list === "files.deny" || entry.list === "exec.deny" || entry.list === "exec.allow" ||
     entry.list === "files.protect"
   ) {
-    info.path = entry.rule.path;
+    if (entry.rule.path !== undefined) info.path = entry.rule.path;
   }
   if ("host" in entry.rule && entry.rule.host !== undefined) info.host = canonicalHost(entry.rule.host);
   const ruleId = plan.rules.push(info) - 1;
@@ -203,7 +206,15 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
       return;
     }
     case "exec.allow": {
-      const { path, recursive, optional, maxFiles, sha256 } = entry.rule;
+      const { path, recursive, optional, maxFiles, sha256, trust } = entry.rule;
+      if (trust !== undefined || path === undefined) {
+        // The schema lets an entry without a path through only with trust.
+        (plan.execTrust ??= []).push({ ruleId, source: trust ?? "dpkg" });
+        // dpkg (and what it runs) replaces the files it trusts by rename: their allowance passes to the new
+        // inodes, so an upgrade keeps them runnable with no agent; it may not write protected files for it.
+        addWriter(plan, subjects, { exe: DPKG_PATH, children: true, optional: true }, ruleId, true);
+        return;
+      }
       (plan.execAllow ??= []).push({
         ruleId,
         path,

@@ -33,7 +33,9 @@
  * - File and exec: the rules whose inode the file has (the first in plan order reports), then scope.
  * - Exec with exec.default: deny: where no exec.deny rule decides, a file that no exec.allow entry names
  *   (or that has no name: memfd, deleted) is refused as `untrusted` by the exec.default rule; one a sha256
- *   entry names is refused as `hash-mismatch` by that entry once its content changed since apply. Then scope.
+ *   entry names is refused as `hash-mismatch` by that entry once its content changed since apply. A `trust`
+ *   entry allows the inodes it resolved to (event `ruleIds`; by path alone it names no file), each checked
+ *   as a sha256 entry's file is (after the sha256 entries, before the path entries). Then scope.
  * - A write (files.protect): the protect rules whose inode the file has, by path the entry's own path or
  *   one below a recursive entry; for an entry change (create, unlink, rename, link), also the directory it
  *   is made in when an entry names that directory. Reading and running are never a write. Then scope.
@@ -196,11 +198,18 @@ function execRule(
   if (!plan.execDefaultDeny) return undefined;
   const entries = plan.execAllow ?? [];
   // A sha256 entry's check holds whatever path entry names the file too.
+  // A trust entry's files are known by inode only (the package database's answer at apply): by rule id.
+  const trust = plan.execTrust ?? [];
+  const trusted = () => trust.find((target) => event.ruleIds?.includes(target.ruleId))?.ruleId;
+  // The checked entries (sha256, then trust: each file's content as checked at apply) hold whatever path
+  // entry names the file too.
   const allowed = event.nameless
     ? undefined
-    : inodeRule(entries.filter((target) => target.sha256 !== undefined), event) ?? inodeRule(entries, event);
+    : inodeRule(entries.filter((target) => target.sha256 !== undefined), event) ?? trusted() ??
+      inodeRule(entries, event);
   if (allowed === undefined) return { ruleId: plan.execDefaultDeny.ruleId, reason: "untrusted" };
-  const hashed = entries.find((target) => target.ruleId === allowed)?.sha256 !== undefined;
+  const hashed = entries.find((target) => target.ruleId === allowed)?.sha256 !== undefined ||
+    trust.some((target) => target.ruleId === allowed);
   return hashed && event.changed ? { ruleId: allowed, reason: "hash-mismatch" } : undefined;
 }
 

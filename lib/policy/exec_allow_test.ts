@@ -57,10 +57,31 @@ Deno.test("parsePolicy() refuses bad exec allowlist input at FILE:LINE:COL", () 
   refuses(exec("    allow: /usr/bin\n"), 9, 12, "list");
 });
 
-Deno.test("parsePolicy() refuses trust entries as not supported yet, at the trust key", () => {
-  refuses(exec("    allow:\n      - { path: /usr/bin, trust: dpkg }\n"), 10, 34, "not supported yet");
-  // Alone (no path either): refused at the entry, the path named first.
-  refuses(exec("    allow:\n      - trust: dpkg\n"), 10, 9, "path");
+Deno.test("parsePolicy() reads { trust: dpkg } entries, with an id or none", () => {
+  const policy = parsePolicy(
+    exec("    default: deny\n    allow:\n      - trust: dpkg\n      - { id: pkgs, trust: dpkg }\n"),
+    "p.yaml",
+  );
+  assert.deepEqual(policy.spec.exec?.allow, [{ trust: "dpkg" }, { trust: "dpkg", id: "pkgs" }]);
+});
+
+Deno.test("parsePolicy() refuses a trust other than dpkg, and a trust entry with file keys, at the key", () => {
+  refuses(exec("    allow:\n      - trust: rpm\n"), 10, 16, "trust names a package database: dpkg");
+  refuses(exec("    allow:\n      - trust: 3\n"), 10, 16, "dpkg");
+  refuses(
+    exec("    allow:\n      - { path: /usr/bin, trust: dpkg }\n"),
+    10,
+    17,
+    "a trust entry takes only id",
+  );
+  refuses(
+    exec(`    allow:\n      - { trust: dpkg, sha256: ${HASH} }\n`),
+    10,
+    32,
+    "a trust entry takes only id",
+  );
+  // Neither a path nor trust: the entry is named.
+  refuses(exec("    allow:\n      - { id: x }\n"), 10, 9, "path is required");
 });
 
 Deno.test("validatePolicy() decides exec.allow entries as zod does, on the fast path and off it", () => {
@@ -71,6 +92,12 @@ Deno.test("validatePolicy() decides exec.allow entries as zod does, on the fast 
     { path: "/bin/sh", sha256: "x" },
     { path: "/bin", recursive: true, sha256: HASH },
     { path: "/bin", trust: "dpkg" },
+    { trust: "dpkg" },
+    { id: "d", trust: "dpkg" },
+    { trust: "dpkg", id: "d" },
+    { trust: "rpm" },
+    { trust: "dpkg", recursive: true },
+    { id: "d" },
     { path: "/bin", extra: 1 },
   ];
   for (const entry of cases) {
@@ -226,4 +253,60 @@ Deno.test("lintPolicy() warns that upgrades need a re-apply, and that an allowli
     )).sort(),
     ["allow-upgrades", "missing-path"],
   );
+});
+
+Deno.test("compilePolicy() and decide(): a trust entry allows the inodes it resolved to, by rule id only", () => {
+  const plan = compilePolicy(
+    parsePolicy(exec("    default: deny\n    allow:\n      - { id: pkgs, trust: dpkg }\n"), "p.yaml"),
+  );
+  assert.deepEqual(plan.execTrust, [{ ruleId: 1, source: "dpkg" }]);
+  assert.equal(plan.execAllow, undefined);
+  assert.deepEqual(plan.rules[1], { id: "pkgs", area: "exec", action: "allow" });
+  assert.equal(decide(plan, { area: "exec", ruleIds: [1] }).decision, "allow");
+  assert.equal(decide(plan, { area: "exec", ruleIds: [] }).reason, "untrusted");
+  // By path alone a trust entry names no file; nameless files are never trusted.
+  assert.equal(decide(plan, { area: "exec", path: "/usr/bin/ls" }).reason, "untrusted");
+  assert.equal(decide(plan, { area: "exec", ruleIds: [1], nameless: true }).reason, "untrusted");
+});
+
+Deno.test("decide() checks a trust entry's file as a sha256 entry's: changed since apply, hash-mismatch", () => {
+  const plan = compilePolicy(
+    parsePolicy(
+      exec(
+        "    default: deny\n    allow:\n      - { id: bin, path: /usr/bin, recursive: true }\n" +
+          "      - { id: pkgs, trust: dpkg }\n",
+      ),
+      "p.yaml",
+    ),
+  );
+  // The file is under the path entry and trusted: the trust entry's check holds.
+  assert.deepEqual(decide(plan, { area: "exec", ruleIds: [1, 2], changed: true }), {
+    decision: "deny",
+    ruleId: 2,
+    ruleName: "pkgs",
+    reason: "hash-mismatch",
+  });
+  assert.equal(decide(plan, { area: "exec", ruleIds: [1], changed: true }).decision, "allow");
+});
+
+Deno.test("lintPolicy() lists trust: dpkg's untrusted files and an unreadable database; neither is a lock-out risk", () => {
+  const source = parsePolicySource(
+    exec("    default: deny\n    allow:\n      - { id: pkgs, trust: dpkg }\n"),
+    "p.yaml",
+  );
+  const base: LintFacts = { resolvers: [], sshPorts: [], survival: [], paths: new Map(), now: new Date() };
+  const untrusted = [{ path: "/usr/bin/x", package: "x", reason: "md5-mismatch" as const }];
+  const facts = { ...base, trust: { trusted: new Set<string>(), untrusted } };
+  const warnings = lintPolicy(source.policy, source.locate, facts);
+  const found = warnings.find((warning) => warning.code === "trust-untrusted");
+  assert.match(
+    found?.message ?? "",
+    /1 files dpkg lists could run but stay untrusted.*\/usr\/bin\/x \(x: md5-mismatch\)/,
+  );
+  assert.deepEqual(lockoutRisks(source.policy, source.locate, facts), []);
+  const unreadable = { ...base, trust: { trusted: new Set<string>(), untrusted: [], error: "no status" } };
+  const error = lintPolicy(source.policy, source.locate, unreadable).find((w) =>
+    w.code === "trust-unreadable"
+  );
+  assert.equal(error?.severity, "error");
 });

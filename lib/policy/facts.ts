@@ -2,6 +2,8 @@
  * The host facts lint needs, read from the host (files and /proc only; no kernel objects). Kept apart from
  * `lint.ts` so that lint stays a pure function of the policy and these facts.
  */
+import { join } from "node:path";
+import { DPKG_CACHE_FILE, DpkgDatabaseError, resolveDpkgTrust } from "../dpkg/trust.ts";
 import { DPKG_PATH, type LintFacts, type PathFact } from "./lint.ts";
 import type { Policy } from "./schema.ts";
 
@@ -29,6 +31,11 @@ export type FactOptions = {
   configDir?: string;
   /** The aegisbpf binary; the running executable unless given. */
   binary?: string;
+  /**
+   * A file's ctime in ns (lib/kernel/resolve.ts `ctimeNsOf`), for `trust: dpkg`'s cache, whose keys the
+   * apply writes with it: without it the cache is read in whole seconds and none of its entries match.
+   */
+  ctimeNs?: (path: string) => bigint;
   /** Where SSH_CONNECTION comes from; the process environment unless given. */
   sshConnection?: string | undefined;
 };
@@ -40,7 +47,7 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     ...policy.spec.exec?.deny ?? [],
     ...policy.spec.files?.protect ?? [],
     ...policy.spec.exec?.allow ?? [],
-  ].map((rule) => rule.path);
+  ].flatMap((rule) => rule.path === undefined ? [] : [rule.path]);
   // And the programs rules name (exe), which must exist too unless optional.
   const { egress, bind } = policy.spec.network ?? {};
   const writers = policy.spec.files?.writers ?? [];
@@ -65,7 +72,11 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
   );
   const forwarding = readForwarding();
   const dpkgOwners = await protectedDpkgOwners(policy);
+  const trust = policy.spec.exec?.allow?.some((rule) => rule.trust !== undefined)
+    ? dpkgFacts(options)
+    : undefined;
   return {
+    ...trust && { trust },
     resolvers: parseResolvConf(await readText("/etc/resolv.conf")),
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
     ...sshClient && { sshClient },
@@ -124,6 +135,23 @@ export async function dpkgOwners(
     }
   }
   return owners;
+}
+
+/**
+ * What `trust: dpkg` gives on this host (lib/dpkg/trust.ts, with the state directory's cache), or why it
+ * cannot: the trusted real paths and the files left untrusted.
+ */
+function dpkgFacts(options: FactOptions): NonNullable<LintFacts["trust"]> {
+  try {
+    const found = resolveDpkgTrust({
+      ...options.stateDir !== undefined && { cacheFile: join(options.stateDir, DPKG_CACHE_FILE) },
+      ...options.ctimeNs && { ctimeNs: options.ctimeNs },
+    });
+    return { trusted: new Set(found.trusted.map((file) => file.path)), untrusted: found.untrusted };
+  } catch (error) {
+    if (!(error instanceof DpkgDatabaseError)) throw error;
+    return { trusted: new Set(), untrusted: [], error: error.message };
+  }
 }
 
 /** aegisbpf's state and configuration directories that exist here (lint.ts `ownDirectories`). */

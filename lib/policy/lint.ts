@@ -2,9 +2,10 @@
  * Lint: what a valid policy probably gets wrong. Pure: what it needs to know about the host comes in as
  * `LintFacts` (see `facts.ts`). Each finding names its rule and where the rule is written.
  */
+import type { UntrustedFile } from "../dpkg/trust.ts";
 import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
-import { compilePolicy } from "./compile.ts";
+import { compilePolicy, DPKG_PATH } from "./compile.ts";
 import { decide, matchSubjects, toPacket } from "./decide.ts";
 import { DOH_ADDRESSES, DOH_NAMES, DOT_PORT, hostCovers } from "./host_name.ts";
 import type { InodeTarget, NetRule, RuleSetPlan } from "./plan.ts";
@@ -44,6 +45,11 @@ export type LintFacts = {
   dpkgOwners?: ReadonlyMap<string, string>;
   /** Whether this host forwards packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); unknown: absent. */
   forwarding?: { ipv4: boolean; ipv6: boolean };
+  /**
+   * With a `trust: dpkg` entry: the real paths it trusts here, the files it leaves untrusted, or why dpkg's
+   * database could not be read.
+   */
+  trust?: { trusted: ReadonlySet<string>; untrusted: readonly UntrustedFile[]; error?: string };
 };
 
 export type LintCode =
@@ -53,6 +59,8 @@ export type LintCode =
   | "ssh-lockout"
   | "survival-set"
   | "survival-unchecked"
+  | "trust-unreadable"
+  | "trust-untrusted"
   | "protects-own-state"
   | "protects-dpkg-files"
   | "resolver-denied"
@@ -95,6 +103,8 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
   lintLockout(plan, report, facts);
   lintEgressScope(plan, report, facts);
   lintNames(plan, report, facts);
+  // Not a lock-out risk: the apply lists these files too, and fails on an unreadable database itself.
+  lintTrust(plan, report, facts);
   return report.sorted();
 }
 
@@ -208,7 +218,7 @@ function lintAllowSurvival(plan: RuleSetPlan, report: Report, facts: LintFacts):
     return fact ? [{ ...fact, recursive }] : [];
   });
   const missing = facts.survival.filter((needed) =>
-    !needed.tree &&
+    !needed.tree && !facts.trust?.trusted.has(needed.realPath) &&
     !allowed.some((fact) =>
       fact.identity === needed.identity || (fact.recursive && isUnder(needed.realPath, fact.realPath))
     )
@@ -251,12 +261,16 @@ function lintProtectedOwnState(plan: RuleSetPlan, report: Report, facts: LintFac
   }
 }
 
-/** dpkg, which package upgrades run: the writer a policy needs to let them change protected files. */
-export const DPKG_PATH = "/usr/bin/dpkg";
+export { DPKG_PATH };
 
-/** Whether a files.writers entry of the plan runs dpkg (by the path it names, /usr/bin/dpkg or /bin/dpkg). */
+/**
+ * Whether a files.writers entry of the plan runs dpkg (by the path it names, /usr/bin/dpkg or /bin/dpkg): the
+ * writer trust: dpkg implies passes allowances only, and does not count here.
+ */
 export function dpkgIsWriter(plan: RuleSetPlan): boolean {
-  return (plan.writers ?? []).some((writer) => writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg");
+  return (plan.writers ?? []).some((writer) =>
+    !writer.allowedOnly && (writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg")
+  );
 }
 
 /**
@@ -718,13 +732,47 @@ function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void 
   );
 }
 
+/**
+ * `trust: dpkg` on this host: a database that cannot be read (the apply would fail), the files it leaves
+ * untrusted (they would be refused in enforce).
+ */
+function lintTrust(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  const target = plan.execTrust?.[0];
+  if (!target || !facts.trust) return;
+  if (facts.trust.error !== undefined) {
+    report.rule(target.ruleId, "trust-unreadable", facts.trust.error, "error");
+    return;
+  }
+  const { untrusted } = facts.trust;
+  if (untrusted.length === 0) return;
+  const shown = untrusted.slice(0, 5).map((file) => `${file.path} (${file.package}: ${file.reason})`);
+  report.rule(
+    target.ruleId,
+    "trust-untrusted",
+    `${untrusted.length} files dpkg lists could run but stay untrusted (refused in enforce): ${
+      shown.join(", ")
+    }` +
+      (untrusted.length > shown.length ? `, and ${untrusted.length - shown.length} more` : "") +
+      "; reinstall the package (apt install --reinstall) or allow the file by path",
+  );
+}
+
 /** What an exec allowlist does not do yet: follow package upgrades; and entries that decide nothing. */
 function lintAllowlist(policy: Policy, report: Report): void {
   const exec = policy.spec.exec;
   const dpkgWriter = (policy.spec.files?.writers ?? []).some((writer) =>
     writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg"
   );
-  if (exec?.default === "deny") {
+  if (exec?.default === "deny" && exec.allow?.some((rule) => rule.trust !== undefined)) {
+    report.at(
+      EXEC_DEFAULT,
+      "allow-upgrades",
+      "trust: dpkg makes dpkg (and what it runs) the writer of the files it trusts: a file an upgrade " +
+        "replaces stays trusted; a file a package adds is trusted when the dpkg run ends (the package's dpkg " +
+        "hook asks the agent to resolve again; without a running agent, apply again): until then a " +
+        "maintainer script that runs a file the run just added is refused in enforce",
+    );
+  } else if (exec?.default === "deny") {
     report.at(
       EXEC_DEFAULT,
       "allow-upgrades",

@@ -46,6 +46,9 @@ export type InodeTarget = {
 /** An exec.allow entry: its inodes may run (or its one file, while its content is the `sha256` given). */
 export type AllowTarget = InodeTarget & { sha256?: string };
 
+/** An exec.allow `trust` entry: the files of the installed packages of `source`, checked against it. */
+export type TrustTarget = { ruleId: number; source: "dpkg" };
+
 /**
  * A CIDR rule for egress (destination) or ingress (source). `port` absent: every port; `protocol`
  * absent: every protocol (with a port: those of PORT_PROTOCOL_NUMBERS).
@@ -141,8 +144,13 @@ export type RuleSetPlan = {
    * exec.deny rule still wins); the rule id reports what is refused as untrusted.
    */
   execDefaultDeny?: { ruleId: number };
-  /** The exec.allow entries (absent: none); they decide only with `execDefaultDeny`. */
+  /** The exec.allow entries that name files (absent: none); they decide only with `execDefaultDeny`. */
   execAllow?: AllowTarget[];
+  /**
+   * The exec.allow `trust` entries (absent: none): every file a package database lists for an installed
+   * package, whose content matches the database's checksum when resolved. Decide only with `execDefaultDeny`.
+   */
+  execTrust?: TrustTarget[];
   /** Present when exec of a memfd (fileless exec: memfd_create + fexecve) is denied, in scope. */
   denyMemfdExec?: { ruleId: number };
   /** Present with a scope: a task in scope may not move a task out of it (or into an exempt cgroup). */

@@ -172,22 +172,25 @@ const fileRule = z.strictObject({
 /** A sha256 as `sha256sum` prints it: 64 hex digits. */
 export const SHA256_PATTERN = /^[0-9a-fA-F]{64}$/;
 
-/** The message for `trust` in an exec.allow entry, which a later release enforces. */
-export const TRUST_NOT_SUPPORTED =
-  "trust is not supported yet; list the files with path entries (recursive: true for a directory) or path and sha256";
+/** The package databases a `trust` entry may name: dpkg's (Debian, Ubuntu). */
+export const TRUST_SOURCES = ["dpkg"] as const;
+export type TrustSource = typeof TRUST_SOURCES[number];
+
+/** The keys a `{ trust }` entry may carry besides it. */
+const TRUST_KEYS = new Set(["trust", "id"]);
 
 /**
  * An exec.allow entry: a file or directory (`recursive`) whose inodes may run, or one file with the sha256
- * its content must have at apply (and must keep: the kernel refuses it once it changes).
+ * its content must have at apply (and must keep: the kernel refuses it once it changes), or `trust: dpkg`,
+ * every file of the installed packages whose content matches dpkg's checksum at apply.
  */
 const execAllowRule = z.strictObject({
-  // Refused whatever it holds, at its own place, and first: `{ trust: dpkg }` has no path either.
-  trust: z.unknown().superRefine((value, ctx) => {
-    if (value !== undefined) ctx.addIssue({ code: "custom", input: value, message: TRUST_NOT_SUPPORTED });
+  trust: z.enum(TRUST_SOURCES, {
+    error: "trust names a package database: dpkg (the only one aegisbpf reads)",
   }).optional(),
   id: ruleId.optional(),
   tags: tags.optional(),
-  path: absolutePath("path"),
+  path: absolutePath("path").optional(),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
   maxFiles: fileRule.shape.maxFiles,
@@ -195,6 +198,26 @@ const execAllowRule = z.strictObject({
     error: "a sha256 is 64 hex digits, as sha256sum prints it",
   }).optional(),
 }).superRefine((rule, ctx) => {
+  if (rule.trust !== undefined) {
+    for (const key of Object.keys(rule)) {
+      if (TRUST_KEYS.has(key)) continue;
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        input: rule[key as keyof typeof rule],
+        message: `a trust entry takes only id; ${key} belongs in an entry of its own`,
+      });
+    }
+    return;
+  }
+  if (rule.path === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["path"],
+      input: undefined,
+      message: "path is required: a file, a directory with recursive: true, or trust: dpkg instead",
+    });
+  }
   if (rule.maxFiles !== undefined && rule.recursive !== true) {
     ctx.addIssue({
       code: "custom",

@@ -21,6 +21,8 @@ import {
   type ProtectRule,
   RULE_ID_PATTERN,
   SHA256_PATTERN,
+  TRUST_SOURCES,
+  type TrustSource,
 } from "./schema.ts";
 
 type Parsed = ReturnType<typeof policySchema.safeParse>;
@@ -150,18 +152,30 @@ function fileRule(rule: unknown): FileRule | undefined {
   return copy;
 }
 
-/** An exec.allow entry (schema.ts `execAllowRule`) as zod would output it, or undefined (`trust` included). */
+/** An exec.allow entry (schema.ts `execAllowRule`) as zod would output it, or undefined. */
 function execAllowRule(rule: unknown): ExecAllowRule | undefined {
   const order = isRecord(rule) ? keyOrder(rule, EXEC_ALLOW_KEYS) : "invalid";
   if (order === "invalid") return undefined;
   const { sha256, trust, ...file } = rule as Record<string, unknown>;
-  if (trust !== undefined) return undefined;
+  if (trust !== undefined) return trustRule(rule as Record<string, unknown>, order === "ordered");
   if (sha256 !== undefined && (typeof sha256 !== "string" || !SHA256_PATTERN.test(sha256))) return undefined;
   if (sha256 !== undefined && file.recursive === true) return undefined;
   const checked = fileRule(file);
   if (checked === undefined) return undefined;
   if (order === "ordered") return rule as ExecAllowRule;
   return sha256 === undefined ? checked : { ...checked, sha256 };
+}
+
+/** A `{ trust, id? }` exec.allow entry as zod would output it, or undefined. */
+function trustRule(rule: Record<string, unknown>, ordered: boolean): ExecAllowRule | undefined {
+  const { trust, id, ...rest } = rule;
+  if (Object.keys(rest).length > 0 || !(TRUST_SOURCES as readonly unknown[]).includes(trust)) {
+    return undefined;
+  }
+  if (id !== undefined && !isRuleId(id)) return undefined;
+  if (ordered) return rule as ExecAllowRule;
+  const source = trust as TrustSource;
+  return id === undefined ? { trust: source } : { trust: source, id: id as string };
 }
 
 /** A files.protect entry (schema.ts `protectRule`) as zod would output it, or undefined. */

@@ -48,6 +48,7 @@ const COMMON_FILES: [string, string][] = [
   ["usr/share/doc/aegisbpf/api.md", "-rw-r--r--"],
   ["usr/share/doc/aegisbpf/events.md", "-rw-r--r--"],
   ["usr/share/doc/aegisbpf/schema/event.schema.json", "-rw-r--r--"],
+  ["usr/libexec/aegisbpf/dpkg-hook", "-rwxr-xr-x"],
 ];
 
 function assertCommon(files: Map<string, string>): void {

@@ -14,6 +14,7 @@ import type { PolicyInput } from "../../ops/apply_source.ts";
 import type { HistoryEntry } from "../../state/history.ts";
 import { canonical, type PolicyDiff } from "../../policy/apply_diff.ts";
 import type { RuleSetPlan } from "../../policy/plan.ts";
+import type { TrustReport } from "../../kernel/entries.ts";
 import { addPhase, recordPhases, takePhases } from "../../phases.ts";
 
 /** Refuses (exit 3) a policy that would lock the operator out or deny the survival set, unless `force`. */
@@ -125,6 +126,28 @@ export function connectionsJson(sweep: ConnectionSweep | undefined): object {
     connections: sweep.connections.map((c) => ({ ...c, cgroupId: Number(c.cgroupId) })),
     canCloseConnections: sweep.canClose,
   };
+}
+
+/**
+ * What `policy apply` says of a `trust: dpkg` entry: how many files it trusts, then every file that could
+ * run but is left untrusted (its content differs from dpkg's MD5, dpkg recorded none, it could not be read).
+ */
+export function trustLines(trust: TrustReport | undefined): string[] {
+  if (!trust) return [];
+  const { stats } = trust;
+  return [
+    `trust: ${trust.source}: ${trust.trusted} files trusted from ${stats.packages} installed packages ` +
+    `(${stats.candidates} could run, ${stats.hashed} hashed now, the rest from the cache); ` +
+    `${trust.untrusted.length} left untrusted`,
+    ...trust.untrusted.map((file) => `  untrusted ${file.path} (${file.package}: ${file.reason})`),
+  ];
+}
+
+/** The trust report as the JSON summary carries it. */
+export function trustJson(trust: TrustReport | undefined): object {
+  if (!trust) return {};
+  const { source, trusted, untrusted, stats } = trust;
+  return { trust: { source, trusted, untrusted, stats } };
 }
 
 /**

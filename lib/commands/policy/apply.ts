@@ -32,6 +32,8 @@ import {
   type Summary,
   summaryLine,
   summaryOf,
+  trustJson,
+  trustLines,
 } from "./_apply.ts";
 
 export const policyApply = defineCommand({
@@ -120,19 +122,22 @@ export const policyApply = defineCommand({
           return 0;
         }
         refuseReplay(input, stateDir);
-        preflightApply(plan, {
+        const { trust } = preflightApply(plan, {
           allowPartial: flags["allow-partial"] === true,
           warn: (m) => ctx.log.warn(m),
           bpffs,
+          stateDir,
         });
         const applied = appliedPolicy(stateDir);
         const before = applied &&
           await withYaml(() => parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`));
         const lines = diffLines(diffPolicies(before, input.parsed.policy));
-        if (flags.json) ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines }));
-        else {
+        if (flags.json) {
+          ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines, ...trustJson(trust) }));
+        } else {
           ctx.stdout.line(summaryLine("would apply", summary));
           for (const line of lines.length > 0 ? lines : ["(no rule changes)"]) ctx.stdout.line(`  ${line}`);
+          for (const line of trustLines(trust)) ctx.stdout.line(line);
         }
         return 0;
       }
@@ -177,19 +182,22 @@ export const policyApply = defineCommand({
         }
         return 0;
       }
-      const { entry, generation, connections } = result.applied;
+      const { entry, generation, connections, trust } = result.applied;
       const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
       if (!canary || !fallback || !baseline) {
-        if (flags.json) ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections) }));
-        else {
+        if (flags.json) {
+          ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections), ...trustJson(trust) }));
+        } else {
           ctx.stdout.line(summaryLine("applied", done));
           for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+          for (const line of trustLines(trust)) ctx.stdout.line(line);
         }
         return 0;
       }
       if (!flags.json) {
         ctx.stdout.line(summaryLine("applied (canary)", done));
         for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
+        for (const line of trustLines(trust)) ctx.stdout.line(line);
       }
       return await runCanary(ctx, {
         ...canary,

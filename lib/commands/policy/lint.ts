@@ -1,3 +1,4 @@
+import { ctimeNsOf } from "../../kernel/resolve.ts";
 import { defineCommand } from "../../cli/command.ts";
 import { count, type Diagnostic, diagnosticJson, diagnosticLine } from "../../text/diagnostics.ts";
 import { palette } from "../../text/palette.ts";
@@ -49,6 +50,10 @@ async function findingsOf(
     if (!(error instanceof PolicyError)) throw error;
     return error.problems.map((problem) => ({ severity: "error", ...problem }));
   }
-  const facts = await gatherLintFacts(source.policy, { stateDir: dirs.stateDir, configDir: dirs.configDir });
+  const facts = await gatherLintFacts(source.policy, {
+    stateDir: dirs.stateDir,
+    configDir: dirs.configDir,
+    ctimeNs: ctimeNsOf,
+  });
   return lintPolicy(source.policy, source.locate, facts);
 }

@@ -58,7 +58,7 @@ export const policySimulate = defineCommand({
       ? await new Response(Deno.stdin.readable).text()
       : await readInputText(flags.events, "event log");
     // Pathless file and exec events of this host (untrusted execs) are replayed by inode.
-    const inodeRules = localInodeRules(plan, (message) => ctx.log.warn(message));
+    const inodeRules = localInodeRules(plan, (message) => ctx.log.warn(message), ctx.globals.stateDir);
     const learned = flags.learned === undefined
       ? []
       : parseLearnedTable(await readInputText(flags.learned, "learned-address table"), flags.learned);

@@ -32,6 +32,7 @@ Deno.test({
     console.log(`file_exec guest side: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     assertSamples("open", result.open, options.rounds);
     assertSamples("exec", result.exec, options.rounds);
+    assertSamples("exec under the allowlist", result.execAllowlist, options.rounds);
     for (const [stressor, samples] of Object.entries(result.stress)) {
       assertSamples(stressor, samples, options.rounds);
     }
