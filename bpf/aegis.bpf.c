@@ -912,7 +912,6 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 	__u64 ids = owner ? connection_owner_ids(owner) : current_euid_egid();
 	__u64 owner_cgroup = 0;
 	__u32 rule_id = v->rule_id;
-	struct aegis_rule *subjects = owner ? 0 : subject_switch(&s);
 	if (!v->has_rule) {
 		struct aegis_rule *rule = user_rule_of(&s, bpf_ntohs(v->port_be), ids);
 		if (!rule)
@@ -933,7 +932,8 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 		e->protocol = v->key.protocol;
 		__builtin_memcpy(e->daddr, v->key.addr, 16);
 		e->dport = bpf_ntohs(v->port_be);
-		if (subjects)
+		/* Asked again here, not kept from above: a pointer kept live doubles every state in between. */
+		if (!owner && subject_switch(&s))
 			event_subject(e);
 		bpf_ringbuf_submit(e, 0);
 	}
@@ -1040,10 +1040,9 @@ static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, 
 	if (!load_state(&s))
 		return 1;
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
-	/* The subject switch is read only where the generation has rules that look at the task. */
-	struct aegis_rule *subjects = s.info->task_rules ? subject_switch(&s) : 0;
 	__u32 rule_id = rule ? rule->rule_id : 0;
-	if (!rule_id && subjects)
+	/* The subjects are asked for only where the generation has rules that look at the task. */
+	if (!rule_id && s.info->task_rules)
 		rule_id = aegis_subject_bind_rule(s.gen, port, protocol);
 	if (!rule_id || !in_scope(&s))
 		return 1;
@@ -1054,7 +1053,8 @@ static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, 
 		e->protocol = protocol;
 		e->sport = port;
 		__builtin_memcpy(e->saddr, addr, 16);
-		if (subjects)
+		/* Asked again here, not kept from above: a pointer kept live doubles every state in between. */
+		if (s.info->task_rules && subject_switch(&s))
 			event_subject(e);
 		bpf_ringbuf_submit(e, 0);
 	}
