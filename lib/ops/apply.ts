@@ -481,8 +481,14 @@ export function deniesNewCidr(beforeText: string, afterText: string, after: Poli
   // The changed span, widened to hold whole any CIDR that overlaps it.
   const changed = afterText.slice(Math.max(0, start - MAX_CIDR_TEXT), end + MAX_CIDR_TEXT);
   for (const [word] of changed.matchAll(CIDR_LIKE)) {
-    if (!beforeText.includes(word) && deny.some((rule) => rule.cidr === word)) return true;
+    if (!beforeText.includes(word) && hasCidr(deny, word)) return true;
   }
+  return false;
+}
+
+/** Whether a rule of `rules` has `cidr`; from the end, where a rule is most often added. */
+function hasCidr(rules: readonly { cidr?: string | undefined }[], cidr: string): boolean {
+  for (let i = rules.length - 1; i >= 0; i--) if (rules[i]!.cidr === cidr) return true;
   return false;
 }
 
