@@ -14,6 +14,7 @@ import { renderPublished } from "./published.ts";
 /** In the order they run (and appear in RESULTS.md). */
 export const SUITES = [
   "connect",
+  "names",
   "ingress",
   "file_exec",
   "policy",

@@ -14,6 +14,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EPERM 1
+#define ENOSYS 38
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_ 6
@@ -179,6 +180,8 @@ const volatile struct {
 	struct aegis_rule_hit_key rule_hit_key;
 	struct aegis_xdp_stat_key xdp_stat_key;
 	struct aegis_xdp_slot xdp_slot;
+	struct aegis_learned_key learned_key;
+	struct aegis_learned learned;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;
@@ -200,6 +203,7 @@ const volatile struct {
 	enum aegis_capacity capacity;
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;
+	enum aegis_inherit_flag inherit_flag;
 	enum aegis_stat_limits stat_limits;
 	enum aegis_ptrace_op ptrace_op;
 	enum aegis_file_op file_op;
@@ -207,6 +211,8 @@ const volatile struct {
 	enum aegis_exec_reason exec_reason;
 	enum aegis_build_programs build_programs;
 	enum aegis_subjects subjects;
+	enum aegis_identity_op identity_op;
+	enum aegis_learned_limits learned_limits;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -864,6 +870,9 @@ static __always_inline int load_generation(struct aegis_state *s, __u32 gen);
 /* Rules that name a program (exe, children): bpf/task_subject.bpf.h. */
 #include "task_subject.bpf.h"
 
+/* Rules by host name: the learned-address table (bpf/name_guard.bpf.h). */
+#include "name_guard.bpf.h"
+
 /* What an egress hook hands the decision's tail (aegis_egress_allowed): scalars and the key, no pointers. */
 struct egress_verdict {
 	struct aegis_net_key key; /* the destination; on a CIDR deny, the view of the address that was denied */
@@ -967,13 +976,13 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 		}
 		return aegis_egress_allowed(ctx, &v) ? 1 : 0;
 	}
-	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
+	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be);
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
-	if (!rule && !s->info->task_rules)
+	if (!rule_id && !s->info->task_rules)
 		return 1;
 	struct egress_verdict v = { .key = *key, .gen = s->gen, .hook = hook, .port_be = port_be };
-	if (rule) {
-		v.rule_id = rule->rule_id;
+	if (rule_id) {
+		v.rule_id = rule_id;
 		v.has_rule = 1;
 	}
 	return aegis_egress_allowed(ctx, &v) ? 1 : 0; /* a global function's result is any scalar to the verifier */

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 10 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 17 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -36,7 +36,8 @@ enum aegis_hook {
 	AEGIS_HOOK_ROUTE = 11,       /* setting a routing header or a source-route option in scope */
 	AEGIS_HOOK_FORWARD = 12,     /* a forwarded packet (network.egress.forwarded) */
 	AEGIS_HOOK_FILE_WRITE = 13,  /* a write, change or entry change of a protected inode (files.protect) */
-	AEGIS_HOOK_COUNT = 14,
+	AEGIS_HOOK_IDENTITY = 14,    /* a task in scope changing the executable it is known by (prctl PR_SET_MM) */
+	AEGIS_HOOK_COUNT = 15,
 };
 
 /*
@@ -131,6 +132,14 @@ enum aegis_rule_kind {
 	/* files.protect (bpf/file_protect.bpf.h): kinds 40..47. */
 	AEGIS_RULE_PROTECT = 40,    /* a = ino, b = dev: read and run, never written; a directory's entries fixed */
 	AEGIS_RULE_PROTECT_ON = 41, /* a = b = 0, present when the policy protects anything: the hooks look */
+	/* files.writers: a = a subject number (task_subject.bpf.h); rule_id = the writer entry. */
+	AEGIS_RULE_WRITER = 42,
+	AEGIS_RULE_WRITERS = 43, /* a = b = 0, present when the policy has writers: the hooks ask the task */
+	/*
+	 * a = ino, b = dev of a protected or allowed inode; rule_id = its i_generation at apply, where the
+	 * filesystem shows one: a later inode that reuses the number (another i_generation) has no rule.
+	 */
+	AEGIS_RULE_INODE_GEN = 44,
 	/* The exec allowlist (bpf/exec_allow.bpf.h), kinds 48..55. */
 	AEGIS_RULE_EXEC_DEFAULT_DENY = 48, /* present: exec.default deny, a = b = 0; rule_id reports untrusted execs */
 	AEGIS_RULE_EXEC_ALLOW = 49,        /* a = ino, b = dev: an exec.allow inode; action = AEGIS_EXEC_ALLOW_* */
@@ -149,6 +158,15 @@ enum aegis_rule_kind {
 	AEGIS_RULE_SUBJECT = 56,      /* a = ino, b = dev of an exe; rule_id = its subject (children: false) */
 	AEGIS_RULE_SUBJECT_TREE = 57, /* a = ino, b = dev of an exe; rule_id = its subject (children: true) */
 	AEGIS_RULE_SUBJECTS = 58,     /* a = b = 0, present when any rule names an exe; action = AEGIS_SUBJECT_TREE or 0 */
+	/* a = b = 0, present when any rule names an exe: tasks in scope cannot change their mm->exe_file */
+	AEGIS_RULE_IDENTITY_GUARD = 59,
+	/*
+	 * Egress rules by host name (bpf/name_guard.bpf.h), kinds 60..71: a = the host key of a name (FNV-1a 64
+	 * of its canonical text, lower case without a trailing dot), b = port << 8 | protocol (port 0: every port;
+	 * protocol 0: every protocol). An address learned for a name (map `learned`) is matched by them.
+	 */
+	AEGIS_RULE_HOST = 60,          /* a = key of an exact name */
+	AEGIS_RULE_HOST_WILDCARD = 61, /* a = key of a wildcard's domain ("*.example.com": "example.com") */
 };
 
 /* The switch entry's action bits (AEGIS_RULE_SUBJECTS), and the limits of the subject walk. */
@@ -193,6 +211,16 @@ enum aegis_ptrace_op {
 };
 
 /*
+ * process.identity events (bpf/process_guard.bpf.h): the prctl(PR_SET_MM) operation that would have changed
+ * the executable the task is known by (struct aegis_event.op; the values are prctl's own). The event's
+ * process.exe is the program the task ran when it asked.
+ */
+enum aegis_identity_op {
+	AEGIS_IDENTITY_OP_EXE_FILE = 13, /* PR_SET_MM_EXE_FILE */
+	AEGIS_IDENTITY_OP_MM_MAP = 14,   /* PR_SET_MM_MAP (checkpoint/restore: every field at once, exe_fd among them) */
+};
+
+/*
  * What a file.change event's task tried on a file-denied inode, or a file.write event's task on a protected
  * one (struct aegis_event.op). For an entry change in a protected directory (create, unlink, rename, link
  * into it), the event's inode is the directory's.
@@ -221,7 +249,7 @@ enum aegis_file_op {
 /* Signals the kill-on-deny word may hold (Linux x86-64 numbers). */
 enum aegis_signal { AEGIS_SIGNAL_NONE = 0, AEGIS_SIGNAL_KILL = 9, AEGIS_SIGNAL_TERM = 15 };
 
-/* Most inodes that inherit a rule by replacing a denied one (map `inherited`). */
+/* Most inodes that inherit a rule by replacing a denied, protected or (by a writer) allowed one. */
 enum aegis_inherit_limits { AEGIS_INHERITED_ENTRIES = 65536 };
 
 /*
@@ -266,6 +294,7 @@ enum aegis_build_programs {
 	AEGIS_BUILD_BIND_LSM = 8192,  /* bind with BPF-LSM: SCTP binds */
 	AEGIS_BUILD_INGRESS = 16384,  /* ingress: XDP and the rate limiter's flush */
 	AEGIS_BUILD_FORWARD = 32768,  /* forwarded packets (tc), loaded when a policy first needs it */
+	AEGIS_BUILD_IDENTITY_AUDIT = 262144, /* egress, bind or file without BPF-LSM: the identity guard's tracepoint */
 };
 struct aegis_build {
 	__u8 object_sha256[32];
@@ -288,8 +317,10 @@ struct aegis_gen_info {
 	 * lookup for such a port. 0 (as an older release left the word) looks every port up.
 	 */
 	__u32 failsafe_absent;
+	__u32 host_rules; /* AEGIS_RULE_HOST and _WILDCARD entries: non-zero when egress consults learned names */
+	__u32 _pad0;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 32, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 40, "aegis_gen_info size");
 
 /* Key of the `rules` hash: exact-match rules of every kind. */
 struct aegis_rule_key {
@@ -426,8 +457,39 @@ struct aegis_inherit {
 	__u64 src_ino;
 	__u32 src_dev;
 	__u32 generation; /* i_generation of the inheriting inode */
+	__u32 flags;      /* AEGIS_INHERIT_* */
+	__u32 _pad0;
 };
-_Static_assert(sizeof(struct aegis_inherit) == 16, "aegis_inherit size");
+_Static_assert(sizeof(struct aegis_inherit) == 24, "aegis_inherit size");
+
+/* struct aegis_inherit.flags */
+enum aegis_inherit_flag {
+	/* A trusted writer made the replace: the new inode also takes an exec.allow entry's allowance. */
+	AEGIS_INHERIT_WRITER = 1,
+};
+
+/*
+ * The learned-address table (map `learned`, an LRU hash outside the generations: a flip keeps it): an
+ * address that a name some rule covers was resolved to, until `expires_boot_ns` (CLOCK_BOOTTIME), with the
+ * pattern that covered the name when it was learned. Written by user space (names resolved at apply and
+ * refreshed per TTL); an expired entry decides nothing.
+ */
+struct aegis_learned_key {
+	__u32 family; /* AEGIS_FAMILY_IPV4 or _IPV6 */
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, the rest zero */
+};
+_Static_assert(sizeof(struct aegis_learned_key) == 20, "aegis_learned_key size");
+
+struct aegis_learned {
+	__u64 expires_boot_ns;
+	__u64 host_key; /* the `a` of the rules of the most specific pattern covering the name learned */
+	__u32 kind;     /* AEGIS_RULE_HOST (the name itself) or AEGIS_RULE_HOST_WILDCARD (the longest wildcard) */
+	__u32 _pad0;
+};
+_Static_assert(sizeof(struct aegis_learned) == 24, "aegis_learned size");
+
+/* Entries of the learned-address table (the oldest is evicted when it is full). */
+enum aegis_learned_limits { AEGIS_LEARNED_ENTRIES = 65536 };
 
 /* One ring buffer record. */
 struct aegis_event {

@@ -6,8 +6,10 @@
  *
  * - Behind a switch: the AEGIS_RULE_EXEC_DEFAULT_DENY entry of the live generation. Without it, an exec or
  *   an executable mapping costs one more hash lookup than before, and nothing else.
- * - Inode-exact: (ino, dev) as file rules are. A copy is a new inode; so is a file renamed over an allowed
- *   one (its allowance is not inherited: the rename hook passes only deny rules on).
+ * - Inode-exact: (ino, dev) as file rules are, and i_generation where the filesystem shows one (a file that
+ *   reuses a deleted allowed file's number is not allowed). A copy is a new inode; so is a file renamed
+ *   over an allowed one, which is allowed only when a trusted writer (files.writers) renamed it (an
+ *   upgrade: file_guard.bpf.h); a sha256 entry's replacement is refused as hash-mismatch all the same.
  * - A file with no name (memfd, O_TMPFILE, deleted) is never allowed.
  * - A sha256 entry's inode must still have the ctime it had when its content was hashed at apply
  *   (AEGIS_RULE_EXEC_STAMP): a write, truncate, chmod, chown or new link since sets ctime to the time of
@@ -58,6 +60,11 @@ static __always_inline __u8 exec_untrusted(const struct aegis_state *s, struct i
 	if (BPF_CORE_READ(inode, i_nlink) == 0)
 		return AEGIS_EXEC_UNTRUSTED;
 	struct aegis_rule *entry = exact_rule(s, AEGIS_RULE_EXEC_ALLOW, id->ino, id->dev);
+	if (entry && !same_inode(s, inode, id))
+		entry = 0;
+	/* A trusted writer's replace by rename (an upgrade) passed the allowance on (file_guard.bpf.h). */
+	if (!entry && config_word(AEGIS_CFG_INHERITED))
+		entry = inherited_rule(s, AEGIS_RULE_EXEC_ALLOW, inode, id);
 	*allow = entry;
 	if (!entry)
 		return AEGIS_EXEC_UNTRUSTED;

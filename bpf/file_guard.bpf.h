@@ -78,6 +78,38 @@ static __always_inline int denied_in_a_generation(__u64 ino, __u32 dev)
 	return 0;
 }
 
+/*
+ * files.writers: the writer entry that lets the current task change protected files, 0 when none. Asked
+ * only once a protect rule matched, and only when the generation has writers (AEGIS_RULE_WRITERS): the
+ * task's subjects (its exe's, its ancestors' with children: true) each looked up as a writer, in order.
+ */
+static __always_inline __u32 trusted_writer(const struct aegis_state *s)
+{
+	if (!exact_rule(s, AEGIS_RULE_WRITERS, 0, 0))
+		return 0;
+	struct task_subjects subjects = {};
+	aegis_task_subjects(s->gen, &subjects);
+	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+		if (i >= subjects.count)
+			break;
+		struct aegis_rule *writer = exact_rule(s, AEGIS_RULE_WRITER, subject_at(&subjects, i), 0);
+		if (writer)
+			return writer->rule_id;
+	}
+	return 0;
+}
+
+/*
+ * Whether the rule found for (ino, dev) was made for this very inode: the i_generation recorded at apply
+ * (AEGIS_RULE_INODE_GEN) is the inode's, or the filesystem showed none. A file that reuses the number of a
+ * deleted protected or allowed one has another i_generation (ext4, tmpfs), and no rule.
+ */
+static __always_inline int same_inode(const struct aegis_state *s, struct inode *inode, const struct inode_id *id)
+{
+	struct aegis_rule *stamp = exact_rule(s, AEGIS_RULE_INODE_GEN, id->ino, id->dev);
+	return !stamp || stamp->rule_id == BPF_CORE_READ(inode, i_generation);
+}
+
 /* The inheritance of `inode`, when it still is the inode that inherited (same i_generation). */
 static __always_inline struct aegis_inherit *inheritance(struct inode *inode, __u64 ino, __u32 dev)
 {
@@ -88,42 +120,79 @@ static __always_inline struct aegis_inherit *inheritance(struct inode *inode, __
 	return entry;
 }
 
-/* The live generation's rule of `kind` for the inode `inode` replaced, if it replaced a denied one. */
+/*
+ * The live generation's rule of `kind` for the inode `inode` replaced, if it replaced a denied or protected
+ * one; an exec.allow entry's only when a trusted writer made the replace.
+ */
 static __always_inline struct aegis_rule *inherited_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
 							 const struct inode_id *id)
 {
 	struct aegis_inherit *entry = inheritance(inode, id->ino, id->dev);
 	if (!entry)
 		return 0;
+	if (kind == AEGIS_RULE_EXEC_ALLOW && !(entry->flags & AEGIS_INHERIT_WRITER))
+		return 0;
 	return exact_rule(s, kind, entry->src_ino, entry->src_dev);
 }
 
+/* Whether (ino, dev) is an exec.allow inode in either generation. */
+static __always_inline int allowed_in_a_generation(__u64 ino, __u32 dev)
+{
+#pragma unroll
+	for (__u32 gen = 0; gen < 2; gen++) {
+		__u32 slot = gen;
+		void *map = bpf_map_lookup_elem(&rules, &slot);
+		if (!map)
+			continue;
+		struct aegis_rule_key key = { .a = ino, .b = dev, .kind = AEGIS_RULE_EXEC_ALLOW };
+		if (bpf_map_lookup_elem(map, &key))
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether the current task is a trusted writer of the live generation. */
+static __always_inline int renamed_by_writer(void)
+{
+	struct aegis_state s;
+	load_rules(&s);
+	return trusted_writer(&s) != 0;
+}
+
 /*
- * An inode renamed over a denied one (passwd, dpkg, sed -i, editors: write a
- * new file, rename it over the old) is denied as the one it replaces, from
- * this hook on, before the rename takes effect: there is no moment when the
- * path names an allowed inode. The inheritance goes to the root of a chain of
- * replaces, so the entry names an inode the rules hold. Nothing is ever taken
- * away: the replaced inode keeps its own rule, an exchange makes both denied.
- * Returns 1 when the rename must fail: the inheritance cannot be recorded
- * (table full) in enforce mode, so a rename never un-denies a path.
+ * An inode renamed over a denied or protected one (passwd, dpkg, sed -i, editors: write a new file, rename
+ * it over the old) is denied or protected as the one it replaces, from this hook on, before the rename
+ * takes effect: there is no moment when the path names an unguarded inode. Over an exec.allow inode, the
+ * new one is allowed as the old one was only when a trusted writer (files.writers) renames: anyone else's
+ * replacement is a new, untrusted inode (a sha256 entry's replacement is not the hashed content: it stays
+ * refused as hash-mismatch until an apply hashes it again). The inheritance goes to the root of a chain of
+ * replaces, so the entry names an inode the rules hold. Nothing is ever taken away: the replaced inode
+ * keeps its own rule, an exchange makes both denied. Returns 1 when the rename must fail: the inheritance
+ * cannot be recorded (table full) in enforce mode, so a rename never un-denies a path.
  */
 static __always_inline int inherit_on_rename(struct inode *target, struct inode *incoming)
 {
 	if (!target || !incoming || target == incoming)
 		return 0;
 	struct inode_id src = { .ino = BPF_CORE_READ(target, i_ino), .dev = BPF_CORE_READ(target, i_sb, s_dev) };
-	if (!denied_in_a_generation(src.ino, src.dev)) {
+	int guarded = denied_in_a_generation(src.ino, src.dev);
+	int allowed = allowed_in_a_generation(src.ino, src.dev);
+	if (!guarded && !allowed) {
 		struct aegis_inherit *chained = inheritance(target, src.ino, src.dev);
 		if (!chained)
 			return 0;
 		src.ino = chained->src_ino;
 		src.dev = chained->src_dev;
+		guarded = 1; /* a chain is followed whoever renames: what it carries is decided at its root */
+		allowed = chained->flags & AEGIS_INHERIT_WRITER;
 	}
+	__u32 flags = allowed && renamed_by_writer() ? AEGIS_INHERIT_WRITER : 0;
+	if (!guarded && !flags)
+		return 0;
 	struct aegis_inode_key key = { .ino = BPF_CORE_READ(incoming, i_ino),
 				       .dev = BPF_CORE_READ(incoming, i_sb, s_dev) };
 	struct aegis_inherit value = { .src_ino = src.ino, .src_dev = src.dev,
-				       .generation = BPF_CORE_READ(incoming, i_generation) };
+				       .generation = BPF_CORE_READ(incoming, i_generation), .flags = flags };
 	/* Before the entry: a hook that sees the entry's effect (the rename done) sees the word too. */
 	__u32 word = AEGIS_CFG_INHERITED;
 	__u64 *any_inherited = bpf_map_lookup_elem(&aegis_cfg, &word);

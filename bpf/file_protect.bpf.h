@@ -24,25 +24,27 @@
 #define FMODE_WRITE_ 0x2
 #define O_TRUNC_ 01000
 
-/*
- * Whether the current task may change protected files (files.writers). None
- * may yet: trusted writers come with the task-subject mechanism (issue 20),
- * and are asked here, after a rule matched and before the decision.
- */
-static __always_inline int trusted_writer(void)
+/* The protect rule of `inode`: its own (for this very inode), or the one it inherited by a replace. */
+static __always_inline struct aegis_rule *protect_rule(const struct aegis_state *s, struct inode *inode,
+						       const struct inode_id *id)
 {
-	return 0;
+	struct aegis_rule *rule = exact_rule(s, AEGIS_RULE_PROTECT, id->ino, id->dev);
+	if (rule && same_inode(s, inode, id))
+		return rule;
+	if (!config_word(AEGIS_CFG_INHERITED))
+		return 0;
+	return inherited_rule(s, AEGIS_RULE_PROTECT, inode, id);
 }
 
 /*
  * With the generation `s` read (its rules only) and the switch seen on: 1 when operation `op` on `inode`
- * (identified as `id`) must fail.
+ * (identified as `id`) must fail. A trusted writer's change is allowed, and not reported.
  */
 static __always_inline int protect_decide(struct aegis_state *s, struct inode *inode, const struct inode_id *id,
 					  __u8 op)
 {
-	struct aegis_rule *rule = inode_rule(s, AEGIS_RULE_PROTECT, inode, id);
-	if (!rule || trusted_writer() || !load_info(s) || !in_scope(s))
+	struct aegis_rule *rule = protect_rule(s, inode, id);
+	if (!rule || !load_info(s) || !in_scope(s) || trusted_writer(s))
 		return 0;
 	return inode_decision_op(s, AEGIS_HOOK_FILE_WRITE, rule, id, effective_mode(s), op);
 }
@@ -85,8 +87,8 @@ static __always_inline void audit_protect_open(struct file *file)
 	if (!inode)
 		return;
 	read_inode_id(inode, &id);
-	struct aegis_rule *rule = inode_rule(&s, AEGIS_RULE_PROTECT, inode, &id);
-	if (rule && load_info(&s) && in_scope(&s))
+	struct aegis_rule *rule = protect_rule(&s, inode, &id);
+	if (rule && load_info(&s) && in_scope(&s) && !trusted_writer(&s))
 		inode_decision_op(&s, AEGIS_HOOK_FILE_WRITE, rule, &id, AEGIS_MODE_AUDIT, AEGIS_FILE_OP_OPEN_WRITE);
 }
 

@@ -95,13 +95,13 @@ int aegis_forward(struct __sk_buff *skb)
 	__u32 source[5] = {}; /* the source address, then the source port in the low half of [4] */
 	if (!parse_forwarded(skb, &s, &d, source))
 		return TC_ACT_UNSPEC_;
-	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule)
+	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule_id)
 		return TC_ACT_UNSPEC_;
 	__u32 mode = effective_mode(&s);
 	/* Rate limited by source address (its last word for IPv6), as ingress is. */
 	__u32 who = skb->protocol == bpf_htons(ETH_P_IP) ? source[0] : source[3];
-	struct aegis_event *e = record(&s, AEGIS_HOOK_FORWARD, mode, rule->rule_id, who, 0);
+	struct aegis_event *e = record(&s, AEGIS_HOOK_FORWARD, mode, rule_id, who, 0);
 	if (e) {
 		e->family = d.key.space & 0xff;
 		e->protocol = d.key.protocol;

@@ -191,7 +191,8 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
 	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key (6.18 does). */
 	struct aegis_net_key key = d->key;
 	struct aegis_net_key alt = d->alt;
-	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
+	/* With rules by name, the caller asked aegis_names_egress_deny already (the stack has no room here). */
+	struct aegis_rule *rule = s.info->host_rules ? 0 : egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
 	if (!rule && users && s.info->task_rules)
 		rule = user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids);
 	if (!rule)
@@ -199,6 +200,151 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
 	v->rule_id = rule->rule_id;
 	v->key = key;
 	return 1;
+}
+
+/* ---- DNS queries for a name a rule denies (rules by name, bpf/name_guard.bpf.h) ---- */
+
+#define DNS_PORT 53
+#define DNS_NAME_MAX 255
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+/* The question of the query being judged: too large for the stack of this call chain. */
+struct dns_name {
+	__u8 bytes[DNS_NAME_MAX + 1];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dns_name);
+} dns_scratch SEC(".maps");
+
+/* The walk of a question name, one byte per bpf_loop step (the verifier checks the step once). */
+struct dns_walk {
+	struct dns_name *name;
+	__u64 hash;
+	__u32 len;   /* bytes of the name loaded */
+	__u32 label; /* bytes left in the current label */
+	__u32 labels;
+	__u32 done;  /* 1: the name ended well, hash holds its key */
+};
+
+static long dns_walk_step(__u32 i, struct dns_walk *w)
+{
+	if (i >= w->len || i > DNS_NAME_MAX)
+		return 1;
+	__u8 c = w->name->bytes[i & DNS_NAME_MAX];
+	if (w->label == 0) {
+		if (c == 0) {
+			w->done = w->labels > 0;
+			return 1;
+		}
+		if (c > 63)
+			return 1; /* a pointer or a bad length: a query's question is never compressed */
+		if (w->labels++) {
+			w->hash ^= '.';
+			w->hash *= FNV_PRIME;
+		}
+		w->label = c;
+		return 0;
+	}
+	if (c >= 'A' && c <= 'Z')
+		c += 'a' - 'A';
+	w->hash ^= c;
+	w->hash *= FNV_PRIME;
+	w->label--;
+	return 0;
+}
+
+/*
+ * The host key (FNV-1a 64 of the lower-cased name, as user space computes it) of the question of the DNS
+ * message at `offset` of `skb`, or 0 when there is none or it is malformed.
+ */
+static __always_inline __u64 dns_question_key(struct __sk_buff *skb, __u32 offset)
+{
+	__u32 zero = 0;
+	struct dns_name *name = bpf_map_lookup_elem(&dns_scratch, &zero);
+	__u32 start = offset + 12;
+	if (!name || start >= skb->len)
+		return 0;
+	__u32 len = skb->len - start;
+	if (len > DNS_NAME_MAX)
+		len = DNS_NAME_MAX;
+	if (len < 2 || bpf_skb_load_bytes(skb, start, name->bytes, len))
+		return 0;
+	struct dns_walk walk = { .name = name, .hash = FNV_OFFSET, .len = len };
+	bpf_loop(DNS_NAME_MAX, dns_walk_step, &walk, 0);
+	return walk.done ? walk.hash : 0;
+}
+
+/*
+ * Whether `skb` is a UDP DNS query (to port 53) for a name whose rule by name denies it without a port or
+ * protocol: 1 with the rule, the resolver's address and the ids the event reports in `v`, for
+ * aegis_packet_dropped() (scope, event, mode). 0 for every other packet: a non-DNS packet costs the header
+ * loads before the port test. A global function: verified once, out of the backstop's own frame; `v` is
+ * the backstop's, so that this frame stays small (the bpf_loop step below it counts on 6.1's stack).
+ */
+__noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict *v)
+{
+	if (!v)
+		return 0;
+	__u32 l4;
+	__u8 daddr[16] = {};
+	__u32 family;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP_ ||
+		    (ip.frag_off & bpf_htons(IP_OFFSET_MASK)))
+			return 0;
+		l4 = ip.ihl * 4;
+		family = AEGIS_FAMILY_IPV4;
+		__builtin_memcpy(daddr, &ip.daddr, 4);
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 nexthdr;
+		if (bpf_skb_load_bytes(skb, 6, &nexthdr, 1) || nexthdr != IPPROTO_UDP_ ||
+		    bpf_skb_load_bytes(skb, 24, daddr, 16))
+			return 0;
+		l4 = 40;
+		family = AEGIS_FAMILY_IPV6;
+	} else {
+		return 0;
+	}
+	__u16 udp[4]; /* source port, destination port, length, checksum */
+	if (bpf_skb_load_bytes(skb, l4 & 0xff, udp, sizeof(udp)) || udp[1] != bpf_htons(DNS_PORT))
+		return 0;
+	struct aegis_state s;
+	if (!load_state(&s) || !s.info->host_rules)
+		return 0;
+	__u8 flags;
+	/* A response (QR) is not a query. */
+	if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 8 + 2, &flags, 1) || (flags & 0x80))
+		return 0;
+	__u64 key = dns_question_key(skb, (l4 & 0xff) + 8);
+	struct aegis_rule *rule = key ? exact_rule(&s, AEGIS_RULE_HOST, key, 0) : 0;
+	if (!rule || rule->action == AEGIS_ACTION_ALLOW)
+		return 0;
+	v->gen = s.gen;
+	v->rule_id = rule->rule_id;
+	v->key.space = family;
+	v->key.protocol = IPPROTO_UDP_;
+	__builtin_memcpy(v->key.addr, daddr, 16);
+	v->dport_be = bpf_htons(DNS_PORT);
+	__u64 ids = current_euid_egid();
+	__u32 owner = bpf_get_socket_uid(skb);
+	v->ids = (__u32)ids == owner ? ids : (__u64)NO_GID << 32 | owner;
+	return 1;
+}
+
+/*
+ * A DNS query a rule by name denies (aegis_dns_query_rule), reported where its socket lies in scope: 1 when it
+ * must be dropped. Its own frame holds the verdict, not the backstop's: the backstop's frame, the call chains
+ * below it and 6.1's 512-byte stack leave no room there.
+ */
+__noinline int aegis_dns_query_dropped(struct __sk_buff *skb)
+{
+	struct packet_verdict v = {};
+	return aegis_dns_query_rule(skb, &v) && aegis_packet_dropped(skb, &v);
 }
 
 SEC("cgroup_skb/egress")
@@ -212,6 +358,11 @@ int aegis_skb_egress(struct __sk_buff *skb)
 		return SKB_PASS;
 	/* TCP and UDP only when the packet carries a route (route_guard.bpf.h): judged by every hop it names. */
 	int route_only = !backstopped_socket(sk);
+	/* A DNS query for a name a rule by name denies (only where the generation has rules by name). */
+	__u32 udp = sk->protocol == IPPROTO_UDP_ && sk->type != SOCK_RAW_;
+	barrier_var(udp);
+	if (udp && aegis_dns_query_dropped(skb))
+		return SKB_DROP;
 	int maybe_routed = may_carry_route(skb);
 	if (route_only && !maybe_routed)
 		return SKB_PASS;
@@ -238,8 +389,20 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	if ((__u32)ids != owner)
 		ids = (__u64)NO_GID << 32 | owner;
 	v.ids = ids;
-	/* The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. */
-	if (!aegis_packet_rule(&d, &v, !hop_denied && !route_only) && !hop_denied)
+	/*
+	 * The sock_addr hooks applied users entries to TCP and UDP already: the port is the same. Rules by name
+	 * are matched here, not in aegis_packet_rule: one call deep, as the stack's 512 bytes allow.
+	 */
+	__u32 named = 0;
+	if (s.info->host_rules) {
+		__u32 flags = (__u32)d.dport_be << 16 | (d.has_alt ? 2 : 0) | (s.gen & 1);
+		named = aegis_names_egress_deny(&d.key, &d.alt, flags);
+		if (named) {
+			v.rule_id = named;
+			v.key = d.key;
+		}
+	}
+	if (!named && !aegis_packet_rule(&d, &v, !hop_denied && !route_only) && !hop_denied)
 		return SKB_PASS;
 	return aegis_packet_dropped(skb, &v) ? SKB_DROP : SKB_PASS;
 }
@@ -375,12 +538,14 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 		return;
 	}
 	d.dport_be = BPF_CORE_READ(skc, skc_dport);
-	struct aegis_rule *rule = egress_cidr_deny(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule && s.info->task_rules)
-		rule = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
-	if (!rule)
+	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule_id && s.info->task_rules) {
+		struct aegis_rule *user = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
+		rule_id = user ? user->rule_id : 0;
+	}
+	if (!rule_id)
 		return;
-	conn.rule_id = rule->rule_id;
+	conn.rule_id = rule_id;
 	conn.family = d.key.space & 0xff;
 	__builtin_memcpy(conn.daddr, d.key.addr, 16);
 	conn.dport = bpf_ntohs(d.dport_be);
@@ -499,13 +664,15 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 	} else {
 		return 0;
 	}
-	struct aegis_rule *rule = egress_cidr_deny(s, &d.key, &d.alt, d.has_alt, d.dport_be);
-	if (!rule && s->info->task_rules)
-		rule = user_rule(s, bpf_ntohs(d.dport_be));
-	if (!rule || !in_scope(s))
+	__u32 rule_id = egress_deny_id(s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	if (!rule_id && s->info->task_rules) {
+		struct aegis_rule *user = user_rule(s, bpf_ntohs(d.dport_be));
+		rule_id = user ? user->rule_id : 0;
+	}
+	if (!rule_id || !in_scope(s))
 		return 0;
 	__u32 mode = effective_mode(s);
-	struct aegis_event *e = record(s, AEGIS_HOOK_CONNECT, mode, rule->rule_id, current_pid(), 1);
+	struct aegis_event *e = record(s, AEGIS_HOOK_CONNECT, mode, rule_id, current_pid(), 1);
 	if (e) {
 		e->family = d.key.space & 0xff;
 		e->protocol = IPPROTO_SCTP_;

@@ -118,3 +118,60 @@ int BPF_PROG(aegis_ptrace_traceme, struct task_struct *parent)
 		return -EPERM;
 	return 0;
 }
+
+/*
+ * The identity guard. Rules that name a program (`exe`) know a task by its mm->exe_file
+ * (task_subject.bpf.h), which prctl(PR_SET_MM, PR_SET_MM_EXE_FILE or PR_SET_MM_MAP) can point at another
+ * file: a task with CAP_SYS_RESOURCE, or CAP_CHECKPOINT_RESTORE for the map, in its user namespace (so any
+ * user where unprivileged user namespaces are allowed) could pass for a program a rule allows, or stop
+ * being the one a rule denies. While the live policy names programs (AEGIS_RULE_IDENTITY_GUARD), a task in
+ * scope may not: the call fails with EPERM (checkpoint/restore tools that restore in scope with it too).
+ */
+#define PR_SET_MM_ 35
+
+/* 1 when the current task's prctl(PR_SET_MM, `op`) must fail; decided, counted and reported here. */
+static __always_inline int identity_change_refused(__u8 op, __u32 mode_cap)
+{
+	struct aegis_state s;
+	if (!load_state(&s))
+		return 0;
+	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_IDENTITY_GUARD, 0, 0);
+	if (!rule || !in_scope(&s))
+		return 0;
+	__u32 mode = effective_mode(&s);
+	if (mode_cap == AEGIS_MODE_AUDIT)
+		mode = AEGIS_MODE_AUDIT;
+	struct aegis_event *e = record(&s, AEGIS_HOOK_IDENTITY, mode, rule->rule_id, current_pid(), 1);
+	if (e) {
+		e->op = op;
+		e->signal = mode == AEGIS_MODE_ENFORCE ? deny_signal() : 0;
+		event_subject(e);
+		bpf_ringbuf_submit(e, 0);
+	}
+	return mode == AEGIS_MODE_ENFORCE;
+}
+
+/*
+ * Every prctl(2) passes here. Not a hook where 0 allows: an LSM that returns anything but -ENOSYS answers
+ * the prctl itself (the kernel then returns that value without doing the call), so -ENOSYS is "no opinion".
+ */
+SEC("lsm/task_prctl")
+int BPF_PROG(aegis_task_prctl, int option, unsigned long arg2)
+{
+	if (option != PR_SET_MM_ || (arg2 != AEGIS_IDENTITY_OP_EXE_FILE && arg2 != AEGIS_IDENTITY_OP_MM_MAP))
+		return -ENOSYS;
+	if (identity_change_refused(arg2, AEGIS_MODE_ENFORCE))
+		return -EPERM;
+	return -ENOSYS;
+}
+
+/* Where BPF-LSM does not load: the attempt reported as "would deny", at the system call's entry. */
+SEC("tracepoint/syscalls/sys_enter_prctl")
+int aegis_tp_prctl(struct trace_event_raw_sys_enter *ctx)
+{
+	if (ctx->args[0] != PR_SET_MM_ ||
+	    (ctx->args[1] != AEGIS_IDENTITY_OP_EXE_FILE && ctx->args[1] != AEGIS_IDENTITY_OP_MM_MAP))
+		return 0;
+	identity_change_refused(ctx->args[1], AEGIS_MODE_AUDIT);
+	return 0;
+}

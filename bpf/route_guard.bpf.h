@@ -269,6 +269,10 @@ __noinline int aegis_hop_denied(struct __sk_buff *skb, struct packet_verdict *v,
 		has_alt = set_addr6(&s, &key, hop, &alt);
 		alt.protocol = key.protocol;
 	}
+	/*
+	 * The CIDR rules alone: a hop is not where the packet goes, and names (bpf/name_guard.bpf.h) would take the
+	 * stack this deep call chain has no room for. The packet's destination is judged with names too.
+	 */
 	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, has_alt, v->dport_be);
 	if (!rule)
 		return 0;

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 10 } as const;
+export const LAYOUT = { VERSION: 17 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -31,10 +31,12 @@ export const HOOK = {
   FORWARD: 12,
   // files.protect
   FILE_WRITE: 13,
-  COUNT: 14,
+  // rules that name programs: a task changing the executable it is known by
+  IDENTITY: 14,
+  COUNT: 15,
 } as const;
 
-export const COUNTER = { EVENTS_LOST: 28, EVENTS_SUPPRESSED: 29, SLOTS: 30 } as const;
+export const COUNTER = { EVENTS_LOST: 30, EVENTS_SUPPRESSED: 31, SLOTS: 32 } as const;
 
 export const FAMILY = { IPV4: 4, IPV6: 6, PACKET: 17, XDP: 44 } as const;
 
@@ -83,6 +85,10 @@ export const RULE = {
   // files.protect
   PROTECT: 40,
   PROTECT_ON: 41,
+  // files.writers, and the i_generation of allowed and protected inodes
+  WRITER: 42,
+  WRITERS: 43,
+  INODE_GEN: 44,
   // the exec allowlist
   EXEC_DEFAULT_DENY: 48,
   EXEC_ALLOW: 49,
@@ -91,7 +97,14 @@ export const RULE = {
   SUBJECT: 56,
   SUBJECT_TREE: 57,
   SUBJECTS: 58,
+  IDENTITY_GUARD: 59,
+  // egress rules by host name (bpf/name_guard.bpf.h)
+  HOST: 60,
+  HOST_WILDCARD: 61,
 } as const;
+
+/** The learned-address table's capacity (bpf/name_guard.bpf.h). */
+export const LEARNED_LIMITS = { LEARNED_ENTRIES: 65536 } as const;
 
 /** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
 export const SUBJECTS = {
@@ -104,6 +117,9 @@ export const SUBJECTS = {
 
 /** What an EXEC_ALLOW entry allows (its value's action): any content of the inode, or the content hashed. */
 export const EXEC_ALLOW = { INODE: 1, HASHED: 2 } as const;
+
+/** struct aegis_inherit.flags: how an inode came to inherit a rule by rename. */
+export const INHERIT_FLAG = { WRITER: 1 } as const;
 
 /** Why an exec event's file was refused (the event's `op` byte). */
 export const EXEC_REASON = { DENIED: 0, UNTRUSTED: 1, HASH_MISMATCH: 2 } as const;
@@ -152,6 +168,7 @@ export const BUILD_PROGRAMS = {
   BIND_LSM: 8192,
   INGRESS: 16384,
   FORWARD: 32768,
+  IDENTITY_AUDIT: 262144,
 } as const;
 
 /** Signals the kill-on-deny word may hold. */
@@ -161,6 +178,9 @@ export const INHERITED = { ENTRIES: 65536 } as const;
 
 /** Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`. */
 export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024, XDP_STAT_SLOTS: 256 } as const;
+
+/** What a process.identity event's task tried (the event's `op` byte: prctl's own PR_SET_MM_* number). */
+export const IDENTITY_OP = { EXE_FILE: 13, MM_MAP: 14 } as const;
 
 /** What a process.ptrace event's tracer tried (the event's `op` byte). */
 export const PTRACE_OP = {
@@ -198,6 +218,7 @@ export const KERNEL_ENUMS = {
   aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
   aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },
+  aegis_inherit_flag: { prefix: "AEGIS_INHERIT_", values: INHERIT_FLAG },
   aegis_stat_limits: { prefix: "AEGIS_", values: STAT_LIMITS },
   aegis_ptrace_op: { prefix: "AEGIS_PTRACE_OP_", values: PTRACE_OP },
   aegis_file_op: { prefix: "AEGIS_FILE_OP_", values: FILE_OP },
@@ -205,6 +226,8 @@ export const KERNEL_ENUMS = {
   aegis_exec_reason: { prefix: "AEGIS_EXEC_", values: EXEC_REASON },
   aegis_build_programs: { prefix: "AEGIS_BUILD_", values: BUILD_PROGRAMS },
   aegis_subjects: { prefix: "AEGIS_SUBJECT_", values: SUBJECTS },
+  aegis_identity_op: { prefix: "AEGIS_IDENTITY_OP_", values: IDENTITY_OP },
+  aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */
@@ -223,6 +246,7 @@ export const HOOK_EVENT_TYPES = [
   "net.route",
   "net.forward",
   "file.write",
+  "process.identity",
 ] as const;
 
 /** Hook names as counters and metrics label them, by hook number. */
@@ -241,4 +265,5 @@ export const HOOK_NAMES = [
   "route",
   "forward",
   "file_write",
+  "identity",
 ] as const;

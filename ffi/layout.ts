@@ -9,7 +9,7 @@ import { struct, type StructLayout } from "./struct.ts";
 
 export { type FieldLayout, struct, type StructLayout } from "./struct.ts";
 
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 32, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 40, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
@@ -18,6 +18,8 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 32, {
   rules_entries: { offset: 20, size: 4 },
   net_rules_entries: { offset: 24, size: 4 },
   failsafe_absent: { offset: 28, size: 4 },
+  host_rules: { offset: 32, size: 4 },
+  _pad0: { offset: 36, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -79,10 +81,12 @@ export const AEGIS_INODE_KEY = struct("aegis_inode_key", 16, {
   _pad0: { offset: 12, size: 4 },
 });
 
-export const AEGIS_INHERIT = struct("aegis_inherit", 16, {
+export const AEGIS_INHERIT = struct("aegis_inherit", 24, {
   src_ino: { offset: 0, size: 8 },
   src_dev: { offset: 8, size: 4 },
   generation: { offset: 12, size: 4 },
+  flags: { offset: 16, size: 4 },
+  _pad0: { offset: 20, size: 4 },
 });
 
 export const AEGIS_RULE_HIT_KEY = struct("aegis_rule_hit_key", 8, {
@@ -120,6 +124,20 @@ export const AEGIS_CONN = struct("aegis_conn", 56, {
   saddr: { offset: 40, size: 16 },
 });
 
+/** A key of the learned-address table (map `learned`). */
+export const AEGIS_LEARNED_KEY = struct("aegis_learned_key", 20, {
+  family: { offset: 0, size: 4 },
+  addr: { offset: 4, size: 16 },
+});
+
+/** What the learned-address table holds for an address. */
+export const AEGIS_LEARNED = struct("aegis_learned", 24, {
+  expires_boot_ns: { offset: 0, size: 8 },
+  host_key: { offset: 8, size: 8 },
+  kind: { offset: 16, size: 4 },
+  _pad0: { offset: 20, size: 4 },
+});
+
 /** Every mirrored struct, for the BTF comparison test. */
 export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_GEN_INFO,
@@ -137,6 +155,8 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_RULE_HIT_KEY,
   AEGIS_XDP_STAT_KEY,
   AEGIS_XDP_SLOT,
+  AEGIS_LEARNED_KEY,
+  AEGIS_LEARNED,
 ];
 
 /**
@@ -277,6 +297,8 @@ export type GenInfo = {
   netRulesEntries: number;
   /** Bit (port & 31) set where no ingress failsafe port has those low five bits (failsafeAbsentBits). */
   failsafeAbsent: number;
+  /** Entries of rules by host name: non-zero when egress consults the learned-address table. */
+  hostRules: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -288,7 +310,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("ingress_port_denies", info.ingressPortDenies)
     .u32("rules_entries", info.rulesEntries)
     .u32("net_rules_entries", info.netRulesEntries)
-    .u32("failsafe_absent", info.failsafeAbsent).bytes;
+    .u32("failsafe_absent", info.failsafeAbsent)
+    .u32("host_rules", info.hostRules).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -303,6 +326,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     rulesEntries: view.getUint32(f.rules_entries.offset, true),
     netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),
     failsafeAbsent: view.getUint32(f.failsafe_absent.offset, true),
+    hostRules: view.getUint32(f.host_rules.offset, true),
   };
 }
 
@@ -525,4 +549,41 @@ export function decodeXdpStatKey(bytes: Uint8Array): { ifindex: number; action: 
   const view = reader(bytes);
   const f = AEGIS_XDP_STAT_KEY.fields;
   return { ifindex: view.getUint32(f.ifindex.offset, true), action: view.getUint32(f.action.offset, true) };
+}
+
+/** An address of the learned-address table: `family` AEGIS_FAMILY_IPV4 (4 bytes) or _IPV6 (16). */
+export type LearnedKey = { family: 4 | 6; addr: Uint8Array };
+/**
+ * What the table holds for it: the expiry, and the pattern covering the name when it was learned (`kind`
+ * RULE.HOST with the name's host key, or RULE.HOST_WILDCARD with the wildcard domain's).
+ */
+export type Learned = { expiresBootNs: bigint; hostKey: bigint; kind: number };
+
+export function encodeLearnedKey(key: LearnedKey): Uint8Array<ArrayBuffer> {
+  const addr = new Uint8Array(16);
+  addr.set(key.addr.subarray(0, key.family === 4 ? 4 : 16));
+  return new StructWriter(AEGIS_LEARNED_KEY).u32("family", key.family).raw("addr", addr).bytes;
+}
+
+export function decodeLearnedKey(bytes: Uint8Array): LearnedKey {
+  const family = reader(bytes).getUint32(AEGIS_LEARNED_KEY.fields.family.offset, true) === 6 ? 6 : 4;
+  const offset = AEGIS_LEARNED_KEY.fields.addr.offset;
+  return { family, addr: bytes.slice(offset, offset + (family === 4 ? 4 : 16)) };
+}
+
+export function encodeLearned(value: Learned): Uint8Array<ArrayBuffer> {
+  return new StructWriter(AEGIS_LEARNED)
+    .u64("expires_boot_ns", value.expiresBootNs)
+    .u64("host_key", value.hostKey)
+    .u32("kind", value.kind).bytes;
+}
+
+export function decodeLearned(bytes: Uint8Array): Learned {
+  const view = reader(bytes);
+  const f = AEGIS_LEARNED.fields;
+  return {
+    expiresBootNs: view.getBigUint64(f.expires_boot_ns.offset, true),
+    hostKey: view.getBigUint64(f.host_key.offset, true),
+    kind: view.getUint32(f.kind.offset, true),
+  };
 }

@@ -21,6 +21,7 @@ export {
   ifIndex,
   ifName,
   inNetns,
+  inodeGeneration,
   interfaceDriver,
   libbpfVersion,
   lockDirectory,

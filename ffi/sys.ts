@@ -234,6 +234,35 @@ export function statxStamp(path: string): { ino: bigint; ctimeNs: bigint } {
   };
 }
 
+const AT_SYMLINK_FOLLOW = 0x400;
+const HANDLE_BYTES = 128;
+/** FILEID_INO32_GEN: (ino, generation) on ext2/3/4 and most filesystems; tmpfs writes (generation, ino). */
+const FILEID_INO32_GEN = 1;
+
+/**
+ * The i_generation of the inode `ino` that `path` names (symlinks followed), read from its file handle, or
+ * undefined where the handle does not show it: ext2/3/4 and the filesystems using the kernel's default
+ * handle (ino, generation), and tmpfs (generation, ino). Each layout is accepted only when its ino word is
+ * the inode's own, so a handle of another shape is never misread. Filesystems that export no handles, or
+ * another layout (btrfs, xfs with 64-bit inodes, overlayfs), give undefined.
+ */
+export function inodeGeneration(path: string, ino: bigint): number | undefined {
+  const buffer = new Uint8Array(8 + HANDLE_BYTES);
+  const view = new DataView(buffer.buffer);
+  view.setUint32(0, HANDLE_BYTES, true);
+  const mountId = new Uint8Array(4);
+  if (libc().name_to_handle_at(AT_FDCWD, cString(path), buffer, mountId, AT_SYMLINK_FOLLOW) !== 0) {
+    return undefined;
+  }
+  const bytes = view.getUint32(0, true);
+  if (view.getInt32(4, true) !== FILEID_INO32_GEN) return undefined;
+  const low = Number(ino & 0xffffffffn);
+  const word = (index: number) => view.getUint32(8 + index * 4, true);
+  if (bytes === 8 && word(0) === low) return word(1);
+  if (bytes === 12 && word(1) === low && word(2) === Number(ino >> 32n)) return word(0);
+  return undefined;
+}
+
 const SYS_PIDFD_OPEN = 434n;
 const SYS_PIDFD_SEND_SIGNAL = 424n;
 

@@ -171,6 +171,7 @@ const CLOSE = bytesOf(`}`);
 const CLOSE2 = bytesOf(`}}`);
 const EXE_DEV = bytesOf(`},"exe":{"dev":`);
 const SUBJECT = bytesOf(`,"subject":`);
+const HOST_NAME = bytesOf(`,"hostName":`);
 const FILE = bytesOf(`,"file":{`);
 const FILE_PATH = bytesOf(`"path":`);
 const DEV_AFTER_PATH = bytesOf(`,"dev":`);
@@ -217,8 +218,11 @@ const PROTOCOL_TEXT: Uint8Array[] = Array.from(
 
 const NETWORK: readonly boolean[] = flags(NETWORK_HOOKS);
 const PACKET: readonly boolean[] = flags(PACKET_HOOKS);
-/** Hooks this writer covers: all but net.socket, scope.escape and process.ptrace (formatEvent writes those). */
-const NOT_COVERED: ReadonlySet<number> = new Set([HOOK.SOCKET, HOOK.SCOPE, HOOK.PTRACE]);
+/**
+ * Hooks this writer covers: all but net.socket, scope.escape, process.ptrace and process.identity
+ * (formatEvent writes those).
+ */
+const NOT_COVERED: ReadonlySet<number> = new Set([HOOK.SOCKET, HOOK.SCOPE, HOOK.PTRACE, HOOK.IDENTITY]);
 const COVERED: readonly boolean[] = Array.from({ length: HOOK.COUNT }, (_, hook) => !NOT_COVERED.has(hook));
 
 function flags(hooks: ReadonlySet<number>): boolean[] {
@@ -290,6 +294,10 @@ export class EventJsonWriter {
     if (rule?.exe !== undefined) {
       line.bytes(SUBJECT);
       line.string(rule.exe);
+    }
+    if (rule?.host !== undefined) {
+      line.bytes(HOST_NAME);
+      line.string(rule.host);
     }
     if (summary) {
       if (!PACKET[hook]) {

@@ -67,6 +67,8 @@ import { FreshnessWatcher } from "./freshness.ts";
 import { cgroupPaths, interfaceNames } from "./names.ts";
 import { IngressSessions } from "./ingress_sessions.ts";
 import { Timers } from "./timers.ts";
+import { NameRefresher } from "./name_refresh.ts";
+import { resolvePlanNames } from "../ops/learn_names.ts";
 import { DirWatch } from "./dir_watch.ts";
 import { markerPath } from "../state/break_glass_marker.ts";
 import { appliedFile } from "../state/apply_state.ts";
@@ -202,6 +204,10 @@ export class Agent {
   );
   #stopped = false;
   readonly #sessions: IngressSessions;
+  /** The policy's names, resolved again before their learned addresses expire. */
+  readonly #names: NameRefresher;
+  /** The names and floor the refresher holds: a refresh of the same policy does not resolve them again. */
+  #namesKey = "";
 
   private constructor(options: AgentOptions, agentLock: AgentLock, plane: DataPlane, log: EventLogSink) {
     this.#options = options;
@@ -209,6 +215,11 @@ export class Agent {
     this.#plane = plane;
     this.#log = log;
     this.#sessions = new IngressSessions(plane);
+    this.#names = new NameRefresher(
+      plane,
+      (message) => this.#options.log.warn(message),
+      (plan, warn) => resolvePlanNames(plan, { warn }),
+    );
     this.#modes = new ModeKeeper(plane, options.requestedMode === "audit");
     this.#deadman = new Deadman(plane, options.deadmanMs, (fields) => this.#emit("deadman.expired", fields));
     const otherInterfaces = interfaceNames(ifName);
@@ -495,6 +506,11 @@ export class Agent {
     this.#appliedTime = readApplied(this.#options.stateDir)?.time;
     const input = { source, kind, sha256, name, version, ...keyid !== undefined && { keyid } };
     this.#current = { input, origin: held.origin, plan: held.plan, rules: held.rules, resolved, partial };
+    const namesKey = JSON.stringify([held.plan.egressHosts ?? [], held.plan.nameTtlFloor]);
+    if (namesKey !== this.#namesKey) {
+      this.#namesKey = namesKey;
+      this.#names.use(held.plan);
+    }
     this.#watchRulePaths();
     this.#writeState();
     // Loading the object and applying leave megabytes of garbage behind (lib/agent/memory.ts).
@@ -777,6 +793,7 @@ export class Agent {
     ) this.#checkApplied();
     this.#checkForwardInterfaces();
     this.#sessions.reap(bootTimeNs());
+    void this.#names.tick();
     this.#checkLost();
   }
 

@@ -7,6 +7,8 @@ import { localInodeRules } from "../ops/inode_rules.ts";
 import { appliedPolicy } from "../state/apply_state.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { decide } from "../policy/decide.ts";
+import { parseLearnedTable } from "../policy/learned_table.ts";
+import { readInputText } from "../cli/input.ts";
 import { type Policy, policyRules } from "../policy/schema.ts";
 import { parsePolicy } from "../policy/parse.ts";
 
@@ -20,9 +22,17 @@ export const explain = defineCommand({
     "(events.jsonl and events.jsonl.1), where its JSON line holds every field. - reads lines of either kind " +
     "from stdin (one answer per line). When the event names a rule, says whether the policy agrees. File " +
     "and exec rules are matched by path; an event that names no path (an exec the allowlist refused) by its " +
-    "inode, against the policy's rules resolved on this host, when it comes from this host.",
+    "inode, against the policy's rules resolved on this host, when it comes from this host. Rules by name " +
+    "(host) decide the addresses of --learned TABLE, and the address of an event decided by name (it carries " +
+    "hostName).",
   options: {
     policy: { type: "string", valueName: "FILE", complete: "file", description: "decide under FILE instead" },
+    learned: {
+      type: "string",
+      valueName: "TABLE",
+      complete: "file",
+      description: "the learned-address table rules by name decide by: lines ADDRESS NAME, as in /etc/hosts",
+    },
     json: { type: "boolean", description: "one JSON object per event: decision, rule, line" },
   },
   args: [{
@@ -42,6 +52,9 @@ export const explain = defineCommand({
     const lines = text.split("\n").map((line) => line.trim()).filter((line) => line !== "");
     if (lines.length === 0) throw new InputError("No event line given: pass one, or - with lines on stdin");
     const ids = new Set(policyRules(policy).map((rule) => rule.id));
+    const learned = flags.learned === undefined
+      ? []
+      : parseLearnedTable(await readInputText(flags.learned, "learned-address table"), flags.learned);
     // An untrusted exec names no path: matched by inode, resolving the policy's inode rules here only then.
     let resolved: InodeRules | null | undefined;
     const inodeRules: InodeRules = (dev, ino, host) =>
@@ -51,8 +64,8 @@ export const explain = defineCommand({
       const { raw, where } = line.startsWith("{")
         ? { raw: line, where: given }
         : findLoggedEvent(agentEventLog(ctx.globals.stateDir), line, given);
-      const { event, type, rule } = parseEventLine(raw, where, inodeRules);
-      const decision = decide(plan, event);
+      const { event, type, rule, learned: implied } = parseEventLine(raw, where, inodeRules);
+      const decision = decide(plan, event, { learned: [...implied ?? [], ...learned] });
       const agrees = rule === undefined ? undefined : rule === (decision.ruleName ?? "");
       if (flags.json) {
         ctx.stdout.line(JSON.stringify({
@@ -65,7 +78,12 @@ export const explain = defineCommand({
         }));
         return;
       }
-      const by = decision.ruleName === undefined ? "no rule matches" : `rule ${decision.ruleName}`;
+      const writer = decision.writer?.ruleName;
+      const by = writer !== undefined
+        ? `rule ${writer} (a trusted writer)`
+        : decision.ruleName === undefined
+        ? "no rule matches"
+        : `rule ${decision.ruleName}`;
       let note = "";
       if (rule !== undefined && !agrees) {
         note = ids.has(rule)

@@ -31,6 +31,7 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
     name === PROGRAMS.inodeMkdir || name === PROGRAMS.inodeSymlink || name === PROGRAMS.inodeMknod ||
     name === PROGRAMS.inodeRmdir || name === PROGRAMS.sbMount || name === PROGRAMS.moveMount,
   forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
+  identity: (name) => name === PROGRAMS.taskPrctl || name === PROGRAMS.prctlAudit,
 };
 
 export const status = defineCommand({

@@ -18,7 +18,8 @@ import {
   sumPerCpu,
   tryLockDirectory,
 } from "../../ffi/mod.ts";
-import type { Area } from "../policy/plan.ts";
+import type { Area, HostRule } from "../policy/plan.ts";
+import { type Answer, DEFAULT_TTL_FLOOR, learn, learnedEntries, type LearnedEntry } from "./learned.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { detachPins } from "./detach.ts";
 import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
@@ -265,10 +266,12 @@ export class DataPlane {
   mapFill(): { map: string; entries: number; capacity: number }[] {
     const info = this.activeGenInfo();
     const sessions = this.map("ingress_session");
+    const learned = this.map("learned");
     return [
       { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
       { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
       { map: "ingress_session", entries: sessions.keys().length, capacity: sessions.maxEntries },
+      { map: "learned", entries: learned.keys().length, capacity: learned.maxEntries },
     ];
   }
 
@@ -279,6 +282,19 @@ export class DataPlane {
   flushRateLimits(): void {
     // The smallest packet an XDP test run takes: an Ethernet header.
     this.#programs.runnable(PROGRAMS.flushRates).testRun(new Uint8Array(14));
+  }
+
+  /**
+   * Writes the addresses `answers` give into the learned-address table, each kept for its TTL and at least
+   * `floorSeconds` (DEFAULT_TTL_FLOOR when absent).
+   */
+  learn(rules: readonly HostRule[], answers: readonly Answer[], floorSeconds = DEFAULT_TTL_FLOOR): void {
+    learn(this.map("learned"), rules, answers, { nowBootNs: bootTimeNs(), floorSeconds });
+  }
+
+  /** The learned-address table's entries, `expired` where the kernel no longer decides by them. */
+  learnedEntries(): LearnedEntry[] {
+    return learnedEntries(this.map("learned"), bootTimeNs());
   }
 
   /** A stream of decoded events from the (pinned) ring buffer. */

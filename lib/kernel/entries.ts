@@ -18,6 +18,7 @@ import {
   writeRuleKey,
 } from "../../ffi/mod.ts";
 import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
+import { hostKey, hostPattern } from "../policy/host_name.ts";
 import {
   type EncodedNet,
   type NetRule,
@@ -46,8 +47,11 @@ export type ResolvedRuleSet = {
 /** A program a rule names, resolved: the inode of its executable. */
 export type ResolvedSubject = { subject: number; children: boolean; dev: number; ino: bigint; path: string };
 
-/** A file the rule set denies, and the path it was found at (recorded so that a replaced file shows). */
-export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string };
+/**
+ * A file the rule set denies, and the path it was found at (recorded so that a replaced file shows);
+ * `generation`: its i_generation where the filesystem shows one (allowed and protected inodes only).
+ */
+export type ResolvedInode = { dev: number; ino: bigint; ruleId: number; path?: string; generation?: number };
 
 /** An inode exec.allow lets run; `ctimeNs`: a sha256 entry's file, as it was when hashed at apply. */
 export type AllowedInode = ResolvedInode & { ctimeNs?: bigint };
@@ -105,10 +109,27 @@ export function ruleSetEntries(
         const stamp = { kind: RULE.EXEC_STAMP, a: allowed.ctimeNs!, b: Number(allowed.ino & 0xffffffffn) };
         exact(stamp, { ruleId: allowed.ruleId, action: ACTION.ALLOW, prefixLength: 0 }, false);
       }
+      generationStamp(exact, allowed);
     }
   }
   for (const inode of set.protect ?? []) {
     exact({ kind: RULE.PROTECT, a: inode.ino, b: inode.dev }, denyValue(inode.ruleId));
+    generationStamp(exact, inode);
+  }
+  // files.writers: each writer's subject, and the switch the protect and rename hooks read first.
+  for (const writer of set.plan.writers ?? []) {
+    exact({ kind: RULE.WRITER, a: writer.subject, b: 0 }, {
+      ruleId: writer.ruleId,
+      action: ACTION.ALLOW,
+      prefixLength: 0,
+    }, false);
+  }
+  if ((set.plan.writers ?? []).length > 0) {
+    exact({ kind: RULE.WRITERS, a: 0, b: 0 }, {
+      ruleId: set.plan.writers![0]!.ruleId,
+      action: ACTION.ALLOW,
+      prefixLength: 0,
+    }, false);
   }
   for (const id of set.scope.include) {
     exact({ kind: RULE.SCOPE, a: id, b: 0 }, { ruleId: 0, action: SCOPE.INCLUDE, prefixLength: 0 }, false);
@@ -159,6 +180,9 @@ export function ruleSetEntries(
   if (set.plan.ptraceGuard) {
     exact({ kind: RULE.PTRACE_GUARD, a: 0, b: 0 }, denyValue(set.plan.ptraceGuard.ruleId));
   }
+  if (set.plan.identityGuard) {
+    exact({ kind: RULE.IDENTITY_GUARD, a: 0, b: 0 }, denyValue(set.plan.identityGuard.ruleId));
+  }
   for (const rule of set.plan.bind) {
     const protocols = rule.protocol ? [PROTOCOL_NUMBER[rule.protocol]] : PORT_PROTOCOL_NUMBERS;
     for (const protocol of protocols) {
@@ -186,6 +210,30 @@ export function ruleSetEntries(
     const key = { kind: RULE.NAT64_PREFIX, a: view.getBigUint64(0, true), b: view.getUint32(8, true) };
     exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 96 }, false);
   }
+  const hostEntries = rules.count;
+  for (const rule of set.plan.egressHosts ?? []) {
+    const { wildcard, suffix } = hostPattern(rule.host);
+    const kind = wildcard ? RULE.HOST_WILDCARD : RULE.HOST;
+    const value = {
+      ruleId: rule.ruleId,
+      action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
+      prefixLength: 0,
+    };
+    // As a port rule of the trie: one with a port and no protocol stands for every protocol with ports.
+    const protocols = rule.protocol
+      ? [PROTOCOL_NUMBER[rule.protocol]]
+      : rule.port === undefined
+      ? [ANY_PROTOCOL]
+      : PORT_PROTOCOL_NUMBERS;
+    for (const protocol of protocols) {
+      exact(
+        { kind, a: hostKey(suffix), b: (rule.port ?? 0) * 256 + protocol },
+        value,
+        rule.action !== "allow",
+      );
+    }
+  }
+  const hostRules = rules.count - hostEntries;
   for (const iface of set.interfaces) {
     const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
@@ -203,14 +251,46 @@ export function ruleSetEntries(
     enforce: set.plan.mode === "enforce",
     scopeInclude: set.scope.include.length,
     scopeExempt: set.scope.exempt.length,
-    // Users entries and programs: non-zero when an egress decision must look at the task.
-    taskRules: set.plan.egressUsers.length + (set.plan.subjects?.length ?? 0),
+    // Users entries and programs of network rules: non-zero when an egress decision must look at the task.
+    taskRules: set.plan.egressUsers.length + networkSubjects(set.plan),
     ingressPortDenies: encoded.ingressPortDenies,
     rulesEntries: batches.rules.count,
     netRulesEntries: batches.net_rules.count,
     failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
+    hostRules,
   });
   return { ...batches, genInfo };
+}
+
+/**
+ * The i_generation an allowed or protected inode had at apply (AEGIS_RULE_INODE_GEN), where its filesystem
+ * shows one; two rules of one inode write the same value.
+ */
+function generationStamp(
+  exact: (key: RuleKey, value: RuleValue, deny?: boolean) => void,
+  inode: ResolvedInode,
+): void {
+  if (inode.generation === undefined) return;
+  exact({ kind: RULE.INODE_GEN, a: inode.ino, b: inode.dev }, {
+    ruleId: inode.generation,
+    action: ACTION.ALLOW,
+    prefixLength: 0,
+  }, false);
+}
+
+/** Subjects that network rules name (a writer's alone makes no egress decision look at the task). */
+function networkSubjects(plan: RuleSetPlan): number {
+  // Encoded CIDR rules no longer say their subjects: every subject counts, as before writers.
+  if (plan.encodedNet) return plan.subjects?.length ?? 0;
+  const writers = new Set((plan.writers ?? []).map((writer) => writer.subject));
+  const network = new Set<number>();
+  for (const rule of plan.egress) if (rule.subject !== undefined) network.add(rule.subject);
+  for (const rule of plan.bind) if (rule.subject !== undefined) network.add(rule.subject);
+  for (const rule of plan.egressUsers) if (rule.subject !== undefined) network.add(rule.subject);
+  return (plan.subjects ?? []).filter((subject) =>
+    network.has(subject.subject) || !writers.has(subject.subject)
+  )
+    .length;
 }
 
 /**
@@ -435,6 +515,11 @@ class EntryTable {
     const offset = this.nextKey(); // first: it may grow the key buffer
     writeKey(this.#keys, offset);
     this.commit(value, deny);
+  }
+
+  /** Entries held (merged keys once). */
+  get count(): number {
+    return this.#count;
   }
 
   batch(): Batch {

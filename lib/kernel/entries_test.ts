@@ -430,3 +430,36 @@ Deno.test("ruleSetEntries() writes the allowlist: its switch, each allowed inode
   ]);
   assert.deepEqual(rulesOf(resolved({}, { execAllow })), [], "without exec.default deny: nothing");
 });
+
+Deno.test("ruleSetEntries() writes each writer's subject, the writers switch, and i_generation stamps of allowed and protected inodes", () => {
+  const plan = {
+    protect: [{ ruleId: 3, path: "/etc/sudoers" }],
+    execDefaultDeny: { ruleId: 5 },
+    execAllow: [{ ruleId: 4, path: "/usr/bin/sudo" }],
+    subjects: [{ subject: 1, exe: "/usr/bin/dpkg", children: true, optional: false, ruleId: 6 }],
+    writers: [{ ruleId: 6, subject: 1, exe: "/usr/bin/dpkg", children: true }],
+  };
+  const set = resolved(plan, {
+    protect: [{ ino: 10n, dev: 2049, ruleId: 3, generation: 77 }],
+    execAllow: [{ ino: 11n, dev: 2049, ruleId: 4, generation: 0x01020304 }, { ino: 12n, dev: 7, ruleId: 4 }],
+    subjects: [{ subject: 1, children: true, dev: 2049, ino: 20n, path: "/usr/bin/dpkg" }],
+  });
+  const kinds = [RULE.WRITER, RULE.WRITERS, RULE.INODE_GEN] as number[];
+  assert.deepEqual(rulesOf(set).filter((entry) => kinds.includes(entry.kind)), [
+    { kind: RULE.INODE_GEN, a: 11n, b: 2049, value: [4, 3, 2, 1, 1, 0, 0, 0] },
+    { kind: RULE.INODE_GEN, a: 10n, b: 2049, value: [77, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.WRITER, a: 1n, b: 0, value: [6, 0, 0, 0, 1, 0, 0, 0] },
+    { kind: RULE.WRITERS, a: 0n, b: 0, value: [6, 0, 0, 0, 1, 0, 0, 0] },
+  ]);
+  assert.equal(
+    decodeGenInfo(ruleSetEntries(set).genInfo).taskRules,
+    0,
+    "a writer's subject alone makes no egress decision read the task",
+  );
+  assert.deepEqual(
+    rulesOf(resolved({ protect: plan.protect }, { protect: [{ ino: 10n, dev: 2049, ruleId: 3 }] }))
+      .filter((entry) => kinds.includes(entry.kind)),
+    [],
+    "no writers, no generation shown: nothing more than before",
+  );
+});

@@ -11,6 +11,7 @@ import {
   FILE_OP,
   HOOK,
   HOOK_EVENT_TYPES,
+  IDENTITY_OP,
   MODE,
   PTRACE_OP,
   type RawEvent,
@@ -62,6 +63,8 @@ export type AegisEvent = {
   policy?: PolicyRef;
   /** The program the deciding rule names (its `exe`), when it names one. */
   subject?: string;
+  /** The host name the deciding rule names (its `host`), when it decided by name. */
+  hostName?: string;
   process?: EventProcess | { pid: number };
   /**
    * `name`: the file's name in its directory (at most 31 bytes), for an exec no rule names the file of
@@ -93,9 +96,10 @@ export type AegisEvent = {
   ptrace?: { op: PtraceOp; target: { pid: number; cgroup: { id: number; path?: string } } };
   /**
    * file.change: what the task tried on the denied file; file.write: on the protected inode (for an entry
-   * change in a protected directory, `file` is the directory).
+   * change in a protected directory, `file` is the directory); process.identity: the prctl(PR_SET_MM)
+   * operation that would have changed the task's executable (`process.exe` is the one it runs).
    */
-  op?: FileChangeOp | FileWriteOp;
+  op?: FileChangeOp | FileWriteOp | IdentityOp;
   /** The signal sent to the denied task (kill on deny), and who sent it. */
   signal?: { name: SignalName; by: "kernel" | "agent" };
   count: number;
@@ -115,6 +119,12 @@ export const PTRACE_OPS = {
   [PTRACE_OP.OTHER]: "other",
 } as const;
 export type PtraceOp = typeof PTRACE_OPS[keyof typeof PTRACE_OPS];
+/** process.identity operations by prctl's PR_SET_MM_* number (AEGIS_IDENTITY_OP_*). */
+export const IDENTITY_OPS = {
+  [IDENTITY_OP.EXE_FILE]: "set_mm_exe_file",
+  [IDENTITY_OP.MM_MAP]: "set_mm_map",
+} as const;
+export type IdentityOp = typeof IDENTITY_OPS[keyof typeof IDENTITY_OPS];
 /** What a file.change event's task tried, by the kernel's AEGIS_FILE_OP_* number. */
 export const FILE_CHANGE_OPS = {
   [FILE_OP.TRUNCATE]: "truncate",
@@ -345,13 +355,17 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   if (rule === undefined) event.unresolved = table === undefined ? "generation" : "rule";
   if (table?.policy) event.policy = table.policy;
   if (rule?.exe !== undefined) event.subject = rule.exe;
+  if (rule?.host !== undefined) event.hostName = rule.host;
   if (summary) {
     if (!PACKET_HOOKS.has(raw.hook)) event.process = { pid: raw.pid };
   } else {
-    if (!PACKET_HOOKS.has(raw.hook)) event.process = processOf(raw, context, network);
+    if (!PACKET_HOOKS.has(raw.hook)) {
+      event.process = processOf(raw, context, network || raw.hook === HOOK.IDENTITY);
+    }
     if (network) event.net = netOf(raw, type, context);
     else if (raw.hook === HOOK.SCOPE) event.move = moveOf(raw, context);
     else if (raw.hook === HOOK.PTRACE) event.ptrace = ptraceOf(raw, context);
+    else if (raw.hook === HOOK.IDENTITY) event.op = fileOp(IDENTITY_OPS, raw);
     else event.file = fileOf(raw, rule);
     if (raw.hook === HOOK.FILE_CHANGE) event.op = fileOp(FILE_CHANGE_OPS, raw);
     if (raw.hook === HOOK.FILE_WRITE) event.op = fileOp(FILE_WRITE_OPS, raw);
@@ -375,7 +389,8 @@ function processOf(raw: RawEvent, context: EventContext, network: boolean): Even
     comm: raw.comm,
     cgroup: path === undefined ? { id } : { id, path },
   };
-  // A network record's inode fields are the program's where the kernel says so (under rules naming programs).
+  // A network (or identity) record's inode fields are the program's where the kernel says so (under rules
+  // naming programs).
   if (network && (raw.flags & EVENT.EXE) !== 0) {
     process.exe = { dev: raw.dev, ino: raw.inoHi * 2 ** 32 + raw.inoLo };
   }

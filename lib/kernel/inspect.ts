@@ -28,6 +28,7 @@ import {
   FILE_AUDIT_PROGRAMS,
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
+  IDENTITY_PROGRAMS,
 } from "./load.ts";
 import { ingressLinkName } from "./links.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
@@ -156,16 +157,20 @@ function pinnedLink(dir: string, name: string): PinnedLink {
 export function linksNeeded(area: Area, interfaces: readonly string[] = []): string[][][] {
   switch (area) {
     case "file":
-      return [[[...FILE_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...FILE_AUDIT_PROGRAMS]]];
+      return [
+        [[...FILE_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...FILE_AUDIT_PROGRAMS]],
+        [[...IDENTITY_PROGRAMS.lsm], [...IDENTITY_PROGRAMS.fallback]],
+      ];
     case "exec":
       return [[[...EXEC_LSM_PROGRAMS, ...GUARD_LSM_PROGRAMS], [...EXEC_AUDIT_PROGRAMS]]];
     case "egress":
       return [
         [[...CGROUP_PROGRAMS.egress]],
         [[...EGRESS_LSM_PROGRAMS.lsm], [...EGRESS_LSM_PROGRAMS.fallback]],
+        [[...IDENTITY_PROGRAMS.lsm], [...IDENTITY_PROGRAMS.fallback]],
       ];
     case "bind":
-      return [[[...CGROUP_PROGRAMS.bind]]];
+      return [[[...CGROUP_PROGRAMS.bind]], [[...IDENTITY_PROGRAMS.lsm], [...IDENTITY_PROGRAMS.fallback]]];
     case "ingress":
       return interfaces.map((iface) => [[ingressLinkName(iface)]]);
   }

@@ -9,6 +9,7 @@ import {
   FILE_AUDIT_PROGRAMS,
   FILE_LSM_PROGRAMS,
   GUARD_LSM_PROGRAMS,
+  IDENTITY_PROGRAMS,
   LSM_PROGRAMS,
   PTRACE_LSM_PROGRAMS,
 } from "./load.ts";
@@ -101,9 +102,16 @@ export class PlaneLinks {
       ...EGRESS_LSM_PROGRAMS.lsm,
       ...BIND_LSM_PROGRAMS,
       ...PTRACE_LSM_PROGRAMS,
+      ...IDENTITY_PROGRAMS.lsm,
     ];
-    // The ptrace guard goes wherever BPF-LSM serves an area: a scope may come with any policy.
-    if (programs.some((program) => lsmOnly.includes(program))) programs.push(...PTRACE_LSM_PROGRAMS);
+    // The ptrace and identity guards go wherever BPF-LSM serves an area: a scope or an exe rule may come
+    // with any policy. Without BPF-LSM, the identity guard's report goes with the areas whose rules name
+    // programs (file: trusted writers).
+    if (programs.some((program) => lsmOnly.includes(program))) {
+      programs.push(...PTRACE_LSM_PROGRAMS, ...IDENTITY_PROGRAMS.lsm);
+    } else if (areas.has("egress") || areas.has("bind") || areas.has("file")) {
+      programs.push(...IDENTITY_PROGRAMS.fallback);
+    }
     if (programs.some((program) => !lsmOnly.includes(program))) ensureMounted("tracefs");
     const cgroupPrograms = [
       ...(areas.has("egress") ? CGROUP_PROGRAMS.egress : []),

@@ -24,7 +24,8 @@ import { changedMaps, handOver, moveFilters, moveLinks } from "./upgrade.ts";
 export const FILE_FALLBACK_COVERAGE = "the open tracepoints report opens only: an open of a denied file " +
   "(file.open) and an open for writing of a protected one (file.write open-write); a change made without " +
   "opening (truncate, unlink, rename, link, chmod, chown, utimes, xattrs) and a new, removed or renamed entry " +
-  "in a protected directory are neither refused nor reported";
+  "in a protected directory are neither refused nor reported; a trusted writer's (files.writers) open for " +
+  "writing is not reported, and its replace by rename passes nothing on until the next apply";
 
 /** How an area is served on this kernel. */
 export type AreaStatus = { mode: "enforce" | "audit-only" | "unavailable"; reason?: string };
@@ -62,11 +63,19 @@ export const GUARD_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.inodeRename]
  * scope (AEGIS_RULE_PTRACE_GUARD), and returns at once for anything but attach access.
  */
 export const PTRACE_LSM_PROGRAMS: readonly ProgramName[] = [PROGRAMS.ptraceAccess, PROGRAMS.ptraceTraceme];
+/**
+ * The identity guard: attached with any BPF-LSM program; it decides only while the live generation names
+ * programs (AEGIS_RULE_IDENTITY_GUARD), and returns at once for any prctl but PR_SET_MM's exe changes.
+ * Where BPF-LSM does not load, a tracepoint reports those calls (with the egress, bind and file areas,
+ * whose rules and writers name programs).
+ */
+export const IDENTITY_PROGRAMS = { lsm: [PROGRAMS.taskPrctl], fallback: [PROGRAMS.prctlAudit] } as const;
 export const LSM_PROGRAMS: readonly ProgramName[] = [
   ...FILE_LSM_PROGRAMS,
   ...EXEC_LSM_PROGRAMS,
   ...GUARD_LSM_PROGRAMS,
   ...PTRACE_LSM_PROGRAMS,
+  ...IDENTITY_PROGRAMS.lsm,
   // Attached only while the live policy has a scope: it runs on every path walk (see DataPlane.apply).
   PROGRAMS.scopeGuard,
 ];
@@ -116,7 +125,11 @@ export const PROGRAM_SETS = {
   execAudit: { bit: BUILD_PROGRAMS.EXEC_AUDIT, programs: EXEC_AUDIT_PROGRAMS },
   renameLsm: { bit: BUILD_PROGRAMS.RENAME_LSM, programs: GUARD_LSM_PROGRAMS },
   // The scope guard is attached while the live policy has a scope, whatever its areas (see DataPlane.apply).
-  guardsLsm: { bit: BUILD_PROGRAMS.GUARDS_LSM, programs: [...PTRACE_LSM_PROGRAMS, PROGRAMS.scopeGuard] },
+  guardsLsm: {
+    bit: BUILD_PROGRAMS.GUARDS_LSM,
+    programs: [...PTRACE_LSM_PROGRAMS, ...IDENTITY_PROGRAMS.lsm, PROGRAMS.scopeGuard],
+  },
+  identityAudit: { bit: BUILD_PROGRAMS.IDENTITY_AUDIT, programs: IDENTITY_PROGRAMS.fallback },
   egress: { bit: BUILD_PROGRAMS.EGRESS, programs: CGROUP_PROGRAMS.egress },
   egressLsm: { bit: BUILD_PROGRAMS.EGRESS_LSM, programs: EGRESS_LSM_PROGRAMS.lsm },
   egressAudit: { bit: BUILD_PROGRAMS.EGRESS_AUDIT, programs: EGRESS_LSM_PROGRAMS.fallback },
@@ -147,6 +160,7 @@ export function planeSets(areas: ReadonlySet<Area>, withLsm: boolean): ProgramSe
     if (withLsm) sets.add("bindLsm");
   }
   if (withLsm) sets.add("guardsLsm");
+  else if (areas.has("egress") || areas.has("bind") || areas.has("file")) sets.add("identityAudit");
   if (areas.has("ingress")) sets.add("ingress");
   return [...sets];
 }

@@ -18,6 +18,9 @@ export const PROGRAMS = {
   // ptrace guard (bpf/process_guard.bpf.h)
   ptraceAccess: "aegis_ptrace_access",
   ptraceTraceme: "aegis_ptrace_traceme",
+  // identity guard (bpf/process_guard.bpf.h): the LSM hook, and its report where BPF-LSM does not load
+  taskPrctl: "aegis_task_prctl",
+  prctlAudit: "aegis_tp_prctl",
   // a denied file is not changeable either (bpf/file_change.bpf.h; rename: inodeRename)
   inodeSetattr: "aegis_inode_setattr",
   inodeUnlink: "aegis_inode_unlink",

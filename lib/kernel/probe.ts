@@ -37,6 +37,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.scopeGuard]: "BPF-LSM lsm/inode_permission (cgroup moves)",
   [PROGRAMS.ptraceAccess]: "BPF-LSM lsm/ptrace_access_check (ptrace, process_vm_*, /proc/PID/mem)",
   [PROGRAMS.ptraceTraceme]: "BPF-LSM lsm/ptrace_traceme",
+  [PROGRAMS.taskPrctl]: "BPF-LSM lsm/task_prctl (PR_SET_MM: a task changing its executable)",
+  [PROGRAMS.prctlAudit]: "tracepoint syscalls/sys_enter_prctl (PR_SET_MM, reported only)",
   [PROGRAMS.inodeSetattr]: "BPF-LSM lsm/inode_setattr (truncate, chmod, chown, utimes)",
   [PROGRAMS.inodeUnlink]: "BPF-LSM lsm/inode_unlink",
   [PROGRAMS.inodeLink]: "BPF-LSM lsm/inode_link",

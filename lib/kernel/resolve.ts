@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { ifIndex, statxMount, statxStamp, SysError } from "../../ffi/mod.ts";
+import { ifIndex, inodeGeneration, statxMount, statxStamp, SysError } from "../../ffi/mod.ts";
 import type { AllowTarget, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { kernelDev, mountDev } from "./dev.ts";
@@ -172,7 +172,7 @@ function resolveAllowed(
 ): AllowedInode[] {
   const resolve = () =>
     target.sha256 === undefined
-      ? resolveInodes(target, plan, mountinfo, options.warn)
+      ? resolveInodes(target, plan, mountinfo, options.warn, true)
       : hashedInodes(target, plan, mountinfo, options.warn);
   if (!options.keep) return resolve();
   try {
@@ -219,7 +219,7 @@ function hashedInodes(
     throw fail(`has sha256 ${actual}, not the ${target.sha256} the entry names: nothing was applied`);
   }
   return fileIdentities(target.path, mountinfo).map((identity) => ({
-    ...identity,
+    ...stamped(identity, target.path),
     ruleId: target.ruleId,
     path: target.path,
     ctimeNs: before.ctimeNs,
@@ -287,28 +287,41 @@ function resolveProtected(
   const stat = statTarget(target, rule, warn);
   if (!stat) return [];
   const found: ResolvedInode[] = fileIdentities(target.path, mountinfo).map((identity) => ({
-    ...identity,
+    ...stamped(identity, target.path),
     ruleId: target.ruleId,
     path: target.path,
   }));
   if (!stat.isDirectory || !target.recursive) return found;
-  const report = walkRuleTree(target, rule, mountinfo, (identities) => {
-    for (const identity of identities) found.push({ ...identity, ruleId: target.ruleId });
+  const report = walkRuleTree(target, rule, mountinfo, (identities, path) => {
+    for (const identity of identities) found.push({ ...stamped(identity, path), ruleId: target.ruleId });
   }, (path) => {
     // A directory removed during the walk holds nothing to protect.
     const identity = currentIdentity(path, mountinfo);
-    if (identity) found.push({ ...identity, ruleId: target.ruleId });
+    if (identity) found.push({ ...stamped(identity, path), ruleId: target.ruleId });
   });
   if (report.unreadable.count > 0) warn?.(describeUnreadable(rule, target.path, report.unreadable));
   return found;
 }
 
+/**
+ * An identity with the i_generation of the inode `path` names, when it is that inode and its filesystem
+ * shows one (see inodeGeneration): the hooks then hold the rule to that very inode, not to a later file
+ * that reuses its number.
+ */
+function stamped<T extends Identity>(identity: T, path: string): T & { generation?: number } {
+  const generation = inodeGeneration(path, identity.ino);
+  return generation === undefined ? identity : { ...identity, generation };
+}
+
+/** A rule's inodes (`stamp`: with their i_generation, for the rules that allow or protect). */
 function resolveInodes(
   target: InodeTarget,
   plan: RuleSetPlan,
   mountinfo: string,
   warn: ((message: string) => void) | undefined,
+  stamp = false,
 ): ResolvedInode[] {
+  const mark = (identity: Identity, path: string) => stamp ? stamped(identity, path) : identity;
   const rule = plan.rules[target.ruleId]?.id ?? `#${target.ruleId}`;
   const stat = statTarget(target, rule, warn);
   if (!stat) return [];
@@ -320,14 +333,14 @@ function resolveInodes(
       );
     }
     const found: ResolvedInode[] = [];
-    const report = walkRuleTree(target, rule, mountinfo, (identities) => {
-      for (const identity of identities) found.push({ ...identity, ruleId: target.ruleId });
+    const report = walkRuleTree(target, rule, mountinfo, (identities, path) => {
+      for (const identity of identities) found.push({ ...mark(identity, path), ruleId: target.ruleId });
     });
     if (report.unreadable.count > 0) warn?.(describeUnreadable(rule, target.path, report.unreadable));
     return found;
   }
   return fileIdentities(target.path, mountinfo).map((identity) => ({
-    ...identity,
+    ...mark(identity, target.path),
     ruleId: target.ruleId,
     path: target.path,
   }));

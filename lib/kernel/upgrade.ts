@@ -146,9 +146,12 @@ function carryState(mapDir: string, next: BpfObject): void {
   for (const name of ["ingress_session", "inherited"]) {
     using entries = old(name);
     const target = next.map(name);
-    if (entries && entries.keySize === target.keySize && entries.valueSize === target.valueSize) {
+    // Layout 11 added `flags` at the end of an inheritance (0: not by a writer): older values are padded.
+    const grows = name === "inherited" && entries !== undefined && entries.valueSize < target.valueSize;
+    if (entries && entries.keySize === target.keySize && (entries.valueSize === target.valueSize || grows)) {
       for (const key of entries.keys()) {
-        const value = entries.lookup(key);
+        const found = entries.lookup(key);
+        const value = found && grows ? padded(found, target.valueSize) : found;
         if (value) target.update(key, value);
         // An older layout has no word saying so: the hooks search `inherited` only once it is set.
         if (value && name === "inherited") {
@@ -157,6 +160,13 @@ function carryState(mapDir: string, next: BpfObject): void {
       }
     }
   }
+}
+
+/** `bytes` followed by zeros, `size` bytes in all. */
+function padded(bytes: Uint8Array, size: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(size);
+  out.set(bytes);
+  return out;
 }
 
 /**

@@ -123,6 +123,9 @@ export function collect(
     ]
     : [];
   if (sessions) maps.push({ map: "ingress_session", ...sessions });
+  // The learned-address table: full, its oldest entries are evicted (names learned again when resolved).
+  const learned = pinnedMapFill(where.bpffs, "learned");
+  if (learned) maps.push({ map: "learned", ...learned });
   const deadline = words.deadmanDeadlineNs;
   const xdp = pinnedXdpStats(where.bpffs).flatMap(({ ifindex, action, packets }) => {
     const verdict = XDP_ACTIONS[action];

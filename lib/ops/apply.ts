@@ -37,11 +37,13 @@ import {
 } from "../state/history.ts";
 import type { Area, InodeTarget, RuleSetPlan } from "../policy/plan.ts";
 import type { Policy } from "../policy/schema.ts";
-import { encodeInodes } from "../state/inode_set.ts";
+import { encodeInodes, encodeInodesWithGenerations } from "../state/inode_set.ts";
 import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/entries.ts";
 import { describeHolder } from "../state/lock_holder.ts";
 import { acquireStateLock, type StateLock } from "../state/files.ts";
 import { phase, phaseAsync } from "../phases.ts";
+import type { NameServer } from "../names/resolve.ts";
+import { resolvePlanNames } from "./learn_names.ts";
 
 export type PlaneLocation = { bpffs: string; stateDir: string };
 
@@ -144,7 +146,9 @@ export function planAreas(plan: RuleSetPlan): Area[] {
  */
 export function ruleCounts(plan: RuleSetPlan): Record<Area, number> {
   const counts: Record<Area, number> = { file: 0, exec: 0, egress: 0, bind: 0, ingress: 0 };
-  const implied = new Set([plan.scopeGuard, plan.ptraceGuard, plan.routeGuard].map((guard) => guard?.ruleId));
+  const implied = new Set(
+    [plan.scopeGuard, plan.ptraceGuard, plan.routeGuard, plan.identityGuard].map((guard) => guard?.ruleId),
+  );
   plan.rules.forEach((rule, ruleId) => {
     if (ruleId > 0 && !implied.has(ruleId)) counts[rule.area]++;
   });
@@ -194,6 +198,8 @@ export type ApplyRequest = PlaneLocation & {
   warn: (message: string) => void;
   /** The plan's CIDR rules, written into a map of their own while the checks ran (NetRulesAhead). */
   ahead?: NetRulesAhead;
+  /** The resolvers the names of rules by name are resolved with; those of /etc/resolv.conf by default. */
+  nameServers?: readonly NameServer[];
 };
 
 /**
@@ -215,9 +221,19 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   // Read before the plane is opened: a plane this command has to load holds no policy yet.
   // A policy in force written in YAML loads the YAML parser here, and only then.
   const sweep = await phaseAsync("sweep check", () => withYaml(() => sweepWanted(request)));
+  const answers = await phaseAsync(
+    "names",
+    () =>
+      resolvePlanNames(plan, {
+        warn: request.warn,
+        ...request.nameServers && { servers: request.nameServers },
+      }),
+  );
   using plane = phase("open", () => DataPlane.open({ bpffs: request.bpffs, areas: planAreas(plan) }));
   checkEnforceable(plane, plan, request);
   warnProtectFallback(plane, plan, request);
+  // Before the flip: the generation that names them finds its names' addresses learned already.
+  if (answers.length > 0) plane.learn(plan.egressHosts ?? [], answers, plan.nameTtlFloor);
   const pending = phase("history", () =>
     appendHistory(stateDir, {
       uid: Deno.uid() ?? 0,
@@ -379,13 +395,19 @@ function allowedShape(
   allowed: readonly AllowedInode[],
   ruleName: (ruleId: number) => string,
 ): NonNullable<AppliedRecord["allowed"]> {
-  const groups = Map.groupBy(allowed, (inode) => `${inode.ruleId}/${inode.ctimeNs ?? ""}`);
+  // Inodes with an i_generation apart, so that a refresh keeps each one's (inode_set.ts).
+  const groups = Map.groupBy(
+    allowed,
+    (inode) => `${inode.ruleId}/${inode.ctimeNs ?? ""}/${inode.generation !== undefined}`,
+  );
   return [...groups.values()].map((group) => {
-    const { ruleId, ctimeNs } = group[0]!;
+    const { ruleId, ctimeNs, generation } = group[0]!;
     return {
       rule: ruleName(ruleId),
       ...ctimeNs !== undefined && { ctimeNs: ctimeNs.toString() },
-      inodes: encodeInodes(group),
+      inodes: generation === undefined
+        ? encodeInodes(group)
+        : encodeInodesWithGenerations(group as (AllowedInode & { generation: number })[]),
     };
   });
 }
@@ -543,11 +565,14 @@ function egressOf(policy: unknown): EgressOf | undefined {
   // The program a rule names is part of what it says: a deny that drops its exe denies more.
   const program = (rule: Record<string, unknown>) =>
     rule.exe === undefined ? "" : `|${rule.exe}|${rule.children === true}`;
+  // A rule by name is keyed by its host: two of them name no cidr.
   const netKey = (rule: Record<string, unknown>) =>
     rule.port === undefined && rule.ports === undefined && rule.protocol === undefined &&
-      rule.exe === undefined
+      rule.exe === undefined && rule.host === undefined
       ? String(rule.cidr)
-      : `${rule.cidr}|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
+      : `${
+        rule.host === undefined ? rule.cidr : `host:${rule.host}`
+      }|${rule.port}|${rule.ports}|${rule.protocol}${program(rule)}`;
   const userKey = (rule: Record<string, unknown>) =>
     `${rule.uid}|${rule.gid}|${rule.allowPorts}|${rule.denyPorts}${program(rule)}`;
   return {

@@ -133,3 +133,27 @@ Deno.test("deniesNewCidr() says true only where egressWidened() does, on random 
   }
   assert.ok(found > 50, `the witness was found ${found} times: the changes miss the case`);
 });
+
+Deno.test("egressWidened() tells rules by name apart by their host: a new name's deny sweeps", () => {
+  const named = egress({ deny: [{ host: "a.example.com" }], allow: [{ host: "b.example.com", port: 443 }] });
+  assert.equal(
+    egressWidened(
+      named,
+      egress({ deny: [{ host: "a.example.com" }], allow: [{ host: "b.example.com", port: 443 }] }),
+    ),
+    false,
+  );
+  assert.equal(
+    egressWidened(named, egress({ deny: [{ host: "c.example.com" }], allow: [] })),
+    true,
+    "a new deny",
+  );
+  assert.equal(
+    egressWidened(
+      named,
+      egress({ deny: [{ host: "a.example.com" }], allow: [{ host: "c.example.com", port: 443 }] }),
+    ),
+    true,
+    "an allow dropped",
+  );
+});

@@ -12,7 +12,7 @@ import type { AllowedInode, ResolvedInode, ResolvedRuleSet } from "../kernel/ent
 import { resolvePlan } from "../kernel/resolve.ts";
 import type { RuleSetPlan } from "../policy/plan.ts";
 import type { AppliedRecord } from "../state/apply_state.ts";
-import { InodeSet } from "../state/inode_set.ts";
+import { decodeInodes, InodeSet } from "../state/inode_set.ts";
 import { InputError } from "../errors.ts";
 import { ResolveError } from "../kernel/resolve.ts";
 
@@ -69,7 +69,7 @@ export function keptAllowed(
     const ruleId = ids.get(rule);
     if (ruleId === undefined) return [];
     const stamp = ctimeNs === undefined ? {} : { ctimeNs: BigInt(ctimeNs) };
-    return [...new InodeSet(inodes).unseen()].map((inode) => ({ ...inode, ruleId, ...stamp }));
+    return decodeInodes(inodes).map((inode) => ({ ...inode, ruleId, ...stamp }));
   });
 }
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { AppliedRecord } from "../state/apply_state.ts";
+import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { encodeInodes } from "../state/inode_set.ts";
 import { compilePolicy } from "../policy/compile.ts";
 import { parsePolicy } from "../policy/parse.ts";
@@ -63,4 +63,39 @@ Deno.test("keptAllowed() gives back exec.allow's inodes and stamps as applied, a
   // The paths do not exist: resolving them would fail; the refresh takes the applied set instead.
   assert.deepEqual(resolveForRefresh(plan, applied).resolved.execAllow, allowed);
   assert.equal(keptAllowed(plan, record), undefined, "a record without the field: resolved afresh");
+});
+
+Deno.test("keptAllowed() keeps each allowed inode's i_generation, so a refresh still refuses a reused number", () => {
+  const plan = compilePolicy(parsePolicy(
+    "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: p, version: 1 }\nspec:\n  exec:\n" +
+      "    default: deny\n    allow:\n      - { id: bin, path: /nowhere/bin, recursive: true }\n",
+    "p.yaml",
+  ));
+  const allowed = [
+    { dev: 8, ino: 21n, ruleId: 1, generation: 0xfedcba98 },
+    { dev: 8, ino: 20n, ruleId: 1, generation: 7 },
+    { dev: 9, ino: 3n, ruleId: 1 },
+  ];
+  const shape = appliedShape({
+    plan,
+    files: [],
+    exec: [],
+    execAllow: allowed,
+    scope: { include: [], exempt: [] },
+    interfaces: [],
+  });
+  // Through applied.json and back, as the agent's refresh reads it.
+  const dir = Deno.makeTempDirSync();
+  let applied: AppliedRecord | undefined;
+  try {
+    writeApplied(dir, { ...record, ...shape });
+    applied = readApplied(dir);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+  assert.deepEqual(keptAllowed(plan, applied), [
+    { dev: 8, ino: 20n, ruleId: 1, generation: 7 },
+    { dev: 8, ino: 21n, ruleId: 1, generation: 0xfedcba98 },
+    { dev: 9, ino: 3n, ruleId: 1 },
+  ]);
 });

@@ -43,6 +43,7 @@ export function diffPolicies(before: Policy | undefined, after: Policy): PolicyD
 const LIST_ORDER: Record<RuleList, true> = {
   "files.deny": true,
   "files.protect": true,
+  "files.writers": true,
   "exec.deny": true,
   "exec.allow": true,
   "network.egress.deny": true,

@@ -5,7 +5,8 @@
 
 import { z } from "zod";
 import { InputError } from "../errors.ts";
-import type { DecisionEvent } from "./decide.ts";
+import type { DecisionEvent, LearnedAddress } from "./decide.ts";
+import { learnedFromEvent } from "./learned_table.ts";
 
 const protocol = z.union([
   z.enum(["tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icmpv6"]),
@@ -27,6 +28,7 @@ const eventSchema = z.looseObject({
   ]),
   rule: z.string().optional(),
   subject: z.string().optional(),
+  hostName: z.string().optional(),
   host: z.string().optional(),
   op: z.enum([
     "open-write",
@@ -64,7 +66,13 @@ const eventSchema = z.looseObject({
   }).optional(),
 });
 
-export type ExplainedEvent = { event: DecisionEvent; type: string; rule?: string };
+/** `learned`: the learned-address entry the line implies (learnedFromEvent), for a line decided by name. */
+export type ExplainedEvent = {
+  event: DecisionEvent;
+  type: string;
+  rule?: string;
+  learned?: LearnedAddress[];
+};
 
 /**
  * The rule ids whose file or exec targets resolved to the inode (dev, ino) on this host, or undefined when
@@ -93,7 +101,7 @@ export function parseEventLine(text: string, where: string, inodeRules?: InodeRu
     const issue = parsed.error.issues[0];
     throw new InputError(`${where}: ${issue?.path.join(".") || "event"}: ${issue?.message ?? "invalid"}`);
   }
-  const { type, rule, subject, op, process, file, net, reason, host } = parsed.data;
+  const { type, rule, subject, op, process, file, net, reason, host, hostName } = parsed.data;
   const cgroup = process?.cgroup?.path;
   // The program: its path when the line has it, else the program the deciding rule named, which is the
   // task's own or an ancestor's (children: true): both are tried, as the kernel would.
@@ -161,5 +169,8 @@ export function parseEventLine(text: string, where: string, inodeRules?: InodeRu
         };
     }
   })();
-  return rule === undefined ? { event, type } : { event, type, rule };
+  const learned = learnedFromEvent(hostName, net?.daddr);
+  const explained: ExplainedEvent = rule === undefined ? { event, type } : { event, type, rule };
+  if (learned.length > 0) explained.learned = learned;
+  return explained;
 }

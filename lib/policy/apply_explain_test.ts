@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { parseEventLine } from "./apply_explain.ts";
+import { compilePolicy } from "./compile.ts";
+import { decide } from "./decide.ts";
+import { parsePolicy } from "./parse.ts";
 
 Deno.test("parseEventLine() reads the fields each event type is decided by", () => {
   const connect = parseEventLine(
@@ -91,4 +94,25 @@ Deno.test("parseEventLine() reads a file.write's op and path, and needs both", (
     () => parseEventLine('{"type":"file.write","op":"chmod","file":{"path":"/x"}}', "l:4"),
     /l:4: op:/,
   );
+});
+
+Deno.test("parseEventLine() gives a file.write its program, so that explain names the writer a candidate trusts", () => {
+  const line = JSON.stringify({
+    type: "file.write",
+    rule: "sudoers",
+    op: "rename",
+    process: { pid: 9, exe: { path: "/usr/bin/dpkg" } },
+    file: { path: "/etc/sudoers", dev: 1, ino: 2 },
+  });
+  const { event } = parseEventLine(line, "l");
+  assert.deepEqual(event, { area: "write", op: "rename", path: "/etc/sudoers", exe: "/usr/bin/dpkg" });
+  const policy = parsePolicy(
+    "apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: p, version: 1 }\nspec:\n  mode: enforce\n" +
+      "  files:\n    protect: [{ id: sudoers, path: /etc/sudoers }]\n    writers: [{ id: dpkg, exe: /usr/bin/dpkg }]\n",
+    "p.yaml",
+  );
+  assert.deepEqual(decide(compilePolicy(policy), event), {
+    decision: "allow",
+    writer: { ruleId: 2, ruleName: "dpkg" },
+  });
 });

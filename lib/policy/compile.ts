@@ -4,10 +4,12 @@
  * each list).
  */
 import { parseCidr, unmapIpv4 } from "./cidr.ts";
+import { canonicalHost } from "./host_name.ts";
 import {
   type Area,
   type BindRule,
   emptyPlan,
+  type HostRule,
   type NetRule,
   type PortRule,
   type Protocol,
@@ -16,7 +18,15 @@ import {
   type Subject,
   WELL_KNOWN_NAT64,
 } from "./plan.ts";
-import type { NetRuleSpec, Policy, PortRuleSpec, RuleList, RuleRef, UserRuleSpec } from "./schema.ts";
+import type {
+  EgressRuleSpec,
+  NetRuleSpec,
+  Policy,
+  PortRuleSpec,
+  RuleList,
+  RuleRef,
+  UserRuleSpec,
+} from "./schema.ts";
 import { forEachRule } from "./schema.ts";
 
 /** Where a rule without a cidr applies: every destination (or source) of both families. */
@@ -39,6 +49,8 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "exec.allow": { area: "exec", action: "allow" },
   // Served by the file area's hooks (BPF-LSM, or the open tracepoints' audit).
   "files.protect": { area: "file", action: "deny" },
+  // Asked by those hooks when a protected (or, for a rename, allowed) inode is changed.
+  "files.writers": { area: "file", action: "allow" },
 };
 
 export function compilePolicy(policy: Policy): RuleSetPlan {
@@ -47,6 +59,8 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
   const subjects = new Subjects();
   forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef, subjects));
   if (subjects.list.length > 0) plan.subjects = subjects.list;
+  const floor = spec.network?.egress?.nameTtlFloor;
+  if (floor !== undefined && plan.egressHosts) plan.nameTtlFloor = floor;
   if (spec.network?.egress?.default === "deny") {
     const info: RuleInfo = { id: "network.egress.default", area: "egress", action: "deny" };
     plan.egressDefaultDeny = { ruleId: plan.rules.push(info) - 1 };
@@ -92,11 +106,17 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     ),
   );
   plan.nat64Prefixes = [...nat64].map((bytes) => new Uint8Array(bytes.split(".").map(Number)));
+  if (plan.subjects) {
+    // Numbered last, so that a policy's other rule ids stay what they were before exe rules had a guard.
+    // The area of the first rule naming a program: egress, bind, or file for a writer.
+    const area = plan.rules[plan.subjects[0]!.ruleId]?.area ?? "egress";
+    plan.identityGuard = { ruleId: plan.rules.push({ id: "exe.identity", area, action: "deny" }) - 1 };
+  }
   return plan;
 }
 
 /** Numbers the programs rules name: one per distinct (exe, children), 1 up in rule order. */
-class Subjects {
+export class Subjects {
   readonly list: Subject[] = [];
   readonly #byKey = new Map<string, Subject>();
 
@@ -129,6 +149,17 @@ type SubjectSpec = {
   optional?: boolean | undefined;
 };
 
+/**
+ * The one place a trusted writer joins the plan: its program becomes a subject (one number per distinct
+ * exe and children, shared with the network rules that name the same), and `plan.writers` lists it under
+ * the rule that made it a writer. files.writers entries come here; so does any other source of writers
+ * (e.g. a `trust: dpkg` entry making dpkg one) with its own rule id.
+ */
+export function addWriter(plan: RuleSetPlan, subjects: Subjects, writer: SubjectSpec, ruleId: number): void {
+  const subject = subjects.of(writer, ruleId)!;
+  (plan.writers ??= []).push({ ruleId, subject, exe: writer.exe!, children: writer.children === true });
+}
+
 function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
@@ -138,7 +169,13 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   ) {
     info.path = entry.rule.path;
   }
+  if ("host" in entry.rule && entry.rule.host !== undefined) info.host = canonicalHost(entry.rule.host);
   const ruleId = plan.rules.push(info) - 1;
+  if (entry.list === "files.writers") {
+    info.exe = entry.rule.exe;
+    addWriter(plan, subjects, entry.rule, ruleId);
+    return;
+  }
   const subject = "exe" in entry.rule ? subjects.of(entry.rule, ruleId) : undefined;
   if (subject !== undefined) info.exe = (entry.rule as SubjectSpec).exe!;
   switch (entry.list) {
@@ -179,7 +216,9 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
     }
     case "network.egress.deny":
     case "network.egress.allow":
-      addNetRules(plan.egress, entry.rule, ruleId, action, subject);
+      if (info.host !== undefined) {
+        hostRules(plan.egressHosts ??= [], entry.rule, { ruleId, action, host: info.host }, subject);
+      } else addNetRules(plan.egress, entry.rule, ruleId, action, subject);
       return;
     case "network.ingress.allow":
     case "network.ingress.deny":
@@ -225,6 +264,26 @@ function addNetRules(
       if (subject !== undefined) net.subject = subject;
       rules.push(net);
     }
+  }
+}
+
+/** One HostRule per port (one without a port: every port) of an egress rule by host name. */
+function hostRules(
+  rules: HostRule[],
+  rule: EgressRuleSpec,
+  { ruleId, action, host }: Pick<HostRule, "ruleId" | "action" | "host">,
+  subject?: number,
+): void {
+  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
+  for (const port of ports) {
+    rules.push({
+      ruleId,
+      action,
+      host,
+      ...rule.protocol && { protocol: rule.protocol },
+      ...port !== undefined && { port },
+      ...subject !== undefined && { subject },
+    });
   }
 }
 

@@ -220,3 +220,39 @@ Deno.test("compilePolicy() numbers files.protect rules after every older list an
   assert.deepEqual(plan.rules[4], { id: "cron", area: "file", action: "deny", path: "/etc/cron.d" });
   assert.equal(compile(minimal("  files:\n    deny: [{ path: /etc/shadow }]\n")).protect, undefined);
 });
+
+Deno.test("compilePolicy() makes each files.writers entry a subject and lists it as a writer, shared with network rules", () => {
+  const plan = compile(
+    minimal(
+      "  files:\n    protect: [{ path: /etc/sudoers }]\n    writers:\n" +
+        "      - { exe: /usr/bin/dpkg, children: true }\n      - { id: vi, exe: /usr/sbin/visudo, optional: true }\n" +
+        "  network:\n    egress:\n      deny: [{ cidr: 10.0.0.0/8, exe: /usr/bin/dpkg, children: true }]\n",
+    ),
+  );
+  assert.deepEqual(plan.rules.map((rule) => rule.id), [
+    "default",
+    "network.egress.deny[0]",
+    "files.protect[0]",
+    "files.writers[0]",
+    "vi",
+    "network.egress.sourceRoutes",
+    "exe.identity",
+  ]);
+  assert.deepEqual(plan.identityGuard, { ruleId: 6 }, "rules naming programs bring the identity guard, last");
+  assert.equal(plan.rules[6]?.area, "egress", "the area of the first rule naming a program");
+  assert.deepEqual(plan.rules[3], {
+    id: "files.writers[0]",
+    area: "file",
+    action: "allow",
+    exe: "/usr/bin/dpkg",
+  });
+  assert.deepEqual(plan.subjects, [
+    { subject: 1, exe: "/usr/bin/dpkg", children: true, optional: false, ruleId: 1 },
+    { subject: 2, exe: "/usr/sbin/visudo", children: false, optional: true, ruleId: 4 },
+  ]);
+  assert.deepEqual(plan.writers, [
+    { ruleId: 3, subject: 1, exe: "/usr/bin/dpkg", children: true },
+    { ruleId: 4, subject: 2, exe: "/usr/sbin/visudo", children: false },
+  ]);
+  assert.equal(compile(minimal("  files:\n    protect: [{ path: /etc/sudoers }]\n")).writers, undefined);
+});

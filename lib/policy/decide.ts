@@ -20,6 +20,13 @@
  * - network.egress.default: deny: a destination view no rule matches is denied by the default, except
  *   loopback (127.0.0.0/8, ::1); a rule for 0.0.0.0/0 (or ::/0) with no port nor protocol and no exe takes
  *   the default's place for its family, loopback included.
+ * - Names (egress rules with `host`): an address learned for a name (the `learned` table: names resolved
+ *   at apply and refreshed) is decided by the rules of the most specific pattern covering the name (the
+ *   name itself, else the longest wildcard), matched by port and protocol as CIDR rules are, wherever no
+ *   CIDR rule of the address itself (a /32 or /128) matches: a name beats every shorter CIDR rule and the
+ *   default, and the address's own CIDR rule beats the name. An expired entry decides nothing. (A deny by
+ *   name without port or protocol also drops the name's UDP DNS queries at the packet backstop: decided by
+ *   the question a packet carries, which no event here holds, so not modelled.)
  * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
@@ -30,8 +37,11 @@
  * - A write (files.protect): the protect rules whose inode the file has, by path the entry's own path or
  *   one below a recursive entry; for an entry change (create, unlink, rename, link), also the directory it
  *   is made in when an entry names that directory. Reading and running are never a write. Then scope.
+ *   Then the writers (files.writers): a task one of whose subjects (as above) is a writer's is allowed,
+ *   and the decision names the writer (`writer`), the first in subject order.
  */
 import { type Cidr, cidrContains, parseCidr, unmapIpv4 } from "./cidr.ts";
+import { canonicalHost, hostCovers } from "./host_name.ts";
 import {
   type InodeTarget,
   type Mode,
@@ -85,6 +95,9 @@ export type DecisionEvent =
   | {
     area: "write";
     op: WriteOp;
+    /** The program that writes and its ancestors', for files.writers. */
+    exe?: string;
+    ancestors?: readonly string[];
     /** The rule ids whose targets resolved to the inode written (or the directory changed); else `path`. */
     ruleIds?: readonly number[];
     /** The file written, or the entry made, removed or renamed. */
@@ -128,17 +141,42 @@ export type Decision = {
   ruleName?: string;
   /** Exec decisions only. */
   reason?: ExecReason;
+  /** A write a protect rule would refuse, allowed because the task is a trusted writer: that entry. */
+  writer?: { ruleId: number; ruleName?: string };
 };
 
 /** What a network rule is matched against. */
 export type Packet = { cidr: Cidr; port: number; protocol: number };
 
-/** The decision for `event`; `mode` overrides the plan's (break-glass, deadman, `--audit`). */
-export function decide(plan: RuleSetPlan, event: DecisionEvent, options: { mode?: Mode } = {}): Decision {
+/**
+ * An address the kernel learned for a host name (map `learned`), as the decision sees it: an entry past
+ * its expiry decides nothing.
+ */
+export type LearnedAddress = { addr: Address; host: string; expired?: boolean };
+
+export type DecideOptions = {
+  /** Overrides the plan's mode (break-glass, deadman, `--audit`). */
+  mode?: Mode;
+  /** The learned-address table: which names the destination was learned for. Absent: none. */
+  learned?: readonly LearnedAddress[];
+};
+
+/** The decision for `event` (see DecideOptions). */
+export function decide(plan: RuleSetPlan, event: DecisionEvent, options: DecideOptions = {}): Decision {
   const found: { ruleId?: number | undefined; reason?: ExecReason } | undefined = event.area === "exec"
     ? execRule(plan, event)
-    : { ruleId: decidingRule(plan, event) };
+    : { ruleId: decidingRule(plan, event, options.learned ?? []) };
   const ruleId = found?.ruleId;
+  if (ruleId !== undefined && event.area === "write") {
+    const writer = trustedWriter(plan, event);
+    if (writer !== undefined) {
+      const ruleName = plan.rules[writer]?.id;
+      return {
+        decision: "allow",
+        writer: ruleName === undefined ? { ruleId: writer } : { ruleId: writer, ruleName },
+      };
+    }
+  }
   if (ruleId === undefined) return { decision: "allow" };
   const decision = (options.mode ?? plan.mode) === "enforce" ? "deny" : "audit";
   const name = plan.rules[ruleId]?.id;
@@ -167,10 +205,14 @@ function execRule(
 }
 
 /** The id of the rule that denies `event`, or undefined when it is allowed. */
-function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefined {
+function decidingRule(
+  plan: RuleSetPlan,
+  event: DecisionEvent,
+  learned: readonly LearnedAddress[],
+): number | undefined {
   switch (event.area) {
     case "egress": {
-      const ruleId = egressRule(plan, event);
+      const ruleId = egressRule(plan, event, learned);
       return ruleId !== undefined && inScope(plan, event.cgroup) ? ruleId : undefined;
     }
     case "bind": {
@@ -188,7 +230,7 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
       return ingressRule(plan, event);
     case "forward":
       return plan.forwarded
-        ? egressCidrRule(plan, toPacket(event.addr, event.port, event.protocol))
+        ? egressCidrRule(plan, toPacket(event.addr, event.port, event.protocol), [], learned)
         : undefined;
     case "file":
     case "exec": {
@@ -205,11 +247,12 @@ function decidingRule(plan: RuleSetPlan, event: DecisionEvent): number | undefin
 function egressRule(
   plan: RuleSetPlan,
   event: Extract<DecisionEvent, { area: "egress" }>,
+  learned: readonly LearnedAddress[],
 ): number | undefined {
   const packet = toPacket(event.addr, event.port, event.protocol);
   // Rules that name a program judge TCP and UDP only (other protocols are judged packet by packet).
   const subjects = packet.protocol === 6 || packet.protocol === 17 ? taskSubjects(plan, event) : [];
-  const cidr = egressCidrRule(plan, packet, subjects);
+  const cidr = egressCidrRule(plan, packet, subjects, learned);
   if (cidr !== undefined) return cidr;
   const user = [...subjects, undefined].map((subject) =>
     userRule(plan.egressUsers.filter((entry) => entry.subject === subject), event.uid, event.gid)
@@ -247,13 +290,65 @@ function egressCidrRule(
   plan: RuleSetPlan,
   packet: Packet,
   subjects: readonly number[] = [],
+  learned: readonly LearnedAddress[] = [],
 ): number | undefined {
   for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
-    const rule = matchSubjects(plan.egress, view, subjects);
+    let rule = matchSubjects(plan.egress, view, subjects);
+    if (!rule || rule.prefixLength < view.cidr.addr.length * 8) {
+      rule = matchNet(learnedRules(plan, view, learned), view) ?? rule;
+    }
     if (rule?.action === "deny") return rule.ruleId;
     if (!rule && plan.egressDefaultDeny && !isLoopback(view)) return plan.egressDefaultDeny.ruleId;
   }
   return undefined;
+}
+
+/**
+ * The rules by name that decide for `view`'s address: those of the most specific pattern covering a name
+ * it was learned for (and has not expired), each as the NetRule of that address alone.
+ */
+export function learnedRules(
+  plan: RuleSetPlan,
+  view: Packet,
+  learned: readonly LearnedAddress[],
+): NetRule[] {
+  const hosts = plan.egressHosts ?? [];
+  if (hosts.length === 0 || learned.length === 0) return [];
+  const { family, addr } = view.cidr;
+  const patterns = new Set<string>();
+  for (const entry of learned) {
+    if (entry.expired) continue;
+    const { cidr } = toPacket(entry.addr, 0, 0);
+    if (cidr.family !== family || !cidr.addr.every((byte, i) => byte === addr[i])) continue;
+    const pattern = coveringPattern(hosts, entry.host);
+    if (pattern) patterns.add(pattern);
+  }
+  const rules: NetRule[] = [];
+  for (const host of hosts) {
+    if (!patterns.has(host.host)) continue;
+    const rule: NetRule = {
+      ruleId: host.ruleId,
+      action: host.action,
+      family,
+      addr: new Uint8Array(addr),
+      prefixLength: addr.length * 8,
+    };
+    if (host.protocol) rule.protocol = host.protocol;
+    if (host.port !== undefined) rule.port = host.port;
+    rules.push(rule);
+  }
+  return rules;
+}
+
+/** The pattern of `hosts` that decides for `name`: the name itself, else the longest wildcard covering it. */
+export function coveringPattern(hosts: readonly { host: string }[], name: string): string | undefined {
+  const canonical = canonicalHost(name);
+  let best: string | undefined;
+  for (const { host } of hosts) {
+    if (host === canonical) return host;
+    if (hostCovers(host, canonical) && host.length > (best?.length ?? 0)) best = host;
+  }
+  return best;
 }
 
 /**
@@ -339,6 +434,20 @@ function inodeRule(
       : path !== undefined && (path === target.path || (target.recursive && isUnder(path, target.path)))
   );
   return matches[0]?.ruleId;
+}
+
+/**
+ * The writer entry that lets the task change protected files: the first of its subjects (in precedence
+ * order, at most four) that a files.writers entry names, as the kernel asks them. Undefined: none.
+ */
+export function trustedWriter(plan: RuleSetPlan, task: TaskProgram): number | undefined {
+  const writers = plan.writers ?? [];
+  if (writers.length === 0) return undefined;
+  for (const subject of taskSubjects(plan, task)) {
+    const writer = writers.find((entry) => entry.subject === subject);
+    if (writer) return writer.ruleId;
+  }
+  return undefined;
 }
 
 function protectRule(

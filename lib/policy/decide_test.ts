@@ -361,3 +361,34 @@ Deno.test("decide() refuses writes of protected files and entry changes of prote
     ruleName: "cron",
   });
 });
+
+Deno.test("decide() allows a protected write by a writer, naming it; its children only with children: true", () => {
+  const p = plan(
+    "  files:\n    protect: [{ id: sudoers, path: /etc/sudoers }]\n    writers:\n" +
+      "      - { id: dpkg, exe: /usr/bin/dpkg, children: true }\n      - { id: visudo, exe: /usr/sbin/visudo }\n",
+  );
+  const write = (task: { exe?: string; ancestors?: string[] }, path = "/etc/sudoers"): DecisionEvent => ({
+    area: "write",
+    op: "rename",
+    path,
+    ...task,
+  });
+  assert.deepEqual(decide(p, write(from("/usr/bin/dpkg"))), {
+    decision: "allow",
+    writer: { ruleId: 2, ruleName: "dpkg" },
+  });
+  assert.equal(
+    decide(p, write(from("/bin/sh", ["/usr/bin/dpkg"]))).writer?.ruleName,
+    "dpkg",
+    "a script dpkg runs",
+  );
+  assert.equal(decide(p, write(from("/usr/sbin/visudo"))).writer?.ruleName, "visudo");
+  assert.deepEqual(
+    decide(p, write(from("/bin/sh", ["/usr/sbin/visudo"]))),
+    { decision: "deny", ruleId: 1, ruleName: "sudoers" },
+    "visudo's child is no writer (children: false)",
+  );
+  assert.equal(decide(p, write(from("/usr/bin/vi"))).decision, "deny");
+  assert.equal(decide(p, write({})).decision, "deny", "a task of unknown program is no writer");
+  assert.deepEqual(decide(p, write(from("/usr/bin/dpkg"), "/etc/motd")), { decision: "allow" });
+});

@@ -2,7 +2,7 @@
  * The host facts lint needs, read from the host (files and /proc only; no kernel objects). Kept apart from
  * `lint.ts` so that lint stays a pure function of the policy and these facts.
  */
-import type { LintFacts, PathFact } from "./lint.ts";
+import { DPKG_PATH, type LintFacts, type PathFact } from "./lint.ts";
 import type { Policy } from "./schema.ts";
 
 const SSHD_PATHS = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"];
@@ -43,8 +43,15 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
   ].map((rule) => rule.path);
   // And the programs rules name (exe), which must exist too unless optional.
   const { egress, bind } = policy.spec.network ?? {};
+  const writers = policy.spec.files?.writers ?? [];
   for (
-    const rule of [...egress?.deny ?? [], ...egress?.allow ?? [], ...egress?.users ?? [], ...bind?.deny ?? []]
+    const rule of [
+      ...egress?.deny ?? [],
+      ...egress?.allow ?? [],
+      ...egress?.users ?? [],
+      ...bind?.deny ?? [],
+      ...writers,
+    ]
   ) {
     if (rule.exe !== undefined && !denied.includes(rule.exe)) denied.push(rule.exe);
   }
@@ -57,6 +64,7 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     "sshConnection" in options ? options.sshConnection : Deno.env.get("SSH_CONNECTION"),
   );
   const forwarding = readForwarding();
+  const dpkgOwners = await protectedDpkgOwners(policy);
   return {
     resolvers: parseResolvConf(await readText("/etc/resolv.conf")),
     sshPorts: parseSshdPorts(await readText("/etc/ssh/sshd_config")),
@@ -67,7 +75,55 @@ export async function gatherLintFacts(policy: Policy, options: FactOptions = {})
     ...await ptraceScope(),
     now: new Date(),
     ...forwarding && { forwarding },
+    ...dpkgOwners && { dpkgOwners },
   };
+}
+
+const DPKG_INFO = "/var/lib/dpkg/info";
+
+/** The owners of the policy's protected paths, when it protects any and no writer runs dpkg. */
+async function protectedDpkgOwners(policy: Policy): Promise<Map<string, string> | undefined> {
+  const protect = policy.spec.files?.protect ?? [];
+  const writers = policy.spec.files?.writers ?? [];
+  if (
+    protect.length === 0 || writers.some((writer) => writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg")
+  ) {
+    return undefined;
+  }
+  return await dpkgOwners(protect, DPKG_INFO);
+}
+
+/**
+ * The dpkg package that owns each of `entries`' paths, from the file lists of `infoDir`
+ * (/var/lib/dpkg/info/PACKAGE.list, one path a line): the path itself, or for a recursive entry a file
+ * below it. Undefined when there is no dpkg database (not a Debian host).
+ */
+export async function dpkgOwners(
+  entries: readonly { path: string; recursive?: boolean | undefined }[],
+  infoDir: string,
+): Promise<Map<string, string> | undefined> {
+  const exact = new Set(entries.map((entry) => entry.path));
+  const trees = entries.filter((entry) => entry.recursive).map((entry) => ({
+    path: entry.path,
+    prefix: `${entry.path.replace(/\/+$/, "")}/`,
+  }));
+  const owners = new Map<string, string>();
+  let lists: Deno.DirEntry[];
+  try {
+    lists = Array.from(Deno.readDirSync(infoDir)).filter((entry) => entry.name.endsWith(".list"));
+  } catch {
+    return undefined;
+  }
+  for (const list of lists.sort((a, b) => a.name.localeCompare(b.name))) {
+    const name = list.name.slice(0, -".list".length);
+    for (const line of (await readText(`${infoDir}/${list.name}`)).split("\n")) {
+      if (exact.has(line) && !owners.has(line)) owners.set(line, name);
+      for (const tree of trees) {
+        if (line.startsWith(tree.prefix) && !owners.has(tree.path)) owners.set(tree.path, name);
+      }
+    }
+  }
+  return owners;
 }
 
 /** aegisbpf's state and configuration directories that exist here (lint.ts `ownDirectories`). */

@@ -6,6 +6,7 @@ import type { Position } from "../errors.ts";
 import { type Cidr, networkOf } from "./cidr.ts";
 import { compilePolicy } from "./compile.ts";
 import { decide, matchSubjects, toPacket } from "./decide.ts";
+import { DOH_ADDRESSES, DOH_NAMES, DOT_PORT, hostCovers } from "./host_name.ts";
 import type { InodeTarget, NetRule, RuleSetPlan } from "./plan.ts";
 import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./schema.ts";
 
@@ -36,6 +37,11 @@ export type LintFacts = {
   /** kernel.yama.ptrace_scope (0-3), or undefined when Yama is not built in. */
   ptraceScope?: number;
   now: Date;
+  /**
+   * The dpkg package owning each files.protect path (as written) that one owns, or a file below a recursive
+   * one: read only while no files.writers entry runs dpkg (DPKG_PATH). Absent: not known.
+   */
+  dpkgOwners?: ReadonlyMap<string, string>;
   /** Whether this host forwards packets (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding); unknown: absent. */
   forwarding?: { ipv4: boolean; ipv6: boolean };
 };
@@ -48,6 +54,7 @@ export type LintCode =
   | "survival-set"
   | "survival-unchecked"
   | "protects-own-state"
+  | "protects-dpkg-files"
   | "resolver-denied"
   | "missing-path"
   | "packet-sockets-unexempt"
@@ -57,6 +64,7 @@ export type LintCode =
   | "forwarded-unjudged"
   | "egress-default-lockout"
   | "dns-unallowed"
+  | "doh-allowed"
   | "allow-upgrades"
   | "expired";
 
@@ -83,8 +91,10 @@ export function lintPolicy(policy: Policy, locate: Locate, facts: LintFacts): Wa
   lintResolvers(plan, report, facts);
   lintMissingPaths(plan, report, facts);
   lintSpec(policy, report, facts);
+  lintDpkgProtected(plan, report, facts);
   lintLockout(plan, report, facts);
   lintEgressScope(plan, report, facts);
+  lintNames(plan, report, facts);
   return report.sorted();
 }
 
@@ -238,6 +248,33 @@ function lintProtectedOwnState(plan: RuleSetPlan, report: Report, facts: LintFac
         );
       }
     }
+  }
+}
+
+/** dpkg, which package upgrades run: the writer a policy needs to let them change protected files. */
+export const DPKG_PATH = "/usr/bin/dpkg";
+
+/** Whether a files.writers entry of the plan runs dpkg (by the path it names, /usr/bin/dpkg or /bin/dpkg). */
+export function dpkgIsWriter(plan: RuleSetPlan): boolean {
+  return (plan.writers ?? []).some((writer) => writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg");
+}
+
+/**
+ * files.protect entries over files a dpkg package owns while dpkg is no writer: the package's next upgrade
+ * cannot replace them (dpkg fails, half-configured). A warning: the operator may mean it.
+ */
+function lintDpkgProtected(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  if (!facts.dpkgOwners || dpkgIsWriter(plan)) return;
+  for (const { ruleId, path, recursive } of plan.protect ?? []) {
+    const owner = facts.dpkgOwners.get(path);
+    if (owner === undefined) continue;
+    const what = recursive ? `files below ${path} belong` : `${path} belongs`;
+    report.rule(
+      ruleId,
+      "protects-dpkg-files",
+      `${what} to the dpkg package ${owner}, and no files.writers entry runs ${DPKG_PATH}: its next upgrade ` +
+        `will fail; add { exe: ${DPKG_PATH}, children: true } to files.writers`,
+    );
   }
 }
 
@@ -514,6 +551,67 @@ function lintResolvers(plan: RuleSetPlan, report: Report, facts: LintFacts): voi
   }
 }
 
+/**
+ * Rules by name, and what an allowlist lets around them: names are learned from the DNS answers the scope
+ * receives on port 53, so a scope that reaches no resolver learns none (`dns-unallowed`), and a program that
+ * resolves through DNS over HTTPS (a known endpoint, by name or address) or over TLS (port 853) learns
+ * names no hook sees (`doh-allowed`).
+ */
+function lintNames(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  const hosts = plan.egressHosts ?? [];
+  const cgroup = plan.scope.include[0];
+  const allows = new Set<number>();
+  const warnOnce = (ruleId: number, what: string) => {
+    if (allows.has(ruleId)) return;
+    allows.add(ruleId);
+    report.rule(ruleId, "doh-allowed", what);
+  };
+  for (const rule of hosts) {
+    if (rule.action !== "allow") continue;
+    const endpoint = DOH_NAMES.find((name) => hostCovers(rule.host, name));
+    if (endpoint && (rule.port === undefined || rule.port === 443)) {
+      warnOnce(
+        rule.ruleId,
+        `allows ${endpoint}, a DNS-over-HTTPS endpoint: names resolved through it are learned by no hook`,
+      );
+    }
+  }
+  for (const rule of [...plan.egress, ...hosts]) {
+    if (rule.action === "allow" && rule.port === DOT_PORT) {
+      warnOnce(
+        rule.ruleId,
+        `allows port ${DOT_PORT}, DNS over TLS: names resolved through it are learned by no hook`,
+      );
+    }
+  }
+  if (plan.egressDefaultDeny) {
+    for (const addr of DOH_ADDRESSES) {
+      const packet = toPacket(addr, 443, "tcp");
+      const rule = matchSubjects(plan.egress, packet, []);
+      if (rule?.action !== "allow") continue;
+      warnOnce(
+        rule.ruleId,
+        `allows ${addr} on port 443, a DNS-over-HTTPS endpoint: names resolved through it are learned by no hook`,
+      );
+    }
+  }
+  const first = hosts[0];
+  const said = report.warnings.some((w) => w.code === "dns-unallowed" || w.code === "egress-default-lockout");
+  if (!first || said || facts.resolvers.length === 0) return;
+  const reached = facts.resolvers.some((resolver) =>
+    decide(plan, { area: "egress", addr: resolver, port: 53, protocol: "udp", ...cgroup && { cgroup } })
+      .ruleId === undefined
+  );
+  if (!reached) {
+    report.rule(
+      first.ruleId,
+      "dns-unallowed",
+      `names are learned from the DNS answers the scope receives, and it reaches no resolver of ` +
+        `/etc/resolv.conf (${facts.resolvers.join(", ")}) on port 53: allow them (udp and tcp)`,
+    );
+  }
+}
+
 /** File and exec deny rules with their rule numbers, in rule order. */
 function inodeRules(plan: RuleSetPlan): InodeTarget[] {
   return [...plan.files, ...plan.exec].sort((a, b) => a.ruleId - b.ruleId);
@@ -623,12 +721,19 @@ function lintForwarding(policy: Policy, report: Report, facts: LintFacts): void 
 /** What an exec allowlist does not do yet: follow package upgrades; and entries that decide nothing. */
 function lintAllowlist(policy: Policy, report: Report): void {
   const exec = policy.spec.exec;
+  const dpkgWriter = (policy.spec.files?.writers ?? []).some((writer) =>
+    writer.exe === DPKG_PATH || writer.exe === "/bin/dpkg"
+  );
   if (exec?.default === "deny") {
     report.at(
       EXEC_DEFAULT,
       "allow-upgrades",
-      "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
-        "until the policy is applied again: re-apply after every upgrade for now",
+      dpkgWriter
+        ? "dpkg is a writer: an upgrade's replaced files stay allowed, but files a package adds are new " +
+          "inodes, untrusted (refused in enforce) until the policy is applied again: re-apply after upgrades"
+        : "a package upgrade replaces allowed files with new inodes, which stay untrusted (refused in enforce) " +
+          `until the policy is applied again: re-apply after every upgrade, or make ${DPKG_PATH} a writer ` +
+          "(files.writers) so that replaced files stay allowed",
     );
   } else if (exec?.allow?.length) {
     report.at(

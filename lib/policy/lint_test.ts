@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { minimal } from "./_testdata.ts";
+import { dpkgOwners } from "./facts.ts";
 import { type LintFacts, lintPolicy, lockoutRisks, type Warning } from "./lint.ts";
 import { parsePolicySource } from "./parse.ts";
 
@@ -381,4 +382,42 @@ Deno.test("lintPolicy() reports files.protect paths that do not exist: an error 
   const warnings = lint(spec);
   assert.deepEqual(summary(warnings), ["missing-path gone 9:9", "missing-path maybe 10:9"]);
   assert.deepEqual(warnings.map((w) => w.severity), ["error", "warning"]);
+});
+
+Deno.test("lintPolicy() warns when files.protect covers dpkg's files and no writer runs dpkg, naming the package", () => {
+  const paths = new Map([
+    ["/etc/sudoers", { realPath: "/etc/sudoers", identity: "1:5" }],
+    ["/etc/cron.d", { realPath: "/etc/cron.d", identity: "1:6" }],
+    ["/etc/mine", { realPath: "/etc/mine", identity: "1:7" }],
+    ["/usr/bin/dpkg", { realPath: "/usr/bin/dpkg", identity: "1:8" }],
+  ]);
+  const dpkgOwners = new Map([["/etc/sudoers", "sudo"], ["/etc/cron.d", "cron:amd64"]]);
+  const spec = "  files:\n    protect:\n      - { id: sudoers, path: /etc/sudoers }\n" +
+    "      - { id: cron, path: /etc/cron.d, recursive: true }\n      - { id: mine, path: /etc/mine }\n";
+  const warnings = lint(spec, { paths, dpkgOwners });
+  assert.deepEqual(summary(warnings), ["protects-dpkg-files sudoers 9:9", "protects-dpkg-files cron 10:9"]);
+  assert.ok(warnings.every((warning) => warning.severity === "warning"), "a warning, not a refusal");
+  assert.match(warnings[0]!.message, /\/etc\/sudoers belongs to the dpkg package sudo, .*\/usr\/bin\/dpkg/);
+  assert.match(warnings[1]!.message, /files below \/etc\/cron\.d belong to the dpkg package cron:amd64/);
+  const writer = spec + "    writers:\n      - { exe: /usr/bin/dpkg, children: true }\n";
+  assert.deepEqual(lint(writer, { paths, dpkgOwners }), [], "dpkg a writer: nothing to say");
+});
+
+Deno.test("dpkgOwners() finds the package of a protected file, and of a file below a recursive entry", async () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    Deno.writeTextFileSync(`${dir}/sudo.list`, "/.\n/etc\n/etc/sudoers\n/usr/bin/sudo\n");
+    Deno.writeTextFileSync(`${dir}/cron:amd64.list`, "/etc/cron.d\n/etc/cron.d/e2scrub_all\n");
+    Deno.writeTextFileSync(`${dir}/sudo.md5sums`, "x  etc/sudoers\n");
+    const owners = await dpkgOwners([
+      { path: "/etc/sudoers" },
+      { path: "/etc/cron.d", recursive: true },
+      { path: "/etc/systemd/system", recursive: true },
+      { path: "/etc/mine" },
+    ], dir);
+    assert.deepEqual(owners, new Map([["/etc/sudoers", "sudo"], ["/etc/cron.d", "cron:amd64"]]));
+    assert.equal(await dpkgOwners([{ path: "/etc/sudoers" }], `${dir}/none`), undefined, "no dpkg database");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

@@ -472,7 +472,75 @@ Deno.test("parsePolicy() refuses a files.protect entry without a path, with a wr
   refuses(protect("{ path: /etc/cron.d, maxFiles: 10 }"), 9, 30, "maxFiles: unknown key");
   refuses(protect("{ path: /etc/cron.d, writers: [/usr/bin/dpkg] }"), 9, 30, "writers: unknown key");
   refuses(minimal("  files:\n    protect: /etc/cron.d\n"), 8, 14, "expected a list");
-  refuses(minimal("  files:\n    writers: [{ exe: /usr/bin/dpkg }]\n"), 8, 5, "writers: unknown key");
   const named = refuses(protect("{ path: /x }\n      - { path: x }"), 10, 17, "path");
   assert.equal(named.ruleId, "files.protect[1]");
+});
+
+Deno.test("parsePolicy() reads files.writers entries and names them files.writers[N]", () => {
+  const policy = parsePolicy(
+    minimal(
+      "  files:\n    writers:\n      - { exe: /usr/bin/dpkg, children: true }\n      - { id: vi, exe: /usr/sbin/visudo }\n",
+    ),
+    "p.yaml",
+  );
+  assert.deepEqual(policy.spec.files?.writers, [{ exe: "/usr/bin/dpkg", children: true }, {
+    id: "vi",
+    exe: "/usr/sbin/visudo",
+  }]);
+});
+
+Deno.test("parsePolicy() refuses a files.writers entry without an exe, with a wrong type or an unknown key", () => {
+  const writers = (entry: string) => minimal(`  files:\n    writers:\n      - ${entry}\n`);
+  const error = refuses(writers("{ id: dpkg, children: true }"), 9, 9, "exe");
+  assert.equal(error.ruleId, "dpkg");
+  refuses(writers("{ exe: usr/bin/dpkg }"), 9, 16, "exe must be an absolute path");
+  refuses(writers("{ exe: /usr/bin/dpkg, children: yes }"), 9, 41, "children is true or false");
+  refuses(writers("{ exe: /usr/bin/dpkg, optional: 1 }"), 9, 41, "optional is true or false");
+  refuses(writers("{ exe: /usr/bin/dpkg, path: /etc }"), 9, 31, "path: unknown key");
+  refuses(minimal("  files:\n    writers: /usr/bin/dpkg\n"), 8, 14, "expected a list");
+  const named = refuses(writers("{ exe: /a }\n      - { exe: 3 }"), 10, 16, "exe");
+  assert.equal(named.ruleId, "files.writers[1]");
+});
+
+Deno.test("parsePolicy() reports a malformed host pattern at FILE:LINE:COL", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
+  refuses(rule('{ host: "*.*" }'), 10, 19, "wildcard past the first label");
+  refuses(rule("{ host: a..example.com }"), 10, 19, "empty label");
+  refuses(rule(`{ host: ${"a".repeat(64)}.example.com }`), 10, 19, "a label has at most 63");
+  refuses(rule(`{ host: ${"abcdefghi.".repeat(25)}example.com }`), 10, 19, "at most 253");
+  refuses(rule('{ host: "api.*.example.com" }'), 10, 19, "wildcard past the first label");
+  refuses(rule("{ host: api_v2.example.com }"), 10, 19, 'outside letters, digits and "-"');
+  refuses(rule("{ host: 7 }"), 10, 19, "a host is a string");
+  refuses(rule("{ host: api.example.com, cidr: 10.0.0.0/8 }"), 10, 19, "use either host or cidr");
+  refuses(rule("{ host: api.example.com, port: 1, ports: [2] }"), 10, 52, "use either port or ports");
+  refuses(
+    minimal(
+      "  network:\n    ingress:\n      interfaces: [eth0]\n      allow: [{ port: 1, host: a.example }]\n",
+    ),
+    10,
+    26,
+    "host: unknown key",
+  );
+});
+
+Deno.test("parsePolicy() takes an exact host, and refuses a wildcard and a host with exe as not supported yet", () => {
+  const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
+  const policy = parsePolicy(rule("{ id: api, host: API.Example.com., port: 443 }"), "p.yaml");
+  assert.deepEqual(policy.spec.network?.egress?.allow, [{ id: "api", host: "API.Example.com.", port: 443 }]);
+  refuses(rule('{ host: "*.example.com" }'), 10, 19, "wildcard host");
+  refuses(
+    rule("{ host: api.example.com, exe: /usr/bin/curl }"),
+    10,
+    41,
+    "host with exe is not supported yet",
+  );
+  refuses(
+    minimal(
+      "  network:\n    egress:\n      allow:\n        - { host: api.example.com }\n" +
+        "      deny:\n        - { cidr: 10.0.0.0/8, exe: /usr/bin/curl }\n",
+    ),
+    10,
+    19,
+    "rules by name with rules by program",
+  );
 });

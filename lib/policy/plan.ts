@@ -27,6 +27,8 @@ export type RuleInfo = {
   path?: string;
   /** The program a network rule names (`exe`), for events and explain. */
   exe?: string;
+  /** The host pattern an egress rule names (`host`, canonical), for events and explain. */
+  host?: string;
 };
 
 /** A file or executable to deny by inode; `recursive` covers every file under a directory. */
@@ -60,6 +62,21 @@ export type NetRule = {
 };
 
 /**
+ * An egress rule by host name: the addresses learned for a name it covers (from the DNS answers the scope
+ * receives, and from resolving an exact name at apply) are matched as if the rule named each as a /32
+ * (IPv4) or /128 (IPv6) with its port and protocol. `host` is canonical (lower case, no trailing dot);
+ * `*.example.com` covers every name below example.com, not example.com itself.
+ */
+export type HostRule = {
+  ruleId: number;
+  action: "deny" | "allow";
+  host: string;
+  protocol?: Protocol;
+  port?: number;
+  subject?: number;
+};
+
+/**
  * A program that rules name (`exe`, and `children: true` for every process it starts): each distinct pair
  * gets its number, 1 up, in rule order. The kernel knows a task's program by the inode of its executable.
  */
@@ -72,6 +89,9 @@ export type Subject = {
   /** The first rule that names it, for messages. */
   ruleId: number;
 };
+
+/** A trusted writer: the subject of its program, and the rule that made it one. */
+export type Writer = { ruleId: number; subject: number; exe: string; children: boolean };
 
 export type PortRule = { ruleId: number; port: number; protocol: Protocol };
 /**
@@ -101,6 +121,10 @@ export type RuleSetPlan = {
    */
   protect?: InodeTarget[];
   egress: NetRule[];
+  /** Egress rules by host name (absent: none), one per port. */
+  egressHosts?: HostRule[];
+  /** network.egress.nameTtlFloor: the least seconds a learned address is kept (absent: the default, 30). */
+  nameTtlFloor?: number;
   egressUsers: UserRule[];
   bind: BindRule[];
   ingress: { interfaces: IngressInterface[]; failsafe: PortRule[]; rules: NetRule[] };
@@ -121,8 +145,18 @@ export type RuleSetPlan = {
   ptraceGuard?: { ruleId: number };
   /** Present when creating AF_PACKET sockets is denied, in scope. */
   denyPacketSockets?: { ruleId: number };
+  /**
+   * files.writers: programs (subjects, by number) that may change protected files, and whose rename of a
+   * new file over a protected or allowed one passes the rule to the new file. Absent: none.
+   */
+  writers?: Writer[];
   /** The programs rules name; absent or empty: no rule names one (the kernel never reads the task's exe). */
   subjects?: Subject[];
+  /**
+   * Present with subjects: a task in scope may not change the executable the kernel knows it by
+   * (prctl PR_SET_MM_EXE_FILE or PR_SET_MM_MAP), which would let it pass for another program.
+   */
+  identityGuard?: { ruleId: number };
   /**
    * Present with network.egress.default: deny: a destination no egress rule matches is denied (the rule
    * reported), except loopback (127.0.0.0/8, ::1), which passes unless a rule says otherwise.

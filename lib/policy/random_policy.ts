@@ -103,6 +103,8 @@ export type RandomPolicyOptions = {
   exes?: readonly string[];
   /** Whether the egress default may be deny (at random); not unless given. */
   egressDefault?: boolean;
+  /** Host names egress rules may name (`host`, instead of a cidr); none: no rules by name. Not with `exes`. */
+  hosts?: readonly string[];
 };
 
 /** A valid policy, the same for the same seed and options. */
@@ -143,6 +145,16 @@ export function randomPolicy(seed: number, options: RandomPolicyOptions = {}): P
     bind: { deny: rules(() => subject(portRule(random, ids))) },
   };
   if (exes.length) spec.network.egress!.users = uniqueUsers(spec.network.egress!.users!);
+  const hosts = options.hosts ?? [];
+  if (hosts.length) {
+    const egress = spec.network.egress!;
+    const byName = () => {
+      const { cidr: _cidr, ...rule } = netRule(random, ids);
+      return { ...rule, host: random.pick(hosts) };
+    };
+    egress.deny = [...egress.deny ?? [], ...rules(byName).slice(0, 2)];
+    egress.allow = [...egress.allow ?? [], ...rules(byName).slice(0, 3)];
+  }
   const interfaces = options.interfaces ?? [];
   if (interfaces.length) {
     spec.network.ingress = {

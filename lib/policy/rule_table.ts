@@ -37,7 +37,9 @@ export class RuleTable {
     const runs: Run[] = [];
     const single: [number, RuleInfo][] = [];
     rules.forEach((rule, ruleId) => {
-      const placed = rule.path === undefined && rule.exe === undefined ? PLACED.exec(rule.id) : null;
+      const placed = rule.path === undefined && rule.exe === undefined && rule.host === undefined
+        ? PLACED.exec(rule.id)
+        : null;
       const index = placed ? Number(placed[2]) : NaN;
       // Only a name that reads back the same (no leading zeros, a safe integer) joins a run.
       if (!placed || String(index) !== placed[2]) {

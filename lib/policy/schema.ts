@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from "./cidr.ts";
+import { hostProblem } from "./host_name.ts";
 
 export const API_VERSION = "aegisbpf.io/v1";
 
@@ -83,6 +84,24 @@ function formatNetwork(addr: Uint8Array): string {
   const groups = Array.from({ length: 8 }, (_, i) => ((addr[i * 2]! << 8) | addr[i * 2 + 1]!).toString(16));
   return groups.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
 }
+
+/** A host name or a wildcard over a domain's names (`host_name.ts`). */
+const host = z.string({ error: 'a host is a string, e.g. api.example.com or "*.example.com"' }).superRefine(
+  (text, ctx) => {
+    const problem = hostProblem(text);
+    if (problem) ctx.addIssue({ code: "custom", input: text, message: problem });
+  },
+);
+
+/** The message for a wildcard `host`, which this release does not enforce yet. */
+export const WILDCARD_NOT_SUPPORTED =
+  'a wildcard host ("*.example.com") is not supported yet: this release learns the addresses of exact names ' +
+  "only (resolved at apply and refreshed per TTL); list the names, or name the addresses with cidr";
+
+/** The message for `host` with `exe`, which this release does not enforce yet. */
+export const HOST_EXE_NOT_SUPPORTED =
+  "host with exe is not supported yet: a rule by name applies to every program; remove exe, or name the " +
+  "addresses with cidr";
 
 /**
  * A NAT64 prefix (RFC 6052) whose addresses stand for the IPv4 address in their last 32 bits: only /96
@@ -183,6 +202,17 @@ const protectRule = z.strictObject({
   optional: z.boolean().optional(),
 });
 
+/**
+ * A files.writers entry: a program (by inode, resolved at apply) that may change protected files, and with
+ * `children: true` every process it starts; `optional`, an exe that may be missing on this host.
+ */
+const writerRule = z.strictObject({
+  id: ruleId.optional(),
+  exe: absolutePath("exe"),
+  children: z.boolean({ error: "children is true or false" }).optional(),
+  optional: z.boolean({ error: "optional is true or false" }).optional(),
+});
+
 const netFields = {
   id: ruleId.optional(),
   cidr: cidr.optional(),
@@ -243,11 +273,48 @@ function checkNetRule(
 
 const netRule = z.strictObject(netFields).superRefine(checkNetRule);
 
-/** An egress allow or deny entry: a network rule that may name the program it applies to. */
-const egressRule = z.strictObject({ ...netFields, ...subjectFields }).superRefine((rule, ctx) => {
-  checkNetRule(rule, ctx);
-  checkSubject(rule, ctx);
-});
+/**
+ * An egress allow or deny entry: a network rule that may name the program it applies to, and its
+ * destination by host name instead of cidr.
+ */
+const egressRule = z.strictObject({ ...netFields, host: host.optional(), ...subjectFields }).superRefine(
+  (rule, ctx) => {
+    checkEgressTarget(rule, ctx);
+    checkSubject(rule, ctx);
+  },
+);
+
+/** checkNetRule, where `host` names the destination as `cidr` does (never both). */
+function checkEgressTarget(rule: EgressKeys, ctx: z.RefinementCtx): void {
+  if (rule.host === undefined) return checkNetRule(rule, ctx);
+  if (rule.cidr !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["host"],
+      input: rule.host,
+      message: "use either host or cidr, not both: a rule names its destination one way",
+    });
+  } else if (rule.port !== undefined && rule.ports !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["ports"],
+      input: rule.ports,
+      message: "use either port or ports, not both",
+    });
+  } else if (hostProblem(rule.host) === undefined && rule.host.startsWith("*.")) {
+    ctx.addIssue({ code: "custom", path: ["host"], input: rule.host, message: WILDCARD_NOT_SUPPORTED });
+  } else if (rule.exe !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["exe"], input: rule.exe, message: HOST_EXE_NOT_SUPPORTED });
+  }
+}
+
+type EgressKeys = {
+  exe?: string | undefined;
+  host?: string | undefined;
+  cidr?: string | undefined;
+  port?: number | undefined;
+  ports?: number[] | undefined;
+};
 
 const portFields = {
   id: ruleId.optional(),
@@ -327,8 +394,12 @@ const spec = z.strictObject({
     cgroups: names(absolutePath("a cgroup")).optional(),
     exempt: names(absolutePath("a cgroup")).optional(),
   }).optional(),
-  files: z.strictObject({ deny: list(fileRule).optional(), protect: list(protectRule).optional() })
-    .optional(),
+  files: z.strictObject({
+    deny: list(fileRule).optional(),
+    protect: list(protectRule).optional(),
+    /** Programs that may change protected files (files.protect), and rename a new file over an allowed one. */
+    writers: list(writerRule).optional(),
+  }).optional(),
   exec: z.strictObject({
     denyMemfd: z.boolean().optional(),
     deny: list(fileRule).optional(),
@@ -344,6 +415,10 @@ const spec = z.strictObject({
       default: z.enum(["allow", "deny"], {
         error: 'the egress default is "allow" (today\'s behaviour) or "deny" (an allowlist)',
       }).optional(),
+      /** The least time an address learned for a name is kept, in seconds, whatever its TTL says. */
+      nameTtlFloor: z.int({ error: "nameTtlFloor is a number of seconds, e.g. 30" }).min(1, {
+        error: "nameTtlFloor is at least 1 second",
+      }).max(86400, { error: "nameTtlFloor is at most 86400 seconds (a day)" }).optional(),
       deny: list(egressRule).optional(),
       allow: list(egressRule).optional(),
       users: list(userRule).optional(),
@@ -376,6 +451,7 @@ export type Policy = z.output<typeof policyObject>;
 export type FileRule = z.output<typeof fileRule>;
 export type ExecAllowRule = z.output<typeof execAllowRule>;
 export type ProtectRule = z.output<typeof protectRule>;
+export type WriterRule = z.output<typeof writerRule>;
 export type NetRuleSpec = z.output<typeof netRule>;
 export type EgressRuleSpec = z.output<typeof egressRule>;
 export type PortRuleSpec = z.output<typeof portRule>;
@@ -395,6 +471,7 @@ type RuleOf = {
   "network.ingress.deny": NetRuleSpec;
   "exec.allow": ExecAllowRule;
   "files.protect": ProtectRule;
+  "files.writers": WriterRule;
 };
 export type RuleList = keyof RuleOf;
 
@@ -422,6 +499,7 @@ const LISTS: Lists = {
   // Last, in the order they were added: rules numbered before them keep the numbers they had before them.
   "exec.allow": (spec) => spec.exec?.allow,
   "files.protect": (spec) => spec.files?.protect,
+  "files.writers": (spec) => spec.files?.writers,
 };
 
 /**
@@ -470,11 +548,17 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
   const issues: CrossRuleIssue[] = [];
   const seen = new Map<string, [RuleList, number]>();
   const users = new Set<string>();
+  let byName: PolicyPath | undefined;
+  let byProgram: PolicyPath | undefined;
   for (const list of Object.keys(LISTS) as RuleList[]) {
     const rules = LISTS[list](spec) ?? [];
     const single = list === "network.ingress.failsafe";
     for (let index = 0; index < rules.length; index++) {
       const rule = rules[index]!;
+      // A rule with both is refused on its own (HOST_EXE_NOT_SUPPORTED).
+      const named = "host" in rule && rule.host !== undefined;
+      if (named) byName ??= rulePath(list, index);
+      else if ("exe" in rule && rule.exe !== undefined) byProgram ??= rulePath(list, index);
       const id = rule.id ?? (single ? list : undefined);
       if (id !== undefined) {
         const first = seen.get(id);
@@ -505,6 +589,14 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
       }
       users.add(who);
     }
+  }
+  if (byName && byProgram) {
+    issues.push({
+      path: [...byName, "host"],
+      input: undefined,
+      message: `rules by name with rules by program (exe, at ${pathText(byProgram)}) in one policy are ` +
+        "not supported yet: name the addresses with cidr, or drop exe",
+    });
   }
   return issues;
 }

@@ -17,7 +17,7 @@
 
 import { InputError } from "../errors.ts";
 import { type InodeRules, parseEventLine } from "./apply_explain.ts";
-import { decide } from "./decide.ts";
+import { decide, type LearnedAddress } from "./decide.ts";
 import type { RuleSetPlan } from "./plan.ts";
 
 /** Event types that record an action the kernel decided. */
@@ -77,6 +77,8 @@ export function simulate(
   text: string,
   source: string,
   inodeRules?: InodeRules,
+  /** The learned-address table rules by name decide by (with what each line decided by name implies). */
+  learned: readonly LearnedAddress[] = [],
 ): SimulationReport {
   const lines = text.split("\n");
   const torn = !text.endsWith("\n") && text !== "";
@@ -122,8 +124,8 @@ export function simulate(
       report.unreplayable.actions += weight;
       return;
     }
-    const { event, rule: recorded } = parseEventLine(line, where, inodeRules);
-    const decision = decide(plan, event);
+    const { event, rule: recorded, learned: implied } = parseEventLine(line, where, inodeRules);
+    const decision = decide(plan, event, { learned: implied ? [...implied, ...learned] : learned });
     report.events++;
     report.actions += weight;
     if (decision.decision === "allow" || decision.ruleName === undefined) {

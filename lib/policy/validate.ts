@@ -74,7 +74,7 @@ function validateFast(value: unknown): Parsed | undefined {
 
 /** The keys of each rule shape, in schema order (the order zod writes them in its output). */
 const NET_KEYS = ["id", "cidr", "port", "ports", "protocol"];
-const EGRESS_KEYS = [...NET_KEYS, "exe", "children", "optional"];
+const EGRESS_KEYS = [...NET_KEYS, "host", "exe", "children", "optional"];
 const FILE_KEYS = ["id", "path", "recursive", "optional", "maxFiles"];
 const EXEC_ALLOW_KEYS = ["trust", ...FILE_KEYS, "sha256"];
 
@@ -86,6 +86,8 @@ function egressRule(rule: unknown): EgressRuleSpec | undefined {
   const order = isRecord(rule) ? keyOrder(rule, EGRESS_KEYS) : "invalid";
   if (order === "invalid") return undefined;
   const { exe, children, optional, ...net } = rule as Record<string, unknown>;
+  // A rule by host name: zod decides (HOST_NOT_SUPPORTED, or what is wrong with the pattern).
+  if (net.host !== undefined) return undefined;
   if (exe === undefined) {
     if (children !== undefined || optional !== undefined) return undefined;
     return netRule(rule);

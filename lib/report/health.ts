@@ -14,6 +14,7 @@ import {
   pinnedGenInfo,
   type PinnedLink,
   pinnedLinks,
+  pinnedMapFill,
   pinnedMaps,
 } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
@@ -36,6 +37,9 @@ import {
 } from "../state/tamper_record.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
 import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "../state/heartbeat.ts";
+
+/** The share of the learned-address table's capacity at which it counts as full. */
+const LEARNED_FULL = 0.98;
 
 export type Paths = { bpffs: string; stateDir: string; configDir: string };
 
@@ -85,6 +89,11 @@ export type HealthReport = {
    * egress rules applied, or the apply closed them (listsConnections).
    */
   connections: { open: number; sample: string[] } | null;
+  /**
+   * The learned-address table of rules by name (map `learned`): entries (expired ones included, until
+   * evicted or renewed) and capacity; null when the policy in force has no rules by name.
+   */
+  names: { learned: number; capacity: number } | null;
   events: { lost: number; suppressed: number };
   /** The counters read for this report (status prints them). */
   counters: Counters | null;
@@ -373,6 +382,23 @@ export function checkHealth(
     }
   }
 
+  let names: HealthReport["names"] = null;
+  const live = present ? readModeWords(paths.bpffs) : undefined;
+  if (live && pinnedGenInfo(paths.bpffs, live.activeGen)?.hostRules) {
+    const fill = pinnedMapFill(paths.bpffs, "learned");
+    if (fill) {
+      names = { learned: fill.entries, capacity: fill.capacity };
+      // An LRU hash evicts a batch ahead of need: full reads a little below its capacity.
+      if (fill.entries >= fill.capacity * LEARNED_FULL) {
+        warnings.push(
+          `the learned-address table is full (${fill.entries} of ${fill.capacity} addresses): the least ` +
+            "recently used are evicted, and a name decides nothing for an evicted address until it is " +
+            "resolved again",
+        );
+      }
+    }
+  }
+
   const tamperRecord = readTamperRecord(paths.stateDir);
   const tamper = {
     recent: recentTampering(tamperRecord),
@@ -423,6 +449,7 @@ export function checkHealth(
     staleRules,
     unresolvedRules,
     connections,
+    names,
     events: { lost, suppressed },
     counters: counters ?? null,
     tookMs: Math.round((performance.now() - started) * 10) / 10,

@@ -104,6 +104,8 @@ const appliedSchema = z.strictObject({
       dev: z.int().min(0),
       count: z.int().min(0),
       inodes: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/),
+      /** Each inode's i_generation, where the filesystem showed it (see inode_set.ts). */
+      generations: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/).optional(),
     })),
   })).optional(),
 });

@@ -7,8 +7,11 @@
 
 import { Buffer } from "node:buffer";
 
-/** One device's inodes, encoded. */
-export type EncodedInodes = { dev: number; count: number; inodes: string };
+/**
+ * One device's inodes, encoded; `generations`: each one's i_generation, in the same (sorted) order, as
+ * little-endian 32-bit words in base64 (exec.allow's inodes, where the filesystem showed them).
+ */
+export type EncodedInodes = { dev: number; count: number; inodes: string; generations?: string | undefined };
 
 /** Encodes (dev, ino) pairs; duplicates are kept once. */
 export function encodeInodes(identities: Iterable<{ dev: number; ino: bigint }>): EncodedInodes[] {
@@ -100,4 +103,41 @@ export class InodeSet {
       for (let i = 0; i < inodes.length; i++) if (seen[i] === 0) yield { dev, ino: inodes[i]! };
     }
   }
+}
+
+/**
+ * encodeInodes for inodes that each carry their i_generation: the same encoding, and the generations of the
+ * inodes in its order (of duplicates, the first one's).
+ */
+export function encodeInodesWithGenerations(
+  identities: readonly { dev: number; ino: bigint; generation: number }[],
+): EncodedInodes[] {
+  const generation = new Map<string, number>();
+  for (const { dev, ino, generation: value } of identities) {
+    const key = `${dev}:${ino}`;
+    if (!generation.has(key)) generation.set(key, value);
+  }
+  return encodeInodes(identities).map((encoded) => {
+    const inodes = [...new InodeSet([encoded]).unseen()];
+    const words = new Uint32Array(inodes.map(({ dev, ino }) => generation.get(`${dev}:${ino}`)!));
+    return { ...encoded, generations: Buffer.from(words.buffer).toString("base64") };
+  });
+}
+
+/** The inodes of `encoded`, each with its i_generation where the encoding carries them. */
+export function decodeInodes(
+  encoded: readonly EncodedInodes[],
+): { dev: number; ino: bigint; generation?: number }[] {
+  return encoded.flatMap((group) => {
+    const inodes = [...new InodeSet([group]).unseen()];
+    if (group.generations === undefined) return inodes;
+    const bytes = Buffer.from(group.generations, "base64");
+    if (bytes.length !== inodes.length * 4) {
+      throw new RangeError(
+        `Generations of device ${group.dev} hold ${bytes.length / 4} words, not ${inodes.length}`,
+      );
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    return inodes.map((inode, i) => ({ ...inode, generation: view.getUint32(i * 4, true) }));
+  });
 }

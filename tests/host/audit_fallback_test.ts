@@ -178,6 +178,56 @@ rootTest(
   },
 );
 
+// files.writers on the tracepoints: a writer's open for writing of a protected inode is not reported (it
+// would be allowed under BPF-LSM), anyone else's is; a writer's replace by rename is not seen at all there.
+rootTest(
+  "[root] audit fallback: a trusted writer's open for writing of a protected file is not reported, another program's is",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-writers-fallback-" });
+    try {
+      const file = `${dir}/sudoers`;
+      Deno.writeTextFileSync(file, "root ALL=(ALL) ALL\n");
+      const probe = new URL("../../bpf/build/fixtures/file_change_probe", import.meta.url).pathname;
+      const writer = `${dir}/dpkg`;
+      Deno.copyFileSync(probe, writer);
+      Deno.chmodSync(writer, 0o755);
+      await withPlane({ areas: ["file"], lsm: "off" }, async ({ plane }) => {
+        const rules: RuleInfo[] = [
+          RULES[0]!,
+          { id: "sudoers", area: "file", action: "deny", path: file },
+          { id: "dpkg", area: "file", action: "allow", exe: writer },
+        ];
+        await plane.apply(ruleSet({
+          mode: "enforce",
+          rules,
+          protect: [{ ruleId: 1, path: file }],
+          subjects: [{ subject: 1, exe: writer, children: false, optional: false, ruleId: 2 }],
+          writers: [{ ruleId: 2, subject: 1, exe: writer, children: false }],
+        }));
+        drain(plane);
+        const opened = async (program: string) =>
+          new TextDecoder().decode(
+            (await new Deno.Command(program, { args: ["0", "open", "wronly", file], stdout: "piped" })
+              .output())
+              .stdout,
+          );
+        assert.equal(await opened(writer), "ok open\n");
+        assert.equal(await opened(probe), "ok open\n", "audit-only: made");
+        const writes = drain(plane).filter((event) => event.hook === HOOK.FILE_WRITE);
+        assert.deepEqual(
+          writes.map((event) => [event.op, event.ino, event.ruleId, event.decision, event.comm]),
+          [
+            [FILE_OP.OPEN_WRITE, inodeOf(file, 0).ino, 1, AUDIT, "file_change_pro"],
+          ],
+          "only the other program's open is reported",
+        );
+      });
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
 // This project's machines list `bpf` among the active LSMs but refuse BPF-LSM program loads (EPERM):
 // the probe must say so and the plane must serve file and exec audit-only, naming the errno, rather than
 // pretend to enforce. Where LSM programs do load, it enforces.
@@ -218,6 +268,7 @@ rootTest(
             "aegis_tp_open",
             "aegis_tp_openat",
             "aegis_tp_openat2",
+            "aegis_tp_prctl",
           ]);
         }
       } finally {

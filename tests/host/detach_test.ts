@@ -51,15 +51,16 @@ rootTest(
   async () => {
     await withApplied(async ({ bpffs, run }) => {
       // Every program the load loaded is pinned (for the next process of this build to adopt): the bind
-      // area's (aegis_bind4 and aegis_bind6, with the BPF-LSM guards where they load).
+      // area's (aegis_bind4 and aegis_bind6, with the BPF-LSM guards where they load, else the identity
+      // guard's tracepoint), and as many links: the two cgroup hooks and the identity guard.
       const programs = [...Deno.readDirSync(`${bpffs}/aegisbpf/progs`)].length;
-      assert.ok(programs >= 2, `${programs} programs pinned`);
+      assert.ok(programs >= 3, `${programs} programs pinned`);
       const result = await run(["detach"]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(
         result.stdout,
         new RegExp(
-          `^detached: removed 2 links, ${programs} programs and \\d+ maps under ${bpffs}/aegisbpf; nothing is pinned ` +
+          `^detached: removed 3 links, ${programs} programs and \\d+ maps under ${bpffs}/aegisbpf; nothing is pinned ` +
             `there now; history kept in `,
         ),
       );

@@ -8,19 +8,29 @@
  * many policies and how many cases each; `AEGISBPF_DIFF_REPORT=FILE` writes every disagreement to FILE.
  *
  * What this host can test: egress deny/allow rules, users entries (the worker sets the effective uid and
- * gid of every case) and bind rules, with and without `exe` and the egress default, in enforce mode, without a scope (files and exec need BPF-LSM). The
+ * gid of every case) and bind rules, with and without `exe` and the egress default, rules by name with a
+ * learned-address table written for the seed (some entries expired), in enforce mode, without a scope
+ * (files and exec need BPF-LSM). The
  * cases run in a private network namespace where only `lo` is up, routed by default through `lo`, so no
  * packet leaves the machine; the cgroup hooks decide before routing, so their EPERM is what is judged (a
  * UDP-Lite connect is judged on the datagram it sends after, which the packet hook decides). Every case runs in a process of its own, so the per-pid event rate limit never holds
  * an event back and each kernel event names its case by pid.
  */
 import assert from "node:assert/strict";
-import { HOOK, type RawEvent } from "../../ffi/mod.ts";
+import { bootTimeNs, encodeLearned, encodeLearnedKey, HOOK, type RawEvent } from "../../ffi/mod.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { addressKey, learnedPattern } from "../../lib/kernel/learned.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
-import { decide, type DecisionEvent } from "../../lib/policy/decide.ts";
+import { decide, type DecisionEvent, type LearnedAddress } from "../../lib/policy/decide.ts";
 import type { RuleSetPlan } from "../../lib/policy/plan.ts";
-import { Random, randomBindEvent, randomEgressEvent, randomPolicy } from "../../lib/policy/random_policy.ts";
+import {
+  ADDRESSES,
+  Random,
+  randomBindEvent,
+  randomEgressEvent,
+  randomPolicy,
+} from "../../lib/policy/random_policy.ts";
 import { drain, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
 import {
@@ -44,7 +54,13 @@ const JUDGED_HOOKS: readonly number[] = [HOOK.CONNECT, HOOK.SENDMSG, HOOK.BIND, 
  * some deny egress by default.
  */
 function hostPolicy(seed: number, exes: readonly string[]): RuleSetPlan {
-  const policy = randomPolicy(seed, seed % 2 ? { exes, egressDefault: true } : {});
+  // Odd seeds: programs and the default; one even seed in two: rules by name and the default.
+  const options = seed % 2
+    ? { exes, egressDefault: true }
+    : seed % 4
+    ? {}
+    : { hosts: HOSTS, egressDefault: true };
+  const policy = randomPolicy(seed, options);
   policy.spec.mode = "enforce";
   // Packet sockets are refused by an LSM hook, which this host cannot load.
   delete policy.spec.network?.egress?.denyPacketSockets;
@@ -52,6 +68,39 @@ function hostPolicy(seed: number, exes: readonly string[]): RuleSetPlan {
 }
 
 type Case = { socket: SocketCase; event: DecisionEvent };
+
+/** The names rules by name are drawn from; their addresses from the generator's pool (see learnedFor). */
+const HOSTS = ["a.test.example", "b.test.example", "c.test.example"];
+
+/**
+ * The learned-address table of a policy with rules by name: each name gets up to three addresses of the
+ * pool, an address one name at most (the kernel holds one per address), one name in four expired.
+ */
+function learnedFor(seed: number): LearnedAddress[] {
+  const random = new Random(seed ^ 0x1ea2);
+  const addresses = random.subset(ADDRESSES.filter((addr) => !addr.startsWith("::ffff:")), 0, 9);
+  return addresses.map((addr, i) => ({
+    addr,
+    host: HOSTS[i % HOSTS.length]!,
+    ...i % HOSTS.length === 0 && random.chance(0.25) && { expired: true },
+  }));
+}
+
+/** Writes `learned` into the kernel's table (expired entries with an expiry already past). */
+function writeLearned(plane: DataPlane, plan: RuleSetPlan, learned: readonly LearnedAddress[]): void {
+  const map = plane.map("learned");
+  for (const key of map.keys()) map.delete(key);
+  const now = bootTimeNs();
+  for (const entry of learned) {
+    const pattern = learnedPattern(plan.egressHosts ?? [], entry.host);
+    if (!pattern) continue;
+    const expiresBootNs = entry.expired ? now - 1n : now + 3_600_000_000_000n;
+    map.update(
+      encodeLearnedKey(addressKey(String(entry.addr))),
+      encodeLearned({ expiresBootNs, ...pattern }),
+    );
+  }
+}
 
 /** A case from the generator's pools: connect or sendto (IPv4, IPv6, `::ffff:` mapped), or bind. */
 function randomCase(random: Random): Case {
@@ -97,8 +146,9 @@ function judge(
   c: Case,
   outcome: SocketOutcome,
   events: readonly RawEvent[],
+  learned: readonly LearnedAddress[],
 ): string | undefined {
-  const predicted = decide(plan, c.event, { mode: "enforce" });
+  const predicted = decide(plan, c.event, { mode: "enforce", learned });
   if (outcome.stage !== "op") return `the case could not run: ${JSON.stringify(outcome)}`;
   const denied = outcome.errno === EPERM;
   if (denied !== (predicted.decision === "deny")) {
@@ -154,6 +204,8 @@ rootTest("[root] differential: random policies and sockets get decide()'s decisi
     await withPlane({ areas: ["egress", "bind"] }, async ({ plane, cgroup }) => {
       for (const seed of seeds) {
         const plan = hostPolicy(seed, [binary, Deno.execPath()]);
+        const learned = plan.egressHosts ? learnedFor(seed) : [];
+        writeLearned(plane, plan, learned);
         await plane.apply(resolvePlan(plan));
         drain(plane);
         const batch = casesFor(seed);
@@ -177,7 +229,7 @@ rootTest("[root] differential: random policies and sockets get decide()'s decisi
             c.event = { ...c.event, exe: binary, ancestors: [binary, Deno.execPath()] };
           }
           const outcome = outcomes[index]!;
-          const mismatch = judge(plan, c, outcome, byPid.get(outcome.pid) ?? []);
+          const mismatch = judge(plan, c, outcome, byPid.get(outcome.pid) ?? [], learned);
           if (mismatch) failures.push(describe(seed, index, c, mismatch));
           if (outcome.stage === "op" && outcome.errno === EPERM) denied++;
         });

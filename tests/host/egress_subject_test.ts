@@ -4,7 +4,7 @@
  * the whole file: each case applies its own policy.
  */
 import assert from "node:assert/strict";
-import { EVENT, HOOK } from "../../ffi/mod.ts";
+import { DECISION, EVENT, HOOK } from "../../ffi/mod.ts";
 import { sweepConnections } from "../../lib/kernel/connections.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { ResolveError, resolvePlan } from "../../lib/kernel/resolve.ts";
@@ -329,5 +329,41 @@ rootTest(
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
+  },
+);
+
+/** prctl(PR_SET_MM, op, fd of /bin/true) from python3 in the cgroup: "errno N" (0 when it succeeded). */
+const prctlSetExe = (op: number) =>
+  `'${PYTHON}' -c "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); ` +
+  `fd = os.open('/bin/true', os.O_RDONLY); ` +
+  `print('errno', 0 if libc.prctl(35, ${op}, fd, 0, 0) == 0 else ctypes.get_errno())"`;
+
+rootTest(
+  "[root] subjects: where BPF-LSM does not load, a task changing its executable (prctl PR_SET_MM) is reported, not refused",
+  async () => {
+    await withPlane({ areas: ["egress", "bind"] }, async ({ plane, cgroup }) => {
+      const run = async (op: number) => (await cgroup.runBash(prctlSetExe(op))).stdout.trim();
+      // No rule names a program: no guard, no report; what the kernel answers itself (EBUSY: python3's exe is
+      // mapped; EPERM where the host withholds CAP_SYS_RESOURCE; EINVAL for a NULL map) is the baseline.
+      await apply(plane, "enforce", `  network:\n    bind:\n      deny:\n        - { port: 9 }\n`);
+      drain(plane);
+      const baseline = [await run(13), await run(14)];
+      assert.ok(baseline.every((line) => /^errno [1-9]/.test(line)), `the kernel refuses both: ${baseline}`);
+      assert.deepEqual(drain(plane).filter((e) => e.hook === HOOK.IDENTITY), []);
+      await apply(
+        plane,
+        "enforce",
+        `  network:\n    bind:\n      deny:\n        - { port: 9, exe: ${CURL} }\n`,
+      );
+      drain(plane);
+      assert.deepEqual([await run(13), await run(14)], baseline, "the tracepoint reports, it cannot refuse");
+      const events = drain(plane).filter((e) => e.hook === HOOK.IDENTITY);
+      assert.deepEqual(events.map((e) => [e.decision, e.op]), [[DECISION.AUDIT, 13], [DECISION.AUDIT, 14]]);
+      assert.ok(
+        events.every((e) => e.ino === BigInt(Deno.statSync(PYTHON).ino!) && (e.flags & EVENT.EXE) !== 0),
+        "the events name python3",
+      );
+      assert.ok(events.every((e) => e.ruleId === 2), "rule exe.identity, numbered after the policy's rules");
+    });
   },
 );

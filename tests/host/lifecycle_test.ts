@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { bootTimeNs, BpfError, lockDirectory } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { CapacityError, type ResolvedRuleSet, ruleSetEntries } from "../../lib/kernel/entries.ts";
-import { CGROUP_PROGRAMS, EGRESS_LSM_PROGRAMS, probeLsm } from "../../lib/kernel/load.ts";
+import { CGROUP_PROGRAMS, EGRESS_LSM_PROGRAMS, IDENTITY_PROGRAMS, probeLsm } from "../../lib/kernel/load.ts";
 import type { NetRule, PortRule, RuleInfo } from "../../lib/policy/plan.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
@@ -32,7 +32,7 @@ function fillerRules(count: number, ruleId: number): NetRule[] {
 /** Entries each rule map should hold when only `set` is live in generation `gen`. */
 function expectedFill(set: ResolvedRuleSet): Record<string, number> {
   const entries = ruleSetEntries(set);
-  return { rules: entries.rules.count, net_rules: entries.net_rules.count, ingress_session: 0 };
+  return { rules: entries.rules.count, net_rules: entries.net_rules.count, ingress_session: 0, learned: 0 };
 }
 
 function fill(plane: DataPlane): Record<string, number> {
@@ -174,6 +174,7 @@ rootTest(
         [
           ...CGROUP_PROGRAMS.egress,
           ...(probeLsm().ok ? EGRESS_LSM_PROGRAMS.lsm : EGRESS_LSM_PROGRAMS.fallback),
+          ...(probeLsm().ok ? IDENTITY_PROGRAMS.lsm : IDENTITY_PROGRAMS.fallback),
         ].sort(),
         "the links agent A pinned are still there",
       );

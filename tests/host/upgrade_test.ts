@@ -145,7 +145,7 @@ rootTest(
         assert.equal(error.map, "gen_info");
         assert.match(
           error.message,
-          /gen_info: its values are 24 bytes, this release's 32; run aegisbpf detach/,
+          /gen_info: its values are 24 bytes, this release's 40; run aegisbpf detach/,
         );
         return true;
       });

@@ -42,7 +42,10 @@ export const policyApply = defineCommand({
     "checks --sha256 against its exact bytes, verifies a bundle against <config-dir>/keys/ and the " +
     "anti-rollback counter, validates and compiles the policy, refuses lock-out risks, then writes the rules " +
     "into the kernel's inactive generation and flips it: all or nothing. Loads the programs or adopts the " +
-    "pinned ones; a running agent picks the change up. Every attempt is recorded in history. With " +
+    "pinned ones; a running agent picks the change up. The names of egress rules by name (host) are " +
+    "resolved first with the resolvers of /etc/resolv.conf and their addresses learned for their TTL (a name " +
+    "that does not resolve is a warning; the agent resolves them again before they expire). Every attempt " +
+    "is recorded in history. With " +
     "--log-level debug it prints where its time went, one line per phase. Exits 2 for " +
     "bad input, 3 when refused for safety (unsigned where signatures are required, a replayed bundle, a " +
     "lock-out risk without --force, an enforce policy using an area this kernel can only audit without " +

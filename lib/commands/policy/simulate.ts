@@ -6,6 +6,7 @@ import { checkInput, readRawInput } from "../../ops/apply_source.ts";
 import { withYaml } from "../../policy/yaml.ts";
 import { compilePolicy } from "../../policy/compile.ts";
 import { simulate } from "../../policy/simulate.ts";
+import { parseLearnedTable } from "../../policy/learned_table.ts";
 import { localInodeRules } from "../../ops/inode_rules.ts";
 
 export const policySimulate = defineCommand({
@@ -21,7 +22,9 @@ export const policySimulate = defineCommand({
     "skipped and counted (events.dropped adds up the events the log lacks); rate-limit summaries and file " +
     "events without a path, which hold too little to decide, are counted as not replayed. So " +
     "`aegisbpf events --json | aegisbpf policy simulate FILE --events -` works on the agent's log as it is. " +
-    "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported.",
+    "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported. Rules by name " +
+    "(host) decide the addresses of --learned TABLE (and of events a rule by name decided, which carry " +
+    "hostName); without it, only those.",
   options: {
     events: {
       type: "string",
@@ -29,6 +32,12 @@ export const policySimulate = defineCommand({
       required: true,
       complete: "file",
       description: "the recorded event lines (JSON), or - for stdin",
+    },
+    learned: {
+      type: "string",
+      valueName: "TABLE",
+      complete: "file",
+      description: "the learned-address table rules by name decide by: lines ADDRESS NAME, as in /etc/hosts",
     },
     json: { type: "boolean", description: "print the report as one JSON object" },
   },
@@ -49,7 +58,10 @@ export const policySimulate = defineCommand({
       : await readInputText(flags.events, "event log");
     // Pathless file and exec events of this host (untrusted execs) are replayed by inode.
     const inodeRules = localInodeRules(plan, (message) => ctx.log.warn(message));
-    const report = simulate(plan, text, source, inodeRules);
+    const learned = flags.learned === undefined
+      ? []
+      : parseLearnedTable(await readInputText(flags.learned, "learned-address table"), flags.learned);
+    const report = simulate(plan, text, source, inodeRules, learned);
     if (report.tornLastLine !== undefined) {
       ctx.log.warn(`${report.tornLastLine}: ignored a torn last line (the log was cut while written)`);
     }

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Egress rules by host name, included in aegis.bpf.c after the CIDR matching.
+ *
+ * An address a name was resolved to sits in the learned-address table (`learned`, outside the generations)
+ * with the most specific pattern covering the name (the name itself, else the longest wildcard) and an expiry.
+ * The generation's AEGIS_RULE_HOST / _WILDCARD entries say what the names' rules are. An egress decision
+ * with such entries (gen_info.host_rules) matches each view of the destination by its CIDR rules and its
+ * learned name: a name rule ranks as the /32 (/128) of the address, so it beats every shorter CIDR rule and
+ * the default, and a CIDR rule of the address itself beats it. Without host rules the hooks never look here.
+ */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, AEGIS_LEARNED_ENTRIES);
+	__type(key, struct aegis_learned_key);
+	__type(value, struct aegis_learned);
+} learned SEC(".maps");
+
+/*
+ * The rule for the address in `key` (its family in key->space, as match_net() leaves it) by the pattern
+ * its name was learned under: the most specific level (a port, then a protocol, then neither), or 0 when
+ * the address was learned for no name, its entry has expired, or the generation has no rule of the pattern.
+ */
+static __always_inline struct aegis_rule *learned_rule(const struct aegis_state *s, const struct aegis_net_key *key,
+						       __u16 port_be)
+{
+	struct aegis_learned_key lk = { .family = key->space & 0xff };
+	__builtin_memcpy(lk.addr, key->addr, 16);
+	struct aegis_learned *entry = bpf_map_lookup_elem(&learned, &lk);
+	if (!entry || entry->expires_boot_ns <= bpf_ktime_get_boot_ns())
+		return 0;
+	__u32 kind = entry->kind;
+	__u64 host = entry->host_key;
+	__u32 protocol = key->protocol;
+	__u32 port = bpf_ntohs(port_be);
+	struct aegis_rule *rule = port ? exact_rule(s, kind, host, port << 8 | protocol) : 0;
+	if (!rule && protocol)
+		rule = exact_rule(s, kind, host, protocol);
+	return rule ? rule : exact_rule(s, kind, host, 0);
+}
+
+/* The id of the rule that denies the view `key` by its CIDR rules and its learned name, 0 when none does. */
+static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct aegis_net_key *key, __u16 port_be)
+{
+	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
+	__u32 full = (key->space & 0xff) == AEGIS_FAMILY_IPV4 ? 32 : 128;
+	if (!rule || rule->prefix_len < full) {
+		struct aegis_rule *named = learned_rule(s, key, port_be);
+		if (named)
+			rule = named;
+	}
+	return rule && rule->action != AEGIS_ACTION_ALLOW ? rule->rule_id : 0;
+}
+
+/*
+ * egress_cidr_deny() with the learned names, for the view `key` and, when `has_alt` (bit 1 of `flags`), `alt`:
+ * the id of the rule that denies (0: none), the view denied left in `key`. `flags` also holds the
+ * generation (bit 0) and the port (bits 16-31, network order): scalars, so that the callers' frames, deep
+ * in the packet programs, keep no query struct. A global function: verified once, whichever hook asks.
+ */
+__noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct aegis_net_key *alt, __u32 flags)
+{
+	struct aegis_state s;
+	if (!key || !alt || !load_generation(&s, flags & 1))
+		return 0;
+	__u16 port_be = flags >> 16;
+	/* A copy on the stack: 6.1 takes no global function argument's memory as a map key. */
+	struct aegis_net_key view = *key;
+	__u32 rule_id = view_deny_id(&s, &view, port_be);
+	if (rule_id || !(flags & 2))
+		return rule_id;
+	view = *alt;
+	rule_id = view_deny_id(&s, &view, port_be);
+	if (rule_id)
+		*key = view;
+	return rule_id;
+}
+
+/*
+ * The id of the rule that denies a destination seen as `key` (and `alt` when `has_alt`), 0 when none: the
+ * CIDR rules alone, or with the learned names where the generation has rules by name. The view denied is
+ * left in `key`.
+ */
+static __always_inline __u32 egress_deny_id(const struct aegis_state *s, struct aegis_net_key *key,
+					    const struct aegis_net_key *alt, int has_alt, __u16 port_be)
+{
+	if (s->info->host_rules)
+		return aegis_names_egress_deny(key, alt, (__u32)port_be << 16 | (has_alt ? 2 : 0) | (s->gen & 1));
+	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
+	return rule ? rule->rule_id : 0;
+}

@@ -1,0 +1,76 @@
+/**
+ * The learned-address table (map `learned`, bpf/name_guard.bpf.h): the addresses names that rules cover were
+ * resolved to, each with the pattern that covers the name and an expiry the kernel checks.
+ */
+import {
+  type BpfMap,
+  decodeLearned,
+  decodeLearnedKey,
+  encodeLearned,
+  encodeLearnedKey,
+  type Learned,
+  type LearnedKey,
+  RULE,
+} from "../../ffi/mod.ts";
+import { parseCidr, unmapIpv4 } from "../policy/cidr.ts";
+import { coveringPattern } from "../policy/decide.ts";
+import { hostKey, hostPattern } from "../policy/host_name.ts";
+import type { HostRule } from "../policy/plan.ts";
+
+/** The least TTL an address is kept for, in seconds, unless the policy says otherwise (nameTtlFloor). */
+export const DEFAULT_TTL_FLOOR = 30;
+
+/** The kernel's form of the pattern that decides for `name` (decide.ts `coveringPattern`), or undefined. */
+export function learnedPattern(
+  rules: readonly HostRule[],
+  name: string,
+): { kind: number; hostKey: bigint } | undefined {
+  const pattern = coveringPattern(rules, name);
+  if (pattern === undefined) return undefined;
+  const { wildcard, suffix } = hostPattern(pattern);
+  return { kind: wildcard ? RULE.HOST_WILDCARD : RULE.HOST, hostKey: hostKey(suffix) };
+}
+
+/** An address answered for a name, and how long the answer holds. */
+export type Answer = { name: string; addr: string; ttl: number };
+
+/**
+ * Writes each answer for a name some rule covers into the table: expiring after its TTL, at least
+ * `floorSeconds`, from `nowBootNs` (CLOCK_BOOTTIME). An address answered for another name before is the
+ * latest name's.
+ */
+export function learn(
+  map: BpfMap,
+  rules: readonly HostRule[],
+  answers: readonly Answer[],
+  options: { nowBootNs: bigint; floorSeconds: number },
+): void {
+  for (const answer of answers) {
+    const pattern = learnedPattern(rules, answer.name);
+    if (!pattern) continue;
+    const seconds = Math.max(answer.ttl, options.floorSeconds);
+    const expiresBootNs = options.nowBootNs + BigInt(seconds) * 1_000_000_000n;
+    map.update(encodeLearnedKey(addressKey(answer.addr)), encodeLearned({ expiresBootNs, ...pattern }));
+  }
+}
+
+/** The table's key of an address (an IPv4-mapped IPv6 address is the IPv4 one, as the hooks match it). */
+export function addressKey(addr: string): LearnedKey {
+  const { family, addr: bytes } = unmapIpv4(parseCidr(addr));
+  return { family, addr: bytes };
+}
+
+/** One entry of the table, decoded. */
+export type LearnedEntry = LearnedKey & Learned & { expired: boolean };
+
+/** Every entry of the table; `expired` where its expiry has passed at `nowBootNs`. */
+export function learnedEntries(map: BpfMap, nowBootNs: bigint): LearnedEntry[] {
+  const entries: LearnedEntry[] = [];
+  for (const key of map.keys()) {
+    const value = map.lookup(key);
+    if (!value) continue;
+    const learned = decodeLearned(value);
+    entries.push({ ...decodeLearnedKey(key), ...learned, expired: learned.expiresBootNs <= nowBootNs });
+  }
+  return entries;
+}

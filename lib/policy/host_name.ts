@@ -1,0 +1,131 @@
+/**
+ * Host names in egress rules (`host: api.example.com`, `host: "*.example.com"`): what a valid pattern is,
+ * its canonical form, and whether a pattern covers a name. Names are compared lower-cased, without a
+ * trailing dot; a wildcard stands for one or more labels in front of its suffix (`*.example.com` covers
+ * `a.example.com` and `a.b.example.com`, not `example.com` itself), as the kernel matches it: by the name
+ * and each of its parent suffixes.
+ */
+
+/** The longest name DNS carries in text form (RFC 1035: 255 bytes on the wire). */
+export const MAX_HOST_NAME = 253;
+/** The longest label. */
+export const MAX_HOST_LABEL = 63;
+
+const LDH = /^[a-z0-9-]+$/;
+
+/** Why `text` is not a host pattern, or undefined when it is one. */
+export function hostProblem(text: string): string | undefined {
+  const example = 'e.g. api.example.com or "*.example.com"';
+  if (text.length === 0) return `a host name is not empty; ${example}`;
+  const name = text.endsWith(".") && text !== "." ? text.slice(0, -1) : text;
+  if (name.length > MAX_HOST_NAME) {
+    return `${text.slice(0, 24)}... is ${name.length} bytes long; a host name has at most ${MAX_HOST_NAME}`;
+  }
+  const labels = name.split(".");
+  const wildcard = labels[0] === "*";
+  if (wildcard && labels.length === 1) return `"*" alone covers every name; ${example}`;
+  for (let index = 0; index < labels.length; index++) {
+    const label = labels[index]!;
+    if (label.length === 0) return `${text} has an empty label (two dots, or a leading dot); ${example}`;
+    if (label === "*") {
+      if (index > 0) return `${text} has a wildcard past the first label; only "*." in front is valid`;
+      continue;
+    }
+    if (label.includes("*")) {
+      return `${text}: a wildcard is a whole first label ("*.example.com"), never part of one`;
+    }
+    if (label.length > MAX_HOST_LABEL) {
+      return `${text} has a label of ${label.length} bytes; a label has at most ${MAX_HOST_LABEL}`;
+    }
+    if (!LDH.test(label.toLowerCase())) {
+      return `${text} has a character outside letters, digits and "-" (${
+        JSON.stringify(label)
+      }); write an internationalized name in its xn-- form`;
+    }
+    if (label.startsWith("-") || label.endsWith("-")) {
+      return `${text} has a label that starts or ends with "-"`;
+    }
+  }
+  if (wildcard && labels.length < 3) {
+    return `${text} covers a whole top-level domain; name the domain, e.g. "*.example.com"`;
+  }
+  return undefined;
+}
+
+/** A valid pattern's canonical form: lower case, no trailing dot. */
+export function canonicalHost(text: string): string {
+  const lower = text.toLowerCase();
+  return lower.endsWith(".") ? lower.slice(0, -1) : lower;
+}
+
+/** A canonical pattern, split: `*.example.com` is { wildcard: true, suffix: "example.com" }. */
+export function hostPattern(canonical: string): { wildcard: boolean; suffix: string } {
+  return canonical.startsWith("*.")
+    ? { wildcard: true, suffix: canonical.slice(2) }
+    : { wildcard: false, suffix: canonical };
+}
+
+/** Whether canonical pattern `pattern` covers `name` (any case, trailing dot or not). */
+export function hostCovers(pattern: string, name: string): boolean {
+  const host = canonicalHost(name);
+  const { wildcard, suffix } = hostPattern(pattern);
+  return wildcard ? host.endsWith(`.${suffix}`) : host === suffix;
+}
+
+/**
+ * The 64-bit key of a name in the kernel's rule map: FNV-1a over the canonical name's bytes. The kernel
+ * computes the same while it reads an answer's name label by label (a '.' between labels), for the name
+ * and for each parent suffix, so that an exact pattern and a wildcard's suffix are each one lookup.
+ */
+export function hostKey(canonical: string): bigint {
+  let hash = 0xcbf29ce484222325n;
+  for (let i = 0; i < canonical.length; i++) {
+    hash ^= BigInt(canonical.charCodeAt(i));
+    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return hash;
+}
+
+/**
+ * Well-known DNS-over-HTTPS endpoints: a program that reaches one resolves names through an encrypted
+ * channel no DNS hook sees, so an allowlist that allows one lets names be learned around the policy.
+ */
+export const DOH_NAMES: readonly string[] = [
+  "dns.google",
+  "dns.google.com",
+  "cloudflare-dns.com",
+  "mozilla.cloudflare-dns.com",
+  "one.one.one.one",
+  "1dot1dot1dot1.cloudflare-dns.com",
+  "dns.quad9.net",
+  "dns9.quad9.net",
+  "dns10.quad9.net",
+  "dns11.quad9.net",
+  "doh.opendns.com",
+  "dns.adguard.com",
+  "dns.adguard-dns.com",
+  "doh.cleanbrowsing.org",
+  "dns.nextdns.io",
+  "doh.mullvad.net",
+];
+
+/** The addresses those endpoints answer on (HTTPS on 443). */
+export const DOH_ADDRESSES: readonly string[] = [
+  "8.8.8.8",
+  "8.8.4.4",
+  "1.1.1.1",
+  "1.0.0.1",
+  "9.9.9.9",
+  "149.112.112.112",
+  "208.67.222.222",
+  "208.67.220.220",
+  "94.140.14.14",
+  "2001:4860:4860::8888",
+  "2001:4860:4860::8844",
+  "2606:4700:4700::1111",
+  "2606:4700:4700::1001",
+  "2620:fe::fe",
+];
+
+/** DNS over TLS (RFC 7858). */
+export const DOT_PORT = 853;

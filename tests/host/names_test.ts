@@ -1,0 +1,202 @@
+/**
+ * Egress rules by host name on the host's cgroup hooks (bpf/name_guard.bpf.h): the names of a policy are
+ * resolved at apply with the test's own DNS server and their addresses written into the learned-address
+ * table, which the connect hooks consult. Loopback addresses stand for the zone's hosts: a deny of
+ * 127.0.0.0/8 makes them refused unless a name says otherwise.
+ */
+import assert from "node:assert/strict";
+import { DECISION, HOOK } from "../../ffi/mod.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
+import { resolvePlan } from "../../lib/kernel/resolve.ts";
+import { resolvePlanNames } from "../../lib/ops/learn_names.ts";
+import { compilePolicy } from "../../lib/policy/compile.ts";
+import { parsePolicy } from "../../lib/policy/parse.ts";
+import { type DnsServer, startDnsServer } from "../support/dns_server.ts";
+import { drain, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+import { checkHealth } from "../../lib/report/health.ts";
+
+const ZONE = {
+  "api.test.example": [{ type: "A" as const, addr: "127.0.0.5", ttl: 1 }],
+  "alias.test.example": [{ type: "CNAME" as const, target: "edge.cdn.example", ttl: 300 }],
+  "edge.cdn.example": [{ type: "A" as const, addr: "127.0.0.6", ttl: 300 }],
+  "evil.test.example": [{ type: "A" as const, addr: "127.0.0.8", ttl: 300 }],
+};
+
+/** Resolves the policy's names with `dns`, learns them, and applies the policy: what `policy apply` does. */
+async function apply(plane: DataPlane, dns: DnsServer, mode: "enforce" | "audit", egress: string) {
+  const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: names, version: 1 }\n` +
+    `spec:\n  mode: ${mode}\n  network:\n    egress:\n${egress}`;
+  const plan = compilePolicy(parsePolicy(text, "names.yaml"));
+  const warnings: string[] = [];
+  const answers = await resolvePlanNames(plan, {
+    servers: [{ addr: dns.addr, port: dns.port }],
+    warn: (message) => warnings.push(message),
+  });
+  plane.learn(plan.egressHosts ?? [], answers, plan.nameTtlFloor);
+  await plane.apply(resolvePlan(plan));
+  return { plan, warnings };
+}
+
+const PYTHON = Deno.realPathSync("/usr/bin/python3");
+
+/** A UDP DNS query for `name` to 127.0.0.1:53 (sendto, then through a connected socket): "sent" or the error. */
+const query = (name: string) =>
+  `'${PYTHON}' -c "
+import socket, struct
+q = struct.pack('>HHHHHH', 7, 0x0100, 1, 0, 0, 0) + b''.join(bytes([len(l)]) + l.encode() for l in '${name}'.split('.')) + b'\\x00\\x00\\x01\\x00\\x01'
+out = []
+for connected in (False, True):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if connected:
+            s.connect(('127.0.0.1', 53)); s.send(q)
+        else:
+            s.sendto(q, ('127.0.0.1', 53))
+        out.append('sent')
+    except PermissionError:
+        out.append('EPERM')
+print(' '.join(out))
+"`;
+
+for (const mode of ["enforce", "audit"] as const) {
+  rootTest(
+    `[root] names (${mode}): an allowed name's address connects over a wider deny, a CNAME chain is the name's, an address never answered is not, the entry expires`,
+    async () => {
+      const dns = await startDnsServer(ZONE);
+      try {
+        await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+          const port = server.port;
+          const { warnings } = await apply(
+            plane,
+            dns,
+            mode,
+            `      nameTtlFloor: 1\n      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n      allow:\n` +
+              `        - { id: api, host: api.test.example, port: ${port} }\n` +
+              `        - { id: alias, host: alias.test.example }\n        - { id: gone, host: gone.test.example }\n`,
+          );
+          assert.deepEqual(warnings, [
+            "gone.test.example has no address (A or AAAA) now: its rules decide nothing",
+          ]);
+          const refused = mode === "enforce" ? /Operation not permitted|EPERM/ : /^connected$/;
+          assert.equal(await cgroup.connect("127.0.0.5", port), "connected", "the name's address");
+          assert.equal(await cgroup.connect("127.0.0.6", port), "connected", "the end of the CNAME chain");
+          drain(plane);
+          assert.match(await cgroup.connect("127.0.0.7", port), refused, "never answered: the /8 decides");
+          const events = drain(plane);
+          assert.deepEqual(events.map((e) => [e.hook, e.ruleId, e.decision]), [[
+            HOOK.CONNECT,
+            1,
+            mode === "enforce" ? DECISION.DENY : DECISION.AUDIT,
+          ]]);
+          // A burst right after the apply: every connect is decided by the learned address.
+          const loop = await cgroup.runBash(
+            `ok=0; for i in $(seq 1 200); do exec 3<>/dev/tcp/127.0.0.5/${port} && ok=$((ok+1)); exec 3<&-; done; echo $ok`,
+          );
+          assert.equal(loop.stdout.trim(), "200");
+          const entries = plane.learnedEntries();
+          assert.deepEqual(
+            entries.map((e) => `${[...e.addr].join(".")} ${e.expired}`).toSorted(),
+            ["127.0.0.5 false", "127.0.0.6 false"],
+          );
+          assert.ok(plane.mapFill().some((fill) => fill.map === "learned" && fill.entries === 2));
+          // TTL 1 with a floor of 1 s: once expired, the entry decides nothing and the /8 denies again.
+          await new Promise((resolve) => setTimeout(resolve, 2500));
+          drain(plane);
+          assert.match(await cgroup.connect("127.0.0.5", port), refused, "expired");
+          assert.deepEqual(drain(plane).map((e) => e.ruleId), [1]);
+          assert.equal(await cgroup.connect("127.0.0.6", port), "connected", "a 300 s answer holds");
+        });
+      } finally {
+        await dns.stop();
+      }
+    },
+  );
+
+  rootTest(
+    `[root] names (${mode}): a deny by name refuses its address and its DNS queries, with events naming the rule`,
+    async () => {
+      const dns = await startDnsServer(ZONE);
+      try {
+        await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+          const { plan } = await apply(
+            plane,
+            dns,
+            mode,
+            `      deny: [{ id: evil, host: evil.test.example }]\n`,
+          );
+          const refused = mode === "enforce" ? /Operation not permitted|EPERM/ : /^connected$/;
+          drain(plane);
+          assert.match(await cgroup.connect("127.0.0.8", server.port), refused);
+          const events = drain(plane);
+          assert.deepEqual(events.map((e) => [e.hook, e.ruleId]), [[HOOK.CONNECT, 1]]);
+          assert.equal(plan.rules[1]?.host, "evil.test.example", "the rule the event names is the name's");
+          assert.equal(await cgroup.connect("127.0.0.9", server.port), "connected", "another address");
+          // The name's DNS queries too: sent to a resolver (sendto and a connected socket), refused in enforce.
+          drain(plane);
+          const sent = await cgroup.runBash(query("Evil.Test.Example"));
+          assert.equal(sent.stdout.trim(), mode === "enforce" ? "EPERM EPERM" : "sent sent", sent.stderr);
+          const queries = drain(plane);
+          assert.deepEqual(queries.map((e) => [e.hook, e.ruleId, e.dport, e.protocol]), [
+            [HOOK.PACKET, 1, 53, 17],
+            [HOOK.PACKET, 1, 53, 17],
+          ]);
+          const other = await cgroup.runBash(query("good.test.example"));
+          assert.equal(other.stdout.trim(), "sent sent", "another name's query");
+          assert.deepEqual(drain(plane), []);
+        });
+      } finally {
+        await dns.stop();
+      }
+    },
+  );
+}
+
+rootTest(
+  "[root] names: a full learned-address table evicts its least recently used address, and health says it is full",
+  async () => {
+    const dns = await startDnsServer(ZONE);
+    const stateDir = Deno.makeTempDirSync({ prefix: "aegisbpf-names-" });
+    try {
+      await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server, bpffs }) => {
+        const port = server.port;
+        const { plan } = await apply(
+          plane,
+          dns,
+          "enforce",
+          `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n      allow: [{ id: api, host: api.test.example }]\n`,
+        );
+        assert.equal(await cgroup.connect("127.0.0.5", port), "connected");
+        // An address learned and never used since: the least recently used of all once the fillers come.
+        plane.learn(plan.egressHosts ?? [], [{ name: "api.test.example", addr: "127.0.0.7", ttl: 300 }]);
+        const health = () =>
+          checkHealth({ bpffs: bpffs.path, stateDir, configDir: stateDir }, {
+            requireEnforce: false,
+            connections: false,
+            staleRules: false,
+          });
+        assert.deepEqual(health().names, { learned: 2, capacity: 65536 });
+        // Addresses of 10.0.0.0/8 for the same name, more than the table holds: the oldest goes first.
+        const fillers = Array.from({ length: 70_000 }, (_, i) => ({
+          name: "api.test.example",
+          addr: `10.${i >> 16}.${(i >> 8) & 0xff}.${i & 0xff}`,
+          ttl: 300,
+        }));
+        plane.learn(plan.egressHosts ?? [], fillers);
+        const report = health();
+        assert.ok(
+          report.names !== null && report.names.learned >= 65536 * 0.98,
+          JSON.stringify(report.names),
+        );
+        assert.ok(
+          report.warnings.some((w) => w.includes("learned-address table is full")),
+          report.warnings.join("; "),
+        );
+        assert.match(await cgroup.connect("127.0.0.7", port), /Operation not permitted|EPERM/, "evicted");
+      });
+    } finally {
+      await dns.stop();
+      Deno.removeSync(stateDir, { recursive: true });
+    }
+  },
+);
