@@ -303,4 +303,15 @@ await suite("footprint", "Footprint: the agent's memory, idle CPU and start", as
     "CPU time is read from /proc/PID/task/*/schedstat (nanoseconds, every thread of the agent), not from " +
       "the 10 ms ticks of /proc/PID/stat.",
   );
+  ctx.note(
+    "What an idle agent spends: its one timer, the 2 s heartbeat tick (the heartbeat's mtime, the mode " +
+      "words and the break-glass marker through their pins, the lost-event counter, session TTLs), about " +
+      "0.8 ms of CPU a tick here (perf: about 60% in the deno binary, V8's interpreter and Deno's ops, as a " +
+      "tick is too rare for the compiler, and 30% in the kernel). The first window of each round also holds a one-time cost: about 30 s after the agent's " +
+      "own full collection (made once its policy is applied, to give the start-up's memory back), V8's " +
+      "memory reducer runs two more collections by itself (`--v8-flags=--trace-gc` shows them as " +
+      "`Incremental Mark-Compact (reduce)`), about 40 ms of CPU on this host; the second window (A/A) is the " +
+      "steady state. V8 fixes the reducer when the heap is set up: it cannot be turned off from inside the " +
+      "process, only with `--v8-flags=--no-memory-reducer` on deno's command line.",
+  );
 });

@@ -310,7 +310,7 @@ export class Agent {
     writeEnforceSignal(this.#options.bpffs, this.#options.enforceSignal ?? "none");
     this.#generation = words.activeGen;
     await this.#learnActiveGeneration(prepared);
-    this.#lostSeen = this.#plane.counters().eventsLost;
+    this.#lostSeen = this.#plane.eventsLost();
     this.#emit("agent.start", {
       pid: Deno.pid,
       requestedMode: this.#options.requestedMode ?? plan.mode,
@@ -846,7 +846,7 @@ export class Agent {
   }
 
   #checkLost(): void {
-    const lost = this.#plane.counters().eventsLost;
+    const lost = this.#plane.eventsLost();
     if (lost > this.#lostSeen) {
       this.#emit("events.dropped", { count: Number(lost - this.#lostSeen), total: Number(lost) });
       this.#lostSeen = lost;

@@ -5,6 +5,7 @@ import {
   type BpfObject,
   CAPACITY,
   CONFIG_WORDS,
+  COUNTER,
   decodeGenInfo,
   decodeU64,
   encodeU32,
@@ -251,6 +252,11 @@ export class DataPlane {
   counters(): Counters {
     const map = this.map("counters");
     return countersFrom((index) => sumPerCpu(map.lookup(encodeU32(index))));
+  }
+
+  /** Events the kernel could not queue (the ring was full), summed over CPUs: one slot of `counters()`. */
+  eventsLost(): bigint {
+    return sumPerCpu(this.map("counters").lookup(encodeU32(COUNTER.EVENTS_LOST)));
   }
 
   /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { applyInputOf, egressWidened } from "./apply.ts";
+import { applyInputOf, deniesNewCidr, egressWidened } from "./apply.ts";
+import { Random } from "../policy/random_policy.ts";
 import { checkInput } from "./apply_source.ts";
 import { policySha256 } from "../policy/digest.ts";
 import type { Policy } from "../policy/schema.ts";
@@ -82,6 +83,55 @@ Deno.test("applyInputOf() hands history a plain policy's digest as its content's
   assert.equal(input.contentSha256, policySha256(bytes));
   const bundle = applyInputOf({ ...checkInput({ source: "p.json", text, bytes }, options), kind: "bundle" });
   assert.equal(bundle.contentSha256, undefined);
+});
+
+Deno.test("deniesNewCidr() finds a deny added in the text alone, and nothing where none is", () => {
+  const deny = Array.from({ length: 200 }, (_, i) => ({ cidr: `10.0.${i >> 8}.${i & 255}/32` }));
+  const before = JSON.stringify(egress({ deny }));
+  const added = egress({ deny: [...deny, { cidr: "192.0.2.7/32" }] });
+  assert.equal(deniesNewCidr(before, JSON.stringify(added), added), true);
+  const removed = egress({ deny: deny.slice(1) });
+  assert.equal(deniesNewCidr(before, JSON.stringify(removed), removed), false);
+  const ported = egress({ deny: [{ ...deny[0]!, port: 443 }, ...deny.slice(1)] });
+  assert.equal(deniesNewCidr(before, JSON.stringify(ported), ported), false);
+  // A text in force with escapes could hold the CIDR escaped: no answer from the text.
+  const escaped = before.replace("10.0.0.0/32", "10.0.0.0\\u002f32");
+  assert.equal(deniesNewCidr(escaped, JSON.stringify(added), added), false);
+});
+
+Deno.test("deniesNewCidr() says true only where egressWidened() does, on random changes to a policy", () => {
+  const random = new Random(18);
+  const cidr = () =>
+    random.chance(0.2)
+      ? `2001:db8::${random.int(300).toString(16)}/128`
+      : `10.${random.int(3)}.${random.int(4)}.${random.int(40)}/32`;
+  const rule = () => ({
+    cidr: cidr(),
+    ...random.chance(0.2) && { port: 1 + random.int(3) },
+    ...random.chance(0.1) && { protocol: random.pick(["tcp", "udp"]) },
+  });
+  let found = 0;
+  for (let round = 0; round < 500; round++) {
+    const deny = Array.from({ length: random.int(30) }, rule);
+    const allow = Array.from({ length: random.int(3) }, rule);
+    const before = egress({ deny, allow }, random.pick(["audit", "enforce"]));
+    const next = structuredClone(deny);
+    for (let edits = 1 + random.int(3); edits > 0; edits--) {
+      const at = random.int(next.length + 1);
+      const edit = random.int(4);
+      if (edit === 0) next.splice(at, 0, rule());
+      else if (edit === 1) next.splice(at, 1);
+      else if (edit === 2 && next[at]) next[at] = { ...next[at]!, port: 1 + random.int(3) };
+      else next.reverse();
+    }
+    const after = egress({ deny: next, allow }, random.chance(0.9) ? before.spec.mode : "audit");
+    const beforeText = JSON.stringify(before, null, random.int(3));
+    if (deniesNewCidr(beforeText, JSON.stringify(after, null, random.int(3)), after)) {
+      found++;
+      assert.equal(egressWidened(JSON.parse(beforeText), after), true, beforeText);
+    }
+  }
+  assert.ok(found > 50, `the witness was found ${found} times: the changes miss the case`);
 });
 
 Deno.test("egressWidened() tells rules by name apart by their host: a new name's deny sweeps", () => {

@@ -11,7 +11,13 @@ import { yaml } from "./yaml.ts";
 import { InputError, type Position } from "../errors.ts";
 import { pathText, type Policy, type PolicyPath, policyRules } from "./schema.ts";
 import { validatePolicy } from "./validate.ts";
-import { checkBounds, jsonErrorOffset, jsonKeysWritten, MAX_DEPTH } from "./text_bounds.ts";
+import {
+  checkBounds,
+  jsonErrorOffset,
+  jsonKeysWithinBounds,
+  jsonKeysWritten,
+  MAX_DEPTH,
+} from "./text_bounds.ts";
 
 /** The largest policy accepted: 100,000 CIDR rules take about 6 MB. */
 export const MAX_POLICY_BYTES = 16 * 1024 * 1024;
@@ -125,10 +131,17 @@ class Source {
       const code = binary[0].codePointAt(0)!.toString(16).padStart(2, "0");
       this.fail([this.problem(binary.index, `binary data (U+${code}); a policy is YAML or JSON text`)]);
     }
+    const looksJson = /^\s*[{[]/.test(this.text);
+    // Clean JSON within the bounds (what fleets generate) takes one quick pass and JSON.parse; anything else,
+    // and every problem, the whole way below, which finds the same and says where.
+    if (looksJson) {
+      const plain = plainJson(this.text);
+      if (plain !== undefined) return plain;
+    }
     // Before any parser builds a document: a hostile file is refused in one pass over its text.
     const bound = checkBounds(this.text);
     if (bound) this.fail([this.problem(bound.offset, bound.detail)]);
-    const json = /^\s*[{[]/.test(this.text) ? this.#parseJson() : undefined;
+    const json = looksJson ? this.#parseJson() : undefined;
     // Clean JSON skips the YAML parser, many times slower on large rule sets; the document is parsed
     // for positions only when a problem needs one.
     if (json !== undefined && isPlainJson(this.text, json)) return json;
@@ -302,6 +315,22 @@ function lineStarts(text: string): Uint32Array {
   let line = 1;
   for (let at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) starts[line++] = at + 1;
   return starts;
+}
+
+/**
+ * The value of JSON text that `jsonKeysWithinBounds` finds within the bounds (so `checkBounds` passes it too)
+ * and that is plain (`isPlainJson`): what `Source.load` returns for it the whole way. Undefined otherwise.
+ */
+function plainJson(text: string): unknown {
+  const written = jsonKeysWithinBounds(text);
+  if (written === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return countKeys(value, 0) === written ? value : undefined;
 }
 
 /** JSON with no repeated key and no deep nesting: what the YAML path would accept unchanged. */

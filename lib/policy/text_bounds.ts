@@ -199,6 +199,80 @@ function isBlockScalarHeader(text: string, at: number): boolean {
   return /^[-+0-9]*\s*(#.*)?$/.test(rest) || /^[-+0-9]*\s+#/.test(rest);
 }
 
+/**
+ * The keys JSON text writes, as `jsonKeysWritten` counts them, when one pass finds the text within every bound
+ * `checkBounds` checks; undefined when it may break one. For text that is valid JSON the bounds are those
+ * `checkBounds` applies to it (the line the document starts on is a level; a container holds its commas and
+ * one more entries), and each is checked here as strictly or more: when this passes, `checkBounds` passes.
+ * Quicker than `checkBounds` (a string is skipped with one search for its closing quote), it serves clean
+ * JSON, what fleets generate; anything else goes to `checkBounds`, which says where the problem is.
+ */
+export function jsonKeysWithinBounds(text: string): number | undefined {
+  // Entries so far (commas and one) of each open container, and whether it is a mapping.
+  const entries: number[] = [];
+  const isMap: boolean[] = [];
+  let keys = 0;
+  let word = 0; // characters in the run outside strings the scan is in
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    switch (c) {
+      case 34: { // "
+        let end = text.indexOf('"', i + 1);
+        while (end > 0 && escaped(text, end)) end = text.indexOf('"', end + 1);
+        if (end < 0 || end - i >= MAX_SCALAR) return undefined;
+        let at = end + 1;
+        let next = text.charCodeAt(at);
+        while (next === SPACE || next === TAB || next === NL || next === CR) next = text.charCodeAt(++at);
+        if (next === 58 /* : */) keys++;
+        i = end;
+        word = 0;
+        break;
+      }
+      case 91: // [
+      case 123: // {
+        // The document's first line is a level, then each container.
+        if (entries.length + 2 > MAX_DEPTH) return undefined;
+        entries.push(1);
+        isMap.push(c === 123);
+        word = 0;
+        break;
+      case 93: // ]
+      case 125: // }
+        entries.pop();
+        isMap.pop();
+        word = 0;
+        break;
+      case 44: { // ,
+        const top = entries.length - 1;
+        if (top >= 0) {
+          const count = entries[top]! + 1;
+          entries[top] = count;
+          if (count > (isMap[top] ? MAX_KEYS : MAX_ITEMS)) return undefined;
+        }
+        word = 0;
+        break;
+      }
+      case SPACE:
+      case TAB:
+      case NL:
+      case CR:
+        word = 0;
+        break;
+      default:
+        if (++word >= MAX_SCALAR) return undefined;
+    }
+  }
+  return keys;
+}
+
+/** Whether the quote at `at` is escaped: an odd run of backslashes before it. */
+function escaped(text: string, at: number): boolean {
+  let backslashes = 0;
+  while (text.charCodeAt(at - 1 - backslashes) === 92) backslashes++;
+  return backslashes % 2 === 1;
+}
+
 const LITERAL = /true|false|null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 
 /** How many keys JSON text writes (a string followed by a colon), in one pass without regular expressions. */

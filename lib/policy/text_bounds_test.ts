@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { SPEC_EXAMPLE } from "./_testdata.ts";
+import { Random } from "./random_policy.ts";
 import {
   checkBounds,
   jsonErrorOffset,
+  jsonKeysWithinBounds,
   jsonKeysWritten,
   MAX_DEPTH,
   MAX_ITEMS,
@@ -77,4 +79,65 @@ Deno.test("jsonErrorOffset() finds where JSON breaks, and the end for JSON cut s
 Deno.test("jsonKeysWritten() counts keys written, repeated ones too, and not strings that are values", () => {
   assert.equal(jsonKeysWritten('{"a": "b:", "c" : {"a": ["x", "\\":"]}}'), 3);
   assert.equal(jsonKeysWritten('{"a": 1, "a": 2}'), 2);
+});
+
+/** JSON near every bound: nesting, long strings and numbers, escapes, many keys and items, repeated keys. */
+function randomJson(random: Random, depth = 0): unknown {
+  const near = (bound: number) => bound - 3 + random.int(6);
+  const kind = random.int(depth > MAX_DEPTH + 2 ? 3 : 7);
+  if (kind === 0) return random.chance(0.5) ? random.int(1000) : Number("9".repeat(1 + random.int(20)));
+  if (kind === 1) {
+    const piece = random.pick(["x", '"', "\\", '\\"', ":", "{[", "#", "\u00e9"]);
+    return random.chance(0.05) ? piece.repeat(near(MAX_SCALAR) / piece.length) : piece.repeat(random.int(8));
+  }
+  if (kind === 2) return random.pick([true, false, null]);
+  // A long list or mapping holds numbers only: the text stays small.
+  const long = random.chance(0.05);
+  const length = long ? near(MAX_KEYS) : random.int(4);
+  const child = () => long ? random.int(10) : randomJson(random, depth + 1);
+  if (kind <= 4) return Array.from({ length }, child);
+  const object: Record<string, unknown> = {};
+  for (let i = 0; i < length; i++) object[`k${i}${random.pick(["", ":", '"'])}`] = child();
+  return object;
+}
+
+Deno.test("jsonKeysWithinBounds() passes only JSON checkBounds passes, and counts the keys jsonKeysWritten counts", () => {
+  const random = new Random(18);
+  let passed = 0, refused = 0;
+  const check = (text: string) => {
+    const keys = jsonKeysWithinBounds(text);
+    if (keys === undefined) return refused++;
+    passed++;
+    assert.equal(checkBounds(text), undefined, `passed what checkBounds refuses: ${text.slice(0, 80)}`);
+    assert.equal(keys, jsonKeysWritten(text));
+  };
+  for (let i = 0; i < 400; i++) {
+    const value = random.chance(0.5) ? randomJson(random) : { spec: randomJson(random) };
+    check(JSON.stringify(value));
+    check(JSON.stringify(value, null, random.int(3)));
+  }
+  // At each bound, exactly: one under passes both; over it, checkBounds refuses and so does the fast pass.
+  for (const depth of [MAX_DEPTH - 2, MAX_DEPTH - 1, MAX_DEPTH]) {
+    check(`${"[".repeat(depth)}${"]".repeat(depth)}`);
+  }
+  for (const length of [MAX_SCALAR - 3, MAX_SCALAR - 2, MAX_SCALAR - 1, MAX_SCALAR, MAX_SCALAR + 1]) {
+    check(`["${"x".repeat(length)}"]`);
+    check(`{"a":${"1".repeat(length)}}`);
+    check(`["${"\\".repeat(length >> 1)}"]`);
+  }
+  for (const count of [MAX_KEYS, MAX_KEYS + 1]) {
+    check(`{${Array.from({ length: count }, (_, i) => `"k${i}":1`).join(",")}}`);
+  }
+  assert.ok(passed > 100 && refused > 20, `passed ${passed}, refused ${refused}: the cases miss a side`);
+});
+
+Deno.test("jsonKeysWithinBounds() refuses nesting, keys and values over the bounds", () => {
+  assert.equal(jsonKeysWithinBounds(`${"[".repeat(MAX_DEPTH)}${"]".repeat(MAX_DEPTH)}`), undefined);
+  assert.equal(jsonKeysWithinBounds(`["${"x".repeat(MAX_SCALAR + 1)}"]`), undefined);
+  assert.equal(
+    jsonKeysWithinBounds(`{${Array.from({ length: MAX_KEYS + 1 }, (_, i) => `"k${i}":1`).join(",")}}`),
+    undefined,
+  );
+  assert.equal(jsonKeysWithinBounds('{"a": "b:", "c" : {"a": ["x", "\\":"]}}'), 3);
+  assert.equal(jsonKeysWithinBounds(String.raw`{"a\\": 1, "b\\\"": 2}`), 2);
 });
