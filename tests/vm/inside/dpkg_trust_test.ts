@@ -32,6 +32,8 @@ import {
   type RuleSetPlan,
 } from "../../../lib/policy/plan.ts";
 import { Random } from "../../../lib/policy/random_policy.ts";
+import { compilePolicy } from "../../../lib/policy/compile.ts";
+import { parsePolicy } from "../../../lib/policy/parse.ts";
 import { drain } from "../../support/plane.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
 
@@ -123,36 +125,38 @@ function arArchive(members: { name: string; data: Uint8Array }[]): Uint8Array<Ar
 }
 
 /**
- * Builds `aegis-tiny_1_amd64.deb` in `dir`: the probe as /usr/local/bin/aegis-tiny and a second copy as
- * /usr/local/bin/aegis-tiny-touched, with their md5sums.
+ * Builds `aegis-tiny_VERSION_amd64.deb` in `dir`: the probe as /usr/local/bin/aegis-tiny and a second copy as
+ * /usr/local/bin/aegis-tiny-touched, with their md5sums; a later version's files carry `version - 1` more
+ * bytes at their end (other content, the same program).
  */
-async function buildDeb(dir: string): Promise<string> {
-  const data = `${dir}/data`;
-  const control = `${dir}/control`;
+async function buildDeb(dir: string, version = 1): Promise<string> {
+  const data = `${dir}/data-${version}`;
+  const control = `${dir}/control-${version}`;
   Deno.mkdirSync(`${data}/usr/local/bin`, { recursive: true });
   Deno.mkdirSync(control);
   const sums: string[] = [];
   for (const path of [PROGRAM, TOUCHED]) {
     Deno.copyFileSync(PROBE, `${data}${path}`);
+    Deno.writeFileSync(`${data}${path}`, new Uint8Array(version - 1), { append: true });
     Deno.chmodSync(`${data}${path}`, 0o755);
     sums.push(`${md5(Deno.readFileSync(`${data}${path}`))}  ${path.slice(1)}\n`);
   }
   Deno.writeTextFileSync(`${control}/md5sums`, sums.join(""));
   Deno.writeTextFileSync(
     `${control}/control`,
-    `Package: ${PACKAGE}\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t.invalid>\nDescription: tiny\n`,
+    `Package: ${PACKAGE}\nVersion: ${version}\nArchitecture: amd64\nMaintainer: t <t@t.invalid>\nDescription: tiny\n`,
   );
   for (const [name, tree] of [["control", control], ["data", data]] as const) {
-    const tar = await run("tar", ["-czf", `${dir}/${name}.tar.gz`, "-C", tree, "."]);
+    const tar = await run("tar", ["-czf", `${dir}/${name}-${version}.tar.gz`, "-C", tree, "."]);
     assert.equal(tar.code, 0, tar.out);
   }
-  const deb = `${dir}/${PACKAGE}_1_amd64.deb`;
+  const deb = `${dir}/${PACKAGE}_${version}_amd64.deb`;
   Deno.writeFileSync(
     deb,
     arArchive([
       { name: "debian-binary", data: new TextEncoder().encode("2.0\n") },
-      { name: "control.tar.gz", data: Deno.readFileSync(`${dir}/control.tar.gz`) },
-      { name: "data.tar.gz", data: Deno.readFileSync(`${dir}/data.tar.gz`) },
+      { name: "control.tar.gz", data: Deno.readFileSync(`${dir}/control-${version}.tar.gz`) },
+      { name: "data.tar.gz", data: Deno.readFileSync(`${dir}/data-${version}.tar.gz`) },
     ]),
   );
   return deb;
@@ -260,6 +264,43 @@ vmTest(
     events = execEvents(t.plane);
     assertReported(events, copy, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
     assertReported(events, PROGRAM, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+    await run("dpkg", ["-P", PACKAGE]);
+  },
+);
+
+vmTest(
+  "[vm] trust: dpkg: an upgrade by dpkg keeps the package's program runnable with no agent and no apply",
+  async (t) => {
+    await installTiny(t.dir);
+    // Compiled from a policy, as `policy apply` does: trust: dpkg makes dpkg a writer of allowances.
+    const runtimePaths = runtime(RUNTIME_ID).map((target) => target.path);
+    const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: upgrade, version: 1 }\n` +
+      `spec:\n  mode: enforce\n  scope:\n    cgroups: [${t.scope.include[0]}]\n  exec:\n    default: deny\n` +
+      `    allow:\n      - { id: pkgs, trust: dpkg }\n` +
+      runtimePaths.map((path) => `      - { path: ${path}, optional: true }\n`).join("");
+    const plan = compilePolicy(parsePolicy(text, "upgrade.yaml"));
+    assert.deepEqual(
+      plan.writers?.map((writer) => [writer.exe, writer.children, writer.allowedOnly]),
+      [["/usr/bin/dpkg", true, true]],
+      "dpkg, a writer of allowances only",
+    );
+    await t.plane.apply(resolvePlan(plan, { stateDir: t.dir }));
+    assert.equal((await t.inScope(PROGRAM, "run")).out, "ok ran", "version 1 runs");
+    const before = Deno.statSync(PROGRAM).ino;
+    // dpkg (out of scope, as apt runs it) upgrades: the new file is written beside and renamed over.
+    const upgraded = await run("dpkg", ["-i", "--force-depends", await buildDeb(t.dir, 2)]);
+    assert.equal(upgraded.code, 0, upgraded.out);
+    assert.notEqual(Deno.statSync(PROGRAM).ino, before, "the upgrade made a new inode");
+    assert.equal(Deno.statSync(PROGRAM).size, Deno.statSync(PROBE).size + 1, "version 2's content");
+    drain(t.plane);
+    assert.equal(
+      (await t.inScope(PROGRAM, "run")).out,
+      "ok ran",
+      "version 2 runs: dpkg's rename passed it on",
+    );
+    assert.deepEqual(execEvents(t.plane), [], "nothing refused");
+    // Another program's replace is refused as untrusted in writers_test.ts: here every process descends from
+    // busybox, which is dpkg in this guest (children: true), so none is outside dpkg's tree.
     await run("dpkg", ["-P", PACKAGE]);
   },
 );
