@@ -192,6 +192,11 @@ enum aegis_subjects {
 enum aegis_exec_allow {
 	AEGIS_EXEC_ALLOW_INODE = 1,  /* the inode, whatever it holds */
 	AEGIS_EXEC_ALLOW_HASHED = 2, /* the inode as hashed at apply: also an AEGIS_RULE_EXEC_STAMP entry */
+	/*
+	 * An inode trust: dpkg allowed, stamped as HASHED; the inode a trusted writer (the package manager)
+	 * renamed over it inherits it unstamped: the package manager's upgrade, allowed as packaged content.
+	 */
+	AEGIS_EXEC_ALLOW_PACKAGED = 3,
 };
 
 /*

@@ -9,7 +9,8 @@
  * - Inode-exact: (ino, dev) as file rules are, and i_generation where the filesystem shows one (a file that
  *   reuses a deleted allowed file's number is not allowed). A copy is a new inode; so is a file renamed
  *   over an allowed one, which is allowed only when a trusted writer (files.writers) renamed it (an
- *   upgrade: file_guard.bpf.h); a sha256 entry's replacement is refused as hash-mismatch all the same.
+ *   upgrade: file_guard.bpf.h); a sha256 entry's replacement is refused as hash-mismatch all the same, a
+ *   trust: dpkg file's (AEGIS_EXEC_ALLOW_PACKAGED) is allowed: the package manager installed it.
  * - A file with no name (memfd, O_TMPFILE, deleted) is never allowed.
  * - A sha256 entry's inode must still have the ctime it had when its content was hashed at apply
  *   (AEGIS_RULE_EXEC_STAMP): a write, truncate, chmod, chown or new link since sets ctime to the time of
@@ -63,12 +64,21 @@ static __always_inline __u8 exec_untrusted(const struct aegis_state *s, struct i
 	if (entry && !same_inode(s, inode, id))
 		entry = 0;
 	/* A trusted writer's replace by rename (an upgrade) passed the allowance on (file_guard.bpf.h). */
-	if (!entry && config_word(AEGIS_CFG_INHERITED))
+	int inherited = 0;
+	if (!entry && config_word(AEGIS_CFG_INHERITED)) {
 		entry = inherited_rule(s, AEGIS_RULE_EXEC_ALLOW, inode, id);
+		inherited = entry != 0;
+	}
 	*allow = entry;
 	if (!entry)
 		return AEGIS_EXEC_UNTRUSTED;
-	if (entry->action != AEGIS_EXEC_ALLOW_HASHED)
+	if (entry->action == AEGIS_EXEC_ALLOW_INODE)
+		return 0;
+	/*
+	 * A trust: dpkg file the package manager replaced: its database holds the new content, which the agent's
+	 * next resolve (the dpkg hook) stamps; a sha256 entry's replacement is not the content hashed.
+	 */
+	if (inherited && entry->action == AEGIS_EXEC_ALLOW_PACKAGED)
 		return 0;
 	if (!exact_rule(s, AEGIS_RULE_EXEC_STAMP, inode_ctime_ns(inode), (__u32)id->ino))
 		return AEGIS_EXEC_HASH_MISMATCH;

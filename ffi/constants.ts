@@ -116,7 +116,7 @@ export const SUBJECTS = {
 } as const;
 
 /** What an EXEC_ALLOW entry allows (its value's action): any content of the inode, or the content hashed. */
-export const EXEC_ALLOW = { INODE: 1, HASHED: 2 } as const;
+export const EXEC_ALLOW = { INODE: 1, HASHED: 2, PACKAGED: 3 } as const;
 
 /** struct aegis_inherit.flags: how an inode came to inherit a rule by rename. */
 export const INHERIT_FLAG = { WRITER: 1 } as const;

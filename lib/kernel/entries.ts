@@ -110,9 +110,16 @@ export function ruleSetEntries(
   if (set.plan.execDefaultDeny) {
     exact({ kind: RULE.EXEC_DEFAULT_DENY, a: 0, b: 0 }, denyValue(set.plan.execDefaultDeny.ruleId));
     // An inode a sha256 entry names is checked, whatever path entry names it too (as decide() says).
+    // trust: dpkg's files are stamped as hashed ones are, and marked packaged: the package manager's replace
+    // of one (an upgrade, renamed over it) is allowed unstamped until the next resolve stamps it.
+    const packaged = new Set((set.plan.execTrust ?? []).map((trust) => trust.ruleId));
     for (const allowed of set.execAllow ?? []) {
       const hashed = allowed.ctimeNs !== undefined;
-      const action = hashed ? EXEC_ALLOW.HASHED : EXEC_ALLOW.INODE;
+      const action = !hashed
+        ? EXEC_ALLOW.INODE
+        : packaged.has(allowed.ruleId)
+        ? EXEC_ALLOW.PACKAGED
+        : EXEC_ALLOW.HASHED;
       exact({ kind: RULE.EXEC_ALLOW, a: allowed.ino, b: allowed.dev }, {
         ruleId: allowed.ruleId,
         action,

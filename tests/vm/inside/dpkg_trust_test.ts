@@ -269,7 +269,7 @@ vmTest(
 );
 
 vmTest(
-  "[vm] trust: dpkg: an upgrade by dpkg keeps the package's program runnable with no agent and no apply",
+  "[vm] trust: dpkg: an upgrade by dpkg (write PATH.dpkg-new, rename over PATH) keeps the package's program runnable with no agent and no apply",
   async (t) => {
     await installTiny(t.dir);
     // Compiled from a policy, as `policy apply` does: trust: dpkg makes dpkg a writer of allowances.
@@ -287,18 +287,30 @@ vmTest(
     await t.plane.apply(resolvePlan(plan, { stateDir: t.dir }));
     assert.equal((await t.inScope(PROGRAM, "run")).out, "ok ran", "version 1 runs");
     const before = Deno.statSync(PROGRAM).ino;
-    // dpkg (out of scope, as apt runs it) upgrades: the new file is written beside and renamed over.
-    const upgraded = await run("dpkg", ["-i", "--force-depends", await buildDeb(t.dir, 2)]);
-    assert.equal(upgraded.code, 0, upgraded.out);
+    // Debian's dpkg unpacks an upgrade as PATH.dpkg-new and renames it over PATH. Busybox's dpkg (this
+    // guest's) unlinks and recreates instead, so the unpack is done here the Debian way, by a process that
+    // is /usr/bin/dpkg's program (busybox, in this guest), out of scope as apt runs it.
+    const next = `${t.dir}/version-2`;
+    Deno.copyFileSync(PROBE, next);
+    Deno.writeFileSync(next, new Uint8Array(1), { append: true });
+    assert.equal(Deno.realPathSync("/usr/bin/dpkg"), Deno.realPathSync("/bin/sh"), "dpkg is busybox here");
+    const staged = `${PROGRAM}.dpkg-new`;
+    const unpacked = await run("sh", [
+      "-c",
+      `cat '${next}' > '${staged}' && chmod 755 '${staged}' && mv '${staged}' '${PROGRAM}'`,
+    ]);
+    assert.equal(unpacked.code, 0, unpacked.out);
     assert.notEqual(Deno.statSync(PROGRAM).ino, before, "the upgrade made a new inode");
     assert.equal(Deno.statSync(PROGRAM).size, Deno.statSync(PROBE).size + 1, "version 2's content");
     drain(t.plane);
+    const ran = await t.inScope(PROGRAM, "run");
+    const seen = execEvents(t.plane).map((e) => `${e.ino}/reason ${e.op}/rule ${e.ruleId}`);
     assert.equal(
-      (await t.inScope(PROGRAM, "run")).out,
+      ran.out,
       "ok ran",
-      "version 2 runs: dpkg's rename passed it on",
+      `version 2 runs: dpkg's rename passed it on (events: ${seen.join(", ")})`,
     );
-    assert.deepEqual(execEvents(t.plane), [], "nothing refused");
+    assert.deepEqual(seen, [], "nothing refused");
     // Another program's replace is refused as untrusted in writers_test.ts: here every process descends from
     // busybox, which is dpkg in this guest (children: true), so none is outside dpkg's tree.
     await run("dpkg", ["-P", PACKAGE]);
