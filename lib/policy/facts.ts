@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { DPKG_CACHE_FILE, DpkgDatabaseError, resolveDpkgTrust } from "../dpkg/trust.ts";
-import { DPKG_PATH, type LintFacts, type PathFact } from "./lint.ts";
+import { AEGISBPF_BINARY, DPKG_PATH, type LintFacts, type PathFact } from "./lint.ts";
 import type { Policy } from "./schema.ts";
 
 const SSHD_PATHS = ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"];
@@ -209,7 +209,7 @@ async function survivalSet(
   // `also`: what the exec allowlist needs besides, counted only when no entry above names the same file.
   const wanted: { path: string; why: string; tree?: boolean; also?: boolean }[] = [
     { path: PID1_EXE, why: "PID 1's executable" },
-    { path: options.binary ?? Deno.execPath(), why: "the aegisbpf binary" },
+    { path: options.binary ?? Deno.execPath(), why: AEGISBPF_BINARY },
     ...parseShells(await readText("/etc/shells")).map((path) => ({ path, why: "a login shell" })),
     ...SSHD_PATHS.map((path) => ({ path, why: "sshd" })),
     ...DYNAMIC_LINKING_PATHS.map((path) => ({

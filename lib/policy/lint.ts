@@ -14,6 +14,9 @@ import { type Policy, type PolicyPath, type PolicyRule, policyRules } from "./sc
 /** What a path names on the host: where it leads and the inode it is (`dev:ino`). */
 export type PathFact = { realPath: string; identity: string };
 
+/** The survival set's entry for the binary that runs aegisbpf (the Deno runtime, or the compiled binary). */
+export const AEGISBPF_BINARY = "the aegisbpf binary";
+
 export type LintFacts = {
   /** Nameserver addresses from /etc/resolv.conf. */
   resolvers: readonly string[];
@@ -242,6 +245,14 @@ function lintAllowSurvival(plan: RuleSetPlan, report: Report, facts: LintFacts):
  * it. An entry inside such a directory, the directory itself, or a recursive entry above it.
  */
 function lintProtectedOwnState(plan: RuleSetPlan, report: Report, facts: LintFacts): void {
+  // The agent as a writer (files.writers naming the aegisbpf binary: the runtime that runs it) may change
+  // what it protects, its own state among it.
+  const binary = facts.survival.find((entry) => entry.why === AEGISBPF_BINARY);
+  const agentWrites = binary !== undefined &&
+    (plan.writers ?? []).some((writer) =>
+      !writer.allowedOnly && facts.paths.get(writer.exe)?.identity === binary.identity
+    );
+  if (agentWrites) return;
   for (const { ruleId, path, recursive } of plan.protect ?? []) {
     const fact = facts.paths.get(path);
     if (!fact) continue;
@@ -253,7 +264,7 @@ function lintProtectedOwnState(plan: RuleSetPlan, report: Report, facts: LintFac
           ruleId,
           "protects-own-state",
           `protects ${own.realPath}, ${own.why}: aegisbpf could no longer apply, roll back or break glass; ` +
-            "protect narrower paths",
+            "protect narrower paths, or make the aegisbpf binary a writer (files.writers)",
           "error",
         );
       }

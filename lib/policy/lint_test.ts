@@ -374,6 +374,23 @@ Deno.test("lockoutRisks() refuses files.protect over aegisbpf's state or configu
     /^p\.yaml:10:9: rule keys: protects \/etc\/aegisbpf, aegisbpf configuration/,
   );
   assert.deepEqual(lint(spec, facts).filter((w) => w.severity === "error"), risks, "protecting sshd is fine");
+  // The aegisbpf binary as a writer may change its own state; another writer, or trust: dpkg's, does not.
+  const binary = { realPath: "/usr/bin/deno", identity: "1:7", why: "the aegisbpf binary" };
+  const withWriters = {
+    ...facts,
+    survival: [...survival, binary],
+    paths: new Map([...paths, ["/usr/bin/deno", binary], ["/usr/sbin/visudo", {
+      realPath: "/usr/sbin/visudo",
+      identity: "1:8",
+    }]]),
+  };
+  const writers = (exe: string) => `${spec}    writers:\n      - { exe: ${exe} }\n`;
+  const risksWith = (text: string) => {
+    const parsed = parsePolicySource(minimal(text), "p.yaml");
+    return summary(lockoutRisks(parsed.policy, parsed.locate, withWriters));
+  };
+  assert.deepEqual(risksWith(writers("/usr/bin/deno")), [], "the agent is a writer");
+  assert.equal(risksWith(writers("/usr/sbin/visudo")).length, 3, "visudo is not the agent");
 });
 
 Deno.test("lintPolicy() reports files.protect paths that do not exist: an error unless optional", () => {
