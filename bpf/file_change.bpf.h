@@ -95,3 +95,24 @@ int BPF_PROG(aegis_inode_removexattr, void *idmap, struct dentry *dentry)
 		return -EPERM;
 	return 0;
 }
+
+/*
+ * POSIX ACLs: from 6.2 on, setting or removing one (setfacl, or setxattr(2) of system.posix_acl_access or
+ * _default) no longer passes inode_setxattr but these hooks. Kernels before have neither (the loader skips
+ * them there: lib/kernel/load.ts optionalLsmPrograms); their ACL changes pass inode_setxattr above.
+ */
+SEC("lsm/inode_set_acl")
+int BPF_PROG(aegis_inode_set_acl, void *idmap, struct dentry *dentry)
+{
+	if (change_denied(AEGIS_FILE_OP_SETXATTR, BPF_CORE_READ(dentry, d_inode)))
+		return -EPERM;
+	return 0;
+}
+
+SEC("lsm/inode_remove_acl")
+int BPF_PROG(aegis_inode_remove_acl, void *idmap, struct dentry *dentry)
+{
+	if (change_denied(AEGIS_FILE_OP_REMOVEXATTR, BPF_CORE_READ(dentry, d_inode)))
+		return -EPERM;
+	return 0;
+}

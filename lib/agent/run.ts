@@ -84,7 +84,7 @@ import {
 } from "../state/tamper_record.ts";
 import { linksNeeded } from "../kernel/inspect.ts";
 import { PROGRAMS } from "../kernel/object.ts";
-import { PTRACE_LSM_PROGRAMS } from "../kernel/load.ts";
+import { optionalLsmPrograms, PTRACE_LSM_PROGRAMS } from "../kernel/load.ts";
 import { forwardLinkName } from "../kernel/links.ts";
 import { EventPipeline } from "./event_pipeline.ts";
 import {
@@ -880,6 +880,12 @@ export class Agent {
     const wanted = new Set(planAreas(current.plan).flatMap((area) => linksNeeded(area, interfaces).flat(2)));
     if (current.plan.scopeGuard) wanted.add(PROGRAMS.scopeGuard);
     if (current.plan.ptraceGuard) { for (const name of PTRACE_LSM_PROGRAMS) wanted.add(name); }
+    // The file area's hooks some kernels lack (POSIX ACLs): wanted where attached, never required.
+    if (planAreas(current.plan).includes("file")) {
+      for (const name of optionalLsmPrograms()) {
+        wanted.add(name);
+      }
+    }
     for (const iface of current.resolved.forward ?? []) wanted.add(forwardLinkName(iface.name));
     const repinned = this.#plane.repinLinks((name) => wanted.has(name)) ?? [];
     return repinned.map((link) => ({ what: "link", found: "unpinned", restored: "pinned", link }));

@@ -22,14 +22,16 @@ const HOOK_LINKS: Record<Hook, (name: string) => boolean> = {
   ptrace: (name) => name === PROGRAMS.ptraceAccess || name === PROGRAMS.ptraceTraceme,
   file_change: (name) =>
     name === PROGRAMS.inodeRename || name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink ||
-    name === PROGRAMS.inodeLink || name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr,
+    name === PROGRAMS.inodeLink || name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr ||
+    name === PROGRAMS.inodeSetAcl || name === PROGRAMS.inodeRemoveAcl,
   route: (name) => name === PROGRAMS.setsockopt,
   file_write: (name) =>
     name === PROGRAMS.fileOpen || name === PROGRAMS.fileOpenAudit || name === PROGRAMS.inodeRename ||
     name === PROGRAMS.inodeSetattr || name === PROGRAMS.inodeUnlink || name === PROGRAMS.inodeLink ||
     name === PROGRAMS.inodeSetxattr || name === PROGRAMS.inodeRemovexattr || name === PROGRAMS.inodeCreate ||
     name === PROGRAMS.inodeMkdir || name === PROGRAMS.inodeSymlink || name === PROGRAMS.inodeMknod ||
-    name === PROGRAMS.inodeRmdir || name === PROGRAMS.sbMount || name === PROGRAMS.moveMount,
+    name === PROGRAMS.inodeRmdir || name === PROGRAMS.sbMount || name === PROGRAMS.moveMount ||
+    name === PROGRAMS.inodeSetAcl || name === PROGRAMS.inodeRemoveAcl,
   forward: (name) => name.startsWith(`${PROGRAMS.forward}@`),
   identity: (name) => name === PROGRAMS.taskPrctl || name === PROGRAMS.prctlAudit,
 };

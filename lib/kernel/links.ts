@@ -11,6 +11,7 @@ import {
   GUARD_LSM_PROGRAMS,
   IDENTITY_PROGRAMS,
   LSM_PROGRAMS,
+  optionalLsmPrograms,
   PTRACE_LSM_PROGRAMS,
 } from "./load.ts";
 import { ensureMounted } from "./mounts.ts";
@@ -83,7 +84,11 @@ export class PlaneLinks {
   ): void {
     const programs: ProgramName[] = [];
     if (areas.has("file")) {
-      programs.push(...(status.file.mode === "enforce" ? FILE_LSM_PROGRAMS : FILE_AUDIT_PROGRAMS));
+      programs.push(
+        ...(status.file.mode === "enforce"
+          ? [...FILE_LSM_PROGRAMS, ...optionalLsmPrograms()]
+          : FILE_AUDIT_PROGRAMS),
+      );
     }
     if (areas.has("exec")) {
       programs.push(...(status.exec.mode === "enforce" ? EXEC_LSM_PROGRAMS : [PROGRAMS.execAudit]));

@@ -2,6 +2,7 @@ import { BpfError, type BpfObject, BUILD_PROGRAMS } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { ensureMounted } from "./mounts.ts";
 import { aegisObjectImage, openAegisObject, type ProgramName, PROGRAMS } from "./object.ts";
+import { fileContains } from "./file_search.ts";
 import { exists, listDir } from "./pin_dir.ts";
 import {
   AdoptedPrograms,
@@ -50,6 +51,26 @@ export const FILE_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.sbMount,
   PROGRAMS.moveMount,
 ];
+/**
+ * File-area BPF-LSM programs of hooks some supported kernels lack (by hook name): loaded and attached with
+ * FILE_LSM_PROGRAMS where this kernel has the hook, never required of a plane. POSIX ACL changes pass
+ * inode_setxattr before 6.2 and these hooks from 6.2 on.
+ */
+const FILE_LSM_OPTIONAL: Readonly<Partial<Record<ProgramName, string>>> = {
+  [PROGRAMS.inodeSetAcl]: "inode_set_acl",
+  [PROGRAMS.inodeRemoveAcl]: "inode_remove_acl",
+};
+
+let optional: ProgramName[] | undefined;
+
+/** The programs of FILE_LSM_OPTIONAL whose hook this kernel has (its BTF names bpf_lsm_HOOK), once a process. */
+export function optionalLsmPrograms(): readonly ProgramName[] {
+  optional ??= (Object.entries(FILE_LSM_OPTIONAL) as [ProgramName, string][]).filter(([, hook]) =>
+    fileContains("/sys/kernel/btf/vmlinux", new TextEncoder().encode(`\0bpf_lsm_${hook}\0`))
+  ).map(([name]) => name);
+  return optional;
+}
+
 export const EXEC_LSM_PROGRAMS: readonly ProgramName[] = [
   PROGRAMS.exec,
   PROGRAMS.memfdExec,
@@ -167,7 +188,8 @@ export function planeSets(areas: ReadonlySet<Area>, withLsm: boolean): ProgramSe
 
 /** The programs of `sets`. */
 export function setPrograms(sets: readonly ProgramSet[]): ProgramName[] {
-  return sets.flatMap((set) => PROGRAM_SETS[set].programs);
+  const programs = sets.flatMap((set) => PROGRAM_SETS[set].programs);
+  return sets.includes("fileLsm") ? [...programs, ...optionalLsmPrograms()] : programs;
 }
 
 /**

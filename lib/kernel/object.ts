@@ -33,6 +33,9 @@ export const PROGRAMS = {
   inodeSymlink: "aegis_inode_symlink",
   inodeMknod: "aegis_inode_mknod",
   inodeRmdir: "aegis_inode_rmdir",
+  // POSIX ACL changes on 6.2 and later (bpf/file_change.bpf.h): loaded where the kernel has the hooks
+  inodeSetAcl: "aegis_inode_set_acl",
+  inodeRemoveAcl: "aegis_inode_remove_acl",
   sbMount: "aegis_sb_mount",
   moveMount: "aegis_move_mount",
   connect4: "aegis_connect4",

@@ -49,6 +49,8 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.inodeSymlink]: "BPF-LSM lsm/inode_symlink (files.protect)",
   [PROGRAMS.inodeMknod]: "BPF-LSM lsm/inode_mknod (files.protect)",
   [PROGRAMS.inodeRmdir]: "BPF-LSM lsm/inode_rmdir (files.protect)",
+  [PROGRAMS.inodeSetAcl]: "BPF-LSM lsm/inode_set_acl (POSIX ACLs, 6.2 and later)",
+  [PROGRAMS.inodeRemoveAcl]: "BPF-LSM lsm/inode_remove_acl (POSIX ACLs, 6.2 and later)",
   [PROGRAMS.sbMount]: "BPF-LSM lsm/sb_mount (files.protect: mounts over a protected path)",
   [PROGRAMS.moveMount]: "BPF-LSM lsm/move_mount (files.protect: mounts over a protected path)",
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",

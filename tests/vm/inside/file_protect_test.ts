@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type BpfObject, DECISION, FILE_OP, HOOK, type RawEvent } from "../../../ffi/mod.ts";
+import { optionalLsmPrograms } from "../../../lib/kernel/load.ts";
 import { loadPrograms, PROGRAMS } from "../../../lib/kernel/object.ts";
 import { resolvePlan } from "../../../lib/kernel/resolve.ts";
 import { emptyPlan, type InodeTarget, type RuleSetPlan } from "../../../lib/policy/plan.ts";
@@ -33,6 +34,8 @@ const UNDER_TEST = [
   PROGRAMS.inodeRmdir,
   PROGRAMS.sbMount,
   PROGRAMS.moveMount,
+  // POSIX ACLs from 6.2 on (before, inode_setxattr judges them)
+  ...optionalLsmPrograms(),
 ];
 
 /** Runs each command (UID COMMAND ARG...) in a process of its own, in order: what each printed. */
@@ -94,6 +97,9 @@ const ATTEMPTS: readonly Attempt[] = [
     args: ["removexattr", "files/f12", "user.kept"],
     events: [[FILE_OP.REMOVEXATTR, "files/f12"]],
   },
+  // POSIX ACLs: through inode_setxattr before 6.2, inode_set_acl and inode_remove_acl from 6.2 on
+  { name: "setfacl", args: ["setacl", "files/f17"], events: [[FILE_OP.SETXATTR, "files/f17"]] },
+  { name: "setfacl -b", args: ["removeacl", "files/f18"], events: [[FILE_OP.REMOVEXATTR, "files/f18"]] },
   {
     name: "O_PATH reopened",
     args: ["opath-reopen", "files/f13"],
@@ -176,7 +182,7 @@ function makeLayout(root: string): void {
   for (const dir of ["files", "cron/sub", "cron/empty", "ssh", "outside"]) {
     Deno.mkdirSync(`${root}/${dir}`, { recursive: true });
   }
-  for (let i = 0; i <= 16; i++) Deno.writeTextFileSync(`${root}/files/f${i}`, CONTENT, { mode: 0o644 });
+  for (let i = 0; i <= 18; i++) Deno.writeTextFileSync(`${root}/files/f${i}`, CONTENT, { mode: 0o644 });
   Deno.linkSync(`${root}/files/f15`, `${root}/files/f15.second`);
   for (const path of ["files/decoy", "cron/e1", "cron/e2", "cron/sub/e3", "ssh/keys", "outside/mover"]) {
     Deno.writeTextFileSync(`${root}/${path}`, "x");
@@ -195,6 +201,8 @@ function layoutPlan(root: string, mode: "enforce" | "audit"): RuleSetPlan {
     { ruleId: 18, path: `${root}/files/probe` },
     { ruleId: 19, path: `${root}/cron`, recursive: true },
     { ruleId: 20, path: `${root}/ssh` },
+    { ruleId: 21, path: `${root}/files/f17` },
+    { ruleId: 22, path: `${root}/files/f18` },
   ];
   const rules = [
     ...emptyPlan().rules,
@@ -263,7 +271,7 @@ async function runMode(t: Fixture, mode: "enforce" | "audit"): Promise<void> {
   const signal = `/tmp/${uniqueName("aegisbpf-protect-go")}`;
   const holders: Promise<Deno.CommandOutput>[] = [];
   try {
-    await batch([["0", "setxattr", "files/f12", "user.kept", "kept"]]);
+    await batch([["0", "setxattr", "files/f12", "user.kept", "kept"], ["0", "setacl", "files/f18"]]);
     await sh("mount -o bind files/f16 outside/bound");
     // Descriptors taken before the apply: the cron directory, and a protected file opened for writing.
     holders.push((await holder(["held-dir", "cron", "late"], signal)).done);
@@ -307,8 +315,10 @@ async function attempt(t: Fixture, root: string, mode: "enforce" | "audit"): Pro
   drainEvents(t.object);
   const decision = mode === "enforce" ? DECISION.DENY : DECISION.AUDIT;
   const before = counter(t.object, HOOK.FILE_WRITE * 2 + decision);
+  const file = (path: string) => Number(/^files\/f(\d+)$/.exec(path)![1]);
+  // f0-f16 are rules 1-17, f17 and f18 (the ACL files) 21 and 22.
   const rule = (path: string) =>
-    path.startsWith("cron") ? 19 : path === "ssh" ? 20 : 1 + Number(/^files\/f(\d+)$/.exec(path)![1]);
+    path.startsWith("cron") ? 19 : path === "ssh" ? 20 : file(path) <= 16 ? 1 + file(path) : 4 + file(path);
 
   // Reading and running: allowed, no event.
   assert.equal(Deno.readTextFileSync("files/f1"), CONTENT);
