@@ -26,11 +26,14 @@ Deno.test("no command flag hides a global flag or --help", () => {
 Deno.test("every example in the help is a command line aegisbpf accepts", () => {
   for (const { command } of commands) {
     for (const example of command.examples ?? []) {
-      const [program, ...words] = example.split(" ");
-      assert.equal(program, "aegisbpf", example);
-      const redirect = words.findIndex((word) => word.startsWith(">"));
-      const argv = redirect === -1 ? words : words.slice(0, redirect);
-      assert.doesNotThrow(() => parseInvocation(argv, REGISTRY), example);
+      // A pipeline's every stage is an aegisbpf command line of its own.
+      for (const stage of example.split(" | ")) {
+        const [program, ...words] = stage.split(" ");
+        assert.equal(program, "aegisbpf", example);
+        const redirect = words.findIndex((word) => word.startsWith(">"));
+        const argv = redirect === -1 ? words : words.slice(0, redirect);
+        assert.doesNotThrow(() => parseInvocation(argv, REGISTRY), example);
+      }
     }
   }
 });
