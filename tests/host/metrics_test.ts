@@ -108,8 +108,14 @@ rootTest("[root] metrics --out writes atomically with mode 0644 and refuses a ba
   await withPolicy(async (s, bpffs) => {
     const env = { env: { AEGISBPF_BPFFS: bpffs } };
     await Deno.mkdir(`${s.dir}/textfile`);
-    Deno.umask(0o077);
-    const out = await s.run(["metrics", "--out", "textfile/aegisbpf.prom"], env);
+    // The umask the command inherits: set for its spawn only (it is the whole test process's).
+    const umask = Deno.umask(0o077);
+    let out;
+    try {
+      out = await s.run(["metrics", "--out", "textfile/aegisbpf.prom"], env);
+    } finally {
+      Deno.umask(umask);
+    }
     assert.equal(out.code, 0, out.stderr);
     assert.equal(out.stdout, "");
     const info = await Deno.stat(`${s.dir}/textfile/aegisbpf.prom`);

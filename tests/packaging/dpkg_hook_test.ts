@@ -69,8 +69,11 @@ async function tinyDeb(dir: string, name: string, file?: string): Promise<string
     `${tree}/DEBIAN/control`,
     `Package: ${name}\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t.invalid>\nDescription: ${name}\n`,
   );
+  // dpkg-deb refuses a control directory outside 0755-0775, which the process umask may have made it.
+  await Deno.chmod(`${tree}/DEBIAN`, 0o755);
   const deb = `${dir}/${name}.deb`;
-  assert.equal((await run("dpkg-deb", ["--root-owner-group", "--build", tree, deb])).code, 0);
+  const built = await run("dpkg-deb", ["--root-owner-group", "--build", tree, deb]);
+  assert.equal(built.code, 0, built.stderr);
   return deb;
 }
 
