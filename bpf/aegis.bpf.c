@@ -1051,8 +1051,8 @@ static __always_inline int bind_allowed(__u8 family, __u8 protocol, __u16 port, 
 		return 1;
 	struct aegis_rule *rule = exact_rule(&s, AEGIS_RULE_BIND, port, protocol);
 	__u32 rule_id = rule ? rule->rule_id : 0;
-	/* The subjects are asked for only where the generation has rules that look at the task. */
-	if (!rule_id && s.info->task_rules)
+	/* The subjects are asked for only where the generation has rules that name a program. */
+	if (!rule_id && s.info->task_rules && subject_switch(&s))
 		rule_id = aegis_subject_bind_rule(s.gen, port, protocol);
 	if (!rule_id || !in_scope(&s))
 		return 1;

@@ -56,26 +56,34 @@ static __always_inline __u8 deny_signal(void)
 
 /* ---- rules that follow a replace ----------------------------------------- */
 
-/* Whether (ino, dev) has a file, exec or protect rule in either generation (both are live mid-apply). */
-static __always_inline int denied_in_a_generation(__u64 ino, __u32 dev)
+enum { IN_GEN_GUARDED = 1, IN_GEN_ALLOWED = 2 };
+
+/*
+ * What (ino, dev) has in either generation (both are live mid-apply): IN_GEN_GUARDED for a file, exec or
+ * protect rule, IN_GEN_ALLOWED for an exec.allow entry.
+ */
+static __always_inline int has_rule(void *map, __u64 ino, __u32 dev, __u32 kind)
 {
+	struct aegis_rule_key key = { .a = ino, .b = dev, .kind = kind };
+	return bpf_map_lookup_elem(map, &key) != 0;
+}
+
+static __always_inline int rules_in_a_generation(__u64 ino, __u32 dev)
+{
+	int found = 0;
 #pragma unroll
 	for (__u32 gen = 0; gen < 2; gen++) {
 		__u32 slot = gen;
 		void *map = bpf_map_lookup_elem(&rules, &slot);
 		if (!map)
 			continue;
-		struct aegis_rule_key key = { .a = ino, .b = dev, .kind = AEGIS_RULE_FILE };
-		if (bpf_map_lookup_elem(map, &key))
-			return 1;
-		key.kind = AEGIS_RULE_EXEC;
-		if (bpf_map_lookup_elem(map, &key))
-			return 1;
-		key.kind = AEGIS_RULE_PROTECT;
-		if (bpf_map_lookup_elem(map, &key))
-			return 1;
+		if (has_rule(map, ino, dev, AEGIS_RULE_FILE) || has_rule(map, ino, dev, AEGIS_RULE_EXEC) ||
+		    has_rule(map, ino, dev, AEGIS_RULE_PROTECT))
+			found |= IN_GEN_GUARDED;
+		if (has_rule(map, ino, dev, AEGIS_RULE_EXEC_ALLOW))
+			found |= IN_GEN_ALLOWED;
 	}
-	return 0;
+	return found;
 }
 
 /*
@@ -136,22 +144,6 @@ static __always_inline struct aegis_rule *inherited_rule(const struct aegis_stat
 	return exact_rule(s, kind, entry->src_ino, entry->src_dev);
 }
 
-/* Whether (ino, dev) is an exec.allow inode in either generation. */
-static __always_inline int allowed_in_a_generation(__u64 ino, __u32 dev)
-{
-#pragma unroll
-	for (__u32 gen = 0; gen < 2; gen++) {
-		__u32 slot = gen;
-		void *map = bpf_map_lookup_elem(&rules, &slot);
-		if (!map)
-			continue;
-		struct aegis_rule_key key = { .a = ino, .b = dev, .kind = AEGIS_RULE_EXEC_ALLOW };
-		if (bpf_map_lookup_elem(map, &key))
-			return 1;
-	}
-	return 0;
-}
-
 /* Whether the current task is a writer of the live generation whose renames pass an exec.allow allowance. */
 static __always_inline int renamed_by_writer(void)
 {
@@ -176,8 +168,9 @@ static __always_inline int inherit_on_rename(struct inode *target, struct inode 
 	if (!target || !incoming || target == incoming)
 		return 0;
 	struct inode_id src = { .ino = BPF_CORE_READ(target, i_ino), .dev = BPF_CORE_READ(target, i_sb, s_dev) };
-	int guarded = denied_in_a_generation(src.ino, src.dev);
-	int allowed = allowed_in_a_generation(src.ino, src.dev);
+	int found = rules_in_a_generation(src.ino, src.dev);
+	int guarded = found & IN_GEN_GUARDED;
+	int allowed = found & IN_GEN_ALLOWED;
 	if (!guarded && !allowed) {
 		struct aegis_inherit *chained = inheritance(target, src.ino, src.dev);
 		if (!chained)

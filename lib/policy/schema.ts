@@ -41,9 +41,9 @@ const tags = z.array(
   });
 });
 
-const absolutePath = (what: string) =>
+const absolutePath = (what: string, example = "/etc/shadow") =>
   z.string().refine(isAbsoluteClean, {
-    error: `${what} must be an absolute path without "." or ".." components, e.g. /etc/shadow`,
+    error: `${what} must be an absolute path without "." or ".." components, e.g. ${example}`,
   });
 
 export function isAbsoluteClean(path: string): boolean {
@@ -255,7 +255,7 @@ const protectRule = z.strictObject({
 const writerRule = z.strictObject({
   id: ruleId.optional(),
   tags: tags.optional(),
-  exe: absolutePath("exe"),
+  exe: absolutePath("exe", "/usr/bin/curl"),
   children: z.boolean({ error: "children is true or false" }).optional(),
   optional: z.boolean({ error: "optional is true or false" }).optional(),
 });
@@ -274,7 +274,7 @@ const netFields = {
  * `children`, also every process it starts, `optional`, an exe that may be missing on this host.
  */
 const subjectFields = {
-  exe: absolutePath("exe").optional(),
+  exe: absolutePath("exe", "/usr/bin/curl").optional(),
   children: z.boolean({ error: "children is true or false" }).optional(),
   optional: z.boolean({ error: "optional is true or false" }).optional(),
 };
@@ -441,8 +441,8 @@ const ingress = z.strictObject({
 const spec = z.strictObject({
   mode: z.enum(["audit", "enforce"]).default("audit"),
   scope: z.strictObject({
-    cgroups: names(absolutePath("a cgroup")).optional(),
-    exempt: names(absolutePath("a cgroup")).optional(),
+    cgroups: names(absolutePath("a cgroup", "/system.slice/nginx.service")).optional(),
+    exempt: names(absolutePath("a cgroup", "/system.slice/nginx.service")).optional(),
   }).optional(),
   files: z.strictObject({
     deny: list(fileRule).optional(),
