@@ -15,11 +15,10 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { EXEC_REASON, HOOK, type RawEvent } from "../../../ffi/mod.ts";
+import { EXEC_REASON } from "../../../ffi/mod.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
 import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../../../lib/kernel/entries.ts";
-import { execFileName } from "../../../lib/kernel/events.ts";
 import { exists } from "../../../lib/kernel/pin_dir.ts";
 import { resolvePlan, sha256OfFile } from "../../../lib/kernel/resolve.ts";
 import { decide, type DecisionEvent, type ExecReason } from "../../../lib/policy/decide.ts";
@@ -36,6 +35,7 @@ import { compilePolicy } from "../../../lib/policy/compile.ts";
 import { parsePolicy } from "../../../lib/policy/parse.ts";
 import { drain } from "../../support/plane.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
+import { assertExecReported, assertRefused, execEvents, type Outcome, run } from "../../support/outcome.ts";
 
 const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
 const PROBE = `${Deno.cwd()}/bpf/build/fixtures/file_guard_probe`;
@@ -45,19 +45,11 @@ const TOUCHED = `/usr/local/bin/${PACKAGE}-touched`;
 const shared = new SharedPlane("dpkg-trust");
 let counter = 0;
 
-type Outcome = { code: number; out: string };
-
 const REASON_CODE: Record<ExecReason, number> = {
   denied: EXEC_REASON.DENIED,
   untrusted: EXEC_REASON.UNTRUSTED,
   "hash-mismatch": EXEC_REASON.HASH_MISMATCH,
 };
-
-async function run(program: string, args: string[]): Promise<Outcome> {
-  const output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
-  const decoder = new TextDecoder();
-  return { code: output.code, out: (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim() };
-}
 
 type Fixture = {
   plane: DataPlane;
@@ -172,31 +164,6 @@ async function installTiny(dir: string): Promise<void> {
   assert.ok(exists(`/var/lib/dpkg/info/${PACKAGE}.md5sums`), "dpkg recorded the md5sums");
 }
 
-function execEvents(plane: DataPlane): RawEvent[] {
-  return drain(plane).filter((event) => event.hook === HOOK.EXEC && !(event.flags & 1));
-}
-
-function assertRefused(outcome: Outcome, what: string): void {
-  assert.notEqual(outcome.code, 0, `${what} must fail: ${outcome.out}`);
-  assert.doesNotMatch(outcome.out, /^ok/, what);
-}
-
-function assertReported(
-  events: RawEvent[],
-  path: string,
-  reason: number,
-  decision: number,
-  ruleId: number,
-): void {
-  const ino = BigInt(Deno.statSync(path).ino!);
-  const found = events.find((event) => event.ino === ino && event.op === reason);
-  const seen = events.map((e) => `${e.ino}/op ${e.op}/rule ${e.ruleId}/${execFileName(e)}`);
-  assert.ok(found, `no event for ${path} (ino ${ino}, reason ${reason}) in ${seen.join(", ")}`);
-  assert.equal(found.decision, decision, "decision");
-  assert.equal(found.ruleId, ruleId, "rule");
-  assert.equal(execFileName(found), path.split("/").at(-1)!.slice(0, 31), "name");
-}
-
 const RULES: RuleInfo[] = [
   { id: "default", area: "ingress", action: "deny" },
   { id: "exec.default", area: "exec", action: "deny" },
@@ -249,21 +216,21 @@ vmTest(
     assertRefused(await t.inScope(copy, "run"), "its copy");
     assertRefused(await t.inScope(TOUCHED, "run"), "the file changed before apply");
     let events = execEvents(t.plane);
-    assertReported(events, copy, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
-    assertReported(events, TOUCHED, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    assertExecReported(events, copy, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    assertExecReported(events, TOUCHED, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
     assert.equal((await run(copy, ["run"])).out, "ok ran", "out of scope, the copy runs");
 
     // Changed after apply: the kernel knows by the ctime stamped at apply.
     Deno.writeFileSync(PROGRAM, new Uint8Array([0]), { append: true });
     assertRefused(await t.inScope(PROGRAM, "run"), "the program changed after apply");
-    assertReported(execEvents(t.plane), PROGRAM, EXEC_REASON.HASH_MISMATCH, 0, TRUST_ID);
+    assertExecReported(execEvents(t.plane), PROGRAM, EXEC_REASON.HASH_MISMATCH, 0, TRUST_ID);
 
     await apply("audit");
     assert.equal((await t.inScope(copy, "run")).out, "ok ran", "audit: the copy runs");
     assert.equal((await t.inScope(PROGRAM, "run")).out, "ok ran", "audit: the changed program runs");
     events = execEvents(t.plane);
-    assertReported(events, copy, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
-    assertReported(events, PROGRAM, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+    assertExecReported(events, copy, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+    assertExecReported(events, PROGRAM, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
     await run("dpkg", ["-P", PACKAGE]);
   },
 );

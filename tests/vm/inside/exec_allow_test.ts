@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { EXEC_REASON, HOOK, type RawEvent } from "../../../ffi/mod.ts";
+import { EXEC_REASON } from "../../../ffi/mod.ts";
 import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
 import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { execFileName } from "../../../lib/kernel/events.ts";
@@ -9,8 +9,15 @@ import { gatherLintFacts, parseExecutableMappings } from "../../../lib/policy/fa
 import { lockoutRisks } from "../../../lib/policy/lint.ts";
 import { parsePolicySource } from "../../../lib/policy/parse.ts";
 import { type AllowTarget, emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
-import { drain } from "../../support/plane.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
+import {
+  assertExecReported,
+  assertRefused,
+  copyExecutable,
+  execEvents,
+  type Outcome,
+  run,
+} from "../../support/outcome.ts";
 
 // The exec allowlist (bpf/exec_allow.bpf.h) inside the qemu guest, where BPF-LSM loads: with exec.default
 // deny, a task in scope runs and maps executable only the inodes exec.allow resolved to; everything else is
@@ -23,8 +30,6 @@ const LIBRARY = `${Deno.cwd()}/bpf/build/fixtures/libprobe.so`;
 const LOADER = "/lib64/ld-linux-x86-64.so.2";
 let counter = 0;
 const shared = new SharedPlane("exec-allow");
-
-type Outcome = { code: number; out: string };
 
 type Fixture = {
   plane: DataPlane;
@@ -55,18 +60,6 @@ const RUNTIME: AllowTarget[] = parseExecutableMappings(Deno.readTextFileSync("/p
   path,
   optional: true,
 }));
-
-async function run(program: string, args: string[]): Promise<Outcome> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (error) {
-    if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
-    return { code: -1, out: String(error) };
-  }
-  const decoder = new TextDecoder();
-  return { code: output.code, out: (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim() };
-}
 
 function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
   Deno.test({
@@ -109,45 +102,10 @@ function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
   });
 }
 
-/** A private copy of `source` (an inode of its own) at `dir/name`, executable. */
-function copy(source: string, dir: string, name: string): string {
-  const path = `${dir}/${name}`;
-  Deno.copyFileSync(source, path);
-  Deno.chmodSync(path, 0o755);
-  return path;
-}
-
-function execEvents(plane: DataPlane): RawEvent[] {
-  return drain(plane).filter((event) => event.hook === HOOK.EXEC && !(event.flags & 1));
-}
-
-function assertRefused(outcome: Outcome, what: string): void {
-  assert.notEqual(outcome.code, 0, `${what} must fail: ${outcome.out}`);
-  assert.doesNotMatch(outcome.out, /^ok/, what);
-}
-
-/** An event for the file at `path` with `reason`, in `decision` (0 deny, 1 audit), by `ruleId`. */
-function assertReported(
-  events: RawEvent[],
-  path: string,
-  reason: number,
-  decision: number,
-  ruleId: number,
-): RawEvent {
-  const ino = BigInt(Deno.statSync(path).ino!);
-  const found = events.find((event) => event.ino === ino && event.op === reason);
-  const seen = events.map((e) => `${e.ino}/op ${e.op}/rule ${e.ruleId}/${execFileName(e)}/${e.comm}`);
-  assert.ok(found, `no event for ${path} (ino ${ino}, reason ${reason}) in ${seen.join(", ")}`);
-  assert.equal(found.decision, decision, "decision");
-  assert.equal(found.ruleId, ruleId, "rule");
-  assert.equal(execFileName(found), path.split("/").at(-1)!.slice(0, 31), "name");
-  return found;
-}
-
 vmTest(
   "[vm] exec allowlist: an allowed binary runs in scope; its copy is refused by execve and ld.so, reported untrusted",
   async (t) => {
-    const tool = copy(PROBE, t.dir, "tool");
+    const tool = copyExecutable(PROBE, `${t.dir}/tool`);
     await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }]);
     assert.equal((await t.inScope(PROBE, "run")).out, "ok ran", "the allowed binary runs");
     assertRefused(await t.inScope(tool, "run"), "execve of the copy");
@@ -155,7 +113,7 @@ vmTest(
     assertRefused(viaLoader, "ld.so COPY");
     assert.match(viaLoader.out, /Operation not permitted|failed to map/);
     const events = execEvents(t.plane);
-    assertReported(events, tool, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    assertExecReported(events, tool, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
     assert.ok(
       events.some((event) => event.comm.startsWith("ld-linux") && event.op === EXEC_REASON.UNTRUSTED),
       "the loader's mapping reported",
@@ -166,12 +124,12 @@ vmTest(
     await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }], { mode: "audit" });
     assert.equal((await t.inScope(tool, "run")).out, "ok ran", "audit: the copy runs");
     assert.equal((await t.inScope(LOADER, tool, "run")).out, "ok ran", "audit: ld.so COPY runs");
-    assertReported(execEvents(t.plane), tool, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+    assertExecReported(execEvents(t.plane), tool, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
   },
 );
 
 vmTest("[vm] exec allowlist: dlopen of a copied library and a memfd exec are refused in scope", async (t) => {
-  const library = copy(LIBRARY, t.dir, "libcopy.so");
+  const library = copyExecutable(LIBRARY, `${t.dir}/libcopy.so`);
   await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }, { ruleId: ALLOWED_ID, path: LIBRARY }]);
   assert.equal((await t.inScope(PROBE, "dlopen", LIBRARY)).out, "ok loaded", "the allowed library loads");
   const refused = await t.inScope(PROBE, "dlopen", library);
@@ -181,7 +139,7 @@ vmTest("[vm] exec allowlist: dlopen of a copied library and a memfd exec are ref
   assert.match((await t.inScope(PROBE, "mprotect-exec", library)).out, /^errno EPERM \(mprotect\)/);
   assert.match((await t.inScope(PROBE, "memfd-exec", PROBE, "probe", "run")).out, /^errno EPERM \(fexecve\)/);
   const events = execEvents(t.plane);
-  assertReported(events, library, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+  assertExecReported(events, library, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
   assert.ok(events.some((event) => execFileName(event).startsWith("memfd:")), "the memfd reported");
 
   await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }, { ruleId: ALLOWED_ID, path: LIBRARY }], {
@@ -189,20 +147,20 @@ vmTest("[vm] exec allowlist: dlopen of a copied library and a memfd exec are ref
   });
   assert.equal((await t.inScope(PROBE, "dlopen", library)).out, "ok loaded", "audit: it loads");
   assert.equal((await t.inScope(PROBE, "memfd-exec", PROBE, "probe", "run")).out, "ok ran", "audit: it runs");
-  assertReported(execEvents(t.plane), library, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
+  assertExecReported(execEvents(t.plane), library, EXEC_REASON.UNTRUSTED, 1, DEFAULT_ID);
 });
 
 vmTest(
   "[vm] exec allowlist: a file renamed over an allowed one is refused; an exec.deny rule wins over allow",
   async (t) => {
-    const allowed = copy(PROBE, t.dir, "allowed");
+    const allowed = copyExecutable(PROBE, `${t.dir}/allowed`);
     await t.apply([{ ruleId: ALLOWED_ID, path: allowed }]);
     assert.equal((await t.inScope(allowed, "run")).out, "ok ran");
     // A replace as a package manager makes it: the new inode does not inherit the allowance.
-    copy(PROBE, t.dir, "incoming");
+    copyExecutable(PROBE, `${t.dir}/incoming`);
     Deno.renameSync(`${t.dir}/incoming`, allowed);
     assertRefused(await t.inScope(allowed, "run"), "the replacement");
-    assertReported(execEvents(t.plane), allowed, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    assertExecReported(execEvents(t.plane), allowed, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
 
     await t.apply([{ ruleId: ALLOWED_ID, path: allowed }], { exec: [{ ruleId: DENY_ID, path: allowed }] });
     assertRefused(await t.inScope(allowed, "run"), "allowed and denied");
@@ -214,7 +172,7 @@ vmTest(
 vmTest(
   "[vm] exec allowlist: an allowed file deleted while open cannot be run from its descriptor",
   async (t) => {
-    const doomed = copy(PROBE, t.dir, "doomed");
+    const doomed = copyExecutable(PROBE, `${t.dir}/doomed`);
     const ino = BigInt(Deno.statSync(doomed).ino!);
     const busybox = Deno.realPathSync("/usr/bin/busybox");
     await t.apply([{ ruleId: ALLOWED_ID, path: doomed }, { ruleId: ALLOWED_ID, path: busybox }]);
@@ -231,7 +189,7 @@ vmTest(
 vmTest(
   "[vm] exec allowlist: a sha256 entry fails the apply when the file differs, and is refused as hash-mismatch once changed",
   async (t) => {
-    const hashed = copy(PROBE, t.dir, "hashed");
+    const hashed = copyExecutable(PROBE, `${t.dir}/hashed`);
     const sha256 = sha256OfFile(hashed);
     const entry = (hash: string): AllowTarget => ({ ruleId: HASHED_ID, path: hashed, sha256: hash });
     await t.apply([{ ruleId: ALLOWED_ID, path: PROBE }]);
@@ -247,14 +205,14 @@ vmTest(
     // Any write after apply: here one byte appended (an ELF runs the same with it).
     Deno.writeFileSync(hashed, new Uint8Array([0]), { append: true });
     assertRefused(await t.inScope(hashed, "run"), "changed after apply");
-    assertReported(execEvents(t.plane), hashed, EXEC_REASON.HASH_MISMATCH, 0, HASHED_ID);
+    assertExecReported(execEvents(t.plane), hashed, EXEC_REASON.HASH_MISMATCH, 0, HASHED_ID);
     await assert.rejects(() => t.apply([entry(sha256)]), ResolveError, "the changed file fails a new apply");
 
     await t.apply([entry(sha256OfFile(hashed))], { mode: "audit" });
     assert.equal((await t.inScope(hashed, "run")).out, "ok ran", "applied again with its new hash");
     Deno.chmodSync(hashed, 0o700); // a ctime change
     assert.equal((await t.inScope(hashed, "run")).out, "ok ran", "audit: it runs");
-    assertReported(execEvents(t.plane), hashed, EXEC_REASON.HASH_MISMATCH, 1, HASHED_ID);
+    assertExecReported(execEvents(t.plane), hashed, EXEC_REASON.HASH_MISMATCH, 1, HASHED_ID);
   },
 );
 
@@ -267,7 +225,7 @@ vmTest(
     const busybox = Deno.realPathSync("/usr/bin/busybox");
     await t.apply([{ ruleId: ALLOWED_ID, path: busybox }]);
     assertRefused(await t.inScope(script), "a script not allowed");
-    assertReported(execEvents(t.plane), script, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+    assertExecReported(execEvents(t.plane), script, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
     // Read as data by an allowed interpreter, it runs: the allowlist judges what is executed, not what is read.
     assert.equal((await t.inScope(busybox, "sh", script)).out, "ran");
     await t.apply([{ ruleId: ALLOWED_ID, path: busybox }, { ruleId: ALLOWED_ID, path: script }]);
@@ -276,7 +234,7 @@ vmTest(
 );
 
 vmTest("[vm] exec allowlist: a policy without it leaves execs alone (the switch is off)", async (t) => {
-  const tool = copy(PROBE, t.dir, "tool");
+  const tool = copyExecutable(PROBE, `${t.dir}/tool`);
   const plan = { ...emptyPlan(), mode: "enforce" as const, rules: RULES, scope: t.scope };
   await t.plane.apply(resolvePlan({ ...plan, execAllow: [{ ruleId: ALLOWED_ID, path: PROBE }] }));
   assert.equal((await t.inScope(tool, "run")).out, "ok ran");
@@ -287,8 +245,8 @@ vmTest(
   "[vm] exec allowlist: on an overlay mount, an allowed binary and library run and load through the overlay; a copy there is refused",
   async (t) => {
     for (const name of ["lower", "upper", "work", "merged"]) Deno.mkdirSync(`${t.dir}/${name}`);
-    copy(PROBE, `${t.dir}/lower`, "tool");
-    copy(LIBRARY, `${t.dir}/lower`, "lib.so");
+    copyExecutable(PROBE, `${t.dir}/lower/tool`);
+    copyExecutable(LIBRARY, `${t.dir}/lower/lib.so`);
     const merged = `${t.dir}/merged`;
     const options = `lowerdir=${t.dir}/lower,upperdir=${t.dir}/upper,workdir=${t.dir}/work`;
     const mount = await run("mount", ["-t", "overlay", "overlay", "-o", options, merged]);
@@ -304,9 +262,9 @@ vmTest(
         (await t.inScope(`${merged}/tool`, "mprotect-exec", `${merged}/lib.so`)).out,
         "ok mapped executable",
       );
-      const copied = copy(`${merged}/tool`, merged, "copy");
+      const copied = copyExecutable(`${merged}/tool`, `${merged}/copy`);
       assertRefused(await t.inScope(copied, "run"), "a copy on the overlay");
-      assertReported(execEvents(t.plane), copied, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
+      assertExecReported(execEvents(t.plane), copied, EXEC_REASON.UNTRUSTED, 0, DEFAULT_ID);
     } finally {
       await run("umount", [merged]);
     }

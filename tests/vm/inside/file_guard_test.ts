@@ -8,6 +8,7 @@ import { emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/
 import { drain } from "../../support/plane.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
 import { exists } from "../../../lib/kernel/pin_dir.ts";
+import { assertRefused, copyExecutable, run } from "../../support/outcome.ts";
 
 // The file guard (bpf/file_guard.bpf.h) inside the qemu guest, where BPF-LSM loads: each way around an
 // inode rule is closed in enforce and reported in audit. The moves themselves are made by a small C
@@ -65,42 +66,10 @@ const DEFAULT: RuleInfo = { id: "default", area: "ingress", action: "deny" };
 const FILE_RULES: RuleInfo[] = [DEFAULT, { id: "secret", area: "file", action: "deny" }];
 const EXEC_RULES: RuleInfo[] = [DEFAULT, { id: "no-tool", area: "exec", action: "deny" }];
 
-type Outcome = { code: number; signal: Deno.Signal | null; out: string };
-
-/** Runs a program; a refused exec is an outcome too (code -1, the error's text). */
-async function run(program: string, args: string[]): Promise<Outcome> {
-  let output: Deno.CommandOutput;
-  try {
-    output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
-  } catch (error) {
-    if (!(error instanceof Deno.errors.PermissionDenied)) throw error;
-    return { code: -1, signal: null, out: String(error) };
-  }
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    signal: output.signal,
-    out: (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim(),
-  };
-}
-
 const probe = (...args: string[]) => run(PROBE, args);
-
-/** A private copy of `source` (an inode of its own) at `dir/name`, executable. */
-function copy(source: string, dir: string, name: string): string {
-  const path = `${dir}/${name}`;
-  Deno.copyFileSync(source, path);
-  Deno.chmodSync(path, 0o755);
-  return path;
-}
 
 function events(plane: DataPlane, hook: number): RawEvent[] {
   return drain(plane).filter((event) => event.hook === hook);
-}
-
-function assertRefused(outcome: Outcome, what: string): void {
-  assert.notEqual(outcome.code, 0, `${what} must fail: ${outcome.out}`);
-  assert.doesNotMatch(outcome.out, /^ok/, what);
 }
 
 // ---- loader and mappings --------------------------------------------------------------------------------
@@ -108,7 +77,7 @@ function assertRefused(outcome: Outcome, what: string): void {
 vmTest(
   "[vm] exec: the dynamic loader cannot run a denied binary (ld.so BIN); audit reports it",
   async (t) => {
-    const tool = copy(PROBE, t.dir, "tool");
+    const tool = copyExecutable(PROBE, `${t.dir}/tool`);
     assert.equal((await run(LOADER, [tool, "run"])).out, "ok ran", "ld.so runs it before any rule");
     await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: tool }] });
     assertRefused(await run(tool, ["run"]), "exec of the denied binary");
@@ -130,7 +99,7 @@ vmTest(
 );
 
 vmTest("[vm] exec: dlopen of a denied library fails in enforce and is reported in audit", async (t) => {
-  const library = copy(LIBRARY, t.dir, "libprobe.so");
+  const library = copyExecutable(LIBRARY, `${t.dir}/libprobe.so`);
   assert.equal((await probe("dlopen", library)).out, "ok loaded");
   await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: library }] });
   const refused = await probe("dlopen", library);
@@ -146,8 +115,8 @@ vmTest("[vm] exec: dlopen of a denied library fails in enforce and is reported i
 vmTest(
   "[vm] exec: mmap PROT_EXEC and mprotect to PROT_EXEC of a denied inode fail; readable mapping works",
   async (t) => {
-    const blob = copy(LIBRARY, t.dir, "blob");
-    const other = copy(LIBRARY, t.dir, "other");
+    const blob = copyExecutable(LIBRARY, `${t.dir}/blob`);
+    const other = copyExecutable(LIBRARY, `${t.dir}/other`);
     await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: blob }] });
     assert.match((await probe("mmap-exec", blob)).out, /^errno EPERM \(mmap\)/);
     assert.match((await probe("mprotect-exec", blob)).out, /^errno EPERM \(mprotect\)/);
@@ -243,7 +212,7 @@ vmTest("[vm] exec: exec.denyMemfd refuses fexecve of a memfd in enforce, reports
   assert.equal(await run("/usr/bin/busybox", ["true"]).then((outcome) => outcome.code), 0, "files still run");
   assert.ok(events(t.plane, HOOK.EXEC).some((event) => event.decision === 0 && event.ruleId === 2));
   // No execve of the memfd at all: the loader maps it (ld.so /proc/self/fd/N).
-  const tool = copy(PROBE, t.dir, "tool");
+  const tool = copyExecutable(PROBE, `${t.dir}/tool`);
   assert.match(
     (await probe("memfd-loader", LOADER, tool, "run")).out,
     /Operation not permitted|failed to map/,
@@ -265,7 +234,7 @@ vmTest(
   "[vm] exec: exec.denyMemfd holds in scope only: an exempt task runs a memfd by fexecve and by the loader",
   async (t) => {
     const busybox = Deno.realPathSync("/usr/bin/busybox");
-    const tool = copy(PROBE, t.dir, "tool");
+    const tool = copyExecutable(PROBE, `${t.dir}/tool`);
     const base = `${cgroup2Root()}/aegisbpf-memfd-${counter}`;
     Deno.mkdirSync(`${base}/exempt`, { recursive: true });
     const exempt = (...args: string[]) =>
@@ -337,10 +306,10 @@ vmTest(
 vmTest(
   "[vm] exec: a denied binary upgraded by dpkg (new file renamed over it) stays denied, loader included",
   async (t) => {
-    const tool = copy(PROBE, t.dir, "tool");
+    const tool = copyExecutable(PROBE, `${t.dir}/tool`);
     await t.apply({ rules: EXEC_RULES, exec: [{ ruleId: 1, path: tool }] });
     t.closeAgent();
-    const upgrade = copy(PROBE, t.dir, "tool.dpkg-new");
+    const upgrade = copyExecutable(PROBE, `${t.dir}/tool.dpkg-new`);
     assert.equal((await run(upgrade, ["run"])).out, "ok ran", "the new version runs under its own name");
     Deno.renameSync(upgrade, tool);
     assertRefused(await run(tool, ["run"]), "exec of the upgraded binary");

@@ -11,6 +11,7 @@ import type { RuleSetPlan } from "../../../lib/policy/plan.ts";
 import { uniqueName } from "../../support/privileged.ts";
 import { drain } from "../../support/plane.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
+import { copyExecutable, type Outcome, run } from "../../support/outcome.ts";
 
 // files.writers inside the qemu guest, where BPF-LSM loads: a trusted writer (by the inode of its program,
 // and with children: true every process it starts) may change protected files; its dpkg-style replace
@@ -25,8 +26,6 @@ const PROBE = `${FIXTURES}/file_change_probe`;
 const shared = new SharedPlane("writers");
 let counter = 0;
 
-type Outcome = { code: number; out: string };
-
 type Fixture = {
   plane: DataPlane;
   /** The ext4 mount the files live on. */
@@ -36,12 +35,6 @@ type Fixture = {
   /** Compiles and applies `spec` (YAML lines under `spec:`), scoped to the test's cgroup. */
   apply: (mode: "enforce" | "audit", spec: string) => Promise<RuleSetPlan>;
 };
-
-async function run(program: string, args: string[]): Promise<Outcome> {
-  const output = await new Deno.Command(program, { args, stdout: "piped", stderr: "piped" }).output();
-  const decoder = new TextDecoder();
-  return { code: output.code, out: (decoder.decode(output.stdout) + decoder.decode(output.stderr)).trim() };
-}
 
 function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
   Deno.test({
@@ -92,13 +85,6 @@ function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
   });
 }
 
-/** A private copy of `source` (an inode of its own) at `path`, executable. */
-function copy(source: string, path: string): string {
-  Deno.copyFileSync(source, path);
-  Deno.chmodSync(path, 0o755);
-  return path;
-}
-
 const ino = (path: string) => BigInt(Deno.statSync(path).ino!);
 const ruleId = (plan: RuleSetPlan, id: string) => plan.rules.findIndex((rule) => rule.id === id);
 
@@ -114,9 +100,9 @@ function layout(root: string) {
   Deno.writeTextFileSync(`${root}/etc/sudoers`, "v1\n");
   Deno.writeTextFileSync(`${root}/etc/cron.d/job`, "x\n");
   return {
-    dpkg: copy(PROBE, `${root}/bin/dpkg`), // a writer, alone
-    apt: copy(PROBE, `${root}/bin/apt`), // a writer with children: true
-    probe: copy(PROBE, `${root}/bin/probe`), // anyone else
+    dpkg: copyExecutable(PROBE, `${root}/bin/dpkg`), // a writer, alone
+    apt: copyExecutable(PROBE, `${root}/bin/apt`), // a writer with children: true
+    probe: copyExecutable(PROBE, `${root}/bin/probe`), // anyone else
     sudoers: `${root}/etc/sudoers`,
     cron: `${root}/etc/cron.d`,
   };
@@ -232,8 +218,8 @@ vmTest(
     "anyone else's replacement is untrusted, a sha256 entry's replacement a hash-mismatch",
   async (t) => {
     const f = layout(t.root);
-    const tool = copy(PROBE, `${t.root}/bin/tool`);
-    const hashed = copy(PROBE, `${t.root}/bin/hashed`);
+    const tool = copyExecutable(PROBE, `${t.root}/bin/tool`);
+    const hashed = copyExecutable(PROBE, `${t.root}/bin/hashed`);
     const allow = [PROBE, f.dpkg, f.probe, tool, Deno.realPathSync("/bin/sh"), ...RUNTIME]
       .map((path) => `      - { path: ${JSON.stringify(path)}, optional: true }\n`).join("");
     const spec = `  exec:\n    default: deny\n    allow:\n${allow}` +
@@ -244,13 +230,13 @@ vmTest(
     assert.equal((await t.inScope(tool, "0", "ran")).out, "ran", "the allowed binary runs");
 
     // An upgrade: dpkg renames the new version over it.
-    copy(PROBE, `${t.root}/tmp/tool.new`);
+    copyExecutable(PROBE, `${t.root}/tmp/tool.new`);
     assert.equal((await t.inScope(f.dpkg, "0", "rename", `${t.root}/tmp/tool.new`, tool)).out, "ok rename");
     assert.equal((await t.inScope(tool, "0", "ran")).out, "ran", "the upgraded binary runs");
     assert.deepEqual(events(t.plane, HOOK.EXEC), []);
 
     // Anyone else's replacement: a new inode, untrusted.
-    copy(PROBE, `${t.root}/tmp/tool.evil`);
+    copyExecutable(PROBE, `${t.root}/tmp/tool.evil`);
     assert.equal((await t.inScope(f.probe, "0", "rename", `${t.root}/tmp/tool.evil`, tool)).out, "ok rename");
     const evil = await t.inScope(tool, "0", "ran");
     assert.notEqual(evil.code, 0, `the replacement must not run: ${evil.out}`);
@@ -262,7 +248,7 @@ vmTest(
     ]]);
 
     // A sha256 entry's file replaced by the writer, even with the same content: not the hashed inode.
-    copy(hashed, `${t.root}/tmp/hashed.new`);
+    copyExecutable(hashed, `${t.root}/tmp/hashed.new`);
     assert.equal(
       (await t.inScope(f.dpkg, "0", "rename", `${t.root}/tmp/hashed.new`, hashed)).out,
       "ok rename",
@@ -277,7 +263,7 @@ vmTest(
 
     // Audit: the untrusted replacement runs, reported.
     await t.apply("audit", spec);
-    copy(PROBE, `${t.root}/tmp/tool.evil2`);
+    copyExecutable(PROBE, `${t.root}/tmp/tool.evil2`);
     assert.equal(
       (await t.inScope(f.probe, "0", "rename", `${t.root}/tmp/tool.evil2`, tool)).out,
       "ok rename",
@@ -310,7 +296,7 @@ vmTest(
     Deno.mkdirSync(`${t.root}/gen`);
     const victim = `${t.root}/gen/victim`;
     Deno.writeTextFileSync(victim, "protected\n");
-    const allowed = copy(PROBE, `${t.root}/gen/allowed`);
+    const allowed = copyExecutable(PROBE, `${t.root}/gen/allowed`);
     const allow = [PROBE, f.dpkg, f.probe, allowed, Deno.realPathSync("/bin/sh"), ...RUNTIME]
       .map((path) => `      - { path: ${JSON.stringify(path)}, optional: true }\n`).join("");
     const spec = `  exec:\n    default: deny\n    allow:\n${allow}` +
@@ -333,7 +319,7 @@ vmTest(
     assert.equal((await t.inScope(allowed, "0", "ran")).out, "ran");
     const allowedIno = ino(allowed);
     Deno.removeSync(allowed);
-    const impostor = reuse(`${t.root}/gen`, allowedIno, (path) => copy(PROBE, path));
+    const impostor = reuse(`${t.root}/gen`, allowedIno, (path) => copyExecutable(PROBE, path));
     assert.notEqual((await t.inScope(impostor, "0", "ran")).code, 0, "the impostor must not run");
     assert.deepEqual(events(t.plane, HOOK.EXEC), [[
       EXEC_REASON.UNTRUSTED,
