@@ -32,8 +32,8 @@ export const GLOBAL_OPTIONS = {
     type: "string",
     valueName: "FORMAT",
     choices: LOG_FORMATS,
-    description: "text, json or ocsf: how logs, errors and run's events are printed (default text; ocsf: " +
-      "events as OCSF 1.3 JSON, logs and errors as json)",
+    description: "text, json or ocsf: how logs, errors and run events are printed (default text; ocsf: " +
+      "OCSF 1.3 events, json logs)",
   },
   "log-level": {
     type: "string",
