@@ -10,6 +10,7 @@ import { AgentRun, type Event } from "../support/agent_run.ts";
 import {
   BIND_PORT,
   connect,
+  everyAreaPolicy,
   type Host,
   NET,
   policy,
@@ -49,20 +50,7 @@ rootTest(
   "[root] run --log-format ocsf --audit: connect, sendmsg, bind, file open and exec are OCSF events with every attribute their class requires",
   async () => {
     await withHost(async (host) => {
-      const secret = `${host.dir}/secret`;
-      Deno.writeTextFileSync(secret, "s3cret\n");
-      const tool = `${host.dir}/tool`;
-      Deno.copyFileSync("/usr/bin/true", tool);
-      Deno.chmodSync(tool, 0o755);
-      const file = writePolicy(
-        host,
-        "p.yaml",
-        policy(
-          host,
-          `  files: { deny: [{ id: secret-file, path: ${secret}, tags: [T1552.001] }] }\n` +
-            `  exec: { deny: [{ id: tool-exec, path: ${tool} }] }\n${NET}`,
-        ),
-      );
+      const { secret, tool, file } = everyAreaPolicy(host, ["T1552.001"]);
       await using agent = spawnOcsf(host, ["--audit", "--policy", file]);
       const start = await agent.waitFor(code("agent.start"), 30_000);
       assert.deepEqual([start.class_uid, start.activity_id, start.type_uid], [6002, 3, 600203]);
