@@ -6,20 +6,23 @@
 
 import { type AegisEvent, type PolicyRef, rfc3339Nanos } from "../kernel/events.ts";
 
-export type AgentEventType =
-  | "agent.start"
-  | "agent.stop"
-  | "policy.applied"
-  | "policy.rolled_back"
-  | "policy.refreshed"
-  | "policy.reload_failed"
-  | "rule.unresolved"
-  | "break_glass.on"
-  | "break_glass.off"
-  | "deadman.expired"
-  | "events.dropped"
-  | "tamper.detected"
-  | "agent.error";
+/** Every type of agent event (event_ocsf_test.ts maps each; docs/events.md explains each). */
+export const AGENT_EVENT_TYPES = [
+  "agent.start",
+  "agent.stop",
+  "policy.applied",
+  "policy.rolled_back",
+  "policy.refreshed",
+  "policy.reload_failed",
+  "rule.unresolved",
+  "break_glass.on",
+  "break_glass.off",
+  "deadman.expired",
+  "events.dropped",
+  "tamper.detected",
+  "agent.error",
+] as const;
+export type AgentEventType = typeof AGENT_EVENT_TYPES[number];
 
 /** An agent event: the envelope (ts, host, type, mode, policy) and what the type says, flat. */
 export type AgentEvent = {

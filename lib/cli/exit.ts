@@ -19,13 +19,13 @@ export function exitCodeFor(error: unknown): number {
 
 export type ReportOptions = { format: LogFormat; debug: boolean; writer: Writer; palette: Palette };
 
-/** Prints the error as one line (text) or one JSON object (json); the stack only when `debug`. */
+/** Prints the error as one line (text) or one JSON object (json, ocsf); the stack only when `debug`. */
 export function reportError(error: unknown, { format, debug, writer, palette }: ReportOptions): number {
   if (error instanceof OutputClosedError) return EXIT.ok;
   const exitCode = exitCodeFor(error);
   const message = messageOf(error);
   const position = error instanceof InputError ? error.position : undefined;
-  if (format === "json") {
+  if (format !== "text") {
     const stack = debug ? { stack: stackOf(error) } : {};
     writer.line(jsonText({ level: "error", error: message, exitCode, ...position, ...stack }));
     return exitCode;

@@ -8,7 +8,7 @@ import { DEFAULT_LOCK_TIMEOUT_MS } from "../state/files.ts";
 import type { OptionSpecs } from "./specs.ts";
 import { parseDuration } from "../text/duration.ts";
 
-export const LOG_FORMATS = ["text", "json"] as const;
+export const LOG_FORMATS = ["text", "json", "ocsf"] as const;
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 export type LogFormat = (typeof LOG_FORMATS)[number];
@@ -32,7 +32,8 @@ export const GLOBAL_OPTIONS = {
     type: "string",
     valueName: "FORMAT",
     choices: LOG_FORMATS,
-    description: "text or json: how logs and errors are printed (default text)",
+    description: "text, json or ocsf: how logs, errors and run events are printed (default text; ocsf: " +
+      "OCSF 1.3 events, json logs)",
   },
   "log-level": {
     type: "string",

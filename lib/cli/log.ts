@@ -27,7 +27,7 @@ export function createLogger(
   const method = (at: LogLevel): LogMethod => (message, fields = {}) => {
     if (!enabled(at)) return;
     writer.line(
-      format === "json"
+      format !== "text"
         ? jsonText({ ts: now().toISOString(), level: at, msg: message, ...fields })
         : textLine(at, message, fields, palette),
     );

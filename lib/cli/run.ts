@@ -47,7 +47,7 @@ async function dispatch(invocation: Invocation, ctx: Context, io: Io): Promise<n
   if (target !== undefined && !isGroup(target) && !help) {
     return await target.run(ctx, { flags: invocation.flags, args: invocation.args });
   }
-  if (!help && ctx.globals.logFormat === "json") {
+  if (!help && ctx.globals.logFormat !== "text") {
     throw new InputError(`missing command; see ${["aegisbpf", ...path, "--help"].join(" ")}`);
   }
   // Help asked for goes to stdout; help instead of a missing command goes to stderr with exit 2.
@@ -81,7 +81,7 @@ function makeContext(globals: Globals, registry: Registry, io: Io): Context {
 
 function reportOptions(flags: GlobalFlags, io: Io): ReportOptions {
   return {
-    format: flags["log-format"] === "json" ? "json" : "text",
+    format: flags["log-format"] === "json" || flags["log-format"] === "ocsf" ? "json" : "text",
     debug: flags["log-level"] === "debug",
     writer: io.stderr,
     palette: palette(useColor(io.stderrIsTTY, io.env)),

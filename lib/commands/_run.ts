@@ -6,6 +6,7 @@
 
 import { Agent } from "../agent/run.ts";
 import { eventLine } from "../agent/event_text.ts";
+import { ocsfEvent } from "../agent/event_ocsf.ts";
 import type { RunSignals } from "../agent/run_signals.ts";
 import type { Context } from "../cli/command.ts";
 import { LineQueue } from "../cli/line_queue.ts";
@@ -14,6 +15,7 @@ import { parseDuration } from "../text/duration.ts";
 import { OutputClosedError } from "../cli/output.ts";
 import { palette } from "../text/palette.ts";
 import { InputError, messageOf } from "../errors.ts";
+import { jsonText } from "../text/printable.ts";
 import { hasInterface } from "../kernel/resolve.ts";
 import { EventHub } from "../api/event_hub.ts";
 import { type ApiAddress, DEFAULT_API_SOCKET, parseApiAddress } from "../api/address.ts";
@@ -55,7 +57,8 @@ export async function runAgent(
   using _guard = guardProcess((message) => ctx.log.error(message));
   // Events are kept for the API's streams only where an API serves them.
   const hub = apiAddresses.length > 0 ? new EventHub() : undefined;
-  const json = ctx.globals.logFormat === "json";
+  const format = ctx.globals.logFormat;
+  const json = format === "json";
   const style = palette(ctx.color);
   const stdout = eventStdout(ctx);
   let agent: Agent | undefined;
@@ -76,7 +79,12 @@ export async function runAgent(
       emit: (event, line) => {
         hub?.publish(line);
         // The agent's own events (rare: starts, applies, drop reports) are never dropped for a flood's lines.
-        stdout(json ? line : eventLine(event, style), !("decision" in event));
+        const shown = json
+          ? line
+          : format === "ocsf"
+          ? jsonText(ocsfEvent(event) ?? event)
+          : eventLine(event, style);
+        stdout(shown, !("decision" in event));
       },
       // JSON lines with no API to publish them: kernel events are written straight from the record as bytes.
       ...(json && hub === undefined ? { emitJson: (line: Uint8Array) => stdout.bytes(line) } : {}),

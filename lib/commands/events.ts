@@ -1,9 +1,10 @@
 import { agentEventLog } from "../agent/event_lookup.ts";
 import { followLines, type LogLine, readRecent } from "../agent/event_log.ts";
 import { eventLine } from "../agent/event_text.ts";
+import { ocsfEvent } from "../agent/event_ocsf.ts";
 import { defineCommand } from "../cli/command.ts";
 import { palette } from "../text/palette.ts";
-import { escapeJson } from "../text/printable.ts";
+import { escapeJson, jsonText } from "../text/printable.ts";
 import { InputError } from "../errors.ts";
 import { exists } from "../kernel/pin_dir.ts";
 
@@ -15,12 +16,14 @@ export const events = defineCommand({
   summary: "recent events from the agent log, then live ones with --follow",
   description: "Reads the event log a running agent appends to (<state-dir>/events.jsonl, and " +
     "events.jsonl.1 it rotates to at 8 MiB): the last N events, oldest first, as aligned text lines or, " +
-    "with --json, the JSON lines as written (docs/events.md). --follow then prints new events as they " +
+    "with --json, the JSON lines as written (docs/events.md), or with --ocsf, each as an OCSF 1.3 event (one " +
+    "JSON object a line: docs/events.md says which class each type maps to). --follow then prints new events as they " +
     "come, across rotations, until interrupted (Ctrl-C or SIGTERM). A line that is not an event is " +
     "reported once on stderr as FILE:LINE and skipped.",
   options: {
     follow: { type: "boolean", short: "f", description: "keep printing new events until interrupted" },
     json: { type: "boolean", description: "print the JSON lines as the agent wrote them" },
+    ocsf: { type: "boolean", description: "print each event as an OCSF 1.3 JSON object, one a line" },
     lines: {
       type: "string",
       short: "n",
@@ -30,11 +33,17 @@ export const events = defineCommand({
     },
   },
   args: [],
-  examples: ["aegisbpf events", "aegisbpf events -n 200 --json", "aegisbpf events --follow"],
+  examples: [
+    "aegisbpf events",
+    "aegisbpf events -n 200 --json",
+    "aegisbpf events --follow",
+    "aegisbpf events --ocsf --follow",
+  ],
   async run(ctx, { flags }) {
     if (!/^\d+$/.test(flags.lines)) {
       throw new InputError(`--lines "${flags.lines}" is not a whole number of events; e.g. --lines 100`);
     }
+    if (flags.json && flags.ocsf) throw new InputError("--json and --ocsf exclude each other: pick one");
     const count = Number(flags.lines);
     const path = agentEventLog(ctx.globals.stateDir);
     const style = palette(ctx.color);
@@ -47,7 +56,15 @@ export const events = defineCommand({
         }
         return;
       }
-      ctx.stdout.line(flags.json ? escapeJson(line.raw) : eventLine(line.event, style));
+      if (!flags.ocsf) {
+        ctx.stdout.line(flags.json ? escapeJson(line.raw) : eventLine(line.event, style));
+        return;
+      }
+      const ocsf = ocsfEvent(line.event);
+      if (ocsf === undefined) {
+        return print({ ...line, ok: false, why: `type ${jsonText(line.event.type)} has no OCSF class here` });
+      }
+      ctx.stdout.line(jsonText(ocsf));
     };
     const { lines: recent, end } = readRecent(path, count);
     recent.forEach(print);

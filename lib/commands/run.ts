@@ -77,7 +77,7 @@ export const run = defineCommand({
     "policy that shows real events at once and denies nothing. One agent per state directory: a second " +
     "run exits 3 naming the first. --audit is a floor held while the agent runs: nothing is denied, " +
     "whatever anyone applies. Streams every decision and agent event to stdout (one " +
-    "line each, JSON with --log-format json) and to <state-dir>/events.jsonl (8 MiB, then rotated to " +
+    "line each, JSON with --log-format json, OCSF 1.3 JSON with --log-format ocsf: docs/events.md) and to <state-dir>/events.jsonl (8 MiB, then rotated to " +
     "events.jsonl.1), and describes itself in <state-dir>/agent.json. SIGHUP reads the policy again and " +
     "applies it only if it is valid (otherwise the old one stays and the event policy.reload_failed says " +
     "why). SIGUSR2 (the package's dpkg hook, after a dpkg run) resolves the policy in force again without " +
@@ -94,6 +94,7 @@ export const run = defineCommand({
     "aegisbpf run --audit",
     "aegisbpf run --enforce --policy /etc/aegisbpf/policy.yaml --deadman 30s",
     "aegisbpf run --ingress eth0 --log-format json",
+    "aegisbpf run --audit --log-format ocsf",
     "aegisbpf run --enforce --enforce-signal kill --api unix:/run/aegisbpf/api.sock --api tcp:127.0.0.1:9180",
     "aegisbpf run --audit --metrics-textfile /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
   ],

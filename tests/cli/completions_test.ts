@@ -73,7 +73,11 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "--log-level", "warn", "keys", "l"]), ["list"]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "policy", "sign", "p.yaml", "--o"]), ["--out"]);
   assert.deepEqual(await bashComplete(bash, ["aegisbpf", "version", "--j"]), ["--json"]);
-  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "version", "--log-format", ""]), ["text", "json"]);
+  assert.deepEqual(await bashComplete(bash, ["aegisbpf", "version", "--log-format", ""]), [
+    "text",
+    "json",
+    "ocsf",
+  ]);
   assert.ok((await bashComplete(bash, ["aegisbpf", "version", "--"])).includes("--config-dir"));
 });
 
@@ -85,7 +89,11 @@ Deno.test("completions zsh defines _aegisbpf for every command and is valid zsh 
     assert.match(zsh, new RegExp(`\\n\\s+'${word}:[^']+'\\n`), word);
     assert.match(zsh, new RegExp(`\\n_aegisbpf_${word.replaceAll("-", "_")}\\(\\) \\{\\n`), word);
   }
-  assert.ok(zsh.includes("'--log-format[text or json\\: how logs and errors are printed (default text)]"));
+  assert.ok(
+    zsh.includes(
+      "'--log-format[text, json or ocsf\\: how logs, errors and run events are printed (default text; ocsf\\: OCSF 1.3 events, json logs)]",
+    ),
+  );
   if (await shellAvailable("zsh")) {
     const { code, stderr } = await new Deno.Command("zsh", { args: ["-n", "-c", zsh] }).output();
     assert.equal(code, 0, new TextDecoder().decode(stderr));

@@ -45,6 +45,39 @@ Deno.test("events reports a malformed line once with FILE:LINE and goes on", asy
   assert.equal(result.stderr, `aegisbpf: warn: ${log}:2: not JSON; line skipped\n`);
 });
 
+Deno.test("events --ocsf prints each event as one OCSF object; a type with no class is skipped with FILE:LINE", async () => {
+  await using s = await scratch();
+  const log = `${s.stateDir}/events.jsonl`;
+  // A comm that tries to end the line and start a field of its own.
+  const hostile = event(2, {
+    process: { pid: 7, ppid: 1, uid: 0, gid: 0, comm: 'nc"\n{"x":1', cgroup: { id: 1 } },
+  });
+  const future = JSON.stringify({
+    ts: "2026-11-23T10:00:03Z",
+    host: "h",
+    type: "future.kind",
+    mode: "audit",
+  });
+  await Deno.writeTextFile(log, `${event(1)}\n${hostile}\n${future}\n`);
+  const result = await s.run(["events", "--ocsf"]);
+  assert.equal(result.code, 0, result.stderr);
+  const lines = result.stdout.trimEnd().split("\n");
+  assert.equal(lines.length, 2);
+  const [first, second] = lines.map((line) => JSON.parse(line));
+  assert.equal(first.class_uid, 4001);
+  assert.equal(first.activity_id, 7);
+  assert.equal(first.disposition_id, 2);
+  assert.equal(first.unmapped.rule.id, "r1");
+  assert.equal(second.actor.process.name, 'nc"\n{"x":1');
+  assert.equal(
+    result.stderr,
+    `aegisbpf: warn: ${log}:3: type "future.kind" has no OCSF class here; line skipped\n`,
+  );
+  const both = await s.run(["events", "--json", "--ocsf"]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--json and --ocsf exclude each other/);
+});
+
 Deno.test("events with no log says where it looks; a bad --lines or flag exits 2", async () => {
   await using s = await scratch();
   const none = await s.run(["events"]);

@@ -58,7 +58,7 @@ Deno.test("an unknown flag exits 2 with one line naming the command and its help
 Deno.test("a bad global flag value exits 2 and says which values are valid", async () => {
   const { code, stderr } = await aegisbpf(["version", "--log-format", "xml"]);
   assert.equal(code, 2);
-  assert.equal(stderr, 'aegisbpf: error: bad value "xml" for --log-format; use text or json\n');
+  assert.equal(stderr, 'aegisbpf: error: bad value "xml" for --log-format; use text, json or ocsf\n');
 });
 
 Deno.test("a missing argument exits 2", async () => {

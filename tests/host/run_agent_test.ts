@@ -13,6 +13,7 @@ import { AgentRun, type Event } from "../support/agent_run.ts";
 import {
   BIND_PORT,
   connect,
+  everyAreaPolicy,
   type Host,
   NET,
   policy,
@@ -56,20 +57,7 @@ rootTest(
   "[root] run --audit: egress connect and sendmsg, bind, file open and exec are reported with every SPEC field; SIGTERM leaves the pins, removes agent.json, keeps the log",
   async () => {
     await withHost(async (host) => {
-      const secret = `${host.dir}/secret`;
-      Deno.writeTextFileSync(secret, "s3cret\n");
-      const tool = `${host.dir}/tool`;
-      Deno.copyFileSync("/usr/bin/true", tool);
-      Deno.chmodSync(tool, 0o755);
-      const file = writePolicy(
-        host,
-        "p.yaml",
-        policy(
-          host,
-          `  files: { deny: [{ id: secret-file, path: ${secret} }] }\n` +
-            `  exec: { deny: [{ id: tool-exec, path: ${tool} }] }\n${NET}`,
-        ),
-      );
+      const { secret, tool, file } = everyAreaPolicy(host);
       await using agent = spawn(host, ["--audit", "--policy", file]);
       const applied = await agent.ready();
       assert.equal(applied.policy.name, "agent-test");

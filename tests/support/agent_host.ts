@@ -63,6 +63,32 @@ export const NET = `  network:
     bind: { deny: [{ id: bind-port, port: ${BIND_PORT}, protocol: tcp }] }
 `;
 
+/**
+ * A secret file (rule secret-file) and a copy of true (rule tool-exec) in the host's directory, each denied,
+ * beside NET's egress and bind rules, written to p.yaml; `secretTags` are the secret rule's tags.
+ */
+export function everyAreaPolicy(
+  host: Host,
+  secretTags: string[] = [],
+): { secret: string; tool: string; file: string } {
+  const secret = `${host.dir}/secret`;
+  Deno.writeTextFileSync(secret, "s3cret\n");
+  const tool = `${host.dir}/tool`;
+  Deno.copyFileSync("/usr/bin/true", tool);
+  Deno.chmodSync(tool, 0o755);
+  const tags = secretTags.length > 0 ? `, tags: [${secretTags.join(", ")}]` : "";
+  const file = writePolicy(
+    host,
+    "p.yaml",
+    policy(
+      host,
+      `  files: { deny: [{ id: secret-file, path: ${secret}${tags} }] }\n` +
+        `  exec: { deny: [{ id: tool-exec, path: ${tool} }] }\n${NET}`,
+    ),
+  );
+  return { secret, tool, file };
+}
+
 export function writePolicy(host: Host, name: string, text: string): string {
   const path = `${host.dir}/${name}`;
   Deno.writeTextFileSync(path, text);

@@ -1,7 +1,7 @@
 /**
  * The real agent (`aegisbpf run --log-format json`) as a child process, for host and VM tests: its events
  * collected as they arrive, waited for by predicate, and signals sent to it by pid. With `text`, each line
- * of `--log-format text` is an event `{type: "text", line}`.
+ * of `--log-format text` is an event `{type: "text", line}`; with `format: "ocsf"`, each is an OCSF object.
  */
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -40,7 +40,8 @@ export class AgentRun {
   static spawn(
     dirs: Dirs,
     args: string[],
-    options: { env?: Record<string, string>; prefix?: string[]; text?: boolean } = {},
+    options: { env?: Record<string, string>; prefix?: string[]; text?: boolean; format?: "json" | "ocsf" } =
+      {},
   ): AgentRun {
     const deno = [
       Deno.execPath(),
@@ -50,7 +51,7 @@ export class AgentRun {
       MAIN,
       "run",
       "--log-format",
-      options.text ? "text" : "json",
+      options.text ? "text" : options.format ?? "json",
       // The default API socket is the host's: a test agent serves none unless the test asks.
       ...(args.some((arg) => arg === "--api" || arg.startsWith("--api=")) ? [] : ["--api", "none"]),
       ...args,
@@ -88,7 +89,7 @@ export class AgentRun {
       if (found) return found;
       const left = deadline - Date.now();
       if (left <= 0 || this.#exited) {
-        const seen = this.events.map((event) => event.type).join(", ");
+        const seen = this.events.map((event) => event.type ?? event.metadata?.event_code).join(", ");
         throw new Error(
           `No such event ${
             this.#exited ? "before the agent exited" : `after ${timeoutMs} ms`
