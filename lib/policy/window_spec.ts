@@ -32,8 +32,13 @@ export const TEST_SECONDS_ENV = "AEGISBPF_TEST_WINDOW_SECONDS";
 
 /** What time windows are decided by: the real clock, shifted by the test clock offset when one is set. */
 export function windowClock(): number {
+  return Date.now() + windowClockOffsetMs();
+}
+
+/** The test clock's offset from the real clock in milliseconds: 0 outside tests. */
+export function windowClockOffsetMs(): number {
   const offset = Number(envOf(TEST_CLOCK_ENV) ?? 0);
-  return Date.now() + (Number.isFinite(offset) ? offset * 1000 : 0);
+  return Number.isFinite(offset) ? offset * 1000 : 0;
 }
 
 export function testSecondsAllowed(): boolean {

@@ -11,7 +11,7 @@
  */
 import { DAYS, type RuleWindow, secondsOfDay } from "./window_spec.ts";
 
-export { type RuleWindow, windowClock } from "./window_spec.ts";
+export { type RuleWindow, windowClock, windowClockOffsetMs } from "./window_spec.ts";
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
 

@@ -5,7 +5,7 @@
  */
 import { storedInput } from "../ops/policy_source.ts";
 import { compilePolicy } from "../policy/compile.ts";
-import { nextBoundary, type RuleWindow, windowClock } from "../policy/windows.ts";
+import { nextBoundary, type RuleWindow, windowClock, windowClockOffsetMs } from "../policy/windows.ts";
 import { yamlLoaded } from "../policy/yaml.ts";
 import { appliedPolicy } from "../state/apply_state.ts";
 
@@ -16,7 +16,12 @@ const MAY_HAVE_WINDOW = /["']?\bwhen["']?\s*:/;
 
 /** Whether listing the windows of the policy in force needs the YAML parser (a YAML policy that may have some). */
 export function windowsNeedYaml(stateDir: string): boolean {
-  const stored = appliedPolicy(stateDir);
+  let stored: ReturnType<typeof appliedPolicy>;
+  try {
+    stored = appliedPolicy(stateDir);
+  } catch {
+    return false;
+  }
   return stored !== undefined && MAY_HAVE_WINDOW.test(stored.policyText) && !/^\s*\{/.test(stored.policyText);
 }
 
@@ -24,7 +29,12 @@ export function windowsReport(
   stateDir: string,
   options: { agentRunning: boolean; appliedAt: string | undefined },
 ): { windows: WindowReport[]; warnings: string[] } {
-  const stored = appliedPolicy(stateDir);
+  let stored: ReturnType<typeof appliedPolicy>;
+  try {
+    stored = appliedPolicy(stateDir);
+  } catch {
+    return { windows: [], warnings: [] }; // history problems are health's own findings elsewhere
+  }
   if (!stored || !MAY_HAVE_WINDOW.test(stored.policyText)) return { windows: [], warnings: [] };
   const isJson = /^\s*\{/.test(stored.policyText);
   if (!isJson && !yamlLoaded()) {
@@ -43,7 +53,10 @@ export function windowsReport(
     return { rule, ...when, open, next: next === undefined ? null : new Date(next).toISOString() };
   });
   const warnings: string[] = [];
-  const appliedMs = options.appliedAt === undefined ? NaN : Date.parse(options.appliedAt);
+  // applied.json's time is the real clock's; windows read the window clock (shifted in tests).
+  const appliedMs = options.appliedAt === undefined
+    ? NaN
+    : Date.parse(options.appliedAt) + windowClockOffsetMs();
   const missed = Number.isNaN(appliedMs) ? undefined : nextBoundary(windows, appliedMs);
   if (!options.agentRunning && missed !== undefined && missed <= now) {
     warnings.push(

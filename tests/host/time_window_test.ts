@@ -110,7 +110,7 @@ rootTest(
       assert.equal(again.code, 0, again.stderr);
       assert.doesNotMatch(again.stdout, /unchanged/);
       assert.equal(await connect(host), "EPERM");
-      // And an agent started inside the window (after a rollback-free re-apply of an older state) holds it.
+      // An agent started inside the window keeps the rule.
       {
         await using agent = spawn(host, ["--policy", file], env);
         await agent.ready();
