@@ -14,12 +14,19 @@ import { COMMANDS } from "./lib/commands/loaders.ts";
 /** The registry parsing, help and completions read; generated declarations, checked when a command loads. */
 export const REGISTRY: Registry = lazyRegistry(COMMANDS, DECLARATIONS as unknown as Declarations);
 
-/** The argument of the agent's policy check process (lib/ops/prepare.ts); no command starts with "__". */
+/**
+ * The argument of the agent's policy check process (lib/ops/prepare.ts), and `__probe` of `policy test`'s
+ * probe child (lib/ops/probe_child.ts); no command starts with "__".
+ */
 const PREPARE_PREFIX = "__";
 
 if (import.meta.main) {
   disarmInspector(); // done already by the first import, unless this entry was renamed (a compiled binary)
   const [first] = Deno.args;
+  if (first === "__probe") {
+    const { probeChildMain } = await import("./lib/ops/probe_child.ts");
+    Deno.exit(await probeChildMain(Deno.args.slice(1)));
+  }
   if (Deno.args.length === 1 && first?.startsWith(PREPARE_PREFIX)) {
     const { PREPARE_ARGUMENT, preparePolicyMain } = await import("./lib/ops/prepare.ts");
     if (first === PREPARE_ARGUMENT) Deno.exit(await preparePolicyMain());

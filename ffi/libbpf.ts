@@ -178,6 +178,14 @@ const libcSymbols = {
   // int mount(const char *source, const char *target, const char *filesystemtype,
   //           unsigned long mountflags, const void *data)
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
+  // int umount2(const char *target, int flags)
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  // int setgroups(size_t size, const gid_t *list)
+  setgroups: { parameters: ["usize", "pointer"], result: "i32" },
+  // int setresgid(gid_t rgid, gid_t egid, gid_t sgid)
+  setresgid: { parameters: ["u32", "u32", "u32"], result: "i32" },
+  // int setresuid(uid_t ruid, uid_t euid, uid_t suid)
+  setresuid: { parameters: ["u32", "u32", "u32"], result: "i32" },
   // int statx(int dirfd, const char *pathname, int flags, unsigned int mask, struct statx *statxbuf)
   statx: { parameters: ["i32", "buffer", "i32", "u32", "buffer"], result: "i32" },
   // int name_to_handle_at(int dirfd, const char *pathname, struct file_handle *handle, int *mount_id, int flags)
@@ -200,6 +208,8 @@ const libcSymbols = {
   sysconf: { parameters: ["i32"], result: "i64" },
   // int socket(int domain, int type, int protocol)
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen)
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // int ioctl(int fd, unsigned long request, void *argp)
   ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen)

@@ -15,8 +15,10 @@ export {
 export { FdMap, type MapDefinition } from "./fd_map.ts";
 export { RingBuffer } from "./ring_buffer.ts";
 export {
+  becomeUser,
   bootTimeNs,
   closeFd,
+  connectUdp,
   type DirectoryLock,
   ifIndex,
   ifName,
@@ -34,6 +36,7 @@ export {
   statxMount,
   statxStamp,
   tryLockDirectory,
+  unmountLazily,
 } from "./sys.ts";
 export { ignoreSignal } from "./signals.ts";
 export { type PeerCredentials, UnixConnection, UnixListener } from "./unix_socket.ts";

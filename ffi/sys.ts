@@ -1,5 +1,5 @@
 import { SysError, sysFailure, unwrapSys } from "./error.ts";
-import { cString, libbpf, libc } from "./libbpf.ts";
+import { cString, lastErrno, libbpf, libc } from "./libbpf.ts";
 
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
@@ -129,6 +129,42 @@ export function mountPseudoFs(type: string, path: string): void {
     "mount",
     `${type} on ${path}`,
   );
+}
+
+const AF_INET6 = 10;
+
+/**
+ * connect(2) of a new UDP socket to `addr` (4 or 16 bytes, network order) and `port`: no datagram leaves,
+ * and the cgroup connect hooks decide it as they would a TCP connect. Returns 0, or the errno it failed with.
+ */
+export function connectUdp(addr: Uint8Array, port: number): number {
+  const v6 = addr.length === 16;
+  const fd = unwrapSys(libc().socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket", "udp");
+  try {
+    // struct sockaddr_in (16 bytes: family, port, address) or sockaddr_in6 (28: family, port, flowinfo, address)
+    const sockaddr = new Uint8Array(v6 ? 28 : 16);
+    const view = new DataView(sockaddr.buffer);
+    view.setUint16(0, v6 ? AF_INET6 : AF_INET, true);
+    view.setUint16(2, port, false);
+    sockaddr.set(addr, v6 ? 8 : 4);
+    return libc().connect(fd, sockaddr, sockaddr.length) < 0 ? lastErrno() : 0;
+  } finally {
+    libc().close(fd);
+  }
+}
+
+const MNT_DETACH = 2;
+
+/** umount2(2) with MNT_DETACH: the mount goes from the tree now, and away once nothing uses it. */
+export function unmountLazily(path: string): void {
+  unwrapSys(libc().umount2(cString(path), MNT_DETACH), "umount2", path);
+}
+
+/** This process (every thread: glibc's set*id broadcast) becomes `uid`:`gid` with no supplementary groups. */
+export function becomeUser(uid: number, gid: number): void {
+  unwrapSys(libc().setgroups(0n, null), "setgroups", "[]");
+  unwrapSys(libc().setresgid(gid, gid, gid), "setresgid", String(gid));
+  unwrapSys(libc().setresuid(uid, uid, uid), "setresuid", String(uid));
 }
 
 const LOCK_EX = 2;

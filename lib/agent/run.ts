@@ -32,6 +32,7 @@ import { forwardInterfaces } from "../kernel/resolve.ts";
 import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
 import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
 import type { Area } from "../policy/plan.ts";
+import { nextBoundary, windowClock } from "../policy/windows.ts";
 import {
   bootTimeNs,
   type EnforceSignal,
@@ -187,6 +188,8 @@ export class Agent {
   #freshness: FreshnessWatcher | undefined;
   /** File and exec rules the last refresh could not resolve (they keep their last inodes), by rule. */
   #unresolved = new Map<string, UnresolvedRule & { since: string }>();
+  /** When the next time window of the policy in force opens or closes (windowClock's milliseconds). */
+  #windowDue: number | undefined;
   readonly #timers = new Timers((error) => this.#options.log.warn(messageOf(error)));
   readonly #watches: DirWatch[] = [];
   /** The watches that could not be set up: the tick does their checks. */
@@ -342,14 +345,14 @@ export class Agent {
    * SIGHUP: under the state lock, chooses the policy again (a file older than a policy applied since is not
    * taken: see policy_source.ts), checks everything, and applies it; on failure keeps the old one.
    */
-  reload(): Promise<void> {
+  reload(why: "reload" | "window" = "reload"): Promise<void> {
     return this.#serial(async () => {
       try {
         using _lock = await this.#lockState("run (reload)");
         settleInterruptedApply({ bpffs: this.#options.bpffs, stateDir: this.#options.stateDir });
         const prepared = await preparePolicy(agentRequest(this.#options, "reload"));
         partialAreas(this.#plane, prepared.plan, allowsPartial(this.#options));
-        await this.#install(prepared, "reload");
+        await this.#install(prepared, why);
       } catch (error) {
         const kept = this.#policyRef && `${this.#policyRef.name} version ${this.#policyRef.version}`;
         this.#emit("policy.reload_failed", { error: messageOf(error), kept: kept ?? null });
@@ -455,7 +458,7 @@ export class Agent {
    * this file). Resolves names first: a missing path is bad input and nothing changes. The caller holds the
    * state lock, taken before the policy was chosen.
    */
-  async #install(prepared: PreparedPolicy, why: "start" | "reload"): Promise<void> {
+  async #install(prepared: PreparedPolicy, why: "start" | "reload" | "window"): Promise<void> {
     const { input, plan } = prepared;
     // The default policy names paths many hosts lack, on purpose: not worth a warning at every start.
     const level = prepared.origin === "default" ? "debug" : "warn";
@@ -528,6 +531,7 @@ export class Agent {
       this.#names.use(held.plan);
     }
     this.#watchRulePaths();
+    this.#windowDue = nextBoundary(held.plan.windows ?? [], windowClock());
     this.#writeState();
     // Loading the object and applying leave megabytes of garbage behind (lib/agent/memory.ts).
     releaseMemorySoon();
@@ -798,6 +802,11 @@ export class Agent {
   /** The heartbeat, and every check nothing notifies (see TICK_MS). */
   #tick(): void {
     writeHeartbeat(this.#options.stateDir);
+    // A time window opens or closes: the policy compiled for now and flipped in, as a reload does.
+    if (this.#windowDue !== undefined && windowClock() >= this.#windowDue) {
+      this.#windowDue = undefined;
+      void this.reload("window");
+    }
     // The mode words and the kernel's break-glass word: nothing notifies a map write.
     this.#checkGlass();
     if (this.#unwatched.has(LINKS_WATCH)) this.#checkTampering("link pins", () => this.#repinLinks());

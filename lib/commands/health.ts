@@ -1,4 +1,6 @@
 import { checkHealth, type HealthReport, type RequireEnforce } from "../report/health.ts";
+import { windowsNeedYaml } from "../report/windows_report.ts";
+import { loadYaml } from "../policy/yaml.ts";
 import { InputError } from "../errors.ts";
 import { AREAS } from "../kernel/probe.ts";
 import type { Area } from "../policy/plan.ts";
@@ -42,17 +44,19 @@ export const health = defineCommand({
     "aegisbpf health --json --require-enforce",
     "aegisbpf health --require-enforce egress,bind",
   ],
-  run(ctx, { flags }) {
+  async run(ctx, { flags }) {
+    // A policy with time windows is parsed to list them: the YAML parser only then.
+    if (windowsNeedYaml(ctx.globals.stateDir)) await loadYaml();
     const report = checkHealth(ctx.globals, { requireEnforce: requireEnforceOf(flags["require-enforce"]) });
     const code = report.healthy ? 0 : 1;
     if (flags.json) {
       const { counters: _counters, ...rest } = report;
       ctx.stdout.line(JSON.stringify({ schema: 1, ...rest }));
-      return Promise.resolve(code);
+      return code;
     }
     const style = palette(ctx.color);
     for (const line of healthLines(report, style)) ctx.stdout.line(line);
-    return Promise.resolve(code);
+    return code;
   },
 });
 
@@ -161,6 +165,14 @@ export function factRows(report: HealthReport): [string, string][] {
       ? "none"
       : report.partial.map(({ area, reason }) => `${area}${reason ? ` (${reason})` : ""}`).join("; "),
   ]);
+  for (const window of report.windows) {
+    const days = window.days ? ` ${window.days.join(",")}` : "";
+    const next = window.next ? `, ${window.open ? "closes" : "opens"} ${window.next}` : "";
+    rows.push([
+      `window ${window.rule}`,
+      `${window.open ? "open" : "closed"}${next} (${window.from}-${window.to}${days} ${window.tz ?? "UTC"})`,
+    ]);
+  }
   rows.push([
     "stale rules",
     staleRules === null

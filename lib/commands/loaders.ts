@@ -18,6 +18,7 @@ export const COMMANDS: Loaders = [
       { name: "simulate", load: async () => (await import("./policy/simulate.ts")).policySimulate },
       { name: "suggest", load: async () => (await import("./policy/suggest.ts")).policySuggest },
       { name: "init", load: async () => (await import("./policy/init.ts")).policyInit },
+      { name: "test", load: async () => (await import("./policy/test.ts")).policyTest },
       { name: "apply", load: async () => (await import("./policy/apply.ts")).policyApply },
       { name: "show", load: async () => (await import("./policy/show.ts")).policyShow },
       { name: "history", load: async () => (await import("./policy/history.ts")).policyHistory },

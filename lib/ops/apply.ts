@@ -110,6 +110,8 @@ export function alreadyInForce(
 }
 
 function inForce(where: PlaneLocation, plan: RuleSetPlan, sha256: string): HistoryEntry | undefined {
+  // Time windows: what the policy puts in the kernel depends on when it is applied; always a real apply.
+  if (plan.windows) return undefined;
   const applied = readApplied(where.stateDir);
   const entry = currentEntry(listHistory(where.stateDir));
   if (!applied || !entry || entry.seq !== applied.seq || applied.sha256 !== sha256) return undefined;
@@ -136,6 +138,10 @@ export function planAreas(plan: RuleSetPlan): Area[] {
   }
   if (plan.bind.length > 0) areas.push("bind");
   if (plan.ingress.interfaces.length > 0) areas.push("ingress");
+  // A rule outside its time window attaches its area all the same: opening it is then one flip.
+  for (const { area } of plan.windows ?? []) {
+    if (area !== "ingress" && !areas.includes(area)) areas.push(area);
+  }
   return areas;
 }
 

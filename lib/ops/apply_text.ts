@@ -6,7 +6,7 @@
 
 import { RefusedError } from "../errors.ts";
 import { checkInput, type RawInput, readApplyConfig } from "./apply_source.ts";
-import { compilePolicy } from "../policy/compile.ts";
+import { compileForNow, compilePolicy } from "../policy/compile.ts";
 import { withYaml } from "../policy/yaml.ts";
 import {
   findEntry,
@@ -172,8 +172,9 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
       counterEqualDecidedLater: true,
     })
   );
-  const plan = compilePolicy(input.parsed.policy);
-  await refuseLockout(input, stateDir, plan, configDir);
+  const plan = compileForNow(input.parsed.policy);
+  // Every rule, whatever its time window: a rule closed now may lock the operator out when it opens.
+  await refuseLockout(input, stateDir, plan.windows ? compilePolicy(input.parsed.policy) : plan, configDir);
   const done = await applyChecked(where, input, plan, {
     holder: "api policy apply",
     wait: true,
@@ -220,8 +221,9 @@ export async function reapplyHistoryEntry(
       )
     ));
   const input = { ...checked, source: target.source };
-  const plan = phase("compile", () => compilePolicy(input.parsed.policy));
-  await phaseAsync("lockout check", () => options.lockout(input, plan));
+  const plan = phase("compile", () => compileForNow(input.parsed.policy));
+  const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
+  await phaseAsync("lockout check", () => options.lockout(input, everyRule));
   const result = await applyPolicy({
     bpffs,
     stateDir,

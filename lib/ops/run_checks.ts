@@ -10,7 +10,7 @@ import type { DataPlane } from "../kernel/dataplane.ts";
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { probeLsmAt } from "../kernel/load.ts";
 import { refuseUnsafeAccess } from "../state/access.ts";
-import { compilePolicy } from "../policy/compile.ts";
+import { compileForNow } from "../policy/compile.ts";
 import { keysDir } from "../state/key_store.ts";
 import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import { planAreas, unenforceableAreas } from "./apply.ts";
@@ -34,7 +34,7 @@ export function planFor(
         `${options.configDir}/policy.yaml`,
     );
   }
-  const plan = compilePolicy(sourced.input.parsed.policy);
+  const plan = compileForNow(sourced.input.parsed.policy);
   if (options.requestedMode === "enforce") plan.mode = "enforce";
   const named = new Set(plan.ingress.interfaces.map((iface) => iface.name));
   for (const name of options.ingress) {

@@ -29,6 +29,7 @@ import type {
   UserRuleSpec,
 } from "./schema.ts";
 import { forEachRule } from "./schema.ts";
+import { windowClock, windowOpen } from "./windows.ts";
 
 /** Where a rule without a cidr applies: every destination (or source) of both families. */
 const EVERYWHERE = ["0.0.0.0/0", "::/0"];
@@ -54,11 +55,23 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "files.writers": { area: "file", action: "allow" },
 };
 
-export function compilePolicy(policy: Policy): RuleSetPlan {
+/**
+ * The plan of `policy`. With `now` (milliseconds since the epoch, what apply and the agent pass), a rule whose
+ * time window is closed then is numbered but not enforced; without it, every rule is in force (lint, explain,
+ * simulate and policy test see every rule).
+ */
+export function compilePolicy(policy: Policy, options: { now?: number } = {}): RuleSetPlan {
   const { spec } = policy;
   const plan = emptyPlan(spec.mode);
   const subjects = new Subjects();
-  forEachRule(spec, (list, rule, _index, id) => addRule(plan, { list, rule, id } as RuleRef, subjects));
+  forEachRule(spec, (list, rule, _index, id) => {
+    const when = "when" in rule ? rule.when : undefined;
+    const closed = when !== undefined && options.now !== undefined && !windowOpen(when, options.now);
+    if (when !== undefined) {
+      (plan.windows ??= []).push({ rule: id, area: AREA[list].area, when, open: !closed });
+    }
+    addRule(plan, { list, rule, id } as RuleRef, subjects, closed);
+  });
   if (subjects.list.length > 0) plan.subjects = subjects.list;
   const floor = spec.network?.egress?.nameTtlFloor;
   if (floor !== undefined && plan.egressHosts) plan.nameTtlFloor = floor;
@@ -114,6 +127,14 @@ export function compilePolicy(policy: Policy): RuleSetPlan {
     plan.identityGuard = { ruleId: plan.rules.push({ id: "exe.identity", area, action: "deny" }) - 1 };
   }
   return plan;
+}
+
+/**
+ * The plan to apply now: rules outside their time window left out (what `policy apply`, rollback and the agent
+ * put in the kernel). Checks that must see every rule (lint, the lock-out check) use `compilePolicy` alone.
+ */
+export function compileForNow(policy: Policy): RuleSetPlan {
+  return compilePolicy(policy, { now: windowClock() });
 }
 
 /** Numbers the programs rules name: one per distinct (exe, children), 1 up in rule order. */
@@ -172,7 +193,7 @@ export function addWriter(
   (plan.writers ??= []).push(entry);
 }
 
-function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
+function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects, closed = false): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
   if (entry.rule.tags !== undefined && entry.rule.tags.length > 0) info.tags = [...entry.rule.tags];
@@ -184,6 +205,7 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects): void {
   }
   if ("host" in entry.rule && entry.rule.host !== undefined) info.host = canonicalHost(entry.rule.host);
   const ruleId = plan.rules.push(info) - 1;
+  if (closed) return; // outside its time window: numbered, nothing enforced
   if (entry.list === "files.writers") {
     info.exe = entry.rule.exe;
     addWriter(plan, subjects, entry.rule, ruleId);

@@ -4,6 +4,8 @@
  * ids and interface indexes.
  */
 
+import type { RuleWindow } from "./window_spec.ts";
+
 export type Mode = "audit" | "enforce";
 export type Protocol = "tcp" | "udp";
 export type Area = "file" | "exec" | "egress" | "bind" | "ingress";
@@ -118,8 +120,16 @@ export type UserRule =
   & ({ uid: number; gid?: never } | { gid: number; uid?: never });
 export type IngressInterface = { name: string; defaultDrop: boolean; ruleId: number };
 
+/** A rule with a time window (`when:`), and whether the plan holds it (open) or only numbers it (closed). */
+export type PlanWindow = { rule: string; area: Area; when: RuleWindow; open: boolean };
+
 export type RuleSetPlan = {
   mode: Mode;
+  /**
+   * The rules with a time window. A closed one keeps its rule id (numbering stays stable) but puts nothing
+   * in the kernel; its area is attached all the same, so that opening it is one flip.
+   */
+  windows?: PlanWindow[];
   /** Index = kernel rule id. Id 0 is reserved for "no rule" (ingress default drop). */
   rules: RuleInfo[];
   files: InodeTarget[];

@@ -26,3 +26,17 @@ export const PROFILE_NAMES: readonly string[] = PROFILES.map((profile) => profil
 export async function profileText(name: ProfileName): Promise<string> {
   return await Deno.readTextFile(new URL(`../../policies/${name}.yaml`, import.meta.url));
 }
+
+/**
+ * The `policy test` file of profile `name` (policies/NAME.test.yaml), its `policy:` naming `policyFile`
+ * (relative to the test file) instead of the profile's own file.
+ */
+export async function profileTestText(name: ProfileName, policyFile = `${name}.yaml`): Promise<string> {
+  const text = await Deno.readTextFile(new URL(`../../policies/${name}.test.yaml`, import.meta.url));
+  return text.replace(/^policy: .*$/m, `policy: ${JSON.stringify(policyFile)}`);
+}
+
+/** Where `policy init --with-test` writes the test file of a policy written to `policyPath`. */
+export function testFileBeside(policyPath: string): string {
+  return `${policyPath.replace(/\.(ya?ml|json)$/, "")}.test.yaml`;
+}

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { gatherLintFacts } from "./facts.ts";
 import { lintPolicy } from "./lint.ts";
 import { parsePolicySource } from "./parse.ts";
-import { PROFILES, profileText } from "./profiles.ts";
+import { PROFILES, profileTestText, profileText, testFileBeside } from "./profiles.ts";
+import { parsePolicyTest } from "./test_file.ts";
 import { policyRules } from "./schema.ts";
 
 const TECHNIQUES = [
@@ -48,4 +49,23 @@ Deno.test("profiles web-server and bastion keep curl and wget to this host (T110
       ["/usr/bin/curl", "/usr/bin/wget"],
     );
   }
+});
+
+for (const { name } of PROFILES) {
+  Deno.test(`profile ${name} has a policy test file whose events name rules of the profile`, async () => {
+    const policy = parsePolicySource(await profileText(name), `policies/${name}.yaml`).policy;
+    const ids = new Set(policyRules(policy).map((rule) => rule.id));
+    const test = parsePolicyTest(await profileTestText(name, "p.yaml"), `/x/${name}.test.yaml`);
+    assert.equal(test.policy, "/x/p.yaml");
+    assert.equal(test.mode, "enforce", "tested as enforced: no probe leaves the host");
+    const named = test.cases.flatMap((c) => c.event?.rule === undefined ? [] : [String(c.event.rule)]);
+    assert.ok(named.length >= 3);
+    for (const rule of named) assert.ok(ids.has(rule), `${rule} is a rule of ${name}`);
+  });
+}
+
+Deno.test("testFileBeside() puts the test file beside the policy", () => {
+  assert.equal(testFileBeside("/etc/aegisbpf/policy.yaml"), "/etc/aegisbpf/policy.test.yaml");
+  assert.equal(testFileBeside("p.json"), "p.test.yaml");
+  assert.equal(testFileBeside("policy"), "policy.test.yaml");
 });

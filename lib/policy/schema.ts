@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from "./cidr.ts";
 import { hostProblem } from "./host_name.ts";
+import { DAYS, isTimeZone, secondsOfDay, testSecondsAllowed } from "./window_spec.ts";
 
 export const API_VERSION = "aegisbpf.io/v1";
 
@@ -39,6 +40,53 @@ const tags = z.array(
       ctx.addIssue({ code: "custom", path: [index], input: value, message: `tag ${value} is listed twice` });
     }
   });
+});
+
+/**
+ * `when:`: the rule is in force only inside this window of the week (lib/policy/windows.ts). Seconds
+ * ("HH:MM:SS") only where the test switch allows them.
+ */
+const ruleWindow = z.strictObject({
+  days: z.array(z.enum(DAYS, { error: `a day is one of ${DAYS.join(", ")}` }), {
+    error: "days is a list of days, e.g. [mon, tue, wed, thu, fri]",
+  }).min(1, { error: "list at least one day, or leave days out for every day" }).optional(),
+  from: z.string({ error: 'from is a time of day, e.g. "08:00"' }),
+  to: z.string({ error: 'to is a time of day, e.g. "18:00"' }),
+  tz: z.string({ error: "tz is a time zone, e.g. Europe/Berlin" }).optional(),
+}).superRefine((window, ctx) => {
+  const seconds = testSecondsAllowed();
+  const times = { from: secondsOfDay(window.from, seconds), to: secondsOfDay(window.to, seconds) };
+  for (const key of ["from", "to"] as const) {
+    if (times[key] === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: [key],
+        input: window[key],
+        message: `${key} must be a time of day HH:MM (00:00 to 23:59), e.g. "08:00", not ${
+          JSON.stringify(window[key])
+        }`,
+      });
+    }
+  }
+  if (times.from !== undefined && times.from === times.to) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["to"],
+      input: window.to,
+      message:
+        "from and to are the same time: the window would be empty; for a rule always in force, drop when",
+    });
+  }
+  if (window.tz !== undefined && !isTimeZone(window.tz)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["tz"],
+      input: window.tz,
+      message: `unknown time zone ${
+        JSON.stringify(window.tz)
+      }; name one as Area/City, e.g. Europe/Berlin, or UTC`,
+    });
+  }
 });
 
 const absolutePath = (what: string, example = "/etc/shadow") =>
@@ -151,6 +199,7 @@ export const MAX_FILES_LIMIT = 16_000_000;
 const fileRule = z.strictObject({
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   path: absolutePath("path"),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
@@ -190,6 +239,7 @@ const execAllowRule = z.strictObject({
   }).optional(),
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   path: absolutePath("path").optional(),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
@@ -243,6 +293,7 @@ const execAllowRule = z.strictObject({
 const protectRule = z.strictObject({
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   path: absolutePath("path"),
   recursive: z.boolean().optional(),
   optional: z.boolean().optional(),
@@ -255,6 +306,7 @@ const protectRule = z.strictObject({
 const writerRule = z.strictObject({
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   exe: absolutePath("exe", "/usr/bin/curl"),
   children: z.boolean({ error: "children is true or false" }).optional(),
   optional: z.boolean({ error: "optional is true or false" }).optional(),
@@ -263,6 +315,7 @@ const writerRule = z.strictObject({
 const netFields = {
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   cidr: cidr.optional(),
   port: port.optional(),
   ports: portList(1).optional(),
@@ -367,6 +420,7 @@ type EgressKeys = {
 const portFields = {
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   port: port.optional(),
   ports: portList(1).optional(),
   protocol: protocol.optional(),
@@ -382,6 +436,7 @@ function checkPortRule(
 }
 
 const portRule = z.strictObject(portFields).superRefine(checkPortRule);
+const { when: _when, ...portFieldsWithoutWindow } = portFields;
 
 /** A bind deny entry: ports, and the program it applies to when it names one. */
 const bindRule = z.strictObject({ ...portFields, ...subjectFields }).superRefine((rule, ctx) => {
@@ -395,6 +450,7 @@ const userId = z.int({ error: `ids are integers 0-${MAX_ID}` }).min(0, { error: 
 const userRule = z.strictObject({
   id: ruleId.optional(),
   tags: tags.optional(),
+  when: ruleWindow.optional(),
   uid: userId.optional(),
   gid: userId.optional(),
   allowPorts: portList(0).optional(),
@@ -433,7 +489,8 @@ const ingress = z.strictObject({
     }),
   ).min(1, { error: "list at least one interface, e.g. [eth0]" }),
   default: z.enum(["pass", "drop"]).default("pass"),
-  failsafe: portRule.optional(),
+  // Always in force: a failsafe that a window could lift would be no failsafe.
+  failsafe: z.strictObject(portFieldsWithoutWindow).superRefine(checkPortRule).optional(),
   allow: list(netRule).optional(),
   deny: list(netRule).optional(),
 });

@@ -36,6 +36,7 @@ import {
   type TamperEntry,
 } from "../state/tamper_record.ts";
 import { describeStale, findStaleRules, type StaleCheck } from "./stale.ts";
+import { type WindowReport, windowsReport } from "./windows_report.ts";
 import { HEARTBEAT_STALE_MS, heartbeatAge, readHeartbeat } from "../state/heartbeat.ts";
 
 /** The share of the learned-address table's capacity at which it counts as full. */
@@ -94,6 +95,8 @@ export type HealthReport = {
    * evicted or renewed) and capacity; null when the policy in force has no rules by name.
    */
   names: { learned: number; capacity: number } | null;
+  /** The rules of the policy in force with a time window (`when:`): open now or not, and the next change. */
+  windows: WindowReport[];
   events: { lost: number; suppressed: number };
   /** The counters read for this report (status prints them). */
   counters: Counters | null;
@@ -399,6 +402,12 @@ export function checkHealth(
     }
   }
 
+  const { windows, warnings: windowWarnings } = windowsReport(paths.stateDir, {
+    agentRunning: agentState.state === "running",
+    appliedAt: applied?.time,
+  });
+  warnings.push(...windowWarnings);
+
   const tamperRecord = readTamperRecord(paths.stateDir);
   const tamper = {
     recent: recentTampering(tamperRecord),
@@ -450,6 +459,7 @@ export function checkHealth(
     unresolvedRules,
     connections,
     names,
+    windows,
     events: { lost, suppressed },
     counters: counters ?? null,
     tookMs: Math.round((performance.now() - started) * 10) / 10,

@@ -63,6 +63,7 @@ Deno.test("completions bash completes commands, subcommands, flags and fixed val
     "simulate",
     "suggest",
     "init",
+    "test",
     "apply",
     "show",
     "history",

@@ -119,3 +119,21 @@ Deno.test("policy init writes each profile, which validates and lints without er
   assert.equal((await s.run(["policy", "init", "--profile", "nope"])).code, 2);
   assert.equal((await s.run(["policy", "init"])).code, 2);
 });
+
+Deno.test("policy init --with-test writes the profile's test file beside the policy, naming it", async () => {
+  await using s = await scratch();
+  const written = await s.run(["policy", "init", "--profile", "web-server", "-o", "web.yaml", "--with-test"]);
+  assert.equal(written.code, 0, written.stderr);
+  const test = await Deno.readTextFile(`${s.dir}/web.test.yaml`);
+  assert.match(test, /^policy: "web\.yaml"$/m);
+  assert.match(test, /rule: imds/);
+  assert.equal((await s.run(["policy", "init", "--profile", "baseline", "--with-test"])).code, 2, "needs -o");
+  // An existing test file is refused before anything is written.
+  const again = await s.run(["policy", "init", "--profile", "bastion", "-o", "other.yaml", "--with-test"]);
+  assert.equal(again.code, 0, again.stderr);
+  await Deno.remove(`${s.dir}/other.yaml`);
+  const refused = await s.run(["policy", "init", "--profile", "bastion", "-o", "other.yaml", "--with-test"]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /other\.test\.yaml: exists/);
+  await assert.rejects(Deno.stat(`${s.dir}/other.yaml`), Deno.errors.NotFound);
+});

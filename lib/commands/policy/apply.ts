@@ -16,7 +16,7 @@ import { preflightApply } from "../../ops/apply_preflight.ts";
 import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../ops/apply_source.ts";
 import { appliedPolicy } from "../../state/apply_state.ts";
-import { compilePolicy } from "../../policy/compile.ts";
+import { compileForNow, compilePolicy } from "../../policy/compile.ts";
 import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../state/history.ts";
 import { parsePolicy } from "../../policy/parse_text.ts";
 import { withYaml } from "../../policy/yaml.ts";
@@ -100,8 +100,10 @@ export const policyApply = defineCommand({
             readApplyConfig(configDir).requireSignature;
           return checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true });
         }));
-      const plan = phase("compile", () => compilePolicy(input.parsed.policy));
-      await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, plan));
+      const plan = phase("compile", () => compileForNow(input.parsed.policy));
+      // Every rule, whatever its time window: a rule closed now may lock the operator out when it opens.
+      const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
+      await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, everyRule));
       // The kernel's copy of the CIDR rules is written while the apply takes its locks and makes its checks,
       // into a map installed nowhere until the apply stages the new generation (a refused apply drops it).
       // After the lock-out check: a write beside that check's collection of the parse's garbage slowed both.
