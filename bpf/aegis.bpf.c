@@ -587,6 +587,11 @@ static __always_inline int inode_decision_op(const struct aegis_state *s, __u32 
 		e->exception = exception;
 		bpf_ringbuf_submit(e, 0);
 	}
+	/*
+	 * Opaque to the compiler: knowing it 0 or 1, clang turns a caller's `return -EPERM` into a negation the LSM
+	 * return-value check cannot bound once the exception lookup is in between.
+	 */
+	barrier_var(deny);
 	return deny;
 }
 

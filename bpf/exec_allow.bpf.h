@@ -110,6 +110,7 @@ static __always_inline int exec_allow_decision(const struct aegis_state *s, __u3
 		bpf_probe_read_kernel_str((char *)e->daddr, sizeof(e->daddr) + sizeof(e->saddr), name);
 		bpf_ringbuf_submit(e, 0);
 	}
+	barrier_var(deny); /* see inode_decision_op */
 	return deny;
 }
 
