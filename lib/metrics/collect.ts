@@ -53,7 +53,7 @@ export type MetricsReading = {
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
   unresolvedRules?: number;
   /** Live expiring exceptions by kind (`aegisbpf exception list`). */
-  exceptions?: Record<"exec" | "file" | "egress", number>;
+  exceptions?: Record<"exec" | "file" | "egress", number> | undefined;
 };
 
 type RuleLabels = { rule: string; tags?: string };
@@ -119,7 +119,7 @@ export function collect(
   };
   const words = readModeWords(where.bpffs);
   const tamper = readTamperRecord(where.stateDir).total;
-  const exceptions = exceptionCounts(listExceptions(where));
+  const exceptions = liveExceptions(where);
   if (!words) {
     // Nothing pinned (never applied, or detached): history still names the last policy, but none is in
     // force, and saying one is would be a stale value.
@@ -188,6 +188,17 @@ export function collect(
     unresolvedRules: unresolvedRules(where.stateDir),
     exceptions,
   };
+}
+
+/** Live exceptions by kind; undefined (no samples) when the record cannot be read (health says why). */
+function liveExceptions(
+  where: { bpffs: string; stateDir: string },
+): Record<"exec" | "file" | "egress", number> | undefined {
+  try {
+    return exceptionCounts(listExceptions(where));
+  } catch {
+    return undefined;
+  }
 }
 
 /** How many rules the running agent keeps on their last inodes; 0 without a running agent. */

@@ -14,6 +14,10 @@ import { drain, ruleSet, withPlane } from "../support/plane.ts";
 import type { TestCgroup } from "../support/cgroup.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { ipv4Rule } from "../support/slice.ts";
+import { collect, families } from "../../lib/metrics/collect.ts";
+import { exposition } from "../../lib/metrics/exposition.ts";
+import { checkHealth } from "../../lib/report/health.ts";
+import { aegisbpf } from "../cli/cli.ts";
 
 const DENIED = "127.0.0.2";
 const DENY = ruleSet({
@@ -77,6 +81,16 @@ rootTest(
         "active",
         "CHG-1",
       ]]);
+      const metrics = exposition(families(collect(paths, {})));
+      assert.match(metrics, /^aegisbpf_exceptions\{kind="egress"\} 1$/m);
+      assert.match(metrics, /^aegisbpf_exceptions\{kind="exec"\} 0$/m);
+      const health = checkHealth(paths, { requireEnforce: false, connections: false, staleRules: false });
+      assert.equal(health.exceptions.active, 1);
+      assert.equal(health.exceptions.byKind.egress, 1);
+      assert.ok(
+        health.warnings.some((w) => w.startsWith(`exception ${added.id} lets egress:${DENIED}/32 through`)),
+        health.warnings.join("; "),
+      );
       assert.deepEqual(await removeExceptions(paths, { id: added.id }, LOCK), [added.id]);
       assert.equal(await connect(), "EPERM", "denied again after remove");
       assert.deepEqual(kernelExceptions(paths.bpffs), []);
@@ -97,6 +111,9 @@ rootTest(
       await new Promise((resolve) => setTimeout(resolve, 2300));
       assert.equal(await connect(), "EPERM", "denied once the TTL has passed: the kernel keeps the deadline");
       assert.deepEqual(listExceptions(paths).map((v) => [v.id, v.state]), [[added.id, "expired"]]);
+      assert.match(exposition(families(collect(paths, {}))), /^aegisbpf_exceptions\{kind="egress"\} 0$/m);
+      const health = checkHealth(paths, { requireEnforce: false, connections: false, staleRules: false });
+      assert.equal(health.exceptions.active, 0);
       assert.deepEqual(await removeExceptions(paths, { expired: true }, LOCK), [added.id]);
       assert.deepEqual(listExceptions(paths), []);
     });
@@ -209,3 +226,73 @@ rootTest("[root] exception add refuses (exit 3) where no data plane is pinned", 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+rootTest(
+  "[root] aegisbpf exception add|list|remove from the command line: exit codes, JSON, history notes",
+  async () => {
+    await withDeny(async ({ paths, connect }) => {
+      const env = {
+        AEGISBPF_BPFFS: paths.bpffs,
+        AEGISBPF_STATE_DIR: paths.stateDir,
+        AEGISBPF_CONFIG_DIR: paths.configDir,
+      };
+      const cli = (...args: string[]) => aegisbpf(args, { env });
+      const missing = await cli(
+        "exception",
+        "add",
+        "--allow",
+        "exec:/no/such/tool",
+        "--ttl",
+        "5m",
+        "--reason",
+        "r",
+      );
+      assert.equal(missing.code, 2, missing.stderr);
+      assert.match(missing.stderr, /--allow exec:\/no\/such\/tool: no such file/);
+      const long = await cli(
+        "exception",
+        "add",
+        "--allow",
+        `egress:${DENIED}`,
+        "--ttl",
+        "8d",
+        "--reason",
+        "r",
+      );
+      assert.equal(long.code, 2);
+      assert.match(long.stderr, /--ttl 8d is longer/);
+      const noReason = await cli("exception", "add", "--allow", `egress:${DENIED}`, "--ttl", "5m");
+      assert.equal(noReason.code, 2);
+      assert.match(noReason.stderr, /--reason/);
+      const added = await cli(
+        "exception",
+        "add",
+        "--allow",
+        `egress:${DENIED}`,
+        "--ttl",
+        "5m",
+        "--reason",
+        "INC-5",
+        "--ticket",
+        "CHG-5",
+        "--json",
+      );
+      assert.equal(added.code, 0, added.stderr);
+      const id = JSON.parse(added.stdout).id;
+      assert.equal(await connect(), "connected");
+      const listed = await cli("exception", "list");
+      assert.match(
+        listed.stdout,
+        new RegExp(`^${id}  active  egress:${DENIED}  until .*reason: INC-5  ticket: CHG-5$`, "m"),
+      );
+      const health = await cli("health");
+      assert.match(health.stdout + health.stderr, /exceptions\s+1 active \(egress 1\)/);
+      const removed = await cli("exception", "remove", String(id));
+      assert.equal(removed.code, 0, removed.stderr);
+      assert.equal(await connect(), "EPERM");
+      assert.equal((await cli("exception", "remove", String(id))).code, 2, "no such exception");
+      const notes = JSON.parse((await cli("policy", "history", "--notes", "--json")).stdout);
+      assert.deepEqual(notes.map((n: { note: string }) => n.note), ["exception-added", "exception-removed"]);
+    });
+  },
+);
