@@ -20,14 +20,14 @@ import { checkHealth } from "../../lib/report/health.ts";
 import { aegisbpf } from "../cli/cli.ts";
 
 const DENIED = "127.0.0.2";
-const DENY = ruleSet({
-  mode: "enforce",
+const DENY_PARTS = {
   rules: [
-    { id: "default", area: "ingress", action: "deny" },
-    { id: "loopback2", area: "egress", action: "deny" },
+    { id: "default", area: "ingress" as const, action: "deny" as const },
+    { id: "loopback2", area: "egress" as const, action: "deny" as const },
   ],
   egress: [ipv4Rule(`${DENIED}/32`, 1)],
-});
+};
+const DENY = ruleSet({ mode: "enforce", ...DENY_PARTS });
 const LOCK = { uid: 0, wait: false, onWait: () => {} };
 
 type Fixture = {
@@ -101,6 +101,20 @@ rootTest(
     });
   },
 );
+
+rootTest("[root] in audit mode an exception's connects are reported with its number", async () => {
+  await withDeny(async ({ paths, plane, connect }) => {
+    await plane.apply(ruleSet({ ...DENY_PARTS, mode: "audit" }));
+    drain(plane);
+    const added = await addException(paths, request(), LOCK);
+    assert.equal(await connect(), "connected");
+    const events = drain(plane).filter((e) => e.hook === HOOK.CONNECT);
+    assert.ok(
+      events.some((e) => e.exception === added.id && e.decision === 1 && e.mode === 0),
+      "audit, named",
+    );
+  });
+});
 
 rootTest(
   "[root] an egress exception expires in the kernel with no agent, and stays listed as expired",
