@@ -109,6 +109,31 @@ struct {
 	__type(value, struct aegis_session);
 } ingress_session SEC(".maps");
 
+/* Expiring exceptions (struct aegis_exception, bpf/exception.bpf.h): outside the generations. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, AEGIS_EXCEPTION_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct aegis_exception_key);
+	__type(value, struct aegis_exception);
+} exceptions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, AEGIS_EXCEPTION_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct aegis_exception_net_key);
+	__type(value, struct aegis_exception);
+} exception_nets SEC(".maps");
+
+/* AEGIS_EXCEPTION_* bits of the kinds with entries: the switch a denied access reads first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} exception_kinds SEC(".maps");
+
 /*
  * Rate limit state per (rule, pid, generation). Not an LRU: an evicted entry
  * would take its suppressed count with it. When it is full, events pass
@@ -182,6 +207,9 @@ const volatile struct {
 	struct aegis_xdp_slot xdp_slot;
 	struct aegis_learned_key learned_key;
 	struct aegis_learned learned;
+	struct aegis_exception_key exception_key;
+	struct aegis_exception_net_key exception_net_key;
+	struct aegis_exception exception;
 } aegis_structs_btf_anchor = {};
 const volatile struct {
 	enum aegis_layout layout;
@@ -214,6 +242,8 @@ const volatile struct {
 	enum aegis_identity_op identity_op;
 	enum aegis_writer_scope writer_scope;
 	enum aegis_learned_limits learned_limits;
+	enum aegis_exception_kind exception_kind;
+	enum aegis_exception_limits exception_limits;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -427,10 +457,9 @@ static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decis
  * event is suppressed or the ring buffer is full (counted as lost, with every
  * decision the record would have carried).
  */
-static __always_inline struct aegis_event *record(const struct aegis_state *s, __u32 hook, __u32 mode, __u32 rule_id,
-						  __u32 who, int with_process)
+static __always_inline struct aegis_event *record_decision(const struct aegis_state *s, __u32 hook, __u32 mode,
+							   __u32 decision, __u32 rule_id, __u32 who, int with_process)
 {
-	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
 	count_n(hook * 2 + decision, 1);
 	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = s->gen, .decision = decision };
 	count_key(&rule_hits, &hit);
@@ -451,6 +480,13 @@ static __always_inline struct aegis_event *record(const struct aegis_state *s, _
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
 	return e;
+}
+
+static __always_inline struct aegis_event *record(const struct aegis_state *s, __u32 hook, __u32 mode, __u32 rule_id,
+						  __u32 who, int with_process)
+{
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	return record_decision(s, hook, mode, decision, rule_id, who, with_process);
 }
 
 static __always_inline __u32 current_pid(void)
@@ -513,6 +549,9 @@ struct inode_id {
 	__u32 dev;
 };
 
+/* Expiring exceptions: what a denied access asks before it is refused. */
+#include "exception.bpf.h"
+
 /* Defined in file_guard.bpf.h, included at the end. */
 static __always_inline __u8 deny_signal(void);
 static __always_inline struct aegis_rule *inherited_rule(const struct aegis_state *s, __u32 kind, struct inode *inode,
@@ -534,17 +573,26 @@ static __always_inline void audit_protect_open(struct file *file);
 static __always_inline int inode_decision_op(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
 					     const struct inode_id *id, __u32 mode, __u8 op)
 {
+	__u16 exception = inode_exception(hook == AEGIS_HOOK_EXEC ? AEGIS_EXCEPTION_EXEC : AEGIS_EXCEPTION_FILE, id);
+	int deny = mode == AEGIS_MODE_ENFORCE && !exception;
 	/* Signalled before the record is reserved: 6.1's verifier loses a reference checked across a call. */
-	__u8 sig = mode == AEGIS_MODE_ENFORCE ? deny_signal() : 0;
-	struct aegis_event *e = record(s, hook, mode, rule->rule_id, current_pid(), 1);
+	__u8 sig = deny ? deny_signal() : 0;
+	struct aegis_event *e = record_decision(s, hook, mode, deny ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT,
+						rule->rule_id, current_pid(), 1);
 	if (e) {
 		e->ino = id->ino;
 		e->dev = id->dev;
 		e->signal = sig;
 		e->op = op;
+		e->exception = exception;
 		bpf_ringbuf_submit(e, 0);
 	}
-	return mode == AEGIS_MODE_ENFORCE;
+	/*
+	 * Opaque to the compiler: knowing it 0 or 1, clang turns a caller's `return -EPERM` into a negation the LSM
+	 * return-value check cannot bound once the exception lookup is in between.
+	 */
+	barrier_var(deny);
+	return deny;
 }
 
 static __always_inline int inode_decision(const struct aegis_state *s, __u32 hook, const struct aegis_rule *rule,
@@ -931,8 +979,12 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 	if (!(owner ? aegis_egress_owner_in_scope(ctx, v->gen, &owner_cgroup) : aegis_egress_task_in_scope(v->gen)))
 		return 1;
 	__u32 mode = effective_mode(&s);
-	struct aegis_event *e = record(&s, v->hook, mode, rule_id, current_pid(), 1);
+	__u16 exception = net_exception(&v->key, v->port_be);
+	int deny = mode == AEGIS_MODE_ENFORCE && !exception;
+	struct aegis_event *e = record_decision(&s, v->hook, mode, deny ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT,
+						rule_id, current_pid(), 1);
 	if (e) {
+		e->exception = exception;
 		if (owner) {
 			e->uid = (__u32)ids;
 			e->gid = ids >> 32;
@@ -947,7 +999,7 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 			event_subject(e);
 		bpf_ringbuf_submit(e, 0);
 	}
-	return mode != AEGIS_MODE_ENFORCE;
+	return !deny;
 }
 
 /* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */

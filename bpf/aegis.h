@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 17 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 19 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -506,6 +506,49 @@ _Static_assert(sizeof(struct aegis_learned) == 24, "aegis_learned size");
 /* Entries of the learned-address table (the oldest is evicted when it is full). */
 enum aegis_learned_limits { AEGIS_LEARNED_ENTRIES = 65536 };
 
+/*
+ * Expiring exceptions (bpf/exception.bpf.h, `aegisbpf exception`): temporary allows that beat the policy's
+ * deny for one match, outside the generations (a flip keeps them), each with its CLOCK_BOOTTIME expiry: an
+ * expired entry decides nothing, with or without an agent. Map `exceptions` holds exec and file matches by
+ * inode, map `exception_nets` egress destinations, map `exception_kinds` (one __u32) the kinds with entries:
+ * a denied access asks the table only when its kind's bit is set.
+ */
+enum aegis_exception_kind {
+	AEGIS_EXCEPTION_EXEC = 1,   /* an exec deny, exec.default deny or hash mismatch of the inode */
+	AEGIS_EXCEPTION_FILE = 2,   /* a file rule's open, change or files.protect's write of the inode */
+	AEGIS_EXCEPTION_EGRESS = 4, /* an egress deny (connect, sendmsg) of the destination */
+};
+
+enum aegis_exception_limits {
+	AEGIS_EXCEPTION_ENTRIES = 4096,
+	AEGIS_EXCEPTION_ID_MAX = 65535, /* exception numbers are 16 bits in an event */
+};
+
+struct aegis_exception_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 kind; /* AEGIS_EXCEPTION_EXEC or _FILE */
+};
+_Static_assert(sizeof(struct aegis_exception_key) == 16, "aegis_exception_key size");
+
+/* prefixlen = 8 (family) + 8 + 16 (port) + CIDR length; port 0: every port. IPv4 in the first 4 bytes. */
+struct aegis_exception_net_key {
+	__u32 prefixlen;
+	__u8 family; /* AEGIS_FAMILY_IPV4 or _IPV6 */
+	__u8 _pad0;
+	__u8 port[2]; /* big-endian */
+	__u8 addr[16];
+};
+_Static_assert(sizeof(struct aegis_exception_net_key) == 24, "aegis_exception_net_key size");
+
+struct aegis_exception {
+	__u64 expires_boot_ns;
+	__u64 cgroup_id;    /* 0: every task; else only tasks in this cgroup or below it */
+	__u32 id;           /* the exception's number, reported in the events it lets through */
+	__u32 cgroup_level; /* the cgroup's depth below the root: its ancestor id at this level is cgroup_id */
+};
+_Static_assert(sizeof(struct aegis_exception) == 24, "aegis_exception size");
+
 /* One ring buffer record. */
 struct aegis_event {
 	__u64 ts_boot_ns; /* bpf_ktime_get_boot_ns() */
@@ -530,7 +573,8 @@ struct aegis_event {
 	__u8 flags;    /* AEGIS_EVENT_* */
 	__u8 signal;   /* AEGIS_SIGNAL_* the kernel sent to the task it denied, 0 when none */
 	__u8 op;       /* what the task tried, for hooks that judge several operations (file.change, ...); else 0 */
-	__u8 _pad0[3];
+	__u8 _pad0;
+	__u16 exception; /* the expiring exception (bpf/exception.bpf.h) that let a denied access through, else 0 */
 	__u8 daddr[16];
 	__u8 saddr[16];
 	char comm[AEGIS_COMM_LEN];

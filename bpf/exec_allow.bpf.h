@@ -93,20 +93,25 @@ static __always_inline __u8 exec_untrusted(const struct aegis_state *s, struct i
 static __always_inline int exec_allow_decision(const struct aegis_state *s, __u32 rule_id, __u8 reason,
 					       struct file *file, const struct inode_id *id, __u32 mode)
 {
+	__u16 exception = inode_exception(AEGIS_EXCEPTION_EXEC, id);
+	int deny = mode == AEGIS_MODE_ENFORCE && !exception;
 	/* Signalled before the record is reserved: 6.1's verifier loses a reference checked across a call. */
-	__u8 sig = mode == AEGIS_MODE_ENFORCE ? deny_signal() : 0;
-	struct aegis_event *e = record(s, AEGIS_HOOK_EXEC, mode, rule_id, current_pid(), 1);
+	__u8 sig = deny ? deny_signal() : 0;
+	struct aegis_event *e = record_decision(s, AEGIS_HOOK_EXEC, mode, deny ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT,
+						rule_id, current_pid(), 1);
 	if (e) {
 		e->ino = id->ino;
 		e->dev = id->dev;
 		e->signal = sig;
 		e->op = reason;
+		e->exception = exception;
 		const unsigned char *name = BPF_CORE_READ(file, f_path.dentry, d_name.name);
 		/* daddr and saddr are adjacent: 32 bytes for the name, NUL included. */
 		bpf_probe_read_kernel_str((char *)e->daddr, sizeof(e->daddr) + sizeof(e->saddr), name);
 		bpf_ringbuf_submit(e, 0);
 	}
-	return mode == AEGIS_MODE_ENFORCE;
+	barrier_var(deny); /* see inode_decision_op */
+	return deny;
 }
 
 /*

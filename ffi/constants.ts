@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 17 } as const;
+export const LAYOUT = { VERSION: 19 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -196,6 +196,11 @@ export const PTRACE_OP = {
   OTHER: 7,
 } as const;
 
+/** Kinds of expiring exception (bits of map exception_kinds). */
+export const EXCEPTION_KIND = { EXEC: 1, FILE: 2, EGRESS: 4 } as const;
+
+export const EXCEPTION_LIMITS = { EXCEPTION_ENTRIES: 4096, EXCEPTION_ID_MAX: 65535 } as const;
+
 export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
 
 export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
@@ -232,6 +237,8 @@ export const KERNEL_ENUMS = {
   aegis_identity_op: { prefix: "AEGIS_IDENTITY_OP_", values: IDENTITY_OP },
   aegis_writer_scope: { prefix: "AEGIS_WRITER_", values: WRITER_SCOPE },
   aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
+  aegis_exception_kind: { prefix: "AEGIS_EXCEPTION_", values: EXCEPTION_KIND },
+  aegis_exception_limits: { prefix: "AEGIS_", values: EXCEPTION_LIMITS },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -25,7 +25,8 @@ export const AEGIS_EVENT = struct("aegis_event", 120, {
   flags: { offset: 66, size: 1 },
   signal: { offset: 67, size: 1 },
   op: { offset: 68, size: 1 },
-  _pad0: { offset: 69, size: 3 },
+  _pad0: { offset: 69, size: 1 },
+  exception: { offset: 70, size: 2 },
   daddr: { offset: 72, size: 16 },
   saddr: { offset: 88, size: 16 },
   comm: { offset: 104, size: SIZES.COMM_LEN },
@@ -75,6 +76,8 @@ export class RawEvent {
     readonly signal: number,
     /** What the task tried, for hooks that judge several operations (file.change, ...); else 0. */
     readonly op: number,
+    /** The expiring exception that let a denied access through, else 0. */
+    readonly exception: number,
     readonly daddrWords: AddressWords,
     readonly saddrWords: AddressWords,
     readonly comm: string,
@@ -102,7 +105,9 @@ export class RawEvent {
 }
 
 /** The stored fields of a RawEvent, without the getters. */
-export type RawEventFields = Omit<RawEvent, "tsBootNs" | "cgroupId" | "ino" | "daddr" | "saddr">;
+export type RawEventFields =
+  & Omit<RawEvent, "tsBootNs" | "cgroupId" | "ino" | "daddr" | "saddr" | "exception">
+  & { exception?: number };
 
 /** A RawEvent from named fields (tests and tools that build records). */
 export function rawEvent(f: RawEventFields): RawEvent {
@@ -132,6 +137,7 @@ export function rawEvent(f: RawEventFields): RawEvent {
     f.flags,
     f.signal,
     f.op,
+    f.exception ?? 0,
     f.daddrWords,
     f.saddrWords,
     f.comm,
@@ -192,6 +198,7 @@ export function decodeEventAt(view: DataView, offset: number, size = view.byteLe
     view.getUint8(offset + E.flags.offset),
     view.getUint8(offset + E.signal.offset),
     view.getUint8(offset + E.op.offset),
+    view.getUint16(offset + E.exception.offset, true),
     readAddress(view, offset + E.daddr.offset),
     readAddress(view, offset + E.saddr.offset),
     readComm(view, offset + E.comm.offset),

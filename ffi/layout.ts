@@ -138,6 +138,30 @@ export const AEGIS_LEARNED = struct("aegis_learned", 24, {
   _pad0: { offset: 20, size: 4 },
 });
 
+/** A key of map `exceptions`: an exec or file exception's inode. */
+export const AEGIS_EXCEPTION_KEY = struct("aegis_exception_key", 16, {
+  ino: { offset: 0, size: 8 },
+  dev: { offset: 8, size: 4 },
+  kind: { offset: 12, size: 4 },
+});
+
+/** A key of map `exception_nets`: an egress exception's destination. */
+export const AEGIS_EXCEPTION_NET_KEY = struct("aegis_exception_net_key", 24, {
+  prefixlen: { offset: 0, size: 4 },
+  family: { offset: 4, size: 1 },
+  _pad0: { offset: 5, size: 1 },
+  port: { offset: 6, size: 2 },
+  addr: { offset: 8, size: 16 },
+});
+
+/** An expiring exception as the kernel holds it. */
+export const AEGIS_EXCEPTION = struct("aegis_exception", 24, {
+  expires_boot_ns: { offset: 0, size: 8 },
+  cgroup_id: { offset: 8, size: 8 },
+  id: { offset: 16, size: 4 },
+  cgroup_level: { offset: 20, size: 4 },
+});
+
 /** Every mirrored struct, for the BTF comparison test. */
 export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_GEN_INFO,
@@ -157,6 +181,9 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_XDP_SLOT,
   AEGIS_LEARNED_KEY,
   AEGIS_LEARNED,
+  AEGIS_EXCEPTION_KEY,
+  AEGIS_EXCEPTION_NET_KEY,
+  AEGIS_EXCEPTION,
 ];
 
 /**
@@ -585,5 +612,62 @@ export function decodeLearned(bytes: Uint8Array): Learned {
     expiresBootNs: view.getBigUint64(f.expires_boot_ns.offset, true),
     hostKey: view.getBigUint64(f.host_key.offset, true),
     kind: view.getUint32(f.kind.offset, true),
+  };
+}
+
+/** An exec or file exception's inode (`kind` EXCEPTION_KIND.EXEC or FILE). */
+export type ExceptionInodeKey = { ino: bigint; dev: number; kind: number };
+/** An egress exception's destination: a CIDR, and a port (0: every port). */
+export type ExceptionNetKey = { family: 4 | 6; addr: Uint8Array; prefixLength: number; port: number };
+/** What the kernel holds for an exception: its expiry, number and optional cgroup (id 0: every task). */
+export type ExceptionValue = { expiresBootNs: bigint; cgroupId: bigint; cgroupLevel: number; id: number };
+
+export function encodeExceptionKey(key: ExceptionInodeKey): Uint8Array<ArrayBuffer> {
+  return new StructWriter(AEGIS_EXCEPTION_KEY).u64("ino", key.ino).u32("dev", key.dev).u32("kind", key.kind)
+    .bytes;
+}
+
+export function decodeExceptionKey(bytes: Uint8Array): ExceptionInodeKey {
+  const view = reader(bytes);
+  const f = AEGIS_EXCEPTION_KEY.fields;
+  return {
+    ino: view.getBigUint64(f.ino.offset, true),
+    dev: view.getUint32(f.dev.offset, true),
+    kind: view.getUint32(f.kind.offset, true),
+  };
+}
+
+export function encodeExceptionNetKey(key: ExceptionNetKey): Uint8Array<ArrayBuffer> {
+  const bits = key.family === 4 ? 32 : 128;
+  if (key.addr.byteLength !== bits / 8 || key.prefixLength < 0 || key.prefixLength > bits) {
+    throw new RangeError(
+      `Invalid IPv${key.family} exception prefix: ${key.addr.byteLength} bytes /${key.prefixLength}`,
+    );
+  }
+  const addr = new Uint8Array(16);
+  addr.set(key.addr);
+  return new StructWriter(AEGIS_EXCEPTION_NET_KEY)
+    .u32("prefixlen", 8 + 8 + 16 + key.prefixLength)
+    .u8("family", key.family)
+    .raw("port", bigEndianPort(key.port))
+    .raw("addr", addr).bytes;
+}
+
+export function encodeException(value: ExceptionValue): Uint8Array<ArrayBuffer> {
+  return new StructWriter(AEGIS_EXCEPTION)
+    .u64("expires_boot_ns", value.expiresBootNs)
+    .u64("cgroup_id", value.cgroupId)
+    .u32("id", value.id)
+    .u32("cgroup_level", value.cgroupLevel).bytes;
+}
+
+export function decodeException(bytes: Uint8Array): ExceptionValue {
+  const view = reader(bytes);
+  const f = AEGIS_EXCEPTION.fields;
+  return {
+    expiresBootNs: view.getBigUint64(f.expires_boot_ns.offset, true),
+    cgroupId: view.getBigUint64(f.cgroup_id.offset, true),
+    id: view.getUint32(f.id.offset, true),
+    cgroupLevel: view.getUint32(f.cgroup_level.offset, true),
   };
 }

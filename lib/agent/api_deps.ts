@@ -13,6 +13,8 @@ import type { Where } from "../ops/apply_text.ts";
 import { applyInHelper, rollbackInHelper } from "../ops/prepare.ts";
 import { breakGlassOff, breakGlassOn } from "../ops/break_glass.ts";
 import { checkHealth } from "../report/health.ts";
+import { addException, listExceptions, removeExceptions } from "../ops/exceptions.ts";
+import { InputError } from "../errors.ts";
 
 export type SessionOps = {
   add(request: { cidr: string; ports: number[]; ttlMs: number; interface?: string }): Promise<IngressSession>;
@@ -54,5 +56,21 @@ export function agentApiDeps(
       return Promise.resolve(plainJson(on));
     },
     sessions,
+    // The Unix socket admits only its allowed peers (server.ts): the record names the agent's uid.
+    exceptions: {
+      add: (request) => addException(where, request, { uid: Deno.uid() ?? 0, ...API_LOCK }),
+      list: () => listExceptions(where),
+      remove: async (id) => {
+        try {
+          return (await removeExceptions(where, { id }, { uid: Deno.uid() ?? 0, ...API_LOCK })).length > 0;
+        } catch (error) {
+          if (error instanceof InputError && /^No exception/.test(error.message)) return false;
+          throw error;
+        }
+      },
+    },
   };
 }
+
+/** The API waits for the state lock as a command does, and gives up after the default timeout. */
+const API_LOCK = { wait: true, onWait: () => {} };

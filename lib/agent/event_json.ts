@@ -211,6 +211,7 @@ const SIGNALS: Readonly<Record<number, Uint8Array>> = Object.fromEntries(
     [number, name],
   ) => [number, bytesOf(`,"signal":{"name":"${name}","by":"kernel"}`)]),
 );
+const EXCEPTION = bytesOf(`,"exception":`);
 const COUNT = bytesOf(`,"count":`);
 const SUMMARY_END = bytesOf(`,"summary":true}\n`);
 const END = bytesOf(`}\n`);
@@ -343,6 +344,10 @@ export class EventJsonWriter {
       }
     }
     if (raw.signal !== 0) line.bytes(SIGNALS[raw.signal]!);
+    if (raw.exception !== 0) {
+      line.bytes(EXCEPTION);
+      line.number(raw.exception);
+    }
     line.bytes(COUNT);
     line.number(raw.count);
     line.bytes(summary ? SUMMARY_END : END);

@@ -12,7 +12,8 @@ import type { z } from "zod";
 import { InputError, RefusedError } from "../errors.ts";
 import { escapeJson, jsonText } from "../text/printable.ts";
 import { MAX_INPUT_BYTES } from "../ops/apply_source.ts";
-import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
+import { breakGlassSchema, exceptionSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
+import type { ExceptionRequest, ExceptionView } from "../ops/exceptions.ts";
 import { OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 import type { EventHub } from "./event_hub.ts";
 import { problem } from "./problem.ts";
@@ -34,6 +35,12 @@ export type ApiDeps = {
       request: { cidr: string; ports: number[]; ttlMs: number; interface?: string },
     ): Promise<IngressSession>;
     remove(id: string): Promise<boolean>;
+  };
+  /** Expiring exceptions, as `aegisbpf exception add|list|remove` handle them. */
+  exceptions: {
+    add(request: ExceptionRequest): Promise<ExceptionView>;
+    list(): ExceptionView[];
+    remove(id: number): Promise<boolean>;
   };
 };
 
@@ -198,6 +205,29 @@ export function createApp(deps: ApiDeps, options: AppOptions): Hono {
     return (await deps.sessions.remove(id))
       ? c.body(null, 204)
       : problem(404, "No such session", `No session ${id}`);
+  });
+
+  app.get("/v1/exceptions", (c) => c.json(deps.exceptions.list()));
+
+  app.post("/v1/exceptions", small, async (c) => {
+    const body = await jsonBody(c.req.raw, exceptionSchema);
+    if (body instanceof Response) return body;
+    const view = await deps.exceptions.add({
+      allow: body.allow,
+      ttl: body.ttl,
+      reason: body.reason,
+      ...(body.in === undefined ? {} : { in: body.in }),
+      ...(body.ticket === undefined ? {} : { ticket: body.ticket }),
+    });
+    return c.json(view, 201, { location: `/v1/exceptions/${view.id}` });
+  });
+
+  app.delete("/v1/exceptions/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!/^\d{1,5}$/.test(id)) return problem(400, "Invalid exception id", `${id} is not an exception id`);
+    return (await deps.exceptions.remove(Number(id)))
+      ? c.body(null, 204)
+      : problem(404, "No such exception", `No exception ${id}`);
   });
 
   return app;

@@ -21,6 +21,14 @@ function fakeDeps(overrides: Partial<ApiDeps> = {}) {
         Promise.resolve({ id: "7", expiresAt: "2026-11-23T00:00:00Z", interfaces: ["eth0"] })),
       remove: (id) => (calls.push(["remove", id]), Promise.resolve(id === "7")),
     },
+    exceptions: {
+      add: (
+        request,
+      ) => (calls.push(["exception", request]),
+        Promise.resolve({ id: 3, kind: "egress" as const, allow: request.allow, state: "active" as const })),
+      list: () => [{ id: 3, kind: "egress" as const, state: "expired" as const }],
+      remove: (id) => (calls.push(["unexcept", id]), Promise.resolve(id === 3)),
+    },
     ...overrides,
   };
   return { deps, calls };
@@ -207,4 +215,50 @@ Deno.test("createApp() escapes DEL, C1 and bidi characters in every JSON answer,
   const problem = await refused.text();
   assert.ok(!/[\x7f-\x9f\u202e]/.test(problem), problem);
   assert.equal(JSON.parse(problem).detail, `p.yaml:1:1: ${name}: bad`);
+});
+
+Deno.test("createApp() adds, lists and removes exceptions, refusing bad bodies and ids", async () => {
+  const { deps, calls } = fakeDeps();
+  const app = createApp(deps, { readOnly: false });
+  const added = await app.request(
+    "/v1/exceptions",
+    post({ allow: "egress:10.0.0.0/8:443", ttl: "30m", reason: "INC-1", ticket: "CHG-2" }),
+  );
+  assert.equal(added.status, 201);
+  assert.equal(added.headers.get("location"), "/v1/exceptions/3");
+  assert.deepEqual(calls.at(-1), [
+    "exception",
+    { allow: "egress:10.0.0.0/8:443", ttl: "30m", reason: "INC-1", ticket: "CHG-2" },
+  ]);
+  assert.deepEqual(await (await app.request("/v1/exceptions")).json(), [{
+    id: 3,
+    kind: "egress",
+    state: "expired",
+  }]);
+  assert.equal((await app.request("/v1/exceptions", post({ allow: "exec:/x", ttl: "1m" }))).status, 400);
+  assert.equal(
+    (await app.request("/v1/exceptions", post({ allow: "x", ttl: "1m", reason: "r", extra: 1 }))).status,
+    400,
+  );
+  assert.equal((await app.request("/v1/exceptions/3", { method: "DELETE" })).status, 204);
+  assert.equal((await app.request("/v1/exceptions/4", { method: "DELETE" })).status, 404);
+  assert.equal((await app.request("/v1/exceptions/x1", { method: "DELETE" })).status, 400);
+  const refusing = createApp(
+    fakeDeps({
+      exceptions: {
+        add: () => Promise.reject(new InputError("--ttl 8d is longer than an exception may live here (7d)")),
+        list: () => [],
+        remove: () => Promise.resolve(false),
+      },
+    }).deps,
+    { readOnly: false },
+  );
+  const refused = await refusing.request(
+    "/v1/exceptions",
+    post({ allow: "exec:/x", ttl: "8d", reason: "r" }),
+  );
+  assert.equal(refused.status, 400);
+  assert.match((await problemOf(refused)).detail, /--ttl 8d/);
+  const readOnly = createApp(deps, { readOnly: true });
+  assert.equal((await readOnly.request("/v1/exceptions")).status, 403, "not on a read-only listener");
 });

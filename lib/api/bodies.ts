@@ -60,3 +60,13 @@ export const sessionSchema = z.strictObject({
   interface: z.string().min(1).max(15).describe("one interface; every default-drop interface when absent")
     .optional(),
 });
+
+/** `POST /v1/exceptions`: what `aegisbpf exception add` takes; the values are checked as the command checks them. */
+export const exceptionSchema = z.strictObject({
+  allow: z.string().min(1).max(4096).describe("exec:PATH, file:PATH or egress:CIDR[:PORT]"),
+  in: z.string().min(1).max(4096).describe("only for tasks in this cgroup (below the v2 root) and below")
+    .optional(),
+  ttl: z.string().min(1).max(64).describe("how long: 30s, 2h, 1d; at most 7d unless exceptionMaxTtl says"),
+  reason: z.string().max(4096).describe("why, for the record (200 characters at most)"),
+  ticket: z.string().max(4096).describe("the change or incident ticket").optional(),
+});

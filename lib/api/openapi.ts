@@ -6,7 +6,7 @@
 
 import { z } from "zod";
 import { VERSION } from "../version.ts";
-import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
+import { breakGlassSchema, exceptionSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
 
 export const OPENAPI_PATH = "/v1/openapi.json";
 
@@ -220,6 +220,48 @@ const OPERATIONS: Record<string, Partial<Record<Method, Operation>>> = {
         204: { description: "closed" },
         400: problem("not a session id"),
         404: problem("no such session"),
+      },
+    },
+  },
+  "/v1/exceptions": {
+    get: {
+      summary: "List the expiring exceptions",
+      description: "Every exception with its state: active, expired (decides nothing), gone (the kernel no " +
+        "longer holds it) or unnamed (in the kernel with no record), as `aegisbpf exception list --json`.",
+      responses: { 200: json("the exceptions", { type: "array", items: { type: "object" } }) },
+    },
+    post: {
+      summary: "Add an expiring exception",
+      description: "A temporary allow that beats the policy's deny for one match (exec:PATH, file:PATH, " +
+        "egress:CIDR[:PORT]), as `aegisbpf exception add`: the kernel ends it at `ttl` with or without the " +
+        "agent; every event it lets through names it. Recorded as a history note.",
+      body: { schema: exceptionSchema },
+      responses: {
+        201: {
+          ...json("added; `Location` is the exception's URL", { type: "object" }),
+          headers: { Location: { schema: { type: "string" } } },
+        },
+        400: BAD_BODY,
+        409: REFUSED,
+        413: TOO_LARGE,
+      },
+    },
+  },
+  "/v1/exceptions/{id}": {
+    delete: {
+      summary: "Remove an expiring exception",
+      description:
+        "Ends the exception now: the policy's deny applies again at once. Recorded as a history note.",
+      parameters: [{
+        name: "id",
+        in: "path",
+        required: true,
+        schema: { type: "string", pattern: "^\\d{1,5}$" },
+      }],
+      responses: {
+        204: { description: "removed" },
+        400: problem("not an exception id"),
+        404: problem("no such exception"),
       },
     },
   },

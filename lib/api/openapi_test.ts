@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import { type ApiDeps, createApp } from "./app.ts";
-import { breakGlassSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
+import { breakGlassSchema, exceptionSchema, rollbackSchema, sessionSchema } from "./bodies.ts";
 import { bodySchema, LISTENERS_KEY, OPENAPI_PATH, openApiDocument } from "./openapi.ts";
 
 type Operation = { requestBody?: { content: Record<string, { schema: Record<string, unknown> }> } } & {
@@ -77,6 +77,7 @@ Deno.test("request bodies are the JSON Schema of the zod schemas the handlers va
     "POST /v1/policy/rollback": bodySchema(rollbackSchema),
     "POST /v1/break-glass": bodySchema(breakGlassSchema),
     "POST /v1/ingress/sessions": bodySchema(sessionSchema),
+    "POST /v1/exceptions": bodySchema(exceptionSchema),
   };
   const app = createApp(DEPS, { readOnly: false });
   for (const { key, operation } of OPERATIONS) {

@@ -34,10 +34,16 @@ const ENVIRONMENT: readonly [string, string][] = [
 
 const FILES: readonly [string, string][] = [
   ["/etc/aegisbpf/policy.yaml", "the policy run applies at start and on SIGHUP"],
-  ["/etc/aegisbpf/config.yaml", "settings: requireSignature: true refuses unsigned policy"],
+  [
+    "/etc/aegisbpf/config.yaml",
+    "settings: requireSignature: true refuses unsigned policy; exceptionMaxTtl: 14d raises the longest exception TTL",
+  ],
   ["/etc/aegisbpf/keys/", "public keys trusted for signed bundles"],
   ["/etc/aegisbpf/break_glass", "the break-glass marker: a running agent forces audit while it exists"],
-  ["/var/lib/aegisbpf/", "history of applied policies, the anti-rollback counter, agent.json, events.jsonl"],
+  [
+    "/var/lib/aegisbpf/",
+    "history of applied policies and its notes, the anti-rollback counter, agent.json, events.jsonl, exceptions.json",
+  ],
   ["/sys/fs/bpf/aegisbpf/", "the pinned maps, programs and links that keep enforcing without the agent"],
   ["/run/aegisbpf/api.sock", "the local API of run (mode 0600)"],
   ["/etc/default/aegisbpf", "settings of the systemd unit aegisbpf.service"],

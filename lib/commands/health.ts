@@ -135,6 +135,21 @@ export function factRows(report: HealthReport): [string, string][] {
       ? "off in the kernel, but the marker is there"
       : "off",
   ]);
+  const exceptions = report.exceptions;
+  const expired = exceptions.list.length - exceptions.active;
+  rows.push([
+    "exceptions",
+    exceptions.list.length === 0
+      ? "none"
+      : `${exceptions.active} active${
+        exceptions.active > 0
+          ? ` (${
+            Object.entries(exceptions.byKind).filter(([, n]) => n > 0).map(([kind, n]) => `${kind} ${n}`)
+              .join(", ")
+          })`
+          : ""
+      }${expired > 0 ? `, ${expired} expired or gone (exception remove --expired)` : ""}`,
+  ]);
   rows.push([
     "deadman",
     !deadman.armed

@@ -49,6 +49,15 @@ export const COMMANDS: Loaders = [
       },
     ],
   },
+  {
+    name: "exception",
+    summary: "temporary allows that beat the policy's deny for one match, expiring in the kernel",
+    commands: [
+      { name: "add", load: async () => (await import("./exception/add.ts")).exceptionAdd },
+      { name: "list", load: async () => (await import("./exception/list.ts")).exceptionList },
+      { name: "remove", load: async () => (await import("./exception/remove.ts")).exceptionRemove },
+    ],
+  },
   { name: "doctor", load: async () => (await import("./doctor.ts")).doctor },
   { name: "health", load: async () => (await import("./health.ts")).health },
   { name: "status", load: async () => (await import("./status.ts")).status },

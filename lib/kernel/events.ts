@@ -104,6 +104,8 @@ export type AegisEvent = {
   op?: FileChangeOp | FileWriteOp | IdentityOp;
   /** The signal sent to the denied task (kill on deny), and who sent it. */
   signal?: { name: SignalName; by: "kernel" | "agent" };
+  /** The expiring exception (`aegisbpf exception list`) that let this denied access through. */
+  exception?: number;
   count: number;
   summary?: true;
 };
@@ -376,6 +378,7 @@ export function formatEvent(raw: RawEvent, context: EventContext): AegisEvent {
   }
   const signal = SIGNAL_NAMES[raw.signal];
   if (signal) event.signal = { name: signal, by: "kernel" };
+  if (raw.exception !== 0) event.exception = raw.exception;
   event.count = raw.count;
   if (summary) event.summary = true;
   return event;

@@ -142,8 +142,8 @@ function carryState(mapDir: string, next: BpfObject): void {
       }
     }
   }
-  // Sessions, and the inodes that inherited a rule by replacing a denied one.
-  for (const name of ["ingress_session", "inherited"]) {
+  // Sessions, the inodes that inherited a rule by replacing a denied one, and expiring exceptions.
+  for (const name of ["ingress_session", "inherited", "exceptions", "exception_nets", "exception_kinds"]) {
     using entries = old(name);
     const target = next.map(name);
     // Layout 11 added `flags` at the end of an inheritance (0: not by a writer): older values are padded.

@@ -25,6 +25,7 @@ import { currentEntry, listHistory } from "../state/history.ts";
 import { readTamperRecord, TAMPER_KINDS, type TamperKind } from "../state/tamper_record.ts";
 import { readAgentState } from "../state/agent_state.ts";
 import { VERSION } from "../version.ts";
+import { exceptionCounts, listExceptions } from "../ops/exceptions.ts";
 import type { Family } from "./exposition.ts";
 
 export type MetricsReading = {
@@ -51,6 +52,8 @@ export type MetricsReading = {
   ruleHits: { rule: string; tags?: string; decision: "deny" | "audit"; count: bigint }[];
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
   unresolvedRules?: number;
+  /** Live expiring exceptions by kind (`aegisbpf exception list`). */
+  exceptions?: Record<"exec" | "file" | "egress", number> | undefined;
 };
 
 type RuleLabels = { rule: string; tags?: string };
@@ -116,6 +119,7 @@ export function collect(
   };
   const words = readModeWords(where.bpffs);
   const tamper = readTamperRecord(where.stateDir).total;
+  const exceptions = liveExceptions(where);
   if (!words) {
     // Nothing pinned (never applied, or detached): history still names the last policy, but none is in
     // force, and saying one is would be a stale value.
@@ -130,6 +134,7 @@ export function collect(
       xdp: [],
       ruleHits: [],
       unresolvedRules: 0,
+      exceptions,
     };
   }
   const info = pinnedGenInfo(where.bpffs, words.activeGen);
@@ -181,7 +186,19 @@ export function collect(
     xdp,
     ruleHits,
     unresolvedRules: unresolvedRules(where.stateDir),
+    exceptions,
   };
+}
+
+/** Live exceptions by kind; undefined (no samples) when the record cannot be read (health says why). */
+function liveExceptions(
+  where: { bpffs: string; stateDir: string },
+): Record<"exec" | "file" | "egress", number> | undefined {
+  try {
+    return exceptionCounts(listExceptions(where));
+  } catch {
+    return undefined;
+  }
 }
 
 /** How many rules the running agent keeps on their last inodes; 0 without a running agent. */
@@ -289,6 +306,14 @@ export function families(reading: MetricsReading): Family[] {
       type: "counter",
       samples: reading.tamper
         ? TAMPER_KINDS.map((what) => ({ labels: { what }, value: reading.tamper?.[what] ?? 0 }))
+        : [],
+    },
+    {
+      name: "aegisbpf_exceptions",
+      help: "Live expiring exceptions by kind (exec, file, egress): each lets through what the policy denies",
+      type: "gauge",
+      samples: reading.exceptions
+        ? Object.entries(reading.exceptions).map(([kind, value]) => ({ labels: { kind }, value }))
         : [],
     },
     {

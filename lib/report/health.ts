@@ -22,6 +22,7 @@ import { FILE_FALLBACK_COVERAGE } from "../kernel/load.ts";
 import { forwardLinkName } from "../kernel/links.ts";
 import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
 import { readApplied } from "../state/apply_state.ts";
+import { exceptionCounts, type ExceptionView, listExceptions } from "../ops/exceptions.ts";
 import type { Area } from "../policy/plan.ts";
 import { sweepConnections } from "../kernel/connections.ts";
 import { type AgentStatus, partialAreas, readAgentState } from "../state/agent_state.ts";
@@ -97,6 +98,11 @@ export type HealthReport = {
   names: { learned: number; capacity: number } | null;
   /** The rules of the policy in force with a time window (`when:`): open now or not, and the next change. */
   windows: WindowReport[];
+  /**
+   * Expiring exceptions (`aegisbpf exception list`): live ones by kind, and every one listed with its state.
+   * An active exception is a warning: it lets through what the policy denies.
+   */
+  exceptions: { active: number; byKind: Record<"exec" | "file" | "egress", number>; list: ExceptionView[] };
   events: { lost: number; suppressed: number };
   /** The counters read for this report (status prints them). */
   counters: Counters | null;
@@ -408,6 +414,8 @@ export function checkHealth(
   });
   warnings.push(...windowWarnings);
 
+  const exceptions = exceptionsOf(paths, warnings);
+
   const tamperRecord = readTamperRecord(paths.stateDir);
   const tamper = {
     recent: recentTampering(tamperRecord),
@@ -460,10 +468,30 @@ export function checkHealth(
     connections,
     names,
     windows,
+    exceptions,
     events: { lost, suppressed },
     counters: counters ?? null,
     tookMs: Math.round((performance.now() - started) * 10) / 10,
   };
+}
+
+/** The exceptions and their counts; each active one is a warning naming it, its reason and its end. */
+function exceptionsOf(paths: Paths, warnings: string[]): HealthReport["exceptions"] {
+  let list: ExceptionView[] = [];
+  try {
+    list = listExceptions(paths);
+  } catch (error) {
+    warnings.push(`expiring exceptions could not be read: ${(error as Error).message}`);
+  }
+  const byKind = exceptionCounts(list);
+  for (const view of list) {
+    if (view.state !== "active" && view.state !== "unnamed") continue;
+    warnings.push(
+      `exception ${view.id} lets ${view.allow ?? view.kind} through${view.in ? ` in ${view.in}` : ""}` +
+        `${view.expires ? ` until ${view.expires}` : ""}${view.reason ? ` (${view.reason})` : ""}`,
+    );
+  }
+  return { active: byKind.exec + byKind.file + byKind.egress, byKind, list };
 }
 
 /**

@@ -24,6 +24,12 @@ function deps(events: EventHub): ApiDeps {
       add: () => Promise.resolve({ id: "1", expiresAt: "2026-01-01T00:00:00Z", interfaces: [] }),
       remove: () => Promise.resolve(false),
     },
+    exceptions: {
+      add: (request) =>
+        Promise.resolve({ id: 1, kind: "exec" as const, allow: request.allow, state: "active" as const }),
+      list: () => [],
+      remove: () => Promise.resolve(true),
+    },
   };
 }
 
@@ -109,6 +115,25 @@ rootTest("[root] the API's Unix socket is 0600, checks the peer uid, and serves 
     assert.match(checked.stdout, /^HTTP\/1\.1 403 Forbidden/, checked.stderr);
     assert.match(checked.stdout, /uid 65534 may not use this API/);
     assert.equal(server.refused, 1);
+    // Exceptions: root adds one; another uid is refused by the same peer check.
+    const exceptionBody = '{"allow":"exec:/usr/bin/true","ttl":"5m","reason":"api test"}';
+    const excepted = await curl(socket, ["-X", "POST", "-d", exceptionBody, "http://aegisbpf/v1/exceptions"]);
+    assert.equal(JSON.parse(excepted.out).id, 1, excepted.out);
+    const strangerExcepts = await run("setpriv", [
+      ...nobody,
+      "curl",
+      "-sS",
+      "-i",
+      "--unix-socket",
+      socket,
+      "-X",
+      "POST",
+      "-d",
+      exceptionBody,
+      "http://a/v1/exceptions",
+    ]);
+    assert.match(strangerExcepts.stdout, /^HTTP\/1\.1 403 Forbidden/, strangerExcepts.stderr);
+    assert.equal(server.refused, 2);
 
     // Server-Sent Events, resumed after Last-Event-ID 2.
     for (let i = 1; i <= 4; i++) events.publish(`{"n":${i}}`);

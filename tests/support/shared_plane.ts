@@ -25,7 +25,15 @@ const MODE_WORDS = [
   CONFIG_WORDS.inherited,
 ];
 /** Maps whose entries a fresh load has none of. */
-const EMPTY_MAPS = ["rule_hits", "event_rate", "xdp_stats", "inherited", "ingress_session"];
+const EMPTY_MAPS = [
+  "rule_hits",
+  "event_rate",
+  "xdp_stats",
+  "inherited",
+  "ingress_session",
+  "exceptions",
+  "exception_nets",
+];
 
 export class SharedPlane {
   readonly bpffs: string;
