@@ -2,8 +2,8 @@
  * `aegisbpf run --log-format ocsf` against the real kernel: the agent in a test cgroup with an egress, bind,
  * file and exec policy, decisions provoked from the cgroup, and every line it prints checked against the
  * required attributes of its OCSF class (docs/schema/ocsf-classes.json), in audit and in enforce. The event
- * types that only BPF-LSM hooks make (in the VM) are checked from synthetic records in
- * lib/agent/event_ocsf_test.ts.
+ * types that only BPF-LSM hooks make are checked from a real run in the VM (tests/vm/inside/ocsf_vm_test.ts),
+ * and every type from records decoded as the agent decodes them (lib/agent/event_ocsf_test.ts).
  */
 import assert from "node:assert/strict";
 import { AgentRun, type Event } from "../support/agent_run.ts";
