@@ -60,7 +60,17 @@ export const events = defineCommand({
         ctx.stdout.line(flags.json ? escapeJson(line.raw) : eventLine(line.event, style));
         return;
       }
-      const ocsf = ocsfEvent(line.event);
+      let ocsf;
+      try {
+        ocsf = ocsfEvent(line.event);
+      } catch {
+        // A line of a known type whose fields are not what the type carries (a hand-edited or foreign log).
+        return print({
+          ...line,
+          ok: false,
+          why: `its fields are not those of a ${jsonText(line.event.type)} event`,
+        });
+      }
       if (ocsf === undefined) {
         return print({ ...line, ok: false, why: `type ${jsonText(line.event.type)} has no OCSF class here` });
       }

@@ -58,7 +58,9 @@ Deno.test("events --ocsf prints each event as one OCSF object; a type with no cl
     type: "future.kind",
     mode: "audit",
   });
-  await Deno.writeTextFile(log, `${event(1)}\n${hostile}\n${future}\n`);
+  // A known type whose fields are not that type's (a hand-edited or foreign log): skipped, never a crash.
+  const broken = JSON.stringify({ ...JSON.parse(event(3)), process: null });
+  await Deno.writeTextFile(log, `${event(1)}\n${hostile}\n${future}\n${broken}\n`);
   const result = await s.run(["events", "--ocsf"]);
   assert.equal(result.code, 0, result.stderr);
   const lines = result.stdout.trimEnd().split("\n");
@@ -71,7 +73,8 @@ Deno.test("events --ocsf prints each event as one OCSF object; a type with no cl
   assert.equal(second.actor.process.name, 'nc"\n{"x":1');
   assert.equal(
     result.stderr,
-    `aegisbpf: warn: ${log}:3: type "future.kind" has no OCSF class here; line skipped\n`,
+    `aegisbpf: warn: ${log}:3: type "future.kind" has no OCSF class here; line skipped\n` +
+      `aegisbpf: warn: ${log}:4: its fields are not those of a "net.bind" event; line skipped\n`,
   );
   const both = await s.run(["events", "--json", "--ocsf"]);
   assert.equal(both.code, 2);
