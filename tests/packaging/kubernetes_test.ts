@@ -5,44 +5,35 @@
  * is one `aegisbpf policy validate` accepts.
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
+import { join, relative } from "node:path";
 import { VERSION } from "../../lib/version.ts";
 import { aegisbpf } from "../cli/cli.ts";
+import { kustomize, type Manifest, parseStrict, readKustomization } from "./kustomize.ts";
 import { directive, PACKAGING, readUnit, withTempDir } from "./unit_file.ts";
-
-// deno-lint-ignore no-explicit-any
-type Manifest = Record<string, any>;
 
 const DIR = `${PACKAGING}kubernetes/`;
 
-function manifestFiles(): string[] {
-  return [...Deno.readDirSync(DIR)].filter((e) => e.isFile && e.name.endsWith(".yaml")).map((e) => e.name)
-    .sort();
+/** Every YAML file under packaging/kubernetes/, relative to it. */
+function yamlFiles(dir = DIR): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory
+      ? yamlFiles(join(dir, e.name))
+      : e.name.endsWith(".yaml")
+      ? [relative(DIR, join(dir, e.name))]
+      : []
+  ).sort();
 }
 
-/** The documents of one file, parsed strictly: a YAML error or warning (a duplicate key) throws. */
-function parseStrict(text: string, name: string): Manifest[] {
-  const documents = parseAllDocuments(text, { strict: true, uniqueKeys: true });
-  const list = Array.isArray(documents) ? documents : [];
-  for (const document of list) {
-    const problems = [...document.errors, ...document.warnings].map(String);
-    if (problems.length) throw new SyntaxError(`${name}: ${problems.join("; ")}`);
-  }
-  return list.map((document) => document.toJS() as Manifest);
-}
+let parsed: Manifest[] | undefined;
 
-let parsed: Map<string, Manifest[]> | undefined;
-
-/** Every document of every file. */
-function manifests(): Map<string, Manifest[]> {
-  parsed ??= new Map(
-    manifestFiles().map((name) => [name, parseStrict(Deno.readTextFileSync(DIR + name), name)]),
-  );
+/** The manifests `kubectl apply -k packaging/kubernetes/` applies (the base). */
+function manifests(): Manifest[] {
+  parsed ??= kustomize(DIR);
   return parsed;
 }
 
 function only(kind: string): Manifest {
-  const found = [...manifests().values()].flat().filter((m) => m.kind === kind);
+  const found = manifests().filter((m) => m.kind === kind);
   assert.equal(found.length, 1, `expected one ${kind}`);
   return found[0]!;
 }
@@ -53,27 +44,33 @@ function agentContainer(): Manifest {
   return containers[0]!;
 }
 
-Deno.test("every manifest parses as YAML, names its kind, and the kustomization lists them all", () => {
-  const all = manifests();
-  for (const [name, documents] of all) {
-    for (const manifest of documents) {
-      assert.equal(typeof manifest.apiVersion, "string", name);
-      assert.equal(typeof manifest.kind, "string", name);
+Deno.test("every manifest parses as YAML, names its kind, and every file is a resource or patch of a kustomization", () => {
+  const used = new Set<string>();
+  for (const file of yamlFiles()) {
+    for (const manifest of parseStrict(Deno.readTextFileSync(DIR + file), file)) {
+      assert.equal(typeof manifest.apiVersion, "string", file);
+      assert.equal(typeof manifest.kind, "string", file);
     }
+    if (!file.endsWith("kustomization.yaml")) continue;
+    const dir = join(DIR, file, "..");
+    const kustomization = readKustomization(dir);
+    for (const resource of kustomization.resources ?? []) used.add(relative(DIR, join(dir, resource)));
+    for (const patch of kustomization.patches ?? []) used.add(relative(DIR, join(dir, patch.path)));
   }
-  const kustomization = only("Kustomization");
-  assert.deepEqual(
-    [...kustomization.resources].sort(),
-    manifestFiles().filter((name) => name !== "kustomization.yaml"),
-  );
-  const namespaced = [...all.values()].flat().filter((m) => !["Namespace", "Kustomization"].includes(m.kind));
-  for (const manifest of namespaced) assert.equal(manifest.metadata.namespace, "aegisbpf", manifest.kind);
+  for (const file of yamlFiles()) {
+    if (/^(overlays\/[a-z]+\/)?kustomization\.yaml$/.test(file)) continue; // what an operator applies
+    const listed = used.has(file) || (file.endsWith("/kustomization.yaml") && used.has(join(file, "..")));
+    assert.ok(listed, `${file} is in no kustomization`);
+  }
+  for (const manifest of manifests().filter((m) => m.kind !== "Namespace")) {
+    assert.equal(manifest.metadata.namespace, "aegisbpf", manifest.kind);
+  }
 });
 
 Deno.test("a YAML error or a duplicate key in a manifest fails the parse above (the check can fail)", () => {
   assert.throws(() => parseStrict("a: 1\na: 2\n", "dup.yaml"), /dup\.yaml: .*unique/i);
   assert.throws(() => parseStrict("a: [1\n", "open.yaml"), /open\.yaml/);
-  assert.equal(manifestFiles().length >= 5, true);
+  assert.equal(yamlFiles().length >= 5, true);
 });
 
 Deno.test("the DaemonSet's container is unprivileged and adds only the agent's capabilities", () => {
