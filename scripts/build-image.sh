@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the container image aegisbpf:<version> from Debian packages alone, as an OCI archive:
 # dist/aegisbpf-<version>.oci.tar (an OCI image layout, tag <version>, two layers: the Debian root, then
-# aegisbpf). Needs root, debootstrap and umoci (scripts/setup.sh --test installs them); no container engine.
+# aegisbpf) and its SBOM dist/aegisbpf-<version>.oci.cdx.json. Needs root, debootstrap and umoci
+# (scripts/setup.sh --test installs them); no container engine.
 # Usage: scripts/build-image.sh [--out DIR] [--deb FILE]
 #   --out DIR   where the archive goes (default dist/)
 #   --deb FILE  the aegisbpf .deb whose files the image carries (default: built with scripts/build-deb.sh)
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) [ $# -ge 2 ] || die "--out needs a directory"; out="$2"; shift 2 ;;
     --deb) [ $# -ge 2 ] || die "--deb needs a file"; deb="$2"; shift 2 ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -94,10 +95,15 @@ umoci unpack --image "$layout:$version" "$stage/bundle" >/dev/null
 rootfs="$stage/bundle/rootfs"
 dpkg-deb -x "$deb" "$rootfs"
 install -m 0755 "$deno_bin" "$rootfs/usr/bin/deno"
-# The image's own record of what it carries, for `aegisbpf release sbom --image` and for auditors.
-install -d "$rootfs/usr/share/doc/aegisbpf"
-cp "${base%.tar}.packages.tsv" "$rootfs/usr/share/doc/aegisbpf/image-packages.tsv"
-echo "$deno_version" >"$rootfs/usr/share/doc/aegisbpf/image-deno-version"
+# The image's SBOM (CycloneDX JSON, scripts/release.ts): every Debian package of its root, Deno, the npm
+# packages and the BPF object; inside the image and, below, beside the archive.
+(cd "$here" && deno task --quiet build:bpf)
+sbom="$rootfs/usr/share/doc/aegisbpf/aegisbpf-image.cdx.json"
+deno run --quiet --allow-read --allow-write="$sbom" --allow-run="$deno_bin" "$here/scripts/release.ts" sbom \
+  --kind image --name "aegisbpf-$version.oci.tar" --packages "${base%.tar}.packages.tsv" --deno "$deno_bin" \
+  --out "$sbom" || die "the SBOM could not be written"
+chmod 0644 "$sbom"
+cp "$sbom" "$stage/sbom.json"
 umoci repack --history.created_by "aegisbpf $version ($(basename "$deb")) and deno $deno_version" \
   --image "$layout:$version" "$stage/bundle"
 umoci config --image "$layout:$version" \
@@ -120,4 +126,5 @@ mkdir -p "$out"
 archive="$out/aegisbpf-$version.oci.tar"
 tar -C "$layout" --numeric-owner --owner=0 --group=0 --sort=name -cf "$archive.tmp" .
 mv "$archive.tmp" "$archive"
+cp "$stage/sbom.json" "$out/aegisbpf-$version.oci.cdx.json"
 echo "$archive"

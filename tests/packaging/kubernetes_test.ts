@@ -246,3 +246,134 @@ Deno.test("the memory limit leaves room for the agent with 100,000 rules", () =>
   assert.ok(mib(requests.memory) <= mib(limits.memory));
   assert.equal(limits.cpu, undefined, "a CPU limit throttles the agent and loses events");
 });
+
+const STAGES = ["audit", "canary", "enforce"] as const;
+
+function stage(name: (typeof STAGES)[number]): Manifest[] {
+  return kustomize(`${DIR}overlays/${name}`);
+}
+
+function named(list: Manifest[], kind: string, name: string): Manifest {
+  const found = list.filter((m) => m.kind === kind && m.metadata.name === name);
+  assert.equal(found.length, 1, `${kind}/${name}`);
+  return found[0]!;
+}
+
+/** The flags a DaemonSet's agent and readiness probe get, through its ConfigMap references. */
+function flagsOf(list: Manifest[], daemonSet: Manifest): { run: string; health: string } {
+  const env = daemonSet.spec.template.spec.containers[0].env as Manifest[];
+  const value = (name: string) => {
+    const ref = env.find((e) => e.name === name)!.valueFrom.configMapKeyRef;
+    return named(list, "ConfigMap", ref.name).data[ref.key] as string;
+  };
+  return { run: value("AEGISBPF_RUN_ARGS"), health: value("AEGISBPF_HEALTH_ARGS") };
+}
+
+Deno.test("the audit overlay audits everywhere and the enforce overlay enforces and requires it for readiness", () => {
+  const audit = stage("audit");
+  const auditFlags = flagsOf(audit, named(audit, "DaemonSet", "aegisbpf"));
+  assert.match(auditFlags.run, /^--audit /);
+  assert.equal(auditFlags.health, "");
+  const enforce = stage("enforce");
+  const enforceFlags = flagsOf(enforce, named(enforce, "DaemonSet", "aegisbpf"));
+  assert.match(enforceFlags.run, /^--enforce /);
+  assert.equal(enforceFlags.health, "--require-enforce");
+  // Only the flags differ from the base: same policy, same pod.
+  assert.deepEqual(named(enforce, "DaemonSet", "aegisbpf"), named(manifests(), "DaemonSet", "aegisbpf"));
+  assert.equal(
+    named(enforce, "ConfigMap", "aegisbpf-config").data["policy.yaml"],
+    only("ConfigMap").data["policy.yaml"],
+  );
+});
+
+Deno.test("the canary overlay enforces on labelled nodes only and audits every other node, with disjoint pods", () => {
+  const canary = stage("canary");
+  const daemonSets = canary.filter((m) => m.kind === "DaemonSet");
+  assert.deepEqual(daemonSets.map((d) => d.metadata.name).sort(), ["aegisbpf", "aegisbpf-canary"]);
+  const rest = named(canary, "DaemonSet", "aegisbpf");
+  const enforcing = named(canary, "DaemonSet", "aegisbpf-canary");
+  assert.match(flagsOf(canary, rest).run, /^--audit /);
+  assert.deepEqual(flagsOf(canary, enforcing), {
+    run: "--enforce --metrics-textfile /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
+    health: "--require-enforce",
+  });
+  assert.deepEqual(enforcing.spec.template.spec.nodeSelector, { "aegisbpf.io/canary": "true" });
+  assert.deepEqual(
+    rest.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution
+      .nodeSelectorTerms,
+    [{ matchExpressions: [{ key: "aegisbpf.io/canary", operator: "NotIn", values: ["true"] }] }],
+  );
+  // Neither selector matches the other's pods: neither DaemonSet adopts or deletes the other's.
+  for (const [a, b] of [[rest, enforcing], [enforcing, rest]] as const) {
+    const labels = b.spec.template.metadata.labels;
+    const matches = Object.entries(a.spec.selector.matchLabels).every(([k, v]) => labels[k] === v);
+    assert.equal(matches, false, `${a.metadata.name} selects ${b.metadata.name}'s pods`);
+  }
+  // One policy, one namespace, one service account for both.
+  for (const daemonSet of daemonSets) {
+    const pod = daemonSet.spec.template.spec;
+    assert.equal(pod.serviceAccountName, "aegisbpf");
+    assert.equal(pod.volumes.find((v: Manifest) => v.name === "policy").configMap.name, "aegisbpf-config");
+  }
+  assert.equal(canary.filter((m) => m.kind === "Namespace").length, 1);
+});
+
+Deno.test("every DaemonSet of the base and the overlays runs the image scripts/build-image.sh tags", () => {
+  const script = Deno.readTextFileSync(`${PACKAGING}../scripts/build-image.sh`);
+  assert.match(script, /io\.containerd\.image\.name\\":\\"docker\.io\/library\/aegisbpf:\$version/);
+  for (const list of [manifests(), ...STAGES.map(stage)]) {
+    for (const daemonSet of list.filter((m) => m.kind === "DaemonSet")) {
+      const pod = daemonSet.spec.template.spec;
+      for (const container of [...pod.containers, ...pod.initContainers]) {
+        assert.equal(container.image, `aegisbpf:${VERSION}`, `${daemonSet.metadata.name}/${container.name}`);
+      }
+    }
+  }
+});
+
+Deno.test("the renderer refuses a patch that matches nothing, a repeated resource and a key it does not know", async () => {
+  await withTempDir("aegisbpf-kustomize-", async (dir) => {
+    const write = (name: string, text: string) => Deno.writeTextFile(`${dir}/${name}`, text);
+    await write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n");
+    await write("patch.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: b }\n");
+    write(
+      "kustomization.yaml",
+      "kind: Kustomization\nresources: [cm.yaml]\npatches: [{ path: patch.yaml }]\n",
+    );
+    assert.throws(() => kustomize(dir), /ConfigMap\/\/b matches 0 resources/);
+    await write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml, cm.yaml]\n");
+    assert.throws(() => kustomize(dir), /ConfigMap\/\/a twice/);
+    await write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml]\nimages: []\n");
+    assert.throws(() => kustomize(dir), /does not know images/);
+  });
+});
+
+const kubectl = (() => {
+  try {
+    return new Deno.Command("kubectl", { args: ["version", "--client"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name:
+    "kubectl kustomize renders the base and every overlay as tests/packaging/kustomize.ts does (where kubectl is)",
+  ignore: !kubectl,
+  fn() {
+    for (const dir of [DIR, ...STAGES.map((name) => `${DIR}overlays/${name}`)]) {
+      const output = new Deno.Command("kubectl", {
+        args: ["kustomize", dir],
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .outputSync();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      const theirs = parseStrict(new TextDecoder().decode(output.stdout), "kubectl kustomize");
+      const key = (m: Manifest) => `${m.kind}/${m.metadata.name}`;
+      const sorted = (list: Manifest[]) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
+      assert.deepEqual(sorted(kustomize(dir)), sorted(theirs), dir);
+    }
+  },
+});
