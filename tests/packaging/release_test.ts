@@ -122,6 +122,13 @@ rootTest(
       /extra\.deb: FAILED: extra\.deb is not a subject of the aegisbpf 0\.1\.0 statement/,
     );
 
+    // Another artifact renamed to the .deb's name: its bytes are not the .deb's.
+    await Deno.mkdir(`${copy}/renamed`);
+    await Deno.copyFile(`${dir}/dist/${ARTIFACTS[3]}`, `${copy}/renamed/${DEB}`);
+    const renamed = await verify(dir, "--envelope", `${copy}/${ENVELOPE}`, `${copy}/renamed/${DEB}`);
+    assert.equal(renamed.code, 1);
+    assert.match(renamed.stdout, /renamed\/aegisbpf_0\.1\.0_amd64\.deb: FAILED: sha256 .* differs/);
+
     // Another release key: every file is refused, none verified.
     const other = generateKeyPair();
     await Deno.writeTextFile(`${copy}/other.pub`, other.publicKeyPem);
@@ -168,6 +175,11 @@ rootTest(
     const missing = await verify(dir, "--envelope", `${copy}/${ENVELOPE}`, `${copy}/nonexistent.deb`);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /nonexistent\.deb: no such file/);
+    // A FIFO named as an artifact is refused, not opened (which would wait for a writer forever).
+    assert.equal((await run("mkfifo", [`${copy}/fifo.deb`])).code, 0);
+    const fifo = await verify(dir, "--envelope", `${copy}/${ENVELOPE}`, `${copy}/fifo.deb`);
+    assert.equal(fifo.code, 2);
+    assert.match(fifo.stderr, /fifo\.deb: is not a regular file/);
     const notKey = await aegisbpf(["release", "verify", "--key", `${copy}/${DEB}`, `${copy}/${DEB}`]);
     assert.equal(notKey.code, 2);
   },
@@ -178,7 +190,7 @@ rootTest(
   async () => {
     const dir = await built();
     const readme = await Deno.readTextFile(`${PACKAGING}README.md`);
-    const block = /<!-- release-verify-openssl -->\n```sh\n([^\n]+)\n```/.exec(readme);
+    const block = /<!-- release-verify-openssl -->\n+```sh\n([^\n]+)\n```/.exec(readme);
     assert.ok(block, "packaging/README.md has the openssl one-liner");
     const copy = await copyOfDist(dir, "openssl");
     await Deno.copyFile(`${dir}/dist/${IMAGE}`, `${copy}/${IMAGE}`);
