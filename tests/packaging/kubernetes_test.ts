@@ -321,6 +321,7 @@ Deno.test("the canary overlay enforces on labelled nodes only and audits every o
 Deno.test("every DaemonSet of the base and the overlays runs the image scripts/build-image.sh tags", () => {
   const script = Deno.readTextFileSync(`${PACKAGING}../scripts/build-image.sh`);
   assert.match(script, /io\.containerd\.image\.name\\":\\"docker\.io\/library\/aegisbpf:\$version/);
+  assert.deepEqual(readKustomization(`${DIR}base`).images, [{ name: "aegisbpf", newTag: VERSION }]);
   for (const list of [manifests(), ...STAGES.map(stage)]) {
     for (const daemonSet of list.filter((m) => m.kind === "DaemonSet")) {
       const pod = daemonSet.spec.template.spec;
@@ -332,19 +333,20 @@ Deno.test("every DaemonSet of the base and the overlays runs the image scripts/b
 });
 
 Deno.test("the renderer refuses a patch that matches nothing, a repeated resource and a key it does not know", async () => {
-  await withTempDir("aegisbpf-kustomize-", async (dir) => {
-    const write = (name: string, text: string) => Deno.writeTextFile(`${dir}/${name}`, text);
-    await write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n");
-    await write("patch.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: b }\n");
+  await withTempDir("aegisbpf-kustomize-", (dir) => {
+    const write = (name: string, text: string) => Deno.writeTextFileSync(`${dir}/${name}`, text);
+    write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n");
+    write("patch.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: b }\n");
     write(
       "kustomization.yaml",
       "kind: Kustomization\nresources: [cm.yaml]\npatches: [{ path: patch.yaml }]\n",
     );
     assert.throws(() => kustomize(dir), /ConfigMap\/\/b matches 0 resources/);
-    await write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml, cm.yaml]\n");
+    write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml, cm.yaml]\n");
     assert.throws(() => kustomize(dir), /ConfigMap\/\/a twice/);
-    await write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml]\nimages: []\n");
-    assert.throws(() => kustomize(dir), /does not know images/);
+    write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml]\nreplicas: []\n");
+    assert.throws(() => kustomize(dir), /does not know replicas/);
+    return Promise.resolve();
   });
 });
 

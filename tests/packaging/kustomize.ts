@@ -4,7 +4,8 @@
  * It does what our kustomizations use and refuses anything else: `resources` (files and directories),
  * `patches` by `path` (strategic merge: maps merged, `null` removes a key, lists of objects with a `name`
  * merged by it, other lists replaced; `$patch: delete` removes the target), `nameSuffix` (every kind but
- * Namespace) with the references to a renamed ConfigMap or ServiceAccount. Where kubectl exists, the test
+ * Namespace) with the references to a renamed ConfigMap or ServiceAccount, `images` (newName, newTag).
+ * Where kubectl exists, the test
  * holds this renderer's output equal to `kubectl kustomize`.
  */
 
@@ -14,7 +15,7 @@ import { parseAllDocuments } from "yaml";
 // deno-lint-ignore no-explicit-any
 export type Manifest = Record<string, any>;
 
-const KNOWN_KEYS = ["apiVersion", "kind", "resources", "patches", "nameSuffix"];
+const KNOWN_KEYS = ["apiVersion", "kind", "resources", "patches", "nameSuffix", "images"];
 
 /** The documents of one YAML file, parsed strictly: an error or warning (a duplicate key) throws. */
 export function parseStrict(text: string, name: string): Manifest[] {
@@ -55,6 +56,7 @@ export function kustomize(dir: string): Manifest[] {
     }
   }
   if (kustomization.nameSuffix !== undefined) resources = addSuffix(resources, kustomization.nameSuffix);
+  for (const image of (kustomization.images ?? []) as Manifest[]) setImage(resources, image);
   const ids = resources.map(idOf);
   const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
   if (repeated !== undefined) throw new Error(`${dir}: ${repeated} twice`);
@@ -123,4 +125,18 @@ function addSuffix(resources: Manifest[], suffix: string): Manifest[] {
     }
   }
   return out;
+}
+
+/** A kustomization `images` entry: every container whose image is `name` (any tag) gets the new one. */
+function setImage(resources: Manifest[], image: Manifest): void {
+  const unknown = Object.keys(image).filter((key) => !["name", "newName", "newTag"].includes(key));
+  if (unknown.length) throw new Error(`images: ${unknown.join(", ")} is not rendered`);
+  for (const resource of resources) {
+    const pod = resource.spec?.template?.spec;
+    for (const container of [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])]) {
+      const [name, tag] = container.image.split(":");
+      if (name !== image.name) continue;
+      container.image = `${image.newName ?? name}${image.newTag ?? tag ? `:${image.newTag ?? tag}` : ""}`;
+    }
+  }
 }
