@@ -48,6 +48,8 @@ cache="${AEGISBPF_CACHE:-/var/cache/aegisbpf-dev}/image"
 key="$(printf '%s %s %s' "$suite" "$packages" "$(debootstrap --version)" | sha256sum | cut -c1-16)"
 base="$cache/rootfs-$suite-$key.tar"
 mkdir -p "$cache"
+# What an interrupted build left behind (a build in progress is younger than this).
+find "$cache" -maxdepth 1 \( -name 'rootfs.*' -o -name 'deno.*' \) -mmin +120 -exec rm -rf {} +
 if [ ! -f "$base" ]; then
   say "debootstrap $suite ($packages) from the machine's mirror into the cache"
   tmp="$(mktemp -d "$cache/rootfs.XXXXXX")"
@@ -71,8 +73,9 @@ if [ ! -x "$deno_bin" ]; then
   (cd "$tmp" && npm pack --silent "@deno/linux-x64-glibc@$deno_version" >/dev/null) || die "npm pack failed"
   tar -C "$tmp" -xzf "$tmp"/*.tgz package/deno
   mkdir -p "$(dirname "$deno_bin")"
-  install -m 0755 "$tmp/package/deno" "$deno_bin.tmp"
-  mv "$deno_bin.tmp" "$deno_bin"
+  # Renamed into place from a private name: two builds at once each install a whole file.
+  install -m 0755 "$tmp/package/deno" "$tmp/deno"
+  mv "$tmp/deno" "$deno_bin"
   rm -rf "$tmp"
 fi
 

@@ -11,7 +11,7 @@ import { generateKeyPair } from "../../lib/policy/keys.ts";
 import { npmPackagesOfLock } from "../../lib/release/sbom.ts";
 import { VERSION } from "../../lib/version.ts";
 import { aegisbpf } from "../cli/cli.ts";
-import { rootTest } from "../support/privileged.ts";
+import { isLeftover, rootTest, uniqueName } from "../support/privileged.ts";
 import { PACKAGING, REPO, run } from "./unit_file.ts";
 
 const DEB = `aegisbpf_${VERSION}_amd64.deb`;
@@ -30,6 +30,7 @@ const DAEMONSET_CAPS = "bpf,perfmon,net_admin,sys_admin,sys_ptrace,dac_read_sear
 // deno-lint-ignore no-explicit-any
 type Json = Record<string, any>;
 
+const RELEASE_PREFIX = "aegisbpf-release-";
 let release: Promise<string> | undefined;
 const cleanups: string[] = [];
 globalThis.addEventListener("unload", () => {
@@ -39,7 +40,15 @@ globalThis.addEventListener("unload", () => {
 /** The release directory, built on first use: keys release.key/.pub beside the artifacts. */
 function built(): Promise<string> {
   release ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "aegisbpf-release-" });
+    // What a killed earlier run left (a release is a few hundred megabytes), then this run's directory.
+    const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+    for (const entry of Deno.readDirSync(tmp)) {
+      if (isLeftover(entry.name, RELEASE_PREFIX)) {
+        Deno.removeSync(`${tmp}/${entry.name}`, { recursive: true });
+      }
+    }
+    const dir = `${tmp}/${uniqueName(RELEASE_PREFIX)}`;
+    await Deno.mkdir(dir, { mode: 0o700 });
     cleanups.push(dir);
     const pair = generateKeyPair();
     await Deno.writeTextFile(`${dir}/release.key`, pair.privateKeyPem, { mode: 0o600 });
@@ -84,6 +93,12 @@ rootTest(
     for (const line of lines) {
       assert.match(line, /: OK: sha256 [0-9a-f]{64} matches the aegisbpf 0\.1\.0 release$/);
     }
+    // Without --key: the keys trusted with `keys add`, and the one envelope beside the first file.
+    const config = `${dir}/config`;
+    assert.equal((await aegisbpf(["keys", "add", `${dir}/release.pub`, "--config-dir", config])).code, 0);
+    const trusted = await aegisbpf(["release", "verify", "--config-dir", config, `${dir}/dist/${DEB}`]);
+    assert.equal(trusted.code, 0, trusted.stderr);
+    assert.match(trusted.stdout, /aegisbpf_0\.1\.0_amd64\.deb: OK/);
     const statement = JSON.parse(
       new TextDecoder().decode(
         Uint8Array.fromBase64(JSON.parse(await Deno.readTextFile(`${dir}/dist/${ENVELOPE}`)).payload),
