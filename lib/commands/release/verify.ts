@@ -12,9 +12,9 @@ import { keysDir, loadTrustedKeys } from "../../state/key_store.ts";
 export const releaseVerify = defineCommand({
   name: "verify",
   summary: "check release artifacts against their signed statement, offline",
-  description: "Checks that ENVELOPE (the release's aegisbpf-<version>.intoto.jsonl: an in-toto statement " +
-    "in a DSSE envelope) is signed by the release key, and that each FILE is one of its subjects with the " +
-    "same sha256. The key is --key (an Ed25519 public key PEM), else the keys trusted in " +
+  description: "Checks that the release envelope (--envelope, else the one aegisbpf-<version>.intoto.jsonl " +
+    "beside the first FILE: an in-toto statement in a DSSE envelope) is signed by the release key, and " +
+    "that each FILE is one of its subjects with the same sha256. Reads no network. The key is --key (an Ed25519 public key PEM), else the keys trusted in " +
     "<config-dir>/keys/. Prints one line per FILE. Exits 0 when every FILE verifies, 1 when any does not " +
     "(a changed file, a file the statement does not name, a signature by another key or over altered " +
     "contents), 2 for bad input (a missing file, a malformed or truncated envelope, a bad key).",
