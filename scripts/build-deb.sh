@@ -81,6 +81,12 @@ chmod 0644 "$root/usr/share/man/man1/aegisbpf.1.gz"
 cp -r "$pkg/kubernetes" "$root/usr/share/doc/aegisbpf/examples/kubernetes"
 chmod -R u=rwX,go=rX "$root/usr/share/doc/aegisbpf/examples"
 printf 'aegisbpf\n\nCopyright the aegisbpf authors.\n' >"$root/usr/share/doc/aegisbpf/copyright"
+# The SBOM (CycloneDX JSON, scripts/release.ts): inside the package and, below, beside it.
+(cd "$here" && deno task --quiet build:bpf)
+sbom="$root/usr/share/doc/aegisbpf/aegisbpf.cdx.json"
+deno run --quiet --allow-read --allow-write="$sbom" --allow-run=dpkg-query "$here/scripts/release.ts" sbom \
+  --kind deb --name "aegisbpf_${version}_${arch}.deb" --out "$sbom" || die "the SBOM could not be written"
+chmod 0644 "$sbom"
 
 # Shell completions, from the command itself.
 completion() { # SHELL DEST
@@ -126,4 +132,5 @@ mkdir -p "$out"
 deb="$out/aegisbpf_${version}_${arch}.deb"
 dpkg-deb --root-owner-group -Zxz --build "$root" "$deb.tmp" >/dev/null
 mv "$deb.tmp" "$deb"
+cp "$sbom" "$out/aegisbpf_${version}_${arch}.cdx.json"
 echo "$deb"

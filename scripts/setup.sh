@@ -6,8 +6,9 @@
 #              iptables with ipset, xdp-tools, netsniff-ng, stress-ng, hyperfine, linux-perf
 #   --test     also what the test suites need: qemu, busybox, cpio, iproute2, curl, promtool and
 #              node_exporter (metrics), systemd (systemd-analyze, packaging), man-db and groff (the man
-#              page), jq (the runbooks) and the Debian kernels; and what --bench installs, since the test
-#              command runs the quick benchmark (tests/bench/)
+#              page), jq (the runbooks and the release one-liner), debootstrap and umoci (the image) and
+#              the Debian kernels; and what --bench installs, since the test command runs the quick
+#              benchmark (tests/bench/)
 set -euo pipefail
 
 want_test=0
@@ -32,6 +33,8 @@ if [ "$want_test" = 1 ]; then
   # runbooks' steps; e2fsprogs: the ext4 image of the file change tests
   packages+=(qemu-system-x86 busybox-static cpio gzip iputils-ping util-linux curl prometheus e2fsprogs)
   packages+=(prometheus-node-exporter systemd xz-utils zstd kmod man-db groff-base jq)
+  # debootstrap, umoci: the container image (scripts/build-image.sh, tests/packaging/release_test.ts)
+  packages+=(debootstrap umoci)
 fi
 if [ "$want_bench" = 1 ]; then
   # The peers the benchmark measures beside aegisbpf, and its load generators and profilers.

@@ -38,6 +38,13 @@ export const COMMANDS: Loaders = [
     ],
   },
   {
+    name: "release",
+    summary: "verify signed release artifacts offline",
+    commands: [
+      { name: "verify", load: async () => (await import("./release/verify.ts")).releaseVerify },
+    ],
+  },
+  {
     name: "break-glass",
     summary: "force audit everywhere now, with or without a running agent, and end it",
     commands: [

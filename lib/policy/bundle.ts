@@ -4,7 +4,7 @@
  */
 
 import { InputError, RefusedError } from "../errors.ts";
-import { pae, parseEnvelope, POLICY_PAYLOAD_TYPE, serializeEnvelope } from "./dsse.ts";
+import { type DsseEnvelope, pae, parseEnvelope, POLICY_PAYLOAD_TYPE, serializeEnvelope } from "./dsse.ts";
 import { readSigningKey, signBytes, type TrustedKey, verifyBytes } from "./keys.ts";
 
 /** What the bundle rules need from a parsed policy; the policy parser returns more. */
@@ -68,7 +68,7 @@ export function verifyBundle<P extends PolicyHeader>(
 ): VerifiedBundle<P> {
   const { file } = options;
   const envelope = parseEnvelope(text, file);
-  const keyid = trustedSigner(envelope.payload, envelope.signatures, options.trustedKeys, file);
+  const keyid = trustedSigner(envelope, options.trustedKeys, file);
   const policyText = decodeUtf8(envelope.payload, file);
   const policy = options.parsePolicy(policyText, `${file} (payload)`);
   const { version, notAfter } = policy.metadata;
@@ -84,13 +84,18 @@ export function verifyBundle<P extends PolicyHeader>(
   return { policyText, policy, keyid, version };
 }
 
-function trustedSigner(
-  payload: Uint8Array,
-  signatures: ReadonlyArray<{ keyid: string; sig: Uint8Array }>,
+/**
+ * The keyid of the first signature of `envelope` that verifies under a trusted key (over the PAE of its
+ * payload type and payload); else an InputError naming `file` and `what` it is, and why each failed.
+ */
+export function trustedSigner(
+  envelope: DsseEnvelope,
   trustedKeys: readonly TrustedKey[],
   file: string,
+  what = "bundle",
 ): string {
-  const message = pae(POLICY_PAYLOAD_TYPE, payload);
+  const { payloadType, payload, signatures } = envelope;
+  const message = pae(payloadType, payload);
   const failed: string[] = [];
   for (const { keyid, sig } of signatures) {
     const key = trustedKeys.find((trusted) => trusted.keyid === keyid);
@@ -103,7 +108,7 @@ function trustedSigner(
     ...(failed.length > 0 ? [`the signature of trusted key ${failed.join(", ")} does not verify`] : []),
     ...(untrusted.length > 0 ? [`key ${untrusted.join(", ")} is not trusted`] : []),
   ];
-  throw new InputError(`Bad signature in bundle ${file}: ${parts.join("; ")}`, { position: { file } });
+  throw new InputError(`Bad signature in ${what} ${file}: ${parts.join("; ")}`, { position: { file } });
 }
 
 function decodeUtf8(bytes: Uint8Array, file: string): string {

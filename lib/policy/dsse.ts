@@ -51,27 +51,33 @@ export function serializeEnvelope(envelope: DsseEnvelope): string {
 }
 
 /**
- * Reads an envelope strictly: exactly the DSSE keys, the aegisbpf payload type, canonical padded base64,
- * keyids as 64 lowercase hex digits, 64-byte signatures, at least one and at most MAX_SIGNATURES.
- * Every problem is an InputError naming `file`.
+ * Reads an envelope strictly: exactly the DSSE keys, the expected payload type (a policy bundle's unless
+ * told), canonical padded base64, keyids as 64 lowercase hex digits, 64-byte signatures, at least one and
+ * at most MAX_SIGNATURES. Every problem is an InputError naming `file` and `what` the envelope is.
  */
-export function parseEnvelope(text: string, file: string): DsseEnvelope {
+export function parseEnvelope(
+  text: string,
+  file: string,
+  payloadType = POLICY_PAYLOAD_TYPE,
+  what = "bundle",
+): DsseEnvelope {
+  const bad = (detail: string, cause?: unknown) => invalid(what, file, detail, cause);
   // UTF-8 never takes fewer bytes than UTF-16 code units, so the first test spares encoding a huge text.
   if (text.length > MAX_ENVELOPE_BYTES || encoder.encode(text).length > MAX_ENVELOPE_BYTES) {
-    throw bad(file, `larger than ${MAX_ENVELOPE_BYTES} bytes`);
+    throw bad(`larger than ${MAX_ENVELOPE_BYTES} bytes`);
   }
-  // No string of a bundle needs an escape; without them a duplicate key shows as extra quotes.
-  if (text.includes("\\")) throw bad(file, "backslash escapes are not used in a bundle");
-  const root = parseJson(text, file);
-  const object = exactObject(root, ["payloadType", "payload", "signatures"], "the envelope", file);
-  if (object.payloadType !== POLICY_PAYLOAD_TYPE) {
-    throw bad(file, `payloadType must be ${JSON.stringify(POLICY_PAYLOAD_TYPE)}`);
-  }
-  const payload = strictBase64(object.payload, "payload", file);
-  const signatures = parseSignatures(object.signatures, file);
-  if (countQuotes(text) !== 2 * (5 + 4 * signatures.length)) throw bad(file, "duplicate key");
-  return { payloadType: POLICY_PAYLOAD_TYPE, payload, signatures };
+  // No string of an envelope needs an escape; without them a duplicate key shows as extra quotes.
+  if (text.includes("\\")) throw bad(`backslash escapes are not used in a ${what}`);
+  const root = parseJson(text, bad);
+  const object = exactObject(root, ["payloadType", "payload", "signatures"], "the envelope", bad);
+  if (object.payloadType !== payloadType) throw bad(`payloadType must be ${JSON.stringify(payloadType)}`);
+  const payload = strictBase64(object.payload, "payload", bad);
+  const signatures = parseSignatures(object.signatures, bad);
+  if (countQuotes(text) !== 2 * (5 + 4 * signatures.length)) throw bad("duplicate key");
+  return { payloadType, payload, signatures };
 }
+
+type Bad = (detail: string, cause?: unknown) => InputError;
 
 /** Three keys and two values at the top, two keys and two values per signature: two quotes each. */
 function countQuotes(text: string): number {
@@ -80,28 +86,28 @@ function countQuotes(text: string): number {
   return count;
 }
 
-function parseSignatures(value: unknown, file: string): DsseSignature[] {
-  if (!Array.isArray(value) || value.length === 0) throw bad(file, "signatures must be a non-empty array");
-  if (value.length > MAX_SIGNATURES) throw bad(file, `more than ${MAX_SIGNATURES} signatures`);
+function parseSignatures(value: unknown, bad: Bad): DsseSignature[] {
+  if (!Array.isArray(value) || value.length === 0) throw bad("signatures must be a non-empty array");
+  if (value.length > MAX_SIGNATURES) throw bad(`more than ${MAX_SIGNATURES} signatures`);
   return value.map((item: unknown, i) => {
     const where = `signatures[${i}]`;
-    const signature = exactObject(item, ["keyid", "sig"], where, file);
+    const signature = exactObject(item, ["keyid", "sig"], where, bad);
     if (typeof signature.keyid !== "string" || !/^[0-9a-f]{64}$/.test(signature.keyid)) {
-      throw bad(file, `${where}.keyid must be 64 lowercase hex digits (the SHA-256 of the public key)`);
+      throw bad(`${where}.keyid must be 64 lowercase hex digits (the SHA-256 of the public key)`);
     }
-    const sig = strictBase64(signature.sig, `${where}.sig`, file);
+    const sig = strictBase64(signature.sig, `${where}.sig`, bad);
     if (sig.length !== ED25519_SIGNATURE_BYTES) {
-      throw bad(file, `${where}.sig must be ${ED25519_SIGNATURE_BYTES} bytes, not ${sig.length}`);
+      throw bad(`${where}.sig must be ${ED25519_SIGNATURE_BYTES} bytes, not ${sig.length}`);
     }
     return { keyid: signature.keyid, sig };
   });
 }
 
-function parseJson(text: string, file: string): unknown {
+function parseJson(text: string, bad: Bad): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw bad(file, `not valid JSON: ${(error as Error).message}`, error);
+    throw bad(`not valid JSON: ${(error as Error).message}`, error);
   }
 }
 
@@ -109,17 +115,17 @@ function exactObject(
   value: unknown,
   keys: readonly string[],
   where: string,
-  file: string,
+  bad: Bad,
 ): Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw bad(file, `${where} must be an object`);
+    throw bad(`${where} must be an object`);
   }
   const record = value as Record<string, unknown>;
   const present = Object.keys(record);
   const unknown = present.find((key) => !keys.includes(key));
-  if (unknown !== undefined) throw bad(file, `unknown key ${JSON.stringify(unknown)} in ${where}`);
+  if (unknown !== undefined) throw bad(`unknown key ${JSON.stringify(unknown)} in ${where}`);
   const missing = keys.find((key) => !present.includes(key));
-  if (missing !== undefined) throw bad(file, `missing key ${JSON.stringify(missing)} in ${where}`);
+  if (missing !== undefined) throw bad(`missing key ${JSON.stringify(missing)} in ${where}`);
   return record;
 }
 
@@ -127,18 +133,18 @@ function exactObject(
  * Standard padded base64 with nothing to spare: no whitespace, no URL alphabet, no stray padding bits.
  * Re-encoding must give back the same text, so one payload has exactly one encoding.
  */
-function strictBase64(value: unknown, where: string, file: string): Uint8Array<ArrayBuffer> {
-  if (typeof value !== "string") throw bad(file, `${where} must be a base64 string`);
+function strictBase64(value: unknown, where: string, bad: Bad): Uint8Array<ArrayBuffer> {
+  if (typeof value !== "string") throw bad(`${where} must be a base64 string`);
   let bytes: Uint8Array<ArrayBuffer>;
   try {
     bytes = Uint8Array.fromBase64(value, { lastChunkHandling: "strict" });
   } catch (error) {
-    throw bad(file, `${where} is not valid base64`, error);
+    throw bad(`${where} is not valid base64`, error);
   }
-  if (bytes.toBase64() !== value) throw bad(file, `${where} is not canonical padded base64`);
+  if (bytes.toBase64() !== value) throw bad(`${where} is not canonical padded base64`);
   return bytes;
 }
 
-function bad(file: string, detail: string, cause?: unknown): InputError {
-  return new InputError(`Invalid bundle ${file}: ${detail}`, { position: { file }, cause });
+function invalid(what: string, file: string, detail: string, cause?: unknown): InputError {
+  return new InputError(`Invalid ${what} ${file}: ${detail}`, { position: { file }, cause });
 }

@@ -5,44 +5,35 @@
  * is one `aegisbpf policy validate` accepts.
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
+import { join, relative } from "node:path";
 import { VERSION } from "../../lib/version.ts";
 import { aegisbpf } from "../cli/cli.ts";
+import { kustomize, type Manifest, parseStrict, readKustomization } from "./kustomize.ts";
 import { directive, PACKAGING, readUnit, withTempDir } from "./unit_file.ts";
-
-// deno-lint-ignore no-explicit-any
-type Manifest = Record<string, any>;
 
 const DIR = `${PACKAGING}kubernetes/`;
 
-function manifestFiles(): string[] {
-  return [...Deno.readDirSync(DIR)].filter((e) => e.isFile && e.name.endsWith(".yaml")).map((e) => e.name)
-    .sort();
+/** Every YAML file under packaging/kubernetes/, relative to it. */
+function yamlFiles(dir = DIR): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory
+      ? yamlFiles(join(dir, e.name))
+      : e.name.endsWith(".yaml")
+      ? [relative(DIR, join(dir, e.name))]
+      : []
+  ).sort();
 }
 
-/** The documents of one file, parsed strictly: a YAML error or warning (a duplicate key) throws. */
-function parseStrict(text: string, name: string): Manifest[] {
-  const documents = parseAllDocuments(text, { strict: true, uniqueKeys: true });
-  const list = Array.isArray(documents) ? documents : [];
-  for (const document of list) {
-    const problems = [...document.errors, ...document.warnings].map(String);
-    if (problems.length) throw new SyntaxError(`${name}: ${problems.join("; ")}`);
-  }
-  return list.map((document) => document.toJS() as Manifest);
-}
+let parsed: Manifest[] | undefined;
 
-let parsed: Map<string, Manifest[]> | undefined;
-
-/** Every document of every file. */
-function manifests(): Map<string, Manifest[]> {
-  parsed ??= new Map(
-    manifestFiles().map((name) => [name, parseStrict(Deno.readTextFileSync(DIR + name), name)]),
-  );
+/** The manifests `kubectl apply -k packaging/kubernetes/` applies (the base). */
+function manifests(): Manifest[] {
+  parsed ??= kustomize(DIR);
   return parsed;
 }
 
 function only(kind: string): Manifest {
-  const found = [...manifests().values()].flat().filter((m) => m.kind === kind);
+  const found = manifests().filter((m) => m.kind === kind);
   assert.equal(found.length, 1, `expected one ${kind}`);
   return found[0]!;
 }
@@ -53,27 +44,33 @@ function agentContainer(): Manifest {
   return containers[0]!;
 }
 
-Deno.test("every manifest parses as YAML, names its kind, and the kustomization lists them all", () => {
-  const all = manifests();
-  for (const [name, documents] of all) {
-    for (const manifest of documents) {
-      assert.equal(typeof manifest.apiVersion, "string", name);
-      assert.equal(typeof manifest.kind, "string", name);
+Deno.test("every manifest parses as YAML, names its kind, and every file is a resource or patch of a kustomization", () => {
+  const used = new Set<string>();
+  for (const file of yamlFiles()) {
+    for (const manifest of parseStrict(Deno.readTextFileSync(DIR + file), file)) {
+      assert.equal(typeof manifest.apiVersion, "string", file);
+      assert.equal(typeof manifest.kind, "string", file);
     }
+    if (!file.endsWith("kustomization.yaml")) continue;
+    const dir = join(DIR, file, "..");
+    const kustomization = readKustomization(dir);
+    for (const resource of kustomization.resources ?? []) used.add(relative(DIR, join(dir, resource)));
+    for (const patch of kustomization.patches ?? []) used.add(relative(DIR, join(dir, patch.path)));
   }
-  const kustomization = only("Kustomization");
-  assert.deepEqual(
-    [...kustomization.resources].sort(),
-    manifestFiles().filter((name) => name !== "kustomization.yaml"),
-  );
-  const namespaced = [...all.values()].flat().filter((m) => !["Namespace", "Kustomization"].includes(m.kind));
-  for (const manifest of namespaced) assert.equal(manifest.metadata.namespace, "aegisbpf", manifest.kind);
+  for (const file of yamlFiles()) {
+    if (/^(overlays\/[a-z]+\/)?kustomization\.yaml$/.test(file)) continue; // what an operator applies
+    const listed = used.has(file) || (file.endsWith("/kustomization.yaml") && used.has(join(file, "..")));
+    assert.ok(listed, `${file} is in no kustomization`);
+  }
+  for (const manifest of manifests().filter((m) => m.kind !== "Namespace")) {
+    assert.equal(manifest.metadata.namespace, "aegisbpf", manifest.kind);
+  }
 });
 
 Deno.test("a YAML error or a duplicate key in a manifest fails the parse above (the check can fail)", () => {
   assert.throws(() => parseStrict("a: 1\na: 2\n", "dup.yaml"), /dup\.yaml: .*unique/i);
   assert.throws(() => parseStrict("a: [1\n", "open.yaml"), /open\.yaml/);
-  assert.equal(manifestFiles().length >= 5, true);
+  assert.equal(yamlFiles().length >= 5, true);
 });
 
 Deno.test("the DaemonSet's container is unprivileged and adds only the agent's capabilities", () => {
@@ -248,4 +245,137 @@ Deno.test("the memory limit leaves room for the agent with 100,000 rules", () =>
   assert.ok(mib(limits.memory) >= 768, `memory limit ${limits.memory}`);
   assert.ok(mib(requests.memory) <= mib(limits.memory));
   assert.equal(limits.cpu, undefined, "a CPU limit throttles the agent and loses events");
+});
+
+const STAGES = ["audit", "canary", "enforce"] as const;
+
+function stage(name: (typeof STAGES)[number]): Manifest[] {
+  return kustomize(`${DIR}overlays/${name}`);
+}
+
+function named(list: Manifest[], kind: string, name: string): Manifest {
+  const found = list.filter((m) => m.kind === kind && m.metadata.name === name);
+  assert.equal(found.length, 1, `${kind}/${name}`);
+  return found[0]!;
+}
+
+/** The flags a DaemonSet's agent and readiness probe get, through its ConfigMap references. */
+function flagsOf(list: Manifest[], daemonSet: Manifest): { run: string; health: string } {
+  const env = daemonSet.spec.template.spec.containers[0].env as Manifest[];
+  const value = (name: string) => {
+    const ref = env.find((e) => e.name === name)!.valueFrom.configMapKeyRef;
+    return named(list, "ConfigMap", ref.name).data[ref.key] as string;
+  };
+  return { run: value("AEGISBPF_RUN_ARGS"), health: value("AEGISBPF_HEALTH_ARGS") };
+}
+
+Deno.test("the audit overlay audits everywhere and the enforce overlay enforces and requires it for readiness", () => {
+  const audit = stage("audit");
+  const auditFlags = flagsOf(audit, named(audit, "DaemonSet", "aegisbpf"));
+  assert.match(auditFlags.run, /^--audit /);
+  assert.equal(auditFlags.health, "");
+  const enforce = stage("enforce");
+  const enforceFlags = flagsOf(enforce, named(enforce, "DaemonSet", "aegisbpf"));
+  assert.match(enforceFlags.run, /^--enforce /);
+  assert.equal(enforceFlags.health, "--require-enforce");
+  // Only the flags differ from the base: same policy, same pod.
+  assert.deepEqual(named(enforce, "DaemonSet", "aegisbpf"), named(manifests(), "DaemonSet", "aegisbpf"));
+  assert.equal(
+    named(enforce, "ConfigMap", "aegisbpf-config").data["policy.yaml"],
+    only("ConfigMap").data["policy.yaml"],
+  );
+});
+
+Deno.test("the canary overlay enforces on labelled nodes only and audits every other node, with disjoint pods", () => {
+  const canary = stage("canary");
+  const daemonSets = canary.filter((m) => m.kind === "DaemonSet");
+  assert.deepEqual(daemonSets.map((d) => d.metadata.name).sort(), ["aegisbpf", "aegisbpf-canary"]);
+  const rest = named(canary, "DaemonSet", "aegisbpf");
+  const enforcing = named(canary, "DaemonSet", "aegisbpf-canary");
+  assert.match(flagsOf(canary, rest).run, /^--audit /);
+  assert.deepEqual(flagsOf(canary, enforcing), {
+    run: "--enforce --metrics-textfile /var/lib/node_exporter/textfile_collector/aegisbpf.prom",
+    health: "--require-enforce",
+  });
+  assert.deepEqual(enforcing.spec.template.spec.nodeSelector, { "aegisbpf.io/canary": "true" });
+  assert.deepEqual(
+    rest.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution
+      .nodeSelectorTerms,
+    [{ matchExpressions: [{ key: "aegisbpf.io/canary", operator: "NotIn", values: ["true"] }] }],
+  );
+  // Neither selector matches the other's pods: neither DaemonSet adopts or deletes the other's.
+  for (const [a, b] of [[rest, enforcing], [enforcing, rest]] as const) {
+    const labels = b.spec.template.metadata.labels;
+    const matches = Object.entries(a.spec.selector.matchLabels).every(([k, v]) => labels[k] === v);
+    assert.equal(matches, false, `${a.metadata.name} selects ${b.metadata.name}'s pods`);
+  }
+  // One policy, one namespace, one service account for both.
+  for (const daemonSet of daemonSets) {
+    const pod = daemonSet.spec.template.spec;
+    assert.equal(pod.serviceAccountName, "aegisbpf");
+    assert.equal(pod.volumes.find((v: Manifest) => v.name === "policy").configMap.name, "aegisbpf-config");
+  }
+  assert.equal(canary.filter((m) => m.kind === "Namespace").length, 1);
+});
+
+Deno.test("every DaemonSet of the base and the overlays runs the image scripts/build-image.sh tags", () => {
+  const script = Deno.readTextFileSync(`${PACKAGING}../scripts/build-image.sh`);
+  assert.match(script, /io\.containerd\.image\.name\\":\\"docker\.io\/library\/aegisbpf:\$version/);
+  assert.deepEqual(readKustomization(`${DIR}base`).images, [{ name: "aegisbpf", newTag: VERSION }]);
+  for (const list of [manifests(), ...STAGES.map(stage)]) {
+    for (const daemonSet of list.filter((m) => m.kind === "DaemonSet")) {
+      const pod = daemonSet.spec.template.spec;
+      for (const container of [...pod.containers, ...pod.initContainers]) {
+        assert.equal(container.image, `aegisbpf:${VERSION}`, `${daemonSet.metadata.name}/${container.name}`);
+      }
+    }
+  }
+});
+
+Deno.test("the renderer refuses a patch that matches nothing, a repeated resource and a key it does not know", async () => {
+  await withTempDir("aegisbpf-kustomize-", (dir) => {
+    const write = (name: string, text: string) => Deno.writeTextFileSync(`${dir}/${name}`, text);
+    write("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n");
+    write("patch.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: b }\n");
+    write(
+      "kustomization.yaml",
+      "kind: Kustomization\nresources: [cm.yaml]\npatches: [{ path: patch.yaml }]\n",
+    );
+    assert.throws(() => kustomize(dir), /ConfigMap\/\/b matches 0 resources/);
+    write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml, cm.yaml]\n");
+    assert.throws(() => kustomize(dir), /ConfigMap\/\/a twice/);
+    write("kustomization.yaml", "kind: Kustomization\nresources: [cm.yaml]\nreplicas: []\n");
+    assert.throws(() => kustomize(dir), /does not know replicas/);
+    return Promise.resolve();
+  });
+});
+
+const kubectl = (() => {
+  try {
+    return new Deno.Command("kubectl", { args: ["version", "--client"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name:
+    "kubectl kustomize renders the base and every overlay as tests/packaging/kustomize.ts does (where kubectl is)",
+  ignore: !kubectl,
+  fn() {
+    for (const dir of [DIR, ...STAGES.map((name) => `${DIR}overlays/${name}`)]) {
+      const output = new Deno.Command("kubectl", {
+        args: ["kustomize", dir],
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .outputSync();
+      assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+      const theirs = parseStrict(new TextDecoder().decode(output.stdout), "kubectl kustomize");
+      const key = (m: Manifest) => `${m.kind}/${m.metadata.name}`;
+      const sorted = (list: Manifest[]) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
+      assert.deepEqual(sorted(kustomize(dir)), sorted(theirs), dir);
+    }
+  },
 });
