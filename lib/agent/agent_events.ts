@@ -13,6 +13,7 @@ export type AgentEventType =
   | "policy.rolled_back"
   | "policy.refreshed"
   | "policy.reload_failed"
+  | "policy.check_failed"
   | "rule.unresolved"
   | "break_glass.on"
   | "break_glass.off"

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from "./cidr.ts";
 import { hostProblem } from "./host_name.ts";
+import { checksSchema } from "./checks.ts";
 
 export const API_VERSION = "aegisbpf.io/v1";
 
@@ -476,6 +477,8 @@ const spec = z.strictObject({
     bind: z.strictObject({ deny: list(bindRule).optional() }).optional(),
     ingress: ingress.optional(),
   }).optional(),
+  /** Probes run after every change of the rules in force; a failed one rolls back (lib/ops/self_check.ts). */
+  checks: checksSchema.optional(),
 });
 
 const metadata = z.strictObject({
