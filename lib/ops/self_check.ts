@@ -19,10 +19,9 @@
  */
 
 import { hostname } from "node:os";
-import type { Policy } from "../policy/schema.ts";
 import { cgroup2Root } from "../kernel/cgroup.ts";
-import { describeProbe, type Expectation, type ProbeSpec } from "../policy/checks.ts";
-import { killCgroup, type ProbePlace, type ProbeResult, runProbe } from "./probe_run.ts";
+import { type ChecksSpec, describeProbe, type Expectation, type ProbeSpec } from "../policy/checks.ts";
+import { killCgroup, type ProbePlace, type ProbeResult, probeTimeoutMs, runProbe } from "./probe_run.ts";
 import { selfCommand } from "./helper_process.ts";
 import { RefusedError } from "../errors.ts";
 import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../state/history.ts";
@@ -37,6 +36,11 @@ import { jsonText } from "../text/printable.ts";
 import { PRIVATE_FILE_MODE } from "../state/access.ts";
 
 export type CheckWhere = { bpffs: string; stateDir: string; configDir: string };
+
+/** What the probes need of a policy: its checks, and its scope (where a probe's own cgroup is made). */
+export type CheckedPolicy = {
+  spec: { checks?: ChecksSpec | undefined; scope?: { cgroups?: string[] | undefined } | undefined };
+};
 
 /** One probe to run: what it must get, the probe, how messages name it, and whether the policy wrote it. */
 export type PlannedProbe = {
@@ -57,13 +61,13 @@ export type CheckReport = { outcomes: ProbeOutcome[]; notes: string[]; failed: P
 const HEALTH_TIMEOUT = "30s";
 
 /** Whether `policy` carries checks (then its probes run after every change it makes to the rules in force). */
-export function hasChecks(policy: Pick<Policy, "spec">): boolean {
+export function hasChecks(policy: CheckedPolicy): boolean {
   return policy.spec.checks !== undefined;
 }
 
 /** The probes of `policy`, the implicit ones first; `notes` say which implicit probe was skipped and why. */
 export function plannedProbes(
-  policy: Pick<Policy, "spec">,
+  policy: CheckedPolicy,
   where: CheckWhere,
 ): { probes: PlannedProbe[]; notes: string[] } {
   const checks = policy.spec.checks;
@@ -157,7 +161,7 @@ export type ProbeRunner = (
  * way), and returns what each got. Undefined for a policy without checks.
  */
 export async function runSelfChecks(
-  policy: Pick<Policy, "spec">,
+  policy: CheckedPolicy,
   where: CheckWhere,
   runner: ProbeRunner = runProbe,
 ): Promise<CheckReport | undefined> {
@@ -248,6 +252,12 @@ async function removeCgroup(dir: string): Promise<void> {
   }
 }
 
+/** The longest the probes of `policy` may take together (their timeouts), and a margin. */
+export function checkBudgetMs(policy: CheckedPolicy, where: CheckWhere): number {
+  const { probes } = plannedProbes(policy, where);
+  return probes.reduce((sum, { probe }) => sum + probeTimeoutMs(probe), 30_000);
+}
+
 /** One line per probe: `pass mustWork connect 127.0.0.1:22/tcp: worked (succeeded)`. */
 export function reportLines(report: CheckReport): string[] {
   return [
@@ -315,14 +325,21 @@ export type Identity = { sha256: string; name: string; version: number };
  */
 export async function checkedFlip<T extends { entry: HistoryEntry }>(
   where: CheckWhere,
-  policy: Pick<Policy, "spec">,
+  policy: CheckedPolicy,
   identity: Identity,
-  options: { holder: string; rollBack: RollBack; emit?: Emit; runner?: ProbeRunner },
+  options: {
+    holder: string;
+    rollBack: RollBack;
+    emit?: Emit;
+    runner?: ProbeRunner;
+    /** What a failure puts back when not the entry in force now (a refresh: the entry before it). */
+    previousOf?: () => HistoryEntry | undefined;
+  },
   flip: () => Promise<T>,
 ): Promise<T & { checks?: CheckReport }> {
   if (!hasChecks(policy)) return await flip();
   const { stateDir } = where;
-  const previous = currentEntry(listHistory(stateDir));
+  const previous = options.previousOf ? options.previousOf() : currentEntry(listHistory(stateDir));
   const marker = {
     ...identity,
     ...previous && { previousSeq: previous.seq },
@@ -398,7 +415,7 @@ export async function resolvePendingCheck(
   where: CheckWhere,
   options: {
     /** The policy of a history entry (the one in force), parsed. */
-    policyOf: (entry: HistoryEntry) => Promise<Pick<Policy, "spec">>;
+    policyOf: (entry: HistoryEntry) => Promise<CheckedPolicy>;
     rollBack: RollBack;
     emit?: Emit;
     runner?: ProbeRunner;

@@ -4,6 +4,8 @@
  * ids and interface indexes.
  */
 
+import type { ChecksSpec } from "./checks.ts";
+
 export type Mode = "audit" | "enforce";
 export type Protocol = "tcp" | "udp";
 export type Area = "file" | "exec" | "egress" | "bind" | "ingress";
@@ -193,6 +195,8 @@ export type RuleSetPlan = {
    * (the rest are in the RuleTable the plan came with).
    */
   encodedNet?: EncodedNet;
+  /** The policy's self-check probes (`spec.checks`), run after every flip into it (lib/ops/self_check.ts). */
+  checks?: ChecksSpec;
 };
 
 /** A plan's CIDR rules as `net_rules` entries, back to back, and how many rules they came from. */
