@@ -1045,7 +1045,7 @@ export class Agent {
 
 /** What the probes need of a plan: the agent holds no parsed policy. */
 function checkedPlan(plan: RuleSetPlan): CheckedPolicy {
-  return { spec: { checks: plan.checks, scope: { cgroups: plan.scope.include } } };
+  return { spec: { mode: plan.mode, checks: plan.checks, scope: { cgroups: plan.scope.include } } };
 }
 
 /**

@@ -20,6 +20,7 @@
 
 import { hostname } from "node:os";
 import { cgroup2Root } from "../kernel/cgroup.ts";
+import { readModeWords } from "../kernel/mode_words.ts";
 import { type ChecksSpec, describeProbe, type Expectation, type ProbeSpec } from "../policy/checks.ts";
 import { killCgroup, type ProbePlace, type ProbeResult, probeTimeoutMs, runProbe } from "./probe_run.ts";
 import { selfCommand } from "./helper_process.ts";
@@ -39,7 +40,11 @@ export type CheckWhere = { bpffs: string; stateDir: string; configDir: string };
 
 /** What the probes need of a policy: its checks, and its scope (where a probe's own cgroup is made). */
 export type CheckedPolicy = {
-  spec: { checks?: ChecksSpec | undefined; scope?: { cgroups?: string[] | undefined } | undefined };
+  spec: {
+    mode?: "audit" | "enforce";
+    checks?: ChecksSpec | undefined;
+    scope?: { cgroups?: string[] | undefined } | undefined;
+  };
 };
 
 /** One probe to run: what it must get, the probe, how messages name it, and whether the policy wrote it. */
@@ -98,8 +103,27 @@ export function plannedProbes(
     probes.push(health);
   }
   for (const probe of checks.mustWork ?? []) probes.push(planned("mustWork", probe, false));
-  for (const probe of checks.mustDeny ?? []) probes.push(planned("mustDeny", probe, false));
+  const audit = auditReason(policy, where.bpffs);
+  if (audit && (checks.mustDeny?.length ?? 0) > 0) {
+    notes.push(`${checks.mustDeny!.length} mustDeny probes skipped: ${audit}, nothing is denied`);
+  } else {
+    for (const probe of checks.mustDeny ?? []) probes.push(planned("mustDeny", probe, false));
+  }
   return { probes, notes };
+}
+
+/** Why the hooks audit rather than deny now: the policy's mode, or the kernel's forced-audit or break-glass word. */
+function auditReason(policy: CheckedPolicy, bpffs: string): string | undefined {
+  if (policy.spec.mode === "audit") return "the policy's mode is audit";
+  let words;
+  try {
+    words = readModeWords(bpffs);
+  } catch {
+    return undefined;
+  }
+  if (words?.breakGlass.on) return "break-glass is on";
+  if (words?.forceAudit) return "the kernel forces audit (run --audit, or a detach that did not finish)";
+  return undefined;
 }
 
 function planned(expect: Expectation, probe: ProbeSpec, implicit: boolean): PlannedProbe {
