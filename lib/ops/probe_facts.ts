@@ -30,7 +30,10 @@ export async function gatherProbeFacts(policy: Pick<Policy, "spec">): Promise<Pr
     const found: { key: string; message: string }[] = [];
     const { probe } = entry;
     const { action, target } = probeAction(probe);
-    if (!which("bash")) found.push({ key: action, message: "bash is not installed (a probe runs in bash)" });
+    const shell = action === "connect" ? "bash" : "sh";
+    if (!which(shell)) {
+      found.push({ key: action, message: `${shell} is not installed (the probe runs in ${shell})` });
+    }
     if (action === "exec" || action === "open") {
       const problem = action === "exec" ? executableProblem(target) : readableProblem(target);
       if (problem) found.push({ key: action, message: problem });

@@ -1,5 +1,6 @@
 /**
- * Running one self-check probe (spec.checks, lib/policy/checks.ts) for real: a `bash` child that first
+ * Running one self-check probe (spec.checks, lib/policy/checks.ts) for real: a shell child (`bash` for a
+ * connect, which opens bash's /dev/tcp; `sh` for the others) that first
  * waits on its stdin, is moved into the probe's cgroup (its pid written to cgroup.procs), and only then is
  * told to act; it runs as the probe's uid and gid from its start. What it does:
  *
@@ -25,23 +26,29 @@ const ACTION_FAILED = 97;
 const NOT_STARTED = 98;
 
 /** The script and its arguments for `probe` (after the wait for the go-ahead). */
-export function probeCommand(probe: ProbeSpec): { script: string; args: string[] } {
+export function probeCommand(probe: ProbeSpec): { shell: "bash" | "sh"; script: string; args: string[] } {
   const { action, target } = probeAction(probe);
   switch (action) {
     case "connect": {
       const parsed = parseHostPort(target);
       if (typeof parsed === "string") throw new Error(parsed);
       return {
+        shell: "bash",
         script: `exec 3<>"/dev/$1/$2/$3" || exit ${ACTION_FAILED}; exit 0`,
         args: [probe.protocol ?? "tcp", parsed.host, String(parsed.port)],
       };
     }
     case "open":
-      return { script: `exec 3<"$1" || exit ${ACTION_FAILED}; exit 0`, args: [target] };
+      // In a subshell: a failed redirection of `exec` ends a POSIX shell before its `|| exit`.
+      return { shell: "sh", script: `(exec 3<"$1") || exit ${ACTION_FAILED}; exit 0`, args: [target] };
     case "exec":
-      return { script: 'exec "$@"', args: [target, ...probe.args ?? []] };
+      return { shell: "sh", script: 'exec "$@"', args: [target, ...probe.args ?? []] };
     case "resolve":
-      return { script: `getent ahosts "$1" >/dev/null || exit ${ACTION_FAILED}; exit 0`, args: [target] };
+      return {
+        shell: "sh",
+        script: `getent ahosts "$1" >/dev/null || exit ${ACTION_FAILED}; exit 0`,
+        args: [target],
+      };
   }
 }
 
@@ -82,7 +89,8 @@ export function classifyProbe(probe: ProbeSpec, code: number, stderr: string): P
 
 function lastLine(text: string): string {
   const lines = text.trim().split("\n").filter((line) => line.trim() !== "");
-  return (lines.at(-1) ?? "").replace(/^bash: (line \d+: )?/, "").trim();
+  // bash: "bash: line 1: X", dash: "sh: 1: exec: X", busybox: "sh: exec: line 0: X" or "sh: can't open X".
+  return (lines.at(-1) ?? "").replace(/^(ba)?sh: (line \d+: |\d+: )?(exec: )?(line \d+: )?/, "").trim();
 }
 
 export type ProbePlace = {
@@ -101,12 +109,13 @@ export async function runProbe(
   place: ProbePlace,
   env: Record<string, string> = {},
 ): Promise<ProbeResult> {
-  const { script, args } = probeCommand(probe);
+  const { shell, script, args } = probeCommand(probe);
   const timeoutMs = probeTimeoutMs(probe);
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command("bash", {
-      args: ["--noprofile", "--norc", "-c", `read -r _ || exit ${NOT_STARTED}; ${script}`, "probe", ...args],
+    const options = shell === "bash" ? ["--noprofile", "--norc"] : [];
+    child = new Deno.Command(shell, {
+      args: [...options, "-c", `read -r _ || exit ${NOT_STARTED}; ${script}`, "probe", ...args],
       env: { ...env, PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" },
       clearEnv: true,
       cwd: "/",

@@ -188,10 +188,11 @@ export async function runSelfChecks(
   policy: CheckedPolicy,
   where: CheckWhere,
   runner: ProbeRunner = runProbe,
+  cgroupRoot?: string,
 ): Promise<CheckReport | undefined> {
   if (!hasChecks(policy)) return undefined;
   const { probes, notes } = plannedProbes(policy, where);
-  const root = cgroup2Root();
+  const root = cgroupRoot ?? cgroup2Root();
   const base = `${root}${policy.spec.scope?.cgroups?.[0] ?? ""}`;
   removeLeftoverCgroups(base);
   const outcomes: ProbeOutcome[] = [];
@@ -356,6 +357,8 @@ export async function checkedFlip<T extends { entry: HistoryEntry }>(
     rollBack: RollBack;
     emit?: Emit;
     runner?: ProbeRunner;
+    /** The cgroup v2 mount (found in /proc/mounts by default). */
+    cgroupRoot?: string;
     /** What a failure puts back when not the entry in force now (a refresh: the entry before it). */
     previousOf?: () => HistoryEntry | undefined;
   },
@@ -380,7 +383,7 @@ export async function checkedFlip<T extends { entry: HistoryEntry }>(
     throw error;
   }
   writeSelfCheckMarker(stateDir, { ...marker, seq: result.entry.seq });
-  const report = (await runSelfChecks(policy, where, options.runner))!;
+  const report = (await runSelfChecks(policy, where, options.runner, options.cgroupRoot))!;
   if (report.failed.length > 0) {
     await failCheck(where, result.entry, previous, report, { ...options, identity });
   }
@@ -443,6 +446,7 @@ export async function resolvePendingCheck(
     rollBack: RollBack;
     emit?: Emit;
     runner?: ProbeRunner;
+    cgroupRoot?: string;
   },
 ): Promise<string | undefined> {
   const { stateDir } = where;
@@ -458,7 +462,7 @@ export async function resolvePendingCheck(
       "into force";
   }
   const policy = await options.policyOf(current);
-  const report = await runSelfChecks(policy, where, options.runner);
+  const report = await runSelfChecks(policy, where, options.runner, options.cgroupRoot);
   if (!report || report.failed.length === 0) {
     clearSelfCheckMarker(stateDir);
     return `the self-check left pending by ${marker.holder} (pid ${marker.pid}, killed) passed now: ` +

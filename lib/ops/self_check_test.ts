@@ -46,6 +46,7 @@ Deno.test("checkedFlip(): a failed probe marks the entry check-failed, puts the 
     let markerAtFlip: unknown;
     const failure = await checkedFlip(where, POLICY, { sha256: SHA(2), name: "t", version: 2 }, {
       holder: "policy apply",
+      cgroupRoot: where.stateDir,
       runner: runner("denied"),
       emit: (type, fields) => emitted.push({ type, ...fields }),
       rollBack: (previous) => {
@@ -84,6 +85,7 @@ Deno.test("checkedFlip(): passing probes keep the policy; a policy without check
   await withState(async (where) => {
     const kept = await checkedFlip(where, POLICY, { sha256: SHA(1), name: "t", version: 1 }, {
       holder: "policy apply",
+      cgroupRoot: where.stateDir,
       runner: runner("worked"),
       rollBack: () => assert.fail("no rollback"),
     }, () => Promise.resolve({ entry: append(where.stateDir, 1, "applied") }));
@@ -92,6 +94,7 @@ Deno.test("checkedFlip(): passing probes keep the policy; a policy without check
     assert.equal(readSelfCheckMarker(where.stateDir), undefined);
     const plain = await checkedFlip(where, { spec: {} }, { sha256: SHA(2), name: "t", version: 2 }, {
       holder: "policy apply",
+      cgroupRoot: where.stateDir,
       runner: () => assert.fail("no probe"),
       rollBack: () => assert.fail("no rollback"),
     }, () => Promise.resolve({ entry: append(where.stateDir, 2, "applied") }));
@@ -106,6 +109,7 @@ Deno.test("checkedFlip(): a mustDeny probe is skipped, with a note, when the pol
     };
     const kept = await checkedFlip(where, audit, { sha256: SHA(1), name: "t", version: 1 }, {
       holder: "policy apply",
+      cgroupRoot: where.stateDir,
       runner: () => assert.fail("no probe"),
       rollBack: () => assert.fail("no rollback"),
     }, () => Promise.resolve({ entry: append(where.stateDir, 1, "applied") }));
@@ -130,6 +134,7 @@ Deno.test("resolvePendingCheck(): a check a killed command left is finished: kep
     writeSelfCheckMarker(where.stateDir, { ...marker, pid: 999_999_999, time: new Date().toISOString() });
     const passed = await resolvePendingCheck(where, {
       policyOf: () => Promise.resolve(POLICY),
+      cgroupRoot: where.stateDir,
       runner: runner("worked"),
       rollBack: () => assert.fail("no rollback"),
     });
@@ -139,6 +144,7 @@ Deno.test("resolvePendingCheck(): a check a killed command left is finished: kep
     writeSelfCheckMarker(where.stateDir, { ...marker, pid: 999_999_999, time: new Date().toISOString() });
     const failed = await resolvePendingCheck(where, {
       policyOf: () => Promise.resolve(POLICY),
+      cgroupRoot: where.stateDir,
       runner: runner("timeout"),
       emit: () => {},
       rollBack: (previous) => Promise.resolve(append(where.stateDir, 1, "rolled-back", previous!.seq)),
