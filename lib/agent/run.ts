@@ -207,6 +207,8 @@ export class Agent {
   #busy = 0;
   #externalCheckQueued = false;
   #pendingCheckQueued = false;
+  /** A deadman deadline held while another command runs its self-check probes. */
+  #holdingForCommand = false;
   /** A pick-up that fails (its helper, the history entry) is tried again later and reported once. */
   readonly #pickUp = new RetryBackoff((error, retryInMs) =>
     this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
@@ -552,6 +554,17 @@ export class Agent {
       marker = readSelfCheckMarker(this.#options.stateDir);
     } catch {
       return;
+    }
+    // Another command runs its probes now: a deadman deadline meanwhile, so that a policy it cannot take back
+    // (it hangs) falls back to audit; released once the marker is gone.
+    if (marker && marker.pid !== Deno.pid && markerWriterAlive(marker)) {
+      if (!this.#holdingForCommand) this.#deadman.hold(marker.budgetMs ?? COMMAND_CHECK_BUDGET_MS);
+      this.#holdingForCommand = true;
+      return;
+    }
+    if (this.#holdingForCommand) {
+      this.#holdingForCommand = false;
+      this.#deadman.release();
     }
     if (!marker || markerWriterAlive(marker)) return;
     this.#pendingCheckQueued = true;
@@ -1042,6 +1055,9 @@ export class Agent {
     return next;
   }
 }
+
+/** The deadline held for another command's probes when its marker does not say how long they may take. */
+const COMMAND_CHECK_BUDGET_MS = 120_000;
 
 /** What the probes need of a plan: the agent holds no parsed policy. */
 function checkedPlan(plan: RuleSetPlan): CheckedPolicy {

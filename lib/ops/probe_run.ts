@@ -89,8 +89,10 @@ export function classifyProbe(probe: ProbeSpec, code: number, stderr: string): P
 
 function lastLine(text: string): string {
   const lines = text.trim().split("\n").filter((line) => line.trim() !== "");
-  // bash: "bash: line 1: X", dash: "sh: 1: exec: X", busybox: "sh: exec: line 0: X" or "sh: can't open X".
-  return (lines.at(-1) ?? "").replace(/^(ba)?sh: (line \d+: |\d+: )?(exec: )?(line \d+: )?/, "").trim();
+  // The shell is named "probe" ($0): bash "probe: line 1: X", dash "probe: 1: exec: X", busybox
+  // "probe: exec: line 0: X" or "probe: can't open X".
+  return (lines.at(-1) ?? "").replace(/^(probe|(ba)?sh): (line \d+: |\d+: )?(exec: )?(line \d+: )?/, "")
+    .trim();
 }
 
 export type ProbePlace = {

@@ -373,6 +373,7 @@ export async function checkedFlip<T extends { entry: HistoryEntry }>(
     holder: options.holder,
     pid: Deno.pid,
     time: new Date().toISOString(),
+    budgetMs: checkBudgetMs(policy, where),
   };
   writeSelfCheckMarker(stateDir, marker);
   let result: T;

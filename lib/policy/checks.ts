@@ -63,7 +63,7 @@ const probeObject = z.strictObject({
   protocol: z.enum(["tcp", "udp"], { error: 'protocol is "tcp" or "udp"' }).optional(),
   exec: cleanPath("exec").optional(),
   args: z.array(
-    z.string({ error: "an argument is a string" }).refine((arg) => !arg.includes("\0"), {
+    z.string({ error: "an argument is a string: quote it, e.g. \"true\" or \"80\"" }).refine((arg) => !arg.includes("\0"), {
       error: "an argument holds no NUL",
     }),
     { error: "args is a list of strings" },

@@ -5,6 +5,9 @@ import { describeProbe, parseHostPort, parseProbeTimeout } from "./checks.ts";
 import { lintProbes, predictProbes } from "./checks_report.ts";
 import { classifyProbe } from "../ops/probe_run.ts";
 import { sshTarget } from "../ops/self_check.ts";
+import { signPolicy, verifyBundle } from "./bundle.ts";
+import { generateKeyPair } from "./keys.ts";
+import { decodePublicKeyPem } from "./pem.ts";
 
 const doc = (checks: string, body = "") =>
   `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata:\n  name: t\n  version: 1\nspec:\n  mode: enforce\n${body}` +
@@ -157,4 +160,24 @@ Deno.test("predictProbes() decides each probe under the plan as the kernel would
   assert.equal(findings[0]!.severity, "error");
   assert.equal(findings[0]!.message, "mustDeny exec /usr/bin/nc cannot run here: /usr/bin/nc does not exist");
   assert.equal(findings[0]!.position.line, 5, "at spec.checks.mustDeny[1].exec");
+});
+
+Deno.test("a signed bundle carries the checks: they come back from its payload, and a probe changed breaks the signature", () => {
+  const text = doc("    mustDeny:\n      - connect: 169.254.169.254:80\n");
+  const signer = generateKeyPair();
+  const trustedKeys = [{
+    keyid: signer.keyid,
+    publicKey: decodePublicKeyPem(signer.publicKeyPem, "k.pub"),
+    file: "k.pub",
+  }];
+  const options = { file: "b.json", trustedKeys, versionCounter: 0, now: new Date(), parsePolicy };
+  const bundle = signPolicy(text, signer.privateKeyPem);
+  assert.deepEqual(verifyBundle(bundle, options).policy.spec.checks, {
+    mustDeny: [{ connect: "169.254.169.254:80" }],
+  });
+  const envelope = JSON.parse(bundle);
+  const payload = new TextDecoder().decode(Uint8Array.from(atob(envelope.payload), (c) => c.charCodeAt(0)));
+  const changed = payload.replace("mustDeny", "mustWork");
+  envelope.payload = btoa(changed);
+  assert.throws(() => verifyBundle(JSON.stringify(envelope), options), /Bad signature/);
 });

@@ -26,6 +26,8 @@ const markerSchema = z.strictObject({
   holder: z.string(),
   pid: z.int(),
   time: z.string(),
+  /** How long its probes may take together: a running agent holds a deadman deadline that long meanwhile. */
+  budgetMs: z.int().min(0).optional(),
 });
 export type SelfCheckMarker = z.infer<typeof markerSchema>;
 

@@ -151,6 +151,11 @@ rootTest(
         const child = spawnAegisbpf(["policy", "apply", held], { env: host.env, cwd: host.dir });
         for (let i = 0; i < 1200 && !outcomes(host).includes("2:applied"); i++) await sleep(50);
         assert.ok(outcomes(host).includes("2:applied"), outcomes(host).join(" "));
+        // While the command runs its probe, the agent holds a deadman deadline (it has no --deadman).
+        for (let i = 0; i < 200 && readModeWords(host.bpffs)!.deadmanDeadlineNs === undefined; i++) {
+          await sleep(50);
+        }
+        assert.ok(readModeWords(host.bpffs)!.deadmanDeadlineNs !== undefined, "a deadline while it checks");
         const from = agent.events.length;
         child.kill("SIGKILL");
         await child.output();

@@ -98,7 +98,7 @@ rootTest("[root] a policy whose mustWork probe fails under it is rolled back at 
     assert.match(
       bad.stderr,
       new RegExp(
-        `self-check: FAIL mustWork connect 127\\.0\\.0\\.1:${port}/tcp: denied \\(refused: .*Operation not permitted\\)`,
+        `self-check: FAIL mustWork connect 127\\.0\\.0\\.1:${port}/tcp: denied \\(refused: /dev/tcp/127\\.0\\.0\\.1/${port}: Operation not permitted\\)`,
       ),
     );
     assert.match(
@@ -128,7 +128,8 @@ rootTest("[root] a policy whose mustWork probe fails under it is rolled back at 
 rootTest("[root] a passing self-check keeps the policy; a mustDeny probe passes only on EPERM", async () => {
   await withHost(async (s, bpffs, port) => {
     await applyBase(s, bpffs);
-    const checks = `  checks:\n    implicit: false\n    mustWork:\n      - connect: 127.0.0.1:${port}\n` +
+    // With the implicit probes: this host's SSH port (when something listens there) and aegisbpf health.
+    const checks = `  checks:\n    mustWork:\n      - connect: 127.0.0.1:${port}\n` +
       `    mustDeny:\n      - connect: ${TARGET}:80\n      - { connect: "${TARGET}:53", protocol: udp }\n`;
     await write(s, "good.yaml", policy(2, denyTarget, checks));
     const good = await s.run(["policy", "apply", "good.yaml"], { env: { AEGISBPF_BPFFS: bpffs } });
@@ -142,6 +143,11 @@ rootTest("[root] a passing self-check keeps the policy; a mustDeny probe passes 
       new RegExp(`^self-check: pass mustDeny connect ${TARGET.replaceAll(".", "\\.")}:80/tcp: denied`, "m"),
     );
     assert.match(good.stdout, /^self-check: pass mustDeny connect .*:53\/udp: denied/m);
+    assert.match(good.stdout, /^self-check: pass mustWork aegisbpf health: worked \(ran, exit 0\)$/m);
+    assert.match(
+      good.stdout,
+      /^self-check: (pass mustWork connect 127\.0\.0\.1:\d+\/tcp|implicit SSH probe skipped)/m,
+    );
     assert.deepEqual(outcomes(s), ["1:applied", "2:applied"]);
 
     // A mustDeny probe that gets a network answer (nothing listens: connection refused) is not a denial.

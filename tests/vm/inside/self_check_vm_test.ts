@@ -35,9 +35,11 @@ Deno.test({
     const bpffs = "/sys/fs/bpf/self-check";
     Deno.mkdirSync(bpffs, { recursive: true });
     const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-self-check-" });
-    const denied = `${dir}/denied-busybox`;
-    const allowed = `${dir}/allowed-busybox`;
+    // Named busybox (in directories of their own): busybox runs its first argument as the applet then.
+    const denied = `${dir}/denied/busybox`;
+    const allowed = `${dir}/allowed/busybox`;
     for (const copy of [denied, allowed]) {
+      Deno.mkdirSync(copy.slice(0, copy.lastIndexOf("/")));
       Deno.copyFileSync("/usr/bin/busybox", copy);
       Deno.chmodSync(copy, 0o755);
     }
@@ -55,8 +57,8 @@ Deno.test({
       `spec:\n  mode: ${mode}\n  scope: { cgroups: ["${scope.slice(root.length)}"] }\n` +
       `  exec:\n    deny:\n${deny.map((path, i) => `      - { id: deny-${i}, path: ${path} }\n`).join("")}` +
       `  checks:\n    implicit: false\n` +
-      `    mustWork:\n      - { exec: ${allowed}, args: [true], timeout: 20s }\n` +
-      `    mustDeny:\n      - { exec: ${denied}, args: [true], timeout: 20s }\n`;
+      `    mustWork:\n      - { exec: ${allowed}, args: ["true"], timeout: 20s }\n` +
+      `    mustDeny:\n      - { exec: ${denied}, args: ["true"], timeout: 20s }\n`;
     const apply = async (name: string, text: string) => {
       Deno.writeTextFileSync(`${dir}/${name}`, text);
       return await aegisbpf(["policy", "apply", `${dir}/${name}`], { env, cwd: dir });
@@ -68,11 +70,11 @@ Deno.test({
       assert.equal(good.code, 0, good.stderr);
       assert.match(
         good.stdout,
-        /^self-check: pass mustWork exec .*allowed-busybox true: worked \(ran, exit 0\)$/m,
+        /^self-check: pass mustWork exec .*allowed\/busybox true: worked \(ran, exit 0\)$/m,
       );
       assert.match(
         good.stdout,
-        /^self-check: pass mustDeny exec .*denied-busybox true: denied \(exec refused: .*Operation not permitted\)$/m,
+        /^self-check: pass mustDeny exec .*denied\/busybox true: denied \(exec refused: .*Operation not permitted\)$/m,
       );
       assert.equal(await runIn(scope, denied), "EPERM");
       assert.equal(await runIn(scope, allowed), "ok");
@@ -82,7 +84,7 @@ Deno.test({
       assert.equal(bad.code, 3, bad.stderr);
       assert.match(
         bad.stderr,
-        /self-check failed: mustWork exec .*allowed-busybox true: expected it to work, got denied .*; rolled back to history entry 1/,
+        /self-check failed: mustWork exec .*allowed\/busybox true: expected it to work, got denied .*; rolled back to history entry 1/,
       );
       assert.deepEqual(outcomes(), ["1:applied", "2:check-failed", "3:rolled-back"]);
       assert.equal(await runIn(scope, denied), "EPERM", "the old rules deny again");
