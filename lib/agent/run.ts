@@ -537,9 +537,15 @@ export class Agent {
         ...prepared.choice && { choice: { ...prepared.choice, text: choiceText(prepared.choice) } },
       });
     } finally {
-      this.#deadman.release();
+      if (plan.checks) this.#releaseHold();
       this.#busy--;
     }
+  }
+
+  /** Releases a deadline held for probes (this agent's own, or another command's it was holding). */
+  #releaseHold(): void {
+    this.#holdingForCommand = false;
+    this.#deadman.release();
   }
 
   /**
@@ -562,10 +568,7 @@ export class Agent {
       this.#holdingForCommand = true;
       return;
     }
-    if (this.#holdingForCommand) {
-      this.#holdingForCommand = false;
-      this.#deadman.release();
-    }
+    if (this.#holdingForCommand) this.#releaseHold();
     if (!marker || markerWriterAlive(marker)) return;
     this.#pendingCheckQueued = true;
     void this.#serial(async () => {
@@ -591,7 +594,7 @@ export class Agent {
       } catch (error) {
         this.#emit("agent.error", { error: `finishing a pending self-check failed: ${messageOf(error)}` });
       } finally {
-        this.#deadman.release();
+        this.#releaseHold();
         this.#busy--;
         this.#pendingCheckQueued = false;
       }

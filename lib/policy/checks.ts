@@ -63,9 +63,12 @@ const probeObject = z.strictObject({
   protocol: z.enum(["tcp", "udp"], { error: 'protocol is "tcp" or "udp"' }).optional(),
   exec: cleanPath("exec").optional(),
   args: z.array(
-    z.string({ error: "an argument is a string: quote it, e.g. \"true\" or \"80\"" }).refine((arg) => !arg.includes("\0"), {
-      error: "an argument holds no NUL",
-    }),
+    z.string({ error: 'an argument is a string: quote it, e.g. "true" or "80"' }).refine(
+      (arg) => !arg.includes("\0"),
+      {
+        error: "an argument holds no NUL",
+      },
+    ),
     { error: "args is a list of strings" },
   ).max(MAX_PROBE_ARGS, {
     error: `an exec probe passes at most ${MAX_PROBE_ARGS} arguments`,

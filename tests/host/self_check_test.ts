@@ -167,6 +167,20 @@ rootTest("[root] a passing self-check keeps the policy; a mustDeny probe passes 
     );
     assert.deepEqual(outcomes(s), ["1:applied", "2:applied", "3:check-failed", "4:rolled-back"]);
     assert.equal(listHistory(s.stateDir)[3]!.restoredSeq, 2);
+
+    // `as`: the probe runs as that uid, with no supplementary groups: a root-only file does not open.
+    const secret = `${s.dir}/secret`;
+    Deno.writeTextFileSync(secret, "x", { mode: 0o600 });
+    Deno.chmodSync(secret, 0o600);
+    const asNobody =
+      `  checks:\n    implicit: false\n    mustWork:\n      - { open: ${secret}, as: { uid: 65534 } }\n`;
+    await write(s, "nobody.yaml", policy(5, denyTarget, asNobody));
+    const nobody = await s.run(["policy", "apply", "nobody.yaml"], { env: { AEGISBPF_BPFFS: bpffs } });
+    assert.equal(nobody.code, 3, nobody.stderr);
+    assert.match(
+      nobody.stderr,
+      /mustWork open .*secret as 65534:65534: expected it to work, got denied \(refused: .*Permission denied\)/,
+    );
   });
 });
 

@@ -1,5 +1,5 @@
 import { defineCommand } from "../../cli/command.ts";
-import { reportLines } from "../../ops/self_check.ts";
+import { reportJson, reportLines } from "../../ops/self_check.ts";
 import { sayFailedChecks } from "./apply.ts";
 import { rollbackLocked } from "../../ops/apply_text.ts";
 import {
@@ -61,7 +61,12 @@ export const policyRollback = defineCommand({
       const done = { ...summaryOf(input, plan), generation, seq: entry.seq, outcome: entry.outcome };
       if (flags.json) {
         ctx.stdout.line(
-          JSON.stringify({ ...done, restoredSeq: target.seq, ...connectionsJson(connections) }),
+          JSON.stringify({
+            ...done,
+            restoredSeq: target.seq,
+            ...connectionsJson(connections),
+            ...reportJson(checks),
+          }),
         );
       } else {
         ctx.stdout.line(summaryLine(`rolled back to entry ${target.seq}:`, done));
