@@ -261,6 +261,12 @@ rootTest(
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
         assert.ok(outcomes(s).includes("2:applied"), outcomes(s).join(" "));
+        // Two commands at once: the probes run under the state lock, so another change waits (or, with
+        // --no-wait, fails naming the holder) rather than land between the flip and the verdict.
+        const second = await s.run(["policy", "rollback", "--no-wait"], { env: { AEGISBPF_BPFFS: bpffs } });
+        assert.equal(second.code, 1, second.stderr);
+        assert.match(second.stderr, /state lock .*\(policy apply\)/);
+        assert.deepEqual(outcomes(s), ["1:applied", "2:applied"]);
         child.kill("SIGKILL");
         await child.output();
         const health = await s.run(["health"], { env: { AEGISBPF_BPFFS: bpffs } });
