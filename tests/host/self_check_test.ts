@@ -132,6 +132,20 @@ rootTest("[root] a passing self-check keeps the policy; a mustDeny probe passes 
     const checks = `  checks:\n    mustWork:\n      - connect: 127.0.0.1:${port}\n` +
       `    mustDeny:\n      - connect: ${TARGET}:80\n      - { connect: "${TARGET}:53", protocol: udp }\n`;
     await write(s, "good.yaml", policy(2, denyTarget, checks));
+    // --dry-run says in advance what each probe the policy writes will get.
+    const dry = await s.run(["policy", "apply", "good.yaml", "--dry-run"], {
+      env: { AEGISBPF_BPFFS: bpffs },
+    });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(
+      dry.stdout,
+      /^self-check \(predicted\) pass mustDeny connect 192\.0\.2\.78:80\/tcp: denied by rule target$/m,
+    );
+    assert.match(
+      dry.stdout,
+      /^self-check \(predicted\) pass mustWork connect 127\.0\.0\.1:\d+\/tcp: worked$/m,
+    );
+    assert.deepEqual(outcomes(s), ["1:applied"], "a dry run records nothing");
     const good = await s.run(["policy", "apply", "good.yaml"], { env: { AEGISBPF_BPFFS: bpffs } });
     assert.equal(good.code, 0, good.stderr);
     assert.match(

@@ -22,6 +22,8 @@ import { parsePolicy } from "../../policy/parse_text.ts";
 import { withYaml } from "../../policy/yaml.ts";
 import { phase, phaseAsync } from "../../phases.ts";
 import { reportJson, reportLines, SelfCheckFailedError } from "../../ops/self_check.ts";
+import { predictProbes } from "../../policy/checks_report.ts";
+import { gatherProbeFacts } from "../../ops/probe_facts.ts";
 import {
   checkLockout,
   connectionLines,
@@ -58,8 +60,8 @@ export const policyApply = defineCommand({
   options: {
     "dry-run": {
       type: "boolean",
-      description: "run every check the apply runs (same exit code) and print what would change; " +
-        "record, load and attach nothing",
+      description: "run every check the apply runs (same exit code) and print what would change and what " +
+        "each self-check probe will get; record, load and attach nothing",
     },
     sha256: { type: "string", valueName: "HEX", description: "the SHA-256 the bytes read must have" },
     "require-signature": { type: "boolean", description: "refuse a policy that is not a signed bundle" },
@@ -135,12 +137,28 @@ export const policyApply = defineCommand({
         const before = applied &&
           await withYaml(() => parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`));
         const lines = diffLines(diffPolicies(before, input.parsed.policy));
+        // What each self-check probe will get once it is in force, decided as the kernel would.
+        const probes = input.parsed.policy.spec.checks
+          ? predictProbes(input.parsed.policy, plan, await gatherProbeFacts(input.parsed.policy))
+          : undefined;
         if (flags.json) {
-          ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines, ...trustJson(trust) }));
+          ctx.stdout.line(
+            JSON.stringify({
+              dryRun: true,
+              ...summary,
+              changes: lines,
+              ...trustJson(trust),
+              ...probes && { probes },
+            }),
+          );
         } else {
           ctx.stdout.line(summaryLine("would apply", summary));
           for (const line of lines.length > 0 ? lines : ["(no rule changes)"]) ctx.stdout.line(`  ${line}`);
           for (const line of trustLines(trust)) ctx.stdout.line(line);
+          for (const probe of probes ?? []) {
+            const verdict = probe.passes === undefined ? "?" : probe.passes ? "pass" : "FAIL";
+            ctx.stdout.line(`self-check (predicted) ${verdict} ${probe.probe}: ${probe.why}`);
+          }
         }
         return 0;
       }
