@@ -14,6 +14,7 @@ export const AGENT_EVENT_TYPES = [
   "policy.rolled_back",
   "policy.refreshed",
   "policy.reload_failed",
+  "policy.check_failed",
   "rule.unresolved",
   "break_glass.on",
   "break_glass.off",

@@ -54,6 +54,24 @@ export class Deadman {
     this.#plane.setConfig({ deadmanDeadlineNs: this.#seenNs });
   }
 
+  /**
+   * Arms a deadline `ms` ahead while a self-check of a new policy runs (lib/ops/self_check.ts), when
+   * `--deadman` does not keep one armed already: an agent killed or stuck before the probes pass leaves the
+   * kernel to fall back to audit. `release()` disarms it once they passed or the old policy is back.
+   */
+  hold(ms: number): void {
+    if (this.#ttlMs !== undefined) return;
+    this.#seenNs = this.#bootTimeNs() + BigInt(Math.round(ms * 1e6));
+    this.#plane.setConfig({ deadmanDeadlineNs: this.#seenNs });
+  }
+
+  /** Disarms what `hold` armed; nothing with `--deadman`, whose refresh keeps its own deadline. */
+  release(): void {
+    if (this.#ttlMs !== undefined || this.#seenNs === 0n) return;
+    this.#seenNs = 0n;
+    this.#plane.setConfig({ deadmanDeadlineNs: 0n });
+  }
+
   #expiredFacts(deadlineNs: bigint): Record<string, unknown> {
     const lateMs = Number((this.#bootTimeNs() - deadlineNs) / 1_000_000n);
     return { expiredAt: new Date(Date.now() - lateMs).toISOString() };

@@ -42,3 +42,20 @@ Deno.test("Deadman.refresh() does nothing without --deadman", () => {
   deadman.refresh();
   assert.deepEqual(words, []);
 });
+
+Deno.test("Deadman.hold() arms a deadline while a self-check runs, release() disarms it; --deadman keeps its own", () => {
+  const { deadman, words } = setup(undefined);
+  deadman.hold(5000);
+  assert.deepEqual(words, [6_000_000_000n]);
+  assert.equal(deadman.deadlineNs, 6_000_000_000n);
+  deadman.release();
+  assert.deepEqual(words, [6_000_000_000n, 0n]);
+  deadman.release();
+  assert.equal(words.length, 2, "nothing to release twice");
+
+  const armed = setup(1000);
+  armed.deadman.refresh();
+  armed.deadman.hold(60_000);
+  armed.deadman.release();
+  assert.deepEqual(armed.words, [2_000_000_000n], "the refresh's deadline is left alone");
+});

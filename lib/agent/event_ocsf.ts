@@ -135,6 +135,7 @@ export const AGENT_OCSF: Readonly<Record<AgentEventType, AgentMapping>> = {
   "policy.rolled_back": lifecycle(8, "policy rolled back"),
   "policy.refreshed": lifecycle(8, "rules resolved again"),
   "policy.reload_failed": lifecycle(99, "policy reload failed: the old policy stays", 3),
+  "policy.check_failed": finding("a policy's self-check failed: the policy before it was put back", 4),
   "rule.unresolved": lifecycle(99, "a rule's path no longer resolves", 3),
   "break_glass.on": lifecycle(7, "break-glass on: enforcement off", 4),
   "break_glass.off": lifecycle(6, "break-glass off: enforcement back"),

@@ -30,8 +30,16 @@ import {
 import type { ResolvedRuleSet } from "../kernel/entries.ts";
 import { forwardInterfaces } from "../kernel/resolve.ts";
 import { type AppliedRecord, readApplied, writeApplied } from "../state/apply_state.ts";
-import { currentEntry, type HistoryEntry, listHistory } from "../state/history.ts";
-import type { Area } from "../policy/plan.ts";
+import { currentEntry, type HistoryEntry, listHistory, previousEntry } from "../state/history.ts";
+import {
+  checkBudgetMs,
+  checkedFlip,
+  type CheckedPolicy,
+  resolvePendingCheck,
+  type RollBack,
+} from "../ops/self_check.ts";
+import { markerWriterAlive, readSelfCheckMarker } from "../state/self_check_marker.ts";
+import type { Area, RuleSetPlan } from "../policy/plan.ts";
 import { nextBoundary, windowClock } from "../policy/windows.ts";
 import {
   bootTimeNs,
@@ -201,6 +209,9 @@ export class Agent {
   readonly #stopping = new AbortController();
   #busy = 0;
   #externalCheckQueued = false;
+  #pendingCheckQueued = false;
+  /** A deadman deadline held while another command runs its self-check probes. */
+  #holdingForCommand = false;
   /** A pick-up that fails (its helper, the history entry) is tried again later and reported once. */
   readonly #pickUp = new RetryBackoff((error, retryInMs) =>
     this.#emit("agent.error", { error: `picking up another command's apply failed: ${error}`, retryInMs })
@@ -474,6 +485,9 @@ export class Agent {
     for (const { area, reason } of partial) warn(`${area} runs audit-only (--allow-partial): ${reason}`);
     const { stateDir, bpffs } = this.#options;
     this.#busy++;
+    const checked = checkedPlan(plan);
+    // Until the probes of a policy with checks pass, an agent killed or stuck leaves the kernel to audit.
+    if (plan.checks) this.#deadman.hold(checkBudgetMs(checked, this.#options));
     try {
       const applied = readApplied(stateDir);
       const inForce = currentEntry(listHistory(stateDir));
@@ -481,19 +495,34 @@ export class Agent {
         this.#plane.config().activeGen === applied.generation;
       let generation: number;
       let history: number | "unchanged";
+      const identity = { sha256: input.sha256, name: input.name, version: input.version };
+      const guard = {
+        holder: `run (${why})`,
+        rollBack: agentRollBack(this.#options, warn),
+        emit: (type: AgentEventType, fields: Record<string, unknown>) => this.#emit(type, fields),
+      };
       if (same) {
-        generation = await this.#refreshInto(applied, resolved);
+        // A refresh that changes the rules runs the probes too; a failure puts the entry before it back.
+        const refreshed = await checkedFlip(
+          this.#options,
+          checked,
+          identity,
+          { ...guard, previousOf: () => previousEntry(listHistory(stateDir)) },
+          async () => ({ entry: inForce, generation: await this.#refreshInto(applied, resolved) }),
+        );
+        generation = refreshed.generation;
         history = "unchanged";
       } else {
-        const result = await applyPolicy({
-          bpffs,
-          stateDir,
-          input,
-          plan,
-          outcome: "applied",
-          allowPartial: true,
-          warn: () => {},
-        });
+        const result = await checkedFlip(this.#options, checked, identity, guard, () =>
+          applyPolicy({
+            bpffs,
+            stateDir,
+            input,
+            plan,
+            outcome: "applied",
+            allowPartial: true,
+            warn: () => {},
+          }));
         generation = result.generation;
         history = result.entry.seq;
       }
@@ -511,8 +540,68 @@ export class Agent {
         ...prepared.choice && { choice: { ...prepared.choice, text: choiceText(prepared.choice) } },
       });
     } finally {
+      if (plan.checks) this.#releaseHold();
       this.#busy--;
     }
+  }
+
+  /** Releases a deadline held for probes (this agent's own, or another command's it was holding). */
+  #releaseHold(): void {
+    this.#holdingForCommand = false;
+    this.#deadman.release();
+  }
+
+  /**
+   * A self-check a killed command left pending (self-check.json, its writer gone): finished here under the
+   * state lock, as the next command would (lib/ops/self_check.ts); a failure puts the entry before back,
+   * which the pick-up then takes over.
+   */
+  #checkPendingSelfCheck(): void {
+    if (this.#stopped || this.#busy > 0 || this.#pendingCheckQueued) return;
+    let marker;
+    try {
+      marker = readSelfCheckMarker(this.#options.stateDir);
+    } catch {
+      return;
+    }
+    // Another command runs its probes now: a deadman deadline meanwhile, so that a policy it cannot take back
+    // (it hangs) falls back to audit; released once the marker is gone.
+    if (marker && marker.pid !== Deno.pid && markerWriterAlive(marker)) {
+      if (!this.#holdingForCommand) this.#deadman.hold(marker.budgetMs ?? COMMAND_CHECK_BUDGET_MS);
+      this.#holdingForCommand = true;
+      return;
+    }
+    if (this.#holdingForCommand) this.#releaseHold();
+    if (!marker || markerWriterAlive(marker)) return;
+    this.#pendingCheckQueued = true;
+    void this.#serial(async () => {
+      this.#busy++;
+      try {
+        using _lock = await this.#lockState("run (pending self-check)");
+        const { stateDir, bpffs } = this.#options;
+        settleInterruptedApply({ bpffs, stateDir });
+        const warn = (message: string) => this.#options.log.warn(message);
+        const said = await resolvePendingCheck(this.#options, {
+          policyOf: async (entry) => {
+            const checked = checkedPlan(
+              (await preparePolicy({ what: "stored", stateDir, seq: entry.seq })).plan,
+            );
+            // As for the agent's own apply: a deadline while the probes run.
+            this.#deadman.hold(checkBudgetMs(checked, this.#options));
+            return checked;
+          },
+          rollBack: agentRollBack(this.#options, warn),
+          emit: (type, fields) => this.#emit(type, fields),
+        });
+        if (said !== undefined) warn(said);
+      } catch (error) {
+        this.#emit("agent.error", { error: `finishing a pending self-check failed: ${messageOf(error)}` });
+      } finally {
+        this.#releaseHold();
+        this.#busy--;
+        this.#pendingCheckQueued = false;
+      }
+    }).then(() => this.#checkApplied());
   }
 
   /** Records what generation `generation` now holds, and watches its rule paths. */
@@ -817,6 +906,7 @@ export class Agent {
       this.#plane.config().activeGen !== this.#generation
     ) this.#checkApplied();
     this.#checkForwardInterfaces();
+    this.#checkPendingSelfCheck();
     this.#sessions.reap(bootTimeNs());
     void this.#names.tick();
     this.#checkLost();
@@ -976,6 +1066,22 @@ export class Agent {
     this.#queue = next;
     return next;
   }
+}
+
+/** The deadline held for another command's probes when its marker does not say how long they may take. */
+const COMMAND_CHECK_BUDGET_MS = 120_000;
+
+/** What the probes need of a plan: the agent holds no parsed policy. */
+function checkedPlan(plan: RuleSetPlan): CheckedPolicy {
+  return { spec: { mode: plan.mode, checks: plan.checks, scope: { cgroups: plan.scope.include } } };
+}
+
+/**
+ * What a failed self-check puts back, as `policy rollback` would (see apply_text.ts's rollBackTo): loaded
+ * only then, since it parses the stored policy in this process.
+ */
+function agentRollBack(options: AgentOptions, warn: (message: string) => void): RollBack {
+  return async (previous) => (await import("../ops/apply_text.ts")).rollBackTo(options, warn)(previous);
 }
 
 /** Whether the agent's own applies may run areas audit-only: `--allow-partial`, or the `--audit` floor. */

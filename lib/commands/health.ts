@@ -20,7 +20,9 @@ export const health = defineCommand({
     "for enforce with no break-glass to explain it (a forced-audit word no agent or command asked for, or a " +
     "break-glass word with no marker, counts as unexplained: written behind aegisbpf's back), or a stale " +
     "file or exec rule (its path now holds another file, or none; or the running agent cannot re-resolve " +
-    "it). Tampering the running agent put back in the last 15 minutes is a warning. Connections to " +
+    "it). Tampering the running agent put back in the last 15 minutes is a warning, and so is a self-check " +
+    "(spec.checks) a killed command left pending (the running agent or the next policy apply or rollback " +
+    "finishes it). Connections to " +
     "denied destinations made before the apply and still open are a warning; they are listed (two " +
     "iterator programs loaded, about 0.4 s) only where the apply could have left some: a kernel before " +
     "6.5, or hooks that do not enforce now (audit, break-glass). On 6.5 and later an apply that enforces " +

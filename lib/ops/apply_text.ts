@@ -35,6 +35,16 @@ import { readApplied } from "../state/apply_state.ts";
 import { phase, phaseAsync } from "../phases.ts";
 import type { StateLock } from "../state/files.ts";
 import type { NetRulesAhead } from "../kernel/generations.ts";
+import {
+  checkedFlip,
+  type CheckReport,
+  type Emit,
+  resolvePendingCheck,
+  type RollBack,
+} from "./self_check.ts";
+import { storedPolicy } from "../state/apply_state.ts";
+import { parsePolicy, policySha256 } from "../policy/parse_text.ts";
+import type { Policy } from "../policy/schema.ts";
 
 export type Where = { bpffs: string; stateDir: string; configDir: string };
 
@@ -108,7 +118,7 @@ export type CheckedApply =
   & { lock: StateLock }
   & (
     | { unchanged: HistoryEntry }
-    | { applied: ApplyResult }
+    | { applied: ApplyResult & { checks?: CheckReport } }
   );
 
 /**
@@ -129,6 +139,8 @@ export async function applyChecked(
     beforeApply?: () => void;
     /** The plan's CIDR rules written ahead (see ApplyRequest). */
     ahead?: NetRulesAhead;
+    /** Where a self-check's `policy.check_failed` event goes (the event log by default). */
+    emit?: Emit;
   },
 ): Promise<CheckedApply> {
   const { bpffs, stateDir } = where;
@@ -140,20 +152,29 @@ export async function applyChecked(
   });
   try {
     settleInterruptedApply({ bpffs, stateDir });
+    await settlePendingCheck(where, options.warn, options.emit);
     const same = alreadyInForce({ bpffs, stateDir }, plan, input.sha256);
     if (same) return { lock, unchanged: same };
     refuseReplay(input, stateDir);
     options.beforeApply?.();
-    const applied = await applyPolicy({
-      bpffs,
-      stateDir,
-      input: applyInputOf(input),
-      plan,
-      outcome: options.outcome,
-      allowPartial: options.allowPartial,
-      warn: options.warn,
-      ...options.ahead && { ahead: options.ahead },
-    });
+    const { policy } = input.parsed;
+    const applied = await checkedFlip(
+      where,
+      policy,
+      { sha256: input.sha256, ...policy.metadata },
+      { holder, rollBack: rollBackTo(where, options.warn), ...options.emit && { emit: options.emit } },
+      () =>
+        applyPolicy({
+          bpffs,
+          stateDir,
+          input: applyInputOf(input),
+          plan,
+          outcome: options.outcome,
+          allowPartial: options.allowPartial,
+          warn: options.warn,
+          ...options.ahead && { ahead: options.ahead },
+        }),
+    );
     return { lock, applied };
   } catch (error) {
     lock[Symbol.dispose]();
@@ -250,8 +271,11 @@ export async function rollbackLocked(
     lockout: (input: PolicyInput, plan: RuleSetPlan) => Promise<void>;
     warn: (message: string) => void;
     hint?: string;
+    emit?: Emit;
   },
-): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan; target: HistoryEntry }> {
+): Promise<
+  ApplyResult & { input: PolicyInput; plan: RuleSetPlan; target: HistoryEntry; checks?: CheckReport }
+> {
   const { bpffs, stateDir } = where;
   using _lock = await lockState(stateDir, options.holder, {
     wait: options.wait,
@@ -259,6 +283,7 @@ export async function rollbackLocked(
     ...options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs },
   });
   settleInterruptedApply({ bpffs, stateDir });
+  await settlePendingCheck(where, options.warn, options.emit);
   const entries = listHistory(stateDir);
   const target = to === undefined ? previousEntry(entries) : findEntry(entries, to);
   if (target === undefined) {
@@ -266,7 +291,19 @@ export async function rollbackLocked(
       `Nothing to roll back to: history holds no earlier policy in force${options.hint ?? ""}`,
     );
   }
-  const result = await reapplyHistoryEntry(where, target, options);
+  // The entry's own checks run once it is back in force (its policy is read again by the re-apply).
+  const policy = await policyOfEntry(where, target);
+  const result = await checkedFlip(
+    where,
+    policy,
+    { sha256: target.sha256, name: target.name, version: target.version },
+    {
+      holder: options.holder,
+      rollBack: rollBackTo(where, options.warn),
+      ...options.emit && { emit: options.emit },
+    },
+    () => reapplyHistoryEntry(where, target, options),
+  );
   return { ...result, target };
 }
 
@@ -291,4 +328,76 @@ export async function rollbackTo(
     generation,
     restoredSeq: target.seq,
   };
+}
+
+/** The policy of a history entry, parsed (a bundle's payload; its signature was checked when applied). */
+export async function policyOfEntry(where: Pick<Where, "stateDir">, entry: HistoryEntry): Promise<Policy> {
+  const { policyText } = storedPolicy(where.stateDir, entry);
+  return await withYaml(() => parsePolicy(policyText, `history entry ${entry.seq}`));
+}
+
+/**
+ * What a failed self-check puts back: the entry in force before, re-applied as `policy rollback` does
+ * (lock-out risks and areas this kernel only audits do not stop it: it is the way back); with none, an
+ * empty audit policy. The caller holds the state lock. The entry put back runs no probes of its own.
+ */
+export function rollBackTo(where: Where, warn: (message: string) => void): RollBack {
+  return async (previous) => {
+    if (previous) {
+      const restored = await reapplyHistoryEntry(where, previous, {
+        allowPartial: true,
+        lockout: () => Promise.resolve(),
+        warn,
+      });
+      return restored.entry;
+    }
+    const text = JSON.stringify({
+      apiVersion: "aegisbpf.io/v1",
+      kind: "Policy",
+      metadata: { name: NO_POLICY_NAME, version: 1 },
+      spec: { mode: "audit" },
+    }) + "\n";
+    const policy = parsePolicy(text, "self-check rollback");
+    const sha256 = policySha256(text);
+    const result = await applyPolicy({
+      bpffs: where.bpffs,
+      stateDir: where.stateDir,
+      input: {
+        source: "self-check rollback",
+        kind: "policy",
+        content: text,
+        sha256,
+        contentSha256: sha256,
+        name: NO_POLICY_NAME,
+        version: 1,
+        policy,
+        policyText: text,
+      },
+      plan: compilePolicy(policy),
+      outcome: "rolled-back",
+      allowPartial: true,
+      warn,
+    });
+    return result.entry;
+  };
+}
+
+/** The empty audit policy a failed self-check puts in force when no policy was in force before. */
+export const NO_POLICY_NAME = "no-policy";
+
+/**
+ * Finishes a self-check a killed command left pending (see self_check.ts), saying what it did through
+ * `warn`. The caller holds the state lock and has settled an interrupted apply.
+ */
+export async function settlePendingCheck(
+  where: Where,
+  warn: (message: string) => void,
+  emit?: Emit,
+): Promise<void> {
+  const said = await resolvePendingCheck(where, {
+    policyOf: (entry) => policyOfEntry(where, entry),
+    rollBack: rollBackTo(where, warn),
+    ...emit && { emit },
+  });
+  if (said !== undefined) warn(said);
 }

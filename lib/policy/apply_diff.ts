@@ -96,6 +96,7 @@ function settingsOf(policy: Policy | undefined): Record<string, unknown> {
     "network.egress.nat64Prefixes": spec?.network?.egress?.nat64Prefixes ?? [],
     "network.ingress.interfaces": ingress?.interfaces ?? [],
     "network.ingress.default": ingress?.default ?? null,
+    checks: spec?.checks ?? null,
   };
 }
 

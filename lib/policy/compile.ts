@@ -73,6 +73,8 @@ export function compilePolicy(policy: Policy, options: { now?: number } = {}): R
     addRule(plan, { list, rule, id } as RuleRef, subjects, closed);
   });
   if (subjects.list.length > 0) plan.subjects = subjects.list;
+  // Carried to whoever applies the plan (the agent holds no parsed policy): its probes run after the flip.
+  if (spec.checks) plan.checks = spec.checks;
   const floor = spec.network?.egress?.nameTtlFloor;
   if (floor !== undefined && plan.egressHosts) plan.nameTtlFloor = floor;
   if (spec.network?.egress?.default === "deny") {

@@ -47,7 +47,7 @@ Deno.test("parsePolicy() reads the same policy written as JSON", () => {
 
 Deno.test("parsePolicy() reports the line and column of an unknown key and the valid keys", () => {
   const error = refuses(minimal("  mode: audit\n  fils:\n    deny: []\n"), 8, 3, "spec.fils: unknown key");
-  assert.match(error.message, /valid keys here are mode, scope, files, exec, network$/);
+  assert.match(error.message, /valid keys here are mode, scope, files, exec, network, checks$/);
   refuses(minimal().replace("kind: Policy", "kind: Policy\nkinds: x"), 3, 1, "kinds: unknown key");
   refuses(
     minimal("  network:\n    egress:\n      deny:\n        - { cidr: 10.0.0.0/8, prot: tcp }\n"),

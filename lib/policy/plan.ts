@@ -4,6 +4,7 @@
  * ids and interface indexes.
  */
 
+import type { ChecksSpec } from "./checks.ts";
 import type { RuleWindow } from "./window_spec.ts";
 
 export type Mode = "audit" | "enforce";
@@ -203,6 +204,8 @@ export type RuleSetPlan = {
    * (the rest are in the RuleTable the plan came with).
    */
   encodedNet?: EncodedNet;
+  /** The policy's self-check probes (`spec.checks`), run after every flip into it (lib/ops/self_check.ts). */
+  checks?: ChecksSpec;
 };
 
 /** A plan's CIDR rules as `net_rules` entries, back to back, and how many rules they came from. */

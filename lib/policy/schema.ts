@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { CidrError, hasHostBits, isPlainIpv4Network, networkOf, parseCidr } from "./cidr.ts";
 import { hostProblem } from "./host_name.ts";
+import { checksSchema } from "./checks.ts";
 import { DAYS, isTimeZone, secondsOfDay, testSecondsAllowed } from "./window_spec.ts";
 
 export const API_VERSION = "aegisbpf.io/v1";
@@ -533,6 +534,8 @@ const spec = z.strictObject({
     bind: z.strictObject({ deny: list(bindRule).optional() }).optional(),
     ingress: ingress.optional(),
   }).optional(),
+  /** Probes run after every change of the rules in force; a failed one rolls back (lib/ops/self_check.ts). */
+  checks: checksSchema.optional(),
 });
 
 const metadata = z.strictObject({

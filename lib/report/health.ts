@@ -4,6 +4,7 @@
  * agent. `status` shows the same facts on one screen with the counters.
  */
 
+import { markerWriterAlive, readSelfCheckMarker, type SelfCheckMarker } from "../state/self_check_marker.ts";
 import {
   type Counters,
   expectedMaps,
@@ -426,6 +427,9 @@ export function checkHealth(
     warnings.push(`tampering: ${describeTampering(entry)} by the agent (pid ${entry.pid}) at ${entry.at}`);
   }
 
+  const pendingCheck = pendingCheckWarning(paths.stateDir);
+  if (pendingCheck) warnings.push(pendingCheck);
+
   const lost = Number(counters?.eventsLost ?? 0n);
   const suppressed = Number(counters?.eventsSuppressed ?? 0n);
   if (lost > 0) warnings.push(`${lost} events were lost (ring buffer full): the agent read too slowly`);
@@ -555,4 +559,25 @@ export function ptraceUnguarded(
   return "the ptrace guard is not enforced (it is a BPF-LSM program, attached with file, exec or egress " +
     "rules where BPF-LSM loads): a task in the scope can trace, or write the memory of, a task outside it; " +
     "kernel.yama.ptrace_scope=2 refuses that to tasks without CAP_SYS_PTRACE";
+}
+
+/**
+ * A self-check a command left pending (`self-check.json`): running now, or left by a killed command (the
+ * next apply or rollback, or the agent, finishes it). A warning, not a problem: `aegisbpf health` is itself
+ * one of the probes.
+ */
+function pendingCheckWarning(stateDir: string): string | undefined {
+  let marker: SelfCheckMarker | undefined;
+  try {
+    marker = readSelfCheckMarker(stateDir);
+  } catch (error) {
+    return `cannot read the pending self-check record: ${(error as Error).message}`;
+  }
+  if (!marker) return undefined;
+  const what = `policy ${marker.name} version ${marker.version}` +
+    (marker.seq === undefined ? "" : ` (history entry ${marker.seq})`);
+  return markerWriterAlive(marker)
+    ? `self-check running: ${what}, by ${marker.holder} (pid ${marker.pid})`
+    : `self-check pending: ${what}: ${marker.holder} (pid ${marker.pid}) was killed before its probes ` +
+      "ended; the next policy apply or rollback (or the running agent) finishes it";
 }

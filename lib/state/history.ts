@@ -25,7 +25,8 @@ export const HISTORY_KEEP = 20;
  * - `pending`: recorded before the kernel write, so that a kill -9 during an apply leaves a trace
  * - `applied`, `rolled-back` (a rollback re-applied an older entry), `canary` (being watched),
  *   `canary-kept`: the policy went into force
- * - `canary-rolled-back`, `failed`: the policy is not in force
+ * - `canary-rolled-back`, `failed`, `check-failed` (its self-check failed: the previous policy was put back
+ *   at once): the policy is not in force
  */
 export const HISTORY_OUTCOMES = [
   "pending",
@@ -35,6 +36,7 @@ export const HISTORY_OUTCOMES = [
   "canary-kept",
   "canary-rolled-back",
   "failed",
+  "check-failed",
 ] as const;
 export type HistoryOutcome = typeof HISTORY_OUTCOMES[number];
 
@@ -58,6 +60,8 @@ const entrySchema = z.strictObject({
   outcome: z.enum(HISTORY_OUTCOMES),
   /** For a rollback: the seq of the entry it re-applied. */
   restoredSeq: z.int().min(1).optional(),
+  /** Why the outcome is what it is, where history has more to say: the self-check probe that failed. */
+  note: z.string().optional(),
 });
 
 const indexSchema = z.strictObject({ format: z.literal(1), entries: z.array(entrySchema) });
@@ -161,12 +165,17 @@ export function appendHistory(
 }
 
 /** Changes the outcome of an entry, e.g. `pending` → `applied`, or `canary` → `canary-kept`. */
-export function setOutcome(stateDir: string, seq: number, outcome: HistoryOutcome): HistoryEntry {
+export function setOutcome(
+  stateDir: string,
+  seq: number,
+  outcome: HistoryOutcome,
+  note?: string,
+): HistoryEntry {
   const entries = listHistory(stateDir);
   const index = entries.findIndex((entry) => entry.seq === seq);
   const entry = entries[index];
   if (entry === undefined) throw new InputError(`No history entry ${seq} in ${historyDir(stateDir)}`);
-  const updated = { ...entry, outcome };
+  const updated = { ...entry, outcome, ...note !== undefined && { note } };
   writeIndex(stateDir, entries.with(index, updated));
   return updated;
 }

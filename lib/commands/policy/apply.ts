@@ -21,6 +21,9 @@ import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../
 import { parsePolicy } from "../../policy/parse_text.ts";
 import { withYaml } from "../../policy/yaml.ts";
 import { phase, phaseAsync } from "../../phases.ts";
+import { reportJson, reportLines, SelfCheckFailedError } from "../../ops/self_check.ts";
+import { predictProbes } from "../../policy/checks_report.ts";
+import { gatherProbeFacts } from "../../ops/probe_facts.ts";
 import {
   checkLockout,
   connectionLines,
@@ -51,12 +54,14 @@ export const policyApply = defineCommand({
     "--log-level debug it prints where its time went, one line per phase. Exits 2 for " +
     "bad input, 3 when refused for safety (unsigned where signatures are required, a replayed bundle, a " +
     "lock-out risk without --force, an enforce policy using an area this kernel can only audit without " +
-    "--allow-partial).",
+    "--allow-partial, a self-check that failed). A policy with spec.checks runs its probes once it is in " +
+    "force (with --canary too, before the watch); when one fails, the policy in force before is put back " +
+    "at once, the entry is recorded check-failed with the probe named, and the command exits 3.",
   options: {
     "dry-run": {
       type: "boolean",
-      description: "run every check the apply runs (same exit code) and print what would change; " +
-        "record, load and attach nothing",
+      description: "run every check the apply runs (same exit code) and print what would change and what " +
+        "each self-check probe will get; record, load and attach nothing",
     },
     sha256: { type: "string", valueName: "HEX", description: "the SHA-256 the bytes read must have" },
     "require-signature": { type: "boolean", description: "refuse a policy that is not a signed bundle" },
@@ -134,41 +139,60 @@ export const policyApply = defineCommand({
         const before = applied &&
           await withYaml(() => parsePolicy(applied.policyText, `history entry ${applied.entry.seq}`));
         const lines = diffLines(diffPolicies(before, input.parsed.policy));
+        // What each self-check probe will get once it is in force, decided as the kernel would.
+        const probes = input.parsed.policy.spec.checks
+          ? predictProbes(input.parsed.policy, plan, await gatherProbeFacts(input.parsed.policy))
+          : undefined;
         if (flags.json) {
-          ctx.stdout.line(JSON.stringify({ dryRun: true, ...summary, changes: lines, ...trustJson(trust) }));
+          ctx.stdout.line(
+            JSON.stringify({
+              dryRun: true,
+              ...summary,
+              changes: lines,
+              ...trustJson(trust),
+              ...probes && { probes },
+            }),
+          );
         } else {
           ctx.stdout.line(summaryLine("would apply", summary));
           for (const line of lines.length > 0 ? lines : ["(no rule changes)"]) ctx.stdout.line(`  ${line}`);
           for (const line of trustLines(trust)) ctx.stdout.line(line);
+          for (const probe of probes ?? []) {
+            const verdict = probe.passes === undefined ? "?" : probe.passes ? "pass" : "FAIL";
+            ctx.stdout.line(`self-check (predicted) ${verdict} ${probe.probe}: ${probe.why}`);
+          }
         }
         return 0;
       }
       // With a canary, what a failed canary goes back to: the policy in force when the apply starts.
       let fallback: HistoryEntry | undefined;
       let baseline: { denies: bigint; at: number } | undefined;
-      const result = await applyChecked(ctx.globals, input, plan, {
-        holder: "policy apply",
-        wait: flags["no-wait"] !== true,
-        onWait: (message) => ctx.log.info(message),
-        timeoutMs: ctx.globals.lockTimeoutMs,
-        outcome: canary ? "canary" : "applied",
-        allowPartial: flags["allow-partial"] === true,
-        ...ahead && { ahead },
-        warn: (message) => ctx.log.warn(message),
-        beforeApply: () => {
-          if (!canary) return;
-          fallback = currentEntry(listHistory(stateDir));
-          if (fallback === undefined) {
-            throw new InputError(
-              "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
-                "(an audit policy is the safe start)",
-            );
-          }
-          // The canary counts the new generation's own denies; its counters are cleared when it is staged,
-          // so each one comes after this moment.
-          baseline = { denies: 0n, at: performance.now() };
-        },
-      });
+      const result = await sayFailedChecks(
+        ctx,
+        applyChecked(ctx.globals, input, plan, {
+          holder: "policy apply",
+          wait: flags["no-wait"] !== true,
+          onWait: (message) => ctx.log.info(message),
+          timeoutMs: ctx.globals.lockTimeoutMs,
+          outcome: canary ? "canary" : "applied",
+          allowPartial: flags["allow-partial"] === true,
+          ...ahead && { ahead },
+          warn: (message) => ctx.log.warn(message),
+          beforeApply: () => {
+            if (!canary) return;
+            fallback = currentEntry(listHistory(stateDir));
+            if (fallback === undefined) {
+              throw new InputError(
+                "--canary needs a policy in force to roll back to, and history holds none; apply one first " +
+                  "(an audit policy is the safe start)",
+              );
+            }
+            // The canary counts the new generation's own denies; its counters are cleared when it is staged,
+            // so each one comes after this moment.
+            baseline = { denies: 0n, at: performance.now() };
+          },
+        }),
+      );
       using _lock = result.lock;
       // The policy in force already (configuration management re-running its apply): nothing to do.
       if ("unchanged" in result) {
@@ -184,15 +208,24 @@ export const policyApply = defineCommand({
         }
         return 0;
       }
-      const { entry, generation, connections, trust } = result.applied;
+      const { entry, generation, connections, trust, checks } = result.applied;
       const done = { ...summary, generation, seq: entry.seq, outcome: entry.outcome };
+      const checkLines = checks ? reportLines(checks).map((line) => `self-check: ${line}`) : [];
       if (!canary || !fallback || !baseline) {
         if (flags.json) {
-          ctx.stdout.line(JSON.stringify({ ...done, ...connectionsJson(connections), ...trustJson(trust) }));
+          ctx.stdout.line(
+            JSON.stringify({
+              ...done,
+              ...connectionsJson(connections),
+              ...trustJson(trust),
+              ...reportJson(checks),
+            }),
+          );
         } else {
           ctx.stdout.line(summaryLine("applied", done));
           for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
           for (const line of trustLines(trust)) ctx.stdout.line(line);
+          for (const line of checkLines) ctx.stdout.line(line);
         }
         return 0;
       }
@@ -200,6 +233,7 @@ export const policyApply = defineCommand({
         ctx.stdout.line(summaryLine("applied (canary)", done));
         for (const line of connectionLines(connections, plan)) ctx.stdout.line(line);
         for (const line of trustLines(trust)) ctx.stdout.line(line);
+        for (const line of checkLines) ctx.stdout.line(line);
       }
       return await runCanary(ctx, {
         ...canary,
@@ -215,6 +249,21 @@ export const policyApply = defineCommand({
     }
   },
 });
+
+/**
+ * A self-check that failed (the previous policy is back in force): each probe's answer on stderr, then
+ * the error (exit 3) naming the probe that failed.
+ */
+export async function sayFailedChecks<T>(ctx: Context, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof SelfCheckFailedError) {
+      for (const line of reportLines(error.report)) ctx.stderr.line(`self-check: ${line}`);
+    }
+    throw error;
+  }
+}
 
 type Canary = { durationMs: number; maxDenyRate: number; rateText: string; durationText: string };
 

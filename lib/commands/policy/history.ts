@@ -9,10 +9,11 @@ export const policyHistory = defineCommand({
   name: "history",
   summary: "list the policies applied, newest last",
   description: "Lists the history in <state-dir>/history/: every apply and rollback with its outcome " +
-    "(applied, rolled-back, failed, pending while an apply runs or after one was killed), policy name, " +
-    "version, sha256 prefix, source and signer. At least the last 20 entries are kept. --notes lists the " +
-    "history notes instead: changes to what is enforced that are not a policy (expiring exceptions added and " +
-    "removed), from <state-dir>/history/notes.jsonl, oldest first.",
+    "(applied, rolled-back, failed, check-failed when its self-check failed and the previous policy was " +
+    "put back, pending while an apply runs or after one was killed), policy name, version, sha256 prefix, " +
+    "source and signer; an entry's note (the probe that failed) follows on its own line. At least the last " +
+    "20 entries are kept. --notes lists the history notes instead: changes to what is enforced that are not " +
+    "a policy (expiring exceptions added and removed), from <state-dir>/history/notes.jsonl, oldest first.",
   options: {
     json: { type: "boolean", description: "print one JSON array of entries" },
     notes: { type: "boolean", description: "list the history notes (exceptions added and removed) instead" },
@@ -61,6 +62,9 @@ export const policyHistory = defineCommand({
       entry.keyid?.slice(0, 16) ?? "-",
     ]);
     for (const line of table([header, ...rows])) ctx.stdout.line(line.trimEnd());
+    for (const entry of entries) {
+      if (entry.note !== undefined) ctx.stdout.line(`note ${entry.seq}: ${entry.note}`);
+    }
     return Promise.resolve(0);
   },
 });

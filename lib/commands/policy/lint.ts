@@ -6,6 +6,8 @@ import { InputError } from "../../errors.ts";
 import { gatherLintFacts } from "../../policy/facts.ts";
 import { lintPolicy } from "../../policy/lint.ts";
 import { parsePolicySource, PolicyError, readPolicyFile } from "../../policy/parse.ts";
+import { lintProbes } from "../../policy/checks_report.ts";
+import { gatherProbeFacts } from "../../ops/probe_facts.ts";
 
 export const policyLint = defineCommand({
   name: "lint",
@@ -13,8 +15,10 @@ export const policyLint = defineCommand({
   description:
     "Validates FILE like policy validate, then looks for what a valid policy probably gets wrong: " +
     "duplicate and shadowed rules, rules that match nothing, SSH lock-out, denied resolvers, denying what the " +
-    "host needs to run (PID 1, aegisbpf, shells, sshd) and deny paths that do not exist. It reads this host's " +
-    "files for that, never the kernel. Exits 2 when there is an error; warnings alone exit 0.",
+    "host needs to run (PID 1, aegisbpf, shells, sshd), deny paths that do not exist, and self-check probes " +
+    "(spec.checks) that cannot run here: a program missing or not executable, a file missing, a name that " +
+    "does not resolve, a cgroup that does not exist. It reads this host's files (and asks its resolver) for " +
+    "that, never the kernel. Exits 2 when there is an error; warnings alone exit 0.",
   options: {
     json: { type: "boolean", description: "print one JSON object with every finding" },
   },
@@ -55,5 +59,8 @@ async function findingsOf(
     configDir: dirs.configDir,
     ctimeNs: ctimeNsOf,
   });
-  return lintPolicy(source.policy, source.locate, facts);
+  const probes = lintProbes(source.policy, source.locate, await gatherProbeFacts(source.policy));
+  const byPlace = (a: Diagnostic, b: Diagnostic) =>
+    (a.position.line ?? 0) - (b.position.line ?? 0) || (a.position.column ?? 0) - (b.position.column ?? 0);
+  return [...lintPolicy(source.policy, source.locate, facts), ...probes].sort(byPlace);
 }

@@ -8,6 +8,8 @@ import { compilePolicy } from "../../policy/compile.ts";
 import { simulate } from "../../policy/simulate.ts";
 import { parseLearnedTable } from "../../policy/learned_table.ts";
 import { localInodeRules } from "../../ops/inode_rules.ts";
+import { predictProbes } from "../../policy/checks_report.ts";
+import { gatherProbeFacts } from "../../ops/probe_facts.ts";
 
 export const policySimulate = defineCommand({
   name: "simulate",
@@ -25,7 +27,9 @@ export const policySimulate = defineCommand({
     "A malformed line is an error naming LOG:LINE, except a torn last line, which is reported. Rules by name " +
     "(host) decide the addresses of --learned TABLE (and of events a rule by name decided, which carry " +
     "hostName); without it, only those. The other direction, the rules that would let recorded audit " +
-    "events through, is written by policy suggest.",
+    "events through, is written by policy suggest. For a policy with self-check probes (spec.checks), it also " +
+    "says what each probe will get under FILE (decided the same way: worked, denied, audited) and whether " +
+    "it will pass.",
   options: {
     events: {
       type: "string",
@@ -67,8 +71,13 @@ export const policySimulate = defineCommand({
       ctx.log.warn(`${report.tornLastLine}: ignored a torn last line (the log was cut while written)`);
     }
     const { name, version } = input.parsed.policy.metadata;
+    const probes = input.parsed.policy.spec.checks
+      ? predictProbes(input.parsed.policy, plan, await gatherProbeFacts(input.parsed.policy))
+      : undefined;
     if (flags.json) {
-      ctx.stdout.line(JSON.stringify({ policy: { file: args.FILE, name, version }, ...report }));
+      ctx.stdout.line(
+        JSON.stringify({ policy: { file: args.FILE, name, version }, ...report, ...probes && { probes } }),
+      );
       return 0;
     }
     ctx.stdout.line(
@@ -99,6 +108,10 @@ export const policySimulate = defineCommand({
         count(report.allowed, "action")
       }, of which ${report.newlyAllowed} denied or audited when recorded`,
     );
+    for (const probe of probes ?? []) {
+      const verdict = probe.passes === undefined ? "?" : probe.passes ? "pass" : "FAIL";
+      ctx.stdout.line(`self-check ${verdict} ${probe.probe}: ${probe.why}`);
+    }
     return 0;
   },
 });

@@ -1,0 +1,181 @@
+/**
+ * Self-checking policies with a running agent: a policy posted to the local API, or reloaded by SIGHUP,
+ * whose mustWork probe fails under it is rolled back at once (the old rules deny again, history and the
+ * event log say why); the agent holds a deadman deadline while the probes run and releases it after; and a
+ * `policy apply` killed (kill -9) between the flip and the end of its probes is finished by the agent, which
+ * runs the probes of the policy in force and rolls back when they fail. Policies are scoped to the test
+ * cgroup (tests/support/agent_host.ts): the probes run in cgroups of their own made under it.
+ */
+import assert from "node:assert/strict";
+import { eventLogPath, recentLines } from "../../lib/agent/event_log.ts";
+import { readModeWords } from "../../lib/kernel/mode_words.ts";
+import { listHistory } from "../../lib/state/history.ts";
+import { readSelfCheckMarker } from "../../lib/state/self_check_marker.ts";
+import { connect, type Host, NET, policy, spawn, withHost, writePolicy } from "../support/agent_host.ts";
+import { curl, exists } from "../support/api_client.ts";
+import { spawnAegisbpf } from "../cli/cli.ts";
+import { rootTest } from "../support/privileged.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const outcomes = (host: Host) => listHistory(host.stateDir).map((entry) => `${entry.seq}:${entry.outcome}`);
+
+/** The events of the agent's event log (the agent's own, and those commands wrote there). */
+function logged(host: Host): Record<string, unknown>[] {
+  return recentLines(eventLogPath(host.stateDir), Number.MAX_SAFE_INTEGER).flatMap((line) =>
+    line.ok ? [line.event as Record<string, unknown>] : []
+  );
+}
+
+/** A policy that denies the test's listener in scope, with a mustWork probe connecting to it. */
+function breaksItsProbe(host: Host, version: number, port: number): string {
+  return policy(
+    host,
+    `  network:\n    egress:\n      deny: [{ id: listener, cidr: 127.0.0.1/32, port: ${port}, protocol: tcp }]\n` +
+      `  checks:\n    implicit: false\n    mustWork:\n      - connect: 127.0.0.1:${port}\n`,
+    { version },
+  );
+}
+
+async function withListener(fn: (port: number) => Promise<void>): Promise<void> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = (async () => {
+    for await (const conn of listener) conn.close();
+  })().catch(() => {});
+  try {
+    await fn((listener.addr as Deno.NetAddr).port);
+  } finally {
+    listener.close();
+    await accepting;
+  }
+}
+
+rootTest(
+  "[root] a failing self-check through the API and through SIGHUP rolls back; a passing one stays",
+  async () => {
+    await withHost(async (host) => {
+      await withListener(async (port) => {
+        const file = writePolicy(host, "p.yaml", policy(host, NET));
+        const socket = `${host.dir}/api.sock`;
+        await using agent = spawn(host, ["--policy", file, "--api", `unix:${socket}`]);
+        await agent.ready();
+        for (let i = 0; i < 200 && !(await exists(socket)); i++) await sleep(50);
+        assert.equal(await connect(host), "EPERM", "the first policy denies");
+
+        // The API: 409 naming the probe; the entry before is back.
+        const posted = await curl(socket, [
+          "-X",
+          "POST",
+          "--data-binary",
+          breaksItsProbe(host, 2, port),
+          "http://aegisbpf/v1/policy",
+        ]);
+        assert.equal(posted.status, 409, posted.body);
+        assert.match(
+          JSON.parse(posted.body).detail,
+          new RegExp(
+            `self-check failed: mustWork connect 127\\.0\\.0\\.1:${port}/tcp: expected it to work, got denied`,
+          ),
+        );
+        assert.deepEqual(outcomes(host), ["1:applied", "2:check-failed", "3:rolled-back"]);
+        await agent.waitFor((event) => event.type === "policy.rolled_back" && event.history === 3);
+        assert.equal(await connect(host), "EPERM", "the old rules deny again");
+        assert.ok(logged(host).some((event) => event.type === "policy.check_failed" && event.history === 2));
+
+        // SIGHUP: the agent applies the file, runs its probes, and puts entry 3 back.
+        Deno.writeTextFileSync(file, breaksItsProbe(host, 4, port));
+        const from = agent.events.length;
+        agent.kill("SIGHUP");
+        const failed = await agent.waitFor((event) => event.type === "policy.check_failed", 30_000, from);
+        assert.equal(failed.history, 4);
+        assert.equal(failed.got, "denied");
+        assert.equal(failed.restored, 3);
+        await agent.waitFor((event) => event.type === "policy.reload_failed", 30_000, from);
+        assert.deepEqual(outcomes(host).slice(3), ["4:check-failed", "5:rolled-back"]);
+        assert.match(listHistory(host.stateDir)[3]!.note ?? "", /^self-check failed: mustWork connect/);
+        await agent.waitFor(
+          (event) => event.type === "policy.rolled_back" && event.history === 5,
+          15_000,
+          from,
+        );
+        assert.equal(await connect(host), "EPERM");
+        assert.equal(
+          readModeWords(host.bpffs)!.deadmanDeadlineNs,
+          undefined,
+          "the deadline held for the probes is gone",
+        );
+        assert.equal(readSelfCheckMarker(host.stateDir), undefined);
+
+        // A passing one stays: the listener allowed, the first policy's deny kept.
+        const passing = policy(
+          host,
+          NET + `  checks:\n    implicit: false\n    mustWork:\n      - connect: 127.0.0.1:${port}\n`,
+          { version: 6 },
+        );
+        Deno.writeTextFileSync(file, passing);
+        const again = agent.events.length;
+        agent.kill("SIGHUP");
+        await agent.waitFor(
+          (event) => event.type === "policy.applied" && event.reason === "reload",
+          30_000,
+          again,
+        );
+        assert.deepEqual(outcomes(host).slice(5), ["6:applied"]);
+        assert.equal(await connect(host), "EPERM");
+      });
+    });
+  },
+);
+
+rootTest(
+  "[root] kill -9 of policy apply between the flip and its probes: the agent finishes the check",
+  async () => {
+    await withHost(async (host) => {
+      await withListener(async (port) => {
+        const file = writePolicy(host, "p.yaml", policy(host, NET));
+        await using agent = spawn(host, ["--policy", file]);
+        await agent.ready();
+        const hang = `${host.dir}/hang`;
+        Deno.writeTextFileSync(hang, "");
+        // Its probe hangs while the hang file exists; once it is gone the probe fails (the listener is denied).
+        const held = writePolicy(
+          host,
+          "held.yaml",
+          policy(
+            host,
+            `  network:\n    egress:\n      deny: [{ id: listener, cidr: 127.0.0.1/32, port: ${port}, protocol: tcp }]\n` +
+              `  checks:\n    implicit: false\n    mustWork:\n` +
+              `      - { exec: /bin/sh, args: [-c, "while [ -e ${hang} ]; do sleep 0.1; done; exec 3<>/dev/tcp/127.0.0.1/${port}"] }\n`,
+            { version: 2 },
+          ),
+        );
+        const child = spawnAegisbpf(["policy", "apply", held], { env: host.env, cwd: host.dir });
+        for (let i = 0; i < 1200 && !outcomes(host).includes("2:applied"); i++) await sleep(50);
+        assert.ok(outcomes(host).includes("2:applied"), outcomes(host).join(" "));
+        // While the command runs its probe, the agent holds a deadman deadline (it has no --deadman).
+        for (let i = 0; i < 200 && readModeWords(host.bpffs)!.deadmanDeadlineNs === undefined; i++) {
+          await sleep(50);
+        }
+        assert.ok(readModeWords(host.bpffs)!.deadmanDeadlineNs !== undefined, "a deadline while it checks");
+        const from = agent.events.length;
+        child.kill("SIGKILL");
+        await child.output();
+        Deno.removeSync(hang);
+        const failed = await agent.waitFor((event) => event.type === "policy.check_failed", 30_000, from);
+        assert.equal(failed.history, 2);
+        assert.equal(failed.restored, 1);
+        assert.deepEqual(outcomes(host), ["1:applied", "2:check-failed", "3:rolled-back"]);
+        assert.match(
+          listHistory(host.stateDir)[1]!.note ?? "",
+          /finished after policy apply, pid \d+, was killed/,
+        );
+        await agent.waitFor(
+          (event) => event.type === "policy.rolled_back" && event.history === 3,
+          15_000,
+          from,
+        );
+        assert.equal(await connect(host), "EPERM", "the first policy's rules are back");
+        assert.equal(readSelfCheckMarker(host.stateDir), undefined);
+      });
+    });
+  },
+);
