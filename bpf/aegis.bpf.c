@@ -214,6 +214,8 @@ const volatile struct {
 	enum aegis_identity_op identity_op;
 	enum aegis_writer_scope writer_scope;
 	enum aegis_learned_limits learned_limits;
+	enum aegis_dns_stat dns_stat;
+	enum aegis_dns_limits dns_limits;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -1346,6 +1348,9 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"
+
+/* DNS answers learned in the kernel for the rules by name (cgroup_skb/ingress). */
+#include "dns_learn.bpf.h"
 
 /* ptrace out of the scope: attach, memory access by process_vm_* and /proc/PID/mem, traceme. */
 #include "process_guard.bpf.h"

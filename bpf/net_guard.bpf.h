@@ -216,6 +216,27 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
  * (a counter counting down, a hash), newer verifiers checked the step once per value: 330,000 instructions
  * for the backstop, 700 ms of every first load.
  */
+/*
+ * A query tracked until its answer (bpf/dns_learn.bpf.h): the server it went to, the client's port, the
+ * query's id; with the key of the name asked. An answer that matches no entry is learned from never.
+ */
+struct dns_pending_key {
+	__u32 family;
+	__u8 server[16];
+	__u16 client_port_be;
+	__u16 id_be;
+};
+struct dns_pending {
+	__u64 name_key;
+	__u64 sent_boot_ns;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, AEGIS_DNS_PENDING_ENTRIES);
+	__type(key, struct dns_pending_key);
+	__type(value, struct dns_pending);
+} dns_pending SEC(".maps");
+
 struct dns_name {
 	__u8 bytes[DNS_NAME_MAX + 1];
 	__u64 hash;
@@ -223,6 +244,9 @@ struct dns_name {
 	__u32 label;  /* bytes left in the current label */
 	__u32 labels;
 	__u32 done;   /* 1: the name ended well, hash holds its key */
+	/* The query's tracking entry, made here: the call chain's stack has no room for it. */
+	struct dns_pending_key pending_key;
+	struct dns_pending pending;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -291,6 +315,28 @@ static __always_inline __u64 dns_question_key(struct __sk_buff *skb, __u32 offse
 }
 
 /*
+ * Tracks the query at `offset` of `skb` (its question's key `name_key`), sent to `server` from the client
+ * port `sport_be`, so that its answer may be learned from (bpf/dns_learn.bpf.h). The entry is made in the
+ * scratch value, not on the stack.
+ */
+static __always_inline void dns_track_query(struct __sk_buff *skb, __u32 offset, __u32 family, const __u8 *server,
+					    __u16 sport_be, __u64 name_key)
+{
+	__u32 zero = 0;
+	struct dns_name *name = bpf_map_lookup_elem(&dns_scratch, &zero);
+	__u16 id_be;
+	if (!name || bpf_skb_load_bytes(skb, offset, &id_be, sizeof(id_be)))
+		return;
+	name->pending_key.family = family;
+	__builtin_memcpy(name->pending_key.server, server, 16);
+	name->pending_key.client_port_be = sport_be;
+	name->pending_key.id_be = id_be;
+	name->pending.name_key = name_key;
+	name->pending.sent_boot_ns = bpf_ktime_get_boot_ns();
+	bpf_map_update_elem(&dns_pending, &name->pending_key, &name->pending, BPF_ANY);
+}
+
+/*
  * Whether `skb` is a UDP DNS query (to port 53) for a name whose rule by name denies it without a port or
  * protocol: 1 with the rule, the resolver's address and the ids the event reports in `v`, for
  * aegis_packet_dropped() (scope, event, mode). 0 for every other packet: a non-DNS packet costs the header
@@ -333,6 +379,8 @@ __noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict
 	if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 8 + 2, &flags, 1) || (flags & 0x80))
 		return 0;
 	__u64 key = dns_question_key(skb, (l4 & 0xff) + 8);
+	if (key)
+		dns_track_query(skb, (l4 & 0xff) + 8, family, daddr, udp[0], key);
 	struct aegis_rule *rule = key ? exact_rule(&s, AEGIS_RULE_HOST, key, 0) : 0;
 	if (!rule || rule->action == AEGIS_ACTION_ALLOW)
 		return 0;

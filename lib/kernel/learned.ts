@@ -6,11 +6,14 @@ import {
   type BpfMap,
   decodeLearned,
   decodeLearnedKey,
+  DNS_STAT,
   encodeLearned,
   encodeLearnedKey,
+  encodeU32,
   type Learned,
   type LearnedKey,
   RULE,
+  sumPerCpu,
 } from "../../ffi/mod.ts";
 import { parseCidr, unmapIpv4 } from "../policy/cidr.ts";
 import { coveringPattern } from "../policy/decide.ts";
@@ -73,4 +76,31 @@ export function learnedEntries(map: BpfMap, nowBootNs: bigint): LearnedEntry[] {
     entries.push({ ...decodeLearnedKey(key), ...learned, expired: learned.expiresBootNs <= nowBootNs });
   }
   return entries;
+}
+
+/**
+ * What the kernel's DNS answer parser counted (map `dns_stats`): addresses learned (written, and of them
+ * new to the table), answers parsed, and answers not learned from: malformed (cut short, truncated, too
+ * large), unsolicited (no query tracked, or another question), foreign (a server the scope may not ask).
+ */
+export type DnsStats = {
+  learned: bigint;
+  inserted: bigint;
+  answers: bigint;
+  malformed: bigint;
+  unsolicited: bigint;
+  foreign: bigint;
+};
+
+/** The counters of `map` (dns_stats), summed over CPUs; zeros where the map is absent (an older build). */
+export function dnsStats(map: BpfMap): DnsStats {
+  const slot = (index: number) => sumPerCpu(map.lookup(encodeU32(index)));
+  return {
+    learned: slot(DNS_STAT.LEARNED),
+    inserted: slot(DNS_STAT.INSERTED),
+    answers: slot(DNS_STAT.ANSWERS),
+    malformed: slot(DNS_STAT.MALFORMED),
+    unsolicited: slot(DNS_STAT.UNSOLICITED),
+    foreign: slot(DNS_STAT.FOREIGN),
+  };
 }

@@ -1,0 +1,101 @@
+/**
+ * DNS answers learned in the kernel (bpf/dns_learn.bpf.h) on the host's cgroup hooks: in a network
+ * namespace of its own inside the test cgroup, a script (tests/host/dns/dns_answers.py) plays resolver on
+ * 127.0.0.1:53 and crafts each answer; right after it, the script connects to the answered address. Under
+ * a deny of 127.0.0.0/8, only an address learned for `*.test.example` from a well-formed answer to a query
+ * asked of the allowed resolver connects.
+ */
+import assert from "node:assert/strict";
+import { DECISION, HOOK } from "../../ffi/mod.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { DnsStats } from "../../lib/kernel/learned.ts";
+import { resolvePlan } from "../../lib/kernel/resolve.ts";
+import { compilePolicy } from "../../lib/policy/compile.ts";
+import { parsePolicy } from "../../lib/policy/parse.ts";
+import { drain, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+
+const SCRIPT = new URL("./dns/dns_answers.py", import.meta.url).pathname;
+const PYTHON = Deno.realPathSync("/usr/bin/python3");
+const LOOP = 1000;
+
+async function apply(plane: DataPlane, mode: "enforce" | "audit") {
+  const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: dns, version: 1 }\n` +
+    `spec:\n  mode: ${mode}\n  network:\n    egress:\n      nameTtlFloor: 1\n` +
+    `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n` +
+    `      allow:\n        - { id: resolver, cidr: 127.0.0.1/32 }\n` +
+    `        - { id: zone, host: "*.test.example" }\n`;
+  await plane.apply(resolvePlan(compilePolicy(parsePolicy(text, "dns.yaml"))));
+}
+
+function delta(after: DnsStats, before: DnsStats): Record<keyof DnsStats, number> {
+  const keys = Object.keys(after) as (keyof DnsStats)[];
+  return Object.fromEntries(keys.map((key) => [key, Number(after[key] - before[key])])) as Record<
+    keyof DnsStats,
+    number
+  >;
+}
+
+for (const mode of ["enforce", "audit"] as const) {
+  rootTest(
+    `[root] dns answers (${mode}): learned before the application reads them (${LOOP} fresh names), CNAME chains, TTL expiry; truncated, malformed, unsolicited and foreign answers not learned and counted`,
+    async () => {
+      await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
+        await apply(plane, mode);
+        drain(plane);
+        const before = plane.dnsStats();
+        const run = await cgroup.runBash(
+          `exec unshare -n sh -c 'ip link set lo up && exec "${PYTHON}" "${SCRIPT}" ${LOOP}'`,
+        );
+        assert.equal(run.code, 0, run.stderr);
+        const out = JSON.parse(run.stdout);
+        const refused = mode === "enforce" ? "EPERM" : "connected";
+        assert.deepEqual(out, {
+          loop: { connected: LOOP },
+          never: refused,
+          cname: "connected",
+          cname_uncovered: refused,
+          outside_chain: refused,
+          truncated: refused,
+          cut: refused,
+          pointer_loop: refused,
+          unsolicited: refused,
+          other_question: refused,
+          foreign: refused,
+          ttl_fresh: "connected",
+          ttl_expired: refused,
+        });
+        const stats = delta(plane.dnsStats(), before);
+        assert.deepEqual(stats, {
+          learned: LOOP + 2,
+          inserted: LOOP + 2,
+          // the loop, both CNAME chains, the record outside the chain, the TTL one
+          answers: LOOP + 4,
+          malformed: 3,
+          unsolicited: 2,
+          foreign: 1,
+        });
+        // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
+        // the last ones into a later count); no learned address is among them.
+        const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
+        const addresses = events.map((event) => [...event.daddr.subarray(0, 4)].join("."));
+        const refusedAddresses = [
+          "127.2.0.1",
+          "127.3.0.2",
+          "127.3.0.3",
+          "127.5.0.1",
+          "127.5.0.2",
+          "127.5.0.3",
+          "127.4.0.1",
+          "127.4.0.2",
+          "127.4.0.3",
+          "127.6.0.1",
+        ];
+        assert.deepEqual(addresses.slice(0, 5), refusedAddresses.slice(0, 5));
+        assert.ok(addresses.every((address) => refusedAddresses.includes(address)), `${addresses}`);
+        const decision = mode === "enforce" ? DECISION.DENY : DECISION.AUDIT;
+        assert.ok(events.every((event) => event.decision === decision));
+      });
+    },
+  );
+}
