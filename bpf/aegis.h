@@ -525,7 +525,9 @@ enum aegis_dns_stat {
 	AEGIS_DNS_UNSOLICITED = 3, /* answers to no query tracked (id, client port, server, question) */
 	AEGIS_DNS_FOREIGN = 4,     /* answers from a server the scope's egress rules do not allow on port 53 */
 	AEGIS_DNS_ANSWERS = 5,     /* answers parsed to the end */
-	AEGIS_DNS_STATS = 6,
+	/* addresses new to the table that apply and the agent wrote (user space counts them, on CPU 0's slot) */
+	AEGIS_DNS_USER_INSERTED = 6,
+	AEGIS_DNS_STATS = 7,
 };
 
 /* Queries tracked while their answer is awaited (LRU), and the largest answer parsed. */

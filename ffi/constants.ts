@@ -117,9 +117,10 @@ export const DNS_STAT = {
   UNSOLICITED: 3,
   FOREIGN: 4,
   ANSWERS: 5,
+  USER_INSERTED: 6,
 } as const;
 /** The number of `dns_stats` slots. */
-export const DNS_STATS = 6;
+export const DNS_STATS = 7;
 
 /** Queries tracked awaiting their answer, and the largest answer learned from (bpf/dns_learn.bpf.h). */
 export const DNS_LIMITS = { DNS_PENDING_ENTRIES: 8192, DNS_MESSAGE_MAX: 2048 } as const;

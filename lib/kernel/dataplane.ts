@@ -297,7 +297,11 @@ export class DataPlane {
    * `floorSeconds` (DEFAULT_TTL_FLOOR when absent).
    */
   learn(rules: readonly HostRule[], answers: readonly Answer[], floorSeconds = DEFAULT_TTL_FLOOR): void {
-    learn(this.map("learned"), rules, answers, { nowBootNs: bootTimeNs(), floorSeconds });
+    learn(this.map("learned"), rules, answers, {
+      nowBootNs: bootTimeNs(),
+      floorSeconds,
+      stats: this.map("dns_stats"),
+    });
   }
 
   /** What learning from DNS answers in the kernel counted (bpf/dns_learn.bpf.h), summed over CPUs. */

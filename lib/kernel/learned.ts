@@ -46,15 +46,29 @@ export function learn(
   map: BpfMap,
   rules: readonly HostRule[],
   answers: readonly Answer[],
-  options: { nowBootNs: bigint; floorSeconds: number },
+  options: { nowBootNs: bigint; floorSeconds: number; stats?: BpfMap },
 ): void {
+  let inserted = 0;
   for (const answer of answers) {
     const pattern = learnedPattern(rules, answer.name);
     if (!pattern) continue;
     const seconds = Math.max(answer.ttl, options.floorSeconds);
     const expiresBootNs = options.nowBootNs + BigInt(seconds) * 1_000_000_000n;
-    map.update(encodeLearnedKey(addressKey(answer.addr)), encodeLearned({ expiresBootNs, ...pattern }));
+    const key = encodeLearnedKey(addressKey(answer.addr));
+    if (options.stats && map.lookup(key) === undefined) inserted++;
+    map.update(key, encodeLearned({ expiresBootNs, ...pattern }));
   }
+  if (options.stats && inserted > 0) addToFirstCpu(options.stats, DNS_STAT.USER_INSERTED, inserted);
+}
+
+/** Adds `n` to CPU 0's value of per-CPU array slot `slot` (one the kernel never writes). */
+function addToFirstCpu(map: BpfMap, slot: number, n: number): void {
+  const key = encodeU32(slot);
+  const values = map.lookup(key);
+  if (!values || values.length < 8) return;
+  const view = new DataView(values.buffer, values.byteOffset, values.byteLength);
+  view.setBigUint64(0, view.getBigUint64(0, true) + BigInt(n), true);
+  map.update(key, values);
 }
 
 /** The table's key of an address (an IPv4-mapped IPv6 address is the IPv4 one, as the hooks match it). */
@@ -86,6 +100,7 @@ export function learnedEntries(map: BpfMap, nowBootNs: bigint): LearnedEntry[] {
 export type DnsStats = {
   learned: bigint;
   inserted: bigint;
+  userInserted: bigint;
   answers: bigint;
   malformed: bigint;
   unsolicited: bigint;
@@ -93,14 +108,25 @@ export type DnsStats = {
 };
 
 /** The counters of `map` (dns_stats), summed over CPUs; zeros where the map is absent (an older build). */
-export function dnsStats(map: BpfMap): DnsStats {
+export function dnsStats(map: Pick<BpfMap, "lookup">): DnsStats {
   const slot = (index: number) => sumPerCpu(map.lookup(encodeU32(index)));
   return {
     learned: slot(DNS_STAT.LEARNED),
     inserted: slot(DNS_STAT.INSERTED),
+    userInserted: slot(DNS_STAT.USER_INSERTED),
     answers: slot(DNS_STAT.ANSWERS),
     malformed: slot(DNS_STAT.MALFORMED),
     unsolicited: slot(DNS_STAT.UNSOLICITED),
     foreign: slot(DNS_STAT.FOREIGN),
   };
+}
+
+/**
+ * Addresses the table's LRU evicted, estimated: every address inserted new (by the kernel's answers, and by
+ * apply and the agent) beyond the entries it holds now. No code deletes entries, so the difference is what
+ * the LRU dropped (an entry deleted by hand with bpftool would count as evicted).
+ */
+export function learnedEvictions(stats: DnsStats, entries: number): bigint {
+  const lost = stats.inserted + stats.userInserted - BigInt(entries);
+  return lost > 0n ? lost : 0n;
 }

@@ -6,10 +6,12 @@
 
 import { CAPACITY, DECISION, HOOK_NAMES, ifName } from "../../ffi/mod.ts";
 import { libbpfVersion } from "../kernel/info.ts";
+import { type DnsStats, learnedEvictions } from "../kernel/learned.ts";
 import {
   type Counters,
   HOOK_PROGRAMS,
   pinnedCounters,
+  pinnedDnsStats,
   pinnedGenInfo,
   pinnedLinks,
   pinnedMapFill,
@@ -51,6 +53,8 @@ export type MetricsReading = {
   ruleHits: { rule: string; tags?: string; decision: "deny" | "audit"; count: bigint }[];
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
   unresolvedRules?: number;
+  /** Learning from DNS answers (map `dns_stats`) and the learned-address table's evictions (estimated). */
+  dns?: DnsStats & { evictions: bigint };
 };
 
 type RuleLabels = { rule: string; tags?: string };
@@ -145,6 +149,8 @@ export function collect(
   // The learned-address table: full, its oldest entries are evicted (names learned again when resolved).
   const learned = pinnedMapFill(where.bpffs, "learned");
   if (learned) maps.push({ map: "learned", ...learned });
+  const dnsCounts = pinnedDnsStats(where.bpffs);
+  const dns = dnsCounts && { ...dnsCounts, evictions: learnedEvictions(dnsCounts, learned?.entries ?? 0) };
   const deadline = words.deadmanDeadlineNs;
   const xdp = pinnedXdpStats(where.bpffs).flatMap(({ ifindex, action, packets }) => {
     const verdict = XDP_ACTIONS[action];
@@ -177,6 +183,7 @@ export function collect(
     ...(counters && { counters }),
     tamper,
     maps,
+    ...(dns && { dns }),
     links: pinnedLinks(where.bpffs).filter((link) => link.attached).map((link) => link.name),
     xdp,
     ruleHits,
@@ -302,6 +309,35 @@ export function families(reading: MetricsReading): Family[] {
       help: "Capacity of the live rule maps and of the ingress session map",
       type: "gauge",
       samples: reading.maps.map(({ map, capacity }) => ({ labels: { map }, value: capacity })),
+    },
+    {
+      name: "aegisbpf_dns_answers_total",
+      help:
+        "DNS answers the kernel read for rules by name: parsed (learned from), or not learned from because " +
+        "malformed (truncated, cut short, over 2048 bytes), unsolicited (no query asked) or foreign (a server the " +
+        "policy does not allow on port 53)",
+      type: "counter",
+      samples: reading.dns
+        ? ([
+          ["parsed", reading.dns.answers],
+          ["malformed", reading.dns.malformed],
+          ["unsolicited", reading.dns.unsolicited],
+          ["foreign", reading.dns.foreign],
+        ] as const).map(([result, value]) => ({ labels: { result }, value }))
+        : [],
+    },
+    {
+      name: "aegisbpf_dns_learned_addresses_total",
+      help: "Addresses the kernel wrote into the learned-address table from DNS answers",
+      type: "counter",
+      samples: reading.dns ? [{ labels: {}, value: reading.dns.learned }] : [],
+    },
+    {
+      name: "aegisbpf_learned_evictions_total",
+      help:
+        "Addresses the learned-address table's LRU evicted: every address inserted new beyond the entries held",
+      type: "counter",
+      samples: reading.dns ? [{ labels: {}, value: reading.dns.evictions }] : [],
     },
     {
       name: "aegisbpf_hook_attached",

@@ -14,6 +14,7 @@ import { compilePolicy } from "../../lib/policy/compile.ts";
 import { parsePolicy } from "../../lib/policy/parse.ts";
 import { drain, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
+import { checkHealth } from "../../lib/report/health.ts";
 
 const SCRIPT = new URL("./dns/dns_answers.py", import.meta.url).pathname;
 const PYTHON = Deno.realPathSync("/usr/bin/python3");
@@ -40,7 +41,7 @@ for (const mode of ["enforce", "audit"] as const) {
   rootTest(
     `[root] dns answers (${mode}): learned before the application reads them (${LOOP} fresh names), CNAME chains, TTL expiry; truncated, malformed, unsolicited and foreign answers not learned and counted`,
     async () => {
-      await withPlane({ areas: ["egress"] }, async ({ plane, cgroup }) => {
+      await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, bpffs }) => {
         await apply(plane, mode);
         drain(plane);
         const before = plane.dnsStats();
@@ -74,7 +75,25 @@ for (const mode of ["enforce", "audit"] as const) {
           malformed: 3,
           unsolicited: 2,
           foreign: 1,
+          userInserted: 0,
         });
+        // health reports the same (a fresh plane: its counts are this test's), and no eviction.
+        const stateDir = Deno.makeTempDirSync({ prefix: "aegisbpf-dns-" });
+        try {
+          const report = checkHealth({ bpffs: bpffs.path, stateDir, configDir: stateDir }, {
+            requireEnforce: false,
+            connections: false,
+            staleRules: false,
+          });
+          assert.deepEqual(report.names, {
+            learned: LOOP + 2,
+            capacity: 65536,
+            evictions: 0,
+            answers: { parsed: LOOP + 4, addresses: LOOP + 2, malformed: 3, unsolicited: 2, foreign: 1 },
+          });
+        } finally {
+          Deno.removeSync(stateDir, { recursive: true });
+        }
         // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
         // the last ones into a later count); no learned address is among them.
         const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
