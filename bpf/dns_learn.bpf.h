@@ -42,6 +42,7 @@ struct dns_addr {
 struct dns_answer {
 	__u8 msg[AEGIS_DNS_MESSAGE_MAX];
 	__u64 chain[DNS_CHAIN_MAX];     /* keys of the names of the chain: the question's, then CNAME targets' */
+	__u32 chain_off[DNS_CHAIN_MAX]; /* where each name of the chain starts in the message */
 	__u64 suffix[DNS_SUFFIX_SLOTS]; /* keys of the parent suffixes of the name read (slot: label % SLOTS) */
 	struct dns_addr addrs[DNS_ADDRS_MAX];
 	__u64 hash;     /* key of the name read */
@@ -66,7 +67,7 @@ struct dns_answer {
 	__u32 naddrs;
 	__u32 bad;      /* 1: malformed; 2: the question is not the one asked */
 	__u32 floor;    /* seconds */
-	__u32 _pad0;
+	__u32 cname_off; /* where the CNAME target being read starts */
 	struct aegis_learned_key lk; /* the learned entry written (not on the stack) */
 	struct aegis_learned lv;
 	struct dns_pending_key pk;
@@ -155,6 +156,7 @@ static __always_inline long dns_name_done(struct dns_answer *a)
 			return 1;
 		}
 		a->chain[0] = a->hash;
+		a->chain_off[0] = 12;
 		a->chained = 1;
 		dns_cover(a);
 		a->pos = a->end + 4; /* QTYPE, QCLASS */
@@ -177,6 +179,7 @@ static __always_inline long dns_name_done(struct dns_answer *a)
 	default: /* a CNAME target of a name in the chain */
 		if (a->chained < DNS_CHAIN_MAX) {
 			a->chain[a->chained & (DNS_CHAIN_MAX - 1)] = a->hash;
+			a->chain_off[a->chained & (DNS_CHAIN_MAX - 1)] = a->cname_off;
 			a->chained++;
 		}
 		dns_cover(a);
@@ -275,6 +278,7 @@ static __always_inline long dns_body_step(struct dns_answer *a)
 		ttl = 0; /* RFC 2181: a TTL with the top bit set is 0 */
 	if (class == DNS_CLASS_IN && a->owner_in_chain) {
 		if (type == DNS_TYPE_CNAME) {
+			a->cname_off = data;
 			dns_name_start(a, data, DNS_ROLE_CNAME);
 			return 0;
 		}
@@ -297,6 +301,29 @@ static __always_inline long dns_body_step(struct dns_answer *a)
 	return 0;
 }
 
+/*
+ * A record's owner name: a compression pointer to where a name of the chain starts is that name (the
+ * usual answer: a pointer to the question), with no walk; any other name is read and its key compared.
+ */
+static __always_inline long dns_record_start(struct dns_answer *a)
+{
+	__u32 p = a->pos;
+	__u8 c = dns_byte(a, p);
+	if ((c & 0xc0) == 0xc0 && p + 2 <= a->len) {
+		__u32 target = (__u32)(c & 0x3f) << 8 | dns_byte(a, p + 1);
+		for (int k = 0; k < DNS_CHAIN_MAX; k++) {
+			if (k < a->chained && a->chain_off[k] == target) {
+				a->owner_in_chain = 1;
+				a->pos = p + 2;
+				a->phase = DNS_PH_BODY;
+				return 0;
+			}
+		}
+	}
+	dns_name_start(a, p, DNS_ROLE_OWNER);
+	return 0;
+}
+
 static long dns_answer_step(__u32 i, struct dns_answer_walk *ctx)
 {
 	struct dns_answer *a = ctx->a;
@@ -313,8 +340,7 @@ static long dns_answer_step(__u32 i, struct dns_answer_walk *ctx)
 			return 1;
 		}
 		a->records--;
-		dns_name_start(a, a->pos, DNS_ROLE_OWNER);
-		return 0;
+		return dns_record_start(a);
 	default:
 		return 1;
 	}
@@ -345,7 +371,7 @@ static long dns_learn_step(__u32 i, struct dns_answer_walk *ctx)
  * The answer in the UDP datagram `skb` (its payload at `offset`, from `family` server `server`, to the
  * client port `dport_be`): learned from, or counted as not. A global function: verified once.
  */
-__noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 family, __u32 dport_be)
+__noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 family, __u32 dport_be, __u32 tcp)
 {
 	__u32 zero = 0;
 	struct dns_answer *a = bpf_map_lookup_elem(&dns_answer_scratch, &zero);
@@ -374,6 +400,14 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 		return 0;
 	}
 	__u32 len = skb->len - offset;
+	if (tcp) {
+		/* Over TCP, the whole message in this segment: its 2-byte length says the rest of the segment. */
+		__u16 size_be;
+		if (bpf_skb_load_bytes(skb, offset - 2, &size_be, 2) || bpf_ntohs(size_be) != len) {
+			dns_count(AEGIS_DNS_MALFORMED);
+			return 0;
+		}
+	}
 	if (len > AEGIS_DNS_MESSAGE_MAX) {
 		dns_count(AEGIS_DNS_MALFORMED);
 		return 0;
@@ -435,16 +469,16 @@ int aegis_skb_dns(struct __sk_buff *skb)
 	/* The cheap test every received packet takes: UDP from port 53, not a fragment. */
 	__u32 l4;
 	__u32 family;
+	__u8 protocol;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP_ ||
-		    (ip.frag_off & bpf_htons(IP_OFFSET_MASK | 0x2000)))
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || (ip.frag_off & bpf_htons(IP_OFFSET_MASK | 0x2000)))
 			return SKB_PASS;
+		protocol = ip.protocol;
 		l4 = ip.ihl * 4;
 		family = AEGIS_FAMILY_IPV4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 nexthdr;
-		if (bpf_skb_load_bytes(skb, 6, &nexthdr, 1) || nexthdr != IPPROTO_UDP_)
+		if (bpf_skb_load_bytes(skb, 6, &protocol, 1))
 			return SKB_PASS;
 		l4 = 40;
 		family = AEGIS_FAMILY_IPV6;
@@ -452,8 +486,20 @@ int aegis_skb_dns(struct __sk_buff *skb)
 		return SKB_PASS;
 	}
 	__u16 ports[2];
-	if (bpf_skb_load_bytes(skb, l4 & 0xff, ports, sizeof(ports)) || ports[0] != bpf_htons(DNS_PORT))
+	if ((protocol != IPPROTO_UDP_ && protocol != IPPROTO_TCP_) ||
+	    bpf_skb_load_bytes(skb, l4 & 0xff, ports, sizeof(ports)) || ports[0] != bpf_htons(DNS_PORT))
 		return SKB_PASS;
-	aegis_dns_answer(skb, (l4 & 0xff) + 8, family, ports[1]);
+	if (protocol == IPPROTO_UDP_) {
+		aegis_dns_answer(skb, (l4 & 0xff) + 8, family, ports[1], 0);
+		return SKB_PASS;
+	}
+	/* TCP: a segment that carries a message (not a handshake or a bare ACK). */
+	__u8 doff;
+	if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 12, &doff, 1))
+		return SKB_PASS;
+	__u32 msg = (l4 & 0xff) + (doff >> 4) * 4 + 2;
+	if (msg >= skb->len)
+		return SKB_PASS;
+	aegis_dns_answer(skb, msg, family, ports[1], 1);
 	return SKB_PASS;
 }

@@ -350,44 +350,54 @@ __noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict
 	__u32 l4;
 	__u8 daddr[16] = {};
 	__u32 family;
+	__u8 protocol;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP_ ||
-		    (ip.frag_off & bpf_htons(IP_OFFSET_MASK)))
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || (ip.frag_off & bpf_htons(IP_OFFSET_MASK)))
 			return 0;
+		protocol = ip.protocol;
 		l4 = ip.ihl * 4;
 		family = AEGIS_FAMILY_IPV4;
 		__builtin_memcpy(daddr, &ip.daddr, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 nexthdr;
-		if (bpf_skb_load_bytes(skb, 6, &nexthdr, 1) || nexthdr != IPPROTO_UDP_ ||
-		    bpf_skb_load_bytes(skb, 24, daddr, 16))
+		if (bpf_skb_load_bytes(skb, 6, &protocol, 1) || bpf_skb_load_bytes(skb, 24, daddr, 16))
 			return 0;
 		l4 = 40;
 		family = AEGIS_FAMILY_IPV6;
 	} else {
 		return 0;
 	}
-	__u16 udp[4]; /* source port, destination port, length, checksum */
-	if (bpf_skb_load_bytes(skb, l4 & 0xff, udp, sizeof(udp)) || udp[1] != bpf_htons(DNS_PORT))
+	__u16 ports[2]; /* source port, destination port */
+	if ((protocol != IPPROTO_UDP_ && protocol != IPPROTO_TCP_) ||
+	    bpf_skb_load_bytes(skb, l4 & 0xff, ports, sizeof(ports)) || ports[1] != bpf_htons(DNS_PORT))
 		return 0;
+	/* The message: past the UDP header; past the TCP header and the message's 2-byte length over TCP. */
+	__u32 msg = (l4 & 0xff) + 8;
+	if (protocol == IPPROTO_TCP_) {
+		__u8 doff;
+		if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 12, &doff, 1))
+			return 0;
+		msg = (l4 & 0xff) + (doff >> 4) * 4 + 2;
+		if (msg + 12 >= skb->len)
+			return 0; /* no message in this segment (a handshake, an ACK, the length alone) */
+	}
 	struct aegis_state s;
 	if (!load_state(&s) || !s.info->host_rules)
 		return 0;
 	__u8 flags;
 	/* A response (QR) is not a query. */
-	if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 8 + 2, &flags, 1) || (flags & 0x80))
+	if (bpf_skb_load_bytes(skb, msg + 2, &flags, 1) || (flags & 0x80))
 		return 0;
-	__u64 key = dns_question_key(skb, (l4 & 0xff) + 8);
+	__u64 key = dns_question_key(skb, msg);
 	if (key)
-		dns_track_query(skb, (l4 & 0xff) + 8, family, daddr, udp[0], key);
+		dns_track_query(skb, msg, family, daddr, ports[0], key);
 	struct aegis_rule *rule = key ? exact_rule(&s, AEGIS_RULE_HOST, key, 0) : 0;
 	if (!rule || rule->action == AEGIS_ACTION_ALLOW)
 		return 0;
 	v->gen = s.gen;
 	v->rule_id = rule->rule_id;
 	v->key.space = family;
-	v->key.protocol = IPPROTO_UDP_;
+	v->key.protocol = protocol;
 	__builtin_memcpy(v->key.addr, daddr, 16);
 	v->dport_be = bpf_htons(DNS_PORT);
 	__u64 ids = current_euid_egid();
@@ -418,10 +428,15 @@ int aegis_skb_egress(struct __sk_buff *skb)
 		return SKB_PASS;
 	/* TCP and UDP only when the packet carries a route (route_guard.bpf.h): judged by every hop it names. */
 	int route_only = !backstopped_socket(sk);
-	/* A DNS query for a name a rule by name denies (only where the generation has rules by name). */
-	__u32 udp = sk->protocol == IPPROTO_UDP_ && sk->type != SOCK_RAW_;
-	barrier_var(udp);
-	if (udp && aegis_dns_query_dropped(skb))
+	/*
+	 * A DNS query for a name a rule by name denies (only where the generation has rules by name): over UDP,
+	 * and over TCP to port 53 (the socket's port: other TCP packets pass on two compares).
+	 */
+	__u32 dns = sk->type != SOCK_RAW_ &&
+		    (sk->protocol == IPPROTO_UDP_ ||
+		     (sk->protocol == IPPROTO_TCP_ && sk->dst_port == bpf_htons(DNS_PORT)));
+	barrier_var(dns);
+	if (dns && aegis_dns_query_dropped(skb))
 		return SKB_DROP;
 	int maybe_routed = may_carry_route(skb);
 	if (route_only && !maybe_routed)

@@ -75,7 +75,13 @@ const HOSTS = ["a.test.example", "b.test.example", "c.test.example", "x.b.test.e
  * The patterns rules by name are drawn from: names, and wildcards covering them (the kernel learns under the
  * most specific pattern, as decide() picks it: the name, else the longest wildcard).
  */
-const RULE_HOSTS = ["a.test.example", "b.test.example", "c.test.example", "*.test.example", "*.b.test.example"];
+const RULE_HOSTS = [
+  "a.test.example",
+  "b.test.example",
+  "c.test.example",
+  "*.test.example",
+  "*.b.test.example",
+];
 
 /**
  * The learned-address table of a policy with rules by name: each name gets up to three addresses of the

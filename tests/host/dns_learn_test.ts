@@ -23,7 +23,7 @@ const LOOP = 1000;
 async function apply(plane: DataPlane, mode: "enforce" | "audit") {
   const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: dns, version: 1 }\n` +
     `spec:\n  mode: ${mode}\n  network:\n    egress:\n      nameTtlFloor: 1\n` +
-    `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n` +
+    `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }, { id: evil, host: evil.test.example }]\n` +
     `      allow:\n        - { id: resolver, cidr: 127.0.0.1/32 }\n` +
     `        - { id: zone, host: "*.test.example" }\n`;
   await plane.apply(resolvePlan(compilePolicy(parsePolicy(text, "dns.yaml"))));
@@ -39,7 +39,7 @@ function delta(after: DnsStats, before: DnsStats): Record<keyof DnsStats, number
 
 for (const mode of ["enforce", "audit"] as const) {
   rootTest(
-    `[root] dns answers (${mode}): learned before the application reads them (${LOOP} fresh names), CNAME chains, TTL expiry; truncated, malformed, unsolicited and foreign answers not learned and counted`,
+    `[root] dns answers (${mode}): learned before the application reads them (${LOOP} fresh names), CNAME chains, TTL expiry, TCP answers in one segment; truncated, malformed, split, unsolicited and foreign answers not learned and counted; a denied name's TCP query dropped`,
     async () => {
       await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, bpffs }) => {
         await apply(plane, mode);
@@ -63,16 +63,24 @@ for (const mode of ["enforce", "audit"] as const) {
           unsolicited: refused,
           other_question: refused,
           foreign: refused,
+          tcp_query: "answered",
+          tcp: "connected",
+          tcp_split_query: "answered",
+          tcp_split: refused,
+          tcp_denied_query: mode === "enforce" ? "no answer" : "answered",
           ttl_fresh: "connected",
           ttl_expired: refused,
         });
         const stats = delta(plane.dnsStats(), before);
+        // In audit the denied name's TCP query goes out, and its answer is learned under its deny rule.
+        const denied = mode === "audit" ? 1 : 0;
         assert.deepEqual(stats, {
-          learned: LOOP + 2,
-          inserted: LOOP + 2,
-          // the loop, both CNAME chains, the record outside the chain, the TTL one
-          answers: LOOP + 4,
-          malformed: 3,
+          learned: LOOP + 3 + denied,
+          inserted: LOOP + 3 + denied,
+          // the loop, both CNAME chains, the record outside the chain, the TTL one, the one over TCP
+          answers: LOOP + 5 + denied,
+          // truncated, cut, the pointer loop, the TCP answer split from its length
+          malformed: 4,
           unsolicited: 2,
           foreign: 1,
           userInserted: 0,
@@ -86,10 +94,16 @@ for (const mode of ["enforce", "audit"] as const) {
             staleRules: false,
           });
           assert.deepEqual(report.names, {
-            learned: LOOP + 2,
+            learned: LOOP + 3 + denied,
             capacity: 65536,
             evictions: 0,
-            answers: { parsed: LOOP + 4, addresses: LOOP + 2, malformed: 3, unsolicited: 2, foreign: 1 },
+            answers: {
+              parsed: LOOP + 5 + denied,
+              addresses: LOOP + 3 + denied,
+              malformed: 4,
+              unsolicited: 2,
+              foreign: 1,
+            },
           });
         } finally {
           Deno.removeSync(stateDir, { recursive: true });
@@ -108,6 +122,7 @@ for (const mode of ["enforce", "audit"] as const) {
           "127.4.0.1",
           "127.4.0.2",
           "127.4.0.3",
+          "127.7.0.2",
           "127.6.0.1",
         ];
         assert.deepEqual(addresses.slice(0, 5), refusedAddresses.slice(0, 5));

@@ -38,6 +38,73 @@ server.bind(("127.0.0.1", 53))
 foreign = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 foreign.bind(("127.0.0.2", 53))
 
+tcp_server = socket.socket()
+tcp_server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp_server.bind(("127.0.0.1", 53))
+tcp_server.listen(64)
+
+def read_exactly(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+TCP_ANSWERS = {"tcp1.test.example": "127.7.0.1", "split.test.example": "127.7.0.2", "evil.test.example": "127.7.0.3"}
+
+def serve_tcp(conn):
+    """One query over TCP: answered in one segment, or (split.test.example) its length and message apart."""
+    try:
+        conn.settimeout(3)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        size = struct.unpack(">H", read_exactly(conn, 2))[0]
+        data = read_exactly(conn, size)
+        name = ".".join(label.decode() for label in labels(data[12:]))
+        msg = answer(struct.unpack(">H", data[:2])[0], name, [a_record(TCP_ANSWERS[name])])
+        if name.startswith("split."):
+            conn.sendall(struct.pack(">H", len(msg)))
+            time.sleep(0.2)
+            conn.sendall(msg)
+        else:
+            conn.sendall(struct.pack(">H", len(msg)) + msg)
+        time.sleep(0.5)
+    except (OSError, EOFError):
+        pass
+    finally:
+        conn.close()
+
+def labels(data):
+    out, i = [], 0
+    while data[i]:
+        out.append(data[i + 1 : i + 1 + data[i]])
+        i += 1 + data[i]
+    return out
+
+def accept_tcp():
+    while True:
+        conn, _ = tcp_server.accept()
+        threading.Thread(target=serve_tcp, args=(conn,), daemon=True).start()
+
+threading.Thread(target=accept_tcp, daemon=True).start()
+
+def ask_tcp(name):
+    """A query over TCP, length and message in one segment: "answered" or "no answer"."""
+    client = socket.socket()
+    client.settimeout(2)
+    try:
+        client.connect(("127.0.0.1", 53))
+        q = query(random.randrange(1, 65536), name)
+        client.sendall(struct.pack(">H", len(q)) + q)
+        size = struct.unpack(">H", read_exactly(client, 2))[0]
+        read_exactly(client, size)
+        return "answered"
+    except (OSError, EOFError):
+        return "no answer"
+    finally:
+        client.close()
+
 def connect(addr):
     s = socket.socket()
     s.settimeout(2)
@@ -121,6 +188,13 @@ ask("q1.test.example", answers_with([a_record("127.4.0.2")], question="q2.test.e
 out["other_question"] = connect("127.4.0.2")
 ask("f1.test.example", answers_with([a_record("127.4.0.3")], sender=foreign))
 out["foreign"] = connect("127.4.0.3")
+# Over TCP: the whole answer in one segment is learned; one whose length and message come apart is not; a
+# query for a name a rule denies is dropped (enforce) or reported (audit).
+out["tcp_query"] = ask_tcp("tcp1.test.example")
+out["tcp"] = connect("127.7.0.1")
+out["tcp_split_query"] = ask_tcp("split.test.example")
+out["tcp_split"] = connect("127.7.0.2")
+out["tcp_denied_query"] = ask_tcp("evil.test.example")
 # TTL 1 under a floor of 1 s: learned, then expired.
 ask("t1.test.example", answers_with([a_record("127.6.0.1", ttl=1)]))
 out["ttl_fresh"] = connect("127.6.0.1")
