@@ -75,21 +75,45 @@ await suite("dns", "DNS answers learned in the kernel", async (ctx) => {
         "received by a client in the plane's cgroup from a resolver outside it; aegis_skb_dns's run time per " +
         "run by bpf_stats (every run is an answer: the client receives nothing else).",
     );
-    const before = dns.plane.dnsStats();
-    const [parser] = await withPinnedProgramStats(
-      { aegis_skb_dns: `${dns.plane.pinDir}/progs/aegis_skb_dns` },
-      ask,
+    ctx.method(
+      "Two phases by bpf_stats: the learned-address table filling (empty at first: each answer's address " +
+        "is a new entry), then full (past its 65,536 entries: each new address evicts the least recently " +
+        "used, the LRU's slow path). Between them, the wall clock of the exchange (bpf_stats off).",
     );
-    const learned = dns.plane.dnsStats().learned - before.learned;
-    if (!parser || learned < BigInt(answers)) {
-      throw new Error(`the parser learned ${learned} addresses of ${answers} answers`);
+    const measure = async (phase: string) => {
+      const before = dns.plane.dnsStats();
+      const [stat] = await withPinnedProgramStats(
+        { aegis_skb_dns: `${dns.plane.pinDir}/progs/aegis_skb_dns` },
+        ask,
+      );
+      const learned = dns.plane.dnsStats().learned - before.learned;
+      if (!stat || learned < BigInt(answers)) {
+        throw new Error(`the parser learned ${learned} addresses of ${answers} answers`);
+      }
+      ctx.programStat({ ...stat, phase: `${answers} DNS answers, each learned, ${phase}` });
+      return stat.nsPerRun;
+    };
+    const filling = await measure("the table filling");
+    // The wall clock of a query and its answer, the parser included (bpf_stats off): context, not a target.
+    const rounds = ctx.pick(3, 1);
+    const samples: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const start = performance.now();
+      await ask();
+      samples.push((performance.now() - start) * 1e6 / answers);
     }
-    ctx.programStat({ ...parser, phase: `${answers} DNS answers, each learned` });
+    ctx.figure(
+      "udp.exchange",
+      "UDP query + answer (python client), the parser learning each",
+      "ns/op",
+      samples,
+    );
+    const full = await measure("the table full (each insert evicts)");
     ctx.target({
       name: "DNS answer parser (aegis_skb_dns) per answer",
       want: `<= ${PARSER_TARGET_NS} ns (bpf_stats)`,
-      got: `${parser.nsPerRun.toFixed(0)} ns over ${parser.runs} runs`,
-      met: parser.nsPerRun <= PARSER_TARGET_NS,
+      got: `${filling.toFixed(0)} ns while the learned table fills, ${full.toFixed(0)} ns once it is full`,
+      met: Math.max(filling, full) <= PARSER_TARGET_NS,
     });
   } finally {
     for (const step of cleanup.reverse()) await step();
