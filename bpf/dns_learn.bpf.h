@@ -3,10 +3,11 @@
  * DNS answers learned in the kernel, included after net_guard.bpf.h.
  *
  * aegis_skb_dns (cgroup_skb/ingress, attached with the egress programs) reads each UDP datagram from port
- * 53 that a socket in scope receives, where the generation has rules by name. The answer is learned from
+ * 53, and each TCP segment from port 53 whose message comes whole after its 2-byte length, that a socket in
+ * scope receives, where the generation has rules by name. The answer is learned from
  * only when it answers a query the egress backstop tracked (dns_pending: server, client port, id, and the
  * question's key, which the answer's question must repeat), its server is one the scope's egress rules
- * allow on UDP port 53, and the whole message parses: not truncated (TC), at most AEGIS_DNS_MESSAGE_MAX
+ * allow on port 53 (UDP or TCP, as the answer came), and the whole message parses: not truncated (TC), at most AEGIS_DNS_MESSAGE_MAX
  * bytes, every name and record inside it. Its A and AAAA records for the name asked, or for a name its
  * CNAME chain (inside the answer) leads to, are written into `learned` with the record's TTL (at least the
  * policy's floor) and the pattern that covers the first name of the chain a rule covers: the name
@@ -388,8 +389,8 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 	} else if (bpf_skb_load_bytes(skb, 8, a->pk.server, 16)) {
 		return 0;
 	}
-	/* A server the scope may not ask (UDP port 53 denied by the egress rules): never learned from. */
-	struct aegis_net_key server = { .space = family, .protocol = IPPROTO_UDP_ };
+	/* A server the scope may not ask (port 53 of the answer's protocol denied by the egress rules). */
+	struct aegis_net_key server = { .space = family, .protocol = tcp ? IPPROTO_TCP_ : IPPROTO_UDP_ };
 	__builtin_memcpy(server.addr, a->pk.server, 16);
 	if (aegis_names_egress_deny(&server, &server, (__u32)bpf_htons(DNS_PORT) << 16 | (s.gen & 1))) {
 		dns_count(AEGIS_DNS_FOREIGN);
