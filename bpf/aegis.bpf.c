@@ -216,6 +216,7 @@ const volatile struct {
 	enum aegis_learned_limits learned_limits;
 	enum aegis_dns_stat dns_stat;
 	enum aegis_dns_limits dns_limits;
+	enum aegis_rule_hit rule_hit;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -874,6 +875,7 @@ static __always_inline int load_generation(struct aegis_state *s, __u32 gen);
 #include "task_subject.bpf.h"
 
 /* Rules by host name: the learned-address table (bpf/name_guard.bpf.h). */
+__noinline int aegis_egress_task_in_scope(__u32 gen);
 #include "name_guard.bpf.h"
 
 /* What an egress hook hands the decision's tail (aegis_egress_allowed): scalars and the key, no pointers. */
@@ -979,7 +981,7 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 		}
 		return aegis_egress_allowed(ctx, &v) ? 1 : 0;
 	}
-	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be);
+	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be, 1);
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
 	if (!rule_id && !s->info->task_rules)
 		return 1;

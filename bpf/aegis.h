@@ -403,10 +403,16 @@ _Static_assert(sizeof(struct aegis_session) == 16, "aegis_session size");
  * decision, cleared when a generation is staged again, so that a rule id always
  * counts for the rule of the generation that holds it.
  */
+/*
+ * rule_hits.decision beyond AEGIS_DECISION_*: a connect or sendmsg of a task in scope that a rule by name
+ * allowed by a learned address (the per-name hits; its denials count as AEGIS_DECISION_DENY or _AUDIT).
+ */
+enum aegis_rule_hit { AEGIS_RULE_HIT_NAME_ALLOW = 2 };
+
 struct aegis_rule_hit_key {
 	__u32 rule_id;
 	__u8 gen;
-	__u8 decision; /* AEGIS_DECISION_* */
+	__u8 decision; /* AEGIS_DECISION_*, or AEGIS_RULE_HIT_NAME_ALLOW */
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct aegis_rule_hit_key) == 8, "aegis_rule_hit_key size");

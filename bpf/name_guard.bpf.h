@@ -40,8 +40,12 @@ static __always_inline struct aegis_rule *learned_rule(const struct aegis_state 
 	return rule ? rule : exact_rule(s, kind, host, 0);
 }
 
-/* The id of the rule that denies the view `key` by its CIDR rules and its learned name, 0 when none does. */
-static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct aegis_net_key *key, __u16 port_be)
+/*
+ * The id of the rule that denies the view `key` by its CIDR rules and its learned name, 0 when none does.
+ * With `hits`, an allow by name of a task in scope is counted (rule_hits, AEGIS_RULE_HIT_NAME_ALLOW).
+ */
+static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct aegis_net_key *key, __u16 port_be,
+					  int hits)
 {
 	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
 	__u32 full = (key->space & 0xff) == AEGIS_FAMILY_IPV4 ? 32 : 128;
@@ -49,6 +53,11 @@ static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct ae
 		struct aegis_rule *named = learned_rule(s, key, port_be);
 		if (named)
 			rule = named;
+		if (named && hits && named->action == AEGIS_ACTION_ALLOW && aegis_egress_task_in_scope(s->gen)) {
+			struct aegis_rule_hit_key hit = { .rule_id = named->rule_id, .gen = s->gen,
+							  .decision = AEGIS_RULE_HIT_NAME_ALLOW };
+			count_key(&rule_hits, &hit);
+		}
 	}
 	return rule && rule->action != AEGIS_ACTION_ALLOW ? rule->rule_id : 0;
 }
@@ -56,8 +65,9 @@ static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct ae
 /*
  * egress_cidr_deny() with the learned names, for the view `key` and, when `has_alt` (bit 1 of `flags`), `alt`:
  * the id of the rule that denies (0: none), the view denied left in `key`. `flags` also holds the
- * generation (bit 0) and the port (bits 16-31, network order): scalars, so that the callers' frames, deep
- * in the packet programs, keep no query struct. A global function: verified once, whichever hook asks.
+ * generation (bit 0), whether allows by name count as hits (bit 2: connect and sendmsg) and the port (bits
+ * 16-31, network order): scalars, so that the callers' frames, deep in the packet programs, keep no query
+ * struct. A global function: verified once, whichever hook asks.
  */
 __noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct aegis_net_key *alt, __u32 flags)
 {
@@ -67,11 +77,12 @@ __noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct
 	__u16 port_be = flags >> 16;
 	/* A copy on the stack: 6.1 takes no global function argument's memory as a map key. */
 	struct aegis_net_key view = *key;
-	__u32 rule_id = view_deny_id(&s, &view, port_be);
+	int hits = (flags & 4) != 0;
+	__u32 rule_id = view_deny_id(&s, &view, port_be, hits);
 	if (rule_id || !(flags & 2))
 		return rule_id;
 	view = *alt;
-	rule_id = view_deny_id(&s, &view, port_be);
+	rule_id = view_deny_id(&s, &view, port_be, hits);
 	if (rule_id)
 		*key = view;
 	return rule_id;
@@ -83,10 +94,11 @@ __noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct
  * left in `key`.
  */
 static __always_inline __u32 egress_deny_id(const struct aegis_state *s, struct aegis_net_key *key,
-					    const struct aegis_net_key *alt, int has_alt, __u16 port_be)
+					    const struct aegis_net_key *alt, int has_alt, __u16 port_be, int hits)
 {
 	if (s->info->host_rules)
-		return aegis_names_egress_deny(key, alt, (__u32)port_be << 16 | (has_alt ? 2 : 0) | (s->gen & 1));
+		return aegis_names_egress_deny(key, alt,
+					       (__u32)port_be << 16 | (hits ? 4 : 0) | (has_alt ? 2 : 0) | (s->gen & 1));
 	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	return rule ? rule->rule_id : 0;
 }

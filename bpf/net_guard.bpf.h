@@ -613,7 +613,7 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 		return;
 	}
 	d.dport_be = BPF_CORE_READ(skc, skc_dport);
-	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be, 0);
 	if (!rule_id && s.info->task_rules) {
 		struct aegis_rule *user = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
 		rule_id = user ? user->rule_id : 0;
@@ -739,7 +739,7 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 	} else {
 		return 0;
 	}
-	__u32 rule_id = egress_deny_id(s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	__u32 rule_id = egress_deny_id(s, &d.key, &d.alt, d.has_alt, d.dport_be, 0);
 	if (!rule_id && s->info->task_rules) {
 		struct aegis_rule *user = user_rule(s, bpf_ntohs(d.dport_be));
 		rule_id = user ? user->rule_id : 0;

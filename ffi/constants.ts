@@ -9,6 +9,8 @@ export const LAYOUT = { VERSION: 18 } as const;
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
 export const DECISION = { DENY: 0, AUDIT: 1 } as const;
+/** rule_hits' decision beyond DECISION: an allow by a rule by name, by a learned address (name_guard.bpf.h). */
+export const RULE_HIT = { NAME_ALLOW: 2 } as const;
 
 export const ACTION = { DENY: 0, ALLOW: 1 } as const;
 
@@ -253,6 +255,7 @@ export const KERNEL_ENUMS = {
   aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
   aegis_dns_stat: { prefix: "AEGIS_DNS_", values: { ...DNS_STAT, STATS: DNS_STATS } },
   aegis_dns_limits: { prefix: "AEGIS_", values: DNS_LIMITS },
+  aegis_rule_hit: { prefix: "AEGIS_RULE_HIT_", values: RULE_HIT },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -4,7 +4,7 @@
  * metric families (pure).
  */
 
-import { CAPACITY, DECISION, HOOK_NAMES, ifName } from "../../ffi/mod.ts";
+import { CAPACITY, DECISION, HOOK_NAMES, ifName, RULE_HIT } from "../../ffi/mod.ts";
 import { libbpfVersion } from "../kernel/info.ts";
 import { type DnsStats, learnedEvictions } from "../kernel/learned.ts";
 import {
@@ -50,7 +50,7 @@ export type MetricsReading = {
   /** Tampering the running agent found and put back, by kind, since the state directory was made. */
   tamper?: Partial<Record<TamperKind, number>>;
   /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
-  ruleHits: { rule: string; tags?: string; decision: "deny" | "audit"; count: bigint }[];
+  ruleHits: { rule: string; tags?: string; decision: "deny" | "audit" | "allow"; count: bigint }[];
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
   unresolvedRules?: number;
   /** Learning from DNS answers (map `dns_stats`) and the learned-address table's evictions (estimated). */
@@ -167,7 +167,11 @@ export function collect(
     : ruleNamesOf(where.stateDir, words.activeGen);
   const ruleHits = hits.map(({ ruleId, decision, count }) => ({
     ...ruleLabels(ruleId),
-    decision: decision === DECISION.DENY ? "deny" as const : "audit" as const,
+    decision: decision === DECISION.DENY
+      ? "deny" as const
+      : decision === RULE_HIT.NAME_ALLOW
+      ? "allow" as const
+      : "audit" as const,
     count,
   }));
   return {
@@ -356,7 +360,9 @@ export function families(reading: MetricsReading): Family[] {
     },
     {
       name: "aegisbpf_rule_hits_total",
-      help: "Decisions per rule of the policy in force since it was applied (deny: refused; audit: reported)",
+      help:
+        "Decisions per rule of the policy in force since it was applied (deny: refused; audit: reported; " +
+        "allow: a connect or sendmsg a rule by name allowed by a learned address)",
       type: "counter",
       samples: sumBy(reading.ruleHits, (h) => `${h.rule}\0${h.decision}\0${h.tags ?? ""}`, (h) => h.count)
         .map(([k, v]) => {

@@ -6,7 +6,9 @@
  * asked of the allowed resolver connects.
  */
 import assert from "node:assert/strict";
-import { DECISION, HOOK } from "../../ffi/mod.ts";
+import { DECISION, HOOK, RULE_HIT } from "../../ffi/mod.ts";
+import { pinnedRuleHits } from "../../lib/kernel/inspect.ts";
+import { readModeWords } from "../../lib/kernel/mode_words.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import type { DnsStats } from "../../lib/kernel/learned.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
@@ -26,7 +28,9 @@ async function apply(plane: DataPlane, mode: "enforce" | "audit") {
     `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }, { id: evil, host: evil.test.example }]\n` +
     `      allow:\n        - { id: resolver, cidr: 127.0.0.1/32 }\n` +
     `        - { id: zone, host: "*.test.example" }\n`;
-  await plane.apply(resolvePlan(compilePolicy(parsePolicy(text, "dns.yaml"))));
+  const plan = compilePolicy(parsePolicy(text, "dns.yaml"));
+  await plane.apply(resolvePlan(plan));
+  return plan;
 }
 
 function delta(after: DnsStats, before: DnsStats): Record<keyof DnsStats, number> {
@@ -42,7 +46,7 @@ for (const mode of ["enforce", "audit"] as const) {
     `[root] dns answers (${mode}): learned before the application reads them (${LOOP} fresh names), CNAME chains, TTL expiry, TCP answers in one segment; truncated, malformed, split, unsolicited and foreign answers not learned and counted; a denied name's TCP query dropped`,
     async () => {
       await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, bpffs }) => {
-        await apply(plane, mode);
+        const plan = await apply(plane, mode);
         drain(plane);
         const before = plane.dnsStats();
         const run = await cgroup.runBash(
@@ -108,6 +112,12 @@ for (const mode of ["enforce", "audit"] as const) {
         } finally {
           Deno.removeSync(stateDir, { recursive: true });
         }
+        // Per-name hits: every connect the wildcard's rule allowed by a learned address (the loop, the CNAME
+        // chain's end, the TCP answer's, the TTL one while fresh), in either mode.
+        const zone = plan.egressHosts?.find((rule) => rule.host === "*.test.example")?.ruleId;
+        const hits = pinnedRuleHits(bpffs.path, readModeWords(bpffs.path)?.activeGen ?? -1)
+          .filter((hit) => hit.decision === RULE_HIT.NAME_ALLOW);
+        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 3]]);
         // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
         // the last ones into a later count); no learned address is among them.
         const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
