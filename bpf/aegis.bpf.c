@@ -875,7 +875,6 @@ static __always_inline int load_generation(struct aegis_state *s, __u32 gen);
 #include "task_subject.bpf.h"
 
 /* Rules by host name: the learned-address table (bpf/name_guard.bpf.h). */
-__noinline int aegis_egress_task_in_scope(__u32 gen);
 #include "name_guard.bpf.h"
 
 /* What an egress hook hands the decision's tail (aegis_egress_allowed): scalars and the key, no pointers. */
@@ -982,6 +981,14 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 		return aegis_egress_allowed(ctx, &v) ? 1 : 0;
 	}
 	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be, 1);
+	if (rule_id & NAME_ALLOW_BIT) {
+		/* Allowed by a rule by name: a per-name hit, for a task in scope. */
+		struct aegis_rule_hit_key hit = { .rule_id = rule_id & ~NAME_ALLOW_BIT, .gen = s->gen,
+						  .decision = AEGIS_RULE_HIT_NAME_ALLOW };
+		if (aegis_egress_task_in_scope(s->gen))
+			count_key(&rule_hits, &hit);
+		rule_id = 0;
+	}
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
 	if (!rule_id && !s->info->task_rules)
 		return 1;
