@@ -15,6 +15,7 @@ import { renderPublished } from "./published.ts";
 export const SUITES = [
   "connect",
   "names",
+  "dns",
   "ingress",
   "file_exec",
   "policy",

@@ -244,6 +244,9 @@ const volatile struct {
 	enum aegis_learned_limits learned_limits;
 	enum aegis_exception_kind exception_kind;
 	enum aegis_exception_limits exception_limits;
+	enum aegis_dns_stat dns_stat;
+	enum aegis_dns_limits dns_limits;
+	enum aegis_rule_hit rule_hit;
 } aegis_enums_btf_anchor = {};
 
 /* ---- shared decisions ---------------------------------------------------- */
@@ -1029,7 +1032,15 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 		}
 		return aegis_egress_allowed(ctx, &v) ? 1 : 0;
 	}
-	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be);
+	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be, 1);
+	if (rule_id & NAME_ALLOW_BIT) {
+		/* Allowed by a rule by name: a per-name hit, for a task in scope. */
+		struct aegis_rule_hit_key hit = { .rule_id = rule_id & ~NAME_ALLOW_BIT, .gen = s->gen,
+						  .decision = AEGIS_RULE_HIT_NAME_ALLOW };
+		if (aegis_egress_task_in_scope(s->gen))
+			count_key(&rule_hits, &hit);
+		rule_id = 0;
+	}
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */
 	if (!rule_id && !s->info->task_rules)
 		return 1;
@@ -1398,6 +1409,9 @@ int aegis_xdp(struct xdp_md *ctx)
 
 /* Raw, ping, SCTP and UDP-Lite sockets, AF_PACKET, connections made before apply. */
 #include "net_guard.bpf.h"
+
+/* DNS answers learned in the kernel for the rules by name (cgroup_skb/ingress). */
+#include "dns_learn.bpf.h"
 
 /* ptrace out of the scope: attach, memory access by process_vm_* and /proc/PID/mem, traceme. */
 #include "process_guard.bpf.h"

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 19 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 20 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -167,6 +167,14 @@ enum aegis_rule_kind {
 	 */
 	AEGIS_RULE_HOST = 60,          /* a = key of an exact name */
 	AEGIS_RULE_HOST_WILDCARD = 61, /* a = key of a wildcard's domain ("*.example.com": "example.com") */
+	/*
+	 * Names learned from DNS answers in the kernel (bpf/dns_learn.bpf.h): one entry per pattern some rule
+	 * by name has, whatever its ports (a = the key as above; b = 0 an exact name, 1 a wildcard's domain),
+	 * so that an answer's name is looked up once per parent suffix; and the TTL floor (a = b = 0,
+	 * rule_id = the least seconds a learned address is kept). Present with the rules by name only.
+	 */
+	AEGIS_RULE_HOST_PATTERN = 62,
+	AEGIS_RULE_HOST_TTL_FLOOR = 63,
 };
 
 /*
@@ -395,10 +403,16 @@ _Static_assert(sizeof(struct aegis_session) == 16, "aegis_session size");
  * decision, cleared when a generation is staged again, so that a rule id always
  * counts for the rule of the generation that holds it.
  */
+/*
+ * rule_hits.decision beyond AEGIS_DECISION_*: a connect or sendmsg of a task in scope that a rule by name
+ * allowed by a learned address (the per-name hits; its denials count as AEGIS_DECISION_DENY or _AUDIT).
+ */
+enum aegis_rule_hit { AEGIS_RULE_HIT_NAME_ALLOW = 2 };
+
 struct aegis_rule_hit_key {
 	__u32 rule_id;
 	__u8 gen;
-	__u8 decision; /* AEGIS_DECISION_* */
+	__u8 decision; /* AEGIS_DECISION_*, or AEGIS_RULE_HIT_NAME_ALLOW */
 	__u8 _pad0[2];
 };
 _Static_assert(sizeof(struct aegis_rule_hit_key) == 8, "aegis_rule_hit_key size");
@@ -548,6 +562,25 @@ struct aegis_exception {
 	__u32 cgroup_level; /* the cgroup's depth below the root: its ancestor id at this level is cgroup_id */
 };
 _Static_assert(sizeof(struct aegis_exception) == 24, "aegis_exception size");
+
+/*
+ * What learning from DNS answers counts (per-CPU array `dns_stats`, one __u64 per slot): addresses learned
+ * (new ones, and ones already in the table refreshed), answers not learned from and why.
+ */
+enum aegis_dns_stat {
+	AEGIS_DNS_LEARNED = 0,     /* addresses written into `learned` from answers */
+	AEGIS_DNS_INSERTED = 1,    /* of them, addresses not in the table before (with the table's entries: evictions) */
+	AEGIS_DNS_MALFORMED = 2,   /* answers cut short, truncated (TC), too large, or not parsable */
+	AEGIS_DNS_UNSOLICITED = 3, /* answers to no query tracked (id, client port, server, question) */
+	AEGIS_DNS_FOREIGN = 4,     /* answers from a server the scope's egress rules do not allow on port 53 */
+	AEGIS_DNS_ANSWERS = 5,     /* answers parsed to the end */
+	/* addresses new to the table that apply and the agent wrote (user space counts them, on CPU 0's slot) */
+	AEGIS_DNS_USER_INSERTED = 6,
+	AEGIS_DNS_STATS = 7,
+};
+
+/* Queries tracked while their answer is awaited (LRU), and the largest answer parsed. */
+enum aegis_dns_limits { AEGIS_DNS_PENDING_ENTRIES = 8192, AEGIS_DNS_MESSAGE_MAX = 2048 };
 
 /* One ring buffer record. */
 struct aegis_event {

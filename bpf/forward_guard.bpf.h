@@ -95,7 +95,7 @@ int aegis_forward(struct __sk_buff *skb)
 	__u32 source[5] = {}; /* the source address, then the source port in the low half of [4] */
 	if (!parse_forwarded(skb, &s, &d, source))
 		return TC_ACT_UNSPEC_;
-	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be, 0);
 	if (!rule_id)
 		return TC_ACT_UNSPEC_;
 	__u32 mode = effective_mode(&s);

@@ -40,15 +40,25 @@ static __always_inline struct aegis_rule *learned_rule(const struct aegis_state 
 	return rule ? rule : exact_rule(s, kind, host, 0);
 }
 
-/* The id of the rule that denies the view `key` by its CIDR rules and its learned name, 0 when none does. */
-static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct aegis_net_key *key, __u16 port_be)
+/* aegis_names_egress_deny's answer for an allow by name, when asked (bit 2 of its flags): the rule's id | this. */
+#define NAME_ALLOW_BIT 0x80000000u
+
+/*
+ * The id of the rule that denies the view `key` by its CIDR rules and its learned name, 0 when none does;
+ * the id of the rule by name that allows it in `*allowed` (left as it was when none).
+ */
+static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct aegis_net_key *key, __u16 port_be,
+					  __u32 *allowed)
 {
 	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
 	__u32 full = (key->space & 0xff) == AEGIS_FAMILY_IPV4 ? 32 : 128;
 	if (!rule || rule->prefix_len < full) {
 		struct aegis_rule *named = learned_rule(s, key, port_be);
-		if (named)
+		if (named) {
 			rule = named;
+			if (named->action == AEGIS_ACTION_ALLOW)
+				*allowed = named->rule_id;
+		}
 	}
 	return rule && rule->action != AEGIS_ACTION_ALLOW ? rule->rule_id : 0;
 }
@@ -56,8 +66,9 @@ static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct ae
 /*
  * egress_cidr_deny() with the learned names, for the view `key` and, when `has_alt` (bit 1 of `flags`), `alt`:
  * the id of the rule that denies (0: none), the view denied left in `key`. `flags` also holds the
- * generation (bit 0) and the port (bits 16-31, network order): scalars, so that the callers' frames, deep
- * in the packet programs, keep no query struct. A global function: verified once, whichever hook asks.
+ * generation (bit 0), whether an allow by name is told (bit 2: then the allowing rule's id | NAME_ALLOW_BIT
+ * is returned when nothing denies; connect and sendmsg count it) and the port (bits 16-31, network order): scalars, so that the callers' frames, deep in the packet programs, keep no query
+ * struct. A global function: verified once, whichever hook asks.
  */
 __noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct aegis_net_key *alt, __u32 flags)
 {
@@ -67,14 +78,17 @@ __noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct
 	__u16 port_be = flags >> 16;
 	/* A copy on the stack: 6.1 takes no global function argument's memory as a map key. */
 	struct aegis_net_key view = *key;
-	__u32 rule_id = view_deny_id(&s, &view, port_be);
-	if (rule_id || !(flags & 2))
+	__u32 allowed = 0;
+	__u32 rule_id = view_deny_id(&s, &view, port_be, &allowed);
+	if (!rule_id && (flags & 2)) {
+		view = *alt;
+		rule_id = view_deny_id(&s, &view, port_be, &allowed);
+		if (rule_id)
+			*key = view;
+	}
+	if (rule_id || !allowed || !(flags & 4))
 		return rule_id;
-	view = *alt;
-	rule_id = view_deny_id(&s, &view, port_be);
-	if (rule_id)
-		*key = view;
-	return rule_id;
+	return allowed | NAME_ALLOW_BIT;
 }
 
 /*
@@ -83,10 +97,11 @@ __noinline __u32 aegis_names_egress_deny(struct aegis_net_key *key, const struct
  * left in `key`.
  */
 static __always_inline __u32 egress_deny_id(const struct aegis_state *s, struct aegis_net_key *key,
-					    const struct aegis_net_key *alt, int has_alt, __u16 port_be)
+					    const struct aegis_net_key *alt, int has_alt, __u16 port_be, int hits)
 {
 	if (s->info->host_rules)
-		return aegis_names_egress_deny(key, alt, (__u32)port_be << 16 | (has_alt ? 2 : 0) | (s->gen & 1));
+		return aegis_names_egress_deny(key, alt,
+					       (__u32)port_be << 16 | (hits ? 4 : 0) | (has_alt ? 2 : 0) | (s->gen & 1));
 	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
 	return rule ? rule->rule_id : 0;
 }

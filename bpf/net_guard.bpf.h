@@ -216,6 +216,27 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
  * (a counter counting down, a hash), newer verifiers checked the step once per value: 330,000 instructions
  * for the backstop, 700 ms of every first load.
  */
+/*
+ * A query tracked until its answer (bpf/dns_learn.bpf.h): the server it went to, the client's port, the
+ * query's id; with the key of the name asked. An answer that matches no entry is learned from never.
+ */
+struct dns_pending_key {
+	__u32 family;
+	__u8 server[16];
+	__u16 client_port_be;
+	__u16 id_be;
+};
+struct dns_pending {
+	__u64 name_key;
+	__u64 sent_boot_ns;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, AEGIS_DNS_PENDING_ENTRIES);
+	__type(key, struct dns_pending_key);
+	__type(value, struct dns_pending);
+} dns_pending SEC(".maps");
+
 struct dns_name {
 	__u8 bytes[DNS_NAME_MAX + 1];
 	__u64 hash;
@@ -223,6 +244,9 @@ struct dns_name {
 	__u32 label;  /* bytes left in the current label */
 	__u32 labels;
 	__u32 done;   /* 1: the name ended well, hash holds its key */
+	/* The query's tracking entry, made here: the call chain's stack has no room for it. */
+	struct dns_pending_key pending_key;
+	struct dns_pending pending;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -291,6 +315,28 @@ static __always_inline __u64 dns_question_key(struct __sk_buff *skb, __u32 offse
 }
 
 /*
+ * Tracks the query at `offset` of `skb` (its question's key `name_key`), sent to `server` from the client
+ * port `sport_be`, so that its answer may be learned from (bpf/dns_learn.bpf.h). The entry is made in the
+ * scratch value, not on the stack.
+ */
+static __always_inline void dns_track_query(struct __sk_buff *skb, __u32 offset, __u32 family, const __u8 *server,
+					    __u16 sport_be, __u64 name_key)
+{
+	__u32 zero = 0;
+	struct dns_name *name = bpf_map_lookup_elem(&dns_scratch, &zero);
+	__u16 id_be;
+	if (!name || bpf_skb_load_bytes(skb, offset, &id_be, sizeof(id_be)))
+		return;
+	name->pending_key.family = family;
+	__builtin_memcpy(name->pending_key.server, server, 16);
+	name->pending_key.client_port_be = sport_be;
+	name->pending_key.id_be = id_be;
+	name->pending.name_key = name_key;
+	name->pending.sent_boot_ns = bpf_ktime_get_boot_ns();
+	bpf_map_update_elem(&dns_pending, &name->pending_key, &name->pending, BPF_ANY);
+}
+
+/*
  * Whether `skb` is a UDP DNS query (to port 53) for a name whose rule by name denies it without a port or
  * protocol: 1 with the rule, the resolver's address and the ids the event reports in `v`, for
  * aegis_packet_dropped() (scope, event, mode). 0 for every other packet: a non-DNS packet costs the header
@@ -304,42 +350,54 @@ __noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict
 	__u32 l4;
 	__u8 daddr[16] = {};
 	__u32 family;
+	__u8 protocol;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.protocol != IPPROTO_UDP_ ||
-		    (ip.frag_off & bpf_htons(IP_OFFSET_MASK)))
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || (ip.frag_off & bpf_htons(IP_OFFSET_MASK)))
 			return 0;
+		protocol = ip.protocol;
 		l4 = ip.ihl * 4;
 		family = AEGIS_FAMILY_IPV4;
 		__builtin_memcpy(daddr, &ip.daddr, 4);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 nexthdr;
-		if (bpf_skb_load_bytes(skb, 6, &nexthdr, 1) || nexthdr != IPPROTO_UDP_ ||
-		    bpf_skb_load_bytes(skb, 24, daddr, 16))
+		if (bpf_skb_load_bytes(skb, 6, &protocol, 1) || bpf_skb_load_bytes(skb, 24, daddr, 16))
 			return 0;
 		l4 = 40;
 		family = AEGIS_FAMILY_IPV6;
 	} else {
 		return 0;
 	}
-	__u16 udp[4]; /* source port, destination port, length, checksum */
-	if (bpf_skb_load_bytes(skb, l4 & 0xff, udp, sizeof(udp)) || udp[1] != bpf_htons(DNS_PORT))
+	__u16 ports[2]; /* source port, destination port */
+	if ((protocol != IPPROTO_UDP_ && protocol != IPPROTO_TCP_) ||
+	    bpf_skb_load_bytes(skb, l4 & 0xff, ports, sizeof(ports)) || ports[1] != bpf_htons(DNS_PORT))
 		return 0;
+	/* The message: past the UDP header; past the TCP header and the message's 2-byte length over TCP. */
+	__u32 msg = (l4 & 0xff) + 8;
+	if (protocol == IPPROTO_TCP_) {
+		__u8 doff;
+		if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 12, &doff, 1))
+			return 0;
+		msg = (l4 & 0xff) + (doff >> 4) * 4 + 2;
+		if (msg + 12 >= skb->len)
+			return 0; /* no message in this segment (a handshake, an ACK, the length alone) */
+	}
 	struct aegis_state s;
 	if (!load_state(&s) || !s.info->host_rules)
 		return 0;
 	__u8 flags;
 	/* A response (QR) is not a query. */
-	if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 8 + 2, &flags, 1) || (flags & 0x80))
+	if (bpf_skb_load_bytes(skb, msg + 2, &flags, 1) || (flags & 0x80))
 		return 0;
-	__u64 key = dns_question_key(skb, (l4 & 0xff) + 8);
+	__u64 key = dns_question_key(skb, msg);
+	if (key)
+		dns_track_query(skb, msg, family, daddr, ports[0], key);
 	struct aegis_rule *rule = key ? exact_rule(&s, AEGIS_RULE_HOST, key, 0) : 0;
 	if (!rule || rule->action == AEGIS_ACTION_ALLOW)
 		return 0;
 	v->gen = s.gen;
 	v->rule_id = rule->rule_id;
 	v->key.space = family;
-	v->key.protocol = IPPROTO_UDP_;
+	v->key.protocol = protocol;
 	__builtin_memcpy(v->key.addr, daddr, 16);
 	v->dport_be = bpf_htons(DNS_PORT);
 	__u64 ids = current_euid_egid();
@@ -370,10 +428,15 @@ int aegis_skb_egress(struct __sk_buff *skb)
 		return SKB_PASS;
 	/* TCP and UDP only when the packet carries a route (route_guard.bpf.h): judged by every hop it names. */
 	int route_only = !backstopped_socket(sk);
-	/* A DNS query for a name a rule by name denies (only where the generation has rules by name). */
-	__u32 udp = sk->protocol == IPPROTO_UDP_ && sk->type != SOCK_RAW_;
-	barrier_var(udp);
-	if (udp && aegis_dns_query_dropped(skb))
+	/*
+	 * A DNS query for a name a rule by name denies (only where the generation has rules by name): over UDP,
+	 * and over TCP to port 53 (the socket's port: other TCP packets pass on two compares).
+	 */
+	__u32 dns = sk->type != SOCK_RAW_ &&
+		    (sk->protocol == IPPROTO_UDP_ ||
+		     (sk->protocol == IPPROTO_TCP_ && sk->dst_port == bpf_htons(DNS_PORT)));
+	barrier_var(dns);
+	if (dns && aegis_dns_query_dropped(skb))
 		return SKB_DROP;
 	int maybe_routed = may_carry_route(skb);
 	if (route_only && !maybe_routed)
@@ -550,7 +613,7 @@ static __always_inline void sweep_socket(struct seq_file *seq, struct sock_commo
 		return;
 	}
 	d.dport_be = BPF_CORE_READ(skc, skc_dport);
-	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	__u32 rule_id = egress_deny_id(&s, &d.key, &d.alt, d.has_alt, d.dport_be, 0);
 	if (!rule_id && s.info->task_rules) {
 		struct aegis_rule *user = user_rule_of(&s, bpf_ntohs(d.dport_be), (__u64)NO_GID << 32 | uid);
 		rule_id = user ? user->rule_id : 0;
@@ -676,7 +739,7 @@ static __always_inline int sctp_destination_denied(const struct aegis_state *s, 
 	} else {
 		return 0;
 	}
-	__u32 rule_id = egress_deny_id(s, &d.key, &d.alt, d.has_alt, d.dport_be);
+	__u32 rule_id = egress_deny_id(s, &d.key, &d.alt, d.has_alt, d.dport_be, 0);
 	if (!rule_id && s->info->task_rules) {
 		struct aegis_rule *user = user_rule(s, bpf_ntohs(d.dport_be));
 		rule_id = user ? user->rule_id : 0;

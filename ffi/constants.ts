@@ -4,11 +4,13 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 19 } as const;
+export const LAYOUT = { VERSION: 20 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
 export const DECISION = { DENY: 0, AUDIT: 1 } as const;
+/** rule_hits' decision beyond DECISION: an allow by a rule by name, by a learned address (name_guard.bpf.h). */
+export const RULE_HIT = { NAME_ALLOW: 2 } as const;
 
 export const ACTION = { DENY: 0, ALLOW: 1 } as const;
 
@@ -101,10 +103,29 @@ export const RULE = {
   // egress rules by host name (bpf/name_guard.bpf.h)
   HOST: 60,
   HOST_WILDCARD: 61,
+  // names learned from DNS answers (bpf/dns_learn.bpf.h)
+  HOST_PATTERN: 62,
+  HOST_TTL_FLOOR: 63,
 } as const;
 
 /** The learned-address table's capacity (bpf/name_guard.bpf.h). */
 export const LEARNED_LIMITS = { LEARNED_ENTRIES: 65536 } as const;
+
+/** What learning from DNS answers counts: the slots of the per-CPU array `dns_stats` (bpf/dns_learn.bpf.h). */
+export const DNS_STAT = {
+  LEARNED: 0,
+  INSERTED: 1,
+  MALFORMED: 2,
+  UNSOLICITED: 3,
+  FOREIGN: 4,
+  ANSWERS: 5,
+  USER_INSERTED: 6,
+} as const;
+/** The number of `dns_stats` slots. */
+export const DNS_STATS = 7;
+
+/** Queries tracked awaiting their answer, and the largest answer learned from (bpf/dns_learn.bpf.h). */
+export const DNS_LIMITS = { DNS_PENDING_ENTRIES: 8192, DNS_MESSAGE_MAX: 2048 } as const;
 
 /** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
 export const SUBJECTS = {
@@ -239,6 +260,9 @@ export const KERNEL_ENUMS = {
   aegis_learned_limits: { prefix: "AEGIS_", values: LEARNED_LIMITS },
   aegis_exception_kind: { prefix: "AEGIS_EXCEPTION_", values: EXCEPTION_KIND },
   aegis_exception_limits: { prefix: "AEGIS_", values: EXCEPTION_LIMITS },
+  aegis_dns_stat: { prefix: "AEGIS_DNS_", values: { ...DNS_STAT, STATS: DNS_STATS } },
+  aegis_dns_limits: { prefix: "AEGIS_", values: DNS_LIMITS },
+  aegis_rule_hit: { prefix: "AEGIS_RULE_HIT_", values: RULE_HIT },
 } as const;
 
 /** Event types by hook number: the product's names for AEGIS_HOOK_*. */

@@ -19,7 +19,15 @@ import {
   tryLockDirectory,
 } from "../../ffi/mod.ts";
 import type { Area, HostRule } from "../policy/plan.ts";
-import { type Answer, DEFAULT_TTL_FLOOR, learn, learnedEntries, type LearnedEntry } from "./learned.ts";
+import {
+  type Answer,
+  DEFAULT_TTL_FLOOR,
+  type DnsStats,
+  dnsStats,
+  learn,
+  learnedEntries,
+  type LearnedEntry,
+} from "./learned.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { detachPins } from "./detach.ts";
 import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
@@ -289,7 +297,16 @@ export class DataPlane {
    * `floorSeconds` (DEFAULT_TTL_FLOOR when absent).
    */
   learn(rules: readonly HostRule[], answers: readonly Answer[], floorSeconds = DEFAULT_TTL_FLOOR): void {
-    learn(this.map("learned"), rules, answers, { nowBootNs: bootTimeNs(), floorSeconds });
+    learn(this.map("learned"), rules, answers, {
+      nowBootNs: bootTimeNs(),
+      floorSeconds,
+      stats: this.map("dns_stats"),
+    });
+  }
+
+  /** What learning from DNS answers in the kernel counted (bpf/dns_learn.bpf.h), summed over CPUs. */
+  dnsStats(): DnsStats {
+    return dnsStats(this.map("dns_stats"));
   }
 
   /** The learned-address table's entries, `expired` where the kernel no longer decides by them. */

@@ -21,6 +21,7 @@ import {
 import type { DpkgTrust, UntrustedFile } from "../dpkg/trust.ts";
 import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
 import { hostKey, hostPattern } from "../policy/host_name.ts";
+import { DEFAULT_TTL_FLOOR } from "./learned.ts";
 import {
   type EncodedNet,
   type NetRule,
@@ -256,6 +257,22 @@ export function ruleSetEntries(
         rule.action !== "allow",
       );
     }
+  }
+  // What the DNS answer parser looks an answer's names up by (bpf/dns_learn.bpf.h): each pattern once,
+  // whatever its rules' ports, and the TTL floor of what it learns.
+  const patterns = new Set((set.plan.egressHosts ?? []).map((rule) => rule.host));
+  for (const pattern of patterns) {
+    const { wildcard, suffix } = hostPattern(pattern);
+    const key = { kind: RULE.HOST_PATTERN, a: hostKey(suffix), b: wildcard ? 1 : 0 };
+    exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 0 }, false);
+  }
+  if (patterns.size > 0) {
+    const floor = set.plan.nameTtlFloor ?? DEFAULT_TTL_FLOOR;
+    exact(
+      { kind: RULE.HOST_TTL_FLOOR, a: 0, b: 0 },
+      { ruleId: floor, action: ACTION.ALLOW, prefixLength: 0 },
+      false,
+    );
   }
   const hostRules = rules.count - hostEntries;
   for (const iface of set.interfaces) {

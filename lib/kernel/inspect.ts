@@ -30,6 +30,7 @@ import {
   GUARD_LSM_PROGRAMS,
   IDENTITY_PROGRAMS,
 } from "./load.ts";
+import { type DnsStats, dnsStats } from "./learned.ts";
 import { ingressLinkName } from "./links.ts";
 import { openAegisObject, PROGRAMS } from "./object.ts";
 import { exists, listDir } from "./pin_dir.ts";
@@ -215,6 +216,12 @@ export function pinnedCounters(bpffs: string): Counters | undefined {
   using map = openPinnedMap(bpffs, "counters");
   if (!map) return undefined;
   return countersFrom((index) => sumPerCpu(map.lookup(encodeU32(index))));
+}
+
+/** What learning from DNS answers counted (map `dns_stats`), or undefined without it (an older build's pins). */
+export function pinnedDnsStats(bpffs: string): DnsStats | undefined {
+  using map = openPinnedMap(bpffs, "dns_stats");
+  return map && dnsStats(map);
 }
 
 /** Every deny decision counted so far, over all hooks (0 when nothing is pinned yet). */

@@ -63,6 +63,7 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_sendmsg4",
     "aegis_skb_egress",
     "aegis_setsockopt",
+    "aegis_skb_dns",
     "aegis_tp_socket",
     "aegis_tp_prctl",
   ];
@@ -74,6 +75,7 @@ Deno.test("missingLinks() accepts BPF-LSM or the whole tracepoint fallback for f
     "aegis_sendmsg6",
     "aegis_skb_egress",
     "aegis_setsockopt",
+    "aegis_skb_dns",
   ];
   assert.deepEqual(
     missingLinks(["egress"], [], cgroupOnly.map((name) => link(name))),

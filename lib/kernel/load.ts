@@ -114,6 +114,7 @@ export const CGROUP_PROGRAMS: Readonly<Record<"egress" | "bind", readonly Progra
     PROGRAMS.sendmsg6,
     PROGRAMS.packetEgress,
     PROGRAMS.setsockopt,
+    PROGRAMS.dnsAnswers,
   ],
   bind: [PROGRAMS.bind4, PROGRAMS.bind6],
 };

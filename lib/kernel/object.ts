@@ -43,6 +43,8 @@ export const PROGRAMS = {
   sendmsg4: "aegis_sendmsg4",
   sendmsg6: "aegis_sendmsg6",
   packetEgress: "aegis_skb_egress",
+  // DNS answers learned in the kernel (bpf/dns_learn.bpf.h)
+  dnsAnswers: "aegis_skb_dns",
   setsockopt: "aegis_setsockopt",
   packetSocket: "aegis_socket_create",
   packetSocketAudit: "aegis_tp_socket",

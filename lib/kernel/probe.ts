@@ -54,6 +54,7 @@ export const PROGRAM_KINDS: Readonly<Record<ProgramName, string>> = {
   [PROGRAMS.sbMount]: "BPF-LSM lsm/sb_mount (files.protect: mounts over a protected path)",
   [PROGRAMS.moveMount]: "BPF-LSM lsm/move_mount (files.protect: mounts over a protected path)",
   [PROGRAMS.packetEgress]: "cgroup_skb/egress (raw, ping, SCTP, UDP-Lite packets)",
+  [PROGRAMS.dnsAnswers]: "cgroup_skb/ingress (DNS answers learned for rules by name)",
   [PROGRAMS.setsockopt]: "cgroup/setsockopt (routing headers and source routes)",
   [PROGRAMS.packetSocket]: "BPF-LSM lsm/socket_create (AF_PACKET)",
   [PROGRAMS.packetSocketAudit]: "tracepoint syscalls/sys_enter_socket",

@@ -4,12 +4,14 @@
  * metric families (pure).
  */
 
-import { CAPACITY, DECISION, HOOK_NAMES, ifName } from "../../ffi/mod.ts";
+import { CAPACITY, DECISION, HOOK_NAMES, ifName, RULE_HIT } from "../../ffi/mod.ts";
 import { libbpfVersion } from "../kernel/info.ts";
+import { type DnsStats, learnedEvictions } from "../kernel/learned.ts";
 import {
   type Counters,
   HOOK_PROGRAMS,
   pinnedCounters,
+  pinnedDnsStats,
   pinnedGenInfo,
   pinnedLinks,
   pinnedMapFill,
@@ -49,11 +51,13 @@ export type MetricsReading = {
   /** Tampering the running agent found and put back, by kind, since the state directory was made. */
   tamper?: Partial<Record<TamperKind, number>>;
   /** Decisions of the live generation's rules that fired, by rule id (as the policy names it). */
-  ruleHits: { rule: string; tags?: string; decision: "deny" | "audit"; count: bigint }[];
+  ruleHits: { rule: string; tags?: string; decision: "deny" | "audit" | "allow"; count: bigint }[];
   /** File and exec rules the running agent could not re-resolve at its last refresh (see agent.json). */
   unresolvedRules?: number;
   /** Live expiring exceptions by kind (`aegisbpf exception list`). */
   exceptions?: Record<"exec" | "file" | "egress", number> | undefined;
+  /** Learning from DNS answers (map `dns_stats`) and the learned-address table's evictions (estimated). */
+  dns?: DnsStats & { evictions: bigint };
 };
 
 type RuleLabels = { rule: string; tags?: string };
@@ -150,6 +154,8 @@ export function collect(
   // The learned-address table: full, its oldest entries are evicted (names learned again when resolved).
   const learned = pinnedMapFill(where.bpffs, "learned");
   if (learned) maps.push({ map: "learned", ...learned });
+  const dnsCounts = pinnedDnsStats(where.bpffs);
+  const dns = dnsCounts && { ...dnsCounts, evictions: learnedEvictions(dnsCounts, learned?.entries ?? 0) };
   const deadline = words.deadmanDeadlineNs;
   const xdp = pinnedXdpStats(where.bpffs).flatMap(({ ifindex, action, packets }) => {
     const verdict = XDP_ACTIONS[action];
@@ -166,7 +172,11 @@ export function collect(
     : ruleNamesOf(where.stateDir, words.activeGen);
   const ruleHits = hits.map(({ ruleId, decision, count }) => ({
     ...ruleLabels(ruleId),
-    decision: decision === DECISION.DENY ? "deny" as const : "audit" as const,
+    decision: decision === DECISION.DENY
+      ? "deny" as const
+      : decision === RULE_HIT.NAME_ALLOW
+      ? "allow" as const
+      : "audit" as const,
     count,
   }));
   return {
@@ -182,6 +192,7 @@ export function collect(
     ...(counters && { counters }),
     tamper,
     maps,
+    ...(dns && { dns }),
     links: pinnedLinks(where.bpffs).filter((link) => link.attached).map((link) => link.name),
     xdp,
     ruleHits,
@@ -329,6 +340,35 @@ export function families(reading: MetricsReading): Family[] {
       samples: reading.maps.map(({ map, capacity }) => ({ labels: { map }, value: capacity })),
     },
     {
+      name: "aegisbpf_dns_answers_total",
+      help:
+        "DNS answers the kernel read for rules by name: parsed (learned from), or not learned from because " +
+        "malformed (truncated, cut short, over 2048 bytes), unsolicited (no query asked) or foreign (a server the " +
+        "policy does not allow on port 53)",
+      type: "counter",
+      samples: reading.dns
+        ? ([
+          ["parsed", reading.dns.answers],
+          ["malformed", reading.dns.malformed],
+          ["unsolicited", reading.dns.unsolicited],
+          ["foreign", reading.dns.foreign],
+        ] as const).map(([result, value]) => ({ labels: { result }, value }))
+        : [],
+    },
+    {
+      name: "aegisbpf_dns_learned_addresses_total",
+      help: "Addresses the kernel wrote into the learned-address table from DNS answers",
+      type: "counter",
+      samples: reading.dns ? [{ labels: {}, value: reading.dns.learned }] : [],
+    },
+    {
+      name: "aegisbpf_learned_evictions_total",
+      help:
+        "Addresses the learned-address table's LRU evicted: every address inserted new beyond the entries held",
+      type: "counter",
+      samples: reading.dns ? [{ labels: {}, value: reading.dns.evictions }] : [],
+    },
+    {
       name: "aegisbpf_hook_attached",
       help: "1 when the hook's program is attached (its link pinned); xdp@IFACE per ingress interface",
       type: "gauge",
@@ -345,7 +385,9 @@ export function families(reading: MetricsReading): Family[] {
     },
     {
       name: "aegisbpf_rule_hits_total",
-      help: "Decisions per rule of the policy in force since it was applied (deny: refused; audit: reported)",
+      help:
+        "Decisions per rule of the policy in force since it was applied (deny: refused; audit: reported; " +
+        "allow: a connect or sendmsg a rule by name allowed by a learned address)",
       type: "counter",
       samples: sumBy(reading.ruleHits, (h) => `${h.rule}\0${h.decision}\0${h.tags ?? ""}`, (h) => h.count)
         .map(([k, v]) => {

@@ -46,6 +46,27 @@ Deno.test("families() counts the rules the agent could not re-resolve, 0 when no
   assert.match(exposition(families({ ...base, unresolvedRules: 2 })), /^aegisbpf_rules_unresolved 2$/m);
 });
 
+Deno.test("families() reports the DNS answers the kernel read and the learned table's evictions", () => {
+  assert.doesNotMatch(exposition(families(base)), /^aegisbpf_dns_answers_total/m);
+  const dns = {
+    learned: 7n,
+    inserted: 5n,
+    userInserted: 2n,
+    answers: 6n,
+    malformed: 3n,
+    unsolicited: 2n,
+    foreign: 1n,
+    evictions: 4n,
+  };
+  const text = exposition(families({ ...base, dns }));
+  assert.match(text, /^aegisbpf_dns_answers_total\{result="parsed"\} 6$/m);
+  assert.match(text, /^aegisbpf_dns_answers_total\{result="malformed"\} 3$/m);
+  assert.match(text, /^aegisbpf_dns_answers_total\{result="unsolicited"\} 2$/m);
+  assert.match(text, /^aegisbpf_dns_answers_total\{result="foreign"\} 1$/m);
+  assert.match(text, /^aegisbpf_dns_learned_addresses_total 7$/m);
+  assert.match(text, /^aegisbpf_learned_evictions_total 4$/m);
+});
+
 Deno.test("families() sums XDP packets and rule hits by their labels", () => {
   const text = exposition(families({
     ...base,

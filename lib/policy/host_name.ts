@@ -10,6 +10,8 @@
 export const MAX_HOST_NAME = 253;
 /** The longest label. */
 export const MAX_HOST_LABEL = 63;
+/** The most labels a wildcard's domain has (bpf/dns_learn.bpf.h DNS_SUFFIX_SLOTS). */
+export const MAX_WILDCARD_DOMAIN_LABELS = 8;
 
 const LDH = /^[a-z0-9-]+$/;
 
@@ -48,6 +50,10 @@ export function hostProblem(text: string): string | undefined {
   }
   if (wildcard && labels.length < 3) {
     return `${text} covers a whole top-level domain; name the domain, e.g. "*.example.com"`;
+  }
+  if (wildcard && labels.length - 1 > MAX_WILDCARD_DOMAIN_LABELS) {
+    return `${text}: a wildcard's domain has at most ${MAX_WILDCARD_DOMAIN_LABELS} labels (the kernel matches ` +
+      `an answer's name by its last ${MAX_WILDCARD_DOMAIN_LABELS} parent suffixes)`;
   }
   return undefined;
 }

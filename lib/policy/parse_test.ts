@@ -523,11 +523,18 @@ Deno.test("parsePolicy() reports a malformed host pattern at FILE:LINE:COL", () 
   );
 });
 
-Deno.test("parsePolicy() takes an exact host, and refuses a wildcard and a host with exe as not supported yet", () => {
+Deno.test("parsePolicy() takes an exact host and a wildcard, and refuses a host with exe as not supported yet", () => {
   const rule = (entry: string) => minimal(`  network:\n    egress:\n      allow:\n        - ${entry}\n`);
   const policy = parsePolicy(rule("{ id: api, host: API.Example.com., port: 443 }"), "p.yaml");
   assert.deepEqual(policy.spec.network?.egress?.allow, [{ id: "api", host: "API.Example.com.", port: 443 }]);
-  refuses(rule('{ host: "*.example.com" }'), 10, 19, "wildcard host");
+  const wildcard = parsePolicy(rule('{ host: "*.test.example" }'), "p.yaml");
+  assert.deepEqual(wildcard.spec.network?.egress?.allow, [{ host: "*.test.example" }]);
+  refuses(rule('{ host: "*.*" }'), 10, 19, "wildcard past the first label");
+  refuses(rule('{ host: "*.a..example" }'), 10, 19, "empty label");
+  refuses(rule('{ host: "a.*.example" }'), 10, 19, "wildcard past the first label");
+  refuses(rule(`{ host: "*.${"a".repeat(64)}.example" }`), 10, 19, "label of 64 bytes");
+  refuses(rule(`{ host: "*.${"abcdefg.".repeat(32)}example" }`), 10, 19, "at most 253");
+  refuses(rule('{ host: "*.a.b.c.d.e.f.g.h.i" }'), 10, 19, "at most 8 labels");
   refuses(
     rule("{ host: api.example.com, exe: /usr/bin/curl }"),
     10,

@@ -162,11 +162,6 @@ const host = z.string({ error: 'a host is a string, e.g. api.example.com or "*.e
   },
 );
 
-/** The message for a wildcard `host`, which this release does not enforce yet. */
-export const WILDCARD_NOT_SUPPORTED =
-  'a wildcard host ("*.example.com") is not supported yet: this release learns the addresses of exact names ' +
-  "only (resolved at apply and refreshed per TTL); list the names, or name the addresses with cidr";
-
 /** The message for `host` with `exe`, which this release does not enforce yet. */
 export const HOST_EXE_NOT_SUPPORTED =
   "host with exe is not supported yet: a rule by name applies to every program; remove exe, or name the " +
@@ -403,8 +398,6 @@ function checkEgressTarget(rule: EgressKeys, ctx: z.RefinementCtx): void {
       input: rule.ports,
       message: "use either port or ports, not both",
     });
-  } else if (hostProblem(rule.host) === undefined && rule.host.startsWith("*.")) {
-    ctx.addIssue({ code: "custom", path: ["host"], input: rule.host, message: WILDCARD_NOT_SUPPORTED });
   } else if (rule.exe !== undefined) {
     ctx.addIssue({ code: "custom", path: ["exe"], input: rule.exe, message: HOST_EXE_NOT_SUPPORTED });
   }

@@ -12,6 +12,7 @@ import {
   missingLinks,
   pinDirOf,
   pinnedCounters,
+  pinnedDnsStats,
   pinnedGenInfo,
   type PinnedLink,
   pinnedLinks,
@@ -21,6 +22,7 @@ import {
 import { PROGRAMS } from "../kernel/object.ts";
 import { FILE_FALLBACK_COVERAGE } from "../kernel/load.ts";
 import { forwardLinkName } from "../kernel/links.ts";
+import { learnedEvictions } from "../kernel/learned.ts";
 import { bootNsToEpochMs, readModeWords } from "../kernel/mode_words.ts";
 import { readApplied } from "../state/apply_state.ts";
 import { exceptionCounts, type ExceptionView, listExceptions } from "../ops/exceptions.ts";
@@ -94,9 +96,16 @@ export type HealthReport = {
   connections: { open: number; sample: string[] } | null;
   /**
    * The learned-address table of rules by name (map `learned`): entries (expired ones included, until
-   * evicted or renewed) and capacity; null when the policy in force has no rules by name.
+   * evicted or renewed), capacity, and the addresses its LRU evicted (inserts counted beyond the entries
+   * held); and the DNS answers the kernel read (`answers`: parsed; addresses learned from them; answers not
+   * learned from: malformed, unsolicited, foreign). Null when the policy in force has no rules by name.
    */
-  names: { learned: number; capacity: number } | null;
+  names: {
+    learned: number;
+    capacity: number;
+    evictions: number;
+    answers: { parsed: number; addresses: number; malformed: number; unsolicited: number; foreign: number };
+  } | null;
   /** The rules of the policy in force with a time window (`when:`): open now or not, and the next change. */
   windows: WindowReport[];
   /**
@@ -397,7 +406,19 @@ export function checkHealth(
   if (live && pinnedGenInfo(paths.bpffs, live.activeGen)?.hostRules) {
     const fill = pinnedMapFill(paths.bpffs, "learned");
     if (fill) {
-      names = { learned: fill.entries, capacity: fill.capacity };
+      const dns = pinnedDnsStats(paths.bpffs);
+      names = {
+        learned: fill.entries,
+        capacity: fill.capacity,
+        evictions: dns ? Number(learnedEvictions(dns, fill.entries)) : 0,
+        answers: {
+          parsed: Number(dns?.answers ?? 0n),
+          addresses: Number(dns?.learned ?? 0n),
+          malformed: Number(dns?.malformed ?? 0n),
+          unsolicited: Number(dns?.unsolicited ?? 0n),
+          foreign: Number(dns?.foreign ?? 0n),
+        },
+      };
       // An LRU hash evicts a batch ahead of need: full reads a little below its capacity.
       if (fill.entries >= fill.capacity * LEARNED_FULL) {
         warnings.push(

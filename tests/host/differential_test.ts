@@ -59,7 +59,7 @@ function hostPolicy(seed: number, exes: readonly string[]): RuleSetPlan {
     ? { exes, egressDefault: true }
     : seed % 4
     ? {}
-    : { hosts: HOSTS, egressDefault: true };
+    : { hosts: RULE_HOSTS, egressDefault: true };
   const policy = randomPolicy(seed, options);
   policy.spec.mode = "enforce";
   // Packet sockets are refused by an LSM hook, which this host cannot load.
@@ -69,8 +69,19 @@ function hostPolicy(seed: number, exes: readonly string[]): RuleSetPlan {
 
 type Case = { socket: SocketCase; event: DecisionEvent };
 
-/** The names rules by name are drawn from; their addresses from the generator's pool (see learnedFor). */
-const HOSTS = ["a.test.example", "b.test.example", "c.test.example"];
+/** The names learned; their addresses from the generator's pool (see learnedFor). */
+const HOSTS = ["a.test.example", "b.test.example", "c.test.example", "x.b.test.example"];
+/**
+ * The patterns rules by name are drawn from: names, and wildcards covering them (the kernel learns under the
+ * most specific pattern, as decide() picks it: the name, else the longest wildcard).
+ */
+const RULE_HOSTS = [
+  "a.test.example",
+  "b.test.example",
+  "c.test.example",
+  "*.test.example",
+  "*.b.test.example",
+];
 
 /**
  * The learned-address table of a policy with rules by name: each name gets up to three addresses of the

@@ -175,7 +175,8 @@ rootTest(
             connections: false,
             staleRules: false,
           });
-        assert.deepEqual(health().names, { learned: 2, capacity: 65536 });
+        const noAnswers = { parsed: 0, addresses: 0, malformed: 0, unsolicited: 0, foreign: 0 };
+        assert.deepEqual(health().names, { learned: 2, capacity: 65536, evictions: 0, answers: noAnswers });
         // Addresses of 10.0.0.0/8 for the same name, twice what the table holds: the oldest goes first. The
         // kernel's LRU is approximate (each CPU keeps a few free slots of its own), so one table's worth past
         // full could leave an old entry in another CPU's list; two leave none.
@@ -190,6 +191,8 @@ rootTest(
           report.names !== null && report.names.learned >= 65536 * 0.98,
           JSON.stringify(report.names),
         );
+        // Every address was new: what the table does not hold now, its LRU evicted.
+        assert.equal(report.names?.evictions, 140_002 - (report.names?.learned ?? 0));
         assert.ok(
           report.warnings.some((w) => w.includes("learned-address table is full")),
           report.warnings.join("; "),

@@ -1,0 +1,145 @@
+/**
+ * DNS answers learned in the kernel (bpf/dns_learn.bpf.h) on the host's cgroup hooks: in a network
+ * namespace of its own inside the test cgroup, a script (tests/host/dns/dns_answers.py) plays resolver on
+ * 127.0.0.1:53 and crafts each answer; right after it, the script connects to the answered address. Under
+ * a deny of 127.0.0.0/8, only an address learned for `*.test.example` from a well-formed answer to a query
+ * asked of the allowed resolver connects.
+ */
+import assert from "node:assert/strict";
+import { DECISION, HOOK, RULE_HIT } from "../../ffi/mod.ts";
+import { pinnedRuleHits } from "../../lib/kernel/inspect.ts";
+import { readModeWords } from "../../lib/kernel/mode_words.ts";
+import type { DataPlane } from "../../lib/kernel/dataplane.ts";
+import type { DnsStats } from "../../lib/kernel/learned.ts";
+import { resolvePlan } from "../../lib/kernel/resolve.ts";
+import { compilePolicy } from "../../lib/policy/compile.ts";
+import { parsePolicy } from "../../lib/policy/parse.ts";
+import { drain, withPlane } from "../support/plane.ts";
+import { rootTest } from "../support/privileged.ts";
+import { checkHealth } from "../../lib/report/health.ts";
+
+const SCRIPT = new URL("./dns/dns_answers.py", import.meta.url).pathname;
+const PYTHON = Deno.realPathSync("/usr/bin/python3");
+const LOOP = 1000;
+
+async function apply(plane: DataPlane, mode: "enforce" | "audit") {
+  const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: dns, version: 1 }\n` +
+    `spec:\n  mode: ${mode}\n  network:\n    egress:\n      nameTtlFloor: 1\n` +
+    `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }, { id: evil, host: evil.test.example }]\n` +
+    `      allow:\n        - { id: resolver, cidr: 127.0.0.1/32 }\n` +
+    `        - { id: zone, host: "*.test.example" }\n`;
+  const plan = compilePolicy(parsePolicy(text, "dns.yaml"));
+  await plane.apply(resolvePlan(plan));
+  return plan;
+}
+
+function delta(after: DnsStats, before: DnsStats): Record<keyof DnsStats, number> {
+  const keys = Object.keys(after) as (keyof DnsStats)[];
+  return Object.fromEntries(keys.map((key) => [key, Number(after[key] - before[key])])) as Record<
+    keyof DnsStats,
+    number
+  >;
+}
+
+for (const mode of ["enforce", "audit"] as const) {
+  rootTest(
+    `[root] dns answers (${mode}): learned before the application reads them (${LOOP} fresh names), CNAME chains, TTL expiry, TCP answers in one segment; truncated, malformed, split, unsolicited and foreign answers not learned and counted; a denied name's TCP query dropped`,
+    async () => {
+      await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, bpffs }) => {
+        const plan = await apply(plane, mode);
+        drain(plane);
+        const before = plane.dnsStats();
+        const run = await cgroup.runBash(
+          `exec unshare -n sh -c 'ip link set lo up && exec "${PYTHON}" "${SCRIPT}" ${LOOP}'`,
+        );
+        assert.equal(run.code, 0, run.stderr);
+        const out = JSON.parse(run.stdout);
+        const refused = mode === "enforce" ? "EPERM" : "connected";
+        assert.deepEqual(out, {
+          loop: { connected: LOOP },
+          never: refused,
+          cname: "connected",
+          cname_uncovered: refused,
+          outside_chain: refused,
+          truncated: refused,
+          cut: refused,
+          pointer_loop: refused,
+          unsolicited: refused,
+          other_question: refused,
+          foreign: refused,
+          tcp_query: "answered",
+          tcp: "connected",
+          tcp_split_query: "answered",
+          tcp_split: refused,
+          tcp_denied_query: mode === "enforce" ? "no answer" : "answered",
+          ttl_fresh: "connected",
+          ttl_expired: refused,
+        });
+        const stats = delta(plane.dnsStats(), before);
+        // In audit the denied name's TCP query goes out, and its answer is learned under its deny rule.
+        const denied = mode === "audit" ? 1 : 0;
+        assert.deepEqual(stats, {
+          learned: LOOP + 3 + denied,
+          inserted: LOOP + 3 + denied,
+          // the loop, both CNAME chains, the record outside the chain, the TTL one, the one over TCP
+          answers: LOOP + 5 + denied,
+          // truncated, cut, the pointer loop, the TCP answer split from its length
+          malformed: 4,
+          unsolicited: 2,
+          foreign: 1,
+          userInserted: 0,
+        });
+        // health reports the same (a fresh plane: its counts are this test's), and no eviction.
+        const stateDir = Deno.makeTempDirSync({ prefix: "aegisbpf-dns-" });
+        try {
+          const report = checkHealth({ bpffs: bpffs.path, stateDir, configDir: stateDir }, {
+            requireEnforce: false,
+            connections: false,
+            staleRules: false,
+          });
+          assert.deepEqual(report.names, {
+            learned: LOOP + 3 + denied,
+            capacity: 65536,
+            evictions: 0,
+            answers: {
+              parsed: LOOP + 5 + denied,
+              addresses: LOOP + 3 + denied,
+              malformed: 4,
+              unsolicited: 2,
+              foreign: 1,
+            },
+          });
+        } finally {
+          Deno.removeSync(stateDir, { recursive: true });
+        }
+        // Per-name hits: every connect the wildcard's rule allowed by a learned address (the loop, the CNAME
+        // chain's end, the TCP answer's, the TTL one while fresh), in either mode.
+        const zone = plan.egressHosts?.find((rule) => rule.host === "*.test.example")?.ruleId;
+        const hits = pinnedRuleHits(bpffs.path, readModeWords(bpffs.path)?.activeGen ?? -1)
+          .filter((hit) => hit.decision === RULE_HIT.NAME_ALLOW);
+        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 3]]);
+        // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
+        // the last ones into a later count); no learned address is among them.
+        const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
+        const addresses = events.map((event) => [...event.daddr.subarray(0, 4)].join("."));
+        const refusedAddresses = [
+          "127.2.0.1",
+          "127.3.0.2",
+          "127.3.0.3",
+          "127.5.0.1",
+          "127.5.0.2",
+          "127.5.0.3",
+          "127.4.0.1",
+          "127.4.0.2",
+          "127.4.0.3",
+          "127.7.0.2",
+          "127.6.0.1",
+        ];
+        assert.deepEqual(addresses.slice(0, 5), refusedAddresses.slice(0, 5));
+        assert.ok(addresses.every((address) => refusedAddresses.includes(address)), `${addresses}`);
+        const decision = mode === "enforce" ? DECISION.DENY : DECISION.AUDIT;
+        assert.ok(events.every((event) => event.decision === decision));
+      });
+    },
+  );
+}
