@@ -8,12 +8,15 @@
  * - `exec` refused as untrusted (rule `exec.default`): an exec.allow `{ path }`, the path the line names or
  *   the file its name and inode resolve to on this host;
  * - `net.connect`, `net.sendmsg`, `net.packet` refused by `network.egress.default`: an egress allow by
- *   destination address (/32 or /128), port and protocol where the events agree on them, and `exe` where
- *   the line names the program and it exists here; a `hostName` the line carries goes into the comment;
+ *   the host name the line carries (`hostName`: the kernel knew the address from that name), else by
+ *   destination address (/32 or /128), with the port and protocol where the events agree on them, and `exe`
+ *   where the line names the program and it exists here; the addresses a name was seen at go into the
+ *   comment;
  * - `file.write` on a protected file: a files.writers `{ exe }` for the program the line names.
  * Everything else (a deny rule that matched, a bind, a line that cannot be resolved here) is listed in a
  * closing comment and in `notes`: no allow list lifts a deny rule, and no rule is made up for it.
  */
+import { canonicalHost, hostProblem } from "./host_name.ts";
 import { cidrProblem } from "./schema.ts";
 import type { Policy } from "./schema.ts";
 import { yaml } from "./yaml.ts";
@@ -60,6 +63,8 @@ type Seen = {
   last?: string;
   example?: string | undefined;
   hostNames: Set<string>;
+  /** For a rule by host name: the addresses the name was seen at (three at most). */
+  addresses: Set<string>;
 };
 
 const TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
@@ -106,11 +111,12 @@ function exampleOf(event: Record_): string {
   return parts.join(", ");
 }
 
-function note(seen: Map<string, Seen>, key: string, event: Record_): void {
+function note(seen: Map<string, Seen>, key: string, event: Record_, address?: string): void {
   const ts = str(event.ts);
   const stamp = ts !== undefined && TS.test(ts) ? ts : undefined;
   let entry = seen.get(key);
-  if (!entry) seen.set(key, entry = { count: 0n, hostNames: new Set() });
+  if (!entry) seen.set(key, entry = { count: 0n, hostNames: new Set(), addresses: new Set() });
+  if (address !== undefined && entry.addresses.size < 3) entry.addresses.add(address);
   const count = int(event.count);
   entry.count += BigInt(count !== undefined && count > 0 ? count : 1);
   if (entry.count > MAX_COUNT) entry.count = MAX_COUNT;
@@ -129,10 +135,12 @@ function commentOf(entry: Seen): string {
   const count = entry.count >= MAX_COUNT ? `${MAX_COUNT}+` : `${entry.count}`;
   const when = entry.first === undefined ? "time unknown" : `first ${entry.first}, last ${entry.last}`;
   const names = entry.hostNames.size ? `; seen as ${[...entry.hostNames].sort().join(", ")}` : "";
-  return ` suggested: ${count} would-deny, ${when}; e.g. ${entry.example}${names}`;
+  const addresses = entry.addresses.size ? `; at ${[...entry.addresses].sort().join(", ")}` : "";
+  return ` suggested: ${count} would-deny, ${when}; e.g. ${entry.example}${names}${addresses}`;
 }
 
-type EgressKey = { addr: string; prefix: number; exe?: string };
+/** A destination: an address (/32 or /128), or the exact host name the kernel knew the address by. */
+type EgressKey = { addr: string; prefix: number; host?: string; exe?: string };
 
 /** Reads the log and returns the candidate policy. */
 export function suggestPolicy(
@@ -204,8 +212,14 @@ export function suggestPolicy(
         continue;
       }
       const exe = exeOf();
-      const key: EgressKey = exe === undefined ? { addr: daddr, prefix } : { addr: daddr, prefix, exe };
-      const id = `${daddr}/${prefix}\0${exe ?? ""}`;
+      const host = exactHost(str(net.hostName) ?? str(event.hostName));
+      const key: EgressKey = {
+        addr: daddr,
+        prefix,
+        ...host !== undefined && { host },
+        ...exe !== undefined && { exe },
+      };
+      const id = `${host ?? `${daddr}/${prefix}`}\0${exe ?? ""}`;
       let group = egress.get(id);
       if (!group) egress.set(id, group = { key, ports: new Map(), seen: new Map() });
       const dport = int(net.dport);
@@ -214,7 +228,7 @@ export function suggestPolicy(
       let protocols = group.ports.get(port);
       if (!protocols) group.ports.set(port, protocols = new Set());
       protocols.add(protocol);
-      note(group.seen, port, event);
+      note(group.seen, port, event, host !== undefined ? daddr : undefined);
     } else if (type === "file.write") {
       const exe = exeOf();
       if (exe === undefined) {
@@ -310,16 +324,21 @@ function build(options: SuggestOptions, found: Gathered, lines: number, used: nu
     egress.default ??= "deny";
     const list = egress.allow ??= [];
     const groups = [...found.egress.values()].sort((a, b) =>
-      byPath(a.key.addr, b.key.addr) || byPath(a.key.exe ?? "", b.key.exe ?? "")
+      byPath(a.key.host ?? a.key.addr, b.key.host ?? b.key.addr) || byPath(a.key.exe ?? "", b.key.exe ?? "")
     );
+    // Rules by name and rules by program cannot be in one policy yet: where the candidate names a program,
+    // every destination is by address (the names stay in the comments).
+    const byName = !namesAProgram(spec) && groups.every((group) => group.key.exe === undefined);
     for (const { key, ports, seen } of groups) {
-      const cidr = `${key.addr}/${key.prefix}`;
+      const destination = byName && key.host !== undefined
+        ? { host: key.host }
+        : { cidr: `${key.addr}/${key.prefix}` };
       const exe = key.exe === undefined ? {} : { exe: key.exe };
       if (ports.has("*")) {
         // A destination used without a port (or with one the events do not give): the whole address.
         const all = mergeSeen([...seen.values()]);
         added.push({ path: ["spec", "network", "egress", "allow", list.length], comment: commentOf(all) });
-        list.push({ cidr, ...exe });
+        list.push({ ...destination, ...exe });
         continue;
       }
       for (const port of [...ports.keys()].sort((a, b) => Number(a) - Number(b))) {
@@ -330,7 +349,7 @@ function build(options: SuggestOptions, found: Gathered, lines: number, used: nu
           path: ["spec", "network", "egress", "allow", list.length],
           comment: commentOf(seen.get(port)!),
         });
-        list.push({ cidr, port: Number(port), ...protocol, ...exe });
+        list.push({ ...destination, port: Number(port), ...protocol, ...exe });
       }
     }
     if (madeDefault && options.reachable) keepReachable(list, added, options.reachable);
@@ -364,7 +383,7 @@ function build(options: SuggestOptions, found: Gathered, lines: number, used: nu
 }
 
 function mergeSeen(all: Seen[]): Seen {
-  const merged: Seen = { count: 0n, hostNames: new Set() };
+  const merged: Seen = { count: 0n, hostNames: new Set(), addresses: new Set() };
   for (const entry of all) {
     merged.count += entry.count;
     if (entry.first !== undefined && (merged.first === undefined || entry.first < merged.first)) {
@@ -376,6 +395,7 @@ function mergeSeen(all: Seen[]): Seen {
     }
     merged.example ??= entry.example;
     for (const name of entry.hostNames) if (merged.hostNames.size < 3) merged.hostNames.add(name);
+    for (const address of entry.addresses) if (merged.addresses.size < 3) merged.addresses.add(address);
   }
   if (merged.count > MAX_COUNT) merged.count = MAX_COUNT;
   return merged;
@@ -448,4 +468,18 @@ function render(policy: Policy, added: Added[], notes: string[]): string {
     ].join("\n");
   }
   return doc.toString({ lineWidth: 0 });
+}
+
+/** `name` when it is an exact host name an egress rule can carry (no pattern), in canonical form. */
+function exactHost(name: string | undefined): string | undefined {
+  if (name === undefined || name.includes("*") || hostProblem(name) !== undefined) return undefined;
+  return canonicalHost(name);
+}
+
+/** Whether a rule of `spec` names a program (`exe`): a trusted writer, an egress, users or bind rule. */
+function namesAProgram(spec: Policy["spec"]): boolean {
+  const { egress, bind } = spec.network ?? {};
+  return [spec.files?.writers, egress?.allow, egress?.deny, egress?.users, bind?.deny].some((list) =>
+    (list ?? []).some((rule) => rule.exe !== undefined)
+  );
 }

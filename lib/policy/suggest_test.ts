@@ -91,6 +91,8 @@ Deno.test("suggestPolicy() allows what the audit events show, with a comment per
   assert.deepEqual(policy.spec.exec?.allow, [{ path: "/usr/bin/backup" }]);
   assert.equal(policy.spec.exec?.default, "deny");
   assert.deepEqual(policy.spec.files?.writers, [{ exe: "/usr/bin/dpkg" }]);
+  // The kernel knew the address by a name, but the candidate names a program (dpkg, a writer): rules by name
+  // and by program cannot be in one policy yet, so the allow is by address, the name in the comment.
   assert.deepEqual(policy.spec.network?.egress?.allow?.[0], {
     cidr: "203.0.113.9/32",
     port: 443,
@@ -106,7 +108,7 @@ Deno.test("suggestPolicy() allows what the audit events show, with a comment per
     result.text,
     /# suggested: 5 would-deny, first 2026-05-01T10:00:00.000000001Z, last 2026-05-01T11:00:00.000000001Z; e\.g\. comm "curl", pid 10, uid 0\n\s+- path: \/usr\/bin\/backup/,
   );
-  assert.match(result.text, /seen as api\.example\.com/);
+  assert.match(result.text, /seen as api\.example\.com; at 203\.0\.113\.9\n\s+- cidr: 203\.0\.113\.9\/32/);
   assert.equal(result.notes.length, 2, result.notes.join("\n"));
   assert.match(result.notes.join("\n"), /"gone": not found on this host/);
   assert.match(result.notes.join("\n"), /net\.bind refused by rule "no-bind": there is no bind allow list/);
@@ -295,4 +297,30 @@ Deno.test("suggestPolicy() keeps lint's survival set runnable when it turns exec
   );
   const added = suggestPolicy(log, HOST, { runnable, base });
   assert.deepEqual(added.policy.spec.exec?.allow, [{ path: "/usr/bin/tar" }]);
+});
+
+Deno.test("suggestPolicy() allows by host name where the kernel knew the address by one (and by address where not)", () => {
+  const connect = (daddr: string, hostName?: string) =>
+    line({
+      type: "net.connect",
+      rule: "network.egress.default",
+      net: { family: "ipv4", protocol: "tcp", daddr, dport: 443, ...hostName && { hostName } },
+    });
+  const log = [
+    connect("203.0.113.9", "API.Example.com."),
+    connect("203.0.113.10", "api.example.com"),
+    connect("198.51.100.7"),
+    connect("198.51.100.8", "*.example.com"),
+  ].join("\n");
+  const result = suggestPolicy(log, HOST, OPTIONS);
+  const policy = parsePolicy(result.text, "out.yaml");
+  const allow = policy.spec.network?.egress?.allow ?? [];
+  // One rule for the name (both addresses it was seen at in its comment), one per address seen without one;
+  // a pattern is no name an answer gives: by address.
+  assert.deepEqual(allow.slice(0, 3), [
+    { cidr: "198.51.100.7/32", port: 443, protocol: "tcp" },
+    { cidr: "198.51.100.8/32", port: 443, protocol: "tcp" },
+    { host: "api.example.com", port: 443, protocol: "tcp" },
+  ]);
+  assert.match(result.text, /; at 203\.0\.113\.10, 203\.0\.113\.9\n\s+- host: api\.example\.com/);
 });
