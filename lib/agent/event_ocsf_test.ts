@@ -165,8 +165,8 @@ Deno.test("ocsfEvent() gives every agent event type every attribute its OCSF cla
     assert.deepEqual(ocsfProblems(ocsf), [], type);
     assert.equal(
       ocsf.class_uid,
-      type === "deadman.expired" || type === "events.dropped" ||
-        type === "tamper.detected"
+      type === "deadman.expired" || type === "events.dropped" || type === "tamper.detected" ||
+        type === "policy.check_failed"
         ? 2004
         : 6002,
       type,
