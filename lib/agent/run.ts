@@ -664,6 +664,44 @@ export class Agent {
   }
 
   /**
+   * A refresh of the policy in force (a rule path changed, the dpkg hook) that runs its probes when it has
+   * checks, as an apply does: a failure puts the entry before it back and throws SelfCheckFailedError (the
+   * caller reports it; the pick-up takes the entry put back over). A deadline is held while the probes run.
+   */
+  async #checkedRefresh(
+    current: Current,
+    applied: AppliedRecord,
+    resolved: ResolvedRuleSet,
+  ): Promise<number> {
+    if (!current.plan.checks) return await this.#refreshInto(applied, resolved);
+    const { stateDir } = this.#options;
+    const checked = checkedPlan(current.plan);
+    const { input } = current;
+    const warn = (message: string) => this.#options.log.warn(message);
+    this.#deadman.hold(checkBudgetMs(checked, this.#options));
+    try {
+      const refreshed = await checkedFlip(
+        this.#options,
+        checked,
+        { sha256: input.sha256, name: input.name, version: input.version },
+        {
+          holder: "run (rule refresh)",
+          rollBack: agentRollBack(this.#options, warn),
+          emit: (type: AgentEventType, fields: Record<string, unknown>) => this.#emit(type, fields),
+          previousOf: () => previousEntry(listHistory(stateDir)),
+        },
+        async () => ({
+          entry: currentEntry(listHistory(stateDir))!,
+          generation: await this.#refreshInto(applied, resolved),
+        }),
+      );
+      return refreshed.generation;
+    } finally {
+      this.#releaseHold();
+    }
+  }
+
+  /**
    * A rule path changed on disk: resolve again, and if an inode differs flip, under the state lock and only
    * while the live policy is still the one this agent holds. When another writer changed the live policy
    * while this waited, nothing is flipped: the pick-up takes the new policy over (and watches its paths).
@@ -712,7 +750,7 @@ export class Agent {
         this.#options.log.debug("rule refresh skipped: the live policy changed meanwhile");
         return;
       }
-      const generation = await this.#refreshInto(applied, resolved);
+      const generation = await this.#checkedRefresh(current, applied, resolved);
       this.#adopt(current, resolved, current.partial, generation);
       this.#emit("policy.refreshed", { rules: changed, generation });
     } catch (error) {

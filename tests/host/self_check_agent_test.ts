@@ -179,3 +179,63 @@ rootTest(
     });
   },
 );
+
+rootTest(
+  "[root] a rule refresh (a program a rule names replaced on disk) runs the probes; a failure rolls back",
+  async () => {
+    await withHost(async (host) => {
+      await withListener(async (port) => {
+        const file = writePolicy(host, "p.yaml", policy(host, NET));
+        await using agent = spawn(host, ["--policy", file]);
+        await agent.ready();
+        // A rule denies the listener to one program, which is not the probe's shell: the probe passes.
+        const prog = `${host.dir}/prog`;
+        Deno.copyFileSync("/bin/true", prog);
+        Deno.chmodSync(prog, 0o755);
+        Deno.writeTextFileSync(
+          file,
+          policy(
+            host,
+            `  network:\n    egress:\n      deny:\n` +
+              `        - { id: by-prog, cidr: 127.0.0.1/32, port: ${port}, protocol: tcp, exe: ${prog} }\n` +
+              `  checks:\n    implicit: false\n    mustWork:\n      - connect: 127.0.0.1:${port}\n`,
+            { version: 2 },
+          ),
+        );
+        let from = agent.events.length;
+        agent.kill("SIGHUP");
+        await agent.waitFor(
+          (event) => event.type === "policy.applied" && event.reason === "reload",
+          30_000,
+          from,
+        );
+        assert.deepEqual(outcomes(host), ["1:applied", "2:applied"]);
+
+        // The path now names the probe's own shell (an upgrade renames a new binary over it): the watcher
+        // resolves the rule again, the refresh runs the probes, the probe is denied, entry 1 is put back.
+        const bash = Deno.realPathSync(
+          new TextDecoder().decode(
+            new Deno.Command("sh", { args: ["-c", "command -v bash"] }).outputSync().stdout,
+          )
+            .trim(),
+        );
+        from = agent.events.length;
+        Deno.linkSync(bash, `${prog}.new`);
+        Deno.renameSync(`${prog}.new`, prog);
+        const failed = await agent.waitFor((event) => event.type === "policy.check_failed", 30_000, from);
+        assert.equal(failed.history, 2);
+        assert.equal(failed.got, "denied");
+        assert.equal(failed.restored, 1);
+        assert.deepEqual(outcomes(host), ["1:applied", "2:check-failed", "3:rolled-back"]);
+        await agent.waitFor(
+          (event) => event.type === "policy.rolled_back" && event.history === 3,
+          15_000,
+          from,
+        );
+        assert.equal(await connect(host), "EPERM", "the first policy's rules are back");
+        assert.equal(readSelfCheckMarker(host.stateDir), undefined);
+        assert.equal(readModeWords(host.bpffs)!.deadmanDeadlineNs, undefined, "the deadline is released");
+      });
+    });
+  },
+);
