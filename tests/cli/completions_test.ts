@@ -87,7 +87,8 @@ Deno.test("completions zsh defines _aegisbpf for every command and is valid zsh 
   assert.ok(zsh.startsWith("#compdef aegisbpf\n"));
   assert.match(zsh, /\n\s+compdef _aegisbpf aegisbpf\n/);
   for (const word of await topWords()) {
-    assert.match(zsh, new RegExp(`\\n\\s+'${word}:[^']+'\\n`), word);
+    // A description's own quote is written '\'' inside the single-quoted word.
+    assert.match(zsh, new RegExp(`\\n\\s+'${word}:(?:[^']|'\\\\'')+'\\n`), word);
     assert.match(zsh, new RegExp(`\\n_aegisbpf_${word.replaceAll("-", "_")}\\(\\) \\{\\n`), word);
   }
   assert.ok(

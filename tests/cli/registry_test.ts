@@ -28,7 +28,7 @@ Deno.test("every example in the help is a command line aegisbpf accepts", () => 
     for (const example of command.examples ?? []) {
       // A pipeline's every stage is an aegisbpf command line of its own.
       for (const stage of example.split(" | ")) {
-        const [program, ...words] = stage.split(" ");
+        const [program, ...words] = shellWords(stage);
         assert.equal(program, "aegisbpf", example);
         const redirect = words.findIndex((word) => word.startsWith(">"));
         const argv = redirect === -1 ? words : words.slice(0, redirect);
@@ -54,4 +54,13 @@ async function* walk(dir: URL): AsyncGenerator<URL> {
     if (entry.isDirectory) yield* walk(url);
     else if (entry.name.endsWith(".ts")) yield url;
   }
+}
+
+/** The words of a command line as a POSIX shell splits them: blanks outside quotes, '...' and "..." kept whole. */
+function shellWords(line: string): string[] {
+  const words: string[] = [];
+  for (const match of line.matchAll(/(?:'[^']*'|"(?:[^"\\]|\\.)*"|[^\s'"])+/g)) {
+    words.push(match[0].replace(/'([^']*)'|"((?:[^"\\]|\\.)*)"/g, (_, single, double) => single ?? double));
+  }
+  return words;
 }
