@@ -1037,12 +1037,12 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 		 * The query and then the verdict in the same bytes (the key first in both): the frame of this hook
 		 * and the calls below it fit 512 bytes only so.
 		 */
-		union subject_or_verdict u = { .q = { .key = *key, .alt = *alt, .gen = s->gen, .port_be = port_be,
+		union subject_or_verdict u = { .q = { .key = *key, .gen = s->gen, .port_be = port_be,
 						      .has_alt = has_alt } };
 		/* The subject walk here, not below the query: one call deep, as the stack's 512 bytes allow. */
 		aegis_task_subjects(s->gen, &u.q.subjects);
 		__u32 rule_id;
-		if (aegis_subject_egress_deny(&u.q)) {
+		if (aegis_subject_egress_deny(&u.q, alt)) {
 			rule_id = u.q.rule_id; /* the view denied is in u.q.key, that is u.v.key */
 		} else {
 			/* Allowed by a rule by name (of a subject or not): a per-name hit, for a task in scope. */

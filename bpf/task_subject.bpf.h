@@ -261,7 +261,6 @@ static __always_inline void subjects_net_rule(const struct aegis_state *s, const
 /* What an egress hook asks aegis_subject_egress_deny: the destination's views, and the answer. */
 struct subject_query {
 	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
-	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination, when has_alt */
 	struct net_best best;     /* scratch: the rule that matches the view being checked */
 	struct net_best named;    /* scratch: the rule by name that matches it */
 	struct task_subjects subjects; /* the current task's (aegis_task_subjects), asked by the caller */
@@ -274,13 +273,15 @@ struct subject_query {
 };
 
 /*
- * egress_cidr_deny() for the current task's subjects: 1 when a rule denies either view (its id in
- * q->rule_id, the view in q->key). A global function: the verifier checks the subject walk once.
+ * egress_cidr_deny() for the current task's subjects (q->subjects), with the learned names: 1 when a rule
+ * denies either view (its id in q->rule_id, the view in q->key); `alt` is the IPv6 view of an embedded IPv4
+ * destination, read when q->has_alt (the caller's own, not a copy in the query: connect6's stack). A global
+ * function: the verifier checks the rule lookups once.
  */
-__noinline int aegis_subject_egress_deny(struct subject_query *q)
+__noinline int aegis_subject_egress_deny(struct subject_query *q, const struct aegis_net_key *alt)
 {
 	struct aegis_state s;
-	if (!q || !load_generation(&s, q->gen))
+	if (!q || !alt || !load_generation(&s, q->gen))
 		return 0;
 	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key. */
 	struct aegis_net_key key = q->key;
@@ -295,7 +296,7 @@ __noinline int aegis_subject_egress_deny(struct subject_query *q)
 		q->name_allow = q->best.rule_id;
 	if (!q->has_alt)
 		return 0;
-	key = q->alt;
+	key = *alt;
 	subjects_net_rule(&s, &q->subjects, &key, q->port_be, &q->best, &q->named);
 	if (q->best.rank < 0 || q->best.action == AEGIS_ACTION_ALLOW) {
 		if (q->best.rank >= 0 && q->best.named && !q->name_allow)
