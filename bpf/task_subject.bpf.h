@@ -139,6 +139,20 @@ static __always_inline void net_consider(struct net_best *best, const struct aeg
 	best->action = rule->action;
 }
 
+/* What an egress hook asks aegis_subject_egress_deny: the destination's views, and the answer. */
+struct subject_query {
+	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
+	struct net_best best;     /* scratch: the rule that matches the view being checked */
+	struct net_best named;    /* scratch: the rule by name that matches it */
+	struct task_subjects subjects; /* the current task's (aegis_task_subjects), asked by the caller */
+	__u32 gen;
+	__u32 rule_id; /* out: the rule that denied */
+	__u32 name_allow; /* out: when nothing denied, the rule by name that allowed (0: none) */
+	__u16 port_be;
+	__u8 has_alt;
+	__u8 _pad0;
+};
+
 /*
  * The rules of one pattern (`kind`, `a`) that match: the port rule (rank 2), the protocol's (rank 1),
  * every protocol's (rank 0), each considered as net_consider() does (ties keep the earlier).
@@ -161,15 +175,21 @@ static __always_inline void name_levels(const struct aegis_state *s, __u32 kind,
  * Found: it replaces `best` (best->named = 1); else `best` stays. Inline: a frame of its own would pass the
  * stack's 512 bytes (connect, the subject query, this).
  */
-static __always_inline void subject_name_rule(const struct aegis_state *s, const struct task_subjects *subjects,
-					      const struct aegis_net_key *view, __u16 port_be, struct net_best *best,
-					      struct net_best *named)
+__noinline int aegis_subject_name_rule(struct subject_query *q, const struct aegis_net_key *view)
 {
+	struct aegis_state state;
+	if (!q || !view || !load_generation(&state, q->gen))
+		return 0;
+	const struct aegis_state *s = &state;
+	const struct task_subjects *subjects = &q->subjects;
+	struct net_best *best = &q->best;
+	struct net_best *named = &q->named;
+	__u16 port_be = q->port_be;
 	struct aegis_learned_key lk = { .family = view->space & 0xff };
 	__builtin_memcpy(lk.addr, view->addr, 16);
 	struct aegis_learned *entry = bpf_map_lookup_elem(&learned, &lk);
 	if (!entry || entry->expires_boot_ns <= bpf_ktime_get_boot_ns())
-		return;
+		return 0;
 	__u32 kind = entry->kind;
 	__u64 host = entry->host_key;
 	__u32 protocol = view->protocol;
@@ -188,8 +208,10 @@ static __always_inline void subject_name_rule(const struct aegis_state *s, const
 		}
 	}
 	name_levels(s, kind, host, port, protocol, named);
-	if (*(volatile __s32 *)&named->rank >= 0)
-		*best = *named;
+	if (*(volatile __s32 *)&named->rank < 0)
+		return 0;
+	*best = *named;
+	return 1;
 }
 
 /*
@@ -235,10 +257,12 @@ static __always_inline void subject_net_match(const struct aegis_state *s, __u32
  * specific (highest rank); at equal rank the first in precedence order (own exe, ancestors nearest first),
  * and a rule naming no program last. best->rank -1: no rule matches.
  */
-static __always_inline void subjects_net_rule(const struct aegis_state *s, const struct task_subjects *subjects,
-					      struct aegis_net_key *key, __u16 port_be, struct net_best *best,
-					      struct net_best *named)
+static __always_inline void subjects_net_rule(const struct aegis_state *s, struct subject_query *q,
+					      struct aegis_net_key *key)
 {
+	const struct task_subjects *subjects = &q->subjects;
+	struct net_best *best = &q->best;
+	__u16 port_be = q->port_be;
 	best->rank = -1;
 	best->rule_id = 0;
 	best->action = 0;
@@ -255,22 +279,9 @@ static __always_inline void subjects_net_rule(const struct aegis_state *s, const
 	 */
 	__u32 full = (key->space & 0xff) == AEGIS_FAMILY_IPV4 ? 32 : 128;
 	if (s->info->host_rules && *(volatile __s32 *)&best->rank < (__s32)(full * 4))
-		subject_name_rule(s, subjects, key, port_be, best, named);
+		aegis_subject_name_rule(q, key);
 }
 
-/* What an egress hook asks aegis_subject_egress_deny: the destination's views, and the answer. */
-struct subject_query {
-	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
-	struct net_best best;     /* scratch: the rule that matches the view being checked */
-	struct net_best named;    /* scratch: the rule by name that matches it */
-	struct task_subjects subjects; /* the current task's (aegis_task_subjects), asked by the caller */
-	__u32 gen;
-	__u32 rule_id; /* out: the rule that denied */
-	__u32 name_allow; /* out: when nothing denied, the rule by name that allowed (0: none) */
-	__u16 port_be;
-	__u8 has_alt;
-	__u8 _pad0;
-};
 
 /*
  * egress_cidr_deny() for the current task's subjects (q->subjects), with the learned names: 1 when a rule
@@ -286,7 +297,7 @@ __noinline int aegis_subject_egress_deny(struct subject_query *q, const struct a
 	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key. */
 	struct aegis_net_key key = q->key;
 	q->name_allow = 0;
-	subjects_net_rule(&s, &q->subjects, &key, q->port_be, &q->best, &q->named);
+	subjects_net_rule(&s, q, &key);
 	if (q->best.rank >= 0 && q->best.action != AEGIS_ACTION_ALLOW) {
 		q->rule_id = q->best.rule_id;
 		q->key = key;
@@ -297,7 +308,7 @@ __noinline int aegis_subject_egress_deny(struct subject_query *q, const struct a
 	if (!q->has_alt)
 		return 0;
 	key = *alt;
-	subjects_net_rule(&s, &q->subjects, &key, q->port_be, &q->best, &q->named);
+	subjects_net_rule(&s, q, &key);
 	if (q->best.rank < 0 || q->best.action == AEGIS_ACTION_ALLOW) {
 		if (q->best.rank >= 0 && q->best.named && !q->name_allow)
 			q->name_allow = q->best.rule_id;
