@@ -126,7 +126,7 @@ struct net_best {
 	__u32 rule_id;
 	__u32 action;
 	__s32 rank;  /* -1: no rule matched */
-	__u32 named; /* 1: the rule is a rule by name (subject_name_rule) */
+	__u32 named; /* 1: the rule is a rule by name (aegis_subject_name_rule) */
 };
 
 /* Takes `rule` when it matches more specifically than the best so far (ties keep the earlier one). */
@@ -139,7 +139,10 @@ static __always_inline void net_consider(struct net_best *best, const struct aeg
 	best->action = rule->action;
 }
 
-/* What an egress hook asks aegis_subject_egress_deny: the destination's views, and the answer. */
+/*
+ * What an egress hook asks aegis_subject_egress_deny: the destination's first view (the second, when
+ * has_alt, is passed apart), the task's subjects, and the answer.
+ */
 struct subject_query {
 	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
 	struct net_best best;     /* scratch: the rule that matches the view being checked */
@@ -169,11 +172,12 @@ static __always_inline void name_levels(const struct aegis_state *s, __u32 kind,
 
 /*
  * The rule by name that decides `view` (its family in view->space, as match_net() leaves it) for a task of
- * `subjects`: the pattern its address was learned under, then the most specific level (a port, then a
- * protocol, then neither) among the rules of the task's subjects (in precedence order) and the rules naming
- * no program (last, at equal level), matched in `named` (scratch, a global function's argument memory).
- * Found: it replaces `best` (best->named = 1); else `best` stays. Inline: a frame of its own would pass the
- * stack's 512 bytes (connect, the subject query, this).
+ * q->subjects: the pattern its address was learned under, then the most specific level (a port, then a
+ * protocol, then neither) among the rules of the task's subjects (in precedence order: kinds 64 and 65,
+ * only with the switch, kind 66) and the rules naming no program (kinds 60 and 61; last, at equal level),
+ * matched in q->named (scratch in the query: memory the verifier does not track, so the lookups leave one
+ * state). Found: it replaces q->best (named = 1) and 1 is returned; else q->best stays. A global function:
+ * verified once for both views of the query.
  */
 __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aegis_net_key *view)
 {
