@@ -1,6 +1,6 @@
 /**
  * Egress rules by host name through the pure layers: compile, decide with a learned-address table, lint.
- * The policies are built as data: `parsePolicy` refuses `host` until this release enforces it.
+ * The policies are built as data (typed, without parsing).
  */
 import assert from "node:assert/strict";
 import { compilePolicy } from "./compile.ts";
