@@ -919,11 +919,11 @@ static __always_inline struct aegis_rule *egress_cidr_deny(const struct aegis_st
 /* route_guard.bpf.h: load_state() for a generation the caller already read. */
 static __always_inline int load_generation(struct aegis_state *s, __u32 gen);
 
-/* Rules that name a program (exe, children): bpf/task_subject.bpf.h. */
-#include "task_subject.bpf.h"
-
 /* Rules by host name: the learned-address table (bpf/name_guard.bpf.h). */
 #include "name_guard.bpf.h"
+
+/* Rules that name a program (exe, children), and rules by name that do: bpf/task_subject.bpf.h. */
+#include "task_subject.bpf.h"
 
 /* What an egress hook hands the decision's tail (aegis_egress_allowed): scalars and the key, no pointers. */
 struct egress_verdict {
@@ -1005,6 +1005,22 @@ __noinline int aegis_egress_allowed(struct bpf_sock_addr *ctx, struct egress_ver
 	return !deny;
 }
 
+/* What the subject path of an egress decision holds: the query, then the verdict (see egress_decision). */
+union subject_or_verdict {
+	struct subject_query q;
+	struct egress_verdict v;
+};
+
+/* A connect or sendmsg allowed by the rule by name `rule_id`: a per-name hit, for a task in scope. Global. */
+__noinline int aegis_count_name_allow(__u32 gen, __u32 rule_id)
+{
+	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = gen, .decision = AEGIS_RULE_HIT_NAME_ALLOW };
+	if (!aegis_egress_task_in_scope(gen))
+		return 0;
+	count_key(&rule_hits, &hit);
+	return 1;
+}
+
 /* 1 to allow, 0 to deny (EPERM) a connect or sendmsg described by `key` (and `alt`: see set_addr6). */
 static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const struct aegis_state *s, __u32 hook,
 					   struct aegis_net_key *key, const struct aegis_net_key *alt, int has_alt)
@@ -1017,28 +1033,38 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	 */
 	if (s->info->task_rules && (key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) &&
 	    subject_switch(s) && !subflow_connection(ctx->sk)) {
-		struct subject_query q = { .key = *key, .alt = *alt, .gen = s->gen, .port_be = port_be,
-					   .has_alt = has_alt };
-		struct egress_verdict v = { .gen = s->gen, .hook = hook, .port_be = port_be, .has_rule = 1 };
-		if (aegis_subject_egress_deny(&q)) {
-			v.rule_id = q.rule_id;
-			v.key = q.key;
+		/*
+		 * The query and then the verdict in the same bytes (the key first in both): the frame of this hook
+		 * and the calls below it fit 512 bytes only so.
+		 */
+		union subject_or_verdict u = { .q = { .key = *key, .gen = s->gen, .port_be = port_be,
+						      .has_alt = has_alt } };
+		/* The subject walk here, not below the query: one call deep, as the stack's 512 bytes allow. */
+		aegis_task_subjects(s->gen, &u.q.subjects);
+		__u32 rule_id;
+		if (aegis_subject_egress_deny(&u.q, alt)) {
+			rule_id = u.q.rule_id; /* the view denied is in u.q.key, that is u.v.key */
 		} else {
+			/* Allowed by a rule by name (of a subject or not): a per-name hit, for a task in scope. */
+			if (u.q.name_allow)
+				aegis_count_name_allow(s->gen, u.q.name_allow);
 			/* No CIDR rule denied: the users entries, of the subjects first (here, not in the tail: stack). */
-			v.rule_id = aegis_subject_user_rule(s->gen, current_euid_egid(), bpf_ntohs(port_be));
-			if (!v.rule_id)
+			rule_id = aegis_subject_user_rule(s->gen, current_euid_egid(), bpf_ntohs(port_be));
+			if (!rule_id)
 				return 1;
-			v.key = *key;
+			u.v.key = *key;
 		}
-		return aegis_egress_allowed(ctx, &v) ? 1 : 0;
+		u.v.gen = s->gen;
+		u.v.rule_id = rule_id;
+		u.v.hook = hook;
+		u.v.port_be = port_be;
+		u.v.has_rule = 1;
+		u.v._pad0 = 0;
+		return aegis_egress_allowed(ctx, &u.v) ? 1 : 0;
 	}
 	__u32 rule_id = egress_deny_id(s, key, alt, has_alt, port_be, 1);
 	if (rule_id & NAME_ALLOW_BIT) {
-		/* Allowed by a rule by name: a per-name hit, for a task in scope. */
-		struct aegis_rule_hit_key hit = { .rule_id = rule_id & ~NAME_ALLOW_BIT, .gen = s->gen,
-						  .decision = AEGIS_RULE_HIT_NAME_ALLOW };
-		if (aegis_egress_task_in_scope(s->gen))
-			count_key(&rule_hits, &hit);
+		aegis_count_name_allow(s->gen, rule_id & ~NAME_ALLOW_BIT);
 		rule_id = 0;
 	}
 	/* The common case, a destination no rule names, leaves here: the subject is asked for only when needed. */

@@ -175,6 +175,16 @@ enum aegis_rule_kind {
 	 */
 	AEGIS_RULE_HOST_PATTERN = 62,
 	AEGIS_RULE_HOST_TTL_FLOOR = 63,
+	/*
+	 * Rules by name that name a program (`host` with `exe`): a pattern's rules for one subject, in two steps
+	 * (the key has no room for a host key, a subject, a port and a protocol at once). HOST_SUBJECT: a = the
+	 * pattern's host key, b = subject << 1 | 1 for a wildcard's domain; rule_id = a number of the pair
+	 * (1 up, per generation). HOST_SUBJECT_RULE: a = that number, b = port << 8 | protocol as above; the rule.
+	 * HOST_SUBJECTS: a = b = 0, present when some rule by name names a program (the switch).
+	 */
+	AEGIS_RULE_HOST_SUBJECT = 64,
+	AEGIS_RULE_HOST_SUBJECT_RULE = 65,
+	AEGIS_RULE_HOST_SUBJECTS = 66,
 };
 
 /*

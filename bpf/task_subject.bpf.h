@@ -125,8 +125,8 @@ static __always_inline void event_subject(struct aegis_event *e)
 struct net_best {
 	__u32 rule_id;
 	__u32 action;
-	__s32 rank; /* -1: no rule matched */
-	__u32 _pad0;
+	__s32 rank;  /* -1: no rule matched */
+	__u32 named; /* 1: the rule is a rule by name (aegis_subject_name_rule) */
 };
 
 /* Takes `rule` when it matches more specifically than the best so far (ties keep the earlier one). */
@@ -137,6 +137,85 @@ static __always_inline void net_consider(struct net_best *best, const struct aeg
 	best->rank = rank;
 	best->rule_id = rule->rule_id;
 	best->action = rule->action;
+}
+
+/*
+ * What an egress hook asks aegis_subject_egress_deny: the destination's first view (the second, when
+ * has_alt, is passed apart), the task's subjects, and the answer.
+ */
+struct subject_query {
+	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
+	struct net_best best;     /* scratch: the rule that matches the view being checked */
+	struct net_best named;    /* scratch: the rule by name that matches it */
+	struct task_subjects subjects; /* the current task's (aegis_task_subjects), asked by the caller */
+	__u32 gen;
+	__u32 rule_id; /* out: the rule that denied */
+	__u32 name_allow; /* out: when nothing denied, the rule by name that allowed (0: none) */
+	__u16 port_be;
+	__u8 has_alt;
+	__u8 _pad0;
+};
+
+/*
+ * The rules of one pattern (`kind`, `a`) that match: the port rule (rank 2), the protocol's (rank 1),
+ * every protocol's (rank 0), each considered as net_consider() does (ties keep the earlier).
+ */
+static __always_inline void name_levels(const struct aegis_state *s, __u32 kind, __u64 a, __u32 port,
+					__u32 protocol, struct net_best *best)
+{
+	if (port)
+		net_consider(best, exact_rule(s, kind, a, port << 8 | protocol), 2);
+	if (protocol)
+		net_consider(best, exact_rule(s, kind, a, protocol), 1);
+	net_consider(best, exact_rule(s, kind, a, 0), 0);
+}
+
+/*
+ * The rule by name that decides `view` (its family in view->space, as match_net() leaves it) for a task of
+ * q->subjects: the pattern its address was learned under, then the most specific level (a port, then a
+ * protocol, then neither) among the rules of the task's subjects (in precedence order: kinds 64 and 65,
+ * only with the switch, kind 66) and the rules naming no program (kinds 60 and 61; last, at equal level),
+ * matched in q->named (scratch in the query: memory the verifier does not track, so the lookups leave one
+ * state). Found: it replaces q->best (named = 1) and 1 is returned; else q->best stays. A global function:
+ * verified once for both views of the query.
+ */
+__noinline int aegis_subject_name_rule(struct subject_query *q, const struct aegis_net_key *view)
+{
+	struct aegis_state state;
+	if (!q || !view || !load_generation(&state, q->gen))
+		return 0;
+	const struct aegis_state *s = &state;
+	const struct task_subjects *subjects = &q->subjects;
+	struct net_best *best = &q->best;
+	struct net_best *named = &q->named;
+	__u16 port_be = q->port_be;
+	struct aegis_learned_key lk = { .family = view->space & 0xff };
+	__builtin_memcpy(lk.addr, view->addr, 16);
+	struct aegis_learned *entry = bpf_map_lookup_elem(&learned, &lk);
+	if (!entry || entry->expires_boot_ns <= bpf_ktime_get_boot_ns())
+		return 0;
+	__u32 kind = entry->kind;
+	__u64 host = entry->host_key;
+	__u32 protocol = view->protocol;
+	__u32 port = bpf_ntohs(port_be);
+	named->rank = -1;
+	named->named = 1;
+	if (exact_rule(s, AEGIS_RULE_HOST_SUBJECTS, 0, 0)) {
+		__u32 wildcard = kind == AEGIS_RULE_HOST_WILDCARD ? 1 : 0;
+		for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+			if (i >= subjects->count)
+				break;
+			struct aegis_rule *pair =
+				exact_rule(s, AEGIS_RULE_HOST_SUBJECT, host, subject_at(subjects, i) << 1 | wildcard);
+			if (pair)
+				name_levels(s, AEGIS_RULE_HOST_SUBJECT_RULE, pair->rule_id, port, protocol, named);
+		}
+	}
+	name_levels(s, kind, host, port, protocol, named);
+	if (*(volatile __s32 *)&named->rank < 0)
+		return 0;
+	*best = *named;
+	return 1;
 }
 
 /*
@@ -182,57 +261,63 @@ static __always_inline void subject_net_match(const struct aegis_state *s, __u32
  * specific (highest rank); at equal rank the first in precedence order (own exe, ancestors nearest first),
  * and a rule naming no program last. best->rank -1: no rule matches.
  */
-static __always_inline void subjects_net_rule(const struct aegis_state *s, const struct task_subjects *subjects,
-					      struct aegis_net_key *key, __u16 port_be, struct net_best *best)
+static __always_inline void subjects_net_rule(const struct aegis_state *s, struct subject_query *q,
+					      struct aegis_net_key *key)
 {
+	const struct task_subjects *subjects = &q->subjects;
+	struct net_best *best = &q->best;
+	__u16 port_be = q->port_be;
 	best->rank = -1;
 	best->rule_id = 0;
 	best->action = 0;
+	best->named = 0;
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects->count)
 			break;
 		subject_net_match(s, subject_at(subjects, i), key, port_be, best);
 	}
 	subject_net_match(s, 0, key, port_be, best);
+	/*
+	 * Rules by name (where the generation has some): the address's learned name decides unless a CIDR rule
+	 * of the address itself (a /32 or /128, of any subject) matched, as on the path without subjects.
+	 */
+	__u32 full = (key->space & 0xff) == AEGIS_FAMILY_IPV4 ? 32 : 128;
+	if (s->info->host_rules && *(volatile __s32 *)&best->rank < (__s32)(full * 4))
+		aegis_subject_name_rule(q, key);
 }
 
-/* What an egress hook asks aegis_subject_egress_deny: the destination's views, and the answer. */
-struct subject_query {
-	struct aegis_net_key key; /* in: the destination; out: the view that was denied */
-	struct aegis_net_key alt; /* the IPv6 view of an embedded IPv4 destination, when has_alt */
-	struct net_best best;     /* scratch: the rule that matches the view being checked */
-	__u32 gen;
-	__u32 rule_id; /* out: the rule that denied */
-	__u16 port_be;
-	__u8 has_alt;
-	__u8 _pad0;
-};
 
 /*
- * egress_cidr_deny() for the current task's subjects: 1 when a rule denies either view (its id in
- * q->rule_id, the view in q->key). A global function: the verifier checks the subject walk once.
+ * egress_cidr_deny() for the current task's subjects (q->subjects), with the learned names: 1 when a rule
+ * denies either view (its id in q->rule_id, the view in q->key); `alt` is the IPv6 view of an embedded IPv4
+ * destination, read when q->has_alt (the caller's own, not a copy in the query: connect6's stack). A global
+ * function: the verifier checks the rule lookups once.
  */
-__noinline int aegis_subject_egress_deny(struct subject_query *q)
+__noinline int aegis_subject_egress_deny(struct subject_query *q, const struct aegis_net_key *alt)
 {
 	struct aegis_state s;
-	if (!q || !load_generation(&s, q->gen))
+	if (!q || !alt || !load_generation(&s, q->gen))
 		return 0;
-	struct task_subjects subjects;
-	aegis_task_subjects(q->gen, &subjects);
 	/* Copies on the stack: 6.1 takes no global function argument's memory as a map key. */
 	struct aegis_net_key key = q->key;
-	subjects_net_rule(&s, &subjects, &key, q->port_be, &q->best);
+	q->name_allow = 0;
+	subjects_net_rule(&s, q, &key);
 	if (q->best.rank >= 0 && q->best.action != AEGIS_ACTION_ALLOW) {
 		q->rule_id = q->best.rule_id;
 		q->key = key;
 		return 1;
 	}
+	if (q->best.rank >= 0 && q->best.named)
+		q->name_allow = q->best.rule_id;
 	if (!q->has_alt)
 		return 0;
-	key = q->alt;
-	subjects_net_rule(&s, &subjects, &key, q->port_be, &q->best);
-	if (q->best.rank < 0 || q->best.action == AEGIS_ACTION_ALLOW)
+	key = *alt;
+	subjects_net_rule(&s, q, &key);
+	if (q->best.rank < 0 || q->best.action == AEGIS_ACTION_ALLOW) {
+		if (q->best.rank >= 0 && q->best.named && !q->name_allow)
+			q->name_allow = q->best.rule_id;
 		return 0;
+	}
 	q->rule_id = q->best.rule_id;
 	q->key = key;
 	return 1;

@@ -103,9 +103,12 @@ export const RULE = {
   // egress rules by host name (bpf/name_guard.bpf.h)
   HOST: 60,
   HOST_WILDCARD: 61,
-  // names learned from DNS answers (bpf/dns_learn.bpf.h)
+  // names learned from DNS answers (bpf/dns_learn.bpf.h); then rules by name that name a program
   HOST_PATTERN: 62,
   HOST_TTL_FLOOR: 63,
+  HOST_SUBJECT: 64,
+  HOST_SUBJECT_RULE: 65,
+  HOST_SUBJECTS: 66,
 } as const;
 
 /** The learned-address table's capacity (bpf/name_guard.bpf.h). */

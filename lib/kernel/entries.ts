@@ -236,9 +236,24 @@ export function ruleSetEntries(
     exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 96 }, false);
   }
   const hostEntries = rules.count;
+  // Rules by name that name a program: (pattern, subject) -> a pair number, then (pair, port, protocol).
+  const pairs = new Map<string, number>();
   for (const rule of set.plan.egressHosts ?? []) {
     const { wildcard, suffix } = hostPattern(rule.host);
-    const kind = wildcard ? RULE.HOST_WILDCARD : RULE.HOST;
+    let kind: number = wildcard ? RULE.HOST_WILDCARD : RULE.HOST;
+    let a: number | bigint = hostKey(suffix);
+    if (rule.subject !== undefined) {
+      const pairKey = `${rule.host} ${rule.subject}`;
+      let pair = pairs.get(pairKey);
+      if (pair === undefined) {
+        pair = pairs.size + 1;
+        pairs.set(pairKey, pair);
+        const key = { kind: RULE.HOST_SUBJECT, a, b: rule.subject * 2 + (wildcard ? 1 : 0) };
+        exact(key, { ruleId: pair, action: ACTION.ALLOW, prefixLength: 0 }, false);
+      }
+      kind = RULE.HOST_SUBJECT_RULE;
+      a = pair;
+    }
     const value = {
       ruleId: rule.ruleId,
       action: rule.action === "allow" ? ACTION.ALLOW : ACTION.DENY,
@@ -252,11 +267,18 @@ export function ruleSetEntries(
       : PORT_PROTOCOL_NUMBERS;
     for (const protocol of protocols) {
       exact(
-        { kind, a: hostKey(suffix), b: (rule.port ?? 0) * 256 + protocol },
+        { kind, a, b: (rule.port ?? 0) * 256 + protocol },
         value,
         rule.action !== "allow",
       );
     }
+  }
+  if (pairs.size > 0) {
+    exact(
+      { kind: RULE.HOST_SUBJECTS, a: 0, b: 0 },
+      { ruleId: 0, action: ACTION.ALLOW, prefixLength: 0 },
+      false,
+    );
   }
   // What the DNS answer parser looks an answer's names up by (bpf/dns_learn.bpf.h): each pattern once,
   // whatever its rules' ports, and the TTL floor of what it learns.
@@ -328,6 +350,7 @@ function networkSubjects(plan: RuleSetPlan): number {
   for (const rule of plan.egress) if (rule.subject !== undefined) network.add(rule.subject);
   for (const rule of plan.bind) if (rule.subject !== undefined) network.add(rule.subject);
   for (const rule of plan.egressUsers) if (rule.subject !== undefined) network.add(rule.subject);
+  for (const rule of plan.egressHosts ?? []) if (rule.subject !== undefined) network.add(rule.subject);
   return (plan.subjects ?? []).filter((subject) =>
     network.has(subject.subject) || !writers.has(subject.subject)
   )

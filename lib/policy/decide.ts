@@ -24,9 +24,13 @@
  *   at apply and refreshed) is decided by the rules of the most specific pattern covering the name (the
  *   name itself, else the longest wildcard), matched by port and protocol as CIDR rules are, wherever no
  *   CIDR rule of the address itself (a /32 or /128) matches: a name beats every shorter CIDR rule and the
- *   default, and the address's own CIDR rule beats the name. An expired entry decides nothing. (A deny by
- *   name without port or protocol also drops the name's UDP DNS queries at the packet backstop: decided by
- *   the question a packet carries, which no event here holds, so not modelled.)
+ *   default, and the address's own CIDR rule beats the name (whichever program either names). Among the
+ *   pattern's rules, subjects rank as among CIDR rules: the most specific level (port, then protocol, then
+ *   neither) wins, at equal level the earlier subject, a rule naming no program last; a rule by name with
+ *   `exe` decides only TCP and UDP connects and sends of its subjects, as a CIDR rule with `exe` does. An
+ *   expired entry decides nothing. (A deny by name without port, protocol or exe also drops the name's DNS
+ *   queries at the packet backstop: decided by the question a packet carries, which no event here holds,
+ *   so not modelled.)
  * - Forwarded packets (network.egress.forwarded): the egress CIDR rules alone; no users entry, no scope.
  * - Bind: (port, protocol) exactly, then scope. Ingress: only the plan's interfaces; failsafe ports pass
  *   first; then the most specific rule; else the interface default. Scope does not apply to packets.
@@ -304,7 +308,7 @@ function egressCidrRule(
   for (const view of egressViews(packet, plan.nat64Prefixes ?? [])) {
     let rule = matchSubjects(plan.egress, view, subjects);
     if (!rule || rule.prefixLength < view.cidr.addr.length * 8) {
-      rule = matchNet(learnedRules(plan, view, learned), view) ?? rule;
+      rule = matchSubjects(learnedRules(plan, view, learned), view, subjects) ?? rule;
     }
     if (rule?.action === "deny") return rule.ruleId;
     if (!rule && plan.egressDefaultDeny && !isLoopback(view)) return plan.egressDefaultDeny.ruleId;
@@ -314,7 +318,8 @@ function egressCidrRule(
 
 /**
  * The rules by name that decide for `view`'s address: those of the most specific pattern covering a name
- * it was learned for (and has not expired), each as the NetRule of that address alone.
+ * it was learned for (and has not expired), each as the NetRule of that address alone (with its subject:
+ * matchSubjects picks among them as among CIDR rules).
  */
 export function learnedRules(
   plan: RuleSetPlan,
@@ -344,6 +349,7 @@ export function learnedRules(
     };
     if (host.protocol) rule.protocol = host.protocol;
     if (host.port !== undefined) rule.port = host.port;
+    if (host.subject !== undefined) rule.subject = host.subject;
     rules.push(rule);
   }
   return rules;

@@ -1,6 +1,6 @@
 /**
  * Egress rules by host name through the pure layers: compile, decide with a learned-address table, lint.
- * The policies are built as data: `parsePolicy` refuses `host` until this release enforces it.
+ * The policies are built as data (typed, without parsing).
  */
 import assert from "node:assert/strict";
 import { compilePolicy } from "./compile.ts";
@@ -177,4 +177,64 @@ Deno.test("decide() takes the most specific pattern: the name itself over a wild
     "allow",
     "the name's own rules decide, and none matches port 22: no rule, not the wildcard",
   );
+});
+
+Deno.test("decide() takes a rule by name with exe for its program only, ranked as CIDR rules of subjects", () => {
+  const learned = [{ addr: "10.1.2.3", host: "api.example.com" }];
+  const plan = compilePolicy(policy({
+    default: "deny",
+    deny: [{ id: "curl-wide", cidr: "10.0.0.0/8", exe: "/usr/bin/curl" }, {
+      id: "all",
+      host: "api.example.com",
+    }],
+    allow: [
+      { id: "curl-api", host: "api.example.com", exe: "/usr/bin/curl" },
+      { id: "launched-api", host: "api.example.com", port: 443, exe: "/usr/bin/launcher", children: true },
+    ],
+  }));
+  const as = (exe: string, port = 80, ancestors: string[] = [exe]) => {
+    const result = decide(plan, {
+      area: "egress",
+      addr: "10.1.2.3",
+      port,
+      protocol: "tcp",
+      exe,
+      ancestors,
+    }, { learned });
+    return result.decision === "allow" ? "allow" : result.ruleName;
+  };
+  assert.equal(as("/usr/bin/curl"), "allow", "curl's own rule by name beats the same rule without exe");
+  assert.equal(as("/usr/bin/wget"), "all", "another program: the rule naming no program");
+  assert.equal(
+    as("/usr/bin/wget", 443, ["/usr/bin/wget", "/usr/bin/launcher"]),
+    "allow",
+    "a child, port 443",
+  );
+  assert.equal(as("/usr/bin/wget", 80, ["/usr/bin/wget", "/usr/bin/launcher"]), "all", "not its port");
+  assert.equal(as("/usr/bin/curl", 80), "allow", "the name beats curl's own wider CIDR rule");
+  const udp = decide(plan, {
+    area: "egress",
+    addr: "10.1.2.3",
+    port: 80,
+    protocol: "udp",
+    exe: "/usr/bin/curl",
+  }, {
+    learned,
+  });
+  assert.equal(udp.decision, "allow");
+  // The address's own /32 beats the name, whichever program either names.
+  const own = compilePolicy(policy({
+    deny: [{ id: "own", cidr: "10.1.2.3/32" }],
+    allow: [{ id: "curl-api", host: "api.example.com", exe: "/usr/bin/curl" }],
+  }));
+  const result = decide(own, {
+    area: "egress",
+    addr: "10.1.2.3",
+    port: 80,
+    protocol: "tcp",
+    exe: "/usr/bin/curl",
+  }, {
+    learned,
+  });
+  assert.equal(result.ruleName, "own");
 });

@@ -535,20 +535,22 @@ Deno.test("parsePolicy() takes an exact host and a wildcard, and refuses a host 
   refuses(rule(`{ host: "*.${"a".repeat(64)}.example" }`), 10, 19, "label of 64 bytes");
   refuses(rule(`{ host: "*.${"abcdefg.".repeat(32)}example" }`), 10, 19, "at most 253");
   refuses(rule('{ host: "*.a.b.c.d.e.f.g.h.i" }'), 10, 19, "at most 8 labels");
-  refuses(
-    rule("{ host: api.example.com, exe: /usr/bin/curl }"),
-    10,
-    41,
-    "host with exe is not supported yet",
-  );
-  refuses(
+  const both = parsePolicy(rule("{ host: api.example.com, exe: /usr/bin/curl, children: true }"), "p.yaml");
+  assert.deepEqual(both.spec.network?.egress?.allow, [
+    { host: "api.example.com", exe: "/usr/bin/curl", children: true },
+  ]);
+  refuses(rule("{ host: api.example.com, exe: usr/bin/curl }"), 10, 41, "absolute");
+  const mixed = parsePolicy(
     minimal(
       "  network:\n    egress:\n      allow:\n        - { host: api.example.com }\n" +
         "      deny:\n        - { cidr: 10.0.0.0/8, exe: /usr/bin/curl }\n",
     ),
-    10,
-    19,
-    "rules by name with rules by program",
+    "p.yaml",
+  );
+  assert.equal(
+    mixed.spec.network?.egress?.deny?.[0]?.exe,
+    "/usr/bin/curl",
+    "rules by name beside rules by program",
   );
 });
 

@@ -103,7 +103,7 @@ export type RandomPolicyOptions = {
   exes?: readonly string[];
   /** Whether the egress default may be deny (at random); not unless given. */
   egressDefault?: boolean;
-  /** Host names egress rules may name (`host`, instead of a cidr); none: no rules by name. Not with `exes`. */
+  /** Host names egress rules may name (`host`, instead of a cidr); none: no rules by name. */
   hosts?: readonly string[];
 };
 
@@ -150,7 +150,7 @@ export function randomPolicy(seed: number, options: RandomPolicyOptions = {}): P
     const egress = spec.network.egress!;
     const byName = () => {
       const { cidr: _cidr, ...rule } = netRule(random, ids);
-      return { ...rule, host: random.pick(hosts) };
+      return subject({ ...rule, host: random.pick(hosts) });
     };
     egress.deny = [...egress.deny ?? [], ...rules(byName).slice(0, 2)];
     egress.allow = [...egress.allow ?? [], ...rules(byName).slice(0, 3)];

@@ -162,11 +162,6 @@ const host = z.string({ error: 'a host is a string, e.g. api.example.com or "*.e
   },
 );
 
-/** The message for `host` with `exe`, which this release does not enforce yet. */
-export const HOST_EXE_NOT_SUPPORTED =
-  "host with exe is not supported yet: a rule by name applies to every program; remove exe, or name the " +
-  "addresses with cidr";
-
 /**
  * A NAT64 prefix (RFC 6052) whose addresses stand for the IPv4 address in their last 32 bits: only /96
  * (the well-known 64:ff9b::/96 is always on), so that the IPv4 address sits where the hooks read it.
@@ -398,8 +393,6 @@ function checkEgressTarget(rule: EgressKeys, ctx: z.RefinementCtx): void {
       input: rule.ports,
       message: "use either port or ports, not both",
     });
-  } else if (rule.exe !== undefined) {
-    ctx.addIssue({ code: "custom", path: ["exe"], input: rule.exe, message: HOST_EXE_NOT_SUPPORTED });
   }
 }
 
@@ -651,17 +644,11 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
   const issues: CrossRuleIssue[] = [];
   const seen = new Map<string, [RuleList, number]>();
   const users = new Set<string>();
-  let byName: PolicyPath | undefined;
-  let byProgram: PolicyPath | undefined;
   for (const list of Object.keys(LISTS) as RuleList[]) {
     const rules = LISTS[list](spec) ?? [];
     const single = list === "network.ingress.failsafe";
     for (let index = 0; index < rules.length; index++) {
       const rule = rules[index]!;
-      // A rule with both is refused on its own (HOST_EXE_NOT_SUPPORTED).
-      const named = "host" in rule && rule.host !== undefined;
-      if (named) byName ??= rulePath(list, index);
-      else if ("exe" in rule && rule.exe !== undefined) byProgram ??= rulePath(list, index);
       const id = rule.id ?? (single ? list : undefined);
       if (id !== undefined) {
         const first = seen.get(id);
@@ -692,14 +679,6 @@ export function crossRuleIssues(spec: Policy["spec"]): CrossRuleIssue[] {
       }
       users.add(who);
     }
-  }
-  if (byName && byProgram) {
-    issues.push({
-      path: [...byName, "host"],
-      input: undefined,
-      message: `rules by name with rules by program (exe, at ${pathText(byProgram)}) in one policy are ` +
-        "not supported yet: name the addresses with cidr, or drop exe",
-    });
   }
   return issues;
 }

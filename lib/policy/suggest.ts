@@ -326,13 +326,8 @@ function build(options: SuggestOptions, found: Gathered, lines: number, used: nu
     const groups = [...found.egress.values()].sort((a, b) =>
       byPath(a.key.host ?? a.key.addr, b.key.host ?? b.key.addr) || byPath(a.key.exe ?? "", b.key.exe ?? "")
     );
-    // Rules by name and rules by program cannot be in one policy yet: where the candidate names a program,
-    // every destination is by address (the names stay in the comments).
-    const byName = !namesAProgram(spec) && groups.every((group) => group.key.exe === undefined);
     for (const { key, ports, seen } of groups) {
-      const destination = byName && key.host !== undefined
-        ? { host: key.host }
-        : { cidr: `${key.addr}/${key.prefix}` };
+      const destination = key.host !== undefined ? { host: key.host } : { cidr: `${key.addr}/${key.prefix}` };
       const exe = key.exe === undefined ? {} : { exe: key.exe };
       if (ports.has("*")) {
         // A destination used without a port (or with one the events do not give): the whole address.
@@ -474,12 +469,4 @@ function render(policy: Policy, added: Added[], notes: string[]): string {
 function exactHost(name: string | undefined): string | undefined {
   if (name === undefined || name.includes("*") || hostProblem(name) !== undefined) return undefined;
   return canonicalHost(name);
-}
-
-/** Whether a rule of `spec` names a program (`exe`): a trusted writer, an egress, users or bind rule. */
-function namesAProgram(spec: Policy["spec"]): boolean {
-  const { egress, bind } = spec.network ?? {};
-  return [spec.files?.writers, egress?.allow, egress?.deny, egress?.users, bind?.deny].some((list) =>
-    (list ?? []).some((rule) => rule.exe !== undefined)
-  );
 }

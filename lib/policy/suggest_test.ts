@@ -91,10 +91,10 @@ Deno.test("suggestPolicy() allows what the audit events show, with a comment per
   assert.deepEqual(policy.spec.exec?.allow, [{ path: "/usr/bin/backup" }]);
   assert.equal(policy.spec.exec?.default, "deny");
   assert.deepEqual(policy.spec.files?.writers, [{ exe: "/usr/bin/dpkg" }]);
-  // The kernel knew the address by a name, but the candidate names a program (dpkg, a writer): rules by name
-  // and by program cannot be in one policy yet, so the allow is by address, the name in the comment.
+  // The kernel knew the address by a name: the allow is by that name, though the candidate names a program
+  // (dpkg, a writer): rules by name and by program share a policy.
   assert.deepEqual(policy.spec.network?.egress?.allow?.[0], {
-    cidr: "203.0.113.9/32",
+    host: "api.example.com",
     port: 443,
     protocol: "tcp",
   });
@@ -108,7 +108,7 @@ Deno.test("suggestPolicy() allows what the audit events show, with a comment per
     result.text,
     /# suggested: 5 would-deny, first 2026-05-01T10:00:00.000000001Z, last 2026-05-01T11:00:00.000000001Z; e\.g\. comm "curl", pid 10, uid 0\n\s+- path: \/usr\/bin\/backup/,
   );
-  assert.match(result.text, /seen as api\.example\.com; at 203\.0\.113\.9\n\s+- cidr: 203\.0\.113\.9\/32/);
+  assert.match(result.text, /seen as api\.example\.com; at 203\.0\.113\.9\n\s+- host: api\.example\.com/);
   assert.equal(result.notes.length, 2, result.notes.join("\n"));
   assert.match(result.notes.join("\n"), /"gone": not found on this host/);
   assert.match(result.notes.join("\n"), /net\.bind refused by rule "no-bind": there is no bind allow list/);

@@ -8,9 +8,9 @@
  * many policies and how many cases each; `AEGISBPF_DIFF_REPORT=FILE` writes every disagreement to FILE.
  *
  * What this host can test: egress deny/allow rules, users entries (the worker sets the effective uid and
- * gid of every case) and bind rules, with and without `exe` and the egress default, rules by name with a
- * learned-address table written for the seed (some entries expired), in enforce mode, without a scope
- * (files and exec need BPF-LSM). The
+ * gid of every case) and bind rules, with and without `exe` and the egress default, rules by name (with
+ * and without `exe`) with a learned-address table written for the seed (some entries expired), in enforce
+ * mode, without a scope (files and exec need BPF-LSM). The
  * cases run in a private network namespace where only `lo` is up, routed by default through `lo`, so no
  * packet leaves the machine; the cgroup hooks decide before routing, so their EPERM is what is judged (a
  * UDP-Lite connect is judged on the datagram it sends after, which the packet hook decides). Every case runs in a process of its own, so the per-pid event rate limit never holds
@@ -54,11 +54,14 @@ const JUDGED_HOOKS: readonly number[] = [HOOK.CONNECT, HOOK.SENDMSG, HOOK.BIND, 
  * some deny egress by default.
  */
 function hostPolicy(seed: number, exes: readonly string[]): RuleSetPlan {
-  // Odd seeds: programs and the default; one even seed in two: rules by name and the default.
+  // Odd seeds: programs and the default; one even seed in two: rules by name and the default, with
+  // programs (rules by name with exe among them) in one of those two.
   const options = seed % 2
     ? { exes, egressDefault: true }
     : seed % 4
     ? {}
+    : seed % 8
+    ? { hosts: RULE_HOSTS, exes, egressDefault: true }
     : { hosts: RULE_HOSTS, egressDefault: true };
   const policy = randomPolicy(seed, options);
   policy.spec.mode = "enforce";

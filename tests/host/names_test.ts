@@ -5,12 +5,13 @@
  * 127.0.0.0/8 makes them refused unless a name says otherwise.
  */
 import assert from "node:assert/strict";
-import { DECISION, HOOK } from "../../ffi/mod.ts";
+import { DECISION, EVENT, HOOK } from "../../ffi/mod.ts";
 import type { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { resolvePlanNames } from "../../lib/ops/learn_names.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
 import { parsePolicy } from "../../lib/policy/parse.ts";
+import type { TestCgroup } from "../support/cgroup.ts";
 import { type DnsServer, startDnsServer } from "../support/dns_server.ts";
 import { drain, withPlane } from "../support/plane.ts";
 import { rootTest } from "../support/privileged.ts";
@@ -205,3 +206,97 @@ rootTest(
     }
   },
 );
+
+/** What a connect from `script` (run by bash inside the cgroup) met: "connected", "EPERM" or its error. */
+async function outcome(cgroup: TestCgroup, script: string): Promise<string> {
+  const result = await cgroup.runBash(script);
+  const text = result.stdout + result.stderr;
+  if (/Operation not permitted/.test(text)) return "EPERM";
+  if (/connected|Empty reply from server|Recv failure/.test(text)) return "connected";
+  return text.trim() || `exit ${result.code}`;
+}
+
+for (const mode of ["enforce", "audit"] as const) {
+  rootTest(
+    `[root] names with exe (${mode}): an allow by name for one program under egress default deny, a copy refused, children: true follows sh -c, a deny by name for one program, a name without exe beside them`,
+    async () => {
+      const dns = await startDnsServer(ZONE);
+      const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-name-exe-" });
+      try {
+        // Program A and its copy B (another inode: another program), both bash, which connects by itself.
+        const a = `${dir}/a-bash`;
+        const b = `${dir}/b-bash`;
+        for (const path of [a, b]) {
+          Deno.copyFileSync("/usr/bin/bash", path);
+          Deno.chmodSync(path, 0o755);
+        }
+        await withPlane({ areas: ["egress"] }, async ({ plane, cgroup, server }) => {
+          const port = server.port;
+          const tcp = (addr: string) => `exec 3<>/dev/tcp/${addr}/${port} && echo connected`;
+          const as = (exe: string, addr: string) => `'${exe}' -c '${tcp(addr)}'`;
+          // A child of A through sh -c: curl, started by sh, started by A (the "; true"s keep bash and sh from
+          // exec-ing their last command, which would make them that command instead of its parent).
+          const child = (addr: string) =>
+            `'${a}' -c "sh -c 'curl -sSv --max-time 5 http://${addr}:${port}/ -o /dev/null; true'; true"`;
+          const refused = mode === "enforce" ? "EPERM" : "connected";
+          const decision = mode === "enforce" ? DECISION.DENY : DECISION.AUDIT;
+          const allowlist = (children: string) =>
+            // Loopback stands for the zone's hosts: the default passes it, so a deny of 127.0.0.0/8 refuses it.
+            `      default: deny\n      deny: [{ id: lo8, cidr: 127.0.0.0/8 }]\n      allow:\n` +
+            `        - { id: api-a, host: api.test.example, exe: ${a}${children} }\n` +
+            `        - { id: evil-any, host: evil.test.example }\n`;
+
+          const { plan } = await apply(plane, dns, mode, allowlist(""));
+          const ruleOf = (id: number) => plan.rules[id]?.id;
+          drain(plane);
+          assert.equal(await outcome(cgroup, as(a, "127.0.0.5")), "connected", "A, allowed by name");
+          assert.deepEqual(drain(plane), [], "an allowed connect reports nothing");
+          assert.equal(await outcome(cgroup, as(b, "127.0.0.5")), refused, "B, a copy of A, is not A");
+          const copy = drain(plane);
+          assert.deepEqual(copy.map((e) => [e.hook, ruleOf(e.ruleId), e.decision]), [
+            [HOOK.CONNECT, "lo8", decision],
+          ]);
+          assert.equal(copy[0]?.ino, BigInt(Deno.statSync(b).ino!), "the event names B");
+          assert.equal(await outcome(cgroup, child("127.0.0.5")), refused, "a child of A without children");
+          drain(plane);
+          // A rule by name without exe decides for every program, in a policy that names programs.
+          assert.equal(await outcome(cgroup, as(b, "127.0.0.8")), "connected", "a name for every program");
+          assert.equal(await outcome(cgroup, as(a, "127.0.0.8")), "connected");
+          assert.equal(await outcome(cgroup, as(a, "127.0.0.9")), refused, "an address no name has");
+          drain(plane);
+
+          await apply(plane, dns, mode, allowlist(", children: true"));
+          assert.equal(await outcome(cgroup, child("127.0.0.5")), "connected", "children: true covers sh -c");
+          assert.equal(await outcome(cgroup, as(b, "127.0.0.5")), refused, "B still is not A");
+          drain(plane);
+
+          // A deny by name for one program: A refused, B and the host's bash connect.
+          const denied = await apply(
+            plane,
+            dns,
+            mode,
+            `      deny:\n        - { id: api-not-a, host: api.test.example, exe: ${a} }\n`,
+          );
+          drain(plane);
+          assert.equal(await outcome(cgroup, as(a, "127.0.0.5")), refused, "A is denied by name");
+          const events = drain(plane);
+          assert.deepEqual(events.map((e) => [e.hook, e.ruleId, e.decision]), [[HOOK.CONNECT, 1, decision]]);
+          assert.equal(events[0]?.ino, BigInt(Deno.statSync(a).ino!), "the event names A");
+          assert.equal((events[0]?.flags ?? 0) & EVENT.EXE, EVENT.EXE);
+          assert.equal(
+            denied.plan.rules[1]?.host,
+            "api.test.example",
+            "the rule the event names is the name's",
+          );
+          assert.equal(denied.plan.rules[1]?.exe, a, "and the program's");
+          assert.equal(await outcome(cgroup, as(b, "127.0.0.5")), "connected", "B is not A");
+          assert.equal(await cgroup.connect("127.0.0.5", port), "connected", "nor is the host's bash");
+          assert.deepEqual(drain(plane), []);
+        });
+      } finally {
+        Deno.removeSync(dir, { recursive: true });
+        await dns.stop();
+      }
+    },
+  );
+}
