@@ -60,8 +60,12 @@ spec:
     default: deny
 `,
       );
+      // An allowlist that allows nothing yet: the lock-out check refuses it unless forced (it only audits);
+      // the agent then runs the policy in force.
+      const learning = await aegisbpf(["policy", "apply", file, "--force"], { env });
+      assert.equal(learning.code, 0, learning.stderr);
       {
-        await using agent = AgentRun.spawn(dirs, ["--policy", file], { env });
+        await using agent = AgentRun.spawn(dirs, [], { env });
         await agent.ready(120_000);
         const ran = await inCgroup(cgroup, workload);
         assert.equal(ran.code, 0, `audit lets the workload run: ${ran.stderr}`);
