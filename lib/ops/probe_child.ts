@@ -24,8 +24,10 @@ export async function probeChildMain(args: readonly string[]): Promise<number> {
   const probe = JSON.parse(probeJson) as Probe;
   console.log("ready"); // started: the parent moves this process into the test cgroup, then says go
   const reader = Deno.stdin.readable.getReader();
-  await reader.read();
+  const go = await reader.read();
   reader.releaseLock();
+  // The parent went away before the go (killed): the probe never runs outside the test cgroup.
+  if (go.done) return 1;
   let reply: ProbeReply;
   try {
     if (ids !== "") {
