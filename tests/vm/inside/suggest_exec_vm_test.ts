@@ -69,8 +69,11 @@ spec:
         await agent.ready(120_000);
         const ran = await inCgroup(cgroup, workload);
         assert.equal(ran.code, 0, `audit lets the workload run: ${ran.stderr}`);
+        // An untrusted exec's event names the file by name and inode.
+        const toolIno = Deno.statSync(tool).ino;
         const isTool = (event: Event) =>
-          event.type === "exec" && event.decision === "audit" && JSON.stringify(event).includes(tool);
+          event.type === "exec" && event.decision === "audit" &&
+          (event as { file?: { ino?: number } }).file?.ino === toolIno;
         await agent.waitFor(isTool, 30_000);
         agent.kill("SIGTERM");
         assert.equal((await agent.exit()).code, 0);
