@@ -39,13 +39,14 @@ Deno.test({
     };
     Deno.writeTextFileSync(`${dir}/cmdline`, "ro\n");
     const cgroup = TestCgroup.create();
-    // The workload: the shell, a tool of its own (a copy of the guest's busybox, named sh so that it runs
-    // as the shell: its own inode), run twice.
-    Deno.mkdirSync(`${dir}/bin`, { mode: 0o755 });
-    const tool = `${dir}/bin/sh`;
+    // The workload: the shell, and a tool of its own (a copy of the guest's busybox, its own inode) where
+    // programs are installed (suggest finds a file by name and inode in the usual program directories);
+    // named ...busybox, so that it takes the applet to run as its first argument.
+    const tool = "/usr/local/bin/aegisbpf-suggest-busybox";
+    Deno.mkdirSync("/usr/local/bin", { recursive: true });
     Deno.copyFileSync("/bin/sh", tool);
     Deno.chmodSync(tool, 0o755);
-    const workload = `/bin/true && ${tool} -c 'exit 0' && ${tool} -c 'exit 0'`;
+    const workload = `/bin/true && ${tool} sh -c 'exit 0' && ${tool} sh -c 'exit 0'`;
     try {
       const file = `${dir}/learn.yaml`;
       Deno.writeTextFileSync(
@@ -96,7 +97,7 @@ spec:
       assert.equal(again.code, 0, `what ran still runs: ${again.stderr}`);
       assert.equal(denials(), before, "zero denials for the recorded workload");
       Deno.mkdirSync(`${dir}/new`, { mode: 0o755 });
-      const fresh = `${dir}/new/sh`;
+      const fresh = `${dir}/new/sh`; // a new inode, never seen
       Deno.copyFileSync("/bin/sh", fresh);
       Deno.chmodSync(fresh, 0o755);
       const refused = await inCgroup(cgroup, `${fresh} -c 'exit 0'`);
@@ -106,6 +107,7 @@ spec:
     } finally {
       DataPlane.detach(bpffs);
       cgroup.remove();
+      Deno.removeSync(tool);
       Deno.removeSync(dir, { recursive: true });
     }
   },
