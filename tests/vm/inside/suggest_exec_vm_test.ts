@@ -41,8 +41,8 @@ Deno.test({
     const cgroup = TestCgroup.create();
     // The workload: the shell, and a tool of its own (a copy of the guest's busybox, its own inode) where
     // programs are installed (suggest finds a file by name and inode in the usual program directories);
-    // named ...busybox, so that it takes the applet to run as its first argument.
-    const tool = "/usr/local/bin/aegisbpf-suggest-busybox";
+    // named busybox..., so that it takes the applet to run as its first argument.
+    const tool = "/usr/local/bin/busybox-aegisbpf-suggest";
     Deno.mkdirSync("/usr/local/bin", { recursive: true });
     Deno.copyFileSync("/bin/sh", tool);
     Deno.chmodSync(tool, 0o755);
