@@ -117,7 +117,11 @@ function skipReason(test: TestCase, status: Partial<Record<Area, AreaStatus>>): 
   return undefined;
 }
 
-/** Starts the probe child outside the cgroup, moves it in, lets it act, and reads its reply. */
+/**
+ * Starts the probe child outside the cgroup, waits for it to say it is ready (its start is not timed: a slow
+ * host takes seconds), moves it in, lets it act, and reads its reply; a child that does not answer within
+ * four probe timeouts of the go is killed.
+ */
 async function runProbe(plane: TestPlane, test: TestCase): Promise<ProbeReply> {
   const [command, ...prefix] = selfCommand();
   const ids = test.as ? `${test.as.uid}:${test.as.gid}` : "";
@@ -127,19 +131,35 @@ async function runProbe(plane: TestPlane, test: TestCase): Promise<ProbeReply> {
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  const kill = setTimeout(() => child.kill("SIGKILL"), PROBE_TIMEOUT_MS * 4);
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let kill: ReturnType<typeof setTimeout> | undefined;
   try {
+    while (!text.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      text += value;
+    }
+    if (text.split("\n")[0] !== "ready") {
+      return { result: `the probe failed: ${(await stderr).trim() || "no output"}` };
+    }
     plane.join(child.pid);
+    kill = setTimeout(() => child.kill("SIGKILL"), PROBE_TIMEOUT_MS * 4);
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode("go\n"));
     await writer.close();
-    const { stdout, stderr } = await child.output();
-    const line = new TextDecoder().decode(stdout).trim().split("\n").at(-1) ?? "";
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      text += value;
+    }
+    await child.status;
+    const line = text.trim().split("\n").at(-1) ?? "";
     try {
       return JSON.parse(line) as ProbeReply;
     } catch {
-      const said = new TextDecoder().decode(stderr).trim();
-      return { result: `the probe failed: ${said || "no output"}` };
+      return { result: `the probe failed: ${(await stderr).trim() || "no output"}` };
     }
   } finally {
     clearTimeout(kill);

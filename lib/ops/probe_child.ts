@@ -1,6 +1,7 @@
 /**
  * The child that runs one `policy test` probe. `policy test` starts it outside the test cgroup, moves it
- * in, then writes a line to its stdin: only then does it act, so that the probe is the only thing the
+ * in once it says `ready` (a runtime's start may take seconds on a slow host), then writes a line to its
+ * stdin: only then does it act, so that the probe is the only thing the
  * candidate sees (no shell, no exec of a helper under an exec allowlist). It takes the case's uid and gid,
  * does the probe and prints one JSON line: `{"result":"ok"|"EPERM"|…,"detail":…}`.
  */
@@ -21,9 +22,12 @@ export type ProbeReply = { result: string; detail?: string };
 export async function probeChildMain(args: readonly string[]): Promise<number> {
   const [probeJson = "", ids = ""] = args;
   const probe = JSON.parse(probeJson) as Probe;
+  console.log("ready"); // started: the parent moves this process into the test cgroup, then says go
   const reader = Deno.stdin.readable.getReader();
-  await reader.read(); // the parent moved this process into the test cgroup
+  const go = await reader.read();
   reader.releaseLock();
+  // The parent went away before the go (killed): the probe never runs outside the test cgroup.
+  if (go.done) return 1;
   let reply: ProbeReply;
   try {
     if (ids !== "") {

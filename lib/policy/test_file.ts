@@ -253,7 +253,8 @@ export type CaseResult = {
 /**
  * The verdict a probe got from the candidate: `deny` when the kernel refused it with EPERM and the candidate
  * said so, `audit` when it went through with an audit event, `allow` when it went through without one.
- * Refused with no event of the candidate: `error` (something else refused it: the live policy, another LSM).
+ * Refused with no event of the candidate: `error` (something else refused it: the live policy, another LSM);
+ * a probe that failed otherwise (no such file, no answer from the probe): `error` too.
  */
 export function verdictOf(
   outcome: ProbeOutcome,
@@ -264,6 +265,7 @@ export function verdictOf(
   if (refused && deny) return { verdict: "deny", event: deny };
   if (refused) return { verdict: "error" };
   if (deny) return { verdict: "error", event: deny };
+  if (outcome.result !== "ok") return { verdict: "error" }; // the probe itself failed (no such file, ...)
   if (audit) return { verdict: "audit", event: audit };
   return { verdict: "allow" };
 }

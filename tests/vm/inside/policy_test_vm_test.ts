@@ -142,8 +142,11 @@ Deno.test({
       const result = await aegisbpf(["policy", "test", `${dir}/t.test.yaml`], { env });
       assert.equal(result.code, 0, result.stdout + result.stderr);
       assert.deepEqual(snapshot(), before);
-      const still = await new Deno.Command(liveTool, { args: ["-c", "exit 0"] }).output().catch((e) => e);
-      assert.ok(still instanceof Error && /os error 1\b/.test(still.message), "the live policy still denies");
+      assert.throws(
+        () => new Deno.Command(liveTool, { args: ["-c", "exit 0"] }).spawn(),
+        /os error 1\b/,
+        "the live policy still denies",
+      );
     } finally {
       DataPlane.detach(bpffs);
       Deno.removeSync(dir, { recursive: true });

@@ -39,13 +39,14 @@ Deno.test({
     };
     Deno.writeTextFileSync(`${dir}/cmdline`, "ro\n");
     const cgroup = TestCgroup.create();
-    // The workload: the shell, a tool of its own (a copy of the guest's busybox, named sh so that it runs
-    // as the shell: its own inode), run twice.
-    Deno.mkdirSync(`${dir}/bin`, { mode: 0o755 });
-    const tool = `${dir}/bin/sh`;
+    // The workload: the shell, and a tool of its own (a copy of the guest's busybox, its own inode) where
+    // programs are installed (suggest finds a file by name and inode in the usual program directories);
+    // named busybox..., so that it takes the applet to run as its first argument.
+    const tool = "/usr/local/bin/busybox-aegisbpf-suggest";
+    Deno.mkdirSync("/usr/local/bin", { recursive: true });
     Deno.copyFileSync("/bin/sh", tool);
     Deno.chmodSync(tool, 0o755);
-    const workload = `/bin/true && ${tool} -c 'exit 0' && ${tool} -c 'exit 0'`;
+    const workload = `/bin/true && ${tool} sh -c 'exit 0' && ${tool} sh -c 'exit 0'`;
     try {
       const file = `${dir}/learn.yaml`;
       Deno.writeTextFileSync(
@@ -60,13 +61,20 @@ spec:
     default: deny
 `,
       );
+      // An allowlist that allows nothing yet: the lock-out check refuses it unless forced (it only audits);
+      // the agent then runs the policy in force.
+      const learning = await aegisbpf(["policy", "apply", file, "--force"], { env });
+      assert.equal(learning.code, 0, learning.stderr);
       {
-        await using agent = AgentRun.spawn(dirs, ["--policy", file], { env });
+        await using agent = AgentRun.spawn(dirs, [], { env });
         await agent.ready(120_000);
         const ran = await inCgroup(cgroup, workload);
         assert.equal(ran.code, 0, `audit lets the workload run: ${ran.stderr}`);
+        // An untrusted exec's event names the file by name and inode.
+        const toolIno = Deno.statSync(tool).ino;
         const isTool = (event: Event) =>
-          event.type === "exec" && event.decision === "audit" && JSON.stringify(event).includes(tool);
+          event.type === "exec" && event.decision === "audit" &&
+          (event as { file?: { ino?: number } }).file?.ino === toolIno;
         await agent.waitFor(isTool, 30_000);
         agent.kill("SIGTERM");
         assert.equal((await agent.exit()).code, 0);
@@ -78,7 +86,9 @@ spec:
       const candidate = Deno.readTextFileSync(`${dir}/c.yaml`);
       assert.ok(candidate.includes(tool), `the tool is allowed by the candidate:\n${candidate}`);
       Deno.writeTextFileSync(`${dir}/c.yaml`, candidate.replace("mode: audit", "mode: enforce"));
-      const applied = await aegisbpf(["policy", "apply", `${dir}/c.yaml`], { env });
+      // --force: the lock-out check asks for the survival set (the guest's deno and its libraries among it)
+      // in the allowed set, whatever the scope; this one is a test cgroup that runs only the workload.
+      const applied = await aegisbpf(["policy", "apply", `${dir}/c.yaml`, "--force"], { env });
       assert.equal(applied.code, 0, applied.stdout + applied.stderr);
       const denials = () => {
         using plane = DataPlane.open({ bpffs, areas: [] });
@@ -89,7 +99,7 @@ spec:
       assert.equal(again.code, 0, `what ran still runs: ${again.stderr}`);
       assert.equal(denials(), before, "zero denials for the recorded workload");
       Deno.mkdirSync(`${dir}/new`, { mode: 0o755 });
-      const fresh = `${dir}/new/sh`;
+      const fresh = `${dir}/new/sh`; // a new inode, never seen
       Deno.copyFileSync("/bin/sh", fresh);
       Deno.chmodSync(fresh, 0o755);
       const refused = await inCgroup(cgroup, `${fresh} -c 'exit 0'`);
@@ -99,6 +109,7 @@ spec:
     } finally {
       DataPlane.detach(bpffs);
       cgroup.remove();
+      Deno.removeSync(tool);
       Deno.removeSync(dir, { recursive: true });
     }
   },
