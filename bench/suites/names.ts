@@ -1,8 +1,9 @@
 /**
  * connect() with rules by name (issue 20): the egress hooks with 10,000 names' rules and 10,000 learned
- * addresses, against the same hooks without names and against no program. The destination, 127.0.0.1, is
- * one of the learned addresses (allowed by its name), so every connect takes the whole names path: the CIDR
- * match, the learned-address lookup and the name's rule lookups. Run alone: `deno task bench --only names`.
+ * addresses (and again with each name's rule for one program, the loop's), against the same hooks without
+ * names and against no program. The destination, 127.0.0.1, is one of the learned addresses (allowed by its
+ * name), so every connect takes the whole names path: the CIDR match, the learned-address lookup and the
+ * name's rule lookups (with exe: the task's program first). Run alone: `deno task bench --only names`.
  */
 import { resolvePlan } from "../../lib/kernel/resolve.ts";
 import { compilePolicy } from "../../lib/policy/compile.ts";
@@ -16,19 +17,25 @@ import { suite } from "../lib/suite.ts";
 const CLOSED_PORT = 9;
 const TARGET_RATIO = 1.05;
 const NAMES = 10_000;
-const VARIANTS = ["none", "none-aa", "cidr", "names"] as const;
+const VARIANTS = ["none", "none-aa", "cidr", "names", "exe"] as const;
 type Variant = typeof VARIANTS[number];
 const LABELS: Record<Variant, string> = {
   none: "no program",
   "none-aa": "no program (A/A)",
   cidr: "aegisbpf, 10 CIDR rules, no names",
   names: `aegisbpf, 10 CIDR rules and ${NAMES.toLocaleString("en")} names learned`,
+  exe: `aegisbpf, 10 CIDR rules and ${
+    NAMES.toLocaleString("en")
+  } names learned, every name's rule by program`,
 };
 
-/** The policy: 10 CIDR denies in 10.0.0.0/8, and an allow for each name (`hostsByName`: learned below). */
-function policy(names: number): Policy {
+/**
+ * The policy: 10 CIDR denies in 10.0.0.0/8, and an allow for each name (`hostsByName`: learned below); with
+ * `exe`, each name's allow is for that program only (the subject path: the task's program, then the name).
+ */
+function policy(names: number, exe?: string): Policy {
   const deny = Array.from({ length: 10 }, (_, i) => ({ cidr: `10.${i}.0.0/16` }));
-  const allow = Array.from({ length: names }, (_, i) => ({ host: `n${i}.bench.example` }));
+  const allow = Array.from({ length: names }, (_, i) => ({ host: `n${i}.bench.example`, ...exe && { exe } }));
   return {
     apiVersion: "aegisbpf.io/v1",
     kind: "Policy",
@@ -58,17 +65,21 @@ await suite("names", "connect() with rules by name", async (ctx) => {
     cleanup.push(() => ns.remove());
     const cidr = await openTestPlane({ areas: ["egress"] }, cleanup);
     await cidr.plane.apply(resolvePlan(compilePolicy(policy(0))));
-    const named = await openTestPlane({ areas: ["egress"] }, cleanup);
-    const plan = compilePolicy(policy(NAMES));
-    named.plane.learn(
-      plan.egressHosts ?? [],
-      Array.from({ length: NAMES }, (_, i) => ({
-        name: `n${i}.bench.example`,
-        addr: i === 0 ? "127.0.0.1" : `172.16.${i >> 8}.${i & 0xff}`,
-        ttl: 86_400,
-      })),
-    );
-    await named.plane.apply(resolvePlan(plan));
+    const answers = Array.from({ length: NAMES }, (_, i) => ({
+      name: `n${i}.bench.example`,
+      addr: i === 0 ? "127.0.0.1" : `172.16.${i >> 8}.${i & 0xff}`,
+      ttl: 86_400,
+    }));
+    const namedPlane = async (exe?: string) => {
+      const opened = await openTestPlane({ areas: ["egress"] }, cleanup);
+      const plan = compilePolicy(policy(NAMES, exe));
+      opened.plane.learn(plan.egressHosts ?? [], answers);
+      await opened.plane.apply(resolvePlan(plan));
+      return opened;
+    };
+    const named = await namedPlane();
+    // The loop's own program: the rule of 127.0.0.1's name is its, so every connect takes the subject path.
+    const byProgram = await namedPlane(Deno.realPathSync(loop));
     const run = async (cgroup: TestCgroup) => {
       const result = await cgroup.runBash(
         `exec ${ns.exec([loop]).join(" ")} tcp ${CLOSED_PORT} ${iterations}`,
@@ -82,6 +93,7 @@ await suite("names", "connect() with rules by name", async (ctx) => {
       "none-aa": () => run(plain),
       cidr: () => run(cidr.cgroup),
       names: () => run(named.cgroup),
+      exe: () => run(byProgram.cgroup),
     } as Record<Variant, () => Promise<number>>);
     for (const variant of VARIANTS) {
       ctx.figure(
@@ -103,14 +115,25 @@ await suite("names", "connect() with rules by name", async (ctx) => {
       }x; A/A ${aa.toFixed(3)}x${decidable ? "" : `: past the ${TARGET_RATIO}x margin, undecided`})`,
       met: decidable && overhead <= TARGET_RATIO,
     });
+    const exeOverhead = ratios(samples.exe, samples.none).median;
+    ctx.target({
+      name: `TCP connect with ${NAMES.toLocaleString("en")} exe-scoped name rules and as many learned names`,
+      want: `<= ${TARGET_RATIO}x the baseline`,
+      got: `${exeOverhead.toFixed(3)}x (${median(samples.exe).toFixed(0)} ns; A/A ${aa.toFixed(3)}x${
+        decidable ? "" : `: past the ${TARGET_RATIO}x margin, undecided`
+      })`,
+      met: decidable && exeOverhead <= TARGET_RATIO,
+    });
     const progs = `${named.plane.pinDir}/progs`;
     const stats = await withPinnedProgramStats(
       { aegis_connect4: `${progs}/aegis_connect4` },
       () => run(named.cgroup).then(() => {}),
     );
     for (const stat of stats) ctx.programStat({ ...stat, phase: `${iterations} TCP connects, names path` });
-    const decided = named.plane.counters().decisions.connect;
-    if (decided.deny + decided.audit !== 0n) throw new Error("a connect to the learned address was denied");
+    for (const { plane } of [named, byProgram]) {
+      const decided = plane.counters().decisions.connect;
+      if (decided.deny + decided.audit !== 0n) throw new Error("a connect to the learned address was denied");
+    }
     ctx.note(
       "The receive-path DNS parser (addresses learned from the answers programs receive) is measured in the " +
         "dns section (deno task bench --only dns).",
