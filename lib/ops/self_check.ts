@@ -194,7 +194,7 @@ export async function runSelfChecks(
   const { probes, notes } = plannedProbes(policy, where);
   const root = cgroupRoot ?? cgroup2Root();
   const base = `${root}${policy.spec.scope?.cgroups?.[0] ?? ""}`;
-  removeLeftoverCgroups(base);
+  await removeLeftoverCgroups(base);
   const outcomes: ProbeOutcome[] = [];
   for (const [index, planned] of probes.entries()) {
     let result: ProbeResult;
@@ -234,23 +234,23 @@ function outcomeOf(planned: PlannedProbe, result: ProbeResult): ProbeOutcome {
 
 const CGROUP_PREFIX = "aegisbpf-check-";
 
-/** Probe cgroups an earlier, killed run left under `base` (their process is gone). */
-function removeLeftoverCgroups(base: string): void {
+/**
+ * Probe cgroups an earlier, killed run left under `base` (their command is gone; a probe it started may still
+ * run there): killed and removed, waited for as a probe's own cgroup is.
+ */
+async function removeLeftoverCgroups(base: string): Promise<void> {
+  let entries: Deno.DirEntry[];
   try {
-    for (const entry of Deno.readDirSync(base)) {
-      const pid = entry.isDirectory && entry.name.startsWith(CGROUP_PREFIX)
-        ? Number(entry.name.slice(CGROUP_PREFIX.length).split("-")[0])
-        : undefined;
-      if (pid === undefined || pid === Deno.pid || alive(pid)) continue;
-      killCgroup(`${base}/${entry.name}`);
-      try {
-        Deno.removeSync(`${base}/${entry.name}`);
-      } catch {
-        // Still emptying: the next run removes it.
-      }
-    }
+    entries = [...Deno.readDirSync(base)];
   } catch {
-    // No such base cgroup: the probes say so.
+    return; // No such base cgroup: the probes say so.
+  }
+  for (const entry of entries) {
+    const pid = entry.isDirectory && entry.name.startsWith(CGROUP_PREFIX)
+      ? Number(entry.name.slice(CGROUP_PREFIX.length).split("-")[0])
+      : undefined;
+    if (pid === undefined || pid === Deno.pid || alive(pid)) continue;
+    await removeCgroup(`${base}/${entry.name}`);
   }
 }
 
@@ -263,9 +263,12 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Removes a probe's own cgroup once its processes are gone (killed first, waited for a little). */
+/**
+ * Removes a probe's cgroup once its processes are gone (killed first, waited for up to 5 s: a loaded host
+ * takes a while to reap them; what is still there then is left for the next run).
+ */
 async function removeCgroup(dir: string): Promise<void> {
-  for (let attempt = 0; attempt < 50; attempt++) {
+  for (let attempt = 0; attempt < 250; attempt++) {
     try {
       Deno.removeSync(dir);
       return;
