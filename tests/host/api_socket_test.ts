@@ -10,6 +10,7 @@ import { EventHub } from "../../lib/api/event_hub.ts";
 import { parseApiAddress, serveApi } from "../../lib/api/server.ts";
 import { InputError } from "../../lib/errors.ts";
 import { rootTest, run } from "../support/privileged.ts";
+import { freeTcpPort } from "../support/listeners.ts";
 
 function deps(events: EventHub): ApiDeps {
   return {
@@ -42,7 +43,7 @@ async function curl(socket: string | undefined, args: string[]): Promise<{ code:
 rootTest("[root] the API's Unix socket is 0600, checks the peer uid, and serves every endpoint", async () => {
   const dir = await Deno.makeTempDir({ prefix: "aegisbpf-api-test-" });
   const events = new EventHub({ retain: 100 });
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = freeTcpPort();
   const socket = `${dir}/run/api.sock`;
   const server = await serveApi({
     app: createApp(deps(events), { readOnly: false }),

@@ -12,6 +12,7 @@ import { exposition } from "../../lib/metrics/exposition.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
 import { rootTest, run } from "../support/privileged.ts";
+import { freeTcpPort } from "../support/listeners.ts";
 
 const TARGET = "192.0.2.78";
 const POLICY = `apiVersion: aegisbpf.io/v1
@@ -138,7 +139,7 @@ rootTest(
       await Deno.mkdir(dir);
       const path = `${dir}/aegisbpf.prom`;
       writeTextfile(path, exposition(families(collect({ bpffs, stateDir: s.stateDir }))));
-      const port = 20000 + Math.floor(Math.random() * 20000);
+      const port = freeTcpPort();
       const exporter = new Deno.Command("prometheus-node-exporter", {
         args: [
           "--collector.disable-defaults",

@@ -32,3 +32,25 @@ export function signalIgnored(pid: number, signo: number): boolean {
 export function openDescriptors(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
+
+/**
+ * A TCP port on `hostname` that nothing listens on now and that outgoing connections never take: below
+ * the kernel's ephemeral range (net.ipv4.ip_local_port_range), checked by binding it. A random port that
+ * reached into the ephemeral range collided with a busy host's outgoing connections (AddrInUse).
+ */
+export function freeTcpPort(hostname = "127.0.0.1"): number {
+  const [ephemeralStart] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim().split(
+    /\s+/,
+  ).map(Number);
+  const top = Math.min(ephemeralStart ?? 32768, 32768);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * (top - 20000));
+    try {
+      Deno.listen({ hostname, port }).close();
+      return port;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    }
+  }
+  throw new Error(`no free TCP port on ${hostname} between 20000 and ${top} after 100 tries`);
+}
