@@ -59,3 +59,8 @@ export function assertExecReported(
   assert.equal(execFileName(found), path.split("/").at(-1)!.slice(0, 31), "name");
   return found;
 }
+
+/** The events of `hook` drained from `plane`, without rate-limit summaries. */
+export function hookEvents(plane: DataPlane, hook: number): RawEvent[] {
+  return drain(plane).filter((event) => event.hook === hook && !(event.flags & 1));
+}

@@ -1,45 +1,28 @@
 import assert from "node:assert/strict";
 import { EXEC_REASON } from "../../../ffi/mod.ts";
-import { cgroup2Root } from "../../../lib/kernel/cgroup.ts";
-import type { DataPlane } from "../../../lib/kernel/dataplane.ts";
 import { execFileName } from "../../../lib/kernel/events.ts";
-import { exists } from "../../../lib/kernel/pin_dir.ts";
 import { ResolveError, resolvePlan, sha256OfFile } from "../../../lib/kernel/resolve.ts";
-import { gatherLintFacts, parseExecutableMappings } from "../../../lib/policy/facts.ts";
+import { gatherLintFacts } from "../../../lib/policy/facts.ts";
 import { lockoutRisks } from "../../../lib/policy/lint.ts";
 import { parsePolicySource } from "../../../lib/policy/parse.ts";
 import { type AllowTarget, emptyPlan, type RuleInfo, type RuleSetPlan } from "../../../lib/policy/plan.ts";
 import { SharedPlane } from "../../support/shared_plane.ts";
-import {
-  assertExecReported,
-  assertRefused,
-  copyExecutable,
-  execEvents,
-  type Outcome,
-  run,
-} from "../../support/outcome.ts";
+import { assertExecReported, assertRefused, copyExecutable, execEvents, run } from "../../support/outcome.ts";
+import { detachTest, runtimeAllowed, type ScopedFixture, scopedVmTest } from "../../support/vm_fixture.ts";
 
 // The exec allowlist (bpf/exec_allow.bpf.h) inside the qemu guest, where BPF-LSM loads: with exec.default
 // deny, a task in scope runs and maps executable only the inodes exec.allow resolved to; everything else is
 // refused (enforce) or reported (audit) as untrusted, a changed sha256 entry as hash-mismatch. The policy is
 // scoped to a cgroup of the test's own, so that the test runner and the guest's shell keep running; the
 // moves are made there by the file guard's C probe (tests/fixtures/file_guard_probe.c).
-const inVm = Deno.env.get("AEGIS_IN_VM") === "1";
 const PROBE = `${Deno.cwd()}/bpf/build/fixtures/file_guard_probe`;
 const LIBRARY = `${Deno.cwd()}/bpf/build/fixtures/libprobe.so`;
 const LOADER = "/lib64/ld-linux-x86-64.so.2";
-let counter = 0;
 const shared = new SharedPlane("exec-allow");
 
-type Fixture = {
-  plane: DataPlane;
-  dir: string;
-  /** Runs argv inside the test's scope cgroup (moved there by a shell, which then execs it). */
-  inScope: (...argv: string[]) => Promise<Outcome>;
+type Fixture = Omit<ScopedFixture, "apply"> & {
   /** Applies exec.default deny in the test's scope with `allow` (and the runtime's libraries) allowed. */
   apply: (allow: AllowTarget[], parts?: Partial<RuleSetPlan>) => Promise<void>;
-  /** The test's scope, as a plan names it. */
-  scope: RuleSetPlan["scope"];
 };
 
 const RULES: RuleInfo[] = [
@@ -51,55 +34,16 @@ const RULES: RuleInfo[] = [
   { id: "no-tool", area: "exec", action: "deny" },
 ];
 const DEFAULT_ID = 1, ALLOWED_ID = 2, HASHED_ID = 3, RUNTIME_ID = 4, DENY_ID = 5;
-
-/** What this runtime maps executable (the loader and libc among them): what the probe needs too. */
-const RUNTIME: AllowTarget[] = parseExecutableMappings(Deno.readTextFileSync("/proc/self/maps")).map((
-  path,
-) => ({
-  ruleId: RUNTIME_ID,
-  path,
-  optional: true,
-}));
+const RUNTIME = runtimeAllowed(RUNTIME_ID);
 
 function vmTest(name: string, fn: (fixture: Fixture) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: !inVm,
-    fn: async () => {
-      counter++;
-      const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-allow-" });
-      Deno.chmodSync(dir, 0o755);
-      const cgroup = `${cgroup2Root()}/aegisbpf-allow-${counter}`;
-      if (exists(cgroup)) Deno.removeSync(cgroup);
-      Deno.mkdirSync(cgroup);
-      try {
-        const plane = shared.open({ areas: ["exec"] });
-        try {
-          assert.equal(plane.status.exec.mode, "enforce", `exec area: ${plane.status.exec.reason}`);
-          const inScope = (...argv: string[]) =>
-            run("sh", ["-c", `echo $$ > '${cgroup}/cgroup.procs' && exec "$@"`, "sh", ...argv]);
-          const scope = { include: [cgroup.slice(cgroup2Root().length)], exempt: [] };
-          const apply = async (allow: AllowTarget[], parts: Partial<RuleSetPlan> = {}) => {
-            await plane.apply(resolvePlan({
-              ...emptyPlan(),
-              mode: "enforce",
-              rules: RULES,
-              scope,
-              execDefaultDeny: { ruleId: DEFAULT_ID },
-              execAllow: [...allow, ...RUNTIME],
-              ...parts,
-            }));
-          };
-          await fn({ plane, dir, inScope, apply, scope });
-        } finally {
-          await shared.release(plane);
-        }
-      } finally {
-        Deno.removeSync(cgroup);
-        Deno.removeSync(dir, { recursive: true });
-      }
-    },
-  });
+  const options = { shared, prefix: "aegisbpf-allow", areas: ["exec" as const], rules: RULES };
+  scopedVmTest(name, options, (t) =>
+    fn({
+      ...t,
+      apply: (allow, parts = {}) =>
+        t.apply({ execDefaultDeny: { ruleId: DEFAULT_ID }, execAllow: [...allow, ...RUNTIME], ...parts }),
+    }));
 }
 
 vmTest(
@@ -330,12 +274,4 @@ vmTest(
   },
 );
 
-// Last: the shared plane goes, with everything it pinned and attached.
-Deno.test({
-  name: "[vm] the exec allowlist tests' shared data plane detaches: nothing of it stays pinned",
-  ignore: !inVm,
-  fn: () => {
-    shared.detach();
-    assert.equal(exists(shared.bpffs), false);
-  },
-});
+detachTest(shared, "exec allowlist");
