@@ -93,13 +93,31 @@ async function assertRolledBack(
   return failed;
 }
 
+/** Writes `text` to the agent's policy file and sends SIGHUP: the index of the agent's first event after. */
+function reload({ file, agent }: Started, text: string): number {
+  Deno.writeTextFileSync(file, text);
+  const from = agent.events.length;
+  agent.kill("SIGHUP");
+  return from;
+}
+
+/** The reload of `text` is applied. */
+async function reloaded(started: Started, text: string): Promise<void> {
+  const from = reload(started, text);
+  await started.agent.waitFor(
+    (event) => event.type === "policy.applied" && event.reason === "reload",
+    30_000,
+    from,
+  );
+}
+
 const apiSocket = (host: Host) => `${host.dir}/api.sock`;
 
 rootTest(
   "[root] a failing self-check through the API and through SIGHUP rolls back; a passing one stays",
   async () => {
     await withAgent(async (started) => {
-      const { host, port, file, agent } = started;
+      const { host, port, agent } = started;
       const socket = apiSocket(host);
       for (let i = 0; i < 200 && !(await exists(socket)); i++) await sleep(50);
       assert.equal(await connect(host), "EPERM", "the first policy denies");
@@ -125,9 +143,7 @@ rootTest(
       assert.ok(logged(host).some((event) => event.type === "policy.check_failed" && event.history === 2));
 
       // SIGHUP: the agent applies the file, runs its probes, and puts entry 3 back.
-      Deno.writeTextFileSync(file, breaksItsProbe(host, 4, port));
-      const from = agent.events.length;
-      agent.kill("SIGHUP");
+      const from = reload(started, breaksItsProbe(host, 4, port));
       const failed = await assertRolledBack(started, from, 4, 3);
       assert.equal(failed.got, "denied");
       await agent.waitFor((event) => event.type === "policy.reload_failed", 30_000, from);
@@ -145,14 +161,7 @@ rootTest(
         NET + `  checks:\n    implicit: false\n    mustWork:\n      - connect: 127.0.0.1:${port}\n`,
         { version: 6 },
       );
-      Deno.writeTextFileSync(file, passing);
-      const again = agent.events.length;
-      agent.kill("SIGHUP");
-      await agent.waitFor(
-        (event) => event.type === "policy.applied" && event.reason === "reload",
-        30_000,
-        again,
-      );
+      await reloaded(started, passing);
       assert.deepEqual(outcomes(host).slice(5), ["6:applied"]);
       assert.equal(await connect(host), "EPERM");
     }, (host) => ["--api", `unix:${apiSocket(host)}`]);
@@ -204,13 +213,13 @@ rootTest(
   "[root] a rule refresh (a program a rule names replaced on disk) runs the probes; a failure rolls back",
   async () => {
     await withAgent(async (started) => {
-      const { host, port, file, agent } = started;
+      const { host, port, agent } = started;
       // A rule denies the listener to one program, which is not the probe's shell: the probe passes.
       const prog = `${host.dir}/prog`;
       Deno.copyFileSync("/bin/true", prog);
       Deno.chmodSync(prog, 0o755);
-      Deno.writeTextFileSync(
-        file,
+      await reloaded(
+        started,
         policy(
           host,
           `  network:\n    egress:\n      deny:\n` +
@@ -218,13 +227,6 @@ rootTest(
             `  checks:\n    implicit: false\n    mustWork:\n      - connect: 127.0.0.1:${port}\n`,
           { version: 2 },
         ),
-      );
-      let from = agent.events.length;
-      agent.kill("SIGHUP");
-      await agent.waitFor(
-        (event) => event.type === "policy.applied" && event.reason === "reload",
-        30_000,
-        from,
       );
       assert.deepEqual(outcomes(host), ["1:applied", "2:applied"]);
 
@@ -236,7 +238,7 @@ rootTest(
         )
           .trim(),
       );
-      from = agent.events.length;
+      const from = agent.events.length;
       Deno.linkSync(bash, `${prog}.new`);
       Deno.renameSync(`${prog}.new`, prog);
       const failed = await assertRolledBack(started, from, 2, 1);
