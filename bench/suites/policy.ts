@@ -250,9 +250,10 @@ function changeLimits(runs: Timed[]): string {
       ms(phase("kernel/stage/install rules") + phase("kernel/stage/install net_rules"))
     }` +
     `), the flip's wait for hooks still on the old word (${ms(phase("kernel/grace period"))}) and dropping ` +
-    `the old generation (${ms(phase("kernel/drop old"))}). Opening the plane adopts the pinned programs (${
-      ms(phase("open"))
-    }) and the sweep reuses its pinned iterators (${ms(phase("sweep"))}). Writing only the difference ` +
+    `the old generation (${ms(phase("kernel/drop old"))}). Opening the plane takes the maps and programs ` +
+    `from their pins, loading nothing (${ms(phase("open"))}) and the sweep reuses its pinned iterators (${
+      ms(phase("sweep"))
+    }). Writing only the difference ` +
     `would need both generations' maps kept in step, and rule ids move when a rule is inserted anywhere but ` +
     `at the end, so the difference is most often the whole map; a change made inside a running agent (which ` +
     `holds the compiled policy in force) is where the user-space part could be made incremental.`;

@@ -234,7 +234,7 @@ export async function reapplyHistoryEntry(
   const plan = phase("compile", () => compileForNow(input.parsed.policy));
   const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
   await phaseAsync("lockout check", () => options.lockout(input, everyRule));
-  // The kernel's copy of the CIDR rules is written while the apply makes its checks, as `policy apply`
+  // The kernel's copy of the CIDR rules is written while the re-apply makes its checks, as `policy apply`
   // does (NetRulesAhead): a refused re-apply drops it.
   using ahead = phase("write ahead", () => NetRulesAhead.start(plan));
   const result = await applyPolicy({
