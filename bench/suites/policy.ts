@@ -246,8 +246,11 @@ function changeLimits(runs: Timed[]): string {
     `the encoding and the start of the write: ${ms(phase("write ahead"))}) while the apply takes its locks ` +
     `and makes its checks, and the stage waited ${ms(phase("kernel/wait net_rules"))} for what was left of ` +
     `it. The kernel phase (${ms(phase("kernel"))}) is then mostly waits for RCU grace periods: installing ` +
-    `the new inner maps (${
-      ms(phase("kernel/stage/install rules") + phase("kernel/stage/install net_rules"))
+    `the new inner maps (at once, where no interface link is attached or removed: ${
+      ms(
+        phase("kernel/stage/install") + phase("kernel/stage/install rules") +
+          phase("kernel/stage/install net_rules"),
+      )
     }` +
     `), the flip's wait for hooks still on the old word (${ms(phase("kernel/grace period"))}) and dropping ` +
     `the old generation (${ms(phase("kernel/drop old"))}). Opening the plane takes the maps and programs ` +
