@@ -66,6 +66,8 @@ const libbpfSymbols = {
   bpf_map__set_max_entries: { parameters: ["pointer", "u32"], result: "i32" },
   // int bpf_map__set_pin_path(struct bpf_map *map, const char *path)
   bpf_map__set_pin_path: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int bpf_map__reuse_fd(struct bpf_map *map, int fd)
+  bpf_map__reuse_fd: { parameters: ["pointer", "i32"], result: "i32" },
   // int bpf_map__lookup_elem(const struct bpf_map *map, const void *key, size_t key_sz,
   //                          void *value, size_t value_sz, __u64 flags)
   bpf_map__lookup_elem: {

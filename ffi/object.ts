@@ -126,6 +126,41 @@ export class OpenBpfObject {
     return new BpfObject(pointer, this.#image);
   }
 
+  /**
+   * The object with every map but the internal ones (.rodata, .bss) taken from its pin under `dir`, and
+   * nothing loaded: no program, no internal map, none of bpf_object__load's work (which parses the kernel's
+   * BTF for the object's CO-RE relocations even where no program is loaded). For a process that runs only
+   * what is pinned already; the caller checked that the pins hold these maps as the object declares them.
+   * This open object is consumed.
+   */
+  adoptPinnedMaps(dir: string): BpfObject {
+    const lib = libbpf();
+    const pointer = this.#live();
+    try {
+      for (
+        let m = lib.bpf_object__next_map(pointer, null);
+        m !== null;
+        m = lib.bpf_object__next_map(pointer, m)
+      ) {
+        const name = readCString(lib.bpf_map__name(m));
+        if (name.includes(".")) continue;
+        const path = `${dir}/${name}`;
+        const fd = unwrap(lib.bpf_obj_get(cString(path)), "bpf_obj_get", { subject: path });
+        try {
+          // libbpf keeps a duplicate of the descriptor, closed with the object.
+          unwrap(lib.bpf_map__reuse_fd(m, fd), "bpf_map__reuse_fd", { subject: name });
+        } finally {
+          closeFd(fd);
+        }
+      }
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+    this.#pointer = null;
+    return new BpfObject(pointer, this.#image);
+  }
+
   close(): void {
     if (this.#pointer === null) return;
     libbpf().bpf_object__close(this.#pointer);

@@ -246,13 +246,17 @@ function changeLimits(runs: Timed[]): string {
     `the encoding and the start of the write: ${ms(phase("write ahead"))}) while the apply takes its locks ` +
     `and makes its checks, and the stage waited ${ms(phase("kernel/wait net_rules"))} for what was left of ` +
     `it. The kernel phase (${ms(phase("kernel"))}) is then mostly waits for RCU grace periods: installing ` +
-    `the new inner maps (${
-      ms(phase("kernel/stage/install rules") + phase("kernel/stage/install net_rules"))
+    `the new inner maps (at once, where no interface link is attached or removed: ${
+      ms(
+        phase("kernel/stage/install") + phase("kernel/stage/install rules") +
+          phase("kernel/stage/install net_rules"),
+      )
     }` +
     `), the flip's wait for hooks still on the old word (${ms(phase("kernel/grace period"))}) and dropping ` +
-    `the old generation (${ms(phase("kernel/drop old"))}). Opening the plane adopts the pinned programs (${
-      ms(phase("open"))
-    }) and the sweep reuses its pinned iterators (${ms(phase("sweep"))}). Writing only the difference ` +
+    `the old generation (${ms(phase("kernel/drop old"))}). Opening the plane takes the maps and programs ` +
+    `from their pins, loading nothing (${ms(phase("open"))}) and the sweep reuses its pinned iterators (${
+      ms(phase("sweep"))
+    }). Writing only the difference ` +
     `would need both generations' maps kept in step, and rule ids move when a rule is inserted anywhere but ` +
     `at the end, so the difference is most often the whole map; a change made inside a running agent (which ` +
     `holds the compiled policy in force) is where the user-space part could be made incremental.`;

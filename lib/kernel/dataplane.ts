@@ -33,7 +33,12 @@ import { detachPins } from "./detach.ts";
 import type { ResolvedRuleSet, RuleMapName } from "./entries.ts";
 import { EventStream } from "./events.ts";
 import { type Counters, countersFrom } from "./inspect.ts";
-import { AppliedWithCleanupError, type NetRulesAhead, stageGeneration } from "./generations.ts";
+import {
+  AppliedWithCleanupError,
+  type NetRulesAhead,
+  stageGeneration,
+  stageGenerationAtOnce,
+} from "./generations.ts";
 import { type ForwardAttach, forwardLinkName, ingressLinkName, PlaneLinks } from "./links.ts";
 import { type AreaStatus, loadPlane } from "./load.ts";
 import { decodeBreakGlass, whilePinsQuiet } from "./mode_words.ts";
@@ -205,7 +210,12 @@ export class DataPlane {
     // happens in the caller's turn (and network namespace).
     using _lock = tryLockDirectory(this.pinDir) ?? await lockDirectory(this.pinDir);
     const next = this.config().activeGen ^ 1;
-    using staged = stageGeneration(this.#object, set, next, this.#capacity, ahead);
+    // With no interface link to attach or remove, nothing here depends on the caller's network namespace:
+    // the new inner maps are then installed at once (each install waits for a grace period; together, they
+    // end together), which ends the caller's turn.
+    using staged = this.#interfaceLinks(set)
+      ? stageGeneration(this.#object, set, next, this.#capacity, ahead)
+      : await stageGenerationAtOnce(this.#object, set, next, this.#capacity, ahead);
     const newLinks: string[] = [];
     try {
       // In place before the flip, so that no moment of the new scope is unguarded.
@@ -248,6 +258,12 @@ export class DataPlane {
     }
     await dropped;
     return next;
+  }
+
+  /** Whether applying `set` attaches or removes an interface's link (XDP, tc): work done through netlink. */
+  #interfaceLinks(set: ResolvedRuleSet): boolean {
+    return set.interfaces.length > 0 || (set.forward?.length ?? 0) > 0 ||
+      this.links.some((name) => name.startsWith(ingressLinkName("")) || name.startsWith(forwardLinkName("")));
   }
 
   /** Which generations have inner maps installed (the live one always, the other only mid-apply). */

@@ -115,6 +115,11 @@ export class StagedGeneration {
     return (Object.keys(RULE_MAPS) as RuleMapName[]).filter((name) => occupied(this.#outer(name), previous));
   }
 
+  /** @internal Writes the generation's gen_info, once its inner maps are installed (stageGeneration). */
+  writeGenInfo(genInfo: Uint8Array<ArrayBuffer>): void {
+    this.#object.map("gen_info").update(encodeU32(this.generation), genInfo);
+  }
+
   /** Empties the inactive slots again, after a failure before the flip. */
   abandon(): void {
     for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
@@ -220,22 +225,62 @@ export function stageGeneration(
   capacity: Partial<Record<RuleMapName, number>> = {},
   ahead?: NetRulesAhead,
 ): StagedGeneration {
-  return phase("stage", () => stage(object, set, generation, capacity, ahead));
+  return phase("stage", () => {
+    const written = writeGeneration(object, set, generation, capacity, ahead);
+    return installed(written, () => {
+      for (const { name, map } of written.installs) {
+        phase(`install ${name}`, () => object.map(name).update(encodeU32(generation), encodeU32(map.fd)));
+      }
+    });
+  });
 }
 
-function stage(
+/**
+ * stageGeneration() with every inner map installed at once, each on a worker thread: each install waits for
+ * an RCU grace period in the kernel (an update of a map of maps), and waits made together end together. The
+ * caller's turn ends while they run.
+ */
+export function stageGenerationAtOnce(
+  object: BpfObject,
+  set: ResolvedRuleSet,
+  generation: number,
+  capacity: Partial<Record<RuleMapName, number>> = {},
+  ahead?: NetRulesAhead,
+): Promise<StagedGeneration> {
+  return phaseAsync("stage", async () => {
+    const written = writeGeneration(object, set, generation, capacity, ahead);
+    const slot = encodeU32(generation);
+    const installs = written.installs.map(({ name, map }) => ({
+      fd: object.map(name).fd,
+      name,
+      key: slot,
+      value: encodeU32(map.fd),
+    }));
+    return await installedAsync(written, () => phaseAsync("install", () => writeElementsAtOnce(installs)));
+  });
+}
+
+/** A generation's inner maps written, not yet installed, and its gen_info. */
+type Written = {
+  staged: StagedGeneration;
+  installs: { name: RuleMapName; map: FdMap }[];
+  genInfo: Uint8Array<ArrayBuffer>;
+};
+
+function writeGeneration(
   object: BpfObject,
   set: ResolvedRuleSet,
   generation: number,
   capacity: Partial<Record<RuleMapName, number>>,
   ahead: NetRulesAhead | undefined,
-): StagedGeneration {
+): Written {
   const early = ahead?.plan === set.plan ? ahead : undefined;
   const entries = phase("encode", () => ruleSetEntries(set, capacity, early?.encoded));
   phase("clear hits", () => clearRuleHits(object, generation));
   const inner = new Map<RuleMapName, FdMap>();
   const staged = new StagedGeneration(object, generation, inner);
-  try {
+  const installs: Written["installs"] = [];
+  failing(staged, () => {
     for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
       // No entries: no inner map, and no wait for installing one (the slot may hold what a killed apply
       // left there: empty it).
@@ -246,18 +291,48 @@ function stage(
       const written = name === "net_rules" ? early?.take() : undefined;
       const map = written ?? phase(`write ${name}`, () => createInner(name, generation, entries[name]));
       inner.set(name, map);
-      phase(`install ${name}`, () => object.map(name).update(encodeU32(generation), encodeU32(map.fd)));
+      installs.push({ name, map });
     }
-    object.map("gen_info").update(encodeU32(generation), entries.genInfo);
+  });
+  return { staged, installs, genInfo: entries.genInfo };
+}
+
+/** The staged generation once `install` has put its inner maps in their slots and its gen_info is written. */
+function installed({ staged, genInfo }: Written, install: () => void): StagedGeneration {
+  failing(staged, () => {
+    install();
+    staged.writeGenInfo(genInfo);
+  });
+  return staged;
+}
+
+async function installedAsync({ staged, genInfo }: Written, install: () => Promise<void>) {
+  try {
+    await install();
+    staged.writeGenInfo(genInfo);
   } catch (error) {
-    try {
-      staged.abandon();
-    } finally {
-      staged.close();
-    }
+    discard(staged);
     throw error;
   }
   return staged;
+}
+
+/** Runs `fn`; on a failure, empties the staged slots again and releases its maps, and rethrows. */
+function failing(staged: StagedGeneration, fn: () => void): void {
+  try {
+    fn();
+  } catch (error) {
+    discard(staged);
+    throw error;
+  }
+}
+
+function discard(staged: StagedGeneration): void {
+  try {
+    staged.abandon();
+  } finally {
+    staged.close();
+  }
 }
 
 /** Whether a slot of an outer map holds an inner map (a user-space lookup reads its id; it never waits). */

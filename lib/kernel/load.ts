@@ -403,7 +403,9 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
         !PROGRAM_SETS[set].programs.every((name) => exists(`${pinDir}/progs/${name}`))
       );
       const programs = setPrograms(missing);
-      const object = maps.loadOnly(programs).load();
+      // Nothing to load (the common case: every program this plane needs is pinned): the maps are taken from
+      // their pins as they are, without loading the object.
+      const object = programs.length === 0 ? maps.adoptPinnedMaps(mapDir) : maps.loadOnly(programs).load();
       try {
         if (missing.length > 0 || bitsWith(record.programs).programs !== record.programs) {
           recordBuild(pinDir, object, programs, bitsWith(record.programs | setBits(missing)));

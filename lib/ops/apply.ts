@@ -263,13 +263,14 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   const raiseCounterTo = input.kind === "bundle" && request.outcome !== "rolled-back" ? version : undefined;
   let generation: number;
   try {
-    writeApplyIntent(stateDir, {
-      seq: pending.seq,
-      fromGeneration: plane.config().activeGen,
-      outcome: request.outcome,
-      ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
-      time: new Date().toISOString(),
-    });
+    phase("intent", () =>
+      writeApplyIntent(stateDir, {
+        seq: pending.seq,
+        fromGeneration: plane.config().activeGen,
+        outcome: request.outcome,
+        ...(raiseCounterTo === undefined ? {} : { raiseCounterTo }),
+        time: new Date().toISOString(),
+      }));
     generation = await flipGeneration(plane, resolved, request.warn, request.ahead);
   } catch (error) {
     setOutcome(stateDir, pending.seq, "failed");
@@ -294,6 +295,8 @@ export async function applyPolicy(request: ApplyRequest): Promise<ApplyResult> {
   });
   const connections = sweep ? phase("sweep", () => sweepAfterApply(plane, request.warn)) : undefined;
   if (plan.mode === "enforce" && plane.config().forceAudit) request.warn(forcedAuditWarning(stateDir));
+  // Released here rather than when the function returns, so that its time is a phase of its own.
+  phase("close", () => plane.close());
   return {
     entry,
     generation,

@@ -34,7 +34,7 @@ import {
 import { readApplied } from "../state/apply_state.ts";
 import { phase, phaseAsync } from "../phases.ts";
 import type { StateLock } from "../state/files.ts";
-import type { NetRulesAhead } from "../kernel/generations.ts";
+import { NetRulesAhead } from "../kernel/generations.ts";
 import {
   checkedFlip,
   type CheckReport,
@@ -217,6 +217,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
  * Re-applies the policy of history entry `target` through the same path as apply, recorded as a new entry
  * with outcome `rolled-back`. A stored bundle is verified again against the keys trusted now; the
  * anti-rollback counter does not apply. `lockout` decides on lock-out risks. The caller holds the lock.
+ * `checked`: the entry's policy read and checked already (entryInput), which is then not read again.
  */
 export async function reapplyHistoryEntry(
   where: Where,
@@ -226,8 +227,36 @@ export async function reapplyHistoryEntry(
     lockout: (input: PolicyInput, plan: RuleSetPlan) => Promise<void>;
     warn: (m: string) => void;
   },
+  checked?: PolicyInput,
 ): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
-  const { stateDir, configDir, bpffs } = where;
+  const { stateDir, bpffs } = where;
+  const input = checked ?? await entryInput(where, target);
+  const plan = phase("compile", () => compileForNow(input.parsed.policy));
+  const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
+  await phaseAsync("lockout check", () => options.lockout(input, everyRule));
+  // The kernel's copy of the CIDR rules is written while the re-apply makes its checks, as `policy apply`
+  // does (NetRulesAhead): a refused re-apply drops it.
+  using ahead = phase("write ahead", () => NetRulesAhead.start(plan));
+  const result = await applyPolicy({
+    bpffs,
+    stateDir,
+    input: applyInputOf(input),
+    plan,
+    outcome: "rolled-back",
+    restoredSeq: target.seq,
+    allowPartial: options.allowPartial,
+    warn: options.warn,
+    ahead,
+  });
+  return { ...result, input, plan };
+}
+
+/**
+ * The policy of history entry `target` read and checked as a re-apply takes it: a stored bundle verified
+ * again against the keys trusted now, the anti-rollback counter aside.
+ */
+async function entryInput(where: Where, target: HistoryEntry): Promise<PolicyInput> {
+  const { stateDir, configDir } = where;
   const content = phase("read", () => readEntryContent(stateDir, target));
   const checked = await phaseAsync("parse", () =>
     withYaml(() =>
@@ -241,21 +270,7 @@ export async function reapplyHistoryEntry(
         },
       )
     ));
-  const input = { ...checked, source: target.source };
-  const plan = phase("compile", () => compileForNow(input.parsed.policy));
-  const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
-  await phaseAsync("lockout check", () => options.lockout(input, everyRule));
-  const result = await applyPolicy({
-    bpffs,
-    stateDir,
-    input: applyInputOf(input),
-    plan,
-    outcome: "rolled-back",
-    restoredSeq: target.seq,
-    allowPartial: options.allowPartial,
-    warn: options.warn,
-  });
-  return { ...result, input, plan };
+  return { ...checked, source: target.source };
 }
 
 /**
@@ -291,18 +306,18 @@ export async function rollbackLocked(
       `Nothing to roll back to: history holds no earlier policy in force${options.hint ?? ""}`,
     );
   }
-  // The entry's own checks run once it is back in force (its policy is read again by the re-apply).
-  const policy = await policyOfEntry(where, target);
+  // Read and checked once: the entry's own checks run once it is back in force, and the re-apply applies it.
+  const input = await entryInput(where, target);
   const result = await checkedFlip(
     where,
-    policy,
+    input.parsed.policy,
     { sha256: target.sha256, name: target.name, version: target.version },
     {
       holder: options.holder,
       rollBack: rollBackTo(where, options.warn),
       ...options.emit && { emit: options.emit },
     },
-    () => reapplyHistoryEntry(where, target, options),
+    () => reapplyHistoryEntry(where, target, options, input),
   );
   return { ...result, target };
 }

@@ -155,13 +155,36 @@ export function appendHistory(
   });
   options.onStep?.("content");
   makePrivateDir(contentDir(stateDir));
-  writeFileAtomic(join(contentDir(stateDir), entry.contentSha256), bytes, PRIVATE_FILE_MODE);
+  const file = join(contentDir(stateDir), entry.contentSha256);
+  // Content is stored by its hash: a policy applied again (a rollback) finds its text stored, written
+  // durably when it was first applied, and is not written again. A file there with other bytes is replaced.
+  if (!holds(file, bytes)) writeFileAtomic(file, bytes, PRIVATE_FILE_MODE);
   options.onStep?.("index");
   const kept = keptEntries([...entries, entry]);
   writeIndex(stateDir, kept);
   options.onStep?.("prune");
   pruneContent(stateDir, kept);
   return entry;
+}
+
+/**
+ * Whether `file` is a private regular file (as writeFileAtomic leaves it) holding exactly `bytes`; false when
+ * it is missing, cannot be read, or is anything else.
+ */
+function holds(file: string, bytes: Uint8Array): boolean {
+  let stored: Uint8Array;
+  try {
+    const info = Deno.lstatSync(file);
+    if (!info.isFile || info.size !== bytes.length || ((info.mode ?? 0) & 0o7777) !== PRIVATE_FILE_MODE) {
+      return false;
+    }
+    stored = Deno.readFileSync(file);
+  } catch {
+    return false;
+  }
+  if (stored.length !== bytes.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (stored[i] !== bytes[i]) return false;
+  return true;
 }
 
 /** Changes the outcome of an entry, e.g. `pending` → `applied`, or `canary` → `canary-kept`. */

@@ -312,3 +312,30 @@ function errorLike(errorClass: new (...args: never[]) => Error, pattern: RegExp)
     return true;
   };
 }
+
+Deno.test("content applied again is not written again; a stored file with other bytes or mode is replaced", async () => {
+  await withStateDir((dir) => {
+    const first = appendHistory(dir, applied("a"));
+    const file = join(historyDir(dir), "content", first.contentSha256);
+    const inode = Deno.statSync(file).ino;
+    appendHistory(dir, applied("b"));
+    const again = appendHistory(dir, applied("a", "rolled-back"));
+    assert.equal(again.contentSha256, first.contentSha256);
+    assert.equal(Deno.statSync(file).ino, inode, "the stored file is kept as it is");
+    assert.equal(readEntryContent(dir, again), "a");
+
+    // The same length, other bytes: the next append of that content writes it anew.
+    Deno.writeTextFileSync(file, "x");
+    appendHistory(dir, applied("a", "rolled-back"));
+    assert.notEqual(Deno.statSync(file).ino, inode);
+    assert.equal(Deno.readTextFileSync(file), "a");
+
+    // The right bytes with a wider mode: replaced by a private file.
+    const replaced = Deno.statSync(file).ino;
+    Deno.chmodSync(file, 0o644);
+    appendHistory(dir, applied("a", "rolled-back"));
+    assert.notEqual(Deno.statSync(file).ino, replaced);
+    assert.equal(Deno.statSync(file).mode! & 0o777, 0o600);
+    assertConsistent(dir);
+  });
+});

@@ -52,6 +52,17 @@ async function kernelView(bpffs: string, links: readonly string[], maps: readonl
   return { linkPrograms, mapIds, programs };
 }
 
+/** This process's descriptors of BTF objects: a load of the object holds one (its own BTF), until closed. */
+function btfDescriptors(): number {
+  return [...Deno.readDirSync("/proc/self/fd")].filter(({ name }) => {
+    try {
+      return Deno.readLinkSync(`/proc/self/fd/${name}`) === "anon_inode:btf";
+    } catch {
+      return false; // closed meanwhile, or the listing's own descriptor
+    }
+  }).length;
+}
+
 const LINKS = [PROGRAMS.connect4, PROGRAMS.sendmsg6, PROGRAMS.packetEgress, PROGRAMS.bind4];
 const MAPS = ["aegis_cfg", "rules", "net_rules", "gen_info", "events", BUILD_MAP];
 
@@ -65,9 +76,11 @@ rootTest(
     const options = { bpffs: bpffs.path, cgroupPath: cgroup.path, areas: ["egress", "bind"] as const };
     try {
       let before;
+      const btf = btfDescriptors();
       {
         using first = DataPlane.open(options);
         assert.equal(first.adopted, false, "the first open loads");
+        assert.ok(btfDescriptors() > btf, "a load holds the object's BTF");
         before = await kernelView(bpffs.path, LINKS, MAPS);
       }
       const record = readBuildRecord(`${bpffs.path}/aegisbpf/maps`);
@@ -83,6 +96,9 @@ rootTest(
       }
       using second = DataPlane.open(options);
       assert.equal(second.adopted, true);
+      // Not even the object is loaded: its maps are taken from their pins (no BTF loaded, none of the
+      // kernel's parsed).
+      assert.equal(btfDescriptors(), btf, "the adopting open loaded nothing");
       const after = await kernelView(bpffs.path, LINKS, MAPS);
       assert.deepEqual(after, before, "the same links run the same programs, on the same maps, none added");
       await second.apply(ruleSet({ mode: "enforce", rules: RULES, egress: [ipv4Rule(`${DENIED}/32`, 1)] }));

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { readApplied, writeApplyIntent } from "../../lib/state/apply_state.ts";
-import { appendHistory, listHistory } from "../../lib/state/history.ts";
+import { appendHistory, historyDir, listHistory } from "../../lib/state/history.ts";
 import { acquireStateLock } from "../../lib/state/files.ts";
 import { type Scratch, scratch } from "../cli/cli.ts";
 import { TestBpffs } from "../support/bpffs.ts";
@@ -228,6 +228,37 @@ rootTest(
       const rollback = await run(["policy", "rollback", "--to", "3"]);
       assert.equal(rollback.code, 0, rollback.stderr);
       assert.deepEqual(outcomes(s), ["1:applied", "2:failed", "3:applied", "4:applied", "5:rolled-back"]);
+    });
+  },
+);
+
+rootTest(
+  "[root] policy rollback reads and checks the entry once, installs the CIDR rules it wrote ahead, and writes no content again",
+  async () => {
+    await withHost(async ({ s, run }) => {
+      assert.equal((await run(["policy", "apply", await write(s, "b.yaml", B())])).code, 0);
+      assert.equal((await run(["policy", "apply", await write(s, "a.yaml", A(3))])).code, 0);
+      assert.notEqual(await probe("tcp", "192.0.2.1", "80"), "EPERM");
+      const content = `${historyDir(s.stateDir)}/content`;
+      const stored = () =>
+        [...Deno.readDirSync(content)].map(({ name }) => `${name}:${Deno.statSync(`${content}/${name}`).ino}`)
+          .sort();
+      const before = stored();
+      const rollback = await run(["--log-level", "debug", "policy", "rollback"]);
+      assert.equal(rollback.code, 0, rollback.stderr);
+      const phases = [...rollback.stderr.matchAll(/^aegisbpf: debug: phase (.+): [\d.]+ ms$/gm)].map((m) =>
+        m[1]
+      );
+      assert.deepEqual(phases.filter((name) => name === "parse"), ["parse"], rollback.stderr);
+      assert.ok(phases.includes("write ahead") && phases.includes("kernel/wait net_rules"), rollback.stderr);
+      assert.ok(
+        !phases.includes("kernel/stage/write net_rules"),
+        "the map written ahead is the one installed",
+      );
+      assert.equal(await probe("tcp", "192.0.2.1", "80"), "EPERM");
+      assert.equal(await bind(PORT_B), "EPERM");
+      assert.deepEqual(stored(), before, "B's stored text is kept as it is");
+      assert.deepEqual(outcomes(s), ["1:applied", "2:applied", "3:rolled-back"]);
     });
   },
 );
