@@ -228,6 +228,7 @@ const volatile struct {
 	enum aegis_cfg_word cfg_word;
 	enum aegis_rule_kind rule_kind;
 	enum aegis_net_space net_space;
+	enum aegis_ingress_absent ingress_absent;
 	enum aegis_capacity capacity;
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;
@@ -786,27 +787,31 @@ static __always_inline struct aegis_rule *more_specific(struct aegis_rule *a, st
 /*
  * The most specific rule for `key`: longest prefix first; at equal length a
  * port rule beats a port-less one, and a protocol rule beats an any-protocol
- * one (port-less rules that name no protocol are keyed on protocol 0).
+ * one (port-less rules that name no protocol are keyed on protocol 0). The
+ * lookups of the shapes `absent` names (AEGIS_INGRESS_NO_* bits: the trie
+ * holds no such rule) are skipped.
  */
-static __always_inline struct aegis_rule *match_net(const struct aegis_state *s, __u32 port_space, __u32 any_space,
-						    struct aegis_net_key *key, __u16 port_be)
+static __always_inline struct aegis_rule *match_net_of(const struct aegis_state *s, __u32 port_space,
+						       __u32 any_space, struct aegis_net_key *key, __u16 port_be,
+						       __u32 absent)
 {
 	void *trie = s->net_rules;
 	if (!trie)
 		return 0;
 	__u32 family = key->space & 0xff;
 	key->prefixlen = NET_KEY_FULL_PREFIX;
-	struct aegis_rule *with_port = 0;
-	if (port_be) {
+	struct aegis_rule *best = 0;
+	if (port_be && !(absent & AEGIS_INGRESS_NO_PORT)) {
 		key->space = port_space << 8 | family;
 		__builtin_memcpy(key->port, &port_be, 2);
-		with_port = bpf_map_lookup_elem(trie, key);
+		best = bpf_map_lookup_elem(trie, key);
 	}
 	key->space = any_space << 8 | family;
 	key->port[0] = 0;
 	key->port[1] = 0;
-	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(trie, key));
-	if (key->protocol) {
+	if (key->protocol && !(absent & AEGIS_INGRESS_NO_PROTOCOL))
+		best = more_specific(best, bpf_map_lookup_elem(trie, key));
+	if (!(absent & AEGIS_INGRESS_NO_ANY)) {
 		__u8 protocol = key->protocol;
 		key->protocol = 0;
 		best = more_specific(best, bpf_map_lookup_elem(trie, key));
@@ -814,6 +819,12 @@ static __always_inline struct aegis_rule *match_net(const struct aegis_state *s,
 	}
 	key->space = family;
 	return best;
+}
+
+static __always_inline struct aegis_rule *match_net(const struct aegis_state *s, __u32 port_space, __u32 any_space,
+						    struct aegis_net_key *key, __u16 port_be)
+{
+	return match_net_of(s, port_space, any_space, key, port_be, 0);
 }
 
 /*
@@ -1334,7 +1345,7 @@ static __always_inline int session_allows(__u32 ifindex, const struct aegis_pack
 static __always_inline int unparsed_passes(const struct aegis_state *s, const struct aegis_rule *iface,
 					   const struct aegis_packet *p, __u32 *rule_id)
 {
-	if (p->family && s->net_rules) {
+	if (p->family && s->net_rules && !(s->info->ingress_absent & AEGIS_INGRESS_NO_ANY)) {
 		struct aegis_net_key key = { .prefixlen = NET_KEY_FULL_PREFIX,
 					     .space = AEGIS_NET_INGRESS_ANY << 8 | p->family };
 		__builtin_memcpy(key.addr, p->saddr, 16);
@@ -1367,7 +1378,8 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	}
 	struct aegis_net_key key = { .space = p.family, .protocol = p.protocol };
 	__builtin_memcpy(key.addr, p.saddr, 16);
-	struct aegis_rule *rule = match_net(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be);
+	struct aegis_rule *rule = match_net_of(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be,
+					       s.info->ingress_absent);
 	if (rule) {
 		if (rule->action == AEGIS_ACTION_ALLOW)
 			return XDP_PASS;

@@ -296,6 +296,13 @@ enum aegis_net_space {
 	AEGIS_NET_INGRESS_ANY = 4,
 };
 
+/* Bits of gen_info.ingress_absent: the ingress trie holds no rule of this shape. */
+enum aegis_ingress_absent {
+	AEGIS_INGRESS_NO_PORT = 1,     /* no rule that names a port (space AEGIS_NET_INGRESS_PORT) */
+	AEGIS_INGRESS_NO_PROTOCOL = 2, /* no port-less rule that names a protocol */
+	AEGIS_INGRESS_NO_ANY = 4,      /* no rule for every protocol (protocol 0 of AEGIS_NET_INGRESS_ANY) */
+};
+
 /* Most entries one generation's inner map may hold (checked before writing). */
 enum aegis_capacity {
 	AEGIS_CAPACITY_RULES = 1 << 20,
@@ -351,7 +358,11 @@ struct aegis_gen_info {
 	 */
 	__u32 failsafe_absent;
 	__u32 host_rules; /* AEGIS_RULE_HOST and _WILDCARD entries: non-zero when egress consults learned names */
-	__u32 _pad0;
+	/*
+	 * AEGIS_INGRESS_NO_* bits: shapes of ingress rule the generation's trie has none of, whose lookups XDP
+	 * skips. 0 (as an older release left the word) looks every shape up.
+	 */
+	__u32 ingress_absent;
 };
 _Static_assert(sizeof(struct aegis_gen_info) == 40, "aegis_gen_info size");
 

@@ -19,7 +19,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 40, {
   net_rules_entries: { offset: 24, size: 4 },
   failsafe_absent: { offset: 28, size: 4 },
   host_rules: { offset: 32, size: 4 },
-  _pad0: { offset: 36, size: 4 },
+  ingress_absent: { offset: 36, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -326,6 +326,8 @@ export type GenInfo = {
   failsafeAbsent: number;
   /** Entries of rules by host name: non-zero when egress consults the learned-address table. */
   hostRules: number;
+  /** INGRESS_ABSENT bits: shapes of ingress rule the trie has none of (ingressAbsentBits); 0 looks all up. */
+  ingressAbsent: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -338,7 +340,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("rules_entries", info.rulesEntries)
     .u32("net_rules_entries", info.netRulesEntries)
     .u32("failsafe_absent", info.failsafeAbsent)
-    .u32("host_rules", info.hostRules).bytes;
+    .u32("host_rules", info.hostRules)
+    .u32("ingress_absent", info.ingressAbsent).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -354,6 +357,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),
     failsafeAbsent: view.getUint32(f.failsafe_absent.offset, true),
     hostRules: view.getUint32(f.host_rules.offset, true),
+    ingressAbsent: view.getUint32(f.ingress_absent.offset, true),
   };
 }
 

@@ -6,6 +6,7 @@ import {
   CAPACITY,
   encodeGenInfo,
   EXEC_ALLOW,
+  INGRESS_ABSENT,
   NET,
   RULE,
   type RuleKey,
@@ -321,6 +322,7 @@ export function ruleSetEntries(
     netRulesEntries: batches.net_rules.count,
     failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
     hostRules,
+    ingressAbsent: ingressAbsentBits(encoded.keys, encoded.count),
   });
   return { ...batches, genInfo };
 }
@@ -365,6 +367,32 @@ function networkSubjects(plan: RuleSetPlan): number {
  */
 export function failsafeAbsentBits(ports: readonly number[]): number {
   return ~ports.reduce((bits, port) => bits | 1 << (port & 31), 0) >>> 0;
+}
+
+/**
+ * The gen_info word that tells XDP which lookups of a packet cannot match: INGRESS_ABSENT bits for the shapes
+ * of ingress rule none of the `count` encoded `net_rules` keys has (a port, a protocol without a port, neither).
+ * Read from the keys themselves, so that a plan encoded ahead (`encodedNet`) gives the same word. Inverted so
+ * that 0, the word an older release left, looks every shape up.
+ */
+export function ingressAbsentBits(keys: Uint8Array, count: number): number {
+  const size = AEGIS_NET_KEY.size;
+  const space = AEGIS_NET_KEY.fields.space.offset;
+  const protocol = AEGIS_NET_KEY.fields.protocol.offset;
+  const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  let present = 0;
+  for (let offset = 0; offset < count * size; offset += size) {
+    // space = subject << 16 | AEGIS_NET_* << 8 | family: ingress rules name no subject.
+    const kind = view.getUint32(offset + space, true) >>> 8;
+    if (kind === NET.INGRESS_PORT) present |= INGRESS_ABSENT.NO_PORT;
+    else if (kind === NET.INGRESS_ANY) {
+      present |= keys[offset + protocol] === ANY_PROTOCOL
+        ? INGRESS_ABSENT.NO_ANY
+        : INGRESS_ABSENT.NO_PROTOCOL;
+    }
+  }
+  const all = INGRESS_ABSENT.NO_PORT | INGRESS_ABSENT.NO_PROTOCOL | INGRESS_ABSENT.NO_ANY;
+  return all & ~present;
 }
 
 const ANY_PROTOCOL = 0;

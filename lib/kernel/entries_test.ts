@@ -7,13 +7,21 @@ import {
   decodeGenInfo,
   decodeRule,
   encodeNetKey,
+  INGRESS_ABSENT,
   NET,
   type NetKey,
   RULE,
 } from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { CapacityError, failsafeAbsentBits, type ResolvedRuleSet, ruleSetEntries } from "./entries.ts";
+import {
+  CapacityError,
+  encodeNetRules,
+  failsafeAbsentBits,
+  ingressAbsentBits,
+  type ResolvedRuleSet,
+  ruleSetEntries,
+} from "./entries.ts";
 
 const TCP = 6;
 const UDP = 17;
@@ -295,6 +303,31 @@ Deno.test("failsafeAbsentBits() clears one bit for ports that share their low fi
   assert.equal(failsafeAbsentBits([22, 54, 65_526]), (~(1 << 22)) >>> 0);
   assert.equal(failsafeAbsentBits([31]), 2 ** 31 - 1);
   assert.equal(failsafeAbsentBits([]), 0xffff_ffff);
+});
+
+Deno.test("ruleSetEntries() sets the gen_info ingress_absent bits of the ingress rule shapes the trie lacks", () => {
+  const absent = (ingressRules: NetRule[], egress: NetRule[] = []) =>
+    decodeGenInfo(
+      ruleSetEntries(resolved({ egress, ingress: { interfaces: [], failsafe: [], rules: ingressRules } }))
+        .genInfo,
+    ).ingressAbsent;
+  const { NO_PORT, NO_PROTOCOL, NO_ANY } = INGRESS_ABSENT;
+  assert.equal(absent([]), NO_PORT | NO_PROTOCOL | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1)]), NO_PORT | NO_PROTOCOL);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { protocol: "udp" })]), NO_PORT | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { port: 22 })]), NO_PROTOCOL | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { port: 22, protocol: "tcp" }), v4("::/0", 2)]), NO_PROTOCOL);
+  // Egress rules of every shape (with a program's subject too) leave the ingress bits alone.
+  const egress = [v4("10.0.0.0/8", 3, { port: 53 }), v4("10.0.0.0/8", 4, { protocol: "tcp", subject: 1 })];
+  assert.equal(absent([], egress), NO_PORT | NO_PROTOCOL | NO_ANY);
+  // A plan encoded ahead gives the word its entries give.
+  const plan = {
+    ...emptyPlan("enforce"),
+    ingress: { interfaces: [], failsafe: [], rules: [v4("10.0.0.0/8", 1)] },
+  };
+  const encoded = encodeNetRules(plan);
+  assert.equal(ingressAbsentBits(encoded.keys, encoded.count), NO_PORT | NO_PROTOCOL);
+  assert.equal(ingressAbsentBits(encoded.keys, 0), NO_PORT | NO_PROTOCOL | NO_ANY);
 });
 
 Deno.test("ruleSetEntries() merges duplicate keys across a table that grows past its first guess, in plan order", () => {
