@@ -169,6 +169,13 @@ struct {
 } rule_hits SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4 * AEGIS_RULE_HIT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct aegis_rule_hit_slot);
+} rule_hit_slots SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, AEGIS_XDP_STAT_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -205,6 +212,7 @@ const volatile struct {
 	struct aegis_rule_hit_key rule_hit_key;
 	struct aegis_xdp_stat_key xdp_stat_key;
 	struct aegis_xdp_slot xdp_slot;
+	struct aegis_rule_hit_slot rule_hit_slot;
 	struct aegis_learned_key learned_key;
 	struct aegis_learned learned;
 	struct aegis_exception_key exception_key;
@@ -455,6 +463,27 @@ static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decis
 }
 
 /*
+ * Counts a decision of rule `rule_id`: ingress in its slot of rule_hit_slots where the slot is its own on
+ * this CPU (or free), every other hook and a slot taken by another rule in rule_hits. `hook` is a constant
+ * in every caller, so the other hooks compile to the rule_hits count alone.
+ */
+static __always_inline void count_rule_hit(const struct aegis_state *s, __u32 hook, __u32 decision, __u32 rule_id)
+{
+	if (hook == AEGIS_HOOK_INGRESS && decision <= AEGIS_DECISION_AUDIT) {
+		__u32 index = ((s->gen & 1) * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id % AEGIS_RULE_HIT_SLOTS;
+		struct aegis_rule_hit_slot *slot = bpf_map_lookup_elem(&rule_hit_slots, &index);
+		__u64 owner = AEGIS_RULE_HIT_OWNED | rule_id;
+		/* Atomic, as count_n: a test run in a task and a softirq on the same CPU may meet in a slot. */
+		if (slot && (slot->owner == owner || __sync_val_compare_and_swap(&slot->owner, 0, owner) == 0)) {
+			__sync_fetch_and_add(&slot->count, 1);
+			return;
+		}
+	}
+	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = s->gen, .decision = decision };
+	count_key(&rule_hits, &hit);
+}
+
+/*
  * Counts a matched decision and, unless the rate limit suppresses it, reserves
  * its event with the common fields filled in (and the process's, when there is
  * one: not in XDP). The caller adds its own fields and submits. NULL when the
@@ -465,8 +494,7 @@ static __always_inline struct aegis_event *record_decision(const struct aegis_st
 							   __u32 decision, __u32 rule_id, __u32 who, int with_process)
 {
 	count_n(hook * 2 + decision, 1);
-	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = s->gen, .decision = decision };
-	count_key(&rule_hits, &hit);
+	count_rule_hit(s, hook, decision, rule_id);
 	__u32 n = rate_admit(s, hook, decision, mode, rule_id, who);
 	if (!n)
 		return 0;

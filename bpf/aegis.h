@@ -459,12 +459,27 @@ struct aegis_xdp_slot {
 };
 _Static_assert(sizeof(struct aegis_xdp_slot) == 24, "aegis_xdp_slot size");
 
+/*
+ * Per-rule decision counters of ingress (map rule_hit_slots, per CPU), beside rule_hits: the slot of (gen,
+ * decision, rule_id % AEGIS_RULE_HIT_SLOTS) at index (gen * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id %
+ * AEGIS_RULE_HIT_SLOTS. An array slot costs a dropped packet a few loads where a rule_hits entry costs a hash
+ * of its key. The first rule that counts in a slot on a CPU keeps it there; another whose id falls on the same
+ * slot is counted in rule_hits instead. Cleared with rule_hits when a generation is staged again.
+ */
+struct aegis_rule_hit_slot {
+	__u64 owner; /* AEGIS_RULE_HIT_OWNED | rule_id; 0: free */
+	__u64 count;
+};
+_Static_assert(sizeof(struct aegis_rule_hit_slot) == 16, "aegis_rule_hit_slot size");
+
 /* Entries of the statistics maps: rules that fired, (interface, verdict) pairs, and interface slots. */
 enum aegis_stat_limits {
 	AEGIS_RULE_HIT_ENTRIES = 65536,
 	AEGIS_XDP_STAT_ENTRIES = 1024,
 	AEGIS_XDP_STAT_SLOTS = 256,
+	AEGIS_RULE_HIT_SLOTS = 256, /* per generation and decision (rule_hit_slots holds 4 times as many) */
 };
+#define AEGIS_RULE_HIT_OWNED (1ULL << 32)
 
 struct aegis_rate_key {
 	__u32 rule_id;

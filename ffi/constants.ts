@@ -200,8 +200,16 @@ export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
 
 export const INHERITED = { ENTRIES: 65536 } as const;
 
-/** Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`. */
-export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024, XDP_STAT_SLOTS: 256 } as const;
+/**
+ * Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`, and slots of `rule_hit_slots` per
+ * generation and decision.
+ */
+export const STAT_LIMITS = {
+  RULE_HIT_ENTRIES: 65536,
+  XDP_STAT_ENTRIES: 1024,
+  XDP_STAT_SLOTS: 256,
+  RULE_HIT_SLOTS: 256,
+} as const;
 
 /** What a trusted writer may change (its AEGIS_RULE_WRITER entry's action bits). */
 export const WRITER_SCOPE = { PROTECTED: 1, ALLOWED: 2 } as const;

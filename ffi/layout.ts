@@ -1,5 +1,5 @@
 import { AEGIS_EVENT } from "./event.ts";
-import { CFG, MODE } from "./constants.ts";
+import { CFG, MODE, STAT_LIMITS } from "./constants.ts";
 import { struct, type StructLayout } from "./struct.ts";
 
 /**
@@ -101,6 +101,12 @@ export const AEGIS_XDP_STAT_KEY = struct("aegis_xdp_stat_key", 8, {
   action: { offset: 4, size: 4 },
 });
 
+/** One rule's decisions in a per-CPU slot of map rule_hit_slots (ingress; rule_hits holds the rest). */
+export const AEGIS_RULE_HIT_SLOT = struct("aegis_rule_hit_slot", 16, {
+  owner: { offset: 0, size: 8 },
+  count: { offset: 8, size: 8 },
+});
+
 /** One interface's packets by verdict in a per-CPU slot of map xdp_slots. */
 export const AEGIS_XDP_SLOT = struct("aegis_xdp_slot", 24, {
   ifindex: { offset: 0, size: 4 },
@@ -179,6 +185,7 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_RULE_HIT_KEY,
   AEGIS_XDP_STAT_KEY,
   AEGIS_XDP_SLOT,
+  AEGIS_RULE_HIT_SLOT,
   AEGIS_LEARNED_KEY,
   AEGIS_LEARNED,
   AEGIS_EXCEPTION_KEY,
@@ -551,6 +558,38 @@ export function decodeRuleHitKey(bytes: Uint8Array): RuleHitKey {
     gen: view.getUint8(f.gen.offset),
     decision: view.getUint8(f.decision.offset),
   };
+}
+
+/** aegis_rule_hit_slot.owner of a slot a rule holds: this bit with the rule id in the low 32 bits. */
+const RULE_HIT_OWNED = 1n << 32n;
+
+/**
+ * The generation and decision whose slots rule_hit_slots holds at `index`: (gen * 2 + decision) *
+ * RULE_HIT_SLOTS + rule_id % RULE_HIT_SLOTS.
+ */
+export function ruleHitSlotOf(index: number): { gen: number; decision: number } {
+  const row = Math.floor(index / STAT_LIMITS.RULE_HIT_SLOTS);
+  return { gen: row >> 1, decision: row & 1 };
+}
+
+/** The rules counted in one rule_hit_slots value (one slot per CPU; a free slot counts for none). */
+export function decodeRuleHitSlots(bytes: Uint8Array): { ruleId: number; count: bigint }[] {
+  const view = reader(bytes);
+  const f = AEGIS_RULE_HIT_SLOT.fields;
+  const counts: { ruleId: number; count: bigint }[] = [];
+  for (
+    let offset = 0;
+    offset + AEGIS_RULE_HIT_SLOT.size <= bytes.byteLength;
+    offset += AEGIS_RULE_HIT_SLOT.size
+  ) {
+    const owner = view.getBigUint64(offset + f.owner.offset, true);
+    if ((owner & ~0xffff_ffffn) !== RULE_HIT_OWNED) continue;
+    counts.push({
+      ruleId: Number(owner & 0xffff_ffffn),
+      count: view.getBigUint64(offset + f.count.offset, true),
+    });
+  }
+  return counts;
 }
 
 /** XDP_DROP and XDP_PASS, the verdicts the XDP program counts. */

@@ -7,6 +7,7 @@ import {
   encodeU32,
   encodeU64,
   FdMap,
+  STAT_LIMITS,
   writeElementsAtOnce,
 } from "../../ffi/mod.ts";
 import {
@@ -290,5 +291,12 @@ function clearRuleHits(object: BpfObject, generation: number): void {
   const hits = object.map("rule_hits");
   for (const key of hits.keys()) {
     if (decodeRuleHitKey(key).gen === generation) hits.delete(key);
+  }
+  // The ingress slots of the generation: both decisions' rows (ruleHitSlotOf), every CPU's slot freed.
+  const slots = object.map("rule_hit_slots");
+  const free = new Uint8Array(slots.lookupSize);
+  const first = generation * 2 * STAT_LIMITS.RULE_HIT_SLOTS;
+  for (let index = first; index < first + 2 * STAT_LIMITS.RULE_HIT_SLOTS; index++) {
+    slots.update(encodeU32(index), free);
   }
 }
