@@ -169,6 +169,13 @@ struct {
 } rule_hits SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * AEGIS_XDP_STAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct aegis_iface_slot);
+} ingress_ifaces SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 4 * AEGIS_RULE_HIT_SLOTS);
 	__type(key, __u32);
@@ -213,6 +220,7 @@ const volatile struct {
 	struct aegis_xdp_stat_key xdp_stat_key;
 	struct aegis_xdp_slot xdp_slot;
 	struct aegis_rule_hit_slot rule_hit_slot;
+	struct aegis_iface_slot iface_slot;
 	struct aegis_learned_key learned_key;
 	struct aegis_learned learned;
 	struct aegis_exception_key exception_key;
@@ -1388,6 +1396,16 @@ static __always_inline int unparsed_passes(const struct aegis_state *s, const st
 	return !(p->family && s->info->ingress_port_denies);
 }
 
+/* The interface's rule: its slot of ingress_ifaces where it holds one, else its AEGIS_RULE_IFACE entry. */
+static __always_inline struct aegis_rule *ingress_iface(const struct aegis_state *s, __u32 ifindex)
+{
+	__u32 index = (s->gen & 1) * AEGIS_XDP_STAT_SLOTS + ifindex % AEGIS_XDP_STAT_SLOTS;
+	struct aegis_iface_slot *slot = bpf_map_lookup_elem(&ingress_ifaces, &index);
+	if (slot && slot->ifindex == ifindex)
+		return &slot->rule;
+	return exact_rule(s, AEGIS_RULE_IFACE, 0, ifindex);
+}
+
 static __always_inline int xdp_verdict(struct xdp_md *ctx)
 {
 	struct aegis_packet p = {};
@@ -1395,7 +1413,7 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	int parsed = parse_packet(ctx, &p);
 	if (parsed == PACKET_PASS || !load_state(&s))
 		return XDP_PASS;
-	struct aegis_rule *iface = exact_rule(&s, AEGIS_RULE_IFACE, 0, ctx->ingress_ifindex);
+	struct aegis_rule *iface = ingress_iface(&s, ctx->ingress_ifindex);
 	if (!iface)
 		return XDP_PASS;
 	__u32 rule_id = iface->rule_id;

@@ -460,6 +460,19 @@ struct aegis_xdp_slot {
 _Static_assert(sizeof(struct aegis_xdp_slot) == 24, "aegis_xdp_slot size");
 
 /*
+ * The interfaces XDP filters, by generation and slot (map ingress_ifaces, index gen * AEGIS_XDP_STAT_SLOTS +
+ * ifindex % AEGIS_XDP_STAT_SLOTS), written with the generation: an array slot costs a packet a few loads where
+ * the interface's AEGIS_RULE_IFACE entry costs a hash of its key. The first interface of a rule set on a slot
+ * holds it; another on the same slot is found by its AEGIS_RULE_IFACE entry, which every interface has.
+ */
+struct aegis_iface_slot {
+	__u32 ifindex; /* 0: none */
+	__u32 _pad0;
+	struct aegis_rule rule; /* as its AEGIS_RULE_IFACE entry */
+};
+_Static_assert(sizeof(struct aegis_iface_slot) == 16, "aegis_iface_slot size");
+
+/*
  * Per-rule decision counters of ingress (map rule_hit_slots, per CPU), beside rule_hits: the slot of (gen,
  * decision, rule_id % AEGIS_RULE_HIT_SLOTS) at index (gen * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id %
  * AEGIS_RULE_HIT_SLOTS. An array slot costs a dropped packet a few loads where a rule_hits entry costs a hash

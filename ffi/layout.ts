@@ -101,6 +101,13 @@ export const AEGIS_XDP_STAT_KEY = struct("aegis_xdp_stat_key", 8, {
   action: { offset: 4, size: 4 },
 });
 
+/** An interface XDP filters in its slot of map ingress_ifaces, with its AEGIS_RULE_IFACE entry's value. */
+export const AEGIS_IFACE_SLOT = struct("aegis_iface_slot", 16, {
+  ifindex: { offset: 0, size: 4 },
+  _pad0: { offset: 4, size: 4 },
+  rule: { offset: 8, size: 8 },
+});
+
 /** One rule's decisions in a per-CPU slot of map rule_hit_slots (ingress; rule_hits holds the rest). */
 export const AEGIS_RULE_HIT_SLOT = struct("aegis_rule_hit_slot", 16, {
   owner: { offset: 0, size: 8 },
@@ -186,6 +193,7 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_XDP_STAT_KEY,
   AEGIS_XDP_SLOT,
   AEGIS_RULE_HIT_SLOT,
+  AEGIS_IFACE_SLOT,
   AEGIS_LEARNED_KEY,
   AEGIS_LEARNED,
   AEGIS_EXCEPTION_KEY,
@@ -442,6 +450,19 @@ export function writeRule(target: Uint8Array<ArrayBuffer>, offset: number, rule:
   writeU32At(target, offset + fields.rule_id.offset, rule.ruleId);
   target[offset + fields.action.offset] = rule.action;
   target[offset + fields.prefix_len.offset] = rule.prefixLength;
+}
+
+/** Writes an ingress_ifaces value: interface `ifindex` (0: none) with its AEGIS_RULE_IFACE entry's value. */
+export function writeIfaceSlot(
+  target: Uint8Array<ArrayBuffer>,
+  offset: number,
+  ifindex: number,
+  rule: RuleValue,
+): void {
+  const { fields } = AEGIS_IFACE_SLOT;
+  target.fill(0, offset, offset + AEGIS_IFACE_SLOT.size);
+  writeU32At(target, offset + fields.ifindex.offset, ifindex);
+  writeRule(target, offset + fields.rule.offset, rule);
 }
 
 export function encodeRule(rule: Rule): Uint8Array<ArrayBuffer> {

@@ -1,5 +1,6 @@
 import {
   ACTION,
+  AEGIS_IFACE_SLOT,
   AEGIS_NET_KEY,
   AEGIS_RULE,
   AEGIS_RULE_KEY,
@@ -12,8 +13,10 @@ import {
   type RuleKey,
   type RuleValue,
   SCOPE,
+  STAT_LIMITS,
   SUBJECTS,
   USER_PORTS,
+  writeIfaceSlot,
   writeNetKey,
   WRITER_SCOPE,
   writeRule,
@@ -103,7 +106,7 @@ export function ruleSetEntries(
   capacity: Partial<Record<RuleMapName, number>> = {},
   /** The plan's `net_rules` entries when encoded already (`encodeNetRules`, for a write ahead). */
   net?: EncodedNet,
-): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer> } {
+): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer>; ifaceSlots: Uint8Array<ArrayBuffer> } {
   const rules = new EntryTable(AEGIS_RULE_KEY.size);
   const exact = (key: RuleKey, value: RuleValue, deny = true) =>
     rules.put((target, offset) => writeRuleKey(target, offset, key), value, deny);
@@ -299,8 +302,7 @@ export function ruleSetEntries(
   }
   const hostRules = rules.count - hostEntries;
   for (const iface of set.interfaces) {
-    const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
-    exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
+    exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, ifaceValue(iface));
   }
   const encoded = net ?? encodeNetRules(set.plan);
   const batches = {
@@ -324,7 +326,31 @@ export function ruleSetEntries(
     hostRules,
     ingressAbsent: ingressAbsentBits(encoded.keys, encoded.count),
   });
-  return { ...batches, genInfo };
+  return { ...batches, genInfo, ifaceSlots: ifaceSlots(set.interfaces) };
+}
+
+/** An interface's AEGIS_RULE_IFACE value: its default verdict and the rule that reports it. */
+function ifaceValue(iface: ResolvedRuleSet["interfaces"][number]): RuleValue {
+  return { ruleId: iface.ruleId, action: iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW, prefixLength: 0 };
+}
+
+/**
+ * The generation's ingress_ifaces values, slot by slot (ifindex % XDP_STAT_SLOTS): each interface in the slot
+ * its index falls on where it is the first of the rule set there, with the value of its AEGIS_RULE_IFACE entry
+ * (the first entry of an interface listed twice, as the rules map keeps); 0 (none) in every other slot, so
+ * that no slot keeps an interface of an earlier rule set.
+ */
+export function ifaceSlots(interfaces: ResolvedRuleSet["interfaces"]): Uint8Array<ArrayBuffer> {
+  const slots = STAT_LIMITS.XDP_STAT_SLOTS;
+  const bytes = new Uint8Array(slots * AEGIS_IFACE_SLOT.size);
+  const taken = new Set<number>();
+  for (const iface of interfaces) {
+    const slot = iface.ifindex % slots;
+    if (taken.has(slot)) continue;
+    taken.add(slot);
+    writeIfaceSlot(bytes, slot * AEGIS_IFACE_SLOT.size, iface.ifindex, ifaceValue(iface));
+  }
+  return bytes;
 }
 
 /**

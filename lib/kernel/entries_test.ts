@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  AEGIS_IFACE_SLOT,
   AEGIS_NET_KEY,
   AEGIS_RULE,
   AEGIS_RULE_KEY,
@@ -11,6 +12,7 @@ import {
   NET,
   type NetKey,
   RULE,
+  STAT_LIMITS,
 } from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
@@ -328,6 +330,38 @@ Deno.test("ruleSetEntries() sets the gen_info ingress_absent bits of the ingress
   const encoded = encodeNetRules(plan);
   assert.equal(ingressAbsentBits(encoded.keys, encoded.count), NO_PORT | NO_PROTOCOL);
   assert.equal(ingressAbsentBits(encoded.keys, 0), NO_PORT | NO_PROTOCOL | NO_ANY);
+});
+
+Deno.test("ruleSetEntries() puts each interface in its ingress_ifaces slot with its IFACE entry's value, the first of a slot only", () => {
+  const interfaces = [
+    { ifindex: 3, name: "eth0", defaultDrop: true, ruleId: 7 },
+    { ifindex: 3 + 256, name: "eth1", defaultDrop: false, ruleId: 8 }, // the slot of eth0: found by its entry
+    { ifindex: 3, name: "eth0", defaultDrop: false, ruleId: 9 }, // listed again: the first is kept
+    { ifindex: 511, name: "eth2", defaultDrop: false, ruleId: 10 },
+  ];
+  const entries = ruleSetEntries(resolved({}, { interfaces }));
+  const slots = entries.ifaceSlots;
+  assert.equal(slots.byteLength, STAT_LIMITS.XDP_STAT_SLOTS * AEGIS_IFACE_SLOT.size);
+  const view = new DataView(slots.buffer);
+  const slot = (index: number) => {
+    const offset = index * AEGIS_IFACE_SLOT.size;
+    return {
+      ifindex: view.getUint32(offset, true),
+      rule: decodeRule(
+        slots.slice(offset + AEGIS_IFACE_SLOT.fields.rule.offset, offset + AEGIS_IFACE_SLOT.size),
+      ),
+    };
+  };
+  assert.deepEqual(slot(3), { ifindex: 3, rule: { ruleId: 7, allow: false, prefixLength: 0 } });
+  assert.deepEqual(slot(255), { ifindex: 511, rule: { ruleId: 10, allow: true, prefixLength: 0 } });
+  const used = [...Array(STAT_LIMITS.XDP_STAT_SLOTS).keys()].filter((index) => slot(index).ifindex !== 0);
+  assert.deepEqual(used, [3, 255]);
+  // The rules map keeps the same value for each interface, the one on another's slot included.
+  const ifaces = rulesOf(resolved({}, { interfaces })).filter((entry) => entry.kind === RULE.IFACE);
+  assert.deepEqual(
+    ifaces.map((entry) => [entry.b, decodeRule(new Uint8Array(entry.value)).ruleId]),
+    [[3, 7], [259, 8], [511, 10]],
+  );
 });
 
 Deno.test("ruleSetEntries() merges duplicate keys across a table that grows past its first guess, in plan order", () => {

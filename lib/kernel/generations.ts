@@ -249,6 +249,7 @@ function stage(
       inner.set(name, map);
       phase(`install ${name}`, () => object.map(name).update(encodeU32(generation), encodeU32(map.fd)));
     }
+    writeIfaceSlots(object, generation, entries.ifaceSlots);
     object.map("gen_info").update(encodeU32(generation), entries.genInfo);
   } catch (error) {
     try {
@@ -280,6 +281,15 @@ function createInner(name: RuleMapName, generation: number, batch: Batch): FdMap
     throw error;
   }
   return map;
+}
+
+/** Every ingress_ifaces slot of `generation` (ifaceSlots()), in one call. */
+function writeIfaceSlots(object: BpfObject, generation: number, values: Uint8Array<ArrayBuffer>): void {
+  const slots = STAT_LIMITS.XDP_STAT_SLOTS;
+  const keys = new Uint8Array(slots * 4);
+  const view = new DataView(keys.buffer);
+  for (let slot = 0; slot < slots; slot++) view.setUint32(slot * 4, generation * slots + slot, true);
+  object.map("ingress_ifaces").updateBatch(keys, values, slots);
 }
 
 /**
