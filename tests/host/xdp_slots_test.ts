@@ -71,6 +71,9 @@ rootTest(
     writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
     writeRules(object, { plan: enforce, interfaces: [iface(2, true)] });
     assert.equal(await verdict(object, udpFrom(1)), "PASS", "lo no longer filtered: its slot emptied");
+    writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
+    writeRules(object, { plan: enforce, interfaces: [] });
+    assert.equal(await verdict(object, udpFrom(1)), "PASS", "no interface filtered: every slot emptied");
   }),
 );
 
