@@ -286,10 +286,7 @@ function createInner(name: RuleMapName, generation: number, batch: Batch): FdMap
 /** Every ingress_ifaces slot of `generation` (ifaceSlots()), in one call. */
 function writeIfaceSlots(object: BpfObject, generation: number, values: Uint8Array<ArrayBuffer>): void {
   const slots = STAT_LIMITS.XDP_STAT_SLOTS;
-  const keys = new Uint8Array(slots * 4);
-  const view = new DataView(keys.buffer);
-  for (let slot = 0; slot < slots; slot++) view.setUint32(slot * 4, generation * slots + slot, true);
-  object.map("ingress_ifaces").updateBatch(keys, values, slots);
+  object.map("ingress_ifaces").updateBatch(slotKeys(generation * slots, slots), values, slots);
 }
 
 /**
@@ -303,10 +300,15 @@ function clearRuleHits(object: BpfObject, generation: number): void {
     if (decodeRuleHitKey(key).gen === generation) hits.delete(key);
   }
   // The ingress slots of the generation: both decisions' rows (ruleHitSlotOf), every CPU's slot freed.
+  const count = 2 * STAT_LIMITS.RULE_HIT_SLOTS;
   const slots = object.map("rule_hit_slots");
-  const free = new Uint8Array(slots.lookupSize);
-  const first = generation * 2 * STAT_LIMITS.RULE_HIT_SLOTS;
-  for (let index = first; index < first + 2 * STAT_LIMITS.RULE_HIT_SLOTS; index++) {
-    slots.update(encodeU32(index), free);
-  }
+  slots.updateBatch(slotKeys(generation * count, count), new Uint8Array(count * slots.lookupSize), count);
+}
+
+/** `count` array keys from `first` on, back to back. */
+function slotKeys(first: number, count: number): Uint8Array<ArrayBuffer> {
+  const keys = new Uint8Array(count * 4);
+  const view = new DataView(keys.buffer);
+  for (let index = 0; index < count; index++) view.setUint32(index * 4, first + index, true);
+  return keys;
 }
