@@ -169,6 +169,20 @@ struct {
 } rule_hits SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * AEGIS_XDP_STAT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct aegis_iface_slot);
+} ingress_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4 * AEGIS_RULE_HIT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct aegis_rule_hit_slot);
+} rule_hit_slots SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, AEGIS_XDP_STAT_ENTRIES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -205,6 +219,8 @@ const volatile struct {
 	struct aegis_rule_hit_key rule_hit_key;
 	struct aegis_xdp_stat_key xdp_stat_key;
 	struct aegis_xdp_slot xdp_slot;
+	struct aegis_rule_hit_slot rule_hit_slot;
+	struct aegis_iface_slot iface_slot;
 	struct aegis_learned_key learned_key;
 	struct aegis_learned learned;
 	struct aegis_exception_key exception_key;
@@ -228,6 +244,7 @@ const volatile struct {
 	enum aegis_cfg_word cfg_word;
 	enum aegis_rule_kind rule_kind;
 	enum aegis_net_space net_space;
+	enum aegis_ingress_absent ingress_absent;
 	enum aegis_capacity capacity;
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;
@@ -454,6 +471,27 @@ static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decis
 }
 
 /*
+ * Counts a decision of rule `rule_id`: ingress in its slot of rule_hit_slots where the slot is its own on
+ * this CPU (or free), every other hook and a slot taken by another rule in rule_hits. `hook` is a constant
+ * in every caller, so the other hooks compile to the rule_hits count alone.
+ */
+static __always_inline void count_rule_hit(const struct aegis_state *s, __u32 hook, __u32 decision, __u32 rule_id)
+{
+	if (hook == AEGIS_HOOK_INGRESS && decision <= AEGIS_DECISION_AUDIT) {
+		__u32 index = ((s->gen & 1) * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id % AEGIS_RULE_HIT_SLOTS;
+		struct aegis_rule_hit_slot *slot = bpf_map_lookup_elem(&rule_hit_slots, &index);
+		__u64 owner = AEGIS_RULE_HIT_OWNED | rule_id;
+		/* Atomic, as count_n: a test run in a task and a softirq on the same CPU may meet in a slot. */
+		if (slot && (slot->owner == owner || __sync_val_compare_and_swap(&slot->owner, 0, owner) == 0)) {
+			__sync_fetch_and_add(&slot->count, 1);
+			return;
+		}
+	}
+	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = s->gen, .decision = decision };
+	count_key(&rule_hits, &hit);
+}
+
+/*
  * Counts a matched decision and, unless the rate limit suppresses it, reserves
  * its event with the common fields filled in (and the process's, when there is
  * one: not in XDP). The caller adds its own fields and submits. NULL when the
@@ -464,8 +502,7 @@ static __always_inline struct aegis_event *record_decision(const struct aegis_st
 							   __u32 decision, __u32 rule_id, __u32 who, int with_process)
 {
 	count_n(hook * 2 + decision, 1);
-	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = s->gen, .decision = decision };
-	count_key(&rule_hits, &hit);
+	count_rule_hit(s, hook, decision, rule_id);
 	__u32 n = rate_admit(s, hook, decision, mode, rule_id, who);
 	if (!n)
 		return 0;
@@ -786,27 +823,31 @@ static __always_inline struct aegis_rule *more_specific(struct aegis_rule *a, st
 /*
  * The most specific rule for `key`: longest prefix first; at equal length a
  * port rule beats a port-less one, and a protocol rule beats an any-protocol
- * one (port-less rules that name no protocol are keyed on protocol 0).
+ * one (port-less rules that name no protocol are keyed on protocol 0). The
+ * lookups of the shapes `absent` names (AEGIS_INGRESS_NO_* bits: the trie
+ * holds no such rule) are skipped.
  */
-static __always_inline struct aegis_rule *match_net(const struct aegis_state *s, __u32 port_space, __u32 any_space,
-						    struct aegis_net_key *key, __u16 port_be)
+static __always_inline struct aegis_rule *match_net_of(const struct aegis_state *s, __u32 port_space,
+						       __u32 any_space, struct aegis_net_key *key, __u16 port_be,
+						       __u32 absent)
 {
 	void *trie = s->net_rules;
 	if (!trie)
 		return 0;
 	__u32 family = key->space & 0xff;
 	key->prefixlen = NET_KEY_FULL_PREFIX;
-	struct aegis_rule *with_port = 0;
-	if (port_be) {
+	struct aegis_rule *best = 0;
+	if (port_be && !(absent & AEGIS_INGRESS_NO_PORT)) {
 		key->space = port_space << 8 | family;
 		__builtin_memcpy(key->port, &port_be, 2);
-		with_port = bpf_map_lookup_elem(trie, key);
+		best = bpf_map_lookup_elem(trie, key);
 	}
 	key->space = any_space << 8 | family;
 	key->port[0] = 0;
 	key->port[1] = 0;
-	struct aegis_rule *best = more_specific(with_port, bpf_map_lookup_elem(trie, key));
-	if (key->protocol) {
+	if (key->protocol && !(absent & AEGIS_INGRESS_NO_PROTOCOL))
+		best = more_specific(best, bpf_map_lookup_elem(trie, key));
+	if (!(absent & AEGIS_INGRESS_NO_ANY)) {
 		__u8 protocol = key->protocol;
 		key->protocol = 0;
 		best = more_specific(best, bpf_map_lookup_elem(trie, key));
@@ -814,6 +855,12 @@ static __always_inline struct aegis_rule *match_net(const struct aegis_state *s,
 	}
 	key->space = family;
 	return best;
+}
+
+static __always_inline struct aegis_rule *match_net(const struct aegis_state *s, __u32 port_space, __u32 any_space,
+						    struct aegis_net_key *key, __u16 port_be)
+{
+	return match_net_of(s, port_space, any_space, key, port_be, 0);
 }
 
 /*
@@ -1334,7 +1381,7 @@ static __always_inline int session_allows(__u32 ifindex, const struct aegis_pack
 static __always_inline int unparsed_passes(const struct aegis_state *s, const struct aegis_rule *iface,
 					   const struct aegis_packet *p, __u32 *rule_id)
 {
-	if (p->family && s->net_rules) {
+	if (p->family && s->net_rules && !(s->info->ingress_absent & AEGIS_INGRESS_NO_ANY)) {
 		struct aegis_net_key key = { .prefixlen = NET_KEY_FULL_PREFIX,
 					     .space = AEGIS_NET_INGRESS_ANY << 8 | p->family };
 		__builtin_memcpy(key.addr, p->saddr, 16);
@@ -1349,6 +1396,16 @@ static __always_inline int unparsed_passes(const struct aegis_state *s, const st
 	return !(p->family && s->info->ingress_port_denies);
 }
 
+/* The interface's rule: its slot of ingress_ifaces where it holds one, else its AEGIS_RULE_IFACE entry. */
+static __always_inline struct aegis_rule *ingress_iface(const struct aegis_state *s, __u32 ifindex)
+{
+	__u32 index = (s->gen & 1) * AEGIS_XDP_STAT_SLOTS + ifindex % AEGIS_XDP_STAT_SLOTS;
+	struct aegis_iface_slot *slot = bpf_map_lookup_elem(&ingress_ifaces, &index);
+	if (slot && slot->ifindex == ifindex)
+		return &slot->rule;
+	return exact_rule(s, AEGIS_RULE_IFACE, 0, ifindex);
+}
+
 static __always_inline int xdp_verdict(struct xdp_md *ctx)
 {
 	struct aegis_packet p = {};
@@ -1356,7 +1413,7 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	int parsed = parse_packet(ctx, &p);
 	if (parsed == PACKET_PASS || !load_state(&s))
 		return XDP_PASS;
-	struct aegis_rule *iface = exact_rule(&s, AEGIS_RULE_IFACE, 0, ctx->ingress_ifindex);
+	struct aegis_rule *iface = ingress_iface(&s, ctx->ingress_ifindex);
 	if (!iface)
 		return XDP_PASS;
 	__u32 rule_id = iface->rule_id;
@@ -1367,7 +1424,8 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	}
 	struct aegis_net_key key = { .space = p.family, .protocol = p.protocol };
 	__builtin_memcpy(key.addr, p.saddr, 16);
-	struct aegis_rule *rule = match_net(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be);
+	struct aegis_rule *rule = match_net_of(&s, AEGIS_NET_INGRESS_PORT, AEGIS_NET_INGRESS_ANY, &key, p.dport_be,
+					       s.info->ingress_absent);
 	if (rule) {
 		if (rule->action == AEGIS_ACTION_ALLOW)
 			return XDP_PASS;

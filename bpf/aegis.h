@@ -296,6 +296,13 @@ enum aegis_net_space {
 	AEGIS_NET_INGRESS_ANY = 4,
 };
 
+/* Bits of gen_info.ingress_absent: the ingress trie holds no rule of this shape. */
+enum aegis_ingress_absent {
+	AEGIS_INGRESS_NO_PORT = 1,     /* no rule that names a port (space AEGIS_NET_INGRESS_PORT) */
+	AEGIS_INGRESS_NO_PROTOCOL = 2, /* no port-less rule that names a protocol */
+	AEGIS_INGRESS_NO_ANY = 4,      /* no rule for every protocol (protocol 0 of AEGIS_NET_INGRESS_ANY) */
+};
+
 /* Most entries one generation's inner map may hold (checked before writing). */
 enum aegis_capacity {
 	AEGIS_CAPACITY_RULES = 1 << 20,
@@ -351,7 +358,11 @@ struct aegis_gen_info {
 	 */
 	__u32 failsafe_absent;
 	__u32 host_rules; /* AEGIS_RULE_HOST and _WILDCARD entries: non-zero when egress consults learned names */
-	__u32 _pad0;
+	/*
+	 * AEGIS_INGRESS_NO_* bits: shapes of ingress rule the generation's trie has none of, whose lookups XDP
+	 * skips. 0 (as an older release left the word) looks every shape up.
+	 */
+	__u32 ingress_absent;
 };
 _Static_assert(sizeof(struct aegis_gen_info) == 40, "aegis_gen_info size");
 
@@ -448,12 +459,40 @@ struct aegis_xdp_slot {
 };
 _Static_assert(sizeof(struct aegis_xdp_slot) == 24, "aegis_xdp_slot size");
 
+/*
+ * The interfaces XDP filters, by generation and slot (map ingress_ifaces, index gen * AEGIS_XDP_STAT_SLOTS +
+ * ifindex % AEGIS_XDP_STAT_SLOTS), written with the generation: an array slot costs a packet a few loads where
+ * the interface's AEGIS_RULE_IFACE entry costs a hash of its key. The first interface of a rule set on a slot
+ * holds it; another on the same slot is found by its AEGIS_RULE_IFACE entry, which every interface has.
+ */
+struct aegis_iface_slot {
+	__u32 ifindex; /* 0: none */
+	__u32 _pad0;
+	struct aegis_rule rule; /* as its AEGIS_RULE_IFACE entry */
+};
+_Static_assert(sizeof(struct aegis_iface_slot) == 16, "aegis_iface_slot size");
+
+/*
+ * Per-rule decision counters of ingress (map rule_hit_slots, per CPU), beside rule_hits: the slot of (gen,
+ * decision, rule_id % AEGIS_RULE_HIT_SLOTS) at index (gen * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id %
+ * AEGIS_RULE_HIT_SLOTS. An array slot costs a dropped packet a few loads where a rule_hits entry costs a hash
+ * of its key. The first rule that counts in a slot on a CPU keeps it there; another whose id falls on the same
+ * slot is counted in rule_hits instead. Cleared with rule_hits when a generation is staged again.
+ */
+struct aegis_rule_hit_slot {
+	__u64 owner; /* AEGIS_RULE_HIT_OWNED | rule_id; 0: free */
+	__u64 count;
+};
+_Static_assert(sizeof(struct aegis_rule_hit_slot) == 16, "aegis_rule_hit_slot size");
+
 /* Entries of the statistics maps: rules that fired, (interface, verdict) pairs, and interface slots. */
 enum aegis_stat_limits {
 	AEGIS_RULE_HIT_ENTRIES = 65536,
 	AEGIS_XDP_STAT_ENTRIES = 1024,
 	AEGIS_XDP_STAT_SLOTS = 256,
+	AEGIS_RULE_HIT_SLOTS = 256, /* per generation and decision (rule_hit_slots holds 4 times as many) */
 };
+#define AEGIS_RULE_HIT_OWNED (1ULL << 32)
 
 struct aegis_rate_key {
 	__u32 rule_id;

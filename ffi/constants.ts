@@ -200,8 +200,16 @@ export const SIGNAL = { NONE: 0, KILL: 9, TERM: 15 } as const;
 
 export const INHERITED = { ENTRIES: 65536 } as const;
 
-/** Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`. */
-export const STAT_LIMITS = { RULE_HIT_ENTRIES: 65536, XDP_STAT_ENTRIES: 1024, XDP_STAT_SLOTS: 256 } as const;
+/**
+ * Entries of the statistics maps `rule_hits`, `xdp_stats` and `xdp_slots`, and slots of `rule_hit_slots` per
+ * generation and decision.
+ */
+export const STAT_LIMITS = {
+  RULE_HIT_ENTRIES: 65536,
+  XDP_STAT_ENTRIES: 1024,
+  XDP_STAT_SLOTS: 256,
+  RULE_HIT_SLOTS: 256,
+} as const;
 
 /** What a trusted writer may change (its AEGIS_RULE_WRITER entry's action bits). */
 export const WRITER_SCOPE = { PROTECTED: 1, ALLOWED: 2 } as const;
@@ -227,6 +235,9 @@ export const EXCEPTION_LIMITS = { EXCEPTION_ENTRIES: 4096, EXCEPTION_ID_MAX: 655
 
 export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY: 4 } as const;
 
+/** Bits of gen_info.ingress_absent: shapes of ingress rule a generation's trie has none of (XDP skips them). */
+export const INGRESS_ABSENT = { NO_PORT: 1, NO_PROTOCOL: 2, NO_ANY: 4 } as const;
+
 export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
 
 /** Every enum of bpf/aegis.h: C enum name → (C prefix, values). */
@@ -247,6 +258,7 @@ export const KERNEL_ENUMS = {
   aegis_cfg_word: { prefix: "AEGIS_CFG_", values: CFG },
   aegis_rule_kind: { prefix: "AEGIS_RULE_", values: RULE },
   aegis_net_space: { prefix: "AEGIS_NET_", values: NET },
+  aegis_ingress_absent: { prefix: "AEGIS_INGRESS_", values: INGRESS_ABSENT },
   aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
   aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },

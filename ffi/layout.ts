@@ -1,5 +1,5 @@
 import { AEGIS_EVENT } from "./event.ts";
-import { CFG, MODE } from "./constants.ts";
+import { CFG, MODE, STAT_LIMITS } from "./constants.ts";
 import { struct, type StructLayout } from "./struct.ts";
 
 /**
@@ -19,7 +19,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 40, {
   net_rules_entries: { offset: 24, size: 4 },
   failsafe_absent: { offset: 28, size: 4 },
   host_rules: { offset: 32, size: 4 },
-  _pad0: { offset: 36, size: 4 },
+  ingress_absent: { offset: 36, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -101,6 +101,19 @@ export const AEGIS_XDP_STAT_KEY = struct("aegis_xdp_stat_key", 8, {
   action: { offset: 4, size: 4 },
 });
 
+/** An interface XDP filters in its slot of map ingress_ifaces, with its AEGIS_RULE_IFACE entry's value. */
+export const AEGIS_IFACE_SLOT = struct("aegis_iface_slot", 16, {
+  ifindex: { offset: 0, size: 4 },
+  _pad0: { offset: 4, size: 4 },
+  rule: { offset: 8, size: 8 },
+});
+
+/** One rule's decisions in a per-CPU slot of map rule_hit_slots (ingress; rule_hits holds the rest). */
+export const AEGIS_RULE_HIT_SLOT = struct("aegis_rule_hit_slot", 16, {
+  owner: { offset: 0, size: 8 },
+  count: { offset: 8, size: 8 },
+});
+
 /** One interface's packets by verdict in a per-CPU slot of map xdp_slots. */
 export const AEGIS_XDP_SLOT = struct("aegis_xdp_slot", 24, {
   ifindex: { offset: 0, size: 4 },
@@ -179,6 +192,8 @@ export const LAYOUTS: readonly StructLayout[] = [
   AEGIS_RULE_HIT_KEY,
   AEGIS_XDP_STAT_KEY,
   AEGIS_XDP_SLOT,
+  AEGIS_RULE_HIT_SLOT,
+  AEGIS_IFACE_SLOT,
   AEGIS_LEARNED_KEY,
   AEGIS_LEARNED,
   AEGIS_EXCEPTION_KEY,
@@ -326,6 +341,8 @@ export type GenInfo = {
   failsafeAbsent: number;
   /** Entries of rules by host name: non-zero when egress consults the learned-address table. */
   hostRules: number;
+  /** INGRESS_ABSENT bits: shapes of ingress rule the trie has none of (ingressAbsentBits); 0 looks all up. */
+  ingressAbsent: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -338,7 +355,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("rules_entries", info.rulesEntries)
     .u32("net_rules_entries", info.netRulesEntries)
     .u32("failsafe_absent", info.failsafeAbsent)
-    .u32("host_rules", info.hostRules).bytes;
+    .u32("host_rules", info.hostRules)
+    .u32("ingress_absent", info.ingressAbsent).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -354,6 +372,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     netRulesEntries: view.getUint32(f.net_rules_entries.offset, true),
     failsafeAbsent: view.getUint32(f.failsafe_absent.offset, true),
     hostRules: view.getUint32(f.host_rules.offset, true),
+    ingressAbsent: view.getUint32(f.ingress_absent.offset, true),
   };
 }
 
@@ -431,6 +450,19 @@ export function writeRule(target: Uint8Array<ArrayBuffer>, offset: number, rule:
   writeU32At(target, offset + fields.rule_id.offset, rule.ruleId);
   target[offset + fields.action.offset] = rule.action;
   target[offset + fields.prefix_len.offset] = rule.prefixLength;
+}
+
+/** Writes an ingress_ifaces value: interface `ifindex` (0: none) with its AEGIS_RULE_IFACE entry's value. */
+export function writeIfaceSlot(
+  target: Uint8Array<ArrayBuffer>,
+  offset: number,
+  ifindex: number,
+  rule: RuleValue,
+): void {
+  const { fields } = AEGIS_IFACE_SLOT;
+  target.fill(0, offset, offset + AEGIS_IFACE_SLOT.size);
+  writeU32At(target, offset + fields.ifindex.offset, ifindex);
+  writeRule(target, offset + fields.rule.offset, rule);
 }
 
 export function encodeRule(rule: Rule): Uint8Array<ArrayBuffer> {
@@ -547,6 +579,38 @@ export function decodeRuleHitKey(bytes: Uint8Array): RuleHitKey {
     gen: view.getUint8(f.gen.offset),
     decision: view.getUint8(f.decision.offset),
   };
+}
+
+/** aegis_rule_hit_slot.owner of a slot a rule holds: this bit with the rule id in the low 32 bits. */
+const RULE_HIT_OWNED = 1n << 32n;
+
+/**
+ * The generation and decision whose slots rule_hit_slots holds at `index`: (gen * 2 + decision) *
+ * RULE_HIT_SLOTS + rule_id % RULE_HIT_SLOTS.
+ */
+export function ruleHitSlotOf(index: number): { gen: number; decision: number } {
+  const row = Math.floor(index / STAT_LIMITS.RULE_HIT_SLOTS);
+  return { gen: row >> 1, decision: row & 1 };
+}
+
+/** The rules counted in one rule_hit_slots value (one slot per CPU; a free slot counts for none). */
+export function decodeRuleHitSlots(bytes: Uint8Array): { ruleId: number; count: bigint }[] {
+  const view = reader(bytes);
+  const f = AEGIS_RULE_HIT_SLOT.fields;
+  const counts: { ruleId: number; count: bigint }[] = [];
+  for (
+    let offset = 0;
+    offset + AEGIS_RULE_HIT_SLOT.size <= bytes.byteLength;
+    offset += AEGIS_RULE_HIT_SLOT.size
+  ) {
+    const owner = view.getBigUint64(offset + f.owner.offset, true);
+    if ((owner & ~0xffff_ffffn) !== RULE_HIT_OWNED) continue;
+    counts.push({
+      ruleId: Number(owner & 0xffff_ffffn),
+      count: view.getBigUint64(offset + f.count.offset, true),
+    });
+  }
+  return counts;
 }
 
 /** XDP_DROP and XDP_PASS, the verdicts the XDP program counts. */

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { objectBtf } from "./btf_test_support.ts";
 import {
   decodeRule,
+  decodeRuleHitSlots,
   decodeU64,
   decodeXdpSlots,
   encodeNetKey,
@@ -11,6 +12,7 @@ import {
   encodeU32,
   encodeU64,
   LAYOUTS,
+  ruleHitSlotOf,
 } from "./layout.ts";
 
 Deno.test("layout mirrors match the BTF of the built BPF object, field by field", async () => {
@@ -101,4 +103,22 @@ Deno.test("decodeXdpSlots() reads each CPU's slot of an interface, and skips a C
     { ifindex: 9, action: 1, packets: 1n },
     { ifindex: 9, action: 2, packets: 0n },
   ]);
+});
+
+Deno.test("decodeRuleHitSlots() reads the rule each CPU's slot holds, rule 0 included, and skips a free one", () => {
+  const bytes = new Uint8Array(3 * 16);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(0, 1n << 32n, true); // CPU 0: rule 0
+  view.setBigUint64(8, 4n, true);
+  view.setBigUint64(32, 1n << 32n | 513n, true); // CPU 2: rule 513 (CPU 1's slot is free)
+  view.setBigUint64(40, 6n, true);
+  assert.deepEqual(decodeRuleHitSlots(bytes), [{ ruleId: 0, count: 4n }, { ruleId: 513, count: 6n }]);
+});
+
+Deno.test("ruleHitSlotOf() names the generation and decision of each row of rule_hit_slots", () => {
+  assert.deepEqual(ruleHitSlotOf(0), { gen: 0, decision: 0 });
+  assert.deepEqual(ruleHitSlotOf(255), { gen: 0, decision: 0 });
+  assert.deepEqual(ruleHitSlotOf(256), { gen: 0, decision: 1 });
+  assert.deepEqual(ruleHitSlotOf(512 + 7), { gen: 1, decision: 0 });
+  assert.deepEqual(ruleHitSlotOf(1023), { gen: 1, decision: 1 });
 });

@@ -111,11 +111,13 @@ export class BpfMap {
   }
 
   /**
-   * Writes `count` entries in one call: `keys` and `values` hold them back to back. Map types without
-   * batch support are written one entry at a time. Throws naming how many were written on failure.
+   * Writes `count` entries in one call: `keys` and `values` hold them back to back (a per-CPU map's values
+   * `lookupSize` bytes each, every CPU's slot). Map types without batch support are written one entry at a
+   * time. Throws naming how many were written on failure.
    */
   updateBatch(keys: Uint8Array<ArrayBuffer>, values: Uint8Array<ArrayBuffer>, count: number): void {
-    if (keys.byteLength !== count * this.keySize || values.byteLength !== count * this.valueSize) {
+    const valueSize = this.lookupSize;
+    if (keys.byteLength !== count * this.keySize || values.byteLength !== count * valueSize) {
       throw new RangeError(
         `Batch for map ${this.name} has wrong sizes: ${keys.byteLength}/${values.byteLength} bytes for ${count} entries`,
       );
@@ -128,7 +130,7 @@ export class BpfMap {
       for (let i = 0; i < count; i++) {
         this.update(
           keys.subarray(i * this.keySize, (i + 1) * this.keySize),
-          values.subarray(i * this.valueSize, (i + 1) * this.valueSize),
+          values.subarray(i * valueSize, (i + 1) * valueSize),
         );
       }
       return;

@@ -1,18 +1,22 @@
 import {
   ACTION,
+  AEGIS_IFACE_SLOT,
   AEGIS_NET_KEY,
   AEGIS_RULE,
   AEGIS_RULE_KEY,
   CAPACITY,
   encodeGenInfo,
   EXEC_ALLOW,
+  INGRESS_ABSENT,
   NET,
   RULE,
   type RuleKey,
   type RuleValue,
   SCOPE,
+  STAT_LIMITS,
   SUBJECTS,
   USER_PORTS,
+  writeIfaceSlot,
   writeNetKey,
   WRITER_SCOPE,
   writeRule,
@@ -102,7 +106,7 @@ export function ruleSetEntries(
   capacity: Partial<Record<RuleMapName, number>> = {},
   /** The plan's `net_rules` entries when encoded already (`encodeNetRules`, for a write ahead). */
   net?: EncodedNet,
-): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer> } {
+): Record<RuleMapName, Batch> & { genInfo: Uint8Array<ArrayBuffer>; ifaceSlots: Uint8Array<ArrayBuffer> } {
   const rules = new EntryTable(AEGIS_RULE_KEY.size);
   const exact = (key: RuleKey, value: RuleValue, deny = true) =>
     rules.put((target, offset) => writeRuleKey(target, offset, key), value, deny);
@@ -298,8 +302,7 @@ export function ruleSetEntries(
   }
   const hostRules = rules.count - hostEntries;
   for (const iface of set.interfaces) {
-    const action = iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW;
-    exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, { ruleId: iface.ruleId, action, prefixLength: 0 });
+    exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, ifaceValue(iface));
   }
   const encoded = net ?? encodeNetRules(set.plan);
   const batches = {
@@ -321,8 +324,33 @@ export function ruleSetEntries(
     netRulesEntries: batches.net_rules.count,
     failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
     hostRules,
+    ingressAbsent: ingressAbsentBits(encoded.keys, encoded.count),
   });
-  return { ...batches, genInfo };
+  return { ...batches, genInfo, ifaceSlots: ifaceSlots(set.interfaces) };
+}
+
+/** An interface's AEGIS_RULE_IFACE value: its default verdict and the rule that reports it. */
+function ifaceValue(iface: ResolvedRuleSet["interfaces"][number]): RuleValue {
+  return { ruleId: iface.ruleId, action: iface.defaultDrop ? ACTION.DENY : ACTION.ALLOW, prefixLength: 0 };
+}
+
+/**
+ * The generation's ingress_ifaces values, slot by slot (ifindex % XDP_STAT_SLOTS): each interface in the slot
+ * its index falls on where it is the first of the rule set there, with the value of its AEGIS_RULE_IFACE entry
+ * (the first entry of an interface listed twice, as the rules map keeps); 0 (none) in every other slot, so
+ * that no slot keeps an interface of an earlier rule set.
+ */
+export function ifaceSlots(interfaces: ResolvedRuleSet["interfaces"]): Uint8Array<ArrayBuffer> {
+  const slots = STAT_LIMITS.XDP_STAT_SLOTS;
+  const bytes = new Uint8Array(slots * AEGIS_IFACE_SLOT.size);
+  const taken = new Set<number>();
+  for (const iface of interfaces) {
+    const slot = iface.ifindex % slots;
+    if (taken.has(slot)) continue;
+    taken.add(slot);
+    writeIfaceSlot(bytes, slot * AEGIS_IFACE_SLOT.size, iface.ifindex, ifaceValue(iface));
+  }
+  return bytes;
 }
 
 /**
@@ -365,6 +393,32 @@ function networkSubjects(plan: RuleSetPlan): number {
  */
 export function failsafeAbsentBits(ports: readonly number[]): number {
   return ~ports.reduce((bits, port) => bits | 1 << (port & 31), 0) >>> 0;
+}
+
+/**
+ * The gen_info word that tells XDP which lookups of a packet cannot match: INGRESS_ABSENT bits for the shapes
+ * of ingress rule none of the `count` encoded `net_rules` keys has (a port, a protocol without a port, neither).
+ * Read from the keys themselves, so that a plan encoded ahead (`encodedNet`) gives the same word. Inverted so
+ * that 0, the word an older release left, looks every shape up.
+ */
+export function ingressAbsentBits(keys: Uint8Array, count: number): number {
+  const size = AEGIS_NET_KEY.size;
+  const space = AEGIS_NET_KEY.fields.space.offset;
+  const protocol = AEGIS_NET_KEY.fields.protocol.offset;
+  const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  let present = 0;
+  for (let offset = 0; offset < count * size; offset += size) {
+    // space = subject << 16 | AEGIS_NET_* << 8 | family: ingress rules name no subject.
+    const kind = view.getUint32(offset + space, true) >>> 8;
+    if (kind === NET.INGRESS_PORT) present |= INGRESS_ABSENT.NO_PORT;
+    else if (kind === NET.INGRESS_ANY) {
+      present |= keys[offset + protocol] === ANY_PROTOCOL
+        ? INGRESS_ABSENT.NO_ANY
+        : INGRESS_ABSENT.NO_PROTOCOL;
+    }
+  }
+  const all = INGRESS_ABSENT.NO_PORT | INGRESS_ABSENT.NO_PROTOCOL | INGRESS_ABSENT.NO_ANY;
+  return all & ~present;
 }
 
 const ANY_PROTOCOL = 0;

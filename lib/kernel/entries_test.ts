@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  AEGIS_IFACE_SLOT,
   AEGIS_NET_KEY,
   AEGIS_RULE,
   AEGIS_RULE_KEY,
@@ -7,13 +8,22 @@ import {
   decodeGenInfo,
   decodeRule,
   encodeNetKey,
+  INGRESS_ABSENT,
   NET,
   type NetKey,
   RULE,
+  STAT_LIMITS,
 } from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
-import { CapacityError, failsafeAbsentBits, type ResolvedRuleSet, ruleSetEntries } from "./entries.ts";
+import {
+  CapacityError,
+  encodeNetRules,
+  failsafeAbsentBits,
+  ingressAbsentBits,
+  type ResolvedRuleSet,
+  ruleSetEntries,
+} from "./entries.ts";
 
 const TCP = 6;
 const UDP = 17;
@@ -295,6 +305,63 @@ Deno.test("failsafeAbsentBits() clears one bit for ports that share their low fi
   assert.equal(failsafeAbsentBits([22, 54, 65_526]), (~(1 << 22)) >>> 0);
   assert.equal(failsafeAbsentBits([31]), 2 ** 31 - 1);
   assert.equal(failsafeAbsentBits([]), 0xffff_ffff);
+});
+
+Deno.test("ruleSetEntries() sets the gen_info ingress_absent bits of the ingress rule shapes the trie lacks", () => {
+  const absent = (ingressRules: NetRule[], egress: NetRule[] = []) =>
+    decodeGenInfo(
+      ruleSetEntries(resolved({ egress, ingress: { interfaces: [], failsafe: [], rules: ingressRules } }))
+        .genInfo,
+    ).ingressAbsent;
+  const { NO_PORT, NO_PROTOCOL, NO_ANY } = INGRESS_ABSENT;
+  assert.equal(absent([]), NO_PORT | NO_PROTOCOL | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1)]), NO_PORT | NO_PROTOCOL);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { protocol: "udp" })]), NO_PORT | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { port: 22 })]), NO_PROTOCOL | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { port: 22, protocol: "tcp" }), v4("::/0", 2)]), NO_PROTOCOL);
+  // Egress rules of every shape (with a program's subject too) leave the ingress bits alone.
+  const egress = [v4("10.0.0.0/8", 3, { port: 53 }), v4("10.0.0.0/8", 4, { protocol: "tcp", subject: 1 })];
+  assert.equal(absent([], egress), NO_PORT | NO_PROTOCOL | NO_ANY);
+  // A plan encoded ahead gives the word its entries give.
+  const plan = {
+    ...emptyPlan("enforce"),
+    ingress: { interfaces: [], failsafe: [], rules: [v4("10.0.0.0/8", 1)] },
+  };
+  const encoded = encodeNetRules(plan);
+  assert.equal(ingressAbsentBits(encoded.keys, encoded.count), NO_PORT | NO_PROTOCOL);
+  assert.equal(ingressAbsentBits(encoded.keys, 0), NO_PORT | NO_PROTOCOL | NO_ANY);
+});
+
+Deno.test("ruleSetEntries() puts each interface in its ingress_ifaces slot with its IFACE entry's value, the first of a slot only", () => {
+  const interfaces = [
+    { ifindex: 3, name: "eth0", defaultDrop: true, ruleId: 7 },
+    { ifindex: 3 + 256, name: "eth1", defaultDrop: false, ruleId: 8 }, // the slot of eth0: found by its entry
+    { ifindex: 3, name: "eth0", defaultDrop: false, ruleId: 9 }, // listed again: the first is kept
+    { ifindex: 511, name: "eth2", defaultDrop: false, ruleId: 10 },
+  ];
+  const entries = ruleSetEntries(resolved({}, { interfaces }));
+  const slots = entries.ifaceSlots;
+  assert.equal(slots.byteLength, STAT_LIMITS.XDP_STAT_SLOTS * AEGIS_IFACE_SLOT.size);
+  const view = new DataView(slots.buffer);
+  const slot = (index: number) => {
+    const offset = index * AEGIS_IFACE_SLOT.size;
+    return {
+      ifindex: view.getUint32(offset, true),
+      rule: decodeRule(
+        slots.slice(offset + AEGIS_IFACE_SLOT.fields.rule.offset, offset + AEGIS_IFACE_SLOT.size),
+      ),
+    };
+  };
+  assert.deepEqual(slot(3), { ifindex: 3, rule: { ruleId: 7, allow: false, prefixLength: 0 } });
+  assert.deepEqual(slot(255), { ifindex: 511, rule: { ruleId: 10, allow: true, prefixLength: 0 } });
+  const used = [...Array(STAT_LIMITS.XDP_STAT_SLOTS).keys()].filter((index) => slot(index).ifindex !== 0);
+  assert.deepEqual(used, [3, 255]);
+  // The rules map keeps the same value for each interface, the one on another's slot included.
+  const ifaces = rulesOf(resolved({}, { interfaces })).filter((entry) => entry.kind === RULE.IFACE);
+  assert.deepEqual(
+    ifaces.map((entry) => [entry.b, decodeRule(new Uint8Array(entry.value)).ruleId]),
+    [[3, 7], [259, 8], [511, 10]],
+  );
 });
 
 Deno.test("ruleSetEntries() merges duplicate keys across a table that grows past its first guess, in plan order", () => {

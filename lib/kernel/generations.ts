@@ -7,6 +7,7 @@ import {
   encodeU32,
   encodeU64,
   FdMap,
+  STAT_LIMITS,
   writeElementsAtOnce,
 } from "../../ffi/mod.ts";
 import {
@@ -293,6 +294,8 @@ function writeGeneration(
       inner.set(name, map);
       installs.push({ name, map });
     }
+    // The staged generation's slots: no hook reads them before the flip.
+    writeIfaceSlots(object, generation, entries.ifaceSlots);
   });
   return { staged, installs, genInfo: entries.genInfo };
 }
@@ -356,6 +359,12 @@ function createInner(name: RuleMapName, generation: number, batch: Batch): FdMap
   return map;
 }
 
+/** Every ingress_ifaces slot of `generation` (ifaceSlots()), in one call. */
+function writeIfaceSlots(object: BpfObject, generation: number, values: Uint8Array<ArrayBuffer>): void {
+  const slots = STAT_LIMITS.XDP_STAT_SLOTS;
+  object.map("ingress_ifaces").updateBatch(slotKeys(generation * slots, slots), values, slots);
+}
+
 /**
  * Forgets the per-rule counts of `generation` before it is staged again: its rule ids are about to name the
  * rules of another rule set. No hook counts into it by now (the flip away from it waited for a grace period
@@ -366,4 +375,16 @@ function clearRuleHits(object: BpfObject, generation: number): void {
   for (const key of hits.keys()) {
     if (decodeRuleHitKey(key).gen === generation) hits.delete(key);
   }
+  // The ingress slots of the generation: both decisions' rows (ruleHitSlotOf), every CPU's slot freed.
+  const count = 2 * STAT_LIMITS.RULE_HIT_SLOTS;
+  const slots = object.map("rule_hit_slots");
+  slots.updateBatch(slotKeys(generation * count, count), new Uint8Array(count * slots.lookupSize), count);
+}
+
+/** `count` array keys from `first` on, back to back. */
+function slotKeys(first: number, count: number): Uint8Array<ArrayBuffer> {
+  const keys = new Uint8Array(count * 4);
+  const view = new DataView(keys.buffer);
+  for (let index = 0; index < count; index++) view.setUint32(index * 4, first + index, true);
+  return keys;
 }

@@ -10,6 +10,7 @@ import {
   DECISION,
   decodeGenInfo,
   decodeRuleHitKey,
+  decodeRuleHitSlots,
   decodeXdpSlots,
   decodeXdpStatKey,
   encodeU32,
@@ -17,6 +18,7 @@ import {
   type GenInfo,
   HOOK_NAMES,
   LINK_TYPE,
+  ruleHitSlotOf,
   sumPerCpu,
 } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
@@ -285,7 +287,8 @@ type RuleHit = { ruleId: number; decision: number; count: bigint };
 /** Decisions per rule id of generation `gen`, summed over CPUs. */
 export function pinnedRuleHits(bpffs: string, gen: number): RuleHit[] {
   using map = openPinnedMap(bpffs, "rule_hits");
-  return map ? ruleHitsOf(map, gen) : [];
+  using slots = openPinnedMap(bpffs, "rule_hit_slots");
+  return map ? ruleHitsOf(map, slots, gen) : [];
 }
 
 /**
@@ -299,16 +302,36 @@ export function pinnedGenerationDenies(
   counts: (ruleId: number) => boolean,
 ): bigint | undefined {
   using map = openPinnedMap(bpffs, "rule_hits");
+  using slots = openPinnedMap(bpffs, "rule_hit_slots");
   if (!map) return undefined;
-  return ruleHitsOf(map, gen)
+  return ruleHitsOf(map, slots, gen)
     .filter((hit) => hit.decision === DECISION.DENY && counts(hit.ruleId))
     .reduce((sum, hit) => sum + hit.count, 0n);
 }
 
-function ruleHitsOf(map: FdMap, gen: number): RuleHit[] {
-  return map.keys().flatMap((key) => {
+/**
+ * One count per rule and decision: rule_hits' entries, and the ingress decisions of rule_hit_slots (absent in
+ * pins of an older build), where a rule may count on some CPUs and in rule_hits on others.
+ */
+function ruleHitsOf(map: FdMap, slots: FdMap | undefined, gen: number): RuleHit[] {
+  const hits = new Map<string, RuleHit>();
+  const add = (ruleId: number, decision: number, count: bigint) => {
+    const id = `${ruleId}:${decision}`;
+    const seen = hits.get(id);
+    if (seen) seen.count += count;
+    else hits.set(id, { ruleId, decision, count });
+  };
+  for (const key of map.keys()) {
     const hit = decodeRuleHitKey(key);
     const value = hit.gen === gen ? map.lookup(key) : undefined;
-    return value ? [{ ruleId: hit.ruleId, decision: hit.decision, count: sumPerCpu(value) }] : [];
-  });
+    if (value) add(hit.ruleId, hit.decision, sumPerCpu(value));
+  }
+  for (let index = 0; slots && index < slots.definition.maxEntries; index++) {
+    const { gen: slotGen, decision } = ruleHitSlotOf(index);
+    if (slotGen !== gen) continue;
+    for (const { ruleId, count } of decodeRuleHitSlots(slots.lookup(encodeU32(index)) ?? new Uint8Array())) {
+      add(ruleId, decision, count);
+    }
+  }
+  return [...hits.values()];
 }

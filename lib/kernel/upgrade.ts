@@ -142,8 +142,18 @@ function carryState(mapDir: string, next: BpfObject): void {
       }
     }
   }
-  // Sessions, the inodes that inherited a rule by replacing a denied one, and expiring exceptions.
-  for (const name of ["ingress_session", "inherited", "exceptions", "exception_nets", "exception_kinds"]) {
+  // Sessions, the inodes that inherited a rule by replacing a denied one, expiring exceptions, and the
+  // generations' interface slots (absent in an older release's pins: XDP then finds each interface by its
+  // AEGIS_RULE_IFACE entry until the next apply writes them).
+  const carried = [
+    "ingress_session",
+    "inherited",
+    "exceptions",
+    "exception_nets",
+    "exception_kinds",
+    "ingress_ifaces",
+  ];
+  for (const name of carried) {
     using entries = old(name);
     const target = next.map(name);
     // Layout 11 added `flags` at the end of an inheritance (0: not by a writer): older values are padded.

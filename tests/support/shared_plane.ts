@@ -94,6 +94,10 @@ function reset(plane: DataPlane): void {
     if (!value) break;
     counters.update(encodeU32(slot), new Uint8Array(value.length));
   }
+  const slots = plane.map("rule_hit_slots");
+  for (let index = 0; index < slots.maxEntries; index++) {
+    slots.update(encodeU32(index), new Uint8Array(slots.lookupSize));
+  }
   for (const name of EMPTY_MAPS) {
     const map = plane.map(name);
     for (const key of map.keys()) map.delete(key);

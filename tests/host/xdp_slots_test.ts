@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import {
+  type BpfObject,
+  DECISION,
+  decodeRuleHitKey,
+  decodeRuleHitSlots,
+  encodeU32,
+  STAT_LIMITS,
+  sumPerCpu,
+} from "../../ffi/mod.ts";
+import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
+import { rootTest } from "../support/privileged.ts";
+import { ipv4Rule, writeRules } from "../support/slice.ts";
+
+// The array slots XDP reads before the hashes (ingress_ifaces, rule_hit_slots), run by the kernel
+// (BPF_PROG_TEST_RUN through bpftool, on CPU 0) with ingress ifindex 1 (lo): what a slot cannot hold is
+// still found in the hash, and a slot never keeps what an earlier rule set put there.
+
+/** An Ethernet frame carrying a UDP datagram from 192.0.2.`host` to 192.0.2.200 port 9. */
+function udpFrom(host: number): number[] {
+  const ip = [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, host, 192, 0, 2, 200];
+  return [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00, ...ip, 0x9c, 0x40, 0, 9, 0, 8, 0, 0];
+}
+
+/** The verdict of `repeat` runs of the frame, all on CPU 0. */
+async function verdict(object: BpfObject, frame: number[], repeat = 1): Promise<string> {
+  const fd = object.program(PROGRAMS.ingress).fd;
+  const id = /prog_id:\s*(\d+)/.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))?.[1];
+  assert.ok(id, "program id from fdinfo");
+  const file = Deno.makeTempFileSync({ prefix: "aegisbpf-frame-" });
+  try {
+    Deno.writeFileSync(file, new Uint8Array(frame));
+    const args = ["-c", "0", "bpftool", "prog", "run", "id", id, "data_in", file, "repeat", String(repeat)];
+    const out = await new Deno.Command("taskset", { args, stdout: "piped" }).output();
+    const code = /Return value: (\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1];
+    return ({ "1": "DROP", "2": "PASS" } as Record<string, string>)[code ?? ""] ?? `return ${code}`;
+  } finally {
+    Deno.removeSync(file);
+  }
+}
+
+function withXdp(fn: (object: BpfObject) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const object = loadPrograms([PROGRAMS.ingress]);
+    try {
+      await fn(object);
+    } finally {
+      object.close();
+    }
+  };
+}
+
+const iface = (ifindex: number, defaultDrop: boolean) => ({
+  ifindex,
+  name: `if${ifindex}`,
+  defaultDrop,
+  ruleId: 0,
+});
+const enforce = { mode: "enforce" as const };
+
+rootTest(
+  "[root] XDP finds an interface on another's slot by its entry, and no slot keeps an earlier rule set's",
+  withXdp(async (object) => {
+    const slots = STAT_LIMITS.XDP_STAT_SLOTS;
+    writeRules(object, { plan: enforce, interfaces: [iface(1 + slots, false), iface(1, true)] });
+    assert.equal(await verdict(object, udpFrom(1)), "DROP", "lo by its entry: the slot holds another");
+    writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
+    assert.equal(await verdict(object, udpFrom(1)), "DROP", "lo by its slot");
+    writeRules(object, { plan: enforce, interfaces: [iface(1, false)] });
+    assert.equal(await verdict(object, udpFrom(1)), "PASS", "lo's slot rewritten: default pass");
+    writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
+    writeRules(object, { plan: enforce, interfaces: [iface(2, true)] });
+    assert.equal(await verdict(object, udpFrom(1)), "PASS", "lo no longer filtered: its slot emptied");
+    writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
+    writeRules(object, { plan: enforce, interfaces: [] });
+    assert.equal(await verdict(object, udpFrom(1)), "PASS", "no interface filtered: every slot emptied");
+  }),
+);
+
+rootTest(
+  "[root] XDP counts a rule's drops in its slot, and a rule whose slot another holds in rule_hits",
+  withXdp(async (object) => {
+    const slots = STAT_LIMITS.RULE_HIT_SLOTS;
+    const first = 5;
+    const second = first + slots; // the same slot as `first`
+    writeRules(object, {
+      plan: {
+        ...enforce,
+        ingress: {
+          interfaces: [],
+          failsafe: [],
+          rules: [ipv4Rule("192.0.2.1/32", first), ipv4Rule("192.0.2.2/32", second)],
+        },
+      },
+      interfaces: [iface(1, false)],
+    });
+    assert.equal(await verdict(object, udpFrom(1), 3), "DROP");
+    assert.equal(await verdict(object, udpFrom(2), 4), "DROP");
+    // Generation 0, decision deny: row 0 of rule_hit_slots.
+    const inSlot = decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!);
+    assert.deepEqual(inSlot, [{ ruleId: first, count: 3n }], "CPU 0's slot: the first rule");
+    const hits = object.map("rule_hits");
+    const hashed = hits.keys().map((key) => ({
+      ...decodeRuleHitKey(key),
+      count: sumPerCpu(hits.lookup(key)),
+    }));
+    assert.deepEqual(hashed, [{ ruleId: second, gen: 0, decision: DECISION.DENY, count: 4n }]);
+
+    // Staged again, the generation's slots are free for the rules that now hold its ids.
+    writeRules(object, {
+      plan: {
+        ...enforce,
+        ingress: { interfaces: [], failsafe: [], rules: [ipv4Rule("192.0.2.2/32", second)] },
+      },
+      interfaces: [iface(1, false)],
+    });
+    assert.deepEqual(decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!), []);
+    assert.equal(hits.keys().length, 0);
+    assert.equal(await verdict(object, udpFrom(2), 2), "DROP");
+    assert.deepEqual(
+      decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!),
+      [{ ruleId: second, count: 2n }],
+    );
+  }),
+);
