@@ -347,7 +347,13 @@ static long dns_answer_step(__u32 i, struct dns_answer_walk *ctx)
 	}
 }
 
-/* Writes the i-th address of the answer into `learned`. */
+#define EEXIST_ 17
+
+/*
+ * Writes the i-th address of the answer into `learned`: a new address in one insert (BPF_NOEXIST, no lookup
+ * first); a known one under the same pattern keeps its entry, with the later of the two expiries written in
+ * place (the lookup marks it used, as an update would); under another pattern it is replaced.
+ */
 static long dns_learn_step(__u32 i, struct dns_answer_walk *ctx)
 {
 	struct dns_answer *a = ctx->a;
@@ -357,13 +363,27 @@ static long dns_learn_step(__u32 i, struct dns_answer_walk *ctx)
 	a->lk.family = addr->family;
 	__builtin_memcpy(a->lk.addr, addr->addr, 16);
 	__u64 seconds = addr->ttl > a->floor ? addr->ttl : a->floor;
-	a->lv.expires_boot_ns = bpf_ktime_get_boot_ns() + seconds * 1000000000ULL;
+	__u64 expires = bpf_ktime_get_boot_ns() + seconds * 1000000000ULL;
+	a->lv.expires_boot_ns = expires;
 	a->lv.host_key = a->host_key;
 	a->lv.kind = a->kind;
 	a->lv._pad0 = 0;
-	if (!bpf_map_lookup_elem(&learned, &a->lk))
+	long err = bpf_map_update_elem(&learned, &a->lk, &a->lv, BPF_NOEXIST);
+	if (err == -EEXIST_) {
+		struct aegis_learned *known = bpf_map_lookup_elem(&learned, &a->lk);
+		if (known && known->host_key == a->host_key && known->kind == a->kind) {
+			if (known->expires_boot_ns < expires)
+				known->expires_boot_ns = expires;
+			dns_count(AEGIS_DNS_LEARNED);
+			return 0;
+		}
+		if (!known)
+			dns_count(AEGIS_DNS_INSERTED); /* evicted meanwhile: new again */
+		err = bpf_map_update_elem(&learned, &a->lk, &a->lv, BPF_ANY);
+	} else if (!err) {
 		dns_count(AEGIS_DNS_INSERTED);
-	if (!bpf_map_update_elem(&learned, &a->lk, &a->lv, BPF_ANY))
+	}
+	if (!err)
 		dns_count(AEGIS_DNS_LEARNED);
 	return 0;
 }
@@ -451,7 +471,8 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 		dns_count(AEGIS_DNS_UNSOLICITED);
 		return 0;
 	}
-	bpf_map_delete_elem(&dns_pending, &a->pk);
+	/* Answered: another answer to it is unsolicited (its question matches no key 0): in place, no LRU delete. */
+	pending->name_key = 0;
 	if (a->bad || a->phase != DNS_PH_DONE) {
 		dns_count(AEGIS_DNS_MALFORMED);
 		return 0;
