@@ -1096,7 +1096,8 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 			if (u.q.name_allow)
 				aegis_count_name_allow(s->gen, u.q.name_allow);
 			/* No CIDR rule denied: the users entries, of the subjects first (here, not in the tail: stack). */
-			rule_id = aegis_subject_user_rule(s->gen, current_euid_egid(), bpf_ntohs(port_be));
+			rule_id = aegis_subject_user_rule(&u.q.subjects, s->gen, current_euid_egid(),
+							  bpf_ntohs(port_be));
 			if (!rule_id)
 				return 1;
 			u.v.key = *key;

@@ -179,8 +179,9 @@ enum aegis_rule_kind {
 	 * Rules by name that name a program (`host` with `exe`): a pattern's rules for one subject, in two steps
 	 * (the key has no room for a host key, a subject, a port and a protocol at once). HOST_SUBJECT: a = the
 	 * pattern's host key, b = subject << 1 | 1 for a wildcard's domain; rule_id = a number of the pair
-	 * (1 up, per generation). HOST_SUBJECT_RULE: a = that number, b = port << 8 | protocol as above; the rule.
-	 * HOST_SUBJECTS: a = b = 0, present when some rule by name names a program (the switch).
+	 * (1 up, per generation), action = the levels its rules have none of (AEGIS_SUBJECT_PAIR_NO_*).
+	 * HOST_SUBJECT_RULE: a = that number, b = port << 8 | protocol as above; the rule. HOST_SUBJECTS: a = b = 0,
+	 * present when some rule by name names a program (the hooks go by the subjects' AEGIS_SUBJECT_NO_NAMES).
 	 */
 	AEGIS_RULE_HOST_SUBJECT = 64,
 	AEGIS_RULE_HOST_SUBJECT_RULE = 65,
@@ -197,9 +198,21 @@ enum aegis_writer_scope {
 	AEGIS_WRITER_ALLOWED = 2,   /* its rename over an exec.allow inode passes the allowance */
 };
 
-/* The switch entry's action bits (AEGIS_RULE_SUBJECTS), and the limits of the subject walk. */
+/*
+ * The switch entry's action bits (AEGIS_RULE_SUBJECTS), a subject entry's (AEGIS_RULE_SUBJECT / _TREE), and
+ * the limits of the subject walk. The NO_* bits say what rules a subject has none of (on the switch: the rules
+ * naming no program, subject 0), so that an egress decision skips the lookups that cannot match; 0, as an
+ * older release wrote, looks everything up.
+ */
 enum aegis_subjects {
 	AEGIS_SUBJECT_TREE = 1,       /* switch bit: some rule has children: true, the task's ancestors are walked */
+	AEGIS_SUBJECT_NO_NET = 2,     /* no egress CIDR rule (net_rules entry) */
+	AEGIS_SUBJECT_NO_NAMES = 4,   /* no egress rule by name */
+	AEGIS_SUBJECT_NO_USERS = 8,   /* no users entry */
+	/* A rule-by-name pair's (AEGIS_RULE_HOST_SUBJECT) action: which levels of its rules it has none of. */
+	AEGIS_SUBJECT_PAIR_NO_PORT = 16,     /* no rule with a port */
+	AEGIS_SUBJECT_PAIR_NO_PROTOCOL = 32, /* no rule with a protocol and no port */
+	AEGIS_SUBJECT_PAIR_NO_ANY = 64,      /* no rule with neither */
 	AEGIS_SUBJECT_DEPTH = 16,     /* ancestors walked for children: true (parent, grandparent, ...) */
 	AEGIS_SUBJECT_SLOTS = 4,      /* subjects one task holds at most: its exe's two, then nearest ancestors' */
 	AEGIS_SUBJECT_MAX = 65535,    /* subject numbers are 16 bits */

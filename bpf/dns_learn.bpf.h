@@ -15,9 +15,9 @@
  * suffix). This runs before the datagram is queued to the socket, so a connect right after the answer is
  * decided by it. dns_stats counts what was learned and what was not.
  *
- * The walk is one bpf_loop over the message copied into a per-CPU scratch value: a step reads one byte of
- * a name (compression pointers followed backwards only, at most DNS_JUMPS per name) or one record's
- * fixed part. Its state lives in that map value, so the verifier checks the step once.
+ * The walk is one bpf_loop over the message copied into a per-CPU scratch value: a step reads one label of
+ * a name (its length and its bytes; compression pointers followed backwards only, at most DNS_JUMPS per
+ * name) or one record's fixed part. Its state lives in that map value, so the verifier checks the step once.
  */
 
 #define DNS_MSG_MASK (AEGIS_DNS_MESSAGE_MAX - 1)
@@ -203,9 +203,34 @@ static __always_inline void dns_name_start(struct dns_answer *a, __u32 offset, _
 	a->phase = DNS_PH_NAME;
 }
 
-/* One byte of a name. */
+/*
+ * The bytes of the current label (a->label of them, at most 63), hashed in one step: a bpf_loop step per
+ * byte cost more than the hashing. A bounded loop over map memory: verified once.
+ */
+static __always_inline long dns_label_bytes(struct dns_answer *a)
+{
+	for (int k = 0; k < 63; k++) {
+		__u32 q = a->npos;
+		if (q >= a->len) {
+			a->bad = 1;
+			return 1;
+		}
+		__u8 c = dns_byte(a, q);
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		dns_hash(a, c);
+		a->npos = q + 1;
+		if (!--a->label)
+			break;
+	}
+	return 0;
+}
+
+/* One step of a name: a label (its length byte and its bytes), a compression pointer, or its end. */
 static __always_inline long dns_name_step(struct dns_answer *a)
 {
+	if (a->label)
+		return dns_label_bytes(a);
 	__u32 p = a->npos;
 	if (p >= a->len) {
 		a->bad = 1;
@@ -213,13 +238,6 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 	}
 	__u8 c = dns_byte(a, p);
 	a->npos = p + 1;
-	if (a->label) {
-		if (c >= 'A' && c <= 'Z')
-			c += 'a' - 'A';
-		dns_hash(a, c);
-		a->label--;
-		return 0;
-	}
 	if (c == 0) {
 		if (!a->end)
 			a->end = p + 1;
@@ -254,7 +272,7 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 		a->suffix[a->labels % DNS_SUFFIX_SLOTS] = FNV_OFFSET;
 	a->labels++;
 	a->label = c;
-	return 0;
+	return dns_label_bytes(a);
 }
 
 /* A record's fixed part (type, class, TTL, data length) and its data. */
@@ -347,7 +365,13 @@ static long dns_answer_step(__u32 i, struct dns_answer_walk *ctx)
 	}
 }
 
-/* Writes the i-th address of the answer into `learned`. */
+#define EEXIST_ 17
+
+/*
+ * Writes the i-th address of the answer into `learned`: a new address in one insert (BPF_NOEXIST, no lookup
+ * first); a known one under the same pattern keeps its entry, with the later of the two expiries written in
+ * place (the lookup marks it used, as an update would); under another pattern it is replaced.
+ */
 static long dns_learn_step(__u32 i, struct dns_answer_walk *ctx)
 {
 	struct dns_answer *a = ctx->a;
@@ -357,13 +381,27 @@ static long dns_learn_step(__u32 i, struct dns_answer_walk *ctx)
 	a->lk.family = addr->family;
 	__builtin_memcpy(a->lk.addr, addr->addr, 16);
 	__u64 seconds = addr->ttl > a->floor ? addr->ttl : a->floor;
-	a->lv.expires_boot_ns = bpf_ktime_get_boot_ns() + seconds * 1000000000ULL;
+	__u64 expires = bpf_ktime_get_boot_ns() + seconds * 1000000000ULL;
+	a->lv.expires_boot_ns = expires;
 	a->lv.host_key = a->host_key;
 	a->lv.kind = a->kind;
 	a->lv._pad0 = 0;
-	if (!bpf_map_lookup_elem(&learned, &a->lk))
+	long err = bpf_map_update_elem(&learned, &a->lk, &a->lv, BPF_NOEXIST);
+	if (err == -EEXIST_) {
+		struct aegis_learned *known = bpf_map_lookup_elem(&learned, &a->lk);
+		if (known && known->host_key == a->host_key && known->kind == a->kind) {
+			if (known->expires_boot_ns < expires)
+				known->expires_boot_ns = expires;
+			dns_count(AEGIS_DNS_LEARNED);
+			return 0;
+		}
+		if (!known)
+			dns_count(AEGIS_DNS_INSERTED); /* evicted meanwhile: new again */
+		err = bpf_map_update_elem(&learned, &a->lk, &a->lv, BPF_ANY);
+	} else if (!err) {
 		dns_count(AEGIS_DNS_INSERTED);
-	if (!bpf_map_update_elem(&learned, &a->lk, &a->lv, BPF_ANY))
+	}
+	if (!err)
 		dns_count(AEGIS_DNS_LEARNED);
 	return 0;
 }
@@ -451,7 +489,8 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 		dns_count(AEGIS_DNS_UNSOLICITED);
 		return 0;
 	}
-	bpf_map_delete_elem(&dns_pending, &a->pk);
+	/* Answered: another answer to it is unsolicited (its question matches no key 0): in place, no LRU delete. */
+	pending->name_key = 0;
 	if (a->bad || a->phase != DNS_PH_DONE) {
 		dns_count(AEGIS_DNS_MALFORMED);
 		return 0;

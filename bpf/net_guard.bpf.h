@@ -339,13 +339,14 @@ static __always_inline void dns_track_query(struct __sk_buff *skb, __u32 offset,
 /*
  * Whether `skb` is a UDP DNS query (to port 53) for a name whose rule by name denies it without a port or
  * protocol: 1 with the rule, the resolver's address and the ids the event reports in `v`, for
- * aegis_packet_dropped() (scope, event, mode). 0 for every other packet: a non-DNS packet costs the header
- * loads before the port test. A global function: verified once, out of the backstop's own frame; `v` is
+ * aegis_packet_dropped() (scope, event, mode). 0 for every other packet: the generation's rules by name are
+ * asked first (none: no header read), then a non-DNS packet costs the header loads before the port test. A global function: verified once, out of the backstop's own frame; `v` is
  * the backstop's, so that this frame stays small (the bpf_loop step below it counts on 6.1's stack).
  */
 __noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict *v)
 {
-	if (!v)
+	struct aegis_state s;
+	if (!v || !load_state(&s) || !s.info->host_rules)
 		return 0;
 	__u32 l4;
 	__u8 daddr[16] = {};
@@ -381,9 +382,6 @@ __noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict
 		if (msg + 12 >= skb->len)
 			return 0; /* no message in this segment (a handshake, an ACK, the length alone) */
 	}
-	struct aegis_state s;
-	if (!load_state(&s) || !s.info->host_rules)
-		return 0;
 	__u8 flags;
 	/* A response (QR) is not a query. */
 	if (bpf_skb_load_bytes(skb, msg + 2, &flags, 1) || (flags & 0x80))
@@ -404,6 +402,17 @@ __noinline int aegis_dns_query_rule(struct __sk_buff *skb, struct packet_verdict
 	__u32 owner = bpf_get_socket_uid(skb);
 	v->ids = (__u32)ids == owner ? ids : (__u64)NO_GID << 32 | owner;
 	return 1;
+}
+
+/*
+ * Whether the active generation has rules by name: the generation word and its info, two array reads, the
+ * whole cost of the DNS query check on a host without rules by name (aegis_skb_egress asks it first).
+ */
+static __always_inline int names_active(void)
+{
+	__u32 gen = config_word(AEGIS_CFG_ACTIVE_GEN) & 1;
+	struct aegis_gen_info *info = bpf_map_lookup_elem(&gen_info, &gen);
+	return info && info->host_rules;
 }
 
 /*
@@ -430,13 +439,14 @@ int aegis_skb_egress(struct __sk_buff *skb)
 	int route_only = !backstopped_socket(sk);
 	/*
 	 * A DNS query for a name a rule by name denies (only where the generation has rules by name): over UDP,
-	 * and over TCP to port 53 (the socket's port: other TCP packets pass on two compares).
+	 * and over TCP to port 53 (the socket's port: other TCP packets pass on two compares). Whether the
+	 * generation has rules by name is asked first, before any header is read.
 	 */
 	__u32 dns = sk->type != SOCK_RAW_ &&
 		    (sk->protocol == IPPROTO_UDP_ ||
 		     (sk->protocol == IPPROTO_TCP_ && sk->dst_port == bpf_htons(DNS_PORT)));
 	barrier_var(dns);
-	if (dns && aegis_dns_query_dropped(skb))
+	if (dns && names_active() && aegis_dns_query_dropped(skb))
 		return SKB_DROP;
 	int maybe_routed = may_carry_route(skb);
 	if (route_only && !maybe_routed)

@@ -20,11 +20,18 @@
  * policy without exe rules never reads the task.
  */
 
-/* In precedence order: own exe, own exe's tree, nearest ancestors first. */
+/*
+ * In precedence order: own exe, own exe's tree, nearest ancestors first. Each slot holds the subject's number
+ * (low 16 bits) and its entry's AEGIS_SUBJECT_NO_* bits (above them); `absent` holds the switch's, those of
+ * the rules naming no program.
+ */
 struct task_subjects {
 	__u32 s[AEGIS_SUBJECT_SLOTS];
-	__u32 count;
+	__u16 count;
+	__u16 absent;
 };
+
+#define SUBJECT_BITS_SHIFT 16
 
 /* The subject switch of the generation: NULL when no rule names an exe. */
 static __always_inline struct aegis_rule *subject_switch(const struct aegis_state *s)
@@ -41,10 +48,11 @@ static __always_inline void add_subject(struct task_subjects *out, const struct 
 {
 	if (!rule)
 		return;
-	__u32 count = *(volatile __u32 *)&out->count;
+	__u32 count = *(volatile __u16 *)&out->count;
 	if (count >= AEGIS_SUBJECT_SLOTS)
 		return;
-	out->s[count & (AEGIS_SUBJECT_SLOTS - 1)] = rule->rule_id;
+	out->s[count & (AEGIS_SUBJECT_SLOTS - 1)] =
+		(rule->rule_id & AEGIS_SUBJECT_MAX) | (__u32)rule->action << SUBJECT_BITS_SHIFT;
 	out->count = count + 1;
 }
 
@@ -70,19 +78,24 @@ __noinline int aegis_task_subjects(__u32 gen, struct task_subjects *out)
 	if (!out)
 		return 0;
 	out->count = 0;
+	out->absent = 0;
 	out->s[0] = out->s[1] = out->s[2] = out->s[3] = 0;
 	if (!load_generation(&s, gen))
 		return 0;
 	struct aegis_rule *on = subject_switch(&s);
 	if (!on)
 		return 0;
+	out->absent = on->action;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct inode_id id;
+	/* Without children: true (the switch's AEGIS_SUBJECT_TREE) no exe has a tree subject. */
+	__u32 tree = on->action & AEGIS_SUBJECT_TREE;
 	if (task_exe(task, &id)) {
 		add_subject(out, exact_rule(&s, AEGIS_RULE_SUBJECT, id.ino, id.dev));
-		add_subject(out, exact_rule(&s, AEGIS_RULE_SUBJECT_TREE, id.ino, id.dev));
+		if (tree)
+			add_subject(out, exact_rule(&s, AEGIS_RULE_SUBJECT_TREE, id.ino, id.dev));
 	}
-	if (!(on->action & AEGIS_SUBJECT_TREE))
+	if (!tree)
 		return 1;
 	for (int level = 0; level < AEGIS_SUBJECT_DEPTH; level++) {
 		struct task_struct *parent = BPF_CORE_READ(task, real_parent);
@@ -96,10 +109,16 @@ __noinline int aegis_task_subjects(__u32 gen, struct task_subjects *out)
 	return 1;
 }
 
-/* Subject `i` of a walk's answer (a copy on the caller's stack; `i` a loop's constant). */
+/* Subject `i` of a walk's answer (`i` a loop's constant): its number. */
 static __always_inline __u32 subject_at(const struct task_subjects *t, __u32 i)
 {
-	return t->s[i & (AEGIS_SUBJECT_SLOTS - 1)];
+	return t->s[i & (AEGIS_SUBJECT_SLOTS - 1)] & AEGIS_SUBJECT_MAX;
+}
+
+/* Whether subject `i` of a walk's answer has rules of the kind `none` (an AEGIS_SUBJECT_NO_* bit) says. */
+static __always_inline int subject_has(const struct task_subjects *t, __u32 i, __u32 none)
+{
+	return !((t->s[i & (AEGIS_SUBJECT_SLOTS - 1)] >> SUBJECT_BITS_SHIFT) & none);
 }
 
 /*
@@ -158,16 +177,18 @@ struct subject_query {
 
 /*
  * The rules of one pattern (`kind`, `a`) that match: the port rule (rank 2), the protocol's (rank 1),
- * every protocol's (rank 0), each considered as net_consider() does (ties keep the earlier).
+ * every protocol's (rank 0), each considered as net_consider() does (ties keep the earlier); the levels
+ * `none` (AEGIS_SUBJECT_PAIR_NO_* bits) says the pattern has no rule of are not looked up.
  */
 static __always_inline void name_levels(const struct aegis_state *s, __u32 kind, __u64 a, __u32 port,
-					__u32 protocol, struct net_best *best)
+					__u32 protocol, __u32 none, struct net_best *best)
 {
-	if (port)
+	if (port && !(none & AEGIS_SUBJECT_PAIR_NO_PORT))
 		net_consider(best, exact_rule(s, kind, a, port << 8 | protocol), 2);
-	if (protocol)
+	if (protocol && !(none & AEGIS_SUBJECT_PAIR_NO_PROTOCOL))
 		net_consider(best, exact_rule(s, kind, a, protocol), 1);
-	net_consider(best, exact_rule(s, kind, a, 0), 0);
+	if (!(none & AEGIS_SUBJECT_PAIR_NO_ANY))
+		net_consider(best, exact_rule(s, kind, a, 0), 0);
 }
 
 /*
@@ -189,6 +210,16 @@ __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aeg
 	struct net_best *best = &q->best;
 	struct net_best *named = &q->named;
 	__u16 port_be = q->port_be;
+	/* The task's subjects with rules by name (the switch's bit: the rules naming no program have some). */
+	__u32 with_names = !(subjects->absent & AEGIS_SUBJECT_NO_NAMES);
+	__u32 subjects_with_names = 0;
+	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+		if (i >= subjects->count)
+			break;
+		subjects_with_names |= subject_has(subjects, i, AEGIS_SUBJECT_NO_NAMES);
+	}
+	if (!with_names && !subjects_with_names)
+		return 0;
 	struct aegis_learned_key lk = { .family = view->space & 0xff };
 	__builtin_memcpy(lk.addr, view->addr, 16);
 	struct aegis_learned *entry = bpf_map_lookup_elem(&learned, &lk);
@@ -200,18 +231,22 @@ __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aeg
 	__u32 port = bpf_ntohs(port_be);
 	named->rank = -1;
 	named->named = 1;
-	if (exact_rule(s, AEGIS_RULE_HOST_SUBJECTS, 0, 0)) {
+	if (subjects_with_names) {
 		__u32 wildcard = kind == AEGIS_RULE_HOST_WILDCARD ? 1 : 0;
 		for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 			if (i >= subjects->count)
 				break;
+			if (!subject_has(subjects, i, AEGIS_SUBJECT_NO_NAMES))
+				continue;
 			struct aegis_rule *pair =
 				exact_rule(s, AEGIS_RULE_HOST_SUBJECT, host, subject_at(subjects, i) << 1 | wildcard);
 			if (pair)
-				name_levels(s, AEGIS_RULE_HOST_SUBJECT_RULE, pair->rule_id, port, protocol, named);
+				name_levels(s, AEGIS_RULE_HOST_SUBJECT_RULE, pair->rule_id, port, protocol, pair->action,
+					    named);
 		}
 	}
-	name_levels(s, kind, host, port, protocol, named);
+	if (with_names)
+		name_levels(s, kind, host, port, protocol, 0, named);
 	if (*(volatile __s32 *)&named->rank < 0)
 		return 0;
 	*best = *named;
@@ -274,9 +309,11 @@ static __always_inline void subjects_net_rule(const struct aegis_state *s, struc
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects->count)
 			break;
-		subject_net_match(s, subject_at(subjects, i), key, port_be, best);
+		if (subject_has(subjects, i, AEGIS_SUBJECT_NO_NET))
+			subject_net_match(s, subject_at(subjects, i), key, port_be, best);
 	}
-	subject_net_match(s, 0, key, port_be, best);
+	if (!(subjects->absent & AEGIS_SUBJECT_NO_NET))
+		subject_net_match(s, 0, key, port_be, best);
 	/*
 	 * Rules by name (where the generation has some): the address's learned name decides unless a CIDR rule
 	 * of the address itself (a /32 or /128, of any subject) matched, as on the path without subjects.
@@ -351,27 +388,31 @@ static __always_inline struct aegis_rule *user_entry_denies(const struct aegis_s
 }
 
 /*
- * The users entry that decides `port` for the current task: the first subject in precedence order that has
- * an entry for its uid or gid, then the entries naming no program. Its id when it denies, else 0. Global.
+ * The users entry that decides `port` for a task of `subjects` (aegis_task_subjects, the caller's): the first
+ * subject in precedence order that has an entry for its uid or gid, then the entries naming no program; the
+ * subjects without users entries (their AEGIS_SUBJECT_NO_USERS) are not looked up. Its id when it denies,
+ * else 0. Global.
  */
-__noinline __u32 aegis_subject_user_rule(__u32 gen, __u64 ids, __u16 port)
+__noinline __u32 aegis_subject_user_rule(const struct task_subjects *subjects, __u32 gen, __u64 ids, __u16 port)
 {
 	struct aegis_state s;
-	if (!load_generation(&s, gen))
+	if (!subjects || !load_generation(&s, gen))
 		return 0;
-	struct task_subjects subjects;
-	aegis_task_subjects(gen, &subjects);
 	__u32 port_kind, id;
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
-		if (i >= subjects.count)
+		if (i >= subjects->count)
 			break;
-		__u32 subject = subject_at(&subjects, i);
+		if (!subject_has(subjects, i, AEGIS_SUBJECT_NO_USERS))
+			continue;
+		__u32 subject = subject_at(subjects, i);
 		struct aegis_rule *entry = user_entry(&s, ids, subject, &port_kind, &id);
 		if (entry) {
 			struct aegis_rule *denies = user_entry_denies(&s, entry, port_kind, id, subject, port);
 			return denies ? denies->rule_id : 0;
 		}
 	}
+	if (subjects->absent & AEGIS_SUBJECT_NO_USERS)
+		return 0;
 	struct aegis_rule *entry = user_entry(&s, ids, 0, &port_kind, &id);
 	if (!entry)
 		return 0;

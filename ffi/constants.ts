@@ -130,9 +130,18 @@ export const DNS_STATS = 7;
 /** Queries tracked awaiting their answer, and the largest answer learned from (bpf/dns_learn.bpf.h). */
 export const DNS_LIMITS = { DNS_PENDING_ENTRIES: 8192, DNS_MESSAGE_MAX: 2048 } as const;
 
-/** The subject switch's bits and the limits of subjects (bpf/task_subject.bpf.h). */
+/**
+ * The subject switch's bits, a subject entry's (NO_*: what rules it has none of; on the switch, the rules naming
+ * no program) and the limits of subjects (bpf/task_subject.bpf.h).
+ */
 export const SUBJECTS = {
   TREE: 1,
+  NO_NET: 2,
+  NO_NAMES: 4,
+  NO_USERS: 8,
+  PAIR_NO_PORT: 16,
+  PAIR_NO_PROTOCOL: 32,
+  PAIR_NO_ANY: 64,
   DEPTH: 16,
   SLOTS: 4,
   MAX: 65535,

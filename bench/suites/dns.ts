@@ -14,11 +14,15 @@ import { suite } from "../lib/suite.ts";
 /** The receive-path parser's budget per DNS answer (issue 20). */
 const PARSER_TARGET_NS = 1000;
 
-/** A resolver on 127.0.0.1:53: each A query gets one A record (TTL 300) under the question's name. */
+/**
+ * A resolver on 127.0.0.1:53: each A query gets one A record (TTL 300) under the question's name. It says
+ * "ready" once bound: a query sent before would go unanswered (the client waited 5 s and failed).
+ */
 const RESOLVER = `
 import socket, struct
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 53))
+print("ready", flush=True)
 n = 0
 while True:
     q, peer = s.recvfrom(512)
@@ -56,14 +60,17 @@ await suite("dns", "DNS answers learned in the kernel", async (ctx) => {
     await dns.plane.apply(resolvePlan(compilePolicy(dnsPolicy)));
     const resolver = new Deno.Command(ns.exec(["python3", "-c", RESOLVER])[0]!, {
       args: ns.exec(["python3", "-c", RESOLVER]).slice(1),
-      stdout: "null",
+      stdout: "piped",
       stderr: "null",
     }).spawn();
     cleanup.push(async () => {
       resolver.kill();
       await resolver.status;
     });
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const lines = resolver.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const first = await lines.read();
+    await lines.cancel();
+    if (!first.value?.startsWith("ready")) throw new Error("the bench resolver did not start");
     const ask = async () => {
       const result = await dns.cgroup.runBash(
         `exec ${ns.exec(["python3", "-c", `'${CLIENT}'`]).join(" ")} ${answers}`,

@@ -184,15 +184,22 @@ export function ruleSetEntries(
       );
     }
   }
-  // Subjects: the programs' inodes to their numbers, and the switch that makes the hooks read the task's exe.
+  const encoded = net ?? encodeNetRules(set.plan);
+  // Subjects: the programs' inodes to their numbers, with what egress rules each has none of, and the switch
+  // that makes the hooks read the task's exe (with what the rules naming no program have none of).
+  const absent = subjectAbsentBits(set.plan, encoded);
   const subjects = set.subjects ?? [];
   for (const subject of subjects) {
     const kind = subject.children ? RULE.SUBJECT_TREE : RULE.SUBJECT;
-    exact({ kind, a: subject.ino, b: subject.dev }, denyValue(subject.subject));
+    exact({ kind, a: subject.ino, b: subject.dev }, {
+      ruleId: subject.subject,
+      action: absent(subject.subject),
+      prefixLength: 0,
+    });
   }
   if ((set.plan.subjects ?? []).length > 0) {
     const tree = set.plan.subjects!.some((subject) => subject.children) ? SUBJECTS.TREE : 0;
-    exact({ kind: RULE.SUBJECTS, a: 0, b: 0 }, { ruleId: 0, action: tree, prefixLength: 0 });
+    exact({ kind: RULE.SUBJECTS, a: 0, b: 0 }, { ruleId: 0, action: tree | absent(0), prefixLength: 0 });
   }
   // Policy switches: one entry each, in the generation, so they flip with the rest of the policy.
   if (set.plan.denyMemfdExec) {
@@ -240,8 +247,9 @@ export function ruleSetEntries(
     exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 96 }, false);
   }
   const hostEntries = rules.count;
-  // Rules by name that name a program: (pattern, subject) -> a pair number, then (pair, port, protocol).
-  const pairs = new Map<string, number>();
+  // Rules by name that name a program: (pattern, subject) -> a pair number, with the levels (port, protocol,
+  // neither) its rules have none of, then (pair, port, protocol).
+  const pairs = new Map<string, { key: RuleKey; pair: number; absent: number }>();
   for (const rule of set.plan.egressHosts ?? []) {
     const { wildcard, suffix } = hostPattern(rule.host);
     let kind: number = wildcard ? RULE.HOST_WILDCARD : RULE.HOST;
@@ -250,13 +258,17 @@ export function ruleSetEntries(
       const pairKey = `${rule.host} ${rule.subject}`;
       let pair = pairs.get(pairKey);
       if (pair === undefined) {
-        pair = pairs.size + 1;
-        pairs.set(pairKey, pair);
         const key = { kind: RULE.HOST_SUBJECT, a, b: rule.subject * 2 + (wildcard ? 1 : 0) };
-        exact(key, { ruleId: pair, action: ACTION.ALLOW, prefixLength: 0 }, false);
+        pair = { key, pair: pairs.size + 1, absent: PAIR_LEVELS };
+        pairs.set(pairKey, pair);
       }
+      pair.absent &= ~(rule.port !== undefined
+        ? SUBJECTS.PAIR_NO_PORT
+        : rule.protocol !== undefined
+        ? SUBJECTS.PAIR_NO_PROTOCOL
+        : SUBJECTS.PAIR_NO_ANY);
       kind = RULE.HOST_SUBJECT_RULE;
-      a = pair;
+      a = pair.pair;
     }
     const value = {
       ruleId: rule.ruleId,
@@ -276,6 +288,9 @@ export function ruleSetEntries(
         rule.action !== "allow",
       );
     }
+  }
+  for (const { key, pair, absent } of pairs.values()) {
+    exact(key, { ruleId: pair, action: absent, prefixLength: 0 }, false);
   }
   if (pairs.size > 0) {
     exact(
@@ -304,7 +319,6 @@ export function ruleSetEntries(
   for (const iface of set.interfaces) {
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, ifaceValue(iface));
   }
-  const encoded = net ?? encodeNetRules(set.plan);
   const batches = {
     rules: rules.batch(),
     net_rules: { keys: encoded.keys, values: encoded.values, count: encoded.count },
@@ -368,6 +382,30 @@ function generationStamp(
     prefixLength: 0,
   }, false);
 }
+
+/**
+ * What egress rules each subject (0: the rules naming no program) has none of, as the AEGIS_SUBJECT_NO_* bits
+ * of its entry: its CIDR rules read from the encoded `net_rules` keys (space = subject << 16 | space << 8 |
+ * family), its rules by name and users entries from the plan. An egress decision skips their lookups.
+ */
+export function subjectAbsentBits(plan: RuleSetPlan, encoded: EncodedNet): (subject: number) => number {
+  const net = new Set<number>();
+  const spaceAt = AEGIS_NET_KEY.fields.space.offset;
+  const keys = encoded.keys;
+  for (let i = 0; i < encoded.count; i++) {
+    const at = i * AEGIS_NET_KEY.size + spaceAt;
+    const space = keys[at + 1]!;
+    if (space === NET.EGRESS_PORT || space === NET.EGRESS_ANY) net.add(keys[at + 2]! | keys[at + 3]! << 8);
+  }
+  const names = new Set((plan.egressHosts ?? []).map((rule) => rule.subject ?? 0));
+  const users = new Set(plan.egressUsers.map((user) => user.subject ?? 0));
+  return (subject) =>
+    (net.has(subject) ? 0 : SUBJECTS.NO_NET) | (names.has(subject) ? 0 : SUBJECTS.NO_NAMES) |
+    (users.has(subject) ? 0 : SUBJECTS.NO_USERS);
+}
+
+/** Every level of a pattern's rules (AEGIS_SUBJECT_PAIR_NO_*): a pair's `absent` before its rules are seen. */
+const PAIR_LEVELS = SUBJECTS.PAIR_NO_PORT | SUBJECTS.PAIR_NO_PROTOCOL | SUBJECTS.PAIR_NO_ANY;
 
 /** Subjects that network rules name (a writer's alone makes no egress decision look at the task). */
 function networkSubjects(plan: RuleSetPlan): number {

@@ -13,6 +13,7 @@ import {
   type NetKey,
   RULE,
   STAT_LIMITS,
+  SUBJECTS,
 } from "../../ffi/mod.ts";
 import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
@@ -466,7 +467,21 @@ Deno.test("ruleSetEntries() keys a program's rules on its subject number, and sw
   assert.ok(rules.includes(`${RULE.USER_UID_PORT} ${(1 << 16) + 443} 0 2`), "its port, of subject 1");
   assert.ok(rules.includes(`${RULE.BIND} ${(2 << 16) + 8080} ${TCP} 3`), "a bind rule of subject 2");
   const switchEntry = rulesOf(set).find((entry) => entry.kind === RULE.SUBJECTS)!;
-  assert.equal(switchEntry.value[4], 1, "some rule has children: the ancestors are walked");
+  assert.equal(switchEntry.value[4]! & SUBJECTS.TREE, 1, "some rule has children: the ancestors are walked");
+  // What each subject has none of (the switch: the rules naming no program), for the hooks to skip.
+  assert.equal(
+    switchEntry.value[4]! & ~SUBJECTS.TREE,
+    SUBJECTS.NO_NET | SUBJECTS.NO_NAMES | SUBJECTS.NO_USERS,
+    "no rule names no program",
+  );
+  const actionOf = (kind: number, ino: bigint) =>
+    rulesOf(set).find((entry) => entry.kind === kind && entry.a === ino)!.value[4];
+  assert.equal(actionOf(RULE.SUBJECT, 100n), SUBJECTS.NO_NET | SUBJECTS.NO_NAMES, "curl: a users entry only");
+  assert.equal(
+    actionOf(RULE.SUBJECT_TREE, 200n),
+    SUBJECTS.NO_NAMES | SUBJECTS.NO_USERS,
+    "the launcher: CIDR",
+  );
   const { keys, count } = ruleSetEntries(set).net_rules;
   const spaces = Array.from(
     { length: count },
@@ -475,6 +490,34 @@ Deno.test("ruleSetEntries() keys a program's rules on its subject number, and sw
   );
   assert.deepEqual(spaces, [(2 << 16) | (NET.EGRESS_ANY << 8) | 4]);
   assert.equal(decodeGenInfo(ruleSetEntries(set).genInfo).taskRules, 3, "users entries plus programs");
+});
+
+Deno.test("ruleSetEntries() marks what rules by name a subject and a pair have none of", () => {
+  const set = resolved(
+    {
+      egress: [v4("10.0.0.0/8", 1)],
+      egressHosts: [
+        { ruleId: 2, action: "allow", host: "api.example.com", subject: 1 },
+        { ruleId: 3, action: "deny", host: "*.example.org", port: 443, protocol: "tcp", subject: 1 },
+        { ruleId: 3, action: "deny", host: "*.example.org", protocol: "udp", subject: 1 },
+        { ruleId: 4, action: "deny", host: "ads.example.net" },
+      ],
+      subjects: [{ subject: 1, exe: "/usr/bin/curl", children: false, optional: false, ruleId: 2 }],
+    },
+    { subjects: [{ subject: 1, children: false, dev: 8, ino: 100n, path: "/usr/bin/curl" }] },
+  );
+  const rules = rulesOf(set);
+  const subject = rules.find((entry) => entry.kind === RULE.SUBJECT)!;
+  assert.equal(subject.value[4], SUBJECTS.NO_NET | SUBJECTS.NO_USERS, "curl: rules by name only");
+  const switchEntry = rules.find((entry) => entry.kind === RULE.SUBJECTS)!;
+  assert.equal(switchEntry.value[4], SUBJECTS.NO_USERS, "no program named: a CIDR rule and a rule by name");
+  const pairs = rules.filter((entry) => entry.kind === RULE.HOST_SUBJECT).map((
+    entry,
+  ) => [entry.b, entry.value[4]]);
+  assert.deepEqual(pairs, [
+    [2, SUBJECTS.PAIR_NO_PORT | SUBJECTS.PAIR_NO_PROTOCOL],
+    [3, SUBJECTS.PAIR_NO_ANY],
+  ], "api.example.com: a rule of every port and protocol; *.example.org: a port's and a protocol's");
 });
 
 Deno.test("ruleSetEntries() writes the allowlist: its switch, each allowed inode, and a sha256 entry's ctime stamp", () => {
