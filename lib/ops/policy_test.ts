@@ -51,7 +51,7 @@ export async function runPolicyTest(
 ): Promise<PolicyTestReport> {
   using plane = TestPlane.create();
   const stop = stopOnSignals(plane);
-  await using children = new ProbeChildren(plane);
+  await using children = new ProbeChildren((pid) => plane.join(pid));
   children.start(test.cases.map(identity));
   try {
     const mode = test.mode ?? policy.spec.mode;
@@ -121,7 +121,7 @@ function skipReason(test: TestCase, status: Partial<Record<Area, AreaStatus>>): 
 }
 
 /** The identity a case's probe runs as: `uid:gid`, or "" for root. */
-function identity(test: TestCase): string {
+function identity(test: Pick<TestCase, "as">): string {
   return test.as ? `${test.as.uid}:${test.as.gid}` : "";
 }
 
@@ -130,12 +130,13 @@ function identity(test: TestCase): string {
  * identity's cases one after another. A child that ends (a probe that did not finish in time, a crash, a
  * kill at the parent's timeout) is replaced by a fresh one at its identity's next case.
  */
-class ProbeChildren implements AsyncDisposable {
-  readonly #plane: TestPlane;
+export class ProbeChildren implements AsyncDisposable {
+  /** Moves a process into the test cgroup. */
+  readonly #join: (pid: number) => void;
   readonly #children = new Map<string, ProbeChild>();
 
-  constructor(plane: TestPlane) {
-    this.#plane = plane;
+  constructor(join: (pid: number) => void) {
+    this.#join = join;
   }
 
   /** Starts the children of `identities` now, so that their runtimes start while the plane loads. */
@@ -145,11 +146,12 @@ class ProbeChildren implements AsyncDisposable {
     }
   }
 
-  async run(test: TestCase): Promise<ProbeReply> {
+  /** Runs the probe of `test` in its identity's child. */
+  async run(test: Pick<TestCase, "probe" | "as">): Promise<ProbeReply> {
     const ids = identity(test);
     this.start([ids]);
     const child = this.#children.get(ids)!;
-    const reply = await child.run(this.#plane, test.probe);
+    const reply = await child.run(this.#join, test.probe);
     if (child.ended) {
       this.#children.delete(ids);
       await child.stop();
@@ -205,10 +207,10 @@ class ProbeChild {
    * host takes seconds) and moves it into the cgroup. A child that does not answer within four probe
    * timeouts of the probe is killed.
    */
-  async run(plane: TestPlane, probe: Probe): Promise<ProbeReply> {
+  async run(join: (pid: number) => void, probe: Probe): Promise<ProbeReply> {
     if (!this.#joined) {
       if ((await this.#ready).value !== "ready") return await this.#failed();
-      plane.join(this.#process.pid);
+      join(this.#process.pid);
       this.#joined = true;
     }
     const kill = setTimeout(() => this.#kill(), PROBE_TIMEOUT_MS * 4);

@@ -79,7 +79,8 @@ async function runProbe(probe: Probe): Promise<ProbeReply> {
       };
     }
     case "open": {
-      using _file = Deno.openSync(probe.path, { read: !probe.write, write: probe.write });
+      // Not openSync: an open that blocks past the hook (a FIFO nobody writes) must leave the timer free.
+      using _file = await Deno.open(probe.path, { read: !probe.write, write: probe.write });
       return { result: "ok", detail: "opened" };
     }
     case "connect":
