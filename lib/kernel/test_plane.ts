@@ -8,6 +8,7 @@ import { mountPseudoFs, unmountLazily } from "../../ffi/mod.ts";
 import type { Area } from "../policy/plan.ts";
 import { cgroup2Root } from "./cgroup.ts";
 import { DataPlane } from "./dataplane.ts";
+import { isLeftover } from "./leftover.ts";
 
 /** The prefix of the bpffs directory and of the cgroup; never the live pin directory's name. */
 export const TEST_PLANE_PREFIX = "aegisbpf-policy-test-";
@@ -112,31 +113,18 @@ function mounted(path: string): boolean {
   return Deno.readTextFileSync("/proc/mounts").split("\n").some((line) => line.split(" ")[1] === path);
 }
 
-/** Whether `name` is a test plane's whose process (the pid in the name) is gone. */
-function leftover(name: string): boolean {
-  if (!name.startsWith(TEST_PLANE_PREFIX)) return false;
-  const pid = Number(name.slice(TEST_PLANE_PREFIX.length).split("-")[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
 /** Removes the bpffs mounts, directories and cgroups of `policy test` runs that were killed. */
 export function removeLeftovers(): string[] {
   const removed: string[] = [];
   const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
   for (const entry of Deno.readDirSync(tmp)) {
-    if (!entry.isDirectory || !leftover(entry.name)) continue;
+    if (!entry.isDirectory || !isLeftover(entry.name, TEST_PLANE_PREFIX)) continue;
     removePlane(`${tmp}/${entry.name}`, `${cgroup2Root()}/${entry.name}`);
     removed.push(entry.name);
   }
   const root = cgroup2Root();
   for (const entry of Deno.readDirSync(root)) {
-    if (!entry.isDirectory || !leftover(entry.name)) continue;
+    if (!entry.isDirectory || !isLeftover(entry.name, TEST_PLANE_PREFIX)) continue;
     removeCgroup(`${root}/${entry.name}`);
     removed.push(entry.name);
   }

@@ -18,6 +18,7 @@ import {
   describeProbe,
   judgeCase,
   type PolicyTestFile,
+  type Probe,
   probeAreas,
   type ProbeOutcome,
   type TestCase,
@@ -25,7 +26,7 @@ import {
 import type { RawEvent } from "../../ffi/mod.ts";
 import { planAreas } from "./apply.ts";
 import { selfCommand } from "./helper_process.ts";
-import { PROBE_ARGUMENT, PROBE_TIMEOUT_MS, type ProbeReply } from "./probe_child.ts";
+import { lines, PROBE_ARGUMENT, PROBE_TIMEOUT_MS, type ProbeReply } from "./probe_child.ts";
 
 export type PolicyTestReport = {
   file: string;
@@ -50,6 +51,8 @@ export async function runPolicyTest(
 ): Promise<PolicyTestReport> {
   using plane = TestPlane.create();
   const stop = stopOnSignals(plane);
+  await using children = new ProbeChildren((pid) => plane.join(pid));
+  children.start(test.cases.map(identity));
   try {
     const mode = test.mode ?? policy.spec.mode;
     const scoped = { ...policy, spec: { ...policy.spec, mode, scope: { cgroups: [plane.cgroupRelative] } } };
@@ -82,7 +85,7 @@ export async function runPolicyTest(
           continue;
         }
         events.take(); // nothing of an earlier case
-        const reply = await runProbe(plane, test_);
+        const reply = await children.run(test_);
         results.push(
           judgeCase(test_, { result: reply.result, events: events.take() } satisfies ProbeOutcome),
         );
@@ -117,52 +120,142 @@ function skipReason(test: TestCase, status: Partial<Record<Area, AreaStatus>>): 
   return undefined;
 }
 
+/** The identity a case's probe runs as: `uid:gid`, or "" for root. */
+function identity(test: Pick<TestCase, "as">): string {
+  return test.as ? `${test.as.uid}:${test.as.gid}` : "";
+}
+
 /**
- * Starts the probe child outside the cgroup, waits for it to say it is ready (its start is not timed: a slow
- * host takes seconds), moves it in, lets it act, and reads its reply; a child that does not answer within
- * four probe timeouts of the go is killed.
+ * The probe children of a run, one per identity, each moved into the test cgroup once and then running its
+ * identity's cases one after another. A child that ends (a probe that did not finish in time, a crash, a
+ * kill at the parent's timeout) is replaced by a fresh one at its identity's next case.
  */
-async function runProbe(plane: TestPlane, test: TestCase): Promise<ProbeReply> {
-  const [command, ...prefix] = selfCommand();
-  const ids = test.as ? `${test.as.uid}:${test.as.gid}` : "";
-  const child = new Deno.Command(command!, {
-    args: [...prefix, PROBE_ARGUMENT, JSON.stringify(test.probe), ids],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let kill: ReturnType<typeof setTimeout> | undefined;
-  try {
-    while (!text.includes("\n")) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      text += value;
+export class ProbeChildren implements AsyncDisposable {
+  /** Moves a process into the test cgroup. */
+  readonly #join: (pid: number) => void;
+  readonly #children = new Map<string, ProbeChild>();
+
+  constructor(join: (pid: number) => void) {
+    this.#join = join;
+  }
+
+  /** Starts the children of `identities` now, so that their runtimes start while the plane loads. */
+  start(identities: Iterable<string>): void {
+    for (const ids of identities) {
+      if (!this.#children.has(ids)) this.#children.set(ids, ProbeChild.spawn(ids));
     }
-    if (text.split("\n")[0] !== "ready") {
-      return { result: `the probe failed: ${(await stderr).trim() || "no output"}` };
+  }
+
+  /** Runs the probe of `test` in its identity's child. */
+  async run(test: Pick<TestCase, "probe" | "as">): Promise<ProbeReply> {
+    const ids = identity(test);
+    this.start([ids]);
+    const child = this.#children.get(ids)!;
+    const reply = await child.run(this.#join, test.probe);
+    if (child.ended) {
+      this.#children.delete(ids);
+      await child.stop();
     }
-    plane.join(child.pid);
-    kill = setTimeout(() => child.kill("SIGKILL"), PROBE_TIMEOUT_MS * 4);
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode("go\n"));
-    await writer.close();
-    for (;;) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      text += value;
+    return reply;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    const children = [...this.#children.values()];
+    this.#children.clear();
+    await Promise.all(children.map((child) => child.stop()));
+  }
+}
+
+/** One probe child: started outside the cgroup, moved in once it says `ready`, then told each probe. */
+class ProbeChild {
+  readonly #process: Deno.ChildProcess;
+  readonly #lines: AsyncGenerator<string>;
+  /** The child's first line (`ready`), read from its start on. */
+  readonly #ready: Promise<IteratorResult<string>>;
+  readonly #stderr: Promise<string>;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #joined = false;
+  #ended = false;
+
+  private constructor(process: Deno.ChildProcess) {
+    this.#process = process;
+    this.#lines = lines(process.stdout);
+    this.#ready = this.#lines.next();
+    this.#stderr = new Response(process.stderr).text();
+    this.#writer = process.stdin.getWriter();
+  }
+
+  static spawn(ids: string): ProbeChild {
+    const [command, ...prefix] = selfCommand();
+    return new ProbeChild(
+      new Deno.Command(command!, {
+        args: [...prefix, PROBE_ARGUMENT, ...(ids === "" ? [] : [ids])],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn(),
+    );
+  }
+
+  /** Whether this child takes no more probes. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Runs `probe`: the first time, waits for the child to say it is ready (its start is not timed: a slow
+   * host takes seconds) and moves it into the cgroup. A child that does not answer within four probe
+   * timeouts of the probe is killed.
+   */
+  async run(join: (pid: number) => void, probe: Probe): Promise<ProbeReply> {
+    if (!this.#joined) {
+      if ((await this.#ready).value !== "ready") return await this.#failed();
+      join(this.#process.pid);
+      this.#joined = true;
     }
-    await child.status;
-    const line = text.trim().split("\n").at(-1) ?? "";
+    const kill = setTimeout(() => this.#kill(), PROBE_TIMEOUT_MS * 4);
     try {
-      return JSON.parse(line) as ProbeReply;
+      await this.#writer.write(new TextEncoder().encode(`${JSON.stringify(probe)}\n`));
+      const { value, done } = await this.#lines.next();
+      if (done) return await this.#failed();
+      let reply: ProbeReply;
+      try {
+        reply = JSON.parse(value) as ProbeReply;
+      } catch {
+        return await this.#failed();
+      }
+      if (reply.ended) this.#ended = true;
+      return reply;
     } catch {
-      return { result: `the probe failed: ${(await stderr).trim() || "no output"}` };
+      return await this.#failed(); // stdin closed: the child is gone
+    } finally {
+      clearTimeout(kill);
     }
-  } finally {
-    clearTimeout(kill);
+  }
+
+  /** Kills the child (unless it exited) and waits for it. */
+  async stop(): Promise<void> {
+    this.#ended = true;
+    this.#kill();
+    await this.#writer.close().catch(() => {});
+    await this.#process.status;
+    await this.#ready;
+    await this.#lines.return(undefined);
+  }
+
+  async #failed(): Promise<ProbeReply> {
+    this.#ended = true;
+    this.#kill();
+    await this.#process.status;
+    return { result: `the probe failed: ${(await this.#stderr).trim() || "no output"}` };
+  }
+
+  #kill(): void {
+    try {
+      this.#process.kill("SIGKILL");
+    } catch {
+      // it exited already
+    }
   }
 }
 

@@ -1,45 +1,64 @@
 /**
- * The child that runs one `policy test` probe. `policy test` starts it outside the test cgroup, moves it
- * in once it says `ready` (a runtime's start may take seconds on a slow host), then writes a line to its
- * stdin: only then does it act, so that the probe is the only thing the
- * candidate sees (no shell, no exec of a helper under an exec allowlist). It takes the case's uid and gid,
- * does the probe and prints one JSON line: `{"result":"ok"|"EPERM"|…,"detail":…}`.
+ * The child that runs `policy test`'s probes for one identity (root, or a case's uid and gid). `policy test`
+ * starts it outside the test cgroup, moves it in once it says `ready` (a runtime's start may take seconds on
+ * a slow host), then writes one probe a line to its stdin: only then does it act, so that the probes are the
+ * only thing the candidate sees (no shell, no exec of a helper under an exec allowlist). At the first probe
+ * it takes the uid and gid of its argument; it answers each probe with one JSON line,
+ * `{"result":"ok"|"EPERM"|…,"detail":…}`, in order. One child serves every case of its identity: a runtime's
+ * start, not the probe, is what costs (seconds under emulation).
  */
 import dgram from "node:dgram";
 import { becomeUser, connectUdp } from "../../ffi/mod.ts";
 import { parseCidr } from "../policy/cidr.ts";
 import type { Probe } from "../policy/test_file.ts";
 
-/** The first argument that makes this program the probe child; then the probe as JSON, and `uid:gid`. */
+/** The first argument that makes this program the probe child; then `uid:gid`, or nothing for root. */
 export const PROBE_ARGUMENT = "__probe";
 
 /** How long a probe may take: a connect to an address nothing answers would wait minutes. */
 export const PROBE_TIMEOUT_MS = 3000;
 
-export type ProbeReply = { result: string; detail?: string };
+/**
+ * A probe's answer. `ended`: the child exits after it (a probe that did not finish in time may still be
+ * running, or the identity could not be taken): the parent starts a fresh child for the next case.
+ */
+export type ProbeReply = { result: string; detail?: string; ended?: true };
 
-/** Runs the probe of `args` once stdin says go; prints the reply; returns the exit code. */
+/** Answers the probes of stdin one by one until stdin closes; returns the exit code. */
 export async function probeChildMain(args: readonly string[]): Promise<number> {
-  const [probeJson = "", ids = ""] = args;
-  const probe = JSON.parse(probeJson) as Probe;
-  console.log("ready"); // started: the parent moves this process into the test cgroup, then says go
-  const reader = Deno.stdin.readable.getReader();
-  const go = await reader.read();
-  reader.releaseLock();
-  // The parent went away before the go (killed): the probe never runs outside the test cgroup.
-  if (go.done) return 1;
-  let reply: ProbeReply;
-  try {
-    if (ids !== "") {
-      const [uid, gid] = ids.split(":").map(Number) as [number, number];
-      becomeUser(uid, gid);
+  const [ids = ""] = args;
+  console.log("ready"); // started: the parent moves this process into the test cgroup, then sends a probe
+  let first = true;
+  // stdin closed before a probe (the parent was killed): no probe ever runs outside the test cgroup.
+  for await (const line of lines(Deno.stdin.readable)) {
+    if (first) {
+      first = false;
+      try {
+        if (ids !== "") {
+          const [uid, gid] = ids.split(":").map(Number) as [number, number];
+          becomeUser(uid, gid);
+        }
+      } catch (error) {
+        console.log(JSON.stringify({ ...failure(error), ended: true } satisfies ProbeReply));
+        return 1;
+      }
     }
-    reply = await withTimeout(runProbe(probe));
-  } catch (error) {
-    reply = failure(error);
+    const reply = await withTimeout(runProbe(JSON.parse(line) as Probe));
+    console.log(JSON.stringify(reply));
+    if (reply.ended) return 0;
   }
-  console.log(JSON.stringify(reply));
   return 0;
+}
+
+/** The lines of `stream` (UTF-8), without their newline; a last line without one is dropped. */
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let text = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    text += chunk;
+    const parts = text.split("\n");
+    text = parts.pop()!;
+    yield* parts;
+  }
 }
 
 async function runProbe(probe: Probe): Promise<ProbeReply> {
@@ -60,7 +79,8 @@ async function runProbe(probe: Probe): Promise<ProbeReply> {
       };
     }
     case "open": {
-      using _file = Deno.openSync(probe.path, { read: !probe.write, write: probe.write });
+      // Not openSync: an open that blocks past the hook (a FIFO nobody writes) must leave the timer free.
+      using _file = await Deno.open(probe.path, { read: !probe.write, write: probe.write });
       return { result: "ok", detail: "opened" };
     }
     case "connect":
@@ -123,16 +143,18 @@ function failure(error: unknown): ProbeReply {
   return { result: name, detail: text };
 }
 
+/** The probe's reply, or after PROBE_TIMEOUT_MS a let-through that ends the child (the probe still runs). */
 async function withTimeout(work: Promise<ProbeReply>): Promise<ProbeReply> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<ProbeReply>((resolve) => {
     timer = setTimeout(
-      () => resolve({ result: "ok", detail: `let through: no answer in ${PROBE_TIMEOUT_MS} ms` }),
+      () =>
+        resolve({ result: "ok", detail: `let through: no answer in ${PROBE_TIMEOUT_MS} ms`, ended: true }),
       PROBE_TIMEOUT_MS,
     );
   });
   try {
-    return await Promise.race([work, late]);
+    return await Promise.race([work.catch(failure), late]);
   } finally {
     clearTimeout(timer);
   }

@@ -1,6 +1,7 @@
 /**
  * `policy test` on the host, where the socket programs load: egress and bind cases pass, a wrong
- * expectation fails with a diff, a bad test file is exit 2 with FILE:LINE:COL, the live policy (applied to a
+ * expectation fails with a diff, one probe child serves an identity's cases (a fresh one after a probe
+ * that did not finish in time), a bad test file is exit 2 with FILE:LINE:COL, the live policy (applied to a
  * test bpffs and cgroup) keeps its generation and counters across a run, SIGTERM removes everything, and
  * what a killed run left is removed by the next one. The starter library's test files pass here (the cases
  * of files and programs are skipped: no BPF-LSM on this host).
@@ -8,10 +9,12 @@
 import assert from "node:assert/strict";
 import { aegisbpf, spawnAegisbpf } from "../cli/cli.ts";
 import { connect, NET, policy, TCP_PORT, withHost, writePolicy } from "../support/agent_host.ts";
-import { rootTest } from "../support/privileged.ts";
+import { must, rootTest } from "../support/privileged.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { cgroup2Root } from "../../lib/kernel/cgroup.ts";
 import { TEST_PLANE_PREFIX } from "../../lib/kernel/test_plane.ts";
+import { ProbeChildren } from "../../lib/ops/policy_test.ts";
+import { PROBE_TIMEOUT_MS } from "../../lib/ops/probe_child.ts";
 
 const CANDIDATE = `apiVersion: aegisbpf.io/v1
 kind: Policy
@@ -135,6 +138,61 @@ cases:
     }
   },
 );
+
+rootTest(
+  "[root] policy test: one probe child runs all the cases of an identity, another identity has its own",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
+    try {
+      // Audit: each connect to the denied address goes through with an event naming the probe's pid.
+      const audited = `  - connect: 127.0.0.2:${TCP_PORT}\n    expect: audit\n    event: { rule: lo2 }\n`;
+      const file = writeFiles(
+        dir,
+        `policy: candidate.yaml\nmode: audit\ncases:\n${audited}` +
+          `${audited}    as: { uid: 65534, gid: 65534 }\n${audited}`,
+      );
+      const result = await aegisbpf(["policy", "test", file, "--json"]);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      type Case = { got: { event?: { process: { pid: number; uid: number } } } };
+      const cases: Case[] = JSON.parse(result.stdout).cases;
+      const [root, nobody, rootAgain] = cases.map((c) => c.got.event?.process);
+      assert.ok(root && nobody && rootAgain);
+      assert.equal(rootAgain.pid, root.pid, "the same child ran both cases of root");
+      assert.notEqual(nobody.pid, root.pid);
+      assert.deepEqual([root.uid, nobody.uid], [0, 65534]);
+      assert.deepEqual(planesLeft(), []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test("policy test's probe children: a probe past its timeout ends its child, a fresh one runs the next", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
+  try {
+    // An open of a FIFO nobody writes blocks past the hook: let through at the probe's timeout.
+    const fifo = `${dir}/fifo`;
+    await must("mkfifo", [fifo]);
+    const open = (path: string) => ({ probe: { kind: "open", path, write: false } as const });
+    const joined: number[] = [];
+    await using children = new ProbeChildren((pid) => joined.push(pid));
+    assert.deepEqual(await children.run(open("/etc/hostname")), { result: "ok", detail: "opened" });
+    assert.deepEqual(await children.run(open("/etc/hostname")), { result: "ok", detail: "opened" });
+    assert.equal(joined.length, 1, "one child, joined once");
+    const started = Date.now();
+    const late = await children.run(open(fifo));
+    assert.equal(late.result, "ok");
+    assert.match(late.detail ?? "", /^let through: no answer in \d+ ms$/);
+    assert.ok(Date.now() - started < PROBE_TIMEOUT_MS * 2, "answered at the probe's timeout");
+    assert.deepEqual(await children.run(open("/etc/hostname")), { result: "ok", detail: "opened" });
+    assert.equal(joined.length, 2, "a fresh child after the probe that did not finish");
+    assert.notEqual(joined[1], joined[0]);
+    assert.equal((await children.run(open(`${dir}/missing`))).result, "ENOENT");
+    assert.equal(joined.length, 2, "a probe that failed leaves its child in service");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
 
 rootTest(
   "[root] policy test: a bad test file is exit 2 naming FILE:LINE:COL, and nothing is loaded",

@@ -1,3 +1,5 @@
+import { isLeftover as isProcessLeftover } from "../../lib/kernel/leftover.ts";
+
 /**
  * Registration for tests that need root and a real kernel. Outside CI they are skipped for a non-root
  * user, naming what they wait for; in CI (env CI set) a skip is a failure, so they fail instead.
@@ -33,15 +35,7 @@ const TOKEN = Array.from(crypto.getRandomValues(new Uint8Array(2)), (byte) => (b
  * test processes still running, this one included, are never taken for leftovers.
  */
 export function isLeftover(name: string, prefix: string): boolean {
-  if (!name.startsWith(prefix)) return false;
-  const pid = parseInt(name.slice(prefix.length).split("-")[0] ?? "", 36);
-  if (!Number.isInteger(pid) || pid <= 0) return true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return false;
-  } catch {
-    return true;
-  }
+  return isProcessLeftover(name, prefix, 36);
 }
 
 /** Runs a command and returns its exit code and output; never throws for a non-zero exit. */
