@@ -15,9 +15,9 @@
  * suffix). This runs before the datagram is queued to the socket, so a connect right after the answer is
  * decided by it. dns_stats counts what was learned and what was not.
  *
- * The walk is one bpf_loop over the message copied into a per-CPU scratch value: a step reads one label of
- * a name (its length and its bytes; compression pointers followed backwards only, at most DNS_JUMPS per
- * name) or one record's fixed part. Its state lives in that map value, so the verifier checks the step once.
+ * The walk is one bpf_loop over the message copied into a per-CPU scratch value: a step reads one byte of
+ * a name (compression pointers followed backwards only, at most DNS_JUMPS per name) or one record's
+ * fixed part. Its state lives in that map value, so the verifier checks the step once.
  */
 
 #define DNS_MSG_MASK (AEGIS_DNS_MESSAGE_MAX - 1)
@@ -203,34 +203,9 @@ static __always_inline void dns_name_start(struct dns_answer *a, __u32 offset, _
 	a->phase = DNS_PH_NAME;
 }
 
-/*
- * The bytes of the current label (a->label of them, at most 63), hashed in one step: a bpf_loop step per
- * byte cost more than the hashing. A bounded loop over map memory: verified once.
- */
-static __always_inline long dns_label_bytes(struct dns_answer *a)
-{
-	for (int k = 0; k < 63; k++) {
-		__u32 q = a->npos;
-		if (q >= a->len) {
-			a->bad = 1;
-			return 1;
-		}
-		__u8 c = dns_byte(a, q);
-		if (c >= 'A' && c <= 'Z')
-			c += 'a' - 'A';
-		dns_hash(a, c);
-		a->npos = q + 1;
-		if (!--a->label)
-			break;
-	}
-	return 0;
-}
-
-/* One step of a name: a label (its length byte and its bytes), a compression pointer, or its end. */
+/* One byte of a name. */
 static __always_inline long dns_name_step(struct dns_answer *a)
 {
-	if (a->label)
-		return dns_label_bytes(a);
 	__u32 p = a->npos;
 	if (p >= a->len) {
 		a->bad = 1;
@@ -238,6 +213,13 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 	}
 	__u8 c = dns_byte(a, p);
 	a->npos = p + 1;
+	if (a->label) {
+		if (c >= 'A' && c <= 'Z')
+			c += 'a' - 'A';
+		dns_hash(a, c);
+		a->label--;
+		return 0;
+	}
 	if (c == 0) {
 		if (!a->end)
 			a->end = p + 1;
@@ -272,7 +254,7 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 		a->suffix[a->labels % DNS_SUFFIX_SLOTS] = FNV_OFFSET;
 	a->labels++;
 	a->label = c;
-	return dns_label_bytes(a);
+	return 0;
 }
 
 /* A record's fixed part (type, class, TTL, data length) and its data. */
