@@ -60,8 +60,16 @@ export class TestPlane implements Disposable {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#plane?.close();
+    // The mount and the cgroup go even when the plane's own close fails (a signal that lands while an
+    // apply's inner maps are installed on worker threads): a SIGTERM must leave nothing behind.
+    let failed: unknown;
+    try {
+      this.#plane?.close();
+    } catch (error) {
+      failed = error;
+    }
     removePlane(this.bpffs, this.cgroup);
+    if (failed !== undefined) throw failed;
   }
 
   [Symbol.dispose](): void {
@@ -96,13 +104,15 @@ function removeCgroup(path: string): void {
   } catch {
     // before 5.14 there is no cgroup.kill; a probe child ends on its own within its timeout
   }
-  for (let attempt = 0;; attempt++) {
+  // A killed runtime on a loaded host can take over a second to exit: up to 5 s.
+  const deadline = Date.now() + 5000;
+  for (;;) {
     try {
       Deno.removeSync(path);
       return;
     } catch (error) {
       // EBUSY while the killed processes exit
-      if (error instanceof Deno.errors.NotFound || attempt >= 50) throw error;
+      if (error instanceof Deno.errors.NotFound || Date.now() >= deadline) throw error;
       const until = Date.now() + 20;
       while (Date.now() < until) { /* a short synchronous wait: this may run in a signal handler */ }
     }

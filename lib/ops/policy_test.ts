@@ -5,6 +5,7 @@
  * children are moved into that cgroup before they act (lib/ops/probe_child.ts). Everything is detached and
  * removed at the end, on SIGINT and SIGTERM too.
  */
+import { messageOf } from "../errors.ts";
 import { bootToWallOffsetNs, type EventContext, formatEvent } from "../kernel/events.ts";
 import { resolvePlan } from "../kernel/resolve.ts";
 import { TestPlane } from "../kernel/test_plane.ts";
@@ -287,6 +288,8 @@ function stopOnSignals(plane: TestPlane): () => void {
     const handler = () => {
       try {
         plane.close();
+      } catch (error) {
+        console.error(`aegisbpf: error: policy test: cleanup on ${signal}: ${messageOf(error)}`);
       } finally {
         Deno.exit(signal === "SIGINT" ? 130 : 143);
       }

@@ -257,10 +257,11 @@ rootTest(
         }
         await new Promise((resolve) => setTimeout(resolve, 500));
         child.kill(signal);
-        const { code } = await child.output();
+        const { code, stderr } = await child.output();
         if (signal === "SIGTERM") {
-          assert.equal(code, 143);
-          assert.deepEqual(planesLeft(), []);
+          const said = new TextDecoder().decode(stderr);
+          assert.equal(code, 143, said);
+          assert.deepEqual(planesLeft(), [], `left behind after SIGTERM; stderr: ${said}`);
         } else {
           assert.notDeepEqual(planesLeft(), [], "a killed run cannot clean up");
         }
