@@ -10,7 +10,7 @@ import {
 } from "../../ffi/mod.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
-import { ipv4Rule, writeRules } from "../support/slice.ts";
+import { ipv4Rule, writeRules, xdpVerdict } from "../support/slice.ts";
 
 // The array slots XDP reads before the hashes (ingress_ifaces, rule_hit_slots), run by the kernel
 // (BPF_PROG_TEST_RUN through bpftool, on CPU 0) with ingress ifindex 1 (lo): what a slot cannot hold is
@@ -20,23 +20,6 @@ import { ipv4Rule, writeRules } from "../support/slice.ts";
 function udpFrom(host: number): number[] {
   const ip = [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, host, 192, 0, 2, 200];
   return [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00, ...ip, 0x9c, 0x40, 0, 9, 0, 8, 0, 0];
-}
-
-/** The verdict of `repeat` runs of the frame, all on CPU 0. */
-async function verdict(object: BpfObject, frame: number[], repeat = 1): Promise<string> {
-  const fd = object.program(PROGRAMS.ingress).fd;
-  const id = /prog_id:\s*(\d+)/.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))?.[1];
-  assert.ok(id, "program id from fdinfo");
-  const file = Deno.makeTempFileSync({ prefix: "aegisbpf-frame-" });
-  try {
-    Deno.writeFileSync(file, new Uint8Array(frame));
-    const args = ["-c", "0", "bpftool", "prog", "run", "id", id, "data_in", file, "repeat", String(repeat)];
-    const out = await new Deno.Command("taskset", { args, stdout: "piped" }).output();
-    const code = /Return value: (\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1];
-    return ({ "1": "DROP", "2": "PASS" } as Record<string, string>)[code ?? ""] ?? `return ${code}`;
-  } finally {
-    Deno.removeSync(file);
-  }
 }
 
 function withXdp(fn: (object: BpfObject) => Promise<void>): () => Promise<void> {
@@ -63,17 +46,17 @@ rootTest(
   withXdp(async (object) => {
     const slots = STAT_LIMITS.XDP_STAT_SLOTS;
     writeRules(object, { plan: enforce, interfaces: [iface(1 + slots, false), iface(1, true)] });
-    assert.equal(await verdict(object, udpFrom(1)), "DROP", "lo by its entry: the slot holds another");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "DROP", "lo by its entry: the slot holds another");
     writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
-    assert.equal(await verdict(object, udpFrom(1)), "DROP", "lo by its slot");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "DROP", "lo by its slot");
     writeRules(object, { plan: enforce, interfaces: [iface(1, false)] });
-    assert.equal(await verdict(object, udpFrom(1)), "PASS", "lo's slot rewritten: default pass");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "PASS", "lo's slot rewritten: default pass");
     writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
     writeRules(object, { plan: enforce, interfaces: [iface(2, true)] });
-    assert.equal(await verdict(object, udpFrom(1)), "PASS", "lo no longer filtered: its slot emptied");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "PASS", "lo no longer filtered: its slot emptied");
     writeRules(object, { plan: enforce, interfaces: [iface(1, true)] });
     writeRules(object, { plan: enforce, interfaces: [] });
-    assert.equal(await verdict(object, udpFrom(1)), "PASS", "no interface filtered: every slot emptied");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "PASS", "no interface filtered: every slot emptied");
   }),
 );
 
@@ -94,8 +77,8 @@ rootTest(
       },
       interfaces: [iface(1, false)],
     });
-    assert.equal(await verdict(object, udpFrom(1), 3), "DROP");
-    assert.equal(await verdict(object, udpFrom(2), 4), "DROP");
+    assert.equal(await xdpVerdict(object, udpFrom(1), 3), "DROP");
+    assert.equal(await xdpVerdict(object, udpFrom(2), 4), "DROP");
     // Generation 0, decision deny: row 0 of rule_hit_slots.
     const inSlot = decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!);
     assert.deepEqual(inSlot, [{ ruleId: first, count: 3n }], "CPU 0's slot: the first rule");
@@ -116,7 +99,7 @@ rootTest(
     });
     assert.deepEqual(decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!), []);
     assert.equal(hits.keys().length, 0);
-    assert.equal(await verdict(object, udpFrom(2), 2), "DROP");
+    assert.equal(await xdpVerdict(object, udpFrom(2), 2), "DROP");
     assert.deepEqual(
       decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!),
       [{ ruleId: second, count: 2n }],
