@@ -50,11 +50,19 @@ export async function runPolicyTest(
   policyFile: string,
   warn: (message: string) => void,
 ): Promise<PolicyTestReport> {
-  using plane = TestPlane.create();
-  const stop = stopOnSignals(plane);
-  await using children = new ProbeChildren((pid) => plane.join(pid));
-  children.start(test.cases.map(identity));
+  // The signal listeners go first and leave last: a SIGINT or SIGTERM from before the plane exists until
+  // after it is removed (the probe children's teardown included) still removes everything.
+  const signals = new SignalCleanup();
+  let plane: TestPlane;
   try {
+    plane = signals.plane = TestPlane.create();
+  } catch (error) {
+    signals.remove();
+    throw error;
+  }
+  try {
+    await using children = new ProbeChildren((pid) => plane.join(pid));
+    children.start(test.cases.map(identity));
     const mode = test.mode ?? policy.spec.mode;
     const scoped = { ...policy, spec: { ...policy.spec, mode, scope: { cgroups: [plane.cgroupRelative] } } };
     const plan = compilePolicy(scoped as Policy);
@@ -106,7 +114,11 @@ export async function runPolicyTest(
       skipped: count("skipped"),
     };
   } finally {
-    stop();
+    try {
+      plane.close();
+    } finally {
+      signals.remove();
+    }
   }
 }
 
@@ -282,20 +294,28 @@ class EventCollector {
   }
 }
 
-/** On SIGINT or SIGTERM: everything detached and removed, then the exit a signal gives (130, 143). */
-function stopOnSignals(plane: TestPlane): () => void {
-  const handlers = (["SIGINT", "SIGTERM"] as const).map((signal) => {
-    const handler = () => {
-      try {
-        plane.close();
-      } catch (error) {
-        console.error(`aegisbpf: error: policy test: cleanup on ${signal}: ${messageOf(error)}`);
-      } finally {
-        Deno.exit(signal === "SIGINT" ? 130 : 143);
-      }
-    };
-    Deno.addSignalListener(signal, handler);
-    return () => Deno.removeSignalListener(signal, handler);
-  });
-  return () => handlers.forEach((remove) => remove());
+/** On SIGINT or SIGTERM: the plane (once there is one) detached and removed, then the exit a signal gives. */
+class SignalCleanup {
+  plane: TestPlane | undefined;
+  #remove: (() => void)[];
+
+  constructor() {
+    this.#remove = (["SIGINT", "SIGTERM"] as const).map((signal) => {
+      const handler = () => {
+        try {
+          this.plane?.close();
+        } catch (error) {
+          console.error(`aegisbpf: error: policy test: cleanup on ${signal}: ${messageOf(error)}`);
+        } finally {
+          Deno.exit(signal === "SIGINT" ? 130 : 143);
+        }
+      };
+      Deno.addSignalListener(signal, handler);
+      return () => Deno.removeSignalListener(signal, handler);
+    });
+  }
+
+  remove(): void {
+    this.#remove.forEach((remove) => remove());
+  }
 }

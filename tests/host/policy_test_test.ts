@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { aegisbpf, spawnAegisbpf } from "../cli/cli.ts";
+import { silentTcpPort } from "../support/listeners.ts";
 import { connect, NET, policy, TCP_PORT, withHost, writePolicy } from "../support/agent_host.ts";
 import { must, rootTest } from "../support/privileged.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
@@ -243,10 +244,12 @@ rootTest(
   "[root] policy test: SIGTERM removes everything it made; a killed run's leftovers go at the next start",
   async () => {
     const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
+    // Audit lets the connects through to a listener that never answers: each waits for the probe's
+    // timeout, long enough to be signalled mid-run on any host.
+    using silent = await silentTcpPort();
     try {
-      // Audit lets connects to TEST-NET-1 through: each waits for its timeout, long enough to be signalled.
       const slow = `policy: candidate.yaml\nmode: audit\ncases:\n` +
-        `  - connect: 192.0.2.1:9\n    expect: allow\n`.repeat(4);
+        `  - connect: 127.0.0.1:${silent.port}\n    expect: allow\n`.repeat(4);
       const file = writeFiles(dir, slow);
       for (const signal of ["SIGTERM", "SIGKILL"] as const) {
         const child = spawnAegisbpf(["policy", "test", file]);
@@ -273,6 +276,40 @@ rootTest(
       const next = await aegisbpf(["policy", "test", file]);
       assert.equal(next.code, 0, next.stdout + next.stderr);
       assert.deepEqual(planesLeft(), []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+);
+
+rootTest(
+  "[root] policy test: a SIGTERM at any moment of a run, its teardown included, leaves nothing behind",
+  async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
+    try {
+      const file = writeFiles(
+        dir,
+        `policy: candidate.yaml\ncases:\n  - bind: ${TCP_PORT + 2}\n    expect: allow\n`,
+      );
+      const started = Date.now();
+      const whole = await aegisbpf(["policy", "test", file]);
+      assert.equal(whole.code, 0, whole.stdout + whole.stderr);
+      const took = Date.now() - started;
+      // Signals spread over the run and just past it: before the plane, while it loads, while the probe
+      // children are killed and the plane removed (the window the CI run found open), after.
+      for (const fraction of [0.15, 0.35, 0.55, 0.7, 0.8, 0.9, 0.95, 1, 1.05]) {
+        const child = spawnAegisbpf(["policy", "test", file]);
+        await new Promise((resolve) => setTimeout(resolve, Math.round(took * fraction)));
+        try {
+          child.kill("SIGTERM");
+        } catch (error) {
+          if (!(error instanceof TypeError)) throw error; // it had exited already
+        }
+        const { code, stderr } = await child.output();
+        const said = new TextDecoder().decode(stderr);
+        assert.ok([0, 143].includes(code), `exit ${code} at ${fraction} of the run: ${said}`);
+        assert.deepEqual(planesLeft(), [], `left behind by a SIGTERM at ${fraction} of the run: ${said}`);
+      }
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

@@ -1,3 +1,9 @@
+import { libc } from "../../ffi/libbpf.ts";
+
+const AF_INET = 2;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+
 /** What a process listens on and which signals it ignores, read from /proc. */
 
 /** The TCP ports (IPv4 and IPv6) on which `pid` holds a listening socket. */
@@ -53,4 +59,37 @@ export function freeTcpPort(hostname = "127.0.0.1"): number {
     }
   }
   throw new Error(`no free TCP port on ${hostname} between 20000 and ${top} after 100 tries`);
+}
+
+/**
+ * A TCP port on 127.0.0.1 where a connect hangs until its caller gives up: a listener with a backlog of 0
+ * whose accept queue one connection fills, so the kernel drops every later SYN (and the client retries).
+ * What a test needs to keep a probe waiting on any host: an address "never routed" is routed on some (the
+ * CI machine's gateway is 192.0.2.1, in TEST-NET-1).
+ */
+export async function silentTcpPort(): Promise<{ port: number } & Disposable> {
+  const port = freeTcpPort();
+  const fd = libc().socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new Error("socket(AF_INET, SOCK_STREAM) failed");
+  let filler: Deno.Conn | undefined;
+  const close = () => {
+    filler?.close();
+    libc().close(fd);
+  };
+  try {
+    const sockaddr = new Uint8Array(16); // struct sockaddr_in: family, port (network order), address
+    const view = new DataView(sockaddr.buffer);
+    view.setUint16(0, AF_INET, true);
+    view.setUint16(2, port, false);
+    sockaddr.set([127, 0, 0, 1], 4);
+    if (libc().bind(fd, sockaddr, sockaddr.length) < 0 || libc().listen(fd, 0) < 0) {
+      throw new Error(`bind and listen on 127.0.0.1:${port} failed`);
+    }
+    // The one connection the queue holds; a later SYN finds it full and is dropped.
+    filler = await Deno.connect({ hostname: "127.0.0.1", port });
+  } catch (error) {
+    close();
+    throw error;
+  }
+  return { port, [Symbol.dispose]: close };
 }
