@@ -245,6 +245,7 @@ const volatile struct {
 	enum aegis_rule_kind rule_kind;
 	enum aegis_net_space net_space;
 	enum aegis_ingress_absent ingress_absent;
+	enum aegis_host_shape host_shape;
 	enum aegis_capacity capacity;
 	enum aegis_signal signal;
 	enum aegis_inherit_limits inherit_limits;

@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 20 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 21 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -309,6 +309,13 @@ enum aegis_net_space {
 	AEGIS_NET_INGRESS_ANY = 4,
 };
 
+/*
+ * gen_info.host_rules: 0 when the generation has no rule by name; else AEGIS_HOST_ANY, AEGIS_HOST_EXACT when a
+ * pattern is an exact name, and bit n (2 to 8) when a wildcard's domain has n labels: the DNS answer parser
+ * looks a name up by those suffixes only.
+ */
+enum aegis_host_shape { AEGIS_HOST_EXACT = 0x10000, AEGIS_HOST_ANY = 0x40000000 };
+
 /* Bits of gen_info.ingress_absent: the ingress trie holds no rule of this shape. */
 enum aegis_ingress_absent {
 	AEGIS_INGRESS_NO_PORT = 1,     /* no rule that names a port (space AEGIS_NET_INGRESS_PORT) */
@@ -370,7 +377,7 @@ struct aegis_gen_info {
 	 * lookup for such a port. 0 (as an older release left the word) looks every port up.
 	 */
 	__u32 failsafe_absent;
-	__u32 host_rules; /* AEGIS_RULE_HOST and _WILDCARD entries: non-zero when egress consults learned names */
+	__u32 host_rules; /* AEGIS_HOST_* and label-count bits: non-zero when egress consults learned names */
 	/*
 	 * AEGIS_INGRESS_NO_* bits: shapes of ingress rule the generation's trie has none of, whose lookups XDP
 	 * skips. 0 (as an older release left the word) looks every shape up.

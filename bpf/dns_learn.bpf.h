@@ -15,13 +15,17 @@
  * suffix). This runs before the datagram is queued to the socket, so a connect right after the answer is
  * decided by it. dns_stats counts what was learned and what was not.
  *
- * The walk is one bpf_loop over the message copied into a per-CPU scratch value: a step reads one byte of
- * a name (compression pointers followed backwards only, at most DNS_JUMPS per name) or one record's
- * fixed part. Its state lives in that map value, so the verifier checks the step once.
+ * The walk is one bpf_loop over the message copied into a per-CPU scratch value: a step reads up to
+ * DNS_CHUNK bytes of a label, a length byte, a compression pointer (followed backwards only, at most
+ * DNS_JUMPS per name) or one record's fixed part. Its state lives in that map value, so the verifier checks
+ * the step once. Each label is hashed once, as it is read; the parent suffixes' keys are folded from the
+ * labels' hashes when the name ends.
  */
 
 #define DNS_MSG_MASK (AEGIS_DNS_MESSAGE_MAX - 1)
-#define DNS_SUFFIX_SLOTS 8 /* parent suffixes hashed at once: a wildcard's domain has at most 8 labels */
+#define DNS_SUFFIX_SLOTS 8 /* parent suffixes looked up: a wildcard's domain has at most 8 labels */
+#define DNS_LABEL_RING 16  /* the last labels' hashes kept (a power of 2 above DNS_SUFFIX_SLOTS) */
+#define DNS_CHUNK 8        /* bytes of a label read in one step */
 #define DNS_CHAIN_MAX 8    /* names of a CNAME chain followed */
 #define DNS_ADDRS_MAX 16   /* addresses learned from one answer */
 #define DNS_JUMPS 16       /* compression pointers followed in one name */
@@ -44,9 +48,11 @@ struct dns_answer {
 	__u8 msg[AEGIS_DNS_MESSAGE_MAX];
 	__u64 chain[DNS_CHAIN_MAX];     /* keys of the names of the chain: the question's, then CNAME targets' */
 	__u32 chain_off[DNS_CHAIN_MAX]; /* where each name of the chain starts in the message */
-	__u64 suffix[DNS_SUFFIX_SLOTS]; /* keys of the parent suffixes of the name read (slot: label % SLOTS) */
+	__u64 label_hash[DNS_LABEL_RING]; /* FNV-1a of each label of the name read (slot: label % RING) */
+	__u64 suffix[DNS_LABEL_RING];     /* keys of the name's parent suffixes of n labels (slot n) */
 	struct dns_addr addrs[DNS_ADDRS_MAX];
 	__u64 hash;     /* key of the name read */
+	__u64 lhash;    /* FNV-1a of the label being read */
 	__u64 expected; /* the tracked question's key */
 	__u64 host_key; /* the pattern learned under (kind 0: none yet) */
 	__u32 kind;
@@ -108,37 +114,37 @@ static __always_inline __u32 dns_u16(const struct dns_answer *a, __u32 offset)
 	return (__u32)dns_byte(a, offset) << 8 | dns_byte(a, offset + 1);
 }
 
-/* Hashes `c` into the name's key and, for a name whose suffixes count, into every suffix begun. */
-static __always_inline void dns_hash(struct dns_answer *a, __u8 c)
-{
-	a->hash = (a->hash ^ c) * FNV_PRIME;
-	if (a->role == DNS_ROLE_OWNER)
-		return;
-	__u32 begun = a->labels;
-	for (int k = 0; k < DNS_SUFFIX_SLOTS; k++)
-		if (k < begun)
-			a->suffix[k] = (a->suffix[k] ^ c) * FNV_PRIME;
-}
-
-/* The pattern covering the name just read (its key and suffixes), kept when the chain has none yet. */
+/*
+ * The pattern covering the name just read, kept when the chain has none yet: the name itself (one lookup,
+ * when the generation has exact names), else the longest wildcard domain among its parent suffixes. A
+ * suffix's key folds the hashes of its labels from the last (lib/policy/host_name.ts domainKey); only the
+ * label counts some wildcard's domain has (gen_info.host_rules bits 2 to 8) are looked up.
+ */
 static __always_inline void dns_cover(struct dns_answer *a)
 {
 	struct aegis_state s;
 	if (a->kind || !load_generation(&s, a->gen))
 		return;
-	if (exact_rule(&s, AEGIS_RULE_HOST_PATTERN, a->hash, 0)) {
+	__u32 shape = s.info->host_rules;
+	if ((shape & AEGIS_HOST_EXACT) && exact_rule(&s, AEGIS_RULE_HOST_PATTERN, a->hash, 0)) {
 		a->kind = AEGIS_RULE_HOST;
 		a->host_key = a->hash;
 		return;
 	}
-	/* Wildcards, the longest domain first: the suffix from label j, for j >= 1, two labels at least. */
 	__u32 labels = a->labels;
-	__u32 first = labels > DNS_SUFFIX_SLOTS ? labels - DNS_SUFFIX_SLOTS : 1;
-	for (int k = 0; k < DNS_SUFFIX_SLOTS; k++) {
-		__u32 j = first + k;
-		if (j + 2 > labels)
-			return;
-		__u64 key = a->suffix[j % DNS_SUFFIX_SLOTS];
+	__u64 key = FNV_OFFSET;
+	/* A wildcard covers one label or more in front of its domain: n labels of the name's last, n < labels. */
+	for (int n = 1; n <= DNS_SUFFIX_SLOTS; n++) {
+		if (n >= labels)
+			break;
+		key = (key ^ a->label_hash[(labels - n) & (DNS_LABEL_RING - 1)]) * FNV_PRIME;
+		key ^= key >> 32;
+		a->suffix[n] = key;
+	}
+	for (int n = DNS_SUFFIX_SLOTS; n >= 2; n--) {
+		if (n >= labels || !(shape & (1u << n)))
+			continue;
+		key = a->suffix[n];
 		if (exact_rule(&s, AEGIS_RULE_HOST_PATTERN, key, 1)) {
 			a->kind = AEGIS_RULE_HOST_WILDCARD;
 			a->host_key = key;
@@ -200,10 +206,14 @@ static __always_inline void dns_name_start(struct dns_answer *a, __u32 offset, _
 	a->jumps = 0;
 	a->text = 0;
 	a->hash = FNV_OFFSET;
+	a->lhash = FNV_OFFSET;
 	a->phase = DNS_PH_NAME;
 }
 
-/* One byte of a name. */
+/*
+ * One step of a name: up to DNS_CHUNK bytes of the current label (into the name's key and the label's
+ * hash, kept when the label ends), or a length byte, a compression pointer or the end.
+ */
 static __always_inline long dns_name_step(struct dns_answer *a)
 {
 	__u32 p = a->npos;
@@ -211,15 +221,34 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 		a->bad = 1;
 		return 1;
 	}
-	__u8 c = dns_byte(a, p);
-	a->npos = p + 1;
-	if (a->label) {
-		if (c >= 'A' && c <= 'Z')
-			c += 'a' - 'A';
-		dns_hash(a, c);
-		a->label--;
+	__u32 left = a->label;
+	if (left) {
+		__u32 n = left < DNS_CHUNK ? left : DNS_CHUNK;
+		if (p + n > a->len) {
+			a->bad = 1;
+			return 1;
+		}
+		__u64 hash = a->hash;
+		__u64 lhash = a->lhash;
+		for (int i = 0; i < DNS_CHUNK; i++) {
+			if (i >= n)
+				break;
+			__u8 c = dns_byte(a, p + i);
+			if (c >= 'A' && c <= 'Z')
+				c += 'a' - 'A';
+			hash = (hash ^ c) * FNV_PRIME;
+			lhash = (lhash ^ c) * FNV_PRIME;
+		}
+		a->hash = hash;
+		a->lhash = lhash;
+		a->npos = p + n;
+		a->label = left - n;
+		if (left == n)
+			a->label_hash[(a->labels - 1) & (DNS_LABEL_RING - 1)] = lhash;
 		return 0;
 	}
+	__u8 c = dns_byte(a, p);
+	a->npos = p + 1;
 	if (c == 0) {
 		if (!a->end)
 			a->end = p + 1;
@@ -242,7 +271,7 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 		return 1;
 	}
 	if (a->labels) {
-		dns_hash(a, '.');
+		a->hash = (a->hash ^ '.') * FNV_PRIME;
 		a->text++;
 	}
 	a->text += c;
@@ -250,8 +279,7 @@ static __always_inline long dns_name_step(struct dns_answer *a)
 		a->bad = 1;
 		return 1;
 	}
-	if (a->role != DNS_ROLE_OWNER)
-		a->suffix[a->labels % DNS_SUFFIX_SLOTS] = FNV_OFFSET;
+	a->lhash = FNV_OFFSET;
 	a->labels++;
 	a->label = c;
 	return 0;

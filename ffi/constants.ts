@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 20 } as const;
+export const LAYOUT = { VERSION: 21 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 
@@ -247,6 +247,12 @@ export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY
 /** Bits of gen_info.ingress_absent: shapes of ingress rule a generation's trie has none of (XDP skips them). */
 export const INGRESS_ABSENT = { NO_PORT: 1, NO_PROTOCOL: 2, NO_ANY: 4 } as const;
 
+/**
+ * gen_info.host_rules: HOST_ANY with rules by name, HOST_EXACT when a pattern is an exact name, and bit n
+ * when a wildcard's domain has n labels (2 to 8).
+ */
+export const HOST_SHAPE = { HOST_EXACT: 0x10000, HOST_ANY: 0x40000000 } as const;
+
 export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
 
 /** Every enum of bpf/aegis.h: C enum name → (C prefix, values). */
@@ -268,6 +274,7 @@ export const KERNEL_ENUMS = {
   aegis_rule_kind: { prefix: "AEGIS_RULE_", values: RULE },
   aegis_net_space: { prefix: "AEGIS_NET_", values: NET },
   aegis_ingress_absent: { prefix: "AEGIS_INGRESS_", values: INGRESS_ABSENT },
+  aegis_host_shape: { prefix: "AEGIS_", values: HOST_SHAPE },
   aegis_capacity: { prefix: "AEGIS_CAPACITY_", values: CAPACITY },
   aegis_signal: { prefix: "AEGIS_SIGNAL_", values: SIGNAL },
   aegis_inherit_limits: { prefix: "AEGIS_INHERITED_", values: INHERITED },

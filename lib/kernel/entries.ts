@@ -7,6 +7,7 @@ import {
   CAPACITY,
   encodeGenInfo,
   EXEC_ALLOW,
+  HOST_SHAPE,
   INGRESS_ABSENT,
   NET,
   RULE,
@@ -24,7 +25,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { DpkgTrust, UntrustedFile } from "../dpkg/trust.ts";
 import { cidrContains, clearHostBits, unmapIpv4 } from "../policy/cidr.ts";
-import { hostKey, hostPattern } from "../policy/host_name.ts";
+import { patternKey, patternShapes } from "../policy/host_name.ts";
 import { DEFAULT_TTL_FLOOR } from "./learned.ts";
 import {
   type EncodedNet,
@@ -251,9 +252,9 @@ export function ruleSetEntries(
   // neither) its rules have none of, then (pair, port, protocol).
   const pairs = new Map<string, { key: RuleKey; pair: number; absent: number }>();
   for (const rule of set.plan.egressHosts ?? []) {
-    const { wildcard, suffix } = hostPattern(rule.host);
+    const { wildcard, key: hostKey } = patternKey(rule.host);
     let kind: number = wildcard ? RULE.HOST_WILDCARD : RULE.HOST;
-    let a: number | bigint = hostKey(suffix);
+    let a: number | bigint = hostKey;
     if (rule.subject !== undefined) {
       const pairKey = `${rule.host} ${rule.subject}`;
       let pair = pairs.get(pairKey);
@@ -303,8 +304,8 @@ export function ruleSetEntries(
   // whatever its rules' ports, and the TTL floor of what it learns.
   const patterns = new Set((set.plan.egressHosts ?? []).map((rule) => rule.host));
   for (const pattern of patterns) {
-    const { wildcard, suffix } = hostPattern(pattern);
-    const key = { kind: RULE.HOST_PATTERN, a: hostKey(suffix), b: wildcard ? 1 : 0 };
+    const { wildcard, key: hostKey } = patternKey(pattern);
+    const key = { kind: RULE.HOST_PATTERN, a: hostKey, b: wildcard ? 1 : 0 };
     exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 0 }, false);
   }
   if (patterns.size > 0) {
@@ -315,7 +316,10 @@ export function ruleSetEntries(
       false,
     );
   }
-  const hostRules = rules.count - hostEntries;
+  const shapes = patternShapes(patterns);
+  const hostRules = rules.count === hostEntries
+    ? 0
+    : HOST_SHAPE.HOST_ANY | (shapes.exact ? HOST_SHAPE.HOST_EXACT : 0) | shapes.wildcardLabels;
   for (const iface of set.interfaces) {
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, ifaceValue(iface));
   }

@@ -17,7 +17,7 @@ import {
 } from "../../ffi/mod.ts";
 import { parseCidr, unmapIpv4 } from "../policy/cidr.ts";
 import { coveringPattern } from "../policy/decide.ts";
-import { hostKey, hostPattern } from "../policy/host_name.ts";
+import { patternKey } from "../policy/host_name.ts";
 import type { HostRule } from "../policy/plan.ts";
 
 /** The least TTL an address is kept for, in seconds, unless the policy says otherwise (nameTtlFloor). */
@@ -30,8 +30,8 @@ export function learnedPattern(
 ): { kind: number; hostKey: bigint } | undefined {
   const pattern = coveringPattern(rules, name);
   if (pattern === undefined) return undefined;
-  const { wildcard, suffix } = hostPattern(pattern);
-  return { kind: wildcard ? RULE.HOST_WILDCARD : RULE.HOST, hostKey: hostKey(suffix) };
+  const { wildcard, key } = patternKey(pattern);
+  return { kind: wildcard ? RULE.HOST_WILDCARD : RULE.HOST, hostKey: key };
 }
 
 /** An address answered for a name, and how long the answer holds. */

@@ -78,16 +78,59 @@ export function hostCovers(pattern: string, name: string): boolean {
   return wildcard ? host.endsWith(`.${suffix}`) : host === suffix;
 }
 
+const FNV_OFFSET = 0xcbf29ce484222325n;
+const FNV_PRIME = 0x100000001b3n;
+const U64 = 0xffffffffffffffffn;
+
 /**
  * The 64-bit key of a name in the kernel's rule map: FNV-1a over the canonical name's bytes. The kernel
- * computes the same while it reads an answer's name label by label (a '.' between labels), for the name
- * and for each parent suffix, so that an exact pattern and a wildcard's suffix are each one lookup.
+ * computes the same while it reads an answer's name (a '.' between labels): an exact pattern is one lookup.
  */
 export function hostKey(canonical: string): bigint {
-  let hash = 0xcbf29ce484222325n;
-  for (let i = 0; i < canonical.length; i++) {
-    hash ^= BigInt(canonical.charCodeAt(i));
-    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
+  return fnv1a(FNV_OFFSET, canonical);
+}
+
+/**
+ * The 64-bit key of a wildcard's domain (`example.com` of `*.example.com`): each label's FNV-1a, folded
+ * from the last label to the first (xor, multiply by the FNV prime, then the high half into the low). The
+ * kernel hashes each label of an answer's name once as it reads it, and folds the last labels the same way
+ * when the name ends: every parent suffix is then one lookup, with no per-byte work per suffix.
+ */
+export function domainKey(canonical: string): bigint {
+  let key = FNV_OFFSET;
+  for (const label of canonical.split(".").reverse()) {
+    key = ((key ^ fnv1a(FNV_OFFSET, label)) * FNV_PRIME) & U64;
+    key ^= key >> 32n;
+  }
+  return key;
+}
+
+/** The kernel's key of a canonical pattern: hostKey of a name, domainKey of a wildcard's domain. */
+export function patternKey(canonical: string): { wildcard: boolean; key: bigint } {
+  const { wildcard, suffix } = hostPattern(canonical);
+  return { wildcard, key: wildcard ? domainKey(suffix) : hostKey(suffix) };
+}
+
+/**
+ * The label counts of the wildcards' domains among `patterns` (bit n for n labels) and whether one is an
+ * exact name: the kernel looks an answer's name up only by the suffixes of those lengths.
+ */
+export function patternShapes(patterns: Iterable<string>): { exact: boolean; wildcardLabels: number } {
+  let exact = false;
+  let wildcardLabels = 0;
+  for (const pattern of patterns) {
+    const { wildcard, suffix } = hostPattern(pattern);
+    if (wildcard) wildcardLabels |= 1 << suffix.split(".").length;
+    else exact = true;
+  }
+  return { exact, wildcardLabels };
+}
+
+function fnv1a(seed: bigint, text: string): bigint {
+  let hash = seed;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= BigInt(text.charCodeAt(i));
+    hash = (hash * FNV_PRIME) & U64;
   }
   return hash;
 }

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { canonicalHost, hostCovers, hostKey, hostProblem } from "./host_name.ts";
+import {
+  canonicalHost,
+  domainKey,
+  hostCovers,
+  hostKey,
+  hostProblem,
+  patternKey,
+  patternShapes,
+} from "./host_name.ts";
 
 Deno.test("hostProblem() takes names and wildcards over a domain", () => {
   for (
@@ -51,4 +59,26 @@ Deno.test("canonicalHost() lower-cases and drops the trailing dot; hostKey() is 
   assert.equal(hostKey(""), 0xcbf29ce484222325n);
   assert.equal(hostKey("a"), 0xaf63dc4c8601ec8cn);
   assert.notEqual(hostKey("example.com"), hostKey("example.org"));
+});
+
+Deno.test("domainKey() folds the labels' FNV-1a from the last label: order and label bounds count", () => {
+  // One label: FNV-1a of it, folded into the offset basis once (what the kernel computes for n = 1).
+  const one = ((0xcbf29ce484222325n ^ hostKey("com")) * 0x100000001b3n) & 0xffffffffffffffffn;
+  assert.equal(domainKey("com"), one ^ (one >> 32n));
+  assert.notEqual(domainKey("example.com"), domainKey("com.example"));
+  assert.notEqual(domainKey("ab.c"), domainKey("a.bc"), "where a label ends is part of the key");
+  assert.notEqual(domainKey("example.com"), hostKey("example.com"));
+});
+
+Deno.test("patternKey() keys a name by hostKey and a wildcard by its domain's domainKey", () => {
+  assert.deepEqual(patternKey("api.example.com"), { wildcard: false, key: hostKey("api.example.com") });
+  assert.deepEqual(patternKey("*.example.com"), { wildcard: true, key: domainKey("example.com") });
+});
+
+Deno.test("patternShapes() says whether a name is exact and which domain label counts wildcards have", () => {
+  assert.deepEqual(patternShapes([]), { exact: false, wildcardLabels: 0 });
+  assert.deepEqual(patternShapes(["*.a.b.example", "*.example.com", "x.example"]), {
+    exact: true,
+    wildcardLabels: 1 << 2 | 1 << 3,
+  });
 });

@@ -21,11 +21,15 @@ import { checkHealth } from "../../lib/report/health.ts";
 const SCRIPT = new URL("./dns/dns_answers.py", import.meta.url).pathname;
 const PYTHON = Deno.realPathSync("/usr/bin/python3");
 const LOOP = 1000;
+/** The names of every shape (dns_answers.py `shapes`): each learned, under the pattern that covers it. */
+const SHAPES = 6;
 
 async function apply(plane: DataPlane, mode: "enforce" | "audit") {
   const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: dns, version: 1 }\n` +
     `spec:\n  mode: ${mode}\n  network:\n    egress:\n      nameTtlFloor: 1\n` +
-    `      deny: [{ id: lo8, cidr: 127.0.0.0/8 }, { id: evil, host: evil.test.example }]\n` +
+    `      deny:\n        - { id: lo8, cidr: 127.0.0.0/8 }\n        - { id: evil, host: evil.test.example }\n` +
+    `        - { id: nosub, host: "*.no.test.example" }\n` +
+    `        - { id: deep, host: "*.x1.x2.x3.x4.x5.x6.test.example" }\n` +
     `      allow:\n        - { id: resolver, cidr: 127.0.0.1/32 }\n` +
     `        - { id: zone, host: "*.test.example" }\n`;
   const plan = compilePolicy(parsePolicy(text, "dns.yaml"));
@@ -58,6 +62,7 @@ for (const mode of ["enforce", "audit"] as const) {
         assert.deepEqual(out, {
           loop: { connected: LOOP },
           never: refused,
+          shapes: ["connected", "connected", "connected", refused, refused, "connected"],
           cname: "connected",
           cname_uncovered: refused,
           outside_chain: refused,
@@ -79,10 +84,10 @@ for (const mode of ["enforce", "audit"] as const) {
         // In audit the denied name's TCP query goes out, and its answer is learned under its deny rule.
         const denied = mode === "audit" ? 1 : 0;
         assert.deepEqual(stats, {
-          learned: LOOP + 3 + denied,
-          inserted: LOOP + 3 + denied,
-          // the loop, both CNAME chains, the record outside the chain, the TTL one, the one over TCP
-          answers: LOOP + 5 + denied,
+          learned: LOOP + SHAPES + 3 + denied,
+          inserted: LOOP + SHAPES + 3 + denied,
+          // the loop, the shapes, both CNAME chains, the record outside the chain, the TTL one, the TCP one
+          answers: LOOP + SHAPES + 5 + denied,
           // truncated, cut, the pointer loop, the TCP answer split from its length
           malformed: 4,
           unsolicited: 2,
@@ -98,12 +103,12 @@ for (const mode of ["enforce", "audit"] as const) {
             staleRules: false,
           });
           assert.deepEqual(report.names, {
-            learned: LOOP + 3 + denied,
+            learned: LOOP + SHAPES + 3 + denied,
             capacity: 65536,
             evictions: 0,
             answers: {
-              parsed: LOOP + 5 + denied,
-              addresses: LOOP + 3 + denied,
+              parsed: LOOP + SHAPES + 5 + denied,
+              addresses: LOOP + SHAPES + 3 + denied,
               malformed: 4,
               unsolicited: 2,
               foreign: 1,
@@ -112,18 +117,20 @@ for (const mode of ["enforce", "audit"] as const) {
         } finally {
           Deno.removeSync(stateDir, { recursive: true });
         }
-        // Per-name hits: every connect the wildcard's rule allowed by a learned address (the loop, the CNAME
-        // chain's end, the TCP answer's, the TTL one while fresh), in either mode.
+        // Per-name hits: every connect the wildcard's rule allowed by a learned address (the loop, four of the
+        // shapes, the CNAME chain's end, the TCP answer's, the TTL one while fresh), in either mode.
         const zone = plan.egressHosts?.find((rule) => rule.host === "*.test.example")?.ruleId;
         const hits = pinnedRuleHits(bpffs.path, readModeWords(bpffs.path)?.activeGen ?? -1)
           .filter((hit) => hit.decision === RULE_HIT.NAME_ALLOW);
-        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 3]]);
+        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 4 + 3]]);
         // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
-        // the last ones into a later count); no learned address is among them.
+        // the last ones into a later count), but the two shapes a longer wildcard denies: its decision.
         const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
         const addresses = events.map((event) => [...event.daddr.subarray(0, 4)].join("."));
         const refusedAddresses = [
           "127.2.0.1",
+          "127.8.0.4",
+          "127.8.0.5",
           "127.3.0.2",
           "127.3.0.3",
           "127.5.0.1",
@@ -137,6 +144,11 @@ for (const mode of ["enforce", "audit"] as const) {
         ];
         assert.deepEqual(addresses.slice(0, 5), refusedAddresses.slice(0, 5));
         assert.ok(addresses.every((address) => refusedAddresses.includes(address)), `${addresses}`);
+        const ruleOf = (host: string) => plan.egressHosts?.find((rule) => rule.host === host)?.ruleId;
+        assert.deepEqual(events.slice(1, 3).map((event) => event.ruleId), [
+          ruleOf("*.no.test.example"),
+          ruleOf("*.x1.x2.x3.x4.x5.x6.test.example"),
+        ]);
         const decision = mode === "enforce" ? DECISION.DENY : DECISION.AUDIT;
         assert.ok(events.every((event) => event.decision === decision));
       });

@@ -152,6 +152,21 @@ for i in range(N):
     loop.append(connect(addr))
 out["loop"] = {result: loop.count(result) for result in set(loop)}
 out["never"] = connect("127.2.0.1")
+# Names of every shape the parser reads in steps: labels longer than a step's 8 bytes (mixed case, 63
+# bytes), 13 labels, under a longer wildcard that denies (3 and 8 labels in its domain), and a wildcard's
+# domain itself (not covered by it: by the shorter one that allows).
+shapes = [
+    ("Eight-Plus-Bytes-Label-Mixed-Case.test.example", "127.8.0.1"),
+    ("a" * 63 + ".test.example", "127.8.0.2"),
+    ("a.b.c.d.e.f.g.h.i.j.k.test.example", "127.8.0.3"),
+    ("q.No.Test.example", "127.8.0.4"),
+    ("m.x1.x2.x3.x4.x5.x6.test.example", "127.8.0.5"),
+    ("x1.x2.x3.x4.x5.x6.test.example", "127.8.0.6"),
+]
+out["shapes"] = []
+for name, addr in shapes:
+    ask(name, answers_with([a_record(addr)]))
+    out["shapes"].append(connect(addr))
 # A CNAME chain from a name no rule covers to one a wildcard covers; and one to a name none covers.
 target = wire("w1.test.example")
 offset = 12 + len(wire("alias.other.example")) + 4 + 2 + 10  # the CNAME's data
