@@ -162,19 +162,19 @@ enum aegis_rule_kind {
 	AEGIS_RULE_IDENTITY_GUARD = 59,
 	/*
 	 * Egress rules by host name (bpf/name_guard.bpf.h), kinds 60..71: a = the host key of a name (FNV-1a 64
-	 * of its canonical text, lower case without a trailing dot), b = port << 8 | protocol (port 0: every port;
-	 * protocol 0: every protocol). An address learned for a name (map `learned`) is matched by them.
+	 * of its canonical text, lower case without a trailing dot) or of a wildcard's domain (its labels'
+	 * FNV-1a folded from the last: lib/policy/host_name.ts domainKey), b = port << 8 | protocol (port 0:
+	 * every port; protocol 0: every protocol). An address learned for a name (map `learned`) is matched by them.
 	 */
 	AEGIS_RULE_HOST = 60,          /* a = key of an exact name */
 	AEGIS_RULE_HOST_WILDCARD = 61, /* a = key of a wildcard's domain ("*.example.com": "example.com") */
 	/*
 	 * Names learned from DNS answers in the kernel (bpf/dns_learn.bpf.h): one entry per pattern some rule
-	 * by name has, whatever its ports (a = the key as above; b = 0 an exact name, 1 a wildcard's domain),
-	 * so that an answer's name is looked up once per parent suffix; and the TTL floor (a = b = 0,
-	 * rule_id = the least seconds a learned address is kept). Present with the rules by name only.
+	 * by name has, whatever its ports (a = the key as above; b = 0 an exact name, 1 a wildcard's domain;
+	 * rule_id = the TTL floor: the least seconds an address learned for it is kept), so that an answer's name
+	 * is looked up once per parent suffix. Present with the rules by name only. (Kind 63 is free.)
 	 */
 	AEGIS_RULE_HOST_PATTERN = 62,
-	AEGIS_RULE_HOST_TTL_FLOOR = 63,
 	/*
 	 * Rules by name that name a program (`host` with `exe`): a pattern's rules for one subject, in two steps
 	 * (the key has no room for a host key, a subject, a port and a protocol at once). HOST_SUBJECT: a = the

@@ -73,7 +73,8 @@ struct dns_answer {
 	__u32 chained;
 	__u32 naddrs;
 	__u32 bad;      /* 1: malformed; 2: the question is not the one asked */
-	__u32 floor;    /* seconds */
+	__u32 floor;    /* seconds: the covering pattern's TTL floor */
+	__u64 now;      /* boot ns when the answer's addresses are written */
 	__u32 cname_off; /* where the CNAME target being read starts */
 	struct aegis_learned_key lk; /* the learned entry written (not on the stack) */
 	struct aegis_learned lv;
@@ -126,9 +127,11 @@ static __always_inline void dns_cover(struct dns_answer *a)
 	if (a->kind || !load_generation(&s, a->gen))
 		return;
 	__u32 shape = s.info->host_rules;
-	if ((shape & AEGIS_HOST_EXACT) && exact_rule(&s, AEGIS_RULE_HOST_PATTERN, a->hash, 0)) {
+	struct aegis_rule *pattern = (shape & AEGIS_HOST_EXACT) ? exact_rule(&s, AEGIS_RULE_HOST_PATTERN, a->hash, 0) : 0;
+	if (pattern) {
 		a->kind = AEGIS_RULE_HOST;
 		a->host_key = a->hash;
+		a->floor = pattern->rule_id;
 		return;
 	}
 	__u32 labels = a->labels;
@@ -145,9 +148,11 @@ static __always_inline void dns_cover(struct dns_answer *a)
 		if (n >= labels || !(shape & (1u << n)))
 			continue;
 		key = a->suffix[n];
-		if (exact_rule(&s, AEGIS_RULE_HOST_PATTERN, key, 1)) {
+		pattern = exact_rule(&s, AEGIS_RULE_HOST_PATTERN, key, 1);
+		if (pattern) {
 			a->kind = AEGIS_RULE_HOST_WILDCARD;
 			a->host_key = key;
+			a->floor = pattern->rule_id;
 			return;
 		}
 	}
@@ -391,7 +396,7 @@ static long dns_learn_step(__u32 i, struct dns_answer_walk *ctx)
 	a->lk.family = addr->family;
 	__builtin_memcpy(a->lk.addr, addr->addr, 16);
 	__u64 seconds = addr->ttl > a->floor ? addr->ttl : a->floor;
-	__u64 expires = bpf_ktime_get_boot_ns() + seconds * 1000000000ULL;
+	__u64 expires = a->now + seconds * 1000000000ULL;
 	a->lv.expires_boot_ns = expires;
 	a->lv.host_key = a->host_key;
 	a->lv.kind = a->kind;
@@ -489,8 +494,6 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 	a->naddrs = 0;
 	a->bad = 0;
 	a->owner_in_chain = 0;
-	struct aegis_rule *floor = exact_rule(&s, AEGIS_RULE_HOST_TTL_FLOOR, 0, 0);
-	a->floor = floor ? floor->rule_id : 30;
 	dns_name_start(a, 12, DNS_ROLE_QUESTION);
 	struct dns_answer_walk walk = { .a = a };
 	bpf_loop(DNS_STEPS, dns_answer_step, &walk, 0);
@@ -509,6 +512,7 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 	/* An error answer (RCODE) has no addresses; one for no name a rule covers teaches nothing. */
 	if (!a->kind || (flags & 0xf))
 		return 0;
+	a->now = bpf_ktime_get_boot_ns();
 	bpf_loop(DNS_ADDRS_MAX, dns_learn_step, &walk, 0);
 	return 0;
 }

@@ -105,7 +105,6 @@ export const RULE = {
   HOST_WILDCARD: 61,
   // names learned from DNS answers (bpf/dns_learn.bpf.h); then rules by name that name a program
   HOST_PATTERN: 62,
-  HOST_TTL_FLOOR: 63,
   HOST_SUBJECT: 64,
   HOST_SUBJECT_RULE: 65,
   HOST_SUBJECTS: 66,

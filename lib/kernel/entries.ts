@@ -301,20 +301,13 @@ export function ruleSetEntries(
     );
   }
   // What the DNS answer parser looks an answer's names up by (bpf/dns_learn.bpf.h): each pattern once,
-  // whatever its rules' ports, and the TTL floor of what it learns.
+  // whatever its rules' ports, with the TTL floor of what it learns for it.
   const patterns = new Set((set.plan.egressHosts ?? []).map((rule) => rule.host));
+  const floor = set.plan.nameTtlFloor ?? DEFAULT_TTL_FLOOR;
   for (const pattern of patterns) {
     const { wildcard, key: hostKey } = patternKey(pattern);
     const key = { kind: RULE.HOST_PATTERN, a: hostKey, b: wildcard ? 1 : 0 };
-    exact(key, { ruleId: 0, action: ACTION.ALLOW, prefixLength: 0 }, false);
-  }
-  if (patterns.size > 0) {
-    const floor = set.plan.nameTtlFloor ?? DEFAULT_TTL_FLOOR;
-    exact(
-      { kind: RULE.HOST_TTL_FLOOR, a: 0, b: 0 },
-      { ruleId: floor, action: ACTION.ALLOW, prefixLength: 0 },
-      false,
-    );
+    exact(key, { ruleId: floor, action: ACTION.ALLOW, prefixLength: 0 }, false);
   }
   const shapes = patternShapes(patterns);
   const hostRules = rules.count === hostEntries

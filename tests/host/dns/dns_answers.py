@@ -210,6 +210,9 @@ out["tcp"] = connect("127.7.0.1")
 out["tcp_split_query"] = ask_tcp("split.test.example")
 out["tcp_split"] = connect("127.7.0.2")
 out["tcp_denied_query"] = ask_tcp("evil.test.example")
+# TTL 0 under a floor of 1 s: kept for the floor's second, so a connect right after the answer goes.
+ask("z1.test.example", answers_with([a_record("127.6.0.2", ttl=0)]))
+out["ttl_zero_floor"] = connect("127.6.0.2")
 # TTL 1 under a floor of 1 s: learned, then expired.
 ask("t1.test.example", answers_with([a_record("127.6.0.1", ttl=1)]))
 out["ttl_fresh"] = connect("127.6.0.1")
