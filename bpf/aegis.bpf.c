@@ -1079,8 +1079,10 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 	 * for TCP and UDP: other protocols are also judged packet by packet (net_guard.bpf.h), where the task
 	 * that sends is not always the one that wrote, so rules naming a program never judge them.
 	 */
-	if (s->info->task_rules && (key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) &&
-	    subject_switch(s) && !subflow_connection(ctx->sk)) {
+	__u32 on = s->info->task_rules && (key->protocol == IPPROTO_TCP_ || key->protocol == IPPROTO_UDP_) ?
+			   subject_switch_word(s) :
+			   0;
+	if (on && !subflow_connection(ctx->sk)) {
 		/*
 		 * The query and then the verdict in the same bytes (the key first in both): the frame of this hook
 		 * and the calls below it fit 512 bytes only so.
@@ -1088,7 +1090,7 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 		union subject_or_verdict u = { .q = { .key = *key, .gen = s->gen, .port_be = port_be,
 						      .has_alt = has_alt } };
 		/* The subject walk here, not below the query: one call deep, as the stack's 512 bytes allow. */
-		aegis_task_subjects(s->gen, &u.q.subjects);
+		aegis_task_subjects(s->gen, on, &u.q.subjects);
 		__u32 rule_id;
 		if (aegis_subject_egress_deny(&u.q, alt)) {
 			rule_id = u.q.rule_id; /* the view denied is in u.q.key, that is u.v.key */
@@ -1097,8 +1099,7 @@ static __always_inline int egress_decision(struct bpf_sock_addr *ctx, const stru
 			if (u.q.name_allow)
 				aegis_count_name_allow(s->gen, u.q.name_allow);
 			/* No CIDR rule denied: the users entries, of the subjects first (here, not in the tail: stack). */
-			rule_id = aegis_subject_user_rule(&u.q.subjects, s->gen, current_euid_egid(),
-							  bpf_ntohs(port_be));
+			rule_id = aegis_subject_user_rule(&u.q.subjects, s->gen, bpf_ntohs(port_be));
 			if (!rule_id)
 				return 1;
 			u.v.key = *key;

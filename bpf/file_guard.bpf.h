@@ -97,7 +97,7 @@ static __always_inline __u32 trusted_writer(const struct aegis_state *s, __u32 s
 	if (!exact_rule(s, AEGIS_RULE_WRITERS, 0, 0))
 		return 0;
 	struct task_subjects subjects = {};
-	aegis_task_subjects(s->gen, &subjects);
+	aegis_task_subjects(s->gen, 0, &subjects);
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects.count)
 			break;

@@ -39,6 +39,16 @@ static __always_inline struct aegis_rule *subject_switch(const struct aegis_stat
 	return exact_rule(s, AEGIS_RULE_SUBJECTS, 0, 0);
 }
 
+/* aegis_task_subjects' `known`: the switch was looked up (its action in the low byte), not to be again. */
+#define SUBJECT_SWITCH_KNOWN 0x80000000u
+
+/* The switch as aegis_task_subjects takes it from a caller that looked it up: 0 when it is absent. */
+static __always_inline __u32 subject_switch_word(const struct aegis_state *s)
+{
+	struct aegis_rule *on = subject_switch(s);
+	return on ? SUBJECT_SWITCH_KNOWN | on->action : 0;
+}
+
 /*
  * Appends the subject of `rule` (when there is one and a slot is free). The count is read back from memory
  * (`out` is a global function's argument, memory the verifier does not track), so every path through a
@@ -56,13 +66,18 @@ static __always_inline void add_subject(struct task_subjects *out, const struct 
 	out->count = count + 1;
 }
 
-/* The inode of the program `task` runs; 0 for a kernel thread (no mm). */
+/*
+ * The inode of the program `task` runs; 0 for a kernel thread (no mm). `task` is a BTF pointer
+ * (bpf_get_current_task_btf, or a parent read through one): each field is a plain load the JIT guards, not
+ * a helper call, and a NULL on the way (no mm, no exe_file) reads as 0.
+ */
 static __always_inline int task_exe(struct task_struct *task, struct inode_id *id)
 {
-	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	struct inode *inode = task->mm->exe_file->f_inode;
 	if (!inode)
 		return 0;
-	read_inode_id(inode, id);
+	id->ino = inode->i_ino;
+	id->dev = inode->i_sb->s_dev;
 	return 1;
 }
 
@@ -72,7 +87,7 @@ static __always_inline int task_exe(struct task_struct *task, struct inode_id *i
  * the generation has subjects. A global function: each program that asks verifies the walk once, whatever
  * number of callers and states lead to it.
  */
-__noinline int aegis_task_subjects(__u32 gen, struct task_subjects *out)
+__noinline int aegis_task_subjects(__u32 gen, __u32 known, struct task_subjects *out)
 {
 	struct aegis_state s;
 	if (!out)
@@ -82,14 +97,17 @@ __noinline int aegis_task_subjects(__u32 gen, struct task_subjects *out)
 	out->s[0] = out->s[1] = out->s[2] = out->s[3] = 0;
 	if (!load_generation(&s, gen))
 		return 0;
-	struct aegis_rule *on = subject_switch(&s);
-	if (!on)
+	/* The switch, unless the caller looked it up already (SUBJECT_SWITCH_KNOWN, its action below). */
+	if (!(known & SUBJECT_SWITCH_KNOWN))
+		known = subject_switch_word(&s);
+	if (!known)
 		return 0;
-	out->absent = on->action;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 action = known & 0xff;
+	out->absent = action;
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct inode_id id;
 	/* Without children: true (the switch's AEGIS_SUBJECT_TREE) no exe has a tree subject. */
-	__u32 tree = on->action & AEGIS_SUBJECT_TREE;
+	__u32 tree = action & AEGIS_SUBJECT_TREE;
 	if (task_exe(task, &id)) {
 		add_subject(out, exact_rule(&s, AEGIS_RULE_SUBJECT, id.ino, id.dev));
 		if (tree)
@@ -98,7 +116,7 @@ __noinline int aegis_task_subjects(__u32 gen, struct task_subjects *out)
 	if (!tree)
 		return 1;
 	for (int level = 0; level < AEGIS_SUBJECT_DEPTH; level++) {
-		struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+		struct task_struct *parent = task->real_parent;
 		/* The idle task (pid 0, init's parent) is its own parent. */
 		if (!parent || parent == task)
 			break;
@@ -128,7 +146,7 @@ static __always_inline int subject_has(const struct task_subjects *t, __u32 i, _
 static __always_inline void event_subject(struct aegis_event *e)
 {
 	struct inode_id id;
-	if (task_exe((struct task_struct *)bpf_get_current_task(), &id)) {
+	if (task_exe(bpf_get_current_task_btf(), &id)) {
 		e->ino = id.ino;
 		e->dev = id.dev;
 		e->flags |= AEGIS_EVENT_EXE;
@@ -393,11 +411,21 @@ static __always_inline struct aegis_rule *user_entry_denies(const struct aegis_s
  * subjects without users entries (their AEGIS_SUBJECT_NO_USERS) are not looked up. Its id when it denies,
  * else 0. Global.
  */
-__noinline __u32 aegis_subject_user_rule(const struct task_subjects *subjects, __u32 gen, __u64 ids, __u16 port)
+__noinline __u32 aegis_subject_user_rule(const struct task_subjects *subjects, __u32 gen, __u16 port)
 {
 	struct aegis_state s;
 	if (!subjects || !load_generation(&s, gen))
 		return 0;
+	/* The task's euid and egid are read only when a subject, or the rules naming no program, have users entries. */
+	__u32 users = !(subjects->absent & AEGIS_SUBJECT_NO_USERS);
+	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
+		if (i >= subjects->count)
+			break;
+		users |= subject_has(subjects, i, AEGIS_SUBJECT_NO_USERS);
+	}
+	if (!users)
+		return 0;
+	__u64 ids = current_euid_egid();
 	__u32 port_kind, id;
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects->count)
@@ -427,7 +455,7 @@ __noinline __u32 aegis_subject_bind_rule(__u32 gen, __u16 port, __u8 protocol)
 	if (!load_generation(&s, gen))
 		return 0;
 	struct task_subjects subjects;
-	if (!aegis_task_subjects(gen, &subjects))
+	if (!aegis_task_subjects(gen, 0, &subjects))
 		return 0;
 	for (int i = 0; i < AEGIS_SUBJECT_SLOTS; i++) {
 		if (i >= subjects.count)
