@@ -858,10 +858,11 @@ static __always_inline struct aegis_rule *match_net_of(const struct aegis_state 
 	return best;
 }
 
+/* match_net_of() for the egress spaces: the shapes the generation's egress rules have none of are skipped. */
 static __always_inline struct aegis_rule *match_net(const struct aegis_state *s, __u32 port_space, __u32 any_space,
 						    struct aegis_net_key *key, __u16 port_be)
 {
-	return match_net_of(s, port_space, any_space, key, port_be, 0);
+	return match_net_of(s, port_space, any_space, key, port_be, s->info ? s->info->egress_absent : 0);
 }
 
 /*

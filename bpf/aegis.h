@@ -383,8 +383,10 @@ struct aegis_gen_info {
 	 * skips. 0 (as an older release left the word) looks every shape up.
 	 */
 	__u32 ingress_absent;
+	/* The same bits for the egress spaces (every subject's): the egress lookups skip those shapes. */
+	__u32 egress_absent;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 40, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 44, "aegis_gen_info size");
 
 /* Key of the `rules` hash: exact-match rules of every kind. */
 struct aegis_rule_key {

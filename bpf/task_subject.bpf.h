@@ -281,11 +281,13 @@ static __always_inline void subject_net_match(const struct aegis_state *s, __u32
 	void *trie = s->net_rules;
 	if (!trie)
 		return;
+	/* The shapes no egress rule of any subject has (gen_info.egress_absent) are not looked up. */
+	__u32 absent = s->info ? s->info->egress_absent : 0;
 	__u32 family = key->space & 0xff;
 	__u32 shifted = subject << AEGIS_SUBJECT_NET_SHIFT;
 	struct aegis_rule *rule;
 	key->prefixlen = NET_KEY_FULL_PREFIX;
-	if (port_be) {
+	if (port_be && !(absent & AEGIS_INGRESS_NO_PORT)) {
 		key->space = shifted | AEGIS_NET_EGRESS_PORT << 8 | family;
 		__builtin_memcpy(key->port, &port_be, 2);
 		rule = bpf_map_lookup_elem(trie, key);
@@ -296,10 +298,10 @@ static __always_inline void subject_net_match(const struct aegis_state *s, __u32
 	key->port[0] = 0;
 	key->port[1] = 0;
 	__u8 protocol = key->protocol;
-	rule = bpf_map_lookup_elem(trie, key);
+	rule = protocol && (absent & AEGIS_INGRESS_NO_PROTOCOL) ? 0 : bpf_map_lookup_elem(trie, key);
 	if (rule)
 		net_consider(best, rule, rule->prefix_len * 4 + (protocol ? 1 : 0));
-	if (protocol) {
+	if (protocol && !(absent & AEGIS_INGRESS_NO_ANY)) {
 		key->protocol = 0;
 		rule = bpf_map_lookup_elem(trie, key);
 		if (rule)

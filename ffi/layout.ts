@@ -9,7 +9,7 @@ import { struct, type StructLayout } from "./struct.ts";
 
 export { type FieldLayout, struct, type StructLayout } from "./struct.ts";
 
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 40, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 44, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
@@ -20,6 +20,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 40, {
   failsafe_absent: { offset: 28, size: 4 },
   host_rules: { offset: 32, size: 4 },
   ingress_absent: { offset: 36, size: 4 },
+  egress_absent: { offset: 40, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -343,6 +344,8 @@ export type GenInfo = {
   hostRules: number;
   /** INGRESS_ABSENT bits: shapes of ingress rule the trie has none of (ingressAbsentBits); 0 looks all up. */
   ingressAbsent: number;
+  /** The same bits for egress rules, every subject's (egressAbsentBits); 0 looks all up. */
+  egressAbsent: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -356,7 +359,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("net_rules_entries", info.netRulesEntries)
     .u32("failsafe_absent", info.failsafeAbsent)
     .u32("host_rules", info.hostRules)
-    .u32("ingress_absent", info.ingressAbsent).bytes;
+    .u32("ingress_absent", info.ingressAbsent)
+    .u32("egress_absent", info.egressAbsent).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -373,6 +377,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     failsafeAbsent: view.getUint32(f.failsafe_absent.offset, true),
     hostRules: view.getUint32(f.host_rules.offset, true),
     ingressAbsent: view.getUint32(f.ingress_absent.offset, true),
+    egressAbsent: view.getUint32(f.egress_absent.offset, true),
   };
 }
 

@@ -336,6 +336,7 @@ export function ruleSetEntries(
     failsafeAbsent: failsafeAbsentBits(set.plan.ingress.failsafe.map((rule) => rule.port)),
     hostRules,
     ingressAbsent: ingressAbsentBits(encoded.keys, encoded.count),
+    egressAbsent: egressAbsentBits(encoded.keys, encoded.count),
   });
   return { ...batches, genInfo, ifaceSlots: ifaceSlots(set.interfaces) };
 }
@@ -437,16 +438,25 @@ export function failsafeAbsentBits(ports: readonly number[]): number {
  * that 0, the word an older release left, looks every shape up.
  */
 export function ingressAbsentBits(keys: Uint8Array, count: number): number {
+  return absentBits(keys, count, NET.INGRESS_PORT, NET.INGRESS_ANY);
+}
+
+/** ingressAbsentBits for the egress spaces, over every subject's rules (gen_info.egress_absent). */
+export function egressAbsentBits(keys: Uint8Array, count: number): number {
+  return absentBits(keys, count, NET.EGRESS_PORT, NET.EGRESS_ANY);
+}
+
+function absentBits(keys: Uint8Array, count: number, portSpace: number, anySpace: number): number {
   const size = AEGIS_NET_KEY.size;
   const space = AEGIS_NET_KEY.fields.space.offset;
   const protocol = AEGIS_NET_KEY.fields.protocol.offset;
   const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
   let present = 0;
   for (let offset = 0; offset < count * size; offset += size) {
-    // space = subject << 16 | AEGIS_NET_* << 8 | family: ingress rules name no subject.
-    const kind = view.getUint32(offset + space, true) >>> 8;
-    if (kind === NET.INGRESS_PORT) present |= INGRESS_ABSENT.NO_PORT;
-    else if (kind === NET.INGRESS_ANY) {
+    // space = subject << 16 | AEGIS_NET_* << 8 | family (ingress rules name no subject).
+    const kind = (view.getUint32(offset + space, true) >>> 8) & 0xff;
+    if (kind === portSpace) present |= INGRESS_ABSENT.NO_PORT;
+    else if (kind === anySpace) {
       present |= keys[offset + protocol] === ANY_PROTOCOL
         ? INGRESS_ABSENT.NO_ANY
         : INGRESS_ABSENT.NO_PROTOCOL;

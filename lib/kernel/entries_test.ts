@@ -19,6 +19,7 @@ import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
 import {
   CapacityError,
+  egressAbsentBits,
   encodeNetRules,
   failsafeAbsentBits,
   ingressAbsentBits,
@@ -331,6 +332,29 @@ Deno.test("ruleSetEntries() sets the gen_info ingress_absent bits of the ingress
   const encoded = encodeNetRules(plan);
   assert.equal(ingressAbsentBits(encoded.keys, encoded.count), NO_PORT | NO_PROTOCOL);
   assert.equal(ingressAbsentBits(encoded.keys, 0), NO_PORT | NO_PROTOCOL | NO_ANY);
+});
+
+Deno.test("ruleSetEntries() sets the gen_info egress_absent bits from every subject's egress rules, never ingress", () => {
+  const absent = (egress: NetRule[], ingressRules: NetRule[] = []) =>
+    decodeGenInfo(
+      ruleSetEntries(resolved({ egress, ingress: { interfaces: [], failsafe: [], rules: ingressRules } }))
+        .genInfo,
+    ).egressAbsent;
+  const { NO_PORT, NO_PROTOCOL, NO_ANY } = INGRESS_ABSENT;
+  assert.equal(absent([]), NO_PORT | NO_PROTOCOL | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1)]), NO_PORT | NO_PROTOCOL);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { protocol: "udp" })]), NO_PORT | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { port: 22 })]), NO_PROTOCOL | NO_ANY);
+  // A program's rule counts as any other (the subject sits above the space's kind in the key).
+  assert.equal(absent([v4("10.0.0.0/8", 1, { port: 53, subject: 3 })]), NO_PROTOCOL | NO_ANY);
+  assert.equal(absent([v4("10.0.0.0/8", 1, { protocol: "tcp", subject: 2 }), v4("::/0", 2)]), NO_PORT);
+  assert.equal(
+    absent([], [v4("10.0.0.0/8", 3, { port: 53 }), v4("10.0.0.0/8", 4)]),
+    NO_PORT | NO_PROTOCOL | NO_ANY,
+  );
+  const plan = { ...emptyPlan("enforce"), egress: [v4("10.0.0.0/8", 1, { port: 22, protocol: "tcp" })] };
+  const encoded = encodeNetRules(plan);
+  assert.equal(egressAbsentBits(encoded.keys, encoded.count), NO_PROTOCOL | NO_ANY);
 });
 
 Deno.test("ruleSetEntries() puts each interface in its ingress_ifaces slot with its IFACE entry's value, the first of a slot only", () => {
