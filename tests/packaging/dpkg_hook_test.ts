@@ -9,7 +9,11 @@ import { PACKAGING, REPO, run, withTempDir } from "./unit_file.ts";
 
 const HOOK = `${PACKAGING}deb/dpkg-hook`;
 
-/** Runs the hook on `stateDir`, and says whether this process got a SIGUSR2 from it. */
+/**
+ * Runs the hook on `stateDir`, and says whether this process got a SIGUSR2 from it. The signal is delivered
+ * before kill(1) returns, but its listener runs in a later turn of the event loop, which a loaded host can
+ * delay: the wait ends when the listener ran, or after 3 s (a whole CI run once missed a 50 ms wait).
+ */
 async function hookSignals(stateDir: string, env: Record<string, string> = {}): Promise<boolean> {
   let got = false;
   const listener = () => (got = true);
@@ -20,8 +24,9 @@ async function hookSignals(stateDir: string, env: Record<string, string> = {}): 
     });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout + result.stderr, "");
-    // The signal is delivered before kill(1) returns; its listener runs in a later turn.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const deadline = Date.now() + 3000; !got && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     return got;
   } finally {
     Deno.removeSignalListener("SIGUSR2", listener);
