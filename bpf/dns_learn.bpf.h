@@ -517,41 +517,70 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 	return 0;
 }
 
+/*
+ * The IP and UDP/TCP headers of a received packet: its family, protocol, transport offset and ports (network
+ * order). Read in place where the headers lie in the linear area (plain loads), else with
+ * bpf_skb_load_bytes. 0 for a fragment, a protocol other than UDP and TCP, or a packet too short.
+ */
+static __always_inline int dns_headers(struct __sk_buff *skb, __u32 *family, __u8 *protocol, __u32 *l4,
+				       __u16 ports[2])
+{
+	__u8 *data = (__u8 *)(long)skb->data;
+	__u8 *end = (__u8 *)(long)skb->data_end;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+		if (data + sizeof(ip) <= end)
+			__builtin_memcpy(&ip, data, sizeof(ip));
+		else if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		if (ip.frag_off & bpf_htons(IP_OFFSET_MASK | 0x2000))
+			return 0;
+		*protocol = ip.protocol;
+		*l4 = (ip.ihl * 4) & 0x3c;
+		*family = AEGIS_FAMILY_IPV4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (data + 7 <= end)
+			*protocol = data[6];
+		else if (bpf_skb_load_bytes(skb, 6, protocol, 1))
+			return 0;
+		*l4 = 40;
+		*family = AEGIS_FAMILY_IPV6;
+	} else {
+		return 0;
+	}
+	if (*protocol != IPPROTO_UDP_ && *protocol != IPPROTO_TCP_)
+		return 0;
+	__u32 at = *l4;
+	if (data + at + 4 <= end) {
+		ports[0] = *(__u16 *)(data + at);
+		ports[1] = *(__u16 *)(data + at + 2);
+		return 1;
+	}
+	return !bpf_skb_load_bytes(skb, at, ports, 4);
+}
+
 SEC("cgroup_skb/ingress")
 int aegis_skb_dns(struct __sk_buff *skb)
 {
-	/* The cheap test every received packet takes: UDP from port 53, not a fragment. */
+	/* Without rules by name there is nothing to learn: two array reads, no header. */
+	if (!names_active())
+		return SKB_PASS;
+	/* The cheap test every received packet takes then: UDP or TCP from port 53, not a fragment. */
 	__u32 l4;
 	__u32 family;
 	__u8 protocol;
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || (ip.frag_off & bpf_htons(IP_OFFSET_MASK | 0x2000)))
-			return SKB_PASS;
-		protocol = ip.protocol;
-		l4 = ip.ihl * 4;
-		family = AEGIS_FAMILY_IPV4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &protocol, 1))
-			return SKB_PASS;
-		l4 = 40;
-		family = AEGIS_FAMILY_IPV6;
-	} else {
-		return SKB_PASS;
-	}
 	__u16 ports[2];
-	if ((protocol != IPPROTO_UDP_ && protocol != IPPROTO_TCP_) ||
-	    bpf_skb_load_bytes(skb, l4 & 0xff, ports, sizeof(ports)) || ports[0] != bpf_htons(DNS_PORT))
+	if (!dns_headers(skb, &family, &protocol, &l4, ports) || ports[0] != bpf_htons(DNS_PORT))
 		return SKB_PASS;
 	if (protocol == IPPROTO_UDP_) {
-		aegis_dns_answer(skb, (l4 & 0xff) + 8, family, ports[1], 0);
+		aegis_dns_answer(skb, l4 + 8, family, ports[1], 0);
 		return SKB_PASS;
 	}
 	/* TCP: a segment that carries a message (not a handshake or a bare ACK). */
 	__u8 doff;
-	if (bpf_skb_load_bytes(skb, (l4 & 0xff) + 12, &doff, 1))
+	if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
 		return SKB_PASS;
-	__u32 msg = (l4 & 0xff) + (doff >> 4) * 4 + 2;
+	__u32 msg = l4 + (doff >> 4) * 4 + 2;
 	if (msg >= skb->len)
 		return SKB_PASS;
 	aegis_dns_answer(skb, msg, family, ports[1], 1);

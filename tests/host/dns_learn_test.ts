@@ -77,6 +77,7 @@ for (const mode of ["enforce", "audit"] as const) {
           tcp_split_query: "answered",
           tcp_split: refused,
           tcp_denied_query: mode === "enforce" ? "no answer" : "answered",
+          ipv6_transport: "connected",
           ttl_zero_floor: "connected",
           ttl_fresh: "connected",
           ttl_expired: refused,
@@ -85,10 +86,11 @@ for (const mode of ["enforce", "audit"] as const) {
         // In audit the denied name's TCP query goes out, and its answer is learned under its deny rule.
         const denied = mode === "audit" ? 1 : 0;
         assert.deepEqual(stats, {
-          learned: LOOP + SHAPES + 4 + denied,
-          inserted: LOOP + SHAPES + 4 + denied,
-          // the loop, the shapes, both CNAME chains, the record outside the chain, the two TTL ones, the TCP one
-          answers: LOOP + SHAPES + 6 + denied,
+          learned: LOOP + SHAPES + 5 + denied,
+          inserted: LOOP + SHAPES + 5 + denied,
+          // the loop, the shapes, both CNAME chains, the record outside the chain, the one over IPv6, the two
+          // TTL ones, the TCP one
+          answers: LOOP + SHAPES + 7 + denied,
           // truncated, cut, the pointer loop, the TCP answer split from its length
           malformed: 4,
           unsolicited: 2,
@@ -104,12 +106,12 @@ for (const mode of ["enforce", "audit"] as const) {
             staleRules: false,
           });
           assert.deepEqual(report.names, {
-            learned: LOOP + SHAPES + 4 + denied,
+            learned: LOOP + SHAPES + 5 + denied,
             capacity: 65536,
             evictions: 0,
             answers: {
-              parsed: LOOP + SHAPES + 6 + denied,
-              addresses: LOOP + SHAPES + 4 + denied,
+              parsed: LOOP + SHAPES + 7 + denied,
+              addresses: LOOP + SHAPES + 5 + denied,
               malformed: 4,
               unsolicited: 2,
               foreign: 1,
@@ -119,12 +121,12 @@ for (const mode of ["enforce", "audit"] as const) {
           Deno.removeSync(stateDir, { recursive: true });
         }
         // Per-name hits: every connect the wildcard's rule allowed by a learned address (the loop, four of the
-        // shapes, the CNAME chain's end, the TCP answer's, the TTL 0 one, the TTL 1 one while fresh), in
-        // either mode.
+        // shapes, the CNAME chain's end, the one over IPv6, the TCP answer's, the TTL 0 one, the TTL 1 one
+        // while fresh), in either mode.
         const zone = plan.egressHosts?.find((rule) => rule.host === "*.test.example")?.ruleId;
         const hits = pinnedRuleHits(bpffs.path, readModeWords(bpffs.path)?.activeGen ?? -1)
           .filter((hit) => hit.decision === RULE_HIT.NAME_ALLOW);
-        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 4 + 4]]);
+        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 4 + 5]]);
         // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
         // the last ones into a later count), but the two shapes a longer wildcard denies: its decision.
         const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
