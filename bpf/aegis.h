@@ -311,10 +311,11 @@ enum aegis_net_space {
 
 /*
  * gen_info.host_rules: 0 when the generation has no rule by name; else AEGIS_HOST_ANY, AEGIS_HOST_EXACT when a
- * pattern is an exact name, and bit n (2 to 8) when a wildcard's domain has n labels: the DNS answer parser
- * looks a name up by those suffixes only.
+ * pattern is an exact name, bit n (2 to 8) when a wildcard's domain has n labels (the DNS answer parser looks
+ * a name up by those suffixes only), and, shifted by AEGIS_HOST_LEVELS_SHIFT, the AEGIS_SUBJECT_PAIR_NO_*
+ * levels the rules by name that name no program have none of (not looked up).
  */
-enum aegis_host_shape { AEGIS_HOST_EXACT = 0x10000, AEGIS_HOST_ANY = 0x40000000 };
+enum aegis_host_shape { AEGIS_HOST_LEVELS_SHIFT = 16, AEGIS_HOST_EXACT = 0x10000, AEGIS_HOST_ANY = 0x40000000 };
 
 /* Bits of gen_info.ingress_absent: the ingress trie holds no rule of this shape. */
 enum aegis_ingress_absent {

@@ -34,10 +34,16 @@ static __always_inline struct aegis_rule *learned_rule(const struct aegis_state 
 	__u64 host = entry->host_key;
 	__u32 protocol = key->protocol;
 	__u32 port = bpf_ntohs(port_be);
-	struct aegis_rule *rule = port ? exact_rule(s, kind, host, port << 8 | protocol) : 0;
-	if (!rule && protocol)
+	/* The levels no rule by name naming no program has (gen_info.host_rules) are not looked up. */
+	__u32 none = s->info ? s->info->host_rules >> AEGIS_HOST_LEVELS_SHIFT : 0;
+	struct aegis_rule *rule = port && !(none & AEGIS_SUBJECT_PAIR_NO_PORT) ?
+					  exact_rule(s, kind, host, port << 8 | protocol) :
+					  0;
+	if (!rule && protocol && !(none & AEGIS_SUBJECT_PAIR_NO_PROTOCOL))
 		rule = exact_rule(s, kind, host, protocol);
-	return rule ? rule : exact_rule(s, kind, host, 0);
+	if (!rule && !(none & AEGIS_SUBJECT_PAIR_NO_ANY))
+		rule = exact_rule(s, kind, host, 0);
+	return rule;
 }
 
 /* aegis_names_egress_deny's answer for an allow by name, when asked (bit 2 of its flags): the rule's id | this. */

@@ -264,7 +264,8 @@ __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aeg
 		}
 	}
 	if (with_names)
-		name_levels(s, kind, host, port, protocol, 0, named);
+		name_levels(s, kind, host, port, protocol, s->info ? s->info->host_rules >> AEGIS_HOST_LEVELS_SHIFT : 0,
+			    named);
 	if (*(volatile __s32 *)&named->rank < 0)
 		return 0;
 	*best = *named;

@@ -247,10 +247,11 @@ export const NET = { EGRESS_PORT: 1, EGRESS_ANY: 2, INGRESS_PORT: 3, INGRESS_ANY
 export const INGRESS_ABSENT = { NO_PORT: 1, NO_PROTOCOL: 2, NO_ANY: 4 } as const;
 
 /**
- * gen_info.host_rules: HOST_ANY with rules by name, HOST_EXACT when a pattern is an exact name, and bit n
- * when a wildcard's domain has n labels (2 to 8).
+ * gen_info.host_rules: HOST_ANY with rules by name, HOST_EXACT when a pattern is an exact name, bit n when a
+ * wildcard's domain has n labels (2 to 8), and the SUBJECTS.PAIR_NO_* levels the rules by name naming no
+ * program have none of, shifted by HOST_LEVELS_SHIFT.
  */
-export const HOST_SHAPE = { HOST_EXACT: 0x10000, HOST_ANY: 0x40000000 } as const;
+export const HOST_SHAPE = { HOST_LEVELS_SHIFT: 16, HOST_EXACT: 0x10000, HOST_ANY: 0x40000000 } as const;
 
 export const CAPACITY = { RULES: 1 << 20, NET_RULES: 1 << 21 } as const;
 

@@ -29,6 +29,7 @@ import { patternKey, patternShapes } from "../policy/host_name.ts";
 import { DEFAULT_TTL_FLOOR } from "./learned.ts";
 import {
   type EncodedNet,
+  type HostRule,
   type NetRule,
   PORT_PROTOCOL_NUMBERS,
   PROTOCOL_NUMBER,
@@ -263,11 +264,7 @@ export function ruleSetEntries(
         pair = { key, pair: pairs.size + 1, absent: PAIR_LEVELS };
         pairs.set(pairKey, pair);
       }
-      pair.absent &= ~(rule.port !== undefined
-        ? SUBJECTS.PAIR_NO_PORT
-        : rule.protocol !== undefined
-        ? SUBJECTS.PAIR_NO_PROTOCOL
-        : SUBJECTS.PAIR_NO_ANY);
+      pair.absent &= ~pairLevel(rule);
       kind = RULE.HOST_SUBJECT_RULE;
       a = pair.pair;
     }
@@ -310,9 +307,15 @@ export function ruleSetEntries(
     exact(key, { ruleId: floor, action: ACTION.ALLOW, prefixLength: 0 }, false);
   }
   const shapes = patternShapes(patterns);
+  // The levels (port, protocol, neither) the rules by name naming no program have none of.
+  let levels = PAIR_LEVELS;
+  for (const rule of set.plan.egressHosts ?? []) {
+    if (rule.subject === undefined) levels &= ~pairLevel(rule);
+  }
   const hostRules = rules.count === hostEntries
     ? 0
-    : HOST_SHAPE.HOST_ANY | (shapes.exact ? HOST_SHAPE.HOST_EXACT : 0) | shapes.wildcardLabels;
+    : HOST_SHAPE.HOST_ANY | (shapes.exact ? HOST_SHAPE.HOST_EXACT : 0) | shapes.wildcardLabels |
+      levels << HOST_SHAPE.HOST_LEVELS_SHIFT;
   for (const iface of set.interfaces) {
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, ifaceValue(iface));
   }
@@ -404,6 +407,15 @@ export function subjectAbsentBits(plan: RuleSetPlan, encoded: EncodedNet): (subj
 
 /** Every level of a pattern's rules (AEGIS_SUBJECT_PAIR_NO_*): a pair's `absent` before its rules are seen. */
 const PAIR_LEVELS = SUBJECTS.PAIR_NO_PORT | SUBJECTS.PAIR_NO_PROTOCOL | SUBJECTS.PAIR_NO_ANY;
+
+/** The level of a rule by name (AEGIS_SUBJECT_PAIR_NO_* bit): a port, else a protocol, else neither. */
+function pairLevel(rule: HostRule): number {
+  return rule.port !== undefined
+    ? SUBJECTS.PAIR_NO_PORT
+    : rule.protocol !== undefined
+    ? SUBJECTS.PAIR_NO_PROTOCOL
+    : SUBJECTS.PAIR_NO_ANY;
+}
 
 /** Subjects that network rules name (a writer's alone makes no egress decision look at the task). */
 function networkSubjects(plan: RuleSetPlan): number {

@@ -8,6 +8,7 @@ import {
   decodeGenInfo,
   decodeRule,
   encodeNetKey,
+  HOST_SHAPE,
   INGRESS_ABSENT,
   NET,
   type NetKey,
@@ -15,7 +16,7 @@ import {
   STAT_LIMITS,
   SUBJECTS,
 } from "../../ffi/mod.ts";
-import { emptyPlan, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
+import { emptyPlan, type HostRule, type NetRule, type RuleSetPlan } from "../policy/plan.ts";
 import { parseCidr } from "../policy/cidr.ts";
 import {
   CapacityError,
@@ -615,5 +616,31 @@ Deno.test("ruleSetEntries() writes each writer's subject, the writers switch, an
       .filter((entry) => kinds.includes(entry.kind)),
     [],
     "no writers, no generation shown: nothing more than before",
+  );
+});
+
+Deno.test("ruleSetEntries() writes gen_info.host_rules: any, exact, wildcard label counts, levels absent", () => {
+  const hostRules = (egressHosts: HostRule[]) =>
+    decodeGenInfo(ruleSetEntries(resolved({ egressHosts })).genInfo).hostRules;
+  const { HOST_ANY, HOST_EXACT, HOST_LEVELS_SHIFT } = HOST_SHAPE;
+  const { PAIR_NO_PORT, PAIR_NO_PROTOCOL, PAIR_NO_ANY } = SUBJECTS;
+  assert.equal(hostRules([]), 0);
+  // One wildcard over a two-label domain, every port: the port and protocol levels are never looked up.
+  assert.equal(
+    hostRules([{ ruleId: 1, action: "allow", host: "*.example.com" }]),
+    HOST_ANY | 1 << 2 | (PAIR_NO_PORT | PAIR_NO_PROTOCOL) << HOST_LEVELS_SHIFT,
+  );
+  // An exact name with a port, a three-label wildcard with a protocol: only the level of neither is absent.
+  assert.equal(
+    hostRules([
+      { ruleId: 1, action: "deny", host: "api.example.com", port: 443, protocol: "tcp" },
+      { ruleId: 2, action: "allow", host: "*.a.example.com", protocol: "udp" },
+    ]),
+    HOST_ANY | HOST_EXACT | 1 << 3 | PAIR_NO_ANY << HOST_LEVELS_SHIFT,
+  );
+  // A rule naming a program leaves the levels of the rules naming none alone.
+  assert.equal(
+    hostRules([{ ruleId: 1, action: "allow", host: "api.example.com", subject: 1 }]),
+    HOST_ANY | HOST_EXACT | (PAIR_NO_PORT | PAIR_NO_PROTOCOL | PAIR_NO_ANY) << HOST_LEVELS_SHIFT,
   );
 });

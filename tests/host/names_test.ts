@@ -179,14 +179,16 @@ rootTest(
         const noAnswers = { parsed: 0, addresses: 0, malformed: 0, unsolicited: 0, foreign: 0 };
         assert.deepEqual(health().names, { learned: 2, capacity: 65536, evictions: 0, answers: noAnswers });
         // Addresses of 10.0.0.0/8 for the same name, twice what the table holds: the oldest goes first. The
-        // kernel's LRU is approximate (each CPU keeps a few free slots of its own), so one table's worth past
-        // full could leave an old entry in another CPU's list; two leave none.
+        // kernel's LRU is approximate: a new entry waits in a list of the CPU that wrote it until that CPU
+        // writes again, out of the eviction's reach, and each CPU keeps free slots of its own. So the fillers
+        // are written from every CPU in turn (this thread pinned to each), two table's worth in all: 127.0.0.7
+        // left a CPU's list once it wrote (a whole run saw it survive fillers all written on another CPU).
         const fillers = Array.from({ length: 140_000 }, (_, i) => ({
           name: "api.test.example",
           addr: `10.${i >> 16}.${(i >> 8) & 0xff}.${i & 0xff}`,
           ttl: 300,
         }));
-        plane.learn(plan.egressHosts ?? [], fillers);
+        await onEachCpu(fillers, (chunk) => plane.learn(plan.egressHosts ?? [], chunk));
         const report = health();
         assert.ok(
           report.names !== null && report.names.learned >= 65536 * 0.98,
@@ -206,6 +208,34 @@ rootTest(
     }
   },
 );
+
+/**
+ * Calls `write` with a share of `items` on each CPU in turn, this process's main thread (the one that makes
+ * the bpf calls) pinned to it with taskset, then gives the thread its CPUs back.
+ */
+async function onEachCpu<T>(items: T[], write: (chunk: T[]) => void): Promise<void> {
+  const taskset = async (...args: string[]) => {
+    const result = await new Deno.Command("taskset", { args, stdout: "piped", stderr: "piped" }).output();
+    const text = new TextDecoder().decode(result.stdout);
+    assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+    return text;
+  };
+  const list = /list: (\S+)/.exec(await taskset("-pc", String(Deno.pid)))?.[1];
+  assert.ok(list, "taskset printed no CPU list");
+  const cpus = list.split(",").flatMap((part) => {
+    const [first, last = first] = part.split("-").map(Number);
+    return Array.from({ length: last! - first! + 1 }, (_, i) => first! + i);
+  });
+  try {
+    const share = Math.ceil(items.length / cpus.length);
+    for (const [index, cpu] of cpus.entries()) {
+      await taskset("-pc", String(cpu), String(Deno.pid));
+      write(items.slice(index * share, (index + 1) * share));
+    }
+  } finally {
+    await taskset("-pc", list, String(Deno.pid));
+  }
+}
 
 /** What a connect from `script` (run by bash inside the cgroup) met: "connected", "EPERM" or its error. */
 async function outcome(cgroup: TestCgroup, script: string): Promise<string> {
