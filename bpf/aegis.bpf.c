@@ -177,7 +177,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4 * AEGIS_RULE_HIT_SLOTS);
+	__uint(max_entries, 2 * AEGIS_RULE_HIT_ROWS * AEGIS_RULE_HIT_SLOTS);
 	__type(key, __u32);
 	__type(value, struct aegis_rule_hit_slot);
 } rule_hit_slots SEC(".maps");
@@ -472,14 +472,15 @@ static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decis
 }
 
 /*
- * Counts a decision of rule `rule_id`: ingress in its slot of rule_hit_slots where the slot is its own on
- * this CPU (or free), every other hook and a slot taken by another rule in rule_hits. `hook` is a constant
- * in every caller, so the other hooks compile to the rule_hits count alone.
+ * Counts a decision of rule `rule_id`: ingress, and an allow by name, in its slot of rule_hit_slots where the
+ * slot is its own on this CPU (or free); every other hook, and a slot taken by another rule, in rule_hits.
+ * `hook` and `decision` are constants in every caller, so the other hooks compile to the rule_hits count alone.
  */
 static __always_inline void count_rule_hit(const struct aegis_state *s, __u32 hook, __u32 decision, __u32 rule_id)
 {
-	if (hook == AEGIS_HOOK_INGRESS && decision <= AEGIS_DECISION_AUDIT) {
-		__u32 index = ((s->gen & 1) * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id % AEGIS_RULE_HIT_SLOTS;
+	if ((hook == AEGIS_HOOK_INGRESS && decision <= AEGIS_DECISION_AUDIT) || decision == AEGIS_RULE_HIT_NAME_ALLOW) {
+		__u32 index = ((s->gen & 1) * AEGIS_RULE_HIT_ROWS + decision) * AEGIS_RULE_HIT_SLOTS +
+			      rule_id % AEGIS_RULE_HIT_SLOTS;
 		struct aegis_rule_hit_slot *slot = bpf_map_lookup_elem(&rule_hit_slots, &index);
 		__u64 owner = AEGIS_RULE_HIT_OWNED | rule_id;
 		/* Atomic, as count_n: a test run in a task and a softirq on the same CPU may meet in a slot. */
@@ -1063,10 +1064,10 @@ union subject_or_verdict {
 /* A connect or sendmsg allowed by the rule by name `rule_id`: a per-name hit, for a task in scope. Global. */
 __noinline int aegis_count_name_allow(__u32 gen, __u32 rule_id)
 {
-	struct aegis_rule_hit_key hit = { .rule_id = rule_id, .gen = gen, .decision = AEGIS_RULE_HIT_NAME_ALLOW };
-	if (!aegis_egress_task_in_scope(gen))
+	struct aegis_state s;
+	if (!load_generation(&s, gen) || !in_scope(&s))
 		return 0;
-	count_key(&rule_hits, &hit);
+	count_rule_hit(&s, AEGIS_HOOK_CONNECT, AEGIS_RULE_HIT_NAME_ALLOW, rule_id);
 	return 1;
 }
 

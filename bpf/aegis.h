@@ -496,10 +496,11 @@ struct aegis_iface_slot {
 _Static_assert(sizeof(struct aegis_iface_slot) == 16, "aegis_iface_slot size");
 
 /*
- * Per-rule decision counters of ingress (map rule_hit_slots, per CPU), beside rule_hits: the slot of (gen,
- * decision, rule_id % AEGIS_RULE_HIT_SLOTS) at index (gen * 2 + decision) * AEGIS_RULE_HIT_SLOTS + rule_id %
- * AEGIS_RULE_HIT_SLOTS. An array slot costs a dropped packet a few loads where a rule_hits entry costs a hash
- * of its key. The first rule that counts in a slot on a CPU keeps it there; another whose id falls on the same
+ * Per-rule decision counters of ingress (deny, audit) and of the connects and sends a rule by name allowed
+ * (AEGIS_RULE_HIT_NAME_ALLOW), in map rule_hit_slots (per CPU), beside rule_hits: the slot of (gen, decision,
+ * rule_id % AEGIS_RULE_HIT_SLOTS) at index (gen * AEGIS_RULE_HIT_ROWS + decision) * AEGIS_RULE_HIT_SLOTS +
+ * rule_id % AEGIS_RULE_HIT_SLOTS. An array slot costs a dropped packet or a connect a few loads where a
+ * rule_hits entry costs a hash of its key. The first rule that counts in a slot on a CPU keeps it there; another whose id falls on the same
  * slot is counted in rule_hits instead. Cleared with rule_hits when a generation is staged again.
  */
 struct aegis_rule_hit_slot {
@@ -513,7 +514,8 @@ enum aegis_stat_limits {
 	AEGIS_RULE_HIT_ENTRIES = 65536,
 	AEGIS_XDP_STAT_ENTRIES = 1024,
 	AEGIS_XDP_STAT_SLOTS = 256,
-	AEGIS_RULE_HIT_SLOTS = 256, /* per generation and decision (rule_hit_slots holds 4 times as many) */
+	AEGIS_RULE_HIT_SLOTS = 256, /* per generation and decision */
+	AEGIS_RULE_HIT_ROWS = 3,    /* decisions with slots: deny, audit, name allow (rule_hit_slots: 2 gens) */
 };
 #define AEGIS_RULE_HIT_OWNED (1ULL << 32)
 

@@ -217,6 +217,7 @@ export const STAT_LIMITS = {
   XDP_STAT_ENTRIES: 1024,
   XDP_STAT_SLOTS: 256,
   RULE_HIT_SLOTS: 256,
+  RULE_HIT_ROWS: 3,
 } as const;
 
 /** What a trusted writer may change (its AEGIS_RULE_WRITER entry's action bits). */

@@ -590,12 +590,12 @@ export function decodeRuleHitKey(bytes: Uint8Array): RuleHitKey {
 const RULE_HIT_OWNED = 1n << 32n;
 
 /**
- * The generation and decision whose slots rule_hit_slots holds at `index`: (gen * 2 + decision) *
+ * The generation and decision whose slots rule_hit_slots holds at `index`: (gen * RULE_HIT_ROWS + decision) *
  * RULE_HIT_SLOTS + rule_id % RULE_HIT_SLOTS.
  */
 export function ruleHitSlotOf(index: number): { gen: number; decision: number } {
   const row = Math.floor(index / STAT_LIMITS.RULE_HIT_SLOTS);
-  return { gen: row >> 1, decision: row & 1 };
+  return { gen: Math.floor(row / STAT_LIMITS.RULE_HIT_ROWS), decision: row % STAT_LIMITS.RULE_HIT_ROWS };
 }
 
 /** The rules counted in one rule_hit_slots value (one slot per CPU; a free slot counts for none). */

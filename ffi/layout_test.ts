@@ -14,6 +14,7 @@ import {
   LAYOUTS,
   ruleHitSlotOf,
 } from "./layout.ts";
+import { RULE_HIT } from "./constants.ts";
 
 Deno.test("layout mirrors match the BTF of the built BPF object, field by field", async () => {
   const types = await objectBtf();
@@ -119,6 +120,7 @@ Deno.test("ruleHitSlotOf() names the generation and decision of each row of rule
   assert.deepEqual(ruleHitSlotOf(0), { gen: 0, decision: 0 });
   assert.deepEqual(ruleHitSlotOf(255), { gen: 0, decision: 0 });
   assert.deepEqual(ruleHitSlotOf(256), { gen: 0, decision: 1 });
-  assert.deepEqual(ruleHitSlotOf(512 + 7), { gen: 1, decision: 0 });
-  assert.deepEqual(ruleHitSlotOf(1023), { gen: 1, decision: 1 });
+  assert.deepEqual(ruleHitSlotOf(512 + 7), { gen: 0, decision: RULE_HIT.NAME_ALLOW });
+  assert.deepEqual(ruleHitSlotOf(768 + 7), { gen: 1, decision: 0 });
+  assert.deepEqual(ruleHitSlotOf(1535), { gen: 1, decision: RULE_HIT.NAME_ALLOW });
 });

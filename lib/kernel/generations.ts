@@ -375,8 +375,8 @@ function clearRuleHits(object: BpfObject, generation: number): void {
   for (const key of hits.keys()) {
     if (decodeRuleHitKey(key).gen === generation) hits.delete(key);
   }
-  // The ingress slots of the generation: both decisions' rows (ruleHitSlotOf), every CPU's slot freed.
-  const count = 2 * STAT_LIMITS.RULE_HIT_SLOTS;
+  // The slots of the generation: every decision's row (ruleHitSlotOf), every CPU's slot freed.
+  const count = STAT_LIMITS.RULE_HIT_ROWS * STAT_LIMITS.RULE_HIT_SLOTS;
   const slots = object.map("rule_hit_slots");
   slots.updateBatch(slotKeys(generation * count, count), new Uint8Array(count * slots.lookupSize), count);
 }
