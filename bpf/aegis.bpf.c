@@ -152,6 +152,18 @@ struct {
 	__type(value, struct aegis_rate);
 } event_rate SEC(".maps");
 
+/* The coarse clock's window as this CPU last read it, and the jiffies it was read at (rate_window). */
+struct coarse_window {
+	__u64 jiffies;
+	__u64 window;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct coarse_window);
+} coarse_windows SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, AEGIS_COUNTER_SLOTS);
@@ -403,7 +415,26 @@ static __always_inline int rate_coarse(__u32 hook)
 
 static __always_inline __u64 rate_window(int coarse)
 {
-	return (coarse ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_boot_ns()) >> AEGIS_RATE_WINDOW_SHIFT;
+	if (!coarse)
+		return bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT;
+	/*
+	 * The coarse clock moves only at a tick, when jiffies do: it is read again only once jiffies moved, else
+	 * the window this CPU read last serves (jiffies is one load; the coarse read, a timespec normalised,
+	 * was a quarter of a dropped packet's cost). The window is written before the jiffies it goes with: a
+	 * reader that interrupts the write finds the old jiffies and reads the clock itself.
+	 */
+	__u32 zero = 0;
+	struct coarse_window *last = bpf_map_lookup_elem(&coarse_windows, &zero);
+	__u64 jiffies = bpf_jiffies64();
+	if (last && last->jiffies == jiffies && last->window)
+		return last->window;
+	__u64 window = bpf_ktime_get_coarse_ns() >> AEGIS_RATE_WINDOW_SHIFT;
+	if (last) {
+		last->window = window;
+		barrier();
+		last->jiffies = jiffies;
+	}
+	return window;
 }
 
 /*

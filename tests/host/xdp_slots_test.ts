@@ -5,12 +5,13 @@ import {
   decodeRuleHitKey,
   decodeRuleHitSlots,
   encodeU32,
+  HOOK,
   STAT_LIMITS,
   sumPerCpu,
 } from "../../ffi/mod.ts";
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
-import { ipv4Rule, writeRules, xdpVerdict } from "../support/slice.ts";
+import { drainEvents, ipv4Rule, writeRules, xdpVerdict } from "../support/slice.ts";
 
 // The array slots XDP reads before the hashes (ingress_ifaces, rule_hit_slots), run by the kernel
 // (BPF_PROG_TEST_RUN through bpftool, on CPU 0) with ingress ifindex 1 (lo): what a slot cannot hold is
@@ -104,5 +105,31 @@ rootTest(
       decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!),
       [{ ruleId: second, count: 2n }],
     );
+  }),
+);
+
+rootTest(
+  "[root] XDP's rate limit: past the burst a flood is suppressed, and the first drop of a later window carries it",
+  withXdp(async (object) => {
+    writeRules(object, {
+      plan: {
+        ...enforce,
+        ingress: { interfaces: [], failsafe: [], rules: [ipv4Rule("192.0.2.1/32", 7)] },
+      },
+      interfaces: [iface(1, false)],
+    });
+    const ingress = () => drainEvents(object).filter((event) => event.hook === HOOK.INGRESS);
+    ingress();
+    assert.equal(await xdpVerdict(object, udpFrom(1), 40), "DROP");
+    const flood = ingress();
+    assert.ok(flood.length >= 1 && flood.length <= 2 * 8, `${flood.length} events for 40 drops`);
+    // A window is 2^30 ns of the coarse clock, which the program reads again only once jiffies moved: past
+    // 1.2 s a new window has begun, and its first drop reports itself and every drop suppressed before it.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assert.equal(await xdpVerdict(object, udpFrom(1), 1), "DROP");
+    const later = ingress();
+    assert.equal(later.length, 1, "the first drop of the new window is reported");
+    const counted = [...flood, ...later].reduce((sum, event) => sum + event.count, 0);
+    assert.equal(counted, 41, "every drop is in some event's count");
   }),
 );
