@@ -180,12 +180,11 @@ enum aegis_rule_kind {
 	 * (the key has no room for a host key, a subject, a port and a protocol at once). HOST_SUBJECT: a = the
 	 * pattern's host key, b = subject << 1 | 1 for a wildcard's domain; rule_id = a number of the pair
 	 * (1 up, per generation), action = the levels its rules have none of (AEGIS_SUBJECT_PAIR_NO_*).
-	 * HOST_SUBJECT_RULE: a = that number, b = port << 8 | protocol as above; the rule. HOST_SUBJECTS: a = b = 0,
-	 * present when some rule by name names a program (the hooks go by the subjects' AEGIS_SUBJECT_NO_NAMES).
+	 * HOST_SUBJECT_RULE: a = that number, b = port << 8 | protocol as above; the rule. Whether a subject has
+	 * such rules at all, the hooks learn from its AEGIS_SUBJECT_NO_NAMES bit. (Kind 66 is free.)
 	 */
 	AEGIS_RULE_HOST_SUBJECT = 64,
 	AEGIS_RULE_HOST_SUBJECT_RULE = 65,
-	AEGIS_RULE_HOST_SUBJECTS = 66,
 };
 
 /*

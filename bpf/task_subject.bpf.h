@@ -212,8 +212,8 @@ static __always_inline void name_levels(const struct aegis_state *s, __u32 kind,
 /*
  * The rule by name that decides `view` (its family in view->space, as match_net() leaves it) for a task of
  * q->subjects: the pattern its address was learned under, then the most specific level (a port, then a
- * protocol, then neither) among the rules of the task's subjects (in precedence order: kinds 64 and 65,
- * only with the switch, kind 66) and the rules naming no program (kinds 60 and 61; last, at equal level),
+ * protocol, then neither) among the rules of the task's subjects (in precedence order: kinds 64 and 65, of
+ * the subjects whose AEGIS_SUBJECT_NO_NAMES is clear) and the rules naming no program (kinds 60 and 61; last, at equal level),
  * matched in q->named (scratch in the query: memory the verifier does not track, so the lookups leave one
  * state). Found: it replaces q->best (named = 1) and 1 is returned; else q->best stays. A global function:
  * verified once for both views of the query.

@@ -107,7 +107,6 @@ export const RULE = {
   HOST_PATTERN: 62,
   HOST_SUBJECT: 64,
   HOST_SUBJECT_RULE: 65,
-  HOST_SUBJECTS: 66,
 } as const;
 
 /** The learned-address table's capacity (bpf/name_guard.bpf.h). */

@@ -290,13 +290,6 @@ export function ruleSetEntries(
   for (const { key, pair, absent } of pairs.values()) {
     exact(key, { ruleId: pair, action: absent, prefixLength: 0 }, false);
   }
-  if (pairs.size > 0) {
-    exact(
-      { kind: RULE.HOST_SUBJECTS, a: 0, b: 0 },
-      { ruleId: 0, action: ACTION.ALLOW, prefixLength: 0 },
-      false,
-    );
-  }
   // What the DNS answer parser looks an answer's names up by (bpf/dns_learn.bpf.h): each pattern once,
   // whatever its rules' ports, with the TTL floor of what it learns for it.
   const patterns = new Set((set.plan.egressHosts ?? []).map((rule) => rule.host));
