@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { AEGIS_INHERIT, AEGIS_INODE_KEY, CFG, decodeU64, encodeU32, FdMap } from "../../ffi/mod.ts";
+import {
+  AEGIS_GEN_INFO,
+  AEGIS_INHERIT,
+  AEGIS_INODE_KEY,
+  CFG,
+  decodeU64,
+  encodeU32,
+  FdMap,
+} from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { UpgradeError } from "../../lib/kernel/upgrade.ts";
 import { readEnforceSignal, writeEnforceSignal } from "../../lib/kernel/mode_words.ts";
@@ -145,7 +153,9 @@ rootTest(
         assert.equal(error.map, "gen_info");
         assert.match(
           error.message,
-          /gen_info: its values are 24 bytes, this release's 40; run aegisbpf detach/,
+          new RegExp(
+            `gen_info: its values are 24 bytes, this release's ${AEGIS_GEN_INFO.size}; run aegisbpf detach`,
+          ),
         );
         return true;
       });
