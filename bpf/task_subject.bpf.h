@@ -288,16 +288,16 @@ __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aeg
 
 /*
  * The egress rules of `subject` that match `key`, considered as match_net() ranks them: CIDR length * 4,
- * plus 2 for a port rule, plus 1 for a port-less rule naming the protocol.
+ * plus 2 for a port rule, plus 1 for a port-less rule naming the protocol. The shapes `absent` says no
+ * egress rule has (gen_info.egress_absent, for the rules naming no program; 0 for a subject's, which are
+ * looked up only for a subject that has some) are not looked up.
  */
 static __always_inline void subject_net_match(const struct aegis_state *s, __u32 subject, struct aegis_net_key *key,
-					      __u16 port_be, struct net_best *best)
+					      __u16 port_be, struct net_best *best, __u32 absent)
 {
 	void *trie = s->net_rules;
 	if (!trie)
 		return;
-	/* The shapes no egress rule of any subject has (gen_info.egress_absent) are not looked up. */
-	__u32 absent = s->info ? s->info->egress_absent : 0;
 	__u32 family = key->space & 0xff;
 	__u32 shifted = subject << AEGIS_SUBJECT_NET_SHIFT;
 	struct aegis_rule *rule;
@@ -345,10 +345,10 @@ static __always_inline void subjects_net_rule(const struct aegis_state *s, struc
 		if (i >= subjects->count)
 			break;
 		if (subject_has(subjects, i, AEGIS_SUBJECT_NO_NET))
-			subject_net_match(s, subject_at(subjects, i), key, port_be, best);
+			subject_net_match(s, subject_at(subjects, i), key, port_be, best, 0);
 	}
 	if (!(subjects->absent & AEGIS_SUBJECT_NO_NET))
-		subject_net_match(s, 0, key, port_be, best);
+		subject_net_match(s, 0, key, port_be, best, s->info ? s->info->egress_absent : 0);
 	/*
 	 * Rules by name (where the generation has some): the address's learned name decides unless a CIDR rule
 	 * of the address itself (a /32 or /128, of any subject) matched, as on the path without subjects.
