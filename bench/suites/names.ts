@@ -45,7 +45,7 @@ function policy(names: number, exe?: string): Policy {
 }
 
 await suite("names", "connect() with rules by name", async (ctx) => {
-  const rounds = ctx.pick(11, 3);
+  const rounds = ctx.pick(31, 3);
   const iterations = ctx.pick(20_000, 4_000);
   const loop = await ctx.native("connect_loop");
   ctx.method(
