@@ -109,7 +109,7 @@ export const AEGIS_IFACE_SLOT = struct("aegis_iface_slot", 16, {
   rule: { offset: 8, size: 8 },
 });
 
-/** One rule's decisions in a per-CPU slot of map rule_hit_slots (ingress; rule_hits holds the rest). */
+/** One rule's decisions in a per-CPU slot of map rule_hit_slots (ingress, and allows by name; rule_hits holds the rest). */
 export const AEGIS_RULE_HIT_SLOT = struct("aegis_rule_hit_slot", 16, {
   owner: { offset: 0, size: 8 },
   count: { offset: 8, size: 8 },

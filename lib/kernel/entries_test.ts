@@ -310,12 +310,17 @@ Deno.test("failsafeAbsentBits() clears one bit for ports that share their low fi
   assert.equal(failsafeAbsentBits([]), 0xffff_ffff);
 });
 
+/** The gen_info word ruleSetEntries() writes for these egress and ingress rules. */
+function genInfoOf(egress: NetRule[], ingressRules: NetRule[]) {
+  return decodeGenInfo(
+    ruleSetEntries(resolved({ egress, ingress: { interfaces: [], failsafe: [], rules: ingressRules } }))
+      .genInfo,
+  );
+}
+
 Deno.test("ruleSetEntries() sets the gen_info ingress_absent bits of the ingress rule shapes the trie lacks", () => {
   const absent = (ingressRules: NetRule[], egress: NetRule[] = []) =>
-    decodeGenInfo(
-      ruleSetEntries(resolved({ egress, ingress: { interfaces: [], failsafe: [], rules: ingressRules } }))
-        .genInfo,
-    ).ingressAbsent;
+    genInfoOf(egress, ingressRules).ingressAbsent;
   const { NO_PORT, NO_PROTOCOL, NO_ANY } = INGRESS_ABSENT;
   assert.equal(absent([]), NO_PORT | NO_PROTOCOL | NO_ANY);
   assert.equal(absent([v4("10.0.0.0/8", 1)]), NO_PORT | NO_PROTOCOL);
@@ -337,10 +342,7 @@ Deno.test("ruleSetEntries() sets the gen_info ingress_absent bits of the ingress
 
 Deno.test("ruleSetEntries() sets the gen_info egress_absent bits from every subject's egress rules, never ingress", () => {
   const absent = (egress: NetRule[], ingressRules: NetRule[] = []) =>
-    decodeGenInfo(
-      ruleSetEntries(resolved({ egress, ingress: { interfaces: [], failsafe: [], rules: ingressRules } }))
-        .genInfo,
-    ).egressAbsent;
+    genInfoOf(egress, ingressRules).egressAbsent;
   const { NO_PORT, NO_PROTOCOL, NO_ANY } = INGRESS_ABSENT;
   assert.equal(absent([]), NO_PORT | NO_PROTOCOL | NO_ANY);
   assert.equal(absent([v4("10.0.0.0/8", 1)]), NO_PORT | NO_PROTOCOL);

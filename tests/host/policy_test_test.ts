@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { aegisbpf, spawnAegisbpf } from "../cli/cli.ts";
 import { silentTcpPort } from "../support/listeners.ts";
+import { withTempDir } from "../packaging/unit_file.ts";
 import { connect, NET, policy, TCP_PORT, withHost, writePolicy } from "../support/agent_host.ts";
 import { must, rootTest } from "../support/privileged.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
@@ -74,8 +75,7 @@ function writeFiles(dir: string, cases = CASES): string {
 rootTest(
   "[root] policy test: egress and bind cases pass, and --json reports each with its event",
   async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-    try {
+    await withTempDir("aegisbpf-ptest-", async (dir) => {
       const file = writeFiles(dir);
       const text = await aegisbpf(["policy", "test", file]);
       assert.equal(text.code, 0, text.stdout + text.stderr);
@@ -97,17 +97,14 @@ rootTest(
       ]);
       assert.equal(report.cases[0].got.event.decision, "deny");
       assert.deepEqual(planesLeft(), []);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 );
 
 rootTest(
   "[root] policy test: a wrong expectation fails with expected and got; audit mode gives audit",
   async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-    try {
+    await withTempDir("aegisbpf-ptest-", async (dir) => {
       const file = writeFiles(
         dir,
         `policy: candidate.yaml
@@ -134,17 +131,14 @@ cases:
       );
       const audit = await aegisbpf(["policy", "test", `${dir}/audit.test.yaml`]);
       assert.equal(audit.code, 0, audit.stdout + audit.stderr);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 );
 
 rootTest(
   "[root] policy test: one probe child runs all the cases of an identity, another identity has its own",
   async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-    try {
+    await withTempDir("aegisbpf-ptest-", async (dir) => {
       // Audit: each connect to the denied address goes through with an event naming the probe's pid.
       const audited = `  - connect: 127.0.0.2:${TCP_PORT}\n    expect: audit\n    event: { rule: lo2 }\n`;
       const file = writeFiles(
@@ -162,15 +156,12 @@ rootTest(
       assert.notEqual(nobody.pid, root.pid);
       assert.deepEqual([root.uid, nobody.uid], [0, 65534]);
       assert.deepEqual(planesLeft(), []);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 );
 
 Deno.test("policy test's probe children: a probe past its timeout ends its child, a fresh one runs the next", async () => {
-  const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-  try {
+  await withTempDir("aegisbpf-ptest-", async (dir) => {
     // An open of a FIFO nobody writes blocks past the hook: let through at the probe's timeout.
     const fifo = `${dir}/fifo`;
     await must("mkfifo", [fifo]);
@@ -190,16 +181,13 @@ Deno.test("policy test's probe children: a probe past its timeout ends its child
     assert.notEqual(joined[1], joined[0]);
     assert.equal((await children.run(open(`${dir}/missing`))).result, "ENOENT");
     assert.equal(joined.length, 2, "a probe that failed leaves its child in service");
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  });
 });
 
 rootTest(
   "[root] policy test: a bad test file is exit 2 naming FILE:LINE:COL, and nothing is loaded",
   async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-    try {
+    await withTempDir("aegisbpf-ptest-", async (dir) => {
       const file = writeFiles(
         dir,
         `policy: candidate.yaml\ncases:\n  - connect: 127.0.0.2\n    expect: deny\n`,
@@ -212,9 +200,7 @@ rootTest(
       assert.equal(missing.code, 2);
       assert.match(missing.stderr, /missing\.yaml: no such file/);
       assert.deepEqual(planesLeft(), []);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 );
 
@@ -243,11 +229,10 @@ rootTest(
 rootTest(
   "[root] policy test: SIGTERM removes everything it made; a killed run's leftovers go at the next start",
   async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-    // Audit lets the connects through to a listener that never answers: each waits for the probe's
-    // timeout, long enough to be signalled mid-run on any host.
-    using silent = await silentTcpPort();
-    try {
+    await withTempDir("aegisbpf-ptest-", async (dir) => {
+      // Audit lets the connects through to a listener that never answers: each waits for the probe's
+      // timeout, long enough to be signalled mid-run on any host.
+      using silent = await silentTcpPort();
       const slow = `policy: candidate.yaml\nmode: audit\ncases:\n` +
         `  - connect: 127.0.0.1:${silent.port}\n    expect: allow\n`.repeat(4);
       const file = writeFiles(dir, slow);
@@ -276,17 +261,14 @@ rootTest(
       const next = await aegisbpf(["policy", "test", file]);
       assert.equal(next.code, 0, next.stdout + next.stderr);
       assert.deepEqual(planesLeft(), []);
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 );
 
 rootTest(
   "[root] policy test: a SIGTERM at any moment of a run, its teardown included, leaves nothing behind",
   async () => {
-    const dir = Deno.makeTempDirSync({ prefix: "aegisbpf-ptest-" });
-    try {
+    await withTempDir("aegisbpf-ptest-", async (dir) => {
       const file = writeFiles(
         dir,
         `policy: candidate.yaml\ncases:\n  - bind: ${TCP_PORT + 2}\n    expect: allow\n`,
@@ -310,9 +292,7 @@ rootTest(
         assert.ok([0, 143].includes(code), `exit ${code} at ${fraction} of the run: ${said}`);
         assert.deepEqual(planesLeft(), [], `left behind by a SIGTERM at ${fraction} of the run: ${said}`);
       }
-    } finally {
-      Deno.removeSync(dir, { recursive: true });
-    }
+    });
   },
 );
 
