@@ -164,6 +164,18 @@ struct {
 	__type(value, struct coarse_window);
 } coarse_windows SEC(".maps");
 
+/* CLOCK_BOOTTIME as this CPU last read it, and the jiffies it was read at (boot_ns_this_tick). */
+struct boot_clock_read {
+	__u64 jiffies;
+	__u64 ns;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct boot_clock_read);
+} boot_clocks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, AEGIS_COUNTER_SLOTS);
@@ -435,6 +447,30 @@ static __always_inline __u64 rate_window(int coarse)
 		last->jiffies = jiffies;
 	}
 	return window;
+}
+
+/*
+ * CLOCK_BOOTTIME as read on this CPU during the current tick: at most a tick behind the clock, never ahead.
+ * For the expiry of learned addresses, which every connect by name asks: the clock read (a helper and the
+ * timekeeping functions below it, each return through the return thunk on hosts that need one) was a quarter
+ * of that path. Each writer reads jiffies before the clock and stores the time before the jiffies, so
+ * whatever a program that interrupted or preempted another leaves, the time stored was read during the tick
+ * stored or later; a reader that finds other jiffies reads the clock itself.
+ */
+static __always_inline __u64 boot_ns_this_tick(void)
+{
+	__u32 zero = 0;
+	struct boot_clock_read *last = bpf_map_lookup_elem(&boot_clocks, &zero);
+	__u64 jiffies = bpf_jiffies64();
+	if (last && last->jiffies == jiffies && last->ns)
+		return last->ns;
+	__u64 now = bpf_ktime_get_boot_ns();
+	if (last) {
+		last->ns = now;
+		barrier();
+		last->jiffies = jiffies;
+	}
+	return now;
 }
 
 /*

@@ -512,7 +512,7 @@ __noinline int aegis_dns_answer(struct __sk_buff *skb, __u32 offset, __u32 famil
 	/* An error answer (RCODE) has no addresses; one for no name a rule covers teaches nothing. */
 	if (!a->kind || (flags & 0xf))
 		return 0;
-	a->now = bpf_ktime_get_boot_ns();
+	a->now = boot_ns_this_tick(); /* an expiry at most a tick early, as the checks are at most a tick late */
 	bpf_loop(DNS_ADDRS_MAX, dns_learn_step, &walk, 0);
 	return 0;
 }

@@ -20,7 +20,8 @@ struct {
 /*
  * The rule for the address in `key` (its family in key->space, as match_net() leaves it) by the pattern
  * its name was learned under: the most specific level (a port, then a protocol, then neither), or 0 when
- * the address was learned for no name, its entry has expired, or the generation has no rule of the pattern.
+ * the address was learned for no name, its entry has expired (by boot_ns_this_tick(): a tick late at most), or
+ * the generation has no rule of the pattern.
  */
 static __always_inline struct aegis_rule *learned_rule(const struct aegis_state *s, const struct aegis_net_key *key,
 						       __u16 port_be)
@@ -28,7 +29,7 @@ static __always_inline struct aegis_rule *learned_rule(const struct aegis_state 
 	struct aegis_learned_key lk = { .family = key->space & 0xff };
 	__builtin_memcpy(lk.addr, key->addr, 16);
 	struct aegis_learned *entry = bpf_map_lookup_elem(&learned, &lk);
-	if (!entry || entry->expires_boot_ns <= bpf_ktime_get_boot_ns())
+	if (!entry || entry->expires_boot_ns <= boot_ns_this_tick())
 		return 0;
 	__u32 kind = entry->kind;
 	__u64 host = entry->host_key;

@@ -255,7 +255,7 @@ __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aeg
 	struct aegis_learned_key lk = { .family = view->space & 0xff };
 	__builtin_memcpy(lk.addr, view->addr, 16);
 	struct aegis_learned *entry = bpf_map_lookup_elem(&learned, &lk);
-	if (!entry || entry->expires_boot_ns <= bpf_ktime_get_boot_ns())
+	if (!entry || entry->expires_boot_ns <= boot_ns_this_tick())
 		return 0;
 	__u32 kind = entry->kind;
 	__u64 host = entry->host_key;

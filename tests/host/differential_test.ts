@@ -108,7 +108,8 @@ function writeLearned(plane: DataPlane, plan: RuleSetPlan, learned: readonly Lea
   for (const entry of learned) {
     const pattern = learnedPattern(plan.egressHosts ?? [], entry.host);
     if (!pattern) continue;
-    const expiresBootNs = entry.expired ? now - 1n : now + 3_600_000_000_000n;
+    // A second past: the kernel judges expiry by a clock read this tick (boot_ns_this_tick), up to a tick behind.
+    const expiresBootNs = entry.expired ? now - 1_000_000_000n : now + 3_600_000_000_000n;
     map.update(
       encodeLearnedKey(addressKey(String(entry.addr))),
       encodeLearned({ expiresBootNs, ...pattern }),
