@@ -9,7 +9,7 @@
 #define AEGIS_H
 
 /* Bumped whenever a pinned map's definition or meaning changes. */
-enum aegis_layout { AEGIS_LAYOUT_VERSION = 21 };
+enum aegis_layout { AEGIS_LAYOUT_VERSION = 22 };
 
 enum aegis_mode { AEGIS_MODE_AUDIT = 0, AEGIS_MODE_ENFORCE = 1 };
 
@@ -385,8 +385,9 @@ struct aegis_gen_info {
 	__u32 ingress_absent;
 	/* The same bits for the egress spaces (every subject's): the egress lookups skip those shapes. */
 	__u32 egress_absent;
+	__u32 net_exact_entries; /* entries of this generation's `net_exact` inner map */
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 44, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 48, "aegis_gen_info size");
 
 /* Key of the `rules` hash: exact-match rules of every kind. */
 struct aegis_rule_key {
@@ -400,6 +401,9 @@ _Static_assert(sizeof(struct aegis_rule_key) == 16, "aegis_rule_key size");
  * LPM trie key for egress and ingress CIDR rules, IPv4 and IPv6 alike.
  * prefixlen = 32 (space) + 8 (protocol) + 16 (port) + CIDR length. Spaces of
  * port-less rules store port 0; IPv4 addresses sit in the first 4 bytes.
+ * A rule of a whole address (/32, /128) is in the `net_exact` hash instead,
+ * keyed as every lookup is: prefixlen the full 184 bits, the bytes past an
+ * IPv4 address and the padding zero.
  */
 struct aegis_net_key {
 	__u32 prefixlen;

@@ -57,17 +57,17 @@ static __always_inline struct aegis_rule *learned_rule(const struct aegis_state 
 static __always_inline __u32 view_deny_id(const struct aegis_state *s, struct aegis_net_key *key, __u16 port_be,
 					  __u32 *allowed)
 {
-	struct aegis_rule *rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
+	__u64 rule = match_net(s, AEGIS_NET_EGRESS_PORT, AEGIS_NET_EGRESS_ANY, key, port_be);
 	__u32 full = (key->space & 0xff) == AEGIS_FAMILY_IPV4 ? 32 : 128;
-	if (!rule || rule->prefix_len < full) {
-		struct aegis_rule *named = learned_rule(s, key, port_be);
+	if (!rule || word_prefix_len(rule) < full) {
+		__u64 named = rule_word(learned_rule(s, key, port_be));
 		if (named) {
 			rule = named;
-			if (named->action == AEGIS_ACTION_ALLOW)
-				*allowed = named->rule_id;
+			if (word_action(named) == AEGIS_ACTION_ALLOW)
+				*allowed = word_rule_id(named);
 		}
 	}
-	return rule && rule->action != AEGIS_ACTION_ALLOW ? rule->rule_id : 0;
+	return rule && word_action(rule) != AEGIS_ACTION_ALLOW ? word_rule_id(rule) : 0;
 }
 
 /*
@@ -109,6 +109,6 @@ static __always_inline __u32 egress_deny_id(const struct aegis_state *s, struct 
 	if (s->info->host_rules)
 		return aegis_names_egress_deny(key, alt,
 					       (__u32)port_be << 16 | (hits ? 4 : 0) | (has_alt ? 2 : 0) | (s->gen & 1));
-	struct aegis_rule *rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
-	return rule ? rule->rule_id : 0;
+	__u64 rule = egress_cidr_deny(s, key, alt, has_alt, port_be);
+	return rule ? word_rule_id(rule) : 0;
 }

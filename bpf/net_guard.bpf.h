@@ -192,12 +192,12 @@ __noinline int aegis_packet_rule(struct packet_dest *d, struct packet_verdict *v
 	struct aegis_net_key key = d->key;
 	struct aegis_net_key alt = d->alt;
 	/* With rules by name, the caller asked aegis_names_egress_deny already (the stack has no room here). */
-	struct aegis_rule *rule = s.info->host_rules ? 0 : egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
+	__u64 rule = s.info->host_rules ? 0 : egress_cidr_deny(&s, &key, &alt, d->has_alt, d->dport_be);
 	if (!rule && users && s.info->task_rules)
-		rule = user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids);
+		rule = rule_word(user_rule_of(&s, bpf_ntohs(d->dport_be), v->ids));
 	if (!rule)
 		return 0;
-	v->rule_id = rule->rule_id;
+	v->rule_id = word_rule_id(rule);
 	v->key = key;
 	return 1;
 }

@@ -241,7 +241,6 @@ static __always_inline int load_generation(struct aegis_state *s, __u32 gen)
 	s->gen = gen & 1;
 	s->info = bpf_map_lookup_elem(&gen_info, &s->gen);
 	s->rules = bpf_map_lookup_elem(&rules, &s->gen);
-	s->net_rules = bpf_map_lookup_elem(&net_rules, &s->gen);
 	return s->info != 0;
 }
 
@@ -273,10 +272,10 @@ __noinline int aegis_hop_denied(struct __sk_buff *skb, struct packet_verdict *v,
 	 * The CIDR rules alone: a hop is not where the packet goes, and names (bpf/name_guard.bpf.h) would take the
 	 * stack this deep call chain has no room for. The packet's destination is judged with names too.
 	 */
-	struct aegis_rule *rule = egress_cidr_deny(&s, &key, &alt, has_alt, v->dport_be);
+	__u64 rule = egress_cidr_deny(&s, &key, &alt, has_alt, v->dport_be);
 	if (!rule)
 		return 0;
-	v->rule_id = rule->rule_id;
+	v->rule_id = word_rule_id(rule);
 	v->key = key;
 	return 1;
 }

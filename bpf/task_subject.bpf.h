@@ -180,14 +180,14 @@ struct net_best {
 	__u32 named; /* 1: the rule is a rule by name (aegis_subject_name_rule) */
 };
 
-/* Takes `rule` when it matches more specifically than the best so far (ties keep the earlier one). */
-static __always_inline void net_consider(struct net_best *best, const struct aegis_rule *rule, int rank)
+/* Takes `rule` (a rule word) when it matches more specifically than the best so far (ties keep the earlier one). */
+static __always_inline void net_consider(struct net_best *best, __u64 rule, int rank)
 {
 	if (!rule || rank <= *(volatile __s32 *)&best->rank)
 		return;
 	best->rank = rank;
-	best->rule_id = rule->rule_id;
-	best->action = rule->action;
+	best->rule_id = word_rule_id(rule);
+	best->action = word_action(rule);
 }
 
 /*
@@ -216,11 +216,11 @@ static __always_inline void name_levels(const struct aegis_state *s, __u32 kind,
 					__u32 protocol, __u32 none, struct net_best *best)
 {
 	if (port && !(none & AEGIS_SUBJECT_PAIR_NO_PORT))
-		net_consider(best, exact_rule(s, kind, a, port << 8 | protocol), 2);
+		net_consider(best, rule_word(exact_rule(s, kind, a, port << 8 | protocol)), 2);
 	if (protocol && !(none & AEGIS_SUBJECT_PAIR_NO_PROTOCOL))
-		net_consider(best, exact_rule(s, kind, a, protocol), 1);
+		net_consider(best, rule_word(exact_rule(s, kind, a, protocol)), 1);
 	if (!(none & AEGIS_SUBJECT_PAIR_NO_ANY))
-		net_consider(best, exact_rule(s, kind, a, 0), 0);
+		net_consider(best, rule_word(exact_rule(s, kind, a, 0)), 0);
 }
 
 /*
@@ -295,32 +295,28 @@ __noinline int aegis_subject_name_rule(struct subject_query *q, const struct aeg
 static __always_inline void subject_net_match(const struct aegis_state *s, __u32 subject, struct aegis_net_key *key,
 					      __u16 port_be, struct net_best *best, __u32 absent)
 {
-	void *trie = s->net_rules;
-	if (!trie)
+	if (!has_net_rules(s))
 		return;
 	__u32 family = key->space & 0xff;
 	__u32 shifted = subject << AEGIS_SUBJECT_NET_SHIFT;
-	struct aegis_rule *rule;
+	__u64 rule;
 	key->prefixlen = NET_KEY_FULL_PREFIX;
 	if (port_be && !(absent & AEGIS_INGRESS_NO_PORT)) {
 		key->space = shifted | AEGIS_NET_EGRESS_PORT << 8 | family;
 		__builtin_memcpy(key->port, &port_be, 2);
-		rule = bpf_map_lookup_elem(trie, key);
-		if (rule)
-			net_consider(best, rule, rule->prefix_len * 4 + 2);
+		rule = net_lookup(s, key);
+		net_consider(best, rule, word_prefix_len(rule) * 4 + 2);
 	}
 	key->space = shifted | AEGIS_NET_EGRESS_ANY << 8 | family;
 	key->port[0] = 0;
 	key->port[1] = 0;
 	__u8 protocol = key->protocol;
-	rule = protocol && (absent & AEGIS_INGRESS_NO_PROTOCOL) ? 0 : bpf_map_lookup_elem(trie, key);
-	if (rule)
-		net_consider(best, rule, rule->prefix_len * 4 + (protocol ? 1 : 0));
+	rule = protocol && (absent & AEGIS_INGRESS_NO_PROTOCOL) ? 0 : net_lookup(s, key);
+	net_consider(best, rule, word_prefix_len(rule) * 4 + (protocol ? 1 : 0));
 	if (protocol && !(absent & AEGIS_INGRESS_NO_ANY)) {
 		key->protocol = 0;
-		rule = bpf_map_lookup_elem(trie, key);
-		if (rule)
-			net_consider(best, rule, rule->prefix_len * 4);
+		rule = net_lookup(s, key);
+		net_consider(best, rule, word_prefix_len(rule) * 4);
 		key->protocol = protocol;
 	}
 	key->space = family;

@@ -4,7 +4,7 @@
  * change on either side fails the unit suite.
  */
 
-export const LAYOUT = { VERSION: 21 } as const;
+export const LAYOUT = { VERSION: 22 } as const;
 
 export const MODE = { AUDIT: 0, ENFORCE: 1 } as const;
 

@@ -9,7 +9,7 @@ import { struct, type StructLayout } from "./struct.ts";
 
 export { type FieldLayout, struct, type StructLayout } from "./struct.ts";
 
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 44, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 48, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
@@ -21,6 +21,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 44, {
   host_rules: { offset: 32, size: 4 },
   ingress_absent: { offset: 36, size: 4 },
   egress_absent: { offset: 40, size: 4 },
+  net_exact_entries: { offset: 44, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -346,6 +347,8 @@ export type GenInfo = {
   ingressAbsent: number;
   /** The same bits for egress rules, every subject's (egressAbsentBits); 0 looks all up. */
   egressAbsent: number;
+  /** Entries of the generation's `net_exact` hash (CIDR rules of a whole address). */
+  netExactEntries: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -360,7 +363,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("failsafe_absent", info.failsafeAbsent)
     .u32("host_rules", info.hostRules)
     .u32("ingress_absent", info.ingressAbsent)
-    .u32("egress_absent", info.egressAbsent).bytes;
+    .u32("egress_absent", info.egressAbsent)
+    .u32("net_exact_entries", info.netExactEntries).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -378,6 +382,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     hostRules: view.getUint32(f.host_rules.offset, true),
     ingressAbsent: view.getUint32(f.ingress_absent.offset, true),
     egressAbsent: view.getUint32(f.egress_absent.offset, true),
+    netExactEntries: view.getUint32(f.net_exact_entries.offset, true),
   };
 }
 

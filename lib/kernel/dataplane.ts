@@ -294,6 +294,7 @@ export class DataPlane {
     return [
       { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
       { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
+      { map: "net_exact", entries: info.netExactEntries, capacity: CAPACITY.NET_RULES },
       { map: "ingress_session", entries: sessions.keys().length, capacity: sessions.maxEntries },
       { map: "learned", entries: learned.keys().length, capacity: learned.maxEntries },
     ];

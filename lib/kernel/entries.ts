@@ -7,6 +7,7 @@ import {
   CAPACITY,
   encodeGenInfo,
   EXEC_ALLOW,
+  FAMILY,
   HOST_SHAPE,
   INGRESS_ABSENT,
   NET,
@@ -83,10 +84,15 @@ export type Batch = {
   count: number;
 };
 
-/** The rule maps of a generation (each an outer map with one inner map per generation) and their capacity. */
+/**
+ * The rule maps of a generation (each an outer map with one inner map per generation) and their capacity:
+ * exact rules of every kind, the CIDR rules in a trie, and the CIDR rules of a whole address (/32, /128) in
+ * a hash (splitNetEntries).
+ */
 export const RULE_MAPS = {
   rules: { keySize: AEGIS_RULE_KEY.size, capacity: CAPACITY.RULES },
   net_rules: { keySize: AEGIS_NET_KEY.size, capacity: CAPACITY.NET_RULES },
+  net_exact: { keySize: AEGIS_NET_KEY.size, capacity: CAPACITY.NET_RULES },
 } as const;
 export type RuleMapName = keyof typeof RULE_MAPS;
 
@@ -312,10 +318,7 @@ export function ruleSetEntries(
   for (const iface of set.interfaces) {
     exact({ kind: RULE.IFACE, a: 0, b: iface.ifindex }, ifaceValue(iface));
   }
-  const batches = {
-    rules: rules.batch(),
-    net_rules: { keys: encoded.keys, values: encoded.values, count: encoded.count },
-  };
+  const batches = { rules: rules.batch(), ...splitNetEntries(encoded) };
   for (const name of Object.keys(RULE_MAPS) as RuleMapName[]) {
     const limit = Math.min(capacity[name] ?? RULE_MAPS[name].capacity, RULE_MAPS[name].capacity);
     if (batches[name].count > limit) throw new CapacityError(name, limit, batches[name].count);
@@ -333,6 +336,7 @@ export function ruleSetEntries(
     hostRules,
     ingressAbsent: ingressAbsentBits(encoded.keys, encoded.count),
     egressAbsent: egressAbsentBits(encoded.keys, encoded.count),
+    netExactEntries: batches.net_exact.count,
   });
   return { ...batches, genInfo, ifaceSlots: ifaceSlots(set.interfaces) };
 }
@@ -496,6 +500,62 @@ export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
 }
 
 const ADDR_OFFSET = AEGIS_NET_KEY.fields.addr.offset;
+const PREFIX_OFFSET = AEGIS_NET_KEY.fields.prefixlen.offset;
+const SPACE_OFFSET = AEGIS_NET_KEY.fields.space.offset;
+/** The prefix length of a net key's fixed part: space, protocol and port (32 + 8 + 16 bits). */
+const NET_KEY_HEAD_BITS = 56;
+/** The prefix length every hook looks a net key up with: the fixed part and 16 address bytes. */
+export const NET_KEY_FULL_PREFIX = NET_KEY_HEAD_BITS + 128;
+
+/**
+ * The encoded CIDR entries split by where the kernel holds them: a rule of a whole address (/32, /128) in the
+ * `net_exact` hash, keyed as every hook looks up (the full prefix length; the bytes past an IPv4 address are
+ * zero, as writeNetKey leaves them), the rest in the `net_rules` trie as encoded. The hooks ask the hash
+ * first: a whole address is the longest prefix there is. The hash takes 100,000 entries in about a third of
+ * the trie's time.
+ */
+export function splitNetEntries(encoded: Batch): { net_rules: Batch; net_exact: Batch } {
+  const keySize = AEGIS_NET_KEY.size;
+  const valueSize = AEGIS_RULE.size;
+  const { keys, values, count } = encoded;
+  const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+  const exact = new Uint8Array(count);
+  let exactCount = 0;
+  for (let i = 0; i < count; i++) {
+    const prefix = view.getUint32(i * keySize + PREFIX_OFFSET, true);
+    const family = keys[i * keySize + SPACE_OFFSET]!;
+    if (prefix === NET_KEY_HEAD_BITS + (family === FAMILY.IPV4 ? 32 : 128)) {
+      exact[i] = 1;
+      exactCount++;
+    }
+  }
+  if (exactCount === 0) return { net_rules: encoded, net_exact: { keys: EMPTY, values: EMPTY, count: 0 } };
+  const trieCount = count - exactCount;
+  const split = {
+    net_rules: {
+      keys: new Uint8Array(trieCount * keySize),
+      values: new Uint8Array(trieCount * valueSize),
+      count: 0,
+    },
+    net_exact: {
+      keys: new Uint8Array(exactCount * keySize),
+      values: new Uint8Array(exactCount * valueSize),
+      count: 0,
+    },
+  };
+  for (let i = 0; i < count; i++) {
+    const to = exact[i] ? split.net_exact : split.net_rules;
+    to.keys.set(keys.subarray(i * keySize, (i + 1) * keySize), to.count * keySize);
+    to.values.set(values.subarray(i * valueSize, (i + 1) * valueSize), to.count * valueSize);
+    if (exact[i]) {
+      new DataView(to.keys.buffer).setUint32(to.count * keySize + PREFIX_OFFSET, NET_KEY_FULL_PREFIX, true);
+    }
+    to.count++;
+  }
+  return split;
+}
+
+const EMPTY = new Uint8Array(0);
 
 // Reused for every rule: encoding 100,000 rules allocates nothing per rule (the garbage was most of the time).
 const scratchKey = {

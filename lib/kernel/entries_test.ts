@@ -24,8 +24,10 @@ import {
   encodeNetRules,
   failsafeAbsentBits,
   ingressAbsentBits,
+  NET_KEY_FULL_PREFIX,
   type ResolvedRuleSet,
   ruleSetEntries,
+  splitNetEntries,
 } from "./entries.ts";
 
 const TCP = 6;
@@ -65,7 +67,7 @@ function netKey(
 
 /** The net trie entries of one space, as plain arrays, to compare with deepEqual. */
 function entriesOf(set: ResolvedRuleSet, space: keyof typeof SPACES) {
-  const { keys, values, count } = ruleSetEntries(set).net_rules;
+  const { keys, values, count } = encodeNetRules(set.plan);
   const entries = [];
   for (let i = 0; i < count; i++) {
     const key = keys.subarray(i * AEGIS_NET_KEY.size, (i + 1) * AEGIS_NET_KEY.size);
@@ -414,7 +416,7 @@ Deno.test("ruleSetEntries() merges duplicate keys across a table that grows past
 
 /** The egress_any entries of subject 0, protocol 0, as "family addr/len rule prefixLength". */
 function anyEntries(set: ResolvedRuleSet): string[] {
-  const { keys, values, count } = ruleSetEntries(set).net_rules;
+  const { keys, values, count } = encodeNetRules(set.plan);
   const f = AEGIS_NET_KEY.fields;
   const found = [];
   for (let i = 0; i < count; i++) {
@@ -509,7 +511,7 @@ Deno.test("ruleSetEntries() keys a program's rules on its subject number, and sw
     SUBJECTS.NO_NAMES | SUBJECTS.NO_USERS,
     "the launcher: CIDR",
   );
-  const { keys, count } = ruleSetEntries(set).net_rules;
+  const { keys, count } = encodeNetRules(set.plan);
   const spaces = Array.from(
     { length: count },
     (_, i) =>
@@ -645,4 +647,58 @@ Deno.test("ruleSetEntries() writes gen_info.host_rules: any, exact, wildcard lab
     hostRules([{ ruleId: 1, action: "allow", host: "api.example.com", subject: 1 }]),
     HOST_ANY | HOST_EXACT | (PAIR_NO_PORT | PAIR_NO_PROTOCOL | PAIR_NO_ANY) << HOST_LEVELS_SHIFT,
   );
+});
+
+Deno.test("splitNetEntries() puts the rules of a whole address in the hash, keyed at the full prefix, the rest in the trie", () => {
+  const v6 = (cidr: string, ruleId: number): NetRule => ({ ruleId, action: "deny", ...parseCidr(cidr) });
+  const set = resolved({
+    egress: [
+      v4("10.1.2.3/32", 1),
+      v4("10.1.2.0/24", 2),
+      v4("10.9.9.9/32", 3, { port: 443, protocol: "tcp" }),
+      v6("2001:db8::1/128", 4),
+      v6("2001:db8::/64", 5),
+      v4("::ffff:10.7.7.7/128", 6) as NetRule,
+    ],
+  });
+  const encoded = encodeNetRules(set.plan);
+  const split = splitNetEntries(encoded);
+  assert.equal(split.net_rules.count + split.net_exact.count, encoded.count, "every entry in one map");
+  const f = AEGIS_NET_KEY.fields;
+  const read = ({ keys, values, count }: { keys: Uint8Array; values: Uint8Array; count: number }) =>
+    Array.from({ length: count }, (_, i) => {
+      const key = keys.subarray(i * AEGIS_NET_KEY.size, (i + 1) * AEGIS_NET_KEY.size);
+      const view = new DataView(key.buffer, key.byteOffset);
+      return {
+        prefix: view.getUint32(f.prefixlen.offset, true),
+        family: key[f.space.offset]!,
+        tail: [...key.subarray(f.addr.offset + (key[f.space.offset] === 4 ? 4 : 16))],
+        rule: decodeRule(values.subarray(i * AEGIS_RULE.size, (i + 1) * AEGIS_RULE.size)),
+      };
+    });
+  const exact = read(split.net_exact);
+  assert.deepEqual(
+    exact.map((e) => e.rule.ruleId).toSorted(),
+    [1, 3, 4, 6],
+    "the /32s and the /128 (and a mapped /128)",
+  );
+  for (const entry of exact) {
+    assert.equal(entry.prefix, NET_KEY_FULL_PREFIX, "keyed as the hooks look up");
+    assert.ok(entry.tail.every((byte) => byte === 0), "the bytes past the address are zero");
+    assert.equal(
+      entry.rule.prefixLength,
+      entry.family === 4 ? 32 : 128,
+      "the rule still ranks as its length",
+    );
+  }
+  assert.deepEqual(read(split.net_rules).map((e) => [e.rule.ruleId, e.prefix - 56]).toSorted(), [[2, 24], [
+    5,
+    64,
+  ]]);
+  assert.equal(decodeGenInfo(ruleSetEntries(set).genInfo).netExactEntries, split.net_exact.count);
+  assert.equal(decodeGenInfo(ruleSetEntries(set).genInfo).netRulesEntries, split.net_rules.count);
+  // Nothing whole: the trie's batch is the encoded one itself.
+  const none = encodeNetRules(resolved({ egress: [v4("10.0.0.0/8", 1)] }).plan);
+  assert.equal(splitNetEntries(none).net_rules, none);
+  assert.equal(splitNetEntries(none).net_exact.count, 0);
 });

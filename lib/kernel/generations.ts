@@ -17,6 +17,7 @@ import {
   RULE_MAPS,
   type RuleMapName,
   ruleSetEntries,
+  splitNetEntries,
 } from "./entries.ts";
 import type { EncodedNet, RuleSetPlan } from "../policy/plan.ts";
 import { phase, phaseAsync } from "../phases.ts";
@@ -29,6 +30,8 @@ const BPF_F_NO_PREALLOC = 1;
 const INNER: Readonly<Record<RuleMapName, { type: number; flags: number }>> = {
   rules: { type: BPF_MAP_TYPE_HASH, flags: 0 },
   net_rules: { type: BPF_MAP_TYPE_LPM_TRIE, flags: BPF_F_NO_PREALLOC },
+  // Preallocated (the object's template says so): sized to the generation, and faster to fill.
+  net_exact: { type: BPF_MAP_TYPE_HASH, flags: 0 },
 };
 
 /** The new rules are live, but a step after the flip failed: do not retry the apply. */
@@ -143,27 +146,40 @@ export class StagedGeneration {
   }
 }
 
+/** The inner maps of a plan's CIDR rules (splitNetEntries), which a write ahead makes. */
+type NetMapName = "net_rules" | "net_exact";
+const NET_MAPS: readonly NetMapName[] = ["net_rules", "net_exact"];
+
 /**
- * A plan's `net_rules` inner map, written ahead while the apply still checks and waits for its locks: the
- * kernel takes about 0.1 s for 100,000 CIDR entries, on a worker thread here. The map is fresh and installed
- * nowhere, so nothing the hooks read changes; `stageGeneration` installs it as the new generation's, and
- * one not installed (a check refused the apply, the policy was in force already) is closed when this is
- * disposed, and freed by the kernel.
+ * A plan's CIDR inner maps (the `net_rules` trie and the `net_exact` hash), written ahead while the apply
+ * still checks and waits for its locks: the kernel takes about 0.1 s for 100,000 trie entries, on worker
+ * threads here. The maps are fresh and installed nowhere, so nothing the hooks read changes;
+ * `stageGeneration` installs them as the new generation's, and those not installed (a check refused the
+ * apply, the policy was in force already) are closed when this is disposed, and freed by the kernel.
  */
 export class NetRulesAhead implements Disposable {
   /** The plan written: a stage of any other plan writes its own. */
   readonly plan: RuleSetPlan;
   /** The plan's entries, which the stage takes as they are instead of encoding them again. */
   readonly encoded: EncodedNet;
-  #map: FdMap | undefined;
+  #maps: Map<NetMapName, FdMap>;
   #done = false;
   readonly #written: Promise<void>;
 
-  private constructor(plan: RuleSetPlan, encoded: EncodedNet, map: FdMap | undefined) {
+  private constructor(
+    plan: RuleSetPlan,
+    encoded: EncodedNet,
+    maps: Map<NetMapName, FdMap>,
+    batches: Record<NetMapName, Batch>,
+  ) {
     this.plan = plan;
     this.encoded = encoded;
-    this.#map = map;
-    this.#written = map?.updateBatchAsync(encoded.keys, encoded.values, encoded.count) ?? Promise.resolve();
+    this.#maps = maps;
+    this.#written = Promise.all(
+      [...maps].map(([name, map]) =>
+        map.updateBatchAsync(batches[name].keys, batches[name].values, batches[name].count)
+      ),
+    ).then(() => {});
     // An apply refused meanwhile never waits for the write: its failure is then no unhandled rejection.
     this.#written.then(() => this.#done = true, () => {});
   }
@@ -174,42 +190,49 @@ export class NetRulesAhead implements Disposable {
    */
   static start(plan: RuleSetPlan): NetRulesAhead {
     const encoded = encodeNetRules(plan);
-    const { keySize, capacity } = RULE_MAPS.net_rules;
-    if (encoded.count === 0 || encoded.count > capacity) return new NetRulesAhead(plan, encoded, undefined);
-    let map: FdMap;
+    const batches = splitNetEntries(encoded);
+    const maps = new Map<NetMapName, FdMap>();
+    const fits = NET_MAPS.every((name) => batches[name].count <= RULE_MAPS[name].capacity);
     try {
-      map = FdMap.create("net_rules_new", {
-        ...INNER.net_rules,
-        keySize,
-        valueSize: AEGIS_RULE.size,
-        maxEntries: encoded.count,
-      });
+      for (const name of fits ? NET_MAPS : []) {
+        if (batches[name].count === 0) continue;
+        maps.set(
+          name,
+          FdMap.create(`${name}_new`, {
+            ...INNER[name],
+            keySize: RULE_MAPS[name].keySize,
+            valueSize: AEGIS_RULE.size,
+            maxEntries: batches[name].count,
+          }),
+        );
+      }
     } catch {
       // Only a head start: where no map can be made now (no privilege), the stage makes it and says why.
-      return new NetRulesAhead(plan, encoded, undefined);
+      for (const map of maps.values()) map.close();
+      maps.clear();
     }
-    return new NetRulesAhead(plan, encoded, map);
+    return new NetRulesAhead(plan, encoded, maps, batches);
   }
 
-  /** Resolves once the write is done; rejects with its error. */
+  /** Resolves once the writes are done; rejects with the first error. */
   written(): Promise<void> {
     return this.#written;
   }
 
   /**
-   * The written map, once, when its write is done: the stage installs it (and closes it when the stage
-   * fails). Before that, or after a failed write, nothing: the stage writes a map of its own.
+   * The written map of `name`, once, when the writes are done: the stage installs it (and closes it when the
+   * stage fails). Before that, or after a failed write, nothing: the stage writes a map of its own.
    */
-  take(): FdMap | undefined {
+  take(name: NetMapName): FdMap | undefined {
     if (!this.#done) return undefined;
-    const map = this.#map;
-    this.#map = undefined;
+    const map = this.#maps.get(name);
+    this.#maps.delete(name);
     return map;
   }
 
   [Symbol.dispose](): void {
-    this.#map?.close();
-    this.#map = undefined;
+    for (const map of this.#maps.values()) map.close();
+    this.#maps.clear();
   }
 }
 
@@ -289,7 +312,7 @@ function writeGeneration(
         if (occupied(object.map(name), generation)) object.map(name).delete(encodeU32(generation));
         continue;
       }
-      const written = name === "net_rules" ? early?.take() : undefined;
+      const written = name === "net_rules" || name === "net_exact" ? early?.take(name) : undefined;
       const map = written ?? phase(`write ${name}`, () => createInner(name, generation, entries[name]));
       inner.set(name, map);
       installs.push({ name, map });

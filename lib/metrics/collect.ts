@@ -148,6 +148,7 @@ export function collect(
     ? [
       { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
       { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
+      { map: "net_exact", entries: info.netExactEntries, capacity: CAPACITY.NET_RULES },
     ]
     : [];
   if (sessions) maps.push({ map: "ingress_session", ...sessions });

@@ -32,7 +32,13 @@ function fillerRules(count: number, ruleId: number): NetRule[] {
 /** Entries each rule map should hold when only `set` is live in generation `gen`. */
 function expectedFill(set: ResolvedRuleSet): Record<string, number> {
   const entries = ruleSetEntries(set);
-  return { rules: entries.rules.count, net_rules: entries.net_rules.count, ingress_session: 0, learned: 0 };
+  return {
+    rules: entries.rules.count,
+    net_rules: entries.net_rules.count,
+    net_exact: entries.net_exact.count,
+    ingress_session: 0,
+    learned: 0,
+  };
 }
 
 function fill(plane: DataPlane): Record<string, number> {
@@ -303,7 +309,7 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
 }
 
 rootTest(
-  "[root] an apply drops the old generation's inner maps from both rule maps, and keeps the new ones",
+  "[root] an apply drops the old generation's inner maps from every rule map, and keeps the new ones",
   async () => {
     await withPlane({ areas: AREAS }, async ({ plane, cgroup, server }) => {
       const slot = (map: string, gen: number) =>
@@ -312,13 +318,14 @@ rootTest(
         ruleSet({
           mode: "enforce",
           rules: rules("deny", "bind"),
-          egress: [ipv4Rule(`${address}/32`, 1)],
+          // A whole address (the net_exact hash) and a network (the net_rules trie).
+          egress: [ipv4Rule(`${address}/32`, 1), ipv4Rule("10.9.8.0/24", 1)],
           bind: [{ ruleId: 2, port: 1, protocol: "tcp" }],
         });
       const first = await plane.apply(set(DENIED));
       const second = await plane.apply(set("127.0.0.3"));
       assert.equal(second, first ^ 1);
-      for (const map of ["rules", "net_rules"]) {
+      for (const map of ["rules", "net_rules", "net_exact"]) {
         assert.ok(slot(map, second), `${map}: the live generation's inner map is installed`);
         assert.equal(slot(map, first), undefined, `${map}: the old one is dropped`);
       }

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { encodeRuleKey, encodeU32, FdMap, RULE } from "../../ffi/mod.ts";
 import { lockState } from "../../lib/ops/apply.ts";
 import { checkHealth } from "../../lib/report/health.ts";
-import { encodeNetRules } from "../../lib/kernel/entries.ts";
+import { encodeNetRules, splitNetEntries } from "../../lib/kernel/entries.ts";
 import { pinnedGenInfo } from "../../lib/kernel/inspect.ts";
 import { readModeWords } from "../../lib/kernel/mode_words.ts";
 import { currentIdentity } from "../../lib/kernel/resolve.ts";
@@ -40,15 +40,17 @@ type Known = { label: string; text: string; netKeys: Set<string> };
 const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The `net_rules` keys a policy compiles to, as the kernel should hold them. */
+/** The CIDR keys a policy compiles to (the `net_rules` trie's and the `net_exact` hash's), as the kernel should hold them. */
 function netKeysOf(text: string): Set<string> {
-  const { keys, count } = encodeNetRules(compilePolicy(parsePolicy(text, "race")));
-  const size = keys.byteLength / Math.max(count, 1);
-  return new Set(Array.from({ length: count }, (_, i) => hex(keys.subarray(i * size, (i + 1) * size))));
+  const split = splitNetEntries(encodeNetRules(compilePolicy(parsePolicy(text, "race"))));
+  return new Set([split.net_rules, split.net_exact].flatMap(({ keys, count }) => {
+    const size = keys.byteLength / Math.max(count, 1);
+    return Array.from({ length: count }, (_, i) => hex(keys.subarray(i * size, (i + 1) * size)));
+  }));
 }
 
 /** The inner map of rule map `name` installed for generation `gen` (read through the pinned outer map). */
-function innerMap(host: Host, name: "net_rules" | "rules", gen: number): FdMap | undefined {
+function innerMap(host: Host, name: "net_rules" | "net_exact" | "rules", gen: number): FdMap | undefined {
   using outer = FdMap.open(`${host.bpffs}/aegisbpf/maps/${name}`);
   const id = outer.lookup(encodeU32(gen));
   return id && FdMap.fromId(new DataView(id.buffer).getUint32(0, true), `${name}[${gen}]`);
@@ -60,13 +62,14 @@ async function snapshot(host: Host, target: string) {
   const activeGen = readModeWords(host.bpffs)!.activeGen;
   const history = listHistory(host.stateDir);
   using net = innerMap(host, "net_rules", activeGen);
+  using exact = innerMap(host, "net_exact", activeGen);
   using rules = innerMap(host, "rules", activeGen);
   // The file as the kernel names it (its superblock's dev), as the apply resolved it.
   const { dev, ino } = currentIdentity(target, Deno.readTextFileSync("/proc/self/mountinfo"))!;
   return {
     activeGen,
     genInfo: pinnedGenInfo(host.bpffs, activeGen),
-    netKeys: new Set((net?.keys() ?? []).map(hex)),
+    netKeys: new Set([...net?.keys() ?? [], ...exact?.keys() ?? []].map(hex)),
     // The file rule's inode live in the kernel: the target as it is now must be denied.
     targetDenied: rules?.lookup(encodeRuleKey({ kind: RULE.FILE, a: ino, b: dev })) !== undefined,
     entry: currentEntry(history),
@@ -321,10 +324,9 @@ function agreement(
       `the kernel's live net rules are those of ${live.map(name).join(", ") || "no known policy"}`,
     );
   }
-  if (seen.genInfo?.netRulesEntries !== seen.netKeys.size) {
-    problems.push(
-      `gen_info counts ${seen.genInfo?.netRulesEntries} net rules, the map holds ${seen.netKeys.size}`,
-    );
+  const counted = seen.genInfo && seen.genInfo.netRulesEntries + seen.genInfo.netExactEntries;
+  if (counted !== seen.netKeys.size) {
+    problems.push(`gen_info counts ${counted} net rules, the maps hold ${seen.netKeys.size}`);
   }
   if (!seen.targetDenied) problems.push("the kernel does not deny the target file as it is now");
   if (health.policy?.sha256 !== expected || health.policy?.seq !== entry?.seq) {

@@ -42,8 +42,10 @@ function adopt(bpffs: string, cgroupPath: string): void {
   using plane = open(bpffs, cgroupPath);
   const gen = plane.config().activeGen;
   if (!plane.activeGenInfo().enforce) throw new Error(`Generation ${gen} is not in enforce mode`);
-  const expected = ruleSetEntries(AGENT_RULE_SET).net_rules.count;
-  const live = plane.activeGenInfo().netRulesEntries;
+  const entries = ruleSetEntries(AGENT_RULE_SET);
+  const expected = entries.net_rules.count + entries.net_exact.count;
+  const info = plane.activeGenInfo();
+  const live = info.netRulesEntries + info.netExactEntries;
   if (expected === 0 || live !== expected) {
     throw new Error(`Generation ${gen} does not hold the agent's egress rules: ${live} entries`);
   }
