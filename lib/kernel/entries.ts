@@ -515,45 +515,51 @@ export const NET_KEY_FULL_PREFIX = NET_KEY_HEAD_BITS + 128;
  * the trie's time.
  */
 export function splitNetEntries(encoded: Batch): { net_rules: Batch; net_exact: Batch } {
+  const known = splits.get(encoded);
+  if (known) return known;
   const keySize = AEGIS_NET_KEY.size;
   const valueSize = AEGIS_RULE.size;
   const { keys, values, count } = encoded;
   const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
-  const exact = new Uint8Array(count);
+  const isExact = (i: number) =>
+    view.getUint32(i * keySize + PREFIX_OFFSET, true) ===
+      NET_KEY_HEAD_BITS + (keys[i * keySize + SPACE_OFFSET] === FAMILY.IPV4 ? 32 : 128);
+  // Runs of entries bound for the same map, each copied at once (a fleet's blocklist is one run).
+  const runs: { exact: boolean; from: number; to: number }[] = [];
   let exactCount = 0;
   for (let i = 0; i < count; i++) {
-    const prefix = view.getUint32(i * keySize + PREFIX_OFFSET, true);
-    const family = keys[i * keySize + SPACE_OFFSET]!;
-    if (prefix === NET_KEY_HEAD_BITS + (family === FAMILY.IPV4 ? 32 : 128)) {
-      exact[i] = 1;
-      exactCount++;
+    const exact = isExact(i);
+    if (exact) exactCount++;
+    const last = runs[runs.length - 1];
+    if (last && last.exact === exact) last.to = i + 1;
+    else runs.push({ exact, from: i, to: i + 1 });
+  }
+  let split: { net_rules: Batch; net_exact: Batch };
+  if (exactCount === 0) split = { net_rules: encoded, net_exact: { keys: EMPTY, values: EMPTY, count: 0 } };
+  else {
+    const batch = (entries: number) => ({
+      keys: new Uint8Array(entries * keySize),
+      values: new Uint8Array(entries * valueSize),
+      count: 0,
+    });
+    split = { net_rules: batch(count - exactCount), net_exact: batch(exactCount) };
+    for (const { exact, from, to } of runs) {
+      const into = exact ? split.net_exact : split.net_rules;
+      into.keys.set(keys.subarray(from * keySize, to * keySize), into.count * keySize);
+      into.values.set(values.subarray(from * valueSize, to * valueSize), into.count * valueSize);
+      into.count += to - from;
+    }
+    const exactKeys = new DataView(split.net_exact.keys.buffer);
+    for (let i = 0; i < exactCount; i++) {
+      exactKeys.setUint32(i * keySize + PREFIX_OFFSET, NET_KEY_FULL_PREFIX, true);
     }
   }
-  if (exactCount === 0) return { net_rules: encoded, net_exact: { keys: EMPTY, values: EMPTY, count: 0 } };
-  const trieCount = count - exactCount;
-  const split = {
-    net_rules: {
-      keys: new Uint8Array(trieCount * keySize),
-      values: new Uint8Array(trieCount * valueSize),
-      count: 0,
-    },
-    net_exact: {
-      keys: new Uint8Array(exactCount * keySize),
-      values: new Uint8Array(exactCount * valueSize),
-      count: 0,
-    },
-  };
-  for (let i = 0; i < count; i++) {
-    const to = exact[i] ? split.net_exact : split.net_rules;
-    to.keys.set(keys.subarray(i * keySize, (i + 1) * keySize), to.count * keySize);
-    to.values.set(values.subarray(i * valueSize, (i + 1) * valueSize), to.count * valueSize);
-    if (exact[i]) {
-      new DataView(to.keys.buffer).setUint32(to.count * keySize + PREFIX_OFFSET, NET_KEY_FULL_PREFIX, true);
-    }
-    to.count++;
-  }
+  splits.set(encoded, split);
   return split;
 }
+
+/** Each encoded batch's split, made once: the write ahead and the stage of the same plan both ask. */
+const splits = new WeakMap<Batch, { net_rules: Batch; net_exact: Batch }>();
 
 const EMPTY = new Uint8Array(0);
 
