@@ -157,7 +157,7 @@ enum aegis_rule_kind {
 	 */
 	AEGIS_RULE_SUBJECT = 56,      /* a = ino, b = dev of an exe; rule_id = its subject (children: false) */
 	AEGIS_RULE_SUBJECT_TREE = 57, /* a = ino, b = dev of an exe; rule_id = its subject (children: true) */
-	AEGIS_RULE_SUBJECTS = 58,     /* a = b = 0, present when any rule names an exe; action = AEGIS_SUBJECT_TREE or 0 */
+	/* (Kind 58 is free: the switch of subjects is gen_info.subject_switch.) */
 	/* a = b = 0, present when any rule names an exe: tasks in scope cannot change their mm->exe_file */
 	AEGIS_RULE_IDENTITY_GUARD = 59,
 	/*
@@ -198,7 +198,7 @@ enum aegis_writer_scope {
 };
 
 /*
- * The switch entry's action bits (AEGIS_RULE_SUBJECTS), a subject entry's (AEGIS_RULE_SUBJECT / _TREE), and
+ * The switch's bits (gen_info.subject_switch), a subject entry's action (AEGIS_RULE_SUBJECT / _TREE), and
  * the limits of the subject walk. The NO_* bits say what rules a subject has none of (on the switch: the rules
  * naming no program, subject 0), so that an egress decision skips the lookups that cannot match; 0, as an
  * older release wrote, looks everything up.
@@ -212,6 +212,7 @@ enum aegis_subjects {
 	AEGIS_SUBJECT_PAIR_NO_PORT = 16,     /* no rule with a port */
 	AEGIS_SUBJECT_PAIR_NO_PROTOCOL = 32, /* no rule with a protocol and no port */
 	AEGIS_SUBJECT_PAIR_NO_ANY = 64,      /* no rule with neither */
+	AEGIS_SUBJECT_ON = 128,       /* switch bit: some rule names an exe (the switch is 0 when none does) */
 	AEGIS_SUBJECT_DEPTH = 16,     /* ancestors walked for children: true (parent, grandparent, ...) */
 	AEGIS_SUBJECT_SLOTS = 4,      /* subjects one task holds at most: its exe's two, then nearest ancestors' */
 	AEGIS_SUBJECT_MAX = 65535,    /* subject numbers are 16 bits */
@@ -386,8 +387,13 @@ struct aegis_gen_info {
 	/* The same bits for the egress spaces (every subject's): the egress lookups skip those shapes. */
 	__u32 egress_absent;
 	__u32 net_exact_entries; /* entries of this generation's `net_exact` inner map */
+	/*
+	 * AEGIS_SUBJECT_ON | AEGIS_SUBJECT_TREE and the NO_* bits of the rules naming no program, where some rule
+	 * names an exe; 0 where none does, and then no hook reads the task's program.
+	 */
+	__u32 subject_switch;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 48, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 52, "aegis_gen_info size");
 
 /* Key of the `rules` hash: exact-match rules of every kind. */
 struct aegis_rule_key {

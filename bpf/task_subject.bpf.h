@@ -16,8 +16,8 @@
  * tree says now.
  *
  * Subject numbers are per generation: the `rules` map holds (AEGIS_RULE_SUBJECT / _TREE, ino, dev) -> the
- * number, and the switch entry AEGIS_RULE_SUBJECTS, present only when some rule names an exe, so that a
- * policy without exe rules never reads the task.
+ * number, and gen_info.subject_switch is non-zero only when some rule names an exe, so that a policy without
+ * exe rules never reads the task (a word of gen_info, which every hook has read already: no lookup).
  */
 
 /*
@@ -33,20 +33,20 @@ struct task_subjects {
 
 #define SUBJECT_BITS_SHIFT 16
 
-/* The subject switch of the generation: NULL when no rule names an exe. */
-static __always_inline struct aegis_rule *subject_switch(const struct aegis_state *s)
+/* The subject switch of the generation (s->info loaded): 0 when no rule names an exe. */
+static __always_inline __u32 subject_switch(const struct aegis_state *s)
 {
-	return exact_rule(s, AEGIS_RULE_SUBJECTS, 0, 0);
+	return s->info ? s->info->subject_switch : 0;
 }
 
-/* aegis_task_subjects' `known`: the switch was looked up (its action in the low byte), not to be again. */
+/* aegis_task_subjects' `known`: the switch was read (its bits but AEGIS_SUBJECT_ON in the low byte). */
 #define SUBJECT_SWITCH_KNOWN 0x80000000u
 
-/* The switch as aegis_task_subjects takes it from a caller that looked it up: 0 when it is absent. */
+/* The switch as aegis_task_subjects takes it from a caller that read it: 0 when it is off. */
 static __always_inline __u32 subject_switch_word(const struct aegis_state *s)
 {
-	struct aegis_rule *on = subject_switch(s);
-	return on ? SUBJECT_SWITCH_KNOWN | on->action : 0;
+	__u32 on = subject_switch(s);
+	return on ? SUBJECT_SWITCH_KNOWN | (on & (AEGIS_SUBJECT_ON - 1)) : 0;
 }
 
 /*

@@ -98,7 +98,6 @@ export const RULE = {
   // subjects (bpf/task_subject.bpf.h)
   SUBJECT: 56,
   SUBJECT_TREE: 57,
-  SUBJECTS: 58,
   IDENTITY_GUARD: 59,
   // egress rules by host name (bpf/name_guard.bpf.h)
   HOST: 60,
@@ -140,6 +139,7 @@ export const SUBJECTS = {
   PAIR_NO_PORT: 16,
   PAIR_NO_PROTOCOL: 32,
   PAIR_NO_ANY: 64,
+  ON: 128,
   DEPTH: 16,
   SLOTS: 4,
   MAX: 65535,

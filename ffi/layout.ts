@@ -9,7 +9,7 @@ import { struct, type StructLayout } from "./struct.ts";
 
 export { type FieldLayout, struct, type StructLayout } from "./struct.ts";
 
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 48, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 52, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
@@ -22,6 +22,7 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 48, {
   ingress_absent: { offset: 36, size: 4 },
   egress_absent: { offset: 40, size: 4 },
   net_exact_entries: { offset: 44, size: 4 },
+  subject_switch: { offset: 48, size: 4 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -349,6 +350,8 @@ export type GenInfo = {
   egressAbsent: number;
   /** Entries of the generation's `net_exact` hash (CIDR rules of a whole address). */
   netExactEntries: number;
+  /** SUBJECTS.ON | TREE | the NO_* bits of the rules naming no program, where a rule names an exe; else 0. */
+  subjectSwitch: number;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -364,7 +367,8 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("host_rules", info.hostRules)
     .u32("ingress_absent", info.ingressAbsent)
     .u32("egress_absent", info.egressAbsent)
-    .u32("net_exact_entries", info.netExactEntries).bytes;
+    .u32("net_exact_entries", info.netExactEntries)
+    .u32("subject_switch", info.subjectSwitch).bytes;
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -383,6 +387,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     ingressAbsent: view.getUint32(f.ingress_absent.offset, true),
     egressAbsent: view.getUint32(f.egress_absent.offset, true),
     netExactEntries: view.getUint32(f.net_exact_entries.offset, true),
+    subjectSwitch: view.getUint32(f.subject_switch.offset, true),
   };
 }
 

@@ -205,10 +205,11 @@ export function ruleSetEntries(
       prefixLength: 0,
     });
   }
-  if ((set.plan.subjects ?? []).length > 0) {
-    const tree = set.plan.subjects!.some((subject) => subject.children) ? SUBJECTS.TREE : 0;
-    exact({ kind: RULE.SUBJECTS, a: 0, b: 0 }, { ruleId: 0, action: tree | absent(0), prefixLength: 0 });
-  }
+  // The switch (gen_info): what the rules naming no program have none of, and whether ancestors are walked.
+  const planSubjects = set.plan.subjects ?? [];
+  const subjectSwitch = planSubjects.length > 0
+    ? SUBJECTS.ON | (planSubjects.some((subject) => subject.children) ? SUBJECTS.TREE : 0) | absent(0)
+    : 0;
   // Policy switches: one entry each, in the generation, so they flip with the rest of the policy.
   if (set.plan.denyMemfdExec) {
     exact({ kind: RULE.MEMFD_EXEC, a: 0, b: 0 }, denyValue(set.plan.denyMemfdExec.ruleId));
@@ -337,6 +338,7 @@ export function ruleSetEntries(
     ingressAbsent: ingressAbsentBits(encoded.keys, encoded.count),
     egressAbsent: egressAbsentBits(encoded.keys, encoded.count),
     netExactEntries: batches.net_exact.count,
+    subjectSwitch,
   });
   return { ...batches, genInfo, ifaceSlots: ifaceSlots(set.interfaces) };
 }

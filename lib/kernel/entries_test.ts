@@ -491,18 +491,23 @@ Deno.test("ruleSetEntries() keys a program's rules on its subject number, and sw
   const rules = rulesOf(set).map((entry) => `${entry.kind} ${entry.a} ${entry.b} ${entry.value[0]}`);
   assert.ok(rules.includes(`${RULE.SUBJECT} 100 8 1`), "curl's inode is subject 1");
   assert.ok(rules.includes(`${RULE.SUBJECT_TREE} 200 8 2`), "the launcher's, with its children, subject 2");
-  assert.ok(rules.includes(`${RULE.SUBJECTS} 0 0 0`), "the switch");
   assert.ok(rules.includes(`${RULE.USER_UID} 1 0 2`), "a users entry of subject 1");
   assert.ok(rules.includes(`${RULE.USER_UID_PORT} ${(1 << 16) + 443} 0 2`), "its port, of subject 1");
   assert.ok(rules.includes(`${RULE.BIND} ${(2 << 16) + 8080} ${TCP} 3`), "a bind rule of subject 2");
-  const switchEntry = rulesOf(set).find((entry) => entry.kind === RULE.SUBJECTS)!;
-  assert.equal(switchEntry.value[4]! & SUBJECTS.TREE, 1, "some rule has children: the ancestors are walked");
+  const switchWord = decodeGenInfo(ruleSetEntries(set).genInfo).subjectSwitch;
+  assert.equal(switchWord & SUBJECTS.ON, SUBJECTS.ON, "the switch (gen_info): some rule names an exe");
+  assert.equal(switchWord & SUBJECTS.TREE, 1, "some rule has children: the ancestors are walked");
   // What each subject has none of (the switch: the rules naming no program), for the hooks to skip.
   assert.equal(
-    switchEntry.value[4]! & ~SUBJECTS.TREE,
+    switchWord & ~(SUBJECTS.TREE | SUBJECTS.ON),
     SUBJECTS.NO_NET | SUBJECTS.NO_NAMES | SUBJECTS.NO_USERS,
     "no rule names no program",
   );
+  assert.ok(
+    rulesOf(set).every((entry) => entry.kind !== 58),
+    "no switch entry in the rules map (kind 58 is free)",
+  );
+  assert.equal(decodeGenInfo(ruleSetEntries(resolved({})).genInfo).subjectSwitch, 0, "no exe rule: off");
   const actionOf = (kind: number, ino: bigint) =>
     rulesOf(set).find((entry) => entry.kind === kind && entry.a === ino)!.value[4];
   assert.equal(actionOf(RULE.SUBJECT, 100n), SUBJECTS.NO_NET | SUBJECTS.NO_NAMES, "curl: a users entry only");
@@ -538,8 +543,11 @@ Deno.test("ruleSetEntries() marks what rules by name a subject and a pair have n
   const rules = rulesOf(set);
   const subject = rules.find((entry) => entry.kind === RULE.SUBJECT)!;
   assert.equal(subject.value[4], SUBJECTS.NO_NET | SUBJECTS.NO_USERS, "curl: rules by name only");
-  const switchEntry = rules.find((entry) => entry.kind === RULE.SUBJECTS)!;
-  assert.equal(switchEntry.value[4], SUBJECTS.NO_USERS, "no program named: a CIDR rule and a rule by name");
+  assert.equal(
+    decodeGenInfo(ruleSetEntries(set).genInfo).subjectSwitch,
+    SUBJECTS.ON | SUBJECTS.NO_USERS,
+    "no program named: a CIDR rule and a rule by name",
+  );
   const pairs = rules.filter((entry) => entry.kind === RULE.HOST_SUBJECT).map((
     entry,
   ) => [entry.b, entry.value[4]]);
