@@ -87,13 +87,15 @@ const EXEC_ALLOW_KEYS = ["trust", ...FILE_KEYS, "sha256"];
 function egressRule(rule: unknown): EgressRuleSpec | undefined {
   const order = isRecord(rule) ? keyOrder(rule, EGRESS_KEYS) : "invalid";
   if (order === "invalid") return undefined;
-  const { exe, children, optional, ...net } = rule as Record<string, unknown>;
+  const fields = rule as Record<string, unknown>;
   // A rule by host name: zod decides (HOST_NOT_SUPPORTED, or what is wrong with the pattern).
-  if (net.host !== undefined) return undefined;
-  if (exe === undefined) {
-    if (children !== undefined || optional !== undefined) return undefined;
+  if (fields.host !== undefined) return undefined;
+  // The common rule, naming no program, is checked as it is: no copy of it is made (100,000 of them).
+  if (fields.exe === undefined) {
+    if (fields.children !== undefined || fields.optional !== undefined) return undefined;
     return netRule(rule);
   }
+  const { exe, children, optional, ...net } = fields;
   if (typeof exe !== "string" || !isAbsoluteClean(exe)) return undefined;
   if (children !== undefined && typeof children !== "boolean") return undefined;
   if (optional !== undefined && typeof optional !== "boolean") return undefined;
