@@ -392,8 +392,14 @@ struct aegis_gen_info {
 	 * names an exe; 0 where none does, and then no hook reads the task's program.
 	 */
 	__u32 subject_switch;
+	__u32 _pad0;
+	/*
+	 * Random and never 0, written at each staging: names these contents of the generation's slot, for the
+	 * caches of a decision (xdp_matches) that must not outlive them. 0 (never written) caches nothing.
+	 */
+	__u64 stamp;
 };
-_Static_assert(sizeof(struct aegis_gen_info) == 52, "aegis_gen_info size");
+_Static_assert(sizeof(struct aegis_gen_info) == 64, "aegis_gen_info size");
 
 /* Key of the `rules` hash: exact-match rules of every kind. */
 struct aegis_rule_key {

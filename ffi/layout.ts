@@ -9,7 +9,7 @@ import { struct, type StructLayout } from "./struct.ts";
 
 export { type FieldLayout, struct, type StructLayout } from "./struct.ts";
 
-export const AEGIS_GEN_INFO = struct("aegis_gen_info", 52, {
+export const AEGIS_GEN_INFO = struct("aegis_gen_info", 64, {
   mode: { offset: 0, size: 4 },
   scope_include: { offset: 4, size: 4 },
   scope_exempt: { offset: 8, size: 4 },
@@ -23,6 +23,8 @@ export const AEGIS_GEN_INFO = struct("aegis_gen_info", 52, {
   egress_absent: { offset: 40, size: 4 },
   net_exact_entries: { offset: 44, size: 4 },
   subject_switch: { offset: 48, size: 4 },
+  _pad0: { offset: 52, size: 4 },
+  stamp: { offset: 56, size: 8 },
 });
 
 export const AEGIS_RULE_KEY = struct("aegis_rule_key", 16, {
@@ -352,6 +354,8 @@ export type GenInfo = {
   netExactEntries: number;
   /** SUBJECTS.ON | TREE | the NO_* bits of the rules naming no program, where a rule names an exe; else 0. */
   subjectSwitch: number;
+  /** Names these contents of the slot (random, written at staging: stampGenInfo); 0 caches nothing. */
+  stamp?: bigint;
 };
 
 export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
@@ -368,7 +372,22 @@ export function encodeGenInfo(info: GenInfo): Uint8Array<ArrayBuffer> {
     .u32("ingress_absent", info.ingressAbsent)
     .u32("egress_absent", info.egressAbsent)
     .u32("net_exact_entries", info.netExactEntries)
-    .u32("subject_switch", info.subjectSwitch).bytes;
+    .u32("subject_switch", info.subjectSwitch)
+    .u64("stamp", info.stamp ?? 0n).bytes;
+}
+
+/**
+ * Writes a fresh stamp into encoded gen_info bytes (random, never 0): each staging names its contents anew,
+ * so that no cache made for what a slot held before is taken for what it holds now.
+ */
+export function stampGenInfo(bytes: Uint8Array<ArrayBuffer>): void {
+  const random = new BigUint64Array(1);
+  do crypto.getRandomValues(random); while (random[0] === 0n);
+  new DataView(bytes.buffer, bytes.byteOffset).setBigUint64(
+    AEGIS_GEN_INFO.fields.stamp.offset,
+    random[0]!,
+    true,
+  );
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {
@@ -388,6 +407,7 @@ export function decodeGenInfo(bytes: Uint8Array): GenInfo {
     egressAbsent: view.getUint32(f.egress_absent.offset, true),
     netExactEntries: view.getUint32(f.net_exact_entries.offset, true),
     subjectSwitch: view.getUint32(f.subject_switch.offset, true),
+    stamp: view.getBigUint64(f.stamp.offset, true),
   };
 }
 

@@ -7,6 +7,7 @@ import {
   encodeU32,
   encodeU64,
   FdMap,
+  stampGenInfo,
   STAT_LIMITS,
   writeElementsAtOnce,
 } from "../../ffi/mod.ts";
@@ -300,6 +301,7 @@ function writeGeneration(
 ): Written {
   const early = ahead?.plan === set.plan ? ahead : undefined;
   const entries = phase("encode", () => ruleSetEntries(set, capacity, early?.encoded));
+  stampGenInfo(entries.genInfo);
   phase("clear hits", () => clearRuleHits(object, generation));
   const inner = new Map<RuleMapName, FdMap>();
   const staged = new StagedGeneration(object, generation, inner);

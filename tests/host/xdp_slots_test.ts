@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
+  AEGIS_GEN_INFO,
   type BpfObject,
   DECISION,
+  decodeGenInfo,
   decodeRuleHitKey,
   decodeRuleHitSlots,
   encodeU32,
@@ -12,15 +14,40 @@ import {
 import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
 import { drainEvents, ipv4Rule, writeRules, xdpVerdict } from "../support/slice.ts";
+import type { NetRule } from "../../lib/policy/plan.ts";
 
 // The array slots XDP reads before the hashes (ingress_ifaces, rule_hit_slots), run by the kernel
 // (BPF_PROG_TEST_RUN through bpftool, on CPU 0) with ingress ifindex 1 (lo): what a slot cannot hold is
 // still found in the hash, and a slot never keeps what an earlier rule set put there.
 
-/** An Ethernet frame carrying a UDP datagram from 192.0.2.`host` to 192.0.2.200 port 9. */
-function udpFrom(host: number): number[] {
+/** An Ethernet frame carrying a UDP datagram from 192.0.2.`host` to 192.0.2.200 port `port` (9). */
+function udpFrom(host: number, port = 9): number[] {
   const ip = [0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, host, 192, 0, 2, 200];
-  return [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00, ...ip, 0x9c, 0x40, 0, 9, 0, 8, 0, 0];
+  return [
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    2,
+    0x08,
+    0x00,
+    ...ip,
+    0x9c,
+    0x40,
+    port >> 8,
+    port & 0xff,
+    0,
+    8,
+    0,
+    0,
+  ];
 }
 
 function withXdp(fn: (object: BpfObject) => Promise<void>): () => Promise<void> {
@@ -131,5 +158,46 @@ rootTest(
     assert.equal(later.length, 1, "the first drop of the new window is reported");
     const counted = [...flood, ...later].reduce((sum, event) => sum + event.count, 0);
     assert.equal(counted, 41, "every drop is in some event's count");
+  }),
+);
+
+rootTest(
+  "[root] XDP's last match (xdp_matches) serves a flood from one source, and never a rule set staged after it",
+  withXdp(async (object) => {
+    const ingress = (rules: NetRule[]) =>
+      writeRules(object, {
+        plan: { ...enforce, ingress: { interfaces: [], failsafe: [], rules } },
+        interfaces: [iface(1, false)],
+      });
+    // CPU 0's entry (bpftool runs the program there) and generation 0's stamp (writeRules stages 0).
+    const match = () => {
+      const value = object.map("xdp_matches").lookup(encodeU32(0))!;
+      return new DataView(value.buffer, value.byteOffset).getBigUint64(8, true);
+    };
+    const stamp = () => decodeGenInfo(object.map("gen_info").lookup(encodeU32(0))!).stamp!;
+    const dropped = () =>
+      drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).map((e) => e.ruleId);
+    ingress([ipv4Rule("192.0.2.1/32", 3)]);
+    const first = stamp();
+    assert.notEqual(first, 0n, "a staged generation is stamped");
+    assert.equal(await xdpVerdict(object, udpFrom(1), 50), "DROP", "a flood from a denied source");
+    assert.equal(match(), first, "the last match was made under this generation's contents");
+    assert.deepEqual([...new Set(dropped())], [3]);
+    // Generation 0 staged again without the rule: the match made before it decides nothing.
+    ingress([]);
+    assert.notEqual(stamp(), first, "each staging stamps anew");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "PASS", "restaged without the rule: passes at once");
+    ingress([ipv4Rule("192.0.2.1/32", 4)]);
+    assert.equal(await xdpVerdict(object, udpFrom(1), 3), "DROP");
+    assert.deepEqual([...new Set(dropped())], [4], "the drops are the new rule's");
+    // Another source between two of the first: each decided by its own rules.
+    assert.equal(await xdpVerdict(object, udpFrom(2)), "PASS");
+    assert.equal(await xdpVerdict(object, udpFrom(1)), "DROP");
+    // A port rule: the last match is per destination port.
+    ingress([ipv4Rule("192.0.2.1/32", 5, { port: 9, protocol: "udp" })]);
+    assert.equal(await xdpVerdict(object, udpFrom(1, 9), 3), "DROP");
+    assert.equal(await xdpVerdict(object, udpFrom(1, 10), 3), "PASS", "another port of the same source");
+    assert.equal(await xdpVerdict(object, udpFrom(1, 9)), "DROP");
+    assert.equal(AEGIS_GEN_INFO.fields.stamp.offset % 8, 0, "the stamp is one aligned word");
   }),
 );
