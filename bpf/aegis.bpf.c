@@ -184,6 +184,45 @@ struct {
 	__type(value, struct coarse_window);
 } coarse_windows SEC(".maps");
 
+/*
+ * The last ingress match of each CPU: the rule word match_net_of() gave (0: no rule) for a packet's source,
+ * family, protocol and port, under the generation contents gen_info.stamp names. A flood comes from few
+ * sources: its packets after the first skip the CIDR lookups (a hash and a trie walk, about a third of a
+ * dropped packet's cost). A new apply writes a new stamp, so no match outlives the contents it was made from.
+ * `seq` is odd while an entry is written: a test run of the program that a packet's softirq interrupts on
+ * the same CPU never reads half of one entry and half of another.
+ *
+ * And the rate limit of that source's drops: once its event_rate entry is found past its burst in a window,
+ * the drops after it in that window are counted here (`pending`) instead of in the shared entry (its hash
+ * lookup was a fifth of a drop). `pending` is version << 32 | the count; the version changes before any
+ * sat_* field does. The count goes into the entry's `suppressed` when this CPU's next drop of the source
+ * falls in another window or a packet of another source takes the slot, and otherwise at the next flush
+ * (aegis_flush_rates reads every CPU's slot), which takes it only if the version is still the one it read
+ * the fields with: every drop is counted once, in the entry of the rule, source and generation it was
+ * suppressed under.
+ */
+struct xdp_match {
+	__u32 seq;
+	__u8 family;
+	__u8 protocol;
+	__u16 dport_be;
+	__u64 stamp;
+	__u8 saddr[16];
+	__u64 word;
+	__u64 sat_window; /* the coarse window the source's entry was found past its burst in; 0: none */
+	__u32 sat_rule_id;
+	__u32 sat_who;
+	__u32 sat_gen;
+	__u32 sat_mode;
+	__u64 pending;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdp_match);
+} xdp_matches SEC(".maps");
+
 /* CLOCK_BOOTTIME as this CPU last read it, and the jiffies it was read at (boot_ns_this_tick). */
 struct boot_clock_read {
 	__u64 jiffies;
@@ -660,10 +699,62 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 	return 0;
 }
 
+/*
+ * Adds `n` ingress drops suppressed on one CPU (xdp_match.pending) to their event_rate entry, to be reported
+ * with its next event or summary. An entry gone, or being removed by the flush, has them reported at once as
+ * a summary of their own (whoever takes the entry's count with the exchange reports it: the flush, or here).
+ */
+static __always_inline void rate_fold(__u32 rule_id, __u32 who, __u32 gen, __u32 mode, __u32 n)
+{
+	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = gen };
+	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
+	if (rate && rate->window != RATE_TOMBSTONE) {
+		__sync_fetch_and_add(&rate->suppressed, n);
+		if (*(volatile __u64 *)&rate->window != RATE_TOMBSTONE)
+			return;
+		n = __sync_lock_test_and_set(&rate->suppressed, 0);
+		if (!n)
+			return;
+	}
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	struct aegis_event *e = reserve_event(AEGIS_HOOK_INGRESS, decision, mode, rule_id, gen, n);
+	if (!e)
+		return; /* counted lost */
+	e->pid = who;
+	e->flags = AEGIS_EVENT_SUMMARY;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Takes the count CPU `cpu`'s xdp_matches slot holds (see struct xdp_match), while its fields are unchanged. */
+static long flush_match(__u64 cpu, void *unused)
+{
+	__u32 zero = 0;
+	struct xdp_match *m = bpf_map_lookup_percpu_elem(&xdp_matches, &zero, cpu);
+	if (!m)
+		return 1; /* past the last possible CPU */
+	__u64 pending = *(volatile __u64 *)&m->pending;
+	if (!(__u32)pending)
+		return 0;
+	__u32 rule_id = m->sat_rule_id;
+	__u32 who = m->sat_who;
+	__u32 gen = m->sat_gen;
+	__u32 mode = m->sat_mode;
+	barrier();
+	/* Changed meanwhile (the CPU counted more, or took the slot for other fields): the next flush takes it. */
+	if (__sync_val_compare_and_swap(&m->pending, pending, pending & ~0xffffffffULL) != pending)
+		return 0;
+	rate_fold(rule_id, who, gen, mode, (__u32)pending);
+	return 0;
+}
+
+#define FLUSH_CPUS_MAX 8192
+
 SEC("xdp")
 int aegis_flush_rates(struct xdp_md *xdp)
 {
 	struct flush_ctx ctx = { .window = rate_window(0), .coarse_window = rate_window(1) };
+	/* First every CPU's ingress drops not yet in their entries, so that what the entries report is whole. */
+	bpf_loop(FLUSH_CPUS_MAX, flush_match, 0, 0);
 	bpf_for_each_map_elem(&event_rate, flush_rate, &ctx, 0);
 	return XDP_PASS;
 }
@@ -1541,30 +1632,6 @@ static __always_inline int unparsed_passes(const struct aegis_state *s, const st
 	return !(p->family && s->info->ingress_port_denies);
 }
 
-/*
- * The last ingress match of each CPU: the rule word match_net_of() gave (0: no rule) for a packet's source,
- * family, protocol and port, under the generation contents gen_info.stamp names. A flood comes from few
- * sources: its packets after the first skip the CIDR lookups (a hash and a trie walk, about a third of a
- * dropped packet's cost). A new apply writes a new stamp, so no match outlives the contents it was made from.
- * `seq` is odd while an entry is written: a test run of the program that a packet's softirq interrupts on
- * the same CPU never reads half of one entry and half of another.
- */
-struct xdp_match {
-	__u32 seq;
-	__u8 family;
-	__u8 protocol;
-	__u16 dport_be;
-	__u64 stamp;
-	__u8 saddr[16];
-	__u64 word;
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xdp_match);
-} xdp_matches SEC(".maps");
-
 /* The rule word of the last match of this CPU, into *word, when it was made for this packet's shape and contents. */
 static __always_inline int xdp_match_cached(struct xdp_match *m, __u64 stamp, const struct aegis_packet *p, __u64 *word)
 {
@@ -1604,6 +1671,42 @@ static __always_inline void xdp_match_store(struct xdp_match *m, __u64 stamp, co
 	m->seq = (seq | 1) + 1;
 }
 
+/* Whether this CPU's slot holds the saturation of (rule, source, generation, mode) in `window`: the drop is suppressed. */
+static __always_inline int match_suppresses(const struct xdp_match *m, __u64 window, __u32 rule_id, __u32 who,
+					    __u32 gen, __u32 mode)
+{
+	return m->sat_window == window && m->sat_rule_id == rule_id && m->sat_who == who && m->sat_gen == gen &&
+	       m->sat_mode == mode;
+}
+
+/*
+ * Puts the drops this CPU counted for the slot's saturation into their entry and forgets the saturation. The
+ * version moves with the exchange that takes the count, before any field changes: the flush then takes nothing
+ * it read the old fields for.
+ */
+static __always_inline void match_settle(struct xdp_match *m)
+{
+	__u64 pending = *(volatile __u64 *)&m->pending;
+	if (!m->sat_window && !(__u32)pending)
+		return;
+	__u64 taken = __sync_lock_test_and_set(&m->pending, ((pending >> 32) + 1) << 32);
+	if ((__u32)taken)
+		rate_fold(m->sat_rule_id, m->sat_who, m->sat_gen, m->sat_mode, (__u32)taken);
+	m->sat_window = 0;
+}
+
+/* Records that (rule, source, generation, mode) is past its burst in `window` (after match_settle: no count held). */
+static __always_inline void match_saturate(struct xdp_match *m, __u64 window, __u32 rule_id, __u32 who, __u32 gen,
+					   __u32 mode)
+{
+	m->sat_rule_id = rule_id;
+	m->sat_who = who;
+	m->sat_gen = gen;
+	m->sat_mode = mode;
+	barrier();
+	m->sat_window = window;
+}
+
 /* The interface's rule: its slot of ingress_ifaces where it holds one, else its AEGIS_RULE_IFACE entry. */
 static __always_inline struct aegis_rule *ingress_iface(const struct aegis_state *s, __u32 ifindex)
 {
@@ -1625,13 +1728,13 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	if (!iface)
 		return XDP_PASS;
 	__u32 rule_id = iface->rule_id;
+	__u32 zero = 0;
+	struct xdp_match *match = bpf_map_lookup_elem(&xdp_matches, &zero);
 	if (parsed == PACKET_UNPARSED) {
 		if (unparsed_passes(&s, iface, &p, &rule_id))
 			return XDP_PASS;
 		goto refuse;
 	}
-	__u32 zero = 0;
-	struct xdp_match *match = bpf_map_lookup_elem(&xdp_matches, &zero);
 	__u64 stamp = s.info->stamp;
 	__u64 rule;
 	if (!xdp_match_cached(match, stamp, &p, &rule)) {
@@ -1658,10 +1761,29 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 		return XDP_PASS;
 refuse:;
 	__u32 mode = effective_mode(&s);
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	int verdict = mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
 	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */
 	__u32 who;
 	__builtin_memcpy(&who, p.saddr + (p.family == AEGIS_FAMILY_IPV4 ? 0 : 12), 4);
-	struct aegis_event *e = record(&s, AEGIS_HOOK_INGRESS, mode, rule_id, who, 0);
+	/* record_decision(), with the drops past a window's burst counted on this CPU (struct xdp_match). */
+	count_n(AEGIS_HOOK_INGRESS * 2 + decision, 1);
+	count_rule_hit(&s, AEGIS_HOOK_INGRESS, decision, rule_id);
+	__u64 window = rate_window(1);
+	if (match && match_suppresses(match, window, rule_id, who, s.gen, mode)) {
+		__sync_fetch_and_add(&match->pending, 1);
+		count_n(AEGIS_COUNTER_EVENTS_SUPPRESSED, 1);
+		return verdict;
+	}
+	if (match)
+		match_settle(match);
+	__u32 n = rate_admit(&s, AEGIS_HOOK_INGRESS, decision, mode, rule_id, who);
+	if (!n) {
+		if (match)
+			match_saturate(match, window, rule_id, who, s.gen, mode);
+		return verdict;
+	}
+	struct aegis_event *e = reserve_event(AEGIS_HOOK_INGRESS, decision, mode, rule_id, s.gen, n);
 	if (e) {
 		e->ifindex = ctx->ingress_ifindex;
 		e->family = p.family;
@@ -1672,7 +1794,7 @@ refuse:;
 		__builtin_memcpy(e->daddr, p.daddr, 16);
 		bpf_ringbuf_submit(e, 0);
 	}
-	return mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
+	return verdict;
 }
 
 /* The XDP program runs only on the interfaces it filters: every packet it sees is counted with its verdict. */

@@ -201,3 +201,59 @@ rootTest(
     assert.equal(AEGIS_GEN_INFO.fields.stamp.offset % 8, 0, "the stamp is one aligned word");
   }),
 );
+
+rootTest(
+  "[root] XDP's drops past the burst, counted on each CPU, all reach an event: two CPUs, a source taking the slot, the flush",
+  async () => {
+    const object = loadPrograms([PROGRAMS.ingress, PROGRAMS.flushRates]);
+    try {
+      writeRules(object, {
+        plan: {
+          ...enforce,
+          ingress: {
+            interfaces: [],
+            failsafe: [],
+            rules: [ipv4Rule("192.0.2.1/32", 7), ipv4Rule("192.0.2.2/32", 8)],
+          },
+        },
+        interfaces: [iface(1, false)],
+      });
+      const events: { ruleId: number; count: number; summary: boolean }[] = [];
+      const collect = () =>
+        events.push(
+          ...drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).map((event) => ({
+            ruleId: event.ruleId,
+            count: event.count,
+            summary: (event.flags & 1) !== 0,
+          })),
+        );
+      const flush = () => object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
+      collect();
+      const cpus = navigator.hardwareConcurrency > 1 ? [0, 1] : [0];
+      for (const cpu of cpus) assert.equal(await xdpVerdict(object, udpFrom(1), 40, cpu), "DROP");
+      // Another source takes CPU 0's slot: what it held for the first goes into the first's entry.
+      assert.equal(await xdpVerdict(object, udpFrom(2), 30), "DROP");
+      assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
+      flush(); // within the window: the counts go into their entries, nothing is reported yet
+      collect();
+      const within = events.length;
+      assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
+      // Past the window, the flush reports what each entry holds.
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      flush();
+      collect();
+      assert.ok(events.length > within, "the flush reported the suppressed drops");
+      const total = (ruleId: number) =>
+        events.filter((event) => event.ruleId === ruleId).reduce((sum, event) => sum + event.count, 0);
+      assert.equal(total(7), 40 * cpus.length + 5, "every drop of the first source is in some event's count");
+      assert.equal(total(8), 30, "and of the second");
+      // Nothing is held back for a later flush either.
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      flush();
+      collect();
+      assert.equal(total(7) + total(8), 40 * cpus.length + 35);
+    } finally {
+      object.close();
+    }
+  },
+);

@@ -51,15 +51,27 @@ export function counter(object: BpfObject, slot: number): bigint {
   return sumPerCpu(object.map("counters").lookup(encodeU32(slot)));
 }
 
-/** The XDP program's verdict on `frame` (BPF_PROG_TEST_RUN through bpftool), `repeat` runs, all on CPU 0. */
-export async function xdpVerdict(object: BpfObject, frame: number[], repeat = 1): Promise<string> {
+/** The XDP program's verdict on `frame` (BPF_PROG_TEST_RUN through bpftool), `repeat` runs, all on `cpu` (0). */
+export async function xdpVerdict(object: BpfObject, frame: number[], repeat = 1, cpu = 0): Promise<string> {
   const fd = object.program(PROGRAMS.ingress).fd;
   const id = /prog_id:\s*(\d+)/.exec(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))?.[1];
   assert.ok(id, "program id from fdinfo");
   const file = Deno.makeTempFileSync({ prefix: "aegisbpf-frame-" });
   try {
     Deno.writeFileSync(file, new Uint8Array(frame));
-    const args = ["-c", "0", "bpftool", "prog", "run", "id", id, "data_in", file, "repeat", String(repeat)];
+    const args = [
+      "-c",
+      String(cpu),
+      "bpftool",
+      "prog",
+      "run",
+      "id",
+      id,
+      "data_in",
+      file,
+      "repeat",
+      String(repeat),
+    ];
     const out = await new Deno.Command("taskset", { args, stdout: "piped" }).output();
     const code = /Return value: (\d+)/.exec(new TextDecoder().decode(out.stdout))?.[1];
     return ({ "1": "DROP", "2": "PASS" } as Record<string, string>)[code ?? ""] ?? `return ${code}`;
