@@ -11,7 +11,7 @@ import {
   STAT_LIMITS,
   sumPerCpu,
 } from "../../ffi/mod.ts";
-import { loadPrograms, PROGRAMS } from "../../lib/kernel/object.ts";
+import { loadPrograms, type ProgramName, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
 import { drainEvents, ipv4Rule, writeRules, xdpVerdict } from "../support/slice.ts";
 import type { NetRule } from "../../lib/policy/plan.ts";
@@ -50,9 +50,12 @@ function udpFrom(host: number, port = 9): number[] {
   ];
 }
 
-function withXdp(fn: (object: BpfObject) => Promise<void>): () => Promise<void> {
+function withXdp(
+  fn: (object: BpfObject) => Promise<void>,
+  programs: readonly ProgramName[] = [PROGRAMS.ingress],
+): () => Promise<void> {
   return async () => {
-    const object = loadPrograms([PROGRAMS.ingress]);
+    const object = loadPrograms(programs);
     try {
       await fn(object);
     } finally {
@@ -68,6 +71,14 @@ const iface = (ifindex: number, defaultDrop: boolean) => ({
   ruleId: 0,
 });
 const enforce = { mode: "enforce" as const };
+
+/** Stages `rules` as the ingress rules of lo (ifindex 1, default pass), enforcing. */
+function ingressRules(object: BpfObject, rules: NetRule[]): void {
+  writeRules(object, {
+    plan: { ...enforce, ingress: { interfaces: [], failsafe: [], rules } },
+    interfaces: [iface(1, false)],
+  });
+}
 
 rootTest(
   "[root] XDP finds an interface on another's slot by its entry, and no slot keeps an earlier rule set's",
@@ -94,17 +105,7 @@ rootTest(
     const slots = STAT_LIMITS.RULE_HIT_SLOTS;
     const first = 5;
     const second = first + slots; // the same slot as `first`
-    writeRules(object, {
-      plan: {
-        ...enforce,
-        ingress: {
-          interfaces: [],
-          failsafe: [],
-          rules: [ipv4Rule("192.0.2.1/32", first), ipv4Rule("192.0.2.2/32", second)],
-        },
-      },
-      interfaces: [iface(1, false)],
-    });
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", first), ipv4Rule("192.0.2.2/32", second)]);
     assert.equal(await xdpVerdict(object, udpFrom(1), 3), "DROP");
     assert.equal(await xdpVerdict(object, udpFrom(2), 4), "DROP");
     // Generation 0, decision deny: row 0 of rule_hit_slots.
@@ -118,13 +119,7 @@ rootTest(
     assert.deepEqual(hashed, [{ ruleId: second, gen: 0, decision: DECISION.DENY, count: 4n }]);
 
     // Staged again, the generation's slots are free for the rules that now hold its ids.
-    writeRules(object, {
-      plan: {
-        ...enforce,
-        ingress: { interfaces: [], failsafe: [], rules: [ipv4Rule("192.0.2.2/32", second)] },
-      },
-      interfaces: [iface(1, false)],
-    });
+    ingressRules(object, [ipv4Rule("192.0.2.2/32", second)]);
     assert.deepEqual(decodeRuleHitSlots(object.map("rule_hit_slots").lookup(encodeU32(first))!), []);
     assert.equal(hits.keys().length, 0);
     assert.equal(await xdpVerdict(object, udpFrom(2), 2), "DROP");
@@ -138,13 +133,7 @@ rootTest(
 rootTest(
   "[root] XDP's rate limit: past the burst a flood is suppressed, and the first drop of a later window carries it",
   withXdp(async (object) => {
-    writeRules(object, {
-      plan: {
-        ...enforce,
-        ingress: { interfaces: [], failsafe: [], rules: [ipv4Rule("192.0.2.1/32", 7)] },
-      },
-      interfaces: [iface(1, false)],
-    });
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", 7)]);
     const ingress = () => drainEvents(object).filter((event) => event.hook === HOOK.INGRESS);
     ingress();
     assert.equal(await xdpVerdict(object, udpFrom(1), 40), "DROP");
@@ -164,11 +153,6 @@ rootTest(
 rootTest(
   "[root] XDP's last match (xdp_matches) serves a flood from one source, and never a rule set staged after it",
   withXdp(async (object) => {
-    const ingress = (rules: NetRule[]) =>
-      writeRules(object, {
-        plan: { ...enforce, ingress: { interfaces: [], failsafe: [], rules } },
-        interfaces: [iface(1, false)],
-      });
     // CPU 0's entry (bpftool runs the program there) and generation 0's stamp (writeRules stages 0).
     const match = () => {
       const value = object.map("xdp_matches").lookup(encodeU32(0))!;
@@ -177,24 +161,24 @@ rootTest(
     const stamp = () => decodeGenInfo(object.map("gen_info").lookup(encodeU32(0))!).stamp!;
     const dropped = () =>
       drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).map((e) => e.ruleId);
-    ingress([ipv4Rule("192.0.2.1/32", 3)]);
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", 3)]);
     const first = stamp();
     assert.notEqual(first, 0n, "a staged generation is stamped");
     assert.equal(await xdpVerdict(object, udpFrom(1), 50), "DROP", "a flood from a denied source");
     assert.equal(match(), first, "the last match was made under this generation's contents");
     assert.deepEqual([...new Set(dropped())], [3]);
     // Generation 0 staged again without the rule: the match made before it decides nothing.
-    ingress([]);
+    ingressRules(object, []);
     assert.notEqual(stamp(), first, "each staging stamps anew");
     assert.equal(await xdpVerdict(object, udpFrom(1)), "PASS", "restaged without the rule: passes at once");
-    ingress([ipv4Rule("192.0.2.1/32", 4)]);
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", 4)]);
     assert.equal(await xdpVerdict(object, udpFrom(1), 3), "DROP");
     assert.deepEqual([...new Set(dropped())], [4], "the drops are the new rule's");
     // Another source between two of the first: each decided by its own rules.
     assert.equal(await xdpVerdict(object, udpFrom(2)), "PASS");
     assert.equal(await xdpVerdict(object, udpFrom(1)), "DROP");
     // A port rule: the last match is per destination port.
-    ingress([ipv4Rule("192.0.2.1/32", 5, { port: 9, protocol: "udp" })]);
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", 5, { port: 9, protocol: "udp" })]);
     assert.equal(await xdpVerdict(object, udpFrom(1, 9), 3), "DROP");
     assert.equal(await xdpVerdict(object, udpFrom(1, 10), 3), "PASS", "another port of the same source");
     assert.equal(await xdpVerdict(object, udpFrom(1, 9)), "DROP");
@@ -204,56 +188,41 @@ rootTest(
 
 rootTest(
   "[root] XDP's drops past the burst, counted on each CPU, all reach an event: two CPUs, a source taking the slot, the flush",
-  async () => {
-    const object = loadPrograms([PROGRAMS.ingress, PROGRAMS.flushRates]);
-    try {
-      writeRules(object, {
-        plan: {
-          ...enforce,
-          ingress: {
-            interfaces: [],
-            failsafe: [],
-            rules: [ipv4Rule("192.0.2.1/32", 7), ipv4Rule("192.0.2.2/32", 8)],
-          },
-        },
-        interfaces: [iface(1, false)],
-      });
-      const events: { ruleId: number; count: number; summary: boolean }[] = [];
-      const collect = () =>
-        events.push(
-          ...drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).map((event) => ({
-            ruleId: event.ruleId,
-            count: event.count,
-            summary: (event.flags & 1) !== 0,
-          })),
-        );
-      const flush = () => object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
-      collect();
-      const cpus = navigator.hardwareConcurrency > 1 ? [0, 1] : [0];
-      for (const cpu of cpus) assert.equal(await xdpVerdict(object, udpFrom(1), 40, cpu), "DROP");
-      // Another source takes CPU 0's slot: what it held for the first goes into the first's entry.
-      assert.equal(await xdpVerdict(object, udpFrom(2), 30), "DROP");
-      assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
-      flush(); // within the window: the counts go into their entries, nothing is reported yet
-      collect();
-      const within = events.length;
-      assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
-      // Past the window, the flush reports what each entry holds.
-      await new Promise((resolve) => setTimeout(resolve, 1200));
-      flush();
-      collect();
-      assert.ok(events.length > within, "the flush reported the suppressed drops");
-      const total = (ruleId: number) =>
-        events.filter((event) => event.ruleId === ruleId).reduce((sum, event) => sum + event.count, 0);
-      assert.equal(total(7), 40 * cpus.length + 5, "every drop of the first source is in some event's count");
-      assert.equal(total(8), 30, "and of the second");
-      // Nothing is held back for a later flush either.
-      await new Promise((resolve) => setTimeout(resolve, 1200));
-      flush();
-      collect();
-      assert.equal(total(7) + total(8), 40 * cpus.length + 35);
-    } finally {
-      object.close();
-    }
-  },
+  withXdp(async (object) => {
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", 7), ipv4Rule("192.0.2.2/32", 8)]);
+    const events: { ruleId: number; count: number; summary: boolean }[] = [];
+    const collect = () =>
+      events.push(
+        ...drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).map((event) => ({
+          ruleId: event.ruleId,
+          count: event.count,
+          summary: (event.flags & 1) !== 0,
+        })),
+      );
+    const flush = () => object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
+    collect();
+    const cpus = navigator.hardwareConcurrency > 1 ? [0, 1] : [0];
+    for (const cpu of cpus) assert.equal(await xdpVerdict(object, udpFrom(1), 40, cpu), "DROP");
+    // Another source takes CPU 0's slot: what it held for the first goes into the first's entry.
+    assert.equal(await xdpVerdict(object, udpFrom(2), 30), "DROP");
+    assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
+    flush(); // within the window: the counts go into their entries, nothing is reported yet
+    collect();
+    const within = events.length;
+    assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
+    // Past the window, the flush reports what each entry holds.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    flush();
+    collect();
+    assert.ok(events.length > within, "the flush reported the suppressed drops");
+    const total = (ruleId: number) =>
+      events.filter((event) => event.ruleId === ruleId).reduce((sum, event) => sum + event.count, 0);
+    assert.equal(total(7), 40 * cpus.length + 5, "every drop of the first source is in some event's count");
+    assert.equal(total(8), 30, "and of the second");
+    // Nothing is held back for a later flush either.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    flush();
+    collect();
+    assert.equal(total(7) + total(8), 40 * cpus.length + 35);
+  }, [PROGRAMS.ingress, PROGRAMS.flushRates]),
 );
