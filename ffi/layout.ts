@@ -447,6 +447,11 @@ export function encodeNetKey(key: NetKey): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+/** The prefix length of a net key's fixed part, before the address: space, protocol and port (32 + 8 + 16 bits). */
+export const NET_KEY_HEAD_BITS = 32 + 8 + 16;
+/** The prefix length every hook looks a net key up with (NET_KEY_FULL_PREFIX in the object): head and 16 bytes. */
+export const NET_KEY_FULL_PREFIX = NET_KEY_HEAD_BITS + 128;
+
 /** Writes a net key at `offset` of `target` (one slot of a contiguous batch). */
 export function writeNetKey(target: Uint8Array<ArrayBuffer>, offset: number, key: NetKey): void {
   const bits = key.family === 4 ? 32 : 128;
@@ -459,7 +464,7 @@ export function writeNetKey(target: Uint8Array<ArrayBuffer>, offset: number, key
   // Written byte by byte (a StructWriter per key cost most of the encoding of 100,000 rules).
   const { fields } = AEGIS_NET_KEY;
   target.fill(0, offset, offset + AEGIS_NET_KEY.size);
-  writeU32At(target, offset + fields.prefixlen.offset, 32 + 8 + 16 + key.prefixLength);
+  writeU32At(target, offset + fields.prefixlen.offset, NET_KEY_HEAD_BITS + key.prefixLength);
   writeU32At(target, offset + fields.space.offset, (key.space << 8) | key.family);
   target[offset + fields.protocol.offset] = key.protocol;
   target[offset + fields.port.offset] = (key.port >> 8) & 0xff;

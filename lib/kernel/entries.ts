@@ -11,6 +11,8 @@ import {
   HOST_SHAPE,
   INGRESS_ABSENT,
   NET,
+  NET_KEY_FULL_PREFIX,
+  NET_KEY_HEAD_BITS,
   RULE,
   type RuleKey,
   type RuleValue,
@@ -504,10 +506,6 @@ export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
 const ADDR_OFFSET = AEGIS_NET_KEY.fields.addr.offset;
 const PREFIX_OFFSET = AEGIS_NET_KEY.fields.prefixlen.offset;
 const SPACE_OFFSET = AEGIS_NET_KEY.fields.space.offset;
-/** The prefix length of a net key's fixed part: space, protocol and port (32 + 8 + 16 bits). */
-const NET_KEY_HEAD_BITS = 56;
-/** The prefix length every hook looks a net key up with: the fixed part and 16 address bytes. */
-export const NET_KEY_FULL_PREFIX = NET_KEY_HEAD_BITS + 128;
 
 /**
  * The encoded CIDR entries split by where the kernel holds them: a rule of a whole address (/32, /128) in the
