@@ -1,5 +1,5 @@
 import { AEGIS_EVENT } from "./event.ts";
-import { CFG, MODE, STAT_LIMITS } from "./constants.ts";
+import { CAPACITY, CFG, MODE, STAT_LIMITS } from "./constants.ts";
 import { struct, type StructLayout } from "./struct.ts";
 
 /**
@@ -388,6 +388,18 @@ export function stampGenInfo(bytes: Uint8Array<ArrayBuffer>): void {
     random[0]!,
     true,
   );
+}
+
+/** A map's entries and capacity, as health and metrics report them. */
+export type MapFill = { map: string; entries: number; capacity: number };
+
+/** The fill of a generation's rule maps, as its gen_info counts their entries (no key walk). */
+export function ruleMapFill(info: GenInfo): MapFill[] {
+  return [
+    { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
+    { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
+    { map: "net_exact", entries: info.netExactEntries, capacity: CAPACITY.NET_RULES },
+  ];
 }
 
 export function decodeGenInfo(bytes: Uint8Array): GenInfo {

@@ -3,7 +3,6 @@ import {
   bootTimeNs,
   type BpfMap,
   type BpfObject,
-  CAPACITY,
   CONFIG_WORDS,
   COUNTER,
   decodeGenInfo,
@@ -14,7 +13,9 @@ import {
   LAYOUT,
   lockDirectory,
   lockDirectorySync,
+  type MapFill,
   type RawEvent,
+  ruleMapFill,
   sumPerCpu,
   tryLockDirectory,
 } from "../../ffi/mod.ts";
@@ -287,14 +288,11 @@ export class DataPlane {
    * Entries of the live generation's rule maps (counted at apply, read from gen_info: no key walk) and
    * their capacity, and of the session trie.
    */
-  mapFill(): { map: string; entries: number; capacity: number }[] {
-    const info = this.activeGenInfo();
+  mapFill(): MapFill[] {
     const sessions = this.map("ingress_session");
     const learned = this.map("learned");
     return [
-      { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
-      { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
-      { map: "net_exact", entries: info.netExactEntries, capacity: CAPACITY.NET_RULES },
+      ...ruleMapFill(this.activeGenInfo()),
       { map: "ingress_session", entries: sessions.keys().length, capacity: sessions.maxEntries },
       { map: "learned", entries: learned.keys().length, capacity: learned.maxEntries },
     ];

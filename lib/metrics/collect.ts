@@ -4,7 +4,7 @@
  * metric families (pure).
  */
 
-import { CAPACITY, DECISION, HOOK_NAMES, ifName, RULE_HIT } from "../../ffi/mod.ts";
+import { DECISION, HOOK_NAMES, ifName, RULE_HIT, ruleMapFill } from "../../ffi/mod.ts";
 import { libbpfVersion } from "../kernel/info.ts";
 import { type DnsStats, learnedEvictions } from "../kernel/learned.ts";
 import {
@@ -144,13 +144,7 @@ export function collect(
   const info = pinnedGenInfo(where.bpffs, words.activeGen);
   const counters = pinnedCounters(where.bpffs);
   const sessions = pinnedMapFill(where.bpffs, "ingress_session");
-  const maps = info
-    ? [
-      { map: "rules", entries: info.rulesEntries, capacity: CAPACITY.RULES },
-      { map: "net_rules", entries: info.netRulesEntries, capacity: CAPACITY.NET_RULES },
-      { map: "net_exact", entries: info.netExactEntries, capacity: CAPACITY.NET_RULES },
-    ]
-    : [];
+  const maps = info ? ruleMapFill(info) : [];
   if (sessions) maps.push({ map: "ingress_session", ...sessions });
   // The learned-address table: full, its oldest entries are evicted (names learned again when resolved).
   const learned = pinnedMapFill(where.bpffs, "learned");
