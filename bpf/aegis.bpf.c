@@ -172,6 +172,18 @@ struct {
 	__type(value, struct aegis_rate);
 } event_rate SEC(".maps");
 
+/* The coarse clock's window as this CPU last read it, and the jiffies it was read at (rate_window). */
+struct coarse_window {
+	__u64 jiffies;
+	__u64 window;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct coarse_window);
+} coarse_windows SEC(".maps");
+
 /*
  * The last ingress match of each CPU: the rule word match_net_of() gave (0: no rule) for a packet's source,
  * family, protocol and port, under the generation contents gen_info.stamp names. A flood comes from few
@@ -197,7 +209,7 @@ struct xdp_match {
 	__u64 stamp;
 	__u8 saddr[16];
 	__u64 word;
-	__u64 sat_window; /* the window (rate_window(1)) the source's entry was found past its burst in; 0: none */
+	__u64 sat_window; /* the coarse window the source's entry was found past its burst in; 0: none */
 	__u32 sat_rule_id;
 	__u32 sat_who;
 	__u32 sat_gen;
@@ -458,10 +470,47 @@ static __always_inline __u64 current_euid_egid(void)
 #define RATE_RETRIES 4
 
 /*
+ * Which clock the rate limit of `hook` reads. Ingress (XDP) reads the coarse one (CLOCK_MONOTONIC, per
+ * tick): every packet of a flood it drops asks for the time, and the coarse read costs a few loads where
+ * the fine one reads the TSC. Tracing programs may not read the coarse clock, so the other hooks keep
+ * CLOCK_BOOTTIME. An entry's windows all come from one clock, since its rule id belongs to one hook (the
+ * flush reads the clock of the entry's hook); were two hooks to share an entry, its windows would only
+ * turn over more often (more events), never lose a count.
+ */
+static __always_inline int rate_coarse(__u32 hook)
+{
+	return hook == AEGIS_HOOK_INGRESS;
+}
+
+static __always_inline __u64 rate_window(int coarse)
+{
+	if (!coarse)
+		return bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT;
+	/*
+	 * The coarse clock moves only at a tick, when jiffies do: it is read again only once jiffies moved, else
+	 * the window this CPU read last serves (jiffies is one load; the coarse read, a timespec normalised,
+	 * was a quarter of a dropped packet's cost). The window is written before the jiffies it goes with: a
+	 * reader that interrupts the write finds the old jiffies and reads the clock itself.
+	 */
+	__u32 zero = 0;
+	struct coarse_window *last = bpf_map_lookup_elem(&coarse_windows, &zero);
+	__u64 jiffies = bpf_jiffies64();
+	if (last && last->jiffies == jiffies && last->window)
+		return last->window;
+	__u64 window = bpf_ktime_get_coarse_ns() >> AEGIS_RATE_WINDOW_SHIFT;
+	if (last) {
+		last->window = window;
+		barrier();
+		last->jiffies = jiffies;
+	}
+	return window;
+}
+
+/*
  * CLOCK_BOOTTIME as read on this CPU during the current tick: at most a tick behind the clock, never ahead.
- * For the expiry of learned addresses, which every connect by name asks, and the rate windows of XDP, which
- * every dropped packet asks: the clock read (a helper and the timekeeping functions below it, each return
- * through the return thunk on hosts that need one) was a quarter of either path. Each writer reads jiffies before the clock and stores the time before the jiffies, so
+ * For the expiry of learned addresses, which every connect by name asks: the clock read (a helper and the
+ * timekeeping functions below it, each return through the return thunk on hosts that need one) was a quarter
+ * of that path. Each writer reads jiffies before the clock and stores the time before the jiffies, so
  * whatever a program that interrupted or preempted another leaves, the time stored was read during the tick
  * stored or later; a reader that finds other jiffies reads the clock itself.
  */
@@ -482,109 +531,6 @@ static __always_inline __u64 boot_ns_this_tick(void)
 }
 
 /*
- * Which clock reading the rate limit of `hook` takes. Ingress (XDP) takes CLOCK_BOOTTIME as this CPU read it
- * during the current tick (boot_ns_this_tick): every packet of a flood it drops asks for the window, and a
- * clock read per packet was a quarter of a dropped packet's cost. The other hooks read the clock itself. An
- * entry's windows all come from one hook's reading (the flush takes the reading of the entry's hook); were
- * two hooks to share an entry, its windows would only turn over more often (more events), never lose a count.
- */
-static __always_inline int rate_coarse(__u32 hook)
-{
-	return hook == AEGIS_HOOK_INGRESS;
-}
-
-static __always_inline __u64 rate_window(int coarse)
-{
-	return (coarse ? boot_ns_this_tick() : bpf_ktime_get_boot_ns()) >> AEGIS_RATE_WINDOW_SHIFT;
-}
-
-/*
- * A zeroed ring buffer record with the fields every event has, standing for
- * `n` decisions; NULL when the ring buffer is full, and then the n decisions
- * are counted as lost.
- */
-static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decision, __u32 mode, __u32 rule_id,
-							 __u32 gen, __u32 n)
-{
-	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_n(AEGIS_COUNTER_EVENTS_LOST, n);
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_boot_ns = bpf_ktime_get_boot_ns();
-	e->rule_id = rule_id;
-	e->count = n;
-	e->hook = hook;
-	e->decision = decision;
-	e->mode = mode;
-	e->gen = gen;
-	return e;
-}
-
-/*
- * Adds `n` ingress drops suppressed on one CPU (xdp_match.pending) to their event_rate entry, to be reported
- * with its next event or summary. An entry gone, or being removed by the flush, has them reported at once as
- * a summary of their own (whoever takes the entry's count with the exchange reports it: the flush, or here).
- */
-static __always_inline void rate_fold(__u32 rule_id, __u32 who, __u32 gen, __u32 mode, __u32 n)
-{
-	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = gen };
-	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
-	if (rate && rate->window != RATE_TOMBSTONE) {
-		__sync_fetch_and_add(&rate->suppressed, n);
-		if (*(volatile __u64 *)&rate->window != RATE_TOMBSTONE)
-			return;
-		n = __sync_lock_test_and_set(&rate->suppressed, 0);
-		if (!n)
-			return;
-	}
-	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
-	struct aegis_event *e = reserve_event(AEGIS_HOOK_INGRESS, decision, mode, rule_id, gen, n);
-	if (!e)
-		return; /* counted lost */
-	e->pid = who;
-	e->flags = AEGIS_EVENT_SUMMARY;
-	bpf_ringbuf_submit(e, 0);
-}
-
-/* Whether this CPU's slot holds the saturation of (rule, source, generation, mode) in `window`: the drop is suppressed. */
-static __always_inline int match_suppresses(const struct xdp_match *m, __u64 window, __u32 rule_id, __u32 who,
-					    __u32 gen, __u32 mode)
-{
-	return m->sat_window == window && m->sat_rule_id == rule_id && m->sat_who == who && m->sat_gen == gen &&
-	       m->sat_mode == mode;
-}
-
-/*
- * Puts the drops this CPU counted for the slot's saturation into their entry and forgets the saturation. The
- * version moves with the exchange that takes the count, before any field changes: the flush then takes nothing
- * it read the old fields for.
- */
-static __always_inline void match_settle(struct xdp_match *m)
-{
-	__u64 pending = *(volatile __u64 *)&m->pending;
-	if (!m->sat_window && !(__u32)pending)
-		return;
-	__u64 taken = __sync_lock_test_and_set(&m->pending, ((pending >> 32) + 1) << 32);
-	if ((__u32)taken)
-		rate_fold(m->sat_rule_id, m->sat_who, m->sat_gen, m->sat_mode, (__u32)taken);
-	m->sat_window = 0;
-}
-
-/* Records that (rule, source, generation, mode) is past its burst in `window` (after match_settle: no count held). */
-static __always_inline void match_saturate(struct xdp_match *m, __u64 window, __u32 rule_id, __u32 who, __u32 gen,
-					   __u32 mode)
-{
-	m->sat_rule_id = rule_id;
-	m->sat_who = who;
-	m->sat_gen = gen;
-	m->sat_mode = mode;
-	barrier();
-	m->sat_window = window;
-}
-
-/*
  * The rate limit: 0 when the decision is suppressed (it is then carried by a
  * later event's count or a summary), else the count the event reports: 1 plus
  * what was suppressed before it. One compare-and-swap moves the window and
@@ -595,18 +541,6 @@ static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook,
 {
 	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = s->gen };
 	__u64 window = rate_window(rate_coarse(hook));
-	__u32 zero = 0;
-	if (rate_coarse(hook)) {
-		/* XDP: a source past its burst in this window is counted on the CPU (struct xdp_match). */
-		struct xdp_match *m = bpf_map_lookup_elem(&xdp_matches, &zero);
-		if (m && match_suppresses(m, window, rule_id, who, s->gen, mode)) {
-			__sync_fetch_and_add(&m->pending, 1);
-			count_n(AEGIS_COUNTER_EVENTS_SUPPRESSED, 1);
-			return 0;
-		}
-		if (m)
-			match_settle(m);
-	}
 	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
 	if (!rate) {
 		struct aegis_rate fresh = { .window = window << 32 | 1, .pid = who, .hook = hook,
@@ -634,13 +568,31 @@ static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook,
 	rate->mode = mode;
 	__sync_fetch_and_add(&rate->suppressed, 1);
 	count_n(AEGIS_COUNTER_EVENTS_SUPPRESSED, 1);
-	if (rate_coarse(hook)) {
-		/* Asked again here, not kept from above: a pointer kept live doubles every state in between. */
-		struct xdp_match *m = bpf_map_lookup_elem(&xdp_matches, &zero);
-		if (m)
-			match_saturate(m, window, rule_id, who, s->gen, mode);
-	}
 	return 0;
+}
+
+/*
+ * A zeroed ring buffer record with the fields every event has, standing for
+ * `n` decisions; NULL when the ring buffer is full, and then the n decisions
+ * are counted as lost.
+ */
+static __always_inline struct aegis_event *reserve_event(__u32 hook, __u32 decision, __u32 mode, __u32 rule_id,
+							 __u32 gen, __u32 n)
+{
+	struct aegis_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_n(AEGIS_COUNTER_EVENTS_LOST, n);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_boot_ns = bpf_ktime_get_boot_ns();
+	e->rule_id = rule_id;
+	e->count = n;
+	e->hook = hook;
+	e->decision = decision;
+	e->mode = mode;
+	e->gen = gen;
+	return e;
 }
 
 /*
@@ -715,7 +667,7 @@ static __always_inline __u32 current_pid(void)
  */
 struct flush_ctx {
 	__u64 window;        /* the current window on CLOCK_BOOTTIME */
-	__u64 coarse_window; /* and as ingress reads it (rate_coarse) */
+	__u64 coarse_window; /* and on the coarse clock (rate_coarse) */
 	__u32 reported;
 };
 
@@ -745,6 +697,32 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 		bpf_map_delete_elem(map, key);
 	}
 	return 0;
+}
+
+/*
+ * Adds `n` ingress drops suppressed on one CPU (xdp_match.pending) to their event_rate entry, to be reported
+ * with its next event or summary. An entry gone, or being removed by the flush, has them reported at once as
+ * a summary of their own (whoever takes the entry's count with the exchange reports it: the flush, or here).
+ */
+static __always_inline void rate_fold(__u32 rule_id, __u32 who, __u32 gen, __u32 mode, __u32 n)
+{
+	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = gen };
+	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
+	if (rate && rate->window != RATE_TOMBSTONE) {
+		__sync_fetch_and_add(&rate->suppressed, n);
+		if (*(volatile __u64 *)&rate->window != RATE_TOMBSTONE)
+			return;
+		n = __sync_lock_test_and_set(&rate->suppressed, 0);
+		if (!n)
+			return;
+	}
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	struct aegis_event *e = reserve_event(AEGIS_HOOK_INGRESS, decision, mode, rule_id, gen, n);
+	if (!e)
+		return; /* counted lost */
+	e->pid = who;
+	e->flags = AEGIS_EVENT_SUMMARY;
+	bpf_ringbuf_submit(e, 0);
 }
 
 /* Takes the count CPU `cpu`'s xdp_matches slot holds (see struct xdp_match), while its fields are unchanged. */
@@ -1693,6 +1671,42 @@ static __always_inline void xdp_match_store(struct xdp_match *m, __u64 stamp, co
 	m->seq = (seq | 1) + 1;
 }
 
+/* Whether this CPU's slot holds the saturation of (rule, source, generation, mode) in `window`: the drop is suppressed. */
+static __always_inline int match_suppresses(const struct xdp_match *m, __u64 window, __u32 rule_id, __u32 who,
+					    __u32 gen, __u32 mode)
+{
+	return m->sat_window == window && m->sat_rule_id == rule_id && m->sat_who == who && m->sat_gen == gen &&
+	       m->sat_mode == mode;
+}
+
+/*
+ * Puts the drops this CPU counted for the slot's saturation into their entry and forgets the saturation. The
+ * version moves with the exchange that takes the count, before any field changes: the flush then takes nothing
+ * it read the old fields for.
+ */
+static __always_inline void match_settle(struct xdp_match *m)
+{
+	__u64 pending = *(volatile __u64 *)&m->pending;
+	if (!m->sat_window && !(__u32)pending)
+		return;
+	__u64 taken = __sync_lock_test_and_set(&m->pending, ((pending >> 32) + 1) << 32);
+	if ((__u32)taken)
+		rate_fold(m->sat_rule_id, m->sat_who, m->sat_gen, m->sat_mode, (__u32)taken);
+	m->sat_window = 0;
+}
+
+/* Records that (rule, source, generation, mode) is past its burst in `window` (after match_settle: no count held). */
+static __always_inline void match_saturate(struct xdp_match *m, __u64 window, __u32 rule_id, __u32 who, __u32 gen,
+					   __u32 mode)
+{
+	m->sat_rule_id = rule_id;
+	m->sat_who = who;
+	m->sat_gen = gen;
+	m->sat_mode = mode;
+	barrier();
+	m->sat_window = window;
+}
+
 /* The interface's rule: its slot of ingress_ifaces where it holds one, else its AEGIS_RULE_IFACE entry. */
 static __always_inline struct aegis_rule *ingress_iface(const struct aegis_state *s, __u32 ifindex)
 {
@@ -1714,13 +1728,13 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 	if (!iface)
 		return XDP_PASS;
 	__u32 rule_id = iface->rule_id;
+	__u32 zero = 0;
+	struct xdp_match *match = bpf_map_lookup_elem(&xdp_matches, &zero);
 	if (parsed == PACKET_UNPARSED) {
 		if (unparsed_passes(&s, iface, &p, &rule_id))
 			return XDP_PASS;
 		goto refuse;
 	}
-	__u32 zero = 0;
-	struct xdp_match *match = bpf_map_lookup_elem(&xdp_matches, &zero);
 	__u64 stamp = s.info->stamp;
 	__u64 rule;
 	if (!xdp_match_cached(match, stamp, &p, &rule)) {
@@ -1747,10 +1761,29 @@ static __always_inline int xdp_verdict(struct xdp_md *ctx)
 		return XDP_PASS;
 refuse:;
 	__u32 mode = effective_mode(&s);
+	__u32 decision = mode == AEGIS_MODE_ENFORCE ? AEGIS_DECISION_DENY : AEGIS_DECISION_AUDIT;
+	int verdict = mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
 	/* No task owns a packet: the rate limit goes by the source address instead of a pid. */
 	__u32 who;
 	__builtin_memcpy(&who, p.saddr + (p.family == AEGIS_FAMILY_IPV4 ? 0 : 12), 4);
-	struct aegis_event *e = record(&s, AEGIS_HOOK_INGRESS, mode, rule_id, who, 0);
+	/* record_decision(), with the drops past a window's burst counted on this CPU (struct xdp_match). */
+	count_n(AEGIS_HOOK_INGRESS * 2 + decision, 1);
+	count_rule_hit(&s, AEGIS_HOOK_INGRESS, decision, rule_id);
+	__u64 window = rate_window(1);
+	if (match && match_suppresses(match, window, rule_id, who, s.gen, mode)) {
+		__sync_fetch_and_add(&match->pending, 1);
+		count_n(AEGIS_COUNTER_EVENTS_SUPPRESSED, 1);
+		return verdict;
+	}
+	if (match)
+		match_settle(match);
+	__u32 n = rate_admit(&s, AEGIS_HOOK_INGRESS, decision, mode, rule_id, who);
+	if (!n) {
+		if (match)
+			match_saturate(match, window, rule_id, who, s.gen, mode);
+		return verdict;
+	}
+	struct aegis_event *e = reserve_event(AEGIS_HOOK_INGRESS, decision, mode, rule_id, s.gen, n);
 	if (e) {
 		e->ifindex = ctx->ingress_ifindex;
 		e->family = p.family;
@@ -1761,7 +1794,7 @@ refuse:;
 		__builtin_memcpy(e->daddr, p.daddr, 16);
 		bpf_ringbuf_submit(e, 0);
 	}
-	return mode == AEGIS_MODE_ENFORCE ? XDP_DROP : XDP_PASS;
+	return verdict;
 }
 
 /* The XDP program runs only on the interfaces it filters: every packet it sees is counted with its verdict. */

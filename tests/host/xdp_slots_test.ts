@@ -139,7 +139,7 @@ rootTest(
     assert.equal(await xdpVerdict(object, udpFrom(1), 40), "DROP");
     const flood = ingress();
     assert.ok(flood.length >= 1 && flood.length <= 2 * 8, `${flood.length} events for 40 drops`);
-    // A window is 2^30 ns of the boot clock, which the program reads again only once jiffies moved: past
+    // A window is 2^30 ns of the coarse clock, which the program reads again only once jiffies moved: past
     // 1.2 s a new window has begun, and its first drop reports itself and every drop suppressed before it.
     await new Promise((resolve) => setTimeout(resolve, 1200));
     assert.equal(await xdpVerdict(object, udpFrom(1), 1), "DROP");
