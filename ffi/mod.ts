@@ -18,6 +18,7 @@ export {
   becomeUser,
   bootTimeNs,
   closeFd,
+  coarseTimeNs,
   connectUdp,
   type DirectoryLock,
   ifIndex,

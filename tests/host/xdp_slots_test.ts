@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   AEGIS_GEN_INFO,
   type BpfObject,
+  coarseTimeNs,
   DECISION,
   decodeGenInfo,
   decodeRuleHitKey,
@@ -48,6 +49,21 @@ function udpFrom(host: number, port = 9): number[] {
     0,
     0,
   ];
+}
+
+/** XDP's rate window (2^30 ns of the coarse clock) at this moment. */
+const coarseWindow = () => coarseTimeNs() >> 30n;
+
+/**
+ * Waits for a new rate window to begin, and a little more: XDP reads the coarse clock again only once
+ * jiffies moved, so its window may begin a tick after the clock's. A section started here has the window's
+ * whole second.
+ */
+async function windowStart(): Promise<bigint> {
+  const now = coarseTimeNs();
+  const next = ((now >> 30n) + 1n) << 30n;
+  await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 30));
+  return coarseWindow();
 }
 
 function withXdp(
@@ -202,11 +218,19 @@ rootTest(
     const flush = () => object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
     collect();
     const cpus = navigator.hardwareConcurrency > 1 ? [0, 1] : [0];
+    // Windows are aligned on the clock: the drops and the first flush must fall in one, or the flush
+    // rightly reports them. Started at a window's start, they have its whole second.
+    const window = await windowStart();
     for (const cpu of cpus) assert.equal(await xdpVerdict(object, udpFrom(1), 40, cpu), "DROP");
     // Another source takes CPU 0's slot: what it held for the first goes into the first's entry.
     assert.equal(await xdpVerdict(object, udpFrom(2), 30), "DROP");
     assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
     flush(); // within the window: the counts go into their entries, nothing is reported yet
+    assert.equal(
+      coarseWindow(),
+      window,
+      "the drops and the flush took less than a window (the test's premise)",
+    );
     collect();
     const within = events.length;
     assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
