@@ -172,18 +172,6 @@ struct {
 	__type(value, struct aegis_rate);
 } event_rate SEC(".maps");
 
-/* The coarse clock's window as this CPU last read it, and the jiffies it was read at (rate_window). */
-struct coarse_window {
-	__u64 jiffies;
-	__u64 window;
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct coarse_window);
-} coarse_windows SEC(".maps");
-
 /*
  * The last ingress match of each CPU: the rule word match_net_of() gave (0: no rule) for a packet's source,
  * family, protocol and port, under the generation contents gen_info.stamp names. A flood comes from few
@@ -209,7 +197,7 @@ struct xdp_match {
 	__u64 stamp;
 	__u8 saddr[16];
 	__u64 word;
-	__u64 sat_window; /* the coarse window the source's entry was found past its burst in; 0: none */
+	__u64 sat_window; /* the window (rate_window(1)) the source's entry was found past its burst in; 0: none */
 	__u32 sat_rule_id;
 	__u32 sat_who;
 	__u32 sat_gen;
@@ -470,49 +458,13 @@ static __always_inline __u64 current_euid_egid(void)
 #define RATE_RETRIES 4
 
 /*
- * Which clock the rate limit of `hook` reads. Ingress (XDP) reads the coarse one (CLOCK_MONOTONIC, per
- * tick): every packet of a flood it drops asks for the time, and the coarse read costs a few loads where
- * the fine one reads the TSC. Tracing programs may not read the coarse clock, so the other hooks keep
- * CLOCK_BOOTTIME. An entry's windows all come from one clock, since its rule id belongs to one hook (the
- * flush reads the clock of the entry's hook); were two hooks to share an entry, its windows would only
- * turn over more often (more events), never lose a count.
- */
-static __always_inline int rate_coarse(__u32 hook)
-{
-	return hook == AEGIS_HOOK_INGRESS;
-}
-
-static __always_inline __u64 rate_window(int coarse)
-{
-	if (!coarse)
-		return bpf_ktime_get_boot_ns() >> AEGIS_RATE_WINDOW_SHIFT;
-	/*
-	 * The coarse clock moves only at a tick, when jiffies do: it is read again only once jiffies moved, else
-	 * the window this CPU read last serves (jiffies is one load; the coarse read, a timespec normalised,
-	 * was a quarter of a dropped packet's cost). The window is written before the jiffies it goes with: a
-	 * reader that interrupts the write finds the old jiffies and reads the clock itself.
-	 */
-	__u32 zero = 0;
-	struct coarse_window *last = bpf_map_lookup_elem(&coarse_windows, &zero);
-	__u64 jiffies = bpf_jiffies64();
-	if (last && last->jiffies == jiffies && last->window)
-		return last->window;
-	__u64 window = bpf_ktime_get_coarse_ns() >> AEGIS_RATE_WINDOW_SHIFT;
-	if (last) {
-		last->window = window;
-		barrier();
-		last->jiffies = jiffies;
-	}
-	return window;
-}
-
-/*
  * CLOCK_BOOTTIME as read on this CPU during the current tick: at most a tick behind the clock, never ahead.
- * For the expiry of learned addresses, which every connect by name asks: the clock read (a helper and the
- * timekeeping functions below it, each return through the return thunk on hosts that need one) was a quarter
- * of that path. Each writer reads jiffies before the clock and stores the time before the jiffies, so
- * whatever a program that interrupted or preempted another leaves, the time stored was read during the tick
- * stored or later; a reader that finds other jiffies reads the clock itself.
+ * For the expiry of learned addresses, which every connect by name asks, and the rate windows of XDP, which
+ * every dropped packet asks: the clock read (a helper and the timekeeping functions below it, each return
+ * through the return thunk on hosts that need one) was a quarter of either path. Each writer reads jiffies
+ * before the clock and stores the time before the jiffies, so whatever a program that interrupted or
+ * preempted another leaves, the time stored was read during the tick stored or later; a reader that finds
+ * other jiffies reads the clock itself.
  */
 static __always_inline __u64 boot_ns_this_tick(void)
 {
@@ -531,6 +483,24 @@ static __always_inline __u64 boot_ns_this_tick(void)
 }
 
 /*
+ * Which reading of CLOCK_BOOTTIME the rate limit of `hook` takes. Ingress (XDP) takes the one this CPU made
+ * during the current tick (boot_ns_this_tick): every packet of a flood it drops asks for the window, and a
+ * clock read per packet was a quarter of a dropped packet's cost. The other hooks read the clock. An entry's
+ * windows all come from one hook's reading, since its rule id belongs to one hook (the flush takes the
+ * reading of the entry's hook); were two hooks to share an entry, its windows would only turn over more
+ * often (more events), never lose a count.
+ */
+static __always_inline int rate_per_tick(__u32 hook)
+{
+	return hook == AEGIS_HOOK_INGRESS;
+}
+
+static __always_inline __u64 rate_window(int per_tick)
+{
+	return (per_tick ? boot_ns_this_tick() : bpf_ktime_get_boot_ns()) >> AEGIS_RATE_WINDOW_SHIFT;
+}
+
+/*
  * The rate limit: 0 when the decision is suppressed (it is then carried by a
  * later event's count or a summary), else the count the event reports: 1 plus
  * what was suppressed before it. One compare-and-swap moves the window and
@@ -540,7 +510,7 @@ static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook,
 					__u32 rule_id, __u32 who)
 {
 	struct aegis_rate_key key = { .rule_id = rule_id, .who = who, .gen = s->gen };
-	__u64 window = rate_window(rate_coarse(hook));
+	__u64 window = rate_window(rate_per_tick(hook));
 	struct aegis_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
 	if (!rate) {
 		struct aegis_rate fresh = { .window = window << 32 | 1, .pid = who, .hook = hook,
@@ -624,11 +594,17 @@ static __always_inline void count_rule_hit(const struct aegis_state *s, __u32 ho
  * event is suppressed or the ring buffer is full (counted as lost, with every
  * decision the record would have carried).
  */
-static __always_inline struct aegis_event *record_decision(const struct aegis_state *s, __u32 hook, __u32 mode,
-							   __u32 decision, __u32 rule_id, __u32 who, int with_process)
+/* Counts a decision: the hook's counter of its kind, and the rule's hits. */
+static __always_inline void count_decision(const struct aegis_state *s, __u32 hook, __u32 decision, __u32 rule_id)
 {
 	count_n(hook * 2 + decision, 1);
 	count_rule_hit(s, hook, decision, rule_id);
+}
+
+static __always_inline struct aegis_event *record_decision(const struct aegis_state *s, __u32 hook, __u32 mode,
+							   __u32 decision, __u32 rule_id, __u32 who, int with_process)
+{
+	count_decision(s, hook, decision, rule_id);
 	__u32 n = rate_admit(s, hook, decision, mode, rule_id, who);
 	if (!n)
 		return 0;
@@ -666,15 +642,15 @@ static __always_inline __u32 current_pid(void)
  * that the last window of a flood is reported even if no event follows it.
  */
 struct flush_ctx {
-	__u64 window;        /* the current window on CLOCK_BOOTTIME */
-	__u64 coarse_window; /* and on the coarse clock (rate_coarse) */
+	__u64 window;      /* the current window on CLOCK_BOOTTIME */
+	__u64 tick_window; /* and as this CPU read the clock this tick (rate_per_tick) */
 	__u32 reported;
 };
 
 static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct aegis_rate *rate, struct flush_ctx *ctx)
 {
 	__u64 state = rate->window;
-	__u64 window = rate_coarse(rate->hook) ? ctx->coarse_window : ctx->window;
+	__u64 window = rate_per_tick(rate->hook) ? ctx->tick_window : ctx->window;
 	if (state == RATE_TOMBSTONE || state >> 32 == window)
 		return 0;
 	__u32 n = __sync_lock_test_and_set(&rate->suppressed, 0);
@@ -752,7 +728,7 @@ static long flush_match(__u64 cpu, void *unused)
 SEC("xdp")
 int aegis_flush_rates(struct xdp_md *xdp)
 {
-	struct flush_ctx ctx = { .window = rate_window(0), .coarse_window = rate_window(1) };
+	struct flush_ctx ctx = { .window = rate_window(0), .tick_window = rate_window(1) };
 	/* First every CPU's ingress drops not yet in their entries, so that what the entries report is whole. */
 	bpf_loop(FLUSH_CPUS_MAX, flush_match, 0, 0);
 	bpf_for_each_map_elem(&event_rate, flush_rate, &ctx, 0);
@@ -1767,8 +1743,7 @@ refuse:;
 	__u32 who;
 	__builtin_memcpy(&who, p.saddr + (p.family == AEGIS_FAMILY_IPV4 ? 0 : 12), 4);
 	/* record_decision(), with the drops past a window's burst counted on this CPU (struct xdp_match). */
-	count_n(AEGIS_HOOK_INGRESS * 2 + decision, 1);
-	count_rule_hit(&s, AEGIS_HOOK_INGRESS, decision, rule_id);
+	count_decision(&s, AEGIS_HOOK_INGRESS, decision, rule_id);
 	__u64 window = rate_window(1);
 	if (match && match_suppresses(match, window, rule_id, who, s.gen, mode)) {
 		__sync_fetch_and_add(&match->pending, 1);

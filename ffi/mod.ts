@@ -18,7 +18,6 @@ export {
   becomeUser,
   bootTimeNs,
   closeFd,
-  coarseTimeNs,
   connectUdp,
   type DirectoryLock,
   ifIndex,

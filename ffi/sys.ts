@@ -110,22 +110,16 @@ export function libbpfVersion(): string {
 }
 
 const CLOCK_BOOTTIME = 7;
-const CLOCK_MONOTONIC_COARSE = 6;
-
-function clockNs(clock: number, name: string): bigint {
-  const timespec = new BigInt64Array(2);
-  unwrapSys(libc().clock_gettime(clock, new Uint8Array(timespec.buffer)), "clock_gettime", name);
-  return timespec[0]! * 1_000_000_000n + timespec[1]!;
-}
 
 /** CLOCK_BOOTTIME in nanoseconds: the clock of bpf_ktime_get_boot_ns(). */
 export function bootTimeNs(): bigint {
-  return clockNs(CLOCK_BOOTTIME, "CLOCK_BOOTTIME");
-}
-
-/** CLOCK_MONOTONIC_COARSE in nanoseconds: the clock of bpf_ktime_get_coarse_ns(), which XDP's rate windows count in. */
-export function coarseTimeNs(): bigint {
-  return clockNs(CLOCK_MONOTONIC_COARSE, "CLOCK_MONOTONIC_COARSE");
+  const timespec = new BigInt64Array(2);
+  unwrapSys(
+    libc().clock_gettime(CLOCK_BOOTTIME, new Uint8Array(timespec.buffer)),
+    "clock_gettime",
+    "CLOCK_BOOTTIME",
+  );
+  return timespec[0]! * 1_000_000_000n + timespec[1]!;
 }
 
 /** mount(2) of a pseudo filesystem (`type` is also the source), or a SysError naming the path. */

@@ -184,7 +184,7 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
         "of the packet's source, protocol and port under the generation's stamp), which spares the CIDR " +
         "lookups (the hash of whole addresses, the trie's shapes) for every packet after the first; the " +
         "per-rule hit counter (a per-CPU array slot); the rate limit, whose drops past a window's burst are " +
-        "counted in that same slot (one atomic add, a coarse clock read once per tick) and carried into the " +
+        "counted in that same slot (one atomic add, the clock read once per tick) and carried into the " +
         "shared (rule, source) entry by the next event, or by the flush, which reads every CPU's slot; and " +
         "the interface's per-CPU verdict slot. These are what the product promises for every drop: an " +
         "event, rate-limited, with the drops it stands for counted exactly; decisions per rule and packets " +

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import {
   AEGIS_GEN_INFO,
+  bootTimeNs,
   type BpfObject,
-  coarseTimeNs,
   DECISION,
   decodeGenInfo,
   decodeRuleHitKey,
@@ -51,19 +51,19 @@ function udpFrom(host: number, port = 9): number[] {
   ];
 }
 
-/** XDP's rate window (2^30 ns of the coarse clock) at this moment. */
-const coarseWindow = () => coarseTimeNs() >> 30n;
+/** XDP's rate window (2^30 ns of CLOCK_BOOTTIME) at this moment. */
+const bootWindow = () => bootTimeNs() >> 30n;
 
 /**
- * Waits for a new rate window to begin, and a little more: XDP reads the coarse clock again only once
- * jiffies moved, so its window may begin a tick after the clock's. A section started here has the window's
+ * Waits for a new rate window to begin, and a little more: XDP reads the clock again only once jiffies
+ * moved, so its window may begin a tick after the clock's. A section started here has the window's
  * whole second.
  */
 async function windowStart(): Promise<bigint> {
-  const now = coarseTimeNs();
+  const now = bootTimeNs();
   const next = ((now >> 30n) + 1n) << 30n;
   await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 30));
-  return coarseWindow();
+  return bootWindow();
 }
 
 function withXdp(
@@ -155,7 +155,7 @@ rootTest(
     assert.equal(await xdpVerdict(object, udpFrom(1), 40), "DROP");
     const flood = ingress();
     assert.ok(flood.length >= 1 && flood.length <= 2 * 8, `${flood.length} events for 40 drops`);
-    // A window is 2^30 ns of the coarse clock, which the program reads again only once jiffies moved: past
+    // A window is 2^30 ns of CLOCK_BOOTTIME, which the program reads again only once jiffies moved: past
     // 1.2 s a new window has begun, and its first drop reports itself and every drop suppressed before it.
     await new Promise((resolve) => setTimeout(resolve, 1200));
     assert.equal(await xdpVerdict(object, udpFrom(1), 1), "DROP");
@@ -227,7 +227,7 @@ rootTest(
     assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
     flush(); // within the window: the counts go into their entries, nothing is reported yet
     assert.equal(
-      coarseWindow(),
+      bootWindow(),
       window,
       "the drops and the flush took less than a window (the test's premise)",
     );
