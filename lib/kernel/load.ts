@@ -423,6 +423,7 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
   const loadedSets = ours ? sets : [...new Set([...sets, ...linkedSets(pinDir, withLsm)])];
   const programs = setPrograms(loadedSets);
   const first = open(mapDir, programs);
+  const declared = [...first.mapDefinitions().keys()];
   let object: BpfObject;
   // Pins made by a release whose maps differ cannot be reused as they are: hand them over instead.
   if (changedMaps(mapDir, first.mapDefinitions()).length > 0) {
@@ -440,12 +441,24 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
   // Programs pinned before use the maps they were loaded with: none of them is recorded as this load's.
   const kept = ours ? record.programs & BUILD_PROGRAMS.LSM_REFUSED : 0;
   try {
+    if (!ours) removeRetiredMaps(mapDir, declared);
     recordBuild(pinDir, object, programs, bitsWith(kept | setBits(loadedSets)));
   } catch (error) {
     object.close();
     throw error;
   }
   return { object, programs: new LoadedPrograms(object, programs, load), status };
+}
+
+/**
+ * Unpins the maps an earlier build pinned under `mapDir` that this object does not declare (a map a release
+ * dropped): no program of this object uses them, and a pin would keep each for as long as the plane lives.
+ */
+function removeRetiredMaps(mapDir: string, declared: readonly string[]): void {
+  const names = new Set(declared);
+  for (const name of listDir(mapDir)) {
+    if (!names.has(name)) Deno.removeSync(`${mapDir}/${name}`);
+  }
 }
 
 /**

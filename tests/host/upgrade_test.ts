@@ -16,7 +16,8 @@ import { TestBpffs } from "../support/bpffs.ts";
 import { TestCgroup } from "../support/cgroup.ts";
 import { startConnectLoop } from "../support/loops.ts";
 import { listen, ruleSet } from "../support/plane.ts";
-import { rootTest } from "../support/privileged.ts";
+import { must, rootTest } from "../support/privileged.ts";
+import { exists } from "../../lib/kernel/pin_dir.ts";
 import { ipv4Rule } from "../support/slice.ts";
 
 // The "next release": the same object built with one map of another size and one program changed.
@@ -70,6 +71,23 @@ rootTest(
       // bpf_link_update, replaced by attaching the new one first.
       const tracepointPath = `${bpffs.path}/aegisbpf/links/${PROGRAMS.fileOpenAudit}`;
       const oldTracepoint = await linkProgramId(tracepointPath);
+      // A map only the old release had (one a release dropped): pinned beside the others.
+      const retired = `${bpffs.path}/aegisbpf/maps/retired_map`;
+      await must("bpftool", [
+        "map",
+        "create",
+        retired,
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "4",
+        "entries",
+        "1",
+        "name",
+        "retired_map",
+      ]);
       const loop = await startConnectLoop(cgroup, DENIED, server.port);
       let tally;
       let next;
@@ -90,6 +108,7 @@ rootTest(
         ["links", "maps", "progs"],
         "no staging pins are left",
       );
+      assert.ok(!exists(retired), "the pin of a map the new release does not declare is gone");
       const info = plane.activeGenInfo();
       assert.equal(info.netRulesEntries + info.netExactEntries, 1, "the live rules came along");
       assert.equal(readEnforceSignal(bpffs.path), "term", "the kill-on-deny word came along");
