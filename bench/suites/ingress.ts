@@ -192,7 +192,11 @@ await suite("ingress", "Ingress drop rate on a veth pair", async (ctx) => {
         "generic XDP on a veth costs more than the program itself (perf of the flood: pskb_expand_head, " +
         "which gives each socket buffer the 256 bytes of headroom XDP wants, is a quarter of " +
         "do_xdp_generic's time), which every XDP filter pays there and nftables and iptables do not: a " +
-        "program twice as fast as xdp-filter's moves the flood's rate by about a percent.",
+        "program twice as fast as xdp-filter's moves the flood's rate by about a percent. A tc (tcx) ingress " +
+        "program would skip that copy, but it runs after the packet sockets (AF_PACKET: tcpdump, a DHCP " +
+        "client, a raw-socket listener waiting for a knock) were handed the frame, where XDP, generic mode " +
+        "included, runs before any of them: a denied source reaches no receiver on the host, so the ingress " +
+        "filter stays on XDP on a veth too.",
     );
     ctx.note(
       "At least 3x nftables netdev where the driver runs XDP natively is not measured here. The interfaces " +
