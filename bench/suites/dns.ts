@@ -10,6 +10,7 @@ import type { Policy } from "../../lib/policy/schema.ts";
 import { withPinnedProgramStats } from "../lib/pinned_stats.ts";
 import { type Cleanup, Netns, openTestPlane } from "../lib/net_peers.ts";
 import { suite } from "../lib/suite.ts";
+import { LEARNED_LIMITS } from "../../ffi/mod.ts";
 
 /** The receive-path parser's budget per DNS answer (issue 20). */
 const PARSER_TARGET_NS = 1000;
@@ -50,6 +51,7 @@ await suite("dns", "DNS answers learned in the kernel", async (ctx) => {
     const ns = await Netns.create();
     cleanup.push(() => ns.remove());
     const answers = ctx.pick(20_000, 2_000);
+    const rounds = ctx.pick(3, 1);
     const dns = await openTestPlane({ areas: ["egress"] }, cleanup);
     const dnsPolicy: Policy = {
       apiVersion: "aegisbpf.io/v1",
@@ -83,9 +85,14 @@ await suite("dns", "DNS answers learned in the kernel", async (ctx) => {
         "run by bpf_stats (every run is an answer: the client receives nothing else).",
     );
     ctx.method(
-      "Two phases by bpf_stats: the learned-address table filling (empty at first: each answer's address " +
-        "is a new entry), then full (past its 65,536 entries: each new address evicts the least recently " +
-        "used, the LRU's slow path). Between them, the wall clock of the exchange (bpf_stats off).",
+      `Two phases by bpf_stats, each ${rounds} batches of ${answers} answers (figure: the median batch's run ` +
+        `time per answer, with the spread): the learned-address table filling (empty at first, and the ` +
+        `batches together stay below its ${
+          LEARNED_LIMITS.LEARNED_ENTRIES.toLocaleString("en")
+        } entries: each ` +
+        "answer's address is a new entry), then full (past its capacity: each new address evicts the least " +
+        "recently used, the LRU's slow path). Between them, the wall clock of the exchange (bpf_stats off), " +
+        "which also fills the table.",
     );
     const measure = async (phase: string) => {
       const before = dns.plane.dnsStats();
@@ -100,9 +107,24 @@ await suite("dns", "DNS answers learned in the kernel", async (ctx) => {
       ctx.programStat({ ...stat, phase: `${answers} DNS answers, each learned, ${phase}` });
       return stat.nsPerRun;
     };
-    const filling = await measure("the table filling");
+    const batches = async (phase: string) => {
+      const samples: number[] = [];
+      for (let round = 0; round < rounds; round++) {
+        samples.push(await measure(`${phase}, batch ${round + 1} of ${rounds}`));
+      }
+      return samples;
+    };
+    if (answers * rounds >= LEARNED_LIMITS.LEARNED_ENTRIES) {
+      throw new Error("the filling batches would fill the learned table: they would not measure it filling");
+    }
+    const filling = ctx.figure(
+      "dns.parser.filling",
+      "aegis_skb_dns per answer, the learned table filling (bpf_stats)",
+      "ns/answer",
+      await batches("the table filling"),
+    );
     // The wall clock of a query and its answer, the parser included (bpf_stats off): context, not a target.
-    const rounds = ctx.pick(3, 1);
+    // Its answers fill the table past its capacity.
     const samples: number[] = [];
     for (let round = 0; round < rounds; round++) {
       const start = performance.now();
@@ -115,12 +137,24 @@ await suite("dns", "DNS answers learned in the kernel", async (ctx) => {
       "ns/op",
       samples,
     );
-    const full = await measure("the table full (each insert evicts)");
+    if (answers * 2 * rounds < LEARNED_LIMITS.LEARNED_ENTRIES && !ctx.quick) {
+      throw new Error("the exchange rounds do not fill the learned table: the full phase would not be full");
+    }
+    const full = ctx.figure(
+      "dns.parser.full",
+      "aegis_skb_dns per answer, the learned table full: each insert evicts (bpf_stats)",
+      "ns/answer",
+      await batches("the table full (each insert evicts)"),
+    );
+    const fillingNs = filling.summary.median;
+    const fullNs = full.summary.median;
     ctx.target({
       name: "DNS answer parser (aegis_skb_dns) per answer",
       want: `<= ${PARSER_TARGET_NS} ns (bpf_stats)`,
-      got: `${filling.toFixed(0)} ns while the learned table fills, ${full.toFixed(0)} ns once it is full`,
-      met: Math.max(filling, full) <= PARSER_TARGET_NS,
+      got:
+        `${fillingNs.toFixed(0)} ns while the learned table fills, ${fullNs.toFixed(0)} ns once it is full ` +
+        `(medians of ${rounds} batches)`,
+      met: Math.max(fillingNs, fullNs) <= PARSER_TARGET_NS,
     });
   } finally {
     for (const step of cleanup.reverse()) await step();
