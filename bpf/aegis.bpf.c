@@ -462,9 +462,10 @@ static __always_inline __u64 current_euid_egid(void)
  * For the expiry of learned addresses, which every connect by name asks, and the rate windows of XDP, which
  * every dropped packet asks: the clock read (a helper and the timekeeping functions below it, each return
  * through the return thunk on hosts that need one) was a quarter of either path. Each writer reads jiffies
- * before the clock and stores the time before the jiffies, so whatever a program that interrupted or
- * preempted another leaves, the time stored was read during the tick stored or later; a reader that finds
- * other jiffies reads the clock itself.
+ * before the clock; the time stored only ever moves forward (compare-and-swap), and a writer stores its
+ * jiffies only after its own time went in. So whatever a program that interrupted or preempted another
+ * leaves, the time stored with a tick was read during that tick or later; a reader that finds other jiffies
+ * reads the clock itself.
  */
 static __always_inline __u64 boot_ns_this_tick(void)
 {
@@ -474,8 +475,13 @@ static __always_inline __u64 boot_ns_this_tick(void)
 	if (last && last->jiffies == jiffies && last->ns)
 		return last->ns;
 	__u64 now = bpf_ktime_get_boot_ns();
-	if (last) {
-		last->ns = now;
+	/*
+	 * Only a later time replaces the one stored, and only the writer that stored it then stores its jiffies:
+	 * a writer interrupted between its reads and its stores (by a program that stored a later tick) cannot
+	 * put back a time older than that tick's.
+	 */
+	__u64 held = last ? last->ns : 0;
+	if (last && held < now && __sync_val_compare_and_swap(&last->ns, held, now) == held) {
 		barrier();
 		last->jiffies = jiffies;
 	}
@@ -647,6 +653,19 @@ struct flush_ctx {
 	__u32 reported;
 };
 
+/* A summary of `n` suppressed decisions of the entry `key` (counted as lost when the ring buffer is full). */
+static __always_inline void flush_summary(const struct aegis_rate_key *key, const struct aegis_rate *rate, __u32 n,
+					  struct flush_ctx *ctx)
+{
+	struct aegis_event *e = reserve_event(rate->hook, rate->decision, rate->mode, key->rule_id, key->gen, n);
+	if (!e)
+		return;
+	e->pid = rate->pid;
+	e->flags = AEGIS_EVENT_SUMMARY;
+	bpf_ringbuf_submit(e, 0);
+	ctx->reported += n;
+}
+
 static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct aegis_rate *rate, struct flush_ctx *ctx)
 {
 	__u64 state = rate->window;
@@ -655,21 +674,16 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 		return 0;
 	__u32 n = __sync_lock_test_and_set(&rate->suppressed, 0);
 	if (n) {
-		struct aegis_event *e = reserve_event(rate->hook, rate->decision, rate->mode, key->rule_id, key->gen, n);
-		if (!e)
-			return 0;
-		e->pid = rate->pid;
-		e->flags = AEGIS_EVENT_SUMMARY;
-		bpf_ringbuf_submit(e, 0);
-		ctx->reported += n;
+		flush_summary(key, rate, n, ctx);
 		return 0;
 	}
 	/* Idle for a whole window: remove it. The tombstone makes a hook racing with us pass unlimited instead of counting into a removed entry. */
 	if ((state >> 32) + 1 < window &&
 	    __sync_val_compare_and_swap(&rate->window, state, RATE_TOMBSTONE) == state) {
+		/* What a CPU folded in (rate_fold) between the exchange above and the tombstone. */
 		n = __sync_lock_test_and_set(&rate->suppressed, 0);
 		if (n)
-			count_n(AEGIS_COUNTER_EVENTS_LOST, n); /* cannot happen: suppressing needs a current window */
+			flush_summary(key, rate, n, ctx);
 		bpf_map_delete_elem(map, key);
 	}
 	return 0;
@@ -708,7 +722,8 @@ static long flush_match(__u64 cpu, void *unused)
 	struct xdp_match *m = bpf_map_lookup_percpu_elem(&xdp_matches, &zero, cpu);
 	if (!m)
 		return 1; /* past the last possible CPU */
-	__u64 pending = *(volatile __u64 *)&m->pending;
+	/* An ordered read (an atomic or of nothing): the fields below are read after it on any CPU. */
+	__u64 pending = __sync_fetch_and_or(&m->pending, 0);
 	if (!(__u32)pending)
 		return 0;
 	__u32 rule_id = m->sat_rule_id;
@@ -1635,6 +1650,9 @@ static __always_inline void xdp_match_store(struct xdp_match *m, __u64 stamp, co
 	if (!m || !stamp)
 		return;
 	__u32 seq = m->seq;
+	/* A store this run interrupted is half done: it finishes after this run, so this one is not made. */
+	if (seq & 1)
+		return;
 	m->seq = seq | 1;
 	barrier();
 	m->stamp = stamp;
