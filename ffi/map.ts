@@ -96,6 +96,15 @@ export class BpfMap {
     return true;
   }
 
+  /** Whether the map holds no entry (one key lookup: no entry is read). */
+  isEmpty(): boolean {
+    const next = new Uint8Array(this.keySize);
+    const code = libbpf().bpf_map__get_next_key(this.#pointer, null, next, BigInt(this.keySize));
+    if (code === -ENOENT) return true;
+    this.#check(code, "bpf_map__get_next_key");
+    return false;
+  }
+
   /** Every key in the map, in the kernel's iteration order. */
   keys(): Uint8Array<ArrayBuffer>[] {
     const keys: Uint8Array<ArrayBuffer>[] = [];

@@ -969,7 +969,9 @@ export class Agent {
 
   /**
    * Kernel events came: the rate limit's summaries and the lost count are looked at a window later, and
-   * again each window while events keep coming.
+   * again each window while the limiter holds entries. A flood's last window has its burst's events before
+   * the flush its previous window's events scheduled, and none after it: the flush that reports its
+   * suppressed count is one the limiter's entries asked for, not an event.
    */
   #eventsCame(): void {
     if (this.#eventsSinceFlush) return;
@@ -977,8 +979,9 @@ export class Agent {
     this.#timers.once(FLUSH_AFTER_EVENTS_MS, () => {
       this.#eventsSinceFlush = false;
       if (this.#stopped) return;
-      this.#plane.flushRateLimits();
+      const held = this.#plane.flushRateLimits();
       this.#checkLost();
+      if (held) this.#eventsCame();
     });
   }
 

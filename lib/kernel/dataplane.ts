@@ -301,10 +301,13 @@ export class DataPlane {
   /**
    * Reports what the rate limiter suppressed in windows that have ended (as summary events) and removes
    * idle limiter entries: run it on a timer, so that the last window of a flood is never left unreported.
+   * Returns whether the limiter still holds entries: a window not ended yet, or one idle for less than a
+   * window, which a later flush reports or removes.
    */
-  flushRateLimits(): void {
+  flushRateLimits(): boolean {
     // The smallest packet an XDP test run takes: an Ethernet header.
     this.#programs.runnable(PROGRAMS.flushRates).testRun(new Uint8Array(14));
+    return !this.map("event_rate").isEmpty();
   }
 
   /**

@@ -5,7 +5,7 @@
  * and detaches everything in `finally`.
  */
 import assert from "node:assert/strict";
-import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
+import { bootTimeNs, COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/state/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
@@ -674,6 +674,38 @@ rootTest(
       });
       assert.equal(counted, attempts);
       assert.ok(agent.events.filter(mine).length < attempts / 4, "most decisions were carried in counts");
+    });
+  },
+);
+
+rootTest(
+  "[root] a flood across a window boundary that ends in the second window: the agent's flushes still report that window's suppressed count",
+  async () => {
+    await withHost(async (host) => {
+      const file = writePolicy(host, "p.yaml", policy(host, NET, { mode: "audit" }));
+      await using agent = spawn(host, ["--policy", file]);
+      await agent.ready();
+      // Started just after a rate window begins and lasting 1.3 windows: the first window's events schedule
+      // a flush that comes just after the second window's burst, when nothing else comes to schedule one.
+      const windowNs = 1n << 30n;
+      const now = bootTimeNs();
+      const next = (now / windowNs + 1n) * windowNs;
+      await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 10));
+      const script = `echo $BASHPID; end=$(( $(date +%s%N) + 1400000000 )); n=0; ` +
+        `while (( $(date +%s%N) < end )); do n=$((n+1)); ` +
+        `{ exec 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; exec 3>&-; done; echo $n`;
+      const result = await host.cgroup.runBash(script);
+      const [pidLine, countLine] = result.stdout.trim().split("\n");
+      const pid = Number(pidLine);
+      const attempts = Number(countLine);
+      assert.ok(attempts > 16, `${attempts} attempts: more than two windows' bursts`);
+      const mine = (event: Event) => event.rule === "tcp-lo2" && event.process?.pid === pid;
+      let counted = 0;
+      await within(8000, "all", () => {
+        counted = agent.events.filter(mine).reduce((sum, event) => sum + event.count, 0);
+        return Promise.resolve(counted >= attempts ? "all" : String(counted));
+      });
+      assert.equal(counted, attempts, "every attempt is in some event's count");
     });
   },
 );
