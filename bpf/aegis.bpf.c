@@ -529,7 +529,11 @@ static __always_inline __u32 rate_admit(const struct aegis_state *s, __u32 hook,
 		__u64 old = rate->window;
 		if (old == RATE_TOMBSTONE)
 			return 1; /* being removed by the flush: not limited */
-		if (old >> 32 != window) {
+		/*
+		 * Windows only move forward: XDP's reading of the clock is its CPU's of the current tick, so near a
+		 * window's end one CPU may still be in the window another has left; it counts in the entry's.
+		 */
+		if (old >> 32 < window) {
 			if (__sync_val_compare_and_swap(&rate->window, old, window << 32 | 1) == old)
 				return 1 + __sync_lock_test_and_set(&rate->suppressed, 0);
 			continue;
@@ -670,7 +674,8 @@ static long flush_rate(struct bpf_map *map, struct aegis_rate_key *key, struct a
 {
 	__u64 state = rate->window;
 	__u64 window = rate_per_tick(rate->hook) ? ctx->tick_window : ctx->window;
-	if (state == RATE_TOMBSTONE || state >> 32 == window)
+	/* An entry in this window, or in a later one another CPU's reading began, has not ended. */
+	if (state == RATE_TOMBSTONE || state >> 32 >= window)
 		return 0;
 	__u32 n = __sync_lock_test_and_set(&rate->suppressed, 0);
 	if (n) {

@@ -226,14 +226,16 @@ rootTest(
     assert.equal(await xdpVerdict(object, udpFrom(2), 30), "DROP");
     assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
     flush(); // within the window: the counts go into their entries, nothing is reported yet
-    assert.equal(
-      bootWindow(),
-      window,
-      "the drops and the flush took less than a window (the test's premise)",
-    );
+    const stillInWindow = bootWindow() === window;
     collect();
     const within = events.length;
-    assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
+    // Only where the section fit in the window (a loaded host may take longer): past it, a summary is right.
+    // The totals below hold either way.
+    if (stillInWindow) {
+      assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
+    } else {console.warn(
+        "xdp_slots_test: the drops and the first flush took more than a window; summary check skipped",
+      );}
     // Past the window, the flush reports what each entry holds.
     await new Promise((resolve) => setTimeout(resolve, 1200));
     flush();
@@ -248,5 +250,42 @@ rootTest(
     flush();
     collect();
     assert.equal(total(7) + total(8), 40 * cpus.length + 35);
+  }, [PROGRAMS.ingress, PROGRAMS.flushRates]),
+);
+
+rootTest(
+  "[root] a rate window never moves back: a CPU whose reading of the clock is behind the entry's window counts in it",
+  withXdp(async (object) => {
+    ingressRules(object, [ipv4Rule("192.0.2.1/32", 7)]);
+    // The (rule 7, 192.0.2.1, generation 0) entry, put in a window ahead of every CPU's reading, its burst
+    // spent: what another CPU leaves at a window's start while this one's reading is still of the last.
+    const key = new Uint8Array(12);
+    const keyView = new DataView(key.buffer);
+    keyView.setUint32(0, 7, true);
+    key.set([192, 0, 2, 1], 4);
+    keyView.setUint32(8, 0, true);
+    const ahead = bootWindow() + 5n;
+    const value = new Uint8Array(24);
+    const valueView = new DataView(value.buffer);
+    valueView.setBigUint64(0, (ahead << 32n) | 8n, true);
+    value.set([HOOK.INGRESS, DECISION.DENY, 1], 16);
+    const rates = object.map("event_rate");
+    rates.update(key, value);
+    assert.equal(await xdpVerdict(object, udpFrom(1), 3), "DROP");
+    const entry = () => new DataView(rates.lookup(key)!.buffer);
+    assert.equal(
+      entry().getBigUint64(0, true),
+      (ahead << 32n) | 8n,
+      "the entry stays in its window, burst spent",
+    );
+    assert.equal(
+      drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).length,
+      0,
+      "no event: the drops are suppressed in the entry's window",
+    );
+    // The flush takes what this CPU held into the entry and reports nothing: its window has not ended.
+    object.program(PROGRAMS.flushRates).testRun(new Uint8Array(14));
+    assert.equal(entry().getUint32(8, true), 3, "all three drops are counted in the entry");
+    assert.equal(drainEvents(object).filter((event) => event.hook === HOOK.INGRESS).length, 0);
   }, [PROGRAMS.ingress, PROGRAMS.flushRates]),
 );
