@@ -119,9 +119,9 @@ const AREAS: readonly Area[] = ["file", "exec", "egress", "bind", "ingress"];
  */
 const TICK_MS = HEARTBEAT_MS;
 /**
- * After kernel events, the rate limit is flushed this long later (and again each such period while they
- * come): a rate window (2^30 ns) has ended by then, so a summary of suppressed decisions comes within about
- * two seconds of its window.
+ * After kernel events, the rate limit is flushed this long later (and again each such period while the
+ * limiter holds entries): a rate window (2^30 ns) has ended by then, so a summary of suppressed decisions
+ * comes within about two seconds of its window.
  */
 const FLUSH_AFTER_EVENTS_MS = 1100;
 /** A break-glass word with no marker is looked at again after this long (TamperGuard's settle time). */
@@ -974,13 +974,17 @@ export class Agent {
    * suppressed count is one the limiter's entries asked for, not an event.
    */
   #eventsCame(): void {
-    if (this.#eventsSinceFlush) return;
+    if (this.#stopped || this.#eventsSinceFlush) return;
     this.#eventsSinceFlush = true;
     this.#timers.once(FLUSH_AFTER_EVENTS_MS, () => {
       this.#eventsSinceFlush = false;
       if (this.#stopped) return;
-      const held = this.#plane.flushRateLimits();
-      this.#checkLost();
+      let held = false;
+      try {
+        held = this.#plane.flushRateLimits();
+      } finally {
+        this.#checkLost();
+      }
       if (held) this.#eventsCame();
     });
   }

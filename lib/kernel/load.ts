@@ -457,7 +457,13 @@ export function loadPlane(pinDir: string, options: LoadOptions): LoadedPlane {
 function removeRetiredMaps(mapDir: string, declared: readonly string[]): void {
   const names = new Set(declared);
   for (const name of listDir(mapDir)) {
-    if (!names.has(name)) Deno.removeSync(`${mapDir}/${name}`);
+    if (names.has(name)) continue;
+    try {
+      Deno.removeSync(`${mapDir}/${name}`);
+    } catch {
+      // Best effort: a pin another process removed first, or something not a pin (a directory someone made
+      // there), costs only what it holds; refusing the load for it would stop every later apply.
+    }
   }
 }
 
