@@ -493,8 +493,8 @@ static __always_inline __u64 boot_ns_this_tick(void)
  * during the current tick (boot_ns_this_tick): every packet of a flood it drops asks for the window, and a
  * clock read per packet was a quarter of a dropped packet's cost. The other hooks read the clock. An entry's
  * windows all come from one hook's reading, since its rule id belongs to one hook (the flush takes the
- * reading of the entry's hook); were two hooks to share an entry, its windows would only turn over more
- * often (more events), never lose a count.
+ * reading of the entry's hook). Windows only move forward (rate_admit): a reader whose reading is behind the
+ * entry's window, by at most a tick, counts in the entry's.
  */
 static __always_inline int rate_per_tick(__u32 hook)
 {

@@ -461,8 +461,9 @@ function removeRetiredMaps(mapDir: string, declared: readonly string[]): void {
     try {
       Deno.removeSync(`${mapDir}/${name}`);
     } catch {
-      // Best effort: a pin another process removed first, or something not a pin (a directory someone made
-      // there), costs only what it holds; refusing the load for it would stop every later apply.
+      // Best effort: a pin another process removed first is gone already, and anything else left (something
+      // not a pin, a directory someone made there) costs only what it holds until `aegisbpf detach` removes
+      // the pin directory; refusing the load for it would stop every later apply.
     }
   }
 }

@@ -229,18 +229,20 @@ rootTest(
     const stillInWindow = bootWindow() === window;
     collect();
     const within = events.length;
-    // Only where the section fit in the window (a loaded host may take longer): past it, a summary is right.
-    // The totals below hold either way.
+    // Only where the section fit in the window (a loaded host may take longer): past it, the first flush
+    // rightly reported the counts already. The totals below hold either way.
     if (stillInWindow) {
       assert.ok(events.every((event) => !event.summary), "no summary while the window lasts");
-    } else {console.warn(
-        "xdp_slots_test: the drops and the first flush took more than a window; summary check skipped",
-      );}
+    } else {
+      console.warn(
+        "xdp_slots_test: the drops and the first flush took more than a window: window checks skipped",
+      );
+    }
     // Past the window, the flush reports what each entry holds.
     await new Promise((resolve) => setTimeout(resolve, 1200));
     flush();
     collect();
-    assert.ok(events.length > within, "the flush reported the suppressed drops");
+    if (stillInWindow) assert.ok(events.length > within, "the flush reported the suppressed drops");
     const total = (ruleId: number) =>
       events.filter((event) => event.ruleId === ruleId).reduce((sum, event) => sum + event.count, 0);
     assert.equal(total(7), 40 * cpus.length + 5, "every drop of the first source is in some event's count");
