@@ -1,5 +1,6 @@
 import { SysError, sysFailure, unwrapSys } from "./error.ts";
 import { cString, lastErrno, libbpf, libc } from "./libbpf.ts";
+import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_DGRAM } from "./socket_constants.ts";
 
 const O_RDONLY = 0;
 const O_DIRECTORY = 0o200000;
@@ -34,9 +35,6 @@ export function ifName(index: number): string | undefined {
   return new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.length : end));
 }
 
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
 const SIOCETHTOOL = 0x8946n;
 const ETHTOOL_GDRVINFO = 3;
 /** struct ifreq: the name, then a union whose ifr_data pointer sits at offset 16. */
@@ -130,8 +128,6 @@ export function mountPseudoFs(type: string, path: string): void {
     `${type} on ${path}`,
   );
 }
-
-const AF_INET6 = 10;
 
 /**
  * connect(2) of a new UDP socket to `addr` (4 or 16 bytes, network order) and `port`: no datagram leaves,

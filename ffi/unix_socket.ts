@@ -7,10 +7,8 @@
 import { unwrapSys } from "./error.ts";
 import { cString, libc } from "./libbpf.ts";
 import { closeFd } from "./sys.ts";
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM } from "./socket_constants.ts";
 
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 const SHUT_RDWR = 2;

@@ -5,7 +5,7 @@
  * and detaches everything in `finally`.
  */
 import assert from "node:assert/strict";
-import { bootTimeNs, COUNTER, encodeU32 } from "../../ffi/mod.ts";
+import { bootTimeNs, COUNTER, encodeU32, RATE } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/state/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
@@ -687,7 +687,7 @@ rootTest(
       await agent.ready();
       // Started just after a rate window begins and lasting 1.3 windows: the first window's events schedule
       // a flush that comes just after the second window's burst, when nothing else comes to schedule one.
-      const windowNs = 1n << 30n;
+      const windowNs = 1n << BigInt(RATE.WINDOW_SHIFT);
       const now = bootTimeNs();
       const next = (now / windowNs + 1n) * windowNs;
       await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 10));

@@ -9,6 +9,7 @@ import {
   decodeRuleHitSlots,
   encodeU32,
   HOOK,
+  RATE,
   STAT_LIMITS,
   sumPerCpu,
 } from "../../ffi/mod.ts";
@@ -52,7 +53,7 @@ function udpFrom(host: number, port = 9): number[] {
 }
 
 /** XDP's rate window (2^30 ns of CLOCK_BOOTTIME) at this moment. */
-const bootWindow = () => bootTimeNs() >> 30n;
+const bootWindow = () => bootTimeNs() >> BigInt(RATE.WINDOW_SHIFT);
 
 /**
  * Waits for a new rate window to begin, and a little more: XDP reads the clock again only once jiffies
@@ -61,7 +62,8 @@ const bootWindow = () => bootTimeNs() >> 30n;
  */
 async function windowStart(): Promise<bigint> {
   const now = bootTimeNs();
-  const next = ((now >> 30n) + 1n) << 30n;
+  const shift = BigInt(RATE.WINDOW_SHIFT);
+  const next = ((now >> shift) + 1n) << shift;
   await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 30));
   return bootWindow();
 }
@@ -269,7 +271,7 @@ rootTest(
     const ahead = bootWindow() + 5n;
     const value = new Uint8Array(24);
     const valueView = new DataView(value.buffer);
-    valueView.setBigUint64(0, (ahead << 32n) | 8n, true);
+    valueView.setBigUint64(0, (ahead << 32n) | BigInt(RATE.BURST), true);
     value.set([HOOK.INGRESS, DECISION.DENY, 1], 16);
     const rates = object.map("event_rate");
     rates.update(key, value);
@@ -277,7 +279,7 @@ rootTest(
     const entry = () => new DataView(rates.lookup(key)!.buffer);
     assert.equal(
       entry().getBigUint64(0, true),
-      (ahead << 32n) | 8n,
+      (ahead << 32n) | BigInt(RATE.BURST),
       "the entry stays in its window, burst spent",
     );
     assert.equal(

@@ -1,8 +1,5 @@
 import { libc } from "../../ffi/libbpf.ts";
-
-const AF_INET = 2;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
+import { AF_INET, SOCK_CLOEXEC, SOCK_STREAM } from "../../ffi/socket_constants.ts";
 
 /** What a process listens on and which signals it ignores, read from /proc. */
 
