@@ -98,25 +98,23 @@ export class BpfMap {
 
   /** Whether the map holds no entry (one key lookup: no entry is read). */
   isEmpty(): boolean {
-    const next = new Uint8Array(this.keySize);
-    const code = libbpf().bpf_map__get_next_key(this.#pointer, null, next, BigInt(this.keySize));
-    if (code === -ENOENT) return true;
-    this.#check(code, "bpf_map__get_next_key");
-    return false;
+    return this.#nextKey(null) === undefined;
   }
 
   /** Every key in the map, in the kernel's iteration order. */
   keys(): Uint8Array<ArrayBuffer>[] {
     const keys: Uint8Array<ArrayBuffer>[] = [];
-    let current: Uint8Array<ArrayBuffer> | null = null;
-    for (;;) {
-      const next = new Uint8Array(this.keySize);
-      const code = libbpf().bpf_map__get_next_key(this.#pointer, current, next, BigInt(this.keySize));
-      if (code === -ENOENT) return keys;
-      this.#check(code, "bpf_map__get_next_key");
-      keys.push(next);
-      current = next;
-    }
+    for (let key = this.#nextKey(null); key; key = this.#nextKey(key)) keys.push(key);
+    return keys;
+  }
+
+  /** The key after `current` (null: the first), undefined past the last. */
+  #nextKey(current: Uint8Array<ArrayBuffer> | null): Uint8Array<ArrayBuffer> | undefined {
+    const next = new Uint8Array(this.keySize);
+    const code = libbpf().bpf_map__get_next_key(this.#pointer, current, next, BigInt(this.keySize));
+    if (code === -ENOENT) return undefined;
+    this.#check(code, "bpf_map__get_next_key");
+    return next;
   }
 
   /**

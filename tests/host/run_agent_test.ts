@@ -5,7 +5,7 @@
  * and detaches everything in `finally`.
  */
 import assert from "node:assert/strict";
-import { bootTimeNs, COUNTER, encodeU32, RATE } from "../../ffi/mod.ts";
+import { COUNTER, encodeU32 } from "../../ffi/mod.ts";
 import { DataPlane } from "../../lib/kernel/dataplane.ts";
 import { listHistory } from "../../lib/state/history.ts";
 import { aegisbpf } from "../cli/cli.ts";
@@ -28,6 +28,7 @@ import { startConnectLoop } from "../support/loops.ts";
 import { VethPair } from "../support/netns.ts";
 import { probeLsm } from "../../lib/kernel/load.ts";
 import { rootTest, run } from "../support/privileged.ts";
+import { rateWindowStart } from "../support/rate_window.ts";
 import { assertMatchesSchema } from "../support/schema.ts";
 
 const RFC3339_NS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/;
@@ -652,6 +653,21 @@ rootTest(
   },
 );
 
+/** The decisions `mine`'s events stand for (the sum of their counts), once it reaches `attempts` or `ms` pass. */
+async function countedWithin(
+  ms: number,
+  agent: { events: Event[] },
+  mine: (event: Event) => boolean,
+  attempts: number,
+): Promise<number> {
+  let counted = 0;
+  await within(ms, "all", () => {
+    counted = agent.events.filter(mine).reduce((sum, event) => sum + event.count, 0);
+    return Promise.resolve(counted >= attempts ? "all" : String(counted));
+  });
+  return counted;
+}
+
 rootTest(
   "[root] a flood from one process is rate limited in the kernel and the agent's flush reports the rest: counts add up to every attempt",
   async () => {
@@ -667,11 +683,7 @@ rootTest(
       const mine = (event: Event) => event.rule === "tcp-lo2" && event.process?.pid === pid;
       const summary = await agent.waitFor((event) => mine(event) && event.summary === true, 5000);
       assert.equal(summary.type, "net.connect");
-      let counted = 0;
-      await within(5000, "all", () => {
-        counted = agent.events.filter(mine).reduce((sum, event) => sum + event.count, 0);
-        return Promise.resolve(counted >= attempts ? "all" : String(counted));
-      });
+      const counted = await countedWithin(5000, agent, mine, attempts);
       assert.equal(counted, attempts);
       assert.ok(agent.events.filter(mine).length < attempts / 4, "most decisions were carried in counts");
     });
@@ -687,10 +699,7 @@ rootTest(
       await agent.ready();
       // Started just after a rate window begins and lasting 1.3 windows: the first window's events schedule
       // a flush that comes just after the second window's burst, when nothing else comes to schedule one.
-      const windowNs = 1n << BigInt(RATE.WINDOW_SHIFT);
-      const now = bootTimeNs();
-      const next = (now / windowNs + 1n) * windowNs;
-      await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 10));
+      await rateWindowStart();
       const script = `echo $BASHPID; end=$(( $(date +%s%N) + 1400000000 )); n=0; ` +
         `while (( $(date +%s%N) < end )); do n=$((n+1)); ` +
         `{ exec 3<>/dev/tcp/127.0.0.2/${TCP_PORT}; } 2>/dev/null; exec 3>&-; done; echo $n`;
@@ -700,11 +709,7 @@ rootTest(
       const attempts = Number(countLine);
       assert.ok(attempts > 16, `${attempts} attempts: more than two windows' bursts`);
       const mine = (event: Event) => event.rule === "tcp-lo2" && event.process?.pid === pid;
-      let counted = 0;
-      await within(8000, "all", () => {
-        counted = agent.events.filter(mine).reduce((sum, event) => sum + event.count, 0);
-        return Promise.resolve(counted >= attempts ? "all" : String(counted));
-      });
+      const counted = await countedWithin(8000, agent, mine, attempts);
       assert.equal(counted, attempts, "every attempt is in some event's count");
     });
   },

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   AEGIS_GEN_INFO,
-  bootTimeNs,
   type BpfObject,
   DECISION,
   decodeGenInfo,
@@ -15,6 +14,7 @@ import {
 } from "../../ffi/mod.ts";
 import { loadPrograms, type ProgramName, PROGRAMS } from "../../lib/kernel/object.ts";
 import { rootTest } from "../support/privileged.ts";
+import { rateWindow, rateWindowStart } from "../support/rate_window.ts";
 import { drainEvents, ipv4Rule, writeRules, xdpVerdict } from "../support/slice.ts";
 import type { NetRule } from "../../lib/policy/plan.ts";
 
@@ -50,22 +50,6 @@ function udpFrom(host: number, port = 9): number[] {
     0,
     0,
   ];
-}
-
-/** XDP's rate window (2^30 ns of CLOCK_BOOTTIME) at this moment. */
-const bootWindow = () => bootTimeNs() >> BigInt(RATE.WINDOW_SHIFT);
-
-/**
- * Waits for a new rate window to begin, and a little more: XDP reads the clock again only once jiffies
- * moved, so its window may begin a tick after the clock's. A section started here has the window's
- * whole second.
- */
-async function windowStart(): Promise<bigint> {
-  const now = bootTimeNs();
-  const shift = BigInt(RATE.WINDOW_SHIFT);
-  const next = ((now >> shift) + 1n) << shift;
-  await new Promise((resolve) => setTimeout(resolve, Number(next - now) / 1e6 + 30));
-  return bootWindow();
 }
 
 function withXdp(
@@ -222,13 +206,13 @@ rootTest(
     const cpus = navigator.hardwareConcurrency > 1 ? [0, 1] : [0];
     // Windows are aligned on the clock: the drops and the first flush must fall in one, or the flush
     // rightly reports them. Started at a window's start, they have its whole second.
-    const window = await windowStart();
+    const window = await rateWindowStart();
     for (const cpu of cpus) assert.equal(await xdpVerdict(object, udpFrom(1), 40, cpu), "DROP");
     // Another source takes CPU 0's slot: what it held for the first goes into the first's entry.
     assert.equal(await xdpVerdict(object, udpFrom(2), 30), "DROP");
     assert.equal(await xdpVerdict(object, udpFrom(1), 5), "DROP");
     flush(); // within the window: the counts go into their entries, nothing is reported yet
-    const stillInWindow = bootWindow() === window;
+    const stillInWindow = rateWindow() === window;
     collect();
     const within = events.length;
     // Only where the section fit in the window (a loaded host may take longer): past it, the first flush
@@ -268,7 +252,7 @@ rootTest(
     keyView.setUint32(0, 7, true);
     key.set([192, 0, 2, 1], 4);
     keyView.setUint32(8, 0, true);
-    const ahead = bootWindow() + 5n;
+    const ahead = rateWindow() + 5n;
     const value = new Uint8Array(24);
     const valueView = new DataView(value.buffer);
     valueView.setBigUint64(0, (ahead << 32n) | BigInt(RATE.BURST), true);
