@@ -25,6 +25,11 @@ mkdir -p "$out/fixtures"
 for source in "$here"/../tests/fixtures/*.bpf.c; do
   compile "$source" "$out/fixtures/$(basename "$source" .c).o"
 done
+# The bench's own programs (bench/native/*.bpf.c): baselines measured beside ours in the same run.
+mkdir -p "$out/bench"
+for source in "$here"/../bench/native/*.bpf.c; do
+  compile "$source" "$out/bench/$(basename "$source" .c).o"
+done
 # Programs of the file guard tests (dynamically linked: the loader and dlopen tests need ld.so).
 build_native() { # OBJECT SOURCE CC-ARGS...
   local object="$1" source="$2"

@@ -10,6 +10,7 @@ export {
   PinnedProgram,
   readIterator,
   testRunProgram,
+  testRunRepeated,
   writeElementsAtOnce,
 } from "./object.ts";
 export { FdMap, type MapDefinition } from "./fd_map.ts";
