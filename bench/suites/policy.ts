@@ -242,9 +242,10 @@ function changeLimits(runs: Timed[]): string {
     `runtime's start (${ms(phase("start-up"))}) and its exit and what no phase accounts for (${
       ms(exit)
     }). A generation is written whole, so the kernel takes every entry of the new one again, though only ` +
-    `one rule changed; that write (here, 100,000 whole addresses into the net_exact hash, about a third of ` +
+    `one rule changed; the compile encodes the CIDR rules straight into their map entries (no object per ` +
+    `rule), and their write (here, 100,000 whole addresses into the net_exact hash, about a third of ` +
     `what a trie of them takes) runs on worker threads from the end of the lock-out check (write ahead, the ` +
-    `encoding and the start of the write: ${ms(phase("write ahead"))}) while the apply takes its locks and ` +
+    `start of the write: ${ms(phase("write ahead"))}) while the apply takes its locks and ` +
     `makes its checks, and the stage waited ${ms(phase("kernel/wait net_rules"))} for what was left of ` +
     `it. The kernel phase (${ms(phase("kernel"))}) is then mostly waits for RCU grace periods: installing ` +
     `the new inner maps (at once, where no interface link is attached or removed: ${

@@ -6,7 +6,8 @@
 
 import { RefusedError } from "../errors.ts";
 import { checkInput, type RawInput, readApplyConfig } from "./apply_source.ts";
-import { compileForNow, compilePolicy } from "../policy/compile.ts";
+import { compilePolicy } from "../policy/compile.ts";
+import { compileEncodedForNow } from "../kernel/entries.ts";
 import { withYaml } from "../policy/yaml.ts";
 import {
   findEntry,
@@ -193,7 +194,7 @@ export async function applyRawInput(where: Where, raw: RawInput): Promise<Applie
       counterEqualDecidedLater: true,
     })
   );
-  const plan = compileForNow(input.parsed.policy);
+  const plan = compileEncodedForNow(input.parsed.policy);
   // Every rule, whatever its time window: a rule closed now may lock the operator out when it opens.
   await refuseLockout(input, stateDir, plan.windows ? compilePolicy(input.parsed.policy) : plan, configDir);
   const done = await applyChecked(where, input, plan, {
@@ -231,7 +232,7 @@ export async function reapplyHistoryEntry(
 ): Promise<ApplyResult & { input: PolicyInput; plan: RuleSetPlan }> {
   const { stateDir, bpffs } = where;
   const input = checked ?? await entryInput(where, target);
-  const plan = phase("compile", () => compileForNow(input.parsed.policy));
+  const plan = phase("compile", () => compileEncodedForNow(input.parsed.policy));
   const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
   await phaseAsync("lockout check", () => options.lockout(input, everyRule));
   // The kernel's copy of the CIDR rules is written while the re-apply makes its checks, as `policy apply`

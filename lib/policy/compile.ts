@@ -11,6 +11,7 @@ import {
   emptyPlan,
   type HostRule,
   type NetRule,
+  type NetRuleView,
   type PortRule,
   type Protocol,
   type RuleInfo,
@@ -55,15 +56,30 @@ const AREA: Record<RuleList, { area: Area; action: "deny" | "allow" }> = {
   "files.writers": { area: "file", action: "allow" },
 };
 
+export type CompileOptions = {
+  /** Milliseconds since the epoch: rules whose time window is closed then are numbered but not enforced. */
+  now?: number;
+  /**
+   * Where the egress CIDR rules go instead of `plan.egress`, one at a time, in plan order: a caller that only
+   * encodes them for the kernel builds no object per rule (lib/kernel/entries.ts, compileEncoded). The rule
+   * passed is reused for the next one: copy what is kept.
+   */
+  egressNet?: (rule: NetRuleView) => void;
+};
+
+/** The egress sink of the compile running (compilePolicy sets it; the compile is synchronous). */
+let egressSink: ((rule: NetRuleView) => void) | undefined;
+
 /**
  * The plan of `policy`. With `now` (milliseconds since the epoch, what apply and the agent pass), a rule whose
  * time window is closed then is numbered but not enforced; without it, every rule is in force (lint, explain,
  * simulate and policy test see every rule).
  */
-export function compilePolicy(policy: Policy, options: { now?: number } = {}): RuleSetPlan {
+export function compilePolicy(policy: Policy, options: CompileOptions = {}): RuleSetPlan {
   const { spec } = policy;
   const plan = emptyPlan(spec.mode);
   const subjects = new Subjects();
+  egressSink = options.egressNet;
   forEachRule(spec, (list, rule, _index, id) => {
     const when = "when" in rule ? rule.when : undefined;
     const closed = when !== undefined && options.now !== undefined && !windowOpen(when, options.now);
@@ -263,7 +279,8 @@ function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects, closed =
     case "network.egress.allow":
       if (info.host !== undefined) {
         hostRules(plan.egressHosts ??= [], entry.rule, { ruleId, action, host: info.host }, subject);
-      } else addNetRules(plan.egress, entry.rule, ruleId, action, subject);
+      } else if (egressSink) sinkNetRules(egressSink, entry.rule, ruleId, action, subject);
+      else addNetRules(plan.egress, entry.rule, ruleId, action, subject);
       return;
     case "network.ingress.allow":
     case "network.ingress.deny":
@@ -308,6 +325,43 @@ function addNetRules(
       if (port !== undefined) net.port = port;
       if (subject !== undefined) net.subject = subject;
       rules.push(net);
+    }
+  }
+}
+
+/** The rule sinkNetRules hands over, filled again for each (no object per rule). */
+const sunk: { -readonly [K in keyof NetRuleView]-?: NetRuleView[K] } = {
+  ruleId: 0,
+  action: "deny",
+  family: 4,
+  addr: new Uint8Array(4),
+  prefixLength: 0,
+  protocol: undefined,
+  port: undefined,
+  subject: undefined,
+};
+
+/** What addNetRules would add, handed to `sink` one at a time in the same order instead. */
+function sinkNetRules(
+  sink: (rule: NetRuleView) => void,
+  rule: NetRuleSpec,
+  ruleId: number,
+  action: "deny" | "allow",
+  subject?: number,
+): void {
+  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
+  for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
+    const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
+    for (let i = 0; i < ports.length; i++) {
+      sunk.ruleId = ruleId;
+      sunk.action = action;
+      sunk.family = family;
+      sunk.addr = addr;
+      sunk.prefixLength = prefixLength;
+      sunk.protocol = rule.protocol;
+      sunk.port = ports[i];
+      sunk.subject = subject;
+      sink(sunk);
     }
   }
 }

@@ -69,6 +69,13 @@ export type NetRule = {
   subject?: number;
 };
 
+/** A NetRule as read: an absent field may also be there as undefined (the reused rule of CompileOptions). */
+export type NetRuleView = Readonly<Omit<NetRule, "protocol" | "port" | "subject">> & {
+  readonly protocol?: Protocol | undefined;
+  readonly port?: number | undefined;
+  readonly subject?: number | undefined;
+};
+
 /**
  * An egress rule by host name: the addresses learned for a name it covers (from the DNS answers the scope
  * receives, and from resolving an exact name at apply) are matched as if the rule named each as a /32
@@ -217,6 +224,11 @@ export type EncodedNet = {
   ingressRules: number;
   /** Ingress deny rules with a port (XDP reads the port only when some exist). */
   ingressPortDenies: number;
+  /**
+   * The subjects (programs) the encoded egress rules name, where the encoding kept them (compileEncoded);
+   * absent: not known, and every subject counts as naming some.
+   */
+  egressSubjects?: number[];
 };
 
 /** A plan that denies nothing: the state before any policy. */

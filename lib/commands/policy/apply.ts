@@ -17,6 +17,7 @@ import { diffPolicies } from "../../policy/apply_diff.ts";
 import { checkInput, checkSha256, readApplyConfig, readRawInput } from "../../ops/apply_source.ts";
 import { appliedPolicy } from "../../state/apply_state.ts";
 import { compileForNow, compilePolicy } from "../../policy/compile.ts";
+import { compileEncodedForNow } from "../../kernel/entries.ts";
 import { currentEntry, type HistoryEntry, listHistory, setOutcome } from "../../state/history.ts";
 import { parsePolicy } from "../../policy/parse_text.ts";
 import { withYaml } from "../../policy/yaml.ts";
@@ -105,7 +106,12 @@ export const policyApply = defineCommand({
             readApplyConfig(configDir).requireSignature;
           return checkInput(raw, { configDir, stateDir, requireSignature, counterEqualDecidedLater: true });
         }));
-      const plan = phase("compile", () => compileForNow(input.parsed.policy));
+      // The real apply takes the CIDR rules straight into the kernel's encoding; a dry run decides on them.
+      const plan = phase(
+        "compile",
+        () =>
+          flags["dry-run"] ? compileForNow(input.parsed.policy) : compileEncodedForNow(input.parsed.policy),
+      );
       // Every rule, whatever its time window: a rule closed now may lock the operator out when it opens.
       const everyRule = plan.windows ? compilePolicy(input.parsed.policy) : plan;
       await phaseAsync("lockout check", () => checkLockout(ctx, input, flags.force === true, everyRule));
