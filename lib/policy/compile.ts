@@ -67,9 +67,6 @@ export type CompileOptions = {
   egressNet?: (rule: NetRuleView) => void;
 };
 
-/** The egress sink of the compile running (compilePolicy sets it; the compile is synchronous). */
-let egressSink: ((rule: NetRuleView) => void) | undefined;
-
 /**
  * The plan of `policy`. With `now` (milliseconds since the epoch, what apply and the agent pass), a rule whose
  * time window is closed then is numbered but not enforced; without it, every rule is in force (lint, explain,
@@ -79,14 +76,13 @@ export function compilePolicy(policy: Policy, options: CompileOptions = {}): Rul
   const { spec } = policy;
   const plan = emptyPlan(spec.mode);
   const subjects = new Subjects();
-  egressSink = options.egressNet;
   forEachRule(spec, (list, rule, _index, id) => {
     const when = "when" in rule ? rule.when : undefined;
     const closed = when !== undefined && options.now !== undefined && !windowOpen(when, options.now);
     if (when !== undefined) {
       (plan.windows ??= []).push({ rule: id, area: AREA[list].area, when, open: !closed });
     }
-    addRule(plan, { list, rule, id } as RuleRef, subjects, closed);
+    addRule(plan, { list, rule, id } as RuleRef, subjects, closed, options.egressNet);
   });
   if (subjects.list.length > 0) plan.subjects = subjects.list;
   // Carried to whoever applies the plan (the agent holds no parsed policy): its probes run after the flip.
@@ -211,7 +207,13 @@ export function addWriter(
   (plan.writers ??= []).push(entry);
 }
 
-function addRule(plan: RuleSetPlan, entry: RuleRef, subjects: Subjects, closed = false): void {
+function addRule(
+  plan: RuleSetPlan,
+  entry: RuleRef,
+  subjects: Subjects,
+  closed = false,
+  egressSink?: (rule: NetRuleView) => void,
+): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
   if (entry.rule.tags !== undefined && entry.rule.tags.length > 0) info.tags = [...entry.rule.tags];
