@@ -213,8 +213,10 @@ rootTest(
 const FILLERS = 4 * 65_536;
 
 /**
- * Calls `write` with a share of `items` on each CPU in turn, this process's main thread (the one that makes
- * the bpf calls) pinned to it with taskset, then gives the thread its CPUs back.
+ * Calls `write` with a share of `items` on each CPU in turn, the thread that runs this test (the one that makes
+ * the bpf calls) pinned to it with taskset, then gives the thread its CPUs back. `deno test` runs a test module
+ * on a thread of its own, not the process's main thread: pinning `Deno.pid` would pin a thread that makes no
+ * bpf call and leave this one free to move (it did, and 127.0.0.7 survived a CI run).
  */
 async function onEachCpu<T>(items: T[], write: (chunk: T[]) => void): Promise<void> {
   const taskset = async (...args: string[]) => {
@@ -223,7 +225,8 @@ async function onEachCpu<T>(items: T[], write: (chunk: T[]) => void): Promise<vo
     assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
     return text;
   };
-  const list = /list: (\S+)/.exec(await taskset("-pc", String(Deno.pid)))?.[1];
+  const tid = currentThreadId();
+  const list = /list: (\S+)/.exec(await taskset("-pc", tid))?.[1];
   assert.ok(list, "taskset printed no CPU list");
   const cpus = list.split(",").flatMap((part) => {
     const [first, last = first] = part.split("-").map(Number);
@@ -232,12 +235,27 @@ async function onEachCpu<T>(items: T[], write: (chunk: T[]) => void): Promise<vo
   try {
     const share = Math.ceil(items.length / cpus.length);
     for (const [index, cpu] of cpus.entries()) {
-      await taskset("-pc", String(cpu), String(Deno.pid));
+      await taskset("-pc", String(cpu), tid);
+      assert.equal(currentCpu(), cpu, `this thread (${tid}) runs on CPU ${currentCpu()}, pinned to ${cpu}`);
       write(items.slice(index * share, (index + 1) * share));
+      assert.equal(currentCpu(), cpu, `this thread (${tid}) left CPU ${cpu} while it was pinned there`);
     }
   } finally {
-    await taskset("-pc", list, String(Deno.pid));
+    await taskset("-pc", list, tid);
   }
+}
+
+/** The id of the thread that calls it (/proc/thread-self is PID/task/TID). */
+function currentThreadId(): string {
+  const tid = /\/task\/(\d+)$/.exec(Deno.readLinkSync("/proc/thread-self"))?.[1];
+  assert.ok(tid, "/proc/thread-self names no thread");
+  return tid;
+}
+
+/** The CPU the calling thread runs on: field 39 of /proc/thread-self/stat (after the parenthesised name). */
+function currentCpu(): number {
+  const stat = Deno.readTextFileSync("/proc/thread-self/stat");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[36]);
 }
 
 /** What a connect from `script` (run by bash inside the cgroup) met: "connected", "EPERM" or its error. */
