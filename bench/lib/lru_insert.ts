@@ -59,9 +59,13 @@ export class LruInsert implements Disposable {
   #run(program: string, count: number): number {
     const { fd } = this.#object.program(program);
     const { retval, nsPerRun } = testRunRepeated(fd, program, this.#packet, count);
-    if (retval !== XDP_PASS || this.failed() > 0n) {
+    const refused = this.failed();
+    if (refused > 0n) {
+      throw new Error(`${program}: the kernel refused ${refused} inserts (return value ${retval})`);
+    }
+    if (retval !== XDP_PASS) {
       throw new Error(
-        `${program}: the kernel refused an insert (return value ${retval}, ${this.failed()} refused)`,
+        `${program}: returned ${retval}, not XDP_PASS: a lookup of its counts or scratch failed`,
       );
     }
     return nsPerRun;

@@ -76,13 +76,14 @@ export function compilePolicy(policy: Policy, options: CompileOptions = {}): Rul
   const { spec } = policy;
   const plan = emptyPlan(spec.mode);
   const subjects = new Subjects();
+  const egressSink = options.egressNet && netRuleSink(options.egressNet);
   forEachRule(spec, (list, rule, _index, id) => {
     const when = "when" in rule ? rule.when : undefined;
     const closed = when !== undefined && options.now !== undefined && !windowOpen(when, options.now);
     if (when !== undefined) {
       (plan.windows ??= []).push({ rule: id, area: AREA[list].area, when, open: !closed });
     }
-    addRule(plan, { list, rule, id } as RuleRef, subjects, closed, options.egressNet);
+    addRule(plan, { list, rule, id } as RuleRef, subjects, closed, egressSink);
   });
   if (subjects.list.length > 0) plan.subjects = subjects.list;
   // Carried to whoever applies the plan (the agent holds no parsed policy): its probes run after the flip.
@@ -212,7 +213,7 @@ function addRule(
   entry: RuleRef,
   subjects: Subjects,
   closed = false,
-  egressSink?: (rule: NetRuleView) => void,
+  egressSink?: NetRuleSink,
 ): void {
   const { area, action } = AREA[entry.list];
   const info: RuleInfo = { id: entry.id, area, action };
@@ -281,7 +282,7 @@ function addRule(
     case "network.egress.allow":
       if (info.host !== undefined) {
         hostRules(plan.egressHosts ??= [], entry.rule, { ruleId, action, host: info.host }, subject);
-      } else if (egressSink) sinkNetRules(egressSink, entry.rule, ruleId, action, subject);
+      } else if (egressSink) egressSink(entry.rule, ruleId, action, subject);
       else addNetRules(plan.egress, entry.rule, ruleId, action, subject);
       return;
     case "network.ingress.allow":
@@ -331,41 +332,41 @@ function addNetRules(
   }
 }
 
-/** The rule sinkNetRules hands over, filled again for each (no object per rule). */
-const sunk: { -readonly [K in keyof NetRuleView]-?: NetRuleView[K] } = {
-  ruleId: 0,
-  action: "deny",
-  family: 4,
-  addr: new Uint8Array(4),
-  prefixLength: 0,
-  protocol: undefined,
-  port: undefined,
-  subject: undefined,
-};
+/** What addNetRules would add, for one rule of the policy: handed to a sink (netRuleSink) instead. */
+type NetRuleSink = (rule: NetRuleSpec, ruleId: number, action: "deny" | "allow", subject?: number) => void;
 
-/** What addNetRules would add, handed to `sink` one at a time in the same order instead. */
-function sinkNetRules(
-  sink: (rule: NetRuleView) => void,
-  rule: NetRuleSpec,
-  ruleId: number,
-  action: "deny" | "allow",
-  subject?: number,
-): void {
-  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
-  for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
-    const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
-    for (let i = 0; i < ports.length; i++) {
-      sunk.ruleId = ruleId;
-      sunk.action = action;
-      sunk.family = family;
-      sunk.addr = addr;
-      sunk.prefixLength = prefixLength;
-      sunk.protocol = rule.protocol;
-      sunk.port = ports[i];
-      sunk.subject = subject;
-      sink(sunk);
+/**
+ * Hands `sink` what addNetRules would add, one at a time in the same order: the same object each time, filled
+ * again for each (no object per rule; one per compile, so nothing of one compile reaches another).
+ */
+function netRuleSink(sink: (rule: NetRuleView) => void): NetRuleSink {
+  const sunk: { -readonly [K in keyof NetRuleView]-?: NetRuleView[K] } = {
+    ruleId: 0,
+    action: "deny",
+    family: 4,
+    addr: new Uint8Array(4),
+    prefixLength: 0,
+    protocol: undefined,
+    port: undefined,
+    subject: undefined,
+  };
+  return (rule, ruleId, action, subject) => {
+    const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
+    for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
+      const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
+      for (let i = 0; i < ports.length; i++) {
+        sunk.ruleId = ruleId;
+        sunk.action = action;
+        sunk.family = family;
+        sunk.addr = addr;
+        sunk.prefixLength = prefixLength;
+        sunk.protocol = rule.protocol;
+        sunk.port = ports[i];
+        sunk.subject = subject;
+        sink(sunk);
+      }
     }
-  }
+  };
 }
 
 /** One HostRule per port (one without a port: every port) of an egress rule by host name. */

@@ -169,6 +169,13 @@ export type DecideOptions = {
 
 /** The decision for `event` (see DecideOptions). */
 export function decide(plan: RuleSetPlan, event: DecisionEvent, options: DecideOptions = {}): Decision {
+  if (plan.encodedNet !== undefined && event.area === "egress") {
+    // Its egress CIDR rules are only in the kernel's encoding (lib/kernel/entries.ts compileEncoded): deciding
+    // here would see none of them and allow what they deny.
+    throw new Error(
+      "decide(): this plan's egress rules are encoded for the kernel; decide on compilePolicy's",
+    );
+  }
   const found: { ruleId?: number | undefined; reason?: ExecReason } | undefined = event.area === "exec"
     ? execRule(plan, event)
     : { ruleId: decidingRule(plan, event, options.learned ?? []) };
