@@ -23,6 +23,8 @@ const PYTHON = Deno.realPathSync("/usr/bin/python3");
 const LOOP = 1000;
 /** The names of every shape (dns_answers.py `shapes`): each learned, under the pattern that covers it. */
 const SHAPES = 6;
+/** Addresses written for the known-address answers: 127.6.0.3 three times, 127.6.0.4 twice. */
+const KNOWN_WRITES = 5;
 
 async function apply(plane: DataPlane, mode: "enforce" | "audit") {
   const text = `apiVersion: aegisbpf.io/v1\nkind: Policy\nmetadata: { name: dns, version: 1 }\n` +
@@ -81,16 +83,21 @@ for (const mode of ["enforce", "audit"] as const) {
           ttl_zero_floor: "connected",
           ttl_fresh: "connected",
           ttl_expired: refused,
+          known_allowed: "connected",
+          known_other_pattern: refused,
+          known_extended: "connected",
         });
         const stats = delta(plane.dnsStats(), before);
         // In audit the denied name's TCP query goes out, and its answer is learned under its deny rule.
         const denied = mode === "audit" ? 1 : 0;
         assert.deepEqual(stats, {
-          learned: LOOP + SHAPES + 5 + denied,
-          inserted: LOOP + SHAPES + 5 + denied,
+          // and the known addresses: 127.6.0.3 three times under one pattern, 127.6.0.4 under two
+          learned: LOOP + SHAPES + 5 + denied + KNOWN_WRITES,
+          // of them new: 127.6.0.3 and 127.6.0.4 once each
+          inserted: LOOP + SHAPES + 5 + denied + 2,
           // the loop, the shapes, both CNAME chains, the record outside the chain, the one over IPv6, the two
-          // TTL ones, the TCP one
-          answers: LOOP + SHAPES + 7 + denied,
+          // TTL ones, the TCP one, the known addresses'
+          answers: LOOP + SHAPES + 7 + denied + KNOWN_WRITES,
           // truncated, cut, the pointer loop, the TCP answer split from its length
           malformed: 4,
           unsolicited: 2,
@@ -106,12 +113,12 @@ for (const mode of ["enforce", "audit"] as const) {
             staleRules: false,
           });
           assert.deepEqual(report.names, {
-            learned: LOOP + SHAPES + 5 + denied,
+            learned: LOOP + SHAPES + 5 + denied + 2,
             capacity: 65536,
             evictions: 0,
             answers: {
-              parsed: LOOP + SHAPES + 7 + denied,
-              addresses: LOOP + SHAPES + 5 + denied,
+              parsed: LOOP + SHAPES + 7 + denied + KNOWN_WRITES,
+              addresses: LOOP + SHAPES + 5 + denied + KNOWN_WRITES,
               malformed: 4,
               unsolicited: 2,
               foreign: 1,
@@ -122,11 +129,11 @@ for (const mode of ["enforce", "audit"] as const) {
         }
         // Per-name hits: every connect the wildcard's rule allowed by a learned address (the loop, four of the
         // shapes, the CNAME chain's end, the one over IPv6, the TCP answer's, the TTL 0 one, the TTL 1 one
-        // while fresh), in either mode.
+        // while fresh, the two known addresses while the zone's), in either mode.
         const zone = plan.egressHosts?.find((rule) => rule.host === "*.test.example")?.ruleId;
         const hits = pinnedRuleHits(bpffs.path, readModeWords(bpffs.path)?.activeGen ?? -1)
           .filter((hit) => hit.decision === RULE_HIT.NAME_ALLOW);
-        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 4 + 5]]);
+        assert.deepEqual(hits.map((hit) => [hit.ruleId, Number(hit.count)]), [[zone, LOOP + 4 + 5 + 2]]);
         // Each refused connect was the /8's decision, reported with its address (the rate limiter may fold
         // the last ones into a later count), but the two shapes a longer wildcard denies: its decision.
         const events = drain(plane).filter((event) => event.hook === HOOK.CONNECT);
@@ -145,6 +152,7 @@ for (const mode of ["enforce", "audit"] as const) {
           "127.4.0.3",
           "127.7.0.2",
           "127.6.0.1",
+          "127.6.0.4",
         ];
         assert.deepEqual(addresses.slice(0, 5), refusedAddresses.slice(0, 5));
         assert.ok(addresses.every((address) => refusedAddresses.includes(address)), `${addresses}`);

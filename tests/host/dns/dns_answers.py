@@ -221,6 +221,15 @@ server6.sendto(answer(struct.unpack(">H", data[:2])[0], "v6.test.example", [a_re
 client.recv(4096)
 client.close()
 out["ipv6_transport"] = connect("127.9.0.1")
+# A known address answered again. Under the same pattern its entry stays and keeps the later expiry: TTL 1,
+# then 300, then 1 again (checked after the sleep below). Under another pattern (a wildcard that denies), the
+# address is that pattern's from then on.
+for ttl in (1, 300, 1):
+    ask("k1.test.example", answers_with([a_record("127.6.0.3", ttl=ttl)]))
+ask("r1.test.example", answers_with([a_record("127.6.0.4")]))
+out["known_allowed"] = connect("127.6.0.4")
+ask("r.no.test.example", answers_with([a_record("127.6.0.4")]))
+out["known_other_pattern"] = connect("127.6.0.4")
 # TTL 0 under a floor of 1 s: kept for the floor's second, so a connect right after the answer goes.
 ask("z1.test.example", answers_with([a_record("127.6.0.2", ttl=0)]))
 out["ttl_zero_floor"] = connect("127.6.0.2")
@@ -229,4 +238,5 @@ ask("t1.test.example", answers_with([a_record("127.6.0.1", ttl=1)]))
 out["ttl_fresh"] = connect("127.6.0.1")
 time.sleep(2.5)
 out["ttl_expired"] = connect("127.6.0.1")
+out["known_extended"] = connect("127.6.0.3")
 print(json.dumps(out))
