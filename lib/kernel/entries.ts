@@ -492,17 +492,26 @@ const ANY_PROTOCOL = 0;
 export function encodeNetRules(plan: RuleSetPlan): EncodedNet {
   if (plan.encodedNet) return plan.encodedNet;
   const net = new EntryTable(AEGIS_NET_KEY.size, plan.egress.length + plan.ingress.rules.length);
-  for (const rule of plan.egress) {
-    const shift = (rule.subject ?? 0) << 8;
-    addNetRule(net, rule, shift | NET.EGRESS_PORT, shift | NET.EGRESS_ANY);
-  }
+  for (const rule of plan.egress) addEgressNetRule(net, rule);
   if (plan.egressDefaultDeny) addDefaultDeny(net, plan.egress, plan.egressDefaultDeny.ruleId);
-  for (const rule of plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
+  return withIngress(net, plan, plan.egress.length);
+}
+
+/** An egress CIDR rule's entries, in the spaces of its subject (none: the rules naming no program). */
+function addEgressNetRule(net: EntryTable, rule: NetRuleView): void {
+  const shift = (rule.subject ?? 0) << 8;
+  addNetRule(net, rule, shift | NET.EGRESS_PORT, shift | NET.EGRESS_ANY);
+}
+
+/** The entries of `net` (its egress rules added) with the plan's ingress rules added last, and the counts. */
+function withIngress(net: EntryTable, plan: RuleSetPlan, egressRules: number): EncodedNet {
+  const ingress = plan.ingress.rules;
+  for (const rule of ingress) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
   return {
     ...net.batch(),
-    egressRules: plan.egress.length,
-    ingressRules: plan.ingress.rules.length,
-    ingressPortDenies: ingressPortDenies(plan.ingress.rules),
+    egressRules,
+    ingressRules: ingress.length,
+    ingressPortDenies: ingress.filter((rule) => rule.action === "deny" && rule.port !== undefined).length,
   };
 }
 
@@ -525,16 +534,11 @@ export function compileEncoded(policy: Policy, options: Omit<CompileOptions, "eg
     egressNet: (rule) => {
       egressRules++;
       if (rule.subject !== undefined) subjects.add(rule.subject);
-      const shift = (rule.subject ?? 0) << 8;
-      addNetRule(net, rule, shift | NET.EGRESS_PORT, shift | NET.EGRESS_ANY);
+      addEgressNetRule(net, rule);
     },
   });
-  for (const rule of plan.ingress.rules) addNetRule(net, rule, NET.INGRESS_PORT, NET.INGRESS_ANY);
   plan.encodedNet = {
-    ...net.batch(),
-    egressRules,
-    ingressRules: plan.ingress.rules.length,
-    ingressPortDenies: ingressPortDenies(plan.ingress.rules),
+    ...withIngress(net, plan, egressRules),
     egressSubjects: [...subjects].sort((a, b) => a - b),
   };
   return plan;
@@ -543,10 +547,6 @@ export function compileEncoded(policy: Policy, options: Omit<CompileOptions, "eg
 /** compileEncoded at this moment: rules outside their time window left out (what compileForNow gives). */
 export function compileEncodedForNow(policy: Policy): RuleSetPlan {
   return compileEncoded(policy, { now: windowClock() });
-}
-
-function ingressPortDenies(rules: readonly NetRule[]): number {
-  return rules.filter((rule) => rule.action === "deny" && rule.port !== undefined).length;
 }
 
 const ADDR_OFFSET = AEGIS_NET_KEY.fields.addr.offset;

@@ -3,7 +3,7 @@
  * policy gives a deep-equal plan, with rules numbered in the order of `policyRules` (document order within
  * each list).
  */
-import { parseCidr, unmapIpv4 } from "./cidr.ts";
+import { type Cidr, parseCidr, unmapIpv4 } from "./cidr.ts";
 import { canonicalHost } from "./host_name.ts";
 import {
   type Area,
@@ -301,8 +301,23 @@ function addRule(
 }
 
 /**
- * Adds one NetRule per family (for a rule without a cidr) and per port to `rules`; `::ffff:` networks
- * keyed as IPv4. Builds nothing on the way: a fleet policy's 100,000 rules each add one.
+ * Each network a rule stands for, with each port: both families for a rule without a cidr (`::ffff:` networks
+ * as IPv4), one per port. `first`: the first port of its network (the address is the same object for all).
+ */
+function forEachNetRule(
+  rule: NetRuleSpec,
+  visit: (network: Cidr, port: number | undefined, first: boolean) => void,
+): void {
+  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
+  for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
+    const network = unmapIpv4(parseCidr(text));
+    for (let i = 0; i < ports.length; i++) visit(network, ports[i], i === 0);
+  }
+}
+
+/**
+ * Adds one NetRule per family (for a rule without a cidr) and per port to `rules`. Builds nothing on the way:
+ * a fleet policy's 100,000 rules each add one.
  */
 function addNetRules(
   rules: NetRule[],
@@ -311,25 +326,14 @@ function addNetRules(
   action: "deny" | "allow",
   subject?: number,
 ): void {
-  const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
-  for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
-    const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
-    for (let i = 0; i < ports.length; i++) {
-      const port = ports[i];
-      // Each rule its own copy of the address: a plan is data its users may change.
-      const net: NetRule = {
-        ruleId,
-        action,
-        family,
-        addr: i === 0 ? addr : new Uint8Array(addr),
-        prefixLength,
-      };
-      if (rule.protocol) net.protocol = rule.protocol;
-      if (port !== undefined) net.port = port;
-      if (subject !== undefined) net.subject = subject;
-      rules.push(net);
-    }
-  }
+  forEachNetRule(rule, ({ family, addr, prefixLength }, port, first) => {
+    // Each rule its own copy of the address: a plan is data its users may change.
+    const net: NetRule = { ruleId, action, family, addr: first ? addr : new Uint8Array(addr), prefixLength };
+    if (rule.protocol) net.protocol = rule.protocol;
+    if (port !== undefined) net.port = port;
+    if (subject !== undefined) net.subject = subject;
+    rules.push(net);
+  });
 }
 
 /** What addNetRules would add, for one rule of the policy: handed to a sink (netRuleSink) instead. */
@@ -351,21 +355,17 @@ function netRuleSink(sink: (rule: NetRuleView) => void): NetRuleSink {
     subject: undefined,
   };
   return (rule, ruleId, action, subject) => {
-    const ports = rule.ports ?? (rule.port === undefined ? NO_PORT : [rule.port]);
-    for (const text of rule.cidr === undefined ? EVERYWHERE : [rule.cidr]) {
-      const { family, addr, prefixLength } = unmapIpv4(parseCidr(text));
-      for (let i = 0; i < ports.length; i++) {
-        sunk.ruleId = ruleId;
-        sunk.action = action;
-        sunk.family = family;
-        sunk.addr = addr;
-        sunk.prefixLength = prefixLength;
-        sunk.protocol = rule.protocol;
-        sunk.port = ports[i];
-        sunk.subject = subject;
-        sink(sunk);
-      }
-    }
+    forEachNetRule(rule, ({ family, addr, prefixLength }, port) => {
+      sunk.ruleId = ruleId;
+      sunk.action = action;
+      sunk.family = family;
+      sunk.addr = addr;
+      sunk.prefixLength = prefixLength;
+      sunk.protocol = rule.protocol;
+      sunk.port = port;
+      sunk.subject = subject;
+      sink(sunk);
+    });
   };
 }
 
